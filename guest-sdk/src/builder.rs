@@ -1,0 +1,113 @@
+//! Compiles a guest crate to a Wasm component, from a build script.
+//!
+//! ```no_run
+//! // build.rs of a crate that embeds or tests a guest:
+//! let wasm = wasmraft_guest_sdk::builder::build_component(
+//!     std::path::Path::new("../examples/kv"),
+//! ).expect("guest builds");
+//! println!("cargo:rustc-env=KV_GUEST={}", wasm.display());
+//! ```
+//!
+//! The guest is built as a `cdylib` for `wasm32-unknown-unknown` with the workspace's `guest`
+//! profile (falling back to `release`), in a target directory of its own so the outer build's
+//! lock is not contended, then wrapped into a component with `wit-component`. If the Wasm target
+//! is missing, it is installed with `rustup`, so a fresh checkout builds with plain `cargo`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+const TARGET: &str = "wasm32-unknown-unknown";
+
+/// Builds the guest crate at `crate_dir` and returns the path of the component file.
+/// Emits `cargo:rerun-if-changed` for the guest's sources, the SDK and the WIT world.
+pub fn build_component(crate_dir: &Path) -> anyhow::Result<PathBuf> {
+    let crate_dir = crate_dir.canonicalize().with_context(|| format!("guest crate {}", crate_dir.display()))?;
+    let manifest = crate_dir.join("Cargo.toml");
+    let name = package_name(&manifest)?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").context("build_component runs in a build script (OUT_DIR unset)")?);
+    let target_dir = target_dir(&out_dir).join("guests");
+
+    println!("cargo:rerun-if-changed={}", crate_dir.join("src").display());
+    println!("cargo:rerun-if-changed={}", manifest.display());
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR"));
+    println!("cargo:rerun-if-changed={}", sdk.join("src").display());
+    println!("cargo:rerun-if-changed={}", sdk.join("../proto/wit").display());
+    println!("cargo:rerun-if-changed={}", sdk.join("../proto/etcd").display());
+
+    ensure_target()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let profile = if has_guest_profile(&crate_dir) { "guest" } else { "release" };
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--lib", "--target", TARGET, "--profile", profile, "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // The outer build's settings are for the host, not for Wasm.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "CARGO_LLVM_COV", "LLVM_PROFILE_FILE"] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().context("running cargo for the guest")?;
+    if !status.success() {
+        bail!("building guest {name} for {TARGET} failed ({status})");
+    }
+    let core = target_dir.join(TARGET).join(profile).join(format!("{}.wasm", name.replace('-', "_")));
+    let module = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
+    let component = componentize(&module).with_context(|| format!("making a component of {}", core.display()))?;
+    let out = out_dir.join(format!("{name}.component.wasm"));
+    std::fs::write(&out, component).with_context(|| format!("writing {}", out.display()))?;
+    Ok(out)
+}
+
+/// Wraps a core module built with the SDK (it carries its WIT world in a custom section) into a
+/// component.
+pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
+    wit_component::ComponentEncoder::default().validate(true).module(module)?.encode()
+}
+
+fn package_name(manifest: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let mut in_package = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(rest) = line.strip_prefix("name") {
+            let value = rest.trim_start().trim_start_matches('=').trim().trim_matches('"');
+            return Ok(value.to_string());
+        }
+    }
+    bail!("no [package] name in {}", manifest.display())
+}
+
+/// The outer build's target directory (cargo marks it with CACHEDIR.TAG), so guest artifacts
+/// are cached across builds and removed by `cargo clean`.
+fn target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .find(|d| d.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| out_dir.to_path_buf())
+}
+
+fn has_guest_profile(crate_dir: &Path) -> bool {
+    crate_dir.ancestors().any(|d| {
+        std::fs::read_to_string(d.join("Cargo.toml")).map(|t| t.contains("[profile.guest]")).unwrap_or(false)
+    })
+}
+
+fn ensure_target() -> anyhow::Result<()> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib").join(TARGET).is_dir() {
+        return Ok(());
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup (needed to build Wasm guests)");
+    let status = Command::new("rustup").args(["target", "add", TARGET]).status().context("running rustup target add")?;
+    if !status.success() {
+        bail!("`rustup target add {TARGET}` failed; install the target and build again");
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Typed access to a guest's keyspace.
+
+/// The read side of the keyspace: point reads and ordered scans.
+pub trait ReadStore {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+
+    /// One page of an ordered scan over `start <= key < end` (empty `end`: no upper bound).
+    /// Returns at most `limit` pairs (0: the host's page size) and possibly fewer; an empty page
+    /// means the range is exhausted. Prefer [`ReadStore::scan`], which pages for you.
+    fn scan_page(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// All pairs in `start <= key < end` (empty `end`: no upper bound), ascending or descending,
+    /// fetched from the host a page at a time so a large range never has to fit in memory.
+    fn scan<'a>(&'a self, start: &[u8], end: &[u8], reverse: bool) -> Scan<'a, Self> {
+        Scan { store: self, start: start.to_vec(), end: end.to_vec(), reverse, page: Vec::new().into_iter(), done: false }
+    }
+
+    /// All pairs whose key starts with `prefix`.
+    fn scan_prefix<'a>(&'a self, prefix: &[u8], reverse: bool) -> Scan<'a, Self> {
+        self.scan(prefix, &prefix_end(prefix), reverse)
+    }
+}
+
+/// The write side, valid only while an entry is applied: writes, deletes and watch events, all
+/// rolled back together if the entry fails.
+pub trait Store: ReadStore {
+    fn put(&mut self, key: &[u8], value: &[u8]);
+    fn delete(&mut self, key: &[u8]);
+    /// Records an event for watchers of this entry (delivered only if the entry succeeds).
+    fn emit(&mut self, event: &[u8]);
+}
+
+/// The smallest key greater than every key starting with `prefix`; empty (no upper bound) when
+/// the prefix is all 0xff or empty.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    Vec::new()
+}
+
+/// Pages through a range; see [`ReadStore::scan`].
+pub struct Scan<'a, S: ?Sized> {
+    store: &'a S,
+    /// The unread part of the range: `start` moves up in ascending scans, `end` down in
+    /// descending ones.
+    start: Vec<u8>,
+    end: Vec<u8>,
+    reverse: bool,
+    page: std::vec::IntoIter<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+/// Pairs fetched per host call: large enough to amortize the boundary crossing, small enough
+/// that a scan stopped early (a `limit`) wastes little.
+const PAGE: u32 = 256;
+
+impl<S: ReadStore + ?Sized> Iterator for Scan<'_, S> {
+    type Item = (Vec<u8>, Vec<u8>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.page.next() {
+                return Some(item);
+            }
+            if self.done {
+                return None;
+            }
+            if !self.end.is_empty() && self.start >= self.end {
+                self.done = true;
+                return None;
+            }
+            let page = self.store.scan_page(&self.start, &self.end, PAGE, self.reverse);
+            match page.last() {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some((last, _)) => {
+                    if self.reverse {
+                        // Nothing sorts below the empty key, and an empty `end` would mean
+                        // "unbounded" again.
+                        self.done = last.is_empty();
+                        self.end = last.clone();
+                    } else {
+                        // The successor of `last` in byte order.
+                        self.start = last.clone();
+                        self.start.push(0);
+                    }
+                }
+            }
+            self.page = page.into_iter();
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! What the client API sees of a member: propose, read barriers, local queries, status.
+
+use std::sync::Arc;
+
+/// Why a request did not get a guest's answer. The API layer turns these into etcd's errors.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum NodeError {
+    /// The guest returned `Err`, trapped, or ran out of fuel or memory; its text is for the client
+    /// (for the KV guest it is etcd's error text, such as
+    /// "etcdserver: mvcc: required revision has been compacted").
+    #[error("{0}")]
+    Guest(String),
+    /// No result within the request timeout (etcd: "etcdserver: request timed out").
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// Apply has fallen too far behind commit (etcd: "etcdserver: too many requests").
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    /// The encoded proposal is larger than --max-request-bytes.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// The member is shutting down.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// There is no leader to order the request.
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// A local failure (storage, runtime) that is not the client's fault.
+    #[error("wasmraft: internal error: {0}")]
+    Internal(String),
+}
+
+/// A snapshot of the member's raft and storage state, for Maintenance.Status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub cluster_id: u64,
+    pub member_id: u64,
+    /// 0 when there is no known leader.
+    pub leader: u64,
+    pub raft_term: u64,
+    /// The raft commit index.
+    pub raft_index: u64,
+    pub raft_applied_index: u64,
+    /// Bytes on disk of the member's databases (log and state).
+    pub db_size: u64,
+    pub is_learner: bool,
+}
+
+/// The name, version and APIs of the guest that answers this member's requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActiveGuest {
+    pub name: String,
+    pub version: String,
+    pub apis: Vec<String>,
+    /// sha256 of the component, hex.
+    pub hash: String,
+}
+
+/// The member, as the client API uses it. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) inner: Arc<super::Shared>,
+}
