@@ -11,15 +11,41 @@ pub trait ReadStore {
 
     /// All pairs in `start <= key < end` (empty `end`: no upper bound), ascending or descending,
     /// fetched from the host a page at a time so a large range never has to fit in memory.
-    fn scan<'a>(&'a self, start: &[u8], end: &[u8], reverse: bool) -> Scan<'a, Self> {
-        Scan { store: self, start: start.to_vec(), end: end.to_vec(), reverse, page: Vec::new().into_iter(), done: false }
+    ///
+    /// (`where Self: Sized` keeps the trait usable as `dyn ReadStore`; on the `dyn` types, which
+    /// is what a guest is handed, the inherent methods below provide the same calls.)
+    fn scan<'a>(&'a self, start: &[u8], end: &[u8], reverse: bool) -> Scan<'a, Self>
+    where
+        Self: Sized,
+    {
+        Scan::new(self, start, end, reverse)
     }
 
     /// All pairs whose key starts with `prefix`.
-    fn scan_prefix<'a>(&'a self, prefix: &[u8], reverse: bool) -> Scan<'a, Self> {
-        self.scan(prefix, &prefix_end(prefix), reverse)
+    fn scan_prefix<'a>(&'a self, prefix: &[u8], reverse: bool) -> Scan<'a, Self>
+    where
+        Self: Sized,
+    {
+        Scan::new(self, prefix, &prefix_end(prefix), reverse)
     }
 }
+
+/// [`ReadStore::scan`] for the trait objects guests receive.
+macro_rules! dyn_scan {
+    ($($ty:ty),*) => {$(
+        impl<'s> $ty {
+            /// See [`ReadStore::scan`].
+            pub fn scan<'a>(&'a self, start: &[u8], end: &[u8], reverse: bool) -> Scan<'a, $ty> {
+                Scan::new(self, start, end, reverse)
+            }
+            /// See [`ReadStore::scan_prefix`].
+            pub fn scan_prefix<'a>(&'a self, prefix: &[u8], reverse: bool) -> Scan<'a, $ty> {
+                Scan::new(self, prefix, &prefix_end(prefix), reverse)
+            }
+        }
+    )*};
+}
+dyn_scan!(dyn ReadStore + 's, dyn Store + 's);
 
 /// The write side, valid only while an entry is applied: writes, deletes and watch events, all
 /// rolled back together if the entry fails.
@@ -58,6 +84,12 @@ pub struct Scan<'a, S: ?Sized> {
 /// Pairs fetched per host call: large enough to amortize the boundary crossing, small enough
 /// that a scan stopped early (a `limit`) wastes little.
 const PAGE: u32 = 256;
+
+impl<'a, S: ReadStore + ?Sized> Scan<'a, S> {
+    fn new(store: &'a S, start: &[u8], end: &[u8], reverse: bool) -> Self {
+        Scan { store, start: start.to_vec(), end: end.to_vec(), reverse, page: Vec::new().into_iter(), done: false }
+    }
+}
 
 impl<S: ReadStore + ?Sized> Iterator for Scan<'_, S> {
     type Item = (Vec<u8>, Vec<u8>);
