@@ -1,1 +1,74 @@
-//! placeholder until written
+//! # wasmraft-kv-guest
+//!
+//! etcd 3.4's MVCC key-value store as a wasmraft guest: with it, a wasmraft cluster answers
+//! etcd's KV API (Range, Put, DeleteRange, Txn, Compact) exactly as etcd 3.4 does — revisions,
+//! versions, history reads, compaction, transactions, error texts. The host knows nothing of
+//! this: it hands [`KvGuest`] encoded `etcdserverpb.InternalRaftRequest`s (`apply`) and
+//! `RangeRequest`s (`query`) and returns the encoded response messages to clients, filling in
+//! cluster id, member id and raft term.
+//!
+//! Every entry runs in a fresh instance, so all state is in the store. Each module mirrors one
+//! piece of etcd (`etcdserver/apply.go`, `mvcc/kvstore_txn.go`, `mvcc/key_index.go`, …) and
+//! says where it does what etcd does and why.
+//!
+//! ## Storage layout
+//!
+//! Single-byte table prefixes, then a `/`:
+//!
+//! | key | value | what for |
+//! |---|---|---|
+//! | `m/revision` | i64 BE | the current revision (absent: 1, etcd's starting revision) |
+//! | `m/compacted` | i64 BE | the last compaction's revision (absent: -1, never compacted) |
+//! | `l/<key>` | `mvccpb.KeyValue` | every live key's current value: reads at the current revision, counts, and the create revision / version a put carries on from |
+//! | `i/<escaped key><main><sub>` | `p` + `mvccpb.KeyValue`, or `t` (tombstone) | each key's history in revision order: reads at past revisions take the newest change at or below the revision |
+//! | `r/<main><sub>` | `p` or `t`, + key | the revision log: which key changed at each revision; compaction walks it, and so can a watch replay |
+//! | `L/<lease id BE>` | (lease record) | the lease table, written by the lessor in a later issue; puts look leases up here |
+//!
+//! Revisions are `(main, sub)` as in etcd, each 8 bytes big-endian, so byte order is revision
+//! order. In `i/` the user key is escaped (`00` → `00 FF`, then a `00 00` terminator) so that
+//! concatenating a revision keeps key order and a user range `[a, b)` is the stored range
+//! `[i/esc(a), i/esc(b))`. The live value is stored twice (`l/` and `i/`): the price of answering
+//! the common read — at the current revision — with one scan of exactly the live keys.
+//!
+//! Every write also emits an `mvccpb.Event` (PUT with the new KeyValue, or DELETE with the key
+//! and the delete's revision), with `prev_kv` set to the key's value before the entry's
+//! transaction, as etcd's watchers see it.
+
+mod apply;
+mod compact;
+mod compare;
+mod delete;
+pub mod errors;
+pub mod layout;
+mod lease;
+mod meta;
+mod pager;
+mod put;
+mod range;
+mod read;
+mod record;
+pub mod revision;
+mod sort;
+mod txn;
+mod write;
+
+use wasmraft_guest_sdk::{ApplyContext, GuestInfo, ReadStore, StateMachine, Store};
+
+/// The etcd KV state machine.
+pub struct KvGuest;
+
+impl StateMachine for KvGuest {
+    fn info() -> GuestInfo {
+        GuestInfo::new("etcd-kv", env!("CARGO_PKG_VERSION")).with_api(wasmraft_guest_sdk::API_ETCD_KV)
+    }
+
+    fn apply(_ctx: &ApplyContext, store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {
+        apply::apply(store, command)
+    }
+
+    fn query(store: &dyn ReadStore, request: &[u8]) -> Result<Vec<u8>, String> {
+        apply::query(store, request)
+    }
+}
+
+wasmraft_guest_sdk::export_guest!(KvGuest);

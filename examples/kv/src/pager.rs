@@ -1,0 +1,72 @@
+//! A forward scan that can jump ahead. The SDK's `scan` iterator is enough for plain walks, but
+//! reads at a past revision want to skip the rest of a key's history once they have passed the
+//! revision they read at, without fetching it.
+
+use std::collections::VecDeque;
+
+use wasmraft_guest_sdk::{ReadStore, prefix_end};
+
+use crate::layout::successor;
+
+pub struct Pager<'a> {
+    store: &'a dyn ReadStore,
+    /// The first key not fetched yet.
+    start: Vec<u8>,
+    end: Vec<u8>,
+    page: VecDeque<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+impl<'a> Pager<'a> {
+    /// Pairs with `start <= key < end` (empty `end`: unbounded), ascending.
+    pub fn new(store: &'a dyn ReadStore, start: Vec<u8>, end: Vec<u8>) -> Self {
+        Pager { store, start, end, page: VecDeque::new(), done: false }
+    }
+
+    pub fn next_pair(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+        loop {
+            if let Some(pair) = self.page.pop_front() {
+                return Some(pair);
+            }
+            self.fetch()?;
+        }
+    }
+
+    /// Skips every remaining pair whose key starts with `prefix`, fetching nothing more than
+    /// needed: pairs already fetched are dropped, and if the page runs out the scan restarts
+    /// after the prefix.
+    pub fn skip_prefix(&mut self, prefix: &[u8]) {
+        while self.page.front().is_some_and(|(k, _)| k.starts_with(prefix)) {
+            self.page.pop_front();
+        }
+        if self.page.is_empty() && !self.done {
+            let after = prefix_end(prefix);
+            if after.is_empty() {
+                self.done = true;
+            } else if after > self.start {
+                self.start = after;
+            }
+        }
+    }
+
+    /// Fetches the next page; `None` when the range is exhausted.
+    fn fetch(&mut self) -> Option<()> {
+        if self.done || (!self.end.is_empty() && self.start >= self.end) {
+            self.done = true;
+            return None;
+        }
+        // Limit 0: the host picks the page size (and its byte budget may shorten it).
+        let page = self.store.scan_page(&self.start, &self.end, 0, false);
+        match page.last() {
+            None => {
+                self.done = true;
+                None
+            }
+            Some((last, _)) => {
+                self.start = successor(last);
+                self.page = page.into();
+                Some(())
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! A write transaction: etcd's `storeTxnWrite`. Every change it makes gets main revision
+//! `begin + 1` and the next sub revision; the store's revision moves to `begin + 1` when it
+//! finishes, and only if something changed.
+//!
+//! Each change updates three tables at once — the key's history (`i/`), the revision log
+//! (`r/`) and the live table (`l/`) — and emits its watch event. The event's `prev_kv` is the
+//! key as it was *before the transaction* (what etcd's watch server reads at `revision - 1`),
+//! so two writes to one key in a transaction both report the pre-transaction value.
+
+use std::collections::BTreeSet;
+
+use prost::Message;
+use wasmraft_guest_sdk::{ReadStore, Store};
+use wasmraft_proto::mvccpb::{Event, KeyValue, event::EventType};
+
+use crate::errors::corrupt;
+use crate::layout::{Span, index_key, live_key, parse_live_key, revision_key, successor};
+use crate::meta::{View, compacted_revision, current_revision, set_current_revision};
+use crate::read::{decode_kv, get, get_live};
+use crate::record::{PUT, TOMBSTONE, encode_put, encode_revision_entry, encode_tombstone};
+use crate::revision::Revision;
+
+pub struct WriteTxn<'s> {
+    store: &'s mut dyn Store,
+    /// The store's revision when the transaction began; it writes `begin + 1`.
+    begin: i64,
+    compacted: i64,
+    /// Changes so far: the next sub revision.
+    changes: i64,
+    /// Keys written so far. A key's first write finds its pre-transaction value live; later
+    /// writes look it up in the history at `begin` (holding keys, not values, keeps a large
+    /// transaction's memory small).
+    touched: BTreeSet<Vec<u8>>,
+}
+
+impl<'s> WriteTxn<'s> {
+    pub fn begin(store: &'s mut dyn Store) -> Result<Self, String> {
+        let begin = current_revision(&*store)?;
+        let compacted = compacted_revision(&*store)?;
+        Ok(WriteTxn { store, begin, compacted, changes: 0, touched: BTreeSet::new() })
+    }
+
+    /// The revision reads see and responses report: `begin + 1` once something changed.
+    pub fn current(&self) -> i64 {
+        if self.changes > 0 { self.begin + 1 } else { self.begin }
+    }
+
+    pub fn view(&self) -> View {
+        View { current: self.current(), compacted: self.compacted }
+    }
+
+    pub fn store(&self) -> &dyn ReadStore {
+        &*self.store
+    }
+
+    /// Sets `key`; returns the new KeyValue. Create revision and version carry on from the
+    /// key's live value (including one written earlier in this transaction).
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<KeyValue, String> {
+        let rev = self.next_revision();
+        let prev = get_live(self.store(), key)?;
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
+            mod_revision: rev.main,
+            version: prev.as_ref().map_or(0, |p| p.version) + 1,
+            value,
+            lease,
+        };
+        let encoded = kv.encode_to_vec();
+        self.store.put(&index_key(key, rev), &encode_put(&encoded));
+        self.store.put(&revision_key(rev), &encode_revision_entry(PUT, key));
+        self.store.put(&live_key(key), &encoded);
+        let prev_kv = self.before_txn(key, prev)?;
+        self.emit(EventType::Put, kv.clone(), prev_kv);
+        Ok(kv)
+    }
+
+    /// Deletes every live key in `span`, in key order; returns how many, and the deleted
+    /// KeyValues if `keep` (else the list stays empty, so a large delete holds no values).
+    pub fn delete_range(&mut self, span: &Span, keep: bool) -> Result<(i64, Vec<KeyValue>), String> {
+        let mut deleted = Vec::new();
+        let mut count = 0;
+        if let Span::Single(key) = span {
+            if let Some(kv) = get_live(self.store(), key)? {
+                self.delete(kv, keep, &mut deleted)?;
+                count += 1;
+            }
+            return Ok((count, deleted));
+        }
+        // Deleting while paging: a page is read, then deleted, then the scan resumes after it.
+        let (mut start, end) = span.live_range();
+        loop {
+            if start >= end {
+                break;
+            }
+            let page = self.store.scan_page(&start, &end, 0, false);
+            let Some((last, _)) = page.last() else { break };
+            start = successor(last);
+            for (stored, bytes) in page {
+                let kv = decode_kv(&bytes)?;
+                if parse_live_key(&stored) != Some(kv.key.as_slice()) {
+                    return Err(corrupt("live entry under the wrong key"));
+                }
+                self.delete(kv, keep, &mut deleted)?;
+                count += 1;
+            }
+        }
+        Ok((count, deleted))
+    }
+
+    /// Tombstones a live key (`prev`, its live value), adding it to `deleted` if `keep`.
+    fn delete(&mut self, prev: KeyValue, keep: bool, deleted: &mut Vec<KeyValue>) -> Result<(), String> {
+        let rev = self.next_revision();
+        let key = prev.key.clone();
+        self.store.put(&index_key(&key, rev), &encode_tombstone());
+        self.store.put(&revision_key(rev), &encode_revision_entry(TOMBSTONE, &key));
+        self.store.delete(&live_key(&key));
+        if keep {
+            deleted.push(prev.clone());
+        }
+        let prev_kv = self.before_txn(&key, Some(prev))?;
+        let kv = KeyValue { key, mod_revision: rev.main, ..Default::default() };
+        self.emit(EventType::Delete, kv, prev_kv);
+        Ok(())
+    }
+
+    /// `key` as it was when the transaction began, given `live`, its value just before the
+    /// current write.
+    fn before_txn(&mut self, key: &[u8], live: Option<KeyValue>) -> Result<Option<KeyValue>, String> {
+        if self.touched.insert(key.to_vec()) {
+            return Ok(live);
+        }
+        get(self.store(), key, self.begin, self.begin + 1)
+    }
+
+    fn next_revision(&mut self) -> Revision {
+        let rev = Revision::new(self.begin + 1, self.changes);
+        self.changes += 1;
+        rev
+    }
+
+    fn emit(&mut self, kind: EventType, kv: KeyValue, prev_kv: Option<KeyValue>) {
+        let event = Event { r#type: kind as i32, kv: Some(kv), prev_kv };
+        self.store.emit(&event.encode_to_vec());
+    }
+
+    /// Commits the revision; returns the store's revision afterwards.
+    pub fn finish(self) -> i64 {
+        let current = self.current();
+        if self.changes > 0 {
+            set_current_revision(self.store, current);
+        }
+        current
+    }
+}
