@@ -1,0 +1,142 @@
+//! The KV service: etcd's `kvServer` (v3rpc/key.go) with the raft side of etcd's `EtcdServer`
+//! (v3_server.go) replaced by the node and the guest.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tonic::{Request, Response, Status};
+use wasmraft_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
+    TxnResponse, kv_server::Kv,
+};
+
+use super::{Api, errors, header, validate};
+
+pub struct KvService {
+    api: Arc<Api>,
+}
+
+impl KvService {
+    pub(super) fn new(api: Arc<Api>) -> Self {
+        Self { api }
+    }
+
+    /// Sets the member's fields of a response header, as etcd's `hdr.fill` does after every call.
+    fn fill(&self, h: &mut Option<wasmraft_proto::etcdserverpb::ResponseHeader>) {
+        header::fill(&self.api.node, h);
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    /// A linearizable range waits for a ReadIndex barrier and then reads this member's state; a
+    /// serializable one reads the state as it is, and is the only KV call a learner serves.
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        self.api
+            .check_member(&request, request.get_ref().serializable)?;
+        self.api.require_kv_guest()?;
+        let r = request.into_inner();
+        validate::check_range(&r)?;
+        if !r.serializable {
+            self.api.node.read_barrier().await?;
+        }
+        let answer = self.api.node.query(r.encode_to_vec()).await?;
+        let mut resp = RangeResponse::decode(answer.as_slice())
+            .map_err(|e| errors::bad_guest_response("RangeResponse", e))?;
+        self.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        self.api.check_member(&request, false)?;
+        self.api.require_kv_guest()?;
+        let r = request.into_inner();
+        validate::check_put(&r)?;
+        let mut resp: PutResponse = self
+            .api
+            .propose(
+                InternalRaftRequest {
+                    put: Some(r),
+                    ..Default::default()
+                },
+                "PutResponse",
+            )
+            .await?;
+        self.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        self.api.check_member(&request, false)?;
+        self.api.require_kv_guest()?;
+        let r = request.into_inner();
+        validate::check_delete(&r)?;
+        let mut resp: DeleteRangeResponse = self
+            .api
+            .propose(
+                InternalRaftRequest {
+                    delete_range: Some(r),
+                    ..Default::default()
+                },
+                "DeleteRangeResponse",
+            )
+            .await?;
+        self.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    /// Every txn goes through the log, read-only ones included. etcd answers a read-only txn
+    /// locally after a ReadIndex barrier (or without one when all its ranges are serializable);
+    /// the KV guest's `query` takes only a `RangeRequest`, so here such a txn costs a log entry.
+    /// The result is the same (the txn reads the state as of its place in the log, which is at
+    /// least as new as the barrier would give) and it does not change any revision.
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        self.api.check_member(&request, false)?;
+        self.api.require_kv_guest()?;
+        let r = request.into_inner();
+        validate::check_txn(&r, self.api.limits.max_txn_ops)?;
+        let mut resp: TxnResponse = self
+            .api
+            .propose(
+                InternalRaftRequest {
+                    txn: Some(r),
+                    ..Default::default()
+                },
+                "TxnResponse",
+            )
+            .await?;
+        self.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    /// etcd makes no API-level checks on a compaction; the guest refuses a compacted or future
+    /// revision. A "physical" compaction needs no extra wait here: the guest compacts inside the
+    /// entry's apply, so it is done when the answer comes back.
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        self.api.check_member(&request, false)?;
+        self.api.require_kv_guest()?;
+        let r = request.into_inner();
+        let mut resp: CompactionResponse = self
+            .api
+            .propose(
+                InternalRaftRequest {
+                    compaction: Some(r),
+                    ..Default::default()
+                },
+                "CompactionResponse",
+            )
+            .await?;
+        self.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+}

@@ -1,0 +1,242 @@
+//! etcd's v3 gRPC client API (`etcdserverpb`), served over the member's [`NodeHandle`].
+//!
+//! This layer does what etcd's `etcdserver/api/v3rpc` package does: it checks requests the way
+//! etcd checks them before they reach raft, wraps writes in etcd's `InternalRaftRequest` and
+//! proposes them, serves reads through a ReadIndex barrier (or none, for serializable reads) and
+//! the guest's `query`, fills response headers, and turns failures into etcd's gRPC statuses with
+//! etcd's exact texts. The semantics of keys, revisions and leases belong to the guest.
+//!
+//! Services: KV (all of it) and Maintenance (`Status`; the other calls answer `Unimplemented` for
+//! now). Watch, Lease, Cluster and Auth come later.
+
+mod errors;
+mod header;
+mod kv;
+mod maintenance;
+mod validate;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use wasmraft_proto::etcdserverpb::kv_server::KvServer;
+use wasmraft_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+
+pub use errors::{EtcdError, guest_error, node_error};
+
+use crate::node::NodeHandle;
+
+/// What a guest lists in its `apis` when it serves etcd's KV API with etcd's encodings
+/// (`InternalRaftRequest` commands, `RangeRequest` queries).
+pub const ETCD_KV_API: &str = "etcd.v3.kv";
+
+/// The etcd version Maintenance.Status reports. wasmraft speaks etcd 3.4's v3 API, and clients
+/// (etcdctl, clientv3) read this field to decide what the server supports, so it names the etcd
+/// release whose API behaviour wasmraft reproduces rather than wasmraft's own version.
+pub const ETCD_VERSION: &str = "3.4.23";
+
+/// etcd's allowance for gRPC framing on top of --max-request-bytes (v3rpc's `grpcOverheadBytes`):
+/// a request message may be this much larger than the largest proposal, so that the too-large
+/// case is answered with etcd's "request is too large" rather than a gRPC decoding error.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// etcd's send limit (v3rpc's `maxSendBytes`, math.MaxInt32): responses are effectively unbounded.
+const MAX_SEND_BYTES: usize = i32::MAX as usize;
+
+/// etcd's server keepalive defaults (--grpc-keepalive-interval, --grpc-keepalive-timeout): ping an
+/// idle client after 2 hours, drop it when the ping is not answered within 20 seconds.
+const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 60 * 60);
+const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// TCP keepalive on accepted connections: Go's listener default, which etcd inherits.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Request limits, from etcd's flags of the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// --max-request-bytes: the largest encoded proposal (`InternalRaftRequest`) accepted.
+    pub max_request_bytes: usize,
+    /// --max-txn-ops: the most operations in each of a txn's compare, success and failure lists.
+    pub max_txn_ops: usize,
+}
+
+impl Default for ApiLimits {
+    /// etcd 3.4's defaults: 1.5 MiB and 128.
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1536 * 1024,
+            max_txn_ops: 128,
+        }
+    }
+}
+
+/// What every service of this layer shares.
+struct Api {
+    node: NodeHandle,
+    limits: ApiLimits,
+    request_ids: header::RequestIds,
+}
+
+/// Serves etcd's v3 gRPC API for `node` on every listener until `shutdown` completes, then stops
+/// accepting and waits for the open connections to finish their calls.
+///
+/// One server accepts from all listeners (they serve the same API). Accept errors that concern
+/// one connection are skipped; others (such as running out of file descriptors) are logged and
+/// retried with a backoff from 5 ms to 1 s, as Go's HTTP server (and so etcd) does, instead of
+/// spinning or giving up.
+pub async fn serve(
+    node: NodeHandle,
+    limits: ApiLimits,
+    listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if listeners.is_empty() {
+        bail!("no client listeners: the etcd v3 API needs at least one address to serve on");
+    }
+    let addrs: Vec<String> = listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .map_or_else(|e| format!("<{e}>"), |a| a.to_string())
+        })
+        .collect();
+
+    let api = Arc::new(Api {
+        request_ids: header::RequestIds::from_clock(node.member_id()),
+        node,
+        limits,
+    });
+    let max_decoding = limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
+    let kv = KvServer::new(kv::KvService::new(api.clone()))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(MAX_SEND_BYTES);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(api))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(MAX_SEND_BYTES);
+
+    let incoming = futures::stream::select_all(listeners.into_iter().map(accept_with_backoff));
+
+    tracing::info!(addresses = ?addrs, "serving the etcd v3 gRPC client API");
+    Server::builder()
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+        // etcd's --max-concurrent-streams default is unlimited; clientv3 multiplexes every watch
+        // and keepalive stream of a client over one connection.
+        .max_concurrent_streams(u32::MAX)
+        .add_service(kv)
+        .add_service(maintenance)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .with_context(|| format!("serving the etcd v3 gRPC API on {}", addrs.join(", ")))
+}
+
+/// The connections a listener accepts, with TCP_NODELAY and keepalive set, never yielding an
+/// error: see [`serve`] for how errors are handled.
+fn accept_with_backoff(listener: TcpListener) -> BoxStream<'static, io::Result<TcpStream>> {
+    const FIRST_DELAY: Duration = Duration::from_millis(5);
+    const MAX_DELAY: Duration = Duration::from_secs(1);
+
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(TCP_KEEPALIVE));
+    futures::stream::unfold((incoming, Duration::ZERO), |(mut incoming, mut delay)| async move {
+        loop {
+            match incoming.next().await? {
+                Ok(stream) => return Some((Ok(stream), (incoming, Duration::ZERO))),
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    delay = if delay.is_zero() { FIRST_DELAY } else { (delay * 2).min(MAX_DELAY) };
+                    tracing::warn!(error = %e, retry_in = ?delay, "accepting a client connection failed");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Errors about one would-be connection (the client went away before we accepted it), not about
+/// the listener.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::TimedOut
+    )
+}
+
+impl Api {
+    /// The checks etcd's unary interceptor makes before any handler runs
+    /// (v3rpc/interceptor.go): a learner serves only serializable reads and Status, and a client
+    /// that asked for a leader (metadata `hasleader: true`, clientv3's `WithRequireLeader`) gets
+    /// "no leader" when there is none.
+    fn check_member<T>(
+        &self,
+        request: &tonic::Request<T>,
+        learner_may_serve: bool,
+    ) -> Result<(), tonic::Status> {
+        let require_leader = request
+            .metadata()
+            .get(METADATA_REQUIRE_LEADER_KEY)
+            .is_some_and(|v| v.as_bytes() == b"true");
+        if learner_may_serve && !require_leader {
+            return Ok(());
+        }
+        let status = self.node.status();
+        if !learner_may_serve && status.is_learner {
+            return Err(errors::NOT_SUPPORTED_FOR_LEARNER.into());
+        }
+        if require_leader && status.leader == 0 {
+            return Err(errors::NO_LEADER.into());
+        }
+        Ok(())
+    }
+
+    /// Refuses the call when the active guest does not speak etcd's KV encodings: its commands
+    /// and queries would be meaningless to it.
+    fn require_kv_guest(&self) -> Result<(), tonic::Status> {
+        let guest = self.node.active_guest();
+        if guest.apis.iter().any(|a| a == ETCD_KV_API) {
+            Ok(())
+        } else {
+            Err(tonic::Status::failed_precondition(format!(
+                "wasmraft: the active guest {} {} does not serve the etcd KV API",
+                guest.name, guest.version
+            )))
+        }
+    }
+
+    /// Proposes `request` through the log as etcd does (with a request header carrying a fresh
+    /// request id, refused when larger than --max-request-bytes) and decodes the guest's answer.
+    async fn propose<R: prost::Message + Default>(
+        &self,
+        mut request: wasmraft_proto::etcdserverpb::InternalRaftRequest,
+        response_name: &str,
+    ) -> Result<R, tonic::Status> {
+        request.header = Some(wasmraft_proto::etcdserverpb::RequestHeader {
+            id: self.request_ids.next(),
+            ..Default::default()
+        });
+        let command = prost::Message::encode_to_vec(&request);
+        if command.len() > self.limits.max_request_bytes {
+            return Err(errors::REQUEST_TOO_LARGE.into());
+        }
+        let answer = self.node.propose(command).await?;
+        R::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response(response_name, e))
+    }
+}
+
+/// etcd's metadata key for "answer only if there is a leader" (rpctypes.MetadataRequireLeaderKey).
+const METADATA_REQUIRE_LEADER_KEY: &str = "hasleader";
