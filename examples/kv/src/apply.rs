@@ -40,14 +40,16 @@ pub fn apply(store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {
     }
     Err(match unsupported(&req) {
         Some(name) => format!("wasmraft: the etcd-kv guest does not support {name} yet"),
-        None => "wasmraft: the etcd-kv guest got an InternalRaftRequest with no request in it".to_string(),
+        None => "wasmraft: the etcd-kv guest got an InternalRaftRequest with no request in it"
+            .to_string(),
     })
 }
 
 /// Answers an encoded `RangeRequest` read-only; returns the encoded `RangeResponse`.
 pub fn query(store: &dyn ReadStore, request: &[u8]) -> Result<Vec<u8>, String> {
-    let req = RangeRequest::decode(request)
-        .map_err(|e| format!("wasmraft: the etcd-kv guest cannot decode the query as an etcd RangeRequest: {e}"))?;
+    let req = RangeRequest::decode(request).map_err(|e| {
+        format!("wasmraft: the etcd-kv guest cannot decode the query as an etcd RangeRequest: {e}")
+    })?;
     let view = View::load(store)?;
     Ok(range(store, &req, view)?.encode_to_vec())
 }
@@ -66,7 +68,10 @@ fn unsupported(req: &InternalRaftRequest) -> Option<&'static str> {
         ("auth_user_add", req.auth_user_add.is_some()),
         ("auth_user_delete", req.auth_user_delete.is_some()),
         ("auth_user_get", req.auth_user_get.is_some()),
-        ("auth_user_change_password", req.auth_user_change_password.is_some()),
+        (
+            "auth_user_change_password",
+            req.auth_user_change_password.is_some(),
+        ),
         ("auth_user_grant_role", req.auth_user_grant_role.is_some()),
         ("auth_user_revoke_role", req.auth_user_revoke_role.is_some()),
         ("auth_user_list", req.auth_user_list.is_some()),
@@ -74,8 +79,14 @@ fn unsupported(req: &InternalRaftRequest) -> Option<&'static str> {
         ("auth_role_add", req.auth_role_add.is_some()),
         ("auth_role_delete", req.auth_role_delete.is_some()),
         ("auth_role_get", req.auth_role_get.is_some()),
-        ("auth_role_grant_permission", req.auth_role_grant_permission.is_some()),
-        ("auth_role_revoke_permission", req.auth_role_revoke_permission.is_some()),
+        (
+            "auth_role_grant_permission",
+            req.auth_role_grant_permission.is_some(),
+        ),
+        (
+            "auth_role_revoke_permission",
+            req.auth_role_revoke_permission.is_some(),
+        ),
     ];
     kinds.iter().find(|(_, set)| *set).map(|(name, _)| *name)
 }

@@ -16,12 +16,23 @@ pub enum Context {
     InTxn,
 }
 
-pub fn put(txn: &mut WriteTxn<'_>, req: &PutRequest, context: Context) -> Result<PutResponse, String> {
-    if context == Context::Standalone && req.lease != NO_LEASE && !lease::exists(txn.store(), req.lease) {
+pub fn put(
+    txn: &mut WriteTxn<'_>,
+    req: &PutRequest,
+    context: Context,
+) -> Result<PutResponse, String> {
+    if context == Context::Standalone
+        && req.lease != NO_LEASE
+        && !lease::exists(txn.store(), req.lease)
+    {
         return Err(LEASE_NOT_FOUND.into());
     }
     // The previous value, as this transaction sees it (its own earlier writes included).
-    let prev = if req.ignore_value || req.ignore_lease || req.prev_kv { get_live(txn.store(), &req.key)? } else { None };
+    let prev = if req.ignore_value || req.ignore_lease || req.prev_kv {
+        get_live(txn.store(), &req.key)?
+    } else {
+        None
+    };
     if (req.ignore_value || req.ignore_lease) && prev.is_none() {
         // Inside a transaction this is the case etcd's checks cannot see coming (the key was
         // deleted by an earlier operation of the same transaction); etcd panics there, we fail
@@ -37,5 +48,8 @@ pub fn put(txn: &mut WriteTxn<'_>, req: &PutRequest, context: Context) -> Result
         _ => req.lease,
     };
     txn.put(&req.key, value, lease)?;
-    Ok(PutResponse { header: header(txn.current()), prev_kv: if req.prev_kv { prev } else { None } })
+    Ok(PutResponse {
+        header: header(txn.current()),
+        prev_kv: if req.prev_kv { prev } else { None },
+    })
 }

@@ -37,16 +37,29 @@ impl<'s> WriteTxn<'s> {
     pub fn begin(store: &'s mut dyn Store) -> Result<Self, String> {
         let begin = current_revision(&*store)?;
         let compacted = compacted_revision(&*store)?;
-        Ok(WriteTxn { store, begin, compacted, changes: 0, touched: BTreeSet::new() })
+        Ok(WriteTxn {
+            store,
+            begin,
+            compacted,
+            changes: 0,
+            touched: BTreeSet::new(),
+        })
     }
 
     /// The revision reads see and responses report: `begin + 1` once something changed.
     pub fn current(&self) -> i64 {
-        if self.changes > 0 { self.begin + 1 } else { self.begin }
+        if self.changes > 0 {
+            self.begin + 1
+        } else {
+            self.begin
+        }
     }
 
     pub fn view(&self) -> View {
-        View { current: self.current(), compacted: self.compacted }
+        View {
+            current: self.current(),
+            compacted: self.compacted,
+        }
     }
 
     pub fn store(&self) -> &dyn ReadStore {
@@ -68,7 +81,8 @@ impl<'s> WriteTxn<'s> {
         };
         let encoded = kv.encode_to_vec();
         self.store.put(&index_key(key, rev), &encode_put(&encoded));
-        self.store.put(&revision_key(rev), &encode_revision_entry(PUT, key));
+        self.store
+            .put(&revision_key(rev), &encode_revision_entry(PUT, key));
         self.store.put(&live_key(key), &encoded);
         let prev_kv = self.before_txn(key, prev)?;
         self.emit(EventType::Put, kv.clone(), prev_kv);
@@ -77,7 +91,11 @@ impl<'s> WriteTxn<'s> {
 
     /// Deletes every live key in `span`, in key order; returns how many, and the deleted
     /// KeyValues if `keep` (else the list stays empty, so a large delete holds no values).
-    pub fn delete_range(&mut self, span: &Span, keep: bool) -> Result<(i64, Vec<KeyValue>), String> {
+    pub fn delete_range(
+        &mut self,
+        span: &Span,
+        keep: bool,
+    ) -> Result<(i64, Vec<KeyValue>), String> {
         let mut deleted = Vec::new();
         let mut count = 0;
         if let Span::Single(key) = span {
@@ -109,24 +127,38 @@ impl<'s> WriteTxn<'s> {
     }
 
     /// Tombstones a live key (`prev`, its live value), adding it to `deleted` if `keep`.
-    fn delete(&mut self, prev: KeyValue, keep: bool, deleted: &mut Vec<KeyValue>) -> Result<(), String> {
+    fn delete(
+        &mut self,
+        prev: KeyValue,
+        keep: bool,
+        deleted: &mut Vec<KeyValue>,
+    ) -> Result<(), String> {
         let rev = self.next_revision();
         let key = prev.key.clone();
         self.store.put(&index_key(&key, rev), &encode_tombstone());
-        self.store.put(&revision_key(rev), &encode_revision_entry(TOMBSTONE, &key));
+        self.store
+            .put(&revision_key(rev), &encode_revision_entry(TOMBSTONE, &key));
         self.store.delete(&live_key(&key));
         if keep {
             deleted.push(prev.clone());
         }
         let prev_kv = self.before_txn(&key, Some(prev))?;
-        let kv = KeyValue { key, mod_revision: rev.main, ..Default::default() };
+        let kv = KeyValue {
+            key,
+            mod_revision: rev.main,
+            ..Default::default()
+        };
         self.emit(EventType::Delete, kv, prev_kv);
         Ok(())
     }
 
     /// `key` as it was when the transaction began, given `live`, its value just before the
     /// current write.
-    fn before_txn(&mut self, key: &[u8], live: Option<KeyValue>) -> Result<Option<KeyValue>, String> {
+    fn before_txn(
+        &mut self,
+        key: &[u8],
+        live: Option<KeyValue>,
+    ) -> Result<Option<KeyValue>, String> {
         if self.touched.insert(key.to_vec()) {
             return Ok(live);
         }
@@ -140,7 +172,11 @@ impl<'s> WriteTxn<'s> {
     }
 
     fn emit(&mut self, kind: EventType, kv: KeyValue, prev_kv: Option<KeyValue>) {
-        let event = Event { r#type: kind as i32, kv: Some(kv), prev_kv };
+        let event = Event {
+            r#type: kind as i32,
+            kv: Some(kv),
+            prev_kv,
+        };
         self.store.emit(&event.encode_to_vec());
     }
 

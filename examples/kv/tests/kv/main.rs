@@ -1,0 +1,16 @@
+//! etcd 3.4's KV semantics, checked natively through the guest SDK's harness: every command is
+//! an encoded `InternalRaftRequest` applied as a log entry, every read an encoded query, exactly
+//! as the host drives the Wasm guest.
+
+mod common;
+
+mod compact;
+mod delete;
+mod events;
+mod history;
+mod malformed;
+mod put;
+mod range;
+mod revisions;
+mod sort_ties;
+mod txn;
