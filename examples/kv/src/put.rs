@@ -5,7 +5,6 @@ use wasmraft_proto::etcdserverpb::{PutRequest, PutResponse};
 use crate::errors::{KEY_NOT_FOUND, LEASE_NOT_FOUND};
 use crate::lease::{self, NO_LEASE};
 use crate::range::header;
-use crate::read::get_live;
 use crate::write::WriteTxn;
 
 /// Where a put runs. etcd checks the lease inside `Put` only for a standalone request; inside a
@@ -28,11 +27,7 @@ pub fn put(
         return Err(LEASE_NOT_FOUND.into());
     }
     // The previous value, as this transaction sees it (its own earlier writes included).
-    let prev = if req.ignore_value || req.ignore_lease || req.prev_kv {
-        get_live(txn.store(), &req.key)?
-    } else {
-        None
-    };
+    let prev = txn.live(&req.key)?;
     if (req.ignore_value || req.ignore_lease) && prev.is_none() {
         // Inside a transaction this is the case etcd's checks cannot see coming (the key was
         // deleted by an earlier operation of the same transaction); etcd panics there, we fail
@@ -47,9 +42,10 @@ pub fn put(
         (Some(p), true) => p.lease,
         _ => req.lease,
     };
-    txn.put(&req.key, value, lease)?;
+    let prev_kv = if req.prev_kv { prev.clone() } else { None };
+    txn.put(&req.key, value, lease, prev)?;
     Ok(PutResponse {
         header: header(txn.current()),
-        prev_kv: if req.prev_kv { prev } else { None },
+        prev_kv,
     })
 }

@@ -66,11 +66,22 @@ impl<'s> WriteTxn<'s> {
         &*self.store
     }
 
-    /// Sets `key`; returns the new KeyValue. Create revision and version carry on from the
-    /// key's live value (including one written earlier in this transaction).
-    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<KeyValue, String> {
+    /// The key's live value: what a write to it now builds on.
+    pub fn live(&self, key: &[u8]) -> Result<Option<KeyValue>, String> {
+        get_live(self.store(), key)
+    }
+
+    /// Sets `key`; returns the new KeyValue. `prev` must be [`WriteTxn::live`]'s answer for the
+    /// key (the caller usually needs it too, so it is read once): create revision and version
+    /// carry on from it, including from a write earlier in this transaction.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        lease: i64,
+        prev: Option<KeyValue>,
+    ) -> Result<KeyValue, String> {
         let rev = self.next_revision();
-        let prev = get_live(self.store(), key)?;
         let kv = KeyValue {
             key: key.to_vec(),
             create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
