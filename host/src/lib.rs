@@ -1,1 +1,21 @@
+//! # wasmraft host
+//!
+//! One member of a replicated state machine. The data path, in module order:
+//!
+//! - [`config`]: etcd 3.4's command line, validated.
+//! - [`storage`]: the raft log (redb, fsync per Ready) and the state tables the guest writes.
+//! - [`node`]: the raft-rs Ready loop, the apply loop and the wait registry that hands each client
+//!   its own entry's result.
+//! - `guest`: the wasmtime runtime that runs the guest's `apply` and `query`.
+//! - `api`: etcd's v3 gRPC API in front of it all.
+//!
+//! The host knows logs, terms, members and bytes. What a command means is the guest's business.
 
+pub mod api;
+pub mod config;
+pub mod guest;
+pub mod ids;
+pub mod logging;
+pub mod node;
+pub mod server;
+pub mod storage;

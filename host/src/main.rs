@@ -1,1 +1,41 @@
-fn main() {}
+//! `wasmraft`: run one member of a wasmraft cluster. With no flags it behaves like `etcd` with no
+//! flags: a single member named "default" serving etcd's v3 API on localhost:2379, with the
+//! bundled KV guest.
+
+use clap::Parser;
+
+use wasmraft::config::MemberFlags;
+
+#[derive(Parser)]
+#[command(name = "wasmraft", version, about = "A replicated state machine host: raft, etcd's v3 API, and a WebAssembly apply function.")]
+struct Cli {
+    #[command(flatten)]
+    member: MemberFlags,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    wasmraft::logging::init(cli.member.logger, cli.member.log_level, cli.member.debug);
+    let cfg = match cli.member.validate() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("wasmraft: error verifying flags, {e:#}. See 'wasmraft --help'.");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("wasmraft").build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wasmraft: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(wasmraft::server::run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("wasmraft: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

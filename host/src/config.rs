@@ -1,0 +1,334 @@
+//! The member's command line: etcd 3.4's flags with etcd's defaults and environment variables
+//! (`ETCD_NAME`, …), so scripts written for etcd start wasmraft unchanged, plus wasmraft's own.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use url::Url;
+
+/// etcd's `embed.DefaultMaxRequestBytes` (1.5 MiB).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// Flags for running a member. Names, defaults and env vars are etcd 3.4's.
+#[derive(Args, Debug, Clone)]
+pub struct MemberFlags {
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+
+    /// Path to the data directory [default: ${name}.etcd].
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// List of URLs to listen on for peer traffic.
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+
+    /// List of URLs to listen on for client traffic.
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
+    pub listen_client_urls: String,
+
+    /// List of this member's client URLs to advertise to the public.
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
+    pub advertise_client_urls: String,
+
+    /// List of this member's peer URLs to advertise to the rest of the cluster.
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+
+    /// Initial cluster configuration for bootstrapping
+    /// [default: ${name}=${initial-advertise-peer-urls}].
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: ClusterState,
+
+    /// Initial cluster token for the etcd cluster during bootstrap.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+
+    /// Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
+
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: usize,
+
+    /// Specify 'zap' for structured logging or 'capnslog'.
+    #[arg(long, env = "ETCD_LOGGER", default_value = "capnslog")]
+    pub logger: Logger,
+
+    /// Configures log level. Only supports debug, info, warn, error, panic, or fatal.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: LogLevel,
+
+    /// Enable debug-level logging for etcd.
+    #[arg(long, env = "ETCD_DEBUG", default_value_t = false)]
+    pub debug: bool,
+
+    /// Path of a guest component (.wasm) to run instead of the bundled etcd KV guest.
+    #[arg(long, env = "WASMRAFT_GUEST")]
+    pub guest: Option<PathBuf>,
+
+    /// Fuel (roughly, Wasm instructions) a guest may spend on one entry before it is aborted.
+    #[arg(long, env = "WASMRAFT_GUEST_FUEL")]
+    pub guest_fuel: Option<u64>,
+
+    /// Linear memory (bytes) a guest instance may grow to.
+    #[arg(long, env = "WASMRAFT_GUEST_MEMORY_BYTES")]
+    pub guest_memory_bytes: Option<u64>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logger {
+    Capnslog,
+    Zap,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Panic,
+    Fatal,
+}
+
+/// The validated configuration of a member.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<Url>,
+    pub advertise_client_urls: Vec<Url>,
+    pub listen_peer_urls: Vec<Url>,
+    pub initial_advertise_peer_urls: Vec<Url>,
+    /// Member name → its peer URLs, in flag order of first appearance.
+    pub initial_cluster: BTreeMap<String, Vec<Url>>,
+    pub initial_cluster_state: ClusterState,
+    pub initial_cluster_token: String,
+    pub snapshot_count: u64,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    pub quota_backend_bytes: u64,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub guest: Option<PathBuf>,
+    pub guest_fuel: Option<u64>,
+    pub guest_memory_bytes: Option<u64>,
+}
+
+impl Config {
+    /// etcd's `RequestTimeout`: 5s plus two election timeouts.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election_timeout
+    }
+
+    /// The election timeout in heartbeat ticks, as raft counts it.
+    pub fn election_ticks(&self) -> usize {
+        (self.election_timeout.as_millis() / self.heartbeat_interval.as_millis().max(1)) as usize
+    }
+}
+
+impl MemberFlags {
+    /// Checks the flags the way etcd does and fills in derived defaults.
+    pub fn validate(self) -> anyhow::Result<Config> {
+        if self.heartbeat_interval == 0 {
+            bail!("--heartbeat-interval must be > 0 (set to {}ms)", self.heartbeat_interval);
+        }
+        // etcd: "--election-timeout[%vms] should be at least as 5 times as --heartbeat-interval[%vms]"
+        if 5 * self.heartbeat_interval > self.election_timeout {
+            bail!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout,
+                self.heartbeat_interval
+            );
+        }
+        if self.election_timeout > 50_000 {
+            bail!("--election-timeout[{}ms] is too long, and should be set less than 50000ms", self.election_timeout);
+        }
+        if self.max_request_bytes == 0 {
+            bail!("--max-request-bytes must be > 0");
+        }
+        if self.max_txn_ops == 0 {
+            bail!("--max-txn-ops must be > 0");
+        }
+        let listen_client_urls = parse_urls("--listen-client-urls", &self.listen_client_urls)?;
+        let advertise_client_urls = parse_urls("--advertise-client-urls", &self.advertise_client_urls)?;
+        let listen_peer_urls = parse_urls("--listen-peer-urls", &self.listen_peer_urls)?;
+        let initial_advertise_peer_urls = parse_urls("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
+        for u in listen_client_urls.iter().chain(&listen_peer_urls) {
+            if u.path() != "/" && !u.path().is_empty() {
+                bail!("listen URL {u} must not have a path");
+            }
+        }
+        // etcd: without an explicit --initial-cluster, a member named other than "default" forms a
+        // cluster of itself under its own name.
+        let initial_cluster_flag = match &self.initial_cluster {
+            Some(c) => c.clone(),
+            None => initial_advertise_peer_urls.iter().map(|u| format!("{}={}", self.name, trim_url(u))).collect::<Vec<_>>().join(","),
+        };
+        let initial_cluster = parse_initial_cluster(&initial_cluster_flag)?;
+        if self.initial_cluster_state == ClusterState::New {
+            let Some(mine) = initial_cluster.get(&self.name) else {
+                bail!("couldn't find local name {:?} in the initial cluster configuration", self.name);
+            };
+            let mut a: Vec<String> = mine.iter().map(trim_url).collect();
+            let mut b: Vec<String> = initial_advertise_peer_urls.iter().map(trim_url).collect();
+            a.sort();
+            b.sort();
+            if a != b {
+                bail!(
+                    "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (resolved urls: {:?} != {:?})",
+                    self.name,
+                    a.join(","),
+                    b.join(","),
+                    a,
+                    b
+                );
+            }
+        }
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
+        Ok(Config {
+            name: self.name,
+            data_dir,
+            listen_client_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            initial_advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state: self.initial_cluster_state,
+            initial_cluster_token: self.initial_cluster_token,
+            snapshot_count: self.snapshot_count,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            quota_backend_bytes: self.quota_backend_bytes,
+            max_request_bytes: self.max_request_bytes,
+            max_txn_ops: self.max_txn_ops,
+            guest: self.guest,
+            guest_fuel: self.guest_fuel,
+            guest_memory_bytes: self.guest_memory_bytes,
+        })
+    }
+}
+
+/// A URL as etcd prints and hashes it: no trailing slash.
+pub fn trim_url(u: &Url) -> String {
+    u.as_str().trim_end_matches('/').to_string()
+}
+
+fn parse_urls(flag: &str, value: &str) -> anyhow::Result<Vec<Url>> {
+    let mut out = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let url = Url::parse(part).with_context(|| format!("invalid value {part:?} for flag {flag}"))?;
+        match url.scheme() {
+            "http" => {}
+            "https" | "unixs" => bail!("{flag}: {part}: TLS is not supported yet by wasmraft (use http://)"),
+            other => bail!("{flag}: URL scheme must be http or https, got {other:?} in {part:?}"),
+        }
+        if url.host_str().is_none() || url.port().is_none() {
+            bail!("{flag}: URL address does not have the form \"host:port\": {part}");
+        }
+        out.push(url);
+    }
+    if out.is_empty() {
+        bail!("{flag} must not be empty");
+    }
+    Ok(out)
+}
+
+/// Parses `name1=url1,name1=url2,name2=url3`: a name may appear several times, once per URL.
+fn parse_initial_cluster(value: &str) -> anyhow::Result<BTreeMap<String, Vec<Url>>> {
+    let mut out: BTreeMap<String, Vec<Url>> = BTreeMap::new();
+    for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            bail!("--initial-cluster: {part:?} is not of the form name=url");
+        };
+        let url = parse_urls("--initial-cluster", url)?.remove(0);
+        let urls = out.entry(name.to_string()).or_default();
+        if urls.contains(&url) {
+            bail!("--initial-cluster: duplicate URL {url} for member {name:?}");
+        }
+        urls.push(url);
+    }
+    if out.is_empty() {
+        bail!("--initial-cluster must not be empty");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: MemberFlags,
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<Config> {
+        let mut all = vec!["wasmraft"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)?.flags.validate()
+    }
+
+    #[test]
+    fn etcd_defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+        assert_eq!(c.listen_client_urls[0].as_str(), "http://localhost:2379/");
+        assert_eq!(c.initial_cluster.len(), 1);
+        assert_eq!(c.election_ticks(), 10);
+        assert_eq!(c.request_timeout(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn name_without_initial_cluster_forms_own_cluster() {
+        let c = parse(&["--name", "n1", "--initial-advertise-peer-urls", "http://127.0.0.1:9000"]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("n1.etcd"));
+        assert_eq!(c.initial_cluster["n1"][0].as_str(), "http://127.0.0.1:9000/");
+    }
+
+    #[test]
+    fn bad_flags_are_clear() {
+        let e = parse(&["--name", "x", "--initial-cluster", "y=http://localhost:2380"]).unwrap_err();
+        assert!(e.to_string().contains("couldn't find local name \"x\""), "{e}");
+        let e = parse(&["--election-timeout", "200"]).unwrap_err();
+        assert!(e.to_string().contains("at least as 5 times"), "{e}");
+        let e = parse(&["--listen-client-urls", "localhost:2379"]).unwrap_err();
+        assert!(format!("{e:#}").contains("--listen-client-urls"), "{e:#}");
+        assert!(parse(&["--no-such-flag"]).is_err());
+    }
+}

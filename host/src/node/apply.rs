@@ -1,0 +1,154 @@
+//! The apply thread: committed entries → the guest → the state database → waiting clients.
+//!
+//! Entries arrive in the order raft committed them and are applied in batches: one redb write
+//! transaction per batch, in which each entry runs in a fresh guest instance, and the applied
+//! index is written in the same transaction, so the state and the index it reflects can never
+//! disagree. Waiters are woken only after the transaction commits, so a client that got its
+//! answer can read its own write at once.
+//!
+//! The state database is committed without fsync (the raft log, fsynced, can replay anything a
+//! crash loses), except once a second, which bounds replay work after a crash.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use prost::Message as _;
+use raft::eraftpb::{Entry, EntryType};
+use redb::{Durability, ReadableDatabase};
+use wasmraft_proto::wasmraft::v1 as pb;
+
+use super::wait::Outcome;
+use super::{NodeError, RaftMsg, Shared};
+use crate::guest::{ApplyContext, ApplyError};
+use crate::storage::tables::{GUEST_KV, META, META_APPLIED_INDEX, META_APPLIED_TERM};
+
+/// Entries applied in one transaction at most, so waiters of the first entries aren't held back
+/// by a huge backlog.
+const MAX_BATCH: usize = 4096;
+/// How often the state database is made durable.
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Reads the applied index and term recorded with the state (0, 0 for a new member), creating
+/// the state tables if needed.
+pub fn load_applied(db: &redb::Database) -> anyhow::Result<(u64, u64)> {
+    let txn = db.begin_write()?;
+    txn.open_table(GUEST_KV)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    let read = |k: &str| -> anyhow::Result<u64> {
+        Ok(match meta.get(k)? {
+            Some(v) => u64::from_be_bytes(v.value().try_into().context("corrupt applied index")?),
+            None => 0,
+        })
+    };
+    Ok((read(META_APPLIED_INDEX)?, read(META_APPLIED_TERM)?))
+}
+
+/// Maps a guest failure to what the client sees.
+pub(crate) fn node_error(e: ApplyError) -> NodeError {
+    match e {
+        ApplyError::Guest(text) => NodeError::Guest(text),
+        other => NodeError::Internal(other.to_string()),
+    }
+}
+
+pub(crate) fn run(rx: Receiver<Vec<Entry>>, shared: Arc<Shared>, mut applied: u64) {
+    let mut last_durable = Instant::now();
+    while let Ok(mut batch) = rx.recv() {
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        let durable = last_durable.elapsed() >= DURABLE_EVERY;
+        match apply_batch(&shared, &batch, applied, durable) {
+            Ok((index, outcomes)) => {
+                if durable {
+                    last_durable = Instant::now();
+                }
+                applied = index;
+                for (id, outcome) in outcomes {
+                    shared.waits.trigger(id, outcome);
+                }
+                shared.applied.send_replace(applied);
+                let _ = shared.to_raft.send(RaftMsg::Applied(applied));
+            }
+            Err(e) => {
+                shared.fail(format!("apply stopped at index {}: {e:#}", applied + 1));
+                return;
+            }
+        }
+    }
+    // Shutting down: make what was applied durable so a restart replays nothing.
+    if let Err(e) = make_durable(&shared.state_db) {
+        tracing::warn!("final state commit failed (the log will replay it): {e:#}");
+    }
+    let _ = shared.stopped.load(Ordering::Relaxed);
+}
+
+fn make_durable(db: &redb::Database) -> anyhow::Result<()> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Applies `entries` past `applied` in one transaction. Returns the new applied index and the
+/// outcomes for waiting clients. An `Err` is a storage failure: the member cannot go on.
+fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) -> anyhow::Result<(u64, Vec<(u64, Outcome)>)> {
+    let guest = shared.guest.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut txn = shared.state_db.begin_write()?;
+    txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+    let mut outcomes = Vec::new();
+    let (mut index, mut term) = (applied, 0);
+    for e in entries {
+        // Raft may hand over entries this database already reflects (after a restart it
+        // replays from its own applied index); applying them twice would not be idempotent.
+        if e.index <= applied {
+            continue;
+        }
+        index = e.index;
+        term = e.term;
+        if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+            // Conf changes were applied by the raft thread; empty entries are new leaders' no-ops.
+            continue;
+        }
+        let envelope = match pb::Entry::decode(&e.data[..]) {
+            Ok(env) => env,
+            Err(err) => {
+                // Every member decodes the same bytes the same way, so skipping is deterministic.
+                tracing::error!("skipping undecodable entry {}: {err}", e.index);
+                continue;
+            }
+        };
+        let ctx = ApplyContext { index: e.index, term: e.term, time_unix_ms: envelope.time_unix_ms };
+        let outcome = match envelope.kind {
+            Some(pb::entry::Kind::GuestCommand(command)) => {
+                let (t, result) = guest.apply(txn, ctx, &command);
+                txn = t;
+                match result {
+                    Ok(applied) => Ok(applied.output),
+                    Err(ApplyError::Guest(text)) => Err(NodeError::Guest(text)),
+                    Err(err) => return Err(anyhow::Error::new(err).context(format!("applying entry {}", e.index))),
+                }
+            }
+            None => Err(NodeError::Internal(format!("entry {} has no command", e.index))),
+        };
+        if envelope.id != 0 {
+            outcomes.push((envelope.id, outcome));
+        }
+    }
+    if index > applied {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_APPLIED_INDEX, index.to_be_bytes().as_slice())?;
+        meta.insert(META_APPLIED_TERM, term.to_be_bytes().as_slice())?;
+    }
+    txn.commit()?;
+    Ok((index, outcomes))
+}

@@ -1,0 +1,341 @@
+//! A member's core: the raft Ready loop, the apply loop, and the handle the client API uses.
+//!
+//! Three kinds of threads meet here:
+//! - the **raft thread** ([`ready_loop`]) owns raft-rs's `RawNode` and the raft log: it ticks,
+//!   takes proposals, persists each Ready with one fsync and hands committed entries on;
+//! - the **apply thread** ([`apply`]) runs committed entries through the guest in batches, one
+//!   state transaction per batch, and wakes the clients waiting for them ([`wait`]);
+//! - **client tasks** (tokio) call [`NodeHandle`]: they never touch raft or the log directly.
+//!
+//! Applying off the raft thread keeps a slow guest from delaying heartbeats and fsyncs; the gap
+//! between commit and apply is bounded by refusing proposals when it grows (etcd's "too many
+//! requests").
+
+pub mod apply;
+mod handle;
+pub mod ready_loop;
+pub mod wait;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use prost::Message as _;
+use redb::ReadableDatabase;
+use tokio::sync::{Notify, oneshot, watch};
+use wasmraft_proto::wasmraft::v1 as pb;
+
+pub use handle::{ActiveGuest, NodeError, NodeHandle, NodeStatus};
+
+use crate::config::{ClusterState, Config};
+use crate::guest::Guest;
+use crate::storage::{Identity, RaftLog};
+use wait::WaitRegistry;
+
+/// etcd's `maxGapBetweenApplyAndCommitIndex`: past this many committed-but-unapplied entries,
+/// new proposals are refused instead of queueing without bound.
+pub const MAX_APPLY_GAP: u64 = 5000;
+
+/// Messages to the raft thread.
+pub(crate) enum RaftMsg {
+    Propose { id: u64, data: Vec<u8> },
+    /// A linearizable read wants the current commit index confirmed by a quorum.
+    ReadIndex { reply: oneshot::Sender<Result<u64, NodeError>> },
+    /// The apply thread has applied everything up to this index.
+    Applied(u64),
+    Stop,
+}
+
+/// State shared by the raft thread, the apply thread and client tasks.
+pub(crate) struct Shared {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub to_raft: mpsc::Sender<RaftMsg>,
+    pub waits: WaitRegistry,
+    pub term: AtomicU64,
+    pub leader: AtomicU64,
+    pub commit_index: AtomicU64,
+    /// The applied index; client reads wait on it after a ReadIndex.
+    pub applied: watch::Sender<u64>,
+    pub guest: RwLock<Arc<Guest>>,
+    pub state_db: Arc<redb::Database>,
+    pub request_timeout: Duration,
+    pub max_request_bytes: usize,
+    pub stopped: AtomicBool,
+    /// Set when a thread hit an error the member cannot continue after (a failing disk).
+    pub fatal: Mutex<Option<String>>,
+    pub fatal_notify: Notify,
+    pub db_paths: Vec<PathBuf>,
+}
+
+impl Shared {
+    /// Records an unrecoverable error; the process owner (main) shuts the member down.
+    pub fn fail(&self, err: String) {
+        tracing::error!("{err}");
+        let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(err);
+        }
+        self.stopped.store(true, Ordering::SeqCst);
+        self.fatal_notify.notify_waiters();
+        self.waits.fail_all(NodeError::Stopped);
+    }
+}
+
+/// A running member: its handle plus the threads to join at shutdown.
+pub struct Node {
+    handle: NodeHandle,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Node {
+    /// Opens (or bootstraps) the member's storage and starts the raft and apply threads.
+    pub fn start(cfg: &Config, guest: Arc<Guest>) -> anyhow::Result<Node> {
+        let member_dir = cfg.data_dir.join("member");
+        std::fs::create_dir_all(&member_dir).with_context(|| format!("creating data dir {}", member_dir.display()))?;
+        let raft_path = member_dir.join("raft.redb");
+        let state_path = member_dir.join("state.redb");
+        let mut log = RaftLog::open(&raft_path)?;
+
+        let identity = match log.identity() {
+            Some(id) => {
+                tracing::info!(
+                    "etcdserver: restarting member {:x} in cluster {:x} at commit index {}",
+                    id.member_id,
+                    id.cluster_id,
+                    log.hard_state().commit
+                );
+                id
+            }
+            None => {
+                if cfg.initial_cluster_state == ClusterState::Existing {
+                    anyhow::bail!("--initial-cluster-state=existing: joining an existing cluster is not supported yet");
+                }
+                let ids: Vec<(String, u64)> = cfg
+                    .initial_cluster
+                    .iter()
+                    .map(|(name, urls)| {
+                        let urls: Vec<String> = urls.iter().map(crate::config::trim_url).collect();
+                        (name.clone(), crate::ids::member_id(&urls, &cfg.initial_cluster_token))
+                    })
+                    .collect();
+                let voters: Vec<u64> = ids.iter().map(|(_, id)| *id).collect();
+                let cluster_id = crate::ids::cluster_id(&voters);
+                let member_id = ids.iter().find(|(n, _)| *n == cfg.name).map(|(_, id)| *id).context("local member missing from --initial-cluster")?;
+                for (name, id) in &ids {
+                    let urls: Vec<String> = cfg.initial_cluster[name].iter().map(crate::config::trim_url).collect();
+                    tracing::info!("etcdserver/membership: added member {id:x} {urls:?} to cluster {cluster_id:x}");
+                }
+                let identity = Identity { member_id, cluster_id };
+                log.bootstrap(identity, voters)?;
+                identity
+            }
+        };
+
+        let state_db = Arc::new(
+            redb::Database::create(&state_path).with_context(|| format!("opening state database {}", state_path.display()))?,
+        );
+        let (applied_index, _applied_term) = apply::load_applied(&state_db)?;
+        // The state database may be ahead of the commit index the log recorded (commit is
+        // persisted lazily); what was applied was committed, so raft may start from there.
+        if applied_index > log.hard_state().commit {
+            anyhow::ensure!(
+                applied_index <= log.last_index(),
+                "state database has applied index {applied_index} beyond the raft log's last index {}; the data dir is inconsistent",
+                log.last_index()
+            );
+            log.set_commit(applied_index);
+        }
+        let sole_voter = log.conf_state().voters == [identity.member_id];
+        let commit = log.hard_state().commit;
+        let term = log.hard_state().term;
+
+        let raft_cfg = raft::Config {
+            id: identity.member_id,
+            election_tick: cfg.election_ticks(),
+            heartbeat_tick: 1,
+            applied: applied_index,
+            check_quorum: true,
+            pre_vote: true,
+            // etcd's maxSizePerMsg and maxInflightMsgs.
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 4096 / 8,
+            max_committed_size_per_ready: 16 << 20,
+            ..Default::default()
+        };
+        raft_cfg.validate().context("raft configuration")?;
+        let mut raw = raft::RawNode::new(&raft_cfg, log, &crate::logging::raft_logger()).context("starting raft")?;
+        if sole_voter {
+            // A one-member cluster has nobody to wait for: elect at once instead of after an
+            // election timeout (etcd fast-forwards its election ticks for the same reason).
+            raw.campaign().context("campaigning")?;
+        }
+
+        let (to_raft, raft_rx) = mpsc::channel();
+        let (to_apply, apply_rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            member_id: identity.member_id,
+            cluster_id: identity.cluster_id,
+            to_raft,
+            waits: WaitRegistry::new(identity.member_id, now_unix_ms()),
+            term: AtomicU64::new(term),
+            leader: AtomicU64::new(0),
+            commit_index: AtomicU64::new(commit.max(applied_index)),
+            applied: watch::channel(applied_index).0,
+            guest: RwLock::new(guest),
+            state_db,
+            request_timeout: cfg.request_timeout(),
+            max_request_bytes: cfg.max_request_bytes,
+            stopped: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+            fatal_notify: Notify::new(),
+            db_paths: vec![raft_path, state_path],
+        });
+
+        let tick = cfg.heartbeat_interval;
+        let mut threads = Vec::new();
+        let s = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("raft".into())
+                .spawn(move || ready_loop::run(raw, raft_rx, to_apply, s, tick))
+                .context("spawning the raft thread")?,
+        );
+        let s = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("apply".into())
+                .spawn(move || apply::run(apply_rx, s, applied_index))
+                .context("spawning the apply thread")?,
+        );
+        Ok(Node { handle: NodeHandle { inner: shared }, threads })
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the threads, making the state database durable on the way out.
+    pub fn stop(self) {
+        let shared = &self.handle.inner;
+        shared.stopped.store(true, Ordering::SeqCst);
+        let _ = shared.to_raft.send(RaftMsg::Stop);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        shared.waits.fail_all(NodeError::Stopped);
+    }
+}
+
+impl NodeHandle {
+    pub fn cluster_id(&self) -> u64 {
+        self.inner.cluster_id
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.inner.member_id
+    }
+
+    pub fn raft_term(&self) -> u64 {
+        self.inner.term.load(Ordering::Relaxed)
+    }
+
+    /// Proposes `command` (the bytes handed to the guest's apply) through the log and waits for
+    /// its apply result.
+    pub async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+        let s = &self.inner;
+        if s.stopped.load(Ordering::Relaxed) {
+            return Err(NodeError::Stopped);
+        }
+        let applied = *s.applied.borrow();
+        if s.commit_index.load(Ordering::Relaxed) > applied + MAX_APPLY_GAP {
+            return Err(NodeError::TooManyRequests);
+        }
+        let (id, rx) = s.waits.register();
+        let entry = pb::Entry { id, time_unix_ms: now_unix_ms(), kind: Some(pb::entry::Kind::GuestCommand(command)) };
+        let data = entry.encode_to_vec();
+        if data.len() > s.max_request_bytes {
+            s.waits.cancel(id);
+            return Err(NodeError::RequestTooLarge);
+        }
+        if s.to_raft.send(RaftMsg::Propose { id, data }).is_err() {
+            s.waits.cancel(id);
+            return Err(NodeError::Stopped);
+        }
+        match tokio::time::timeout(s.request_timeout, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(NodeError::Stopped),
+            Err(_) => {
+                s.waits.cancel(id);
+                Err(NodeError::Timeout)
+            }
+        }
+    }
+
+    /// Linearizable read barrier (ReadIndex): returns once this member has applied everything
+    /// committed before the call.
+    pub async fn read_barrier(&self) -> Result<(), NodeError> {
+        let s = &self.inner;
+        let (tx, rx) = oneshot::channel();
+        if s.to_raft.send(RaftMsg::ReadIndex { reply: tx }).is_err() {
+            return Err(NodeError::Stopped);
+        }
+        let wait = async {
+            let index = rx.await.map_err(|_| NodeError::Stopped)??;
+            let mut applied = s.applied.subscribe();
+            applied.wait_for(|a| *a >= index).await.map_err(|_| NodeError::Stopped)?;
+            Ok(())
+        };
+        tokio::time::timeout(s.request_timeout, wait).await.unwrap_or(Err(NodeError::Timeout))
+    }
+
+    /// Runs the guest's read-only `query` on this member's current state.
+    pub async fn query(&self, request: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+        let s = self.inner.clone();
+        let guest = s.guest.read().unwrap_or_else(|p| p.into_inner()).clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = s.state_db.begin_read().map_err(|e| NodeError::Internal(e.to_string()))?;
+            guest.query(&txn, &request).map_err(apply::node_error)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))?
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let s = &self.inner;
+        NodeStatus {
+            cluster_id: s.cluster_id,
+            member_id: s.member_id,
+            leader: s.leader.load(Ordering::Relaxed),
+            raft_term: s.term.load(Ordering::Relaxed),
+            raft_index: s.commit_index.load(Ordering::Relaxed),
+            raft_applied_index: *s.applied.borrow(),
+            db_size: s.db_paths.iter().map(|p| RaftLog::file_size(p)).sum(),
+            is_learner: false,
+        }
+    }
+
+    pub fn active_guest(&self) -> ActiveGuest {
+        let g = self.inner.guest.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let info = g.info();
+        ActiveGuest { name: info.name.clone(), version: info.version.clone(), apis: info.apis.clone(), hash: g.hash_hex() }
+    }
+
+    /// Resolves when the member hit an error it cannot continue after, with that error.
+    pub async fn fatal(&self) -> String {
+        loop {
+            let notified = self.inner.fatal_notify.notified();
+            if let Some(e) = self.inner.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                return e;
+            }
+            notified.await;
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The raft thread: one loop, read top to bottom, that owns raft-rs's `RawNode`.
+//!
+//! Each turn: take every queued message (proposals, read requests, apply progress), tick if a
+//! heartbeat interval passed, then handle the Ready:
+//!
+//! 1. messages a leader may send before persisting go out first, so followers write their logs
+//!    while the leader writes its own (raft thesis 10.2.1);
+//! 2. committed entries go to the apply thread (they are durable already);
+//! 3. new entries and hard state are written with one fsync;
+//! 4. messages that must follow persistence go out, read states are answered;
+//! 5. `advance`, and the light Ready's commit index and entries are handled the same way.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use tokio::sync::oneshot;
+
+use super::{NodeError, RaftMsg, Shared};
+use crate::storage::RaftLog;
+
+/// Largest conf change entry we decode (they hold a few member ids and URLs).
+const MAX_CONF_CHANGE_BYTES: usize = 64 * 1024;
+
+/// Reads waiting for one ReadIndex round, keyed by the context we gave raft.
+struct PendingReads {
+    next_ctx: u64,
+    /// Requests that arrived this turn; they share the next ReadIndex (batching).
+    queued: Vec<oneshot::Sender<Result<u64, NodeError>>>,
+    in_flight: HashMap<u64, (Instant, Vec<oneshot::Sender<Result<u64, NodeError>>>)>,
+}
+
+pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: Sender<Vec<Entry>>, shared: Arc<Shared>, tick: Duration) {
+    let mut reads = PendingReads { next_ctx: 0, queued: Vec::new(), in_flight: HashMap::new() };
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let first = match rx.recv_timeout(wait) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut stop = false;
+        for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            match msg {
+                RaftMsg::Propose { id, data } => {
+                    if let Err(e) = node.propose(Vec::new(), data) {
+                        // Dropped: no leader to forward to, or a leader transfer is under way.
+                        tracing::debug!("proposal {id:x} dropped: {e}");
+                        shared.waits.trigger(id, Err(NodeError::NoLeader));
+                    }
+                }
+                RaftMsg::ReadIndex { reply } => reads.queued.push(reply),
+                RaftMsg::Applied(index) => node.advance_apply_to(index),
+                RaftMsg::Stop => stop = true,
+            }
+        }
+        if stop {
+            break;
+        }
+        if Instant::now() >= next_tick {
+            node.tick();
+            next_tick += tick;
+            if next_tick < Instant::now() {
+                // We fell behind (a long fsync): don't burst ticks, which would force elections.
+                next_tick = Instant::now() + tick;
+            }
+            reads.expire(shared.request_timeout);
+        }
+        if !reads.queued.is_empty() {
+            if node.raft.leader_id == raft::INVALID_ID {
+                for r in reads.queued.drain(..) {
+                    let _ = r.send(Err(NodeError::NoLeader));
+                }
+            } else {
+                reads.next_ctx += 1;
+                node.read_index(reads.next_ctx.to_be_bytes().to_vec());
+                let batch = std::mem::take(&mut reads.queued);
+                reads.in_flight.insert(reads.next_ctx, (Instant::now(), batch));
+            }
+        }
+        if let Err(e) = on_ready(&mut node, &to_apply, &shared, &mut reads) {
+            shared.fail(format!("raft loop stopped: {e:#}"));
+            break;
+        }
+    }
+    for (_, (_, waiters)) in reads.in_flight.drain() {
+        for w in waiters {
+            let _ = w.send(Err(NodeError::Stopped));
+        }
+    }
+}
+
+impl PendingReads {
+    /// Forgets reads whose ReadIndex was lost (a leader change drops them); their clients have
+    /// timed out by now.
+    fn expire(&mut self, timeout: Duration) {
+        if !self.in_flight.is_empty() {
+            self.in_flight.retain(|_, (since, _)| since.elapsed() < timeout);
+        }
+    }
+}
+
+fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<Vec<Entry>>, shared: &Shared, reads: &mut PendingReads) -> anyhow::Result<()> {
+    if !node.has_ready() {
+        return Ok(());
+    }
+    let mut rd = node.ready();
+    if let Some(ss) = rd.ss() {
+        let leader = ss.leader_id;
+        if shared.leader.swap(leader, Ordering::Relaxed) != leader {
+            if leader == raft::INVALID_ID {
+                tracing::info!("raft.node: {:x} lost leader", shared.member_id);
+            } else {
+                tracing::info!("raft.node: {:x} elected leader {:x} at term {}", shared.member_id, leader, node.raft.term);
+            }
+        }
+        if ss.raft_state == StateRole::Leader {
+            tracing::debug!("{:x} is the leader", shared.member_id);
+        }
+    }
+    send(node, rd.take_messages());
+    anyhow::ensure!(rd.snapshot().get_metadata().index == 0, "receiving raft snapshots is not supported yet");
+    hand_to_apply(node, to_apply, rd.take_committed_entries())?;
+    let sync = rd.must_sync();
+    node.mut_store().append(rd.entries(), rd.hs(), sync)?;
+    if let Some(hs) = rd.hs() {
+        shared.term.store(hs.term, Ordering::Relaxed);
+        shared.commit_index.fetch_max(hs.commit, Ordering::Relaxed);
+    }
+    send(node, rd.take_persisted_messages());
+    for rs in rd.take_read_states() {
+        let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
+        if let Some((_, waiters)) = reads.in_flight.remove(&ctx) {
+            for w in waiters {
+                let _ = w.send(Ok(rs.index));
+            }
+        }
+    }
+    let mut light = node.advance_append(rd);
+    if let Some(commit) = light.commit_index() {
+        node.mut_store().set_commit(commit);
+        shared.commit_index.fetch_max(commit, Ordering::Relaxed);
+    }
+    send(node, light.take_messages());
+    hand_to_apply(node, to_apply, light.take_committed_entries())?;
+    Ok(())
+}
+
+/// Applies membership changes (raft must know them before the next Ready) and passes every
+/// committed entry, in order, to the apply thread.
+fn hand_to_apply(node: &mut RawNode<RaftLog>, to_apply: &Sender<Vec<Entry>>, entries: Vec<Entry>) -> anyhow::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    for e in &entries {
+        if e.data.is_empty() {
+            continue;
+        }
+        let cs = match e.get_entry_type() {
+            EntryType::EntryNormal => continue,
+            EntryType::EntryConfChange => {
+                let cc: ConfChange = decode_conf_change(&e.data)?;
+                node.apply_conf_change(&cc)?
+            }
+            EntryType::EntryConfChangeV2 => {
+                let cc: ConfChangeV2 = decode_conf_change(&e.data)?;
+                node.apply_conf_change(&cc)?
+            }
+        };
+        tracing::info!("raft: applied conf change at {}: voters {:?} learners {:?}", e.index, cs.voters, cs.learners);
+        node.mut_store().set_conf_state(cs)?;
+    }
+    to_apply.send(entries).map_err(|_| anyhow::anyhow!("the apply thread has stopped"))
+}
+
+fn decode_conf_change<M: protobuf::Message>(data: &[u8]) -> anyhow::Result<M> {
+    // The protobuf 2 parser recurses without bound on hostile input (RUSTSEC-2024-0437); a conf
+    // change is small and flat, so refuse anything larger than one could be.
+    anyhow::ensure!(data.len() <= MAX_CONF_CHANGE_BYTES, "conf change entry of {} bytes is too large", data.len());
+    Ok(M::parse_from_bytes(data)?)
+}
+
+/// Sends raft messages to peers. There is no peer transport yet, so a message to another member
+/// is reported unreachable, which makes raft back off instead of assuming delivery.
+fn send(node: &mut RawNode<RaftLog>, msgs: Vec<Message>) {
+    for m in msgs {
+        tracing::debug!("no transport to {:x} yet; dropping {:?}", m.to, m.get_msg_type());
+        node.report_unreachable(m.to);
+    }
+}

@@ -1,0 +1,157 @@
+//! Starting and stopping a member: bind the client ports, load the guest, start the node, wait
+//! until it can serve linearizably, then serve the client API until a signal or a fatal error.
+//!
+//! The log lines etcd tooling waits for are printed at etcd's moments: "published" once the
+//! member has caught up with the cluster's log, "ready to serve client requests" right before
+//! the client listeners start answering.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{self, ApiLimits};
+use crate::config::Config;
+use crate::guest::{Guest, GuestEngine, GuestLimits};
+use crate::node::{Node, NodeError, NodeHandle};
+
+/// The etcd KV guest, compiled from examples/kv by build.rs and embedded so a bare `wasmraft`
+/// serves etcd's API.
+pub const BUNDLED_KV_GUEST: &[u8] = include_bytes!(env!("WASMRAFT_KV_GUEST"));
+
+/// Runs a member until SIGINT/SIGTERM (Ok) or a fatal error (Err).
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    tracing::info!("etcdserver: name = {}", cfg.name);
+    tracing::info!("etcdserver: data dir = {}", cfg.data_dir.display());
+    tracing::info!(
+        "etcdserver: heartbeat = {}ms, election = {}ms, snapshot count = {}",
+        cfg.heartbeat_interval.as_millis(),
+        cfg.election_timeout.as_millis(),
+        cfg.snapshot_count
+    );
+    tracing::info!("etcdserver: advertise client URLs = {}", join_urls(&cfg.advertise_client_urls));
+
+    // Bind before anything slow, so a port conflict is reported at once.
+    let mut listeners = Vec::new();
+    for url in &cfg.listen_client_urls {
+        listeners.push(bind(url).await?);
+    }
+
+    let guest = Arc::new(load_guest(&cfg)?);
+    let info = guest.info();
+    tracing::info!("wasmraft: guest {} {} (sha256 {}) serves {:?}", info.name, info.version, guest.hash_hex(), info.apis);
+
+    let node = Node::start(&cfg, guest)?;
+    let handle = node.handle();
+    let result = serve(&cfg, handle, listeners).await;
+    node.stop();
+    tracing::info!("etcdserver: stopped");
+    result
+}
+
+async fn serve(cfg: &Config, handle: NodeHandle, listeners: Vec<TcpListener>) -> anyhow::Result<()> {
+    tokio::select! {
+        r = wait_ready(&handle) => r?,
+        e = handle.fatal() => anyhow::bail!(e),
+        _ = shutdown_signal() => return Ok(()),
+    }
+    tracing::info!(
+        "etcdserver: published {{Name:{} ClientURLs:[{}]}} to cluster {:x}",
+        cfg.name,
+        cfg.advertise_client_urls.iter().map(crate::config::trim_url).collect::<Vec<_>>().join(" "),
+        handle.cluster_id()
+    );
+    tracing::info!("etcdserver/api: enabled capabilities for version 3.4");
+    tracing::info!("embed: ready to serve client requests");
+    for l in &listeners {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("embed: serving insecure client requests on {addr}, this is strongly discouraged!");
+        }
+    }
+
+    let limits = ApiLimits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_rx2 = stop_rx.clone();
+    let shutdown = async move {
+        let _ = stop_rx2.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(api::serve(handle.clone(), limits, listeners, shutdown));
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("etcdserver: received signal, shutting down");
+            Ok(())
+        }
+        e = handle.fatal() => Err(anyhow::anyhow!(e)),
+    };
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!("client API stopped with an error: {e:#}"),
+        Ok(Err(e)) => tracing::warn!("client API task failed: {e}"),
+        _ => {}
+    }
+    drop(stop_rx);
+    outcome
+}
+
+/// Waits until a linearizable read succeeds: there is a leader and this member has applied
+/// everything committed before it came up.
+async fn wait_ready(handle: &NodeHandle) -> anyhow::Result<()> {
+    loop {
+        match handle.read_barrier().await {
+            Ok(()) => return Ok(()),
+            Err(NodeError::Stopped) => anyhow::bail!("the member stopped before it was ready"),
+            Err(e) => {
+                tracing::debug!("not ready yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn load_guest(cfg: &Config) -> anyhow::Result<Guest> {
+    let mut limits = GuestLimits::default();
+    if let Some(f) = cfg.guest_fuel {
+        limits.fuel_per_entry = f;
+    }
+    if let Some(m) = cfg.guest_memory_bytes {
+        limits.memory_bytes = m;
+    }
+    let engine = GuestEngine::new(Default::default()).context("configuring the Wasm engine")?;
+    let wasm = match &cfg.guest {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading guest {}", path.display()))?,
+        None => BUNDLED_KV_GUEST.to_vec(),
+    };
+    let cache_dir = cfg.data_dir.join("member").join("guest-cache");
+    Guest::load_cached(&engine, &wasm, limits, &cache_dir).context("loading the guest")
+}
+
+async fn bind(url: &url::Url) -> anyhow::Result<TcpListener> {
+    let host = url.host_str().context("listen URL has no host")?;
+    let port = url.port().context("listen URL has no port")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await.with_context(|| format!("resolving {url}"))?.collect();
+    // Like Go's net.Listen on "localhost:port": one socket, IPv4 preferred.
+    let addr = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).with_context(|| format!("{url} resolves to no address"))?;
+    TcpListener::bind(addr).await.with_context(|| format!("listen tcp {addr}: bind: cannot listen on {url}"))
+}
+
+fn join_urls(urls: &[url::Url]) -> String {
+    urls.iter().map(crate::config::trim_url).collect::<Vec<_>>().join(",")
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
