@@ -1,0 +1,32 @@
+//! Compiles the guests the host embeds or tests against into Wasm components:
+//!
+//! - `examples/kv` → `WASMRAFT_KV_GUEST`, the bundled etcd KV guest (embedded in the binary);
+//! - `tests/guests/hostile` → `WASMRAFT_HOSTILE_GUEST`, the misbehaving guest of the sandbox tests.
+//!
+//! Each variable holds the absolute path of a component file in OUT_DIR, for
+//! `include_bytes!(env!(...))`. A guest that does not build fails the host build: a host without
+//! its guest is not a useful artifact, and a silent fallback would hide the guest's error.
+
+use std::path::Path;
+
+fn main() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let root = Path::new(&manifest_dir).join("..");
+    let guests = [("WASMRAFT_KV_GUEST", "examples/kv"), ("WASMRAFT_HOSTILE_GUEST", "tests/guests/hostile")];
+    let mut failed = false;
+    for (var, dir) in guests {
+        match wasmraft_guest_sdk::builder::build_component(&root.join(dir)) {
+            Ok(path) => println!("cargo:rustc-env={var}={}", path.display()),
+            Err(e) => {
+                // Both guests are attempted so one run reports every broken guest.
+                eprintln!("error: building the guest in {dir} (for {var}) failed: {e:#}");
+                println!("cargo:warning=building the guest in {dir} failed: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        eprintln!("error: the host embeds these guests; fix the guest build errors above (cargo's output of the guest build is printed just before)");
+        std::process::exit(1);
+    }
+}

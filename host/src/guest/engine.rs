@@ -1,0 +1,220 @@
+//! The one wasmtime `Engine` of a member, configured for determinism, and the instance slots
+//! that bound how many guest instances run at once.
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use anyhow::Context as _;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+/// How the engine is sized. Nothing here changes what a guest computes, only how many guest
+/// instances may exist at once, so members may differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Guest instances alive at once: one apply, the occasional load or migrate, and the rest
+    /// for concurrent queries (see [`CONTROL_SLOTS`]). Each is a pool slot reserving
+    /// [`MEMORY_RESERVATION`] + [`MEMORY_GUARD`] of address space (not memory).
+    pub max_instances: u32,
+    /// Use the pooling allocator (fast per-entry instantiation). If the pool's address-space
+    /// reservation fails (a ulimit -v, a small sandbox), the engine falls back to on-demand
+    /// allocation with a warning rather than refusing to start.
+    pub pooling: bool,
+}
+
+/// Slots kept for apply, migrate and load, so queries can never starve the apply loop: apply
+/// failing for want of a slot would give this member a different outcome than its peers.
+pub const CONTROL_SLOTS: u32 = 4;
+
+/// Address space reserved per linear memory: 4 GiB is every address a 32-bit memory can form,
+/// so Cranelift elides bounds checks. It is `PROT_NONE` until used and costs no memory.
+pub const MEMORY_RESERVATION: u64 = 1 << 32;
+
+/// Guard after each memory (wasmtime's default): static offsets below it need no bounds check.
+pub const MEMORY_GUARD: u64 = 32 << 20;
+
+/// Core instances a component built by `wit-component` holds: the guest module plus the shim
+/// and fixup modules for its imports, with room to spare.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+const TABLES_PER_COMPONENT: u32 = 8;
+
+/// Memory reset by `memset` instead of `madvise` when a slot is recycled: small guests then
+/// take no page faults when the next entry's instance reuses the slot.
+const KEEP_RESIDENT: usize = 1 << 20;
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2);
+        // 16..=256 slots: 64 GiB to 1 TiB of address space out of x86-64's 128 TiB.
+        EngineConfig { max_instances: (4 * cores).clamp(16, 256), pooling: true }
+    }
+}
+
+/// A member's guest engine. Cheap to clone; every [`super::Guest`] loaded on it shares its code
+/// cache settings, its pool and its slots.
+#[derive(Clone)]
+pub struct GuestEngine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) engine: Engine,
+    pub(crate) pooled: bool,
+    pub(crate) control: Slots,
+    pub(crate) queries: Slots,
+}
+
+impl std::fmt::Debug for GuestEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestEngine")
+            .field("pooled", &self.inner.pooled)
+            .field("control_slots", &self.inner.control.capacity)
+            .field("query_slots", &self.inner.queries.capacity)
+            .finish()
+    }
+}
+
+impl GuestEngine {
+    pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+        let max_instances = config.max_instances.max(CONTROL_SLOTS + 1);
+        let (engine, pooled) = if config.pooling {
+            match Engine::new(&base_config(Some(max_instances))) {
+                Ok(engine) => (engine, true),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %format!("{e:#}"),
+                        max_instances,
+                        "wasmraft: cannot reserve the guest instance pool; falling back to on-demand instance allocation (slower per entry)"
+                    );
+                    (Engine::new(&base_config(None)).map_err(anyhow_of).context("creating the wasmtime engine")?, false)
+                }
+            }
+        } else {
+            (Engine::new(&base_config(None)).map_err(anyhow_of).context("creating the wasmtime engine")?, false)
+        };
+        Ok(GuestEngine {
+            inner: Arc::new(EngineInner {
+                engine,
+                pooled,
+                control: Slots::new(CONTROL_SLOTS),
+                queries: Slots::new(max_instances - CONTROL_SLOTS),
+            }),
+        })
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Whether instances come from the pooling allocator (false after a fallback).
+    pub fn is_pooled(&self) -> bool {
+        self.inner.pooled
+    }
+
+    /// Identifies the compiled-code format of this engine (wasmtime version, settings, CPU
+    /// features): compiled artifacts are reusable exactly between engines with equal hashes.
+    pub fn compatibility_hash(&self) -> String {
+        use sha2::Digest as _;
+        use std::hash::Hash as _;
+        struct Sha(sha2::Sha256);
+        impl std::hash::Hasher for Sha {
+            fn finish(&self) -> u64 {
+                0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.update(bytes);
+            }
+        }
+        let mut h = Sha(sha2::Sha256::new());
+        self.inner.engine.precompile_compatibility_hash().hash(&mut h);
+        hex::encode(&h.0.finalize()[..16])
+    }
+}
+
+/// The configuration every member must share (DESIGN.md, "Determinism"), plus the allocation
+/// strategy, which members may choose freely.
+fn base_config(pool_slots: Option<u32>) -> Config {
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    // Determinism: the same bits from the same inputs on every CPU.
+    c.cranelift_nan_canonicalization(true);
+    // Threads: wasmtime is built without its `threads` feature (workspace Cargo.toml), so the
+    // proposal cannot be enabled at all; shared memories are refused explicitly as well.
+    c.shared_memory(false);
+    c.relaxed_simd_deterministic(true);
+    // One memory of 32-bit addresses, so the memory cap and the reservation mean what they say.
+    c.wasm_memory64(false);
+    c.wasm_multi_memory(false);
+    // Fuel stops a guest at the same instruction on every member; epochs would stop it at a
+    // time, which differs between members.
+    c.consume_fuel(true);
+    c.epoch_interruption(false);
+    c.cranelift_opt_level(OptLevel::Speed);
+    c.parallel_compilation(true);
+    c.memory_reservation(MEMORY_RESERVATION);
+    c.memory_guard_size(MEMORY_GUARD);
+    // Memories never move, so compiled code can keep the heap base in a register; with a 4 GiB
+    // reservation they never need to.
+    c.memory_may_move(false);
+    c.memory_init_cow(true);
+    if let Some(slots) = pool_slots {
+        let mut p = PoolingAllocationConfig::new();
+        p.total_component_instances(slots)
+            .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(slots)
+            .max_memories_per_component(1)
+            .max_memories_per_module(1)
+            .total_tables(slots * TABLES_PER_COMPONENT)
+            .max_tables_per_component(TABLES_PER_COMPONENT)
+            .max_tables_per_module(1)
+            .max_memory_size(MEMORY_RESERVATION as usize)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 << 10)
+            // Slots stay affine to the guest that used them, so its memory image is reused.
+            .max_unused_warm_slots(slots);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+    }
+    c
+}
+
+/// wasmtime has its own error type; the rest of the host speaks anyhow.
+pub(crate) fn anyhow_of(e: wasmtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}
+
+/// A counting semaphore for instance slots. Blocking, because guest calls are synchronous and
+/// run on blocking threads anyway.
+pub(crate) struct Slots {
+    capacity: u32,
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+pub(crate) struct SlotPermit<'a> {
+    slots: &'a Slots,
+}
+
+impl Slots {
+    fn new(capacity: u32) -> Self {
+        Slots { capacity, free: Mutex::new(capacity), freed: Condvar::new() }
+    }
+
+    pub(crate) fn acquire(&self) -> SlotPermit<'_> {
+        // A poisoned lock only means another thread panicked while counting; the count itself
+        // is always consistent (it is updated in one statement), so keep using it.
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        SlotPermit { slots: self }
+    }
+}
+
+impl Drop for SlotPermit<'_> {
+    fn drop(&mut self) {
+        let mut free = self.slots.free.lock().unwrap_or_else(PoisonError::into_inner);
+        *free += 1;
+        self.slots.freed.notify_one();
+    }
+}

@@ -1,0 +1,81 @@
+//! Everything that bounds what one guest call may do.
+//!
+//! Every number here changes *where* a misbehaving guest is stopped, so every member must use
+//! the same ones: [`GuestLimits`] will travel in the replicated guest deployment record, and the
+//! constants below are part of the host's protocol — changing one is a compatibility change,
+//! like changing the WIT world.
+
+/// Per-entry budgets of one guest deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GuestLimits {
+    /// Fuel for one `apply`, `query` or `migrate` call (instantiation included). One unit is
+    /// roughly one Wasm instruction; host calls are charged too, see [`fuel_for_host_call`].
+    pub fuel_per_entry: u64,
+    /// The most linear memory the guest instance may have, in bytes. It also caps the bytes an
+    /// entry may buffer in writes and events (see [`GuestLimits::pending_bytes_cap`]), because
+    /// those are guest memory that merely lives on the host side until the entry commits.
+    pub memory_bytes: u64,
+}
+
+impl GuestLimits {
+    /// The most bytes of puts, deletes and events one entry may accumulate before it commits.
+    pub fn pending_bytes_cap(&self) -> u64 {
+        self.memory_bytes
+    }
+}
+
+impl Default for GuestLimits {
+    /// Sized for the KV guest: ten billion units is seconds of CPU, enough to compact or range
+    /// over millions of keys in one entry; 256 MiB holds a maximum-size value several times over.
+    fn default() -> Self {
+        GuestLimits { fuel_per_entry: 10_000_000_000, memory_bytes: 256 << 20 }
+    }
+}
+
+/// Largest key a guest may `put`, `get`, `delete` or pass as a scan bound. Above etcd's default
+/// request size (1.5 MiB), so any key an etcd client can send fits with room for a guest's own
+/// prefix and suffix; a guest that wants a smaller limit checks it itself, with its own error.
+pub const MAX_KEY_BYTES: usize = 4 << 20;
+
+/// Largest value a guest may `put`.
+pub const MAX_VALUE_BYTES: usize = 64 << 20;
+
+/// Largest single event: room for an event that carries a key-value pair and its previous
+/// version, both at the maximum sizes (what an etcd watch event with prev_kv holds).
+pub const MAX_EVENT_BYTES: usize = 2 * (MAX_KEY_BYTES + MAX_VALUE_BYTES) + (64 << 10);
+
+/// Largest output of `apply` or `query`: a maximum-size value plus generous framing.
+pub const MAX_RESULT_BYTES: usize = 128 << 20;
+
+/// wasmtime's own cap on the bytes one boundary crossing may lift into the host (its "hostcall
+/// fuel", default 128 MiB). Set just above every limit here, so a guest that passes too much is
+/// stopped by the check that names the limit rather than by wasmtime's generic one.
+pub const HOSTCALL_LIFT_BYTES: usize = MAX_EVENT_BYTES + (1 << 20);
+
+/// Pairs per `scan` page when the guest passes limit 0, and the most it may ask for at once.
+pub const SCAN_PAGE_PAIRS: u32 = 1024;
+
+/// A scan page stops before the pair that would take it past this many bytes (keys + values +
+/// [`SCAN_PAIR_OVERHEAD`] per pair), but always holds at least one pair so a guest can progress.
+pub const SCAN_PAGE_BYTES: usize = 4 << 20;
+
+/// What a pair costs a page beyond its bytes: the canonical ABI's two (pointer, length) pairs.
+/// Counting it keeps a page of empty values bounded too.
+pub const SCAN_PAIR_OVERHEAD: usize = 16;
+
+/// Fixed fuel per host call: a table lookup is worth about a thousand Wasm instructions.
+pub const FUEL_PER_HOST_CALL: u64 = 1_000;
+
+/// Fuel per scanned pair, on top of its bytes.
+pub const FUEL_PER_SCANNED_PAIR: u64 = 100;
+
+/// Bytes moved across the boundary per unit of fuel (a memcpy moves several bytes per
+/// instruction's worth of time).
+pub const BYTES_PER_FUEL: u64 = 8;
+
+/// The fuel a host call costs, from the bytes it moved in and out and the pairs it scanned.
+/// Deterministic by construction: it depends only on the call's arguments and results, which
+/// are the same on every member.
+pub fn fuel_for_host_call(bytes: usize, pairs: usize) -> u64 {
+    FUEL_PER_HOST_CALL + (bytes as u64) / BYTES_PER_FUEL + (pairs as u64) * FUEL_PER_SCANNED_PAIR
+}

@@ -1,0 +1,297 @@
+//! A loaded guest: its compiled component, pre-linked, instantiated afresh for every call.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use sha2::Digest as _;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Store, Trap};
+
+use super::engine::{GuestEngine, SlotPermit, anyhow_of};
+use super::host_store::{self, Fault, HostState, View};
+use super::limits::{self, GuestLimits};
+use super::{ApplyContext, ApplyError, Applied, GuestInfo};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../proto/wit",
+        world: "state-machine",
+    });
+}
+
+use bindings::{StateMachine, StateMachinePre};
+use bindings::wasmraft::guest::types as wit;
+
+/// A guest component ready to run: compiled once, linked once, instantiated per call.
+///
+/// `Send + Sync`: the apply thread and any number of query tasks share one `Arc<Guest>`; each
+/// call builds its own `Store`, so calls never share mutable state.
+pub struct Guest {
+    engine: GuestEngine,
+    pre: StateMachinePre<HostState>,
+    limits: GuestLimits,
+    info: GuestInfo,
+    hash: [u8; 32],
+}
+
+impl std::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guest").field("info", &self.info).field("hash", &self.hash_hex()).field("limits", &self.limits).finish()
+    }
+}
+
+impl Guest {
+    /// Compiles `wasm` (a component), checks that it exports the `state-machine` world and
+    /// imports nothing but `store` and `events`, and calls its `info`.
+    pub fn load(engine: &GuestEngine, wasm: &[u8], limits: GuestLimits) -> anyhow::Result<Guest> {
+        let component = Component::new(engine.engine(), wasm).map_err(anyhow_of).context("compiling the guest component")?;
+        Self::from_component(engine, component, sha256(wasm), limits)
+    }
+
+    /// [`Guest::load`], keeping the compiled code in `cache_dir` as
+    /// `<sha256 of wasm>-<engine compatibility hash>.cwasm`, so a restart skips compilation.
+    /// Cache failures only cost time: they are logged and the component is compiled.
+    pub fn load_cached(engine: &GuestEngine, wasm: &[u8], limits: GuestLimits, cache_dir: &Path) -> anyhow::Result<Guest> {
+        let hash = sha256(wasm);
+        let path = cache_dir.join(format!("{}-{}.cwasm", hex::encode(hash), engine.compatibility_hash()));
+        // Read rather than mapped: a mapped file that someone truncates later (an operator
+        // clearing the cache, a disk tool) would crash the member with SIGBUS.
+        if let Ok(bytes) = std::fs::read(&path) {
+            // SAFETY: `deserialize` trusts its input to be machine code wasmtime produced,
+            // because it runs it. These bytes are: only this function writes to the cache,
+            // under a name that binds them to the exact Wasm bytes (sha256) and to this
+            // engine's compiled-code format, and always through a temporary file renamed into
+            // place, so a crash never leaves a partial file under the final name. wasmtime
+            // still checks the header (its version, the engine settings) and fails cleanly on
+            // a mismatch. The cache lives in the member's data directory, which only this
+            // process writes; whoever can write there can already replace the state wholesale.
+            match unsafe { Component::deserialize(engine.engine(), &bytes) } {
+                Ok(component) => return Self::from_component(engine, component, hash, limits),
+                Err(e) => tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "wasmraft: ignoring unusable compiled guest cache entry"),
+            }
+        }
+        let component = Component::new(engine.engine(), wasm).map_err(anyhow_of).context("compiling the guest component")?;
+        if let Err(e) = write_cache(&component, cache_dir, &path) {
+            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "wasmraft: cannot cache the compiled guest");
+        }
+        Self::from_component(engine, component, hash, limits)
+    }
+
+    fn from_component(engine: &GuestEngine, component: Component, hash: [u8; 32], limits: GuestLimits) -> anyhow::Result<Guest> {
+        let mut linker = Linker::<HostState>::new(engine.engine());
+        host_store::add_to_linker(&mut linker).map_err(anyhow_of).context("linking the guest imports")?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(anyhow_of).context(
+            "the guest imports something wasmraft does not provide (a guest may import only wasmraft:guest/store and wasmraft:guest/events; no WASI)",
+        )?;
+        let pre = StateMachinePre::new(instance_pre)
+            .map_err(anyhow_of)
+            .context("the component does not export the wasmraft:guest state-machine world (info, apply, query, migrate)")?;
+        let mut guest = Guest { engine: engine.clone(), pre, limits, info: GuestInfo::default(), hash };
+        guest.info = guest.call_info().context("calling the guest's info()")?;
+        Ok(guest)
+    }
+
+    fn call_info(&self) -> anyhow::Result<GuestInfo> {
+        let _slot = self.engine.inner.control.acquire();
+        let (mut store, sm) = self.instantiate(View::Detached).map_err(|(e, _)| anyhow::anyhow!(e))?;
+        match sm.call_info(&mut store) {
+            Ok(info) => Ok(GuestInfo { name: info.name, version: info.version, apis: info.apis }),
+            Err(e) => Err(anyhow::anyhow!("{}", classify(e, store.data_mut(), &self.limits))),
+        }
+    }
+
+    /// The guest's name, version and APIs, from `info()` at load.
+    pub fn info(&self) -> &GuestInfo {
+        &self.info
+    }
+
+    /// sha256 of the component bytes.
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.hash)
+    }
+
+    pub fn limits(&self) -> &GuestLimits {
+        &self.limits
+    }
+
+    /// Applies one committed command inside `txn`, in a fresh instance.
+    ///
+    /// The transaction always comes back, whatever happened. On `Ok` the entry's writes are in
+    /// it (table `GUEST_KV`) and its events are returned; on [`ApplyError::Guest`] nothing was
+    /// written and the caller goes on with the next entry. On [`ApplyError::Storage`] or
+    /// [`ApplyError::Host`] the transaction may hold part of the entry and the outcome must
+    /// not be recorded: the caller aborts the transaction and stops.
+    pub fn apply(
+        &self,
+        txn: redb::WriteTransaction,
+        ctx: ApplyContext,
+        command: &[u8],
+    ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
+        let _slot = self.engine.inner.control.acquire();
+        let wit_ctx = wit::ApplyContext { index: ctx.index, term: ctx.term, time_unix_ms: ctx.time_unix_ms };
+        self.run_write(txn, |store, sm| sm.call_apply(store, wit_ctx, command))
+    }
+
+    /// Runs the guest's `migrate` inside the entry that swaps it in, like [`Guest::apply`]
+    /// (output is empty; events are allowed).
+    pub fn migrate(&self, txn: redb::WriteTransaction, from: &GuestInfo) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
+        let _slot = self.engine.inner.control.acquire();
+        let from = wit::GuestInfo { name: from.name.clone(), version: from.version.clone(), apis: from.apis.clone() };
+        self.run_write(txn, |store, sm| sm.call_migrate(store, &from).map(|r| r.map(|()| Vec::new())))
+    }
+
+    /// Answers a read-only request against `txn`'s snapshot, in a fresh instance. Blocks while
+    /// every query slot is busy.
+    pub fn query(&self, txn: &redb::ReadTransaction, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
+        let _slot: SlotPermit<'_> = self.engine.inner.queries.acquire();
+        let table = host_store::open_read(txn).map_err(ApplyError::Storage)?;
+        let (mut store, sm) = self.instantiate(View::Read(table))?;
+        let result = sm.call_query(&mut store, request);
+        self.finish(result, store.data_mut()).map(|(output, _)| output)
+    }
+
+    fn run_write(
+        &self,
+        txn: redb::WriteTransaction,
+        call: impl FnOnce(&mut Store<HostState>, &StateMachine) -> wasmtime::Result<Result<Vec<u8>, String>>,
+    ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
+        let (mut store, sm) = match self.instantiate(View::Write(txn)) {
+            Ok(ok) => ok,
+            // The failed store still owns the transaction; get it back from there.
+            Err((e, mut state)) => return (take_back(&mut state), Err(e)),
+        };
+        let result = call(&mut store, &sm);
+        drop(sm);
+        let mut state = store.into_data();
+        let txn = take_back(&mut state);
+        let outcome = self.finish(result, &mut state).and_then(|(output, state)| {
+            let overlay = std::mem::take(&mut state.overlay);
+            host_store::flush(&txn, overlay).map_err(ApplyError::Storage)?;
+            Ok(Applied { output, events: std::mem::take(&mut state.events) })
+        });
+        (txn, outcome)
+    }
+
+    /// A fresh store and instance for one call, with the call's fuel and memory budget.
+    fn instantiate(&self, view: View) -> Result<(Store<HostState>, StateMachine), (ApplyError, HostState)> {
+        let mut store = Store::new(self.engine.engine(), HostState::new(view, &self.limits));
+        store.limiter(|state| &mut state.memory);
+        store.set_hostcall_fuel(limits::HOSTCALL_LIFT_BYTES);
+        if let Err(e) = store.set_fuel(self.limits.fuel_per_entry) {
+            let msg = format!("wasmraft: cannot set guest fuel: {e:#}");
+            return Err((ApplyError::Host(msg), store.into_data()));
+        }
+        match self.pre.instantiate(&mut store) {
+            Ok(sm) => Ok((store, sm)),
+            Err(e) => {
+                let mut state = store.into_data();
+                // Instantiation was already done once at load with these limits, so a failure
+                // here is the host's (an exhausted pool) unless the guest's own start code
+                // blew a budget, which every member sees alike.
+                let err = if state.memory.hit || state.fault.is_some() || e.downcast_ref::<Trap>().is_some() {
+                    classify(e, &mut state, &self.limits)
+                } else {
+                    ApplyError::Host(format!("wasmraft: cannot instantiate the guest: {e:#}"))
+                };
+                Err((err, state))
+            }
+        }
+    }
+
+    /// Turns a call's outcome into the guest's output or an error, checking the output size.
+    fn finish<'s>(
+        &self,
+        result: wasmtime::Result<Result<Vec<u8>, String>>,
+        state: &'s mut HostState,
+    ) -> Result<(Vec<u8>, &'s mut HostState), ApplyError> {
+        match result {
+            Ok(Ok(output)) if output.len() > limits::MAX_RESULT_BYTES => Err(ApplyError::Guest(format!(
+                "wasmraft: guest returned {} bytes (the limit is {} bytes)",
+                output.len(),
+                limits::MAX_RESULT_BYTES
+            ))),
+            Ok(Ok(output)) => Ok((output, state)),
+            Ok(Err(text)) => Err(ApplyError::Guest(text)),
+            Err(e) => Err(classify(e, state, &self.limits)),
+        }
+    }
+}
+
+impl From<(ApplyError, HostState)> for ApplyError {
+    fn from((e, _): (ApplyError, HostState)) -> Self {
+        e
+    }
+}
+
+fn take_back(state: &mut HostState) -> redb::WriteTransaction {
+    match state.take_txn() {
+        Some(txn) => txn,
+        // run_write always builds a store around View::Write and nothing else takes the
+        // transaction out; reaching this is a bug in this module, not something a guest or the
+        // disk can cause.
+        None => unreachable!("wasmraft: the guest store lost its write transaction"),
+    }
+}
+
+/// Why a guest call failed, in words for the client; storage failures stay typed.
+fn classify(e: wasmtime::Error, state: &mut HostState, limits: &GuestLimits) -> ApplyError {
+    match state.fault.take() {
+        Some(Fault::Storage(e)) => return ApplyError::Storage(e),
+        Some(Fault::Guest(text)) => return ApplyError::Guest(text),
+        Some(Fault::OutOfFuel) => return out_of_fuel(limits),
+        None => {}
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => out_of_fuel(limits),
+        // A failed allocation aborts (`unreachable`) in most guests: report the cause.
+        Some(_) if state.memory.hit => memory_exceeded(limits),
+        Some(trap) => {
+            tracing::debug!(error = %format!("{e:?}"), "guest trapped");
+            ApplyError::Guest(format!("wasmraft: guest trapped: {trap}"))
+        }
+        // Not a trap: the canonical ABI refused what the guest handed back (bad UTF-8, a list
+        // out of bounds), or the guest's realloc failed. Still the guest's doing, and the same
+        // on every member.
+        None if state.memory.hit => memory_exceeded(limits),
+        None => ApplyError::Guest(format!("wasmraft: guest trapped: {}", root_message(&e))),
+    }
+}
+
+fn out_of_fuel(limits: &GuestLimits) -> ApplyError {
+    ApplyError::Guest(format!("wasmraft: guest ran out of fuel (limit {} per entry)", limits.fuel_per_entry))
+}
+
+fn memory_exceeded(limits: &GuestLimits) -> ApplyError {
+    ApplyError::Guest(format!("wasmraft: guest exceeded its memory limit ({} bytes)", limits.memory_bytes))
+}
+
+/// The innermost message of a wasmtime error, without the backtrace context wasmtime adds.
+fn root_message(e: &wasmtime::Error) -> String {
+    e.chain().last().map(|c| c.to_string()).unwrap_or_else(|| e.to_string())
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn write_cache(component: &Component, dir: &Path, path: &Path) -> anyhow::Result<()> {
+    let bytes = component.serialize().map_err(anyhow_of)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = tempfile_in(dir, path)?;
+    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// A temporary name next to `path`, unique per process and call so concurrent loads of the
+/// same guest never write the same file.
+fn tempfile_in(dir: &Path, path: &Path) -> anyhow::Result<std::path::PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().context("cache path has no file name")?.to_string_lossy();
+    Ok(dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))))
+}

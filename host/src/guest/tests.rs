@@ -1,0 +1,323 @@
+//! The sandbox against the hostile guest, and the KV guest end to end.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::*;
+use crate::storage::tables::GUEST_KV;
+
+static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
+static KV: &[u8] = include_bytes!(env!("WASMRAFT_KV_GUEST"));
+
+/// One engine (and pool) for the whole test binary, as in a member.
+fn engine() -> &'static GuestEngine {
+    static ENGINE: OnceLock<GuestEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| GuestEngine::new(EngineConfig::default()).expect("engine"))
+}
+
+/// Small budgets so runaway guests are stopped quickly.
+fn test_limits() -> GuestLimits {
+    GuestLimits { fuel_per_entry: 200_000_000, memory_bytes: 64 << 20 }
+}
+
+fn hostile() -> Arc<Guest> {
+    static GUEST: OnceLock<Arc<Guest>> = OnceLock::new();
+    GUEST.get_or_init(|| Arc::new(Guest::load(engine(), HOSTILE, test_limits()).expect("hostile guest loads"))).clone()
+}
+
+struct Db {
+    _dir: tempfile::TempDir,
+    db: Database,
+    index: u64,
+}
+
+impl Db {
+    fn new() -> Db {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::create(dir.path().join("state.redb")).expect("create db");
+        Db { _dir: dir, db, index: 0 }
+    }
+
+    /// Applies one entry in its own transaction, committing whatever the guest left there.
+    fn apply(&mut self, guest: &Guest, command: &[u8]) -> Result<Applied, ApplyError> {
+        self.index += 1;
+        let txn = self.db.begin_write().expect("begin write");
+        let ctx = ApplyContext { index: self.index, term: 1, time_unix_ms: 1_700_000_000_000 + self.index };
+        let (txn, result) = guest.apply(txn, ctx, command);
+        txn.commit().expect("commit");
+        result
+    }
+
+    fn query(&self, guest: &Guest, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
+        let txn = self.db.begin_read().expect("begin read");
+        guest.query(&txn, request)
+    }
+
+    /// The whole guest keyspace, as the table holds it.
+    fn dump(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let txn = self.db.begin_read().expect("begin read");
+        let table = match txn.open_table(GUEST_KV) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Vec::new(),
+            Err(e) => panic!("{e}"),
+        };
+        assert!(table.len().is_ok());
+        table.iter().expect("iter").map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())).expect("row")).collect()
+    }
+}
+
+fn text(r: Result<Applied, ApplyError>) -> String {
+    String::from_utf8(r.expect("entry applies").output).expect("utf-8")
+}
+
+fn guest_err(r: Result<Applied, ApplyError>) -> String {
+    match r {
+        Err(ApplyError::Guest(t)) => t,
+        other => panic!("expected a guest error, got {other:?}"),
+    }
+}
+
+#[test]
+fn loads_and_reports_info() {
+    let g = hostile();
+    assert_eq!(g.info().name, "hostile");
+    assert_eq!(g.info().apis, vec!["wasmraft.test.hostile".to_string()]);
+    assert_eq!(g.hash_hex().len(), 64);
+}
+
+#[test]
+fn rejects_what_is_not_a_guest() {
+    assert!(Guest::load(engine(), b"not wasm", test_limits()).is_err());
+    // A core module, not a component.
+    let core = b"\0asm\x01\0\0\0";
+    assert!(Guest::load(engine(), core, test_limits()).is_err());
+}
+
+#[test]
+fn failed_entries_leave_the_keyspace_untouched() {
+    let g = hostile();
+    let mut db = Db::new();
+    assert_eq!(text(db.apply(&g, b"ok:a=1")), "ok");
+    let before = db.dump();
+    assert_eq!(before, vec![(b"a".to_vec(), b"1".to_vec())]);
+
+    let trap = guest_err(db.apply(&g, b"put-then-trap:b=2"));
+    assert!(trap.starts_with("wasmraft: guest trapped:"), "{trap}");
+    assert!(trap.contains("unreachable"), "{trap}");
+    let panic = guest_err(db.apply(&g, b"put-then-panic"));
+    assert!(panic.starts_with("wasmraft: guest trapped:"), "{panic}");
+    assert_eq!(guest_err(db.apply(&g, b"put-then-err")), "hostile: refused after put");
+    let fuel = guest_err(db.apply(&g, b"loop"));
+    assert_eq!(fuel, "wasmraft: guest ran out of fuel (limit 200000000 per entry)");
+    let mem = guest_err(db.apply(&g, b"alloc:100000000"));
+    assert_eq!(mem, format!("wasmraft: guest exceeded its memory limit ({} bytes)", 64 << 20));
+    let stack = guest_err(db.apply(&g, b"recurse"));
+    assert!(stack.contains("stack"), "{stack}");
+
+    assert_eq!(db.dump(), before);
+    // And the next entry proceeds normally.
+    assert_eq!(text(db.apply(&g, b"ok:c=3")), "ok");
+    assert_eq!(db.dump().len(), 2);
+}
+
+#[test]
+fn events_only_from_successful_entries() {
+    let g = hostile();
+    let mut db = Db::new();
+    let applied = db.apply(&g, b"emit:3").expect("applies");
+    assert_eq!(applied.events, vec![b"e0".to_vec(), b"e1".to_vec(), b"e2".to_vec()]);
+    let applied = db.apply(&g, b"ok:k=v").expect("applies");
+    assert_eq!(applied.events, vec![b"put:k".to_vec()]);
+    assert!(db.apply(&g, b"put-then-err").is_err());
+}
+
+#[test]
+fn writes_are_visible_to_later_entries_and_queries() {
+    let g = hostile();
+    let mut db = Db::new();
+    assert_eq!(db.query(&g, b"script:get a").expect("query"), b"none");
+    text(db.apply(&g, b"ok:a=1"));
+    assert_eq!(text(db.apply(&g, b"script:get a")), "1");
+    assert_eq!(db.query(&g, b"script:get a").expect("query"), b"1");
+}
+
+#[test]
+fn every_entry_gets_a_fresh_instance() {
+    let g = hostile();
+    let mut db = Db::new();
+    for _ in 0..5 {
+        assert_eq!(text(db.apply(&g, b"global-inc")), "1");
+        assert_eq!(db.query(&g, b"global-inc").expect("query"), b"1");
+    }
+}
+
+#[test]
+fn oversized_outputs_are_refused() {
+    let g = Guest::load(engine(), HOSTILE, GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20 })
+        .expect("loads");
+    let mut db = Db::new();
+    let n = limits::MAX_RESULT_BYTES + 1;
+    let e = guest_err(db.apply(&g, format!("huge-result:{n}").as_bytes()));
+    assert_eq!(e, format!("wasmraft: guest returned {n} bytes (the limit is {} bytes)", limits::MAX_RESULT_BYTES));
+    match db.query(&g, format!("huge-result:{n}").as_bytes()) {
+        Err(ApplyError::Guest(t)) => assert!(t.starts_with("wasmraft: guest returned"), "{t}"),
+        other => panic!("{other:?}"),
+    }
+    // A key over the limit traps with a clear text, and nothing is written.
+    let big = limits::MAX_KEY_BYTES + 1;
+    let e = guest_err(db.apply(&g, format!("script:put a 1;bigput {big} 1").as_bytes()));
+    assert_eq!(e, format!("wasmraft: guest passed a {big} byte key to put (the limit is {} bytes)", limits::MAX_KEY_BYTES));
+    assert!(db.dump().is_empty());
+}
+
+#[test]
+fn pending_writes_are_capped_by_the_memory_limit() {
+    let g = hostile();
+    let mut db = Db::new();
+    // 1 MiB values under distinct keys until the 64 MiB cap is passed.
+    let ops: Vec<String> = (0..70).map(|i| format!("bigput {} {}", 10 + i, 1 << 20)).collect();
+    let e = guest_err(db.apply(&g, format!("script:{}", ops.join(";")).as_bytes()));
+    assert!(e.contains("buffered more than"), "{e}");
+    assert!(db.dump().is_empty());
+}
+
+#[test]
+fn queries_cannot_write() {
+    let g = hostile();
+    let db = Db::new();
+    match db.query(&g, b"put-in-query") {
+        Err(ApplyError::Guest(t)) => assert_eq!(t, "wasmraft: guest called put during a query, which is read-only"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn scans_merge_the_entry_overlay_in_both_directions() {
+    let g = hostile();
+    let mut db = Db::new();
+    for cmd in ["ok:a=1", "ok:c=3", "ok:e=5", "ok:g=7"] {
+        text(db.apply(&g, cmd.as_bytes()));
+    }
+    // Within one entry: add b and d, overwrite e, delete c and g, then scan.
+    let out = text(db.apply(
+        &g,
+        b"script:put b 2;put d 4;put e 55;del c;del g;put z 26;del z;scan - - 0 fwd;scan - - 0 rev;scan b e 0 fwd;scan b e 0 rev;scan - - 2 fwd;scan - - 2 rev;scan c - 1 fwd;scan e e 0 fwd;get c;get e",
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[7..],
+        [
+            "a=1,b=2,d=4,e=55",
+            "e=55,d=4,b=2,a=1",
+            "b=2,d=4",
+            "d=4,b=2",
+            "a=1,b=2",
+            "e=55,d=4",
+            "d=4",
+            "",
+            "none",
+            "55",
+        ]
+    );
+    // The same view once committed, through a query.
+    assert_eq!(db.query(&g, b"script:scan - - 0 fwd;scan - - 0 rev").expect("query"), b"a=1,b=2,d=4,e=55\ne=55,d=4,b=2,a=1");
+}
+
+#[test]
+fn scans_page_by_count_and_bytes() {
+    let g = Guest::load(engine(), HOSTILE, GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20 })
+        .expect("loads");
+    let mut db = Db::new();
+    // 2000 small keys: limit 0 gives the page size.
+    let ops: Vec<String> = (0..2000).map(|i| format!("put k{i:05} v")).collect();
+    text(db.apply(&g, format!("script:{}", ops.join(";")).as_bytes()));
+    let page = db.query(&g, b"script:scan - - 0 fwd").expect("query");
+    assert_eq!(page.split(|b| *b == b',').count(), limits::SCAN_PAGE_PAIRS as usize);
+    // Big values: the byte budget cuts the page short, but never below one pair.
+    let mut db = Db::new();
+    text(db.apply(&g, b"script:bigput 1 3000000;bigput 2 3000000;bigput 3 3000000"));
+    let out = db.query(&g, b"script:scan - - 0 fwd").expect("query");
+    assert_eq!(out.split(|b| *b == b',').count(), 1);
+}
+
+#[test]
+fn guest_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Guest>();
+    let g = hostile();
+    let mut db = Db::new();
+    text(db.apply(&g, b"ok:a=1"));
+    let db = Arc::new(db);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (g, db) = (g.clone(), db.clone());
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    assert_eq!(db.query(&g, b"script:get a").expect("query"), b"1");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("query thread");
+    }
+}
+
+#[test]
+fn compile_cache_round_trips() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Guest::load_cached(engine(), HOSTILE, test_limits(), dir.path()).expect("compiles and caches");
+    let files: Vec<_> = std::fs::read_dir(dir.path()).expect("read dir").collect();
+    assert_eq!(files.len(), 1);
+    let b = Guest::load_cached(engine(), HOSTILE, test_limits(), dir.path()).expect("loads from cache");
+    assert_eq!(a.info(), b.info());
+    let mut db = Db::new();
+    assert_eq!(text(db.apply(&b, b"global-inc")), "1");
+    // A damaged cache file is ignored, not trusted.
+    let path = files.into_iter().next().expect("one file").expect("entry").path();
+    std::fs::write(&path, b"garbage").expect("overwrite");
+    let c = Guest::load_cached(engine(), HOSTILE, test_limits(), dir.path()).expect("recompiles");
+    assert_eq!(c.info().name, "hostile");
+}
+
+/// Prints what a trivial entry costs (fresh instance + apply + flush), for the record.
+/// Not an assertion: timings belong in benchmarks.
+#[test]
+fn measure_per_entry_overhead() {
+    let g = hostile();
+    let mut db = Db::new();
+    let n = 2000;
+    let txn = db.db.begin_write().expect("begin write");
+    let mut txn = Some(txn);
+    let start = Instant::now();
+    for i in 0..n {
+        let ctx = ApplyContext { index: i + 1, term: 1, time_unix_ms: 0 };
+        let (t, r) = g.apply(txn.take().expect("txn"), ctx, b"global-inc");
+        assert!(r.is_ok());
+        txn = Some(t);
+    }
+    let apply = start.elapsed();
+    txn.take().expect("txn").commit().expect("commit");
+    let start = Instant::now();
+    for _ in 0..n {
+        db.query(&g, b"global-inc").expect("query");
+    }
+    let query = start.elapsed();
+    db.index = n;
+    eprintln!(
+        "per-entry overhead (pooled={}): apply {:?}/entry, query {:?}/request (hostile guest, trivial command, {n} iterations)",
+        engine().is_pooled(),
+        apply / n as u32,
+        query / n as u32
+    );
+}
+
+#[test]
+fn kv_guest_loads() {
+    match Guest::load(engine(), KV, GuestLimits::default()) {
+        Ok(g) => eprintln!("kv guest: {:?}", g.info()),
+        Err(e) => eprintln!("kv guest does not load yet: {e:#}"),
+    }
+}
