@@ -76,6 +76,9 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                 for r in reads.queued.drain(..) {
                     let _ = r.send(Err(NodeError::NoLeader));
                 }
+            } else if node.raft.state == StateRole::Leader && !node.raft.commit_to_current_term() {
+                // raft-rs drops a ReadIndex until the new leader has committed an entry of its
+                // own term (its no-op, in a moment): hold the reads until then.
             } else {
                 reads.next_ctx += 1;
                 node.read_index(reads.next_ctx.to_be_bytes().to_vec());
@@ -99,8 +102,13 @@ impl PendingReads {
     /// Forgets reads whose ReadIndex was lost (a leader change drops them); their clients have
     /// timed out by now.
     fn expire(&mut self, timeout: Duration) {
-        if !self.in_flight.is_empty() {
-            self.in_flight.retain(|_, (since, _)| since.elapsed() < timeout);
+        let expired: Vec<u64> = self.in_flight.iter().filter(|(_, (since, _))| since.elapsed() >= timeout).map(|(ctx, _)| *ctx).collect();
+        for ctx in expired {
+            if let Some((_, waiters)) = self.in_flight.remove(&ctx) {
+                for w in waiters {
+                    let _ = w.send(Err(NodeError::Timeout));
+                }
+            }
         }
     }
 }
