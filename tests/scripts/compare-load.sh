@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# compare-load.sh — the same small kvload workloads against real etcd and against wasmraft
+# (release build), one server at a time, on this machine in this run; prints a table with the
+# wasmraft/etcd ratio. Small on purpose: the full benchmark is a separate tool.
+#
+# Usage: tests/scripts/compare-load.sh
+# Env:
+#   TOTAL=20000 CLIENTS=16 CONNS=1 KEY_SIZE=8 VAL_SIZE=256   workload shape
+#   WASMRAFT_BIN=path     use this wasmraft instead of building target/release/wasmraft
+#   ETCD_BIN=path         real etcd (default: etcd on PATH)
+#   WASMRAFT_TEST_SUBJECT=etcd   run a second real etcd as the subject (validates the script)
+#   DATA_ROOT=dir         where the temp data dirs go (default: $TMPDIR or /tmp); both servers
+#                         use the same file system, so fsync costs are comparable
+#   KEEP=1                keep data dirs and logs
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+TOTAL=${TOTAL:-20000}
+CLIENTS=${CLIENTS:-16}
+CONNS=${CONNS:-1}
+KEY_SIZE=${KEY_SIZE:-8}
+VAL_SIZE=${VAL_SIZE:-256}
+SUBJECT=${WASMRAFT_TEST_SUBJECT:-wasmraft}
+LABEL=$SUBJECT; [ "$SUBJECT" = etcd ] && LABEL="etcd#2"
+ETCD_BIN=${ETCD_BIN:-$(command -v etcd || true)}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+READY_LINE="ready to serve client requests"
+
+die() { echo "compare-load: $*" >&2; exit 1; }
+[ -n "$ETCD_BIN" ] && [ -x "$ETCD_BIN" ] || die "real etcd not found (apt-get install etcd-server, or set ETCD_BIN)"
+
+echo "== building kvload (release)"
+cargo build --release -q -p wasmraft-tests --bin kvload
+KVLOAD="$TARGET_DIR/release/kvload"
+if [ "$SUBJECT" = etcd ]; then
+    SUBJECT_BIN=$ETCD_BIN
+elif [ -n "${WASMRAFT_BIN:-}" ]; then
+    SUBJECT_BIN=$WASMRAFT_BIN
+else
+    echo "== building wasmraft (release)"
+    cargo build --release -q -p wasmraft
+    SUBJECT_BIN="$TARGET_DIR/release/wasmraft"
+fi
+[ -x "$SUBJECT_BIN" ] || die "$SUBJECT_BIN is not executable"
+
+ROOT=$(mktemp -d "${DATA_ROOT:-${TMPDIR:-/tmp}}/compare-load.XXXXXX")
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $ROOT"; else rm -rf "$ROOT"; fi
+}
+trap cleanup EXIT
+
+# A free loopback port below the ephemeral range (nothing accepts a connection on it).
+USED=" "
+free_port() {
+    local p
+    for _ in $(seq 1000); do
+        p=$((20000 + RANDOM % 12000))
+        case "$USED" in *" $p "*) continue ;; esac
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            USED="$USED$p "
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port"
+}
+
+# start NAME BIN -> sets URL_<NAME>; waits for the ready line
+start() {
+    local name=$1 bin=$2 cport pport dir
+    cport=$(free_port); pport=$(free_port)
+    dir="$ROOT/$name"; mkdir -p "$dir"
+    "$bin" --name "$name" --data-dir "$dir/data" \
+        --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+        --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+        --initial-cluster "$name=http://127.0.0.1:$pport" >"$dir/log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 600); do
+        grep -q "$READY_LINE" "$dir/log" && { printf -v "URL_$name" '%s' "http://127.0.0.1:$cport"; return; }
+        kill -0 "$pid" 2>/dev/null || { tail -50 "$dir/log" >&2; die "$name ($bin) exited before ready"; }
+        sleep 0.1
+    done
+    tail -50 "$dir/log" >&2
+    die "$name ($bin) not ready after 60s"
+}
+
+start etcd "$ETCD_BIN"
+start subject "$SUBJECT_BIN"
+echo "== etcd: $ETCD_BIN at $URL_etcd"
+echo "== $LABEL: $SUBJECT_BIN at $URL_subject"
+
+WORKLOADS=("put" "range --consistency l" "range --consistency s")
+declare -A QPS P99
+for w in "${WORKLOADS[@]}"; do
+    for target in etcd subject; do
+        url_var="URL_$target"
+        name=$target; [ "$target" = subject ] && name=$LABEL
+        echo "== $w against $name"
+        # shellcheck disable=SC2086
+        out=$("$KVLOAD" $w --endpoints "${!url_var}" --clients "$CLIENTS" --conns "$CONNS" --total "$TOTAL" \
+            --key-size "$KEY_SIZE" --val-size "$VAL_SIZE") || { echo "$out"; die "kvload $w against $name failed"; }
+        echo "$out" | grep -v '^RESULT' | sed 's/^/   /'
+        result=$(echo "$out" | grep '^RESULT')
+        QPS["$w/$target"]=$(echo "$result" | sed -n 's/.* qps=\([^ ]*\).*/\1/p')
+        P99["$w/$target"]=$(echo "$result" | sed -n 's/.* p99_ms=\([^ ]*\).*/\1/p')
+    done
+done
+
+echo
+echo "total=$TOTAL clients=$CLIENTS conns=$CONNS key=${KEY_SIZE}B value=${VAL_SIZE}B"
+printf '%-22s %12s %12s %8s %12s %12s\n' workload "etcd qps" "$LABEL qps" ratio "etcd p99ms" "$LABEL p99ms"
+for w in "${WORKLOADS[@]}"; do
+    e=${QPS["$w/etcd"]}; s=${QPS["$w/subject"]}
+    ratio=$(awk -v s="$s" -v e="$e" 'BEGIN { if (e > 0) printf "%.2f", s / e; else print "n/a" }')
+    printf '%-22s %12s %12s %8s %12s %12s\n' "$w" "$e" "$s" "$ratio" "${P99["$w/etcd"]}" "${P99["$w/subject"]}"
+done
