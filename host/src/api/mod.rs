@@ -194,11 +194,10 @@ impl Api {
         if learner_may_serve && !require_leader {
             return Ok(());
         }
-        let status = self.node.status();
-        if !learner_may_serve && status.is_learner {
+        if !learner_may_serve && self.node.is_learner() {
             return Err(errors::NOT_SUPPORTED_FOR_LEARNER.into());
         }
-        if require_leader && status.leader == 0 {
+        if require_leader && self.node.leader() == 0 {
             return Err(errors::NO_LEADER.into());
         }
         Ok(())
@@ -207,10 +206,10 @@ impl Api {
     /// Refuses the call when the active guest does not speak etcd's KV encodings: its commands
     /// and queries would be meaningless to it.
     fn require_kv_guest(&self) -> Result<(), tonic::Status> {
-        let guest = self.node.active_guest();
-        if guest.apis.iter().any(|a| a == ETCD_KV_API) {
+        if self.node.guest_serves(ETCD_KV_API) {
             Ok(())
         } else {
+            let guest = self.node.active_guest();
             Err(tonic::Status::failed_precondition(format!(
                 "wasmraft: the active guest {} {} does not serve the etcd KV API",
                 guest.name, guest.version

@@ -170,8 +170,10 @@ fn base_config(pool_slots: Option<u32>) -> Config {
             .max_memory_size(MEMORY_RESERVATION as usize)
             .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(64 << 10)
-            // Slots stay affine to the guest that used them, so its memory image is reused.
-            .max_unused_warm_slots(slots);
+            // A slot is reused first by the module that last ran in it (its memory image is
+            // already in place); 0 also recycles another module's warm slot before touching a
+            // cold one, so resident memory tracks peak concurrency, not pool size.
+            .max_unused_warm_slots(0);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
     }
     c

@@ -258,13 +258,13 @@ impl NodeHandle {
         if s.commit_index.load(Ordering::Relaxed) > applied + MAX_APPLY_GAP {
             return Err(NodeError::TooManyRequests);
         }
+        // etcd limits the request it proposes; our envelope's few extra bytes don't count.
+        if command.len() > s.max_request_bytes {
+            return Err(NodeError::RequestTooLarge);
+        }
         let (id, rx) = s.waits.register();
         let entry = pb::Entry { id, time_unix_ms: now_unix_ms(), kind: Some(pb::entry::Kind::GuestCommand(command)) };
         let data = entry.encode_to_vec();
-        if data.len() > s.max_request_bytes {
-            s.waits.cancel(id);
-            return Err(NodeError::RequestTooLarge);
-        }
         if s.to_raft.send(RaftMsg::Propose { id, data }).is_err() {
             s.waits.cancel(id);
             return Err(NodeError::Stopped);
@@ -320,6 +320,21 @@ impl NodeHandle {
             db_size: s.db_paths.iter().map(|p| RaftLog::file_size(p)).sum(),
             is_learner: false,
         }
+    }
+
+    /// The leader's member id, 0 when there is none. Cheap: for per-request checks.
+    pub fn leader(&self) -> u64 {
+        self.inner.leader.load(Ordering::Relaxed)
+    }
+
+    /// Whether this member is a non-voting learner. Cheap: for per-request checks.
+    pub fn is_learner(&self) -> bool {
+        false
+    }
+
+    /// Whether the active guest lists `api` in its info. Cheap: for per-request checks.
+    pub fn guest_serves(&self, api: &str) -> bool {
+        self.inner.guest.read().unwrap_or_else(|p| p.into_inner()).info().apis.iter().any(|a| a == api)
     }
 
     pub fn active_guest(&self) -> ActiveGuest {

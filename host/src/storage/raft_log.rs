@@ -140,6 +140,8 @@ impl RaftLog {
         anyhow::ensure!(self.identity.is_none(), "raft log is already bootstrapped");
         let mut cs = ConfState::default();
         cs.voters = voters;
+        let mut hs = HardState::default();
+        hs.term = 1;
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
@@ -148,8 +150,13 @@ impl RaftLog {
             id.extend_from_slice(&identity.cluster_id.to_be_bytes());
             meta.insert(META_IDENTITY, id.as_slice())?;
             meta.insert(META_CONF_STATE, encode_conf_state(&cs).as_slice())?;
+            // etcd bootstraps its log with the initial members' conf changes at term 1, so its
+            // first leader is elected at term 2; start at the same term so `raft_term` in
+            // responses reads the same.
+            meta.insert(META_HARD_STATE, encode_hard_state(&hs).as_slice())?;
         }
         txn.commit()?;
+        self.hard_state = hs;
         self.identity = Some(identity);
         self.conf_state = cs;
         Ok(())
