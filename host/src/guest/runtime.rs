@@ -202,6 +202,14 @@ impl Guest {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn instantiate_for_test(&self) -> (Store<HostState>, StateMachine) {
+        match self.instantiate(View::Detached) {
+            Ok(ok) => ok,
+            Err((e, _)) => panic!("{e}"),
+        }
+    }
+
     /// Turns a call's outcome into the guest's output or an error, checking the output size.
     fn finish<'s>(
         &self,
