@@ -16,8 +16,15 @@ use super::limits::{self, GuestLimits};
 use crate::storage::tables::GUEST_KV;
 
 type KvTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
+type Pair = (Vec<u8>, Vec<u8>);
+/// The overlay's view of a range: `None` values are this entry's deletes.
+type OverlayIter<'o> = Box<dyn Iterator<Item = (&'o [u8], Option<&'o [u8]>)> + 'o>;
+type TableRow<'t> = Result<(redb::AccessGuard<'t, &'static [u8]>, redb::AccessGuard<'t, &'static [u8]>), redb::StorageError>;
 
 /// The keyspace one guest call works on.
+// One per call, moved into the store and out again: boxing the transaction would only add an
+// allocation per entry.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum View {
     /// `apply` and `migrate`: the caller's write transaction, moved in for the call and handed
     /// back afterwards (store data must be `'static`, so it cannot be borrowed).
@@ -165,7 +172,7 @@ impl HostState {
     /// One page of `start <= key < end` (empty `end`: unbounded), merging this entry's
     /// overlay over the table: an overlay put shadows the table's value, an overlay delete
     /// hides the key.
-    fn scan(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Result<Vec<(Vec<u8>, Vec<u8>)>, redb::Error> {
+    fn scan(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Result<Vec<Pair>, redb::Error> {
         if !end.is_empty() && start >= end {
             return Ok(Vec::new());
         }
@@ -174,8 +181,7 @@ impl HostState {
         let bounds = (Bound::Included(start), upper);
 
         let overlay = self.overlay.range::<[u8], _>(bounds).map(|(k, v)| (k.as_slice(), v.as_deref()));
-        let overlay: Box<dyn Iterator<Item = (&[u8], Option<&[u8]>)>> =
-            if reverse { Box::new(overlay.rev()) } else { Box::new(overlay) };
+        let overlay: OverlayIter<'_> = if reverse { Box::new(overlay.rev()) } else { Box::new(overlay) };
 
         match &self.view {
             View::Write(txn) => {
@@ -187,8 +193,6 @@ impl HostState {
         }
     }
 }
-
-type Pair = (Vec<u8>, Vec<u8>);
 
 #[derive(PartialEq, Eq)]
 enum Take {
@@ -203,9 +207,7 @@ fn table_range<'t>(
     reverse: bool,
 ) -> Result<Box<dyn Iterator<Item = Result<Pair, redb::StorageError>> + 't>, redb::Error> {
     let range = table.range::<&[u8]>(bounds)?;
-    let pair = |item: Result<(redb::AccessGuard<'_, &'static [u8]>, redb::AccessGuard<'_, &'static [u8]>), redb::StorageError>| {
-        item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
-    };
+    let pair = |item: TableRow<'_>| item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()));
     Ok(if reverse { Box::new(range.rev().map(pair)) } else { Box::new(range.map(pair)) })
 }
 

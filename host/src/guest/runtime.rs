@@ -93,7 +93,7 @@ impl Guest {
 
     fn call_info(&self) -> anyhow::Result<GuestInfo> {
         let _slot = self.engine.inner.control.acquire();
-        let (mut store, sm) = self.instantiate(View::Detached).map_err(|(e, _)| anyhow::anyhow!(e))?;
+        let (mut store, sm) = self.instantiate(View::Detached).map_err(|failed| anyhow::anyhow!(failed.0))?;
         match sm.call_info(&mut store) {
             Ok(info) => Ok(GuestInfo { name: info.name, version: info.version, apis: info.apis }),
             Err(e) => Err(anyhow::anyhow!("{}", classify(e, store.data_mut(), &self.limits))),
@@ -149,7 +149,7 @@ impl Guest {
     pub fn query(&self, txn: &redb::ReadTransaction, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
         let _slot: SlotPermit<'_> = self.engine.inner.queries.acquire();
         let table = host_store::open_read(txn).map_err(ApplyError::Storage)?;
-        let (mut store, sm) = self.instantiate(View::Read(table))?;
+        let (mut store, sm) = self.instantiate(View::Read(table)).map_err(|failed| failed.0)?;
         let result = sm.call_query(&mut store, request);
         self.finish(result, store.data_mut()).map(|(output, _)| output)
     }
@@ -162,10 +162,12 @@ impl Guest {
         let (mut store, sm) = match self.instantiate(View::Write(txn)) {
             Ok(ok) => ok,
             // The failed store still owns the transaction; get it back from there.
-            Err((e, mut state)) => return (take_back(&mut state), Err(e)),
+            Err(failed) => {
+                let (e, mut state) = *failed;
+                return (take_back(&mut state), Err(e));
+            }
         };
         let result = call(&mut store, &sm);
-        drop(sm);
         let mut state = store.into_data();
         let txn = take_back(&mut state);
         let outcome = self.finish(result, &mut state).and_then(|(output, state)| {
@@ -177,13 +179,13 @@ impl Guest {
     }
 
     /// A fresh store and instance for one call, with the call's fuel and memory budget.
-    fn instantiate(&self, view: View) -> Result<(Store<HostState>, StateMachine), (ApplyError, HostState)> {
+    fn instantiate(&self, view: View) -> Result<(Store<HostState>, StateMachine), FailedStart> {
         let mut store = Store::new(self.engine.engine(), HostState::new(view, &self.limits));
         store.limiter(|state| &mut state.memory);
         store.set_hostcall_fuel(limits::HOSTCALL_LIFT_BYTES);
         if let Err(e) = store.set_fuel(self.limits.fuel_per_entry) {
             let msg = format!("wasmraft: cannot set guest fuel: {e:#}");
-            return Err((ApplyError::Host(msg), store.into_data()));
+            return Err(Box::new((ApplyError::Host(msg), store.into_data())));
         }
         match self.pre.instantiate(&mut store) {
             Ok(sm) => Ok((store, sm)),
@@ -197,7 +199,7 @@ impl Guest {
                 } else {
                     ApplyError::Host(format!("wasmraft: cannot instantiate the guest: {e:#}"))
                 };
-                Err((err, state))
+                Err(Box::new((err, state)))
             }
         }
     }
@@ -206,7 +208,7 @@ impl Guest {
     pub(crate) fn instantiate_for_test(&self) -> (Store<HostState>, StateMachine) {
         match self.instantiate(View::Detached) {
             Ok(ok) => ok,
-            Err((e, _)) => panic!("{e}"),
+            Err(failed) => panic!("{}", failed.0),
         }
     }
 
@@ -229,11 +231,8 @@ impl Guest {
     }
 }
 
-impl From<(ApplyError, HostState)> for ApplyError {
-    fn from((e, _): (ApplyError, HostState)) -> Self {
-        e
-    }
-}
+/// A call that never started, with the store data (and so any transaction) it was given.
+type FailedStart = Box<(ApplyError, HostState)>;
 
 fn take_back(state: &mut HostState) -> redb::WriteTransaction {
     match state.take_txn() {

@@ -408,8 +408,7 @@ fn instantiation_breakdown() {
     eprintln!("store new+drop {:?}", t.elapsed() / n);
     let t = Instant::now();
     for _ in 0..n {
-        let (s, sm) = g.instantiate_for_test();
-        drop(sm);
+        let (s, _sm) = g.instantiate_for_test();
         drop(s);
     }
     eprintln!("store+instantiate+drop {:?}", t.elapsed() / n);
