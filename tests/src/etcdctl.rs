@@ -36,18 +36,33 @@ impl CmdOutput {
 
     /// The same output with [`normalize`] applied to both streams.
     pub fn normalized(&self) -> CmdOutput {
-        CmdOutput { code: self.code, stdout: normalize(&self.stdout), stderr: normalize(&self.stderr) }
+        CmdOutput {
+            code: self.code,
+            stdout: normalize(&self.stdout),
+            stderr: normalize(&self.stderr),
+        }
     }
 
     /// Human-readable rendering for diff reports.
     pub fn render(&self) -> String {
-        let code = self.code.map(|c| c.to_string()).unwrap_or_else(|| "signal".into());
-        format!("exit={code}\n[stdout]\n{}[stderr]\n{}", with_final_newline(&self.stdout), with_final_newline(&self.stderr))
+        let code = self
+            .code
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "signal".into());
+        format!(
+            "exit={code}\n[stdout]\n{}[stderr]\n{}",
+            with_final_newline(&self.stdout),
+            with_final_newline(&self.stderr)
+        )
     }
 }
 
 fn with_final_newline(s: &str) -> String {
-    if s.is_empty() || s.ends_with('\n') { s.to_string() } else { format!("{s}⏎(no final newline)\n") }
+    if s.is_empty() || s.ends_with('\n') {
+        s.to_string()
+    } else {
+        format!("{s}⏎(no final newline)\n")
+    }
 }
 
 /// etcdctl (`ETCDCTL_API=3`) bound to one endpoint.
@@ -59,7 +74,10 @@ pub struct Etcdctl {
 
 impl Etcdctl {
     pub fn new(endpoint: impl Into<String>) -> Self {
-        Etcdctl { bin: etcdctl_bin(), endpoint: endpoint.into() }
+        Etcdctl {
+            bin: etcdctl_bin(),
+            endpoint: endpoint.into(),
+        }
     }
 
     pub fn endpoint(&self) -> &str {
@@ -81,10 +99,16 @@ impl Etcdctl {
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint))
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", self.bin.display()));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", self.bin.display()));
         let pid = child.id();
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("stdin piped");
@@ -100,7 +124,10 @@ impl Etcdctl {
             Err(_) => {
                 // SAFETY: kill(2) on our own child, which the waiting thread has not reaped.
                 unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                panic!("etcdctl {args:?} against {} hung for {ETCDCTL_HARD_TIMEOUT:?}", self.endpoint);
+                panic!(
+                    "etcdctl {args:?} against {} hung for {ETCDCTL_HARD_TIMEOUT:?}",
+                    self.endpoint
+                );
             }
         }
         .expect("waiting for etcdctl");
@@ -121,12 +148,36 @@ impl Etcdctl {
 /// - a capnslog-style timestamp prefix (`2024-01-02 03:04:05.678901 `) at a line start.
 pub fn normalize(s: &str) -> String {
     let mut out = s.to_string();
-    for key in ["\"cluster_id\":", "\"member_id\":", "\"raft_term\":", "\"ClusterID\" : ", "\"MemberID\" : ", "\"RaftTerm\" : "] {
-        out = replace_after(&out, key, |rest| rest.bytes().take_while(u8::is_ascii_digit).count(), "<id>");
+    for key in [
+        "\"cluster_id\":",
+        "\"member_id\":",
+        "\"raft_term\":",
+        "\"ClusterID\" : ",
+        "\"MemberID\" : ",
+        "\"RaftTerm\" : ",
+    ] {
+        out = replace_after(
+            &out,
+            key,
+            |rest| rest.bytes().take_while(u8::is_ascii_digit).count(),
+            "<id>",
+        );
     }
-    out = replace_after(&out, "\"ts\":\"", |rest| rest.find('"').unwrap_or(0), "<ts>");
-    out = replace_after(&out, "\"target\":\"endpoint://", |rest| rest.find('"').unwrap_or(0), "<target>");
-    out.split_inclusive('\n').map(strip_timestamp_prefix).collect()
+    out = replace_after(
+        &out,
+        "\"ts\":\"",
+        |rest| rest.find('"').unwrap_or(0),
+        "<ts>",
+    );
+    out = replace_after(
+        &out,
+        "\"target\":\"endpoint://",
+        |rest| rest.find('"').unwrap_or(0),
+        "<target>",
+    );
+    out.split_inclusive('\n')
+        .map(strip_timestamp_prefix)
+        .collect()
 }
 
 /// Replaces, after every occurrence of `marker`, the `len(rest)` bytes that follow it with
@@ -155,7 +206,11 @@ fn strip_timestamp_prefix(line: &str) -> &str {
         return line;
     }
     for (i, c) in shape.bytes().enumerate() {
-        let ok = if c == b'd' { b[i].is_ascii_digit() } else { b[i] == c };
+        let ok = if c == b'd' {
+            b[i].is_ascii_digit()
+        } else {
+            b[i] == c
+        };
         if !ok {
             return line;
         }
@@ -189,9 +244,18 @@ mod tests {
             normalize(w),
             "{\"level\":\"warn\",\"ts\":\"<ts>\",\"caller\":\"clientv3/retry_interceptor.go:62\",\"msg\":\"retrying of unary invoker failed\",\"target\":\"endpoint://<target>\",\"attempt\":0,\"error\":\"rpc error: code = OutOfRange desc = x\"}\nError: x\n"
         );
-        assert_eq!(normalize("\"ClusterID\" : 324952591200643719\n\"Revision\" : 3\n"), "\"ClusterID\" : <id>\n\"Revision\" : 3\n");
-        assert_eq!(normalize("2026-11-21 04:18:37.985638 I | embed: ready\n"), "I | embed: ready\n");
+        assert_eq!(
+            normalize("\"ClusterID\" : 324952591200643719\n\"Revision\" : 3\n"),
+            "\"ClusterID\" : <id>\n\"Revision\" : 3\n"
+        );
+        assert_eq!(
+            normalize("2026-11-21 04:18:37.985638 I | embed: ready\n"),
+            "I | embed: ready\n"
+        );
         // Revisions and values are untouched.
-        assert_eq!(normalize("\"revision\":17\nfoo 2026\n"), "\"revision\":17\nfoo 2026\n");
+        assert_eq!(
+            normalize("\"revision\":17\nfoo 2026\n"),
+            "\"revision\":17\nfoo 2026\n"
+        );
     }
 }

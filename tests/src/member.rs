@@ -37,7 +37,10 @@ pub const READY_LINE: &str = "ready to serve client requests";
 /// KV guest at start and CI has two cores shared by everything. Env
 /// `WASMRAFT_TEST_READY_TIMEOUT_SECS` overrides.
 pub fn default_ready_timeout() -> Duration {
-    let secs = std::env::var("WASMRAFT_TEST_READY_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let secs = std::env::var("WASMRAFT_TEST_READY_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     Duration::from_secs(secs)
 }
 
@@ -171,7 +174,12 @@ impl MemberConfig {
             format!("--advertise-client-urls={}", self.client_url()),
             format!("--listen-peer-urls={}", self.peer_url()),
             format!("--initial-advertise-peer-urls={}", self.peer_url()),
-            format!("--initial-cluster={}", self.initial_cluster.clone().unwrap_or_else(|| self.cluster_entry())),
+            format!(
+                "--initial-cluster={}",
+                self.initial_cluster
+                    .clone()
+                    .unwrap_or_else(|| self.cluster_entry())
+            ),
         ];
         args.extend(self.extra_args.iter().cloned());
         args
@@ -218,20 +226,42 @@ impl Member {
         // both servers must create it themselves.
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("member.log");
-        let mut m =
-            Member { config, dir: Some(dir), data_dir, log_path, child: None, log_offset: 0, starts: 0 };
+        let mut m = Member {
+            config,
+            dir: Some(dir),
+            data_dir,
+            log_path,
+            child: None,
+            log_offset: 0,
+            starts: 0,
+        };
         m.spawn_process();
         m
     }
 
     fn spawn_process(&mut self) {
-        assert!(self.child.is_none(), "member {} is already running", self.config.name);
+        assert!(
+            self.child.is_none(),
+            "member {} is already running",
+            self.config.name
+        );
         let bin = self.config.flavor.binary();
         let args = self.config.args(&self.data_dir);
-        let mut log = OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open member log");
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open member log");
         self.starts += 1;
-        writeln!(log, "===== wasmraft-tests: start #{} of {}: {} {}", self.starts, self.config.name, bin.display(), args.join(" "))
-            .expect("write member log");
+        writeln!(
+            log,
+            "===== wasmraft-tests: start #{} of {}: {} {}",
+            self.starts,
+            self.config.name,
+            bin.display(),
+            args.join(" ")
+        )
+        .expect("write member log");
         self.log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
         let mut cmd = Command::new(&bin);
         cmd.args(&args)
@@ -323,16 +353,18 @@ impl Member {
 
     /// The whole log, all incarnations (separated by `===== wasmraft-tests: start #N` lines).
     pub fn log(&self) -> String {
-        std::fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        std::fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// The current incarnation's log only.
     pub fn current_log(&self) -> String {
         let mut buf = Vec::new();
-        if let Ok(mut f) = File::open(&self.log_path) {
-            if f.seek(SeekFrom::Start(self.log_offset)).is_ok() {
-                let _ = f.read_to_end(&mut buf);
-            }
+        if let Ok(mut f) = File::open(&self.log_path)
+            && f.seek(SeekFrom::Start(self.log_offset)).is_ok()
+        {
+            let _ = f.read_to_end(&mut buf);
         }
         String::from_utf8_lossy(&buf).into_owned()
     }
@@ -373,7 +405,10 @@ impl Member {
     /// process (not for the OS: the page cache survives). The data dir is kept for
     /// [`Member::restart`]. Panics if the member is not running.
     pub fn kill9(&mut self) {
-        let mut child = self.child.take().unwrap_or_else(|| panic!("kill9: member {} is not running", self.config.name));
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("kill9: member {} is not running", self.config.name));
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -382,7 +417,10 @@ impl Member {
     /// panic: a member that does not stop on SIGTERM is a bug). Returns the exit status; note
     /// that etcd re-raises the signal, so its status is "killed by SIGTERM", not exit code 0.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap_or_else(|| panic!("terminate: member {} is not running", self.config.name));
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("terminate: member {} is not running", self.config.name));
         // SAFETY: plain kill(2) on the pid of our own unreaped child.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         let deadline = Instant::now() + TERMINATE_TIMEOUT;
@@ -437,11 +475,13 @@ impl Drop for Member {
             // Shown by the test harness together with the failing test's output.
             eprintln!("{}", self.log_excerpt(80));
         }
-        if keep {
-            if let Some(dir) = self.dir.take() {
-                let path = dir.keep();
-                eprintln!("wasmraft-tests: kept member {} dir {}", self.config.name, path.display());
-            }
+        if keep && let Some(dir) = self.dir.take() {
+            let path = dir.keep();
+            eprintln!(
+                "wasmraft-tests: kept member {} dir {}",
+                self.config.name,
+                path.display()
+            );
         }
     }
 }
@@ -480,7 +520,14 @@ fn spawn_with_parent_death_signal(cmd: Command) -> std::io::Result<Child> {
                         unsafe {
                             use std::os::unix::process::CommandExt;
                             cmd.pre_exec(move || {
-                                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                                if libc::prctl(
+                                    libc::PR_SET_PDEATHSIG,
+                                    libc::SIGKILL as libc::c_ulong,
+                                    0,
+                                    0,
+                                    0,
+                                ) != 0
+                                {
                                     return Err(std::io::Error::last_os_error());
                                 }
                                 // The parent may have died before prctl took effect.
@@ -500,6 +547,10 @@ fn spawn_with_parent_death_signal(cmd: Command) -> std::io::Result<Child> {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let (reply_tx, reply_rx) = mpsc::channel();
-    sender.send((cmd, reply_tx)).expect("member-spawner thread is gone");
-    reply_rx.recv().expect("member-spawner thread dropped the request")
+    sender
+        .send((cmd, reply_tx))
+        .expect("member-spawner thread is gone");
+    reply_rx
+        .recv()
+        .expect("member-spawner thread dropped the request")
 }

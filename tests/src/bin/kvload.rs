@@ -21,7 +21,10 @@ use etcd_client::{Client, ConnectOptions, GetOptions};
 use hdrhistogram::Histogram;
 
 #[derive(Parser, Debug)]
-#[command(name = "kvload", about = "etcd v3 KV load generator (puts or ranges), prints QPS and latency percentiles")]
+#[command(
+    name = "kvload",
+    about = "etcd v3 KV load generator (puts or ranges), prints QPS and latency percentiles"
+)]
 struct Cli {
     #[command(subcommand)]
     op: Op,
@@ -103,7 +106,12 @@ struct Outcome {
 }
 
 /// Runs `total` requests over `clients` loops; `req(client, i)` performs request number `i`.
-async fn drive<F, Fut>(conns: &[Client], clients: usize, total: u64, req: F) -> Result<(Outcome, Duration)>
+async fn drive<F, Fut>(
+    conns: &[Client],
+    clients: usize,
+    total: u64,
+    req: F,
+) -> Result<(Outcome, Duration)>
 where
     F: Fn(Client, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), etcd_client::Error>> + Send,
@@ -115,7 +123,11 @@ where
     for n in 0..clients.max(1) {
         let (next, req, client) = (next.clone(), req.clone(), conns[n % conns.len()].clone());
         tasks.push(tokio::spawn(async move {
-            let mut out = Outcome { hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(), errors: 0, first_error: None };
+            let mut out = Outcome {
+                hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+                errors: 0,
+                first_error: None,
+            };
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
@@ -125,7 +137,9 @@ where
                 match req(client.clone(), i).await {
                     Ok(()) => {
                         let us = t.elapsed().as_micros().clamp(1, 60_000_000) as u64;
-                        out.hist.record(us).expect("latency within histogram bounds");
+                        out.hist
+                            .record(us)
+                            .expect("latency within histogram bounds");
                     }
                     Err(e) => {
                         out.errors += 1;
@@ -136,7 +150,11 @@ where
             out
         }));
     }
-    let mut total_out = Outcome { hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(), errors: 0, first_error: None };
+    let mut total_out = Outcome {
+        hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
+        errors: 0,
+        first_error: None,
+    };
     for t in tasks {
         let o = t.await.context("client task panicked")?;
         total_out.hist.add(&o.hist).expect("same histogram bounds");
@@ -196,7 +214,10 @@ async fn main() -> Result<()> {
                 bail!("no request succeeded");
             }
         }
-        Op::Range { common: c, consistency } => {
+        Op::Range {
+            common: c,
+            consistency,
+        } => {
             let space = c.key_space.unwrap_or(1000).max(1);
             let conns = connections(&c).await?;
             // Untimed: make sure every key read exists with a value of the requested size.
@@ -208,12 +229,19 @@ async fn main() -> Result<()> {
             })
             .await?;
             if fill.errors > 0 {
-                bail!("populating {space} keys failed: {}", fill.first_error.unwrap_or_default());
+                bail!(
+                    "populating {space} keys failed: {}",
+                    fill.first_error.unwrap_or_default()
+                );
             }
             let serializable = consistency == Consistency::S;
             let (out, elapsed) = drive(&conns, c.clients, c.total, move |mut client, i| {
                 let k = key(i % space, key_size);
-                let opts = if serializable { Some(GetOptions::new().with_serializable()) } else { None };
+                let opts = if serializable {
+                    Some(GetOptions::new().with_serializable())
+                } else {
+                    None
+                };
                 async move { client.get(k, opts).await.map(|_| ()) }
             })
             .await?;
