@@ -169,7 +169,22 @@ fn oversized_outputs_are_refused() {
     let big = limits::MAX_KEY_BYTES + 1;
     let e = guest_err(db.apply(&g, format!("script:put a 1;bigput {big} 1").as_bytes()));
     assert_eq!(e, format!("wasmraft: guest passed a {big} byte key to put (the limit is {} bytes)", limits::MAX_KEY_BYTES));
+    let big = limits::MAX_VALUE_BYTES + 1;
+    let e = guest_err(db.apply(&g, format!("script:bigput 1 {big}").as_bytes()));
+    assert_eq!(e, format!("wasmraft: guest put a {big} byte value (the limit is {} bytes)", limits::MAX_VALUE_BYTES));
+    let big = limits::MAX_EVENT_BYTES + 1;
+    let e = guest_err(db.apply(&g, format!("emit-size:{big}").as_bytes()));
+    assert_eq!(e, format!("wasmraft: guest emitted a {big} byte event (the limit is {} bytes)", limits::MAX_EVENT_BYTES));
     assert!(db.dump().is_empty());
+}
+
+#[test]
+fn host_calls_cost_fuel() {
+    // 10 000 emits cost 10 million fuel in host calls alone.
+    let g = Guest::load(engine(), HOSTILE, GuestLimits { fuel_per_entry: 5_000_000, memory_bytes: 64 << 20 }).expect("loads");
+    let mut db = Db::new();
+    assert_eq!(text(db.apply(&g, b"emit:10")), "10");
+    assert_eq!(guest_err(db.apply(&g, b"emit:10000")), "wasmraft: guest ran out of fuel (limit 5000000 per entry)");
 }
 
 #[test]
