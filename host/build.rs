@@ -14,10 +14,19 @@ fn main() {
     let root = Path::new(&manifest_dir).join("..");
     // The builder watches each guest's own sources and the SDK; the guests also build against
     // the proto crate and the workspace's profiles and lockfile.
-    for path in ["proto/src", "proto/build.rs", "proto/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
+    for path in [
+        "proto/src",
+        "proto/build.rs",
+        "proto/Cargo.toml",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
-    let guests = [("WASMRAFT_KV_GUEST", "examples/kv"), ("WASMRAFT_HOSTILE_GUEST", "tests/guests/hostile")];
+    let guests = [
+        ("WASMRAFT_KV_GUEST", "examples/kv"),
+        ("WASMRAFT_HOSTILE_GUEST", "tests/guests/hostile"),
+    ];
     let mut failed = false;
     for (var, dir) in guests {
         match wasmraft_guest_sdk::builder::build_component(&root.join(dir)) {
@@ -31,7 +40,9 @@ fn main() {
         }
     }
     if failed {
-        eprintln!("error: the host embeds these guests; fix the guest build errors above (cargo's output of the guest build is printed just before)");
+        eprintln!(
+            "error: the host embeds these guests; fix the guest build errors above (cargo's output of the guest build is printed just before)"
+        );
         std::process::exit(1);
     }
 }

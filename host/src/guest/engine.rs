@@ -4,7 +4,9 @@
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use anyhow::Context as _;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 /// How the engine is sized. Nothing here changes what a guest computes, only how many guest
 /// instances may exist at once, so members may differ.
@@ -46,9 +48,14 @@ const KEEP_RESIDENT_WITH_PAGEMAP: usize = 8 << 20;
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(2);
         // 16..=256 slots: 64 GiB to 1 TiB of address space out of x86-64's 128 TiB.
-        EngineConfig { max_instances: (4 * cores).clamp(16, 256), pooling: true }
+        EngineConfig {
+            max_instances: (4 * cores).clamp(16, 256),
+            pooling: true,
+        }
     }
 }
 
@@ -88,11 +95,21 @@ impl GuestEngine {
                         max_instances,
                         "wasmraft: cannot reserve the guest instance pool; falling back to on-demand instance allocation (slower per entry)"
                     );
-                    (Engine::new(&base_config(None)).map_err(anyhow_of).context("creating the wasmtime engine")?, false)
+                    (
+                        Engine::new(&base_config(None))
+                            .map_err(anyhow_of)
+                            .context("creating the wasmtime engine")?,
+                        false,
+                    )
                 }
             }
         } else {
-            (Engine::new(&base_config(None)).map_err(anyhow_of).context("creating the wasmtime engine")?, false)
+            (
+                Engine::new(&base_config(None))
+                    .map_err(anyhow_of)
+                    .context("creating the wasmtime engine")?,
+                false,
+            )
         };
         Ok(GuestEngine {
             inner: Arc::new(EngineInner {
@@ -129,7 +146,10 @@ impl GuestEngine {
             }
         }
         let mut h = Sha(sha2::Sha256::new());
-        self.inner.engine.precompile_compatibility_hash().hash(&mut h);
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut h);
         hex::encode(&h.0.finalize()[..16])
     }
 }
@@ -162,7 +182,11 @@ fn base_config(pool_slots: Option<u32>) -> Config {
     c.memory_init_cow(true);
     if let Some(slots) = pool_slots {
         let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
-        let keep_resident = if pagemap { KEEP_RESIDENT_WITH_PAGEMAP } else { 0 };
+        let keep_resident = if pagemap {
+            KEEP_RESIDENT_WITH_PAGEMAP
+        } else {
+            0
+        };
         let mut p = PoolingAllocationConfig::new();
         p.total_component_instances(slots)
             .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
@@ -205,7 +229,11 @@ pub(crate) struct SlotPermit<'a> {
 
 impl Slots {
     fn new(capacity: u32) -> Self {
-        Slots { capacity, free: Mutex::new(capacity), freed: Condvar::new() }
+        Slots {
+            capacity,
+            free: Mutex::new(capacity),
+            freed: Condvar::new(),
+        }
     }
 
     pub(crate) fn acquire(&self) -> SlotPermit<'_> {
@@ -213,7 +241,10 @@ impl Slots {
         // is always consistent (it is updated in one statement), so keep using it.
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
         while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(PoisonError::into_inner);
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         *free -= 1;
         SlotPermit { slots: self }
@@ -222,7 +253,11 @@ impl Slots {
 
 impl Drop for SlotPermit<'_> {
     fn drop(&mut self) {
-        let mut free = self.slots.free.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut free = self
+            .slots
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *free += 1;
         self.slots.freed.notify_one();
     }

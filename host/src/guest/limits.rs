@@ -28,7 +28,10 @@ impl Default for GuestLimits {
     /// Sized for the KV guest: ten billion units is seconds of CPU, enough to compact or range
     /// over millions of keys in one entry; 256 MiB holds a maximum-size value several times over.
     fn default() -> Self {
-        GuestLimits { fuel_per_entry: 10_000_000_000, memory_bytes: 256 << 20 }
+        GuestLimits {
+            fuel_per_entry: 10_000_000_000,
+            memory_bytes: 256 << 20,
+        }
     }
 }
 

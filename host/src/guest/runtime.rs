@@ -10,7 +10,7 @@ use wasmtime::{Store, Trap};
 use super::engine::{GuestEngine, SlotPermit, anyhow_of};
 use super::host_store::{self, Fault, HostState, View};
 use super::limits::{self, GuestLimits};
-use super::{ApplyContext, ApplyError, Applied, GuestInfo};
+use super::{Applied, ApplyContext, ApplyError, GuestInfo};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -19,8 +19,8 @@ mod bindings {
     });
 }
 
-use bindings::{StateMachine, StateMachinePre};
 use bindings::wasmraft::guest::types as wit;
+use bindings::{StateMachine, StateMachinePre};
 
 /// A guest component ready to run: compiled once, linked once, instantiated per call.
 ///
@@ -36,7 +36,11 @@ pub struct Guest {
 
 impl std::fmt::Debug for Guest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guest").field("info", &self.info).field("hash", &self.hash_hex()).field("limits", &self.limits).finish()
+        f.debug_struct("Guest")
+            .field("info", &self.info)
+            .field("hash", &self.hash_hex())
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -44,16 +48,27 @@ impl Guest {
     /// Compiles `wasm` (a component), checks that it exports the `state-machine` world and
     /// imports nothing but `store` and `events`, and calls its `info`.
     pub fn load(engine: &GuestEngine, wasm: &[u8], limits: GuestLimits) -> anyhow::Result<Guest> {
-        let component = Component::new(engine.engine(), wasm).map_err(anyhow_of).context("compiling the guest component")?;
+        let component = Component::new(engine.engine(), wasm)
+            .map_err(anyhow_of)
+            .context("compiling the guest component")?;
         Self::from_component(engine, component, sha256(wasm), limits)
     }
 
     /// [`Guest::load`], keeping the compiled code in `cache_dir` as
     /// `<sha256 of wasm>-<engine compatibility hash>.cwasm`, so a restart skips compilation.
     /// Cache failures only cost time: they are logged and the component is compiled.
-    pub fn load_cached(engine: &GuestEngine, wasm: &[u8], limits: GuestLimits, cache_dir: &Path) -> anyhow::Result<Guest> {
+    pub fn load_cached(
+        engine: &GuestEngine,
+        wasm: &[u8],
+        limits: GuestLimits,
+        cache_dir: &Path,
+    ) -> anyhow::Result<Guest> {
         let hash = sha256(wasm);
-        let path = cache_dir.join(format!("{}-{}.cwasm", hex::encode(hash), engine.compatibility_hash()));
+        let path = cache_dir.join(format!(
+            "{}-{}.cwasm",
+            hex::encode(hash),
+            engine.compatibility_hash()
+        ));
         // Read rather than mapped: a mapped file that someone truncates later (an operator
         // clearing the cache, a disk tool) would crash the member with SIGBUS.
         if let Ok(bytes) = std::fs::read(&path) {
@@ -67,36 +82,62 @@ impl Guest {
             // process writes; whoever can write there can already replace the state wholesale.
             match unsafe { Component::deserialize(engine.engine(), &bytes) } {
                 Ok(component) => return Self::from_component(engine, component, hash, limits),
-                Err(e) => tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "wasmraft: ignoring unusable compiled guest cache entry"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "wasmraft: ignoring unusable compiled guest cache entry")
+                }
             }
         }
-        let component = Component::new(engine.engine(), wasm).map_err(anyhow_of).context("compiling the guest component")?;
+        let component = Component::new(engine.engine(), wasm)
+            .map_err(anyhow_of)
+            .context("compiling the guest component")?;
         if let Err(e) = write_cache(&component, cache_dir, &path) {
             tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "wasmraft: cannot cache the compiled guest");
         }
         Self::from_component(engine, component, hash, limits)
     }
 
-    fn from_component(engine: &GuestEngine, component: Component, hash: [u8; 32], limits: GuestLimits) -> anyhow::Result<Guest> {
+    fn from_component(
+        engine: &GuestEngine,
+        component: Component,
+        hash: [u8; 32],
+        limits: GuestLimits,
+    ) -> anyhow::Result<Guest> {
         let mut linker = Linker::<HostState>::new(engine.engine());
-        host_store::add_to_linker(&mut linker).map_err(anyhow_of).context("linking the guest imports")?;
+        host_store::add_to_linker(&mut linker)
+            .map_err(anyhow_of)
+            .context("linking the guest imports")?;
         let instance_pre = linker.instantiate_pre(&component).map_err(anyhow_of).context(
             "the guest imports something wasmraft does not provide (a guest may import only wasmraft:guest/store and wasmraft:guest/events; no WASI)",
         )?;
         let pre = StateMachinePre::new(instance_pre)
             .map_err(anyhow_of)
             .context("the component does not export the wasmraft:guest state-machine world (info, apply, query, migrate)")?;
-        let mut guest = Guest { engine: engine.clone(), pre, limits, info: GuestInfo::default(), hash };
+        let mut guest = Guest {
+            engine: engine.clone(),
+            pre,
+            limits,
+            info: GuestInfo::default(),
+            hash,
+        };
         guest.info = guest.call_info().context("calling the guest's info()")?;
         Ok(guest)
     }
 
     fn call_info(&self) -> anyhow::Result<GuestInfo> {
         let _slot = self.engine.inner.control.acquire();
-        let (mut store, sm) = self.instantiate(View::Detached).map_err(|failed| anyhow::anyhow!(failed.0))?;
+        let (mut store, sm) = self
+            .instantiate(View::Detached)
+            .map_err(|failed| anyhow::anyhow!(failed.0))?;
         match sm.call_info(&mut store) {
-            Ok(info) => Ok(GuestInfo { name: info.name, version: info.version, apis: info.apis }),
-            Err(e) => Err(anyhow::anyhow!("{}", classify(e, store.data_mut(), &self.limits))),
+            Ok(info) => Ok(GuestInfo {
+                name: info.name,
+                version: info.version,
+                apis: info.apis,
+            }),
+            Err(e) => Err(anyhow::anyhow!(
+                "{}",
+                classify(e, store.data_mut(), &self.limits)
+            )),
         }
     }
 
@@ -132,32 +173,57 @@ impl Guest {
         command: &[u8],
     ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
         let _slot = self.engine.inner.control.acquire();
-        let wit_ctx = wit::ApplyContext { index: ctx.index, term: ctx.term, time_unix_ms: ctx.time_unix_ms };
+        let wit_ctx = wit::ApplyContext {
+            index: ctx.index,
+            term: ctx.term,
+            time_unix_ms: ctx.time_unix_ms,
+        };
         self.run_write(txn, |store, sm| sm.call_apply(store, wit_ctx, command))
     }
 
     /// Runs the guest's `migrate` inside the entry that swaps it in, like [`Guest::apply`]
     /// (output is empty; events are allowed).
-    pub fn migrate(&self, txn: redb::WriteTransaction, from: &GuestInfo) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
+    pub fn migrate(
+        &self,
+        txn: redb::WriteTransaction,
+        from: &GuestInfo,
+    ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
         let _slot = self.engine.inner.control.acquire();
-        let from = wit::GuestInfo { name: from.name.clone(), version: from.version.clone(), apis: from.apis.clone() };
-        self.run_write(txn, |store, sm| sm.call_migrate(store, &from).map(|r| r.map(|()| Vec::new())))
+        let from = wit::GuestInfo {
+            name: from.name.clone(),
+            version: from.version.clone(),
+            apis: from.apis.clone(),
+        };
+        self.run_write(txn, |store, sm| {
+            sm.call_migrate(store, &from)
+                .map(|r| r.map(|()| Vec::new()))
+        })
     }
 
     /// Answers a read-only request against `txn`'s snapshot, in a fresh instance. Blocks while
     /// every query slot is busy.
-    pub fn query(&self, txn: &redb::ReadTransaction, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
+    pub fn query(
+        &self,
+        txn: &redb::ReadTransaction,
+        request: &[u8],
+    ) -> Result<Vec<u8>, ApplyError> {
         let _slot: SlotPermit<'_> = self.engine.inner.queries.acquire();
         let table = host_store::open_read(txn).map_err(ApplyError::Storage)?;
-        let (mut store, sm) = self.instantiate(View::Read(table)).map_err(|failed| failed.0)?;
+        let (mut store, sm) = self
+            .instantiate(View::Read(table))
+            .map_err(|failed| failed.0)?;
         let result = sm.call_query(&mut store, request);
-        self.finish(result, store.data_mut()).map(|(output, _)| output)
+        self.finish(result, store.data_mut())
+            .map(|(output, _)| output)
     }
 
     fn run_write(
         &self,
         txn: redb::WriteTransaction,
-        call: impl FnOnce(&mut Store<HostState>, &StateMachine) -> wasmtime::Result<Result<Vec<u8>, String>>,
+        call: impl FnOnce(
+            &mut Store<HostState>,
+            &StateMachine,
+        ) -> wasmtime::Result<Result<Vec<u8>, String>>,
     ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
         let (mut store, sm) = match self.instantiate(View::Write(txn)) {
             Ok(ok) => ok,
@@ -173,7 +239,10 @@ impl Guest {
         let outcome = self.finish(result, &mut state).and_then(|(output, state)| {
             let overlay = std::mem::take(&mut state.overlay);
             host_store::flush(&txn, overlay).map_err(ApplyError::Storage)?;
-            Ok(Applied { output, events: std::mem::take(&mut state.events) })
+            Ok(Applied {
+                output,
+                events: std::mem::take(&mut state.events),
+            })
         });
         (txn, outcome)
     }
@@ -194,7 +263,10 @@ impl Guest {
                 // Instantiation was already done once at load with these limits, so a failure
                 // here is the host's (an exhausted pool) unless the guest's own start code
                 // blew a budget, which every member sees alike.
-                let err = if state.memory.hit || state.fault.is_some() || e.downcast_ref::<Trap>().is_some() {
+                let err = if state.memory.hit
+                    || state.fault.is_some()
+                    || e.downcast_ref::<Trap>().is_some()
+                {
                     classify(e, &mut state, &self.limits)
                 } else {
                     ApplyError::Host(format!("wasmraft: cannot instantiate the guest: {e:#}"))
@@ -219,11 +291,13 @@ impl Guest {
         state: &'s mut HostState,
     ) -> Result<(Vec<u8>, &'s mut HostState), ApplyError> {
         match result {
-            Ok(Ok(output)) if output.len() > limits::MAX_RESULT_BYTES => Err(ApplyError::Guest(format!(
-                "wasmraft: guest returned {} bytes (the limit is {} bytes)",
-                output.len(),
-                limits::MAX_RESULT_BYTES
-            ))),
+            Ok(Ok(output)) if output.len() > limits::MAX_RESULT_BYTES => {
+                Err(ApplyError::Guest(format!(
+                    "wasmraft: guest returned {} bytes (the limit is {} bytes)",
+                    output.len(),
+                    limits::MAX_RESULT_BYTES
+                )))
+            }
             Ok(Ok(output)) => Ok((output, state)),
             Ok(Err(text)) => Err(ApplyError::Guest(text)),
             Err(e) => Err(classify(e, state, &self.limits)),
@@ -269,16 +343,25 @@ fn classify(e: wasmtime::Error, state: &mut HostState, limits: &GuestLimits) -> 
 }
 
 fn out_of_fuel(limits: &GuestLimits) -> ApplyError {
-    ApplyError::Guest(format!("wasmraft: guest ran out of fuel (limit {} per entry)", limits.fuel_per_entry))
+    ApplyError::Guest(format!(
+        "wasmraft: guest ran out of fuel (limit {} per entry)",
+        limits.fuel_per_entry
+    ))
 }
 
 fn memory_exceeded(limits: &GuestLimits) -> ApplyError {
-    ApplyError::Guest(format!("wasmraft: guest exceeded its memory limit ({} bytes)", limits.memory_bytes))
+    ApplyError::Guest(format!(
+        "wasmraft: guest exceeded its memory limit ({} bytes)",
+        limits.memory_bytes
+    ))
 }
 
 /// The innermost message of a wasmtime error, without the backtrace context wasmtime adds.
 fn root_message(e: &wasmtime::Error) -> String {
-    e.chain().last().map(|c| c.to_string()).unwrap_or_else(|| e.to_string())
+    e.chain()
+        .last()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| e.to_string())
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -290,7 +373,8 @@ fn write_cache(component: &Component, dir: &Path, path: &Path) -> anyhow::Result
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = tempfile_in(dir, path)?;
     std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -299,6 +383,13 @@ fn write_cache(component: &Component, dir: &Path, path: &Path) -> anyhow::Result
 fn tempfile_in(dir: &Path, path: &Path) -> anyhow::Result<std::path::PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().context("cache path has no file name")?.to_string_lossy();
-    Ok(dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))))
+    let name = path
+        .file_name()
+        .context("cache path has no file name")?
+        .to_string_lossy();
+    Ok(dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )))
 }
