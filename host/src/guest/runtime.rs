@@ -276,13 +276,6 @@ impl Guest {
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn instantiate_for_test(&self) -> (Store<HostState>, StateMachine) {
-        match self.instantiate(View::Detached) {
-            Ok(ok) => ok,
-            Err(failed) => panic!("{}", failed.0),
-        }
-    }
 
     /// Turns a call's outcome into the guest's output or an error, checking the output size.
     fn finish<'s>(

@@ -1,7 +1,6 @@
 //! The sandbox against the hostile guest, and the KV guest end to end.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
@@ -405,85 +404,6 @@ fn compile_cache_round_trips() {
     assert_eq!(c.info().name, "hostile");
 }
 
-/// Prints what a trivial entry costs (fresh instance + apply + flush), for the record.
-/// Not an assertion: timings belong in benchmarks.
-#[test]
-fn measure_per_entry_overhead() {
-    let g = hostile();
-    let mut db = Db::new();
-    let n: u32 = 2000;
-    let txn = db.db.begin_write().expect("begin write");
-    let mut txn = Some(txn);
-    let start = Instant::now();
-    for i in 0..n {
-        let ctx = ApplyContext {
-            index: u64::from(i) + 1,
-            term: 1,
-            time_unix_ms: 0,
-        };
-        let (t, r) = g.apply(txn.take().expect("txn"), ctx, b"global-inc");
-        assert!(r.is_ok());
-        txn = Some(t);
-    }
-    let apply = start.elapsed();
-    txn.take().expect("txn").commit().expect("commit");
-    let start = Instant::now();
-    for _ in 0..n {
-        db.query(&g, b"global-inc").expect("query");
-    }
-    let query = start.elapsed();
-    db.index = u64::from(n);
-    eprintln!(
-        "per-entry overhead (pooled={}): apply {:?}/entry, query {:?}/request (hostile guest, trivial command, {n} iterations)",
-        engine().is_pooled(),
-        apply / n,
-        query / n
-    );
-
-    // The KV guest: an etcd put per entry (all in one batch transaction, as the apply loop
-    // does), then single-key ranges.
-    use prost::Message as _;
-    use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest};
-    let kv = Guest::load(engine(), KV, GuestLimits::default()).expect("kv guest loads");
-    let db = Db::new();
-    let mut txn = Some(db.db.begin_write().expect("begin write"));
-    let start = Instant::now();
-    for i in 0..n {
-        let put = InternalRaftRequest {
-            put: Some(PutRequest {
-                key: format!("key{i:06}").into(),
-                value: vec![b'v'; 100],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let ctx = ApplyContext {
-            index: u64::from(i) + 1,
-            term: 1,
-            time_unix_ms: 0,
-        };
-        let (t, r) = kv.apply(txn.take().expect("txn"), ctx, &put.encode_to_vec());
-        r.expect("put applies");
-        txn = Some(t);
-    }
-    let puts = start.elapsed();
-    txn.take().expect("txn").commit().expect("commit");
-    let start = Instant::now();
-    for i in 0..n {
-        let range = RangeRequest {
-            key: format!("key{i:06}").into(),
-            ..Default::default()
-        };
-        db.query(&kv, &range.encode_to_vec()).expect("range");
-    }
-    let ranges = start.elapsed();
-    eprintln!(
-        "kv guest: put {:?}/entry, single-key range {:?}/query ({n} iterations, 100 byte values)",
-        puts / n,
-        ranges / n
-    );
-}
-
 #[test]
 fn kv_guest_puts_and_ranges_with_etcd_messages() {
     use prost::Message as _;
@@ -564,34 +484,4 @@ fn migrate_runs_in_the_callers_transaction() {
         Applied::default()
     );
     txn.commit().expect("commit");
-}
-
-/// Where a fresh instance's time goes (the numbers in engine.rs came from this):
-/// `cargo test --release -p wasmraft --lib guest::tests::instantiation_breakdown -- --ignored --nocapture`
-#[test]
-#[ignore = "profiling aid, run by hand in release"]
-fn instantiation_breakdown() {
-    let g = hostile();
-    let n = 3000u32;
-    let t = Instant::now();
-    for _ in 0..n {
-        let s = wasmtime::Store::new(
-            engine().engine(),
-            host_store::HostState::new(host_store::View::Detached, &test_limits()),
-        );
-        drop(s);
-    }
-    eprintln!("store new+drop {:?}", t.elapsed() / n);
-    let t = Instant::now();
-    for _ in 0..n {
-        let (s, _sm) = g.instantiate_for_test();
-        drop(s);
-    }
-    eprintln!("store+instantiate+drop {:?}", t.elapsed() / n);
-    let t = Instant::now();
-    for _ in 0..n {
-        let (mut s, sm) = g.instantiate_for_test();
-        sm.call_info(&mut s).expect("info");
-    }
-    eprintln!("store+instantiate+info+drop {:?}", t.elapsed() / n);
 }
