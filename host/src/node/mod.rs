@@ -15,6 +15,8 @@ pub mod apply;
 mod handle;
 pub mod ready_loop;
 pub mod wait;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
