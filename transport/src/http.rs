@@ -1,0 +1,478 @@
+//! The peer HTTP handler (`http.go`) and the request/response helpers the sending roles share
+//! (`util.go`). Routes, headers, status codes and bodies are etcd 3.4's:
+//!
+//! | route | method | success | failures |
+//! |---|---|---|---|
+//! | `/raft` (pipeline) | POST | 204 | 405 (+`Allow`), 412 version/cluster ID, 400 read/unmarshal, 403 JSON from a removed member, 500 |
+//! | `/raft/stream/{msgapp,message}/<from hex>` | GET | 200, then the stream | 405, 412, 404 `invalid path` / `invalid from` / `error sender not found`, 410 `removed member`, 412 `to field mismatch` |
+//! | `/raft/snapshot` | POST | 204 | 405, 412, 400 decode / wrong type, 403, 500 save / process |
+//! | `/raft/probing` | any | 200 `{"OK":true,"Now":...}` | |
+//! | anything else | | | 404 `404 page not found` |
+//!
+//! Error bodies are Go's `http.Error`: `text/plain; charset=utf-8`, `X-Content-Type-Options:
+//! nosniff`, the message and a newline. Differences from etcd, on purpose: an unparseable
+//! `X-Server-Version`/`X-Min-Cluster-Version` (etcd panics in `semver.Must` and drops the
+//! connection) is answered 412 `incompatible version`; a pipeline body over the configured limit
+//! is a 400 `error reading raft message` (etcd reads any size); a snapshot head over the limit is
+//! a 400 (etcd allows 2^63); a sender that is removed is refused with 403 by the transport itself
+//! (etcd does that in `EtcdServer.Process`, same code and body).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use raft::eraftpb::MessageType;
+
+use crate::body::{BodyReader, ChannelBody};
+use crate::msg_codec;
+use crate::pb;
+use crate::stream::StreamType;
+use crate::transport::Shared;
+use crate::{ProcessError, SnapshotData};
+
+pub const RAFT_PREFIX: &str = "/raft";
+pub const PROBING_PREFIX: &str = "/raft/probing";
+pub const RAFT_STREAM_PREFIX: &str = "/raft/stream";
+pub const RAFT_SNAPSHOT_PREFIX: &str = "/raft/snapshot";
+
+pub(crate) const ERR_INCOMPATIBLE_VERSION: &str = "incompatible version";
+pub(crate) const ERR_CLUSTER_ID_MISMATCH: &str = "cluster ID mismatch";
+const REMOVED_SENDER: &str = "cannot process message from removed member";
+
+/// etcd's `types.ID.String()`: lowercase hex without padding.
+pub(crate) fn id_str(id: u64) -> String {
+    format!("{id:x}")
+}
+
+/// etcd's `types.IDFromString`: base-16 `ParseUint` (no sign, no prefix).
+pub(crate) fn parse_id(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok()
+}
+
+/// Go's `http.Error`.
+pub(crate) fn text_error(code: StatusCode, msg: &str) -> Response<ChannelBody> {
+    let mut r = Response::new(ChannelBody::full(format!("{msg}\n")));
+    *r.status_mut() = code;
+    r.headers_mut().insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+    r
+}
+
+/// etcd's `httptypes.HTTPError.WriteTo`: JSON `{"message":...}`.
+fn json_error(code: u16, msg: &str) -> Response<ChannelBody> {
+    let mut escaped = String::with_capacity(msg.len());
+    for c in msg.chars() {
+        match c {
+            '"' => escaped.push_str("\\\""),
+            '\\' => escaped.push_str("\\\\"),
+            '<' => escaped.push_str("\\u003c"),
+            '>' => escaped.push_str("\\u003e"),
+            '&' => escaped.push_str("\\u0026"),
+            c if (c as u32) < 0x20 => escaped.push_str(&format!("\\u{:04x}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    let mut r = Response::new(ChannelBody::full(format!("{{\"message\":\"{escaped}\"}}")));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
+    r
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<ChannelBody> {
+    let mut r = text_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    r.headers_mut().insert("Allow", HeaderValue::from_static(allow));
+    r
+}
+
+fn with_header(mut r: Response<ChannelBody>, name: &'static str, v: &str) -> Response<ChannelBody> {
+    if let Ok(v) = HeaderValue::from_str(v) {
+        r.headers_mut().insert(name, v);
+    }
+    r
+}
+
+/// A semantic version as go-semver reads it (major.minor.patch, optional -pre / +build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Version {
+    pub major: u64,
+    pub minor: u64,
+}
+
+impl Version {
+    pub(crate) fn parse(s: &str) -> Option<Version> {
+        let core = s.split(['-', '+']).next()?;
+        let mut it = core.split('.');
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next()?.parse().ok()?;
+        let _patch: u64 = it.next()?.parse().ok()?;
+        if it.next().is_some() {
+            return None;
+        }
+        Some(Version { major, minor })
+    }
+    fn mm(self) -> (u64, u64) {
+        (self.major, self.minor)
+    }
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// Missing version headers mean etcd 2.0 (`serverVersion` / `minClusterVersion`).
+pub(crate) fn header_version(h: &HeaderMap, name: &str) -> Option<Version> {
+    let s = header_str(h, name);
+    Version::parse(if s.is_empty() { "2.0.0" } else { s })
+}
+
+/// etcd's `checkClusterCompatibilityFromHeader`: the error string is the 412 body.
+pub(crate) fn check_cluster_compatibility(shared: &Shared, h: &HeaderMap) -> Result<(), &'static str> {
+    let cfg = &shared.ctx.cfg;
+    let local_server = Version::parse(&cfg.server_version);
+    let local_min = Version::parse(&cfg.min_cluster_version);
+    let (Some(remote), Some(remote_min), Some(local_server), Some(local_min)) =
+        (header_version(h, "X-Server-Version"), header_version(h, "X-Min-Cluster-Version"), local_server, local_min)
+    else {
+        tracing::warn!(remote = header_str(h, "X-Server-From"), "unparseable version header");
+        return Err(ERR_INCOMPATIBLE_VERSION);
+    };
+    if remote.mm() < local_min.mm() || remote_min.mm() > local_server.mm() {
+        tracing::warn!(remote = header_str(h, "X-Server-From"), version = header_str(h, "X-Server-Version"), "failed to check version compatibility");
+        return Err(ERR_INCOMPATIBLE_VERSION);
+    }
+    let gcid = header_str(h, "X-Etcd-Cluster-ID");
+    if gcid != id_str(shared.ctx.cfg.cluster_id) {
+        tracing::warn!(remote = header_str(h, "X-Server-From"), remote_cluster_id = gcid, "request cluster ID mismatch");
+        return Err(ERR_CLUSTER_ID_MISMATCH);
+    }
+    Ok(())
+}
+
+fn peer_urls_header(h: &HeaderMap) -> Vec<String> {
+    let s = header_str(h, "X-PeerURLs");
+    if s.is_empty() { Vec::new() } else { s.split(',').map(str::to_string).collect() }
+}
+
+/// etcd's `addRemoteFromRequest`.
+fn add_remote_from_request(shared: &Shared, h: &HeaderMap) {
+    if let Some(from) = parse_id(header_str(h, "X-Server-From")) {
+        let urls = peer_urls_header(h);
+        if !urls.is_empty() {
+            shared.add_remote(from, &urls);
+        }
+    }
+}
+
+/// The whole handler: route, then the role's handler.
+pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ChannelBody> {
+    let path = req.uri().path().to_string();
+    if path == RAFT_PREFIX {
+        pipeline_handler(&shared, req).await
+    } else if path == RAFT_SNAPSHOT_PREFIX {
+        snapshot_handler(&shared, req).await
+    } else if path == PROBING_PREFIX {
+        probing_handler()
+    } else if path.starts_with("/raft/stream/") {
+        stream_handler(&shared, req).await
+    } else {
+        text_error(StatusCode::NOT_FOUND, "404 page not found")
+    }
+}
+
+fn process_error_response(e: ProcessError, snapshot: bool) -> Response<ChannelBody> {
+    match e {
+        ProcessError::Http { code, message } => json_error(code, &message),
+        ProcessError::Other(msg) => {
+            tracing::warn!("failed to process raft message: {msg}");
+            let body = if snapshot { format!("failed to process raft message ({msg})") } else { "error processing raft message".to_string() };
+            // etcd panics here to drop the connection; we answer and close it.
+            let mut r = text_error(StatusCode::INTERNAL_SERVER_ERROR, &body);
+            r.headers_mut().insert("Connection", HeaderValue::from_static("close"));
+            r
+        }
+    }
+}
+
+async fn pipeline_handler(shared: &Shared, req: Request<Incoming>) -> Response<ChannelBody> {
+    if req.method() != Method::POST {
+        return method_not_allowed("POST");
+    }
+    let cid = id_str(shared.ctx.cfg.cluster_id);
+    let resp = pipeline_inner(shared, req).await;
+    with_header(resp, "X-Etcd-Cluster-ID", &cid)
+}
+
+async fn pipeline_inner(shared: &Shared, req: Request<Incoming>) -> Response<ChannelBody> {
+    let (parts, body) = req.into_parts();
+    if let Err(e) = check_cluster_compatibility(shared, &parts.headers) {
+        return text_error(StatusCode::PRECONDITION_FAILED, e);
+    }
+    add_remote_from_request(shared, &parts.headers);
+    let limit = shared.ctx.cfg.max_message_bytes;
+    let mut r = BodyReader::new(body, Some(shared.ctx.cfg.conn_read_timeout));
+    let mut buf = Vec::new();
+    loop {
+        match r.chunk().await {
+            Ok(Some(c)) => {
+                if (buf.len() + c.len()) as u64 > limit {
+                    tracing::warn!("raft message over {limit} bytes on the pipeline");
+                    return text_error(StatusCode::BAD_REQUEST, "error reading raft message");
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("failed to read raft message: {e}");
+                return text_error(StatusCode::BAD_REQUEST, "error reading raft message");
+            }
+        }
+    }
+    let m = match pb::decode_message(&buf) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!("failed to unmarshal raft message: {e}");
+            return text_error(StatusCode::BAD_REQUEST, "error unmarshalling raft message");
+        }
+    };
+    if shared.ctx.raft.is_id_removed(m.from) {
+        return json_error(403, REMOVED_SENDER);
+    }
+    match shared.ctx.raft.process(m) {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(e) => process_error_response(e, false),
+    }
+}
+
+fn empty(code: StatusCode) -> Response<ChannelBody> {
+    let mut r = Response::new(ChannelBody::empty());
+    *r.status_mut() = code;
+    r
+}
+
+async fn snapshot_handler(shared: &Shared, req: Request<Incoming>) -> Response<ChannelBody> {
+    if req.method() != Method::POST {
+        return method_not_allowed("POST");
+    }
+    let cid = id_str(shared.ctx.cfg.cluster_id);
+    let resp = snapshot_inner(shared, req).await;
+    with_header(resp, "X-Etcd-Cluster-ID", &cid)
+}
+
+async fn snapshot_inner(shared: &Shared, req: Request<Incoming>) -> Response<ChannelBody> {
+    let (parts, body) = req.into_parts();
+    if let Err(e) = check_cluster_compatibility(shared, &parts.headers) {
+        return text_error(StatusCode::PRECONDITION_FAILED, e);
+    }
+    add_remote_from_request(shared, &parts.headers);
+    let mut r = BodyReader::new(body, Some(shared.ctx.cfg.conn_read_timeout));
+    let m = match msg_codec::decode_frame(&mut r, shared.ctx.cfg.max_message_bytes).await {
+        Ok(m) => m,
+        Err(e) => {
+            let msg = format!("failed to decode raft message ({e})");
+            tracing::warn!("{msg}");
+            return text_error(StatusCode::BAD_REQUEST, &msg);
+        }
+    };
+    if m.msg_type != MessageType::MsgSnapshot {
+        tracing::warn!("unexpected raft message type {:?} on snapshot path", m.msg_type);
+        return text_error(StatusCode::BAD_REQUEST, "wrong raft message type");
+    }
+    if shared.ctx.raft.is_id_removed(m.from) {
+        return json_error(403, REMOVED_SENDER);
+    }
+    tracing::info!(from = %id_str(m.from), index = m.get_snapshot().get_metadata().index, "receiving database snapshot");
+    let data = SnapshotData { reader: r };
+    if let Err(e) = shared.ctx.raft.save_snapshot(&m, data).await {
+        let msg = format!("failed to save KV snapshot ({e})");
+        tracing::warn!("{msg}");
+        return text_error(StatusCode::INTERNAL_SERVER_ERROR, &msg);
+    }
+    match shared.ctx.raft.process(m) {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(e) => process_error_response(e, true),
+    }
+}
+
+async fn stream_handler(shared: &Shared, req: Request<Incoming>) -> Response<ChannelBody> {
+    if req.method() != Method::GET {
+        return method_not_allowed("GET");
+    }
+    let cfg = &shared.ctx.cfg;
+    let resp = stream_inner(shared, req).await;
+    let resp = with_header(resp, "X-Server-Version", &cfg.server_version);
+    with_header(resp, "X-Etcd-Cluster-ID", &id_str(cfg.cluster_id))
+}
+
+async fn stream_inner(shared: &Shared, req: Request<Incoming>) -> Response<ChannelBody> {
+    let h = req.headers();
+    if let Err(e) = check_cluster_compatibility(shared, h) {
+        return text_error(StatusCode::PRECONDITION_FAILED, e);
+    }
+    let path = req.uri().path();
+    let (dir, base) = path.rsplit_once('/').unwrap_or(("", path));
+    let typ = match dir {
+        "/raft/stream/msgapp" => StreamType::MsgAppV2,
+        "/raft/stream/message" => StreamType::Message,
+        _ => return text_error(StatusCode::NOT_FOUND, "invalid path"),
+    };
+    let Some(from) = parse_id(base) else {
+        return text_error(StatusCode::NOT_FOUND, "invalid from");
+    };
+    if shared.ctx.raft.is_id_removed(from) {
+        tracing::warn!(from = %id_str(from), "rejected stream from remote peer because it was removed");
+        return text_error(StatusCode::GONE, "removed member");
+    }
+    let Some(peer) = shared.peer(from) else {
+        let urls = peer_urls_header(h);
+        if !urls.is_empty() {
+            shared.add_remote(from, &urls);
+        }
+        tracing::warn!(from = %id_str(from), "failed to find remote peer in cluster");
+        return text_error(StatusCode::NOT_FOUND, "error sender not found");
+    };
+    let want = id_str(shared.ctx.cfg.member_id);
+    if header_str(h, "X-Raft-To") != want {
+        tracing::warn!(got = header_str(h, "X-Raft-To"), want, "ignored streaming request; ID mismatch");
+        return text_error(StatusCode::PRECONDITION_FAILED, "to field mismatch");
+    }
+    let (tx, body) = ChannelBody::channel(STREAM_BODY_CHUNKS);
+    // If the writer is gone (peer stopped), `tx` drops and the response ends at once.
+    peer.attach_outgoing(typ, tx).await;
+    Response::new(body)
+}
+
+/// Chunks buffered between a stream writer and the connection.
+const STREAM_BODY_CHUNKS: usize = 16;
+
+/// xiang90/probing's handler: `{"OK":true,"Now":<RFC 3339 time>}` plus a newline.
+fn probing_handler() -> Response<ChannelBody> {
+    let mut r = Response::new(ChannelBody::full(format!("{{\"OK\":true,\"Now\":\"{}\"}}\n", rfc3339_now())));
+    r.headers_mut().insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn rfc3339_now() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut frac = format!("{:09}", d.subsec_nanos());
+    while frac.ends_with('0') {
+        frac.pop();
+    }
+    let frac = if frac.is_empty() { String::new() } else { format!(".{frac}") };
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+// ---------------------------------------------------------------- client side
+
+/// Why a POST (pipeline or snapshot) was not accepted (`checkPostResponse`).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PostError {
+    #[error("incompatible version")]
+    IncompatibleVersion,
+    #[error("cluster ID mismatch")]
+    ClusterIdMismatch,
+    #[error("the member has been permanently removed from the cluster")]
+    MemberRemoved,
+    #[error("{0}")]
+    Other(String),
+}
+
+pub(crate) fn check_post_response(status: StatusCode, body: &[u8], url: &str) -> Result<(), PostError> {
+    match status {
+        StatusCode::PRECONDITION_FAILED => {
+            let b = String::from_utf8_lossy(body);
+            match b.trim_end_matches('\n') {
+                ERR_INCOMPATIBLE_VERSION => Err(PostError::IncompatibleVersion),
+                ERR_CLUSTER_ID_MISMATCH => Err(PostError::ClusterIdMismatch),
+                other => Err(PostError::Other(format!("unhandled error {other:?} when precondition failed"))),
+            }
+        }
+        StatusCode::FORBIDDEN => Err(PostError::MemberRemoved),
+        StatusCode::NO_CONTENT => Ok(()),
+        s => Err(PostError::Other(format!("unexpected http status {s} while posting to {url:?}"))),
+    }
+}
+
+/// etcd's `createPostRequest` headers (and the stream dial's, minus `X-Raft-To`).
+pub(crate) fn set_common_headers(h: &mut HeaderMap, shared_cfg: &crate::TransportConfig) {
+    let mut put = |k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    put("X-Server-From", id_str(shared_cfg.member_id));
+    put("X-Server-Version", shared_cfg.server_version.clone());
+    put("X-Min-Cluster-Version", shared_cfg.min_cluster_version.clone());
+    put("X-Etcd-Cluster-ID", id_str(shared_cfg.cluster_id));
+    if !shared_cfg.peer_urls.is_empty() {
+        put("X-PeerURLs", shared_cfg.peer_urls.join(","));
+    }
+}
+
+/// Reads a (small) response body, bounded in size and time.
+pub(crate) async fn read_small_body(body: Incoming, timeout: std::time::Duration) -> std::io::Result<Vec<u8>> {
+    const MAX: usize = 64 * 1024;
+    let mut r = BodyReader::new(body, Some(timeout));
+    let mut out = Vec::new();
+    while let Some(c) = r.chunk().await? {
+        if out.len() + c.len() > MAX {
+            break;
+        }
+        out.extend_from_slice(&c);
+    }
+    Ok(out)
+}
+
+pub(crate) fn bytes_of(v: Vec<u8>) -> Bytes {
+    Bytes::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_ids() {
+        assert_eq!(Version::parse("3.4.23"), Some(Version { major: 3, minor: 4 }));
+        assert_eq!(Version::parse("3.5.0-alpha.0+git"), Some(Version { major: 3, minor: 5 }));
+        assert_eq!(Version::parse("3.4"), None);
+        assert_eq!(Version::parse("x.y.z"), None);
+        assert_eq!(parse_id("8e9e05c52164694d"), Some(0x8e9e05c52164694d));
+        assert_eq!(parse_id("+1"), None);
+        assert_eq!(parse_id(""), None);
+        assert_eq!(parse_id("10000000000000000"), None);
+        assert_eq!(id_str(0x8e9e05c52164694d), "8e9e05c52164694d");
+    }
+
+    #[test]
+    fn rfc3339_shape() {
+        let s = rfc3339_now();
+        assert!(s.len() >= 20 && s.ends_with('Z') && &s[4..5] == "-" && &s[10..11] == "T", "{s}");
+    }
+}
+
+/// Classifies a 412 answer's body the way etcd's stream dial does.
+pub(crate) fn check_cluster_compat_answer(body: &[u8]) -> String {
+    let b = String::from_utf8_lossy(body);
+    match b.trim_end_matches('\n') {
+        ERR_INCOMPATIBLE_VERSION => ERR_INCOMPATIBLE_VERSION.to_string(),
+        ERR_CLUSTER_ID_MISMATCH => ERR_CLUSTER_ID_MISMATCH.to_string(),
+        other => format!("unhandled error {other:?} when precondition failed"),
+    }
+}

@@ -1,0 +1,224 @@
+//! Transport (`transport.go`): the peers and remotes, the HTTP handler, and the API the host
+//! drives — add/remove/update peers, `send`, `send_snapshot`, `active_since`, `stop`.
+//!
+//! All of `send`/`add_peer`/... are plain (non-async) calls that never wait on the network, so
+//! the raft loop can call them directly; they must be called from within a tokio runtime
+//! (starting a peer spawns its tasks). Peers are torn down by dropping them: every task a peer
+//! owns is aborted, which drops its connections.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use raft::eraftpb::Message;
+use tokio::net::TcpListener;
+
+use crate::body::ChannelBody;
+use crate::peer::{Peer, Picked, Remote};
+use crate::urlpick::parse_urls;
+use crate::{OutgoingSnapshot, Raft, TransportConfig, TransportError};
+
+/// What every role's tasks share: configuration, the host's raft, the HTTP client.
+pub(crate) struct Ctx {
+    pub cfg: TransportConfig,
+    pub raft: Arc<dyn Raft>,
+    pub client: Client<HttpConnector, ChannelBody>,
+}
+
+pub(crate) struct Shared {
+    pub ctx: Arc<Ctx>,
+    peers: RwLock<HashMap<u64, Arc<Peer>>>,
+    remotes: RwLock<HashMap<u64, Arc<Remote>>>,
+    stopped: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn peer(&self, id: u64) -> Option<Arc<Peer>> {
+        self.peers.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    /// etcd's `AddRemote`: ignored for known peers/remotes, bad URLs and after `stop`.
+    pub(crate) fn add_remote(&self, id: u64, urls: &[String]) {
+        if self.stopped.load(Ordering::SeqCst) || id == self.ctx.cfg.member_id || self.peer(id).is_some() {
+            return;
+        }
+        let Ok(urls) = parse_urls(urls) else { return };
+        let mut g = self.remotes.write().unwrap_or_else(|p| p.into_inner());
+        if g.contains_key(&id) {
+            return;
+        }
+        tracing::info!(remote = %crate::http::id_str(id), "added new remote peer");
+        g.insert(id, Arc::new(Remote::start(self.ctx.clone(), id, urls)));
+    }
+}
+
+/// etcd's rafthttp `Transport`. Cheap to clone (one shared state).
+#[derive(Clone)]
+pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+impl Transport {
+    /// Builds the transport. No network activity happens until peers are added or `serve` runs.
+    pub fn new(cfg: TransportConfig, raft: Arc<dyn Raft>) -> Result<Transport, TransportError> {
+        let mut cfg = cfg;
+        if !cfg.peer_urls.is_empty() {
+            cfg.peer_urls = parse_urls(&cfg.peer_urls)?;
+        }
+        if crate::http::Version::parse(&cfg.server_version).is_none() || crate::http::Version::parse(&cfg.min_cluster_version).is_none() {
+            return Err(TransportError::InvalidVersion);
+        }
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(cfg.dial_timeout));
+        conn.set_nodelay(true);
+        conn.set_keepalive(Some(std::time::Duration::from_secs(30)));
+        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(conn);
+        let ctx = Arc::new(Ctx { cfg, raft, client });
+        Ok(Transport {
+            shared: Arc::new(Shared { ctx, peers: RwLock::default(), remotes: RwLock::default(), stopped: AtomicBool::new(false) }),
+        })
+    }
+
+    /// Serves the peer routes on `listener` until `shutdown` completes. Connections already
+    /// accepted keep running until they end.
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        tokio::pin!(shutdown);
+        let read_timeout = self.shared.ctx.cfg.conn_read_timeout;
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("peer listener accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(crate::http::handle(shared, req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(read_timeout)
+                    .serve_connection(TokioIo::new(stream), svc);
+                if let Err(e) = conn.await {
+                    tracing::debug!("peer connection: {e}");
+                }
+            });
+        }
+    }
+
+    /// Answers one request, for a host that mounts the peer routes in its own server.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<ChannelBody> {
+        crate::http::handle(self.shared.clone(), req).await
+    }
+
+    /// Starts talking to member `id` at `urls` (ignored if already a peer). Drops any remote.
+    pub fn add_peer(&self, id: u64, urls: &[String]) -> Result<(), TransportError> {
+        if self.shared.stopped.load(Ordering::SeqCst) {
+            return Err(TransportError::Stopped);
+        }
+        let urls = parse_urls(urls)?;
+        let mut g = self.shared.peers.write().unwrap_or_else(|p| p.into_inner());
+        if g.contains_key(&id) {
+            return Ok(());
+        }
+        g.insert(id, Arc::new(Peer::start(self.shared.ctx.clone(), id, urls)));
+        drop(g);
+        self.shared.remotes.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        tracing::info!(peer = %crate::http::id_str(id), "added remote peer");
+        Ok(())
+    }
+
+    /// Like etcd's `AddRemote`: a pipeline-only channel to a member not (yet) in our peer set.
+    pub fn add_remote(&self, id: u64, urls: &[String]) {
+        self.shared.add_remote(id, urls);
+    }
+
+    pub fn remove_peer(&self, id: u64) {
+        self.shared.peers.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    pub fn remove_all_peers(&self) {
+        self.shared.peers.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    pub fn update_peer(&self, id: u64, urls: &[String]) -> Result<(), TransportError> {
+        let urls = parse_urls(urls)?;
+        if let Some(p) = self.shared.peer(id) {
+            p.update(urls);
+        }
+        Ok(())
+    }
+
+    /// Queues messages for their targets; never blocks. Messages to 0 or to unknown members are
+    /// dropped (as etcd does); a full queue drops and reports unreachable.
+    pub fn send(&self, msgs: Vec<Message>) {
+        for m in msgs {
+            self.send_one(m);
+        }
+    }
+
+    /// `send` for one message, returning which channel took it (`None`: dropped).
+    pub fn send_one(&self, m: Message) -> Option<Picked> {
+        if m.to == 0 {
+            return None;
+        }
+        if let Some(p) = self.shared.peer(m.to) {
+            return p.send(m);
+        }
+        let remote = self.shared.remotes.read().unwrap_or_else(|p| p.into_inner()).get(&m.to).cloned();
+        if let Some(r) = remote {
+            r.send(m);
+            return Some(Picked::Pipeline);
+        }
+        tracing::debug!(to = %crate::http::id_str(m.to), "ignored message send request; unknown remote peer target");
+        None
+    }
+
+    /// Sends a MsgSnap with its state data over `/raft/snapshot`, in the background; the outcome
+    /// is reported through `Raft::report_snapshot`. An unknown target reports failure at once.
+    pub fn send_snapshot(&self, snap: OutgoingSnapshot) {
+        match self.shared.peer(snap.message.to) {
+            Some(p) => p.send_snapshot(snap),
+            None => self.shared.ctx.raft.report_snapshot(snap.message.to, raft::SnapshotStatus::Failure),
+        }
+    }
+
+    /// Since when the peer has been reachable (`None`: not active, or not a peer).
+    pub fn active_since(&self, id: u64) -> Option<SystemTime> {
+        self.shared.peer(id).and_then(|p| p.active_since())
+    }
+
+    /// How many peers are active.
+    pub fn active_peers(&self) -> usize {
+        self.shared.peers.read().unwrap_or_else(|p| p.into_inner()).values().filter(|p| p.active_since().is_some()).count()
+    }
+
+    /// Stops every peer and remote. Later `add_peer` calls fail; `send` drops.
+    pub fn stop(&self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.shared.peers.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.shared.remotes.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// This member's id.
+    pub fn id(&self) -> u64 {
+        self.shared.ctx.cfg.member_id
+    }
+}
