@@ -16,6 +16,7 @@ pub mod config;
 pub mod guest;
 pub mod ids;
 pub mod logging;
+pub mod membership;
 pub mod node;
 pub mod server;
 pub mod storage;

@@ -52,15 +52,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: &Config, handle: NodeHandle, listeners: Vec<TcpListener>) -> anyhow::Result<()> {
+    let client_urls: Vec<String> = cfg.advertise_client_urls.iter().map(crate::config::trim_url).collect();
     tokio::select! {
-        r = wait_ready(&handle) => r?,
+        r = publish(&handle, &cfg.name, &client_urls) => r?,
         e = handle.fatal() => anyhow::bail!(e),
         _ = shutdown_signal() => return Ok(()),
     }
     tracing::info!(
         "etcdserver: published {{Name:{} ClientURLs:[{}]}} to cluster {:x}",
         cfg.name,
-        cfg.advertise_client_urls.iter().map(crate::config::trim_url).collect::<Vec<_>>().join(" "),
+        client_urls.join(" "),
         handle.cluster_id()
     );
     tracing::info!("etcdserver/api: enabled capabilities for version 3.4");
@@ -95,15 +96,15 @@ async fn serve(cfg: &Config, handle: NodeHandle, listeners: Vec<TcpListener>) ->
     outcome
 }
 
-/// Waits until a linearizable read succeeds: there is a leader and this member has applied
-/// everything committed before it came up.
-async fn wait_ready(handle: &NodeHandle) -> anyhow::Result<()> {
+/// Publishes this member's attributes through the log, retrying until it succeeds: once it
+/// does, there is a leader and this member has applied everything committed before it came up.
+async fn publish(handle: &NodeHandle, name: &str, client_urls: &[String]) -> anyhow::Result<()> {
     loop {
-        match handle.read_barrier().await {
+        match handle.publish(name.to_string(), client_urls.to_vec()).await {
             Ok(()) => return Ok(()),
             Err(NodeError::Stopped) => anyhow::bail!("the member stopped before it was ready"),
             Err(e) => {
-                tracing::debug!("not ready yet: {e}");
+                tracing::debug!("publish failed, retrying: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

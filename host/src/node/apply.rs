@@ -106,6 +106,7 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
     let mut txn = shared.state_db.begin_write()?;
     txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
     let mut outcomes = Vec::new();
+    let mut members = Vec::new();
     let (mut index, mut term) = (applied, 0);
     for e in entries {
         // Raft may hand over entries this database already reflects (after a restart it
@@ -129,6 +130,12 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
         };
         let ctx = ApplyContext { index: e.index, term: e.term, time_unix_ms: envelope.time_unix_ms };
         let outcome = match envelope.kind {
+            Some(pb::entry::Kind::Publish(attrs)) => {
+                if let Some(m) = shared.membership.apply_publish(&txn, &attrs)? {
+                    members.push(m);
+                }
+                Ok(Vec::new())
+            }
             Some(pb::entry::Kind::GuestCommand(command)) => {
                 let (t, result) = guest.apply(txn, ctx, &command);
                 txn = t;
@@ -150,5 +157,6 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
         meta.insert(META_APPLIED_TERM, term.to_be_bytes().as_slice())?;
     }
     txn.commit()?;
+    shared.membership.commit(members);
     Ok((index, outcomes))
 }

@@ -34,6 +34,7 @@ pub use handle::{ActiveGuest, NodeError, NodeHandle, NodeStatus};
 
 use crate::config::{ClusterState, Config};
 use crate::guest::Guest;
+use crate::membership::{Member, MemberAttributes, Membership};
 use crate::storage::{Identity, RaftLog};
 use wait::WaitRegistry;
 
@@ -63,6 +64,7 @@ pub(crate) struct Shared {
     /// The applied index; client reads wait on it after a ReadIndex.
     pub applied: watch::Sender<u64>,
     pub guest: RwLock<Arc<Guest>>,
+    pub membership: Membership,
     pub state_db: Arc<redb::Database>,
     pub request_timeout: Duration,
     pub max_request_bytes: usize,
@@ -106,6 +108,9 @@ impl Node {
         let state_path = member_dir.join("state.redb");
         let mut log = RaftLog::open(&raft_path)?;
 
+        // The initial members with their peer URLs, recorded in the state database below when
+        // this member is new.
+        let mut initial_members: Vec<(u64, Vec<String>)> = Vec::new();
         let identity = match log.identity() {
             Some(id) => {
                 tracing::info!(
@@ -134,6 +139,7 @@ impl Node {
                 for (name, id) in &ids {
                     let urls: Vec<String> = cfg.initial_cluster[name].iter().map(crate::config::trim_url).collect();
                     tracing::info!("etcdserver/membership: added member {id:x} {urls:?} to cluster {cluster_id:x}");
+                    initial_members.push((*id, urls));
                 }
                 let identity = Identity { member_id, cluster_id };
                 log.bootstrap(identity, voters)?;
@@ -145,6 +151,8 @@ impl Node {
             redb::Database::create(&state_path).with_context(|| format!("opening state database {}", state_path.display()))?,
         );
         let (applied_index, _applied_term) = apply::load_applied(&state_db)?;
+        let membership = Membership::load(&state_db)?;
+        membership.bootstrap(&state_db, &initial_members)?;
         // The state database may be ahead of the commit index the log recorded (commit is
         // persisted lazily); what was applied was committed, so raft may start from there.
         if applied_index > log.hard_state().commit {
@@ -192,6 +200,7 @@ impl Node {
             commit_index: AtomicU64::new(commit.max(applied_index)),
             applied: watch::channel(applied_index).0,
             guest: RwLock::new(guest),
+            membership,
             state_db,
             request_timeout: cfg.request_timeout(),
             max_request_bytes: cfg.max_request_bytes,
@@ -252,6 +261,26 @@ impl NodeHandle {
     /// Proposes `command` (the bytes handed to the guest's apply) through the log and waits for
     /// its apply result.
     pub async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+        // etcd limits the request it proposes; our envelope's few extra bytes don't count.
+        if command.len() > self.inner.max_request_bytes {
+            return Err(NodeError::RequestTooLarge);
+        }
+        self.propose_entry(pb::entry::Kind::GuestCommand(command)).await
+    }
+
+    /// Announces this member's name and client URLs to the cluster through the log (etcd's
+    /// publish), so `MemberList` on every member shows them.
+    pub async fn publish(&self, name: String, client_urls: Vec<String>) -> Result<(), NodeError> {
+        let attrs = MemberAttributes { id: self.inner.member_id, name, client_urls };
+        self.propose_entry(pb::entry::Kind::Publish(attrs)).await.map(|_| ())
+    }
+
+    /// The cluster's members as this member has applied them, ordered by id.
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.membership.list()
+    }
+
+    async fn propose_entry(&self, kind: pb::entry::Kind) -> Result<Vec<u8>, NodeError> {
         let s = &self.inner;
         if s.stopped.load(Ordering::Relaxed) {
             return Err(NodeError::Stopped);
@@ -260,12 +289,8 @@ impl NodeHandle {
         if s.commit_index.load(Ordering::Relaxed) > applied + MAX_APPLY_GAP {
             return Err(NodeError::TooManyRequests);
         }
-        // etcd limits the request it proposes; our envelope's few extra bytes don't count.
-        if command.len() > s.max_request_bytes {
-            return Err(NodeError::RequestTooLarge);
-        }
         let (id, rx) = s.waits.register();
-        let entry = pb::Entry { id, time_unix_ms: now_unix_ms(), kind: Some(pb::entry::Kind::GuestCommand(command)) };
+        let entry = pb::Entry { id, time_unix_ms: now_unix_ms(), kind: Some(kind) };
         let data = entry.encode_to_vec();
         if s.to_raft.send(RaftMsg::Propose { id, data }).is_err() {
             s.waits.cancel(id);

@@ -16,3 +16,7 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const META_APPLIED_INDEX: &str = "applied_index";
 /// u64 big-endian: the term of that entry.
 pub const META_APPLIED_TERM: &str = "applied_term";
+
+/// The cluster's members: member id → prost-encoded `wasmraft.v1.Member`. Written at bootstrap
+/// from `--initial-cluster` (identically on every member) and by applied entries afterwards.
+pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
