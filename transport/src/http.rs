@@ -58,8 +58,14 @@ pub(crate) fn parse_id(s: &str) -> Option<u64> {
 pub(crate) fn text_error(code: StatusCode, msg: &str) -> Response<ChannelBody> {
     let mut r = Response::new(ChannelBody::full(format!("{msg}\n")));
     *r.status_mut() = code;
-    r.headers_mut().insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+    r.headers_mut().insert(
+        "Content-Type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        "X-Content-Type-Options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -79,13 +85,15 @@ fn json_error(code: u16, msg: &str) -> Response<ChannelBody> {
     }
     let mut r = Response::new(ChannelBody::full(format!("{{\"message\":\"{escaped}\"}}")));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert("Content-Type", HeaderValue::from_static("application/json"));
     r
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<ChannelBody> {
     let mut r = text_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-    r.headers_mut().insert("Allow", HeaderValue::from_static(allow));
+    r.headers_mut()
+        .insert("Allow", HeaderValue::from_static(allow));
     r
 }
 
@@ -131,23 +139,40 @@ pub(crate) fn header_version(h: &HeaderMap, name: &str) -> Option<Version> {
 }
 
 /// etcd's `checkClusterCompatibilityFromHeader`: the error string is the 412 body.
-pub(crate) fn check_cluster_compatibility(shared: &Shared, h: &HeaderMap) -> Result<(), &'static str> {
+pub(crate) fn check_cluster_compatibility(
+    shared: &Shared,
+    h: &HeaderMap,
+) -> Result<(), &'static str> {
     let cfg = &shared.ctx.cfg;
     let local_server = Version::parse(&cfg.server_version);
     let local_min = Version::parse(&cfg.min_cluster_version);
-    let (Some(remote), Some(remote_min), Some(local_server), Some(local_min)) =
-        (header_version(h, "X-Server-Version"), header_version(h, "X-Min-Cluster-Version"), local_server, local_min)
-    else {
-        tracing::warn!(remote = header_str(h, "X-Server-From"), "unparseable version header");
+    let (Some(remote), Some(remote_min), Some(local_server), Some(local_min)) = (
+        header_version(h, "X-Server-Version"),
+        header_version(h, "X-Min-Cluster-Version"),
+        local_server,
+        local_min,
+    ) else {
+        tracing::warn!(
+            remote = header_str(h, "X-Server-From"),
+            "unparseable version header"
+        );
         return Err(ERR_INCOMPATIBLE_VERSION);
     };
     if remote.mm() < local_min.mm() || remote_min.mm() > local_server.mm() {
-        tracing::warn!(remote = header_str(h, "X-Server-From"), version = header_str(h, "X-Server-Version"), "failed to check version compatibility");
+        tracing::warn!(
+            remote = header_str(h, "X-Server-From"),
+            version = header_str(h, "X-Server-Version"),
+            "failed to check version compatibility"
+        );
         return Err(ERR_INCOMPATIBLE_VERSION);
     }
     let gcid = header_str(h, "X-Etcd-Cluster-ID");
     if gcid != id_str(shared.ctx.cfg.cluster_id) {
-        tracing::warn!(remote = header_str(h, "X-Server-From"), remote_cluster_id = gcid, "request cluster ID mismatch");
+        tracing::warn!(
+            remote = header_str(h, "X-Server-From"),
+            remote_cluster_id = gcid,
+            "request cluster ID mismatch"
+        );
         return Err(ERR_CLUSTER_ID_MISMATCH);
     }
     Ok(())
@@ -155,7 +180,11 @@ pub(crate) fn check_cluster_compatibility(shared: &Shared, h: &HeaderMap) -> Res
 
 fn peer_urls_header(h: &HeaderMap) -> Vec<String> {
     let s = header_str(h, "X-PeerURLs");
-    if s.is_empty() { Vec::new() } else { s.split(',').map(str::to_string).collect() }
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split(',').map(str::to_string).collect()
+    }
 }
 
 /// etcd's `addRemoteFromRequest`.
@@ -189,10 +218,15 @@ fn process_error_response(e: ProcessError, snapshot: bool) -> Response<ChannelBo
         ProcessError::Http { code, message } => json_error(code, &message),
         ProcessError::Other(msg) => {
             tracing::warn!("failed to process raft message: {msg}");
-            let body = if snapshot { format!("failed to process raft message ({msg})") } else { "error processing raft message".to_string() };
+            let body = if snapshot {
+                format!("failed to process raft message ({msg})")
+            } else {
+                "error processing raft message".to_string()
+            };
             // etcd panics here to drop the connection; we answer and close it.
             let mut r = text_error(StatusCode::INTERNAL_SERVER_ERROR, &body);
-            r.headers_mut().insert("Connection", HeaderValue::from_static("close"));
+            r.headers_mut()
+                .insert("Connection", HeaderValue::from_static("close"));
             r
         }
     }
@@ -279,7 +313,10 @@ async fn snapshot_inner(shared: &Shared, req: Request<Incoming>) -> Response<Cha
         }
     };
     if m.msg_type != MessageType::MsgSnapshot {
-        tracing::warn!("unexpected raft message type {:?} on snapshot path", m.msg_type);
+        tracing::warn!(
+            "unexpected raft message type {:?} on snapshot path",
+            m.msg_type
+        );
         return text_error(StatusCode::BAD_REQUEST, "wrong raft message type");
     }
     if shared.ctx.raft.is_id_removed(m.from) {
@@ -337,7 +374,11 @@ async fn stream_inner(shared: &Shared, req: Request<Incoming>) -> Response<Chann
     };
     let want = id_str(shared.ctx.cfg.member_id);
     if header_str(h, "X-Raft-To") != want {
-        tracing::warn!(got = header_str(h, "X-Raft-To"), want, "ignored streaming request; ID mismatch");
+        tracing::warn!(
+            got = header_str(h, "X-Raft-To"),
+            want,
+            "ignored streaming request; ID mismatch"
+        );
         return text_error(StatusCode::PRECONDITION_FAILED, "to field mismatch");
     }
     let (tx, body) = ChannelBody::channel(STREAM_BODY_CHUNKS);
@@ -351,13 +392,21 @@ const STREAM_BODY_CHUNKS: usize = 16;
 
 /// xiang90/probing's handler: `{"OK":true,"Now":<RFC 3339 time>}` plus a newline.
 fn probing_handler() -> Response<ChannelBody> {
-    let mut r = Response::new(ChannelBody::full(format!("{{\"OK\":true,\"Now\":\"{}\"}}\n", rfc3339_now())));
-    r.headers_mut().insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    let mut r = Response::new(ChannelBody::full(format!(
+        "{{\"OK\":true,\"Now\":\"{}\"}}\n",
+        rfc3339_now()
+    )));
+    r.headers_mut().insert(
+        "Content-Type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn rfc3339_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Howard Hinnant's civil_from_days.
@@ -374,8 +423,17 @@ fn rfc3339_now() -> String {
     while frac.ends_with('0') {
         frac.pop();
     }
-    let frac = if frac.is_empty() { String::new() } else { format!(".{frac}") };
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    let frac = if frac.is_empty() {
+        String::new()
+    } else {
+        format!(".{frac}")
+    };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 // ---------------------------------------------------------------- client side
@@ -393,19 +451,27 @@ pub(crate) enum PostError {
     Other(String),
 }
 
-pub(crate) fn check_post_response(status: StatusCode, body: &[u8], url: &str) -> Result<(), PostError> {
+pub(crate) fn check_post_response(
+    status: StatusCode,
+    body: &[u8],
+    url: &str,
+) -> Result<(), PostError> {
     match status {
         StatusCode::PRECONDITION_FAILED => {
             let b = String::from_utf8_lossy(body);
             match b.trim_end_matches('\n') {
                 ERR_INCOMPATIBLE_VERSION => Err(PostError::IncompatibleVersion),
                 ERR_CLUSTER_ID_MISMATCH => Err(PostError::ClusterIdMismatch),
-                other => Err(PostError::Other(format!("unhandled error {other:?} when precondition failed"))),
+                other => Err(PostError::Other(format!(
+                    "unhandled error {other:?} when precondition failed"
+                ))),
             }
         }
         StatusCode::FORBIDDEN => Err(PostError::MemberRemoved),
         StatusCode::NO_CONTENT => Ok(()),
-        s => Err(PostError::Other(format!("unexpected http status {s} while posting to {url:?}"))),
+        s => Err(PostError::Other(format!(
+            "unexpected http status {s} while posting to {url:?}"
+        ))),
     }
 }
 
@@ -418,7 +484,10 @@ pub(crate) fn set_common_headers(h: &mut HeaderMap, shared_cfg: &crate::Transpor
     };
     put("X-Server-From", id_str(shared_cfg.member_id));
     put("X-Server-Version", shared_cfg.server_version.clone());
-    put("X-Min-Cluster-Version", shared_cfg.min_cluster_version.clone());
+    put(
+        "X-Min-Cluster-Version",
+        shared_cfg.min_cluster_version.clone(),
+    );
     put("X-Etcd-Cluster-ID", id_str(shared_cfg.cluster_id));
     if !shared_cfg.peer_urls.is_empty() {
         put("X-PeerURLs", shared_cfg.peer_urls.join(","));
@@ -426,7 +495,10 @@ pub(crate) fn set_common_headers(h: &mut HeaderMap, shared_cfg: &crate::Transpor
 }
 
 /// Reads a (small) response body, bounded in size and time.
-pub(crate) async fn read_small_body(body: Incoming, timeout: std::time::Duration) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn read_small_body(
+    body: Incoming,
+    timeout: std::time::Duration,
+) -> std::io::Result<Vec<u8>> {
     const MAX: usize = 64 * 1024;
     let mut r = BodyReader::new(body, Some(timeout));
     let mut out = Vec::new();
@@ -443,14 +515,30 @@ pub(crate) fn bytes_of(v: Vec<u8>) -> Bytes {
     Bytes::from(v)
 }
 
+/// Classifies a 412 answer's body the way etcd's stream dial does.
+pub(crate) fn check_cluster_compat_answer(body: &[u8]) -> String {
+    let b = String::from_utf8_lossy(body);
+    match b.trim_end_matches('\n') {
+        ERR_INCOMPATIBLE_VERSION => ERR_INCOMPATIBLE_VERSION.to_string(),
+        ERR_CLUSTER_ID_MISMATCH => ERR_CLUSTER_ID_MISMATCH.to_string(),
+        other => format!("unhandled error {other:?} when precondition failed"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn versions_and_ids() {
-        assert_eq!(Version::parse("3.4.23"), Some(Version { major: 3, minor: 4 }));
-        assert_eq!(Version::parse("3.5.0-alpha.0+git"), Some(Version { major: 3, minor: 5 }));
+        assert_eq!(
+            Version::parse("3.4.23"),
+            Some(Version { major: 3, minor: 4 })
+        );
+        assert_eq!(
+            Version::parse("3.5.0-alpha.0+git"),
+            Some(Version { major: 3, minor: 5 })
+        );
         assert_eq!(Version::parse("3.4"), None);
         assert_eq!(Version::parse("x.y.z"), None);
         assert_eq!(parse_id("8e9e05c52164694d"), Some(0x8e9e05c52164694d));
@@ -463,16 +551,9 @@ mod tests {
     #[test]
     fn rfc3339_shape() {
         let s = rfc3339_now();
-        assert!(s.len() >= 20 && s.ends_with('Z') && &s[4..5] == "-" && &s[10..11] == "T", "{s}");
-    }
-}
-
-/// Classifies a 412 answer's body the way etcd's stream dial does.
-pub(crate) fn check_cluster_compat_answer(body: &[u8]) -> String {
-    let b = String::from_utf8_lossy(body);
-    match b.trim_end_matches('\n') {
-        ERR_INCOMPATIBLE_VERSION => ERR_INCOMPATIBLE_VERSION.to_string(),
-        ERR_CLUSTER_ID_MISMATCH => ERR_CLUSTER_ID_MISMATCH.to_string(),
-        other => format!("unhandled error {other:?} when precondition failed"),
+        assert!(
+            s.len() >= 20 && s.ends_with('Z') && &s[4..5] == "-" && &s[10..11] == "T",
+            "{s}"
+        );
     }
 }

@@ -73,7 +73,11 @@ pub trait Raft: Send + Sync + 'static {
     fn report_snapshot(&self, id: u64, status: SnapshotStatus);
     /// Receives the state data of an incoming MsgSnap (before `process(m)` is called with it).
     /// Read `data` to its end; return the number of bytes saved, or an error (answered 500).
-    fn save_snapshot<'a>(&'a self, m: &'a Message, data: SnapshotData) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>>;
+    fn save_snapshot<'a>(
+        &'a self,
+        m: &'a Message,
+        data: SnapshotData,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>>;
     /// A fatal condition (default: logged only).
     fn report_critical_error(&self, err: CriticalError) {
         tracing::error!("rafthttp critical error: {err:?}");

@@ -68,8 +68,8 @@ mod tests {
         // length 30, then the gogo layout of Message{Type: MsgHeartbeat}
         let mut want = 30u64.to_be_bytes().to_vec();
         want.extend_from_slice(&[
-            0x08, 8, 0x10, 0, 0x18, 0, 0x20, 0, 0x28, 0, 0x30, 0, 0x40, 0, 0x4a, 0x0a, 0x12, 0x08, 0x0a, 0x02, 0x28,
-            0x00, 0x10, 0x00, 0x18, 0x00, 0x50, 0, 0x58, 0,
+            0x08, 8, 0x10, 0, 0x18, 0, 0x20, 0, 0x28, 0, 0x30, 0, 0x40, 0, 0x4a, 0x0a, 0x12, 0x08,
+            0x0a, 0x02, 0x28, 0x00, 0x10, 0x00, 0x18, 0x00, 0x50, 0, 0x58, 0,
         ]);
         assert_eq!(out, want);
         let mut m2 = m.clone();
@@ -78,24 +78,39 @@ mod tests {
         let mut r = reader(out);
         assert_eq!(decode_frame(&mut r, READ_BYTES_LIMIT).await.ok(), Some(m));
         assert_eq!(decode_frame(&mut r, READ_BYTES_LIMIT).await.ok(), Some(m2));
-        assert!(matches!(decode_frame(&mut r, READ_BYTES_LIMIT).await, Err(CodecError::Io(_))));
+        assert!(matches!(
+            decode_frame(&mut r, READ_BYTES_LIMIT).await,
+            Err(CodecError::Io(_))
+        ));
     }
 
     #[tokio::test]
     async fn hostile_frames_are_errors() {
         // A length beyond the limit.
         let mut r = reader(u64::MAX.to_be_bytes().to_vec());
-        assert!(matches!(decode_frame(&mut r, READ_BYTES_LIMIT).await, Err(CodecError::ExceedSizeLimit)));
+        assert!(matches!(
+            decode_frame(&mut r, READ_BYTES_LIMIT).await,
+            Err(CodecError::ExceedSizeLimit)
+        ));
         // A length of 500 MB with 3 bytes behind it: EOF, without allocating 500 MB.
         let mut b = (500u64 << 20).to_be_bytes().to_vec();
         b.extend_from_slice(&[1, 2, 3]);
-        assert!(matches!(decode_frame(&mut reader(b), READ_BYTES_LIMIT).await, Err(CodecError::Io(_))));
+        assert!(matches!(
+            decode_frame(&mut reader(b), READ_BYTES_LIMIT).await,
+            Err(CodecError::Io(_))
+        ));
         // A truncated length.
-        assert!(matches!(decode_frame(&mut reader(vec![0, 0, 1]), READ_BYTES_LIMIT).await, Err(CodecError::Io(_))));
+        assert!(matches!(
+            decode_frame(&mut reader(vec![0, 0, 1]), READ_BYTES_LIMIT).await,
+            Err(CodecError::Io(_))
+        ));
         // Nested groups inside a well-formed frame.
         let body: Vec<u8> = std::iter::repeat_n(0x0bu8, 4096).collect();
         let mut b = (body.len() as u64).to_be_bytes().to_vec();
         b.extend_from_slice(&body);
-        assert!(matches!(decode_frame(&mut reader(b), READ_BYTES_LIMIT).await, Err(CodecError::Decode(_))));
+        assert!(matches!(
+            decode_frame(&mut reader(b), READ_BYTES_LIMIT).await,
+            Err(CodecError::Decode(_))
+        ));
     }
 }

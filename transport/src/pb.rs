@@ -285,7 +285,12 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry, DecodeError> {
     Ok(e)
 }
 
-fn decode_u64s(r: &mut Reader<'_>, wire: u8, field: u32, out: &mut Vec<u64>) -> Result<(), DecodeError> {
+fn decode_u64s(
+    r: &mut Reader<'_>,
+    wire: u8,
+    field: u32,
+    out: &mut Vec<u64>,
+) -> Result<(), DecodeError> {
     match wire {
         0 => out.push(r.varint()?),
         2 => {
@@ -454,7 +459,10 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
 
 fn is_empty_snapshot(s: &Snapshot) -> bool {
     let md = s.get_metadata();
-    s.data.is_empty() && md.index == 0 && md.term == 0 && *md.get_conf_state() == ConfState::default()
+    s.data.is_empty()
+        && md.index == 0
+        && md.term == 0
+        && *md.get_conf_state() == ConfState::default()
 }
 
 #[cfg(test)]
@@ -472,7 +480,8 @@ mod tests {
         m.commit = 4;
         let want: &[u8] = &[
             0x08, 8, 0x10, 2, 0x18, 1, 0x20, 3, 0x28, 0, 0x30, 0, 0x40, 4, // scalars
-            0x4a, 0x0a, 0x12, 0x08, 0x0a, 0x02, 0x28, 0x00, 0x10, 0x00, 0x18, 0x00, // snapshot
+            0x4a, 0x0a, 0x12, 0x08, 0x0a, 0x02, 0x28, 0x00, 0x10, 0x00, 0x18,
+            0x00, // snapshot
             0x50, 0, 0x58, 0,
         ];
         assert_eq!(encode_message(&m), want);
@@ -523,7 +532,15 @@ mod tests {
         let mut msg = vec![0x08, 7, 0x4a, snap.len() as u8];
         msg.extend_from_slice(&snap);
         let m = decode_message(&msg).map_err(|e| e.to_string());
-        assert_eq!(m.map(|m| m.get_snapshot().get_metadata().get_conf_state().voters.clone()), Ok(vec![1, 2, 300]));
+        assert_eq!(
+            m.map(|m| m
+                .get_snapshot()
+                .get_metadata()
+                .get_conf_state()
+                .voters
+                .clone()),
+            Ok(vec![1, 2, 300])
+        );
     }
 
     #[test]
@@ -543,14 +560,31 @@ mod tests {
         assert!(decode_message(&nested).is_ok());
         // Entries nested as far as the bytes want are refused at the schema's depth:
         // an Entry field 4 (data) is opaque, an Entry with wrong wire types is an error.
-        assert!(matches!(decode_message(&[0x3a, 0x02, 0x08, 0x80]), Err(DecodeError::Truncated)));
-        assert_eq!(decode_message(&[0x3a, 0x02, 0x0a, 0x00]), Err(DecodeError::WrongWireType { field: 1, wire: 2 }));
+        assert!(matches!(
+            decode_message(&[0x3a, 0x02, 0x08, 0x80]),
+            Err(DecodeError::Truncated)
+        ));
+        assert_eq!(
+            decode_message(&[0x3a, 0x02, 0x0a, 0x00]),
+            Err(DecodeError::WrongWireType { field: 1, wire: 2 })
+        );
         // Huge lengths, truncation, overflowing varints, field 0, unknown enum.
-        assert_eq!(decode_message(&[0x62, 0xff, 0xff, 0xff, 0xff, 0x0f]), Err(DecodeError::Truncated));
+        assert_eq!(
+            decode_message(&[0x62, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            Err(DecodeError::Truncated)
+        );
         assert_eq!(decode_message(&[0x10]), Err(DecodeError::Truncated));
-        assert_eq!(decode_message(&[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]), Err(DecodeError::VarintOverflow));
+        assert_eq!(
+            decode_message(&[
+                0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
+            ]),
+            Err(DecodeError::VarintOverflow)
+        );
         assert_eq!(decode_message(&[0x00, 0x00]), Err(DecodeError::FieldZero));
-        assert_eq!(decode_message(&[0x08, 99]), Err(DecodeError::UnknownEnum(99)));
+        assert_eq!(
+            decode_message(&[0x08, 99]),
+            Err(DecodeError::UnknownEnum(99))
+        );
         assert_eq!(decode_message(&[0x0f]), Err(DecodeError::WireType(7)));
     }
 }

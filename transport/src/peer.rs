@@ -11,8 +11,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use raft::eraftpb::{Message, MessageType};
 use raft::SnapshotStatus;
+use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -21,7 +21,7 @@ use crate::status::PeerStatus;
 use crate::stream::{self, OutgoingConn, RecvQueues, StreamType, StreamWriter};
 use crate::transport::Ctx;
 use crate::urlpick::UrlPicker;
-use crate::{snapshot_sender, OutgoingSnapshot};
+use crate::{OutgoingSnapshot, snapshot_sender};
 
 /// etcd's `recvBufSize`.
 pub const RECV_BUF_SIZE: usize = 4096;
@@ -69,9 +69,33 @@ impl Peer {
         let t3 = drain(ctx.clone(), recv_rx);
         let t4 = drain(ctx.clone(), prop_rx);
         let q = RecvQueues { recvc, propc };
-        let t5 = stream::start_reader(ctx.clone(), id, StreamType::MsgAppV2, picker.clone(), status.clone(), q.clone());
-        let t6 = stream::start_reader(ctx.clone(), id, StreamType::Message, picker.clone(), status.clone(), q);
-        Peer { id, ctx, status, picker, msgapp_writer, writer, pipeline, tasks: vec![t1, t2, t3, t4, t5, t6], snap_tasks: Mutex::new(Vec::new()) }
+        let t5 = stream::start_reader(
+            ctx.clone(),
+            id,
+            StreamType::MsgAppV2,
+            picker.clone(),
+            status.clone(),
+            q.clone(),
+        );
+        let t6 = stream::start_reader(
+            ctx.clone(),
+            id,
+            StreamType::Message,
+            picker.clone(),
+            status.clone(),
+            q,
+        );
+        Peer {
+            id,
+            ctx,
+            status,
+            picker,
+            msgapp_writer,
+            writer,
+            pipeline,
+            tasks: vec![t1, t2, t3, t4, t5, t6],
+            snap_tasks: Mutex::new(Vec::new()),
+        }
     }
 
     pub(crate) fn pick(&self, m: &Message) -> (mpsc::Sender<Message>, Picked) {
@@ -106,7 +130,12 @@ impl Peer {
     }
 
     pub(crate) fn send_snapshot(&self, snap: OutgoingSnapshot) {
-        let t = tokio::spawn(snapshot_sender::send(self.ctx.clone(), self.picker.clone(), self.status.clone(), snap));
+        let t = tokio::spawn(snapshot_sender::send(
+            self.ctx.clone(),
+            self.picker.clone(),
+            self.status.clone(),
+            snap,
+        ));
         let mut g = self.snap_tasks.lock().unwrap_or_else(|p| p.into_inner());
         g.retain(|t| !t.is_finished());
         g.push(t);
@@ -116,7 +145,11 @@ impl Peer {
         self.picker.update(urls);
     }
 
-    pub(crate) async fn attach_outgoing(&self, typ: StreamType, tx: mpsc::Sender<std::io::Result<bytes::Bytes>>) {
+    pub(crate) async fn attach_outgoing(
+        &self,
+        typ: StreamType,
+        tx: mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    ) {
         let w = match typ {
             StreamType::MsgAppV2 => &self.msgapp_writer,
             StreamType::Message => &self.writer,
@@ -134,7 +167,12 @@ impl Drop for Peer {
         for t in &self.tasks {
             t.abort();
         }
-        for t in self.snap_tasks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for t in self
+            .snap_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             t.abort();
         }
     }
@@ -157,7 +195,9 @@ impl Remote {
     pub(crate) fn send(&self, m: Message) {
         if self.pipeline.msgc.try_send(m).is_err() {
             let _ = &self.ctx;
-            tracing::warn!("dropped Raft message since sending buffer is full (overloaded network)");
+            tracing::warn!(
+                "dropped Raft message since sending buffer is full (overloaded network)"
+            );
         }
     }
 }

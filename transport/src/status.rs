@@ -14,7 +14,11 @@ pub(crate) struct PeerStatus {
 
 impl PeerStatus {
     pub(crate) fn new(local: u64, id: u64) -> Self {
-        PeerStatus { local, id, inner: Mutex::new(None) }
+        PeerStatus {
+            local,
+            id,
+            inner: Mutex::new(None),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<SystemTime>> {

@@ -23,14 +23,16 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::CriticalError;
 use crate::body::{BodyReader, ChannelBody};
-use crate::http::{check_cluster_compat_answer, header_version, id_str, read_small_body, set_common_headers};
+use crate::http::{
+    check_cluster_compat_answer, header_version, id_str, read_small_body, set_common_headers,
+};
 use crate::msg_codec::{self, CodecError};
 use crate::msgappv2_codec::{self, MsgAppV2Decoder, MsgAppV2Encoder};
 use crate::status::PeerStatus;
 use crate::transport::Ctx;
 use crate::urlpick::UrlPicker;
-use crate::CriticalError;
 
 /// etcd's `streamBufSize`: a stream writer's queue.
 pub const STREAM_BUF_SIZE: usize = 4096;
@@ -89,9 +91,16 @@ pub(crate) struct StreamWriter {
 }
 
 impl StreamWriter {
-    pub(crate) fn start(ctx: Arc<Ctx>, peer_id: u64, status: Arc<PeerStatus>) -> (Arc<StreamWriter>, JoinHandle<()>) {
+    pub(crate) fn start(
+        ctx: Arc<Ctx>,
+        peer_id: u64,
+        status: Arc<PeerStatus>,
+    ) -> (Arc<StreamWriter>, JoinHandle<()>) {
         let (connc, conn_rx) = mpsc::channel(1);
-        let w = Arc::new(StreamWriter { state: Mutex::new(WriterState::default()), connc });
+        let w = Arc::new(StreamWriter {
+            state: Mutex::new(WriterState::default()),
+            connc,
+        });
         let task = tokio::spawn(run_writer(w.clone(), ctx, peer_id, status, conn_rx));
         (w, task)
     }
@@ -110,7 +119,13 @@ impl StreamWriter {
     }
 }
 
-async fn run_writer(w: Arc<StreamWriter>, ctx: Arc<Ctx>, peer_id: u64, status: Arc<PeerStatus>, mut conn_rx: mpsc::Receiver<OutgoingConn>) {
+async fn run_writer(
+    w: Arc<StreamWriter>,
+    ctx: Arc<Ctx>,
+    peer_id: u64,
+    status: Arc<PeerStatus>,
+    mut conn_rx: mpsc::Receiver<OutgoingConn>,
+) {
     let heartbeat_every = (ctx.cfg.conn_read_timeout / 3).max(Duration::from_millis(1));
     let write_timeout = ctx.cfg.conn_write_timeout;
     let mut next_conn = None;
@@ -181,7 +196,11 @@ async fn run_writer(w: Arc<StreamWriter>, ctx: Arc<Ctx>, peer_id: u64, status: A
     }
 }
 
-async fn write(tx: &mpsc::Sender<io::Result<Bytes>>, buf: Vec<u8>, timeout: Duration) -> Result<(), String> {
+async fn write(
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), String> {
     match tokio::time::timeout(timeout, tx.send(Ok(Bytes::from(buf)))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err("connection closed".into()),
@@ -203,7 +222,14 @@ pub(crate) struct RecvQueues {
     pub propc: mpsc::Sender<Message>,
 }
 
-pub(crate) fn start_reader(ctx: Arc<Ctx>, peer_id: u64, typ: StreamType, picker: Arc<UrlPicker>, status: Arc<PeerStatus>, queues: RecvQueues) -> JoinHandle<()> {
+pub(crate) fn start_reader(
+    ctx: Arc<Ctx>,
+    peer_id: u64,
+    typ: StreamType,
+    picker: Arc<UrlPicker>,
+    status: Arc<PeerStatus>,
+    queues: RecvQueues,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let started = tokio::time::Instant::now();
@@ -213,7 +239,8 @@ pub(crate) fn start_reader(ctx: Arc<Ctx>, peer_id: u64, typ: StreamType, picker:
                     status.activate();
                     let err = decode_loop(&ctx, peer_id, typ, body, &status, &queues).await;
                     tracing::warn!(peer = %id_str(peer_id), "lost TCP streaming connection with remote peer ({}): {err}", typ.name());
-                    if !matches!(&err, CodecError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof) {
+                    if !matches!(&err, CodecError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof)
+                    {
                         status.deactivate(typ.name(), "read", &err.to_string());
                     }
                 }
@@ -229,17 +256,29 @@ pub(crate) fn start_reader(ctx: Arc<Ctx>, peer_id: u64, typ: StreamType, picker:
 }
 
 /// `Ok(None)`: the remote does not support this stream type (etcd 2.0).
-async fn dial(ctx: &Ctx, peer_id: u64, typ: StreamType, base: &str) -> Result<Option<hyper::body::Incoming>, String> {
+async fn dial(
+    ctx: &Ctx,
+    peer_id: u64,
+    typ: StreamType,
+    base: &str,
+) -> Result<Option<hyper::body::Incoming>, String> {
     let uri = format!("{base}{}/{}", typ.endpoint(), id_str(ctx.cfg.member_id));
-    let mut req = Request::builder().method(Method::GET).uri(&uri).body(ChannelBody::empty()).map_err(|e| format!("failed to make http request to {base} ({e})"))?;
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri(&uri)
+        .body(ChannelBody::empty())
+        .map_err(|e| format!("failed to make http request to {base} ({e})"))?;
     set_common_headers(req.headers_mut(), &ctx.cfg);
     if let Ok(v) = http::HeaderValue::from_str(&id_str(peer_id)) {
         req.headers_mut().insert("X-Raft-To", v);
     }
-    let resp = tokio::time::timeout(ctx.cfg.dial_timeout + ctx.cfg.conn_read_timeout, ctx.client.request(req))
-        .await
-        .map_err(|_| "dial timeout".to_string())?
-        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(
+        ctx.cfg.dial_timeout + ctx.cfg.conn_read_timeout,
+        ctx.client.request(req),
+    )
+    .await
+    .map_err(|_| "dial timeout".to_string())?
+    .map_err(|e| e.to_string())?;
     let rv = header_version(resp.headers(), "X-Server-Version");
     if rv.is_some_and(|v| (v.major, v.minor) == (2, 0)) {
         return Ok(None);
@@ -250,16 +289,29 @@ async fn dial(ctx: &Ctx, peer_id: u64, typ: StreamType, base: &str) -> Result<Op
             ctx.raft.report_critical_error(CriticalError::MemberRemoved);
             Err("the member has been permanently removed from the cluster".into())
         }
-        StatusCode::NOT_FOUND => Err(format!("peer {} failed to find local node {}", id_str(peer_id), id_str(ctx.cfg.member_id))),
+        StatusCode::NOT_FOUND => Err(format!(
+            "peer {} failed to find local node {}",
+            id_str(peer_id),
+            id_str(ctx.cfg.member_id)
+        )),
         StatusCode::PRECONDITION_FAILED => {
-            let body = read_small_body(resp.into_body(), ctx.cfg.conn_read_timeout).await.map_err(|e| e.to_string())?;
+            let body = read_small_body(resp.into_body(), ctx.cfg.conn_read_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
             Err(check_cluster_compat_answer(&body))
         }
         s => Err(format!("unhandled http status {}", s.as_u16())),
     }
 }
 
-async fn decode_loop(ctx: &Ctx, peer_id: u64, typ: StreamType, body: hyper::body::Incoming, status: &PeerStatus, q: &RecvQueues) -> CodecError {
+async fn decode_loop(
+    ctx: &Ctx,
+    peer_id: u64,
+    typ: StreamType,
+    body: hyper::body::Incoming,
+    status: &PeerStatus,
+    q: &RecvQueues,
+) -> CodecError {
     let limit = ctx.cfg.max_message_bytes;
     let mut r = BodyReader::new(body, Some(ctx.cfg.conn_read_timeout));
     let mut v2 = MsgAppV2Decoder::new(ctx.cfg.member_id, peer_id, limit);
@@ -275,7 +327,11 @@ async fn decode_loop(ctx: &Ctx, peer_id: u64, typ: StreamType, body: hyper::body
         if msgappv2_codec::is_link_heartbeat(&m) {
             continue;
         }
-        let queue = if m.msg_type == MessageType::MsgPropose { &q.propc } else { &q.recvc };
+        let queue = if m.msg_type == MessageType::MsgPropose {
+            &q.propc
+        } else {
+            &q.recvc
+        };
         if queue.try_send(m).is_err() {
             tracing::warn!(peer = %id_str(peer_id), active = status.is_active(), "dropped Raft message since receiving buffer is full (overloaded network)");
         }

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use raft::eraftpb::Message;
 use tokio::net::TcpListener;
@@ -43,12 +43,19 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn peer(&self, id: u64) -> Option<Arc<Peer>> {
-        self.peers.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+        self.peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// etcd's `AddRemote`: ignored for known peers/remotes, bad URLs and after `stop`.
     pub(crate) fn add_remote(&self, id: u64, urls: &[String]) {
-        if self.stopped.load(Ordering::SeqCst) || id == self.ctx.cfg.member_id || self.peer(id).is_some() {
+        if self.stopped.load(Ordering::SeqCst)
+            || id == self.ctx.cfg.member_id
+            || self.peer(id).is_some()
+        {
             return;
         }
         let Ok(urls) = parse_urls(urls) else { return };
@@ -74,23 +81,36 @@ impl Transport {
         if !cfg.peer_urls.is_empty() {
             cfg.peer_urls = parse_urls(&cfg.peer_urls)?;
         }
-        if crate::http::Version::parse(&cfg.server_version).is_none() || crate::http::Version::parse(&cfg.min_cluster_version).is_none() {
+        if crate::http::Version::parse(&cfg.server_version).is_none()
+            || crate::http::Version::parse(&cfg.min_cluster_version).is_none()
+        {
             return Err(TransportError::InvalidVersion);
         }
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(cfg.dial_timeout));
         conn.set_nodelay(true);
         conn.set_keepalive(Some(std::time::Duration::from_secs(30)));
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(conn);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1024)
+            .build(conn);
         let ctx = Arc::new(Ctx { cfg, raft, client });
         Ok(Transport {
-            shared: Arc::new(Shared { ctx, peers: RwLock::default(), remotes: RwLock::default(), stopped: AtomicBool::new(false) }),
+            shared: Arc::new(Shared {
+                ctx,
+                peers: RwLock::default(),
+                remotes: RwLock::default(),
+                stopped: AtomicBool::new(false),
+            }),
         })
     }
 
     /// Serves the peer routes on `listener` until `shutdown` completes. Connections already
     /// accepted keep running until they end.
-    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         tokio::pin!(shutdown);
         let read_timeout = self.shared.ctx.cfg.conn_read_timeout;
         loop {
@@ -140,7 +160,11 @@ impl Transport {
         }
         g.insert(id, Arc::new(Peer::start(self.shared.ctx.clone(), id, urls)));
         drop(g);
-        self.shared.remotes.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.shared
+            .remotes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         tracing::info!(peer = %crate::http::id_str(id), "added remote peer");
         Ok(())
     }
@@ -151,11 +175,19 @@ impl Transport {
     }
 
     pub fn remove_peer(&self, id: u64) {
-        self.shared.peers.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.shared
+            .peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     pub fn remove_all_peers(&self) {
-        self.shared.peers.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.shared
+            .peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     pub fn update_peer(&self, id: u64, urls: &[String]) -> Result<(), TransportError> {
@@ -182,7 +214,13 @@ impl Transport {
         if let Some(p) = self.shared.peer(m.to) {
             return p.send(m);
         }
-        let remote = self.shared.remotes.read().unwrap_or_else(|p| p.into_inner()).get(&m.to).cloned();
+        let remote = self
+            .shared
+            .remotes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&m.to)
+            .cloned();
         if let Some(r) = remote {
             r.send(m);
             return Some(Picked::Pipeline);
@@ -196,7 +234,11 @@ impl Transport {
     pub fn send_snapshot(&self, snap: OutgoingSnapshot) {
         match self.shared.peer(snap.message.to) {
             Some(p) => p.send_snapshot(snap),
-            None => self.shared.ctx.raft.report_snapshot(snap.message.to, raft::SnapshotStatus::Failure),
+            None => self
+                .shared
+                .ctx
+                .raft
+                .report_snapshot(snap.message.to, raft::SnapshotStatus::Failure),
         }
     }
 
@@ -207,14 +249,28 @@ impl Transport {
 
     /// How many peers are active.
     pub fn active_peers(&self) -> usize {
-        self.shared.peers.read().unwrap_or_else(|p| p.into_inner()).values().filter(|p| p.active_since().is_some()).count()
+        self.shared
+            .peers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|p| p.active_since().is_some())
+            .count()
     }
 
     /// Stops every peer and remote. Later `add_peer` calls fail; `send` drops.
     pub fn stop(&self) {
         self.shared.stopped.store(true, Ordering::SeqCst);
-        self.shared.peers.write().unwrap_or_else(|p| p.into_inner()).clear();
-        self.shared.remotes.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.shared
+            .peers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.shared
+            .remotes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// This member's id.
