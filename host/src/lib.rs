@@ -18,5 +18,6 @@ pub mod ids;
 pub mod logging;
 pub mod membership;
 pub mod node;
+pub mod peers;
 pub mod server;
 pub mod storage;

@@ -16,6 +16,8 @@ use crate::api::{self, ApiLimits};
 use crate::config::Config;
 use crate::guest::{Guest, GuestEngine, GuestLimits};
 use crate::node::{Node, NodeError, NodeHandle};
+use crate::peers::{RaftInbox, TransportSender};
+use wasmraft_transport::{Transport, TransportConfig};
 
 /// The etcd KV guest, compiled from examples/kv by build.rs and embedded so a bare `wasmraft`
 /// serves etcd's API.
@@ -38,6 +40,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     for url in &cfg.listen_client_urls {
         listeners.push(bind(url).await?);
     }
+    let mut peer_listeners = Vec::new();
+    for url in &cfg.listen_peer_urls {
+        peer_listeners.push(bind(url).await?);
+    }
 
     let guest = Arc::new(load_guest(&cfg)?);
     let info = guest.info();
@@ -45,7 +51,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let node = Node::start(&cfg, guest)?;
     let handle = node.handle();
+    let transport = start_transport(&cfg, &node, peer_listeners)?;
     let result = serve(&cfg, handle, listeners).await;
+    transport.stop();
     node.stop();
     tracing::info!("etcdserver: stopped");
     result
@@ -94,6 +102,34 @@ async fn serve(cfg: &Config, handle: NodeHandle, listeners: Vec<TcpListener>) ->
     }
     drop(stop_rx);
     outcome
+}
+
+/// Starts the peer transport (etcd's rafthttp) on the peer listeners, connects it to every
+/// other member and lets the raft thread send through it.
+fn start_transport(cfg: &Config, node: &Node, listeners: Vec<TcpListener>) -> anyhow::Result<Transport> {
+    let handle = node.handle();
+    let own_urls: Vec<String> = cfg.initial_advertise_peer_urls.iter().map(crate::config::trim_url).collect();
+    let mut tcfg = TransportConfig::new(handle.member_id(), handle.cluster_id(), own_urls);
+    // etcd's peerDialTimeout: a second plus an election timeout.
+    tcfg.dial_timeout = Duration::from_secs(1) + cfg.election_timeout;
+    let transport = Transport::new(tcfg, RaftInbox::new(handle.clone())).context("starting the peer transport")?;
+    for m in handle.members() {
+        if m.id != handle.member_id() {
+            transport.add_peer(m.id, &m.peer_urls).with_context(|| format!("adding peer {:x}", m.id))?;
+        }
+    }
+    for l in listeners {
+        let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!("embed: listening for peers on {addr}");
+        let t = transport.clone();
+        tokio::spawn(async move {
+            if let Err(e) = t.serve(l, std::future::pending::<()>()).await {
+                tracing::error!("peer listener {addr} stopped: {e}");
+            }
+        });
+    }
+    node.set_peers(TransportSender::new(transport.clone(), tokio::runtime::Handle::current()));
+    Ok(transport)
 }
 
 /// Publishes this member's attributes through the log, retrying until it succeeds: once it

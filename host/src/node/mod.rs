@@ -49,7 +49,19 @@ pub(crate) enum RaftMsg {
     ReadIndex { reply: oneshot::Sender<Result<u64, NodeError>> },
     /// The apply thread has applied everything up to this index.
     Applied(u64),
+    /// A raft message from another member, delivered by the peer transport.
+    Step(raft::eraftpb::Message),
+    /// The transport could not deliver to this member.
+    Unreachable(u64),
+    /// How sending a snapshot to this member went.
+    SnapshotStatus(u64, raft::SnapshotStatus),
     Stop,
+}
+
+/// Where the raft thread sends messages addressed to other members. Implemented by the peer
+/// transport; must never block (a slow peer must not stall the raft loop).
+pub trait PeerSender: Send + Sync + 'static {
+    fn send(&self, msgs: Vec<raft::eraftpb::Message>);
 }
 
 /// State shared by the raft thread, the apply thread and client tasks.
@@ -65,6 +77,9 @@ pub(crate) struct Shared {
     pub applied: watch::Sender<u64>,
     pub guest: RwLock<Arc<Guest>>,
     pub membership: Membership,
+    /// The peer transport, once the server has connected one; until then (and in a cluster of
+    /// one) messages to others are reported unreachable.
+    pub peers: std::sync::OnceLock<Arc<dyn PeerSender>>,
     pub state_db: Arc<redb::Database>,
     pub request_timeout: Duration,
     pub max_request_bytes: usize,
@@ -201,6 +216,7 @@ impl Node {
             applied: watch::channel(applied_index).0,
             guest: RwLock::new(guest),
             membership,
+            peers: std::sync::OnceLock::new(),
             state_db,
             request_timeout: cfg.request_timeout(),
             max_request_bytes: cfg.max_request_bytes,
@@ -231,6 +247,13 @@ impl Node {
 
     pub fn handle(&self) -> NodeHandle {
         self.handle.clone()
+    }
+
+    /// Connects the peer transport the raft thread sends through. Set once.
+    pub fn set_peers(&self, peers: Arc<dyn PeerSender>) {
+        if self.handle.inner.peers.set(peers).is_err() {
+            tracing::warn!("the peer transport was already set");
+        }
     }
 
     /// Stops the threads, making the state database durable on the way out.
@@ -273,6 +296,21 @@ impl NodeHandle {
     pub async fn publish(&self, name: String, client_urls: Vec<String>) -> Result<(), NodeError> {
         let attrs = MemberAttributes { id: self.inner.member_id, name, client_urls };
         self.propose_entry(pb::entry::Kind::Publish(attrs)).await.map(|_| ())
+    }
+
+    /// Hands a message from another member to the raft thread. Never blocks.
+    pub fn step(&self, m: raft::eraftpb::Message) -> Result<(), NodeError> {
+        self.inner.to_raft.send(RaftMsg::Step(m)).map_err(|_| NodeError::Stopped)
+    }
+
+    /// Tells raft the transport could not reach `id` (raft then probes it more gently).
+    pub fn report_unreachable(&self, id: u64) {
+        let _ = self.inner.to_raft.send(RaftMsg::Unreachable(id));
+    }
+
+    /// Tells raft how sending a snapshot to `id` went.
+    pub fn report_snapshot(&self, id: u64, status: raft::SnapshotStatus) {
+        let _ = self.inner.to_raft.send(RaftMsg::SnapshotStatus(id, status));
     }
 
     /// The cluster's members as this member has applied them, ordered by id.

@@ -56,6 +56,14 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                 }
                 RaftMsg::ReadIndex { reply } => reads.queued.push(reply),
                 RaftMsg::Applied(index) => node.advance_apply_to(index),
+                RaftMsg::Step(m) => {
+                    let (from, kind) = (m.from, m.get_msg_type());
+                    if let Err(e) = node.step(m) {
+                        tracing::debug!("dropping {kind:?} from {from:x}: {e}");
+                    }
+                }
+                RaftMsg::Unreachable(id) => node.report_unreachable(id),
+                RaftMsg::SnapshotStatus(id, status) => node.report_snapshot(id, status),
                 RaftMsg::Stop => stop = true,
             }
         }
@@ -131,7 +139,7 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<Vec<Entry>>, shared: 
             tracing::debug!("{:x} is the leader", shared.member_id);
         }
     }
-    send(node, rd.take_messages());
+    send(node, shared, rd.take_messages());
     anyhow::ensure!(rd.snapshot().get_metadata().index == 0, "receiving raft snapshots is not supported yet");
     hand_to_apply(node, to_apply, rd.take_committed_entries())?;
     let sync = rd.must_sync();
@@ -140,7 +148,7 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<Vec<Entry>>, shared: 
         shared.term.store(hs.term, Ordering::Relaxed);
         shared.commit_index.fetch_max(hs.commit, Ordering::Relaxed);
     }
-    send(node, rd.take_persisted_messages());
+    send(node, shared, rd.take_persisted_messages());
     for rs in rd.take_read_states() {
         let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
         if let Some((_, waiters)) = reads.in_flight.remove(&ctx) {
@@ -154,7 +162,7 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<Vec<Entry>>, shared: 
         node.mut_store().set_commit(commit);
         shared.commit_index.fetch_max(commit, Ordering::Relaxed);
     }
-    send(node, light.take_messages());
+    send(node, shared, light.take_messages());
     hand_to_apply(node, to_apply, light.take_committed_entries())?;
     Ok(())
 }
@@ -193,11 +201,20 @@ fn decode_conf_change<M: protobuf::Message>(data: &[u8]) -> anyhow::Result<M> {
     Ok(M::parse_from_bytes(data)?)
 }
 
-/// Sends raft messages to peers. There is no peer transport yet, so a message to another member
-/// is reported unreachable, which makes raft back off instead of assuming delivery.
-fn send(node: &mut RawNode<RaftLog>, msgs: Vec<Message>) {
-    for m in msgs {
-        tracing::debug!("no transport to {:x} yet; dropping {:?}", m.to, m.get_msg_type());
-        node.report_unreachable(m.to);
+/// Sends raft messages to peers through the transport. Without one (a member alone), a message
+/// to another member is reported unreachable, which makes raft back off instead of assuming
+/// delivery.
+fn send(node: &mut RawNode<RaftLog>, shared: &Shared, msgs: Vec<Message>) {
+    if msgs.is_empty() {
+        return;
+    }
+    match shared.peers.get() {
+        Some(peers) => peers.send(msgs),
+        None => {
+            for m in msgs {
+                tracing::debug!("no transport to {:x}; dropping {:?}", m.to, m.get_msg_type());
+                node.report_unreachable(m.to);
+            }
+        }
     }
 }
