@@ -56,6 +56,11 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
 
+    /// Entries kept in the raft log behind a snapshot, so slow followers can catch up from the
+    /// log instead of a full snapshot (etcd's SnapshotCatchUpEntries).
+    #[arg(long, env = "ETCD_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
+    pub snapshot_catchup_entries: u64,
+
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
     pub heartbeat_interval: u64,
@@ -137,6 +142,7 @@ pub struct Config {
     pub initial_cluster_state: ClusterState,
     pub initial_cluster_token: String,
     pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub quota_backend_bytes: u64,
@@ -175,6 +181,9 @@ impl MemberFlags {
         }
         if self.election_timeout > 50_000 {
             bail!("--election-timeout[{}ms] is too long, and should be set less than 50000ms", self.election_timeout);
+        }
+        if self.snapshot_count == 0 {
+            bail!("--snapshot-count must be > 0");
         }
         if self.max_request_bytes == 0 {
             bail!("--max-request-bytes must be > 0");
@@ -229,6 +238,7 @@ impl MemberFlags {
             initial_cluster_state: self.initial_cluster_state,
             initial_cluster_token: self.initial_cluster_token,
             snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             quota_backend_bytes: self.quota_backend_bytes,

@@ -87,6 +87,12 @@ impl Membership {
         }
     }
 
+    /// Takes over the records of `other` (after a snapshot replaced the state database).
+    pub fn replace_with(&self, other: Membership) {
+        let fresh = other.members.into_inner().unwrap_or_else(|p| p.into_inner());
+        *self.write() = fresh;
+    }
+
     /// All members, ordered by id.
     pub fn list(&self) -> Vec<Member> {
         self.read().values().cloned().collect()

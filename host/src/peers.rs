@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use raft::eraftpb::Message;
-use wasmraft_transport::{CriticalError, ProcessError, Raft, SnapshotData, SnapshotStatus, Transport};
+use tokio::io::AsyncWriteExt;
+use wasmraft_transport::{CriticalError, OutgoingSnapshot, ProcessError, Raft, SnapshotData, SnapshotStatus, Transport};
 
 use crate::node::{NodeHandle, PeerSender};
 
@@ -39,11 +40,40 @@ impl Raft for RaftInbox {
         self.node.report_snapshot(id, status);
     }
 
-    fn save_snapshot<'a>(&'a self, m: &'a Message, _data: SnapshotData) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>> {
-        // The log is never compacted yet, so no member ever needs a snapshot; refuse one rather
-        // than pretend to install it.
-        let from = m.from;
-        Box::pin(async move { Err(format!("wasmraft: receiving a snapshot (from {from:x}) is not supported yet")) })
+    /// Streams an incoming snapshot's state into `member/snap/<index>.snap` (through a partial
+    /// file, verified before it is renamed into place), where the raft thread finds it when raft
+    /// accepts the message.
+    fn save_snapshot<'a>(&'a self, m: &'a Message, mut data: SnapshotData) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let index = m.get_snapshot().get_metadata().index;
+            let dir = self.node.snap_dir();
+            let path = crate::storage::snapshot::path_for(&dir, index);
+            let part = path.with_extension("snap.part");
+            let result = async {
+                let mut file = tokio::fs::File::create(&part).await.map_err(|e| format!("creating {}: {e}", part.display()))?;
+                let mut size = 0u64;
+                while let Some(chunk) = data.chunk().await.map_err(|e| format!("receiving snapshot {index} from {:x}: {e}", m.from))? {
+                    file.write_all(&chunk).await.map_err(|e| format!("writing {}: {e}", part.display()))?;
+                    size += chunk.len() as u64;
+                }
+                file.sync_all().await.map_err(|e| format!("syncing {}: {e}", part.display()))?;
+                let check = part.clone();
+                tokio::task::spawn_blocking(move || crate::storage::snapshot::verify(&check))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("snapshot {index} from {:x} is damaged: {e:#}", m.from))?;
+                tokio::fs::rename(&part, &path).await.map_err(|e| format!("renaming {}: {e}", part.display()))?;
+                Ok(size)
+            }
+            .await;
+            if result.is_err() {
+                let _ = tokio::fs::remove_file(&part).await;
+            }
+            if let Ok(size) = result {
+                tracing::info!("received snapshot {index} ({size} bytes) from {:x}", m.from);
+            }
+            result
+        })
     }
 
     fn report_critical_error(&self, err: CriticalError) {
@@ -57,11 +87,12 @@ impl Raft for RaftInbox {
 pub struct TransportSender {
     transport: Transport,
     runtime: tokio::runtime::Handle,
+    node: NodeHandle,
 }
 
 impl TransportSender {
-    pub fn new(transport: Transport, runtime: tokio::runtime::Handle) -> Arc<TransportSender> {
-        Arc::new(TransportSender { transport, runtime })
+    pub fn new(transport: Transport, runtime: tokio::runtime::Handle, node: NodeHandle) -> Arc<TransportSender> {
+        Arc::new(TransportSender { transport, runtime, node })
     }
 }
 
@@ -69,5 +100,45 @@ impl PeerSender for TransportSender {
     fn send(&self, msgs: Vec<Message>) {
         let _entered = self.runtime.enter();
         self.transport.send(msgs);
+    }
+
+    /// Writes the state into a file off the raft thread, then streams it; the file is unlinked
+    /// once open, so it disappears when the transfer ends however it ends.
+    fn send_snapshot(&self, m: Message, state: redb::ReadTransaction) {
+        let transport = self.transport.clone();
+        let node = self.node.clone();
+        self.runtime.spawn(async move {
+            let to = m.to;
+            let index = m.get_snapshot().get_metadata().index;
+            let path = node.snap_dir().join(format!("out-{to:016x}-{index:016x}.snap"));
+            let written = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || crate::storage::snapshot::write(&state, &path)).await
+            };
+            let size = match written {
+                Ok(Ok(size)) => size,
+                Ok(Err(e)) => {
+                    tracing::warn!("writing a snapshot for {to:x}: {e:#}");
+                    node.report_snapshot(to, SnapshotStatus::Failure);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("writing a snapshot for {to:x}: {e}");
+                    node.report_snapshot(to, SnapshotStatus::Failure);
+                    return;
+                }
+            };
+            let file = match tokio::fs::File::open(&path).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!("opening snapshot {}: {e}", path.display());
+                    node.report_snapshot(to, SnapshotStatus::Failure);
+                    return;
+                }
+            };
+            let _ = tokio::fs::remove_file(&path).await;
+            tracing::info!("sending snapshot {index} ({size} bytes) to {to:x}");
+            transport.send_snapshot(OutgoingSnapshot { message: m, data: Box::new(file), size });
+        });
     }
 }

@@ -128,7 +128,7 @@ fn start_transport(cfg: &Config, node: &Node, listeners: Vec<TcpListener>) -> an
             }
         });
     }
-    node.set_peers(TransportSender::new(transport.clone(), tokio::runtime::Handle::current()));
+    node.set_peers(TransportSender::new(transport.clone(), tokio::runtime::Handle::current(), handle.clone()));
     Ok(transport)
 }
 

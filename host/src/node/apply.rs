@@ -10,7 +10,6 @@
 //! crash loses), except once a second, which bounds replay work after a crash.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use redb::{Durability, ReadableDatabase};
 use wasmraft_proto::wasmraft::v1 as pb;
 
 use super::wait::Outcome;
-use super::{NodeError, RaftMsg, Shared};
+use super::{ApplyMsg, NodeError, RaftMsg, Shared};
 use crate::guest::{ApplyContext, ApplyError};
 use crate::storage::tables::{GUEST_KV, META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
@@ -57,31 +56,54 @@ pub(crate) fn node_error(e: ApplyError) -> NodeError {
     }
 }
 
-pub(crate) fn run(rx: Receiver<Vec<Entry>>, shared: Arc<Shared>, mut applied: u64) {
+pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64) {
     let mut last_durable = Instant::now();
-    while let Ok(mut batch) = rx.recv() {
+    while let Ok(first) = rx.recv() {
+        let mut batch = match first {
+            ApplyMsg::Entries(entries) => entries,
+            ApplyMsg::Snapshot { index, path } => {
+                match swap_in_snapshot(&shared, index, &path) {
+                    Some(state_index) => applied = state_index,
+                    None => return,
+                }
+                continue;
+            }
+        };
+        let mut pending_snapshot = None;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(more) => batch.extend(more),
+                Ok(ApplyMsg::Entries(more)) => batch.extend(more),
+                Ok(snap @ ApplyMsg::Snapshot { .. }) => {
+                    pending_snapshot = Some(snap);
+                    break;
+                }
                 Err(_) => break,
             }
         }
         let durable = last_durable.elapsed() >= DURABLE_EVERY;
         match apply_batch(&shared, &batch, applied, durable) {
             Ok((index, outcomes)) => {
-                if durable {
-                    last_durable = Instant::now();
-                }
                 applied = index;
                 for (id, outcome) in outcomes {
                     shared.waits.trigger(id, outcome);
                 }
                 shared.applied.send_replace(applied);
                 let _ = shared.to_raft.send(RaftMsg::Applied(applied));
+                if durable {
+                    last_durable = Instant::now();
+                    let _ = shared.to_raft.send(RaftMsg::Durable(applied));
+                }
             }
             Err(e) => {
                 shared.fail(format!("apply stopped at index {}: {e:#}", applied + 1));
                 return;
+            }
+        }
+        if let Some(ApplyMsg::Snapshot { index, path }) = pending_snapshot {
+            // It came right behind this batch: handle it now, in order.
+            match swap_in_snapshot(&shared, index, &path) {
+                Some(state_index) => applied = state_index,
+                None => return,
             }
         }
     }
@@ -89,7 +111,54 @@ pub(crate) fn run(rx: Receiver<Vec<Entry>>, shared: Arc<Shared>, mut applied: u6
     if let Err(e) = make_durable(&shared.state_db) {
         tracing::warn!("final state commit failed (the log will replay it): {e:#}");
     }
-    let _ = shared.stopped.load(Ordering::Relaxed);
+}
+
+/// Installs the snapshot raft accepted at `index`; returns the applied index of its state, or
+/// None after recording a fatal error.
+fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path) -> Option<u64> {
+    let state_index = match install_snapshot(&shared.state_db, path) {
+        Ok(i) => i,
+        Err(e) => {
+            shared.fail(format!("installing snapshot {}: {e:#}", path.display()));
+            return None;
+        }
+    };
+    match crate::membership::Membership::load(&shared.state_db) {
+        Ok(m) => shared.membership.replace_with(m),
+        Err(e) => {
+            shared.fail(format!("reloading membership after snapshot {index}: {e:#}"));
+            return None;
+        }
+    }
+    tracing::info!("applied snapshot {index}: the state is now at index {state_index}");
+    remove_older_snapshots(shared, index);
+    shared.applied.send_replace(state_index);
+    let _ = shared.to_raft.send(RaftMsg::Applied(state_index));
+    let _ = shared.to_raft.send(RaftMsg::Durable(state_index));
+    Some(state_index)
+}
+
+/// Replaces the state database's tables with a snapshot file's, durably, and returns the
+/// applied index the snapshot's state reflects.
+pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> anyhow::Result<u64> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let index = crate::storage::snapshot::install(&txn, path)?;
+    txn.commit()?;
+    Ok(index)
+}
+
+/// Keeps only the newest received snapshot file (the one a crash recovery could need).
+fn remove_older_snapshots(shared: &Shared, keep: u64) {
+    let keep = crate::storage::snapshot::path_for(&shared.snap_dir, keep);
+    if let Ok(dir) = std::fs::read_dir(&shared.snap_dir) {
+        for entry in dir.flatten() {
+            let p = entry.path();
+            if p != keep && p.extension().is_some_and(|e| e == "snap") {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
 }
 
 fn make_durable(db: &redb::Database) -> anyhow::Result<()> {

@@ -55,13 +55,25 @@ pub(crate) enum RaftMsg {
     Unreachable(u64),
     /// How sending a snapshot to this member went.
     SnapshotStatus(u64, raft::SnapshotStatus),
+    /// The state database is durable up to this index: the log before it may be compacted.
+    Durable(u64),
     Stop,
+}
+
+/// Work for the apply thread, in log order.
+pub(crate) enum ApplyMsg {
+    Entries(Vec<raft::eraftpb::Entry>),
+    /// Replace the state with the snapshot file raft accepted (its log index).
+    Snapshot { index: u64, path: PathBuf },
 }
 
 /// Where the raft thread sends messages addressed to other members. Implemented by the peer
 /// transport; must never block (a slow peer must not stall the raft loop).
 pub trait PeerSender: Send + Sync + 'static {
     fn send(&self, msgs: Vec<raft::eraftpb::Message>);
+    /// Sends a MsgSnap with the state database attached, written from `state` (a consistent
+    /// read of the state database). Reports the outcome to raft through the node.
+    fn send_snapshot(&self, m: raft::eraftpb::Message, state: redb::ReadTransaction);
 }
 
 /// State shared by the raft thread, the apply thread and client tasks.
@@ -88,6 +100,10 @@ pub(crate) struct Shared {
     pub fatal: Mutex<Option<String>>,
     pub fatal_notify: Notify,
     pub db_paths: Vec<PathBuf>,
+    /// Where snapshot files are written and received (`member/snap`).
+    pub snap_dir: PathBuf,
+    pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
 }
 
 impl Shared {
@@ -165,7 +181,16 @@ impl Node {
         let state_db = Arc::new(
             redb::Database::create(&state_path).with_context(|| format!("opening state database {}", state_path.display()))?,
         );
-        let (applied_index, _applied_term) = apply::load_applied(&state_db)?;
+        let snap_dir = member_dir.join("snap");
+        std::fs::create_dir_all(&snap_dir).with_context(|| format!("creating {}", snap_dir.display()))?;
+        let (mut applied_index, _applied_term) = apply::load_applied(&state_db)?;
+        if applied_index < log.snapshot_index() {
+            // A snapshot from the leader replaced the log, but the crash came before its state
+            // was installed: install it now, from the file kept for this.
+            let path = crate::storage::snapshot::path_for(&snap_dir, log.snapshot_index());
+            applied_index = apply::install_snapshot(&state_db, &path)
+                .with_context(|| format!("reinstalling snapshot {} (the log starts after it)", path.display()))?;
+        }
         let membership = Membership::load(&state_db)?;
         membership.bootstrap(&state_db, &initial_members)?;
         // The state database may be ahead of the commit index the log recorded (commit is
@@ -224,6 +249,9 @@ impl Node {
             fatal: Mutex::new(None),
             fatal_notify: Notify::new(),
             db_paths: vec![raft_path, state_path],
+            snap_dir,
+            snapshot_count: cfg.snapshot_count,
+            snapshot_catchup_entries: cfg.snapshot_catchup_entries,
         });
 
         let tick = cfg.heartbeat_interval;
@@ -306,6 +334,11 @@ impl NodeHandle {
     /// Tells raft the transport could not reach `id` (raft then probes it more gently).
     pub fn report_unreachable(&self, id: u64) {
         let _ = self.inner.to_raft.send(RaftMsg::Unreachable(id));
+    }
+
+    /// Where snapshot files live (`member/snap`).
+    pub fn snap_dir(&self) -> PathBuf {
+        self.inner.snap_dir.clone()
     }
 
     /// Tells raft how sending a snapshot to `id` went.

@@ -16,11 +16,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole};
+use redb::ReadableDatabase;
 use tokio::sync::oneshot;
 
-use super::{NodeError, RaftMsg, Shared};
+use super::{ApplyMsg, NodeError, RaftMsg, Shared};
 use crate::storage::RaftLog;
 
 /// Largest conf change entry we decode (they hold a few member ids and URLs).
@@ -34,7 +35,7 @@ struct PendingReads {
     in_flight: HashMap<u64, (Instant, Vec<oneshot::Sender<Result<u64, NodeError>>>)>,
 }
 
-pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: Sender<Vec<Entry>>, shared: Arc<Shared>, tick: Duration) {
+pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: Sender<ApplyMsg>, shared: Arc<Shared>, tick: Duration) {
     let mut reads = PendingReads { next_ctx: 0, queued: Vec::new(), in_flight: HashMap::new() };
     let mut next_tick = Instant::now() + tick;
     loop {
@@ -55,7 +56,20 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                     }
                 }
                 RaftMsg::ReadIndex { reply } => reads.queued.push(reply),
-                RaftMsg::Applied(index) => node.advance_apply_to(index),
+                RaftMsg::Applied(index) => {
+                    // The state may be ahead of what this raft knows is committed (a snapshot's
+                    // state is newer than its index); raft only accepts what it committed.
+                    let index = index.min(node.raft.raft_log.committed);
+                    if index > node.raft.raft_log.applied {
+                        node.advance_apply_to(index);
+                    }
+                }
+                RaftMsg::Durable(index) => {
+                    if let Err(e) = compact(&mut node, &shared, index) {
+                        shared.fail(format!("compacting the raft log: {e:#}"));
+                        break;
+                    }
+                }
                 RaftMsg::Step(m) => {
                     let (from, kind) = (m.from, m.get_msg_type());
                     if let Err(e) = node.step(m) {
@@ -121,7 +135,7 @@ impl PendingReads {
     }
 }
 
-fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<Vec<Entry>>, shared: &Shared, reads: &mut PendingReads) -> anyhow::Result<()> {
+fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &Shared, reads: &mut PendingReads) -> anyhow::Result<()> {
     if !node.has_ready() {
         return Ok(());
     }
@@ -140,7 +154,17 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<Vec<Entry>>, shared: 
         }
     }
     send(node, shared, rd.take_messages());
-    anyhow::ensure!(rd.snapshot().get_metadata().index == 0, "receiving raft snapshots is not supported yet");
+    if !rd.snapshot().is_empty() {
+        // The leader's snapshot, whose state the transport saved before handing raft the
+        // message: the log restarts after it, and the apply thread swaps the state in, after
+        // whatever it is still applying.
+        let meta = rd.snapshot().get_metadata().clone();
+        let path = crate::storage::snapshot::path_for(&shared.snap_dir, meta.index);
+        anyhow::ensure!(path.is_file(), "raft accepted snapshot {} but its state file {} is missing", meta.index, path.display());
+        node.mut_store().apply_snapshot(&meta)?;
+        tracing::info!("raft: installing snapshot at index {} term {} from the leader", meta.index, meta.term);
+        to_apply.send(ApplyMsg::Snapshot { index: meta.index, path }).map_err(|_| anyhow::anyhow!("the apply thread has stopped"))?;
+    }
     hand_to_apply(node, to_apply, rd.take_committed_entries())?;
     let sync = rd.must_sync();
     node.mut_store().append(rd.entries(), rd.hs(), sync)?;
@@ -169,7 +193,7 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<Vec<Entry>>, shared: 
 
 /// Applies membership changes (raft must know them before the next Ready) and passes every
 /// committed entry, in order, to the apply thread.
-fn hand_to_apply(node: &mut RawNode<RaftLog>, to_apply: &Sender<Vec<Entry>>, entries: Vec<Entry>) -> anyhow::Result<()> {
+fn hand_to_apply(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, entries: Vec<Entry>) -> anyhow::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -191,7 +215,7 @@ fn hand_to_apply(node: &mut RawNode<RaftLog>, to_apply: &Sender<Vec<Entry>>, ent
         tracing::info!("raft: applied conf change at {}: voters {:?} learners {:?}", e.index, cs.voters, cs.learners);
         node.mut_store().set_conf_state(cs)?;
     }
-    to_apply.send(entries).map_err(|_| anyhow::anyhow!("the apply thread has stopped"))
+    to_apply.send(ApplyMsg::Entries(entries)).map_err(|_| anyhow::anyhow!("the apply thread has stopped"))
 }
 
 fn decode_conf_change<M: protobuf::Message>(data: &[u8]) -> anyhow::Result<M> {
@@ -204,12 +228,27 @@ fn decode_conf_change<M: protobuf::Message>(data: &[u8]) -> anyhow::Result<M> {
 /// Sends raft messages to peers through the transport. Without one (a member alone), a message
 /// to another member is reported unreachable, which makes raft back off instead of assuming
 /// delivery.
-fn send(node: &mut RawNode<RaftLog>, shared: &Shared, msgs: Vec<Message>) {
+fn send(node: &mut RawNode<RaftLog>, shared: &Shared, mut msgs: Vec<Message>) {
     if msgs.is_empty() {
         return;
     }
     match shared.peers.get() {
-        Some(peers) => peers.send(msgs),
+        Some(peers) => {
+            if msgs.iter().any(|m| m.get_msg_type() == MessageType::MsgSnapshot) {
+                let (snaps, rest): (Vec<_>, Vec<_>) = msgs.into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+                msgs = rest;
+                for m in snaps {
+                    match shared.state_db.begin_read() {
+                        Ok(state) => peers.send_snapshot(m, state),
+                        Err(e) => {
+                            tracing::warn!("cannot read the state for a snapshot to {:x}: {e}", m.to);
+                            node.report_snapshot(m.to, raft::SnapshotStatus::Failure);
+                        }
+                    }
+                }
+            }
+            peers.send(msgs)
+        }
         None => {
             for m in msgs {
                 tracing::debug!("no transport to {:x}; dropping {:?}", m.to, m.get_msg_type());
@@ -217,4 +256,19 @@ fn send(node: &mut RawNode<RaftLog>, shared: &Shared, msgs: Vec<Message>) {
             }
         }
     }
+}
+
+/// Compacts the raft log once the state database is durable far enough past the last
+/// compaction: every `--snapshot-count` entries, keeping `--snapshot-catchup-entries` entries
+/// behind the durable index so a follower a little behind catches up from the log.
+fn compact(node: &mut RawNode<RaftLog>, shared: &Shared, durable: u64) -> anyhow::Result<()> {
+    let store = node.mut_store();
+    let first = store.snapshot_index();
+    let target = durable.saturating_sub(shared.snapshot_catchup_entries).min(store.last_index());
+    if target <= first || durable < first + shared.snapshot_count {
+        return Ok(());
+    }
+    store.compact(target)?;
+    tracing::info!("raft: compacted the log up to index {target} (state durable at {durable})");
+    Ok(())
 }

@@ -9,6 +9,7 @@
 //! write transaction (redb allows one writer per database).
 
 pub mod raft_log;
+pub mod snapshot;
 pub mod tables;
 
 pub use raft_log::{Identity, RaftLog};

@@ -220,6 +220,68 @@ impl RaftLog {
         Ok(())
     }
 
+    /// The index of the last entry folded into a snapshot (0 before any compaction).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot_index
+    }
+
+    /// Drops the entries up to and including `index` (already applied and durable in the
+    /// state database), keeping its term for raft's log matching.
+    pub fn compact(&mut self, index: u64) -> anyhow::Result<()> {
+        if index <= self.snapshot_index {
+            return Ok(());
+        }
+        anyhow::ensure!(index <= self.last_index, "compacting to {index} beyond the last entry {}", self.last_index);
+        let term = self.read_term(index)?;
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(ENTRIES)?;
+            table.retain_in(..=index, |_, _| false)?;
+            let mut snap = [0u8; 16];
+            snap[..8].copy_from_slice(&index.to_be_bytes());
+            snap[8..].copy_from_slice(&term.to_be_bytes());
+            txn.open_table(META)?.insert(META_SNAPSHOT, snap.as_slice())?;
+        }
+        txn.commit()?;
+        self.snapshot_index = index;
+        self.snapshot_term = term;
+        while self.cache.front().is_some_and(|e| e.index <= index) {
+            if let Some(e) = self.cache.pop_front() {
+                self.cache_bytes -= entry_size(&e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the whole log with a snapshot received from the leader: no entries, the
+    /// snapshot's index, term and membership, durably.
+    pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata) -> anyhow::Result<()> {
+        let cs = meta.get_conf_state().clone();
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(ENTRIES)?.retain(|_, _| false)?;
+            let mut m = txn.open_table(META)?;
+            let mut snap = [0u8; 16];
+            snap[..8].copy_from_slice(&meta.index.to_be_bytes());
+            snap[8..].copy_from_slice(&meta.term.to_be_bytes());
+            m.insert(META_SNAPSHOT, snap.as_slice())?;
+            m.insert(META_CONF_STATE, encode_conf_state(&cs).as_slice())?;
+            let mut hs = self.hard_state.clone();
+            hs.commit = hs.commit.max(meta.index);
+            hs.term = hs.term.max(meta.term);
+            m.insert(META_HARD_STATE, encode_hard_state(&hs).as_slice())?;
+            self.hard_state = hs;
+        }
+        txn.commit()?;
+        self.snapshot_index = meta.index;
+        self.snapshot_term = meta.term;
+        self.last_index = meta.index;
+        self.conf_state = cs;
+        self.cache.clear();
+        self.cache_bytes = 0;
+        Ok(())
+    }
+
     /// Notes a commit index raft reported outside a Ready's hard state. It is persisted with
     /// the next append; losing it in a crash is harmless (raft recomputes commit).
     pub fn set_commit(&mut self, commit: u64) {
@@ -339,9 +401,11 @@ impl raft::Storage for RaftLog {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // The log is never compacted yet, so raft can always replicate from entries and only
-        // asks for a snapshot if a follower is behind the (empty) snapshot point. Answer with the
-        // metadata we have; state transfer by snapshot arrives with log compaction.
+        // The snapshot raft sends is the compaction point: its index and term, and the
+        // membership. The state itself is attached when the message is sent (the state
+        // database as it is then, at an applied index at or past this one; the receiver skips
+        // the entries its installed state already reflects, as etcd does with its consistent
+        // index).
         if request_index > self.snapshot_index {
             return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }
