@@ -169,7 +169,7 @@ impl Node {
                 let member_id = ids.iter().find(|(n, _)| *n == cfg.name).map(|(_, id)| *id).context("local member missing from --initial-cluster")?;
                 for (name, id) in &ids {
                     let urls: Vec<String> = cfg.initial_cluster[name].iter().map(crate::config::trim_url).collect();
-                    tracing::info!("etcdserver/membership: added member {id:x} {urls:?} to cluster {cluster_id:x}");
+                    tracing::info!("etcdserver/membership: added member {id:x} [{}] to cluster {cluster_id:x}", urls.join(" "));
                     initial_members.push((*id, urls));
                 }
                 let identity = Identity { member_id, cluster_id };
