@@ -32,11 +32,14 @@ struct PendingReads {
     next_ctx: u64,
     /// Requests that arrived this turn; they share the next ReadIndex (batching).
     queued: Vec<oneshot::Sender<Result<u64, NodeError>>>,
+    /// When the oldest queued read arrived (reads queue while there is no leader).
+    queued_since: Option<Instant>,
     in_flight: HashMap<u64, (Instant, Vec<oneshot::Sender<Result<u64, NodeError>>>)>,
 }
 
 pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: Sender<ApplyMsg>, shared: Arc<Shared>, tick: Duration) {
-    let mut reads = PendingReads { next_ctx: 0, queued: Vec::new(), in_flight: HashMap::new() };
+    let mut reads = PendingReads { next_ctx: 0, queued: Vec::new(), queued_since: None, in_flight: HashMap::new() };
+    let mut held = HeldProposals::default();
     let mut next_tick = Instant::now() + tick;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -49,13 +52,20 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
         for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match msg {
                 RaftMsg::Propose { id, data } => {
-                    if let Err(e) = node.propose(Vec::new(), data) {
-                        // Dropped: no leader to forward to, or a leader transfer is under way.
+                    if node.raft.leader_id == raft::INVALID_ID {
+                        // Like etcd, a proposal waits for a leader (until its client's timeout)
+                        // rather than failing during an election.
+                        held.hold(id, data, &shared);
+                    } else if let Err(e) = node.propose(Vec::new(), data) {
+                        // Dropped: a leader transfer is under way.
                         tracing::debug!("proposal {id:x} dropped: {e}");
                         shared.waits.trigger(id, Err(NodeError::NoLeader));
                     }
                 }
-                RaftMsg::ReadIndex { reply } => reads.queued.push(reply),
+                RaftMsg::ReadIndex { reply } => {
+                    reads.queued_since.get_or_insert_with(Instant::now);
+                    reads.queued.push(reply);
+                }
                 RaftMsg::Applied(index) => {
                     // The state may be ahead of what this raft knows is committed (a snapshot's
                     // state is newer than its index); raft only accepts what it committed.
@@ -92,12 +102,16 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                 next_tick = Instant::now() + tick;
             }
             reads.expire(shared.request_timeout);
+            held.forget_abandoned(&shared);
+        }
+        if node.raft.leader_id != raft::INVALID_ID && !held.is_empty() {
+            held.release(&mut node, &shared);
         }
         if !reads.queued.is_empty() {
             if node.raft.leader_id == raft::INVALID_ID {
-                for r in reads.queued.drain(..) {
-                    let _ = r.send(Err(NodeError::NoLeader));
-                }
+                // Reads wait for a leader too (etcd's linearizable reads do); their clients give
+                // up at the request timeout.
+                reads.expire_queued(shared.request_timeout);
             } else if node.raft.state == StateRole::Leader && !node.raft.commit_to_current_term() {
                 // raft-rs drops a ReadIndex until the new leader has committed an entry of its
                 // own term (its no-op, in a moment): hold the reads until then.
@@ -105,6 +119,7 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                 reads.next_ctx += 1;
                 node.read_index(reads.next_ctx.to_be_bytes().to_vec());
                 let batch = std::mem::take(&mut reads.queued);
+                reads.queued_since = None;
                 reads.in_flight.insert(reads.next_ctx, (Instant::now(), batch));
             }
         }
@@ -120,7 +135,60 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
     }
 }
 
+/// Proposals that arrived while there was no leader, in arrival order. Bounded: past the
+/// bound, new ones fail at once with "no leader" instead of piling up.
+#[derive(Default)]
+struct HeldProposals {
+    queue: std::collections::VecDeque<(u64, Vec<u8>)>,
+}
+
+const MAX_HELD_PROPOSALS: usize = 4096;
+
+impl HeldProposals {
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn hold(&mut self, id: u64, data: Vec<u8>, shared: &Shared) {
+        if self.queue.len() >= MAX_HELD_PROPOSALS {
+            shared.waits.trigger(id, Err(NodeError::NoLeader));
+        } else {
+            self.queue.push_back((id, data));
+        }
+    }
+
+    /// Drops proposals whose clients stopped waiting (they timed out during a long election).
+    fn forget_abandoned(&mut self, shared: &Shared) {
+        if !self.queue.is_empty() {
+            self.queue.retain(|(id, _)| shared.waits.is_waiting(*id));
+        }
+    }
+
+    /// Proposes what is still wanted (a client that timed out has cancelled its wait).
+    fn release(&mut self, node: &mut RawNode<RaftLog>, shared: &Shared) {
+        for (id, data) in self.queue.drain(..) {
+            if !shared.waits.is_waiting(id) {
+                continue;
+            }
+            if let Err(e) = node.propose(Vec::new(), data) {
+                tracing::debug!("held proposal {id:x} dropped: {e}");
+                shared.waits.trigger(id, Err(NodeError::NoLeader));
+            }
+        }
+    }
+}
+
 impl PendingReads {
+    /// Fails queued reads once the oldest has waited a request timeout for a leader.
+    fn expire_queued(&mut self, timeout: Duration) {
+        if self.queued_since.is_some_and(|t| t.elapsed() >= timeout) {
+            for r in self.queued.drain(..) {
+                let _ = r.send(Err(NodeError::Timeout));
+            }
+            self.queued_since = None;
+        }
+    }
+
     /// Forgets reads whose ReadIndex was lost (a leader change drops them); their clients have
     /// timed out by now.
     fn expire(&mut self, timeout: Duration) {

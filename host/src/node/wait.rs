@@ -49,6 +49,11 @@ impl WaitRegistry {
         }
     }
 
+    /// Whether someone still waits for `id`.
+    pub fn is_waiting(&self, id: u64) -> bool {
+        self.shard(id).lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id)
+    }
+
     /// Forgets a waiter (its client timed out).
     pub fn cancel(&self, id: u64) {
         self.shard(id).lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
