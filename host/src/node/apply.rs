@@ -148,13 +148,15 @@ pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> a
     Ok(index)
 }
 
-/// Keeps only the newest received snapshot file (the one a crash recovery could need).
-fn remove_older_snapshots(shared: &Shared, keep: u64) {
-    let keep = crate::storage::snapshot::path_for(&shared.snap_dir, keep);
+/// Removes received snapshot files older than the one just installed. Newer ones stay: raft
+/// may already have accepted one that the apply thread has yet to install.
+fn remove_older_snapshots(shared: &Shared, installed: u64) {
     if let Ok(dir) = std::fs::read_dir(&shared.snap_dir) {
         for entry in dir.flatten() {
             let p = entry.path();
-            if p != keep && p.extension().is_some_and(|e| e == "snap") {
+            let older = p.extension().is_some_and(|e| e == "snap")
+                && p.file_stem().and_then(|s| s.to_str()).and_then(|s| u64::from_str_radix(s, 16).ok()).is_some_and(|i| i < installed);
+            if older {
                 let _ = std::fs::remove_file(p);
             }
         }
