@@ -62,7 +62,7 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
         let mut batch = match first {
             ApplyMsg::Entries(entries) => entries,
             ApplyMsg::Snapshot { index, path } => {
-                match swap_in_snapshot(&shared, index, &path) {
+                match swap_in_snapshot(&shared, index, &path, applied) {
                     Some(state_index) => applied = state_index,
                     None => return,
                 }
@@ -101,7 +101,7 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
         }
         if let Some(ApplyMsg::Snapshot { index, path }) = pending_snapshot {
             // It came right behind this batch: handle it now, in order.
-            match swap_in_snapshot(&shared, index, &path) {
+            match swap_in_snapshot(&shared, index, &path, applied) {
                 Some(state_index) => applied = state_index,
                 None => return,
             }
@@ -113,9 +113,24 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
     }
 }
 
-/// Installs the snapshot raft accepted at `index`; returns the applied index of its state, or
-/// None after recording a fatal error.
-fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path) -> Option<u64> {
+/// Installs the snapshot raft accepted at `index` unless the state is already newer; returns
+/// the applied index of the state, or None after recording a fatal error.
+fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied: u64) -> Option<u64> {
+    // Two snapshots can arrive back to back, the first carrying state newer than the second:
+    // the state we have is then already consistent with the log after the second snapshot's
+    // index, and installing the older one would only rewind it.
+    match crate::storage::snapshot::applied_index_of(path) {
+        Ok(file_index) if file_index <= applied => {
+            tracing::info!("snapshot {index} carries state at {file_index}; the state is already at {applied}, keeping it");
+            let _ = shared.to_raft.send(RaftMsg::Applied(applied));
+            return Some(applied);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            shared.fail(format!("reading snapshot {}: {e:#}", path.display()));
+            return None;
+        }
+    }
     let state_index = match install_snapshot(&shared.state_db, path) {
         Ok(i) => i,
         Err(e) => {

@@ -87,15 +87,27 @@ fn record(out: &mut impl Write, table: u8, key: &[u8], value: &[u8]) -> std::io:
     out.write_all(value)
 }
 
+/// The applied index a snapshot file's state reflects (reads and checks the whole file).
+pub fn applied_index_of(path: &Path) -> anyhow::Result<u64> {
+    let mut applied = None;
+    read_records(path, |table, key, value| {
+        if table == T_META && key == META_APPLIED_INDEX.as_bytes() {
+            applied = Some(u64::from_be_bytes(value.try_into().context("corrupt applied index")?));
+        }
+        Ok(())
+    })?;
+    applied.context("the snapshot has no applied index")
+}
+
 /// Checks a snapshot file end to end (structure and digest) without installing it.
 pub fn verify(path: &Path) -> anyhow::Result<()> {
     read_records(path, |_, _, _| Ok(()))
 }
 
 /// Replaces the state tables in `txn` with the snapshot's and returns the applied index it
-/// carries. The file is verified first, so a bad file leaves the state untouched.
+/// carries. The digest is checked at the end of the same pass: on any error the caller drops
+/// `txn` uncommitted, so a bad file leaves the state untouched.
 pub fn install(txn: &WriteTransaction, path: &Path) -> anyhow::Result<u64> {
-    verify(path)?;
     txn.open_table(GUEST_KV)?.retain(|_, _| false)?;
     txn.open_table(META)?.retain(|_, _| false)?;
     txn.open_table(MEMBERS)?.retain(|_, _| false)?;
