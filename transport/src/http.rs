@@ -392,15 +392,16 @@ const STREAM_BODY_CHUNKS: usize = 16;
 
 /// xiang90/probing's handler: `{"OK":true,"Now":<RFC 3339 time>}` plus a newline.
 fn probing_handler() -> Response<ChannelBody> {
-    let mut r = Response::new(ChannelBody::full(format!(
-        "{{\"OK\":true,\"Now\":\"{}\"}}\n",
-        rfc3339_now()
-    )));
+    let mut r = Response::new(ChannelBody::full(probing_body()));
     r.headers_mut().insert(
         "Content-Type",
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+pub(crate) fn probing_body() -> String {
+    format!("{{\"OK\":true,\"Now\":\"{}\"}}\n", rfc3339_now())
 }
 
 fn rfc3339_now() -> String {

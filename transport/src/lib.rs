@@ -15,6 +15,7 @@
 //! | `pb.rs` | the raft protobuf, hand-written: etcd's exact bytes, and a decoder safe on hostile input |
 //! | `http.rs` | routes, header checks, etcd's status codes and bodies |
 //! | `status.rs`, `urlpick.rs` | peer status / active-since, URL picking |
+//! | `probing.rs` | the peer prober (`GET /raft/probing`): RTT, health, clock drift warnings |
 //! | `body.rs` | HTTP body plumbing (bounded channels, timed reads) |
 //!
 //! Peer bytes never reach protobuf 2's parser (RUSTSEC-2024-0437): see `pb.rs`.
@@ -30,6 +31,7 @@ pub mod msgappv2_codec;
 pub mod pb;
 mod peer;
 mod pipeline;
+pub mod probing;
 mod snapshot_sender;
 mod status;
 pub mod stream;
@@ -37,6 +39,7 @@ mod transport;
 mod urlpick;
 
 pub use peer::Picked;
+pub use probing::ProbeStatus;
 pub use raft::SnapshotStatus;
 pub use transport::Transport;
 
@@ -136,6 +139,9 @@ pub struct TransportConfig {
     pub dial_retry_interval: Duration,
     /// Largest message accepted from the network (etcd's 512 MB `readBytesLimit`).
     pub max_message_bytes: u64,
+    /// How often each peer is probed on `/raft/probing` (etcd's `proberInterval`,
+    /// `ConnReadTimeout - 1s`: 4 s).
+    pub probe_interval: Duration,
 }
 
 impl TransportConfig {
@@ -153,6 +159,7 @@ impl TransportConfig {
             pipeline_timeout: Duration::from_secs(30),
             dial_retry_interval: Duration::from_millis(100),
             max_message_bytes: msg_codec::READ_BYTES_LIMIT,
+            probe_interval: Duration::from_secs(4),
         }
     }
 }

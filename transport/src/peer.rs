@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::pipeline::Pipeline;
+use crate::probing::{ProbeStatus, Prober};
 use crate::status::PeerStatus;
 use crate::stream::{self, OutgoingConn, RecvQueues, StreamType, StreamWriter};
 use crate::transport::Ctx;
@@ -46,11 +47,14 @@ pub(crate) struct Peer {
     pipeline: Pipeline,
     tasks: Vec<JoinHandle<()>>,
     snap_tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Probes `/raft/probing` (etcd's `addPeerToProber`); replaced on `update`.
+    prober: Mutex<Prober>,
 }
 
 impl Peer {
     pub(crate) fn start(ctx: Arc<Ctx>, id: u64, urls: Vec<String>) -> Peer {
         let status = Arc::new(PeerStatus::new(ctx.cfg.member_id, id));
+        let prober = Mutex::new(Prober::start(ctx.clone(), id, urls.clone()));
         let picker = Arc::new(UrlPicker::new(urls));
         let pipeline = Pipeline::start(ctx.clone(), id, picker.clone(), status.clone());
         let (msgapp_writer, t1) = StreamWriter::start(ctx.clone(), id, status.clone());
@@ -95,6 +99,7 @@ impl Peer {
             pipeline,
             tasks: vec![t1, t2, t3, t4, t5, t6],
             snap_tasks: Mutex::new(Vec::new()),
+            prober,
         }
     }
 
@@ -141,8 +146,18 @@ impl Peer {
         g.push(t);
     }
 
+    /// New URLs; the prober restarts on them with a fresh status, as etcd's `UpdatePeer`.
     pub(crate) fn update(&self, urls: Vec<String>) {
+        let prober = Prober::start(self.ctx.clone(), self.id, urls.clone());
+        *self.prober.lock().unwrap_or_else(|p| p.into_inner()) = prober;
         self.picker.update(urls);
+    }
+
+    pub(crate) fn probe_status(&self) -> ProbeStatus {
+        self.prober
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .status()
     }
 
     pub(crate) async fn attach_outgoing(

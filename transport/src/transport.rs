@@ -247,6 +247,11 @@ impl Transport {
         self.shared.peer(id).and_then(|p| p.active_since())
     }
 
+    /// What the prober last saw of peer `id` (`None`: not a peer). Remotes are not probed.
+    pub fn probe_status(&self, id: u64) -> Option<crate::ProbeStatus> {
+        self.shared.peer(id).map(|p| p.probe_status())
+    }
+
     /// How many peers are active.
     pub fn active_peers(&self) -> usize {
         self.shared
