@@ -83,7 +83,7 @@ impl Default for ApiLimits {
 struct Api {
     node: NodeHandle,
     limits: ApiLimits,
-    request_ids: header::RequestIds,
+    request_ids: crate::ids::RequestIds,
 }
 
 /// Serves etcd's v3 gRPC API for `node` on every listener until `shutdown` completes, then stops
@@ -111,7 +111,7 @@ pub async fn serve(
         .collect();
 
     let api = Arc::new(Api {
-        request_ids: header::RequestIds::from_clock(node.member_id()),
+        request_ids: crate::ids::RequestIds::from_clock(node.member_id()),
         node,
         limits,
     });

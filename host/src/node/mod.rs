@@ -234,7 +234,7 @@ impl Node {
             member_id: identity.member_id,
             cluster_id: identity.cluster_id,
             to_raft,
-            waits: WaitRegistry::new(identity.member_id, now_unix_ms()),
+            waits: WaitRegistry::new(identity.member_id),
             term: AtomicU64::new(term),
             leader: AtomicU64::new(0),
             commit_index: AtomicU64::new(commit.max(applied_index)),

@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::oneshot;
 
 use super::NodeError;
+use crate::ids::RequestIds;
 
 pub type Outcome = Result<Vec<u8>, NodeError>;
 
@@ -17,15 +17,13 @@ const SHARDS: usize = 16;
 
 pub struct WaitRegistry {
     shards: [Mutex<HashMap<u64, oneshot::Sender<Outcome>>>; SHARDS],
-    next: AtomicU64,
+    ids: RequestIds,
 }
 
 impl WaitRegistry {
-    /// Request ids as etcd's idutil makes them: the member id's low 16 bits, then the start time
-    /// in ms (40 bits), then a counter, so ids are unique across members and restarts.
-    pub fn new(member_id: u64, now_unix_ms: u64) -> Self {
-        let prefix = (member_id & 0xffff) << 48 | (now_unix_ms & 0xff_ffff_ffff) << 8;
-        WaitRegistry { shards: std::array::from_fn(|_| Mutex::new(HashMap::new())), next: AtomicU64::new(prefix) }
+    /// Request ids are etcd's (see [`RequestIds`]): unique across members and restarts.
+    pub fn new(member_id: u64) -> Self {
+        WaitRegistry { shards: std::array::from_fn(|_| Mutex::new(HashMap::new())), ids: RequestIds::from_clock(member_id) }
     }
 
     fn shard(&self, id: u64) -> &Mutex<HashMap<u64, oneshot::Sender<Outcome>>> {
@@ -34,7 +32,7 @@ impl WaitRegistry {
 
     /// Allocates an id and registers a waiter for it.
     pub fn register(&self) -> (u64, oneshot::Receiver<Outcome>) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.ids.next();
         let (tx, rx) = oneshot::channel();
         self.shard(id).lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
         (id, rx)
@@ -76,7 +74,7 @@ mod tests {
 
     #[tokio::test]
     async fn trigger_reaches_only_its_waiter() {
-        let w = WaitRegistry::new(0x1234_5678_9abc_def0, 1_700_000_000_000);
+        let w = WaitRegistry::new(0x1234_5678_9abc_def0);
         let (a, ra) = w.register();
         let (b, rb) = w.register();
         assert_ne!(a, b);
