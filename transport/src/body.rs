@@ -77,6 +77,15 @@ impl Body for ChannelBody {
     fn is_end_stream(&self) -> bool {
         self.rx.is_none() && self.fixed.is_none()
     }
+    /// Exact for fixed bodies, so hyper sends `Content-Length` as Go's server does for small
+    /// answers (instead of chunked encoding).
+    fn size_hint(&self) -> http_body::SizeHint {
+        match (&self.rx, &self.fixed) {
+            (None, None) => http_body::SizeHint::with_exact(0),
+            (None, Some(b)) => http_body::SizeHint::with_exact(b.len() as u64),
+            _ => http_body::SizeHint::default(),
+        }
+    }
 }
 
 /// Reads an incoming body: exact reads for the codecs, raw chunks for snapshot data.

@@ -8,6 +8,7 @@
 //! | `/raft/snapshot` | POST | 204 | 405, 412, 400 decode / wrong type, 403, 500 save / process |
 //! | `/raft/probing` | any | 200 `{"OK":true,"Now":...}` | |
 //! | anything else | | | 404 `404 page not found` |
+//! | unclean paths, `/raft/stream` | | | 301 to the clean path / `/raft/stream/` (Go's `ServeMux`) |
 //!
 //! Error bodies are Go's `http.Error`: `text/plain; charset=utf-8`, `X-Content-Type-Options:
 //! nosniff`, the message and a newline. Differences from etcd, on purpose: an unparseable
@@ -15,7 +16,11 @@
 //! connection) is answered 412 `incompatible version`; a pipeline body over the configured limit
 //! is a 400 `error reading raft message` (etcd reads any size); a snapshot head over the limit is
 //! a 400 (etcd allows 2^63); a sender that is removed is refused with 403 by the transport itself
-//! (etcd does that in `EtcdServer.Process`, same code and body).
+//! (etcd does that in `EtcdServer.Process`, same code and body); the probing answer's `Now` is
+//! always UTC (`...Z`; etcd writes its local zone, e.g. `+05:30`: the same instant).
+//!
+//! `tests/etcd_interop.rs` sends the same requests to a real etcd 3.4 member and to us and
+//! compares status, body and etcd's headers.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -200,6 +205,9 @@ fn add_remote_from_request(shared: &Shared, h: &HeaderMap) {
 /// The whole handler: route, then the role's handler.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ChannelBody> {
     let path = req.uri().path().to_string();
+    if let Some(r) = mux_redirect(req.method(), &path, req.uri().query()) {
+        return r;
+    }
     if path == RAFT_PREFIX {
         pipeline_handler(&shared, req).await
     } else if path == RAFT_SNAPSHOT_PREFIX {
@@ -211,6 +219,73 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     } else {
         text_error(StatusCode::NOT_FOUND, "404 page not found")
     }
+}
+
+/// Go's `ServeMux` redirects, as etcd's peer muxes answer them: a path that is not clean
+/// (`//`, `.`, `..`) is sent to its clean form, and `/raft/stream` (a subtree registered only
+/// as `/raft/stream/`) to `/raft/stream/`; 301 either way (CONNECT is left alone, as Go does).
+fn mux_redirect(method: &Method, path: &str, query: Option<&str>) -> Option<Response<ChannelBody>> {
+    if method == Method::CONNECT {
+        return None;
+    }
+    let clean = clean_path(path);
+    let target = if clean != path {
+        clean
+    } else if path == RAFT_STREAM_PREFIX {
+        format!("{RAFT_STREAM_PREFIX}/")
+    } else {
+        return None;
+    };
+    let url = match query {
+        Some(q) if !q.is_empty() => format!("{target}?{q}"),
+        _ => target,
+    };
+    // Go's `http.Redirect`: an HTML body for GET, its Content-Type for GET and HEAD.
+    let body = if method == Method::GET {
+        let esc = url
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&#34;")
+            .replace('\'', "&#39;");
+        format!("<a href=\"{esc}\">Moved Permanently</a>.\n\n")
+    } else {
+        String::new()
+    };
+    let mut r = Response::new(ChannelBody::full(body));
+    *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        r.headers_mut().insert("Location", v);
+    }
+    if method == Method::GET || method == Method::HEAD {
+        r.headers_mut().insert(
+            "Content-Type",
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+    }
+    Some(r)
+}
+
+/// Go's `net/http.cleanPath`: `path.Clean` of the rooted path, keeping a trailing slash.
+fn clean_path(p: &str) -> String {
+    if p.is_empty() {
+        return "/".into();
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let mut np = format!("/{}", parts.join("/"));
+    if p.ends_with('/') && np != "/" {
+        np.push('/');
+    }
+    np
 }
 
 fn process_error_response(e: ProcessError, snapshot: bool) -> Response<ChannelBody> {
@@ -547,6 +622,29 @@ mod tests {
         assert_eq!(parse_id(""), None);
         assert_eq!(parse_id("10000000000000000"), None);
         assert_eq!(id_str(0x8e9e05c52164694d), "8e9e05c52164694d");
+    }
+
+    #[test]
+    fn paths_clean_as_go_does() {
+        for (p, want) in [
+            ("", "/"),
+            ("/", "/"),
+            ("/raft", "/raft"),
+            ("/raft/", "/raft/"),
+            ("//raft", "/raft"),
+            ("/raft/stream/message/../msgapp/1", "/raft/stream/msgapp/1"),
+            ("/raft/./probing", "/raft/probing"),
+            ("/../..", "/"),
+            ("/a//b/", "/a/b/"),
+            ("raft", "/raft"),
+        ] {
+            assert_eq!(clean_path(p), want, "{p}");
+        }
+        assert!(mux_redirect(&Method::GET, "/raft/stream/message/1", None).is_none());
+        assert!(mux_redirect(&Method::CONNECT, "/raft/stream", None).is_none());
+        let r = mux_redirect(&Method::POST, "/raft/stream", Some("a=1"));
+        let loc = r.as_ref().and_then(|r| r.headers().get("Location"));
+        assert_eq!(loc.and_then(|v| v.to_str().ok()), Some("/raft/stream/?a=1"));
     }
 
     #[test]

@@ -41,12 +41,34 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let len = r.read_u64().await?;
+    // Go's `io.ReadFull` errors, which etcd's snapshot handler puts in its 400 body: "EOF" when
+    // the body ended before any byte of the part, "unexpected EOF" when it ended inside it.
+    if r.at_eof().await? {
+        return Err(go_eof(false));
+    }
+    let len = r.read_u64().await.map_err(|e| eof_as_go(e, true))?;
     if len > limit {
         return Err(CodecError::ExceedSizeLimit);
     }
-    let buf = r.read_vec(len).await?;
+    if len > 0 && r.at_eof().await? {
+        return Err(go_eof(false));
+    }
+    let buf = r.read_vec(len).await.map_err(|e| eof_as_go(e, true))?;
     Ok(pb::decode_message(&buf)?)
+}
+
+/// An `UnexpectedEof` I/O error that reads as Go's `io.EOF` / `io.ErrUnexpectedEOF`.
+fn go_eof(partial: bool) -> CodecError {
+    let msg = if partial { "unexpected EOF" } else { "EOF" };
+    CodecError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, msg))
+}
+
+fn eof_as_go(e: io::Error, partial: bool) -> CodecError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        go_eof(partial)
+    } else {
+        CodecError::Io(e)
+    }
 }
 
 #[cfg(test)]
@@ -99,11 +121,19 @@ mod tests {
             decode_frame(&mut reader(b), READ_BYTES_LIMIT).await,
             Err(CodecError::Io(_))
         ));
-        // A truncated length.
-        assert!(matches!(
-            decode_frame(&mut reader(vec![0, 0, 1]), READ_BYTES_LIMIT).await,
-            Err(CodecError::Io(_))
-        ));
+        // A truncated length, a missing or truncated message: Go's io.ReadFull errors.
+        let err = |b: Vec<u8>| async move {
+            match decode_frame(&mut reader(b), READ_BYTES_LIMIT).await {
+                Err(e @ CodecError::Io(_)) => e.to_string(),
+                other => format!("{other:?}"),
+            }
+        };
+        assert_eq!(err(vec![0, 0, 1]).await, "unexpected EOF");
+        assert_eq!(err(vec![]).await, "EOF");
+        assert_eq!(err(5u64.to_be_bytes().to_vec()).await, "EOF");
+        let mut b = 5u64.to_be_bytes().to_vec();
+        b.push(0x08);
+        assert_eq!(err(b).await, "unexpected EOF");
         // Nested groups inside a well-formed frame.
         let body: Vec<u8> = std::iter::repeat_n(0x0bu8, 4096).collect();
         let mut b = (body.len() as u64).to_be_bytes().to_vec();
