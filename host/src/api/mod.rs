@@ -9,6 +9,7 @@
 //! Services: KV (all of it) and Maintenance (`Status`; the other calls answer `Unimplemented` for
 //! now). Watch, Lease, Cluster and Auth come later.
 
+mod authority;
 mod cluster;
 mod errors;
 mod header;
@@ -34,6 +35,7 @@ use wasmraft_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 pub use errors::{EtcdError, guest_error, node_error};
 
 use crate::node::NodeHandle;
+use authority::AuthorityFix;
 
 /// What a guest lists in its `apis` when it serves etcd's KV API with etcd's encodings
 /// (`InternalRaftRequest` commands, `RangeRequest` queries).
@@ -144,8 +146,12 @@ pub async fn serve(
 }
 
 /// The connections a listener accepts, with TCP_NODELAY and keepalive set, never yielding an
-/// error: see [`serve`] for how errors are handled.
-fn accept_with_backoff(listener: TcpListener) -> BoxStream<'static, io::Result<TcpStream>> {
+/// error: see [`serve`] for how errors are handled. Each is wrapped in [`AuthorityFix`], which
+/// turns the `:authority` of a whole URL that etcdctl 3.4's `endpoint` commands send
+/// (`http://host:port`) into `host:port`; h2 would reset those streams (see `authority.rs`).
+fn accept_with_backoff(
+    listener: TcpListener,
+) -> BoxStream<'static, io::Result<AuthorityFix<TcpStream>>> {
     const FIRST_DELAY: Duration = Duration::from_millis(5);
     const MAX_DELAY: Duration = Duration::from_secs(1);
 
@@ -155,7 +161,9 @@ fn accept_with_backoff(listener: TcpListener) -> BoxStream<'static, io::Result<T
     futures::stream::unfold((incoming, Duration::ZERO), |(mut incoming, mut delay)| async move {
         loop {
             match incoming.next().await? {
-                Ok(stream) => return Some((Ok(stream), (incoming, Duration::ZERO))),
+                Ok(stream) => {
+                    return Some((Ok(AuthorityFix::new(stream)), (incoming, Duration::ZERO)));
+                }
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     delay = if delay.is_zero() { FIRST_DELAY } else { (delay * 2).min(MAX_DELAY) };
