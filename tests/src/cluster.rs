@@ -240,10 +240,10 @@ impl Cluster {
     /// `etcd-client` crate with 2 s timeouts. Blocking: it runs its own small runtime, so never
     /// call it from inside an async runtime.
     ///
-    /// Not through etcdctl because etcdctl 3.4's `endpoint` subcommands dial with a
-    /// `passthrough:///http://host:port` target, so their HTTP/2 `:authority` is
-    /// `http://host:port`; real etcd accepts that, wasmraft currently resets the stream
-    /// (PROTOCOL_ERROR). [`Cluster::etcdctl_status`] is the etcdctl path.
+    /// Through the client crate rather than etcdctl because it is cheaper than a process per
+    /// call; [`Cluster::etcdctl_status`] is the etcdctl path (etcdctl's `endpoint` subcommands
+    /// send a URL as the HTTP/2 `:authority`, which wasmraft's client listener accepts as etcd
+    /// does: see host/src/api/authority.rs).
     pub fn status(&self, i: usize) -> Result<EndpointStatus, String> {
         let endpoint = self.members[i].endpoint();
         let name = self.members[i].name().to_string();
