@@ -19,6 +19,7 @@ const PROTO_FILES: &[&str] = &[
     "etcd/etcdserverpb/rpc.proto",
     "etcd/etcdserverpb/raft_internal.proto",
     "wasmraft/v1/entry.proto",
+    "wasmraft/v1/generic.proto",
 ];
 
 /// Directories whose contents, when changed, must rerun this script.

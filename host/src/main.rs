@@ -1,6 +1,7 @@
 //! `wasmraft`: run one member of a wasmraft cluster. With no flags it behaves like `etcd` with no
 //! flags: a single member named "default" serving etcd's v3 API on localhost:2379, with the
-//! bundled KV guest.
+//! bundled KV guest. With a subcommand (`propose`, `query`, `info`) it is a client of a member's
+//! generic API instead (see `wasmraft::cli`).
 
 use clap::Parser;
 
@@ -11,10 +12,16 @@ use wasmraft::config::MemberFlags;
 struct Cli {
     #[command(flatten)]
     member: MemberFlags,
+    /// Without a subcommand, `wasmraft` runs a member with etcd's flags.
+    #[command(subcommand)]
+    command: Option<wasmraft::cli::Command>,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        return wasmraft::cli::run(command);
+    }
     wasmraft::logging::init(cli.member.logger, cli.member.log_level, cli.member.debug);
     let cfg = match cli.member.validate() {
         Ok(cfg) => cfg,

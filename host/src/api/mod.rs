@@ -8,10 +8,14 @@
 //!
 //! Services: KV (all of it) and Maintenance (`Status`; the other calls answer `Unimplemented` for
 //! now). Watch, Lease, Cluster and Auth come later.
+//!
+//! Next to etcd's services, wasmraft's own `wasmraft.v1.Generic` (`generic.rs`): Propose, Query
+//! and Info with opaque bytes, for any guest.
 
 mod authority;
 mod cluster;
 mod errors;
+mod generic;
 mod header;
 mod kv;
 mod maintenance;
@@ -31,6 +35,7 @@ use tonic::transport::server::TcpIncoming;
 use wasmraft_proto::etcdserverpb::kv_server::KvServer;
 use wasmraft_proto::etcdserverpb::cluster_server::ClusterServer;
 use wasmraft_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use wasmraft_proto::wasmraft::v1::generic_server::GenericServer;
 
 pub use errors::{EtcdError, guest_error, node_error};
 
@@ -124,6 +129,9 @@ pub async fn serve(
     let cluster = ClusterServer::new(cluster::ClusterService::new(api.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
+    let generic = GenericServer::new(generic::GenericService::new(api.clone()))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(MAX_SEND_BYTES);
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(api))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
@@ -140,6 +148,7 @@ pub async fn serve(
         .add_service(kv)
         .add_service(cluster)
         .add_service(maintenance)
+        .add_service(generic)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .with_context(|| format!("serving the etcd v3 gRPC API on {}", addrs.join(", ")))

@@ -1,0 +1,291 @@
+//! Client subcommands of `wasmraft` for the generic API (`wasmraft.v1.Generic`):
+//! `wasmraft propose`, `wasmraft query` and `wasmraft info`.
+//!
+//! Input is DATA as text (its UTF-8 bytes), DATA as hex (`--hex`), or a file's bytes
+//! (`--file PATH`, `-` for stdin). Output is the answer as text (lossy UTF-8, then a newline),
+//! as hex (`--output hex`, then a newline), or written unchanged to `--output-file PATH`.
+//!
+//! Exit codes: 0 success; 1 the member answered with an error (printed as `code: message`; a
+//! guest's refusal is `Aborted` with the guest's text); 2 bad usage (clap's code); 3 invalid input
+//! (bad hex, unreadable input file); 4 no endpoint could be reached; 6 the output could not be
+//! written.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use tonic::transport::{Channel, Endpoint};
+use wasmraft_proto::wasmraft::v1::{
+    Consistency, InfoRequest, ProposeRequest, QueryRequest, generic_client::GenericClient,
+};
+
+pub const EXIT_SERVER_ERROR: u8 = 1;
+pub const EXIT_INVALID_INPUT: u8 = 3;
+pub const EXIT_BAD_CONNECTION: u8 = 4;
+pub const EXIT_IO: u8 = 6;
+
+/// The client subcommands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Propose a command through the raft log; print the guest's apply result.
+    Propose {
+        #[command(flatten)]
+        conn: ConnFlags,
+        #[command(flatten)]
+        input: InputFlags,
+        #[command(flatten)]
+        output: OutputFlags,
+    },
+    /// Run the guest's read-only query; print its answer.
+    Query {
+        #[command(flatten)]
+        conn: ConnFlags,
+        /// l: linearizable (ReadIndex), s: serializable (this member's state, possibly stale).
+        #[arg(long, value_enum, default_value = "l")]
+        consistency: ConsistencyArg,
+        #[command(flatten)]
+        input: InputFlags,
+        #[command(flatten)]
+        output: OutputFlags,
+    },
+    /// Print the active guest (name, version, APIs, hash) of a member.
+    Info {
+        #[command(flatten)]
+        conn: ConnFlags,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnFlags {
+    /// Comma-separated member client URLs; the first one that accepts a connection is used.
+    #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Timeout for connecting to an endpoint, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub dial_timeout: f64,
+    /// Timeout for the call, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub command_timeout: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InputFlags {
+    /// The request bytes: text, or hex with --hex. Not with --file.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub data: Option<String>,
+    /// DATA is hex.
+    #[arg(long, conflicts_with = "file")]
+    pub hex: bool,
+    /// Read the request bytes from this file (`-`: stdin).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OutputFlags {
+    /// How to print the answer.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+    /// Write the answer's bytes unchanged to this file instead of printing it.
+    #[arg(long)]
+    pub output_file: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsistencyArg {
+    #[value(name = "l")]
+    Linearizable,
+    #[value(name = "s")]
+    Serializable,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Hex,
+}
+
+/// A failure with the exit code it ends the process with.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// The request bytes the input flags name.
+pub fn read_input(input: &InputFlags) -> Result<Vec<u8>, CliError> {
+    if let Some(path) = &input.file {
+        let mut buf = Vec::new();
+        let res = if path.as_os_str() == "-" {
+            std::io::stdin().read_to_end(&mut buf).map(|_| ())
+        } else {
+            std::fs::read(path).map(|b| buf = b)
+        };
+        res.map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("reading {}: {e}", path.display())))?;
+        return Ok(buf);
+    }
+    let data = input.data.as_deref().unwrap_or_default();
+    if input.hex {
+        let cleaned: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+        hex::decode(&cleaned).map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("DATA is not valid hex: {e}")))
+    } else {
+        Ok(data.as_bytes().to_vec())
+    }
+}
+
+/// Prints or writes the answer as the output flags say.
+pub fn write_output(output: &OutputFlags, bytes: &[u8]) -> Result<(), CliError> {
+    if let Some(path) = &output.output_file {
+        return std::fs::write(path, bytes)
+            .map_err(|e| CliError::new(EXIT_IO, format!("writing {}: {e}", path.display())));
+    }
+    let text = match output.output {
+        OutputFormat::Text => String::from_utf8_lossy(bytes).into_owned(),
+        OutputFormat::Hex => hex::encode(bytes),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::new(EXIT_IO, format!("writing to stdout: {e}")))
+}
+
+fn secs(s: f64, what: &str) -> Result<Duration, CliError> {
+    Duration::try_from_secs_f64(s).map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("--{what}: {e}")))
+}
+
+async fn connect(conn: &ConnFlags) -> Result<GenericClient<Channel>, CliError> {
+    let dial = secs(conn.dial_timeout, "dial-timeout")?;
+    let call = secs(conn.command_timeout, "command-timeout")?;
+    let mut failures = Vec::new();
+    for ep in &conn.endpoints {
+        let url = if ep.contains("://") { ep.clone() } else { format!("http://{ep}") };
+        let endpoint = match Endpoint::from_shared(url.clone()) {
+            Ok(e) => e.connect_timeout(dial).timeout(call),
+            Err(e) => {
+                failures.push(format!("{url}: {e}"));
+                continue;
+            }
+        };
+        match tokio::time::timeout(dial, endpoint.connect()).await {
+            Ok(Ok(channel)) => {
+                return Ok(GenericClient::new(channel)
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX));
+            }
+            Ok(Err(e)) => failures.push(format!("{url}: {e}")),
+            Err(_) => failures.push(format!("{url}: timed out after {dial:?}")),
+        }
+    }
+    Err(CliError::new(
+        EXIT_BAD_CONNECTION,
+        format!("cannot connect to any endpoint ({})", failures.join("; ")),
+    ))
+}
+
+fn status_error(s: tonic::Status) -> CliError {
+    CliError::new(EXIT_SERVER_ERROR, format!("{:?}: {}", s.code(), s.message()))
+}
+
+async fn run_async(cmd: Command) -> Result<(), CliError> {
+    match cmd {
+        Command::Propose { conn, input, output } => {
+            let command = read_input(&input)?;
+            let mut client = connect(&conn).await?;
+            let resp = client.propose(ProposeRequest { command }).await.map_err(status_error)?;
+            write_output(&output, &resp.into_inner().result)
+        }
+        Command::Query { conn, consistency, input, output } => {
+            let request = read_input(&input)?;
+            let consistency = match consistency {
+                ConsistencyArg::Linearizable => Consistency::Linearizable,
+                ConsistencyArg::Serializable => Consistency::Serializable,
+            };
+            let mut client = connect(&conn).await?;
+            let resp = client
+                .query(QueryRequest { request, consistency: consistency as i32 })
+                .await
+                .map_err(status_error)?;
+            write_output(&output, &resp.into_inner().result)
+        }
+        Command::Info { conn } => {
+            let mut client = connect(&conn).await?;
+            let info = client.info(InfoRequest {}).await.map_err(status_error)?.into_inner();
+            let text = format!(
+                "name: {}\nversion: {}\napis: {}\nhash: {}\nmember_id: {:x}\ncluster_id: {:x}\n",
+                info.guest_name,
+                info.guest_version,
+                info.guest_apis.join(","),
+                info.guest_hash,
+                info.member_id,
+                info.cluster_id
+            );
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| CliError::new(EXIT_IO, format!("writing to stdout: {e}")))
+        }
+    }
+}
+
+/// Runs a client subcommand to completion; errors are printed to stderr.
+pub fn run(cmd: Command) -> ExitCode {
+    let name = match &cmd {
+        Command::Propose { .. } => "propose",
+        Command::Query { .. } => "query",
+        Command::Info { .. } => "info",
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wasmraft {name}: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_IO);
+        }
+    };
+    match runtime.block_on(run_async(cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wasmraft {name}: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(data: Option<&str>, hex: bool, file: Option<PathBuf>) -> InputFlags {
+        InputFlags { data: data.map(str::to_owned), hex, file }
+    }
+
+    #[test]
+    fn input_as_text_hex_and_file() {
+        assert_eq!(read_input(&input(Some("héllo"), false, None)).unwrap(), "héllo".as_bytes());
+        assert_eq!(read_input(&input(Some("00 ff10"), true, None)).unwrap(), vec![0, 0xff, 0x10]);
+        let err = read_input(&input(Some("zz"), true, None)).unwrap_err();
+        assert_eq!(err.code, EXIT_INVALID_INPUT);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("in.bin");
+        std::fs::write(&p, [1u8, 2, 3]).unwrap();
+        assert_eq!(read_input(&input(None, false, Some(p))).unwrap(), vec![1, 2, 3]);
+        let err = read_input(&input(None, false, Some(dir.path().join("missing")))).unwrap_err();
+        assert_eq!(err.code, EXIT_INVALID_INPUT);
+    }
+
+    #[test]
+    fn output_file_gets_the_bytes_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.bin");
+        let flags = OutputFlags { output: OutputFormat::Text, output_file: Some(p.clone()) };
+        write_output(&flags, &[0xff, 0, 1]).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), vec![0xff, 0, 1]);
+    }
+}
