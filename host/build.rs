@@ -1,7 +1,10 @@
 //! Compiles the guests the host embeds or tests against into Wasm components:
 //!
 //! - `examples/kv` → `WASMRAFT_KV_GUEST`, the bundled etcd KV guest (embedded in the binary);
-//! - `tests/guests/hostile` → `WASMRAFT_HOSTILE_GUEST`, the misbehaving guest of the sandbox tests.
+//! - `tests/guests/hostile` → `WASMRAFT_HOSTILE_GUEST`, the misbehaving guest of the sandbox tests;
+//! - `examples/counter`, `examples/locks`, `examples/ledger` → `WASMRAFT_COUNTER_GUEST`,
+//!   `WASMRAFT_LOCKS_GUEST`, `WASMRAFT_LEDGER_GUEST`, the custom example guests (built with
+//!   every host build so they never rot).
 //!
 //! Each variable holds the absolute path of a component file in OUT_DIR, for
 //! `include_bytes!(env!(...))`. A guest that does not build fails the host build: a host without
@@ -26,13 +29,16 @@ fn main() {
     let guests = [
         ("WASMRAFT_KV_GUEST", "examples/kv"),
         ("WASMRAFT_HOSTILE_GUEST", "tests/guests/hostile"),
+        ("WASMRAFT_COUNTER_GUEST", "examples/counter"),
+        ("WASMRAFT_LOCKS_GUEST", "examples/locks"),
+        ("WASMRAFT_LEDGER_GUEST", "examples/ledger"),
     ];
     let mut failed = false;
     for (var, dir) in guests {
         match wasmraft_guest_sdk::builder::build_component(&root.join(dir)) {
             Ok(path) => println!("cargo:rustc-env={var}={}", path.display()),
             Err(e) => {
-                // Both guests are attempted so one run reports every broken guest.
+                // Every guest is attempted so one run reports every broken guest.
                 eprintln!("error: building the guest in {dir} (for {var}) failed: {e:#}");
                 println!("cargo:warning=building the guest in {dir} failed: {e:#}");
                 failed = true;
