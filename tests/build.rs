@@ -1,0 +1,25 @@
+//! Compiles the example guests and the hostile test guest into components for the tests that
+//! run them in real members (`--guest PATH`), exported as `WASMRAFT_TEST_<NAME>_GUEST`. The
+//! guest builds share `target/guests` with the host's build script, so this is quick after it.
+
+use std::path::Path;
+
+fn main() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let root = Path::new(&manifest_dir).join("..");
+    let guests = [
+        ("WASMRAFT_TEST_COUNTER_GUEST", "examples/counter"),
+        ("WASMRAFT_TEST_LEDGER_GUEST", "examples/ledger"),
+        ("WASMRAFT_TEST_LOCKS_GUEST", "examples/locks"),
+        ("WASMRAFT_TEST_HOSTILE_GUEST", "tests/guests/hostile"),
+    ];
+    for (var, dir) in guests {
+        match wasmraft_guest_sdk::builder::build_component(&root.join(dir)) {
+            Ok(path) => println!("cargo:rustc-env={var}={}", path.display()),
+            Err(e) => {
+                eprintln!("error: building the guest in {dir} for the tests failed: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
