@@ -13,13 +13,5 @@ fn main() {
         ("WASMRAFT_TEST_LOCKS_GUEST", "examples/locks"),
         ("WASMRAFT_TEST_HOSTILE_GUEST", "tests/guests/hostile"),
     ];
-    for (var, dir) in guests {
-        match wasmraft_guest_sdk::builder::build_component(&root.join(dir)) {
-            Ok(path) => println!("cargo:rustc-env={var}={}", path.display()),
-            Err(e) => {
-                eprintln!("error: building the guest in {dir} for the tests failed: {e:#}");
-                std::process::exit(1);
-            }
-        }
-    }
+    wasmraft_guest_sdk::builder::export_components(&root, &guests);
 }

@@ -60,6 +60,28 @@ pub fn build_component(crate_dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
+/// For build scripts: builds each `(VAR, crate dir relative to root)` guest and exports its
+/// component's path as `cargo:rustc-env=VAR=...` (for `include_bytes!(env!("VAR"))`). Every
+/// guest is attempted, so one run reports every broken guest; if any failed, the build script
+/// exits with an error after printing them.
+pub fn export_components(root: &Path, guests: &[(&str, &str)]) {
+    let mut failed = false;
+    for (var, dir) in guests {
+        match build_component(&root.join(dir)) {
+            Ok(path) => println!("cargo:rustc-env={var}={}", path.display()),
+            Err(e) => {
+                eprintln!("error: building the guest in {dir} (for {var}) failed: {e:#}");
+                println!("cargo:warning=building the guest in {dir} failed: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        eprintln!("error: fix the guest build errors above (cargo's output of each guest build is printed just before it)");
+        std::process::exit(1);
+    }
+}
+
 /// Wraps a core module built with the SDK (it carries its WIT world in a custom section) into a
 /// component.
 pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
