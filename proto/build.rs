@@ -20,6 +20,7 @@ const PROTO_FILES: &[&str] = &[
     "etcd/etcdserverpb/raft_internal.proto",
     "wasmraft/v1/entry.proto",
     "wasmraft/v1/generic.proto",
+    "wasmraft/v1/admin.proto",
 ];
 
 /// Directories whose contents, when changed, must rerun this script.

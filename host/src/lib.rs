@@ -7,6 +7,7 @@
 //! - [`node`]: the raft-rs Ready loop, the apply loop and the wait registry that hands each client
 //!   its own entry's result.
 //! - `guest`: the wasmtime runtime that runs the guest's `apply` and `query`.
+//! - [`deployment`]: which guest is active since which index, and swaps through the log.
 //! - `api`: etcd's v3 gRPC API in front of it all.
 //!
 //! The host knows logs, terms, members and bytes. What a command means is the guest's business.
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod deployment;
 pub mod guest;
 pub mod ids;
 pub mod logging;

@@ -1,6 +1,11 @@
 //! Starting and stopping a member: bind the client ports, load the guest, start the node, wait
 //! until it can serve linearizably, then serve the client API until a signal or a fatal error.
 //!
+//! The guest a member runs is the cluster's, from the replicated deployment record. `--guest`
+//! (or the bundled KV guest) and `--guest-fuel`/`--guest-memory-bytes` only propose the first
+//! guest of a new cluster; the module is validated before anything starts, so a bad one is a
+//! clear startup error on the member that names it.
+//!
 //! The log lines etcd tooling waits for are printed at etcd's moments: "published" once the
 //! member has caught up with the cluster's log, "ready to serve client requests" right before
 //! the client listeners start answering.
@@ -14,7 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, ApiLimits};
 use crate::config::Config;
-use crate::guest::{Guest, GuestEngine, GuestLimits};
+use crate::guest::{GuestEngine, GuestLimits, GuestRegistry};
 use crate::node::{Node, NodeError, NodeHandle};
 use crate::peers::{RaftInbox, TransportSender};
 use wasmraft_transport::{Transport, TransportConfig};
@@ -25,6 +30,11 @@ pub const BUNDLED_KV_GUEST: &[u8] = include_bytes!(env!("WASMRAFT_KV_GUEST"));
 
 /// Runs a member until SIGINT/SIGTERM (Ok) or a fatal error (Err).
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    run_until(cfg, shutdown_signal()).await
+}
+
+/// Runs a member until `shutdown` resolves (Ok) or a fatal error (Err).
+pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     tracing::info!("etcdserver: name = {}", cfg.name);
     tracing::info!("etcdserver: data dir = {}", cfg.data_dir.display());
     tracing::info!(
@@ -45,26 +55,33 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         peer_listeners.push(bind(url).await?);
     }
 
-    let guest = Arc::new(load_guest(&cfg)?);
-    let info = guest.info();
-    tracing::info!("wasmraft: guest {} {} (sha256 {}) serves {:?}", info.name, info.version, guest.hash_hex(), info.apis);
+    let engine = GuestEngine::new(Default::default()).context("configuring the Wasm engine")?;
+    let registry = Arc::new(GuestRegistry::new(engine, cfg.data_dir.join("member").join("guest-cache")));
+    let initial = InitialGuest::load(&cfg, &registry)?;
 
-    let node = Node::start(&cfg, guest)?;
+    let node = Node::start(&cfg, registry)?;
     let handle = node.handle();
     let transport = start_transport(&cfg, &node, peer_listeners)?;
-    let result = serve(&cfg, handle, listeners).await;
+    let result = serve(&cfg, handle, listeners, initial, shutdown).await;
     transport.stop();
     node.stop();
     tracing::info!("etcdserver: stopped");
     result
 }
 
-async fn serve(cfg: &Config, handle: NodeHandle, listeners: Vec<TcpListener>) -> anyhow::Result<()> {
+async fn serve(
+    cfg: &Config,
+    handle: NodeHandle,
+    listeners: Vec<TcpListener>,
+    initial: InitialGuest,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let client_urls: Vec<String> = cfg.advertise_client_urls.iter().map(crate::config::trim_url).collect();
+    tokio::pin!(shutdown);
     tokio::select! {
         r = publish(&handle, &cfg.name, &client_urls) => r?,
         e = handle.fatal() => anyhow::bail!(e),
-        _ = shutdown_signal() => return Ok(()),
+        _ = &mut shutdown => return Ok(()),
     }
     tracing::info!(
         "etcdserver: published {{Name:{} ClientURLs:[{}]}} to cluster {:x}",
@@ -72,6 +89,11 @@ async fn serve(cfg: &Config, handle: NodeHandle, listeners: Vec<TcpListener>) ->
         client_urls.join(" "),
         handle.cluster_id()
     );
+    tokio::select! {
+        r = initial.deploy(&handle) => r?,
+        e = handle.fatal() => anyhow::bail!(e),
+        _ = &mut shutdown => return Ok(()),
+    }
     tracing::info!("etcdserver/api: enabled capabilities for version 3.4");
     tracing::info!("embed: ready to serve client requests");
     for l in &listeners {
@@ -83,12 +105,12 @@ async fn serve(cfg: &Config, handle: NodeHandle, listeners: Vec<TcpListener>) ->
     let limits = ApiLimits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_rx2 = stop_rx.clone();
-    let shutdown = async move {
+    let api_stop = async move {
         let _ = stop_rx2.wait_for(|s| *s).await;
     };
-    let server = tokio::spawn(api::serve(handle.clone(), limits, listeners, shutdown));
+    let server = tokio::spawn(api::serve(handle.clone(), limits, listeners, api_stop));
     let outcome = tokio::select! {
-        _ = shutdown_signal() => {
+        _ = &mut shutdown => {
             tracing::info!("etcdserver: received signal, shutting down");
             Ok(())
         }
@@ -147,21 +169,66 @@ async fn publish(handle: &NodeHandle, name: &str, client_urls: &[String]) -> any
     }
 }
 
-fn load_guest(cfg: &Config) -> anyhow::Result<Guest> {
-    let mut limits = GuestLimits::default();
-    if let Some(f) = cfg.guest_fuel {
-        limits.fuel_per_entry = f;
+/// The guest this member proposes for a new cluster, validated at startup.
+struct InitialGuest {
+    wasm: Vec<u8>,
+    hash: String,
+    limits: GuestLimits,
+}
+
+impl InitialGuest {
+    fn load(cfg: &Config, registry: &GuestRegistry) -> anyhow::Result<InitialGuest> {
+        let mut limits = GuestLimits::default();
+        if let Some(f) = cfg.guest_fuel {
+            limits.fuel_per_entry = f;
+        }
+        if let Some(m) = cfg.guest_memory_bytes {
+            limits.memory_bytes = m;
+        }
+        let wasm = match &cfg.guest {
+            Some(path) => std::fs::read(path).with_context(|| format!("reading guest {}", path.display()))?,
+            None => BUNDLED_KV_GUEST.to_vec(),
+        };
+        let what = cfg.guest.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the bundled KV guest".into());
+        let guest = registry.load(&wasm, limits).with_context(|| format!("loading {what}"))?;
+        let info = guest.info();
+        tracing::info!("wasmraft: initial guest {} {} (sha256 {}) serves {:?}", info.name, info.version, guest.hash_hex(), info.apis);
+        Ok(InitialGuest { wasm, hash: guest.hash_hex(), limits })
     }
-    if let Some(m) = cfg.guest_memory_bytes {
-        limits.memory_bytes = m;
+
+    /// Proposes this guest as the cluster's first, unless one is active, and waits until a
+    /// guest is active here. Retries while there is no leader; a refused deploy is fatal.
+    async fn deploy(self, handle: &NodeHandle) -> anyhow::Result<()> {
+        let record = loop {
+            match handle.deploy_initial(self.wasm.clone(), self.limits).await {
+                Ok(record) => break record,
+                Err(NodeError::Stopped) => anyhow::bail!("the member stopped before it was ready"),
+                Err(e @ NodeError::DeployRefused(_)) => anyhow::bail!("the initial guest was refused: {e}"),
+                Err(e) => {
+                    tracing::debug!("initial guest deploy failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let hash = hex::encode(&record.sha256);
+        if hash != self.hash {
+            tracing::info!(
+                "wasmraft: the cluster runs guest {} {} (sha256 {hash}), not this member's initial guest (sha256 {}); `wasmraft guest deploy` swaps guests",
+                record.name,
+                record.version,
+                self.hash
+            );
+        }
+        tracing::info!(
+            "wasmraft: serving guest {} {} (sha256 {hash}), active since index {}, fuel {} and memory {} bytes per entry",
+            record.name,
+            record.version,
+            record.since_index,
+            record.fuel_per_entry,
+            record.memory_bytes
+        );
+        Ok(())
     }
-    let engine = GuestEngine::new(Default::default()).context("configuring the Wasm engine")?;
-    let wasm = match &cfg.guest {
-        Some(path) => std::fs::read(path).with_context(|| format!("reading guest {}", path.display()))?,
-        None => BUNDLED_KV_GUEST.to_vec(),
-    };
-    let cache_dir = cfg.data_dir.join("member").join("guest-cache");
-    Guest::load_cached(&engine, &wasm, limits, &cache_dir).context("loading the guest")
 }
 
 async fn bind(url: &url::Url) -> anyhow::Result<TcpListener> {

@@ -336,6 +336,8 @@ pub fn node_error(err: NodeError) -> Status {
         NodeError::RequestTooLarge => REQUEST_TOO_LARGE.status(),
         NodeError::Stopped => STOPPED.status(),
         NodeError::NoLeader => NO_LEADER.status(),
+        no_guest @ NodeError::NoGuest => Status::unavailable(no_guest.to_string()),
+        NodeError::DeployRefused(text) => Status::failed_precondition(text),
         // The node's text already says what failed; keep it, it is ours, not etcd's.
         internal @ NodeError::Internal(_) => Status::internal(internal.to_string()),
     }

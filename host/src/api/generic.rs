@@ -82,7 +82,7 @@ impl Generic for GenericService {
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
-        let guest = self.api.node.active_guest();
+        let guest = self.api.node.active_guest().ok_or(NodeError::NoGuest).map_err(generic_error)?;
         Ok(Response::new(InfoResponse {
             guest_name: guest.name,
             guest_version: guest.version,

@@ -10,8 +10,10 @@
 //! now). Watch, Lease, Cluster and Auth come later.
 //!
 //! Next to etcd's services, wasmraft's own `wasmraft.v1.Generic` (`generic.rs`): Propose, Query
-//! and Info with opaque bytes, for any guest.
+//! and Info with opaque bytes, for any guest; and `wasmraft.v1.GuestAdmin` (`admin.rs`): guest
+//! deploy, rollback, status and list.
 
+mod admin;
 mod authority;
 mod cluster;
 mod errors;
@@ -36,6 +38,7 @@ use wasmraft_proto::etcdserverpb::kv_server::KvServer;
 use wasmraft_proto::etcdserverpb::cluster_server::ClusterServer;
 use wasmraft_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use wasmraft_proto::wasmraft::v1::generic_server::GenericServer;
+use wasmraft_proto::wasmraft::v1::guest_admin_server::GuestAdminServer;
 
 pub use errors::{EtcdError, guest_error, node_error};
 
@@ -132,6 +135,11 @@ pub async fn serve(
     let generic = GenericServer::new(generic::GenericService::new(api.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
+    // A deploy carries a whole module; --max-request-bytes is for proposals, and the module
+    // goes through the log in pieces well below it.
+    let admin = GuestAdminServer::new(admin::AdminService::new(api.clone()))
+        .max_decoding_message_size(crate::deployment::MAX_MODULE_BYTES as usize + GRPC_OVERHEAD_BYTES)
+        .max_encoding_message_size(MAX_SEND_BYTES);
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(api))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
@@ -149,6 +157,7 @@ pub async fn serve(
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(generic)
+        .add_service(admin)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .with_context(|| format!("serving the etcd v3 gRPC API on {}", addrs.join(", ")))
@@ -262,11 +271,13 @@ impl Api {
         if self.node.guest_serves(ETCD_KV_API) {
             Ok(())
         } else {
-            let guest = self.node.active_guest();
-            Err(tonic::Status::failed_precondition(format!(
-                "wasmraft: the active guest {} {} does not serve the etcd KV API",
-                guest.name, guest.version
-            )))
+            Err(match self.node.active_guest() {
+                Some(guest) => tonic::Status::failed_precondition(format!(
+                    "wasmraft: the active guest {} {} does not serve the etcd KV API",
+                    guest.name, guest.version
+                )),
+                None => crate::node::NodeError::NoGuest.into(),
+            })
         }
     }
 

@@ -9,18 +9,22 @@
 //!   batch entries differently, so such state would make them diverge).
 //! - [`GuestLimits`] ([`limits`]): fuel and memory per entry, part of the replicated guest
 //!   deployment; the constants there bound sizes of keys, values, events, results and scan pages.
+//! - [`GuestRegistry`] ([`registry`]): every guest the member has loaded, by module hash, so a
+//!   swap or a query finds compiled code instead of compiling on the spot.
 //! - `host_store`: the `store` and `events` imports. An entry's writes collect in an overlay and
 //!   reach the `GUEST_KV` table only if `apply` returns `Ok`.
 
 pub mod engine;
 mod host_store;
 pub mod limits;
+pub mod registry;
 pub mod runtime;
 #[cfg(test)]
 mod tests;
 
 pub use engine::{EngineConfig, GuestEngine};
 pub use limits::GuestLimits;
+pub use registry::GuestRegistry;
 pub use runtime::Guest;
 
 /// Where the entry being applied sits in the log. `time_unix_ms` comes from the entry (the

@@ -123,6 +123,18 @@ impl Guest {
         Ok(guest)
     }
 
+    /// The same compiled guest with another deployment's per-entry limits, without compiling or
+    /// linking again.
+    pub fn with_limits(&self, limits: GuestLimits) -> Guest {
+        Guest {
+            engine: self.engine.clone(),
+            pre: self.pre.clone(),
+            limits,
+            info: self.info.clone(),
+            hash: self.hash,
+        }
+    }
+
     fn call_info(&self) -> anyhow::Result<GuestInfo> {
         let _slot = self.engine.inner.control.acquire();
         let (mut store, sm) = self

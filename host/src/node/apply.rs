@@ -21,6 +21,7 @@ use wasmraft_proto::wasmraft::v1 as pb;
 
 use super::wait::Outcome;
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
+use crate::deployment::{self, Deployed};
 use crate::guest::{ApplyContext, ApplyError};
 use crate::storage::tables::{GUEST_KV, META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
@@ -36,6 +37,7 @@ pub fn load_applied(db: &redb::Database) -> anyhow::Result<(u64, u64)> {
     let txn = db.begin_write()?;
     txn.open_table(GUEST_KV)?;
     txn.open_table(META)?;
+    deployment::create_tables(&txn)?;
     txn.commit()?;
     let txn = db.begin_read()?;
     let meta = txn.open_table(META)?;
@@ -145,6 +147,17 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
             return None;
         }
     }
+    // The snapshot carries the deployment record and the modules: run what it says is active.
+    match deployment::load_active(&shared.state_db, &shared.registry) {
+        Ok(active) => {
+            shared.deployed.send_replace(active.as_ref().map(|a| a.record.clone()));
+            *shared.active.write().unwrap_or_else(|p| p.into_inner()) = active;
+        }
+        Err(e) => {
+            shared.fail(format!("loading the active guest after snapshot {index}: {e:#}"));
+            return None;
+        }
+    }
     tracing::info!("applied snapshot {index}: the state is now at index {state_index}");
     remove_older_snapshots(shared, index);
     shared.applied.send_replace(state_index);
@@ -188,7 +201,10 @@ fn make_durable(db: &redb::Database) -> anyhow::Result<()> {
 /// Applies `entries` past `applied` in one transaction. Returns the new applied index and the
 /// outcomes for waiting clients. An `Err` is a storage failure: the member cannot go on.
 fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) -> anyhow::Result<(u64, Vec<(u64, Outcome)>)> {
-    let guest = shared.guest.read().unwrap_or_else(|p| p.into_inner()).clone();
+    // The guest for this batch's entries; a deploy entry in the batch replaces it for the
+    // entries after it.
+    let mut active = shared.active.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut switched = false;
     let mut txn = shared.state_db.begin_write()?;
     txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
     let mut outcomes = Vec::new();
@@ -222,13 +238,47 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
                 }
                 Ok(Vec::new())
             }
-            Some(pb::entry::Kind::GuestCommand(command)) => {
-                let (t, result) = guest.apply(txn, ctx, &command);
+            Some(pb::entry::Kind::GuestCommand(command)) => match &active {
+                Some(a) => {
+                    let (t, result) = a.guest.apply(txn, ctx, &command);
+                    txn = t;
+                    match result {
+                        Ok(applied) => Ok(applied.output),
+                        Err(ApplyError::Guest(text)) => Err(NodeError::Guest(text)),
+                        Err(err) => return Err(anyhow::Error::new(err).context(format!("applying entry {}", e.index))),
+                    }
+                }
+                None => Err(NodeError::NoGuest),
+            },
+            Some(pb::entry::Kind::GuestModuleChunk(chunk)) => match deployment::apply_chunk(&txn, &chunk)? {
+                Ok(()) => Ok(Vec::new()),
+                Err(text) => Err(NodeError::DeployRefused(text)),
+            },
+            Some(pb::entry::Kind::GuestDeploy(deploy)) => {
+                let started = Instant::now();
+                let (t, result) = deployment::apply_deploy(txn, &deploy, e.index, active.as_ref(), &shared.registry);
                 txn = t;
                 match result {
-                    Ok(applied) => Ok(applied.output),
-                    Err(ApplyError::Guest(text)) => Err(NodeError::Guest(text)),
-                    Err(err) => return Err(anyhow::Error::new(err).context(format!("applying entry {}", e.index))),
+                    Ok(Deployed::Switched(a)) => {
+                        tracing::info!(
+                            "wasmraft: switched to guest {} {} (sha256 {}) at index {}; the swap entry took {:.1} ms to apply",
+                            a.record.name,
+                            a.record.version,
+                            a.hash_hex(),
+                            e.index,
+                            started.elapsed().as_secs_f64() * 1000.0
+                        );
+                        let out = a.record.encode_to_vec();
+                        active = Some(a);
+                        switched = true;
+                        Ok(out)
+                    }
+                    Ok(Deployed::Unchanged(record)) => Ok(record.encode_to_vec()),
+                    Err(ApplyError::Guest(text)) => {
+                        tracing::warn!("wasmraft: guest swap at index {} refused: {text}", e.index);
+                        Err(NodeError::DeployRefused(text))
+                    }
+                    Err(err) => return Err(anyhow::Error::new(err).context(format!("applying guest swap {}", e.index))),
                 }
             }
             None => Err(NodeError::Internal(format!("entry {} has no command", e.index))),
@@ -244,5 +294,9 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
     }
     txn.commit()?;
     shared.membership.commit(members);
+    if switched {
+        shared.deployed.send_replace(active.as_ref().map(|a| a.record.clone()));
+        *shared.active.write().unwrap_or_else(|p| p.into_inner()) = active;
+    }
     Ok((index, outcomes))
 }

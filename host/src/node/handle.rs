@@ -25,6 +25,13 @@ pub enum NodeError {
     /// There is no leader to order the request.
     #[error("etcdserver: no leader")]
     NoLeader,
+    /// No guest has been deployed yet (a new cluster before its first deploy entry applied).
+    #[error("wasmraft: no guest is deployed yet")]
+    NoGuest,
+    /// A guest deploy or rollback was refused before anything was proposed (the module does not
+    /// load, the name or version rules, an unknown rollback target): the reason.
+    #[error("{0}")]
+    DeployRefused(String),
     /// A local failure (storage, runtime) that is not the client's fault.
     #[error("wasmraft: internal error: {0}")]
     Internal(String),

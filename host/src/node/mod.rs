@@ -12,6 +12,7 @@
 //! requests").
 
 pub mod apply;
+mod guests;
 mod handle;
 pub mod ready_loop;
 pub mod wait;
@@ -30,10 +31,12 @@ use redb::ReadableDatabase;
 use tokio::sync::{Notify, oneshot, watch};
 use wasmraft_proto::wasmraft::v1 as pb;
 
+pub use guests::{DeployOptions, GuestStatus};
 pub use handle::{ActiveGuest, NodeError, NodeHandle, NodeStatus};
 
 use crate::config::{ClusterState, Config};
-use crate::guest::Guest;
+use crate::deployment::{self, Active};
+use crate::guest::GuestRegistry;
 use crate::membership::{Member, MemberAttributes, Membership};
 use crate::storage::{Identity, RaftLog};
 use wait::WaitRegistry;
@@ -87,7 +90,12 @@ pub(crate) struct Shared {
     pub commit_index: AtomicU64,
     /// The applied index; client reads wait on it after a ReadIndex.
     pub applied: watch::Sender<u64>,
-    pub guest: RwLock<Arc<Guest>>,
+    /// The active guest as of the last applied batch (None until the first deploy is applied).
+    /// Queries do not use it: they take the guest the state they read records (see `query`).
+    pub active: RwLock<Option<Active>>,
+    /// Tells waiters (the server before it serves, `guest status`) that a deploy was applied.
+    pub deployed: watch::Sender<Option<pb::GuestDeployment>>,
+    pub registry: Arc<GuestRegistry>,
     pub membership: Membership,
     /// The peer transport, once the server has connected one; until then (and in a cluster of
     /// one) messages to others are reported unreachable.
@@ -132,7 +140,11 @@ fn now_unix_ms() -> u64 {
 
 impl Node {
     /// Opens (or bootstraps) the member's storage and starts the raft and apply threads.
-    pub fn start(cfg: &Config, guest: Arc<Guest>) -> anyhow::Result<Node> {
+    ///
+    /// The guest comes from the state database's deployment record (loaded through `registry`);
+    /// a new member has none until the first deploy entry is applied (see
+    /// [`NodeHandle::deploy_initial`]).
+    pub fn start(cfg: &Config, registry: Arc<GuestRegistry>) -> anyhow::Result<Node> {
         let member_dir = cfg.data_dir.join("member");
         std::fs::create_dir_all(&member_dir).with_context(|| format!("creating data dir {}", member_dir.display()))?;
         let raft_path = member_dir.join("raft.redb");
@@ -193,6 +205,18 @@ impl Node {
         }
         let membership = Membership::load(&state_db)?;
         membership.bootstrap(&state_db, &initial_members)?;
+        let active = deployment::load_active(&state_db, &registry).context("loading the active guest")?;
+        if let Some(a) = &active {
+            tracing::info!(
+                "wasmraft: guest {} {} (sha256 {}) active since index {}, fuel {} and memory {} bytes per entry",
+                a.record.name,
+                a.record.version,
+                a.hash_hex(),
+                a.record.since_index,
+                a.record.fuel_per_entry,
+                a.record.memory_bytes
+            );
+        }
         // The state database may be ahead of the commit index the log recorded (commit is
         // persisted lazily); what was applied was committed, so raft may start from there.
         if applied_index > log.hard_state().commit {
@@ -239,7 +263,9 @@ impl Node {
             leader: AtomicU64::new(0),
             commit_index: AtomicU64::new(commit.max(applied_index)),
             applied: watch::channel(applied_index).0,
-            guest: RwLock::new(guest),
+            deployed: watch::channel(active.as_ref().map(|a| a.record.clone())).0,
+            active: RwLock::new(active),
+            registry,
             membership,
             peers: std::sync::OnceLock::new(),
             state_db,
@@ -394,12 +420,17 @@ impl NodeHandle {
         tokio::time::timeout(s.request_timeout, wait).await.unwrap_or(Err(NodeError::Timeout))
     }
 
-    /// Runs the guest's read-only `query` on this member's current state.
+    /// Runs the guest's read-only `query` on this member's current state, with the guest that
+    /// state records as active (so a query racing a swap never runs one guest on the other's
+    /// state).
     pub async fn query(&self, request: Vec<u8>) -> Result<Vec<u8>, NodeError> {
         let s = self.inner.clone();
-        let guest = s.guest.read().unwrap_or_else(|p| p.into_inner()).clone();
         tokio::task::spawn_blocking(move || {
-            let txn = s.state_db.begin_read().map_err(|e| NodeError::Internal(e.to_string()))?;
+            let internal = |e: &dyn std::fmt::Display| NodeError::Internal(e.to_string());
+            let txn = s.state_db.begin_read().map_err(|e| internal(&e))?;
+            let record = deployment::record(&txn).map_err(|e| internal(&format!("{e:#}")))?.ok_or(NodeError::NoGuest)?;
+            let guest = deployment::guest_for(&s.registry, &record, || deployment::stored_module(&txn, &record.sha256))
+                .map_err(|e| internal(&format!("{e:#}")))?;
             guest.query(&txn, &request).map_err(apply::node_error)
         })
         .await
@@ -432,13 +463,19 @@ impl NodeHandle {
 
     /// Whether the active guest lists `api` in its info. Cheap: for per-request checks.
     pub fn guest_serves(&self, api: &str) -> bool {
-        self.inner.guest.read().unwrap_or_else(|p| p.into_inner()).info().apis.iter().any(|a| a == api)
+        let active = self.inner.active.read().unwrap_or_else(|p| p.into_inner());
+        active.as_ref().is_some_and(|a| a.record.apis.iter().any(|x| x == api))
     }
 
-    pub fn active_guest(&self) -> ActiveGuest {
-        let g = self.inner.guest.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let info = g.info();
-        ActiveGuest { name: info.name.clone(), version: info.version.clone(), apis: info.apis.clone(), hash: g.hash_hex() }
+    /// The active guest, or None before the first deploy.
+    pub fn active_guest(&self) -> Option<ActiveGuest> {
+        let active = self.inner.active.read().unwrap_or_else(|p| p.into_inner());
+        active.as_ref().map(|a| ActiveGuest {
+            name: a.record.name.clone(),
+            version: a.record.version.clone(),
+            apis: a.record.apis.clone(),
+            hash: a.hash_hex(),
+        })
     }
 
     /// Resolves when the member hit an error it cannot continue after, with that error.

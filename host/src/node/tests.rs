@@ -7,9 +7,12 @@ use clap::Parser;
 
 use super::{Node, NodeError, NodeHandle};
 use crate::config::{Config, MemberFlags};
-use crate::guest::{EngineConfig, Guest, GuestEngine, GuestLimits};
+use crate::guest::{EngineConfig, GuestEngine, GuestLimits, GuestRegistry};
+use super::DeployOptions;
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
+static COUNTER: &[u8] = include_bytes!(env!("WASMRAFT_COUNTER_GUEST"));
+const LIMITS: GuestLimits = GuestLimits { fuel_per_entry: 200_000_000, memory_bytes: 64 << 20 };
 
 #[derive(Parser)]
 struct Cli {
@@ -22,19 +25,29 @@ fn config(dir: &std::path::Path) -> Config {
     Cli::try_parse_from(["wasmraft", "--data-dir", data_dir]).expect("flags parse").flags.validate().expect("flags are valid")
 }
 
-fn guest() -> Arc<Guest> {
+fn registry(dir: &std::path::Path) -> Arc<GuestRegistry> {
     let engine = GuestEngine::new(EngineConfig { max_instances: 8, pooling: true }).expect("engine");
-    Arc::new(Guest::load(&engine, HOSTILE, GuestLimits { fuel_per_entry: 200_000_000, memory_bytes: 64 << 20 }).expect("hostile guest loads"))
+    Arc::new(GuestRegistry::new(engine, dir.join("guest-cache")))
 }
 
+/// Waits for a leader, then deploys the hostile guest as the first guest (a no-op on restart).
 async fn ready(h: &NodeHandle) {
     for _ in 0..200 {
         if h.read_barrier().await.is_ok() {
+            h.deploy_initial(HOSTILE.to_vec(), LIMITS).await.expect("the first guest deploys");
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     panic!("the member never became ready");
+}
+
+/// Starts the member on `dir` and waits until it serves.
+async fn start(cfg: &Config, dir: &std::path::Path) -> (Node, NodeHandle) {
+    let node = Node::start(cfg, registry(dir)).expect("the member starts");
+    let h = node.handle();
+    ready(&h).await;
+    (node, h)
 }
 
 async fn keyspace(h: &NodeHandle) -> String {
@@ -45,11 +58,7 @@ async fn keyspace(h: &NodeHandle) -> String {
 async fn a_trapping_entry_changes_nothing_and_the_log_goes_on_across_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
-    let guest = guest();
-
-    let node = Node::start(&cfg, guest.clone()).expect("node starts");
-    let h = node.handle();
-    ready(&h).await;
+    let (node, h) = start(&cfg, dir.path()).await;
     assert_eq!(h.propose(b"ok:a=1".to_vec()).await, Ok(b"ok".to_vec()));
     let before = keyspace(&h).await;
     assert_eq!(before, "a=1");
@@ -75,9 +84,7 @@ async fn a_trapping_entry_changes_nothing_and_the_log_goes_on_across_restarts() 
     node.stop();
 
     // A restart resumes at exactly the applied index: nothing re-applied, nothing lost.
-    let node = Node::start(&cfg, guest).expect("node restarts");
-    let h = node.handle();
-    ready(&h).await;
+    let (node, h) = start(&cfg, dir.path()).await;
     assert_eq!(keyspace(&h).await, "a=1,c=3");
     assert!(h.status().raft_applied_index > applied, "the new leader's entry follows the old ones");
     assert_eq!(h.propose(b"ok:d=4".to_vec()).await, Ok(b"ok".to_vec()));
@@ -89,12 +96,68 @@ async fn a_trapping_entry_changes_nothing_and_the_log_goes_on_across_restarts() 
 async fn oversized_commands_are_refused_before_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
-    let node = Node::start(&cfg, guest()).expect("node starts");
-    let h = node.handle();
-    ready(&h).await;
+    let (node, h) = start(&cfg, dir.path()).await;
     let index = h.status().raft_index;
     let big = vec![b'x'; cfg.max_request_bytes + 1];
     assert_eq!(h.propose(big).await, Err(NodeError::RequestTooLarge));
     assert_eq!(h.status().raft_index, index, "nothing was proposed");
+    node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_takes_effect_at_its_index_survives_restarts_and_rolls_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let (node, h) = start(&cfg, dir.path()).await;
+    assert_eq!(h.propose(b"ok:a=1".to_vec()).await, Ok(b"ok".to_vec()));
+    let first = h.guest_status(true).await.expect("status");
+    let hostile = first.active.clone().expect("a guest is active");
+
+    // Another guest's name needs --force; nothing changes without it.
+    match h.deploy(COUNTER.to_vec(), DeployOptions::default()).await {
+        Err(NodeError::DeployRefused(text)) => assert!(text.contains("needs --force"), "{text}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A module that is not a component is refused before the log.
+    let index = h.status().raft_index;
+    match h.deploy(b"\0asm\x01\0\0\0".to_vec(), DeployOptions { force: true, ..Default::default() }).await {
+        Err(NodeError::DeployRefused(text)) => assert!(text.contains("not a usable guest"), "{text}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(h.status().raft_index, index, "a refused deploy proposes nothing");
+
+    let counter = h.deploy(COUNTER.to_vec(), DeployOptions { force: true, fuel_per_entry: 5_000_000, ..Default::default() }).await.expect("forced deploy");
+    assert_eq!(counter.name, "counter");
+    assert_eq!(counter.fuel_per_entry, 5_000_000);
+    assert_eq!(counter.memory_bytes, LIMITS.memory_bytes, "unset limits keep the active deployment's");
+    assert!(counter.since_index > hostile.since_index);
+    assert_eq!(h.propose(b"add 5".to_vec()).await, Ok(b"5".to_vec()));
+    assert_eq!(h.active_guest().map(|g| g.name), Some("counter".to_string()));
+    let stored = h.stored_modules().await.expect("list");
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().any(|m| m.active && m.name == "counter" && m.deployed_at == vec![counter.since_index]));
+    drop(h);
+    node.stop();
+
+    // After a restart the member runs the guest the state records, not the one it started with.
+    let (node, h) = start(&cfg, dir.path()).await;
+    assert_eq!(h.guest_status(false).await.expect("status").active, Some(counter.clone()));
+    assert_eq!(h.propose(b"add 1".to_vec()).await, Ok(b"6".to_vec()));
+
+    // Back to the hostile guest by a prefix of its hash: its keyspace is as it left it, plus
+    // the counter's key (a rollback does not undo state; migrate decides what to do with it).
+    let prefix = hex::encode(&hostile.sha256)[..12].to_string();
+    match h.rollback(&prefix, DeployOptions::default()).await {
+        Err(NodeError::DeployRefused(text)) => assert!(text.contains("needs --force"), "{text}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let back = h.rollback(&prefix, DeployOptions { force: true, ..Default::default() }).await.expect("rollback");
+    assert_eq!(back.sha256, hostile.sha256);
+    assert_eq!(h.propose(b"ok:b=2".to_vec()).await, Ok(b"ok".to_vec()));
+    assert!(keyspace(&h).await.starts_with("a=1,b=2"), "{}", keyspace(&h).await);
+    match h.rollback("deadbeefdeadbeef", DeployOptions::default()).await {
+        Err(NodeError::DeployRefused(text)) => assert!(text.contains("no module that was active before"), "{text}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     node.stop();
 }

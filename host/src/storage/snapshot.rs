@@ -1,5 +1,5 @@
 //! Raft snapshots of the state database: a consistent copy of the state tables (guest keyspace,
-//! membership, applied index) written from one redb read transaction into a file, sent to a
+//! membership, stored guest modules and deployments, applied index) written from one redb read transaction into a file, sent to a
 //! member that fell behind the compacted log, and installed there in place of its state.
 //!
 //! Files, not memory: a snapshot is written and read as a stream, so its size is bounded by the
@@ -17,13 +17,21 @@ use anyhow::{Context, bail, ensure};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use sha2::{Digest, Sha256};
 
-use super::tables::{GUEST_KV, MEMBERS, META, META_APPLIED_INDEX};
+use super::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX};
 
 const MAGIC: &[u8; 8] = b"WRSNAP01";
 const END: u8 = 0xff;
 const T_GUEST_KV: u8 = 0;
 const T_MEMBERS: u8 = 1;
 const T_META: u8 = 2;
+const T_GUEST_MODULES: u8 = 3;
+const T_GUEST_UPLOADS: u8 = 4;
+const T_DEPLOYMENTS: u8 = 5;
+/// The tables keyed by bytes, with their record tags.
+const BYTE_TABLES: [(u8, redb::TableDefinition<&[u8], &[u8]>); 3] =
+    [(T_GUEST_KV, GUEST_KV), (T_GUEST_MODULES, GUEST_MODULES), (T_GUEST_UPLOADS, GUEST_UPLOADS)];
+/// The tables keyed by u64 (written big-endian), with their record tags.
+const ID_TABLES: [(u8, redb::TableDefinition<u64, &[u8]>); 2] = [(T_MEMBERS, MEMBERS), (T_DEPLOYMENTS, DEPLOYMENTS)];
 /// Longest key or value a snapshot may hold (the guest limits are far below).
 const MAX_FIELD: usize = 256 << 20;
 
@@ -48,18 +56,28 @@ pub fn write(txn: &ReadTransaction, path: &Path) -> anyhow::Result<u64> {
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut out = HashingWriter { inner: BufWriter::new(file), hash: Sha256::new(), written: 0 };
     out.write_all(MAGIC)?;
-    {
-        let t = txn.open_table(GUEST_KV)?;
+    for (tag, def) in BYTE_TABLES {
+        // A table nothing has written yet (a state database from before it existed) is empty.
+        let t = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
         for item in t.iter()? {
             let (k, v) = item?;
-            record(&mut out, T_GUEST_KV, k.value(), v.value())?;
+            record(&mut out, tag, k.value(), v.value())?;
         }
     }
-    {
-        let t = txn.open_table(MEMBERS)?;
+    for (tag, def) in ID_TABLES {
+        // A table nothing has written yet (a state database from before it existed) is empty.
+        let t = match txn.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
         for item in t.iter()? {
             let (k, v) = item?;
-            record(&mut out, T_MEMBERS, &k.value().to_be_bytes(), v.value())?;
+            record(&mut out, tag, &k.value().to_be_bytes(), v.value())?;
         }
     }
     {
@@ -108,22 +126,32 @@ pub fn verify(path: &Path) -> anyhow::Result<()> {
 /// carries. The digest is checked at the end of the same pass: on any error the caller drops
 /// `txn` uncommitted, so a bad file leaves the state untouched.
 pub fn install(txn: &WriteTransaction, path: &Path) -> anyhow::Result<u64> {
-    txn.open_table(GUEST_KV)?.retain(|_, _| false)?;
+    let mut by_bytes = Vec::new();
+    for (tag, def) in BYTE_TABLES {
+        let mut t = txn.open_table(def)?;
+        t.retain(|_, _| false)?;
+        by_bytes.push((tag, t));
+    }
+    let mut by_id = Vec::new();
+    for (tag, def) in ID_TABLES {
+        let mut t = txn.open_table(def)?;
+        t.retain(|_, _| false)?;
+        by_id.push((tag, t));
+    }
     txn.open_table(META)?.retain(|_, _| false)?;
-    txn.open_table(MEMBERS)?.retain(|_, _| false)?;
-    let mut kv = txn.open_table(GUEST_KV)?;
-    let mut members = txn.open_table(MEMBERS)?;
     let mut meta = txn.open_table(META)?;
     let mut applied = None;
     read_records(path, |table, key, value| {
+        if let Some((_, t)) = by_bytes.iter_mut().find(|(tag, _)| *tag == table) {
+            t.insert(key, value)?;
+            return Ok(());
+        }
+        if let Some((_, t)) = by_id.iter_mut().find(|(tag, _)| *tag == table) {
+            let id = u64::from_be_bytes(key.try_into().context("table key is not 8 bytes")?);
+            t.insert(id, value)?;
+            return Ok(());
+        }
         match table {
-            T_GUEST_KV => {
-                kv.insert(key, value)?;
-            }
-            T_MEMBERS => {
-                let id = u64::from_be_bytes(key.try_into().context("member id is not 8 bytes")?);
-                members.insert(id, value)?;
-            }
             T_META => {
                 let k = std::str::from_utf8(key).context("meta key is not UTF-8")?;
                 if k == META_APPLIED_INDEX {
@@ -219,6 +247,8 @@ mod tests {
                 t.insert(*k, *v).unwrap();
             }
             txn.open_table(MEMBERS).unwrap().insert(7, b"m".as_slice()).unwrap();
+            txn.open_table(GUEST_MODULES).unwrap().insert(name.as_bytes(), b"module".as_slice()).unwrap();
+            txn.open_table(DEPLOYMENTS).unwrap().insert(applied, name.as_bytes()).unwrap();
             txn.open_table(META).unwrap().insert(META_APPLIED_INDEX, applied.to_be_bytes().as_slice()).unwrap();
         }
         txn.commit().unwrap();
@@ -243,6 +273,13 @@ mod tests {
         assert!(t.get(b"old".as_slice()).unwrap().is_none());
         assert_eq!(t.get(b"k1".as_slice()).unwrap().unwrap().value(), b"v1");
         assert_eq!(t.get(b"k2".as_slice()).unwrap().unwrap().value().len(), 100_000);
+        // The stored modules and the deployment history travel too, replacing the old ones.
+        let modules = r.open_table(GUEST_MODULES).unwrap();
+        assert_eq!(modules.iter().unwrap().count(), 1);
+        assert_eq!(modules.get(b"a.redb".as_slice()).unwrap().unwrap().value(), b"module");
+        let deployments = r.open_table(DEPLOYMENTS).unwrap();
+        assert_eq!(deployments.iter().unwrap().count(), 1);
+        assert_eq!(deployments.get(42).unwrap().unwrap().value(), b"a.redb");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The redb tables of a member's state database (`member/state.redb`).
 //!
-//! The state database holds everything the raft log can rebuild: the guest's keyspace and the
-//! index it reflects. Both are written in the same transaction, so after a crash the member
-//! resumes applying at exactly the entry after the last committed batch.
+//! The state database holds everything the raft log can rebuild: the guest's keyspace, the
+//! membership, the stored guest modules and the deployment record, and the index they reflect.
+//! All are written in the same transaction, so after a crash the member resumes applying at
+//! exactly the entry after the last committed batch, with the guest that was active there.
 
 use redb::TableDefinition;
 
@@ -20,3 +21,18 @@ pub const META_APPLIED_TERM: &str = "applied_term";
 /// The cluster's members: member id → prost-encoded `wasmraft.v1.Member`. Written at bootstrap
 /// from `--initial-cluster` (identically on every member) and by applied entries afterwards.
 pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
+
+/// prost `wasmraft.v1.GuestDeployment` in `META`: the active guest, its limits and the index
+/// where it became active. Absent until the first guest is deployed through the log.
+pub const META_DEPLOYMENT: &str = "deployment";
+
+/// Stored guest modules: sha256 → the component's bytes. Written when the last piece of a
+/// module arrives through the log; kept so members that join or restore later, and rollbacks,
+/// find every module that was ever active.
+pub const GUEST_MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("guest_modules");
+
+/// Pieces of modules still arriving: sha256 ‖ offset (u64 big-endian) → the piece.
+pub const GUEST_UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("guest_uploads");
+
+/// Every deployment that became active: its index → prost `wasmraft.v1.GuestDeployment`.
+pub const DEPLOYMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("deployments");

@@ -1,5 +1,6 @@
 //! Client subcommands of `wasmraft` for the generic API (`wasmraft.v1.Generic`):
-//! `wasmraft propose`, `wasmraft query` and `wasmraft info`.
+//! `wasmraft propose`, `wasmraft query` and `wasmraft info`; and for guest administration
+//! (`wasmraft.v1.GuestAdmin`): `wasmraft guest deploy|rollback|status|list` (see [`guest`]).
 //!
 //! Input is DATA as text (its UTF-8 bytes), DATA as hex (`--hex`), or a file's bytes
 //! (`--file PATH`, `-` for stdin). Output is the answer as text (lossy UTF-8, then a newline),
@@ -9,6 +10,8 @@
 //! guest's refusal is `Aborted` with the guest's text); 2 bad usage (clap's code); 3 invalid input
 //! (bad hex, unreadable input file); 4 no endpoint could be reached; 6 the output could not be
 //! written.
+
+mod guest;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -54,6 +57,11 @@ pub enum Command {
     Info {
         #[command(flatten)]
         conn: ConnFlags,
+    },
+    /// Deploy, roll back and inspect guests in a running cluster.
+    Guest {
+        #[command(subcommand)]
+        command: guest::GuestCommand,
     },
 }
 
@@ -161,33 +169,41 @@ fn secs(s: f64, what: &str) -> Result<Duration, CliError> {
     Duration::try_from_secs_f64(s).map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("--{what}: {e}")))
 }
 
-async fn connect(conn: &ConnFlags) -> Result<GenericClient<Channel>, CliError> {
+/// A channel to the first endpoint that accepts a connection, and its URL.
+async fn channel(conn: &ConnFlags, call: Duration) -> Result<(Channel, String), CliError> {
     let dial = secs(conn.dial_timeout, "dial-timeout")?;
-    let call = secs(conn.command_timeout, "command-timeout")?;
     let mut failures = Vec::new();
     for ep in &conn.endpoints {
-        let url = if ep.contains("://") { ep.clone() } else { format!("http://{ep}") };
-        let endpoint = match Endpoint::from_shared(url.clone()) {
-            Ok(e) => e.connect_timeout(dial).timeout(call),
-            Err(e) => {
-                failures.push(format!("{url}: {e}"));
-                continue;
-            }
-        };
-        match tokio::time::timeout(dial, endpoint.connect()).await {
-            Ok(Ok(channel)) => {
-                return Ok(GenericClient::new(channel)
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX));
-            }
-            Ok(Err(e)) => failures.push(format!("{url}: {e}")),
-            Err(_) => failures.push(format!("{url}: timed out after {dial:?}")),
+        match channel_to(ep, dial, call).await {
+            Ok(ok) => return Ok(ok),
+            Err(e) => failures.push(e),
         }
     }
     Err(CliError::new(
         EXIT_BAD_CONNECTION,
         format!("cannot connect to any endpoint ({})", failures.join("; ")),
     ))
+}
+
+/// A channel to one endpoint, or why not.
+async fn channel_to(ep: &str, dial: Duration, call: Duration) -> Result<(Channel, String), String> {
+    let url = if ep.contains("://") { ep.to_string() } else { format!("http://{ep}") };
+    let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| format!("{url}: {e}"))?.connect_timeout(dial).timeout(call);
+    match tokio::time::timeout(dial, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok((channel, url)),
+        Ok(Err(e)) => Err(format!("{url}: {e}")),
+        Err(_) => Err(format!("{url}: timed out after {dial:?}")),
+    }
+}
+
+async fn connect(conn: &ConnFlags) -> Result<GenericClient<Channel>, CliError> {
+    let (channel, _) = channel(conn, secs(conn.command_timeout, "command-timeout")?).await?;
+    Ok(GenericClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+}
+
+fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| CliError::new(EXIT_IO, format!("writing to stdout: {e}")))
 }
 
 fn status_error(s: tonic::Status) -> CliError {
@@ -227,11 +243,9 @@ async fn run_async(cmd: Command) -> Result<(), CliError> {
                 info.member_id,
                 info.cluster_id
             );
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| CliError::new(EXIT_IO, format!("writing to stdout: {e}")))
+            print(&text)
         }
+        Command::Guest { command } => guest::run(command).await,
     }
 }
 
@@ -241,6 +255,7 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::Propose { .. } => "propose",
         Command::Query { .. } => "query",
         Command::Info { .. } => "info",
+        Command::Guest { command } => command.name(),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -1,0 +1,190 @@
+//! `wasmraft guest deploy|rollback|status|list`: the client side of `wasmraft.v1.GuestAdmin`.
+//!
+//! Output is one line per item, fields separated by ", " like etcdctl's simple format:
+//! - deploy, rollback: `<name>, <version>, <sha256>, <since index>, <fuel>, <memory bytes>`;
+//! - status, one line per endpoint (every endpoint is asked, not only the first that answers):
+//!   `<endpoint>, <member id>, <member name>, <guest>, <version>, <sha256>, <since index>,
+//!   <applied index>[, <state sha256>]`, or `<endpoint>, error: <why>`;
+//! - list: `<sha256>, <size>, <name>, <version>, <indexes it was deployed at, space-separated>,
+//!   active|stored`.
+//!
+//! Exit codes are the other client subcommands': 1 when the member refused (the reason is
+//! printed) or, for status, when any endpoint failed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use tonic::transport::Channel;
+use wasmraft_proto::wasmraft::v1::{
+    DeployRequest, GuestDeployment, GuestStatusRequest, ListRequest, RollbackRequest, guest_admin_client::GuestAdminClient,
+};
+
+use super::{CliError, ConnFlags, EXIT_INVALID_INPUT, EXIT_SERVER_ERROR, channel, channel_to, print, secs, status_error};
+
+/// A deploy waits for the module to travel through the log and for the swap to apply (the
+/// receiving member compiles the module first), so it gets at least this long.
+const DEPLOY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum GuestCommand {
+    /// Deploy a guest component (FILE.wasm) to the cluster through the log. Every member switches
+    /// at the same index; the new guest's `migrate` runs first, and if it fails nothing changes.
+    Deploy {
+        /// The component file.
+        file: PathBuf,
+        #[command(flatten)]
+        swap: SwapFlags,
+        /// Fuel per entry for the new deployment (default: the active deployment's).
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Memory limit in bytes for the new deployment (default: the active deployment's).
+        #[arg(long)]
+        memory_bytes: Option<u64>,
+        #[command(flatten)]
+        conn: ConnFlags,
+    },
+    /// Switch back to a stored module that was active before: a sha256 (or a unique prefix of
+    /// at least 8 hex digits) or a version of the active guest.
+    Rollback {
+        target: String,
+        #[command(flatten)]
+        swap: SwapFlags,
+        #[command(flatten)]
+        conn: ConnFlags,
+    },
+    /// The active guest of every endpoint's member: name, version, hash, since which index.
+    Status {
+        /// Also hash each member's guest keyspace (members at the same applied index agree).
+        #[arg(long)]
+        state_hash: bool,
+        #[command(flatten)]
+        conn: ConnFlags,
+    },
+    /// The modules stored in the cluster's state.
+    List {
+        #[command(flatten)]
+        conn: ConnFlags,
+    },
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct SwapFlags {
+    /// Allow a guest of another name, or a version that is not higher than the active one.
+    #[arg(long)]
+    force: bool,
+}
+
+impl GuestCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            GuestCommand::Deploy { .. } => "guest deploy",
+            GuestCommand::Rollback { .. } => "guest rollback",
+            GuestCommand::Status { .. } => "guest status",
+            GuestCommand::List { .. } => "guest list",
+        }
+    }
+}
+
+async fn admin(conn: &ConnFlags, call: Duration) -> Result<GuestAdminClient<Channel>, CliError> {
+    let (channel, _) = channel(conn, call).await?;
+    Ok(client(channel))
+}
+
+fn client(channel: Channel) -> GuestAdminClient<Channel> {
+    GuestAdminClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX)
+}
+
+fn deployment_line(d: Option<GuestDeployment>) -> Result<String, CliError> {
+    let d = d.ok_or_else(|| CliError::new(EXIT_SERVER_ERROR, "the member answered without a deployment"))?;
+    Ok(format!(
+        "{}, {}, {}, {}, {}, {}\n",
+        d.name,
+        d.version,
+        hex::encode(&d.sha256),
+        d.since_index,
+        d.fuel_per_entry,
+        d.memory_bytes
+    ))
+}
+
+pub async fn run(cmd: GuestCommand) -> Result<(), CliError> {
+    match cmd {
+        GuestCommand::Deploy { file, swap, fuel, memory_bytes, conn } => {
+            let module = std::fs::read(&file)
+                .map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("reading {}: {e}", file.display())))?;
+            let call = secs(conn.command_timeout, "command-timeout")?.max(DEPLOY_TIMEOUT);
+            let request = DeployRequest {
+                module,
+                force: swap.force,
+                fuel_per_entry: fuel.unwrap_or(0),
+                memory_bytes: memory_bytes.unwrap_or(0),
+            };
+            let resp = admin(&conn, call).await?.deploy(request).await.map_err(status_error)?;
+            print(&deployment_line(resp.into_inner().deployment)?)
+        }
+        GuestCommand::Rollback { target, swap, conn } => {
+            let call = secs(conn.command_timeout, "command-timeout")?.max(DEPLOY_TIMEOUT);
+            let request = RollbackRequest { target, force: swap.force };
+            let resp = admin(&conn, call).await?.rollback(request).await.map_err(status_error)?;
+            print(&deployment_line(resp.into_inner().deployment)?)
+        }
+        GuestCommand::Status { state_hash, conn } => {
+            let dial = secs(conn.dial_timeout, "dial-timeout")?;
+            let call = secs(conn.command_timeout, "command-timeout")?;
+            let mut out = String::new();
+            let mut failed = false;
+            for ep in &conn.endpoints {
+                match member_status(ep, dial, call, state_hash).await {
+                    Ok(line) => out.push_str(&line),
+                    Err(e) => {
+                        failed = true;
+                        out.push_str(&format!("{ep}, error: {e}\n"));
+                    }
+                }
+            }
+            print(&out)?;
+            if failed {
+                return Err(CliError::new(EXIT_SERVER_ERROR, "some endpoints did not answer"));
+            }
+            Ok(())
+        }
+        GuestCommand::List { conn } => {
+            let call = secs(conn.command_timeout, "command-timeout")?;
+            let resp = admin(&conn, call).await?.list(ListRequest {}).await.map_err(status_error)?;
+            let mut out = String::new();
+            for m in resp.into_inner().modules {
+                let at: Vec<String> = m.deployed_at.iter().map(u64::to_string).collect();
+                out.push_str(&format!(
+                    "{}, {}, {}, {}, {}, {}\n",
+                    hex::encode(&m.sha256),
+                    m.size,
+                    m.name,
+                    m.version,
+                    at.join(" "),
+                    if m.active { "active" } else { "stored" }
+                ));
+            }
+            print(&out)
+        }
+    }
+}
+
+async fn member_status(ep: &str, dial: Duration, call: Duration, state_hash: bool) -> Result<String, String> {
+    let (channel, url) = channel_to(ep, dial, call).await?;
+    let s = client(channel)
+        .status(GuestStatusRequest { state_hash })
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    let (name, version, hash, since) = match &s.active {
+        Some(d) => (d.name.as_str(), d.version.as_str(), hex::encode(&d.sha256), d.since_index.to_string()),
+        None => ("-", "-", "-".to_string(), "-".to_string()),
+    };
+    let mut line = format!("{url}, {:x}, {}, {name}, {version}, {hash}, {since}, {}", s.member_id, s.member_name, s.applied_index);
+    if state_hash {
+        line.push_str(&format!(", {}", s.state_sha256));
+    }
+    line.push('\n');
+    Ok(line)
+}

@@ -1,0 +1,550 @@
+//! Guest deployment through the log: which guest runs, with which limits, since which index.
+//!
+//! A guest swap is replicated state, like membership. A module travels through the log in
+//! pieces ([`apply_chunk`]) into the `guest_modules` table; a deploy entry ([`apply_deploy`])
+//! then switches every member to it at that entry's index: the new guest's `migrate` runs inside
+//! the entry's transaction, and the record of what is active (`meta["deployment"]`), with its
+//! fuel and memory limits, is written in the same transaction. Because the record, the modules
+//! and the keyspace live in the state database, a restart, a lagging member replaying the log
+//! and a member restoring a snapshot all run the guest that was active at each index.
+//!
+//! The rules a swap must pass ([`check_transition`]) are checked twice: by the member that
+//! receives the request, to refuse early with a clear error, and at apply, on every member,
+//! against the replicated state, so two racing deploys cannot both win.
+
+use std::sync::Arc;
+
+use prost::Message as _;
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use sha2::Digest as _;
+use wasmraft_proto::wasmraft::v1 as pb;
+
+use crate::guest::{ApplyError, Guest, GuestInfo, GuestLimits, GuestRegistry};
+use crate::storage::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, META, META_DEPLOYMENT};
+
+/// Size of the pieces a module is proposed in: far below etcd's default request limit (1.5 MiB)
+/// and raft's message size (1 MiB), so a module of any size moves like ordinary entries.
+pub const MODULE_CHUNK_BYTES: usize = 512 << 10;
+
+/// The largest module a deploy may carry.
+pub const MAX_MODULE_BYTES: u64 = 64 << 20;
+
+/// The smallest memory limit a deployment may set: one Wasm page.
+pub const MIN_MEMORY_BYTES: u64 = 64 << 10;
+
+/// The largest memory limit: every byte a 32-bit memory can address (the instance pool
+/// reserves no more per instance).
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+
+/// The active guest: its record and the loaded guest with the record's limits.
+#[derive(Clone, Debug)]
+pub struct Active {
+    pub record: pb::GuestDeployment,
+    pub guest: Arc<Guest>,
+}
+
+impl Active {
+    pub fn hash_hex(&self) -> String {
+        hex::encode(&self.record.sha256)
+    }
+}
+
+/// What a deploy entry did.
+#[derive(Debug)]
+pub enum Deployed {
+    /// The guest changed (or the first one arrived) at this entry.
+    Switched(Active),
+    /// An initial deploy after a guest was already active: nothing changed.
+    Unchanged(pb::GuestDeployment),
+}
+
+impl Deployed {
+    pub fn record(&self) -> &pb::GuestDeployment {
+        match self {
+            Deployed::Switched(a) => &a.record,
+            Deployed::Unchanged(r) => r,
+        }
+    }
+}
+
+/// Creates the deployment tables (so read transactions can open them on a new member).
+pub fn create_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(GUEST_MODULES)?;
+    txn.open_table(GUEST_UPLOADS)?;
+    txn.open_table(DEPLOYMENTS)?;
+    Ok(())
+}
+
+fn decode_record(bytes: &[u8]) -> anyhow::Result<pb::GuestDeployment> {
+    pb::GuestDeployment::decode(bytes).map_err(|e| anyhow::anyhow!("corrupt deployment record: {e}"))
+}
+
+/// The deployment record a read transaction sees (None before the first deploy).
+pub fn record(txn: &ReadTransaction) -> anyhow::Result<Option<pb::GuestDeployment>> {
+    let meta = txn.open_table(META)?;
+    let value = meta.get(META_DEPLOYMENT)?;
+    value.map(|v| decode_record(v.value())).transpose()
+}
+
+fn record_in(txn: &WriteTransaction) -> anyhow::Result<Option<pb::GuestDeployment>> {
+    let meta = txn.open_table(META)?;
+    let value = meta.get(META_DEPLOYMENT)?;
+    value.map(|v| decode_record(v.value())).transpose()
+}
+
+/// The limits a deployment record sets.
+pub fn limits_of(r: &pb::GuestDeployment) -> GuestLimits {
+    GuestLimits { fuel_per_entry: r.fuel_per_entry, memory_bytes: r.memory_bytes }
+}
+
+fn hash_of(bytes: &[u8]) -> Result<[u8; 32], String> {
+    bytes.try_into().map_err(|_| format!("wasmraft: a module hash is 32 bytes, not {}", bytes.len()))
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// The guest a deployment record names, from the registry or loaded from the stored module.
+pub fn guest_for(
+    registry: &GuestRegistry,
+    record: &pb::GuestDeployment,
+    module: impl FnOnce() -> anyhow::Result<Option<Vec<u8>>>,
+) -> anyhow::Result<Arc<Guest>> {
+    let hash = hash_of(&record.sha256).map_err(anyhow::Error::msg)?;
+    let limits = limits_of(record);
+    if let Some(g) = registry.get(&hash, limits) {
+        return Ok(g);
+    }
+    let wasm = module()?.ok_or_else(|| anyhow::anyhow!("the active guest's module {} is not stored", hex::encode(hash)))?;
+    registry.load(&wasm, limits)
+}
+
+/// The active guest as the state database records it, loaded (at startup and after a snapshot).
+pub fn load_active(db: &redb::Database, registry: &GuestRegistry) -> anyhow::Result<Option<Active>> {
+    use redb::ReadableDatabase as _;
+    let txn = db.begin_read()?;
+    let Some(record) = record(&txn)? else { return Ok(None) };
+    let guest = guest_for(registry, &record, || stored_module(&txn, &record.sha256))?;
+    Ok(Some(Active { record, guest }))
+}
+
+/// A stored module's bytes.
+pub fn stored_module(txn: &ReadTransaction, hash: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+    let t = txn.open_table(GUEST_MODULES)?;
+    let value = t.get(hash)?;
+    Ok(value.map(|v| v.value().to_vec()))
+}
+
+/// Every deployment ever made active, oldest first.
+pub fn history(txn: &ReadTransaction) -> anyhow::Result<Vec<pb::GuestDeployment>> {
+    let t = txn.open_table(DEPLOYMENTS)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        let (_, v) = item?;
+        out.push(decode_record(v.value())?);
+    }
+    Ok(out)
+}
+
+/// The stored modules with what the deployment history says of them.
+pub fn list(txn: &ReadTransaction) -> anyhow::Result<Vec<pb::StoredModule>> {
+    let active = record(txn)?;
+    let history = history(txn)?;
+    let t = txn.open_table(GUEST_MODULES)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        let hash = k.value().to_vec();
+        let mut m = pb::StoredModule { size: v.value().len() as u64, ..Default::default() };
+        for d in history.iter().filter(|d| d.sha256 == hash) {
+            m.name = d.name.clone();
+            m.version = d.version.clone();
+            m.deployed_at.push(d.since_index);
+        }
+        m.active = active.as_ref().is_some_and(|a| a.sha256 == hash);
+        m.sha256 = hash;
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// sha256 over the guest keyspace (each key and value with its length, in key order): members
+/// with the same applied index have the same hash unless their states diverged.
+pub fn state_hash(txn: &ReadTransaction) -> anyhow::Result<String> {
+    let t = txn.open_table(GUEST_KV)?;
+    let mut h = sha2::Sha256::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        h.update((k.value().len() as u64).to_be_bytes());
+        h.update(k.value());
+        h.update((v.value().len() as u64).to_be_bytes());
+        h.update(v.value());
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Resolves a rollback target: a module hash (or a unique prefix of at least 8 hex digits) or
+/// a version of the active guest's name, among modules that were active before.
+pub fn rollback_target(txn: &ReadTransaction, target: &str) -> Result<pb::GuestDeployment, String> {
+    let storage = |e: anyhow::Error| format!("wasmraft: reading the deployment history: {e:#}");
+    let history = history(txn).map_err(storage)?;
+    let active = record(txn).map_err(storage)?;
+    let target = target.trim();
+    let lower = target.to_ascii_lowercase();
+    let by_hash: Vec<&pb::GuestDeployment> = if lower.len() >= 8 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        history.iter().rev().filter(|d| hex::encode(&d.sha256).starts_with(&lower)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut distinct: Vec<&[u8]> = by_hash.iter().map(|d| d.sha256.as_slice()).collect();
+    distinct.dedup();
+    let found = if distinct.len() > 1 {
+        return Err(format!("wasmraft: {target} matches several stored modules; give more of the hash"));
+    } else if let Some(d) = by_hash.first() {
+        Some(*d)
+    } else {
+        let name = active.as_ref().map(|a| a.name.as_str()).unwrap_or("");
+        history.iter().rev().find(|d| d.version == target && d.name == name)
+    };
+    found.cloned().ok_or_else(|| {
+        format!("wasmraft: no module that was active before matches {target:?} (give a sha256, or a version of the active guest)")
+    })
+}
+
+/// Whether `new` (a module hashing to `new_hash`) may replace `active` under `mode`. The text
+/// of an `Err` is what the client sees.
+pub fn check_transition(
+    active: Option<&pb::GuestDeployment>,
+    new: &GuestInfo,
+    new_hash: &[u8; 32],
+    new_limits: GuestLimits,
+    mode: pb::guest_deploy::Mode,
+    force: bool,
+    was_active_before: bool,
+) -> Result<(), String> {
+    use pb::guest_deploy::Mode;
+    if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&new_limits.memory_bytes) {
+        return Err(format!(
+            "wasmraft: memory limit {} is outside {MIN_MEMORY_BYTES}..={MAX_MEMORY_BYTES} bytes",
+            new_limits.memory_bytes
+        ));
+    }
+    if new_limits.fuel_per_entry == 0 {
+        return Err("wasmraft: fuel per entry must be above 0".into());
+    }
+    let Some(active) = active else { return Ok(()) };
+    if mode == Mode::Initial {
+        // Applied as a no-op when a guest is active: nothing to check.
+        return Ok(());
+    }
+    if active.sha256 == new_hash && limits_of(active) == new_limits {
+        return Err(format!(
+            "wasmraft: guest {} {} (sha256 {}) is already active with these limits",
+            active.name,
+            active.version,
+            hex::encode(new_hash)
+        ));
+    }
+    if new.name != active.name && !force {
+        return Err(format!(
+            "wasmraft: the module is guest {:?}, the active guest is {:?}; replacing one guest by another needs --force",
+            new.name, active.name
+        ));
+    }
+    match mode {
+        Mode::Rollback if !was_active_before => Err(format!(
+            "wasmraft: module {} was never active; deploy it instead of rolling back to it",
+            hex::encode(new_hash)
+        )),
+        Mode::Upgrade if !force && active.sha256 != new_hash => {
+            let parse = |v: &str| {
+                semver::Version::parse(v).map_err(|_| {
+                    format!("wasmraft: guest version {v:?} is not a semantic version (MAJOR.MINOR.PATCH); deploy with --force")
+                })
+            };
+            let (old, newer) = (parse(&active.version)?, parse(&new.version)?);
+            if newer <= old {
+                return Err(format!(
+                    "wasmraft: version {} is not higher than the active version {}; roll back to a stored module, or deploy with --force",
+                    new.version, active.version
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Applies one piece of a module: stores it, and once the pieces cover the module and hash to
+/// its sha256, stores the module. `Ok(Err(text))` refuses the piece (nothing is kept of the
+/// module's pieces when they do not hash right); `Err` is a storage failure.
+pub fn apply_chunk(txn: &WriteTransaction, c: &pb::GuestModuleChunk) -> Result<Result<(), String>, redb::Error> {
+    let hash = match hash_of(&c.sha256) {
+        Ok(h) => h,
+        Err(text) => return Ok(Err(text)),
+    };
+    let end = c.offset.checked_add(c.data.len() as u64);
+    if c.total_size == 0 || c.total_size > MAX_MODULE_BYTES || c.data.is_empty() || end.is_none_or(|e| e > c.total_size) {
+        return Ok(Err(format!(
+            "wasmraft: bad module piece (offset {}, {} bytes, module of {} bytes; the limit is {MAX_MODULE_BYTES})",
+            c.offset,
+            c.data.len(),
+            c.total_size
+        )));
+    }
+    if txn.open_table(GUEST_MODULES)?.get(hash.as_slice())?.is_some() {
+        return Ok(Ok(()));
+    }
+    let mut uploads = txn.open_table(GUEST_UPLOADS)?;
+    let mut key = hash.to_vec();
+    key.extend_from_slice(&c.offset.to_be_bytes());
+    uploads.insert(key.as_slice(), c.data.as_slice())?;
+
+    // Do the pieces now cover the module, without gaps?
+    let mut lo = hash.to_vec();
+    lo.extend_from_slice(&0u64.to_be_bytes());
+    let mut hi = hash.to_vec();
+    hi.extend_from_slice(&u64::MAX.to_be_bytes());
+    let mut covered = 0u64;
+    let mut pieces = Vec::new();
+    for item in uploads.range(lo.as_slice()..=hi.as_slice())? {
+        let (k, v) = item?;
+        let offset = u64::from_be_bytes(k.value()[32..].try_into().unwrap_or([0; 8]));
+        if offset > covered {
+            return Ok(Ok(()));
+        }
+        covered = covered.max(offset + v.value().len() as u64);
+        pieces.push((offset, v.value().to_vec()));
+    }
+    if covered < c.total_size {
+        return Ok(Ok(()));
+    }
+    let mut module = vec![0u8; c.total_size as usize];
+    for (offset, data) in &pieces {
+        let start = *offset as usize;
+        let end = (start + data.len()).min(module.len());
+        module[start..end].copy_from_slice(&data[..end - start]);
+    }
+    uploads.retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
+    if sha256(&module) != hash {
+        return Ok(Err(format!("wasmraft: the pieces of module {} do not hash to it; they were dropped", hex::encode(hash))));
+    }
+    txn.open_table(GUEST_MODULES)?.insert(hash.as_slice(), module.as_slice())?;
+    Ok(Ok(()))
+}
+
+/// Applies a deploy entry at `index` inside `txn`: loads the stored module, checks the swap
+/// against the replicated state, runs the new guest's `migrate` and records the deployment.
+/// A refused swap is [`ApplyError::Guest`] (nothing written; the old guest stays); storage and
+/// host failures are fatal, as for any entry.
+pub fn apply_deploy(
+    txn: WriteTransaction,
+    d: &pb::GuestDeploy,
+    index: u64,
+    active: Option<&Active>,
+    registry: &GuestRegistry,
+) -> (WriteTransaction, Result<Deployed, ApplyError>) {
+    let mode = pb::guest_deploy::Mode::try_from(d.mode).unwrap_or(pb::guest_deploy::Mode::Upgrade);
+    if mode == pb::guest_deploy::Mode::Initial
+        && let Some(a) = active
+    {
+        return (txn, Ok(Deployed::Unchanged(a.record.clone())));
+    }
+    match prepare(&txn, d, mode, active, registry) {
+        Ok(Ok((guest, limits, size))) => migrate_and_record(txn, guest, limits, size, index, active),
+        Ok(Err(text)) => (txn, Err(ApplyError::Guest(text))),
+        Err(e) => (txn, Err(e)),
+    }
+}
+
+/// Everything a swap checks before it runs any guest code: the module is stored, loads, and
+/// may replace the active guest.
+fn prepare(
+    txn: &WriteTransaction,
+    d: &pb::GuestDeploy,
+    mode: pb::guest_deploy::Mode,
+    active: Option<&Active>,
+    registry: &GuestRegistry,
+) -> Result<Result<(Arc<Guest>, GuestLimits, u64), String>, ApplyError> {
+    let hash = match hash_of(&d.sha256) {
+        Ok(h) => h,
+        Err(text) => return Ok(Err(text)),
+    };
+    let storage = |e: redb::Error| ApplyError::Storage(e);
+    let module = {
+        let t = txn.open_table(GUEST_MODULES).map_err(|e| storage(e.into()))?;
+        let v = t.get(hash.as_slice()).map_err(|e| storage(e.into()))?;
+        v.map(|v| v.value().to_vec())
+    };
+    let Some(module) = module else {
+        return Ok(Err(format!("wasmraft: module {} is not stored; its pieces must come first", hex::encode(hash))));
+    };
+    let current = active.map(|a| limits_of(&a.record)).unwrap_or_default();
+    let limits = GuestLimits {
+        fuel_per_entry: if d.fuel_per_entry == 0 { current.fuel_per_entry } else { d.fuel_per_entry },
+        memory_bytes: if d.memory_bytes == 0 { current.memory_bytes } else { d.memory_bytes },
+    };
+    let guest = match registry.load(&module, limits) {
+        Ok(g) => g,
+        Err(e) => return Ok(Err(format!("wasmraft: the module is not a usable guest: {e:#}"))),
+    };
+    let was_active_before = {
+        let t = txn.open_table(DEPLOYMENTS).map_err(|e| storage(e.into()))?;
+        let mut found = false;
+        for item in t.iter().map_err(|e| storage(e.into()))? {
+            let (_, v) = item.map_err(|e| storage(e.into()))?;
+            if decode_record(v.value()).is_ok_and(|r| r.sha256 == hash) {
+                found = true;
+                break;
+            }
+        }
+        found
+    };
+    // The record, not the in-memory guest, is the truth every member shares.
+    let record = record_in(txn).map_err(|e| ApplyError::Host(format!("{e:#}")))?;
+    if let Err(text) = check_transition(record.as_ref(), guest.info(), &hash, limits, mode, d.force, was_active_before) {
+        return Ok(Err(text));
+    }
+    Ok(Ok((guest, limits, module.len() as u64)))
+}
+
+fn migrate_and_record(
+    txn: WriteTransaction,
+    guest: Arc<Guest>,
+    limits: GuestLimits,
+    size: u64,
+    index: u64,
+    active: Option<&Active>,
+) -> (WriteTransaction, Result<Deployed, ApplyError>) {
+    let from = active.map(|a| a.guest.info().clone()).unwrap_or_default();
+    let (txn, result) = guest.migrate(txn, &from);
+    match result {
+        Ok(_) => {}
+        Err(ApplyError::Guest(text)) => {
+            return (txn, Err(ApplyError::Guest(format!("wasmraft: the new guest's migrate refused the swap: {text}"))));
+        }
+        Err(e) => return (txn, Err(e)),
+    }
+    let info = guest.info();
+    let record = pb::GuestDeployment {
+        sha256: guest.hash().to_vec(),
+        name: info.name.clone(),
+        version: info.version.clone(),
+        apis: info.apis.clone(),
+        fuel_per_entry: limits.fuel_per_entry,
+        memory_bytes: limits.memory_bytes,
+        since_index: index,
+        size,
+    };
+    let bytes = record.encode_to_vec();
+    let written = (|| -> Result<(), redb::Error> {
+        txn.open_table(META)?.insert(META_DEPLOYMENT, bytes.as_slice())?;
+        txn.open_table(DEPLOYMENTS)?.insert(index, bytes.as_slice())?;
+        Ok(())
+    })();
+    match written {
+        Ok(()) => (txn, Ok(Deployed::Switched(Active { record, guest }))),
+        Err(e) => (txn, Err(ApplyError::Storage(e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::guest_deploy::Mode;
+
+    fn rec(name: &str, version: &str, hash: u8) -> pb::GuestDeployment {
+        pb::GuestDeployment {
+            sha256: vec![hash; 32],
+            name: name.into(),
+            version: version.into(),
+            fuel_per_entry: 1000,
+            memory_bytes: 1 << 20,
+            ..Default::default()
+        }
+    }
+
+    fn info(name: &str, version: &str) -> GuestInfo {
+        GuestInfo { name: name.into(), version: version.into(), apis: vec![] }
+    }
+
+    const L: GuestLimits = GuestLimits { fuel_per_entry: 1000, memory_bytes: 1 << 20 };
+
+    #[test]
+    fn upgrades_need_a_higher_version_of_the_same_guest() {
+        let a = rec("kv", "1.2.0", 1);
+        assert_eq!(check_transition(Some(&a), &info("kv", "1.10.0"), &[2; 32], L, Mode::Upgrade, false, false), Ok(()));
+        let e = check_transition(Some(&a), &info("kv", "1.1.9"), &[2; 32], L, Mode::Upgrade, false, false).unwrap_err();
+        assert!(e.contains("not higher than the active version 1.2.0"), "{e}");
+        let e = check_transition(Some(&a), &info("kv", "1.2.0"), &[2; 32], L, Mode::Upgrade, false, false).unwrap_err();
+        assert!(e.contains("not higher"), "{e}");
+        let e = check_transition(Some(&a), &info("counter", "9.0.0"), &[2; 32], L, Mode::Upgrade, false, false).unwrap_err();
+        assert!(e.contains("needs --force"), "{e}");
+        let e = check_transition(Some(&a), &info("kv", "next"), &[2; 32], L, Mode::Upgrade, false, false).unwrap_err();
+        assert!(e.contains("not a semantic version"), "{e}");
+        // --force lifts the name and version rules.
+        assert_eq!(check_transition(Some(&a), &info("counter", "0.0.1"), &[2; 32], L, Mode::Upgrade, true, false), Ok(()));
+    }
+
+    #[test]
+    fn rollbacks_go_only_to_modules_that_were_active() {
+        let a = rec("kv", "2.0.0", 2);
+        assert_eq!(check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], L, Mode::Rollback, false, true), Ok(()));
+        let e = check_transition(Some(&a), &info("kv", "1.0.0"), &[3; 32], L, Mode::Rollback, false, false).unwrap_err();
+        assert!(e.contains("was never active"), "{e}");
+    }
+
+    #[test]
+    fn the_same_module_with_the_same_limits_is_refused_and_limits_are_bounded() {
+        let a = rec("kv", "1.0.0", 1);
+        let e = check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], L, Mode::Upgrade, false, false).unwrap_err();
+        assert!(e.contains("already active"), "{e}");
+        // New limits for the active module are a deploy of their own.
+        let more = GuestLimits { fuel_per_entry: 5000, ..L };
+        assert_eq!(check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], more, Mode::Upgrade, false, false), Ok(()));
+        let tiny = GuestLimits { memory_bytes: 100, ..L };
+        assert!(check_transition(None, &info("kv", "1.0.0"), &[1; 32], tiny, Mode::Initial, false, false).is_err());
+    }
+
+    fn db() -> (tempfile::TempDir, redb::Database) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = redb::Database::create(dir.path().join("s.redb")).expect("db");
+        (dir, db)
+    }
+
+    #[test]
+    fn a_module_arrives_in_pieces_in_any_order_and_is_checked_against_its_hash() {
+        use redb::ReadableDatabase as _;
+        let (_d, db) = db();
+        let module: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let hash = sha256(&module);
+        let piece = |offset: usize, len: usize| pb::GuestModuleChunk {
+            sha256: hash.to_vec(),
+            total_size: module.len() as u64,
+            offset: offset as u64,
+            data: module[offset..offset + len].to_vec(),
+        };
+        let txn = db.begin_write().expect("txn");
+        create_tables(&txn).expect("tables");
+        assert_eq!(apply_chunk(&txn, &piece(6000, 4000)).expect("io"), Ok(()));
+        assert_eq!(apply_chunk(&txn, &piece(0, 3000)).expect("io"), Ok(()));
+        assert!(txn.open_table(GUEST_MODULES).expect("t").get(hash.as_slice()).expect("get").is_none(), "a gap remains");
+        assert_eq!(apply_chunk(&txn, &piece(3000, 3000)).expect("io"), Ok(()));
+        txn.commit().expect("commit");
+        let r = db.begin_read().expect("read");
+        assert_eq!(stored_module(&r, &hash).expect("read"), Some(module.clone()));
+        assert_eq!(r.open_table(GUEST_UPLOADS).expect("t").iter().expect("iter").count(), 0, "pieces are dropped once stored");
+
+        // Pieces that do not hash to the name they carry are refused and dropped.
+        let txn = db.begin_write().expect("txn");
+        let bad = pb::GuestModuleChunk { sha256: vec![7; 32], total_size: 3, offset: 0, data: vec![1, 2, 3] };
+        let e = apply_chunk(&txn, &bad).expect("io").unwrap_err();
+        assert!(e.contains("do not hash"), "{e}");
+        assert_eq!(txn.open_table(GUEST_UPLOADS).expect("t").iter().expect("iter").count(), 0);
+        let e = apply_chunk(&txn, &pb::GuestModuleChunk { sha256: vec![7; 32], total_size: 3, offset: 2, data: vec![1, 2] }).expect("io");
+        assert!(e.is_err(), "a piece past the module's end");
+        let e = apply_chunk(&txn, &pb::GuestModuleChunk { sha256: vec![7; 32], total_size: MAX_MODULE_BYTES + 1, offset: 0, data: vec![1] }).expect("io");
+        assert!(e.is_err(), "a module over the limit");
+    }
+}

@@ -1,0 +1,171 @@
+//! Guest deployment as a member's client sees it: validate a module here, move it through the
+//! log in pieces, propose the swap, and report what is active.
+//!
+//! Validation on the receiving member is for clear, early errors; the same rules run again at
+//! apply on every member (see `crate::deployment`), which is what makes them binding.
+
+use prost::Message as _;
+use redb::ReadableDatabase as _;
+use wasmraft_proto::wasmraft::v1 as pb;
+
+use super::{NodeError, NodeHandle};
+use crate::deployment::{self, MAX_MODULE_BYTES, MODULE_CHUNK_BYTES};
+use crate::guest::{GuestLimits, GuestRegistry};
+use pb::guest_deploy::Mode;
+
+/// What a deploy asks for besides the module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeployOptions {
+    /// Allow another guest name, or a version that is not higher.
+    pub force: bool,
+    /// 0 keeps the active deployment's value (the default limits for a first deploy).
+    pub fuel_per_entry: u64,
+    pub memory_bytes: u64,
+}
+
+/// A member's view of its guest (the admin API's `Status`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GuestStatus {
+    pub active: Option<pb::GuestDeployment>,
+    pub applied_index: u64,
+    /// Lower-case hex; empty unless asked for.
+    pub state_sha256: String,
+}
+
+fn internal(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Internal(e.to_string())
+}
+
+impl NodeHandle {
+    pub fn registry(&self) -> &GuestRegistry {
+        &self.inner.registry
+    }
+
+    /// Validates `module` as the next guest, stores it through the log and swaps it in on every
+    /// member; answers with the deployment as this member applied it.
+    pub async fn deploy(&self, module: Vec<u8>, opts: DeployOptions) -> Result<pb::GuestDeployment, NodeError> {
+        self.deploy_module(module, opts, Mode::Upgrade).await
+    }
+
+    /// Deploys the first guest of a new cluster. When a guest is already active (another member
+    /// won the race, or this member restarted), nothing is proposed and that guest's record is
+    /// returned.
+    pub async fn deploy_initial(&self, module: Vec<u8>, limits: GuestLimits) -> Result<pb::GuestDeployment, NodeError> {
+        if let Some(record) = self.inner.deployed.borrow().clone() {
+            return Ok(record);
+        }
+        let opts = DeployOptions { force: false, fuel_per_entry: limits.fuel_per_entry, memory_bytes: limits.memory_bytes };
+        self.deploy_module(module, opts, Mode::Initial).await
+    }
+
+    /// Swaps back to a module that was active before, named by (a prefix of) its sha256 or by
+    /// a version of the active guest.
+    pub async fn rollback(&self, target: &str, opts: DeployOptions) -> Result<pb::GuestDeployment, NodeError> {
+        let s = self.inner.clone();
+        let target = target.to_string();
+        let module = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, NodeError> {
+            let txn = s.state_db.begin_read().map_err(internal)?;
+            let record = deployment::rollback_target(&txn, &target).map_err(NodeError::DeployRefused)?;
+            deployment::stored_module(&txn, &record.sha256)
+                .map_err(|e| internal(format!("{e:#}")))?
+                .ok_or_else(|| internal(format!("module {} is in the history but not stored", hex::encode(&record.sha256))))
+        })
+        .await
+        .map_err(internal)??;
+        self.deploy_module(module, opts, Mode::Rollback).await
+    }
+
+    async fn deploy_module(&self, module: Vec<u8>, opts: DeployOptions, mode: Mode) -> Result<pb::GuestDeployment, NodeError> {
+        if module.len() as u64 > MAX_MODULE_BYTES {
+            return Err(NodeError::DeployRefused(format!(
+                "wasmraft: the module is {} bytes; the limit is {MAX_MODULE_BYTES}",
+                module.len()
+            )));
+        }
+        let hash = deployment::sha256(&module);
+        let (module, stored) = self.validate(module, hash, opts, mode).await?;
+        if !stored {
+            let total_size = module.len() as u64;
+            for (i, piece) in module.chunks(MODULE_CHUNK_BYTES).enumerate() {
+                let chunk = pb::GuestModuleChunk {
+                    sha256: hash.to_vec(),
+                    total_size,
+                    offset: (i * MODULE_CHUNK_BYTES) as u64,
+                    data: piece.to_vec(),
+                };
+                self.propose_entry(pb::entry::Kind::GuestModuleChunk(chunk)).await?;
+            }
+        }
+        let deploy = pb::GuestDeploy {
+            sha256: hash.to_vec(),
+            fuel_per_entry: opts.fuel_per_entry,
+            memory_bytes: opts.memory_bytes,
+            mode: mode as i32,
+            force: opts.force,
+        };
+        let out = self.propose_entry(pb::entry::Kind::GuestDeploy(deploy)).await?;
+        pb::GuestDeployment::decode(out.as_slice()).map_err(|e| internal(format!("decoding the deployment record: {e}")))
+    }
+
+    /// Loads the module and checks the swap against this member's state. Returns the module and
+    /// whether it is already stored (then its pieces need not travel again).
+    async fn validate(&self, module: Vec<u8>, hash: [u8; 32], opts: DeployOptions, mode: Mode) -> Result<(Vec<u8>, bool), NodeError> {
+        let s = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = s.state_db.begin_read().map_err(internal)?;
+            let record = deployment::record(&txn).map_err(|e| internal(format!("{e:#}")))?;
+            let current = record.as_ref().map(deployment::limits_of).unwrap_or_default();
+            let limits = GuestLimits {
+                fuel_per_entry: if opts.fuel_per_entry == 0 { current.fuel_per_entry } else { opts.fuel_per_entry },
+                memory_bytes: if opts.memory_bytes == 0 { current.memory_bytes } else { opts.memory_bytes },
+            };
+            let guest = s
+                .registry
+                .load(&module, limits)
+                .map_err(|e| NodeError::DeployRefused(format!("wasmraft: the module is not a usable guest: {e:#}")))?;
+            let history = deployment::history(&txn).map_err(|e| internal(format!("{e:#}")))?;
+            let was_active_before = history.iter().any(|d| d.sha256 == hash);
+            deployment::check_transition(record.as_ref(), guest.info(), &hash, limits, mode, opts.force, was_active_before)
+                .map_err(NodeError::DeployRefused)?;
+            let stored = deployment::stored_module(&txn, &hash).map_err(|e| internal(format!("{e:#}")))?.is_some();
+            Ok((module, stored))
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    /// Resolves once a guest is active on this member (at once if one is).
+    pub async fn wait_deployed(&self) -> Result<pb::GuestDeployment, NodeError> {
+        let mut rx = self.inner.deployed.subscribe();
+        let r = rx.wait_for(|d| d.is_some()).await.map_err(|_| NodeError::Stopped)?;
+        r.clone().ok_or(NodeError::Stopped)
+    }
+
+    /// The active deployment, the applied index and, if asked, a hash of the guest keyspace,
+    /// all from one consistent read of this member's state.
+    pub async fn guest_status(&self, with_state_hash: bool) -> Result<GuestStatus, NodeError> {
+        let s = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = s.state_db.begin_read().map_err(internal)?;
+            let err = |e: anyhow::Error| internal(format!("{e:#}"));
+            Ok(GuestStatus {
+                active: deployment::record(&txn).map_err(err)?,
+                applied_index: crate::storage::snapshot::applied_index(&txn).map_err(err)?,
+                state_sha256: if with_state_hash { deployment::state_hash(&txn).map_err(err)? } else { String::new() },
+            })
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    /// The modules stored in this member's state.
+    pub async fn stored_modules(&self) -> Result<Vec<pb::StoredModule>, NodeError> {
+        let s = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = s.state_db.begin_read().map_err(internal)?;
+            deployment::list(&txn).map_err(|e| internal(format!("{e:#}")))
+        })
+        .await
+        .map_err(internal)?
+    }
+}
