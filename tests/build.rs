@@ -12,6 +12,7 @@ fn main() {
         ("WASMRAFT_TEST_LEDGER_GUEST", "examples/ledger"),
         ("WASMRAFT_TEST_LOCKS_GUEST", "examples/locks"),
         ("WASMRAFT_TEST_HOSTILE_GUEST", "tests/guests/hostile"),
+        ("WASMRAFT_TEST_OVERREACH_GUEST", "tests/guests/overreach"),
     ];
     wasmraft_guest_sdk::builder::export_components(&root, &guests);
 }

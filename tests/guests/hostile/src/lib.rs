@@ -14,6 +14,7 @@
 //! | `recurse`                | recurses forever (the stack limit stops it)                    |
 //! | `alloc:<bytes>`          | allocates and touches `bytes` bytes, returns the count         |
 //! | `global-inc`             | increments a global and returns it: always `1` on a fresh instance |
+//! | `global-put:<k>`         | increments the same global, puts its count under `k` and returns it: a host that reused instances would store `2`, `3`, … and members would disagree |
 //! | `huge-result:<bytes>`    | returns `bytes` bytes of `x`                                   |
 //! | `emit:<n>`               | emits `n` events `e0`, `e1`, …, returns `n`                    |
 //! | `emit-size:<bytes>`      | emits one event of `bytes` bytes                               |
@@ -21,7 +22,8 @@
 //!
 //! Script ops (space-separated words; `-` is the empty string): `put <k> <v>`, `del <k>`,
 //! `get <k>` (→ the value or `none`), `scan <start> <end> <limit> fwd|rev` (one page, → `k=v,k=v`),
-//! `bigput <key-bytes> <value-bytes>` (a key of `k`s and a value of `v`s).
+//! `bigput <key-bytes> <value-bytes>` (a key of `k`s and a value of `v`s), `emit <bytes>` (one
+//! event of `e`s), `pad <bytes>` (a line of `x`s in the output, to make it too large after writes).
 //!
 //! `query` takes the same `script:` commands against the read-only store, plus `put-in-query`,
 //! which calls the raw `put` import the host must refuse, and `huge-result:<bytes>`.
@@ -90,6 +92,12 @@ impl StateMachine for Hostile {
             "global-inc" => Ok((ENTRIES_SEEN.fetch_add(1, Ordering::Relaxed) + 1)
                 .to_string()
                 .into_bytes()),
+            "global-put" => {
+                let seen = ENTRIES_SEEN.fetch_add(1, Ordering::Relaxed) + 1;
+                let seen = seen.to_string().into_bytes();
+                store.put(arg.as_bytes(), &seen);
+                Ok(seen)
+            }
             "huge-result" => Ok(vec![b'x'; number(arg)?]),
             "emit" => {
                 let n = number(arg)?;
@@ -209,6 +217,15 @@ fn script(
                     .put(&k, &v);
                 "bigput".into()
             }
+            ["emit", len] => {
+                let event = vec![b'e'; number(len)?];
+                write
+                    .as_deref_mut()
+                    .ok_or("hostile: emit in a query script")?
+                    .emit(&event);
+                "emit".into()
+            }
+            ["pad", len] => "x".repeat(number(len)?),
             _ => return Err(format!("hostile: bad script op {op:?}")),
         };
         out.push(line);
@@ -237,5 +254,38 @@ mod tests {
         );
         assert!(h.apply(b"put-then-err").is_err());
         assert_eq!(h.query(b"script:get err").unwrap(), b"none");
+    }
+
+    #[test]
+    fn global_put_counts_up_when_the_instance_is_reused() {
+        // Natively the static lives on between calls, which is exactly the state a host must not
+        // let through: on wasmraft every entry gets a fresh instance and stores `1`.
+        let mut h = Harness::<Hostile>::new();
+        let first: u64 = String::from_utf8(h.apply(b"global-put:g1").unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let second: u64 = String::from_utf8(h.apply(b"global-put:g2").unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            second > first,
+            "the static must carry over natively: {first} then {second}"
+        );
+        assert_eq!(
+            h.query(b"script:get g2").unwrap(),
+            second.to_string().into_bytes()
+        );
+    }
+
+    #[test]
+    fn emit_and_pad_script_ops() {
+        let mut h = Harness::<Hostile>::new();
+        assert_eq!(
+            h.apply(b"script:put a 1;emit 3;pad 4").unwrap(),
+            b"put\nemit\nxxxx"
+        );
+        assert!(h.query(b"script:emit 3").is_err(), "a query cannot emit");
     }
 }
