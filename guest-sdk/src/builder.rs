@@ -36,14 +36,25 @@ pub fn build_component(crate_dir: &Path) -> anyhow::Result<PathBuf> {
     println!("cargo:rerun-if-changed={}", sdk.join("../proto/wit").display());
     println!("cargo:rerun-if-changed={}", sdk.join("../proto/etcd").display());
 
+    let out = out_dir.join(format!("{name}.component.wasm"));
+    build_component_to(&crate_dir, &target_dir, &out)?;
+    Ok(out)
+}
+
+/// Builds the guest crate at `crate_dir` (cargo's artifacts under `target_dir`) and writes the
+/// component to `out`. For tools (`wasmraft guest build`); build scripts use
+/// [`build_component`].
+pub fn build_component_to(crate_dir: &Path, target_dir: &Path, out: &Path) -> anyhow::Result<()> {
+    let manifest = crate_dir.join("Cargo.toml");
+    let name = package_name(&manifest)?;
     ensure_target()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let profile = if has_guest_profile(&crate_dir) { "guest" } else { "release" };
+    let profile = if has_guest_profile(crate_dir) { "guest" } else { "release" };
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--lib", "--target", TARGET, "--profile", profile, "--manifest-path"])
         .arg(&manifest)
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(target_dir);
     // The outer build's settings are for the host, not for Wasm.
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "CARGO_LLVM_COV", "LLVM_PROFILE_FILE"] {
         cmd.env_remove(var);
@@ -53,11 +64,10 @@ pub fn build_component(crate_dir: &Path) -> anyhow::Result<PathBuf> {
         bail!("building guest {name} for {TARGET} failed ({status})");
     }
     let core = target_dir.join(TARGET).join(profile).join(format!("{}.wasm", name.replace('-', "_")));
-    let module = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
+    let module = std::fs::read(&core).with_context(|| format!("reading {} (is the crate's crate-type \"cdylib\"?)", core.display()))?;
     let component = componentize(&module).with_context(|| format!("making a component of {}", core.display()))?;
-    let out = out_dir.join(format!("{name}.component.wasm"));
-    std::fs::write(&out, component).with_context(|| format!("writing {}", out.display()))?;
-    Ok(out)
+    std::fs::write(out, component).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
 }
 
 /// For build scripts: builds each `(VAR, crate dir relative to root)` guest and exports its
@@ -88,7 +98,8 @@ pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
     wit_component::ComponentEncoder::default().validate(true).module(module)?.encode()
 }
 
-fn package_name(manifest: &Path) -> anyhow::Result<String> {
+/// The `[package] name` of a Cargo.toml.
+pub fn package_name(manifest: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(manifest).with_context(|| format!("reading {}", manifest.display()))?;
     let mut in_package = false;
     for line in text.lines() {
@@ -126,7 +137,12 @@ fn ensure_target() -> anyhow::Result<()> {
     if sysroot.join("lib/rustlib").join(TARGET).is_dir() {
         return Ok(());
     }
-    println!("cargo:warning=installing the {TARGET} target with rustup (needed to build Wasm guests)");
+    let note = format!("installing the {TARGET} target with rustup (needed to build Wasm guests)");
+    if std::env::var_os("OUT_DIR").is_some() {
+        println!("cargo:warning={note}");
+    } else {
+        eprintln!("{note}");
+    }
     let status = Command::new("rustup").args(["target", "add", TARGET]).status().context("running rustup target add")?;
     if !status.success() {
         bail!("`rustup target add {TARGET}` failed; install the target and build again");

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod deployment;
 pub mod guest;
+pub mod harness;
 pub mod ids;
 pub mod logging;
 pub mod membership;

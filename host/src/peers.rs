@@ -9,22 +9,26 @@ use raft::eraftpb::Message;
 use tokio::io::AsyncWriteExt;
 use wasmraft_transport::{CriticalError, OutgoingSnapshot, ProcessError, Raft, SnapshotData, SnapshotStatus, Transport};
 
-use crate::node::{NodeHandle, PeerSender};
+use crate::node::{NodeHandle, PeerSender, WeakNodeHandle};
 
 /// The member as the transport sees it.
 pub struct RaftInbox {
-    node: NodeHandle,
+    /// Weak: the node holds the transport (through its peer sender), which holds this inbox;
+    /// a strong handle would keep a stopped member's databases open.
+    node: WeakNodeHandle,
+    snap_dir: std::path::PathBuf,
 }
 
 impl RaftInbox {
-    pub fn new(node: NodeHandle) -> Arc<RaftInbox> {
-        Arc::new(RaftInbox { node })
+    pub fn new(node: &NodeHandle) -> Arc<RaftInbox> {
+        Arc::new(RaftInbox { node: node.downgrade(), snap_dir: node.snap_dir() })
     }
 }
 
 impl Raft for RaftInbox {
     fn process(&self, m: Message) -> Result<(), ProcessError> {
-        self.node.step(m).map_err(|e| ProcessError::Other(e.to_string()))
+        let node = self.node.upgrade().ok_or_else(|| ProcessError::Other("etcdserver: server stopped".into()))?;
+        node.step(m).map_err(|e| ProcessError::Other(e.to_string()))
     }
 
     fn is_id_removed(&self, _id: u64) -> bool {
@@ -33,11 +37,15 @@ impl Raft for RaftInbox {
     }
 
     fn report_unreachable(&self, id: u64) {
-        self.node.report_unreachable(id);
+        if let Some(node) = self.node.upgrade() {
+            node.report_unreachable(id);
+        }
     }
 
     fn report_snapshot(&self, id: u64, status: SnapshotStatus) {
-        self.node.report_snapshot(id, status);
+        if let Some(node) = self.node.upgrade() {
+            node.report_snapshot(id, status);
+        }
     }
 
     /// Streams an incoming snapshot's state into `member/snap/<index>.snap` (through a partial
@@ -46,8 +54,7 @@ impl Raft for RaftInbox {
     fn save_snapshot<'a>(&'a self, m: &'a Message, mut data: SnapshotData) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>> {
         Box::pin(async move {
             let index = m.get_snapshot().get_metadata().index;
-            let dir = self.node.snap_dir();
-            let path = crate::storage::snapshot::path_for(&dir, index);
+            let path = crate::storage::snapshot::path_for(&self.snap_dir, index);
             let part = path.with_extension("snap.part");
             let result = async {
                 let mut file = tokio::fs::File::create(&part).await.map_err(|e| format!("creating {}: {e}", part.display()))?;
@@ -87,12 +94,14 @@ impl Raft for RaftInbox {
 pub struct TransportSender {
     transport: Transport,
     runtime: tokio::runtime::Handle,
-    node: NodeHandle,
+    /// Weak: the node keeps this sender, so a strong handle would keep the node (and its
+    /// databases) alive after it stopped.
+    node: WeakNodeHandle,
 }
 
 impl TransportSender {
-    pub fn new(transport: Transport, runtime: tokio::runtime::Handle, node: NodeHandle) -> Arc<TransportSender> {
-        Arc::new(TransportSender { transport, runtime, node })
+    pub fn new(transport: Transport, runtime: tokio::runtime::Handle, node: &NodeHandle) -> Arc<TransportSender> {
+        Arc::new(TransportSender { transport, runtime, node: node.downgrade() })
     }
 }
 
@@ -106,7 +115,7 @@ impl PeerSender for TransportSender {
     /// once open, so it disappears when the transfer ends however it ends.
     fn send_snapshot(&self, m: Message, state: redb::ReadTransaction) {
         let transport = self.transport.clone();
-        let node = self.node.clone();
+        let Some(node) = self.node.upgrade() else { return };
         self.runtime.spawn(async move {
             let to = m.to;
             let index = m.get_snapshot().get_metadata().index;

@@ -61,8 +61,10 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
 
     let node = Node::start(&cfg, registry)?;
     let handle = node.handle();
-    let transport = start_transport(&cfg, &node, peer_listeners)?;
+    let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
+    let transport = start_transport(&cfg, &node, peer_listeners, peers_stopped)?;
     let result = serve(&cfg, handle, listeners, initial, shutdown).await;
+    let _ = peers_stop.send(true);
     transport.stop();
     node.stop();
     tracing::info!("etcdserver: stopped");
@@ -128,13 +130,18 @@ async fn serve(
 
 /// Starts the peer transport (etcd's rafthttp) on the peer listeners, connects it to every
 /// other member and lets the raft thread send through it.
-fn start_transport(cfg: &Config, node: &Node, listeners: Vec<TcpListener>) -> anyhow::Result<Transport> {
+fn start_transport(
+    cfg: &Config,
+    node: &Node,
+    listeners: Vec<TcpListener>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Transport> {
     let handle = node.handle();
     let own_urls: Vec<String> = cfg.initial_advertise_peer_urls.iter().map(crate::config::trim_url).collect();
     let mut tcfg = TransportConfig::new(handle.member_id(), handle.cluster_id(), own_urls);
     // etcd's peerDialTimeout: a second plus an election timeout.
     tcfg.dial_timeout = Duration::from_secs(1) + cfg.election_timeout;
-    let transport = Transport::new(tcfg, RaftInbox::new(handle.clone())).context("starting the peer transport")?;
+    let transport = Transport::new(tcfg, RaftInbox::new(&handle)).context("starting the peer transport")?;
     for m in handle.members() {
         if m.id != handle.member_id() {
             transport.add_peer(m.id, &m.peer_urls).with_context(|| format!("adding peer {:x}", m.id))?;
@@ -144,13 +151,17 @@ fn start_transport(cfg: &Config, node: &Node, listeners: Vec<TcpListener>) -> an
         let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!("embed: listening for peers on {addr}");
         let t = transport.clone();
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
-            if let Err(e) = t.serve(l, std::future::pending::<()>()).await {
+            let stop = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = t.serve(l, stop).await {
                 tracing::error!("peer listener {addr} stopped: {e}");
             }
         });
     }
-    node.set_peers(TransportSender::new(transport.clone(), tokio::runtime::Handle::current(), handle.clone()));
+    node.set_peers(TransportSender::new(transport.clone(), tokio::runtime::Handle::current(), &handle));
     Ok(transport)
 }
 

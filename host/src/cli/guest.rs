@@ -66,6 +66,16 @@ pub enum GuestCommand {
         #[command(flatten)]
         conn: ConnFlags,
     },
+    /// Compile a guest crate (written on wasmraft-guest-sdk, crate-type "cdylib") to a Wasm
+    /// component, ready for `--guest` or `guest deploy`. Installs the wasm32 target if needed.
+    Build {
+        /// The guest crate's directory.
+        #[arg(default_value = ".")]
+        crate_dir: PathBuf,
+        /// Where to write the component (default: <crate>/target/<crate name>.component.wasm).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -82,6 +92,7 @@ impl GuestCommand {
             GuestCommand::Rollback { .. } => "guest rollback",
             GuestCommand::Status { .. } => "guest status",
             GuestCommand::List { .. } => "guest list",
+            GuestCommand::Build { .. } => "guest build",
         }
     }
 }
@@ -129,6 +140,7 @@ pub async fn run(cmd: GuestCommand) -> Result<(), CliError> {
             let resp = admin(&conn, call).await?.rollback(request).await.map_err(status_error)?;
             print(&deployment_line(resp.into_inner().deployment)?)
         }
+        GuestCommand::Build { crate_dir, output } => build(&crate_dir, output),
         GuestCommand::Status { state_hash, conn } => {
             let dial = secs(conn.dial_timeout, "dial-timeout")?;
             let call = secs(conn.command_timeout, "command-timeout")?;
@@ -187,4 +199,18 @@ async fn member_status(ep: &str, dial: Duration, call: Duration, state_hash: boo
     }
     line.push('\n');
     Ok(line)
+}
+
+/// `guest build`: the SDK's component builder, outside a build script.
+fn build(crate_dir: &std::path::Path, output: Option<PathBuf>) -> Result<(), CliError> {
+    let fail = |e: anyhow::Error| CliError::new(EXIT_SERVER_ERROR, format!("{e:#}"));
+    let crate_dir = crate_dir
+        .canonicalize()
+        .map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("{}: {e}", crate_dir.display())))?;
+    let name = wasmraft_guest_sdk::builder::package_name(&crate_dir.join("Cargo.toml"))
+        .map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("{e:#}")))?;
+    let target_dir = crate_dir.join("target");
+    let out = output.unwrap_or_else(|| target_dir.join(format!("{name}.component.wasm")));
+    wasmraft_guest_sdk::builder::build_component_to(&crate_dir, &target_dir, &out).map_err(fail)?;
+    print(&format!("{}\n", out.display()))
 }

@@ -68,3 +68,22 @@ pub struct ActiveGuest {
 pub struct NodeHandle {
     pub(crate) inner: Arc<super::Shared>,
 }
+
+/// A [`NodeHandle`] that does not keep the member alive (for what the member itself holds).
+#[derive(Clone)]
+pub struct WeakNodeHandle {
+    inner: std::sync::Weak<super::Shared>,
+}
+
+impl NodeHandle {
+    pub fn downgrade(&self) -> WeakNodeHandle {
+        WeakNodeHandle { inner: Arc::downgrade(&self.inner) }
+    }
+}
+
+impl WeakNodeHandle {
+    /// The handle, unless the member is gone.
+    pub fn upgrade(&self) -> Option<NodeHandle> {
+        self.inner.upgrade().map(|inner| NodeHandle { inner })
+    }
+}

@@ -32,7 +32,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use wasmraft_proto::wasmraft::v1 as pb;
 
 pub use guests::{DeployOptions, GuestStatus};
-pub use handle::{ActiveGuest, NodeError, NodeHandle, NodeStatus};
+pub use handle::{ActiveGuest, NodeError, NodeHandle, NodeStatus, WeakNodeHandle};
 
 use crate::config::{ClusterState, Config};
 use crate::deployment::{self, Active};
