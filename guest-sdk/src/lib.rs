@@ -1,9 +1,16 @@
 //! # wasmraft-guest-sdk
 //!
 //! A wasmraft cluster replicates a log; a *guest* gives the log its meaning. This crate is all a
-//! guest author needs: implement [`StateMachine`], export it with [`export_guest!`], build it with
-//! [`builder`] (or any `wasm32-unknown-unknown` build plus `wasm-tools component new`), and test it
-//! natively with [`testing`].
+//! guest author needs: implement [`StateMachine`], export it with [`export_guest!`], test it
+//! natively with [`testing`], and build it to a component with `wasmraft guest build` (the
+//! `builder` module, feature `build`, does the same from a build script).
+//!
+//! Beyond native tests: `wasmraft::harness::TestMember` (in the host crate, as a dev-dependency)
+//! runs the compiled component behind a whole in-process member (raft log, apply thread,
+//! wasmtime with the deployment's limits, gRPC); the `wasmraft-tests` crate starts real
+//! multi-member clusters as processes (see `docs/testing.md`). A new version reaches a running
+//! cluster through the log with `wasmraft guest deploy`; its [`StateMachine::migrate`] runs in
+//! the entry that switches every member to it.
 //!
 //! A guest has no `self`: every entry runs in a fresh Wasm instance, so anything not written to
 //! the [`Store`] is gone when the entry ends. That is what keeps members identical even though
