@@ -47,3 +47,46 @@ fn a_module_that_is_not_a_guest_is_refused_at_start() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A component with a custom section of `size` bytes appended: the same guest, a bigger module.
+fn padded(wasm: &[u8], size: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"padding";
+    let payload = size;
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.resize(body.len() + payload, 0);
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn a_module_far_larger_than_the_request_limit_travels_through_the_log_in_pieces() {
+    let member = TestMember::builder(COUNTER).flag("--max-request-bytes=65536").start().expect("the member starts");
+    let before = member.guest_status().expect("status").applied_index;
+    let big = padded(COUNTER, 3 << 20);
+    assert!(big.len() > 3 << 20);
+    let d = member.deploy(&big, true).expect("a 3 MiB module deploys past a 64 KiB request limit");
+    assert_eq!(d.size, big.len() as u64);
+    assert_eq!(d.name, "counter");
+    // One entry per 512 KiB piece, then the swap.
+    let pieces = big.len().div_ceil(512 << 10) as u64;
+    assert_eq!(d.since_index, before + pieces + 1, "the swap follows the module's {pieces} pieces");
+    assert_eq!(member.propose(b"add 1").expect("the padded guest runs"), b"1");
+    let too_big = member.propose(&vec![b'x'; 65537]).expect_err("client commands keep the limit");
+    assert!(too_big.message().contains("request is too large"), "{too_big:?}");
+}
