@@ -310,7 +310,9 @@ pub fn apply_chunk(txn: &WriteTransaction, c: &pb::GuestModuleChunk) -> Result<R
     let mut pieces = Vec::new();
     for item in uploads.range(lo.as_slice()..=hi.as_slice())? {
         let (k, v) = item?;
-        let offset = u64::from_be_bytes(k.value()[32..].try_into().unwrap_or([0; 8]));
+        let Some(offset) = k.value().get(32..).and_then(|o| <[u8; 8]>::try_from(o).ok()).map(u64::from_be_bytes) else {
+            continue;
+        };
         if offset > covered {
             return Ok(Ok(()));
         }
