@@ -88,4 +88,6 @@ impl StateMachine for KvGuest {
     }
 }
 
+// Behind the default `export` feature, so a crate wrapping `KvGuest` can export its own guest.
+#[cfg(feature = "export")]
 wasmraft_guest_sdk::export_guest!(KvGuest);
