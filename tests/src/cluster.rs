@@ -9,18 +9,26 @@
 //!
 //! What a test gets:
 //! - endpoints ([`Cluster::endpoints`], [`Cluster::running_endpoints`]), an [`Etcdctl`] bound to
-//!   a member ([`Cluster::etcdctl`]) and an async `etcd-client` ([`Cluster::client`]);
+//!   a member ([`Cluster::etcdctl`]), an async `etcd-client` ([`Cluster::client`],
+//!   [`Cluster::client_running`]) and the `wasmraft` client subcommands ([`Cluster::cli`]: the
+//!   generic `propose`/`query` API that custom guests serve);
 //! - status per member (Maintenance.Status, what `etcdctl endpoint status` shows:
-//!   [`Cluster::status`]), the leader as the running members agree on it ([`Cluster::leader`], [`Cluster::wait_leader`]);
+//!   [`Cluster::status`]), the leader as the running members agree on it ([`Cluster::leader`],
+//!   [`Cluster::wait_leader`]), all members caught up ([`Cluster::wait_converged`]);
 //! - faults: [`Cluster::kill9`] (SIGKILL, data dir kept), [`Cluster::restart`] (same data dir,
 //!   ports and flags; etcd ignores the `--initial-cluster*` flags when the data dir already holds
-//!   a member, and so must wasmraft).
+//!   a member, and so must wasmraft), [`Cluster::pause`] / [`Cluster::resume`] (SIGSTOP /
+//!   SIGCONT: alive but silent);
+//! - guests (in [`crate::guest`]): [`Cluster::deploy`], [`Cluster::rollback`],
+//!   [`Cluster::guest_status`], [`Cluster::wait_guest`], [`Cluster::wait_same_state`].
 //!
-//! Teardown: [`Cluster`]'s `Drop` SIGKILLs every process first (so no member keeps electing
-//! while the others are reaped one by one), then each [`Member`]'s own `Drop` reaps it, prints
-//! the tail of its log when the test is panicking, and removes its temp dir (kept with
-//! `WASMRAFT_TEST_KEEP=1`). Members are spawned with `PR_SET_PDEATHSIG`, so even a test process
-//! that dies outright leaves nothing behind.
+//! "Running" members are those whose process is alive and not paused: the ones that can answer.
+//!
+//! Teardown: [`Cluster`]'s `Drop` SIGKILLs every process first, paused ones included (so no
+//! member keeps electing while the others are reaped one by one), then each [`Member`]'s own
+//! `Drop` reaps it, prints the tail of its log when the test is panicking, and removes its temp
+//! dir (kept with `WASMRAFT_TEST_KEEP=1`). Members are spawned with `PR_SET_PDEATHSIG`, so even a
+//! test process that dies outright leaves nothing behind.
 //!
 //! All methods are blocking (they run etcdctl or wait for log lines); from async code call them
 //! through `tokio::task::spawn_blocking` or keep them out of the runtime's worker threads.
@@ -120,6 +128,13 @@ impl ClusterConfig {
         self
     }
 
+    /// `--guest=PATH`: the cluster's first guest (a component file) instead of the bundled KV
+    /// guest. wasmraft only.
+    pub fn guest(self, component: impl AsRef<std::path::Path>) -> Self {
+        let arg = format!("--guest={}", component.as_ref().display());
+        self.arg(arg)
+    }
+
     /// Spawns all members, then waits until every one is ready.
     pub fn start(self) -> Cluster {
         let configs: Vec<MemberConfig> = (0..self.size)
@@ -205,14 +220,14 @@ impl Cluster {
         self.members[i].endpoint()
     }
 
-    /// Indexes of the members whose process is alive.
+    /// Indexes of the members whose process is alive and not paused.
     pub fn running(&mut self) -> Vec<usize> {
         (0..self.members.len())
-            .filter(|&i| self.members[i].is_running())
+            .filter(|&i| self.members[i].is_running() && !self.members[i].is_paused())
             .collect()
     }
 
-    /// Client URLs of the running members.
+    /// Client URLs of the running (alive, not paused) members.
     pub fn running_endpoints(&mut self) -> Vec<String> {
         self.running()
             .into_iter()
@@ -234,6 +249,15 @@ impl Cluster {
     /// the member is down, its requests do). `timeout` is the per-request timeout.
     pub async fn client(&self, i: usize, timeout: Duration) -> etcd_client::Client {
         connect(&[self.members[i].endpoint()], timeout).await
+    }
+
+    /// An `etcd-client` over the running members' endpoints (it balances over them and fails
+    /// over when one goes away). `Err` if it cannot be built.
+    pub async fn client_running(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<etcd_client::Client, String> {
+        try_connect(&self.running_endpoints(), timeout).await
     }
 
     /// Member `i`'s Maintenance.Status (what `etcdctl endpoint status` shows), through the
@@ -395,6 +419,17 @@ impl Cluster {
     pub fn restart_no_wait(&mut self, i: usize) {
         self.members[i].restart_no_wait();
     }
+
+    /// SIGSTOPs member `i` ([`Member::pause`]): alive, holding its ports, answering nothing.
+    /// It leaves [`Cluster::running`] until [`Cluster::resume`].
+    pub fn pause(&mut self, i: usize) {
+        self.members[i].pause();
+    }
+
+    /// SIGCONTs member `i` after [`Cluster::pause`].
+    pub fn resume(&mut self, i: usize) {
+        self.members[i].resume();
+    }
 }
 
 impl Drop for Cluster {
@@ -403,21 +438,47 @@ impl Drop for Cluster {
         // keep campaigning (and logging) while the others are torn down.
         for m in &self.members {
             if let Some(pid) = m.pid() {
-                // SAFETY: kill(2) on our own unreaped child; Member's Drop reaps it.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                // SAFETY: kill(2) on our own unreaped child; Member's Drop reaps it. SIGKILL ends
+                // a paused (stopped) member too; the SIGCONT is for good measure.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                    libc::kill(pid as libc::pid_t, libc::SIGCONT);
+                }
             }
         }
     }
 }
 
+/// A multi-thread tokio runtime (two workers) for a blocking test that drives async clients:
+/// spawn client tasks on it, and call the (blocking) [`Cluster`] methods from the test's own
+/// thread meanwhile. Panics if the runtime cannot be built.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("tokio runtime: {e}"))
+}
+
 /// An `etcd-client` over `endpoints` with a per-request `timeout` and a short connect timeout.
+/// Panics if the client cannot be built; [`try_connect`] returns the error.
 pub async fn connect(endpoints: &[String], timeout: Duration) -> etcd_client::Client {
+    try_connect(endpoints, timeout)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`connect`] without the panic.
+pub async fn try_connect(
+    endpoints: &[String],
+    timeout: Duration,
+) -> Result<etcd_client::Client, String> {
     let opts = etcd_client::ConnectOptions::new()
         .with_timeout(timeout)
         .with_connect_timeout(Duration::from_secs(2));
     etcd_client::Client::connect(endpoints, Some(opts))
         .await
-        .unwrap_or_else(|e| panic!("etcd-client connect to {endpoints:?}: {e}"))
+        .map_err(|e| format!("etcd-client connect to {endpoints:?}: {e}"))
 }
 
 #[cfg(test)]

@@ -98,45 +98,53 @@ impl Etcdctl {
         cmd.env_clear()
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint))
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", self.bin.display()));
-        let pid = child.id();
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin piped");
-            // A failed write (etcdctl exited early) shows up in the exit code and stderr.
-            let _ = pipe.write_all(input.as_bytes());
-        }
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        let out = match rx.recv_timeout(ETCDCTL_HARD_TIMEOUT) {
-            Ok(r) => r,
-            Err(_) => {
-                // SAFETY: kill(2) on our own child, which the waiting thread has not reaped.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                panic!(
-                    "etcdctl {args:?} against {} hung for {ETCDCTL_HARD_TIMEOUT:?}",
-                    self.endpoint
-                );
-            }
-        }
-        .expect("waiting for etcdctl");
-        CmdOutput {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .args(args);
+        run_captured(cmd, stdin, ETCDCTL_HARD_TIMEOUT)
+            .unwrap_or_else(|e| panic!("etcdctl {args:?} against {}: {e}", self.endpoint))
     }
+}
+
+/// Runs `cmd` (stdout and stderr piped; stdin piped when `stdin` is given, else null) and
+/// collects its output. A process still running after `hard_timeout` is SIGKILLed and reported
+/// as an error, as is a failure to start it.
+pub fn run_captured(
+    mut cmd: Command,
+    stdin: Option<&str>,
+    hard_timeout: Duration,
+) -> Result<CmdOutput, String> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("spawning {program}: {e}"))?;
+    let pid = child.id();
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A failed write (the program exited early) shows up in the exit code and stderr.
+        let _ = pipe.write_all(input.as_bytes());
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(hard_timeout) {
+        Ok(r) => r.map_err(|e| format!("waiting for {program}: {e}"))?,
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, which the waiting thread has not reaped.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            return Err(format!("{program} hung for {hard_timeout:?} (killed)"));
+        }
+    };
+    Ok(CmdOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 /// Blanks what legitimately differs between two servers (see the module docs):

@@ -1,27 +1,70 @@
-//! Test support for wasmraft's cross-crate tests.
+//! Test support for wasmraft: real clusters of real processes on loopback, for wasmraft's own
+//! cross-crate tests and for guest authors who want to test their guest — and its upgrades —
+//! the way it will run.
 //!
 //! Everything here drives *real processes* — the `wasmraft` binary and, for reference, Debian's
 //! real `etcd` 3.4 — over loopback, because the compatibility promise is about what a client or an
 //! operator observes from the outside (flags, log lines, gRPC answers, etcdctl output), not about
 //! any in-process API.
 //!
-//! - [`ports`]: free loopback ports that stay free for the life of the test process.
-//! - [`binaries`]: where `etcd`, `etcdctl` and `wasmraft` are, building `wasmraft` if needed.
-//! - [`member`]: one running member ([`Member`]) of either flavor, with kill -9 / SIGTERM /
-//!   restart on the same data dir and guaranteed teardown.
-//! - [`cluster`]: N members of one cluster ([`Cluster`]) started together, leader discovery via
-//!   `endpoint status`, kill -9 / restart of single members, teardown on drop.
+//! - [`cluster`]: N members of one cluster ([`Cluster`]) on free loopback ports with temp data
+//!   dirs, started together; the leader as the members agree on it; clients (etcdctl,
+//!   `etcd-client`, the `wasmraft` CLI); kill -9 / restart / pause (SIGSTOP) / resume (SIGCONT)
+//!   of single members; teardown on drop, also when the test panics.
+//! - [`guest`]: deploying guests through the log ([`Cluster::deploy`], [`Cluster::rollback`]),
+//!   what each member runs ([`Cluster::guest_status`]), waiting until every member switched
+//!   ([`Cluster::wait_guest`]) and until every member has the same state
+//!   ([`Cluster::wait_same_state`]).
+//! - [`member`]: one member ([`Member`]) of either flavor, with kill -9 / SIGTERM / restart on
+//!   the same data dir, pause / resume, its log (and the guest switches it logged:
+//!   [`Member::guest_switches`]), guaranteed teardown.
+//! - [`cli`]: the `wasmraft` client subcommands ([`WasmraftCli`]): `propose`, `query` (the
+//!   generic API a custom guest serves), `guest …`.
 //! - [`etcdctl`]: running etcdctl 3.4 against a member and normalizing its output so two
 //!   different servers can be compared byte for byte.
+//! - [`binaries`]: where `etcd`, `etcdctl` and `wasmraft` are, building `wasmraft` if needed
+//!   (or env `WASMRAFT_BIN`).
+//! - [`ports`]: free loopback ports that stay free for the life of the test process.
+//!
+//! A guest author's swap test (the components built by the test crate's build script with
+//! `wasmraft_guest_sdk::builder::export_components`, as this crate's `build.rs` does; see
+//! `docs/testing.md`):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wasmraft_tests::{ClusterConfig, Flavor};
+//!
+//! # let (v1, v2) = ("my-guest-v1.component.wasm", "my-guest-v2.component.wasm");
+//! // Three members running v1; all dropped (processes killed, temp dirs removed) at the end,
+//! // also if an assertion fails.
+//! let mut cluster = ClusterConfig::new(Flavor::Wasmraft, 3).guest(v1).start();
+//! cluster.wait_leader(Duration::from_secs(20));
+//! assert_eq!(cluster.cli(0).propose("add 5").expect("proposed"), "5");
+//!
+//! // One member misses the upgrade.
+//! cluster.kill9(2);
+//! let deployed = cluster.deploy(v2, false).expect("v2 deployed");
+//! cluster.cli(1).propose("add 1").expect("proposed to v2");
+//!
+//! // It comes back, replays the log (v1 before the swap index, v2 after) and agrees.
+//! cluster.restart(2);
+//! let members = cluster.wait_same_state(Duration::from_secs(30)).expect("same state everywhere");
+//! assert!(members.iter().all(|m| m.version == "2.0.0" && m.since_index == deployed.since_index));
+//! assert_eq!(cluster.cli(2).query_serializable("get").expect("read"), "6");
+//! ```
 
 pub mod binaries;
+pub mod cli;
 pub mod cluster;
 pub mod etcdctl;
+pub mod guest;
 pub mod member;
 pub mod ports;
 
 pub use binaries::{etcd_bin, etcdctl_bin, wasmraft_bin};
-pub use cluster::{Cluster, ClusterConfig, EndpointStatus};
+pub use cli::WasmraftCli;
+pub use cluster::{Cluster, ClusterConfig, EndpointStatus, runtime};
 pub use etcdctl::{CmdOutput, Etcdctl};
-pub use member::{Flavor, Member, MemberConfig};
+pub use guest::{DeployOptions, Deployment, GuestStatus, StoredModule};
+pub use member::{Flavor, GuestSwitch, Member, MemberConfig};
 pub use ports::free_port;

@@ -7,11 +7,15 @@
 //! A [`Member`] owns its process, a temp dir holding its data dir and its log, and the two ports.
 //! The data dir and ports survive [`Member::kill9`] / [`Member::terminate`], so
 //! [`Member::restart`] brings the *same* member back — that is what durability tests are about.
+//! [`Member::pause`] / [`Member::resume`] (SIGSTOP / SIGCONT) freeze a member without killing it:
+//! a member that stops answering while its peers carry on, as a long GC pause or a hung disk
+//! would look from outside.
 //!
-//! Teardown is guaranteed three ways: `Drop` SIGKILLs and reaps the process (also when the test
-//! panics, printing the tail of the member's log so the failure explains itself); the process is
-//! spawned with `PR_SET_PDEATHSIG = SIGKILL`, so even if the test binary itself dies (timeout,
-//! Ctrl-C, abort) no server is left behind holding ports.
+//! Teardown is guaranteed three ways: `Drop` SIGKILLs and reaps the process (also a paused one,
+//! which is sent SIGCONT too; also when the test panics, printing the tail of the member's log so
+//! the failure explains itself); the process is spawned with `PR_SET_PDEATHSIG = SIGKILL`, so
+//! even if the test binary itself dies (timeout, Ctrl-C, abort) no server is left behind holding
+//! ports.
 //!
 //! The API is split so a multi-member cluster can be built on it later: [`MemberConfig`] carries
 //! the name, ports, `--initial-cluster` and extra flags; [`Member::spawn`] starts without waiting
@@ -199,6 +203,8 @@ pub struct Member {
     log_offset: u64,
     /// How many times the process has been started.
     starts: u32,
+    /// Stopped with SIGSTOP by [`Member::pause`] and not resumed yet.
+    paused: bool,
 }
 
 impl Member {
@@ -234,6 +240,7 @@ impl Member {
             child: None,
             log_offset: 0,
             starts: 0,
+            paused: false,
         };
         m.spawn_process();
         m
@@ -395,6 +402,7 @@ impl Member {
                 None => true,
                 Some(_) => {
                     self.child = None;
+                    self.paused = false;
                     false
                 }
             },
@@ -403,14 +411,57 @@ impl Member {
 
     /// SIGKILL and reap: the process gets no chance to flush anything, like a power cut for the
     /// process (not for the OS: the page cache survives). The data dir is kept for
-    /// [`Member::restart`]. Panics if the member is not running.
+    /// [`Member::restart`]. Works on a paused member too. Panics if the member is not running.
     pub fn kill9(&mut self) {
         let mut child = self
             .child
             .take()
             .unwrap_or_else(|| panic!("kill9: member {} is not running", self.config.name));
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_and_reap(&mut child);
+        self.paused = false;
+    }
+
+    /// SIGSTOP: the process stays alive, holding its ports and files, but answers nothing —
+    /// neither clients nor peers — until [`Member::resume`]. Its peers see a member that went
+    /// silent (they elect a new leader if it led). Panics if the member is not running.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP, "pause");
+        self.paused = true;
+    }
+
+    /// SIGCONT after [`Member::pause`]: the member carries on where it stopped (and catches up
+    /// with what its peers did meanwhile). Panics if the member is not running.
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT, "resume");
+        self.paused = false;
+    }
+
+    /// Whether the member is stopped by [`Member::pause`].
+    pub fn is_paused(&self) -> bool {
+        self.paused && self.child.is_some()
+    }
+
+    fn signal(&mut self, signal: libc::c_int, what: &str) {
+        if !self.is_running() {
+            panic!("{what}: member {} is not running", self.config.name);
+        }
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("{what}: member {} has no pid", self.config.name));
+        // SAFETY: kill(2) on the pid of our own child, which is alive and unreaped (is_running
+        // reaps it otherwise).
+        if unsafe { libc::kill(pid as libc::pid_t, signal) } != 0 {
+            panic!(
+                "{what}: kill({pid}, {signal}) failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// The guest switches this member logged (`wasmraft: switched to guest …`), all incarnations,
+    /// oldest first.
+    pub fn guest_switches(&self) -> Vec<GuestSwitch> {
+        self.log().lines().filter_map(GuestSwitch::parse).collect()
     }
 
     /// SIGTERM, then wait for a graceful exit (SIGKILL after [`TERMINATE_TIMEOUT`], which is a
@@ -423,6 +474,11 @@ impl Member {
             .unwrap_or_else(|| panic!("terminate: member {} is not running", self.config.name));
         // SAFETY: plain kill(2) on the pid of our own unreaped child.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        if std::mem::take(&mut self.paused) {
+            // A stopped process only acts on SIGTERM once it runs again.
+            // SAFETY: as above.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+        }
         let deadline = Instant::now() + TERMINATE_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
@@ -467,8 +523,7 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_and_reap(&mut child);
         }
         let keep = std::env::var_os("WASMRAFT_TEST_KEEP").is_some_and(|v| v != "0");
         if std::thread::panicking() {
@@ -495,6 +550,49 @@ impl fmt::Debug for Member {
             .field("pid", &self.pid())
             .field("data_dir", &self.data_dir)
             .finish()
+    }
+}
+
+/// SIGKILL, SIGCONT (SIGKILL ends a stopped process too, but a stopped process that somehow
+/// survives would keep its ports forever), then reap.
+fn kill_and_reap(child: &mut Child) {
+    let _ = child.kill();
+    // SAFETY: kill(2) on our own child, not reaped yet (a zombie at worst).
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+    let _ = child.wait();
+}
+
+/// One `wasmraft: switched to guest <name> <version> (sha256 <hex>) at index <N>; the swap entry
+/// took <X> ms to apply` line of a member's log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuestSwitch {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    /// The swap entry's index.
+    pub index: u64,
+    /// How long the swap entry took to apply on this member, in milliseconds: loading the new
+    /// module (compiling it, unless this member already has it compiled — the member that
+    /// validated the deploy does), instantiating it and running its `migrate`.
+    pub apply_ms: f64,
+}
+
+impl GuestSwitch {
+    /// Parses one log line; `None` if it is not a switch line.
+    pub fn parse(line: &str) -> Option<GuestSwitch> {
+        let rest = &line[line.find("switched to guest ")? + "switched to guest ".len()..];
+        let (name, rest) = rest.split_once(' ')?;
+        let (version, rest) = rest.split_once(" (sha256 ")?;
+        let (sha256, rest) = rest.split_once(") at index ")?;
+        let (index, rest) = rest.split_once(';')?;
+        let ms = rest.split_once("took ")?.1.split_once(" ms")?.0;
+        Some(GuestSwitch {
+            name: name.to_string(),
+            version: version.to_string(),
+            sha256: sha256.to_string(),
+            index: index.trim().parse().ok()?,
+            apply_ms: ms.trim().parse().ok()?,
+        })
     }
 }
 
@@ -553,4 +651,65 @@ fn spawn_with_parent_death_signal(cmd: Command) -> std::io::Result<Child> {
     reply_rx
         .recv()
         .expect("member-spawner thread dropped the request")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a process with this pid exists (a zombie counts).
+    fn exists(pid: u32) -> bool {
+        // SAFETY: signal 0 only checks that the pid exists.
+        unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+    }
+
+    #[test]
+    fn dropping_a_paused_member_kills_and_reaps_it() {
+        let mut m = Member::spawn(MemberConfig::new(Flavor::Wasmraft));
+        m.pause();
+        assert!(m.is_paused() && m.is_running());
+        let pid = m.pid().expect("running");
+        drop(m);
+        assert!(!exists(pid), "the paused member {pid} survived its Member");
+    }
+
+    #[test]
+    fn a_paused_member_can_be_resumed_killed_and_restarted() {
+        let mut m = Member::spawn(MemberConfig::new(Flavor::Wasmraft));
+        m.pause();
+        m.resume();
+        assert!(!m.is_paused() && m.is_running());
+        m.pause();
+        m.kill9();
+        assert!(!m.is_paused() && !m.is_running());
+        // Ready, so that its SIGTERM handler (graceful shutdown) is installed: a stopped process
+        // with a handler only acts on SIGTERM once it runs again.
+        m.restart();
+        m.pause();
+        // A graceful stop of a paused member must not wait for it to be resumed by hand.
+        let started = Instant::now();
+        m.terminate();
+        assert!(
+            started.elapsed() < TERMINATE_TIMEOUT,
+            "terminate waited for the SIGKILL fallback"
+        );
+        assert_eq!(m.starts(), 2);
+    }
+
+    #[test]
+    fn parses_switch_lines() {
+        let line = "2026-11-21T07:19:50.173890Z  INFO wasmraft::node::apply: wasmraft: switched to guest etcd-kv 0.2.0 (sha256 eb4a7e17) at index 14; the swap entry took 2519.0 ms to apply";
+        let s = GuestSwitch::parse(line).expect("a switch line");
+        assert_eq!(
+            (
+                s.name.as_str(),
+                s.version.as_str(),
+                s.sha256.as_str(),
+                s.index
+            ),
+            ("etcd-kv", "0.2.0", "eb4a7e17", 14)
+        );
+        assert_eq!(s.apply_ms, 2519.0);
+        assert!(GuestSwitch::parse("INFO raft: switched to configuration config=...").is_none());
+    }
 }
