@@ -277,9 +277,9 @@ pub fn check_transition(
 }
 
 /// Applies one piece of a module: stores it, and once the pieces cover the module and hash to
-/// its sha256, stores the module. `Ok(Err(text))` refuses the piece (nothing is kept of the
-/// module's pieces when they do not hash right); `Err` is a storage failure.
-pub fn apply_chunk(txn: &WriteTransaction, c: &pb::GuestModuleChunk) -> Result<Result<(), String>, redb::Error> {
+/// its sha256, stores the module and returns it. `Ok(Err(text))` refuses the piece (nothing is
+/// kept of the module's pieces when they do not hash right); `Err` is a storage failure.
+pub fn apply_chunk(txn: &WriteTransaction, c: &pb::GuestModuleChunk) -> Result<Result<Option<Vec<u8>>, String>, redb::Error> {
     let hash = match hash_of(&c.sha256) {
         Ok(h) => h,
         Err(text) => return Ok(Err(text)),
@@ -294,7 +294,7 @@ pub fn apply_chunk(txn: &WriteTransaction, c: &pb::GuestModuleChunk) -> Result<R
         )));
     }
     if txn.open_table(GUEST_MODULES)?.get(hash.as_slice())?.is_some() {
-        return Ok(Ok(()));
+        return Ok(Ok(None));
     }
     let mut uploads = txn.open_table(GUEST_UPLOADS)?;
     let mut key = hash.to_vec();
@@ -314,13 +314,13 @@ pub fn apply_chunk(txn: &WriteTransaction, c: &pb::GuestModuleChunk) -> Result<R
             continue;
         };
         if offset > covered {
-            return Ok(Ok(()));
+            return Ok(Ok(None));
         }
         covered = covered.max(offset + v.value().len() as u64);
         pieces.push((offset, v.value().to_vec()));
     }
     if covered < c.total_size {
-        return Ok(Ok(()));
+        return Ok(Ok(None));
     }
     let mut module = vec![0u8; c.total_size as usize];
     for (offset, data) in &pieces {
@@ -333,7 +333,7 @@ pub fn apply_chunk(txn: &WriteTransaction, c: &pb::GuestModuleChunk) -> Result<R
         return Ok(Err(format!("wasmraft: the pieces of module {} do not hash to it; they were dropped", hex::encode(hash))));
     }
     txn.open_table(GUEST_MODULES)?.insert(hash.as_slice(), module.as_slice())?;
-    Ok(Ok(()))
+    Ok(Ok(Some(module)))
 }
 
 /// Applies a deploy entry at `index` inside `txn`: loads the stored module, checks the swap
@@ -529,10 +529,11 @@ mod tests {
         };
         let txn = db.begin_write().expect("txn");
         create_tables(&txn).expect("tables");
-        assert_eq!(apply_chunk(&txn, &piece(6000, 4000)).expect("io"), Ok(()));
-        assert_eq!(apply_chunk(&txn, &piece(0, 3000)).expect("io"), Ok(()));
+        assert_eq!(apply_chunk(&txn, &piece(6000, 4000)).expect("io"), Ok(None));
+        assert_eq!(apply_chunk(&txn, &piece(0, 3000)).expect("io"), Ok(None));
         assert!(txn.open_table(GUEST_MODULES).expect("t").get(hash.as_slice()).expect("get").is_none(), "a gap remains");
-        assert_eq!(apply_chunk(&txn, &piece(3000, 3000)).expect("io"), Ok(()));
+        assert_eq!(apply_chunk(&txn, &piece(3000, 3000)).expect("io"), Ok(Some(module.clone())), "the last piece completes it");
+        assert_eq!(apply_chunk(&txn, &piece(0, 3000)).expect("io"), Ok(None), "a stored module's pieces are no-ops");
         txn.commit().expect("commit");
         let r = db.begin_read().expect("read");
         assert_eq!(stored_module(&r, &hash).expect("read"), Some(module.clone()));

@@ -251,7 +251,13 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
                 None => Err(NodeError::NoGuest),
             },
             Some(pb::entry::Kind::GuestModuleChunk(chunk)) => match deployment::apply_chunk(&txn, &chunk)? {
-                Ok(()) => Ok(Vec::new()),
+                Ok(stored) => {
+                    if let Some(module) = stored {
+                        // The swap to it is likely next: compile now, off this thread.
+                        shared.registry.prepare(module);
+                    }
+                    Ok(Vec::new())
+                }
                 Err(text) => Err(NodeError::DeployRefused(text)),
             },
             Some(pb::entry::Kind::GuestDeploy(deploy)) => {

@@ -4,6 +4,8 @@
 //! Validation on the receiving member is for clear, early errors; the same rules run again at
 //! apply on every member (see `crate::deployment`), which is what makes them binding.
 
+use std::time::{Duration, Instant};
+
 use prost::Message as _;
 use redb::ReadableDatabase as _;
 use wasmraft_proto::wasmraft::v1 as pb;
@@ -12,6 +14,10 @@ use super::{NodeError, NodeHandle};
 use crate::deployment::{self, MAX_MODULE_BYTES, MODULE_CHUNK_BYTES};
 use crate::guest::{GuestLimits, GuestRegistry};
 use pb::guest_deploy::Mode;
+
+/// The most a deploy waits, after its module's pieces are applied, for the other members to
+/// compile the module in the background (see `deploy_module`).
+const MAX_COMPILE_GRACE: Duration = Duration::from_secs(10);
 
 /// What a deploy asks for besides the module.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,7 +89,7 @@ impl NodeHandle {
             )));
         }
         let hash = deployment::sha256(&module);
-        let (module, stored) = self.validate(module, hash, opts, mode).await?;
+        let (module, stored, compiled_in) = self.validate(module, hash, opts, mode).await?;
         if !stored {
             let total_size = module.len() as u64;
             for (i, piece) in module.chunks(MODULE_CHUNK_BYTES).enumerate() {
@@ -95,6 +101,10 @@ impl NodeHandle {
                 };
                 self.propose_entry(pb::entry::Kind::GuestModuleChunk(chunk)).await?;
             }
+            // Every member starts compiling the module when its last piece is applied, off the
+            // apply thread; the swap entry then finds it compiled instead of stalling that
+            // member's writes while it compiles. Give them about the time this member took.
+            tokio::time::sleep(compiled_in.min(MAX_COMPILE_GRACE)).await;
         }
         let deploy = pb::GuestDeploy {
             sha256: hash.to_vec(),
@@ -107,9 +117,16 @@ impl NodeHandle {
         pb::GuestDeployment::decode(out.as_slice()).map_err(|e| internal(format!("decoding the deployment record: {e}")))
     }
 
-    /// Loads the module and checks the swap against this member's state. Returns the module and
-    /// whether it is already stored (then its pieces need not travel again).
-    async fn validate(&self, module: Vec<u8>, hash: [u8; 32], opts: DeployOptions, mode: Mode) -> Result<(Vec<u8>, bool), NodeError> {
+    /// Loads the module and checks the swap against this member's state. Returns the module,
+    /// whether it is already stored (then its pieces need not travel again) and how long this
+    /// member took to compile it (zero if it had it compiled).
+    async fn validate(
+        &self,
+        module: Vec<u8>,
+        hash: [u8; 32],
+        opts: DeployOptions,
+        mode: Mode,
+    ) -> Result<(Vec<u8>, bool, Duration), NodeError> {
         let s = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
@@ -119,16 +136,18 @@ impl NodeHandle {
                 fuel_per_entry: if opts.fuel_per_entry == 0 { current.fuel_per_entry } else { opts.fuel_per_entry },
                 memory_bytes: if opts.memory_bytes == 0 { current.memory_bytes } else { opts.memory_bytes },
             };
+            let started = Instant::now();
             let guest = s
                 .registry
                 .load(&module, limits)
                 .map_err(|e| NodeError::DeployRefused(format!("wasmraft: the module is not a usable guest: {e:#}")))?;
+            let compiled_in = started.elapsed();
             let history = deployment::history(&txn).map_err(|e| internal(format!("{e:#}")))?;
             let was_active_before = history.iter().any(|d| d.sha256 == hash);
             deployment::check_transition(record.as_ref(), guest.info(), &hash, limits, mode, opts.force, was_active_before)
                 .map_err(NodeError::DeployRefused)?;
             let stored = deployment::stored_module(&txn, &hash).map_err(|e| internal(format!("{e:#}")))?.is_some();
-            Ok((module, stored))
+            Ok((module, stored, compiled_in))
         })
         .await
         .map_err(internal)?
