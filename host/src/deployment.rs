@@ -41,6 +41,9 @@ pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
 pub struct Active {
     pub record: pb::GuestDeployment,
     pub guest: Arc<Guest>,
+    /// The record as stored in `meta`, so a query can tell in one comparison whether the state
+    /// it reads is this deployment's.
+    pub encoded: Vec<u8>,
 }
 
 impl Active {
@@ -126,7 +129,27 @@ pub fn load_active(db: &redb::Database, registry: &GuestRegistry) -> anyhow::Res
     let txn = db.begin_read()?;
     let Some(record) = record(&txn)? else { return Ok(None) };
     let guest = guest_for(registry, &record, || stored_module(&txn, &record.sha256))?;
-    Ok(Some(Active { record, guest }))
+    Ok(Some(Active { encoded: record.encode_to_vec(), record, guest }))
+}
+
+/// The guest for a query on `txn`: the one `txn`'s deployment record names. Usually that is
+/// `active` (checked by comparing the stored record's bytes); around a swap it may not be, and
+/// the record decides.
+pub fn guest_in(
+    txn: &ReadTransaction,
+    active: &std::sync::RwLock<Option<Arc<Active>>>,
+    registry: &GuestRegistry,
+) -> anyhow::Result<Option<Arc<Guest>>> {
+    {
+        let meta = txn.open_table(META)?;
+        let Some(stored) = meta.get(META_DEPLOYMENT)? else { return Ok(None) };
+        let active = active.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = active.as_ref().filter(|a| a.encoded == stored.value()) {
+            return Ok(Some(a.guest.clone()));
+        }
+    }
+    let Some(record) = record(txn)? else { return Ok(None) };
+    guest_for(registry, &record, || stored_module(txn, &record.sha256)).map(Some)
 }
 
 /// A stored module's bytes.
@@ -446,7 +469,7 @@ fn migrate_and_record(
         Ok(())
     })();
     match written {
-        Ok(()) => (txn, Ok(Deployed::Switched(Active { record, guest }))),
+        Ok(()) => (txn, Ok(Deployed::Switched(Active { record, guest, encoded: bytes }))),
         Err(e) => (txn, Err(ApplyError::Storage(e))),
     }
 }

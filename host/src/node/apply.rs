@@ -151,7 +151,7 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
     match deployment::load_active(&shared.state_db, &shared.registry) {
         Ok(active) => {
             shared.deployed.send_replace(active.as_ref().map(|a| a.record.clone()));
-            *shared.active.write().unwrap_or_else(|p| p.into_inner()) = active;
+            *shared.active.write().unwrap_or_else(|p| p.into_inner()) = active.map(Arc::new);
         }
         Err(e) => {
             shared.fail(format!("loading the active guest after snapshot {index}: {e:#}"));
@@ -262,7 +262,7 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
             },
             Some(pb::entry::Kind::GuestDeploy(deploy)) => {
                 let started = Instant::now();
-                let (t, result) = deployment::apply_deploy(txn, &deploy, e.index, active.as_ref(), &shared.registry);
+                let (t, result) = deployment::apply_deploy(txn, &deploy, e.index, active.as_deref(), &shared.registry);
                 txn = t;
                 match result {
                     Ok(Deployed::Switched(a)) => {
@@ -275,7 +275,7 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
                             started.elapsed().as_secs_f64() * 1000.0
                         );
                         let out = a.record.encode_to_vec();
-                        active = Some(a);
+                        active = Some(Arc::new(a));
                         switched = true;
                         Ok(out)
                     }

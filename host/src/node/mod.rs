@@ -92,7 +92,7 @@ pub(crate) struct Shared {
     pub applied: watch::Sender<u64>,
     /// The active guest as of the last applied batch (None until the first deploy is applied).
     /// Queries do not use it: they take the guest the state they read records (see `query`).
-    pub active: RwLock<Option<Active>>,
+    pub active: RwLock<Option<Arc<Active>>>,
     /// Tells waiters (the server before it serves, `guest status`) that a deploy was applied.
     pub deployed: watch::Sender<Option<pb::GuestDeployment>>,
     pub registry: Arc<GuestRegistry>,
@@ -264,7 +264,7 @@ impl Node {
             commit_index: AtomicU64::new(commit.max(applied_index)),
             applied: watch::channel(applied_index).0,
             deployed: watch::channel(active.as_ref().map(|a| a.record.clone())).0,
-            active: RwLock::new(active),
+            active: RwLock::new(active.map(Arc::new)),
             registry,
             membership,
             peers: std::sync::OnceLock::new(),
@@ -428,9 +428,9 @@ impl NodeHandle {
         tokio::task::spawn_blocking(move || {
             let internal = |e: &dyn std::fmt::Display| NodeError::Internal(e.to_string());
             let txn = s.state_db.begin_read().map_err(|e| internal(&e))?;
-            let record = deployment::record(&txn).map_err(|e| internal(&format!("{e:#}")))?.ok_or(NodeError::NoGuest)?;
-            let guest = deployment::guest_for(&s.registry, &record, || deployment::stored_module(&txn, &record.sha256))
-                .map_err(|e| internal(&format!("{e:#}")))?;
+            let guest = deployment::guest_in(&txn, &s.active, &s.registry)
+                .map_err(|e| internal(&format!("{e:#}")))?
+                .ok_or(NodeError::NoGuest)?;
             guest.query(&txn, &request).map_err(apply::node_error)
         })
         .await
