@@ -93,16 +93,19 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_DEBUG", default_value_t = false)]
     pub debug: bool,
 
-    /// Path of a guest component (.wasm) to run instead of the bundled etcd KV guest.
+    /// The first guest of a new cluster (a component .wasm), instead of the bundled etcd KV
+    /// guest. Afterwards the cluster's replicated deployment decides (`wasmraft guest deploy`).
     #[arg(long, env = "WASMRAFT_GUEST")]
     pub guest: Option<PathBuf>,
 
-    /// Fuel (roughly, Wasm instructions) a guest may spend on one entry before it is aborted.
+    /// Fuel (roughly, Wasm instructions) the first guest may spend on one entry before it is
+    /// aborted; recorded in the replicated deployment, which every member then follows.
     #[arg(long, env = "WASMRAFT_GUEST_FUEL")]
     pub guest_fuel: Option<u64>,
 
-    /// Linear memory (bytes) a guest instance may grow to.
-    #[arg(long, env = "WASMRAFT_GUEST_MEMORY_BYTES")]
+    /// Linear memory (bytes) an instance of the first guest may grow to; recorded in the
+    /// replicated deployment, which every member then follows.
+    #[arg(long, visible_alias = "guest-memory", env = "WASMRAFT_GUEST_MEMORY_BYTES")]
     pub guest_memory_bytes: Option<u64>,
 }
 
@@ -322,6 +325,14 @@ mod tests {
         assert_eq!(c.initial_cluster.len(), 1);
         assert_eq!(c.election_ticks(), 10);
         assert_eq!(c.request_timeout(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn guest_limits_flags_for_the_first_deployment() {
+        let c = parse(&["--guest-fuel", "1000", "--guest-memory", "65536"]).unwrap();
+        assert_eq!((c.guest_fuel, c.guest_memory_bytes), (Some(1000), Some(65536)));
+        let c = parse(&["--guest-memory-bytes", "131072"]).unwrap();
+        assert_eq!(c.guest_memory_bytes, Some(131072));
     }
 
     #[test]
