@@ -195,6 +195,10 @@ pub const NOT_SUPPORTED_FOR_LEARNER: EtcdError = EtcdError::new(
     Code::Unavailable,
     "etcdserver: rpc not supported for learner",
 );
+pub const TIMEOUT_LEADER_TRANSFER: EtcdError = EtcdError::new(
+    Code::Unavailable,
+    "etcdserver: request timed out, leader transfer took too long",
+);
 pub const BAD_LEADER_TRANSFEREE: EtcdError = EtcdError::new(
     Code::FailedPrecondition,
     "etcdserver: bad leader transferee",
@@ -248,6 +252,7 @@ const WIRE_ERRORS: &[EtcdError] = &[
     STOPPED,
     TIMEOUT,
     TIMEOUT_DUE_TO_LEADER_FAIL,
+    TIMEOUT_LEADER_TRANSFER,
     TIMEOUT_DUE_TO_CONNECTION_LOST,
     TIMEOUT_WAIT_APPLIED_INDEX,
     UNHEALTHY,
@@ -336,6 +341,9 @@ pub fn node_error(err: NodeError) -> Status {
         NodeError::RequestTooLarge => REQUEST_TOO_LARGE.status(),
         NodeError::Stopped => STOPPED.status(),
         NodeError::NoLeader => NO_LEADER.status(),
+        NodeError::NotLeader => NOT_LEADER.status(),
+        NodeError::BadLeaderTransferee => BAD_LEADER_TRANSFEREE.status(),
+        NodeError::LeaderTransferTimeout => TIMEOUT_LEADER_TRANSFER.status(),
         no_guest @ NodeError::NoGuest => Status::unavailable(no_guest.to_string()),
         NodeError::DeployRefused(text) => Status::failed_precondition(text),
         // The node's text already says what failed; keep it, it is ours, not etcd's.

@@ -1,5 +1,5 @@
-//! The Maintenance service: `Status` (what `etcdctl endpoint status` shows). Alarms, defrag,
-//! hashes, snapshots and leader transfer are not served yet and say so.
+//! The Maintenance service: `Status` (what `etcdctl endpoint status` shows) and `MoveLeader`
+//! (`etcdctl move-leader`). Alarms, defrag, hashes and snapshots are not served yet and say so.
 
 use std::sync::Arc;
 
@@ -99,8 +99,16 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _request: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(super::not_supported_yet("MoveLeader"))
+        // etcd's maintenanceServer.MoveLeader: only the leader moves leadership, and the answer
+        // comes once the transferee leads (or the transfer timed out).
+        self.api.check_member(&request, false)?;
+        let node = &self.api.node;
+        if node.leader() != node.member_id() {
+            return Err(errors::NOT_LEADER.into());
+        }
+        node.move_leader(request.get_ref().target_id).await.map_err(errors::node_error)?;
+        Ok(Response::new(MoveLeaderResponse { header: None }))
     }
 }

@@ -25,6 +25,15 @@ pub enum NodeError {
     /// There is no leader to order the request.
     #[error("etcdserver: no leader")]
     NoLeader,
+    /// Only the leader can do this (a leader transfer).
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// A leader transfer to something that is not a voting member.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// The transferee did not become leader within the request timeout.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     /// No guest has been deployed yet (a new cluster before its first deploy entry applied).
     #[error("wasmraft: no guest is deployed yet")]
     NoGuest,

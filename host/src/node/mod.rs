@@ -60,6 +60,8 @@ pub(crate) enum RaftMsg {
     SnapshotStatus(u64, raft::SnapshotStatus),
     /// The state database is durable up to this index: the log before it may be compacted.
     Durable(u64),
+    /// Hand leadership to this voter (etcd's MoveLeader); refused unless this member leads.
+    TransferLeader { to: u64, reply: oneshot::Sender<Result<(), NodeError>> },
     Stop,
 }
 
@@ -401,6 +403,24 @@ impl NodeHandle {
                 Err(NodeError::Timeout)
             }
         }
+    }
+
+    /// Moves leadership to voter `to` (etcd's `MoveLeader`): only the leader may, and the call
+    /// returns once this member sees `to` as leader, or fails after the request timeout with
+    /// etcd's "leader transfer took too long".
+    pub async fn move_leader(&self, to: u64) -> Result<(), NodeError> {
+        let s = &self.inner;
+        let (tx, rx) = oneshot::channel();
+        s.to_raft.send(RaftMsg::TransferLeader { to, reply: tx }).map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)??;
+        let deadline = tokio::time::Instant::now() + s.request_timeout;
+        while s.leader.load(Ordering::Relaxed) != to {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NodeError::LeaderTransferTimeout);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 
     /// Linearizable read barrier (ReadIndex): returns once this member has applied everything

@@ -62,6 +62,18 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                         shared.waits.trigger(id, Err(NodeError::NoLeader));
                     }
                 }
+                RaftMsg::TransferLeader { to, reply } => {
+                    let result = if node.raft.leader_id != shared.member_id {
+                        Err(NodeError::NotLeader)
+                    } else if !node.raft.prs().conf().voters().contains(to) {
+                        Err(NodeError::BadLeaderTransferee)
+                    } else {
+                        tracing::info!("leadership transfer from {:x} to {to:x} starting", shared.member_id);
+                        node.transfer_leader(to);
+                        Ok(())
+                    };
+                    let _ = reply.send(result);
+                }
                 RaftMsg::ReadIndex { reply } => {
                     reads.queued_since.get_or_insert_with(Instant::now);
                     reads.queued.push(reply);
