@@ -84,20 +84,42 @@ fn decode_record(bytes: &[u8]) -> anyhow::Result<pb::GuestDeployment> {
 
 /// The deployment record a read transaction sees (None before the first deploy).
 pub fn record(txn: &ReadTransaction) -> anyhow::Result<Option<pb::GuestDeployment>> {
-    let meta = txn.open_table(META)?;
+    record_from(&txn.open_table(META)?)
+}
+
+fn record_from(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> anyhow::Result<Option<pb::GuestDeployment>> {
     let value = meta.get(META_DEPLOYMENT)?;
     value.map(|v| decode_record(v.value())).transpose()
 }
 
-fn record_in(txn: &WriteTransaction) -> anyhow::Result<Option<pb::GuestDeployment>> {
-    let meta = txn.open_table(META)?;
-    let value = meta.get(META_DEPLOYMENT)?;
-    value.map(|v| decode_record(v.value())).transpose()
+/// Whether the module hashing to `hash` was ever the active guest (a rollback may go only there).
+pub fn was_active(txn: &ReadTransaction, hash: &[u8]) -> anyhow::Result<bool> {
+    was_active_in(&txn.open_table(DEPLOYMENTS)?, hash)
+}
+
+fn was_active_in(deployments: &impl ReadableTable<u64, &'static [u8]>, hash: &[u8]) -> anyhow::Result<bool> {
+    for item in deployments.iter()? {
+        let (_, v) = item?;
+        if decode_record(v.value())?.sha256 == hash {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The limits a deployment record sets.
 pub fn limits_of(r: &pb::GuestDeployment) -> GuestLimits {
     GuestLimits { fuel_per_entry: r.fuel_per_entry, memory_bytes: r.memory_bytes }
+}
+
+/// The limits a deploy asking for `fuel` and `memory` gets: 0 keeps the active deployment's
+/// value (the default for the first deployment).
+pub fn requested_limits(active: Option<&pb::GuestDeployment>, fuel: u64, memory: u64) -> GuestLimits {
+    let current = active.map(limits_of).unwrap_or_default();
+    GuestLimits {
+        fuel_per_entry: if fuel == 0 { current.fuel_per_entry } else { fuel },
+        memory_bytes: if memory == 0 { current.memory_bytes } else { memory },
+    }
 }
 
 fn hash_of(bytes: &[u8]) -> Result<[u8; 32], String> {
@@ -376,7 +398,7 @@ pub fn apply_deploy(
     {
         return (txn, Ok(Deployed::Unchanged(a.record.clone())));
     }
-    match prepare(&txn, d, mode, active, registry) {
+    match prepare(&txn, d, mode, registry) {
         Ok(Ok((guest, limits, size))) => migrate_and_record(txn, guest, limits, size, index, active),
         Ok(Err(text)) => (txn, Err(ApplyError::Guest(text))),
         Err(e) => (txn, Err(e)),
@@ -389,7 +411,6 @@ fn prepare(
     txn: &WriteTransaction,
     d: &pb::GuestDeploy,
     mode: pb::guest_deploy::Mode,
-    active: Option<&Active>,
     registry: &GuestRegistry,
 ) -> Result<Result<(Arc<Guest>, GuestLimits, u64), String>, ApplyError> {
     let hash = match hash_of(&d.sha256) {
@@ -405,29 +426,16 @@ fn prepare(
     let Some(module) = module else {
         return Ok(Err(format!("wasmraft: module {} is not stored; its pieces must come first", hex::encode(hash))));
     };
-    let current = active.map(|a| limits_of(&a.record)).unwrap_or_default();
-    let limits = GuestLimits {
-        fuel_per_entry: if d.fuel_per_entry == 0 { current.fuel_per_entry } else { d.fuel_per_entry },
-        memory_bytes: if d.memory_bytes == 0 { current.memory_bytes } else { d.memory_bytes },
-    };
+    // The stored record, not the in-memory guest, is the truth every member shares.
+    let host = |e: anyhow::Error| ApplyError::Host(format!("{e:#}"));
+    let record = txn.open_table(META).map_err(|e| storage(e.into())).and_then(|t| record_from(&t).map_err(host))?;
+    let limits = requested_limits(record.as_ref(), d.fuel_per_entry, d.memory_bytes);
     let guest = match registry.load(&module, limits) {
         Ok(g) => g,
         Err(e) => return Ok(Err(format!("wasmraft: the module is not a usable guest: {e:#}"))),
     };
-    let was_active_before = {
-        let t = txn.open_table(DEPLOYMENTS).map_err(|e| storage(e.into()))?;
-        let mut found = false;
-        for item in t.iter().map_err(|e| storage(e.into()))? {
-            let (_, v) = item.map_err(|e| storage(e.into()))?;
-            if decode_record(v.value()).is_ok_and(|r| r.sha256 == hash) {
-                found = true;
-                break;
-            }
-        }
-        found
-    };
-    // The record, not the in-memory guest, is the truth every member shares.
-    let record = record_in(txn).map_err(|e| ApplyError::Host(format!("{e:#}")))?;
+    let was_active_before =
+        txn.open_table(DEPLOYMENTS).map_err(|e| storage(e.into())).and_then(|t| was_active_in(&t, &hash).map_err(host))?;
     if let Err(text) = check_transition(record.as_ref(), guest.info(), &hash, limits, mode, d.force, was_active_before) {
         return Ok(Err(text));
     }

@@ -131,19 +131,14 @@ impl NodeHandle {
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let record = deployment::record(&txn).map_err(|e| internal(format!("{e:#}")))?;
-            let current = record.as_ref().map(deployment::limits_of).unwrap_or_default();
-            let limits = GuestLimits {
-                fuel_per_entry: if opts.fuel_per_entry == 0 { current.fuel_per_entry } else { opts.fuel_per_entry },
-                memory_bytes: if opts.memory_bytes == 0 { current.memory_bytes } else { opts.memory_bytes },
-            };
+            let limits = deployment::requested_limits(record.as_ref(), opts.fuel_per_entry, opts.memory_bytes);
             let started = Instant::now();
             let guest = s
                 .registry
                 .load(&module, limits)
                 .map_err(|e| NodeError::DeployRefused(format!("wasmraft: the module is not a usable guest: {e:#}")))?;
             let compiled_in = started.elapsed();
-            let history = deployment::history(&txn).map_err(|e| internal(format!("{e:#}")))?;
-            let was_active_before = history.iter().any(|d| d.sha256 == hash);
+            let was_active_before = deployment::was_active(&txn, &hash).map_err(|e| internal(format!("{e:#}")))?;
             deployment::check_transition(record.as_ref(), guest.info(), &hash, limits, mode, opts.force, was_active_before)
                 .map_err(NodeError::DeployRefused)?;
             let stored = deployment::stored_module(&txn, &hash).map_err(|e| internal(format!("{e:#}")))?.is_some();

@@ -57,24 +57,14 @@ pub fn write(txn: &ReadTransaction, path: &Path) -> anyhow::Result<u64> {
     let mut out = HashingWriter { inner: BufWriter::new(file), hash: Sha256::new(), written: 0 };
     out.write_all(MAGIC)?;
     for (tag, def) in BYTE_TABLES {
-        // A table nothing has written yet (a state database from before it existed) is empty.
-        let t = match txn.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => continue,
-            Err(e) => return Err(e.into()),
-        };
+        let Some(t) = open_existing(txn, def)? else { continue };
         for item in t.iter()? {
             let (k, v) = item?;
             record(&mut out, tag, k.value(), v.value())?;
         }
     }
     for (tag, def) in ID_TABLES {
-        // A table nothing has written yet (a state database from before it existed) is empty.
-        let t = match txn.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => continue,
-            Err(e) => return Err(e.into()),
-        };
+        let Some(t) = open_existing(txn, def)? else { continue };
         for item in t.iter()? {
             let (k, v) = item?;
             record(&mut out, tag, &k.value().to_be_bytes(), v.value())?;
@@ -95,6 +85,19 @@ pub fn write(txn: &ReadTransaction, path: &Path) -> anyhow::Result<u64> {
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
     Ok(size)
+}
+
+/// `def` in `txn`, or None when nothing has written the table yet (a state database from before
+/// the table existed): such a table is empty.
+fn open_existing<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    def: redb::TableDefinition<K, V>,
+) -> anyhow::Result<Option<redb::ReadOnlyTable<K, V>>> {
+    match txn.open_table(def) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn record(out: &mut impl Write, table: u8, key: &[u8], value: &[u8]) -> std::io::Result<()> {
