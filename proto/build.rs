@@ -21,6 +21,7 @@ const PROTO_FILES: &[&str] = &[
     "wasmraft/v1/entry.proto",
     "wasmraft/v1/generic.proto",
     "wasmraft/v1/admin.proto",
+    "wasmraft/v1/kv_query.proto",
 ];
 
 /// Directories whose contents, when changed, must rerun this script.

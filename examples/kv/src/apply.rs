@@ -3,9 +3,13 @@
 use prost::Message;
 use wasmraft_guest_sdk::{ReadStore, Store};
 use wasmraft_proto::etcdserverpb::{InternalRaftRequest, RangeRequest};
+use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
 use crate::compact::compact;
 use crate::delete::delete_range;
+use crate::hash::hash_kv;
+use crate::history::watch_history;
+use crate::lease;
 use crate::meta::View;
 use crate::put::{Context, put};
 use crate::range::range;
@@ -45,13 +49,26 @@ pub fn apply(store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {
     })
 }
 
-/// Answers an encoded `RangeRequest` read-only; returns the encoded `RangeResponse`.
+/// Answers a read-only request: an encoded `wasmraft.v1.KvQuery` (hash, watch history, lease
+/// reads) or, when none of its fields is set, an encoded etcd `RangeRequest` (see
+/// `proto/wasmraft/v1/kv_query.proto` for why the two cannot be confused).
 pub fn query(store: &dyn ReadStore, request: &[u8]) -> Result<Vec<u8>, String> {
-    let req = RangeRequest::decode(request).map_err(|e| {
-        format!("wasmraft: the etcd-kv guest cannot decode the query as an etcd RangeRequest: {e}")
+    let envelope = KvQuery::decode(request).map_err(|e| {
+        format!("wasmraft: the etcd-kv guest cannot decode the query as a KvQuery or an etcd RangeRequest: {e}")
     })?;
-    let view = View::load(store)?;
-    Ok(range(store, &req, view)?.encode_to_vec())
+    match envelope.request {
+        Some(kv_query::Request::HashKv(r)) => Ok(hash_kv(store, &r)?.encode_to_vec()),
+        Some(kv_query::Request::WatchHistory(r)) => Ok(watch_history(store, &r)?.encode_to_vec()),
+        Some(kv_query::Request::LeaseTimeToLive(r)) => Ok(lease::time_to_live(store, &r)?.encode_to_vec()),
+        Some(kv_query::Request::LeaseTable(_)) => Ok(lease::table(store)?.encode_to_vec()),
+        None => {
+            let req = RangeRequest::decode(request).map_err(|e| {
+                format!("wasmraft: the etcd-kv guest cannot decode the query as an etcd RangeRequest: {e}")
+            })?;
+            let view = View::load(store)?;
+            Ok(range(store, &req, view)?.encode_to_vec())
+        }
+    }
 }
 
 /// The name (the `InternalRaftRequest` field) of a request kind this guest does not serve.

@@ -51,6 +51,8 @@ mod compact;
 mod compare;
 mod delete;
 pub mod errors;
+mod hash;
+mod history;
 pub mod layout;
 mod lease;
 mod meta;

@@ -20,7 +20,7 @@ use redb::{Durability, ReadableDatabase};
 use wasmraft_proto::wasmraft::v1 as pb;
 
 use super::wait::Outcome;
-use super::{ApplyMsg, NodeError, RaftMsg, Shared};
+use super::{ApplyMsg, AppliedCommand, NodeError, RaftMsg, Shared};
 use crate::deployment::{self, Deployed};
 use crate::guest::{ApplyContext, ApplyError};
 use crate::storage::tables::{GUEST_KV, META, META_APPLIED_INDEX, META_APPLIED_TERM};
@@ -159,6 +159,9 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
         }
     }
     tracing::info!("applied snapshot {index}: the state is now at index {state_index}");
+    for o in shared.observers.read().unwrap_or_else(|p| p.into_inner()).iter() {
+        o.state_replaced();
+    }
     remove_older_snapshots(shared, index);
     shared.applied.send_replace(state_index);
     let _ = shared.to_raft.send(RaftMsg::Applied(state_index));
@@ -209,6 +212,8 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
     txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
     let mut outcomes = Vec::new();
     let mut members = Vec::new();
+    let observers = shared.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut observed = Vec::new();
     let (mut index, mut term) = (applied, 0);
     for e in entries {
         // Raft may hand over entries this database already reflects (after a restart it
@@ -242,11 +247,15 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
                 Some(a) => {
                     let (t, result) = a.guest.apply(txn, ctx, &command);
                     txn = t;
-                    match result {
-                        Ok(applied) => Ok(applied.output),
-                        Err(ApplyError::Guest(text)) => Err(NodeError::Guest(text)),
+                    let (result, events) = match result {
+                        Ok(applied) => (Ok(applied.output), applied.events),
+                        Err(ApplyError::Guest(text)) => (Err(text), Vec::new()),
                         Err(err) => return Err(anyhow::Error::new(err).context(format!("applying entry {}", e.index))),
+                    };
+                    if !observers.is_empty() {
+                        observed.push(AppliedCommand { index: e.index, command, result: result.clone(), events });
                     }
+                    result.map_err(NodeError::Guest)
                 }
                 None => Err(NodeError::NoGuest),
             },
@@ -300,6 +309,11 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
     }
     txn.commit()?;
     shared.membership.commit(members);
+    if !observed.is_empty() {
+        for o in &observers {
+            o.applied(&observed);
+        }
+    }
     if switched {
         shared.deployed.send_replace(active.as_ref().map(|a| a.record.clone()));
         *shared.active.write().unwrap_or_else(|p| p.into_inner()) = active;

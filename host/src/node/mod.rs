@@ -14,6 +14,7 @@
 pub mod apply;
 mod guests;
 mod handle;
+pub mod observe;
 pub mod ready_loop;
 pub mod wait;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use wasmraft_proto::wasmraft::v1 as pb;
 
 pub use guests::{DeployOptions, GuestStatus};
 pub use handle::{ActiveGuest, NodeError, NodeHandle, NodeStatus, WeakNodeHandle};
+pub use observe::{AppliedCommand, ApplyObserver};
 
 use crate::config::{ClusterState, Config};
 use crate::deployment::{self, Active};
@@ -99,6 +101,8 @@ pub(crate) struct Shared {
     pub deployed: watch::Sender<Option<pb::GuestDeployment>>,
     pub registry: Arc<GuestRegistry>,
     pub membership: Membership,
+    /// Who follows every applied command (see [`observe`]).
+    pub observers: RwLock<Vec<Arc<dyn ApplyObserver>>>,
     /// The peer transport, once the server has connected one; until then (and in a cluster of
     /// one) messages to others are reported unreachable.
     pub peers: std::sync::OnceLock<Arc<dyn PeerSender>>,
@@ -269,6 +273,7 @@ impl Node {
             active: RwLock::new(active.map(Arc::new)),
             registry,
             membership,
+            observers: RwLock::new(Vec::new()),
             peers: std::sync::OnceLock::new(),
             state_db,
             request_timeout: cfg.request_timeout(),
@@ -352,6 +357,11 @@ impl NodeHandle {
     pub async fn publish(&self, name: String, client_urls: Vec<String>) -> Result<(), NodeError> {
         let attrs = MemberAttributes { id: self.inner.member_id, name, client_urls };
         self.propose_entry(pb::entry::Kind::Publish(attrs)).await.map(|_| ())
+    }
+
+    /// Registers `observer` to see every guest command applied from now on (see [`observe`]).
+    pub fn observe(&self, observer: Arc<dyn ApplyObserver>) {
+        self.inner.observers.write().unwrap_or_else(|p| p.into_inner()).push(observer);
     }
 
     /// Hands a message from another member to the raft thread. Never blocks.
