@@ -18,6 +18,8 @@ const PROTO_FILES: &[&str] = &[
     "etcd/etcdserverpb/etcdserver.proto",
     "etcd/etcdserverpb/rpc.proto",
     "etcd/etcdserverpb/raft_internal.proto",
+    "etcd/v3lockpb/v3lock.proto",
+    "etcd/v3electionpb/v3election.proto",
     "wasmraft/v1/entry.proto",
     "wasmraft/v1/generic.proto",
     "wasmraft/v1/admin.proto",

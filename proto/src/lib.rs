@@ -1,7 +1,7 @@
 //! wasmraft's protocol contracts, in one place so that every crate (and every Wasm guest) agrees
 //! on the bytes.
 //!
-//! * [`etcdserverpb`], [`mvccpb`], [`authpb`]: etcd 3.4's v3 API, written from etcd's published
+//! * [`etcdserverpb`], [`mvccpb`], [`authpb`], [`v3lockpb`], [`v3electionpb`]: etcd 3.4's v3 API, written from etcd's published
 //!   .proto files with etcd's package names, message names and field numbers. Clients (etcdctl,
 //!   clientv3, python etcd3, the etcd-client crate) talk to the host through these services, and
 //!   the bundled KV guest receives etcd's `InternalRaftRequest` encoding as its raft command.
@@ -34,6 +34,19 @@ pub mod mvccpb {
 #[allow(clippy::all, clippy::pedantic)] // generated code
 pub mod authpb {
     include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
+}
+
+/// etcd's lock service (`etcdserver/api/v3lock`): the client-side mutex recipe served over gRPC.
+#[allow(clippy::all, clippy::pedantic)] // generated code
+pub mod v3lockpb {
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.rs"));
+}
+
+/// etcd's election service (`etcdserver/api/v3election`): the client-side election recipe
+/// served over gRPC.
+#[allow(clippy::all, clippy::pedantic)] // generated code
+pub mod v3electionpb {
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
 }
 
 /// wasmraft's own protos.
