@@ -81,6 +81,10 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,
 
+    /// Duration of periodic watch progress notifications (etcd's default: 10 minutes).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = crate::go_duration::parse)]
+    pub experimental_watch_progress_notify_interval: Duration,
+
     /// Specify 'zap' for structured logging or 'capnslog'.
     #[arg(long, env = "ETCD_LOGGER", default_value = "capnslog")]
     pub logger: Logger,
@@ -151,6 +155,7 @@ pub struct Config {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    pub watch_progress_notify_interval: Duration,
     pub guest: Option<PathBuf>,
     pub guest_fuel: Option<u64>,
     pub guest_memory_bytes: Option<u64>,
@@ -247,6 +252,7 @@ impl MemberFlags {
             quota_backend_bytes: self.quota_backend_bytes,
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
+            watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             guest: self.guest,
             guest_fuel: self.guest_fuel,
             guest_memory_bytes: self.guest_memory_bytes,

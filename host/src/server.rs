@@ -104,7 +104,11 @@ async fn serve(
         }
     }
 
-    let limits = ApiLimits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops };
+    let limits = ApiLimits {
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: cfg.max_txn_ops,
+        watch_progress_notify_interval: cfg.watch_progress_notify_interval,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_rx2 = stop_rx.clone();
     let api_stop = async move {

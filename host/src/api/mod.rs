@@ -6,8 +6,8 @@
 //! the guest's `query`, fills response headers, and turns failures into etcd's gRPC statuses with
 //! etcd's exact texts. The semantics of keys, revisions and leases belong to the guest.
 //!
-//! Services: KV (all of it) and Maintenance (`Status`; the other calls answer `Unimplemented` for
-//! now). Watch, Lease, Cluster and Auth come later.
+//! Services: KV (all of it), Watch (all of it, over `crate::watch`'s hub) and Maintenance (`Status`;
+//! the other calls answer `Unimplemented` for now). Lease, Cluster and Auth come later.
 //!
 //! Next to etcd's services, wasmraft's own `wasmraft.v1.Generic` (`generic.rs`): Propose, Query
 //! and Info with opaque bytes, for any guest; and `wasmraft.v1.GuestAdmin` (`admin.rs`): guest
@@ -22,6 +22,7 @@ mod header;
 mod kv;
 mod maintenance;
 mod validate;
+mod watch;
 
 use std::future::Future;
 use std::io;
@@ -37,6 +38,7 @@ use tonic::transport::server::TcpIncoming;
 use wasmraft_proto::etcdserverpb::kv_server::KvServer;
 use wasmraft_proto::etcdserverpb::cluster_server::ClusterServer;
 use wasmraft_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use wasmraft_proto::etcdserverpb::watch_server::WatchServer;
 use wasmraft_proto::wasmraft::v1::generic_server::GenericServer;
 use wasmraft_proto::wasmraft::v1::guest_admin_server::GuestAdminServer;
 
@@ -77,6 +79,9 @@ pub struct ApiLimits {
     pub max_request_bytes: usize,
     /// --max-txn-ops: the most operations in each of a txn's compare, success and failure lists.
     pub max_txn_ops: usize,
+    /// --experimental-watch-progress-notify-interval: how often watchers that asked for
+    /// progress notifications get one.
+    pub watch_progress_notify_interval: Duration,
 }
 
 impl Default for ApiLimits {
@@ -85,6 +90,7 @@ impl Default for ApiLimits {
         Self {
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
+            watch_progress_notify_interval: watch::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
         }
     }
 }
@@ -140,6 +146,9 @@ pub async fn serve(
     let admin = GuestAdminServer::new(admin::AdminService::new(api.clone()))
         .max_decoding_message_size(crate::deployment::MAX_MODULE_BYTES as usize + GRPC_OVERHEAD_BYTES)
         .max_encoding_message_size(MAX_SEND_BYTES);
+    let watch = WatchServer::new(watch::WatchService::new(api.clone(), crate::watch::WatchHub::start(&api.node)))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(MAX_SEND_BYTES);
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(api))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
@@ -156,6 +165,7 @@ pub async fn serve(
         .add_service(kv)
         .add_service(cluster)
         .add_service(maintenance)
+        .add_service(watch)
         .add_service(generic)
         .add_service(admin)
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -14,3 +14,4 @@ mod range;
 mod revisions;
 mod sort_ties;
 mod txn;
+mod watch_history;
