@@ -19,6 +19,7 @@ pub mod deployment;
 pub mod guest;
 pub mod harness;
 pub mod ids;
+pub mod lessor;
 pub mod logging;
 pub mod membership;
 pub mod node;

@@ -6,8 +6,8 @@
 //! the guest's `query`, fills response headers, and turns failures into etcd's gRPC statuses with
 //! etcd's exact texts. The semantics of keys, revisions and leases belong to the guest.
 //!
-//! Services: KV (all of it) and Maintenance (`Status`; the other calls answer `Unimplemented` for
-//! now). Watch, Lease, Cluster and Auth come later.
+//! Services: KV (all of it), Lease (all of it; the timing is `crate::lessor`'s) and Maintenance
+//! (`Status`; the other calls answer `Unimplemented` for now). Watch, Cluster and Auth come later.
 //!
 //! Next to etcd's services, wasmraft's own `wasmraft.v1.Generic` (`generic.rs`): Propose, Query
 //! and Info with opaque bytes, for any guest; and `wasmraft.v1.GuestAdmin` (`admin.rs`): guest
@@ -20,6 +20,8 @@ mod errors;
 mod generic;
 mod header;
 mod kv;
+mod lease;
+mod lease_forward;
 mod maintenance;
 mod validate;
 
@@ -36,6 +38,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use wasmraft_proto::etcdserverpb::kv_server::KvServer;
 use wasmraft_proto::etcdserverpb::cluster_server::ClusterServer;
+use wasmraft_proto::etcdserverpb::lease_server::LeaseServer;
 use wasmraft_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use wasmraft_proto::wasmraft::v1::generic_server::GenericServer;
 use wasmraft_proto::wasmraft::v1::guest_admin_server::GuestAdminServer;
@@ -106,6 +109,7 @@ struct Api {
 pub async fn serve(
     node: NodeHandle,
     limits: ApiLimits,
+    lessor: Arc<crate::lessor::Lessor>,
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -127,6 +131,9 @@ pub async fn serve(
     });
     let max_decoding = limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let kv = KvServer::new(kv::KvService::new(api.clone()))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(MAX_SEND_BYTES);
+    let lease = LeaseServer::new(lease::LeaseService::new(api.clone(), lessor))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
     let cluster = ClusterServer::new(cluster::ClusterService::new(api.clone()))
@@ -154,6 +161,7 @@ pub async fn serve(
         // and keepalive stream of a client over one connection.
         .max_concurrent_streams(u32::MAX)
         .add_service(kv)
+        .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(generic)
