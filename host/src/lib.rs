@@ -20,6 +20,7 @@ pub mod go_duration;
 pub mod guest;
 pub mod harness;
 pub mod ids;
+pub mod lessor;
 pub mod logging;
 pub mod membership;
 pub mod node;

@@ -114,7 +114,11 @@ async fn serve(
     let api_stop = async move {
         let _ = stop_rx2.wait_for(|s| *s).await;
     };
-    let server = tokio::spawn(api::serve(handle.clone(), limits, listeners, api_stop));
+    let lessor = crate::lessor::Lessor::start(
+        &handle,
+        crate::lessor::LessorConfig::new(cfg.heartbeat_interval, cfg.election_timeout, cfg.request_timeout()),
+    );
+    let server = tokio::spawn(api::serve(handle.clone(), limits, lessor, listeners, api_stop));
     let outcome = tokio::select! {
         _ = &mut shutdown => {
             tracing::info!("etcdserver: received signal, shutting down");

@@ -39,6 +39,15 @@ pub fn apply(store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {
     if let Some(t) = &req.txn {
         return Ok(txn(store, t)?.encode_to_vec());
     }
+    if let Some(g) = &req.lease_grant {
+        return Ok(lease::grant(store, g)?.encode_to_vec());
+    }
+    if let Some(r) = &req.lease_revoke {
+        return Ok(lease::revoke(store, r)?.encode_to_vec());
+    }
+    if let Some(c) = &req.lease_checkpoint {
+        return Ok(lease::checkpoint(store, c)?.encode_to_vec());
+    }
     if let Some(c) = &req.compaction {
         return Ok(compact(store, c)?.encode_to_vec());
     }
@@ -75,10 +84,7 @@ pub fn query(store: &dyn ReadStore, request: &[u8]) -> Result<Vec<u8>, String> {
 fn unsupported(req: &InternalRaftRequest) -> Option<&'static str> {
     let kinds = [
         ("v2", req.v2.is_some()),
-        ("lease_grant", req.lease_grant.is_some()),
-        ("lease_revoke", req.lease_revoke.is_some()),
         ("alarm", req.alarm.is_some()),
-        ("lease_checkpoint", req.lease_checkpoint.is_some()),
         ("auth_enable", req.auth_enable.is_some()),
         ("auth_disable", req.auth_disable.is_some()),
         ("authenticate", req.authenticate.is_some()),

@@ -8,6 +8,10 @@ pub const COMPACTED: &str = "etcdserver: mvcc: required revision has been compac
 pub const FUTURE_REV: &str = "etcdserver: mvcc: required revision is a future revision";
 /// A put that attaches a lease the lease table does not hold.
 pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
+/// A grant of a lease id that is already granted.
+pub const LEASE_EXISTS: &str = "etcdserver: lease already exists";
+/// A grant asking for more than etcd's `MaxLeaseTTL`.
+pub const LEASE_TTL_TOO_LARGE: &str = "etcdserver: too large lease TTL";
 /// A put with `ignore_value` or `ignore_lease` on a key that does not exist.
 pub const KEY_NOT_FOUND: &str = "etcdserver: key not found";
 

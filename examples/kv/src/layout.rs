@@ -24,9 +24,13 @@ pub const LIVE: &[u8] = b"l/";
 pub const INDEX: &[u8] = b"i/";
 /// `r/<revision>` → which key changed at that revision (see [`crate::record`]).
 pub const REVISIONS: &[u8] = b"r/";
-/// `L/<lease id, 8 bytes BE>` → a granted lease. Nothing writes it yet (leases are a later
-/// issue); puts look their lease up here so the lessor only has to fill the table.
+/// `L/<lease id, 8 bytes BE>` → a granted lease (`wasmraft.v1.LeaseRecord`: id, granted TTL,
+/// last checkpointed remaining TTL): etcd's `lease` bucket.
 pub const LEASES: &[u8] = b"L/";
+/// `K/<lease id, 8 bytes BE><key>` → empty: `key` is attached to the lease. etcd keeps this in
+/// memory (the lessor's `itemSet`, rebuilt from the keys' `lease` fields at start); here it is
+/// stored so that a revoke and TimeToLive's key list read one prefix instead of every key.
+pub const LEASE_KEYS: &[u8] = b"K/";
 
 /// The keys a request names, after etcd's conventions for `range_end`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,6 +148,18 @@ pub fn parse_revision_key(stored: &[u8]) -> Option<Revision> {
 
 pub fn lease_key(id: i64) -> Vec<u8> {
     prefixed(LEASES, &id.to_be_bytes())
+}
+
+/// The prefix of every `K/` entry of lease `id`.
+pub fn lease_keys_prefix(id: i64) -> Vec<u8> {
+    prefixed(LEASE_KEYS, &id.to_be_bytes())
+}
+
+/// The `K/` entry recording that `key` is attached to lease `id`.
+pub fn lease_item_key(id: i64, key: &[u8]) -> Vec<u8> {
+    let mut out = lease_keys_prefix(id);
+    out.extend_from_slice(key);
+    out
 }
 
 /// Appends `key` escaped and terminated: `00` → `00 FF`, then `00 00`.

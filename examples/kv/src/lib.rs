@@ -22,7 +22,8 @@
 //! | `l/<key>` | `mvccpb.KeyValue` | every live key's current value: reads at the current revision, counts, and the create revision / version a put carries on from |
 //! | `i/<escaped key><main><sub>` | `p` + `mvccpb.KeyValue`, or `t` (tombstone) | each key's history in revision order: reads at past revisions take the newest change at or below the revision |
 //! | `r/<main><sub>` | `p` or `t`, + key | the revision log: which key changed at each revision; compaction walks it, and so can a watch replay |
-//! | `L/<lease id BE>` | (lease record) | the lease table, written by the lessor in a later issue; puts look leases up here |
+//! | `L/<lease id BE>` | `wasmraft.v1.LeaseRecord` | the lease table: granted leases, their TTL and last checkpointed remaining TTL |
+//! | `K/<lease id BE><key>` | empty | the keys attached to each lease, for revoke and TimeToLive |
 //!
 //! Revisions are `(main, sub)` as in etcd, each 8 bytes big-endian, so byte order is revision
 //! order. In `i/` the user key is escaped (`00` → `00 FF`, then a `00 00` terminator) so that

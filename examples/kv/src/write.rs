@@ -6,6 +6,9 @@
 //! (`r/`) and the live table (`l/`) — and emits its watch event. The event's `prev_kv` is the
 //! key as it was *before the transaction* (what etcd's watch server reads at `revision - 1`),
 //! so two writes to one key in a transaction both report the pre-transaction value.
+//!
+//! Every change also keeps the lease attachments (`K/`) in step with the key's `lease` field, as
+//! etcd's `storeTxnWrite.put`/`delete` detach a key from its old lease and attach it to the new.
 
 use std::collections::BTreeSet;
 
@@ -14,6 +17,7 @@ use wasmraft_guest_sdk::{ReadStore, Store};
 use wasmraft_proto::mvccpb::{Event, KeyValue, event::EventType};
 
 use crate::errors::corrupt;
+use crate::lease::{self, NO_LEASE};
 use crate::layout::{Span, index_key, live_key, parse_live_key, revision_key, successor};
 use crate::meta::{View, compacted_revision, current_revision, set_current_revision};
 use crate::read::{decode_kv, get, get_live};
@@ -91,6 +95,12 @@ impl<'s> WriteTxn<'s> {
             lease,
         };
         let encoded = kv.encode_to_vec();
+        lease::move_key(
+            self.store,
+            key,
+            prev.as_ref().map_or(NO_LEASE, |p| p.lease),
+            lease,
+        );
         self.store.put(&index_key(key, rev), &encode_put(&encoded));
         self.store
             .put(&revision_key(rev), &encode_revision_entry(PUT, key));
@@ -150,6 +160,7 @@ impl<'s> WriteTxn<'s> {
         self.store
             .put(&revision_key(rev), &encode_revision_entry(TOMBSTONE, &key));
         self.store.delete(&live_key(&key));
+        lease::move_key(self.store, &key, prev.lease, NO_LEASE);
         if keep {
             deleted.push(prev.clone());
         }

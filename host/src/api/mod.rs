@@ -6,8 +6,9 @@
 //! the guest's `query`, fills response headers, and turns failures into etcd's gRPC statuses with
 //! etcd's exact texts. The semantics of keys, revisions and leases belong to the guest.
 //!
-//! Services: KV (all of it), Watch (all of it, over `crate::watch`'s hub) and Maintenance (`Status`;
-//! the other calls answer `Unimplemented` for now). Lease, Cluster and Auth come later.
+//! Services: KV (all of it), Watch (all of it, over `crate::watch`'s hub), Lease (all of it; the
+//! timing is `crate::lessor`'s) and Maintenance (`Status`; the other calls answer `Unimplemented`
+//! for now). Cluster and Auth come later.
 //!
 //! Next to etcd's services, wasmraft's own `wasmraft.v1.Generic` (`generic.rs`): Propose, Query
 //! and Info with opaque bytes, for any guest; and `wasmraft.v1.GuestAdmin` (`admin.rs`): guest
@@ -20,6 +21,8 @@ mod errors;
 mod generic;
 mod header;
 mod kv;
+mod lease;
+mod lease_forward;
 mod maintenance;
 mod validate;
 mod watch;
@@ -37,6 +40,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use wasmraft_proto::etcdserverpb::kv_server::KvServer;
 use wasmraft_proto::etcdserverpb::cluster_server::ClusterServer;
+use wasmraft_proto::etcdserverpb::lease_server::LeaseServer;
 use wasmraft_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use wasmraft_proto::etcdserverpb::watch_server::WatchServer;
 use wasmraft_proto::wasmraft::v1::generic_server::GenericServer;
@@ -112,6 +116,7 @@ struct Api {
 pub async fn serve(
     node: NodeHandle,
     limits: ApiLimits,
+    lessor: Arc<crate::lessor::Lessor>,
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -133,6 +138,9 @@ pub async fn serve(
     });
     let max_decoding = limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let kv = KvServer::new(kv::KvService::new(api.clone()))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(MAX_SEND_BYTES);
+    let lease = LeaseServer::new(lease::LeaseService::new(api.clone(), lessor))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
     let cluster = ClusterServer::new(cluster::ClusterService::new(api.clone()))
@@ -163,6 +171,7 @@ pub async fn serve(
         // and keepalive stream of a client over one connection.
         .max_concurrent_streams(u32::MAX)
         .add_service(kv)
+        .add_service(lease)
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(watch)

@@ -8,6 +8,7 @@ mod compact;
 mod delete;
 mod events;
 mod history;
+mod lease;
 mod malformed;
 mod put;
 mod range;

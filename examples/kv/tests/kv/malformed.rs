@@ -37,20 +37,6 @@ fn requests_for_other_services_are_not_supported_yet() {
     let cases = [
         (
             InternalRaftRequest {
-                lease_grant: Some(LeaseGrantRequest { ttl: 10, id: 1 }),
-                ..Default::default()
-            },
-            "lease_grant",
-        ),
-        (
-            InternalRaftRequest {
-                lease_revoke: Some(LeaseRevokeRequest { id: 1 }),
-                ..Default::default()
-            },
-            "lease_revoke",
-        ),
-        (
-            InternalRaftRequest {
                 alarm: Some(AlarmRequest::default()),
                 ..Default::default()
             },
