@@ -17,13 +17,16 @@
 mod admin;
 mod authority;
 mod cluster;
+mod election;
 mod errors;
 mod generic;
 mod header;
 mod kv;
 mod lease;
 mod lease_forward;
+mod lock;
 mod maintenance;
+mod recipe;
 mod validate;
 mod watch;
 
@@ -43,6 +46,8 @@ use wasmraft_proto::etcdserverpb::cluster_server::ClusterServer;
 use wasmraft_proto::etcdserverpb::lease_server::LeaseServer;
 use wasmraft_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use wasmraft_proto::etcdserverpb::watch_server::WatchServer;
+use wasmraft_proto::v3electionpb::election_server::ElectionServer;
+use wasmraft_proto::v3lockpb::lock_server::LockServer;
 use wasmraft_proto::wasmraft::v1::generic_server::GenericServer;
 use wasmraft_proto::wasmraft::v1::guest_admin_server::GuestAdminServer;
 
@@ -154,7 +159,15 @@ pub async fn serve(
     let admin = GuestAdminServer::new(admin::AdminService::new(api.clone()))
         .max_decoding_message_size(crate::deployment::MAX_MODULE_BYTES as usize + GRPC_OVERHEAD_BYTES)
         .max_encoding_message_size(MAX_SEND_BYTES);
-    let watch = WatchServer::new(watch::WatchService::new(api.clone(), crate::watch::WatchHub::start(&api.node)))
+    let hub = crate::watch::WatchHub::start(&api.node);
+    let recipes = recipe::Recipes::new(api.clone(), hub.clone());
+    let lock = LockServer::new(lock::LockService::new(recipes.clone()))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(MAX_SEND_BYTES);
+    let election = ElectionServer::new(election::ElectionService::new(recipes))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(MAX_SEND_BYTES);
+    let watch = WatchServer::new(watch::WatchService::new(api.clone(), hub))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(api))
@@ -175,6 +188,8 @@ pub async fn serve(
         .add_service(cluster)
         .add_service(maintenance)
         .add_service(watch)
+        .add_service(lock)
+        .add_service(election)
         .add_service(generic)
         .add_service(admin)
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -1,0 +1,116 @@
+//! The Election service: etcd's `v3election` server — the concurrency election
+//! ([`super::recipe`]) over gRPC (etcd-client's `campaign`, `proclaim`, `leader`, `observe`,
+//! `resign`).
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use wasmraft_proto::v3electionpb::election_server::Election;
+use wasmraft_proto::v3electionpb::{
+    CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse, ProclaimRequest,
+    ProclaimResponse, ResignRequest, ResignResponse,
+};
+
+use super::header;
+use super::recipe::{Leadership, Recipes};
+
+/// v3election's `ErrMissingLeaderKey`, a plain error (gRPC code Unknown).
+const ERR_MISSING_LEADER_KEY: &str = "\"leader\" field must be provided";
+
+pub struct ElectionService {
+    recipes: Recipes,
+}
+
+impl ElectionService {
+    pub(super) fn new(recipes: Recipes) -> Self {
+        Self { recipes }
+    }
+}
+
+/// The leadership a `LeaderKey` names. etcd resumes an election from it with the key and
+/// creation revision the client holds (`ResumeElection`), trusting neither more nor less.
+fn resumed(leader: Option<LeaderKey>) -> Result<Leadership, Status> {
+    let l = leader.ok_or_else(|| Status::unknown(ERR_MISSING_LEADER_KEY))?;
+    Ok(Leadership { key: l.key, rev: l.rev, lease: l.lease, header: None })
+}
+
+#[tonic::async_trait]
+impl Election for ElectionService {
+    type ObserveStream = ReceiverStream<Result<LeaderResponse, Status>>;
+
+    async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+        let api = self.recipes.api();
+        api.check_member(&request, false)?;
+        api.require_kv_guest()?;
+        let r = request.into_inner();
+        let lease = self.recipes.session_lease(r.lease).await?;
+        let me = self.recipes.campaign(&r.name, lease, &r.value).await?;
+        let mut hdr = me.header;
+        header::fill(&api.node, &mut hdr);
+        Ok(Response::new(CampaignResponse {
+            header: hdr,
+            leader: Some(LeaderKey { name: r.name, key: me.key, rev: me.rev, lease: me.lease }),
+        }))
+    }
+
+    async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
+        let api = self.recipes.api();
+        api.check_member(&request, false)?;
+        api.require_kv_guest()?;
+        let r = request.into_inner();
+        let mut hdr = self.recipes.proclaim(&resumed(r.leader)?, &r.value).await?;
+        header::fill(&api.node, &mut hdr);
+        Ok(Response::new(ProclaimResponse { header: hdr }))
+    }
+
+    async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        let api = self.recipes.api();
+        api.check_member(&request, false)?;
+        api.require_kv_guest()?;
+        let (mut hdr, kv) = self.recipes.leader(&request.into_inner().name).await?;
+        header::fill(&api.node, &mut hdr);
+        Ok(Response::new(LeaderResponse { header: hdr, kv: Some(kv) }))
+    }
+
+    /// Streams the election's proclamations until the client goes away.
+    async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
+        let api = self.recipes.api();
+        api.check_member(&request, false)?;
+        api.require_kv_guest()?;
+        let name = request.into_inner().name;
+        let (out_tx, out_rx) = mpsc::channel(16);
+        let (found_tx, mut found_rx) = mpsc::channel(16);
+        let recipes = self.recipes.clone();
+        let errors = out_tx.clone();
+        tokio::spawn(async move {
+            let observing = recipes.observe(&name, found_tx);
+            let forwarding = async {
+                while let Some((h, kv)) = found_rx.recv().await {
+                    let mut hdr = Some(h);
+                    header::fill(&recipes.api().node, &mut hdr);
+                    if out_tx.send(Ok(LeaderResponse { header: hdr, kv: Some(kv) })).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                result = observing => {
+                    if let Err(e) = result {
+                        let _ = errors.send(Err(e)).await;
+                    }
+                }
+                () = forwarding => {}
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(out_rx)))
+    }
+
+    async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        let api = self.recipes.api();
+        api.check_member(&request, false)?;
+        api.require_kv_guest()?;
+        let mut hdr = self.recipes.resign(&resumed(request.into_inner().leader)?).await?;
+        header::fill(&api.node, &mut hdr);
+        Ok(Response::new(ResignResponse { header: hdr }))
+    }
+}
