@@ -1,0 +1,252 @@
+//! `etcdctl lock` and `etcdctl elect` against a 3-member etcd 3.4 cluster and a 3-member
+//! wasmraft cluster: the same outputs (lease ids replaced by their order of appearance).
+//!
+//! Both commands are client-side recipes (clientv3's `concurrency` package) built on a lease
+//! kept alive by a session, a transaction that puts a key under the election's prefix, and a
+//! watch on the key just before one's own: so these tests exercise Lease, Txn and Watch
+//! together, contended, as real programs use them. A holder interrupted with SIGINT revokes its
+//! session's lease, which deletes its key, which is the watch event that wakes the next waiter.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmraft_tests::cluster::ClusterConfig;
+use wasmraft_tests::etcdctl_bin;
+use wasmraft_tests::member::Flavor;
+
+/// A long-running etcdctl whose stdout and stderr are collected as they come.
+struct Running {
+    child: Child,
+    out: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(endpoints: &str, args: &[&str]) -> Running {
+        let mut child = Command::new(etcdctl_bin())
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn etcdctl");
+        let out = Arc::new(Mutex::new(String::new()));
+        for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    out.lock().expect("output lock").push_str(&format!("{line}\n"));
+                }
+            });
+        }
+        Running { child, out }
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().expect("output lock").clone()
+    }
+
+    /// Waits until the output has at least `lines` lines; panics with what it has after 20 s.
+    fn wait_lines(&self, lines: usize, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.output();
+            if out.lines().count() >= lines {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "{what}: waited 20 s for {lines} lines, got:\n{out}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGINT, as a user's ctrl-c: etcdctl closes its session (revoking the lease) and exits.
+    fn interrupt(&mut self) -> Option<i32> {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "etcdctl did not exit after SIGINT:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit by itself; its exit code.
+    fn wait_exit(&mut self, what: &str) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "{what}: still running after 20 s:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Replaces every lease id after a `/` (the suffix of lock and election keys; 8 hex digits or
+/// more) with `<lease-N>`, numbered by first appearance, so two servers' outputs compare.
+fn number_leases(text: &str, seen: &mut Vec<String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(slash) = rest.find('/') {
+        out.push_str(&rest[..=slash]);
+        rest = &rest[slash + 1..];
+        let id: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+        if id.len() >= 8 {
+            let n = match seen.iter().position(|s| *s == id) {
+                Some(n) => n,
+                None => {
+                    seen.push(id.clone());
+                    seen.len() - 1
+                }
+            };
+            out.push_str(&format!("<lease-{}>", n + 1));
+            rest = &rest[id.len()..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Runs the lock and election script on one flavor; what each step printed, normalised.
+fn script(flavor: Flavor) -> Vec<(&'static str, String)> {
+    let mut c = ClusterConfig::new(flavor, 3).start();
+    c.wait_leader(Duration::from_secs(30));
+    let all = c.endpoints().join(",");
+    let mut steps = Vec::new();
+    let mut seen = Vec::new();
+
+    // lock: a holder, a contender that waits, the holder's ctrl-c lets the contender in.
+    let mut holder = Running::start(&all, &["lock", "L"]);
+    let held = holder.wait_lines(1, "lock holder");
+    let mut contender = Running::start(&all, &["lock", "L", "--", "sh", "-c", "echo got $ETCD_LOCK_KEY at $ETCD_LOCK_REV"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(contender.running(), "{flavor:?}: the contender got the lock while it was held:\n{}", contender.output());
+    assert_eq!(contender.output(), "", "{flavor:?}: the contender printed while waiting");
+    let holder_exit = holder.interrupt();
+    let contender_exit = contender.wait_exit("lock contender");
+    steps.push(("lock holder", number_leases(&format!("{held}exit {holder_exit:?}\n"), &mut seen)));
+    steps.push(("lock contender", number_leases(&format!("{}exit {contender_exit:?}\n", contender.output()), &mut seen)));
+    // An uncontended lock with a command runs it at once.
+    let mut quick = Running::start(&all, &["lock", "L", "--", "echo", "quick"]);
+    let quick_exit = quick.wait_exit("uncontended lock");
+    steps.push(("uncontended lock", format!("{}exit {quick_exit:?}\n", quick.output())));
+
+    // elect: an observer, a leader, a candidate that waits; the leader's ctrl-c elects it.
+    let observer = Running::start(&all, &["elect", "-l", "E"]);
+    let mut p1 = Running::start(&all, &["elect", "E", "p1"]);
+    let p1_out = p1.wait_lines(2, "first candidate");
+    observer.wait_lines(2, "observer sees p1");
+    let mut p2 = Running::start(&all, &["elect", "E", "p2"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(p2.output(), "", "{flavor:?}: the second candidate was elected while the first led");
+    let p1_exit = p1.interrupt();
+    let p2_out = p2.wait_lines(2, "second candidate");
+    let observed = observer.wait_lines(4, "observer sees p2");
+    steps.push(("first leader", number_leases(&format!("{p1_out}exit {p1_exit:?}\n"), &mut seen)));
+    steps.push(("second leader", number_leases(&p2_out, &mut seen)));
+    steps.push(("observer", number_leases(&observed, &mut seen)));
+    p2.interrupt();
+    steps
+}
+
+/// The Lock and Election services through the etcd-client crate: what each step answered,
+/// with lease ids numbered.
+async fn client_script(endpoints: Vec<String>) -> Vec<(&'static str, String)> {
+    use etcd_client::{Client, LockOptions, ProclaimOptions, ResignOptions};
+    let fail = |e: etcd_client::Error| match e {
+        etcd_client::Error::GRpcStatus(s) => format!("error {:?}: {}", s.code(), s.message()),
+        other => format!("error {other}"),
+    };
+    let mut c = Client::connect(endpoints.clone(), None).await.expect("connect");
+    let a = c.lease_grant(30, None).await.expect("grant a").id();
+    let b = c.lease_grant(30, None).await.expect("grant b").id();
+    let mut steps = Vec::new();
+
+    let held = c.lock("cl", Some(LockOptions::new().with_lease(a))).await.expect("lock a");
+    let key_a = held.key().to_vec();
+    steps.push(("lock", format!("{} rev {}", String::from_utf8_lossy(&key_a), held.header().map_or(0, |h| h.revision()))));
+    let mut other = Client::connect(endpoints.clone(), None).await.expect("connect");
+    let waiting = tokio::spawn(async move { other.lock("cl", Some(LockOptions::new().with_lease(b))).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!waiting.is_finished(), "the second lock was granted while the first was held");
+    c.unlock(key_a).await.expect("unlock a");
+    let second = waiting.await.expect("join").expect("lock b");
+    steps.push(("second lock", format!("{} rev {}", String::from_utf8_lossy(second.key()), second.header().map_or(0, |h| h.revision()))));
+    c.unlock(second.key().to_vec()).await.expect("unlock b");
+
+    steps.push(("no leader", c.leader("ce").await.map(|_| "a leader".to_string()).unwrap_or_else(fail)));
+    let won = c.campaign("ce", "v1", a).await.expect("campaign a");
+    let leader = won.leader().cloned().expect("leader key");
+    steps.push(("campaign", format!("{} rev {} lease {}", String::from_utf8_lossy(leader.key()), leader.rev(), leader.lease() == a)));
+    let mut observer = Client::connect(endpoints.clone(), None).await.expect("connect");
+    let mut observed = observer.observe("ce").await.expect("observe");
+    c.proclaim("v2", Some(ProclaimOptions::new().with_leader(leader.clone()))).await.expect("proclaim");
+    let mut rival = Client::connect(endpoints, None).await.expect("connect");
+    let campaigning = tokio::spawn(async move { rival.campaign("ce", "w1", b).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(!campaigning.is_finished(), "the rival was elected while the first leader led");
+    c.resign(Some(ResignOptions::new().with_leader(leader.clone()))).await.expect("resign");
+    let rival_won = campaigning.await.expect("join").expect("campaign b");
+    steps.push(("rival elected", format!("rev {}", rival_won.leader().map_or(0, |l| l.rev()))));
+    let now = c.leader("ce").await.expect("leader");
+    steps.push(("leader", now.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()).unwrap_or_default()));
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let r = tokio::time::timeout(Duration::from_secs(10), observed.message()).await.expect("observe in time").expect("observe").expect("an item");
+        seen.push(r.kv().map(|kv| format!("{}={}", String::from_utf8_lossy(kv.key()), String::from_utf8_lossy(kv.value()))).unwrap_or_default());
+    }
+    steps.push(("observed", seen.join(" ")));
+    steps.push(("proclaim after resign", c.proclaim("v3", Some(ProclaimOptions::new().with_leader(leader))).await.map(|_| "ok".to_string()).unwrap_or_else(fail)));
+    steps.push(("resign without leader", c.resign(None).await.map(|_| "ok".to_string()).unwrap_or_else(fail)));
+
+    let mut ids = Vec::new();
+    steps.into_iter().map(|(step, text)| (step, number_leases(&text, &mut ids))).collect()
+}
+
+#[test]
+fn lock_and_election_services_match_etcd() {
+    let run = |flavor| {
+        let c = ClusterConfig::new(flavor, 3).start();
+        wasmraft_tests::runtime().block_on(client_script(c.endpoints()))
+    };
+    let etcd = run(Flavor::Etcd);
+    let ours = run(Flavor::Wasmraft);
+    assert_eq!(etcd, ours, "etcd (left) and wasmraft (right) answered differently");
+    assert!(etcd.iter().any(|(s, t)| *s == "no leader" && t.contains("election: no leader")), "{etcd:?}");
+}
+
+#[test]
+fn lock_and_elect_match_etcd() {
+    let etcd = script(Flavor::Etcd);
+    let ours = script(Flavor::Wasmraft);
+    let mut diffs = Vec::new();
+    for ((step, e), (_, w)) in etcd.iter().zip(&ours) {
+        if e != w {
+            diffs.push(format!("== {step}\n-- etcd\n{e}-- wasmraft\n{w}"));
+        }
+    }
+    assert!(diffs.is_empty(), "outputs differ:\n{}", diffs.join("\n"));
+    // What etcd printed is what the recipe means: the contender got the lock after the holder.
+    assert!(etcd[1].1.starts_with("got L/<lease-2> at "), "{}", etcd[1].1);
+    assert_eq!(etcd[2].1, "quick\nexit Some(0)\n");
+    assert!(etcd[5].1.contains("p1\n") && etcd[5].1.contains("p2\n"), "{}", etcd[5].1);
+}
