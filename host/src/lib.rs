@@ -14,11 +14,13 @@
 
 pub mod api;
 pub mod cli;
+pub mod conf_change;
 pub mod config;
 pub mod deployment;
 pub mod guest;
 pub mod harness;
 pub mod ids;
+pub mod join;
 pub mod logging;
 pub mod membership;
 pub mod node;

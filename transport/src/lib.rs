@@ -14,6 +14,7 @@
 //! | `msg_codec.rs`, `msgappv2_codec.rs` | the two stream framings |
 //! | `pb.rs` | the raft protobuf, hand-written: etcd's exact bytes, and a decoder safe on hostile input |
 //! | `http.rs` | routes, header checks, etcd's status codes and bodies |
+//! | `members.rs` | the peer port's `GET /members` and its client, for joining members |
 //! | `status.rs`, `urlpick.rs` | peer status / active-since, URL picking |
 //! | `probing.rs` | the peer prober (`GET /raft/probing`): RTT, health, clock drift warnings |
 //! | `body.rs` | HTTP body plumbing (bounded channels, timed reads) |
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 pub mod body;
 pub mod http;
+pub mod members;
 pub mod msg_codec;
 pub mod msgappv2_codec;
 pub mod pb;
@@ -81,6 +83,11 @@ pub trait Raft: Send + Sync + 'static {
         m: &'a Message,
         data: SnapshotData,
     ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>>;
+    /// The cluster's members as etcd's JSON array, for the peer port's `GET /members` (None:
+    /// not served, 404).
+    fn members_json(&self) -> Option<String> {
+        None
+    }
     /// A fatal condition (default: logged only).
     fn report_critical_error(&self, err: CriticalError) {
         tracing::error!("rafthttp critical error: {err:?}");

@@ -346,8 +346,24 @@ pub fn node_error(err: NodeError) -> Status {
         NodeError::LeaderTransferTimeout => TIMEOUT_LEADER_TRANSFER.status(),
         no_guest @ NodeError::NoGuest => Status::unavailable(no_guest.to_string()),
         NodeError::DeployRefused(text) => Status::failed_precondition(text),
+        NodeError::Membership(e) => membership_error(e).status(),
         // The node's text already says what failed; keep it, it is ours, not etcd's.
         internal @ NodeError::Internal(_) => Status::internal(internal.to_string()),
+    }
+}
+
+/// etcd's `toGRPCErrorMap` for membership errors.
+fn membership_error(e: crate::membership::MembershipError) -> EtcdError {
+    use crate::membership::MembershipError as M;
+    match e {
+        M::IdRemoved | M::IdNotFound => MEMBER_NOT_FOUND,
+        M::IdExists => MEMBER_EXIST,
+        M::PeerUrlExists => PEER_URL_EXIST,
+        M::NotLearner => MEMBER_NOT_LEARNER,
+        M::TooManyLearners => TOO_MANY_LEARNERS,
+        M::NotEnoughStartedMembers => MEMBER_NOT_ENOUGH_STARTED,
+        M::Unhealthy => UNHEALTHY,
+        M::LearnerNotReady => LEARNER_NOT_READY,
     }
 }
 
