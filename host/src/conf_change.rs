@@ -75,6 +75,11 @@ impl EtcdMember {
     }
 }
 
+/// Members as etcd's JSON array (the peer port's `/members`, a forwarded promotion's answer).
+pub fn members_json(members: &[Member]) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&members.iter().map(EtcdMember::from_member).collect::<Vec<_>>())
+}
+
 /// What a committed conf change entry means to this host: the change, and the wait id of the
 /// request that proposed it (0 for none).
 pub struct Decoded {

@@ -38,8 +38,7 @@ impl Raft for RaftInbox {
     /// The members as etcd's peer `/members` lists them, for members joining the cluster.
     fn members_json(&self) -> Option<String> {
         let node = self.node.upgrade()?;
-        let members: Vec<crate::conf_change::EtcdMember> = node.members().iter().map(crate::conf_change::EtcdMember::from_member).collect();
-        serde_json::to_string(&members).ok()
+        crate::conf_change::members_json(&node.members()).ok()
     }
 
     fn report_unreachable(&self, id: u64) {
@@ -86,6 +85,23 @@ impl Raft for RaftInbox {
                 tracing::info!("received snapshot {index} ({size} bytes) from {:x}", m.from);
             }
             result
+        })
+    }
+
+    /// A follower forwarded a promotion here (etcd's `peerMemberPromoteHandler`): answer with
+    /// etcd's statuses and texts, which the follower maps back to its errors.
+    fn promote_member(&self, id: u64) -> Pin<Box<dyn Future<Output = Result<String, (u16, String)>> + Send + '_>> {
+        use crate::membership::MembershipError as M;
+        use crate::node::NodeError;
+        Box::pin(async move {
+            let node = self.node.upgrade().ok_or((500, NodeError::Stopped.to_string()))?;
+            match node.change_membership(crate::conf_change::Change::Promote(id)).await {
+                Ok(members) => crate::conf_change::members_json(&members).map_err(|e| (500, e.to_string())),
+                Err(NodeError::Membership(M::IdNotFound | M::IdRemoved)) => Err((404, "membership: ID not found".into())),
+                Err(NodeError::Membership(M::NotLearner)) => Err((412, "membership: can only promote a learner member".into())),
+                Err(NodeError::Membership(e @ M::LearnerNotReady)) => Err((412, e.to_string())),
+                Err(e) => Err((500, e.to_string())),
+            }
         })
     }
 

@@ -24,8 +24,14 @@ struct Names(Vec<(String, String)>);
 
 impl Names {
     fn member(&mut self, name: &str, id: u64, cfg: &MemberConfig) {
-        self.0.push((format!("{id:x}"), format!("<{name}-id>")));
+        self.id(&format!("{name}-id"), id);
         self.url(name, cfg);
+    }
+
+    /// etcdctl prints ids with `%16x` in some places (space-padded) and `%x` in others.
+    fn id(&mut self, name: &str, id: u64) {
+        self.0.push((format!("{id:16x}"), format!("<{name}>")));
+        self.0.push((format!("{id:x}"), format!("<{name}>")));
     }
 
     fn url(&mut self, name: &str, cfg: &MemberConfig) {
@@ -81,7 +87,7 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
         names.member(&format!("m{i}"), ids[i], c.member(i).config());
     }
     let cluster_id = c.status(0).expect("status").cluster_id;
-    names.0.push((hex(cluster_id), "<cluster-id>".into()));
+    names.id("cluster-id", cluster_id);
     let m3 = c.joiner_config("m3", &[0, 1, 2]);
     let m5 = MemberConfig::new(flavor).name("m5");
     names.url("m3", &m3);
@@ -103,7 +109,7 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
     // A voter, added then started with --initial-cluster-state existing.
     let o = step!("add m3", ctl.run(&["member", "add", "m3", &format!("--peer-urls={}", m3.peer_url())]));
     let id3 = added_id(&o);
-    names.0.push((hex(id3), "<m3-id>".into()));
+    names.id("m3-id", id3);
     out.last_mut().expect("a step").1 = names.blank(o);
     let i3 = c.join(m3);
     step!("list with m3", ctl.run(&["member", "list"]));
@@ -114,7 +120,7 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
     // A learner: added, refused while it is not in sync, started, then promoted.
     let o = step!("add m4 learner", ctl.run(&["member", "add", "m4", "--learner", &format!("--peer-urls={}", m4.peer_url())]));
     let id4 = added_id(&o);
-    names.0.push((hex(id4), "<m4-id>".into()));
+    names.id("m4-id", id4);
     out.last_mut().expect("a step").1 = names.blank(o);
     step!("second learner", ctl.run(&["member", "add", "m5", "--learner", &format!("--peer-urls={}", m5.peer_url())]));
     step!("promote unstarted learner", ctl.run(&["member", "promote", &hex(id4)]));
@@ -165,7 +171,7 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
     std::thread::sleep(Duration::from_millis(500));
     let o = step!("add unstarted m5", ctl.run(&["member", "add", "m5", &format!("--peer-urls={}", m5.peer_url())]));
     let id5 = added_id(&o);
-    names.0.push((hex(id5), "<m5-id>".into()));
+    names.id("m5-id", id5);
     out.last_mut().expect("a step").1 = names.blank(o);
     step!("remove m1 with m5 unstarted", ctl.run(&["member", "remove", &hex(ids[1])]));
     step!("remove unstarted m5", ctl.run(&["member", "remove", &hex(id5)]));
@@ -185,4 +191,104 @@ fn membership_changes_match_etcd() {
     }
     assert_eq!(etcd.len(), ours.len());
     assert!(diffs.is_empty(), "{} of {} steps differ:\n{}", diffs.len(), etcd.len(), diffs.join("\n"));
+}
+
+/// The etcd-client crate's view of one flavor: each call's outcome, members as
+/// (name, peer URLs, learner) with ids and URLs blanked, sorted.
+fn client_script(flavor: Flavor) -> Vec<String> {
+    let c = ClusterConfig::new(flavor, 3).start();
+    let spare = MemberConfig::new(flavor).name("spare");
+    let moved = MemberConfig::new(flavor).name("moved");
+    let mut names = Names::default();
+    for i in 0..3 {
+        names.url(&format!("m{i}"), c.member(i).config());
+    }
+    names.url("spare", &spare);
+    names.url("moved", &moved);
+    let show = |members: &[etcd_client::Member]| -> String {
+        let mut rows: Vec<String> = members
+            .iter()
+            .map(|m| names.blank(CmdOutput { code: None, stdout: format!("{} {:?} {}", m.name(), m.peer_urls(), m.is_learner()), stderr: String::new() }).stdout)
+            .collect();
+        rows.sort();
+        rows.concat()
+    };
+    std::thread::sleep(Duration::from_millis(5500));
+    wasmraft_tests::runtime().block_on(async {
+        let mut client = c.client(0, Duration::from_secs(5)).await;
+        let mut out = Vec::new();
+        let list = client.member_list().await.expect("member list");
+        out.push(format!("list: {}", show(list.members())));
+        let added = client.member_add([spare.peer_url()], Some(etcd_client::MemberAddOptions::new().with_is_learner())).await.expect("member add");
+        let new = added.member().expect("the added member");
+        let id = new.id();
+        out.push(format!("added learner {}, members {}", new.is_learner(), show(added.member_list())));
+        let refused = client.member_promote(id).await.map(|_| ()).map_err(|e| e.to_string());
+        out.push(format!("promote unstarted: {refused:?}"));
+        let removed = client.member_remove(id).await.expect("member remove");
+        out.push(format!("removed: {}", show(removed.members())));
+        let again = client.member_remove(id).await.map(|_| ()).map_err(|e| e.to_string());
+        out.push(format!("removed again: {again:?}"));
+        // A voter moves to new peer URLs (it keeps listening on its old ones: nothing breaks).
+        let voter = list.members().iter().find(|m| m.peer_urls() == [c.member(2).peer_url()]).expect("m2 in the list").id();
+        let updated = client.member_update(voter, vec![moved.peer_url()]).await.expect("member update");
+        out.push(format!("updated: {}", show(updated.members())));
+        out
+    })
+}
+
+#[test]
+fn membership_through_etcd_client_matches_etcd() {
+    let etcd = client_script(Flavor::Etcd);
+    let ours = client_script(Flavor::subject());
+    assert_eq!(etcd, ours);
+}
+
+/// A learner added after the log was compacted catches up by snapshot (the leader has no
+/// entries old enough for it), serves serializable reads of everything written before it
+/// joined, is promoted, and after its removal its data dir refuses to start again.
+#[test]
+fn a_joining_member_catches_up_by_snapshot_and_a_removed_one_stays_out() {
+    let mut c = ClusterConfig::new(Flavor::subject(), 3).arg("--snapshot-count=20").arg("--snapshot-catchup-entries=5").start();
+    c.wait_leader(Duration::from_secs(30));
+    let ctl = Etcdctl::new(c.endpoints().join(","));
+    for i in 0..60 {
+        let o = ctl.run(&["put", &format!("k{i:02}"), &format!("v{i}")]);
+        assert!(o.success(), "{}", o.render());
+    }
+    // The state is made durable (and the log compacted) about once a second.
+    std::thread::sleep(Duration::from_millis(5500));
+    let joiner = c.joiner_config("m3", &[0, 1, 2]);
+    let o = ctl.run(&["member", "add", "m3", "--learner", &format!("--peer-urls={}", joiner.peer_url())]);
+    assert!(o.success(), "{}", o.render());
+    let id = added_id(&o);
+    let i = c.join(joiner);
+    let log = c.member(i).log();
+    assert!(log.contains("installing snapshot"), "m3 did not catch up by snapshot:\n{}", c.member(i).log_excerpt(40));
+    let learner = Etcdctl::new(c.endpoint(i));
+    let got = learner.run(&["get", "k", "--prefix", "--keys-only", "--consistency=s"]);
+    assert_eq!(got.stdout.lines().filter(|l| !l.is_empty()).count(), 60, "{}", got.render());
+    let status = c.status(i).expect("status of the learner");
+    assert!(status.leader != 0 && status.member_id == id);
+    let mut promoted = ctl.run(&["member", "promote", &hex(id)]);
+    for _ in 0..50 {
+        if promoted.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        promoted = ctl.run(&["member", "promote", &hex(id)]);
+    }
+    assert!(promoted.success(), "{}", promoted.render());
+    // A voter now: it serves linearizable requests.
+    let o = Etcdctl::new(c.endpoint(i)).run(&["put", "after", "promote"]);
+    assert!(o.success(), "{}", o.render());
+
+    let o = Etcdctl::new(c.endpoint(0)).run(&["member", "remove", &hex(id)]);
+    assert!(o.success(), "{}", o.render());
+    let exit = c.member_mut(i).wait_exit(Duration::from_secs(15)).expect("the removed member exits");
+    assert!(exit.success(), "a removed member exits cleanly, as etcd does: {exit:?}");
+    c.member_mut(i).restart_no_wait();
+    let exit = c.member_mut(i).wait_exit(Duration::from_secs(15)).expect("a removed member's data dir does not start");
+    assert!(!exit.success());
+    assert!(c.member(i).current_log().contains(REMOVED_LINE), "{}", c.member(i).log_excerpt(10));
 }

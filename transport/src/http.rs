@@ -8,6 +8,7 @@
 //! | `/raft/snapshot` | POST | 204 | 405, 412, 400 decode / wrong type, 403, 500 save / process |
 //! | `/raft/probing` | any | 200 `{"OK":true,"Now":...}` | |
 //! | `/members` | GET | 200, the host's member JSON, `X-Etcd-Cluster-ID` | 405 (+`Allow`) (see `members.rs`) |
+//! | `/members/promote/<id>` | POST | 200, the members' JSON | 405, 404, 412, 500: the host's status and text |
 //! | anything else | | | 404 `404 page not found` |
 //! | unclean paths, `/raft/stream` | | | 301 to the clean path / `/raft/stream/` (Go's `ServeMux`) |
 //!
@@ -219,6 +220,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         stream_handler(&shared, req).await
     } else if path == crate::members::MEMBERS_PATH {
         crate::members::members_handler(&shared, &req)
+    } else if path.starts_with(crate::members::MEMBER_PROMOTE_PREFIX) {
+        crate::members::promote_handler(&shared, &req).await
     } else {
         text_error(StatusCode::NOT_FOUND, "404 page not found")
     }

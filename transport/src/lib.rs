@@ -88,6 +88,12 @@ pub trait Raft: Send + Sync + 'static {
     fn members_json(&self) -> Option<String> {
         None
     }
+    /// Promotes learner `id` for a member that forwarded the request here (the peer port's
+    /// `POST /members/promote/<id>`): the members' JSON, or an HTTP status and text (default:
+    /// 404, not served).
+    fn promote_member(&self, id: u64) -> Pin<Box<dyn Future<Output = Result<String, (u16, String)>> + Send + '_>> {
+        Box::pin(async move { Err((404, format!("member {id} not found in cluster"))) })
+    }
     /// A fatal condition (default: logged only).
     fn report_critical_error(&self, err: CriticalError) {
         tracing::error!("rafthttp critical error: {err:?}");

@@ -80,3 +80,53 @@ async fn get(client: &Client<HttpConnector, ChannelBody>, url: &str) -> Result<R
     let cluster_id = cluster_id.ok_or("could not parse the cluster ID from cluster res")?;
     Ok(RemoteMembers { cluster_id, json: body.to_vec() })
 }
+
+pub const MEMBER_PROMOTE_PREFIX: &str = "/members/promote/";
+
+/// `POST /members/promote/<id, decimal>` (etcd's `peerMemberPromoteHandler`): a follower asked
+/// to promote a learner hands the request to the leader, the only member that knows whether
+/// the learner caught up. Answers the host's outcome: 200 and the members' JSON, or the status
+/// and text the host chose (etcd: 404 unknown member, 412 not a learner / not in sync).
+pub(crate) async fn promote_handler(shared: &Shared, req: &Request<Incoming>) -> Response<ChannelBody> {
+    if req.method() != Method::POST {
+        return method_not_allowed("POST");
+    }
+    let id_str = req.uri().path().trim_start_matches(MEMBER_PROMOTE_PREFIX);
+    let Ok(id) = id_str.parse::<u64>() else {
+        return with_cluster_id(shared, text_error(StatusCode::NOT_FOUND, &format!("member {id_str} not found in cluster")));
+    };
+    let r = match shared.ctx.raft.promote_member(id).await {
+        Ok(json) => {
+            let mut r = Response::new(ChannelBody::full(format!("{json}\n")));
+            r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
+            r
+        }
+        Err((code, text)) => text_error(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &text),
+    };
+    with_cluster_id(shared, r)
+}
+
+fn with_cluster_id(shared: &Shared, mut r: Response<ChannelBody>) -> Response<ChannelBody> {
+    if let Ok(v) = HeaderValue::from_str(&id_str(shared.ctx.cfg.cluster_id)) {
+        r.headers_mut().insert("X-Etcd-Cluster-ID", v);
+    }
+    r
+}
+
+/// Asks the member at `peer_url` (the leader) to promote learner `id` (etcd's
+/// `promoteMemberHTTP`). Ok: the members' JSON. Err: the status (0 when there was no answer)
+/// and the body or error text.
+pub async fn promote_member(peer_url: &str, id: u64, timeout: Duration) -> Result<Vec<u8>, (u16, String)> {
+    let mut conn = HttpConnector::new();
+    conn.set_connect_timeout(Some(timeout));
+    let client: Client<HttpConnector, ChannelBody> = Client::builder(TokioExecutor::new()).build(conn);
+    let url = format!("{}{MEMBER_PROMOTE_PREFIX}{id}", peer_url.trim_end_matches('/'));
+    let call = async {
+        let req = Request::post(&url).body(ChannelBody::empty()).map_err(|e| (0, e.to_string()))?;
+        let resp = client.request(req).await.map_err(|e| (0, e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map_err(|e| (0, e.to_string()))?.to_bytes().to_vec();
+        if status == 200 { Ok(body) } else { Err((status, String::from_utf8_lossy(&body).into_owned())) }
+    };
+    tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| Err((0, "timed out".into())))
+}

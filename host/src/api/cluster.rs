@@ -117,7 +117,10 @@ impl Cluster for ClusterService {
     async fn member_promote(&self, request: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
         self.api.check_member(&request, false)?;
         let id = request.into_inner().id;
-        let members = self.api.node.change_membership(Change::Promote(id)).await?;
+        let members = match self.api.node.change_membership(Change::Promote(id)).await {
+            Err(crate::node::NodeError::NotLeader) => self.api.node.promote_on_leader(id).await?,
+            other => other?,
+        };
         Ok(Response::new(MemberPromoteResponse { header: Some(self.header()), members: to_proto(members) }))
     }
 }

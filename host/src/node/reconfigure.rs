@@ -155,6 +155,40 @@ impl NodeHandle {
         }
     }
 
+    /// etcd's `PromoteMember` on a follower: the leader decides (through its peer port's
+    /// `/members/promote/<id>`), retried until the request timeout while there is no leader or
+    /// it cannot be reached; the answer is the leader's member list.
+    pub async fn promote_on_leader(&self, id: u64) -> Result<Vec<Member>, NodeError> {
+        let deadline = tokio::time::Instant::now() + self.inner.request_timeout;
+        while tokio::time::Instant::now() < deadline {
+            let leader = self.leader();
+            let urls = self.inner.membership.get(leader).map(|m| m.peer_urls).unwrap_or_default();
+            if leader == self.member_id() {
+                return self.change_membership(Change::Promote(id)).await;
+            }
+            for url in &urls {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match wasmraft_transport::members::promote_member(url, id, left).await {
+                    Ok(json) => {
+                        let members: Vec<crate::conf_change::EtcdMember> =
+                            serde_json::from_slice(&json).map_err(|e| NodeError::Internal(format!("the leader's answer: {e}")))?;
+                        return Ok(members.into_iter().map(crate::conf_change::EtcdMember::into_member).collect());
+                    }
+                    Err((404, _)) => return Err(NodeError::Membership(MembershipError::IdNotFound)),
+                    Err((412, body)) if body.contains("in sync with leader") => {
+                        return Err(NodeError::Membership(MembershipError::LearnerNotReady));
+                    }
+                    Err((412, body)) if body.contains("can only promote a learner member") => {
+                        return Err(NodeError::Membership(MembershipError::NotLearner));
+                    }
+                    Err((status, body)) => tracing::debug!("promoting {id:x} through the leader at {url}: {status} {body}"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(NodeError::Timeout)
+    }
+
     /// etcd 3.4's `--strict-reconfig-check` (on by default, and always on here).
     async fn may_change(&self, change: &Change) -> Result<(), NodeError> {
         let members = self.members();
