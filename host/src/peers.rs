@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use raft::eraftpb::Message;
 use tokio::io::AsyncWriteExt;
-use wasmraft_transport::{CriticalError, OutgoingSnapshot, ProcessError, Raft, SnapshotData, SnapshotStatus, Transport};
+use wasmraft_transport::{CriticalError, OutgoingSnapshot, ProcessError, PromoteFuture, Raft, SnapshotData, SnapshotStatus, Transport};
 
 use crate::node::{NodeHandle, PeerSender, WeakNodeHandle};
 
@@ -90,7 +90,7 @@ impl Raft for RaftInbox {
 
     /// A follower forwarded a promotion here (etcd's `peerMemberPromoteHandler`): answer with
     /// etcd's statuses and texts, which the follower maps back to its errors.
-    fn promote_member(&self, id: u64) -> Pin<Box<dyn Future<Output = Result<String, (u16, String)>> + Send + '_>> {
+    fn promote_member(&self, id: u64) -> PromoteFuture<'_> {
         use crate::membership::MembershipError as M;
         use crate::node::NodeError;
         Box::pin(async move {

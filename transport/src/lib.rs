@@ -67,6 +67,9 @@ pub enum CriticalError {
     MemberRemoved,
 }
 
+/// A forwarded promotion's outcome: the members' JSON, or an HTTP status and text.
+pub type PromoteFuture<'a> = Pin<Box<dyn Future<Output = Result<String, (u16, String)>> + Send + 'a>>;
+
 /// The host side, as etcd's `rafthttp.Raft`. Every method is called from transport tasks and
 /// must return promptly (hand off to the raft loop; never block on it).
 pub trait Raft: Send + Sync + 'static {
@@ -91,7 +94,7 @@ pub trait Raft: Send + Sync + 'static {
     /// Promotes learner `id` for a member that forwarded the request here (the peer port's
     /// `POST /members/promote/<id>`): the members' JSON, or an HTTP status and text (default:
     /// 404, not served).
-    fn promote_member(&self, id: u64) -> Pin<Box<dyn Future<Output = Result<String, (u16, String)>> + Send + '_>> {
+    fn promote_member(&self, id: u64) -> PromoteFuture<'_> {
         Box::pin(async move { Err((404, format!("member {id} not found in cluster"))) })
     }
     /// A fatal condition (default: logged only).

@@ -224,10 +224,10 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
             continue;
         }
         if e.get_entry_type() != EntryType::EntryNormal {
-            if let Some((id, outcome)) = super::reconfigure::apply_entry(shared, &txn, e, &mut members, &mut peer_changes)? {
-                if id != 0 {
-                    outcomes.push((id, outcome));
-                }
+            if let Some((id, outcome)) = super::reconfigure::apply_entry(shared, &txn, e, &mut members, &mut peer_changes)?
+                && id != 0
+            {
+                outcomes.push((id, outcome));
             }
             continue;
         }

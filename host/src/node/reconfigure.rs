@@ -34,6 +34,9 @@ const READY_PERCENT: f64 = 0.9;
 /// What etcd logs when a member applies its own removal, and the reason it stops.
 pub const REMOVED_TEXT: &str = "the member has been permanently removed from the cluster";
 
+/// What the proposer of an applied entry is told: its wait id and outcome.
+pub(crate) type Answer = (u64, Result<Vec<u8>, NodeError>);
+
 /// Transport changes to make once the transaction that applied them has committed.
 #[derive(Default)]
 pub(crate) struct PeerChanges {
@@ -49,7 +52,7 @@ pub(crate) fn apply_entry(
     e: &Entry,
     staged: &mut Staged,
     peers: &mut PeerChanges,
-) -> anyhow::Result<Option<(u64, Result<Vec<u8>, NodeError>)>> {
+) -> anyhow::Result<Option<Answer>> {
     let decoded = match Change::from_entry(e) {
         Ok(d) => d,
         Err(err) => {
@@ -200,7 +203,7 @@ impl NodeHandle {
                 // IsReadyToAddVotingMember: the new voter counts as a member not yet started.
                 let nmembers = voters.len() + 1;
                 let nstarted = voters.iter().filter(|m| started(m)).count();
-                let ready = (nstarted == 1 && nmembers == 2) || nstarted >= nmembers / 2 + 1;
+                let ready = (nstarted == 1 && nmembers == 2) || nstarted > nmembers / 2;
                 if !m.is_learner && !ready {
                     return refuse(MembershipError::NotEnoughStartedMembers);
                 }

@@ -139,9 +139,7 @@ impl RaftLog {
     /// cluster that has some), durably, before raft starts.
     pub fn bootstrap(&mut self, identity: Identity, voters: Vec<u64>, learners: Vec<u64>) -> anyhow::Result<()> {
         anyhow::ensure!(self.identity.is_none(), "raft log is already bootstrapped");
-        let mut cs = ConfState::default();
-        cs.voters = voters;
-        cs.learners = learners;
+        let cs = ConfState { voters, learners, ..Default::default() };
         let mut hs = HardState::default();
         hs.term = 1;
         let txn = self.db.begin_write()?;
