@@ -244,9 +244,10 @@ fn membership_through_etcd_client_matches_etcd() {
     assert_eq!(etcd, ours);
 }
 
-/// A learner added after the log was compacted catches up by snapshot (the leader has no
-/// entries old enough for it), serves serializable reads of everything written before it
-/// joined, is promoted, and after its removal its data dir refuses to start again.
+/// A member not added first cannot join. A learner added after the log was compacted catches
+/// up by snapshot (the leader has no entries old enough for it), serves serializable reads of
+/// everything written before it joined, is promoted, and after its removal its data dir
+/// refuses to start again.
 #[test]
 fn a_joining_member_catches_up_by_snapshot_and_a_removed_one_stays_out() {
     let mut c = ClusterConfig::new(Flavor::subject(), 3).arg("--snapshot-count=20").arg("--snapshot-catchup-entries=5").start();
@@ -256,6 +257,11 @@ fn a_joining_member_catches_up_by_snapshot_and_a_removed_one_stays_out() {
         let o = ctl.run(&["put", &format!("k{i:02}"), &format!("v{i}")]);
         assert!(o.success(), "{}", o.render());
     }
+    // A member that was not added first is refused, with etcd's reason.
+    let stray = c.spawn_join(c.joiner_config("stray", &[0, 1, 2]));
+    let exit = c.member_mut(stray).wait_exit(Duration::from_secs(15)).expect("a member not added first stops");
+    assert!(!exit.success());
+    assert!(c.member(stray).log().contains("member count is unequal"), "{}", c.member(stray).log_excerpt(10));
     // The state is made durable (and the log compacted) about once a second.
     std::thread::sleep(Duration::from_millis(5500));
     let joiner = c.joiner_config("m3", &[0, 1, 2]);
