@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod conf_change;
 pub mod config;
 pub mod deployment;
 pub mod go_duration;
@@ -21,6 +22,7 @@ pub mod guest;
 pub mod harness;
 pub mod ids;
 pub mod lessor;
+pub mod join;
 pub mod logging;
 pub mod membership;
 pub mod node;

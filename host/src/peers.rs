@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use raft::eraftpb::Message;
 use tokio::io::AsyncWriteExt;
-use wasmraft_transport::{CriticalError, OutgoingSnapshot, ProcessError, Raft, SnapshotData, SnapshotStatus, Transport};
+use wasmraft_transport::{CriticalError, OutgoingSnapshot, ProcessError, PromoteFuture, Raft, SnapshotData, SnapshotStatus, Transport};
 
 use crate::node::{NodeHandle, PeerSender, WeakNodeHandle};
 
@@ -31,9 +31,14 @@ impl Raft for RaftInbox {
         node.step(m).map_err(|e| ProcessError::Other(e.to_string()))
     }
 
-    fn is_id_removed(&self, _id: u64) -> bool {
-        // Members are never removed yet (membership changes arrive with the Cluster API).
-        false
+    fn is_id_removed(&self, id: u64) -> bool {
+        self.node.upgrade().is_some_and(|n| n.is_removed(id))
+    }
+
+    /// The members as etcd's peer `/members` lists them, for members joining the cluster.
+    fn members_json(&self) -> Option<String> {
+        let node = self.node.upgrade()?;
+        crate::conf_change::members_json(&node.members()).ok()
     }
 
     fn report_unreachable(&self, id: u64) {
@@ -83,8 +88,33 @@ impl Raft for RaftInbox {
         })
     }
 
+    /// A follower forwarded a promotion here (etcd's `peerMemberPromoteHandler`): answer with
+    /// etcd's statuses and texts, which the follower maps back to its errors.
+    fn promote_member(&self, id: u64) -> PromoteFuture<'_> {
+        use crate::membership::MembershipError as M;
+        use crate::node::NodeError;
+        Box::pin(async move {
+            let node = self.node.upgrade().ok_or((500, NodeError::Stopped.to_string()))?;
+            match node.change_membership(crate::conf_change::Change::Promote(id)).await {
+                Ok(members) => crate::conf_change::members_json(&members).map_err(|e| (500, e.to_string())),
+                Err(NodeError::Membership(M::IdNotFound | M::IdRemoved)) => Err((404, "membership: ID not found".into())),
+                Err(NodeError::Membership(M::NotLearner)) => Err((412, "membership: can only promote a learner member".into())),
+                Err(NodeError::Membership(e @ M::LearnerNotReady)) => Err((412, e.to_string())),
+                Err(e) => Err((500, e.to_string())),
+            }
+        })
+    }
+
+    /// A peer answered that this member was removed: stop, as etcd does.
     fn report_critical_error(&self, err: CriticalError) {
-        tracing::error!("rafthttp: {err:?}: this member was removed from the cluster");
+        match err {
+            CriticalError::MemberRemoved => {
+                tracing::error!("rafthttp: a peer says this member was removed from the cluster");
+                if let Some(node) = self.node.upgrade() {
+                    node.removed_by_peer();
+                }
+            }
+        }
     }
 }
 
@@ -109,6 +139,30 @@ impl PeerSender for TransportSender {
     fn send(&self, msgs: Vec<Message>) {
         let _entered = self.runtime.enter();
         self.transport.send(msgs);
+    }
+
+    fn add_peer(&self, id: u64, peer_urls: &[String]) {
+        let _entered = self.runtime.enter();
+        if let Err(e) = self.transport.add_peer(id, peer_urls) {
+            tracing::warn!("cannot add peer {id:x} at {peer_urls:?}: {e}");
+        }
+    }
+
+    fn remove_peer(&self, id: u64) {
+        let _entered = self.runtime.enter();
+        self.transport.remove_peer(id);
+        tracing::info!("rafthttp: removed remote peer {id:x}");
+    }
+
+    fn update_peer(&self, id: u64, peer_urls: &[String]) {
+        let _entered = self.runtime.enter();
+        if let Err(e) = self.transport.update_peer(id, peer_urls) {
+            tracing::warn!("cannot update peer {id:x} to {peer_urls:?}: {e}");
+        }
+    }
+
+    fn active_since(&self, id: u64) -> Option<std::time::SystemTime> {
+        self.transport.active_since(id)
     }
 
     /// Writes the state into a file off the raft thread, then streams it; the file is unlinked

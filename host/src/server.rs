@@ -59,7 +59,12 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     let registry = Arc::new(GuestRegistry::new(engine, cfg.data_dir.join("member").join("guest-cache")));
     let initial = InitialGuest::load(&cfg, &registry)?;
 
-    let node = Node::start(&cfg, registry)?;
+    let join = if cfg.initial_cluster_state == crate::config::ClusterState::Existing && !Node::is_bootstrapped(&cfg)? {
+        Some(crate::join::discover(&cfg).await?)
+    } else {
+        None
+    };
+    let node = Node::start_joining(&cfg, registry, join)?;
     let handle = node.handle();
     let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
     let transport = start_transport(&cfg, &node, peer_listeners, peers_stopped)?;
@@ -82,7 +87,7 @@ async fn serve(
     tokio::pin!(shutdown);
     tokio::select! {
         r = publish(&handle, &cfg.name, &client_urls) => r?,
-        e = handle.fatal() => anyhow::bail!(e),
+        e = handle.fatal() => return stopped_by(&handle, e),
         _ = &mut shutdown => return Ok(()),
     }
     tracing::info!(
@@ -93,7 +98,7 @@ async fn serve(
     );
     tokio::select! {
         r = initial.deploy(&handle) => r?,
-        e = handle.fatal() => anyhow::bail!(e),
+        e = handle.fatal() => return stopped_by(&handle, e),
         _ = &mut shutdown => return Ok(()),
     }
     tracing::info!("etcdserver/api: enabled capabilities for version 3.4");
@@ -124,7 +129,7 @@ async fn serve(
             tracing::info!("etcdserver: received signal, shutting down");
             Ok(())
         }
-        e = handle.fatal() => Err(anyhow::anyhow!(e)),
+        e = handle.fatal() => stopped_by(&handle, e),
     };
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {
@@ -134,6 +139,16 @@ async fn serve(
     }
     drop(stop_rx);
     outcome
+}
+
+/// What the member's end means: a member the cluster removed stops cleanly (etcd exits 0 and
+/// says the data dir must go), anything else is a failure.
+fn stopped_by(handle: &NodeHandle, err: String) -> anyhow::Result<()> {
+    if handle.was_removed() {
+        tracing::info!("etcdserver: the data-dir used by this member must be removed.");
+        return Ok(());
+    }
+    Err(anyhow::anyhow!(err))
 }
 
 /// Starts the peer transport (etcd's rafthttp) on the peer listeners, connects it to every

@@ -211,6 +211,36 @@ impl Cluster {
             .join(",")
     }
 
+    /// A member to add to this cluster at runtime (after `etcdctl member add`): fresh ports, the
+    /// cluster's token and extra flags, `--initial-cluster-state=existing`, and an
+    /// `--initial-cluster` of the members `current` plus itself (what `member add` tells an
+    /// operator to use).
+    pub fn joiner_config(&self, name: &str, current: &[usize]) -> MemberConfig {
+        let mut c = MemberConfig::new(self.config.flavor).name(name);
+        let mut entries: Vec<String> = current.iter().map(|&i| self.members[i].config().cluster_entry()).collect();
+        entries.push(c.cluster_entry());
+        c = c
+            .initial_cluster(entries.join(","))
+            .arg(format!("--initial-cluster-token={}", self.config.token))
+            .arg("--initial-cluster-state=existing");
+        c.extra_args.extend(self.config.extra_args.iter().cloned());
+        c
+    }
+
+    /// Starts a member made with [`Cluster::joiner_config`] and waits until it serves clients;
+    /// returns its index.
+    pub fn join(&mut self, config: MemberConfig) -> usize {
+        let i = self.spawn_join(config);
+        self.members[i].wait_ready();
+        i
+    }
+
+    /// Starts a member made with [`Cluster::joiner_config`] without waiting; returns its index.
+    pub fn spawn_join(&mut self, config: MemberConfig) -> usize {
+        self.members.push(Member::spawn(config));
+        self.members.len() - 1
+    }
+
     /// Every member's client URL, running or not, in member order.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(Member::endpoint).collect()

@@ -409,6 +409,25 @@ impl Member {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit on its own (a member removed from its
+    /// cluster stops by itself) and returns its exit status; None if it is still running then
+    /// (or was not running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.child.as_mut()?.try_wait().expect("try_wait");
+            if let Some(status) = status {
+                self.child = None;
+                self.paused = false;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL and reap: the process gets no chance to flush anything, like a power cut for the
     /// process (not for the OS: the page cache survives). The data dir is kept for
     /// [`Member::restart`]. Works on a paused member too. Panics if the member is not running.

@@ -7,6 +7,8 @@
 //! | `/raft/stream/{msgapp,message}/<from hex>` | GET | 200, then the stream | 405, 412, 404 `invalid path` / `invalid from` / `error sender not found`, 410 `removed member`, 412 `to field mismatch` |
 //! | `/raft/snapshot` | POST | 204 | 405, 412, 400 decode / wrong type, 403, 500 save / process |
 //! | `/raft/probing` | any | 200 `{"OK":true,"Now":...}` | |
+//! | `/members` | GET | 200, the host's member JSON, `X-Etcd-Cluster-ID` | 405 (+`Allow`) (see `members.rs`) |
+//! | `/members/promote/<id>` | POST | 200, the members' JSON | 405, 404, 412, 500: the host's status and text |
 //! | anything else | | | 404 `404 page not found` |
 //! | unclean paths, `/raft/stream` | | | 301 to the clean path / `/raft/stream/` (Go's `ServeMux`) |
 //!
@@ -95,7 +97,7 @@ fn json_error(code: u16, msg: &str) -> Response<ChannelBody> {
     r
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<ChannelBody> {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response<ChannelBody> {
     let mut r = text_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     r.headers_mut()
         .insert("Allow", HeaderValue::from_static(allow));
@@ -216,6 +218,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         probing_handler()
     } else if path.starts_with("/raft/stream/") {
         stream_handler(&shared, req).await
+    } else if path == crate::members::MEMBERS_PATH {
+        crate::members::members_handler(&shared, &req)
+    } else if path.starts_with(crate::members::MEMBER_PROMOTE_PREFIX) {
+        crate::members::promote_handler(&shared, &req).await
     } else {
         text_error(StatusCode::NOT_FOUND, "404 page not found")
     }

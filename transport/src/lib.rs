@@ -14,6 +14,7 @@
 //! | `msg_codec.rs`, `msgappv2_codec.rs` | the two stream framings |
 //! | `pb.rs` | the raft protobuf, hand-written: etcd's exact bytes, and a decoder safe on hostile input |
 //! | `http.rs` | routes, header checks, etcd's status codes and bodies |
+//! | `members.rs` | the peer port's `GET /members` and its client, for joining members |
 //! | `status.rs`, `urlpick.rs` | peer status / active-since, URL picking |
 //! | `probing.rs` | the peer prober (`GET /raft/probing`): RTT, health, clock drift warnings |
 //! | `body.rs` | HTTP body plumbing (bounded channels, timed reads) |
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 pub mod body;
 pub mod http;
+pub mod members;
 pub mod msg_codec;
 pub mod msgappv2_codec;
 pub mod pb;
@@ -65,6 +67,9 @@ pub enum CriticalError {
     MemberRemoved,
 }
 
+/// A forwarded promotion's outcome: the members' JSON, or an HTTP status and text.
+pub type PromoteFuture<'a> = Pin<Box<dyn Future<Output = Result<String, (u16, String)>> + Send + 'a>>;
+
 /// The host side, as etcd's `rafthttp.Raft`. Every method is called from transport tasks and
 /// must return promptly (hand off to the raft loop; never block on it).
 pub trait Raft: Send + Sync + 'static {
@@ -81,6 +86,17 @@ pub trait Raft: Send + Sync + 'static {
         m: &'a Message,
         data: SnapshotData,
     ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>>;
+    /// The cluster's members as etcd's JSON array, for the peer port's `GET /members` (None:
+    /// not served, 404).
+    fn members_json(&self) -> Option<String> {
+        None
+    }
+    /// Promotes learner `id` for a member that forwarded the request here (the peer port's
+    /// `POST /members/promote/<id>`): the members' JSON, or an HTTP status and text (default:
+    /// 404, not served).
+    fn promote_member(&self, id: u64) -> PromoteFuture<'_> {
+        Box::pin(async move { Err((404, format!("member {id} not found in cluster"))) })
+    }
     /// A fatal condition (default: logged only).
     fn report_critical_error(&self, err: CriticalError) {
         tracing::error!("rafthttp critical error: {err:?}");

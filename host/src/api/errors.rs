@@ -346,9 +346,28 @@ pub fn node_error(err: NodeError) -> Status {
         NodeError::LeaderTransferTimeout => TIMEOUT_LEADER_TRANSFER.status(),
         no_guest @ NodeError::NoGuest => Status::unavailable(no_guest.to_string()),
         NodeError::DeployRefused(text) => Status::failed_precondition(text),
+        NodeError::Membership(e) => membership_error(e),
         // The node's text already says what failed; keep it, it is ours, not etcd's.
         internal @ NodeError::Internal(_) => Status::internal(internal.to_string()),
     }
+}
+
+/// etcd's `toGRPCErrorMap` for membership errors. "Not enough started members" maps to the
+/// client-side error value there (`rpctypes.ErrMemberNotEnoughStarted`, not a gRPC status), so
+/// etcd sends it with code Unknown.
+fn membership_error(e: crate::membership::MembershipError) -> Status {
+    use crate::membership::MembershipError as M;
+    let known = match e {
+        M::IdRemoved | M::IdNotFound => MEMBER_NOT_FOUND,
+        M::IdExists => MEMBER_EXIST,
+        M::PeerUrlExists => PEER_URL_EXIST,
+        M::NotLearner => MEMBER_NOT_LEARNER,
+        M::TooManyLearners => TOO_MANY_LEARNERS,
+        M::NotEnoughStartedMembers => return Status::unknown(MEMBER_NOT_ENOUGH_STARTED.message),
+        M::Unhealthy => UNHEALTHY,
+        M::LearnerNotReady => LEARNER_NOT_READY,
+    };
+    known.status()
 }
 
 impl From<NodeError> for Status {

@@ -203,7 +203,7 @@ fn make_durable(db: &redb::Database) -> anyhow::Result<()> {
 
 /// Applies `entries` past `applied` in one transaction. Returns the new applied index and the
 /// outcomes for waiting clients. An `Err` is a storage failure: the member cannot go on.
-fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) -> anyhow::Result<(u64, Vec<(u64, Outcome)>)> {
+fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: bool) -> anyhow::Result<(u64, Vec<(u64, Outcome)>)> {
     // The guest for this batch's entries; a deploy entry in the batch replaces it for the
     // entries after it.
     let mut active = shared.active.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -211,7 +211,8 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
     let mut txn = shared.state_db.begin_write()?;
     txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
     let mut outcomes = Vec::new();
-    let mut members = Vec::new();
+    let mut members = crate::membership::Staged::default();
+    let mut peer_changes = super::reconfigure::PeerChanges::default();
     let observers = shared.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
     let mut observed = Vec::new();
     let (mut index, mut term) = (applied, 0);
@@ -223,8 +224,16 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
         }
         index = e.index;
         term = e.term;
-        if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
-            // Conf changes were applied by the raft thread; empty entries are new leaders' no-ops.
+        if e.data.is_empty() {
+            // New leaders' no-ops (and conf changes raft dropped).
+            continue;
+        }
+        if e.get_entry_type() != EntryType::EntryNormal {
+            if let Some((id, outcome)) = super::reconfigure::apply_entry(shared, &txn, e, &mut members, &mut peer_changes)?
+                && id != 0
+            {
+                outcomes.push((id, outcome));
+            }
             continue;
         }
         let envelope = match pb::Entry::decode(&e.data[..]) {
@@ -238,9 +247,7 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
         let ctx = ApplyContext { index: e.index, term: e.term, time_unix_ms: envelope.time_unix_ms };
         let outcome = match envelope.kind {
             Some(pb::entry::Kind::Publish(attrs)) => {
-                if let Some(m) = shared.membership.apply_publish(&txn, &attrs)? {
-                    members.push(m);
-                }
+                shared.membership.apply_publish(&txn, &attrs, &mut members)?;
                 Ok(Vec::new())
             }
             Some(pb::entry::Kind::GuestCommand(command)) => match &active {
@@ -309,6 +316,7 @@ fn apply_batch(shared: &Shared, entries: &[Entry], applied: u64, durable: bool) 
     }
     txn.commit()?;
     shared.membership.commit(members);
+    super::reconfigure::after_commit(shared, peer_changes);
     if !observed.is_empty() {
         for o in &observers {
             o.applied(&observed);

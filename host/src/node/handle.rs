@@ -41,6 +41,9 @@ pub enum NodeError {
     /// load, the name or version rules, an unknown rollback target): the reason.
     #[error("{0}")]
     DeployRefused(String),
+    /// A membership change refused (etcd's membership and reconfiguration errors).
+    #[error("{0}")]
+    Membership(crate::membership::MembershipError),
     /// A local failure (storage, runtime) that is not the client's fault.
     #[error("wasmraft: internal error: {0}")]
     Internal(String),

@@ -16,6 +16,7 @@ mod guests;
 mod handle;
 pub mod observe;
 pub mod ready_loop;
+mod reconfigure;
 pub mod wait;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,7 @@ use wasmraft_proto::wasmraft::v1 as pb;
 pub use guests::{DeployOptions, GuestStatus};
 pub use handle::{ActiveGuest, NodeError, NodeHandle, NodeStatus, WeakNodeHandle};
 pub use observe::{AppliedCommand, ApplyObserver};
+pub use reconfigure::REMOVED_TEXT;
 
 use crate::config::{ClusterState, Config};
 use crate::deployment::{self, Active};
@@ -64,6 +66,13 @@ pub(crate) enum RaftMsg {
     Durable(u64),
     /// Hand leadership to this voter (etcd's MoveLeader); refused unless this member leads.
     TransferLeader { to: u64, reply: oneshot::Sender<Result<(), NodeError>> },
+    /// A membership change to propose (`id` is its wait id).
+    ProposeConfChange { id: u64, proposal: crate::conf_change::Proposal },
+    /// The apply thread applies a conf change: raft's configuration changes now, and the new
+    /// conf state is persisted before the reply.
+    ApplyConfChange { cc: raft::eraftpb::ConfChange, reply: mpsc::Sender<Result<raft::eraftpb::ConfState, String>> },
+    /// Whether learner `id` is in sync enough to be promoted (answered by a leader only).
+    LearnerReady { id: u64, reply: oneshot::Sender<Result<(), NodeError>> },
     Stop,
 }
 
@@ -81,6 +90,14 @@ pub trait PeerSender: Send + Sync + 'static {
     /// Sends a MsgSnap with the state database attached, written from `state` (a consistent
     /// read of the state database). Reports the outcome to raft through the node.
     fn send_snapshot(&self, m: raft::eraftpb::Message, state: redb::ReadTransaction);
+    /// Starts talking to a member added to the cluster.
+    fn add_peer(&self, id: u64, peer_urls: &[String]);
+    /// Stops talking to a removed member.
+    fn remove_peer(&self, id: u64);
+    /// Talks to a member at its new peer URLs.
+    fn update_peer(&self, id: u64, peer_urls: &[String]);
+    /// Since when the member has been reachable (None: not now, or unknown).
+    fn active_since(&self, id: u64) -> Option<SystemTime>;
 }
 
 /// State shared by the raft thread, the apply thread and client tasks.
@@ -110,6 +127,8 @@ pub(crate) struct Shared {
     pub request_timeout: Duration,
     pub max_request_bytes: usize,
     pub stopped: AtomicBool,
+    /// Set when this member learned it was removed from the cluster (it is stopping).
+    pub removed: AtomicBool,
     /// Set when a thread hit an error the member cannot continue after (a failing disk).
     pub fatal: Mutex<Option<String>>,
     pub fatal_notify: Notify,
@@ -134,6 +153,15 @@ impl Shared {
     }
 }
 
+/// What a member joining an existing cluster learned from it before starting.
+pub struct Joined {
+    pub cluster_id: u64,
+    /// This member's id, as the cluster recorded it when it was added.
+    pub member_id: u64,
+    /// The cluster's members, this one included.
+    pub members: Vec<Member>,
+}
+
 /// A running member: its handle plus the threads to join at shutdown.
 pub struct Node {
     handle: NodeHandle,
@@ -151,6 +179,23 @@ impl Node {
     /// a new member has none until the first deploy entry is applied (see
     /// [`NodeHandle::deploy_initial`]).
     pub fn start(cfg: &Config, registry: Arc<GuestRegistry>) -> anyhow::Result<Node> {
+        Node::start_joining(cfg, registry, None)
+    }
+
+    /// Whether the data dir already holds a member (it restarts as that member, whatever the
+    /// `--initial-cluster*` flags say).
+    pub fn is_bootstrapped(cfg: &Config) -> anyhow::Result<bool> {
+        let raft_path = cfg.data_dir.join("member").join("raft.redb");
+        if !raft_path.exists() {
+            return Ok(false);
+        }
+        Ok(RaftLog::open(&raft_path)?.identity().is_some())
+    }
+
+    /// [`Node::start`] for a member that may be joining an existing cluster
+    /// (`--initial-cluster-state existing`): `join` is what the cluster told it (see
+    /// [`crate::join`]); it is used only when the data dir is new.
+    pub fn start_joining(cfg: &Config, registry: Arc<GuestRegistry>, join: Option<Joined>) -> anyhow::Result<Node> {
         let member_dir = cfg.data_dir.join("member");
         std::fs::create_dir_all(&member_dir).with_context(|| format!("creating data dir {}", member_dir.display()))?;
         let raft_path = member_dir.join("raft.redb");
@@ -159,7 +204,7 @@ impl Node {
 
         // The initial members with their peer URLs, recorded in the state database below when
         // this member is new.
-        let mut initial_members: Vec<(u64, Vec<String>)> = Vec::new();
+        let mut initial_members: Vec<Member> = Vec::new();
         let identity = match log.identity() {
             Some(id) => {
                 tracing::info!(
@@ -170,10 +215,19 @@ impl Node {
                 );
                 id
             }
+            None if cfg.initial_cluster_state == ClusterState::Existing => {
+                let join = join.context("--initial-cluster-state=existing needs the existing cluster's members")?;
+                let identity = Identity { member_id: join.member_id, cluster_id: join.cluster_id };
+                // Raft starts knowing the cluster as it is now; the log it receives (or the
+                // snapshot) brings everything else, as etcd's joining members learn it.
+                let voters = join.members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect();
+                let learners = join.members.iter().filter(|m| m.is_learner).map(|m| m.id).collect();
+                tracing::info!("etcdserver: joining cluster {:x} as member {:x}", identity.cluster_id, identity.member_id);
+                log.bootstrap(identity, voters, learners)?;
+                initial_members = join.members;
+                identity
+            }
             None => {
-                if cfg.initial_cluster_state == ClusterState::Existing {
-                    anyhow::bail!("--initial-cluster-state=existing: joining an existing cluster is not supported yet");
-                }
                 let ids: Vec<(String, u64)> = cfg
                     .initial_cluster
                     .iter()
@@ -188,10 +242,10 @@ impl Node {
                 for (name, id) in &ids {
                     let urls: Vec<String> = cfg.initial_cluster[name].iter().map(crate::config::trim_url).collect();
                     tracing::info!("etcdserver/membership: added member {id:x} [{}] to cluster {cluster_id:x}", urls.join(" "));
-                    initial_members.push((*id, urls));
+                    initial_members.push(Member { id: *id, peer_urls: urls, ..Default::default() });
                 }
                 let identity = Identity { member_id, cluster_id };
-                log.bootstrap(identity, voters)?;
+                log.bootstrap(identity, voters, Vec::new())?;
                 identity
             }
         };
@@ -210,6 +264,11 @@ impl Node {
                 .with_context(|| format!("reinstalling snapshot {} (the log starts after it)", path.display()))?;
         }
         let membership = Membership::load(&state_db)?;
+        anyhow::ensure!(
+            !membership.is_removed(identity.member_id),
+            "member {:x}: {REMOVED_TEXT}; the data-dir used by this member must be removed",
+            identity.member_id
+        );
         membership.bootstrap(&state_db, &initial_members)?;
         let active = deployment::load_active(&state_db, &registry).context("loading the active guest")?;
         if let Some(a) = &active {
@@ -279,6 +338,7 @@ impl Node {
             request_timeout: cfg.request_timeout(),
             max_request_bytes: cfg.max_request_bytes,
             stopped: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
             fatal: Mutex::new(None),
             fatal_notify: Notify::new(),
             db_paths: vec![raft_path, state_path],
@@ -477,18 +537,13 @@ impl NodeHandle {
             raft_index: s.commit_index.load(Ordering::Relaxed),
             raft_applied_index: *s.applied.borrow(),
             db_size: s.db_paths.iter().map(|p| RaftLog::file_size(p)).sum(),
-            is_learner: false,
+            is_learner: self.is_learner(),
         }
     }
 
     /// The leader's member id, 0 when there is none. Cheap: for per-request checks.
     pub fn leader(&self) -> u64 {
         self.inner.leader.load(Ordering::Relaxed)
-    }
-
-    /// Whether this member is a non-voting learner. Cheap: for per-request checks.
-    pub fn is_learner(&self) -> bool {
-        false
     }
 
     /// Whether the active guest lists `api` in its info. Cheap: for per-request checks.

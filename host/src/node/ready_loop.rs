@@ -16,16 +16,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{RawNode, StateRole};
 use redb::ReadableDatabase;
 use tokio::sync::oneshot;
 
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
+use crate::conf_change::Proposal;
 use crate::storage::RaftLog;
-
-/// Largest conf change entry we decode (they hold a few member ids and URLs).
-const MAX_CONF_CHANGE_BYTES: usize = 64 * 1024;
 
 /// Reads waiting for one ReadIndex round, keyed by the context we gave raft.
 struct PendingReads {
@@ -73,6 +71,34 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                         Ok(())
                     };
                     let _ = reply.send(result);
+                }
+                RaftMsg::ProposeConfChange { id, proposal } => {
+                    let result = if node.raft.leader_id == raft::INVALID_ID {
+                        Err(NodeError::NoLeader)
+                    } else {
+                        // The V2 entry (an update) has no id field: its wait id rides in the
+                        // entry's context.
+                        let proposed = match proposal {
+                            Proposal::V1(cc) => node.propose_conf_change(Vec::new(), cc),
+                            Proposal::V2(cc) => node.propose_conf_change(id.to_be_bytes().to_vec(), cc),
+                        };
+                        proposed.map_err(|e| {
+                            tracing::debug!("conf change {id:x} dropped: {e}");
+                            NodeError::NoLeader
+                        })
+                    };
+                    if let Err(e) = result {
+                        shared.waits.trigger(id, Err(e));
+                    }
+                }
+                RaftMsg::ApplyConfChange { cc, reply } => {
+                    let applied = node.apply_conf_change(&cc).map_err(|e| e.to_string()).and_then(|cs| {
+                        node.mut_store().set_conf_state(cs.clone()).map(|_| cs).map_err(|e| format!("persisting the conf state: {e:#}"))
+                    });
+                    let _ = reply.send(applied);
+                }
+                RaftMsg::LearnerReady { id, reply } => {
+                    let _ = reply.send(super::reconfigure::learner_ready(&node, id));
                 }
                 RaftMsg::ReadIndex { reply } => {
                     reads.queued_since.get_or_insert_with(Instant::now);
@@ -245,7 +271,7 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &S
         tracing::info!("raft: installing snapshot at index {} term {} from the leader", meta.index, meta.term);
         to_apply.send(ApplyMsg::Snapshot { index: meta.index, path }).map_err(|_| anyhow::anyhow!("the apply thread has stopped"))?;
     }
-    hand_to_apply(node, to_apply, rd.take_committed_entries())?;
+    hand_to_apply(to_apply, rd.take_committed_entries())?;
     let sync = rd.must_sync();
     node.mut_store().append(rd.entries(), rd.hs(), sync)?;
     if let Some(hs) = rd.hs() {
@@ -267,42 +293,18 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &S
         shared.commit_index.fetch_max(commit, Ordering::Relaxed);
     }
     send(node, shared, light.take_messages());
-    hand_to_apply(node, to_apply, light.take_committed_entries())?;
+    hand_to_apply(to_apply, light.take_committed_entries())?;
     Ok(())
 }
 
-/// Applies membership changes (raft must know them before the next Ready) and passes every
-/// committed entry, in order, to the apply thread.
-fn hand_to_apply(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, entries: Vec<Entry>) -> anyhow::Result<()> {
+/// Passes committed entries, in order, to the apply thread. Conf changes are applied to raft
+/// by the apply thread (through [`RaftMsg::ApplyConfChange`]), after etcd's validation against
+/// the members as of their entry, as etcd does.
+fn hand_to_apply(to_apply: &Sender<ApplyMsg>, entries: Vec<Entry>) -> anyhow::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }
-    for e in &entries {
-        if e.data.is_empty() {
-            continue;
-        }
-        let cs = match e.get_entry_type() {
-            EntryType::EntryNormal => continue,
-            EntryType::EntryConfChange => {
-                let cc: ConfChange = decode_conf_change(&e.data)?;
-                node.apply_conf_change(&cc)?
-            }
-            EntryType::EntryConfChangeV2 => {
-                let cc: ConfChangeV2 = decode_conf_change(&e.data)?;
-                node.apply_conf_change(&cc)?
-            }
-        };
-        tracing::info!("raft: applied conf change at {}: voters {:?} learners {:?}", e.index, cs.voters, cs.learners);
-        node.mut_store().set_conf_state(cs)?;
-    }
     to_apply.send(ApplyMsg::Entries(entries)).map_err(|_| anyhow::anyhow!("the apply thread has stopped"))
-}
-
-fn decode_conf_change<M: protobuf::Message>(data: &[u8]) -> anyhow::Result<M> {
-    // The protobuf 2 parser recurses without bound on hostile input (RUSTSEC-2024-0437); a conf
-    // change is small and flat, so refuse anything larger than one could be.
-    anyhow::ensure!(data.len() <= MAX_CONF_CHANGE_BYTES, "conf change entry of {} bytes is too large", data.len());
-    Ok(M::parse_from_bytes(data)?)
 }
 
 /// Sends raft messages to peers through the transport. Without one (a member alone), a message

@@ -135,11 +135,11 @@ impl RaftLog {
         self.last_index
     }
 
-    /// Records a new member's identity and initial voters, durably, before raft starts.
-    pub fn bootstrap(&mut self, identity: Identity, voters: Vec<u64>) -> anyhow::Result<()> {
+    /// Records a new member's identity and initial voters (and learners, for a member joining a
+    /// cluster that has some), durably, before raft starts.
+    pub fn bootstrap(&mut self, identity: Identity, voters: Vec<u64>, learners: Vec<u64>) -> anyhow::Result<()> {
         anyhow::ensure!(self.identity.is_none(), "raft log is already bootstrapped");
-        let mut cs = ConfState::default();
-        cs.voters = voters;
+        let cs = ConfState { voters, learners, ..Default::default() };
         let mut hs = HardState::default();
         hs.term = 1;
         let txn = self.db.begin_write()?;
@@ -519,7 +519,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raft.redb");
         let mut log = RaftLog::open(&path).unwrap();
-        log.bootstrap(Identity { member_id: 7, cluster_id: 9 }, vec![7]).unwrap();
+        log.bootstrap(Identity { member_id: 7, cluster_id: 9 }, vec![7], Vec::new()).unwrap();
         let ents: Vec<_> = (1..=5).map(|i| entry(i, 1, format!("e{i}").as_bytes())).collect();
         let mut hs = HardState::default();
         hs.term = 1;

@@ -17,7 +17,7 @@ use anyhow::{Context, bail, ensure};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use sha2::{Digest, Sha256};
 
-use super::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX};
+use super::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX, REMOVED_MEMBERS};
 
 const MAGIC: &[u8; 8] = b"WRSNAP01";
 const END: u8 = 0xff;
@@ -27,11 +27,13 @@ const T_META: u8 = 2;
 const T_GUEST_MODULES: u8 = 3;
 const T_GUEST_UPLOADS: u8 = 4;
 const T_DEPLOYMENTS: u8 = 5;
+const T_REMOVED_MEMBERS: u8 = 6;
 /// The tables keyed by bytes, with their record tags.
 const BYTE_TABLES: [(u8, redb::TableDefinition<&[u8], &[u8]>); 3] =
     [(T_GUEST_KV, GUEST_KV), (T_GUEST_MODULES, GUEST_MODULES), (T_GUEST_UPLOADS, GUEST_UPLOADS)];
 /// The tables keyed by u64 (written big-endian), with their record tags.
-const ID_TABLES: [(u8, redb::TableDefinition<u64, &[u8]>); 2] = [(T_MEMBERS, MEMBERS), (T_DEPLOYMENTS, DEPLOYMENTS)];
+const ID_TABLES: [(u8, redb::TableDefinition<u64, &[u8]>); 3] =
+    [(T_MEMBERS, MEMBERS), (T_DEPLOYMENTS, DEPLOYMENTS), (T_REMOVED_MEMBERS, REMOVED_MEMBERS)];
 /// Longest key or value a snapshot may hold (the guest limits are far below).
 const MAX_FIELD: usize = 256 << 20;
 

@@ -22,6 +22,10 @@ pub const META_APPLIED_TERM: &str = "applied_term";
 /// from `--initial-cluster` (identically on every member) and by applied entries afterwards.
 pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
 
+/// Members removed from the cluster: member id → nothing. etcd keeps them forever too: a removed
+/// id can never come back, its messages are refused, and its own restart refuses to run.
+pub const REMOVED_MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("removed_members");
+
 /// prost `wasmraft.v1.GuestDeployment` in `META`: the active guest, its limits and the index
 /// where it became active. Absent until the first guest is deployed through the log.
 pub const META_DEPLOYMENT: &str = "deployment";
