@@ -137,7 +137,7 @@ fn script(flavor: Flavor) -> Vec<(&'static str, String)> {
     // lock: a holder, a contender that waits, the holder's ctrl-c lets the contender in.
     let mut holder = Running::start(&all, &["lock", "L"]);
     let held = holder.wait_lines(1, "lock holder");
-    let mut contender = Running::start(&all, &["lock", "L", "--", "sh", "-c", "echo got $ETCD_LOCK_KEY at $ETCD_LOCK_REV"]);
+    let mut contender = Running::start(&all, &["lock", "L", "--", "/bin/sh", "-c", "echo got $ETCD_LOCK_KEY at $ETCD_LOCK_REV"]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(contender.running(), "{flavor:?}: the contender got the lock while it was held:\n{}", contender.output());
     assert_eq!(contender.output(), "", "{flavor:?}: the contender printed while waiting");
@@ -146,7 +146,7 @@ fn script(flavor: Flavor) -> Vec<(&'static str, String)> {
     steps.push(("lock holder", number_leases(&format!("{held}exit {holder_exit:?}\n"), &mut seen)));
     steps.push(("lock contender", number_leases(&format!("{}exit {contender_exit:?}\n", contender.output()), &mut seen)));
     // An uncontended lock with a command runs it at once.
-    let mut quick = Running::start(&all, &["lock", "L", "--", "echo", "quick"]);
+    let mut quick = Running::start(&all, &["lock", "L", "--", "/bin/echo", "quick"]);
     let quick_exit = quick.wait_exit("uncontended lock");
     steps.push(("uncontended lock", format!("{}exit {quick_exit:?}\n", quick.output())));
 

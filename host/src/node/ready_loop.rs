@@ -155,7 +155,7 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                 // own term (its no-op, in a moment): hold the reads until then.
             } else {
                 reads.next_ctx += 1;
-                node.read_index(reads.next_ctx.to_be_bytes().to_vec());
+                node.read_index(read_ctx(shared.member_id, reads.next_ctx));
                 let batch = std::mem::take(&mut reads.queued);
                 reads.queued_since = None;
                 reads.in_flight.insert(reads.next_ctx, (Instant::now(), batch));
@@ -241,6 +241,14 @@ impl PendingReads {
     }
 }
 
+/// The context of a ReadIndex request: this member's id, then its own counter. The leader keeps
+/// pending ReadIndex requests by context and drops a request whose context is already pending,
+/// so contexts must be unique across members, not just within one (etcd uses its request-id
+/// generator, which also starts from the member id, for the same reason).
+fn read_ctx(member_id: u64, counter: u64) -> Vec<u8> {
+    [member_id.to_be_bytes(), counter.to_be_bytes()].concat()
+}
+
 fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &Shared, reads: &mut PendingReads) -> anyhow::Result<()> {
     if !node.has_ready() {
         return Ok(());
@@ -280,8 +288,9 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &S
     }
     send(node, shared, rd.take_persisted_messages());
     for rs in rd.take_read_states() {
-        let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
-        if let Some((_, waiters)) = reads.in_flight.remove(&ctx) {
+        let ours = rs.request_ctx.get(..8) == Some(&shared.member_id.to_be_bytes()[..]);
+        let ctx = rs.request_ctx.get(8..).and_then(|c| c.try_into().ok()).map_or(0, u64::from_be_bytes);
+        if let Some((_, waiters)) = reads.in_flight.remove(&ctx).filter(|_| ours) {
             for w in waiters {
                 let _ = w.send(Ok(rs.index));
             }
