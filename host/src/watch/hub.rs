@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message;
 use tokio::sync::{Notify, mpsc, watch};
+use wasmraft_proto::etcdserverpb::{CompactionResponse, InternalRaftRequest};
 use wasmraft_proto::mvccpb::Event;
 
 use super::recent::Recent;
@@ -31,6 +32,9 @@ pub(super) struct State {
     /// False until the current revision was read, and again after a snapshot replaced the
     /// state: then nothing is synced.
     pub initialized: bool,
+    /// The last compaction's revision: a replay from below it must be answered with the
+    /// compacted response, so the recent buffer must not serve it.
+    pub compacted: i64,
     next_id: u64,
     pub watchers: HashMap<u64, Watcher>,
     /// Synced single-key watchers by key; synced range watchers are tried one by one (etcd keeps
@@ -157,6 +161,7 @@ impl WatchHub {
             state: Mutex::new(State {
                 current: 0,
                 initialized: false,
+                compacted: 0,
                 next_id: 1,
                 watchers: HashMap::new(),
                 by_key: HashMap::new(),
@@ -220,6 +225,14 @@ impl WatchHub {
     }
 }
 
+/// The revision `command` compacted to, if it is a compaction that succeeded (its output is a
+/// `CompactionResponse`; a refused one fails, so it has no output to look at).
+fn compaction(command: &[u8], output: &[u8]) -> Option<i64> {
+    let req = InternalRaftRequest::decode(command).ok()?;
+    let rev = req.compaction?.revision;
+    CompactionResponse::decode(output).ok().map(|_| rev)
+}
+
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -238,6 +251,12 @@ impl ApplyObserver for Observer {
         let mut s = self.shared.lock();
         for c in commands {
             if c.events.is_empty() {
+                // Writes emit events; of the rest only a compaction matters here.
+                if let Ok(out) = &c.result
+                    && let Some(rev) = compaction(&c.command, out)
+                {
+                    s.compacted = s.compacted.max(rev);
+                }
                 continue;
             }
             let mut size = 0;
