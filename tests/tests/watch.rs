@@ -169,6 +169,9 @@ fn etcdctl_watch_matches_etcd() {
     assert!(diffs.is_empty(), "etcdctl watch differs from etcd 3.4:\n{}", diffs.join("\n"));
     // The comparison must have compared something: etcd printed the events.
     assert!(etcd[0].1.contains("PUT\na\n1\n"), "{}", etcd[0].1);
+    for (step, printed) in &etcd {
+        assert!(!printed.trim().is_empty(), "{step}: etcd printed nothing");
+    }
 }
 
 fn render(resp: &WatchResponse, out: &mut String) {
@@ -266,6 +269,30 @@ async fn client_script(c: &Cluster) -> String {
     writer.compact(5, None).await.expect("compact");
     let mut old = client.watch("k/a", Some(WatchOptions::new().with_start_revision(3))).await.expect("watch");
     take(&mut old, 2, &mut out).await;
+    // Fragments: three 1 MiB values replayed in one response pass the 2 MiB limit (1.5 MiB
+    // --max-request-bytes plus gRPC overhead); with `fragment` etcd splits it, without it not.
+    let big = vec![b'f'; 1 << 20];
+    let first = writer.put("big/1", big.clone(), None).await.expect("put").header().expect("header").revision();
+    writer.put("big/2", big.clone(), None).await.expect("put");
+    writer.put("big/3", big, None).await.expect("put");
+    for (name, options) in [("fragment", WatchOptions::new().with_fragment()), ("whole", WatchOptions::new())] {
+        let mut w = client.watch("big/", Some(options.with_prefix().with_start_revision(first))).await.expect("watch");
+        let _ = write!(out, "{name}:");
+        let mut events = 0;
+        while events < 3 {
+            match tokio::time::timeout(Duration::from_secs(5), w.message()).await {
+                Ok(Ok(Some(r))) => {
+                    events += r.events().len();
+                    let _ = write!(out, " {}", r.events().len());
+                }
+                other => {
+                    let _ = write!(out, " <{other:?}>");
+                    break;
+                }
+            }
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -276,6 +303,8 @@ fn etcd_client_watch_matches_etcd() {
     let ours = rt.block_on(client_script(&ClusterConfig::new(subject(), 1).arg("--experimental-watch-progress-notify-interval=200ms").start()));
     assert_eq!(ours, etcd, "etcd-client watch responses differ from etcd 3.4 (left: subject, right: etcd)");
     assert!(etcd.contains("PUT k/a=2@2/4/v2 prev k/a=1@2/2/v1"), "{etcd}");
+    // The created response, then the replay: in three pieces, or in one.
+    assert!(etcd.contains("fragment: 0 1 1 1\nwhole: 0 3\n"), "{etcd}");
 }
 
 /// A watcher whose client stops reading: writes and another watcher go on; once it reads
