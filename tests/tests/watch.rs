@@ -375,3 +375,48 @@ fn a_stalled_watcher_stalls_nothing_and_catches_up() {
         eprintln!("{PUTS} puts of 64 KiB with a stalled watcher: {writes:?} (slowest {slowest:?})");
     });
 }
+
+/// A member that falls behind the leader's compacted log installs a snapshot, which replaces its
+/// state wholesale: its watchers must still get every event, in order, once (etcd moves them to
+/// unsynced on restore, as the hub does).
+#[test]
+fn watchers_on_a_member_that_installs_a_snapshot_miss_nothing() {
+    // More entries than raft sends a paused follower before it waits for acknowledgements
+    // (max inflight messages), so the rest can only reach it by snapshot.
+    const PUTS: i64 = 800;
+    let mut c = ClusterConfig::new(subject(), 3).arg("--snapshot-count=100").arg("--snapshot-catchup-entries=10").start();
+    let leader = c.wait_leader(Duration::from_secs(20));
+    let behind = (leader + 1) % 3;
+    let writer_ep = c.endpoint(leader);
+    let rt = wasmraft_tests::runtime();
+    let (mut stream, first) = rt.block_on(async {
+        let mut watcher = c.client(behind, Duration::from_secs(5)).await;
+        let mut stream = watcher.watch("snap/", Some(WatchOptions::new().with_prefix())).await.expect("watch");
+        let created = stream.message().await.expect("created").expect("created");
+        (stream, created.header().expect("header").revision() + 1)
+    });
+    c.pause(behind);
+    rt.block_on(async {
+        let mut writer = etcd_client::Client::connect([writer_ep], None).await.expect("connect");
+        for i in 0..PUTS {
+            writer.put(format!("snap/{i:04}"), format!("v{i}"), None).await.expect("put");
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    c.resume(behind);
+    let revs = rt.block_on(async {
+        let mut revs = Vec::new();
+        while (revs.len() as i64) < PUTS {
+            match tokio::time::timeout(Duration::from_secs(30), stream.message()).await {
+                Ok(Ok(Some(r))) => revs.extend(r.events().iter().map(|e| e.kv().map_or(0, |kv| kv.mod_revision()))),
+                other => panic!("watcher on the member behind: {other:?} after {} events", revs.len()),
+            }
+        }
+        revs
+    });
+    assert_eq!(revs, (first..first + PUTS).collect::<Vec<_>>());
+    if subject() == Flavor::Wasmraft {
+        let log = c.member(behind).log();
+        assert!(log.contains("installing snapshot at index"), "the member did not install a snapshot; its log:\n{log}");
+    }
+}

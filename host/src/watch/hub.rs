@@ -10,7 +10,7 @@ use wasmraft_proto::mvccpb::Event;
 
 use super::recent::Recent;
 use super::watcher::{Delivery, KeyRange, WatchSpec, Watcher};
-use crate::node::{AppliedCommand, ApplyObserver, NodeHandle};
+use crate::node::{AppliedCommand, ApplyObserver, NodeHandle, WeakNodeHandle};
 
 /// The member's watchable store. Cheap to clone.
 #[derive(Clone)]
@@ -172,7 +172,7 @@ impl WatchHub {
             wake: Notify::new(),
             ready: watch::channel(false).0,
         });
-        node.observe(Arc::new(Observer { shared: shared.clone() }));
+        node.observe(Arc::new(Observer { shared: shared.clone(), node: node.downgrade() }));
         tokio::spawn(super::sync::run(shared.clone(), node.downgrade()));
         WatchHub { shared }
     }
@@ -243,10 +243,18 @@ impl Shared {
 /// `try_send`s them and never waits.
 struct Observer {
     shared: Arc<Shared>,
+    node: WeakNodeHandle,
 }
 
 impl ApplyObserver for Observer {
     fn applied(&self, commands: &[AppliedCommand]) {
+        // Another guest's events are its own business (and prost would decode many byte strings
+        // as some Event). The node publishes a swap made in this batch only after observers ran,
+        // so a KV guest's events in the very batch that swapped to it from another guest are not
+        // delivered (no watcher can exist before that swap: creating one needs a KV guest).
+        if !self.node.upgrade().is_some_and(|n| n.guest_serves(crate::api::ETCD_KV_API)) {
+            return;
+        }
         let mut slow = false;
         let mut s = self.shared.lock();
         for c in commands {
