@@ -112,7 +112,7 @@ fn settle() {
 }
 
 /// Everything etcdctl printed in the scenario, step by step.
-fn etcdctl_script(c: &Cluster) -> Vec<(&'static str, String)> {
+fn etcdctl_script(mut c: Cluster) -> Vec<(&'static str, String)> {
     let (w0, e1, e2) = (c.endpoint(0), c.etcdctl(1), c.etcdctl(2));
     let put = |ctl: &Etcdctl, k: &str, v: &str| assert!(ctl.run(&["put", k, v]).success());
     put(&e1, "a", "1"); // 2
@@ -122,12 +122,13 @@ fn etcdctl_script(c: &Cluster) -> Vec<(&'static str, String)> {
     let txn = e1.run_with_stdin(&["txn"], Some("\nput x1 one\nput x2 two\ndel b\n\n\n"));
     assert!(txn.success(), "{}", txn.render()); // 6
     put(&e1, "a", "3"); // 7
-    let mut out = Vec::new();
-    out.push(("--rev=2 a", Watching::start(&w0, &["--rev=2", "a"]).finish(12)));
-    out.push(("--rev=2 --prev-kv a", Watching::start(&w0, &["--rev=2", "--prev-kv", "a"]).finish(14)));
-    out.push(("--rev=1 --prefix x -w json", Watching::start(&w0, &["--rev=1", "--prefix", "x", "-w", "json"]).finish(1)));
-    out.push(("--rev=3 a x (range) -w json", Watching::start(&w0, &["--rev=3", "a", "x", "-w", "json"]).finish(3)));
-    out.push(("--rev=6 --prev-kv --prefix ''", Watching::start(&w0, &["--rev=6", "--prev-kv", "--prefix", ""]).finish(13)));
+    let mut out = vec![
+        ("--rev=2 a", Watching::start(&w0, &["--rev=2", "a"]).finish(12)),
+        ("--rev=2 --prev-kv a", Watching::start(&w0, &["--rev=2", "--prev-kv", "a"]).finish(14)),
+        ("--rev=1 --prefix x -w json", Watching::start(&w0, &["--rev=1", "--prefix", "x", "-w", "json"]).finish(1)),
+        ("--rev=3 a x (range) -w json", Watching::start(&w0, &["--rev=3", "a", "x", "-w", "json"]).finish(3)),
+        ("--rev=6 --prev-kv --prefix ''", Watching::start(&w0, &["--rev=6", "--prev-kv", "--prefix", ""]).finish(13)),
+    ];
 
     // Live: a watch on member 0, writes through member 2 (one put, one txn, one range delete).
     let live = Watching::start(&w0, &["--prefix", "live", "-w", "json"]);
@@ -153,13 +154,21 @@ fn etcdctl_script(c: &Cluster) -> Vec<(&'static str, String)> {
     assert!(e1.run(&["compaction", "7"]).success());
     out.push(("--rev=3 a after compaction 7", Watching::start(&w0, &["--rev=3", "a"]).finish(1)));
     out.push(("--rev=7 a after compaction 7 -w json", Watching::start(&w0, &["--rev=7", "a", "-w", "json"]).finish(2)));
+
+    // etcdctl requires a leader: when its member has had none for three election timeouts,
+    // the stream is ended with "no leader".
+    let orphan = Watching::start(&w0, &["lost"]);
+    settle();
+    c.kill9(1);
+    c.kill9(2);
+    out.push(("watch while the member loses its leader", orphan.finish(1)));
     out
 }
 
 #[test]
 fn etcdctl_watch_matches_etcd() {
-    let etcd = etcdctl_script(&cluster(Flavor::Etcd));
-    let ours = etcdctl_script(&cluster(subject()));
+    let etcd = etcdctl_script(cluster(Flavor::Etcd));
+    let ours = etcdctl_script(cluster(subject()));
     let mut diffs = Vec::new();
     for ((step, e), (_, w)) in etcd.iter().zip(&ours) {
         if e != w {

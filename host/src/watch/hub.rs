@@ -269,14 +269,11 @@ impl ApplyObserver for Observer {
             }
             let mut size = 0;
             let mut events = Vec::with_capacity(c.events.len());
+            // An event that does not decode is skipped rather than stopping delivery.
             for bytes in &c.events {
-                match Event::decode(bytes.as_slice()) {
-                    Ok(e) => {
-                        size += bytes.len();
-                        events.push(e);
-                    }
-                    // Not an etcd KV guest's event (another guest emits its own kinds).
-                    Err(_) => {}
+                if let Ok(e) = Event::decode(bytes.as_slice()) {
+                    size += bytes.len();
+                    events.push(e);
                 }
             }
             let Some(rev) = events.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) else { continue };
