@@ -393,7 +393,12 @@ fn watchers_on_a_member_that_installs_a_snapshot_miss_nothing() {
     // More entries than raft sends a paused follower before it waits for acknowledgements
     // (max inflight messages), so the rest can only reach it by snapshot.
     const PUTS: i64 = 800;
-    let mut c = ClusterConfig::new(subject(), 3).arg("--snapshot-count=100").arg("--snapshot-catchup-entries=10").start();
+    let mut config = ClusterConfig::new(subject(), 3).arg("--snapshot-count=100");
+    if subject() == Flavor::Wasmraft {
+        // etcd 3.4 keeps a fixed 5,000 entries behind a snapshot and has no such flag.
+        config = config.arg("--snapshot-catchup-entries=10");
+    }
+    let mut c = config.start();
     let leader = c.wait_leader(Duration::from_secs(20));
     let behind = (leader + 1) % 3;
     let writer_ep = c.endpoint(leader);
