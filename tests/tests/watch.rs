@@ -81,7 +81,7 @@ impl Watching {
         stdin.flush().expect("flush");
     }
 
-    /// Waits until the output has `lines` lines (or stopped growing for a second, or the
+    /// Waits until the output has `lines` lines (what etcd prints; or stopped growing for 2 s, or the
     /// process ended, or 10 s passed), then a little longer so that anything extra would show,
     /// and returns it normalized.
     fn finish(mut self, lines: usize) -> String {
@@ -92,7 +92,7 @@ impl Watching {
             if n != seen {
                 (seen, since) = (n, Instant::now());
             }
-            let quiet = n > 0 && since.elapsed() > Duration::from_secs(1);
+            let quiet = n > 0 && since.elapsed() > Duration::from_secs(2);
             if n >= lines || quiet || self.child.try_wait().ok().flatten().is_some() {
                 break;
             }
@@ -124,10 +124,10 @@ fn etcdctl_script(mut c: Cluster) -> Vec<(&'static str, String)> {
     put(&e1, "a", "3"); // 7
     let mut out = vec![
         ("--rev=2 a", Watching::start(&w0, &["--rev=2", "a"]).finish(12)),
-        ("--rev=2 --prev-kv a", Watching::start(&w0, &["--rev=2", "--prev-kv", "a"]).finish(14)),
+        ("--rev=2 --prev-kv a", Watching::start(&w0, &["--rev=2", "--prev-kv", "a"]).finish(16)),
         ("--rev=1 --prefix x -w json", Watching::start(&w0, &["--rev=1", "--prefix", "x", "-w", "json"]).finish(1)),
-        ("--rev=3 a x (range) -w json", Watching::start(&w0, &["--rev=3", "a", "x", "-w", "json"]).finish(3)),
-        ("--rev=6 --prev-kv --prefix ''", Watching::start(&w0, &["--rev=6", "--prev-kv", "--prefix", ""]).finish(13)),
+        ("--rev=3 a x (range) -w json", Watching::start(&w0, &["--rev=3", "a", "x", "-w", "json"]).finish(1)),
+        ("--rev=6 --prev-kv --prefix ''", Watching::start(&w0, &["--rev=6", "--prev-kv", "--prefix", ""]).finish(14)),
     ];
 
     // Live: a watch on member 0, writes through member 2 (one put, one txn, one range delete).
@@ -139,7 +139,7 @@ fn etcdctl_script(mut c: Cluster) -> Vec<(&'static str, String)> {
     assert!(txn.success(), "{}", txn.render()); // 9
     assert!(e2.run(&["del", "--prefix", "live"]).success()); // 10
     out.push(("live -w json", live.finish(3)));
-    out.push(("live --prev-kv", live_prev.finish(20)));
+    out.push(("live --prev-kv", live_prev.finish(21)));
 
     // Interactive: two watches on one stream, then writes.
     let mut inter = Watching::start(&w0, &["-i"]);
@@ -148,12 +148,12 @@ fn etcdctl_script(mut c: Cluster) -> Vec<(&'static str, String)> {
     settle();
     put(&e2, "inter/x", "1"); // 11
     put(&e2, "a", "4"); // 12
-    out.push(("-i", inter.finish(12)));
+    out.push(("-i", inter.finish(9)));
 
     // Compaction: a watch from before it is told so and ends; one from it on is complete.
     assert!(e1.run(&["compaction", "7"]).success());
-    out.push(("--rev=3 a after compaction 7", Watching::start(&w0, &["--rev=3", "a"]).finish(1)));
-    out.push(("--rev=7 a after compaction 7 -w json", Watching::start(&w0, &["--rev=7", "a", "-w", "json"]).finish(2)));
+    out.push(("--rev=3 a after compaction 7", Watching::start(&w0, &["--rev=3", "a"]).finish(2)));
+    out.push(("--rev=7 a after compaction 7 -w json", Watching::start(&w0, &["--rev=7", "a", "-w", "json"]).finish(1)));
 
     // etcdctl requires a leader: when its member has had none for three election timeouts,
     // the stream is ended with "no leader".
@@ -161,7 +161,7 @@ fn etcdctl_script(mut c: Cluster) -> Vec<(&'static str, String)> {
     settle();
     c.kill9(1);
     c.kill9(2);
-    out.push(("watch while the member loses its leader", orphan.finish(1)));
+    out.push(("watch while the member loses its leader", orphan.finish(2)));
     out
 }
 
