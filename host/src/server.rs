@@ -113,6 +113,7 @@ async fn serve(
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         watch_progress_notify_interval: cfg.watch_progress_notify_interval,
+        election_timeout: cfg.election_timeout,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_rx2 = stop_rx.clone();

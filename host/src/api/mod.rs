@@ -91,6 +91,8 @@ pub struct ApiLimits {
     /// --experimental-watch-progress-notify-interval: how often watchers that asked for
     /// progress notifications get one.
     pub watch_progress_notify_interval: Duration,
+    /// --election-timeout: streams that require a leader end after three of these without one.
+    pub election_timeout: Duration,
 }
 
 impl Default for ApiLimits {
@@ -100,6 +102,7 @@ impl Default for ApiLimits {
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
             watch_progress_notify_interval: watch::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
+            election_timeout: Duration::from_millis(1000),
         }
     }
 }

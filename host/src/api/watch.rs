@@ -42,6 +42,9 @@ const MIN_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_millis(100);
 const INVALID_WATCH_ID: i64 = -1;
 /// clientv3's `AutoWatchID`: "pick an id for me".
 const AUTO_WATCH_ID: i64 = 0;
+/// etcd's `maxNoLeaderCnt`: election timeouts without a leader before streams that require one
+/// are ended.
+const MAX_NO_LEADER_COUNT: u32 = 3;
 /// Responses queued towards gRPC before the stream task waits for the client.
 const OUTBOUND_BUFFER: usize = 16;
 
@@ -80,6 +83,10 @@ impl Watch for WatchService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
+        let require_leader = request
+            .metadata()
+            .get(super::METADATA_REQUIRE_LEADER_KEY)
+            .is_some_and(|v| v.as_bytes() == b"true");
         let (out, out_rx) = mpsc::channel(OUTBOUND_BUFFER);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let stream = Stream {
@@ -92,7 +99,8 @@ impl Watch for WatchService {
             next_id: 0,
             max_response_bytes: self.api.limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES),
         };
-        tokio::spawn(stream.run(request.into_inner(), rx, jittered(self.progress_interval)));
+        let leader_check = require_leader.then_some(self.api.limits.election_timeout);
+        tokio::spawn(stream.run(request.into_inner(), rx, jittered(self.progress_interval), leader_check));
         Ok(Response::new(ReceiverStream::new(out_rx)))
     }
 }
@@ -133,8 +141,20 @@ struct Stream {
 struct Gone;
 
 impl Stream {
-    async fn run(mut self, mut inbound: Streaming<WatchRequest>, mut rx: mpsc::Receiver<Delivery>, interval: Duration) {
+    /// Serves the stream until the client goes. With `leader_check` (the client required a
+    /// leader), the stream also ends with etcd's "no leader" once the member has had none for
+    /// three checks that far apart (etcd's `monitorLeader`).
+    async fn run(
+        mut self,
+        mut inbound: Streaming<WatchRequest>,
+        mut rx: mpsc::Receiver<Delivery>,
+        interval: Duration,
+        leader_check: Option<Duration>,
+    ) {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let check_every = leader_check.unwrap_or(Duration::from_secs(3600));
+        let mut leader_ticker = tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
+        let mut no_leader = 0;
         let mut reading = true;
         loop {
             let step = tokio::select! {
@@ -154,6 +174,15 @@ impl Stream {
                 _ = ticker.tick() => {
                     self.progress_tick();
                     Ok(())
+                }
+                _ = leader_ticker.tick(), if leader_check.is_some() => {
+                    no_leader = if self.api.node.leader() == 0 { no_leader + 1 } else { 0 };
+                    if no_leader >= MAX_NO_LEADER_COUNT {
+                        let _ = self.out.send(Err(super::errors::NO_LEADER.into())).await;
+                        Err(Gone)
+                    } else {
+                        Ok(())
+                    }
                 }
                 _ = self.out.closed() => Err(Gone),
             };

@@ -5,11 +5,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message;
 use tokio::sync::{Notify, mpsc, watch};
+use wasmraft_proto::etcdserverpb::{CompactionResponse, InternalRaftRequest};
 use wasmraft_proto::mvccpb::Event;
 
 use super::recent::Recent;
 use super::watcher::{Delivery, KeyRange, WatchSpec, Watcher};
-use crate::node::{AppliedCommand, ApplyObserver, NodeHandle};
+use crate::node::{AppliedCommand, ApplyObserver, NodeHandle, WeakNodeHandle};
 
 /// The member's watchable store. Cheap to clone.
 #[derive(Clone)]
@@ -31,6 +32,9 @@ pub(super) struct State {
     /// False until the current revision was read, and again after a snapshot replaced the
     /// state: then nothing is synced.
     pub initialized: bool,
+    /// The last compaction's revision: a replay from below it must be answered with the
+    /// compacted response, so the recent buffer must not serve it.
+    pub compacted: i64,
     next_id: u64,
     pub watchers: HashMap<u64, Watcher>,
     /// Synced single-key watchers by key; synced range watchers are tried one by one (etcd keeps
@@ -157,6 +161,7 @@ impl WatchHub {
             state: Mutex::new(State {
                 current: 0,
                 initialized: false,
+                compacted: 0,
                 next_id: 1,
                 watchers: HashMap::new(),
                 by_key: HashMap::new(),
@@ -167,7 +172,7 @@ impl WatchHub {
             wake: Notify::new(),
             ready: watch::channel(false).0,
         });
-        node.observe(Arc::new(Observer { shared: shared.clone() }));
+        node.observe(Arc::new(Observer { shared: shared.clone(), node: node.downgrade() }));
         tokio::spawn(super::sync::run(shared.clone(), node.downgrade()));
         WatchHub { shared }
     }
@@ -220,6 +225,14 @@ impl WatchHub {
     }
 }
 
+/// The revision `command` compacted to, if it is a compaction that succeeded (its output is a
+/// `CompactionResponse`; a refused one fails, so it has no output to look at).
+fn compaction(command: &[u8], output: &[u8]) -> Option<i64> {
+    let req = InternalRaftRequest::decode(command).ok()?;
+    let rev = req.compaction?.revision;
+    CompactionResponse::decode(output).ok().map(|_| rev)
+}
+
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -230,26 +243,37 @@ impl Shared {
 /// `try_send`s them and never waits.
 struct Observer {
     shared: Arc<Shared>,
+    node: WeakNodeHandle,
 }
 
 impl ApplyObserver for Observer {
     fn applied(&self, commands: &[AppliedCommand]) {
+        // Another guest's events are its own business (and prost would decode many byte strings
+        // as some Event). The node publishes a swap made in this batch only after observers ran,
+        // so a KV guest's events in the very batch that swapped to it from another guest are not
+        // delivered (no watcher can exist before that swap: creating one needs a KV guest).
+        if !self.node.upgrade().is_some_and(|n| n.guest_serves(crate::api::ETCD_KV_API)) {
+            return;
+        }
         let mut slow = false;
         let mut s = self.shared.lock();
         for c in commands {
             if c.events.is_empty() {
+                // Writes emit events; of the rest only a compaction matters here.
+                if let Ok(out) = &c.result
+                    && let Some(rev) = compaction(&c.command, out)
+                {
+                    s.compacted = s.compacted.max(rev);
+                }
                 continue;
             }
             let mut size = 0;
             let mut events = Vec::with_capacity(c.events.len());
+            // An event that does not decode is skipped rather than stopping delivery.
             for bytes in &c.events {
-                match Event::decode(bytes.as_slice()) {
-                    Ok(e) => {
-                        size += bytes.len();
-                        events.push(e);
-                    }
-                    // Not an etcd KV guest's event (another guest emits its own kinds).
-                    Err(_) => {}
+                if let Ok(e) = Event::decode(bytes.as_slice()) {
+                    size += bytes.len();
+                    events.push(e);
                 }
             }
             let Some(rev) = events.first().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) else { continue };

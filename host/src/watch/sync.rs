@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use wasmraft_proto::etcdserverpb::{RangeRequest, RangeResponse};
 use wasmraft_proto::wasmraft::v1::{KvQuery, WatchHistoryRequest, WatchHistoryResponse, kv_query};
 
 use super::hub::{Sent, Shared, send};
@@ -41,28 +40,31 @@ pub(super) async fn run(shared: Arc<Shared>, node: WeakNodeHandle) {
     }
 }
 
-/// Reads the store's current revision; false when it cannot yet (no etcd KV guest, or the
-/// query failed).
+/// Reads the store's current and compacted revisions; false when it cannot yet (no etcd KV
+/// guest, or the query failed). A one-revision history read from revision 1 answers both: its
+/// header has the current revision, and it is refused with the compaction's revision when one
+/// went past 1.
 async fn initialize(shared: &Shared, node: &NodeHandle) -> bool {
     if !node.guest_serves(crate::api::ETCD_KV_API) {
         return false;
     }
-    let probe = RangeRequest { key: vec![0], count_only: true, serializable: true, ..Default::default() };
-    let revision = match node.query(probe.encode_to_vec()).await {
-        Ok(bytes) => match RangeResponse::decode(bytes.as_slice()) {
-            Ok(r) => r.header.map_or(0, |h| h.revision),
-            Err(e) => {
-                tracing::warn!(error = %e, "watch: the guest's answer to the revision probe is not a RangeResponse");
-                return false;
-            }
-        },
+    let probe = WatchHistoryRequest {
+        key: vec![0],
+        start_revision: 1,
+        end_revision: 1,
+        limit: 1,
+        ..Default::default()
+    };
+    let resp = match history(node, probe).await {
+        Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(error = %e, "watch: reading the current revision failed; retrying");
             return false;
         }
     };
     let mut s = shared.lock();
-    s.current = s.current.max(revision);
+    s.current = s.current.max(resp.header.map_or(0, |h| h.revision));
+    s.compacted = s.compacted.max(resp.compact_revision);
     if s.recent.newest() != Some(s.current) {
         s.recent.clear();
     }
@@ -104,7 +106,9 @@ async fn catch_up(shared: &Shared, node: &NodeHandle, id: u64) -> bool {
                 s.make_synced(id);
                 return false;
             }
-            let from_recent = s.recent.since(w.next_rev).map(|revisions| {
+            // Below the compaction, only the history can say so.
+            let recent = if w.next_rev < s.compacted { None } else { s.recent.since(w.next_rev) };
+            let from_recent = recent.map(|revisions| {
                 let (mut events, mut last) = (Vec::new(), w.next_rev - 1);
                 for (rev, evs) in revisions.take(MAX_REVISIONS_PER_DELIVERY) {
                     last = rev;
