@@ -26,10 +26,12 @@ const VICTIM_WAIT: Duration = Duration::from_millis(10);
 pub(super) async fn run(shared: Arc<Shared>, node: WeakNodeHandle) {
     loop {
         let Some(handle) = node.upgrade() else { return };
+        // Until the revision is known (or while the guest is not a KV guest) this polls at the
+        // idle pace; afterwards only victims are retried sooner.
         let retry_soon = if shared.lock().initialized {
             pass(&shared, &handle).await
         } else {
-            !initialize(&shared, &handle).await
+            initialize(&shared, &handle).await
         };
         drop(handle);
         let wait = if retry_soon { VICTIM_WAIT } else { IDLE_WAIT };
