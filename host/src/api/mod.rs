@@ -296,6 +296,8 @@ impl Api {
         if command.len() > self.limits.max_request_bytes {
             return Err(errors::REQUEST_TOO_LARGE.into());
         }
+        // etcd's quota interceptors (puts, txns, lease grants): see `crate::alarms`.
+        self.node.check_quota(&command).await?;
         let answer = self.node.propose(command).await?;
         R::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response(response_name, e))
     }

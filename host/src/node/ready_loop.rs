@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
 use raft::{RawNode, StateRole};
-use redb::ReadableDatabase;
 use tokio::sync::oneshot;
 
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
