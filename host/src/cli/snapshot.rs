@@ -21,7 +21,10 @@ use clap::{Args, Subcommand};
 use redb::Durability;
 use sha2::{Digest, Sha256};
 
-use super::{CliError, EXIT_INVALID_INPUT, EXIT_IO, EXIT_SERVER_ERROR};
+use super::{CliError, EXIT_INVALID_INPUT};
+
+/// etcdctl's ExitError: how `snapshot restore` ends when the file or the data dir is refused.
+const EXIT_ERROR: u8 = 1;
 use crate::config::{parse_initial_cluster, parse_urls, trim_url};
 use crate::membership::Membership;
 use crate::storage::tables::{ALARMS, MEMBERS, META, META_APPLIED_INDEX, META_APPLIED_TERM};
@@ -92,7 +95,7 @@ fn restore(f: &RestoreFlags) -> Result<(), CliError> {
     }
     let data_dir = f.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", f.name)));
     if data_dir.exists() {
-        return Err(CliError::new(EXIT_SERVER_ERROR, format!("data-dir {:?} exists", data_dir.display().to_string())));
+        return Err(CliError::new(EXIT_ERROR, format!("data-dir {:?} exists", data_dir.display().to_string())));
     }
     check_digest(&f.file)?;
 
@@ -119,7 +122,7 @@ fn restore(f: &RestoreFlags) -> Result<(), CliError> {
     if let Err(e) = written {
         // Leave nothing half-made behind: a partial data dir would start as a broken member.
         let _ = std::fs::remove_dir_all(&data_dir);
-        return Err(CliError::new(EXIT_IO, format!("restoring {}: {e:#}", f.file.display())));
+        return Err(CliError::new(EXIT_ERROR, format!("restoring {}: {e:#}", f.file.display())));
     }
     eprintln!("restored snapshot {} into data-dir {}", f.file.display(), data_dir.display());
     Ok(())
@@ -127,11 +130,11 @@ fn restore(f: &RestoreFlags) -> Result<(), CliError> {
 
 /// etcd's restore check: the last 32 bytes are the sha256 of everything before them.
 fn check_digest(path: &Path) -> Result<(), CliError> {
-    let io = |e: std::io::Error| CliError::new(EXIT_INVALID_INPUT, format!("reading {}: {e}", path.display()));
+    let io = |e: std::io::Error| CliError::new(EXIT_ERROR, format!("reading {}: {e}", path.display()));
     let mut file = std::fs::File::open(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     if len < 32 {
-        return Err(CliError::new(EXIT_INVALID_INPUT, "snapshot missing hash but --skip-hash-check=false".to_string()));
+        return Err(CliError::new(EXIT_ERROR, "snapshot missing hash but --skip-hash-check=false".to_string()));
     }
     let mut body = (&mut file).take(len - 32);
     let mut h = Sha256::new();
@@ -141,7 +144,7 @@ fn check_digest(path: &Path) -> Result<(), CliError> {
     let got = h.finalize();
     if got[..] != sha[..] {
         return Err(CliError::new(
-            EXIT_INVALID_INPUT,
+            EXIT_ERROR,
             format!("expected sha256 {}, got {}", go_bytes(&sha), go_bytes(&got)),
         ));
     }

@@ -128,7 +128,7 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                 // own term (its no-op, in a moment): hold the reads until then.
             } else {
                 reads.next_ctx += 1;
-                node.read_index(reads.next_ctx.to_be_bytes().to_vec());
+                node.read_index(read_ctx(shared.member_id, reads.next_ctx));
                 let batch = std::mem::take(&mut reads.queued);
                 reads.queued_since = None;
                 reads.in_flight.insert(reads.next_ctx, (Instant::now(), batch));
@@ -214,6 +214,26 @@ impl PendingReads {
     }
 }
 
+/// The context of a ReadIndex request: this member's id, then its counter. The leader keys
+/// pending ReadIndex requests by context and ignores one whose context is already pending, so
+/// a counter alone (which every member starts at 1) would make concurrent first reads on two
+/// followers collide and one of them time out.
+fn read_ctx(member_id: u64, counter: u64) -> Vec<u8> {
+    let mut ctx = Vec::with_capacity(16);
+    ctx.extend_from_slice(&member_id.to_be_bytes());
+    ctx.extend_from_slice(&counter.to_be_bytes());
+    ctx
+}
+
+/// The counter of a ReadIndex context this member made, or None for anything else.
+fn parse_read_ctx(member_id: u64, ctx: &[u8]) -> Option<u64> {
+    let (id, counter) = ctx.split_at_checked(8)?;
+    if id != member_id.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(counter.try_into().ok()?))
+}
+
 fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &Shared, reads: &mut PendingReads) -> anyhow::Result<()> {
     if !node.has_ready() {
         return Ok(());
@@ -253,7 +273,7 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &S
     }
     send(node, shared, rd.take_persisted_messages());
     for rs in rd.take_read_states() {
-        let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or([0; 8]));
+        let Some(ctx) = parse_read_ctx(shared.member_id, &rs.request_ctx) else { continue };
         if let Some((_, waiters)) = reads.in_flight.remove(&ctx) {
             for w in waiters {
                 let _ = w.send(Ok(rs.index));
