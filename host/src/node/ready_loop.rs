@@ -337,10 +337,15 @@ fn send(node: &mut RawNode<RaftLog>, shared: &Shared, mut msgs: Vec<Message>) {
                 let (snaps, rest): (Vec<_>, Vec<_>) = msgs.into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
                 msgs = rest;
                 for m in snaps {
-                    match shared.state_db.begin_read() {
-                        Ok(state) => peers.send_snapshot(m, state),
-                        Err(e) => {
+                    match shared.state_db.try_begin_read() {
+                        Some(Ok(state)) => peers.send_snapshot(m, state),
+                        Some(Err(e)) => {
                             tracing::warn!("cannot read the state for a snapshot to {:x}: {e}", m.to);
+                            node.report_snapshot(m.to, raft::SnapshotStatus::Failure);
+                        }
+                        None => {
+                            // A defragmentation holds the state database; raft retries later.
+                            tracing::info!("snapshot to {:x} postponed: the state database is being defragmented", m.to);
                             node.report_snapshot(m.to, raft::SnapshotStatus::Failure);
                         }
                     }

@@ -39,6 +39,16 @@ impl StateDb {
         self.db().begin_read()
     }
 
+    /// A read transaction unless a compaction holds the gate: for the raft thread, which must
+    /// not stop ticking (and heartbeating) for as long as a compaction takes.
+    pub fn try_begin_read(&self) -> Option<Result<ReadTransaction, TransactionError>> {
+        match self.db.try_read() {
+            Ok(db) => Some(db.begin_read()),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner().begin_read()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     pub fn begin_write(&self) -> Result<WriteTransaction, TransactionError> {
         self.db().begin_write()
     }
