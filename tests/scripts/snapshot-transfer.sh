@@ -45,6 +45,7 @@ wait_ready() { # wait_ready <i>
   echo "member $1 not ready" >&2; tail -20 "$ROOT/m$1.log" >&2; exit 1
 }
 hwm() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
+rss() { awk '/VmRSS/ {print int($2/1024)}' "/proc/$1/status"; }
 reset_hwm() { echo 5 >"/proc/$1/clear_refs"; }
 applied() { # applied <i>: raft applied index from endpoint status
   "$ETCDCTL" --endpoints "127.0.0.1:$((BASE + $1))" endpoint status -w json 2>/dev/null |
@@ -67,6 +68,7 @@ echo "writing $MB_VALUES values of 1 MB through member $leader (member $lagger s
 state=$(stat -c %s "$ROOT/m$leader/member/state.redb")
 echo "leader state database: $((state / 1048576)) MiB"
 
+echo "leader RSS before the catch-up: $(rss "$leader_pid") MiB"
 reset_hwm "$leader_pid"
 t0=$(date +%s.%N)
 start "$lagger"
@@ -82,6 +84,7 @@ secs=$(echo "$t1 - $t0" | bc -l)
 echo "/raft/snapshot catch-up (restart to applied $target, includes start-up): $(printf %.1f "$secs") s," \
   "$(echo "$state / 1048576 / $secs" | bc) MiB/s; peak RSS sender $(hwm "$leader_pid") MiB, receiver $(hwm "$lagger_pid") MiB"
 
+echo "leader RSS before snapshot save: $(rss "$leader_pid") MiB"
 reset_hwm "$leader_pid"
 t0=$(date +%s.%N)
 /usr/bin/time -f "%M" -o "$ROOT/etcdctl.rss" "$ETCDCTL" --endpoints "127.0.0.1:$((BASE + leader))" \
