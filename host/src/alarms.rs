@@ -178,7 +178,7 @@ pub fn apply(
             if req.alarm != AlarmType::None as i32 && !list.contains(&member) {
                 txn.open_table(ALARMS)?.insert(key(&member).as_slice(), [].as_slice())?;
                 tracing::warn!("alarm {} raised by peer {:x}", alarm_name(member.alarm), member.member_id);
-                list.push(member.clone());
+                list.push(member);
                 list.sort_by_key(key);
                 resp.alarms.push(member);
             }
