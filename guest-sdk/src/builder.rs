@@ -27,7 +27,7 @@ pub fn build_component(crate_dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = crate_dir.join("Cargo.toml");
     let name = package_name(&manifest)?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").context("build_component runs in a build script (OUT_DIR unset)")?);
-    let target_dir = target_dir(&out_dir).join("guests");
+    let target_dir = target_dir(&out_dir);
 
     println!("cargo:rerun-if-changed={}", crate_dir.join("src").display());
     println!("cargo:rerun-if-changed={}", manifest.display());
@@ -114,14 +114,22 @@ pub fn package_name(manifest: &Path) -> anyhow::Result<String> {
     bail!("no [package] name in {}", manifest.display())
 }
 
-/// The outer build's target directory (cargo marks it with CACHEDIR.TAG), so guest artifacts
-/// are cached across builds and removed by `cargo clean`.
+/// `guests` in the outer build's target directory (cargo marks it with CACHEDIR.TAG), so guest
+/// artifacts are cached across builds and removed by `cargo clean` — or
+/// `WASMRAFT_GUEST_TARGET_DIR` when set: several checkouts of this workspace sharing one target dir would otherwise
+/// build each other's guests (cargo identifies path crates by their path inside the workspace,
+/// so one checkout's SDK and protos pass for another's).
 fn target_dir(out_dir: &Path) -> PathBuf {
+    println!("cargo:rerun-if-env-changed=WASMRAFT_GUEST_TARGET_DIR");
+    if let Some(dir) = std::env::var_os("WASMRAFT_GUEST_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
     out_dir
         .ancestors()
         .find(|d| d.join("CACHEDIR.TAG").is_file())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| out_dir.to_path_buf())
+        .join("guests")
 }
 
 fn has_guest_profile(crate_dir: &Path) -> bool {

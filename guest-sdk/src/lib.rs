@@ -59,6 +59,7 @@
 
 extern crate self as wasmraft_guest_sdk;
 
+pub mod crc32c;
 mod store;
 pub mod testing;
 #[cfg(feature = "build")]

@@ -265,7 +265,7 @@ pub fn trim_url(u: &Url) -> String {
     u.as_str().trim_end_matches('/').to_string()
 }
 
-fn parse_urls(flag: &str, value: &str) -> anyhow::Result<Vec<Url>> {
+pub(crate) fn parse_urls(flag: &str, value: &str) -> anyhow::Result<Vec<Url>> {
     let mut out = Vec::new();
     for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let url = Url::parse(part).with_context(|| format!("invalid value {part:?} for flag {flag}"))?;
@@ -286,7 +286,7 @@ fn parse_urls(flag: &str, value: &str) -> anyhow::Result<Vec<Url>> {
 }
 
 /// Parses `name1=url1,name1=url2,name2=url3`: a name may appear several times, once per URL.
-fn parse_initial_cluster(value: &str) -> anyhow::Result<BTreeMap<String, Vec<Url>>> {
+pub(crate) fn parse_initial_cluster(value: &str) -> anyhow::Result<BTreeMap<String, Vec<Url>>> {
     let mut out: BTreeMap<String, Vec<Url>> = BTreeMap::new();
     for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let Some((name, url)) = part.split_once('=') else {

@@ -12,6 +12,7 @@
 //!
 //! The host knows logs, terms, members and bytes. What a command means is the guest's business.
 
+pub mod alarms;
 pub mod api;
 pub mod cli;
 pub mod conf_change;

@@ -224,6 +224,12 @@ impl Member {
     /// Starts a member with a fresh, empty data dir without waiting for readiness (a member of a
     /// multi-member cluster cannot become ready before its peers are up).
     pub fn spawn(config: MemberConfig) -> Member {
+        Member::spawn_prepared(config, |_| {})
+    }
+
+    /// Like [`Member::spawn`], but `prepare` gets the (not yet existing) data dir path first, to
+    /// put a data dir there (say, one `snapshot restore` made).
+    pub fn spawn_prepared(config: MemberConfig, prepare: impl FnOnce(&Path)) -> Member {
         let dir = tempfile::Builder::new()
             .prefix(&format!("wasmraft-test-{}-{}-", config.flavor, config.name))
             .tempdir()
@@ -232,6 +238,7 @@ impl Member {
         // both servers must create it themselves.
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("member.log");
+        prepare(&data_dir);
         let mut m = Member {
             config,
             dir: Some(dir),

@@ -1,8 +1,10 @@
-//! The Maintenance service: `Status` (what `etcdctl endpoint status` shows) and `MoveLeader`
-//! (`etcdctl move-leader`). Alarms, defrag, hashes and snapshots are not served yet and say so.
+//! The Maintenance service, as etcd 3.4's `v3rpc/maintenance.go`: Status (`etcdctl endpoint
+//! status`), Hash and HashKV (`endpoint hashkv`), Snapshot (`snapshot save`), Defragment
+//! (`defrag`), Alarm (`alarm list|disarm`) and MoveLeader (`move-leader`).
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use tonic::{Request, Response, Status};
 use wasmraft_proto::etcdserverpb::{
@@ -11,8 +13,10 @@ use wasmraft_proto::etcdserverpb::{
     ResponseHeader, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse, maintenance_server::Maintenance,
 };
+use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
 use super::{Api, ETCD_VERSION, errors};
+use crate::node::maintenance::SnapshotPiece;
 
 pub struct MaintenanceService {
     api: Arc<Api>,
@@ -23,21 +27,36 @@ impl MaintenanceService {
         Self { api }
     }
 
+    /// A response header as etcd's `header.fill` makes it, at `revision`.
+    fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        let node = &self.api.node;
+        Some(ResponseHeader {
+            cluster_id: node.cluster_id(),
+            member_id: node.member_id(),
+            revision,
+            raft_term: node.raft_term(),
+        })
+    }
 }
-
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
+    /// etcd's `EtcdServer.Alarm`: every action, GET included, goes through the log.
     async fn alarm(
         &self,
-        _request: Request<AlarmRequest>,
+        request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        Err(super::not_supported_yet("Alarm"))
+        self.api.check_member(&request, false)?;
+        let mut resp = self.api.node.alarm(request.into_inner()).await?;
+        resp.header = self.header(self.api.current_revision().await);
+        Ok(Response::new(resp))
     }
 
     /// etcd's `maintenanceServer.Status`. A learner answers it too (etcd allows Status on
-    /// learners). The size in use is reported as the whole size: redb does not tell free pages
-    /// apart cheaply, and etcdctl only prints it.
+    /// learners). `db_size` is the state database's file (etcd's backend; the raft log, like
+    /// etcd's WAL, is not counted). The size in use is reported as the whole size: redb only
+    /// tells its free pages apart by walking every tree, too slow for a status call, and etcdctl
+    /// only prints it.
     async fn status(
         &self,
         request: Request<StatusRequest>,
@@ -51,6 +70,7 @@ impl Maintenance for MaintenanceService {
             // etcd lists its "no leader" error rather than failing the call.
             errs.push(errors::NO_LEADER.message.to_owned());
         }
+        errs.extend(self.api.node.alarms().iter().map(crate::alarms::status_text));
         Ok(Response::new(StatusResponse {
             header: Some(ResponseHeader {
                 cluster_id: st.cluster_id,
@@ -72,29 +92,60 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _request: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        Err(super::not_supported_yet("Defragment"))
+        self.api.check_member(&request, false)?;
+        self.api.node.defragment().await?;
+        Ok(Response::new(DefragmentResponse { header: None }))
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(super::not_supported_yet("Hash"))
+    /// A hash of this member's whole state database (see `NodeHandle::state_hash` for what it
+    /// covers), with the store's revision in the header as etcd's `kvstore.Hash` gives it.
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.api.check_member(&request, false)?;
+        let hash = self.api.node.state_hash().await?;
+        let revision = self.api.current_revision().await;
+        Ok(Response::new(HashResponse { header: self.header(revision), hash }))
     }
 
+    /// The KV guest's hash of its keyspace at a revision (etcd's `kvstore.HashByRev`), from this
+    /// member's state without a read barrier, as etcd answers it.
     async fn hash_kv(
         &self,
-        _request: Request<HashKvRequest>,
+        request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        Err(super::not_supported_yet("HashKV"))
+        self.api.check_member(&request, false)?;
+        self.api.require_kv_guest()?;
+        let query = KvQuery { request: Some(kv_query::Request::HashKv(request.into_inner())) };
+        let answer = self.api.node.query(prost::Message::encode_to_vec(&query)).await?;
+        let mut resp: HashKvResponse = prost::Message::decode(answer.as_slice())
+            .map_err(|e| errors::bad_guest_response("HashKVResponse", e))?;
+        let revision = resp.header.map_or(0, |h| h.revision);
+        resp.header = self.header(revision);
+        Ok(Response::new(resp))
     }
 
     type SnapshotStream = BoxStream<'static, Result<SnapshotResponse, Status>>;
 
+    /// etcd's `maintenanceServer.Snapshot`: the state in 32 KiB messages, `remaining_bytes`
+    /// counting down to 0, then one last message with the sha256 of all of it, which
+    /// `etcdctl snapshot restore` (and `wasmraft snapshot restore`) checks.
     async fn snapshot(
         &self,
-        _request: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(super::not_supported_yet("Snapshot"))
+        self.api.check_member(&request, false)?;
+        let rx = self.api.node.snapshot_stream()?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|piece| match piece {
+            Ok(SnapshotPiece::Data { bytes, remaining }) => {
+                Ok(SnapshotResponse { header: None, remaining_bytes: remaining, blob: bytes })
+            }
+            Ok(SnapshotPiece::Digest(digest)) => {
+                Ok(SnapshotResponse { header: None, remaining_bytes: 0, blob: digest.to_vec() })
+            }
+            Err(e) => Err(e.into()),
+        });
+        Ok(Response::new(stream.boxed()))
     }
 
     async fn move_leader(

@@ -6,9 +6,9 @@
 //! the guest's `query`, fills response headers, and turns failures into etcd's gRPC statuses with
 //! etcd's exact texts. The semantics of keys, revisions and leases belong to the guest.
 //!
-//! Services: KV (all of it), Watch (all of it, over `crate::watch`'s hub), Lease (all of it; the
-//! timing is `crate::lessor`'s) and Maintenance (`Status`; the other calls answer `Unimplemented`
-//! for now). Cluster and Auth come later.
+//! Services: all of etcd 3.4's but Auth — KV; Watch (over `crate::watch`'s hub); Lease (the
+//! timing is `crate::lessor`'s); Cluster (membership through raft conf changes); Maintenance; and
+//! the Lock and Election services, etcd's concurrency recipes run in the member (`recipe.rs`).
 //!
 //! Next to etcd's services, wasmraft's own `wasmraft.v1.Generic` (`generic.rs`): Propose, Query
 //! and Info with opaque bytes, for any guest; and `wasmraft.v1.GuestAdmin` (`admin.rs`): guest
@@ -333,6 +333,8 @@ impl Api {
         if command.len() > self.limits.max_request_bytes {
             return Err(errors::REQUEST_TOO_LARGE.into());
         }
+        // etcd's quota interceptors (puts, txns, lease grants): see `crate::alarms`.
+        self.node.check_quota(&command).await?;
         let answer = self.node.propose(command).await?;
         R::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response(response_name, e))
     }
@@ -341,7 +343,3 @@ impl Api {
 /// etcd's metadata key for "answer only if there is a leader" (rpctypes.MetadataRequireLeaderKey).
 const METADATA_REQUIRE_LEADER_KEY: &str = "hasleader";
 
-/// An rpc of etcd's API that wasmraft does not serve yet: clients get a clear UNIMPLEMENTED.
-fn not_supported_yet(name: &str) -> tonic::Status {
-    tonic::Status::unimplemented(format!("wasmraft: {name} is not supported yet"))
-}

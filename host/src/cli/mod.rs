@@ -12,6 +12,7 @@
 //! written.
 
 mod guest;
+mod snapshot;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -62,6 +63,11 @@ pub enum Command {
     Guest {
         #[command(subcommand)]
         command: guest::GuestCommand,
+    },
+    /// Restore a member's data dir from a snapshot (`etcdctl snapshot save`).
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot::SnapshotCommand,
     },
 }
 
@@ -246,6 +252,7 @@ async fn run_async(cmd: Command) -> Result<(), CliError> {
             print(&text)
         }
         Command::Guest { command } => guest::run(command).await,
+        Command::Snapshot { .. } => Ok(()),
     }
 }
 
@@ -256,6 +263,16 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::Query { .. } => "query",
         Command::Info { .. } => "info",
         Command::Guest { command } => command.name(),
+        Command::Snapshot { command } => {
+            // Local files only: no runtime needed.
+            return match snapshot::run(command.clone()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("Error: {}", e.message);
+                    ExitCode::from(e.code)
+                }
+            };
+        }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

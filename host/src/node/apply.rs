@@ -110,7 +110,7 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
         }
     }
     // Shutting down: make what was applied durable so a restart replays nothing.
-    if let Err(e) = make_durable(&shared.state_db) {
+    if let Err(e) = make_durable(&shared.state_db.db()) {
         tracing::warn!("final state commit failed (the log will replay it): {e:#}");
     }
 }
@@ -133,22 +133,29 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
             return None;
         }
     }
-    let state_index = match install_snapshot(&shared.state_db, path) {
+    let state_index = match install_snapshot(&shared.state_db.db(), path) {
         Ok(i) => i,
         Err(e) => {
             shared.fail(format!("installing snapshot {}: {e:#}", path.display()));
             return None;
         }
     };
-    match crate::membership::Membership::load(&shared.state_db) {
+    match crate::membership::Membership::load(&shared.state_db.db()) {
         Ok(m) => shared.membership.replace_with(m),
         Err(e) => {
             shared.fail(format!("reloading membership after snapshot {index}: {e:#}"));
             return None;
         }
     }
+    match crate::alarms::Alarms::load(&shared.state_db.db()) {
+        Ok(a) => shared.alarms.replace(a.list()),
+        Err(e) => {
+            shared.fail(format!("reloading alarms after snapshot {index}: {e:#}"));
+            return None;
+        }
+    }
     // The snapshot carries the deployment record and the modules: run what it says is active.
-    match deployment::load_active(&shared.state_db, &shared.registry) {
+    match deployment::load_active(&shared.state_db.db(), &shared.registry) {
         Ok(active) => {
             shared.deployed.send_replace(active.as_ref().map(|a| a.record.clone()));
             *shared.active.write().unwrap_or_else(|p| p.into_inner()) = active.map(Arc::new);
@@ -213,6 +220,9 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
     let mut outcomes = Vec::new();
     let mut members = crate::membership::Staged::default();
     let mut peer_changes = super::reconfigure::PeerChanges::default();
+    // The alarms as this batch changes them: an entry sees the alarms raised before it.
+    let mut alarms = shared.alarms.list();
+    let alarms_before = alarms.clone();
     let observers = shared.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
     let mut observed = Vec::new();
     let (mut index, mut term) = (applied, 0);
@@ -250,7 +260,24 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
                 shared.membership.apply_publish(&txn, &attrs, &mut members)?;
                 Ok(Vec::new())
             }
+            Some(pb::entry::Kind::Alarm(req)) => Ok(crate::alarms::apply(&txn, &mut alarms, &req)?.encode_to_vec()),
             Some(pb::entry::Kind::GuestCommand(command)) => match &active {
+                Some(a)
+                    if crate::alarms::is_capped(&alarms)
+                        && a.record.apis.iter().any(|x| x == crate::api::ETCD_KV_API)
+                        && crate::alarms::refused_when_capped(&command) =>
+                {
+                    // etcd's applierV3Capped: the same refusal on every member, at this index.
+                    if !observers.is_empty() {
+                        observed.push(AppliedCommand {
+                            index: e.index,
+                            command,
+                            result: Err(crate::alarms::NO_SPACE.to_string()),
+                            events: Vec::new(),
+                        });
+                    }
+                    Err(NodeError::Guest(crate::alarms::NO_SPACE.to_string()))
+                }
                 Some(a) => {
                     let (t, result) = a.guest.apply(txn, ctx, &command);
                     txn = t;
@@ -317,6 +344,9 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
     txn.commit()?;
     shared.membership.commit(members);
     super::reconfigure::after_commit(shared, peer_changes);
+    if alarms != alarms_before {
+        shared.alarms.replace(alarms);
+    }
     if !observed.is_empty() {
         for o in &observers {
             o.applied(&observed);

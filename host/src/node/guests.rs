@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use redb::ReadableDatabase as _;
 use wasmraft_proto::wasmraft::v1 as pb;
 
 use super::{NodeError, NodeHandle};

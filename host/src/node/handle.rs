@@ -60,7 +60,8 @@ pub struct NodeStatus {
     /// The raft commit index.
     pub raft_index: u64,
     pub raft_applied_index: u64,
-    /// Bytes on disk of the member's databases (log and state).
+    /// Bytes on disk of the state database (etcd's backend size; the raft log, etcd's WAL, is
+    /// not counted, as etcd does not count its WAL).
     pub db_size: u64,
     pub is_learner: bool,
 }

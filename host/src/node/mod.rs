@@ -14,6 +14,7 @@
 pub mod apply;
 mod guests;
 mod handle;
+pub mod maintenance;
 pub mod observe;
 pub mod ready_loop;
 mod reconfigure;
@@ -29,7 +30,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use prost::Message as _;
-use redb::ReadableDatabase;
 use tokio::sync::{Notify, oneshot, watch};
 use wasmraft_proto::wasmraft::v1 as pb;
 
@@ -123,7 +123,11 @@ pub(crate) struct Shared {
     /// The peer transport, once the server has connected one; until then (and in a cluster of
     /// one) messages to others are reported unreachable.
     pub peers: std::sync::OnceLock<Arc<dyn PeerSender>>,
-    pub state_db: Arc<redb::Database>,
+    pub state_db: crate::storage::StateDb,
+    /// etcd's alarms as the last applied batch left them (see `crate::alarms`).
+    pub alarms: crate::alarms::Alarms,
+    /// `--quota-backend-bytes`, resolved (0 → etcd's default).
+    pub quota_bytes: u64,
     pub request_timeout: Duration,
     pub max_request_bytes: usize,
     pub stopped: AtomicBool,
@@ -132,7 +136,6 @@ pub(crate) struct Shared {
     /// Set when a thread hit an error the member cannot continue after (a failing disk).
     pub fatal: Mutex<Option<String>>,
     pub fatal_notify: Notify,
-    pub db_paths: Vec<PathBuf>,
     /// Where snapshot files are written and received (`member/snap`).
     pub snap_dir: PathBuf,
     pub snapshot_count: u64,
@@ -250,9 +253,7 @@ impl Node {
             }
         };
 
-        let state_db = Arc::new(
-            redb::Database::create(&state_path).with_context(|| format!("opening state database {}", state_path.display()))?,
-        );
+        let state_db = redb::Database::create(&state_path).with_context(|| format!("opening state database {}", state_path.display()))?;
         let snap_dir = member_dir.join("snap");
         std::fs::create_dir_all(&snap_dir).with_context(|| format!("creating {}", snap_dir.display()))?;
         let (mut applied_index, _applied_term) = apply::load_applied(&state_db)?;
@@ -271,6 +272,8 @@ impl Node {
         );
         membership.bootstrap(&state_db, &initial_members)?;
         let active = deployment::load_active(&state_db, &registry).context("loading the active guest")?;
+        let alarms = crate::alarms::Alarms::load(&state_db).context("loading alarms")?;
+        let state_db = crate::storage::StateDb::new(state_db, &state_path);
         if let Some(a) = &active {
             tracing::info!(
                 "wasmraft: guest {} {} (sha256 {}) active since index {}, fuel {} and memory {} bytes per entry",
@@ -335,13 +338,14 @@ impl Node {
             observers: RwLock::new(Vec::new()),
             peers: std::sync::OnceLock::new(),
             state_db,
+            alarms,
+            quota_bytes: crate::alarms::quota_bytes(cfg.quota_backend_bytes),
             request_timeout: cfg.request_timeout(),
             max_request_bytes: cfg.max_request_bytes,
             stopped: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             fatal: Mutex::new(None),
             fatal_notify: Notify::new(),
-            db_paths: vec![raft_path, state_path],
             snap_dir,
             snapshot_count: cfg.snapshot_count,
             snapshot_catchup_entries: cfg.snapshot_catchup_entries,
@@ -536,7 +540,7 @@ impl NodeHandle {
             raft_term: s.term.load(Ordering::Relaxed),
             raft_index: s.commit_index.load(Ordering::Relaxed),
             raft_applied_index: *s.applied.borrow(),
-            db_size: s.db_paths.iter().map(|p| RaftLog::file_size(p)).sum(),
+            db_size: s.state_db.file_size(),
             is_learner: self.is_learner(),
         }
     }

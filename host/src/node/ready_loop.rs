@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{RawNode, StateRole};
-use redb::ReadableDatabase;
 use tokio::sync::oneshot;
 
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
@@ -241,12 +240,24 @@ impl PendingReads {
     }
 }
 
-/// The context of a ReadIndex request: this member's id, then its own counter. The leader keeps
-/// pending ReadIndex requests by context and drops a request whose context is already pending,
-/// so contexts must be unique across members, not just within one (etcd uses its request-id
-/// generator, which also starts from the member id, for the same reason).
+/// The context of a ReadIndex request: this member's id, then its counter. The leader keys
+/// pending ReadIndex requests by context and ignores one whose context is already pending, so
+/// a counter alone (which every member starts at 1) would make concurrent first reads on two
+/// followers collide and one of them time out.
 fn read_ctx(member_id: u64, counter: u64) -> Vec<u8> {
-    [member_id.to_be_bytes(), counter.to_be_bytes()].concat()
+    let mut ctx = Vec::with_capacity(16);
+    ctx.extend_from_slice(&member_id.to_be_bytes());
+    ctx.extend_from_slice(&counter.to_be_bytes());
+    ctx
+}
+
+/// The counter of a ReadIndex context this member made, or None for anything else.
+fn parse_read_ctx(member_id: u64, ctx: &[u8]) -> Option<u64> {
+    let (id, counter) = ctx.split_at_checked(8)?;
+    if id != member_id.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(counter.try_into().ok()?))
 }
 
 fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &Shared, reads: &mut PendingReads) -> anyhow::Result<()> {
@@ -288,9 +299,8 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &S
     }
     send(node, shared, rd.take_persisted_messages());
     for rs in rd.take_read_states() {
-        let ours = rs.request_ctx.get(..8) == Some(&shared.member_id.to_be_bytes()[..]);
-        let ctx = rs.request_ctx.get(8..).and_then(|c| c.try_into().ok()).map_or(0, u64::from_be_bytes);
-        if let Some((_, waiters)) = reads.in_flight.remove(&ctx).filter(|_| ours) {
+        let Some(ctx) = parse_read_ctx(shared.member_id, &rs.request_ctx) else { continue };
+        if let Some((_, waiters)) = reads.in_flight.remove(&ctx) {
             for w in waiters {
                 let _ = w.send(Ok(rs.index));
             }
@@ -329,10 +339,15 @@ fn send(node: &mut RawNode<RaftLog>, shared: &Shared, mut msgs: Vec<Message>) {
                 let (snaps, rest): (Vec<_>, Vec<_>) = msgs.into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
                 msgs = rest;
                 for m in snaps {
-                    match shared.state_db.begin_read() {
-                        Ok(state) => peers.send_snapshot(m, state),
-                        Err(e) => {
+                    match shared.state_db.try_begin_read() {
+                        Some(Ok(state)) => peers.send_snapshot(m, state),
+                        Some(Err(e)) => {
                             tracing::warn!("cannot read the state for a snapshot to {:x}: {e}", m.to);
+                            node.report_snapshot(m.to, raft::SnapshotStatus::Failure);
+                        }
+                        None => {
+                            // A defragmentation holds the state database; raft retries later.
+                            tracing::info!("snapshot to {:x} postponed: the state database is being defragmented", m.to);
                             node.report_snapshot(m.to, raft::SnapshotStatus::Failure);
                         }
                     }

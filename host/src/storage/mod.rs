@@ -10,6 +10,8 @@
 
 pub mod raft_log;
 pub mod snapshot;
+pub mod state_db;
 pub mod tables;
 
 pub use raft_log::{Identity, RaftLog};
+pub use state_db::StateDb;

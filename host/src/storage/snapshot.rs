@@ -6,8 +6,14 @@
 //! disk, not by RAM. The file ends with a sha256 of everything before it, so a truncated or
 //! damaged transfer is refused instead of installed.
 //!
+//! The same bytes are what Maintenance.Snapshot streams (`etcdctl snapshot save`) and what
+//! `wasmraft snapshot restore` reads.
+//!
 //! Layout: `WRSNAP01`, then records `table u8 | key length u32 | key | value length u32 | value`,
-//! then `0xff` and the 32-byte digest.
+//! then `0xff`, zeros up to a multiple of 512 bytes, and the 32-byte digest of all that. The
+//! padding is for etcdctl: `snapshot save` accepts a stream only when its size modulo 512 is
+//! the digest's size (etcd's page-aligned database plus its sha256). Files without the padding
+//! (written before it existed) are read too.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -17,20 +23,27 @@ use anyhow::{Context, bail, ensure};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use sha2::{Digest, Sha256};
 
-use super::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX, REMOVED_MEMBERS};
+use super::tables::{ALARMS, DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX, REMOVED_MEMBERS};
 
 const MAGIC: &[u8; 8] = b"WRSNAP01";
 const END: u8 = 0xff;
 const T_GUEST_KV: u8 = 0;
 const T_MEMBERS: u8 = 1;
-const T_META: u8 = 2;
+/// The record tag of the `meta` table.
+pub const T_META: u8 = 2;
 const T_GUEST_MODULES: u8 = 3;
 const T_GUEST_UPLOADS: u8 = 4;
 const T_DEPLOYMENTS: u8 = 5;
 const T_REMOVED_MEMBERS: u8 = 6;
+/// etcd's alarms (`crate::alarms`): a member that installs a snapshot is capped as the others.
+pub const T_ALARMS: u8 = 7;
 /// The tables keyed by bytes, with their record tags.
-const BYTE_TABLES: [(u8, redb::TableDefinition<&[u8], &[u8]>); 3] =
-    [(T_GUEST_KV, GUEST_KV), (T_GUEST_MODULES, GUEST_MODULES), (T_GUEST_UPLOADS, GUEST_UPLOADS)];
+const BYTE_TABLES: [(u8, redb::TableDefinition<&[u8], &[u8]>); 4] = [
+    (T_GUEST_KV, GUEST_KV),
+    (T_GUEST_MODULES, GUEST_MODULES),
+    (T_GUEST_UPLOADS, GUEST_UPLOADS),
+    (T_ALARMS, ALARMS),
+];
 /// The tables keyed by u64 (written big-endian), with their record tags.
 const ID_TABLES: [(u8, redb::TableDefinition<u64, &[u8]>); 3] =
     [(T_MEMBERS, MEMBERS), (T_DEPLOYMENTS, DEPLOYMENTS), (T_REMOVED_MEMBERS, REMOVED_MEMBERS)];
@@ -56,37 +69,69 @@ pub fn applied_index(txn: &ReadTransaction) -> anyhow::Result<u64> {
 pub fn write(txn: &ReadTransaction, path: &Path) -> anyhow::Result<u64> {
     let tmp = path.with_extension("snap.tmp");
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut out = HashingWriter { inner: BufWriter::new(file), hash: Sha256::new(), written: 0 };
+    let mut out = BufWriter::new(file);
+    let (written, digest) = write_to(txn, &mut out)?;
+    out.write_all(&digest)?;
+    let size = written + digest.len() as u64;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
+    Ok(size)
+}
+
+/// Writes the snapshot of `txn`'s state to `out`, all but the trailing digest, and returns the
+/// bytes written and the digest (the caller appends it: a file does at once, a Maintenance
+/// snapshot stream sends it as its last message, as etcd does).
+pub fn write_to(txn: &ReadTransaction, out: &mut impl Write) -> anyhow::Result<(u64, [u8; 32])> {
+    let mut out = HashingWriter { inner: out, hash: Sha256::new(), written: 0 };
     out.write_all(MAGIC)?;
+    for_each_record(txn, |tag, key, value| Ok(record(&mut out, tag, key, value)?))?;
+    out.write_all(&[END])?;
+    out.write_all(&vec![0u8; padding(out.written)])?;
+    Ok((out.written, out.hash.finalize().into()))
+}
+
+/// The size [`write_to`] will write for `txn`'s state (a pass over the same records).
+pub fn encoded_size(txn: &ReadTransaction) -> anyhow::Result<u64> {
+    let mut size = MAGIC.len() as u64 + 1;
+    for_each_record(txn, |_, key, value| {
+        size += 9 + key.len() as u64 + value.len() as u64;
+        Ok(())
+    })?;
+    Ok(size + padding(size) as u64)
+}
+
+/// Zeros after the end mark that make `len` bytes a multiple of 512.
+fn padding(len: u64) -> usize {
+    ((512 - len % 512) % 512) as usize
+}
+
+/// Visits every record a snapshot of `txn`'s state holds, in snapshot order: the tag of its
+/// table, its key (u64 keys big-endian, meta keys as UTF-8) and its value.
+pub fn for_each_record(
+    txn: &ReadTransaction,
+    mut each: impl FnMut(u8, &[u8], &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     for (tag, def) in BYTE_TABLES {
         let Some(t) = open_existing(txn, def)? else { continue };
         for item in t.iter()? {
             let (k, v) = item?;
-            record(&mut out, tag, k.value(), v.value())?;
+            each(tag, k.value(), v.value())?;
         }
     }
     for (tag, def) in ID_TABLES {
         let Some(t) = open_existing(txn, def)? else { continue };
         for item in t.iter()? {
             let (k, v) = item?;
-            record(&mut out, tag, &k.value().to_be_bytes(), v.value())?;
+            each(tag, &k.value().to_be_bytes(), v.value())?;
         }
     }
-    {
-        let t = txn.open_table(META)?;
-        for item in t.iter()? {
-            let (k, v) = item?;
-            record(&mut out, T_META, k.value().as_bytes(), v.value())?;
-        }
+    let t = txn.open_table(META)?;
+    for item in t.iter()? {
+        let (k, v) = item?;
+        each(T_META, k.value().as_bytes(), v.value())?;
     }
-    out.write_all(&[END])?;
-    let digest = out.hash.clone().finalize();
-    out.inner.write_all(&digest)?;
-    let size = out.written + digest.len() as u64;
-    let file = out.inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
-    Ok(size)
+    Ok(())
 }
 
 /// `def` in `txn`, or None when nothing has written the table yet (a state database from before
@@ -173,7 +218,8 @@ pub fn install(txn: &WriteTransaction, path: &Path) -> anyhow::Result<u64> {
 
 fn read_records(path: &Path, mut each: impl FnMut(u8, &[u8], &[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let file = File::open(path).with_context(|| format!("opening snapshot {}", path.display()))?;
-    let mut r = HashingReader { inner: BufReader::new(file), hash: Sha256::new() };
+    let file_len = file.metadata()?.len();
+    let mut r = HashingReader { inner: BufReader::new(file), hash: Sha256::new(), read: 0 };
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).context("snapshot is truncated")?;
     ensure!(&magic == MAGIC, "not a wasmraft snapshot");
@@ -187,6 +233,12 @@ fn read_records(path: &Path, mut each: impl FnMut(u8, &[u8], &[u8]) -> anyhow::R
         read_field(&mut r, &mut key)?;
         read_field(&mut r, &mut value)?;
         each(table[0], &key, &value)?;
+    }
+    let pad = padding(r.read);
+    if file_len.checked_sub(r.read) == Some(32 + pad as u64) && pad > 0 {
+        let mut zeros = vec![0u8; pad];
+        r.read_exact(&mut zeros).context("snapshot is truncated")?;
+        ensure!(zeros.iter().all(|b| *b == 0), "snapshot padding is not zeros");
     }
     let expected = r.hash.finalize();
     let mut digest = [0u8; 32];
@@ -207,13 +259,13 @@ fn read_field(r: &mut impl Read, buf: &mut Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct HashingWriter<W> {
-    inner: W,
+struct HashingWriter<'a, W> {
+    inner: &'a mut W,
     hash: Sha256,
     written: u64,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
+impl<W: Write> Write for HashingWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hash.update(&buf[..n]);
@@ -228,12 +280,14 @@ impl<W: Write> Write for HashingWriter<W> {
 struct HashingReader<R> {
     inner: R,
     hash: Sha256,
+    read: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
+        self.read += n as u64;
         Ok(n)
     }
 }
@@ -267,6 +321,9 @@ mod tests {
         let path = path_for(dir.path(), 42);
         let size = write(&src.begin_read().unwrap(), &path).unwrap();
         assert_eq!(size, std::fs::metadata(&path).unwrap().len());
+        // What etcdctl's `snapshot save` checks: a digest after a multiple of 512 bytes.
+        assert_eq!(size % 512, 32);
+        assert_eq!(encoded_size(&src.begin_read().unwrap()).unwrap() + 32, size);
 
         let dst = db_with(dir.path(), "b.redb", &[(b"old", b"x")], 3);
         let txn = dst.begin_write().unwrap();

@@ -40,3 +40,7 @@ pub const GUEST_UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("g
 
 /// Every deployment that became active: its index → prost `wasmraft.v1.GuestDeployment`.
 pub const DEPLOYMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("deployments");
+
+/// etcd's active alarms: `alarm type (u32 BE) ‖ member id (u64 BE)` → empty (see
+/// `crate::alarms`).
+pub const ALARMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarms");

@@ -1,0 +1,194 @@
+//! What etcd's Maintenance service asks of a member beyond its status: alarms and the quota,
+//! a hash of the state database, a consistent copy of it as a stream, and defragmentation.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use wasmraft_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType, alarm_request::AlarmAction};
+use wasmraft_proto::wasmraft::v1 as pb;
+
+use super::{NodeError, NodeHandle};
+use crate::storage::snapshot;
+use crate::storage::tables::{META_APPLIED_INDEX, META_APPLIED_TERM};
+
+/// etcd's snapshotSendBufferSize: the bytes of state per Maintenance.Snapshot message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
+/// Chunks produced ahead of the client: the stream's memory bound (with the chunk size).
+const SNAPSHOT_CHUNKS_AHEAD: usize = 16;
+/// How long a defragmentation waits for open transactions (a snapshot being sent) to end.
+const DEFRAG_WAIT: Duration = Duration::from_secs(60);
+
+/// One message of a snapshot stream.
+#[derive(Debug)]
+pub enum SnapshotPiece {
+    /// Bytes of the state, and how many remain after them (the digest not counted, as etcd).
+    Data { bytes: Vec<u8>, remaining: u64 },
+    /// The sha256 of all the data, last.
+    Digest([u8; 32]),
+}
+
+fn internal(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Internal(e.to_string())
+}
+
+impl NodeHandle {
+    /// Proposes an alarm request (etcd's `EtcdServer.Alarm`: even GET goes through the log, so
+    /// the answer is the cluster's view at that index) and returns the alarms it concerned.
+    pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse, NodeError> {
+        let out = self.propose_entry(pb::entry::Kind::Alarm(req)).await?;
+        prost::Message::decode(out.as_slice()).map_err(internal)
+    }
+
+    /// The active alarms as this member has applied them.
+    pub fn alarms(&self) -> Vec<AlarmMember> {
+        self.inner.alarms.list()
+    }
+
+    /// etcd's quota check before proposing `command` (v3rpc's `quotaAlarmer.check`): when it
+    /// would take the state database to the quota, raises NOSPACE for this member through the
+    /// log and refuses the request with "database space exceeded".
+    pub async fn check_quota(&self, command: &[u8]) -> Result<(), NodeError> {
+        let cost = crate::alarms::cost(command).unwrap_or(0);
+        if cost == 0 || self.state_db_size().saturating_add(cost) < self.inner.quota_bytes {
+            return Ok(());
+        }
+        let raise = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.inner.member_id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        if let Err(e) = self.alarm(raise).await {
+            tracing::warn!("raising the NOSPACE alarm failed: {e}");
+        }
+        Err(NodeError::Guest(crate::alarms::NO_SPACE.to_string()))
+    }
+
+    /// Bytes on disk of the state database (what etcd's Status calls the db size, and what the
+    /// quota bounds).
+    pub fn state_db_size(&self) -> u64 {
+        self.inner.state_db.file_size()
+    }
+
+    /// A CRC-32C of this member's state database (etcd's `Maintenance.Hash`, which hashes its
+    /// whole backend but the consistent index): every table a raft snapshot carries — the guest
+    /// keyspace, membership, stored modules and pieces, deployments, alarms, the host's meta
+    /// records — except the applied index and term. Members that applied the same entries agree.
+    pub async fn state_hash(&self) -> Result<u32, NodeError> {
+        let s = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = s.state_db.begin_read().map_err(internal)?;
+            let mut crc = wasmraft_guest_sdk::crc32c::Crc32c::new();
+            snapshot::for_each_record(&txn, |table, key, value| {
+                if table == snapshot::T_META && (key == META_APPLIED_INDEX.as_bytes() || key == META_APPLIED_TERM.as_bytes()) {
+                    return Ok(());
+                }
+                crc.update(&[table]);
+                crc.update(&(key.len() as u32).to_be_bytes());
+                crc.update(key);
+                crc.update(&(value.len() as u32).to_be_bytes());
+                crc.update(value);
+                Ok(())
+            })
+            .map_err(|e| internal(format!("{e:#}")))?;
+            Ok(crc.sum())
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    /// A consistent copy of the state database, as the raft snapshot file format (so that
+    /// `wasmraft snapshot restore` reads what `etcdctl snapshot save` stored), produced as the
+    /// receiver takes it: at most a few chunks are in memory whatever the state's size.
+    pub fn snapshot_stream(&self) -> Result<mpsc::Receiver<Result<SnapshotPiece, NodeError>>, NodeError> {
+        let txn = self.inner.state_db.begin_read().map_err(internal)?;
+        let (tx, rx) = mpsc::channel(SNAPSHOT_CHUNKS_AHEAD);
+        let member = self.inner.member_id;
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = (|| -> anyhow::Result<u64> {
+                let total = snapshot::encoded_size(&txn)?;
+                let mut out = ChunkSender { tx: &tx, buf: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES), remaining: total };
+                let (written, digest) = snapshot::write_to(&txn, &mut out)?;
+                std::io::Write::flush(&mut out)?;
+                anyhow::ensure!(written == total, "snapshot size changed under a read transaction ({written} != {total})");
+                tx.blocking_send(Ok(SnapshotPiece::Digest(digest))).map_err(|_| anyhow::anyhow!("the client went away"))?;
+                Ok(written)
+            })();
+            match result {
+                Ok(size) => tracing::info!(
+                    "sent database snapshot to client: {size} bytes in {:.1}s (member {member:x})",
+                    started.elapsed().as_secs_f64()
+                ),
+                Err(e) => {
+                    tracing::warn!("sending a database snapshot to a client failed: {e:#}");
+                    let _ = tx.blocking_send(Err(internal(format!("{e:#}"))));
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Compacts the state database file (etcd's `Defragment`). New transactions pause at their
+    /// start while it runs (see `StateDb`); the raft log is not compacted (its space is reused
+    /// as the log is truncated).
+    pub async fn defragment(&self) -> Result<(), NodeError> {
+        let s = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let before = s.state_db.file_size();
+            let started = Instant::now();
+            tracing::info!("starting to defragment the storage backend...");
+            match s.state_db.compact(DEFRAG_WAIT) {
+                Ok(()) => {
+                    tracing::info!(
+                        "finished defragmenting the storage backend: {before} → {} bytes in {:.1}s",
+                        s.state_db.file_size(),
+                        started.elapsed().as_secs_f64()
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!("failed to defragment the storage backend: {e:#}");
+                    Err(internal(format!("{e:#}")))
+                }
+            }
+        })
+        .await
+        .map_err(internal)?
+    }
+}
+
+/// Cuts what the snapshot writer writes into chunks for the stream, blocking while the client
+/// is behind.
+struct ChunkSender<'a> {
+    tx: &'a mpsc::Sender<Result<SnapshotPiece, NodeError>>,
+    buf: Vec<u8>,
+    remaining: u64,
+}
+
+impl ChunkSender<'_> {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(SNAPSHOT_CHUNK_BYTES));
+        self.remaining = self.remaining.saturating_sub(bytes.len() as u64);
+        self.tx
+            .blocking_send(Ok(SnapshotPiece::Data { bytes, remaining: self.remaining }))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl std::io::Write for ChunkSender<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(SNAPSHOT_CHUNK_BYTES - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == SNAPSHOT_CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
