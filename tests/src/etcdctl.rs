@@ -267,3 +267,121 @@ mod tests {
         );
     }
 }
+
+/// A long-running etcdctl (`watch`, `lock`, `elect`), its stdout and stderr collected line by
+/// line as they come, its stdin open for interactive commands. Killed when dropped.
+pub struct Background {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Etcdctl {
+    /// Starts `etcdctl --endpoints=<endpoint> <args>` in the background (same environment rules
+    /// as [`Etcdctl::run`]).
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        let mut child = Command::new(&self.bin)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning etcdctl {args:?}: {e}"));
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pipes: Vec<Box<dyn std::io::Read + Send>> = [
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for pipe in pipes {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        let stdin = child.stdin.take();
+        Background { child, stdin, out }
+    }
+}
+
+impl Background {
+    /// Everything printed so far.
+    pub fn output(&self) -> String {
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn line_count(&self) -> usize {
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).lines().count()
+    }
+
+    /// Types a line on its stdin (interactive `watch -i`).
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("etcdctl's stdin is open");
+        writeln!(stdin, "{line}").expect("write to etcdctl");
+        stdin.flush().expect("flush etcdctl's stdin");
+    }
+
+    /// Waits until it printed at least `lines` lines; panics with `what` and the output after
+    /// 20 s.
+    pub fn wait_lines(&self, lines: usize, what: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.output();
+            if out.lines().count() >= lines {
+                return out;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: waited 20 s for {lines} lines, got:\n{out}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits up to 20 s for it to exit by itself; its exit code (None: killed by a signal).
+    pub fn wait_exit(&mut self, what: &str) -> Option<i32> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: still running after 20 s:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGINT, as a user's ctrl-c (etcdctl then closes its session, revoking its lease), and
+    /// waits for the exit.
+    pub fn interrupt(&mut self) -> Option<i32> {
+        // SAFETY: kill(2) on our own child, which has not been reaped (wait_exit would have
+        // returned, and we would not interrupt an exited process).
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        self.wait_exit("etcdctl after SIGINT")
+    }
+
+    /// Kills it and returns everything it printed.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.output()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -7,99 +7,11 @@
 //! together, contended, as real programs use them. A holder interrupted with SIGINT revokes its
 //! session's lease, which deletes its key, which is the watch event that wakes the next waiter.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmraft_tests::cluster::ClusterConfig;
-use wasmraft_tests::etcdctl_bin;
 use wasmraft_tests::member::Flavor;
-
-/// A long-running etcdctl whose stdout and stderr are collected as they come.
-struct Running {
-    child: Child,
-    out: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(endpoints: &str, args: &[&str]) -> Running {
-        let mut child = Command::new(etcdctl_bin())
-            .env_clear()
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoints}"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn etcdctl");
-        let out = Arc::new(Mutex::new(String::new()));
-        for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
-            let out = out.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    out.lock().expect("output lock").push_str(&format!("{line}\n"));
-                }
-            });
-        }
-        Running { child, out }
-    }
-
-    fn output(&self) -> String {
-        self.out.lock().expect("output lock").clone()
-    }
-
-    /// Waits until the output has at least `lines` lines; panics with what it has after 20 s.
-    fn wait_lines(&self, lines: usize, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = self.output();
-            if out.lines().count() >= lines {
-                return out;
-            }
-            assert!(Instant::now() < deadline, "{what}: waited 20 s for {lines} lines, got:\n{out}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGINT, as a user's ctrl-c: etcdctl closes its session (revoking the lease) and exits.
-    fn interrupt(&mut self) -> Option<i32> {
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "etcdctl did not exit after SIGINT:\n{}", self.output());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits for the process to exit by itself; its exit code.
-    fn wait_exit(&mut self, what: &str) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "{what}: still running after 20 s:\n{}", self.output());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use wasmraft_tests::Etcdctl;
 
 /// Replaces every lease id after a `/` (the suffix of lock and election keys; 8 hex digits or
 /// more) with `<lease-N>`, numbered by first appearance, so two servers' outputs compare.
@@ -130,32 +42,32 @@ fn number_leases(text: &str, seen: &mut Vec<String>) -> String {
 fn script(flavor: Flavor) -> Vec<(&'static str, String)> {
     let mut c = ClusterConfig::new(flavor, 3).start();
     c.wait_leader(Duration::from_secs(30));
-    let all = c.endpoints().join(",");
+    let all = Etcdctl::new(c.endpoints().join(","));
     let mut steps = Vec::new();
     let mut seen = Vec::new();
 
     // lock: a holder, a contender that waits, the holder's ctrl-c lets the contender in.
-    let mut holder = Running::start(&all, &["lock", "L"]);
+    let mut holder = all.spawn(&["lock", "L"]);
     let held = holder.wait_lines(1, "lock holder");
-    let mut contender = Running::start(&all, &["lock", "L", "--", "/bin/sh", "-c", "echo got $ETCD_LOCK_KEY at $ETCD_LOCK_REV"]);
+    let mut contender = all.spawn(&["lock", "L", "--", "/bin/sh", "-c", "echo got $ETCD_LOCK_KEY at $ETCD_LOCK_REV"]);
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(contender.running(), "{flavor:?}: the contender got the lock while it was held:\n{}", contender.output());
+    assert!(!contender.exited(), "{flavor:?}: the contender got the lock while it was held:\n{}", contender.output());
     assert_eq!(contender.output(), "", "{flavor:?}: the contender printed while waiting");
     let holder_exit = holder.interrupt();
     let contender_exit = contender.wait_exit("lock contender");
     steps.push(("lock holder", number_leases(&format!("{held}exit {holder_exit:?}\n"), &mut seen)));
     steps.push(("lock contender", number_leases(&format!("{}exit {contender_exit:?}\n", contender.output()), &mut seen)));
     // An uncontended lock with a command runs it at once.
-    let mut quick = Running::start(&all, &["lock", "L", "--", "/bin/echo", "quick"]);
+    let mut quick = all.spawn(&["lock", "L", "--", "/bin/echo", "quick"]);
     let quick_exit = quick.wait_exit("uncontended lock");
     steps.push(("uncontended lock", format!("{}exit {quick_exit:?}\n", quick.output())));
 
     // elect: an observer, a leader, a candidate that waits; the leader's ctrl-c elects it.
-    let observer = Running::start(&all, &["elect", "-l", "E"]);
-    let mut p1 = Running::start(&all, &["elect", "E", "p1"]);
+    let observer = all.spawn(&["elect", "-l", "E"]);
+    let mut p1 = all.spawn(&["elect", "E", "p1"]);
     let p1_out = p1.wait_lines(2, "first candidate");
     observer.wait_lines(2, "observer sees p1");
-    let mut p2 = Running::start(&all, &["elect", "E", "p2"]);
+    let mut p2 = all.spawn(&["elect", "E", "p2"]);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(p2.output(), "", "{flavor:?}: the second candidate was elected while the first led");
     let p1_exit = p1.interrupt();

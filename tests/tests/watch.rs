@@ -15,14 +15,11 @@
 //! `WASMRAFT_TEST_SUBJECT=etcd` makes the subject a second real etcd, to validate the test.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{EventType, WatchFilterType, WatchOptions, WatchResponse};
-use wasmraft_tests::etcdctl::normalize;
-use wasmraft_tests::{Cluster, ClusterConfig, Etcdctl, Flavor, etcdctl_bin};
+use wasmraft_tests::etcdctl::{Background, normalize};
+use wasmraft_tests::{Cluster, ClusterConfig, Etcdctl, Flavor};
 
 fn subject() -> Flavor {
     match std::env::var("WASMRAFT_TEST_SUBJECT").as_deref() {
@@ -37,48 +34,16 @@ fn cluster(flavor: Flavor) -> Cluster {
         .start()
 }
 
-/// A running `etcdctl watch`, its stdout collected as it comes.
-struct Watching {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: Arc<Mutex<String>>,
-}
+/// A running `etcdctl watch`.
+struct Watching(Background);
 
 impl Watching {
     fn start(endpoint: &str, args: &[&str]) -> Watching {
-        let mut child = Command::new(etcdctl_bin())
-            .env_clear()
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={endpoint}"))
-            .arg("watch")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn etcdctl watch");
-        let out = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let out = out.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut o = out.lock().unwrap();
-                    o.push_str(&line);
-                    o.push('\n');
-                }
-            });
-        }
-        let stdin = child.stdin.take();
-        Watching { child, stdin, out }
+        Watching(Etcdctl::new(endpoint).spawn(&[&["watch"], args].concat()))
     }
 
     fn send_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{line}").expect("write to etcdctl");
-        stdin.flush().expect("flush");
+        self.0.send_line(line);
     }
 
     /// Waits until the output has `lines` lines (what etcd prints; or stopped growing for 2 s, or the
@@ -88,21 +53,18 @@ impl Watching {
         let deadline = Instant::now() + Duration::from_secs(10);
         let (mut seen, mut since) = (0, Instant::now());
         while Instant::now() < deadline {
-            let n = self.out.lock().unwrap().lines().count();
+            let n = self.0.line_count();
             if n != seen {
                 (seen, since) = (n, Instant::now());
             }
             let quiet = n > 0 && since.elapsed() > Duration::from_secs(2);
-            if n >= lines || quiet || self.child.try_wait().ok().flatten().is_some() {
+            if n >= lines || quiet || self.0.exited() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(300));
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let out = self.out.lock().unwrap().clone();
-        normalize(&out)
+        normalize(&self.0.kill())
     }
 }
 
