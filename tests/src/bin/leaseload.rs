@@ -43,10 +43,14 @@ struct Outcome {
     latency: Histogram<u64>,
 }
 
-async fn run(flavor: Flavor, cli: &Cli) -> Result<Outcome> {
+/// The cluster's start and leader wait block, so they happen outside the runtime.
+fn run(flavor: Flavor, cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Outcome> {
     let mut cluster = ClusterConfig::new(flavor, cli.members).start();
     cluster.wait_leader(Duration::from_secs(30));
-    let endpoints = cluster.endpoints();
+    rt.block_on(measure(cluster.endpoints(), cli))
+}
+
+async fn measure(endpoints: Vec<String>, cli: &Cli) -> Result<Outcome> {
     let mut clients = Vec::new();
     for c in 0..cli.conns.max(1) {
         let ep = endpoints[c % endpoints.len()].clone();
@@ -89,7 +93,7 @@ fn main() -> Result<()> {
     let rt = wasmraft_tests::runtime();
     let mut results = Vec::new();
     for flavor in [Flavor::Etcd, Flavor::Wasmraft] {
-        let o = rt.block_on(run(flavor, &cli))?;
+        let o = run(flavor, &cli, &rt)?;
         let ms = |q: f64| o.latency.value_at_quantile(q) as f64 / 1000.0;
         println!(
             "{flavor:?}: {:.0} keep-alives/s, round trip ms p50 {:.2} p99 {:.2} max {:.2}",
