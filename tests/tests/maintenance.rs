@@ -88,16 +88,20 @@ fn blank_took(s: &str) -> String {
 }
 
 /// Which member raises NOSPACE is a race in etcd (every member checks its own backend against
-/// the quota when it applies a put, and the first to propose the alarm wins), so alarm lines
-/// name "a member"; a second member's alarm of the same kind, when the race produced one, folds
-/// into the first.
+/// the quota when it applies a put, and the first to propose the alarm wins, though a second
+/// member sometimes proposes its own before it sees the first), so alarm lines name "a member"
+/// and a second alarm of the same kind folds into the first.
+fn any_member_str(s: &str) -> String {
+    (0..3).fold(s.to_string(), |s, i| s.replace(&format!("memberID:<id{i}>"), "memberID:<a member>"))
+}
+
+/// [`any_member_str`] on every line of stdout, repeated lines dropped.
 fn any_member(mut o: CmdOutput) -> CmdOutput {
-    for i in 0..3 {
-        o.stdout = o.stdout.replace(&format!("memberID:<id{i}>"), "memberID:<a member>");
-    }
-    let mut lines: Vec<&str> = o.stdout.split_inclusive('\n').collect();
+    let text = any_member_str(&o.stdout);
+    let mut lines: Vec<&str> = text.lines().collect();
     lines.dedup();
-    o.stdout = lines.concat();
+    let end = if text.ends_with('\n') { "\n" } else { "" };
+    o.stdout = format!("{}{end}", lines.join("\n"));
     o
 }
 
@@ -303,7 +307,7 @@ fn script(flavor: Flavor) -> Run {
         .map(|e| {
             let mut errs: Vec<String> = e["Status"]["errors"]
                 .as_array()
-                .map_or(Vec::new(), |a| a.iter().map(|x| blank_str(&x.to_string(), &names)).collect());
+                .map_or(Vec::new(), |a| a.iter().map(|x| any_member_str(&blank_str(&x.to_string(), &names))).collect());
             errs.sort();
             errs.dedup();
             errs.join(", ")
