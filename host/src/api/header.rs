@@ -1,6 +1,5 @@
 //! Response headers and request ids, as etcd's server makes them.
 
-
 use wasmraft_proto::etcdserverpb::ResponseHeader;
 
 use crate::node::NodeHandle;
@@ -16,4 +15,11 @@ pub fn fill(node: &NodeHandle, header: &mut Option<ResponseHeader>) {
     h.cluster_id = node.cluster_id();
     h.member_id = node.member_id();
     h.raft_term = node.raft_term();
+}
+
+/// A filled header at `revision`, for responses the host builds itself (Watch, Maintenance).
+pub fn at(node: &NodeHandle, revision: i64) -> Option<ResponseHeader> {
+    let mut h = Some(ResponseHeader { revision, ..Default::default() });
+    fill(node, &mut h);
+    h
 }

@@ -29,13 +29,7 @@ impl MaintenanceService {
 
     /// A response header as etcd's `header.fill` makes it, at `revision`.
     fn header(&self, revision: i64) -> Option<ResponseHeader> {
-        let node = &self.api.node;
-        Some(ResponseHeader {
-            cluster_id: node.cluster_id(),
-            member_id: node.member_id(),
-            revision,
-            raft_term: node.raft_term(),
-        })
+        super::header::at(&self.api.node, revision)
     }
 }
 
