@@ -12,6 +12,7 @@
 //! requests").
 
 pub mod apply;
+mod conf_gate;
 mod guests;
 mod handle;
 pub mod maintenance;

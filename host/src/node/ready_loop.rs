@@ -21,7 +21,7 @@ use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
-use crate::conf_change::Proposal;
+use super::conf_gate::ConfGate;
 use crate::storage::RaftLog;
 
 /// Reads waiting for one ReadIndex round, keyed by the context we gave raft.
@@ -37,6 +37,7 @@ struct PendingReads {
 pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: Sender<ApplyMsg>, shared: Arc<Shared>, tick: Duration) {
     let mut reads = PendingReads { next_ctx: 0, queued: Vec::new(), queued_since: None, in_flight: HashMap::new() };
     let mut held = HeldProposals::default();
+    let mut conf_gate = ConfGate::default();
     let mut next_tick = Instant::now() + tick;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -71,25 +72,7 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                     };
                     let _ = reply.send(result);
                 }
-                RaftMsg::ProposeConfChange { id, proposal } => {
-                    let result = if node.raft.leader_id == raft::INVALID_ID {
-                        Err(NodeError::NoLeader)
-                    } else {
-                        // The V2 entry (an update) has no id field: its wait id rides in the
-                        // entry's context.
-                        let proposed = match proposal {
-                            Proposal::V1(cc) => node.propose_conf_change(Vec::new(), cc),
-                            Proposal::V2(cc) => node.propose_conf_change(id.to_be_bytes().to_vec(), cc),
-                        };
-                        proposed.map_err(|e| {
-                            tracing::debug!("conf change {id:x} dropped: {e}");
-                            NodeError::NoLeader
-                        })
-                    };
-                    if let Err(e) = result {
-                        shared.waits.trigger(id, Err(e));
-                    }
-                }
+                RaftMsg::ProposeConfChange { id, proposal } => conf_gate.propose(&mut node, &shared, id, proposal),
                 RaftMsg::ApplyConfChange { cc, reply } => {
                     let applied = node.apply_conf_change(&cc).map_err(|e| e.to_string()).and_then(|cs| {
                         node.mut_store().set_conf_state(cs.clone()).map(|_| cs).map_err(|e| format!("persisting the conf state: {e:#}"))
@@ -117,6 +100,7 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                         break;
                     }
                 }
+                RaftMsg::Step(m) if super::conf_gate::is_forwarded_conf_change(&m) => conf_gate.step(&mut node, &shared, m),
                 RaftMsg::Step(m) => {
                     let (from, kind) = (m.from, m.get_msg_type());
                     if let Err(e) = node.step(m) {
@@ -141,6 +125,7 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
             reads.expire(shared.request_timeout);
             held.forget_abandoned(&shared);
         }
+        conf_gate.release(&mut node, &shared, shared.request_timeout);
         if node.raft.leader_id != raft::INVALID_ID && !held.is_empty() {
             held.release(&mut node, &shared);
         }

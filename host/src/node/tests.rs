@@ -161,3 +161,24 @@ async fn a_swap_takes_effect_at_its_index_survives_restarts_and_rolls_back() {
     }
     node.stop();
 }
+
+/// raft-rs turns a conf change proposed while another is unapplied into an empty entry; the
+/// member must hold the second one back instead of leaving its caller to time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_conf_changes_all_apply() {
+    use crate::conf_change::Change;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, h) = start(&config(dir.path()), dir.path()).await;
+    let id = h.member_id();
+    let update = |port: u16| Change::Update { id, peer_urls: vec![format!("http://127.0.0.1:{port}")] };
+    let started = std::time::Instant::now();
+    let (a, b, c) = tokio::join!(h.change_membership(update(1)), h.change_membership(update(2)), h.change_membership(update(3)));
+    for r in [a, b, c] {
+        assert!(r.is_ok(), "{r:?}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "the changes waited {:?}", started.elapsed());
+    let members = h.members();
+    assert_eq!(members.len(), 1);
+    assert!(members[0].peer_urls.len() == 1 && members[0].peer_urls[0].starts_with("http://127.0.0.1:"), "{members:?}");
+    node.stop();
+}
