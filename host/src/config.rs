@@ -267,10 +267,11 @@ impl MemberFlags {
             client_cert_auth: self.peer_client_cert_auth,
             auto_tls: self.peer_auto_tls,
         };
-        if client_tls.is_empty() && !client_tls.auto_tls {
-            if let Some(u) = listen_client_urls.iter().find(|u| u.scheme() == "https") {
-                bail!("TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme", trim_url(u));
-            }
+        if client_tls.is_empty()
+            && !client_tls.auto_tls
+            && let Some(u) = listen_client_urls.iter().find(|u| u.scheme() == "https")
+        {
+            bail!("TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme", trim_url(u));
         }
         // etcd: without an explicit --initial-cluster, a member named other than "default" forms a
         // cluster of itself under its own name.

@@ -157,6 +157,29 @@ fn auto_tls_serves_https() {
     }
 }
 
+/// The server certificate files are read at every handshake (etcd's GetCertificate): replaced
+/// files take effect for new connections without a restart.
+#[test]
+fn rotated_server_certificate_applies_without_restart() {
+    for flavor in [Flavor::subject(), Flavor::Etcd] {
+        let (old, new) = (Pki::new(), Pki::new());
+        let member = start(
+            flavor,
+            &[format!("--cert-file={}", old.path("server.pem")), format!("--key-file={}", old.path("server-key.pem"))],
+        );
+        let get = |ca: &Pki| run(&member, &[&format!("--cacert={}", ca.path("ca.pem")), "get", "k"]);
+        let before = get(&old);
+        assert!(before.success(), "{flavor}: {}", before.render());
+        for f in ["server.pem", "server-key.pem"] {
+            std::fs::copy(new.path(f), old.path(f)).expect("replace the server's files");
+        }
+        let after = get(&new);
+        assert!(after.success(), "{flavor}: the new certificate: {}", after.render());
+        let stale = get(&old);
+        assert!(!stale.success(), "{flavor}: the old CA still verifies: {}", stale.render());
+    }
+}
+
 /// The member refuses to start, with etcd's text, when the files are wrong.
 #[test]
 fn bad_cert_files_are_reported() {

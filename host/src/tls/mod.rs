@@ -3,12 +3,16 @@
 //! verified against --trusted-ca-file, and required when that file is given or
 //! --client-cert-auth is on (etcd's `TLSInfo.ServerConfig`).
 //!
+//! The certificate and key are read again at every handshake (`reload.rs`), as etcd does; the
+//! CA file only at start, as in etcd.
+//!
 //! Files are read and checked when the member starts, so a missing, unreadable or mismatched file
 //! stops it with etcd's text (`open <path>: no such file or directory`, `tls: private key does
 //! not match public key`) instead of failing every handshake later. etcd reports the same texts,
 //! though only once the server is otherwise up.
 
 mod files;
+mod reload;
 mod self_cert;
 
 use std::path::{Path, PathBuf};
@@ -79,9 +83,8 @@ impl TlsInfo {
                 self.cert_file.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
             );
         };
-        let chain = files::certificates(cert_file)?;
-        let key = files::private_key(key_file)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cert = reload::ReloadingCert::new(cert_file.clone(), key_file.clone(), provider.clone())?;
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?;
@@ -104,10 +107,7 @@ impl TlsInfo {
         } else {
             builder.with_no_client_auth()
         };
-        let mut config = builder.with_single_cert(chain, key).map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => anyhow::anyhow!("tls: private key does not match public key"),
-            other => anyhow::anyhow!("tls: {other} (cert {}, key {})", cert_file.display(), key_file.display()),
-        })?;
+        let mut config = builder.with_cert_resolver(Arc::new(cert));
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(config))
     }
