@@ -97,6 +97,46 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_DEBUG", default_value_t = false)]
     pub debug: bool,
 
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "ETCD_CERT_FILE", value_name = "PATH")]
+    pub cert_file: Option<PathBuf>,
+
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE", value_name = "PATH")]
+    pub trusted_ca_file: Option<PathBuf>,
+
+    /// Enable client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub client_cert_auth: bool,
+
+    /// Client TLS using generated certificates.
+    #[arg(long, env = "ETCD_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub auto_tls: bool,
+
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "ETCD_PEER_CERT_FILE", value_name = "PATH")]
+    pub peer_cert_file: Option<PathBuf>,
+
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE", value_name = "PATH")]
+    pub peer_key_file: Option<PathBuf>,
+
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", value_name = "PATH")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+
+    /// Enable peer client cert authentication.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub peer_client_cert_auth: bool,
+
+    /// Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided.
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub peer_auto_tls: bool,
+
     /// The first guest of a new cluster (a component .wasm), instead of the bundled etcd KV
     /// guest. Afterwards the cluster's replicated deployment decides (`wasmraft guest deploy`).
     #[arg(long, env = "WASMRAFT_GUEST")]
@@ -159,6 +199,11 @@ pub struct Config {
     pub guest: Option<PathBuf>,
     pub guest_fuel: Option<u64>,
     pub guest_memory_bytes: Option<u64>,
+    /// TLS for the client listeners with https URLs (auto-TLS applied when the member starts).
+    pub client_tls: crate::tls::TlsInfo,
+    /// TLS for the peer listeners and dialers. Accepted and validated, not used yet: https peer
+    /// URLs are refused (see `validate`).
+    pub peer_tls: crate::tls::TlsInfo,
 }
 
 impl Config {
@@ -208,6 +253,26 @@ impl MemberFlags {
                 bail!("listen URL {u} must not have a path");
             }
         }
+        let client_tls = crate::tls::TlsInfo {
+            cert_file: self.cert_file,
+            key_file: self.key_file,
+            trusted_ca_file: self.trusted_ca_file,
+            client_cert_auth: self.client_cert_auth,
+            auto_tls: self.auto_tls,
+        };
+        let peer_tls = crate::tls::TlsInfo {
+            cert_file: self.peer_cert_file,
+            key_file: self.peer_key_file,
+            trusted_ca_file: self.peer_trusted_ca_file,
+            client_cert_auth: self.peer_client_cert_auth,
+            auto_tls: self.peer_auto_tls,
+        };
+        if client_tls.is_empty()
+            && !client_tls.auto_tls
+            && let Some(u) = listen_client_urls.iter().find(|u| u.scheme() == "https")
+        {
+            bail!("TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme", trim_url(u));
+        }
         // etcd: without an explicit --initial-cluster, a member named other than "default" forms a
         // cluster of itself under its own name.
         let initial_cluster_flag = match &self.initial_cluster {
@@ -215,6 +280,10 @@ impl MemberFlags {
             None => initial_advertise_peer_urls.iter().map(|u| format!("{}={}", self.name, trim_url(u))).collect::<Vec<_>>().join(","),
         };
         let initial_cluster = parse_initial_cluster(&initial_cluster_flag)?;
+        let peer_urls = listen_peer_urls.iter().chain(&initial_advertise_peer_urls).chain(initial_cluster.values().flatten());
+        if let Some(u) = peer_urls.into_iter().find(|u| u.scheme() == "https") {
+            bail!("{}: peer TLS (https peer URLs) is not supported yet by wasmraft; client TLS is (https client URLs)", trim_url(u));
+        }
         if self.initial_cluster_state == ClusterState::New {
             let Some(mine) = initial_cluster.get(&self.name) else {
                 bail!("couldn't find local name {:?} in the initial cluster configuration", self.name);
@@ -256,6 +325,8 @@ impl MemberFlags {
             guest: self.guest,
             guest_fuel: self.guest_fuel,
             guest_memory_bytes: self.guest_memory_bytes,
+            client_tls,
+            peer_tls,
         })
     }
 }
@@ -270,8 +341,8 @@ pub(crate) fn parse_urls(flag: &str, value: &str) -> anyhow::Result<Vec<Url>> {
     for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let url = Url::parse(part).with_context(|| format!("invalid value {part:?} for flag {flag}"))?;
         match url.scheme() {
-            "http" => {}
-            "https" | "unixs" => bail!("{flag}: {part}: TLS is not supported yet by wasmraft (use http://)"),
+            "http" | "https" => {}
+            "unix" | "unixs" => bail!("{flag}: {part}: unix socket URLs are not supported by wasmraft"),
             other => bail!("{flag}: URL scheme must be http or https, got {other:?} in {part:?}"),
         }
         if url.host_str().is_none() || url.port().is_none() {
@@ -357,5 +428,31 @@ mod tests {
         let e = parse(&["--listen-client-urls", "localhost:2379"]).unwrap_err();
         assert!(format!("{e:#}").contains("--listen-client-urls"), "{e:#}");
         assert!(parse(&["--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn client_tls_flags() {
+        let https = ["--listen-client-urls", "https://127.0.0.1:2379"];
+        let e = parse(&https).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
+        );
+        let c = parse(&[https[0], https[1], "--auto-tls"]).unwrap();
+        assert!(c.client_tls.auto_tls && c.client_tls.is_empty());
+        let c = parse(&[https[0], https[1], "--cert-file", "c.pem", "--key-file", "k.pem", "--client-cert-auth=true"]).unwrap();
+        assert!(c.client_tls.client_cert_auth);
+        assert_eq!(c.client_tls.cert_file.as_deref(), Some(std::path::Path::new("c.pem")));
+        // Go's boolean flags: bare, =true and =false.
+        assert!(parse(&["--client-cert-auth"]).unwrap().client_tls.client_cert_auth);
+        assert!(!parse(&["--client-cert-auth=false"]).unwrap().client_tls.client_cert_auth);
+    }
+
+    #[test]
+    fn peer_tls_is_refused_until_implemented() {
+        let e = parse(&["--listen-peer-urls", "https://127.0.0.1:2380"]).unwrap_err();
+        assert!(format!("{e:#}").contains("peer TLS (https peer URLs) is not supported yet"), "{e:#}");
+        // The flags themselves are accepted.
+        assert!(parse(&["--peer-auto-tls", "--peer-client-cert-auth"]).is_ok());
     }
 }

@@ -30,4 +30,5 @@ pub mod node;
 pub mod peers;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod watch;

@@ -46,9 +46,11 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     tracing::info!("etcdserver: advertise client URLs = {}", join_urls(&cfg.advertise_client_urls));
 
     // Bind before anything slow, so a port conflict is reported at once.
+    let client_tls = client_tls(&cfg)?;
     let mut listeners = Vec::new();
     for url in &cfg.listen_client_urls {
-        listeners.push(bind(url).await?);
+        let tls = (url.scheme() == "https").then(|| client_tls.clone()).flatten();
+        listeners.push(api::ClientListener { listener: bind(url).await?, tls });
     }
     let mut peer_listeners = Vec::new();
     for url in &cfg.listen_peer_urls {
@@ -79,7 +81,7 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
 async fn serve(
     cfg: &Config,
     handle: NodeHandle,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<api::ClientListener>,
     initial: InitialGuest,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -104,8 +106,12 @@ async fn serve(
     tracing::info!("etcdserver/api: enabled capabilities for version 3.4");
     tracing::info!("embed: ready to serve client requests");
     for l in &listeners {
-        if let Ok(addr) = l.local_addr() {
-            tracing::info!("embed: serving insecure client requests on {addr}, this is strongly discouraged!");
+        if let Ok(addr) = l.listener.local_addr() {
+            if l.tls.is_some() {
+                tracing::info!("embed: serving client requests on {addr}");
+            } else {
+                tracing::info!("embed: serving insecure client requests on {addr}, this is strongly discouraged!");
+            }
         }
     }
 
@@ -150,6 +156,29 @@ fn stopped_by(handle: &NodeHandle, err: String) -> anyhow::Result<()> {
         return Ok(());
     }
     Err(anyhow::anyhow!(err))
+}
+
+/// The TLS acceptor for the https client URLs (None when there are none), with --auto-tls's
+/// certificate made first, as etcd's `configureClientListeners` does; and etcd's warnings for
+/// TLS settings that http URLs ignore.
+fn client_tls(cfg: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let mut info = cfg.client_tls.clone();
+    let dir = cfg.data_dir.join("fixtures").join("client");
+    info.apply_auto_tls(&dir, &cfg.listen_client_urls, "client", false)?;
+    for u in cfg.listen_client_urls.iter().filter(|u| u.scheme() == "http") {
+        if !info.is_empty() {
+            tracing::warn!("embed: The scheme of client url {} is HTTP while peer key/cert files are presented. Ignored key/cert files.", crate::config::trim_url(u));
+        }
+        if info.client_cert_auth {
+            tracing::warn!("embed: The scheme of client url {} is HTTP while client cert auth (--client-cert-auth) is enabled. Ignored client cert auth for this url.", crate::config::trim_url(u));
+        }
+    }
+    if !cfg.listen_client_urls.iter().any(|u| u.scheme() == "https") {
+        return Ok(None);
+    }
+    tracing::info!("embed: ClientTLS: {}", info.describe());
+    let config = info.server_config()?;
+    Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
 }
 
 /// Starts the peer transport (etcd's rafthttp) on the peer listeners, connects it to every

@@ -113,6 +113,8 @@ pub struct MemberConfig {
     /// Extra environment for the process.
     pub env: Vec<(String, String)>,
     pub ready_timeout: Duration,
+    /// `https` for a member serving clients over TLS (its TLS flags go in `extra_args`).
+    pub client_scheme: &'static str,
 }
 
 impl MemberConfig {
@@ -127,6 +129,7 @@ impl MemberConfig {
             extra_args: Vec::new(),
             env: Vec::new(),
             ready_timeout: default_ready_timeout(),
+            client_scheme: "http",
         }
     }
 
@@ -155,8 +158,14 @@ impl MemberConfig {
         self
     }
 
+    /// Serve clients on an https:// URL (the certificate flags are the caller's `arg`s).
+    pub fn https_client(mut self) -> Self {
+        self.client_scheme = "https";
+        self
+    }
+
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.client_scheme, self.client_port)
     }
 
     pub fn peer_url(&self) -> String {

@@ -17,6 +17,7 @@
 mod admin;
 mod authority;
 mod cluster;
+mod conn;
 mod election;
 mod errors;
 mod generic;
@@ -81,6 +82,12 @@ const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// TCP keepalive on accepted connections: Go's listener default, which etcd inherits.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// A bound client listener and, for an https:// URL, the TLS it serves.
+pub struct ClientListener {
+    pub listener: TcpListener,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
 /// Request limits, from etcd's flags of the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiLimits {
@@ -125,7 +132,7 @@ pub async fn serve(
     node: NodeHandle,
     limits: ApiLimits,
     lessor: Arc<crate::lessor::Lessor>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<ClientListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     if listeners.is_empty() {
@@ -134,7 +141,8 @@ pub async fn serve(
     let addrs: Vec<String> = listeners
         .iter()
         .map(|l| {
-            l.local_addr()
+            l.listener
+                .local_addr()
                 .map_or_else(|e| format!("<{e}>"), |a| a.to_string())
         })
         .collect();
@@ -177,7 +185,14 @@ pub async fn serve(
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
 
-    let incoming = futures::stream::select_all(listeners.into_iter().map(accept_with_backoff));
+    let incoming = futures::stream::select_all(listeners.into_iter().map(|l| {
+        let accepted = accept_with_backoff(l.listener);
+        let conns = match l.tls {
+            Some(acceptor) => conn::handshakes(accepted, acceptor),
+            None => accepted.map(conn::ClientConn::Plain).boxed(),
+        };
+        conns.map(|c| Ok::<_, io::Error>(AuthorityFix::new(c)))
+    }));
 
     tracing::info!(addresses = ?addrs, "serving the etcd v3 gRPC client API");
     Server::builder()
@@ -201,12 +216,11 @@ pub async fn serve(
 }
 
 /// The connections a listener accepts, with TCP_NODELAY and keepalive set, never yielding an
-/// error: see [`serve`] for how errors are handled. Each is wrapped in [`AuthorityFix`], which
-/// turns the `:authority` of a whole URL that etcdctl 3.4's `endpoint` commands send
-/// (`http://host:port`) into `host:port`; h2 would reset those streams (see `authority.rs`).
-fn accept_with_backoff(
-    listener: TcpListener,
-) -> BoxStream<'static, io::Result<AuthorityFix<TcpStream>>> {
+/// error: see [`serve`] for how errors are handled. [`serve`] wraps each (after the TLS
+/// handshake, for https) in [`AuthorityFix`], which turns the `:authority` of a whole URL that
+/// etcdctl 3.4's `endpoint` commands send (`http://host:port`) into `host:port`; h2 would reset
+/// those streams (see `authority.rs`).
+fn accept_with_backoff(listener: TcpListener) -> BoxStream<'static, TcpStream> {
     const FIRST_DELAY: Duration = Duration::from_millis(5);
     const MAX_DELAY: Duration = Duration::from_secs(1);
 
@@ -217,7 +231,7 @@ fn accept_with_backoff(
         loop {
             match incoming.next().await? {
                 Ok(stream) => {
-                    return Some((Ok(AuthorityFix::new(stream)), (incoming, Duration::ZERO)));
+                    return Some((stream, (incoming, Duration::ZERO)));
                 }
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {

@@ -1,0 +1,125 @@
+//! The client listener's connections: plain TCP for http:// listen URLs, TLS over TCP for
+//! https:// ones, behind one type so a single gRPC server serves both (etcd serves each client
+//! URL with its own scheme).
+//!
+//! TLS handshakes run in their own tasks, not in the accept loop: a client that connects and
+//! then sends nothing must not hold up the clients behind it. A handshake that fails is logged
+//! as etcd logs it ("rejected connection from ...") and the connection dropped; one that does not
+//! finish within [`HANDSHAKE_TIMEOUT`] is dropped too.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// How long a client has to complete the TLS handshake after connecting.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshaken connections waiting for the server to take them.
+const READY_QUEUE: usize = 64;
+
+/// One accepted client connection.
+pub(super) enum ClientConn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// The TLS connections made from `accepted` TCP connections. Ends when the server stops taking
+/// connections (drops the stream) or the listener's stream ends.
+pub(super) fn handshakes(
+    mut accepted: BoxStream<'static, TcpStream>,
+    acceptor: TlsAcceptor,
+) -> BoxStream<'static, ClientConn> {
+    let (tx, rx) = mpsc::channel(READY_QUEUE);
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                s = accepted.next() => s,
+                () = tx.closed() => return,
+            };
+            let Some(stream) = stream else { return };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let remote = stream.peer_addr().map_or_else(|e| format!("<{e}>"), |a| a.to_string());
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(ClientConn::Tls(Box::new(tls))).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::info!("embed: rejected connection from {remote:?} (error {:?}, ServerName \"\")", e.to_string());
+                    }
+                    Err(_) => {
+                        tracing::info!("embed: rejected connection from {remote:?} (error \"TLS handshake timeout\", ServerName \"\")");
+                    }
+                }
+            });
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }).boxed()
+}
+
+impl Connected for ClientConn {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        match self {
+            ClientConn::Plain(s) => s.connect_info(),
+            ClientConn::Tls(s) => s.get_ref().0.connect_info(),
+        }
+    }
+}
+
+impl AsyncRead for ClientConn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientConn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientConn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientConn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientConn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientConn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientConn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientConn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientConn::Plain(s) => s.is_write_vectored(),
+            ClientConn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientConn::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientConn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientConn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientConn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

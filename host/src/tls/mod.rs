@@ -1,0 +1,114 @@
+//! TLS for the member's listeners, as etcd's `pkg/transport` sets it up: a certificate and key
+//! from files (--cert-file/--key-file) or generated at start (--auto-tls), client certificates
+//! verified against --trusted-ca-file, and required when that file is given or
+//! --client-cert-auth is on (etcd's `TLSInfo.ServerConfig`).
+//!
+//! The certificate and key are read again at every handshake (`reload.rs`), as etcd does; the
+//! CA file only at start, as in etcd.
+//!
+//! Files are read and checked when the member starts, so a missing, unreadable or mismatched file
+//! stops it with etcd's text (`open <path>: no such file or directory`, `tls: private key does
+//! not match public key`) instead of failing every handshake later. etcd reports the same texts,
+//! though only once the server is otherwise up.
+
+mod files;
+mod reload;
+mod self_cert;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::server::WebPkiClientVerifier;
+use rustls::ServerConfig;
+use url::Url;
+
+pub use self_cert::self_cert;
+
+/// One listener kind's TLS settings (client or peer), etcd's `TLSInfo`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: bool,
+    /// --auto-tls: use a self-signed certificate when no cert/key files are given.
+    pub auto_tls: bool,
+}
+
+impl TlsInfo {
+    /// etcd's `TLSInfo.Empty`: no certificate configured (auto-TLS not applied yet).
+    pub fn is_empty(&self) -> bool {
+        self.cert_file.is_none() && self.key_file.is_none()
+    }
+
+    /// etcd's `TLSInfo.String`, which it logs at start ("ClientTLS: ...").
+    pub fn describe(&self) -> String {
+        let p = |f: &Option<PathBuf>| f.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default();
+        format!(
+            "cert = {}, key = {}, trusted-ca = {}, client-cert-auth = {}, crl-file = ",
+            p(&self.cert_file),
+            p(&self.key_file),
+            p(&self.trusted_ca_file),
+            self.client_cert_auth
+        )
+    }
+
+    /// Fills in a self-signed certificate for --auto-tls (etcd's `ClientSelfCert`): kept in `dir`
+    /// and reused on later starts, for the hosts of `urls`. Explicit cert/key files win, as in etcd.
+    /// `client_auth`: the certificate is also used to dial (peers).
+    pub fn apply_auto_tls(&mut self, dir: &Path, urls: &[Url], what: &str, client_auth: bool) -> anyhow::Result<()> {
+        if !self.auto_tls {
+            return Ok(());
+        }
+        if !self.is_empty() {
+            tracing::warn!("embed: ignoring {what} auto TLS since certs given");
+            return Ok(());
+        }
+        let hosts: Vec<String> = urls.iter().filter_map(|u| u.host_str().map(str::to_string)).collect();
+        let (cert, key) = self_cert(dir, &hosts, client_auth).with_context(|| format!("could not get certs for {what} auto TLS"))?;
+        self.cert_file = Some(cert);
+        self.key_file = Some(key);
+        Ok(())
+    }
+
+    /// The rustls configuration for a listener: etcd's `TLSInfo.ServerConfig` (TLS 1.2 at least,
+    /// ALPN h2, client certificates required and verified when a CA file is given or client-cert
+    /// auth is on).
+    pub fn server_config(&self) -> anyhow::Result<Arc<ServerConfig>> {
+        let (Some(cert_file), Some(key_file)) = (&self.cert_file, &self.key_file) else {
+            anyhow::bail!(
+                "KeyFile and CertFile must both be present[key: {}, cert: {}]",
+                self.key_file.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+                self.cert_file.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+            );
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cert = reload::ReloadingCert::new(cert_file.clone(), key_file.clone(), provider.clone())?;
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?;
+        let builder = if self.trusted_ca_file.is_some() || self.client_cert_auth {
+            let roots = match &self.trusted_ca_file {
+                Some(ca) => files::ca_pool(ca)?,
+                // Go verifies against the system's roots when no CA file is given.
+                None => files::system_roots()?,
+            };
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| match e {
+                    rustls::server::VerifierBuilderError::NoRootAnchors => anyhow::anyhow!(
+                        "--trusted-ca-file {}: no CA certificates found, so no client certificate could verify",
+                        self.trusted_ca_file.as_deref().map_or_else(|| "(system roots)".into(), |p| p.display().to_string())
+                    ),
+                    other => anyhow::anyhow!("building the client certificate verifier: {other}"),
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(cert));
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
+    }
+}

@@ -1,0 +1,62 @@
+//! The listener's certificate, read from --cert-file/--key-file at every handshake, as etcd's
+//! `GetCertificate` does: rotated files (renewed by cert-manager, say) take effect for new
+//! connections without a restart. A handshake while the files are unreadable or do not match
+//! fails and is logged, as in etcd; connections already open are unaffected.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use super::files;
+
+#[derive(Debug)]
+pub(super) struct ReloadingCert {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ReloadingCert {
+    /// Checks the files once now, so that a member with bad files does not start.
+    pub(super) fn new(cert_file: PathBuf, key_file: PathBuf, provider: Arc<CryptoProvider>) -> anyhow::Result<Self> {
+        let this = Self { cert_file, key_file, provider };
+        this.load()?;
+        Ok(this)
+    }
+
+    fn load(&self) -> anyhow::Result<CertifiedKey> {
+        let chain = files::certificates(&self.cert_file)?;
+        let key = files::private_key(&self.key_file)?;
+        let signing = self
+            .provider
+            .key_provider
+            .load_private_key(key)
+            .with_context(|| format!("tls: unsupported private key in {}", self.key_file.display()))?;
+        let certified = CertifiedKey::new(chain, signing);
+        match certified.keys_match() {
+            Ok(()) => Ok(certified),
+            Err(rustls::Error::InconsistentKeys(_)) => anyhow::bail!("tls: private key does not match public key"),
+            Err(e) => anyhow::bail!("tls: {e} (cert {}, key {})", self.cert_file.display(), self.key_file.display()),
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        match self.load() {
+            Ok(certified) => Some(Arc::new(certified)),
+            Err(e) => {
+                tracing::warn!(
+                    cert_file = %self.cert_file.display(),
+                    key_file = %self.key_file.display(),
+                    "failed to create certificate: {e:#}"
+                );
+                None
+            }
+        }
+    }
+}
