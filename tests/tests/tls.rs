@@ -5,67 +5,13 @@
 //!
 //! Peer TLS is not implemented yet (docs/tls-progress.md).
 
-use std::path::Path;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use wasmraft_tests::{CmdOutput, Etcdctl, Flavor, Member, MemberConfig};
+use wasmraft_tests::{CmdOutput, Etcdctl, Flavor, Member, MemberConfig, Pki};
 
 /// Short timeouts: the refused cases wait for these.
 const DIAL: &str = "--dial-timeout=2s";
 const COMMAND: &str = "--command-timeout=3s";
-
-/// PEM files in a temporary directory.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
-    /// ca.pem; server.pem/server-key.pem (127.0.0.1, localhost); client.pem/client-key.pem (CN
-    /// root, signed by ca); stranger.pem/stranger-key.pem (signed by another CA).
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("pki dir");
-        let (ours, ca_pem) = ca("wasmraft test CA");
-        let (stranger_ca, _) = ca("some other CA");
-        write(dir.path(), "ca.pem", &ca_pem);
-        leaf(dir.path(), "server", &ours, &["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth);
-        leaf(dir.path(), "client", &ours, &[], ExtendedKeyUsagePurpose::ClientAuth);
-        leaf(dir.path(), "stranger", &stranger_ca, &[], ExtendedKeyUsagePurpose::ClientAuth);
-        Pki { dir }
-    }
-}
-
-fn write(dir: &Path, name: &str, pem: &str) {
-    std::fs::write(dir.join(name), pem).expect("write pem");
-}
-
-fn ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let key = KeyPair::generate().expect("ca key");
-    let cert = params.self_signed(&key).expect("ca cert");
-    (Issuer::new(params, key), cert.pem())
-}
-
-fn leaf(dir: &Path, name: &str, issuer: &Issuer<'_, KeyPair>, sans: &[&str], usage: ExtendedKeyUsagePurpose) {
-    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
-    params.distinguished_name.push(DnType::CommonName, if name == "server" { "server" } else { "root" });
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.extended_key_usages = vec![usage];
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, issuer).expect("sign");
-    write(dir, &format!("{name}.pem"), &cert.pem());
-    write(dir, &format!("{name}-key.pem"), &key.serialize_pem());
-}
 
 /// One member serving clients on https with `flags`.
 fn start(flavor: Flavor, flags: &[String]) -> Member {
@@ -84,15 +30,7 @@ fn run(member: &Member, args: &[&str]) -> CmdOutput {
 
 /// The outputs of the checks below for one flavor, for comparing etcd and wasmraft.
 fn client_cert_auth_transcript(flavor: Flavor, pki: &Pki) -> Vec<(String, CmdOutput)> {
-    let member = start(
-        flavor,
-        &[
-            format!("--cert-file={}", pki.path("server.pem")),
-            format!("--key-file={}", pki.path("server-key.pem")),
-            format!("--trusted-ca-file={}", pki.path("ca.pem")),
-            "--client-cert-auth".into(),
-        ],
-    );
+    let member = start(flavor, &pki.server_flags());
     let cacert = format!("--cacert={}", pki.path("ca.pem"));
     let (cert, key) = (format!("--cert={}", pki.path("client.pem")), format!("--key={}", pki.path("client-key.pem")));
     let (scert, skey) = (format!("--cert={}", pki.path("stranger.pem")), format!("--key={}", pki.path("stranger-key.pem")));
@@ -184,7 +122,7 @@ fn rotated_server_certificate_applies_without_restart() {
 #[test]
 fn bad_cert_files_are_reported() {
     let pki = Pki::new();
-    let missing = pki.dir.path().join("missing.pem");
+    let missing = pki.dir().join("missing.pem");
     let cases: [(Vec<String>, String); 3] = [
         (
             vec![format!("--cert-file={}", pki.path("server.pem")), format!("--key-file={}", pki.path("client-key.pem"))],
