@@ -81,6 +81,18 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,
 
+    /// Specify auth token type and its options ('simple' or 'jwt'; wasmraft implements 'simple').
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+
+    /// Specify bcrypt algorithm cost factor for auth password hashing.
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = crate::auth::DEFAULT_BCRYPT_COST)]
+    pub bcrypt_cost: u32,
+
+    /// The lifetime in seconds of the auth token.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+
     /// Duration of periodic watch progress notifications (etcd's default: 10 minutes).
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = crate::go_duration::parse)]
     pub experimental_watch_progress_notify_interval: Duration,
@@ -196,6 +208,10 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub watch_progress_notify_interval: Duration,
+    /// --bcrypt-cost (checked when the member starts, as etcd does).
+    pub bcrypt_cost: u32,
+    /// --auth-token-ttl: simple tokens unused this long are dropped.
+    pub auth_token_ttl: Duration,
     pub guest: Option<PathBuf>,
     pub guest_fuel: Option<u64>,
     pub guest_memory_bytes: Option<u64>,
@@ -210,6 +226,10 @@ impl Config {
     /// etcd's `RequestTimeout`: 5s plus two election timeouts.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(5) + 2 * self.election_timeout
+    }
+
+    pub fn auth_token_ttl(&self) -> Duration {
+        self.auth_token_ttl
     }
 
     /// The election timeout in heartbeat ticks, as raft counts it.
@@ -303,6 +323,12 @@ impl MemberFlags {
                 );
             }
         }
+        // etcd's NewTokenProvider: "simple" or "jwt,<options>"; anything else is refused.
+        match self.auth_token.split(',').next().unwrap_or_default() {
+            "simple" => {}
+            "jwt" => bail!("--auth-token jwt is not supported by wasmraft (use 'simple')"),
+            other => bail!("auth: invalid auth options (unknown token type {other:?})"),
+        }
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
         Ok(Config {
             name: self.name,
@@ -322,6 +348,8 @@ impl MemberFlags {
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            bcrypt_cost: self.bcrypt_cost,
+            auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
             guest: self.guest,
             guest_fuel: self.guest_fuel,
             guest_memory_bytes: self.guest_memory_bytes,

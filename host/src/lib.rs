@@ -14,6 +14,7 @@
 
 pub mod alarms;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod conf_change;
 pub mod config;

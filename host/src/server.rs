@@ -116,6 +116,8 @@ async fn serve(
     }
 
     let limits = ApiLimits {
+        bcrypt_cost: cfg.bcrypt_cost,
+        client_cert_auth: cfg.client_tls.client_cert_auth,
         max_request_bytes: cfg.max_request_bytes,
         max_txn_ops: cfg.max_txn_ops,
         watch_progress_notify_interval: cfg.watch_progress_notify_interval,

@@ -28,6 +28,8 @@ impl AdminService {
 impl GuestAdmin for AdminService {
     async fn deploy(&self, request: Request<DeployRequest>) -> Result<Response<DeployResponse>, Status> {
         self.api.check_member(&request, false)?;
+        // Replacing the state machine is an admin's act (see `crate::auth`).
+        self.api.check_admin(&request)?;
         let r = request.into_inner();
         let opts = DeployOptions { force: r.force, fuel_per_entry: r.fuel_per_entry, memory_bytes: r.memory_bytes };
         let deployment = self.api.node.deploy(r.module, opts).await.map_err(errors::node_error)?;
@@ -36,6 +38,7 @@ impl GuestAdmin for AdminService {
 
     async fn rollback(&self, request: Request<RollbackRequest>) -> Result<Response<DeployResponse>, Status> {
         self.api.check_member(&request, false)?;
+        self.api.check_admin(&request)?;
         let r = request.into_inner();
         let opts = DeployOptions { force: r.force, ..Default::default() };
         let deployment = self.api.node.rollback(&r.target, opts).await.map_err(errors::node_error)?;

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 /// How long a client has to complete the TLS handshake after connecting.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,15 +67,36 @@ pub(super) fn handshakes(
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }).boxed()
 }
 
-impl Connected for ClientConn {
-    type ConnectInfo = TcpConnectInfo;
+/// What the API learns about a connection: for TLS with a verified client certificate, the
+/// certificate's common name (the user, with `--client-cert-auth` and auth on:
+/// etcd's `AuthInfoFromTLS`).
+#[derive(Debug, Clone)]
+pub struct ClientConnInfo {
+    pub common_name: Option<String>,
+}
 
-    fn connect_info(&self) -> TcpConnectInfo {
+impl Connected for ClientConn {
+    type ConnectInfo = ClientConnInfo;
+
+    fn connect_info(&self) -> ClientConnInfo {
         match self {
-            ClientConn::Plain(s) => s.connect_info(),
-            ClientConn::Tls(s) => s.get_ref().0.connect_info(),
+            ClientConn::Plain(_) => ClientConnInfo { common_name: None },
+            ClientConn::Tls(s) => {
+                let (_, session) = s.get_ref();
+                // rustls only completes a handshake whose client certificate verified, so a
+                // leaf here is a verified one.
+                let common_name = session.peer_certificates().and_then(|chain| chain.first()).and_then(|leaf| common_name(leaf.as_ref()));
+                ClientConnInfo { common_name }
+            }
         }
     }
+}
+
+/// The subject's CN of a DER certificate.
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    Some(cn)
 }
 
 impl AsyncRead for ClientConn {

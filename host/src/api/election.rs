@@ -41,10 +41,11 @@ impl Election for ElectionService {
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         let api = self.recipes.api();
         api.check_member(&request, false)?;
+        let recipes = self.recipes.as_caller(api.caller(&request)?);
         api.require_kv_guest()?;
         let r = request.into_inner();
-        let lease = self.recipes.session_lease(r.lease).await?;
-        let me = self.recipes.campaign(&r.name, lease, &r.value).await?;
+        let lease = recipes.session_lease(r.lease).await?;
+        let me = recipes.campaign(&r.name, lease, &r.value).await?;
         let mut hdr = me.header;
         header::fill(&api.node, &mut hdr);
         Ok(Response::new(CampaignResponse {
@@ -56,9 +57,10 @@ impl Election for ElectionService {
     async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
         let api = self.recipes.api();
         api.check_member(&request, false)?;
+        let recipes = self.recipes.as_caller(api.caller(&request)?);
         api.require_kv_guest()?;
         let r = request.into_inner();
-        let mut hdr = self.recipes.proclaim(&resumed(r.leader)?, &r.value).await?;
+        let mut hdr = recipes.proclaim(&resumed(r.leader)?, &r.value).await?;
         header::fill(&api.node, &mut hdr);
         Ok(Response::new(ProclaimResponse { header: hdr }))
     }
@@ -66,8 +68,9 @@ impl Election for ElectionService {
     async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
         let api = self.recipes.api();
         api.check_member(&request, false)?;
+        let recipes = self.recipes.as_caller(api.caller(&request)?);
         api.require_kv_guest()?;
-        let (mut hdr, kv) = self.recipes.leader(&request.into_inner().name).await?;
+        let (mut hdr, kv) = recipes.leader(&request.into_inner().name).await?;
         header::fill(&api.node, &mut hdr);
         Ok(Response::new(LeaderResponse { header: hdr, kv: Some(kv) }))
     }
@@ -76,11 +79,12 @@ impl Election for ElectionService {
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
         let api = self.recipes.api();
         api.check_member(&request, false)?;
+        let recipes = self.recipes.as_caller(api.caller(&request)?);
         api.require_kv_guest()?;
         let name = request.into_inner().name;
         let (out_tx, out_rx) = mpsc::channel(16);
         let (found_tx, mut found_rx) = mpsc::channel(16);
-        let recipes = self.recipes.clone();
+        let recipes = recipes.clone();
         let errors = out_tx.clone();
         tokio::spawn(async move {
             let observing = recipes.observe(&name, found_tx);
@@ -108,8 +112,9 @@ impl Election for ElectionService {
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
         let api = self.recipes.api();
         api.check_member(&request, false)?;
+        let recipes = self.recipes.as_caller(api.caller(&request)?);
         api.require_kv_guest()?;
-        let mut hdr = self.recipes.resign(&resumed(request.into_inner().leader)?).await?;
+        let mut hdr = recipes.resign(&resumed(request.into_inner().leader)?).await?;
         header::fill(&api.node, &mut hdr);
         Ok(Response::new(ResignResponse { header: hdr }))
     }

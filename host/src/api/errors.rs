@@ -347,8 +347,20 @@ pub fn node_error(err: NodeError) -> Status {
         no_guest @ NodeError::NoGuest => Status::unavailable(no_guest.to_string()),
         NodeError::DeployRefused(text) => Status::failed_precondition(text),
         NodeError::Membership(e) => membership_error(e),
+        NodeError::Auth(e) => auth_error(e),
         // The node's text already says what failed; keep it, it is ours, not etcd's.
         internal @ NodeError::Internal(_) => Status::internal(internal.to_string()),
+    }
+}
+
+/// An auth store refusal: its text is etcd's, so the table gives etcd's code.
+pub fn auth_error(e: crate::auth::AuthError) -> Status {
+    guest_error(&e.to_string())
+}
+
+impl From<crate::auth::AuthError> for Status {
+    fn from(e: crate::auth::AuthError) -> Self {
+        auth_error(e)
     }
 }
 

@@ -49,12 +49,14 @@ impl Generic for GenericService {
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
         self.api.check_member(&request, false)?;
+        let caller = self.api.caller(&request)?;
+        let stamp = self.api.check_generic(&caller, crate::auth::Access::Write)?;
         let command = request.into_inner().command;
         // The same limit the etcd API applies to its encoded proposals.
         if command.len() > self.api.limits.max_request_bytes {
             return Err(errors::REQUEST_TOO_LARGE.into());
         }
-        let result = self.api.node.propose(command).await.map_err(generic_error)?;
+        let result = self.api.node.propose_checked(command, stamp).await.map_err(generic_error)?;
         Ok(Response::new(ProposeResponse { result }))
     }
 
@@ -70,6 +72,7 @@ impl Generic for GenericService {
         })?;
         let serializable = consistency == Consistency::Serializable;
         self.api.check_member(&request, serializable)?;
+        let caller = self.api.caller(&request)?;
         let query = request.into_inner().request;
         if query.len() > self.api.limits.max_request_bytes {
             return Err(errors::REQUEST_TOO_LARGE.into());
@@ -77,7 +80,9 @@ impl Generic for GenericService {
         if !serializable {
             self.api.node.read_barrier().await.map_err(generic_error)?;
         }
+        let checked_at = self.api.check_generic(&caller, crate::auth::Access::Read)?;
         let result = self.api.node.query(query).await.map_err(generic_error)?;
+        self.api.finish_read(&caller, checked_at)?;
         Ok(Response::new(QueryResponse { result }))
     }
 

@@ -39,12 +39,15 @@ impl Kv for KvService {
         self.api
             .check_member(&request, request.get_ref().serializable)?;
         self.api.require_kv_guest()?;
+        let caller = self.api.caller(&request)?;
         let r = request.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
             self.api.node.read_barrier().await?;
         }
+        let checked_at = self.api.check_read(&caller, &r.key, &r.range_end)?;
         let answer = self.api.node.query(r.encode_to_vec()).await?;
+        self.api.finish_read(&caller, checked_at)?;
         let mut resp = RangeResponse::decode(answer.as_slice())
             .map_err(|e| errors::bad_guest_response("RangeResponse", e))?;
         self.fill(&mut resp.header);
@@ -54,11 +57,13 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
+        let caller = self.api.caller(&request)?;
         let r = request.into_inner();
         validate::check_put(&r)?;
         let mut resp: PutResponse = self
             .api
             .propose(
+                &caller,
                 InternalRaftRequest {
                     put: Some(r),
                     ..Default::default()
@@ -76,11 +81,13 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
+        let caller = self.api.caller(&request)?;
         let r = request.into_inner();
         validate::check_delete(&r)?;
         let mut resp: DeleteRangeResponse = self
             .api
             .propose(
+                &caller,
                 InternalRaftRequest {
                     delete_range: Some(r),
                     ..Default::default()
@@ -100,11 +107,13 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
+        let caller = self.api.caller(&request)?;
         let r = request.into_inner();
         validate::check_txn(&r, self.api.limits.max_txn_ops)?;
         let mut resp: TxnResponse = self
             .api
             .propose(
+                &caller,
                 InternalRaftRequest {
                     txn: Some(r),
                     ..Default::default()
@@ -116,8 +125,8 @@ impl Kv for KvService {
         Ok(Response::new(resp))
     }
 
-    /// etcd makes no API-level checks on a compaction; the guest refuses a compacted or future
-    /// revision. A "physical" compaction needs no extra wait here: the guest compacts inside the
+    /// etcd makes no API-level checks on a compaction, permissions included (3.4 lets any user
+    /// compact); the guest refuses a compacted or future revision. A "physical" compaction needs no extra wait here: the guest compacts inside the
     /// entry's apply, so it is done when the answer comes back.
     async fn compact(
         &self,
@@ -125,10 +134,12 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
+        let caller = self.api.caller(&request)?;
         let r = request.into_inner();
         let mut resp: CompactionResponse = self
             .api
             .propose(
+                &caller,
                 InternalRaftRequest {
                     compaction: Some(r),
                     ..Default::default()

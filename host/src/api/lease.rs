@@ -178,13 +178,14 @@ impl Lease for LeaseService {
     async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
+        let caller = self.api.caller(&request)?;
         let mut r = request.into_inner();
         while r.id == 0 {
             r.id = (self.api.request_ids.next() & (i64::MAX as u64)) as i64;
         }
         r.ttl = self.lessor.clamp_ttl(r.ttl);
         let mut resp: LeaseGrantResponse =
-            self.api.propose(InternalRaftRequest { lease_grant: Some(r), ..Default::default() }, "LeaseGrantResponse").await?;
+            self.api.propose(&caller, InternalRaftRequest { lease_grant: Some(r), ..Default::default() }, "LeaseGrantResponse").await?;
         self.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -192,9 +193,10 @@ impl Lease for LeaseService {
     async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
+        let caller = self.api.caller(&request)?;
         let r = request.into_inner();
         let mut resp: LeaseRevokeResponse =
-            self.api.propose(InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }, "LeaseRevokeResponse").await?;
+            self.api.propose(&caller, InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }, "LeaseRevokeResponse").await?;
         self.fill(&mut resp.header);
         Ok(Response::new(resp))
     }

@@ -27,10 +27,11 @@ impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let api = self.recipes.api();
         api.check_member(&request, false)?;
+        let recipes = self.recipes.as_caller(api.caller(&request)?);
         api.require_kv_guest()?;
         let r = request.into_inner();
-        let lease = self.recipes.session_lease(r.lease).await?;
-        let (key, mut hdr) = self.recipes.lock(&r.name, lease).await?;
+        let lease = recipes.session_lease(r.lease).await?;
+        let (key, mut hdr) = recipes.lock(&r.name, lease).await?;
         header::fill(&api.node, &mut hdr);
         Ok(Response::new(LockResponse { header: hdr, key }))
     }
@@ -38,10 +39,11 @@ impl Lock for LockService {
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
         let api = self.recipes.api();
         api.check_member(&request, false)?;
+        let recipes = self.recipes.as_caller(api.caller(&request)?);
         api.require_kv_guest()?;
         let delete = DeleteRangeRequest { key: request.into_inner().key, ..Default::default() };
         let resp: DeleteRangeResponse =
-            api.propose(InternalRaftRequest { delete_range: Some(delete), ..Default::default() }, "DeleteRangeResponse").await?;
+            api.propose(recipes.caller(), InternalRaftRequest { delete_range: Some(delete), ..Default::default() }, "DeleteRangeResponse").await?;
         let mut hdr = resp.header;
         header::fill(&api.node, &mut hdr);
         Ok(Response::new(UnlockResponse { header: hdr }))

@@ -89,6 +89,7 @@ impl Maintenance for MaintenanceService {
         request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         self.api.check_member(&request, false)?;
+        self.api.check_maintenance_admin(&request)?;
         self.api.node.defragment().await?;
         Ok(Response::new(DefragmentResponse { header: None }))
     }
@@ -97,6 +98,7 @@ impl Maintenance for MaintenanceService {
     /// covers), with the store's revision in the header as etcd's `kvstore.Hash` gives it.
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.api.check_member(&request, false)?;
+        self.api.check_maintenance_admin(&request)?;
         let hash = self.api.node.state_hash().await?;
         let revision = self.api.current_revision().await;
         Ok(Response::new(HashResponse { header: self.header(revision), hash }))
@@ -109,6 +111,7 @@ impl Maintenance for MaintenanceService {
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         self.api.check_member(&request, false)?;
+        self.api.check_maintenance_admin(&request)?;
         self.api.require_kv_guest()?;
         let query = KvQuery { request: Some(kv_query::Request::HashKv(request.into_inner())) };
         let answer = self.api.node.query(prost::Message::encode_to_vec(&query)).await?;
@@ -129,6 +132,7 @@ impl Maintenance for MaintenanceService {
         request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.api.check_member(&request, false)?;
+        self.api.check_maintenance_admin(&request)?;
         let rx = self.api.node.snapshot_stream()?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|piece| match piece {
             Ok(SnapshotPiece::Data { bytes, remaining }) => {

@@ -6,16 +6,20 @@
 //! the guest's `query`, fills response headers, and turns failures into etcd's gRPC statuses with
 //! etcd's exact texts. The semantics of keys, revisions and leases belong to the guest.
 //!
-//! Services: all of etcd 3.4's but Auth — KV; Watch (over `crate::watch`'s hub); Lease (the
+//! Services: all of etcd 3.4's — KV; Watch (over `crate::watch`'s hub); Lease (the
 //! timing is `crate::lessor`'s); Cluster (membership through raft conf changes); Maintenance; and
-//! the Lock and Election services, etcd's concurrency recipes run in the member (`recipe.rs`).
+//! the Lock and Election services, etcd's concurrency recipes run in the member (`recipe.rs`);
+//! Auth (`auth.rs`, over `crate::auth`), with every other service checking the caller's
+//! permissions through `authz.rs`.
 //!
 //! Next to etcd's services, wasmraft's own `wasmraft.v1.Generic` (`generic.rs`): Propose, Query
 //! and Info with opaque bytes, for any guest; and `wasmraft.v1.GuestAdmin` (`admin.rs`): guest
 //! deploy, rollback, status and list.
 
 mod admin;
+mod auth;
 mod authority;
+mod authz;
 mod cluster;
 mod conn;
 mod election;
@@ -42,6 +46,7 @@ use futures::stream::BoxStream;
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use wasmraft_proto::etcdserverpb::auth_server::AuthServer;
 use wasmraft_proto::etcdserverpb::kv_server::KvServer;
 use wasmraft_proto::etcdserverpb::cluster_server::ClusterServer;
 use wasmraft_proto::etcdserverpb::lease_server::LeaseServer;
@@ -56,6 +61,7 @@ pub use errors::{EtcdError, guest_error, node_error};
 
 use crate::node::NodeHandle;
 use authority::AuthorityFix;
+use authz::Caller;
 
 /// What a guest lists in its `apis` when it serves etcd's KV API with etcd's encodings
 /// (`InternalRaftRequest` commands, `RangeRequest` queries).
@@ -88,9 +94,13 @@ pub struct ClientListener {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// Request limits, from etcd's flags of the same names.
+/// Request limits and the client-facing auth settings, from etcd's flags of the same names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiLimits {
+    /// --bcrypt-cost: how new passwords are hashed.
+    pub bcrypt_cost: u32,
+    /// --client-cert-auth: a verified client certificate's CN names the user.
+    pub client_cert_auth: bool,
     /// --max-request-bytes: the largest encoded proposal (`InternalRaftRequest`) accepted.
     pub max_request_bytes: usize,
     /// --max-txn-ops: the most operations in each of a txn's compare, success and failure lists.
@@ -106,6 +116,8 @@ impl Default for ApiLimits {
     /// etcd 3.4's defaults: 1.5 MiB and 128.
     fn default() -> Self {
         Self {
+            bcrypt_cost: crate::auth::DEFAULT_BCRYPT_COST,
+            client_cert_auth: false,
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
             watch_progress_notify_interval: watch::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
@@ -119,6 +131,10 @@ struct Api {
     node: NodeHandle,
     limits: ApiLimits,
     request_ids: crate::ids::RequestIds,
+    /// How new passwords are hashed (--bcrypt-cost).
+    hasher: crate::auth::PasswordHasher,
+    /// --client-cert-auth: a verified client certificate's CN names the user.
+    client_cert_auth: bool,
 }
 
 /// Serves etcd's v3 gRPC API for `node` on every listener until `shutdown` completes, then stops
@@ -151,12 +167,17 @@ pub async fn serve(
         request_ids: crate::ids::RequestIds::from_clock(node.member_id()),
         node,
         limits,
+        hasher: crate::auth::PasswordHasher::new(limits.bcrypt_cost),
+        client_cert_auth: limits.client_cert_auth,
     });
     let max_decoding = limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let kv = KvServer::new(kv::KvService::new(api.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
     let lease = LeaseServer::new(lease::LeaseService::new(api.clone(), lessor))
+        .max_decoding_message_size(max_decoding)
+        .max_encoding_message_size(MAX_SEND_BYTES);
+    let auth = AuthServer::new(auth::AuthService::new(api.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
     let cluster = ClusterServer::new(cluster::ClusterService::new(api.clone()))
@@ -204,6 +225,7 @@ pub async fn serve(
         .add_service(kv)
         .add_service(lease)
         .add_service(cluster)
+        .add_service(auth)
         .add_service(maintenance)
         .add_service(watch)
         .add_service(lock)
@@ -334,22 +356,23 @@ impl Api {
 
     /// Proposes `request` through the log as etcd does (with a request header carrying a fresh
     /// request id, refused when larger than --max-request-bytes) and decodes the guest's answer.
+    /// `caller`'s permissions for what the request touches are checked first, and the entry
+    /// carries the auth revision they were checked at (see `authz.rs`).
     async fn propose<R: prost::Message + Default>(
         &self,
+        caller: &Caller,
         mut request: wasmraft_proto::etcdserverpb::InternalRaftRequest,
         response_name: &str,
     ) -> Result<R, tonic::Status> {
-        request.header = Some(wasmraft_proto::etcdserverpb::RequestHeader {
-            id: self.request_ids.next(),
-            ..Default::default()
-        });
+        let stamp = self.check_write(caller, &request).await?;
+        request.header = Some(caller.header(self.request_ids.next()));
         let command = prost::Message::encode_to_vec(&request);
         if command.len() > self.limits.max_request_bytes {
             return Err(errors::REQUEST_TOO_LARGE.into());
         }
         // etcd's quota interceptors (puts, txns, lease grants): see `crate::alarms`.
         self.node.check_quota(&command).await?;
-        let answer = self.node.propose(command).await?;
+        let answer = self.node.propose_checked(command, stamp).await?;
         R::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response(response_name, e))
     }
 }

@@ -35,6 +35,9 @@ const SESSION_TTL: i64 = 60;
 pub(super) struct Recipes {
     api: Arc<Api>,
     hub: WatchHub,
+    /// Whose permissions the recipe's reads and writes are checked with (the client's, as
+    /// etcd's lock and election servers call the KV API with the client's context).
+    caller: super::authz::Caller,
 }
 
 /// An election's leadership as etcd's servers hand it out (`v3electionpb.LeaderKey`'s fields).
@@ -47,7 +50,16 @@ pub(super) struct Leadership {
 
 impl Recipes {
     pub(super) fn new(api: Arc<Api>, hub: WatchHub) -> Self {
-        Self { api, hub }
+        Self { api, hub, caller: super::authz::Caller::default() }
+    }
+
+    pub(super) fn caller(&self) -> &super::authz::Caller {
+        &self.caller
+    }
+
+    /// The recipes acting for `caller`.
+    pub(super) fn as_caller(&self, caller: super::authz::Caller) -> Recipes {
+        Recipes { caller, ..self.clone() }
     }
 
     pub(super) fn api(&self) -> &Api {
@@ -65,7 +77,7 @@ impl Recipes {
         }
         let grant = LeaseGrantRequest { ttl: SESSION_TTL, id };
         let resp: LeaseGrantResponse =
-            self.api.propose(InternalRaftRequest { lease_grant: Some(grant), ..Default::default() }, "LeaseGrantResponse").await?;
+            self.api.propose(&self.caller, InternalRaftRequest { lease_grant: Some(grant), ..Default::default() }, "LeaseGrantResponse").await?;
         if !resp.error.is_empty() {
             return Err(Status::unknown(resp.error));
         }
@@ -221,13 +233,15 @@ impl Recipes {
     }
 
     async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse, Status> {
-        self.api.propose(InternalRaftRequest { txn: Some(txn), ..Default::default() }, "TxnResponse").await
+        self.api.propose(&self.caller, InternalRaftRequest { txn: Some(txn), ..Default::default() }, "TxnResponse").await
     }
 
     /// A linearizable read, as clientv3's Get.
     async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
         self.api.node.read_barrier().await?;
+        let checked_at = self.api.check_read(&self.caller, &r.key, &r.range_end)?;
         let answer = self.api.node.query(prost::Message::encode_to_vec(&r)).await?;
+        self.api.finish_read(&self.caller, checked_at)?;
         <RangeResponse as prost::Message>::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("RangeResponse", e))
     }
 
@@ -295,7 +309,7 @@ impl Drop for Release {
         rt.spawn(async move {
             let delete = DeleteRangeRequest { key, ..Default::default() };
             let r: Result<wasmraft_proto::etcdserverpb::DeleteRangeResponse, Status> =
-                recipes.api.propose(InternalRaftRequest { delete_range: Some(delete), ..Default::default() }, "DeleteRangeResponse").await;
+                recipes.api.propose(&super::authz::Caller::system(), InternalRaftRequest { delete_range: Some(delete), ..Default::default() }, "DeleteRangeResponse").await;
             if let Err(e) = r {
                 tracing::warn!("could not remove an abandoned lock or campaign key: {e}");
             }

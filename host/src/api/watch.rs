@@ -90,6 +90,7 @@ impl Watch for WatchService {
         let (out, out_rx) = mpsc::channel(OUTBOUND_BUFFER);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let stream = Stream {
+            credentials: self.api.credentials(&request),
             api: self.api.clone(),
             hub: self.hub.clone(),
             out,
@@ -126,6 +127,8 @@ struct Entry {
 }
 
 struct Stream {
+    /// Checked at each watch creation (etcd's `isWatchPermitted`).
+    credentials: super::authz::Credentials,
     api: Arc<Api>,
     hub: WatchHub,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
@@ -230,18 +233,18 @@ impl Stream {
         }
         let keys = KeyRange::new(&c.key, &c.range_end);
         self.hub.ready().await;
-        let refused = match &keys {
-            KeyRange::Range(k, e) if k >= e => Some(ERR_EMPTY_RANGE),
-            _ if c.watch_id != AUTO_WATCH_ID && self.watchers.contains_key(&c.watch_id) => Some(ERR_DUPLICATE_ID),
+        let refused = self.permission(&c).err().or_else(|| match &keys {
+            KeyRange::Range(k, e) if k >= e => Some(ERR_EMPTY_RANGE.to_string()),
+            _ if c.watch_id != AUTO_WATCH_ID && self.watchers.contains_key(&c.watch_id) => Some(ERR_DUPLICATE_ID.to_string()),
             _ => None,
-        };
+        });
         if let Some(reason) = refused {
             let resp = WatchResponse {
                 header: self.header(self.hub.current()),
                 watch_id: INVALID_WATCH_ID,
                 created: true,
                 canceled: true,
-                cancel_reason: reason.to_string(),
+                cancel_reason: reason,
                 ..Default::default()
             };
             return self.send(resp).await;
@@ -270,6 +273,23 @@ impl Stream {
         self.by_hub.insert(hub_id, id);
         let resp = WatchResponse { header: self.header(revision), watch_id: id, created: true, ..Default::default() };
         self.send(resp).await
+    }
+
+    /// etcd's `isWatchPermitted`, with its cancel reasons. Like etcd, a watch of everything from
+    /// a key (`range_end` "\0") is checked as a watch of that key alone.
+    fn permission(&self, c: &WatchCreateRequest) -> Result<(), String> {
+        use crate::auth::{Access, AuthError};
+        let range_end: &[u8] = if c.range_end == [0] { b"" } else { &c.range_end };
+        let checked = self
+            .api
+            .resolve(&self.credentials)
+            .and_then(|caller| self.api.node.auth().state().check(caller.info(), Access::Read, &c.key, range_end));
+        // etcd sends the Go `Error()` of its gRPC status errors as the reason.
+        checked.map_err(|e| match e {
+            AuthError::InvalidAuthToken => format!("rpc error: code = Unauthenticated desc = {e}"),
+            AuthError::AuthOldRevision | AuthError::UserEmpty => format!("rpc error: code = InvalidArgument desc = {e}"),
+            _ => format!("rpc error: code = PermissionDenied desc = {}", AuthError::PermissionDenied),
+        })
     }
 
     async fn deliver(&mut self, d: Delivery) -> Result<(), Gone> {

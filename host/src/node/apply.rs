@@ -154,6 +154,10 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
             return None;
         }
     }
+    if let Err(e) = shared.auth.reload(&shared.state_db.db()) {
+        shared.fail(format!("reloading the auth store after snapshot {index}: {e:#}"));
+        return None;
+    }
     // The snapshot carries the deployment record and the modules: run what it says is active.
     match deployment::load_active(&shared.state_db.db(), &shared.registry) {
         Ok(active) => {
@@ -223,6 +227,7 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
     // The alarms as this batch changes them: an entry sees the alarms raised before it.
     let mut alarms = shared.alarms.list();
     let alarms_before = alarms.clone();
+    let mut auth = crate::auth::Staged::default();
     let observers = shared.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
     let mut observed = Vec::new();
     let (mut index, mut term) = (applied, 0);
@@ -261,6 +266,18 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
                 Ok(Vec::new())
             }
             Some(pb::entry::Kind::Alarm(req)) => Ok(crate::alarms::apply(&txn, &mut alarms, &req)?.encode_to_vec()),
+            Some(pb::entry::Kind::Auth(req)) => {
+                auth.apply(&shared.auth, &txn, e.index, e.index > shared.logged_before_start, &req)?.map_err(NodeError::Auth)
+            }
+            Some(pb::entry::Kind::GuestCommand(command)) if auth.is_stale(&shared.auth, envelope.auth_revision) => {
+                // Checked against an auth store that has changed since: etcd's refusal, on
+                // every member at this index.
+                let refused = crate::auth::AuthError::AuthOldRevision;
+                if !observers.is_empty() {
+                    observed.push(AppliedCommand { index: e.index, command, result: Err(refused.to_string()), events: Vec::new() });
+                }
+                Err(NodeError::Auth(refused))
+            }
             Some(pb::entry::Kind::GuestCommand(command)) => match &active {
                 Some(a)
                     if crate::alarms::is_capped(&alarms)
@@ -343,6 +360,7 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
     }
     txn.commit()?;
     shared.membership.commit(members);
+    auth.commit(&shared.auth);
     super::reconfigure::after_commit(shared, peer_changes);
     if alarms != alarms_before {
         shared.alarms.replace(alarms);

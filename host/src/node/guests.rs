@@ -98,7 +98,7 @@ impl NodeHandle {
                     offset: (i * MODULE_CHUNK_BYTES) as u64,
                     data: piece.to_vec(),
                 };
-                self.propose_entry(pb::entry::Kind::GuestModuleChunk(chunk)).await?;
+                self.propose_entry(pb::entry::Kind::GuestModuleChunk(chunk), 0).await?;
             }
             // Every member starts compiling the module when its last piece is applied, off the
             // apply thread; the swap entry then finds it compiled instead of stalling that
@@ -112,7 +112,7 @@ impl NodeHandle {
             mode: mode as i32,
             force: opts.force,
         };
-        let out = self.propose_entry(pb::entry::Kind::GuestDeploy(deploy)).await?;
+        let out = self.propose_entry(pb::entry::Kind::GuestDeploy(deploy), 0).await?;
         pb::GuestDeployment::decode(out.as_slice()).map_err(|e| internal(format!("decoding the deployment record: {e}")))
     }
 

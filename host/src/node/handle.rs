@@ -41,6 +41,9 @@ pub enum NodeError {
     /// load, the name or version rules, an unknown rollback target): the reason.
     #[error("{0}")]
     DeployRefused(String),
+    /// Refused by the auth store (etcd's auth errors).
+    #[error("{0}")]
+    Auth(crate::auth::AuthError),
     /// A membership change refused (etcd's membership and reconfiguration errors).
     #[error("{0}")]
     Membership(crate::membership::MembershipError),

@@ -35,7 +35,7 @@ impl NodeHandle {
     /// Proposes an alarm request (etcd's `EtcdServer.Alarm`: even GET goes through the log, so
     /// the answer is the cluster's view at that index) and returns the alarms it concerned.
     pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse, NodeError> {
-        let out = self.propose_entry(pb::entry::Kind::Alarm(req)).await?;
+        let out = self.propose_entry(pb::entry::Kind::Alarm(req), 0).await?;
         prost::Message::decode(out.as_slice()).map_err(internal)
     }
 

@@ -127,6 +127,12 @@ pub(crate) struct Shared {
     pub state_db: crate::storage::StateDb,
     /// etcd's alarms as the last applied batch left them (see `crate::alarms`).
     pub alarms: crate::alarms::Alarms,
+    /// etcd's users, roles and tokens as the last applied batch left them (see `crate::auth`).
+    pub auth: crate::auth::AuthStore,
+    /// The raft log's last index when this process started: entries up to it were proposed
+    /// before a restart, and logins among them get no token now (tokens die with the process
+    /// that handed them out, as in etcd).
+    pub logged_before_start: u64,
     /// `--quota-backend-bytes`, resolved (0 → etcd's default).
     pub quota_bytes: u64,
     pub request_timeout: Duration,
@@ -274,6 +280,7 @@ impl Node {
         membership.bootstrap(&state_db, &initial_members)?;
         let active = deployment::load_active(&state_db, &registry).context("loading the active guest")?;
         let alarms = crate::alarms::Alarms::load(&state_db).context("loading alarms")?;
+        let auth = crate::auth::AuthStore::load(&state_db, cfg.auth_token_ttl()).context("loading the auth store")?;
         let state_db = crate::storage::StateDb::new(state_db, &state_path);
         if let Some(a) = &active {
             tracing::info!(
@@ -297,6 +304,7 @@ impl Node {
             log.set_commit(applied_index);
         }
         let sole_voter = log.conf_state().voters == [identity.member_id];
+        let logged_before_start = log.last_index();
         let commit = log.hard_state().commit;
         let term = log.hard_state().term;
 
@@ -340,6 +348,8 @@ impl Node {
             peers: std::sync::OnceLock::new(),
             state_db,
             alarms,
+            auth,
+            logged_before_start,
             quota_bytes: crate::alarms::quota_bytes(cfg.quota_backend_bytes),
             request_timeout: cfg.request_timeout(),
             max_request_bytes: cfg.max_request_bytes,
@@ -414,14 +424,35 @@ impl NodeHandle {
         if command.len() > self.inner.max_request_bytes {
             return Err(NodeError::RequestTooLarge);
         }
-        self.propose_entry(pb::entry::Kind::GuestCommand(command)).await
+        self.propose_entry(pb::entry::Kind::GuestCommand(command), 0).await
+    }
+
+    /// [`propose`](Self::propose) for a command whose permissions were checked against the auth
+    /// store at `auth_revision`: refused at apply if the store has changed since (see
+    /// `crate::auth`).
+    pub async fn propose_checked(&self, command: Vec<u8>, auth_revision: u64) -> Result<Vec<u8>, NodeError> {
+        if command.len() > self.inner.max_request_bytes {
+            return Err(NodeError::RequestTooLarge);
+        }
+        self.propose_entry(pb::entry::Kind::GuestCommand(command), auth_revision).await
+    }
+
+    /// Proposes an auth request (user, role and auth management, Authenticate) and returns the
+    /// encoded response the auth store applied it with.
+    pub async fn propose_auth(&self, request: wasmraft_proto::etcdserverpb::InternalRaftRequest) -> Result<Vec<u8>, NodeError> {
+        self.propose_entry(pb::entry::Kind::Auth(request), 0).await
+    }
+
+    /// The auth store as this member has applied it.
+    pub fn auth(&self) -> &crate::auth::AuthStore {
+        &self.inner.auth
     }
 
     /// Announces this member's name and client URLs to the cluster through the log (etcd's
     /// publish), so `MemberList` on every member shows them.
     pub async fn publish(&self, name: String, client_urls: Vec<String>) -> Result<(), NodeError> {
         let attrs = MemberAttributes { id: self.inner.member_id, name, client_urls };
-        self.propose_entry(pb::entry::Kind::Publish(attrs)).await.map(|_| ())
+        self.propose_entry(pb::entry::Kind::Publish(attrs), 0).await.map(|_| ())
     }
 
     /// Registers `observer` to see every guest command applied from now on (see [`observe`]).
@@ -454,7 +485,7 @@ impl NodeHandle {
         self.inner.membership.list()
     }
 
-    async fn propose_entry(&self, kind: pb::entry::Kind) -> Result<Vec<u8>, NodeError> {
+    async fn propose_entry(&self, kind: pb::entry::Kind, auth_revision: u64) -> Result<Vec<u8>, NodeError> {
         let s = &self.inner;
         if s.stopped.load(Ordering::Relaxed) {
             return Err(NodeError::Stopped);
@@ -464,7 +495,7 @@ impl NodeHandle {
             return Err(NodeError::TooManyRequests);
         }
         let (id, rx) = s.waits.register();
-        let entry = pb::Entry { id, time_unix_ms: now_unix_ms(), kind: Some(kind) };
+        let entry = pb::Entry { id, time_unix_ms: now_unix_ms(), auth_revision, kind: Some(kind) };
         let data = entry.encode_to_vec();
         if s.to_raft.send(RaftMsg::Propose { id, data }).is_err() {
             s.waits.cancel(id);

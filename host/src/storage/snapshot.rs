@@ -23,7 +23,7 @@ use anyhow::{Context, bail, ensure};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use sha2::{Digest, Sha256};
 
-use super::tables::{ALARMS, DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX, REMOVED_MEMBERS};
+use super::tables::{ALARMS, AUTH, DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX, REMOVED_MEMBERS};
 
 const MAGIC: &[u8; 8] = b"WRSNAP01";
 const END: u8 = 0xff;
@@ -37,12 +37,16 @@ const T_DEPLOYMENTS: u8 = 5;
 const T_REMOVED_MEMBERS: u8 = 6;
 /// etcd's alarms (`crate::alarms`): a member that installs a snapshot is capped as the others.
 pub const T_ALARMS: u8 = 7;
+/// etcd's users, roles and auth flag (`crate::auth`): a restored or caught-up member enforces
+/// the same permissions.
+pub const T_AUTH: u8 = 8;
 /// The tables keyed by bytes, with their record tags.
-const BYTE_TABLES: [(u8, redb::TableDefinition<&[u8], &[u8]>); 4] = [
+const BYTE_TABLES: [(u8, redb::TableDefinition<&[u8], &[u8]>); 5] = [
     (T_GUEST_KV, GUEST_KV),
     (T_GUEST_MODULES, GUEST_MODULES),
     (T_GUEST_UPLOADS, GUEST_UPLOADS),
     (T_ALARMS, ALARMS),
+    (T_AUTH, AUTH),
 ];
 /// The tables keyed by u64 (written big-endian), with their record tags.
 const ID_TABLES: [(u8, redb::TableDefinition<u64, &[u8]>); 3] =

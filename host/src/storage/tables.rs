@@ -44,3 +44,7 @@ pub const DEPLOYMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("deplo
 /// etcd's active alarms: `alarm type (u32 BE) ‖ member id (u64 BE)` → empty (see
 /// `crate::alarms`).
 pub const ALARMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarms");
+
+/// etcd's auth store: `enabled`, `revision`, `u/<user>` → authpb.User, `r/<role>` →
+/// authpb.Role (see `crate::auth`).
+pub const AUTH: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth");

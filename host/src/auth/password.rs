@@ -1,0 +1,46 @@
+//! Passwords, hashed as etcd hashes them: bcrypt at `--bcrypt-cost` (etcd's default 10).
+//!
+//! The hash is computed on the member the client asked, before proposing, and only the hash
+//! enters the log (etcd 3.5's `hashed_password`; 3.4 hashed at apply, once per member, with a
+//! different salt on each). bcrypt is slow on purpose, so both directions run on tokio's
+//! blocking pool, never on the runtime's workers.
+
+/// bcrypt's bounds; etcd falls back to its default outside them.
+const MIN_COST: u32 = 4;
+const MAX_COST: u32 = 31;
+/// etcd's default (`bcrypt.DefaultCost`).
+pub const DEFAULT_COST: u32 = 10;
+
+/// The bcrypt cost this member hashes new passwords with.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordHasher {
+    cost: u32,
+}
+
+impl PasswordHasher {
+    /// etcd's `NewAuthStore`: an out-of-range cost is replaced by the default, with a warning.
+    pub fn new(cost: u32) -> Self {
+        if !(MIN_COST..=MAX_COST).contains(&cost) {
+            tracing::warn!(min_cost = MIN_COST, max_cost = MAX_COST, default_cost = DEFAULT_COST, given_cost = cost, "use default bcrypt cost instead of the invalid given cost");
+            return Self { cost: DEFAULT_COST };
+        }
+        Self { cost }
+    }
+}
+
+/// The bcrypt hash of `password` (`$2b$...`, which Go's bcrypt reads too).
+pub async fn hash_password(hasher: PasswordHasher, password: String) -> Result<Vec<u8>, String> {
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, hasher.cost).map(String::into_bytes).map_err(|e| format!("hashing the password: {e}")))
+        .await
+        .map_err(|e| format!("hashing the password: {e}"))?
+}
+
+/// Whether `password` matches `hash`. A malformed hash matches nothing.
+pub async fn verify_password(password: String, hash: Vec<u8>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let Ok(hash) = String::from_utf8(hash) else { return false };
+        bcrypt::verify(password, &hash).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
