@@ -600,3 +600,55 @@ fn client_cert_cn_is_the_user() {
     let ours = cert_script(Flavor::subject(), &pki);
     compare(&etcd, &ours);
 }
+
+/// wasmraft only (etcd has no guests): with auth on, a custom guest's generic API needs read
+/// (query) or write (propose) permission on the key `wasmraft/generic`, and deploying a guest
+/// needs the root role. The `wasmraft` client logs in with `--user`, as etcdctl does.
+#[test]
+fn custom_guest_api_and_deploys_need_permission() {
+    use std::process::Command;
+    let c = ClusterConfig::new(Flavor::Wasmraft, 1).arg(format!("--guest={}", env!("WASMRAFT_TEST_COUNTER_GUEST"))).start();
+    let endpoint = c.endpoint(0);
+    let ctl = Etcdctl::new(endpoint.clone());
+    for args in [
+        &["user", "add", "root:rpw", "--interactive=false"][..],
+        &["user", "grant-role", "root", "root"],
+        &["user", "add", "bob:bpw", "--interactive=false"],
+        &["role", "add", "g"],
+        &["role", "grant-permission", "g", "read", "wasmraft/generic"],
+        &["user", "grant-role", "bob", "g"],
+        &["auth", "enable"],
+    ] {
+        let o = ctl.run(args);
+        assert!(o.success(), "etcdctl {args:?}: {}", o.render());
+    }
+    let cli = |args: &[&str]| -> (i32, String) {
+        let out = Command::new(wasmraft_tests::binaries::wasmraft_bin())
+            .args(args)
+            .arg(format!("--endpoints={endpoint}"))
+            .output()
+            .expect("run the wasmraft client");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text.trim().to_string())
+    };
+    let (code, text) = cli(&["propose", "add 1"]);
+    assert!(code != 0 && text.contains("etcdserver: user name is empty"), "anonymous propose: {code} {text}");
+    let (code, text) = cli(&["propose", "--user=bob:bpw", "add 1"]);
+    assert!(code != 0 && text.contains("etcdserver: permission denied"), "read-only bob proposes: {code} {text}");
+    let (code, text) = cli(&["query", "--user=bob:bpw", "get"]);
+    assert_eq!((code, text.as_str()), (0, "0"), "bob queries");
+    let (code, text) = cli(&["query", "--user=bob:wrong", "get"]);
+    assert!(code != 0 && text.contains("authentication failed"), "a wrong password: {code} {text}");
+    let o = ctl.run(&["--user=root:rpw", "role", "grant-permission", "g", "readwrite", "wasmraft/generic"]);
+    assert!(o.success(), "{}", o.render());
+    let (code, text) = cli(&["propose", "--user=bob:bpw", "add 2"]);
+    assert_eq!((code, text.as_str()), (0, "2"), "bob proposes once he may write");
+
+    let ledger = env!("WASMRAFT_TEST_LEDGER_GUEST");
+    let (code, text) = cli(&["guest", "deploy", ledger, "--force", "--user=bob:bpw"]);
+    assert!(code != 0 && text.contains("etcdserver: permission denied"), "bob deploys: {code} {text}");
+    let (code, text) = cli(&["guest", "deploy", ledger, "--force", "--user=root:rpw"]);
+    assert_eq!(code, 0, "root deploys: {text}");
+    let (code, text) = cli(&["query", "--user=root:rpw", "total"]);
+    assert_eq!((code, text.as_str()), (0, "0"), "the ledger answers root");
+}

@@ -97,9 +97,9 @@ impl GuestCommand {
     }
 }
 
-async fn admin(conn: &ConnFlags, call: Duration) -> Result<GuestAdminClient<Channel>, CliError> {
+async fn admin(conn: &ConnFlags, call: Duration) -> Result<GuestAdminClient<super::AuthedChannel>, CliError> {
     let (channel, _) = channel(conn, call).await?;
-    Ok(client(channel))
+    Ok(GuestAdminClient::new(super::authed(conn, channel).await?).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
 }
 
 fn client(channel: Channel) -> GuestAdminClient<Channel> {

@@ -82,6 +82,54 @@ pub struct ConnFlags {
     /// Timeout for the call, in seconds.
     #[arg(long, default_value_t = 5.0)]
     pub command_timeout: f64,
+    /// username[:password] for authentication (etcdctl's --user), when the cluster has auth on.
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+/// Adds the auth token (if any) to every call, as clientv3 does.
+#[derive(Clone)]
+pub struct TokenInterceptor(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for TokenInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("token", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel that presents `--user`'s token.
+pub type AuthedChannel = tonic::service::interceptor::InterceptedService<Channel, TokenInterceptor>;
+
+/// Logs in as `--user` (etcd's Authenticate) on `channel`; without `--user`, no token.
+async fn authed(conn: &ConnFlags, channel: Channel) -> Result<AuthedChannel, CliError> {
+    let Some(user) = &conn.user else {
+        return Ok(tonic::service::interceptor::InterceptedService::new(channel, TokenInterceptor(None)));
+    };
+    let (name, password) = match user.split_once(':') {
+        Some((n, p)) => (n.to_string(), p.to_string()),
+        None => {
+            let p = rpassword_prompt(&format!("Password for {user}: "))?;
+            (user.clone(), p)
+        }
+    };
+    let mut auth = wasmraft_proto::etcdserverpb::auth_client::AuthClient::new(channel.clone());
+    let resp = auth
+        .authenticate(wasmraft_proto::etcdserverpb::AuthenticateRequest { name, password })
+        .await
+        .map_err(status_error)?;
+    let token = resp.into_inner().token.parse().map_err(|_| CliError::new(EXIT_SERVER_ERROR, "the member answered with a token that is not ASCII"))?;
+    Ok(tonic::service::interceptor::InterceptedService::new(channel, TokenInterceptor(Some(token))))
+}
+
+/// Reads a password from stdin (one line), as etcdctl asks for one when --user has none.
+fn rpassword_prompt(prompt: &str) -> Result<String, CliError> {
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| CliError::new(EXIT_IO, format!("reading the password: {e}")))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 #[derive(Args, Debug, Clone)]
@@ -202,9 +250,9 @@ async fn channel_to(ep: &str, dial: Duration, call: Duration) -> Result<(Channel
     }
 }
 
-async fn connect(conn: &ConnFlags) -> Result<GenericClient<Channel>, CliError> {
+async fn connect(conn: &ConnFlags) -> Result<GenericClient<AuthedChannel>, CliError> {
     let (channel, _) = channel(conn, secs(conn.command_timeout, "command-timeout")?).await?;
-    Ok(GenericClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+    Ok(GenericClient::new(authed(conn, channel).await?).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
 }
 
 fn print(text: &str) -> Result<(), CliError> {
