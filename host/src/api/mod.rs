@@ -26,6 +26,7 @@ mod election;
 mod errors;
 mod generic;
 mod header;
+mod http;
 mod kv;
 mod lease;
 mod lease_forward;
@@ -202,7 +203,7 @@ pub async fn serve(
     let watch = WatchServer::new(watch::WatchService::new(api.clone(), hub))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
-    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(api))
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(api.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
 
@@ -215,14 +216,9 @@ pub async fn serve(
         conns.map(|c| Ok::<_, io::Error>(AuthorityFix::new(c)))
     }));
 
-    tracing::info!(addresses = ?addrs, "serving the etcd v3 gRPC client API");
-    Server::builder()
-        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
-        // etcd's --max-concurrent-streams default is unlimited; clientv3 multiplexes every watch
-        // and keepalive stream of a client over one connection.
-        .max_concurrent_streams(u32::MAX)
-        .add_service(kv)
+    let health = http::router(api.node.clone());
+    let mut grpc = tonic::service::RoutesBuilder::default();
+    grpc.add_service(kv)
         .add_service(lease)
         .add_service(cluster)
         .add_service(auth)
@@ -231,7 +227,19 @@ pub async fn serve(
         .add_service(lock)
         .add_service(election)
         .add_service(generic)
-        .add_service(admin)
+        .add_service(admin);
+    let routes = tonic::service::Routes::from(grpc.routes().into_axum_router().merge(health));
+
+    tracing::info!(addresses = ?addrs, "serving the etcd v3 gRPC client API");
+    Server::builder()
+        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+        // etcd's --max-concurrent-streams default is unlimited; clientv3 multiplexes every watch
+        // and keepalive stream of a client over one connection.
+        .max_concurrent_streams(u32::MAX)
+        // `/health` and `/version` (http.rs) are plain HTTP/1.1 on the same port, as in etcd.
+        .accept_http1(true)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .with_context(|| format!("serving the etcd v3 gRPC API on {}", addrs.join(", ")))

@@ -1,0 +1,65 @@
+//! The plain HTTP endpoints etcd serves next to gRPC on every client URL (and so behind the same
+//! TLS): `/health` and `/version` (etcdhttp's `HandleHealth` and `HandleVersion`). HTTP/1.1
+//! requests reach them on the same port as gRPC: the server accepts both protocols.
+//! `/metrics` is not served yet.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::ETCD_VERSION;
+use crate::node::NodeHandle;
+
+/// The cluster version etcd 3.4 members agree on (`etcdcluster` in `/version`).
+const CLUSTER_VERSION: &str = "3.4.0";
+
+/// How long the health check's read may take (etcd's one-second QGET).
+const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The routes, to merge with the gRPC services'.
+pub(super) fn router(node: NodeHandle) -> axum::Router {
+    axum::Router::new()
+        .route("/health", axum::routing::any(health))
+        .route("/version", axum::routing::any(version))
+        .with_state(node)
+}
+
+/// etcd's `checkHealth`: false with an alarm not excluded by `?exclude=NAME`, without a leader,
+/// or when a linearizable read does not complete within a second.
+async fn health(method: axum::http::Method, State(node): State<NodeHandle>, Query(q): Query<Vec<(String, String)>>) -> Response {
+    if method != axum::http::Method::GET {
+        return not_allowed("GET");
+    }
+    let excluded: Vec<&str> = q.iter().filter(|(k, _)| k == "exclude").map(|(_, v)| v.as_str()).collect();
+    let alarmed = node.alarms().iter().any(|a| !excluded.contains(&crate::alarms::alarm_name(a.alarm)));
+    let healthy = !alarmed
+        && node.leader() != 0
+        && matches!(tokio::time::timeout(HEALTH_READ_TIMEOUT, node.read_barrier()).await, Ok(Ok(())));
+    if healthy {
+        (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], r#"{"health":"true"}"#).into_response()
+    } else {
+        tracing::warn!("/health error (status code 503)");
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], "{\"health\":\"false\"}\n")
+            .into_response()
+    }
+}
+
+async fn version(method: axum::http::Method) -> Response {
+    if method != axum::http::Method::GET {
+        return not_allowed("GET");
+    }
+    let body = format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{CLUSTER_VERSION}"}}"#);
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Go's `http.Error(w, "Method Not Allowed", 405)` with etcd's `Allow` header.
+fn not_allowed(allow: &'static str) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, allow), (header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Method Not Allowed\n",
+    )
+        .into_response()
+}
