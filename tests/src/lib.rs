@@ -25,6 +25,7 @@
 //! - [`binaries`]: where `etcd`, `etcdctl` and `wasmraft` are, building `wasmraft` if needed
 //!   (or env `WASMRAFT_BIN`).
 //! - [`ports`]: free loopback ports that stay free for the life of the test process.
+//! - [`pki`]: CA, server, client and peer certificates for the TLS tests ([`Pki`]).
 //!
 //! A guest author's swap test (the components built by the test crate's build script with
 //! `wasmraft_guest_sdk::builder::export_components`, as this crate's `build.rs` does; see
@@ -59,6 +60,7 @@ pub mod cluster;
 pub mod etcdctl;
 pub mod guest;
 pub mod member;
+pub mod pki;
 pub mod ports;
 
 pub use binaries::{etcd_bin, etcdctl_bin, wasmraft_bin};
@@ -67,4 +69,5 @@ pub use cluster::{Cluster, ClusterConfig, EndpointStatus, runtime};
 pub use etcdctl::{CmdOutput, Etcdctl};
 pub use guest::{DeployOptions, Deployment, GuestStatus, StoredModule};
 pub use member::{Flavor, GuestSwitch, Member, MemberConfig};
+pub use pki::Pki;
 pub use ports::free_port;
