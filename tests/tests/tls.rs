@@ -263,14 +263,24 @@ fn peer_tls_transcript(flavor: Flavor, pki: &Pki) -> Vec<(String, CmdOutput)> {
     let victim = (leader + 1) % 3;
     cluster.kill9(victim);
     check("put while a follower is down", cluster.etcdctl(leader).run(&["put", "k2", "v2"]));
-    wasmraft_tests::runtime().block_on(async {
+    // Enough writes for a snapshot, then one more after wasmraft's 1 s durability interval: the
+    // leader compacts its log once the state is durable.
+    let rt = wasmraft_tests::runtime();
+    rt.block_on(async {
         let mut client = cluster.client(leader, Duration::from_secs(5)).await;
         for i in 0..50 {
             client.put(format!("more{i}"), "x", None).await.unwrap_or_else(|e| panic!("{flavor}: put more{i}: {e}"));
         }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        client.put("durable", "x", None).await.unwrap_or_else(|e| panic!("{flavor}: put durable: {e}"));
     });
-    // Let the others compact their logs past the follower.
-    std::thread::sleep(Duration::from_secs(1));
+    if flavor == Flavor::Wasmraft {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !cluster.member(leader).current_log().contains("raft: compacted the log up to index") {
+            assert!(std::time::Instant::now() < deadline, "{flavor}: the leader did not compact its log");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     cluster.restart(victim);
     check("get on the follower after its restart", cluster.etcdctl(victim).run(&["get", "k2"]));
     check("and the later writes", cluster.etcdctl(victim).run(&["get", "more49"]));
