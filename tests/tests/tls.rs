@@ -198,10 +198,11 @@ const FAR_PEER_REJECTED: &str =
     "(error \"x509: certificate is valid for 10.9.9.9, not 127.0.0.1\", ServerName \"\", IPAddresses [\"10.9.9.9\"], DNSNames [])";
 
 /// A 3-member cluster talking TLS on the peer port, verifying each other's certificates: a put
-/// on one member is read on another, the member list shows the https peer URLs, a member killed
-/// and restarted rejoins; members whose certificate another CA signed, or whose certificate
-/// names another address, cannot join (the cluster refuses their connections). The outputs of
-/// the client commands are compared with etcd's.
+/// on one member is read on another, the member list shows the https peer URLs; members whose
+/// certificate another CA signed, or whose certificate names another address, cannot join (the
+/// cluster refuses their connections); a learner with a good certificate joins and is promoted
+/// through a follower; a follower killed and restarted rejoins. The outputs of the client
+/// commands are compared with etcd's.
 #[test]
 fn peer_tls_cluster_matches_etcd() {
     let pki = Pki::new();
@@ -257,10 +258,25 @@ fn peer_tls_transcript(flavor: Flavor, pki: &Pki) -> Vec<(String, CmdOutput)> {
     let health = Etcdctl::new(founders).run(&[DIAL, COMMAND, "endpoint", "health"]);
     assert!(health.success() && m_count(&health.stderr, "is healthy") == 3, "{flavor}: {}", health.render());
 
+    // A learner joins over TLS (its `GET /members` verified both ways) and is promoted through
+    // a follower, which asks the leader over the peer port (`POST /members/promote/<id>`).
+    let learner = cluster.joiner_config("l3", &[0, 1, 2]);
+    // etcd's strict reconfiguration check wants every member connected for 5 s first.
+    let added = retry(flavor, "member add", || {
+        cluster.etcdctl(0).run(&["member", "add", "l3", "--learner", &format!("--peer-urls={}", learner.peer_url())])
+    });
+    let id = added.stdout.split_whitespace().nth(1).unwrap_or_default().to_string();
+    cluster.join(learner);
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let follower = (0..3).find(|&i| i != leader).unwrap_or_default();
+    // Refused until the learner has caught up ("not in sync").
+    let promoted = retry(flavor, "member promote", || cluster.etcdctl(follower).run(&[DIAL, COMMAND, "member", "promote", &id]));
+    assert!(promoted.stdout.contains(&format!("Member {id} promoted in cluster")), "{flavor}: {}", promoted.render());
+
     // A follower down and back (a follower: a put racing the election after a leader's death
     // may time out on etcd, which does not retry a proposal lost with its leader).
     let leader = cluster.wait_leader(Duration::from_secs(10));
-    let victim = (leader + 1) % 3;
+    let victim = (0..3).find(|&i| i != leader).unwrap_or_default();
     cluster.kill9(victim);
     check("put while a follower is down", cluster.etcdctl(leader).run(&["put", "k2", "v2"]));
     // Enough writes for a snapshot, then one more after wasmraft's 1 s durability interval: the
@@ -289,6 +305,19 @@ fn peer_tls_transcript(flavor: Flavor, pki: &Pki) -> Vec<(String, CmdOutput)> {
         assert!(log.contains("installing snapshot at index"), "{flavor}: the follower did not catch up by snapshot:\n{log}");
     }
     out
+}
+
+/// Runs `command` until it succeeds (15 s at most).
+fn retry(flavor: Flavor, what: &str, mut command: impl FnMut() -> CmdOutput) -> CmdOutput {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let o = command();
+        if o.success() {
+            return o;
+        }
+        assert!(std::time::Instant::now() < deadline, "{flavor}: {what}: {}", o.render());
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 fn m_count(haystack: &str, needle: &str) -> usize {
