@@ -177,10 +177,11 @@ fn client_tls(cfg: &Config) -> anyhow::Result<(Option<tokio_rustls::TlsAcceptor>
             tracing::warn!("embed: The scheme of client url {} is HTTP while client cert auth (--client-cert-auth) is enabled. Ignored client cert auth for this url.", crate::config::trim_url(u));
         }
     }
-    let dial = info.client_config(&[b"h2"])?;
     if !cfg.listen_client_urls.iter().any(|u| u.scheme() == "https") {
-        return Ok((None, dial));
+        // etcd ignores the files then (even bad ones): dial with no certificate of our own.
+        return Ok((None, crate::tls::TlsInfo::default().client_config(&[b"h2"])?));
     }
+    let dial = info.client_config(&[b"h2"])?;
     tracing::info!("embed: ClientTLS: {}", info.describe());
     let config = info.server_config()?;
     Ok((Some(tokio_rustls::TlsAcceptor::from(config)), dial))

@@ -149,7 +149,8 @@ fn bad_cert_files_are_reported() {
     }
 }
 
-/// The same for the peer files (etcd reads them first, before the client ones).
+/// The same for the peer files (etcd reads them first, before the client ones); and which files
+/// http URLs ignore.
 #[test]
 fn bad_peer_cert_files_are_reported() {
     let pki = Pki::new();
@@ -167,6 +168,17 @@ fn bad_peer_cert_files_are_reported() {
     ];
     for (flags, text) in cases {
         assert_refused(MemberConfig::https_peer, &flags, &text);
+    }
+    // etcd loads the peer files even when every peer URL is http (its peer dialer presents
+    // them), but ignores the client files when every client URL is http.
+    let missing_peer = [format!("--peer-cert-file={}", missing.display()), pki.peer_flags("peer")[1].clone()];
+    assert_refused(|c| c, &missing_peer, &format!("open {}: no such file or directory", missing.display()));
+    for flavor in [Flavor::subject(), Flavor::Etcd] {
+        let config = MemberConfig::new(flavor)
+            .arg(format!("--cert-file={}", missing.display()))
+            .arg(format!("--key-file={}", pki.path("server-key.pem")));
+        let member = Member::start_with(config);
+        assert!(member.log().contains("is HTTP while peer key/cert files are presented. Ignored key/cert files."), "{flavor}");
     }
 }
 
