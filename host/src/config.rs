@@ -149,6 +149,10 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub peer_auto_tls: bool,
 
+    /// Skip verification of SAN field in client certificate for peer connections.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub experimental_peer_skip_client_san_verification: bool,
+
     /// The first guest of a new cluster (a component .wasm), instead of the bundled etcd KV
     /// guest. Afterwards the cluster's replicated deployment decides (`wasmraft guest deploy`).
     #[arg(long, env = "WASMRAFT_GUEST")]
@@ -217,8 +221,8 @@ pub struct Config {
     pub guest_memory_bytes: Option<u64>,
     /// TLS for the client listeners with https URLs (auto-TLS applied when the member starts).
     pub client_tls: crate::tls::TlsInfo,
-    /// TLS for the peer listeners and dialers. Accepted and validated, not used yet: https peer
-    /// URLs are refused (see `validate`).
+    /// TLS for the https peer listeners and for dialing https peer URLs (auto-TLS applied when
+    /// the member starts: `crate::tls::peer_tls`).
     pub peer_tls: crate::tls::TlsInfo,
 }
 
@@ -279,6 +283,7 @@ impl MemberFlags {
             trusted_ca_file: self.trusted_ca_file,
             client_cert_auth: self.client_cert_auth,
             auto_tls: self.auto_tls,
+            ..Default::default()
         };
         let peer_tls = crate::tls::TlsInfo {
             cert_file: self.peer_cert_file,
@@ -286,6 +291,8 @@ impl MemberFlags {
             trusted_ca_file: self.peer_trusted_ca_file,
             client_cert_auth: self.peer_client_cert_auth,
             auto_tls: self.peer_auto_tls,
+            skip_client_san_verify: self.experimental_peer_skip_client_san_verification,
+            ..Default::default()
         };
         if client_tls.is_empty()
             && !client_tls.auto_tls
@@ -300,9 +307,13 @@ impl MemberFlags {
             None => initial_advertise_peer_urls.iter().map(|u| format!("{}={}", self.name, trim_url(u))).collect::<Vec<_>>().join(","),
         };
         let initial_cluster = parse_initial_cluster(&initial_cluster_flag)?;
-        let peer_urls = listen_peer_urls.iter().chain(&initial_advertise_peer_urls).chain(initial_cluster.values().flatten());
-        if let Some(u) = peer_urls.into_iter().find(|u| u.scheme() == "https") {
-            bail!("{}: peer TLS (https peer URLs) is not supported yet by wasmraft; client TLS is (https client URLs)", trim_url(u));
+        // etcd's peer listener refuses TLS without a certificate (advertised and other members'
+        // https URLs need none: they are dialed, verified against the system's roots then).
+        if peer_tls.is_empty()
+            && !peer_tls.auto_tls
+            && let Some(u) = listen_peer_urls.iter().find(|u| u.scheme() == "https")
+        {
+            bail!("cannot listen on TLS for {}: KeyFile and CertFile are not presented", host_port(u));
         }
         if self.initial_cluster_state == ClusterState::New {
             let Some(mine) = initial_cluster.get(&self.name) else {
@@ -362,6 +373,14 @@ impl MemberFlags {
 /// A URL as etcd prints and hashes it: no trailing slash.
 pub fn trim_url(u: &Url) -> String {
     u.as_str().trim_end_matches('/').to_string()
+}
+
+/// A URL's `host:port`, as Go's `url.URL.Host` prints it.
+fn host_port(u: &Url) -> String {
+    match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        _ => trim_url(u),
+    }
 }
 
 pub(crate) fn parse_urls(flag: &str, value: &str) -> anyhow::Result<Vec<Url>> {
@@ -477,10 +496,30 @@ mod tests {
     }
 
     #[test]
-    fn peer_tls_is_refused_until_implemented() {
-        let e = parse(&["--listen-peer-urls", "https://127.0.0.1:2380"]).unwrap_err();
-        assert!(format!("{e:#}").contains("peer TLS (https peer URLs) is not supported yet"), "{e:#}");
-        // The flags themselves are accepted.
-        assert!(parse(&["--peer-auto-tls", "--peer-client-cert-auth"]).is_ok());
+    fn peer_tls_flags() {
+        let https = ["--listen-peer-urls", "https://127.0.0.1:2380"];
+        let e = parse(&https).unwrap_err();
+        assert_eq!(format!("{e:#}"), "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented");
+        let c = parse(&[https[0], https[1], "--peer-auto-tls"]).unwrap();
+        assert!(c.peer_tls.auto_tls && c.peer_tls.is_empty() && !c.peer_tls.skip_client_san_verify);
+        let c = parse(&[
+            https[0],
+            https[1],
+            "--initial-advertise-peer-urls",
+            "https://127.0.0.1:2380",
+            "--initial-cluster",
+            "default=https://127.0.0.1:2380",
+            "--peer-cert-file=p.pem",
+            "--peer-key-file=pk.pem",
+            "--peer-trusted-ca-file=ca.pem",
+            "--peer-client-cert-auth",
+            "--experimental-peer-skip-client-san-verification",
+        ])
+        .unwrap();
+        assert_eq!(c.peer_tls.cert_file.as_deref(), Some(std::path::Path::new("p.pem")));
+        assert!(c.peer_tls.client_cert_auth && c.peer_tls.skip_client_san_verify);
+        assert_eq!(c.initial_cluster["default"][0].scheme(), "https");
+        // https URLs of other members need no certificate here (they are only dialed).
+        assert!(parse(&["--initial-cluster", "default=http://localhost:2380,other=https://127.0.0.1:2390"]).is_ok());
     }
 }

@@ -4,6 +4,7 @@
 //! the flags describe exactly that cluster (the member must have been added with
 //! `member add` first), and take this member's id from the record whose peer URLs are ours.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,8 +14,9 @@ use crate::conf_change::EtcdMember;
 use crate::membership::Member;
 use crate::node::Joined;
 
-/// Learns the cluster from its members. The errors are etcd's texts.
-pub async fn discover(cfg: &Config) -> anyhow::Result<Joined> {
+/// Learns the cluster from its members, dialing https peer URLs with `tls` (the member's peer
+/// TLS). The errors are etcd's texts.
+pub async fn discover(cfg: &Config, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<Joined> {
     let own_urls = cfg
         .initial_cluster
         .get(&cfg.name)
@@ -24,7 +26,7 @@ pub async fn discover(cfg: &Config) -> anyhow::Result<Joined> {
         cfg.initial_cluster.iter().filter(|(name, _)| **name != cfg.name).flat_map(|(_, urls)| urls.iter().map(trim_url)).collect();
     remote_urls.sort();
     // etcd's per-peer timeout in getClusterFromRemotePeers.
-    let fetched = wasmraft_transport::members::fetch_members(&remote_urls, Duration::from_secs(2))
+    let fetched = wasmraft_transport::members::fetch_members(&remote_urls, Duration::from_secs(2), Some(tls))
         .await
         .map_err(|e| anyhow::anyhow!("cannot fetch cluster info from peer urls: {e}"))?;
     let remote: Vec<EtcdMember> = serde_json::from_slice(&fetched.json)

@@ -46,7 +46,8 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     tracing::info!("etcdserver: advertise client URLs = {}", join_urls(&cfg.advertise_client_urls));
 
     // Bind before anything slow, so a port conflict is reported at once.
-    let client_tls = client_tls(&cfg)?;
+    let peer_tls = crate::tls::peer_tls(&cfg)?;
+    let (client_tls, client_dial) = client_tls(&cfg)?;
     let mut listeners = Vec::new();
     for url in &cfg.listen_client_urls {
         let tls = (url.scheme() == "https").then(|| client_tls.clone()).flatten();
@@ -54,7 +55,7 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     }
     let mut peer_listeners = Vec::new();
     for url in &cfg.listen_peer_urls {
-        peer_listeners.push(bind(url).await?);
+        peer_listeners.push((bind(url).await?, url.scheme() == "https"));
     }
 
     let engine = GuestEngine::new(Default::default()).context("configuring the Wasm engine")?;
@@ -62,14 +63,15 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     let initial = InitialGuest::load(&cfg, &registry)?;
 
     let join = if cfg.initial_cluster_state == crate::config::ClusterState::Existing && !Node::is_bootstrapped(&cfg)? {
-        Some(crate::join::discover(&cfg).await?)
+        Some(crate::join::discover(&cfg, peer_tls.dial.clone()).await?)
     } else {
         None
     };
     let node = Node::start_joining(&cfg, registry, join)?;
+    node.set_dial_tls(crate::tls::DialTls { peers: Some(peer_tls.dial.clone()), clients: Some(client_dial) });
     let handle = node.handle();
     let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
-    let transport = start_transport(&cfg, &node, peer_listeners, peers_stopped)?;
+    let transport = start_transport(&cfg, &node, peer_listeners, peer_tls, peers_stopped)?;
     let result = serve(&cfg, handle, listeners, initial, shutdown).await;
     let _ = peers_stop.send(true);
     transport.stop();
@@ -162,8 +164,10 @@ fn stopped_by(handle: &NodeHandle, err: String) -> anyhow::Result<()> {
 
 /// The TLS acceptor for the https client URLs (None when there are none), with --auto-tls's
 /// certificate made first, as etcd's `configureClientListeners` does; and etcd's warnings for
-/// TLS settings that http URLs ignore.
-fn client_tls(cfg: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+/// TLS settings that http URLs ignore. Also how this member dials other members' https client
+/// URLs (lease forwarding): with its client certificate, trusting its --trusted-ca-file, or
+/// trusting anything when it runs on --auto-tls (as etcd's gateway dials its own member).
+fn client_tls(cfg: &Config) -> anyhow::Result<(Option<tokio_rustls::TlsAcceptor>, Arc<rustls::ClientConfig>)> {
     let mut info = cfg.client_tls.clone();
     let dir = cfg.data_dir.join("fixtures").join("client");
     info.apply_auto_tls(&dir, &cfg.listen_client_urls, "client", false)?;
@@ -176,19 +180,22 @@ fn client_tls(cfg: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>>
         }
     }
     if !cfg.listen_client_urls.iter().any(|u| u.scheme() == "https") {
-        return Ok(None);
+        // etcd ignores the files then (even bad ones): dial with no certificate of our own.
+        return Ok((None, crate::tls::TlsInfo::default().client_config(&[b"h2"])?));
     }
+    let dial = info.client_config(&[b"h2"])?;
     tracing::info!("embed: ClientTLS: {}", info.describe());
     let config = info.server_config()?;
-    Ok(Some(tokio_rustls::TlsAcceptor::from(config)))
+    Ok((Some(tokio_rustls::TlsAcceptor::from(config)), dial))
 }
 
-/// Starts the peer transport (etcd's rafthttp) on the peer listeners, connects it to every
-/// other member and lets the raft thread send through it.
+/// Starts the peer transport (etcd's rafthttp) on the peer listeners (each with TLS if its URL
+/// is https), connects it to every other member and lets the raft thread send through it.
 fn start_transport(
     cfg: &Config,
     node: &Node,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, bool)>,
+    tls: crate::tls::PeerTls,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Transport> {
     let handle = node.handle();
@@ -196,22 +203,32 @@ fn start_transport(
     let mut tcfg = TransportConfig::new(handle.member_id(), handle.cluster_id(), own_urls);
     // etcd's peerDialTimeout: a second plus an election timeout.
     tcfg.dial_timeout = Duration::from_secs(1) + cfg.election_timeout;
+    tcfg.client_tls = Some(tls.dial);
     let transport = Transport::new(tcfg, RaftInbox::new(&handle)).context("starting the peer transport")?;
     for m in handle.members() {
         if m.id != handle.member_id() {
             transport.add_peer(m.id, &m.peer_urls).with_context(|| format!("adding peer {:x}", m.id))?;
         }
     }
-    for l in listeners {
+    for (l, https) in listeners {
         let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!("embed: listening for peers on {addr}");
         let t = transport.clone();
         let mut stopped = stopped.clone();
+        let listener_tls = if https {
+            Some(tls.listener.clone().context("an https peer URL without peer TLS settings")?)
+        } else {
+            None
+        };
         tokio::spawn(async move {
             let stop = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = t.serve(l, stop).await {
+            let served = match listener_tls {
+                Some(listener_tls) => t.serve_tls(l, listener_tls, stop).await,
+                None => t.serve(l, stop).await,
+            };
+            if let Err(e) = served {
                 tracing::error!("peer listener {addr} stopped: {e}");
             }
         });

@@ -99,6 +99,10 @@ pub struct ClusterConfig {
     pub extra_args: Vec<String>,
     /// Member names are `<prefix><i>`, i from 0.
     pub name_prefix: String,
+    /// Every member serves clients on https (TLS flags in `extra_args`).
+    pub https_client: bool,
+    /// Every member's peer URLs are https (--peer-* flags in `extra_args`).
+    pub https_peer: bool,
 }
 
 impl ClusterConfig {
@@ -110,6 +114,8 @@ impl ClusterConfig {
             token: "wasmraft-test-cluster".into(),
             extra_args: Vec::new(),
             name_prefix: "m".into(),
+            https_client: false,
+            https_peer: false,
         }
     }
 
@@ -128,6 +134,30 @@ impl ClusterConfig {
         self
     }
 
+    /// Clients over TLS: https client URLs (the TLS flags are the caller's `arg`s).
+    pub fn https_client(mut self) -> Self {
+        self.https_client = true;
+        self
+    }
+
+    /// Peer TLS: https peer URLs (the --peer-* flags are the caller's `arg`s).
+    pub fn https_peer(mut self) -> Self {
+        self.https_peer = true;
+        self
+    }
+
+    /// A fresh member of this cluster's flavor and URL schemes.
+    fn member_config(&self, name: impl Into<String>) -> MemberConfig {
+        let mut c = MemberConfig::new(self.flavor).name(name);
+        if self.https_client {
+            c = c.https_client();
+        }
+        if self.https_peer {
+            c = c.https_peer();
+        }
+        c
+    }
+
     /// `--guest=PATH`: the cluster's first guest (a component file) instead of the bundled KV
     /// guest. wasmraft only.
     pub fn guest(self, component: impl AsRef<std::path::Path>) -> Self {
@@ -138,7 +168,7 @@ impl ClusterConfig {
     /// Spawns all members, then waits until every one is ready.
     pub fn start(self) -> Cluster {
         let configs: Vec<MemberConfig> = (0..self.size)
-            .map(|i| MemberConfig::new(self.flavor).name(format!("{}{i}", self.name_prefix)))
+            .map(|i| self.member_config(format!("{}{i}", self.name_prefix)))
             .collect();
         let initial_cluster = configs
             .iter()
@@ -216,7 +246,7 @@ impl Cluster {
     /// `--initial-cluster` of the members `current` plus itself (what `member add` tells an
     /// operator to use).
     pub fn joiner_config(&self, name: &str, current: &[usize]) -> MemberConfig {
-        let mut c = MemberConfig::new(self.config.flavor).name(name);
+        let mut c = self.config.member_config(name);
         let mut entries: Vec<String> = current.iter().map(|&i| self.members[i].config().cluster_entry()).collect();
         entries.push(c.cluster_entry());
         c = c

@@ -26,6 +26,7 @@
 //!   (or env `WASMRAFT_BIN`).
 //! - [`pki`]: a CA, server and client certificates (with chosen common names) for TLS tests.
 //! - [`ports`]: free loopback ports that stay free for the life of the test process.
+//! - [`pki`]: CA, server, client and peer certificates for the TLS tests ([`Pki`]).
 //!
 //! A guest author's swap test (the components built by the test crate's build script with
 //! `wasmraft_guest_sdk::builder::export_components`, as this crate's `build.rs` does; see

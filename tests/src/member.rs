@@ -115,6 +115,8 @@ pub struct MemberConfig {
     pub ready_timeout: Duration,
     /// `https` for a member serving clients over TLS (its TLS flags go in `extra_args`).
     pub client_scheme: &'static str,
+    /// `https` for a member whose peer URLs use TLS (its --peer-* flags go in `extra_args`).
+    pub peer_scheme: &'static str,
 }
 
 impl MemberConfig {
@@ -130,6 +132,7 @@ impl MemberConfig {
             env: Vec::new(),
             ready_timeout: default_ready_timeout(),
             client_scheme: "http",
+            peer_scheme: "http",
         }
     }
 
@@ -164,12 +167,18 @@ impl MemberConfig {
         self
     }
 
+    /// Listen and advertise an https:// peer URL (the --peer-* flags are the caller's `arg`s).
+    pub fn https_peer(mut self) -> Self {
+        self.peer_scheme = "https";
+        self
+    }
+
     pub fn client_url(&self) -> String {
         format!("{}://127.0.0.1:{}", self.client_scheme, self.client_port)
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port)
     }
 
     /// This member's `name=peer-url` entry for an `--initial-cluster` list.

@@ -1,6 +1,7 @@
-//! Certificates for TLS tests, made fresh for each run with rcgen: a CA, a server certificate for
-//! 127.0.0.1, and client certificates the CA (or a stranger CA) signed, as PEM files in a
-//! temporary directory that both etcd and wasmraft are given.
+//! Certificates for the TLS and auth tests, made fresh for each run with rcgen: a CA, server,
+//! client and peer certificates it signed, and some it should refuse (another CA's, a peer
+//! certificate naming the wrong address), as PEM files in a temporary directory that both etcd
+//! and wasmraft are given.
 //!
 //! A client certificate's common name matters beyond TLS: with authentication enabled, etcd takes
 //! the CN of a verified client certificate as the user name (`AuthInfoFromTLS`), so tests need
@@ -21,17 +22,27 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// `ca.pem`; `server.pem`/`server-key.pem` (127.0.0.1, localhost); `client.pem`/
-    /// `client-key.pem` (CN root, signed by the CA); `stranger.pem`/`stranger-key.pem` (CN root,
-    /// signed by another CA).
+    /// - `ca.pem`: the CA; `stranger-ca.pem`: another one.
+    /// - `server.pem`/`server-key.pem`: 127.0.0.1 and localhost, server auth.
+    /// - `client.pem`/`client-key.pem`: CN root, client auth. `stranger.pem`: the same from the
+    ///   other CA.
+    /// - `peer.pem`/`peer-key.pem`: 127.0.0.1 and localhost, server and client auth (members dial
+    ///   each other with their peer certificate). `stranger-peer.pem`: the same from the other
+    ///   CA. `far-peer.pem`: signed by the CA, but for 10.9.9.9 only.
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().expect("pki dir");
         let (ca, ca_pem) = new_ca("wasmraft test CA");
-        let (stranger_ca, _) = new_ca("some other CA");
+        let (stranger_ca, stranger_ca_pem) = new_ca("some other CA");
         write(dir.path(), "ca.pem", &ca_pem);
-        leaf(dir.path(), "server", "server", &ca, &["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth);
-        leaf(dir.path(), "client", "root", &ca, &[], ExtendedKeyUsagePurpose::ClientAuth);
-        leaf(dir.path(), "stranger", "root", &stranger_ca, &[], ExtendedKeyUsagePurpose::ClientAuth);
+        write(dir.path(), "stranger-ca.pem", &stranger_ca_pem);
+        let local = ["127.0.0.1", "localhost"];
+        let (server, client) = (ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth);
+        leaf(dir.path(), "server", "server", &ca, &local, &[server.clone()]);
+        leaf(dir.path(), "client", "root", &ca, &[], &[client.clone()]);
+        leaf(dir.path(), "stranger", "root", &stranger_ca, &[], &[client.clone()]);
+        leaf(dir.path(), "peer", "peer", &ca, &local, &[server.clone(), client.clone()]);
+        leaf(dir.path(), "stranger-peer", "stranger-peer", &stranger_ca, &local, &[server.clone(), client.clone()]);
+        leaf(dir.path(), "far-peer", "far-peer", &ca, &["10.9.9.9"], &[server, client]);
         Pki { dir, ca }
     }
 
@@ -40,7 +51,7 @@ impl Pki {
         self.dir.path()
     }
 
-    /// The path of file `name` (e.g. `ca.pem`) as a string, for flags.
+    /// The path of one of the files, as a flag value.
     pub fn path(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
     }
@@ -48,7 +59,7 @@ impl Pki {
     /// Writes `<name>.pem`/`<name>-key.pem`: a client certificate with common name `cn`, signed by
     /// the CA.
     pub fn client(&self, name: &str, cn: &str) {
-        leaf(self.dir.path(), name, cn, &self.ca, &[], ExtendedKeyUsagePurpose::ClientAuth);
+        leaf(self.dir.path(), name, cn, &self.ca, &[], &[ExtendedKeyUsagePurpose::ClientAuth]);
     }
 
     /// etcdctl's `--cacert`, `--cert` and `--key` flags for the client certificate `name`.
@@ -70,11 +81,16 @@ impl Pki {
             "--client-cert-auth".into(),
         ]
     }
+
+    /// `--peer-cert-file=<name>.pem --peer-key-file=<name>-key.pem`.
+    pub fn peer_flags(&self, name: &str) -> [String; 2] {
+        [format!("--peer-cert-file={}", self.path(&format!("{name}.pem"))), format!("--peer-key-file={}", self.path(&format!("{name}-key.pem")))]
+    }
 }
 
 impl Default for Pki {
     fn default() -> Self {
-        Pki::new()
+        Self::new()
     }
 }
 
@@ -92,11 +108,11 @@ fn new_ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
     (Issuer::new(params, key), cert.pem())
 }
 
-fn leaf(dir: &Path, name: &str, cn: &str, issuer: &Issuer<'_, KeyPair>, sans: &[&str], usage: ExtendedKeyUsagePurpose) {
+fn leaf(dir: &Path, name: &str, cn: &str, issuer: &Issuer<'_, KeyPair>, sans: &[&str], usages: &[ExtendedKeyUsagePurpose]) {
     let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
     params.distinguished_name.push(DnType::CommonName, cn);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = usages.to_vec();
     let key = KeyPair::generate().expect("key");
     let cert = params.signed_by(&key, issuer).expect("sign");
     write(dir, &format!("{name}.pem"), &cert.pem());

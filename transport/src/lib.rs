@@ -15,6 +15,8 @@
 //! | `pb.rs` | the raft protobuf, hand-written: etcd's exact bytes, and a decoder safe on hostile input |
 //! | `http.rs` | routes, header checks, etcd's status codes and bodies |
 //! | `members.rs` | the peer port's `GET /members` and its client, for joining members |
+//! | `dial.rs` | dialing http and https peer URLs (TLS configured by the host) |
+//! | `listener_tls.rs`, `san.rs` | TLS on https peer listeners; the client certificate's SAN check |
 //! | `status.rs`, `urlpick.rs` | peer status / active-since, URL picking |
 //! | `probing.rs` | the peer prober (`GET /raft/probing`): RTT, health, clock drift warnings |
 //! | `body.rs` | HTTP body plumbing (bounded channels, timed reads) |
@@ -26,7 +28,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub mod body;
+pub mod dial;
 pub mod http;
+mod listener_tls;
 pub mod members;
 pub mod msg_codec;
 pub mod msgappv2_codec;
@@ -34,12 +38,14 @@ pub mod pb;
 mod peer;
 mod pipeline;
 pub mod probing;
+mod san;
 mod snapshot_sender;
 mod status;
 pub mod stream;
 mod transport;
 mod urlpick;
 
+pub use listener_tls::PeerListenerTls;
 pub use peer::Picked;
 pub use probing::ProbeStatus;
 pub use raft::SnapshotStatus;
@@ -158,6 +164,8 @@ pub struct TransportConfig {
     /// How often each peer is probed on `/raft/probing` (etcd's `proberInterval`,
     /// `ConnReadTimeout - 1s`: 4 s).
     pub probe_interval: Duration,
+    /// How https peer URLs are dialed (etcd's `PeerTLSInfo.ClientConfig()`); None: they are not.
+    pub client_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl TransportConfig {
@@ -176,6 +184,7 @@ impl TransportConfig {
             dial_retry_interval: Duration::from_millis(100),
             max_message_bytes: msg_codec::READ_BYTES_LIMIT,
             probe_interval: Duration::from_secs(4),
+            client_tls: None,
         }
     }
 }

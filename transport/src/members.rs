@@ -6,16 +6,17 @@
 //! The handler answers with whatever JSON the host gives ([`crate::Raft::members_json`]); this
 //! crate knows HTTP, not members.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use rustls::ClientConfig;
 
 use crate::body::ChannelBody;
+use crate::dial::Dialer;
 use crate::http::{id_str, method_not_allowed, text_error};
 use crate::transport::Shared;
 
@@ -48,11 +49,13 @@ pub struct RemoteMembers {
 
 /// Asks the members at `peer_urls` for the cluster's members, in order, until one answers
 /// (etcd's `getClusterFromRemotePeers`, which logs each failure and goes on to the next URL).
-/// The error is etcd's text for when none did.
-pub async fn fetch_members(peer_urls: &[String], timeout: Duration) -> Result<RemoteMembers, String> {
-    let mut conn = HttpConnector::new();
-    conn.set_connect_timeout(Some(timeout));
-    let client: Client<HttpConnector, ChannelBody> = Client::builder(TokioExecutor::new()).build(conn);
+/// The error is etcd's text for when none did. `tls` dials https URLs (the member's peer TLS).
+pub async fn fetch_members(
+    peer_urls: &[String],
+    timeout: Duration,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<RemoteMembers, String> {
+    let client = Dialer::new(tls, timeout).client();
     for u in peer_urls {
         let url = format!("{}{MEMBERS_PATH}", u.trim_end_matches('/'));
         match tokio::time::timeout(timeout, get(&client, &url)).await {
@@ -64,7 +67,7 @@ pub async fn fetch_members(peer_urls: &[String], timeout: Duration) -> Result<Re
     Err("could not retrieve cluster information from the given URLs".into())
 }
 
-async fn get(client: &Client<HttpConnector, ChannelBody>, url: &str) -> Result<RemoteMembers, String> {
+async fn get(client: &Client<Dialer, ChannelBody>, url: &str) -> Result<RemoteMembers, String> {
     let req = Request::get(url).body(ChannelBody::empty()).map_err(|e| e.to_string())?;
     let resp = client.request(req).await.map_err(|e| e.to_string())?;
     let cluster_id = resp
@@ -115,11 +118,14 @@ fn with_cluster_id(shared: &Shared, mut r: Response<ChannelBody>) -> Response<Ch
 
 /// Asks the member at `peer_url` (the leader) to promote learner `id` (etcd's
 /// `promoteMemberHTTP`). Ok: the members' JSON. Err: the status (0 when there was no answer)
-/// and the body or error text.
-pub async fn promote_member(peer_url: &str, id: u64, timeout: Duration) -> Result<Vec<u8>, (u16, String)> {
-    let mut conn = HttpConnector::new();
-    conn.set_connect_timeout(Some(timeout));
-    let client: Client<HttpConnector, ChannelBody> = Client::builder(TokioExecutor::new()).build(conn);
+/// and the body or error text. `tls` dials an https URL (the member's peer TLS).
+pub async fn promote_member(
+    peer_url: &str,
+    id: u64,
+    timeout: Duration,
+    tls: Option<Arc<ClientConfig>>,
+) -> Result<Vec<u8>, (u16, String)> {
+    let client = Dialer::new(tls, timeout).client();
     let url = format!("{}{MEMBER_PROMOTE_PREFIX}{id}", peer_url.trim_end_matches('/'));
     let call = async {
         let req = Request::post(&url).body(ChannelBody::empty()).map_err(|e| (0, e.to_string()))?;

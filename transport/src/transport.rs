@@ -17,12 +17,14 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use raft::eraftpb::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use crate::body::ChannelBody;
+use crate::dial::Dialer;
+use crate::listener_tls::PeerListenerTls;
 use crate::peer::{Peer, Picked, Remote};
 use crate::urlpick::parse_urls;
 use crate::{OutgoingSnapshot, Raft, TransportConfig, TransportError};
@@ -31,7 +33,7 @@ use crate::{OutgoingSnapshot, Raft, TransportConfig, TransportError};
 pub(crate) struct Ctx {
     pub cfg: TransportConfig,
     pub raft: Arc<dyn Raft>,
-    pub client: Client<HttpConnector, ChannelBody>,
+    pub client: Client<Dialer, ChannelBody>,
 }
 
 pub(crate) struct Shared {
@@ -68,6 +70,25 @@ impl Shared {
     }
 }
 
+/// Serves the peer routes on one accepted connection (HTTP/1.1, as etcd's peers speak).
+async fn serve_connection<S>(shared: Arc<Shared>, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let read_timeout = shared.ctx.cfg.conn_read_timeout;
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(crate::http::handle(shared, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .serve_connection(TokioIo::new(stream), svc);
+    if let Err(e) = conn.await {
+        tracing::debug!("peer connection: {e}");
+    }
+}
+
 /// etcd's rafthttp `Transport`. Cheap to clone (one shared state).
 #[derive(Clone)]
 pub struct Transport {
@@ -86,13 +107,11 @@ impl Transport {
         {
             return Err(TransportError::InvalidVersion);
         }
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(cfg.dial_timeout));
-        conn.set_nodelay(true);
-        conn.set_keepalive(Some(std::time::Duration::from_secs(30)));
+        let dialer = Dialer::new(cfg.client_tls.clone(), cfg.dial_timeout)
+            .with_keepalive(Some(std::time::Duration::from_secs(30)));
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(1024)
-            .build(conn);
+            .build(dialer);
         let ctx = Arc::new(Ctx { cfg, raft, client });
         Ok(Transport {
             shared: Arc::new(Shared {
@@ -111,10 +130,29 @@ impl Transport {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_inner(listener, None, shutdown).await
+    }
+
+    /// Like [`Transport::serve`], with TLS on every connection (an https peer URL).
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: PeerListenerTls,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        self.serve_inner(listener, Some(tls), shutdown).await
+    }
+
+    async fn serve_inner(
+        &self,
+        listener: TcpListener,
+        tls: Option<PeerListenerTls>,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         tokio::pin!(shutdown);
         let read_timeout = self.shared.ctx.cfg.conn_read_timeout;
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, remote) = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 r = listener.accept() => match r {
                     Ok(x) => x,
@@ -127,17 +165,17 @@ impl Transport {
             };
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
+            let tls = tls.clone();
+            // The handshake runs here, not in the accept loop: a peer that connects and then
+            // says nothing must not hold up the others.
             tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(crate::http::handle(shared, req).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(read_timeout)
-                    .serve_connection(TokioIo::new(stream), svc);
-                if let Err(e) = conn.await {
-                    tracing::debug!("peer connection: {e}");
+                match tls {
+                    None => serve_connection(shared, stream).await,
+                    Some(tls) => {
+                        if let Some(stream) = tls.accept(stream, remote, read_timeout).await {
+                            serve_connection(shared, stream).await;
+                        }
+                    }
                 }
             });
         }

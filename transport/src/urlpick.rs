@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use crate::TransportError;
 
-/// Parses and normalizes peer URLs (`http://host:port`, no path). Only `http` is supported.
+/// Parses and normalizes peer URLs (`http://host:port` or `https://host:port`, no path).
 pub(crate) fn parse_urls(urls: &[String]) -> Result<Vec<String>, TransportError> {
     if urls.is_empty() {
         return Err(TransportError::InvalidUrl("no peer URLs".into()));
@@ -14,9 +14,10 @@ pub(crate) fn parse_urls(urls: &[String]) -> Result<Vec<String>, TransportError>
         .map(|s| {
             let u = url::Url::parse(s.trim())
                 .map_err(|e| TransportError::InvalidUrl(format!("{s}: {e}")))?;
-            if u.scheme() != "http" {
+            let scheme = u.scheme();
+            if scheme != "http" && scheme != "https" {
                 return Err(TransportError::InvalidUrl(format!(
-                    "{s}: only http peer URLs are supported"
+                    "{s}: peer URLs must be http or https"
                 )));
             }
             let host = u
@@ -28,8 +29,8 @@ pub(crate) fn parse_urls(urls: &[String]) -> Result<Vec<String>, TransportError>
                 host.to_string()
             };
             Ok(match u.port() {
-                Some(p) => format!("http://{host}:{p}"),
-                None => format!("http://{host}"),
+                Some(p) => format!("{scheme}://{host}:{p}"),
+                None => format!("{scheme}://{host}"),
             })
         })
         .collect()
@@ -93,7 +94,8 @@ mod tests {
         assert_eq!(p.pick(), "http://[::1]:2");
         p.unreachable("http://[::1]:2");
         assert_eq!(p.pick(), "http://127.0.0.1:1");
-        assert!(parse_urls(&["https://a:1".into()]).is_err());
+        assert_eq!(parse_urls(&["https://a:1/".into()]).ok(), Some(vec!["https://a:1".to_string()]));
+        assert!(parse_urls(&["unix://a:1".into()]).is_err());
         assert!(parse_urls(&[]).is_err());
     }
 }

@@ -9,6 +9,11 @@
 //! client URLs (which they publish) must be reachable from the other members, and a keep-alive
 //! is forwarded over HTTP/2 on a kept-open stream rather than one POST each (cheaper).
 //! wasmraft members only ever peer with wasmraft members, so no etcd member needs the routes.
+//!
+//! https client URLs are dialed as the member's own clients would reach it: presenting its
+//! --cert-file certificate (which needs the client-auth usage when the leader requires client
+//! certificates), verifying the leader against its --trusted-ca-file (the system's roots without
+//! one), or verifying nothing when it runs on --auto-tls (`crate::tls::DialTls`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,6 +27,7 @@ use wasmraft_proto::etcdserverpb::lease_client::LeaseClient;
 use wasmraft_proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
+use wasmraft_transport::dial::Dialer;
 
 use super::errors;
 use crate::node::NodeHandle;
@@ -29,6 +35,9 @@ use crate::node::NodeHandle;
 /// How long to wait before asking again when there is no leader or it cannot be reached
 /// (etcd waits an election timeout; this is shorter, the request deadline bounds it).
 const RETRY: Duration = Duration::from_millis(100);
+
+/// How long dialing the leader (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Connections to the members' client URLs, opened on first use and kept.
 #[derive(Default)]
@@ -49,8 +58,8 @@ impl Leaders {
         let channel = match channels.get(&url) {
             Some(c) => c.clone(),
             None => {
-                let endpoint = Endpoint::from_shared(url.clone()).ok()?.tcp_nodelay(true).connect_timeout(Duration::from_secs(1));
-                let c = endpoint.connect_lazy();
+                let endpoint = Endpoint::from_shared(url.clone()).ok()?.connect_timeout(CONNECT_TIMEOUT);
+                let c = endpoint.connect_with_connector_lazy(Dialer::new(node.dial_tls().clients, CONNECT_TIMEOUT));
                 channels.insert(url, c.clone());
                 c
             }
@@ -69,7 +78,7 @@ impl Leaders {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some((_, mut client)) = self.client(node) {
-                let call = client.lease_time_to_live(req.clone());
+                let call = client.lease_time_to_live(req);
                 match tokio::time::timeout_at(deadline, call).await {
                     Ok(Ok(resp)) => return Ok(resp.into_inner()),
                     Ok(Err(e)) => tracing::debug!(error = %e, "forwarding TimeToLive to the leader failed"),

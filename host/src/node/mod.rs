@@ -124,6 +124,9 @@ pub(crate) struct Shared {
     /// The peer transport, once the server has connected one; until then (and in a cluster of
     /// one) messages to others are reported unreachable.
     pub peers: std::sync::OnceLock<Arc<dyn PeerSender>>,
+    /// How this member dials TLS (https peer URLs for promotions, https client URLs for lease
+    /// forwarding), once the server has set it up.
+    pub dial_tls: std::sync::OnceLock<crate::tls::DialTls>,
     pub state_db: crate::storage::StateDb,
     /// etcd's alarms as the last applied batch left them (see `crate::alarms`).
     pub alarms: crate::alarms::Alarms,
@@ -346,6 +349,7 @@ impl Node {
             membership,
             observers: RwLock::new(Vec::new()),
             peers: std::sync::OnceLock::new(),
+            dial_tls: std::sync::OnceLock::new(),
             state_db,
             alarms,
             auth,
@@ -392,6 +396,13 @@ impl Node {
         }
     }
 
+    /// Sets how this member dials TLS. Set once, before serving.
+    pub fn set_dial_tls(&self, dial: crate::tls::DialTls) {
+        if self.handle.inner.dial_tls.set(dial).is_err() {
+            tracing::warn!("the TLS dialing configuration was already set");
+        }
+    }
+
     /// Stops the threads, making the state database durable on the way out.
     pub fn stop(self) {
         let shared = &self.handle.inner;
@@ -405,6 +416,11 @@ impl Node {
 }
 
 impl NodeHandle {
+    /// How this member dials TLS (not set up: https URLs are not dialed).
+    pub fn dial_tls(&self) -> crate::tls::DialTls {
+        self.inner.dial_tls.get().cloned().unwrap_or_default()
+    }
+
     pub fn cluster_id(&self) -> u64 {
         self.inner.cluster_id
     }

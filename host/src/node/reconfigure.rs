@@ -163,6 +163,7 @@ impl NodeHandle {
     /// it cannot be reached; the answer is the leader's member list.
     pub async fn promote_on_leader(&self, id: u64) -> Result<Vec<Member>, NodeError> {
         let deadline = tokio::time::Instant::now() + self.inner.request_timeout;
+        let tls = self.dial_tls().peers;
         while tokio::time::Instant::now() < deadline {
             let leader = self.leader();
             let urls = self.inner.membership.get(leader).map(|m| m.peer_urls).unwrap_or_default();
@@ -171,7 +172,7 @@ impl NodeHandle {
             }
             for url in &urls {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                match wasmraft_transport::members::promote_member(url, id, left).await {
+                match wasmraft_transport::members::promote_member(url, id, left, tls.clone()).await {
                     Ok(json) => {
                         let members: Vec<crate::conf_change::EtcdMember> =
                             serde_json::from_slice(&json).map_err(|e| NodeError::Internal(format!("the leader's answer: {e}")))?;

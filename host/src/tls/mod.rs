@@ -1,7 +1,10 @@
-//! TLS for the member's listeners, as etcd's `pkg/transport` sets it up: a certificate and key
-//! from files (--cert-file/--key-file) or generated at start (--auto-tls), client certificates
-//! verified against --trusted-ca-file, and required when that file is given or
-//! --client-cert-auth is on (etcd's `TLSInfo.ServerConfig`).
+//! TLS for the member's listeners and dialers, as etcd's `pkg/transport` sets it up: a
+//! certificate and key from files (--cert-file/--key-file, --peer-*) or generated at start
+//! (--auto-tls, --peer-auto-tls), client certificates verified against --trusted-ca-file, and
+//! required when that file is given or --client-cert-auth is on (etcd's `TLSInfo.ServerConfig`);
+//! dialing with the same certificate, verifying servers against the same CA file, or not at all
+//! for an auto-TLS member (etcd's `TLSInfo.ClientConfig`, `client.rs`). `peer.rs` puts them
+//! together for the peer port.
 //!
 //! The certificate and key are read again at every handshake (`reload.rs`), as etcd does; the
 //! CA file only at start, as in etcd.
@@ -11,7 +14,9 @@
 //! not match public key`) instead of failing every handshake later. etcd reports the same texts,
 //! though only once the server is otherwise up.
 
+mod client;
 mod files;
+mod peer;
 mod reload;
 mod self_cert;
 
@@ -23,7 +28,17 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use url::Url;
 
+pub use peer::{PeerTls, peer_tls};
 pub use self_cert::self_cert;
+
+/// How this member dials TLS: other members' https peer URLs, and (to forward lease calls to
+/// the leader) https client URLs. None: not set up (a member assembled in a test harness without
+/// a transport), and https URLs are not dialed.
+#[derive(Debug, Clone, Default)]
+pub struct DialTls {
+    pub peers: Option<Arc<rustls::ClientConfig>>,
+    pub clients: Option<Arc<rustls::ClientConfig>>,
+}
 
 /// One listener kind's TLS settings (client or peer), etcd's `TLSInfo`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +49,12 @@ pub struct TlsInfo {
     pub client_cert_auth: bool,
     /// --auto-tls: use a self-signed certificate when no cert/key files are given.
     pub auto_tls: bool,
+    /// The certificate is auto-TLS's self-signed one (etcd's `selfCert`): dialing with this info
+    /// skips verifying the server, as no CA could verify it.
+    pub self_cert: bool,
+    /// --experimental-peer-skip-client-san-verification: peer listeners do not check a
+    /// connecting member's certificate SANs against its address.
+    pub skip_client_san_verify: bool,
 }
 
 impl TlsInfo {
@@ -69,13 +90,13 @@ impl TlsInfo {
         let (cert, key) = self_cert(dir, &hosts, client_auth).with_context(|| format!("could not get certs for {what} auto TLS"))?;
         self.cert_file = Some(cert);
         self.key_file = Some(key);
+        self.self_cert = true;
         Ok(())
     }
 
-    /// The rustls configuration for a listener: etcd's `TLSInfo.ServerConfig` (TLS 1.2 at least,
-    /// ALPN h2, client certificates required and verified when a CA file is given or client-cert
-    /// auth is on).
-    pub fn server_config(&self) -> anyhow::Result<Arc<ServerConfig>> {
+    /// The certificate and key files, checked now and read again at every handshake (etcd's
+    /// `baseConfig`, which wants both files).
+    fn certificate(&self, provider: Arc<rustls::crypto::CryptoProvider>) -> anyhow::Result<reload::ReloadingCert> {
         let (Some(cert_file), Some(key_file)) = (&self.cert_file, &self.key_file) else {
             anyhow::bail!(
                 "KeyFile and CertFile must both be present[key: {}, cert: {}]",
@@ -83,8 +104,15 @@ impl TlsInfo {
                 self.cert_file.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
             );
         };
+        reload::ReloadingCert::new(cert_file.clone(), key_file.clone(), provider)
+    }
+
+    /// The rustls configuration for a listener: etcd's `TLSInfo.ServerConfig` (TLS 1.2 at least,
+    /// ALPN h2, client certificates required and verified when a CA file is given or client-cert
+    /// auth is on).
+    pub fn server_config(&self) -> anyhow::Result<Arc<ServerConfig>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cert = reload::ReloadingCert::new(cert_file.clone(), key_file.clone(), provider.clone())?;
+        let cert = self.certificate(provider.clone())?;
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?;

@@ -1,12 +1,15 @@
-//! The listener's certificate, read from --cert-file/--key-file at every handshake, as etcd's
-//! `GetCertificate` does: rotated files (renewed by cert-manager, say) take effect for new
-//! connections without a restart. A handshake while the files are unreadable or do not match
-//! fails and is logged, as in etcd; connections already open are unaffected.
+//! The member's certificate, read from --cert-file/--key-file (or the peer ones) at every
+//! handshake, as etcd's `GetCertificate` and `GetClientCertificate` do: rotated files (renewed
+//! by cert-manager, say) take effect for new connections without a restart. A handshake while
+//! the files are unreadable or do not match fails and is logged, as in etcd; connections already
+//! open are unaffected.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rustls::SignatureScheme;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -45,18 +48,38 @@ impl ReloadingCert {
     }
 }
 
-impl ResolvesServerCert for ReloadingCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+impl ReloadingCert {
+    /// The files' certificate now; None (logged with etcd's words for `what`) when they cannot
+    /// be read or do not match.
+    fn current(&self, what: &str) -> Option<Arc<CertifiedKey>> {
         match self.load() {
             Ok(certified) => Some(Arc::new(certified)),
             Err(e) => {
                 tracing::warn!(
                     cert_file = %self.cert_file.display(),
                     key_file = %self.key_file.display(),
-                    "failed to create certificate: {e:#}"
+                    "failed to create {what}: {e:#}"
                 );
                 None
             }
         }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current("certificate")
+    }
+}
+
+/// Dialing presents the same files, re-read at every handshake as etcd's `GetClientCertificate`
+/// does.
+impl ResolvesClientCert for ReloadingCert {
+    fn resolve(&self, _root_hint_subjects: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        self.current("client certificate")
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }

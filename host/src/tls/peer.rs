@@ -1,0 +1,53 @@
+//! TLS on the peer port (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file,
+//! --peer-client-cert-auth, --peer-auto-tls, --experimental-peer-skip-client-san-verification),
+//! as etcd's `configurePeerListeners` and rafthttp's round trippers set it up: the https peer
+//! listeners' configuration and how this member dials other members, handed ready to the
+//! transport crate.
+//!
+//! The peer listeners speak HTTP/1.1 only (rafthttp; etcd's peer port also carries gRPC, which
+//! wasmraft's does not), so they offer ALPN `http/1.1` rather than the client port's `h2`, and
+//! the dialer offers none, as Go's peer transport does.
+
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use wasmraft_transport::PeerListenerTls;
+
+use crate::config::{Config, trim_url};
+
+/// The peer port's TLS, from the flags.
+pub struct PeerTls {
+    /// For the https peer listeners (None when every listen peer URL is http).
+    pub listener: Option<PeerListenerTls>,
+    /// How this member dials other members' peer URLs (https ones with TLS).
+    pub dial: Arc<ClientConfig>,
+}
+
+/// Builds the peer TLS settings, making --peer-auto-tls's certificate first
+/// (`<data-dir>/fixtures/peer`), with etcd's log lines and warnings. Bad files stop the member
+/// with etcd's texts.
+pub fn peer_tls(cfg: &Config) -> anyhow::Result<PeerTls> {
+    let mut info = cfg.peer_tls.clone();
+    let dir = cfg.data_dir.join("fixtures").join("peer");
+    // Client-auth usage too: a member dials its peers with this certificate.
+    info.apply_auto_tls(&dir, &cfg.listen_peer_urls, "peer", true)?;
+    if !info.is_empty() {
+        tracing::info!("embed: peerTLS: {}", info.describe());
+    }
+    for u in cfg.listen_peer_urls.iter().filter(|u| u.scheme() == "http") {
+        if !info.is_empty() {
+            tracing::warn!("embed: The scheme of peer url {} is HTTP while peer key/cert files are presented. Ignored peer key/cert files.", trim_url(u));
+        }
+        if info.client_cert_auth {
+            tracing::warn!("embed: The scheme of peer url {} is HTTP while client cert auth (--peer-client-cert-auth) is enabled. Ignored client cert auth for this url.", trim_url(u));
+        }
+    }
+    let listener = if cfg.listen_peer_urls.iter().any(|u| u.scheme() == "https") {
+        let mut server = Arc::unwrap_or_clone(info.server_config()?);
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some(PeerListenerTls::new(Arc::new(server), !info.skip_client_san_verify))
+    } else {
+        None
+    };
+    Ok(PeerTls { listener, dial: info.client_config(&[])? })
+}

@@ -1,0 +1,74 @@
+//! TLS on a peer listener (etcd's `newTLSListener` for https peer URLs): each connection's
+//! handshake runs in its own task, bounded by the read timeout as etcd's timeout listener bounds
+//! it, then the connecting member's certificate SANs are checked against its address (see
+//! `san.rs`) unless the host turned that off. A connection that fails either is logged as etcd
+//! logs it ("rejected connection from ...") and closed.
+//!
+//! The rustls configuration comes ready from the host: the certificate (re-read at every
+//! handshake), and whether a client certificate is required and which CAs verify it
+//! (--peer-client-cert-auth, --peer-trusted-ca-file).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::san::{self, go_quoted};
+
+/// How a peer listener does TLS.
+#[derive(Clone)]
+pub struct PeerListenerTls {
+    acceptor: TlsAcceptor,
+    check_client_san: bool,
+}
+
+impl PeerListenerTls {
+    /// `check_client_san`: etcd's default (true); false for
+    /// --experimental-peer-skip-client-san-verification.
+    pub fn new(config: Arc<ServerConfig>, check_client_san: bool) -> PeerListenerTls {
+        PeerListenerTls { acceptor: TlsAcceptor::from(config), check_client_san }
+    }
+
+    /// The handshake and the SAN check; None (logged) when the connection is refused.
+    pub(crate) async fn accept(&self, tcp: TcpStream, remote: SocketAddr, timeout: Duration) -> Option<TlsStream<TcpStream>> {
+        let tls = match tokio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                reject(remote, &e.to_string(), None);
+                return None;
+            }
+            Err(_) => {
+                reject(remote, "TLS handshake timeout", None);
+                return None;
+            }
+        };
+        if !self.check_client_san {
+            return Some(tls);
+        }
+        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| san::sans(c));
+        if let Some(sans) = leaf
+            && let Err(e) = san::check_cert_san(&sans, remote.ip()).await
+        {
+            reject(remote, &e, Some(&sans));
+            return None;
+        }
+        Some(tls)
+    }
+}
+
+/// etcd's `logTLSHandshakeFailure` (its capnslog form, at info level as there).
+fn reject(remote: SocketAddr, error: &str, sans: Option<&san::Sans>) {
+    let remote = remote.to_string();
+    match sans {
+        Some(s) => tracing::info!(
+            "embed: rejected connection from {remote:?} (error {error:?}, ServerName \"\", IPAddresses {}, DNSNames {})",
+            go_quoted(&s.ips),
+            go_quoted(&s.dns)
+        ),
+        None => tracing::info!("embed: rejected connection from {remote:?} (error {error:?}, ServerName \"\")"),
+    }
+}
