@@ -182,3 +182,42 @@ async fn back_to_back_conf_changes_all_apply() {
     assert!(members[0].peer_urls.len() == 1 && members[0].peer_urls[0].starts_with("http://127.0.0.1:"), "{members:?}");
     node.stop();
 }
+
+/// A command whose permissions were checked against an older auth store is refused at apply
+/// once auth is on (etcd's "revision of auth store is old"); with auth off nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_checked_against_an_older_auth_store_are_refused() {
+    use wasmraft_proto::etcdserverpb as epb;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, h) = start(&config(dir.path()), dir.path()).await;
+    let auth = |r: epb::InternalRaftRequest| h.propose_auth(r);
+    let before = h.auth().revision();
+    auth(epb::InternalRaftRequest {
+        auth_user_add: Some(epb::AuthUserAddRequest { name: "root".into(), hashed_password: b"x".to_vec(), ..Default::default() }),
+        ..Default::default()
+    })
+    .await
+    .expect("user add");
+    // Auth is off: a stale stamp still applies.
+    assert_eq!(h.propose_checked(b"ok:a=1".to_vec(), before).await, Ok(b"ok".to_vec()));
+    auth(epb::InternalRaftRequest {
+        auth_user_grant_role: Some(epb::AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }),
+        ..Default::default()
+    })
+    .await
+    .expect("grant");
+    auth(epb::InternalRaftRequest { auth_enable: Some(epb::AuthEnableRequest {}), ..Default::default() }).await.expect("enable");
+    assert!(h.auth().enabled());
+    let now = h.auth().revision();
+    assert!(now > before + 2, "every change bumps the revision, enabling too: {before} → {now}");
+    assert_eq!(
+        h.propose_checked(b"ok:b=2".to_vec(), now - 1).await,
+        Err(NodeError::Auth(crate::auth::AuthError::AuthOldRevision))
+    );
+    assert_eq!(h.propose_checked(b"ok:b=3".to_vec(), now).await, Ok(b"ok".to_vec()));
+    assert!(keyspace(&h).await.contains("b=3"), "{}", keyspace(&h).await);
+    // Admin requests without a user are refused at apply now.
+    let refused = auth(epb::InternalRaftRequest { auth_user_list: Some(epb::AuthUserListRequest {}), ..Default::default() }).await;
+    assert_eq!(refused, Err(NodeError::Auth(crate::auth::AuthError::UserEmpty)));
+    node.stop();
+}
