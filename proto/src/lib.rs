@@ -566,6 +566,7 @@ mod tests {
                 name: "u".into(),
                 password: "p".into(),
                 options: Some(super::authpb::UserAddOptions { no_password: true }),
+                hashed_password: Vec::new(),
             },
             &cat(&[l(1, b"u"), l(2, b"p"), l(3, &v(1, 1))]),
         );
@@ -584,6 +585,7 @@ mod tests {
         let e = Entry {
             id: 1,
             time_unix_ms: 2,
+            auth_revision: 0,
             kind: Some(entry::Kind::GuestCommand(b"c".to_vec())),
         };
         check(&e, &cat(&[v(1, 1), v(2, 2), l(3, b"c")]));

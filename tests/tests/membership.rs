@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use wasmraft_tests::cluster::{Cluster, ClusterConfig};
+use wasmraft_tests::cluster::ClusterConfig;
 use wasmraft_tests::etcdctl::{CmdOutput, Etcdctl};
 use wasmraft_tests::member::{Flavor, MemberConfig};
 
