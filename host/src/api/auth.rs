@@ -33,15 +33,28 @@ impl AuthService {
         &self,
         caller: &Caller,
         mut req: InternalRaftRequest,
-        name: &str,
         header_of: impl FnOnce(&mut R) -> &mut Option<ResponseHeader>,
     ) -> Result<Response<R>, Status> {
         req.header = Some(caller.header(self.api.request_ids.next()));
         let answer = self.api.node.propose_auth(req).await?;
+        let name = std::any::type_name::<R>().rsplit("::").next().unwrap_or("response");
         let mut resp = R::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response(name, e))?;
         let revision = self.api.current_revision().await;
         *header_of(&mut resp) = header::at(&self.api.node, revision);
         Ok(Response::new(resp))
+    }
+
+    /// A call whose request goes into its `InternalRaftRequest` field as it is.
+    async fn pass<Q, R: Message + Default>(
+        &self,
+        request: Request<Q>,
+        field: impl FnOnce(&mut InternalRaftRequest) -> &mut Option<Q>,
+        header_of: impl FnOnce(&mut R) -> &mut Option<ResponseHeader>,
+    ) -> Result<Response<R>, Status> {
+        let caller = self.caller(&request)?;
+        let mut req = InternalRaftRequest::default();
+        *field(&mut req) = Some(request.into_inner());
+        self.call(&caller, req, header_of).await
     }
 
     fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
@@ -52,83 +65,56 @@ impl AuthService {
 
 #[tonic::async_trait]
 impl Auth for AuthService {
-    // The calls that go into their InternalRaftRequest field as they are.
     async fn auth_enable(&self, request: Request<pb::AuthEnableRequest>) -> Result<Response<pb::AuthEnableResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_enable: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthEnableResponse", |r: &mut pb::AuthEnableResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_enable, |r: &mut pb::AuthEnableResponse| &mut r.header).await
     }
 
     async fn auth_disable(&self, request: Request<pb::AuthDisableRequest>) -> Result<Response<pb::AuthDisableResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_disable: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthDisableResponse", |r: &mut pb::AuthDisableResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_disable, |r: &mut pb::AuthDisableResponse| &mut r.header).await
     }
 
     async fn user_get(&self, request: Request<pb::AuthUserGetRequest>) -> Result<Response<pb::AuthUserGetResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_user_get: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthUserGetResponse", |r: &mut pb::AuthUserGetResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_user_get, |r: &mut pb::AuthUserGetResponse| &mut r.header).await
     }
 
     async fn user_list(&self, request: Request<pb::AuthUserListRequest>) -> Result<Response<pb::AuthUserListResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_user_list: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthUserListResponse", |r: &mut pb::AuthUserListResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_user_list, |r: &mut pb::AuthUserListResponse| &mut r.header).await
     }
 
     async fn user_delete(&self, request: Request<pb::AuthUserDeleteRequest>) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_user_delete: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthUserDeleteResponse", |r: &mut pb::AuthUserDeleteResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_user_delete, |r: &mut pb::AuthUserDeleteResponse| &mut r.header).await
     }
 
     async fn user_grant_role(&self, request: Request<pb::AuthUserGrantRoleRequest>) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_user_grant_role: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthUserGrantRoleResponse", |r: &mut pb::AuthUserGrantRoleResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_user_grant_role, |r: &mut pb::AuthUserGrantRoleResponse| &mut r.header).await
     }
 
     async fn user_revoke_role(&self, request: Request<pb::AuthUserRevokeRoleRequest>) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_user_revoke_role: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthUserRevokeRoleResponse", |r: &mut pb::AuthUserRevokeRoleResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_user_revoke_role, |r: &mut pb::AuthUserRevokeRoleResponse| &mut r.header).await
     }
 
     async fn role_add(&self, request: Request<pb::AuthRoleAddRequest>) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_role_add: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthRoleAddResponse", |r: &mut pb::AuthRoleAddResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_role_add, |r: &mut pb::AuthRoleAddResponse| &mut r.header).await
     }
 
     async fn role_get(&self, request: Request<pb::AuthRoleGetRequest>) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_role_get: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthRoleGetResponse", |r: &mut pb::AuthRoleGetResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_role_get, |r: &mut pb::AuthRoleGetResponse| &mut r.header).await
     }
 
     async fn role_list(&self, request: Request<pb::AuthRoleListRequest>) -> Result<Response<pb::AuthRoleListResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_role_list: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthRoleListResponse", |r: &mut pb::AuthRoleListResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_role_list, |r: &mut pb::AuthRoleListResponse| &mut r.header).await
     }
 
     async fn role_delete(&self, request: Request<pb::AuthRoleDeleteRequest>) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_role_delete: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthRoleDeleteResponse", |r: &mut pb::AuthRoleDeleteResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_role_delete, |r: &mut pb::AuthRoleDeleteResponse| &mut r.header).await
     }
 
     async fn role_grant_permission(&self, request: Request<pb::AuthRoleGrantPermissionRequest>) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_role_grant_permission: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthRoleGrantPermissionResponse", |r: &mut pb::AuthRoleGrantPermissionResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_role_grant_permission, |r: &mut pb::AuthRoleGrantPermissionResponse| &mut r.header).await
     }
 
     async fn role_revoke_permission(&self, request: Request<pb::AuthRoleRevokePermissionRequest>) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
-        let caller = self.caller(&request)?;
-        let req = InternalRaftRequest { auth_role_revoke_permission: Some(request.into_inner()), ..Default::default() };
-        self.call(&caller, req, "AuthRoleRevokePermissionResponse", |r: &mut pb::AuthRoleRevokePermissionResponse| &mut r.header).await
+        self.pass(request, |r| &mut r.auth_role_revoke_permission, |r: &mut pb::AuthRoleRevokePermissionResponse| &mut r.header).await
     }
 
 
@@ -154,7 +140,7 @@ impl Auth for AuthService {
                 authenticate: Some(InternalAuthenticateRequest { name: r.name.clone(), password: String::new(), simple_token: prefix }),
                 ..Default::default()
             };
-            let resp = self.call(&Caller::default(), req, "AuthenticateResponse", |r: &mut pb::AuthenticateResponse| &mut r.header).await?;
+            let resp = self.call(&Caller::default(), req, |r: &mut pb::AuthenticateResponse| &mut r.header).await?;
             if self.api.node.auth().revision() == state.revision {
                 return Ok(resp);
             }
@@ -170,7 +156,7 @@ impl Auth for AuthService {
         }
         r.password.clear();
         let req = InternalRaftRequest { auth_user_add: Some(r), ..Default::default() };
-        self.call(&caller, req, "AuthUserAddResponse", |r: &mut pb::AuthUserAddResponse| &mut r.header).await
+        self.call(&caller, req, |r: &mut pb::AuthUserAddResponse| &mut r.header).await
     }
 
     async fn user_change_password(
@@ -181,6 +167,6 @@ impl Auth for AuthService {
         let mut r = request.into_inner();
         r.hashed_password = hash_password(self.api.hasher, std::mem::take(&mut r.password)).await.map_err(Status::internal)?;
         let req = InternalRaftRequest { auth_user_change_password: Some(r), ..Default::default() };
-        self.call(&caller, req, "AuthUserChangePasswordResponse", |r: &mut pb::AuthUserChangePasswordResponse| &mut r.header).await
+        self.call(&caller, req, |r: &mut pb::AuthUserChangePasswordResponse| &mut r.header).await
     }
 }

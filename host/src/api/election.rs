@@ -39,10 +39,8 @@ impl Election for ElectionService {
     type ObserveStream = ReceiverStream<Result<LeaderResponse, Status>>;
 
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
-        let api = self.recipes.api();
-        api.check_member(&request, false)?;
-        let recipes = self.recipes.as_caller(api.caller(&request)?);
-        api.require_kv_guest()?;
+        let recipes = self.recipes.for_request(&request)?;
+        let api = recipes.api();
         let r = request.into_inner();
         let lease = recipes.session_lease(r.lease).await?;
         let me = recipes.campaign(&r.name, lease, &r.value).await?;
@@ -55,10 +53,8 @@ impl Election for ElectionService {
     }
 
     async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
-        let api = self.recipes.api();
-        api.check_member(&request, false)?;
-        let recipes = self.recipes.as_caller(api.caller(&request)?);
-        api.require_kv_guest()?;
+        let recipes = self.recipes.for_request(&request)?;
+        let api = recipes.api();
         let r = request.into_inner();
         let mut hdr = recipes.proclaim(&resumed(r.leader)?, &r.value).await?;
         header::fill(&api.node, &mut hdr);
@@ -66,10 +62,8 @@ impl Election for ElectionService {
     }
 
     async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        let api = self.recipes.api();
-        api.check_member(&request, false)?;
-        let recipes = self.recipes.as_caller(api.caller(&request)?);
-        api.require_kv_guest()?;
+        let recipes = self.recipes.for_request(&request)?;
+        let api = recipes.api();
         let (mut hdr, kv) = recipes.leader(&request.into_inner().name).await?;
         header::fill(&api.node, &mut hdr);
         Ok(Response::new(LeaderResponse { header: hdr, kv: Some(kv) }))
@@ -77,14 +71,10 @@ impl Election for ElectionService {
 
     /// Streams the election's proclamations until the client goes away.
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
-        let api = self.recipes.api();
-        api.check_member(&request, false)?;
-        let recipes = self.recipes.as_caller(api.caller(&request)?);
-        api.require_kv_guest()?;
+        let recipes = self.recipes.for_request(&request)?;
         let name = request.into_inner().name;
         let (out_tx, out_rx) = mpsc::channel(16);
         let (found_tx, mut found_rx) = mpsc::channel(16);
-        let recipes = recipes.clone();
         let errors = out_tx.clone();
         tokio::spawn(async move {
             let observing = recipes.observe(&name, found_tx);
@@ -110,10 +100,8 @@ impl Election for ElectionService {
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
-        let api = self.recipes.api();
-        api.check_member(&request, false)?;
-        let recipes = self.recipes.as_caller(api.caller(&request)?);
-        api.require_kv_guest()?;
+        let recipes = self.recipes.for_request(&request)?;
+        let api = recipes.api();
         let mut hdr = recipes.resign(&resumed(request.into_inner().leader)?).await?;
         header::fill(&api.node, &mut hdr);
         Ok(Response::new(ResignResponse { header: hdr }))

@@ -25,10 +25,8 @@ impl Lock for LockService {
     /// Waits until the lock is this caller's. With lease 0, a session lease is granted and never
     /// kept alive, as etcd's server does (the lock then lapses after the session TTL).
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        let api = self.recipes.api();
-        api.check_member(&request, false)?;
-        let recipes = self.recipes.as_caller(api.caller(&request)?);
-        api.require_kv_guest()?;
+        let recipes = self.recipes.for_request(&request)?;
+        let api = recipes.api();
         let r = request.into_inner();
         let lease = recipes.session_lease(r.lease).await?;
         let (key, mut hdr) = recipes.lock(&r.name, lease).await?;
@@ -37,10 +35,8 @@ impl Lock for LockService {
     }
 
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
-        let api = self.recipes.api();
-        api.check_member(&request, false)?;
-        let recipes = self.recipes.as_caller(api.caller(&request)?);
-        api.require_kv_guest()?;
+        let recipes = self.recipes.for_request(&request)?;
+        let api = recipes.api();
         let delete = DeleteRangeRequest { key: request.into_inner().key, ..Default::default() };
         let resp: DeleteRangeResponse =
             api.propose(recipes.caller(), InternalRaftRequest { delete_range: Some(delete), ..Default::default() }, "DeleteRangeResponse").await?;

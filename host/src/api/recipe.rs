@@ -57,9 +57,13 @@ impl Recipes {
         &self.caller
     }
 
-    /// The recipes acting for `caller`.
-    pub(super) fn as_caller(&self, caller: super::authz::Caller) -> Recipes {
-        Recipes { caller, ..self.clone() }
+    /// The checks every Lock and Election call starts with (a voting member, the KV guest),
+    /// then the recipes acting for the request's caller.
+    pub(super) fn for_request<T>(&self, request: &tonic::Request<T>) -> Result<Recipes, Status> {
+        self.api.check_member(request, false)?;
+        let caller = self.api.caller(request)?;
+        self.api.require_kv_guest()?;
+        Ok(Recipes { caller, ..self.clone() })
     }
 
     pub(super) fn api(&self) -> &Api {
