@@ -509,6 +509,16 @@ impl Drop for Cluster {
     }
 }
 
+/// Serializes a test binary's multi-member tests: held for a test's whole run. Each such test
+/// starts clusters whose steps have etcdctl's 5 s deadline, and on CI's two cores several of
+/// them at once starve elections (a step's proposal lost to a leader change then times out; seen
+/// in CI for auth and peer TLS). Tests in one binary run in parallel threads; binaries run one
+/// after the other, so a process-wide lock is enough.
+pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A multi-thread tokio runtime (two workers) for a blocking test that drives async clients:
 /// spawn client tasks on it, and call the (blocking) [`Cluster`] methods from the test's own
 /// thread meanwhile. Panics if the runtime cannot be built.

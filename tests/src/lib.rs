@@ -66,7 +66,7 @@ pub mod ports;
 
 pub use binaries::{etcd_bin, etcdctl_bin, wasmraft_bin};
 pub use cli::WasmraftCli;
-pub use cluster::{Cluster, ClusterConfig, EndpointStatus, runtime};
+pub use cluster::{Cluster, ClusterConfig, EndpointStatus, one_cluster_at_a_time, runtime};
 pub use etcdctl::{CmdOutput, Etcdctl};
 pub use guest::{DeployOptions, Deployment, GuestStatus, StoredModule};
 pub use member::{Flavor, GuestSwitch, Member, MemberConfig};

@@ -459,17 +459,9 @@ fn commands_script(flavor: Flavor) -> Transcript {
     t
 }
 
-/// The tests here run one at a time: each starts clusters whose steps have etcdctl's 5 s
-/// deadline, and on CI's two cores four of them at once starve elections (a step's proposal lost
-/// to a leader change times out there).
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 #[test]
 fn auth_commands_match_etcd() {
-    let _serial = one_at_a_time();
+    let _serial = wasmraft_tests::one_cluster_at_a_time();
     let etcd = commands_script(Flavor::Etcd);
     let ours = commands_script(Flavor::subject());
     compare(&etcd, &ours);
@@ -549,7 +541,7 @@ fn restart_script(flavor: Flavor) -> Transcript {
 
 #[test]
 fn auth_survives_restart_and_snapshot() {
-    let _serial = one_at_a_time();
+    let _serial = wasmraft_tests::one_cluster_at_a_time();
     let etcd = restart_script(Flavor::Etcd);
     let ours = restart_script(Flavor::subject());
     compare(&etcd, &ours);
@@ -603,7 +595,7 @@ fn cert_script(flavor: Flavor, pki: &Pki) -> Transcript {
 
 #[test]
 fn client_cert_cn_is_the_user() {
-    let _serial = one_at_a_time();
+    let _serial = wasmraft_tests::one_cluster_at_a_time();
     let pki = Pki::new();
     pki.client("alice", "alice");
     pki.client("nobody", "nobody");
@@ -617,7 +609,7 @@ fn client_cert_cn_is_the_user() {
 /// needs the root role. The `wasmraft` client logs in with `--user`, as etcdctl does.
 #[test]
 fn custom_guest_api_and_deploys_need_permission() {
-    let _serial = one_at_a_time();
+    let _serial = wasmraft_tests::one_cluster_at_a_time();
     use std::process::Command;
     let c = ClusterConfig::new(Flavor::Wasmraft, 1).arg(format!("--guest={}", env!("WASMRAFT_TEST_COUNTER_GUEST"))).start();
     let endpoint = c.endpoint(0);

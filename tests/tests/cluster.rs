@@ -13,22 +13,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
-use wasmraft_tests::cluster::{Cluster, connect};
+use wasmraft_tests::cluster::{Cluster, connect, one_cluster_at_a_time};
 use wasmraft_tests::etcdctl::{CmdOutput, Etcdctl};
 use wasmraft_tests::member::Flavor;
 
 /// Guards against a broken cluster hanging the test; generous for two loaded cores.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -209,6 +209,7 @@ const FAR_PEER_REJECTED: &str =
 /// commands are compared with etcd's.
 #[test]
 fn peer_tls_cluster_matches_etcd() {
+    let _serial = wasmraft_tests::one_cluster_at_a_time();
     let pki = Pki::new();
     let subject = peer_tls_transcript(Flavor::subject(), &pki);
     let etcd = peer_tls_transcript(Flavor::Etcd, &pki);
@@ -334,6 +335,7 @@ fn m_count(haystack: &str, needle: &str) -> usize {
 /// reach the leader over TLS (etcd through its peer URL, wasmraft through its client URL).
 #[test]
 fn auto_tls_on_both_ports() {
+    let _serial = wasmraft_tests::one_cluster_at_a_time();
     for flavor in [Flavor::subject(), Flavor::Etcd] {
         let cluster = ClusterConfig::new(flavor, 3).https_client().https_peer().arg("--auto-tls").arg("--peer-auto-tls").start();
         let skip = ["--insecure-transport=false", "--insecure-skip-tls-verify", DIAL, COMMAND];
