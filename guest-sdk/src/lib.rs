@@ -59,7 +59,14 @@
 
 extern crate self as wasmraft_guest_sdk;
 
+#[cfg(feature = "entry-arena")]
+pub mod arena;
 pub mod crc32c;
+
+/// Every guest built on the SDK gets a heap that starts in a static arena (see [`arena`]).
+#[cfg(all(target_arch = "wasm32", feature = "entry-arena"))]
+#[global_allocator]
+static GUEST_HEAP: arena::GuestHeap = arena::GuestHeap::new();
 mod store;
 pub mod testing;
 #[cfg(feature = "build")]
