@@ -7,6 +7,10 @@ use clap::Parser;
 
 use wasmraft::config::MemberFlags;
 
+/// See host/Cargo.toml for why not the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "wasmraft", version, about = "A replicated state machine host: raft, etcd's v3 API, and a WebAssembly apply function.")]
 struct Cli {
