@@ -254,7 +254,7 @@ fn derived_public_key(f: Family, pem: &[u8]) -> anyhow::Result<DecodingKey> {
                 "RSA PRIVATE KEY" => ring::rsa::KeyPair::from_der(der),
                 _ => ring::rsa::KeyPair::from_pkcs8(der),
             }
-            .map_err(|e| anyhow::anyhow!("the JWT private key is not usable: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("the JWT private key is not usable: {e} (RSA keys of 2048 to 8192 bits)"))?;
             Ok(DecodingKey::from_rsa_der(pair.public().as_ref()))
         }
         _ => {
