@@ -33,6 +33,10 @@ impl Keys {
         };
         sh(&["genrsa", "-out", "priv.pem", "2048"]);
         sh(&["rsa", "-in", "priv.pem", "-pubout", "-out", "pub.pem"]);
+        // SEC1 (`EC PRIVATE KEY`), as `openssl ecparam -genkey` writes it.
+        sh(&["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", "ec-priv.pem"]);
+        sh(&["ec", "-in", "ec-priv.pem", "-pubout", "-out", "ec-pub.pem"]);
+        std::fs::write(dir.path().join("secret"), "a shared secret\n").expect("write the HMAC secret");
         Keys { dir }
     }
 
@@ -217,15 +221,12 @@ fn jwt_script_matches_etcd() {
     assert_same(&etcd, &ours);
 }
 
-/// etcd and wasmraft, up at once with the same keys: each one's tokens carry etcd's claims and
-/// work on the other. wasmraft's enable bumps the auth revision and etcd 3.4's does not, so etcd
-/// gets one extra change first (a token older than a store is refused as stale, by both).
-#[test]
-fn jwt_tokens_cross_between_etcd_and_wasmraft() {
-    let _serial = wasmraft_tests::one_cluster_at_a_time();
-    let keys = Keys::new();
-    let etcd = Member::start_with(MemberConfig::new(Flavor::Etcd).arg(keys.flag("1m")));
-    let ours = Member::start_with(MemberConfig::new(Flavor::subject()).arg(keys.flag("1m")));
+/// etcd and the subject started with `flag`, set up alike, and a token alice got from each.
+/// wasmraft's enable bumps the auth revision and etcd 3.4's does not, so etcd gets one extra
+/// change first: both stores end at the same revision (a token older than a store is stale).
+fn etcd_and_ours(flag: &str) -> (Member, Member, String, String) {
+    let etcd = Member::start_with(MemberConfig::new(Flavor::Etcd).arg(flag));
+    let ours = Member::start_with(MemberConfig::new(Flavor::subject()).arg(flag));
     let mut e = Run::new(Flavor::Etcd, etcd.endpoint());
     if Flavor::subject() == Flavor::Wasmraft {
         e.ctl(true, &["role", "add", "padding"]);
@@ -234,11 +235,20 @@ fn jwt_tokens_cross_between_etcd_and_wasmraft() {
     let mut w = Run::new(Flavor::subject(), ours.endpoint());
     setup(&mut w);
     for s in e.steps.iter().chain(&w.steps) {
-        assert!(s.out.success(), "setup: {}\n{}", s.what, s.out.render());
+        assert!(s.out.success(), "{flag} setup: {}\n{}", s.what, s.out.render());
     }
-
     let from_etcd = login(&etcd.endpoint(), "alice", "apw").expect("alice logs in on etcd");
     let from_ours = login(&ours.endpoint(), "alice", "apw").expect("alice logs in on wasmraft");
+    (etcd, ours, from_etcd, from_ours)
+}
+
+/// etcd and wasmraft, up at once with the same keys: each one's tokens carry etcd's claims and
+/// work on the other.
+#[test]
+fn jwt_tokens_cross_between_etcd_and_wasmraft() {
+    let _serial = wasmraft_tests::one_cluster_at_a_time();
+    let keys = Keys::new();
+    let (etcd, ours, from_etcd, from_ours) = etcd_and_ours(&keys.flag("1m"));
     let issued = now_secs();
     let (ce, cw) = (claims(&from_etcd), claims(&from_ours));
     for c in [&ce, &cw] {
@@ -260,6 +270,33 @@ fn jwt_tokens_cross_between_etcd_and_wasmraft() {
     assert_eq!(get_with_token(&ours.endpoint(), &from_etcd, "bar"), denied, "etcd's token still names alice");
     let root = login(&etcd.endpoint(), "root", "pw").expect("root logs in on etcd");
     assert_eq!(get_with_token(&ours.endpoint(), &root, "bar"), Ok("bar=x".into()), "etcd's root token on wasmraft");
+}
+
+/// The other kinds of sign method etcd 3.4 offers cross too: RSA-PSS, ECDSA with OpenSSL's SEC1
+/// key, and HMAC with the private key file's bytes as the secret.
+#[test]
+fn jwt_other_sign_methods_cross_with_etcd() {
+    let _serial = wasmraft_tests::one_cluster_at_a_time();
+    let keys = Keys::new();
+    let p = |name: &str| keys.path(name).display().to_string();
+    let methods = [
+        ("PS384", format!("pub-key={},priv-key={}", p("pub.pem"), p("priv.pem"))),
+        ("ES256", format!("pub-key={},priv-key={}", p("ec-pub.pem"), p("ec-priv.pem"))),
+        ("HS256", format!("priv-key={}", p("secret"))),
+    ];
+    for (method, files) in methods {
+        let flag = format!("--auth-token=jwt,{files},sign-method={method},ttl=1m");
+        let (etcd, ours, from_etcd, from_ours) = etcd_and_ours(&flag);
+        let header = |t: &str| -> serde_json::Value {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.split('.').next().unwrap_or_default()).expect("base64url header");
+            serde_json::from_slice(&raw).expect("JSON header")
+        };
+        assert_eq!((header(&from_etcd)["alg"].as_str(), header(&from_ours)["alg"].as_str()), (Some(method), Some(method)));
+        assert_eq!(get_with_token(&ours.endpoint(), &from_etcd, "foo/a"), Ok("foo/a=1".into()), "{method}: etcd's token on wasmraft");
+        assert_eq!(get_with_token(&etcd.endpoint(), &from_ours, "foo/a"), Ok("foo/a=1".into()), "{method}: wasmraft's token on etcd");
+        let invalid = Err("Unauthenticated: etcdserver: invalid auth token".to_string());
+        assert_eq!(get_with_token(&ours.endpoint(), &tampered(&from_etcd), "foo/a"), invalid, "{method}: tampered, on wasmraft");
+    }
 }
 
 /// A token one member issues works on the others; a member with only the public key verifies
@@ -290,6 +327,10 @@ fn jwt_from_one_member_works_on_another() {
         for i in 0..3 {
             seen.push((format!("member 0's token on member {i}"), get_with_token(&c.endpoint(i), &token, "foo/a")));
         }
+        // Tokens are not member state: a member killed and restarted still takes them.
+        c.kill9(1);
+        c.restart(1);
+        seen.push(("member 0's token on member 1 after its kill -9 and restart".into(), get_with_token(&c.endpoint(1), &token, "foo/a")));
         let from_1 = login(&c.endpoint(1), "alice", "apw").unwrap_or_default();
         seen.push(("member 1's token on member 2".into(), get_with_token(&c.endpoint(2), &from_1, "foo/a")));
         seen.push(("login on the verify-only member".into(), login(&c.endpoint(2), "alice", "apw")));
@@ -300,12 +341,12 @@ fn jwt_from_one_member_works_on_another() {
     };
     let etcd = run(Flavor::Etcd);
     let ours = run(Flavor::subject());
-    let expected_ok = [true, true, true, true, true, false, false];
+    let expected_ok = [true, true, true, true, true, true, false, false];
     for (i, ((what, e), ok)) in etcd.iter().zip(expected_ok).enumerate() {
         assert_eq!(e.is_ok(), ok, "etcd: {what}: {e:?}");
         assert_eq!((what, e), (&ours[i].0, &ours[i].1), "{} differs from etcd", Flavor::subject());
     }
-    assert!(etcd[5].1.as_ref().is_err_and(|e| e.contains("auth: token signing attempted with verify-only key")), "{:?}", etcd[5]);
+    assert!(etcd[6].1.as_ref().is_err_and(|e| e.contains("auth: token signing attempted with verify-only key")), "{:?}", etcd[6]);
 }
 
 /// A token dies `ttl` after it was issued (to the second, as etcd's `exp` is), on both.
