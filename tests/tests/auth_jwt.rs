@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use wasmraft_proto::etcdserverpb::{RangeRequest, kv_client::KvClient};
+use wasmraft_proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
 use wasmraft_tests::{ClusterConfig, CmdOutput, Etcdctl, Flavor, Member, MemberConfig};
 
 const ROOT: &str = "--user=root:pw";
@@ -82,11 +82,21 @@ impl Run {
     /// A Range of `key` sent with `token`, as a step.
     fn get_with(&mut self, ok: bool, what: &str, token: &str, key: &str) {
         let result = get_with_token(&self.endpoint, token, key);
+        self.outcome(ok, format!("get {key} with {what}"), result);
+    }
+
+    /// A Put of `key` sent with `token`, as a step.
+    fn put_with(&mut self, ok: bool, what: &str, token: &str, key: &str) {
+        let result = put_with_token(&self.endpoint, token, key);
+        self.outcome(ok, format!("put {key} with {what}"), result);
+    }
+
+    fn outcome(&mut self, ok: bool, what: String, result: Result<String, String>) {
         let out = match result {
             Ok(v) => CmdOutput { code: Some(0), stdout: format!("{v}\n"), stderr: String::new() },
             Err(e) => CmdOutput { code: Some(1), stdout: String::new(), stderr: format!("{e}\n") },
         };
-        self.steps.push(Step { what: format!("get {key} with {what}"), ok, out });
+        self.steps.push(Step { what, ok, out });
     }
 }
 
@@ -132,14 +142,34 @@ fn login(endpoint: &str, user: &str, password: &str) -> Result<String, String> {
     })
 }
 
-/// The values of a Range of `key` sent with the `token` metadata, or the gRPC code and message.
+/// `message` with the `token` metadata, as every etcd client sends its token.
+fn with_token<T>(message: T, token: &str) -> Result<tonic::Request<T>, String> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut().insert("token", token.parse().map_err(|_| "token is not ASCII".to_string())?);
+    Ok(req)
+}
+
+fn status_text(s: tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
+}
+
+/// The values of a Range of `key` sent with `token`, or the gRPC code and message.
 fn get_with_token(endpoint: &str, token: &str, key: &str) -> Result<String, String> {
     runtime().block_on(async {
         let mut kv = KvClient::connect(endpoint.to_string()).await.map_err(|e| e.to_string())?;
-        let mut req = tonic::Request::new(RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() });
-        req.metadata_mut().insert("token", token.parse().map_err(|_| "token is not ASCII".to_string())?);
-        let resp = kv.range(req).await.map_err(|s| format!("{:?}: {}", s.code(), s.message()))?.into_inner();
+        let req = with_token(RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() }, token)?;
+        let resp = kv.range(req).await.map_err(status_text)?.into_inner();
         Ok(resp.kvs.iter().map(|kv| format!("{}={}", String::from_utf8_lossy(&kv.key), String::from_utf8_lossy(&kv.value))).collect::<Vec<_>>().join(","))
+    })
+}
+
+/// A Put of `key` (value "v") sent with `token`: "OK", or the gRPC code and message.
+fn put_with_token(endpoint: &str, token: &str, key: &str) -> Result<String, String> {
+    runtime().block_on(async {
+        let mut kv = KvClient::connect(endpoint.to_string()).await.map_err(|e| e.to_string())?;
+        let req = with_token(PutRequest { key: key.as_bytes().to_vec(), value: b"v".to_vec(), ..Default::default() }, token)?;
+        kv.put(req).await.map_err(status_text)?;
+        Ok("OK".into())
     })
 }
 
@@ -195,11 +225,17 @@ fn script(flavor: Flavor, keys: &Keys) -> Run {
     run.get_with(true, "alice's token", &token, "foo/a");
     run.get_with(false, "alice's token tampered", &tampered(&token), "foo/a");
     run.get_with(false, "a token that is no JWT", "abc.123", "foo/a");
-    // Any auth change makes earlier tokens stale (the token's revision is older than the store's).
+    let root = login(&run.endpoint, "root", "pw").unwrap_or_else(|e| format!("no token: {e}"));
+    run.put_with(true, "root's token", &root, "k");
+    run.put_with(false, "alice's token", &token, "foo/a");
+    // Any auth change makes earlier tokens stale (the token's revision is older than the store's):
+    // reads and writes, root's too.
     run.ctl(true, &[ROOT, "role", "grant-permission", "reader", "read", "bar"]);
     run.get_with(false, "alice's token from before the grant", &token, "bar");
+    run.put_with(false, "root's token from before the grant", &root, "k");
     let fresh = login(&run.endpoint, "alice", "apw").unwrap_or_else(|e| format!("no token: {e}"));
     run.get_with(true, "a fresh token", &fresh, "bar");
+    let root = login(&run.endpoint, "root", "pw").unwrap_or_else(|e| format!("no token: {e}"));
     // Auth off: a bad token is still refused, and so is a read with one from before the
     // disable (etcd's doSerialize wants the token's revision to be the store's, auth on or off);
     // etcdctl's `--user` finds auth off and goes on without a token.
@@ -207,6 +243,9 @@ fn script(flavor: Flavor, keys: &Keys) -> Run {
     run.ctl(true, &["get", "bar"]);
     run.get_with(false, "a token from before auth was disabled", &fresh, "bar");
     run.get_with(false, "a tampered token after auth was disabled", &tampered(&fresh), "bar");
+    // Writes are checked only while auth is on: the same stale tokens write.
+    run.put_with(true, "alice's token from before auth was disabled", &fresh, "foo/a");
+    run.put_with(true, "root's token from before auth was disabled", &root, "k");
     run.ctl(true, &[ALICE, "put", "bar", "z"]);
     run.ctl(true, &["get", "bar"]);
     run
