@@ -81,7 +81,8 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,
 
-    /// Specify auth token type and its options ('simple' or 'jwt'; wasmraft implements 'simple').
+    /// Specify auth token type and its options: 'simple', or 'jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256,ttl=5m'
+    /// (sign methods RS/PS 256/384/512, ES256/384, HS256/384/512; only pub-key: verify-only).
     #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
 
@@ -214,6 +215,8 @@ pub struct Config {
     pub watch_progress_notify_interval: Duration,
     /// --bcrypt-cost (checked when the member starts, as etcd does).
     pub bcrypt_cost: u32,
+    /// --auth-token, checked (a JWT's keys loaded).
+    pub auth_token: crate::auth::TokenOptions,
     /// --auth-token-ttl: simple tokens unused this long are dropped.
     pub auth_token_ttl: Duration,
     pub guest: Option<PathBuf>,
@@ -232,8 +235,9 @@ impl Config {
         Duration::from_secs(5) + 2 * self.election_timeout
     }
 
-    pub fn auth_token_ttl(&self) -> Duration {
-        self.auth_token_ttl
+    /// A fresh token provider for `--auth-token` (a member's simple tokens die with it).
+    pub fn token_provider(&self) -> crate::auth::TokenProvider {
+        crate::auth::TokenProvider::new(&self.auth_token, self.auth_token_ttl)
     }
 
     /// The election timeout in heartbeat ticks, as raft counts it.
@@ -334,12 +338,7 @@ impl MemberFlags {
                 );
             }
         }
-        // etcd's NewTokenProvider: "simple" or "jwt,<options>"; anything else is refused.
-        match self.auth_token.split(',').next().unwrap_or_default() {
-            "simple" => {}
-            "jwt" => bail!("--auth-token jwt is not supported by wasmraft (use 'simple')"),
-            other => bail!("auth: invalid auth options (unknown token type {other:?})"),
-        }
+        let auth_token = crate::auth::TokenOptions::parse(&self.auth_token)?;
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
         Ok(Config {
             name: self.name,
@@ -360,6 +359,7 @@ impl MemberFlags {
             max_txn_ops: self.max_txn_ops,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             bcrypt_cost: self.bcrypt_cost,
+            auth_token,
             auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
             guest: self.guest,
             guest_fuel: self.guest_fuel,

@@ -16,7 +16,7 @@ use wasmraft_proto::etcdserverpb::{
 
 use super::authz::Caller;
 use super::{Api, errors, header};
-use crate::auth::{AuthError, SimpleTokens, hash_password, verify_password};
+use crate::auth::{AuthError, hash_password, verify_password};
 
 pub struct AuthService {
     api: Arc<Api>,
@@ -135,7 +135,7 @@ impl Auth for AuthService {
                 tracing::info!(user_name = %r.name, "invalid password");
                 return Err(AuthError::AuthFailed.into());
             }
-            let prefix = SimpleTokens::gen_prefix().map_err(Status::internal)?;
+            let prefix = self.api.node.auth().tokens.gen_prefix().map_err(Status::internal)?;
             let req = InternalRaftRequest {
                 authenticate: Some(InternalAuthenticateRequest { name: r.name.clone(), password: String::new(), simple_token: prefix }),
                 ..Default::default()

@@ -182,9 +182,13 @@ impl Api {
         Ok(state.revision)
     }
 
+    /// etcd compares the caller's revision (a simple token's or a CN's: the store's when the
+    /// call came in; a JWT's: the one it was issued at) with the store's after the read, auth
+    /// on or off: a JWT from before any auth change, even `auth disable`, reads nothing.
     pub(super) fn finish_read(&self, caller: &Caller, checked_at: u64) -> Result<(), Status> {
         let state = self.node.auth().state();
-        if state.enabled && caller.info().is_some_and(|i| i.revision != 0) && state.revision != checked_at {
+        let changed = |i: &AuthInfo| i.revision != state.revision || (state.enabled && state.revision != checked_at);
+        if caller.info().is_some_and(|i| i.revision != 0 && changed(i)) {
             return Err(AuthError::AuthOldRevision.into());
         }
         Ok(())

@@ -23,22 +23,30 @@
 //! permissions), otherwise read (query) or write (propose) permission on the key
 //! [`GENERIC_KEY`]; guest deploy and rollback need the `root` role.
 //!
-//! **Tokens.** etcd's simple tokens: `Authenticate` checks the password (bcrypt) on the member
-//! that was asked, then proposes the user name and a random token prefix; every member assigns
-//! the token `<prefix>.<index>` when it applies the entry, so the token works on any member.
-//! Tokens live in memory (a restart forgets them, as in etcd) and expire after
-//! `--auth-token-ttl` without use. JWT tokens are not implemented. With `--client-cert-auth`, a
-//! request without a token is the user named by its verified client certificate's CN.
+//! **Tokens** (`--auth-token`, [`TokenProvider`]). `Authenticate` checks the password (bcrypt)
+//! on the member that was asked, then proposes the user name (and a random prefix); the token
+//! is made when the entry applies, as in etcd. etcd's simple tokens (the default): every member
+//! assigns `<prefix>.<index>`, so the token works on any member; they live in memory (a restart
+//! forgets them) and expire after `--auth-token-ttl` without use. etcd's JWTs
+//! (`jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`): the member that was asked returns a JWT it
+//! signs with claims `username`, `revision` (the store's, at apply) and `exp`; every member
+//! with the key verifies it alone, and the token's revision, not the store's, is the one the
+//! permission checks compare, so a token issued before any auth change is refused as stale.
+//! Tokens from etcd with the same key are accepted and the other way round. With
+//! `--client-cert-auth`, a request without a token is the user named by its verified client
+//! certificate's CN.
 
+mod jwt;
 mod password;
 mod perms;
+mod simple_tokens;
 mod store;
 mod tokens;
 
 pub use password::{DEFAULT_COST as DEFAULT_BCRYPT_COST, PasswordHasher, hash_password, verify_password};
 pub use perms::Access;
 pub use store::{AuthState, AuthStore, Staged};
-pub use tokens::SimpleTokens;
+pub use tokens::{TokenOptions, TokenProvider};
 
 /// etcd's root user and role: the only role with admin rights, and the user that must exist
 /// (with that role) before auth can be enabled.
@@ -94,6 +102,13 @@ pub enum AuthError {
     InvalidAuthMgmt,
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
+    /// etcd's `ErrVerifyOnly` (a login on a member with only a JWT public key), sent
+    /// untranslated (code Unknown) as etcd sends it.
+    #[error("auth: token signing attempted with verify-only key")]
+    VerifyOnly,
+    /// ring refused to sign a JWT (the key was checked at start, so not expected).
+    #[error("auth: failed to sign a JWT token")]
+    TokenSigning,
 }
 
 impl AuthError {

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use prost::Message as _;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
@@ -19,7 +18,7 @@ use wasmraft_proto::authpb::{Permission, Role, User, UserAddOptions};
 use wasmraft_proto::etcdserverpb as pb;
 
 use super::perms::{Access, permitted};
-use super::tokens::SimpleTokens;
+use super::tokens::TokenProvider;
 use super::{AuthError, AuthInfo, ROOT};
 use crate::storage::tables::AUTH;
 
@@ -121,12 +120,12 @@ impl AuthState {
 /// The applied auth state and this member's tokens.
 pub struct AuthStore {
     state: RwLock<Arc<AuthState>>,
-    pub tokens: SimpleTokens,
+    pub tokens: TokenProvider,
 }
 
 impl AuthStore {
-    pub fn load(db: &redb::Database, token_ttl: Duration) -> anyhow::Result<AuthStore> {
-        Ok(AuthStore { state: RwLock::new(Arc::new(AuthState::read(db)?)), tokens: SimpleTokens::new(token_ttl) })
+    pub fn load(db: &redb::Database, tokens: TokenProvider) -> anyhow::Result<AuthStore> {
+        Ok(AuthStore { state: RwLock::new(Arc::new(AuthState::read(db)?)), tokens })
     }
 
     /// After a snapshot install: the snapshot's auth state; tokens handed out before are
@@ -150,12 +149,10 @@ impl AuthStore {
         self.state().enabled
     }
 
-    /// Who `token` belongs to, at the current revision (etcd's `AuthInfoFromCtx`).
+    /// Who `token` belongs to, and at which auth revision (etcd's `AuthInfoFromCtx`: the
+    /// current one for a simple token, the token's own for a JWT).
     pub fn info_from_token(&self, token: &str) -> Result<AuthInfo, AuthError> {
-        match self.tokens.user_of(token) {
-            Some(user) => Ok(AuthInfo { user, revision: self.revision() }),
-            None => Err(AuthError::InvalidAuthToken),
-        }
+        self.tokens.info(token, self.revision()).ok_or(AuthError::InvalidAuthToken)
     }
 }
 
@@ -193,8 +190,7 @@ impl Staged {
 
     /// Applies an auth entry at `index` (etcd's `authApplierV3` and `authStore`): the answer for
     /// the client is the encoded response (without header) or etcd's refusal. `Err` only for
-    /// storage failures. A login is given a live token only if `live` (not a replay after a
-    /// restart).
+    /// storage failures. A login is given a token only if `live` (not a replay after a restart).
     pub fn apply(
         &mut self,
         store: &AuthStore,
@@ -207,7 +203,8 @@ impl Staged {
         let info = req.header.as_ref().map(|h| AuthInfo { user: h.username.clone(), revision: h.auth_revision });
         let mut change = Change::default();
         let tokens_before = self.tokens.len();
-        let result = apply_request(state, info.as_ref(), index, req, &mut change, &mut self.tokens);
+        let issuer = live.then_some(&store.tokens);
+        let result = apply_request(state, info.as_ref(), index, req, &mut change, &mut self.tokens, issuer);
         if !live {
             self.tokens.truncate(tokens_before);
         }
@@ -228,9 +225,7 @@ impl Staged {
         }
         for op in self.tokens {
             match op {
-                TokenOp::Assign { prefix, index, user } => {
-                    store.tokens.assign(&prefix, index, &user);
-                }
+                TokenOp::Assign { prefix, index, user } => store.tokens.remember(&prefix, index, &user),
                 TokenOp::InvalidateUser(u) => store.tokens.invalidate_user(&u),
                 TokenOp::Clear => store.tokens.clear(),
             }
@@ -299,6 +294,7 @@ fn apply_request(
     r: &pb::InternalRaftRequest,
     change: &mut Change,
     tokens: &mut Vec<TokenOp>,
+    issuer: Option<&TokenProvider>,
 ) -> Result<Vec<u8>, AuthError> {
     if needs_admin(r) {
         s.check_admin(info)?;
@@ -329,8 +325,11 @@ fn apply_request(
             return Err(AuthError::AuthNotEnabled);
         }
         s.password_hash(&a.name).map_err(|_| AuthError::AuthFailed)?;
+        let token = match issuer {
+            Some(p) => p.issue(&a.simple_token, index, &a.name, s.revision)?,
+            None => String::new(),
+        };
         tokens.push(TokenOp::Assign { prefix: a.simple_token.clone(), index, user: a.name.clone() });
-        let token = format!("{}.{index}", a.simple_token);
         return Ok(pb::AuthenticateResponse { token, ..Default::default() }.encode_to_vec());
     }
     if let Some(u) = &r.auth_user_add {

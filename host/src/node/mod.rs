@@ -283,7 +283,7 @@ impl Node {
         membership.bootstrap(&state_db, &initial_members)?;
         let active = deployment::load_active(&state_db, &registry).context("loading the active guest")?;
         let alarms = crate::alarms::Alarms::load(&state_db).context("loading alarms")?;
-        let auth = crate::auth::AuthStore::load(&state_db, cfg.auth_token_ttl()).context("loading the auth store")?;
+        let auth = crate::auth::AuthStore::load(&state_db, cfg.token_provider()).context("loading the auth store")?;
         let state_db = crate::storage::StateDb::new(state_db, &state_path);
         if let Some(a) = &active {
             tracing::info!(

@@ -20,7 +20,7 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
 ];
 
 /// The whole file, or Go's `open <path>: <reason>`.
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("open {}: {}", path.display(), go_reason(&e)))
 }
 

@@ -20,6 +20,9 @@ mod peer;
 mod reload;
 mod self_cert;
 
+/// Reads a file with Go's `open <path>: <reason>` error, for the auth token keys too.
+pub(crate) use files::read as read_file;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
