@@ -88,7 +88,7 @@ fn kv_workloads(flavor: Flavor) {
     assert_eq!((keys, rev3 - rev2), (300, 100), "{flavor:?}: txn-put");
 
     // 6 watchers on 3 streams see each of 100 puts.
-    let watch = ok(&ep, &["watch-latency", "--watchers=6", "--streams=3", "--put-total=100", "--put-rate=0"]);
+    let watch = ok(&ep, &["watch-latency", "--watchers=6", "--streams=3", "--put-total=100", "--put-clients=2", "--put-rate=0"]);
     assert_eq!((watch["puts"].as_u64(), watch["events"].as_u64(), count(&watch)), (Some(100), Some(600), 600), "{watch}");
     assert!(watch["put_latency_us"]["p50"].as_u64().is_some_and(|p| p > 0), "{watch}");
     let (keys, _) = keys_and_revision(&member, "bench-watch-latency/", "bench-watch-latency0");

@@ -1,7 +1,7 @@
 //! `bench watch-latency`: how long a write takes to reach the watchers. `--watchers` watchers
 //! of one prefix are spread over `--streams` Watch streams (spread over `--conns`
-//! connections); once every watcher is created, one put loop on its own connection puts
-//! `--put-total` keys at `--put-rate`.
+//! connections); once every watcher is created, `--put-clients` put loops (one, as etcd's) on
+//! a connection of their own put `--put-total` keys at `--put-rate` in all.
 //!
 //! Each event each watcher receives is one sample, timed as etcd's watch-latency times it: from
 //! the moment its put was sent. That includes the put's own commit, so the figure is what a
@@ -45,6 +45,9 @@ pub struct WatchLatencyArgs {
     /// Puts in all.
     #[arg(long, default_value_t = 1000)]
     pub put_total: u64,
+    /// Concurrent put loops (write load beyond one client's pace).
+    #[arg(long, default_value_t = 1)]
+    pub put_clients: usize,
     /// Puts per second; 0: as fast as the answers come.
     #[arg(long, default_value_t = 100.0)]
     pub put_rate: f64,
@@ -77,8 +80,8 @@ struct Seen {
 }
 
 pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
-    if a.watchers == 0 || a.streams == 0 || a.put_total == 0 {
-        return Err(CliError::new(EXIT_INVALID_INPUT, "--watchers, --streams and --put-total must be at least 1"));
+    if a.watchers == 0 || a.streams == 0 || a.put_total == 0 || a.put_clients == 0 {
+        return Err(CliError::new(EXIT_INVALID_INPUT, "--watchers, --streams, --put-total and --put-clients must be at least 1"));
     }
     let streams = a.streams.min(a.watchers);
     let rate = runner::rate(a.put_rate, "put-rate")?;
@@ -103,7 +106,7 @@ pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
     let plan = Plan { stop: Stop::Total(a.put_total), rate, progress: runner::progress(&a.common, Stop::Total(a.put_total)) };
     let (value, t) = (vec![b'v'; a.val_size], times.clone());
     let puts_started = Instant::now();
-    let puts = runner::run(&plan, vec![KvClient::new(put_conn)], move |mut kv, i| {
+    let puts = runner::run(&plan, vec![KvClient::new(put_conn); a.put_clients], move |mut kv, i| {
         let (value, t) = (value.clone(), t.clone());
         async move {
             let slot = usize::try_from(i).unwrap_or(usize::MAX);
@@ -142,7 +145,7 @@ pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
     }
 
     let params = json!({
-        "watchers": a.watchers, "streams": streams, "put_total": a.put_total,
+        "watchers": a.watchers, "streams": streams, "put_total": a.put_total, "put_clients": a.put_clients,
         "put_rate": a.put_rate, "val_size": a.val_size,
     });
     let mut extra = serde_json::Map::new();
