@@ -67,18 +67,18 @@ pub fn rate(value: f64, flag: &str) -> Result<Option<f64>, CliError> {
     Ok((value > 0.0).then_some(value))
 }
 
-/// A bar on stderr counting requests (or the seconds of a `--duration` run). indicatif draws
-/// nothing when stderr is not a terminal, so logs and test output stay clean on their own.
+/// A bar on stderr counting requests (a counter without a bar for a `--duration` run). indicatif
+/// draws nothing when stderr is not a terminal, so logs and test output stay clean on their own.
 pub fn progress(common: &Common, stop: Stop) -> ProgressBar {
     if common.no_progress {
         return ProgressBar::hidden();
     }
     let (len, template) = match stop {
-        Stop::Total(n) => (n, "{elapsed_precise} [{bar:40}] {pos}/{len} requests ({per_sec})"),
-        Stop::After(d) => (d.as_secs().max(1), "{elapsed_precise} [{bar:40}] {msg} requests"),
+        Stop::Total(n) => (Some(n), "{elapsed_precise} [{bar:40}] {pos}/{len} requests ({per_sec})".to_string()),
+        Stop::After(d) => (None, format!("{{elapsed_precise}} of {d:?}: {{pos}} requests ({{per_sec}})")),
     };
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(template) {
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
@@ -136,7 +136,6 @@ where
         Stop::Total(n) => n,
         Stop::After(_) => u64::MAX,
     };
-    let ticker = deadline.map(|_| tick_seconds(plan.progress.clone(), start));
     let mut loops = Vec::with_capacity(states.len());
     for state in states {
         let (next, request, limiter, bar) = (next.clone(), request.clone(), limiter.clone(), plan.progress.clone());
@@ -158,11 +157,7 @@ where
                     Ok(()) => out.latencies.record(sent.elapsed()),
                     Err(status) => out.error(status_text(&status)),
                 }
-                if deadline.is_some() {
-                    bar.set_message((i + 1).to_string());
-                } else {
-                    bar.inc(1);
-                }
+                bar.inc(1);
             }
             out
         }));
@@ -176,9 +171,6 @@ where
         }
     }
     outcome.elapsed = start.elapsed();
-    if let Some(t) = ticker {
-        t.abort();
-    }
     plan.progress.finish_and_clear();
     outcome
 }
@@ -187,17 +179,6 @@ where
 /// print them (`Unavailable: etcdserver: leader changed`).
 pub fn status_text(s: &tonic::Status) -> String {
     format!("{:?}: {}", s.code(), s.message())
-}
-
-/// A `--duration` run's bar shows seconds; this moves it once a second.
-fn tick_seconds(bar: ProgressBar, start: Instant) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            every.tick().await;
-            bar.set_position(start.elapsed().as_secs());
-        }
-    })
 }
 
 /// A token bucket holding one token (golang.org/x/time/rate with burst 1, as etcd's benchmark
