@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # compare-cluster.sh — a 3-member real etcd cluster vs a 3-member wasmraft cluster (release build),
-# one cluster at a time, on this machine in this run, same flags, same load tool (kvload):
-#   1. put throughput and p99 latency (clients spread over all three members' endpoints);
-#   2. leader failover: kill -9 of the leader to the first successful put through a survivor,
-#      TRIALS times per cluster (the killed member is restarted from its data dir between trials).
+# one cluster at a time, on this machine in this run, same flags, same load tools:
+#   1. put throughput and p99 latency (`wasmraft bench put`, connections spread over all three
+#      members' endpoints);
+#   2. leader failover: kill -9 of the leader to the first successful put through a survivor
+#      (`kvload status` finds the leader, `kvload failover` times it), TRIALS times per cluster
+#      (the killed member is restarted from its data dir between trials).
 # Prints a table with the wasmraft/etcd ratio. Figures only: nothing here asserts anything.
 #
 # Usage: tests/scripts/compare-cluster.sh
 # Env:
-#   TOTAL=20000 CLIENTS=16 CONNS=1 KEY_SIZE=8 VAL_SIZE=256   put workload shape
+#   TOTAL=20000 CLIENTS=16 CONNS=3 KEY_SIZE=8 VAL_SIZE=256   put workload shape (CONNS: at
+#                         least 3, so that every member gets connections)
 #   TRIALS=3              failover trials per cluster
 #   WASMRAFT_BIN=path     use this wasmraft instead of building target/release/wasmraft
 #   ETCD_BIN=path         real etcd (default: etcd on PATH)
@@ -20,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 TOTAL=${TOTAL:-20000}
 CLIENTS=${CLIENTS:-16}
-CONNS=${CONNS:-1}
+CONNS=${CONNS:-3}
 KEY_SIZE=${KEY_SIZE:-8}
 VAL_SIZE=${VAL_SIZE:-256}
 TRIALS=${TRIALS:-3}
@@ -33,18 +36,14 @@ READY_LINE="ready to serve client requests"
 die() { echo "compare-cluster: $*" >&2; exit 1; }
 [ -n "$ETCD_BIN" ] && [ -x "$ETCD_BIN" ] || die "real etcd not found (apt-get install etcd-server, or set ETCD_BIN)"
 
+# wasmraft (its bench subcommand is the put load) and kvload (status, failover).
+echo "== building wasmraft and kvload (release)"
+cargo build --release -q -p wasmraft -p wasmraft-tests --bin wasmraft --bin kvload
+BENCH="$TARGET_DIR/release/wasmraft"
 if [ "$SUBJECT" = etcd ]; then
-    echo "== building kvload (release)"
-    cargo build --release -q -p wasmraft-tests --bin kvload
     SUBJECT_BIN=$ETCD_BIN
-elif [ -n "${WASMRAFT_BIN:-}" ]; then
-    echo "== building kvload (release)"
-    cargo build --release -q -p wasmraft-tests --bin kvload
-    SUBJECT_BIN=$WASMRAFT_BIN
 else
-    echo "== building wasmraft and kvload (release)"
-    cargo build --release -q -p wasmraft -p wasmraft-tests --bin wasmraft --bin kvload
-    SUBJECT_BIN="$TARGET_DIR/release/wasmraft"
+    SUBJECT_BIN=${WASMRAFT_BIN:-$BENCH}
 fi
 KVLOAD="$TARGET_DIR/release/kvload"
 [ -x "$SUBJECT_BIN" ] || die "$SUBJECT_BIN is not executable"
@@ -157,14 +156,14 @@ measure() {
     local key=$1 name=$2 bin=$3 out result t l survivors times=()
     echo "== $name: starting 3 members ($bin)"
     start_cluster "$key" "$bin"
-    echo "== $name: put, $TOTAL requests, $CLIENTS clients over $(all_endpoints)"
-    # shellcheck disable=SC2086
-    out=$("$KVLOAD" put --endpoints "$(all_endpoints)" --clients "$CLIENTS" --conns "$CONNS" --total "$TOTAL" \
-        --key-size "$KEY_SIZE" --val-size "$VAL_SIZE") || { echo "$out"; die "kvload put against $name failed"; }
-    echo "$out" | grep -v '^RESULT' | sed 's/^/   /'
-    result=$(echo "$out" | grep '^RESULT')
-    QPS[$key]=$(echo "$result" | sed -n 's/.* qps=\([^ ]*\).*/\1/p')
-    P99[$key]=$(echo "$result" | sed -n 's/.* p99_ms=\([^ ]*\).*/\1/p')
+    echo "== $name: put, $TOTAL requests, $CLIENTS clients on $CONNS connections over $(all_endpoints)"
+    out=$("$BENCH" bench put --endpoints "$(all_endpoints)" --clients "$CLIENTS" --conns "$CONNS" --total "$TOTAL" \
+        --key-size "$KEY_SIZE" --val-size "$VAL_SIZE" --key-space-size "$TOTAL" --sequential-keys \
+        --no-progress --json "$ROOT/$key.json") || { echo "$out"; die "wasmraft bench put against $name failed"; }
+    echo "$out" | grep -E 'Total:|Requests/sec:|(50|99)% in' | sed 's/^ */   /'
+    # One "qps" and one "p99" (latency_us, µs) in put's one-line JSON.
+    QPS[$key]=$(sed -n 's/.*"qps":\([0-9.]*\).*/\1/p' "$ROOT/$key.json" | awk '{ printf "%.1f", $1 }')
+    P99[$key]=$(sed -n 's/.*"p99":\([0-9]*\).*/\1/p' "$ROOT/$key.json" | awk '{ printf "%.3f", $1 / 1000 }')
     for t in $(seq "$TRIALS"); do
         l=$(leader)
         survivors=""

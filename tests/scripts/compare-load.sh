@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# compare-load.sh — the same small kvload workloads against real etcd and against wasmraft
-# (release build), one server at a time, on this machine in this run; prints a table with the
-# wasmraft/etcd ratio. Small on purpose: the full benchmark is a separate tool.
+# compare-load.sh — the same `wasmraft bench` workloads (put, linearizable and serializable
+# range) against real etcd and against wasmraft (release build), one server at a time, on this
+# machine in this run; prints a table with the wasmraft/etcd ratio.
 #
 # Usage: tests/scripts/compare-load.sh
 # Env:
 #   TOTAL=20000 CLIENTS=16 CONNS=1 KEY_SIZE=8 VAL_SIZE=256   workload shape
-#   WASMRAFT_BIN=path     use this wasmraft instead of building target/release/wasmraft
+#   WASMRAFT_BIN=path     use this wasmraft as the server instead of target/release/wasmraft
+#   BENCH_BIN=path        the wasmraft whose `bench` is the load generator (default: build
+#                         target/release/wasmraft)
 #   ETCD_BIN=path         real etcd (default: etcd on PATH)
 #   WASMRAFT_TEST_SUBJECT=etcd   run a second real etcd as the subject (validates the script)
 #   DATA_ROOT=dir         where the temp data dirs go (default: $TMPDIR or /tmp); both servers
@@ -29,19 +31,18 @@ READY_LINE="ready to serve client requests"
 die() { echo "compare-load: $*" >&2; exit 1; }
 [ -n "$ETCD_BIN" ] && [ -x "$ETCD_BIN" ] || die "real etcd not found (apt-get install etcd-server, or set ETCD_BIN)"
 
-echo "== building kvload (release)"
-cargo build --release -q -p wasmraft-tests --bin kvload
-KVLOAD="$TARGET_DIR/release/kvload"
+if [ -z "${BENCH_BIN:-}" ]; then
+    echo "== building wasmraft (release; its bench subcommand is the load generator)"
+    cargo build --release -q -p wasmraft
+fi
+BENCH=${BENCH_BIN:-$TARGET_DIR/release/wasmraft}
 if [ "$SUBJECT" = etcd ]; then
     SUBJECT_BIN=$ETCD_BIN
-elif [ -n "${WASMRAFT_BIN:-}" ]; then
-    SUBJECT_BIN=$WASMRAFT_BIN
 else
-    echo "== building wasmraft (release)"
-    cargo build --release -q -p wasmraft
-    SUBJECT_BIN="$TARGET_DIR/release/wasmraft"
+    SUBJECT_BIN=${WASMRAFT_BIN:-$TARGET_DIR/release/wasmraft}
 fi
 [ -x "$SUBJECT_BIN" ] || die "$SUBJECT_BIN is not executable"
+[ -x "$BENCH" ] || die "$BENCH is not executable"
 
 ROOT=$(mktemp -d "${DATA_ROOT:-${TMPDIR:-/tmp}}/compare-load.XXXXXX")
 PIDS=()
@@ -66,6 +67,10 @@ free_port() {
     done
     die "no free port"
 }
+
+# json_field NAME FILE: the number named NAME in bench's one-line JSON (for put and range there
+# is one "qps" and one "p99", the latter in latency_us, in µs)
+json_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" "$2" | head -1; }
 
 # start NAME BIN -> sets URL_<NAME>; waits for the ready line
 start() {
@@ -92,20 +97,23 @@ start subject "$SUBJECT_BIN"
 echo "== etcd: $ETCD_BIN at $URL_etcd"
 echo "== $LABEL: $SUBJECT_BIN at $URL_subject"
 
+# put: TOTAL distinct keys, each written once; range: single keys of 1000 written first.
 WORKLOADS=("put" "range --consistency l" "range --consistency s")
 declare -A QPS P99
 for w in "${WORKLOADS[@]}"; do
+    space=1000; [ "$w" = put ] && space=$TOTAL
     for target in etcd subject; do
         url_var="URL_$target"
         name=$target; [ "$target" = subject ] && name=$LABEL
         echo "== $w against $name"
+        json="$ROOT/$target.json"
         # shellcheck disable=SC2086
-        out=$("$KVLOAD" $w --endpoints "${!url_var}" --clients "$CLIENTS" --conns "$CONNS" --total "$TOTAL" \
-            --key-size "$KEY_SIZE" --val-size "$VAL_SIZE") || { echo "$out"; die "kvload $w against $name failed"; }
-        echo "$out" | grep -v '^RESULT' | sed 's/^/   /'
-        result=$(echo "$out" | grep '^RESULT')
-        QPS["$w/$target"]=$(echo "$result" | sed -n 's/.* qps=\([^ ]*\).*/\1/p')
-        P99["$w/$target"]=$(echo "$result" | sed -n 's/.* p99_ms=\([^ ]*\).*/\1/p')
+        out=$("$BENCH" bench $w --endpoints "${!url_var}" --clients "$CLIENTS" --conns "$CONNS" --total "$TOTAL" \
+            --key-size "$KEY_SIZE" --val-size "$VAL_SIZE" --key-space-size "$space" --sequential-keys \
+            --no-progress --json "$json") || { echo "$out"; die "wasmraft bench $w against $name failed"; }
+        echo "$out" | grep -E 'Total:|Requests/sec:|(50|99)% in' | sed 's/^ */   /'
+        QPS["$w/$target"]=$(json_field qps "$json" | awk '{ printf "%.1f", $1 }')
+        P99["$w/$target"]=$(json_field p99 "$json" | awk '{ printf "%.3f", $1 / 1000 }')
     done
 done
 

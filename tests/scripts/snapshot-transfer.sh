@@ -8,15 +8,14 @@
 # Prints the state size, the time, the rate, and the peak RSS (VmHWM, reset with clear_refs
 # just before each transfer) of the sender and the receiver.
 #
-# Usage: WASMRAFT_BIN=target/release/wasmraft KVLOAD_BIN=target/release/kvload \
-#          tests/scripts/snapshot-transfer.sh
+# Usage: WASMRAFT_BIN=target/release/wasmraft tests/scripts/snapshot-transfer.sh
+# (the values are written with that binary's `wasmraft bench put`)
 # Env: MB_VALUES=600 (1 MB values), DATA_ROOT=/tmp, KEEP=1 keeps data dirs and logs.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 MB_VALUES=${MB_VALUES:-600}
 WASMRAFT_BIN=${WASMRAFT_BIN:-target/release/wasmraft}
-KVLOAD_BIN=${KVLOAD_BIN:-target/release/kvload}
 ETCDCTL=${ETCDCTL:-etcdctl}
 ROOT=$(mktemp -d "${DATA_ROOT:-/tmp}/snapshot-transfer-XXXXXX")
 BASE=${BASE_PORT:-27400}
@@ -63,8 +62,8 @@ eval "lagger_pid=\$pid$lagger"
 kill "$lagger_pid"; wait "$lagger_pid" 2>/dev/null || true
 
 echo "writing $MB_VALUES values of 1 MB through member $leader (member $lagger stopped)..."
-"$KVLOAD_BIN" put --endpoints "http://127.0.0.1:$((BASE + leader))" --clients 4 --total "$MB_VALUES" \
-  --key-size 16 --val-size 1000000 >/dev/null
+"$WASMRAFT_BIN" bench put --endpoints "http://127.0.0.1:$((BASE + leader))" --clients 4 --total "$MB_VALUES" \
+  --key-size 16 --val-size 1000000 --key-space-size "$MB_VALUES" --sequential-keys --no-progress >/dev/null
 state=$(stat -c %s "$ROOT/m$leader/member/state.redb")
 echo "leader state database: $((state / 1048576)) MiB"
 

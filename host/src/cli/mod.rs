@@ -11,6 +11,7 @@
 //! (bad hex, unreadable input file); 4 no endpoint could be reached; 6 the output could not be
 //! written.
 
+mod bench;
 mod guest;
 mod snapshot;
 
@@ -69,6 +70,12 @@ pub enum Command {
         #[command(subcommand)]
         command: snapshot::SnapshotCommand,
     },
+    /// Load any etcd v3 endpoint (etcd or wasmraft) or a custom guest and report throughput and
+    /// latency, as etcd's benchmark tool does.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -105,8 +112,15 @@ pub type AuthedChannel = tonic::service::interceptor::InterceptedService<Channel
 
 /// Logs in as `--user` (etcd's Authenticate) on `channel`; without `--user`, no token.
 async fn authed(conn: &ConnFlags, channel: Channel) -> Result<AuthedChannel, CliError> {
+    let token = login(conn, channel.clone()).await?;
+    Ok(tonic::service::interceptor::InterceptedService::new(channel, token))
+}
+
+/// The token `--user` gets from etcd's Authenticate on `channel` (none without `--user`): one
+/// login that several connections can then present, as `wasmraft bench` does.
+async fn login(conn: &ConnFlags, channel: Channel) -> Result<TokenInterceptor, CliError> {
     let Some(user) = &conn.user else {
-        return Ok(tonic::service::interceptor::InterceptedService::new(channel, TokenInterceptor(None)));
+        return Ok(TokenInterceptor(None));
     };
     let (name, password) = match user.split_once(':') {
         Some((n, p)) => (n.to_string(), p.to_string()),
@@ -115,13 +129,13 @@ async fn authed(conn: &ConnFlags, channel: Channel) -> Result<AuthedChannel, Cli
             (user.clone(), p)
         }
     };
-    let mut auth = wasmraft_proto::etcdserverpb::auth_client::AuthClient::new(channel.clone());
+    let mut auth = wasmraft_proto::etcdserverpb::auth_client::AuthClient::new(channel);
     let resp = auth
         .authenticate(wasmraft_proto::etcdserverpb::AuthenticateRequest { name, password })
         .await
         .map_err(status_error)?;
     let token = resp.into_inner().token.parse().map_err(|_| CliError::new(EXIT_SERVER_ERROR, "the member answered with a token that is not ASCII"))?;
-    Ok(tonic::service::interceptor::InterceptedService::new(channel, TokenInterceptor(Some(token))))
+    Ok(TokenInterceptor(Some(token)))
 }
 
 /// Reads a password from stdin (one line), as etcdctl asks for one when --user has none.
@@ -245,9 +259,25 @@ async fn channel_to(ep: &str, dial: Duration, call: Duration) -> Result<(Channel
     let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| format!("{url}: {e}"))?.connect_timeout(dial).timeout(call);
     match tokio::time::timeout(dial, endpoint.connect()).await {
         Ok(Ok(channel)) => Ok((channel, url)),
-        Ok(Err(e)) => Err(format!("{url}: {e}")),
+        Ok(Err(e)) => Err(format!("{url}: {}", error_chain(&e))),
         Err(_) => Err(format!("{url}: timed out after {dial:?}")),
     }
+}
+
+/// An error and its causes, `transport error: tcp connect error: Connection refused`: tonic's
+/// own text alone ("transport error") does not say what went wrong.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 async fn connect(conn: &ConnFlags) -> Result<GenericClient<AuthedChannel>, CliError> {
@@ -300,7 +330,7 @@ async fn run_async(cmd: Command) -> Result<(), CliError> {
             print(&text)
         }
         Command::Guest { command } => guest::run(command).await,
-        Command::Snapshot { .. } => Ok(()),
+        Command::Snapshot { .. } | Command::Bench { .. } => Ok(()),
     }
 }
 
@@ -311,6 +341,8 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::Query { .. } => "query",
         Command::Info { .. } => "info",
         Command::Guest { command } => command.name(),
+        // A load generator wants every core: its own multi-threaded runtime.
+        Command::Bench { command } => return bench::run(command.clone()),
         Command::Snapshot { command } => {
             // Local files only: no runtime needed.
             return match snapshot::run(command.clone()) {
