@@ -176,7 +176,15 @@ impl PeerSender for TransportSender {
             let path = node.snap_dir().join(format!("out-{to:016x}-{index:016x}.snap"));
             let written = {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || crate::storage::snapshot::write(&state, &path)).await
+                tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    let written = crate::storage::snapshot::write(&state, &path);
+                    if written.is_ok() {
+                        crate::metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
+                    }
+                    written
+                })
+                .await
             };
             let size = match written {
                 Ok(Ok(size)) => size,
