@@ -167,6 +167,10 @@ impl PeerSender for TransportSender {
 
     /// Writes the state into a file off the raft thread, then streams it; the file is unlinked
     /// once open, so it disappears when the transfer ends however it ends.
+    fn traffic(&self) -> Vec<wasmraft_transport::PeerTraffic> {
+        self.transport.traffic()
+    }
+
     fn send_snapshot(&self, m: Message, state: redb::ReadTransaction) {
         let transport = self.transport.clone();
         let Some(node) = self.node.upgrade() else { return };

@@ -99,6 +99,10 @@ pub trait PeerSender: Send + Sync + 'static {
     fn update_peer(&self, id: u64, peer_urls: &[String]);
     /// Since when the member has been reachable (None: not now, or unknown).
     fn active_since(&self, id: u64) -> Option<SystemTime>;
+    /// Bytes carried to and from each peer so far (for `/metrics`; none if not counted).
+    fn traffic(&self) -> Vec<wasmraft_transport::PeerTraffic> {
+        Vec::new()
+    }
 }
 
 /// State shared by the raft thread, the apply thread and client tasks.
@@ -617,6 +621,11 @@ impl NodeHandle {
             db_size: s.state_db.file_size(),
             is_learner: self.is_learner(),
         }
+    }
+
+    /// Bytes the peer transport carried to and from each peer (empty before it is connected).
+    pub fn peer_traffic(&self) -> Vec<wasmraft_transport::PeerTraffic> {
+        self.inner.peers.get().map(|p| p.traffic()).unwrap_or_default()
     }
 
     /// The leader's member id, 0 when there is none. Cheap: for per-request checks.
