@@ -194,7 +194,11 @@ fn etcd_names_and_types_and_they_move_as_etcds_do() {
         let theirs = etcd.types.get(*name).unwrap_or_else(|| panic!("etcd does not serve {name}"));
         assert_eq!(ours.types.get(*name), Some(theirs), "{name}: type");
     }
-    // Nothing else under etcd's, go-grpc-prometheus's or the process collector's names.
+    // Nothing else under etcd's, go-grpc-prometheus's or the process collector's names (a
+    // claim about wasmraft; etcd as the subject serves many more).
+    if Flavor::subject() != Flavor::Wasmraft {
+        return;
+    }
     for (name, ty) in &ours.types {
         if name.starts_with("wasmraft_") || NOT_ETCDS.contains(&name.as_str()) {
             continue;
@@ -232,8 +236,10 @@ fn three_members_one_leader_and_a_killed_leader_is_a_change_seen() {
             assert_eq!(s.types.get(*name).map(String::as_str), Some("counter"), "member {i}: {name}");
             assert!(s.value(name, &[]) > 0.0, "member {i}: {name}");
         }
-        let others = s.samples.iter().filter(|(series, _)| series.starts_with("etcd_network_peer_sent_bytes_total{To=")).count();
-        assert_eq!(others, 2, "member {i}: one series per peer");
+        // A series per peer sent to (etcd: once something was sent; a follower may not have
+        // sent to the other follower yet).
+        let peers = s.samples.iter().filter(|(series, _)| series.starts_with("etcd_network_peer_sent_bytes_total{To=")).count();
+        assert!((1..=2).contains(&peers), "member {i}: {peers} peer series");
     }
 
     cluster.kill9(leader);
