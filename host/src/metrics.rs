@@ -107,6 +107,8 @@ pub struct Metrics {
     pub grpc_sent_bytes: IntCounter,
     pub grpc_started: IntCounterVec,
     pub grpc_handled: IntCounterVec,
+    pub grpc_msg_received: IntCounterVec,
+    pub grpc_msg_sent: IntCounterVec,
 
     // wasmraft_guest_*.
     pub guest_apply_duration: Histogram,
@@ -213,6 +215,18 @@ impl Metrics {
                 "grpc_server_handled_total",
                 "Total number of RPCs completed on the server, regardless of success or failure.",
                 &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+            ),
+            grpc_msg_received: counter_vec(
+                &r,
+                "grpc_server_msg_received_total",
+                "Total number of RPC stream messages received on the server.",
+                &["grpc_type", "grpc_service", "grpc_method"],
+            ),
+            grpc_msg_sent: counter_vec(
+                &r,
+                "grpc_server_msg_sent_total",
+                "Total number of gRPC stream messages sent by the server.",
+                &["grpc_type", "grpc_service", "grpc_method"],
             ),
             guest_apply_duration: histogram(
                 &r,

@@ -78,10 +78,6 @@ impl Scrape {
             .map(|(_, v)| v)
             .sum()
     }
-
-    fn has(&self, name: &str) -> bool {
-        self.types.contains_key(name)
-    }
 }
 
 fn metrics_url(endpoint: &str) -> String {
@@ -123,6 +119,8 @@ const ETCD_NAMES: &[&str] = &[
     "etcd_network_client_grpc_received_bytes_total",
     "grpc_server_started_total",
     "grpc_server_handled_total",
+    "grpc_server_msg_received_total",
+    "grpc_server_msg_sent_total",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
     "process_virtual_memory_bytes",
@@ -164,6 +162,8 @@ fn single_member(flavor: Flavor) -> Scrape {
     assert_eq!(after.value("grpc_server_started_total", &put), PUTS as f64, "{what}");
     let put_ok = [put[0], put[1], put[2], ("grpc_code", "OK")];
     assert_eq!(after.value("grpc_server_handled_total", &put_ok), PUTS as f64, "{what}");
+    assert_eq!(after.value("grpc_server_msg_received_total", &put), PUTS as f64, "{what}");
+    assert_eq!(after.value("grpc_server_msg_sent_total", &put), PUTS as f64, "{what}");
     assert_eq!(after.value("etcd_server_has_leader", &[]), 1.0, "{what}");
     assert_eq!(after.value("etcd_server_is_leader", &[]), 1.0, "{what}");
     assert_eq!(after.value("etcd_server_proposals_pending", &[]), 0.0, "{what}");

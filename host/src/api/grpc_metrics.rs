@@ -1,5 +1,6 @@
 //! go-grpc-prometheus's server metrics, which etcd serves and dashboards read
-//! (`grpc_server_started_total`, `grpc_server_handled_total`), and etcd's client byte counters
+//! (`grpc_server_started_total`, `grpc_server_handled_total`, `grpc_server_msg_received_total`,
+//! `grpc_server_msg_sent_total`), and etcd's client byte counters
 //! (`etcd_network_client_grpc_{received,sent}_bytes_total`), as one tower layer around every
 //! gRPC service of the client listener.
 //!
@@ -57,8 +58,11 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let call = is_grpc(req.headers()).then(|| Call::start(req.uri().path()));
-        let req = match call {
-            Some(_) => req.map(|b| Body::new(Counted::new(b, metrics().grpc_received_bytes.clone(), None))),
+        let req = match &call {
+            Some(c) => {
+                let received = Tally { bytes: metrics().grpc_received_bytes.clone(), messages: c.series(&metrics().grpc_msg_received) };
+                req.map(|b| Body::new(Counted::new(b, received, None)))
+            }
             None => req,
         };
         let fut = self.inner.call(req);
@@ -67,6 +71,7 @@ where
             Ok(match call {
                 None => resp.map(Counted::plain),
                 Some(call) => {
+                    let sent = Tally { bytes: metrics().grpc_sent_bytes.clone(), messages: call.series(&metrics().grpc_msg_sent) };
                     let call = match status_code(resp.headers()) {
                         Some(code) => {
                             call.handled(code);
@@ -74,7 +79,7 @@ where
                         }
                         None => Some(call),
                     };
-                    resp.map(|b| Counted::new(b, metrics().grpc_sent_bytes.clone(), call))
+                    resp.map(|b| Counted::new(b, sent, call))
                 }
             })
         })
@@ -140,6 +145,12 @@ impl Call {
         Call { labels, done: false }
     }
 
+    /// This call's series of a metric labelled like `started`.
+    fn series(&self, vec: &prometheus::IntCounterVec) -> IntCounter {
+        let [t, s, m] = &self.labels;
+        vec.with_label_values(&[t, s, m])
+    }
+
     fn handled(mut self, code: &str) {
         self.count(code);
     }
@@ -160,17 +171,23 @@ impl Drop for Call {
     }
 }
 
-/// A body whose gRPC message bytes are counted, and (for a response) whose trailers complete
-/// the call.
+/// Where a body's gRPC message bytes and messages are counted.
+struct Tally {
+    bytes: IntCounter,
+    messages: IntCounter,
+}
+
+/// A body whose gRPC messages (and their bytes) are counted, and (for a response) whose
+/// trailers complete the call.
 pub(super) struct Counted<B> {
     inner: B,
-    bytes: Option<(IntCounter, MessageSizes)>,
+    bytes: Option<(Tally, MessageSizes)>,
     call: Option<Call>,
 }
 
 impl<B> Counted<B> {
-    fn new(inner: B, counter: IntCounter, call: Option<Call>) -> Self {
-        Counted { inner, bytes: Some((counter, MessageSizes::default())), call }
+    fn new(inner: B, tally: Tally, call: Option<Call>) -> Self {
+        Counted { inner, bytes: Some((tally, MessageSizes::default())), call }
     }
 
     fn plain(inner: B) -> Self {
@@ -189,8 +206,12 @@ where
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let (Some(data), Some((counter, sizes))) = (frame.data_ref(), this.bytes.as_mut()) {
-                counter.inc_by(sizes.feed(data.chunk()));
+            if let (Some(data), Some((tally, sizes))) = (frame.data_ref(), this.bytes.as_mut()) {
+                let (bytes, messages) = sizes.feed(data.chunk());
+                tally.bytes.inc_by(bytes);
+                if messages > 0 {
+                    tally.messages.inc_by(messages);
+                }
             }
             if let Some(trailers) = frame.trailers_ref()
                 && let Some(code) = status_code(trailers)
@@ -212,7 +233,7 @@ where
 }
 
 /// Follows the gRPC length-prefixed framing (a flag byte, a 4-byte big-endian length, the
-/// message) across body chunks and counts message bytes only.
+/// message) across body chunks and counts messages and their bytes.
 #[derive(Debug, Default)]
 struct MessageSizes {
     /// Prefix bytes still to read of the current message (0: in its payload).
@@ -225,15 +246,18 @@ struct MessageSizes {
 impl MessageSizes {
     const PREFIX: u8 = 5;
 
-    /// Consumes one chunk; returns the message bytes in it.
-    fn feed(&mut self, mut chunk: &[u8]) -> u64 {
-        let mut counted = 0;
+    /// Consumes one chunk; returns the message bytes in it and how many messages it completed.
+    fn feed(&mut self, mut chunk: &[u8]) -> (u64, u64) {
+        let (mut counted, mut completed) = (0, 0);
         while !chunk.is_empty() {
             if self.payload_left > 0 {
                 let n = self.payload_left.min(chunk.len() as u64);
                 counted += n;
                 self.payload_left -= n;
                 chunk = &chunk[n as usize..];
+                if self.payload_left == 0 {
+                    completed += 1;
+                }
                 continue;
             }
             if self.prefix_left == 0 {
@@ -248,9 +272,12 @@ impl MessageSizes {
             chunk = &chunk[1..];
             if self.prefix_left == 0 {
                 self.payload_left = u64::from(self.prefix);
+                if self.payload_left == 0 {
+                    completed += 1;
+                }
             }
         }
-        counted
+        (counted, completed)
     }
 }
 
@@ -273,8 +300,8 @@ mod tests {
         let body = framed(&[b"abcdef", b"", &[7u8; 300], b"xy"]);
         for chunk in [1, 2, 3, 5, 7, 64, body.len()] {
             let mut sizes = MessageSizes::default();
-            let total: u64 = body.chunks(chunk).map(|c| sizes.feed(c)).sum();
-            assert_eq!(total, 308, "chunks of {chunk}");
+            let (bytes, messages) = body.chunks(chunk).map(|c| sizes.feed(c)).fold((0, 0), |(b, m), (cb, cm)| (b + cb, m + cm));
+            assert_eq!((bytes, messages), (308, 4), "chunks of {chunk}");
         }
     }
 
