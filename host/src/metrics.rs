@@ -288,6 +288,11 @@ impl Metrics {
         self.guest_failures[kind as usize].inc();
     }
 
+    /// Guest calls on entries that failed this way so far.
+    pub fn guest_failures(&self, kind: GuestFailure) -> u64 {
+        self.guest_failures[kind as usize].get()
+    }
+
     /// Sets the state gauges from `node` and renders every metric in the text format.
     fn render(&self, node: &NodeHandle) -> Vec<u8> {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
