@@ -31,6 +31,11 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
     pub listen_client_urls: String,
 
+    /// List of additional URLs to listen on that will respond to both the /metrics and /health
+    /// endpoints.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+    pub listen_metrics_urls: String,
+
     /// List of this member's client URLs to advertise to the public.
     #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
     pub advertise_client_urls: String,
@@ -198,6 +203,8 @@ pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
     pub listen_client_urls: Vec<Url>,
+    /// --listen-metrics-urls: plain http listeners for /metrics and /health (none by default).
+    pub listen_metrics_urls: Vec<Url>,
     pub advertise_client_urls: Vec<Url>,
     pub listen_peer_urls: Vec<Url>,
     pub initial_advertise_peer_urls: Vec<Url>,
@@ -274,9 +281,17 @@ impl MemberFlags {
         }
         let listen_client_urls = parse_urls("--listen-client-urls", &self.listen_client_urls)?;
         let advertise_client_urls = parse_urls("--advertise-client-urls", &self.advertise_client_urls)?;
+        let listen_metrics_urls = if self.listen_metrics_urls.trim().is_empty() {
+            Vec::new()
+        } else {
+            parse_urls("--listen-metrics-urls", &self.listen_metrics_urls)?
+        };
+        if let Some(u) = listen_metrics_urls.iter().find(|u| u.scheme() == "https") {
+            bail!("--listen-metrics-urls: {}: wasmraft serves metrics URLs over http only", trim_url(u));
+        }
         let listen_peer_urls = parse_urls("--listen-peer-urls", &self.listen_peer_urls)?;
         let initial_advertise_peer_urls = parse_urls("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
-        for u in listen_client_urls.iter().chain(&listen_peer_urls) {
+        for u in listen_client_urls.iter().chain(&listen_peer_urls).chain(&listen_metrics_urls) {
             if u.path() != "/" && !u.path().is_empty() {
                 bail!("listen URL {u} must not have a path");
             }
@@ -344,6 +359,7 @@ impl MemberFlags {
             name: self.name,
             data_dir,
             listen_client_urls,
+            listen_metrics_urls,
             advertise_client_urls,
             listen_peer_urls,
             initial_advertise_peer_urls,
@@ -475,6 +491,16 @@ mod tests {
         let e = parse(&["--listen-client-urls", "localhost:2379"]).unwrap_err();
         assert!(format!("{e:#}").contains("--listen-client-urls"), "{e:#}");
         assert!(parse(&["--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn metrics_urls() {
+        assert!(parse(&[]).unwrap().listen_metrics_urls.is_empty(), "etcd's default is none");
+        let c = parse(&["--listen-metrics-urls", "http://127.0.0.1:9100,http://localhost:9101"]).unwrap();
+        assert_eq!(c.listen_metrics_urls.len(), 2);
+        let e = parse(&["--listen-metrics-urls", "https://127.0.0.1:9100"]).unwrap_err();
+        assert!(e.to_string().contains("http only"), "{e}");
+        assert!(parse(&["--listen-metrics-urls", "127.0.0.1:9100"]).is_err());
     }
 
     #[test]

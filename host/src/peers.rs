@@ -167,6 +167,10 @@ impl PeerSender for TransportSender {
 
     /// Writes the state into a file off the raft thread, then streams it; the file is unlinked
     /// once open, so it disappears when the transfer ends however it ends.
+    fn traffic(&self) -> Vec<wasmraft_transport::PeerTraffic> {
+        self.transport.traffic()
+    }
+
     fn send_snapshot(&self, m: Message, state: redb::ReadTransaction) {
         let transport = self.transport.clone();
         let Some(node) = self.node.upgrade() else { return };
@@ -176,7 +180,15 @@ impl PeerSender for TransportSender {
             let path = node.snap_dir().join(format!("out-{to:016x}-{index:016x}.snap"));
             let written = {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || crate::storage::snapshot::write(&state, &path)).await
+                tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    let written = crate::storage::snapshot::write(&state, &path);
+                    if written.is_ok() {
+                        crate::metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
+                    }
+                    written
+                })
+                .await
             };
             let size = match written {
                 Ok(Ok(size)) => size,

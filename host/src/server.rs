@@ -57,6 +57,10 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     for url in &cfg.listen_peer_urls {
         peer_listeners.push((bind(url).await?, url.scheme() == "https"));
     }
+    let mut metrics_listeners = Vec::new();
+    for url in &cfg.listen_metrics_urls {
+        metrics_listeners.push(bind(url).await?);
+    }
 
     let engine = GuestEngine::new(Default::default()).context("configuring the Wasm engine")?;
     let registry = Arc::new(GuestRegistry::new(engine, cfg.data_dir.join("member").join("guest-cache")));
@@ -72,6 +76,7 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     let handle = node.handle();
     let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
     let transport = start_transport(&cfg, &node, peer_listeners, peer_tls, peers_stopped)?;
+    serve_metrics(&handle, metrics_listeners, &peers_stop);
     let result = serve(&cfg, handle, listeners, initial, shutdown).await;
     let _ = peers_stop.send(true);
     transport.stop();
@@ -235,6 +240,26 @@ fn start_transport(
     }
     node.set_peers(TransportSender::new(transport.clone(), tokio::runtime::Handle::current(), &handle));
     Ok(transport)
+}
+
+/// Serves `/metrics` and `/health` on the --listen-metrics-urls listeners from now until the
+/// member stops (etcd starts them with the member too, before it is ready, so a scraper sees a
+/// member that cannot elect a leader).
+fn serve_metrics(handle: &NodeHandle, listeners: Vec<TcpListener>, stop: &tokio::sync::watch::Sender<bool>) {
+    for l in listeners {
+        let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!("embed: listening for metrics on http://{addr}");
+        let router = api::metrics_router(handle.clone());
+        let mut stopped = stop.subscribe();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(l, router).with_graceful_shutdown(stop).await {
+                tracing::error!("metrics listener {addr} stopped: {e}");
+            }
+        });
+    }
 }
 
 /// Publishes this member's attributes through the log, retrying until it succeeds: once it

@@ -95,6 +95,8 @@ pub struct BodyReader<B> {
     buf: Bytes,
     read_timeout: Option<Duration>,
     eof: bool,
+    /// Data bytes taken from the body so far.
+    read: u64,
 }
 
 impl<B> BodyReader<B>
@@ -108,7 +110,13 @@ where
             buf: Bytes::new(),
             read_timeout,
             eof: false,
+            read: 0,
         }
+    }
+
+    /// Data bytes received from the body so far (read or buffered).
+    pub fn bytes_read(&self) -> u64 {
+        self.read
     }
 
     async fn fill(&mut self) -> io::Result<bool> {
@@ -128,6 +136,7 @@ where
                 Some(Err(e)) => return Err(io::Error::other(e.to_string())),
                 Some(Ok(f)) => {
                     if let Ok(d) = f.into_data() {
+                        self.read += d.len() as u64;
                         self.buf = d;
                     }
                 }

@@ -357,6 +357,9 @@ async fn pipeline_inner(shared: &Shared, req: Request<Incoming>) -> Response<Cha
     if shared.ctx.raft.is_id_removed(m.from) {
         return json_error(403, REMOVED_SENDER);
     }
+    if let Some(peer) = shared.peer(m.from) {
+        peer.status.received(buf.len() as u64);
+    }
     match shared.ctx.raft.process(m) {
         Ok(()) => empty(StatusCode::NO_CONTENT),
         Err(e) => process_error_response(e, false),

@@ -55,6 +55,14 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use raft::eraftpb::Message;
 
+/// What the transport carried to and from one peer ([`Transport::traffic`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerTraffic {
+    pub id: u64,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+}
+
 /// An error `Raft::process` returns.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProcessError {

@@ -52,8 +52,10 @@ impl Pipeline {
                             None => return,
                         };
                         let is_snap = m.msg_type == MessageType::MsgSnapshot;
-                        match post(&ctx, &picker, &pb::encode_message(&m)).await {
+                        let data = pb::encode_message(&m);
+                        match post(&ctx, &picker, &data).await {
                             Ok(()) => {
+                                status.sent(data.len());
                                 status.activate();
                                 if is_snap {
                                     ctx.raft.report_snapshot(m.to, SnapshotStatus::Finish);

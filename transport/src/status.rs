@@ -1,8 +1,11 @@
 //! Peer status (`peer_status.go`): whether any channel to the peer works, and since when.
 //! Every role activates it on success and deactivates it on failure; `active_since` is what
 //! etcd's `ActiveSince` reports (used by the server to decide whether a member is connected).
+//! It also counts the bytes the streams and the pipeline carry to and from the peer (etcd's
+//! `etcd_network_peer_{sent,received}_bytes_total`).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 #[derive(Debug)]
@@ -10,6 +13,8 @@ pub(crate) struct PeerStatus {
     local: u64,
     id: u64,
     inner: Mutex<Option<SystemTime>>,
+    sent_bytes: AtomicU64,
+    received_bytes: AtomicU64,
 }
 
 impl PeerStatus {
@@ -18,6 +23,8 @@ impl PeerStatus {
             local,
             id,
             inner: Mutex::new(None),
+            sent_bytes: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
         }
     }
 
@@ -48,5 +55,20 @@ impl PeerStatus {
 
     pub(crate) fn active_since(&self) -> Option<SystemTime> {
         *self.lock()
+    }
+
+    /// Counts bytes written to the peer (encoded frames and pipeline bodies).
+    pub(crate) fn sent(&self, bytes: usize) {
+        self.sent_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts bytes read from the peer.
+    pub(crate) fn received(&self, bytes: u64) {
+        self.received_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// (sent, received) bytes so far.
+    pub(crate) fn traffic(&self) -> (u64, u64) {
+        (self.sent_bytes.load(Ordering::Relaxed), self.received_bytes.load(Ordering::Relaxed))
     }
 }

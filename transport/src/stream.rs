@@ -169,6 +169,7 @@ async fn run_writer(
                             Err(_) => break,
                         }
                     }
+                    let len = buf.len();
                     if let Err(e) = write(&tx, buf, write_timeout).await {
                         status.deactivate(typ.name(), "write", &e);
                         close(&w, &ctx, peer_id, &mrx);
@@ -176,16 +177,19 @@ async fn run_writer(
                         ctx.raft.report_unreachable(to);
                         break;
                     }
+                    status.sent(len);
                 }
                 _ = ticker.tick() => {
                     let mut buf = Vec::new();
                     enc.encode(&msgappv2_codec::link_heartbeat(), &mut buf);
+                    let len = buf.len();
                     if let Err(e) = write(&tx, buf, write_timeout).await {
                         status.deactivate(typ.name(), "heartbeat", &e);
                         close(&w, &ctx, peer_id, &mrx);
                         tracing::warn!(peer = %id_str(peer_id), "lost TCP streaming connection with remote peer ({})", typ.name());
                         break;
                     }
+                    status.sent(len);
                 }
             }
         }
@@ -315,11 +319,14 @@ async fn decode_loop(
     let limit = ctx.cfg.max_message_bytes;
     let mut r = BodyReader::new(body, Some(ctx.cfg.conn_read_timeout));
     let mut v2 = MsgAppV2Decoder::new(ctx.cfg.member_id, peer_id, limit);
+    let mut counted = 0;
     loop {
         let m = match typ {
             StreamType::MsgAppV2 => v2.decode(&mut r).await,
             StreamType::Message => msg_codec::decode_frame(&mut r, limit).await,
         };
+        status.received(r.bytes_read() - counted);
+        counted = r.bytes_read();
         let m = match m {
             Ok(m) => m,
             Err(e) => return e,

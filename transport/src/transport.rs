@@ -290,6 +290,19 @@ impl Transport {
         self.shared.peer(id).map(|p| p.probe_status())
     }
 
+    /// Bytes carried to and from each peer by the streams and the pipeline (snapshots not
+    /// included), for etcd's `etcd_network_peer_{sent,received}_bytes_total`.
+    pub fn traffic(&self) -> Vec<crate::PeerTraffic> {
+        let peers = self.shared.peers.read().unwrap_or_else(|p| p.into_inner());
+        peers
+            .iter()
+            .map(|(id, p)| {
+                let (sent_bytes, received_bytes) = p.status.traffic();
+                crate::PeerTraffic { id: *id, sent_bytes, received_bytes }
+            })
+            .collect()
+    }
+
     /// How many peers are active.
     pub fn active_peers(&self) -> usize {
         self.shared

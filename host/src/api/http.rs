@@ -1,7 +1,8 @@
 //! The plain HTTP endpoints etcd serves next to gRPC on every client URL (and so behind the same
-//! TLS): `/health` and `/version` (etcdhttp's `HandleHealth` and `HandleVersion`). HTTP/1.1
-//! requests reach them on the same port as gRPC: the server accepts both protocols.
-//! `/metrics` is not served yet.
+//! TLS): `/health`, `/version` and `/metrics` (etcdhttp's `HandleHealth`, `HandleVersion` and
+//! `HandleMetricsHealth`'s Prometheus handler). HTTP/1.1 requests reach them on the same port as
+//! gRPC: the server accepts both protocols. `--listen-metrics-urls` listeners serve `/metrics`
+//! and `/health` only ([`metrics_router`]), as etcd's do.
 
 use std::time::Duration;
 
@@ -23,7 +24,22 @@ pub(super) fn router(node: NodeHandle) -> axum::Router {
     axum::Router::new()
         .route("/health", axum::routing::any(health))
         .route("/version", axum::routing::any(version))
+        .route("/metrics", axum::routing::any(metrics))
         .with_state(node)
+}
+
+/// What a `--listen-metrics-urls` listener serves: `/metrics` and `/health`.
+pub fn metrics_router(node: NodeHandle) -> axum::Router {
+    axum::Router::new()
+        .route("/health", axum::routing::any(health))
+        .route("/metrics", axum::routing::any(metrics))
+        .with_state(node)
+}
+
+/// Every metric in Prometheus' text format (see `crate::metrics`).
+async fn metrics(State(node): State<NodeHandle>) -> Response {
+    let body = crate::metrics::render(&node);
+    (StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 /// etcd's `checkHealth`: false with an alarm not excluded by `?exclude=NAME`, without a leader,
@@ -37,9 +53,12 @@ async fn health(method: axum::http::Method, State(node): State<NodeHandle>, Quer
     let healthy = !alarmed
         && node.leader() != 0
         && matches!(tokio::time::timeout(HEALTH_READ_TIMEOUT, node.read_barrier()).await, Ok(Ok(())));
+    let m = crate::metrics::metrics();
     if healthy {
+        m.health_success.inc();
         (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], r#"{"health":"true"}"#).into_response()
     } else {
+        m.health_failures.inc();
         tracing::warn!("/health error (status code 503)");
         (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], "{\"health\":\"false\"}\n")
             .into_response()

@@ -25,6 +25,7 @@ mod conn;
 mod election;
 mod errors;
 mod generic;
+mod grpc_metrics;
 mod header;
 mod http;
 mod kv;
@@ -59,6 +60,7 @@ use wasmraft_proto::wasmraft::v1::generic_server::GenericServer;
 use wasmraft_proto::wasmraft::v1::guest_admin_server::GuestAdminServer;
 
 pub use errors::{EtcdError, guest_error, node_error};
+pub use http::metrics_router;
 
 use crate::node::NodeHandle;
 use authority::AuthorityFix;
@@ -239,6 +241,8 @@ pub async fn serve(
         .max_concurrent_streams(u32::MAX)
         // `/health` and `/version` (http.rs) are plain HTTP/1.1 on the same port, as in etcd.
         .accept_http1(true)
+        // grpc_server_* and etcd's client byte counters (see grpc_metrics.rs).
+        .layer(grpc_metrics::GrpcMetricsLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -11,6 +11,7 @@ use super::engine::{GuestEngine, SlotPermit, anyhow_of};
 use super::host_store::{self, Fault, HostState, View};
 use super::limits::{self, GuestLimits};
 use super::{Applied, ApplyContext, ApplyError, GuestInfo};
+use crate::metrics::{GuestFailure, metrics};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -237,18 +238,38 @@ impl Guest {
             &StateMachine,
         ) -> wasmtime::Result<Result<Vec<u8>, String>>,
     ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
+        // Measured per entry with atomics only (the metrics' counters and histogram): the time
+        // from instantiation to the result, the fuel spent, and how a failure failed.
+        let started = std::time::Instant::now();
         let (mut store, sm) = match self.instantiate(View::Write(txn)) {
             Ok(ok) => ok,
             // The failed store still owns the transaction; get it back from there.
             Err(failed) => {
-                let (e, mut state) = *failed;
+                let (e, kind, mut state) = *failed;
+                if let Some(kind) = kind {
+                    metrics().guest_failed(kind);
+                }
                 return (take_back(&mut state), Err(e));
             }
         };
         let result = call(&mut store, &sm);
+        let fuel_left = store.get_fuel().unwrap_or(0);
         let mut state = store.into_data();
         let txn = take_back(&mut state);
-        let outcome = self.finish(result, &mut state).and_then(|(output, state)| {
+        let m = metrics();
+        let elapsed = started.elapsed();
+        m.guest_apply_duration.observe(elapsed.as_secs_f64());
+        m.guest_fuel_consumed.inc_by(self.limits.fuel_per_entry.saturating_sub(fuel_left));
+        if elapsed > crate::metrics::SLOW_APPLY {
+            m.slow_apply.inc();
+        }
+        let finished = self.finish_classified(result, &mut state).map_err(|(e, kind)| {
+            if let Some(kind) = kind {
+                m.guest_failed(kind);
+            }
+            e
+        });
+        let outcome = finished.and_then(|(output, state)| {
             let overlay = std::mem::take(&mut state.overlay);
             host_store::flush(&txn, overlay).map_err(ApplyError::Storage)?;
             Ok(Applied {
@@ -266,7 +287,7 @@ impl Guest {
         store.set_hostcall_fuel(limits::HOSTCALL_LIFT_BYTES);
         if let Err(e) = store.set_fuel(self.limits.fuel_per_entry) {
             let msg = format!("wasmraft: cannot set guest fuel: {e:#}");
-            return Err(Box::new((ApplyError::Host(msg), store.into_data())));
+            return Err(Box::new((ApplyError::Host(msg), None, store.into_data())));
         }
         match self.pre.instantiate(&mut store) {
             Ok(sm) => Ok((store, sm)),
@@ -275,15 +296,15 @@ impl Guest {
                 // Instantiation was already done once at load with these limits, so a failure
                 // here is the host's (an exhausted pool) unless the guest's own start code
                 // blew a budget, which every member sees alike.
-                let err = if state.memory.hit
+                let (err, kind) = if state.memory.hit
                     || state.fault.is_some()
                     || e.downcast_ref::<Trap>().is_some()
                 {
-                    classify(e, &mut state, &self.limits)
+                    classify_kind(e, &mut state, &self.limits)
                 } else {
-                    ApplyError::Host(format!("wasmraft: cannot instantiate the guest: {e:#}"))
+                    (ApplyError::Host(format!("wasmraft: cannot instantiate the guest: {e:#}")), None)
                 };
-                Err(Box::new((err, state)))
+                Err(Box::new((err, kind, state)))
             }
         }
     }
@@ -295,23 +316,37 @@ impl Guest {
         result: wasmtime::Result<Result<Vec<u8>, String>>,
         state: &'s mut HostState,
     ) -> Result<(Vec<u8>, &'s mut HostState), ApplyError> {
+        self.finish_classified(result, state).map_err(|(e, _)| e)
+    }
+
+    /// [`Guest::finish`], telling how a failure failed (None: not the guest's doing).
+    fn finish_classified<'s>(
+        &self,
+        result: wasmtime::Result<Result<Vec<u8>, String>>,
+        state: &'s mut HostState,
+    ) -> Result<(Vec<u8>, &'s mut HostState), Classified> {
         match result {
-            Ok(Ok(output)) if output.len() > limits::MAX_RESULT_BYTES => {
-                Err(ApplyError::Guest(format!(
+            Ok(Ok(output)) if output.len() > limits::MAX_RESULT_BYTES => Err((
+                ApplyError::Guest(format!(
                     "wasmraft: guest returned {} bytes (the limit is {} bytes)",
                     output.len(),
                     limits::MAX_RESULT_BYTES
-                )))
-            }
+                )),
+                Some(GuestFailure::HostLimit),
+            )),
             Ok(Ok(output)) => Ok((output, state)),
-            Ok(Err(text)) => Err(ApplyError::Guest(text)),
-            Err(e) => Err(classify(e, state, &self.limits)),
+            Ok(Err(text)) => Err((ApplyError::Guest(text), Some(GuestFailure::Err))),
+            Err(e) => Err(classify_kind(e, state, &self.limits)),
         }
     }
 }
 
-/// A call that never started, with the store data (and so any transaction) it was given.
-type FailedStart = Box<(ApplyError, HostState)>;
+/// A failed call's error for the client and, when it was the guest's doing, how it failed.
+type Classified = (ApplyError, Option<GuestFailure>);
+
+/// A call that never started: why (and how, when it was the guest's doing), with the store data
+/// (and so any transaction) it was given.
+type FailedStart = Box<(ApplyError, Option<GuestFailure>, HostState)>;
 
 fn take_back(state: &mut HostState) -> redb::WriteTransaction {
     match state.take_txn() {
@@ -325,25 +360,30 @@ fn take_back(state: &mut HostState) -> redb::WriteTransaction {
 
 /// Why a guest call failed, in words for the client; storage failures stay typed.
 fn classify(e: wasmtime::Error, state: &mut HostState, limits: &GuestLimits) -> ApplyError {
+    classify_kind(e, state, limits).0
+}
+
+/// [`classify`], with the kind of failure for the metrics (None: storage, not the guest).
+fn classify_kind(e: wasmtime::Error, state: &mut HostState, limits: &GuestLimits) -> Classified {
     match state.fault.take() {
-        Some(Fault::Storage(e)) => return ApplyError::Storage(e),
-        Some(Fault::Guest(text)) => return ApplyError::Guest(text),
-        Some(Fault::OutOfFuel) => return out_of_fuel(limits),
+        Some(Fault::Storage(e)) => return (ApplyError::Storage(e), None),
+        Some(Fault::Guest(text)) => return (ApplyError::Guest(text), Some(GuestFailure::HostLimit)),
+        Some(Fault::OutOfFuel) => return (out_of_fuel(limits), Some(GuestFailure::OutOfFuel)),
         None => {}
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => out_of_fuel(limits),
+        Some(Trap::OutOfFuel) => (out_of_fuel(limits), Some(GuestFailure::OutOfFuel)),
         // A failed allocation aborts (`unreachable`) in most guests: report the cause.
-        Some(_) if state.memory.hit => memory_exceeded(limits),
+        Some(_) if state.memory.hit => (memory_exceeded(limits), Some(GuestFailure::Memory)),
         Some(trap) => {
             tracing::debug!(error = %format!("{e:?}"), "guest trapped");
-            ApplyError::Guest(format!("wasmraft: guest trapped: {trap}"))
+            (ApplyError::Guest(format!("wasmraft: guest trapped: {trap}")), Some(GuestFailure::Trap))
         }
         // Not a trap: the canonical ABI refused what the guest handed back (bad UTF-8, a list
         // out of bounds), or the guest's realloc failed. Still the guest's doing, and the same
         // on every member.
-        None if state.memory.hit => memory_exceeded(limits),
-        None => ApplyError::Guest(format!("wasmraft: guest trapped: {}", root_message(&e))),
+        None if state.memory.hit => (memory_exceeded(limits), Some(GuestFailure::Memory)),
+        None => (ApplyError::Guest(format!("wasmraft: guest trapped: {}", root_message(&e))), Some(GuestFailure::Trap)),
     }
 }
 

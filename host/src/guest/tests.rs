@@ -190,6 +190,35 @@ fn every_entry_gets_a_fresh_instance() {
 }
 
 #[test]
+fn entry_failures_are_counted_by_kind_and_fuel_is_counted() {
+    use crate::metrics::{GuestFailure, metrics};
+    let g = hostile();
+    let mut db = Db::new();
+    let m = metrics();
+    // The counters are the process's, shared with tests running alongside: they only grow.
+    let applies = m.guest_apply_duration.get_sample_count();
+    let fuel = m.guest_fuel_consumed.get();
+    assert_eq!(text(db.apply(&g, b"ok:a=1")), "ok");
+    assert!(m.guest_apply_duration.get_sample_count() > applies);
+    assert!(m.guest_fuel_consumed.get() > fuel, "fuel spent by a successful entry");
+    for (command, kind) in [
+        (&b"put-then-trap:b=2"[..], GuestFailure::Trap),
+        (b"put-then-err", GuestFailure::Err),
+        (b"loop", GuestFailure::OutOfFuel),
+        (b"alloc:100000000", GuestFailure::Memory),
+    ] {
+        let before = m.guest_failures(kind);
+        assert!(db.apply(&g, command).is_err());
+        assert!(m.guest_failures(kind) > before, "{kind:?}");
+    }
+    let before = m.guest_failures(GuestFailure::HostLimit);
+    let n = limits::MAX_RESULT_BYTES + 1;
+    let big = Guest::load(engine(), HOSTILE, GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20 }).expect("loads");
+    assert!(db.apply(&big, format!("huge-result:{n}").as_bytes()).is_err());
+    assert!(m.guest_failures(GuestFailure::HostLimit) > before);
+}
+
+#[test]
 fn oversized_outputs_are_refused() {
     let g = Guest::load(
         engine(),

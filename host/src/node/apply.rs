@@ -334,6 +334,7 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
                             e.index,
                             started.elapsed().as_secs_f64() * 1000.0
                         );
+                        crate::metrics::metrics().guest_swaps.inc();
                         let out = a.record.encode_to_vec();
                         active = Some(Arc::new(a));
                         switched = true;
@@ -358,7 +359,9 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
         meta.insert(META_APPLIED_INDEX, index.to_be_bytes().as_slice())?;
         meta.insert(META_APPLIED_TERM, term.to_be_bytes().as_slice())?;
     }
+    let committing = Instant::now();
     txn.commit()?;
+    crate::metrics::metrics().backend_commit.observe(committing.elapsed().as_secs_f64());
     shared.membership.commit(members);
     auth.commit(&shared.auth);
     super::reconfigure::after_commit(shared, peer_changes);

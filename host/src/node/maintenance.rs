@@ -69,6 +69,11 @@ impl NodeHandle {
         self.inner.state_db.file_size()
     }
 
+    /// `--quota-backend-bytes`, resolved (0 on the flag is etcd's 2 GiB default).
+    pub fn quota_bytes(&self) -> u64 {
+        self.inner.quota_bytes
+    }
+
     /// A CRC-32C of this member's state database (etcd's `Maintenance.Hash`, which hashes its
     /// whole backend but the consistent index): every table a raft snapshot carries — the guest
     /// keyspace, membership, stored modules and pieces, deployments, alarms, the host's meta
@@ -115,10 +120,13 @@ impl NodeHandle {
                 Ok(written)
             })();
             match result {
-                Ok(size) => tracing::info!(
-                    "sent database snapshot to client: {size} bytes in {:.1}s (member {member:x})",
-                    started.elapsed().as_secs_f64()
-                ),
+                Ok(size) => {
+                    crate::metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
+                    tracing::info!(
+                        "sent database snapshot to client: {size} bytes in {:.1}s (member {member:x})",
+                        started.elapsed().as_secs_f64()
+                    )
+                }
                 Err(e) => {
                     tracing::warn!("sending a database snapshot to a client failed: {e:#}");
                     let _ = tx.blocking_send(Err(internal(format!("{e:#}"))));

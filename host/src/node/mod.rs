@@ -99,6 +99,10 @@ pub trait PeerSender: Send + Sync + 'static {
     fn update_peer(&self, id: u64, peer_urls: &[String]);
     /// Since when the member has been reachable (None: not now, or unknown).
     fn active_since(&self, id: u64) -> Option<SystemTime>;
+    /// Bytes carried to and from each peer so far (for `/metrics`; none if not counted).
+    fn traffic(&self) -> Vec<wasmraft_transport::PeerTraffic> {
+        Vec::new()
+    }
 }
 
 /// State shared by the raft thread, the apply thread and client tasks.
@@ -179,6 +183,23 @@ pub struct Joined {
 pub struct Node {
     handle: NodeHandle,
     threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// A proposal waiting for its result, counted in `etcd_server_proposals_pending` for as long as
+/// it lives (its client may also give up, dropping the future).
+struct Pending<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Pending<'a> {
+    fn start(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Pending(gauge)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn now_unix_ms() -> u64 {
@@ -513,18 +534,27 @@ impl NodeHandle {
         let (id, rx) = s.waits.register();
         let entry = pb::Entry { id, time_unix_ms: now_unix_ms(), auth_revision, kind: Some(kind) };
         let data = entry.encode_to_vec();
+        let metrics = crate::metrics::metrics();
+        let _pending = Pending::start(&metrics.proposals_pending);
         if s.to_raft.send(RaftMsg::Propose { id, data }).is_err() {
             s.waits.cancel(id);
+            metrics.proposals_failed.inc();
             return Err(NodeError::Stopped);
         }
-        match tokio::time::timeout(s.request_timeout, rx).await {
+        let outcome = match tokio::time::timeout(s.request_timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(NodeError::Stopped),
             Err(_) => {
                 s.waits.cancel(id);
                 Err(NodeError::Timeout)
             }
+        };
+        // etcd counts a proposal that never got its apply result (timed out, dropped during
+        // a leader change, the member stopping), not one the state machine refused.
+        if matches!(outcome, Err(NodeError::Timeout | NodeError::NoLeader | NodeError::Stopped)) {
+            metrics.proposals_failed.inc();
         }
+        outcome
     }
 
     /// Moves leadership to voter `to` (etcd's `MoveLeader`): only the leader may, and the call
@@ -591,6 +621,11 @@ impl NodeHandle {
             db_size: s.state_db.file_size(),
             is_learner: self.is_learner(),
         }
+    }
+
+    /// Bytes the peer transport carried to and from each peer (empty before it is connected).
+    pub fn peer_traffic(&self) -> Vec<wasmraft_transport::PeerTraffic> {
+        self.inner.peers.get().map(|p| p.traffic()).unwrap_or_default()
     }
 
     /// The leader's member id, 0 when there is none. Cheap: for per-request checks.

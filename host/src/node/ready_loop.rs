@@ -38,6 +38,7 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
     let mut reads = PendingReads { next_ctx: 0, queued: Vec::new(), queued_since: None, in_flight: HashMap::new() };
     let mut held = HeldProposals::default();
     let mut conf_gate = ConfGate::default();
+    let mut heartbeats = HeartbeatWatch::new(2 * tick);
     let mut next_tick = Instant::now() + tick;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -145,7 +146,7 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                 reads.in_flight.insert(reads.next_ctx, (Instant::now(), batch));
             }
         }
-        if let Err(e) = on_ready(&mut node, &to_apply, &shared, &mut reads) {
+        if let Err(e) = on_ready(&mut node, &to_apply, &shared, &mut reads, &mut heartbeats) {
             shared.fail(format!("raft loop stopped: {e:#}"));
             break;
         }
@@ -154,6 +155,35 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
         for w in waiters {
             let _ = w.send(Err(NodeError::Stopped));
         }
+    }
+}
+
+/// etcd's heartbeat timeout detector (`contention.TimeoutDetector`): a leader whose heartbeats
+/// to a member are more than two heartbeat intervals apart failed to send one on time (a slow
+/// fsync or an overloaded raft thread held the loop), counted as
+/// `etcd_server_heartbeat_send_failures_total`.
+struct HeartbeatWatch {
+    max_gap: Duration,
+    last: HashMap<u64, Instant>,
+}
+
+impl HeartbeatWatch {
+    fn new(max_gap: Duration) -> Self {
+        HeartbeatWatch { max_gap, last: HashMap::new() }
+    }
+
+    fn reset(&mut self) {
+        self.last.clear();
+    }
+
+    /// Records a heartbeat to `to` at `now`; false (and counted) when it came late.
+    fn sent(&mut self, to: u64, now: Instant) -> bool {
+        let late = self.last.insert(to, now).is_some_and(|prev| now.saturating_duration_since(prev) > self.max_gap);
+        if late {
+            crate::metrics::metrics().heartbeat_send_failures.inc();
+            tracing::warn!("leader failed to send out heartbeat to {to:x} on time; took too long, leader is overloaded likely from slow disk");
+        }
+        !late
     }
 }
 
@@ -204,6 +234,8 @@ impl PendingReads {
     /// Fails queued reads once the oldest has waited a request timeout for a leader.
     fn expire_queued(&mut self, timeout: Duration) {
         if self.queued_since.is_some_and(|t| t.elapsed() >= timeout) {
+            // No leader to ask for a read index: etcd's failed read index.
+            crate::metrics::metrics().read_indexes_failed.inc();
             for r in self.queued.drain(..) {
                 let _ = r.send(Err(NodeError::Timeout));
             }
@@ -217,6 +249,8 @@ impl PendingReads {
         let expired: Vec<u64> = self.in_flight.iter().filter(|(_, (since, _))| since.elapsed() >= timeout).map(|(ctx, _)| *ctx).collect();
         for ctx in expired {
             if let Some((_, waiters)) = self.in_flight.remove(&ctx) {
+                // Asked but never answered: etcd's slow (timed out) read index.
+                crate::metrics::metrics().slow_read_indexes.inc();
                 for w in waiters {
                     let _ = w.send(Err(NodeError::Timeout));
                 }
@@ -245,14 +279,25 @@ fn parse_read_ctx(member_id: u64, ctx: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(counter.try_into().ok()?))
 }
 
-fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &Shared, reads: &mut PendingReads) -> anyhow::Result<()> {
+fn on_ready(
+    node: &mut RawNode<RaftLog>,
+    to_apply: &Sender<ApplyMsg>,
+    shared: &Shared,
+    reads: &mut PendingReads,
+    heartbeats: &mut HeartbeatWatch,
+) -> anyhow::Result<()> {
     if !node.has_ready() {
         return Ok(());
     }
     let mut rd = node.ready();
     if let Some(ss) = rd.ss() {
+        // A new role or leader starts the heartbeat timing afresh (etcd resets its detector).
+        heartbeats.reset();
         let leader = ss.leader_id;
         if shared.leader.swap(leader, Ordering::Relaxed) != leader {
+            if leader != raft::INVALID_ID {
+                crate::metrics::metrics().leader_changes.inc();
+            }
             if leader == raft::INVALID_ID {
                 tracing::info!("raft.node: {:x} lost leader", shared.member_id);
             } else {
@@ -263,7 +308,7 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &S
             tracing::debug!("{:x} is the leader", shared.member_id);
         }
     }
-    send(node, shared, rd.take_messages());
+    send(node, shared, heartbeats, rd.take_messages());
     if !rd.snapshot().is_empty() {
         // The leader's snapshot, whose state the transport saved before handing raft the
         // message: the log restarts after it, and the apply thread swaps the state in, after
@@ -277,12 +322,17 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &S
     }
     hand_to_apply(to_apply, rd.take_committed_entries())?;
     let sync = rd.must_sync();
+    let started = Instant::now();
     node.mut_store().append(rd.entries(), rd.hs(), sync)?;
+    if sync {
+        // etcd's WAL fsync: here the log transaction's durable commit, which is where redb syncs.
+        crate::metrics::metrics().wal_fsync.observe(started.elapsed().as_secs_f64());
+    }
     if let Some(hs) = rd.hs() {
         shared.term.store(hs.term, Ordering::Relaxed);
         shared.commit_index.fetch_max(hs.commit, Ordering::Relaxed);
     }
-    send(node, shared, rd.take_persisted_messages());
+    send(node, shared, heartbeats, rd.take_persisted_messages());
     for rs in rd.take_read_states() {
         let Some(ctx) = parse_read_ctx(shared.member_id, &rs.request_ctx) else { continue };
         if let Some((_, waiters)) = reads.in_flight.remove(&ctx) {
@@ -296,7 +346,7 @@ fn on_ready(node: &mut RawNode<RaftLog>, to_apply: &Sender<ApplyMsg>, shared: &S
         node.mut_store().set_commit(commit);
         shared.commit_index.fetch_max(commit, Ordering::Relaxed);
     }
-    send(node, shared, light.take_messages());
+    send(node, shared, heartbeats, light.take_messages());
     hand_to_apply(to_apply, light.take_committed_entries())?;
     Ok(())
 }
@@ -314,9 +364,12 @@ fn hand_to_apply(to_apply: &Sender<ApplyMsg>, entries: Vec<Entry>) -> anyhow::Re
 /// Sends raft messages to peers through the transport. Without one (a member alone), a message
 /// to another member is reported unreachable, which makes raft back off instead of assuming
 /// delivery.
-fn send(node: &mut RawNode<RaftLog>, shared: &Shared, mut msgs: Vec<Message>) {
+fn send(node: &mut RawNode<RaftLog>, shared: &Shared, heartbeats: &mut HeartbeatWatch, mut msgs: Vec<Message>) {
     if msgs.is_empty() {
         return;
+    }
+    for m in msgs.iter().filter(|m| m.get_msg_type() == MessageType::MsgHeartbeat) {
+        heartbeats.sent(m.to, Instant::now());
     }
     match shared.peers.get() {
         Some(peers) => {
@@ -362,4 +415,28 @@ fn compact(node: &mut RawNode<RaftLog>, shared: &Shared, durable: u64) -> anyhow
     store.compact(target)?;
     tracing::info!("raft: compacted the log up to index {target} (state durable at {durable})");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_more_than_the_gap_apart_are_late() {
+        let mut w = HeartbeatWatch::new(Duration::from_millis(200));
+        let t0 = Instant::now();
+        assert!(w.sent(1, t0));
+        assert!(w.sent(1, t0 + Duration::from_millis(150)));
+        assert!(w.sent(2, t0 + Duration::from_millis(400)), "the first heartbeat to a member is never late");
+        assert!(!w.sent(1, t0 + Duration::from_millis(400)));
+        w.reset();
+        assert!(w.sent(1, t0 + Duration::from_secs(5)), "a new term starts afresh");
+    }
+
+    #[test]
+    fn read_contexts_name_their_member() {
+        let ctx = read_ctx(0xabc, 7);
+        assert_eq!(parse_read_ctx(0xabc, &ctx), Some(7));
+        assert_eq!(parse_read_ctx(0xabd, &ctx), None);
+    }
 }
