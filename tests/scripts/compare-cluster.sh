@@ -34,6 +34,9 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 READY_LINE="ready to serve client requests"
 
 die() { echo "compare-cluster: $*" >&2; exit 1; }
+# free_port, reap
+# shellcheck source=tests/scripts/lib.sh
+source tests/scripts/lib.sh
 [ -n "$ETCD_BIN" ] && [ -x "$ETCD_BIN" ] || die "real etcd not found (apt-get install etcd-server, or set ETCD_BIN)"
 
 # wasmraft (its bench subcommand is the put load) and kvload (status, failover).
@@ -55,27 +58,11 @@ CMD=()    # per member: the command line (for restarts)
 LOG=()
 EP=()
 cleanup() {
-    for p in "${PID[@]}"; do
-        [ -n "$p" ] && { kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; }
-    done
+    reap "${PID[@]}"
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $ROOT"; else rm -rf "$ROOT"; fi
 }
 trap cleanup EXIT
 
-USED=" "
-free_port() {
-    local p
-    for _ in $(seq 1000); do
-        p=$((20000 + RANDOM % 12000))
-        case "$USED" in *" $p "*) continue ;; esac
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED="$USED$p "
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port"
-}
 
 # launch I: starts member I from CMD[I], appending to LOG[I]
 launch() {
@@ -122,9 +109,7 @@ start_cluster() {
 }
 
 stop_cluster() {
-    for p in "${PID[@]}"; do
-        [ -n "$p" ] && { kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; }
-    done
+    reap "${PID[@]}"
     PID=()
 }
 

@@ -29,6 +29,9 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 READY_LINE="ready to serve client requests"
 
 die() { echo "compare-load: $*" >&2; exit 1; }
+# free_port, reap
+# shellcheck source=tests/scripts/lib.sh
+source tests/scripts/lib.sh
 [ -n "$ETCD_BIN" ] && [ -x "$ETCD_BIN" ] || die "real etcd not found (apt-get install etcd-server, or set ETCD_BIN)"
 
 if [ -z "${BENCH_BIN:-}" ]; then
@@ -47,26 +50,11 @@ fi
 ROOT=$(mktemp -d "${DATA_ROOT:-${TMPDIR:-/tmp}}/compare-load.XXXXXX")
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    reap "${PIDS[@]}"
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $ROOT"; else rm -rf "$ROOT"; fi
 }
 trap cleanup EXIT
 
-# A free loopback port below the ephemeral range (nothing accepts a connection on it).
-USED=" "
-free_port() {
-    local p
-    for _ in $(seq 1000); do
-        p=$((20000 + RANDOM % 12000))
-        case "$USED" in *" $p "*) continue ;; esac
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED="$USED$p "
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port"
-}
 
 # json_field NAME FILE: the number named NAME in bench's one-line JSON (for put and range there
 # is one "qps" and one "p99", the latter in latency_us, in µs)
