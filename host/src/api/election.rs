@@ -36,7 +36,7 @@ fn resumed(leader: Option<LeaderKey>) -> Result<Leadership, Status> {
 
 #[tonic::async_trait]
 impl Election for ElectionService {
-    type ObserveStream = ReceiverStream<Result<LeaderResponse, Status>>;
+    type ObserveStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<LeaderResponse, Status>> + Send>>;
 
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
         let recipes = self.recipes.for_request(&request)?;
@@ -96,7 +96,18 @@ impl Election for ElectionService {
                 () = forwarding => {}
             }
         });
-        Ok(Response::new(ReceiverStream::new(out_rx)))
+        // The call is answered with the current leader, not before: grpc-go sends a stream's
+        // headers with its first message, so etcd's Observe completes for the client only once
+        // the leader it starts from is known. A client that proclaims right after observe()
+        // returns must see the leader before its proclamation, then the proclamation.
+        let mut out_rx = out_rx;
+        let first = match out_rx.recv().await {
+            Some(Ok(first)) => first,
+            Some(Err(status)) => return Err(status),
+            None => return Err(Status::unavailable("election: observe ended before a leader was seen")),
+        };
+        let rest = ReceiverStream::new(out_rx);
+        Ok(Response::new(Box::pin(tokio_stream::StreamExt::chain(tokio_stream::once(Ok(first)), rest))))
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
