@@ -54,15 +54,11 @@ ELECTION=${ELECTION:-1000}
 BUILD=${BUILD:-release}
 # A debug build's figures never go into the docs unless asked for explicitly.
 if [ "$BUILD" = release ]; then DOC=${DOC-docs/benchmarks.md}; else DOC=${DOC-}; fi
-ETCD_BIN=${ETCD_BIN:-$(command -v etcd || true)}
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
-READY_LINE="ready to serve client requests"
 
 die() { echo "bench-compare: $*" >&2; exit 1; }
-# free_port, reap
+# ETCD_BIN (checked), TARGET_DIR, READY_LINE, free_port, reap
 # shellcheck source=tests/scripts/lib.sh
 source tests/scripts/lib.sh
-[ -n "$ETCD_BIN" ] && [ -x "$ETCD_BIN" ] || die "real etcd not found (apt-get install etcd-server, or set ETCD_BIN)"
 case "$BUILD" in
     release) PROFILE_FLAG=--release ;;
     debug) PROFILE_FLAG= ;;

@@ -24,15 +24,11 @@ KEY_SIZE=${KEY_SIZE:-8}
 VAL_SIZE=${VAL_SIZE:-256}
 SUBJECT=${WASMRAFT_TEST_SUBJECT:-wasmraft}
 LABEL=$SUBJECT; [ "$SUBJECT" = etcd ] && LABEL="etcd#2"
-ETCD_BIN=${ETCD_BIN:-$(command -v etcd || true)}
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
-READY_LINE="ready to serve client requests"
 
 die() { echo "compare-load: $*" >&2; exit 1; }
-# free_port, reap
+# ETCD_BIN (checked), TARGET_DIR, READY_LINE, free_port, reap
 # shellcheck source=tests/scripts/lib.sh
 source tests/scripts/lib.sh
-[ -n "$ETCD_BIN" ] && [ -x "$ETCD_BIN" ] || die "real etcd not found (apt-get install etcd-server, or set ETCD_BIN)"
 
 if [ -z "${BENCH_BIN:-}" ]; then
     echo "== building wasmraft (release; its bench subcommand is the load generator)"
