@@ -61,3 +61,35 @@ pub struct Operation {
 pub struct History {
     pub operations: Vec<Operation>,
 }
+
+impl Operation {
+    /// When the client saw the result, if it saw one: only [`Outcome::Ok`] has a completion.
+    pub fn completed_ns(&self) -> Option<u64> {
+        match &self.outcome {
+            Outcome::Ok { completed_ns, .. } => Some(*completed_ns),
+            Outcome::Failed | Outcome::Unknown => None,
+        }
+    }
+
+    /// What came back, if the operation completed.
+    pub fn returned(&self) -> Option<&Return> {
+        match &self.outcome {
+            Outcome::Ok { returned, .. } => Some(returned),
+            Outcome::Failed | Outcome::Unknown => None,
+        }
+    }
+}
+
+impl History {
+    /// The history as pretty-printed JSON, for the harness to save next to a failing run's logs
+    /// (pretty: a person reads it first, and `lincheck <file>` re-checks it).
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+
+    /// Reads a history saved by [`History::to_json`]. It is not validated here: [`crate::check`]
+    /// does that, and a loaded file can be inspected even when it is malformed.
+    pub fn from_json(json: &str) -> Result<History, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
