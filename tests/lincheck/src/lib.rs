@@ -16,6 +16,30 @@
 //!   at any time after its invocation (its completion is "never"). A read that ended unknown
 //!   tells nothing and is ignored; a write or compare-and-swap is kept as optional.
 
-mod history;
+//!
+//! Every key starts absent. The entry point is [`check`]; its [`Report`] prints (`Display`) a
+//! verdict that explains itself: for a violation, the longest order of operations that works
+//! and why each operation that could come next cannot.
+//!
+//! Two histories are refused rather than checked (see [`HistoryError`]): one where an
+//! operation completes before it is invoked, and one where a process invokes an operation
+//! before its previous one completed. An operation invoked at the very instant another
+//! completed is taken as concurrent with it (clock resolution must not fake a violation).
 
-pub use history::{Call, History, Operation, Outcome, Return};
+mod bitset;
+mod budget;
+mod check;
+mod explain;
+mod history;
+mod model;
+mod partition;
+mod report;
+mod validate;
+mod wgl;
+
+pub use budget::Budget;
+pub use check::check;
+pub use history::{Call, History, Operation, Outcome, Return, Value};
+pub use model::State;
+pub use report::{CheckResult, KeyStats, KeyVerdict, OpRef, Placed, Report, Stuck, StuckReason, Violation};
+pub use validate::HistoryError;
