@@ -14,8 +14,7 @@ use crate::history::{Call, History, Operation, Outcome, Return};
 pub enum HistoryError {
     /// An operation completed before it was invoked.
     CompletedBeforeInvoked { index: usize, invoked_ns: u64, completed_ns: u64 },
-    /// One process invoked an operation (`second`) while its previous one (`first`) was still in
-    /// flight: it had not completed yet, or both were invoked at the same instant.
+    /// One process invoked an operation (`second`) before its previous one (`first`) completed.
     Overlapping { process: u64, first: usize, second: usize },
     /// An operation returned a result of another kind than its call (e.g. a read returned
     /// a CAS's boolean).
@@ -33,10 +32,9 @@ impl fmt::Display for HistoryError {
                 f,
                 "invalid history: process {process} invoked operation #{second} while its operation #{first} was still in flight (a client has one operation in flight at a time)"
             ),
-            HistoryError::ReturnMismatch { index, call, returned } => write!(
-                f,
-                "invalid history: operation #{index} is {call:?} but returned {returned:?}"
-            ),
+            HistoryError::ReturnMismatch { index, call, returned } => {
+                write!(f, "invalid history: operation #{index} is {call:?} but returned {returned:?}")
+            }
         }
     }
 }
@@ -55,23 +53,22 @@ impl History {
             check_times(index, op)?;
             check_return(index, op)?;
         }
-        let mut by_process: Vec<(u64, u64, usize)> = self
+        // Each process's operations in invocation order. Several invoked at one instant (a coarse
+        // clock) are ordered as they could have happened: the ones given up on (no completion)
+        // first, then by completion, so that only a certain overlap is reported.
+        let mut by_process: Vec<(u64, u64, u64, usize)> = self
             .operations
             .iter()
             .enumerate()
-            .map(|(index, op)| (op.process, op.invoked_ns, index))
+            .map(|(index, op)| (op.process, op.invoked_ns, op.completed_ns().unwrap_or(op.invoked_ns), index))
             .collect();
         by_process.sort_unstable();
         for pair in by_process.windows(2) {
-            let [(process, invoked, first), (next_process, next_invoked, second)] = *pair else {
+            let [(process, _, _, first), (next_process, next_invoked, _, second)] = *pair else {
                 continue;
             };
-            if process != next_process {
-                continue;
-            }
-            let still_in_flight = invoked == next_invoked
-                || self.operations[first].completed_ns().is_some_and(|done| done > next_invoked);
-            if still_in_flight {
+            let still_in_flight = self.operations[first].completed_ns().is_some_and(|done| done > next_invoked);
+            if process == next_process && still_in_flight {
                 return Err(HistoryError::Overlapping { process, first, second });
             }
         }
@@ -81,11 +78,9 @@ impl History {
 
 fn check_times(index: usize, op: &Operation) -> Result<(), HistoryError> {
     match op.completed_ns() {
-        Some(completed_ns) if completed_ns < op.invoked_ns => Err(HistoryError::CompletedBeforeInvoked {
-            index,
-            invoked_ns: op.invoked_ns,
-            completed_ns,
-        }),
+        Some(completed_ns) if completed_ns < op.invoked_ns => {
+            Err(HistoryError::CompletedBeforeInvoked { index, invoked_ns: op.invoked_ns, completed_ns })
+        }
         _ => Ok(()),
     }
 }
