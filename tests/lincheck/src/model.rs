@@ -29,7 +29,9 @@ impl RegisterOp {
     pub(crate) fn from_operation(op: &Operation) -> Option<RegisterOp> {
         match (&op.call, &op.outcome) {
             (_, Outcome::Failed) | (Call::Read { .. }, Outcome::Unknown) => None,
-            (Call::Read { .. }, Outcome::Ok { returned: Return::Read(saw), .. }) => Some(RegisterOp::Read { saw: *saw }),
+            (Call::Read { .. }, Outcome::Ok { returned: Return::Read(saw), .. }) => {
+                Some(RegisterOp::Read { saw: *saw })
+            }
             (Call::Write { value, .. }, Outcome::Ok { returned: Return::Write, .. } | Outcome::Unknown) => {
                 Some(RegisterOp::Write { value: *value })
             }

@@ -19,7 +19,9 @@ pub enum CheckResult {
     NotLinearizable(Vec<Violation>),
     /// No key was found to violate linearizability, but these keys could not be decided within
     /// the [`crate::Budget`]. Not a pass.
-    Timeout { keys: Vec<String> },
+    Timeout {
+        keys: Vec<String>,
+    },
 }
 
 /// A check's verdict and what it cost.

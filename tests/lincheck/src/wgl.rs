@@ -30,7 +30,9 @@ pub(crate) enum Search {
     Linearizable,
     /// No order works. `longest` is the longest sequence of operations (indices into the key's
     /// ops) that the search could place, in order: the best lead to what went wrong.
-    NotLinearizable { longest: Vec<usize> },
+    NotLinearizable {
+        longest: Vec<usize>,
+    },
     /// The budget ran out first.
     Timeout,
 }
