@@ -181,7 +181,7 @@ fn build(file: &Path, data_dir: &Path, identity: Identity, members: &[(u64, Vec<
         .collect();
     Membership::load(&db)?.bootstrap(&db, &records)?;
     drop(db);
-    let mut log = RaftLog::open(&member_dir.join("raft.redb"))?;
+    let mut log = RaftLog::open(&member_dir.join("wal"))?;
     log.bootstrap(identity, voters, Vec::new())?;
     Ok(())
 }

@@ -219,11 +219,11 @@ impl Node {
     /// Whether the data dir already holds a member (it restarts as that member, whatever the
     /// `--initial-cluster*` flags say).
     pub fn is_bootstrapped(cfg: &Config) -> anyhow::Result<bool> {
-        let raft_path = cfg.data_dir.join("member").join("raft.redb");
-        if !raft_path.exists() {
+        let member_dir = cfg.data_dir.join("member");
+        if !member_dir.join("wal").exists() && !member_dir.join("raft.redb").exists() {
             return Ok(false);
         }
-        Ok(RaftLog::open(&raft_path)?.identity().is_some())
+        Ok(RaftLog::open(&member_dir.join("wal"))?.identity().is_some())
     }
 
     /// [`Node::start`] for a member that may be joining an existing cluster
@@ -232,7 +232,7 @@ impl Node {
     pub fn start_joining(cfg: &Config, registry: Arc<GuestRegistry>, join: Option<Joined>) -> anyhow::Result<Node> {
         let member_dir = cfg.data_dir.join("member");
         std::fs::create_dir_all(&member_dir).with_context(|| format!("creating data dir {}", member_dir.display()))?;
-        let raft_path = member_dir.join("raft.redb");
+        let raft_path = member_dir.join("wal");
         let state_path = member_dir.join("state.redb");
         let mut log = RaftLog::open(&raft_path)?;
 

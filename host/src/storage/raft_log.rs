@@ -1,13 +1,21 @@
-//! The raft log on redb: raft-rs's `Storage`, plus the writes the Ready loop makes.
+//! The raft log: raft-rs's `Storage` over the write-ahead log ([`super::wal`]), plus the writes
+//! the Ready loop makes.
 //!
-//! Every `append` is one redb write transaction: the Ready's entries and hard state land together
+//! Every `append` is one batch of WAL records: the Ready's entries and hard state land together
 //! and, when raft says the Ready must be synced, are fsynced before `append` returns. That is one
-//! fsync per Ready, however many entries it carries.
+//! `pwrite` and one `fdatasync` per Ready, however many entries it carries.
+//!
+//! Records (the WAL's kinds): an entry, the hard state, the conf state, the compaction point (or
+//! an installed snapshot, which replaces the whole log), and the member's identity. Replaying them
+//! in order rebuilds the state: a later entry at an index already present truncates the log
+//! there, as raft truncates a follower's conflicting tail. Every segment starts by restating the
+//! identity, conf state, hard state and compaction point, so the segments before it can be deleted
+//! once the log is compacted past them.
 //!
 //! Entries are stored in a compact binary form of our own (not protobuf): this file is the only
-//! reader, and it keeps the protobuf 2 parser out of the restart path.
-//! A tail of recent entries is mirrored in memory because raft reads the newest entries over and
-//! over (to replicate them, to find terms); older ones are read from redb.
+//! reader, and it keeps the protobuf 2 parser out of the restart path. The newest entries are
+//! kept in memory because raft reads them over and over (to replicate them, to find terms);
+//! older ones are read back from their segment by position.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -15,15 +23,16 @@ use std::path::Path;
 use anyhow::Context;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+use super::wal::{self, Position, Wal};
 
-const META_HARD_STATE: &str = "hard_state";
-const META_CONF_STATE: &str = "conf_state";
-const META_SNAPSHOT: &str = "snapshot";
-const META_IDENTITY: &str = "identity";
+const REC_ENTRY: u8 = 1;
+const REC_HARD_STATE: u8 = 2;
+const REC_CONF_STATE: u8 = 3;
+/// `index | term | replaces the log (u8)`: a compaction point, or a snapshot installed from the
+/// leader (then every entry before it, whatever its index, is gone).
+const REC_SNAPSHOT: u8 = 4;
+const REC_IDENTITY: u8 = 5;
 
 /// Entries kept in memory at most; the rest are read from disk on demand.
 const CACHE_ENTRIES: usize = 16 * 1024;
@@ -38,7 +47,7 @@ pub struct Identity {
 }
 
 pub struct RaftLog {
-    db: Database,
+    wal: Wal,
     identity: Option<Identity>,
     hard_state: HardState,
     conf_state: ConfState,
@@ -46,77 +55,131 @@ pub struct RaftLog {
     snapshot_index: u64,
     snapshot_term: u64,
     last_index: u64,
+    /// Where entries `snapshot_index + 1 ..= last_index` are in the WAL.
+    positions: VecDeque<Position>,
     /// Entries `cache[0].index ..= last_index`, contiguous.
     cache: VecDeque<Entry>,
     cache_bytes: usize,
+    /// The batch being encoded (kept to reuse its allocation).
+    batch: Vec<u8>,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> raft::Error {
     raft::Error::Store(StorageError::Other(e.to_string().into()))
 }
 
-impl RaftLog {
-    /// Opens (or creates) the log at `path` and loads its state.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let db = Database::create(path).with_context(|| format!("opening raft log {}", path.display()))?;
-        let mut log = RaftLog {
-            db,
-            identity: None,
-            hard_state: HardState::default(),
-            conf_state: ConfState::default(),
-            snapshot_index: 0,
-            snapshot_term: 0,
-            last_index: 0,
-            cache: VecDeque::new(),
-            cache_bytes: 0,
-        };
-        log.load().with_context(|| format!("reading raft log {}", path.display()))?;
-        Ok(log)
+/// What replaying the WAL rebuilds, before it becomes a [`RaftLog`].
+#[derive(Default)]
+struct Replayed {
+    identity: Option<Identity>,
+    hard_state: HardState,
+    conf_state: ConfState,
+    snapshot_index: u64,
+    snapshot_term: u64,
+    /// The index of `positions[0]` (the log may start past the compaction point while replay
+    /// has yet to reach the record that moved it there: the segments before were deleted).
+    first_entry: u64,
+    positions: VecDeque<Position>,
+}
+
+impl Replayed {
+    fn last_index(&self) -> u64 {
+        if self.positions.is_empty() { self.snapshot_index } else { self.first_entry + self.positions.len() as u64 - 1 }
     }
 
-    fn load(&mut self) -> anyhow::Result<()> {
-        let txn = self.db.begin_write()?;
-        // Creates the tables on first open so readers never see them missing.
-        txn.open_table(ENTRIES)?;
-        txn.open_table(META)?;
-        txn.commit()?;
-
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        if let Some(v) = meta.get(META_IDENTITY)? {
-            let b = v.value();
-            anyhow::ensure!(b.len() == 16, "corrupt identity record");
-            self.identity = Some(Identity { member_id: be_u64(&b[..8]), cluster_id: be_u64(&b[8..]) });
-        }
-        if let Some(v) = meta.get(META_HARD_STATE)? {
-            let b = v.value();
-            anyhow::ensure!(b.len() == 24, "corrupt hard state record");
-            self.hard_state.term = be_u64(&b[..8]);
-            self.hard_state.vote = be_u64(&b[8..16]);
-            self.hard_state.commit = be_u64(&b[16..]);
-        }
-        if let Some(v) = meta.get(META_CONF_STATE)? {
-            self.conf_state = decode_conf_state(v.value()).context("corrupt conf state record")?;
-        }
-        if let Some(v) = meta.get(META_SNAPSHOT)? {
-            let b = v.value();
-            anyhow::ensure!(b.len() == 16, "corrupt snapshot record");
-            self.snapshot_index = be_u64(&b[..8]);
-            self.snapshot_term = be_u64(&b[8..]);
-        }
-        let entries = txn.open_table(ENTRIES)?;
-        self.last_index = match entries.last()? {
-            Some((k, _)) => k.value(),
-            None => self.snapshot_index,
-        };
-        // Warm the cache with the newest entries: the first thing raft does is look at them.
-        let from = self.last_index.saturating_sub(CACHE_ENTRIES as u64 / 4).max(self.snapshot_index + 1);
-        for item in entries.range(from..)? {
-            let (k, v) = item?;
-            let e = decode_entry(k.value(), v.value()).with_context(|| format!("corrupt entry {}", k.value()))?;
-            self.push_cache(e);
+    fn record(&mut self, kind: u8, payload: &[u8], pos: Position) -> anyhow::Result<()> {
+        match kind {
+            REC_ENTRY => {
+                anyhow::ensure!(payload.len() >= 16, "truncated entry record");
+                let index = be_u64(&payload[..8]);
+                anyhow::ensure!(index > self.snapshot_index, "entry {index} at or below the compaction point {}", self.snapshot_index);
+                if self.positions.is_empty() {
+                    self.first_entry = index;
+                } else {
+                    anyhow::ensure!(
+                        index >= self.first_entry && index <= self.last_index() + 1,
+                        "entry {index} leaves a gap after {}",
+                        self.last_index()
+                    );
+                    self.positions.truncate((index - self.first_entry) as usize);
+                    if self.positions.is_empty() {
+                        self.first_entry = index;
+                    }
+                }
+                self.positions.push_back(pos);
+            }
+            REC_HARD_STATE => self.hard_state = decode_hard_state(payload).context("corrupt hard state record")?,
+            REC_CONF_STATE => self.conf_state = decode_conf_state(payload).context("corrupt conf state record")?,
+            REC_SNAPSHOT => {
+                anyhow::ensure!(payload.len() == 17, "corrupt snapshot record");
+                let (index, term, replaces) = (be_u64(&payload[..8]), be_u64(&payload[8..16]), payload[16] != 0);
+                if replaces || index >= self.last_index() {
+                    self.positions.clear();
+                } else {
+                    while !self.positions.is_empty() && self.first_entry <= index {
+                        self.positions.pop_front();
+                        self.first_entry += 1;
+                    }
+                }
+                self.snapshot_index = index;
+                self.snapshot_term = term;
+            }
+            REC_IDENTITY => {
+                anyhow::ensure!(payload.len() == 16, "corrupt identity record");
+                self.identity = Some(Identity { member_id: be_u64(&payload[..8]), cluster_id: be_u64(&payload[8..]) });
+            }
+            k => anyhow::bail!("unknown wal record kind {k}"),
         }
         Ok(())
+    }
+}
+
+impl RaftLog {
+    /// Opens (or creates) the log in the directory `dir` and loads its state.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        RaftLog::open_with_segment_bytes(dir, wal::SEGMENT_BYTES)
+    }
+
+    fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> anyhow::Result<Self> {
+        let legacy = dir.with_file_name("raft.redb");
+        anyhow::ensure!(
+            !legacy.exists() || dir.exists(),
+            "{} holds a raft log from an older wasmraft (before the WAL): start that version, save a snapshot with \
+             `etcdctl snapshot save`, and restore it into a new data dir with `wasmraft snapshot restore`",
+            legacy.display()
+        );
+        let mut r = Replayed::default();
+        let wal = Wal::open_with_segment_bytes(dir, segment_bytes, |kind, payload, pos| r.record(kind, payload, pos)).with_context(|| format!("reading raft log {}", dir.display()))?;
+        anyhow::ensure!(
+            r.positions.is_empty() || r.first_entry == r.snapshot_index + 1,
+            "raft log {} is missing entries {}..{}",
+            dir.display(),
+            r.snapshot_index + 1,
+            r.first_entry
+        );
+        let mut log = RaftLog {
+            wal,
+            identity: r.identity,
+            hard_state: r.hard_state,
+            conf_state: r.conf_state,
+            snapshot_index: r.snapshot_index,
+            snapshot_term: r.snapshot_term,
+            last_index: 0,
+            positions: r.positions,
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+            batch: Vec::new(),
+        };
+        log.last_index = log.snapshot_index + log.positions.len() as u64;
+        // Warm the cache with the newest entries: the first thing raft does is look at them.
+        let from = log.last_index.saturating_sub(CACHE_ENTRIES as u64 / 4).max(log.snapshot_index + 1);
+        if from <= log.last_index {
+            let warm = log.read_entries(from, log.last_index + 1, None).with_context(|| format!("reading raft log {}", dir.display()))?;
+            for e in warm {
+                log.push_cache(e);
+            }
+        }
+        Ok(log)
     }
 
     pub fn identity(&self) -> Option<Identity> {
@@ -135,70 +198,84 @@ impl RaftLog {
         self.last_index
     }
 
+    /// The records a segment starts with: everything but the entries.
+    fn segment_header(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(id) = self.identity {
+            encode_identity(&mut out, id);
+        }
+        wal::encode_record(&mut out, REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(&self.conf_state)));
+        wal::encode_record(&mut out, REC_HARD_STATE, |o| o.extend_from_slice(&encode_hard_state(&self.hard_state)));
+        encode_snapshot(&mut out, self.snapshot_index, self.snapshot_term, false);
+        out
+    }
+
+    /// Writes `self.batch` (records already encoded), rolling to a new segment first when it
+    /// would overflow the current one. Returns the batch's position.
+    fn write_batch(&mut self, sync: bool) -> anyhow::Result<Position> {
+        if (self.batch.len() as u64) > self.wal.room() && !self.wal.current_is_fresh() {
+            let header = self.segment_header();
+            self.wal.roll(self.last_index + 1, &header)?;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let at = self.wal.append(&batch, sync);
+        self.batch = batch;
+        self.batch.clear();
+        at
+    }
+
     /// Records a new member's identity and initial voters (and learners, for a member joining a
     /// cluster that has some), durably, before raft starts.
     pub fn bootstrap(&mut self, identity: Identity, voters: Vec<u64>, learners: Vec<u64>) -> anyhow::Result<()> {
         anyhow::ensure!(self.identity.is_none(), "raft log is already bootstrapped");
         let cs = ConfState { voters, learners, ..Default::default() };
         let mut hs = HardState::default();
+        // etcd bootstraps its log with the initial members' conf changes at term 1, so its
+        // first leader is elected at term 2; start at the same term so `raft_term` in
+        // responses reads the same.
         hs.term = 1;
-        let txn = self.db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let mut id = Vec::with_capacity(16);
-            id.extend_from_slice(&identity.member_id.to_be_bytes());
-            id.extend_from_slice(&identity.cluster_id.to_be_bytes());
-            meta.insert(META_IDENTITY, id.as_slice())?;
-            meta.insert(META_CONF_STATE, encode_conf_state(&cs).as_slice())?;
-            // etcd bootstraps its log with the initial members' conf changes at term 1, so its
-            // first leader is elected at term 2; start at the same term so `raft_term` in
-            // responses reads the same.
-            meta.insert(META_HARD_STATE, encode_hard_state(&hs).as_slice())?;
-        }
-        txn.commit()?;
+        self.batch.clear();
+        encode_identity(&mut self.batch, identity);
+        wal::encode_record(&mut self.batch, REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(&cs)));
+        wal::encode_record(&mut self.batch, REC_HARD_STATE, |o| o.extend_from_slice(&encode_hard_state(&hs)));
+        self.write_batch(true)?;
         self.hard_state = hs;
         self.identity = Some(identity);
         self.conf_state = cs;
         Ok(())
     }
 
-    /// Persists a Ready's entries and hard state in one transaction; with `sync`, fsynced before
+    /// Persists a Ready's entries and hard state as one write; with `sync`, fsynced before
     /// returning. Entries at or after the first new index replace what was there (raft truncates
     /// a follower's conflicting tail this way).
     pub fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>, sync: bool) -> anyhow::Result<()> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(if sync { Durability::Immediate } else { Durability::None })?;
-        {
-            let mut table = txn.open_table(ENTRIES)?;
-            if let Some(first) = entries.first() {
-                let first_index = first.index;
-                anyhow::ensure!(
-                    first_index > self.snapshot_index && first_index <= self.last_index + 1,
-                    "append at {first_index} leaves a gap (snapshot {}, last {})",
-                    self.snapshot_index,
-                    self.last_index
-                );
-                for stale in first_index..=self.last_index {
-                    table.remove(stale)?;
-                }
-                let mut buf = Vec::new();
-                for e in entries {
-                    buf.clear();
-                    encode_entry(e, &mut buf);
-                    table.insert(e.index, buf.as_slice())?;
-                }
-            }
-            if let Some(hs) = hard_state {
-                let mut meta = txn.open_table(META)?;
-                meta.insert(META_HARD_STATE, encode_hard_state(hs).as_slice())?;
-            }
+        if let Some(first) = entries.first() {
+            anyhow::ensure!(
+                first.index > self.snapshot_index && first.index <= self.last_index + 1,
+                "append at {} leaves a gap (snapshot {}, last {})",
+                first.index,
+                self.snapshot_index,
+                self.last_index
+            );
         }
-        txn.commit()?;
+        self.batch.clear();
+        for e in entries {
+            wal::encode_record(&mut self.batch, REC_ENTRY, |o| encode_entry(e, o));
+        }
+        if let Some(hs) = hard_state {
+            wal::encode_record(&mut self.batch, REC_HARD_STATE, |o| o.extend_from_slice(&encode_hard_state(hs)));
+        }
+        let spans: Vec<(usize, usize)> = wal::record_spans(&self.batch).take(entries.len()).collect();
+        let at = self.write_batch(sync)?;
 
         if let Some(first) = entries.first() {
+            self.positions.truncate((first.index - self.snapshot_index - 1) as usize);
+            for (off, len) in spans {
+                self.positions.push_back(Position { segment: at.segment, offset: at.offset + off as u64, len: len as u32 });
+            }
             while self.cache.back().is_some_and(|e| e.index >= first.index) {
                 if let Some(e) = self.cache.pop_back() {
                     self.cache_bytes -= entry_size(&e);
@@ -226,23 +303,22 @@ impl RaftLog {
     }
 
     /// Drops the entries up to and including `index` (already applied and durable in the
-    /// state database), keeping its term for raft's log matching.
+    /// state database), keeping its term for raft's log matching, and deletes the WAL segments
+    /// that held only those.
     pub fn compact(&mut self, index: u64) -> anyhow::Result<()> {
         if index <= self.snapshot_index {
             return Ok(());
         }
         anyhow::ensure!(index <= self.last_index, "compacting to {index} beyond the last entry {}", self.last_index);
         let term = self.read_term(index)?;
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(ENTRIES)?;
-            table.retain_in(..=index, |_, _| false)?;
-            let mut snap = [0u8; 16];
-            snap[..8].copy_from_slice(&index.to_be_bytes());
-            snap[8..].copy_from_slice(&term.to_be_bytes());
-            txn.open_table(META)?.insert(META_SNAPSHOT, snap.as_slice())?;
+        self.batch.clear();
+        encode_snapshot(&mut self.batch, index, term, false);
+        // Synced: segments are deleted next, and a replay must find the compaction point that
+        // explains their absence.
+        self.write_batch(true)?;
+        for _ in self.snapshot_index..index {
+            self.positions.pop_front();
         }
-        txn.commit()?;
         self.snapshot_index = index;
         self.snapshot_term = term;
         while self.cache.front().is_some_and(|e| e.index <= index) {
@@ -250,36 +326,29 @@ impl RaftLog {
                 self.cache_bytes -= entry_size(&e);
             }
         }
-        Ok(())
+        self.wal.release_through(index)
     }
 
     /// Replaces the whole log with a snapshot received from the leader: no entries, the
-    /// snapshot's index, term and membership, durably.
+    /// snapshot's index, term and membership, durably, in a segment of its own (the older ones
+    /// are deleted).
     pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata) -> anyhow::Result<()> {
-        let cs = meta.get_conf_state().clone();
-        let txn = self.db.begin_write()?;
-        {
-            txn.open_table(ENTRIES)?.retain(|_, _| false)?;
-            let mut m = txn.open_table(META)?;
-            let mut snap = [0u8; 16];
-            snap[..8].copy_from_slice(&meta.index.to_be_bytes());
-            snap[8..].copy_from_slice(&meta.term.to_be_bytes());
-            m.insert(META_SNAPSHOT, snap.as_slice())?;
-            m.insert(META_CONF_STATE, encode_conf_state(&cs).as_slice())?;
-            let mut hs = self.hard_state.clone();
-            hs.commit = hs.commit.max(meta.index);
-            hs.term = hs.term.max(meta.term);
-            m.insert(META_HARD_STATE, encode_hard_state(&hs).as_slice())?;
-            self.hard_state = hs;
-        }
-        txn.commit()?;
+        let mut hs = self.hard_state.clone();
+        hs.commit = hs.commit.max(meta.index);
+        hs.term = hs.term.max(meta.term);
+        self.hard_state = hs;
+        self.conf_state = meta.get_conf_state().clone();
         self.snapshot_index = meta.index;
         self.snapshot_term = meta.term;
         self.last_index = meta.index;
-        self.conf_state = cs;
+        self.positions.clear();
         self.cache.clear();
         self.cache_bytes = 0;
-        Ok(())
+        let mut header = self.segment_header();
+        // Replaces, so that a replay that still finds older segments drops their entries.
+        encode_snapshot(&mut header, meta.index, meta.term, true);
+        self.wal.roll(meta.index + 1, &header)?;
+        self.wal.release_all_but_current()
     }
 
     /// Notes a commit index raft reported outside a Ready's hard state. It is persisted with
@@ -290,9 +359,9 @@ impl RaftLog {
 
     /// Persists a new membership (after a conf change is applied).
     pub fn set_conf_state(&mut self, cs: ConfState) -> anyhow::Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?.insert(META_CONF_STATE, encode_conf_state(&cs).as_slice())?;
-        txn.commit()?;
+        self.batch.clear();
+        wal::encode_record(&mut self.batch, REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(&cs)));
+        self.write_batch(true)?;
         self.conf_state = cs;
         Ok(())
     }
@@ -311,35 +380,38 @@ impl RaftLog {
         self.snapshot_index + 1
     }
 
+    /// Reads entry `index` back from the WAL.
+    fn read_from_disk(&self, index: u64) -> anyhow::Result<Entry> {
+        let pos = index
+            .checked_sub(self.first_index())
+            .and_then(|i| self.positions.get(i as usize))
+            .with_context(|| format!("raft log has no entry {index}"))?;
+        let (kind, payload) = self.wal.read(*pos)?;
+        anyhow::ensure!(kind == REC_ENTRY, "raft log: record for entry {index} is not an entry");
+        let e = decode_entry(&payload)?;
+        anyhow::ensure!(e.index == index, "raft log: entry {index} is recorded as {}", e.index);
+        Ok(e)
+    }
+
     fn read_entries(&self, low: u64, high: u64, max_size: Option<u64>) -> anyhow::Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut size = 0u64;
         let cache_first = self.cache.front().map(|e| e.index).unwrap_or(u64::MAX);
         let mut next = low;
-        if next < cache_first {
-            let txn = self.db.begin_read()?;
-            let table = txn.open_table(ENTRIES)?;
-            for item in table.range(next..high.min(cache_first))? {
-                let (k, v) = item?;
-                let e = decode_entry(k.value(), v.value())?;
-                anyhow::ensure!(e.index == next, "raft log has a hole at {next}");
-                size += entry_size(&e) as u64;
-                if !out.is_empty() && max_size.is_some_and(|m| size > m) {
-                    return Ok(out);
-                }
-                out.push(e);
-                next += 1;
-            }
-        }
         while next < high {
-            let Some(e) = self.cache.get((next - cache_first) as usize) else {
-                anyhow::bail!("raft log has a hole at {next}");
+            let e = if next >= cache_first {
+                let Some(e) = self.cache.get((next - cache_first) as usize) else {
+                    anyhow::bail!("raft log has a hole at {next}");
+                };
+                e.clone()
+            } else {
+                self.read_from_disk(next)?
             };
-            size += entry_size(e) as u64;
+            size += entry_size(&e) as u64;
             if !out.is_empty() && max_size.is_some_and(|m| size > m) {
                 break;
             }
-            out.push(e.clone());
+            out.push(e);
             next += 1;
         }
         Ok(out)
@@ -352,15 +424,12 @@ impl RaftLog {
         {
             return Ok(e.term);
         }
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(ENTRIES)?;
-        let v = table.get(idx)?.with_context(|| format!("raft log has no entry {idx}"))?;
-        Ok(decode_entry(idx, v.value())?.term)
+        Ok(self.read_from_disk(idx)?.term)
     }
 
-    /// Total bytes of the log file, for Maintenance.Status.
-    pub fn file_size(path: &Path) -> u64 {
-        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    /// The WAL's size on disk (its segments are preallocated).
+    pub fn wal_size(&self) -> u64 {
+        self.wal.size()
     }
 }
 
@@ -429,8 +498,9 @@ fn entry_size(e: &Entry) -> usize {
     e.data.len() + e.context.len() + 24
 }
 
-/// `term u64 | type u8 | context length u32 | context | data` (the index is the key).
+/// `index u64 | term u64 | type u8 | context length u32 | context | data`.
 fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
+    out.extend_from_slice(&e.index.to_be_bytes());
     out.extend_from_slice(&e.term.to_be_bytes());
     out.push(e.get_entry_type() as u8);
     out.extend_from_slice(&(e.context.len() as u32).to_be_bytes());
@@ -438,8 +508,10 @@ fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
     out.extend_from_slice(&e.data);
 }
 
-fn decode_entry(index: u64, b: &[u8]) -> anyhow::Result<Entry> {
-    anyhow::ensure!(b.len() >= 13, "entry {index} is truncated");
+fn decode_entry(b: &[u8]) -> anyhow::Result<Entry> {
+    anyhow::ensure!(b.len() >= 21, "entry record is truncated");
+    let index = be_u64(&b[..8]);
+    let b = &b[8..];
     let mut e = Entry::default();
     e.index = index;
     e.term = be_u64(&b[..8]);
@@ -454,6 +526,30 @@ fn decode_entry(index: u64, b: &[u8]) -> anyhow::Result<Entry> {
     e.context = b[13..13 + ctx_len].to_vec().into();
     e.data = b[13 + ctx_len..].to_vec().into();
     Ok(e)
+}
+
+fn decode_hard_state(b: &[u8]) -> anyhow::Result<HardState> {
+    anyhow::ensure!(b.len() == 24, "{} bytes", b.len());
+    let mut hs = HardState::default();
+    hs.term = be_u64(&b[..8]);
+    hs.vote = be_u64(&b[8..16]);
+    hs.commit = be_u64(&b[16..]);
+    Ok(hs)
+}
+
+fn encode_identity(out: &mut Vec<u8>, id: Identity) {
+    wal::encode_record(out, REC_IDENTITY, |o| {
+        o.extend_from_slice(&id.member_id.to_be_bytes());
+        o.extend_from_slice(&id.cluster_id.to_be_bytes());
+    });
+}
+
+fn encode_snapshot(out: &mut Vec<u8>, index: u64, term: u64, replaces: bool) {
+    wal::encode_record(out, REC_SNAPSHOT, |o| {
+        o.extend_from_slice(&index.to_be_bytes());
+        o.extend_from_slice(&term.to_be_bytes());
+        o.push(replaces as u8);
+    });
 }
 
 fn encode_hard_state(hs: &HardState) -> [u8; 24] {
@@ -517,7 +613,7 @@ mod tests {
     #[test]
     fn append_truncate_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("raft.redb");
+        let path = dir.path().join("wal");
         let mut log = RaftLog::open(&path).unwrap();
         log.bootstrap(Identity { member_id: 7, cluster_id: 9 }, vec![7], Vec::new()).unwrap();
         let ents: Vec<_> = (1..=5).map(|i| entry(i, 1, format!("e{i}").as_bytes())).collect();
@@ -549,7 +645,7 @@ mod tests {
     #[test]
     fn reads_beyond_the_cache_come_from_disk() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = RaftLog::open(&dir.path().join("raft.redb")).unwrap();
+        let mut log = RaftLog::open(&dir.path().join("wal")).unwrap();
         let n = CACHE_ENTRIES as u64 + 100;
         let ents: Vec<_> = (1..=n).map(|i| entry(i, 1, &i.to_be_bytes())).collect();
         log.append(&ents, None, false).unwrap();
@@ -558,6 +654,81 @@ mod tests {
         assert_eq!(got.len() as u64, n);
         assert!(got.iter().enumerate().all(|(i, e)| e.index == i as u64 + 1 && e.data[..] == (i as u64 + 1).to_be_bytes()));
         assert_eq!(log.term(1).unwrap(), 1);
+    }
+
+    fn all_entries(log: &RaftLog) -> Vec<(u64, u64, Vec<u8>)> {
+        let first = Storage::first_index(log).unwrap();
+        let last = Storage::last_index(log).unwrap();
+        log.entries(first, last + 1, None, GetEntriesContext::empty(false))
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.index, e.term, e.data.to_vec()))
+            .collect()
+    }
+
+    /// Many small segments: rolls, a conflicting tail that reaches back into an older segment,
+    /// compaction that deletes segments, and every step survives a reopen.
+    #[test]
+    fn segments_roll_truncate_compact_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let open = || RaftLog::open_with_segment_bytes(&path, 4096);
+        let mut log = open().unwrap();
+        log.bootstrap(Identity { member_id: 1, cluster_id: 2 }, vec![1, 2, 3], Vec::new()).unwrap();
+        let payload = |i: u64| format!("entry {i} {}", "x".repeat(200)).into_bytes();
+        for chunk in (1..=100u64).collect::<Vec<_>>().chunks(7) {
+            let ents: Vec<_> = chunk.iter().map(|&i| entry(i, 2, &payload(i))).collect();
+            log.append(&ents, None, true).unwrap();
+        }
+        let segments = std::fs::read_dir(&path).unwrap().count();
+        assert!(segments > 5, "only {segments} segments");
+        // A new leader at term 3 replaces 40.. (written several segments ago).
+        log.append(&[entry(40, 3, b"new 40"), entry(41, 3, b"new 41")], None, true).unwrap();
+        let mut want: Vec<_> = (1..40).map(|i| (i, 2, payload(i))).collect();
+        want.push((40, 3, b"new 40".to_vec()));
+        want.push((41, 3, b"new 41".to_vec()));
+        assert_eq!(all_entries(&log), want);
+        drop(log);
+        let mut log = open().unwrap();
+        assert_eq!(all_entries(&log), want);
+        assert_eq!(log.identity(), Some(Identity { member_id: 1, cluster_id: 2 }));
+        assert_eq!(log.conf_state().voters, vec![1, 2, 3]);
+
+        log.compact(30).unwrap();
+        assert_eq!(log.term(30).unwrap(), 2);
+        assert!(matches!(log.term(29), Err(raft::Error::Store(StorageError::Compacted))));
+        let after = std::fs::read_dir(&path).unwrap().count();
+        assert!(after < segments, "compaction deleted no segment ({after} of {segments})");
+        drop(log);
+        let log = open().unwrap();
+        assert_eq!(Storage::first_index(&log).unwrap(), 31);
+        assert_eq!(log.term(30).unwrap(), 2);
+        assert_eq!(all_entries(&log), want[30..].to_vec());
+    }
+
+    #[test]
+    fn an_installed_snapshot_replaces_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let mut log = RaftLog::open(&path).unwrap();
+        log.bootstrap(Identity { member_id: 1, cluster_id: 2 }, vec![1], Vec::new()).unwrap();
+        let ents: Vec<_> = (1..=20).map(|i| entry(i, 2, b"old")).collect();
+        log.append(&ents, None, true).unwrap();
+        let mut meta = SnapshotMetadata::default();
+        meta.index = 15;
+        meta.term = 4;
+        meta.mut_conf_state().voters = vec![1, 5];
+        log.apply_snapshot(&meta).unwrap();
+        log.append(&[entry(16, 4, b"after")], None, true).unwrap();
+        drop(log);
+        let log = RaftLog::open(&path).unwrap();
+        assert_eq!(Storage::first_index(&log).unwrap(), 16);
+        assert_eq!(log.term(15).unwrap(), 4);
+        assert_eq!(all_entries(&log), vec![(16, 4, b"after".to_vec())]);
+        assert_eq!(log.conf_state().voters, vec![1, 5]);
+        assert_eq!(log.hard_state().commit, 15);
+        assert_eq!(log.identity(), Some(Identity { member_id: 1, cluster_id: 2 }));
+        assert_eq!(std::fs::read_dir(&path).unwrap().count(), 1, "older segments are deleted");
     }
 
     #[test]
