@@ -10,7 +10,7 @@
 //! compaction give up after a while rather than hold everyone up, and the client is told why.
 
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,7 +19,14 @@ use redb::{CompactionError, Database, ReadTransaction, ReadableDatabase, Transac
 pub struct StateDb {
     db: RwLock<Database>,
     path: PathBuf,
+    /// The file's size and when it was read: the quota check asks on every write request, and
+    /// a `statx` of the path each time was a measurable part of a put.
+    size: Mutex<Option<(Instant, u64)>>,
 }
+
+/// How stale [`StateDb::file_size`] may be. etcd's quota check reads a size its backend updates
+/// at commit, so it lags too.
+const SIZE_TTL: Duration = Duration::from_millis(50);
 
 /// How long compaction holds the gate waiting for open transactions before it lets the
 /// paused work run again and retries.
@@ -27,7 +34,7 @@ const HOLD: Duration = Duration::from_millis(500);
 
 impl StateDb {
     pub fn new(db: Database, path: &Path) -> StateDb {
-        StateDb { db: RwLock::new(db), path: path.to_path_buf() }
+        StateDb { db: RwLock::new(db), path: path.to_path_buf(), size: Mutex::new(None) }
     }
 
     pub fn open(path: &Path) -> anyhow::Result<StateDb> {
@@ -58,9 +65,21 @@ impl StateDb {
         self.db.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Bytes of the file on disk.
+    /// Bytes of the file on disk, as of at most [`SIZE_TTL`] ago.
     pub fn file_size(&self) -> u64 {
-        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+        let mut cached = self.size.lock().unwrap_or_else(|p| p.into_inner());
+        match *cached {
+            Some((at, size)) if at.elapsed() < SIZE_TTL => size,
+            _ => {
+                let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+                *cached = Some((Instant::now(), size));
+                size
+            }
+        }
+    }
+
+    fn forget_size(&self) {
+        *self.size.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Compacts the file (etcd's `backend.Defrag`), pausing new transactions meanwhile. Gives
@@ -73,7 +92,10 @@ impl StateDb {
                 let held = Instant::now();
                 loop {
                     match db.compact() {
-                        Ok(_) => return Ok(()),
+                        Ok(_) => {
+                            self.forget_size();
+                            return Ok(());
+                        }
                         Err(CompactionError::TransactionInProgress) => {}
                         Err(e) => return Err(anyhow::Error::new(e).context("compacting the state database")),
                     }
