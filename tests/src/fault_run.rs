@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub duration: Duration,
     pub workload: WorkloadConfig,
     pub watchers: usize,
+    /// Of which this many fall behind on purpose (see [`Watchers::start`]).
+    pub lagging_watchers: usize,
     pub kinds: Vec<FaultKind>,
     pub pacing: Pacing,
     /// Where a failing run's history is saved.
@@ -42,7 +44,8 @@ impl RunConfig {
             members,
             duration,
             workload: WorkloadConfig::new(4, 6),
-            watchers: 2,
+            watchers: 3,
+            lagging_watchers: 1,
             kinds: FaultKind::ALL.to_vec(),
             pacing: Pacing::default(),
             out_dir: default_out_dir(),
@@ -76,6 +79,10 @@ pub struct RunReport {
     pub refused_faults: BTreeMap<String, u64>,
     pub watch_events: u64,
     pub watch_restarts: u64,
+    /// Compacted gaps the watchers were told of (and accounted for).
+    pub watch_gaps: u64,
+    /// The checker's cost summary for a linearizable history.
+    pub lincheck: String,
     pub final_revision: i64,
     pub wall: Duration,
     /// Every check that failed, with its evidence. Empty: the run passed.
@@ -94,7 +101,7 @@ impl RunReport {
     pub fn summary(&self) -> String {
         let faults: Vec<String> = self.faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
         format!(
-            "seed {} ({} × {}): {:.0}s, ops ok {} / failed {} / unknown {}, faults [{}], watch events {} ({} watch starts), final revision {}, violations {}",
+            "seed {} ({} × {}): {:.0}s, ops ok {} / failed {} / unknown {}, faults [{}], watch events {} ({} watch starts, {} compacted gaps), final revision {}, lincheck: {}, violations {}",
             self.seed,
             self.members,
             self.flavor,
@@ -105,7 +112,9 @@ impl RunReport {
             faults.join(" "),
             self.watch_events,
             self.watch_restarts,
+            self.watch_gaps,
             self.final_revision,
+            if self.lincheck.is_empty() { "failed" } else { &self.lincheck },
             self.violations.len()
         )
     }
@@ -139,7 +148,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     });
 
     let recorder = Arc::new(Recorder::new());
-    let watchers = Watchers::start(&rt, endpoints.clone(), cfg.watchers, start_rev + 1);
+    let watchers = Watchers::start(&rt, endpoints.clone(), cfg.watchers, cfg.lagging_watchers, start_rev + 1);
     let workload = Workload::start(&rt, endpoints.clone(), cfg.workload.clone(), &mut rng, recorder.clone());
     let mut nemesis = match Nemesis::new(&cluster, rng.fork(), &cfg.kinds, cfg.pacing.clone()) {
         Ok(n) => n,
@@ -174,6 +183,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     let logs = watchers.stop(&rt);
     report.watch_events = logs.iter().map(|l| l.events.len() as u64).sum();
     report.watch_restarts = logs.iter().map(|l| l.watches).sum();
+    report.watch_gaps = logs.iter().map(|l| l.gaps.len() as u64).sum();
     let acked = recorder.acked_writes();
     let exp = WatchExpectations {
         start: start_rev + 1,
@@ -183,7 +193,11 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     };
     report.violations.extend(check_watchers(&logs, &exp).into_iter().map(|p| format!("watch: {p}")));
 
-    if let Err(violation) = check_linearizable(&history) {
+    let checked = check_linearizable(&history);
+    if let Ok(cost) = &checked {
+        report.lincheck = cost.clone();
+    }
+    if let Err(violation) = checked {
         let name = format!("history-{}-{}x{}.json", cfg.seed, cfg.members, cfg.flavor);
         match save_history(&history, &cfg.out_dir, &name) {
             Ok(p) => {

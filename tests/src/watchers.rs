@@ -48,8 +48,11 @@ pub struct Watchers {
 }
 
 impl Watchers {
-    /// `count` watchers from `start` (inclusive), the i-th starting on member i (mod n).
-    pub fn start(rt: &tokio::runtime::Runtime, endpoints: Vec<String>, count: usize, start: i64) -> Watchers {
+    /// `count` watchers from `start` (inclusive), the i-th starting on member i (mod n). The
+    /// last `lagging` of them keep falling behind on purpose: each drops its stream after a few
+    /// seconds and stays away for three, so that compactions overtake it and the compacted
+    /// answer (and the gap it leaves) is exercised, not only the happy reconnect.
+    pub fn start(rt: &tokio::runtime::Runtime, endpoints: Vec<String>, count: usize, lagging: usize, start: i64) -> Watchers {
         let stop = Arc::new(AtomicBool::new(false));
         let logs: Vec<Arc<Mutex<WatchLog>>> = (0..count)
             .map(|_| {
@@ -62,7 +65,10 @@ impl Watchers {
         let tasks = logs
             .iter()
             .enumerate()
-            .map(|(i, log)| rt.spawn(watch_loop(i, endpoints.clone(), log.clone(), stop.clone())))
+            .map(|(i, log)| {
+                let lags = i + lagging >= count;
+                rt.spawn(watch_loop(i, endpoints.clone(), log.clone(), stop.clone(), lags))
+            })
             .collect();
         Watchers { logs, stop, tasks }
     }
@@ -113,12 +119,21 @@ impl Watchers {
     }
 }
 
-async fn watch_loop(idx: usize, endpoints: Vec<String>, log: Arc<Mutex<WatchLog>>, stop: Arc<AtomicBool>) {
+async fn watch_loop(idx: usize, endpoints: Vec<String>, log: Arc<Mutex<WatchLog>>, stop: Arc<AtomicBool>, lags: bool) {
     let mut endpoint = idx % endpoints.len();
+    let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        let _ = watch_once(&endpoints[endpoint], &log).await;
+        round += 1;
+        if lags {
+            // 2 to 4 s of watching, then 3 s away.
+            let watching = Duration::from_millis(2000 + (round * 700) % 2000);
+            let _ = tokio::time::timeout(watching, watch_once(&endpoints[endpoint], &log)).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        } else {
+            let _ = watch_once(&endpoints[endpoint], &log).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         endpoint = (endpoint + 1) % endpoints.len();
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

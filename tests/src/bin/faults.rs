@@ -35,8 +35,11 @@ struct Cli {
     clients: usize,
     #[arg(long, default_value_t = 6)]
     keys: usize,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     watchers: usize,
+    /// Of which this many fall behind on purpose (compactions overtake them).
+    #[arg(long, default_value_t = 1)]
+    lagging_watchers: usize,
     /// Comma-separated fault kinds (default: all the subject supports): kill, kill-leader,
     /// pause, pause-leader, partition-minority, partition-leader, partition-bridge,
     /// move-leader, guest-swap, compact.
@@ -98,6 +101,7 @@ fn main() {
         let mut cfg = RunConfig::new(cli.seed + i, flavor, cli.members, cli.duration);
         cfg.workload = WorkloadConfig::new(cli.clients, cli.keys);
         cfg.watchers = cli.watchers;
+        cfg.lagging_watchers = cli.lagging_watchers.min(cli.watchers);
         cfg.kinds = kinds.clone();
         cfg.out_dir = cli.out.clone().unwrap_or_else(default_out_dir);
         let report = run(&cfg);
