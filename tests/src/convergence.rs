@@ -21,9 +21,17 @@ pub struct Converged {
 
 /// Waits (up to `timeout`) for every member to reach the same indexes, then compares. Blocking;
 /// `rt` runs the clients.
-pub fn check_convergence(cluster: &mut Cluster, rt: &tokio::runtime::Runtime, timeout: Duration) -> Result<Converged, String> {
+pub fn check_convergence(
+    cluster: &mut Cluster,
+    rt: &tokio::runtime::Runtime,
+    timeout: Duration,
+) -> Result<Converged, String> {
     if cluster.running().len() != cluster.size() {
-        return Err(format!("only members {:?} of {} are running", cluster.running(), cluster.size()));
+        return Err(format!(
+            "only members {:?} of {} are running",
+            cluster.running(),
+            cluster.size()
+        ));
     }
     let deadline = Instant::now() + timeout;
     let revision = loop {
@@ -31,8 +39,19 @@ pub fn check_convergence(cluster: &mut Cluster, rt: &tokio::runtime::Runtime, ti
             Ok(st) => {
                 let first = &st[0].1;
                 let agree = st.iter().all(|(_, s)| {
-                    (s.raft_index, s.raft_applied_index, s.revision, s.leader, s.raft_term)
-                        == (first.raft_index, first.raft_applied_index, first.revision, first.leader, first.raft_term)
+                    (
+                        s.raft_index,
+                        s.raft_applied_index,
+                        s.revision,
+                        s.leader,
+                        s.raft_term,
+                    ) == (
+                        first.raft_index,
+                        first.raft_applied_index,
+                        first.revision,
+                        first.leader,
+                        first.raft_term,
+                    )
                 });
                 if agree && first.leader != 0 {
                     break first.revision as i64;
@@ -42,7 +61,9 @@ pub fn check_convergence(cluster: &mut Cluster, rt: &tokio::runtime::Runtime, ti
             Err(e) => e,
         };
         if Instant::now() >= deadline {
-            return Err(format!("members did not reach the same index within {timeout:?}; last: {last}"));
+            return Err(format!(
+                "members did not reach the same index within {timeout:?}; last: {last}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -52,12 +73,26 @@ pub fn check_convergence(cluster: &mut Cluster, rt: &tokio::runtime::Runtime, ti
     for i in 0..cluster.size() {
         let (hash, list) = rt.block_on(async {
             let mut c = cluster.client(i, Duration::from_secs(5)).await;
-            let h = c.hash_kv(revision).await.map_err(|e| format!("member {i}: HashKV at {revision}: {e}"))?;
-            let m = c.member_list().await.map_err(|e| format!("member {i}: MemberList: {e}"))?;
+            let h = c
+                .hash_kv(revision)
+                .await
+                .map_err(|e| format!("member {i}: HashKV at {revision}: {e}"))?;
+            let m = c
+                .member_list()
+                .await
+                .map_err(|e| format!("member {i}: MemberList: {e}"))?;
             let mut list: Vec<(u64, String, Vec<String>, Vec<String>, bool)> = m
                 .members()
                 .iter()
-                .map(|m| (m.id(), m.name().to_string(), sorted(m.peer_urls()), sorted(m.client_urls()), m.is_learner()))
+                .map(|m| {
+                    (
+                        m.id(),
+                        m.name().to_string(),
+                        sorted(m.peer_urls()),
+                        sorted(m.client_urls()),
+                        m.is_learner(),
+                    )
+                })
                 .collect();
             list.sort();
             Ok::<_, String>(((h.hash(), h.compact_version()), list))
@@ -66,7 +101,9 @@ pub fn check_convergence(cluster: &mut Cluster, rt: &tokio::runtime::Runtime, ti
         lists.push(list);
     }
     if hashes.iter().any(|h| *h != hashes[0]) {
-        return Err(format!("HashKV at revision {revision} differs: (hash, compact revision) per member {hashes:?}"));
+        return Err(format!(
+            "HashKV at revision {revision} differs: (hash, compact revision) per member {hashes:?}"
+        ));
     }
     if lists.iter().any(|l| *l != lists[0]) || lists[0].len() != cluster.size() {
         return Err(format!("member lists differ or are incomplete: {lists:#?}"));

@@ -59,7 +59,10 @@ pub fn default_out_dir() -> PathBuf {
         .ok()
         .and_then(|exe| {
             exe.ancestors()
-                .find(|p| p.file_name().is_some_and(|n| n == "debug" || n == "release"))
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n == "debug" || n == "release")
+                })
                 .and_then(|p| p.parent())
                 .map(|t| t.join("faults"))
         })
@@ -99,7 +102,11 @@ impl RunReport {
     }
 
     pub fn summary(&self) -> String {
-        let faults: Vec<String> = self.faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
         format!(
             "seed {} ({} × {}): {:.0}s, ops ok {} / failed {} / unknown {}, faults [{}], watch events {} ({} watch starts, {} compacted gaps), final revision {}, lincheck: {}, violations {}",
             self.seed,
@@ -114,7 +121,11 @@ impl RunReport {
             self.watch_restarts,
             self.watch_gaps,
             self.final_revision,
-            if self.lincheck.is_empty() { "failed" } else { &self.lincheck },
+            if self.lincheck.is_empty() {
+                "failed"
+            } else {
+                &self.lincheck
+            },
             self.violations.len()
         )
     }
@@ -148,8 +159,20 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     });
 
     let recorder = Arc::new(Recorder::new());
-    let watchers = Watchers::start(&rt, endpoints.clone(), cfg.watchers, cfg.lagging_watchers, start_rev + 1);
-    let workload = Workload::start(&rt, endpoints.clone(), cfg.workload.clone(), &mut rng, recorder.clone());
+    let watchers = Watchers::start(
+        &rt,
+        endpoints.clone(),
+        cfg.watchers,
+        cfg.lagging_watchers,
+        start_rev + 1,
+    );
+    let workload = Workload::start(
+        &rt,
+        endpoints.clone(),
+        cfg.workload.clone(),
+        &mut rng,
+        recorder.clone(),
+    );
     let mut nemesis = match Nemesis::new(&cluster, rng.fork(), &cfg.kinds, cfg.pacing.clone()) {
         Ok(n) => n,
         Err(e) => panic!("nemesis: {e}"),
@@ -159,8 +182,16 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     // A healed spell under load: what the faults broke must work again.
     std::thread::sleep(Duration::from_secs(2));
     workload.stop(&rt);
-    report.faults = nemesis.injected.iter().map(|(k, n)| (k.to_string(), *n)).collect();
-    report.refused_faults = nemesis.refused.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+    report.faults = nemesis
+        .injected
+        .iter()
+        .map(|(k, n)| (k.to_string(), *n))
+        .collect();
+    report.refused_faults = nemesis
+        .refused
+        .iter()
+        .map(|(k, n)| (k.to_string(), *n))
+        .collect();
     report.nemesis_log = nemesis.log.clone();
 
     let history = recorder.history();
@@ -191,7 +222,11 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         acked: &acked,
         max_compaction: nemesis.max_compaction,
     };
-    report.violations.extend(check_watchers(&logs, &exp).into_iter().map(|p| format!("watch: {p}")));
+    report.violations.extend(
+        check_watchers(&logs, &exp)
+            .into_iter()
+            .map(|p| format!("watch: {p}")),
+    );
 
     let checked = check_linearizable(&history);
     if let Ok(cost) = &checked {
@@ -201,10 +236,15 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         let name = format!("history-{}-{}x{}.json", cfg.seed, cfg.members, cfg.flavor);
         match save_history(&history, &cfg.out_dir, &name) {
             Ok(p) => {
-                report.violations.push(format!("linearizability: {violation} (history: {})", p.display()));
+                report.violations.push(format!(
+                    "linearizability: {violation} (history: {})",
+                    p.display()
+                ));
                 report.history_path = Some(p);
             }
-            Err(e) => report.violations.push(format!("linearizability: {violation} (history not saved: {e})")),
+            Err(e) => report.violations.push(format!(
+                "linearizability: {violation} (history not saved: {e})"
+            )),
         }
     }
     drop(cluster);

@@ -120,20 +120,30 @@ mod tests {
         r.record(1, read.clone(), t1, Outcome::Unknown);
         r.record(
             0,
-            Call::Write { key: "k".into(), value: 5 },
+            Call::Write {
+                key: "k".into(),
+                value: 5,
+            },
             t0,
-            Outcome::Ok { returned: Return::Write, completed_ns: t1 },
+            Outcome::Ok {
+                returned: Return::Write,
+                completed_ns: t1,
+            },
         );
         r.record(2, read, t1, Outcome::Failed);
         let h = r.history();
-        assert_eq!(h.operations.iter().map(|o| o.process).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            h.operations.iter().map(|o| o.process).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
         assert_eq!(outcome_counts(&h), (1, 1, 1));
         r.acked(9, "k", 5);
         r.acked(4, "j", 1);
         assert_eq!(r.acked_writes()[0].revision, 4);
         let dir = tempfile::tempdir().expect("tempdir");
         let p = save_history(&h, dir.path(), "h.json").expect("saved");
-        let back: History = serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json");
+        let back: History =
+            serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json");
         assert_eq!(back, h);
     }
 }

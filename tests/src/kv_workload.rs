@@ -143,13 +143,22 @@ impl KvClient {
                         (Call::Read { key }, Return::Read(v)) => {
                             seen.insert(key.clone(), *v);
                         }
-                        (Call::Write { key, value }, _) | (Call::Cas { key, new: value, .. }, Return::Cas(true)) => {
+                        (Call::Write { key, value }, _)
+                        | (
+                            Call::Cas {
+                                key, new: value, ..
+                            },
+                            Return::Cas(true),
+                        ) => {
                             seen.insert(key.clone(), Some(*value));
                             self.recorder.acked(revision, key, *value);
                         }
                         _ => {}
                     }
-                    Outcome::Ok { returned, completed_ns }
+                    Outcome::Ok {
+                        returned,
+                        completed_ns,
+                    }
                 }
                 Ok(Err(e)) => classify(&e),
                 Err(_elapsed) => Outcome::Unknown,
@@ -189,7 +198,11 @@ impl KvClient {
                 } else {
                     seen.get(&key).copied().flatten()
                 };
-                Call::Cas { key, expect, new: value }
+                Call::Cas {
+                    key,
+                    expect,
+                    new: value,
+                }
             }
         }
     }
@@ -212,7 +225,10 @@ async fn execute(client: &mut Client, call: &Call) -> Result<(Return, i64), etcd
         Call::Read { key } => {
             let r = client.get(key.as_str(), None).await?;
             let rev = r.header().map_or(0, |h| h.revision());
-            Ok((Return::Read(r.kvs().first().map(|kv| parse_value(kv.value()))), rev))
+            Ok((
+                Return::Read(r.kvs().first().map(|kv| parse_value(kv.value()))),
+                rev,
+            ))
         }
         Call::Write { key, value } => {
             let r = client.put(key.as_str(), value.to_string(), None).await?;
@@ -223,11 +239,15 @@ async fn execute(client: &mut Client, call: &Call) -> Result<(Return, i64), etcd
                 Some(v) => Compare::value(key.as_str(), CompareOp::Equal, v.to_string()),
                 None => Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
             };
-            let txn = Txn::new()
-                .when([cmp])
-                .and_then([TxnOp::put(key.as_str(), new.to_string(), None)]);
+            let txn =
+                Txn::new()
+                    .when([cmp])
+                    .and_then([TxnOp::put(key.as_str(), new.to_string(), None)]);
             let r = client.txn(txn).await?;
-            Ok((Return::Cas(r.succeeded()), r.header().map_or(0, |h| h.revision())))
+            Ok((
+                Return::Cas(r.succeeded()),
+                r.header().map_or(0, |h| h.revision()),
+            ))
         }
     }
 }
@@ -251,8 +271,16 @@ mod tests {
         let refused = tonic::Status::unavailable(
             "error trying to connect: tcp connect error: Connection refused (os error 111)",
         );
-        assert_eq!(classify(&etcd_client::Error::GRpcStatus(refused)), Outcome::Failed);
-        for msg in ["etcdserver: request timed out", "etcdserver: leader changed", "transport error", "h2 protocol error: broken pipe"] {
+        assert_eq!(
+            classify(&etcd_client::Error::GRpcStatus(refused)),
+            Outcome::Failed
+        );
+        for msg in [
+            "etcdserver: request timed out",
+            "etcdserver: leader changed",
+            "transport error",
+            "h2 protocol error: broken pipe",
+        ] {
             let e = etcd_client::Error::GRpcStatus(tonic::Status::unavailable(msg));
             assert_eq!(classify(&e), Outcome::Unknown, "{msg}");
         }

@@ -63,12 +63,20 @@ impl Partitioner {
         let failed: Vec<String> = (0..self.ids.len())
             .filter_map(|i| self.set_cut(i, &[]).err())
             .collect();
-        if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     }
 
     /// Member `i` is cut off from exactly `ids` (empty: healed).
     pub fn set_cut(&self, i: usize, ids: &[u64]) -> Result<(), String> {
-        let body = ids.iter().map(|id| format!("{id:x}")).collect::<Vec<_>>().join(",");
+        let body = ids
+            .iter()
+            .map(|id| format!("{id:x}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let (code, answer) = http_request(&self.peer_urls[i], "PUT", FAULTS_PATH, &body)?;
         let mut want: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
         want.sort_by_key(|s| u64::from_str_radix(s, 16).unwrap_or(0));
@@ -86,7 +94,9 @@ impl Partitioner {
     pub fn cut_of(&self, i: usize) -> Result<Vec<u64>, String> {
         let (code, answer) = http_request(&self.peer_urls[i], "GET", FAULTS_PATH, "")?;
         if code != 200 {
-            return Err(format!("GET {FAULTS_PATH} on member {i}: {code} {answer:?}"));
+            return Err(format!(
+                "GET {FAULTS_PATH} on member {i}: {code} {answer:?}"
+            ));
         }
         answer
             .trim()
@@ -98,7 +108,12 @@ impl Partitioner {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; (status, body).
-pub fn http_request(base: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+pub fn http_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String), String> {
     let host = base
         .strip_prefix("http://")
         .ok_or_else(|| format!("{base}: only http peer URLs are supported"))?
@@ -110,15 +125,19 @@ pub fn http_request(base: &str, method: &str, path: &str, body: &str) -> Result<
         .ok_or_else(|| format!("{host}: no address"))?;
     let timeout = Duration::from_secs(3);
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{host}: {e}"))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).map_err(|e| format!("{host}: {e}"))?;
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("{host}: {e}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| format!("{host}: {e}"))?;
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("{host}: {e}"))?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -128,7 +147,10 @@ pub fn http_request(base: &str, method: &str, path: &str, body: &str) -> Result<
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("{host}: bad status line: {head:?}"))?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -139,7 +161,9 @@ pub fn http_request(base: &str, method: &str, path: &str, body: &str) -> Result<
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }

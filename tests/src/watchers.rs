@@ -52,7 +52,13 @@ impl Watchers {
     /// last `lagging` of them keep falling behind on purpose: each drops its stream after a few
     /// seconds and stays away for three, so that compactions overtake it and the compacted
     /// answer (and the gap it leaves) is exercised, not only the happy reconnect.
-    pub fn start(rt: &tokio::runtime::Runtime, endpoints: Vec<String>, count: usize, lagging: usize, start: i64) -> Watchers {
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        endpoints: Vec<String>,
+        count: usize,
+        lagging: usize,
+        start: i64,
+    ) -> Watchers {
         let stop = Arc::new(AtomicBool::new(false));
         let logs: Vec<Arc<Mutex<WatchLog>>> = (0..count)
             .map(|_| {
@@ -67,7 +73,13 @@ impl Watchers {
             .enumerate()
             .map(|(i, log)| {
                 let lags = i + lagging >= count;
-                rt.spawn(watch_loop(i, endpoints.clone(), log.clone(), stop.clone(), lags))
+                rt.spawn(watch_loop(
+                    i,
+                    endpoints.clone(),
+                    log.clone(),
+                    stop.clone(),
+                    lags,
+                ))
             })
             .collect();
         Watchers { logs, stop, tasks }
@@ -89,7 +101,10 @@ impl Watchers {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!("watchers behind revision {revision} after {timeout:?}: {}", behind.join(", ")));
+                return Err(format!(
+                    "watchers behind revision {revision} after {timeout:?}: {}",
+                    behind.join(", ")
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -119,7 +134,13 @@ impl Watchers {
     }
 }
 
-async fn watch_loop(idx: usize, endpoints: Vec<String>, log: Arc<Mutex<WatchLog>>, stop: Arc<AtomicBool>, lags: bool) {
+async fn watch_loop(
+    idx: usize,
+    endpoints: Vec<String>,
+    log: Arc<Mutex<WatchLog>>,
+    stop: Arc<AtomicBool>,
+    lags: bool,
+) {
     let mut endpoint = idx % endpoints.len();
     let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -140,9 +161,12 @@ async fn watch_loop(idx: usize, endpoints: Vec<String>, log: Arc<Mutex<WatchLog>
 /// One watch stream on one member, until it breaks or is cancelled.
 async fn watch_once(endpoint: &str, log: &Mutex<WatchLog>) -> Result<(), String> {
     let lock = || log.lock().unwrap_or_else(|p| p.into_inner());
-    let mut client = crate::cluster::try_connect(&[endpoint.to_string()], Duration::from_secs(5)).await?;
+    let mut client =
+        crate::cluster::try_connect(&[endpoint.to_string()], Duration::from_secs(5)).await?;
     let next = lock().next;
-    let opts = WatchOptions::new().with_all_keys().with_start_revision(next);
+    let opts = WatchOptions::new()
+        .with_all_keys()
+        .with_start_revision(next);
     // The create itself is bounded: on a paused member it would wait forever.
     let mut stream = tokio::time::timeout(Duration::from_secs(5), client.watch("", Some(opts)))
         .await

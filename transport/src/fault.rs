@@ -124,14 +124,24 @@ impl Faults {
         match *req.method() {
             Method::GET => self.answer(),
             Method::PUT | Method::POST => {
-                let mut r = BodyReader::new(req.into_body(), Some(std::time::Duration::from_secs(5)));
+                let mut r =
+                    BodyReader::new(req.into_body(), Some(std::time::Duration::from_secs(5)));
                 let mut body = Vec::new();
                 loop {
                     match r.chunk().await {
-                        Ok(Some(c)) if body.len() + c.len() <= MAX_BODY => body.extend_from_slice(&c),
-                        Ok(Some(_)) => return text_error(StatusCode::PAYLOAD_TOO_LARGE, "too many member ids"),
+                        Ok(Some(c)) if body.len() + c.len() <= MAX_BODY => {
+                            body.extend_from_slice(&c)
+                        }
+                        Ok(Some(_)) => {
+                            return text_error(StatusCode::PAYLOAD_TOO_LARGE, "too many member ids");
+                        }
                         Ok(None) => break,
-                        Err(e) => return text_error(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
+                        Err(e) => {
+                            return text_error(
+                                StatusCode::BAD_REQUEST,
+                                &format!("reading the body: {e}"),
+                            );
+                        }
                     }
                 }
                 match parse_ids(&String::from_utf8_lossy(&body)) {
@@ -139,7 +149,10 @@ impl Faults {
                         self.set_cut(ids);
                         self.answer()
                     }
-                    Err(bad) => text_error(StatusCode::BAD_REQUEST, &format!("not a member id: {bad:?}")),
+                    Err(bad) => text_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("not a member id: {bad:?}"),
+                    ),
                 }
             }
             _ => method_not_allowed("GET, PUT, POST"),
@@ -172,7 +185,10 @@ mod tests {
     #[test]
     fn parses_member_ids() {
         assert_eq!(parse_ids("").unwrap(), Vec::<u64>::new());
-        assert_eq!(parse_ids(" a,1f \n 8e9e05c52164694d\n").unwrap(), vec![0xa, 0x1f, 0x8e9e05c52164694d]);
+        assert_eq!(
+            parse_ids(" a,1f \n 8e9e05c52164694d\n").unwrap(),
+            vec![0xa, 0x1f, 0x8e9e05c52164694d]
+        );
         assert_eq!(parse_ids("a,zz").unwrap_err(), "zz");
         assert_eq!(parse_ids("0x1").unwrap_err(), "0x1");
     }
@@ -184,7 +200,8 @@ mod tests {
         assert!(!f.is_cut(1) && f.cut_ids().is_empty() && f.refuse(1).is_none());
         // Healed already; a cut never comes.
         f.until_healed(1).await;
-        let never = tokio::time::timeout(std::time::Duration::from_millis(20), f.until_cut(1)).await;
+        let never =
+            tokio::time::timeout(std::time::Duration::from_millis(20), f.until_cut(1)).await;
         assert!(never.is_err());
     }
 
@@ -207,7 +224,10 @@ mod tests {
             .expect("woken by the cut")
             .expect("task");
         assert!(f.is_cut(7) && f.is_cut(8) && !f.is_cut(9));
-        assert_eq!(f.refuse(7).expect("refused").status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            f.refuse(7).expect("refused").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         f.set_cut([]);
         f.until_healed(7).await;
         assert!(f.refuse(7).is_none());

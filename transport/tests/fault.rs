@@ -107,7 +107,11 @@ async fn wait_stream(from: &Node, to: &mut Node) {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("the message stream {:x} -> {:x} never came up", from.tr.id(), to.tr.id());
+    panic!(
+        "the message stream {:x} -> {:x} never came up",
+        from.tr.id(),
+        to.tr.id()
+    );
 }
 
 /// Sends `n` heartbeats from `from` to `to` over 0.5 s, then counts what arrived.
@@ -204,16 +208,29 @@ async fn the_admin_endpoint_exists_only_with_the_flag() {
     let (on, off) = (node(1, true).await, node(2, false).await);
     let faults_on = format!("{}/wasmraft/faults", on.url);
     assert_eq!(http("GET", &faults_on, "").await, (200, "\n".to_string()));
-    assert_eq!(http("PUT", &faults_on, "a, 1f\n3").await, (200, "3,a,1f\n".to_string()));
-    assert_eq!(http("GET", &faults_on, "").await, (200, "3,a,1f\n".to_string()));
+    assert_eq!(
+        http("PUT", &faults_on, "a, 1f\n3").await,
+        (200, "3,a,1f\n".to_string())
+    );
+    assert_eq!(
+        http("GET", &faults_on, "").await,
+        (200, "3,a,1f\n".to_string())
+    );
     let (code, body) = http("PUT", &faults_on, "a,nope").await;
     assert_eq!((code, body.as_str()), (400, "not a member id: \"nope\"\n"));
-    assert_eq!(on.tr.cut(), vec![3, 0xa, 0x1f], "a bad request changes nothing");
+    assert_eq!(
+        on.tr.cut(),
+        vec![3, 0xa, 0x1f],
+        "a bad request changes nothing"
+    );
     assert_eq!(http("DELETE", &faults_on, "").await.0, 405);
 
     // Without the flag: etcd's 404 for an unknown path, and the API cannot cut either.
     let faults_off = format!("{}/wasmraft/faults", off.url);
-    assert_eq!(http("GET", &faults_off, "").await, (404, "404 page not found\n".to_string()));
+    assert_eq!(
+        http("GET", &faults_off, "").await,
+        (404, "404 page not found\n".to_string())
+    );
     assert_eq!(http("PUT", &faults_off, "1").await.0, 404);
     assert!(!off.tr.set_cut(&[1]));
     assert!(off.tr.cut().is_empty());

@@ -19,7 +19,10 @@ use wasmraft_tests::kv_workload::WorkloadConfig;
 use wasmraft_tests::nemesis::FaultKind;
 
 #[derive(Parser, Debug)]
-#[command(name = "faults", about = "randomized fault runs against a wasmraft (or etcd) cluster, with linearizability, convergence and watch checks")]
+#[command(
+    name = "faults",
+    about = "randomized fault runs against a wasmraft (or etcd) cluster, with linearizability, convergence and watch checks"
+)]
 struct Cli {
     /// The first seed; run i uses seed + i.
     #[arg(long, default_value_t = 1)]
@@ -82,7 +85,9 @@ fn main() {
         Some(list) => {
             let parsed: Result<Vec<FaultKind>, String> = list
                 .split(',')
-                .map(|s| FaultKind::parse(s.trim()).ok_or_else(|| format!("unknown fault kind {s:?}")))
+                .map(|s| {
+                    FaultKind::parse(s.trim()).ok_or_else(|| format!("unknown fault kind {s:?}"))
+                })
                 .collect();
             match parsed {
                 Ok(k) => k,
@@ -129,7 +134,14 @@ fn main() {
         cli.members,
         flavor,
         started.elapsed().as_secs_f64(),
-        faults.iter().map(|f| f.split('=').nth(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)).sum::<u64>(),
+        faults
+            .iter()
+            .map(|f| f
+                .split('=')
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0))
+            .sum::<u64>(),
         faults.join(" "),
         violations.len()
     );
