@@ -173,6 +173,13 @@ pub struct MemberFlags {
     /// replicated deployment, which every member then follows.
     #[arg(long, visible_alias = "guest-memory", env = "WASMRAFT_GUEST_MEMORY_BYTES")]
     pub guest_memory_bytes: Option<u64>,
+
+    /// wasmraft only, FOR TESTS ONLY: serve `PUT/GET /wasmraft/faults` on the peer URL, which
+    /// cuts this member off from chosen peers (network partitions for the fault-injection
+    /// harness, tests/src/nemesis.rs). Anyone who can reach the peer port can then partition the
+    /// member: never enable it in production.
+    #[arg(long, env = "WASMRAFT_FAULT_INJECTION", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub wasmraft_fault_injection: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +236,8 @@ pub struct Config {
     pub guest: Option<PathBuf>,
     pub guest_fuel: Option<u64>,
     pub guest_memory_bytes: Option<u64>,
+    /// `--wasmraft-fault-injection`: the transport's test-only partition hook.
+    pub fault_injection: bool,
     /// TLS for the client listeners with https URLs (auto-TLS applied when the member starts).
     pub client_tls: crate::tls::TlsInfo,
     /// TLS for the https peer listeners and for dialing https peer URLs (auto-TLS applied when
@@ -380,6 +389,7 @@ impl MemberFlags {
             guest: self.guest,
             guest_fuel: self.guest_fuel,
             guest_memory_bytes: self.guest_memory_bytes,
+            fault_injection: self.wasmraft_fault_injection,
             client_tls,
             peer_tls,
         })

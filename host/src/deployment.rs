@@ -55,8 +55,9 @@ impl Active {
 /// What a deploy entry did.
 #[derive(Debug)]
 pub enum Deployed {
-    /// The guest changed (or the first one arrived) at this entry.
-    Switched(Active),
+    /// The guest changed (or the first one arrived) at this entry; the events the new guest's
+    /// `migrate` emitted (e.g. kv-v2's put of its version key), for watchers like any entry's.
+    Switched(Active, Vec<Vec<u8>>),
     /// An initial deploy after a guest was already active: nothing changed.
     Unchanged(pb::GuestDeployment),
 }
@@ -64,7 +65,7 @@ pub enum Deployed {
 impl Deployed {
     pub fn record(&self) -> &pb::GuestDeployment {
         match self {
-            Deployed::Switched(a) => &a.record,
+            Deployed::Switched(a, _) => &a.record,
             Deployed::Unchanged(r) => r,
         }
     }
@@ -452,13 +453,13 @@ fn migrate_and_record(
 ) -> (WriteTransaction, Result<Deployed, ApplyError>) {
     let from = active.map(|a| a.guest.info().clone()).unwrap_or_default();
     let (txn, result) = guest.migrate(txn, &from);
-    match result {
-        Ok(_) => {}
+    let events = match result {
+        Ok(applied) => applied.events,
         Err(ApplyError::Guest(text)) => {
             return (txn, Err(ApplyError::Guest(format!("wasmraft: the new guest's migrate refused the swap: {text}"))));
         }
         Err(e) => return (txn, Err(e)),
-    }
+    };
     let info = guest.info();
     let record = pb::GuestDeployment {
         sha256: guest.hash().to_vec(),
@@ -477,7 +478,7 @@ fn migrate_and_record(
         Ok(())
     })();
     match written {
-        Ok(()) => (txn, Ok(Deployed::Switched(Active { record, guest, encoded: bytes }))),
+        Ok(()) => (txn, Ok(Deployed::Switched(Active { record, guest, encoded: bytes }, events))),
         Err(e) => (txn, Err(ApplyError::Storage(e))),
     }
 }

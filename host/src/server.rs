@@ -209,6 +209,10 @@ fn start_transport(
     // etcd's peerDialTimeout: a second plus an election timeout.
     tcfg.dial_timeout = Duration::from_secs(1) + cfg.election_timeout;
     tcfg.client_tls = Some(tls.dial);
+    tcfg.fault_injection = cfg.fault_injection;
+    if cfg.fault_injection {
+        tracing::warn!("--wasmraft-fault-injection: the peer URL serves /wasmraft/faults (tests only)");
+    }
     let transport = Transport::new(tcfg, RaftInbox::new(&handle)).context("starting the peer transport")?;
     for m in handle.members() {
         if m.id != handle.member_id() {

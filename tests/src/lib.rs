@@ -28,6 +28,12 @@
 //! - [`ports`]: free loopback ports that stay free for the life of the test process.
 //! - [`pki`]: CA, server, client and peer certificates for the TLS tests ([`Pki`]).
 //!
+//! The fault-injection harness (docs/reliability.md): [`fault_run`] runs one seed —
+//! [`nemesis`] (faults from a seed: kill -9, SIGSTOP, [`partition`]s through the transport's
+//! test-only hook, leader moves, guest swaps, compaction), [`kv_workload`] (concurrent clients
+//! recorded by [`history_recorder`]), [`watchers`] — then checks [`linearizability`] (through
+//! `wasmraft-lincheck`), [`convergence`] and [`watch_check`]. [`prng`] is its seeded PRNG.
+//!
 //! A guest author's swap test (the components built by the test crate's build script with
 //! `wasmraft_guest_sdk::builder::export_components`, as this crate's `build.rs` does; see
 //! `docs/testing.md`):
@@ -58,11 +64,21 @@
 pub mod binaries;
 pub mod cli;
 pub mod cluster;
+pub mod convergence;
 pub mod etcdctl;
+pub mod fault_run;
 pub mod guest;
+pub mod history_recorder;
+pub mod kv_workload;
+pub mod linearizability;
 pub mod member;
+pub mod nemesis;
+pub mod partition;
 pub mod pki;
 pub mod ports;
+pub mod prng;
+pub mod watch_check;
+pub mod watchers;
 
 pub use binaries::{etcd_bin, etcdctl_bin, wasmraft_bin};
 pub use cli::WasmraftCli;

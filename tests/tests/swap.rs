@@ -659,3 +659,44 @@ fn a_swap_to_another_guest_needs_force_and_then_the_etcd_kv_api_answers_with_a_c
         );
     }
 }
+
+/// Regression (found by the fault harness, tests/faults.rs seed 1): the put kv-v2's migration
+/// makes inside the swap entry took a revision but reached no watcher — the swap's apply
+/// dropped the events `migrate` emitted — so a watcher of the whole key space missed a revision
+/// (and one on `wasmraft/` never heard of the upgrade). Now a synced watcher gets it, in order
+/// between the writes before and after the swap.
+#[test]
+fn a_watcher_sees_the_migrations_put_in_order() {
+    let mut cluster = kv_cluster(ClusterConfig::new(Flavor::Wasmraft, 1));
+    let rt = runtime();
+    let endpoint = cluster.endpoint(0);
+    let (mut client, mut stream) = rt.block_on(async {
+        let mut c = Client::connect([endpoint.as_str()], None).await.expect("connect");
+        let s = c
+            .watch("", Some(etcd_client::WatchOptions::new().with_all_keys()))
+            .await
+            .expect("watch");
+        (c, s)
+    });
+    rt.block_on(async { client.put("before", "1", None).await.expect("put before") });
+    cluster.deploy(V2, false).expect("v2 deployed");
+    rt.block_on(async { client.put("after", "1", None).await.expect("put after") });
+    let seen = rt.block_on(async {
+        let mut seen: Vec<(i64, String)> = Vec::new();
+        while seen.len() < 3 {
+            let resp = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .unwrap_or_else(|_| panic!("no more events after {seen:?}"))
+                .expect("watch stream")
+                .expect("not ended");
+            for ev in resp.events() {
+                let kv = ev.kv().expect("kv");
+                seen.push((kv.mod_revision(), kv.key_str().expect("utf-8").to_string()));
+            }
+        }
+        seen
+    });
+    let keys: Vec<&str> = seen.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(keys, ["before", VERSION_KEY, "after"], "{seen:?}");
+    assert!(seen[0].0 + 1 == seen[1].0 && seen[1].0 + 1 == seen[2].0, "{seen:?}");
+}

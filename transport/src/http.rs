@@ -222,6 +222,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         crate::members::members_handler(&shared, &req)
     } else if path.starts_with(crate::members::MEMBER_PROMOTE_PREFIX) {
         crate::members::promote_handler(&shared, &req).await
+    } else if path == crate::fault::FAULTS_PATH && shared.ctx.faults.enabled() {
+        shared.ctx.faults.handle(req).await
     } else {
         text_error(StatusCode::NOT_FOUND, "404 page not found")
     }
@@ -357,6 +359,9 @@ async fn pipeline_inner(shared: &Shared, req: Request<Incoming>) -> Response<Cha
     if shared.ctx.raft.is_id_removed(m.from) {
         return json_error(403, REMOVED_SENDER);
     }
+    if let Some(refused) = shared.ctx.faults.refuse(m.from) {
+        return refused;
+    }
     if let Some(peer) = shared.peer(m.from) {
         peer.status.received(buf.len() as u64);
     }
@@ -406,6 +411,9 @@ async fn snapshot_inner(shared: &Shared, req: Request<Incoming>) -> Response<Cha
     if shared.ctx.raft.is_id_removed(m.from) {
         return json_error(403, REMOVED_SENDER);
     }
+    if let Some(refused) = shared.ctx.faults.refuse(m.from) {
+        return refused;
+    }
     tracing::info!(from = %id_str(m.from), index = m.get_snapshot().get_metadata().index, "receiving database snapshot");
     let data = SnapshotData { reader: r };
     if let Err(e) = shared.ctx.raft.save_snapshot(&m, data).await {
@@ -447,6 +455,9 @@ async fn stream_inner(shared: &Shared, req: Request<Incoming>) -> Response<Chann
     if shared.ctx.raft.is_id_removed(from) {
         tracing::warn!(from = %id_str(from), "rejected stream from remote peer because it was removed");
         return text_error(StatusCode::GONE, "removed member");
+    }
+    if let Some(refused) = shared.ctx.faults.refuse(from) {
+        return refused;
     }
     let Some(peer) = shared.peer(from) else {
         let urls = peer_urls_header(h);

@@ -20,6 +20,7 @@
 //! | `status.rs`, `urlpick.rs` | peer status / active-since, URL picking |
 //! | `probing.rs` | the peer prober (`GET /raft/probing`): RTT, health, clock drift warnings |
 //! | `body.rs` | HTTP body plumbing (bounded channels, timed reads) |
+//! | `fault.rs` | tests only: partitions cut in the transport, switched on the peer URL |
 //!
 //! Peer bytes never reach protobuf 2's parser (RUSTSEC-2024-0437): see `pb.rs`.
 
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 pub mod body;
 pub mod dial;
+pub mod fault;
 pub mod http;
 mod listener_tls;
 pub mod members;
@@ -174,6 +176,8 @@ pub struct TransportConfig {
     pub probe_interval: Duration,
     /// How https peer URLs are dialed (etcd's `PeerTLSInfo.ClientConfig()`); None: they are not.
     pub client_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Tests only: serve `/wasmraft/faults` on the peer URL and obey its cuts (see `fault.rs`).
+    pub fault_injection: bool,
 }
 
 impl TransportConfig {
@@ -193,6 +197,7 @@ impl TransportConfig {
             max_message_bytes: msg_codec::READ_BYTES_LIMIT,
             probe_interval: Duration::from_secs(4),
             client_tls: None,
+            fault_injection: false,
         }
     }
 }

@@ -53,7 +53,12 @@ impl Pipeline {
                         };
                         let is_snap = m.msg_type == MessageType::MsgSnapshot;
                         let data = pb::encode_message(&m);
-                        match post(&ctx, &picker, &data).await {
+                        let res = if ctx.faults.is_cut(m.to) {
+                            Err(PostError::Other(crate::fault::CUT_REFUSAL.into()))
+                        } else {
+                            post(&ctx, &picker, &data).await
+                        };
+                        match res {
                             Ok(()) => {
                                 status.sent(data.len());
                                 status.activate();

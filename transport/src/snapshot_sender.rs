@@ -37,7 +37,12 @@ pub(crate) async fn send(
 ) {
     let to = snap.message.to;
     let u = picker.pick();
-    match post(&ctx, &u, snap).await {
+    let res = if ctx.faults.is_cut(to) {
+        Err(PostError::Other(crate::fault::CUT_REFUSAL.into()))
+    } else {
+        post(&ctx, &u, snap).await
+    };
+    match res {
         Ok(()) => {
             status.activate();
             ctx.raft.report_snapshot(to, SnapshotStatus::Finish);

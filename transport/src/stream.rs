@@ -138,6 +138,9 @@ async fn run_writer(
             },
         };
         let OutgoingConn { typ, tx } = conn;
+        if ctx.faults.is_cut(peer_id) {
+            continue; // dropping `tx` ends the response at once
+        }
         let (mtx, mut mrx) = mpsc::channel(STREAM_BUF_SIZE);
         w.lock().msgc = Some(mtx);
         status.activate();
@@ -178,6 +181,12 @@ async fn run_writer(
                         break;
                     }
                     status.sent(len);
+                }
+                _ = ctx.faults.until_cut(peer_id) => {
+                    status.deactivate(typ.name(), "write", crate::fault::CUT_REFUSAL);
+                    close(&w, &ctx, peer_id, &mrx);
+                    tracing::warn!(peer = %id_str(peer_id), "closed TCP streaming connection with remote peer ({}): {}", typ.name(), crate::fault::CUT_REFUSAL);
+                    break;
                 }
                 _ = ticker.tick() => {
                     let mut buf = Vec::new();
@@ -236,12 +245,17 @@ pub(crate) fn start_reader(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
+            ctx.faults.until_healed(peer_id).await;
             let started = tokio::time::Instant::now();
             let u = picker.pick();
             match dial(&ctx, peer_id, typ, &u).await {
                 Ok(Some(body)) => {
                     status.activate();
-                    let err = decode_loop(&ctx, peer_id, typ, body, &status, &queues).await;
+                    let err = tokio::select! {
+                        err = decode_loop(&ctx, peer_id, typ, body, &status, &queues) => err,
+                        // Dropping the body closes the connection.
+                        _ = ctx.faults.until_cut(peer_id) => CodecError::Io(io::Error::other(crate::fault::CUT_REFUSAL)),
+                    };
                     tracing::warn!(peer = %id_str(peer_id), "lost TCP streaming connection with remote peer ({}): {err}", typ.name());
                     if !matches!(&err, CodecError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof)
                     {

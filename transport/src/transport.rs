@@ -34,6 +34,8 @@ pub(crate) struct Ctx {
     pub cfg: TransportConfig,
     pub raft: Arc<dyn Raft>,
     pub client: Client<Dialer, ChannelBody>,
+    /// Partitions injected by tests (inert unless `cfg.fault_injection`).
+    pub faults: crate::fault::Faults,
 }
 
 pub(crate) struct Shared {
@@ -112,7 +114,8 @@ impl Transport {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(1024)
             .build(dialer);
-        let ctx = Arc::new(Ctx { cfg, raft, client });
+        let faults = crate::fault::Faults::new(cfg.fault_injection);
+        let ctx = Arc::new(Ctx { cfg, raft, client, faults });
         Ok(Transport {
             shared: Arc::new(Shared {
                 ctx,
@@ -249,6 +252,15 @@ impl Transport {
         if m.to == 0 {
             return None;
         }
+        if self.shared.ctx.faults.is_cut(m.to) {
+            // As a dead link would: raft hears the peer is unreachable, a snapshot failed.
+            let raft = &self.shared.ctx.raft;
+            raft.report_unreachable(m.to);
+            if m.msg_type == raft::eraftpb::MessageType::MsgSnapshot {
+                raft.report_snapshot(m.to, raft::SnapshotStatus::Failure);
+            }
+            return None;
+        }
         if let Some(p) = self.shared.peer(m.to) {
             return p.send(m);
         }
@@ -270,7 +282,8 @@ impl Transport {
     /// Sends a MsgSnap with its state data over `/raft/snapshot`, in the background; the outcome
     /// is reported through `Raft::report_snapshot`. An unknown target reports failure at once.
     pub fn send_snapshot(&self, snap: OutgoingSnapshot) {
-        match self.shared.peer(snap.message.to) {
+        let cut = self.shared.ctx.faults.is_cut(snap.message.to);
+        match self.shared.peer(snap.message.to).filter(|_| !cut) {
             Some(p) => p.send_snapshot(snap),
             None => self
                 .shared
@@ -327,6 +340,17 @@ impl Transport {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+    }
+
+    /// Tests only: cuts this member off from `ids` (replacing any earlier cut; empty heals).
+    /// `false` if the transport was built without `fault_injection` (nothing is cut then).
+    pub fn set_cut(&self, ids: &[u64]) -> bool {
+        self.shared.ctx.faults.set_cut(ids.iter().copied())
+    }
+
+    /// The members this member is cut off from ([`Transport::set_cut`]).
+    pub fn cut(&self) -> Vec<u64> {
+        self.shared.ctx.faults.cut_ids()
     }
 
     /// This member's id.

@@ -325,7 +325,11 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
                 let (t, result) = deployment::apply_deploy(txn, &deploy, e.index, active.as_deref(), &shared.registry);
                 txn = t;
                 match result {
-                    Ok(Deployed::Switched(a)) => {
+                    Ok(Deployed::Switched(a, events)) => {
+                        // The migration's writes are the entry's: watchers get their events.
+                        if !observers.is_empty() && !events.is_empty() {
+                            observed.push(AppliedCommand { index: e.index, command: Vec::new(), result: Ok(Vec::new()), events });
+                        }
                         tracing::info!(
                             "wasmraft: switched to guest {} {} (sha256 {}) at index {}; the swap entry took {:.1} ms to apply",
                             a.record.name,

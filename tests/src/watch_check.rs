@@ -1,0 +1,229 @@
+//! The watch check of a fault run: every watcher saw every revision of the run exactly once and
+//! in order, across its reconnects, except revisions it could not get because they were
+//! compacted (and then etcd must have said so, at a revision the nemesis really compacted at),
+//! and what it saw agrees with the acknowledged writes and with the other watchers.
+//!
+//! Complete coverage is checkable because the watchers watch the whole key space and every
+//! revision is made by a write with at least one event (puts and successful compare-and-swaps
+//! of the clients, a guest swap's migration put); nothing in a run makes a revision without one.
+
+use std::collections::BTreeMap;
+
+use crate::history_recorder::AckedWrite;
+use crate::watchers::WatchLog;
+
+/// What the check knows about the run.
+pub struct WatchExpectations<'a> {
+    /// The first revision the watchers asked for.
+    pub start: i64,
+    /// The store's revision once everything healed and writes stopped.
+    pub end: i64,
+    pub acked: &'a [AckedWrite],
+    /// The highest revision any compaction was requested at (0: none).
+    pub max_compaction: i64,
+}
+
+/// Every problem found (empty: the watchers saw what they should).
+pub fn check_watchers(logs: &[WatchLog], exp: &WatchExpectations<'_>) -> Vec<String> {
+    let mut problems = Vec::new();
+    // revision -> (key, value) events, from the first watcher that saw the revision.
+    let mut reference: BTreeMap<i64, (usize, Vec<(String, Option<String>)>)> = BTreeMap::new();
+    for (w, log) in logs.iter().enumerate() {
+        let mut by_rev: BTreeMap<i64, Vec<(String, Option<String>)>> = BTreeMap::new();
+        let mut last = i64::MIN;
+        for ev in &log.events {
+            if ev.revision < last {
+                problems.push(format!(
+                    "watcher {w}: revision {} after {last} (out of order)",
+                    ev.revision
+                ));
+            }
+            let evs = by_rev.entry(ev.revision).or_default();
+            if evs.iter().any(|(k, _)| k == &ev.key) {
+                problems.push(format!(
+                    "watcher {w}: duplicate event for {:?} at revision {}",
+                    ev.key, ev.revision
+                ));
+            }
+            evs.push((ev.key.clone(), ev.value.clone()));
+            last = ev.revision;
+        }
+        for g in &log.gaps {
+            if g.to + 1 > exp.max_compaction {
+                problems.push(format!(
+                    "watcher {w}: told revisions {}..={} were compacted, but no compaction went past {}",
+                    g.from, g.to, exp.max_compaction
+                ));
+            }
+        }
+        let in_gap = |r: i64| log.gaps.iter().any(|g| g.from <= r && r <= g.to);
+        let mut missed = Vec::new();
+        for r in exp.start..=exp.end {
+            let seen = by_rev.contains_key(&r);
+            if in_gap(r) && seen {
+                problems.push(format!(
+                    "watcher {w}: saw revision {r} inside a compacted gap"
+                ));
+            }
+            if !in_gap(r) && !seen {
+                missed.push(r);
+            }
+        }
+        if !missed.is_empty() {
+            problems.push(format!(
+                "watcher {w}: missed {} revisions in {}..={}: {}",
+                missed.len(),
+                exp.start,
+                exp.end,
+                summarize(&missed)
+            ));
+        }
+        for a in exp.acked {
+            if a.revision < exp.start || a.revision > exp.end || in_gap(a.revision) {
+                continue;
+            }
+            let want = (a.key.clone(), Some(a.value.to_string()));
+            if by_rev
+                .get(&a.revision)
+                .is_some_and(|evs| !evs.contains(&want))
+            {
+                problems.push(format!(
+                    "watcher {w}: revision {} has {:?}, but the put of {}={} was acknowledged at it",
+                    a.revision, by_rev[&a.revision], a.key, a.value
+                ));
+            }
+        }
+        for (r, evs) in by_rev {
+            match reference.get(&r) {
+                Some((other, theirs)) if *theirs != evs => problems.push(format!(
+                    "watchers {other} and {w} disagree at revision {r}: {theirs:?} vs {evs:?}"
+                )),
+                Some(_) => {}
+                None => {
+                    reference.insert(r, (w, evs));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// `1..=3, 7, 9..=12` for a sorted list.
+fn summarize(revs: &[i64]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < revs.len() && parts.len() < 20 {
+        let start = revs[i];
+        while i + 1 < revs.len() && revs[i + 1] == revs[i] + 1 {
+            i += 1;
+        }
+        parts.push(if revs[i] == start {
+            start.to_string()
+        } else {
+            format!("{start}..={}", revs[i])
+        });
+        i += 1;
+    }
+    if i < revs.len() {
+        parts.push("…".into());
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watchers::{CompactedGap, SeenEvent};
+
+    fn ev(revision: i64, key: &str, value: u64) -> SeenEvent {
+        SeenEvent {
+            revision,
+            key: key.into(),
+            value: Some(value.to_string()),
+        }
+    }
+
+    fn acked(revision: i64, key: &str, value: u64) -> AckedWrite {
+        AckedWrite {
+            revision,
+            key: key.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn complete_ordered_logs_pass_and_each_fault_is_named() {
+        let acked = [acked(2, "a", 1), acked(3, "b", 2), acked(4, "a", 3)];
+        let exp = WatchExpectations {
+            start: 2,
+            end: 4,
+            acked: &acked,
+            max_compaction: 0,
+        };
+        let good = WatchLog {
+            events: vec![ev(2, "a", 1), ev(3, "b", 2), ev(4, "a", 3)],
+            ..Default::default()
+        };
+        assert!(check_watchers(&[good.clone(), good.clone()], &exp).is_empty());
+
+        let missed = WatchLog {
+            events: vec![ev(2, "a", 1), ev(4, "a", 3)],
+            ..Default::default()
+        };
+        let p = check_watchers(&[missed], &exp);
+        assert_eq!(
+            p,
+            vec!["watcher 0: missed 1 revisions in 2..=4: 3".to_string()]
+        );
+
+        let dup = WatchLog {
+            events: vec![ev(2, "a", 1), ev(3, "b", 2), ev(3, "b", 2), ev(4, "a", 3)],
+            ..Default::default()
+        };
+        assert!(
+            check_watchers(&[dup], &exp)[0].contains("duplicate event for \"b\" at revision 3")
+        );
+
+        let reordered = WatchLog {
+            events: vec![ev(2, "a", 1), ev(4, "a", 3), ev(3, "b", 2)],
+            ..Default::default()
+        };
+        assert!(check_watchers(&[reordered], &exp)[0].contains("out of order"));
+
+        let wrong = WatchLog {
+            events: vec![ev(2, "a", 1), ev(3, "b", 9), ev(4, "a", 3)],
+            ..Default::default()
+        };
+        let p = check_watchers(&[good.clone(), wrong], &exp);
+        assert!(p.iter().any(|s| s.contains("acknowledged")), "{p:?}");
+        assert!(
+            p.iter().any(|s| s.contains("disagree at revision 3")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn compacted_gaps_are_accounted_for_only_when_real() {
+        let acked = [acked(2, "a", 1), acked(3, "b", 2), acked(4, "a", 3)];
+        let log = WatchLog {
+            events: vec![ev(4, "a", 3)],
+            gaps: vec![CompactedGap { from: 2, to: 3 }],
+            ..Default::default()
+        };
+        let compacted = WatchExpectations {
+            start: 2,
+            end: 4,
+            acked: &acked,
+            max_compaction: 4,
+        };
+        assert!(check_watchers(std::slice::from_ref(&log), &compacted).is_empty());
+        let never = WatchExpectations {
+            start: 2,
+            end: 4,
+            acked: &acked,
+            max_compaction: 3,
+        };
+        assert!(check_watchers(&[log], &never)[0].contains("no compaction went past 3"));
+        assert_eq!(summarize(&[1, 2, 3, 7, 9, 10]), "1..=3, 7, 9..=10");
+    }
+}
