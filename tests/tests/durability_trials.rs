@@ -23,25 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
+use wasmraft_tests::prng::Prng;
 use wasmraft_tests::{ClusterConfig, Flavor};
-
-/// A small seeded generator (splitmix64): the schedule must be reproducible from the seed
-/// printed when a trial fails.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -121,7 +104,7 @@ fn every_acknowledged_write_survives_killing_all_members() {
 
     for trial in 0..trials {
         let seed = first_seed + trial;
-        let mut rng = Rng(seed);
+        let mut rng = Prng::new(seed);
         let stop = Arc::new(AtomicBool::new(false));
         let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
         let count = Arc::new(AtomicUsize::new(0));
@@ -141,9 +124,7 @@ fn every_acknowledged_write_survives_killing_all_members() {
         }
         std::thread::sleep(Duration::from_millis(rng.below(1500)));
         let mut order: Vec<usize> = (0..cluster.size()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
-        }
+        rng.shuffle(&mut order);
         let gaps: Vec<u64> = order.iter().map(|_| rng.below(15)).collect();
         let at_first_kill = count.load(Ordering::SeqCst);
         for (&m, &gap) in order.iter().zip(&gaps) {

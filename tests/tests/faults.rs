@@ -144,8 +144,9 @@ fn a_partitioned_leader_steps_down_and_the_majority_moves_on() {
     });
 
     // Healed: one leader, every member has the majority's write. The minority's put ended
-    // without an answer: it may still be applied (wasmraft keeps a proposal made without a
-    // leader and forwards it once one is known), but then on every member alike.
+    // without an answer and its client gave up: as on etcd, a proposal whose client is gone is
+    // dropped, not proposed once a leader is known again (wasmraft holds a proposal made without
+    // a leader only while someone waits for it).
     p.heal().expect("heal");
     cluster.wait_converged(Duration::from_secs(30));
     let mut seen = Vec::new();
@@ -164,6 +165,10 @@ fn a_partitioned_leader_steps_down_and_the_majority_moves_on() {
         assert!(
             kvs.contains(&"partition/majority".to_string()),
             "member {i}: {kvs:?}"
+        );
+        assert!(
+            !kvs.contains(&"partition/minority".to_string()),
+            "member {i} applied the put its client abandoned during the partition: {kvs:?}"
         );
         seen.push(kvs);
     }

@@ -186,19 +186,28 @@ pub struct Node {
 }
 
 /// A proposal waiting for its result, counted in `etcd_server_proposals_pending` for as long as
-/// it lives (its client may also give up, dropping the future).
-struct Pending<'a>(&'a prometheus::IntGauge);
+/// it lives. Its client may give up, dropping the future: the wait is then forgotten too, as
+/// etcd forgets it when the request's context ends, so that a proposal still held for want of
+/// a leader is dropped rather than proposed for nobody once a leader appears (and the registry
+/// does not keep the waiter of an entry that is never applied).
+struct Pending<'a> {
+    gauge: &'a prometheus::IntGauge,
+    waits: &'a WaitRegistry,
+    id: u64,
+}
 
 impl<'a> Pending<'a> {
-    fn start(gauge: &'a prometheus::IntGauge) -> Self {
+    fn start(gauge: &'a prometheus::IntGauge, waits: &'a WaitRegistry, id: u64) -> Self {
         gauge.inc();
-        Pending(gauge)
+        Pending { gauge, waits, id }
     }
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
+        // A no-op once the apply thread has delivered the outcome.
+        self.waits.cancel(self.id);
     }
 }
 
@@ -535,7 +544,7 @@ impl NodeHandle {
         let entry = pb::Entry { id, time_unix_ms: now_unix_ms(), auth_revision, kind: Some(kind) };
         let data = entry.encode_to_vec();
         let metrics = crate::metrics::metrics();
-        let _pending = Pending::start(&metrics.proposals_pending);
+        let _pending = Pending::start(&metrics.proposals_pending, &s.waits, id);
         if s.to_raft.send(RaftMsg::Propose { id, data }).is_err() {
             s.waits.cancel(id);
             metrics.proposals_failed.inc();
