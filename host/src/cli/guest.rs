@@ -20,7 +20,7 @@ use wasmraft_proto::wasmraft::v1::{
     DeployRequest, GuestDeployment, GuestStatusRequest, ListRequest, RollbackRequest, guest_admin_client::GuestAdminClient,
 };
 
-use super::{CliError, ConnFlags, EXIT_INVALID_INPUT, EXIT_SERVER_ERROR, channel, channel_to, print, secs, status_error};
+use super::{CliError, ConnFlags, Dial, EXIT_INVALID_INPUT, EXIT_SERVER_ERROR, channel, channel_to, print, secs, status_error};
 
 /// A deploy waits for the module to travel through the log and for the swap to apply (the
 /// receiving member compiles the module first), so it gets at least this long.
@@ -142,12 +142,11 @@ pub async fn run(cmd: GuestCommand) -> Result<(), CliError> {
         }
         GuestCommand::Build { crate_dir, output } => build(&crate_dir, output),
         GuestCommand::Status { state_hash, conn } => {
-            let dial = secs(conn.dial_timeout, "dial-timeout")?;
-            let call = secs(conn.command_timeout, "command-timeout")?;
+            let dial = Dial::new(&conn, secs(conn.command_timeout, "command-timeout")?)?;
             let mut out = String::new();
             let mut failed = false;
             for ep in &conn.endpoints {
-                match member_status(ep, dial, call, state_hash).await {
+                match member_status(ep, &dial, state_hash).await {
                     Ok(line) => out.push_str(&line),
                     Err(e) => {
                         failed = true;
@@ -182,8 +181,8 @@ pub async fn run(cmd: GuestCommand) -> Result<(), CliError> {
     }
 }
 
-async fn member_status(ep: &str, dial: Duration, call: Duration, state_hash: bool) -> Result<String, String> {
-    let (channel, url) = channel_to(ep, dial, call).await?;
+async fn member_status(ep: &str, dial: &Dial, state_hash: bool) -> Result<String, String> {
+    let (channel, url) = channel_to(ep, dial).await?;
     let s = client(channel)
         .status(GuestStatusRequest { state_hash })
         .await

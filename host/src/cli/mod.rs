@@ -92,6 +92,47 @@ pub struct ConnFlags {
     /// username[:password] for authentication (etcdctl's --user), when the cluster has auth on.
     #[arg(long)]
     pub user: Option<String>,
+    /// For https endpoints: verify the members' certificates with this CA bundle (PEM) instead of
+    /// the system's roots (etcdctl's --cacert).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// For https endpoints: present this client certificate (PEM), with --key (etcdctl's --cert).
+    // (ids apart from the long names: `bench range` has a positional KEY.)
+    #[arg(long = "cert", id = "tls_cert", value_name = "FILE", requires = "tls_key")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long = "key", id = "tls_key", value_name = "FILE", requires = "tls_cert")]
+    pub key: Option<PathBuf>,
+    /// For https endpoints: accept any server certificate (etcdctl's --insecure-skip-tls-verify;
+    /// a member on --auto-tls has one no CA can verify).
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// How the client subcommands dial: the timeouts and, for https endpoints, TLS (etcdctl's
+/// flags). Plain http endpoints ignore the TLS part.
+#[derive(Clone)]
+pub struct Dial {
+    pub connect: Duration,
+    pub call: Duration,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl Dial {
+    /// From the flags, with `call` as the per-call timeout.
+    pub fn new(conn: &ConnFlags, call: Duration) -> Result<Dial, CliError> {
+        let info = crate::tls::TlsInfo {
+            cert_file: conn.cert.clone(),
+            key_file: conn.key.clone(),
+            trusted_ca_file: conn.cacert.clone(),
+            self_cert: conn.insecure_skip_tls_verify,
+            ..Default::default()
+        };
+        let tls = info
+            .client_config(&[b"h2"])
+            .map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("TLS: {e:#}")))?;
+        Ok(Dial { connect: secs(conn.dial_timeout, "dial-timeout")?, call, tls })
+    }
 }
 
 /// Adds the auth token (if any) to every call, as clientv3 does.
@@ -239,10 +280,10 @@ fn secs(s: f64, what: &str) -> Result<Duration, CliError> {
 
 /// A channel to the first endpoint that accepts a connection, and its URL.
 async fn channel(conn: &ConnFlags, call: Duration) -> Result<(Channel, String), CliError> {
-    let dial = secs(conn.dial_timeout, "dial-timeout")?;
+    let dial = Dial::new(conn, call)?;
     let mut failures = Vec::new();
     for ep in &conn.endpoints {
-        match channel_to(ep, dial, call).await {
+        match channel_to(ep, &dial).await {
             Ok(ok) => return Ok(ok),
             Err(e) => failures.push(e),
         }
@@ -253,14 +294,15 @@ async fn channel(conn: &ConnFlags, call: Duration) -> Result<(Channel, String), 
     ))
 }
 
-/// A channel to one endpoint, or why not.
-async fn channel_to(ep: &str, dial: Duration, call: Duration) -> Result<(Channel, String), String> {
+/// A channel to one endpoint (http or https), or why not.
+async fn channel_to(ep: &str, dial: &Dial) -> Result<(Channel, String), String> {
     let url = if ep.contains("://") { ep.to_string() } else { format!("http://{ep}") };
-    let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| format!("{url}: {e}"))?.connect_timeout(dial).timeout(call);
-    match tokio::time::timeout(dial, endpoint.connect()).await {
+    let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| format!("{url}: {e}"))?.connect_timeout(dial.connect).timeout(dial.call);
+    let connector = wasmraft_transport::dial::Dialer::new(Some(dial.tls.clone()), dial.connect);
+    match tokio::time::timeout(dial.connect, endpoint.connect_with_connector(connector)).await {
         Ok(Ok(channel)) => Ok((channel, url)),
         Ok(Err(e)) => Err(format!("{url}: {}", error_chain(&e))),
-        Err(_) => Err(format!("{url}: timed out after {dial:?}")),
+        Err(_) => Err(format!("{url}: timed out after {:?}", dial.connect)),
     }
 }
 
@@ -376,6 +418,19 @@ mod tests {
 
     fn input(data: Option<&str>, hex: bool, file: Option<PathBuf>) -> InputFlags {
         InputFlags { data: data.map(str::to_owned), hex, file }
+    }
+
+    /// clap checks a command's arguments (unique ids, valid `requires`) only when that command is
+    /// built, at run time: a clash in one subcommand would break only it. Check them all here.
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: Command,
+        }
+        Cli::command().debug_assert();
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::report::Outcome;
 use super::{Common, Load};
-use crate::cli::{AuthedChannel, CliError, EXIT_BAD_CONNECTION, EXIT_INVALID_INPUT, channel_to, login, secs};
+use crate::cli::{AuthedChannel, CliError, Dial, EXIT_BAD_CONNECTION, EXIT_INVALID_INPUT, channel_to, login, secs};
 
 /// When the request loops stop.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,12 +95,11 @@ pub async fn connect(common: &Common, n: usize) -> Result<Vec<AuthedChannel>, Cl
     if endpoints.is_empty() {
         return Err(CliError::new(EXIT_INVALID_INPUT, "--endpoints names no endpoint"));
     }
-    let dial = secs(common.conn.dial_timeout, "dial-timeout")?;
-    let call = secs(common.conn.command_timeout, "command-timeout")?;
+    let dial = Dial::new(&common.conn, secs(common.conn.command_timeout, "command-timeout")?)?;
     let mut channels = Vec::with_capacity(n);
     for i in 0..n {
         let ep = endpoints[i % endpoints.len()];
-        let (channel, _) = channel_to(ep.trim(), dial, call)
+        let (channel, _) = channel_to(ep.trim(), &dial)
             .await
             .map_err(|e| CliError::new(EXIT_BAD_CONNECTION, format!("cannot connect to {e}")))?;
         channels.push(channel);
