@@ -77,7 +77,8 @@ impl MsgAppV2Encoder {
                 pb::encode_entry(e, &mut buf);
                 out.extend_from_slice(&(buf.len() as u64).to_be_bytes());
                 out.extend_from_slice(&buf);
-                self.index += 1;
+                // Wrapping, as etcd's uint64 does: the decoder must track the same index.
+                self.index = self.index.wrapping_add(1);
             }
             out.extend_from_slice(&m.commit.to_be_bytes());
         } else {
@@ -141,7 +142,10 @@ impl MsgAppV2Decoder {
                     }
                     let buf = r.read_vec(size).await?;
                     entries.push(pb::decode_entry(&buf)?);
-                    index += 1;
+                    // The tracked index comes from the peer (the last entry of a full MsgApp
+                    // may be at u64::MAX): wrap as etcd's uint64 does rather than panic on
+                    // overflow. raft refuses such an append anyway.
+                    index = index.wrapping_add(1);
                 }
                 m.commit = r.read_u64().await?;
                 m.entries = RepeatedField::from_vec(entries);
@@ -243,6 +247,26 @@ mod tests {
         with_commit_term.commit_term = 2; // raft-rs only field: never dropped
         enc.encode(&with_commit_term, &mut out);
         assert_eq!(out[n], MSG_TYPE_APP);
+    }
+
+    #[tokio::test]
+    async fn app_entries_after_an_entry_at_u64_max_wrap_the_index() {
+        // A full MsgApp whose last entry is at index u64::MAX, then AppEntries with one entry:
+        // the decoder's tracked index overflowed (a panic where overflow checks are on; found
+        // while writing the msgappv2 fuzz target, tests/fuzz). etcd's uint64 wraps; so do we.
+        let mut enc = MsgAppV2Encoder::new();
+        let mut out = Vec::new();
+        let full = app(1, 1, 0, vec![entry(1, u64::MAX, b"a")], 0);
+        enc.encode(&full, &mut out);
+        let n = out.len();
+        let next = app(1, 1, u64::MAX, vec![entry(1, 0, b"b")], 0);
+        enc.encode(&next, &mut out);
+        assert_eq!(out[n], MSG_TYPE_APP_ENTRIES);
+        let mut dec = MsgAppV2Decoder::new(2, 1, READ_BYTES_LIMIT);
+        let mut r = BodyReader::new(Full::new(Bytes::from(out)), None);
+        assert_eq!(dec.decode(&mut r).await.ok(), Some(full));
+        assert_eq!(dec.decode(&mut r).await.ok(), Some(next));
+        assert_eq!(dec.index, 0);
     }
 
     #[tokio::test]

@@ -451,7 +451,14 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
     m.entries = RepeatedField::from_vec(entries);
     m.snapshot = match snapshot {
         // etcd always sends an (often empty) snapshot; keep raft-rs's "absent" for empty ones.
-        Some(s) if !is_empty_snapshot(&s) => SingularPtrField::some(s),
+        Some(mut s) if !is_empty_snapshot(&s) => {
+            // etcd's metadata and conf state are non-nullable, and `encode_message` always
+            // writes them: present here too, so that decoding what we encoded from a decoded
+            // message gives the same message (a snapshot without metadata would come back
+            // with an empty one).
+            s.mut_metadata().mut_conf_state();
+            SingularPtrField::some(s)
+        }
         _ => SingularPtrField::none(),
     };
     Ok(m)
@@ -519,6 +526,18 @@ mod tests {
         md.mut_conf_state().auto_leave = true;
         let b = encode_message(&m);
         assert_eq!(decode_message(&b), Ok(m));
+    }
+
+    #[test]
+    fn snapshot_without_metadata_decodes_as_its_re_encoding_does() {
+        // Found by the raft_pb / msgappv2 fuzz targets: a snapshot with data and no metadata
+        // decoded with metadata absent, but re-encoded (metadata always written, as etcd does)
+        // it decoded with metadata present: decode(encode(m)) != m.
+        let msg: &[u8] = &[0x08, 7, 0x4a, 3, 0x0a, 1, b'x'];
+        let m = decode_message(msg).expect("decodes");
+        assert!(m.get_snapshot().has_metadata());
+        assert!(m.get_snapshot().get_metadata().has_conf_state());
+        assert_eq!(decode_message(&encode_message(&m)), Ok(m));
     }
 
     #[test]

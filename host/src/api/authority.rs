@@ -43,7 +43,7 @@ const MAX_OUT_FRAME: usize = 16_384;
 const MAX_TABLE_SIZE: usize = 4_096;
 /// The most a header block may take, encoded or decoded (HPACK size: name + value + 32 per
 /// field). hyper refuses header lists over 16 KiB anyway; this only bounds our memory.
-pub(crate) const MAX_BLOCK_BYTES: usize = 1 << 20;
+pub const MAX_BLOCK_BYTES: usize = 1 << 20;
 
 const TYPE_HEADERS: u8 = 0x1;
 const TYPE_CONTINUATION: u8 = 0x9;
@@ -142,7 +142,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AuthorityFix<S> {
 
 /// Why a connection was closed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum TranscodeError {
+pub enum TranscodeError {
     #[error("HTTP/2 header block larger than {MAX_BLOCK_BYTES} bytes")]
     BlockTooLarge,
     #[error("HTTP/2 frame other than CONTINUATION inside a header block")]
@@ -176,7 +176,7 @@ struct Block {
 }
 
 /// The client-to-server byte stream transcoder.
-pub(crate) struct Transcoder {
+pub struct Transcoder {
     state: State,
     header: [u8; 9],
     header_len: usize,
@@ -189,8 +189,14 @@ pub(crate) struct Transcoder {
     hpack: HpackDecoder,
 }
 
+impl Default for Transcoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Transcoder {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             state: State::Preface(0),
             header: [0; 9],
@@ -205,7 +211,7 @@ impl Transcoder {
     }
 
     /// Transcodes the next bytes from the client, appending what h2 should read to `out`.
-    pub(crate) fn feed(&mut self, mut data: &[u8], out: &mut BytesMut) -> Result<(), TranscodeError> {
+    pub fn feed(&mut self, mut data: &[u8], out: &mut BytesMut) -> Result<(), TranscodeError> {
         while !data.is_empty() {
             match self.state {
                 State::Transparent => {

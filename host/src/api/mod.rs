@@ -18,7 +18,8 @@
 
 mod admin;
 mod auth;
-mod authority;
+// Public for the fuzz targets (tests/fuzz): the client listener's HTTP/2 rewriter.
+pub mod authority;
 mod authz;
 mod cluster;
 mod conn;
@@ -34,7 +35,8 @@ mod lease_forward;
 mod lock;
 mod maintenance;
 mod recipe;
-mod validate;
+// Public for the fuzz targets (tests/fuzz): request checks as pure functions.
+pub mod validate;
 mod watch;
 
 use std::future::Future;

@@ -1,0 +1,4 @@
+#![no_main]
+
+// The body and what it checks: wasmraft_fuzz::raft_codecs::raft_pb.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wasmraft_fuzz::raft_codecs::raft_pb(data));
