@@ -7,10 +7,11 @@
 //! answer can read its own write at once.
 //!
 //! The state database is committed without fsync (the raft log, fsynced, can replay anything a
-//! crash loses), except once a second, which bounds replay work after a crash.
+//! crash loses), except once a second (after a second without work, too), which bounds replay
+//! work after a crash and lets the raft log be compacted behind it.
 
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -60,12 +61,36 @@ pub(crate) fn node_error(e: ApplyError) -> NodeError {
 
 pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64) {
     let mut last_durable = Instant::now();
-    while let Ok(first) = rx.recv() {
+    // The applied index the state database was last made durable at.
+    let mut durable_index = applied;
+    loop {
+        let first = match rx.recv_timeout(DURABLE_EVERY) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => {
+                // Idle: make the last batches durable now rather than at the next write, so an
+                // idle member's log is compacted (and its replay after a crash stays short).
+                if applied > durable_index {
+                    if let Err(e) = make_durable(&shared.state_db.db()) {
+                        shared.fail(format!("making the state durable at {applied}: {e:#}"));
+                        return;
+                    }
+                    last_durable = Instant::now();
+                    durable_index = applied;
+                    let _ = shared.to_raft.send(RaftMsg::Durable(applied));
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = match first {
             ApplyMsg::Entries(entries) => entries,
             ApplyMsg::Snapshot { index, path } => {
                 match swap_in_snapshot(&shared, index, &path, applied) {
-                    Some(state_index) => applied = state_index,
+                    Some(state_index) => {
+                    // Installed durably.
+                    applied = state_index;
+                    durable_index = applied;
+                }
                     None => return,
                 }
                 continue;
@@ -93,6 +118,7 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
                 let _ = shared.to_raft.send(RaftMsg::Applied(applied));
                 if durable {
                     last_durable = Instant::now();
+                    durable_index = applied;
                     let _ = shared.to_raft.send(RaftMsg::Durable(applied));
                 }
             }
@@ -104,7 +130,11 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
         if let Some(ApplyMsg::Snapshot { index, path }) = pending_snapshot {
             // It came right behind this batch: handle it now, in order.
             match swap_in_snapshot(&shared, index, &path, applied) {
-                Some(state_index) => applied = state_index,
+                Some(state_index) => {
+                    // Installed durably.
+                    applied = state_index;
+                    durable_index = applied;
+                }
                 None => return,
             }
         }
