@@ -435,9 +435,15 @@ impl Cluster {
     }
 
     /// Polls until every running member reports the same raft index and applied index (and
-    /// revision) as the others; returns those statuses. Panics after `timeout`. Only meaningful
-    /// when nobody is writing.
+    /// revision, term and leader) as the others; returns those statuses. Panics after `timeout`.
+    /// Only meaningful when nobody is writing.
     pub fn wait_converged(&mut self, timeout: Duration) -> Vec<(usize, EndpointStatus)> {
+        self.try_wait_converged(timeout).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Cluster::wait_converged`] that returns the failure (with the last statuses) instead of
+    /// panicking, for checks that report rather than abort.
+    pub fn try_wait_converged(&mut self, timeout: Duration) -> Result<Vec<(usize, EndpointStatus)>, String> {
         let deadline = Instant::now() + timeout;
         let mut last;
         loop {
@@ -452,14 +458,14 @@ impl Cluster {
                             && s.leader == first.leader
                     });
                     if agree && first.leader != 0 {
-                        return st;
+                        return Ok(st);
                     }
                     last = format!("{st:#?}");
                 }
                 Err(e) => last = e,
             }
             if Instant::now() >= deadline {
-                panic!("running members did not converge within {timeout:?}; last: {last}");
+                return Err(format!("running members did not converge within {timeout:?}; last: {last}"));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -4,7 +4,7 @@
 //! values), the same member list, and — wasmraft only — the same active guest (name, version,
 //! module hash, since-index) and guest state hash.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{Cluster, Flavor};
 
@@ -33,40 +33,8 @@ pub fn check_convergence(
             cluster.size()
         ));
     }
-    let deadline = Instant::now() + timeout;
-    let revision = loop {
-        let last = match cluster.statuses() {
-            Ok(st) => {
-                let first = &st[0].1;
-                let agree = st.iter().all(|(_, s)| {
-                    (
-                        s.raft_index,
-                        s.raft_applied_index,
-                        s.revision,
-                        s.leader,
-                        s.raft_term,
-                    ) == (
-                        first.raft_index,
-                        first.raft_applied_index,
-                        first.revision,
-                        first.leader,
-                        first.raft_term,
-                    )
-                });
-                if agree && first.leader != 0 {
-                    break first.revision as i64;
-                }
-                format!("{st:#?}")
-            }
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "members did not reach the same index within {timeout:?}; last: {last}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let statuses = cluster.try_wait_converged(timeout)?;
+    let revision = statuses.first().map_or(0, |(_, s)| s.revision as i64);
 
     let mut hashes = Vec::new();
     let mut lists = Vec::new();

@@ -426,11 +426,6 @@ impl RaftLog {
         }
         Ok(self.read_from_disk(idx)?.term)
     }
-
-    /// The WAL's size on disk (its segments are preallocated).
-    pub fn wal_size(&self) -> u64 {
-        self.wal.size()
-    }
 }
 
 impl raft::Storage for RaftLog {

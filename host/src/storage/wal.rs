@@ -208,14 +208,6 @@ impl Wal {
         Ok(at)
     }
 
-    /// Makes everything written so far durable.
-    pub fn sync(&self) -> anyhow::Result<()> {
-        match self.segments.last() {
-            Some(s) => s.file.sync_data().context("syncing the wal"),
-            None => Ok(()),
-        }
-    }
-
     /// Reads back the payload of the record at `pos`, checking it.
     pub fn read(&self, pos: Position) -> anyhow::Result<(u8, Vec<u8>)> {
         let seg = self
@@ -249,11 +241,6 @@ impl Wal {
     /// Deletes every segment but the current one.
     pub fn release_all_but_current(&mut self) -> anyhow::Result<()> {
         self.release_through(u64::MAX - 1)
-    }
-
-    /// The live segment files' total size on disk.
-    pub fn size(&self) -> u64 {
-        self.segments.iter().map(|s| s.file.metadata().map(|m| m.len()).unwrap_or(0)).sum()
     }
 }
 
