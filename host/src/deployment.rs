@@ -163,16 +163,21 @@ pub fn guest_in(
     active: &std::sync::RwLock<Option<Arc<Active>>>,
     registry: &GuestRegistry,
 ) -> anyhow::Result<Option<Arc<Guest>>> {
-    {
-        let meta = txn.open_table(META)?;
-        let Some(stored) = meta.get(META_DEPLOYMENT)? else { return Ok(None) };
-        let active = active.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(a) = active.as_ref().filter(|a| a.encoded == stored.value()) {
-            return Ok(Some(a.guest.clone()));
-        }
+    if let Some(guest) = running_guest_in(txn, active)? {
+        return Ok(Some(guest));
     }
     let Some(record) = record(txn)? else { return Ok(None) };
     guest_for(registry, &record, || stored_module(txn, &record.sha256)).map(Some)
+}
+
+/// [`guest_in`] when `txn`'s record names the running guest, which is cheap to find; `None`
+/// otherwise (no guest recorded, or a swap between `txn` and now), where [`guest_in`] may
+/// have to load or compile one.
+pub fn running_guest_in(txn: &ReadTransaction, active: &std::sync::RwLock<Option<Arc<Active>>>) -> anyhow::Result<Option<Arc<Guest>>> {
+    let meta = txn.open_table(META)?;
+    let Some(stored) = meta.get(META_DEPLOYMENT)? else { return Ok(None) };
+    let active = active.read().unwrap_or_else(|p| p.into_inner());
+    Ok(active.as_ref().filter(|a| a.encoded == stored.value()).map(|a| a.guest.clone()))
 }
 
 /// A stored module's bytes.

@@ -249,6 +249,17 @@ impl Slots {
         *free -= 1;
         SlotPermit { slots: self }
     }
+
+    /// A slot if one is free now, without waiting: for callers that must not block (a query
+    /// tried on an async worker goes to a blocking thread instead).
+    pub(crate) fn try_acquire(&self) -> Option<SlotPermit<'_>> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        if *free == 0 {
+            return None;
+        }
+        *free -= 1;
+        Some(SlotPermit { slots: self })
+    }
 }
 
 impl Drop for SlotPermit<'_> {

@@ -221,13 +221,45 @@ impl Guest {
         request: &[u8],
     ) -> Result<Vec<u8>, ApplyError> {
         let _slot: SlotPermit<'_> = self.engine.inner.queries.acquire();
-        let table = host_store::open_read(txn).map_err(ApplyError::Storage)?;
+        self.run_query(txn, request, self.limits.fuel_per_entry)
+            .map_err(|(e, _)| e)
+    }
+
+    /// [`Guest::query`] for a caller that must not block for long (an async worker): runs only
+    /// if a query slot is free now, and with at most `fuel` instead of the deployment's budget.
+    /// `None` means it did not finish that way (no free slot, or it needed more fuel) and must
+    /// be run again with [`Guest::query`]; a query writes nothing, so running it twice is
+    /// harmless. Every other outcome, a guest error included, is final.
+    pub fn try_query(
+        &self,
+        txn: &redb::ReadTransaction,
+        request: &[u8],
+        fuel: u64,
+    ) -> Option<Result<Vec<u8>, ApplyError>> {
+        let _slot = self.engine.inner.queries.try_acquire()?;
+        let budget = fuel.min(self.limits.fuel_per_entry);
+        match self.run_query(txn, request, budget) {
+            Err((_, Some(GuestFailure::OutOfFuel))) if budget < self.limits.fuel_per_entry => None,
+            done => Some(done.map_err(|(e, _)| e)),
+        }
+    }
+
+    fn run_query(
+        &self,
+        txn: &redb::ReadTransaction,
+        request: &[u8],
+        fuel: u64,
+    ) -> Result<Vec<u8>, Classified> {
+        let table = host_store::open_read(txn).map_err(|e| (ApplyError::Storage(e), None))?;
+        let limits = GuestLimits {
+            fuel_per_entry: fuel,
+            ..self.limits
+        };
         let (mut store, sm) = self
-            .instantiate(View::Read(table))
-            .map_err(|failed| failed.0)?;
+            .instantiate_with(View::Read(table), &limits)
+            .map_err(|failed| (failed.0, failed.1))?;
         let result = sm.call_query(&mut store, request);
-        self.finish(result, store.data_mut())
-            .map(|(output, _)| output)
+        finish_classified(result, store.data_mut(), &limits).map(|(output, _)| output)
     }
 
     fn run_write(
@@ -263,7 +295,7 @@ impl Guest {
         if elapsed > crate::metrics::SLOW_APPLY {
             m.slow_apply.inc();
         }
-        let finished = self.finish_classified(result, &mut state).map_err(|(e, kind)| {
+        let finished = finish_classified(result, &mut state, &self.limits).map_err(|(e, kind)| {
             if let Some(kind) = kind {
                 m.guest_failed(kind);
             }
@@ -280,12 +312,21 @@ impl Guest {
         (txn, outcome)
     }
 
-    /// A fresh store and instance for one call, with the call's fuel and memory budget.
+    /// A fresh store and instance for one call, with the deployment's fuel and memory budget.
     fn instantiate(&self, view: View) -> Result<(Store<HostState>, StateMachine), FailedStart> {
-        let mut store = Store::new(self.engine.engine(), HostState::new(view, &self.limits));
+        self.instantiate_with(view, &self.limits)
+    }
+
+    /// [`Guest::instantiate`] with the given budgets.
+    fn instantiate_with(
+        &self,
+        view: View,
+        limits: &GuestLimits,
+    ) -> Result<(Store<HostState>, StateMachine), FailedStart> {
+        let mut store = Store::new(self.engine.engine(), HostState::new(view, limits));
         store.limiter(|state| &mut state.memory);
         store.set_hostcall_fuel(limits::HOSTCALL_LIFT_BYTES);
-        if let Err(e) = store.set_fuel(self.limits.fuel_per_entry) {
+        if let Err(e) = store.set_fuel(limits.fuel_per_entry) {
             let msg = format!("wasmraft: cannot set guest fuel: {e:#}");
             return Err(Box::new((ApplyError::Host(msg), None, store.into_data())));
         }
@@ -300,7 +341,7 @@ impl Guest {
                     || state.fault.is_some()
                     || e.downcast_ref::<Trap>().is_some()
                 {
-                    classify_kind(e, &mut state, &self.limits)
+                    classify_kind(e, &mut state, limits)
                 } else {
                     (ApplyError::Host(format!("wasmraft: cannot instantiate the guest: {e:#}")), None)
                 };
@@ -308,36 +349,27 @@ impl Guest {
             }
         }
     }
+}
 
-
-    /// Turns a call's outcome into the guest's output or an error, checking the output size.
-    fn finish<'s>(
-        &self,
-        result: wasmtime::Result<Result<Vec<u8>, String>>,
-        state: &'s mut HostState,
-    ) -> Result<(Vec<u8>, &'s mut HostState), ApplyError> {
-        self.finish_classified(result, state).map_err(|(e, _)| e)
-    }
-
-    /// [`Guest::finish`], telling how a failure failed (None: not the guest's doing).
-    fn finish_classified<'s>(
-        &self,
-        result: wasmtime::Result<Result<Vec<u8>, String>>,
-        state: &'s mut HostState,
-    ) -> Result<(Vec<u8>, &'s mut HostState), Classified> {
-        match result {
-            Ok(Ok(output)) if output.len() > limits::MAX_RESULT_BYTES => Err((
-                ApplyError::Guest(format!(
-                    "wasmraft: guest returned {} bytes (the limit is {} bytes)",
-                    output.len(),
-                    limits::MAX_RESULT_BYTES
-                )),
-                Some(GuestFailure::HostLimit),
+/// Turns a call's outcome into the guest's output or an error, checking the output size and
+/// telling how a failure failed (None: not the guest's doing).
+fn finish_classified<'s>(
+    result: wasmtime::Result<Result<Vec<u8>, String>>,
+    state: &'s mut HostState,
+    limits: &GuestLimits,
+) -> Result<(Vec<u8>, &'s mut HostState), Classified> {
+    match result {
+        Ok(Ok(output)) if output.len() > limits::MAX_RESULT_BYTES => Err((
+            ApplyError::Guest(format!(
+                "wasmraft: guest returned {} bytes (the limit is {} bytes)",
+                output.len(),
+                limits::MAX_RESULT_BYTES
             )),
-            Ok(Ok(output)) => Ok((output, state)),
-            Ok(Err(text)) => Err((ApplyError::Guest(text), Some(GuestFailure::Err))),
-            Err(e) => Err(classify_kind(e, state, &self.limits)),
-        }
+            Some(GuestFailure::HostLimit),
+        )),
+        Ok(Ok(output)) => Ok((output, state)),
+        Ok(Err(text)) => Err((ApplyError::Guest(text), Some(GuestFailure::Err))),
+        Err(e) => Err(classify_kind(e, state, limits)),
     }
 }
 

@@ -514,3 +514,38 @@ fn migrate_runs_in_the_callers_transaction() {
     );
     txn.commit().expect("commit");
 }
+
+/// The node runs queries on its async workers with a small fuel budget first
+/// (`NodeHandle::query`): a single-key range of the KV guest must fit well inside that budget,
+/// and a query that does not fit must come back as "run it again", not as an error.
+#[test]
+fn small_queries_fit_the_inline_budget_and_big_ones_ask_to_be_rerun() {
+    use prost::Message as _;
+    use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest, RangeResponse};
+
+    let g = Guest::load(engine(), KV, GuestLimits::default()).expect("kv guest loads");
+    let mut db = Db::new();
+    for i in 0..300 {
+        let put = InternalRaftRequest {
+            put: Some(PutRequest { key: format!("key{i:04}").into_bytes(), value: vec![b'v'; 256], ..Default::default() }),
+            ..Default::default()
+        };
+        db.apply(&g, &put.encode_to_vec()).expect("put applies");
+    }
+    let txn = db.db.begin_read().expect("begin read");
+    let one = RangeRequest { key: b"key0042".to_vec(), ..Default::default() }.encode_to_vec();
+    // A tenth of the node's inline budget is plenty for one key.
+    let inline = g.try_query(&txn, &one, crate::node::INLINE_QUERY_FUEL / 10).expect("a single-key range fits").expect("query");
+    let resp = RangeResponse::decode(&inline[..]).expect("a RangeResponse");
+    assert_eq!(resp.kvs.len(), 1);
+    assert_eq!(inline, g.query(&txn, &one).expect("full-budget query"), "same answer either way");
+    // All 300 keys cannot be read with a budget of 10,000 units: asked to rerun, and the rerun
+    // with the full budget answers.
+    let all = RangeRequest { key: b"key".to_vec(), range_end: b"kez".to_vec(), ..Default::default() }.encode_to_vec();
+    assert!(g.try_query(&txn, &all, 10_000).is_none(), "out of the small budget means rerun");
+    let resp = RangeResponse::decode(&g.query(&txn, &all).expect("full-budget query")[..]).expect("a RangeResponse");
+    assert_eq!(resp.count, 300);
+    // A guest error is final, whatever the budget.
+    let e = g.try_query(&txn, b"\xff\xff\xff", crate::node::INLINE_QUERY_FUEL);
+    assert!(matches!(e, Some(Err(ApplyError::Guest(_)))), "{e:?}");
+}
