@@ -51,8 +51,8 @@ use wait::WaitRegistry;
 pub const MAX_APPLY_GAP: u64 = 5000;
 
 /// Fuel a query may use on an async worker before it is moved to a blocking thread: about a
-/// millisecond of guest code at most, well above a single-key or short range in the KV guest
-/// (measured: a few tens of thousands of units), far below a scan of a large keyspace.
+/// millisecond of guest code at most: a single-key or short range of the KV guest fits in a
+/// tenth of it (`guest::tests`), a scan of a large keyspace does not.
 pub const INLINE_QUERY_FUEL: u64 = 2_000_000;
 
 /// Messages to the raft thread.
@@ -635,7 +635,8 @@ impl NodeHandle {
     /// must go to a blocking thread (see there).
     fn query_inline(&self, request: &[u8]) -> Option<Result<Vec<u8>, NodeError>> {
         let s = &self.inner;
-        let txn = match s.state_db.begin_read() {
+        // Never wait here for a defragmentation to release the database: that takes seconds.
+        let txn = match s.state_db.try_begin_read()? {
             Ok(txn) => txn,
             Err(e) => return Some(Err(NodeError::Internal(e.to_string()))),
         };
