@@ -23,6 +23,7 @@ fn member_list_shows_the_published_member_like_etcd() {
     // One line, "id, started, name, peer, client, learner".
     assert_eq!(ours.lines().count(), 1);
     let id = ours.split(", ").next().unwrap_or_default();
-    assert_eq!(id.len(), 16, "a 16-hex-digit member id: {ours:?}");
-    assert!(u64::from_str_radix(id, 16).is_ok(), "{ours:?}");
+    // etcdctl prints the id with `%x`: up to 16 hex digits, fewer when it starts with zeros.
+    assert!((1..=16).contains(&id.len()), "a member id of at most 16 hex digits: {ours:?}");
+    assert!(u64::from_str_radix(id, 16).is_ok_and(|v| v != 0), "{ours:?}");
 }
