@@ -31,6 +31,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::body::ChannelBody;
+use crate::cork::Corked;
 
 /// Go's `http.Transport.TLSHandshakeTimeout` in etcd's transports.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +43,7 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 pub struct Dialer {
     tcp: HttpConnector,
     tls: Option<TlsConnector>,
+    coalesce: bool,
 }
 
 impl Dialer {
@@ -53,7 +55,15 @@ impl Dialer {
         tcp.enforce_http(false);
         tcp.set_connect_timeout(Some(connect_timeout));
         tcp.set_nodelay(true);
-        Dialer { tcp, tls: tls.map(TlsConnector::from) }
+        Dialer { tcp, tls: tls.map(TlsConnector::from), coalesce: false }
+    }
+
+    /// Coalesces each connection's socket writes ([`Corked`]): for a client with many
+    /// requests in flight on one HTTP/2 connection (a load generator), not for the peer
+    /// transport's streams, which write one message at a time on purpose.
+    pub fn coalescing(mut self) -> Dialer {
+        self.coalesce = true;
+        self
     }
 
     /// TCP keep-alive on dialed connections (etcd's transports use 30 s).
@@ -81,9 +91,11 @@ impl tower_service::Service<Uri> for Dialer {
         let https = uri.scheme_str() == Some("https");
         let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
         let tls = self.tls.clone();
+        let coalesce = self.coalesce;
         let connecting = self.tcp.call(uri);
         Box::pin(async move {
             let tcp = connecting.await?.into_inner();
+            let tcp = if coalesce { Corked::new(tcp) } else { Corked::passthrough(tcp) };
             if !https {
                 return Ok(TokioIo::new(DialedConn::Plain(tcp)));
             }
@@ -102,16 +114,17 @@ impl tower_service::Service<Uri> for Dialer {
 
 /// A dialed connection, plain or TLS.
 pub enum DialedConn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Corked<TcpStream>),
+    Tls(Box<TlsStream<Corked<TcpStream>>>),
 }
 
 impl Connection for DialedConn {
     fn connected(&self) -> Connected {
         match self {
-            DialedConn::Plain(tcp) => tcp.connected(),
+            DialedConn::Plain(tcp) => tcp.get_ref().connected(),
             DialedConn::Tls(tls) => {
                 let (tcp, session) = tls.get_ref();
+                let tcp = tcp.get_ref();
                 if session.alpn_protocol() == Some(b"h2") { tcp.connected().negotiated_h2() } else { tcp.connected() }
             }
         }

@@ -16,6 +16,7 @@
 //! | `http.rs` | routes, header checks, etcd's status codes and bodies |
 //! | `members.rs` | the peer port's `GET /members` and its client, for joining members |
 //! | `dial.rs` | dialing http and https peer URLs (TLS configured by the host) |
+//! | `cork.rs` | write coalescing for HTTP/2 connections (the host's client API, the CLI's dials) |
 //! | `listener_tls.rs`, `san.rs` | TLS on https peer listeners; the client certificate's SAN check |
 //! | `status.rs`, `urlpick.rs` | peer status / active-since, URL picking |
 //! | `probing.rs` | the peer prober (`GET /raft/probing`): RTT, health, clock drift warnings |
@@ -29,6 +30,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub mod body;
+pub mod cork;
 pub mod dial;
 pub mod fault;
 pub mod http;

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
+use wasmraft_transport::cork::Corked;
 
 /// How long a client has to complete the TLS handshake after connecting.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,10 +28,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the server to take them.
 const READY_QUEUE: usize = 64;
 
-/// One accepted client connection.
+/// One accepted client connection. Its socket writes are coalesced ([`Corked`]): many
+/// responses (or, under TLS, their records) leave in one write.
 pub(super) enum ClientConn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Corked<TcpStream>),
+    Tls(Box<TlsStream<Corked<TcpStream>>>),
 }
 
 /// The TLS connections made from `accepted` TCP connections. Ends when the server stops taking
@@ -50,7 +52,7 @@ pub(super) fn handshakes(
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 let remote = stream.peer_addr().map_or_else(|e| format!("<{e}>"), |a| a.to_string());
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Corked::new(stream))).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(ClientConn::Tls(Box::new(tls))).await;
                     }

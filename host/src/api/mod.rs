@@ -66,6 +66,7 @@ pub use http::metrics_router;
 
 use crate::node::NodeHandle;
 use authority::AuthorityFix;
+use wasmraft_transport::cork::Corked;
 use authz::Caller;
 
 /// What a guest lists in its `apis` when it serves etcd's KV API with etcd's encodings
@@ -215,7 +216,7 @@ pub async fn serve(
         let accepted = accept_with_backoff(l.listener);
         let conns = match l.tls {
             Some(acceptor) => conn::handshakes(accepted, acceptor),
-            None => accepted.map(conn::ClientConn::Plain).boxed(),
+            None => accepted.map(|tcp| conn::ClientConn::Plain(Corked::new(tcp))).boxed(),
         };
         conns.map(|c| Ok::<_, io::Error>(AuthorityFix::new(c)))
     }));

@@ -298,7 +298,7 @@ async fn channel(conn: &ConnFlags, call: Duration) -> Result<(Channel, String), 
 async fn channel_to(ep: &str, dial: &Dial) -> Result<(Channel, String), String> {
     let url = if ep.contains("://") { ep.to_string() } else { format!("http://{ep}") };
     let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| format!("{url}: {e}"))?.connect_timeout(dial.connect).timeout(dial.call);
-    let connector = wasmraft_transport::dial::Dialer::new(Some(dial.tls.clone()), dial.connect);
+    let connector = wasmraft_transport::dial::Dialer::new(Some(dial.tls.clone()), dial.connect).coalescing();
     match tokio::time::timeout(dial.connect, endpoint.connect_with_connector(connector)).await {
         Ok(Ok(channel)) => Ok((channel, url)),
         Ok(Err(e)) => Err(format!("{url}: {}", error_chain(&e))),
