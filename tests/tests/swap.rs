@@ -672,10 +672,18 @@ fn a_watcher_sees_the_migrations_put_in_order() {
     let endpoint = cluster.endpoint(0);
     let (mut client, mut stream) = rt.block_on(async {
         let mut c = Client::connect([endpoint.as_str()], None).await.expect("connect");
-        let s = c
+        let mut s = c
             .watch("", Some(etcd_client::WatchOptions::new().with_all_keys()))
             .await
             .expect("watch");
+        // etcd-client returns once the stream is open, not once the watcher exists: wait for
+        // "created", or the put below can be applied first and (rightly) not be seen.
+        let created = tokio::time::timeout(Duration::from_secs(10), s.message())
+            .await
+            .expect("created in time")
+            .expect("watch stream")
+            .expect("not ended");
+        assert!(created.created(), "{created:?}");
         (c, s)
     });
     rt.block_on(async { client.put("before", "1", None).await.expect("put before") });
