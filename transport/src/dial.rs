@@ -59,8 +59,8 @@ impl Dialer {
     }
 
     /// Coalesces each connection's socket writes ([`Corked`]): for a client with many
-    /// requests in flight on one HTTP/2 connection (a load generator), not for the peer
-    /// transport's streams, which write one message at a time on purpose.
+    /// requests in flight on one HTTP/2 connection (the CLI, `wasmraft bench`). The peer
+    /// transport does not ask for it: it was not measured there.
     pub fn coalescing(mut self) -> Dialer {
         self.coalesce = true;
         self

@@ -66,8 +66,8 @@ pub use http::metrics_router;
 
 use crate::node::NodeHandle;
 use authority::AuthorityFix;
-use wasmraft_transport::cork::Corked;
 use authz::Caller;
+use wasmraft_transport::cork::Corked;
 
 /// What a guest lists in its `apis` when it serves etcd's KV API with etcd's encodings
 /// (`InternalRaftRequest` commands, `RangeRequest` queries).
