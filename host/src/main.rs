@@ -34,7 +34,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("wasmraft").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wasmraft")
+        .on_thread_start(wasmraft::node::priority::lower_client_thread)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wasmraft: cannot start the async runtime: {e}");

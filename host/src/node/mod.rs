@@ -6,6 +6,7 @@
 //! - the **apply thread** ([`apply`]) runs committed entries through the guest in batches, one
 //!   state transaction per batch, and wakes the clients waiting for them ([`wait`]);
 //! - **client tasks** (tokio) call [`NodeHandle`]: they never touch raft or the log directly.
+//!   The runtime's threads run a few nice levels below the other two ([`priority`]).
 //!
 //! Applying off the raft thread keeps a slow guest from delaying heartbeats and fsyncs; the gap
 //! between commit and apply is bounded by refusing proposals when it grows (etcd's "too many
@@ -17,6 +18,7 @@ mod guests;
 mod handle;
 pub mod maintenance;
 pub mod observe;
+pub mod priority;
 pub mod ready_loop;
 mod reconfigure;
 pub mod wait;
