@@ -22,12 +22,15 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
-    disable_transparent_huge_pages();
+    let thp = disable_transparent_huge_pages();
     let cli = Cli::parse();
     if let Some(command) = cli.command {
         return wasmraft::cli::run(command);
     }
     wasmraft::logging::init(cli.member.logger, cli.member.log_level, cli.member.debug);
+    if let Err(e) = thp {
+        tracing::info!("transparent huge pages stay as the system has them ({e}): expect a longer put latency tail");
+    }
     let cfg = match cli.member.validate() {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -64,16 +67,17 @@ fn main() -> std::process::ExitCode {
 /// about ten apply batches in every 20,000 puts, and those stalls were the put p99: with THP off
 /// (one member, 16 clients, three alternating runs each), batches over 2 ms went from 7–14 per
 /// run to 0–1 and put p99 from 5.7–6.3 ms to 2.0–3.5 ms, at the same CPU per put
-/// (docs/benchmarks.md, item 7). Done before anything else runs; a kernel without the prctl
-/// leaves THP as it was.
-fn disable_transparent_huge_pages() {
+/// (docs/benchmarks.md, item 7). Done first, before the member allocates much; where the prctl
+/// is refused (a seccomp filter, an old kernel) THP stays as it was and the member still works.
+fn disable_transparent_huge_pages() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: PR_SET_THP_DISABLE takes integer arguments only; it sets a flag on this
         // process's memory map that later page faults consult.
         let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
         if rc != 0 {
-            eprintln!("wasmraft: cannot turn transparent huge pages off: {}", std::io::Error::last_os_error());
+            return Err(std::io::Error::last_os_error());
         }
     }
+    Ok(())
 }
