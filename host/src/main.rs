@@ -81,3 +81,19 @@ fn disable_transparent_huge_pages() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn transparent_huge_pages_are_off_for_the_process_afterwards() {
+        super::disable_transparent_huge_pages().expect("prctl(PR_SET_THP_DISABLE)");
+        // SAFETY: integer arguments only.
+        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        assert_eq!(disabled, 1);
+        let status = std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
+        // Kernels that report it (6.x) say so in the status file as well.
+        if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+            assert!(line.ends_with('0'), "{line}");
+        }
+    }
+}

@@ -35,3 +35,29 @@ pub fn lower_client_thread() {
         }
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn nice_of_this_thread() -> i32 {
+        // SAFETY: getpriority takes no pointers; who = 0 is the calling thread under NPTL.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    #[test]
+    fn lowers_the_calling_thread_only() {
+        let before = std::thread::spawn(nice_of_this_thread).join().expect("probe thread");
+        let lowered = std::thread::spawn(|| {
+            let before = nice_of_this_thread();
+            lower_client_thread();
+            (before, nice_of_this_thread())
+        })
+        .join()
+        .expect("lowered thread");
+        assert_eq!(lowered.1, (lowered.0 + CLIENT_THREAD_NICE).min(19), "the thread that asked is lowered by {CLIENT_THREAD_NICE}");
+        let after = std::thread::spawn(nice_of_this_thread).join().expect("probe thread");
+        assert_eq!(after, before, "threads that did not ask keep the process's nice value");
+        assert_eq!(nice_of_this_thread(), before, "nor the thread that spawned it");
+    }
+}
