@@ -67,8 +67,9 @@ fn main() -> std::process::ExitCode {
 /// about ten apply batches in every 20,000 puts: half of the put p99 (the workers preempting
 /// the apply thread were the other half, `node/priority.rs`). With THP off (one member, 16
 /// clients, three alternating runs each), batches over 2 ms went from 7–14 per run to 0–1 and
-/// put p99 from 5.7–6.3 ms to 2.0–3.5 ms, at the same CPU per put (docs/benchmarks.md, item 7). Done first, before the member allocates much; where the prctl
-/// is refused (a seccomp filter, an old kernel) THP stays as it was and the member still works.
+/// put p99 from 5.7–6.3 ms to 2.0–3.5 ms, at the same CPU per put (docs/benchmarks.md, item 7).
+/// Done first, before the member allocates much; where the prctl is refused (a seccomp filter,
+/// an old kernel) THP stays as it was and the member still works.
 fn disable_transparent_huge_pages() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {

@@ -21,7 +21,8 @@ pub const CLIENT_THREAD_NICE: i32 = 5;
 /// runtime's `on_thread_start`. A failure leaves the thread as it was; it is only slower under
 /// contention, so it is logged at debug and not an error.
 pub fn lower_client_thread() {
-    #[cfg(unix)]
+    // Linux only: `__errno_location` is glibc's, and only under NPTL is the nice value per thread.
+    #[cfg(target_os = "linux")]
     {
         // nice(2) can return -1 as the new value, so errno is what tells a failure. Under NPTL
         // the nice value is per thread, so this does not touch the raft or apply threads.
@@ -36,7 +37,7 @@ pub fn lower_client_thread() {
     }
 }
 
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
