@@ -15,6 +15,9 @@
 //! A guest has no `self`: every entry runs in a fresh Wasm instance, so anything not written to
 //! the [`Store`] is gone when the entry ends. That is what keeps members identical even though
 //! they batch entries differently, and it is why the trait's functions are associated functions.
+//! Queries are cheaper: a query may run in an instance that answered earlier queries on the same
+//! member, so a `static` can carry over from one query to the next (never into an entry). Keep
+//! nothing there that was read from the store; the next query may see a newer state.
 //!
 //! ```
 //! use wasmraft_guest_sdk::{ApplyContext, GuestInfo, ReadStore, StateMachine, Store};

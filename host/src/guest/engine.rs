@@ -1,7 +1,7 @@
 //! The one wasmtime `Engine` of a member, configured for determinism, and the instance slots
 //! that bound how many guest instances run at once.
 
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 
 use anyhow::Context as _;
 use wasmtime::{
@@ -71,6 +71,7 @@ pub(crate) struct EngineInner {
     pub(crate) pooled: bool,
     pub(crate) control: Slots,
     pub(crate) queries: Slots,
+    pub(crate) idle_queries: super::runtime::IdleQueries,
 }
 
 impl std::fmt::Debug for GuestEngine {
@@ -117,6 +118,7 @@ impl GuestEngine {
                 pooled,
                 control: Slots::new(CONTROL_SLOTS),
                 queries: Slots::new(max_instances - CONTROL_SLOTS),
+                idle_queries: super::runtime::IdleQueries::new(max_instances - CONTROL_SLOTS),
             }),
         })
     }
@@ -237,6 +239,11 @@ impl Slots {
     }
 
     pub(crate) fn acquire(&self) -> SlotPermit<'_> {
+        self.take();
+        SlotPermit { slots: self }
+    }
+
+    fn take(&self) {
         // A poisoned lock only means another thread panicked while counting; the count itself
         // is always consistent (it is updated in one statement), so keep using it.
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
@@ -247,29 +254,60 @@ impl Slots {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         *free -= 1;
-        SlotPermit { slots: self }
     }
 
-    /// A slot if one is free now, without waiting: for callers that must not block (a query
-    /// tried on an async worker goes to a blocking thread instead).
-    pub(crate) fn try_acquire(&self) -> Option<SlotPermit<'_>> {
+    fn try_take(&self) -> bool {
         let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
         if *free == 0 {
-            return None;
+            return false;
         }
         *free -= 1;
-        Some(SlotPermit { slots: self })
+        true
+    }
+
+    fn give_back(&self) {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        *free += 1;
+        self.freed.notify_one();
     }
 }
 
 impl Drop for SlotPermit<'_> {
     fn drop(&mut self) {
-        let mut free = self
-            .slots
-            .free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *free += 1;
-        self.slots.freed.notify_one();
+        self.slots.give_back();
+    }
+}
+
+/// A query slot that outlives the call that took it: a query instance kept for the next query
+/// (see `runtime.rs`) holds one, so idle instances count against the pool like busy ones.
+///
+/// Weak, because the engine keeps its idle instances, and so their slots, itself: a strong
+/// reference would make a cycle that never frees the engine and its pool's address space.
+pub(crate) struct QuerySlot {
+    engine: Weak<EngineInner>,
+}
+
+impl GuestEngine {
+    /// A query slot, waiting while every one is taken.
+    pub(crate) fn query_slot(&self) -> QuerySlot {
+        self.inner.queries.take();
+        QuerySlot { engine: Arc::downgrade(&self.inner) }
+    }
+
+    /// A query slot if one is free now.
+    pub(crate) fn try_query_slot(&self) -> Option<QuerySlot> {
+        self.inner
+            .queries
+            .try_take()
+            .then(|| QuerySlot { engine: Arc::downgrade(&self.inner) })
+    }
+}
+
+impl Drop for QuerySlot {
+    fn drop(&mut self) {
+        // An engine already gone has no count left to return the slot to.
+        if let Some(engine) = self.engine.upgrade() {
+            engine.queries.give_back();
+        }
     }
 }

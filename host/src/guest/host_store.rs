@@ -15,7 +15,7 @@ use wasmtime::{ResourceLimiter, StoreContextMut};
 use super::limits::{self, GuestLimits};
 use crate::storage::tables::GUEST_KV;
 
-type KvTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
+pub(crate) type KvTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 type Pair = (Vec<u8>, Vec<u8>);
 /// The overlay's view of a range: `None` values are this entry's deletes.
 type OverlayIter<'o> = Box<dyn Iterator<Item = (&'o [u8], Option<&'o [u8]>)> + 'o>;
@@ -91,8 +91,20 @@ impl HostState {
             memory: MemoryCap {
                 limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
                 hit: false,
+                size: 0,
             },
         }
+    }
+
+    /// Readies a kept query instance's data for its next query: the new snapshot, and nothing
+    /// left of the last call (a query writes nothing, but a refused write leaves a fault).
+    pub(crate) fn next_query(&mut self, table: Option<KvTable>) {
+        self.view = View::Read(table);
+        self.overlay.clear();
+        self.events.clear();
+        self.pending_bytes = 0;
+        self.fault = None;
+        self.memory.hit = false;
     }
 
     /// Takes the write transaction back out of the store data.
@@ -330,6 +342,9 @@ fn merge_page<'o>(
 pub(crate) struct MemoryCap {
     pub(crate) limit: usize,
     pub(crate) hit: bool,
+    /// The size the guest's memory was last allowed to grow to: its initial size right after
+    /// instantiation, more once the guest has grown it.
+    pub(crate) size: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -343,6 +358,7 @@ impl ResourceLimiter for MemoryCap {
             self.hit = true;
             return Ok(false);
         }
+        self.size = desired;
         Ok(true)
     }
 

@@ -8,7 +8,8 @@
 /// Per-entry budgets of one guest deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GuestLimits {
-    /// Fuel for one `apply`, `query` or `migrate` call (instantiation included). One unit is
+    /// Fuel for one `apply`, `query` or `migrate` call (instantiation included, where the call
+    /// has a fresh instance; a query may not: see `runtime.rs`). One unit is
     /// roughly one Wasm instruction; host calls are charged too, see [`fuel_for_host_call`].
     pub fuel_per_entry: u64,
     /// The most linear memory the guest instance may have, in bytes. It also caps the bytes an

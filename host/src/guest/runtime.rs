@@ -1,14 +1,22 @@
-//! A loaded guest: its compiled component, pre-linked, instantiated afresh for every call.
+//! A loaded guest: its compiled component, pre-linked, instantiated afresh for every entry.
+//!
+//! Queries are the exception: an instance that answered a query normally is kept and answers
+//! later ones (see [`IdleQuery`]). A query changes nothing replicated, so what an instance
+//! remembers between queries cannot make members differ; what it saves is most of a small
+//! query's cost (instantiation and the teardown that resets the memory).
 
 use std::path::Path;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::Context as _;
 use sha2::Digest as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, Trap};
 
-use super::engine::{GuestEngine, SlotPermit, anyhow_of};
-use super::host_store::{self, Fault, HostState, View};
+use super::engine::{GuestEngine, QuerySlot, anyhow_of};
+use super::host_store::{self, Fault, HostState, KvTable, View};
 use super::limits::{self, GuestLimits};
 use super::{Applied, ApplyContext, ApplyError, GuestInfo};
 use crate::metrics::{GuestFailure, metrics};
@@ -26,14 +34,98 @@ use bindings::{StateMachine, StateMachinePre};
 /// A guest component ready to run: compiled once, linked once, instantiated per call.
 ///
 /// `Send + Sync`: the apply thread and any number of query tasks share one `Arc<Guest>`; each
-/// call builds its own `Store`, so calls never share mutable state.
+/// entry builds its own `Store`, and a query takes a kept instance for itself alone.
 pub struct Guest {
     engine: GuestEngine,
     pre: StateMachinePre<HostState>,
     limits: GuestLimits,
     info: GuestInfo,
     hash: [u8; 32],
+    /// Tells this guest's kept query instances from other guests' (and from the same module's
+    /// under other limits, whose stores carry other budgets).
+    id: u64,
 }
+
+fn next_guest_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A query instance between two queries, with the query slot it occupies (idle instances count
+/// against the pool like busy ones, so they can never make an entry or a query fail for want of
+/// a slot).
+///
+/// Kept only after a query that returned normally (its `Ok` or its `Err`), did not grow its
+/// memory and was refused nothing: a trap leaves an instance that cannot be entered again, and
+/// a grown memory would stay resident. Dropped after [`QUERIES_PER_INSTANCE`] queries anyway, so
+/// a guest's slow leaks (fragmentation, caches in statics) start over now and then.
+struct IdleQuery {
+    guest: u64,
+    // Field order is drop order: the instance goes back to the pool before its slot is freed.
+    store: Store<HostState>,
+    sm: StateMachine,
+    served: u32,
+    _slot: QuerySlot,
+}
+
+/// Most idle query instances an engine keeps, over all its guests: enough for the runtime's
+/// workers and a few blocking threads running queries at once; more would only hold memory.
+const IDLE_QUERY_INSTANCES: usize = 8;
+
+/// The idle query instances of every guest on an engine, least recently used first.
+///
+/// One list per engine rather than per guest: a member keeps every guest it ever loaded (the
+/// registry), so instances kept by guests swapped out long ago must give way to the current
+/// one's instead of holding slots and memory forever. At most one fewer than the query slots,
+/// so a query that finds no slot always has a busy one to wait for.
+pub(crate) struct IdleQueries {
+    list: Mutex<VecDeque<IdleQuery>>,
+    cap: usize,
+}
+
+impl IdleQueries {
+    pub(crate) fn new(query_slots: u32) -> Self {
+        let below_slots = usize::try_from(query_slots.saturating_sub(1)).unwrap_or(usize::MAX);
+        IdleQueries {
+            list: Mutex::new(VecDeque::new()),
+            cap: IDLE_QUERY_INSTANCES.min(below_slots),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<IdleQuery>> {
+        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently kept instance of `guest`, if any.
+    fn take(&self, guest: u64) -> Option<IdleQuery> {
+        let mut list = self.lock();
+        let at = list.iter().rposition(|q| q.guest == guest)?;
+        list.remove(at)
+    }
+
+    /// Keeps `q` for a later query, making room by dropping the least recently used.
+    fn keep(&self, q: IdleQuery) {
+        if self.cap == 0 {
+            return;
+        }
+        let evicted = {
+            let mut list = self.lock();
+            list.push_back(q);
+            if list.len() > self.cap { list.pop_front() } else { None }
+        };
+        // Dropped outside the lock: tearing an instance down resets its memory.
+        drop(evicted);
+    }
+
+    /// Drops the least recently used idle instance, freeing its slot; false if none is idle.
+    fn evict_one(&self) -> bool {
+        let evicted = self.lock().pop_front();
+        evicted.is_some()
+    }
+}
+
+/// Queries one instance answers before it is replaced by a fresh one.
+const QUERIES_PER_INSTANCE: u32 = 1_000;
 
 impl std::fmt::Debug for Guest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,6 +211,7 @@ impl Guest {
             limits,
             info: GuestInfo::default(),
             hash,
+            id: next_guest_id(),
         };
         guest.info = guest.call_info().context("calling the guest's info()")?;
         Ok(guest)
@@ -133,6 +226,7 @@ impl Guest {
             limits,
             info: self.info.clone(),
             hash: self.hash,
+            id: next_guest_id(),
         }
     }
 
@@ -213,55 +307,122 @@ impl Guest {
         })
     }
 
-    /// Answers a read-only request against `txn`'s snapshot, in a fresh instance. Blocks while
-    /// every query slot is busy.
+    /// Answers a read-only request against `txn`'s snapshot, in a kept query instance or a
+    /// fresh one. Blocks while every query slot is busy.
     pub fn query(
         &self,
         txn: &redb::ReadTransaction,
         request: &[u8],
     ) -> Result<Vec<u8>, ApplyError> {
-        let _slot: SlotPermit<'_> = self.engine.inner.queries.acquire();
-        self.run_query(txn, request, self.limits.fuel_per_entry)
+        self.run_query(txn, request, self.limits.fuel_per_entry, true)
+            .unwrap_or_else(|| {
+                // Only a caller that does not wait can be turned away.
+                Err((ApplyError::Host("wasmraft: no query slot".into()), None))
+            })
             .map_err(|(e, _)| e)
     }
 
     /// [`Guest::query`] for a caller that must not block for long (an async worker): runs only
-    /// if a query slot is free now, and with at most `fuel` instead of the deployment's budget.
-    /// `None` means it did not finish that way (no free slot, or it needed more fuel) and must
-    /// be run again with [`Guest::query`]; a query writes nothing, so running it twice is
-    /// harmless. Every other outcome, a guest error included, is final.
+    /// if a kept instance or a query slot is free now, and with at most `fuel` instead of the
+    /// deployment's budget. `None` means it did not finish that way (no free slot, or it needed
+    /// more fuel) and must be run again with [`Guest::query`]; a query writes nothing, so
+    /// running it twice is harmless. Every other outcome, a guest error included, is final.
     pub fn try_query(
         &self,
         txn: &redb::ReadTransaction,
         request: &[u8],
         fuel: u64,
     ) -> Option<Result<Vec<u8>, ApplyError>> {
-        let _slot = self.engine.inner.queries.try_acquire()?;
         let budget = fuel.min(self.limits.fuel_per_entry);
-        match self.run_query(txn, request, budget) {
+        match self.run_query(txn, request, budget, false)? {
             Err((_, Some(GuestFailure::OutOfFuel))) if budget < self.limits.fuel_per_entry => None,
             done => Some(done.map_err(|(e, _)| e)),
         }
     }
 
+    /// One query; `None` only when `wait` is false and no instance or slot was free.
     fn run_query(
         &self,
         txn: &redb::ReadTransaction,
         request: &[u8],
         fuel: u64,
-    ) -> Result<Vec<u8>, Classified> {
-        let table = host_store::open_read(txn).map_err(|e| (ApplyError::Storage(e), None))?;
+        wait: bool,
+    ) -> Option<Result<Vec<u8>, Classified>> {
+        let table = match host_store::open_read(txn) {
+            Ok(table) => table,
+            Err(e) => return Some(Err((ApplyError::Storage(e), None))),
+        };
         let limits = GuestLimits {
             fuel_per_entry: fuel,
             ..self.limits
         };
-        let (mut store, sm) = self
-            .instantiate_with(View::Read(table), &limits)
-            .map_err(|failed| (failed.0, failed.1))?;
-        let result = sm.call_query(&mut store, request);
-        finish_classified(result, store.data_mut(), &limits).map(|(output, _)| output)
+        let mut q = match self.kept_query(table, fuel) {
+            Ok(q) => q,
+            Err(table) => {
+                let slot = self.query_slot(wait)?;
+                match self.instantiate_with(View::Read(table), &limits) {
+                    Ok((store, sm)) => IdleQuery {
+                        guest: self.id,
+                        store,
+                        sm,
+                        served: 0,
+                        _slot: slot,
+                    },
+                    Err(failed) => return Some(Err((failed.0, failed.1))),
+                }
+            }
+        };
+        let initial_memory = q.store.data().memory.size;
+        let result = q.sm.call_query(&mut q.store, request);
+        let returned = result.is_ok();
+        let outcome =
+            finish_classified(result, q.store.data_mut(), &limits).map(|(output, _)| output);
+        let state = q.store.data_mut();
+        let reusable = returned
+            && state.fault.is_none()
+            && !state.memory.hit
+            && state.memory.size == initial_memory
+            && q.served + 1 < QUERIES_PER_INSTANCE;
+        if reusable {
+            // Release the snapshot now: a kept instance must not pin old pages.
+            state.view = View::Detached;
+            q.served += 1;
+            self.engine.inner.idle_queries.keep(q);
+        }
+        Some(outcome)
     }
 
+    /// A query slot for a new instance; idle instances (of any guest) give theirs up first.
+    /// `None` only when `wait` is false and every slot is busy.
+    fn query_slot(&self, wait: bool) -> Option<QuerySlot> {
+        let idle = &self.engine.inner.idle_queries;
+        loop {
+            if let Some(slot) = self.engine.try_query_slot() {
+                return Some(slot);
+            }
+            if !idle.evict_one() {
+                break;
+            }
+        }
+        wait.then(|| self.engine.query_slot())
+    }
+
+    /// A kept query instance readied for `table` and `fuel`, or the table back if none is idle.
+    fn kept_query(&self, table: Option<KvTable>, fuel: u64) -> Result<IdleQuery, Option<KvTable>> {
+        let Some(mut q) = self.engine.inner.idle_queries.take(self.id) else { return Err(table) };
+        q.store.data_mut().next_query(table);
+        match q.store.set_fuel(fuel) {
+            Ok(()) => Ok(q),
+            // Fuel was set on this store before; if it cannot be now, start afresh.
+            Err(_) => {
+                let table = match std::mem::replace(&mut q.store.data_mut().view, View::Detached) {
+                    View::Read(table) => table,
+                    _ => None,
+                };
+                Err(table)
+            }
+        }
+    }
     fn run_write(
         &self,
         txn: redb::WriteTransaction,

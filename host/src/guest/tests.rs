@@ -179,12 +179,81 @@ fn writes_are_visible_to_later_entries_and_queries() {
     assert_eq!(db.query(&g, b"script:get a").expect("query"), b"1");
 }
 
+/// An engine of its own with `query_slots` query slots, so that no other test's queries take
+/// or evict the kept instances a test counts on.
+fn own_engine(query_slots: u32) -> GuestEngine {
+    GuestEngine::new(EngineConfig { max_instances: engine::CONTROL_SLOTS + query_slots, pooling: true }).expect("engine")
+}
+
 #[test]
-fn every_entry_gets_a_fresh_instance() {
-    let g = hostile();
+fn every_entry_gets_a_fresh_instance_and_queries_share_one() {
+    let engine = own_engine(3);
+    let g = Guest::load(&engine, HOSTILE, test_limits()).expect("hostile guest loads");
     let mut db = Db::new();
-    for _ in 0..5 {
+    for n in 1..=5 {
+        // Entries never see a global from before, whatever ran in between.
         assert_eq!(text(db.apply(&g, b"global-inc")), "1");
+        // Queries one after another run in the instance the last one left.
+        assert_eq!(db.query(&g, b"global-inc").expect("query"), n.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn a_query_instance_is_not_kept_after_a_trap_a_refusal_or_growing_its_memory() {
+    let engine = own_engine(3);
+    let g = Guest::load(&engine, HOSTILE, test_limits()).expect("hostile guest loads");
+    let db = Db::new();
+    let inc = |db: &Db| String::from_utf8(db.query(&g, b"global-inc").expect("query")).expect("utf-8");
+    assert_eq!(inc(&db), "1");
+    assert_eq!(inc(&db), "2");
+    // A refused write traps the instance: the next query starts afresh.
+    assert!(db.query(&g, b"put-in-query").is_err());
+    assert_eq!(inc(&db), "1");
+    assert_eq!(inc(&db), "2");
+    // Out of fuel (here the small inline budget, which asks for a rerun): the same.
+    let txn = db.db.begin_read().expect("begin read");
+    assert!(g.try_query(&txn, b"global-inc", 10).is_none());
+    drop(txn);
+    assert_eq!(inc(&db), "1");
+    // An error the guest returns is a normal answer: the instance stays.
+    assert!(matches!(db.query(&g, b"no such query"), Err(ApplyError::Guest(_))));
+    assert_eq!(inc(&db), "2");
+    // 2 MiB in one answer grows the memory past its initial size: not kept, so an idle
+    // instance never holds more than a fresh one.
+    assert_eq!(db.query(&g, b"huge-result:2097152").expect("query").len(), 2 << 20);
+    assert_eq!(inc(&db), "1");
+}
+
+#[test]
+fn idle_query_instances_make_way_for_other_guests() {
+    // Two query slots: at most one idle instance.
+    let engine = own_engine(2);
+    let a = Guest::load(&engine, HOSTILE, test_limits()).expect("hostile guest loads");
+    let b = a.with_limits(GuestLimits { fuel_per_entry: 300_000_000, ..test_limits() });
+    let db = Db::new();
+    let txn = db.db.begin_read().expect("begin read");
+    let try_inc = |g: &Guest| g.try_query(&txn, b"global-inc", 1_000_000).map(|r| String::from_utf8(r.expect("query")).expect("utf-8"));
+    assert_eq!(try_inc(&a).as_deref(), Some("1"));
+    assert_eq!(try_inc(&a).as_deref(), Some("2"), "kept");
+    // One slot busy elsewhere and the other held by a's idle instance: b takes that slot.
+    let busy = engine.try_query_slot().expect("a free slot");
+    assert!(engine.try_query_slot().is_none(), "the other slot is a's idle instance");
+    assert_eq!(try_inc(&b).as_deref(), Some("1"), "a's idle instance gave its slot up");
+    // b's instance is idle now, so a has to start afresh (it evicts b's in turn).
+    assert_eq!(try_inc(&a).as_deref(), Some("1"));
+    drop(busy);
+    // A guest that is dropped leaves its idle instance to be evicted; nothing blocks.
+    drop(a);
+    assert_eq!(try_inc(&b).as_deref(), Some("1"));
+    assert_eq!(try_inc(&b).as_deref(), Some("2"));
+}
+
+#[test]
+fn one_query_slot_keeps_no_instance() {
+    let engine = own_engine(1);
+    let g = Guest::load(&engine, HOSTILE, test_limits()).expect("hostile guest loads");
+    let db = Db::new();
+    for _ in 0..3 {
         assert_eq!(db.query(&g, b"global-inc").expect("query"), b"1");
     }
 }

@@ -346,7 +346,7 @@ fn raw_expect(raw: Raw, state: &BTreeMap<Vec<u8>, Vec<u8>>) -> (String, bool, Ex
             let e = if n >= BIG { Expect::Either(out, Vec::new(), same()) } else { Expect::Ok(out, Vec::new(), same()) };
             (format!("huge-result:{n}"), false, e)
         }
-        // Every call runs in a fresh instance: a global always starts from zero.
+        // Every entry runs in a fresh instance: a global always starts from zero.
         Raw::GlobalInc => ("global-inc".into(), false, Expect::Ok(b"1".to_vec(), Vec::new(), same())),
         Raw::GlobalPut => {
             let mut s = same();
