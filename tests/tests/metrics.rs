@@ -321,8 +321,25 @@ const CHECKS_PASS: &[&str] = &[
 
 fn assert_checks_pass(flavor: Flavor) {
     let _one = wasmraft_tests::one_cluster_at_a_time();
-    let (lines, full) = checks(flavor);
+    let (mut lines, mut full) = checks(flavor);
+    // etcd is the reference here, run to show the checks pass on this machine at all. Its own
+    // timing limits (slowest request under 0.5 s, stddev, throughput) are a verdict on the
+    // machine's moment as much as on etcd: seen failing once at 0.503 s on a loaded 2-core CI.
+    // So etcd, and only etcd, gets a second try on a fresh member when the only failures are
+    // those timing lines; wasmraft gets none.
+    if matches!(flavor, Flavor::Etcd) && lines != CHECKS_PASS && only_timing_failures(&lines) {
+        eprintln!("etcd failed only on timing; trying once more:\n{full}");
+        (lines, full) = checks(flavor);
+    }
     assert_eq!(lines, CHECKS_PASS, "{flavor:?}:\n{full}");
+}
+
+/// Whether check perf failed on its timing limits and nothing else: every line that is not a
+/// PASS is one of its timing verdicts or its closing "FAIL" (datascale's and perf's "FAIL: too
+/// many errors" are not timing).
+fn only_timing_failures(lines: &[String]) -> bool {
+    let timing = |l: &str| ["Slowest request took too long", "Stddev too high", "Throughput too low"].iter().any(|t| l.contains(t));
+    lines.iter().any(|l| timing(l)) && lines.iter().filter(|l| !l.starts_with("PASS")).all(|l| l == "FAIL" || timing(l))
 }
 
 #[test]
@@ -333,6 +350,23 @@ fn etcdctl_check_perf_and_datascale_pass_against_etcd() {
 #[test]
 fn etcdctl_check_perf_and_datascale_pass_against_the_subject() {
     assert_checks_pass(Flavor::subject());
+}
+
+#[test]
+fn only_timing_failures_earn_etcd_a_second_try() {
+    let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // What etcdctl 3.4 printed on the run that failed (figures blanked), and its other limits.
+    assert!(only_timing_failures(&lines(&[
+        "PASS: Throughput is # writes/s",
+        "Slowest request took too long: #s",
+        "PASS: Stddev is #s",
+        "FAIL",
+        "PASS: Approximate system memory used : # MB.",
+    ])));
+    assert!(only_timing_failures(&lines(&["FAIL: Throughput too low: # writes/s", "Stddev too high: #s", "FAIL"])));
+    assert!(!only_timing_failures(&lines(&["PASS: Throughput is # writes/s", "FAIL"])), "a bare FAIL alone");
+    assert!(!only_timing_failures(&lines(&["FAIL: too many errors", "FAIL: ERROR(x) -> #", "Stddev too high: #s", "FAIL"])));
+    assert!(!only_timing_failures(&lines(CHECKS_PASS)), "nothing failed");
 }
 
 #[test]
