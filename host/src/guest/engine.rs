@@ -221,8 +221,15 @@ pub(crate) fn anyhow_of(e: wasmtime::Error) -> anyhow::Error {
 /// run on blocking threads anyway.
 pub(crate) struct Slots {
     capacity: u32,
-    free: Mutex<u32>,
+    count: Mutex<Count>,
     freed: Condvar,
+}
+
+struct Count {
+    free: u32,
+    /// Threads blocked in [`Slots::take`]: an idle query instance that would keep a slot goes
+    /// away instead while anyone waits (see [`Slots::has_waiters`]).
+    waiting: u32,
 }
 
 pub(crate) struct SlotPermit<'a> {
@@ -233,9 +240,16 @@ impl Slots {
     fn new(capacity: u32) -> Self {
         Slots {
             capacity,
-            free: Mutex::new(capacity),
+            count: Mutex::new(Count { free: capacity, waiting: 0 }),
             freed: Condvar::new(),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Count> {
+        // A poisoned lock only means another thread panicked while counting; the counts
+        // themselves are always consistent (each is updated in one statement), so keep using
+        // them.
+        self.count.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn acquire(&self) -> SlotPermit<'_> {
@@ -244,31 +258,35 @@ impl Slots {
     }
 
     fn take(&self) {
-        // A poisoned lock only means another thread panicked while counting; the count itself
-        // is always consistent (it is updated in one statement), so keep using it.
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        while *free == 0 {
-            free = self
+        let mut count = self.lock();
+        while count.free == 0 {
+            count.waiting += 1;
+            count = self
                 .freed
-                .wait(free)
+                .wait(count)
                 .unwrap_or_else(PoisonError::into_inner);
+            count.waiting -= 1;
         }
-        *free -= 1;
+        count.free -= 1;
     }
 
     fn try_take(&self) -> bool {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        if *free == 0 {
+        let mut count = self.lock();
+        if count.free == 0 {
             return false;
         }
-        *free -= 1;
+        count.free -= 1;
         true
     }
 
     fn give_back(&self) {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        *free += 1;
+        self.lock().free += 1;
         self.freed.notify_one();
+    }
+
+    /// Whether a thread is blocked waiting for a slot.
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.lock().waiting > 0
     }
 }
 

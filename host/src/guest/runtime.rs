@@ -5,8 +5,8 @@
 //! remembers between queries cannot make members differ; what it saves is most of a small
 //! query's cost (instantiation and the teardown that resets the memory).
 
-use std::path::Path;
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -378,11 +378,13 @@ impl Guest {
         let outcome =
             finish_classified(result, q.store.data_mut(), &limits).map(|(output, _)| output);
         let state = q.store.data_mut();
+        // Not while a query waits for a slot: this one's would otherwise go idle under it.
         let reusable = returned
             && state.fault.is_none()
             && !state.memory.hit
             && state.memory.size == initial_memory
-            && q.served + 1 < QUERIES_PER_INSTANCE;
+            && q.served + 1 < QUERIES_PER_INSTANCE
+            && !self.engine.inner.queries.has_waiters();
         if reusable {
             // Release the snapshot now: a kept instance must not pin old pages.
             state.view = View::Detached;
@@ -423,6 +425,7 @@ impl Guest {
             }
         }
     }
+
     fn run_write(
         &self,
         txn: redb::WriteTransaction,

@@ -249,6 +249,27 @@ fn idle_query_instances_make_way_for_other_guests() {
 }
 
 #[test]
+fn a_query_instance_is_not_kept_while_a_query_waits_for_a_slot() {
+    let engine = own_engine(2);
+    let g = Guest::load(&engine, HOSTILE, test_limits()).expect("hostile guest loads");
+    let db = Db::new();
+    assert_eq!(db.query(&g, b"global-inc").expect("query"), b"1");
+    // One slot held elsewhere, the other by g's idle instance: a waiter blocks.
+    let held = engine.try_query_slot().expect("a free slot");
+    let e = engine.clone();
+    let waiter = std::thread::spawn(move || drop(e.query_slot()));
+    while !engine.inner.queries.has_waiters() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // This query runs in the idle instance and, finding the waiter, lets its slot go.
+    assert_eq!(db.query(&g, b"global-inc").expect("query"), b"2");
+    waiter.join().expect("the waiter got the slot");
+    assert!(!engine.inner.queries.has_waiters());
+    assert_eq!(db.query(&g, b"global-inc").expect("query"), b"1", "the instance was not kept");
+    drop(held);
+}
+
+#[test]
 fn one_query_slot_keeps_no_instance() {
     let engine = own_engine(1);
     let g = Guest::load(&engine, HOSTILE, test_limits()).expect("hostile guest loads");
