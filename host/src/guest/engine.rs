@@ -112,13 +112,14 @@ impl GuestEngine {
                 false,
             )
         };
+        let query_slots = max_instances - CONTROL_SLOTS;
         Ok(GuestEngine {
             inner: Arc::new(EngineInner {
                 engine,
                 pooled,
                 control: Slots::new(CONTROL_SLOTS),
-                queries: Slots::new(max_instances - CONTROL_SLOTS),
-                idle_queries: super::runtime::IdleQueries::new(max_instances - CONTROL_SLOTS),
+                queries: Slots::new(query_slots),
+                idle_queries: super::runtime::IdleQueries::new(query_slots),
             }),
         })
     }

@@ -96,17 +96,6 @@ impl HostState {
         }
     }
 
-    /// Readies a kept query instance's data for its next query: the new snapshot, and nothing
-    /// left of the last call (a query writes nothing, but a refused write leaves a fault).
-    pub(crate) fn next_query(&mut self, table: Option<KvTable>) {
-        self.view = View::Read(table);
-        self.overlay.clear();
-        self.events.clear();
-        self.pending_bytes = 0;
-        self.fault = None;
-        self.memory.hit = false;
-    }
-
     /// Takes the write transaction back out of the store data.
     pub(crate) fn take_txn(&mut self) -> Option<WriteTransaction> {
         match std::mem::replace(&mut self.view, View::Detached) {

@@ -410,20 +410,17 @@ impl Guest {
     }
 
     /// A kept query instance readied for `table` and `fuel`, or the table back if none is idle.
+    ///
+    /// Nothing else of the last query is left in its store data: an instance is kept only if
+    /// nothing faulted and no memory growth was refused, and a query's writes and events fault.
     fn kept_query(&self, table: Option<KvTable>, fuel: u64) -> Result<IdleQuery, Option<KvTable>> {
         let Some(mut q) = self.engine.inner.idle_queries.take(self.id) else { return Err(table) };
-        q.store.data_mut().next_query(table);
-        match q.store.set_fuel(fuel) {
-            Ok(()) => Ok(q),
-            // Fuel was set on this store before; if it cannot be now, start afresh.
-            Err(_) => {
-                let table = match std::mem::replace(&mut q.store.data_mut().view, View::Detached) {
-                    View::Read(table) => table,
-                    _ => None,
-                };
-                Err(table)
-            }
+        // Fuel was set on this store before; if it cannot be now, the query starts afresh.
+        if q.store.set_fuel(fuel).is_err() {
+            return Err(table);
         }
+        q.store.data_mut().view = View::Read(table);
+        Ok(q)
     }
 
     fn run_write(
