@@ -121,6 +121,11 @@ pub(crate) struct Shared {
     pub term: AtomicU64,
     pub leader: AtomicU64,
     pub commit_index: AtomicU64,
+    /// Set by the raft thread while this member is the leader and the only voter and has
+    /// committed an entry of its term: raft would then answer a ReadIndex at once with its
+    /// commit index, asking no one, so a read barrier takes that index itself (see
+    /// [`NodeHandle::read_barrier`]).
+    pub lone_leader: AtomicBool,
     /// The applied index; client reads wait on it after a ReadIndex.
     pub applied: watch::Sender<u64>,
     /// The active guest as of the last applied batch (None until the first deploy is applied).
@@ -379,6 +384,7 @@ impl Node {
             term: AtomicU64::new(term),
             leader: AtomicU64::new(0),
             commit_index: AtomicU64::new(commit.max(applied_index)),
+            lone_leader: AtomicBool::new(false),
             applied: watch::channel(applied_index).0,
             deployed: watch::channel(active.as_ref().map(|a| a.record.clone())).0,
             active: RwLock::new(active.map(Arc::new)),
@@ -595,6 +601,22 @@ impl NodeHandle {
     /// committed before the call.
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
         let s = &self.inner;
+        if s.lone_leader.load(Ordering::Acquire) {
+            // What raft would answer, without the round trip through the raft thread (two
+            // thread wake-ups, a third of a small read's cost). The flag is stored after the
+            // commit index it vouches for, so this index is at least that one.
+            let index = s.commit_index.load(Ordering::Acquire);
+            if *s.applied.borrow() >= index {
+                return Ok(());
+            }
+            let mut applied = s.applied.subscribe();
+            let wait = applied.wait_for(|a| *a >= index);
+            return match tokio::time::timeout(s.request_timeout, wait).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(NodeError::Stopped),
+                Err(_) => Err(NodeError::Timeout),
+            };
+        }
         let (tx, rx) = oneshot::channel();
         if s.to_raft.send(RaftMsg::ReadIndex { reply: tx }).is_err() {
             return Err(NodeError::Stopped);

@@ -150,7 +150,9 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
             shared.fail(format!("raft loop stopped: {e:#}"));
             break;
         }
+        publish_lone_leader(&node, &shared);
     }
+    shared.lone_leader.store(false, Ordering::Release);
     for (_, (_, waiters)) in reads.in_flight.drain() {
         for w in waiters {
             let _ = w.send(Err(NodeError::Stopped));
@@ -349,6 +351,24 @@ fn on_ready(
     send(node, shared, heartbeats, light.take_messages());
     hand_to_apply(to_apply, light.take_committed_entries())?;
     Ok(())
+}
+
+/// Tells read barriers whether they may skip this thread: when this member leads alone and has
+/// committed an entry of its term, raft-rs answers a ReadIndex with its commit index on the
+/// spot (`step_leader`, `MsgReadIndex`), so a barrier that takes the published commit index
+/// gets the same answer. Without an entry of its term committed, raft-rs refuses, as a commit
+/// index loaded after a restart may be behind writes already acknowledged.
+fn publish_lone_leader(node: &RawNode<RaftLog>, shared: &Shared) {
+    let raft = &node.raft;
+    let lone = raft.state == StateRole::Leader && raft.prs().is_singleton() && raft.commit_to_current_term();
+    if lone {
+        // Published before the flag, which is stored with release ordering: a barrier that sees
+        // the flag sees at least this index.
+        shared.commit_index.fetch_max(raft.raft_log.committed, Ordering::Release);
+    }
+    if shared.lone_leader.load(Ordering::Relaxed) != lone {
+        shared.lone_leader.store(lone, Ordering::Release);
+    }
 }
 
 /// Passes committed entries, in order, to the apply thread. Conf changes are applied to raft
