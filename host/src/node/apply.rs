@@ -114,8 +114,7 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
                 for (id, outcome) in outcomes {
                     shared.waits.trigger(id, outcome);
                 }
-                shared.applied.send_replace(applied);
-                let _ = shared.to_raft.send(RaftMsg::Applied(applied));
+                shared.publish_applied(applied);
                 if durable {
                     last_durable = Instant::now();
                     durable_index = applied;

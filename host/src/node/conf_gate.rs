@@ -81,6 +81,11 @@ impl ConfGate {
         self.held.push_back((Instant::now(), h));
     }
 
+    /// Whether a conf change is held (the raft thread then wants the applied index promptly).
+    pub(crate) fn is_holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     /// Called every turn: drops what waited too long, then proposes in arrival order while raft
     /// takes conf changes (one per applied change: each one proposed makes the next wait).
     pub(crate) fn release(&mut self, node: &mut RawNode<RaftLog>, shared: &Shared, timeout: Duration) {

@@ -40,13 +40,16 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
     let mut conf_gate = ConfGate::default();
     let mut heartbeats = HeartbeatWatch::new(2 * tick);
     let mut next_tick = Instant::now() + tick;
+    // Another turn at once: the applied index moved while a conf change waited on it.
+    let mut again = false;
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
+        let wait = if again { Duration::ZERO } else { next_tick.saturating_duration_since(Instant::now()) };
         let first = match rx.recv_timeout(wait) {
             Ok(m) => Some(m),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        catch_up_applied(&mut node, *shared.applied.borrow());
         let mut stop = false;
         for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match msg {
@@ -88,12 +91,7 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                     reads.queued.push(reply);
                 }
                 RaftMsg::Applied(index) => {
-                    // The state may be ahead of what this raft knows is committed (a snapshot's
-                    // state is newer than its index); raft only accepts what it committed.
-                    let index = index.min(node.raft.raft_log.committed);
-                    if index > node.raft.raft_log.applied {
-                        node.advance_apply_to(index);
-                    }
+                    catch_up_applied(&mut node, index);
                 }
                 RaftMsg::Durable(index) => {
                     if let Err(e) = compact(&mut node, &shared, index) {
@@ -151,6 +149,7 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
             break;
         }
         publish_lone_leader(&node, &shared);
+        again = wants_applied(&mut node, &shared, &conf_gate);
     }
     shared.lone_leader.store(false, Ordering::Release);
     for (_, (_, waiters)) in reads.in_flight.drain() {
@@ -351,6 +350,34 @@ fn on_ready(
     send(node, shared, heartbeats, light.take_messages());
     hand_to_apply(to_apply, light.take_committed_entries())?;
     Ok(())
+}
+
+/// Tells raft the apply thread has applied up to `index`. The state may be ahead of what this
+/// raft knows is committed (a snapshot's state is newer than its index); raft only accepts what
+/// it committed. Returns whether raft's applied index moved.
+fn catch_up_applied(node: &mut RawNode<RaftLog>, index: u64) -> bool {
+    let index = index.min(node.raft.raft_log.committed);
+    let moved = index > node.raft.raft_log.applied;
+    if moved {
+        node.advance_apply_to(index);
+    }
+    moved
+}
+
+/// Says whether this thread is waiting on the applied index (see [`Shared::publish_applied`]):
+/// a held conf change waits for raft to have applied the previous one. When it is, the index
+/// is read once more after saying so (an apply that finished just before saw no request), and
+/// true is returned if that moved it: the caller takes another turn at once.
+fn wants_applied(node: &mut RawNode<RaftLog>, shared: &Shared, conf_gate: &ConfGate) -> bool {
+    let wants = conf_gate.is_holding() || (node.raft.state == StateRole::Leader && node.raft.has_pending_conf());
+    if shared.raft_wants_applied.load(Ordering::Relaxed) != wants {
+        shared.raft_wants_applied.store(wants, Ordering::Relaxed);
+    }
+    if !wants {
+        return false;
+    }
+    std::sync::atomic::fence(Ordering::SeqCst);
+    catch_up_applied(node, *shared.applied.borrow()) && conf_gate.is_holding()
 }
 
 /// Tells read barriers whether they may skip this thread: when this member leads alone and has
