@@ -176,9 +176,9 @@ impl Shared {
     /// Publishes a new applied index to readers and the raft thread. The raft thread picks it
     /// up whenever it next wakes, which at any load is soon: a message per applied batch only
     /// woke it (a futex wake and a context switch per batch, a tenth of the apply thread's time
-    /// at one client). It is sent one only while it waits on the index; the fence pairs with
-    /// the one in the raft thread after it sets [`Shared::raft_wants_applied`], so one of the
-    /// two always sees the other's write.
+    /// at one client). A message goes to it only while it waits on the index; the fence pairs
+    /// with the one in the raft thread after it sets [`Shared::raft_wants_applied`], so one of
+    /// the two always sees the other's write.
     pub fn publish_applied(&self, index: u64) {
         self.applied.send_replace(index);
         std::sync::atomic::fence(Ordering::SeqCst);
