@@ -620,30 +620,21 @@ impl NodeHandle {
     /// committed before the call.
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
         let s = &self.inner;
-        if s.lone_leader.load(Ordering::Acquire) {
-            // What raft would answer, without the round trip through the raft thread (two
-            // thread wake-ups, a third of a small read's cost). The flag is stored after the
-            // commit index it vouches for, so this index is at least that one.
-            let index = s.commit_index.load(Ordering::Acquire);
-            if *s.applied.borrow() >= index {
-                return Ok(());
-            }
-            let mut applied = s.applied.subscribe();
-            let wait = applied.wait_for(|a| *a >= index);
-            return match tokio::time::timeout(s.request_timeout, wait).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(_)) => Err(NodeError::Stopped),
-                Err(_) => Err(NodeError::Timeout),
-            };
-        }
-        let (tx, rx) = oneshot::channel();
-        if s.to_raft.send(RaftMsg::ReadIndex { reply: tx }).is_err() {
-            return Err(NodeError::Stopped);
-        }
         let wait = async {
-            let index = rx.await.map_err(|_| NodeError::Stopped)??;
-            let mut applied = s.applied.subscribe();
-            applied.wait_for(|a| *a >= index).await.map_err(|_| NodeError::Stopped)?;
+            let index = if s.lone_leader.load(Ordering::Acquire) {
+                // What raft would answer, without the round trip through the raft thread (two
+                // thread wake-ups, a third of a small read's cost). The flag is stored after
+                // the commit index it vouches for, so this index is at least that one.
+                s.commit_index.load(Ordering::Acquire)
+            } else {
+                let (tx, rx) = oneshot::channel();
+                s.to_raft.send(RaftMsg::ReadIndex { reply: tx }).map_err(|_| NodeError::Stopped)?;
+                rx.await.map_err(|_| NodeError::Stopped)??
+            };
+            if *s.applied.borrow() < index {
+                let mut applied = s.applied.subscribe();
+                applied.wait_for(|a| *a >= index).await.map_err(|_| NodeError::Stopped)?;
+            }
             Ok(())
         };
         tokio::time::timeout(s.request_timeout, wait).await.unwrap_or(Err(NodeError::Timeout))
