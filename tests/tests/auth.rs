@@ -709,8 +709,8 @@ fn client_cert_cn_is_the_user() {
 }
 
 /// wasmraft only (etcd has no guests): with auth on, a custom guest's generic API needs read
-/// (query) or write (propose) permission on the key `wasmraft/generic`, and deploying a guest
-/// needs the root role. The `wasmraft` client logs in with `--user`, as etcdctl does.
+/// (query) or write (propose) permission on the key `wasmraft/generic`, and every guest admin
+/// call (deploy, status, list) needs the root role. The `wasmraft` client logs in with `--user`, as etcdctl does.
 #[test]
 fn custom_guest_api_and_deploys_need_permission() {
     let _serial = wasmraft_tests::one_cluster_at_a_time();
@@ -759,4 +759,14 @@ fn custom_guest_api_and_deploys_need_permission() {
     assert_eq!(code, 0, "root deploys: {text}");
     let (code, text) = cli(&["query", "--user=root:rpw", "total"]);
     assert_eq!((code, text.as_str()), (0, "0"), "the ledger answers root");
+
+    // Status (it hashes the keyspace) and list take the root role too.
+    let (code, text) = cli(&["guest", "status", "--state-hash"]);
+    assert!(code != 0 && text.contains("etcdserver: user name is empty"), "anonymous status: {code} {text}");
+    let (code, text) = cli(&["guest", "list", "--user=bob:bpw"]);
+    assert!(code != 0 && text.contains("etcdserver: permission denied"), "bob lists: {code} {text}");
+    let (code, text) = cli(&["guest", "status", "--state-hash", "--user=root:rpw"]);
+    assert!(code == 0 && text.contains("ledger"), "root's status: {code} {text}");
+    let (code, text) = cli(&["guest", "list", "--user=root:rpw"]);
+    assert!(code == 0 && text.contains("active") && text.contains("stored"), "root lists: {code} {text}");
 }

@@ -6,7 +6,10 @@
 //! they were checked at (see `crate::auth` for why that is as strong as etcd's apply-time
 //! check).
 
+use std::sync::Arc;
+
 use prost::Message as _;
+use tonic::service::Interceptor;
 use tonic::{Request, Status};
 use wasmraft_proto::etcdserverpb::{InternalRaftRequest, RequestHeader, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RequestOp, TxnRequest, request_op};
 use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
@@ -95,8 +98,8 @@ impl Api {
         }
     }
 
-    /// etcd's `IsAdminPermitted` for calls outside the log (wasmraft's guest admin).
-    pub(super) fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    /// etcd's `IsAdminPermitted` for calls outside the log.
+    fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let caller = self.caller(request)?;
         Ok(self.node.auth().state().check_admin(caller.info())?)
     }
@@ -199,6 +202,21 @@ impl Api {
             return Err(AuthError::AuthOldRevision.into());
         }
         Ok(())
+    }
+}
+
+/// Every call of wasmraft's `GuestAdmin` takes the root role: deploy and rollback replace the
+/// state machine, status hashes the whole keyspace, list names every stored module.
+///
+/// An interceptor, not a check in each handler: tonic runs it on the request's headers before
+/// it reads and decodes the body, and a deploy's body is a whole module (up to 64 MiB). A caller
+/// who may not deploy is answered at once, and its body is never buffered.
+#[derive(Clone)]
+pub(super) struct GuestAdminGate(pub(super) Arc<Api>);
+
+impl Interceptor for GuestAdminGate {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.0.check_admin(&request).map(|()| request)
     }
 }
 
