@@ -188,6 +188,23 @@ pub fn normalize(s: &str) -> String {
         .collect()
 }
 
+/// `member list` rows and `ETCD_INITIAL_CLUSTER` entries come in member id order, and the ids
+/// differ between the two runs: sort them.
+pub fn sort_member_order(s: &str) -> String {
+    let mut lines: Vec<String> = s.lines().map(str::to_string).collect();
+    for l in &mut lines {
+        if let Some(v) = l.strip_prefix("ETCD_INITIAL_CLUSTER=\"") {
+            let mut entries: Vec<&str> = v.trim_end_matches('"').split(',').collect();
+            entries.sort();
+            *l = format!("ETCD_INITIAL_CLUSTER=\"{}\"", entries.join(","));
+        }
+    }
+    if lines.iter().all(|l| l.matches(", ").count() == 5) {
+        lines.sort();
+    }
+    lines.into_iter().map(|l| l + "\n").collect()
+}
+
 /// Replaces, after every occurrence of `marker`, the `len(rest)` bytes that follow it with
 /// `replacement`.
 fn replace_after(s: &str, marker: &str, len: impl Fn(&str) -> usize, replacement: &str) -> String {

@@ -45,26 +45,9 @@ impl Names {
             o.stdout = o.stdout.replace(from, to);
             o.stderr = o.stderr.replace(from, to);
         }
-        o.stdout = sort_id_ordered(&o.stdout);
+        o.stdout = wasmraft_tests::etcdctl::sort_member_order(&o.stdout);
         o
     }
-}
-
-/// `member list` rows and `ETCD_INITIAL_CLUSTER` entries come in member id order, and the ids
-/// differ between the two runs: sort them.
-fn sort_id_ordered(s: &str) -> String {
-    let mut lines: Vec<String> = s.lines().map(str::to_string).collect();
-    for l in &mut lines {
-        if let Some(v) = l.strip_prefix("ETCD_INITIAL_CLUSTER=\"") {
-            let mut entries: Vec<&str> = v.trim_end_matches('"').split(',').collect();
-            entries.sort();
-            *l = format!("ETCD_INITIAL_CLUSTER=\"{}\"", entries.join(","));
-        }
-    }
-    if lines.iter().all(|l| l.matches(", ").count() == 5) {
-        lines.sort();
-    }
-    lines.into_iter().map(|l| l + "\n").collect()
 }
 
 /// The id etcdctl printed in "Member <id> added to cluster <cluster>".

@@ -123,6 +123,7 @@ impl Auth for AuthService {
     /// (the password may have), it starts over.
     async fn authenticate(&self, request: Request<pb::AuthenticateRequest>) -> Result<Response<pb::AuthenticateResponse>, Status> {
         self.api.check_member(&request, false)?;
+        let credentials = self.api.credentials(&request);
         let r = request.into_inner();
         self.api.node.read_barrier().await?;
         loop {
@@ -135,6 +136,10 @@ impl Auth for AuthService {
                 tracing::info!(user_name = %r.name, "invalid password");
                 return Err(AuthError::AuthFailed.into());
             }
+            // The token is made through the log, and etcd's proposal path resolves the caller
+            // first: a login that presents a token that is not live fails after the password
+            // check.
+            self.api.resolve(&credentials)?;
             let prefix = self.api.node.auth().tokens.gen_prefix().map_err(Status::internal)?;
             let req = InternalRaftRequest {
                 authenticate: Some(InternalAuthenticateRequest { name: r.name.clone(), password: String::new(), simple_token: prefix }),

@@ -6,7 +6,10 @@
 //! they were checked at (see `crate::auth` for why that is as strong as etcd's apply-time
 //! check).
 
+use std::sync::Arc;
+
 use prost::Message as _;
+use tonic::service::Interceptor;
 use tonic::{Request, Status};
 use wasmraft_proto::etcdserverpb::{InternalRaftRequest, RequestHeader, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RequestOp, TxnRequest, request_op};
 use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
@@ -95,19 +98,32 @@ impl Api {
         }
     }
 
-    /// etcd's `IsAdminPermitted` for calls outside the log (wasmraft's guest admin).
-    pub(super) fn check_admin<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+    /// etcd's `IsAdminPermitted` for calls outside the log.
+    fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let caller = self.caller(request)?;
-        self.node.auth().state().check_admin(caller.info())?;
-        Ok(caller)
+        Ok(self.node.auth().state().check_admin(caller.info())?)
+    }
+
+    /// etcd's `checkMembershipOperationPermission`: adding, removing, updating or promoting a
+    /// member takes the root role. Checked here, when the request arrives, as etcd does (its
+    /// comment: a root role revoked between this check and the conf change's apply is an
+    /// admin's own doing). Listing members takes nothing, not even a valid token.
+    pub(super) fn check_membership_change<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.check_admin(request)
     }
 
     /// etcd's `authMaintenanceServer.isAuthenticated` (defragment, snapshot, hash, hashkv): the
     /// same admin check, but etcd returns the auth store's errors untranslated.
     pub(super) fn check_maintenance_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let untranslated = |e: AuthError| Status::unknown(e.internal_text());
         let caller = self.resolve(&self.credentials(request)).map_err(untranslated)?;
         self.node.auth().state().check_admin(caller.info()).map_err(untranslated)
+    }
+
+    /// etcd's Alarm: anyone may list or disarm alarms, but the request goes through the log,
+    /// which resolves the caller first (`processInternalRaftRequestOnce`), so a token that is not
+    /// live is refused, untranslated like every maintenance error.
+    pub(super) fn check_alarm_caller<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.resolve(&self.credentials(request)).map(drop).map_err(untranslated)
     }
 
     /// Checks what a KV or lease write touches (etcd's `authApplierV3`) and returns the auth
@@ -192,6 +208,26 @@ impl Api {
             return Err(AuthError::AuthOldRevision.into());
         }
         Ok(())
+    }
+}
+
+/// An auth store error as etcd's maintenance server returns it: its internal text, code Unknown.
+fn untranslated(e: AuthError) -> Status {
+    Status::unknown(e.internal_text())
+}
+
+/// Every call of wasmraft's `GuestAdmin` takes the root role: deploy and rollback replace the
+/// state machine, status hashes the whole keyspace, list names every stored module.
+///
+/// An interceptor, not a check in each handler: tonic runs it on the request's headers before
+/// it reads and decodes the body, and a deploy's body is a whole module (up to 64 MiB). A caller
+/// who may not deploy is answered at once, and its body is never buffered.
+#[derive(Clone)]
+pub(super) struct GuestAdminGate(pub(super) Arc<Api>);
+
+impl Interceptor for GuestAdminGate {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.0.check_admin(&request).map(|()| request)
     }
 }
 

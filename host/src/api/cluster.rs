@@ -1,7 +1,8 @@
 //! The Cluster service: the membership the log defines (host/src/membership.rs) and changes to
 //! it through raft conf changes (host/src/conf_change.rs, host/src/node/reconfigure.rs), with
 //! etcd 3.4's checks and errors. Like every etcd RPC but Status and serializable Range, none is
-//! served by a learner.
+//! served by a learner. With auth on, changes take the root role (`authz.rs`); the list takes
+//! nothing.
 
 use std::sync::Arc;
 
@@ -78,8 +79,10 @@ impl Cluster for ClusterService {
     /// learner; the response lists every member after the change.
     async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
         self.api.check_member(&request, false)?;
+        let urls = peer_urls(&request.get_ref().peer_ur_ls)?;
+        // After the URLs, as etcd: a bad URL is reported whoever asks.
+        self.api.check_membership_change(&request)?;
         let r = request.into_inner();
-        let urls = peer_urls(&r.peer_ur_ls)?;
         let id = crate::ids::member_id(&urls, &now_unix_secs().to_string());
         let added = Record { id, peer_urls: urls.clone(), is_learner: r.is_learner, ..Default::default() };
         let members = self.api.node.change_membership(Change::Add(added)).await?;
@@ -92,6 +95,7 @@ impl Cluster for ClusterService {
 
     async fn member_remove(&self, request: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
         self.api.check_member(&request, false)?;
+        self.api.check_membership_change(&request)?;
         let id = request.into_inner().id;
         let members = self.api.node.change_membership(Change::Remove(id)).await?;
         Ok(Response::new(MemberRemoveResponse { header: Some(self.header()), members: to_proto(members) }))
@@ -100,6 +104,7 @@ impl Cluster for ClusterService {
     /// etcd's MemberUpdate: new peer URLs for a member (taken as given, as etcd does).
     async fn member_update(&self, request: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
         self.api.check_member(&request, false)?;
+        self.api.check_membership_change(&request)?;
         let r = request.into_inner();
         let members = self.api.node.change_membership(Change::Update { id: r.id, peer_urls: r.peer_ur_ls }).await?;
         Ok(Response::new(MemberUpdateResponse { header: Some(self.header()), members: to_proto(members) }))
@@ -116,6 +121,7 @@ impl Cluster for ClusterService {
     /// follower hands the request to the leader, as etcd does over its peer port.
     async fn member_promote(&self, request: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
         self.api.check_member(&request, false)?;
+        self.api.check_membership_change(&request)?;
         let id = request.into_inner().id;
         let members = match self.api.node.change_membership(Change::Promote(id)).await {
             Err(crate::node::NodeError::NotLeader) => self.api.node.promote_on_leader(id).await?,

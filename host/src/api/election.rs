@@ -69,13 +69,19 @@ impl Election for ElectionService {
         Ok(Response::new(LeaderResponse { header: hdr, kv: Some(kv) }))
     }
 
-    /// Streams the election's proclamations until the client goes away.
+    /// Streams the election's proclamations until the client goes away. A read or watch that
+    /// fails ends the stream without an error (a caller without read permission included), as
+    /// etcd's does: clientv3's `Election.Observe` closes its channel on any error, and etcd's
+    /// server then returns.
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
-        let recipes = self.recipes.for_request(&request)?;
+        self.recipes.check_request(&request)?;
+        let ended = || Ok(Response::new(Box::pin(tokio_stream::empty()) as Self::ObserveStream));
+        let Ok(recipes) = self.recipes.acting_for(&request) else {
+            return ended();
+        };
         let name = request.into_inner().name;
         let (out_tx, out_rx) = mpsc::channel(16);
         let (found_tx, mut found_rx) = mpsc::channel(16);
-        let errors = out_tx.clone();
         tokio::spawn(async move {
             let observing = recipes.observe(&name, found_tx);
             let forwarding = async {
@@ -90,7 +96,7 @@ impl Election for ElectionService {
             tokio::select! {
                 result = observing => {
                     if let Err(e) = result {
-                        let _ = errors.send(Err(e)).await;
+                        tracing::debug!(error = %e, "election: observing ended");
                     }
                 }
                 () = forwarding => {}
@@ -101,13 +107,11 @@ impl Election for ElectionService {
         // the leader it starts from is known. A client that proclaims right after observe()
         // returns must see the leader before its proclamation, then the proclamation.
         let mut out_rx = out_rx;
-        let first = match out_rx.recv().await {
-            Some(Ok(first)) => first,
-            Some(Err(status)) => return Err(status),
-            None => return Err(Status::unavailable("election: observe ended before a leader was seen")),
+        let Some(first) = out_rx.recv().await else {
+            return ended();
         };
         let rest = ReceiverStream::new(out_rx);
-        Ok(Response::new(Box::pin(tokio_stream::StreamExt::chain(tokio_stream::once(Ok(first)), rest))))
+        Ok(Response::new(Box::pin(tokio_stream::StreamExt::chain(tokio_stream::once(first), rest))))
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {

@@ -3,7 +3,6 @@
 //! `lock`/`unlock`).
 
 use tonic::{Request, Response, Status};
-use wasmraft_proto::etcdserverpb::{DeleteRangeRequest, DeleteRangeResponse, InternalRaftRequest};
 use wasmraft_proto::v3lockpb::lock_server::Lock;
 use wasmraft_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 
@@ -36,12 +35,8 @@ impl Lock for LockService {
 
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
         let recipes = self.recipes.for_request(&request)?;
-        let api = recipes.api();
-        let delete = DeleteRangeRequest { key: request.into_inner().key, ..Default::default() };
-        let resp: DeleteRangeResponse =
-            api.propose(recipes.caller(), InternalRaftRequest { delete_range: Some(delete), ..Default::default() }, "DeleteRangeResponse").await?;
-        let mut hdr = resp.header;
-        header::fill(&api.node, &mut hdr);
+        let mut hdr = recipes.unlock(request.into_inner().key).await?.header;
+        header::fill(&recipes.api().node, &mut hdr);
         Ok(Response::new(UnlockResponse { header: hdr }))
     }
 }

@@ -41,6 +41,7 @@ impl Maintenance for MaintenanceService {
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
         self.api.check_member(&request, false)?;
+        self.api.check_alarm_caller(&request)?;
         let mut resp = self.api.node.alarm(request.into_inner()).await?;
         resp.header = self.header(self.api.current_revision().await);
         Ok(Response::new(resp))

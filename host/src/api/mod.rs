@@ -48,6 +48,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::net::{TcpListener, TcpStream};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use wasmraft_proto::etcdserverpb::auth_server::AuthServer;
@@ -193,10 +194,12 @@ pub async fn serve(
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
     // A deploy carries a whole module; --max-request-bytes is for proposals, and the module
-    // goes through the log in pieces well below it.
+    // goes through the log in pieces well below it. Who may send one is checked on the
+    // headers, before any of it is read (`authz::GuestAdminGate`).
     let admin = GuestAdminServer::new(admin::AdminService::new(api.clone()))
         .max_decoding_message_size(crate::deployment::MAX_MODULE_BYTES as usize + GRPC_OVERHEAD_BYTES)
         .max_encoding_message_size(MAX_SEND_BYTES);
+    let admin = InterceptedService::new(admin, authz::GuestAdminGate(api.clone()));
     let hub = crate::watch::WatchHub::start(&api.node);
     let recipes = recipe::Recipes::new(api.clone(), hub.clone());
     let lock = LockServer::new(lock::LockService::new(recipes.clone()))

@@ -17,7 +17,7 @@ use wasmraft_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use wasmraft_proto::etcdserverpb::request_op::Request as Op;
 use wasmraft_proto::etcdserverpb::response_op::Response as OpResponse;
 use wasmraft_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse,
     PutRequest, RangeRequest, RangeResponse, RequestOp, ResponseHeader, TxnRequest, TxnResponse,
 };
 use wasmraft_proto::mvccpb::{KeyValue, event::EventType};
@@ -53,16 +53,24 @@ impl Recipes {
         Self { api, hub, caller: super::authz::Caller::default() }
     }
 
-    pub(super) fn caller(&self) -> &super::authz::Caller {
-        &self.caller
+    /// [`Recipes::check_request`], then [`Recipes::acting_for`] the request's caller.
+    pub(super) fn for_request<T>(&self, request: &tonic::Request<T>) -> Result<Recipes, Status> {
+        self.check_request(request)?;
+        self.acting_for(request)
     }
 
-    /// The checks every Lock and Election call starts with (a voting member, the KV guest),
-    /// then the recipes acting for the request's caller.
-    pub(super) fn for_request<T>(&self, request: &tonic::Request<T>) -> Result<Recipes, Status> {
+    /// The checks every Lock and Election call starts with: a voting member (etcd's
+    /// interceptor), the KV guest.
+    pub(super) fn check_request<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
         self.api.check_member(request, false)?;
-        let caller = self.api.caller(request)?;
-        self.api.require_kv_guest()?;
+        self.api.require_kv_guest()
+    }
+
+    /// The recipes acting for the request's caller. etcd's servers pass the caller's token on
+    /// to each KV call, so one that is not live fails as those calls fail
+    /// ([`inner_client_error`]).
+    pub(super) fn acting_for<T>(&self, request: &tonic::Request<T>) -> Result<Recipes, Status> {
+        let caller = self.api.caller(request).map_err(inner_client_error)?;
         Ok(Recipes { caller, ..self.clone() })
     }
 
@@ -80,8 +88,11 @@ impl Recipes {
             id = (self.api.request_ids.next() & (i64::MAX as u64)) as i64;
         }
         let grant = LeaseGrantRequest { ttl: SESSION_TTL, id };
-        let resp: LeaseGrantResponse =
-            self.api.propose(&self.caller, InternalRaftRequest { lease_grant: Some(grant), ..Default::default() }, "LeaseGrantResponse").await?;
+        let resp: LeaseGrantResponse = self
+            .api
+            .propose(&self.caller, InternalRaftRequest { lease_grant: Some(grant), ..Default::default() }, "LeaseGrantResponse")
+            .await
+            .map_err(inner_client_error)?;
         if !resp.error.is_empty() {
             return Err(Status::unknown(resp.error));
         }
@@ -236,17 +247,29 @@ impl Recipes {
         }
     }
 
+    /// `Mutex.Unlock` (and etcd's Unlock call): deletes the key.
+    pub(super) async fn unlock(&self, key: Vec<u8>) -> Result<DeleteRangeResponse, Status> {
+        let delete = DeleteRangeRequest { key, ..Default::default() };
+        self.api
+            .propose(&self.caller, InternalRaftRequest { delete_range: Some(delete), ..Default::default() }, "DeleteRangeResponse")
+            .await
+            .map_err(inner_client_error)
+    }
+
     async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse, Status> {
-        self.api.propose(&self.caller, InternalRaftRequest { txn: Some(txn), ..Default::default() }, "TxnResponse").await
+        self.api.propose(&self.caller, InternalRaftRequest { txn: Some(txn), ..Default::default() }, "TxnResponse").await.map_err(inner_client_error)
     }
 
     /// A linearizable read, as clientv3's Get.
     async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
-        self.api.node.read_barrier().await?;
-        let checked_at = self.api.check_read(&self.caller, &r.key, &r.range_end)?;
-        let answer = self.api.node.query(prost::Message::encode_to_vec(&r)).await?;
-        self.api.finish_read(&self.caller, checked_at)?;
-        <RangeResponse as prost::Message>::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("RangeResponse", e))
+        let read = async {
+            self.api.node.read_barrier().await?;
+            let checked_at = self.api.check_read(&self.caller, &r.key, &r.range_end)?;
+            let answer = self.api.node.query(prost::Message::encode_to_vec(&r)).await?;
+            self.api.finish_read(&self.caller, checked_at)?;
+            <RangeResponse as prost::Message>::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("RangeResponse", e))
+        };
+        read.await.map_err(inner_client_error)
     }
 
     fn watch(&self, keys: KeyRange, start_revision: i64) -> Result<Watching, Status> {
@@ -255,6 +278,14 @@ impl Recipes {
         let (id, _) = self.hub.watch(spec, tx);
         Ok(Watching { hub: self.hub.clone(), id, rx })
     }
+}
+
+/// An error of the KV or Lease API as the recipes' callers get it. etcd's lock and election
+/// servers make those calls through an in-process clientv3, which turns each of etcd's error
+/// statuses into a plain error (`rpctypes.EtcdError`); gRPC sends that with code Unknown and the
+/// same text. Other statuses (not etcd's) pass through as they are.
+fn inner_client_error(s: Status) -> Status {
+    if s.message().starts_with("etcdserver: ") { Status::unknown(s.message()) } else { s }
 }
 
 /// clientv3/concurrency's `ErrElectionNotLeader` and `ErrElectionNoLeader`; etcd's servers

@@ -18,10 +18,11 @@
 //! What is checked (etcd 3.4): KV ranges (read), puts and deletes (write; `prev_kv` needs read
 //! too), every compare and op of a txn, lease revoke and put-with-lease (write on the lease's
 //! keys), watch creation (read), admin calls (user/role management, auth disable, defragment,
-//! snapshot, hash) need the `root` role. wasmraft's own services: the generic API needs the
-//! `root` role when the active guest is the KV guest (its opaque commands would bypass key
-//! permissions), otherwise read (query) or write (propose) permission on the key
-//! [`GENERIC_KEY`]; guest deploy and rollback need the `root` role.
+//! snapshot, hash, member add/remove/update/promote) need the `root` role. wasmraft's own
+//! services: the generic API needs the `root` role when the active guest is the KV guest (its
+//! opaque commands would bypass key permissions), otherwise read (query) or write (propose)
+//! permission on the key [`GENERIC_KEY`]; every guest admin call (deploy, rollback, status, list)
+//! needs the `root` role. `tests/tests/authz_table.rs` holds the whole table, method by method.
 //!
 //! **Tokens** (`--auth-token`, [`TokenProvider`]). `Authenticate` checks the password (bcrypt)
 //! on the member that was asked, then proposes the user name (and a random prefix); the token

@@ -99,11 +99,13 @@ impl GuestCommand {
 
 async fn admin(conn: &ConnFlags, call: Duration) -> Result<GuestAdminClient<super::AuthedChannel>, CliError> {
     let (channel, _) = channel(conn, call).await?;
-    Ok(GuestAdminClient::new(super::authed(conn, channel).await?).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+    client(conn, channel).await
 }
 
-fn client(channel: Channel) -> GuestAdminClient<Channel> {
-    GuestAdminClient::new(channel).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX)
+/// A client of one member logged in as `--user` (every GuestAdmin call takes the root role
+/// when auth is on).
+async fn client(conn: &ConnFlags, channel: Channel) -> Result<GuestAdminClient<super::AuthedChannel>, CliError> {
+    Ok(GuestAdminClient::new(super::authed(conn, channel).await?).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
 }
 
 fn deployment_line(d: Option<GuestDeployment>) -> Result<String, CliError> {
@@ -146,7 +148,7 @@ pub async fn run(cmd: GuestCommand) -> Result<(), CliError> {
             let mut out = String::new();
             let mut failed = false;
             for ep in &conn.endpoints {
-                match member_status(ep, &dial, state_hash).await {
+                match member_status(ep, &dial, &conn, state_hash).await {
                     Ok(line) => out.push_str(&line),
                     Err(e) => {
                         failed = true;
@@ -181,9 +183,11 @@ pub async fn run(cmd: GuestCommand) -> Result<(), CliError> {
     }
 }
 
-async fn member_status(ep: &str, dial: &Dial, state_hash: bool) -> Result<String, String> {
+async fn member_status(ep: &str, dial: &Dial, conn: &ConnFlags, state_hash: bool) -> Result<String, String> {
     let (channel, url) = channel_to(ep, dial).await?;
-    let s = client(channel)
+    let s = client(conn, channel)
+        .await
+        .map_err(|e| e.message)?
         .status(GuestStatusRequest { state_hash })
         .await
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
