@@ -19,6 +19,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use sha2::Digest as _;
 use wasmraft_proto::wasmraft::v1 as pb;
 
+use crate::guest::limits::{DEFAULT_STACK_BYTES, check_stack_bytes};
 use crate::guest::{ApplyError, Guest, GuestInfo, GuestLimits, GuestRegistry};
 use crate::storage::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, META, META_DEPLOYMENT};
 
@@ -111,19 +112,38 @@ fn was_active_in(deployments: &impl ReadableTable<u64, &'static [u8]>, hash: &[u
     Ok(false)
 }
 
-/// The limits a deployment record sets.
+/// The limits a deployment record sets. A record from before the stack limit was recorded has
+/// none (0): its guest ran with the default, and still does, on every member alike.
 pub fn limits_of(r: &pb::GuestDeployment) -> GuestLimits {
-    GuestLimits { fuel_per_entry: r.fuel_per_entry, memory_bytes: r.memory_bytes }
+    let stack_bytes = if r.stack_bytes == 0 { DEFAULT_STACK_BYTES } else { r.stack_bytes };
+    GuestLimits { fuel_per_entry: r.fuel_per_entry, memory_bytes: r.memory_bytes, stack_bytes }
 }
 
-/// The limits a deploy asking for `fuel` and `memory` gets: 0 keeps the active deployment's
-/// value (the default for the first deployment).
-pub fn requested_limits(active: Option<&pb::GuestDeployment>, fuel: u64, memory: u64) -> GuestLimits {
+/// The limits a deploy asking for `fuel`, `memory` and `stack` gets: 0 keeps the active
+/// deployment's value (the default for the first deployment).
+pub fn requested_limits(active: Option<&pb::GuestDeployment>, fuel: u64, memory: u64, stack: u64) -> GuestLimits {
     let current = active.map(limits_of).unwrap_or_default();
+    let or_current = |asked: u64, current: u64| if asked == 0 { current } else { asked };
     GuestLimits {
-        fuel_per_entry: if fuel == 0 { current.fuel_per_entry } else { fuel },
-        memory_bytes: if memory == 0 { current.memory_bytes } else { memory },
+        fuel_per_entry: or_current(fuel, current.fuel_per_entry),
+        memory_bytes: or_current(memory, current.memory_bytes),
+        stack_bytes: or_current(stack, current.stack_bytes),
     }
+}
+
+/// Whether a deployment may set `limits`. Checked before a module is loaded with them: each
+/// stack limit is an engine of its own, so a forged one must not make one.
+pub fn check_limits(limits: GuestLimits) -> Result<(), String> {
+    if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&limits.memory_bytes) {
+        return Err(format!(
+            "wasmraft: memory limit {} is outside {MIN_MEMORY_BYTES}..={MAX_MEMORY_BYTES} bytes",
+            limits.memory_bytes
+        ));
+    }
+    if limits.fuel_per_entry == 0 {
+        return Err("wasmraft: fuel per entry must be above 0".into());
+    }
+    check_stack_bytes(limits.stack_bytes)
 }
 
 fn hash_of(bytes: &[u8]) -> Result<[u8; 32], String> {
@@ -278,15 +298,7 @@ pub fn check_transition(
     was_active_before: bool,
 ) -> Result<(), String> {
     use pb::guest_deploy::Mode;
-    if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&new_limits.memory_bytes) {
-        return Err(format!(
-            "wasmraft: memory limit {} is outside {MIN_MEMORY_BYTES}..={MAX_MEMORY_BYTES} bytes",
-            new_limits.memory_bytes
-        ));
-    }
-    if new_limits.fuel_per_entry == 0 {
-        return Err("wasmraft: fuel per entry must be above 0".into());
-    }
+    check_limits(new_limits)?;
     let Some(active) = active else { return Ok(()) };
     if mode == Mode::Initial {
         // Applied as a no-op when a guest is active: nothing to check.
@@ -387,7 +399,10 @@ fn prepare(
     // The stored record, not the in-memory guest, is the truth every member shares.
     let host = |e: anyhow::Error| ApplyError::Host(format!("{e:#}"));
     let record = txn.open_table(META).map_err(|e| storage(e.into())).and_then(|t| record_from(&t).map_err(host))?;
-    let limits = requested_limits(record.as_ref(), d.fuel_per_entry, d.memory_bytes);
+    let limits = requested_limits(record.as_ref(), d.fuel_per_entry, d.memory_bytes, d.stack_bytes);
+    if let Err(text) = check_limits(limits) {
+        return Ok(Err(text));
+    }
     let guest = match registry.load(&module, limits) {
         Ok(g) => g,
         Err(e) => return Ok(Err(format!("wasmraft: the module is not a usable guest: {e:#}"))),
@@ -425,6 +440,7 @@ fn migrate_and_record(
         apis: info.apis.clone(),
         fuel_per_entry: limits.fuel_per_entry,
         memory_bytes: limits.memory_bytes,
+        stack_bytes: limits.stack_bytes,
         since_index: index,
         size,
     };
@@ -460,7 +476,7 @@ mod tests {
         GuestInfo { name: name.into(), version: version.into(), apis: vec![] }
     }
 
-    const L: GuestLimits = GuestLimits { fuel_per_entry: 1000, memory_bytes: 1 << 20 };
+    const L: GuestLimits = GuestLimits { fuel_per_entry: 1000, memory_bytes: 1 << 20, stack_bytes: DEFAULT_STACK_BYTES };
 
     #[test]
     fn upgrades_need_a_higher_version_of_the_same_guest() {
@@ -496,6 +512,29 @@ mod tests {
         assert_eq!(check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], more, Mode::Upgrade, false, false), Ok(()));
         let tiny = GuestLimits { memory_bytes: 100, ..L };
         assert!(check_transition(None, &info("kv", "1.0.0"), &[1; 32], tiny, Mode::Initial, false, false).is_err());
+        // A new stack limit alone is a deploy too; one off the list is refused.
+        let deeper = GuestLimits { stack_bytes: 2 << 20, ..L };
+        assert_eq!(check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], deeper, Mode::Upgrade, false, false), Ok(()));
+        for stack in [0, 1000, 32 << 10, 16 << 20, u64::MAX] {
+            let e = check_limits(GuestLimits { stack_bytes: stack, ..L }).unwrap_err();
+            assert!(e.contains("is not a power of two from 65536 to 8388608"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_record_without_a_stack_limit_has_the_one_it_ran_with() {
+        let old = rec("kv", "1.0.0", 1);
+        assert_eq!(old.stack_bytes, 0, "records written before the field existed");
+        assert_eq!(limits_of(&old).stack_bytes, DEFAULT_STACK_BYTES);
+        // Decoding bytes an older member wrote: the field is simply absent.
+        let bytes = old.encode_to_vec();
+        assert_eq!(limits_of(&decode_record(&bytes).expect("decodes")).stack_bytes, DEFAULT_STACK_BYTES);
+        // A deploy that names none keeps it; one that names one sets it.
+        assert_eq!(requested_limits(Some(&old), 0, 0, 0), limits_of(&old));
+        assert_eq!(requested_limits(Some(&old), 0, 0, 1 << 20).stack_bytes, 1 << 20);
+        let newer = pb::GuestDeployment { stack_bytes: 128 << 10, ..old };
+        assert_eq!(requested_limits(Some(&newer), 7, 0, 0), GuestLimits { fuel_per_entry: 7, memory_bytes: 1 << 20, stack_bytes: 128 << 10 });
+        assert_eq!(requested_limits(None, 0, 0, 0), GuestLimits::default());
     }
 
     #[test]

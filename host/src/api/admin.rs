@@ -31,7 +31,12 @@ impl GuestAdmin for AdminService {
         // Replacing the state machine is an admin's act (see `crate::auth`).
         self.api.check_admin(&request)?;
         let r = request.into_inner();
-        let opts = DeployOptions { force: r.force, fuel_per_entry: r.fuel_per_entry, memory_bytes: r.memory_bytes };
+        let opts = DeployOptions {
+            force: r.force,
+            fuel_per_entry: r.fuel_per_entry,
+            memory_bytes: r.memory_bytes,
+            stack_bytes: r.stack_bytes,
+        };
         let deployment = self.api.node.deploy(r.module, opts).await.map_err(errors::node_error)?;
         Ok(Response::new(DeployResponse { deployment: Some(deployment) }))
     }

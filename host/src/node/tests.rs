@@ -12,7 +12,8 @@ use super::DeployOptions;
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
 static COUNTER: &[u8] = include_bytes!(env!("WASMRAFT_COUNTER_GUEST"));
-const LIMITS: GuestLimits = GuestLimits { fuel_per_entry: 200_000_000, memory_bytes: 64 << 20 };
+const LIMITS: GuestLimits =
+    GuestLimits { fuel_per_entry: 200_000_000, memory_bytes: 64 << 20, stack_bytes: crate::guest::limits::DEFAULT_STACK_BYTES };
 
 #[derive(Parser)]
 struct Cli {
