@@ -174,6 +174,12 @@ pub struct MemberFlags {
     #[arg(long, visible_alias = "guest-memory", env = "WASMRAFT_GUEST_MEMORY_BYTES")]
     pub guest_memory_bytes: Option<u64>,
 
+    /// Native stack (bytes) the first guest's Wasm frames may take before a call traps: a
+    /// power of two from 65536 to 8388608 (default 524288); recorded in the replicated
+    /// deployment, which every member then follows.
+    #[arg(long, env = "WASMRAFT_GUEST_STACK_BYTES")]
+    pub guest_stack_bytes: Option<u64>,
+
     /// wasmraft only, FOR TESTS ONLY: serve `PUT/GET /wasmraft/faults` on the peer URL, which
     /// cuts this member off from chosen peers (network partitions for the fault-injection
     /// harness, tests/src/nemesis.rs). Anyone who can reach the peer port can then partition the
@@ -236,6 +242,7 @@ pub struct Config {
     pub guest: Option<PathBuf>,
     pub guest_fuel: Option<u64>,
     pub guest_memory_bytes: Option<u64>,
+    pub guest_stack_bytes: Option<u64>,
     /// `--wasmraft-fault-injection`: the transport's test-only partition hook.
     pub fault_injection: bool,
     /// TLS for the client listeners with https URLs (auto-TLS applied when the member starts).
@@ -362,6 +369,12 @@ impl MemberFlags {
                 );
             }
         }
+        if let Some(stack) = self.guest_stack_bytes
+            && crate::guest::limits::check_stack_bytes(stack).is_err()
+        {
+            use crate::guest::limits::{MAX_STACK_BYTES, STACK_BYTES_CHOICES};
+            bail!("--guest-stack-bytes {stack}: must be a power of two from {} to {MAX_STACK_BYTES}", STACK_BYTES_CHOICES[0]);
+        }
         let auth_token = crate::auth::TokenOptions::parse(&self.auth_token)?;
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
         Ok(Config {
@@ -389,6 +402,7 @@ impl MemberFlags {
             guest: self.guest,
             guest_fuel: self.guest_fuel,
             guest_memory_bytes: self.guest_memory_bytes,
+            guest_stack_bytes: self.guest_stack_bytes,
             fault_injection: self.wasmraft_fault_injection,
             client_tls,
             peer_tls,
@@ -483,6 +497,9 @@ mod tests {
         assert_eq!((c.guest_fuel, c.guest_memory_bytes), (Some(1000), Some(65536)));
         let c = parse(&["--guest-memory-bytes", "131072"]).unwrap();
         assert_eq!(c.guest_memory_bytes, Some(131072));
+        assert_eq!(parse(&["--guest-stack-bytes", "1048576"]).unwrap().guest_stack_bytes, Some(1 << 20));
+        let e = parse(&["--guest-stack-bytes", "1000000"]).unwrap_err().to_string();
+        assert!(e.contains("--guest-stack-bytes 1000000: must be a power of two"), "{e}");
     }
 
     #[test]

@@ -19,8 +19,12 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use sha2::Digest as _;
 use wasmraft_proto::wasmraft::v1 as pb;
 
+use crate::guest::limits::{DEFAULT_STACK_BYTES, check_stack_bytes};
 use crate::guest::{ApplyError, Guest, GuestInfo, GuestLimits, GuestRegistry};
 use crate::storage::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, META, META_DEPLOYMENT};
+
+mod pieces;
+pub use pieces::{MAX_UPLOADS, PieceRefused, apply_chunk};
 
 /// Size of the pieces a module is proposed in: far below etcd's default request limit (1.5 MiB)
 /// and raft's message size (1 MiB), so a module of any size moves like ordinary entries.
@@ -108,19 +112,38 @@ fn was_active_in(deployments: &impl ReadableTable<u64, &'static [u8]>, hash: &[u
     Ok(false)
 }
 
-/// The limits a deployment record sets.
+/// The limits a deployment record sets. A record from before the stack limit was recorded has
+/// none (0): its guest ran with the default, and still does, on every member alike.
 pub fn limits_of(r: &pb::GuestDeployment) -> GuestLimits {
-    GuestLimits { fuel_per_entry: r.fuel_per_entry, memory_bytes: r.memory_bytes }
+    let stack_bytes = if r.stack_bytes == 0 { DEFAULT_STACK_BYTES } else { r.stack_bytes };
+    GuestLimits { fuel_per_entry: r.fuel_per_entry, memory_bytes: r.memory_bytes, stack_bytes }
 }
 
-/// The limits a deploy asking for `fuel` and `memory` gets: 0 keeps the active deployment's
-/// value (the default for the first deployment).
-pub fn requested_limits(active: Option<&pb::GuestDeployment>, fuel: u64, memory: u64) -> GuestLimits {
+/// The limits a deploy asking for `fuel`, `memory` and `stack` gets: 0 keeps the active
+/// deployment's value (the default for the first deployment).
+pub fn requested_limits(active: Option<&pb::GuestDeployment>, fuel: u64, memory: u64, stack: u64) -> GuestLimits {
     let current = active.map(limits_of).unwrap_or_default();
+    let or_current = |asked: u64, current: u64| if asked == 0 { current } else { asked };
     GuestLimits {
-        fuel_per_entry: if fuel == 0 { current.fuel_per_entry } else { fuel },
-        memory_bytes: if memory == 0 { current.memory_bytes } else { memory },
+        fuel_per_entry: or_current(fuel, current.fuel_per_entry),
+        memory_bytes: or_current(memory, current.memory_bytes),
+        stack_bytes: or_current(stack, current.stack_bytes),
     }
+}
+
+/// Whether a deployment may set `limits`. Checked before a module is loaded with them: each
+/// stack limit is an engine of its own, so a forged one must not make one.
+pub fn check_limits(limits: GuestLimits) -> Result<(), String> {
+    if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&limits.memory_bytes) {
+        return Err(format!(
+            "wasmraft: memory limit {} is outside {MIN_MEMORY_BYTES}..={MAX_MEMORY_BYTES} bytes",
+            limits.memory_bytes
+        ));
+    }
+    if limits.fuel_per_entry == 0 {
+        return Err("wasmraft: fuel per entry must be above 0".into());
+    }
+    check_stack_bytes(limits.stack_bytes)
 }
 
 fn hash_of(bytes: &[u8]) -> Result<[u8; 32], String> {
@@ -275,15 +298,7 @@ pub fn check_transition(
     was_active_before: bool,
 ) -> Result<(), String> {
     use pb::guest_deploy::Mode;
-    if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&new_limits.memory_bytes) {
-        return Err(format!(
-            "wasmraft: memory limit {} is outside {MIN_MEMORY_BYTES}..={MAX_MEMORY_BYTES} bytes",
-            new_limits.memory_bytes
-        ));
-    }
-    if new_limits.fuel_per_entry == 0 {
-        return Err("wasmraft: fuel per entry must be above 0".into());
-    }
+    check_limits(new_limits)?;
     let Some(active) = active else { return Ok(()) };
     if mode == Mode::Initial {
         // Applied as a no-op when a guest is active: nothing to check.
@@ -327,66 +342,6 @@ pub fn check_transition(
     }
 }
 
-/// Applies one piece of a module: stores it, and once the pieces cover the module and hash to
-/// its sha256, stores the module and returns it. `Ok(Err(text))` refuses the piece (nothing is
-/// kept of the module's pieces when they do not hash right); `Err` is a storage failure.
-pub fn apply_chunk(txn: &WriteTransaction, c: &pb::GuestModuleChunk) -> Result<Result<Option<Vec<u8>>, String>, redb::Error> {
-    let hash = match hash_of(&c.sha256) {
-        Ok(h) => h,
-        Err(text) => return Ok(Err(text)),
-    };
-    let end = c.offset.checked_add(c.data.len() as u64);
-    if c.total_size == 0 || c.total_size > MAX_MODULE_BYTES || c.data.is_empty() || end.is_none_or(|e| e > c.total_size) {
-        return Ok(Err(format!(
-            "wasmraft: bad module piece (offset {}, {} bytes, module of {} bytes; the limit is {MAX_MODULE_BYTES})",
-            c.offset,
-            c.data.len(),
-            c.total_size
-        )));
-    }
-    if txn.open_table(GUEST_MODULES)?.get(hash.as_slice())?.is_some() {
-        return Ok(Ok(None));
-    }
-    let mut uploads = txn.open_table(GUEST_UPLOADS)?;
-    let mut key = hash.to_vec();
-    key.extend_from_slice(&c.offset.to_be_bytes());
-    uploads.insert(key.as_slice(), c.data.as_slice())?;
-
-    // Do the pieces now cover the module, without gaps?
-    let mut lo = hash.to_vec();
-    lo.extend_from_slice(&0u64.to_be_bytes());
-    let mut hi = hash.to_vec();
-    hi.extend_from_slice(&u64::MAX.to_be_bytes());
-    let mut covered = 0u64;
-    let mut pieces = Vec::new();
-    for item in uploads.range(lo.as_slice()..=hi.as_slice())? {
-        let (k, v) = item?;
-        let Some(offset) = k.value().get(32..).and_then(|o| <[u8; 8]>::try_from(o).ok()).map(u64::from_be_bytes) else {
-            continue;
-        };
-        if offset > covered {
-            return Ok(Ok(None));
-        }
-        covered = covered.max(offset + v.value().len() as u64);
-        pieces.push((offset, v.value().to_vec()));
-    }
-    if covered < c.total_size {
-        return Ok(Ok(None));
-    }
-    let mut module = vec![0u8; c.total_size as usize];
-    for (offset, data) in &pieces {
-        let start = *offset as usize;
-        let end = (start + data.len()).min(module.len());
-        module[start..end].copy_from_slice(&data[..end - start]);
-    }
-    uploads.retain_in(lo.as_slice()..=hi.as_slice(), |_, _| false)?;
-    if sha256(&module) != hash {
-        return Ok(Err(format!("wasmraft: the pieces of module {} do not hash to it; they were dropped", hex::encode(hash))));
-    }
-    txn.open_table(GUEST_MODULES)?.insert(hash.as_slice(), module.as_slice())?;
-    Ok(Ok(Some(module)))
-}
-
 /// Applies a deploy entry at `index` inside `txn`: loads the stored module, checks the swap
 /// against the replicated state, runs the new guest's `migrate` and records the deployment.
 /// A refused swap is [`ApplyError::Guest`] (nothing written; the old guest stays); storage and
@@ -398,7 +353,10 @@ pub fn apply_deploy(
     active: Option<&Active>,
     registry: &GuestRegistry,
 ) -> (WriteTransaction, Result<Deployed, ApplyError>) {
-    let mode = pb::guest_deploy::Mode::try_from(d.mode).unwrap_or(pb::guest_deploy::Mode::Upgrade);
+    let mode = match deploy_mode(d.mode) {
+        Ok(mode) => mode,
+        Err(text) => return (txn, Err(ApplyError::Guest(text))),
+    };
     if mode == pb::guest_deploy::Mode::Initial
         && let Some(a) = active
     {
@@ -409,6 +367,12 @@ pub fn apply_deploy(
         Ok(Err(text)) => (txn, Err(ApplyError::Guest(text))),
         Err(e) => (txn, Err(e)),
     }
+}
+
+/// The mode a deploy entry names. One this member does not know (a newer proposer's, or
+/// forged bytes) is refused rather than taken for an upgrade.
+fn deploy_mode(raw: i32) -> Result<pb::guest_deploy::Mode, String> {
+    pb::guest_deploy::Mode::try_from(raw).map_err(|_| format!("wasmraft: unknown deploy mode {raw}"))
 }
 
 /// Everything a swap checks before it runs any guest code: the module is stored, loads, and
@@ -435,7 +399,10 @@ fn prepare(
     // The stored record, not the in-memory guest, is the truth every member shares.
     let host = |e: anyhow::Error| ApplyError::Host(format!("{e:#}"));
     let record = txn.open_table(META).map_err(|e| storage(e.into())).and_then(|t| record_from(&t).map_err(host))?;
-    let limits = requested_limits(record.as_ref(), d.fuel_per_entry, d.memory_bytes);
+    let limits = requested_limits(record.as_ref(), d.fuel_per_entry, d.memory_bytes, d.stack_bytes);
+    if let Err(text) = check_limits(limits) {
+        return Ok(Err(text));
+    }
     let guest = match registry.load(&module, limits) {
         Ok(g) => g,
         Err(e) => return Ok(Err(format!("wasmraft: the module is not a usable guest: {e:#}"))),
@@ -473,6 +440,7 @@ fn migrate_and_record(
         apis: info.apis.clone(),
         fuel_per_entry: limits.fuel_per_entry,
         memory_bytes: limits.memory_bytes,
+        stack_bytes: limits.stack_bytes,
         since_index: index,
         size,
     };
@@ -508,7 +476,7 @@ mod tests {
         GuestInfo { name: name.into(), version: version.into(), apis: vec![] }
     }
 
-    const L: GuestLimits = GuestLimits { fuel_per_entry: 1000, memory_bytes: 1 << 20 };
+    const L: GuestLimits = GuestLimits { fuel_per_entry: 1000, memory_bytes: 1 << 20, stack_bytes: DEFAULT_STACK_BYTES };
 
     #[test]
     fn upgrades_need_a_higher_version_of_the_same_guest() {
@@ -544,47 +512,35 @@ mod tests {
         assert_eq!(check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], more, Mode::Upgrade, false, false), Ok(()));
         let tiny = GuestLimits { memory_bytes: 100, ..L };
         assert!(check_transition(None, &info("kv", "1.0.0"), &[1; 32], tiny, Mode::Initial, false, false).is_err());
-    }
-
-    fn db() -> (tempfile::TempDir, redb::Database) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = redb::Database::create(dir.path().join("s.redb")).expect("db");
-        (dir, db)
+        // A new stack limit alone is a deploy too; one off the list is refused.
+        let deeper = GuestLimits { stack_bytes: 2 << 20, ..L };
+        assert_eq!(check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], deeper, Mode::Upgrade, false, false), Ok(()));
+        for stack in [0, 1000, 32 << 10, 16 << 20, u64::MAX] {
+            let e = check_limits(GuestLimits { stack_bytes: stack, ..L }).unwrap_err();
+            assert!(e.contains("is not a power of two from 65536 to 8388608"), "{e}");
+        }
     }
 
     #[test]
-    fn a_module_arrives_in_pieces_in_any_order_and_is_checked_against_its_hash() {
-        use redb::ReadableDatabase as _;
-        let (_d, db) = db();
-        let module: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        let hash = sha256(&module);
-        let piece = |offset: usize, len: usize| pb::GuestModuleChunk {
-            sha256: hash.to_vec(),
-            total_size: module.len() as u64,
-            offset: offset as u64,
-            data: module[offset..offset + len].to_vec(),
-        };
-        let txn = db.begin_write().expect("txn");
-        create_tables(&txn).expect("tables");
-        assert_eq!(apply_chunk(&txn, &piece(6000, 4000)).expect("io"), Ok(None));
-        assert_eq!(apply_chunk(&txn, &piece(0, 3000)).expect("io"), Ok(None));
-        assert!(txn.open_table(GUEST_MODULES).expect("t").get(hash.as_slice()).expect("get").is_none(), "a gap remains");
-        assert_eq!(apply_chunk(&txn, &piece(3000, 3000)).expect("io"), Ok(Some(module.clone())), "the last piece completes it");
-        assert_eq!(apply_chunk(&txn, &piece(0, 3000)).expect("io"), Ok(None), "a stored module's pieces are no-ops");
-        txn.commit().expect("commit");
-        let r = db.begin_read().expect("read");
-        assert_eq!(stored_module(&r, &hash).expect("read"), Some(module.clone()));
-        assert_eq!(r.open_table(GUEST_UPLOADS).expect("t").iter().expect("iter").count(), 0, "pieces are dropped once stored");
+    fn a_record_without_a_stack_limit_has_the_one_it_ran_with() {
+        let old = rec("kv", "1.0.0", 1);
+        assert_eq!(old.stack_bytes, 0, "records written before the field existed");
+        assert_eq!(limits_of(&old).stack_bytes, DEFAULT_STACK_BYTES);
+        // Decoding bytes an older member wrote: the field is simply absent.
+        let bytes = old.encode_to_vec();
+        assert_eq!(limits_of(&decode_record(&bytes).expect("decodes")).stack_bytes, DEFAULT_STACK_BYTES);
+        // A deploy that names none keeps it; one that names one sets it.
+        assert_eq!(requested_limits(Some(&old), 0, 0, 0), limits_of(&old));
+        assert_eq!(requested_limits(Some(&old), 0, 0, 1 << 20).stack_bytes, 1 << 20);
+        let newer = pb::GuestDeployment { stack_bytes: 128 << 10, ..old };
+        assert_eq!(requested_limits(Some(&newer), 7, 0, 0), GuestLimits { fuel_per_entry: 7, memory_bytes: 1 << 20, stack_bytes: 128 << 10 });
+        assert_eq!(requested_limits(None, 0, 0, 0), GuestLimits::default());
+    }
 
-        // Pieces that do not hash to the name they carry are refused and dropped.
-        let txn = db.begin_write().expect("txn");
-        let bad = pb::GuestModuleChunk { sha256: vec![7; 32], total_size: 3, offset: 0, data: vec![1, 2, 3] };
-        let e = apply_chunk(&txn, &bad).expect("io").unwrap_err();
-        assert!(e.contains("do not hash"), "{e}");
-        assert_eq!(txn.open_table(GUEST_UPLOADS).expect("t").iter().expect("iter").count(), 0);
-        let e = apply_chunk(&txn, &pb::GuestModuleChunk { sha256: vec![7; 32], total_size: 3, offset: 2, data: vec![1, 2] }).expect("io");
-        assert!(e.is_err(), "a piece past the module's end");
-        let e = apply_chunk(&txn, &pb::GuestModuleChunk { sha256: vec![7; 32], total_size: MAX_MODULE_BYTES + 1, offset: 0, data: vec![1] }).expect("io");
-        assert!(e.is_err(), "a module over the limit");
+    #[test]
+    fn an_unknown_deploy_mode_is_refused_not_taken_for_an_upgrade() {
+        assert_eq!(deploy_mode(Mode::Rollback as i32), Ok(Mode::Rollback));
+        assert_eq!(deploy_mode(7), Err("wasmraft: unknown deploy mode 7".to_string()));
+        assert!(deploy_mode(-1).is_err());
     }
 }

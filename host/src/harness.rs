@@ -3,8 +3,8 @@
 //!
 //! `wasmraft_guest_sdk::testing::Harness` runs a guest's Rust code natively; this runs the
 //! *component* (what a cluster will run) behind the real stack: the raft log on disk, the apply
-//! thread, wasmtime with the deployment's fuel and memory limits, and the gRPC API, reached
-//! through a real client on a loopback port. It lives in the host crate rather than in
+//! thread, wasmtime with the deployment's fuel, memory and stack limits, and the gRPC API,
+//! reached through a real client on a loopback port. It lives in the host crate rather than in
 //! `guest-sdk` because it needs the host, and the host's build already depends on the SDK.
 //!
 //! ```no_run
@@ -44,6 +44,7 @@ pub struct TestMemberBuilder {
     wasm: Vec<u8>,
     fuel: Option<u64>,
     memory_bytes: Option<u64>,
+    stack_bytes: Option<u64>,
     data_dir: Option<PathBuf>,
     extra_flags: Vec<String>,
 }
@@ -58,6 +59,12 @@ impl TestMemberBuilder {
     /// The guest's memory cap in bytes (default: the host's default).
     pub fn memory_bytes(mut self, bytes: u64) -> Self {
         self.memory_bytes = Some(bytes);
+        self
+    }
+
+    /// The guest's Wasm stack limit in bytes (default: the host's default).
+    pub fn stack_bytes(mut self, bytes: u64) -> Self {
+        self.stack_bytes = Some(bytes);
         self
     }
 
@@ -88,6 +95,7 @@ impl TestMemberBuilder {
         let mut member = TestMember {
             runtime: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
+                .thread_stack_size(crate::guest::limits::GUEST_THREAD_STACK_BYTES)
                 .enable_all()
                 .build()
                 .context("starting a tokio runtime")?,
@@ -115,7 +123,7 @@ pub struct TestMember {
 impl TestMember {
     /// A member that will run the guest component `wasm`.
     pub fn builder(wasm: impl Into<Vec<u8>>) -> TestMemberBuilder {
-        TestMemberBuilder { wasm: wasm.into(), fuel: None, memory_bytes: None, data_dir: None, extra_flags: Vec::new() }
+        TestMemberBuilder { wasm: wasm.into(), fuel: None, memory_bytes: None, stack_bytes: None, data_dir: None, extra_flags: Vec::new() }
     }
 
     /// [`TestMember::builder`] with the defaults, started.
@@ -153,6 +161,9 @@ impl TestMember {
         }
         if let Some(m) = self.builder.memory_bytes {
             args.push(format!("--guest-memory-bytes={m}"));
+        }
+        if let Some(s) = self.builder.stack_bytes {
+            args.push(format!("--guest-stack-bytes={s}"));
         }
         args.extend(self.builder.extra_flags.iter().cloned());
         let cfg = Flags::try_parse_from(&args).context("member flags")?.member.validate()?;

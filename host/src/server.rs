@@ -2,9 +2,9 @@
 //! until it can serve linearizably, then serve the client API until a signal or a fatal error.
 //!
 //! The guest a member runs is the cluster's, from the replicated deployment record. `--guest`
-//! (or the bundled KV guest) and `--guest-fuel`/`--guest-memory-bytes` only propose the first
-//! guest of a new cluster; the module is validated before anything starts, so a bad one is a
-//! clear startup error on the member that names it.
+//! (or the bundled KV guest) and `--guest-fuel`/`--guest-memory-bytes`/`--guest-stack-bytes`
+//! only propose the first guest of a new cluster; the module is validated before anything
+//! starts, so a bad one is a clear startup error on the member that names it.
 //!
 //! The log lines etcd tooling waits for are printed at etcd's moments: "published" once the
 //! member has caught up with the cluster's log, "ready to serve client requests" right before
@@ -297,6 +297,9 @@ impl InitialGuest {
         if let Some(m) = cfg.guest_memory_bytes {
             limits.memory_bytes = m;
         }
+        if let Some(s) = cfg.guest_stack_bytes {
+            limits.stack_bytes = s;
+        }
         let wasm = match &cfg.guest {
             Some(path) => std::fs::read(path).with_context(|| format!("reading guest {}", path.display()))?,
             None => BUNDLED_KV_GUEST.to_vec(),
@@ -332,12 +335,13 @@ impl InitialGuest {
             );
         }
         tracing::info!(
-            "wasmraft: serving guest {} {} (sha256 {hash}), active since index {}, fuel {} and memory {} bytes per entry",
+            "wasmraft: serving guest {} {} (sha256 {hash}), active since index {}, fuel {}, memory {} bytes and stack {} bytes per entry",
             record.name,
             record.version,
             record.since_index,
             record.fuel_per_entry,
-            record.memory_bytes
+            record.memory_bytes,
+            crate::deployment::limits_of(&record).stack_bytes
         );
         Ok(())
     }

@@ -26,7 +26,7 @@ use crate::cli::WasmraftCli;
 use crate::cluster::Cluster;
 
 /// A deployment as `guest deploy` / `guest rollback` print it: `<name>, <version>, <sha256>,
-/// <since index>, <fuel>, <memory bytes>`.
+/// <since index>, <fuel>, <memory bytes>, <stack bytes>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deployment {
     pub name: String,
@@ -37,13 +37,14 @@ pub struct Deployment {
     pub since_index: u64,
     pub fuel_per_entry: u64,
     pub memory_bytes: u64,
+    pub stack_bytes: u64,
 }
 
 impl Deployment {
     pub fn parse(line: &str) -> Result<Deployment, String> {
         let f: Vec<&str> = line.trim().split(", ").collect();
-        let [name, version, sha256, since, fuel, memory] = f.as_slice() else {
-            return Err(format!("a deployment line has 6 fields: {line:?}"));
+        let [name, version, sha256, since, fuel, memory, stack] = f.as_slice() else {
+            return Err(format!("a deployment line has 7 fields: {line:?}"));
         };
         Ok(Deployment {
             name: name.to_string(),
@@ -52,12 +53,14 @@ impl Deployment {
             since_index: number(since, line)?,
             fuel_per_entry: number(fuel, line)?,
             memory_bytes: number(memory, line)?,
+            stack_bytes: number(stack, line)?,
         })
     }
 }
 
 /// One member's answer to `guest status`: `<endpoint>, <member id hex>, <member name>, <guest>,
-/// <version>, <sha256>, <since index>, <applied index>[, <state sha256>]`.
+/// <version>, <sha256>, <since index>, <fuel>, <memory bytes>, <stack bytes>, <applied
+/// index>[, <state sha256>]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestStatus {
     pub endpoint: String,
@@ -72,6 +75,10 @@ pub struct GuestStatus {
     pub sha256: String,
     /// The index of the swap entry that made it active (0 while no guest is deployed).
     pub since_index: u64,
+    /// The deployment's fuel, memory and stack limits (0 while no guest is deployed).
+    pub fuel_per_entry: u64,
+    pub memory_bytes: u64,
+    pub stack_bytes: u64,
     pub applied_index: u64,
     /// Sha256 of the guest keyspace at `applied_index`, if asked for.
     pub state_hash: Option<String>,
@@ -87,9 +94,10 @@ impl GuestStatus {
                 &f[1]["error: ".len()..]
             ));
         }
-        if f.len() != 8 && f.len() != 9 {
-            return Err(format!("a guest status line has 8 or 9 fields: {line:?}"));
+        if f.len() != 11 && f.len() != 12 {
+            return Err(format!("a guest status line has 11 or 12 fields: {line:?}"));
         }
+        let or_zero = |s: &str| if s == "-" { Ok(0) } else { number(s, line) };
         Ok(GuestStatus {
             endpoint: f[0].to_string(),
             member: usize::MAX,
@@ -99,9 +107,12 @@ impl GuestStatus {
             name: f[3].to_string(),
             version: f[4].to_string(),
             sha256: f[5].to_string(),
-            since_index: if f[6] == "-" { 0 } else { number(f[6], line)? },
-            applied_index: number(f[7], line)?,
-            state_hash: f.get(8).map(|s| s.to_string()),
+            since_index: or_zero(f[6])?,
+            fuel_per_entry: or_zero(f[7])?,
+            memory_bytes: or_zero(f[8])?,
+            stack_bytes: or_zero(f[9])?,
+            applied_index: number(f[10], line)?,
+            state_hash: f.get(11).map(|s| s.to_string()),
         })
     }
 
@@ -164,6 +175,8 @@ pub struct DeployOptions {
     pub fuel: Option<u64>,
     /// `--memory-bytes N` (default: keep the active one's).
     pub memory_bytes: Option<u64>,
+    /// `--stack-bytes N` (default: keep the active one's).
+    pub stack_bytes: Option<u64>,
     /// Send the request to this member (default: the running members, first that answers).
     pub via: Option<usize>,
 }
@@ -179,6 +192,10 @@ impl DeployOptions {
     }
     pub fn memory_bytes(mut self, bytes: u64) -> Self {
         self.memory_bytes = Some(bytes);
+        self
+    }
+    pub fn stack_bytes(mut self, bytes: u64) -> Self {
+        self.stack_bytes = Some(bytes);
         self
     }
     pub fn via(mut self, member: usize) -> Self {
@@ -232,6 +249,9 @@ impl Cluster {
         }
         if let Some(bytes) = opts.memory_bytes {
             args.push(format!("--memory-bytes={bytes}"));
+        }
+        if let Some(bytes) = opts.stack_bytes {
+            args.push(format!("--stack-bytes={bytes}"));
         }
         let cli = match opts.via {
             Some(i) => self.cli(i),
@@ -401,7 +421,7 @@ mod tests {
     #[test]
     fn parses_the_guest_subcommands_output() {
         let d = Deployment::parse(&format!(
-            "etcd-kv, 0.2.0, {HASH}, 14, 10000000000, 268435456\n"
+            "etcd-kv, 0.2.0, {HASH}, 14, 10000000000, 268435456, 524288\n"
         ))
         .unwrap();
         assert_eq!(
@@ -416,7 +436,7 @@ mod tests {
         assert_eq!(d.sha256, HASH);
 
         let line = format!(
-            "http://127.0.0.1:32370, 628170c800dbcee, m0, etcd-kv, 0.1.0, {HASH}, 8, 10, abc"
+            "http://127.0.0.1:32370, 628170c800dbcee, m0, etcd-kv, 0.1.0, {HASH}, 8, 1000, 65536, 131072, 10, abc"
         );
         let s = GuestStatus::parse(&line).unwrap();
         assert_eq!(s.member_id, 0x628170c800dbcee);
@@ -430,8 +450,9 @@ mod tests {
             ("m0", "etcd-kv 0.1.0".into(), 8, 10)
         );
         assert_eq!(s.state_hash.as_deref(), Some("abc"));
-        let s = GuestStatus::parse("http://127.0.0.1:1, 1f, m1, -, -, -, -, 3").unwrap();
-        assert_eq!((s.since_index, s.state_hash), (0, None));
+        assert_eq!((s.fuel_per_entry, s.memory_bytes, s.stack_bytes), (1000, 65536, 131072));
+        let s = GuestStatus::parse("http://127.0.0.1:1, 1f, m1, -, -, -, -, -, -, -, 3").unwrap();
+        assert_eq!((s.since_index, s.stack_bytes, s.state_hash), (0, 0, None));
         let err = GuestStatus::parse("http://127.0.0.1:1, error: Unavailable: connection refused")
             .unwrap_err();
         assert!(err.contains("connection refused"), "{err}");

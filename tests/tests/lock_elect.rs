@@ -162,3 +162,51 @@ fn lock_and_elect_match_etcd() {
     assert_eq!(etcd[2].1, "quick\nexit Some(0)\n");
     assert!(etcd[5].1.contains("p1\n") && etcd[5].1.contains("p2\n"), "{}", etcd[5].1);
 }
+
+/// etcd-io/etcd#11456: a Lock whose lease expires while it waits must not be granted once the
+/// holder unlocks (its key went with the lease, so the next waiter would be granted the lock
+/// too). What the waiter's Lock answered, and whether its key exists afterwards.
+async fn expired_waiter(endpoints: Vec<String>) -> (String, bool) {
+    use etcd_client::{Client, GetOptions, LockOptions};
+    let mut c = Client::connect(endpoints.clone(), None).await.expect("connect");
+    let a = c.lease_grant(30, None).await.expect("grant a").id();
+    // Never kept alive: it lapses while its Lock waits.
+    let b = c.lease_grant(2, None).await.expect("grant b").id();
+    let held = c.lock("xl", Some(LockOptions::new().with_lease(a))).await.expect("lock a");
+    let mut other = Client::connect(endpoints, None).await.expect("connect");
+    let waiting = tokio::spawn(async move { other.lock("xl", Some(LockOptions::new().with_lease(b))).await });
+    let queued = |mut c: Client| async move { c.get("xl/", Some(GetOptions::new().with_prefix())).await.expect("get").count() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while queued(c.clone()).await < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the waiter never queued its key");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while queued(c.clone()).await > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the waiter's lease never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!waiting.is_finished(), "the waiter was answered before the holder unlocked");
+    c.unlock(held.key().to_vec()).await.expect("unlock a");
+    let answer = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the waiter is answered").expect("join");
+    let text = match answer {
+        Ok(r) => format!("locked {}", String::from_utf8_lossy(r.key())),
+        Err(etcd_client::Error::GRpcStatus(s)) => format!("error {:?}: {}", s.code(), s.message()),
+        Err(other) => format!("error {other}"),
+    };
+    let key = format!("xl/{b:x}");
+    let exists = c.get(key, None).await.expect("get").count() > 0;
+    (text.replace(&format!("{b:x}"), "<b>"), exists)
+}
+
+#[test]
+fn a_lock_whose_lease_expires_while_waiting_is_refused() {
+    let run = |flavor| {
+        let c = ClusterConfig::new(flavor, 1).start();
+        wasmraft_tests::runtime().block_on(expired_waiter(c.endpoints()))
+    };
+    // etcd 3.4's lock server still grants it (the fix came with 3.5's clientv3, which its
+    // server uses): a lock held on a key that does not exist. wasmraft answers as 3.5 does.
+    assert_eq!(run(Flavor::Etcd), ("locked xl/<b>".to_string(), false), "etcd 3.4.23's answer changed");
+    assert_eq!(run(Flavor::Wasmraft), ("error Unknown: mutex: session is expired".to_string(), false));
+}

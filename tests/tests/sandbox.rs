@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use wasmraft_tests::binaries::wasmraft_bin;
 use wasmraft_tests::cluster::{Cluster, ClusterConfig};
+use wasmraft_tests::guest::DeployOptions;
 use wasmraft_tests::member::{Flavor, MemberConfig, READY_LINE};
 
 const HOSTILE: &str = env!("WASMRAFT_TEST_HOSTILE_GUEST");
@@ -613,4 +614,73 @@ fn files_that_are_not_state_machine_components_are_refused_at_load() {
         assert_refused_at_startup(what, guest, expected);
     }
     running_cluster_refuses(&cases);
+}
+
+/// The deepest `recurse-to` that applies through `endpoint`, by bisection (deeper ones trap on
+/// the stack limit).
+fn max_recursion(endpoint: &str, limit: u64) -> u64 {
+    let (mut ok, mut trapped) = (0u64, 1u64 << 22);
+    while trapped - ok > 1 {
+        let mid = ok + (trapped - ok) / 2;
+        match propose(endpoint, &format!("recurse-to:{mid}")) {
+            Ok(answer) => {
+                assert_eq!(answer, mid.to_string());
+                ok = mid;
+            }
+            Err((_, err)) => {
+                assert!(err.contains(&format!("wasmraft: guest exhausted its stack (limit {limit} bytes)")), "recurse-to:{mid}: {err}");
+                trapped = mid;
+            }
+        }
+    }
+    ok
+}
+
+/// Every running member's deployment has this stack limit, as `guest status` shows it.
+fn assert_stack_limit(cluster: &mut Cluster, limit: u64) {
+    for s in cluster.guest_status().expect("guest status") {
+        assert_eq!(s.stack_bytes, limit, "member {}", s.member_name);
+    }
+}
+
+/// The Wasm stack limit is the replicated deployment's: a recursion traps at the same depth on
+/// every member (each holds exactly the probes that returned, the deepest one included), a
+/// member restarted with another `--guest-stack-bytes` still traps where the record says, and
+/// a deploy with twice the limit lets it go about twice as deep.
+#[test]
+fn the_deployments_stack_limit_decides_where_recursion_traps_on_every_member() {
+    let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
+    let mut cluster = hostile_cluster(&["--guest-stack-bytes=65536".to_string()]);
+    let e = cluster.endpoints();
+    assert_stack_limit(&mut cluster, 64 << 10);
+    let depth = max_recursion(&e[0], 64 << 10);
+    let state = pairs(&converged_state(&mut cluster));
+    assert!(state.contains_key(&format!("recursed/{depth}")), "{state:?}");
+    assert!(!state.contains_key(&format!("recursed/{}", depth + 1)), "{state:?}");
+
+    // The flag only proposes the first deployment: a member restarted with another value runs
+    // the recorded one.
+    let member = cluster.member_mut(1).config_mut();
+    for arg in member.extra_args.iter_mut().filter(|a| a.starts_with("--guest-stack-bytes=")) {
+        *arg = "--guest-stack-bytes=1048576".to_string();
+    }
+    cluster.restart(1);
+    assert_eq!(must_propose(&e[1], &format!("recurse-to:{depth}")), depth.to_string());
+    assert_refused(
+        "one call deeper on the restarted member",
+        propose(&e[1], &format!("recurse-to:{}", depth + 1)),
+        "wasmraft: guest exhausted its stack (limit 65536 bytes)",
+    );
+
+    let refused = cluster.deploy_with(HOSTILE, &DeployOptions::default().stack_bytes(100_000));
+    let err = refused.expect_err("a stack limit off the list");
+    assert!(err.contains("stack limit 100000 is not a power of two from 65536 to 8388608 bytes"), "{err}");
+    let deployed = cluster.deploy_with(HOSTILE, &DeployOptions::default().stack_bytes(128 << 10)).expect("deploy");
+    assert_eq!(deployed.stack_bytes, 128 << 10);
+    assert_stack_limit(&mut cluster, 128 << 10);
+    let deeper = max_recursion(&e[2], 128 << 10);
+    assert!(deeper * 10 > depth * 19 && deeper * 10 < depth * 21, "64 KiB: {depth} calls, 128 KiB: {deeper}");
+    let state = pairs(&converged_state(&mut cluster));
+    assert!(state.contains_key(&format!("recursed/{deeper}")) && !state.contains_key(&format!("recursed/{}", deeper + 1)));
+    eprintln!("recursion depth on real members: {depth} calls at 64 KiB, {deeper} at 128 KiB");
 }

@@ -30,7 +30,12 @@ impl GuestAdmin for AdminService {
     async fn deploy(&self, request: Request<DeployRequest>) -> Result<Response<DeployResponse>, Status> {
         self.api.check_member(&request, false)?;
         let r = request.into_inner();
-        let opts = DeployOptions { force: r.force, fuel_per_entry: r.fuel_per_entry, memory_bytes: r.memory_bytes };
+        let opts = DeployOptions {
+            force: r.force,
+            fuel_per_entry: r.fuel_per_entry,
+            memory_bytes: r.memory_bytes,
+            stack_bytes: r.stack_bytes,
+        };
         let deployment = self.api.node.deploy(r.module, opts).await.map_err(errors::node_error)?;
         Ok(Response::new(DeployResponse { deployment: Some(deployment) }))
     }

@@ -100,8 +100,9 @@ impl Recipes {
     }
 
     /// `Mutex.Lock`: queue under `name/` with the session's lease and wait until every older
-    /// waiter's key is gone. Returns the key held and the header of the read that saw the way
-    /// clear. If the wait fails (or the caller goes away) the key is deleted again, as etcd does.
+    /// waiter's key is gone, then make sure the own key is still there. Returns the key held and
+    /// the header of that last read. If the wait fails (or the caller goes away) the key is
+    /// deleted again, as etcd does.
     pub(super) async fn lock(&self, name: &[u8], lease: i64) -> Result<(Vec<u8>, Option<ResponseHeader>), Status> {
         let prefix = [name, b"/"].concat();
         let my_key = lease_key(&prefix, lease);
@@ -120,9 +121,11 @@ impl Recipes {
             return Ok((my_key, resp.header));
         }
         let release = Release::new(self.clone(), my_key.clone());
-        let header = self.wait_deletes(&prefix, my_rev - 1).await?;
+        self.wait_deletes(&prefix, my_rev - 1).await?;
+        let mine = self.range(plain_get(&my_key)).await?;
+        // Nothing left to delete if the key is gone, as etcd leaves it.
         release.disarm();
-        Ok((my_key, Some(header)))
+        Ok((my_key, key_kept(mine)?))
     }
 
     /// `Election.Campaign`: like the lock, and a campaigner whose key exists with another value
@@ -227,15 +230,15 @@ impl Recipes {
     }
 
     /// `waitDeletes`: until no key under `prefix` created at or before `max_create_rev` is left,
-    /// wait for the newest such key's deletion. The header of the last (empty) read.
-    async fn wait_deletes(&self, prefix: &[u8], max_create_rev: i64) -> Result<ResponseHeader, Status> {
+    /// wait for the newest such key's deletion.
+    async fn wait_deletes(&self, prefix: &[u8], max_create_rev: i64) -> Result<(), Status> {
         loop {
             let mut get = last_created(prefix);
             get.max_create_revision = max_create_rev;
             let resp = self.range(get).await?;
             let header = resp.header.unwrap_or_default();
             let Some(last) = resp.kvs.into_iter().next() else {
-                return Ok(header);
+                return Ok(());
             };
             let mut w = self.watch(KeyRange::new(&last.key, &[]), header.revision)?;
             'deleted: loop {
@@ -292,6 +295,20 @@ fn inner_client_error(s: Status) -> Status {
 /// return them as plain errors, which gRPC sends with code Unknown.
 const ERR_NOT_LEADER: &str = "election: not leader";
 const ERR_NO_LEADER: &str = "election: no leader";
+
+/// clientv3/concurrency's `ErrSessionExpired` (etcd 3.5), the same way.
+const ERR_SESSION_EXPIRED: &str = "mutex: session is expired";
+
+/// etcd 3.5's check after a lock's wait (etcd-io/etcd#11456), on the read of the caller's own
+/// key: the session's lease may have expired while it waited, deleting the key, and then the
+/// next waiter goes ahead too; answering "locked" would give two callers the lock. The read's
+/// header if the key is there; etcd's error if it is gone.
+fn key_kept(mine: RangeResponse) -> Result<Option<ResponseHeader>, Status> {
+    if mine.kvs.is_empty() {
+        return Err(Status::unknown(ERR_SESSION_EXPIRED));
+    }
+    Ok(mine.header)
+}
 
 /// A watcher on the hub, canceled when dropped.
 struct Watching {

@@ -1,10 +1,12 @@
 //! `wasmraft guest deploy|rollback|status|list`: the client side of `wasmraft.v1.GuestAdmin`.
 //!
 //! Output is one line per item, fields separated by ", " like etcdctl's simple format:
-//! - deploy, rollback: `<name>, <version>, <sha256>, <since index>, <fuel>, <memory bytes>`;
+//! - deploy, rollback: `<name>, <version>, <sha256>, <since index>, <fuel>, <memory bytes>,
+//!   <stack bytes>`;
 //! - status, one line per endpoint (every endpoint is asked, not only the first that answers):
 //!   `<endpoint>, <member id>, <member name>, <guest>, <version>, <sha256>, <since index>,
-//!   <applied index>[, <state sha256>]`, or `<endpoint>, error: <why>`;
+//!   <fuel>, <memory bytes>, <stack bytes>, <applied index>[, <state sha256>]`, or
+//!   `<endpoint>, error: <why>`;
 //! - list: `<sha256>, <size>, <name>, <version>, <indexes it was deployed at, space-separated>,
 //!   active|stored`.
 //!
@@ -41,6 +43,10 @@ pub enum GuestCommand {
         /// Memory limit in bytes for the new deployment (default: the active deployment's).
         #[arg(long)]
         memory_bytes: Option<u64>,
+        /// Wasm stack limit in bytes for the new deployment, where a deep recursion traps: a
+        /// power of two from 65536 to 8388608 (default: the active deployment's).
+        #[arg(long)]
+        stack_bytes: Option<u64>,
         #[command(flatten)]
         conn: ConnFlags,
     },
@@ -110,20 +116,19 @@ async fn client(conn: &ConnFlags, channel: Channel) -> Result<GuestAdminClient<s
 
 fn deployment_line(d: Option<GuestDeployment>) -> Result<String, CliError> {
     let d = d.ok_or_else(|| CliError::new(EXIT_SERVER_ERROR, "the member answered without a deployment"))?;
-    Ok(format!(
-        "{}, {}, {}, {}, {}, {}\n",
-        d.name,
-        d.version,
-        hex::encode(&d.sha256),
-        d.since_index,
-        d.fuel_per_entry,
-        d.memory_bytes
-    ))
+    Ok(format!("{}, {}, {}, {}, {}\n", d.name, d.version, hex::encode(&d.sha256), d.since_index, limits_fields(&d)))
+}
+
+/// `<fuel>, <memory bytes>, <stack bytes>` of a deployment (a record from before the stack
+/// limit was recorded ran, and runs, with the default).
+fn limits_fields(d: &GuestDeployment) -> String {
+    let limits = crate::deployment::limits_of(d);
+    format!("{}, {}, {}", limits.fuel_per_entry, limits.memory_bytes, limits.stack_bytes)
 }
 
 pub async fn run(cmd: GuestCommand) -> Result<(), CliError> {
     match cmd {
-        GuestCommand::Deploy { file, swap, fuel, memory_bytes, conn } => {
+        GuestCommand::Deploy { file, swap, fuel, memory_bytes, stack_bytes, conn } => {
             let module = std::fs::read(&file)
                 .map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("reading {}: {e}", file.display())))?;
             let call = secs(conn.command_timeout, "command-timeout")?.max(DEPLOY_TIMEOUT);
@@ -132,6 +137,7 @@ pub async fn run(cmd: GuestCommand) -> Result<(), CliError> {
                 force: swap.force,
                 fuel_per_entry: fuel.unwrap_or(0),
                 memory_bytes: memory_bytes.unwrap_or(0),
+                stack_bytes: stack_bytes.unwrap_or(0),
             };
             let resp = admin(&conn, call).await?.deploy(request).await.map_err(status_error)?;
             print(&deployment_line(resp.into_inner().deployment)?)
@@ -192,11 +198,12 @@ async fn member_status(ep: &str, dial: &Dial, conn: &ConnFlags, state_hash: bool
         .await
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
         .into_inner();
-    let (name, version, hash, since) = match &s.active {
-        Some(d) => (d.name.as_str(), d.version.as_str(), hex::encode(&d.sha256), d.since_index.to_string()),
-        None => ("-", "-", "-".to_string(), "-".to_string()),
+    let (name, version, hash, since, limits) = match &s.active {
+        Some(d) => (d.name.as_str(), d.version.as_str(), hex::encode(&d.sha256), d.since_index.to_string(), limits_fields(d)),
+        None => ("-", "-", "-".to_string(), "-".to_string(), "-, -, -".to_string()),
     };
-    let mut line = format!("{url}, {:x}, {}, {name}, {version}, {hash}, {since}, {}", s.member_id, s.member_name, s.applied_index);
+    let mut line =
+        format!("{url}, {:x}, {}, {name}, {version}, {hash}, {since}, {limits}, {}", s.member_id, s.member_name, s.applied_index);
     if state_hash {
         line.push_str(&format!(", {}", s.state_sha256));
     }

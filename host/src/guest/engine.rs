@@ -1,5 +1,8 @@
-//! The one wasmtime `Engine` of a member, configured for determinism, and the instance slots
-//! that bound how many guest instances run at once.
+//! A member's wasmtime engines, configured for determinism, and the instance slots that bound
+//! how many guest instances run at once.
+//!
+//! One engine per Wasm stack limit in use: wasmtime takes that limit from the engine's
+//! configuration only, and it must be the deployment's (see [`GuestEngine::with_stack`]).
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 
@@ -69,15 +72,20 @@ pub struct GuestEngine {
 pub(crate) struct EngineInner {
     pub(crate) engine: Engine,
     pub(crate) pooled: bool,
+    config: EngineConfig,
+    stack_bytes: u64,
     pub(crate) control: Slots,
     pub(crate) queries: Slots,
-    pub(crate) idle_queries: super::runtime::IdleQueries,
+    /// Shared by the engines of one member (see [`GuestEngine::with_stack`]), so instances that
+    /// guests of an engine no longer in use keep give way to the current guest's.
+    pub(crate) idle_queries: Arc<super::runtime::IdleQueries>,
 }
 
 impl std::fmt::Debug for GuestEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuestEngine")
             .field("pooled", &self.inner.pooled)
+            .field("stack_bytes", &self.inner.stack_bytes)
             .field("control_slots", &self.inner.control.capacity)
             .field("query_slots", &self.inner.queries.capacity)
             .finish()
@@ -85,10 +93,33 @@ impl std::fmt::Debug for GuestEngine {
 }
 
 impl GuestEngine {
+    /// An engine with the stack limit of deployments that name none.
     pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
         let max_instances = config.max_instances.max(CONTROL_SLOTS + 1);
+        let idle_queries = Arc::new(super::runtime::IdleQueries::new(max_instances - CONTROL_SLOTS));
+        Self::build(config, super::limits::DEFAULT_STACK_BYTES, idle_queries)
+    }
+
+    /// An engine like this one whose guests get `stack_bytes` of Wasm stack, sharing its idle
+    /// query instances. wasmtime reads the limit from the engine's configuration when a call
+    /// enters Wasm and has no per-store setting, so a deployment's limit is its own engine;
+    /// compiled code does not depend on the limit, so a guest moves between engines without
+    /// compiling ([`super::Guest::on_engine`]).
+    pub fn with_stack(&self, stack_bytes: u64) -> anyhow::Result<Self> {
+        super::limits::check_stack_bytes(stack_bytes).map_err(anyhow::Error::msg)?;
+        Self::build(self.inner.config, stack_bytes, self.inner.idle_queries.clone())
+    }
+
+    fn build(config: EngineConfig, stack_bytes: u64, idle_queries: Arc<super::runtime::IdleQueries>) -> anyhow::Result<Self> {
+        let max_instances = config.max_instances.max(CONTROL_SLOTS + 1);
+        let with_stack = |pool_slots| {
+            let mut c = base_config(pool_slots);
+            // Checked against STACK_BYTES_CHOICES, far below usize::MAX.
+            c.max_wasm_stack(usize::try_from(stack_bytes).unwrap_or(usize::MAX));
+            c
+        };
         let (engine, pooled) = if config.pooling {
-            match Engine::new(&base_config(Some(max_instances))) {
+            match Engine::new(&with_stack(Some(max_instances))) {
                 Ok(engine) => (engine, true),
                 Err(e) => {
                     tracing::warn!(
@@ -97,7 +128,7 @@ impl GuestEngine {
                         "wasmraft: cannot reserve the guest instance pool; falling back to on-demand instance allocation (slower per entry)"
                     );
                     (
-                        Engine::new(&base_config(None))
+                        Engine::new(&with_stack(None))
                             .map_err(anyhow_of)
                             .context("creating the wasmtime engine")?,
                         false,
@@ -106,7 +137,7 @@ impl GuestEngine {
             }
         } else {
             (
-                Engine::new(&base_config(None))
+                Engine::new(&with_stack(None))
                     .map_err(anyhow_of)
                     .context("creating the wasmtime engine")?,
                 false,
@@ -117,11 +148,18 @@ impl GuestEngine {
             inner: Arc::new(EngineInner {
                 engine,
                 pooled,
+                config,
+                stack_bytes,
                 control: Slots::new(CONTROL_SLOTS),
                 queries: Slots::new(query_slots),
-                idle_queries: super::runtime::IdleQueries::new(query_slots),
+                idle_queries,
             }),
         })
+    }
+
+    /// The Wasm stack limit of this engine's guests, in bytes.
+    pub fn stack_bytes(&self) -> u64 {
+        self.inner.stack_bytes
     }
 
     /// The underlying wasmtime engine.

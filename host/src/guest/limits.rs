@@ -1,7 +1,7 @@
 //! Everything that bounds what one guest call may do.
 //!
 //! Every number here changes *where* a misbehaving guest is stopped, so every member must use
-//! the same ones: [`GuestLimits`] will travel in the replicated guest deployment record, and the
+//! the same ones: [`GuestLimits`] travels in the replicated guest deployment record, and the
 //! constants below are part of the host's protocol — changing one is a compatibility change,
 //! like changing the WIT world.
 
@@ -16,6 +16,9 @@ pub struct GuestLimits {
     /// entry may buffer in writes and events (see [`GuestLimits::pending_bytes_cap`]), because
     /// those are guest memory that merely lives on the host side until the entry commits.
     pub memory_bytes: u64,
+    /// The most native stack the guest's Wasm frames may take, in bytes (wasmtime's
+    /// `max_wasm_stack`): where a deep recursion traps. One of [`STACK_BYTES_CHOICES`].
+    pub stack_bytes: u64,
 }
 
 impl GuestLimits {
@@ -32,8 +35,37 @@ impl Default for GuestLimits {
         GuestLimits {
             fuel_per_entry: 10_000_000_000,
             memory_bytes: 256 << 20,
+            stack_bytes: DEFAULT_STACK_BYTES,
         }
     }
+}
+
+/// The stack limit of a deployment that names none (every record written before the limit
+/// was part of it): wasmtime's default, which every member used until then.
+pub const DEFAULT_STACK_BYTES: u64 = 512 << 10;
+
+/// The stack limits a deployment may choose: powers of two from 64 KiB to 8 MiB. wasmtime sets
+/// the limit per engine, not per instance, so each limit in use is an engine of its own (with
+/// its own instance pool): a short list keeps that bounded (docs/decisions.md).
+pub const STACK_BYTES_CHOICES: [u64; 8] = [64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20];
+
+/// The largest of [`STACK_BYTES_CHOICES`].
+pub const MAX_STACK_BYTES: u64 = STACK_BYTES_CHOICES[STACK_BYTES_CHOICES.len() - 1];
+
+/// Stack for a thread that runs guest code: the largest Wasm stack, plus room for the host
+/// frames under the call (the runtime, the request) and above it (host imports run on the
+/// same stack, past the guest's limit). Overrunning it is a crash, not a trap.
+pub const GUEST_THREAD_STACK_BYTES: usize = (MAX_STACK_BYTES + (4 << 20)) as usize;
+
+/// Whether `stack_bytes` is a limit a deployment may set; the text says why not.
+pub fn check_stack_bytes(stack_bytes: u64) -> Result<(), String> {
+    if STACK_BYTES_CHOICES.contains(&stack_bytes) {
+        return Ok(());
+    }
+    Err(format!(
+        "wasmraft: stack limit {stack_bytes} is not a power of two from {} to {MAX_STACK_BYTES} bytes",
+        STACK_BYTES_CHOICES[0]
+    ))
 }
 
 /// Largest key a guest may `put`, `get`, `delete` or pass as a scan bound. Above etcd's default

@@ -1,15 +1,17 @@
 //! The guest runtime: runs a state-machine guest (a Wasm component, see `proto/wit/guest.wit`)
 //! under wasmtime, deterministically.
 //!
-//! - [`GuestEngine`] ([`engine`]): the member's one wasmtime engine, configured by DESIGN.md's
-//!   determinism rules (NaN canonicalization, no threads, deterministic relaxed SIMD, fuel, no
-//!   ambient imports), with a pooling allocator so a fresh instance per entry is cheap.
+//! - [`GuestEngine`] ([`engine`]): a wasmtime engine, configured by DESIGN.md's determinism
+//!   rules (NaN canonicalization, no threads, deterministic relaxed SIMD, fuel, no ambient
+//!   imports), with a pooling allocator so a fresh instance per entry is cheap; one per Wasm
+//!   stack limit in use, since wasmtime sets that limit per engine.
 //! - [`Guest`] ([`runtime`]): a loaded guest. Every `apply` and `migrate` runs in a fresh
 //!   instance, so no linear-memory state survives from one entry to the next (members batch
 //!   entries differently, so such state would make them diverge). A `query` may reuse an
 //!   instance an earlier query left (it replicates nothing; docs/decisions.md).
-//! - [`GuestLimits`] ([`limits`]): fuel and memory per entry, part of the replicated guest
-//!   deployment; the constants there bound sizes of keys, values, events, results and scan pages.
+//! - [`GuestLimits`] ([`limits`]): fuel, memory and Wasm stack per entry, part of the replicated
+//!   guest deployment; the constants there bound sizes of keys, values, events, results and
+//!   scan pages.
 //! - [`GuestRegistry`] ([`registry`]): every guest the member has loaded, by module hash, so a
 //!   swap or a query finds compiled code instead of compiling on the spot.
 //! - `host_store`: the `store` and `events` imports. An entry's writes collect in an overlay and

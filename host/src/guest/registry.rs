@@ -9,8 +9,10 @@
 //!
 //! [`prepare`]: GuestRegistry::prepare So every guest a member loads stays
 //! here, keyed by its sha256, and each set of limits a deployment asks for is the same compiled
-//! code with other budgets ([`Guest::with_limits`]). Compiled code is also cached on disk
-//! (`member/guest-cache`), so a restart deserializes instead of compiling.
+//! code with other budgets ([`Guest::with_limits`]), on the engine of its stack limit (one per
+//! limit in use, made when first needed; the code moves there without compiling,
+//! [`Guest::on_engine`]). Compiled code is also cached on disk (`member/guest-cache`), so a
+//! restart deserializes instead of compiling.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,8 +22,11 @@ use super::{Guest, GuestEngine, GuestLimits};
 
 pub struct GuestRegistry {
     engine: GuestEngine,
+    /// Engines by stack limit; `engine` is the one of [`LOAD_LIMITS`]' limit.
+    engines: Mutex<HashMap<u64, GuestEngine>>,
     cache_dir: PathBuf,
-    /// Keyed by (module hash, limits); the entry with [`LOAD_LIMITS`] is the one compiled.
+    /// Keyed by (module hash, limits); the entry with [`LOAD_LIMITS`] is the one compiled, and
+    /// [`load_limits`] of another stack limit is its copy on that limit's engine.
     loaded: Mutex<HashMap<([u8; 32], GuestLimits), Arc<Guest>>>,
     /// One lock per module being compiled, so a swap entry that needs a module a background
     /// [`GuestRegistry::prepare`] is compiling waits for it instead of compiling it again.
@@ -32,24 +37,44 @@ pub struct GuestRegistry {
 /// then asks for. Whether a module loads must depend on its bytes alone: if it depended on the
 /// deployment's limits, a member that had already loaded the module under other limits would
 /// accept a swap that a member loading it fresh refuses.
-pub const LOAD_LIMITS: GuestLimits = GuestLimits { fuel_per_entry: 10_000_000_000, memory_bytes: 256 << 20 };
+pub const LOAD_LIMITS: GuestLimits =
+    GuestLimits { fuel_per_entry: 10_000_000_000, memory_bytes: 256 << 20, stack_bytes: super::limits::DEFAULT_STACK_BYTES };
+
+/// [`LOAD_LIMITS`] on the engine of `stack_bytes`: the key of a module's copy there.
+fn load_limits(stack_bytes: u64) -> GuestLimits {
+    GuestLimits { stack_bytes, ..LOAD_LIMITS }
+}
 
 impl GuestRegistry {
+    /// A registry whose modules load on `engine`, which must have [`LOAD_LIMITS`]' stack limit.
     pub fn new(engine: GuestEngine, cache_dir: PathBuf) -> GuestRegistry {
-        GuestRegistry { engine, cache_dir, loaded: Mutex::new(HashMap::new()), compiling: Mutex::new(HashMap::new()) }
+        let engines = Mutex::new(HashMap::from([(engine.stack_bytes(), engine.clone())]));
+        GuestRegistry { engine, engines, cache_dir, loaded: Mutex::new(HashMap::new()), compiling: Mutex::new(HashMap::new()) }
     }
 
     pub fn engine(&self) -> &GuestEngine {
         &self.engine
     }
 
-    /// The guest whose module hashes to `hash`, with `limits`, if this member has loaded it.
+    /// The engine whose guests get `stack_bytes` of Wasm stack, made on first use.
+    fn engine_for(&self, stack_bytes: u64) -> anyhow::Result<GuestEngine> {
+        let mut engines = self.engines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = engines.get(&stack_bytes) {
+            return Ok(e.clone());
+        }
+        let engine = self.engine.with_stack(stack_bytes)?;
+        engines.insert(stack_bytes, engine.clone());
+        Ok(engine)
+    }
+
+    /// The guest whose module hashes to `hash`, with `limits`, if this member has loaded it
+    /// (on the engine of `limits`' stack limit).
     pub fn get(&self, hash: &[u8; 32], limits: GuestLimits) -> Option<Arc<Guest>> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(g) = loaded.get(&(*hash, limits)) {
             return Some(g.clone());
         }
-        let base = loaded.get(&(*hash, LOAD_LIMITS))?.clone();
+        let base = loaded.get(&(*hash, load_limits(limits.stack_bytes)))?.clone();
         let guest = Arc::new(base.with_limits(limits));
         loaded.insert((*hash, limits), guest.clone());
         Some(guest)
@@ -72,8 +97,19 @@ impl GuestRegistry {
         if let Some(g) = self.get(&hash, limits) {
             return Ok(g);
         }
-        let base = Arc::new(Guest::load_cached(&self.engine, wasm, LOAD_LIMITS, &self.cache_dir)?);
-        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert((hash, LOAD_LIMITS), base);
+        let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner()).get(&(hash, LOAD_LIMITS)).cloned();
+        let base = match loaded {
+            Some(base) => base,
+            None => {
+                let base = Arc::new(Guest::load_cached(&self.engine, wasm, LOAD_LIMITS, &self.cache_dir)?);
+                self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert((hash, LOAD_LIMITS), base.clone());
+                base
+            }
+        };
+        if limits.stack_bytes != LOAD_LIMITS.stack_bytes {
+            let moved = base.on_engine(&self.engine_for(limits.stack_bytes)?, load_limits(limits.stack_bytes))?;
+            self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert((hash, load_limits(limits.stack_bytes)), Arc::new(moved));
+        }
         self.compiling.lock().unwrap_or_else(|p| p.into_inner()).remove(&hash);
         self.get(&hash, limits).ok_or_else(|| anyhow::anyhow!("wasmraft: the loaded guest vanished from the registry"))
     }

@@ -195,20 +195,10 @@ impl Guest {
         hash: [u8; 32],
         limits: GuestLimits,
     ) -> anyhow::Result<Guest> {
-        let mut linker = Linker::<HostState>::new(engine.engine());
-        host_store::add_to_linker(&mut linker)
-            .map_err(anyhow_of)
-            .context("linking the guest imports")?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(anyhow_of).context(
-            "the guest imports something wasmraft does not provide (a guest may import only wasmraft:guest/store and wasmraft:guest/events; no WASI)",
-        )?;
-        let pre = StateMachinePre::new(instance_pre)
-            .map_err(anyhow_of)
-            .context("the component does not export the wasmraft:guest state-machine world (info, apply, query, migrate)")?;
         let mut guest = Guest {
             engine: engine.clone(),
-            pre,
-            limits,
+            pre: link(engine, &component)?,
+            limits: stack_of(engine, limits)?,
             info: GuestInfo::default(),
             hash,
             id: next_guest_id(),
@@ -217,9 +207,34 @@ impl Guest {
         Ok(guest)
     }
 
+    /// The same guest on `engine` (one with another stack limit), with `limits`: its compiled
+    /// code is carried over rather than compiled again, and its `info` is the one it gave at
+    /// load, so whether a module loads still depends on its bytes alone.
+    pub fn on_engine(&self, engine: &GuestEngine, limits: GuestLimits) -> anyhow::Result<Guest> {
+        let bytes = self.pre.instance_pre().component().serialize().map_err(anyhow_of)?;
+        // SAFETY: `deserialize` trusts its input to be machine code wasmtime produced, because
+        // it runs it. These bytes are: this process's wasmtime serialized them just now from a
+        // component it compiled (or deserialized under the same argument, see `load_cached`).
+        // A member's engines differ only in their stack limit, which compiled code does not
+        // depend on; wasmtime still checks the header against `engine` and fails cleanly on a
+        // mismatch.
+        let component = unsafe { Component::deserialize(engine.engine(), &bytes) }
+            .map_err(anyhow_of)
+            .context("moving the compiled guest to the engine of its stack limit")?;
+        Ok(Guest {
+            engine: engine.clone(),
+            pre: link(engine, &component)?,
+            limits: stack_of(engine, limits)?,
+            info: self.info.clone(),
+            hash: self.hash,
+            id: next_guest_id(),
+        })
+    }
+
     /// The same compiled guest with another deployment's per-entry limits, without compiling or
-    /// linking again.
+    /// linking again. The stack limit is the engine's: another one needs [`Guest::on_engine`].
     pub fn with_limits(&self, limits: GuestLimits) -> Guest {
+        debug_assert_eq!(limits.stack_bytes, self.engine.stack_bytes(), "a stack limit is an engine's");
         Guest {
             engine: self.engine.clone(),
             pre: self.pre.clone(),
@@ -512,6 +527,31 @@ impl Guest {
     }
 }
 
+/// Links `component` against the host's imports and checks that it exports the world.
+fn link(engine: &GuestEngine, component: &Component) -> anyhow::Result<StateMachinePre<HostState>> {
+    let mut linker = Linker::<HostState>::new(engine.engine());
+    host_store::add_to_linker(&mut linker)
+        .map_err(anyhow_of)
+        .context("linking the guest imports")?;
+    let instance_pre = linker.instantiate_pre(component).map_err(anyhow_of).context(
+        "the guest imports something wasmraft does not provide (a guest may import only wasmraft:guest/store and wasmraft:guest/events; no WASI)",
+    )?;
+    StateMachinePre::new(instance_pre)
+        .map_err(anyhow_of)
+        .context("the component does not export the wasmraft:guest state-machine world (info, apply, query, migrate)")
+}
+
+/// `limits`, if their stack limit is `engine`'s: the engine is what enforces it.
+fn stack_of(engine: &GuestEngine, limits: GuestLimits) -> anyhow::Result<GuestLimits> {
+    anyhow::ensure!(
+        limits.stack_bytes == engine.stack_bytes(),
+        "wasmraft: a guest with a stack limit of {} bytes on an engine of {} bytes",
+        limits.stack_bytes,
+        engine.stack_bytes()
+    );
+    Ok(limits)
+}
+
 /// Turns a call's outcome into the guest's output or an error, checking the output size and
 /// telling how a failure failed (None: not the guest's doing).
 fn finish_classified<'s>(
@@ -566,6 +606,10 @@ fn classify_kind(e: wasmtime::Error, state: &mut HostState, limits: &GuestLimits
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => (out_of_fuel(limits), Some(GuestFailure::OutOfFuel)),
+        Some(Trap::StackOverflow) => (
+            ApplyError::Guest(format!("wasmraft: guest exhausted its stack (limit {} bytes)", limits.stack_bytes)),
+            Some(GuestFailure::Trap),
+        ),
         // A failed allocation aborts (`unreachable`) in most guests: report the cause.
         Some(_) if state.memory.hit => (memory_exceeded(limits), Some(GuestFailure::Memory)),
         Some(trap) => {

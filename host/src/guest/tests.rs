@@ -21,6 +21,7 @@ fn test_limits() -> GuestLimits {
     GuestLimits {
         fuel_per_entry: 200_000_000,
         memory_bytes: 64 << 20,
+        stack_bytes: limits::DEFAULT_STACK_BYTES,
     }
 }
 
@@ -303,7 +304,7 @@ fn entry_failures_are_counted_by_kind_and_fuel_is_counted() {
     }
     let before = m.guest_failures(GuestFailure::HostLimit);
     let n = limits::MAX_RESULT_BYTES + 1;
-    let big = Guest::load(engine(), HOSTILE, GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20 }).expect("loads");
+    let big = Guest::load(engine(), HOSTILE, GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20, ..test_limits() }).expect("loads");
     assert!(db.apply(&big, format!("huge-result:{n}").as_bytes()).is_err());
     assert!(m.guest_failures(GuestFailure::HostLimit) > before);
 }
@@ -316,6 +317,7 @@ fn oversized_outputs_are_refused() {
         GuestLimits {
             fuel_per_entry: 2_000_000_000,
             memory_bytes: 256 << 20,
+            ..test_limits()
         },
     )
     .expect("loads");
@@ -372,7 +374,7 @@ fn host_calls_cost_fuel() {
         HOSTILE,
         GuestLimits {
             fuel_per_entry: 5_000_000,
-            memory_bytes: 64 << 20,
+            ..test_limits()
         },
     )
     .expect("loads");
@@ -454,6 +456,7 @@ fn scans_page_by_count_and_bytes() {
         GuestLimits {
             fuel_per_entry: 2_000_000_000,
             memory_bytes: 256 << 20,
+            ..test_limits()
         },
     )
     .expect("loads");
@@ -638,4 +641,44 @@ fn small_queries_fit_the_inline_budget_and_big_ones_ask_to_be_rerun() {
     // A guest error is final, whatever the budget.
     let e = g.try_query(&txn, b"\xff\xff\xff", crate::node::INLINE_QUERY_FUEL);
     assert!(matches!(e, Some(Err(ApplyError::Guest(_)))), "{e:?}");
+}
+
+/// The deepest `recurse-to` that `guest` applies, by bisection (deeper ones trap).
+fn max_depth(db: &mut Db, guest: &Guest) -> u64 {
+    let (mut ok, mut trapped) = (0u64, 1u64 << 24);
+    while trapped - ok > 1 {
+        let mid = ok + (trapped - ok) / 2;
+        match db.apply(guest, format!("recurse-to:{mid}").as_bytes()) {
+            Ok(_) => ok = mid,
+            Err(ApplyError::Guest(t)) if t.contains("exhausted its stack") => trapped = mid,
+            other => panic!("recurse-to:{mid}: {other:?}"),
+        }
+    }
+    ok
+}
+
+/// The stack limit comes with the limits a guest is loaded with (an engine per limit): the
+/// same limit traps at the same depth every time, twice the limit about twice as deep.
+#[test]
+fn the_stack_limit_decides_where_recursion_traps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry = GuestRegistry::new(own_engine(2), dir.path().to_path_buf());
+    let with = |stack_bytes| registry.load(HOSTILE, GuestLimits { stack_bytes, ..test_limits() }).expect("loads");
+    let mut db = Db::new();
+    let small = with(64 << 10);
+    assert_eq!(small.limits().stack_bytes, 64 << 10);
+    let at_64k = max_depth(&mut db, &small);
+    assert_eq!(max_depth(&mut db, &with(64 << 10)), at_64k, "the same limit, the same depth");
+    let at_128k = max_depth(&mut db, &with(128 << 10));
+    let at_default = max_depth(&mut db, &with(limits::DEFAULT_STACK_BYTES));
+    assert!(at_64k > 100, "{at_64k}");
+    assert!(at_128k * 10 > at_64k * 19 && at_128k * 10 < at_64k * 21, "64 KiB: {at_64k}, 128 KiB: {at_128k}");
+    assert!(at_default * 10 > at_64k * 75 && at_default * 10 < at_64k * 85, "64 KiB: {at_64k}, 512 KiB: {at_default}");
+    let e = guest_err(db.apply(&small, format!("recurse-to:{}", at_64k + 1).as_bytes()));
+    assert_eq!(e, "wasmraft: guest exhausted its stack (limit 65536 bytes)");
+    // Nothing of a trapped recursion was kept; every one that returned wrote its key.
+    assert!(db.dump().iter().all(|(k, _)| k.starts_with(b"recursed/")));
+    assert!(!db.dump().iter().any(|(k, _)| k == format!("recursed/{}", at_64k + 1).as_bytes()));
+    assert!(registry.load(HOSTILE, GuestLimits { stack_bytes: 100_000, ..test_limits() }).is_err(), "not a power of two");
+    eprintln!("recursion depth: {at_64k} at 64 KiB, {at_128k} at 128 KiB, {at_default} at 512 KiB");
 }

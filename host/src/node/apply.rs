@@ -339,7 +339,7 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
                 }
                 None => Err(NodeError::NoGuest),
             },
-            Some(pb::entry::Kind::GuestModuleChunk(chunk)) => match deployment::apply_chunk(&txn, &chunk)? {
+            Some(pb::entry::Kind::GuestModuleChunk(chunk)) => match deployment::apply_chunk(&txn, &chunk, e.index)? {
                 Ok(stored) => {
                     if let Some(module) = stored {
                         // The swap to it is likely next: compile now, off this thread.
@@ -347,7 +347,7 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
                     }
                     Ok(Vec::new())
                 }
-                Err(text) => Err(NodeError::DeployRefused(text)),
+                Err(refused) => Err(NodeError::DeployRefused(refused.to_string())),
             },
             Some(pb::entry::Kind::GuestDeploy(deploy)) => {
                 let started = Instant::now();

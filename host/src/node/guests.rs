@@ -26,6 +26,7 @@ pub struct DeployOptions {
     /// 0 keeps the active deployment's value (the default limits for a first deploy).
     pub fuel_per_entry: u64,
     pub memory_bytes: u64,
+    pub stack_bytes: u64,
 }
 
 /// A member's view of its guest (the admin API's `Status`).
@@ -59,7 +60,12 @@ impl NodeHandle {
         if let Some(record) = self.inner.deployed.borrow().clone() {
             return Ok(record);
         }
-        let opts = DeployOptions { force: false, fuel_per_entry: limits.fuel_per_entry, memory_bytes: limits.memory_bytes };
+        let opts = DeployOptions {
+            force: false,
+            fuel_per_entry: limits.fuel_per_entry,
+            memory_bytes: limits.memory_bytes,
+            stack_bytes: limits.stack_bytes,
+        };
         self.deploy_module(module, opts, Mode::Initial).await
     }
 
@@ -111,6 +117,7 @@ impl NodeHandle {
             memory_bytes: opts.memory_bytes,
             mode: mode as i32,
             force: opts.force,
+            stack_bytes: opts.stack_bytes,
         };
         let out = self.propose_entry(pb::entry::Kind::GuestDeploy(deploy), 0).await?;
         pb::GuestDeployment::decode(out.as_slice()).map_err(|e| internal(format!("decoding the deployment record: {e}")))
@@ -130,7 +137,9 @@ impl NodeHandle {
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let record = deployment::record(&txn).map_err(|e| internal(format!("{e:#}")))?;
-            let limits = deployment::requested_limits(record.as_ref(), opts.fuel_per_entry, opts.memory_bytes);
+            let limits = deployment::requested_limits(record.as_ref(), opts.fuel_per_entry, opts.memory_bytes, opts.stack_bytes);
+            // Before anything is loaded: an engine is made per stack limit.
+            deployment::check_limits(limits).map_err(NodeError::DeployRefused)?;
             let started = Instant::now();
             let guest = s
                 .registry

@@ -347,13 +347,14 @@ impl Node {
         let state_db = crate::storage::StateDb::new(state_db, &state_path);
         if let Some(a) = &active {
             tracing::info!(
-                "wasmraft: guest {} {} (sha256 {}) active since index {}, fuel {} and memory {} bytes per entry",
+                "wasmraft: guest {} {} (sha256 {}) active since index {}, fuel {}, memory {} bytes and stack {} bytes per entry",
                 a.record.name,
                 a.record.version,
                 a.hash_hex(),
                 a.record.since_index,
                 a.record.fuel_per_entry,
-                a.record.memory_bytes
+                a.record.memory_bytes,
+                a.guest.limits().stack_bytes
             );
         }
         // The state database may be ahead of the commit index the log recorded (commit is
@@ -441,6 +442,8 @@ impl Node {
         threads.push(
             std::thread::Builder::new()
                 .name("apply".into())
+                // Guest code runs here, with up to the largest Wasm stack a deployment may set.
+                .stack_size(crate::guest::limits::GUEST_THREAD_STACK_BYTES)
                 .spawn(move || apply::run(apply_rx, s, applied_index))
                 .context("spawning the apply thread")?,
         );

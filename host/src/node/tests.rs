@@ -12,7 +12,8 @@ use super::DeployOptions;
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
 static COUNTER: &[u8] = include_bytes!(env!("WASMRAFT_COUNTER_GUEST"));
-const LIMITS: GuestLimits = GuestLimits { fuel_per_entry: 200_000_000, memory_bytes: 64 << 20 };
+const LIMITS: GuestLimits =
+    GuestLimits { fuel_per_entry: 200_000_000, memory_bytes: 64 << 20, stack_bytes: crate::guest::limits::DEFAULT_STACK_BYTES };
 
 #[derive(Parser)]
 struct Cli {
@@ -259,5 +260,66 @@ async fn a_lone_leaders_read_barrier_covers_writes_from_before_a_restart() {
     let keys = keyspace(&h).await;
     assert!((0..20).all(|i| keys.contains(&format!("k{i}=v{i}"))), "{keys}");
     assert!(h.inner.lone_leader.load(std::sync::atomic::Ordering::Acquire));
+    node.stop();
+}
+
+/// Forged module pieces and deploys, proposed through the log as any proposer could: each is
+/// refused with an error for its proposer, the member goes on applying, and replaying them from
+/// the log after a restart (the state copied from before they were proposed) panics nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_pieces_and_deploys_are_refused_at_apply_and_on_replay() {
+    use wasmraft_proto::wasmraft::v1 as pb;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let (node, h) = start(&cfg, dir.path()).await;
+    assert_eq!(h.propose(b"ok:a=1".to_vec()).await, Ok(b"ok".to_vec()));
+    drop(h);
+    node.stop();
+    let state = dir.path().join("member/state.redb");
+    let before = dir.path().join("state-before.redb");
+    std::fs::copy(&state, &before).expect("copy the state");
+
+    let (node, h) = start(&cfg, dir.path()).await;
+    let module: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+    let hash = crate::deployment::sha256(&module).to_vec();
+    let piece = |offset: usize, len: usize, total: u64| {
+        pb::entry::Kind::GuestModuleChunk(pb::GuestModuleChunk {
+            sha256: hash.clone(),
+            total_size: total,
+            offset: offset as u64,
+            data: module[offset..offset + len].to_vec(),
+        })
+    };
+    // The pieces that made the old assembly index past the module, then others off the rules.
+    let forged = [
+        piece(0, 100, 300),
+        piece(50, 100, 300),
+        piece(100, 100, 300),
+        piece(0, 60, 60),
+        piece(0, 300, 299),
+        pb::entry::Kind::GuestModuleChunk(pb::GuestModuleChunk { sha256: vec![1; 5], total_size: 1, offset: 0, data: vec![0] }),
+        pb::entry::Kind::GuestModuleChunk(pb::GuestModuleChunk { sha256: hash.clone(), total_size: u64::MAX, offset: u64::MAX, data: vec![0] }),
+        pb::entry::Kind::GuestDeploy(pb::GuestDeploy { sha256: hash.clone(), mode: 42, ..Default::default() }),
+        pb::entry::Kind::GuestDeploy(pb::GuestDeploy { sha256: hash.clone(), ..Default::default() }),
+    ];
+    for (i, kind) in forged.iter().enumerate() {
+        match h.propose_entry(kind.clone(), 0).await {
+            Err(NodeError::DeployRefused(text)) => assert!(text.starts_with("wasmraft: "), "{text}"),
+            other => panic!("forged entry {i} was not refused: {other:?}"),
+        }
+        assert_eq!(h.propose(format!("ok:k{i}=v").into_bytes()).await, Ok(b"ok".to_vec()), "the member applies on after entry {i}");
+    }
+    let after = keyspace(&h).await;
+    let applied = h.status().raft_applied_index;
+    drop(h);
+    node.stop();
+
+    // Replay: the state from before the forged entries, the log with them.
+    std::fs::copy(&before, &state).expect("restore the state");
+    let (node, h) = start(&cfg, dir.path()).await;
+    assert!(h.status().raft_applied_index > applied, "the log was replayed past the forged entries");
+    assert_eq!(keyspace(&h).await, after);
+    assert_eq!(h.guest_status(false).await.expect("status").active.map(|a| a.name), Some("hostile".to_string()));
+    assert_eq!(h.stored_modules().await.expect("list").len(), 1, "no forged module was stored");
     node.stop();
 }

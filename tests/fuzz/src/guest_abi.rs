@@ -33,6 +33,7 @@ static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_FUZZ_HOSTILE_GUEST"));
 const LIMITS: GuestLimits = GuestLimits {
     fuel_per_entry: 200_000_000,
     memory_bytes: 48 << 20,
+    stack_bytes: wasmraft::guest::limits::DEFAULT_STACK_BYTES,
 };
 
 /// Op sizes at or above this may exhaust the guest's memory or fuel: the model then accepts

@@ -12,6 +12,7 @@
 //! | `put-then-err`           | puts `err = 1`, emits an event, then returns `Err("hostile: refused after put")` |
 //! | `loop`                   | loops forever (only fuel stops it)                             |
 //! | `recurse`                | recurses forever (the stack limit stops it)                    |
+//! | `recurse-to:<n>`         | recurses `n` calls deep, puts `recursed/<n>`, returns `n`: where it starts to trap measures the stack limit |
 //! | `alloc:<bytes>`          | allocates and touches `bytes` bytes, returns the count         |
 //! | `global-inc`             | increments a global and returns it: always `1` on a fresh instance |
 //! | `global-put:<k>`         | increments the same global, puts its count under `k` and returns it: a host that reused instances would store `2`, `3`, … and members would disagree |
@@ -80,6 +81,12 @@ impl StateMachine for Hostile {
                 }
             }
             "recurse" => Ok(recurse(std::hint::black_box(1)).to_string().into_bytes()),
+            "recurse-to" => {
+                let n = number(arg)? as u64;
+                let mixed = descend(n, command.as_bytes());
+                store.put(format!("recursed/{n}").as_bytes(), mixed.to_string().as_bytes());
+                Ok(n.to_string().into_bytes())
+            }
             "alloc" => {
                 let n = number(arg)?;
                 let mut v = vec![0u8; n];
@@ -145,6 +152,18 @@ fn trap() -> ! {
 fn recurse(depth: u64) -> u64 {
     // The addition after the call keeps it from becoming a loop.
     recurse(std::hint::black_box(depth + 1)) + 1
+}
+
+/// Recurses `levels` calls deep. Each level's result mixes the one below in a way no compiler
+/// turns into a loop, and nothing here lives in linear memory (no shadow-stack frame), so the
+/// depth it reaches is bounded by the host's Wasm stack limit alone.
+#[inline(never)]
+fn descend(levels: u64, salt: &[u8]) -> u64 {
+    if levels == 0 {
+        return salt.len() as u64;
+    }
+    let below = descend(levels - 1, salt);
+    below.rotate_left((levels % 63) as u32) ^ levels
 }
 
 fn pair(arg: &str) -> Result<(&str, &str), String> {
