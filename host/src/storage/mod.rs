@@ -9,6 +9,7 @@
 //! The log is not a redb table: see [`wal`] for why. The state is, and the raft loop's fsync
 //! never waits behind an apply batch's write transaction.
 
+pub mod durable;
 pub mod raft_log;
 pub mod wal;
 pub mod snapshot;
