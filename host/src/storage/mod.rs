@@ -12,6 +12,8 @@
 pub mod durable;
 pub mod raft_log;
 pub mod wal;
+#[cfg(test)]
+mod wal_crash_tests;
 pub mod snapshot;
 pub mod state_db;
 pub mod tables;

@@ -140,7 +140,7 @@ impl RaftLog {
         RaftLog::open_with_segment_bytes(dir, wal::SEGMENT_BYTES)
     }
 
-    fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> anyhow::Result<Self> {
+    pub(crate) fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> anyhow::Result<Self> {
         let legacy = dir.with_file_name("raft.redb");
         anyhow::ensure!(
             !legacy.exists() || dir.exists(),
@@ -186,6 +186,11 @@ impl RaftLog {
             }
         }
         Ok(log)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn wal(&self) -> &Wal {
+        &self.wal
     }
 
     pub fn identity(&self) -> Option<Identity> {

@@ -54,6 +54,9 @@ const MAGIC: [u8; 8] = *b"wrwal\0v2";
 const FIRST_WAL_KIND: u8 = 0x80;
 const K_BEGIN: u8 = 0xb0;
 const K_END: u8 = 0xe0;
+/// Filler before an END record that would otherwise straddle a sector boundary (chained like
+/// the caller's records, never handed to them).
+const K_PAD: u8 = 0xa0;
 /// BEGIN: `start u64 | length u64 | synced end u64`.
 const BEGIN_BYTES: usize = RECORD_HEADER + 24;
 /// END: `start u64 | length u64 | synced end u64 | chain u32 | END_MAGIC`.
@@ -135,6 +138,12 @@ impl Encoder {
     /// the chain: one pass over its bytes, as an unchained one would take.
     pub fn record(&mut self, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) {
         debug_assert!(kind < FIRST_WAL_KIND, "record kind {kind} is the WAL's own");
+        let (at, seed) = self.chain(kind, payload);
+        self.spans.push((at, (self.buf.len() - at) as u32, seed));
+    }
+
+    /// Appends a chained record; returns where it starts and the chain value it continues.
+    fn chain(&mut self, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) -> (usize, u32) {
         let at = self.buf.len();
         self.buf.extend_from_slice(&[0u8; RECORD_HEADER]);
         self.buf[at + 8] = kind;
@@ -145,8 +154,9 @@ impl Encoder {
         let crc = h.finalize();
         self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
         self.buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
-        self.spans.push((at, len + 8, self.crc));
+        let seed = self.crc;
         self.crc = crc;
+        (at, seed)
     }
 
     /// The records encoded so far: (offset in the batch, length, chain seed).
@@ -154,8 +164,15 @@ impl Encoder {
         &self.spans
     }
 
-    /// Frames the records: the END record after them, the BEGIN record before them.
+    /// Frames the records: the END record after them, the BEGIN record before them. The END
+    /// never straddles a sector boundary (a filler record goes first if it would), so that one
+    /// sector lost in a power cut cannot take parts of both the BEGIN and the END of a batch.
     fn seal(&mut self, synced_end: u64) {
+        let room = (SECTOR - (self.start + self.buf.len() as u64) % SECTOR) as usize;
+        if room < END_BYTES {
+            let filler = if room < RECORD_HEADER { room + SECTOR as usize } else { room };
+            self.chain(K_PAD, |o| o.resize(o.len() + filler - RECORD_HEADER, 0xff));
+        }
         let len = (self.buf.len() + END_BYTES) as u64;
         let mut end = [0u8; 32];
         end[..8].copy_from_slice(&self.start.to_le_bytes());
@@ -498,7 +515,7 @@ impl Wal {
         let mut buf = vec![0u8; pos.len as usize];
         seg.file.read_exact_at(&mut buf, pos.offset).with_context(|| format!("reading wal segment {} at {}", pos.segment, pos.offset))?;
         match check_record(&buf, pos.seed) {
-            Some((len, _)) if len == buf.len() => Ok((buf[8], buf[9..].to_vec())),
+            Some((len, _)) if len == buf.len() && buf[8] < FIRST_WAL_KIND => Ok((buf[8], buf[9..].to_vec())),
             _ => anyhow::bail!("wal segment {} has a corrupt record at {}", pos.segment, pos.offset),
         }
     }
@@ -554,7 +571,7 @@ fn check_record(buf: &[u8], seed: u32) -> Option<(usize, u32)> {
     let len = le_u32(buf.get(..4)?) as usize;
     let crc = le_u32(buf.get(4..8)?);
     let body = buf.get(8..8usize.checked_add(len)?)?;
-    if len == 0 || body[0] >= FIRST_WAL_KIND {
+    if len == 0 || (body[0] >= FIRST_WAL_KIND && body[0] != K_PAD) {
         return None;
     }
     let mut h = crc32fast::Hasher::new_with_initial(seed);
@@ -773,7 +790,9 @@ fn deliver(
     let mut crc = seed;
     while off < body_end {
         let len = le_u32(&b[off..]) as usize + 8;
-        replay(b[off + 8], &b[off + 9..off + len], Position { segment: seq, offset: start + off as u64, len: len as u32, seed: crc })?;
+        if b[off + 8] != K_PAD {
+            replay(b[off + 8], &b[off + 9..off + len], Position { segment: seq, offset: start + off as u64, len: len as u32, seed: crc })?;
+        }
         crc = le_u32(&b[off + 4..]);
         off += len;
     }
@@ -782,9 +801,18 @@ fn deliver(
 
 /// Decides whether a failure in the last segment is a torn write (Ok) or corruption (Err with
 /// why). Torn means both: the batch lies in what was written since the last fsync, and the
-/// failing record shows a sector the write never reached.
+/// failing record shows where the write stopped — nothing written from inside it on, or a
+/// sector of it the write never reached (all zeros).
 fn classify(r: &mut Reader<'_>, seq: u64, f: &Failure) -> std::io::Result<Result<(), String>> {
-    let Some(region) = in_flight(r, seq, f)? else {
+    let header = || Err("it is the segment's header, which was synced before the segment got its name".to_string());
+    let Some(last) = r.last_nonzero(f.at)?.filter(|&l| l + 1 >= f.rec_end) else {
+        // Zeros from inside the failing record to the end of the file: the write stopped
+        // there (a damaged record is followed by the rest of its batch, which ends in a
+        // non-zero marker). Its batch was the last written; the header batch never is torn.
+        let synced = f.begin.map_or(if f.batch_start == FILE_HEADER { u64::MAX } else { 0 }, |b| b.synced_end);
+        return Ok(if f.batch_start >= synced { Ok(()) } else { header() });
+    };
+    let Some(region) = in_flight(r, seq, f, last)? else {
         return Ok(Err("and data follows it that no intact batch accounts for, so it cannot be a torn write".into()));
     };
     if f.batch_start < region.synced_end {
@@ -803,15 +831,11 @@ struct InFlight {
     end: u64,
 }
 
-/// Finds [`InFlight`] for a failure: from the END record of the last batch (found at the last
-/// non-zero byte), or else by hopping from the failing batch over the BEGIN records of the
-/// batches after it. None when neither accounts for every byte written after the failure.
-fn in_flight(r: &mut Reader<'_>, seq: u64, f: &Failure) -> std::io::Result<Option<InFlight>> {
-    let Some(last) = r.last_nonzero(f.at)? else {
-        // Nothing was written from the failing record on: the batch's own BEGIN says when
-        // it was written. (Without a BEGIN this is a clean end, never a failure.)
-        return Ok(f.begin.map(|b| InFlight { synced_end: b.synced_end, end: f.at }));
-    };
+/// Finds [`InFlight`] for a failure followed by data up to `last` (the last non-zero byte):
+/// from the END record of the last batch, which ends there if it survived, or else by hopping
+/// from the failing batch over the BEGIN records of the batches after it. None when neither
+/// accounts for every byte written after the failure.
+fn in_flight(r: &mut Reader<'_>, seq: u64, f: &Failure, last: u64) -> std::io::Result<Option<InFlight>> {
     if let Some(e_at) = (last + 1).checked_sub(END_BYTES as u64).filter(|&e| e >= f.batch_start) {
         let b = r.get(e_at, END_BYTES)?.to_vec();
         if let Some((end, _)) = parse_end(&b, seq) {
