@@ -35,18 +35,16 @@ const END: u64 = 41;
 type Files = BTreeMap<String, Vec<u8>>;
 type Rec = (u8, Vec<u8>, Position);
 
+/// splitmix64: the workload and the sector sets are the same on every run.
 struct Prng(u64);
 
 impl Prng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % n
     }
 
     /// [`Prng::data`] of `min` to `min + spread` bytes.
@@ -57,7 +55,7 @@ impl Prng {
 
     /// Bytes without zeros: a torn write's zeros are then never the data's own.
     fn data(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| (self.next() % 255 + 1) as u8).collect()
+        (0..len).map(|_| (self.below(255) + 1) as u8).collect()
     }
 }
 
@@ -167,8 +165,8 @@ fn capture(log: &RaftLog, model: &Model, before: (u64, u64, u64, u64), wrote: bo
 /// Raft's writes as a member makes them: Readies with entries and hard states (fsynced),
 /// commit-only hard states (not fsynced), a new leader overwriting a tail, compactions that
 /// delete segments, membership changes, an entry larger than a segment, installed snapshots.
-fn workload(dir: &Path, ops: usize) -> Vec<Step> {
-    let mut rng = Prng(0x9e37_79b9_7f4a_7c15);
+fn workload(dir: &Path, ops: usize, seed: u64) -> Vec<Step> {
+    let mut rng = Prng(seed);
     let mut log = RaftLog::open_with_segment_bytes(dir, SEG).unwrap();
     let mut m = Model::default();
     let mut steps = Vec::new();
@@ -450,12 +448,14 @@ fn flip_every_byte(step: &Step, work: &Path, stride: usize, counts: &mut Counts)
 fn power_cuts_lose_no_synced_record_and_bit_flips_are_refused() {
     let started = std::time::Instant::now();
     let root = tempfile::tempdir().unwrap();
-    let steps = workload(&root.path().join("live"), 90);
+    // Another seed explores other workloads: WASMRAFT_WAL_CRASH_SEED=<n>.
+    let seed = std::env::var("WASMRAFT_WAL_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let steps = workload(&root.path().join("live"), 90, seed);
     let segments_written = steps.last().unwrap().seq + 1;
     assert!(segments_written >= 15, "only {segments_written} segments");
     let work = root.path().join("work");
     let mut counts = Counts::default();
-    let mut rng = Prng(0xdead_beef_cafe_f00d);
+    let mut rng = Prng(seed ^ 0xdead_beef_cafe_f00d);
     for k in 1..steps.len() {
         let cut = Cut::new(&steps, k, &work);
         // Nothing lost: everything comes back.
