@@ -106,6 +106,12 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                         tracing::debug!("dropping {kind:?} from {from:x}: {e}");
                     }
                 }
+                RaftMsg::StepSnapshot { m, file } => {
+                    if let Err(e) = step_snapshot(&mut node, &shared, m, &file) {
+                        shared.fail(format!("keeping a received snapshot: {e:#}"));
+                        break;
+                    }
+                }
                 RaftMsg::Unreachable(id) => node.report_unreachable(id),
                 RaftMsg::SnapshotStatus(id, status) => node.report_snapshot(id, status),
                 RaftMsg::Stop => stop = true,
@@ -349,6 +355,25 @@ fn on_ready(
     }
     send(node, shared, heartbeats, light.take_messages());
     hand_to_apply(to_apply, light.take_committed_entries())?;
+    Ok(())
+}
+
+/// Steps a MsgSnap whose state was received into `file`. If raft takes the snapshot, the file
+/// becomes the snapshot's (`<index>.snap`, durably: the log will say the snapshot replaced it,
+/// and a restart reinstalls the file); if not (it is stale, or from an old term), the file goes.
+fn step_snapshot(node: &mut RawNode<RaftLog>, shared: &Shared, m: Message, file: &std::path::Path) -> anyhow::Result<()> {
+    let (from, index) = (m.from, m.get_snapshot().get_metadata().index);
+    if let Err(e) = node.step(m) {
+        tracing::debug!("dropping a snapshot from {from:x}: {e}");
+    }
+    let taken = node.raft.raft_log.unstable_snapshot().as_ref().is_some_and(|s| s.get_metadata().index == index);
+    if taken {
+        return crate::storage::durable::rename(file, &crate::storage::snapshot::path_for(&shared.snap_dir, index));
+    }
+    tracing::info!("raft did not take snapshot {index} from {from:x}; removing its file {}", file.display());
+    if let Err(e) = std::fs::remove_file(file) {
+        tracing::warn!("removing {}: {e}", file.display());
+    }
     Ok(())
 }
 

@@ -744,6 +744,47 @@ mod tests {
         assert_eq!(std::fs::read_dir(&path).unwrap().count(), 1, "older segments are deleted");
     }
 
+    /// A member's log written before the v2 WAL format (bare records, unchained checksums):
+    /// read as it is, and written on in a new segment of the current format.
+    #[test]
+    fn a_v1_log_is_read_and_continued_in_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        std::fs::create_dir_all(&path).unwrap();
+        let mut v1 = Vec::new();
+        let mut record = |kind: u8, payload: &[u8]| {
+            v1.extend_from_slice(&(1 + payload.len() as u32).to_le_bytes());
+            let mut body = vec![kind];
+            body.extend_from_slice(payload);
+            v1.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            v1.extend_from_slice(&body);
+        };
+        record(REC_IDENTITY, &[7u64.to_be_bytes(), 9u64.to_be_bytes()].concat());
+        record(REC_CONF_STATE, &encode_conf_state(&ConfState { voters: vec![7], ..Default::default() }));
+        let hs = HardState { term: 3, vote: 7, commit: 2, ..Default::default() };
+        record(REC_HARD_STATE, &encode_hard_state(&hs));
+        for i in 1..=4 {
+            let mut p = Vec::new();
+            encode_entry(&entry(i, 3, format!("v1 {i}").as_bytes()), &mut p);
+            record(REC_ENTRY, &p);
+        }
+        v1.resize(1 << 20, 0);
+        std::fs::write(path.join("0000000000000000-0000000000000001.wal"), &v1).unwrap();
+
+        let mut log = RaftLog::open(&path).unwrap();
+        assert_eq!(log.identity(), Some(Identity { member_id: 7, cluster_id: 9 }));
+        assert_eq!(log.hard_state(), &hs);
+        assert_eq!(all_entries(&log).len(), 4);
+        assert_eq!(std::fs::read_dir(&path).unwrap().count(), 2, "a v2 segment follows the v1 one");
+        log.append(&[entry(5, 3, b"v2 5")], None, true).unwrap();
+        drop(log);
+        let log = RaftLog::open(&path).unwrap();
+        let got = all_entries(&log);
+        assert_eq!(got.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), ["v1 1", "v1 2", "v1 3", "v1 4", "v2 5"].map(|s| s.as_bytes().to_vec()));
+        assert_eq!(log.hard_state(), &hs);
+        assert_eq!(std::fs::read(path.join("0000000000000000-0000000000000001.wal")).unwrap(), v1, "the v1 segment is left as it was");
+    }
+
     #[test]
     fn conf_state_roundtrip() {
         let mut cs = ConfState::default();
