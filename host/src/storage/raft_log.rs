@@ -149,7 +149,18 @@ impl RaftLog {
             legacy.display()
         );
         let mut r = Replayed::default();
-        let wal = Wal::open_with_segment_bytes(dir, segment_bytes, |kind, payload, pos| r.record(kind, payload, pos)).with_context(|| format!("reading raft log {}", dir.display()))?;
+        let opened = Wal::open_with_segment_bytes(dir, segment_bytes, |kind, payload, pos| r.record(kind, payload, pos));
+        let wal = match opened {
+            Ok(wal) => wal,
+            Err(e) => {
+                let e = e.context(format!("reading raft log {}", dir.display()));
+                // Who this is, when the log got as far as saying: the id the remedy needs.
+                return Err(match r.identity {
+                    Some(id) => e.context(format!("member {:x} of cluster {:x} cannot start", id.member_id, id.cluster_id)),
+                    None => e,
+                });
+            }
+        };
         anyhow::ensure!(
             r.positions.is_empty() || r.first_entry == r.snapshot_index + 1,
             "raft log {} is missing entries {}..{}",
