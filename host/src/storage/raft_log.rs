@@ -2,8 +2,10 @@
 //! the Ready loop makes.
 //!
 //! Every `append` is one batch of WAL records: the Ready's entries and hard state land together
-//! and, when raft says the Ready must be synced, are fsynced before `append` returns. That is one
-//! `pwrite` and one `fdatasync` per Ready, however many entries it carries.
+//! (replay hands a batch over whole or not at all) and, when raft says the Ready must be synced,
+//! are fsynced before `append` returns. That is one `pwrite` and one `fdatasync` per Ready,
+//! however many entries it carries. A log the WAL finds damaged is an error naming this member
+//! (the id the remedy needs), never a shorter log.
 //!
 //! Records (the WAL's kinds): an entry, the hard state, the conf state, the compaction point (or
 //! an installed snapshot, which replaces the whole log), and the member's identity. Replaying them
