@@ -34,6 +34,8 @@ const END: u64 = 41;
 
 type Files = BTreeMap<String, Vec<u8>>;
 type Rec = (u8, Vec<u8>, Position);
+/// A batch: where it starts and ends, and its records' spans (BEGIN and END included).
+type Batch = (u64, u64, Vec<(u64, u64)>);
 
 /// splitmix64: the workload and the sector sets are the same on every run.
 struct Prng(u64);
@@ -140,25 +142,17 @@ fn write_files(dir: &Path, files: &Files) {
 }
 
 fn entry(index: u64, term: u64, data: Vec<u8>) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = data.into();
-    e
+    Entry { index, term, data: data.into(), ..Default::default() }
 }
 
 fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
-    let mut hs = HardState::default();
-    hs.term = term;
-    hs.vote = vote;
-    hs.commit = commit;
-    hs
+    HardState { term, vote, commit, ..Default::default() }
 }
 
 fn capture(log: &RaftLog, model: &Model, before: (u64, u64, u64, u64), wrote: bool) -> Step {
     assert_eq!(&Model::of(log), model, "the live log matches the model");
     let (seq, header_end, synced_end, end) = log.wal().tail();
-    let batch = wrote.then(|| (if seq == before.0 { before.3 } else { header_end }, end));
+    let batch = wrote.then_some((if seq == before.0 { before.3 } else { header_end }, end));
     Step { files: read_files(log.wal().dir()), seq, header_end, synced_end, end, batch, model: model.clone() }
 }
 
@@ -224,9 +218,7 @@ fn workload(dir: &Path, ops: usize, seed: u64) -> Vec<Step> {
             }
             93..96 => {
                 term += 1;
-                let mut meta = SnapshotMetadata::default();
-                meta.index = last + 5;
-                meta.term = term;
+                let mut meta = SnapshotMetadata { index: last + 5, term, ..Default::default() };
                 meta.mut_conf_state().voters = vec![1, 2, 3];
                 log.apply_snapshot(&meta).unwrap();
                 m.hs = (m.hs.0.max(term), m.hs.1, m.hs.2.max(meta.index));
@@ -250,7 +242,7 @@ fn workload(dir: &Path, ops: usize, seed: u64) -> Vec<Step> {
 
 /// The batches in `bytes[from..to]`, read from the BEGIN records' lengths: (start, end, the
 /// records' spans BEGIN and END included).
-fn batches(bytes: &[u8], from: u64, to: u64) -> Vec<(u64, u64, Vec<(u64, u64)>)> {
+fn batches(bytes: &[u8], from: u64, to: u64) -> Vec<Batch> {
     let le64 = |at: u64| u64::from_le_bytes(bytes[at as usize..at as usize + 8].try_into().unwrap());
     let le32 = |at: u64| u64::from(u32::from_le_bytes(bytes[at as usize..at as usize + 4].try_into().unwrap()));
     let mut out = Vec::new();
@@ -294,8 +286,8 @@ struct Cut {
     seq: u64,
     from: u64,
     to: u64,
-    /// The batches in flight: (start, end, record spans, the model without it).
-    group: Vec<(u64, u64, Vec<(u64, u64)>, Model)>,
+    /// The batches in flight, each with the model without it.
+    group: Vec<(Batch, Model)>,
     all: Model,
     records: Vec<Rec>,
 }
@@ -328,7 +320,7 @@ impl Cut {
         let mut group = Vec::new();
         for (start, end, recs) in spans {
             let i = (1..=k).rev().find(|&i| steps[i].seq == cur.seq && steps[i].batch.is_some_and(|b| b.0 == start)).expect("a step wrote this batch");
-            group.push((start, end, recs, steps[i - 1].model.clone()));
+            group.push(((start, end, recs), steps[i - 1].model.clone()));
         }
         write_files(work, &base);
         let records = replay(work).unwrap();
@@ -354,9 +346,9 @@ impl Cut {
     fn check(&self, what: &str, image: &Files, work: &Path, may_refuse: bool, go_on: bool, counts: &mut Counts) -> bool {
         let bytes = &image[&self.last];
         let intact = |s: u64, e: u64| bytes.len() as u64 >= e && bytes[s as usize..e as usize] == self.base[&self.last][s as usize..e as usize];
-        let torn = self.group.iter().position(|(s, e, _, _)| !intact(*s, *e));
+        let torn = self.group.iter().position(|((s, e, _), _)| !intact(*s, *e));
         let (cut, model) = match torn {
-            Some(i) => (self.group[i].0, &self.group[i].3),
+            Some(i) => (self.group[i].0.0, &self.group[i].1),
             None => (self.to, &self.all),
         };
         let mut image = image.clone();
@@ -466,7 +458,7 @@ fn power_cuts_lose_no_synced_record_and_bit_flips_are_refused() {
         }
         // The write stopped at every record boundary and inside every record.
         let mut points = std::collections::BTreeSet::new();
-        for (_, _, recs, _) in &cut.group {
+        for ((_, _, recs), _) in &cut.group {
             for &(s, e) in recs {
                 points.extend([s, s + 1, s + 4, s + 8, s + 9, (s + e) / 2, e - 1]);
             }
@@ -494,9 +486,9 @@ fn power_cuts_lose_no_synced_record_and_bit_flips_are_refused() {
             });
             let bytes = &img[&cut.last];
             let kept = |s: u64, e: u64| bytes[s as usize..e as usize] == cut.base[&cut.last][s as usize..e as usize];
-            let (_, last_end, _, _) = cut.group.last().unwrap();
+            let ((_, last_end, _), _) = cut.group.last().unwrap();
             let end_kept = kept(last_end - END, *last_end);
-            let begins_kept = cut.group.iter().all(|(s, _, _, _)| kept(*s, s + BEGIN));
+            let begins_kept = cut.group.iter().all(|((s, _, _), _)| kept(*s, s + BEGIN));
             cut.check(&format!("step {k}: sectors {lost:?} lost"), &img, &work, !end_kept && !begins_kept, false, &mut counts);
             counts.sector_subsets += 1;
         }
