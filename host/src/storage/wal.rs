@@ -363,14 +363,14 @@ impl Wal {
         }
         names.sort();
         for pair in names.windows(2) {
-            if pair[1].0 != pair[0].0 + 1 {
-                return Err(CorruptWal {
-                    segment: pair[1].2.clone(),
-                    offset: 0,
-                    reason: format!("the segment before it (sequence number {}) is missing", pair[1].0 - 1),
-                }
-                .into());
-            }
+            let reason = if pair[1].0 == pair[0].0 {
+                format!("another segment has its sequence number {}", pair[1].0)
+            } else if pair[1].0 != pair[0].0 + 1 {
+                format!("the segments between sequence numbers {} and {} are missing", pair[0].0, pair[1].0)
+            } else {
+                continue;
+            };
+            return Err(CorruptWal { segment: pair[1].2.clone(), offset: 0, reason }.into());
         }
         let mut wal = Wal { dir: dir.to_path_buf(), segment_bytes, segments: Vec::new(), crc: 0 };
         let count = names.len();
@@ -691,8 +691,7 @@ fn scan_segment(
         }
         return scan_legacy(&mut r, path, seq, last, replay);
     }
-    let expect = file_header(seq, first_index, le_u32(&head[24..28]));
-    if head != expect {
+    if head.len() < FILE_HEADER as usize || head != file_header(seq, first_index, le_u32(&head[24..28])) {
         return Err(corrupt(0, "its file header is damaged or belongs to another segment".into()));
     }
     let mut chain = le_u32(&head[24..28]);
@@ -712,7 +711,7 @@ fn scan_segment(
                 None => {
                     return Ok(Scanned { end: pos, header_end, chain, cut: None, size, legacy: false });
                 }
-                Some(_) => break Failure { batch_start: pos, begin: None, at: pos, rec_end: pos + 8, reason: "a batch is missing its start" },
+                Some(_) => break Failure { batch_start: pos, begin: None, at: pos, rec_end: pos + 8, reason: "a batch's first bytes are zeros" },
             }
         }
         let Some(begin) = parse_begin(head, seq, pos) else {
@@ -1054,10 +1053,16 @@ mod tests {
         assert!(err.downcast_ref::<CorruptWal>().is_some(), "{err:#}");
         std::fs::write(&segs[1], &a).unwrap();
         std::fs::write(&segs[2], &b).unwrap();
+        // The newest cut short inside its file header.
+        let last = std::fs::read(&segs[3]).unwrap();
+        std::fs::write(&segs[3], &last[..20]).unwrap();
+        let err = Wal::open(dir.path(), |_, _, _| Ok(())).err().expect("a short header");
+        assert_eq!(err.downcast_ref::<CorruptWal>().map(|c| (&c.segment, c.offset)), Some((&segs[3], 0)), "{err:#}");
+        std::fs::write(&segs[3], &last).unwrap();
         // One in the middle gone.
         std::fs::remove_file(&segs[2]).unwrap();
         let err = Wal::open(dir.path(), |_, _, _| Ok(())).err().expect("a missing segment");
-        assert!(format!("{err}").contains("is missing"), "{err}");
+        assert!(format!("{err}").contains("are missing"), "{err}");
     }
 
     /// A data dir written before the v2 format: its records are read, and the next write goes
