@@ -515,7 +515,7 @@ mod tests {
         let cfg = raft::Config { id: 1, ..Default::default() };
         let mut node = RawNode::new(&cfg, log, &crate::logging::raft_logger()).unwrap();
         let snap = |index: u64, name: &str| {
-            let mut m = Message { msg_type: MessageType::MsgSnapshot.into(), from: 2, to: 1, term: 2, ..Default::default() };
+            let mut m = Message { msg_type: MessageType::MsgSnapshot, from: 2, to: 1, term: 2, ..Default::default() };
             let meta = m.mut_snapshot().mut_metadata();
             meta.index = index;
             meta.term = 2;
