@@ -380,8 +380,8 @@ impl Wal {
             let last = i + 1 == count;
             let prev = wal.segments.last().map(|s| (s.legacy, wal.crc));
             let s = scan_segment(&file, &path, seq, first_index, last, prev, &mut replay)?;
-            if s.cut.is_some() {
-                torn = Some((s.cut, s.size));
+            if let Some(at) = s.cut {
+                torn = Some((at, s.size));
             }
             wal.crc = s.chain;
             wal.segments.push(Segment { seq, first_index, file, end: s.end, synced_end: s.end, header_end: s.header_end, legacy: s.legacy });
@@ -393,15 +393,12 @@ impl Wal {
         }
         if let Some(cur) = wal.segments.last_mut() {
             match torn {
-                Some((Some(at), size)) => {
-                    tracing::warn!(
-                        "wal: cutting off a torn write at offset {at} of segment {:016x} ({} bytes never acknowledged)",
-                        cur.seq,
-                        size.saturating_sub(at)
-                    );
+                Some((at, size)) => {
+                    // A write whose fsync never returned: nothing in it was acknowledged.
+                    tracing::warn!("wal: cutting off a torn write at offset {at} of segment {:016x}", cur.seq);
                     cut_tail(&cur.file, at, size.max(segment_bytes))?;
                 }
-                _ => {
+                None => {
                     // What was read may have been in the page cache only (a process that was
                     // killed): make it durable before later batches say it is.
                     cur.file.sync_data().context("syncing the wal segment")?;
