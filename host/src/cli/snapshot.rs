@@ -158,7 +158,7 @@ fn go_bytes(b: &[u8]) -> String {
 
 fn build(file: &Path, data_dir: &Path, identity: Identity, members: &[(u64, Vec<String>)], voters: Vec<u64>) -> anyhow::Result<()> {
     let member_dir = data_dir.join("member");
-    std::fs::create_dir_all(member_dir.join("snap")).with_context(|| format!("creating {}", member_dir.display()))?;
+    crate::storage::durable::create_dir_all(&member_dir.join("snap"))?;
     let db = redb::Database::create(member_dir.join("state.redb"))?;
     // The tables a member creates at start, so the snapshot's install finds them all.
     crate::node::apply::load_applied(&db)?;
@@ -181,6 +181,7 @@ fn build(file: &Path, data_dir: &Path, identity: Identity, members: &[(u64, Vec<
         .collect();
     Membership::load(&db)?.bootstrap(&db, &records)?;
     drop(db);
+    crate::storage::durable::sync_dir(&member_dir)?;
     let mut log = RaftLog::open(&member_dir.join("wal"))?;
     log.bootstrap(identity, voters, Vec::new())?;
     Ok(())

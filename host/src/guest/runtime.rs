@@ -168,8 +168,8 @@ impl Guest {
             // SAFETY: `deserialize` trusts its input to be machine code wasmtime produced,
             // because it runs it. These bytes are: only this function writes to the cache,
             // under a name that binds them to the exact Wasm bytes (sha256) and to this
-            // engine's compiled-code format, and always through a temporary file renamed into
-            // place, so a crash never leaves a partial file under the final name. wasmtime
+            // engine's compiled-code format, and always through a temporary file synced and
+            // renamed into place, so a crash never leaves a partial file under the final name. wasmtime
             // still checks the header (its version, the engine settings) and fails cleanly on
             // a mismatch. The cache lives in the member's data directory, which only this
             // process writes; whoever can write there can already replace the state wholesale.
@@ -654,10 +654,19 @@ fn write_cache(component: &Component, dir: &Path, path: &Path) -> anyhow::Result
     let bytes = component.serialize().map_err(anyhow_of)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = tempfile_in(dir, path)?;
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    // Synced before the rename and the directory after it: otherwise a power cut can leave the
+    // final name on a file whose data never reached the disk, which `deserialize` would run.
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()
+        })
+        .with_context(|| format!("writing {}", tmp.display()));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    crate::storage::durable::rename(&tmp, path)
 }
 
 /// A temporary name next to `path`, unique per process and call so concurrent loads of the

@@ -158,14 +158,14 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
         }
         Ok(_) => {}
         Err(e) => {
-            shared.fail(format!("reading snapshot {}: {e:#}", path.display()));
+            shared.fail(format!("reading snapshot {}: {e:#}{}", path.display(), drop_if_damaged(path)));
             return None;
         }
     }
     let state_index = match install_snapshot(&shared.state_db.db(), path) {
         Ok(i) => i,
         Err(e) => {
-            shared.fail(format!("installing snapshot {}: {e:#}", path.display()));
+            shared.fail(format!("installing snapshot {}: {e:#}{}", path.display(), drop_if_damaged(path)));
             return None;
         }
     };
@@ -207,6 +207,20 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
     let _ = shared.to_raft.send(RaftMsg::Applied(state_index));
     let _ = shared.to_raft.send(RaftMsg::Durable(state_index));
     Some(state_index)
+}
+
+/// After a snapshot failed to install: removes its file if the file itself is damaged (it can
+/// never install; the member needs the cluster's help), and keeps it otherwise (a full disk,
+/// say: the log already says the snapshot replaced it, and a restart installs the file again).
+/// Says which, for the error.
+fn drop_if_damaged(path: &std::path::Path) -> String {
+    match crate::storage::snapshot::verify(path) {
+        Ok(()) => "; the file is intact and kept, a restart installs it again".into(),
+        Err(damage) => match std::fs::remove_file(path) {
+            Ok(()) => format!("; the file is damaged ({damage:#}) and was removed"),
+            Err(e) => format!("; the file is damaged ({damage:#}), and removing it failed: {e}"),
+        },
+    }
 }
 
 /// Replaces the state database's tables with a snapshot file's, durably, and returns the

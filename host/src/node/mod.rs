@@ -66,6 +66,9 @@ pub(crate) enum RaftMsg {
     Applied(u64),
     /// A raft message from another member, delivered by the peer transport.
     Step(raft::eraftpb::Message),
+    /// A MsgSnap with the file its state was received into: renamed to the snapshot's place
+    /// if raft takes the snapshot, removed if it does not.
+    StepSnapshot { m: raft::eraftpb::Message, file: PathBuf },
     /// The transport could not deliver to this member.
     Unreachable(u64),
     /// How sending a snapshot to this member went.
@@ -270,7 +273,7 @@ impl Node {
     /// [`crate::join`]); it is used only when the data dir is new.
     pub fn start_joining(cfg: &Config, registry: Arc<GuestRegistry>, join: Option<Joined>) -> anyhow::Result<Node> {
         let member_dir = cfg.data_dir.join("member");
-        std::fs::create_dir_all(&member_dir).with_context(|| format!("creating data dir {}", member_dir.display()))?;
+        crate::storage::durable::create_dir_all(&member_dir).with_context(|| format!("creating data dir {}", member_dir.display()))?;
         let raft_path = member_dir.join("wal");
         let state_path = member_dir.join("state.redb");
         let mut log = RaftLog::open(&raft_path)?;
@@ -324,8 +327,11 @@ impl Node {
         };
 
         let state_db = redb::Database::create(&state_path).with_context(|| format!("opening state database {}", state_path.display()))?;
+        // The database's own commits sync its data, not its name in the directory: without
+        // this a power cut could lose the whole file after the log was compacted behind it.
+        crate::storage::durable::sync_dir(&member_dir)?;
         let snap_dir = member_dir.join("snap");
-        std::fs::create_dir_all(&snap_dir).with_context(|| format!("creating {}", snap_dir.display()))?;
+        crate::storage::durable::create_dir_all(&snap_dir)?;
         let (mut applied_index, _applied_term) = apply::load_applied(&state_db)?;
         if applied_index < log.snapshot_index() {
             // A snapshot from the leader replaced the log, but the crash came before its state
@@ -544,6 +550,12 @@ impl NodeHandle {
     /// Hands a message from another member to the raft thread. Never blocks.
     pub fn step(&self, m: raft::eraftpb::Message) -> Result<(), NodeError> {
         self.inner.to_raft.send(RaftMsg::Step(m)).map_err(|_| NodeError::Stopped)
+    }
+
+    /// Hands a MsgSnap to the raft thread with the file its state was received into (see
+    /// [`RaftMsg::StepSnapshot`]). Never blocks.
+    pub fn step_snapshot(&self, m: raft::eraftpb::Message, file: PathBuf) -> Result<(), NodeError> {
+        self.inner.to_raft.send(RaftMsg::StepSnapshot { m, file }).map_err(|_| NodeError::Stopped)
     }
 
     /// Tells raft the transport could not reach `id` (raft then probes it more gently).

@@ -106,6 +106,12 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                         tracing::debug!("dropping {kind:?} from {from:x}: {e}");
                     }
                 }
+                RaftMsg::StepSnapshot { m, file } => {
+                    if let Err(e) = step_snapshot(&mut node, &shared.snap_dir, m, &file) {
+                        shared.fail(format!("keeping a received snapshot: {e:#}"));
+                        break;
+                    }
+                }
                 RaftMsg::Unreachable(id) => node.report_unreachable(id),
                 RaftMsg::SnapshotStatus(id, status) => node.report_snapshot(id, status),
                 RaftMsg::Stop => stop = true,
@@ -352,6 +358,25 @@ fn on_ready(
     Ok(())
 }
 
+/// Steps a MsgSnap whose state was received into `file`. If raft takes the snapshot, the file
+/// becomes the snapshot's (`<index>.snap`, durably: the log will say the snapshot replaced it,
+/// and a restart reinstalls the file); if not (it is stale, or from an old term), the file goes.
+fn step_snapshot(node: &mut RawNode<RaftLog>, snap_dir: &std::path::Path, m: Message, file: &std::path::Path) -> anyhow::Result<()> {
+    let (from, index) = (m.from, m.get_snapshot().get_metadata().index);
+    if let Err(e) = node.step(m) {
+        tracing::debug!("dropping a snapshot from {from:x}: {e}");
+    }
+    let taken = node.raft.raft_log.unstable_snapshot().as_ref().is_some_and(|s| s.get_metadata().index == index);
+    if taken {
+        return crate::storage::durable::rename(file, &crate::storage::snapshot::path_for(snap_dir, index));
+    }
+    tracing::info!("raft did not take snapshot {index} from {from:x}; removing its file {}", file.display());
+    if let Err(e) = std::fs::remove_file(file) {
+        tracing::warn!("removing {}: {e}", file.display());
+    }
+    Ok(())
+}
+
 /// Tells raft the apply thread has applied up to `index`. The state may be ahead of what this
 /// raft knows is committed (a snapshot's state is newer than its index); raft only accepts what
 /// it committed. Returns whether raft's applied index moved.
@@ -478,6 +503,35 @@ mod tests {
         assert!(!w.sent(1, t0 + Duration::from_millis(400)));
         w.reset();
         assert!(w.sent(1, t0 + Duration::from_secs(5)), "a new term starts afresh");
+    }
+
+    /// A received snapshot's file becomes `<index>.snap` when raft takes the snapshot, and is
+    /// removed when raft does not (here: older than what it already has).
+    #[test]
+    fn a_snapshot_raft_takes_is_kept_and_one_it_ignores_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = RaftLog::open(&dir.path().join("wal")).unwrap();
+        log.bootstrap(crate::storage::Identity { member_id: 1, cluster_id: 9 }, vec![1, 2, 3], Vec::new()).unwrap();
+        let cfg = raft::Config { id: 1, ..Default::default() };
+        let mut node = RawNode::new(&cfg, log, &crate::logging::raft_logger()).unwrap();
+        let snap = |index: u64, name: &str| {
+            let mut m = Message { msg_type: MessageType::MsgSnapshot, from: 2, to: 1, term: 2, ..Default::default() };
+            let meta = m.mut_snapshot().mut_metadata();
+            meta.index = index;
+            meta.term = 2;
+            meta.mut_conf_state().voters = vec![1, 2, 3];
+            let file = dir.path().join(name);
+            std::fs::write(&file, b"state").unwrap();
+            (m, file)
+        };
+        let (m, file) = snap(10, "recv-a.part");
+        step_snapshot(&mut node, dir.path(), m, &file).unwrap();
+        assert!(!file.exists());
+        assert_eq!(std::fs::read(crate::storage::snapshot::path_for(dir.path(), 10)).unwrap(), b"state");
+        let (m, file) = snap(5, "recv-b.part");
+        step_snapshot(&mut node, dir.path(), m, &file).unwrap();
+        assert!(!file.exists(), "an ignored snapshot's file is removed");
+        assert!(!crate::storage::snapshot::path_for(dir.path(), 5).exists());
     }
 
     #[test]

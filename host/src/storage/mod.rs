@@ -9,8 +9,11 @@
 //! The log is not a redb table: see [`wal`] for why. The state is, and the raft loop's fsync
 //! never waits behind an apply batch's write transaction.
 
+pub mod durable;
 pub mod raft_log;
 pub mod wal;
+#[cfg(test)]
+mod wal_crash_tests;
 pub mod snapshot;
 pub mod state_db;
 pub mod tables;

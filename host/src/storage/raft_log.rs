@@ -2,8 +2,10 @@
 //! the Ready loop makes.
 //!
 //! Every `append` is one batch of WAL records: the Ready's entries and hard state land together
-//! and, when raft says the Ready must be synced, are fsynced before `append` returns. That is one
-//! `pwrite` and one `fdatasync` per Ready, however many entries it carries.
+//! (replay hands a batch over whole or not at all) and, when raft says the Ready must be synced,
+//! are fsynced before `append` returns. That is one `pwrite` and one `fdatasync` per Ready,
+//! however many entries it carries. A log the WAL finds damaged is an error naming this member
+//! (the id the remedy needs), never a shorter log.
 //!
 //! Records (the WAL's kinds): an entry, the hard state, the conf state, the compaction point (or
 //! an installed snapshot, which replaces the whole log), and the member's identity. Replaying them
@@ -60,8 +62,8 @@ pub struct RaftLog {
     /// Entries `cache[0].index ..= last_index`, contiguous.
     cache: VecDeque<Entry>,
     cache_bytes: usize,
-    /// The batch being encoded (kept to reuse its allocation).
-    batch: Vec<u8>,
+    /// The batch being encoded (kept to reuse its allocations).
+    enc: wal::Encoder,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> raft::Error {
@@ -140,7 +142,7 @@ impl RaftLog {
         RaftLog::open_with_segment_bytes(dir, wal::SEGMENT_BYTES)
     }
 
-    fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> anyhow::Result<Self> {
+    pub(crate) fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> anyhow::Result<Self> {
         let legacy = dir.with_file_name("raft.redb");
         anyhow::ensure!(
             !legacy.exists() || dir.exists(),
@@ -149,7 +151,18 @@ impl RaftLog {
             legacy.display()
         );
         let mut r = Replayed::default();
-        let wal = Wal::open_with_segment_bytes(dir, segment_bytes, |kind, payload, pos| r.record(kind, payload, pos)).with_context(|| format!("reading raft log {}", dir.display()))?;
+        let opened = Wal::open_with_segment_bytes(dir, segment_bytes, |kind, payload, pos| r.record(kind, payload, pos));
+        let wal = match opened {
+            Ok(wal) => wal,
+            Err(e) => {
+                let e = e.context(format!("reading raft log {}", dir.display()));
+                // Who this is, when the log got as far as saying: the id the remedy needs.
+                return Err(match r.identity {
+                    Some(id) => e.context(format!("member {:x} of cluster {:x} cannot start", id.member_id, id.cluster_id)),
+                    None => e,
+                });
+            }
+        };
         anyhow::ensure!(
             r.positions.is_empty() || r.first_entry == r.snapshot_index + 1,
             "raft log {} is missing entries {}..{}",
@@ -168,9 +181,15 @@ impl RaftLog {
             positions: r.positions,
             cache: VecDeque::new(),
             cache_bytes: 0,
-            batch: Vec::new(),
+            enc: wal::Encoder::default(),
         };
         log.last_index = log.snapshot_index + log.positions.len() as u64;
+        if log.wal.current_is_legacy() {
+            // A data dir from before the v2 WAL format: its segments are read as they are, and
+            // writing goes on in a new segment of the current format.
+            tracing::info!("wal: {} holds segments in the old format; new records go to a new segment", dir.display());
+            log.roll(log.last_index + 1, false)?;
+        }
         // Warm the cache with the newest entries: the first thing raft does is look at them.
         let from = log.last_index.saturating_sub(CACHE_ENTRIES as u64 / 4).max(log.snapshot_index + 1);
         if from <= log.last_index {
@@ -180,6 +199,11 @@ impl RaftLog {
             }
         }
         Ok(log)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn wal(&self) -> &Wal {
+        &self.wal
     }
 
     pub fn identity(&self) -> Option<Identity> {
@@ -198,30 +222,34 @@ impl RaftLog {
         self.last_index
     }
 
-    /// The records a segment starts with: everything but the entries.
-    fn segment_header(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if let Some(id) = self.identity {
-            encode_identity(&mut out, id);
-        }
-        wal::encode_record(&mut out, REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(&self.conf_state)));
-        wal::encode_record(&mut out, REC_HARD_STATE, |o| o.extend_from_slice(&encode_hard_state(&self.hard_state)));
-        encode_snapshot(&mut out, self.snapshot_index, self.snapshot_term, false);
-        out
+    /// Starts a new segment whose first entry will be `first_index`, beginning with everything
+    /// but the entries (so that the segments before it can go once compacted); with `replaces`,
+    /// also a record saying that the log before it is gone (an installed snapshot).
+    fn roll(&mut self, first_index: u64, replaces: bool) -> anyhow::Result<()> {
+        let (identity, cs, hs) = (self.identity, &self.conf_state, &self.hard_state);
+        let (index, term) = (self.snapshot_index, self.snapshot_term);
+        self.wal.roll(first_index, |enc| {
+            if let Some(id) = identity {
+                encode_identity(enc, id);
+            }
+            enc.record(REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(cs)));
+            enc.record(REC_HARD_STATE, |o| o.extend_from_slice(&encode_hard_state(hs)));
+            encode_snapshot(enc, index, term, false);
+            if replaces {
+                encode_snapshot(enc, index, term, true);
+            }
+        })
     }
 
-    /// Writes `self.batch` (records already encoded), rolling to a new segment first when it
-    /// would overflow the current one. Returns the batch's position.
-    fn write_batch(&mut self, sync: bool) -> anyhow::Result<Position> {
-        if (self.batch.len() as u64) > self.wal.room() && !self.wal.current_is_fresh() {
-            let header = self.segment_header();
-            self.wal.roll(self.last_index + 1, &header)?;
+    /// Starts encoding a batch of about `bytes` bytes of records into `self.enc`, rolling to a
+    /// new segment first when it would overflow the current one. Deciding before encoding keeps
+    /// the records' checksums chained from where they will really be written.
+    fn start_batch(&mut self, bytes: u64) -> anyhow::Result<()> {
+        if bytes + wal::BATCH_OVERHEAD > self.wal.room() && !self.wal.current_is_fresh() {
+            self.roll(self.last_index + 1, false)?;
         }
-        let batch = std::mem::take(&mut self.batch);
-        let at = self.wal.append(&batch, sync);
-        self.batch = batch;
-        self.batch.clear();
-        at
+        self.wal.start_batch(&mut self.enc);
+        Ok(())
     }
 
     /// Records a new member's identity and initial voters (and learners, for a member joining a
@@ -234,11 +262,11 @@ impl RaftLog {
         // first leader is elected at term 2; start at the same term so `raft_term` in
         // responses reads the same.
         hs.term = 1;
-        self.batch.clear();
-        encode_identity(&mut self.batch, identity);
-        wal::encode_record(&mut self.batch, REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(&cs)));
-        wal::encode_record(&mut self.batch, REC_HARD_STATE, |o| o.extend_from_slice(&encode_hard_state(&hs)));
-        self.write_batch(true)?;
+        self.start_batch(256 + 8 * (cs.voters.len() + cs.learners.len()) as u64)?;
+        encode_identity(&mut self.enc, identity);
+        self.enc.record(REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(&cs)));
+        self.enc.record(REC_HARD_STATE, |o| o.extend_from_slice(&encode_hard_state(&hs)));
+        self.wal.append(&mut self.enc, true)?;
         self.hard_state = hs;
         self.identity = Some(identity);
         self.conf_state = cs;
@@ -261,20 +289,20 @@ impl RaftLog {
                 self.last_index
             );
         }
-        self.batch.clear();
+        let bytes = entries.iter().map(|e| (wal::RECORD_HEADER + ENTRY_HEADER + e.context.len() + e.data.len()) as u64).sum::<u64>();
+        self.start_batch(bytes + HARD_STATE_RECORD)?;
         for e in entries {
-            wal::encode_record(&mut self.batch, REC_ENTRY, |o| encode_entry(e, o));
+            self.enc.record(REC_ENTRY, |o| encode_entry(e, o));
         }
         if let Some(hs) = hard_state {
-            wal::encode_record(&mut self.batch, REC_HARD_STATE, |o| o.extend_from_slice(&encode_hard_state(hs)));
+            self.enc.record(REC_HARD_STATE, |o| o.extend_from_slice(&encode_hard_state(hs)));
         }
-        let spans: Vec<(usize, usize)> = wal::record_spans(&self.batch).take(entries.len()).collect();
-        let at = self.write_batch(sync)?;
+        let at = self.wal.append(&mut self.enc, sync)?;
 
         if let Some(first) = entries.first() {
             self.positions.truncate((first.index - self.snapshot_index - 1) as usize);
-            for (off, len) in spans {
-                self.positions.push_back(Position { segment: at.segment, offset: at.offset + off as u64, len: len as u32 });
+            for &(off, len, seed) in &self.enc.records()[..entries.len()] {
+                self.positions.push_back(Position { segment: at.segment, offset: at.offset + off as u64, len, seed });
             }
             while self.cache.back().is_some_and(|e| e.index >= first.index) {
                 if let Some(e) = self.cache.pop_back() {
@@ -311,11 +339,11 @@ impl RaftLog {
         }
         anyhow::ensure!(index <= self.last_index, "compacting to {index} beyond the last entry {}", self.last_index);
         let term = self.read_term(index)?;
-        self.batch.clear();
-        encode_snapshot(&mut self.batch, index, term, false);
+        self.start_batch(64)?;
+        encode_snapshot(&mut self.enc, index, term, false);
         // Synced: segments are deleted next, and a replay must find the compaction point that
         // explains their absence.
-        self.write_batch(true)?;
+        self.wal.append(&mut self.enc, true)?;
         for _ in self.snapshot_index..index {
             self.positions.pop_front();
         }
@@ -344,10 +372,8 @@ impl RaftLog {
         self.positions.clear();
         self.cache.clear();
         self.cache_bytes = 0;
-        let mut header = self.segment_header();
         // Replaces, so that a replay that still finds older segments drops their entries.
-        encode_snapshot(&mut header, meta.index, meta.term, true);
-        self.wal.roll(meta.index + 1, &header)?;
+        self.roll(meta.index + 1, true)?;
         self.wal.release_all_but_current()
     }
 
@@ -359,9 +385,9 @@ impl RaftLog {
 
     /// Persists a new membership (after a conf change is applied).
     pub fn set_conf_state(&mut self, cs: ConfState) -> anyhow::Result<()> {
-        self.batch.clear();
-        wal::encode_record(&mut self.batch, REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(&cs)));
-        self.write_batch(true)?;
+        self.start_batch(64 + 8 * (cs.voters.len() + cs.learners.len() + cs.voters_outgoing.len() + cs.learners_next.len()) as u64)?;
+        self.enc.record(REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(&cs)));
+        self.wal.append(&mut self.enc, true)?;
         self.conf_state = cs;
         Ok(())
     }
@@ -489,6 +515,11 @@ fn be_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
+/// An entry record's payload before its context and data (see [`encode_entry`]).
+const ENTRY_HEADER: usize = 21;
+/// A hard state record, header included.
+const HARD_STATE_RECORD: u64 = (wal::RECORD_HEADER + 24) as u64;
+
 fn entry_size(e: &Entry) -> usize {
     e.data.len() + e.context.len() + 24
 }
@@ -532,15 +563,15 @@ fn decode_hard_state(b: &[u8]) -> anyhow::Result<HardState> {
     Ok(hs)
 }
 
-fn encode_identity(out: &mut Vec<u8>, id: Identity) {
-    wal::encode_record(out, REC_IDENTITY, |o| {
+fn encode_identity(out: &mut wal::Encoder, id: Identity) {
+    out.record(REC_IDENTITY, |o| {
         o.extend_from_slice(&id.member_id.to_be_bytes());
         o.extend_from_slice(&id.cluster_id.to_be_bytes());
     });
 }
 
-fn encode_snapshot(out: &mut Vec<u8>, index: u64, term: u64, replaces: bool) {
-    wal::encode_record(out, REC_SNAPSHOT, |o| {
+fn encode_snapshot(out: &mut wal::Encoder, index: u64, term: u64, replaces: bool) {
+    out.record(REC_SNAPSHOT, |o| {
         o.extend_from_slice(&index.to_be_bytes());
         o.extend_from_slice(&term.to_be_bytes());
         o.push(replaces as u8);
@@ -724,6 +755,47 @@ mod tests {
         assert_eq!(log.hard_state().commit, 15);
         assert_eq!(log.identity(), Some(Identity { member_id: 1, cluster_id: 2 }));
         assert_eq!(std::fs::read_dir(&path).unwrap().count(), 1, "older segments are deleted");
+    }
+
+    /// A member's log written before the v2 WAL format (bare records, unchained checksums):
+    /// read as it is, and written on in a new segment of the current format.
+    #[test]
+    fn a_v1_log_is_read_and_continued_in_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        std::fs::create_dir_all(&path).unwrap();
+        let mut v1 = Vec::new();
+        let mut record = |kind: u8, payload: &[u8]| {
+            v1.extend_from_slice(&(1 + payload.len() as u32).to_le_bytes());
+            let mut body = vec![kind];
+            body.extend_from_slice(payload);
+            v1.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            v1.extend_from_slice(&body);
+        };
+        record(REC_IDENTITY, &[7u64.to_be_bytes(), 9u64.to_be_bytes()].concat());
+        record(REC_CONF_STATE, &encode_conf_state(&ConfState { voters: vec![7], ..Default::default() }));
+        let hs = HardState { term: 3, vote: 7, commit: 2, ..Default::default() };
+        record(REC_HARD_STATE, &encode_hard_state(&hs));
+        for i in 1..=4 {
+            let mut p = Vec::new();
+            encode_entry(&entry(i, 3, format!("v1 {i}").as_bytes()), &mut p);
+            record(REC_ENTRY, &p);
+        }
+        v1.resize(1 << 20, 0);
+        std::fs::write(path.join("0000000000000000-0000000000000001.wal"), &v1).unwrap();
+
+        let mut log = RaftLog::open(&path).unwrap();
+        assert_eq!(log.identity(), Some(Identity { member_id: 7, cluster_id: 9 }));
+        assert_eq!(log.hard_state(), &hs);
+        assert_eq!(all_entries(&log).len(), 4);
+        assert_eq!(std::fs::read_dir(&path).unwrap().count(), 2, "a v2 segment follows the v1 one");
+        log.append(&[entry(5, 3, b"v2 5")], None, true).unwrap();
+        drop(log);
+        let log = RaftLog::open(&path).unwrap();
+        let got = all_entries(&log);
+        assert_eq!(got.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), ["v1 1", "v1 2", "v1 3", "v1 4", "v2 5"].map(|s| s.as_bytes().to_vec()));
+        assert_eq!(log.hard_state(), &hs);
+        assert_eq!(std::fs::read(path.join("0000000000000000-0000000000000001.wal")).unwrap(), v1, "the v1 segment is left as it was");
     }
 
     #[test]

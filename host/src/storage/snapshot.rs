@@ -79,7 +79,7 @@ pub fn write(txn: &ReadTransaction, path: &Path) -> anyhow::Result<u64> {
     let size = written + digest.len() as u64;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
+    super::durable::rename(&tmp, path)?;
     Ok(size)
 }
 

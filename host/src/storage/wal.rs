@@ -8,16 +8,25 @@
 //! `fdatasync` of a preallocated file, which flushes the data pages alone.
 //!
 //! A segment is `<seq>-<first index>.wal` (16 hex digits each, as etcd names them), preallocated
-//! to [`SEGMENT_BYTES`] so appends never change the file's size. A record is
-//! `length u32 | crc32 u32 | kind u8 | payload` (little-endian; the length counts kind and
-//! payload, the checksum covers them). Preallocated space reads as zeros, and a zero length is
-//! where a segment's data ends. The records' meaning belongs to the caller
-//! ([`crate::storage::RaftLog`]); this file only stores and finds them.
+//! to [`SEGMENT_BYTES`] so appends never change the file's size. The format ("v2", described in
+//! full in docs/decisions.md) is a 32-byte file header, then batches: one batch per `pwrite`,
+//! framed by a BEGIN record (where it starts, how long it is, how far the segment was durable
+//! when it was written) and an END record (the same again, ending in a marker). Between them,
+//! the caller's records: `length u32 | crc32 u32 | kind u8 | payload`, each checksum seeded
+//! with the previous record's, across segments too (the file header restates the seed), so a
+//! stale or reordered record never replays as current. The records' meaning belongs to the
+//! caller ([`crate::storage::RaftLog`]); this file only stores and finds them. Segments written
+//! before this format (v1: bare records, unchained checksums) are still read.
 //!
-//! Crashes: a kill loses nothing written (the page cache survives); a power cut may leave the
-//! newest write half on disk. Replay takes an unreadable record at the end of the last segment
-//! as that torn write — cut off, never acknowledged because its fsync never returned — and
-//! anywhere else as corruption, which stops the member rather than guessing.
+//! Crashes: a kill loses nothing written (the page cache survives); a power cut keeps what was
+//! fsynced and, of what was written after the last fsync, any subset of its 512-byte sectors
+//! (the rest read as zeros: the space is preallocated). Replay tells the two apart. A batch that
+//! fails its checks is a torn write only if it lies in the part written since the last fsync
+//! (known from the last batch's BEGIN or END, which state the durable point) and shows a sector
+//! that was never written (all zeros). Such a batch and everything after it were never
+//! acknowledged: they are cut off and the rest of the segment zeroed. Anything else that fails
+//! — a flipped bit, a damaged record followed by data, anything in an older segment — is
+//! corruption: the member refuses to start with [`CorruptWal`] and changes nothing on disk.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -25,20 +34,216 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::durable;
+
 /// Segment size: etcd's `SegmentSizeBytes`. A record larger than a segment gets a segment of
 /// its own, which grows past this.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Record header: length, checksum, kind.
-const HEADER: usize = 9;
+pub const RECORD_HEADER: usize = 9;
 
-/// Where a record is: enough to read it back with one `pread`.
+/// What a power cut tears at: a sector is written whole or not at all.
+const SECTOR: u64 = 512;
+
+/// The file header: magic, seq, first index, chain seed, and a checksum of those.
+const FILE_HEADER: u64 = 32;
+const MAGIC: [u8; 8] = *b"wrwal\0v2";
+
+/// Kinds at and above this are the WAL's own (batch framing); callers use the ones below.
+const FIRST_WAL_KIND: u8 = 0x80;
+const K_BEGIN: u8 = 0xb0;
+const K_END: u8 = 0xe0;
+/// Filler before an END record that would otherwise straddle a sector boundary (chained like
+/// the caller's records, never handed to them).
+const K_PAD: u8 = 0xa0;
+/// BEGIN: `start u64 | length u64 | synced end u64`.
+const BEGIN_BYTES: usize = RECORD_HEADER + 24;
+/// END: `start u64 | length u64 | synced end u64 | chain u32 | END_MAGIC`.
+const END_BYTES: usize = RECORD_HEADER + 32;
+/// The last bytes of every batch: non-zero, so the end of the written data can be found from
+/// the end of the file.
+const END_MAGIC: [u8; 4] = *b"WEND";
+/// Seeds the framing records' own checksums (which are outside the chain, so that a BEGIN can
+/// be checked without what precedes it).
+const FRAME_SEED: u32 = 0x7772_6672;
+
+/// Bytes a batch takes beyond its records.
+pub const BATCH_OVERHEAD: u64 = (BEGIN_BYTES + END_BYTES) as u64;
+
+/// How much of a segment replay reads at once.
+const WINDOW: usize = 1 << 20;
+
+/// Where a record is: enough to read it back with one `pread` and check it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     pub segment: u64,
     pub offset: u64,
     /// Header included.
     pub len: u32,
+    /// The chain value its checksum continues from (0 in a v1 segment).
+    pub seed: u32,
+}
+
+/// The log refuses to start: a record that was (or may have been) durable is damaged.
+#[derive(Debug)]
+pub struct CorruptWal {
+    pub segment: PathBuf,
+    pub offset: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for CorruptWal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wal: segment {} is corrupt at offset {}: {}. This member's log cannot be trusted, so it does not start \
+             (nothing on disk was changed). To recover: remove the member from the cluster (etcdctl member remove <id>), \
+             empty its data dir, add it back (etcdctl member add) and start it with --initial-cluster-state existing; \
+             or restore its data dir from a snapshot (wasmraft snapshot restore)",
+            self.segment.display(),
+            self.offset,
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for CorruptWal {}
+
+/// A batch being encoded for [`Wal::append`] (or a segment header for [`Wal::roll`]): the
+/// records chained from where the log ends now. Kept by the caller to reuse its buffers.
+#[derive(Default)]
+pub struct Encoder {
+    buf: Vec<u8>,
+    /// (offset in the batch, length, chain seed) of each record.
+    spans: Vec<(usize, u32, u32)>,
+    seq: u64,
+    start: u64,
+    seed: u32,
+    crc: u32,
+}
+
+impl Encoder {
+    fn reset(&mut self, seq: u64, start: u64, seed: u32) {
+        self.buf.clear();
+        self.buf.resize(BEGIN_BYTES, 0);
+        self.spans.clear();
+        self.seq = seq;
+        self.start = start;
+        self.seed = seed;
+        self.crc = seed;
+    }
+
+    /// Appends one record: the header, then whatever `payload` writes. Its checksum continues
+    /// the chain: one pass over its bytes, as an unchained one would take.
+    pub fn record(&mut self, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) {
+        debug_assert!(kind < FIRST_WAL_KIND, "record kind {kind} is the WAL's own");
+        let (at, seed) = self.chain(kind, payload);
+        self.spans.push((at, (self.buf.len() - at) as u32, seed));
+    }
+
+    /// Appends a chained record; returns where it starts and the chain value it continues.
+    fn chain(&mut self, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) -> (usize, u32) {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0u8; RECORD_HEADER]);
+        self.buf[at + 8] = kind;
+        payload(&mut self.buf);
+        let len = (self.buf.len() - at - 8) as u32;
+        let mut h = crc32fast::Hasher::new_with_initial(self.crc);
+        h.update(&self.buf[at + 8..]);
+        let crc = h.finalize();
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        let seed = self.crc;
+        self.crc = crc;
+        (at, seed)
+    }
+
+    /// The records encoded so far: (offset in the batch, length, chain seed).
+    pub fn records(&self) -> &[(usize, u32, u32)] {
+        &self.spans
+    }
+
+    /// Frames the records: the END record after them, the BEGIN record before them. The END
+    /// never straddles a sector boundary (a filler record goes first if it would), so that one
+    /// sector lost in a power cut cannot take parts of both the BEGIN and the END of a batch.
+    fn seal(&mut self, synced_end: u64) {
+        let room = (SECTOR - (self.start + self.buf.len() as u64) % SECTOR) as usize;
+        if room < END_BYTES {
+            let filler = if room < RECORD_HEADER { room + SECTOR as usize } else { room };
+            self.chain(K_PAD, |o| o.resize(o.len() + filler - RECORD_HEADER, 0xff));
+        }
+        let len = (self.buf.len() + END_BYTES) as u64;
+        let mut end = [0u8; 32];
+        end[..8].copy_from_slice(&self.start.to_le_bytes());
+        end[8..16].copy_from_slice(&len.to_le_bytes());
+        end[16..24].copy_from_slice(&synced_end.to_le_bytes());
+        end[24..28].copy_from_slice(&self.crc.to_le_bytes());
+        end[28..].copy_from_slice(&END_MAGIC);
+        let at = self.buf.len();
+        self.buf.resize(at + END_BYTES, 0);
+        encode_frame(&mut self.buf[at..], self.seq, K_END, &end);
+        let mut begin = [0u8; 24];
+        begin.copy_from_slice(&end[..24]);
+        encode_frame(&mut self.buf[..BEGIN_BYTES], self.seq, K_BEGIN, &begin);
+    }
+}
+
+/// A framing record in `out` (exactly its size), checksummed on its own and bound to its segment.
+fn encode_frame(out: &mut [u8], seq: u64, kind: u8, payload: &[u8]) {
+    out[..4].copy_from_slice(&(1 + payload.len() as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&frame_crc(seq, kind, payload).to_le_bytes());
+    out[8] = kind;
+    out[9..].copy_from_slice(payload);
+}
+
+fn frame_crc(seq: u64, kind: u8, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new_with_initial(FRAME_SEED);
+    h.update(&seq.to_le_bytes());
+    h.update(&[kind]);
+    h.update(payload);
+    h.finalize()
+}
+
+/// The payload of the framing record of `kind` at the start of `b`, if intact.
+fn parse_frame(b: &[u8], seq: u64, kind: u8, payload_len: usize) -> Option<&[u8]> {
+    let b = b.get(..RECORD_HEADER + payload_len)?;
+    let ok = le_u32(&b[..4]) as usize == 1 + payload_len && b[8] == kind && le_u32(&b[4..8]) == frame_crc(seq, kind, &b[9..]);
+    ok.then(|| &b[9..])
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Frame {
+    start: u64,
+    len: u64,
+    synced_end: u64,
+}
+
+impl Frame {
+    fn end(&self) -> u64 {
+        self.start + self.len
+    }
+}
+
+/// The BEGIN record at `pos`, if intact and consistent with being there.
+fn parse_begin(b: &[u8], seq: u64, pos: u64) -> Option<Frame> {
+    let p = parse_frame(b, seq, K_BEGIN, 24)?;
+    let f = Frame { start: le_u64(&p[..8]), len: le_u64(&p[8..16]), synced_end: le_u64(&p[16..24]) };
+    // A batch states the durable point before it, or (a segment's header batch, synced
+    // before the segment got its name) its own end.
+    let ok = f.start == pos && f.len >= BATCH_OVERHEAD && f.start.checked_add(f.len).is_some() && (f.synced_end <= f.start || f.synced_end == f.end());
+    ok.then_some(f)
+}
+
+/// The END record at the start of `b`, if intact: its batch's frame and chain value.
+fn parse_end(b: &[u8], seq: u64) -> Option<(Frame, u32)> {
+    let p = parse_frame(b, seq, K_END, 32)?;
+    if p[28..] != END_MAGIC {
+        return None;
+    }
+    let f = Frame { start: le_u64(&p[..8]), len: le_u64(&p[8..16]), synced_end: le_u64(&p[16..24]) };
+    f.start.checked_add(f.len)?;
+    Some((f, le_u32(&p[24..28])))
 }
 
 struct Segment {
@@ -46,10 +251,14 @@ struct Segment {
     /// The index of the first entry written after this segment's header (its name's second part).
     first_index: u64,
     file: File,
-    /// Where the next record goes.
+    /// Where the next batch goes.
     end: u64,
-    /// Where the header written at its creation ends (0 for a segment found on disk).
+    /// Up to where the segment is known to be on disk (fsynced).
+    synced_end: u64,
+    /// Where the header batch written at its creation ends.
     header_end: u64,
+    /// Written before the v2 format: read, never appended to.
+    legacy: bool,
 }
 
 pub struct Wal {
@@ -58,29 +267,8 @@ pub struct Wal {
     segment_bytes: u64,
     /// Oldest first; the last is the one being written.
     segments: Vec<Segment>,
-}
-
-/// Appends one record to `out`: the header, then whatever `payload` writes.
-pub fn encode_record(out: &mut Vec<u8>, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; HEADER]);
-    out[start + 8] = kind;
-    payload(out);
-    let len = (out.len() - start - 8) as u32;
-    let crc = crc32fast::hash(&out[start + 8..]);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-}
-
-/// The records of an encoded batch: (offset in the batch, length) of each, in order.
-pub fn record_spans(batch: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let len = u32::from_le_bytes(batch.get(at..at + 4)?.try_into().ok()?) as usize;
-        let span = (at, len + 8);
-        at += len + 8;
-        Some(span)
-    })
+    /// The chain value after the last record.
+    crc: u32,
 }
 
 fn segment_name(seq: u64, first_index: u64) -> String {
@@ -96,9 +284,15 @@ fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
     Some((u64::from_str_radix(seq, 16).ok()?, u64::from_str_radix(first, 16).ok()?))
 }
 
-/// Makes a directory entry (a new or renamed file) durable.
-fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))
+fn file_header(seq: u64, first_index: u64, seed: u32) -> [u8; FILE_HEADER as usize] {
+    let mut h = [0u8; FILE_HEADER as usize];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..16].copy_from_slice(&seq.to_le_bytes());
+    h[16..24].copy_from_slice(&first_index.to_le_bytes());
+    h[24..28].copy_from_slice(&seed.to_le_bytes());
+    let crc = crc32fast::hash(&h[..28]);
+    h[28..].copy_from_slice(&crc.to_le_bytes());
+    h
 }
 
 /// Reserves a segment's space up front, so writing into it never changes the file's size and
@@ -113,10 +307,34 @@ fn preallocate(file: &File, bytes: u64) {
     }
 }
 
+/// Cuts a segment at `at` and zeroes it from there to `size`, durably. The cut comes first and
+/// is one metadata step, so a crash in the middle leaves either the old tail (found torn again)
+/// or nothing after `at`; then the space is reserved again reading as zeros.
+fn cut_tail(file: &File, at: u64, size: u64) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    file.set_len(at).context("cutting off a torn wal tail")?;
+    if size > at {
+        // SAFETY: plain syscall on an open descriptor we own; no memory is passed.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_ZERO_RANGE, at as libc::off_t, (size - at) as libc::off_t) };
+        if rc != 0 {
+            // No ZERO_RANGE here (tmpfs, some network file systems): write the zeros.
+            preallocate(file, size);
+            let zeros = vec![0u8; WINDOW];
+            let mut off = at;
+            while off < size {
+                let n = ((size - off) as usize).min(WINDOW);
+                file.write_all_at(&zeros[..n], off).context("zeroing a torn wal tail")?;
+                off += n as u64;
+            }
+        }
+    }
+    file.sync_all().context("syncing the repaired wal segment")
+}
+
 impl Wal {
     /// Opens the log in `dir` (creating it), calling `replay(kind, payload, position)` for every
-    /// record in order. A torn record at the very end is cut off; anything else unreadable is an
-    /// error.
+    /// record in order. A torn write at the end is cut off; anything else unreadable is a
+    /// [`CorruptWal`] error, and then nothing on disk has been changed.
     pub fn open(dir: &Path, replay: impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>) -> anyhow::Result<Wal> {
         Wal::open_with_segment_bytes(dir, SEGMENT_BYTES, replay)
     }
@@ -127,29 +345,71 @@ impl Wal {
         segment_bytes: u64,
         mut replay: impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>,
     ) -> anyhow::Result<Wal> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        durable::create_dir_all(dir)?;
+        // Everything is checked before anything is changed: a member that refuses to start
+        // leaves its files exactly as it found them, for the operator (or a tool) to look at.
         let mut names = Vec::new();
+        let mut leftovers = Vec::new();
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
-                // A segment whose creation a crash interrupted: it never held a record.
-                std::fs::remove_file(entry.path()).with_context(|| format!("removing {name}"))?;
+                // A segment whose creation a crash interrupted: it never held a record (a
+                // segment is appended to only once it has its name).
+                leftovers.push(entry.path());
             } else if let Some((seq, first)) = parse_segment_name(&name) {
                 names.push((seq, first, entry.path()));
             }
         }
         names.sort();
-        let mut wal = Wal { dir: dir.to_path_buf(), segment_bytes, segments: Vec::new() };
+        for pair in names.windows(2) {
+            let reason = if pair[1].0 == pair[0].0 {
+                format!("another segment has its sequence number {}", pair[1].0)
+            } else if pair[1].0 != pair[0].0 + 1 {
+                format!("the segments between sequence numbers {} and {} are missing", pair[0].0, pair[1].0)
+            } else {
+                continue;
+            };
+            return Err(CorruptWal { segment: pair[1].2.clone(), offset: 0, reason }.into());
+        }
+        let mut wal = Wal { dir: dir.to_path_buf(), segment_bytes, segments: Vec::new(), crc: 0 };
         let count = names.len();
+        let mut torn = None;
         for (i, (seq, first_index, path)) in names.into_iter().enumerate() {
             let file = OpenOptions::new().read(true).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
             let last = i + 1 == count;
-            let end = replay_segment(&file, seq, last, segment_bytes, &mut replay).with_context(|| format!("replaying {}", path.display()))?;
-            wal.segments.push(Segment { seq, first_index, file, end, header_end: 0 });
+            let prev = wal.segments.last().map(|s| (s.legacy, wal.crc));
+            let s = scan_segment(&file, &path, seq, first_index, last, prev, &mut replay)?;
+            if let Some(at) = s.cut {
+                torn = Some((at, s.size));
+            }
+            wal.crc = s.chain;
+            wal.segments.push(Segment { seq, first_index, file, end: s.end, synced_end: s.end, header_end: s.header_end, legacy: s.legacy });
+        }
+
+        // The log is sound: now repair and tidy.
+        for path in leftovers {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+        if let Some(cur) = wal.segments.last_mut() {
+            match torn {
+                Some((at, size)) => {
+                    // A write whose fsync never returned: nothing in it was acknowledged.
+                    tracing::warn!("wal: cutting off a torn write at offset {at} of segment {:016x}", cur.seq);
+                    cut_tail(&cur.file, at, size.max(segment_bytes))?;
+                }
+                None => {
+                    // What was read may have been in the page cache only (a process that was
+                    // killed): make it durable before later batches say it is.
+                    cur.file.sync_data().context("syncing the wal segment")?;
+                    if !cur.legacy && cur.file.metadata()?.len() < segment_bytes {
+                        preallocate(&cur.file, segment_bytes);
+                    }
+                }
+            }
         }
         if wal.segments.is_empty() {
-            wal.roll(1, &[])?;
+            wal.roll(1, |_| {})?;
         }
         Ok(wal)
     }
@@ -165,15 +425,31 @@ impl Wal {
         self.segments.last().is_some_and(|s| s.end == s.header_end)
     }
 
-    /// Starts a new segment whose first entry will be `first_index`, beginning with `header`
-    /// (records that restate everything a replay starting here needs), durably: the previous
-    /// segment's tail is synced, the new file is synced and its name is synced into the
-    /// directory before anything else is written to it.
-    pub fn roll(&mut self, first_index: u64, header: &[u8]) -> anyhow::Result<()> {
-        if let Some(cur) = self.segments.last() {
+    /// Whether the current segment is in the v1 format: it is not appended to, so the caller
+    /// rolls to a new segment before writing.
+    pub fn current_is_legacy(&self) -> bool {
+        self.segments.last().is_some_and(|s| s.legacy)
+    }
+
+    /// Starts a new segment whose first entry will be `first_index`, beginning with the
+    /// records `header` encodes (everything a replay starting here needs), durably: the
+    /// previous segment is synced, then the new file is written, synced, and its name synced
+    /// into the directory before anything else is written to it.
+    pub fn roll(&mut self, first_index: u64, header: impl FnOnce(&mut Encoder)) -> anyhow::Result<()> {
+        if let Some(cur) = self.segments.last_mut() {
             cur.file.sync_data().context("syncing the wal segment")?;
+            cur.synced_end = cur.end;
         }
         let seq = self.segments.last().map_or(0, |s| s.seq + 1);
+        let mut enc = Encoder::default();
+        enc.reset(seq, FILE_HEADER, self.crc);
+        header(&mut enc);
+        // The header batch is durable before the segment has a name: it says so itself.
+        let end = FILE_HEADER + (enc.buf.len() + END_BYTES) as u64;
+        enc.seal(end);
+        let mut bytes = file_header(seq, first_index, self.crc).to_vec();
+        bytes.extend_from_slice(&enc.buf);
+
         let name = segment_name(seq, first_index);
         let tmp = self.dir.join(format!("{name}.tmp"));
         let path = self.dir.join(&name);
@@ -183,29 +459,46 @@ impl Wal {
             .create_new(true)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        preallocate(&file, self.segment_bytes.max(header.len() as u64));
-        file.write_all_at(header, 0).with_context(|| format!("writing {}", tmp.display()))?;
+        preallocate(&file, self.segment_bytes.max(end));
+        file.write_all_at(&bytes, 0).with_context(|| format!("writing {}", tmp.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {name}", tmp.display()))?;
-        sync_dir(&self.dir)?;
-        self.segments.push(Segment { seq, first_index, file, end: header.len() as u64, header_end: header.len() as u64 });
+        durable::rename(&tmp, &path)?;
+        self.segments.push(Segment { seq, first_index, file, end, synced_end: end, header_end: end, legacy: false });
+        self.crc = enc.crc;
         Ok(())
     }
 
-    /// Writes an encoded batch of records at the end of the current segment (one `pwrite`), and
-    /// with `sync` makes it durable (one `fdatasync`). Returns where the batch starts.
-    pub fn append(&mut self, batch: &[u8], sync: bool) -> anyhow::Result<Position> {
+    /// Starts encoding a batch to go at the end of the log.
+    pub fn start_batch(&self, enc: &mut Encoder) {
+        let (seq, end) = self.segments.last().map_or((0, 0), |s| (s.seq, s.end));
+        enc.reset(seq, end, self.crc);
+    }
+
+    /// Writes the batch `enc` holds (started with [`Wal::start_batch`] since the last write) at
+    /// the end of the current segment: one `pwrite`, and with `sync` one `fdatasync`. Returns
+    /// where the batch starts (add a record's offset from [`Encoder::records`]).
+    pub fn append(&mut self, enc: &mut Encoder, sync: bool) -> anyhow::Result<Position> {
         let seg = self.segments.last_mut().context("the wal has no segment")?;
-        if batch.is_empty() {
-            return Ok(Position { segment: seg.seq, offset: seg.end, len: 0 });
+        let at = Position { segment: seg.seq, offset: seg.end, len: 0, seed: self.crc };
+        if enc.spans.is_empty() {
+            return Ok(at);
         }
-        seg.file.write_all_at(batch, seg.end).context("writing the wal")?;
+        anyhow::ensure!(!seg.legacy, "wal: segment {:016x} is in the old format and is not appended to", seg.seq);
+        anyhow::ensure!(
+            enc.seq == seg.seq && enc.start == seg.end && enc.seed == self.crc,
+            "wal: a batch encoded for another place in the log (a bug)"
+        );
+        enc.seal(seg.synced_end);
+        seg.file.write_all_at(&enc.buf, seg.end).context("writing the wal")?;
         if sync {
             seg.file.sync_data().context("syncing the wal")?;
         }
-        let at = Position { segment: seg.seq, offset: seg.end, len: batch.len() as u32 };
-        seg.end += batch.len() as u64;
-        Ok(at)
+        seg.end += enc.buf.len() as u64;
+        if sync {
+            seg.synced_end = seg.end;
+        }
+        self.crc = enc.crc;
+        Ok(Position { len: enc.buf.len() as u32, ..at })
     }
 
     /// Reads back the payload of the record at `pos`, checking it.
@@ -218,8 +511,8 @@ impl Wal {
             .with_context(|| format!("wal segment {} was released", pos.segment))?;
         let mut buf = vec![0u8; pos.len as usize];
         seg.file.read_exact_at(&mut buf, pos.offset).with_context(|| format!("reading wal segment {} at {}", pos.segment, pos.offset))?;
-        match check_record(&buf) {
-            Some((kind, payload)) if payload.len() + HEADER == buf.len() => Ok((kind, payload.to_vec())),
+        match check_record(&buf, pos.seed) {
+            Some((len, _)) if len == buf.len() && buf[8] < FIRST_WAL_KIND => Ok((buf[8], buf[9..].to_vec())),
             _ => anyhow::bail!("wal segment {} has a corrupt record at {}", pos.segment, pos.offset),
         }
     }
@@ -231,86 +524,403 @@ impl Wal {
         while n + 1 < self.segments.len() && self.segments[n + 1].first_index <= index.saturating_add(1) {
             n += 1;
         }
+        if n == 0 {
+            return Ok(());
+        }
+        // Oldest first, so that whatever a crash leaves is a run of consecutive segments.
         for seg in self.segments.drain(..n) {
             let path = self.dir.join(segment_name(seg.seq, seg.first_index));
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
-        Ok(())
+        durable::sync_dir(&self.dir)
     }
 
     /// Deletes every segment but the current one.
     pub fn release_all_but_current(&mut self) -> anyhow::Result<()> {
         self.release_through(u64::MAX - 1)
     }
+
+    /// (segment seq, header end, durable end, written end) of the current segment.
+    #[cfg(test)]
+    pub(crate) fn tail(&self) -> (u64, u64, u64, u64) {
+        self.segments.last().map_or((0, 0, 0, 0), |s| (s.seq, s.header_end, s.synced_end, s.end))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
-/// A record's kind and payload if `buf` starts with a whole, intact one.
-fn check_record(buf: &[u8]) -> Option<(u8, &[u8])> {
-    let len = u32::from_le_bytes(buf.get(..4)?.try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?);
-    let body = buf.get(8..8 + len)?;
-    if len == 0 || crc32fast::hash(body) != crc {
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// If `buf` starts with an intact record chained from `seed`: its length (header included)
+/// and checksum.
+fn check_record(buf: &[u8], seed: u32) -> Option<(usize, u32)> {
+    let len = le_u32(buf.get(..4)?) as usize;
+    let crc = le_u32(buf.get(4..8)?);
+    let body = buf.get(8..8usize.checked_add(len)?)?;
+    if len == 0 || (body[0] >= FIRST_WAL_KIND && body[0] != K_PAD) {
         return None;
     }
-    Some((body[0], &body[1..]))
+    let mut h = crc32fast::Hasher::new_with_initial(seed);
+    h.update(body);
+    (h.finalize() == crc).then_some((len + 8, crc))
 }
 
-/// Replays one segment, returning where its data ends. In the last segment a torn tail is cut
-/// off (the file is cut there and its space reserved again, so nothing of it can be read later
-/// as if it were a record).
-fn replay_segment(
+fn is_zero(b: &[u8]) -> bool {
+    // SAFETY: u128 has no invalid bit patterns; align_to only reinterprets the aligned middle.
+    let (head, mid, tail) = unsafe { b.align_to::<u128>() };
+    head.iter().all(|&x| x == 0) && mid.iter().all(|&x| x == 0) && tail.iter().all(|&x| x == 0)
+}
+
+/// Reads a segment through a window, so that replay costs a few large reads.
+struct Reader<'a> {
+    file: &'a File,
+    size: u64,
+    buf: Vec<u8>,
+    at: u64,
+}
+
+impl<'a> Reader<'a> {
+    fn new(file: &'a File) -> std::io::Result<Reader<'a>> {
+        Ok(Reader { file, size: file.metadata()?.len(), buf: Vec::new(), at: 0 })
+    }
+
+    /// Up to `len` bytes at `offset`: fewer where the file ends.
+    fn get(&mut self, offset: u64, len: usize) -> std::io::Result<&[u8]> {
+        if offset >= self.size {
+            return Ok(&[]);
+        }
+        let end = offset.saturating_add(len as u64).min(self.size);
+        if offset < self.at || end > self.at + self.buf.len() as u64 {
+            let n = (self.size - offset).min(len.max(WINDOW) as u64) as usize;
+            self.buf.resize(n, 0);
+            self.file.read_exact_at(&mut self.buf, offset)?;
+            self.at = offset;
+        }
+        let from = (offset - self.at) as usize;
+        Ok(&self.buf[from..from + (end - offset) as usize])
+    }
+
+    /// The offset of the last byte at or after `from` that is not zero.
+    fn last_nonzero(&mut self, from: u64) -> std::io::Result<Option<u64>> {
+        let mut found = None;
+        let mut at = from;
+        while at < self.size {
+            let chunk = self.get(at, WINDOW)?;
+            if !is_zero(chunk) {
+                found = chunk.iter().rposition(|&b| b != 0).map(|i| at + i as u64);
+            }
+            at += chunk.len() as u64;
+        }
+        Ok(found)
+    }
+
+    /// Whether some sector that the span `[from, to)` touches reads as zeros from `from` (or
+    /// its start) up to its end or `cap`, whichever is first: a sector the write never reached.
+    /// Bytes past the end of the file count as zeros.
+    fn shows_unwritten_sector(&mut self, from: u64, to: u64, cap: u64) -> std::io::Result<bool> {
+        let mut sector = from / SECTOR * SECTOR;
+        while sector < to.max(from + 1) {
+            let lo = sector.max(from);
+            let hi = (sector + SECTOR).min(cap);
+            if lo < hi && is_zero(self.get(lo, (hi - lo) as usize)?) {
+                return Ok(true);
+            }
+            sector += SECTOR;
+        }
+        Ok(false)
+    }
+}
+
+/// What replaying one segment found.
+struct Scanned {
+    /// Where its data ends (where a torn batch starts, if `cut`).
+    end: u64,
+    header_end: u64,
+    /// The chain value after its last record (0 for v1).
+    chain: u32,
+    /// A torn write to cut off at this offset.
+    cut: Option<u64>,
+    size: u64,
+    legacy: bool,
+}
+
+/// A batch (or v1 record) that failed its checks.
+struct Failure {
+    /// Where the batch starts (a v1 record: where it starts).
+    batch_start: u64,
+    /// Its BEGIN, if that was intact.
+    begin: Option<Frame>,
+    /// The first record in it that failed, and where that record claims to end.
+    at: u64,
+    rec_end: u64,
+    reason: &'static str,
+}
+
+/// Replays one segment; checks, never writes. `prev` is the previous segment's (legacy,
+/// chain value), if there is one.
+fn scan_segment(
     file: &File,
+    path: &Path,
+    seq: u64,
+    first_index: u64,
+    last: bool,
+    prev: Option<(bool, u32)>,
+    replay: &mut impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>,
+) -> anyhow::Result<Scanned> {
+    let corrupt = |offset: u64, reason: String| -> anyhow::Error { CorruptWal { segment: path.to_path_buf(), offset, reason }.into() };
+    let mut r = Reader::new(file).with_context(|| format!("reading {}", path.display()))?;
+    let size = r.size;
+    let head = r.get(0, FILE_HEADER as usize)?.to_vec();
+    if head.get(..8) != Some(&MAGIC[..]) {
+        if prev.is_some_and(|(legacy, _)| !legacy) {
+            return Err(corrupt(0, "its header is damaged (it follows a v2 segment but does not start like one)".into()));
+        }
+        return scan_legacy(&mut r, path, seq, last, replay);
+    }
+    if head.len() < FILE_HEADER as usize || head != file_header(seq, first_index, le_u32(&head[24..28])) {
+        return Err(corrupt(0, "its file header is damaged or belongs to another segment".into()));
+    }
+    let mut chain = le_u32(&head[24..28]);
+    if let Some((false, prev_chain)) = prev
+        && prev_chain != chain
+    {
+        return Err(corrupt(0, format!("it does not continue the previous segment (chain {chain:08x}, previous segment ends at {prev_chain:08x})")));
+    }
+
+    let mut pos = FILE_HEADER;
+    let mut header_end = 0;
+    let failure = loop {
+        let head = r.get(pos, BEGIN_BYTES)?;
+        if head.len() < 8 || is_zero(&head[..8]) {
+            // No batch here: the data ends, if nothing follows.
+            match r.last_nonzero(pos)? {
+                None => {
+                    return Ok(Scanned { end: pos, header_end, chain, cut: None, size, legacy: false });
+                }
+                Some(_) => break Failure { batch_start: pos, begin: None, at: pos, rec_end: pos + 8, reason: "a batch's first bytes are zeros" },
+            }
+        }
+        let Some(begin) = parse_begin(head, seq, pos) else {
+            break Failure { batch_start: pos, begin: None, at: pos, rec_end: pos + BEGIN_BYTES as u64, reason: "a batch's BEGIN record fails its check" };
+        };
+        let batch = r.get(pos, begin.len as usize)?;
+        match check_batch(batch, seq, begin, chain) {
+            Ok(after) => {
+                deliver(batch, seq, pos, chain, replay).with_context(|| format!("replaying {} at offset {pos}", path.display()))?;
+                chain = after;
+                pos = begin.end();
+                if header_end == 0 {
+                    header_end = pos;
+                }
+            }
+            Err((at, rec_end, reason)) => {
+                break Failure { batch_start: pos, begin: Some(begin), at: pos + at as u64, rec_end: pos + rec_end as u64, reason };
+            }
+        }
+    };
+
+    let f = failure;
+    if !last {
+        return Err(corrupt(f.at, format!("{} (in a segment that was complete and synced before the next one began)", f.reason)));
+    }
+    match classify(&mut r, seq, &f)? {
+        Ok(()) => Ok(Scanned { end: f.batch_start, header_end, chain, cut: Some(f.batch_start), size, legacy: false }),
+        Err(why) => Err(corrupt(f.at, format!("{}, {why}", f.reason))),
+    }
+}
+
+/// Checks a whole batch (BEGIN already parsed) chained from `seed`: its chain value after it,
+/// or the first failing record's (offset in the batch, claimed end in the batch, reason).
+fn check_batch(b: &[u8], seq: u64, begin: Frame, seed: u32) -> Result<u32, (usize, usize, &'static str)> {
+    let len = begin.len as usize;
+    let body_end = len - END_BYTES;
+    let mut off = BEGIN_BYTES;
+    let mut crc = seed;
+    while off < body_end {
+        // A batch cut short by the end of the file fails at its first incomplete record.
+        match check_record(&b[off..body_end.min(b.len())], crc) {
+            Some((n, next)) => {
+                off += n;
+                crc = next;
+            }
+            None if b.len() < len => return Err((off, claimed_end(b, off, len), "the batch runs past the end of the file")),
+            None => return Err((off, claimed_end(b, off, len), "a record fails its checksum")),
+        }
+    }
+    let end = b.get(body_end..len).and_then(|e| parse_end(e, seq));
+    match end {
+        Some((f, chain)) if off == body_end && f == begin && chain == crc => Ok(crc),
+        _ => Err((body_end, len, "a batch's END record fails its check")),
+    }
+}
+
+/// Where the record at `off` claims to end, kept inside the batch (a damaged length must not
+/// send the search for unwritten sectors elsewhere).
+fn claimed_end(b: &[u8], off: usize, batch_len: usize) -> usize {
+    let len = b.get(off..off + 4).map_or(0, |l| le_u32(l) as usize);
+    off.saturating_add(8).saturating_add(len).min(batch_len).max(off + 1)
+}
+
+/// Hands a checked batch's records to `replay`.
+fn deliver(
+    b: &[u8],
+    seq: u64,
+    start: u64,
+    seed: u32,
+    replay: &mut impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let body_end = b.len() - END_BYTES;
+    let mut off = BEGIN_BYTES;
+    let mut crc = seed;
+    while off < body_end {
+        let len = le_u32(&b[off..]) as usize + 8;
+        if b[off + 8] != K_PAD {
+            replay(b[off + 8], &b[off + 9..off + len], Position { segment: seq, offset: start + off as u64, len: len as u32, seed: crc })?;
+        }
+        crc = le_u32(&b[off + 4..]);
+        off += len;
+    }
+    Ok(())
+}
+
+/// Decides whether a failure in the last segment is a torn write (Ok) or corruption (Err with
+/// why). Torn means both: the batch lies in what was written since the last fsync, and the
+/// failing record shows where the write stopped — nothing written from inside it on, or a
+/// sector of it the write never reached (all zeros).
+fn classify(r: &mut Reader<'_>, seq: u64, f: &Failure) -> std::io::Result<Result<(), String>> {
+    let header = || Err("it is the segment's header, which was synced before the segment got its name".to_string());
+    let Some(last) = r.last_nonzero(f.at)?.filter(|&l| l + 1 >= f.rec_end) else {
+        // Zeros from inside the failing record to the end of the file: the write stopped
+        // there (a damaged record is followed by the rest of its batch, which ends in a
+        // non-zero marker). Its batch was the last written; the header batch never is torn.
+        let synced = f.begin.map_or(if f.batch_start == FILE_HEADER { u64::MAX } else { 0 }, |b| b.synced_end);
+        return Ok(if f.batch_start >= synced { Ok(()) } else { header() });
+    };
+    let Some(region) = in_flight(r, seq, f, last)? else {
+        return Ok(Err("and data follows it that no intact batch accounts for, so it cannot be a torn write".into()));
+    };
+    if f.batch_start < region.synced_end {
+        return Ok(Err(format!("but the log was synced through offset {} after it was written", region.synced_end)));
+    }
+    let cap = f.begin.map_or(region.end, |b| b.end()).max(f.rec_end);
+    if !r.shows_unwritten_sector(f.at, f.rec_end, cap)? {
+        return Ok(Err("and shows no unwritten (all-zero) sector, so it is damage, not a torn write".into()));
+    }
+    Ok(Ok(()))
+}
+
+/// The span written since the last fsync, as the last batch on disk states it.
+struct InFlight {
+    synced_end: u64,
+    end: u64,
+}
+
+/// Finds [`InFlight`] for a failure followed by data up to `last` (the last non-zero byte):
+/// from the END record of the last batch, which ends there if it survived, or else by hopping
+/// from the failing batch over the BEGIN records of the batches after it. None when neither
+/// accounts for every byte written after the failure.
+fn in_flight(r: &mut Reader<'_>, seq: u64, f: &Failure, last: u64) -> std::io::Result<Option<InFlight>> {
+    if let Some(e_at) = (last + 1).checked_sub(END_BYTES as u64).filter(|&e| e >= f.batch_start) {
+        let b = r.get(e_at, END_BYTES)?.to_vec();
+        if let Some((end, _)) = parse_end(&b, seq) {
+            let fits = end.end() == last + 1
+                && end.start >= f.batch_start
+                && f.begin.is_none_or(|b| if end.start == b.start { end == b } else { end.start >= b.end() });
+            if fits {
+                return Ok(Some(InFlight { synced_end: end.synced_end, end: last + 1 }));
+            }
+        }
+    }
+    let Some(begin) = f.begin else { return Ok(None) };
+    let mut synced = begin.synced_end;
+    let mut p = begin.end();
+    while p <= last {
+        let h = r.get(p, BEGIN_BYTES)?.to_vec();
+        let Some(next) = parse_begin(&h, seq, p) else { return Ok(None) };
+        synced = next.synced_end;
+        p = next.end();
+    }
+    Ok(Some(InFlight { synced_end: synced, end: p }))
+}
+
+/// Replays a v1 segment (bare records, each checksum on its own). Without batch framing the
+/// only tear that can be told from damage is a clean prefix: the failing record shows an
+/// unwritten sector and nothing after that sector was written.
+fn scan_legacy(
+    r: &mut Reader<'_>,
+    path: &Path,
     seq: u64,
     last: bool,
-    segment_bytes: u64,
     replay: &mut impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>,
-) -> anyhow::Result<u64> {
-    let size = file.metadata()?.len();
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut at = 0u64;
-    let mut header = [0u8; 8];
-    let mut body = Vec::new();
+) -> anyhow::Result<Scanned> {
+    let corrupt = |offset: u64, reason: &str| -> anyhow::Error { CorruptWal { segment: path.to_path_buf(), offset, reason: reason.into() }.into() };
+    let size = r.size;
+    let mut pos = 0u64;
     loop {
-        use std::io::Read as _;
-        if at + 8 > size || reader.read_exact(&mut header).is_err() {
-            break;
+        let head = r.get(pos, 8)?;
+        if head.len() < 8 || le_u32(head) == 0 {
+            if r.last_nonzero(pos)?.is_none() {
+                return Ok(Scanned { end: pos, header_end: 0, chain: 0, cut: None, size, legacy: true });
+            }
+        } else {
+            let len = le_u32(head) as usize + 8;
+            let rec = r.get(pos, len)?;
+            if let Some((n, _)) = check_record(rec, 0) {
+                replay(rec[8], &rec[9..n], Position { segment: seq, offset: pos, len: n as u32, seed: 0 })
+                    .with_context(|| format!("replaying {} at offset {pos}", path.display()))?;
+                pos += n as u64;
+                continue;
+            }
         }
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as u64;
-        if len == 0 {
-            // Preallocated, never written: the segment's data ends here.
-            return Ok(at);
+        if !last {
+            return Err(corrupt(pos, "a record fails its checksum (in a segment that was complete before the next one began)"));
         }
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let whole = at + 8 + len <= size;
-        body.resize(if whole { len as usize } else { 0 }, 0);
-        if whole && reader.read_exact(&mut body).is_ok() && crc32fast::hash(&body) == crc {
-            replay(body[0], &body[1..], Position { segment: seq, offset: at, len: (len + 8) as u32 })?;
-            at += 8 + len;
-            continue;
+        let claimed = r.get(pos, 4)?;
+        let rec_end = if claimed.len() == 4 { pos.saturating_add(8 + le_u32(claimed) as u64).min(size) } else { size };
+        let mut sector = pos / SECTOR * SECTOR;
+        while sector < rec_end.max(pos + 1) {
+            let lo = sector.max(pos);
+            if is_zero(r.get(lo, (sector + SECTOR - lo) as usize)?) {
+                if r.last_nonzero(lo)?.is_none() {
+                    return Ok(Scanned { end: pos, header_end: 0, chain: 0, cut: Some(pos), size, legacy: true });
+                }
+                break;
+            }
+            sector += SECTOR;
         }
-        anyhow::ensure!(last, "corrupt record at offset {at} (not at the end of the log)");
-        break;
+        return Err(corrupt(pos, "a record fails its checksum and is not a torn write at the end of the log (a v1 segment)"));
     }
-    if at < size {
-        // A write that was under way when the member stopped: it was never acknowledged.
-        tracing::warn!("wal: cutting off a torn write at offset {at} of segment {seq}");
-        file.set_len(at).context("cutting off a torn wal tail")?;
-        preallocate(file, segment_bytes);
-        file.sync_all().context("syncing the repaired wal segment")?;
-    }
-    Ok(at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn records(kinds_payloads: &[(u8, &[u8])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (k, p) in kinds_payloads {
-            encode_record(&mut out, *k, |o| o.extend_from_slice(p));
+    fn batch(wal: &Wal, records: &[(u8, &[u8])]) -> Encoder {
+        let mut enc = Encoder::default();
+        wal.start_batch(&mut enc);
+        for (k, p) in records {
+            enc.record(*k, |o| o.extend_from_slice(p));
         }
-        out
+        enc
+    }
+
+    fn append(wal: &mut Wal, records: &[(u8, &[u8])], sync: bool) -> (Position, Vec<Position>) {
+        let mut enc = batch(wal, records);
+        let at = wal.append(&mut enc, sync).unwrap();
+        let each = enc.records().iter().map(|&(off, len, seed)| Position { segment: at.segment, offset: at.offset + off as u64, len, seed }).collect();
+        (at, each)
     }
 
     fn replay_all(dir: &Path) -> (Wal, Vec<(u8, Vec<u8>)>) {
@@ -323,64 +933,88 @@ mod tests {
         (wal, seen)
     }
 
+    fn only_segment(dir: &Path) -> PathBuf {
+        let mut v: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        v.sort();
+        v.pop().unwrap()
+    }
+
     #[test]
     fn records_survive_reopen_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, seen) = replay_all(dir.path());
         assert!(seen.is_empty());
-        let batch = records(&[(1, b"one"), (2, b""), (3, &[7u8; 5000])]);
-        let at = wal.append(&batch, true).unwrap();
-        let spans: Vec<_> = record_spans(&batch).collect();
-        assert_eq!(spans.len(), 3);
-        let third = Position { segment: at.segment, offset: at.offset + spans[2].0 as u64, len: spans[2].1 as u32 };
-        assert_eq!(wal.read(third).unwrap(), (3, vec![7u8; 5000]));
+        let (_, each) = append(&mut wal, &[(1, b"one"), (2, b""), (3, &[7u8; 5000])], true);
+        assert_eq!(wal.read(each[2]).unwrap(), (3, vec![7u8; 5000]));
         drop(wal);
         let (wal, seen) = replay_all(dir.path());
         assert_eq!(seen, vec![(1, b"one".to_vec()), (2, vec![]), (3, vec![7u8; 5000])]);
-        assert_eq!(wal.read(third).unwrap().1.len(), 5000);
+        assert_eq!(wal.read(each[2]).unwrap().1.len(), 5000);
+        // A position with the wrong chain seed does not read: records are bound to their place.
+        assert!(wal.read(Position { seed: each[2].seed ^ 1, ..each[2] }).is_err());
     }
 
     #[test]
-    fn a_torn_tail_is_cut_off_and_overwritten() {
+    fn a_torn_tail_is_cut_off_zeroed_and_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = replay_all(dir.path());
-        wal.append(&records(&[(1, b"kept")]), true).unwrap();
-        let torn = records(&[(1, b"torn record payload")]);
-        wal.append(&torn[..torn.len() - 3], true).unwrap();
+        append(&mut wal, &[(1, b"kept")], true);
+        let (at, _) = append(&mut wal, &[(1, &[9u8; 3000])], true);
         drop(wal);
+        // The second batch's last sectors never reached the disk.
+        let path = only_segment(dir.path());
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        let from = (at.offset + 1024) / SECTOR * SECTOR;
+        f.write_all_at(&vec![0u8; (at.offset + at.len as u64 - from) as usize], from).unwrap();
+        drop(f);
         let (mut wal, seen) = replay_all(dir.path());
         assert_eq!(seen, vec![(1, b"kept".to_vec())]);
-        wal.append(&records(&[(2, b"next")]), true).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, SEGMENT_BYTES);
+        assert!(is_zero(&bytes[at.offset as usize..]), "the torn batch is zeroed");
+        append(&mut wal, &[(2, b"next")], true);
         drop(wal);
         let (_, seen) = replay_all(dir.path());
         assert_eq!(seen, vec![(1, b"kept".to_vec()), (2, b"next".to_vec())]);
     }
 
     #[test]
-    fn a_flipped_bit_before_the_end_is_an_error() {
+    fn a_flipped_bit_anywhere_is_an_error_that_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = replay_all(dir.path());
-        let at = wal.append(&records(&[(1, b"first")]), true).unwrap();
-        wal.roll(2, &records(&[(9, b"header")])).unwrap();
-        wal.append(&records(&[(1, b"second")]), true).unwrap();
+        let (first, _) = append(&mut wal, &[(1, b"first")], true);
+        wal.roll(2, |e| e.record(9, |o| o.extend_from_slice(b"header"))).unwrap();
+        let (last, _) = append(&mut wal, &[(1, b"second")], true);
         drop(wal);
-        let first = dir.path().join(segment_name(at.segment, 1));
-        let f = OpenOptions::new().write(true).open(&first).unwrap();
-        f.write_all_at(b"F", at.offset + 10).unwrap();
-        drop(f);
-        let err = Wal::open(dir.path(), |_, _, _| Ok(())).err().expect("corruption must be reported");
-        assert!(format!("{err:#}").contains("corrupt record"), "{err:#}");
+        let mut segs: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        segs.sort();
+        std::fs::write(dir.path().join("0000000000000002-0000000000000009.wal.tmp"), b"x").unwrap();
+        for (path, at) in [(&segs[0], first.offset + 12), (&segs[1], last.offset + 40)] {
+            let good = std::fs::read(path).unwrap();
+            let mut bad = good.clone();
+            bad[at as usize] ^= 0x10;
+            std::fs::write(path, &bad).unwrap();
+            let err = Wal::open(dir.path(), |_, _, _| Ok(())).err().expect("corruption must be reported");
+            let c = err.downcast_ref::<CorruptWal>().unwrap_or_else(|| panic!("{err:#}"));
+            assert_eq!(&c.segment, path);
+            assert!(format!("{err}").contains("member remove"), "{err}");
+            assert_eq!(std::fs::read(path).unwrap(), bad, "nothing was changed");
+            assert!(dir.path().join("0000000000000002-0000000000000009.wal.tmp").exists());
+            std::fs::write(path, &good).unwrap();
+        }
+        replay_all(dir.path());
+        assert!(!dir.path().join("0000000000000002-0000000000000009.wal.tmp").exists(), "removed once the log is sound");
     }
 
     #[test]
     fn rolled_segments_replay_in_order_and_release() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = replay_all(dir.path());
-        wal.append(&records(&[(1, b"a")]), false).unwrap();
-        wal.roll(10, &records(&[(9, b"h1")])).unwrap();
-        wal.append(&records(&[(1, b"b")]), false).unwrap();
-        wal.roll(20, &records(&[(9, b"h2")])).unwrap();
-        wal.append(&records(&[(1, b"c")]), false).unwrap();
+        append(&mut wal, &[(1, b"a")], false);
+        wal.roll(10, |e| e.record(9, |o| o.extend_from_slice(b"h1"))).unwrap();
+        append(&mut wal, &[(1, b"b")], false);
+        wal.roll(20, |e| e.record(9, |o| o.extend_from_slice(b"h2"))).unwrap();
+        append(&mut wal, &[(1, b"c")], false);
         drop(wal);
         let (mut wal, seen) = replay_all(dir.path());
         let payloads: Vec<_> = seen.iter().map(|(_, p)| p.as_slice()).collect();
@@ -395,6 +1029,73 @@ mod tests {
         let (_, seen) = replay_all(dir.path());
         let payloads: Vec<_> = seen.iter().map(|(_, p)| p.as_slice()).collect();
         assert_eq!(payloads, vec![&b"h2"[..], b"c"]);
+    }
+
+    #[test]
+    fn a_missing_or_swapped_segment_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = replay_all(dir.path());
+        for i in 1..=3u64 {
+            append(&mut wal, &[(1, &i.to_le_bytes())], true);
+            wal.roll(i * 10, |_| {}).unwrap();
+        }
+        drop(wal);
+        let mut segs: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        segs.sort();
+        // Two segments' contents exchanged: names and headers disagree.
+        let (a, b) = (std::fs::read(&segs[1]).unwrap(), std::fs::read(&segs[2]).unwrap());
+        std::fs::write(&segs[1], &b).unwrap();
+        std::fs::write(&segs[2], &a).unwrap();
+        let err = Wal::open(dir.path(), |_, _, _| Ok(())).err().expect("swapped segments");
+        assert!(err.downcast_ref::<CorruptWal>().is_some(), "{err:#}");
+        std::fs::write(&segs[1], &a).unwrap();
+        std::fs::write(&segs[2], &b).unwrap();
+        // The newest cut short inside its file header.
+        let last = std::fs::read(&segs[3]).unwrap();
+        std::fs::write(&segs[3], &last[..20]).unwrap();
+        let err = Wal::open(dir.path(), |_, _, _| Ok(())).err().expect("a short header");
+        assert_eq!(err.downcast_ref::<CorruptWal>().map(|c| (&c.segment, c.offset)), Some((&segs[3], 0)), "{err:#}");
+        std::fs::write(&segs[3], &last).unwrap();
+        // One in the middle gone.
+        std::fs::remove_file(&segs[2]).unwrap();
+        let err = Wal::open(dir.path(), |_, _, _| Ok(())).err().expect("a missing segment");
+        assert!(format!("{err}").contains("are missing"), "{err}");
+    }
+
+    /// A data dir written before the v2 format: its records are read, and the next write goes
+    /// to a new v2 segment.
+    #[test]
+    fn v1_segments_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v1 = Vec::new();
+        for (k, p) in [(1u8, &b"old one"[..]), (2, b"old two")] {
+            let start = v1.len();
+            v1.extend_from_slice(&[0u8; 8]);
+            v1.push(k);
+            v1.extend_from_slice(p);
+            let len = (v1.len() - start - 8) as u32;
+            let crc = crc32fast::hash(&v1[start + 8..]);
+            v1[start..start + 4].copy_from_slice(&len.to_le_bytes());
+            v1[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        }
+        // A record whose first sector was written and whose second was not.
+        let torn_at = v1.len();
+        v1.extend_from_slice(&[232, 3, 0, 0, 1, 2, 3, 4, 1]);
+        v1.resize(512, 7);
+        v1.resize(4096, 0);
+        std::fs::write(dir.path().join(segment_name(0, 1)), &v1).unwrap();
+        let (mut wal, seen) = replay_all(dir.path());
+        assert_eq!(seen, vec![(1, b"old one".to_vec()), (2, b"old two".to_vec())], "the torn v1 record is cut");
+        assert!(wal.current_is_legacy());
+        assert!(is_zero(&std::fs::read(dir.path().join(segment_name(0, 1))).unwrap()[torn_at..]));
+        let mut enc = batch(&wal, &[(1, b"new")]);
+        assert!(wal.append(&mut enc, true).is_err(), "a v1 segment is not appended to");
+        wal.roll(5, |_| {}).unwrap();
+        append(&mut wal, &[(1, b"new")], true);
+        drop(wal);
+        let (_, seen) = replay_all(dir.path());
+        assert_eq!(seen.last().unwrap(), &(1, b"new".to_vec()));
+        assert_eq!(seen.len(), 3);
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! File-system steps that must survive a power cut, in one place.
+//!
+//! A file's data is made durable by `fsync` on the file, but its *name* lives in the directory:
+//! a rename (or a new file, or a new directory) is on disk only once the directory itself is
+//! synced. Without that, a power cut after a rename can bring back the old name or none at all
+//! (a WAL segment, a received snapshot, a compiled guest module gone although the code went on
+//! as if it were there). Every rename that publishes a file goes through [`rename`].
+
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Makes a directory's entries (files created, renamed or removed in it) durable.
+pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))
+}
+
+/// Renames `from` to `to` and syncs the directory of `to`, so the new name survives a power cut.
+/// The caller has synced the file's data first.
+pub fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::rename(from, to).with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
+    sync_dir(parent(to))
+}
+
+/// Creates `dir` and its missing ancestors, syncing the parent of each one created (a new
+/// member's `member/wal/` must not vanish in a power cut after the member voted).
+pub fn create_dir_all(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(up) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_all(up)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => sync_dir(parent(dir)),
+        // Created meanwhile by someone else: theirs to sync.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating {}", dir.display())),
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn creates_nested_directories_and_renames() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("a/b/c");
+        super::create_dir_all(&deep).unwrap();
+        assert!(deep.is_dir());
+        super::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("x.tmp"), b"x").unwrap();
+        super::rename(&deep.join("x.tmp"), &deep.join("x")).unwrap();
+        assert_eq!(std::fs::read(deep.join("x")).unwrap(), b"x");
+        assert!(super::rename(&deep.join("missing"), &deep.join("y")).is_err());
+    }
+}
