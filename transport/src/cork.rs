@@ -164,7 +164,8 @@ mod tests {
         let (a, mut b) = tokio::io::duplex(1 << 20);
         let mut w = Corked::new(a);
         w.write_all(b"one ").await.unwrap();
-        w.write_vectored(&[io::IoSlice::new(b"two "), io::IoSlice::new(b"three")]).await.unwrap();
+        let n = w.write_vectored(&[io::IoSlice::new(b"two "), io::IoSlice::new(b"three")]).await.unwrap();
+        assert_eq!(n, 9, "a corked writer takes every slice at once");
         let mut probe = [0u8; 1];
         let nothing = tokio::time::timeout(std::time::Duration::from_millis(50), b.read(&mut probe)).await;
         assert!(nothing.is_err(), "nothing is written before a flush");
