@@ -205,32 +205,6 @@ fn strip_timestamp_prefix(line: &str) -> &str {
     &line[end..]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalizes_only_ids_timestamps_and_targets() {
-        let a = r#"{"header":{"cluster_id":14841639068965178418,"member_id":10276657743932975437,"revision":2,"raft_term":2},"count":1}"#;
-        assert_eq!(
-            normalize(a),
-            "{\"header\":{\"cluster_id\":<id>,\"member_id\":<id>,\"revision\":2,\"raft_term\":<id>},\"count\":1}"
-        );
-        let w = "{\"level\":\"warn\",\"ts\":\"2026-11-21T04:18:39.249Z\",\"caller\":\"clientv3/retry_interceptor.go:62\",\"msg\":\"retrying of unary invoker failed\",\"target\":\"endpoint://client-7a688606-1d2c-4ad5-b37e-2b367ceed229/127.0.0.1:23790\",\"attempt\":0,\"error\":\"rpc error: code = OutOfRange desc = x\"}\nError: x\n";
-        assert_eq!(
-            normalize(w),
-            "{\"level\":\"warn\",\"ts\":\"<ts>\",\"caller\":\"clientv3/retry_interceptor.go:62\",\"msg\":\"retrying of unary invoker failed\",\"target\":\"endpoint://<target>\",\"attempt\":0,\"error\":\"rpc error: code = OutOfRange desc = x\"}\nError: x\n"
-        );
-        assert_eq!(
-            normalize("\"ClusterID\" : 324952591200643719\n\"Revision\" : 3\n"),
-            "\"ClusterID\" : <id>\n\"Revision\" : 3\n"
-        );
-        assert_eq!(normalize("2026-11-21 04:18:37.985638 I | embed: ready\n"), "I | embed: ready\n");
-        // Revisions and values are untouched.
-        assert_eq!(normalize("\"revision\":17\nfoo 2026\n"), "\"revision\":17\nfoo 2026\n");
-    }
-}
-
 /// A long-running etcdctl (`watch`, `lock`, `elect`), its stdout and stderr collected line by
 /// line as they come, its stdin open for interactive commands. Killed when dropped.
 pub struct Background {
@@ -346,5 +320,31 @@ impl Drop for Background {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_only_ids_timestamps_and_targets() {
+        let a = r#"{"header":{"cluster_id":14841639068965178418,"member_id":10276657743932975437,"revision":2,"raft_term":2},"count":1}"#;
+        assert_eq!(
+            normalize(a),
+            "{\"header\":{\"cluster_id\":<id>,\"member_id\":<id>,\"revision\":2,\"raft_term\":<id>},\"count\":1}"
+        );
+        let w = "{\"level\":\"warn\",\"ts\":\"2026-11-21T04:18:39.249Z\",\"caller\":\"clientv3/retry_interceptor.go:62\",\"msg\":\"retrying of unary invoker failed\",\"target\":\"endpoint://client-7a688606-1d2c-4ad5-b37e-2b367ceed229/127.0.0.1:23790\",\"attempt\":0,\"error\":\"rpc error: code = OutOfRange desc = x\"}\nError: x\n";
+        assert_eq!(
+            normalize(w),
+            "{\"level\":\"warn\",\"ts\":\"<ts>\",\"caller\":\"clientv3/retry_interceptor.go:62\",\"msg\":\"retrying of unary invoker failed\",\"target\":\"endpoint://<target>\",\"attempt\":0,\"error\":\"rpc error: code = OutOfRange desc = x\"}\nError: x\n"
+        );
+        assert_eq!(
+            normalize("\"ClusterID\" : 324952591200643719\n\"Revision\" : 3\n"),
+            "\"ClusterID\" : <id>\n\"Revision\" : 3\n"
+        );
+        assert_eq!(normalize("2026-11-21 04:18:37.985638 I | embed: ready\n"), "I | embed: ready\n");
+        // Revisions and values are untouched.
+        assert_eq!(normalize("\"revision\":17\nfoo 2026\n"), "\"revision\":17\nfoo 2026\n");
     }
 }

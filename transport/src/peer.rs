@@ -93,11 +93,10 @@ impl Peer {
         if m.msg_type == MessageType::MsgSnapshot {
             return (self.pipeline.msgc.clone(), Picked::Pipeline);
         }
-        if m.msg_type == MessageType::MsgAppend {
-            if let Some(w) = self.msgapp_writer.writec() {
+        if m.msg_type == MessageType::MsgAppend
+            && let Some(w) = self.msgapp_writer.writec() {
                 return (w, Picked::StreamMsgAppV2);
             }
-        }
         if let Some(w) = self.writer.writec() {
             return (w, Picked::StreamMsg);
         }

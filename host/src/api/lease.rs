@@ -158,7 +158,7 @@ impl LeaseService {
         let Some(ttl) = self.lessor.time_to_live(r.id) else {
             return Err(errors::LEASE_NOT_FOUND.into());
         };
-        let q = KvQuery { request: Some(kv_query::Request::LeaseTimeToLive(r.clone())) };
+        let q = KvQuery { request: Some(kv_query::Request::LeaseTimeToLive(*r)) };
         let answer = node.query(q.encode_to_vec()).await?;
         let mut resp = LeaseTimeToLiveResponse::decode(answer.as_slice())
             .map_err(|e| errors::bad_guest_response("LeaseTimeToLiveResponse", e))?;
@@ -236,7 +236,7 @@ impl Lease for LeaseService {
         let result = if node.leader() == node.member_id() && self.lessor.wait_primary(self.timeout()).await {
             self.time_to_live_here(&r).await
         } else {
-            self.leaders.time_to_live(node, r.clone(), self.timeout()).await
+            self.leaders.time_to_live(node, r, self.timeout()).await
         };
         let mut resp = match result {
             Ok(resp) => resp,

@@ -144,17 +144,16 @@ impl Recipes {
         };
         let resp = self.txn(txn).await?;
         let mut me =
-            Leadership { key, rev: resp.header.as_ref().map_or(0, |h| h.revision), lease, header: resp.header.clone() };
+            Leadership { key, rev: resp.header.as_ref().map_or(0, |h| h.revision), lease, header: resp.header };
         if !resp.succeeded {
             let existing = range_at(&resp, 0).and_then(|r| r.kvs.first()).cloned();
             if let Some(kv) = existing {
                 me.rev = kv.create_revision;
-                if kv.value != value {
-                    if let Err(e) = self.proclaim(&me, value).await {
+                if kv.value != value
+                    && let Err(e) = self.proclaim(&me, value).await {
                         let _ = self.resign(&me).await;
                         return Err(e);
                     }
-                }
             }
         }
         let release = Release::new(self.clone(), me.key.clone());
@@ -224,7 +223,7 @@ impl Recipes {
                 }
             };
             let from = header.revision + 1;
-            if out.send((header.clone(), kv.clone())).await.is_err() {
+            if out.send((header, kv.clone())).await.is_err() {
                 return Ok(());
             }
             // The leader's later proclamations, until its key is deleted.
@@ -237,7 +236,7 @@ impl Recipes {
                     }
                     header.revision = d.revision;
                     if let Some(kv) = e.kv
-                        && out.send((header.clone(), kv)).await.is_err()
+                        && out.send((header, kv)).await.is_err()
                     {
                         return Ok(());
                     }
