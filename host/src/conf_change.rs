@@ -276,9 +276,8 @@ mod tests {
 
     #[test]
     fn a_context_naming_another_member_is_refused() {
-        let mut cc = ConfChange::default();
-        cc.node_id = 1;
-        cc.context = Bytes::from_static(br#"{"id":2,"peerURLs":[]}"#);
+        let cc =
+            ConfChange { node_id: 1, context: Bytes::from_static(br#"{"id":2,"peerURLs":[]}"#), ..Default::default() };
         assert!(Change::from_entry(&entry(Proposal::V1(cc), vec![])).is_err());
     }
 }

@@ -379,6 +379,9 @@ fn deploy_mode(raw: i32) -> Result<pb::guest_deploy::Mode, String> {
     pb::guest_deploy::Mode::try_from(raw).map_err(|_| format!("wasmraft: unknown deploy mode {raw}"))
 }
 
+/// A swap that passed its checks: the guest, its limits, and the index it was deployed at.
+type Prepared = (Arc<Guest>, GuestLimits, u64);
+
 /// Everything a swap checks before it runs any guest code: the module is stored, loads, and
 /// may replace the active guest.
 fn prepare(
@@ -386,7 +389,7 @@ fn prepare(
     d: &pb::GuestDeploy,
     mode: pb::guest_deploy::Mode,
     registry: &GuestRegistry,
-) -> Result<Result<(Arc<Guest>, GuestLimits, u64), String>, ApplyError> {
+) -> Result<Result<Prepared, String>, ApplyError> {
     let hash = match hash_of(&d.sha256) {
         Ok(h) => h,
         Err(text) => return Ok(Err(text)),

@@ -19,6 +19,9 @@ pub struct Converged {
     pub guest: Option<String>,
 }
 
+/// A member as every member must list it: id, name, peer URLs, client URLs, learner.
+type MemberRow = (u64, String, Vec<String>, Vec<String>, bool);
+
 /// Waits (up to `timeout`) for every member to reach the same indexes, then compares. Blocking;
 /// `rt` runs the clients.
 pub fn check_convergence(
@@ -39,7 +42,7 @@ pub fn check_convergence(
             let mut c = cluster.client(i, Duration::from_secs(5)).await;
             let h = c.hash_kv(revision).await.map_err(|e| format!("member {i}: HashKV at {revision}: {e}"))?;
             let m = c.member_list().await.map_err(|e| format!("member {i}: MemberList: {e}"))?;
-            let mut list: Vec<(u64, String, Vec<String>, Vec<String>, bool)> = m
+            let mut list: Vec<MemberRow> = m
                 .members()
                 .iter()
                 .map(|m| (m.id(), m.name().to_string(), sorted(m.peer_urls()), sorted(m.client_urls()), m.is_learner()))

@@ -36,9 +36,9 @@ impl Pki {
         write(dir.path(), "stranger-ca.pem", &stranger_ca_pem);
         let local = ["127.0.0.1", "localhost"];
         let (server, client) = (ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth);
-        leaf(dir.path(), "server", "server", &ca, &local, &[server.clone()]);
-        leaf(dir.path(), "client", "root", &ca, &[], &[client.clone()]);
-        leaf(dir.path(), "stranger", "root", &stranger_ca, &[], &[client.clone()]);
+        leaf(dir.path(), "server", "server", &ca, &local, std::slice::from_ref(&server));
+        leaf(dir.path(), "client", "root", &ca, &[], std::slice::from_ref(&client));
+        leaf(dir.path(), "stranger", "root", &stranger_ca, &[], std::slice::from_ref(&client));
         leaf(dir.path(), "peer", "peer", &ca, &local, &[server.clone(), client.clone()]);
         leaf(dir.path(), "stranger-peer", "stranger-peer", &stranger_ca, &local, &[server.clone(), client.clone()]);
         leaf(dir.path(), "far-peer", "far-peer", &ca, &["10.9.9.9"], &[server, client]);

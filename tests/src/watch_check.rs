@@ -23,13 +23,16 @@ pub struct WatchExpectations<'a> {
     pub max_compaction: i64,
 }
 
+/// An event's key and value (`None`: a delete).
+type KeyValue = (String, Option<String>);
+
 /// Every problem found (empty: the watchers saw what they should).
 pub fn check_watchers(logs: &[WatchLog], exp: &WatchExpectations<'_>) -> Vec<String> {
     let mut problems = Vec::new();
     // revision -> (key, value) events, from the first watcher that saw the revision.
-    let mut reference: BTreeMap<i64, (usize, Vec<(String, Option<String>)>)> = BTreeMap::new();
+    let mut reference: BTreeMap<i64, (usize, Vec<KeyValue>)> = BTreeMap::new();
     for (w, log) in logs.iter().enumerate() {
-        let mut by_rev: BTreeMap<i64, Vec<(String, Option<String>)>> = BTreeMap::new();
+        let mut by_rev: BTreeMap<i64, Vec<KeyValue>> = BTreeMap::new();
         let mut last = i64::MIN;
         for ev in &log.events {
             if ev.revision < last {

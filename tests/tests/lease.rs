@@ -57,7 +57,11 @@ impl Normalizer {
                     let granted: i64 = line[t + 4..].split('s').next().and_then(|v| v.parse().ok()).unwrap_or(-99);
                     let left: i64 = line[r + 10..].split('s').next().and_then(|v| v.parse().ok()).unwrap_or(-99);
                     assert!(left <= granted && left >= granted - 3, "remaining {left} of {granted}: {line}");
-                    format!("{}remaining(<n>s){}", &line[..r], &line[r + 10..].split_once(')').map(|x| x.1).unwrap_or(""))
+                    format!(
+                        "{}remaining(<n>s){}",
+                        &line[..r],
+                        &line[r + 10..].split_once(')').map(|x| x.1).unwrap_or("")
+                    )
                 }
                 _ => line.to_string(),
             });

@@ -66,8 +66,8 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
     c.wait_leader(Duration::from_secs(30));
     let mut names = Names::default();
     let ids: Vec<u64> = (0..3).map(|i| c.status(i).expect("status").member_id).collect();
-    for i in 0..3 {
-        names.member(&format!("m{i}"), ids[i], c.member(i).config());
+    for (i, id) in ids.iter().enumerate() {
+        names.member(&format!("m{i}"), *id, c.member(i).config());
     }
     let cluster_id = c.status(0).expect("status").cluster_id;
     names.id("cluster-id", cluster_id);

@@ -16,7 +16,7 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
     let ids: Vec<u64> = (0..3).map(|i| c.status(i).expect("status").member_id).collect();
     let follower = (leader + 1) % 3;
     let mut names: Vec<(String, String)> = Vec::new();
-    for i in 0..3 {
+    for (i, id) in ids.iter().enumerate() {
         let role = if i == leader {
             "LEADER"
         } else if i == follower {
@@ -24,7 +24,7 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
         } else {
             "OTHER"
         };
-        names.push((format!("{:x}", ids[i]), format!("<{role}-id>")));
+        names.push((format!("{id:x}"), format!("<{role}-id>")));
         names.push((c.endpoint(i), format!("<{role}-url>")));
         names.push((c.endpoint(i).trim_start_matches("http://").to_string(), format!("<{role}-addr>")));
     }

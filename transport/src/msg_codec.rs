@@ -79,8 +79,8 @@ mod tests {
 
     #[tokio::test]
     async fn frames_round_trip_and_match_etcd_layout() {
-        let mut m = Message::default();
-        m.msg_type = MessageType::MsgHeartbeat; // etcd's linkHeartbeatMessage
+        // etcd's linkHeartbeatMessage
+        let m = Message { msg_type: MessageType::MsgHeartbeat, ..Default::default() };
         let mut out = Vec::new();
         encode_frame(&m, &mut out);
         // length 30, then the gogo layout of Message{Type: MsgHeartbeat}

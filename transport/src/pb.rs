@@ -461,12 +461,8 @@ mod tests {
     #[test]
     fn etcd_layout_of_a_heartbeat() {
         // etcd: raftpb.Message{Type: MsgHeartbeat, To: 2, From: 1, Term: 3, Commit: 4}.Marshal()
-        let mut m = Message::default();
-        m.msg_type = MessageType::MsgHeartbeat;
-        m.to = 2;
-        m.from = 1;
-        m.term = 3;
-        m.commit = 4;
+        let m =
+            Message { msg_type: MessageType::MsgHeartbeat, to: 2, from: 1, term: 3, commit: 4, ..Default::default() };
         let want: &[u8] = &[
             0x08, 8, 0x10, 2, 0x18, 1, 0x20, 3, 0x28, 0, 0x30, 0, 0x40, 4, // scalars
             0x4a, 0x0a, 0x12, 0x08, 0x0a, 0x02, 0x28, 0x00, 0x10, 0x00, 0x18, 0x00, // snapshot
@@ -478,24 +474,28 @@ mod tests {
 
     #[test]
     fn round_trip_with_everything() {
-        let mut m = Message::default();
-        m.msg_type = MessageType::MsgSnapshot;
-        m.to = u64::MAX;
-        m.from = 7;
-        m.term = 300;
-        m.reject = true;
-        m.reject_hint = 9;
-        m.context = Bytes::from_static(b"ctx");
-        m.commit_term = 5;
-        m.request_snapshot = 6;
-        m.priority = -3;
-        let mut e = Entry::default();
-        e.entry_type = EntryType::EntryConfChange;
-        e.index = 1;
-        e.term = 2;
-        e.data = Bytes::from_static(b"hello");
-        e.context = Bytes::from_static(b"c");
-        e.sync_log = true;
+        let mut m = Message {
+            msg_type: MessageType::MsgSnapshot,
+            to: u64::MAX,
+            from: 7,
+            term: 300,
+            reject: true,
+            reject_hint: 9,
+            context: Bytes::from_static(b"ctx"),
+            commit_term: 5,
+            request_snapshot: 6,
+            priority: -3,
+            ..Default::default()
+        };
+        let e = Entry {
+            entry_type: EntryType::EntryConfChange,
+            index: 1,
+            term: 2,
+            data: Bytes::from_static(b"hello"),
+            context: Bytes::from_static(b"c"),
+            sync_log: true,
+            ..Default::default()
+        };
         m.entries = RepeatedField::from_vec(vec![e.clone(), Entry::default()]);
         let s = m.mut_snapshot();
         s.data = Bytes::from_static(b"snapdata");

@@ -94,9 +94,10 @@ impl Peer {
             return (self.pipeline.msgc.clone(), Picked::Pipeline);
         }
         if m.msg_type == MessageType::MsgAppend
-            && let Some(w) = self.msgapp_writer.writec() {
-                return (w, Picked::StreamMsgAppV2);
-            }
+            && let Some(w) = self.msgapp_writer.writec()
+        {
+            return (w, Picked::StreamMsgAppV2);
+        }
         if let Some(w) = self.writer.writec() {
             return (w, Picked::StreamMsg);
         }

@@ -266,11 +266,7 @@ fn normalize_probing(body: &str) -> String {
 }
 
 fn msg(t: MessageType, from: u64, to: u64) -> Message {
-    let mut m = Message::default();
-    m.msg_type = t;
-    m.from = from;
-    m.to = to;
-    m
+    Message { msg_type: t, from, to, ..Default::default() }
 }
 
 struct Case {

@@ -84,12 +84,7 @@ async fn node(id: u64, faults: bool) -> Node {
 }
 
 fn heartbeat(from: u64, to: u64) -> Message {
-    let mut m = Message::default();
-    m.msg_type = MessageType::MsgHeartbeat;
-    m.from = from;
-    m.to = to;
-    m.term = 2;
-    m
+    Message { msg_type: MessageType::MsgHeartbeat, from, to, term: 2, ..Default::default() }
 }
 
 /// Sends heartbeats from `a` to `b` until one arrives on the stream (bounded).

@@ -90,19 +90,11 @@ async fn node(id: u64) -> Node {
 }
 
 fn msg(t: MessageType, from: u64, to: u64) -> Message {
-    let mut m = Message::default();
-    m.msg_type = t;
-    m.from = from;
-    m.to = to;
-    m
+    Message { msg_type: t, from, to, ..Default::default() }
 }
 
 fn entry(term: u64, index: u64, data: &'static [u8]) -> Entry {
-    let mut e = Entry::default();
-    e.term = term;
-    e.index = index;
-    e.data = Bytes::from_static(data);
-    e
+    Entry { term, index, data: Bytes::from_static(data), ..Default::default() }
 }
 
 /// Waits (bounded) until `from` routes `t` to `want`; sends heartbeats while probing.

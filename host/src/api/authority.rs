@@ -365,9 +365,10 @@ impl Transcoder {
         let mut encoded = Vec::with_capacity(block.fragment.len() + 64);
         for mut field in fields {
             if field.name == b":authority"
-                && let Some(fixed) = authority_of_url(&field.value) {
-                    field.value = fixed.to_vec();
-                }
+                && let Some(fixed) = authority_of_url(&field.value)
+            {
+                field.value = fixed.to_vec();
+            }
             encode_field(&field, &mut encoded);
         }
         block.fragment.clear();

@@ -150,10 +150,11 @@ impl Recipes {
             if let Some(kv) = existing {
                 me.rev = kv.create_revision;
                 if kv.value != value
-                    && let Err(e) = self.proclaim(&me, value).await {
-                        let _ = self.resign(&me).await;
-                        return Err(e);
-                    }
+                    && let Err(e) = self.proclaim(&me, value).await
+                {
+                    let _ = self.resign(&me).await;
+                    return Err(e);
+                }
             }
         }
         let release = Release::new(self.clone(), me.key.clone());

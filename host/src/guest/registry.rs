@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use super::{Guest, GuestEngine, GuestLimits};
 
+/// A loaded guest: its module's hash and the limits it runs with.
+type LoadedKey = ([u8; 32], GuestLimits);
+
 pub struct GuestRegistry {
     engine: GuestEngine,
     /// Engines by stack limit; `engine` is the one of [`LOAD_LIMITS`]' limit.
@@ -27,7 +30,7 @@ pub struct GuestRegistry {
     cache_dir: PathBuf,
     /// Keyed by (module hash, limits); the entry with [`LOAD_LIMITS`] is the one compiled, and
     /// [`load_limits`] of another stack limit is its copy on that limit's engine.
-    loaded: Mutex<HashMap<([u8; 32], GuestLimits), Arc<Guest>>>,
+    loaded: Mutex<HashMap<LoadedKey, Arc<Guest>>>,
     /// One lock per module being compiled, so a swap entry that needs a module a background
     /// [`GuestRegistry::prepare`] is compiling waits for it instead of compiling it again.
     compiling: Mutex<HashMap<[u8; 32], Arc<Mutex<()>>>>,

@@ -68,6 +68,13 @@ struct IdleQuery {
     _slot: QuerySlot,
 }
 
+/// What [`Guest::kept_query`] found: an idle instance readied for the query, or none, and
+/// the query's table back for a fresh one.
+enum Kept {
+    Ready(IdleQuery),
+    None(Option<KvTable>),
+}
+
 /// Most idle query instances an engine keeps, over all its guests: enough for the runtime's
 /// workers and a few blocking threads running queries at once; more would only hold memory.
 const IDLE_QUERY_INSTANCES: usize = 8;
@@ -336,8 +343,8 @@ impl Guest {
         };
         let limits = GuestLimits { fuel_per_entry: fuel, ..self.limits };
         let mut q = match self.kept_query(table, fuel) {
-            Ok(q) => q,
-            Err(table) => {
+            Kept::Ready(q) => q,
+            Kept::None(table) => {
                 let slot = self.query_slot(wait)?;
                 match self.instantiate_with(View::Read(table), &limits) {
                     Ok((store, sm)) => IdleQuery { guest: self.id, store, sm, served: 0, _slot: slot },
@@ -385,14 +392,14 @@ impl Guest {
     ///
     /// Nothing else of the last query is left in its store data: an instance is kept only if
     /// nothing faulted and no memory growth was refused, and a query's writes and events fault.
-    fn kept_query(&self, table: Option<KvTable>, fuel: u64) -> Result<IdleQuery, Option<KvTable>> {
-        let Some(mut q) = self.engine.inner.idle_queries.take(self.id) else { return Err(table) };
+    fn kept_query(&self, table: Option<KvTable>, fuel: u64) -> Kept {
+        let Some(mut q) = self.engine.inner.idle_queries.take(self.id) else { return Kept::None(table) };
         // Fuel was set on this store before; if it cannot be now, the query starts afresh.
         if q.store.set_fuel(fuel).is_err() {
-            return Err(table);
+            return Kept::None(table);
         }
         q.store.data_mut().view = View::Read(table);
-        Ok(q)
+        Kept::Ready(q)
     }
 
     fn run_write(

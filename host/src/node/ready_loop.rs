@@ -28,11 +28,15 @@ use crate::storage::RaftLog;
 struct PendingReads {
     next_ctx: u64,
     /// Requests that arrived this turn; they share the next ReadIndex (batching).
-    queued: Vec<oneshot::Sender<Result<u64, NodeError>>>,
+    queued: Vec<ReadWaiter>,
     /// When the oldest queued read arrived (reads queue while there is no leader).
     queued_since: Option<Instant>,
-    in_flight: HashMap<u64, (Instant, Vec<oneshot::Sender<Result<u64, NodeError>>>)>,
+    /// By request context: when it was asked, and who waits for its index.
+    in_flight: HashMap<u64, (Instant, Vec<ReadWaiter>)>,
 }
+
+/// A read barrier waiting for the index a ReadIndex confirms.
+type ReadWaiter = oneshot::Sender<Result<u64, NodeError>>;
 
 pub(crate) fn run(
     mut node: RawNode<RaftLog>,

@@ -266,11 +266,10 @@ impl RaftLog {
     pub fn bootstrap(&mut self, identity: Identity, voters: Vec<u64>, learners: Vec<u64>) -> anyhow::Result<()> {
         anyhow::ensure!(self.identity.is_none(), "raft log is already bootstrapped");
         let cs = ConfState { voters, learners, ..Default::default() };
-        let mut hs = HardState::default();
         // etcd bootstraps its log with the initial members' conf changes at term 1, so its
         // first leader is elected at term 2; start at the same term so `raft_term` in
         // responses reads the same.
-        hs.term = 1;
+        let hs = HardState { term: 1, ..Default::default() };
         self.start_batch(256 + 8 * (cs.voters.len() + cs.learners.len()) as u64)?;
         encode_identity(&mut self.enc, identity);
         self.enc.record(REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(&cs)));
@@ -520,9 +519,7 @@ impl raft::Storage for RaftLog {
             return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }
         let mut snap = Snapshot::default();
-        let mut meta = SnapshotMetadata::default();
-        meta.index = self.snapshot_index;
-        meta.term = self.snapshot_term;
+        let mut meta = SnapshotMetadata { index: self.snapshot_index, term: self.snapshot_term, ..Default::default() };
         meta.set_conf_state(self.conf_state.clone());
         snap.set_metadata(meta);
         Ok(snap)
@@ -558,9 +555,7 @@ fn decode_entry(b: &[u8]) -> anyhow::Result<Entry> {
     anyhow::ensure!(b.len() >= 21, "entry record is truncated");
     let index = be_u64(&b[..8]);
     let b = &b[8..];
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = be_u64(&b[..8]);
+    let mut e = Entry { index, term: be_u64(&b[..8]), ..Default::default() };
     e.set_entry_type(match b[8] {
         0 => EntryType::EntryNormal,
         1 => EntryType::EntryConfChange,
@@ -576,11 +571,7 @@ fn decode_entry(b: &[u8]) -> anyhow::Result<Entry> {
 
 fn decode_hard_state(b: &[u8]) -> anyhow::Result<HardState> {
     anyhow::ensure!(b.len() == 24, "{} bytes", b.len());
-    let mut hs = HardState::default();
-    hs.term = be_u64(&b[..8]);
-    hs.vote = be_u64(&b[8..16]);
-    hs.commit = be_u64(&b[16..]);
-    Ok(hs)
+    Ok(HardState { term: be_u64(&b[..8]), vote: be_u64(&b[8..16]), commit: be_u64(&b[16..]), ..Default::default() })
 }
 
 fn encode_identity(out: &mut wal::Encoder, id: Identity) {
@@ -634,13 +625,7 @@ fn decode_conf_state(mut b: &[u8]) -> anyhow::Result<ConfState> {
     }
     anyhow::ensure!(b.len() == 1, "trailing bytes");
     let [voters, learners, voters_outgoing, learners_next] = lists;
-    let mut cs = ConfState::default();
-    cs.voters = voters;
-    cs.learners = learners;
-    cs.voters_outgoing = voters_outgoing;
-    cs.learners_next = learners_next;
-    cs.auto_leave = b[0] != 0;
-    Ok(cs)
+    Ok(ConfState { voters, learners, voters_outgoing, learners_next, auto_leave: b[0] != 0, ..Default::default() })
 }
 
 #[cfg(test)]
@@ -649,11 +634,7 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.to_vec().into();
-        e
+        Entry { index, term, data: data.to_vec().into(), ..Default::default() }
     }
 
     #[test]
@@ -663,9 +644,7 @@ mod tests {
         let mut log = RaftLog::open(&path).unwrap();
         log.bootstrap(Identity { member_id: 7, cluster_id: 9 }, vec![7], Vec::new()).unwrap();
         let ents: Vec<_> = (1..=5).map(|i| entry(i, 1, format!("e{i}").as_bytes())).collect();
-        let mut hs = HardState::default();
-        hs.term = 1;
-        hs.vote = 7;
+        let hs = HardState { term: 1, vote: 7, ..Default::default() };
         log.append(&ents, Some(&hs), true).unwrap();
         // A new leader overwrites 4 and 5.
         log.append(&[entry(4, 2, b"x")], None, true).unwrap();
@@ -762,9 +741,7 @@ mod tests {
         log.bootstrap(Identity { member_id: 1, cluster_id: 2 }, vec![1], Vec::new()).unwrap();
         let ents: Vec<_> = (1..=20).map(|i| entry(i, 2, b"old")).collect();
         log.append(&ents, None, true).unwrap();
-        let mut meta = SnapshotMetadata::default();
-        meta.index = 15;
-        meta.term = 4;
+        let mut meta = SnapshotMetadata { index: 15, term: 4, ..Default::default() };
         meta.mut_conf_state().voters = vec![1, 5];
         log.apply_snapshot(&meta).unwrap();
         log.append(&[entry(16, 4, b"after")], None, true).unwrap();
@@ -829,10 +806,7 @@ mod tests {
 
     #[test]
     fn conf_state_roundtrip() {
-        let mut cs = ConfState::default();
-        cs.voters = vec![1, 2, 3];
-        cs.learners = vec![4];
-        cs.auto_leave = true;
+        let cs = ConfState { voters: vec![1, 2, 3], learners: vec![4], auto_leave: true, ..Default::default() };
         assert_eq!(decode_conf_state(&encode_conf_state(&cs)).unwrap(), cs);
         assert!(decode_conf_state(&[0, 0]).is_err());
     }

@@ -43,8 +43,9 @@ pub const T_ALARMS: u8 = 7;
 /// etcd's users, roles and auth flag (`crate::auth`): a restored or caught-up member enforces
 /// the same permissions.
 pub const T_AUTH: u8 = 8;
+type BytesTable = redb::TableDefinition<'static, &'static [u8], &'static [u8]>;
 /// The tables keyed by bytes, with their record tags.
-const BYTE_TABLES: [(u8, redb::TableDefinition<&[u8], &[u8]>); 5] = [
+const BYTE_TABLES: [(u8, BytesTable); 5] = [
     (T_GUEST_KV, GUEST_KV),
     (T_GUEST_MODULES, GUEST_MODULES),
     (T_GUEST_UPLOADS, GUEST_UPLOADS),

@@ -83,19 +83,11 @@ mod seeds {
     type Seed = (&'static str, &'static str, Vec<u8>);
 
     fn entry(t: u64, i: u64, data: &'static [u8]) -> Entry {
-        let mut e = Entry::default();
-        e.term = t;
-        e.index = i;
-        e.data = Bytes::from_static(data);
-        e
+        Entry { term: t, index: i, data: Bytes::from_static(data), ..Default::default() }
     }
 
     fn msg(t: MessageType, from: u64, to: u64) -> Message {
-        let mut m = Message::default();
-        m.msg_type = t;
-        m.from = from;
-        m.to = to;
-        m
+        Message { msg_type: t, from, to, ..Default::default() }
     }
 
     fn heartbeat() -> Message {

@@ -223,7 +223,10 @@ async fn open_stream(
             Some(r) if r.created => created += 1,
             Some(_) => {}
             None => {
-                return Err(CliError::new(EXIT_SERVER_ERROR, "the watch stream ended before its watchers were created"));
+                return Err(CliError::new(
+                    EXIT_SERVER_ERROR,
+                    "the watch stream ended before its watchers were created",
+                ));
             }
         }
     }
