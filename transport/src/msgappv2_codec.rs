@@ -32,9 +32,7 @@ pub fn is_link_heartbeat(m: &Message) -> bool {
 }
 
 pub fn link_heartbeat() -> Message {
-    let mut m = Message::default();
-    m.msg_type = MessageType::MsgHeartbeat;
-    m
+    Message { msg_type: MessageType::MsgHeartbeat, ..Default::default() }
 }
 
 fn compact_form_loses_nothing(m: &Message) -> bool {
@@ -116,13 +114,15 @@ impl MsgAppV2Decoder {
         match r.read_u8().await? {
             MSG_TYPE_LINK_HEARTBEAT => Ok(link_heartbeat()),
             MSG_TYPE_APP_ENTRIES => {
-                let mut m = Message::default();
-                m.msg_type = MessageType::MsgAppend;
-                m.from = self.remote;
-                m.to = self.local;
-                m.term = self.term;
-                m.log_term = self.term;
-                m.index = self.index;
+                let mut m = Message {
+                    msg_type: MessageType::MsgAppend,
+                    from: self.remote,
+                    to: self.local,
+                    term: self.term,
+                    log_term: self.term,
+                    index: self.index,
+                    ..Default::default()
+                };
                 let count = r.read_u64().await?;
                 let mut entries = Vec::with_capacity(usize::try_from(count.min(1024)).unwrap_or(1024));
                 let mut total: u64 = 0;
@@ -169,24 +169,21 @@ mod tests {
     use raft::eraftpb::Entry;
 
     fn entry(term: u64, index: u64, data: &'static [u8]) -> Entry {
-        let mut e = Entry::default();
-        e.term = term;
-        e.index = index;
-        e.data = Bytes::from_static(data);
-        e
+        Entry { term, index, data: Bytes::from_static(data), ..Default::default() }
     }
 
     fn app(term: u64, log_term: u64, index: u64, entries: Vec<Entry>, commit: u64) -> Message {
-        let mut m = Message::default();
-        m.msg_type = MessageType::MsgAppend;
-        m.from = 1;
-        m.to = 2;
-        m.term = term;
-        m.log_term = log_term;
-        m.index = index;
-        m.entries = RepeatedField::from_vec(entries);
-        m.commit = commit;
-        m
+        Message {
+            msg_type: MessageType::MsgAppend,
+            from: 1,
+            to: 2,
+            term,
+            log_term,
+            index,
+            entries: RepeatedField::from_vec(entries),
+            commit,
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
