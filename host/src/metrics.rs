@@ -329,7 +329,7 @@ impl Metrics {
             "Which version is running. 1 for 'server_version' label with current version.",
             &["server_version"],
         );
-        version.with_label_values(&[crate::api::ETCD_VERSION]).set(1);
+        version.with_label_values(&[wasmraft_proto::contract::ETCD_VERSION]).set(1);
         let cluster = gauge_vec(
             &self.registry,
             "etcd_cluster_version",

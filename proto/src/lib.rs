@@ -17,6 +17,26 @@
 //! prost turns etcd's field names into snake case mechanically, so a few Rust names look odd
 //! (`ID` → `id`, `TTL` → `ttl`, `peerURLs` → `peer_ur_ls`); the wire format is unaffected.
 
+/// Names and versions every crate must agree on: what the API layer, the node, the lessor and
+/// the watch hub check a guest for, and what the member tells clients it is. Kept here, with the
+/// wire contracts, so that no crate has to import another's internals to learn them.
+pub mod contract {
+    /// What a guest lists in its `apis` when it serves etcd's KV API with etcd's encodings
+    /// (`InternalRaftRequest` commands, `RangeRequest` queries). The guest SDK's
+    /// `API_ETCD_KV` is the same string (a host test checks it).
+    pub const ETCD_KV_API: &str = "etcd.v3.kv";
+
+    /// The etcd version Maintenance.Status and `/version` report. wasmraft speaks etcd 3.4's v3
+    /// API, and clients (etcdctl, clientv3, Kubernetes) read this field to decide what the server
+    /// supports, so it names the etcd release whose API behaviour wasmraft reproduces rather
+    /// than wasmraft's own version.
+    pub const ETCD_VERSION: &str = "3.4.23";
+
+    /// The cluster version `/version` reports next to [`ETCD_VERSION`] (etcd's `etcdcluster`:
+    /// major.minor.0 of the lowest member).
+    pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";
+}
+
 /// etcd's v3 API: the KV, Watch, Lease, Cluster, Maintenance and Auth services, their messages,
 /// and the raft-internal request union (`InternalRaftRequest`) with etcd v2's `Request`.
 #[allow(clippy::all, clippy::pedantic)] // generated code

@@ -192,7 +192,7 @@ impl Api {
     /// read (query) or write (propose) on [`crate::auth::GENERIC_KEY`]. Returns the stamp.
     pub(super) fn check_generic(&self, caller: &Caller, access: Access) -> Result<u64, Status> {
         let state = self.node.auth().state();
-        if self.node.guest_serves(super::ETCD_KV_API) {
+        if self.node.guest_serves(wasmraft_proto::contract::ETCD_KV_API) {
             state.check_admin(caller.info())?;
         } else {
             state.check(caller.info(), access, crate::auth::GENERIC_KEY, b"")?;

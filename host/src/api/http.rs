@@ -10,11 +10,8 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::ETCD_VERSION;
 use crate::node::NodeHandle;
-
-/// The cluster version etcd 3.4 members agree on (`etcdcluster` in `/version`).
-const CLUSTER_VERSION: &str = "3.4.0";
+use wasmraft_proto::contract::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 
 /// How long the health check's read may take (etcd's one-second QGET).
 const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -77,7 +74,7 @@ async fn version(method: axum::http::Method) -> Response {
     if method != axum::http::Method::GET {
         return not_allowed("GET");
     }
-    let body = format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{CLUSTER_VERSION}"}}"#);
+    let body = format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{ETCD_CLUSTER_VERSION}"}}"#);
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

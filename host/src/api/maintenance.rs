@@ -14,8 +14,9 @@ use wasmraft_proto::etcdserverpb::{
 };
 use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
-use super::{Api, ETCD_VERSION, errors};
+use super::{Api, errors};
 use crate::node::maintenance::SnapshotPiece;
+use wasmraft_proto::contract::ETCD_VERSION;
 
 pub struct MaintenanceService {
     api: Arc<Api>,

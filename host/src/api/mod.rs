@@ -68,16 +68,8 @@ pub use http::metrics_router;
 use crate::node::NodeHandle;
 use authority::AuthorityFix;
 use authz::Caller;
+use wasmraft_proto::contract::ETCD_KV_API;
 use wasmraft_transport::cork::Corked;
-
-/// What a guest lists in its `apis` when it serves etcd's KV API with etcd's encodings
-/// (`InternalRaftRequest` commands, `RangeRequest` queries).
-pub const ETCD_KV_API: &str = "etcd.v3.kv";
-
-/// The etcd version Maintenance.Status reports. wasmraft speaks etcd 3.4's v3 API, and clients
-/// (etcdctl, clientv3) read this field to decide what the server supports, so it names the etcd
-/// release whose API behaviour wasmraft reproduces rather than wasmraft's own version.
-pub const ETCD_VERSION: &str = "3.4.23";
 
 /// etcd's allowance for gRPC framing on top of --max-request-bytes (v3rpc's `grpcOverheadBytes`):
 /// a request message may be this much larger than the largest proposal, so that the too-large

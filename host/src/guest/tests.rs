@@ -440,7 +440,10 @@ fn kv_guest_puts_and_ranges_with_etcd_messages() {
     use wasmraft_proto::mvccpb;
 
     let g = Guest::load(engine(), KV, GuestLimits::default()).expect("kv guest loads");
-    assert!(g.info().apis.iter().any(|a| a == "etcd.v3.kv"), "{:?}", g.info());
+    // The bundled guest names the API with the SDK's constant; the host checks for the
+    // contract's: they must be one string.
+    assert_eq!(wasmraft_guest_sdk::API_ETCD_KV, wasmraft_proto::contract::ETCD_KV_API);
+    assert!(g.info().apis.iter().any(|a| a == wasmraft_proto::contract::ETCD_KV_API), "{:?}", g.info());
     let mut db = Db::new();
     for (k, v) in [("foo", "bar"), ("fop", "baz"), ("zzz", "last")] {
         let put = InternalRaftRequest {

@@ -15,8 +15,8 @@ use wasmraft_proto::wasmraft::v1::{KvQuery, LeaseTableRequest, LeaseTableRespons
 
 use super::lease::Lease;
 use super::{Lessor, State};
-use crate::api::ETCD_KV_API;
 use crate::node::{AppliedCommand, ApplyObserver};
+use wasmraft_proto::contract::ETCD_KV_API;
 
 /// A change to the lease set, as an applied command made it.
 #[derive(Debug, Clone, PartialEq, Eq)]

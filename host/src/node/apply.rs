@@ -340,7 +340,7 @@ fn apply_batch(
             Some(pb::entry::Kind::GuestCommand(command)) => match &active {
                 Some(a)
                     if crate::alarms::is_capped(&alarms)
-                        && a.record.apis.iter().any(|x| x == crate::api::ETCD_KV_API)
+                        && a.record.apis.iter().any(|x| x == wasmraft_proto::contract::ETCD_KV_API)
                         && crate::alarms::refused_when_capped(&command) =>
                 {
                     // etcd's applierV3Capped: the same refusal on every member, at this index.

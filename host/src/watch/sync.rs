@@ -44,7 +44,7 @@ pub(super) async fn run(shared: Arc<Shared>, node: WeakNodeHandle) {
 /// header has the current revision, and it is refused with the compaction's revision when one
 /// went past 1.
 async fn initialize(shared: &Shared, node: &NodeHandle) -> bool {
-    if !node.guest_serves(crate::api::ETCD_KV_API) {
+    if !node.guest_serves(wasmraft_proto::contract::ETCD_KV_API) {
         return false;
     }
     let probe =
