@@ -9,7 +9,7 @@
 //! - `guest`: the wasmtime runtime that runs the guest's `apply` and `query`.
 //! - [`deployment`]: which guest is active since which index, and swaps through the log.
 //! - `api`: etcd's v3 gRPC API in front of it all.
-//! - [`metrics`]: what `/metrics` serves (etcd's names where the meaning is etcd's).
+//! - `wasmraft_metrics` (host/metrics): what `/metrics` serves (etcd's names where the meaning is etcd's).
 //!
 //! The host knows logs, terms, members and bytes. What a command means is the guest's business.
 
@@ -28,7 +28,6 @@ pub mod join;
 pub mod lessor;
 pub mod logging;
 pub mod membership;
-pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod server;

@@ -325,7 +325,7 @@ impl PeerSender for TransportSender {
                     let started = std::time::Instant::now();
                     let written = crate::storage::snapshot::write(&state, &path);
                     if written.is_ok() {
-                        crate::metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
+                        wasmraft_metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
                     }
                     written
                 })

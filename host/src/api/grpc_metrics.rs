@@ -20,12 +20,11 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use futures::future::BoxFuture;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use prometheus::IntCounter;
 use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic::codegen::http::{HeaderMap, Request, Response};
 
-use crate::metrics::metrics;
+use wasmraft_metrics::{IntCounter, metrics};
 
 /// The layer to put on the client API server.
 #[derive(Debug, Clone, Copy, Default)]

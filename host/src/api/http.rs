@@ -33,10 +33,27 @@ pub fn metrics_router(node: NodeHandle) -> axum::Router {
         .with_state(node)
 }
 
-/// Every metric in Prometheus' text format (see `crate::metrics`).
+/// Every metric in Prometheus' text format (see `wasmraft_metrics`), with the state gauges read
+/// from the member now.
 async fn metrics(State(node): State<NodeHandle>) -> Response {
-    let body = crate::metrics::render(&node);
-    (StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
+    let status = node.status();
+    let state = wasmraft_metrics::MemberState {
+        member_id: status.member_id,
+        leader: status.leader,
+        is_learner: status.is_learner,
+        committed_index: status.raft_index,
+        applied_index: status.raft_applied_index,
+        quota_bytes: node.quota_bytes(),
+        db_size: status.db_size,
+        peers: node
+            .peer_traffic()
+            .into_iter()
+            .map(|t| wasmraft_metrics::PeerBytes { id: t.id, sent: t.sent_bytes, received: t.received_bytes })
+            .collect(),
+        guest: node.active_guest().map(|g| (g.name, g.version, g.hash)),
+    };
+    let body = wasmraft_metrics::render(&state);
+    (StatusCode::OK, [(header::CONTENT_TYPE, wasmraft_metrics::CONTENT_TYPE)], body).into_response()
 }
 
 /// etcd's `checkHealth`: false with an alarm not excluded by `?exclude=NAME`, without a leader,
@@ -54,7 +71,7 @@ async fn health(
     let healthy = !alarmed
         && node.leader() != 0
         && matches!(tokio::time::timeout(HEALTH_READ_TIMEOUT, node.read_barrier()).await, Ok(Ok(())));
-    let m = crate::metrics::metrics();
+    let m = wasmraft_metrics::metrics();
     if healthy {
         m.health_success.inc();
         (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], r#"{"health":"true"}"#).into_response()

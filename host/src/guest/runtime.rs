@@ -19,7 +19,7 @@ use super::engine::{GuestEngine, QuerySlot, anyhow_of};
 use super::host_store::{self, Fault, HostState, KvTable, View};
 use super::limits::{self, GuestLimits};
 use super::{Applied, ApplyContext, ApplyError, GuestInfo};
-use crate::metrics::{GuestFailure, metrics};
+use wasmraft_metrics::{GuestFailure, metrics};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -429,7 +429,7 @@ impl Guest {
         let elapsed = started.elapsed();
         m.guest_apply_duration.observe(elapsed.as_secs_f64());
         m.guest_fuel_consumed.inc_by(self.limits.fuel_per_entry.saturating_sub(fuel_left));
-        if elapsed > crate::metrics::SLOW_APPLY {
+        if elapsed > wasmraft_metrics::SLOW_APPLY {
             m.slow_apply.inc();
         }
         let finished = finish_classified(result, &mut state, &self.limits).map_err(|(e, kind)| {

@@ -251,7 +251,7 @@ fn one_query_slot_keeps_no_instance() {
 
 #[test]
 fn entry_failures_are_counted_by_kind_and_fuel_is_counted() {
-    use crate::metrics::{GuestFailure, metrics};
+    use wasmraft_metrics::{GuestFailure, metrics};
     let g = hostile();
     let mut db = Db::new();
     let m = metrics();

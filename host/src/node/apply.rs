@@ -402,7 +402,7 @@ fn apply_batch(
                             e.index,
                             started.elapsed().as_secs_f64() * 1000.0
                         );
-                        crate::metrics::metrics().guest_swaps.inc();
+                        wasmraft_metrics::metrics().guest_swaps.inc();
                         let out = a.record.encode_to_vec();
                         active = Some(Arc::new(a));
                         switched = true;
@@ -429,7 +429,7 @@ fn apply_batch(
     }
     let committing = Instant::now();
     txn.commit()?;
-    crate::metrics::metrics().backend_commit.observe(committing.elapsed().as_secs_f64());
+    wasmraft_metrics::metrics().backend_commit.observe(committing.elapsed().as_secs_f64());
     shared.membership.commit(members);
     auth.commit(&shared.auth);
     super::reconfigure::after_commit(shared, peer_changes);

@@ -127,7 +127,7 @@ impl NodeHandle {
             })();
             match result {
                 Ok(size) => {
-                    crate::metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
+                    wasmraft_metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
                     tracing::info!(
                         "sent database snapshot to client: {size} bytes in {:.1}s (member {member:x})",
                         started.elapsed().as_secs_f64()

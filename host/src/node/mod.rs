@@ -247,13 +247,13 @@ pub struct Node {
 /// a leader is dropped rather than proposed for nobody once a leader appears (and the registry
 /// does not keep the waiter of an entry that is never applied).
 struct Pending<'a> {
-    gauge: &'a prometheus::IntGauge,
+    gauge: &'a wasmraft_metrics::IntGauge,
     waits: &'a WaitRegistry,
     id: u64,
 }
 
 impl<'a> Pending<'a> {
-    fn start(gauge: &'a prometheus::IntGauge, waits: &'a WaitRegistry, id: u64) -> Self {
+    fn start(gauge: &'a wasmraft_metrics::IntGauge, waits: &'a WaitRegistry, id: u64) -> Self {
         gauge.inc();
         Pending { gauge, waits, id }
     }
@@ -629,7 +629,7 @@ impl NodeHandle {
         let (id, rx) = s.waits.register();
         let entry = pb::Entry { id, time_unix_ms: now_unix_ms(), auth_revision, kind: Some(kind) };
         let data = entry.encode_to_vec();
-        let metrics = crate::metrics::metrics();
+        let metrics = wasmraft_metrics::metrics();
         let _pending = Pending::start(&metrics.proposals_pending, &s.waits, id);
         if s.to_raft.send(RaftMsg::Propose { id, data }).is_err() {
             s.waits.cancel(id);

@@ -202,7 +202,7 @@ impl HeartbeatWatch {
     fn sent(&mut self, to: u64, now: Instant) -> bool {
         let late = self.last.insert(to, now).is_some_and(|prev| now.saturating_duration_since(prev) > self.max_gap);
         if late {
-            crate::metrics::metrics().heartbeat_send_failures.inc();
+            wasmraft_metrics::metrics().heartbeat_send_failures.inc();
             tracing::warn!(
                 "leader failed to send out heartbeat to {to:x} on time; took too long, leader is overloaded likely from slow disk"
             );
@@ -259,7 +259,7 @@ impl PendingReads {
     fn expire_queued(&mut self, timeout: Duration) {
         if self.queued_since.is_some_and(|t| t.elapsed() >= timeout) {
             // No leader to ask for a read index: etcd's failed read index.
-            crate::metrics::metrics().read_indexes_failed.inc();
+            wasmraft_metrics::metrics().read_indexes_failed.inc();
             for r in self.queued.drain(..) {
                 let _ = r.send(Err(NodeError::Timeout));
             }
@@ -275,7 +275,7 @@ impl PendingReads {
         for ctx in expired {
             if let Some((_, waiters)) = self.in_flight.remove(&ctx) {
                 // Asked but never answered: etcd's slow (timed out) read index.
-                crate::metrics::metrics().slow_read_indexes.inc();
+                wasmraft_metrics::metrics().slow_read_indexes.inc();
                 for w in waiters {
                     let _ = w.send(Err(NodeError::Timeout));
                 }
@@ -321,7 +321,7 @@ fn on_ready(
         let leader = ss.leader_id;
         if shared.leader.swap(leader, Ordering::Relaxed) != leader {
             if leader != raft::INVALID_ID {
-                crate::metrics::metrics().leader_changes.inc();
+                wasmraft_metrics::metrics().leader_changes.inc();
             }
             if leader == raft::INVALID_ID {
                 tracing::info!("raft.node: {:x} lost leader", shared.member_id);
@@ -363,7 +363,7 @@ fn on_ready(
     node.mut_store().append(rd.entries(), rd.hs(), sync)?;
     if sync {
         // etcd's WAL fsync: here the log transaction's durable commit, which is where redb syncs.
-        crate::metrics::metrics().wal_fsync.observe(started.elapsed().as_secs_f64());
+        wasmraft_metrics::metrics().wal_fsync.observe(started.elapsed().as_secs_f64());
     }
     if let Some(hs) = rd.hs() {
         shared.term.store(hs.term, Ordering::Relaxed);

@@ -14,6 +14,9 @@
 //! - **state** (leader, indexes, sizes, the active guest) is read from the member when
 //!   `/metrics` is scraped ([`render`]), never maintained on the data path.
 //!
+//! A leaf crate: it knows counters and the text format, nothing of the node. The state gauges
+//! come in as a [`MemberState`] the caller reads from its member at scrape time.
+//!
 //! One process runs one member, so process-wide is member-wide. (In-process test harnesses that
 //! run several members in one process share the event counters; their scrapes are not meant to
 //! be read per member.)
@@ -22,9 +25,34 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use prometheus::core::Collector;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+/// The metric types callers hold on to (a resolved labelled series, a gauge passed around).
+pub use prometheus::{IntCounter, IntGauge};
 
-use crate::node::NodeHandle;
+/// What the state gauges show, read from the member when `/metrics` is scraped.
+#[derive(Debug, Clone, Default)]
+pub struct MemberState {
+    pub member_id: u64,
+    /// 0: no leader known.
+    pub leader: u64,
+    pub is_learner: bool,
+    pub committed_index: u64,
+    pub applied_index: u64,
+    pub quota_bytes: u64,
+    pub db_size: u64,
+    /// Bytes carried to and from each peer so far.
+    pub peers: Vec<PeerBytes>,
+    /// The active guest's name, version and module hash.
+    pub guest: Option<(String, String, String)>,
+}
+
+/// One peer's traffic: totals kept by the transport, which the counters are brought up to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerBytes {
+    pub id: u64,
+    pub sent: u64,
+    pub received: u64,
+}
 
 /// The Content-Type etcd (Go's promhttp) serves the text format with.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -351,28 +379,27 @@ impl Metrics {
         self.guest_failures[kind as usize].get()
     }
 
-    /// Sets the state gauges from `node` and renders every metric in the text format.
-    fn render(&self, node: &NodeHandle) -> Vec<u8> {
+    /// Sets the state gauges from `state` and renders every metric in the text format.
+    fn render(&self, state: &MemberState) -> Vec<u8> {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
-        let status = node.status();
-        self.has_leader.set(i64::from(status.leader != 0));
-        self.is_leader.set(i64::from(status.leader != 0 && status.leader == status.member_id));
-        self.is_learner.set(i64::from(status.is_learner));
-        self.proposals_committed.set(saturating_i64(status.raft_index));
-        self.proposals_applied.set(saturating_i64(status.raft_applied_index));
-        self.quota_backend_bytes.set(saturating_i64(node.quota_bytes()));
+        self.has_leader.set(i64::from(state.leader != 0));
+        self.is_leader.set(i64::from(state.leader != 0 && state.leader == state.member_id));
+        self.is_learner.set(i64::from(state.is_learner));
+        self.proposals_committed.set(saturating_i64(state.committed_index));
+        self.proposals_applied.set(saturating_i64(state.applied_index));
+        self.quota_backend_bytes.set(saturating_i64(state.quota_bytes));
         self.server_id.reset();
-        self.server_id.with_label_values(&[&format!("{:x}", status.member_id)]).set(1);
-        self.db_total_size.set(saturating_i64(status.db_size));
-        self.db_total_size_debugging.set(saturating_i64(status.db_size));
-        for t in node.peer_traffic() {
+        self.server_id.with_label_values(&[&format!("{:x}", state.member_id)]).set(1);
+        self.db_total_size.set(saturating_i64(state.db_size));
+        self.db_total_size_debugging.set(saturating_i64(state.db_size));
+        for t in &state.peers {
             let id = format!("{:x}", t.id);
-            advance(&self.peer_sent_bytes.with_label_values(&[&id]), t.sent_bytes);
-            advance(&self.peer_received_bytes.with_label_values(&[&id]), t.received_bytes);
+            advance(&self.peer_sent_bytes.with_label_values(&[&id]), t.sent);
+            advance(&self.peer_received_bytes.with_label_values(&[&id]), t.received);
         }
         self.guest_info.reset();
-        if let Some(g) = node.active_guest() {
-            self.guest_info.with_label_values(&[&g.name, &g.version, &g.hash]).set(1);
+        if let Some((name, version, hash)) = &state.guest {
+            self.guest_info.with_label_values(&[name, version, hash]).set(1);
         }
         let mut out = Vec::new();
         if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -382,9 +409,9 @@ impl Metrics {
     }
 }
 
-/// The text `/metrics` answers for `node`.
-pub fn render(node: &NodeHandle) -> Vec<u8> {
-    metrics().render(node)
+/// The text `/metrics` answers for a member in `state`.
+pub fn render(state: &MemberState) -> Vec<u8> {
+    metrics().render(state)
 }
 
 /// Brings a counter up to `total` (a count kept elsewhere); never down.
