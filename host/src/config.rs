@@ -100,7 +100,7 @@ pub struct MemberFlags {
     pub auth_token_ttl: u64,
 
     /// Duration of periodic watch progress notifications (etcd's default: 10 minutes).
-    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = crate::go_duration::parse)]
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = wasmraft_client::go_duration::parse)]
     pub experimental_watch_progress_notify_interval: Duration,
 
     /// Specify 'zap' for structured logging or 'capnslog'.

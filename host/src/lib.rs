@@ -20,7 +20,6 @@ pub mod cli;
 pub mod conf_change;
 pub mod config;
 pub mod deployment;
-pub mod go_duration;
 pub mod guest;
 pub mod harness;
 pub mod ids;

@@ -80,7 +80,7 @@ impl Options {
         let invalid = |reason: String| anyhow::anyhow!("{INVALID_OPTIONS} (problem loading JWT options: {reason})");
         let get = |k: &str| opts.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let ttl = match get("ttl") {
-            Some(t) => crate::go_duration::parse(t).map_err(invalid)?,
+            Some(t) => wasmraft_client::go_duration::parse(t).map_err(invalid)?,
             None => DEFAULT_TTL,
         };
         let read = |k: &str| -> anyhow::Result<Option<Vec<u8>>> {

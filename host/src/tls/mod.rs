@@ -3,25 +3,23 @@
 //! (--auto-tls, --peer-auto-tls), client certificates verified against --trusted-ca-file, and
 //! required when that file is given or --client-cert-auth is on (etcd's `TLSInfo.ServerConfig`);
 //! dialing with the same certificate, verifying servers against the same CA file, or not at all
-//! for an auto-TLS member (etcd's `TLSInfo.ClientConfig`, `client.rs`). `peer.rs` puts them
-//! together for the peer port.
+//! for an auto-TLS member (etcd's `TLSInfo.ClientConfig`, in `wasmraft_client::tls`, which the
+//! client commands dial with too). `peer.rs` puts them together for the peer port.
 //!
-//! The certificate and key are read again at every handshake (`reload.rs`), as etcd does; the
-//! CA file only at start, as in etcd.
+//! The certificate and key are read again at every handshake (`wasmraft_client::tls`'s
+//! `ReloadingCert`), as etcd does; the CA file only at start, as in etcd.
 //!
 //! Files are read and checked when the member starts, so a missing, unreadable or mismatched file
 //! stops it with etcd's text (`open <path>: no such file or directory`, `tls: private key does
 //! not match public key`) instead of failing every handshake later. etcd reports the same texts,
 //! though only once the server is otherwise up.
 
-mod client;
-mod files;
 mod peer;
-mod reload;
 mod self_cert;
 
 /// Reads a file with Go's `open <path>: <reason>` error, for the auth token keys too.
-pub(crate) use files::read as read_file;
+pub(crate) use wasmraft_client::tls::files::read as read_file;
+use wasmraft_client::tls::{DialFiles, ReloadingCert, files};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,17 +96,21 @@ impl TlsInfo {
         Ok(())
     }
 
-    /// The certificate and key files, checked now and read again at every handshake (etcd's
-    /// `baseConfig`, which wants both files).
-    fn certificate(&self, provider: Arc<rustls::crypto::CryptoProvider>) -> anyhow::Result<reload::ReloadingCert> {
-        let (Some(cert_file), Some(key_file)) = (&self.cert_file, &self.key_file) else {
-            anyhow::bail!(
-                "KeyFile and CertFile must both be present[key: {}, cert: {}]",
-                self.key_file.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
-                self.cert_file.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
-            );
+    /// The certificate and key files, checked now and read again at every handshake.
+    fn certificate(&self, provider: Arc<rustls::crypto::CryptoProvider>) -> anyhow::Result<ReloadingCert> {
+        wasmraft_client::tls::certificate(self.cert_file.as_deref(), self.key_file.as_deref(), provider)
+    }
+
+    /// The rustls configuration for dialing with this info (etcd's `TLSInfo.ClientConfig`),
+    /// offering `alpn`: an auto-TLS certificate (`self_cert`) skips verifying the server.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        let files = DialFiles {
+            cert_file: self.cert_file.as_deref(),
+            key_file: self.key_file.as_deref(),
+            trusted_ca_file: self.trusted_ca_file.as_deref(),
+            skip_verify: self.self_cert,
         };
-        reload::ReloadingCert::new(cert_file.clone(), key_file.clone(), provider)
+        wasmraft_client::tls::client_config(files, alpn)
     }
 
     /// The rustls configuration for a listener: etcd's `TLSInfo.ServerConfig` (TLS 1.2 at least,

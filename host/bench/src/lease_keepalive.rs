@@ -17,7 +17,7 @@ use wasmraft_proto::etcdserverpb::{
 
 use super::runner::{self, Plan};
 use super::{Common, Finished, Load, merged};
-use crate::cli::{AuthedChannel, CliError, EXIT_INVALID_INPUT, status_error};
+use wasmraft_client::{AuthedChannel, CliError, EXIT_INVALID_INPUT, status_error};
 
 #[derive(Args, Debug, Clone)]
 pub struct LeaseKeepaliveArgs {

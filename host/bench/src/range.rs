@@ -8,7 +8,7 @@ use wasmraft_proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient
 
 use super::runner::{self, Plan};
 use super::{Finished, KeyFlags, KvArgs, key, merged, seed};
-use crate::cli::{CliError, ConsistencyArg, EXIT_SERVER_ERROR};
+use wasmraft_client::{CliError, ConsistencyArg, EXIT_SERVER_ERROR};
 
 #[derive(Args, Debug, Clone)]
 pub struct RangeArgs {
@@ -64,7 +64,11 @@ pub async fn run(a: &RangeArgs) -> Result<Finished, CliError> {
 
 /// Writes every key of the key space once (untimed), so every read finds a value of
 /// `--val-size` bytes.
-async fn fill(keys: &KeyFlags, space: u64, clients: Vec<KvClient<crate::cli::AuthedChannel>>) -> Result<(), CliError> {
+async fn fill(
+    keys: &KeyFlags,
+    space: u64,
+    clients: Vec<KvClient<wasmraft_client::AuthedChannel>>,
+) -> Result<(), CliError> {
     let (key_size, value) = (keys.key_size, vec![b'v'; keys.val_size]);
     let plan = Plan::untimed(space);
     let out = runner::run(&plan, clients, move |mut kv, i| {

@@ -4,7 +4,7 @@ use wasmraft_proto::etcdserverpb::{PutRequest, kv_client::KvClient};
 
 use super::runner::{self, Plan};
 use super::{Finished, KvArgs, key, merged, seed};
-use crate::cli::CliError;
+use wasmraft_client::CliError;
 
 pub async fn run(a: &KvArgs) -> Result<Finished, CliError> {
     a.load.check()?;

@@ -8,7 +8,7 @@ use wasmraft_proto::wasmraft::v1::{Consistency, ProposeRequest, QueryRequest, ge
 
 use super::runner::{self, Plan};
 use super::{Common, Finished, Load, merged};
-use crate::cli::{CliError, ConsistencyArg, InputFlags, read_input};
+use wasmraft_client::{CliError, ConsistencyArg, InputFlags, read_input};
 
 #[derive(Args, Debug, Clone)]
 pub struct ProposeArgs {

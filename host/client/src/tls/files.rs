@@ -20,7 +20,7 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
 ];
 
 /// The whole file, or Go's `open <path>: <reason>`.
-pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("open {}: {}", path.display(), go_reason(&e)))
 }
 
@@ -35,7 +35,7 @@ fn go_reason(e: &io::Error) -> String {
 }
 
 /// The certificate chain in `path` (leaf first).
-pub(super) fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+pub fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let pem = read(path)?;
     let mut chain = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -51,7 +51,7 @@ pub(super) fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'st
 }
 
 /// The private key in `path`: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), as Go accepts.
-pub(super) fn private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+pub fn private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let pem = read(path)?;
     match PrivateKeyDer::from_pem_slice(&pem) {
         Ok(key) => Ok(key),
@@ -63,7 +63,7 @@ pub(super) fn private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>>
 }
 
 /// The CA certificates in `path` (etcd's `tlsutil.NewCertPool`).
-pub(super) fn ca_pool(path: &Path) -> anyhow::Result<RootCertStore> {
+pub fn ca_pool(path: &Path) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(path)? {
         if let Err(e) = roots.add(cert) {
@@ -75,7 +75,7 @@ pub(super) fn ca_pool(path: &Path) -> anyhow::Result<RootCertStore> {
 
 /// The system's CA bundle: what Go verifies client certificates against when --client-cert-auth
 /// is on without --trusted-ca-file. Certificates in it that do not parse are skipped, as Go does.
-pub(super) fn system_roots() -> anyhow::Result<RootCertStore> {
+pub fn system_roots() -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for bundle in SYSTEM_CA_BUNDLES {
         let Ok(pem) = std::fs::read(bundle) else { continue };

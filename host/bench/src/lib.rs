@@ -9,6 +9,11 @@
 //! succeeded; 1 some failed (the summary and the JSON are still written, errors counted by
 //! their text); 3 bad flags; 4 an endpoint could not be reached before the run; 6 the JSON
 //! could not be written.
+//!
+//! A crate of its own because it is a client of the API, not part of the server: the `wasmraft`
+//! binary calls [`run`] for its `bench` subcommand. It reaches members as the other client
+//! commands do (`wasmraft-client`) and must not know the server's internals (storage, raft,
+//! guests): what it measures is what any etcd v3 client would see.
 
 mod generic;
 mod lease_keepalive;
@@ -27,8 +32,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use super::{CliError, ConnFlags, EXIT_INVALID_INPUT, EXIT_IO, EXIT_SERVER_ERROR};
 use report::Outcome;
+use wasmraft_client::{CliError, ConnFlags, EXIT_INVALID_INPUT, EXIT_IO, EXIT_SERVER_ERROR};
 
 /// The workloads.
 #[derive(Subcommand, Debug, Clone)]
@@ -97,7 +102,7 @@ pub struct Load {
     #[arg(long, conflicts_with = "duration")]
     pub total: Option<u64>,
     /// Send requests for this long instead (Go duration: 10s, 1m30s).
-    #[arg(long, value_parser = crate::go_duration::parse)]
+    #[arg(long, value_parser = wasmraft_client::go_duration::parse)]
     pub duration: Option<Duration>,
     /// Requests per second over all clients; 0: as fast as the answers come.
     #[arg(long, default_value_t = 0.0)]

@@ -17,7 +17,7 @@ use rustls::sign::CertifiedKey;
 use super::files;
 
 #[derive(Debug)]
-pub(super) struct ReloadingCert {
+pub struct ReloadingCert {
     cert_file: PathBuf,
     key_file: PathBuf,
     provider: Arc<CryptoProvider>,
@@ -25,7 +25,7 @@ pub(super) struct ReloadingCert {
 
 impl ReloadingCert {
     /// Checks the files once now, so that a member with bad files does not start.
-    pub(super) fn new(cert_file: PathBuf, key_file: PathBuf, provider: Arc<CryptoProvider>) -> anyhow::Result<Self> {
+    pub fn new(cert_file: PathBuf, key_file: PathBuf, provider: Arc<CryptoProvider>) -> anyhow::Result<Self> {
         let this = Self { cert_file, key_file, provider };
         this.load()?;
         Ok(this)

@@ -7,7 +7,7 @@ use wasmraft_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest, kv_client:
 
 use super::runner::{self, Plan};
 use super::{Finished, KvArgs, key, merged, seed};
-use crate::cli::{CliError, EXIT_INVALID_INPUT};
+use wasmraft_client::{CliError, EXIT_INVALID_INPUT};
 
 #[derive(Args, Debug, Clone)]
 pub struct TxnPutArgs {

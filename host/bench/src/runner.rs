@@ -18,7 +18,9 @@ use tokio::time::Instant;
 
 use super::report::Outcome;
 use super::{Common, Load};
-use crate::cli::{AuthedChannel, CliError, Dial, EXIT_BAD_CONNECTION, EXIT_INVALID_INPUT, channel_to, login, secs};
+use wasmraft_client::{
+    AuthedChannel, CliError, Dial, EXIT_BAD_CONNECTION, EXIT_INVALID_INPUT, channel_to, login, secs,
+};
 
 /// When the request loops stop.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -28,7 +28,7 @@ use wasmraft_proto::etcdserverpb::{
 use super::report::{Latencies, Outcome};
 use super::runner::{self, Plan, Stop};
 use super::{Common, Finished};
-use crate::cli::{CliError, EXIT_INVALID_INPUT, EXIT_SERVER_ERROR, secs, status_error};
+use wasmraft_client::{CliError, EXIT_INVALID_INPUT, EXIT_SERVER_ERROR, secs, status_error};
 
 /// The watched prefix; put `i` writes `PREFIX{i}`.
 const PREFIX: &str = "bench-watch-latency/";
@@ -184,7 +184,7 @@ pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
 /// created, so no put can precede a watcher. Returns the request end too: dropping it would
 /// end the stream.
 async fn open_stream(
-    mut client: WatchClient<crate::cli::AuthedChannel>,
+    mut client: WatchClient<wasmraft_client::AuthedChannel>,
     watchers: u64,
     call: Duration,
 ) -> Result<(mpsc::Sender<WatchRequest>, Streaming<WatchResponse>), CliError> {

@@ -1,0 +1,118 @@
+//! Dialing a member over TLS as etcd's `TLSInfo.ClientConfig` does, for `wasmraft`'s client
+//! commands (etcdctl's --cacert/--cert/--key/--insecure-skip-tls-verify) and for a member dialing
+//! its peers and the leader (host/src/tls, which keeps the listener side): the dialer presents
+//! its certificate, re-read at every handshake (`reload.rs`), verifies the server against the
+//! trusted CA file or, without one, the system's roots, as Go does; and with `skip_verify` (an
+//! auto-TLS member's self-signed certificate, or etcdctl's --insecure-skip-tls-verify) verifies
+//! nothing (no CA could verify such certificates, so auto-TLS buys encryption, not identity).
+//!
+//! The PEM files are read with the error texts etcd gives (`files.rs`); the member's listeners
+//! read theirs with the same code.
+
+pub mod files;
+mod reload;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+pub use reload::ReloadingCert;
+
+/// The files a dialer's TLS comes from (etcd's `TLSInfo`, its dialing half).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DialFiles<'a> {
+    pub cert_file: Option<&'a Path>,
+    pub key_file: Option<&'a Path>,
+    pub trusted_ca_file: Option<&'a Path>,
+    /// Accept any server certificate (Go's `InsecureSkipVerify`).
+    pub skip_verify: bool,
+}
+
+/// The rustls configuration for dialing, offering `alpn` (empty: none, as etcd's peer round
+/// trippers offer none and speak HTTP/1.1).
+pub fn client_config(files: DialFiles<'_>, alpn: &[&[u8]]) -> anyhow::Result<Arc<ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = if files.skip_verify {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(SkipVerify(provider.clone())))
+    } else {
+        let roots = match files.trusted_ca_file {
+            Some(ca) => self::files::ca_pool(ca)?,
+            // Go verifies against the system's roots; with none found, nothing verifies.
+            None => self::files::system_roots().unwrap_or_else(|_| RootCertStore::empty()),
+        };
+        builder.with_root_certificates(roots)
+    };
+    // etcd's `TLSInfo.Empty`: no certificate configured.
+    let mut config = if files.cert_file.is_none() && files.key_file.is_none() {
+        builder.with_no_client_auth()
+    } else {
+        builder.with_client_cert_resolver(Arc::new(certificate(files.cert_file, files.key_file, provider)?))
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The certificate and key files, checked now and read again at every handshake (etcd's
+/// `baseConfig`, which wants both files).
+pub fn certificate(
+    cert_file: Option<&Path>,
+    key_file: Option<&Path>,
+    provider: Arc<CryptoProvider>,
+) -> anyhow::Result<ReloadingCert> {
+    let (Some(cert), Some(key)) = (cert_file, key_file) else {
+        anyhow::bail!(
+            "KeyFile and CertFile must both be present[key: {}, cert: {}]",
+            key_file.map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+            cert_file.map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+        );
+    };
+    ReloadingCert::new(cert.to_path_buf(), key.to_path_buf(), provider)
+}
+
+/// Go's `InsecureSkipVerify`: any certificate is accepted; the handshake signatures are still
+/// checked (the server must hold the key of the certificate it sent).
+#[derive(Debug)]
+struct SkipVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for SkipVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
