@@ -98,7 +98,7 @@ impl TlsInfo {
 
     /// The certificate and key files, checked now and read again at every handshake.
     fn certificate(&self, provider: Arc<rustls::crypto::CryptoProvider>) -> anyhow::Result<ReloadingCert> {
-        wasmraft_client::tls::certificate(self.cert_file.as_deref(), self.key_file.as_deref(), provider)
+        Ok(wasmraft_client::tls::certificate(self.cert_file.as_deref(), self.key_file.as_deref(), provider)?)
     }
 
     /// The rustls configuration for dialing with this info (etcd's `TLSInfo.ClientConfig`),
@@ -110,7 +110,7 @@ impl TlsInfo {
             trusted_ca_file: self.trusted_ca_file.as_deref(),
             skip_verify: self.self_cert,
         };
-        wasmraft_client::tls::client_config(files, alpn)
+        Ok(wasmraft_client::tls::client_config(files, alpn)?)
     }
 
     /// The rustls configuration for a listener: etcd's `TLSInfo.ServerConfig` (TLS 1.2 at least,

@@ -4,13 +4,14 @@
 use std::io;
 use std::path::Path;
 
-use anyhow::bail;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::TlsError;
+
 /// Where Linux distributions keep the system's CA bundle (the files Go's `crypto/x509` tries).
-const SYSTEM_CA_BUNDLES: &[&str] = &[
+pub(super) const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/ca-bundle.pem",
@@ -20,8 +21,8 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
 ];
 
 /// The whole file, or Go's `open <path>: <reason>`.
-pub fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow::anyhow!("open {}: {}", path.display(), go_reason(&e)))
+pub fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError::Open { path: path.display().to_string(), reason: go_reason(&e) })
 }
 
 /// The reason as Go's syscall errors spell it (lower case, no "os error N").
@@ -35,39 +36,37 @@ fn go_reason(e: &io::Error) -> String {
 }
 
 /// The certificate chain in `path` (leaf first).
-pub fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
     let mut chain = Vec::new();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         match cert {
             Ok(c) => chain.push(c),
-            Err(e) => bail!("tls: failed to parse certificate PEM data in {}: {e}", path.display()),
+            Err(e) => return Err(TlsError::CertificatePem { path: path.display().to_string(), reason: e.to_string() }),
         }
     }
     if chain.is_empty() {
-        bail!("tls: failed to find any PEM data in certificate input ({})", path.display());
+        return Err(TlsError::NoCertificatePem { path: path.display().to_string() });
     }
     Ok(chain)
 }
 
 /// The private key in `path`: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), as Go accepts.
-pub fn private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path)?;
     match PrivateKeyDer::from_pem_slice(&pem) {
         Ok(key) => Ok(key),
-        Err(rustls_pki_types::pem::Error::NoItemsFound) => {
-            bail!("tls: failed to find any PEM data in key input ({})", path.display())
-        }
-        Err(e) => bail!("tls: failed to parse private key PEM data in {}: {e}", path.display()),
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(TlsError::NoKeyPem { path: path.display().to_string() }),
+        Err(e) => Err(TlsError::KeyPem { path: path.display().to_string(), reason: e.to_string() }),
     }
 }
 
 /// The CA certificates in `path` (etcd's `tlsutil.NewCertPool`).
-pub fn ca_pool(path: &Path) -> anyhow::Result<RootCertStore> {
+pub fn ca_pool(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(path)? {
         if let Err(e) = roots.add(cert) {
-            bail!("x509: {e} (in {})", path.display());
+            return Err(TlsError::CaCertificate { path: path.display().to_string(), reason: e.to_string() });
         }
     }
     Ok(roots)
@@ -75,7 +74,7 @@ pub fn ca_pool(path: &Path) -> anyhow::Result<RootCertStore> {
 
 /// The system's CA bundle: what Go verifies client certificates against when --client-cert-auth
 /// is on without --trusted-ca-file. Certificates in it that do not parse are skipped, as Go does.
-pub fn system_roots() -> anyhow::Result<RootCertStore> {
+pub fn system_roots() -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for bundle in SYSTEM_CA_BUNDLES {
         let Ok(pem) = std::fs::read(bundle) else { continue };
@@ -85,7 +84,5 @@ pub fn system_roots() -> anyhow::Result<RootCertStore> {
             return Ok(roots);
         }
     }
-    bail!(
-        "--client-cert-auth without --trusted-ca-file needs the system's CA bundle, and none was found in {SYSTEM_CA_BUNDLES:?}"
-    )
+    Err(TlsError::NoSystemRoots)
 }

@@ -15,13 +15,46 @@ mod reload;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 pub use reload::ReloadingCert;
+
+/// Why a certificate, key or CA file could not be used, or a configuration not built: the
+/// texts etcd (Go's `os` and `crypto/tls`) gives for the same mistakes. The causes are part of
+/// each text (no `source`), so `{}` and anyhow's `{:#}` print the same line.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("open {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("tls: failed to parse certificate PEM data in {path}: {reason}")]
+    CertificatePem { path: String, reason: String },
+    #[error("tls: failed to find any PEM data in certificate input ({path})")]
+    NoCertificatePem { path: String },
+    #[error("tls: failed to find any PEM data in key input ({path})")]
+    NoKeyPem { path: String },
+    #[error("tls: failed to parse private key PEM data in {path}: {reason}")]
+    KeyPem { path: String, reason: String },
+    #[error("x509: {reason} (in {path})")]
+    CaCertificate { path: String, reason: String },
+    #[error(
+        "--client-cert-auth without --trusted-ca-file needs the system's CA bundle, and none was found in {:?}",
+        files::SYSTEM_CA_BUNDLES
+    )]
+    NoSystemRoots,
+    #[error("tls: unsupported private key in {path}: {reason}")]
+    UnsupportedKey { path: String, reason: String },
+    #[error("tls: private key does not match public key")]
+    KeyMismatch,
+    #[error("tls: {reason} (cert {cert}, key {key})")]
+    Keys { reason: String, cert: String, key: String },
+    #[error("KeyFile and CertFile must both be present[key: {key}, cert: {cert}]")]
+    Incomplete { key: String, cert: String },
+    #[error("TLS protocol versions: {0}")]
+    ProtocolVersions(String),
+}
 
 /// The files a dialer's TLS comes from (etcd's `TLSInfo`, its dialing half).
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,11 +68,11 @@ pub struct DialFiles<'a> {
 
 /// The rustls configuration for dialing, offering `alpn` (empty: none, as etcd's peer round
 /// trippers offer none and speak HTTP/1.1).
-pub fn client_config(files: DialFiles<'_>, alpn: &[&[u8]]) -> anyhow::Result<Arc<ClientConfig>> {
+pub fn client_config(files: DialFiles<'_>, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?;
+        .map_err(|e| TlsError::ProtocolVersions(e.to_string()))?;
     let builder = if files.skip_verify {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(SkipVerify(provider.clone())))
     } else {
@@ -66,13 +99,12 @@ pub fn certificate(
     cert_file: Option<&Path>,
     key_file: Option<&Path>,
     provider: Arc<CryptoProvider>,
-) -> anyhow::Result<ReloadingCert> {
+) -> Result<ReloadingCert, TlsError> {
     let (Some(cert), Some(key)) = (cert_file, key_file) else {
-        anyhow::bail!(
-            "KeyFile and CertFile must both be present[key: {}, cert: {}]",
-            key_file.map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
-            cert_file.map(Path::display).map(|d| d.to_string()).unwrap_or_default()
-        );
+        return Err(TlsError::Incomplete {
+            key: key_file.map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+            cert: cert_file.map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+        });
     };
     ReloadingCert::new(cert.to_path_buf(), key.to_path_buf(), provider)
 }

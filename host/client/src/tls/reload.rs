@@ -1,5 +1,5 @@
-//! The member's certificate, read from --cert-file/--key-file (or the peer ones) at every
-//! handshake, as etcd's `GetCertificate` and `GetClientCertificate` do: rotated files (renewed
+//! A certificate read from its files at every handshake (a member's --cert-file/--key-file or
+//! the peer ones; a client command's --cert/--key), as etcd's `GetCertificate` and `GetClientCertificate` do: rotated files (renewed
 //! by cert-manager, say) take effect for new connections without a restart. A handshake while
 //! the files are unreadable or do not match fails and is logged, as in etcd; connections already
 //! open are unaffected.
@@ -7,14 +7,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use rustls::SignatureScheme;
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::files;
+use super::{TlsError, files};
 
 #[derive(Debug)]
 pub struct ReloadingCert {
@@ -25,25 +24,28 @@ pub struct ReloadingCert {
 
 impl ReloadingCert {
     /// Checks the files once now, so that a member with bad files does not start.
-    pub fn new(cert_file: PathBuf, key_file: PathBuf, provider: Arc<CryptoProvider>) -> anyhow::Result<Self> {
+    pub fn new(cert_file: PathBuf, key_file: PathBuf, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
         let this = Self { cert_file, key_file, provider };
         this.load()?;
         Ok(this)
     }
 
-    fn load(&self) -> anyhow::Result<CertifiedKey> {
+    fn load(&self) -> Result<CertifiedKey, TlsError> {
         let chain = files::certificates(&self.cert_file)?;
         let key = files::private_key(&self.key_file)?;
-        let signing = self
-            .provider
-            .key_provider
-            .load_private_key(key)
-            .with_context(|| format!("tls: unsupported private key in {}", self.key_file.display()))?;
+        let signing = self.provider.key_provider.load_private_key(key).map_err(|e| TlsError::UnsupportedKey {
+            path: self.key_file.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let certified = CertifiedKey::new(chain, signing);
         match certified.keys_match() {
             Ok(()) => Ok(certified),
-            Err(rustls::Error::InconsistentKeys(_)) => anyhow::bail!("tls: private key does not match public key"),
-            Err(e) => anyhow::bail!("tls: {e} (cert {}, key {})", self.cert_file.display(), self.key_file.display()),
+            Err(rustls::Error::InconsistentKeys(_)) => Err(TlsError::KeyMismatch),
+            Err(e) => Err(TlsError::Keys {
+                reason: e.to_string(),
+                cert: self.cert_file.display().to_string(),
+                key: self.key_file.display().to_string(),
+            }),
         }
     }
 }
