@@ -9,9 +9,10 @@
 //!
 //! [`prepare`]: GuestRegistry::prepare So every guest a member loads stays
 //! here, keyed by its sha256, and each set of limits a deployment asks for is the same compiled
-//! code with other budgets ([`Guest::with_limits`]), on the engine of its stack limit (one per
-//! limit in use, made when first needed; the code moves there without compiling,
-//! [`Guest::on_engine`]). Compiled code is also cached on disk (`member/guest-cache`), so a
+//! code with other budgets ([`Guest::with_limits`]), except for the stack limit: the code
+//! counts its own stack against it (`stack_limit.rs`), so each limit in use is the module
+//! compiled again for that limit, on an engine of its own whose native limit is the backstop
+//! (made when first needed, [`Guest::on_engine`]). Compiled code is also cached on disk (`member/guest-cache`), so a
 //! restart deserializes instead of compiling.
 
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ pub struct GuestRegistry {
     engines: Mutex<HashMap<u64, GuestEngine>>,
     cache_dir: PathBuf,
     /// Keyed by (module hash, limits); the entry with [`LOAD_LIMITS`] is the one compiled, and
-    /// [`load_limits`] of another stack limit is its copy on that limit's engine.
+    /// [`load_limits`] of another stack limit is it compiled for that limit, on its engine.
     loaded: Mutex<HashMap<([u8; 32], GuestLimits), Arc<Guest>>>,
     /// One lock per module being compiled, so a swap entry that needs a module a background
     /// [`GuestRegistry::prepare`] is compiling waits for it instead of compiling it again.
@@ -107,7 +108,7 @@ impl GuestRegistry {
             }
         };
         if limits.stack_bytes != LOAD_LIMITS.stack_bytes {
-            let moved = base.on_engine(&self.engine_for(limits.stack_bytes)?, load_limits(limits.stack_bytes))?;
+            let moved = base.on_engine(&self.engine_for(limits.stack_bytes)?, wasm, load_limits(limits.stack_bytes), &self.cache_dir)?;
             self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert((hash, load_limits(limits.stack_bytes)), Arc::new(moved));
         }
         self.compiling.lock().unwrap_or_else(|p| p.into_inner()).remove(&hash);
