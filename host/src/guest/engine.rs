@@ -117,7 +117,11 @@ impl GuestEngine {
             // The guest counts its own stack against `stack_bytes` (stack_limit.rs); wasmtime's
             // native limit is only the backstop, far enough above it never to trip first.
             // Checked against STACK_BYTES_CHOICES, far below usize::MAX.
-            c.max_wasm_stack(usize::try_from(super::stack_limit::native_backstop_bytes(stack_bytes)).unwrap_or(usize::MAX));
+            let backstop = usize::try_from(super::stack_limit::native_backstop_bytes(stack_bytes)).unwrap_or(usize::MAX);
+            c.max_wasm_stack(backstop);
+            // wasmtime refuses a Wasm stack limit above its async stack size (2 MiB by default)
+            // even though guests never run on async stacks here.
+            c.async_stack_size(backstop.saturating_add(1 << 20));
             c
         };
         let (engine, pooled) = if config.pooling {
