@@ -501,8 +501,16 @@ fn link(engine: &GuestEngine, component: &Component) -> anyhow::Result<StateMach
 /// Compiles `wasm` for `engine`, its core modules counting their stack against the engine's
 /// limit ([`super::stack_limit`]).
 fn compile(engine: &GuestEngine, wasm: &[u8]) -> anyhow::Result<Component> {
-    let counted = super::stack_limit::instrument(wasm, super::stack_limit::limit_slots(engine.stack_bytes()))
-        .context("compiling the guest component")?;
+    let counted = match super::stack_limit::instrument(wasm, super::stack_limit::limit_slots(engine.stack_bytes())) {
+        Ok(counted) => counted,
+        // Bytes that are not Wasm get wasmtime's own words for what is wrong with them (the
+        // texts etcd-style tooling and the tests expect); only what wasmtime would accept but
+        // the counting cannot handle gets the counting's error. Either way nothing runs.
+        Err(e) => {
+            Component::new(engine.engine(), wasm).map_err(anyhow_of).context("compiling the guest component")?;
+            return Err(e.context("compiling the guest component"));
+        }
+    };
     Component::new(engine.engine(), &counted).map_err(anyhow_of).context("compiling the guest component")
 }
 
