@@ -116,17 +116,20 @@ impl GuestRegistry {
     }
 
     /// Starts compiling `wasm` on a thread of its own, so that a swap to it later finds it
-    /// compiled. Only a head start: failures are left for the swap entry to report.
-    pub fn prepare(self: &Arc<Self>, wasm: Vec<u8>) {
+    /// compiled: for the load limits and for `stack_bytes`, the stack limit the swap will most
+    /// likely keep (the active deployment's; the code counts it, so it is compiled in). Only a
+    /// head start: failures are left for the swap entry to report.
+    pub fn prepare(self: &Arc<Self>, wasm: Vec<u8>, stack_bytes: u64) {
         use sha2::Digest as _;
         let hash: [u8; 32] = sha2::Sha256::digest(&wasm).into();
-        if self.get(&hash, LOAD_LIMITS).is_some() {
+        let limits = load_limits(stack_bytes);
+        if self.get(&hash, limits).is_some() {
             return;
         }
         let registry = self.clone();
         let spawned = std::thread::Builder::new().name("guest-compile".into()).spawn(move || {
             let started = std::time::Instant::now();
-            match registry.load(&wasm, LOAD_LIMITS) {
+            match registry.load(&wasm, limits) {
                 Ok(g) => tracing::info!(
                     "wasmraft: compiled stored guest {} {} (sha256 {}) ahead of its swap in {:.0} ms",
                     g.info().name,
