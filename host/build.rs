@@ -17,13 +17,7 @@ fn main() {
     let root = Path::new(&manifest_dir).join("..");
     // The builder watches each guest's own sources and the SDK; the guests also build against
     // the proto crate and the workspace's profiles and lockfile.
-    for path in [
-        "proto/src",
-        "proto/build.rs",
-        "proto/Cargo.toml",
-        "Cargo.toml",
-        "Cargo.lock",
-    ] {
+    for path in ["proto/src", "proto/build.rs", "proto/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     let guests = [

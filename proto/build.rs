@@ -30,12 +30,9 @@ const PROTO_FILES: &[&str] = &[
 const WATCHED_DIRS: &[&str] = &["etcd", "wasmraft"];
 
 fn main() -> Result<()> {
-    let manifest_dir = PathBuf::from(
-        env::var_os("CARGO_MANIFEST_DIR")
-            .context("CARGO_MANIFEST_DIR is not set (not run by cargo?)")?,
-    );
-    let out_dir =
-        PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR is not set (not run by cargo?)")?);
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR is not set (not run by cargo?)")?);
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR is not set (not run by cargo?)")?);
     let grpc = env::var_os("CARGO_FEATURE_GRPC").is_some();
 
     println!("cargo:rerun-if-changed=build.rs");
@@ -84,12 +81,9 @@ fn main() -> Result<()> {
 /// editing a .proto file reruns this script.
 fn watch_dir(dir: &Path) -> Result<()> {
     println!("cargo:rerun-if-changed={}", dir.display());
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("reading directory {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading directory {}", dir.display()))?;
     for entry in entries {
-        let path = entry
-            .with_context(|| format!("reading directory {}", dir.display()))?
-            .path();
+        let path = entry.with_context(|| format!("reading directory {}", dir.display()))?.path();
         if path.is_dir() {
             watch_dir(&path)?;
         } else if path.extension().is_some_and(|e| e == "proto") {

@@ -26,7 +26,8 @@ pub fn build_component(crate_dir: &Path) -> anyhow::Result<PathBuf> {
     let crate_dir = crate_dir.canonicalize().with_context(|| format!("guest crate {}", crate_dir.display()))?;
     let manifest = crate_dir.join("Cargo.toml");
     let name = package_name(&manifest)?;
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR").context("build_component runs in a build script (OUT_DIR unset)")?);
+    let out_dir =
+        PathBuf::from(std::env::var("OUT_DIR").context("build_component runs in a build script (OUT_DIR unset)")?);
     let target_dir = target_dir(&out_dir);
 
     println!("cargo:rerun-if-changed={}", crate_dir.join("src").display());
@@ -56,7 +57,16 @@ pub fn build_component_to(crate_dir: &Path, target_dir: &Path, out: &Path) -> an
         .arg("--target-dir")
         .arg(target_dir);
     // The outer build's settings are for the host, not for Wasm.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER", "CARGO_LLVM_COV", "LLVM_PROFILE_FILE"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_LLVM_COV",
+        "LLVM_PROFILE_FILE",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().context("running cargo for the guest")?;
@@ -64,7 +74,8 @@ pub fn build_component_to(crate_dir: &Path, target_dir: &Path, out: &Path) -> an
         bail!("building guest {name} for {TARGET} failed ({status})");
     }
     let core = target_dir.join(TARGET).join(profile).join(format!("{}.wasm", name.replace('-', "_")));
-    let module = std::fs::read(&core).with_context(|| format!("reading {} (is the crate's crate-type \"cdylib\"?)", core.display()))?;
+    let module = std::fs::read(&core)
+        .with_context(|| format!("reading {} (is the crate's crate-type \"cdylib\"?)", core.display()))?;
     let component = componentize(&module).with_context(|| format!("making a component of {}", core.display()))?;
     std::fs::write(out, component).with_context(|| format!("writing {}", out.display()))?;
     Ok(())
@@ -87,7 +98,9 @@ pub fn export_components(root: &Path, guests: &[(&str, &str)]) {
         }
     }
     if failed {
-        eprintln!("error: fix the guest build errors above (cargo's output of each guest build is printed just before it)");
+        eprintln!(
+            "error: fix the guest build errors above (cargo's output of each guest build is printed just before it)"
+        );
         std::process::exit(1);
     }
 }
@@ -133,9 +146,9 @@ fn target_dir(out_dir: &Path) -> PathBuf {
 }
 
 fn has_guest_profile(crate_dir: &Path) -> bool {
-    crate_dir.ancestors().any(|d| {
-        std::fs::read_to_string(d.join("Cargo.toml")).map(|t| t.contains("[profile.guest]")).unwrap_or(false)
-    })
+    crate_dir
+        .ancestors()
+        .any(|d| std::fs::read_to_string(d.join("Cargo.toml")).map(|t| t.contains("[profile.guest]")).unwrap_or(false))
 }
 
 fn ensure_target() -> anyhow::Result<()> {
@@ -151,7 +164,8 @@ fn ensure_target() -> anyhow::Result<()> {
     } else {
         eprintln!("{note}");
     }
-    let status = Command::new("rustup").args(["target", "add", TARGET]).status().context("running rustup target add")?;
+    let status =
+        Command::new("rustup").args(["target", "add", TARGET]).status().context("running rustup target add")?;
     if !status.success() {
         bail!("`rustup target add {TARGET}` failed; install the target and build again");
     }

@@ -70,10 +70,10 @@ pub mod crc32c;
 #[cfg(all(target_arch = "wasm32", feature = "entry-arena"))]
 #[global_allocator]
 static GUEST_HEAP: arena::GuestHeap = arena::GuestHeap::new();
-mod store;
-pub mod testing;
 #[cfg(feature = "build")]
 pub mod builder;
+mod store;
+pub mod testing;
 
 pub use store::{ReadStore, Scan, Store, prefix_end};
 

@@ -74,7 +74,14 @@ impl<S: StateMachine> Default for Harness<S> {
 
 impl<S: StateMachine> Harness<S> {
     pub fn new() -> Self {
-        Harness { store: MemStore::new(), events: Vec::new(), index: 0, term: 1, time_unix_ms: 1_700_000_000_000, _guest: PhantomData }
+        Harness {
+            store: MemStore::new(),
+            events: Vec::new(),
+            index: 0,
+            term: 1,
+            time_unix_ms: 1_700_000_000_000,
+            _guest: PhantomData,
+        }
     }
 
     /// Applies `command` as the next log entry, one millisecond after the previous one.

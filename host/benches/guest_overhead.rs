@@ -109,9 +109,7 @@ fn main() -> anyhow::Result<()> {
         "(d) query call, kept instance: rejected query",
     ];
     let per_entry: Vec<f64> = runs.iter().map(|r| micros_per_entry(median(r), entries)).collect();
-    println!(
-        "| variant | µs/entry (median) | min–max µs/entry | entries/s | ratio to (a) |"
-    );
+    println!("| variant | µs/entry (median) | min–max µs/entry | entries/s | ratio to (a) |");
     println!("|---|---:|---:|---:|---:|");
     for (i, name) in names.iter().enumerate() {
         let (lo, hi) = spread(&runs[i], entries);
@@ -149,11 +147,8 @@ fn put_commands(n: usize) -> Vec<Vec<u8>> {
             debug_assert_eq!(key.len(), KEY_BYTES);
             let mut value = vec![b'v'; VALUE_BYTES];
             value[..key.len()].copy_from_slice(&key);
-            InternalRaftRequest {
-                put: Some(PutRequest { key, value, ..Default::default() }),
-                ..Default::default()
-            }
-            .encode_to_vec()
+            InternalRaftRequest { put: Some(PutRequest { key, value, ..Default::default() }), ..Default::default() }
+                .encode_to_vec()
         })
         .collect()
 }

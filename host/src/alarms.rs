@@ -148,10 +148,7 @@ fn key(a: &AlarmMember) -> [u8; 12] {
 fn decode_key(k: &[u8]) -> anyhow::Result<AlarmMember> {
     anyhow::ensure!(k.len() == 12, "alarm key of {} bytes", k.len());
     let (t, m) = k.split_at(4);
-    Ok(AlarmMember {
-        alarm: u32::from_be_bytes(t.try_into()?) as i32,
-        member_id: u64::from_be_bytes(m.try_into()?),
-    })
+    Ok(AlarmMember { alarm: u32::from_be_bytes(t.try_into()?) as i32, member_id: u64::from_be_bytes(m.try_into()?) })
 }
 
 /// Applies an alarm request inside the batch's transaction (etcd's `applierV3backend.Alarm`),
@@ -167,11 +164,8 @@ pub fn apply(
     let mut resp = AlarmResponse::default();
     match AlarmAction::try_from(req.action) {
         Ok(AlarmAction::Get) => {
-            resp.alarms = list
-                .iter()
-                .filter(|a| req.alarm == AlarmType::None as i32 || a.alarm == req.alarm)
-                .cloned()
-                .collect();
+            resp.alarms =
+                list.iter().filter(|a| req.alarm == AlarmType::None as i32 || a.alarm == req.alarm).cloned().collect();
         }
         Ok(AlarmAction::Activate) => {
             // etcd refuses to activate NONE (its alarm store has no such type).
@@ -209,7 +203,7 @@ pub fn status_text(a: &AlarmMember) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmraft_proto::etcdserverpb::{AlarmRequest, PutRequest, RequestOp, TxnRequest, DeleteRangeRequest};
+    use wasmraft_proto::etcdserverpb::{AlarmRequest, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest};
 
     #[test]
     fn costs_follow_etcd() {
@@ -221,7 +215,11 @@ mod tests {
         let del = InternalRaftRequest { delete_range: Some(DeleteRangeRequest::default()), ..Default::default() };
         assert!(!refused_when_capped(&del.encode_to_vec()));
         let op = |v: usize| RequestOp {
-            request: Some(request_op::Request::RequestPut(PutRequest { key: b"k".to_vec(), value: vec![0; v], ..Default::default() })),
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key: b"k".to_vec(),
+                value: vec![0; v],
+                ..Default::default()
+            })),
         };
         let txn = InternalRaftRequest {
             txn: Some(TxnRequest { success: vec![op(1)], failure: vec![op(5), op(0)], ..Default::default() }),
@@ -238,14 +236,21 @@ mod tests {
         let db = redb::Database::create(dir.path().join("s.redb")).unwrap();
         let mut list = Vec::new();
         let txn = db.begin_write().unwrap();
-        let req = |action: AlarmAction, member_id, alarm: AlarmType| AlarmRequest { action: action as i32, member_id, alarm: alarm as i32 };
+        let req = |action: AlarmAction, member_id, alarm: AlarmType| AlarmRequest {
+            action: action as i32,
+            member_id,
+            alarm: alarm as i32,
+        };
         let r = apply(&txn, &mut list, &req(AlarmAction::Activate, 7, AlarmType::Nospace)).unwrap();
         assert_eq!(r.alarms.len(), 1);
         assert!(apply(&txn, &mut list, &req(AlarmAction::Activate, 7, AlarmType::Nospace)).unwrap().alarms.is_empty());
         apply(&txn, &mut list, &req(AlarmAction::Activate, 3, AlarmType::Corrupt)).unwrap();
         assert!(is_capped(&list));
         assert_eq!(apply(&txn, &mut list, &req(AlarmAction::Get, 0, AlarmType::None)).unwrap().alarms.len(), 2);
-        assert_eq!(apply(&txn, &mut list, &req(AlarmAction::Get, 0, AlarmType::Corrupt)).unwrap().alarms[0].member_id, 3);
+        assert_eq!(
+            apply(&txn, &mut list, &req(AlarmAction::Get, 0, AlarmType::Corrupt)).unwrap().alarms[0].member_id,
+            3
+        );
         txn.commit().unwrap();
         let txn = db.begin_write().unwrap();
         assert_eq!(read(&txn).unwrap(), list);

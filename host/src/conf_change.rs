@@ -25,7 +25,10 @@ pub enum Change {
     /// until it publishes them.
     Add(Member),
     Remove(u64),
-    Update { id: u64, peer_urls: Vec<String> },
+    Update {
+        id: u64,
+        peer_urls: Vec<String>,
+    },
     Promote(u64),
 }
 
@@ -102,7 +105,12 @@ impl Change {
         let (ty, context) = match self {
             Change::Add(m) => {
                 let ty = if m.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
-                let ctx = EtcdMember { id: m.id, peer_urls: Some(m.peer_urls.clone()), is_learner: m.is_learner, ..Default::default() };
+                let ctx = EtcdMember {
+                    id: m.id,
+                    peer_urls: Some(m.peer_urls.clone()),
+                    is_learner: m.is_learner,
+                    ..Default::default()
+                };
                 (ty, serde_json::to_vec(&ctx)?)
             }
             Change::Promote(id) => {
@@ -113,7 +121,11 @@ impl Change {
             Change::Update { id, peer_urls } => {
                 let ctx = EtcdMember { id: *id, peer_urls: Some(peer_urls.clone()), ..Default::default() };
                 let mut single = ConfChangeSingle::default();
-                single.set_change_type(if is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode });
+                single.set_change_type(if is_learner {
+                    ConfChangeType::AddLearnerNode
+                } else {
+                    ConfChangeType::AddNode
+                });
                 single.node_id = *id;
                 let mut cc = ConfChangeV2::default();
                 cc.set_changes(vec![single].into());
@@ -134,7 +146,11 @@ impl Change {
     pub fn from_entry(e: &Entry) -> anyhow::Result<Decoded> {
         // The protobuf 2 parser recurses without bound on hostile input (RUSTSEC-2024-0437); a
         // conf change is small and flat, so refuse anything larger than one could be.
-        anyhow::ensure!(e.data.len() <= MAX_CONF_CHANGE_BYTES, "conf change entry of {} bytes is too large", e.data.len());
+        anyhow::ensure!(
+            e.data.len() <= MAX_CONF_CHANGE_BYTES,
+            "conf change entry of {} bytes is too large",
+            e.data.len()
+        );
         match e.get_entry_type() {
             EntryType::EntryConfChange => {
                 let cc = ConfChange::parse_from_bytes(&e.data)?;
@@ -142,13 +158,23 @@ impl Change {
                     ConfChangeType::RemoveNode => Change::Remove(cc.node_id),
                     ty => {
                         let ctx: EtcdMember = serde_json::from_slice(&cc.context)?;
-                        anyhow::ensure!(ctx.id == cc.node_id, "conf change for {:x} carries member {:x}", cc.node_id, ctx.id);
+                        anyhow::ensure!(
+                            ctx.id == cc.node_id,
+                            "conf change for {:x} carries member {:x}",
+                            cc.node_id,
+                            ctx.id
+                        );
                         if ctx.is_promote == Some(true) {
                             anyhow::ensure!(ty == ConfChangeType::AddNode, "a promotion must add a voter");
                             Change::Promote(cc.node_id)
                         } else {
                             let is_learner = ty == ConfChangeType::AddLearnerNode;
-                            Change::Add(Member { id: cc.node_id, peer_urls: ctx.peer_urls.unwrap_or_default(), is_learner, ..Default::default() })
+                            Change::Add(Member {
+                                id: cc.node_id,
+                                peer_urls: ctx.peer_urls.unwrap_or_default(),
+                                is_learner,
+                                ..Default::default()
+                            })
                         }
                     }
                 };
@@ -157,10 +183,16 @@ impl Change {
             EntryType::EntryConfChangeV2 => {
                 let cc = ConfChangeV2::parse_from_bytes(&e.data)?;
                 let ctx: EtcdMember = serde_json::from_slice(&cc.context)?;
-                anyhow::ensure!(cc.get_changes().iter().all(|c| c.node_id == ctx.id), "update conf change names another member");
+                anyhow::ensure!(
+                    cc.get_changes().iter().all(|c| c.node_id == ctx.id),
+                    "update conf change names another member"
+                );
                 // The V2 entry has no id field; the wait id is the entry's context (8 bytes).
                 let request_id = e.context.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-                Ok(Decoded { change: Change::Update { id: ctx.id, peer_urls: ctx.peer_urls.unwrap_or_default() }, request_id })
+                Ok(Decoded {
+                    change: Change::Update { id: ctx.id, peer_urls: ctx.peer_urls.unwrap_or_default() },
+                    request_id,
+                })
             }
             EntryType::EntryNormal => anyhow::bail!("not a conf change entry"),
         }
@@ -210,9 +242,17 @@ mod tests {
 
     #[test]
     fn contexts_are_etcds_json() {
-        let add = Change::Add(Member { id: 0x1234, peer_urls: vec!["http://a:2380".into()], is_learner: true, ..Default::default() });
+        let add = Change::Add(Member {
+            id: 0x1234,
+            peer_urls: vec!["http://a:2380".into()],
+            is_learner: true,
+            ..Default::default()
+        });
         let Proposal::V1(cc) = add.to_raft(7, false).unwrap() else { panic!("add is a v1 conf change") };
-        assert_eq!(std::str::from_utf8(&cc.context).unwrap(), r#"{"id":4660,"peerURLs":["http://a:2380"],"isLearner":true}"#);
+        assert_eq!(
+            std::str::from_utf8(&cc.context).unwrap(),
+            r#"{"id":4660,"peerURLs":["http://a:2380"],"isLearner":true}"#
+        );
         assert_eq!(cc.get_change_type(), ConfChangeType::AddLearnerNode);
         let Proposal::V1(cc) = Change::Promote(0x1234).to_raft(8, true).unwrap() else { panic!() };
         assert_eq!(std::str::from_utf8(&cc.context).unwrap(), r#"{"id":4660,"peerURLs":null,"isPromote":true}"#);

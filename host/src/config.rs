@@ -306,7 +306,8 @@ impl MemberFlags {
             bail!("--listen-metrics-urls: {}: wasmraft serves metrics URLs over http only", trim_url(u));
         }
         let listen_peer_urls = parse_urls("--listen-peer-urls", &self.listen_peer_urls)?;
-        let initial_advertise_peer_urls = parse_urls("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
+        let initial_advertise_peer_urls =
+            parse_urls("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
         for u in listen_client_urls.iter().chain(&listen_peer_urls).chain(&listen_metrics_urls) {
             if u.path() != "/" && !u.path().is_empty() {
                 bail!("listen URL {u} must not have a path");
@@ -333,13 +334,20 @@ impl MemberFlags {
             && !client_tls.auto_tls
             && let Some(u) = listen_client_urls.iter().find(|u| u.scheme() == "https")
         {
-            bail!("TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme", trim_url(u));
+            bail!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                trim_url(u)
+            );
         }
         // etcd: without an explicit --initial-cluster, a member named other than "default" forms a
         // cluster of itself under its own name.
         let initial_cluster_flag = match &self.initial_cluster {
             Some(c) => c.clone(),
-            None => initial_advertise_peer_urls.iter().map(|u| format!("{}={}", self.name, trim_url(u))).collect::<Vec<_>>().join(","),
+            None => initial_advertise_peer_urls
+                .iter()
+                .map(|u| format!("{}={}", self.name, trim_url(u)))
+                .collect::<Vec<_>>()
+                .join(","),
         };
         let initial_cluster = parse_initial_cluster(&initial_cluster_flag)?;
         // etcd's peer listener refuses TLS without a certificate (advertised and other members'
@@ -373,7 +381,10 @@ impl MemberFlags {
             && crate::guest::limits::check_stack_bytes(stack).is_err()
         {
             use crate::guest::limits::{MAX_STACK_BYTES, STACK_BYTES_CHOICES};
-            bail!("--guest-stack-bytes {stack}: must be a power of two from {} to {MAX_STACK_BYTES}", STACK_BYTES_CHOICES[0]);
+            bail!(
+                "--guest-stack-bytes {stack}: must be a power of two from {} to {MAX_STACK_BYTES}",
+                STACK_BYTES_CHOICES[0]
+            );
         }
         let auth_token = crate::auth::TokenOptions::parse(&self.auth_token)?;
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
@@ -540,7 +551,8 @@ mod tests {
         );
         let c = parse(&[https[0], https[1], "--auto-tls"]).unwrap();
         assert!(c.client_tls.auto_tls && c.client_tls.is_empty());
-        let c = parse(&[https[0], https[1], "--cert-file", "c.pem", "--key-file", "k.pem", "--client-cert-auth=true"]).unwrap();
+        let c = parse(&[https[0], https[1], "--cert-file", "c.pem", "--key-file", "k.pem", "--client-cert-auth=true"])
+            .unwrap();
         assert!(c.client_tls.client_cert_auth);
         assert_eq!(c.client_tls.cert_file.as_deref(), Some(std::path::Path::new("c.pem")));
         // Go's boolean flags: bare, =true and =false.

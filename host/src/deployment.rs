@@ -165,7 +165,8 @@ pub fn guest_for(
     if let Some(g) = registry.get(&hash, limits) {
         return Ok(g);
     }
-    let wasm = module()?.ok_or_else(|| anyhow::anyhow!("the active guest's module {} is not stored", hex::encode(hash)))?;
+    let wasm =
+        module()?.ok_or_else(|| anyhow::anyhow!("the active guest's module {} is not stored", hex::encode(hash)))?;
     registry.load(&wasm, limits)
 }
 
@@ -196,7 +197,10 @@ pub fn guest_in(
 /// [`guest_in`] when `txn`'s record names the running guest, which is cheap to find; `None`
 /// otherwise (no guest recorded, or a swap between `txn` and now), where [`guest_in`] may
 /// have to load or compile one.
-pub fn running_guest_in(txn: &ReadTransaction, active: &std::sync::RwLock<Option<Arc<Active>>>) -> anyhow::Result<Option<Arc<Guest>>> {
+pub fn running_guest_in(
+    txn: &ReadTransaction,
+    active: &std::sync::RwLock<Option<Arc<Active>>>,
+) -> anyhow::Result<Option<Arc<Guest>>> {
     let meta = txn.open_table(META)?;
     let Some(stored) = meta.get(META_DEPLOYMENT)? else { return Ok(None) };
     let active = active.read().unwrap_or_else(|p| p.into_inner());
@@ -407,9 +411,12 @@ fn prepare(
         Ok(g) => g,
         Err(e) => return Ok(Err(format!("wasmraft: the module is not a usable guest: {e:#}"))),
     };
-    let was_active_before =
-        txn.open_table(DEPLOYMENTS).map_err(|e| storage(e.into())).and_then(|t| was_active_in(&t, &hash).map_err(host))?;
-    if let Err(text) = check_transition(record.as_ref(), guest.info(), &hash, limits, mode, d.force, was_active_before) {
+    let was_active_before = txn
+        .open_table(DEPLOYMENTS)
+        .map_err(|e| storage(e.into()))
+        .and_then(|t| was_active_in(&t, &hash).map_err(host))?;
+    if let Err(text) = check_transition(record.as_ref(), guest.info(), &hash, limits, mode, d.force, was_active_before)
+    {
         return Ok(Err(text));
     }
     Ok(Ok((guest, limits, module.len() as u64)))
@@ -428,7 +435,10 @@ fn migrate_and_record(
     let events = match result {
         Ok(applied) => applied.events,
         Err(ApplyError::Guest(text)) => {
-            return (txn, Err(ApplyError::Guest(format!("wasmraft: the new guest's migrate refused the swap: {text}"))));
+            return (
+                txn,
+                Err(ApplyError::Guest(format!("wasmraft: the new guest's migrate refused the swap: {text}"))),
+            );
         }
         Err(e) => return (txn, Err(e)),
     };
@@ -476,7 +486,8 @@ mod tests {
         GuestInfo { name: name.into(), version: version.into(), apis: vec![] }
     }
 
-    const L: GuestLimits = GuestLimits { fuel_per_entry: 1000, memory_bytes: 1 << 20, stack_bytes: DEFAULT_STACK_BYTES };
+    const L: GuestLimits =
+        GuestLimits { fuel_per_entry: 1000, memory_bytes: 1 << 20, stack_bytes: DEFAULT_STACK_BYTES };
 
     #[test]
     fn upgrades_need_a_higher_version_of_the_same_guest() {
@@ -486,19 +497,24 @@ mod tests {
         assert!(e.contains("not higher than the active version 1.2.0"), "{e}");
         let e = check_transition(Some(&a), &info("kv", "1.2.0"), &[2; 32], L, Mode::Upgrade, false, false).unwrap_err();
         assert!(e.contains("not higher"), "{e}");
-        let e = check_transition(Some(&a), &info("counter", "9.0.0"), &[2; 32], L, Mode::Upgrade, false, false).unwrap_err();
+        let e = check_transition(Some(&a), &info("counter", "9.0.0"), &[2; 32], L, Mode::Upgrade, false, false)
+            .unwrap_err();
         assert!(e.contains("needs --force"), "{e}");
         let e = check_transition(Some(&a), &info("kv", "next"), &[2; 32], L, Mode::Upgrade, false, false).unwrap_err();
         assert!(e.contains("not a semantic version"), "{e}");
         // --force lifts the name and version rules.
-        assert_eq!(check_transition(Some(&a), &info("counter", "0.0.1"), &[2; 32], L, Mode::Upgrade, true, false), Ok(()));
+        assert_eq!(
+            check_transition(Some(&a), &info("counter", "0.0.1"), &[2; 32], L, Mode::Upgrade, true, false),
+            Ok(())
+        );
     }
 
     #[test]
     fn rollbacks_go_only_to_modules_that_were_active() {
         let a = rec("kv", "2.0.0", 2);
         assert_eq!(check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], L, Mode::Rollback, false, true), Ok(()));
-        let e = check_transition(Some(&a), &info("kv", "1.0.0"), &[3; 32], L, Mode::Rollback, false, false).unwrap_err();
+        let e =
+            check_transition(Some(&a), &info("kv", "1.0.0"), &[3; 32], L, Mode::Rollback, false, false).unwrap_err();
         assert!(e.contains("was never active"), "{e}");
     }
 
@@ -509,12 +525,18 @@ mod tests {
         assert!(e.contains("already active"), "{e}");
         // New limits for the active module are a deploy of their own.
         let more = GuestLimits { fuel_per_entry: 5000, ..L };
-        assert_eq!(check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], more, Mode::Upgrade, false, false), Ok(()));
+        assert_eq!(
+            check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], more, Mode::Upgrade, false, false),
+            Ok(())
+        );
         let tiny = GuestLimits { memory_bytes: 100, ..L };
         assert!(check_transition(None, &info("kv", "1.0.0"), &[1; 32], tiny, Mode::Initial, false, false).is_err());
         // A new stack limit alone is a deploy too; one off the list is refused.
         let deeper = GuestLimits { stack_bytes: 2 << 20, ..L };
-        assert_eq!(check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], deeper, Mode::Upgrade, false, false), Ok(()));
+        assert_eq!(
+            check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], deeper, Mode::Upgrade, false, false),
+            Ok(())
+        );
         for stack in [0, 1000, 32 << 10, 16 << 20, u64::MAX] {
             let e = check_limits(GuestLimits { stack_bytes: stack, ..L }).unwrap_err();
             assert!(e.contains("is not a power of two from 65536 to 8388608"), "{e}");
@@ -533,7 +555,10 @@ mod tests {
         assert_eq!(requested_limits(Some(&old), 0, 0, 0), limits_of(&old));
         assert_eq!(requested_limits(Some(&old), 0, 0, 1 << 20).stack_bytes, 1 << 20);
         let newer = pb::GuestDeployment { stack_bytes: 128 << 10, ..old };
-        assert_eq!(requested_limits(Some(&newer), 7, 0, 0), GuestLimits { fuel_per_entry: 7, memory_bytes: 1 << 20, stack_bytes: 128 << 10 });
+        assert_eq!(
+            requested_limits(Some(&newer), 7, 0, 0),
+            GuestLimits { fuel_per_entry: 7, memory_bytes: 1 << 20, stack_bytes: 128 << 10 }
+        );
         assert_eq!(requested_limits(None, 0, 0, 0), GuestLimits::default());
     }
 

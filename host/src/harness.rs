@@ -123,7 +123,14 @@ pub struct TestMember {
 impl TestMember {
     /// A member that will run the guest component `wasm`.
     pub fn builder(wasm: impl Into<Vec<u8>>) -> TestMemberBuilder {
-        TestMemberBuilder { wasm: wasm.into(), fuel: None, memory_bytes: None, stack_bytes: None, data_dir: None, extra_flags: Vec::new() }
+        TestMemberBuilder {
+            wasm: wasm.into(),
+            fuel: None,
+            memory_bytes: None,
+            stack_bytes: None,
+            data_dir: None,
+            extra_flags: Vec::new(),
+        }
     }
 
     /// [`TestMember::builder`] with the defaults, started.
@@ -191,7 +198,9 @@ impl TestMember {
             }
             match self.info() {
                 Ok(_) => return Ok(()),
-                Err(e) if Instant::now() > deadline => anyhow::bail!("the member did not serve within {START_TIMEOUT:?}: {e}"),
+                Err(e) if Instant::now() > deadline => {
+                    anyhow::bail!("the member did not serve within {START_TIMEOUT:?}: {e}")
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         }
@@ -210,7 +219,9 @@ impl TestMember {
     }
 
     fn generic(&self) -> Result<GenericClient<Channel>, tonic::Status> {
-        Ok(GenericClient::new(self.connect()?).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+        Ok(GenericClient::new(self.connect()?)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
     }
 
     /// Proposes `command` through the log; the guest's `apply` result.
@@ -228,7 +239,9 @@ impl TestMember {
     /// The guest's `query` with the given consistency.
     pub fn query_with(&self, request: &[u8], consistency: Consistency) -> Result<Vec<u8>, tonic::Status> {
         let mut c = self.generic()?;
-        let r = self.runtime.block_on(c.query(QueryRequest { request: request.to_vec(), consistency: consistency as i32 }))?;
+        let r = self
+            .runtime
+            .block_on(c.query(QueryRequest { request: request.to_vec(), consistency: consistency as i32 }))?;
         Ok(r.into_inner().result)
     }
 
@@ -239,7 +252,9 @@ impl TestMember {
     }
 
     fn admin(&self) -> Result<GuestAdminClient<Channel>, tonic::Status> {
-        Ok(GuestAdminClient::new(self.connect()?).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+        Ok(GuestAdminClient::new(self.connect()?)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
     }
 
     /// Swaps in another guest component through the log (`force`: another name, or a version

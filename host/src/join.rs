@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::config::{Config, trim_url};
 use crate::conf_change::EtcdMember;
+use crate::config::{Config, trim_url};
 use crate::membership::Member;
 use crate::node::Joined;
 
@@ -22,23 +22,28 @@ pub async fn discover(cfg: &Config, tls: Arc<rustls::ClientConfig>) -> anyhow::R
         .get(&cfg.name)
         .with_context(|| format!("couldn't find local name {:?} in the initial cluster configuration", cfg.name))?;
     let own_urls = sorted(own_urls.iter().map(trim_url).collect());
-    let mut remote_urls: Vec<String> =
-        cfg.initial_cluster.iter().filter(|(name, _)| **name != cfg.name).flat_map(|(_, urls)| urls.iter().map(trim_url)).collect();
+    let mut remote_urls: Vec<String> = cfg
+        .initial_cluster
+        .iter()
+        .filter(|(name, _)| **name != cfg.name)
+        .flat_map(|(_, urls)| urls.iter().map(trim_url))
+        .collect();
     remote_urls.sort();
     // etcd's per-peer timeout in getClusterFromRemotePeers.
     let fetched = wasmraft_transport::members::fetch_members(&remote_urls, Duration::from_secs(2), Some(tls))
         .await
         .map_err(|e| anyhow::anyhow!("cannot fetch cluster info from peer urls: {e}"))?;
-    let remote: Vec<EtcdMember> = serde_json::from_slice(&fetched.json)
-        .map_err(|e| anyhow::anyhow!("cannot fetch cluster info from peer urls: could not unmarshal cluster response: {e}"))?;
+    let remote: Vec<EtcdMember> = serde_json::from_slice(&fetched.json).map_err(|e| {
+        anyhow::anyhow!("cannot fetch cluster info from peer urls: could not unmarshal cluster response: {e}")
+    })?;
     let members: Vec<Member> = remote.into_iter().map(EtcdMember::into_member).collect();
-    let local: Vec<Vec<String>> = cfg.initial_cluster.values().map(|urls| sorted(urls.iter().map(trim_url).collect())).collect();
+    let local: Vec<Vec<String>> =
+        cfg.initial_cluster.values().map(|urls| sorted(urls.iter().map(trim_url).collect())).collect();
     validate(fetched.cluster_id, &members, &local)?;
-    let member_id = members
-        .iter()
-        .find(|m| sorted(m.peer_urls.clone()) == own_urls)
-        .map(|m| m.id)
-        .with_context(|| format!("member with peer URLs {own_urls:?} is not in cluster {:x}", fetched.cluster_id))?;
+    let member_id =
+        members.iter().find(|m| sorted(m.peer_urls.clone()) == own_urls).map(|m| m.id).with_context(|| {
+            format!("member with peer URLs {own_urls:?} is not in cluster {:x}", fetched.cluster_id)
+        })?;
     Ok(Joined { cluster_id: fetched.cluster_id, member_id, members })
 }
 
@@ -49,7 +54,11 @@ fn validate(cluster_id: u64, members: &[Member], local: &[Vec<String>]) -> anyho
         Some("member count is unequal".to_string())
     } else {
         members.iter().find(|m| !local.contains(&sorted(m.peer_urls.clone()))).map(|m| {
-            format!("PeerURLs: no match found for existing member ({:x}, [{}]), last resolver error (<nil>)", m.id, m.peer_urls.join(" "))
+            format!(
+                "PeerURLs: no match found for existing member ({:x}, [{}]), last resolver error (<nil>)",
+                m.id,
+                m.peer_urls.join(" ")
+            )
         })
     };
     match problem {
@@ -92,7 +101,8 @@ mod tests {
     #[test]
     fn a_member_not_added_first_is_refused_with_etcds_text() {
         let cluster = [member(1, "http://a:1"), member(2, "http://b:2")];
-        let local = vec![vec!["http://a:1".to_string()], vec!["http://b:2".to_string()], vec!["http://c:3".to_string()]];
+        let local =
+            vec![vec!["http://a:1".to_string()], vec!["http://b:2".to_string()], vec!["http://c:3".to_string()]];
         let err = validate(9, &cluster, &local).unwrap_err().to_string();
         assert!(err.starts_with("error validating peerURLs {ClusterID:9 Members:[&{ID:1 "), "{err}");
         assert!(err.ends_with(": member count is unequal"), "{err}");

@@ -12,7 +12,11 @@ use wasmraft::config::MemberFlags;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "wasmraft", version, about = "A replicated state machine host: raft, etcd's v3 API, and a WebAssembly apply function.")]
+#[command(
+    name = "wasmraft",
+    version,
+    about = "A replicated state machine host: raft, etcd's v3 API, and a WebAssembly apply function."
+)]
 struct Cli {
     #[command(flatten)]
     member: MemberFlags,

@@ -82,7 +82,8 @@ impl Membership {
         let mut members = BTreeMap::new();
         for item in table.iter()? {
             let (id, bytes) = item?;
-            let m = Member::decode(bytes.value()).map_err(|e| anyhow::anyhow!("corrupt member record {:x}: {e}", id.value()))?;
+            let m = Member::decode(bytes.value())
+                .map_err(|e| anyhow::anyhow!("corrupt member record {:x}: {e}", id.value()))?;
             members.insert(id.value(), m);
         }
         let mut removed = BTreeSet::new();
@@ -122,7 +123,12 @@ impl Membership {
     /// Applies a publish entry inside the apply batch's transaction, staging the updated record
     /// to be made visible with [`Membership::commit`] once the transaction commits. A
     /// publish from a member that is not (or no longer) in the cluster is ignored, as etcd does.
-    pub fn apply_publish(&self, txn: &WriteTransaction, attrs: &MemberAttributes, staged: &mut Staged) -> anyhow::Result<()> {
+    pub fn apply_publish(
+        &self,
+        txn: &WriteTransaction,
+        attrs: &MemberAttributes,
+        staged: &mut Staged,
+    ) -> anyhow::Result<()> {
         let Some(mut m) = self.staged_get(staged, attrs.id) else {
             tracing::warn!("ignoring a publish from member {:x}, which is not in the cluster", attrs.id);
             return Ok(());
@@ -143,7 +149,11 @@ impl Membership {
             return Err(MembershipError::IdRemoved);
         }
         let urls_of_others = |except: Option<u64>| -> BTreeSet<&str> {
-            members.values().filter(|m| Some(m.id) != except).flat_map(|m| m.peer_urls.iter().map(String::as_str)).collect()
+            members
+                .values()
+                .filter(|m| Some(m.id) != except)
+                .flat_map(|m| m.peer_urls.iter().map(String::as_str))
+                .collect()
         };
         match change {
             Change::Add(m) => {
@@ -187,9 +197,16 @@ impl Membership {
     pub fn apply_change(&self, txn: &WriteTransaction, change: &Change, staged: &mut Staged) -> anyhow::Result<()> {
         let mut table = txn.open_table(MEMBERS)?;
         let updated = match change {
-            Change::Add(m) => Some(Member { id: m.id, peer_urls: m.peer_urls.clone(), is_learner: m.is_learner, ..Default::default() }),
+            Change::Add(m) => Some(Member {
+                id: m.id,
+                peer_urls: m.peer_urls.clone(),
+                is_learner: m.is_learner,
+                ..Default::default()
+            }),
             Change::Promote(id) => self.staged_get(staged, *id).map(|m| Member { is_learner: false, ..m }),
-            Change::Update { id, peer_urls } => self.staged_get(staged, *id).map(|m| Member { peer_urls: peer_urls.clone(), ..m }),
+            Change::Update { id, peer_urls } => {
+                self.staged_get(staged, *id).map(|m| Member { peer_urls: peer_urls.clone(), ..m })
+            }
             Change::Remove(id) => {
                 table.remove(*id)?;
                 txn.open_table(REMOVED_MEMBERS)?.insert(*id, [].as_slice())?;

@@ -138,12 +138,36 @@ impl Metrics {
     fn new() -> Metrics {
         let r = Registry::new();
         let m = Metrics {
-            has_leader: gauge(&r, "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not."),
-            is_leader: gauge(&r, "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise."),
-            is_learner: gauge(&r, "etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise."),
-            proposals_committed: gauge(&r, "etcd_server_proposals_committed_total", "The total number of consensus proposals committed."),
-            proposals_applied: gauge(&r, "etcd_server_proposals_applied_total", "The total number of consensus proposals applied."),
-            quota_backend_bytes: gauge(&r, "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes."),
+            has_leader: gauge(
+                &r,
+                "etcd_server_has_leader",
+                "Whether or not a leader exists. 1 is existence, 0 is not.",
+            ),
+            is_leader: gauge(
+                &r,
+                "etcd_server_is_leader",
+                "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            ),
+            is_learner: gauge(
+                &r,
+                "etcd_server_is_learner",
+                "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            ),
+            proposals_committed: gauge(
+                &r,
+                "etcd_server_proposals_committed_total",
+                "The total number of consensus proposals committed.",
+            ),
+            proposals_applied: gauge(
+                &r,
+                "etcd_server_proposals_applied_total",
+                "The total number of consensus proposals applied.",
+            ),
+            quota_backend_bytes: gauge(
+                &r,
+                "etcd_server_quota_backend_bytes",
+                "Current backend storage quota size in bytes.",
+            ),
             server_id: gauge_vec(
                 &r,
                 "etcd_server_id",
@@ -151,8 +175,16 @@ impl Metrics {
                 &["server_id"],
             ),
             leader_changes: counter(&r, "etcd_server_leader_changes_seen_total", "The number of leader changes seen."),
-            proposals_pending: gauge(&r, "etcd_server_proposals_pending", "The current number of pending proposals to commit."),
-            proposals_failed: counter(&r, "etcd_server_proposals_failed_total", "The total number of failed proposals seen."),
+            proposals_pending: gauge(
+                &r,
+                "etcd_server_proposals_pending",
+                "The current number of pending proposals to commit.",
+            ),
+            proposals_failed: counter(
+                &r,
+                "etcd_server_proposals_failed_total",
+                "The total number of failed proposals seen.",
+            ),
             slow_apply: counter(
                 &r,
                 "etcd_server_slow_apply_total",
@@ -168,10 +200,19 @@ impl Metrics {
                 "etcd_server_slow_read_indexes_total",
                 "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
             ),
-            read_indexes_failed: counter(&r, "etcd_server_read_indexes_failed_total", "The total number of failed read indexes seen."),
+            read_indexes_failed: counter(
+                &r,
+                "etcd_server_read_indexes_failed_total",
+                "The total number of failed read indexes seen.",
+            ),
             health_success: counter(&r, "etcd_server_health_success", "The total number of successful health checks"),
             health_failures: counter(&r, "etcd_server_health_failures", "The total number of failed health checks"),
-            wal_fsync: histogram(&r, "etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL.", disk_buckets()),
+            wal_fsync: histogram(
+                &r,
+                "etcd_disk_wal_fsync_duration_seconds",
+                "The latency distributions of fsync called by WAL.",
+                disk_buckets(),
+            ),
             backend_commit: histogram(
                 &r,
                 "etcd_disk_backend_commit_duration_seconds",
@@ -184,13 +225,22 @@ impl Metrics {
                 "The latency distribution of backend snapshots.",
                 exponential(0.01, 17),
             ),
-            db_total_size: gauge(&r, "etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes."),
+            db_total_size: gauge(
+                &r,
+                "etcd_mvcc_db_total_size_in_bytes",
+                "Total size of the underlying database physically allocated in bytes.",
+            ),
             db_total_size_debugging: gauge(
                 &r,
                 "etcd_debugging_mvcc_db_total_size_in_bytes",
                 "Total size of the underlying database physically allocated in bytes.",
             ),
-            peer_sent_bytes: counter_vec(&r, "etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", &["To"]),
+            peer_sent_bytes: counter_vec(
+                &r,
+                "etcd_network_peer_sent_bytes_total",
+                "The total number of bytes sent to peers.",
+                &["To"],
+            ),
             peer_received_bytes: counter_vec(
                 &r,
                 "etcd_network_peer_received_bytes_total",
@@ -203,7 +253,11 @@ impl Metrics {
                 "etcd_network_client_grpc_received_bytes_total",
                 "The total number of bytes received from grpc clients.",
             ),
-            grpc_sent_bytes: counter(&r, "etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients."),
+            grpc_sent_bytes: counter(
+                &r,
+                "etcd_network_client_grpc_sent_bytes_total",
+                "The total number of bytes sent to grpc clients.",
+            ),
             grpc_started: counter_vec(
                 &r,
                 "grpc_server_started_total",
@@ -250,7 +304,11 @@ impl Metrics {
                 );
                 GuestFailure::ALL.map(|k| v.with_label_values(&[k.label()]))
             },
-            guest_swaps: counter(&r, "wasmraft_guest_swaps_total", "Guest swaps applied (a deploy entry that switched the active guest)."),
+            guest_swaps: counter(
+                &r,
+                "wasmraft_guest_swaps_total",
+                "Guest swaps applied (a deploy entry that switched the active guest).",
+            ),
             guest_info: gauge_vec(
                 &r,
                 "wasmraft_guest_info",

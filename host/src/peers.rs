@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use raft::eraftpb::{Message, MessageType};
 use tokio::io::AsyncWriteExt;
-use wasmraft_transport::{CriticalError, OutgoingSnapshot, ProcessError, PromoteFuture, Raft, SnapshotData, SnapshotStatus, Transport};
+use wasmraft_transport::{
+    CriticalError, OutgoingSnapshot, ProcessError, PromoteFuture, Raft, SnapshotData, SnapshotStatus, Transport,
+};
 
 use crate::node::{NodeHandle, PeerSender, WeakNodeHandle};
 
@@ -62,7 +64,9 @@ fn remove_unfinished_transfers(snap_dir: &Path) {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("recv-") || name.starts_with("out-") || name.ends_with(".part") || name.ends_with(".tmp") {
             match std::fs::remove_file(entry.path()) {
-                Ok(()) => tracing::info!("removed {name}, left in {} by an unfinished snapshot transfer", snap_dir.display()),
+                Ok(()) => {
+                    tracing::info!("removed {name}, left in {} by an unfinished snapshot transfer", snap_dir.display())
+                }
                 Err(e) => tracing::warn!("removing {}: {e}", entry.path().display()),
             }
         }
@@ -90,13 +94,20 @@ impl BoundedFile {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
         let after = self.written + chunk.len() as u64;
         if after > self.max {
-            return Err(format!("the snapshot is larger than {} bytes, the most this member accepts (--quota-backend-bytes and a margin)", self.max));
+            return Err(format!(
+                "the snapshot is larger than {} bytes, the most this member accepts (--quota-backend-bytes and a margin)",
+                self.max
+            ));
         }
         if after >= self.next_check {
             let dir = self.path.parent().unwrap_or(Path::new("."));
             let free = free_bytes(dir).map_err(|e| format!("checking free space in {}: {e}", dir.display()))?;
             if free < self.reserve.saturating_add(DISK_CHECK_EVERY) {
-                return Err(format!("not enough disk space for the snapshot in {} ({free} bytes free, {} must stay free)", dir.display(), self.reserve));
+                return Err(format!(
+                    "not enough disk space for the snapshot in {} ({free} bytes free, {} must stay free)",
+                    dir.display(),
+                    self.reserve
+                ));
             }
             self.next_check = after + DISK_CHECK_EVERY;
         }
@@ -176,14 +187,20 @@ impl Raft for RaftInbox {
     /// Streams an incoming snapshot's state into a file of its own in `member/snap/`, bounded
     /// in size and by the free disk space, synced and verified; [`RaftInbox::process`] then
     /// hands it to raft with the message, which keeps it as `<index>.snap` or removes it.
-    fn save_snapshot<'a>(&'a self, m: &'a Message, mut data: SnapshotData) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>> {
+    fn save_snapshot<'a>(
+        &'a self,
+        m: &'a Message,
+        mut data: SnapshotData,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + 'a>> {
         Box::pin(async move {
             static SEQ: AtomicU64 = AtomicU64::new(0);
             let index = m.get_snapshot().get_metadata().index;
             let part = self.snap_dir.join(format!("recv-{index:016x}-{:x}.part", SEQ.fetch_add(1, Ordering::Relaxed)));
             let result = async {
                 let mut file = BoundedFile::create(&part, self.max_snapshot, DISK_RESERVE).await?;
-                while let Some(chunk) = data.chunk().await.map_err(|e| format!("receiving snapshot {index} from {:x}: {e}", m.from))? {
+                while let Some(chunk) =
+                    data.chunk().await.map_err(|e| format!("receiving snapshot {index} from {:x}: {e}", m.from))?
+                {
                     file.write(&chunk).await.map_err(|e| format!("snapshot {index} from {:x}: {e}", m.from))?;
                 }
                 file.file.sync_all().await.map_err(|e| format!("syncing {}: {e}", part.display()))?;
@@ -217,8 +234,12 @@ impl Raft for RaftInbox {
             let node = self.node.upgrade().ok_or((500, NodeError::Stopped.to_string()))?;
             match node.change_membership(crate::conf_change::Change::Promote(id)).await {
                 Ok(members) => crate::conf_change::members_json(&members).map_err(|e| (500, e.to_string())),
-                Err(NodeError::Membership(M::IdNotFound | M::IdRemoved)) => Err((404, "membership: ID not found".into())),
-                Err(NodeError::Membership(M::NotLearner)) => Err((412, "membership: can only promote a learner member".into())),
+                Err(NodeError::Membership(M::IdNotFound | M::IdRemoved)) => {
+                    Err((404, "membership: ID not found".into()))
+                }
+                Err(NodeError::Membership(M::NotLearner)) => {
+                    Err((412, "membership: can only promote a learner member".into()))
+                }
                 Err(NodeError::Membership(e @ M::LearnerNotReady)) => Err((412, e.to_string())),
                 Err(e) => Err((500, e.to_string())),
             }
@@ -366,11 +387,17 @@ mod tests {
     #[test]
     fn unfinished_transfers_are_removed_and_snapshots_kept() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["recv-0000000000000005-3.part", "out-0000000000000002-0000000000000005.snap", "0000000000000005.snap.tmp", "0000000000000005.snap"] {
+        for name in [
+            "recv-0000000000000005-3.part",
+            "out-0000000000000002-0000000000000005.snap",
+            "0000000000000005.snap.tmp",
+            "0000000000000005.snap",
+        ] {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
         remove_unfinished_transfers(dir.path());
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let left: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         assert_eq!(left, ["0000000000000005.snap"]);
     }
 }

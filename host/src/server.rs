@@ -178,10 +178,16 @@ fn client_tls(cfg: &Config) -> anyhow::Result<(Option<tokio_rustls::TlsAcceptor>
     info.apply_auto_tls(&dir, &cfg.listen_client_urls, "client", false)?;
     for u in cfg.listen_client_urls.iter().filter(|u| u.scheme() == "http") {
         if !info.is_empty() {
-            tracing::warn!("embed: The scheme of client url {} is HTTP while peer key/cert files are presented. Ignored key/cert files.", crate::config::trim_url(u));
+            tracing::warn!(
+                "embed: The scheme of client url {} is HTTP while peer key/cert files are presented. Ignored key/cert files.",
+                crate::config::trim_url(u)
+            );
         }
         if info.client_cert_auth {
-            tracing::warn!("embed: The scheme of client url {} is HTTP while client cert auth (--client-cert-auth) is enabled. Ignored client cert auth for this url.", crate::config::trim_url(u));
+            tracing::warn!(
+                "embed: The scheme of client url {} is HTTP while client cert auth (--client-cert-auth) is enabled. Ignored client cert auth for this url.",
+                crate::config::trim_url(u)
+            );
         }
     }
     if !cfg.listen_client_urls.iter().any(|u| u.scheme() == "https") {
@@ -307,7 +313,13 @@ impl InitialGuest {
         let what = cfg.guest.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the bundled KV guest".into());
         let guest = registry.load(&wasm, limits).with_context(|| format!("loading {what}"))?;
         let info = guest.info();
-        tracing::info!("wasmraft: initial guest {} {} (sha256 {}) serves {:?}", info.name, info.version, guest.hash_hex(), info.apis);
+        tracing::info!(
+            "wasmraft: initial guest {} {} (sha256 {}) serves {:?}",
+            info.name,
+            info.version,
+            guest.hash_hex(),
+            info.apis
+        );
         Ok(InitialGuest { wasm, hash: guest.hash_hex(), limits })
     }
 
@@ -351,9 +363,14 @@ async fn bind(url: &url::Url) -> anyhow::Result<TcpListener> {
     let host = url.host_str().context("listen URL has no host")?;
     let port = url.port().context("listen URL has no port")?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await.with_context(|| format!("resolving {url}"))?.collect();
+    let addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host((host, port)).await.with_context(|| format!("resolving {url}"))?.collect();
     // Like Go's net.Listen on "localhost:port": one socket, IPv4 preferred.
-    let addr = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).with_context(|| format!("{url} resolves to no address"))?;
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .with_context(|| format!("{url} resolves to no address"))?;
     TcpListener::bind(addr).await.with_context(|| format!("listen tcp {addr}: bind: cannot listen on {url}"))
 }
 

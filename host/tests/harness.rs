@@ -9,7 +9,8 @@ static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
 
 #[test]
 fn a_component_runs_behind_the_real_stack_and_keeps_its_state_across_restarts() {
-    let member = TestMember::builder(COUNTER).fuel(50_000_000).memory_bytes(16 << 20).start().expect("the member starts");
+    let member =
+        TestMember::builder(COUNTER).fuel(50_000_000).memory_bytes(16 << 20).start().expect("the member starts");
     assert_eq!(member.info().expect("info").guest_name, "counter");
     assert_eq!(member.propose(b"add 2").expect("add"), b"2");
     assert_eq!(member.propose(b"add 40").expect("add"), b"42");
@@ -20,7 +21,11 @@ fn a_component_runs_behind_the_real_stack_and_keeps_its_state_across_restarts() 
 
     let status = member.guest_status().expect("status");
     let active = status.active.expect("a deployment");
-    assert_eq!((active.fuel_per_entry, active.memory_bytes), (50_000_000, 16 << 20), "the limits asked for are the deployment's");
+    assert_eq!(
+        (active.fuel_per_entry, active.memory_bytes),
+        (50_000_000, 16 << 20),
+        "the limits asked for are the deployment's"
+    );
     assert_eq!(status.state_sha256.len(), 64);
 
     let member = member.restart().expect("the member restarts");

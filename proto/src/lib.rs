@@ -64,8 +64,7 @@ pub const WIT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/wit");
 
 /// The encoded `FileDescriptorSet` of every .proto file in this crate (with imports and source
 /// info), e.g. for a gRPC reflection service.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/wasmraft_proto_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/wasmraft_proto_descriptor.bin"));
 
 /// These tests pin the wire format to etcd's field numbers and types (read from etcd v3.4.23's
 /// .proto files) by comparing prost's output with bytes encoded by hand, and decoding them back.
@@ -125,12 +124,7 @@ mod tests {
 
     #[test]
     fn response_header() {
-        let h = ResponseHeader {
-            cluster_id: 1,
-            member_id: 2,
-            revision: 3,
-            raft_term: 4,
-        };
+        let h = ResponseHeader { cluster_id: 1, member_id: 2, revision: 3, raft_term: 4 };
         check(&h, &[0x08, 1, 0x10, 2, 0x18, 3, 0x20, 4]);
     }
 
@@ -144,16 +138,11 @@ mod tests {
             value: b"v".to_vec(),
             lease: 6,
         };
-        let kv_bytes = [
-            0x0a, 1, b'k', 0x10, 2, 0x18, 3, 0x20, 4, 0x2a, 1, b'v', 0x30, 6,
-        ];
+        let kv_bytes = [0x0a, 1, b'k', 0x10, 2, 0x18, 3, 0x20, 4, 0x2a, 1, b'v', 0x30, 6];
         check(&kv, &kv_bytes);
 
-        let ev = Event {
-            r#type: event::EventType::Delete as i32,
-            kv: Some(kv.clone()),
-            prev_kv: Some(KeyValue::default()),
-        };
+        let ev =
+            Event { r#type: event::EventType::Delete as i32, kv: Some(kv.clone()), prev_kv: Some(KeyValue::default()) };
         check(&ev, &cat(&[v(1, 1), l(2, &kv_bytes), l(3, &[])]));
     }
 
@@ -167,22 +156,11 @@ mod tests {
             ignore_value: true,
             ignore_lease: true,
         };
-        check(
-            &put,
-            &[
-                0x0a, 1, b'k', 0x12, 1, b'v', 0x18, 3, 0x20, 1, 0x28, 1, 0x30, 1,
-            ],
-        );
+        check(&put, &[0x0a, 1, b'k', 0x12, 1, b'v', 0x18, 3, 0x20, 1, 0x28, 1, 0x30, 1]);
 
         let resp = PutResponse {
-            header: Some(ResponseHeader {
-                revision: 9,
-                ..Default::default()
-            }),
-            prev_kv: Some(KeyValue {
-                version: 1,
-                ..Default::default()
-            }),
+            header: Some(ResponseHeader { revision: 9, ..Default::default() }),
+            prev_kv: Some(KeyValue { version: 1, ..Default::default() }),
         };
         check(&resp, &cat(&[l(1, &v(3, 9)), l(2, &v(4, 1))]));
     }
@@ -225,26 +203,17 @@ mod tests {
 
         let resp = RangeResponse {
             header: Some(ResponseHeader::default()),
-            kvs: vec![KeyValue {
-                key: b"a".to_vec(),
-                ..Default::default()
-            }],
+            kvs: vec![KeyValue { key: b"a".to_vec(), ..Default::default() }],
             more: true,
             count: 7,
         };
-        check(
-            &resp,
-            &cat(&[l(1, &[]), l(2, &l(1, b"a")), v(3, 1), v(4, 7)]),
-        );
+        check(&resp, &cat(&[l(1, &[]), l(2, &l(1, b"a")), v(3, 1), v(4, 7)]));
     }
 
     #[test]
     fn negative_int64_is_a_ten_byte_varint() {
         // etcd's int64 fields are plain int64 (not sint64): -1 takes ten bytes.
-        let r = RangeRequest {
-            revision: -1,
-            ..Default::default()
-        };
+        let r = RangeRequest { revision: -1, ..Default::default() };
         check(&r, &cat(&[v(4, u64::MAX)]));
     }
 
@@ -265,49 +234,27 @@ mod tests {
             (compare::TargetUnion::ModRevision(5), 6),
             (compare::TargetUnion::Lease(5), 8),
         ] {
-            let c = Compare {
-                target_union: Some(union),
-                ..Default::default()
-            };
+            let c = Compare { target_union: Some(union), ..Default::default() };
             check(&c, &v(field, 5));
         }
 
         let txn = TxnRequest {
             compare: vec![cmp],
             success: vec![
-                RequestOp {
-                    request: Some(request_op::Request::RequestRange(Default::default())),
-                },
-                RequestOp {
-                    request: Some(request_op::Request::RequestPut(Default::default())),
-                },
+                RequestOp { request: Some(request_op::Request::RequestRange(Default::default())) },
+                RequestOp { request: Some(request_op::Request::RequestPut(Default::default())) },
             ],
             failure: vec![
-                RequestOp {
-                    request: Some(request_op::Request::RequestDeleteRange(Default::default())),
-                },
-                RequestOp {
-                    request: Some(request_op::Request::RequestTxn(Default::default())),
-                },
+                RequestOp { request: Some(request_op::Request::RequestDeleteRange(Default::default())) },
+                RequestOp { request: Some(request_op::Request::RequestTxn(Default::default())) },
             ],
         };
-        check(
-            &txn,
-            &cat(&[
-                l(1, &cmp_bytes),
-                l(2, &l(1, &[])),
-                l(2, &l(2, &[])),
-                l(3, &l(3, &[])),
-                l(3, &l(4, &[])),
-            ]),
-        );
+        check(&txn, &cat(&[l(1, &cmp_bytes), l(2, &l(1, &[])), l(2, &l(2, &[])), l(3, &l(3, &[])), l(3, &l(4, &[]))]));
 
         let resp = TxnResponse {
             header: None,
             succeeded: true,
-            responses: vec![ResponseOp {
-                response: Some(response_op::Response::ResponseTxn(Default::default())),
-            }],
+            responses: vec![ResponseOp { response: Some(response_op::Response::ResponseTxn(Default::default())) }],
         };
         check(&resp, &cat(&[v(2, 1), l(3, &l(4, &[]))]));
     }
@@ -315,33 +262,19 @@ mod tests {
     #[test]
     fn internal_raft_request() {
         let req = InternalRaftRequest {
-            header: Some(RequestHeader {
-                id: 1,
-                username: "u".into(),
-                auth_revision: 3,
-            }),
+            header: Some(RequestHeader { id: 1, username: "u".into(), auth_revision: 3 }),
             id: 7,
-            v2: Some(Request {
-                id: Some(0),
-                method: Some("PUT".into()),
-                ..Default::default()
-            }),
+            v2: Some(Request { id: Some(0), method: Some("PUT".into()), ..Default::default() }),
             range: Some(Default::default()),
             put: Some(Default::default()),
             delete_range: Some(Default::default()),
             txn: Some(Default::default()),
-            compaction: Some(CompactionRequest {
-                revision: 5,
-                physical: true,
-            }),
+            compaction: Some(CompactionRequest { revision: 5, physical: true }),
             lease_grant: Some(LeaseGrantRequest { ttl: 60, id: 2 }),
             lease_revoke: Some(Default::default()),
             alarm: Some(Default::default()),
             lease_checkpoint: Some(LeaseCheckpointRequest {
-                checkpoints: vec![LeaseCheckpoint {
-                    id: 1,
-                    remaining_ttl: 2,
-                }],
+                checkpoints: vec![LeaseCheckpoint { id: 1, remaining_ttl: 2 }],
             }),
             auth_enable: Some(Default::default()),
             auth_disable: Some(Default::default()),
@@ -414,32 +347,16 @@ mod tests {
             fragment: true,
         };
         // proto3 repeated enums are packed.
-        let create_bytes = cat(&[
-            l(1, b"a"),
-            l(2, b"b"),
-            v(3, 3),
-            v(4, 1),
-            l(5, &[0, 1]),
-            v(6, 1),
-            v(7, 7),
-            v(8, 1),
-        ]);
+        let create_bytes = cat(&[l(1, b"a"), l(2, b"b"), v(3, 3), v(4, 1), l(5, &[0, 1]), v(6, 1), v(7, 7), v(8, 1)]);
         check(&create, &create_bytes);
-        let req = WatchRequest {
-            request_union: Some(watch_request::RequestUnion::CreateRequest(create)),
-        };
+        let req = WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(create)) };
         check(&req, &l(1, &create_bytes));
         let cancel = WatchRequest {
-            request_union: Some(watch_request::RequestUnion::CancelRequest(
-                WatchCancelRequest { watch_id: 4 },
-            )),
+            request_union: Some(watch_request::RequestUnion::CancelRequest(WatchCancelRequest { watch_id: 4 })),
         };
         check(&cancel, &l(2, &v(1, 4)));
-        let progress = WatchRequest {
-            request_union: Some(watch_request::RequestUnion::ProgressRequest(
-                Default::default(),
-            )),
-        };
+        let progress =
+            WatchRequest { request_union: Some(watch_request::RequestUnion::ProgressRequest(Default::default())) };
         check(&progress, &l(3, &[]));
 
         let resp = WatchResponse {
@@ -452,44 +369,18 @@ mod tests {
             fragment: true,
             events: vec![Event::default()],
         };
-        check(
-            &resp,
-            &cat(&[
-                l(1, &[]),
-                v(2, 2),
-                v(3, 1),
-                v(4, 1),
-                v(5, 5),
-                l(6, b"r"),
-                v(7, 1),
-                l(11, &[]),
-            ]),
-        );
+        check(&resp, &cat(&[l(1, &[]), v(2, 2), v(3, 1), v(4, 1), v(5, 5), l(6, b"r"), v(7, 1), l(11, &[])]));
     }
 
     #[test]
     fn lease_member_status_alarm() {
+        check(&LeaseGrantRequest { ttl: 10, id: 20 }, &cat(&[v(1, 10), v(2, 20)]));
         check(
-            &LeaseGrantRequest { ttl: 10, id: 20 },
-            &cat(&[v(1, 10), v(2, 20)]),
-        );
-        check(
-            &LeaseGrantResponse {
-                header: None,
-                id: 2,
-                ttl: 3,
-                error: "e".into(),
-            },
+            &LeaseGrantResponse { header: None, id: 2, ttl: 3, error: "e".into() },
             &cat(&[v(2, 2), v(3, 3), l(4, b"e")]),
         );
         check(
-            &LeaseTimeToLiveResponse {
-                header: None,
-                id: 2,
-                ttl: 3,
-                granted_ttl: 4,
-                keys: vec![b"k".to_vec()],
-            },
+            &LeaseTimeToLiveResponse { header: None, id: 2, ttl: 3, granted_ttl: 4, keys: vec![b"k".to_vec()] },
             &cat(&[v(2, 2), v(3, 3), v(4, 4), l(5, b"k")]),
         );
         check(
@@ -515,17 +406,7 @@ mod tests {
                 db_size_in_use: 9,
                 is_learner: true,
             },
-            &cat(&[
-                l(2, b"3.4.23"),
-                v(3, 3),
-                v(4, 4),
-                v(5, 5),
-                v(6, 6),
-                v(7, 7),
-                l(8, b"x"),
-                v(9, 9),
-                v(10, 1),
-            ]),
+            &cat(&[l(2, b"3.4.23"), v(3, 3), v(4, 4), v(5, 5), v(6, 6), v(7, 7), l(8, b"x"), v(9, 9), v(10, 1)]),
         );
         check(
             &AlarmRequest {
@@ -536,29 +417,19 @@ mod tests {
             &cat(&[v(1, 1), v(2, 2), v(3, 1)]),
         );
         check(
-            &SnapshotResponse {
-                header: None,
-                remaining_bytes: 2,
-                blob: b"b".to_vec(),
-            },
+            &SnapshotResponse { header: None, remaining_bytes: 2, blob: b"b".to_vec() },
             &cat(&[v(2, 2), l(3, b"b")]),
         );
     }
 
     #[test]
     fn auth_messages() {
-        let perm = Permission {
-            perm_type: permission::Type::Readwrite as i32,
-            key: b"a".to_vec(),
-            range_end: b"b".to_vec(),
-        };
+        let perm =
+            Permission { perm_type: permission::Type::Readwrite as i32, key: b"a".to_vec(), range_end: b"b".to_vec() };
         let perm_bytes = cat(&[v(1, 2), l(2, b"a"), l(3, b"b")]);
         check(&perm, &perm_bytes);
         check(
-            &AuthRoleGrantPermissionRequest {
-                name: "r".into(),
-                perm: Some(perm),
-            },
+            &AuthRoleGrantPermissionRequest { name: "r".into(), perm: Some(perm) },
             &cat(&[l(1, b"r"), l(2, &perm_bytes)]),
         );
         check(
@@ -571,10 +442,7 @@ mod tests {
             &cat(&[l(1, b"u"), l(2, b"p"), l(3, &v(1, 1))]),
         );
         check(
-            &super::authpb::Role {
-                name: b"r".to_vec(),
-                key_permission: vec![Default::default()],
-            },
+            &super::authpb::Role { name: b"r".to_vec(), key_permission: vec![Default::default()] },
             &cat(&[l(1, b"r"), l(2, &[])]),
         );
     }
@@ -582,12 +450,8 @@ mod tests {
     #[test]
     fn wasmraft_entry() {
         use super::wasmraft::v1::{Entry, entry};
-        let e = Entry {
-            id: 1,
-            time_unix_ms: 2,
-            auth_revision: 0,
-            kind: Some(entry::Kind::GuestCommand(b"c".to_vec())),
-        };
+        let e =
+            Entry { id: 1, time_unix_ms: 2, auth_revision: 0, kind: Some(entry::Kind::GuestCommand(b"c".to_vec())) };
         check(&e, &cat(&[v(1, 1), v(2, 2), l(3, b"c")]));
     }
 
@@ -604,11 +468,7 @@ mod tests {
 
     #[test]
     fn paths_and_descriptors_exist() {
-        assert!(
-            std::path::Path::new(super::WIT_DIR)
-                .join("guest.wit")
-                .is_file()
-        );
+        assert!(std::path::Path::new(super::WIT_DIR).join("guest.wit").is_file());
         assert!(super::FILE_DESCRIPTOR_SET.len() > 1000);
     }
 }

@@ -11,8 +11,5 @@ fn main() {
     }
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
     let root = Path::new(&manifest_dir).join("../..");
-    wasmraft_guest_sdk::builder::export_components(
-        &root,
-        &[("WASMRAFT_FUZZ_HOSTILE_GUEST", "tests/guests/hostile")],
-    );
+    wasmraft_guest_sdk::builder::export_components(&root, &[("WASMRAFT_FUZZ_HOSTILE_GUEST", "tests/guests/hostile")]);
 }

@@ -17,15 +17,13 @@ use std::sync::OnceLock;
 /// The real etcd server: env `ETCD_BIN`, else `etcd` on `PATH`.
 pub fn etcd_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| reference_tool("ETCD_BIN", "etcd", "etcd-server"))
-        .clone()
+    BIN.get_or_init(|| reference_tool("ETCD_BIN", "etcd", "etcd-server")).clone()
 }
 
 /// The real etcdctl (3.4): env `ETCDCTL_BIN`, else `etcdctl` on `PATH`.
 pub fn etcdctl_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| reference_tool("ETCDCTL_BIN", "etcdctl", "etcd-client"))
-        .clone()
+    BIN.get_or_init(|| reference_tool("ETCDCTL_BIN", "etcdctl", "etcd-client")).clone()
 }
 
 fn reference_tool(env: &str, name: &str, package: &str) -> PathBuf {
@@ -45,16 +43,12 @@ fn reference_tool(env: &str, name: &str, package: &str) -> PathBuf {
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p))
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 /// The `wasmraft` binary under test.
@@ -77,19 +71,13 @@ fn locate_wasmraft() -> Result<PathBuf, String> {
         return if is_executable(&p) {
             Ok(p)
         } else {
-            Err(format!(
-                "WASMRAFT_BIN={} is not an executable file",
-                p.display()
-            ))
+            Err(format!("WASMRAFT_BIN={} is not an executable file", p.display()))
         };
     }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     // <target>/<profile>/deps/<test>-<hash>, or <target>/<profile>/<bin> for a binary of this
     // package (kvload is never used this way, but be lenient).
-    let mut profile_dir = exe
-        .parent()
-        .ok_or("test executable has no parent dir")?
-        .to_path_buf();
+    let mut profile_dir = exe.parent().ok_or("test executable has no parent dir")?.to_path_buf();
     if profile_dir.file_name().is_some_and(|n| n == "deps") {
         profile_dir.pop();
     }
@@ -99,18 +87,11 @@ fn locate_wasmraft() -> Result<PathBuf, String> {
         return Ok(bin);
     }
     let target_dir = profile_dir.parent().ok_or("profile dir has no parent")?;
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("debug");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the workspace");
+    let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    cmd.current_dir(workspace)
-        .args(["build", "-p", "wasmraft"])
-        .env("CARGO_TARGET_DIR", target_dir);
+    cmd.current_dir(workspace).args(["build", "-p", "wasmraft"]).env("CARGO_TARGET_DIR", target_dir);
     if profile != "debug" {
         cmd.args(["--profile", profile]);
     }

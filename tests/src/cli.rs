@@ -26,9 +26,7 @@ pub struct WasmraftCli {
 impl WasmraftCli {
     /// Bound to `endpoints`: one client URL, or several comma-separated.
     pub fn new(endpoints: impl Into<String>) -> Self {
-        WasmraftCli {
-            endpoints: endpoints.into(),
-        }
+        WasmraftCli { endpoints: endpoints.into() }
     }
 
     pub fn endpoints(&self) -> &str {
@@ -41,11 +39,8 @@ impl WasmraftCli {
     /// or hung; a refusal is an `Ok` with a non-zero code.
     pub fn run(&self, args: &[&str]) -> Result<CmdOutput, String> {
         let mut cmd = Command::new(wasmraft_bin());
-        cmd.env_clear()
-            .args(args)
-            .arg(format!("--endpoints={}", self.endpoints));
-        run_captured(cmd, None, CLI_HARD_TIMEOUT)
-            .map_err(|e| format!("wasmraft {}: {e}", args.join(" ")))
+        cmd.env_clear().args(args).arg(format!("--endpoints={}", self.endpoints));
+        run_captured(cmd, None, CLI_HARD_TIMEOUT).map_err(|e| format!("wasmraft {}: {e}", args.join(" ")))
     }
 
     /// Like [`WasmraftCli::run`], but a non-zero exit is an `Err` with the command and its whole
@@ -55,12 +50,7 @@ impl WasmraftCli {
         if out.success() {
             Ok(out.stdout.trim().to_string())
         } else {
-            Err(format!(
-                "wasmraft {} --endpoints={} failed: {}",
-                args.join(" "),
-                self.endpoints,
-                out.render()
-            ))
+            Err(format!("wasmraft {} --endpoints={} failed: {}", args.join(" "), self.endpoints, out.render()))
         }
     }
 

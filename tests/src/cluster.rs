@@ -61,8 +61,7 @@ pub struct EndpointStatus {
 impl EndpointStatus {
     /// Parses the JSON etcdctl 3.4 prints for `endpoint status -w json` with one endpoint.
     pub fn parse(json: &str) -> Result<EndpointStatus, String> {
-        let v: Value = serde_json::from_str(json.trim())
-            .map_err(|e| format!("endpoint status json: {e}: {json:?}"))?;
+        let v: Value = serde_json::from_str(json.trim()).map_err(|e| format!("endpoint status json: {e}: {json:?}"))?;
         let entry = v
             .as_array()
             .and_then(|a| a.first())
@@ -167,14 +166,9 @@ impl ClusterConfig {
 
     /// Spawns all members, then waits until every one is ready.
     pub fn start(self) -> Cluster {
-        let configs: Vec<MemberConfig> = (0..self.size)
-            .map(|i| self.member_config(format!("{}{i}", self.name_prefix)))
-            .collect();
-        let initial_cluster = configs
-            .iter()
-            .map(MemberConfig::cluster_entry)
-            .collect::<Vec<_>>()
-            .join(",");
+        let configs: Vec<MemberConfig> =
+            (0..self.size).map(|i| self.member_config(format!("{}{i}", self.name_prefix))).collect();
+        let initial_cluster = configs.iter().map(MemberConfig::cluster_entry).collect::<Vec<_>>().join(",");
         let mut members: Vec<Member> = configs
             .into_iter()
             .map(|c| {
@@ -189,10 +183,7 @@ impl ClusterConfig {
         for m in &mut members {
             m.wait_ready();
         }
-        Cluster {
-            config: self,
-            members,
-        }
+        Cluster { config: self, members }
     }
 }
 
@@ -234,11 +225,7 @@ impl Cluster {
 
     /// The value for `--initial-cluster`: `m0=http://127.0.0.1:P0,m1=…`.
     pub fn initial_cluster(&self) -> String {
-        self.members
-            .iter()
-            .map(|m| m.config().cluster_entry())
-            .collect::<Vec<_>>()
-            .join(",")
+        self.members.iter().map(|m| m.config().cluster_entry()).collect::<Vec<_>>().join(",")
     }
 
     /// A member to add to this cluster at runtime (after `etcdctl member add`): fresh ports, the
@@ -282,17 +269,12 @@ impl Cluster {
 
     /// Indexes of the members whose process is alive and not paused.
     pub fn running(&mut self) -> Vec<usize> {
-        (0..self.members.len())
-            .filter(|&i| self.members[i].is_running() && !self.members[i].is_paused())
-            .collect()
+        (0..self.members.len()).filter(|&i| self.members[i].is_running() && !self.members[i].is_paused()).collect()
     }
 
     /// Client URLs of the running (alive, not paused) members.
     pub fn running_endpoints(&mut self) -> Vec<String> {
-        self.running()
-            .into_iter()
-            .map(|i| self.members[i].endpoint())
-            .collect()
+        self.running().into_iter().map(|i| self.members[i].endpoint()).collect()
     }
 
     /// etcdctl bound to member `i`.
@@ -313,10 +295,7 @@ impl Cluster {
 
     /// An `etcd-client` over the running members' endpoints (it balances over them and fails
     /// over when one goes away). `Err` if it cannot be built.
-    pub async fn client_running(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<etcd_client::Client, String> {
+    pub async fn client_running(&mut self, timeout: Duration) -> Result<etcd_client::Client, String> {
         try_connect(&self.running_endpoints(), timeout).await
     }
 
@@ -346,9 +325,7 @@ impl Cluster {
                 .await
                 .map_err(|_| format!("status of {name}: timed out"))?
                 .map_err(|e| format!("status of {name}: {e}"))?;
-            let h = st
-                .header()
-                .ok_or_else(|| format!("status of {name}: no header"))?;
+            let h = st.header().ok_or_else(|| format!("status of {name}: no header"))?;
             Ok(EndpointStatus {
                 endpoint: endpoint.clone(),
                 member_id: h.member_id(),
@@ -366,30 +343,17 @@ impl Cluster {
     /// `etcdctl endpoint status -w json` against member `i` (see [`Cluster::status`] for why
     /// the harness does not use this by default).
     pub fn etcdctl_status(&self, i: usize) -> Result<EndpointStatus, String> {
-        let out = self.etcdctl(i).run(&[
-            "--dial-timeout=1s",
-            "--command-timeout=2s",
-            "endpoint",
-            "status",
-            "-w",
-            "json",
-        ]);
+        let out =
+            self.etcdctl(i).run(&["--dial-timeout=1s", "--command-timeout=2s", "endpoint", "status", "-w", "json"]);
         if !out.success() {
-            return Err(format!(
-                "etcdctl endpoint status of {} failed: {}",
-                self.members[i].name(),
-                out.render()
-            ));
+            return Err(format!("etcdctl endpoint status of {} failed: {}", self.members[i].name(), out.render()));
         }
         EndpointStatus::parse(&out.stdout)
     }
 
     /// The status of every running member, or the first error.
     pub fn statuses(&mut self) -> Result<Vec<(usize, EndpointStatus)>, String> {
-        self.running()
-            .into_iter()
-            .map(|i| self.status(i).map(|s| (i, s)))
-            .collect()
+        self.running().into_iter().map(|i| self.status(i).map(|s| (i, s))).collect()
     }
 
     /// The index of the leader if every running member answers status, they all name the same
@@ -398,17 +362,10 @@ impl Cluster {
         let statuses = self.statuses().ok()?;
         let (_, first) = statuses.first()?;
         let (leader_id, term) = (first.leader, first.raft_term);
-        if leader_id == 0
-            || statuses
-                .iter()
-                .any(|(_, s)| s.leader != leader_id || s.raft_term != term)
-        {
+        if leader_id == 0 || statuses.iter().any(|(_, s)| s.leader != leader_id || s.raft_term != term) {
             return None;
         }
-        statuses
-            .iter()
-            .find(|(_, s)| s.member_id == leader_id && s.is_leader())
-            .map(|(i, _)| *i)
+        statuses.iter().find(|(_, s)| s.member_id == leader_id && s.is_leader()).map(|(i, _)| *i)
     }
 
     /// Polls [`Cluster::leader`] until the running members agree on a leader; panics (with every
@@ -421,14 +378,9 @@ impl Cluster {
             }
             if Instant::now() >= deadline {
                 let running = self.running();
-                let report: Vec<String> = running
-                    .iter()
-                    .map(|&i| format!("{}: {:?}", self.members[i].name(), self.status(i)))
-                    .collect();
-                panic!(
-                    "no agreed leader among running members after {timeout:?}:\n{}",
-                    report.join("\n")
-                );
+                let report: Vec<String> =
+                    running.iter().map(|&i| format!("{}: {:?}", self.members[i].name(), self.status(i))).collect();
+                panic!("no agreed leader among running members after {timeout:?}:\n{}", report.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -539,19 +491,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// An `etcd-client` over `endpoints` with a per-request `timeout` and a short connect timeout.
 /// Panics if the client cannot be built; [`try_connect`] returns the error.
 pub async fn connect(endpoints: &[String], timeout: Duration) -> etcd_client::Client {
-    try_connect(endpoints, timeout)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    try_connect(endpoints, timeout).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// [`connect`] without the panic.
-pub async fn try_connect(
-    endpoints: &[String],
-    timeout: Duration,
-) -> Result<etcd_client::Client, String> {
-    let opts = etcd_client::ConnectOptions::new()
-        .with_timeout(timeout)
-        .with_connect_timeout(Duration::from_secs(2));
+pub async fn try_connect(endpoints: &[String], timeout: Duration) -> Result<etcd_client::Client, String> {
+    let opts = etcd_client::ConnectOptions::new().with_timeout(timeout).with_connect_timeout(Duration::from_secs(2));
     etcd_client::Client::connect(endpoints, Some(opts))
         .await
         .map_err(|e| format!("etcd-client connect to {endpoints:?}: {e}"))
@@ -568,10 +513,7 @@ mod tests {
         assert_eq!(s.endpoint, "http://127.0.0.1:2379");
         assert_eq!(s.member_id, 10276657743932975437);
         assert_eq!(s.cluster_id, 14841639068965178418);
-        assert_eq!(
-            (s.revision, s.raft_index, s.raft_term, s.raft_applied_index),
-            (7, 12, 3, 12)
-        );
+        assert_eq!((s.revision, s.raft_index, s.raft_term, s.raft_applied_index), (7, 12, 3, 12));
         assert!(s.is_leader());
         assert_eq!(s.version, "3.4.23");
         assert!(EndpointStatus::parse("[]").is_err());

@@ -27,11 +27,7 @@ pub fn check_convergence(
     timeout: Duration,
 ) -> Result<Converged, String> {
     if cluster.running().len() != cluster.size() {
-        return Err(format!(
-            "only members {:?} of {} are running",
-            cluster.running(),
-            cluster.size()
-        ));
+        return Err(format!("only members {:?} of {} are running", cluster.running(), cluster.size()));
     }
     let statuses = cluster.try_wait_converged(timeout)?;
     let revision = statuses.first().map_or(0, |(_, s)| s.revision as i64);
@@ -41,26 +37,12 @@ pub fn check_convergence(
     for i in 0..cluster.size() {
         let (hash, list) = rt.block_on(async {
             let mut c = cluster.client(i, Duration::from_secs(5)).await;
-            let h = c
-                .hash_kv(revision)
-                .await
-                .map_err(|e| format!("member {i}: HashKV at {revision}: {e}"))?;
-            let m = c
-                .member_list()
-                .await
-                .map_err(|e| format!("member {i}: MemberList: {e}"))?;
+            let h = c.hash_kv(revision).await.map_err(|e| format!("member {i}: HashKV at {revision}: {e}"))?;
+            let m = c.member_list().await.map_err(|e| format!("member {i}: MemberList: {e}"))?;
             let mut list: Vec<(u64, String, Vec<String>, Vec<String>, bool)> = m
                 .members()
                 .iter()
-                .map(|m| {
-                    (
-                        m.id(),
-                        m.name().to_string(),
-                        sorted(m.peer_urls()),
-                        sorted(m.client_urls()),
-                        m.is_learner(),
-                    )
-                })
+                .map(|m| (m.id(), m.name().to_string(), sorted(m.peer_urls()), sorted(m.client_urls()), m.is_learner()))
                 .collect();
             list.sort();
             Ok::<_, String>(((h.hash(), h.compact_version()), list))
@@ -69,9 +51,7 @@ pub fn check_convergence(
         lists.push(list);
     }
     if hashes.iter().any(|h| *h != hashes[0]) {
-        return Err(format!(
-            "HashKV at revision {revision} differs: (hash, compact revision) per member {hashes:?}"
-        ));
+        return Err(format!("HashKV at revision {revision} differs: (hash, compact revision) per member {hashes:?}"));
     }
     if lists.iter().any(|l| *l != lists[0]) || lists[0].len() != cluster.size() {
         return Err(format!("member lists differ or are incomplete: {lists:#?}"));
@@ -82,13 +62,7 @@ pub fn check_convergence(
     } else {
         None
     };
-    Ok(Converged {
-        revision,
-        hash: hashes[0].0,
-        compact_revision: hashes[0].1,
-        members: lists[0].len(),
-        guest,
-    })
+    Ok(Converged { revision, hash: hashes[0].0, compact_revision: hashes[0].1, members: lists[0].len(), guest })
 }
 
 fn sorted(v: &[String]) -> Vec<String> {

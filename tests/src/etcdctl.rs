@@ -36,19 +36,12 @@ impl CmdOutput {
 
     /// The same output with [`normalize`] applied to both streams.
     pub fn normalized(&self) -> CmdOutput {
-        CmdOutput {
-            code: self.code,
-            stdout: normalize(&self.stdout),
-            stderr: normalize(&self.stderr),
-        }
+        CmdOutput { code: self.code, stdout: normalize(&self.stdout), stderr: normalize(&self.stderr) }
     }
 
     /// Human-readable rendering for diff reports.
     pub fn render(&self) -> String {
-        let code = self
-            .code
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "signal".into());
+        let code = self.code.map(|c| c.to_string()).unwrap_or_else(|| "signal".into());
         format!(
             "exit={code}\n[stdout]\n{}[stderr]\n{}",
             with_final_newline(&self.stdout),
@@ -58,11 +51,7 @@ impl CmdOutput {
 }
 
 fn with_final_newline(s: &str) -> String {
-    if s.is_empty() || s.ends_with('\n') {
-        s.to_string()
-    } else {
-        format!("{s}⏎(no final newline)\n")
-    }
+    if s.is_empty() || s.ends_with('\n') { s.to_string() } else { format!("{s}⏎(no final newline)\n") }
 }
 
 /// etcdctl (`ETCDCTL_API=3`) bound to one endpoint.
@@ -74,10 +63,7 @@ pub struct Etcdctl {
 
 impl Etcdctl {
     pub fn new(endpoint: impl Into<String>) -> Self {
-        Etcdctl {
-            bin: etcdctl_bin(),
-            endpoint: endpoint.into(),
-        }
+        Etcdctl { bin: etcdctl_bin(), endpoint: endpoint.into() }
     }
 
     pub fn endpoint(&self) -> &str {
@@ -95,10 +81,7 @@ impl Etcdctl {
     /// variables (endpoints, TLS, output format) cannot change what is compared.
     pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> CmdOutput {
         let mut cmd = Command::new(&self.bin);
-        cmd.env_clear()
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint))
-            .args(args);
+        cmd.env_clear().env("ETCDCTL_API", "3").arg(format!("--endpoints={}", self.endpoint)).args(args);
         run_captured(cmd, stdin, ETCDCTL_HARD_TIMEOUT)
             .unwrap_or_else(|e| panic!("etcdctl {args:?} against {}: {e}", self.endpoint))
     }
@@ -107,22 +90,12 @@ impl Etcdctl {
 /// Runs `cmd` (stdout and stderr piped; stdin piped when `stdin` is given, else null) and
 /// collects its output. A process still running after `hard_timeout` is SIGKILLed and reported
 /// as an error, as is a failure to start it.
-pub fn run_captured(
-    mut cmd: Command,
-    stdin: Option<&str>,
-    hard_timeout: Duration,
-) -> Result<CmdOutput, String> {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+pub fn run_captured(mut cmd: Command, stdin: Option<&str>, hard_timeout: Duration) -> Result<CmdOutput, String> {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("spawning {program}: {e}"))?;
+    let mut child = cmd.spawn().map_err(|e| format!("spawning {program}: {e}"))?;
     let pid = child.id();
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A failed write (the program exited early) shows up in the exit code and stderr.
@@ -164,28 +137,11 @@ pub fn normalize(s: &str) -> String {
         "\"MemberID\" : ",
         "\"RaftTerm\" : ",
     ] {
-        out = replace_after(
-            &out,
-            key,
-            |rest| rest.bytes().take_while(u8::is_ascii_digit).count(),
-            "<id>",
-        );
+        out = replace_after(&out, key, |rest| rest.bytes().take_while(u8::is_ascii_digit).count(), "<id>");
     }
-    out = replace_after(
-        &out,
-        "\"ts\":\"",
-        |rest| rest.find('"').unwrap_or(0),
-        "<ts>",
-    );
-    out = replace_after(
-        &out,
-        "\"target\":\"endpoint://",
-        |rest| rest.find('"').unwrap_or(0),
-        "<target>",
-    );
-    out.split_inclusive('\n')
-        .map(strip_timestamp_prefix)
-        .collect()
+    out = replace_after(&out, "\"ts\":\"", |rest| rest.find('"').unwrap_or(0), "<ts>");
+    out = replace_after(&out, "\"target\":\"endpoint://", |rest| rest.find('"').unwrap_or(0), "<target>");
+    out.split_inclusive('\n').map(strip_timestamp_prefix).collect()
 }
 
 /// `member list` rows and `ETCD_INITIAL_CLUSTER` entries come in member id order, and the ids
@@ -231,11 +187,7 @@ fn strip_timestamp_prefix(line: &str) -> &str {
         return line;
     }
     for (i, c) in shape.bytes().enumerate() {
-        let ok = if c == b'd' {
-            b[i].is_ascii_digit()
-        } else {
-            b[i] == c
-        };
+        let ok = if c == b'd' { b[i].is_ascii_digit() } else { b[i] == c };
         if !ok {
             return line;
         }
@@ -273,15 +225,9 @@ mod tests {
             normalize("\"ClusterID\" : 324952591200643719\n\"Revision\" : 3\n"),
             "\"ClusterID\" : <id>\n\"Revision\" : 3\n"
         );
-        assert_eq!(
-            normalize("2026-11-21 04:18:37.985638 I | embed: ready\n"),
-            "I | embed: ready\n"
-        );
+        assert_eq!(normalize("2026-11-21 04:18:37.985638 I | embed: ready\n"), "I | embed: ready\n");
         // Revisions and values are untouched.
-        assert_eq!(
-            normalize("\"revision\":17\nfoo 2026\n"),
-            "\"revision\":17\nfoo 2026\n"
-        );
+        assert_eq!(normalize("\"revision\":17\nfoo 2026\n"), "\"revision\":17\nfoo 2026\n");
     }
 }
 

@@ -59,10 +59,7 @@ pub fn default_out_dir() -> PathBuf {
         .ok()
         .and_then(|exe| {
             exe.ancestors()
-                .find(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n == "debug" || n == "release")
-                })
+                .find(|p| p.file_name().is_some_and(|n| n == "debug" || n == "release"))
                 .and_then(|p| p.parent())
                 .map(|t| t.join("faults"))
         })
@@ -102,11 +99,7 @@ impl RunReport {
     }
 
     pub fn summary(&self) -> String {
-        let faults: Vec<String> = self
-            .faults
-            .iter()
-            .map(|(k, n)| format!("{k}={n}"))
-            .collect();
+        let faults: Vec<String> = self.faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
         format!(
             "seed {} ({} × {}): {:.0}s, ops ok {} / failed {} / unknown {}, faults [{}], watch events {} ({} watch starts, {} compacted gaps), final revision {}, lincheck: {}, violations {}",
             self.seed,
@@ -121,11 +114,7 @@ impl RunReport {
             self.watch_restarts,
             self.watch_gaps,
             self.final_revision,
-            if self.lincheck.is_empty() {
-                "failed"
-            } else {
-                &self.lincheck
-            },
+            if self.lincheck.is_empty() { "failed" } else { &self.lincheck },
             self.violations.len()
         )
     }
@@ -135,12 +124,8 @@ impl RunReport {
 /// restart, a cluster that does not start); everything the checks find is in the report.
 pub fn run(cfg: &RunConfig) -> RunReport {
     let started = Instant::now();
-    let mut report = RunReport {
-        seed: cfg.seed,
-        members: cfg.members,
-        flavor: cfg.flavor.to_string(),
-        ..Default::default()
-    };
+    let mut report =
+        RunReport { seed: cfg.seed, members: cfg.members, flavor: cfg.flavor.to_string(), ..Default::default() };
     let mut rng = Prng::new(cfg.seed);
     let mut cc = ClusterConfig::new(cfg.flavor, cfg.members).token(format!("faults-{}", cfg.seed));
     if cfg.flavor == Flavor::Wasmraft {
@@ -159,20 +144,8 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     });
 
     let recorder = Arc::new(Recorder::new());
-    let watchers = Watchers::start(
-        &rt,
-        endpoints.clone(),
-        cfg.watchers,
-        cfg.lagging_watchers,
-        start_rev + 1,
-    );
-    let workload = Workload::start(
-        &rt,
-        endpoints.clone(),
-        cfg.workload.clone(),
-        &mut rng,
-        recorder.clone(),
-    );
+    let watchers = Watchers::start(&rt, endpoints.clone(), cfg.watchers, cfg.lagging_watchers, start_rev + 1);
+    let workload = Workload::start(&rt, endpoints.clone(), cfg.workload.clone(), &mut rng, recorder.clone());
     let mut nemesis = match Nemesis::new(&cluster, rng.fork(), &cfg.kinds, cfg.pacing.clone()) {
         Ok(n) => n,
         Err(e) => panic!("nemesis: {e}"),
@@ -182,16 +155,8 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     // A healed spell under load: what the faults broke must work again.
     std::thread::sleep(Duration::from_secs(2));
     workload.stop(&rt);
-    report.faults = nemesis
-        .injected
-        .iter()
-        .map(|(k, n)| (k.to_string(), *n))
-        .collect();
-    report.refused_faults = nemesis
-        .refused
-        .iter()
-        .map(|(k, n)| (k.to_string(), *n))
-        .collect();
+    report.faults = nemesis.injected.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+    report.refused_faults = nemesis.refused.iter().map(|(k, n)| (k.to_string(), *n)).collect();
     report.nemesis_log = nemesis.log.clone();
 
     let history = recorder.history();
@@ -202,11 +167,8 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         Err(e) => report.violations.push(format!("convergence: {e}")),
     }
     if report.final_revision == 0 {
-        report.final_revision = cluster
-            .statuses()
-            .ok()
-            .and_then(|s| s.first().map(|(_, s)| s.revision as i64))
-            .unwrap_or(0);
+        report.final_revision =
+            cluster.statuses().ok().and_then(|s| s.first().map(|(_, s)| s.revision as i64)).unwrap_or(0);
     }
     if let Err(e) = watchers.wait_until(report.final_revision, Duration::from_secs(30)) {
         report.violations.push(format!("watch: {e}"));
@@ -222,11 +184,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         acked: &acked,
         max_compaction: nemesis.max_compaction,
     };
-    report.violations.extend(
-        check_watchers(&logs, &exp)
-            .into_iter()
-            .map(|p| format!("watch: {p}")),
-    );
+    report.violations.extend(check_watchers(&logs, &exp).into_iter().map(|p| format!("watch: {p}")));
 
     let checked = check_linearizable(&history);
     if let Ok(cost) = &checked {
@@ -236,15 +194,10 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         let name = format!("history-{}-{}x{}.json", cfg.seed, cfg.members, cfg.flavor);
         match save_history(&history, &cfg.out_dir, &name) {
             Ok(p) => {
-                report.violations.push(format!(
-                    "linearizability: {violation} (history: {})",
-                    p.display()
-                ));
+                report.violations.push(format!("linearizability: {violation} (history: {})", p.display()));
                 report.history_path = Some(p);
             }
-            Err(e) => report.violations.push(format!(
-                "linearizability: {violation} (history not saved: {e})"
-            )),
+            Err(e) => report.violations.push(format!("linearizability: {violation} (history not saved: {e})")),
         }
     }
     drop(cluster);

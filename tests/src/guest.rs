@@ -88,11 +88,7 @@ impl GuestStatus {
     pub fn parse(line: &str) -> Result<GuestStatus, String> {
         let f: Vec<&str> = line.trim().split(", ").collect();
         if f.len() == 2 && f[1].starts_with("error: ") {
-            return Err(format!(
-                "guest status of {}: {}",
-                f[0],
-                &f[1]["error: ".len()..]
-            ));
+            return Err(format!("guest status of {}: {}", f[0], &f[1]["error: ".len()..]));
         }
         if f.len() != 11 && f.len() != 12 {
             return Err(format!("a guest status line has 11 or 12 fields: {line:?}"));
@@ -101,8 +97,7 @@ impl GuestStatus {
         Ok(GuestStatus {
             endpoint: f[0].to_string(),
             member: usize::MAX,
-            member_id: u64::from_str_radix(f[1], 16)
-                .map_err(|e| format!("member id {:?} in {line:?}: {e}", f[1]))?,
+            member_id: u64::from_str_radix(f[1], 16).map_err(|e| format!("member id {:?} in {line:?}: {e}", f[1]))?,
             member_name: f[2].to_string(),
             name: f[3].to_string(),
             version: f[4].to_string(),
@@ -146,10 +141,7 @@ impl StoredModule {
             size: number(size, line)?,
             name: name.to_string(),
             version: version.to_string(),
-            deployed_at: at
-                .split_whitespace()
-                .map(|n| number(n, line))
-                .collect::<Result<_, _>>()?,
+            deployed_at: at.split_whitespace().map(|n| number(n, line)).collect::<Result<_, _>>()?,
             active: match *state {
                 "active" => true,
                 "stored" => false,
@@ -160,9 +152,7 @@ impl StoredModule {
 }
 
 fn number(s: &str, line: &str) -> Result<u64, String> {
-    s.trim()
-        .parse()
-        .map_err(|e| format!("{s:?} in {line:?}: {e}"))
+    s.trim().parse().map_err(|e| format!("{s:?} in {line:?}: {e}"))
 }
 
 /// Options of [`Cluster::deploy_with`]; `DeployOptions::default()` is a plain deploy through
@@ -221,25 +211,13 @@ impl Cluster {
     /// code and stderr), e.g. `FailedPrecondition: wasmraft: the new guest's migrate refused the
     /// swap: …`.
     pub fn deploy(&mut self, module: impl AsRef<Path>, force: bool) -> Result<Deployment, String> {
-        self.deploy_with(
-            module,
-            &DeployOptions {
-                force,
-                ..Default::default()
-            },
-        )
+        self.deploy_with(module, &DeployOptions { force, ..Default::default() })
     }
 
     /// `wasmraft guest deploy` with [`DeployOptions`].
-    pub fn deploy_with(
-        &mut self,
-        module: impl AsRef<Path>,
-        opts: &DeployOptions,
-    ) -> Result<Deployment, String> {
+    pub fn deploy_with(&mut self, module: impl AsRef<Path>, opts: &DeployOptions) -> Result<Deployment, String> {
         let module: PathBuf = module.as_ref().to_path_buf();
-        let path = module
-            .to_str()
-            .ok_or_else(|| format!("module path {} is not UTF-8", module.display()))?;
+        let path = module.to_str().ok_or_else(|| format!("module path {} is not UTF-8", module.display()))?;
         let mut args = vec!["guest".to_string(), "deploy".into(), path.to_string()];
         if opts.force {
             args.push("--force".into());
@@ -269,11 +247,7 @@ impl Cluster {
 
     /// `wasmraft guest rollback TARGET --force`: also to a module of another guest name.
     pub fn rollback_forced(&mut self, target: &str) -> Result<Deployment, String> {
-        Deployment::parse(
-            &self
-                .cli_running()
-                .ok(&["guest", "rollback", target, "--force"])?,
-        )
+        Deployment::parse(&self.cli_running().ok(&["guest", "rollback", target, "--force"])?)
     }
 
     /// `wasmraft guest status` of every running member, in member order. `Err` if any running
@@ -299,17 +273,9 @@ impl Cluster {
             args.push("--state-hash");
         }
         let out = WasmraftCli::new(endpoints.join(",")).run(&args)?;
-        let lines: Vec<&str> = out
-            .stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
+        let lines: Vec<&str> = out.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
         if lines.len() != running.len() {
-            return Err(format!(
-                "guest status of {} members: {}",
-                running.len(),
-                out.render()
-            ));
+            return Err(format!("guest status of {} members: {}", running.len(), out.render()));
         }
         running
             .iter()
@@ -317,10 +283,7 @@ impl Cluster {
             .map(|(&i, line)| {
                 let mut st = GuestStatus::parse(line)?;
                 if st.endpoint != self.endpoint(i) {
-                    return Err(format!(
-                        "guest status line for member {i} is about {}: {line:?}",
-                        st.endpoint
-                    ));
+                    return Err(format!("guest status line for member {i} is about {}: {line:?}", st.endpoint));
                 }
                 st.member = i;
                 Ok(st)
@@ -331,28 +294,19 @@ impl Cluster {
     /// `wasmraft guest list`: the modules stored in the cluster's state.
     pub fn guest_list(&mut self) -> Result<Vec<StoredModule>, String> {
         let out = self.cli_running().ok(&["guest", "list"])?;
-        out.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(StoredModule::parse)
-            .collect()
+        out.lines().filter(|l| !l.trim().is_empty()).map(StoredModule::parse).collect()
     }
 
     /// Polls [`Cluster::guest_status`] until every running member runs guest `name` `version`
     /// with the same since-index (a member that is behind still runs the previous guest);
     /// returns the statuses, or the last ones seen after `timeout`.
-    pub fn wait_guest(
-        &mut self,
-        name: &str,
-        version: &str,
-        timeout: Duration,
-    ) -> Result<Vec<GuestStatus>, String> {
+    pub fn wait_guest(&mut self, name: &str, version: &str, timeout: Duration) -> Result<Vec<GuestStatus>, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let last = match self.guest_status() {
                 Ok(st) => {
-                    let agree = st.iter().all(|s| {
-                        s.name == name && s.version == version && s.since_index == st[0].since_index
-                    });
+                    let agree =
+                        st.iter().all(|s| s.name == name && s.version == version && s.since_index == st[0].since_index);
                     if agree {
                         return Ok(st);
                     }
@@ -361,9 +315,7 @@ impl Cluster {
                 Err(e) => e,
             };
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "not every running member runs {name} {version} after {timeout:?}; last: {last}"
-                ));
+                return Err(format!("not every running member runs {name} {version} after {timeout:?}; last: {last}"));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -382,21 +334,12 @@ impl Cluster {
                     let first = &st[0];
                     let agree = st.iter().all(|s| {
                         (&s.name, &s.version, &s.sha256, s.since_index, &s.state_hash)
-                            == (
-                                &first.name,
-                                &first.version,
-                                &first.sha256,
-                                first.since_index,
-                                &first.state_hash,
-                            )
+                            == (&first.name, &first.version, &first.sha256, first.since_index, &first.state_hash)
                     });
                     return if agree && first.state_hash.is_some() {
                         Ok(st)
                     } else {
-                        Err(format!(
-                            "members at applied index {} disagree: {st:#?}",
-                            first.applied_index
-                        ))
+                        Err(format!("members at applied index {} disagree: {st:#?}", first.applied_index))
                     };
                 }
                 Ok(st) => format!("{st:#?}"),
@@ -420,17 +363,9 @@ mod tests {
 
     #[test]
     fn parses_the_guest_subcommands_output() {
-        let d = Deployment::parse(&format!(
-            "etcd-kv, 0.2.0, {HASH}, 14, 10000000000, 268435456, 524288\n"
-        ))
-        .unwrap();
+        let d = Deployment::parse(&format!("etcd-kv, 0.2.0, {HASH}, 14, 10000000000, 268435456, 524288\n")).unwrap();
         assert_eq!(
-            (
-                d.name.as_str(),
-                d.version.as_str(),
-                d.since_index,
-                d.memory_bytes
-            ),
+            (d.name.as_str(), d.version.as_str(), d.since_index, d.memory_bytes),
             ("etcd-kv", "0.2.0", 14, 268435456)
         );
         assert_eq!(d.sha256, HASH);
@@ -441,28 +376,18 @@ mod tests {
         let s = GuestStatus::parse(&line).unwrap();
         assert_eq!(s.member_id, 0x628170c800dbcee);
         assert_eq!(
-            (
-                s.member_name.as_str(),
-                s.guest(),
-                s.since_index,
-                s.applied_index
-            ),
+            (s.member_name.as_str(), s.guest(), s.since_index, s.applied_index),
             ("m0", "etcd-kv 0.1.0".into(), 8, 10)
         );
         assert_eq!(s.state_hash.as_deref(), Some("abc"));
         assert_eq!((s.fuel_per_entry, s.memory_bytes, s.stack_bytes), (1000, 65536, 131072));
         let s = GuestStatus::parse("http://127.0.0.1:1, 1f, m1, -, -, -, -, -, -, -, 3").unwrap();
         assert_eq!((s.since_index, s.stack_bytes, s.state_hash), (0, 0, None));
-        let err = GuestStatus::parse("http://127.0.0.1:1, error: Unavailable: connection refused")
-            .unwrap_err();
+        let err = GuestStatus::parse("http://127.0.0.1:1, error: Unavailable: connection refused").unwrap_err();
         assert!(err.contains("connection refused"), "{err}");
 
-        let m =
-            StoredModule::parse(&format!("{HASH}, 187486, etcd-kv, 0.1.0, 8 15, active")).unwrap();
-        assert_eq!(
-            (m.size, m.deployed_at.clone(), m.active),
-            (187486, vec![8, 15], true)
-        );
+        let m = StoredModule::parse(&format!("{HASH}, 187486, etcd-kv, 0.1.0, 8 15, active")).unwrap();
+        assert_eq!((m.size, m.deployed_at.clone(), m.active), (187486, vec![8, 15], true));
         let m = StoredModule::parse(&format!("{HASH}, 189108, , , , stored")).unwrap();
         assert!(m.name.is_empty() && m.deployed_at.is_empty() && !m.active);
         assert!(Deployment::parse("nope").is_err());

@@ -33,11 +33,7 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn new() -> Recorder {
-        Recorder {
-            start: Instant::now(),
-            ops: Mutex::new(Vec::new()),
-            acked: Mutex::new(Vec::new()),
-        }
+        Recorder { start: Instant::now(), ops: Mutex::new(Vec::new()), acked: Mutex::new(Vec::new()) }
     }
 
     /// Nanoseconds since the recorder was made (the history's clock).
@@ -47,27 +43,12 @@ impl Recorder {
 
     /// One finished (or abandoned) operation.
     pub fn record(&self, process: u64, call: Call, invoked_ns: u64, outcome: Outcome) {
-        self.ops
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Operation {
-                process,
-                call,
-                invoked_ns,
-                outcome,
-            });
+        self.ops.lock().unwrap_or_else(|p| p.into_inner()).push(Operation { process, call, invoked_ns, outcome });
     }
 
     /// A write acknowledged at `revision`.
     pub fn acked(&self, revision: i64, key: &str, value: u64) {
-        self.acked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(AckedWrite {
-                revision,
-                key: key.to_string(),
-                value,
-            });
+        self.acked.lock().unwrap_or_else(|p| p.into_inner()).push(AckedWrite { revision, key: key.to_string(), value });
     }
 
     /// The history so far, in invocation order.
@@ -87,13 +68,11 @@ impl Recorder {
 
 /// (ok, failed, unknown) operations.
 pub fn outcome_counts(h: &History) -> (u64, u64, u64) {
-    h.operations
-        .iter()
-        .fold((0, 0, 0), |(ok, failed, unknown), o| match o.outcome {
-            Outcome::Ok { .. } => (ok + 1, failed, unknown),
-            Outcome::Failed => (ok, failed + 1, unknown),
-            Outcome::Unknown => (ok, failed, unknown + 1),
-        })
+    h.operations.iter().fold((0, 0, 0), |(ok, failed, unknown), o| match o.outcome {
+        Outcome::Ok { .. } => (ok + 1, failed, unknown),
+        Outcome::Failed => (ok, failed + 1, unknown),
+        Outcome::Unknown => (ok, failed, unknown + 1),
+    })
 }
 
 /// Writes `h` as JSON to `dir/name`, returning the path.
@@ -120,30 +99,20 @@ mod tests {
         r.record(1, read.clone(), t1, Outcome::Unknown);
         r.record(
             0,
-            Call::Write {
-                key: "k".into(),
-                value: 5,
-            },
+            Call::Write { key: "k".into(), value: 5 },
             t0,
-            Outcome::Ok {
-                returned: Return::Write,
-                completed_ns: t1,
-            },
+            Outcome::Ok { returned: Return::Write, completed_ns: t1 },
         );
         r.record(2, read, t1, Outcome::Failed);
         let h = r.history();
-        assert_eq!(
-            h.operations.iter().map(|o| o.process).collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
+        assert_eq!(h.operations.iter().map(|o| o.process).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert_eq!(outcome_counts(&h), (1, 1, 1));
         r.acked(9, "k", 5);
         r.acked(4, "j", 1);
         assert_eq!(r.acked_writes()[0].revision, 4);
         let dir = tempfile::tempdir().expect("tempdir");
         let p = save_history(&h, dir.path(), "h.json").expect("saved");
-        let back: History =
-            serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json");
+        let back: History = serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json");
         assert_eq!(back, h);
     }
 }

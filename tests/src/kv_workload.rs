@@ -143,22 +143,13 @@ impl KvClient {
                         (Call::Read { key }, Return::Read(v)) => {
                             seen.insert(key.clone(), *v);
                         }
-                        (Call::Write { key, value }, _)
-                        | (
-                            Call::Cas {
-                                key, new: value, ..
-                            },
-                            Return::Cas(true),
-                        ) => {
+                        (Call::Write { key, value }, _) | (Call::Cas { key, new: value, .. }, Return::Cas(true)) => {
                             seen.insert(key.clone(), Some(*value));
                             self.recorder.acked(revision, key, *value);
                         }
                         _ => {}
                     }
-                    Outcome::Ok {
-                        returned,
-                        completed_ns,
-                    }
+                    Outcome::Ok { returned, completed_ns }
                 }
                 Ok(Err(e)) => classify(&e),
                 Err(_elapsed) => Outcome::Unknown,
@@ -180,11 +171,7 @@ impl KvClient {
     }
 
     fn next_call(&mut self, seen: &HashMap<String, Option<u64>>) -> Call {
-        let key = self
-            .rng
-            .pick(&self.cfg.keys)
-            .cloned()
-            .unwrap_or_else(|| "nemesis/k0".into());
+        let key = self.rng.pick(&self.cfg.keys).cloned().unwrap_or_else(|| "nemesis/k0".into());
         let dice = self.rng.below(100);
         if dice < 40 {
             Call::Read { key }
@@ -193,16 +180,8 @@ impl KvClient {
             if dice < 70 {
                 Call::Write { key, value }
             } else {
-                let expect = if self.rng.percent(20) {
-                    None
-                } else {
-                    seen.get(&key).copied().flatten()
-                };
-                Call::Cas {
-                    key,
-                    expect,
-                    new: value,
-                }
+                let expect = if self.rng.percent(20) { None } else { seen.get(&key).copied().flatten() };
+                Call::Cas { key, expect, new: value }
             }
         }
     }
@@ -213,10 +192,7 @@ impl KvClient {
 const FOREIGN_VALUE: u64 = u64::MAX;
 
 fn parse_value(bytes: &[u8]) -> u64 {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(FOREIGN_VALUE)
+    std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()).unwrap_or(FOREIGN_VALUE)
 }
 
 /// Runs one call; the return and the response header's revision.
@@ -225,10 +201,7 @@ async fn execute(client: &mut Client, call: &Call) -> Result<(Return, i64), etcd
         Call::Read { key } => {
             let r = client.get(key.as_str(), None).await?;
             let rev = r.header().map_or(0, |h| h.revision());
-            Ok((
-                Return::Read(r.kvs().first().map(|kv| parse_value(kv.value()))),
-                rev,
-            ))
+            Ok((Return::Read(r.kvs().first().map(|kv| parse_value(kv.value()))), rev))
         }
         Call::Write { key, value } => {
             let r = client.put(key.as_str(), value.to_string(), None).await?;
@@ -239,15 +212,9 @@ async fn execute(client: &mut Client, call: &Call) -> Result<(Return, i64), etcd
                 Some(v) => Compare::value(key.as_str(), CompareOp::Equal, v.to_string()),
                 None => Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
             };
-            let txn =
-                Txn::new()
-                    .when([cmp])
-                    .and_then([TxnOp::put(key.as_str(), new.to_string(), None)]);
+            let txn = Txn::new().when([cmp]).and_then([TxnOp::put(key.as_str(), new.to_string(), None)]);
             let r = client.txn(txn).await?;
-            Ok((
-                Return::Cas(r.succeeded()),
-                r.header().map_or(0, |h| h.revision()),
-            ))
+            Ok((Return::Cas(r.succeeded()), r.header().map_or(0, |h| h.revision())))
         }
     }
 }
@@ -255,11 +222,7 @@ async fn execute(client: &mut Client, call: &Call) -> Result<(Return, i64), etcd
 /// Which errors prove the operation had no effect (see the module docs).
 pub fn classify(e: &etcd_client::Error) -> Outcome {
     let text = e.to_string();
-    if text.contains("tcp connect error") {
-        Outcome::Failed
-    } else {
-        Outcome::Unknown
-    }
+    if text.contains("tcp connect error") { Outcome::Failed } else { Outcome::Unknown }
 }
 
 #[cfg(test)]
@@ -268,13 +231,9 @@ mod tests {
 
     #[test]
     fn only_a_connection_never_made_counts_as_failed() {
-        let refused = tonic::Status::unavailable(
-            "error trying to connect: tcp connect error: Connection refused (os error 111)",
-        );
-        assert_eq!(
-            classify(&etcd_client::Error::GRpcStatus(refused)),
-            Outcome::Failed
-        );
+        let refused =
+            tonic::Status::unavailable("error trying to connect: tcp connect error: Connection refused (os error 111)");
+        assert_eq!(classify(&etcd_client::Error::GRpcStatus(refused)), Outcome::Failed);
         for msg in [
             "etcdserver: request timed out",
             "etcdserver: leader changed",

@@ -41,10 +41,7 @@ pub const READY_LINE: &str = "ready to serve client requests";
 /// KV guest at start and CI has two cores shared by everything. Env
 /// `WASMRAFT_TEST_READY_TIMEOUT_SECS` overrides.
 pub fn default_ready_timeout() -> Duration {
-    let secs = std::env::var("WASMRAFT_TEST_READY_TIMEOUT_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let secs = std::env::var("WASMRAFT_TEST_READY_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     Duration::from_secs(secs)
 }
 
@@ -196,12 +193,7 @@ impl MemberConfig {
             format!("--advertise-client-urls={}", self.client_url()),
             format!("--listen-peer-urls={}", self.peer_url()),
             format!("--initial-advertise-peer-urls={}", self.peer_url()),
-            format!(
-                "--initial-cluster={}",
-                self.initial_cluster
-                    .clone()
-                    .unwrap_or_else(|| self.cluster_entry())
-            ),
+            format!("--initial-cluster={}", self.initial_cluster.clone().unwrap_or_else(|| self.cluster_entry())),
         ];
         args.extend(self.extra_args.iter().cloned());
         args
@@ -257,33 +249,17 @@ impl Member {
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("member.log");
         prepare(&data_dir);
-        let mut m = Member {
-            config,
-            dir: Some(dir),
-            data_dir,
-            log_path,
-            child: None,
-            log_offset: 0,
-            starts: 0,
-            paused: false,
-        };
+        let mut m =
+            Member { config, dir: Some(dir), data_dir, log_path, child: None, log_offset: 0, starts: 0, paused: false };
         m.spawn_process();
         m
     }
 
     fn spawn_process(&mut self) {
-        assert!(
-            self.child.is_none(),
-            "member {} is already running",
-            self.config.name
-        );
+        assert!(self.child.is_none(), "member {} is already running", self.config.name);
         let bin = self.config.flavor.binary();
         let args = self.config.args(&self.data_dir);
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .expect("open member log");
+        let mut log = OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open member log");
         self.starts += 1;
         writeln!(
             log,
@@ -385,9 +361,7 @@ impl Member {
 
     /// The whole log, all incarnations (separated by `===== wasmraft-tests: start #N` lines).
     pub fn log(&self) -> String {
-        std::fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        std::fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
     /// The current incarnation's log only.
@@ -457,10 +431,8 @@ impl Member {
     /// process (not for the OS: the page cache survives). The data dir is kept for
     /// [`Member::restart`]. Works on a paused member too. Panics if the member is not running.
     pub fn kill9(&mut self) {
-        let mut child = self
-            .child
-            .take()
-            .unwrap_or_else(|| panic!("kill9: member {} is not running", self.config.name));
+        let mut child =
+            self.child.take().unwrap_or_else(|| panic!("kill9: member {} is not running", self.config.name));
         kill_and_reap(&mut child);
         self.paused = false;
     }
@@ -489,16 +461,11 @@ impl Member {
         if !self.is_running() {
             panic!("{what}: member {} is not running", self.config.name);
         }
-        let pid = self
-            .pid()
-            .unwrap_or_else(|| panic!("{what}: member {} has no pid", self.config.name));
+        let pid = self.pid().unwrap_or_else(|| panic!("{what}: member {} has no pid", self.config.name));
         // SAFETY: kill(2) on the pid of our own child, which is alive and unreaped (is_running
         // reaps it otherwise).
         if unsafe { libc::kill(pid as libc::pid_t, signal) } != 0 {
-            panic!(
-                "{what}: kill({pid}, {signal}) failed: {}",
-                std::io::Error::last_os_error()
-            );
+            panic!("{what}: kill({pid}, {signal}) failed: {}", std::io::Error::last_os_error());
         }
     }
 
@@ -512,10 +479,8 @@ impl Member {
     /// panic: a member that does not stop on SIGTERM is a bug). Returns the exit status; note
     /// that etcd re-raises the signal, so its status is "killed by SIGTERM", not exit code 0.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self
-            .child
-            .take()
-            .unwrap_or_else(|| panic!("terminate: member {} is not running", self.config.name));
+        let mut child =
+            self.child.take().unwrap_or_else(|| panic!("terminate: member {} is not running", self.config.name));
         // SAFETY: plain kill(2) on the pid of our own unreaped child.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         if std::mem::take(&mut self.paused) {
@@ -576,11 +541,7 @@ impl Drop for Member {
         }
         if keep && let Some(dir) = self.dir.take() {
             let path = dir.keep();
-            eprintln!(
-                "wasmraft-tests: kept member {} dir {}",
-                self.config.name,
-                path.display()
-            );
+            eprintln!("wasmraft-tests: kept member {} dir {}", self.config.name, path.display());
         }
     }
 }
@@ -662,14 +623,7 @@ fn spawn_with_parent_death_signal(cmd: Command) -> std::io::Result<Child> {
                         unsafe {
                             use std::os::unix::process::CommandExt;
                             cmd.pre_exec(move || {
-                                if libc::prctl(
-                                    libc::PR_SET_PDEATHSIG,
-                                    libc::SIGKILL as libc::c_ulong,
-                                    0,
-                                    0,
-                                    0,
-                                ) != 0
-                                {
+                                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
                                     return Err(std::io::Error::last_os_error());
                                 }
                                 // The parent may have died before prctl took effect.
@@ -689,12 +643,8 @@ fn spawn_with_parent_death_signal(cmd: Command) -> std::io::Result<Child> {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let (reply_tx, reply_rx) = mpsc::channel();
-    sender
-        .send((cmd, reply_tx))
-        .expect("member-spawner thread is gone");
-    reply_rx
-        .recv()
-        .expect("member-spawner thread dropped the request")
+    sender.send((cmd, reply_tx)).expect("member-spawner thread is gone");
+    reply_rx.recv().expect("member-spawner thread dropped the request")
 }
 
 #[cfg(test)]
@@ -733,10 +683,7 @@ mod tests {
         // A graceful stop of a paused member must not wait for it to be resumed by hand.
         let started = Instant::now();
         m.terminate();
-        assert!(
-            started.elapsed() < TERMINATE_TIMEOUT,
-            "terminate waited for the SIGKILL fallback"
-        );
+        assert!(started.elapsed() < TERMINATE_TIMEOUT, "terminate waited for the SIGKILL fallback");
         assert_eq!(m.starts(), 2);
     }
 
@@ -745,12 +692,7 @@ mod tests {
         let line = "2026-11-21T07:19:50.173890Z  INFO wasmraft::node::apply: wasmraft: switched to guest etcd-kv 0.2.0 (sha256 eb4a7e17) at index 14; the swap entry took 2519.0 ms to apply";
         let s = GuestSwitch::parse(line).expect("a switch line");
         assert_eq!(
-            (
-                s.name.as_str(),
-                s.version.as_str(),
-                s.sha256.as_str(),
-                s.index
-            ),
+            (s.name.as_str(), s.version.as_str(), s.sha256.as_str(), s.index),
             ("etcd-kv", "0.2.0", "eb4a7e17", 14)
         );
         assert_eq!(s.apply_ms, 2519.0);

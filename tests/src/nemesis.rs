@@ -114,10 +114,7 @@ pub struct Pacing {
 
 impl Default for Pacing {
     fn default() -> Self {
-        Pacing {
-            hold_ms: (1000, 4000),
-            quiet_ms: (500, 2000),
-        }
+        Pacing { hold_ms: (1000, 4000), quiet_ms: (500, 2000) }
     }
 }
 
@@ -141,30 +138,12 @@ pub struct Nemesis {
 
 impl Nemesis {
     /// `kinds` are narrowed to what the cluster's flavor supports.
-    pub fn new(
-        cluster: &Cluster,
-        rng: Prng,
-        kinds: &[FaultKind],
-        pacing: Pacing,
-    ) -> Result<Nemesis, String> {
-        let kinds: Vec<FaultKind> = kinds
-            .iter()
-            .copied()
-            .filter(|k| k.supported_by(cluster.flavor()))
-            .collect();
+    pub fn new(cluster: &Cluster, rng: Prng, kinds: &[FaultKind], pacing: Pacing) -> Result<Nemesis, String> {
+        let kinds: Vec<FaultKind> = kinds.iter().copied().filter(|k| k.supported_by(cluster.flavor())).collect();
         let needs_partitions = kinds.iter().any(|k| {
-            matches!(
-                k,
-                FaultKind::PartitionMinority
-                    | FaultKind::PartitionLeader
-                    | FaultKind::PartitionBridge
-            )
+            matches!(k, FaultKind::PartitionMinority | FaultKind::PartitionLeader | FaultKind::PartitionBridge)
         });
-        let partitioner = if needs_partitions {
-            Some(Partitioner::new(cluster)?)
-        } else {
-            None
-        };
+        let partitioner = if needs_partitions { Some(Partitioner::new(cluster)?) } else { None };
         Ok(Nemesis {
             rng,
             kinds,
@@ -200,29 +179,20 @@ impl Nemesis {
                     self.note(format!("{kind}: not injected: {e}"));
                 }
             }
-            let hold = self
-                .rng
-                .between(self.pacing.hold_ms.0, self.pacing.hold_ms.1);
+            let hold = self.rng.between(self.pacing.hold_ms.0, self.pacing.hold_ms.1);
             std::thread::sleep(
-                Duration::from_millis(hold).min(
-                    until.saturating_duration_since(Instant::now()) + Duration::from_millis(200),
-                ),
+                Duration::from_millis(hold)
+                    .min(until.saturating_duration_since(Instant::now()) + Duration::from_millis(200)),
             );
             self.heal_all(cluster);
-            let quiet = self
-                .rng
-                .between(self.pacing.quiet_ms.0, self.pacing.quiet_ms.1);
+            let quiet = self.rng.between(self.pacing.quiet_ms.0, self.pacing.quiet_ms.1);
             std::thread::sleep(Duration::from_millis(quiet));
         }
     }
 
     /// A random running member other than `not`.
     fn some_member(&mut self, cluster: &mut Cluster, not: Option<usize>) -> Option<usize> {
-        let running: Vec<usize> = cluster
-            .running()
-            .into_iter()
-            .filter(|&i| Some(i) != not)
-            .collect();
+        let running: Vec<usize> = cluster.running().into_iter().filter(|&i| Some(i) != not).collect();
         self.rng.pick(&running).copied()
     }
 
@@ -237,21 +207,12 @@ impl Nemesis {
         None
     }
 
-    fn inject(
-        &mut self,
-        kind: FaultKind,
-        cluster: &mut Cluster,
-        rt: &tokio::runtime::Runtime,
-    ) -> Result<(), String> {
+    fn inject(&mut self, kind: FaultKind, cluster: &mut Cluster, rt: &tokio::runtime::Runtime) -> Result<(), String> {
         match kind {
             FaultKind::Kill | FaultKind::KillLeader | FaultKind::Pause | FaultKind::PauseLeader => {
                 let leader = matches!(kind, FaultKind::KillLeader | FaultKind::PauseLeader);
-                let target = if leader {
-                    Self::leader(cluster)
-                } else {
-                    self.some_member(cluster, None)
-                }
-                .ok_or("no leader agreed on")?;
+                let target = if leader { Self::leader(cluster) } else { self.some_member(cluster, None) }
+                    .ok_or("no leader agreed on")?;
                 if matches!(kind, FaultKind::Kill | FaultKind::KillLeader) {
                     cluster.kill9(target);
                     self.active = Active::Killed(target);
@@ -261,9 +222,7 @@ impl Nemesis {
                 }
                 self.note(format!("{kind}: member {target}"));
             }
-            FaultKind::PartitionMinority
-            | FaultKind::PartitionLeader
-            | FaultKind::PartitionBridge => {
+            FaultKind::PartitionMinority | FaultKind::PartitionLeader | FaultKind::PartitionBridge => {
                 let n = cluster.size();
                 let mut order: Vec<usize> = (0..n).collect();
                 self.rng.shuffle(&mut order);
@@ -286,18 +245,13 @@ impl Nemesis {
                 let p = self.partitioner.as_ref().ok_or("no partitioner")?;
                 p.split(&a, &b)?;
                 self.active = Active::Partitioned;
-                let bridge = if kind == FaultKind::PartitionBridge {
-                    format!(", bridge {}", order[0])
-                } else {
-                    String::new()
-                };
+                let bridge =
+                    if kind == FaultKind::PartitionBridge { format!(", bridge {}", order[0]) } else { String::new() };
                 self.note(format!("{kind}: {a:?} | {b:?}{bridge}"));
             }
             FaultKind::MoveLeader => {
                 let l = Self::leader(cluster).ok_or("no leader agreed on")?;
-                let to = self
-                    .some_member(cluster, Some(l))
-                    .ok_or("no other member")?;
+                let to = self.some_member(cluster, Some(l)).ok_or("no other member")?;
                 let to_id = cluster.status(to)?.member_id;
                 rt.block_on(async {
                     let mut c = cluster.client(l, Duration::from_secs(5)).await;
@@ -308,10 +262,7 @@ impl Nemesis {
             FaultKind::GuestSwap => {
                 let d = cluster.deploy(&self.v2_guest, false)?;
                 self.active = Active::Swapped;
-                self.note(format!(
-                    "{kind}: {} {} since index {}",
-                    d.name, d.version, d.since_index
-                ));
+                self.note(format!("{kind}: {} {} since index {}", d.name, d.version, d.since_index));
             }
             FaultKind::Compact => {
                 let via = self.some_member(cluster, None).ok_or("no running member")?;

@@ -60,23 +60,13 @@ impl Partitioner {
     /// Heals every member that answers; `Err` lists those that did not (e.g. killed ones, whose
     /// cut ended with their process anyway).
     pub fn heal(&self) -> Result<(), String> {
-        let failed: Vec<String> = (0..self.ids.len())
-            .filter_map(|i| self.set_cut(i, &[]).err())
-            .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(failed.join("; "))
-        }
+        let failed: Vec<String> = (0..self.ids.len()).filter_map(|i| self.set_cut(i, &[]).err()).collect();
+        if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
     }
 
     /// Member `i` is cut off from exactly `ids` (empty: healed).
     pub fn set_cut(&self, i: usize, ids: &[u64]) -> Result<(), String> {
-        let body = ids
-            .iter()
-            .map(|id| format!("{id:x}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let body = ids.iter().map(|id| format!("{id:x}")).collect::<Vec<_>>().join(",");
         let (code, answer) = http_request(&self.peer_urls[i], "PUT", FAULTS_PATH, &body)?;
         let mut want: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
         want.sort_by_key(|s| u64::from_str_radix(s, 16).unwrap_or(0));
@@ -94,9 +84,7 @@ impl Partitioner {
     pub fn cut_of(&self, i: usize) -> Result<Vec<u64>, String> {
         let (code, answer) = http_request(&self.peer_urls[i], "GET", FAULTS_PATH, "")?;
         if code != 200 {
-            return Err(format!(
-                "GET {FAULTS_PATH} on member {i}: {code} {answer:?}"
-            ));
+            return Err(format!("GET {FAULTS_PATH} on member {i}: {code} {answer:?}"));
         }
         answer
             .trim()
@@ -108,12 +96,7 @@ impl Partitioner {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; (status, body).
-pub fn http_request(
-    base: &str,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Result<(u16, String), String> {
+pub fn http_request(base: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
     let host = base
         .strip_prefix("http://")
         .ok_or_else(|| format!("{base}: only http peer URLs are supported"))?
@@ -125,36 +108,24 @@ pub fn http_request(
         .ok_or_else(|| format!("{host}: no address"))?;
     let timeout = Duration::from_secs(3);
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{host}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("{host}: {e}"))?;
+    s.write_all(req.as_bytes()).map_err(|e| format!("{host}: {e}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .map_err(|e| format!("{host}: {e}"))?;
+    s.read_to_end(&mut raw).map_err(|e| format!("{host}: {e}"))?;
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{host}: no HTTP answer: {text:?}"))?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("{host}: no HTTP answer: {text:?}"))?;
     let code = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("{host}: bad status line: {head:?}"))?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
     Ok((code, body))
 }
 

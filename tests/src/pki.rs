@@ -10,8 +10,7 @@
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
 /// PEM files in a temporary directory (removed on drop), and the CA that signed them, to sign
@@ -84,7 +83,10 @@ impl Pki {
 
     /// `--peer-cert-file=<name>.pem --peer-key-file=<name>-key.pem`.
     pub fn peer_flags(&self, name: &str) -> [String; 2] {
-        [format!("--peer-cert-file={}", self.path(&format!("{name}.pem"))), format!("--peer-key-file={}", self.path(&format!("{name}-key.pem")))]
+        [
+            format!("--peer-cert-file={}", self.path(&format!("{name}.pem"))),
+            format!("--peer-key-file={}", self.path(&format!("{name}-key.pem"))),
+        ]
     }
 }
 
@@ -108,7 +110,14 @@ fn new_ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
     (Issuer::new(params, key), cert.pem())
 }
 
-fn leaf(dir: &Path, name: &str, cn: &str, issuer: &Issuer<'_, KeyPair>, sans: &[&str], usages: &[ExtendedKeyUsagePurpose]) {
+fn leaf(
+    dir: &Path,
+    name: &str,
+    cn: &str,
+    issuer: &Issuer<'_, KeyPair>,
+    sans: &[&str],
+    usages: &[ExtendedKeyUsagePurpose],
+) {
     let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
     params.distinguished_name.push(DnType::CommonName, cn);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];

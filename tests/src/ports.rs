@@ -42,18 +42,11 @@ pub fn free_port() -> u16 {
                 .unwrap_or(0);
         let span = (HIGH - LOW) as u64;
         let mixed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
-        Allocator {
-            next: LOW + (mixed % span) as u16,
-            handed_out: HashSet::new(),
-        }
+        Allocator { next: LOW + (mixed % span) as u16, handed_out: HashSet::new() }
     });
     for _ in 0..(HIGH - LOW) {
         let port = alloc.next;
-        alloc.next = if alloc.next + 1 >= HIGH {
-            LOW
-        } else {
-            alloc.next + 1
-        };
+        alloc.next = if alloc.next + 1 >= HIGH { LOW } else { alloc.next + 1 };
         if alloc.handed_out.contains(&port) {
             continue;
         }
@@ -73,11 +66,7 @@ mod tests {
     fn ports_are_distinct_and_bindable() {
         let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
         let unique: HashSet<u16> = ports.iter().copied().collect();
-        assert_eq!(
-            unique.len(),
-            ports.len(),
-            "duplicate port handed out: {ports:?}"
-        );
+        assert_eq!(unique.len(), ports.len(), "duplicate port handed out: {ports:?}");
         for p in ports {
             assert!((LOW..HIGH).contains(&p));
             TcpListener::bind((Ipv4Addr::LOCALHOST, p)).expect("port handed out is bindable");

@@ -33,17 +33,11 @@ pub fn check_watchers(logs: &[WatchLog], exp: &WatchExpectations<'_>) -> Vec<Str
         let mut last = i64::MIN;
         for ev in &log.events {
             if ev.revision < last {
-                problems.push(format!(
-                    "watcher {w}: revision {} after {last} (out of order)",
-                    ev.revision
-                ));
+                problems.push(format!("watcher {w}: revision {} after {last} (out of order)", ev.revision));
             }
             let evs = by_rev.entry(ev.revision).or_default();
             if evs.iter().any(|(k, _)| k == &ev.key) {
-                problems.push(format!(
-                    "watcher {w}: duplicate event for {:?} at revision {}",
-                    ev.key, ev.revision
-                ));
+                problems.push(format!("watcher {w}: duplicate event for {:?} at revision {}", ev.key, ev.revision));
             }
             evs.push((ev.key.clone(), ev.value.clone()));
             last = ev.revision;
@@ -61,9 +55,7 @@ pub fn check_watchers(logs: &[WatchLog], exp: &WatchExpectations<'_>) -> Vec<Str
         for r in exp.start..=exp.end {
             let seen = by_rev.contains_key(&r);
             if in_gap(r) && seen {
-                problems.push(format!(
-                    "watcher {w}: saw revision {r} inside a compacted gap"
-                ));
+                problems.push(format!("watcher {w}: saw revision {r} inside a compacted gap"));
             }
             if !in_gap(r) && !seen {
                 missed.push(r);
@@ -83,10 +75,7 @@ pub fn check_watchers(logs: &[WatchLog], exp: &WatchExpectations<'_>) -> Vec<Str
                 continue;
             }
             let want = (a.key.clone(), Some(a.value.to_string()));
-            if by_rev
-                .get(&a.revision)
-                .is_some_and(|evs| !evs.contains(&want))
-            {
+            if by_rev.get(&a.revision).is_some_and(|evs| !evs.contains(&want)) {
                 problems.push(format!(
                     "watcher {w}: revision {} has {:?}, but the put of {}={} was acknowledged at it",
                     a.revision, by_rev[&a.revision], a.key, a.value
@@ -95,9 +84,9 @@ pub fn check_watchers(logs: &[WatchLog], exp: &WatchExpectations<'_>) -> Vec<Str
         }
         for (r, evs) in by_rev {
             match reference.get(&r) {
-                Some((other, theirs)) if *theirs != evs => problems.push(format!(
-                    "watchers {other} and {w} disagree at revision {r}: {theirs:?} vs {evs:?}"
-                )),
+                Some((other, theirs)) if *theirs != evs => {
+                    problems.push(format!("watchers {other} and {w} disagree at revision {r}: {theirs:?} vs {evs:?}"))
+                }
                 Some(_) => {}
                 None => {
                     reference.insert(r, (w, evs));
@@ -117,11 +106,7 @@ fn summarize(revs: &[i64]) -> String {
         while i + 1 < revs.len() && revs[i + 1] == revs[i] + 1 {
             i += 1;
         }
-        parts.push(if revs[i] == start {
-            start.to_string()
-        } else {
-            format!("{start}..={}", revs[i])
-        });
+        parts.push(if revs[i] == start { start.to_string() } else { format!("{start}..={}", revs[i]) });
         i += 1;
     }
     if i < revs.len() {
@@ -136,93 +121,45 @@ mod tests {
     use crate::watchers::{CompactedGap, SeenEvent};
 
     fn ev(revision: i64, key: &str, value: u64) -> SeenEvent {
-        SeenEvent {
-            revision,
-            key: key.into(),
-            value: Some(value.to_string()),
-        }
+        SeenEvent { revision, key: key.into(), value: Some(value.to_string()) }
     }
 
     fn acked(revision: i64, key: &str, value: u64) -> AckedWrite {
-        AckedWrite {
-            revision,
-            key: key.into(),
-            value,
-        }
+        AckedWrite { revision, key: key.into(), value }
     }
 
     #[test]
     fn complete_ordered_logs_pass_and_each_fault_is_named() {
         let acked = [acked(2, "a", 1), acked(3, "b", 2), acked(4, "a", 3)];
-        let exp = WatchExpectations {
-            start: 2,
-            end: 4,
-            acked: &acked,
-            max_compaction: 0,
-        };
-        let good = WatchLog {
-            events: vec![ev(2, "a", 1), ev(3, "b", 2), ev(4, "a", 3)],
-            ..Default::default()
-        };
+        let exp = WatchExpectations { start: 2, end: 4, acked: &acked, max_compaction: 0 };
+        let good = WatchLog { events: vec![ev(2, "a", 1), ev(3, "b", 2), ev(4, "a", 3)], ..Default::default() };
         assert!(check_watchers(&[good.clone(), good.clone()], &exp).is_empty());
 
-        let missed = WatchLog {
-            events: vec![ev(2, "a", 1), ev(4, "a", 3)],
-            ..Default::default()
-        };
+        let missed = WatchLog { events: vec![ev(2, "a", 1), ev(4, "a", 3)], ..Default::default() };
         let p = check_watchers(&[missed], &exp);
-        assert_eq!(
-            p,
-            vec!["watcher 0: missed 1 revisions in 2..=4: 3".to_string()]
-        );
+        assert_eq!(p, vec!["watcher 0: missed 1 revisions in 2..=4: 3".to_string()]);
 
-        let dup = WatchLog {
-            events: vec![ev(2, "a", 1), ev(3, "b", 2), ev(3, "b", 2), ev(4, "a", 3)],
-            ..Default::default()
-        };
-        assert!(
-            check_watchers(&[dup], &exp)[0].contains("duplicate event for \"b\" at revision 3")
-        );
+        let dup =
+            WatchLog { events: vec![ev(2, "a", 1), ev(3, "b", 2), ev(3, "b", 2), ev(4, "a", 3)], ..Default::default() };
+        assert!(check_watchers(&[dup], &exp)[0].contains("duplicate event for \"b\" at revision 3"));
 
-        let reordered = WatchLog {
-            events: vec![ev(2, "a", 1), ev(4, "a", 3), ev(3, "b", 2)],
-            ..Default::default()
-        };
+        let reordered = WatchLog { events: vec![ev(2, "a", 1), ev(4, "a", 3), ev(3, "b", 2)], ..Default::default() };
         assert!(check_watchers(&[reordered], &exp)[0].contains("out of order"));
 
-        let wrong = WatchLog {
-            events: vec![ev(2, "a", 1), ev(3, "b", 9), ev(4, "a", 3)],
-            ..Default::default()
-        };
+        let wrong = WatchLog { events: vec![ev(2, "a", 1), ev(3, "b", 9), ev(4, "a", 3)], ..Default::default() };
         let p = check_watchers(&[good.clone(), wrong], &exp);
         assert!(p.iter().any(|s| s.contains("acknowledged")), "{p:?}");
-        assert!(
-            p.iter().any(|s| s.contains("disagree at revision 3")),
-            "{p:?}"
-        );
+        assert!(p.iter().any(|s| s.contains("disagree at revision 3")), "{p:?}");
     }
 
     #[test]
     fn compacted_gaps_are_accounted_for_only_when_real() {
         let acked = [acked(2, "a", 1), acked(3, "b", 2), acked(4, "a", 3)];
-        let log = WatchLog {
-            events: vec![ev(4, "a", 3)],
-            gaps: vec![CompactedGap { from: 2, to: 3 }],
-            ..Default::default()
-        };
-        let compacted = WatchExpectations {
-            start: 2,
-            end: 4,
-            acked: &acked,
-            max_compaction: 4,
-        };
+        let log =
+            WatchLog { events: vec![ev(4, "a", 3)], gaps: vec![CompactedGap { from: 2, to: 3 }], ..Default::default() };
+        let compacted = WatchExpectations { start: 2, end: 4, acked: &acked, max_compaction: 4 };
         assert!(check_watchers(std::slice::from_ref(&log), &compacted).is_empty());
-        let never = WatchExpectations {
-            start: 2,
-            end: 4,
-            acked: &acked,
-            max_compaction: 3,
-        };
+        let never = WatchExpectations { start: 2, end: 4, acked: &acked, max_compaction: 3 };
         assert!(check_watchers(&[log], &never)[0].contains("no compaction went past 3"));
         assert_eq!(summarize(&[1, 2, 3, 7, 9, 10]), "1..=3, 7, 9..=10");
     }

@@ -60,26 +60,14 @@ impl Watchers {
         start: i64,
     ) -> Watchers {
         let stop = Arc::new(AtomicBool::new(false));
-        let logs: Vec<Arc<Mutex<WatchLog>>> = (0..count)
-            .map(|_| {
-                Arc::new(Mutex::new(WatchLog {
-                    next: start,
-                    ..Default::default()
-                }))
-            })
-            .collect();
+        let logs: Vec<Arc<Mutex<WatchLog>>> =
+            (0..count).map(|_| Arc::new(Mutex::new(WatchLog { next: start, ..Default::default() }))).collect();
         let tasks = logs
             .iter()
             .enumerate()
             .map(|(i, log)| {
                 let lags = i + lagging >= count;
-                rt.spawn(watch_loop(
-                    i,
-                    endpoints.clone(),
-                    log.clone(),
-                    stop.clone(),
-                    lags,
-                ))
+                rt.spawn(watch_loop(i, endpoints.clone(), log.clone(), stop.clone(), lags))
             })
             .collect();
         Watchers { logs, stop, tasks }
@@ -101,10 +89,7 @@ impl Watchers {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "watchers behind revision {revision} after {timeout:?}: {}",
-                    behind.join(", ")
-                ));
+                return Err(format!("watchers behind revision {revision} after {timeout:?}: {}", behind.join(", ")));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -112,10 +97,7 @@ impl Watchers {
 
     /// Copies of the logs so far.
     pub fn snapshot(&self) -> Vec<WatchLog> {
-        self.logs
-            .iter()
-            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .collect()
+        self.logs.iter().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
     }
 
     /// Stops the watchers; their logs.
@@ -127,20 +109,11 @@ impl Watchers {
         for t in self.tasks {
             let _ = rt.block_on(t);
         }
-        self.logs
-            .iter()
-            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .collect()
+        self.logs.iter().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
     }
 }
 
-async fn watch_loop(
-    idx: usize,
-    endpoints: Vec<String>,
-    log: Arc<Mutex<WatchLog>>,
-    stop: Arc<AtomicBool>,
-    lags: bool,
-) {
+async fn watch_loop(idx: usize, endpoints: Vec<String>, log: Arc<Mutex<WatchLog>>, stop: Arc<AtomicBool>, lags: bool) {
     let mut endpoint = idx % endpoints.len();
     let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -161,12 +134,9 @@ async fn watch_loop(
 /// One watch stream on one member, until it breaks or is cancelled.
 async fn watch_once(endpoint: &str, log: &Mutex<WatchLog>) -> Result<(), String> {
     let lock = || log.lock().unwrap_or_else(|p| p.into_inner());
-    let mut client =
-        crate::cluster::try_connect(&[endpoint.to_string()], Duration::from_secs(5)).await?;
+    let mut client = crate::cluster::try_connect(&[endpoint.to_string()], Duration::from_secs(5)).await?;
     let next = lock().next;
-    let opts = WatchOptions::new()
-        .with_all_keys()
-        .with_start_revision(next);
+    let opts = WatchOptions::new().with_all_keys().with_start_revision(next);
     // The create itself is bounded: on a paused member it would wait forever.
     let mut stream = tokio::time::timeout(Duration::from_secs(5), client.watch("", Some(opts)))
         .await

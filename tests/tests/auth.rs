@@ -273,7 +273,10 @@ fn lease_id(o: &CmdOutput) -> String {
 /// The header revision in `-w json` output; 1 if there is none (the step printing it fails
 /// the comparison, and the ones using it then differ too).
 fn json_revision(o: &CmdOutput) -> i64 {
-    serde_json::from_str::<serde_json::Value>(&o.stdout).ok().and_then(|v| v["header"]["revision"].as_i64()).unwrap_or(1)
+    serde_json::from_str::<serde_json::Value>(&o.stdout)
+        .ok()
+        .and_then(|v| v["header"]["revision"].as_i64())
+        .unwrap_or(1)
 }
 
 /// Checks the reference run against the scripts' expectations, then that the subject printed
@@ -282,7 +285,9 @@ fn compare(etcd: &Transcript, ours: &Transcript) {
     let mut diffs = Vec::new();
     for (i, (e, w)) in etcd.steps.iter().zip(&ours.steps).enumerate() {
         let ((ewhat, eo), (wwhat, wo)) = (etcd.blanked(e), ours.blanked(w));
-        let report = || format!("#{i}: {ewhat}\n--- {} ---\n{}--- {} ---\n{}", etcd.flavor, eo.render(), ours.flavor, wo.render());
+        let report = || {
+            format!("#{i}: {ewhat}\n--- {} ---\n{}--- {} ---\n{}", etcd.flavor, eo.render(), ours.flavor, wo.render())
+        };
         if std::env::var_os("WASMRAFT_COMPAT_DUMP").is_some() {
             eprintln!("{}", report());
         }
@@ -303,7 +308,15 @@ fn compare(etcd: &Transcript, ours: &Transcript) {
     let problems: Vec<&String> = etcd.problems.iter().chain(&ours.problems).collect();
     assert!(problems.is_empty(), "{problems:?}\n{}", diffs.join("\n"));
     assert_eq!(etcd.steps.len(), ours.steps.len(), "the two runs took different paths:\n{}", diffs.join("\n"));
-    assert!(diffs.is_empty(), "{} of {} steps differ between {} and {}:\n\n{}", diffs.len(), etcd.steps.len(), etcd.flavor, ours.flavor, diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} of {} steps differ between {} and {}:\n\n{}",
+        diffs.len(),
+        etcd.steps.len(),
+        etcd.flavor,
+        ours.flavor,
+        diffs.join("\n")
+    );
 }
 
 /// `script` against real etcd, then against the subject, one at a time, compared.
@@ -313,7 +326,12 @@ fn side_by_side(script: fn(Flavor) -> Transcript) {
 }
 
 /// An etcd-client logged in as `user`, bound to `endpoint`.
-fn login(rt: &tokio::runtime::Runtime, endpoint: &str, user: &str, password: &str) -> Result<Client, etcd_client::Error> {
+fn login(
+    rt: &tokio::runtime::Runtime,
+    endpoint: &str,
+    user: &str,
+    password: &str,
+) -> Result<Client, etcd_client::Error> {
     let opts = ConnectOptions::new()
         .with_user(user, password)
         .with_timeout(Duration::from_secs(5))
@@ -450,8 +468,12 @@ fn commands_script(flavor: Flavor) -> Transcript {
     let mut bob = t.login(&rt, &member.endpoint(), "bob", "bpw");
     t.client(alice.as_mut(), "get foo/a as alice", Expect::Ok, |c| rt.block_on(c.get("foo/a", None)).map(values));
     t.ok_in(&ctl, &[ROOT, "user", "passwd", "alice", "--interactive=false"], "newpw\n");
-    t.client(alice.as_mut(), "get foo/a as alice after her password changed", Expect::Err, |c| rt.block_on(c.get("foo/a", None)).map(values));
-    t.client(bob.as_mut(), "lease grant as bob after alice's password changed", Expect::Ok, |c| rt.block_on(c.lease_grant(5, None)).map(|r| r.ttl()));
+    t.client(alice.as_mut(), "get foo/a as alice after her password changed", Expect::Err, |c| {
+        rt.block_on(c.get("foo/a", None)).map(values)
+    });
+    t.client(bob.as_mut(), "lease grant as bob after alice's password changed", Expect::Ok, |c| {
+        rt.block_on(c.lease_grant(5, None)).map(|r| r.ttl())
+    });
     t.err(&ctl, &[ALICE, "get", "foo/a"]);
     t.ok(&ctl, &["--user=alice:newpw", "get", "foo/a"]);
 
@@ -606,7 +628,9 @@ fn restart_script(flavor: Flavor) -> Transcript {
     // kill -9 and restart a member: it still refuses anonymous reads and serves alice's.
     let rt = wasmraft_tests::runtime();
     let mut root = t.login(&rt, &c.endpoint(restarted), "root", "pw");
-    t.client(root.as_mut(), "put k1 as root (token from the member about to be killed)", Expect::Ok, |c| rt.block_on(c.put("k1", "v1", None)).map(|_| "ok"));
+    t.client(root.as_mut(), "put k1 as root (token from the member about to be killed)", Expect::Ok, |c| {
+        rt.block_on(c.put("k1", "v1", None)).map(|_| "ok")
+    });
     // Tokens live in memory: etcd re-creates one on restart only if it replays the entry that
     // made it, i.e. if the kill came before its backend committed that entry (within 100 ms).
     std::thread::sleep(Duration::from_millis(1500));
@@ -618,7 +642,9 @@ fn restart_script(flavor: Flavor) -> Transcript {
     t.ok(&back, &[ALICE, "get", "k", "--prefix", "--consistency=s"]);
     t.ok(&back, &[ALICE, "get", "k", "--prefix"]);
     t.err(&back, &[ALICE, "put", "k2", "v2"]);
-    t.client(root.as_mut(), "put k2 with that token after the restart", Expect::Err, |c| rt.block_on(c.put("k2", "v2", None)).map(|_| "ok"));
+    t.client(root.as_mut(), "put k2 with that token after the restart", Expect::Err, |c| {
+        rt.block_on(c.put("k2", "v2", None)).map(|_| "ok")
+    });
 
     // A member down while writes and a new user went by.
     c.kill9(behind);
@@ -637,7 +663,10 @@ fn restart_script(flavor: Flavor) -> Transcript {
     c.restart(behind);
     c.wait_converged(Duration::from_secs(30));
     if flavor == Flavor::Wasmraft && !c.member(behind).current_log().contains("installing snapshot") {
-        t.problems.push(format!("the member that was down did not catch up by snapshot:\n{}", c.member(behind).log_excerpt(40)));
+        t.problems.push(format!(
+            "the member that was down did not catch up by snapshot:\n{}",
+            c.member(behind).log_excerpt(40)
+        ));
     }
     let caught_up = Ctl::new(c.endpoint(behind));
     t.ok(&caught_up, &["--user=carol:cpw", "get", "k", "--prefix", "--limit=1", "--consistency=s", "-w", "json"]);
@@ -715,7 +744,8 @@ fn client_cert_cn_is_the_user() {
 fn custom_guest_api_and_deploys_need_permission() {
     let _serial = wasmraft_tests::one_cluster_at_a_time();
     use std::process::Command;
-    let c = ClusterConfig::new(Flavor::Wasmraft, 1).arg(format!("--guest={}", env!("WASMRAFT_TEST_COUNTER_GUEST"))).start();
+    let c =
+        ClusterConfig::new(Flavor::Wasmraft, 1).arg(format!("--guest={}", env!("WASMRAFT_TEST_COUNTER_GUEST"))).start();
     let endpoint = c.endpoint(0);
     let ctl = Etcdctl::new(endpoint.clone());
     for args in [

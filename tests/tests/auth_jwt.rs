@@ -46,7 +46,11 @@ impl Keys {
 
     /// `--auth-token` for a member that signs and verifies.
     fn flag(&self, ttl: &str) -> String {
-        format!("--auth-token=jwt,pub-key={},priv-key={},sign-method=RS256,ttl={ttl}", self.path("pub.pem").display(), self.path("priv.pem").display())
+        format!(
+            "--auth-token=jwt,pub-key={},priv-key={},sign-method=RS256,ttl={ttl}",
+            self.path("pub.pem").display(),
+            self.path("priv.pem").display()
+        )
     }
 
     /// `--auth-token` for a member that only verifies (etcd's verify-only mode).
@@ -102,8 +106,12 @@ impl Run {
 
 /// Asserts the reference run did what each step expects, then that both runs printed the same.
 fn assert_same(etcd: &Run, ours: &Run) {
-    let wrong: Vec<String> =
-        etcd.steps.iter().filter(|s| s.out.success() != s.ok).map(|s| format!("{} (expected ok={}):\n{}", s.what, s.ok, s.out.render())).collect();
+    let wrong: Vec<String> = etcd
+        .steps
+        .iter()
+        .filter(|s| s.out.success() != s.ok)
+        .map(|s| format!("{} (expected ok={}):\n{}", s.what, s.ok, s.out.render()))
+        .collect();
     assert!(wrong.is_empty(), "the script is wrong against real etcd:\n{}", wrong.join("\n"));
     assert_eq!(etcd.steps.len(), ours.steps.len());
     let diffs: Vec<String> = etcd
@@ -113,9 +121,18 @@ fn assert_same(etcd: &Run, ours: &Run) {
         .filter_map(|(e, w)| {
             let (eo, wo) = (blank(&e.out, &etcd.endpoint), blank(&w.out, &ours.endpoint));
             if std::env::var_os("WASMRAFT_COMPAT_DUMP").is_some() {
-                eprintln!("{}\n--- {} ---\n{}--- {} ---\n{}", e.what, etcd.flavor, eo.render(), ours.flavor, wo.render());
+                eprintln!(
+                    "{}\n--- {} ---\n{}--- {} ---\n{}",
+                    e.what,
+                    etcd.flavor,
+                    eo.render(),
+                    ours.flavor,
+                    wo.render()
+                );
             }
-            (eo != wo).then(|| format!("{}\n--- {} ---\n{}--- {} ---\n{}", e.what, etcd.flavor, eo.render(), ours.flavor, wo.render()))
+            (eo != wo).then(|| {
+                format!("{}\n--- {} ---\n{}--- {} ---\n{}", e.what, etcd.flavor, eo.render(), ours.flavor, wo.render())
+            })
         })
         .collect();
     assert!(diffs.is_empty(), "{} of {} steps differ:\n\n{}", diffs.len(), etcd.steps.len(), diffs.join("\n"));
@@ -123,7 +140,11 @@ fn assert_same(etcd: &Run, ours: &Run) {
 
 fn blank(o: &CmdOutput, endpoint: &str) -> CmdOutput {
     let o = o.normalized();
-    CmdOutput { code: o.code, stdout: o.stdout.replace(endpoint, "<endpoint>"), stderr: o.stderr.replace(endpoint, "<endpoint>") }
+    CmdOutput {
+        code: o.code,
+        stdout: o.stdout.replace(endpoint, "<endpoint>"),
+        stderr: o.stderr.replace(endpoint, "<endpoint>"),
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -159,7 +180,12 @@ fn get_with_token(endpoint: &str, token: &str, key: &str) -> Result<String, Stri
         let mut kv = KvClient::connect(endpoint.to_string()).await.map_err(|e| e.to_string())?;
         let req = with_token(RangeRequest { key: key.as_bytes().to_vec(), ..Default::default() }, token)?;
         let resp = kv.range(req).await.map_err(status_text)?.into_inner();
-        Ok(resp.kvs.iter().map(|kv| format!("{}={}", String::from_utf8_lossy(&kv.key), String::from_utf8_lossy(&kv.value))).collect::<Vec<_>>().join(","))
+        Ok(resp
+            .kvs
+            .iter()
+            .map(|kv| format!("{}={}", String::from_utf8_lossy(&kv.key), String::from_utf8_lossy(&kv.value)))
+            .collect::<Vec<_>>()
+            .join(","))
     })
 }
 
@@ -167,7 +193,8 @@ fn get_with_token(endpoint: &str, token: &str, key: &str) -> Result<String, Stri
 fn put_with_token(endpoint: &str, token: &str, key: &str) -> Result<String, String> {
     runtime().block_on(async {
         let mut kv = KvClient::connect(endpoint.to_string()).await.map_err(|e| e.to_string())?;
-        let req = with_token(PutRequest { key: key.as_bytes().to_vec(), value: b"v".to_vec(), ..Default::default() }, token)?;
+        let req =
+            with_token(PutRequest { key: key.as_bytes().to_vec(), value: b"v".to_vec(), ..Default::default() }, token)?;
         kv.put(req).await.map_err(status_text)?;
         Ok("OK".into())
     })
@@ -303,8 +330,16 @@ fn jwt_tokens_cross_between_etcd_and_wasmraft() {
     assert_eq!(get_with_token(&ours.endpoint(), &from_etcd, "foo/a"), Ok("foo/a=1".into()), "etcd's token on wasmraft");
     assert_eq!(get_with_token(&etcd.endpoint(), &from_ours, "foo/a"), Ok("foo/a=1".into()), "wasmraft's token on etcd");
     let invalid = Err("Unauthenticated: etcdserver: invalid auth token".to_string());
-    assert_eq!(get_with_token(&ours.endpoint(), &tampered(&from_etcd), "foo/a"), invalid, "etcd's token tampered, on wasmraft");
-    assert_eq!(get_with_token(&etcd.endpoint(), &tampered(&from_ours), "foo/a"), invalid, "wasmraft's token tampered, on etcd");
+    assert_eq!(
+        get_with_token(&ours.endpoint(), &tampered(&from_etcd), "foo/a"),
+        invalid,
+        "etcd's token tampered, on wasmraft"
+    );
+    assert_eq!(
+        get_with_token(&etcd.endpoint(), &tampered(&from_ours), "foo/a"),
+        invalid,
+        "wasmraft's token tampered, on etcd"
+    );
     let denied = Err("PermissionDenied: etcdserver: permission denied".to_string());
     assert_eq!(get_with_token(&ours.endpoint(), &from_etcd, "bar"), denied, "etcd's token still names alice");
     let root = login(&etcd.endpoint(), "root", "pw").expect("root logs in on etcd");
@@ -327,14 +362,31 @@ fn jwt_other_sign_methods_cross_with_etcd() {
         let flag = format!("--auth-token=jwt,{files},sign-method={method},ttl=1m");
         let (etcd, ours, from_etcd, from_ours) = etcd_and_ours(&flag);
         let header = |t: &str| -> serde_json::Value {
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.split('.').next().unwrap_or_default()).expect("base64url header");
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t.split('.').next().unwrap_or_default())
+                .expect("base64url header");
             serde_json::from_slice(&raw).expect("JSON header")
         };
-        assert_eq!((header(&from_etcd)["alg"].as_str(), header(&from_ours)["alg"].as_str()), (Some(method), Some(method)));
-        assert_eq!(get_with_token(&ours.endpoint(), &from_etcd, "foo/a"), Ok("foo/a=1".into()), "{method}: etcd's token on wasmraft");
-        assert_eq!(get_with_token(&etcd.endpoint(), &from_ours, "foo/a"), Ok("foo/a=1".into()), "{method}: wasmraft's token on etcd");
+        assert_eq!(
+            (header(&from_etcd)["alg"].as_str(), header(&from_ours)["alg"].as_str()),
+            (Some(method), Some(method))
+        );
+        assert_eq!(
+            get_with_token(&ours.endpoint(), &from_etcd, "foo/a"),
+            Ok("foo/a=1".into()),
+            "{method}: etcd's token on wasmraft"
+        );
+        assert_eq!(
+            get_with_token(&etcd.endpoint(), &from_ours, "foo/a"),
+            Ok("foo/a=1".into()),
+            "{method}: wasmraft's token on etcd"
+        );
         let invalid = Err("Unauthenticated: etcdserver: invalid auth token".to_string());
-        assert_eq!(get_with_token(&ours.endpoint(), &tampered(&from_etcd), "foo/a"), invalid, "{method}: tampered, on wasmraft");
+        assert_eq!(
+            get_with_token(&ours.endpoint(), &tampered(&from_etcd), "foo/a"),
+            invalid,
+            "{method}: tampered, on wasmraft"
+        );
     }
 }
 
@@ -369,13 +421,19 @@ fn jwt_from_one_member_works_on_another() {
         // Tokens are not member state: a member killed and restarted still takes them.
         c.kill9(1);
         c.restart(1);
-        seen.push(("member 0's token on member 1 after its kill -9 and restart".into(), get_with_token(&c.endpoint(1), &token, "foo/a")));
+        seen.push((
+            "member 0's token on member 1 after its kill -9 and restart".into(),
+            get_with_token(&c.endpoint(1), &token, "foo/a"),
+        ));
         let from_1 = login(&c.endpoint(1), "alice", "apw").unwrap_or_default();
         seen.push(("member 1's token on member 2".into(), get_with_token(&c.endpoint(2), &from_1, "foo/a")));
         seen.push(("login on the verify-only member".into(), login(&c.endpoint(2), "alice", "apw")));
         let out = Etcdctl::new(c.endpoint(2)).run(&[ALICE, "get", "foo/a"]);
         let out = out.normalized();
-        seen.push(("etcdctl --user on the verify-only member".into(), if out.success() { Ok(out.stdout) } else { Err(out.stderr) }));
+        seen.push((
+            "etcdctl --user on the verify-only member".into(),
+            if out.success() { Ok(out.stdout) } else { Err(out.stderr) },
+        ));
         seen
     };
     let etcd = run(Flavor::Etcd);
@@ -385,7 +443,11 @@ fn jwt_from_one_member_works_on_another() {
         assert_eq!(e.is_ok(), ok, "etcd: {what}: {e:?}");
         assert_eq!((what, e), (&ours[i].0, &ours[i].1), "{} differs from etcd", Flavor::subject());
     }
-    assert!(etcd[6].1.as_ref().is_err_and(|e| e.contains("auth: token signing attempted with verify-only key")), "{:?}", etcd[6]);
+    assert!(
+        etcd[6].1.as_ref().is_err_and(|e| e.contains("auth: token signing attempted with verify-only key")),
+        "{:?}",
+        etcd[6]
+    );
 }
 
 /// A token dies `ttl` after it was issued (to the second, as etcd's `exp` is), on both.
@@ -400,12 +462,20 @@ fn jwt_expires_after_its_ttl() {
         let token = login(&member.endpoint(), "alice", "apw").expect("alice logs in");
         let exp = claims(&token)["exp"].as_u64().expect("exp");
         assert!(exp <= now_secs() + 2, "{flavor}: exp {exp} more than 2s ahead");
-        assert_eq!(get_with_token(&member.endpoint(), &token, "foo/a"), Ok("foo/a=1".into()), "{flavor}: a fresh token");
+        assert_eq!(
+            get_with_token(&member.endpoint(), &token, "foo/a"),
+            Ok("foo/a=1".into()),
+            "{flavor}: a fresh token"
+        );
         while now_secs() <= exp {
             std::thread::sleep(Duration::from_millis(200));
         }
         let refused = get_with_token(&member.endpoint(), &token, "foo/a");
-        assert_eq!(refused, Err("Unauthenticated: etcdserver: invalid auth token".into()), "{flavor}: an expired token");
+        assert_eq!(
+            refused,
+            Err("Unauthenticated: etcdserver: invalid auth token".into()),
+            "{flavor}: an expired token"
+        );
         let out = Etcdctl::new(member.endpoint()).run(&[ALICE, "get", "foo/a"]);
         assert!(out.success(), "{flavor}: a new login works: {}", out.render());
     }
@@ -420,19 +490,30 @@ fn bad_jwt_options_stop_the_member() {
     std::fs::write(keys.path("junk.pem"), "junk\n").expect("write junk");
     let cases = [
         ("jwt".to_string(), "auth: invalid auth options"),
-        (format!("jwt,pub-key={},priv-key={},sign-method=XX256", public.display(), private.display()), "auth: invalid auth options"),
+        (
+            format!("jwt,pub-key={},priv-key={},sign-method=XX256", public.display(), private.display()),
+            "auth: invalid auth options",
+        ),
         (format!("jwt,pub-key={},sign-method=RS256", missing.display()), "auth: invalid auth options"),
         (format!("jwt,priv-key={},sign-method=RS256,ttl=soon", private.display()), "auth: invalid auth options"),
         ("jwt,pub-key,sign-method=RS256".to_string(), "auth: invalid auth options"),
         ("bogus".to_string(), "auth: invalid auth options"),
         ("jwt,sign-method=RS256".to_string(), "auth: missing key data"),
-        (format!("jwt,priv-key={},sign-method=RS256", keys.path("junk.pem").display()), "invalid key: Key must be a PEM encoded PKCS1 or PKCS8 key"),
+        (
+            format!("jwt,priv-key={},sign-method=RS256", keys.path("junk.pem").display()),
+            "invalid key: Key must be a PEM encoded PKCS1 or PKCS8 key",
+        ),
     ];
     for (flag, text) in cases {
         for flavor in [Flavor::Etcd, Flavor::subject()] {
             let mut member = Member::spawn(MemberConfig::new(flavor).arg(format!("--auth-token={flag}")));
             let status = member.wait_exit(Duration::from_secs(20));
-            assert_eq!(status.and_then(|s| s.code()), Some(1), "{flavor} with --auth-token={flag} should exit 1:\n{}", member.log());
+            assert_eq!(
+                status.and_then(|s| s.code()),
+                Some(1),
+                "{flavor} with --auth-token={flag} should exit 1:\n{}",
+                member.log()
+            );
             assert!(member.log().contains(text), "{flavor} with --auth-token={flag}: no {text:?} in\n{}", member.log());
         }
     }

@@ -26,7 +26,9 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use wasmraft_proto::authpb::{Permission, UserAddOptions};
-use wasmraft_proto::etcdserverpb::{self as pb, auth_client::AuthClient, kv_client::KvClient, lease_client::LeaseClient};
+use wasmraft_proto::etcdserverpb::{
+    self as pb, auth_client::AuthClient, kv_client::KvClient, lease_client::LeaseClient,
+};
 use wasmraft_proto::{v3electionpb as epb, v3lockpb as lpb, wasmraft::v1 as wpb};
 use wasmraft_tests::{Flavor, Member};
 
@@ -72,7 +74,10 @@ fn answered(_: &[u8]) -> String {
 /// A watch's first response: whether it was created and cancelled, and why.
 fn watch_created(bytes: &[u8]) -> String {
     match pb::WatchResponse::decode(bytes) {
-        Ok(w) => format!("watch_id={} created={} canceled={} cancel_reason={:?}", w.watch_id, w.created, w.canceled, w.cancel_reason),
+        Ok(w) => format!(
+            "watch_id={} created={} canceled={} cancel_reason={:?}",
+            w.watch_id, w.created, w.canceled, w.cancel_reason
+        ),
         Err(e) => format!("not a WatchResponse: {e}"),
     }
 }
@@ -85,17 +90,29 @@ fn table() -> BTreeMap<&'static str, Row> {
         Row { need, request: request.encode_to_vec(), shows: answered, refusal: Outcome::refused }
     }
     let k = || KEY.as_bytes().to_vec();
-    let leader = || epb::LeaderKey { name: b"e".to_vec(), key: format!("e/{LEASE:x}").into_bytes(), rev: 1, lease: LEASE };
+    let leader =
+        || epb::LeaderKey { name: b"e".to_vec(), key: format!("e/{LEASE:x}").into_bytes(), rev: 1, lease: LEASE };
     let watch = pb::WatchRequest {
-        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest { key: k(), ..Default::default() })),
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: k(),
+            ..Default::default()
+        })),
     };
-    let put = pb::RequestOp { request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key: k(), ..Default::default() })) };
+    let put = pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key: k(), ..Default::default() })),
+    };
     let rows = [
         // etcd's KV: the keys a request reads or writes (etcd's authApplierV3, doSerialize);
         // compaction is not checked in etcd 3.4.
         ("etcdserverpb.KV/Range", row(Need::Read(KEY), pb::RangeRequest { key: k(), ..Default::default() })),
-        ("etcdserverpb.KV/Put", row(Need::Write(KEY), pb::PutRequest { key: k(), value: b"v".to_vec(), ..Default::default() })),
-        ("etcdserverpb.KV/DeleteRange", row(Need::Write(KEY), pb::DeleteRangeRequest { key: k(), ..Default::default() })),
+        (
+            "etcdserverpb.KV/Put",
+            row(Need::Write(KEY), pb::PutRequest { key: k(), value: b"v".to_vec(), ..Default::default() }),
+        ),
+        (
+            "etcdserverpb.KV/DeleteRange",
+            row(Need::Write(KEY), pb::DeleteRangeRequest { key: k(), ..Default::default() }),
+        ),
         ("etcdserverpb.KV/Txn", row(Need::Write(KEY), pb::TxnRequest { success: vec![put], ..Default::default() })),
         ("etcdserverpb.KV/Compact", row(Need::Nothing, pb::CompactionRequest { revision: 1, physical: false })),
         // A watch is refused with a cancelled response, not a status.
@@ -104,12 +121,21 @@ fn table() -> BTreeMap<&'static str, Row> {
         ("etcdserverpb.Lease/LeaseGrant", row(Need::Nothing, pb::LeaseGrantRequest { ttl: 60, id: 0 })),
         ("etcdserverpb.Lease/LeaseRevoke", row(Need::Write(KEY), pb::LeaseRevokeRequest { id: LEASE })),
         ("etcdserverpb.Lease/LeaseKeepAlive", row(Need::Nothing, pb::LeaseKeepAliveRequest { id: LEASE })),
-        ("etcdserverpb.Lease/LeaseTimeToLive", row(Need::Nothing, pb::LeaseTimeToLiveRequest { id: LEASE, keys: true })),
+        (
+            "etcdserverpb.Lease/LeaseTimeToLive",
+            row(Need::Nothing, pb::LeaseTimeToLiveRequest { id: LEASE, keys: true }),
+        ),
         ("etcdserverpb.Lease/LeaseLeases", row(Need::Nothing, pb::LeaseLeasesRequest {})),
         // Membership: changes take root (checkMembershipOperationPermission), the list nothing.
-        ("etcdserverpb.Cluster/MemberAdd", row(Need::Admin, pb::MemberAddRequest { peer_ur_ls: vec![NEW_PEER.into()], is_learner: true })),
+        (
+            "etcdserverpb.Cluster/MemberAdd",
+            row(Need::Admin, pb::MemberAddRequest { peer_ur_ls: vec![NEW_PEER.into()], is_learner: true }),
+        ),
         ("etcdserverpb.Cluster/MemberRemove", row(Need::Admin, pb::MemberRemoveRequest { id: 1 })),
-        ("etcdserverpb.Cluster/MemberUpdate", row(Need::Admin, pb::MemberUpdateRequest { id: 1, peer_ur_ls: vec![NEW_PEER.into()] })),
+        (
+            "etcdserverpb.Cluster/MemberUpdate",
+            row(Need::Admin, pb::MemberUpdateRequest { id: 1, peer_ur_ls: vec![NEW_PEER.into()] }),
+        ),
         ("etcdserverpb.Cluster/MemberList", row(Need::Nothing, pb::MemberListRequest {})),
         ("etcdserverpb.Cluster/MemberPromote", row(Need::Admin, pb::MemberPromoteRequest { id: 1 })),
         // Maintenance: etcd's authMaintenanceServer guards defragment, snapshot and the hashes;
@@ -124,39 +150,86 @@ fn table() -> BTreeMap<&'static str, Row> {
         // Auth: everything but logging in and reading oneself takes root (needAdminPermission).
         ("etcdserverpb.Auth/AuthEnable", row(Need::Admin, pb::AuthEnableRequest {})),
         ("etcdserverpb.Auth/AuthDisable", row(Need::Admin, pb::AuthDisableRequest {})),
-        ("etcdserverpb.Auth/Authenticate", row(Need::Nothing, pb::AuthenticateRequest { name: "nobody".into(), password: "npw".into() })),
+        (
+            "etcdserverpb.Auth/Authenticate",
+            row(Need::Nothing, pb::AuthenticateRequest { name: "nobody".into(), password: "npw".into() }),
+        ),
         (
             "etcdserverpb.Auth/UserAdd",
-            row(Need::Admin, pb::AuthUserAddRequest { name: "ghost".into(), password: "x".into(), options: Some(UserAddOptions { no_password: false }), ..Default::default() }),
+            row(
+                Need::Admin,
+                pb::AuthUserAddRequest {
+                    name: "ghost".into(),
+                    password: "x".into(),
+                    options: Some(UserAddOptions { no_password: false }),
+                    ..Default::default()
+                },
+            ),
         ),
         ("etcdserverpb.Auth/UserGet", row(Need::Authenticated, pb::AuthUserGetRequest { name: "nobody".into() })),
         ("etcdserverpb.Auth/UserList", row(Need::Admin, pb::AuthUserListRequest {})),
         ("etcdserverpb.Auth/UserDelete", row(Need::Admin, pb::AuthUserDeleteRequest { name: "ghost".into() })),
         (
             "etcdserverpb.Auth/UserChangePassword",
-            row(Need::Admin, pb::AuthUserChangePasswordRequest { name: "ghost".into(), password: "x".into(), ..Default::default() }),
+            row(
+                Need::Admin,
+                pb::AuthUserChangePasswordRequest { name: "ghost".into(), password: "x".into(), ..Default::default() },
+            ),
         ),
-        ("etcdserverpb.Auth/UserGrantRole", row(Need::Admin, pb::AuthUserGrantRoleRequest { user: "ghost".into(), role: "root".into() })),
-        ("etcdserverpb.Auth/UserRevokeRole", row(Need::Admin, pb::AuthUserRevokeRoleRequest { name: "ghost".into(), role: "root".into() })),
+        (
+            "etcdserverpb.Auth/UserGrantRole",
+            row(Need::Admin, pb::AuthUserGrantRoleRequest { user: "ghost".into(), role: "root".into() }),
+        ),
+        (
+            "etcdserverpb.Auth/UserRevokeRole",
+            row(Need::Admin, pb::AuthUserRevokeRoleRequest { name: "ghost".into(), role: "root".into() }),
+        ),
         ("etcdserverpb.Auth/RoleAdd", row(Need::Admin, pb::AuthRoleAddRequest { name: "ghosts".into() })),
         ("etcdserverpb.Auth/RoleGet", row(Need::Admin, pb::AuthRoleGetRequest { role: "root".into() })),
         ("etcdserverpb.Auth/RoleList", row(Need::Admin, pb::AuthRoleListRequest {})),
         ("etcdserverpb.Auth/RoleDelete", row(Need::Admin, pb::AuthRoleDeleteRequest { role: "ghosts".into() })),
         (
             "etcdserverpb.Auth/RoleGrantPermission",
-            row(Need::Admin, pb::AuthRoleGrantPermissionRequest { name: "ghosts".into(), perm: Some(Permission { perm_type: 0, key: k(), range_end: Vec::new() }) }),
+            row(
+                Need::Admin,
+                pb::AuthRoleGrantPermissionRequest {
+                    name: "ghosts".into(),
+                    perm: Some(Permission { perm_type: 0, key: k(), range_end: Vec::new() }),
+                },
+            ),
         ),
-        ("etcdserverpb.Auth/RoleRevokePermission", row(Need::Admin, pb::AuthRoleRevokePermissionRequest { role: "ghosts".into(), key: k(), range_end: Vec::new() })),
+        (
+            "etcdserverpb.Auth/RoleRevokePermission",
+            row(
+                Need::Admin,
+                pb::AuthRoleRevokePermissionRequest { role: "ghosts".into(), key: k(), range_end: Vec::new() },
+            ),
+        ),
         // Lock and Election: the recipes' reads and writes, checked as the caller's.
         ("v3lockpb.Lock/Lock", row(Need::Write("l/"), lpb::LockRequest { name: b"l".to_vec(), lease: LEASE })),
-        ("v3lockpb.Lock/Unlock", row(Need::Write("l/"), lpb::UnlockRequest { key: format!("l/{LEASE:x}").into_bytes() })),
-        ("v3electionpb.Election/Campaign", row(Need::Write("e/"), epb::CampaignRequest { name: b"e".to_vec(), lease: LEASE, value: b"v".to_vec() })),
-        ("v3electionpb.Election/Proclaim", row(Need::Write("e/"), epb::ProclaimRequest { leader: Some(leader()), value: b"v".to_vec() })),
+        (
+            "v3lockpb.Lock/Unlock",
+            row(Need::Write("l/"), lpb::UnlockRequest { key: format!("l/{LEASE:x}").into_bytes() }),
+        ),
+        (
+            "v3electionpb.Election/Campaign",
+            row(Need::Write("e/"), epb::CampaignRequest { name: b"e".to_vec(), lease: LEASE, value: b"v".to_vec() }),
+        ),
+        (
+            "v3electionpb.Election/Proclaim",
+            row(Need::Write("e/"), epb::ProclaimRequest { leader: Some(leader()), value: b"v".to_vec() }),
+        ),
         ("v3electionpb.Election/Leader", row(Need::Read("e/"), epb::LeaderRequest { name: b"e".to_vec() })),
         // etcd's observer ends its stream, with status OK and no message, when its read fails
         // (clientv3's Election.Observe closes its channel on any error). One allowed to read
         // would wait for a leader instead.
-        ("v3electionpb.Election/Observe", Row { refusal: |o| *o == Outcome::Ended, ..row(Need::Read("e/"), epb::LeaderRequest { name: b"e".to_vec() }) }),
+        (
+            "v3electionpb.Election/Observe",
+            Row {
+                refusal: |o| *o == Outcome::Ended,
+                ..row(Need::Read("e/"), epb::LeaderRequest { name: b"e".to_vec() })
+            },
+        ),
         ("v3electionpb.Election/Resign", row(Need::Write("e/"), epb::ResignRequest { leader: Some(leader()) })),
         // wasmraft's generic API: opaque commands to the KV guest would bypass key permissions,
         // so with the KV guest they take root; Info names the guest to anyone.
@@ -164,8 +237,14 @@ fn table() -> BTreeMap<&'static str, Row> {
         ("wasmraft.v1.Generic/Query", row(Need::Admin, wpb::QueryRequest { request: b"x".to_vec(), consistency: 0 })),
         ("wasmraft.v1.Generic/Info", row(Need::Nothing, wpb::InfoRequest {})),
         // Guest administration: all of it takes root.
-        ("wasmraft.v1.GuestAdmin/Deploy", row(Need::Admin, wpb::DeployRequest { module: b"\0asm".to_vec(), ..Default::default() })),
-        ("wasmraft.v1.GuestAdmin/Rollback", row(Need::Admin, wpb::RollbackRequest { target: "0.1.0".into(), force: false })),
+        (
+            "wasmraft.v1.GuestAdmin/Deploy",
+            row(Need::Admin, wpb::DeployRequest { module: b"\0asm".to_vec(), ..Default::default() }),
+        ),
+        (
+            "wasmraft.v1.GuestAdmin/Rollback",
+            row(Need::Admin, wpb::RollbackRequest { target: "0.1.0".into(), force: false }),
+        ),
         ("wasmraft.v1.GuestAdmin/Status", row(Need::Admin, wpb::GuestStatusRequest { state_hash: true })),
         ("wasmraft.v1.GuestAdmin/List", row(Need::Admin, wpb::ListRequest {})),
     ];
@@ -194,7 +273,8 @@ impl Method {
 
 /// Every method of every service in wasmraft-proto's descriptors.
 fn methods() -> Vec<Method> {
-    let set = prost_types::FileDescriptorSet::decode(wasmraft_proto::FILE_DESCRIPTOR_SET).expect("wasmraft-proto's descriptor set");
+    let set = prost_types::FileDescriptorSet::decode(wasmraft_proto::FILE_DESCRIPTOR_SET)
+        .expect("wasmraft-proto's descriptor set");
     let mut out = Vec::new();
     for file in &set.file {
         for service in &file.service {
@@ -326,7 +406,9 @@ async fn call(channel: &Channel, method: &Method, row: &Row, token: Option<&str>
         grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
         match (method.client_streaming, method.server_streaming) {
             (false, false) => grpc.unary(with_token(request, token), path, Raw).await.map(|r| Some(r.into_inner())),
-            (false, true) => grpc.server_streaming(with_token(request, token), path, Raw).await?.into_inner().message().await,
+            (false, true) => {
+                grpc.server_streaming(with_token(request, token), path, Raw).await?.into_inner().message().await
+            }
             (true, server_streaming) => {
                 // The request stream stays open: some servers end a stream whose client is done.
                 let requests = futures::stream::iter([request]).chain(futures::stream::pending());
@@ -365,7 +447,9 @@ async fn prepare(endpoint: &str) -> Prepared {
     };
     auth.user_add(user("root", "pw")).await.expect("add root");
     auth.role_add(pb::AuthRoleAddRequest { name: "root".into() }).await.expect("add the root role");
-    auth.user_grant_role(pb::AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }).await.expect("grant root");
+    auth.user_grant_role(pb::AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() })
+        .await
+        .expect("grant root");
     auth.user_add(user("nobody", "npw")).await.expect("add nobody");
     auth.auth_enable(pb::AuthEnableRequest {}).await.expect("enable auth");
     let login = |name: &str, password: &str| {
@@ -376,7 +460,10 @@ async fn prepare(endpoint: &str) -> Prepared {
     let root = login("root", "pw").await;
     let nobody = login("nobody", "npw").await;
     let mut lease = LeaseClient::new(channel.clone());
-    lease.lease_grant(with_token(pb::LeaseGrantRequest { ttl: 600, id: LEASE }, Some(&root))).await.expect("grant the lease");
+    lease
+        .lease_grant(with_token(pb::LeaseGrantRequest { ttl: 600, id: LEASE }, Some(&root)))
+        .await
+        .expect("grant the lease");
     let put = pb::PutRequest { key: KEY.into(), value: b"v".to_vec(), lease: LEASE, ..Default::default() };
     KvClient::new(channel.clone()).put(with_token(put, Some(&root))).await.expect("put the key");
     Prepared { channel, root, nobody }
@@ -429,28 +516,39 @@ fn every_method_checks_its_caller_as_the_table_and_etcd_say() {
         }
         for caller in [Caller::Anonymous, Caller::Nobody, Caller::BadToken] {
             let got = rt.block_on(call(&ours.channel, method, row, ours.token(caller)));
-            let reference = method.etcd_has().then(|| rt.block_on(call(&etcd.channel, method, row, etcd.token(caller))));
+            let reference =
+                method.etcd_has().then(|| rt.block_on(call(&etcd.channel, method, row, etcd.token(caller))));
             if dump {
                 let theirs = reference.as_ref().map_or_else(|| "-".to_string(), ToString::to_string);
-                eprintln!("{} as {caller:?} (needs {:?}):\n  {subject}: {got}\n  etcd: {theirs}", method.path, row.need);
+                eprintln!(
+                    "{} as {caller:?} (needs {:?}):\n  {subject}: {got}\n  etcd: {theirs}",
+                    method.path, row.need
+                );
             }
             if let Some(refuse) = must_refuse(row.need, caller)
                 && (row.refusal)(&got) != refuse
             {
                 let wanted = if refuse { "refused" } else { "let through" };
-                problems.push(format!("{} as {caller:?}: needs {:?}, so must be {wanted}; {subject} answered {got}", method.path, row.need));
+                problems.push(format!(
+                    "{} as {caller:?}: needs {:?}, so must be {wanted}; {subject} answered {got}",
+                    method.path, row.need
+                ));
             }
             if let Some(theirs) = reference
                 && theirs != got
             {
-                problems.push(format!("{} as {caller:?}: etcd answered {theirs}; {subject} answered {got}", method.path));
+                problems
+                    .push(format!("{} as {caller:?}: etcd answered {theirs}; {subject} answered {got}", method.path));
             }
         }
     }
     // etcd checks a member add's URLs before its caller: a bad one is reported to anyone.
     // (etcdctl checks URLs itself, so only a raw call shows this.)
     let add = pb::MemberAddRequest { peer_ur_ls: vec![format!("{NEW_PEER}/path")], is_learner: true };
-    let bad_urls = Row { request: add.encode_to_vec(), ..table.remove("etcdserverpb.Cluster/MemberAdd").expect("a MemberAdd row") };
+    let bad_urls = Row {
+        request: add.encode_to_vec(),
+        ..table.remove("etcdserverpb.Cluster/MemberAdd").expect("a MemberAdd row")
+    };
     let member_add = methods.iter().find(|m| m.path.ends_with("/MemberAdd")).expect("MemberAdd");
     let theirs = rt.block_on(call(&etcd.channel, member_add, &bad_urls, etcd.token(Caller::Nobody)));
     let got = rt.block_on(call(&ours.channel, member_add, &bad_urls, ours.token(Caller::Nobody)));
@@ -520,7 +618,8 @@ impl PartialDeploy {
         if let Some(t) = token {
             request = request.header("token", t);
         }
-        let (response, mut body) = client.send_request(request.body(()).expect("request"), false).expect("send the headers");
+        let (response, mut body) =
+            client.send_request(request.body(()).expect("request"), false).expect("send the headers");
         // This fails when the member has already answered and closed the stream: fine, the
         // answer is read next.
         let _ = body.send_data(deploy_prefix(SENT_FIRST).into(), false);
@@ -566,12 +665,17 @@ fn a_refused_deploy_is_answered_before_its_module_is_read() {
         (Some("notatoken.1"), Code::Unauthenticated, "etcdserver: invalid auth token"),
     ];
     for (token, code, text) in refusals {
-        let answer = rt.block_on(async { PartialDeploy::start(addr, token).await.answer(Duration::from_secs(10)).await });
+        let answer =
+            rt.block_on(async { PartialDeploy::start(addr, token).await.answer(Duration::from_secs(10)).await });
         assert_eq!(answer, Some((code, text.to_string())), "with token {token:?}");
     }
     rt.block_on(async {
         let mut deploy = PartialDeploy::start(addr, Some(&prepared.root)).await;
-        assert_eq!(deploy.answer(Duration::from_secs(3)).await, None, "root's deploy was answered before its module arrived");
+        assert_eq!(
+            deploy.answer(Duration::from_secs(3)).await,
+            None,
+            "root's deploy was answered before its module arrived"
+        );
         // Once all of it has arrived, the member looks at it (64 MiB of zeros is no module).
         deploy.finish();
         let answer = deploy.answer(Duration::from_secs(60)).await;

@@ -69,7 +69,19 @@ fn kv_workloads(flavor: Flavor) {
     let (_, rev0) = keys_and_revision(&member, "0", ":");
 
     // 200 sequential puts over 2 connections: keys 00000000–00000199, one revision each.
-    let put = ok(&ep, &["put", "--total=200", "--clients=4", "--conns=2", "--sequential-keys", "--key-space-size=200", "--val-size=16", "--no-progress"]);
+    let put = ok(
+        &ep,
+        &[
+            "put",
+            "--total=200",
+            "--clients=4",
+            "--conns=2",
+            "--sequential-keys",
+            "--key-space-size=200",
+            "--val-size=16",
+            "--no-progress",
+        ],
+    );
     assert_eq!(count(&put), 200, "{put}");
     assert_eq!((put["workload"].as_str(), put["params"]["conns"].as_u64()), (Some("put"), Some(2)));
     let (keys, rev1) = keys_and_revision(&member, "0", ":");
@@ -80,7 +92,8 @@ fn kv_workloads(flavor: Flavor) {
     // Reads of 50 keys written first (50 more revisions), linearizable and serializable; and
     // of an explicit range.
     for c in ["l", "s"] {
-        let range = ok(&ep, &["range", "--total=200", "--clients=4", "--key-space-size=50", &format!("--consistency={c}")]);
+        let range =
+            ok(&ep, &["range", "--total=200", "--clients=4", "--key-space-size=50", &format!("--consistency={c}")]);
         assert_eq!((count(&range), range["params"]["consistency"].as_str()), (200, Some(c)), "{range}");
     }
     let range = ok(&ep, &["range", "00000000", "00000100", "--total=100", "--clients=2"]);
@@ -89,14 +102,22 @@ fn kv_workloads(flavor: Flavor) {
     assert_eq!((keys, rev2 - rev1), (200, 100), "{flavor:?}: the key space written before each range run");
 
     // 100 txns of 3 puts on keys 0–299: one revision per txn, 300 keys in all.
-    let txn = ok(&ep, &["txn-put", "--total=100", "--txn-ops=3", "--clients=4", "--sequential-keys", "--key-space-size=300"]);
+    let txn =
+        ok(&ep, &["txn-put", "--total=100", "--txn-ops=3", "--clients=4", "--sequential-keys", "--key-space-size=300"]);
     assert_eq!(count(&txn), 100);
     let (keys, rev3) = keys_and_revision(&member, "0", ":");
     assert_eq!((keys, rev3 - rev2), (300, 100), "{flavor:?}: txn-put");
 
     // 6 watchers on 3 streams see each of 100 puts.
-    let watch = ok(&ep, &["watch-latency", "--watchers=6", "--streams=3", "--put-total=100", "--put-clients=2", "--put-rate=0"]);
-    assert_eq!((watch["puts"].as_u64(), watch["events"].as_u64(), count(&watch)), (Some(100), Some(600), 600), "{watch}");
+    let watch = ok(
+        &ep,
+        &["watch-latency", "--watchers=6", "--streams=3", "--put-total=100", "--put-clients=2", "--put-rate=0"],
+    );
+    assert_eq!(
+        (watch["puts"].as_u64(), watch["events"].as_u64(), count(&watch)),
+        (Some(100), Some(600), 600),
+        "{watch}"
+    );
     assert!(watch["put_latency_us"]["p50"].as_u64().is_some_and(|p| p > 0), "{watch}");
     let (keys, _) = keys_and_revision(&member, "bench-watch-latency/", "bench-watch-latency0");
     assert_eq!(keys, 100);
@@ -159,7 +180,12 @@ fn propose_and_query_load_the_counter_guest() {
 #[test]
 fn unreachable_endpoints_and_bad_flags_are_clear_errors() {
     let nobody = format!("http://127.0.0.1:{}", free_port());
-    for workload in [&["put", "--total=5"][..], &["watch-latency", "--put-total=5"], &["lease-keepalive", "--total=5"], &["propose", "add 1"]] {
+    for workload in [
+        &["put", "--total=5"][..],
+        &["watch-latency", "--put-total=5"],
+        &["lease-keepalive", "--total=5"],
+        &["propose", "add 1"],
+    ] {
         let args: Vec<&str> = workload.iter().copied().chain(["--dial-timeout=1"]).collect();
         let (code, json, _, stderr) = bench(&nobody, &args);
         assert_eq!(code, 4, "{workload:?}: {stderr}");

@@ -12,8 +12,8 @@
 //! cores, and three to five debug-build members per test are enough load for them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
@@ -26,11 +26,7 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
 }
 
 fn ok(out: CmdOutput, what: &str) -> CmdOutput {
@@ -47,11 +43,7 @@ fn until_success(ctl: &Etcdctl, args: &[&str], timeout: Duration) -> CmdOutput {
             return out;
         }
         if Instant::now() >= deadline {
-            panic!(
-                "etcdctl {args:?} against {} kept failing for {timeout:?}; last:\n{}",
-                ctl.endpoint(),
-                out.render()
-            );
+            panic!("etcdctl {args:?} against {} kept failing for {timeout:?}; last:\n{}", ctl.endpoint(), out.render());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -67,10 +59,8 @@ async fn read_prefix(endpoint: &str, prefix: &str, serializable: bool) -> (i64, 
     if serializable {
         opts = opts.with_serializable();
     }
-    let resp = client
-        .get(prefix, Some(opts))
-        .await
-        .unwrap_or_else(|e| panic!("get --prefix {prefix} from {endpoint}: {e}"));
+    let resp =
+        client.get(prefix, Some(opts)).await.unwrap_or_else(|e| panic!("get --prefix {prefix} from {endpoint}: {e}"));
     let rev = resp.header().expect("response header").revision();
     let kvs = resp
         .kvs()
@@ -96,26 +86,14 @@ fn three_members_replicate_writes_and_agree_on_membership_and_status() {
 
     // A put through each member...
     for i in 0..n {
-        let out = ok(
-            cluster
-                .etcdctl(i)
-                .run(&["put", &format!("rep/k{i}"), &format!("via-m{i}")]),
-            "put",
-        );
+        let out = ok(cluster.etcdctl(i).run(&["put", &format!("rep/k{i}"), &format!("via-m{i}")]), "put");
         assert_eq!(out.stdout, "OK\n");
     }
     // ...is visible, linearizably, through every other member.
     for j in 0..n {
         for i in (0..n).filter(|&i| i != j) {
-            let out = ok(
-                cluster.etcdctl(j).run(&["get", &format!("rep/k{i}")]),
-                "get",
-            );
-            assert_eq!(
-                out.stdout,
-                format!("rep/k{i}\nvia-m{i}\n"),
-                "m{j} reading m{i}'s write"
-            );
+            let out = ok(cluster.etcdctl(j).run(&["get", &format!("rep/k{i}")]), "get");
+            assert_eq!(out.stdout, format!("rep/k{i}\nvia-m{i}\n"), "m{j} reading m{i}'s write");
         }
     }
     // Serializable reads after a barrier: the linearizable read above made each member apply
@@ -123,23 +101,14 @@ fn three_members_replicate_writes_and_agree_on_membership_and_status() {
     let all = "rep/k0\nvia-m0\nrep/k1\nvia-m1\nrep/k2\nvia-m2\n";
     for j in 0..n {
         let ctl = cluster.etcdctl(j);
-        ok(
-            ctl.run(&["get", "rep/", "--prefix"]),
-            "linearizable barrier",
-        );
-        let out = ok(
-            ctl.run(&["get", "rep/", "--prefix", "--consistency=s"]),
-            "serializable get",
-        );
+        ok(ctl.run(&["get", "rep/", "--prefix"]), "linearizable barrier");
+        let out = ok(ctl.run(&["get", "rep/", "--prefix", "--consistency=s"]), "serializable get");
         assert_eq!(out.stdout, all, "serializable read through m{j}");
     }
 
     // member list: the same three started members, with names and URLs, from every member.
-    let expected: BTreeSet<(String, String, String)> = cluster
-        .members()
-        .iter()
-        .map(|m| (m.name().to_string(), m.peer_url(), m.endpoint()))
-        .collect();
+    let expected: BTreeSet<(String, String, String)> =
+        cluster.members().iter().map(|m| (m.name().to_string(), m.peer_url(), m.endpoint())).collect();
     let mut lists = Vec::new();
     for j in 0..n {
         let out = ok(cluster.etcdctl(j).run(&["member", "list"]), "member list");
@@ -160,19 +129,12 @@ fn three_members_replicate_writes_and_agree_on_membership_and_status() {
         sorted.sort();
         lists.push(sorted.join("\n"));
     }
-    assert!(
-        lists.windows(2).all(|w| w[0] == w[1]),
-        "members disagree on the member list: {lists:#?}"
-    );
+    assert!(lists.windows(2).all(|w| w[0] == w[1]), "members disagree on the member list: {lists:#?}");
 
     // endpoint status: one leader everyone names, same term and raft index everywhere.
     let statuses = cluster.wait_converged(CONVERGE_TIMEOUT);
     assert_eq!(statuses.len(), 3);
-    let leaders: Vec<usize> = statuses
-        .iter()
-        .filter(|(_, s)| s.is_leader())
-        .map(|(i, _)| *i)
-        .collect();
+    let leaders: Vec<usize> = statuses.iter().filter(|(_, s)| s.is_leader()).map(|(i, _)| *i).collect();
     assert_eq!(leaders.len(), 1, "exactly one leader: {statuses:#?}");
     let first = &statuses[0].1;
     for (i, s) in &statuses {
@@ -184,14 +146,8 @@ fn three_members_replicate_writes_and_agree_on_membership_and_status() {
         assert!(s.revision >= 4, "three puts applied: {s:?}");
     }
     // The member ids in status are the ones in the member list.
-    let status_ids: BTreeSet<String> = statuses
-        .iter()
-        .map(|(_, s)| format!("{:x}", s.member_id))
-        .collect();
-    let list_ids: BTreeSet<String> = lists[0]
-        .lines()
-        .map(|l| l.split(", ").next().unwrap().to_string())
-        .collect();
+    let status_ids: BTreeSet<String> = statuses.iter().map(|(_, s)| format!("{:x}", s.member_id)).collect();
+    let list_ids: BTreeSet<String> = lists[0].lines().map(|l| l.split(", ").next().unwrap().to_string()).collect();
     assert_eq!(status_ids, list_ids);
 }
 
@@ -267,26 +223,13 @@ fn leader_failover_under_write_load_loses_no_acknowledged_write_and_the_killed_m
         after_kill: (0..6).map(|_| AtomicU64::new(0)).collect(),
     });
     let killed = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..6)
-        .map(|w| {
-            rt.spawn(writer(
-                w,
-                endpoints.clone(),
-                w % 3,
-                load.clone(),
-                killed.clone(),
-            ))
-        })
-        .collect();
+    let writers: Vec<_> =
+        (0..6).map(|w| rt.spawn(writer(w, endpoints.clone(), w % 3, load.clone(), killed.clone()))).collect();
     // Waits until `done()`; the deadline only guards against a hang.
     let wait_for = |what: &str, done: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done() {
-            let per_writer: Vec<u64> = load
-                .after_kill
-                .iter()
-                .map(|a| a.load(Ordering::Relaxed))
-                .collect();
+            let per_writer: Vec<u64> = load.after_kill.iter().map(|a| a.load(Ordering::Relaxed)).collect();
             assert!(
                 Instant::now() < deadline,
                 "{what}: not reached after 60s: {} writes acknowledged, {} errors, per writer after the kill {per_writer:?}",
@@ -297,9 +240,7 @@ fn leader_failover_under_write_load_loses_no_acknowledged_write_and_the_killed_m
         }
     };
 
-    wait_for("150 writes before the kill", &|| {
-        load.acked.load(Ordering::Relaxed) >= 150
-    });
+    wait_for("150 writes before the kill", &|| load.acked.load(Ordering::Relaxed) >= 150);
     killed.store(true, Ordering::Relaxed);
     let acked_at_kill = load.acked.load(Ordering::Relaxed);
     cluster.kill9(old_leader);
@@ -309,10 +250,7 @@ fn leader_failover_under_write_load_loses_no_acknowledged_write_and_the_killed_m
     // (also those homed on the killed member) at least 10 started after the kill.
     wait_for("writes after the kill", &|| {
         load.acked.load(Ordering::Relaxed) >= acked_at_kill + 300
-            && load
-                .after_kill
-                .iter()
-                .all(|a| a.load(Ordering::Relaxed) >= 10)
+            && load.after_kill.iter().all(|a| a.load(Ordering::Relaxed) >= 10)
     });
     load.stop.store(true, Ordering::Relaxed);
     let results: Vec<Vec<(String, String)>> = rt.block_on(async {
@@ -335,30 +273,19 @@ fn leader_failover_under_write_load_loses_no_acknowledged_write_and_the_killed_m
 
     // Every acknowledged write is readable (linearizably), with its value, from every survivor.
     let survivors = cluster.running();
-    let reads: Vec<(i64, Vec<Kv>)> = survivors
-        .iter()
-        .map(|&i| rt.block_on(read_prefix(&endpoints[i], "fail/", false)))
-        .collect();
+    let reads: Vec<(i64, Vec<Kv>)> =
+        survivors.iter().map(|&i| rt.block_on(read_prefix(&endpoints[i], "fail/", false))).collect();
     for (&i, (_, kvs)) in survivors.iter().zip(&reads) {
-        let have: BTreeMap<&str, &str> = kvs
-            .iter()
-            .map(|(k, v, ..)| (k.as_str(), v.as_str()))
-            .collect();
+        let have: BTreeMap<&str, &str> = kvs.iter().map(|(k, v, ..)| (k.as_str(), v.as_str())).collect();
         for (k, v) in &acked {
-            assert_eq!(
-                have.get(k.as_str()),
-                Some(&v.as_str()),
-                "acknowledged write {k}={v} through survivor m{i}"
-            );
+            assert_eq!(have.get(k.as_str()), Some(&v.as_str()), "acknowledged write {k}={v} through survivor m{i}");
         }
     }
     // Once they report the same raft/applied index, the survivors' local states are identical
     // (same keys, values, revisions, versions, same header revision).
     cluster.wait_converged(CONVERGE_TIMEOUT);
-    let local: Vec<(i64, Vec<Kv>)> = survivors
-        .iter()
-        .map(|&i| rt.block_on(read_prefix(&endpoints[i], "fail/", true)))
-        .collect();
+    let local: Vec<(i64, Vec<Kv>)> =
+        survivors.iter().map(|&i| rt.block_on(read_prefix(&endpoints[i], "fail/", true))).collect();
     assert!(
         local[0] == local[1],
         "survivors m{} and m{} differ (revisions {} vs {}, {} vs {} keys)",
@@ -375,63 +302,33 @@ fn leader_failover_under_write_load_loses_no_acknowledged_write_and_the_killed_m
     // Barrier on the restarted member (a linearizable read), then compare local states.
     rt.block_on(read_prefix(&endpoints[old_leader], "fail/", false));
     cluster.wait_converged(CONVERGE_TIMEOUT);
-    let all: Vec<(i64, Vec<Kv>)> = (0..3)
-        .map(|i| rt.block_on(read_prefix(&endpoints[i], "fail/", true)))
-        .collect();
+    let all: Vec<(i64, Vec<Kv>)> = (0..3).map(|i| rt.block_on(read_prefix(&endpoints[i], "fail/", true))).collect();
     for i in 1..3 {
         assert_eq!(all[i].0, all[0].0, "revision of m{i} vs m0");
         assert!(all[i].1 == all[0].1, "m{i} and m0 hold different data");
     }
-    let restarted: BTreeMap<&str, &str> = all[old_leader]
-        .1
-        .iter()
-        .map(|(k, v, ..)| (k.as_str(), v.as_str()))
-        .collect();
+    let restarted: BTreeMap<&str, &str> = all[old_leader].1.iter().map(|(k, v, ..)| (k.as_str(), v.as_str())).collect();
     for (k, v) in &acked {
-        assert_eq!(
-            restarted.get(k.as_str()),
-            Some(&v.as_str()),
-            "restarted m{old_leader}"
-        );
+        assert_eq!(restarted.get(k.as_str()), Some(&v.as_str()), "restarted m{old_leader}");
     }
     // The `get -w json` view agrees too.
     let revs: Vec<String> = (0..3)
         .map(|i| {
             let out = ok(
-                cluster.etcdctl(i).run(&[
-                    "get",
-                    "fail/",
-                    "--prefix",
-                    "--keys-only",
-                    "--consistency=s",
-                    "-w",
-                    "json",
-                ]),
+                cluster.etcdctl(i).run(&["get", "fail/", "--prefix", "--keys-only", "--consistency=s", "-w", "json"]),
                 "get -w json",
             );
             let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
-            assert_eq!(
-                v["count"].as_u64(),
-                Some(all[0].1.len() as u64),
-                "m{i}: count"
-            );
+            assert_eq!(v["count"].as_u64(), Some(all[0].1.len() as u64), "m{i}: count");
             format!("rev={} kvs={}", v["header"]["revision"], v["kvs"])
         })
         .collect();
     assert!(revs.iter().all(|r| *r == revs[0]), "{revs:?}");
 
     // And the restarted member takes writes again, which the others see.
-    ok(
-        cluster
-            .etcdctl(old_leader)
-            .run(&["put", "fail/after-restart", "yes"]),
-        "put through the restarted member",
-    );
+    ok(cluster.etcdctl(old_leader).run(&["put", "fail/after-restart", "yes"]), "put through the restarted member");
     for i in 0..3 {
-        let out = ok(
-            cluster.etcdctl(i).run(&["get", "fail/after-restart"]),
-            "get",
-        );
+        let out = ok(cluster.etcdctl(i).run(&["get", "fail/after-restart"]), "get");
         assert_eq!(out.stdout, "fail/after-restart\nyes\n", "m{i}");
     }
 }
@@ -446,11 +343,7 @@ const QUORUM_LOSS_ERRORS: &[&str] = &[
 ];
 
 fn assert_quorum_loss_error(out: &CmdOutput, what: &str) {
-    assert!(
-        !out.success(),
-        "{what} succeeded without a quorum:\n{}",
-        out.render()
-    );
+    assert!(!out.success(), "{what} succeeded without a quorum:\n{}", out.render());
     let error = out
         .stderr
         .lines()
@@ -459,10 +352,7 @@ fn assert_quorum_loss_error(out: &CmdOutput, what: &str) {
         .unwrap_or_else(|| panic!("{what}: no `Error:` line:\n{}", out.render()));
     // etcd's own read path wraps the deadline: `rpc error: code = Unknown desc = context
     // deadline exceeded`.
-    let message = error
-        .trim()
-        .split_once(" desc = ")
-        .map_or(error.trim(), |(_, desc)| desc);
+    let message = error.trim().split_once(" desc = ").map_or(error.trim(), |(_, desc)| desc);
     eprintln!("{what}: Error: {error}");
     assert!(
         QUORUM_LOSS_ERRORS.contains(&message),
@@ -485,11 +375,7 @@ fn five_members_serve_with_two_down_and_refuse_writes_with_three_down() {
     let survivors = cluster.running();
     assert_eq!(survivors.len(), 3);
     for &i in &survivors {
-        let out = until_success(
-            &cluster.etcdctl(i),
-            &["put", &format!("five/k{i}"), &format!("v{i}")],
-            LEADER_TIMEOUT,
-        );
+        let out = until_success(&cluster.etcdctl(i), &["put", &format!("five/k{i}"), &format!("v{i}")], LEADER_TIMEOUT);
         assert_eq!(out.stdout, "OK\n");
     }
     let mut expected = String::new();
@@ -497,10 +383,7 @@ fn five_members_serve_with_two_down_and_refuse_writes_with_three_down() {
         expected.push_str(&format!("five/k{i}\nv{i}\n"));
     }
     for &j in &survivors {
-        let out = ok(
-            cluster.etcdctl(j).run(&["get", "five/", "--prefix"]),
-            "linearizable get with two members down",
-        );
+        let out = ok(cluster.etcdctl(j).run(&["get", "five/", "--prefix"]), "linearizable get with two members down");
         assert_eq!(out.stdout, expected, "through m{j}");
     }
 
@@ -515,14 +398,8 @@ fn five_members_serve_with_two_down_and_refuse_writes_with_three_down() {
         let out = ctl.run(&["--command-timeout=3s", "put", "five/no-quorum", "x"]);
         assert_quorum_loss_error(&out, &format!("put through m{i} with 3 of 5 down"));
         let out = ctl.run(&["--command-timeout=3s", "get", "five/", "--prefix"]);
-        assert_quorum_loss_error(
-            &out,
-            &format!("linearizable get through m{i} with 3 of 5 down"),
-        );
-        let out = ok(
-            ctl.run(&["get", "five/", "--prefix", "--consistency=s"]),
-            "serializable get without quorum",
-        );
+        assert_quorum_loss_error(&out, &format!("linearizable get through m{i} with 3 of 5 down"));
+        let out = ok(ctl.run(&["get", "five/", "--prefix", "--consistency=s"]), "serializable get without quorum");
         assert!(out.stdout.contains("five/k"), "{}", out.stdout);
         assert!(!out.stdout.contains("no-quorum"), "{}", out.stdout);
     }
@@ -530,22 +407,10 @@ fn five_members_serve_with_two_down_and_refuse_writes_with_three_down() {
     // One member back: a quorum again; writes resume. (The timed-out put's outcome is unknown,
     // as with etcd: its entry may sit in the old leader's log and still commit.)
     cluster.restart(third);
-    until_success(
-        &cluster.etcdctl(left[0]),
-        &["put", "five/quorum-again", "y"],
-        LEADER_TIMEOUT,
-    );
+    until_success(&cluster.etcdctl(left[0]), &["put", "five/quorum-again", "y"], LEADER_TIMEOUT);
     for &i in &cluster.running() {
-        let out = ok(
-            cluster
-                .etcdctl(i)
-                .run(&["get", "five/", "--prefix", "--keys-only"]),
-            "get after the quorum is back",
-        );
-        assert!(
-            out.stdout.contains("five/quorum-again"),
-            "m{i}: {}",
-            out.stdout
-        );
+        let out =
+            ok(cluster.etcdctl(i).run(&["get", "five/", "--prefix", "--keys-only"]), "get after the quorum is back");
+        assert!(out.stdout.contains("five/quorum-again"), "m{i}: {}", out.stdout);
     }
 }

@@ -20,10 +20,12 @@ fn cli(cmd: &str, endpoint: &str, extra: &[&str], data: &str) -> (i32, String, S
     if !data.is_empty() {
         c.arg(data);
     }
-    let out = c
-        .output()
-        .expect("run the wasmraft client");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).trim().to_string(), String::from_utf8_lossy(&out.stderr).trim().to_string())
+    let out = c.output().expect("run the wasmraft client");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
 }
 
 fn ok(cmd: &str, endpoint: &str, extra: &[&str], data: &str) -> String {

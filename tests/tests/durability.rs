@@ -20,26 +20,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_client::{
-    Client, ConnectOptions, DeleteOptions, GetOptions, GetResponse, PutOptions, Txn, TxnOp,
-};
+use etcd_client::{Client, ConnectOptions, DeleteOptions, GetOptions, GetResponse, PutOptions, Txn, TxnOp};
 use wasmraft_tests::{Flavor, Member, MemberConfig};
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 async fn connect(endpoint: &str) -> Client {
-    let opts = ConnectOptions::new()
-        .with_timeout(Duration::from_secs(5))
-        .with_connect_timeout(Duration::from_secs(5));
-    Client::connect([endpoint], Some(opts))
-        .await
-        .unwrap_or_else(|e| panic!("connect to {endpoint}: {e}"))
+    let opts = ConnectOptions::new().with_timeout(Duration::from_secs(5)).with_connect_timeout(Duration::from_secs(5));
+    Client::connect([endpoint], Some(opts)).await.unwrap_or_else(|e| panic!("connect to {endpoint}: {e}"))
 }
 
 /// key → (value, create_revision, mod_revision, version, lease).
@@ -52,13 +42,7 @@ fn kv_map(r: &GetResponse) -> KvMap {
         .map(|kv| {
             (
                 kv.key().to_vec(),
-                (
-                    kv.value().to_vec(),
-                    kv.create_revision(),
-                    kv.mod_revision(),
-                    kv.version(),
-                    kv.lease(),
-                ),
+                (kv.value().to_vec(), kv.create_revision(), kv.mod_revision(), kv.version(), kv.lease()),
             )
         })
         .collect()
@@ -85,34 +69,17 @@ async fn observe(c: &mut Client, compacted_at: i64, history_revs: &[i64]) -> Obs
     let mut history = Vec::new();
     for &rev in history_revs {
         let r = c
-            .get(
-                "",
-                Some(GetOptions::new().with_all_keys().with_revision(rev)),
-            )
+            .get("", Some(GetOptions::new().with_all_keys().with_revision(rev)))
             .await
             .unwrap_or_else(|e| panic!("get all at rev {rev}: {e}"));
         history.push((rev, kv_map(&r)));
     }
-    let compacted_read = match c
-        .get(
-            "",
-            Some(
-                GetOptions::new()
-                    .with_all_keys()
-                    .with_revision(compacted_at - 1),
-            ),
-        )
-        .await
+    let compacted_read = match c.get("", Some(GetOptions::new().with_all_keys().with_revision(compacted_at - 1))).await
     {
         Ok(r) => format!("unexpectedly readable: {} keys", r.kvs().len()),
         Err(e) => e.to_string(),
     };
-    Observed {
-        revision,
-        now: kv_map(&now),
-        history,
-        compacted_read,
-    }
+    Observed { revision, now: kv_map(&now), history, compacted_read }
 }
 
 fn graceful_restart_keeps_everything(extra_args: &[&str]) {
@@ -127,26 +94,16 @@ fn graceful_restart_keeps_everything(extra_args: &[&str]) {
     let (before, compact_rev, history_revs) = rt.block_on(async {
         let mut c = connect(&m.endpoint()).await;
         for i in 0..n {
-            c.put(format!("key/{i:04}"), format!("value-{i}"), None)
-                .await
-                .expect("put");
+            c.put(format!("key/{i:04}"), format!("value-{i}"), None).await.expect("put");
         }
         // Overwrites (versions > 1), deletes (tombstones in history), a txn, a range delete.
         for i in (0..n).step_by(3) {
-            c.put(format!("key/{i:04}"), format!("value-{i}-v2"), None)
-                .await
-                .expect("overwrite");
+            c.put(format!("key/{i:04}"), format!("value-{i}-v2"), None).await.expect("overwrite");
         }
         for i in (0..n).step_by(7) {
             c.delete(format!("key/{i:04}"), None).await.expect("delete");
         }
-        let mid = c
-            .put("marker", "mid", None)
-            .await
-            .expect("put marker")
-            .header()
-            .unwrap()
-            .revision();
+        let mid = c.put("marker", "mid", None).await.expect("put marker").header().unwrap().revision();
         c.txn(Txn::new().and_then([
             TxnOp::put("txn/a", "1", None),
             TxnOp::put("txn/b", "2", None),
@@ -154,46 +111,18 @@ fn graceful_restart_keeps_everything(extra_args: &[&str]) {
         ]))
         .await
         .expect("txn");
-        c.delete("key/029", Some(DeleteOptions::new().with_prefix()))
-            .await
-            .expect("range delete");
+        c.delete("key/029", Some(DeleteOptions::new().with_prefix())).await.expect("range delete");
         for i in 0..20 {
-            c.put(
-                "hot",
-                format!("{i}"),
-                Some(PutOptions::new().with_prev_key()),
-            )
-            .await
-            .expect("hot put");
+            c.put("hot", format!("{i}"), Some(PutOptions::new().with_prev_key())).await.expect("hot put");
         }
         let compact_rev = mid - 50;
         c.compact(compact_rev, None).await.expect("compact");
-        let last = c
-            .put("marker", "end", None)
-            .await
-            .expect("put marker")
-            .header()
-            .unwrap()
-            .revision();
+        let last = c.put("marker", "end", None).await.expect("put marker").header().unwrap().revision();
         let history_revs = vec![compact_rev, mid, mid + 1, last - 5];
-        (
-            observe(&mut c, compact_rev, &history_revs).await,
-            compact_rev,
-            history_revs,
-        )
+        (observe(&mut c, compact_rev, &history_revs).await, compact_rev, history_revs)
     });
-    assert!(
-        before.now.len() > 200,
-        "setup wrote too little: {} keys",
-        before.now.len()
-    );
-    assert!(
-        before
-            .compacted_read
-            .contains("required revision has been compacted"),
-        "{}",
-        before.compacted_read
-    );
+    assert!(before.now.len() > 200, "setup wrote too little: {} keys", before.now.len());
+    assert!(before.compacted_read.contains("required revision has been compacted"), "{}", before.compacted_read);
 
     let status = m.terminate();
     eprintln!("{} exited on SIGTERM with {status}", m.flavor());
@@ -203,15 +132,9 @@ fn graceful_restart_keeps_everything(extra_args: &[&str]) {
         let mut c = connect(&m.endpoint()).await;
         let after = observe(&mut c, compact_rev, &history_revs).await;
         if after != before {
-            let mut msg = format!(
-                "state differs after graceful restart ({} {extra_args:?})\n",
-                m.flavor()
-            );
+            let mut msg = format!("state differs after graceful restart ({} {extra_args:?})\n", m.flavor());
             if after.revision != before.revision {
-                msg += &format!(
-                    "  revision: before {} after {}\n",
-                    before.revision, after.revision
-                );
+                msg += &format!("  revision: before {} after {}\n", before.revision, after.revision);
             }
             diff_maps(&mut msg, "current", &before.now, &after.now);
             for ((rev, b), (_, a)) in before.history.iter().zip(&after.history) {
@@ -226,15 +149,8 @@ fn graceful_restart_keeps_everything(extra_args: &[&str]) {
             panic!("{msg}");
         }
         // And it keeps going from where it was.
-        let r = c
-            .put("after-restart", "x", None)
-            .await
-            .expect("put after restart");
-        assert_eq!(
-            r.header().unwrap().revision(),
-            before.revision + 1,
-            "first write after restart"
-        );
+        let r = c.put("after-restart", "x", None).await.expect("put after restart");
+        assert_eq!(r.header().unwrap().revision(), before.revision + 1, "first write after restart");
     });
 }
 
@@ -242,20 +158,12 @@ fn diff_maps(msg: &mut String, what: &str, before: &KvMap, after: &KvMap) {
     let mut shown = 0;
     for (k, b) in before {
         if after.get(k) != Some(b) && shown < 20 {
-            *msg += &format!(
-                "  {what}: {:?}: before {:?} after {:?}\n",
-                String::from_utf8_lossy(k),
-                b,
-                after.get(k)
-            );
+            *msg += &format!("  {what}: {:?}: before {:?} after {:?}\n", String::from_utf8_lossy(k), b, after.get(k));
             shown += 1;
         }
     }
     for k in after.keys().filter(|k| !before.contains_key(*k)).take(20) {
-        *msg += &format!(
-            "  {what}: {:?}: appeared after restart\n",
-            String::from_utf8_lossy(k)
-        );
+        *msg += &format!("  {what}: {:?}: appeared after restart\n", String::from_utf8_lossy(k));
     }
 }
 
@@ -287,12 +195,8 @@ fn kill9_loses_no_acknowledged_put() {
         let endpoint = m.endpoint();
         let handles: Vec<_> = (0..clients)
             .map(|cid| {
-                let (stop, acked_count, acked, endpoint) = (
-                    stop.clone(),
-                    acked_count.clone(),
-                    acked.clone(),
-                    endpoint.clone(),
-                );
+                let (stop, acked_count, acked, endpoint) =
+                    (stop.clone(), acked_count.clone(), acked.clone(), endpoint.clone());
                 rt.spawn(async move {
                     let mut c = connect(&endpoint).await;
                     let mut errors = 0;
@@ -301,8 +205,7 @@ fn kill9_loses_no_acknowledged_put() {
                             break;
                         }
                         let key = format!("r{round}/c{cid}/{i:06}");
-                        let value =
-                            format!("value-{round}-{cid}-{i}-{}", "x".repeat((i % 64) as usize));
+                        let value = format!("value-{round}-{cid}-{i}-{}", "x".repeat((i % 64) as usize));
                         match c.put(key.clone(), value.clone(), None).await {
                             Ok(r) => {
                                 let rev = r.header().map(|h| h.revision()).unwrap_or(0);
@@ -333,10 +236,7 @@ fn kill9_loses_no_acknowledged_put() {
             std::thread::sleep(Duration::from_millis(5));
         }
         let running = handles.iter().filter(|h| !h.is_finished()).count();
-        assert_eq!(
-            running, clients,
-            "all writers must still be writing when the member is killed"
-        );
+        assert_eq!(running, clients, "all writers must still be writing when the member is killed");
         m.kill9();
         let acked_at_kill = acked_count.load(Ordering::SeqCst);
         stop.store(true, Ordering::SeqCst);
@@ -361,10 +261,7 @@ fn kill9_loses_no_acknowledged_put() {
         m.restart();
         let missing = rt.block_on(async {
             let mut c = connect(&m.endpoint()).await;
-            let r = c
-                .get(format!("r{round}/"), Some(GetOptions::new().with_prefix()))
-                .await
-                .expect("read back");
+            let r = c.get(format!("r{round}/"), Some(GetOptions::new().with_prefix())).await.expect("read back");
             let present = kv_map(&r);
             let mut missing = Vec::new();
             for (key, value, rev) in &acked {
@@ -383,12 +280,7 @@ fn kill9_loses_no_acknowledged_put() {
             "round {round}: {} of {} acknowledged puts lost or changed after kill -9 + restart:\n{}",
             missing.len(),
             acked.len(),
-            missing
-                .iter()
-                .take(30)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
+            missing.iter().take(30).cloned().collect::<Vec<_>>().join("\n")
         );
         max_acked_rev = max_acked_rev.max(acked.iter().map(|a| a.2).max().unwrap_or(0));
         all_acked.extend(acked);
@@ -400,18 +292,10 @@ fn kill9_loses_no_acknowledged_put() {
         let present = kv_map(&c.get("", all()).await.expect("get all"));
         let lost = all_acked
             .iter()
-            .filter(|(k, v, _)| {
-                present.get(k.as_bytes()).map(|p| &p.0) != Some(&v.as_bytes().to_vec())
-            })
+            .filter(|(k, v, _)| present.get(k.as_bytes()).map(|p| &p.0) != Some(&v.as_bytes().to_vec()))
             .count();
         assert_eq!(lost, 0, "acknowledged puts from earlier rounds lost");
-        let r = c
-            .put("final", "x", None)
-            .await
-            .expect("put after the crashes");
-        assert!(
-            r.header().unwrap().revision() > max_acked_rev,
-            "revision went backwards after crash recovery"
-        );
+        let r = c.put("final", "x", None).await.expect("put after the crashes");
+        assert!(r.header().unwrap().revision() > max_acked_rev, "revision went backwards after crash recovery");
     });
 }

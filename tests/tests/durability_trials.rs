@@ -37,16 +37,20 @@ fn env_u64(name: &str, default: u64) -> u64 {
 type Acked = (String, String, i64);
 
 async fn connect(endpoints: &[String]) -> Option<Client> {
-    let opts = ConnectOptions::new()
-        .with_timeout(Duration::from_secs(3))
-        .with_connect_timeout(Duration::from_secs(2));
+    let opts = ConnectOptions::new().with_timeout(Duration::from_secs(3)).with_connect_timeout(Duration::from_secs(2));
     Client::connect(endpoints, Some(opts)).await.ok()
 }
 
 /// One writer: puts unique keys under `prefix` until told to stop, recording what was
 /// acknowledged. Errors (the members are being killed) are retried after a pause; anything not
 /// acknowledged may be lost.
-async fn writer(endpoints: Vec<String>, prefix: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<Acked>>>, count: Arc<AtomicUsize>) {
+async fn writer(
+    endpoints: Vec<String>,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<Acked>>>,
+    count: Arc<AtomicUsize>,
+) {
     let mut client = None;
     let mut i = 0u64;
     while !stop.load(Ordering::SeqCst) {

@@ -35,14 +35,7 @@ struct Step {
 
 impl Step {
     fn describe(&self) -> String {
-        let mut s = format!(
-            "etcdctl {}",
-            self.args
-                .iter()
-                .map(|a| shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        let mut s = format!("etcdctl {}", self.args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
         if let Some(input) = &self.stdin {
             s.push_str(&format!("  <<< {input:?}"));
         }
@@ -51,10 +44,7 @@ impl Step {
 }
 
 fn shell_quote(a: &str) -> String {
-    if !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_=./:,".contains(c))
-    {
+    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:,".contains(c)) {
         a.to_string()
     } else {
         format!("'{}'", a.replace('\'', r"'\''"))
@@ -157,59 +147,21 @@ fn script() -> Script {
 
     for target in ["KEY", "VERSION", "CREATE", "MODIFY", "VALUE"] {
         for order in ["ASCEND", "DESCEND"] {
-            s.ok(&[
-                "get",
-                "--prefix",
-                "k",
-                &format!("--sort-by={target}"),
-                &format!("--order={order}"),
-            ]);
+            s.ok(&["get", "--prefix", "k", &format!("--sort-by={target}"), &format!("--order={order}")]);
         }
     }
     s.ok(&["get", "--prefix", "k", "--sort-by=MODIFY"]); // default order
     s.ok(&["get", "--prefix", "k", "--order=DESCEND"]); // default target (KEY)
-    s.ok(&[
-        "get",
-        "--prefix",
-        "k",
-        "--sort-by=VALUE",
-        "--order=DESCEND",
-        "--limit",
-        "2",
-        "-w",
-        "json",
-    ]);
-    s.ok(&[
-        "get",
-        "--prefix",
-        "k",
-        "--sort-by=VERSION",
-        "--order=ASCEND",
-        "--limit",
-        "3",
-    ]);
-    s.ok(&[
-        "get",
-        "--from-key",
-        "b",
-        "--sort-by=CREATE",
-        "--order=DESCEND",
-        "--limit",
-        "3",
-    ]);
+    s.ok(&["get", "--prefix", "k", "--sort-by=VALUE", "--order=DESCEND", "--limit", "2", "-w", "json"]);
+    s.ok(&["get", "--prefix", "k", "--sort-by=VERSION", "--order=ASCEND", "--limit", "3"]);
+    s.ok(&["get", "--from-key", "b", "--sort-by=CREATE", "--order=DESCEND", "--limit", "3"]);
     s.err(&["get", "--prefix", "k", "--sort-by=BOGUS"]);
     s.err(&["get", "--prefix", "k", "--order=UP"]);
 
     s.ok(&["get", "--prefix", "k", "--keys-only"]);
     s.ok(&["get", "--prefix", "k", "--keys-only", "-w", "json"]);
     s.ok(&["get", "--prefix", "k", "--print-value-only"]);
-    s.ok(&[
-        "get",
-        "--prefix",
-        "k",
-        "--print-value-only",
-        "--sort-by=VALUE",
-    ]);
+    s.ok(&["get", "--prefix", "k", "--print-value-only", "--sort-by=VALUE"]);
     // etcdctl 3.4 has no --count-only (3.5 added it): both fail the same, client-side. The
     // count is compared through -w json's "count" instead.
     s.err(&["get", "--prefix", "k", "--count-only"]);
@@ -222,14 +174,7 @@ fn script() -> Script {
     s.ok(&["get", "foo", "--rev=1"]); // before foo existed
     s.ok(&["get", "--prefix", "k", "--rev=12"]);
     s.ok(&["get", "--prefix", "k", "--rev=12", "-w", "json"]);
-    s.ok(&[
-        "get",
-        "--prefix",
-        "k",
-        "--rev=16",
-        "--sort-by=VERSION",
-        "--order=DESCEND",
-    ]);
+    s.ok(&["get", "--prefix", "k", "--rev=16", "--sort-by=VERSION", "--order=DESCEND"]);
     s.ok(&["get", "k1", "--rev=16", "--consistency=s", "-w", "json"]);
     s.ok(&["get", "foo", "--rev=27"]); // the current revision
     s.err(&["get", "foo", "--rev=28"]); // future revision
@@ -252,22 +197,13 @@ fn script() -> Script {
     ); // 32
     s.ok(&["get", "t2"]);
     // json, both branches
-    s.txn_ok(
-        &["txn", "-w", "json"],
-        "version(\"t1\") != \"2\"\n\nput t2 x\n\nget t1\nget --prefix t --keys-only\n\n",
-    );
+    s.txn_ok(&["txn", "-w", "json"], "version(\"t1\") != \"2\"\n\nput t2 x\n\nget t1\nget --prefix t --keys-only\n\n");
     s.txn_ok(
         &["txn", "-w", "json"],
         "create(\"t1\") < \"29\"\nmod(\"t2\") = \"32\"\nvalue(\"t1\") > \"v1\"\n\nput t4 y\ndel --prefix t3\nget --prefix t\n\nput t4 z\n\n",
     ); // 33
-    s.txn_ok(
-        &["txn", "-w", "json"],
-        "version(\"missing\") = \"0\"\ncreate(\"missing\") = \"0\"\n\nget missing\n\n\n",
-    );
-    s.txn_ok(
-        &["txn", "-w", "json"],
-        "mod(\"foo\") < \"3\"\n\n\nput t5 f\ndel --prev-kv t4\n\n",
-    ); // 34
+    s.txn_ok(&["txn", "-w", "json"], "version(\"missing\") = \"0\"\ncreate(\"missing\") = \"0\"\n\nget missing\n\n\n");
+    s.txn_ok(&["txn", "-w", "json"], "mod(\"foo\") < \"3\"\n\n\nput t5 f\ndel --prev-kv t4\n\n"); // 34
     s.txn_ok(&["txn"], "\nput t6 empty-compares\n\n\n"); // 35
     s.txn_ok(&["txn"], "value(\"t6\") = \"empty-compares\"\n\n\n\n"); // no ops at all
     s.txn_ok(&["txn", "-w", "json"], "value(\"t6\") = \"other\"\n\n\n\n");
@@ -339,10 +275,7 @@ fn etcdctl_output_matches_real_etcd() {
     let (ref_out, sub_out) = std::thread::scope(|s| {
         let r = s.spawn(|| run_script(&Etcdctl::new(reference.endpoint()), &script));
         let t = s.spawn(|| run_script(&Etcdctl::new(subject.endpoint()), &script));
-        (
-            r.join().expect("reference run panicked"),
-            t.join().expect("subject run panicked"),
-        )
+        (r.join().expect("reference run panicked"), t.join().expect("subject run panicked"))
     });
 
     // The script must do what it says against the reference, or the comparison proves little.
@@ -368,12 +301,7 @@ fn etcdctl_output_matches_real_etcd() {
     );
 
     if std::env::var_os("WASMRAFT_COMPAT_DUMP").is_some() {
-        for (i, (step, (r, t))) in script
-            .0
-            .iter()
-            .zip(ref_out.iter().zip(&sub_out))
-            .enumerate()
-        {
+        for (i, (step, (r, t))) in script.0.iter().zip(ref_out.iter().zip(&sub_out)).enumerate() {
             eprintln!(
                 "#{i}: {}\n--- etcd ---\n{}--- {subject_flavor} ---\n{}",
                 step.describe(),
@@ -402,8 +330,5 @@ fn etcdctl_output_matches_real_etcd() {
         script.0.len(),
         diffs.join("\n")
     );
-    eprintln!(
-        "{} etcdctl commands, identical output on etcd and {subject_flavor}",
-        script.0.len()
-    );
+    eprintln!("{} etcdctl commands, identical output on etcd and {subject_flavor}", script.0.len());
 }

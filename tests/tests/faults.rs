@@ -23,26 +23,10 @@ fn assert_passed(report: &RunReport) {
     for line in &report.nemesis_log {
         eprintln!("    {line}");
     }
-    assert!(
-        report.passed(),
-        "violations:\n{}",
-        report.violations.join("\n")
-    );
-    assert!(
-        report.ops_ok >= 100,
-        "too little work to mean anything: {}",
-        report.summary()
-    );
-    assert!(
-        report.faults.values().sum::<u64>() >= 3,
-        "too few faults: {}",
-        report.summary()
-    );
-    assert!(
-        report.watch_events > 0,
-        "the watchers saw nothing: {}",
-        report.summary()
-    );
+    assert!(report.passed(), "violations:\n{}", report.violations.join("\n"));
+    assert!(report.ops_ok >= 100, "too little work to mean anything: {}", report.summary());
+    assert!(report.faults.values().sum::<u64>() >= 3, "too few faults: {}", report.summary());
+    assert!(report.watch_events > 0, "the watchers saw nothing: {}", report.summary());
 }
 
 #[test]
@@ -71,9 +55,7 @@ fn a_partitioned_leader_steps_down_and_the_majority_moves_on() {
         return;
     }
     let _one = one_cluster_at_a_time();
-    let mut cluster = ClusterConfig::new(Flavor::Wasmraft, 3)
-        .arg("--wasmraft-fault-injection")
-        .start();
+    let mut cluster = ClusterConfig::new(Flavor::Wasmraft, 3).arg("--wasmraft-fault-injection").start();
     let old = cluster.wait_leader(Duration::from_secs(30));
     let p = Partitioner::new(&cluster).expect("member ids");
     let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
@@ -88,28 +70,18 @@ fn a_partitioned_leader_steps_down_and_the_majority_moves_on() {
     // The majority elects one of its own and takes a write.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let new = loop {
-        let st: Vec<_> = others
-            .iter()
-            .filter_map(|&i| cluster.status(i).ok().map(|s| (i, s)))
-            .collect();
-        if let Some((i, _)) = st
-            .iter()
-            .find(|(_, s)| s.is_leader() && st.iter().all(|(_, o)| o.leader == s.member_id))
+        let st: Vec<_> = others.iter().filter_map(|&i| cluster.status(i).ok().map(|s| (i, s))).collect();
+        if let Some((i, _)) = st.iter().find(|(_, s)| s.is_leader() && st.iter().all(|(_, o)| o.leader == s.member_id))
         {
             break *i;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no new leader on the majority side: {st:?}"
-        );
+        assert!(std::time::Instant::now() < deadline, "no new leader on the majority side: {st:?}");
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_ne!(new, old);
     rt.block_on(async {
         let mut c = cluster.client(new, Duration::from_secs(5)).await;
-        c.put("partition/majority", "1", None)
-            .await
-            .expect("majority write");
+        c.put("partition/majority", "1", None).await.expect("majority write");
     });
     // The old leader no longer leads (CheckQuorum) and cannot write or read linearizably.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -118,29 +90,15 @@ fn a_partitioned_leader_steps_down_and_the_majority_moves_on() {
         if !st.is_leader() {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the isolated leader still leads: {st:?}"
-        );
+        assert!(std::time::Instant::now() < deadline, "the isolated leader still leads: {st:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
     rt.block_on(async {
         let mut c = cluster.client(old, Duration::from_secs(3)).await;
-        let put = tokio::time::timeout(
-            Duration::from_secs(4),
-            c.put("partition/minority", "1", None),
-        )
-        .await;
-        assert!(
-            !matches!(put, Ok(Ok(_))),
-            "the minority took a write: {put:?}"
-        );
-        let get =
-            tokio::time::timeout(Duration::from_secs(4), c.get("partition/majority", None)).await;
-        assert!(
-            !matches!(get, Ok(Ok(_))),
-            "the minority served a linearizable read: {get:?}"
-        );
+        let put = tokio::time::timeout(Duration::from_secs(4), c.put("partition/minority", "1", None)).await;
+        assert!(!matches!(put, Ok(Ok(_))), "the minority took a write: {put:?}");
+        let get = tokio::time::timeout(Duration::from_secs(4), c.get("partition/majority", None)).await;
+        assert!(!matches!(get, Ok(Ok(_))), "the minority served a linearizable read: {get:?}");
     });
 
     // Healed: one leader, every member has the majority's write. The minority's put ended
@@ -153,57 +111,28 @@ fn a_partitioned_leader_steps_down_and_the_majority_moves_on() {
     for i in 0..3 {
         let kvs = rt.block_on(async {
             let mut c = cluster.client(i, Duration::from_secs(5)).await;
-            let opts = etcd_client::GetOptions::new()
-                .with_prefix()
-                .with_serializable();
+            let opts = etcd_client::GetOptions::new().with_prefix().with_serializable();
             let r = c.get("partition/", Some(opts)).await.expect("get");
-            r.kvs()
-                .iter()
-                .map(|kv| kv.key_str().unwrap_or("?").to_string())
-                .collect::<Vec<_>>()
+            r.kvs().iter().map(|kv| kv.key_str().unwrap_or("?").to_string()).collect::<Vec<_>>()
         });
-        assert!(
-            kvs.contains(&"partition/majority".to_string()),
-            "member {i}: {kvs:?}"
-        );
+        assert!(kvs.contains(&"partition/majority".to_string()), "member {i}: {kvs:?}");
         assert!(
             !kvs.contains(&"partition/minority".to_string()),
             "member {i} applied the put its client abandoned during the partition: {kvs:?}"
         );
         seen.push(kvs);
     }
-    assert!(
-        seen.iter().all(|k| *k == seen[0]),
-        "members differ: {seen:?}"
-    );
+    assert!(seen.iter().all(|k| *k == seen[0]), "members differ: {seen:?}");
 }
 
 /// The nemesis against etcd must never be asked for what etcd lacks.
 #[test]
 fn fault_kinds_by_flavor() {
-    let etcd: Vec<_> = FaultKind::ALL
-        .into_iter()
-        .filter(|k| k.supported_by(Flavor::Etcd))
-        .collect();
+    let etcd: Vec<_> = FaultKind::ALL.into_iter().filter(|k| k.supported_by(Flavor::Etcd)).collect();
     assert_eq!(
         etcd.iter().map(|k| k.name()).collect::<Vec<_>>(),
-        [
-            "kill",
-            "kill-leader",
-            "pause",
-            "pause-leader",
-            "move-leader",
-            "compact"
-        ]
+        ["kill", "kill-leader", "pause", "pause-leader", "move-leader", "compact"]
     );
-    assert!(
-        FaultKind::ALL
-            .into_iter()
-            .all(|k| k.supported_by(Flavor::Wasmraft))
-    );
-    assert!(
-        FaultKind::ALL
-            .into_iter()
-            .all(|k| FaultKind::parse(k.name()) == Some(k))
-    );
+    assert!(FaultKind::ALL.into_iter().all(|k| k.supported_by(Flavor::Wasmraft)));
+    assert!(FaultKind::ALL.into_iter().all(|k| FaultKind::parse(k.name()) == Some(k)));
 }

@@ -28,11 +28,7 @@ fn range(key: &[u8]) -> Vec<u8> {
 }
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(wasmraft_bin())
-        .args(args)
-        .env_clear()
-        .output()
-        .expect("run wasmraft")
+    Command::new(wasmraft_bin()).args(args).env_clear().output().expect("run wasmraft")
 }
 
 fn show(o: &Output) -> String {
@@ -49,11 +45,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 fn start() -> Member {
-    Member::start_with(
-        MemberConfig::new(Flavor::Wasmraft)
-            .name("g1")
-            .arg("--max-request-bytes=2048"),
-    )
+    Member::start_with(MemberConfig::new(Flavor::Wasmraft).name("g1").arg("--max-request-bytes=2048"))
 }
 
 #[test]
@@ -100,8 +92,15 @@ fn propose_query_and_info_through_the_cli_with_the_kv_guest() {
     let q = hex(&range(b"gk"));
     let answer_file = dir.path().join("answer.bin");
     let out = cli(&[
-        "query", "--endpoints", &ep, "--consistency", "l", "--hex", &q,
-        "--output-file", answer_file.to_str().unwrap(),
+        "query",
+        "--endpoints",
+        &ep,
+        "--consistency",
+        "l",
+        "--hex",
+        &q,
+        "--output-file",
+        answer_file.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(out.stdout.is_empty(), "{}", show(&out));
@@ -112,9 +111,7 @@ fn propose_query_and_info_through_the_cli_with_the_kv_guest() {
     // query, serializable, printed as (lossy) text.
     let range_file = dir.path().join("range.bin");
     std::fs::write(&range_file, range(b"gk")).unwrap();
-    let out = cli(&[
-        "query", "--endpoints", &ep, "--consistency", "s", "--file", range_file.to_str().unwrap(),
-    ]);
+    let out = cli(&["query", "--endpoints", &ep, "--consistency", "s", "--file", range_file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(contains(&out.stdout, b"gv2"), "{}", show(&out));
 

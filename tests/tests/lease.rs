@@ -14,10 +14,7 @@ use wasmraft_tests::etcdctl::{CmdOutput, Etcdctl, run_captured};
 use wasmraft_tests::member::Flavor;
 
 fn start(flavor: Flavor) -> Cluster {
-    let mut c = ClusterConfig::new(flavor, 3)
-        .arg("--heartbeat-interval=50")
-        .arg("--election-timeout=500")
-        .start();
+    let mut c = ClusterConfig::new(flavor, 3).arg("--heartbeat-interval=50").arg("--election-timeout=500").start();
     c.wait_leader(Duration::from_secs(30));
     c
 }
@@ -220,13 +217,10 @@ fn client_steps(c: &Cluster, out: &mut Vec<(String, CmdOutput)>) {
         steps.push(("client: revoke", r));
         let p = cl.put("held", "v", Some(PutOptions::new().with_lease(0x77))).await.map(|_| "put".to_string());
         steps.push(("client: put with the lease", p));
-        let t = cl
-            .lease_time_to_live(0x77, Some(LeaseTimeToLiveOptions::new().with_keys()))
-            .await
-            .map(|r| {
-                let keys: Vec<String> = r.keys().iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
-                format!("id={:x} granted={} ttl_ok={} keys={keys:?}", r.id(), r.granted_ttl(), (27..=30).contains(&r.ttl()))
-            });
+        let t = cl.lease_time_to_live(0x77, Some(LeaseTimeToLiveOptions::new().with_keys())).await.map(|r| {
+            let keys: Vec<String> = r.keys().iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect();
+            format!("id={:x} granted={} ttl_ok={} keys={keys:?}", r.id(), r.granted_ttl(), (27..=30).contains(&r.ttl()))
+        });
         steps.push(("client: time to live with keys", t));
         let t = cl.lease_time_to_live(0x1234, None).await.map(|r| format!("id={:x} ttl={}", r.id(), r.ttl()));
         steps.push(("client: time to live of an unknown lease", t));

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
+use wasmraft_tests::Etcdctl;
 use wasmraft_tests::cluster::ClusterConfig;
 use wasmraft_tests::member::Flavor;
-use wasmraft_tests::Etcdctl;
 
 /// Replaces every lease id after a `/` (the suffix of lock and election keys; 8 hex digits or
 /// more) with `<lease-N>`, numbered by first appearance, so two servers' outputs compare.
@@ -56,7 +56,10 @@ fn script(flavor: Flavor) -> Vec<(&'static str, String)> {
     let holder_exit = holder.interrupt();
     let contender_exit = contender.wait_exit("lock contender");
     steps.push(("lock holder", number_leases(&format!("{held}exit {holder_exit:?}\n"), &mut seen)));
-    steps.push(("lock contender", number_leases(&format!("{}exit {contender_exit:?}\n", contender.output()), &mut seen)));
+    steps.push((
+        "lock contender",
+        number_leases(&format!("{}exit {contender_exit:?}\n", contender.output()), &mut seen),
+    ));
     // An uncontended lock with a command runs it at once.
     let mut quick = all.spawn(&["lock", "L", "--", "/bin/echo", "quick"]);
     let quick_exit = quick.wait_exit("uncontended lock");
@@ -95,20 +98,29 @@ async fn client_script(endpoints: Vec<String>) -> Vec<(&'static str, String)> {
 
     let held = c.lock("cl", Some(LockOptions::new().with_lease(a))).await.expect("lock a");
     let key_a = held.key().to_vec();
-    steps.push(("lock", format!("{} rev {}", String::from_utf8_lossy(&key_a), held.header().map_or(0, |h| h.revision()))));
+    steps.push((
+        "lock",
+        format!("{} rev {}", String::from_utf8_lossy(&key_a), held.header().map_or(0, |h| h.revision())),
+    ));
     let mut other = Client::connect(endpoints.clone(), None).await.expect("connect");
     let waiting = tokio::spawn(async move { other.lock("cl", Some(LockOptions::new().with_lease(b))).await });
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(!waiting.is_finished(), "the second lock was granted while the first was held");
     c.unlock(key_a).await.expect("unlock a");
     let second = waiting.await.expect("join").expect("lock b");
-    steps.push(("second lock", format!("{} rev {}", String::from_utf8_lossy(second.key()), second.header().map_or(0, |h| h.revision()))));
+    steps.push((
+        "second lock",
+        format!("{} rev {}", String::from_utf8_lossy(second.key()), second.header().map_or(0, |h| h.revision())),
+    ));
     c.unlock(second.key().to_vec()).await.expect("unlock b");
 
     steps.push(("no leader", c.leader("ce").await.map(|_| "a leader".to_string()).unwrap_or_else(fail)));
     let won = c.campaign("ce", "v1", a).await.expect("campaign a");
     let leader = won.leader().cloned().expect("leader key");
-    steps.push(("campaign", format!("{} rev {} lease {}", String::from_utf8_lossy(leader.key()), leader.rev(), leader.lease() == a)));
+    steps.push((
+        "campaign",
+        format!("{} rev {} lease {}", String::from_utf8_lossy(leader.key()), leader.rev(), leader.lease() == a),
+    ));
     let mut observer = Client::connect(endpoints.clone(), None).await.expect("connect");
     let mut observed = observer.observe("ce").await.expect("observe");
     c.proclaim("v2", Some(ProclaimOptions::new().with_leader(leader.clone()))).await.expect("proclaim");
@@ -123,11 +135,25 @@ async fn client_script(endpoints: Vec<String>) -> Vec<(&'static str, String)> {
     steps.push(("leader", now.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()).unwrap_or_default()));
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let r = tokio::time::timeout(Duration::from_secs(10), observed.message()).await.expect("observe in time").expect("observe").expect("an item");
-        seen.push(r.kv().map(|kv| format!("{}={}", String::from_utf8_lossy(kv.key()), String::from_utf8_lossy(kv.value()))).unwrap_or_default());
+        let r = tokio::time::timeout(Duration::from_secs(10), observed.message())
+            .await
+            .expect("observe in time")
+            .expect("observe")
+            .expect("an item");
+        seen.push(
+            r.kv()
+                .map(|kv| format!("{}={}", String::from_utf8_lossy(kv.key()), String::from_utf8_lossy(kv.value())))
+                .unwrap_or_default(),
+        );
     }
     steps.push(("observed", seen.join(" ")));
-    steps.push(("proclaim after resign", c.proclaim("v3", Some(ProclaimOptions::new().with_leader(leader))).await.map(|_| "ok".to_string()).unwrap_or_else(fail)));
+    steps.push((
+        "proclaim after resign",
+        c.proclaim("v3", Some(ProclaimOptions::new().with_leader(leader)))
+            .await
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(fail),
+    ));
     steps.push(("resign without leader", c.resign(None).await.map(|_| "ok".to_string()).unwrap_or_else(fail)));
 
     let mut ids = Vec::new();
@@ -175,7 +201,8 @@ async fn expired_waiter(endpoints: Vec<String>) -> (String, bool) {
     let held = c.lock("xl", Some(LockOptions::new().with_lease(a))).await.expect("lock a");
     let mut other = Client::connect(endpoints, None).await.expect("connect");
     let waiting = tokio::spawn(async move { other.lock("xl", Some(LockOptions::new().with_lease(b))).await });
-    let queued = |mut c: Client| async move { c.get("xl/", Some(GetOptions::new().with_prefix())).await.expect("get").count() };
+    let queued =
+        |mut c: Client| async move { c.get("xl/", Some(GetOptions::new().with_prefix())).await.expect("get").count() };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while queued(c.clone()).await < 2 {
         assert!(tokio::time::Instant::now() < deadline, "the waiter never queued its key");
@@ -188,7 +215,8 @@ async fn expired_waiter(endpoints: Vec<String>) -> (String, bool) {
     }
     assert!(!waiting.is_finished(), "the waiter was answered before the holder unlocked");
     c.unlock(held.key().to_vec()).await.expect("unlock a");
-    let answer = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the waiter is answered").expect("join");
+    let answer =
+        tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the waiter is answered").expect("join");
     let text = match answer {
         Ok(r) => format!("locked {}", String::from_utf8_lossy(r.key())),
         Err(etcd_client::Error::GRpcStatus(s)) => format!("error {:?}: {}", s.code(), s.message()),

@@ -62,7 +62,8 @@ fn table_cells(text: &str, columns: &[&str]) -> String {
         .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
         .collect();
     let Some(header) = rows.first() else { return text.to_string() };
-    let hidden: Vec<usize> = header.iter().enumerate().filter(|(_, h)| columns.contains(&h.as_str())).map(|(i, _)| i).collect();
+    let hidden: Vec<usize> =
+        header.iter().enumerate().filter(|(_, h)| columns.contains(&h.as_str())).map(|(i, _)| i).collect();
     rows.iter()
         .enumerate()
         .map(|(r, row)| {
@@ -184,7 +185,8 @@ fn script(flavor: Flavor) -> Run {
     health.stderr = sorted_lines(&blank_took(&health.stderr));
     run.push("endpoint health", health);
     let mut status = blank(all.run(&["endpoint", "status", "-w", "table"]), &names);
-    status.stdout = table_cells(&status.stdout, &["DB SIZE", "IS LEADER", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX"]);
+    status.stdout =
+        table_cells(&status.stdout, &["DB SIZE", "IS LEADER", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX"]);
     run.push("endpoint status -w table", status);
     let json = all.run(&["endpoint", "status", "-w", "json"]);
     assert!(json.success(), "{flavor:?}: {}", json.render());
@@ -205,19 +207,30 @@ fn script(flavor: Flavor) -> Run {
             )
         })
         .collect();
-    run.push("endpoint status -w json (shape)", CmdOutput { code: json.code, stdout: shape.join("\n"), stderr: String::new() });
+    run.push(
+        "endpoint status -w json (shape)",
+        CmdOutput { code: json.code, stdout: shape.join("\n"), stderr: String::new() },
+    );
 
     // HashKV: equal on every member once they applied the same writes.
     let hashes: Vec<String> = (0..3)
         .map(|i| {
             let out = one(i).run(&["endpoint", "hashkv", "-w", "json"]);
-            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{flavor:?} hashkv: {e}: {}", out.render()));
+            let v: serde_json::Value = serde_json::from_str(&out.stdout)
+                .unwrap_or_else(|e| panic!("{flavor:?} hashkv: {e}: {}", out.render()));
             assert_eq!(v[0]["HashKV"]["header"]["revision"], 4, "{flavor:?}");
             format!("{} {}", v[0]["HashKV"]["hash"], v[0]["HashKV"]["compact_revision"])
         })
         .collect();
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{flavor:?}: hashkv differs between members: {hashes:?}");
-    run.push("hashkv compact_revision", CmdOutput { code: Some(0), stdout: hashes[0].split(' ').nth(1).unwrap_or("").to_string(), stderr: String::new() });
+    run.push(
+        "hashkv compact_revision",
+        CmdOutput {
+            code: Some(0),
+            stdout: hashes[0].split(' ').nth(1).unwrap_or("").to_string(),
+            stderr: String::new(),
+        },
+    );
     let mut hk = blank(all.run(&["endpoint", "hashkv", "-w", "table"]), &names);
     hk.stdout = table_cells(&hk.stdout, &["HASH"]);
     run.push("endpoint hashkv -w table", hk);
@@ -237,7 +250,8 @@ fn script(flavor: Flavor) -> Run {
     let save = one(leader).run(&["snapshot", "save", &file_s]);
     let mut save_out = blank(save.clone(), &names);
     // etcdctl's own log lines carry the size and the time it took.
-    save_out.stderr = save_out.stderr.lines().filter(|l| !l.contains("\"level\":\"info\"")).collect::<Vec<_>>().join("\n");
+    save_out.stderr =
+        save_out.stderr.lines().filter(|l| !l.contains("\"level\":\"info\"")).collect::<Vec<_>>().join("\n");
     run.push("snapshot save", save_out);
     assert!(save.success(), "{flavor:?}: {}", save.render());
     let bytes = std::fs::read(&file).expect("saved snapshot");
@@ -288,7 +302,10 @@ fn script(flavor: Flavor) -> Run {
         }
         panic!("{flavor:?}: 40 MB of puts never exceeded a {QUOTA}-byte quota");
     });
-    run.push("put past the quota (etcd-client)", CmdOutput { code: Some(1), stdout: String::new(), stderr: fill_error });
+    run.push(
+        "put past the quota (etcd-client)",
+        CmdOutput { code: Some(1), stdout: String::new(), stderr: fill_error },
+    );
     let mut list = blank(all.run(&["alarm", "list"]), &names);
     list.stdout = sorted_lines(&list.stdout);
     run.push("alarm list", any_member(list));
@@ -299,7 +316,8 @@ fn script(flavor: Flavor) -> Run {
     run.push("get while capped", blank(one(2).run(&["get", "a"]), &names));
     // Every member lists every alarm in its Status errors (in no fixed order).
     let status = all.run(&["endpoint", "status", "-w", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap_or_else(|e| panic!("{flavor:?}: {e}: {}", status.render()));
+    let v: serde_json::Value =
+        serde_json::from_str(&status.stdout).unwrap_or_else(|e| panic!("{flavor:?}: {e}: {}", status.render()));
     let errors: Vec<String> = v
         .as_array()
         .expect("array")
@@ -342,7 +360,10 @@ fn script(flavor: Flavor) -> Run {
         }
         assert!(kv_hashes.iter().all(|h| *h == kv_hashes[0]), "{flavor:?}: {kv_hashes:?}");
         let compacted = clients[0].hash_kv(2).await.expect_err("compacted revision");
-        assert!(compacted.to_string().contains("etcdserver: mvcc: required revision has been compacted"), "{flavor:?}: {compacted}");
+        assert!(
+            compacted.to_string().contains("etcdserver: mvcc: required revision has been compacted"),
+            "{flavor:?}: {compacted}"
+        );
         let alarms = clients[0].alarm(AlarmAction::Get, AlarmType::None, None).await.expect("alarm get");
         assert!(alarms.alarms().is_empty(), "{flavor:?}");
         clients[1].defragment().await.expect("defragment");
@@ -356,7 +377,11 @@ fn script(flavor: Flavor) -> Run {
         let data: Vec<u8> = blobs.iter().flat_map(|(_, b)| b.iter().copied()).collect();
         assert!(blobs.iter().all(|(_, b)| b.len() <= 32 * 1024), "{flavor:?}: etcd's 32 KiB messages");
         assert_eq!(blobs.last().map(|(r, _)| *r), Some(0), "{flavor:?}: remaining_bytes counts down to 0");
-        assert_eq!(sha2::Sha256::digest(&data)[..], digest[..], "{flavor:?}: the last message is the sha256 of the rest");
+        assert_eq!(
+            sha2::Sha256::digest(&data)[..],
+            digest[..],
+            "{flavor:?}: the last message is the sha256 of the rest"
+        );
         let got = clients[0].get("a", Some(GetOptions::new())).await.expect("get");
         assert_eq!(got.kvs()[0].value(), b"3");
     });
@@ -393,4 +418,3 @@ fn maintenance_matches_etcd() {
     assert!(find("hashkv future revision").stderr.contains("required revision is a future revision"));
     assert!(find("defrag").stdout.contains("Finished defragmenting etcd member"));
 }
-

@@ -101,7 +101,10 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
     settle();
 
     // A learner: added, refused while it is not in sync, started, then promoted.
-    let o = step!("add m4 learner", ctl.run(&["member", "add", "m4", "--learner", &format!("--peer-urls={}", m4.peer_url())]));
+    let o = step!(
+        "add m4 learner",
+        ctl.run(&["member", "add", "m4", "--learner", &format!("--peer-urls={}", m4.peer_url())])
+    );
     let id4 = added_id(&o);
     names.id("m4-id", id4);
     out.last_mut().expect("a step").1 = names.blank(o);
@@ -126,8 +129,14 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
     step!("promote learner", promoted);
     step!("list promoted", ctl.run(&["member", "list"]));
 
-    step!("update m3 same url", ctl.run(&["member", "update", &hex(id3), &format!("--peer-urls={}", c.member(i3).peer_url())]));
-    step!("update m3 to m1's url", ctl.run(&["member", "update", &hex(id3), &format!("--peer-urls={}", c.member(1).peer_url())]));
+    step!(
+        "update m3 same url",
+        ctl.run(&["member", "update", &hex(id3), &format!("--peer-urls={}", c.member(i3).peer_url())])
+    );
+    step!(
+        "update m3 to m1's url",
+        ctl.run(&["member", "update", &hex(id3), &format!("--peer-urls={}", c.member(1).peer_url())])
+    );
     settle();
     step!("add with m1's url", ctl.run(&["member", "add", "m5", &format!("--peer-urls={}", c.member(1).peer_url())]));
     step!("remove unknown", ctl.run(&["member", "remove", "1234abcd"]));
@@ -137,8 +146,15 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
     step!("remove m4", ctl.run(&["member", "remove", &hex(id4)]));
     let status = c.member_mut(i4).wait_exit(Duration::from_secs(15));
     assert!(status.is_some(), "{flavor:?}: the removed member m4 is still running\n{}", c.member(i4).log_excerpt(30));
-    assert!(c.member(i4).log().contains(REMOVED_LINE), "{flavor:?}: m4 did not say why it stopped\n{}", c.member(i4).log_excerpt(30));
-    out.push(("m4 exit".into(), CmdOutput { code: status.and_then(|s| s.code()), stdout: String::new(), stderr: String::new() }));
+    assert!(
+        c.member(i4).log().contains(REMOVED_LINE),
+        "{flavor:?}: m4 did not say why it stopped\n{}",
+        c.member(i4).log_excerpt(30)
+    );
+    out.push((
+        "m4 exit".into(),
+        CmdOutput { code: status.and_then(|s| s.code()), stdout: String::new(), stderr: String::new() },
+    ));
 
     // A voter down: adding is unsafe ("unhealthy"), removing the dead one is fine.
     c.kill9(i3);
@@ -191,7 +207,15 @@ fn client_script(flavor: Flavor) -> Vec<String> {
     let show = |members: &[etcd_client::Member]| -> String {
         let mut rows: Vec<String> = members
             .iter()
-            .map(|m| names.blank(CmdOutput { code: None, stdout: format!("{} {:?} {}", m.name(), m.peer_urls(), m.is_learner()), stderr: String::new() }).stdout)
+            .map(|m| {
+                names
+                    .blank(CmdOutput {
+                        code: None,
+                        stdout: format!("{} {:?} {}", m.name(), m.peer_urls(), m.is_learner()),
+                        stderr: String::new(),
+                    })
+                    .stdout
+            })
             .collect();
         rows.sort();
         rows.concat()
@@ -202,7 +226,10 @@ fn client_script(flavor: Flavor) -> Vec<String> {
         let mut out = Vec::new();
         let list = client.member_list().await.expect("member list");
         out.push(format!("list: {}", show(list.members())));
-        let added = client.member_add([spare.peer_url()], Some(etcd_client::MemberAddOptions::new().with_is_learner())).await.expect("member add");
+        let added = client
+            .member_add([spare.peer_url()], Some(etcd_client::MemberAddOptions::new().with_is_learner()))
+            .await
+            .expect("member add");
         let new = added.member().expect("the added member");
         let id = new.id();
         out.push(format!("added learner {}, members {}", new.is_learner(), show(added.member_list())));
@@ -213,7 +240,8 @@ fn client_script(flavor: Flavor) -> Vec<String> {
         let again = client.member_remove(id).await.map(|_| ()).map_err(|e| e.to_string());
         out.push(format!("removed again: {again:?}"));
         // A voter moves to new peer URLs (it keeps listening on its old ones: nothing breaks).
-        let voter = list.members().iter().find(|m| m.peer_urls() == [c.member(2).peer_url()]).expect("m2 in the list").id();
+        let voter =
+            list.members().iter().find(|m| m.peer_urls() == [c.member(2).peer_url()]).expect("m2 in the list").id();
         let updated = client.member_update(voter, vec![moved.peer_url()]).await.expect("member update");
         out.push(format!("updated: {}", show(updated.members())));
         out
@@ -233,7 +261,8 @@ fn membership_through_etcd_client_matches_etcd() {
 /// refuses to start again.
 #[test]
 fn a_joining_member_catches_up_by_snapshot_and_a_removed_one_stays_out() {
-    let mut c = ClusterConfig::new(Flavor::subject(), 3).arg("--snapshot-count=20").arg("--snapshot-catchup-entries=5").start();
+    let mut c =
+        ClusterConfig::new(Flavor::subject(), 3).arg("--snapshot-count=20").arg("--snapshot-catchup-entries=5").start();
     c.wait_leader(Duration::from_secs(30));
     let ctl = Etcdctl::new(c.endpoints().join(","));
     for i in 0..60 {

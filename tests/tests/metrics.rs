@@ -44,7 +44,11 @@ impl Scrape {
         assert!(head.starts_with("HTTP/") && head.lines().next().is_some_and(|l| l.contains(" 200")), "{url}: {head}");
         let content_type = head
             .lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.trim().to_string()))
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                    .map(|(_, v)| v.trim().to_string())
+            })
             .unwrap_or_default();
         let mut types = BTreeMap::new();
         let mut samples = Vec::new();
@@ -54,8 +58,12 @@ impl Scrape {
                     types.insert(name.to_string(), ty.to_string());
                 }
             } else if !line.starts_with('#') && !line.is_empty() {
-                let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{url}: bad sample line {line:?}"));
-                samples.push((series.to_string(), value.parse().unwrap_or_else(|_| panic!("{url}: bad value in {line:?}"))));
+                let (series, value) =
+                    line.rsplit_once(' ').unwrap_or_else(|| panic!("{url}: bad sample line {line:?}"));
+                samples.push((
+                    series.to_string(),
+                    value.parse().unwrap_or_else(|_| panic!("{url}: bad value in {line:?}")),
+                ));
             }
         }
         Scrape { content_type, types, samples }
@@ -134,7 +142,9 @@ const NOT_ETCDS: &[&str] = &["process_threads"];
 /// etcdctl, checks what must hold on etcd and wasmraft alike, and returns the last scrape.
 fn single_member(flavor: Flavor) -> Scrape {
     let metrics_port = free_port();
-    let member = Member::start_with(MemberConfig::new(flavor).arg(format!("--listen-metrics-urls=http://127.0.0.1:{metrics_port}")));
+    let member = Member::start_with(
+        MemberConfig::new(flavor).arg(format!("--listen-metrics-urls=http://127.0.0.1:{metrics_port}")),
+    );
     let ctl = Etcdctl::new(member.endpoint());
     let url = metrics_url(&member.endpoint());
     let before = Scrape::fetch(&url);
@@ -146,8 +156,16 @@ fn single_member(flavor: Flavor) -> Scrape {
     let what = format!("{flavor:?}");
     assert_eq!(after.content_type, "text/plain; version=0.0.4; charset=utf-8", "{what}");
     let grew = |name: &str| after.value(name, &[]) - before.value(name, &[]);
-    assert!(grew("etcd_server_proposals_committed_total") >= PUTS as f64, "{what}: committed grew {}", grew("etcd_server_proposals_committed_total"));
-    assert!(grew("etcd_server_proposals_applied_total") >= PUTS as f64, "{what}: applied grew {}", grew("etcd_server_proposals_applied_total"));
+    assert!(
+        grew("etcd_server_proposals_committed_total") >= PUTS as f64,
+        "{what}: committed grew {}",
+        grew("etcd_server_proposals_committed_total")
+    );
+    assert!(
+        grew("etcd_server_proposals_applied_total") >= PUTS as f64,
+        "{what}: applied grew {}",
+        grew("etcd_server_proposals_applied_total")
+    );
     assert!(grew("etcd_disk_wal_fsync_duration_seconds_count") >= 1.0, "{what}: no fsync observed");
     assert!(grew("etcd_disk_backend_commit_duration_seconds_count") >= 1.0, "{what}: no backend commit observed");
     assert!(grew("etcd_network_client_grpc_received_bytes_total") >= PUTS as f64, "{what}: received bytes");
@@ -232,7 +250,8 @@ fn three_members_one_leader_and_a_killed_leader_is_a_change_seen() {
         }
         // A series per peer sent to (etcd: once something was sent; a follower may not have
         // sent to the other follower yet).
-        let peers = s.samples.iter().filter(|(series, _)| series.starts_with("etcd_network_peer_sent_bytes_total{To=")).count();
+        let peers =
+            s.samples.iter().filter(|(series, _)| series.starts_with("etcd_network_peer_sent_bytes_total{To=")).count();
         assert!((1..=2).contains(&peers), "member {i}: {peers} peer series");
     }
 
@@ -263,10 +282,8 @@ fn checks(flavor: Flavor) -> (Vec<String>, String) {
     // perf's history) is one log entry, applied by the KV guest in one go (etcd compacts in the
     // background), which in a debug build on two loaded cores can outlast the request timeout
     // (7 s); measured 2.5 s debug vs 0.17 s release for 10 000 keys written twice.
-    let checks: [(&str, &[&str]); 2] = [
-        ("perf", &["--load=s", "--auto-compact", "--auto-defrag"]),
-        ("datascale", &["--load=s", "--auto-defrag"]),
-    ];
+    let checks: [(&str, &[&str]); 2] =
+        [("perf", &["--load=s", "--auto-compact", "--auto-defrag"]), ("datascale", &["--load=s", "--auto-defrag"])];
     for (check, flags) in checks {
         // `Etcdctl::run` kills etcdctl after a minute; check perf alone takes one.
         let mut cmd = Command::new(etcdctl_bin());
@@ -277,10 +294,15 @@ fn checks(flavor: Flavor) -> (Vec<String>, String) {
             .args(flags);
         let out = run_captured(cmd, None, CHECK_TIMEOUT).unwrap_or_else(|e| panic!("{flavor:?}: check {check}: {e}"));
         // etcdctl's progress bar redraws with carriage returns: keep what it printed last.
-        let stdout: String = out.stdout.lines().map(|l| l.rsplit('\r').next().unwrap_or(l)).collect::<Vec<_>>().join("\n");
+        let stdout: String =
+            out.stdout.lines().map(|l| l.rsplit('\r').next().unwrap_or(l)).collect::<Vec<_>>().join("\n");
         full.push_str(&format!("--- check {check} (exit {:?})\n{stdout}\n{}\n", out.code, out.stderr));
         // PASS/FAIL lines, and etcdctl's failing ones ("Slowest request took too long: 0.6s").
-        for l in stdout.lines().map(str::trim).filter(|l| l.starts_with("PASS") || l.starts_with("FAIL") || l.contains(" too ")) {
+        for l in stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("PASS") || l.starts_with("FAIL") || l.contains(" too "))
+        {
             lines.push(blank_figures(l));
         }
     }
@@ -338,7 +360,9 @@ fn assert_checks_pass(flavor: Flavor) {
 /// PASS is one of its timing verdicts or its closing "FAIL" (datascale's and perf's "FAIL: too
 /// many errors" are not timing).
 fn only_timing_failures(lines: &[String]) -> bool {
-    let timing = |l: &str| ["Slowest request took too long", "Stddev too high", "Throughput too low"].iter().any(|t| l.contains(t));
+    let timing = |l: &str| {
+        ["Slowest request took too long", "Stddev too high", "Throughput too low"].iter().any(|t| l.contains(t))
+    };
     lines.iter().any(|l| timing(l)) && lines.iter().filter(|l| !l.starts_with("PASS")).all(|l| l == "FAIL" || timing(l))
 }
 
@@ -365,14 +389,25 @@ fn only_timing_failures_earn_etcd_a_second_try() {
     ])));
     assert!(only_timing_failures(&lines(&["FAIL: Throughput too low: # writes/s", "Stddev too high: #s", "FAIL"])));
     assert!(!only_timing_failures(&lines(&["PASS: Throughput is # writes/s", "FAIL"])), "a bare FAIL alone");
-    assert!(!only_timing_failures(&lines(&["FAIL: too many errors", "FAIL: ERROR(x) -> #", "Stddev too high: #s", "FAIL"])));
+    assert!(!only_timing_failures(&lines(&[
+        "FAIL: too many errors",
+        "FAIL: ERROR(x) -> #",
+        "Stddev too high: #s",
+        "FAIL"
+    ])));
     assert!(!only_timing_failures(&lines(CHECKS_PASS)), "nothing failed");
 }
 
 #[test]
 fn figures_are_blanked() {
     assert_eq!(blank_figures("PASS: Slowest request took 0.162469s"), "PASS: Slowest request took #s");
-    assert_eq!(blank_figures("PASS: Approximate system memory used : 52.45 MB."), "PASS: Approximate system memory used : # MB.");
-    assert_eq!(blank_figures("PASS: Approximate system memory used : -25.43 MB."), "PASS: Approximate system memory used : # MB.");
+    assert_eq!(
+        blank_figures("PASS: Approximate system memory used : 52.45 MB."),
+        "PASS: Approximate system memory used : # MB."
+    );
+    assert_eq!(
+        blank_figures("PASS: Approximate system memory used : -25.43 MB."),
+        "PASS: Approximate system memory used : # MB."
+    );
     assert_eq!(blank_figures("Compacting with revision 9002 - done"), "Compacting with revision # - done");
 }

@@ -17,7 +17,13 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
     let follower = (leader + 1) % 3;
     let mut names: Vec<(String, String)> = Vec::new();
     for i in 0..3 {
-        let role = if i == leader { "LEADER" } else if i == follower { "TARGET" } else { "OTHER" };
+        let role = if i == leader {
+            "LEADER"
+        } else if i == follower {
+            "TARGET"
+        } else {
+            "OTHER"
+        };
         names.push((format!("{:x}", ids[i]), format!("<{role}-id>")));
         names.push((c.endpoint(i), format!("<{role}-url>")));
         names.push((c.endpoint(i).trim_start_matches("http://").to_string(), format!("<{role}-addr>")));
@@ -34,7 +40,10 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
     let mut out = Vec::new();
     let target = format!("{:x}", ids[follower]);
     // Only the follower's endpoint: etcdctl finds no leader among the endpoints it was given.
-    out.push(("follower endpoint only".to_string(), blank(Etcdctl::new(c.endpoint(follower)).run(&["move-leader", &target]))));
+    out.push((
+        "follower endpoint only".to_string(),
+        blank(Etcdctl::new(c.endpoint(follower)).run(&["move-leader", &target])),
+    ));
     out.push(("not a member".to_string(), blank(Etcdctl::new(all.clone()).run(&["move-leader", "1234abcd"]))));
     out.push(("to the follower".to_string(), blank(Etcdctl::new(all.clone()).run(&["move-leader", &target]))));
     let new_leader = c.wait_leader(Duration::from_secs(30));
@@ -45,7 +54,11 @@ fn script(flavor: Flavor) -> Vec<(String, CmdOutput)> {
         let mut client = etcd_client::Client::connect([c.endpoint(leader)], None).await.expect("connect");
         client.move_leader(ids[leader]).await.map(|_| ()).map_err(|e| e.to_string())
     });
-    let direct = CmdOutput { code: Some(i32::from(direct.is_err())), stdout: String::new(), stderr: direct.err().unwrap_or_default() };
+    let direct = CmdOutput {
+        code: Some(i32::from(direct.is_err())),
+        stdout: String::new(),
+        stderr: direct.err().unwrap_or_default(),
+    };
     out.push(("a follower asked directly".to_string(), blank(direct)));
     out
 }
@@ -62,6 +75,10 @@ fn move_leader_matches_etcd() {
     }
     assert!(diffs.is_empty(), "outputs differ:\n{}", diffs.join("\n"));
     assert!(etcd[1].1.stderr.contains("etcdserver: bad leader transferee"), "{}", etcd[1].1.render());
-    assert!(etcd[2].1.stdout.contains("Leadership transferred from <LEADER-id> to <TARGET-id>"), "{}", etcd[2].1.render());
+    assert!(
+        etcd[2].1.stdout.contains("Leadership transferred from <LEADER-id> to <TARGET-id>"),
+        "{}",
+        etcd[2].1.render()
+    );
     assert!(etcd[3].1.stderr.contains("etcdserver: not leader"), "{}", etcd[3].1.render());
 }

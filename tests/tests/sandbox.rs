@@ -77,28 +77,18 @@ fn propose(endpoint: &str, command: &str) -> CliResult {
 }
 
 fn must_propose(endpoint: &str, command: &str) -> String {
-    propose(endpoint, command).unwrap_or_else(|(code, err)| {
-        panic!("propose {command:?} via {endpoint}: exit {code}: {err}")
-    })
+    propose(endpoint, command)
+        .unwrap_or_else(|(code, err)| panic!("propose {command:?} via {endpoint}: exit {code}: {err}"))
 }
 
 /// Asserts that the member answered `what` with exit code 1 (an error from the member) and a
 /// message containing `expected`.
 fn assert_refused(what: &str, result: CliResult, expected: &str) {
     match result {
-        Ok(out) => panic!(
-            "{what} succeeded (answer of {} bytes) but must be refused with {expected:?}",
-            out.len()
-        ),
+        Ok(out) => panic!("{what} succeeded (answer of {} bytes) but must be refused with {expected:?}", out.len()),
         Err((code, err)) => {
-            assert_eq!(
-                code, 1,
-                "{what}: exit code (1 = the member answered with an error): {err}"
-            );
-            assert!(
-                err.contains(expected),
-                "{what}: the error must say {expected:?}, got: {err}"
-            );
+            assert_eq!(code, 1, "{what}: exit code (1 = the member answered with an error): {err}");
+            assert!(err.contains(expected), "{what}: the error must say {expected:?}, got: {err}");
         }
     }
 }
@@ -111,9 +101,8 @@ fn converged_state(cluster: &mut Cluster) -> String {
         .endpoints()
         .into_iter()
         .map(|e| {
-            let scan = wasmraft("query", &e, &["--consistency=s", SCAN_ALL]).unwrap_or_else(
-                |(code, err)| panic!("serializable scan on {e}: exit {code}: {err}"),
-            );
+            let scan = wasmraft("query", &e, &["--consistency=s", SCAN_ALL])
+                .unwrap_or_else(|(code, err)| panic!("serializable scan on {e}: exit {code}: {err}"));
             (e, scan)
         })
         .collect();
@@ -127,10 +116,7 @@ fn converged_state(cluster: &mut Cluster) -> String {
         );
     }
     let n = pairs(first).len();
-    assert!(
-        n < SCAN_PAGE_PAIRS,
-        "the state ({n} pairs) must fit one scan page to be compared whole"
-    );
+    assert!(n < SCAN_PAGE_PAIRS, "the state ({n} pairs) must fit one scan page to be compared whole");
     first.clone()
 }
 
@@ -139,9 +125,7 @@ fn pairs(scan: &str) -> BTreeMap<String, String> {
     scan.split(',')
         .filter(|p| !p.is_empty())
         .map(|p| {
-            let (k, v) = p
-                .split_once('=')
-                .unwrap_or_else(|| panic!("bad scan pair {p:?} in {scan:.200}"));
+            let (k, v) = p.split_once('=').unwrap_or_else(|| panic!("bad scan pair {p:?} in {scan:.200}"));
             (k.to_string(), v.to_string())
         })
         .collect()
@@ -193,10 +177,7 @@ fn oversized_keys_values_events_results_and_requests_are_refused_without_a_trace
         (
             "a value over MAX_VALUE_BYTES",
             format!("script:put marker-value 1;bigput 1 {}", MAX_VALUE_BYTES + 1),
-            format!(
-                "wasmraft: guest put a {} byte value (the limit is {MAX_VALUE_BYTES} bytes)",
-                MAX_VALUE_BYTES + 1
-            ),
+            format!("wasmraft: guest put a {} byte value (the limit is {MAX_VALUE_BYTES} bytes)", MAX_VALUE_BYTES + 1),
         ),
         (
             "an event over MAX_EVENT_BYTES",
@@ -209,43 +190,22 @@ fn oversized_keys_values_events_results_and_requests_are_refused_without_a_trace
         (
             "a result over MAX_RESULT_BYTES",
             format!("script:put marker-result 1;pad {pad}"),
-            format!(
-                "wasmraft: guest returned {} bytes (the limit is {MAX_RESULT_BYTES} bytes)",
-                MAX_RESULT_BYTES + 1
-            ),
+            format!("wasmraft: guest returned {} bytes (the limit is {MAX_RESULT_BYTES} bytes)", MAX_RESULT_BYTES + 1),
         ),
     ];
     for (i, (what, command, expected)) in cases.iter().enumerate() {
         let endpoint = &e[i % 3];
-        assert_refused(
-            &format!("{what} via {endpoint}"),
-            propose(endpoint, command),
-            expected,
-        );
+        assert_refused(&format!("{what} via {endpoint}"), propose(endpoint, command), expected);
         // The cluster keeps serving, through every member.
         let key = format!("after-{i}");
-        assert_eq!(
-            must_propose(&e[(i + 1) % 3], &format!("ok:{key}=1")),
-            "ok",
-            "a good entry after {what}"
-        );
+        assert_eq!(must_propose(&e[(i + 1) % 3], &format!("ok:{key}=1")), "ok", "a good entry after {what}");
         written.push((key, "1".into()));
     }
     // A query's answer has the same limit.
     assert_refused(
         "a query result over MAX_RESULT_BYTES",
-        wasmraft(
-            "query",
-            &e[1],
-            &[
-                "--consistency=s",
-                &format!("huge-result:{}", MAX_RESULT_BYTES + 1),
-            ],
-        ),
-        &format!(
-            "wasmraft: guest returned {} bytes (the limit is {MAX_RESULT_BYTES} bytes)",
-            MAX_RESULT_BYTES + 1
-        ),
+        wasmraft("query", &e[1], &["--consistency=s", &format!("huge-result:{}", MAX_RESULT_BYTES + 1)]),
+        &format!("wasmraft: guest returned {} bytes (the limit is {MAX_RESULT_BYTES} bytes)", MAX_RESULT_BYTES + 1),
     );
 
     // The request side: exactly --max-request-bytes is accepted, one byte more is etcd's error,
@@ -256,52 +216,26 @@ fn oversized_keys_values_events_results_and_requests_are_refused_without_a_trace
         std::fs::write(&p, bytes).expect("write request file");
         p
     };
-    let at_limit = file(
-        "at-limit",
-        format!(
-            "ok:edge={}",
-            "v".repeat(MAX_REQUEST_BYTES - "ok:edge=".len())
-        ),
-    );
-    let over_limit = file(
-        "over-limit",
-        format!(
-            "ok:too-large={}",
-            "v".repeat(MAX_REQUEST_BYTES + 1 - "ok:too-large=".len())
-        ),
-    );
-    let query_over = file(
-        "query-over",
-        format!(
-            "script:get {}",
-            "q".repeat(MAX_REQUEST_BYTES + 1 - "script:get ".len())
-        ),
-    );
-    for (p, len) in [
-        (&at_limit, MAX_REQUEST_BYTES),
-        (&over_limit, MAX_REQUEST_BYTES + 1),
-        (&query_over, MAX_REQUEST_BYTES + 1),
-    ] {
-        assert_eq!(
-            std::fs::metadata(p).map(|m| m.len() as usize).ok(),
-            Some(len),
-            "{}",
-            p.display()
-        );
+    let at_limit = file("at-limit", format!("ok:edge={}", "v".repeat(MAX_REQUEST_BYTES - "ok:edge=".len())));
+    let over_limit =
+        file("over-limit", format!("ok:too-large={}", "v".repeat(MAX_REQUEST_BYTES + 1 - "ok:too-large=".len())));
+    let query_over =
+        file("query-over", format!("script:get {}", "q".repeat(MAX_REQUEST_BYTES + 1 - "script:get ".len())));
+    for (p, len) in
+        [(&at_limit, MAX_REQUEST_BYTES), (&over_limit, MAX_REQUEST_BYTES + 1), (&query_over, MAX_REQUEST_BYTES + 1)]
+    {
+        assert_eq!(std::fs::metadata(p).map(|m| m.len() as usize).ok(), Some(len), "{}", p.display());
     }
     let arg = |p: &Path| format!("--file={}", p.display());
     assert_eq!(
-        wasmraft("propose", &e[2], &[&arg(&at_limit)]).unwrap_or_else(|(c, err)| panic!(
-            "a command of exactly --max-request-bytes: exit {c}: {err}"
-        )),
+        wasmraft("propose", &e[2], &[&arg(&at_limit)])
+            .unwrap_or_else(|(c, err)| panic!("a command of exactly --max-request-bytes: exit {c}: {err}")),
         "ok"
     );
     must_propose(&e[2], "script:del edge");
-    for (endpoint, sub, p) in [
-        (&e[2], "propose", &over_limit),
-        (&e[0], "propose", &over_limit),
-        (&e[1], "query", &query_over),
-    ] {
+    for (endpoint, sub, p) in
+        [(&e[2], "propose", &over_limit), (&e[0], "propose", &over_limit), (&e[1], "query", &query_over)]
+    {
         assert_refused(
             &format!("a {sub} one byte over --max-request-bytes via {endpoint}"),
             wasmraft(sub, endpoint, &[&arg(p)]),
@@ -313,11 +247,7 @@ fn oversized_keys_values_events_results_and_requests_are_refused_without_a_trace
     // any member, and the members are identical.
     let state = converged_state(&mut cluster);
     let expected: BTreeMap<String, String> = written.into_iter().collect();
-    assert_eq!(
-        pairs(&state),
-        expected,
-        "the state after the refused entries: only the good writes"
-    );
+    assert_eq!(pairs(&state), expected, "the state after the refused entries: only the good writes");
 }
 
 /// A guest that counts entries in a static and stores the count (`global-put:<key>`): with a
@@ -354,7 +284,10 @@ fn a_global_never_carries_state_across_entries_batches_or_restarts() {
                         match propose(&endpoint, &format!("global-put:{key}")) {
                             Ok(answer) => break answer,
                             Err((code, err)) => {
-                                assert!(Instant::now() < deadline, "client {c}: {key} via {endpoint} still failing: exit {code}: {err}");
+                                assert!(
+                                    Instant::now() < deadline,
+                                    "client {c}: {key} via {endpoint} still failing: exit {code}: {err}"
+                                );
                                 retries += 1;
                                 std::thread::sleep(Duration::from_millis(100));
                             }
@@ -370,11 +303,7 @@ fn a_global_never_carries_state_across_entries_batches_or_restarts() {
 
     let wait_acked = |n: usize| {
         while acked.load(Ordering::SeqCst) < n {
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {TOTAL} entries acknowledged",
-                acked.load(Ordering::SeqCst)
-            );
+            assert!(Instant::now() < deadline, "only {} of {TOTAL} entries acknowledged", acked.load(Ordering::SeqCst));
             std::thread::sleep(Duration::from_millis(20));
         }
     };
@@ -384,13 +313,8 @@ fn a_global_never_carries_state_across_entries_batches_or_restarts() {
     // The other members' clients go on while the victim is down.
     wait_acked(at_kill + TOTAL / 4);
     cluster.restart(victim);
-    let retries: Vec<usize> = clients
-        .into_iter()
-        .map(|t| t.join().expect("client thread"))
-        .collect();
-    eprintln!(
-        "global-put: {TOTAL} entries, victim m{victim} killed after {at_kill}, retries per client {retries:?}"
-    );
+    let retries: Vec<usize> = clients.into_iter().map(|t| t.join().expect("client thread")).collect();
+    eprintln!("global-put: {TOTAL} entries, victim m{victim} killed after {at_kill}, retries per client {retries:?}");
 
     let answers = std::mem::take(&mut *answers.lock().unwrap());
     assert_eq!(answers.len(), TOTAL);
@@ -398,19 +322,9 @@ fn a_global_never_carries_state_across_entries_batches_or_restarts() {
         assert_eq!(answer, "1", "{key}: the count a fresh instance returns");
     }
     let state = pairs(&converged_state(&mut cluster));
-    let expected: BTreeMap<String, String> = answers
-        .into_iter()
-        .map(|(k, _)| (k, "1".to_string()))
-        .collect();
-    assert_eq!(
-        state.len(),
-        TOTAL,
-        "every acknowledged key is stored, and nothing else"
-    );
-    assert_eq!(
-        state, expected,
-        "every member stores exactly the acknowledged keys, each with count 1"
-    );
+    let expected: BTreeMap<String, String> = answers.into_iter().map(|(k, _)| (k, "1".to_string())).collect();
+    assert_eq!(state.len(), TOTAL, "every acknowledged key is stored, and nothing else");
+    assert_eq!(state, expected, "every member stores exactly the acknowledged keys, each with count 1");
 }
 
 /// Starts a new member (the command line of tests/src/member.rs, a cluster of its own) with
@@ -436,38 +350,23 @@ fn assert_refused_at_startup(what: &str, guest: &Path, expected: &[&str]) {
         if started.elapsed() > REFUSAL_DEADLINE {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "{who} was still running after {REFUSAL_DEADLINE:?}: an unusable guest must stop it at startup"
-            );
+            panic!("{who} was still running after {REFUSAL_DEADLINE:?}: an unusable guest must stop it at startup");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let took = started.elapsed();
     let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().expect("piped stderr"), &mut stderr)
-        .expect("read stderr");
+    std::io::Read::read_to_string(child.stderr.as_mut().expect("piped stderr"), &mut stderr).expect("read stderr");
     assert!(
         matches!(status.code(), Some(c) if c != 0),
         "{who} must exit with a non-zero code, got {status}; stderr:\n{stderr}"
     );
     for text in expected {
-        assert!(
-            stderr.contains(text),
-            "{who}: stderr must say {text:?}, got:\n{stderr}"
-        );
+        assert!(stderr.contains(text), "{who}: stderr must say {text:?}, got:\n{stderr}");
     }
-    assert!(
-        !stderr.contains(READY_LINE),
-        "{who} must never serve clients, but logged {READY_LINE:?}:\n{stderr}"
-    );
-    let addr = config
-        .client_url()
-        .trim_start_matches("http://")
-        .to_string();
-    assert!(
-        TcpStream::connect(&addr).is_err(),
-        "{who}: something still accepts connections on its client URL {addr}"
-    );
+    assert!(!stderr.contains(READY_LINE), "{who} must never serve clients, but logged {READY_LINE:?}:\n{stderr}");
+    let addr = config.client_url().trim_start_matches("http://").to_string();
+    assert!(TcpStream::connect(&addr).is_err(), "{who}: something still accepts connections on its client URL {addr}");
     eprintln!("{who}: refused after {took:?} ({status})");
 }
 
@@ -492,10 +391,7 @@ fn running_cluster_refuses(bad: &[(&str, PathBuf, Vec<&str>)]) {
         set_guest(&mut cluster, i, guest);
         cluster.restart_no_wait(i);
         match cluster.member_mut(i).try_wait_ready(REFUSAL_DEADLINE) {
-            Ok(()) => panic!(
-                "{what}: m{i} restarted with --guest={} and served clients",
-                guest.display()
-            ),
+            Ok(()) => panic!("{what}: m{i} restarted with --guest={} and served clients", guest.display()),
             Err(err) => assert!(
                 err.contains("exited (exit status: 1)"),
                 "{what}: m{i} must exit with status 1 at startup: {err}"
@@ -503,20 +399,13 @@ fn running_cluster_refuses(bad: &[(&str, PathBuf, Vec<&str>)]) {
         }
         let log = cluster.member(i).current_log();
         for text in texts {
-            assert!(
-                log.contains(text),
-                "{what}: m{i}'s log must say {text:?}:\n{log}"
-            );
+            assert!(log.contains(text), "{what}: m{i}'s log must say {text:?}:\n{log}");
         }
         // The other two serve while m{i} is refused (once they agree on a leader: m{i} may have
         // been it, and a proposal forwarded to a dead leader is lost, as in etcd).
         cluster.wait_leader(Duration::from_secs(30));
         let key = format!("k{n}");
-        assert_eq!(
-            must_propose(&e[(i + 1) % 3], &format!("ok:{key}=v{n}")),
-            "ok",
-            "a write while m{i} is down"
-        );
+        assert_eq!(must_propose(&e[(i + 1) % 3], &format!("ok:{key}=v{n}")), "ok", "a write while m{i} is down");
         expected.insert(key, format!("v{n}"));
         set_guest(&mut cluster, i, Path::new(HOSTILE));
         cluster.restart(i);
@@ -534,16 +423,9 @@ fn running_cluster_refuses(bad: &[(&str, PathBuf, Vec<&str>)]) {
 fn a_guest_importing_what_the_world_does_not_offer_is_refused_at_load() {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
     let guest = PathBuf::from(OVERREACH);
-    let expected = [
-        "imports something wasmraft does not provide",
-        "evil:net/socket",
-    ];
+    let expected = ["imports something wasmraft does not provide", "evil:net/socket"];
     assert_refused_at_startup("a guest importing evil:net/socket", &guest, &expected);
-    running_cluster_refuses(&[(
-        "a guest importing evil:net/socket",
-        guest.clone(),
-        expected.to_vec(),
-    )]);
+    running_cluster_refuses(&[("a guest importing evil:net/socket", guest.clone(), expected.to_vec())]);
 }
 
 /// Files that are not state-machine components: a core module, random bytes, an empty file, a
@@ -561,12 +443,10 @@ fn files_that_are_not_state_machine_components_are_refused_at_load() {
     let core = write(
         "core-module.wasm",
         &[
-            0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00,
-            0x00, // magic, version 1 (a core module)
+            0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1 (a core module)
             0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // types: [] -> []
             0x03, 0x02, 0x01, 0x00, // functions: one of type 0
-            0x07, 0x09, 0x01, 0x05, b'a', b'p', b'p', b'l', b'y', 0x00,
-            0x00, // export "apply"
+            0x07, 0x09, 0x01, 0x05, b'a', b'p', b'p', b'l', b'y', 0x00, 0x00, // export "apply"
             0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // code: no locals, end
         ],
     );
@@ -579,36 +459,21 @@ fn files_that_are_not_state_machine_components_are_refused_at_load() {
             (x >> 32) as u8
         })
         .collect();
-    assert_ne!(
-        &random[..4],
-        b"\0asm",
-        "the random bytes must not look like Wasm"
-    );
+    assert_ne!(&random[..4], b"\0asm", "the random bytes must not look like Wasm");
     let random = write("random.wasm", &random);
     let empty = write("empty.wasm", b"");
     let hostile = std::fs::read(HOSTILE).expect("read the hostile component");
     let truncated = write("truncated.wasm", &hostile[..hostile.len() / 2]);
     // magic, version 0x0d, layer 1: a component with nothing in it, so no state-machine exports.
-    let empty_component = write(
-        "empty-component.wasm",
-        &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00],
-    );
+    let empty_component = write("empty-component.wasm", &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]);
 
     let not_wasm = "failed to parse WebAssembly module";
     let cases: Vec<(&str, PathBuf, Vec<&str>)> = vec![
-        (
-            "a core module",
-            core,
-            vec![not_wasm, "wasm module with a component parser"],
-        ),
+        ("a core module", core, vec![not_wasm, "wasm module with a component parser"]),
         ("random bytes", random, vec![not_wasm]),
         ("an empty file", empty, vec![not_wasm]),
         ("half a component", truncated, vec![not_wasm]),
-        (
-            "an empty component",
-            empty_component,
-            vec!["does not export the wasmraft:guest state-machine world"],
-        ),
+        ("an empty component", empty_component, vec!["does not export the wasmraft:guest state-machine world"]),
     ];
     for (what, guest, expected) in &cases {
         assert_refused_at_startup(what, guest, expected);
@@ -628,7 +493,10 @@ fn max_recursion(endpoint: &str, limit: u64) -> u64 {
                 ok = mid;
             }
             Err((_, err)) => {
-                assert!(err.contains(&format!("wasmraft: guest exhausted its stack (limit {limit} bytes)")), "recurse-to:{mid}: {err}");
+                assert!(
+                    err.contains(&format!("wasmraft: guest exhausted its stack (limit {limit} bytes)")),
+                    "recurse-to:{mid}: {err}"
+                );
                 trapped = mid;
             }
         }
@@ -693,6 +561,8 @@ fn the_deployments_stack_limit_decides_where_recursion_traps_on_every_member() {
     let deeper = max_recursion(&e[2], 128 << 10);
     assert!(deeper * 10 > depth * 19 && deeper * 10 < depth * 21, "64 KiB: {depth} calls, 128 KiB: {deeper}");
     let state = pairs(&converged_state(&mut cluster));
-    assert!(state.contains_key(&format!("recursed/{deeper}")) && !state.contains_key(&format!("recursed/{}", deeper + 1)));
+    assert!(
+        state.contains_key(&format!("recursed/{deeper}")) && !state.contains_key(&format!("recursed/{}", deeper + 1))
+    );
     eprintln!("recursion depth on real members: {depth} calls at 64 KiB, {deeper} at 128 KiB");
 }

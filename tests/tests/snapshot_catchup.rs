@@ -36,7 +36,10 @@ fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
     let statuses = cluster.wait_converged(Duration::from_secs(30));
     assert_eq!(statuses.len(), 3);
     let log = cluster.member(behind).log();
-    assert!(log.contains("installing snapshot at index"), "the restarted member did not install a snapshot; its log:\n{log}");
+    assert!(
+        log.contains("installing snapshot at index"),
+        "the restarted member did not install a snapshot; its log:\n{log}"
+    );
 
     // Every member, read locally (serializable), has every key with its value.
     for i in 0..3 {
@@ -44,7 +47,12 @@ fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
         let kvs = rt.block_on(async {
             let mut c = Client::connect([endpoint.clone()], None).await.expect("connect");
             let resp = c.get("k", Some(GetOptions::new().with_prefix().with_serializable())).await.expect("get");
-            resp.kvs().iter().map(|kv| (kv.key_str().unwrap_or_default().to_string(), kv.value_str().unwrap_or_default().to_string())).collect::<Vec<_>>()
+            resp.kvs()
+                .iter()
+                .map(|kv| {
+                    (kv.key_str().unwrap_or_default().to_string(), kv.value_str().unwrap_or_default().to_string())
+                })
+                .collect::<Vec<_>>()
         });
         assert_eq!(kvs.len(), KEYS, "member {i} ({endpoint}) has {} keys", kvs.len());
         for (n, (k, v)) in kvs.iter().enumerate() {

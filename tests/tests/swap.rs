@@ -19,9 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
-use wasmraft_tests::{
-    Cluster, ClusterConfig, Deployment, Flavor, GuestStatus, GuestSwitch, runtime,
-};
+use wasmraft_tests::{Cluster, ClusterConfig, Deployment, Flavor, GuestStatus, GuestSwitch, runtime};
 
 const V2: &str = env!("WASMRAFT_TEST_KV_V2_GUEST");
 const BAD_MIGRATE: &str = env!("WASMRAFT_TEST_KV_BAD_MIGRATE_GUEST");
@@ -48,38 +46,23 @@ type Keys = BTreeMap<String, (String, i64)>;
 
 /// Every running member's key → (value, mod revision) under `prefix`, read locally
 /// (serializable), in member order.
-fn local_keys(
-    rt: &tokio::runtime::Runtime,
-    cluster: &mut Cluster,
-    prefix: &str,
-) -> Vec<(usize, Keys)> {
+fn local_keys(rt: &tokio::runtime::Runtime, cluster: &mut Cluster, prefix: &str) -> Vec<(usize, Keys)> {
     let members = cluster.running();
     members
         .into_iter()
         .map(|i| {
             let endpoint = cluster.endpoint(i);
             let kvs = rt.block_on(async {
-                let mut c = Client::connect([endpoint.as_str()], None)
-                    .await
-                    .expect("connect");
+                let mut c = Client::connect([endpoint.as_str()], None).await.expect("connect");
                 let resp = c
-                    .get(
-                        prefix,
-                        Some(GetOptions::new().with_prefix().with_serializable()),
-                    )
+                    .get(prefix, Some(GetOptions::new().with_prefix().with_serializable()))
                     .await
                     .unwrap_or_else(|e| panic!("serializable get {prefix:?} on member {i}: {e}"));
                 resp.kvs()
                     .iter()
                     .map(|kv| {
                         let k = String::from_utf8_lossy(kv.key()).into_owned();
-                        (
-                            k,
-                            (
-                                String::from_utf8_lossy(kv.value()).into_owned(),
-                                kv.mod_revision(),
-                            ),
-                        )
+                        (k, (String::from_utf8_lossy(kv.value()).into_owned(), kv.mod_revision()))
                     })
                     .collect::<Keys>()
             });
@@ -95,17 +78,14 @@ fn marker_revision(rt: &tokio::runtime::Runtime, cluster: &mut Cluster) -> i64 {
     let revisions: Vec<i64> = per_member
         .iter()
         .map(|(i, kvs)| {
-            let (value, revision) = kvs.get(VERSION_KEY).unwrap_or_else(|| {
-                panic!("member {i} has no {VERSION_KEY}: v2's migrate did not run there")
-            });
+            let (value, revision) = kvs
+                .get(VERSION_KEY)
+                .unwrap_or_else(|| panic!("member {i} has no {VERSION_KEY}: v2's migrate did not run there"));
             assert_eq!(value, V2_VERSION, "member {i}");
             *revision
         })
         .collect();
-    assert!(
-        revisions.iter().all(|r| *r == revisions[0]),
-        "members disagree on the marker's revision: {revisions:?}"
-    );
+    assert!(revisions.iter().all(|r| *r == revisions[0]), "members disagree on the marker's revision: {revisions:?}");
     revisions[0]
 }
 
@@ -127,10 +107,7 @@ fn put_keys(
         let mut out = Vec::new();
         for n in range {
             let key = format!("{prefix}{n:04}");
-            let resp = c
-                .put(key.as_str(), value_of(&key), None)
-                .await
-                .unwrap_or_else(|e| panic!("put {key}: {e}"));
+            let resp = c.put(key.as_str(), value_of(&key), None).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
             out.push((key, resp.header().expect("header").revision()));
         }
         out
@@ -145,29 +122,16 @@ fn assert_keys_everywhere(
     expected: &[(String, i64)],
 ) {
     for (i, kvs) in local_keys(rt, cluster, prefix) {
-        assert_eq!(
-            kvs.len(),
-            expected.len(),
-            "member {i}: keys under {prefix:?}"
-        );
+        assert_eq!(kvs.len(), expected.len(), "member {i}: keys under {prefix:?}");
         for (key, revision) in expected {
-            assert_eq!(
-                kvs.get(key),
-                Some(&(value_of(key), *revision)),
-                "member {i}: {key}"
-            );
+            assert_eq!(kvs.get(key), Some(&(value_of(key), *revision)), "member {i}: {key}");
         }
     }
 }
 
 /// The swap lines member `i` logged since its last (re)start.
 fn switches_since_start(cluster: &Cluster, i: usize) -> Vec<GuestSwitch> {
-    cluster
-        .member(i)
-        .current_log()
-        .lines()
-        .filter_map(GuestSwitch::parse)
-        .collect()
+    cluster.member(i).current_log().lines().filter_map(GuestSwitch::parse).collect()
 }
 
 /// Every status reports `name version` since `since`.
@@ -193,15 +157,8 @@ fn all_agree_on(cluster: &mut Cluster, name: &str, version: &str, since: u64) ->
 
 /// Deploys `module`, which must be refused with FAILED_PRECONDITION and every one of `reasons`
 /// in the error, leaving every member on v1 since `v1_since`. Returns the members' statuses.
-fn refused_deploy(
-    cluster: &mut Cluster,
-    module: &str,
-    reasons: &[&str],
-    v1_since: u64,
-) -> Vec<GuestStatus> {
-    let err = cluster
-        .deploy(module, false)
-        .expect_err("the deploy must be refused");
+fn refused_deploy(cluster: &mut Cluster, module: &str, reasons: &[&str], v1_since: u64) -> Vec<GuestStatus> {
+    let err = cluster.deploy(module, false).expect_err("the deploy must be refused");
     assert!(err.contains("FailedPrecondition: wasmraft: "), "{err}");
     for reason in reasons {
         assert!(err.contains(reason), "no {reason:?} in: {err}");
@@ -220,10 +177,7 @@ fn wait_for_acks(acked: &[AtomicUsize], from: &[usize], more: usize) {
         if now.iter().zip(from).all(|(n, f)| *n >= f + more) {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "writers stalled: acknowledged {now:?}, waiting for {more} beyond {from:?}"
-        );
+        assert!(Instant::now() < deadline, "writers stalled: acknowledged {now:?}, waiting for {more} beyond {from:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -246,15 +200,13 @@ fn swap_to_v2_under_concurrent_load_loses_nothing_and_every_member_switches_at_t
 
     // Writers through every member (so through both followers too), until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Vec<AtomicUsize>> =
-        Arc::new((0..WRITERS).map(|_| AtomicUsize::new(0)).collect());
+    let acked: Arc<Vec<AtomicUsize>> = Arc::new((0..WRITERS).map(|_| AtomicUsize::new(0)).collect());
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let endpoint = cluster.endpoint(w % 3);
             let (stop, acked) = (stop.clone(), acked.clone());
             rt.spawn(async move {
-                let mut client =
-                    wasmraft_tests::cluster::connect(&[endpoint], Duration::from_secs(20)).await;
+                let mut client = wasmraft_tests::cluster::connect(&[endpoint], Duration::from_secs(20)).await;
                 let (mut acks, mut errors) = (Vec::new(), Vec::new());
                 let mut seq = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -263,13 +215,7 @@ fn swap_to_v2_under_concurrent_load_loses_nothing_and_every_member_switches_at_t
                     match client.put(key.as_str(), value.as_str(), None).await {
                         Ok(resp) => {
                             let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-                            acks.push(Ack {
-                                key,
-                                value,
-                                revision,
-                                sent,
-                                acked: Instant::now(),
-                            });
+                            acks.push(Ack { key, value, revision, sent, acked: Instant::now() });
                             acked[w].fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => errors.push(format!("{key}: {e}")),
@@ -287,10 +233,7 @@ fn swap_to_v2_under_concurrent_load_loses_nothing_and_every_member_switches_at_t
     let deploy_started = Instant::now();
     let deployed = cluster.deploy(V2, false).expect("deploy kv-v2 under load");
     let deploy_returned = Instant::now();
-    assert_eq!(
-        (deployed.name.as_str(), deployed.version.as_str()),
-        (KV, V2_VERSION)
-    );
+    assert_eq!((deployed.name.as_str(), deployed.version.as_str()), (KV, V2_VERSION));
     assert!(deployed.since_index > before[0].since_index);
     // ... and after it, on every writer: writes through followers resume once they have applied
     // the swap. From a count taken after the deploy returned, the second next ack of a writer
@@ -324,18 +267,9 @@ fn swap_to_v2_under_concurrent_load_loses_nothing_and_every_member_switches_at_t
     let statuses = all_agree_on(&mut cluster, KV, V2_VERSION, deployed.since_index);
     assert!(statuses.iter().all(|s| s.sha256 == deployed.sha256));
     for i in 0..3 {
-        let to_v2: Vec<u64> = cluster
-            .member(i)
-            .guest_switches()
-            .iter()
-            .filter(|s| s.version == V2_VERSION)
-            .map(|s| s.index)
-            .collect();
-        assert_eq!(
-            to_v2,
-            vec![deployed.since_index],
-            "member {i}'s switch lines to v2"
-        );
+        let to_v2: Vec<u64> =
+            cluster.member(i).guest_switches().iter().filter(|s| s.version == V2_VERSION).map(|s| s.index).collect();
+        assert_eq!(to_v2, vec![deployed.since_index], "member {i}'s switch lines to v2");
     }
 
     // Every acknowledged write is on every member, with the revision its put answered.
@@ -382,17 +316,12 @@ fn a_failing_migrate_leaves_v1_everywhere_and_a_rollback_to_v1_works() {
 
     // kv-bad-migrate passes every check before its swap entry (it loads, same name, higher
     // version); its migrate writes and then fails, on every member.
-    let reasons = [
-        "the new guest's migrate refused the swap",
-        "kv-bad-migrate refuses every migration (from etcd-kv 0.1.0)",
-    ];
+    let reasons =
+        ["the new guest's migrate refused the swap", "kv-bad-migrate refuses every migration (from etcd-kv 0.1.0)"];
     let after = refused_deploy(&mut cluster, BAD_MIGRATE, &reasons, v1[0].since_index);
     assert!(after.iter().all(|s| s.sha256 == v1[0].sha256));
     // The migrate's write was rolled back: the keyspace is exactly as before.
-    assert_eq!(
-        after[0].state_hash, v1[0].state_hash,
-        "the failed migrate changed the state"
-    );
+    assert_eq!(after[0].state_hash, v1[0].state_hash, "the failed migrate changed the state");
     for i in 0..3 {
         let log = cluster.member(i).log();
         assert!(
@@ -406,23 +335,15 @@ fn a_failing_migrate_leaves_v1_everywhere_and_a_rollback_to_v1_works() {
         .iter()
         .find(|m| m.deployed_at.is_empty())
         .unwrap_or_else(|| panic!("the refused module is not stored: {modules:?}"));
-    let err = cluster
-        .rollback(&bad.sha256[..12])
-        .expect_err("never active");
-    assert!(
-        err.contains("FailedPrecondition: wasmraft: no module that was active before matches"),
-        "{err}"
-    );
+    let err = cluster.rollback(&bad.sha256[..12]).expect_err("never active");
+    assert!(err.contains("FailedPrecondition: wasmraft: no module that was active before matches"), "{err}");
 
     // v2, then back to v1 by version: v1 everywhere, every key intact (the marker too: v1
     // knows nothing of it).
     let v2 = cluster.deploy(V2, false).expect("deploy v2");
     let more = put_keys(&rt, cluster.running_endpoints(), "data/", 20..30);
     let back = cluster.rollback(V1_VERSION).expect("rollback to 0.1.0");
-    assert_eq!(
-        (back.version.as_str(), back.sha256.as_str()),
-        (V1_VERSION, v1[0].sha256.as_str())
-    );
+    assert_eq!((back.version.as_str(), back.sha256.as_str()), (V1_VERSION, v1[0].sha256.as_str()));
     assert!(back.since_index > v2.since_index);
     let more2 = put_keys(&rt, cluster.running_endpoints(), "data/", 30..35);
     all_agree_on(&mut cluster, KV, V1_VERSION, back.since_index);
@@ -436,19 +357,11 @@ fn a_failing_migrate_leaves_v1_everywhere_and_a_rollback_to_v1_works() {
 
     // A rollback targets any module that was active before, whatever its version; here v2 by
     // a hash prefix.
-    let again = cluster
-        .rollback(&v2.sha256[..8])
-        .expect("rollback to v2 by hash prefix");
+    let again = cluster.rollback(&v2.sha256[..8]).expect("rollback to v2 by hash prefix");
     all_agree_on(&mut cluster, KV, V2_VERSION, again.since_index);
     let list = cluster.guest_list().expect("guest list");
-    let v2_stored = list
-        .iter()
-        .find(|m| m.sha256 == v2.sha256)
-        .expect("v2 stored");
-    assert_eq!(
-        (v2_stored.active, v2_stored.deployed_at.clone()),
-        (true, vec![v2.since_index, again.since_index])
-    );
+    let v2_stored = list.iter().find(|m| m.sha256 == v2.sha256).expect("v2 stored");
+    assert_eq!((v2_stored.active, v2_stored.deployed_at.clone()), (true, vec![v2.since_index, again.since_index]));
 }
 
 /// Checks that member `i` (re)applied the swap to `d` itself since its last start, and agrees
@@ -457,9 +370,7 @@ fn assert_caught_up_on(cluster: &mut Cluster, i: usize, d: &Deployment) -> Vec<G
     let statuses = all_agree_on(cluster, &d.name, &d.version, d.since_index);
     let switches = switches_since_start(cluster, i);
     assert!(
-        switches
-            .iter()
-            .any(|s| s.version == d.version && s.index == d.since_index),
+        switches.iter().any(|s| s.version == d.version && s.index == d.since_index),
         "member {i} did not switch to {} at {} itself: {switches:?}",
         d.version,
         d.since_index
@@ -486,16 +397,9 @@ fn swap_with_a_member_down(
     let down = (leader + 1) % 3;
     let early = put_keys(rt, cluster.running_endpoints(), prefix, 0..10);
     cluster.kill9(down);
-    let v2 = cluster
-        .deploy(V2, false)
-        .expect("deploy v2 with a member down");
+    let v2 = cluster.deploy(V2, false).expect("deploy v2 with a member down");
     let late = put_keys(rt, cluster.running_endpoints(), prefix, 10..10 + puts_after);
-    MissedSwap {
-        down,
-        v2,
-        early,
-        late,
-    }
+    MissedSwap { down, v2, early, late }
 }
 
 impl MissedSwap {
@@ -503,14 +407,8 @@ impl MissedSwap {
     /// v2's migrate ran at the swap's index there.
     fn assert_marker_between(&self, rt: &tokio::runtime::Runtime, cluster: &mut Cluster) {
         let marker = marker_revision(rt, cluster);
-        assert!(
-            self.early.iter().all(|(_, r)| *r < marker),
-            "puts before the swap, marker {marker}"
-        );
-        assert!(
-            self.late.iter().all(|(_, r)| *r > marker),
-            "puts after the swap, marker {marker}"
-        );
+        assert!(self.early.iter().all(|(_, r)| *r < marker), "puts before the swap, marker {marker}");
+        assert!(self.late.iter().all(|(_, r)| *r > marker), "puts after the swap, marker {marker}");
     }
 }
 
@@ -532,17 +430,13 @@ fn members_down_or_paused_during_a_swap_replay_the_log_with_the_right_guest_for_
     let paused = (leader + 2) % 3;
     cluster.pause(paused);
     assert!(!cluster.running().contains(&paused));
-    let v1 = cluster
-        .rollback(V1_VERSION)
-        .expect("rollback with a member paused");
+    let v1 = cluster.rollback(V1_VERSION).expect("rollback with a member paused");
     let last = put_keys(&rt, cluster.running_endpoints(), "r/", 20..25);
     cluster.resume(paused);
     all_agree_on(&mut cluster, KV, V1_VERSION, v1.since_index);
     let switches = cluster.member(paused).guest_switches();
     assert!(
-        switches
-            .iter()
-            .any(|s| s.version == V1_VERSION && s.index == v1.since_index),
+        switches.iter().any(|s| s.version == V1_VERSION && s.index == v1.since_index),
         "member {paused}: {switches:?}"
     );
     let keys: Vec<_> = keys.into_iter().chain(last).collect();
@@ -554,9 +448,7 @@ fn a_member_restored_from_a_snapshot_gets_the_module_and_the_deployment_record()
     // Snapshot every 50 entries, keep 5: the writes below leave the log far past the stopped
     // member, which can only catch up by snapshot.
     let mut cluster = kv_cluster(
-        ClusterConfig::new(Flavor::Wasmraft, 3)
-            .arg("--snapshot-count=50")
-            .arg("--snapshot-catchup-entries=5"),
+        ClusterConfig::new(Flavor::Wasmraft, 3).arg("--snapshot-count=50").arg("--snapshot-catchup-entries=5"),
     );
     let rt = runtime();
     let swap = swap_with_a_member_down(&rt, &mut cluster, "s/", 120);
@@ -567,16 +459,11 @@ fn a_member_restored_from_a_snapshot_gets_the_module_and_the_deployment_record()
     cluster.restart(down);
     all_agree_on(&mut cluster, KV, V2_VERSION, v2.since_index);
     let log = cluster.member(down).current_log();
-    assert!(
-        log.contains("installing snapshot at index"),
-        "member {down} did not catch up by snapshot:\n{log}"
-    );
+    assert!(log.contains("installing snapshot at index"), "member {down} did not catch up by snapshot:\n{log}");
     // It never applied the swap entry, yet runs v2 (the module came in the snapshot) with the
     // marker v2's migrate wrote on the others.
     assert!(
-        !switches_since_start(&cluster, down)
-            .iter()
-            .any(|s| s.index == v2.since_index),
+        !switches_since_start(&cluster, down).iter().any(|s| s.index == v2.since_index),
         "member {down} replayed the swap entry: it did not need the snapshot"
     );
     swap.assert_marker_between(&rt, &mut cluster);
@@ -586,13 +473,7 @@ fn a_member_restored_from_a_snapshot_gets_the_module_and_the_deployment_record()
     let through_it = put_keys(&rt, vec![cluster.endpoint(down)], "s/", 130..140);
     let v1 = cluster.rollback(V1_VERSION).expect("rollback to v1");
     assert_caught_up_on(&mut cluster, down, &v1);
-    let keys: Vec<_> = swap
-        .early
-        .iter()
-        .chain(&swap.late)
-        .cloned()
-        .chain(through_it)
-        .collect();
+    let keys: Vec<_> = swap.early.iter().chain(&swap.late).cloned().chain(through_it).collect();
     assert_keys_everywhere(&rt, &mut cluster, "s/", &keys);
 }
 
@@ -606,57 +487,26 @@ fn a_swap_to_another_guest_needs_force_and_then_the_etcd_kv_api_answers_with_a_c
     let reasons = ["replacing one guest by another needs --force"];
     refused_deploy(&mut cluster, COUNTER, &reasons, v1[0].since_index);
 
-    let counter = cluster
-        .deploy(COUNTER, true)
-        .expect("forced swap to the counter");
-    assert_eq!(
-        (counter.name.as_str(), counter.version.as_str()),
-        ("counter", "1.0.0")
-    );
-    cluster
-        .wait_guest("counter", "1.0.0", CONVERGE)
-        .expect("every member runs the counter");
+    let counter = cluster.deploy(COUNTER, true).expect("forced swap to the counter");
+    assert_eq!((counter.name.as_str(), counter.version.as_str()), ("counter", "1.0.0"));
+    cluster.wait_guest("counter", "1.0.0", CONVERGE).expect("every member runs the counter");
 
     for i in 0..3 {
         for args in [&["put", "k", "v"][..], &["get", "before"][..]] {
             let out = cluster.etcdctl(i).run(args);
+            assert!(!out.success(), "etcdctl {args:?} on member {i} succeeded against the counter: {}", out.render());
             assert!(
-                !out.success(),
-                "etcdctl {args:?} on member {i} succeeded against the counter: {}",
-                out.render()
-            );
-            assert!(
-                out.stderr
-                    .contains("the active guest counter 1.0.0 does not serve the etcd KV API"),
+                out.stderr.contains("the active guest counter 1.0.0 does not serve the etcd KV API"),
                 "member {i}: {}",
                 out.render()
             );
         }
     }
-    assert_eq!(
-        cluster
-            .cli(0)
-            .propose("add 1")
-            .expect("propose to the counter"),
-        "1"
-    );
-    assert_eq!(
-        cluster
-            .cli(2)
-            .propose("add 41")
-            .expect("propose to the counter"),
-        "42"
-    );
+    assert_eq!(cluster.cli(0).propose("add 1").expect("propose to the counter"), "1");
+    assert_eq!(cluster.cli(2).propose("add 41").expect("propose to the counter"), "42");
     all_agree_on(&mut cluster, "counter", "1.0.0", counter.since_index);
     for i in 0..3 {
-        assert_eq!(
-            cluster
-                .cli(i)
-                .query_serializable("get")
-                .expect("query the counter"),
-            "42",
-            "member {i}"
-        );
+        assert_eq!(cluster.cli(i).query_serializable("get").expect("query the counter"), "42", "member {i}");
     }
 }
 
@@ -672,10 +522,7 @@ fn a_watcher_sees_the_migrations_put_in_order() {
     let endpoint = cluster.endpoint(0);
     let (mut client, mut stream) = rt.block_on(async {
         let mut c = Client::connect([endpoint.as_str()], None).await.expect("connect");
-        let mut s = c
-            .watch("", Some(etcd_client::WatchOptions::new().with_all_keys()))
-            .await
-            .expect("watch");
+        let mut s = c.watch("", Some(etcd_client::WatchOptions::new().with_all_keys())).await.expect("watch");
         // etcd-client returns once the stream is open, not once the watcher exists: wait for
         // "created", or the put below can be applied first and (rightly) not be seen.
         let created = tokio::time::timeout(Duration::from_secs(10), s.message())

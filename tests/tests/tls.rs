@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use wasmraft_tests::{CmdOutput, ClusterConfig, Etcdctl, Flavor, Member, MemberConfig, Pki};
+use wasmraft_tests::{ClusterConfig, CmdOutput, Etcdctl, Flavor, Member, MemberConfig, Pki};
 
 /// Short timeouts: the refused cases wait for these.
 const DIAL: &str = "--dial-timeout=2s";
@@ -32,7 +32,8 @@ fn client_cert_auth_transcript(flavor: Flavor, pki: &Pki) -> Vec<(String, CmdOut
     let member = start(flavor, &pki.server_flags());
     let cacert = format!("--cacert={}", pki.path("ca.pem"));
     let (cert, key) = (format!("--cert={}", pki.path("client.pem")), format!("--key={}", pki.path("client-key.pem")));
-    let (scert, skey) = (format!("--cert={}", pki.path("stranger.pem")), format!("--key={}", pki.path("stranger-key.pem")));
+    let (scert, skey) =
+        (format!("--cert={}", pki.path("stranger.pem")), format!("--key={}", pki.path("stranger-key.pem")));
     let mut out = Vec::new();
     let mut check = |what: &str, args: &[&str]| out.push((what.to_string(), run(&member, args)));
     check("put with the client certificate", &[&cacert, &cert, &key, "put", "foo", "bar"]);
@@ -124,17 +125,17 @@ fn bad_cert_files_are_reported() {
     let missing = pki.dir().join("missing.pem");
     let cases: [(Vec<String>, String); 3] = [
         (
-            vec![format!("--cert-file={}", pki.path("server.pem")), format!("--key-file={}", pki.path("client-key.pem"))],
+            vec![
+                format!("--cert-file={}", pki.path("server.pem")),
+                format!("--key-file={}", pki.path("client-key.pem")),
+            ],
             "tls: private key does not match public key".into(),
         ),
         (
             vec![format!("--cert-file={}", missing.display()), format!("--key-file={}", pki.path("server-key.pem"))],
             format!("open {}: no such file or directory", missing.display()),
         ),
-        (
-            vec![],
-            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:".into(),
-        ),
+        (vec![], "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:".into()),
     ];
     for (flags, text) in cases {
         assert_refused(MemberConfig::https_client, &flags, &text);
@@ -170,7 +171,10 @@ fn bad_peer_cert_files_are_reported() {
             .arg(format!("--cert-file={}", missing.display()))
             .arg(format!("--key-file={}", pki.path("server-key.pem")));
         let member = Member::start_with(config);
-        assert!(member.log().contains("is HTTP while peer key/cert files are presented. Ignored key/cert files."), "{flavor}");
+        assert!(
+            member.log().contains("is HTTP while peer key/cert files are presented. Ignored key/cert files."),
+            "{flavor}"
+        );
     }
 }
 
@@ -183,7 +187,11 @@ fn assert_refused(https: fn(MemberConfig) -> MemberConfig, flags: &[String], tex
         }
         let mut member = Member::spawn(config);
         let status = member.wait_exit(Duration::from_secs(20));
-        assert!(status.is_some_and(|s| !s.success()), "{flavor} with {flags:?} should exit with an error:\n{}", member.log());
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{flavor} with {flags:?} should exit with an error:\n{}",
+            member.log()
+        );
         assert!(member.log().contains(text), "{flavor} with {flags:?}: no {text:?} in\n{}", member.log());
     }
 }
@@ -198,8 +206,7 @@ fn peer_tls_flags(pki: &Pki) -> Vec<String> {
 }
 
 /// What etcd logs when a member with `far-peer.pem` (10.9.9.9) connects from 127.0.0.1.
-const FAR_PEER_REJECTED: &str =
-    "(error \"x509: certificate is valid for 10.9.9.9, not 127.0.0.1\", ServerName \"\", IPAddresses [\"10.9.9.9\"], DNSNames [])";
+const FAR_PEER_REJECTED: &str = "(error \"x509: certificate is valid for 10.9.9.9, not 127.0.0.1\", ServerName \"\", IPAddresses [\"10.9.9.9\"], DNSNames [])";
 
 /// A 3-member cluster talking TLS on the peer port, verifying each other's certificates: a put
 /// on one member is read on another, the member list shows the https peer URLs; members whose
@@ -214,7 +221,14 @@ fn peer_tls_cluster_matches_etcd() {
     let subject = peer_tls_transcript(Flavor::subject(), &pki);
     let etcd = peer_tls_transcript(Flavor::Etcd, &pki);
     for i in 0..subject.len() {
-        assert_eq!(subject[i].1.normalized().stdout, etcd[i].1.normalized().stdout, "{}:\n{}\n{}", subject[i].0, render(&subject), render(&etcd));
+        assert_eq!(
+            subject[i].1.normalized().stdout,
+            etcd[i].1.normalized().stdout,
+            "{}:\n{}\n{}",
+            subject[i].0,
+            render(&subject),
+            render(&etcd)
+        );
     }
 }
 
@@ -239,7 +253,12 @@ fn peer_tls_transcript(flavor: Flavor, pki: &Pki) -> Vec<(String, CmdOutput)> {
     check("get on m1", cluster.etcdctl(1).run(&["get", "foo"]));
     let list = cluster.etcdctl(2).run(&["member", "list"]);
     for m in cluster.members() {
-        assert!(list.stdout.contains(&format!(", {}, ", m.peer_url())), "{flavor}: {} not listed: {}", m.peer_url(), list.render());
+        assert!(
+            list.stdout.contains(&format!(", {}, ", m.peer_url())),
+            "{flavor}: {} not listed: {}",
+            m.peer_url(),
+            list.render()
+        );
     }
     assert!(m_count(&list.stdout, "https://127.0.0.1:") == 3, "{flavor}: {}", list.render());
 
@@ -275,7 +294,8 @@ fn peer_tls_transcript(flavor: Flavor, pki: &Pki) -> Vec<(String, CmdOutput)> {
     let leader = cluster.wait_leader(Duration::from_secs(10));
     let follower = (0..3).find(|&i| i != leader).unwrap_or_default();
     // Refused until the learner has caught up ("not in sync").
-    let promoted = retry(flavor, "member promote", || cluster.etcdctl(follower).run(&[DIAL, COMMAND, "member", "promote", &id]));
+    let promoted =
+        retry(flavor, "member promote", || cluster.etcdctl(follower).run(&[DIAL, COMMAND, "member", "promote", &id]));
     // etcdctl prints ids as `%16x`: one with a leading zero nibble is padded with a space.
     let words = promoted.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(words.contains(&format!("Member {id} promoted in cluster")), "{flavor}: {}", promoted.render());
@@ -309,7 +329,10 @@ fn peer_tls_transcript(flavor: Flavor, pki: &Pki) -> Vec<(String, CmdOutput)> {
     check("and the later writes", cluster.etcdctl(victim).run(&["get", "more49"]));
     if flavor == Flavor::Wasmraft {
         let log = cluster.member(victim).current_log();
-        assert!(log.contains("installing snapshot at index"), "{flavor}: the follower did not catch up by snapshot:\n{log}");
+        assert!(
+            log.contains("installing snapshot at index"),
+            "{flavor}: the follower did not catch up by snapshot:\n{log}"
+        );
     }
     out
 }
@@ -339,7 +362,8 @@ fn m_count(haystack: &str, needle: &str) -> usize {
 fn auto_tls_on_both_ports() {
     let _serial = wasmraft_tests::one_cluster_at_a_time();
     for flavor in [Flavor::subject(), Flavor::Etcd] {
-        let cluster = ClusterConfig::new(flavor, 3).https_client().https_peer().arg("--auto-tls").arg("--peer-auto-tls").start();
+        let cluster =
+            ClusterConfig::new(flavor, 3).https_client().https_peer().arg("--auto-tls").arg("--peer-auto-tls").start();
         let skip = ["--insecure-transport=false", "--insecure-skip-tls-verify", DIAL, COMMAND];
         let run = |i: usize, args: &[&str]| {
             let mut all = skip.to_vec();
@@ -357,7 +381,11 @@ fn auto_tls_on_both_ports() {
         run(0, &["put", "k", "v"]);
         assert_eq!(run(1, &["get", "k"]).stdout, "k\nv\n", "{flavor}");
         let granted = run(2, &["lease", "grant", "60"]).stdout;
-        let id = granted.split_whitespace().nth(1).unwrap_or_else(|| panic!("{flavor}: lease id in {granted:?}")).to_string();
+        let id = granted
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("{flavor}: lease id in {granted:?}"))
+            .to_string();
         for i in 0..3 {
             let renewed = run(i, &["lease", "keep-alive", "--once", &id]).stdout;
             assert!(renewed.contains(&format!("lease {id} keepalived with TTL(60)")), "{flavor}: m{i}: {renewed}");

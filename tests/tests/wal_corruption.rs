@@ -89,7 +89,10 @@ fn a_corrupt_wal_stops_the_member_and_remove_add_brings_it_back() {
     let log = c.member(victim).current_log();
     let name = seg.file_name().unwrap().to_string_lossy().into_owned();
     assert!(log.contains(&name) && log.contains("is corrupt at offset"), "names the segment and the offset:\n{log}");
-    assert!(log.contains("etcdctl member remove") && log.contains("--initial-cluster-state existing"), "says what to do:\n{log}");
+    assert!(
+        log.contains("etcdctl member remove") && log.contains("--initial-cluster-state existing"),
+        "says what to do:\n{log}"
+    );
     assert!(log.contains(&format!("member {id:x} of cluster")), "says which member:\n{log}");
     assert!(snapshot_tree(c.member(victim).data_dir()) == before, "the refused start changed the data dir");
     println!("the refusal: {}", log.lines().rev().find(|l| l.contains("is corrupt at offset")).unwrap_or_default());

@@ -29,9 +29,7 @@ fn subject() -> Flavor {
 }
 
 fn cluster(flavor: Flavor) -> Cluster {
-    ClusterConfig::new(flavor, 3)
-        .arg("--experimental-watch-progress-notify-interval=200ms")
-        .start()
+    ClusterConfig::new(flavor, 3).arg("--experimental-watch-progress-notify-interval=200ms").start()
 }
 
 /// A running `etcdctl watch`.
@@ -163,7 +161,14 @@ fn render(resp: &WatchResponse, out: &mut String) {
         };
         let kv = |kv: Option<&etcd_client::KeyValue>| {
             kv.map_or("-".to_string(), |kv| {
-                format!("{}={}@{}/{}/v{}", kv.key_str().unwrap_or("?"), kv.value_str().unwrap_or("?"), kv.create_revision(), kv.mod_revision(), kv.version())
+                format!(
+                    "{}={}@{}/{}/v{}",
+                    kv.key_str().unwrap_or("?"),
+                    kv.value_str().unwrap_or("?"),
+                    kv.create_revision(),
+                    kv.mod_revision(),
+                    kv.version()
+                )
             })
         };
         let _ = write!(out, "\n  {kind} {} prev {}", kv(e.kv()), kv(e.prev_kv()));
@@ -213,7 +218,17 @@ async fn client_script(c: &Cluster) -> String {
     writer.put("k/b", "1", None).await.expect("put"); // 3
     // Watcher 7: the prefix from revision 2 with prev_kv, deletes filtered out.
     let mut s = client
-        .watch("k/", Some(WatchOptions::new().with_prefix().with_start_revision(2).with_prev_key().with_watch_id(7).with_filters([WatchFilterType::NoDelete])))
+        .watch(
+            "k/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(2)
+                    .with_prev_key()
+                    .with_watch_id(7)
+                    .with_filters([WatchFilterType::NoDelete]),
+            ),
+        )
         .await
         .expect("watch");
     take(&mut s, 2, &mut out).await; // created, then the replay
@@ -221,7 +236,9 @@ async fn client_script(c: &Cluster) -> String {
     s.watch("k/a", None).await.expect("watch");
     s.watch("k/", Some(WatchOptions::new().with_prefix().with_watch_id(7))).await.expect("watch");
     s.watch("k/z", Some(WatchOptions::new().with_range("k/a"))).await.expect("watch");
-    s.watch("k/a", Some(WatchOptions::new().with_filters([WatchFilterType::NoPut]).with_prev_key().with_watch_id(9))).await.expect("watch");
+    s.watch("k/a", Some(WatchOptions::new().with_filters([WatchFilterType::NoPut]).with_prev_key().with_watch_id(9)))
+        .await
+        .expect("watch");
     take(&mut s, 4, &mut out).await;
     writer.put("k/a", "2", None).await.expect("put"); // 4: to 7 and 0
     writer.delete("k/a", None).await.expect("delete"); // 5: to 0 and 9
@@ -270,8 +287,12 @@ async fn client_script(c: &Cluster) -> String {
 #[test]
 fn etcd_client_watch_matches_etcd() {
     let rt = wasmraft_tests::runtime();
-    let etcd = rt.block_on(client_script(&ClusterConfig::new(Flavor::Etcd, 1).arg("--experimental-watch-progress-notify-interval=200ms").start()));
-    let ours = rt.block_on(client_script(&ClusterConfig::new(subject(), 1).arg("--experimental-watch-progress-notify-interval=200ms").start()));
+    let etcd = rt.block_on(client_script(
+        &ClusterConfig::new(Flavor::Etcd, 1).arg("--experimental-watch-progress-notify-interval=200ms").start(),
+    ));
+    let ours = rt.block_on(client_script(
+        &ClusterConfig::new(subject(), 1).arg("--experimental-watch-progress-notify-interval=200ms").start(),
+    ));
     assert_eq!(ours, etcd, "etcd-client watch responses differ from etcd 3.4 (left: subject, right: etcd)");
     assert!(etcd.contains("PUT k/a=2@2/4/v2 prev k/a=1@2/2/v1"), "{etcd}");
     // The created response, then the replay: in three pieces, or in one.
@@ -327,7 +348,8 @@ fn a_stalled_watcher_stalls_nothing_and_catches_up() {
             }
         }
         let writes = started.elapsed();
-        let live_revs = tokio::time::timeout(Duration::from_secs(30), reader).await.expect("live watcher kept up").expect("reader");
+        let live_revs =
+            tokio::time::timeout(Duration::from_secs(30), reader).await.expect("live watcher kept up").expect("reader");
         let want: Vec<i64> = (first..first + PUTS as i64).collect();
         assert_eq!(live_revs, want, "the live watcher got every event in order");
         assert!(slowest < Duration::from_secs(2), "a put took {slowest:?} while a watcher was stalled");

@@ -24,37 +24,22 @@ impl ChannelBody {
     /// an `Err` aborts the body (the peer sees a broken transfer, never a clean end).
     pub fn channel(capacity: usize) -> (mpsc::Sender<io::Result<Bytes>>, ChannelBody) {
         let (tx, rx) = mpsc::channel(capacity);
-        (
-            tx,
-            ChannelBody {
-                rx: Some(rx),
-                fixed: None,
-            },
-        )
+        (tx, ChannelBody { rx: Some(rx), fixed: None })
     }
     /// A body with fixed contents.
     pub fn full(b: impl Into<Bytes>) -> ChannelBody {
         let b = b.into();
-        ChannelBody {
-            rx: None,
-            fixed: if b.is_empty() { None } else { Some(b) },
-        }
+        ChannelBody { rx: None, fixed: if b.is_empty() { None } else { Some(b) } }
     }
     pub fn empty() -> ChannelBody {
-        ChannelBody {
-            rx: None,
-            fixed: None,
-        }
+        ChannelBody { rx: None, fixed: None }
     }
 }
 
 impl Body for ChannelBody {
     type Data = Bytes;
     type Error = io::Error;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         if let Some(b) = self.fixed.take() {
             return Poll::Ready(Some(Ok(Frame::data(b))));
         }
@@ -105,13 +90,7 @@ where
     B::Error: std::fmt::Display,
 {
     pub fn new(body: B, read_timeout: Option<Duration>) -> Self {
-        BodyReader {
-            body,
-            buf: Bytes::new(),
-            read_timeout,
-            eof: false,
-            read: 0,
-        }
+        BodyReader { body, buf: Bytes::new(), read_timeout, eof: false, read: 0 }
     }
 
     /// Data bytes received from the body so far (read or buffered).
@@ -164,8 +143,7 @@ where
     /// length prefix cannot make us allocate memory the peer never sends.
     pub async fn read_vec(&mut self, n: u64) -> io::Result<Vec<u8>> {
         const STEP: usize = 1 << 20;
-        let n = usize::try_from(n)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "length too large"))?;
+        let n = usize::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "length too large"))?;
         let mut v = Vec::with_capacity(n.min(STEP));
         while v.len() < n {
             if !self.fill().await? {

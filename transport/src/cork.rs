@@ -103,7 +103,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Corked<S> {
         Poll::Ready(Ok(n))
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if !this.coalesce {
             return Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);

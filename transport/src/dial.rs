@@ -148,7 +148,11 @@ impl AsyncWrite for DialedConn {
         }
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             DialedConn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             DialedConn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),

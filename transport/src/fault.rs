@@ -56,10 +56,7 @@ pub(crate) struct Faults {
 
 impl Faults {
     pub(crate) fn new(enabled: bool) -> Faults {
-        Faults {
-            enabled,
-            cut: watch::Sender::new(Arc::new(BTreeSet::new())),
-        }
+        Faults { enabled, cut: watch::Sender::new(Arc::new(BTreeSet::new())) }
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -124,23 +121,17 @@ impl Faults {
         match *req.method() {
             Method::GET => self.answer(),
             Method::PUT | Method::POST => {
-                let mut r =
-                    BodyReader::new(req.into_body(), Some(std::time::Duration::from_secs(5)));
+                let mut r = BodyReader::new(req.into_body(), Some(std::time::Duration::from_secs(5)));
                 let mut body = Vec::new();
                 loop {
                     match r.chunk().await {
-                        Ok(Some(c)) if body.len() + c.len() <= MAX_BODY => {
-                            body.extend_from_slice(&c)
-                        }
+                        Ok(Some(c)) if body.len() + c.len() <= MAX_BODY => body.extend_from_slice(&c),
                         Ok(Some(_)) => {
                             return text_error(StatusCode::PAYLOAD_TOO_LARGE, "too many member ids");
                         }
                         Ok(None) => break,
                         Err(e) => {
-                            return text_error(
-                                StatusCode::BAD_REQUEST,
-                                &format!("reading the body: {e}"),
-                            );
+                            return text_error(StatusCode::BAD_REQUEST, &format!("reading the body: {e}"));
                         }
                     }
                 }
@@ -149,10 +140,7 @@ impl Faults {
                         self.set_cut(ids);
                         self.answer()
                     }
-                    Err(bad) => text_error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("not a member id: {bad:?}"),
-                    ),
+                    Err(bad) => text_error(StatusCode::BAD_REQUEST, &format!("not a member id: {bad:?}")),
                 }
             }
             _ => method_not_allowed("GET, PUT, POST"),
@@ -162,10 +150,7 @@ impl Faults {
     fn answer(&self) -> Response<ChannelBody> {
         let ids: Vec<String> = self.cut_ids().into_iter().map(id_str).collect();
         let mut r = Response::new(ChannelBody::full(format!("{}\n", ids.join(","))));
-        r.headers_mut().insert(
-            "Content-Type",
-            http::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        r.headers_mut().insert("Content-Type", http::HeaderValue::from_static("text/plain; charset=utf-8"));
         r
     }
 }
@@ -185,10 +170,7 @@ mod tests {
     #[test]
     fn parses_member_ids() {
         assert_eq!(parse_ids("").unwrap(), Vec::<u64>::new());
-        assert_eq!(
-            parse_ids(" a,1f \n 8e9e05c52164694d\n").unwrap(),
-            vec![0xa, 0x1f, 0x8e9e05c52164694d]
-        );
+        assert_eq!(parse_ids(" a,1f \n 8e9e05c52164694d\n").unwrap(), vec![0xa, 0x1f, 0x8e9e05c52164694d]);
         assert_eq!(parse_ids("a,zz").unwrap_err(), "zz");
         assert_eq!(parse_ids("0x1").unwrap_err(), "0x1");
     }
@@ -200,8 +182,7 @@ mod tests {
         assert!(!f.is_cut(1) && f.cut_ids().is_empty() && f.refuse(1).is_none());
         // Healed already; a cut never comes.
         f.until_healed(1).await;
-        let never =
-            tokio::time::timeout(std::time::Duration::from_millis(20), f.until_cut(1)).await;
+        let never = tokio::time::timeout(std::time::Duration::from_millis(20), f.until_cut(1)).await;
         assert!(never.is_err());
     }
 
@@ -219,15 +200,9 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(!waiter.is_finished());
         f.set_cut([7, 8]);
-        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
-            .await
-            .expect("woken by the cut")
-            .expect("task");
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter).await.expect("woken by the cut").expect("task");
         assert!(f.is_cut(7) && f.is_cut(8) && !f.is_cut(9));
-        assert_eq!(
-            f.refuse(7).expect("refused").status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        assert_eq!(f.refuse(7).expect("refused").status(), StatusCode::SERVICE_UNAVAILABLE);
         f.set_cut([]);
         f.until_healed(7).await;
         assert!(f.refuse(7).is_none());

@@ -65,14 +65,8 @@ pub(crate) fn parse_id(s: &str) -> Option<u64> {
 pub(crate) fn text_error(code: StatusCode, msg: &str) -> Response<ChannelBody> {
     let mut r = Response::new(ChannelBody::full(format!("{msg}\n")));
     *r.status_mut() = code;
-    r.headers_mut().insert(
-        "Content-Type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r.headers_mut().insert(
-        "X-Content-Type-Options",
-        HeaderValue::from_static("nosniff"),
-    );
+    r.headers_mut().insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
     r
 }
 
@@ -92,15 +86,13 @@ fn json_error(code: u16, msg: &str) -> Response<ChannelBody> {
     }
     let mut r = Response::new(ChannelBody::full(format!("{{\"message\":\"{escaped}\"}}")));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut()
-        .insert("Content-Type", HeaderValue::from_static("application/json"));
+    r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
     r
 }
 
 pub(crate) fn method_not_allowed(allow: &'static str) -> Response<ChannelBody> {
     let mut r = text_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-    r.headers_mut()
-        .insert("Allow", HeaderValue::from_static(allow));
+    r.headers_mut().insert("Allow", HeaderValue::from_static(allow));
     r
 }
 
@@ -146,23 +138,14 @@ pub(crate) fn header_version(h: &HeaderMap, name: &str) -> Option<Version> {
 }
 
 /// etcd's `checkClusterCompatibilityFromHeader`: the error string is the 412 body.
-pub(crate) fn check_cluster_compatibility(
-    shared: &Shared,
-    h: &HeaderMap,
-) -> Result<(), &'static str> {
+pub(crate) fn check_cluster_compatibility(shared: &Shared, h: &HeaderMap) -> Result<(), &'static str> {
     let cfg = &shared.ctx.cfg;
     let local_server = Version::parse(&cfg.server_version);
     let local_min = Version::parse(&cfg.min_cluster_version);
-    let (Some(remote), Some(remote_min), Some(local_server), Some(local_min)) = (
-        header_version(h, "X-Server-Version"),
-        header_version(h, "X-Min-Cluster-Version"),
-        local_server,
-        local_min,
-    ) else {
-        tracing::warn!(
-            remote = header_str(h, "X-Server-From"),
-            "unparseable version header"
-        );
+    let (Some(remote), Some(remote_min), Some(local_server), Some(local_min)) =
+        (header_version(h, "X-Server-Version"), header_version(h, "X-Min-Cluster-Version"), local_server, local_min)
+    else {
+        tracing::warn!(remote = header_str(h, "X-Server-From"), "unparseable version header");
         return Err(ERR_INCOMPATIBLE_VERSION);
     };
     if remote.mm() < local_min.mm() || remote_min.mm() > local_server.mm() {
@@ -187,11 +170,7 @@ pub(crate) fn check_cluster_compatibility(
 
 fn peer_urls_header(h: &HeaderMap) -> Vec<String> {
     let s = header_str(h, "X-PeerURLs");
-    if s.is_empty() {
-        Vec::new()
-    } else {
-        s.split(',').map(str::to_string).collect()
-    }
+    if s.is_empty() { Vec::new() } else { s.split(',').map(str::to_string).collect() }
 }
 
 /// etcd's `addRemoteFromRequest`.
@@ -266,10 +245,7 @@ fn mux_redirect(method: &Method, path: &str, query: Option<&str>) -> Option<Resp
         r.headers_mut().insert("Location", v);
     }
     if method == Method::GET || method == Method::HEAD {
-        r.headers_mut().insert(
-            "Content-Type",
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
+        r.headers_mut().insert("Content-Type", HeaderValue::from_static("text/html; charset=utf-8"));
     }
     Some(r)
 }
@@ -308,8 +284,7 @@ fn process_error_response(e: ProcessError, snapshot: bool) -> Response<ChannelBo
             };
             // etcd panics here to drop the connection; we answer and close it.
             let mut r = text_error(StatusCode::INTERNAL_SERVER_ERROR, &body);
-            r.headers_mut()
-                .insert("Connection", HeaderValue::from_static("close"));
+            r.headers_mut().insert("Connection", HeaderValue::from_static("close"));
             r
         }
     }
@@ -402,10 +377,7 @@ async fn snapshot_inner(shared: &Shared, req: Request<Incoming>) -> Response<Cha
         }
     };
     if m.msg_type != MessageType::MsgSnapshot {
-        tracing::warn!(
-            "unexpected raft message type {:?} on snapshot path",
-            m.msg_type
-        );
+        tracing::warn!("unexpected raft message type {:?} on snapshot path", m.msg_type);
         return text_error(StatusCode::BAD_REQUEST, "wrong raft message type");
     }
     if shared.ctx.raft.is_id_removed(m.from) {
@@ -469,11 +441,7 @@ async fn stream_inner(shared: &Shared, req: Request<Incoming>) -> Response<Chann
     };
     let want = id_str(shared.ctx.cfg.member_id);
     if header_str(h, "X-Raft-To") != want {
-        tracing::warn!(
-            got = header_str(h, "X-Raft-To"),
-            want,
-            "ignored streaming request; ID mismatch"
-        );
+        tracing::warn!(got = header_str(h, "X-Raft-To"), want, "ignored streaming request; ID mismatch");
         return text_error(StatusCode::PRECONDITION_FAILED, "to field mismatch");
     }
     let (tx, body) = ChannelBody::channel(STREAM_BODY_CHUNKS);
@@ -488,10 +456,7 @@ const STREAM_BODY_CHUNKS: usize = 16;
 /// xiang90/probing's handler: `{"OK":true,"Now":<RFC 3339 time>}` plus a newline.
 fn probing_handler() -> Response<ChannelBody> {
     let mut r = Response::new(ChannelBody::full(probing_body()));
-    r.headers_mut().insert(
-        "Content-Type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut().insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
@@ -500,9 +465,7 @@ pub(crate) fn probing_body() -> String {
 }
 
 fn rfc3339_now() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Howard Hinnant's civil_from_days.
@@ -519,17 +482,8 @@ fn rfc3339_now() -> String {
     while frac.ends_with('0') {
         frac.pop();
     }
-    let frac = if frac.is_empty() {
-        String::new()
-    } else {
-        format!(".{frac}")
-    };
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let frac = if frac.is_empty() { String::new() } else { format!(".{frac}") };
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 // ---------------------------------------------------------------- client side
@@ -547,27 +501,19 @@ pub(crate) enum PostError {
     Other(String),
 }
 
-pub(crate) fn check_post_response(
-    status: StatusCode,
-    body: &[u8],
-    url: &str,
-) -> Result<(), PostError> {
+pub(crate) fn check_post_response(status: StatusCode, body: &[u8], url: &str) -> Result<(), PostError> {
     match status {
         StatusCode::PRECONDITION_FAILED => {
             let b = String::from_utf8_lossy(body);
             match b.trim_end_matches('\n') {
                 ERR_INCOMPATIBLE_VERSION => Err(PostError::IncompatibleVersion),
                 ERR_CLUSTER_ID_MISMATCH => Err(PostError::ClusterIdMismatch),
-                other => Err(PostError::Other(format!(
-                    "unhandled error {other:?} when precondition failed"
-                ))),
+                other => Err(PostError::Other(format!("unhandled error {other:?} when precondition failed"))),
             }
         }
         StatusCode::FORBIDDEN => Err(PostError::MemberRemoved),
         StatusCode::NO_CONTENT => Ok(()),
-        s => Err(PostError::Other(format!(
-            "unexpected http status {s} while posting to {url:?}"
-        ))),
+        s => Err(PostError::Other(format!("unexpected http status {s} while posting to {url:?}"))),
     }
 }
 
@@ -580,10 +526,7 @@ pub(crate) fn set_common_headers(h: &mut HeaderMap, shared_cfg: &crate::Transpor
     };
     put("X-Server-From", id_str(shared_cfg.member_id));
     put("X-Server-Version", shared_cfg.server_version.clone());
-    put(
-        "X-Min-Cluster-Version",
-        shared_cfg.min_cluster_version.clone(),
-    );
+    put("X-Min-Cluster-Version", shared_cfg.min_cluster_version.clone());
     put("X-Etcd-Cluster-ID", id_str(shared_cfg.cluster_id));
     if !shared_cfg.peer_urls.is_empty() {
         put("X-PeerURLs", shared_cfg.peer_urls.join(","));
@@ -591,10 +534,7 @@ pub(crate) fn set_common_headers(h: &mut HeaderMap, shared_cfg: &crate::Transpor
 }
 
 /// Reads a (small) response body, bounded in size and time.
-pub(crate) async fn read_small_body(
-    body: Incoming,
-    timeout: std::time::Duration,
-) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn read_small_body(body: Incoming, timeout: std::time::Duration) -> std::io::Result<Vec<u8>> {
     const MAX: usize = 64 * 1024;
     let mut r = BodyReader::new(body, Some(timeout));
     let mut out = Vec::new();
@@ -627,14 +567,8 @@ mod tests {
 
     #[test]
     fn versions_and_ids() {
-        assert_eq!(
-            Version::parse("3.4.23"),
-            Some(Version { major: 3, minor: 4 })
-        );
-        assert_eq!(
-            Version::parse("3.5.0-alpha.0+git"),
-            Some(Version { major: 3, minor: 5 })
-        );
+        assert_eq!(Version::parse("3.4.23"), Some(Version { major: 3, minor: 4 }));
+        assert_eq!(Version::parse("3.5.0-alpha.0+git"), Some(Version { major: 3, minor: 5 }));
         assert_eq!(Version::parse("3.4"), None);
         assert_eq!(Version::parse("x.y.z"), None);
         assert_eq!(parse_id("8e9e05c52164694d"), Some(0x8e9e05c52164694d));
@@ -670,9 +604,6 @@ mod tests {
     #[test]
     fn rfc3339_shape() {
         let s = rfc3339_now();
-        assert!(
-            s.len() >= 20 && s.ends_with('Z') && &s[4..5] == "-" && &s[10..11] == "T",
-            "{s}"
-        );
+        assert!(s.len() >= 20 && s.ends_with('Z') && &s[4..5] == "-" && &s[10..11] == "T", "{s}");
     }
 }

@@ -34,7 +34,12 @@ impl PeerListenerTls {
     }
 
     /// The handshake and the SAN check; None (logged) when the connection is refused.
-    pub(crate) async fn accept(&self, tcp: TcpStream, remote: SocketAddr, timeout: Duration) -> Option<TlsStream<TcpStream>> {
+    pub(crate) async fn accept(
+        &self,
+        tcp: TcpStream,
+        remote: SocketAddr,
+        timeout: Duration,
+    ) -> Option<TlsStream<TcpStream>> {
         let tls = match tokio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {

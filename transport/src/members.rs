@@ -76,7 +76,12 @@ async fn get(client: &Client<Dialer, ChannelBody>, url: &str) -> Result<RemoteMe
         .and_then(|v| v.to_str().ok())
         .and_then(|s| u64::from_str_radix(s, 16).ok());
     let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| format!("could not read the body of cluster response: {e}"))?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("could not read the body of cluster response: {e}"))?
+        .to_bytes();
     if status != StatusCode::OK {
         return Err(format!("unexpected status {status}"));
     }
@@ -96,7 +101,10 @@ pub(crate) async fn promote_handler(shared: &Shared, req: &Request<Incoming>) ->
     }
     let id_str = req.uri().path().trim_start_matches(MEMBER_PROMOTE_PREFIX);
     let Ok(id) = id_str.parse::<u64>() else {
-        return with_cluster_id(shared, text_error(StatusCode::NOT_FOUND, &format!("member {id_str} not found in cluster")));
+        return with_cluster_id(
+            shared,
+            text_error(StatusCode::NOT_FOUND, &format!("member {id_str} not found in cluster")),
+        );
     };
     let r = match shared.ctx.raft.promote_member(id).await {
         Ok(json) => {

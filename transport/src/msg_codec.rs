@@ -64,11 +64,7 @@ fn go_eof(partial: bool) -> CodecError {
 }
 
 fn eof_as_go(e: io::Error, partial: bool) -> CodecError {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
-        go_eof(partial)
-    } else {
-        CodecError::Io(e)
-    }
+    if e.kind() == io::ErrorKind::UnexpectedEof { go_eof(partial) } else { CodecError::Io(e) }
 }
 
 #[cfg(test)]
@@ -90,8 +86,8 @@ mod tests {
         // length 30, then the gogo layout of Message{Type: MsgHeartbeat}
         let mut want = 30u64.to_be_bytes().to_vec();
         want.extend_from_slice(&[
-            0x08, 8, 0x10, 0, 0x18, 0, 0x20, 0, 0x28, 0, 0x30, 0, 0x40, 0, 0x4a, 0x0a, 0x12, 0x08,
-            0x0a, 0x02, 0x28, 0x00, 0x10, 0x00, 0x18, 0x00, 0x50, 0, 0x58, 0,
+            0x08, 8, 0x10, 0, 0x18, 0, 0x20, 0, 0x28, 0, 0x30, 0, 0x40, 0, 0x4a, 0x0a, 0x12, 0x08, 0x0a, 0x02, 0x28,
+            0x00, 0x10, 0x00, 0x18, 0x00, 0x50, 0, 0x58, 0,
         ]);
         assert_eq!(out, want);
         let mut m2 = m.clone();
@@ -100,27 +96,18 @@ mod tests {
         let mut r = reader(out);
         assert_eq!(decode_frame(&mut r, READ_BYTES_LIMIT).await.ok(), Some(m));
         assert_eq!(decode_frame(&mut r, READ_BYTES_LIMIT).await.ok(), Some(m2));
-        assert!(matches!(
-            decode_frame(&mut r, READ_BYTES_LIMIT).await,
-            Err(CodecError::Io(_))
-        ));
+        assert!(matches!(decode_frame(&mut r, READ_BYTES_LIMIT).await, Err(CodecError::Io(_))));
     }
 
     #[tokio::test]
     async fn hostile_frames_are_errors() {
         // A length beyond the limit.
         let mut r = reader(u64::MAX.to_be_bytes().to_vec());
-        assert!(matches!(
-            decode_frame(&mut r, READ_BYTES_LIMIT).await,
-            Err(CodecError::ExceedSizeLimit)
-        ));
+        assert!(matches!(decode_frame(&mut r, READ_BYTES_LIMIT).await, Err(CodecError::ExceedSizeLimit)));
         // A length of 500 MB with 3 bytes behind it: EOF, without allocating 500 MB.
         let mut b = (500u64 << 20).to_be_bytes().to_vec();
         b.extend_from_slice(&[1, 2, 3]);
-        assert!(matches!(
-            decode_frame(&mut reader(b), READ_BYTES_LIMIT).await,
-            Err(CodecError::Io(_))
-        ));
+        assert!(matches!(decode_frame(&mut reader(b), READ_BYTES_LIMIT).await, Err(CodecError::Io(_))));
         // A truncated length, a missing or truncated message: Go's io.ReadFull errors.
         let err = |b: Vec<u8>| async move {
             match decode_frame(&mut reader(b), READ_BYTES_LIMIT).await {
@@ -138,9 +125,6 @@ mod tests {
         let body: Vec<u8> = std::iter::repeat_n(0x0bu8, 4096).collect();
         let mut b = (body.len() as u64).to_be_bytes().to_vec();
         b.extend_from_slice(&body);
-        assert!(matches!(
-            decode_frame(&mut reader(b), READ_BYTES_LIMIT).await,
-            Err(CodecError::Decode(_))
-        ));
+        assert!(matches!(decode_frame(&mut reader(b), READ_BYTES_LIMIT).await, Err(CodecError::Decode(_))));
     }
 }

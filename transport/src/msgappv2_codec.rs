@@ -105,13 +105,7 @@ pub struct MsgAppV2Decoder {
 impl MsgAppV2Decoder {
     /// `limit` bounds a full message, one entry, and the entries of one AppEntries frame.
     pub fn new(local: u64, remote: u64, limit: u64) -> Self {
-        MsgAppV2Decoder {
-            local,
-            remote,
-            term: 0,
-            index: 0,
-            limit,
-        }
+        MsgAppV2Decoder { local, remote, term: 0, index: 0, limit }
     }
 
     pub async fn decode<B>(&mut self, r: &mut BodyReader<B>) -> Result<Message, CodecError>
@@ -130,8 +124,7 @@ impl MsgAppV2Decoder {
                 m.log_term = self.term;
                 m.index = self.index;
                 let count = r.read_u64().await?;
-                let mut entries =
-                    Vec::with_capacity(usize::try_from(count.min(1024)).unwrap_or(1024));
+                let mut entries = Vec::with_capacity(usize::try_from(count.min(1024)).unwrap_or(1024));
                 let mut total: u64 = 0;
                 let mut index = self.index;
                 for _ in 0..count {
@@ -225,12 +218,7 @@ mod tests {
         let mut r = BodyReader::new(Full::new(Bytes::from(out)), None);
         assert_eq!(dec.decode(&mut r).await.ok(), Some(full));
         assert_eq!(dec.decode(&mut r).await.ok(), Some(linked));
-        assert!(
-            dec.decode(&mut r)
-                .await
-                .ok()
-                .is_some_and(|m| is_link_heartbeat(&m))
-        );
+        assert!(dec.decode(&mut r).await.ok().is_some_and(|m| is_link_heartbeat(&m)));
         assert!(r.at_eof().await.unwrap_or(false));
     }
 
@@ -273,13 +261,9 @@ mod tests {
     async fn hostile_msgappv2_is_an_error() {
         let dec = |b: Vec<u8>| async move {
             let mut d = MsgAppV2Decoder::new(2, 1, 1 << 20);
-            d.decode(&mut BodyReader::new(Full::new(Bytes::from(b)), None))
-                .await
+            d.decode(&mut BodyReader::new(Full::new(Bytes::from(b)), None)).await
         };
-        assert!(matches!(
-            dec(vec![7]).await,
-            Err(CodecError::UnknownType(7))
-        ));
+        assert!(matches!(dec(vec![7]).await, Err(CodecError::UnknownType(7))));
         // A count of 2^64-1 entries with nothing behind it: EOF, no pre-allocation.
         let mut b = vec![MSG_TYPE_APP_ENTRIES];
         b.extend_from_slice(&u64::MAX.to_be_bytes());
@@ -295,9 +279,6 @@ mod tests {
         b.extend(std::iter::repeat_n(0x0bu8, 64));
         assert!(matches!(dec(b).await, Err(CodecError::Decode(_))));
         // Truncated.
-        assert!(matches!(
-            dec(vec![MSG_TYPE_APP, 0, 0]).await,
-            Err(CodecError::Io(_))
-        ));
+        assert!(matches!(dec(vec![MSG_TYPE_APP, 0, 0]).await, Err(CodecError::Io(_))));
     }
 }

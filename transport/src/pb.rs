@@ -19,9 +19,7 @@
 
 use bytes::Bytes;
 use protobuf::{ProtobufEnum, RepeatedField, SingularPtrField};
-use raft::eraftpb::{
-    ConfState, Entry, EntryType, Message, MessageType, Snapshot, SnapshotMetadata,
-};
+use raft::eraftpb::{ConfState, Entry, EntryType, Message, MessageType, Snapshot, SnapshotMetadata};
 
 /// Why bytes could not be decoded as a raft message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -231,11 +229,7 @@ impl<'a> Reader<'a> {
 }
 
 fn want(field: u32, wire: u8, expected: u8) -> Result<(), DecodeError> {
-    if wire == expected {
-        Ok(())
-    } else {
-        Err(DecodeError::WrongWireType { field, wire })
-    }
+    if wire == expected { Ok(()) } else { Err(DecodeError::WrongWireType { field, wire }) }
 }
 
 /// Decodes (merges into `e`) one entry.
@@ -247,10 +241,8 @@ pub fn decode_entry_into(e: &mut Entry, b: &[u8]) -> Result<(), DecodeError> {
             1 => {
                 want(f, w, 0)?;
                 let v = r.varint()?;
-                e.entry_type = i32::try_from(v)
-                    .ok()
-                    .and_then(EntryType::from_i32)
-                    .ok_or(DecodeError::UnknownEnum(v))?;
+                e.entry_type =
+                    i32::try_from(v).ok().and_then(EntryType::from_i32).ok_or(DecodeError::UnknownEnum(v))?;
             }
             2 => {
                 want(f, w, 0)?;
@@ -285,12 +277,7 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry, DecodeError> {
     Ok(e)
 }
 
-fn decode_u64s(
-    r: &mut Reader<'_>,
-    wire: u8,
-    field: u32,
-    out: &mut Vec<u64>,
-) -> Result<(), DecodeError> {
+fn decode_u64s(r: &mut Reader<'_>, wire: u8, field: u32, out: &mut Vec<u64>) -> Result<(), DecodeError> {
     match wire {
         0 => out.push(r.varint()?),
         2 => {
@@ -379,10 +366,8 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
             1 => {
                 want(f, w, 0)?;
                 let v = r.varint()?;
-                m.msg_type = i32::try_from(v)
-                    .ok()
-                    .and_then(MessageType::from_i32)
-                    .ok_or(DecodeError::UnknownEnum(v))?;
+                m.msg_type =
+                    i32::try_from(v).ok().and_then(MessageType::from_i32).ok_or(DecodeError::UnknownEnum(v))?;
             }
             2 => {
                 want(f, w, 0)?;
@@ -466,10 +451,7 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
 
 fn is_empty_snapshot(s: &Snapshot) -> bool {
     let md = s.get_metadata();
-    s.data.is_empty()
-        && md.index == 0
-        && md.term == 0
-        && *md.get_conf_state() == ConfState::default()
+    s.data.is_empty() && md.index == 0 && md.term == 0 && *md.get_conf_state() == ConfState::default()
 }
 
 #[cfg(test)]
@@ -487,8 +469,7 @@ mod tests {
         m.commit = 4;
         let want: &[u8] = &[
             0x08, 8, 0x10, 2, 0x18, 1, 0x20, 3, 0x28, 0, 0x30, 0, 0x40, 4, // scalars
-            0x4a, 0x0a, 0x12, 0x08, 0x0a, 0x02, 0x28, 0x00, 0x10, 0x00, 0x18,
-            0x00, // snapshot
+            0x4a, 0x0a, 0x12, 0x08, 0x0a, 0x02, 0x28, 0x00, 0x10, 0x00, 0x18, 0x00, // snapshot
             0x50, 0, 0x58, 0,
         ];
         assert_eq!(encode_message(&m), want);
@@ -551,15 +532,7 @@ mod tests {
         let mut msg = vec![0x08, 7, 0x4a, snap.len() as u8];
         msg.extend_from_slice(&snap);
         let m = decode_message(&msg).map_err(|e| e.to_string());
-        assert_eq!(
-            m.map(|m| m
-                .get_snapshot()
-                .get_metadata()
-                .get_conf_state()
-                .voters
-                .clone()),
-            Ok(vec![1, 2, 300])
-        );
+        assert_eq!(m.map(|m| m.get_snapshot().get_metadata().get_conf_state().voters.clone()), Ok(vec![1, 2, 300]));
     }
 
     #[test]
@@ -579,31 +552,17 @@ mod tests {
         assert!(decode_message(&nested).is_ok());
         // Entries nested as far as the bytes want are refused at the schema's depth:
         // an Entry field 4 (data) is opaque, an Entry with wrong wire types is an error.
-        assert!(matches!(
-            decode_message(&[0x3a, 0x02, 0x08, 0x80]),
-            Err(DecodeError::Truncated)
-        ));
-        assert_eq!(
-            decode_message(&[0x3a, 0x02, 0x0a, 0x00]),
-            Err(DecodeError::WrongWireType { field: 1, wire: 2 })
-        );
+        assert!(matches!(decode_message(&[0x3a, 0x02, 0x08, 0x80]), Err(DecodeError::Truncated)));
+        assert_eq!(decode_message(&[0x3a, 0x02, 0x0a, 0x00]), Err(DecodeError::WrongWireType { field: 1, wire: 2 }));
         // Huge lengths, truncation, overflowing varints, field 0, unknown enum.
-        assert_eq!(
-            decode_message(&[0x62, 0xff, 0xff, 0xff, 0xff, 0x0f]),
-            Err(DecodeError::Truncated)
-        );
+        assert_eq!(decode_message(&[0x62, 0xff, 0xff, 0xff, 0xff, 0x0f]), Err(DecodeError::Truncated));
         assert_eq!(decode_message(&[0x10]), Err(DecodeError::Truncated));
         assert_eq!(
-            decode_message(&[
-                0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
-            ]),
+            decode_message(&[0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]),
             Err(DecodeError::VarintOverflow)
         );
         assert_eq!(decode_message(&[0x00, 0x00]), Err(DecodeError::FieldZero));
-        assert_eq!(
-            decode_message(&[0x08, 99]),
-            Err(DecodeError::UnknownEnum(99))
-        );
+        assert_eq!(decode_message(&[0x08, 99]), Err(DecodeError::UnknownEnum(99)));
         assert_eq!(decode_message(&[0x0f]), Err(DecodeError::WireType(7)));
     }
 }

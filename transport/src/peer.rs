@@ -73,22 +73,8 @@ impl Peer {
         let t3 = drain(ctx.clone(), recv_rx);
         let t4 = drain(ctx.clone(), prop_rx);
         let q = RecvQueues { recvc, propc };
-        let t5 = stream::start_reader(
-            ctx.clone(),
-            id,
-            StreamType::MsgAppV2,
-            picker.clone(),
-            status.clone(),
-            q.clone(),
-        );
-        let t6 = stream::start_reader(
-            ctx.clone(),
-            id,
-            StreamType::Message,
-            picker.clone(),
-            status.clone(),
-            q,
-        );
+        let t5 = stream::start_reader(ctx.clone(), id, StreamType::MsgAppV2, picker.clone(), status.clone(), q.clone());
+        let t6 = stream::start_reader(ctx.clone(), id, StreamType::Message, picker.clone(), status.clone(), q);
         Peer {
             id,
             ctx,
@@ -135,12 +121,7 @@ impl Peer {
     }
 
     pub(crate) fn send_snapshot(&self, snap: OutgoingSnapshot) {
-        let t = tokio::spawn(snapshot_sender::send(
-            self.ctx.clone(),
-            self.picker.clone(),
-            self.status.clone(),
-            snap,
-        ));
+        let t = tokio::spawn(snapshot_sender::send(self.ctx.clone(), self.picker.clone(), self.status.clone(), snap));
         let mut g = self.snap_tasks.lock().unwrap_or_else(|p| p.into_inner());
         g.retain(|t| !t.is_finished());
         g.push(t);
@@ -154,17 +135,10 @@ impl Peer {
     }
 
     pub(crate) fn probe_status(&self) -> ProbeStatus {
-        self.prober
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .status()
+        self.prober.lock().unwrap_or_else(|p| p.into_inner()).status()
     }
 
-    pub(crate) async fn attach_outgoing(
-        &self,
-        typ: StreamType,
-        tx: mpsc::Sender<std::io::Result<bytes::Bytes>>,
-    ) {
+    pub(crate) async fn attach_outgoing(&self, typ: StreamType, tx: mpsc::Sender<std::io::Result<bytes::Bytes>>) {
         let w = match typ {
             StreamType::MsgAppV2 => &self.msgapp_writer,
             StreamType::Message => &self.writer,
@@ -182,12 +156,7 @@ impl Drop for Peer {
         for t in &self.tasks {
             t.abort();
         }
-        for t in self
-            .snap_tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for t in self.snap_tasks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             t.abort();
         }
     }
@@ -210,9 +179,7 @@ impl Remote {
     pub(crate) fn send(&self, m: Message) {
         if self.pipeline.msgc.try_send(m).is_err() {
             let _ = &self.ctx;
-            tracing::warn!(
-                "dropped Raft message since sending buffer is full (overloaded network)"
-            );
+            tracing::warn!("dropped Raft message since sending buffer is full (overloaded network)");
         }
     }
 }

@@ -14,9 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::CriticalError;
 use crate::body::ChannelBody;
-use crate::http::{
-    PostError, RAFT_PREFIX, bytes_of, check_post_response, read_small_body, set_common_headers,
-};
+use crate::http::{PostError, RAFT_PREFIX, bytes_of, check_post_response, read_small_body, set_common_headers};
 use crate::pb;
 use crate::status::PeerStatus;
 use crate::transport::Ctx;
@@ -33,18 +31,12 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn start(
-        ctx: Arc<Ctx>,
-        peer_id: u64,
-        picker: Arc<UrlPicker>,
-        status: Arc<PeerStatus>,
-    ) -> Pipeline {
+    pub(crate) fn start(ctx: Arc<Ctx>, peer_id: u64, picker: Arc<UrlPicker>, status: Arc<PeerStatus>) -> Pipeline {
         let (msgc, rx) = mpsc::channel::<Message>(PIPELINE_BUF_SIZE);
         let rx = Arc::new(Mutex::new(rx));
         let tasks = (0..CONN_PER_PIPELINE)
             .map(|_| {
-                let (ctx, picker, status, rx) =
-                    (ctx.clone(), picker.clone(), status.clone(), rx.clone());
+                let (ctx, picker, status, rx) = (ctx.clone(), picker.clone(), status.clone(), rx.clone());
                 tokio::spawn(async move {
                     loop {
                         let m = match rx.lock().await.recv().await {
@@ -112,13 +104,10 @@ async fn post_to(ctx: &Ctx, base: &str, data: &[u8]) -> Result<(), PostError> {
         .body(ChannelBody::full(bytes_of(data.to_vec())))
         .map_err(|e| PostError::Other(e.to_string()))?;
     set_common_headers(req.headers_mut(), &ctx.cfg);
-    let resp = tokio::time::timeout(
-        ctx.cfg.dial_timeout + ctx.cfg.pipeline_timeout,
-        ctx.client.request(req),
-    )
-    .await
-    .map_err(|_| PostError::Other(format!("timeout posting to {url:?}")))?
-    .map_err(|e| PostError::Other(e.to_string()))?;
+    let resp = tokio::time::timeout(ctx.cfg.dial_timeout + ctx.cfg.pipeline_timeout, ctx.client.request(req))
+        .await
+        .map_err(|_| PostError::Other(format!("timeout posting to {url:?}")))?
+        .map_err(|e| PostError::Other(e.to_string()))?;
     let status = resp.status();
     let body = read_small_body(resp.into_body(), ctx.cfg.conn_read_timeout)
         .await

@@ -80,8 +80,7 @@ impl ProbeStatus {
         self.total += 1;
         self.healthy = true;
         let last = if self.srtt.is_zero() { rtt } else { self.srtt };
-        self.srtt =
-            Duration::from_secs_f64((1.0 - ALPHA) * last.as_secs_f64() + ALPHA * rtt.as_secs_f64());
+        self.srtt = Duration::from_secs_f64((1.0 - ALPHA) * last.as_secs_f64() + ALPHA * rtt.as_secs_f64());
         self.last_rtt = Some(rtt);
         self.clock_diff_secs = remote_now.map(|t| {
             let now = SystemTime::now();
@@ -116,10 +115,7 @@ impl Prober {
         let status = Arc::new(Mutex::new(ProbeStatus::new()));
         let probe = tokio::spawn(probe_loop(ctx.clone(), urls, status.clone()));
         let monitor = tokio::spawn(monitor(id, status.clone()));
-        Prober {
-            status,
-            tasks: [probe, monitor],
-        }
+        Prober { status, tasks: [probe, monitor] }
     }
 
     pub(crate) fn status(&self) -> ProbeStatus {
@@ -164,11 +160,7 @@ async fn probe_loop(ctx: Arc<Ctx>, urls: Vec<String>, status: Arc<Mutex<ProbeSta
 
 /// One `GET /raft/probing`: the peer's `Now` on a 200 with `"OK":true`.
 async fn probe_once(ctx: &Ctx, url: &str) -> Result<Option<SystemTime>, String> {
-    let req = Request::builder()
-        .method(Method::GET)
-        .uri(url)
-        .body(ChannelBody::empty())
-        .map_err(|e| e.to_string())?;
+    let req = Request::builder().method(Method::GET).uri(url).body(ChannelBody::empty()).map_err(|e| e.to_string())?;
     let timeout = ctx.cfg.conn_read_timeout;
     let work = async {
         let resp = ctx.client.request(req).await.map_err(|e| {
@@ -181,9 +173,7 @@ async fn probe_once(ctx: &Ctx, url: &str) -> Result<Option<SystemTime>, String> 
             s
         })?;
         let code = resp.status();
-        let body = read_small_body(resp.into_body(), timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        let body = read_small_body(resp.into_body(), timeout).await.map_err(|e| e.to_string())?;
         if code != StatusCode::OK {
             return Err(format!("got unexpected HTTP status code {code} from {url}"));
         }
@@ -246,10 +236,7 @@ pub(crate) struct Health {
 pub(crate) fn parse_health(b: &[u8]) -> Result<Health, String> {
     let s = std::str::from_utf8(b).map_err(|_| "probing: answer is not UTF-8".to_string())?;
     let mut p = JsonScan { s, i: 0 };
-    let mut h = Health {
-        ok: false,
-        now: None,
-    };
+    let mut h = Health { ok: false, now: None };
     p.ws();
     p.expect('{')?;
     p.ws();
@@ -310,11 +297,7 @@ impl<'a> JsonScan<'a> {
         }
     }
     fn expect(&mut self, c: char) -> Result<(), String> {
-        if self.next() == Some(c) {
-            Ok(())
-        } else {
-            Err(format!("probing: malformed answer (expected {c:?})"))
-        }
+        if self.next() == Some(c) { Ok(()) } else { Err(format!("probing: malformed answer (expected {c:?})")) }
     }
     /// A string (escapes other than `\uXXXX` surrogates kept simple).
     fn string(&mut self) -> Result<String, String> {
@@ -331,10 +314,7 @@ impl<'a> JsonScan<'a> {
                     Some('b') => out.push('\u{8}'),
                     Some('f') => out.push('\u{c}'),
                     Some('u') => {
-                        let hex = self
-                            .s
-                            .get(self.i..self.i + 4)
-                            .ok_or("probing: bad escape")?;
+                        let hex = self.s.get(self.i..self.i + 4).ok_or("probing: bad escape")?;
                         let v = u32::from_str_radix(hex, 16).map_err(|_| "probing: bad escape")?;
                         self.i += 4;
                         out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
@@ -349,8 +329,7 @@ impl<'a> JsonScan<'a> {
     /// A bare literal: true, false, null or a number.
     fn literal(&mut self) -> Result<&'a str, String> {
         let start = self.i;
-        while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.'))
-        {
+        while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.')) {
             self.i += 1;
         }
         if self.i == start {
@@ -409,12 +388,7 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
         return None;
     }
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
@@ -458,13 +432,9 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_secs;
     let total = Duration::new(secs.unsigned_abs(), 0);
     if secs >= 0 {
-        UNIX_EPOCH
-            .checked_add(total)?
-            .checked_add(Duration::from_nanos(nanos as u64))
+        UNIX_EPOCH.checked_add(total)?.checked_add(Duration::from_nanos(nanos as u64))
     } else {
-        UNIX_EPOCH
-            .checked_sub(total)?
-            .checked_add(Duration::from_nanos(nanos as u64))
+        UNIX_EPOCH.checked_sub(total)?.checked_add(Duration::from_nanos(nanos as u64))
     }
 }
 
@@ -476,13 +446,7 @@ mod tests {
     fn parses_probing_answers_as_go_does() {
         let h = parse_health(b"{\"OK\":true,\"Now\":\"2024-05-01T12:00:00.123456789Z\"}\n");
         let want = UNIX_EPOCH + Duration::new(1_714_564_800, 123_456_789);
-        assert_eq!(
-            h,
-            Ok(Health {
-                ok: true,
-                now: Some(want)
-            })
-        );
+        assert_eq!(h, Ok(Health { ok: true, now: Some(want) }));
         // A local time with an offset (etcd encodes time.Now() in its local zone).
         let h = parse_health(b"{\"OK\":true,\"Now\":\"2024-05-01T14:00:00.123456789+02:00\"}");
         assert_eq!(h.map(|h| h.now), Ok(Some(want)));
@@ -490,13 +454,7 @@ mod tests {
         assert_eq!(h.map(|h| (h.ok, h.now)), Ok((true, Some(want))));
         // Unknown keys of any shape are ignored; OK false is a failure upstream.
         let h = parse_health(b" { \"x\": [1, {\"y\": \"}\"}], \"OK\" : false } trailing");
-        assert_eq!(
-            h,
-            Ok(Health {
-                ok: false,
-                now: None
-            })
-        );
+        assert_eq!(h, Ok(Health { ok: false, now: None }));
         assert!(parse_health(b"").is_err());
         assert!(parse_health(b"404 page not found\n").is_err());
         assert!(parse_health(b"{\"OK\":true,\"Now\":\"yesterday\"}").is_err());
@@ -505,23 +463,15 @@ mod tests {
         let ours = crate::http::probing_body();
         let h = parse_health(ours.as_bytes()).expect("ours");
         assert!(h.ok);
-        let d = SystemTime::now()
-            .duration_since(h.now.expect("now"))
-            .unwrap_or_default();
+        let d = SystemTime::now().duration_since(h.now.expect("now")).unwrap_or_default();
         assert!(d < Duration::from_secs(60), "{ours}");
     }
 
     #[test]
     fn rfc3339_edges() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
-        assert_eq!(
-            parse_rfc3339("1969-12-31T23:59:59.5Z"),
-            Some(UNIX_EPOCH - Duration::from_millis(500))
-        );
-        assert_eq!(
-            parse_rfc3339("2000-02-29T00:00:00+00:00"),
-            Some(UNIX_EPOCH + Duration::from_secs(951_782_400))
-        );
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59.5Z"), Some(UNIX_EPOCH - Duration::from_millis(500)));
+        assert_eq!(parse_rfc3339("2000-02-29T00:00:00+00:00"), Some(UNIX_EPOCH + Duration::from_secs(951_782_400)));
         assert_eq!(parse_rfc3339("2000-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("2000-01-01T00:00:00"), None);
         assert_eq!(parse_rfc3339("2000-01-01T00:00:00.Z"), None);

@@ -129,7 +129,11 @@ pub async fn check_cert_san(sans: &Sans, remote: IpAddr) -> Result<(), String> {
         Ok(()) => Ok(()),
         Err(lookup) => {
             let lookup = lookup.map(|e| format!(" ({e})")).unwrap_or_default();
-            Err(format!("tls: {:?} does not match any of DNSNames {}{lookup}", remote.to_string(), go_quoted(&sans.dns)))
+            Err(format!(
+                "tls: {:?} does not match any of DNSNames {}{lookup}",
+                remote.to_string(),
+                go_quoted(&sans.dns)
+            ))
         }
     }
 }
@@ -220,7 +224,8 @@ mod tests {
 
     fn cert(names: &[&str]) -> Vec<u8> {
         let key = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
         params.self_signed(&key).expect("cert").der().to_vec()
     }
 

@@ -16,9 +16,7 @@ use raft::SnapshotStatus;
 use tokio::io::AsyncReadExt;
 
 use crate::body::ChannelBody;
-use crate::http::{
-    PostError, RAFT_SNAPSHOT_PREFIX, check_post_response, read_small_body, set_common_headers,
-};
+use crate::http::{PostError, RAFT_SNAPSHOT_PREFIX, check_post_response, read_small_body, set_common_headers};
 use crate::msg_codec;
 use crate::status::PeerStatus;
 use crate::transport::Ctx;
@@ -29,12 +27,7 @@ use crate::{CriticalError, OutgoingSnapshot};
 pub const SNAP_RESPONSE_READ_TIMEOUT: Duration = Duration::from_secs(5);
 const CHUNK: usize = 64 * 1024;
 
-pub(crate) async fn send(
-    ctx: Arc<Ctx>,
-    picker: Arc<UrlPicker>,
-    status: Arc<PeerStatus>,
-    snap: OutgoingSnapshot,
-) {
+pub(crate) async fn send(ctx: Arc<Ctx>, picker: Arc<UrlPicker>, status: Arc<PeerStatus>, snap: OutgoingSnapshot) {
     let to = snap.message.to;
     let u = picker.pick();
     let res = if ctx.faults.is_cut(to) {
@@ -71,11 +64,7 @@ async fn post(ctx: &Ctx, base: &str, snap: OutgoingSnapshot) -> Result<(), PostE
         .body(body)
         .map_err(|e| PostError::Other(e.to_string()))?;
     set_common_headers(req.headers_mut(), &ctx.cfg);
-    let OutgoingSnapshot {
-        message,
-        mut data,
-        size,
-    } = snap;
+    let OutgoingSnapshot { message, mut data, size } = snap;
     let feeder = tokio::spawn(async move {
         let mut head = Vec::new();
         msg_codec::encode_frame(&message, &mut head);
@@ -90,9 +79,7 @@ async fn post(ctx: &Ctx, base: &str, snap: OutgoingSnapshot) -> Result<(), PostE
                 Ok(n) => {
                     sent += n as u64;
                     if sent > size {
-                        let _ = tx
-                            .send(Err(io::Error::other("snapshot data longer than its size")))
-                            .await;
+                        let _ = tx.send(Err(io::Error::other("snapshot data longer than its size"))).await;
                         return;
                     }
                     buf.truncate(n);
@@ -107,24 +94,18 @@ async fn post(ctx: &Ctx, base: &str, snap: OutgoingSnapshot) -> Result<(), PostE
             }
         }
         if sent != size {
-            let _ = tx
-                .send(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "snapshot data shorter than its size",
-                )))
-                .await;
+            let _ =
+                tx.send(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "snapshot data shorter than its size"))).await;
         }
     });
     let res = ctx.client.request(req).await;
     feeder.abort();
     let resp = res.map_err(|e| PostError::Other(e.to_string()))?;
     let status = resp.status();
-    let body = tokio::time::timeout(
-        SNAP_RESPONSE_READ_TIMEOUT,
-        read_small_body(resp.into_body(), SNAP_RESPONSE_READ_TIMEOUT),
-    )
-    .await
-    .map_err(|_| PostError::Other("snapshot response read timeout".into()))?
-    .map_err(|e| PostError::Other(e.to_string()))?;
+    let body =
+        tokio::time::timeout(SNAP_RESPONSE_READ_TIMEOUT, read_small_body(resp.into_body(), SNAP_RESPONSE_READ_TIMEOUT))
+            .await
+            .map_err(|_| PostError::Other("snapshot response read timeout".into()))?
+            .map_err(|e| PostError::Other(e.to_string()))?;
     check_post_response(status, &body, &url)
 }

@@ -25,9 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::CriticalError;
 use crate::body::{BodyReader, ChannelBody};
-use crate::http::{
-    check_cluster_compat_answer, header_version, id_str, read_small_body, set_common_headers,
-};
+use crate::http::{check_cluster_compat_answer, header_version, id_str, read_small_body, set_common_headers};
 use crate::msg_codec::{self, CodecError};
 use crate::msgappv2_codec::{self, MsgAppV2Decoder, MsgAppV2Encoder};
 use crate::status::PeerStatus;
@@ -91,16 +89,9 @@ pub(crate) struct StreamWriter {
 }
 
 impl StreamWriter {
-    pub(crate) fn start(
-        ctx: Arc<Ctx>,
-        peer_id: u64,
-        status: Arc<PeerStatus>,
-    ) -> (Arc<StreamWriter>, JoinHandle<()>) {
+    pub(crate) fn start(ctx: Arc<Ctx>, peer_id: u64, status: Arc<PeerStatus>) -> (Arc<StreamWriter>, JoinHandle<()>) {
         let (connc, conn_rx) = mpsc::channel(1);
-        let w = Arc::new(StreamWriter {
-            state: Mutex::new(WriterState::default()),
-            connc,
-        });
+        let w = Arc::new(StreamWriter { state: Mutex::new(WriterState::default()), connc });
         let task = tokio::spawn(run_writer(w.clone(), ctx, peer_id, status, conn_rx));
         (w, task)
     }
@@ -209,11 +200,7 @@ async fn run_writer(
     }
 }
 
-async fn write(
-    tx: &mpsc::Sender<io::Result<Bytes>>,
-    buf: Vec<u8>,
-    timeout: Duration,
-) -> Result<(), String> {
+async fn write(tx: &mpsc::Sender<io::Result<Bytes>>, buf: Vec<u8>, timeout: Duration) -> Result<(), String> {
     match tokio::time::timeout(timeout, tx.send(Ok(Bytes::from(buf)))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err("connection closed".into()),
@@ -257,8 +244,7 @@ pub(crate) fn start_reader(
                         _ = ctx.faults.until_cut(peer_id) => CodecError::Io(io::Error::other(crate::fault::CUT_REFUSAL)),
                     };
                     tracing::warn!(peer = %id_str(peer_id), "lost TCP streaming connection with remote peer ({}): {err}", typ.name());
-                    if !matches!(&err, CodecError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof)
-                    {
+                    if !matches!(&err, CodecError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof) {
                         status.deactivate(typ.name(), "read", &err.to_string());
                     }
                 }
@@ -274,12 +260,7 @@ pub(crate) fn start_reader(
 }
 
 /// `Ok(None)`: the remote does not support this stream type (etcd 2.0).
-async fn dial(
-    ctx: &Ctx,
-    peer_id: u64,
-    typ: StreamType,
-    base: &str,
-) -> Result<Option<hyper::body::Incoming>, String> {
+async fn dial(ctx: &Ctx, peer_id: u64, typ: StreamType, base: &str) -> Result<Option<hyper::body::Incoming>, String> {
     let uri = format!("{base}{}/{}", typ.endpoint(), id_str(ctx.cfg.member_id));
     let mut req = Request::builder()
         .method(Method::GET)
@@ -290,13 +271,10 @@ async fn dial(
     if let Ok(v) = http::HeaderValue::from_str(&id_str(peer_id)) {
         req.headers_mut().insert("X-Raft-To", v);
     }
-    let resp = tokio::time::timeout(
-        ctx.cfg.dial_timeout + ctx.cfg.conn_read_timeout,
-        ctx.client.request(req),
-    )
-    .await
-    .map_err(|_| "dial timeout".to_string())?
-    .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(ctx.cfg.dial_timeout + ctx.cfg.conn_read_timeout, ctx.client.request(req))
+        .await
+        .map_err(|_| "dial timeout".to_string())?
+        .map_err(|e| e.to_string())?;
     let rv = header_version(resp.headers(), "X-Server-Version");
     if rv.is_some_and(|v| (v.major, v.minor) == (2, 0)) {
         return Ok(None);
@@ -307,15 +285,11 @@ async fn dial(
             ctx.raft.report_critical_error(CriticalError::MemberRemoved);
             Err("the member has been permanently removed from the cluster".into())
         }
-        StatusCode::NOT_FOUND => Err(format!(
-            "peer {} failed to find local node {}",
-            id_str(peer_id),
-            id_str(ctx.cfg.member_id)
-        )),
+        StatusCode::NOT_FOUND => {
+            Err(format!("peer {} failed to find local node {}", id_str(peer_id), id_str(ctx.cfg.member_id)))
+        }
         StatusCode::PRECONDITION_FAILED => {
-            let body = read_small_body(resp.into_body(), ctx.cfg.conn_read_timeout)
-                .await
-                .map_err(|e| e.to_string())?;
+            let body = read_small_body(resp.into_body(), ctx.cfg.conn_read_timeout).await.map_err(|e| e.to_string())?;
             Err(check_cluster_compat_answer(&body))
         }
         s => Err(format!("unhandled http status {}", s.as_u16())),
@@ -348,11 +322,7 @@ async fn decode_loop(
         if msgappv2_codec::is_link_heartbeat(&m) {
             continue;
         }
-        let queue = if m.msg_type == MessageType::MsgPropose {
-            &q.propc
-        } else {
-            &q.recvc
-        };
+        let queue = if m.msg_type == MessageType::MsgPropose { &q.propc } else { &q.recvc };
         if queue.try_send(m).is_err() {
             tracing::warn!(peer = %id_str(peer_id), active = status.is_active(), "dropped Raft message since receiving buffer is full (overloaded network)");
         }

@@ -47,19 +47,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn peer(&self, id: u64) -> Option<Arc<Peer>> {
-        self.peers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
+        self.peers.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
     }
 
     /// etcd's `AddRemote`: ignored for known peers/remotes, bad URLs and after `stop`.
     pub(crate) fn add_remote(&self, id: u64, urls: &[String]) {
-        if self.stopped.load(Ordering::SeqCst)
-            || id == self.ctx.cfg.member_id
-            || self.peer(id).is_some()
-        {
+        if self.stopped.load(Ordering::SeqCst) || id == self.ctx.cfg.member_id || self.peer(id).is_some() {
             return;
         }
         let Ok(urls) = parse_urls(urls) else { return };
@@ -111,9 +104,7 @@ impl Transport {
         }
         let dialer = Dialer::new(cfg.client_tls.clone(), cfg.dial_timeout)
             .with_keepalive(Some(std::time::Duration::from_secs(30)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(1024)
-            .build(dialer);
+        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(dialer);
         let faults = crate::fault::Faults::new(cfg.fault_injection);
         let ctx = Arc::new(Ctx { cfg, raft, client, faults });
         Ok(Transport {
@@ -128,11 +119,7 @@ impl Transport {
 
     /// Serves the peer routes on `listener` until `shutdown` completes. Connections already
     /// accepted keep running until they end.
-    pub async fn serve(
-        &self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-    ) -> std::io::Result<()> {
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         self.serve_inner(listener, None, shutdown).await
     }
 
@@ -201,11 +188,7 @@ impl Transport {
         }
         g.insert(id, Arc::new(Peer::start(self.shared.ctx.clone(), id, urls)));
         drop(g);
-        self.shared
-            .remotes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.shared.remotes.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
         tracing::info!(peer = %crate::http::id_str(id), "added remote peer");
         Ok(())
     }
@@ -216,19 +199,11 @@ impl Transport {
     }
 
     pub fn remove_peer(&self, id: u64) {
-        self.shared
-            .peers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.shared.peers.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 
     pub fn remove_all_peers(&self) {
-        self.shared
-            .peers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.shared.peers.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     pub fn update_peer(&self, id: u64, urls: &[String]) -> Result<(), TransportError> {
@@ -264,13 +239,7 @@ impl Transport {
         if let Some(p) = self.shared.peer(m.to) {
             return p.send(m);
         }
-        let remote = self
-            .shared
-            .remotes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&m.to)
-            .cloned();
+        let remote = self.shared.remotes.read().unwrap_or_else(|p| p.into_inner()).get(&m.to).cloned();
         if let Some(r) = remote {
             r.send(m);
             return Some(Picked::Pipeline);
@@ -285,11 +254,7 @@ impl Transport {
         let cut = self.shared.ctx.faults.is_cut(snap.message.to);
         match self.shared.peer(snap.message.to).filter(|_| !cut) {
             Some(p) => p.send_snapshot(snap),
-            None => self
-                .shared
-                .ctx
-                .raft
-                .report_snapshot(snap.message.to, raft::SnapshotStatus::Failure),
+            None => self.shared.ctx.raft.report_snapshot(snap.message.to, raft::SnapshotStatus::Failure),
         }
     }
 
@@ -330,16 +295,8 @@ impl Transport {
     /// Stops every peer and remote. Later `add_peer` calls fail; `send` drops.
     pub fn stop(&self) {
         self.shared.stopped.store(true, Ordering::SeqCst);
-        self.shared
-            .peers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.shared
-            .remotes
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.shared.peers.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.shared.remotes.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Tests only: cuts this member off from `ids` (replacing any earlier cut; empty heals).

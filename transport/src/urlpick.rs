@@ -12,22 +12,14 @@ pub(crate) fn parse_urls(urls: &[String]) -> Result<Vec<String>, TransportError>
     }
     urls.iter()
         .map(|s| {
-            let u = url::Url::parse(s.trim())
-                .map_err(|e| TransportError::InvalidUrl(format!("{s}: {e}")))?;
+            let u = url::Url::parse(s.trim()).map_err(|e| TransportError::InvalidUrl(format!("{s}: {e}")))?;
             let scheme = u.scheme();
             if scheme != "http" && scheme != "https" {
-                return Err(TransportError::InvalidUrl(format!(
-                    "{s}: peer URLs must be http or https"
-                )));
+                return Err(TransportError::InvalidUrl(format!("{s}: peer URLs must be http or https")));
             }
-            let host = u
-                .host_str()
-                .ok_or_else(|| TransportError::InvalidUrl(format!("{s}: no host")))?;
-            let host = if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]")
-            } else {
-                host.to_string()
-            };
+            let host = u.host_str().ok_or_else(|| TransportError::InvalidUrl(format!("{s}: no host")))?;
+            let host =
+                if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
             Ok(match u.port() {
                 Some(p) => format!("{scheme}://{host}:{p}"),
                 None => format!("{scheme}://{host}"),
@@ -44,9 +36,7 @@ pub(crate) struct UrlPicker {
 impl UrlPicker {
     /// `urls` must be non-empty (see [`parse_urls`]).
     pub(crate) fn new(urls: Vec<String>) -> Self {
-        UrlPicker {
-            inner: Mutex::new((urls, 0)),
-        }
+        UrlPicker { inner: Mutex::new((urls, 0)) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<String>, usize)> {
@@ -77,15 +67,8 @@ mod tests {
 
     #[test]
     fn picks_round_robin_on_unreachable() {
-        let urls = parse_urls(&["http://127.0.0.1:1/".into(), "http://[::1]:2".into()])
-            .unwrap_or_default();
-        assert_eq!(
-            urls,
-            vec![
-                "http://127.0.0.1:1".to_string(),
-                "http://[::1]:2".to_string()
-            ]
-        );
+        let urls = parse_urls(&["http://127.0.0.1:1/".into(), "http://[::1]:2".into()]).unwrap_or_default();
+        assert_eq!(urls, vec!["http://127.0.0.1:1".to_string(), "http://[::1]:2".to_string()]);
         let p = UrlPicker::new(urls);
         assert_eq!(p.pick(), "http://127.0.0.1:1");
         p.unreachable("http://127.0.0.1:1");

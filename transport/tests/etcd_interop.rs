@@ -42,12 +42,7 @@ impl Drop for EtcdCluster {
 }
 
 fn require(bin: &str) {
-    if let Err(e) = Command::new(bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
+    if let Err(e) = Command::new(bin).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
         panic!(
             "`{bin}` could not be run ({e}): this interop test needs etcd 3.4.x's `etcd` and \
              `etcdctl` on PATH (CI installs them; locally e.g. `apt-get install etcd-server \
@@ -64,33 +59,19 @@ impl EtcdCluster {
     fn start() -> EtcdCluster {
         require("etcd");
         require("etcdctl");
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "wasmraft-etcd-interop-{}-{stamp}",
-            std::process::id()
-        ));
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("wasmraft-etcd-interop-{}-{stamp}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         // Hold the ports until just before etcd binds them.
         let holds: Vec<_> = (0..4).map(|_| free_port()).collect();
         let port = |i: usize| holds[i].local_addr().map(|a| a.port()).unwrap_or(0);
-        let client_urls: Vec<String> = (0..2)
-            .map(|i| format!("http://127.0.0.1:{}", port(i)))
-            .collect();
-        let peer_urls: Vec<String> = (0..2)
-            .map(|i| format!("http://127.0.0.1:{}", port(2 + i)))
-            .collect();
+        let client_urls: Vec<String> = (0..2).map(|i| format!("http://127.0.0.1:{}", port(i))).collect();
+        let peer_urls: Vec<String> = (0..2).map(|i| format!("http://127.0.0.1:{}", port(2 + i))).collect();
         drop(holds);
         let names = ["a", "b"];
         let initial = format!("a={},b={}", peer_urls[0], peer_urls[1]);
-        let mut c = EtcdCluster {
-            procs: Vec::new(),
-            dir,
-            client_urls,
-            peer_urls,
-        };
+        let mut c = EtcdCluster { procs: Vec::new(), dir, client_urls, peer_urls };
         for (i, name) in names.iter().enumerate() {
             let log = std::fs::File::create(c.dir.join(format!("{name}.log"))).expect("log file");
             let log2 = log.try_clone().expect("log file");
@@ -107,10 +88,7 @@ impl EtcdCluster {
                 .args(["--listen-peer-urls", &c.peer_urls[i]])
                 .args(["--initial-advertise-peer-urls", &c.peer_urls[i]])
                 .args(["--initial-cluster", &initial])
-                .args([
-                    "--initial-cluster-token",
-                    &format!("wasmraft-interop-{stamp}"),
-                ])
+                .args(["--initial-cluster-token", &format!("wasmraft-interop-{stamp}")])
                 .args(["--initial-cluster-state", "new"])
                 .stdin(Stdio::null())
                 .stdout(log)
@@ -126,8 +104,7 @@ impl EtcdCluster {
         ["a", "b"]
             .iter()
             .map(|n| {
-                let s =
-                    std::fs::read_to_string(self.dir.join(format!("{n}.log"))).unwrap_or_default();
+                let s = std::fs::read_to_string(self.dir.join(format!("{n}.log"))).unwrap_or_default();
                 let tail: Vec<&str> = s.lines().rev().take(15).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 format!("--- etcd {n} (last lines) ---\n{}", tail.join("\n"))
@@ -173,10 +150,7 @@ impl EtcdCluster {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        panic!(
-            "etcd cluster did not come up in 60 s (etcdctl: {last})\n{}",
-            self.logs()
-        );
+        panic!("etcd cluster did not come up in 60 s (etcdctl: {last})\n{}", self.logs());
     }
 }
 
@@ -239,20 +213,12 @@ const COMPARED: [&str; 7] = [
     "Content-Length",
 ];
 
-async fn ask(
-    c: &RawClient,
-    method: &str,
-    url: String,
-    headers: &[(&'static str, String)],
-    body: &[u8],
-) -> Answer {
+async fn ask(c: &RawClient, method: &str, url: String, headers: &[(&'static str, String)], body: &[u8]) -> Answer {
     let mut req = ::http::Request::builder().method(method).uri(&url);
     for (k, v) in headers {
         req = req.header(*k, v);
     }
-    let req = req
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .expect("request");
+    let req = req.body(Full::new(Bytes::copy_from_slice(body))).expect("request");
     let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
         .await
         .unwrap_or_else(|_| panic!("{method} {url}: no answer in 10 s"))
@@ -277,10 +243,7 @@ async fn ask(
                 let v = h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
                 if k == "Content-Length" && varying {
                     let ok = v.as_deref() == Some(raw.len().to_string().as_str());
-                    return (
-                        k,
-                        Some(if ok { "<length of body>" } else { "<wrong>" }.into()),
-                    );
+                    return (k, Some(if ok { "<length of body>" } else { "<wrong>" }.into()));
                 }
                 (k, v)
             })
@@ -295,10 +258,8 @@ fn normalize_probing(body: &str) -> String {
         && let Some((now, tail)) = rest.split_once('"')
     {
         let b = now.as_bytes();
-        let shaped = b.len() >= 20
-            && b[4] == b'-'
-            && b[10] == b'T'
-            && (now.ends_with('Z') || now[19..].contains(['+', '-']));
+        let shaped =
+            b.len() >= 20 && b[4] == b'-' && b[10] == b'T' && (now.ends_with('Z') || now[19..].contains(['+', '-']));
         return format!("{prefix}{}\"{tail}", if shaped { "<now>" } else { now });
     }
     body.to_string()
@@ -331,15 +292,9 @@ async fn our_peer_handler_answers_as_real_etcd_does() {
     // our transport never talks to the real cluster).
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let ours_url = format!("http://{}", l.local_addr().expect("addr"));
-    let tr = Transport::new(
-        TransportConfig::new(me, cid, vec![ours_url.clone()]),
-        Arc::new(NullRaft),
-    )
-    .expect("transport");
-    let dead = format!(
-        "http://127.0.0.1:{}",
-        free_port().local_addr().expect("a").port()
-    );
+    let tr =
+        Transport::new(TransportConfig::new(me, cid, vec![ours_url.clone()]), Arc::new(NullRaft)).expect("transport");
+    let dead = format!("http://127.0.0.1:{}", free_port().local_addr().expect("a").port());
     tr.add_peer(peer, &[dead]).expect("add peer");
     let t2 = tr.clone();
     tokio::spawn(async move { t2.serve(l, std::future::pending()).await });
@@ -365,46 +320,21 @@ async fn our_peer_handler_answers_as_real_etcd_does() {
     let mut snap_frame = Vec::new();
     msg_codec::encode_frame(&msg(MessageType::MsgHeartbeat, peer, me), &mut snap_frame);
     let unknown = 0x99u64;
-    let case =
-        |name, method, path: String, headers: Vec<(&'static str, String)>, body: &[u8]| Case {
-            name,
-            method,
-            path,
-            headers,
-            body: body.to_vec(),
-        };
+    let case = |name, method, path: String, headers: Vec<(&'static str, String)>, body: &[u8]| Case {
+        name,
+        method,
+        path,
+        headers,
+        body: body.to_vec(),
+    };
     let cases = vec![
         case("probing", "GET", "/raft/probing".into(), vec![], b""),
         case("probing, POST", "POST", "/raft/probing".into(), vec![], b""),
         case("pipeline, GET", "GET", "/raft".into(), good.clone(), b""),
-        case(
-            "pipeline, accepted",
-            "POST",
-            "/raft".into(),
-            good.clone(),
-            &harmless,
-        ),
-        case(
-            "pipeline, wrong cluster ID",
-            "POST",
-            "/raft".into(),
-            with("X-Etcd-Cluster-ID", "beef"),
-            &harmless,
-        ),
-        case(
-            "pipeline, no cluster ID",
-            "POST",
-            "/raft".into(),
-            with("X-Etcd-Cluster-ID", ""),
-            &harmless,
-        ),
-        case(
-            "pipeline, server version too low",
-            "POST",
-            "/raft".into(),
-            with("X-Server-Version", "2.3.0"),
-            &harmless,
-        ),
+        case("pipeline, accepted", "POST", "/raft".into(), good.clone(), &harmless),
+        case("pipeline, wrong cluster ID", "POST", "/raft".into(), with("X-Etcd-Cluster-ID", "beef"), &harmless),
+        case("pipeline, no cluster ID", "POST", "/raft".into(), with("X-Etcd-Cluster-ID", ""), &harmless),
+        case("pipeline, server version too low", "POST", "/raft".into(), with("X-Server-Version", "2.3.0"), &harmless),
         case(
             "pipeline, server version higher (accepted)",
             "POST",
@@ -433,27 +363,9 @@ async fn our_peer_handler_answers_as_real_etcd_does() {
             vec![("X-Etcd-Cluster-ID", format!("{cid:x}"))],
             &harmless,
         ),
-        case(
-            "pipeline, garbage body",
-            "POST",
-            "/raft".into(),
-            good.clone(),
-            b"\xff\xfe\xfd garbage \x00\x01\x02",
-        ),
-        case(
-            "pipeline, truncated varint",
-            "POST",
-            "/raft".into(),
-            good.clone(),
-            b"\x10",
-        ),
-        case(
-            "pipeline, bad wire type",
-            "POST",
-            "/raft".into(),
-            good.clone(),
-            b"\x0f\x01",
-        ),
+        case("pipeline, garbage body", "POST", "/raft".into(), good.clone(), b"\xff\xfe\xfd garbage \x00\x01\x02"),
+        case("pipeline, truncated varint", "POST", "/raft".into(), good.clone(), b"\x10"),
+        case("pipeline, bad wire type", "POST", "/raft".into(), good.clone(), b"\x0f\x01"),
         case(
             "stream message, unknown sender",
             "GET",
@@ -475,13 +387,7 @@ async fn our_peer_handler_answers_as_real_etcd_does() {
             with("X-Raft-To", "1"),
             b"",
         ),
-        case(
-            "stream msgapp, no X-Raft-To",
-            "GET",
-            format!("/raft/stream/msgapp/{peer:x}"),
-            with("X-Raft-To", ""),
-            b"",
-        ),
+        case("stream msgapp, no X-Raft-To", "GET", format!("/raft/stream/msgapp/{peer:x}"), with("X-Raft-To", ""), b""),
         case(
             "stream, wrong cluster ID",
             "GET",
@@ -496,41 +402,11 @@ async fn our_peer_handler_answers_as_real_etcd_does() {
             with("X-Server-Version", "2.1.0"),
             b"",
         ),
-        case(
-            "stream, POST",
-            "POST",
-            format!("/raft/stream/message/{peer:x}"),
-            good.clone(),
-            b"",
-        ),
-        case(
-            "stream, bad type",
-            "GET",
-            "/raft/stream/bogus/1".into(),
-            good.clone(),
-            b"",
-        ),
-        case(
-            "stream, bad sender id",
-            "GET",
-            "/raft/stream/message/xyz".into(),
-            good.clone(),
-            b"",
-        ),
-        case(
-            "snapshot, not a MsgSnap",
-            "POST",
-            "/raft/snapshot".into(),
-            good.clone(),
-            &snap_frame,
-        ),
-        case(
-            "snapshot, GET",
-            "GET",
-            "/raft/snapshot".into(),
-            good.clone(),
-            b"",
-        ),
+        case("stream, POST", "POST", format!("/raft/stream/message/{peer:x}"), good.clone(), b""),
+        case("stream, bad type", "GET", "/raft/stream/bogus/1".into(), good.clone(), b""),
+        case("stream, bad sender id", "GET", "/raft/stream/message/xyz".into(), good.clone(), b""),
+        case("snapshot, not a MsgSnap", "POST", "/raft/snapshot".into(), good.clone(), &snap_frame),
+        case("snapshot, GET", "GET", "/raft/snapshot".into(), good.clone(), b""),
         case(
             "snapshot, wrong cluster ID",
             "POST",
@@ -538,113 +414,30 @@ async fn our_peer_handler_answers_as_real_etcd_does() {
             with("X-Etcd-Cluster-ID", "2"),
             &snap_frame,
         ),
-        case(
-            "snapshot, empty body",
-            "POST",
-            "/raft/snapshot".into(),
-            good.clone(),
-            b"",
-        ),
-        case(
-            "snapshot, short length",
-            "POST",
-            "/raft/snapshot".into(),
-            good.clone(),
-            b"\x00\x00\x01",
-        ),
+        case("snapshot, empty body", "POST", "/raft/snapshot".into(), good.clone(), b""),
+        case("snapshot, short length", "POST", "/raft/snapshot".into(), good.clone(), b"\x00\x00\x01"),
         case("unknown path", "GET", "/nope".into(), vec![], b""),
         case("unknown path, POST", "POST", "/nope".into(), vec![], b""),
-        case(
-            "unknown /raft path",
-            "GET",
-            "/raft/nope".into(),
-            good.clone(),
-            b"",
-        ),
-        case(
-            "under probing",
-            "GET",
-            "/raft/probing/x".into(),
-            vec![],
-            b"",
-        ),
-        case(
-            "under snapshot",
-            "POST",
-            "/raft/snapshot/x".into(),
-            good.clone(),
-            &snap_frame,
-        ),
-        case(
-            "stream root",
-            "GET",
-            "/raft/stream".into(),
-            good.clone(),
-            b"",
-        ),
-        case(
-            "stream root, slash",
-            "GET",
-            "/raft/stream/".into(),
-            good.clone(),
-            b"",
-        ),
-        case(
-            "stream root, POST with query",
-            "POST",
-            "/raft/stream?a=1&b=%3C2%3E'".into(),
-            good.clone(),
-            b"",
-        ),
-        case(
-            "unclean path, dot",
-            "GET",
-            "/raft/./probing".into(),
-            vec![],
-            b"",
-        ),
-        case(
-            "unclean path, dot-dot",
-            "POST",
-            "/raft/snapshot/../../raft".into(),
-            good.clone(),
-            &harmless,
-        ),
-        case(
-            "unclean path, double slash",
-            "GET",
-            format!("/raft/stream//message/{peer:x}?x=1&y='"),
-            good.clone(),
-            b"",
-        ),
+        case("unknown /raft path", "GET", "/raft/nope".into(), good.clone(), b""),
+        case("under probing", "GET", "/raft/probing/x".into(), vec![], b""),
+        case("under snapshot", "POST", "/raft/snapshot/x".into(), good.clone(), &snap_frame),
+        case("stream root", "GET", "/raft/stream".into(), good.clone(), b""),
+        case("stream root, slash", "GET", "/raft/stream/".into(), good.clone(), b""),
+        case("stream root, POST with query", "POST", "/raft/stream?a=1&b=%3C2%3E'".into(), good.clone(), b""),
+        case("unclean path, dot", "GET", "/raft/./probing".into(), vec![], b""),
+        case("unclean path, dot-dot", "POST", "/raft/snapshot/../../raft".into(), good.clone(), &harmless),
+        case("unclean path, double slash", "GET", format!("/raft/stream//message/{peer:x}?x=1&y='"), good.clone(), b""),
     ];
 
     let c: RawClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let mut diffs = Vec::new();
     for k in &cases {
-        let theirs = ask(
-            &c,
-            k.method,
-            format!("{etcd_url}{}", k.path),
-            &k.headers,
-            &k.body,
-        )
-        .await;
-        let ours = ask(
-            &c,
-            k.method,
-            format!("{ours_url}{}", k.path),
-            &k.headers,
-            &k.body,
-        )
-        .await;
+        let theirs = ask(&c, k.method, format!("{etcd_url}{}", k.path), &k.headers, &k.body).await;
+        let ours = ask(&c, k.method, format!("{ours_url}{}", k.path), &k.headers, &k.body).await;
         if theirs == ours {
             eprintln!("same   {:<45} {} {:?}", k.name, ours.status, ours.body);
         } else {
-            eprintln!(
-                "DIFFER {:<45}\n  etcd: {theirs:?}\n  ours: {ours:?}",
-                k.name
-            );
+            eprintln!("DIFFER {:<45}\n  etcd: {theirs:?}\n  ours: {ours:?}", k.name);
             diffs.push(k.name);
         }
     }
@@ -660,9 +453,7 @@ async fn our_peer_handler_answers_as_real_etcd_does() {
         Arc::new(NullRaft),
     )
     .expect("transport");
-    prober
-        .add_peer(me, std::slice::from_ref(&etcd_url))
-        .expect("add");
+    prober.add_peer(me, std::slice::from_ref(&etcd_url)).expect("add");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let s = prober.probe_status(me).expect("status");
@@ -673,24 +464,14 @@ async fn our_peer_handler_answers_as_real_etcd_does() {
             assert!(s.clock_diff_secs.is_some_and(|d| d.abs() < 1.0), "{s:?}");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "our prober never saw real etcd healthy: {s:?}"
-        );
+        assert!(Instant::now() < deadline, "our prober never saw real etcd healthy: {s:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     prober.stop();
 
     // Real etcd survived all of that and still serves its cluster.
     for p in &mut etcd.procs {
-        assert!(
-            matches!(p.try_wait(), Ok(None)),
-            "real etcd exited\n{}",
-            etcd.logs()
-        );
+        assert!(matches!(p.try_wait(), Ok(None)), "real etcd exited\n{}", etcd.logs());
     }
-    assert!(
-        diffs.is_empty(),
-        "our answers differ from etcd's for: {diffs:?} (details above)"
-    );
+    assert!(diffs.is_empty(), "our answers differ from etcd's for: {diffs:?} (details above)");
 }

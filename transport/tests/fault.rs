@@ -56,11 +56,7 @@ struct Node {
 
 impl Node {
     fn unreachable_reports(&self, id: u64) -> usize {
-        self.raft
-            .unreachable
-            .lock()
-            .map(|g| g.iter().filter(|&&i| i == id).count())
-            .unwrap_or(0)
+        self.raft.unreachable.lock().map(|g| g.iter().filter(|&&i| i == id).count()).unwrap_or(0)
     }
 
     /// Drains what arrived so far; returns how many messages of type `t` from `from`.
@@ -77,10 +73,7 @@ async fn node(id: u64, faults: bool) -> Node {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", l.local_addr().expect("addr"));
     let (tx, rx) = mpsc::unbounded_channel();
-    let raft = Arc::new(FakeRaft {
-        tx,
-        unreachable: Mutex::default(),
-    });
+    let raft = Arc::new(FakeRaft { tx, unreachable: Mutex::default() });
     let mut cfg = TransportConfig::new(id, CID, vec![url.clone()]);
     cfg.conn_read_timeout = Duration::from_secs(3);
     cfg.fault_injection = faults;
@@ -107,11 +100,7 @@ async fn wait_stream(from: &Node, to: &mut Node) {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!(
-        "the message stream {:x} -> {:x} never came up",
-        from.tr.id(),
-        to.tr.id()
-    );
+    panic!("the message stream {:x} -> {:x} never came up", from.tr.id(), to.tr.id());
 }
 
 /// Sends `n` heartbeats from `from` to `to` over 0.5 s, then counts what arrived.
@@ -126,8 +115,7 @@ async fn heartbeats_through(from: &Node, to: &mut Node, n: usize) -> usize {
 }
 
 async fn http(method: &str, url: &str, body: &str) -> (u16, String) {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let req = ::http::Request::builder()
         .method(method)
         .uri(url)
@@ -176,8 +164,7 @@ async fn a_cut_stops_traffic_both_ways_and_heals() {
     assert!(fell_back, "B's streams to A stayed up");
     assert_eq!(a.drain(2, MessageType::MsgHeartbeat), 0);
     // A direct pipeline post from B is refused with the cut's answer.
-    let pipeline = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
+    let pipeline = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = ::http::Request::builder()
         .method("POST")
         .uri(format!("{}/raft", a.url))
@@ -208,29 +195,16 @@ async fn the_admin_endpoint_exists_only_with_the_flag() {
     let (on, off) = (node(1, true).await, node(2, false).await);
     let faults_on = format!("{}/wasmraft/faults", on.url);
     assert_eq!(http("GET", &faults_on, "").await, (200, "\n".to_string()));
-    assert_eq!(
-        http("PUT", &faults_on, "a, 1f\n3").await,
-        (200, "3,a,1f\n".to_string())
-    );
-    assert_eq!(
-        http("GET", &faults_on, "").await,
-        (200, "3,a,1f\n".to_string())
-    );
+    assert_eq!(http("PUT", &faults_on, "a, 1f\n3").await, (200, "3,a,1f\n".to_string()));
+    assert_eq!(http("GET", &faults_on, "").await, (200, "3,a,1f\n".to_string()));
     let (code, body) = http("PUT", &faults_on, "a,nope").await;
     assert_eq!((code, body.as_str()), (400, "not a member id: \"nope\"\n"));
-    assert_eq!(
-        on.tr.cut(),
-        vec![3, 0xa, 0x1f],
-        "a bad request changes nothing"
-    );
+    assert_eq!(on.tr.cut(), vec![3, 0xa, 0x1f], "a bad request changes nothing");
     assert_eq!(http("DELETE", &faults_on, "").await.0, 405);
 
     // Without the flag: etcd's 404 for an unknown path, and the API cannot cut either.
     let faults_off = format!("{}/wasmraft/faults", off.url);
-    assert_eq!(
-        http("GET", &faults_off, "").await,
-        (404, "404 page not found\n".to_string())
-    );
+    assert_eq!(http("GET", &faults_off, "").await, (404, "404 page not found\n".to_string()));
     assert_eq!(http("PUT", &faults_off, "1").await.0, 404);
     assert!(!off.tr.set_cut(&[1]));
     assert!(off.tr.cut().is_empty());

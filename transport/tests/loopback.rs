@@ -32,10 +32,7 @@ impl Raft for FakeRaft {
         Ok(())
     }
     fn is_id_removed(&self, id: u64) -> bool {
-        self.removed
-            .lock()
-            .map(|g| g.contains(&id))
-            .unwrap_or(false)
+        self.removed.lock().map(|g| g.contains(&id)).unwrap_or(false)
     }
     fn report_unreachable(&self, id: u64) {
         if let Ok(mut g) = self.unreachable.lock() {
@@ -54,9 +51,7 @@ impl Raft for FakeRaft {
             let (mut n, mut sum) = (0u64, 0u64);
             while let Some(c) = data.chunk().await.map_err(|e| e.to_string())? {
                 n += c.len() as u64;
-                sum = c
-                    .iter()
-                    .fold(sum, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
+                sum = c.iter().fold(sum, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
             }
             let _ = self.saved.send((n, sum));
             Ok(n)
@@ -91,14 +86,7 @@ async fn node(id: u64) -> Node {
     let tr = Transport::new(cfg, raft.clone()).expect("transport");
     let t2 = tr.clone();
     tokio::spawn(async move { t2.serve(l, std::future::pending()).await });
-    Node {
-        tr,
-        url,
-        raft,
-        rx,
-        snap_reports,
-        saved,
-    }
+    Node { tr, url, raft, rx, snap_reports, saved }
 }
 
 fn msg(t: MessageType, from: u64, to: u64) -> Message {
@@ -121,10 +109,7 @@ fn entry(term: u64, index: u64, data: &'static [u8]) -> Entry {
 async fn wait_picked(from: &Node, to: u64, t: MessageType, want: Picked) {
     for _ in 0..400 {
         let w = match t {
-            MessageType::MsgAppend => {
-                from.tr
-                    .send_one(msg(MessageType::MsgHeartbeat, from.tr.id(), to))
-            }
+            MessageType::MsgAppend => from.tr.send_one(msg(MessageType::MsgHeartbeat, from.tr.id(), to)),
             _ => from.tr.send_one(msg(t, from.tr.id(), to)),
         };
         if w == Some(want) {
@@ -231,12 +216,8 @@ async fn pipeline_carries_messages_when_streams_are_down() {
 async fn snapshot_with_multi_megabyte_data_streams_through() {
     let (mut a, mut b) = (node(1).await, node(2).await);
     a.tr.add_peer(2, std::slice::from_ref(&b.url)).expect("add");
-    let data: Vec<u8> = (0..5 * 1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    let want_sum = data
-        .iter()
-        .fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let data: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let want_sum = data.iter().fold(0u64, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)));
     let mut m = msg(MessageType::MsgSnapshot, 1, 2);
     m.term = 2;
     let md = m.mut_snapshot().mut_metadata();
@@ -244,21 +225,12 @@ async fn snapshot_with_multi_megabyte_data_streams_through() {
     md.term = 2;
     md.mut_conf_state().voters = vec![1, 2];
     let size = data.len() as u64;
-    a.tr.send_snapshot(OutgoingSnapshot {
-        message: m.clone(),
-        data: Box::new(std::io::Cursor::new(data)),
-        size,
-    });
-    let saved = tokio::time::timeout(Duration::from_secs(60), b.saved.recv())
-        .await
-        .expect("saved")
-        .expect("chan");
+    a.tr.send_snapshot(OutgoingSnapshot { message: m.clone(), data: Box::new(std::io::Cursor::new(data)), size });
+    let saved = tokio::time::timeout(Duration::from_secs(60), b.saved.recv()).await.expect("saved").expect("chan");
     assert_eq!(saved, (size, want_sum));
     assert_eq!(recv_type(&mut b, MessageType::MsgSnapshot).await, m);
-    let report = tokio::time::timeout(Duration::from_secs(30), a.snap_reports.recv())
-        .await
-        .expect("report")
-        .expect("chan");
+    let report =
+        tokio::time::timeout(Duration::from_secs(30), a.snap_reports.recv()).await.expect("report").expect("chan");
     assert_eq!(report, (2, SnapshotStatus::Finish));
 
     // A reader shorter than its announced size aborts the upload: failure, nothing processed.
@@ -269,10 +241,8 @@ async fn snapshot_with_multi_megabyte_data_streams_through() {
         data: Box::new(std::io::Cursor::new(vec![1u8; 1000])),
         size: 5000,
     });
-    let report = tokio::time::timeout(Duration::from_secs(30), a.snap_reports.recv())
-        .await
-        .expect("report")
-        .expect("chan");
+    let report =
+        tokio::time::timeout(Duration::from_secs(30), a.snap_reports.recv()).await.expect("report").expect("chan");
     assert_eq!(report, (2, SnapshotStatus::Failure));
 }
 
@@ -292,16 +262,8 @@ async fn a_dead_peer_never_blocks_send() {
         })
         .collect();
     a.tr.send(msgs); // returns: the queues are bounded and full ones drop
-    let dropped = a
-        .raft
-        .unreachable
-        .lock()
-        .map(|g| g.iter().filter(|&&id| id == 9).count())
-        .unwrap_or(0);
-    assert!(
-        dropped >= 20_000 - 64 - 4,
-        "only {dropped} reported unreachable"
-    );
+    let dropped = a.raft.unreachable.lock().map(|g| g.iter().filter(|&&id| id == 9).count()).unwrap_or(0);
+    assert!(dropped >= 20_000 - 64 - 4, "only {dropped} reported unreachable");
     // A snapshot to it fails and says so.
     assert_eq!(a.tr.send_one(msg(MessageType::MsgHeartbeat, 1, 0)), None);
     assert_eq!(a.tr.send_one(msg(MessageType::MsgHeartbeat, 1, 77)), None);
@@ -320,18 +282,10 @@ async fn raw(
     for (k, v) in headers {
         req = req.header(*k, v);
     }
-    let resp = c
-        .request(req.body(Full::new(Bytes::from(body))).expect("req"))
-        .await
-        .expect("response");
+    let resp = c.request(req.body(Full::new(Bytes::from(body))).expect("req")).await.expect("response");
     let status = resp.status().as_u16();
     let h = resp.headers().clone();
-    let b = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let b = resp.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     (status, String::from_utf8_lossy(&b).into_owned(), h)
 }
 
@@ -345,11 +299,7 @@ fn good_headers(from: u64) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn with(
-    mut h: Vec<(&'static str, String)>,
-    k: &'static str,
-    v: &str,
-) -> Vec<(&'static str, String)> {
+fn with(mut h: Vec<(&'static str, String)>, k: &'static str, v: &str) -> Vec<(&'static str, String)> {
     h.retain(|(n, _)| *n != k);
     h.push((k, v.to_string()));
     h
@@ -358,8 +308,7 @@ fn with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_etcds_status_codes_and_bodies() {
     let mut b = node(2).await;
-    b.tr.add_peer(1, &["http://127.0.0.1:1".to_string()])
-        .expect("add");
+    b.tr.add_peer(1, &["http://127.0.0.1:1".to_string()]).expect("add");
     if let Ok(mut g) = b.raft.removed.lock() {
         g.insert(5);
     }
@@ -372,184 +321,77 @@ async fn every_route_answers_etcds_status_codes_and_bodies() {
     // Pipeline.
     let (s, body, h) = raw(&c, "POST", u("/raft"), &good, hb.clone()).await;
     assert_eq!((s, body.as_str()), (204, ""));
-    assert_eq!(
-        h.get("X-Etcd-Cluster-ID").and_then(|v| v.to_str().ok()),
-        Some("c1a5")
-    );
+    assert_eq!(h.get("X-Etcd-Cluster-ID").and_then(|v| v.to_str().ok()), Some("c1a5"));
     assert_eq!(recv_type(&mut b, MessageType::MsgHeartbeat).await.from, 1);
     let (s, body, h) = raw(&c, "GET", u("/raft"), &good, vec![]).await;
     assert_eq!((s, body.as_str()), (405, "Method Not Allowed\n"));
     assert_eq!(h.get("Allow").and_then(|v| v.to_str().ok()), Some("POST"));
-    let (s, body, _) = raw(
-        &c,
-        "POST",
-        u("/raft"),
-        &with(good.clone(), "X-Etcd-Cluster-ID", "beef"),
-        hb.clone(),
-    )
-    .await;
+    let (s, body, _) = raw(&c, "POST", u("/raft"), &with(good.clone(), "X-Etcd-Cluster-ID", "beef"), hb.clone()).await;
     assert_eq!((s, body.as_str()), (412, "cluster ID mismatch\n"));
-    let (s, body, _) = raw(
-        &c,
-        "POST",
-        u("/raft"),
-        &with(good.clone(), "X-Server-Version", "2.3.0"),
-        hb.clone(),
-    )
-    .await;
+    let (s, body, _) = raw(&c, "POST", u("/raft"), &with(good.clone(), "X-Server-Version", "2.3.0"), hb.clone()).await;
     assert_eq!((s, body.as_str()), (412, "incompatible version\n"));
-    let (s, body, _) = raw(
-        &c,
-        "POST",
-        u("/raft"),
-        &with(good.clone(), "X-Min-Cluster-Version", "3.5.0"),
-        hb.clone(),
-    )
-    .await;
+    let (s, body, _) =
+        raw(&c, "POST", u("/raft"), &with(good.clone(), "X-Min-Cluster-Version", "3.5.0"), hb.clone()).await;
     assert_eq!((s, body.as_str()), (412, "incompatible version\n"));
-    let (s, body, _) = raw(
-        &c,
-        "POST",
-        u("/raft"),
-        &with(good.clone(), "X-Server-Version", "garbage"),
-        hb.clone(),
-    )
-    .await;
+    let (s, body, _) =
+        raw(&c, "POST", u("/raft"), &with(good.clone(), "X-Server-Version", "garbage"), hb.clone()).await;
     assert_eq!((s, body.as_str()), (412, "incompatible version\n"));
     let (s, _, _) = raw(&c, "POST", u("/raft"), &[], hb.clone()).await; // no headers: etcd 2.0
     assert_eq!(s, 412);
-    for hostile in [
-        vec![0x0bu8; 10_000],
-        vec![0x62, 0xff, 0xff, 0xff, 0xff, 0x0f],
-        vec![0x10],
-        vec![0x08, 99],
-    ] {
+    for hostile in [vec![0x0bu8; 10_000], vec![0x62, 0xff, 0xff, 0xff, 0xff, 0x0f], vec![0x10], vec![0x08, 99]] {
         let (s, body, _) = raw(&c, "POST", u("/raft"), &good, hostile).await;
-        assert_eq!(
-            (s, body.as_str()),
-            (400, "error unmarshalling raft message\n")
-        );
+        assert_eq!((s, body.as_str()), (400, "error unmarshalling raft message\n"));
     }
     let removed = wasmraft_transport::pb::encode_message(&msg(MessageType::MsgHeartbeat, 5, 2));
     let (s, body, h) = raw(&c, "POST", u("/raft"), &good_headers(5), removed).await;
-    assert_eq!(
-        (s, body.as_str()),
-        (
-            403,
-            "{\"message\":\"cannot process message from removed member\"}"
-        )
-    );
-    assert_eq!(
-        h.get("Content-Type").and_then(|v| v.to_str().ok()),
-        Some("application/json")
-    );
+    assert_eq!((s, body.as_str()), (403, "{\"message\":\"cannot process message from removed member\"}"));
+    assert_eq!(h.get("Content-Type").and_then(|v| v.to_str().ok()), Some("application/json"));
 
     // Streams.
     let (s, body, h) = raw(&c, "POST", u("/raft/stream/message/1"), &good, vec![]).await;
     assert_eq!((s, body.as_str()), (405, "Method Not Allowed\n"));
     assert_eq!(h.get("Allow").and_then(|v| v.to_str().ok()), Some("GET"));
-    let (s, body, h) = raw(
-        &c,
-        "GET",
-        u("/raft/stream/message/1"),
-        &with(good.clone(), "X-Etcd-Cluster-ID", "1"),
-        vec![],
-    )
-    .await;
+    let (s, body, h) =
+        raw(&c, "GET", u("/raft/stream/message/1"), &with(good.clone(), "X-Etcd-Cluster-ID", "1"), vec![]).await;
     assert_eq!((s, body.as_str()), (412, "cluster ID mismatch\n"));
-    assert_eq!(
-        h.get("X-Server-Version").and_then(|v| v.to_str().ok()),
-        Some("3.4.23")
-    );
+    assert_eq!(h.get("X-Server-Version").and_then(|v| v.to_str().ok()), Some("3.4.23"));
     let (s, body, _) = raw(&c, "GET", u("/raft/stream/bogus/1"), &good, vec![]).await;
     assert_eq!((s, body.as_str()), (404, "invalid path\n"));
     let (s, body, _) = raw(&c, "GET", u("/raft/stream/msgapp/xyz"), &good, vec![]).await;
     assert_eq!((s, body.as_str()), (404, "invalid from\n"));
-    let (s, body, _) = raw(
-        &c,
-        "GET",
-        u("/raft/stream/message/5"),
-        &good_headers(5),
-        vec![],
-    )
-    .await;
+    let (s, body, _) = raw(&c, "GET", u("/raft/stream/message/5"), &good_headers(5), vec![]).await;
     assert_eq!((s, body.as_str()), (410, "removed member\n"));
-    let (s, body, _) = raw(
-        &c,
-        "GET",
-        u("/raft/stream/message/6"),
-        &good_headers(6),
-        vec![],
-    )
-    .await;
+    let (s, body, _) = raw(&c, "GET", u("/raft/stream/message/6"), &good_headers(6), vec![]).await;
     assert_eq!((s, body.as_str()), (404, "error sender not found\n"));
-    let (s, body, _) = raw(
-        &c,
-        "GET",
-        u("/raft/stream/msgapp/1"),
-        &with(good.clone(), "X-Raft-To", "3"),
-        vec![],
-    )
-    .await;
+    let (s, body, _) = raw(&c, "GET", u("/raft/stream/msgapp/1"), &with(good.clone(), "X-Raft-To", "3"), vec![]).await;
     assert_eq!((s, body.as_str()), (412, "to field mismatch\n"));
 
     // Snapshot.
     let (s, body, _) = raw(&c, "GET", u("/raft/snapshot"), &good, vec![]).await;
     assert_eq!((s, body.as_str()), (405, "Method Not Allowed\n"));
-    let (s, body, _) = raw(
-        &c,
-        "POST",
-        u("/raft/snapshot"),
-        &with(good.clone(), "X-Etcd-Cluster-ID", "2"),
-        vec![],
-    )
-    .await;
+    let (s, body, _) =
+        raw(&c, "POST", u("/raft/snapshot"), &with(good.clone(), "X-Etcd-Cluster-ID", "2"), vec![]).await;
     assert_eq!((s, body.as_str()), (412, "cluster ID mismatch\n"));
     let mut frame = Vec::new();
     wasmraft_transport::msg_codec::encode_frame(&msg(MessageType::MsgHeartbeat, 1, 2), &mut frame);
     let (s, body, _) = raw(&c, "POST", u("/raft/snapshot"), &good, frame).await;
     assert_eq!((s, body.as_str()), (400, "wrong raft message type\n"));
-    let (s, body, _) = raw(
-        &c,
-        "POST",
-        u("/raft/snapshot"),
-        &good,
-        u64::MAX.to_be_bytes().to_vec(),
-    )
-    .await;
-    assert_eq!(
-        (s, body.as_str()),
-        (
-            400,
-            "failed to decode raft message (rafthttp: error limit exceeded)\n"
-        )
-    );
+    let (s, body, _) = raw(&c, "POST", u("/raft/snapshot"), &good, u64::MAX.to_be_bytes().to_vec()).await;
+    assert_eq!((s, body.as_str()), (400, "failed to decode raft message (rafthttp: error limit exceeded)\n"));
     let mut lying = (100u64 << 20).to_be_bytes().to_vec();
     lying.extend_from_slice(&[1, 2, 3]);
     let (s, body, _) = raw(&c, "POST", u("/raft/snapshot"), &good, lying).await;
     assert_eq!(s, 400);
-    assert!(
-        body.starts_with("failed to decode raft message ("),
-        "{body}"
-    );
+    assert!(body.starts_with("failed to decode raft message ("), "{body}");
     let mut groups = 4096u64.to_be_bytes().to_vec();
     groups.extend(std::iter::repeat_n(0x0bu8, 4096));
     let (s, body, _) = raw(&c, "POST", u("/raft/snapshot"), &good, groups).await;
-    assert_eq!(
-        (s, body.as_str()),
-        (
-            400,
-            "failed to decode raft message (group wire types are not accepted)\n"
-        )
-    );
+    assert_eq!((s, body.as_str()), (400, "failed to decode raft message (group wire types are not accepted)\n"));
 
     // Probing and unknown routes.
     let (s, body, _) = raw(&c, "GET", u("/raft/probing"), &[], vec![]).await;
     assert_eq!(s, 200);
-    assert!(
-        body.starts_with("{\"OK\":true,\"Now\":\"") && body.ends_with("\"}\n"),
-        "{body}"
-    );
+    assert!(body.starts_with("{\"OK\":true,\"Now\":\"") && body.ends_with("\"}\n"), "{body}");
     let (s, body, _) = raw(&c, "GET", u("/nope"), &[], vec![]).await;
     assert_eq!((s, body.as_str()), (404, "404 page not found\n"));
 
@@ -574,37 +416,20 @@ async fn a_member_of_another_cluster_is_refused() {
         snap_reports: stx,
         saved: svtx,
     });
-    let other = Transport::new(
-        TransportConfig::new(2, CID + 1, vec![url.clone()]),
-        other_raft,
-    )
-    .expect("t");
+    let other = Transport::new(TransportConfig::new(2, CID + 1, vec![url.clone()]), other_raft).expect("t");
     let o2 = other.clone();
     tokio::spawn(async move { o2.serve(l, std::future::pending()).await });
     a.tr.add_peer(2, &[url]).expect("add");
-    other
-        .add_peer(1, std::slice::from_ref(&a.url))
-        .expect("add");
+    other.add_peer(1, std::slice::from_ref(&a.url)).expect("add");
     // A's pipeline post is refused (412): reported unreachable, never processed by the other.
     a.tr.send_one(msg(MessageType::MsgHeartbeat, 1, 2));
     for _ in 0..400 {
-        if a.raft
-            .unreachable
-            .lock()
-            .map(|g| g.contains(&2))
-            .unwrap_or(false)
-        {
+        if a.raft.unreachable.lock().map(|g| g.contains(&2)).unwrap_or(false) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(
-        a.raft
-            .unreachable
-            .lock()
-            .map(|g| g.contains(&2))
-            .unwrap_or(false)
-    );
+    assert!(a.raft.unreachable.lock().map(|g| g.contains(&2)).unwrap_or(false));
     assert!(rx.try_recv().is_err());
     assert!(a.tr.active_since(2).is_none());
 }

@@ -70,21 +70,14 @@ impl KillablePeer {
                         let tr = tr.clone();
                         async move { Ok::<_, Infallible>(tr.handle(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(s), svc)
-                        .await;
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
                 });
                 if let Ok(mut g) = c2.lock() {
                     g.push(conn);
                 }
             }
         });
-        KillablePeer {
-            url,
-            probes,
-            accept,
-            conns,
-        }
+        KillablePeer { url, probes, accept, conns }
     }
 
     fn kill(&self) {
@@ -124,27 +117,20 @@ async fn a_live_peer_is_healthy_with_an_rtt_and_a_killed_one_turns_unhealthy() {
     let s0 = a.probe_status(2).expect("status");
     assert!(!s0.healthy && s0.srtt.is_zero() && s0.last_rtt.is_none());
 
-    eventually("the live peer is probed healthy", || {
-        a.probe_status(2).is_some_and(|s| s.healthy && s.total >= 2)
-    })
-    .await;
+    eventually("the live peer is probed healthy", || a.probe_status(2).is_some_and(|s| s.healthy && s.total >= 2))
+        .await;
     let s = a.probe_status(2).expect("status");
     assert!(s.last_rtt.is_some() && !s.srtt.is_zero(), "{s:?}");
     assert!(s.srtt < Duration::from_secs(5), "{s:?}");
     assert_eq!(s.last_error, None);
-    assert_eq!(
-        s.last_url.as_deref(),
-        Some(format!("{}/raft/probing", b.url).as_str())
-    );
+    assert_eq!(s.last_url.as_deref(), Some(format!("{}/raft/probing", b.url).as_str()));
     // Same clock on both ends: a small clock difference.
     assert!(s.clock_diff_secs.is_some_and(|d| d.abs() < 1.0), "{s:?}");
     assert!(b.probes.load(Ordering::SeqCst) >= 2);
 
     b.kill();
-    eventually("the killed peer is probed unhealthy", || {
-        a.probe_status(2).is_some_and(|s| !s.healthy && s.loss >= 1)
-    })
-    .await;
+    eventually("the killed peer is probed unhealthy", || a.probe_status(2).is_some_and(|s| !s.healthy && s.loss >= 1))
+        .await;
     let s = a.probe_status(2).expect("status");
     assert!(s.last_error.is_some(), "{s:?}");
     // The SRTT of the past successes is kept (as etcd's status does).
@@ -196,10 +182,7 @@ async fn probing_stops_when_the_peer_is_removed_or_the_transport_stops() {
     let n = b.probes.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(b.probes.load(Ordering::SeqCst), n, "probed after removal");
-    assert!(
-        c.probes.load(Ordering::SeqCst) >= 4,
-        "the other peer is still probed"
-    );
+    assert!(c.probes.load(Ordering::SeqCst) >= 4, "the other peer is still probed");
 
     a.stop();
     assert_eq!(a.probe_status(3), None);
@@ -213,18 +196,10 @@ async fn probing_stops_when_the_peer_is_removed_or_the_transport_stops() {
 async fn update_peer_restarts_the_prober_on_the_new_urls() {
     let b = KillablePeer::start(2).await;
     let a = transport(1, "http://127.0.0.1:9");
-    a.add_peer(2, &["http://127.0.0.1:1".to_string()])
-        .expect("add");
-    eventually("the bad URL fails", || {
-        a.probe_status(2).is_some_and(|s| s.loss >= 1)
-    })
-    .await;
-    a.update_peer(2, std::slice::from_ref(&b.url))
-        .expect("update");
-    eventually("the new URL is probed healthy", || {
-        a.probe_status(2).is_some_and(|s| s.healthy)
-    })
-    .await;
+    a.add_peer(2, &["http://127.0.0.1:1".to_string()]).expect("add");
+    eventually("the bad URL fails", || a.probe_status(2).is_some_and(|s| s.loss >= 1)).await;
+    a.update_peer(2, std::slice::from_ref(&b.url)).expect("update");
+    eventually("the new URL is probed healthy", || a.probe_status(2).is_some_and(|s| s.healthy)).await;
     // A fresh status: the old failures are gone.
     assert_eq!(a.probe_status(2).map(|s| s.loss), Some(0));
 }

@@ -18,8 +18,9 @@ use crate::write::WriteTxn;
 
 /// Applies one encoded `InternalRaftRequest`; returns the encoded response message.
 pub fn apply(store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {
-    let req = InternalRaftRequest::decode(command)
-        .map_err(|e| format!("wasmraft: the etcd-kv guest cannot decode the command as an etcd InternalRaftRequest: {e}"))?;
+    let req = InternalRaftRequest::decode(command).map_err(|e| {
+        format!("wasmraft: the etcd-kv guest cannot decode the command as an etcd InternalRaftRequest: {e}")
+    })?;
     if let Some(r) = &req.range {
         let view = View::load(&*store)?;
         return Ok(range(&*store, r, view)?.encode_to_vec());
@@ -53,8 +54,7 @@ pub fn apply(store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {
     }
     Err(match unsupported(&req) {
         Some(name) => format!("wasmraft: the etcd-kv guest does not support {name} yet"),
-        None => "wasmraft: the etcd-kv guest got an InternalRaftRequest with no request in it"
-            .to_string(),
+        None => "wasmraft: the etcd-kv guest got an InternalRaftRequest with no request in it".to_string(),
     })
 }
 
@@ -91,10 +91,7 @@ fn unsupported(req: &InternalRaftRequest) -> Option<&'static str> {
         ("auth_user_add", req.auth_user_add.is_some()),
         ("auth_user_delete", req.auth_user_delete.is_some()),
         ("auth_user_get", req.auth_user_get.is_some()),
-        (
-            "auth_user_change_password",
-            req.auth_user_change_password.is_some(),
-        ),
+        ("auth_user_change_password", req.auth_user_change_password.is_some()),
         ("auth_user_grant_role", req.auth_user_grant_role.is_some()),
         ("auth_user_revoke_role", req.auth_user_revoke_role.is_some()),
         ("auth_user_list", req.auth_user_list.is_some()),
@@ -102,14 +99,8 @@ fn unsupported(req: &InternalRaftRequest) -> Option<&'static str> {
         ("auth_role_add", req.auth_role_add.is_some()),
         ("auth_role_delete", req.auth_role_delete.is_some()),
         ("auth_role_get", req.auth_role_get.is_some()),
-        (
-            "auth_role_grant_permission",
-            req.auth_role_grant_permission.is_some(),
-        ),
-        (
-            "auth_role_revoke_permission",
-            req.auth_role_revoke_permission.is_some(),
-        ),
+        ("auth_role_grant_permission", req.auth_role_grant_permission.is_some()),
+        ("auth_role_revoke_permission", req.auth_role_revoke_permission.is_some()),
     ];
     kinds.iter().find(|(_, set)| *set).map(|(name, _)| *name)
 }

@@ -11,18 +11,13 @@ use wasmraft_guest_sdk::Store;
 use wasmraft_proto::etcdserverpb::{CompactionRequest, CompactionResponse};
 
 use crate::errors::{COMPACTED, FUTURE_REV, corrupt};
-use crate::layout::{
-    index_key, index_prefix, parse_index_key, parse_revision_key, revision_key, successor,
-};
+use crate::layout::{index_key, index_prefix, parse_index_key, parse_revision_key, revision_key, successor};
 use crate::meta::{View, set_compacted_revision};
 use crate::range::header;
 use crate::record::decode_revision_entry;
 use crate::revision::Revision;
 
-pub fn compact(
-    store: &mut dyn Store,
-    req: &CompactionRequest,
-) -> Result<CompactionResponse, String> {
+pub fn compact(store: &mut dyn Store, req: &CompactionRequest) -> Result<CompactionResponse, String> {
     let view = View::load(&*store)?;
     let rev = req.revision;
     if rev <= view.compacted {
@@ -33,9 +28,7 @@ pub fn compact(
     }
     set_compacted_revision(store, rev);
     drop_history(store, view.compacted, rev)?;
-    Ok(CompactionResponse {
-        header: header(view.current),
-    })
+    Ok(CompactionResponse { header: header(view.current) })
 }
 
 /// Removes what compacting from `previous` to `to` makes unreachable.

@@ -50,8 +50,7 @@ pub fn holds(store: &dyn ReadStore, c: &Compare, view: View) -> Result<bool, Str
 /// etcd's `compareKV`. A compare value of the wrong kind for the target reads as zero (or
 /// empty); a target or result etcd does not know compares as equal / holds, as in etcd.
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
-    let number =
-        |pick: fn(&TargetUnion) -> Option<i64>| c.target_union.as_ref().and_then(pick).unwrap_or(0);
+    let number = |pick: fn(&TargetUnion) -> Option<i64>| c.target_union.as_ref().and_then(pick).unwrap_or(0);
     let ordering = match c.target {
         VALUE => {
             let empty = Vec::new();
@@ -61,34 +60,12 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
             };
             kv.value.as_slice().cmp(want.as_slice())
         }
-        CREATE => kv.create_revision.cmp(&number(|t| {
-            if let TargetUnion::CreateRevision(r) = t {
-                Some(*r)
-            } else {
-                None
-            }
-        })),
-        MOD => kv.mod_revision.cmp(&number(|t| {
-            if let TargetUnion::ModRevision(r) = t {
-                Some(*r)
-            } else {
-                None
-            }
-        })),
-        VERSION => kv.version.cmp(&number(|t| {
-            if let TargetUnion::Version(r) = t {
-                Some(*r)
-            } else {
-                None
-            }
-        })),
-        LEASE => kv.lease.cmp(&number(|t| {
-            if let TargetUnion::Lease(r) = t {
-                Some(*r)
-            } else {
-                None
-            }
-        })),
+        CREATE => {
+            kv.create_revision.cmp(&number(|t| if let TargetUnion::CreateRevision(r) = t { Some(*r) } else { None }))
+        }
+        MOD => kv.mod_revision.cmp(&number(|t| if let TargetUnion::ModRevision(r) = t { Some(*r) } else { None })),
+        VERSION => kv.version.cmp(&number(|t| if let TargetUnion::Version(r) = t { Some(*r) } else { None })),
+        LEASE => kv.lease.cmp(&number(|t| if let TargetUnion::Lease(r) = t { Some(*r) } else { None })),
         _ => Ordering::Equal,
     };
     match c.result {

@@ -43,11 +43,7 @@ pub fn hash_kv(store: &dyn ReadStore, req: &HashKvRequest) -> Result<HashKvRespo
         crc.update(&stored);
         crc.update(&record);
     }
-    Ok(HashKvResponse {
-        header: header(view.current),
-        hash: crc.sum(),
-        compact_revision: view.compacted,
-    })
+    Ok(HashKvResponse { header: header(view.current), hash: crc.sum(), compact_revision: view.compacted })
 }
 
 #[cfg(test)]
@@ -97,7 +93,10 @@ mod tests {
         put(&mut h, "a", "1");
         put(&mut h, "a", "2");
         assert_eq!(hash(&mut h, 4).unwrap_err(), FUTURE_REV);
-        let c = InternalRaftRequest { compaction: Some(CompactionRequest { revision: 2, physical: false }), ..Default::default() };
+        let c = InternalRaftRequest {
+            compaction: Some(CompactionRequest { revision: 2, physical: false }),
+            ..Default::default()
+        };
         h.apply(&c.encode_to_vec()).unwrap();
         assert_eq!(hash(&mut h, 2).unwrap_err(), COMPACTED);
         let r = hash(&mut h, 3).unwrap();

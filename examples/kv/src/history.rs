@@ -29,16 +29,10 @@ use crate::revision::Revision;
 /// etcd's `watchBatchMaxRevs`: the most distinct revisions an unsynced watcher gets at a time.
 pub const DEFAULT_LIMIT: u32 = 1000;
 
-pub fn watch_history(
-    store: &dyn ReadStore,
-    req: &WatchHistoryRequest,
-) -> Result<WatchHistoryResponse, String> {
+pub fn watch_history(store: &dyn ReadStore, req: &WatchHistoryRequest) -> Result<WatchHistoryResponse, String> {
     let current = current_revision(store)?;
     let compacted = compacted_revision(store)?;
-    let header = Some(ResponseHeader {
-        revision: current,
-        ..Default::default()
-    });
+    let header = Some(ResponseHeader { revision: current, ..Default::default() });
     // etcd replays from revision 1 when asked for less (its key index starts there).
     let start = req.start_revision.max(1);
     if start < compacted {
@@ -84,12 +78,7 @@ pub fn watch_history(
             events.push(event(store, key, rev, tombstone, req.prev_kv, current)?);
         }
     }
-    Ok(WatchHistoryResponse {
-        header,
-        events,
-        compact_revision: 0,
-        next_revision,
-    })
+    Ok(WatchHistoryResponse { header, events, compact_revision: 0, next_revision })
 }
 
 /// The event of `key`'s change at `rev`, as the write emitted it.
@@ -102,16 +91,11 @@ fn event(
     current: i64,
 ) -> Result<Event, String> {
     let (kind, kv) = if tombstone {
-        let kv = KeyValue {
-            key: key.to_vec(),
-            mod_revision: rev.main,
-            ..Default::default()
-        };
+        let kv = KeyValue { key: key.to_vec(), mod_revision: rev.main, ..Default::default() };
         (EventType::Delete, kv)
     } else {
-        let record = store
-            .get(&index_key(key, rev))
-            .ok_or_else(|| corrupt("revision log entry without its history record"))?;
+        let record =
+            store.get(&index_key(key, rev)).ok_or_else(|| corrupt("revision log entry without its history record"))?;
         match decode_change(&record)? {
             Change::Put(bytes) => (EventType::Put, decode_kv(bytes)?),
             Change::Tombstone => return Err(corrupt("revision log says put, history says tombstone")),
@@ -119,14 +103,6 @@ fn event(
     };
     // The value before the transaction, as etcd's watch server reads it (`rev - 1`); gone when
     // compaction dropped it, as in etcd.
-    let prev_kv = if with_prev {
-        get(store, key, rev.main - 1, current)?
-    } else {
-        None
-    };
-    Ok(Event {
-        r#type: kind as i32,
-        kv: Some(kv),
-        prev_kv,
-    })
+    let prev_kv = if with_prev { get(store, key, rev.main - 1, current)? } else { None };
+    Ok(Event { r#type: kind as i32, kv: Some(kv), prev_kv })
 }

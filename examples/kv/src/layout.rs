@@ -197,15 +197,10 @@ mod tests {
 
     #[test]
     fn escaping_preserves_order_and_is_prefix_free() {
-        let keys: [&[u8]; 8] = [
-            b"", b"\0", b"\0\0", b"\0\x01", b"a", b"a\0", b"a\0b", b"a\x01",
-        ];
+        let keys: [&[u8]; 8] = [b"", b"\0", b"\0\0", b"\0\x01", b"a", b"a\0", b"a\0b", b"a\x01"];
         for w in keys.windows(2) {
             assert!(w[0] < w[1]);
-            let (a, b) = (
-                index_key(w[0], Revision::new(i64::MAX, 9)),
-                index_key(w[1], Revision::new(0, 0)),
-            );
+            let (a, b) = (index_key(w[0], Revision::new(i64::MAX, 9)), index_key(w[1], Revision::new(0, 0)));
             assert!(a < b, "{:?} !< {:?}", w[0], w[1]);
         }
         for k in keys {
@@ -221,10 +216,7 @@ mod tests {
     fn malformed_index_keys_are_rejected() {
         assert!(parse_index_key(b"i/").is_none());
         assert!(
-            parse_index_key(&[
-                b'i', b'/', b'a', 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
-            ])
-            .is_none()
+            parse_index_key(&[b'i', b'/', b'a', 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_none()
         );
         let mut unterminated = b"i/a".to_vec();
         unterminated.extend_from_slice(&Revision::new(1, 0).encode());
@@ -235,10 +227,7 @@ mod tests {
     fn spans_follow_etcd_range_end_rules() {
         assert_eq!(Span::new(b"a", b""), Span::Single(b"a".to_vec()));
         assert_eq!(Span::new(b"a", b"\0"), Span::From(b"a".to_vec()));
-        assert_eq!(
-            Span::new(b"a", b"c"),
-            Span::Range(b"a".to_vec(), b"c".to_vec())
-        );
+        assert_eq!(Span::new(b"a", b"c"), Span::Range(b"a".to_vec(), b"c".to_vec()));
         let r = Span::new(b"a", b"c");
         assert!(r.contains(b"a") && r.contains(b"b\xff") && !r.contains(b"c"));
         assert!(Span::new(b"a", b"\0").contains(b"\xff\xff"));

@@ -14,8 +14,8 @@
 use prost::Message;
 use wasmraft_guest_sdk::{ReadStore, Store, prefix_end};
 use wasmraft_proto::etcdserverpb::{
-    LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use wasmraft_proto::wasmraft::v1::{LeaseRecord, LeaseTableResponse};
 
@@ -39,9 +39,7 @@ pub fn exists(store: &dyn ReadStore, id: i64) -> bool {
 fn record(store: &dyn ReadStore, id: i64) -> Result<Option<LeaseRecord>, String> {
     store
         .get(&lease_key(id))
-        .map(|bytes| {
-            LeaseRecord::decode(bytes.as_slice()).map_err(|e| corrupt(format!("lease {id:x}: {e}")))
-        })
+        .map(|bytes| LeaseRecord::decode(bytes.as_slice()).map_err(|e| corrupt(format!("lease {id:x}: {e}"))))
         .transpose()
 }
 
@@ -58,11 +56,7 @@ pub fn grant(store: &mut dyn Store, req: &LeaseGrantRequest) -> Result<LeaseGran
     if exists(&*store, req.id) {
         return Err(LEASE_EXISTS.into());
     }
-    let rec = LeaseRecord {
-        id: req.id,
-        ttl: req.ttl,
-        remaining_ttl: 0,
-    };
+    let rec = LeaseRecord { id: req.id, ttl: req.ttl, remaining_ttl: 0 };
     store.put(&lease_key(req.id), &rec.encode_to_vec());
     Ok(LeaseGrantResponse {
         header: header(current_revision(&*store)?),
@@ -74,10 +68,7 @@ pub fn grant(store: &mut dyn Store, req: &LeaseGrantRequest) -> Result<LeaseGran
 
 /// etcd's `lessor.Revoke`: deletes every attached key, in key order, in one write transaction
 /// (one revision, a DELETE event each), and the lease with them.
-pub fn revoke(
-    store: &mut dyn Store,
-    req: &LeaseRevokeRequest,
-) -> Result<LeaseRevokeResponse, String> {
+pub fn revoke(store: &mut dyn Store, req: &LeaseRevokeRequest) -> Result<LeaseRevokeResponse, String> {
     if !exists(&*store, req.id) {
         return Err(LEASE_NOT_FOUND.into());
     }
@@ -88,27 +79,20 @@ pub fn revoke(
     }
     let revision = write.finish();
     store.delete(&lease_key(req.id));
-    Ok(LeaseRevokeResponse {
-        header: header(revision),
-    })
+    Ok(LeaseRevokeResponse { header: header(revision) })
 }
 
 /// etcd's `applierV3backend.LeaseCheckpoint`: records each lease's remaining TTL, so a new
 /// leader restores the deadline rather than the full TTL. Unknown leases are skipped, as etcd's
 /// lessor skips them (one may have been revoked after the checkpoint was proposed).
-pub fn checkpoint(
-    store: &mut dyn Store,
-    req: &LeaseCheckpointRequest,
-) -> Result<LeaseCheckpointResponse, String> {
+pub fn checkpoint(store: &mut dyn Store, req: &LeaseCheckpointRequest) -> Result<LeaseCheckpointResponse, String> {
     for cp in &req.checkpoints {
         if let Some(mut rec) = record(&*store, cp.id)? {
             rec.remaining_ttl = cp.remaining_ttl;
             store.put(&lease_key(cp.id), &rec.encode_to_vec());
         }
     }
-    Ok(LeaseCheckpointResponse {
-        header: header(current_revision(&*store)?),
-    })
+    Ok(LeaseCheckpointResponse { header: header(current_revision(&*store)?) })
 }
 
 /// Keeps the `K/` table in step with a key's `lease` field: called by every write to a key
@@ -136,21 +120,14 @@ fn attached_keys(store: &dyn ReadStore, id: i64) -> Vec<Vec<u8>> {
 /// TimeToLive's store side: the granted TTL and, when asked, the attached keys (in key order;
 /// etcd lists them in its map's random order). `ttl` is left for the host, whose lessor knows
 /// the deadline; the header carries the store's revision.
-pub fn time_to_live(
-    store: &dyn ReadStore,
-    req: &LeaseTimeToLiveRequest,
-) -> Result<LeaseTimeToLiveResponse, String> {
+pub fn time_to_live(store: &dyn ReadStore, req: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse, String> {
     let rec = record(store, req.id)?.ok_or_else(|| LEASE_NOT_FOUND.to_string())?;
     Ok(LeaseTimeToLiveResponse {
         header: header(current_revision(store)?),
         id: rec.id,
         ttl: 0,
         granted_ttl: rec.ttl,
-        keys: if req.keys {
-            attached_keys(store, req.id)
-        } else {
-            Vec::new()
-        },
+        keys: if req.keys { attached_keys(store, req.id) } else { Vec::new() },
     })
 }
 

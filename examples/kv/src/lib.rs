@@ -74,15 +74,10 @@ pub struct KvGuest;
 
 impl StateMachine for KvGuest {
     fn info() -> GuestInfo {
-        GuestInfo::new("etcd-kv", env!("CARGO_PKG_VERSION"))
-            .with_api(wasmraft_guest_sdk::API_ETCD_KV)
+        GuestInfo::new("etcd-kv", env!("CARGO_PKG_VERSION")).with_api(wasmraft_guest_sdk::API_ETCD_KV)
     }
 
-    fn apply(
-        _ctx: &ApplyContext,
-        store: &mut dyn Store,
-        command: &[u8],
-    ) -> Result<Vec<u8>, String> {
+    fn apply(_ctx: &ApplyContext, store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {
         apply::apply(store, command)
     }
 

@@ -23,10 +23,7 @@ pub struct View {
 
 impl View {
     pub fn load(store: &dyn ReadStore) -> Result<View, String> {
-        Ok(View {
-            current: current_revision(store)?,
-            compacted: compacted_revision(store)?,
-        })
+        Ok(View { current: current_revision(store)?, compacted: compacted_revision(store)? })
     }
 }
 
@@ -34,10 +31,8 @@ fn read_i64(store: &dyn ReadStore, key: &[u8], default: i64) -> Result<i64, Stri
     match store.get(key) {
         None => Ok(default),
         Some(v) => {
-            let bytes: [u8; 8] = v
-                .as_slice()
-                .try_into()
-                .map_err(|_| corrupt(format!("meta {}", String::from_utf8_lossy(key))))?;
+            let bytes: [u8; 8] =
+                v.as_slice().try_into().map_err(|_| corrupt(format!("meta {}", String::from_utf8_lossy(key))))?;
             Ok(i64::from_be_bytes(bytes))
         }
     }

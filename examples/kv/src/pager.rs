@@ -20,13 +20,7 @@ pub struct Pager<'a> {
 impl<'a> Pager<'a> {
     /// Pairs with `start <= key < end` (empty `end`: unbounded), ascending.
     pub fn new(store: &'a dyn ReadStore, start: Vec<u8>, end: Vec<u8>) -> Self {
-        Pager {
-            store,
-            start,
-            end,
-            page: VecDeque::new(),
-            done: false,
-        }
+        Pager { store, start, end, page: VecDeque::new(), done: false }
     }
 
     pub fn next_pair(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
@@ -42,11 +36,7 @@ impl<'a> Pager<'a> {
     /// needed: pairs already fetched are dropped, and if the page runs out the scan restarts
     /// after the prefix.
     pub fn skip_prefix(&mut self, prefix: &[u8]) {
-        while self
-            .page
-            .front()
-            .is_some_and(|(k, _)| k.starts_with(prefix))
-        {
+        while self.page.front().is_some_and(|(k, _)| k.starts_with(prefix)) {
             self.page.pop_front();
         }
         if self.page.is_empty() && !self.done {

@@ -15,15 +15,8 @@ pub enum Context {
     InTxn,
 }
 
-pub fn put(
-    txn: &mut WriteTxn<'_>,
-    req: &PutRequest,
-    context: Context,
-) -> Result<PutResponse, String> {
-    if context == Context::Standalone
-        && req.lease != NO_LEASE
-        && !lease::exists(txn.store(), req.lease)
-    {
+pub fn put(txn: &mut WriteTxn<'_>, req: &PutRequest, context: Context) -> Result<PutResponse, String> {
+    if context == Context::Standalone && req.lease != NO_LEASE && !lease::exists(txn.store(), req.lease) {
         return Err(LEASE_NOT_FOUND.into());
     }
     // The previous value, as this transaction sees it (its own earlier writes included).
@@ -44,8 +37,5 @@ pub fn put(
     };
     let prev_kv = if req.prev_kv { prev.clone() } else { None };
     txn.put(&req.key, value, lease, prev)?;
-    Ok(PutResponse {
-        header: header(txn.current()),
-        prev_kv,
-    })
+    Ok(PutResponse { header: header(txn.current()), prev_kv })
 }

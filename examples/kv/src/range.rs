@@ -40,10 +40,7 @@ const TARGET_VALUE: i32 = 4;
 
 /// A response header carrying only the revision: the host fills cluster, member and term.
 pub fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
+    Some(ResponseHeader { revision, ..Default::default() })
 }
 
 /// The revision a request with `revision` reads at, or etcd's error for it.
@@ -51,11 +48,7 @@ pub fn read_revision(revision: i64, view: View) -> Result<i64, String> {
     if revision > view.current {
         return Err(FUTURE_REV.into());
     }
-    let rev = if revision <= 0 {
-        view.current
-    } else {
-        revision
-    };
+    let rev = if revision <= 0 { view.current } else { revision };
     if rev < view.compacted {
         return Err(COMPACTED.into());
     }
@@ -74,24 +67,15 @@ enum Plan {
 }
 
 fn plan(req: &RangeRequest) -> Plan {
-    let order = if req.sort_target != TARGET_KEY && req.sort_order == ORDER_NONE {
-        ORDER_ASCEND
-    } else {
-        req.sort_order
-    };
+    let order =
+        if req.sort_target != TARGET_KEY && req.sort_order == ORDER_NONE { ORDER_ASCEND } else { req.sort_order };
     match (req.sort_target, order) {
         (TARGET_KEY, ORDER_DESCEND) => Plan::KeyDescending,
         (TARGET_VERSION | TARGET_CREATE | TARGET_MOD | TARGET_VALUE, ORDER_ASCEND) => {
-            Plan::Sorted {
-                target: req.sort_target,
-                descending: false,
-            }
+            Plan::Sorted { target: req.sort_target, descending: false }
         }
         (TARGET_VERSION | TARGET_CREATE | TARGET_MOD | TARGET_VALUE, ORDER_DESCEND) => {
-            Plan::Sorted {
-                target: req.sort_target,
-                descending: true,
-            }
+            Plan::Sorted { target: req.sort_target, descending: true }
         }
         // KEY ascending or unsorted; an order etcd does not know leaves key order (etcd skips
         // sorting); a target it does not know also leaves key order (etcd would crash on it).
@@ -120,30 +104,14 @@ fn less(target: i32) -> fn(&KeyValue, &KeyValue) -> bool {
 
 /// Answers `req` against `store`. `view.current` is the revision the `l/` table reflects and
 /// the one reported in the header.
-pub fn range(
-    store: &dyn ReadStore,
-    req: &RangeRequest,
-    view: View,
-) -> Result<RangeResponse, String> {
+pub fn range(store: &dyn ReadStore, req: &RangeRequest, view: View) -> Result<RangeResponse, String> {
     let rev = read_revision(req.revision, view)?;
     let span = Span::new(&req.key, &req.range_end);
     let plan = plan(req);
     // Values are needed only to return them or to sort by them.
-    let drop_values = req.keys_only
-        && !matches!(
-            plan,
-            Plan::Sorted {
-                target: TARGET_VALUE,
-                ..
-            }
-        );
-    let keep = if req.limit > 0 {
-        usize::try_from(req.limit)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1)
-    } else {
-        usize::MAX
-    };
+    let drop_values = req.keys_only && !matches!(plan, Plan::Sorted { target: TARGET_VALUE, .. });
+    let keep =
+        if req.limit > 0 { usize::try_from(req.limit).unwrap_or(usize::MAX).saturating_add(1) } else { usize::MAX };
 
     let mut count: i64 = 0;
     let mut kept: VecDeque<KeyValue> = VecDeque::new();
@@ -172,11 +140,7 @@ pub fn range(
         Plan::KeyDescending => kvs.reverse(),
         Plan::Sorted { target, descending } => {
             let less = less(target);
-            if descending {
-                go_sort(&mut kvs, &|a, b| less(b, a))
-            } else {
-                go_sort(&mut kvs, &less)
-            }
+            if descending { go_sort(&mut kvs, &|a, b| less(b, a)) } else { go_sort(&mut kvs, &less) }
         }
     }
     let mut more = false;
@@ -189,10 +153,5 @@ pub fn range(
             kv.value = Vec::new();
         }
     }
-    Ok(RangeResponse {
-        header: header(view.current),
-        kvs,
-        more,
-        count,
-    })
+    Ok(RangeResponse { header: header(view.current), kvs, more, count })
 }

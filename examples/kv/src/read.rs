@@ -28,27 +28,12 @@ pub type Visitor<'f> = dyn FnMut(&[u8]) -> Result<Flow, String> + 'f;
 
 /// Visits every key of `span` that exists at revision `at` (`at <= current`, where `current` is
 /// the revision the `l/` table reflects).
-pub fn visit(
-    store: &dyn ReadStore,
-    span: &Span,
-    at: i64,
-    current: i64,
-    f: &mut Visitor<'_>,
-) -> Result<(), String> {
-    if at >= current {
-        visit_live(store, span, f)
-    } else {
-        visit_history(store, span, at, f)
-    }
+pub fn visit(store: &dyn ReadStore, span: &Span, at: i64, current: i64, f: &mut Visitor<'_>) -> Result<(), String> {
+    if at >= current { visit_live(store, span, f) } else { visit_history(store, span, at, f) }
 }
 
 /// The key's KeyValue at revision `at`, if it existed then.
-pub fn get(
-    store: &dyn ReadStore,
-    key: &[u8],
-    at: i64,
-    current: i64,
-) -> Result<Option<KeyValue>, String> {
+pub fn get(store: &dyn ReadStore, key: &[u8], at: i64, current: i64) -> Result<Option<KeyValue>, String> {
     let mut found = None;
     visit(store, &Span::Single(key.to_vec()), at, current, &mut |kv| {
         found = Some(decode_kv(kv)?);
@@ -83,12 +68,7 @@ fn visit_live(store: &dyn ReadStore, span: &Span, f: &mut Visitor<'_>) -> Result
     Ok(())
 }
 
-fn visit_history(
-    store: &dyn ReadStore,
-    span: &Span,
-    at: i64,
-    f: &mut Visitor<'_>,
-) -> Result<(), String> {
+fn visit_history(store: &dyn ReadStore, span: &Span, at: i64, f: &mut Visitor<'_>) -> Result<(), String> {
     if let Span::Single(key) = span {
         // The newest change at or below `at`: one descending step from just above it.
         let start = index_prefix(key);

@@ -30,10 +30,7 @@ impl Revision {
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let main: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
         let sub: [u8; 8] = bytes.get(8..)?.try_into().ok()?;
-        Some(Revision {
-            main: i64::from_be_bytes(main),
-            sub: i64::from_be_bytes(sub),
-        })
+        Some(Revision { main: i64::from_be_bytes(main), sub: i64::from_be_bytes(sub) })
     }
 }
 
@@ -43,13 +40,8 @@ mod tests {
 
     #[test]
     fn encoding_orders_like_revisions() {
-        let revs = [
-            Revision::new(0, 0),
-            Revision::new(1, 5),
-            Revision::new(2, 0),
-            Revision::new(2, 1),
-            Revision::new(256, 0),
-        ];
+        let revs =
+            [Revision::new(0, 0), Revision::new(1, 5), Revision::new(2, 0), Revision::new(2, 1), Revision::new(256, 0)];
         for w in revs.windows(2) {
             assert!(w[0] < w[1]);
             assert!(w[0].encode() < w[1].encode());

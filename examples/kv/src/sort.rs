@@ -122,11 +122,7 @@ impl<T> Sorter<'_, '_, T> {
                 pivot = (b - 1) - (pivot - a);
                 hint = Hint::Increasing;
             }
-            if was_balanced
-                && was_partitioned
-                && hint == Hint::Increasing
-                && self.partial_insertion_sort(a, b)
-            {
+            if was_balanced && was_partitioned && hint == Hint::Increasing && self.partial_insertion_sort(a, b) {
                 return;
             }
             // Go tests `a > 0` against the whole slice, not the subrange: kept as is.
@@ -314,9 +310,7 @@ mod tests {
 
     /// A deterministic pseudo-random sequence for test data.
     fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         *seed >> 33
     }
 
@@ -325,8 +319,7 @@ mod tests {
         let mut seed = 7;
         for n in [0usize, 1, 2, 5, 12, 13, 49, 50, 51, 100, 1000, 5000] {
             for modulo in [1u64, 2, 3, 10, 1_000_000] {
-                let mut v: Vec<(u64, usize)> =
-                    (0..n).map(|i| (lcg(&mut seed) % modulo, i)).collect();
+                let mut v: Vec<(u64, usize)> = (0..n).map(|i| (lcg(&mut seed) % modulo, i)).collect();
                 go_sort(&mut v, &|a, b| a.0 < b.0);
                 assert!(v.windows(2).all(|w| w[0].0 <= w[1].0), "n={n} mod={modulo}");
                 let mut idx: Vec<usize> = v.iter().map(|p| p.1).collect();

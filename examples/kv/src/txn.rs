@@ -10,9 +10,7 @@
 use wasmraft_guest_sdk::{ReadStore, Store};
 use wasmraft_proto::etcdserverpb::request_op::Request;
 use wasmraft_proto::etcdserverpb::response_op::Response;
-use wasmraft_proto::etcdserverpb::{
-    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
-};
+use wasmraft_proto::etcdserverpb::{RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse};
 
 use crate::compare;
 use crate::delete::delete_range;
@@ -33,11 +31,7 @@ struct Path {
 
 impl Path {
     fn branch<'t>(&self, txn: &'t TxnRequest) -> &'t [RequestOp] {
-        if self.succeeded {
-            &txn.success
-        } else {
-            &txn.failure
-        }
+        if self.succeeded { &txn.success } else { &txn.failure }
     }
 }
 
@@ -52,11 +46,7 @@ pub fn txn(store: &mut dyn Store, req: &TxnRequest) -> Result<TxnResponse, Strin
     let mut write = WriteTxn::begin(store)?;
     let responses = apply(&mut write, req, &path)?;
     let revision = write.finish();
-    Ok(TxnResponse {
-        header: header(revision),
-        succeeded: path.succeeded,
-        responses,
-    })
+    Ok(TxnResponse { header: header(revision), succeeded: path.succeeded, responses })
 }
 
 fn compare_to_path(store: &dyn ReadStore, txn: &TxnRequest, view: View) -> Result<Path, String> {
@@ -67,11 +57,7 @@ fn compare_to_path(store: &dyn ReadStore, txn: &TxnRequest, view: View) -> Resul
             break;
         }
     }
-    let ops = if succeeded {
-        &txn.success
-    } else {
-        &txn.failure
-    };
+    let ops = if succeeded { &txn.success } else { &txn.failure };
     let mut nested = Vec::new();
     for op in ops {
         if let Some(Request::RequestTxn(inner)) = &op.request {
@@ -84,10 +70,7 @@ fn compare_to_path(store: &dyn ReadStore, txn: &TxnRequest, view: View) -> Resul
 /// etcd's `isTxnReadonly`: only range operations directly in either branch (a nested
 /// transaction counts as a write, as in etcd).
 fn is_read_only(txn: &TxnRequest) -> bool {
-    txn.success
-        .iter()
-        .chain(&txn.failure)
-        .all(|op| matches!(op.request, Some(Request::RequestRange(_))))
+    txn.success.iter().chain(&txn.failure).all(|op| matches!(op.request, Some(Request::RequestRange(_))))
 }
 
 /// Runs `check` on every non-transaction operation on the taken branches.
@@ -141,26 +124,14 @@ fn check_range(op: &RequestOp, view: View) -> Result<(), String> {
     }
 }
 
-fn apply(
-    write: &mut WriteTxn<'_>,
-    txn: &TxnRequest,
-    path: &Path,
-) -> Result<Vec<ResponseOp>, String> {
+fn apply(write: &mut WriteTxn<'_>, txn: &TxnRequest, path: &Path) -> Result<Vec<ResponseOp>, String> {
     let mut nested = path.nested.iter();
     let mut responses = Vec::new();
     for op in path.branch(txn) {
         let response = match &op.request {
-            Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range(
-                write.store(),
-                r,
-                write.view(),
-            )?)),
-            Some(Request::RequestPut(p)) => {
-                Some(Response::ResponsePut(put(write, p, Context::InTxn)?))
-            }
-            Some(Request::RequestDeleteRange(d)) => {
-                Some(Response::ResponseDeleteRange(delete_range(write, d)?))
-            }
+            Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range(write.store(), r, write.view())?)),
+            Some(Request::RequestPut(p)) => Some(Response::ResponsePut(put(write, p, Context::InTxn)?)),
+            Some(Request::RequestDeleteRange(d)) => Some(Response::ResponseDeleteRange(delete_range(write, d)?)),
             Some(Request::RequestTxn(inner)) => {
                 let inner_path = nested.next().ok_or_else(missing_path)?;
                 let responses = apply(write, inner, inner_path)?;

@@ -17,8 +17,8 @@ use wasmraft_guest_sdk::{ReadStore, Store};
 use wasmraft_proto::mvccpb::{Event, KeyValue, event::EventType};
 
 use crate::errors::corrupt;
-use crate::lease::{self, NO_LEASE};
 use crate::layout::{Span, index_key, live_key, parse_live_key, revision_key, successor};
+use crate::lease::{self, NO_LEASE};
 use crate::meta::{View, compacted_revision, current_revision, set_current_revision};
 use crate::read::{decode_kv, get, get_live};
 use crate::record::{PUT, TOMBSTONE, encode_put, encode_revision_entry, encode_tombstone};
@@ -41,29 +41,16 @@ impl<'s> WriteTxn<'s> {
     pub fn begin(store: &'s mut dyn Store) -> Result<Self, String> {
         let begin = current_revision(&*store)?;
         let compacted = compacted_revision(&*store)?;
-        Ok(WriteTxn {
-            store,
-            begin,
-            compacted,
-            changes: 0,
-            touched: BTreeSet::new(),
-        })
+        Ok(WriteTxn { store, begin, compacted, changes: 0, touched: BTreeSet::new() })
     }
 
     /// The revision reads see and responses report: `begin + 1` once something changed.
     pub fn current(&self) -> i64 {
-        if self.changes > 0 {
-            self.begin + 1
-        } else {
-            self.begin
-        }
+        if self.changes > 0 { self.begin + 1 } else { self.begin }
     }
 
     pub fn view(&self) -> View {
-        View {
-            current: self.current(),
-            compacted: self.compacted,
-        }
+        View { current: self.current(), compacted: self.compacted }
     }
 
     pub fn store(&self) -> &dyn ReadStore {
@@ -78,13 +65,7 @@ impl<'s> WriteTxn<'s> {
     /// Sets `key`; returns the new KeyValue. `prev` must be [`WriteTxn::live`]'s answer for the
     /// key (the caller usually needs it too, so it is read once): create revision and version
     /// carry on from it, including from a write earlier in this transaction.
-    pub fn put(
-        &mut self,
-        key: &[u8],
-        value: Vec<u8>,
-        lease: i64,
-        prev: Option<KeyValue>,
-    ) -> Result<KeyValue, String> {
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64, prev: Option<KeyValue>) -> Result<KeyValue, String> {
         let rev = self.next_revision();
         let kv = KeyValue {
             key: key.to_vec(),
@@ -95,15 +76,9 @@ impl<'s> WriteTxn<'s> {
             lease,
         };
         let encoded = kv.encode_to_vec();
-        lease::move_key(
-            self.store,
-            key,
-            prev.as_ref().map_or(NO_LEASE, |p| p.lease),
-            lease,
-        );
+        lease::move_key(self.store, key, prev.as_ref().map_or(NO_LEASE, |p| p.lease), lease);
         self.store.put(&index_key(key, rev), &encode_put(&encoded));
-        self.store
-            .put(&revision_key(rev), &encode_revision_entry(PUT, key));
+        self.store.put(&revision_key(rev), &encode_revision_entry(PUT, key));
         self.store.put(&live_key(key), &encoded);
         let prev_kv = self.before_txn(key, prev)?;
         self.emit(EventType::Put, kv.clone(), prev_kv);
@@ -112,11 +87,7 @@ impl<'s> WriteTxn<'s> {
 
     /// Deletes every live key in `span`, in key order; returns how many, and the deleted
     /// KeyValues if `keep` (else the list stays empty, so a large delete holds no values).
-    pub fn delete_range(
-        &mut self,
-        span: &Span,
-        keep: bool,
-    ) -> Result<(i64, Vec<KeyValue>), String> {
+    pub fn delete_range(&mut self, span: &Span, keep: bool) -> Result<(i64, Vec<KeyValue>), String> {
         let mut deleted = Vec::new();
         let mut count = 0;
         if let Span::Single(key) = span {
@@ -148,39 +119,25 @@ impl<'s> WriteTxn<'s> {
     }
 
     /// Tombstones a live key (`prev`, its live value), adding it to `deleted` if `keep`.
-    fn delete(
-        &mut self,
-        prev: KeyValue,
-        keep: bool,
-        deleted: &mut Vec<KeyValue>,
-    ) -> Result<(), String> {
+    fn delete(&mut self, prev: KeyValue, keep: bool, deleted: &mut Vec<KeyValue>) -> Result<(), String> {
         let rev = self.next_revision();
         let key = prev.key.clone();
         self.store.put(&index_key(&key, rev), &encode_tombstone());
-        self.store
-            .put(&revision_key(rev), &encode_revision_entry(TOMBSTONE, &key));
+        self.store.put(&revision_key(rev), &encode_revision_entry(TOMBSTONE, &key));
         self.store.delete(&live_key(&key));
         lease::move_key(self.store, &key, prev.lease, NO_LEASE);
         if keep {
             deleted.push(prev.clone());
         }
         let prev_kv = self.before_txn(&key, Some(prev))?;
-        let kv = KeyValue {
-            key,
-            mod_revision: rev.main,
-            ..Default::default()
-        };
+        let kv = KeyValue { key, mod_revision: rev.main, ..Default::default() };
         self.emit(EventType::Delete, kv, prev_kv);
         Ok(())
     }
 
     /// `key` as it was when the transaction began, given `live`, its value just before the
     /// current write.
-    fn before_txn(
-        &mut self,
-        key: &[u8],
-        live: Option<KeyValue>,
-    ) -> Result<Option<KeyValue>, String> {
+    fn before_txn(&mut self, key: &[u8], live: Option<KeyValue>) -> Result<Option<KeyValue>, String> {
         if self.touched.insert(key.to_vec()) {
             return Ok(live);
         }
@@ -194,11 +151,7 @@ impl<'s> WriteTxn<'s> {
     }
 
     fn emit(&mut self, kind: EventType, kv: KeyValue, prev_kv: Option<KeyValue>) {
-        let event = Event {
-            r#type: kind as i32,
-            kv: Some(kv),
-            prev_kv,
-        };
+        let event = Event { r#type: kind as i32, kv: Some(kv), prev_kv };
         self.store.emit(&event.encode_to_vec());
     }
 

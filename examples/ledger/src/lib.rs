@@ -77,12 +77,11 @@ impl StateMachine for Ledger {
                 let known = |b: Option<u64>, a: &str| b.ok_or_else(|| format!("ledger: unknown account {a}"));
                 let from_balance = known(balance(store, from)?, from)?;
                 let to_balance = known(balance(store, to)?, to)?;
-                let from_after = from_balance
-                    .checked_sub(value)
-                    .ok_or_else(|| format!("ledger: insufficient funds: {from} has {from_balance}, transfer needs {value}"))?;
-                let to_after = to_balance
-                    .checked_add(value)
-                    .ok_or_else(|| format!("ledger: balance of {to} would overflow"))?;
+                let from_after = from_balance.checked_sub(value).ok_or_else(|| {
+                    format!("ledger: insufficient funds: {from} has {from_balance}, transfer needs {value}")
+                })?;
+                let to_after =
+                    to_balance.checked_add(value).ok_or_else(|| format!("ledger: balance of {to} would overflow"))?;
                 store.put(&key(from), from_after.to_string().as_bytes());
                 store.put(&key(to), to_after.to_string().as_bytes());
                 store.emit(format!("transfer {from} {to} {value}").as_bytes());

@@ -92,10 +92,8 @@ fn invariant_holds_across_2000_random_transfers() {
         let amount = rng.below(400);
         let result = apply(&mut h, &format!("transfer {from} {to} {amount}"));
 
-        let expect_ok = from != to
-            && amount > 0
-            && model.contains_key(&to)
-            && model.get(&from).is_some_and(|&b| b >= amount);
+        let expect_ok =
+            from != to && amount > 0 && model.contains_key(&to) && model.get(&from).is_some_and(|&b| b >= amount);
         assert_eq!(result.is_ok(), expect_ok, "step {step}: transfer {from} {to} {amount}: {result:?}");
         if expect_ok {
             *model.get_mut(&from).unwrap() -= amount;

@@ -107,7 +107,14 @@ impl StateMachine for Locks {
     }
 }
 
-fn acquire(store: &mut dyn Store, now: u64, name: &str, holder: &str, ttl: &str, permits: &str) -> Result<Vec<u8>, String> {
+fn acquire(
+    store: &mut dyn Store,
+    now: u64,
+    name: &str,
+    holder: &str,
+    ttl: &str,
+    permits: &str,
+) -> Result<Vec<u8>, String> {
     let (name, holder) = (word("name", name)?, word("holder", holder)?);
     let ttl = number("ttl_ms", ttl)?;
     let permits = number("permits", permits)?;
@@ -159,7 +166,9 @@ fn release(store: &mut dyn Store, now: u64, name: &str, holder: &str, token: &st
         return Err(format!("locks: stale fencing token {token} for lock {name}: {holder} holds token {held}"));
     }
     if expires <= now {
-        return Err(format!("locks: {holder}'s lease on lock {name} (token {token}) expired at {expires}, now is {now}"));
+        return Err(format!(
+            "locks: {holder}'s lease on lock {name} (token {token}) expired at {expires}, now is {now}"
+        ));
     }
     store.delete(&key);
     store.emit(format!("released {name} {holder} {token}").as_bytes());
@@ -222,7 +231,12 @@ fn parse_pair(v: &[u8]) -> Result<(u64, u64), String> {
 fn read_u64(store: &(impl ReadStore + ?Sized), key: &[u8]) -> Result<Option<u64>, String> {
     store
         .get(key)
-        .map(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| "locks: stored clock is corrupt".to_string()))
+        .map(|v| {
+            std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| "locks: stored clock is corrupt".to_string())
+        })
         .transpose()
 }
 

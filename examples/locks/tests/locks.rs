@@ -33,7 +33,11 @@ fn mutex_refuses_second_holder_until_release() {
     let events: Vec<String> = h.events().iter().map(|(_, e)| String::from_utf8(e.clone()).unwrap()).collect();
     assert_eq!(
         events,
-        [format!("acquired db alice 1 {}", T0 + 1000), "released db alice 1".into(), format!("acquired db bob 2 {}", T0 + 1003)]
+        [
+            format!("acquired db alice 1 {}", T0 + 1000),
+            "released db alice 1".into(),
+            format!("acquired db bob 2 {}", T0 + 1003)
+        ]
     );
 }
 
@@ -118,8 +122,15 @@ fn malformed_commands_are_refused_and_change_nothing() {
     at(&mut h, T0, "acquire db alice 100").unwrap();
     let before = h.store().data.clone();
     for bad in [
-        "acquire db bob", "acquire db bob x", "acquire db bob 0", "acquire db bob 10 0", "release db alice",
-        "release db alice one", "lock db", "", "acquire db bob 18446744073709551615",
+        "acquire db bob",
+        "acquire db bob x",
+        "acquire db bob 0",
+        "acquire db bob 10 0",
+        "release db alice",
+        "release db alice one",
+        "lock db",
+        "",
+        "acquire db bob 18446744073709551615",
     ] {
         let err = at(&mut h, T0 + 1, bad).unwrap_err();
         assert!(err.starts_with("locks: "), "{bad}: {err}");

@@ -51,7 +51,8 @@ impl GuestAdmin for AdminService {
     async fn status(&self, request: Request<GuestStatusRequest>) -> Result<Response<GuestStatusResponse>, Status> {
         let node = &self.api.node;
         let status = node.guest_status(request.get_ref().state_hash).await.map_err(errors::node_error)?;
-        let member_name = node.members().into_iter().find(|m| m.id == node.member_id()).map(|m| m.name).unwrap_or_default();
+        let member_name =
+            node.members().into_iter().find(|m| m.id == node.member_id()).map(|m| m.name).unwrap_or_default();
         Ok(Response::new(GuestStatusResponse {
             member_id: node.member_id(),
             member_name,

@@ -65,63 +65,115 @@ impl AuthService {
 
 #[tonic::async_trait]
 impl Auth for AuthService {
-    async fn auth_enable(&self, request: Request<pb::AuthEnableRequest>) -> Result<Response<pb::AuthEnableResponse>, Status> {
+    async fn auth_enable(
+        &self,
+        request: Request<pb::AuthEnableRequest>,
+    ) -> Result<Response<pb::AuthEnableResponse>, Status> {
         self.pass(request, |r| &mut r.auth_enable, |r: &mut pb::AuthEnableResponse| &mut r.header).await
     }
 
-    async fn auth_disable(&self, request: Request<pb::AuthDisableRequest>) -> Result<Response<pb::AuthDisableResponse>, Status> {
+    async fn auth_disable(
+        &self,
+        request: Request<pb::AuthDisableRequest>,
+    ) -> Result<Response<pb::AuthDisableResponse>, Status> {
         self.pass(request, |r| &mut r.auth_disable, |r: &mut pb::AuthDisableResponse| &mut r.header).await
     }
 
-    async fn user_get(&self, request: Request<pb::AuthUserGetRequest>) -> Result<Response<pb::AuthUserGetResponse>, Status> {
+    async fn user_get(
+        &self,
+        request: Request<pb::AuthUserGetRequest>,
+    ) -> Result<Response<pb::AuthUserGetResponse>, Status> {
         self.pass(request, |r| &mut r.auth_user_get, |r: &mut pb::AuthUserGetResponse| &mut r.header).await
     }
 
-    async fn user_list(&self, request: Request<pb::AuthUserListRequest>) -> Result<Response<pb::AuthUserListResponse>, Status> {
+    async fn user_list(
+        &self,
+        request: Request<pb::AuthUserListRequest>,
+    ) -> Result<Response<pb::AuthUserListResponse>, Status> {
         self.pass(request, |r| &mut r.auth_user_list, |r: &mut pb::AuthUserListResponse| &mut r.header).await
     }
 
-    async fn user_delete(&self, request: Request<pb::AuthUserDeleteRequest>) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
+    async fn user_delete(
+        &self,
+        request: Request<pb::AuthUserDeleteRequest>,
+    ) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
         self.pass(request, |r| &mut r.auth_user_delete, |r: &mut pb::AuthUserDeleteResponse| &mut r.header).await
     }
 
-    async fn user_grant_role(&self, request: Request<pb::AuthUserGrantRoleRequest>) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
+    async fn user_grant_role(
+        &self,
+        request: Request<pb::AuthUserGrantRoleRequest>,
+    ) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
         self.pass(request, |r| &mut r.auth_user_grant_role, |r: &mut pb::AuthUserGrantRoleResponse| &mut r.header).await
     }
 
-    async fn user_revoke_role(&self, request: Request<pb::AuthUserRevokeRoleRequest>) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
-        self.pass(request, |r| &mut r.auth_user_revoke_role, |r: &mut pb::AuthUserRevokeRoleResponse| &mut r.header).await
+    async fn user_revoke_role(
+        &self,
+        request: Request<pb::AuthUserRevokeRoleRequest>,
+    ) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
+        self.pass(request, |r| &mut r.auth_user_revoke_role, |r: &mut pb::AuthUserRevokeRoleResponse| &mut r.header)
+            .await
     }
 
-    async fn role_add(&self, request: Request<pb::AuthRoleAddRequest>) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
+    async fn role_add(
+        &self,
+        request: Request<pb::AuthRoleAddRequest>,
+    ) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
         self.pass(request, |r| &mut r.auth_role_add, |r: &mut pb::AuthRoleAddResponse| &mut r.header).await
     }
 
-    async fn role_get(&self, request: Request<pb::AuthRoleGetRequest>) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
+    async fn role_get(
+        &self,
+        request: Request<pb::AuthRoleGetRequest>,
+    ) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
         self.pass(request, |r| &mut r.auth_role_get, |r: &mut pb::AuthRoleGetResponse| &mut r.header).await
     }
 
-    async fn role_list(&self, request: Request<pb::AuthRoleListRequest>) -> Result<Response<pb::AuthRoleListResponse>, Status> {
+    async fn role_list(
+        &self,
+        request: Request<pb::AuthRoleListRequest>,
+    ) -> Result<Response<pb::AuthRoleListResponse>, Status> {
         self.pass(request, |r| &mut r.auth_role_list, |r: &mut pb::AuthRoleListResponse| &mut r.header).await
     }
 
-    async fn role_delete(&self, request: Request<pb::AuthRoleDeleteRequest>) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
+    async fn role_delete(
+        &self,
+        request: Request<pb::AuthRoleDeleteRequest>,
+    ) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
         self.pass(request, |r| &mut r.auth_role_delete, |r: &mut pb::AuthRoleDeleteResponse| &mut r.header).await
     }
 
-    async fn role_grant_permission(&self, request: Request<pb::AuthRoleGrantPermissionRequest>) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
-        self.pass(request, |r| &mut r.auth_role_grant_permission, |r: &mut pb::AuthRoleGrantPermissionResponse| &mut r.header).await
+    async fn role_grant_permission(
+        &self,
+        request: Request<pb::AuthRoleGrantPermissionRequest>,
+    ) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
+        self.pass(
+            request,
+            |r| &mut r.auth_role_grant_permission,
+            |r: &mut pb::AuthRoleGrantPermissionResponse| &mut r.header,
+        )
+        .await
     }
 
-    async fn role_revoke_permission(&self, request: Request<pb::AuthRoleRevokePermissionRequest>) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
-        self.pass(request, |r| &mut r.auth_role_revoke_permission, |r: &mut pb::AuthRoleRevokePermissionResponse| &mut r.header).await
+    async fn role_revoke_permission(
+        &self,
+        request: Request<pb::AuthRoleRevokePermissionRequest>,
+    ) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
+        self.pass(
+            request,
+            |r| &mut r.auth_role_revoke_permission,
+            |r: &mut pb::AuthRoleRevokePermissionResponse| &mut r.header,
+        )
+        .await
     }
-
 
     /// etcd's `Authenticate`: after a ReadIndex barrier, the password is checked against this
     /// member's store, and the token is made through the log. If the store changed meanwhile
     /// (the password may have), it starts over.
-    async fn authenticate(&self, request: Request<pb::AuthenticateRequest>) -> Result<Response<pb::AuthenticateResponse>, Status> {
+    async fn authenticate(
+        &self,
+        request: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
         self.api.check_member(&request, false)?;
         let credentials = self.api.credentials(&request);
         let r = request.into_inner();
@@ -142,7 +194,11 @@ impl Auth for AuthService {
             self.api.resolve(&credentials)?;
             let prefix = self.api.node.auth().tokens.gen_prefix().map_err(Status::internal)?;
             let req = InternalRaftRequest {
-                authenticate: Some(InternalAuthenticateRequest { name: r.name.clone(), password: String::new(), simple_token: prefix }),
+                authenticate: Some(InternalAuthenticateRequest {
+                    name: r.name.clone(),
+                    password: String::new(),
+                    simple_token: prefix,
+                }),
                 ..Default::default()
             };
             let resp = self.call(&Caller::default(), req, |r: &mut pb::AuthenticateResponse| &mut r.header).await?;
@@ -153,11 +209,15 @@ impl Auth for AuthService {
     }
 
     /// The password is hashed here; the log sees only the hash.
-    async fn user_add(&self, request: Request<pb::AuthUserAddRequest>) -> Result<Response<pb::AuthUserAddResponse>, Status> {
+    async fn user_add(
+        &self,
+        request: Request<pb::AuthUserAddRequest>,
+    ) -> Result<Response<pb::AuthUserAddResponse>, Status> {
         let caller = self.caller(&request)?;
         let mut r = request.into_inner();
         if !r.options.is_some_and(|o| o.no_password) {
-            r.hashed_password = hash_password(self.api.hasher, std::mem::take(&mut r.password)).await.map_err(Status::internal)?;
+            r.hashed_password =
+                hash_password(self.api.hasher, std::mem::take(&mut r.password)).await.map_err(Status::internal)?;
         }
         r.password.clear();
         let req = InternalRaftRequest { auth_user_add: Some(r), ..Default::default() };
@@ -170,7 +230,8 @@ impl Auth for AuthService {
     ) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
         let caller = self.caller(&request)?;
         let mut r = request.into_inner();
-        r.hashed_password = hash_password(self.api.hasher, std::mem::take(&mut r.password)).await.map_err(Status::internal)?;
+        r.hashed_password =
+            hash_password(self.api.hasher, std::mem::take(&mut r.password)).await.map_err(Status::internal)?;
         let req = InternalRaftRequest { auth_user_change_password: Some(r), ..Default::default() };
         self.call(&caller, req, |r: &mut pb::AuthUserChangePasswordResponse| &mut r.header).await
     }

@@ -90,11 +90,7 @@ impl<S: Connected> Connected for AuthorityFix<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
             if !this.out.is_empty() {
@@ -113,9 +109,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
                 this.eof = true;
                 continue;
             }
-            this.transcoder
-                .feed(data, &mut this.out)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            this.transcoder.feed(data, &mut this.out).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         }
     }
 }
@@ -247,11 +241,7 @@ impl Transcoder {
                     let n = remaining.min(data.len());
                     out.extend_from_slice(&data[..n]);
                     data = &data[n..];
-                    self.state = if n == remaining {
-                        State::FrameHeader
-                    } else {
-                        State::Passthrough(remaining - n)
-                    };
+                    self.state = if n == remaining { State::FrameHeader } else { State::Passthrough(remaining - n) };
                 }
                 State::FrameHeader => {
                     let n = (9 - self.header_len).min(data.len());
@@ -335,10 +325,8 @@ impl Transcoder {
                 rest = r;
             }
             let priority = if self.flags & FLAG_PRIORITY != 0 {
-                let p: [u8; 5] = rest
-                    .get(..5)
-                    .and_then(|p| p.try_into().ok())
-                    .ok_or(TranscodeError::BadHeadersFrame)?;
+                let p: [u8; 5] =
+                    rest.get(..5).and_then(|p| p.try_into().ok()).ok_or(TranscodeError::BadHeadersFrame)?;
                 rest = &rest[5..];
                 Some(p)
             } else {
@@ -535,10 +523,8 @@ impl HpackDecoder {
                 self.decode_literal(&mut buf, 4, first & 0x10 != 0)?
             };
             size_update_allowed = false;
-            decoded_size = decoded_size
-                .saturating_add(field.name.len())
-                .saturating_add(field.value.len())
-                .saturating_add(32);
+            decoded_size =
+                decoded_size.saturating_add(field.name.len()).saturating_add(field.value.len()).saturating_add(32);
             if decoded_size > MAX_BLOCK_BYTES {
                 return Err(TranscodeError::BlockTooLarge);
             }
@@ -547,18 +533,9 @@ impl HpackDecoder {
         Ok(fields)
     }
 
-    fn decode_literal(
-        &mut self,
-        buf: &mut &[u8],
-        prefix_bits: u32,
-        sensitive: bool,
-    ) -> Result<Field, TranscodeError> {
+    fn decode_literal(&mut self, buf: &mut &[u8], prefix_bits: u32, sensitive: bool) -> Result<Field, TranscodeError> {
         let index = decode_integer(buf, prefix_bits)?;
-        let name = if index == 0 {
-            self.decode_string(buf)?
-        } else {
-            self.get(index)?.0.to_vec()
-        };
+        let name = if index == 0 { self.decode_string(buf)? } else { self.get(index)?.0.to_vec() };
         let value = self.decode_string(buf)?;
         Ok(Field { name, value, sensitive })
     }
@@ -801,7 +778,12 @@ mod tests {
         input.extend(&settings);
         input.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &encode(&mut enc, &request("127.0.0.1:2379"))));
         input.extend(&data);
-        input.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &encode(&mut enc, &request("127.0.0.1:2379"))));
+        input.extend(frame(
+            TYPE_HEADERS,
+            FLAG_END_HEADERS | FLAG_END_STREAM,
+            3,
+            &encode(&mut enc, &request("127.0.0.1:2379")),
+        ));
         // The first request's authority is valid: the connection passes byte for byte, its
         // dynamic table references included.
         for chunk in [1, 7, 9, 100, input.len()] {
@@ -816,7 +798,12 @@ mod tests {
         let mut input = PREFACE.to_vec();
         input.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &encode(&mut enc, &request("https://127.0.0.1:2379"))));
         input.extend(&data);
-        input.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &encode(&mut enc, &request("127.0.0.1:2379"))));
+        input.extend(frame(
+            TYPE_HEADERS,
+            FLAG_END_HEADERS | FLAG_END_STREAM,
+            3,
+            &encode(&mut enc, &request("127.0.0.1:2379")),
+        ));
         for chunk in [1, 7, 9, 100, input.len()] {
             let out = transcode(&input, chunk).unwrap();
             let fr = frames(&out);
@@ -933,15 +920,15 @@ mod tests {
     #[test]
     fn hostile_input_errors_without_panicking() {
         let mut cases: Vec<Vec<u8>> = vec![
-            vec![0x3f],                   // truncated size update
-            vec![0x3f, 0xe2, 0x1f],       // size update over 4096
-            vec![0x82, 0x20],             // size update after a field
-            vec![0x80],                   // index 0
+            vec![0x3f],                                     // truncated size update
+            vec![0x3f, 0xe2, 0x1f],                         // size update over 4096
+            vec![0x82, 0x20],                               // size update after a field
+            vec![0x80],                                     // index 0
             vec![0xff, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01], // huge integer
-            vec![0xbe],                   // empty dynamic table
-            vec![0x00, 0x05, b'a'],       // string past the end
-            vec![0x00, 0x81, 0xff, 0x00], // invalid Huffman (EOS/padding)
-            vec![0x40],                   // truncated literal
+            vec![0xbe],                                     // empty dynamic table
+            vec![0x00, 0x05, b'a'],                         // string past the end
+            vec![0x00, 0x81, 0xff, 0x00],                   // invalid Huffman (EOS/padding)
+            vec![0x40],                                     // truncated literal
         ];
         // Deterministic junk.
         let mut x: u32 = 12345;

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use prost::Message as _;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
-use wasmraft_proto::etcdserverpb::{InternalRaftRequest, RequestHeader, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RequestOp, TxnRequest, request_op};
+use wasmraft_proto::etcdserverpb::{
+    InternalRaftRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, RequestHeader, RequestOp, TxnRequest,
+    request_op,
+};
 use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
 use super::conn::ClientConnInfo;
@@ -72,7 +75,10 @@ impl Api {
     /// What a request presents, kept by streams that check each of their requests later (watch).
     pub(super) fn credentials<T>(&self, request: &Request<T>) -> Credentials {
         let md = request.metadata();
-        let token = md.get(TOKEN_KEY).or_else(|| md.get(TOKEN_KEY_SWAGGER)).map(|t| t.to_str().map(str::to_string).map_err(|_| ()));
+        let token = md
+            .get(TOKEN_KEY)
+            .or_else(|| md.get(TOKEN_KEY_SWAGGER))
+            .map(|t| t.to_str().map(str::to_string).map_err(|_| ()));
         let common_name = if self.client_cert_auth {
             request.extensions().get::<ClientConnInfo>().and_then(|c| c.common_name.clone())
         } else {
@@ -130,7 +136,8 @@ impl Api {
     /// revision the check ran at, for the entry's stamp.
     pub(super) async fn check_write(&self, caller: &Caller, req: &InternalRaftRequest) -> Result<u64, Status> {
         // etcd's authApplierV3 checks these; a lease grant or a compaction applies whoever asks.
-        let checked = req.put.is_some() || req.delete_range.is_some() || req.txn.is_some() || req.lease_revoke.is_some();
+        let checked =
+            req.put.is_some() || req.delete_range.is_some() || req.txn.is_some() || req.lease_revoke.is_some();
         if caller.system || !checked {
             return Ok(0);
         }
@@ -165,12 +172,15 @@ impl Api {
     /// etcd's `checkLeasePuts`: a user who could not write every key attached to a lease may not
     /// revoke it, nor attach more keys to it.
     async fn check_lease_keys(&self, state: &AuthState, who: Option<&AuthInfo>, lease: i64) -> Result<(), Status> {
-        let q = KvQuery { request: Some(kv_query::Request::LeaseTimeToLive(LeaseTimeToLiveRequest { id: lease, keys: true })) };
+        let q = KvQuery {
+            request: Some(kv_query::Request::LeaseTimeToLive(LeaseTimeToLiveRequest { id: lease, keys: true })),
+        };
         let Ok(answer) = self.node.query(q.encode_to_vec()).await else {
             // No such lease (or no record of it here): nothing attached to check.
             return Ok(());
         };
-        let resp = LeaseTimeToLiveResponse::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("LeaseTimeToLiveResponse", e))?;
+        let resp = LeaseTimeToLiveResponse::decode(answer.as_slice())
+            .map_err(|e| errors::bad_guest_response("LeaseTimeToLiveResponse", e))?;
         for key in &resp.keys {
             state.check(who, Access::Write, key, b"")?;
         }

@@ -29,14 +29,25 @@ impl ClusterService {
     /// etcd's `ClusterServer.header`: no revision in membership responses.
     fn header(&self) -> ResponseHeader {
         let node = &self.api.node;
-        ResponseHeader { cluster_id: node.cluster_id(), member_id: node.member_id(), revision: 0, raft_term: node.raft_term() }
+        ResponseHeader {
+            cluster_id: node.cluster_id(),
+            member_id: node.member_id(),
+            revision: 0,
+            raft_term: node.raft_term(),
+        }
     }
 }
 
 fn to_proto(members: Vec<Record>) -> Vec<Member> {
     members
         .into_iter()
-        .map(|m| Member { id: m.id, name: m.name, peer_ur_ls: m.peer_urls, client_ur_ls: m.client_urls, is_learner: m.is_learner })
+        .map(|m| Member {
+            id: m.id,
+            name: m.name,
+            peer_ur_ls: m.peer_urls,
+            client_ur_ls: m.client_urls,
+            is_learner: m.is_learner,
+        })
         .collect()
 }
 
@@ -64,7 +75,9 @@ fn valid_peer_url(s: &str) -> bool {
         return false;
     }
     // Go's net.SplitHostPort: a port separator after the host (bracketed for IPv6).
-    let has_port = rest.rsplit_once(':').is_some_and(|(host, port)| !port.contains(']') && (!host.starts_with('[') || host.ends_with(']')));
+    let has_port = rest
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !port.contains(']') && (!host.starts_with('[') || host.ends_with(']')));
     has_port && url::Url::parse(s).is_ok()
 }
 
@@ -93,7 +106,10 @@ impl Cluster for ClusterService {
         }))
     }
 
-    async fn member_remove(&self, request: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_membership_change(&request)?;
         let id = request.into_inner().id;
@@ -102,7 +118,10 @@ impl Cluster for ClusterService {
     }
 
     /// etcd's MemberUpdate: new peer URLs for a member (taken as given, as etcd does).
-    async fn member_update(&self, request: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_membership_change(&request)?;
         let r = request.into_inner();
@@ -114,12 +133,18 @@ impl Cluster for ClusterService {
     /// published (empty, "unstarted", until it has).
     async fn member_list(&self, request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         self.api.check_member(&request, false)?;
-        Ok(Response::new(MemberListResponse { header: Some(self.header()), members: to_proto(self.api.node.members()) }))
+        Ok(Response::new(MemberListResponse {
+            header: Some(self.header()),
+            members: to_proto(self.api.node.members()),
+        }))
     }
 
     /// etcd's MemberPromote: only the leader knows whether the learner has caught up, so a
     /// follower hands the request to the leader, as etcd does over its peer port.
-    async fn member_promote(&self, request: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_membership_change(&request)?;
         let id = request.into_inner().id;

@@ -57,10 +57,15 @@ pub(super) fn handshakes(
                         let _ = tx.send(ClientConn::Tls(Box::new(tls))).await;
                     }
                     Ok(Err(e)) => {
-                        tracing::info!("embed: rejected connection from {remote:?} (error {:?}, ServerName \"\")", e.to_string());
+                        tracing::info!(
+                            "embed: rejected connection from {remote:?} (error {:?}, ServerName \"\")",
+                            e.to_string()
+                        );
                     }
                     Err(_) => {
-                        tracing::info!("embed: rejected connection from {remote:?} (error \"TLS handshake timeout\", ServerName \"\")");
+                        tracing::info!(
+                            "embed: rejected connection from {remote:?} (error \"TLS handshake timeout\", ServerName \"\")"
+                        );
                     }
                 }
             });
@@ -87,7 +92,10 @@ impl Connected for ClientConn {
                 let (_, session) = s.get_ref();
                 // rustls only completes a handshake whose client certificate verified, so a
                 // leaf here is a verified one.
-                let common_name = session.peer_certificates().and_then(|chain| chain.first()).and_then(|leaf| common_name(leaf.as_ref()));
+                let common_name = session
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| common_name(leaf.as_ref()));
                 ClientConnInfo { common_name }
             }
         }
@@ -118,7 +126,11 @@ impl AsyncWrite for ClientConn {
         }
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             ClientConn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             ClientConn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),

@@ -43,166 +43,91 @@ impl From<EtcdError> for Status {
 }
 
 // The statuses etcd 3.4's v3rpc layer sends (rpctypes.ErrGRPC*), same names without the prefix.
-pub const EMPTY_KEY: EtcdError =
-    EtcdError::new(Code::InvalidArgument, "etcdserver: key is not provided");
-pub const KEY_NOT_FOUND: EtcdError =
-    EtcdError::new(Code::InvalidArgument, "etcdserver: key not found");
-pub const VALUE_PROVIDED: EtcdError =
-    EtcdError::new(Code::InvalidArgument, "etcdserver: value is provided");
-pub const LEASE_PROVIDED: EtcdError =
-    EtcdError::new(Code::InvalidArgument, "etcdserver: lease is provided");
-pub const TOO_MANY_OPS: EtcdError = EtcdError::new(
-    Code::InvalidArgument,
-    "etcdserver: too many operations in txn request",
-);
-pub const DUPLICATE_KEY: EtcdError = EtcdError::new(
-    Code::InvalidArgument,
-    "etcdserver: duplicate key given in txn request",
-);
+pub const EMPTY_KEY: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: key is not provided");
+pub const KEY_NOT_FOUND: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: key not found");
+pub const VALUE_PROVIDED: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: value is provided");
+pub const LEASE_PROVIDED: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: lease is provided");
+pub const TOO_MANY_OPS: EtcdError =
+    EtcdError::new(Code::InvalidArgument, "etcdserver: too many operations in txn request");
+pub const DUPLICATE_KEY: EtcdError =
+    EtcdError::new(Code::InvalidArgument, "etcdserver: duplicate key given in txn request");
 /// Not in etcd 3.4 (whose server panics on an unknown sort target); etcd 3.6's text and code.
-pub const INVALID_SORT_OPTION: EtcdError =
-    EtcdError::new(Code::InvalidArgument, "etcdserver: invalid sort option");
-pub const COMPACTED: EtcdError = EtcdError::new(
-    Code::OutOfRange,
-    "etcdserver: mvcc: required revision has been compacted",
-);
-pub const FUTURE_REV: EtcdError = EtcdError::new(
-    Code::OutOfRange,
-    "etcdserver: mvcc: required revision is a future revision",
-);
-pub const NO_SPACE: EtcdError = EtcdError::new(
-    Code::ResourceExhausted,
-    "etcdserver: mvcc: database space exceeded",
-);
+pub const INVALID_SORT_OPTION: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: invalid sort option");
+pub const COMPACTED: EtcdError =
+    EtcdError::new(Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted");
+pub const FUTURE_REV: EtcdError =
+    EtcdError::new(Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision");
+pub const NO_SPACE: EtcdError = EtcdError::new(Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded");
 
-pub const LEASE_NOT_FOUND: EtcdError =
-    EtcdError::new(Code::NotFound, "etcdserver: requested lease not found");
-pub const LEASE_EXIST: EtcdError =
-    EtcdError::new(Code::FailedPrecondition, "etcdserver: lease already exists");
-pub const LEASE_TTL_TOO_LARGE: EtcdError =
-    EtcdError::new(Code::OutOfRange, "etcdserver: too large lease TTL");
+pub const LEASE_NOT_FOUND: EtcdError = EtcdError::new(Code::NotFound, "etcdserver: requested lease not found");
+pub const LEASE_EXIST: EtcdError = EtcdError::new(Code::FailedPrecondition, "etcdserver: lease already exists");
+pub const LEASE_TTL_TOO_LARGE: EtcdError = EtcdError::new(Code::OutOfRange, "etcdserver: too large lease TTL");
 
-pub const MEMBER_EXIST: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: member ID already exist",
-);
-pub const PEER_URL_EXIST: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: Peer URLs already exists",
-);
-pub const MEMBER_NOT_ENOUGH_STARTED: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: re-configuration failed due to not enough started members",
-);
-pub const MEMBER_BAD_URLS: EtcdError = EtcdError::new(
-    Code::InvalidArgument,
-    "etcdserver: given member URLs are invalid",
-);
-pub const MEMBER_NOT_FOUND: EtcdError =
-    EtcdError::new(Code::NotFound, "etcdserver: member not found");
-pub const MEMBER_NOT_LEARNER: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: can only promote a learner member",
-);
+pub const MEMBER_EXIST: EtcdError = EtcdError::new(Code::FailedPrecondition, "etcdserver: member ID already exist");
+pub const PEER_URL_EXIST: EtcdError = EtcdError::new(Code::FailedPrecondition, "etcdserver: Peer URLs already exists");
+pub const MEMBER_NOT_ENOUGH_STARTED: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: re-configuration failed due to not enough started members");
+pub const MEMBER_BAD_URLS: EtcdError =
+    EtcdError::new(Code::InvalidArgument, "etcdserver: given member URLs are invalid");
+pub const MEMBER_NOT_FOUND: EtcdError = EtcdError::new(Code::NotFound, "etcdserver: member not found");
+pub const MEMBER_NOT_LEARNER: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: can only promote a learner member");
 pub const LEARNER_NOT_READY: EtcdError = EtcdError::new(
     Code::FailedPrecondition,
     "etcdserver: can only promote a learner member which is in sync with leader",
 );
-pub const TOO_MANY_LEARNERS: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: too many learner members in cluster",
-);
+pub const TOO_MANY_LEARNERS: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: too many learner members in cluster");
 
-pub const REQUEST_TOO_LARGE: EtcdError =
-    EtcdError::new(Code::InvalidArgument, "etcdserver: request is too large");
-pub const TOO_MANY_REQUESTS: EtcdError =
-    EtcdError::new(Code::ResourceExhausted, "etcdserver: too many requests");
+pub const REQUEST_TOO_LARGE: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: request is too large");
+pub const TOO_MANY_REQUESTS: EtcdError = EtcdError::new(Code::ResourceExhausted, "etcdserver: too many requests");
 
-pub const ROOT_USER_NOT_EXIST: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: root user does not exist",
-);
-pub const ROOT_ROLE_NOT_EXIST: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: root user does not have root role",
-);
-pub const USER_ALREADY_EXIST: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: user name already exists",
-);
-pub const USER_EMPTY: EtcdError =
-    EtcdError::new(Code::InvalidArgument, "etcdserver: user name is empty");
-pub const USER_NOT_FOUND: EtcdError =
-    EtcdError::new(Code::FailedPrecondition, "etcdserver: user name not found");
-pub const ROLE_ALREADY_EXIST: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: role name already exists",
-);
-pub const ROLE_NOT_FOUND: EtcdError =
-    EtcdError::new(Code::FailedPrecondition, "etcdserver: role name not found");
-pub const ROLE_EMPTY: EtcdError =
-    EtcdError::new(Code::InvalidArgument, "etcdserver: role name is empty");
-pub const AUTH_FAILED: EtcdError = EtcdError::new(
-    Code::InvalidArgument,
-    "etcdserver: authentication failed, invalid user ID or password",
-);
-pub const PERMISSION_DENIED: EtcdError =
-    EtcdError::new(Code::PermissionDenied, "etcdserver: permission denied");
-pub const ROLE_NOT_GRANTED: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: role is not granted to the user",
-);
-pub const PERMISSION_NOT_GRANTED: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: permission is not granted to the role",
-);
-pub const AUTH_NOT_ENABLED: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: authentication is not enabled",
-);
-pub const INVALID_AUTH_TOKEN: EtcdError =
-    EtcdError::new(Code::Unauthenticated, "etcdserver: invalid auth token");
-pub const INVALID_AUTH_MGMT: EtcdError =
-    EtcdError::new(Code::InvalidArgument, "etcdserver: invalid auth management");
-pub const AUTH_OLD_REVISION: EtcdError = EtcdError::new(
-    Code::InvalidArgument,
-    "etcdserver: revision of auth store is old",
-);
+pub const ROOT_USER_NOT_EXIST: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: root user does not exist");
+pub const ROOT_ROLE_NOT_EXIST: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: root user does not have root role");
+pub const USER_ALREADY_EXIST: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: user name already exists");
+pub const USER_EMPTY: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: user name is empty");
+pub const USER_NOT_FOUND: EtcdError = EtcdError::new(Code::FailedPrecondition, "etcdserver: user name not found");
+pub const ROLE_ALREADY_EXIST: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: role name already exists");
+pub const ROLE_NOT_FOUND: EtcdError = EtcdError::new(Code::FailedPrecondition, "etcdserver: role name not found");
+pub const ROLE_EMPTY: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: role name is empty");
+pub const AUTH_FAILED: EtcdError =
+    EtcdError::new(Code::InvalidArgument, "etcdserver: authentication failed, invalid user ID or password");
+pub const PERMISSION_DENIED: EtcdError = EtcdError::new(Code::PermissionDenied, "etcdserver: permission denied");
+pub const ROLE_NOT_GRANTED: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: role is not granted to the user");
+pub const PERMISSION_NOT_GRANTED: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: permission is not granted to the role");
+pub const AUTH_NOT_ENABLED: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: authentication is not enabled");
+pub const INVALID_AUTH_TOKEN: EtcdError = EtcdError::new(Code::Unauthenticated, "etcdserver: invalid auth token");
+pub const INVALID_AUTH_MGMT: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: invalid auth management");
+pub const AUTH_OLD_REVISION: EtcdError =
+    EtcdError::new(Code::InvalidArgument, "etcdserver: revision of auth store is old");
 
 pub const NO_LEADER: EtcdError = EtcdError::new(Code::Unavailable, "etcdserver: no leader");
-pub const NOT_LEADER: EtcdError =
-    EtcdError::new(Code::FailedPrecondition, "etcdserver: not leader");
-pub const LEADER_CHANGED: EtcdError =
-    EtcdError::new(Code::Unavailable, "etcdserver: leader changed");
+pub const NOT_LEADER: EtcdError = EtcdError::new(Code::FailedPrecondition, "etcdserver: not leader");
+pub const LEADER_CHANGED: EtcdError = EtcdError::new(Code::Unavailable, "etcdserver: leader changed");
 pub const NOT_CAPABLE: EtcdError = EtcdError::new(Code::Unavailable, "etcdserver: not capable");
 pub const STOPPED: EtcdError = EtcdError::new(Code::Unavailable, "etcdserver: server stopped");
 pub const TIMEOUT: EtcdError = EtcdError::new(Code::Unavailable, "etcdserver: request timed out");
-pub const TIMEOUT_DUE_TO_LEADER_FAIL: EtcdError = EtcdError::new(
-    Code::Unavailable,
-    "etcdserver: request timed out, possibly due to previous leader failure",
-);
-pub const TIMEOUT_DUE_TO_CONNECTION_LOST: EtcdError = EtcdError::new(
-    Code::Unavailable,
-    "etcdserver: request timed out, possibly due to connection lost",
-);
-pub const TIMEOUT_WAIT_APPLIED_INDEX: EtcdError = EtcdError::new(
-    Code::Unavailable,
-    "etcdserver: request timed out, waiting for the applied index took too long",
-);
+pub const TIMEOUT_DUE_TO_LEADER_FAIL: EtcdError =
+    EtcdError::new(Code::Unavailable, "etcdserver: request timed out, possibly due to previous leader failure");
+pub const TIMEOUT_DUE_TO_CONNECTION_LOST: EtcdError =
+    EtcdError::new(Code::Unavailable, "etcdserver: request timed out, possibly due to connection lost");
+pub const TIMEOUT_WAIT_APPLIED_INDEX: EtcdError =
+    EtcdError::new(Code::Unavailable, "etcdserver: request timed out, waiting for the applied index took too long");
 pub const UNHEALTHY: EtcdError = EtcdError::new(Code::Unavailable, "etcdserver: unhealthy cluster");
 pub const CORRUPT: EtcdError = EtcdError::new(Code::DataLoss, "etcdserver: corrupt cluster");
-pub const NOT_SUPPORTED_FOR_LEARNER: EtcdError = EtcdError::new(
-    Code::Unavailable,
-    "etcdserver: rpc not supported for learner",
-);
-pub const TIMEOUT_LEADER_TRANSFER: EtcdError = EtcdError::new(
-    Code::Unavailable,
-    "etcdserver: request timed out, leader transfer took too long",
-);
-pub const BAD_LEADER_TRANSFEREE: EtcdError = EtcdError::new(
-    Code::FailedPrecondition,
-    "etcdserver: bad leader transferee",
-);
+pub const NOT_SUPPORTED_FOR_LEARNER: EtcdError =
+    EtcdError::new(Code::Unavailable, "etcdserver: rpc not supported for learner");
+pub const TIMEOUT_LEADER_TRANSFER: EtcdError =
+    EtcdError::new(Code::Unavailable, "etcdserver: request timed out, leader transfer took too long");
+pub const BAD_LEADER_TRANSFEREE: EtcdError =
+    EtcdError::new(Code::FailedPrecondition, "etcdserver: bad leader transferee");
 
 /// Every wire-level error etcd 3.4 knows by text (rpctypes' `errStringToError`).
 const WIRE_ERRORS: &[EtcdError] = &[
@@ -274,35 +199,20 @@ const INTERNAL_ALIASES: &[(&str, EtcdError)] = &[
     ("membership: ID not found", MEMBER_NOT_FOUND),
     ("membership: ID exists", MEMBER_EXIST),
     ("membership: peerURL exists", PEER_URL_EXIST),
-    (
-        "membership: can only promote a learner member",
-        MEMBER_NOT_LEARNER,
-    ),
-    (
-        "membership: too many learner members in cluster",
-        TOO_MANY_LEARNERS,
-    ),
+    ("membership: can only promote a learner member", MEMBER_NOT_LEARNER),
+    ("membership: too many learner members in cluster", TOO_MANY_LEARNERS),
     ("auth: root user does not exist", ROOT_USER_NOT_EXIST),
-    (
-        "auth: root user does not have root role",
-        ROOT_ROLE_NOT_EXIST,
-    ),
+    ("auth: root user does not have root role", ROOT_ROLE_NOT_EXIST),
     ("auth: user already exists", USER_ALREADY_EXIST),
     ("auth: user name is empty", USER_EMPTY),
     ("auth: user not found", USER_NOT_FOUND),
     ("auth: role already exists", ROLE_ALREADY_EXIST),
     ("auth: role not found", ROLE_NOT_FOUND),
     ("auth: role name is empty", ROLE_EMPTY),
-    (
-        "auth: authentication failed, invalid user ID or password",
-        AUTH_FAILED,
-    ),
+    ("auth: authentication failed, invalid user ID or password", AUTH_FAILED),
     ("auth: permission denied", PERMISSION_DENIED),
     ("auth: role is not granted to the user", ROLE_NOT_GRANTED),
-    (
-        "auth: permission is not granted to the role",
-        PERMISSION_NOT_GRANTED,
-    ),
+    ("auth: permission is not granted to the role", PERMISSION_NOT_GRANTED),
     ("auth: authentication is not enabled", AUTH_NOT_ENABLED),
     ("auth: invalid auth token", INVALID_AUTH_TOKEN),
     ("auth: invalid auth management", INVALID_AUTH_MGMT),
@@ -315,12 +225,7 @@ pub fn known_etcd_error(text: &str) -> Option<EtcdError> {
         .iter()
         .copied()
         .find(|e| e.message == text)
-        .or_else(|| {
-            INTERNAL_ALIASES
-                .iter()
-                .find(|(t, _)| *t == text)
-                .map(|(_, e)| *e)
-        })
+        .or_else(|| INTERNAL_ALIASES.iter().find(|(t, _)| *t == text).map(|(_, e)| *e))
 }
 
 /// A guest's error text as the client sees it: etcd's status when etcd knows the text,
@@ -391,9 +296,7 @@ impl From<NodeError> for Status {
 /// A guest answered with bytes that are not the response message the API expects. This is a
 /// broken guest, not a client mistake.
 pub fn bad_guest_response(what: &str, err: prost::DecodeError) -> Status {
-    Status::internal(format!(
-        "wasmraft: the guest's {what} could not be decoded: {err}"
-    ))
+    Status::internal(format!("wasmraft: the guest's {what} could not be decoded: {err}"))
 }
 
 #[cfg(test)]
@@ -407,11 +310,7 @@ mod tests {
 
     #[test]
     fn node_errors_map_to_etcd_codes_and_texts() {
-        assert_status(
-            &node_error(NodeError::Timeout),
-            Code::Unavailable,
-            "etcdserver: request timed out",
-        );
+        assert_status(&node_error(NodeError::Timeout), Code::Unavailable, "etcdserver: request timed out");
         assert_status(
             &node_error(NodeError::TooManyRequests),
             Code::ResourceExhausted,
@@ -422,16 +321,8 @@ mod tests {
             Code::InvalidArgument,
             "etcdserver: request is too large",
         );
-        assert_status(
-            &node_error(NodeError::Stopped),
-            Code::Unavailable,
-            "etcdserver: server stopped",
-        );
-        assert_status(
-            &node_error(NodeError::NoLeader),
-            Code::Unavailable,
-            "etcdserver: no leader",
-        );
+        assert_status(&node_error(NodeError::Stopped), Code::Unavailable, "etcdserver: server stopped");
+        assert_status(&node_error(NodeError::NoLeader), Code::Unavailable, "etcdserver: no leader");
         assert_status(
             &node_error(NodeError::Internal("redb: disk full".into())),
             Code::Internal,
@@ -457,9 +348,7 @@ mod tests {
     #[test]
     fn known_guest_texts_get_etcds_codes() {
         assert_status(
-            &node_error(NodeError::Guest(
-                "etcdserver: mvcc: required revision has been compacted".into(),
-            )),
+            &node_error(NodeError::Guest("etcdserver: mvcc: required revision has been compacted".into())),
             Code::OutOfRange,
             "etcdserver: mvcc: required revision has been compacted",
         );
@@ -473,11 +362,7 @@ mod tests {
             Code::NotFound,
             "etcdserver: requested lease not found",
         );
-        assert_status(
-            &guest_error("etcdserver: key not found"),
-            Code::InvalidArgument,
-            "etcdserver: key not found",
-        );
+        assert_status(&guest_error("etcdserver: key not found"), Code::InvalidArgument, "etcdserver: key not found");
         assert_status(
             &guest_error("etcdserver: mvcc: database space exceeded"),
             Code::ResourceExhausted,
@@ -488,11 +373,7 @@ mod tests {
             Code::PermissionDenied,
             "etcdserver: permission denied",
         );
-        assert_status(
-            &guest_error("etcdserver: corrupt cluster"),
-            Code::DataLoss,
-            "etcdserver: corrupt cluster",
-        );
+        assert_status(&guest_error("etcdserver: corrupt cluster"), Code::DataLoss, "etcdserver: corrupt cluster");
     }
 
     #[test]
@@ -502,16 +383,8 @@ mod tests {
             Code::OutOfRange,
             "etcdserver: mvcc: required revision has been compacted",
         );
-        assert_status(
-            &guest_error("lease not found"),
-            Code::NotFound,
-            "etcdserver: requested lease not found",
-        );
-        assert_status(
-            &guest_error("too large lease TTL"),
-            Code::OutOfRange,
-            "etcdserver: too large lease TTL",
-        );
+        assert_status(&guest_error("lease not found"), Code::NotFound, "etcdserver: requested lease not found");
+        assert_status(&guest_error("too large lease TTL"), Code::OutOfRange, "etcdserver: too large lease TTL");
         assert_status(
             &guest_error("etcdserver: no space"),
             Code::ResourceExhausted,
@@ -526,22 +399,14 @@ mod tests {
 
     #[test]
     fn unknown_guest_texts_pass_through_as_unknown() {
-        assert_status(
-            &guest_error("guest trapped: unreachable"),
-            Code::Unknown,
-            "guest trapped: unreachable",
-        );
+        assert_status(&guest_error("guest trapped: unreachable"), Code::Unknown, "guest trapped: unreachable");
         // Matching is exact, as etcd clients match: a prefix or different case is not etcd's error.
         assert_status(
             &guest_error("etcdserver: mvcc: required revision has been compacted (rev 5)"),
             Code::Unknown,
             "etcdserver: mvcc: required revision has been compacted (rev 5)",
         );
-        assert_status(
-            &guest_error("Etcdserver: no leader"),
-            Code::Unknown,
-            "Etcdserver: no leader",
-        );
+        assert_status(&guest_error("Etcdserver: no leader"), Code::Unknown, "Etcdserver: no leader");
         assert_status(&guest_error(""), Code::Unknown, "");
     }
 
@@ -552,11 +417,7 @@ mod tests {
                 assert_ne!(a.message, b.message);
             }
             // An alias must never shadow a wire text with a different meaning.
-            assert!(
-                INTERNAL_ALIASES.iter().all(|(t, _)| *t != a.message),
-                "{} is both",
-                a.message
-            );
+            assert!(INTERNAL_ALIASES.iter().all(|(t, _)| *t != a.message), "{} is both", a.message);
         }
     }
 }

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use wasmraft_proto::wasmraft::v1::{
-    Consistency, InfoRequest, InfoResponse, ProposeRequest, ProposeResponse, QueryRequest,
-    QueryResponse, generic_server::Generic,
+    Consistency, InfoRequest, InfoResponse, ProposeRequest, ProposeResponse, QueryRequest, QueryResponse,
+    generic_server::Generic,
 };
 
 use super::{Api, errors};
@@ -44,10 +44,7 @@ pub fn generic_error(err: NodeError) -> Status {
 
 #[tonic::async_trait]
 impl Generic for GenericService {
-    async fn propose(
-        &self,
-        request: Request<ProposeRequest>,
-    ) -> Result<Response<ProposeResponse>, Status> {
+    async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeResponse>, Status> {
         self.api.check_member(&request, false)?;
         let caller = self.api.caller(&request)?;
         let stamp = self.api.check_generic(&caller, crate::auth::Access::Write)?;
@@ -60,15 +57,9 @@ impl Generic for GenericService {
         Ok(Response::new(ProposeResponse { result }))
     }
 
-    async fn query(
-        &self,
-        request: Request<QueryRequest>,
-    ) -> Result<Response<QueryResponse>, Status> {
+    async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
         let consistency = Consistency::try_from(request.get_ref().consistency).map_err(|_| {
-            Status::invalid_argument(format!(
-                "wasmraft: unknown consistency {}",
-                request.get_ref().consistency
-            ))
+            Status::invalid_argument(format!("wasmraft: unknown consistency {}", request.get_ref().consistency))
         })?;
         let serializable = consistency == Consistency::Serializable;
         self.api.check_member(&request, serializable)?;

@@ -22,8 +22,8 @@ use futures::future::BoxFuture;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use prometheus::IntCounter;
 use tonic::body::Body;
-use tonic::codegen::http::{HeaderMap, Request, Response};
 use tonic::codegen::Service;
+use tonic::codegen::http::{HeaderMap, Request, Response};
 
 use crate::metrics::metrics;
 
@@ -62,7 +62,8 @@ where
         let call = is_grpc(req.headers()).then(|| Call::start(req.uri().path()));
         let req = match &call {
             Some(c) => {
-                let received = Tally { bytes: metrics().grpc_received_bytes.clone(), messages: c.series.received.clone() };
+                let received =
+                    Tally { bytes: metrics().grpc_received_bytes.clone(), messages: c.series.received.clone() };
                 req.map(|b| Body::new(Counted::new(b, received, None)))
             }
             None => req,
@@ -343,7 +344,8 @@ mod tests {
         let body = framed(&[b"abcdef", b"", &[7u8; 300], b"xy"]);
         for chunk in [1, 2, 3, 5, 7, 64, body.len()] {
             let mut sizes = MessageSizes::default();
-            let (bytes, messages) = body.chunks(chunk).map(|c| sizes.feed(c)).fold((0, 0), |(b, m), (cb, cm)| (b + cb, m + cm));
+            let (bytes, messages) =
+                body.chunks(chunk).map(|c| sizes.feed(c)).fold((0, 0), |(b, m), (cb, cm)| (b + cb, m + cm));
             assert_eq!((bytes, messages), (308, 4), "chunks of {chunk}");
         }
     }

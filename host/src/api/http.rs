@@ -44,7 +44,11 @@ async fn metrics(State(node): State<NodeHandle>) -> Response {
 
 /// etcd's `checkHealth`: false with an alarm not excluded by `?exclude=NAME`, without a leader,
 /// or when a linearizable read does not complete within a second.
-async fn health(method: axum::http::Method, State(node): State<NodeHandle>, Query(q): Query<Vec<(String, String)>>) -> Response {
+async fn health(
+    method: axum::http::Method,
+    State(node): State<NodeHandle>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
     if method != axum::http::Method::GET {
         return not_allowed("GET");
     }
@@ -60,7 +64,11 @@ async fn health(method: axum::http::Method, State(node): State<NodeHandle>, Quer
     } else {
         m.health_failures.inc();
         tracing::warn!("/health error (status code 503)");
-        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")], "{\"health\":\"false\"}\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+            "{\"health\":\"false\"}\n",
+        )
             .into_response()
     }
 }

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use wasmraft_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest,
-    TxnResponse, kv_server::Kv,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, InternalRaftRequest, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse, kv_server::Kv,
 };
 
 use super::{Api, errors, header, validate};
@@ -32,12 +31,8 @@ impl KvService {
 impl Kv for KvService {
     /// A linearizable range waits for a ReadIndex barrier and then reads this member's state; a
     /// serializable one reads the state as it is, and is the only KV call a learner serves.
-    async fn range(
-        &self,
-        request: Request<RangeRequest>,
-    ) -> Result<Response<RangeResponse>, Status> {
-        self.api
-            .check_member(&request, request.get_ref().serializable)?;
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        self.api.check_member(&request, request.get_ref().serializable)?;
         self.api.require_kv_guest()?;
         let caller = self.api.caller(&request)?;
         let r = request.into_inner();
@@ -48,8 +43,8 @@ impl Kv for KvService {
         let checked_at = self.api.check_read(&caller, &r.key, &r.range_end)?;
         let answer = self.api.node.query(r.encode_to_vec()).await?;
         self.api.finish_read(&caller, checked_at)?;
-        let mut resp = RangeResponse::decode(answer.as_slice())
-            .map_err(|e| errors::bad_guest_response("RangeResponse", e))?;
+        let mut resp =
+            RangeResponse::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("RangeResponse", e))?;
         self.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -62,14 +57,7 @@ impl Kv for KvService {
         validate::check_put(&r)?;
         let mut resp: PutResponse = self
             .api
-            .propose(
-                &caller,
-                InternalRaftRequest {
-                    put: Some(r),
-                    ..Default::default()
-                },
-                "PutResponse",
-            )
+            .propose(&caller, InternalRaftRequest { put: Some(r), ..Default::default() }, "PutResponse")
             .await?;
         self.fill(&mut resp.header);
         Ok(Response::new(resp))
@@ -88,10 +76,7 @@ impl Kv for KvService {
             .api
             .propose(
                 &caller,
-                InternalRaftRequest {
-                    delete_range: Some(r),
-                    ..Default::default()
-                },
+                InternalRaftRequest { delete_range: Some(r), ..Default::default() },
                 "DeleteRangeResponse",
             )
             .await?;
@@ -112,14 +97,7 @@ impl Kv for KvService {
         validate::check_txn(&r, self.api.limits.max_txn_ops)?;
         let mut resp: TxnResponse = self
             .api
-            .propose(
-                &caller,
-                InternalRaftRequest {
-                    txn: Some(r),
-                    ..Default::default()
-                },
-                "TxnResponse",
-            )
+            .propose(&caller, InternalRaftRequest { txn: Some(r), ..Default::default() }, "TxnResponse")
             .await?;
         self.fill(&mut resp.header);
         Ok(Response::new(resp))
@@ -128,24 +106,14 @@ impl Kv for KvService {
     /// etcd makes no API-level checks on a compaction, permissions included (3.4 lets any user
     /// compact); the guest refuses a compacted or future revision. A "physical" compaction needs no extra wait here: the guest compacts inside the
     /// entry's apply, so it is done when the answer comes back.
-    async fn compact(
-        &self,
-        request: Request<CompactionRequest>,
-    ) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
         let caller = self.api.caller(&request)?;
         let r = request.into_inner();
         let mut resp: CompactionResponse = self
             .api
-            .propose(
-                &caller,
-                InternalRaftRequest {
-                    compaction: Some(r),
-                    ..Default::default()
-                },
-                "CompactionResponse",
-            )
+            .propose(&caller, InternalRaftRequest { compaction: Some(r), ..Default::default() }, "CompactionResponse")
             .await?;
         self.fill(&mut resp.header);
         Ok(Response::new(resp))

@@ -16,10 +16,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use wasmraft_proto::etcdserverpb::lease_server::Lease;
 use wasmraft_proto::etcdserverpb::{
-    InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    ResponseHeader,
+    InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
 };
 use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
@@ -184,19 +183,30 @@ impl Lease for LeaseService {
             r.id = (self.api.request_ids.next() & (i64::MAX as u64)) as i64;
         }
         r.ttl = self.lessor.clamp_ttl(r.ttl);
-        let mut resp: LeaseGrantResponse =
-            self.api.propose(&caller, InternalRaftRequest { lease_grant: Some(r), ..Default::default() }, "LeaseGrantResponse").await?;
+        let mut resp: LeaseGrantResponse = self
+            .api
+            .propose(&caller, InternalRaftRequest { lease_grant: Some(r), ..Default::default() }, "LeaseGrantResponse")
+            .await?;
         self.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
 
-    async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
         let caller = self.api.caller(&request)?;
         let r = request.into_inner();
-        let mut resp: LeaseRevokeResponse =
-            self.api.propose(&caller, InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }, "LeaseRevokeResponse").await?;
+        let mut resp: LeaseRevokeResponse = self
+            .api
+            .propose(
+                &caller,
+                InternalRaftRequest { lease_revoke: Some(r), ..Default::default() },
+                "LeaseRevokeResponse",
+            )
+            .await?;
         self.fill(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -230,9 +240,12 @@ impl Lease for LeaseService {
         };
         let mut resp = match result {
             Ok(resp) => resp,
-            Err(e) if e.message() == errors::LEASE_NOT_FOUND.message => {
-                LeaseTimeToLiveResponse { header: Some(ResponseHeader::default()), id: r.id, ttl: -1, ..Default::default() }
-            }
+            Err(e) if e.message() == errors::LEASE_NOT_FOUND.message => LeaseTimeToLiveResponse {
+                header: Some(ResponseHeader::default()),
+                id: r.id,
+                ttl: -1,
+                ..Default::default()
+            },
             Err(e) => return Err(e),
         };
         if resp.header.as_ref().is_none_or(|h| h.revision == 0) {
@@ -242,7 +255,10 @@ impl Lease for LeaseService {
         Ok(Response::new(resp))
     }
 
-    async fn lease_leases(&self, request: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+    async fn lease_leases(
+        &self,
+        request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
         let leases = self.lessor.leases().into_iter().map(|id| LeaseStatus { id }).collect();

@@ -8,10 +8,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tonic::{Request, Response, Status};
 use wasmraft_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    ResponseHeader, SnapshotRequest, SnapshotResponse, StatusRequest,
-    StatusResponse, maintenance_server::Maintenance,
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest,
+    HashResponse, MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, SnapshotRequest, SnapshotResponse,
+    StatusRequest, StatusResponse, maintenance_server::Maintenance,
 };
 use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
@@ -36,10 +35,7 @@ impl MaintenanceService {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     /// etcd's `EtcdServer.Alarm`: every action, GET included, goes through the log.
-    async fn alarm(
-        &self,
-        request: Request<AlarmRequest>,
-    ) -> Result<Response<AlarmResponse>, Status> {
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_alarm_caller(&request)?;
         let mut resp = self.api.node.alarm(request.into_inner()).await?;
@@ -52,10 +48,7 @@ impl Maintenance for MaintenanceService {
     /// etcd's WAL, is not counted). The size in use is reported as the whole size: redb only
     /// tells its free pages apart by walking every tree, too slow for a status call, and etcdctl
     /// only prints it.
-    async fn status(
-        &self,
-        request: Request<StatusRequest>,
-    ) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         self.api.check_member(&request, true)?;
         let revision = self.api.current_revision().await;
         let st = self.api.node.status();
@@ -85,10 +78,7 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(
-        &self,
-        request: Request<DefragmentRequest>,
-    ) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
         self.api.node.defragment().await?;
@@ -107,17 +97,14 @@ impl Maintenance for MaintenanceService {
 
     /// The KV guest's hash of its keyspace at a revision (etcd's `kvstore.HashByRev`), from this
     /// member's state without a read barrier, as etcd answers it.
-    async fn hash_kv(
-        &self,
-        request: Request<HashKvRequest>,
-    ) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
         self.api.require_kv_guest()?;
         let query = KvQuery { request: Some(kv_query::Request::HashKv(request.into_inner())) };
         let answer = self.api.node.query(prost::Message::encode_to_vec(&query)).await?;
-        let mut resp: HashKvResponse = prost::Message::decode(answer.as_slice())
-            .map_err(|e| errors::bad_guest_response("HashKVResponse", e))?;
+        let mut resp: HashKvResponse =
+            prost::Message::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("HashKVResponse", e))?;
         let revision = resp.header.map_or(0, |h| h.revision);
         resp.header = self.header(revision);
         Ok(Response::new(resp))
@@ -128,10 +115,7 @@ impl Maintenance for MaintenanceService {
     /// etcd's `maintenanceServer.Snapshot`: the state in 32 KiB messages, `remaining_bytes`
     /// counting down to 0, then one last message with the sha256 of all of it, which
     /// `etcdctl snapshot restore` (and `wasmraft snapshot restore`) checks.
-    async fn snapshot(
-        &self,
-        request: Request<SnapshotRequest>,
-    ) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
         let rx = self.api.node.snapshot_stream()?;
@@ -147,10 +131,7 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(stream.boxed()))
     }
 
-    async fn move_leader(
-        &self,
-        request: Request<MoveLeaderRequest>,
-    ) -> Result<Response<MoveLeaderResponse>, Status> {
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
         // etcd's maintenanceServer.MoveLeader: only the leader moves leadership, and the answer
         // comes once the transferee leads (or the transfer timed out).
         self.api.check_member(&request, false)?;

@@ -52,8 +52,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use wasmraft_proto::etcdserverpb::auth_server::AuthServer;
-use wasmraft_proto::etcdserverpb::kv_server::KvServer;
 use wasmraft_proto::etcdserverpb::cluster_server::ClusterServer;
+use wasmraft_proto::etcdserverpb::kv_server::KvServer;
 use wasmraft_proto::etcdserverpb::lease_server::LeaseServer;
 use wasmraft_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use wasmraft_proto::etcdserverpb::watch_server::WatchServer;
@@ -163,11 +163,7 @@ pub async fn serve(
     }
     let addrs: Vec<String> = listeners
         .iter()
-        .map(|l| {
-            l.listener
-                .local_addr()
-                .map_or_else(|e| format!("<{e}>"), |a| a.to_string())
-        })
+        .map(|l| l.listener.local_addr().map_or_else(|e| format!("<{e}>"), |a| a.to_string()))
         .collect();
 
     let api = Arc::new(Api {
@@ -264,9 +260,7 @@ fn accept_with_backoff(listener: TcpListener) -> BoxStream<'static, TcpStream> {
     const FIRST_DELAY: Duration = Duration::from_millis(5);
     const MAX_DELAY: Duration = Duration::from_secs(1);
 
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(TCP_KEEPALIVE));
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(TCP_KEEPALIVE));
     futures::stream::unfold((incoming, Duration::ZERO), |(mut incoming, mut delay)| async move {
         loop {
             match incoming.next().await? {
@@ -307,8 +301,7 @@ impl Api {
     /// (a count of one key, serializable). 0 when the guest is not a KV guest or cannot answer:
     /// Status is what operators use on a sick member, so it must not fail for this.
     pub(super) async fn current_revision(&self) -> i64 {
-        if !self.node.guest_serves(ETCD_KV_API)
-        {
+        if !self.node.guest_serves(ETCD_KV_API) {
             return 0;
         }
         let probe = wasmraft_proto::etcdserverpb::RangeRequest {
@@ -318,13 +311,15 @@ impl Api {
             ..Default::default()
         };
         match self.node.query(prost::Message::encode_to_vec(&probe)).await {
-            Ok(answer) => match <wasmraft_proto::etcdserverpb::RangeResponse as prost::Message>::decode(answer.as_slice()) {
-                Ok(resp) => resp.header.map_or(0, |h| h.revision),
-                Err(e) => {
-                    tracing::debug!(error = %e, "the guest's answer to the revision probe is not a RangeResponse");
-                    0
+            Ok(answer) => {
+                match <wasmraft_proto::etcdserverpb::RangeResponse as prost::Message>::decode(answer.as_slice()) {
+                    Ok(resp) => resp.header.map_or(0, |h| h.revision),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the guest's answer to the revision probe is not a RangeResponse");
+                        0
+                    }
                 }
-            },
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "the guest did not answer the revision probe");
                 0
@@ -335,15 +330,9 @@ impl Api {
     /// (v3rpc/interceptor.go): a learner serves only serializable reads and Status, and a client
     /// that asked for a leader (metadata `hasleader: true`, clientv3's `WithRequireLeader`) gets
     /// "no leader" when there is none.
-    fn check_member<T>(
-        &self,
-        request: &tonic::Request<T>,
-        learner_may_serve: bool,
-    ) -> Result<(), tonic::Status> {
-        let require_leader = request
-            .metadata()
-            .get(METADATA_REQUIRE_LEADER_KEY)
-            .is_some_and(|v| v.as_bytes() == b"true");
+    fn check_member<T>(&self, request: &tonic::Request<T>, learner_may_serve: bool) -> Result<(), tonic::Status> {
+        let require_leader =
+            request.metadata().get(METADATA_REQUIRE_LEADER_KEY).is_some_and(|v| v.as_bytes() == b"true");
         if learner_may_serve && !require_leader {
             return Ok(());
         }
@@ -397,4 +386,3 @@ impl Api {
 
 /// etcd's metadata key for "answer only if there is a leader" (rpctypes.MetadataRequireLeaderKey).
 const METADATA_REQUIRE_LEADER_KEY: &str = "hasleader";
-

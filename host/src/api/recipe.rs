@@ -90,7 +90,11 @@ impl Recipes {
         let grant = LeaseGrantRequest { ttl: SESSION_TTL, id };
         let resp: LeaseGrantResponse = self
             .api
-            .propose(&self.caller, InternalRaftRequest { lease_grant: Some(grant), ..Default::default() }, "LeaseGrantResponse")
+            .propose(
+                &self.caller,
+                InternalRaftRequest { lease_grant: Some(grant), ..Default::default() },
+                "LeaseGrantResponse",
+            )
             .await
             .map_err(inner_client_error)?;
         if !resp.error.is_empty() {
@@ -139,7 +143,8 @@ impl Recipes {
             failure: vec![op_range(plain_get(&key))],
         };
         let resp = self.txn(txn).await?;
-        let mut me = Leadership { key, rev: resp.header.as_ref().map_or(0, |h| h.revision), lease, header: resp.header.clone() };
+        let mut me =
+            Leadership { key, rev: resp.header.as_ref().map_or(0, |h| h.revision), lease, header: resp.header.clone() };
         if !resp.succeeded {
             let existing = range_at(&resp, 0).and_then(|r| r.kvs.first()).cloned();
             if let Some(kv) = existing {
@@ -160,7 +165,11 @@ impl Recipes {
 
     /// `Election.Proclaim`: a new value, only while the key is still the one created at `rev`.
     pub(super) async fn proclaim(&self, me: &Leadership, value: &[u8]) -> Result<Option<ResponseHeader>, Status> {
-        let txn = TxnRequest { compare: vec![created_at(&me.key, me.rev)], success: vec![put(&me.key, value, me.lease)], failure: vec![] };
+        let txn = TxnRequest {
+            compare: vec![created_at(&me.key, me.rev)],
+            success: vec![put(&me.key, value, me.lease)],
+            failure: vec![],
+        };
         let resp = self.txn(txn).await?;
         if !resp.succeeded {
             return Err(Status::unknown(ERR_NOT_LEADER));
@@ -170,7 +179,9 @@ impl Recipes {
 
     /// `Election.Resign`: deletes the key if it is still the leadership's.
     pub(super) async fn resign(&self, me: &Leadership) -> Result<Option<ResponseHeader>, Status> {
-        let delete = RequestOp { request: Some(Op::RequestDeleteRange(DeleteRangeRequest { key: me.key.clone(), ..Default::default() })) };
+        let delete = RequestOp {
+            request: Some(Op::RequestDeleteRange(DeleteRangeRequest { key: me.key.clone(), ..Default::default() })),
+        };
         let txn = TxnRequest { compare: vec![created_at(&me.key, me.rev)], success: vec![delete], failure: vec![] };
         Ok(self.txn(txn).await?.header)
     }
@@ -187,7 +198,11 @@ impl Recipes {
 
     /// `Election.Observe`: every value the election's leaders proclaim, in order, sent to `out`
     /// until it closes (the client went away) or a watch fails.
-    pub(super) async fn observe(&self, name: &[u8], out: mpsc::Sender<(ResponseHeader, KeyValue)>) -> Result<(), Status> {
+    pub(super) async fn observe(
+        &self,
+        name: &[u8],
+        out: mpsc::Sender<(ResponseHeader, KeyValue)>,
+    ) -> Result<(), Status> {
         let prefix = [name, b"/"].concat();
         loop {
             let resp = self.range(first_created(&prefix)).await?;
@@ -199,7 +214,9 @@ impl Recipes {
                     let mut w = self.watch(KeyRange::new(&prefix, &wasmraft_guest_sdk::prefix_end(&prefix)), from)?;
                     loop {
                         let d = w.next().await?;
-                        if let Some(kv) = d.events.into_iter().find(|e| e.r#type == EventType::Put as i32).and_then(|e| e.kv) {
+                        if let Some(kv) =
+                            d.events.into_iter().find(|e| e.r#type == EventType::Put as i32).and_then(|e| e.kv)
+                        {
                             let header = ResponseHeader { revision: kv.mod_revision, ..Default::default() };
                             break (header, kv);
                         }
@@ -254,13 +271,20 @@ impl Recipes {
     pub(super) async fn unlock(&self, key: Vec<u8>) -> Result<DeleteRangeResponse, Status> {
         let delete = DeleteRangeRequest { key, ..Default::default() };
         self.api
-            .propose(&self.caller, InternalRaftRequest { delete_range: Some(delete), ..Default::default() }, "DeleteRangeResponse")
+            .propose(
+                &self.caller,
+                InternalRaftRequest { delete_range: Some(delete), ..Default::default() },
+                "DeleteRangeResponse",
+            )
             .await
             .map_err(inner_client_error)
     }
 
     async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse, Status> {
-        self.api.propose(&self.caller, InternalRaftRequest { txn: Some(txn), ..Default::default() }, "TxnResponse").await.map_err(inner_client_error)
+        self.api
+            .propose(&self.caller, InternalRaftRequest { txn: Some(txn), ..Default::default() }, "TxnResponse")
+            .await
+            .map_err(inner_client_error)
     }
 
     /// A linearizable read, as clientv3's Get.
@@ -270,7 +294,8 @@ impl Recipes {
             let checked_at = self.api.check_read(&self.caller, &r.key, &r.range_end)?;
             let answer = self.api.node.query(prost::Message::encode_to_vec(&r)).await?;
             self.api.finish_read(&self.caller, checked_at)?;
-            <RangeResponse as prost::Message>::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("RangeResponse", e))
+            <RangeResponse as prost::Message>::decode(answer.as_slice())
+                .map_err(|e| errors::bad_guest_response("RangeResponse", e))
         };
         read.await.map_err(inner_client_error)
     }
@@ -360,8 +385,14 @@ impl Drop for Release {
         let key = std::mem::take(&mut self.key);
         rt.spawn(async move {
             let delete = DeleteRangeRequest { key, ..Default::default() };
-            let r: Result<wasmraft_proto::etcdserverpb::DeleteRangeResponse, Status> =
-                recipes.api.propose(&super::authz::Caller::system(), InternalRaftRequest { delete_range: Some(delete), ..Default::default() }, "DeleteRangeResponse").await;
+            let r: Result<wasmraft_proto::etcdserverpb::DeleteRangeResponse, Status> = recipes
+                .api
+                .propose(
+                    &super::authz::Caller::system(),
+                    InternalRaftRequest { delete_range: Some(delete), ..Default::default() },
+                    "DeleteRangeResponse",
+                )
+                .await;
             if let Err(e) = r {
                 tracing::warn!("could not remove an abandoned lock or campaign key: {e}");
             }
@@ -386,7 +417,14 @@ fn created_at(key: &[u8], rev: i64) -> Compare {
 }
 
 fn put(key: &[u8], value: &[u8], lease: i64) -> RequestOp {
-    RequestOp { request: Some(Op::RequestPut(PutRequest { key: key.to_vec(), value: value.to_vec(), lease, ..Default::default() })) }
+    RequestOp {
+        request: Some(Op::RequestPut(PutRequest {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            lease,
+            ..Default::default()
+        })),
+    }
 }
 
 fn op_range(r: RangeRequest) -> RequestOp {

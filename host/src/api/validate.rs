@@ -8,8 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use wasmraft_proto::etcdserverpb::{
-    DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, range_request::SortTarget,
-    request_op,
+    DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, range_request::SortTarget, request_op,
 };
 
 use super::errors::{self, EtcdError};
@@ -133,11 +132,7 @@ impl DeletedKeys {
                 end = e.clone();
             }
         }
-        let absorbed: Vec<Vec<u8>> = self
-            .ranges
-            .range(start.clone()..=end.clone())
-            .map(|(s, _)| s.clone())
-            .collect();
+        let absorbed: Vec<Vec<u8>> = self.ranges.range(start.clone()..=end.clone()).map(|(s, _)| s.clone()).collect();
         for s in absorbed {
             if let Some(e) = self.ranges.remove(&s)
                 && e > end
@@ -221,86 +216,47 @@ mod tests {
 
     fn put(key: &str) -> RequestOp {
         RequestOp {
-            request: Some(request_op::Request::RequestPut(PutRequest {
-                key: key.into(),
-                ..Default::default()
-            })),
+            request: Some(request_op::Request::RequestPut(PutRequest { key: key.into(), ..Default::default() })),
         }
     }
     fn del(key: &str, end: &str) -> RequestOp {
         RequestOp {
-            request: Some(request_op::Request::RequestDeleteRange(
-                DeleteRangeRequest {
-                    key: key.into(),
-                    range_end: end.into(),
-                    ..Default::default()
-                },
-            )),
-        }
-    }
-    fn get(key: &str) -> RequestOp {
-        RequestOp {
-            request: Some(request_op::Request::RequestRange(RangeRequest {
+            request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
                 key: key.into(),
+                range_end: end.into(),
                 ..Default::default()
             })),
         }
     }
+    fn get(key: &str) -> RequestOp {
+        RequestOp {
+            request: Some(request_op::Request::RequestRange(RangeRequest { key: key.into(), ..Default::default() })),
+        }
+    }
     fn txn(compare: usize, success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
         TxnRequest {
-            compare: (0..compare)
-                .map(|i| Compare {
-                    key: format!("c{i}").into(),
-                    ..Default::default()
-                })
-                .collect(),
+            compare: (0..compare).map(|i| Compare { key: format!("c{i}").into(), ..Default::default() }).collect(),
             success,
             failure,
         }
     }
     fn nested(t: TxnRequest) -> RequestOp {
-        RequestOp {
-            request: Some(request_op::Request::RequestTxn(t)),
-        }
+        RequestOp { request: Some(request_op::Request::RequestTxn(t)) }
     }
 
     #[test]
     fn range_needs_a_key_and_a_known_sort_target() {
-        assert_eq!(
-            check_range(&RangeRequest::default()),
-            Err(errors::EMPTY_KEY)
-        );
-        assert_eq!(
-            check_range(&RangeRequest {
-                key: b"a".to_vec(),
-                ..Default::default()
-            }),
-            Ok(())
-        );
-        let bad_target = RangeRequest {
-            key: b"a".to_vec(),
-            sort_target: 99,
-            ..Default::default()
-        };
+        assert_eq!(check_range(&RangeRequest::default()), Err(errors::EMPTY_KEY));
+        assert_eq!(check_range(&RangeRequest { key: b"a".to_vec(), ..Default::default() }), Ok(()));
+        let bad_target = RangeRequest { key: b"a".to_vec(), sort_target: 99, ..Default::default() };
         assert_eq!(check_range(&bad_target), Err(errors::INVALID_SORT_OPTION));
-        let value_target = RangeRequest {
-            key: b"a".to_vec(),
-            sort_target: SortTarget::Value as i32,
-            ..Default::default()
-        };
+        let value_target =
+            RangeRequest { key: b"a".to_vec(), sort_target: SortTarget::Value as i32, ..Default::default() };
         assert_eq!(check_range(&value_target), Ok(()));
         // etcd 3.4 accepts an unknown sort order (and then does not sort).
-        let odd_order = RangeRequest {
-            key: b"a".to_vec(),
-            sort_order: 7,
-            ..Default::default()
-        };
+        let odd_order = RangeRequest { key: b"a".to_vec(), sort_order: 7, ..Default::default() };
         assert_eq!(check_range(&odd_order), Ok(()));
-        let descend = RangeRequest {
-            key: b"a".to_vec(),
-            sort_order: SortOrder::Descend as i32,
-            ..Default::default()
-        };
+        let descend = RangeRequest { key: b"a".to_vec(), sort_order: SortOrder::Descend as i32, ..Default::default() };
         assert_eq!(check_range(&descend), Ok(()));
     }
 
@@ -308,31 +264,13 @@ mod tests {
     fn put_checks_key_then_ignore_value_then_ignore_lease() {
         assert_eq!(check_put(&PutRequest::default()), Err(errors::EMPTY_KEY));
         // With an empty key, the key error wins even if the other checks also fail.
-        let all_bad = PutRequest {
-            value: b"v".to_vec(),
-            ignore_value: true,
-            lease: 5,
-            ignore_lease: true,
-            ..Default::default()
-        };
+        let all_bad =
+            PutRequest { value: b"v".to_vec(), ignore_value: true, lease: 5, ignore_lease: true, ..Default::default() };
         assert_eq!(check_put(&all_bad), Err(errors::EMPTY_KEY));
-        let value = PutRequest {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-            ignore_value: true,
-            ..Default::default()
-        };
+        let value = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ignore_value: true, ..Default::default() };
         assert_eq!(check_put(&value), Err(errors::VALUE_PROVIDED));
-        assert_eq!(
-            errors::VALUE_PROVIDED.message,
-            "etcdserver: value is provided"
-        );
-        let lease = PutRequest {
-            key: b"k".to_vec(),
-            lease: 7,
-            ignore_lease: true,
-            ..Default::default()
-        };
+        assert_eq!(errors::VALUE_PROVIDED.message, "etcdserver: value is provided");
+        let lease = PutRequest { key: b"k".to_vec(), lease: 7, ignore_lease: true, ..Default::default() };
         assert_eq!(check_put(&lease), Err(errors::LEASE_PROVIDED));
         let both = PutRequest {
             key: b"k".to_vec(),
@@ -343,40 +281,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(check_put(&both), Err(errors::VALUE_PROVIDED));
-        let fine = PutRequest {
-            key: b"k".to_vec(),
-            ignore_value: true,
-            ignore_lease: true,
-            ..Default::default()
-        };
+        let fine = PutRequest { key: b"k".to_vec(), ignore_value: true, ignore_lease: true, ..Default::default() };
         assert_eq!(check_put(&fine), Ok(()));
-        let plain = PutRequest {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-            lease: 7,
-            ..Default::default()
-        };
+        let plain = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), lease: 7, ..Default::default() };
         assert_eq!(check_put(&plain), Ok(()));
     }
 
     #[test]
     fn delete_needs_a_key() {
-        assert_eq!(
-            check_delete(&DeleteRangeRequest::default()),
-            Err(errors::EMPTY_KEY)
-        );
-        let range_only = DeleteRangeRequest {
-            range_end: b"z".to_vec(),
-            ..Default::default()
-        };
+        assert_eq!(check_delete(&DeleteRangeRequest::default()), Err(errors::EMPTY_KEY));
+        let range_only = DeleteRangeRequest { range_end: b"z".to_vec(), ..Default::default() };
         assert_eq!(check_delete(&range_only), Err(errors::EMPTY_KEY));
-        assert_eq!(
-            check_delete(&DeleteRangeRequest {
-                key: b"a".to_vec(),
-                ..Default::default()
-            }),
-            Ok(())
-        );
+        assert_eq!(check_delete(&DeleteRangeRequest { key: b"a".to_vec(), ..Default::default() }), Ok(()));
     }
 
     #[test]
@@ -388,11 +304,8 @@ mod tests {
         let over_failure = txn(0, vec![], (0..5).map(|i| put(&format!("p{i}"))).collect());
         assert_eq!(check_txn(&over_failure, 4), Err(errors::TOO_MANY_OPS));
         // Compare, success and failure are limited separately, not in sum.
-        let wide = txn(
-            3,
-            (0..3).map(|i| put(&format!("s{i}"))).collect(),
-            (0..3).map(|i| put(&format!("f{i}"))).collect(),
-        );
+        let wide =
+            txn(3, (0..3).map(|i| put(&format!("s{i}"))).collect(), (0..3).map(|i| put(&format!("f{i}"))).collect());
         assert_eq!(check_txn(&wide, 3), Ok(()));
         assert_eq!(check_txn(&txn(0, vec![], vec![]), 0), Ok(()));
     }
@@ -405,40 +318,16 @@ mod tests {
         let too_many = txn(0, vec![nested(txn(3, vec![], vec![])), put("a")], vec![]);
         assert_eq!(check_txn(&too_many, 4), Err(errors::TOO_MANY_OPS));
         // A nested txn in failure is limited the same way.
-        let in_failure = txn(
-            0,
-            vec![],
-            vec![
-                nested(txn(0, vec![put("x"), put("y"), put("z")], vec![])),
-                put("a"),
-            ],
-        );
+        let in_failure = txn(0, vec![], vec![nested(txn(0, vec![put("x"), put("y"), put("z")], vec![])), put("a")]);
         assert_eq!(check_txn(&in_failure, 4), Err(errors::TOO_MANY_OPS));
         // A deeper level gets what is left after both parents: 8 - 2 - 3 = 3.
-        let deep_ok = txn(
-            0,
-            vec![
-                nested(txn(3, vec![nested(txn(3, vec![], vec![]))], vec![])),
-                put("a"),
-            ],
-            vec![],
-        );
+        let deep_ok = txn(0, vec![nested(txn(3, vec![nested(txn(3, vec![], vec![]))], vec![])), put("a")], vec![]);
         assert_eq!(check_txn(&deep_ok, 8), Ok(()));
-        let deep_over = txn(
-            0,
-            vec![
-                nested(txn(3, vec![nested(txn(4, vec![], vec![]))], vec![])),
-                put("a"),
-            ],
-            vec![],
-        );
+        let deep_over = txn(0, vec![nested(txn(3, vec![nested(txn(4, vec![], vec![]))], vec![])), put("a")], vec![]);
         assert_eq!(check_txn(&deep_over, 8), Err(errors::TOO_MANY_OPS));
         // A nested txn with no ops passes even when nothing of the limit is left, as in etcd.
         let empty_nested = txn(0, vec![nested(txn(0, vec![], vec![]))], vec![]);
-        assert_eq!(
-            check_txn_request(&empty_nested, 0),
-            Err(errors::TOO_MANY_OPS)
-        );
+        assert_eq!(check_txn_request(&empty_nested, 0), Err(errors::TOO_MANY_OPS));
         assert_eq!(check_txn(&empty_nested, 1), Ok(()));
     }
 
@@ -447,23 +336,11 @@ mod tests {
         let mut empty_compare = txn(1, vec![], vec![]);
         empty_compare.compare[0].key.clear();
         assert_eq!(check_txn(&empty_compare, 128), Err(errors::EMPTY_KEY));
+        assert_eq!(check_txn(&txn(0, vec![get("")], vec![]), 128), Err(errors::EMPTY_KEY));
+        assert_eq!(check_txn(&txn(0, vec![], vec![put("")]), 128), Err(errors::EMPTY_KEY));
+        assert_eq!(check_txn(&txn(0, vec![del("", "z")], vec![]), 128), Err(errors::EMPTY_KEY));
         assert_eq!(
-            check_txn(&txn(0, vec![get("")], vec![]), 128),
-            Err(errors::EMPTY_KEY)
-        );
-        assert_eq!(
-            check_txn(&txn(0, vec![], vec![put("")]), 128),
-            Err(errors::EMPTY_KEY)
-        );
-        assert_eq!(
-            check_txn(&txn(0, vec![del("", "z")], vec![]), 128),
-            Err(errors::EMPTY_KEY)
-        );
-        assert_eq!(
-            check_txn(
-                &txn(0, vec![nested(txn(0, vec![put("")], vec![]))], vec![]),
-                128
-            ),
+            check_txn(&txn(0, vec![nested(txn(0, vec![put("")], vec![]))], vec![]), 128),
             Err(errors::EMPTY_KEY)
         );
         let ignore_value = RequestOp {
@@ -474,169 +351,75 @@ mod tests {
                 ..Default::default()
             })),
         };
-        assert_eq!(
-            check_txn(&txn(0, vec![ignore_value], vec![]), 128),
-            Err(errors::VALUE_PROVIDED)
-        );
+        assert_eq!(check_txn(&txn(0, vec![ignore_value], vec![]), 128), Err(errors::VALUE_PROVIDED));
         // An op without a request is etcd's "key not found".
         let empty_op = RequestOp { request: None };
-        assert_eq!(
-            check_txn(&txn(0, vec![empty_op], vec![]), 128),
-            Err(errors::KEY_NOT_FOUND)
-        );
+        assert_eq!(check_txn(&txn(0, vec![empty_op], vec![]), 128), Err(errors::KEY_NOT_FOUND));
         // The op count is checked before the keys.
-        assert_eq!(
-            check_txn(&txn(0, vec![put(""), put("b")], vec![]), 1),
-            Err(errors::TOO_MANY_OPS)
-        );
+        assert_eq!(check_txn(&txn(0, vec![put(""), put("b")], vec![]), 1), Err(errors::TOO_MANY_OPS));
         // Key checks come before the overlap check.
-        assert_eq!(
-            check_txn(&txn(0, vec![put("a"), put("a"), put("")], vec![]), 128),
-            Err(errors::EMPTY_KEY)
-        );
+        assert_eq!(check_txn(&txn(0, vec![put("a"), put("a"), put("")], vec![]), 128), Err(errors::EMPTY_KEY));
     }
 
     #[test]
     fn same_key_put_twice_in_a_branch_is_refused() {
-        assert_eq!(
-            check_txn(&txn(0, vec![put("a"), put("a")], vec![]), 128),
-            Err(errors::DUPLICATE_KEY)
-        );
-        assert_eq!(
-            check_txn(&txn(0, vec![], vec![put("a"), put("a")]), 128),
-            Err(errors::DUPLICATE_KEY)
-        );
-        assert_eq!(
-            errors::DUPLICATE_KEY.message,
-            "etcdserver: duplicate key given in txn request"
-        );
+        assert_eq!(check_txn(&txn(0, vec![put("a"), put("a")], vec![]), 128), Err(errors::DUPLICATE_KEY));
+        assert_eq!(check_txn(&txn(0, vec![], vec![put("a"), put("a")]), 128), Err(errors::DUPLICATE_KEY));
+        assert_eq!(errors::DUPLICATE_KEY.message, "etcdserver: duplicate key given in txn request");
         // The two top-level branches are independent.
-        assert_eq!(
-            check_txn(&txn(0, vec![put("a")], vec![put("a")]), 128),
-            Ok(())
-        );
+        assert_eq!(check_txn(&txn(0, vec![put("a")], vec![put("a")]), 128), Ok(()));
         // Reads never conflict.
-        assert_eq!(
-            check_txn(&txn(0, vec![put("a"), get("a"), get("a")], vec![]), 128),
-            Ok(())
-        );
+        assert_eq!(check_txn(&txn(0, vec![put("a"), get("a"), get("a")], vec![]), 128), Ok(()));
     }
 
     #[test]
     fn put_inside_a_deleted_range_is_refused() {
-        assert_eq!(
-            check_txn(&txn(0, vec![del("a", ""), put("a")], vec![]), 128),
-            Err(errors::DUPLICATE_KEY)
-        );
-        assert_eq!(
-            check_txn(&txn(0, vec![put("b"), del("a", "c")], vec![]), 128),
-            Err(errors::DUPLICATE_KEY)
-        );
+        assert_eq!(check_txn(&txn(0, vec![del("a", ""), put("a")], vec![]), 128), Err(errors::DUPLICATE_KEY));
+        assert_eq!(check_txn(&txn(0, vec![put("b"), del("a", "c")], vec![]), 128), Err(errors::DUPLICATE_KEY));
         // Half-open: the range end itself is not deleted.
-        assert_eq!(
-            check_txn(&txn(0, vec![put("c"), del("a", "c")], vec![]), 128),
-            Ok(())
-        );
-        assert_eq!(
-            check_txn(&txn(0, vec![put("a"), del("a", "c")], vec![]), 128),
-            Err(errors::DUPLICATE_KEY)
-        );
+        assert_eq!(check_txn(&txn(0, vec![put("c"), del("a", "c")], vec![]), 128), Ok(()));
+        assert_eq!(check_txn(&txn(0, vec![put("a"), del("a", "c")], vec![]), 128), Err(errors::DUPLICATE_KEY));
         // A single-key delete covers only that key, not its extensions.
-        assert_eq!(
-            check_txn(&txn(0, vec![put("ab"), del("a", "")], vec![]), 128),
-            Ok(())
-        );
+        assert_eq!(check_txn(&txn(0, vec![put("ab"), del("a", "")], vec![]), 128), Ok(()));
         // Deleting a key twice is fine.
-        assert_eq!(
-            check_txn(&txn(0, vec![del("a", ""), del("a", "z")], vec![]), 128),
-            Ok(())
-        );
+        assert_eq!(check_txn(&txn(0, vec![del("a", ""), del("a", "z")], vec![]), 128), Ok(()));
     }
 
     #[test]
     fn etcd_34_quirks_in_range_deletes_are_kept() {
         // etcd's interval tree compares range ends as plain strings, so "from key" (range_end
         // "\0") and inverted ranges contain nothing and never conflict.
-        assert_eq!(
-            check_txn(&txn(0, vec![put("b"), del("a", "\0")], vec![]), 128),
-            Ok(())
-        );
-        assert_eq!(
-            check_txn(&txn(0, vec![put("b"), del("c", "a")], vec![]), 128),
-            Ok(())
-        );
+        assert_eq!(check_txn(&txn(0, vec![put("b"), del("a", "\0")], vec![]), 128), Ok(()));
+        assert_eq!(check_txn(&txn(0, vec![put("b"), del("c", "a")], vec![]), 128), Ok(()));
     }
 
     #[test]
     fn nested_txns_are_checked_against_their_parent_branch() {
         // A nested put of a key the parent branch also puts.
-        let t = txn(
-            0,
-            vec![nested(txn(0, vec![put("a")], vec![])), put("a")],
-            vec![],
-        );
+        let t = txn(0, vec![nested(txn(0, vec![put("a")], vec![])), put("a")], vec![]);
         assert_eq!(check_txn(&t, 128), Err(errors::DUPLICATE_KEY));
         // A nested put inside the parent's delete.
-        let t = txn(
-            0,
-            vec![del("a", "z"), nested(txn(0, vec![], vec![put("m")]))],
-            vec![],
-        );
+        let t = txn(0, vec![del("a", "z"), nested(txn(0, vec![], vec![put("m")]))], vec![]);
         assert_eq!(check_txn(&t, 128), Err(errors::DUPLICATE_KEY));
         // A parent put inside a nested delete.
-        let t = txn(
-            0,
-            vec![nested(txn(0, vec![del("a", "z")], vec![])), put("m")],
-            vec![],
-        );
+        let t = txn(0, vec![nested(txn(0, vec![del("a", "z")], vec![])), put("m")], vec![]);
         assert_eq!(check_txn(&t, 128), Err(errors::DUPLICATE_KEY));
         // Both branches of one nested txn may put the same key.
-        let t = txn(
-            0,
-            vec![nested(txn(0, vec![put("a")], vec![put("a")]))],
-            vec![],
-        );
+        let t = txn(0, vec![nested(txn(0, vec![put("a")], vec![put("a")]))], vec![]);
         assert_eq!(check_txn(&t, 128), Ok(()));
         // Two sibling nested txns may not.
-        let t = txn(
-            0,
-            vec![
-                nested(txn(0, vec![put("a")], vec![])),
-                nested(txn(0, vec![], vec![put("a")])),
-            ],
-            vec![],
-        );
+        let t = txn(0, vec![nested(txn(0, vec![put("a")], vec![])), nested(txn(0, vec![], vec![put("a")]))], vec![]);
         assert_eq!(check_txn(&t, 128), Err(errors::DUPLICATE_KEY));
         // A later sibling's put inside an earlier sibling's delete is refused...
-        let t = txn(
-            0,
-            vec![
-                nested(txn(0, vec![del("a", "z")], vec![])),
-                nested(txn(0, vec![put("m")], vec![])),
-            ],
-            vec![],
-        );
+        let t =
+            txn(0, vec![nested(txn(0, vec![del("a", "z")], vec![])), nested(txn(0, vec![put("m")], vec![]))], vec![]);
         assert_eq!(check_txn(&t, 128), Err(errors::DUPLICATE_KEY));
         // ...but, as in etcd, an earlier sibling's put inside a later sibling's delete is not.
-        let t = txn(
-            0,
-            vec![
-                nested(txn(0, vec![put("m")], vec![])),
-                nested(txn(0, vec![del("a", "z")], vec![])),
-            ],
-            vec![],
-        );
+        let t =
+            txn(0, vec![nested(txn(0, vec![put("m")], vec![])), nested(txn(0, vec![del("a", "z")], vec![]))], vec![]);
         assert_eq!(check_txn(&t, 128), Ok(()));
         // Conflicts two levels down are found.
-        let deep = txn(
-            0,
-            vec![nested(txn(
-                0,
-                vec![nested(txn(0, vec![put("q"), put("q")], vec![]))],
-                vec![],
-            ))],
-            vec![],
-        );
+        let deep = txn(0, vec![nested(txn(0, vec![nested(txn(0, vec![put("q"), put("q")], vec![]))], vec![]))], vec![]);
         assert_eq!(check_txn(&deep, 128), Err(errors::DUPLICATE_KEY));
     }
 

@@ -77,16 +77,11 @@ impl Watch for WatchService {
 
     /// etcd's stream interceptor refuses streams on a learner, and without a leader when the
     /// client requires one.
-    async fn watch(
-        &self,
-        request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
-        let require_leader = request
-            .metadata()
-            .get(super::METADATA_REQUIRE_LEADER_KEY)
-            .is_some_and(|v| v.as_bytes() == b"true");
+        let require_leader =
+            request.metadata().get(super::METADATA_REQUIRE_LEADER_KEY).is_some_and(|v| v.as_bytes() == b"true");
         let (out, out_rx) = mpsc::channel(OUTBOUND_BUFFER);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let stream = Stream {
@@ -109,9 +104,8 @@ impl Watch for WatchService {
 /// `interval` plus up to a tenth of it, so that watchers created together do not all get
 /// their notifications at the same moment (etcd's `GetProgressReportInterval`).
 fn jittered(interval: Duration) -> Duration {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
     let tenth = (interval.as_nanos() / 10).max(1) as u64;
     interval + Duration::from_nanos(seed % tenth)
 }
@@ -235,7 +229,9 @@ impl Stream {
         self.hub.ready().await;
         let refused = self.permission(&c).err().or_else(|| match &keys {
             KeyRange::Range(k, e) if k >= e => Some(ERR_EMPTY_RANGE.to_string()),
-            _ if c.watch_id != AUTO_WATCH_ID && self.watchers.contains_key(&c.watch_id) => Some(ERR_DUPLICATE_ID.to_string()),
+            _ if c.watch_id != AUTO_WATCH_ID && self.watchers.contains_key(&c.watch_id) => {
+                Some(ERR_DUPLICATE_ID.to_string())
+            }
             _ => None,
         });
         if let Some(reason) = refused {
@@ -287,7 +283,9 @@ impl Stream {
         // etcd sends the Go `Error()` of its gRPC status errors as the reason.
         checked.map_err(|e| match e {
             AuthError::InvalidAuthToken => format!("rpc error: code = Unauthenticated desc = {e}"),
-            AuthError::AuthOldRevision | AuthError::UserEmpty => format!("rpc error: code = InvalidArgument desc = {e}"),
+            AuthError::AuthOldRevision | AuthError::UserEmpty => {
+                format!("rpc error: code = InvalidArgument desc = {e}")
+            }
             _ => format!("rpc error: code = PermissionDenied desc = {}", AuthError::PermissionDenied),
         })
     }
@@ -379,14 +377,24 @@ mod tests {
     fn put(key: &str, value_len: usize) -> Event {
         Event {
             r#type: EventType::Put as i32,
-            kv: Some(KeyValue { key: key.into(), value: vec![b'x'; value_len], mod_revision: 5, create_revision: 2, ..Default::default() }),
+            kv: Some(KeyValue {
+                key: key.into(),
+                value: vec![b'x'; value_len],
+                mod_revision: 5,
+                create_revision: 2,
+                ..Default::default()
+            }),
             prev_kv: None,
         }
     }
 
     #[test]
     fn fragments_split_like_etcd() {
-        let resp = WatchResponse { watch_id: 3, events: (0..10).map(|i| put(&format!("k{i}"), 100)).collect(), ..Default::default() };
+        let resp = WatchResponse {
+            watch_id: 3,
+            events: (0..10).map(|i| put(&format!("k{i}"), 100)).collect(),
+            ..Default::default()
+        };
         // Small enough: one piece, not marked.
         let whole = fragments(resp.clone(), 1 << 20);
         assert_eq!(whole.len(), 1);

@@ -259,10 +259,11 @@ fn derived_public_key(f: Family, pem: &[u8]) -> anyhow::Result<DecodingKey> {
         }
         _ => {
             let rng = ring::rand::SystemRandom::new();
-            let pair = [&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING]
-                .into_iter()
-                .find_map(|alg| ring::signature::EcdsaKeyPair::from_pkcs8(alg, der, &rng).ok())
-                .ok_or_else(invalid)?;
+            let pair =
+                [&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING]
+                    .into_iter()
+                    .find_map(|alg| ring::signature::EcdsaKeyPair::from_pkcs8(alg, der, &rng).ok())
+                    .ok_or_else(invalid)?;
             Ok(DecodingKey::from_ec_der(pair.public_key().as_ref()))
         }
     }
@@ -362,8 +363,11 @@ mod tests {
     #[test]
     fn tokens_carry_etcds_claims_and_verify_on_a_member_with_the_public_key_only() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let signing = JwtTokens::new(&opts(&dir, &[("priv-key", RSA_PRIVATE), ("pub-key", RSA_PUBLIC), ("sign-method", "RS256"), ("ttl", "1m")]))
-            .expect("signing provider");
+        let signing = JwtTokens::new(&opts(
+            &dir,
+            &[("priv-key", RSA_PRIVATE), ("pub-key", RSA_PUBLIC), ("sign-method", "RS256"), ("ttl", "1m")],
+        ))
+        .expect("signing provider");
         let token = signing.sign("alice", 7).expect("sign");
         assert_eq!(token.split('.').count(), 3);
         let p = payload(&token);
@@ -373,11 +377,13 @@ mod tests {
         assert_eq!((p["username"].as_str(), p["revision"].as_u64()), (Some("alice"), Some(7)));
         assert_eq!(p.as_object().map(|o| o.len()), Some(3), "{p}");
 
-        let verify_only = JwtTokens::new(&opts(&dir, &[("pub-key", RSA_PUBLIC), ("sign-method", "RS256")])).expect("verify-only provider");
+        let verify_only = JwtTokens::new(&opts(&dir, &[("pub-key", RSA_PUBLIC), ("sign-method", "RS256")]))
+            .expect("verify-only provider");
         assert_eq!(verify_only.verify(&token), Some(AuthInfo { user: "alice".into(), revision: 7 }));
         assert_eq!(verify_only.sign("alice", 7), Err(AuthError::VerifyOnly));
         // Without pub-key the private key's own public half verifies.
-        let private_only = JwtTokens::new(&opts(&dir, &[("priv-key", RSA_PRIVATE), ("sign-method", "RS256")])).expect("private only");
+        let private_only =
+            JwtTokens::new(&opts(&dir, &[("priv-key", RSA_PRIVATE), ("sign-method", "RS256")])).expect("private only");
         assert!(private_only.verify(&token).is_some());
         // Another method with the same key, a tampered payload, a foreign key: refused.
         let rs384 = JwtTokens::new(&opts(&dir, &[("pub-key", RSA_PUBLIC), ("sign-method", "RS384")])).expect("RS384");
@@ -386,7 +392,8 @@ mod tests {
         let forged = signing.sign("root", 7).expect("sign");
         parts[1] = forged.split('.').nth(1).expect("payload").to_string();
         assert_eq!(signing.verify(&parts.join(".")), None);
-        let foreign = JwtTokens::new(&opts(&dir, &[("pub-key", RSA_OTHER_PUBLIC), ("sign-method", "RS256")])).expect("foreign");
+        let foreign =
+            JwtTokens::new(&opts(&dir, &[("pub-key", RSA_OTHER_PUBLIC), ("sign-method", "RS256")])).expect("foreign");
         assert_eq!(foreign.verify(&token), None);
         assert_eq!(signing.verify("not.a.token"), None);
     }
@@ -394,7 +401,9 @@ mod tests {
     #[test]
     fn tokens_expire_after_their_ttl() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let t = JwtTokens::new(&opts(&dir, &[("priv-key", "a shared secret\n"), ("sign-method", "HS256"), ("ttl", "1s")])).expect("HS256");
+        let t =
+            JwtTokens::new(&opts(&dir, &[("priv-key", "a shared secret\n"), ("sign-method", "HS256"), ("ttl", "1s")]))
+                .expect("HS256");
         let token = t.sign("bob", 3).expect("sign");
         assert_eq!(t.verify(&token), Some(AuthInfo { user: "bob".into(), revision: 3 }));
         std::thread::sleep(Duration::from_millis(2100));
@@ -404,11 +413,17 @@ mod tests {
     #[test]
     fn ec_keys_from_openssl_sign_and_verify() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let t = JwtTokens::new(&opts(&dir, &[("priv-key", EC_SEC1_PRIVATE), ("pub-key", EC_PUBLIC), ("sign-method", "ES256")])).expect("ES256");
+        let t = JwtTokens::new(&opts(
+            &dir,
+            &[("priv-key", EC_SEC1_PRIVATE), ("pub-key", EC_PUBLIC), ("sign-method", "ES256")],
+        ))
+        .expect("ES256");
         let token = t.sign("carol", 2).expect("sign");
-        let v = JwtTokens::new(&opts(&dir, &[("pub-key", EC_PUBLIC), ("sign-method", "ES256")])).expect("verify-only ES256");
+        let v = JwtTokens::new(&opts(&dir, &[("pub-key", EC_PUBLIC), ("sign-method", "ES256")]))
+            .expect("verify-only ES256");
         assert_eq!(v.verify(&token), Some(AuthInfo { user: "carol".into(), revision: 2 }));
-        let derived = JwtTokens::new(&opts(&dir, &[("priv-key", EC_SEC1_PRIVATE), ("sign-method", "ES256")])).expect("derived");
+        let derived =
+            JwtTokens::new(&opts(&dir, &[("priv-key", EC_SEC1_PRIVATE), ("sign-method", "ES256")])).expect("derived");
         assert!(derived.verify(&token).is_some());
     }
 
@@ -416,21 +431,35 @@ mod tests {
     fn bad_options_are_refused_with_etcds_texts() {
         let dir = tempfile::tempdir().expect("tempdir");
         let err = |pairs: &[(&str, &str)]| format!("{:#}", JwtTokens::new(&opts(&dir, pairs)).expect_err("refused"));
-        assert_eq!(err(&[]), "auth: invalid auth options (problem loading JWT options: auth: invalid auth signature method)");
+        assert_eq!(
+            err(&[]),
+            "auth: invalid auth options (problem loading JWT options: auth: invalid auth signature method)"
+        );
         assert!(err(&[("sign-method", "RS256"), ("ttl", "abc")]).contains("time: invalid duration \"abc\""));
         assert_eq!(err(&[("sign-method", "RS256")]), "auth: missing key data");
         assert_eq!(err(&[("sign-method", "HS256"), ("pub-key", RSA_PUBLIC)]), "auth: missing key data");
         assert_eq!(err(&[("sign-method", "RS256"), ("priv-key", "junk\n")]), NOT_PEM);
         assert_eq!(err(&[("sign-method", "ES256"), ("priv-key", RSA_PRIVATE)]), "key is not a valid ECDSA private key");
-        assert_eq!(err(&[("sign-method", "RS256"), ("priv-key", RSA_PRIVATE), ("pub-key", RSA_OTHER_PUBLIC)]), "auth: public and private keys don't match");
+        assert_eq!(
+            err(&[("sign-method", "RS256"), ("priv-key", RSA_PRIVATE), ("pub-key", RSA_OTHER_PUBLIC)]),
+            "auth: public and private keys don't match"
+        );
         assert!(err(&[("sign-method", "ES512"), ("priv-key", EC_SEC1_PRIVATE)]).contains("not supported by wasmraft"));
         let missing = dir.path().join("nope.pem").display().to_string();
         let mut o = opts(&dir, &[("sign-method", "RS256")]);
         o.insert("pub-key".into(), missing.clone());
         let text = format!("{:#}", JwtTokens::new(&o).expect_err("refused"));
-        assert_eq!(text, format!("auth: invalid auth options (problem loading JWT options: open {missing}: no such file or directory)"));
+        assert_eq!(
+            text,
+            format!(
+                "auth: invalid auth options (problem loading JWT options: open {missing}: no such file or directory)"
+            )
+        );
         // Unknown options are only warned about, as in etcd.
-        assert!(JwtTokens::new(&opts(&dir, &[("sign-method", "RS256"), ("priv-key", RSA_PRIVATE), ("colour", "blue")])).is_ok());
+        assert!(
+            JwtTokens::new(&opts(&dir, &[("sign-method", "RS256"), ("priv-key", RSA_PRIVATE), ("colour", "blue")]))
+                .is_ok()
+        );
     }
 
     #[test]

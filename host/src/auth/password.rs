@@ -21,7 +21,13 @@ impl PasswordHasher {
     /// etcd's `NewAuthStore`: an out-of-range cost is replaced by the default, with a warning.
     pub fn new(cost: u32) -> Self {
         if !(MIN_COST..=MAX_COST).contains(&cost) {
-            tracing::warn!(min_cost = MIN_COST, max_cost = MAX_COST, default_cost = DEFAULT_COST, given_cost = cost, "use default bcrypt cost instead of the invalid given cost");
+            tracing::warn!(
+                min_cost = MIN_COST,
+                max_cost = MAX_COST,
+                default_cost = DEFAULT_COST,
+                given_cost = cost,
+                "use default bcrypt cost instead of the invalid given cost"
+            );
             return Self { cost: DEFAULT_COST };
         }
         Self { cost }
@@ -30,9 +36,11 @@ impl PasswordHasher {
 
 /// The bcrypt hash of `password` (`$2b$...`, which Go's bcrypt reads too).
 pub async fn hash_password(hasher: PasswordHasher, password: String) -> Result<Vec<u8>, String> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, hasher.cost).map(String::into_bytes).map_err(|e| format!("hashing the password: {e}")))
-        .await
-        .map_err(|e| format!("hashing the password: {e}"))?
+    tokio::task::spawn_blocking(move || {
+        bcrypt::hash(password, hasher.cost).map(String::into_bytes).map_err(|e| format!("hashing the password: {e}"))
+    })
+    .await
+    .map_err(|e| format!("hashing the password: {e}"))?
 }
 
 /// Whether `password` matches `hash`. A malformed hash matches nothing.

@@ -47,7 +47,12 @@ fn interval(perm: &Permission) -> Interval<'_> {
 
 /// Whether `perms` (all the permissions of a user's roles) allow `access` to `key` alone
 /// (`range_end` empty) or to `[key, range_end)` (`"\0"`: everything from `key` on).
-pub fn permitted<'a>(perms: impl Iterator<Item = &'a Permission>, access: Access, key: &[u8], range_end: &[u8]) -> bool {
+pub fn permitted<'a>(
+    perms: impl Iterator<Item = &'a Permission>,
+    access: Access,
+    key: &[u8],
+    range_end: &[u8],
+) -> bool {
     let mut ivls: Vec<Interval<'_>> = perms.filter(|p| access.granted_by(p)).map(interval).collect();
     if range_end.is_empty() {
         return ivls.iter().any(|i| i.start <= key && i.end.as_deref().is_none_or(|e| key < e));

@@ -61,7 +61,8 @@ impl AuthState {
             if key == K_ENABLED {
                 state.enabled = v == [1];
             } else if key == K_REVISION {
-                state.revision = u64::from_be_bytes(v.try_into().map_err(|_| anyhow::anyhow!("corrupt auth revision"))?);
+                state.revision =
+                    u64::from_be_bytes(v.try_into().map_err(|_| anyhow::anyhow!("corrupt auth revision"))?);
             } else if let Some(name) = key.strip_prefix(USER_PREFIX) {
                 state.users.insert(name.to_string(), User::decode(v)?);
             } else if let Some(name) = key.strip_prefix(ROLE_PREFIX) {
@@ -86,7 +87,13 @@ impl AuthState {
     }
 
     /// etcd's `isOpPermitted`: `range_end` empty for one key, `"\0"` for everything from `key`.
-    pub fn check(&self, info: Option<&AuthInfo>, access: Access, key: &[u8], range_end: &[u8]) -> Result<(), AuthError> {
+    pub fn check(
+        &self,
+        info: Option<&AuthInfo>,
+        access: Access,
+        key: &[u8],
+        range_end: &[u8],
+    ) -> Result<(), AuthError> {
         if !self.enabled {
             return Ok(());
         }
@@ -341,7 +348,10 @@ fn apply_request(
         }
         let options = u.options.unwrap_or(UserAddOptions { no_password: false });
         let password = if options.no_password { Vec::new() } else { u.hashed_password.clone() };
-        s.users.insert(u.name.clone(), User { name: u.name.clone().into_bytes(), password, roles: Vec::new(), options: Some(options) });
+        s.users.insert(
+            u.name.clone(),
+            User { name: u.name.clone().into_bytes(), password, roles: Vec::new(), options: Some(options) },
+        );
         change.users.push(u.name.clone());
         tracing::info!(user_name = %u.name, "added a user");
         return Ok(pb::AuthUserAddResponse::default().encode_to_vec());
@@ -388,7 +398,9 @@ fn apply_request(
         return Ok(pb::AuthUserGetResponse { roles: user.roles.clone(), ..Default::default() }.encode_to_vec());
     }
     if r.auth_user_list.is_some() {
-        return Ok(pb::AuthUserListResponse { users: s.users.keys().cloned().collect(), ..Default::default() }.encode_to_vec());
+        return Ok(
+            pb::AuthUserListResponse { users: s.users.keys().cloned().collect(), ..Default::default() }.encode_to_vec()
+        );
     }
     if let Some(g) = &r.auth_user_revoke_role {
         if s.enabled && g.name == ROOT && g.role == ROOT {
@@ -425,7 +437,9 @@ fn apply_request(
         return Ok(pb::AuthRoleGetResponse { perm: role.key_permission.clone(), ..Default::default() }.encode_to_vec());
     }
     if r.auth_role_list.is_some() {
-        return Ok(pb::AuthRoleListResponse { roles: s.roles.keys().cloned().collect(), ..Default::default() }.encode_to_vec());
+        return Ok(
+            pb::AuthRoleListResponse { roles: s.roles.keys().cloned().collect(), ..Default::default() }.encode_to_vec()
+        );
     }
     if let Some(g) = &r.auth_role_revoke_permission {
         let role = s.roles.get_mut(&g.role).ok_or(AuthError::RoleNotFound)?;

@@ -150,7 +150,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let secret = dir.path().join("secret");
         std::fs::write(&secret, "s3cret").expect("write the secret");
-        let options = TokenOptions::parse(&format!("jwt,sign-method=HS256,priv-key={}", secret.display())).expect("jwt options");
+        let options =
+            TokenOptions::parse(&format!("jwt,sign-method=HS256,priv-key={}", secret.display())).expect("jwt options");
         let jwt = TokenProvider::new(&options, Duration::from_secs(60));
         assert_eq!(jwt.gen_prefix().as_deref(), Ok(""));
         let token = jwt.issue("", 9, "alice", 4).expect("jwt");

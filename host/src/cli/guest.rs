@@ -19,10 +19,13 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
 use wasmraft_proto::wasmraft::v1::{
-    DeployRequest, GuestDeployment, GuestStatusRequest, ListRequest, RollbackRequest, guest_admin_client::GuestAdminClient,
+    DeployRequest, GuestDeployment, GuestStatusRequest, ListRequest, RollbackRequest,
+    guest_admin_client::GuestAdminClient,
 };
 
-use super::{CliError, ConnFlags, Dial, EXIT_INVALID_INPUT, EXIT_SERVER_ERROR, channel, channel_to, print, secs, status_error};
+use super::{
+    CliError, ConnFlags, Dial, EXIT_INVALID_INPUT, EXIT_SERVER_ERROR, channel, channel_to, print, secs, status_error,
+};
 
 /// A deploy waits for the module to travel through the log and for the swap to apply (the
 /// receiving member compiles the module first), so it gets at least this long.
@@ -111,7 +114,9 @@ async fn admin(conn: &ConnFlags, call: Duration) -> Result<GuestAdminClient<supe
 /// A client of one member logged in as `--user` (every GuestAdmin call takes the root role
 /// when auth is on).
 async fn client(conn: &ConnFlags, channel: Channel) -> Result<GuestAdminClient<super::AuthedChannel>, CliError> {
-    Ok(GuestAdminClient::new(super::authed(conn, channel).await?).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+    Ok(GuestAdminClient::new(super::authed(conn, channel).await?)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX))
 }
 
 fn deployment_line(d: Option<GuestDeployment>) -> Result<String, CliError> {
@@ -199,11 +204,15 @@ async fn member_status(ep: &str, dial: &Dial, conn: &ConnFlags, state_hash: bool
         .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
         .into_inner();
     let (name, version, hash, since, limits) = match &s.active {
-        Some(d) => (d.name.as_str(), d.version.as_str(), hex::encode(&d.sha256), d.since_index.to_string(), limits_fields(d)),
+        Some(d) => {
+            (d.name.as_str(), d.version.as_str(), hex::encode(&d.sha256), d.since_index.to_string(), limits_fields(d))
+        }
         None => ("-", "-", "-".to_string(), "-".to_string(), "-, -, -".to_string()),
     };
-    let mut line =
-        format!("{url}, {:x}, {}, {name}, {version}, {hash}, {since}, {limits}, {}", s.member_id, s.member_name, s.applied_index);
+    let mut line = format!(
+        "{url}, {:x}, {}, {name}, {version}, {hash}, {since}, {limits}, {}",
+        s.member_id, s.member_name, s.applied_index
+    );
     if state_hash {
         line.push_str(&format!(", {}", s.state_sha256));
     }

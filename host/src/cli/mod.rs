@@ -128,9 +128,7 @@ impl Dial {
             self_cert: conn.insecure_skip_tls_verify,
             ..Default::default()
         };
-        let tls = info
-            .client_config(&[b"h2"])
-            .map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("TLS: {e:#}")))?;
+        let tls = info.client_config(&[b"h2"]).map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("TLS: {e:#}")))?;
         Ok(Dial { connect: secs(conn.dial_timeout, "dial-timeout")?, call, tls })
     }
 }
@@ -175,7 +173,11 @@ async fn login(conn: &ConnFlags, channel: Channel) -> Result<TokenInterceptor, C
         .authenticate(wasmraft_proto::etcdserverpb::AuthenticateRequest { name, password })
         .await
         .map_err(status_error)?;
-    let token = resp.into_inner().token.parse().map_err(|_| CliError::new(EXIT_SERVER_ERROR, "the member answered with a token that is not ASCII"))?;
+    let token = resp
+        .into_inner()
+        .token
+        .parse()
+        .map_err(|_| CliError::new(EXIT_SERVER_ERROR, "the member answered with a token that is not ASCII"))?;
     Ok(TokenInterceptor(Some(token)))
 }
 
@@ -288,16 +290,16 @@ async fn channel(conn: &ConnFlags, call: Duration) -> Result<(Channel, String), 
             Err(e) => failures.push(e),
         }
     }
-    Err(CliError::new(
-        EXIT_BAD_CONNECTION,
-        format!("cannot connect to any endpoint ({})", failures.join("; ")),
-    ))
+    Err(CliError::new(EXIT_BAD_CONNECTION, format!("cannot connect to any endpoint ({})", failures.join("; "))))
 }
 
 /// A channel to one endpoint (http or https), or why not.
 async fn channel_to(ep: &str, dial: &Dial) -> Result<(Channel, String), String> {
     let url = if ep.contains("://") { ep.to_string() } else { format!("http://{ep}") };
-    let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| format!("{url}: {e}"))?.connect_timeout(dial.connect).timeout(dial.call);
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| format!("{url}: {e}"))?
+        .connect_timeout(dial.connect)
+        .timeout(dial.call);
     let connector = wasmraft_transport::dial::Dialer::new(Some(dial.tls.clone()), dial.connect).coalescing();
     match tokio::time::timeout(dial.connect, endpoint.connect_with_connector(connector)).await {
         Ok(Ok(channel)) => Ok((channel, url)),
@@ -324,12 +326,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 async fn connect(conn: &ConnFlags) -> Result<GenericClient<AuthedChannel>, CliError> {
     let (channel, _) = channel(conn, secs(conn.command_timeout, "command-timeout")?).await?;
-    Ok(GenericClient::new(authed(conn, channel).await?).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+    Ok(GenericClient::new(authed(conn, channel).await?)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX))
 }
 
 fn print(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| CliError::new(EXIT_IO, format!("writing to stdout: {e}")))
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::new(EXIT_IO, format!("writing to stdout: {e}")))
 }
 
 fn status_error(s: tonic::Status) -> CliError {
@@ -351,10 +357,8 @@ async fn run_async(cmd: Command) -> Result<(), CliError> {
                 ConsistencyArg::Serializable => Consistency::Serializable,
             };
             let mut client = connect(&conn).await?;
-            let resp = client
-                .query(QueryRequest { request, consistency: consistency as i32 })
-                .await
-                .map_err(status_error)?;
+            let resp =
+                client.query(QueryRequest { request, consistency: consistency as i32 }).await.map_err(status_error)?;
             write_output(&output, &resp.into_inner().result)
         }
         Command::Info { conn } => {

@@ -143,10 +143,7 @@ fn check_digest(path: &Path) -> Result<(), CliError> {
     file.read_exact(&mut sha).map_err(io)?;
     let got = h.finalize();
     if got[..] != sha[..] {
-        return Err(CliError::new(
-            EXIT_ERROR,
-            format!("expected sha256 {}, got {}", go_bytes(&sha), go_bytes(&got)),
-        ));
+        return Err(CliError::new(EXIT_ERROR, format!("expected sha256 {}, got {}", go_bytes(&sha), go_bytes(&got))));
     }
     Ok(())
 }
@@ -156,7 +153,13 @@ fn go_bytes(b: &[u8]) -> String {
     format!("[{}]", b.iter().map(u8::to_string).collect::<Vec<_>>().join(" "))
 }
 
-fn build(file: &Path, data_dir: &Path, identity: Identity, members: &[(u64, Vec<String>)], voters: Vec<u64>) -> anyhow::Result<()> {
+fn build(
+    file: &Path,
+    data_dir: &Path,
+    identity: Identity,
+    members: &[(u64, Vec<String>)],
+    voters: Vec<u64>,
+) -> anyhow::Result<()> {
     let member_dir = data_dir.join("member");
     crate::storage::durable::create_dir_all(&member_dir.join("snap"))?;
     let db = redb::Database::create(member_dir.join("state.redb"))?;
@@ -177,7 +180,11 @@ fn build(file: &Path, data_dir: &Path, identity: Identity, members: &[(u64, Vec<
     txn.commit()?;
     let records: Vec<crate::membership::Member> = members
         .iter()
-        .map(|(id, peer_urls)| crate::membership::Member { id: *id, peer_urls: peer_urls.clone(), ..Default::default() })
+        .map(|(id, peer_urls)| crate::membership::Member {
+            id: *id,
+            peer_urls: peer_urls.clone(),
+            ..Default::default()
+        })
         .collect();
     Membership::load(&db)?.bootstrap(&db, &records)?;
     drop(db);

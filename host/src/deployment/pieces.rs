@@ -315,7 +315,9 @@ mod tests {
         refused(&db, &with(&|c| c.offset += 1), |e| matches!(e, PieceRefused::Offset { .. }));
         refused(&db, &with(&|c| c.offset = 3 * CHUNK as u64), |e| matches!(e, PieceRefused::Offset { .. }));
         refused(&db, &with(&|c| c.offset = u64::MAX), |e| matches!(e, PieceRefused::Offset { .. }));
-        refused(&db, &with(&|c| c.offset = u64::MAX - u64::MAX % CHUNK as u64), |e| matches!(e, PieceRefused::Offset { .. }));
+        refused(&db, &with(&|c| c.offset = u64::MAX - u64::MAX % CHUNK as u64), |e| {
+            matches!(e, PieceRefused::Offset { .. })
+        });
         // Not the slot's length: short, empty, oversize, a last piece that overruns the module.
         refused(&db, &with(&|c| c.data.truncate(c.data.len() - 1)), |e| matches!(e, PieceRefused::Length { .. }));
         refused(&db, &with(&|c| c.data.clear()), |e| matches!(e, PieceRefused::Length { .. }));
@@ -324,7 +326,9 @@ mod tests {
         last.data.extend_from_slice(&[0; 10]);
         refused(&db, &last, |e| matches!(e, PieceRefused::Length { .. }));
         // Another module size than the first piece gave (the slot fits the claimed size).
-        let text = refused(&db, &with(&|c| c.total_size = 2 * CHUNK as u64), |e| matches!(e, PieceRefused::SizeDisagrees { .. }));
+        let text = refused(&db, &with(&|c| c.total_size = 2 * CHUNK as u64), |e| {
+            matches!(e, PieceRefused::SizeDisagrees { .. })
+        });
         assert!(text.contains("earlier pieces said"), "{text}");
         // The same slot again with other bytes.
         let mut other = pieces[0].clone();
@@ -375,7 +379,10 @@ mod tests {
         let (_, pieces) = module(CHUNK + 10, 5);
         let hash: [u8; 32] = pieces[0].sha256.as_slice().try_into().expect("32 bytes");
         let txn = db.begin_write().expect("txn");
-        txn.open_table(GUEST_UPLOADS).expect("t").insert(piece_key(&hash, 5).as_slice(), [1u8; 20].as_slice()).expect("insert");
+        txn.open_table(GUEST_UPLOADS)
+            .expect("t")
+            .insert(piece_key(&hash, 5).as_slice(), [1u8; 20].as_slice())
+            .expect("insert");
         txn.commit().expect("commit");
         assert!(matches!(apply(&db, &pieces[0], 1), Err(PieceRefused::Inconsistent(_))));
         assert!(tables(&db).is_empty());

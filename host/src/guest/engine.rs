@@ -8,9 +8,7 @@
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 
 use anyhow::Context as _;
-use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
-};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 /// How the engine is sized. Nothing here changes what a guest computes, only how many guest
 /// instances may exist at once, so members may differ.
@@ -52,14 +50,9 @@ const KEEP_RESIDENT_WITH_PAGEMAP: usize = 8 << 20;
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(2);
+        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2);
         // 16..=256 slots: 64 GiB to 1 TiB of address space out of x86-64's 128 TiB.
-        EngineConfig {
-            max_instances: (4 * cores).clamp(16, 256),
-            pooling: true,
-        }
+        EngineConfig { max_instances: (4 * cores).clamp(16, 256), pooling: true }
     }
 }
 
@@ -110,14 +103,19 @@ impl GuestEngine {
         Self::build(self.inner.config, stack_bytes, self.inner.idle_queries.clone())
     }
 
-    fn build(config: EngineConfig, stack_bytes: u64, idle_queries: Arc<super::runtime::IdleQueries>) -> anyhow::Result<Self> {
+    fn build(
+        config: EngineConfig,
+        stack_bytes: u64,
+        idle_queries: Arc<super::runtime::IdleQueries>,
+    ) -> anyhow::Result<Self> {
         let max_instances = config.max_instances.max(CONTROL_SLOTS + 1);
         let with_stack = |pool_slots| {
             let mut c = base_config(pool_slots);
             // The guest counts its own stack against `stack_bytes` (stack_limit.rs); wasmtime's
             // native limit is only the backstop, far enough above it never to trip first.
             // Checked against STACK_BYTES_CHOICES, far below usize::MAX.
-            let backstop = usize::try_from(super::stack_limit::native_backstop_bytes(stack_bytes)).unwrap_or(usize::MAX);
+            let backstop =
+                usize::try_from(super::stack_limit::native_backstop_bytes(stack_bytes)).unwrap_or(usize::MAX);
             c.max_wasm_stack(backstop);
             // wasmtime refuses a Wasm stack limit above its async stack size (2 MiB by default)
             // even though guests never run on async stacks here.
@@ -133,21 +131,11 @@ impl GuestEngine {
                         max_instances,
                         "wasmraft: cannot reserve the guest instance pool; falling back to on-demand instance allocation (slower per entry)"
                     );
-                    (
-                        Engine::new(&with_stack(None))
-                            .map_err(anyhow_of)
-                            .context("creating the wasmtime engine")?,
-                        false,
-                    )
+                    (Engine::new(&with_stack(None)).map_err(anyhow_of).context("creating the wasmtime engine")?, false)
                 }
             }
         } else {
-            (
-                Engine::new(&with_stack(None))
-                    .map_err(anyhow_of)
-                    .context("creating the wasmtime engine")?,
-                false,
-            )
+            (Engine::new(&with_stack(None)).map_err(anyhow_of).context("creating the wasmtime engine")?, false)
         };
         let query_slots = max_instances - CONTROL_SLOTS;
         Ok(GuestEngine {
@@ -193,10 +181,7 @@ impl GuestEngine {
             }
         }
         let mut h = Sha(sha2::Sha256::new());
-        self.inner
-            .engine
-            .precompile_compatibility_hash()
-            .hash(&mut h);
+        self.inner.engine.precompile_compatibility_hash().hash(&mut h);
         hex::encode(&h.0.finalize()[..16])
     }
 }
@@ -229,11 +214,7 @@ fn base_config(pool_slots: Option<u32>) -> Config {
     c.memory_init_cow(true);
     if let Some(slots) = pool_slots {
         let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
-        let keep_resident = if pagemap {
-            KEEP_RESIDENT_WITH_PAGEMAP
-        } else {
-            0
-        };
+        let keep_resident = if pagemap { KEEP_RESIDENT_WITH_PAGEMAP } else { 0 };
         let mut p = PoolingAllocationConfig::new();
         p.total_component_instances(slots)
             .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
@@ -283,11 +264,7 @@ pub(crate) struct SlotPermit<'a> {
 
 impl Slots {
     fn new(capacity: u32) -> Self {
-        Slots {
-            capacity,
-            count: Mutex::new(Count { free: capacity, waiting: 0 }),
-            freed: Condvar::new(),
-        }
+        Slots { capacity, count: Mutex::new(Count { free: capacity, waiting: 0 }), freed: Condvar::new() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Count> {
@@ -306,10 +283,7 @@ impl Slots {
         let mut count = self.lock();
         while count.free == 0 {
             count.waiting += 1;
-            count = self
-                .freed
-                .wait(count)
-                .unwrap_or_else(PoisonError::into_inner);
+            count = self.freed.wait(count).unwrap_or_else(PoisonError::into_inner);
             count.waiting -= 1;
         }
         count.free -= 1;
@@ -359,10 +333,7 @@ impl GuestEngine {
 
     /// A query slot if one is free now.
     pub(crate) fn try_query_slot(&self) -> Option<QuerySlot> {
-        self.inner
-            .queries
-            .try_take()
-            .then(|| QuerySlot { engine: Arc::downgrade(&self.inner) })
+        self.inner.queries.try_take().then(|| QuerySlot { engine: Arc::downgrade(&self.inner) })
     }
 }
 

@@ -19,13 +19,8 @@ pub(crate) type KvTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 type Pair = (Vec<u8>, Vec<u8>);
 /// The overlay's view of a range: `None` values are this entry's deletes.
 type OverlayIter<'o> = Box<dyn Iterator<Item = (&'o [u8], Option<&'o [u8]>)> + 'o>;
-type TableRow<'t> = Result<
-    (
-        redb::AccessGuard<'t, &'static [u8]>,
-        redb::AccessGuard<'t, &'static [u8]>,
-    ),
-    redb::StorageError,
->;
+type TableRow<'t> =
+    Result<(redb::AccessGuard<'t, &'static [u8]>, redb::AccessGuard<'t, &'static [u8]>), redb::StorageError>;
 
 /// The keyspace one guest call works on.
 // One per call, moved into the store and out again: boxing the transaction would only add an
@@ -133,20 +128,15 @@ impl HostState {
     fn check_writable(&mut self, what: &str) -> wasmtime::Result<()> {
         match self.view {
             View::Write(_) => Ok(()),
-            View::Read(_) => self.guest_fault(format!(
-                "wasmraft: guest called {what} during a query, which is read-only"
-            )),
-            View::Detached => {
-                self.guest_fault(format!("wasmraft: guest called {what} outside of apply"))
+            View::Read(_) => {
+                self.guest_fault(format!("wasmraft: guest called {what} during a query, which is read-only"))
             }
+            View::Detached => self.guest_fault(format!("wasmraft: guest called {what} outside of apply")),
         }
     }
 
     fn add_pending(&mut self, add: usize, remove: usize) -> wasmtime::Result<()> {
-        let next = self
-            .pending_bytes
-            .saturating_sub(remove as u64)
-            .saturating_add(add as u64);
+        let next = self.pending_bytes.saturating_sub(remove as u64).saturating_add(add as u64);
         if next > self.pending_cap {
             return self.guest_fault(format!(
                 "wasmraft: guest buffered more than {} bytes of writes and events in one entry (its memory limit)",
@@ -173,22 +163,14 @@ impl HostState {
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
         let size = key.len() + value.len();
-        let replaced = self
-            .overlay
-            .get(&key)
-            .map(|old| key.len() + old.as_ref().map_or(0, Vec::len))
-            .unwrap_or(0);
+        let replaced = self.overlay.get(&key).map(|old| key.len() + old.as_ref().map_or(0, Vec::len)).unwrap_or(0);
         self.add_pending(size, replaced)?;
         self.overlay.insert(key, Some(value));
         Ok(())
     }
 
     fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
-        let replaced = self
-            .overlay
-            .get(&key)
-            .map(|old| key.len() + old.as_ref().map_or(0, Vec::len))
-            .unwrap_or(0);
+        let replaced = self.overlay.get(&key).map(|old| key.len() + old.as_ref().map_or(0, Vec::len)).unwrap_or(0);
         self.add_pending(key.len(), replaced)?;
         self.overlay.insert(key, None);
         Ok(())
@@ -197,57 +179,25 @@ impl HostState {
     /// One page of `start <= key < end` (empty `end`: unbounded), merging this entry's
     /// overlay over the table: an overlay put shadows the table's value, an overlay delete
     /// hides the key.
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: u32,
-        reverse: bool,
-    ) -> Result<Vec<Pair>, redb::Error> {
+    fn scan(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Result<Vec<Pair>, redb::Error> {
         if !end.is_empty() && start >= end {
             return Ok(Vec::new());
         }
-        let limit = if limit == 0 || limit > limits::SCAN_PAGE_PAIRS {
-            limits::SCAN_PAGE_PAIRS
-        } else {
-            limit
-        } as usize;
-        let upper = if end.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(end)
-        };
+        let limit =
+            if limit == 0 || limit > limits::SCAN_PAGE_PAIRS { limits::SCAN_PAGE_PAIRS } else { limit } as usize;
+        let upper = if end.is_empty() { Bound::Unbounded } else { Bound::Excluded(end) };
         let bounds = (Bound::Included(start), upper);
 
-        let overlay = self
-            .overlay
-            .range::<[u8], _>(bounds)
-            .map(|(k, v)| (k.as_slice(), v.as_deref()));
-        let overlay: OverlayIter<'_> = if reverse {
-            Box::new(overlay.rev())
-        } else {
-            Box::new(overlay)
-        };
+        let overlay = self.overlay.range::<[u8], _>(bounds).map(|(k, v)| (k.as_slice(), v.as_deref()));
+        let overlay: OverlayIter<'_> = if reverse { Box::new(overlay.rev()) } else { Box::new(overlay) };
 
         match &self.view {
             View::Write(txn) => {
                 let table = txn.open_table(GUEST_KV)?;
-                merge_page(
-                    overlay,
-                    table_range(&table, bounds, reverse)?,
-                    limit,
-                    reverse,
-                )
+                merge_page(overlay, table_range(&table, bounds, reverse)?, limit, reverse)
             }
-            View::Read(Some(table)) => merge_page(
-                overlay,
-                table_range(table, bounds, reverse)?,
-                limit,
-                reverse,
-            ),
-            View::Read(None) | View::Detached => {
-                merge_page(overlay, std::iter::empty(), limit, reverse)
-            }
+            View::Read(Some(table)) => merge_page(overlay, table_range(table, bounds, reverse)?, limit, reverse),
+            View::Read(None) | View::Detached => merge_page(overlay, std::iter::empty(), limit, reverse),
         }
     }
 }
@@ -266,11 +216,7 @@ fn table_range<'t>(
 ) -> Result<Box<dyn Iterator<Item = Result<Pair, redb::StorageError>> + 't>, redb::Error> {
     let range = table.range::<&[u8]>(bounds)?;
     let pair = |item: TableRow<'_>| item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()));
-    Ok(if reverse {
-        Box::new(range.rev().map(pair))
-    } else {
-        Box::new(range.map(pair))
-    })
+    Ok(if reverse { Box::new(range.rev().map(pair)) } else { Box::new(range.map(pair)) })
 }
 
 /// Merges two key-ordered streams (both ascending, or both descending when `reverse`) into one
@@ -337,12 +283,7 @@ pub(crate) struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit = true;
             return Ok(false);
@@ -351,23 +292,14 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        _desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         // The pool's per-table element limit, the same on every member, is the cap.
         Ok(true)
     }
 }
 
 /// Charges a host call's fuel, trapping with out-of-fuel when the entry cannot pay.
-fn charge(
-    caller: &mut StoreContextMut<'_, HostState>,
-    bytes: usize,
-    pairs: usize,
-) -> wasmtime::Result<()> {
+fn charge(caller: &mut StoreContextMut<'_, HostState>, bytes: usize, pairs: usize) -> wasmtime::Result<()> {
     let cost = limits::fuel_for_host_call(bytes, pairs);
     let left = caller.get_fuel()?;
     if left < cost {
@@ -388,53 +320,39 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     linker.instance(TYPES)?;
 
     let mut store = linker.instance(STORE)?;
-    store.func_wrap(
-        "get",
-        |mut caller: StoreContextMut<'_, HostState>, (key,): (Vec<u8>,)| {
-            caller.data_mut().check_key("get", &key)?;
-            let value = match caller.data_mut().get(&key) {
-                Ok(v) => v,
-                Err(e) => return caller.data_mut().refuse(Fault::Storage(e)),
-            };
-            charge(
-                &mut caller,
-                key.len() + value.as_ref().map_or(0, Vec::len),
-                0,
-            )?;
-            Ok((value,))
-        },
-    )?;
-    store.func_wrap(
-        "put",
-        |mut caller: StoreContextMut<'_, HostState>, (key, value): (Vec<u8>, Vec<u8>)| {
-            let state = caller.data_mut();
-            state.check_writable("put")?;
-            state.check_key("put", &key)?;
-            if value.len() > limits::MAX_VALUE_BYTES {
-                return state.guest_fault(format!(
-                    "wasmraft: guest put a {} byte value (the limit is {} bytes)",
-                    value.len(),
-                    limits::MAX_VALUE_BYTES
-                ));
-            }
-            charge(&mut caller, key.len() + value.len(), 0)?;
-            caller.data_mut().put(key, value)
-        },
-    )?;
-    store.func_wrap(
-        "delete",
-        |mut caller: StoreContextMut<'_, HostState>, (key,): (Vec<u8>,)| {
-            let state = caller.data_mut();
-            state.check_writable("delete")?;
-            state.check_key("delete", &key)?;
-            charge(&mut caller, key.len(), 0)?;
-            caller.data_mut().delete(key)
-        },
-    )?;
+    store.func_wrap("get", |mut caller: StoreContextMut<'_, HostState>, (key,): (Vec<u8>,)| {
+        caller.data_mut().check_key("get", &key)?;
+        let value = match caller.data_mut().get(&key) {
+            Ok(v) => v,
+            Err(e) => return caller.data_mut().refuse(Fault::Storage(e)),
+        };
+        charge(&mut caller, key.len() + value.as_ref().map_or(0, Vec::len), 0)?;
+        Ok((value,))
+    })?;
+    store.func_wrap("put", |mut caller: StoreContextMut<'_, HostState>, (key, value): (Vec<u8>, Vec<u8>)| {
+        let state = caller.data_mut();
+        state.check_writable("put")?;
+        state.check_key("put", &key)?;
+        if value.len() > limits::MAX_VALUE_BYTES {
+            return state.guest_fault(format!(
+                "wasmraft: guest put a {} byte value (the limit is {} bytes)",
+                value.len(),
+                limits::MAX_VALUE_BYTES
+            ));
+        }
+        charge(&mut caller, key.len() + value.len(), 0)?;
+        caller.data_mut().put(key, value)
+    })?;
+    store.func_wrap("delete", |mut caller: StoreContextMut<'_, HostState>, (key,): (Vec<u8>,)| {
+        let state = caller.data_mut();
+        state.check_writable("delete")?;
+        state.check_key("delete", &key)?;
+        charge(&mut caller, key.len(), 0)?;
+        caller.data_mut().delete(key)
+    })?;
     store.func_wrap(
         "scan",
-        |mut caller: StoreContextMut<'_, HostState>,
-         (start, end, limit, reverse): (Vec<u8>, Vec<u8>, u32, bool)| {
+        |mut caller: StoreContextMut<'_, HostState>, (start, end, limit, reverse): (Vec<u8>, Vec<u8>, u32, bool)| {
             let state = caller.data_mut();
             state.check_key("scan", &start)?;
             state.check_key("scan", &end)?;
@@ -442,41 +360,33 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 Ok(page) => page,
                 Err(e) => return caller.data_mut().refuse(Fault::Storage(e)),
             };
-            let bytes = start.len()
-                + end.len()
-                + page.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            let bytes = start.len() + end.len() + page.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
             charge(&mut caller, bytes, page.len())?;
             Ok((page,))
         },
     )?;
 
     let mut events = linker.instance(EVENTS)?;
-    events.func_wrap(
-        "emit",
-        |mut caller: StoreContextMut<'_, HostState>, (event,): (Vec<u8>,)| {
-            let state = caller.data_mut();
-            state.check_writable("emit")?;
-            if event.len() > limits::MAX_EVENT_BYTES {
-                return state.guest_fault(format!(
-                    "wasmraft: guest emitted a {} byte event (the limit is {} bytes)",
-                    event.len(),
-                    limits::MAX_EVENT_BYTES
-                ));
-            }
-            state.add_pending(event.len(), 0)?;
-            charge(&mut caller, event.len(), 0)?;
-            caller.data_mut().events.push(event);
-            Ok(())
-        },
-    )?;
+    events.func_wrap("emit", |mut caller: StoreContextMut<'_, HostState>, (event,): (Vec<u8>,)| {
+        let state = caller.data_mut();
+        state.check_writable("emit")?;
+        if event.len() > limits::MAX_EVENT_BYTES {
+            return state.guest_fault(format!(
+                "wasmraft: guest emitted a {} byte event (the limit is {} bytes)",
+                event.len(),
+                limits::MAX_EVENT_BYTES
+            ));
+        }
+        state.add_pending(event.len(), 0)?;
+        charge(&mut caller, event.len(), 0)?;
+        caller.data_mut().events.push(event);
+        Ok(())
+    })?;
     Ok(())
 }
 
 /// Writes an applied entry's overlay into `GUEST_KV` in the caller's transaction.
-pub(crate) fn flush(
-    txn: &WriteTransaction,
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-) -> Result<(), redb::Error> {
+pub(crate) fn flush(txn: &WriteTransaction, overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Result<(), redb::Error> {
     if overlay.is_empty() {
         return Ok(());
     }

@@ -33,11 +33,7 @@ impl Default for GuestLimits {
     /// Sized for the KV guest: ten billion units is seconds of CPU, enough to compact or range
     /// over millions of keys in one entry; 256 MiB holds a maximum-size value several times over.
     fn default() -> Self {
-        GuestLimits {
-            fuel_per_entry: 10_000_000_000,
-            memory_bytes: 256 << 20,
-            stack_bytes: DEFAULT_STACK_BYTES,
-        }
+        GuestLimits { fuel_per_entry: 10_000_000_000, memory_bytes: 256 << 20, stack_bytes: DEFAULT_STACK_BYTES }
     }
 }
 
@@ -48,7 +44,8 @@ pub const DEFAULT_STACK_BYTES: u64 = 512 << 10;
 /// The stack limits a deployment may choose: powers of two from 64 KiB to 8 MiB. wasmtime sets
 /// the limit per engine, not per instance, so each limit in use is an engine of its own (with
 /// its own instance pool): a short list keeps that bounded (docs/decisions.md).
-pub const STACK_BYTES_CHOICES: [u64; 8] = [64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20];
+pub const STACK_BYTES_CHOICES: [u64; 8] =
+    [64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20];
 
 /// The largest of [`STACK_BYTES_CHOICES`].
 pub const MAX_STACK_BYTES: u64 = STACK_BYTES_CHOICES[STACK_BYTES_CHOICES.len() - 1];
@@ -58,7 +55,8 @@ pub const MAX_STACK_BYTES: u64 = STACK_BYTES_CHOICES[STACK_BYTES_CHOICES.len() -
 /// (the runtime, the request) and above it (host imports run on the same stack, past the
 /// guest's limit). Overrunning it is a crash, not a trap. Only address space: a thread touches
 /// the pages its calls reach.
-pub const GUEST_THREAD_STACK_BYTES: usize = (MAX_STACK_BYTES * super::stack_limit::BACKSTOP_FACTOR + (4 << 20)) as usize;
+pub const GUEST_THREAD_STACK_BYTES: usize =
+    (MAX_STACK_BYTES * super::stack_limit::BACKSTOP_FACTOR + (4 << 20)) as usize;
 
 /// Whether `stack_bytes` is a limit a deployment may set; the text says why not.
 pub fn check_stack_bytes(stack_bytes: u64) -> Result<(), String> {

@@ -38,8 +38,11 @@ pub struct GuestRegistry {
 /// then asks for. Whether a module loads must depend on its bytes alone: if it depended on the
 /// deployment's limits, a member that had already loaded the module under other limits would
 /// accept a swap that a member loading it fresh refuses.
-pub const LOAD_LIMITS: GuestLimits =
-    GuestLimits { fuel_per_entry: 10_000_000_000, memory_bytes: 256 << 20, stack_bytes: super::limits::DEFAULT_STACK_BYTES };
+pub const LOAD_LIMITS: GuestLimits = GuestLimits {
+    fuel_per_entry: 10_000_000_000,
+    memory_bytes: 256 << 20,
+    stack_bytes: super::limits::DEFAULT_STACK_BYTES,
+};
 
 /// [`LOAD_LIMITS`] on the engine of `stack_bytes`: the key of a module's copy there.
 fn load_limits(stack_bytes: u64) -> GuestLimits {
@@ -50,7 +53,13 @@ impl GuestRegistry {
     /// A registry whose modules load on `engine`, which must have [`LOAD_LIMITS`]' stack limit.
     pub fn new(engine: GuestEngine, cache_dir: PathBuf) -> GuestRegistry {
         let engines = Mutex::new(HashMap::from([(engine.stack_bytes(), engine.clone())]));
-        GuestRegistry { engine, engines, cache_dir, loaded: Mutex::new(HashMap::new()), compiling: Mutex::new(HashMap::new()) }
+        GuestRegistry {
+            engine,
+            engines,
+            cache_dir,
+            loaded: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn engine(&self) -> &GuestEngine {
@@ -108,8 +117,16 @@ impl GuestRegistry {
             }
         };
         if limits.stack_bytes != LOAD_LIMITS.stack_bytes {
-            let moved = base.on_engine(&self.engine_for(limits.stack_bytes)?, wasm, load_limits(limits.stack_bytes), &self.cache_dir)?;
-            self.loaded.lock().unwrap_or_else(|p| p.into_inner()).insert((hash, load_limits(limits.stack_bytes)), Arc::new(moved));
+            let moved = base.on_engine(
+                &self.engine_for(limits.stack_bytes)?,
+                wasm,
+                load_limits(limits.stack_bytes),
+                &self.cache_dir,
+            )?;
+            self.loaded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((hash, load_limits(limits.stack_bytes)), Arc::new(moved));
         }
         self.compiling.lock().unwrap_or_else(|p| p.into_inner()).remove(&hash);
         self.get(&hash, limits).ok_or_else(|| anyhow::anyhow!("wasmraft: the loaded guest vanished from the registry"))

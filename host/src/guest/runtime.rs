@@ -86,10 +86,7 @@ pub(crate) struct IdleQueries {
 impl IdleQueries {
     pub(crate) fn new(query_slots: u32) -> Self {
         let below_slots = usize::try_from(query_slots.saturating_sub(1)).unwrap_or(usize::MAX);
-        IdleQueries {
-            list: Mutex::new(VecDeque::new()),
-            cap: IDLE_QUERY_INSTANCES.min(below_slots),
-        }
+        IdleQueries { list: Mutex::new(VecDeque::new()), cap: IDLE_QUERY_INSTANCES.min(below_slots) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<IdleQuery>> {
@@ -157,7 +154,13 @@ impl Guest {
     /// The same guest compiled for `engine` (one with another stack limit, which the code
     /// counts itself: [`super::stack_limit`]), with `limits`. Its `info` is the one it gave at
     /// load, so whether a module loads still depends on its bytes alone.
-    pub fn on_engine(&self, engine: &GuestEngine, wasm: &[u8], limits: GuestLimits, cache_dir: &Path) -> anyhow::Result<Guest> {
+    pub fn on_engine(
+        &self,
+        engine: &GuestEngine,
+        wasm: &[u8],
+        limits: GuestLimits,
+        cache_dir: &Path,
+    ) -> anyhow::Result<Guest> {
         let component = compile_cached(engine, wasm, cache_dir)?;
         Ok(Guest {
             engine: engine.clone(),
@@ -168,7 +171,6 @@ impl Guest {
             id: next_guest_id(),
         })
     }
-
 
     fn from_component(
         engine: &GuestEngine,
@@ -204,19 +206,10 @@ impl Guest {
 
     fn call_info(&self) -> anyhow::Result<GuestInfo> {
         let _slot = self.engine.inner.control.acquire();
-        let (mut store, sm) = self
-            .instantiate(View::Detached)
-            .map_err(|failed| anyhow::anyhow!(failed.0))?;
+        let (mut store, sm) = self.instantiate(View::Detached).map_err(|failed| anyhow::anyhow!(failed.0))?;
         match sm.call_info(&mut store) {
-            Ok(info) => Ok(GuestInfo {
-                name: info.name,
-                version: info.version,
-                apis: info.apis,
-            }),
-            Err(e) => Err(anyhow::anyhow!(
-                "{}",
-                classify(e, store.data_mut(), &self.limits)
-            )),
+            Ok(info) => Ok(GuestInfo { name: info.name, version: info.version, apis: info.apis }),
+            Err(e) => Err(anyhow::anyhow!("{}", classify(e, store.data_mut(), &self.limits))),
         }
     }
 
@@ -252,11 +245,7 @@ impl Guest {
         command: &[u8],
     ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
         let _slot = self.engine.inner.control.acquire();
-        let wit_ctx = wit::ApplyContext {
-            index: ctx.index,
-            term: ctx.term,
-            time_unix_ms: ctx.time_unix_ms,
-        };
+        let wit_ctx = wit::ApplyContext { index: ctx.index, term: ctx.term, time_unix_ms: ctx.time_unix_ms };
         self.run_write(txn, |store, sm| sm.call_apply(store, wit_ctx, command))
     }
 
@@ -268,24 +257,13 @@ impl Guest {
         from: &GuestInfo,
     ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
         let _slot = self.engine.inner.control.acquire();
-        let from = wit::GuestInfo {
-            name: from.name.clone(),
-            version: from.version.clone(),
-            apis: from.apis.clone(),
-        };
-        self.run_write(txn, |store, sm| {
-            sm.call_migrate(store, &from)
-                .map(|r| r.map(|()| Vec::new()))
-        })
+        let from = wit::GuestInfo { name: from.name.clone(), version: from.version.clone(), apis: from.apis.clone() };
+        self.run_write(txn, |store, sm| sm.call_migrate(store, &from).map(|r| r.map(|()| Vec::new())))
     }
 
     /// Answers a read-only request against `txn`'s snapshot, in a kept query instance or a
     /// fresh one. Blocks while every query slot is busy.
-    pub fn query(
-        &self,
-        txn: &redb::ReadTransaction,
-        request: &[u8],
-    ) -> Result<Vec<u8>, ApplyError> {
+    pub fn query(&self, txn: &redb::ReadTransaction, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
         self.run_query(txn, request, self.limits.fuel_per_entry, true)
             .unwrap_or_else(|| {
                 // Only a caller that does not wait can be turned away.
@@ -324,22 +302,13 @@ impl Guest {
             Ok(table) => table,
             Err(e) => return Some(Err((ApplyError::Storage(e), None))),
         };
-        let limits = GuestLimits {
-            fuel_per_entry: fuel,
-            ..self.limits
-        };
+        let limits = GuestLimits { fuel_per_entry: fuel, ..self.limits };
         let mut q = match self.kept_query(table, fuel) {
             Ok(q) => q,
             Err(table) => {
                 let slot = self.query_slot(wait)?;
                 match self.instantiate_with(View::Read(table), &limits) {
-                    Ok((store, sm)) => IdleQuery {
-                        guest: self.id,
-                        store,
-                        sm,
-                        served: 0,
-                        _slot: slot,
-                    },
+                    Ok((store, sm)) => IdleQuery { guest: self.id, store, sm, served: 0, _slot: slot },
                     Err(failed) => return Some(Err((failed.0, failed.1))),
                 }
             }
@@ -347,8 +316,7 @@ impl Guest {
         let initial_memory = q.store.data().memory.size;
         let result = q.sm.call_query(&mut q.store, request);
         let returned = result.is_ok();
-        let outcome =
-            finish_classified(result, q.store.data_mut(), &limits).map(|(output, _)| output);
+        let outcome = finish_classified(result, q.store.data_mut(), &limits).map(|(output, _)| output);
         let state = q.store.data_mut();
         // Not while a query waits for a slot: this one's would otherwise go idle under it.
         let reusable = returned
@@ -398,10 +366,7 @@ impl Guest {
     fn run_write(
         &self,
         txn: redb::WriteTransaction,
-        call: impl FnOnce(
-            &mut Store<HostState>,
-            &StateMachine,
-        ) -> wasmtime::Result<Result<Vec<u8>, String>>,
+        call: impl FnOnce(&mut Store<HostState>, &StateMachine) -> wasmtime::Result<Result<Vec<u8>, String>>,
     ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
         // Measured per entry with atomics only (the metrics' counters and histogram): the time
         // from instantiation to the result, the fuel spent, and how a failure failed.
@@ -437,10 +402,7 @@ impl Guest {
         let outcome = finished.and_then(|(output, state)| {
             let overlay = std::mem::take(&mut state.overlay);
             host_store::flush(&txn, overlay).map_err(ApplyError::Storage)?;
-            Ok(Applied {
-                output,
-                events: std::mem::take(&mut state.events),
-            })
+            Ok(Applied { output, events: std::mem::take(&mut state.events) })
         });
         (txn, outcome)
     }
@@ -470,10 +432,7 @@ impl Guest {
                 // Instantiation was already done once at load with these limits, so a failure
                 // here is the host's (an exhausted pool) unless the guest's own start code
                 // blew a budget, which every member sees alike.
-                let (err, kind) = if state.memory.hit
-                    || state.fault.is_some()
-                    || e.downcast_ref::<Trap>().is_some()
-                {
+                let (err, kind) = if state.memory.hit || state.fault.is_some() || e.downcast_ref::<Trap>().is_some() {
                     classify_kind(e, &mut state, limits)
                 } else {
                     (ApplyError::Host(format!("wasmraft: cannot instantiate the guest: {e:#}")), None)
@@ -487,9 +446,7 @@ impl Guest {
 /// Links `component` against the host's imports and checks that it exports the world.
 fn link(engine: &GuestEngine, component: &Component) -> anyhow::Result<StateMachinePre<HostState>> {
     let mut linker = Linker::<HostState>::new(engine.engine());
-    host_store::add_to_linker(&mut linker)
-        .map_err(anyhow_of)
-        .context("linking the guest imports")?;
+    host_store::add_to_linker(&mut linker).map_err(anyhow_of).context("linking the guest imports")?;
     let instance_pre = linker.instantiate_pre(component).map_err(anyhow_of).context(
         "the guest imports something wasmraft does not provide (a guest may import only wasmraft:guest/store and wasmraft:guest/events; no WASI)",
     )?;
@@ -520,7 +477,8 @@ fn compile(engine: &GuestEngine, wasm: &[u8]) -> anyhow::Result<Component> {
 /// and the component is compiled.
 fn compile_cached(engine: &GuestEngine, wasm: &[u8], cache_dir: &Path) -> anyhow::Result<Component> {
     let hash = sha256(wasm);
-    let path = cache_dir.join(format!("{}-{}-{}.cwasm", hex::encode(hash), engine.stack_bytes(), engine.compatibility_hash()));
+    let path =
+        cache_dir.join(format!("{}-{}-{}.cwasm", hex::encode(hash), engine.stack_bytes(), engine.compatibility_hash()));
     // Read rather than mapped: a mapped file that someone truncates later (an operator
     // clearing the cache, a disk tool) would crash the member with SIGBUS.
     if let Ok(bytes) = std::fs::read(&path) {
@@ -636,25 +594,16 @@ fn classify_kind(e: wasmtime::Error, state: &mut HostState, limits: &GuestLimits
 }
 
 fn out_of_fuel(limits: &GuestLimits) -> ApplyError {
-    ApplyError::Guest(format!(
-        "wasmraft: guest ran out of fuel (limit {} per entry)",
-        limits.fuel_per_entry
-    ))
+    ApplyError::Guest(format!("wasmraft: guest ran out of fuel (limit {} per entry)", limits.fuel_per_entry))
 }
 
 fn memory_exceeded(limits: &GuestLimits) -> ApplyError {
-    ApplyError::Guest(format!(
-        "wasmraft: guest exceeded its memory limit ({} bytes)",
-        limits.memory_bytes
-    ))
+    ApplyError::Guest(format!("wasmraft: guest exceeded its memory limit ({} bytes)", limits.memory_bytes))
 }
 
 /// The innermost message of a wasmtime error, without the backtrace context wasmtime adds.
 fn root_message(e: &wasmtime::Error) -> String {
-    e.chain()
-        .last()
-        .map(|c| c.to_string())
-        .unwrap_or_else(|| e.to_string())
+    e.chain().last().map(|c| c.to_string()).unwrap_or_else(|| e.to_string())
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -685,13 +634,6 @@ fn write_cache(component: &Component, dir: &Path, path: &Path) -> anyhow::Result
 fn tempfile_in(dir: &Path, path: &Path) -> anyhow::Result<std::path::PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .context("cache path has no file name")?
-        .to_string_lossy();
-    Ok(dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )))
+    let name = path.file_name().context("cache path has no file name")?.to_string_lossy();
+    Ok(dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))))
 }

@@ -24,12 +24,11 @@
 use anyhow::{Context as _, bail};
 use wasm_encoder::reencode::{Reencode as _, RoundtripReencoder};
 use wasm_encoder::{
-    BlockType as EncBlockType, CodeSection, ConstExpr, Function, FunctionSection, GlobalSection,
-    GlobalType, Instruction, NameMap, NameSection, RawSection, TypeSection, ValType,
+    BlockType as EncBlockType, CodeSection, ConstExpr, Function, FunctionSection, GlobalSection, GlobalType,
+    Instruction, NameMap, NameSection, RawSection, TypeSection, ValType,
 };
 use wasmparser::{
-    BlockType, Chunk, FrameKind, FuncType, FunctionBody, ModuleArity, Name, Operator, Parser,
-    Payload, SubType, TypeRef,
+    BlockType, Chunk, FrameKind, FuncType, FunctionBody, ModuleArity, Name, Operator, Parser, Payload, SubType, TypeRef,
 };
 
 /// Bytes of a deployment's `stack_bytes` per counted slot: a slot is one Wasm value (an `i64`
@@ -71,20 +70,13 @@ pub fn native_backstop_bytes(stack_bytes: u64) -> u64 {
 /// `wasm` (a component or a core module) with every core module in it counting its stack
 /// against `limit` slots.
 pub fn instrument(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
-    if Parser::is_component(wasm) {
-        instrument_component(wasm, limit)
-    } else {
-        instrument_module(wasm, limit)
-    }
+    if Parser::is_component(wasm) { instrument_component(wasm, limit) } else { instrument_module(wasm, limit) }
 }
 
 /// A component with its core modules (and those of nested components) instrumented; every
 /// other section is copied as it is.
 fn instrument_component(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
-    let mut out = wasm
-        .get(..8)
-        .context("wasmraft: the guest is not a component")?
-        .to_vec();
+    let mut out = wasm.get(..8).context("wasmraft: the guest is not a component")?.to_vec();
     let mut parser = Parser::new(0);
     let mut rest = wasm;
     loop {
@@ -97,36 +89,19 @@ fn instrument_component(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
         match payload {
             Payload::Version { .. } => {}
             Payload::End(_) => break,
-            Payload::ModuleSection {
-                unchecked_range, ..
-            }
-            | Payload::ComponentSection {
-                unchecked_range, ..
-            } => {
-                let nested = wasm
-                    .get(unchecked_range.clone())
-                    .context("wasmraft: a nested module is truncated")?;
+            Payload::ModuleSection { unchecked_range, .. } | Payload::ComponentSection { unchecked_range, .. } => {
+                let nested = wasm.get(unchecked_range.clone()).context("wasmraft: a nested module is truncated")?;
                 let (id, bytes) = if is_module {
-                    (
-                        wasm_encoder::ComponentSectionId::CoreModule,
-                        instrument_module(nested, limit)?,
-                    )
+                    (wasm_encoder::ComponentSectionId::CoreModule, instrument_module(nested, limit)?)
                 } else {
-                    (
-                        wasm_encoder::ComponentSectionId::Component,
-                        instrument_component(nested, limit)?,
-                    )
+                    (wasm_encoder::ComponentSectionId::Component, instrument_component(nested, limit)?)
                 };
                 // The parser has moved past the nested bytes; `consumed` covered only the header.
-                rest = rest
-                    .get(unchecked_range.len()..)
-                    .context("wasmraft: a nested module is truncated")?;
+                rest = rest.get(unchecked_range.len()..).context("wasmraft: a nested module is truncated")?;
                 push_section(&mut out, id as u8, &bytes);
             }
             other => {
-                let (id, range) = other
-                    .as_section()
-                    .context("wasmraft: an unexpected component payload")?;
+                let (id, range) = other.as_section().context("wasmraft: an unexpected component payload")?;
                 push_section(&mut out, id, &wasm[range]);
             }
         }
@@ -220,12 +195,7 @@ pub fn instrument_module(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
     let mut next_defined = facts.imported_funcs;
     // Block types of functions with several results, appended to the type section.
     let mut multi: Vec<(u32, u32)> = Vec::new();
-    for (i, &t) in facts
-        .func_types
-        .iter()
-        .enumerate()
-        .skip(facts.imported_funcs as usize)
-    {
+    for (i, &t) in facts.func_types.iter().enumerate().skip(facts.imported_funcs as usize) {
         if facts.func_type(t).is_some_and(|f| f.results().len() > 1) {
             multi.push((i as u32, exhausted_type + 1 + multi.len() as u32));
         }
@@ -257,11 +227,8 @@ pub fn instrument_module(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
                     let ty = facts
                         .func_type(facts.func_types[f as usize])
                         .context("wasmraft: a function without a function type")?;
-                    let results: Vec<ValType> = ty
-                        .results()
-                        .iter()
-                        .map(|&v| RoundtripReencoder.val_type(v))
-                        .collect::<Result<_, _>>()?;
+                    let results: Vec<ValType> =
+                        ty.results().iter().map(|&v| RoundtripReencoder.val_type(v)).collect::<Result<_, _>>()?;
                     types.ty().function([], results);
                 }
                 module.section(&types);
@@ -283,27 +250,18 @@ pub fn instrument_module(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
             }
             Payload::CodeSectionStart { .. } => code = Some((CodeSection::new(), 0)),
             Payload::CodeSectionEntry(body) => {
-                let (section, seen) = code
-                    .as_mut()
-                    .context("wasmraft: code outside the code section")?;
+                let (section, seen) = code.as_mut().context("wasmraft: code outside the code section")?;
                 let ty = facts.func_types[next_defined as usize];
-                let block = multi
-                    .iter()
-                    .find(|&&(f, _)| f == next_defined)
-                    .map(|&(_, t)| t);
+                let block = multi.iter().find(|&&(f, _)| f == next_defined).map(|&(_, t)| t);
                 section.function(
                     &instrument_function(&facts, ty, block, body, height, exhausted_func, limit)
-                        .with_context(|| {
-                            format!("wasmraft: counting the stack of function {next_defined}")
-                        })?,
+                        .with_context(|| format!("wasmraft: counting the stack of function {next_defined}"))?,
                 );
                 next_defined += 1;
                 *seen += 1;
                 if *seen == defined {
                     let mut exhausted = Function::new([]);
-                    exhausted
-                        .instruction(&Instruction::Unreachable)
-                        .instruction(&Instruction::End);
+                    exhausted.instruction(&Instruction::Unreachable).instruction(&Instruction::End);
                     section.function(&exhausted);
                     module.section(&*section);
                 }
@@ -316,13 +274,8 @@ pub fn instrument_module(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
             }
             Payload::End(_) => {}
             other => {
-                let (id, range) = other
-                    .as_section()
-                    .context("wasmraft: an unexpected module payload")?;
-                module.section(&RawSection {
-                    id,
-                    data: &wasm[range],
-                });
+                let (id, range) = other.as_section().context("wasmraft: an unexpected module payload")?;
+                module.section(&RawSection { id, data: &wasm[range] });
             }
         }
     }
@@ -337,21 +290,11 @@ pub fn instrument_module(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
 }
 
 fn push_height_global(globals: &mut GlobalSection) {
-    globals.global(
-        GlobalType {
-            val_type: ValType::I32,
-            mutable: true,
-            shared: false,
-        },
-        &ConstExpr::i32_const(0),
-    );
+    globals.global(GlobalType { val_type: ValType::I32, mutable: true, shared: false }, &ConstExpr::i32_const(0));
 }
 
 /// The module's name section, with [`EXHAUSTED_FUNC`] added to its function names.
-fn names_with_exhausted(
-    reader: wasmparser::NameSectionReader<'_>,
-    exhausted_func: u32,
-) -> anyhow::Result<NameSection> {
+fn names_with_exhausted(reader: wasmparser::NameSectionReader<'_>, exhausted_func: u32) -> anyhow::Result<NameSection> {
     let mut names = NameSection::new();
     let mut done = false;
     let ours = |map: &mut NameMap| map.append(exhausted_func, EXHAUSTED_FUNC);
@@ -409,10 +352,8 @@ fn instrument_function(
         local_count += u64::from(n);
         locals.push((n, RoundtripReencoder.val_type(t)?));
     }
-    let cost = u64::from(FRAME_SLOTS)
-        + func_ty.params().len() as u64
-        + local_count
-        + max_operand_height(facts, ty, &body)?;
+    let cost =
+        u64::from(FRAME_SLOTS) + func_ty.params().len() as u64 + local_count + max_operand_height(facts, ty, &body)?;
     // Above the limit, the first call traps; clamping keeps the arithmetic in i32.
     let cost = i32::try_from(cost.min(u64::from(limit) + 1)).unwrap_or(i32::MAX);
     let limit = i32::try_from(limit).unwrap_or(i32::MAX);
@@ -481,9 +422,7 @@ impl ModuleArity for Arity<'_> {
         self.facts.types.get(type_idx as usize)
     }
     fn tag_type_arity(&self, at: u32) -> Option<(u32, u32)> {
-        let t = self
-            .facts
-            .func_type(*self.facts.tag_types.get(at as usize)?)?;
+        let t = self.facts.func_type(*self.facts.tag_types.get(at as usize)?)?;
         Some((t.params().len() as u32, t.results().len() as u32))
     }
     fn type_index_of_function(&self, function_idx: u32) -> Option<u32> {
@@ -499,34 +438,20 @@ impl ModuleArity for Arity<'_> {
         self.frames.len() as u32
     }
     fn label_block(&self, depth: u32) -> Option<(BlockType, FrameKind)> {
-        let f = self
-            .frames
-            .get(self.frames.len().checked_sub(1 + depth as usize)?)?;
+        let f = self.frames.get(self.frames.len().checked_sub(1 + depth as usize)?)?;
         Some((f.ty, f.kind))
     }
 }
 
 /// The most values the operand stack of `body` (of type `ty`) can hold, from the arity of
 /// every operator: exact for reachable code; unreachable code may only over-estimate it.
-fn max_operand_height(
-    facts: &ModuleFacts,
-    ty: u32,
-    body: &FunctionBody<'_>,
-) -> anyhow::Result<u64> {
-    let mut arity = Arity {
-        facts,
-        frames: vec![Frame {
-            ty: BlockType::FuncType(ty),
-            kind: FrameKind::Block,
-            floor: 0,
-        }],
-    };
+fn max_operand_height(facts: &ModuleFacts, ty: u32, body: &FunctionBody<'_>) -> anyhow::Result<u64> {
+    let mut arity =
+        Arity { facts, frames: vec![Frame { ty: BlockType::FuncType(ty), kind: FrameKind::Block, floor: 0 }] };
     let (mut h, mut max) = (0u64, 0u64);
     for op in body.get_operators_reader()? {
         let op = op?;
-        let (pop, push) = op
-            .operator_arity(&arity)
-            .with_context(|| format!("no arity for {op:?}"))?;
+        let (pop, push) = op.operator_arity(&arity).with_context(|| format!("no arity for {op:?}"))?;
         let (pop, push) = (u64::from(pop), u64::from(push));
         let floor = arity.frames.last().map_or(0, |f| f.floor);
         let after_pop = h.saturating_sub(pop).max(floor);
@@ -537,19 +462,11 @@ fn max_operand_height(
                     Operator::Loop { .. } => FrameKind::Loop,
                     _ => FrameKind::If,
                 };
-                arity.frames.push(Frame {
-                    ty: blockty,
-                    kind,
-                    floor: after_pop,
-                });
+                arity.frames.push(Frame { ty: blockty, kind, floor: after_pop });
                 h = after_pop + push;
             }
             Operator::TryTable { try_table } => {
-                arity.frames.push(Frame {
-                    ty: try_table.ty,
-                    kind: FrameKind::TryTable,
-                    floor: after_pop,
-                });
+                arity.frames.push(Frame { ty: try_table.ty, kind: FrameKind::TryTable, floor: after_pop });
                 h = after_pop + push;
             }
             Operator::Else => {
@@ -588,9 +505,8 @@ fn max_operand_height(
 #[cfg(test)]
 mod tests {
     use wasm_encoder::{
-        BlockType as B, CodeSection, ElementSection, Elements, ExportKind, ExportSection, Function,
-        FunctionSection, Instruction as I, Module, RefType, TableSection, TableType, TypeSection,
-        ValType,
+        BlockType as B, CodeSection, ElementSection, Elements, ExportKind, ExportSection, Function, FunctionSection,
+        Instruction as I, Module, RefType, TableSection, TableType, TypeSection, ValType,
     };
     use wasmtime::{Config, Engine, Instance, Store, Trap};
 
@@ -620,46 +536,25 @@ mod tests {
             shared: false,
         });
         let mut exports = ExportSection::new();
-        exports
-            .export("rec", ExportKind::Func, 0)
-            .export("height", ExportKind::Func, 1);
+        exports.export("rec", ExportKind::Func, 0).export("height", ExportKind::Func, 1);
         let mut elems = ElementSection::new();
-        elems.active(
-            Some(0),
-            &ConstExpr::i32_const(0),
-            Elements::Functions([0].as_slice().into()),
-        );
+        elems.active(Some(0), &ConstExpr::i32_const(0), Elements::Functions([0].as_slice().into()));
         let mut rec = Function::new([(locals, local)]);
-        rec.instruction(&I::LocalGet(0))
-            .instruction(&I::If(B::Result(ValType::I32)));
-        rec.instruction(&I::LocalGet(0))
-            .instruction(&I::I32Const(1))
-            .instruction(&I::I32Sub);
+        rec.instruction(&I::LocalGet(0)).instruction(&I::If(B::Result(ValType::I32)));
+        rec.instruction(&I::LocalGet(0)).instruction(&I::I32Const(1)).instruction(&I::I32Sub);
         if indirect {
-            rec.instruction(&I::I32Const(0))
-                .instruction(&I::CallIndirect {
-                    type_index: 0,
-                    table_index: 0,
-                });
+            rec.instruction(&I::I32Const(0)).instruction(&I::CallIndirect { type_index: 0, table_index: 0 });
         } else {
             rec.instruction(&I::Call(0));
         }
         rec.instruction(&I::I32Const(1)).instruction(&I::I32Add);
-        rec.instruction(&I::Else)
-            .instruction(&I::I32Const(0))
-            .instruction(&I::End)
-            .instruction(&I::End);
+        rec.instruction(&I::Else).instruction(&I::I32Const(0)).instruction(&I::End).instruction(&I::End);
         let mut height = Function::new([]);
         height.instruction(&I::GlobalGet(0)).instruction(&I::End);
         let mut code = CodeSection::new();
         code.function(&rec).function(&height);
         let mut m = Module::new();
-        m.section(&types)
-            .section(&funcs)
-            .section(&tables)
-            .section(&exports)
-            .section(&elems)
-            .section(&code);
+        m.section(&types).section(&funcs).section(&tables).section(&exports).section(&elems).section(&code);
         m.finish()
     }
 
@@ -673,11 +568,7 @@ mod tests {
     fn instantiate(engine: &Engine, wasm: &[u8]) -> (Store<()>, Instance) {
         let counted = instrument(wasm, LIMIT).unwrap();
         wasmparser::validate(&counted).unwrap();
-        assert_eq!(
-            instrument(wasm, LIMIT).unwrap(),
-            counted,
-            "the same bytes in, the same bytes out"
-        );
+        assert_eq!(instrument(wasm, LIMIT).unwrap(), counted, "the same bytes in, the same bytes out");
         let module = wasmtime::Module::new(engine, &counted).unwrap();
         let mut store = Store::new(engine, ());
         let instance = Instance::new(&mut store, &module, &[]).unwrap();
@@ -705,34 +596,19 @@ mod tests {
                 (1000, ValType::I32),
             ] {
                 let (mut store, instance) = instantiate(&engine, &recursion(locals, ty, indirect));
-                let rec = instance
-                    .get_typed_func::<i32, i32>(&mut store, "rec")
-                    .unwrap();
-                let height = instance
-                    .get_typed_func::<(), i32>(&mut store, "height")
-                    .unwrap();
+                let rec = instance.get_typed_func::<i32, i32>(&mut store, "rec").unwrap();
+                let height = instance.get_typed_func::<(), i32>(&mut store, "height").unwrap();
                 let calls = predicted_calls(locals, stack) as i32;
                 assert!(calls > 3, "{locals}");
-                assert_eq!(
-                    rec.call(&mut store, calls - 1).unwrap(),
-                    calls - 1,
-                    "{locals} locals, indirect {indirect}"
-                );
+                assert_eq!(rec.call(&mut store, calls - 1).unwrap(), calls - 1, "{locals} locals, indirect {indirect}");
                 assert_eq!(
                     height.call(&mut store, ()).unwrap(),
                     OWN,
                     "a function that returns leaves the height as it was"
                 );
                 let e = rec.call(&mut store, calls).unwrap_err();
-                assert_eq!(
-                    e.downcast_ref::<Trap>(),
-                    Some(&Trap::UnreachableCodeReached),
-                    "{e:?}"
-                );
-                assert!(
-                    is_counted_overrun(&e),
-                    "{locals} locals, indirect {indirect}: {e:?}"
-                );
+                assert_eq!(e.downcast_ref::<Trap>(), Some(&Trap::UnreachableCodeReached), "{e:?}");
+                assert!(is_counted_overrun(&e), "{locals} locals, indirect {indirect}: {e:?}");
             }
         }
     }
@@ -751,21 +627,11 @@ mod tests {
         let mut code = CodeSection::new();
         code.function(&f);
         let mut m = Module::new();
-        m.section(&types)
-            .section(&funcs)
-            .section(&exports)
-            .section(&code);
+        m.section(&types).section(&funcs).section(&exports).section(&code);
         let engine = engine();
         let (mut store, instance) = instantiate(&engine, &m.finish());
-        let e = instance
-            .get_typed_func::<(), ()>(&mut store, "boom")
-            .unwrap()
-            .call(&mut store, ())
-            .unwrap_err();
-        assert_eq!(
-            e.downcast_ref::<Trap>(),
-            Some(&Trap::UnreachableCodeReached)
-        );
+        let e = instance.get_typed_func::<(), ()>(&mut store, "boom").unwrap().call(&mut store, ()).unwrap_err();
+        assert_eq!(e.downcast_ref::<Trap>(), Some(&Trap::UnreachableCodeReached));
         assert!(!is_counted_overrun(&e));
     }
 
@@ -776,25 +642,20 @@ mod tests {
         let mut types = TypeSection::new();
         types.ty().function([ValType::I32], [ValType::I32]);
         types.ty().function([], [ValType::I32]);
-        types
-            .ty()
-            .function([ValType::I32], [ValType::I32, ValType::I32]);
+        types.ty().function([ValType::I32], [ValType::I32, ValType::I32]);
         let mut funcs = FunctionSection::new();
         funcs.function(0).function(1).function(2).function(0);
         let mut exports = ExportSection::new();
-        exports
-            .export("out", ExportKind::Func, 0)
-            .export("height", ExportKind::Func, 1)
-            .export("pair", ExportKind::Func, 3);
+        exports.export("out", ExportKind::Func, 0).export("height", ExportKind::Func, 1).export(
+            "pair",
+            ExportKind::Func,
+            3,
+        );
         // out(n): n == 0 returns, n == 1 takes br_if to the function label, n == 2 br_table,
         // anything else falls off the end.
         let mut out = Function::new([]);
-        out.instruction(&I::LocalGet(0))
-            .instruction(&I::I32Eqz)
-            .instruction(&I::If(B::Empty));
-        out.instruction(&I::I32Const(10))
-            .instruction(&I::Return)
-            .instruction(&I::End);
+        out.instruction(&I::LocalGet(0)).instruction(&I::I32Eqz).instruction(&I::If(B::Empty));
+        out.instruction(&I::I32Const(10)).instruction(&I::Return).instruction(&I::End);
         out.instruction(&I::I32Const(11))
             .instruction(&I::LocalGet(0))
             .instruction(&I::I32Const(1))
@@ -805,43 +666,23 @@ mod tests {
             .instruction(&I::LocalGet(0))
             .instruction(&I::I32Const(2))
             .instruction(&I::I32Sub);
-        out.instruction(&I::BrTable([1].as_slice().into(), 0))
-            .instruction(&I::End)
-            .instruction(&I::Drop);
+        out.instruction(&I::BrTable([1].as_slice().into(), 0)).instruction(&I::End).instruction(&I::Drop);
         out.instruction(&I::I32Const(13)).instruction(&I::End);
         let mut height = Function::new([]);
         height.instruction(&I::GlobalGet(0)).instruction(&I::End);
         let mut two = Function::new([]);
-        two.instruction(&I::LocalGet(0))
-            .instruction(&I::LocalGet(0))
-            .instruction(&I::Return)
-            .instruction(&I::End);
+        two.instruction(&I::LocalGet(0)).instruction(&I::LocalGet(0)).instruction(&I::Return).instruction(&I::End);
         let mut pair = Function::new([]);
-        pair.instruction(&I::LocalGet(0))
-            .instruction(&I::Call(2))
-            .instruction(&I::I32Add)
-            .instruction(&I::End);
+        pair.instruction(&I::LocalGet(0)).instruction(&I::Call(2)).instruction(&I::I32Add).instruction(&I::End);
         let mut code = CodeSection::new();
-        code.function(&out)
-            .function(&height)
-            .function(&two)
-            .function(&pair);
+        code.function(&out).function(&height).function(&two).function(&pair);
         let mut m = Module::new();
-        m.section(&types)
-            .section(&funcs)
-            .section(&exports)
-            .section(&code);
+        m.section(&types).section(&funcs).section(&exports).section(&code);
         let engine = engine();
         let (mut store, instance) = instantiate(&engine, &m.finish());
-        let out = instance
-            .get_typed_func::<i32, i32>(&mut store, "out")
-            .unwrap();
-        let height = instance
-            .get_typed_func::<(), i32>(&mut store, "height")
-            .unwrap();
-        let pair = instance
-            .get_typed_func::<i32, i32>(&mut store, "pair")
-            .unwrap();
+        let out = instance.get_typed_func::<i32, i32>(&mut store, "out").unwrap();
+        let height = instance.get_typed_func::<(), i32>(&mut store, "height").unwrap();
+        let pair = instance.get_typed_func::<i32, i32>(&mut store, "pair").unwrap();
         for (n, want) in [(0, 10), (1, 11), (2, 12), (3, 13)] {
             assert_eq!(out.call(&mut store, n).unwrap(), want);
             assert_eq!(height.call(&mut store, ()).unwrap(), OWN, "out({n})");
@@ -856,34 +697,17 @@ mod tests {
     #[test]
     fn the_counted_limit_trips_before_the_native_backstop() {
         let engine = engine();
-        for (locals, ty) in [
-            (0, ValType::I32),
-            (4, ValType::V128),
-            (500, ValType::V128),
-            (2000, ValType::I64),
-        ] {
+        for (locals, ty) in [(0, ValType::I32), (4, ValType::V128), (500, ValType::V128), (2000, ValType::I64)] {
             for indirect in [false, true] {
                 let (mut store, instance) = instantiate(&engine, &recursion(locals, ty, indirect));
-                let rec = instance
-                    .get_typed_func::<i32, i32>(&mut store, "rec")
-                    .unwrap();
+                let rec = instance.get_typed_func::<i32, i32>(&mut store, "rec").unwrap();
                 let e = rec.call(&mut store, i32::MAX).unwrap_err();
                 assert!(is_counted_overrun(&e), "{locals} x {ty:?}: {e:?}");
             }
         }
-        for (locals, v128) in [
-            (1, true),
-            (16, true),
-            (300, true),
-            (1000, true),
-            (300, false),
-        ] {
+        for (locals, v128) in [(1, true), (16, true), (300, true), (1000, true), (300, false)] {
             let (mut store, instance) = instantiate(&engine, &live(locals, v128));
-            let e = instance
-                .get_typed_func::<i32, i32>(&mut store, "rec")
-                .unwrap()
-                .call(&mut store, 0)
-                .unwrap_err();
+            let e = instance.get_typed_func::<i32, i32>(&mut store, "rec").unwrap().call(&mut store, 0).unwrap_err();
             assert!(is_counted_overrun(&e), "{locals} live, v128 {v128}: {e:?}");
         }
         // A deep operand stack, every value live across the recursive call.
@@ -895,14 +719,9 @@ mod tests {
         exports.export("rec", ExportKind::Func, 0);
         let mut f = Function::new([]);
         for i in 0..200 {
-            f.instruction(&I::LocalGet(0))
-                .instruction(&I::I32Const(i))
-                .instruction(&I::I32Add);
+            f.instruction(&I::LocalGet(0)).instruction(&I::I32Const(i)).instruction(&I::I32Add);
         }
-        f.instruction(&I::LocalGet(0))
-            .instruction(&I::I32Const(1))
-            .instruction(&I::I32Add)
-            .instruction(&I::Call(0));
+        f.instruction(&I::LocalGet(0)).instruction(&I::I32Const(1)).instruction(&I::I32Add).instruction(&I::Call(0));
         for _ in 0..200 {
             f.instruction(&I::I32Add);
         }
@@ -910,16 +729,9 @@ mod tests {
         let mut code = CodeSection::new();
         code.function(&f);
         let mut m = Module::new();
-        m.section(&types)
-            .section(&funcs)
-            .section(&exports)
-            .section(&code);
+        m.section(&types).section(&funcs).section(&exports).section(&code);
         let (mut store, instance) = instantiate(&engine, &m.finish());
-        let e = instance
-            .get_typed_func::<i32, i32>(&mut store, "rec")
-            .unwrap()
-            .call(&mut store, 0)
-            .unwrap_err();
+        let e = instance.get_typed_func::<i32, i32>(&mut store, "rec").unwrap().call(&mut store, 0).unwrap_err();
         assert!(is_counted_overrun(&e), "{e:?}");
     }
 
@@ -931,22 +743,15 @@ mod tests {
         let mut types = TypeSection::new();
         types.ty().function([ValType::I32], [ValType::I32]);
         types.ty().function([], [ValType::I32]);
-        types.ty().function(
-            [ValType::I32],
-            [if v128 { ValType::V128 } else { ValType::I32 }],
-        );
+        types.ty().function([ValType::I32], [if v128 { ValType::V128 } else { ValType::I32 }]);
         let mut funcs = FunctionSection::new();
         funcs.function(0).function(1).function(2);
         let mut exports = ExportSection::new();
-        exports
-            .export("rec", ExportKind::Func, 0)
-            .export("height", ExportKind::Func, 1);
+        exports.export("rec", ExportKind::Func, 0).export("height", ExportKind::Func, 1);
         let mut f = Function::new([(locals, if v128 { ValType::V128 } else { ValType::I64 })]);
         for l in 1..=locals {
             if v128 {
-                f.instruction(&I::I32Const(l as i32))
-                    .instruction(&I::Call(2))
-                    .instruction(&I::LocalSet(l));
+                f.instruction(&I::I32Const(l as i32)).instruction(&I::Call(2)).instruction(&I::LocalSet(l));
             } else {
                 f.instruction(&I::I32Const(l as i32))
                     .instruction(&I::Call(2))
@@ -954,10 +759,7 @@ mod tests {
                     .instruction(&I::LocalSet(l));
             }
         }
-        f.instruction(&I::LocalGet(0))
-            .instruction(&I::I32Const(1))
-            .instruction(&I::I32Add)
-            .instruction(&I::Call(0));
+        f.instruction(&I::LocalGet(0)).instruction(&I::I32Const(1)).instruction(&I::I32Add).instruction(&I::Call(0));
         for l in 1..=locals {
             f.instruction(&I::LocalGet(l));
             if v128 {
@@ -972,29 +774,16 @@ mod tests {
         height.instruction(&I::GlobalGet(1)).instruction(&I::End);
         let mut code = CodeSection::new();
         let mut get = Function::new([]);
-        get.instruction(&I::GlobalGet(0))
-            .instruction(&I::LocalGet(0))
-            .instruction(&I::I32Add);
+        get.instruction(&I::GlobalGet(0)).instruction(&I::LocalGet(0)).instruction(&I::I32Add);
         if v128 {
             get.instruction(&I::I32x4Splat);
         }
         get.instruction(&I::End);
         code.function(&f).function(&height).function(&get);
         let mut globals = GlobalSection::new();
-        globals.global(
-            GlobalType {
-                val_type: ValType::I32,
-                mutable: true,
-                shared: false,
-            },
-            &ConstExpr::i32_const(7),
-        );
+        globals.global(GlobalType { val_type: ValType::I32, mutable: true, shared: false }, &ConstExpr::i32_const(7));
         let mut m = Module::new();
-        m.section(&types)
-            .section(&funcs)
-            .section(&globals)
-            .section(&exports)
-            .section(&code);
+        m.section(&types).section(&funcs).section(&globals).section(&exports).section(&code);
         m.finish()
     }
 }

@@ -18,20 +18,12 @@ fn engine() -> &'static GuestEngine {
 
 /// Small budgets so runaway guests are stopped quickly.
 fn test_limits() -> GuestLimits {
-    GuestLimits {
-        fuel_per_entry: 200_000_000,
-        memory_bytes: 64 << 20,
-        stack_bytes: limits::DEFAULT_STACK_BYTES,
-    }
+    GuestLimits { fuel_per_entry: 200_000_000, memory_bytes: 64 << 20, stack_bytes: limits::DEFAULT_STACK_BYTES }
 }
 
 fn hostile() -> Arc<Guest> {
     static GUEST: OnceLock<Arc<Guest>> = OnceLock::new();
-    GUEST
-        .get_or_init(|| {
-            Arc::new(Guest::load(engine(), HOSTILE, test_limits()).expect("hostile guest loads"))
-        })
-        .clone()
+    GUEST.get_or_init(|| Arc::new(Guest::load(engine(), HOSTILE, test_limits()).expect("hostile guest loads"))).clone()
 }
 
 struct Db {
@@ -44,22 +36,14 @@ impl Db {
     fn new() -> Db {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::create(dir.path().join("state.redb")).expect("create db");
-        Db {
-            _dir: dir,
-            db,
-            index: 0,
-        }
+        Db { _dir: dir, db, index: 0 }
     }
 
     /// Applies one entry in its own transaction, committing whatever the guest left there.
     fn apply(&mut self, guest: &Guest, command: &[u8]) -> Result<Applied, ApplyError> {
         self.index += 1;
         let txn = self.db.begin_write().expect("begin write");
-        let ctx = ApplyContext {
-            index: self.index,
-            term: 1,
-            time_unix_ms: 1_700_000_000_000 + self.index,
-        };
+        let ctx = ApplyContext { index: self.index, term: 1, time_unix_ms: 1_700_000_000_000 + self.index };
         let (txn, result) = guest.apply(txn, ctx, command);
         txn.commit().expect("commit");
         result
@@ -82,10 +66,7 @@ impl Db {
         table
             .iter()
             .expect("iter")
-            .map(|r| {
-                r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
-                    .expect("row")
-            })
+            .map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())).expect("row"))
             .collect()
     }
 }
@@ -130,23 +111,11 @@ fn failed_entries_leave_the_keyspace_untouched() {
     assert!(trap.contains("unreachable"), "{trap}");
     let panic = guest_err(db.apply(&g, b"put-then-panic"));
     assert!(panic.starts_with("wasmraft: guest trapped:"), "{panic}");
-    assert_eq!(
-        guest_err(db.apply(&g, b"put-then-err")),
-        "hostile: refused after put"
-    );
+    assert_eq!(guest_err(db.apply(&g, b"put-then-err")), "hostile: refused after put");
     let fuel = guest_err(db.apply(&g, b"loop"));
-    assert_eq!(
-        fuel,
-        "wasmraft: guest ran out of fuel (limit 200000000 per entry)"
-    );
+    assert_eq!(fuel, "wasmraft: guest ran out of fuel (limit 200000000 per entry)");
     let mem = guest_err(db.apply(&g, b"alloc:100000000"));
-    assert_eq!(
-        mem,
-        format!(
-            "wasmraft: guest exceeded its memory limit ({} bytes)",
-            64 << 20
-        )
-    );
+    assert_eq!(mem, format!("wasmraft: guest exceeded its memory limit ({} bytes)", 64 << 20));
     let stack = guest_err(db.apply(&g, b"recurse"));
     assert!(stack.contains("stack"), "{stack}");
 
@@ -161,10 +130,7 @@ fn events_only_from_successful_entries() {
     let g = hostile();
     let mut db = Db::new();
     let applied = db.apply(&g, b"emit:3").expect("applies");
-    assert_eq!(
-        applied.events,
-        vec![b"e0".to_vec(), b"e1".to_vec(), b"e2".to_vec()]
-    );
+    assert_eq!(applied.events, vec![b"e0".to_vec(), b"e1".to_vec(), b"e2".to_vec()]);
     let applied = db.apply(&g, b"ok:k=v").expect("applies");
     assert_eq!(applied.events, vec![b"put:k".to_vec()]);
     assert!(db.apply(&g, b"put-then-err").is_err());
@@ -183,7 +149,8 @@ fn writes_are_visible_to_later_entries_and_queries() {
 /// An engine of its own with `query_slots` query slots, so that no other test's queries take
 /// or evict the kept instances a test counts on.
 fn own_engine(query_slots: u32) -> GuestEngine {
-    GuestEngine::new(EngineConfig { max_instances: engine::CONTROL_SLOTS + query_slots, pooling: true }).expect("engine")
+    GuestEngine::new(EngineConfig { max_instances: engine::CONTROL_SLOTS + query_slots, pooling: true })
+        .expect("engine")
 }
 
 #[test]
@@ -233,7 +200,9 @@ fn idle_query_instances_make_way_for_other_guests() {
     let b = a.with_limits(GuestLimits { fuel_per_entry: 300_000_000, ..test_limits() });
     let db = Db::new();
     let txn = db.db.begin_read().expect("begin read");
-    let try_inc = |g: &Guest| g.try_query(&txn, b"global-inc", 1_000_000).map(|r| String::from_utf8(r.expect("query")).expect("utf-8"));
+    let try_inc = |g: &Guest| {
+        g.try_query(&txn, b"global-inc", 1_000_000).map(|r| String::from_utf8(r.expect("query")).expect("utf-8"))
+    };
     assert_eq!(try_inc(&a).as_deref(), Some("1"));
     assert_eq!(try_inc(&a).as_deref(), Some("2"), "kept");
     // One slot busy elsewhere and the other held by a's idle instance: b takes that slot.
@@ -304,7 +273,12 @@ fn entry_failures_are_counted_by_kind_and_fuel_is_counted() {
     }
     let before = m.guest_failures(GuestFailure::HostLimit);
     let n = limits::MAX_RESULT_BYTES + 1;
-    let big = Guest::load(engine(), HOSTILE, GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20, ..test_limits() }).expect("loads");
+    let big = Guest::load(
+        engine(),
+        HOSTILE,
+        GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20, ..test_limits() },
+    )
+    .expect("loads");
     assert!(db.apply(&big, format!("huge-result:{n}").as_bytes()).is_err());
     assert!(m.guest_failures(GuestFailure::HostLimit) > before);
 }
@@ -314,23 +288,13 @@ fn oversized_outputs_are_refused() {
     let g = Guest::load(
         engine(),
         HOSTILE,
-        GuestLimits {
-            fuel_per_entry: 2_000_000_000,
-            memory_bytes: 256 << 20,
-            ..test_limits()
-        },
+        GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20, ..test_limits() },
     )
     .expect("loads");
     let mut db = Db::new();
     let n = limits::MAX_RESULT_BYTES + 1;
     let e = guest_err(db.apply(&g, format!("huge-result:{n}").as_bytes()));
-    assert_eq!(
-        e,
-        format!(
-            "wasmraft: guest returned {n} bytes (the limit is {} bytes)",
-            limits::MAX_RESULT_BYTES
-        )
-    );
+    assert_eq!(e, format!("wasmraft: guest returned {n} bytes (the limit is {} bytes)", limits::MAX_RESULT_BYTES));
     match db.query(&g, format!("huge-result:{n}").as_bytes()) {
         Err(ApplyError::Guest(t)) => assert!(t.starts_with("wasmraft: guest returned"), "{t}"),
         other => panic!("{other:?}"),
@@ -340,28 +304,16 @@ fn oversized_outputs_are_refused() {
     let e = guest_err(db.apply(&g, format!("script:put a 1;bigput {big} 1").as_bytes()));
     assert_eq!(
         e,
-        format!(
-            "wasmraft: guest passed a {big} byte key to put (the limit is {} bytes)",
-            limits::MAX_KEY_BYTES
-        )
+        format!("wasmraft: guest passed a {big} byte key to put (the limit is {} bytes)", limits::MAX_KEY_BYTES)
     );
     let big = limits::MAX_VALUE_BYTES + 1;
     let e = guest_err(db.apply(&g, format!("script:bigput 1 {big}").as_bytes()));
-    assert_eq!(
-        e,
-        format!(
-            "wasmraft: guest put a {big} byte value (the limit is {} bytes)",
-            limits::MAX_VALUE_BYTES
-        )
-    );
+    assert_eq!(e, format!("wasmraft: guest put a {big} byte value (the limit is {} bytes)", limits::MAX_VALUE_BYTES));
     let big = limits::MAX_EVENT_BYTES + 1;
     let e = guest_err(db.apply(&g, format!("emit-size:{big}").as_bytes()));
     assert_eq!(
         e,
-        format!(
-            "wasmraft: guest emitted a {big} byte event (the limit is {} bytes)",
-            limits::MAX_EVENT_BYTES
-        )
+        format!("wasmraft: guest emitted a {big} byte event (the limit is {} bytes)", limits::MAX_EVENT_BYTES)
     );
     assert!(db.dump().is_empty());
 }
@@ -369,21 +321,10 @@ fn oversized_outputs_are_refused() {
 #[test]
 fn host_calls_cost_fuel() {
     // 10 000 emits cost 10 million fuel in host calls alone.
-    let g = Guest::load(
-        engine(),
-        HOSTILE,
-        GuestLimits {
-            fuel_per_entry: 5_000_000,
-            ..test_limits()
-        },
-    )
-    .expect("loads");
+    let g = Guest::load(engine(), HOSTILE, GuestLimits { fuel_per_entry: 5_000_000, ..test_limits() }).expect("loads");
     let mut db = Db::new();
     assert_eq!(text(db.apply(&g, b"emit:10")), "10");
-    assert_eq!(
-        guest_err(db.apply(&g, b"emit:10000")),
-        "wasmraft: guest ran out of fuel (limit 5000000 per entry)"
-    );
+    assert_eq!(guest_err(db.apply(&g, b"emit:10000")), "wasmraft: guest ran out of fuel (limit 5000000 per entry)");
 }
 
 #[test]
@@ -391,9 +332,7 @@ fn pending_writes_are_capped_by_the_memory_limit() {
     let g = hostile();
     let mut db = Db::new();
     // 1 MiB values under distinct keys until the 64 MiB cap is passed.
-    let ops: Vec<String> = (0..70)
-        .map(|i| format!("bigput {} {}", 10 + i, 1 << 20))
-        .collect();
+    let ops: Vec<String> = (0..70).map(|i| format!("bigput {} {}", 10 + i, 1 << 20)).collect();
     let e = guest_err(db.apply(&g, format!("script:{}", ops.join(";")).as_bytes()));
     assert!(e.contains("buffered more than"), "{e}");
     assert!(db.dump().is_empty());
@@ -404,10 +343,7 @@ fn queries_cannot_write() {
     let g = hostile();
     let db = Db::new();
     match db.query(&g, b"put-in-query") {
-        Err(ApplyError::Guest(t)) => assert_eq!(
-            t,
-            "wasmraft: guest called put during a query, which is read-only"
-        ),
+        Err(ApplyError::Guest(t)) => assert_eq!(t, "wasmraft: guest called put during a query, which is read-only"),
         other => panic!("{other:?}"),
     }
 }
@@ -427,23 +363,11 @@ fn scans_merge_the_entry_overlay_in_both_directions() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines[7..],
-        [
-            "a=1,b=2,d=4,e=55",
-            "e=55,d=4,b=2,a=1",
-            "b=2,d=4",
-            "d=4,b=2",
-            "a=1,b=2",
-            "e=55,d=4",
-            "d=4",
-            "",
-            "none",
-            "55",
-        ]
+        ["a=1,b=2,d=4,e=55", "e=55,d=4,b=2,a=1", "b=2,d=4", "d=4,b=2", "a=1,b=2", "e=55,d=4", "d=4", "", "none", "55",]
     );
     // The same view once committed, through a query.
     assert_eq!(
-        db.query(&g, b"script:scan - - 0 fwd;scan - - 0 rev")
-            .expect("query"),
+        db.query(&g, b"script:scan - - 0 fwd;scan - - 0 rev").expect("query"),
         b"a=1,b=2,d=4,e=55\ne=55,d=4,b=2,a=1"
     );
 }
@@ -453,11 +377,7 @@ fn scans_page_by_count_and_bytes() {
     let g = Guest::load(
         engine(),
         HOSTILE,
-        GuestLimits {
-            fuel_per_entry: 2_000_000_000,
-            memory_bytes: 256 << 20,
-            ..test_limits()
-        },
+        GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20, ..test_limits() },
     )
     .expect("loads");
     let mut db = Db::new();
@@ -465,16 +385,10 @@ fn scans_page_by_count_and_bytes() {
     let ops: Vec<String> = (0..2000).map(|i| format!("put k{i:05} v")).collect();
     text(db.apply(&g, format!("script:{}", ops.join(";")).as_bytes()));
     let page = db.query(&g, b"script:scan - - 0 fwd").expect("query");
-    assert_eq!(
-        page.split(|b| *b == b',').count(),
-        limits::SCAN_PAGE_PAIRS as usize
-    );
+    assert_eq!(page.split(|b| *b == b',').count(), limits::SCAN_PAGE_PAIRS as usize);
     // Big values: the byte budget cuts the page short, but never below one pair.
     let mut db = Db::new();
-    text(db.apply(
-        &g,
-        b"script:bigput 1 3000000;bigput 2 3000000;bigput 3 3000000",
-    ));
+    text(db.apply(&g, b"script:bigput 1 3000000;bigput 2 3000000;bigput 3 3000000"));
     let out = db.query(&g, b"script:scan - - 0 fwd").expect("query");
     assert_eq!(out.split(|b| *b == b',').count(), 1);
 }
@@ -505,22 +419,15 @@ fn guest_is_shared_across_threads() {
 #[test]
 fn compile_cache_round_trips() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = Guest::load_cached(engine(), HOSTILE, test_limits(), dir.path())
-        .expect("compiles and caches");
+    let a = Guest::load_cached(engine(), HOSTILE, test_limits(), dir.path()).expect("compiles and caches");
     let files: Vec<_> = std::fs::read_dir(dir.path()).expect("read dir").collect();
     assert_eq!(files.len(), 1);
-    let b =
-        Guest::load_cached(engine(), HOSTILE, test_limits(), dir.path()).expect("loads from cache");
+    let b = Guest::load_cached(engine(), HOSTILE, test_limits(), dir.path()).expect("loads from cache");
     assert_eq!(a.info(), b.info());
     let mut db = Db::new();
     assert_eq!(text(db.apply(&b, b"global-inc")), "1");
     // A damaged cache file is ignored, not trusted.
-    let path = files
-        .into_iter()
-        .next()
-        .expect("one file")
-        .expect("entry")
-        .path();
+    let path = files.into_iter().next().expect("one file").expect("entry").path();
     std::fs::write(&path, b"garbage").expect("overwrite");
     let c = Guest::load_cached(engine(), HOSTILE, test_limits(), dir.path()).expect("recompiles");
     assert_eq!(c.info().name, "hostile");
@@ -529,25 +436,15 @@ fn compile_cache_round_trips() {
 #[test]
 fn kv_guest_puts_and_ranges_with_etcd_messages() {
     use prost::Message as _;
-    use wasmraft_proto::etcdserverpb::{
-        InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    };
+    use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse};
     use wasmraft_proto::mvccpb;
 
     let g = Guest::load(engine(), KV, GuestLimits::default()).expect("kv guest loads");
-    assert!(
-        g.info().apis.iter().any(|a| a == "etcd.v3.kv"),
-        "{:?}",
-        g.info()
-    );
+    assert!(g.info().apis.iter().any(|a| a == "etcd.v3.kv"), "{:?}", g.info());
     let mut db = Db::new();
     for (k, v) in [("foo", "bar"), ("fop", "baz"), ("zzz", "last")] {
         let put = InternalRaftRequest {
-            put: Some(PutRequest {
-                key: k.into(),
-                value: v.into(),
-                ..Default::default()
-            }),
+            put: Some(PutRequest { key: k.into(), value: v.into(), ..Default::default() }),
             ..Default::default()
         };
         let applied = db.apply(&g, &put.encode_to_vec()).expect("put applies");
@@ -558,27 +455,14 @@ fn kv_guest_puts_and_ranges_with_etcd_messages() {
         assert_eq!(ev.kv.map(|kv| kv.key), Some(k.as_bytes().to_vec()));
     }
     // A prefix range, through a query (read-only, its own instance)...
-    let range = RangeRequest {
-        key: b"fo".to_vec(),
-        range_end: b"fp".to_vec(),
-        ..Default::default()
-    };
-    let resp = RangeResponse::decode(&db.query(&g, &range.encode_to_vec()).expect("query")[..])
-        .expect("a RangeResponse");
+    let range = RangeRequest { key: b"fo".to_vec(), range_end: b"fp".to_vec(), ..Default::default() };
+    let resp =
+        RangeResponse::decode(&db.query(&g, &range.encode_to_vec()).expect("query")[..]).expect("a RangeResponse");
     let kvs: Vec<(Vec<u8>, Vec<u8>)> = resp.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
-    assert_eq!(
-        kvs,
-        vec![
-            (b"foo".to_vec(), b"bar".to_vec()),
-            (b"fop".to_vec(), b"baz".to_vec())
-        ]
-    );
+    assert_eq!(kvs, vec![(b"foo".to_vec(), b"bar".to_vec()), (b"fop".to_vec(), b"baz".to_vec())]);
     assert_eq!(resp.count, 2);
     // ...and through apply (a linearizable range goes through the log in etcd).
-    let req = InternalRaftRequest {
-        range: Some(range),
-        ..Default::default()
-    };
+    let req = InternalRaftRequest { range: Some(range), ..Default::default() };
     let applied = db.apply(&g, &req.encode_to_vec()).expect("range applies");
     let resp = RangeResponse::decode(&applied.output[..]).expect("a RangeResponse");
     assert_eq!(resp.kvs.len(), 2);
@@ -595,16 +479,9 @@ fn migrate_runs_in_the_callers_transaction() {
     let g = hostile();
     let db = Db::new();
     let txn = db.db.begin_write().expect("begin write");
-    let from = GuestInfo {
-        name: "old".into(),
-        version: "1.0.0".into(),
-        apis: vec![],
-    };
+    let from = GuestInfo { name: "old".into(), version: "1.0.0".into(), apis: vec![] };
     let (txn, result) = g.migrate(txn, &from);
-    assert_eq!(
-        result.expect("hostile accepts any predecessor"),
-        Applied::default()
-    );
+    assert_eq!(result.expect("hostile accepts any predecessor"), Applied::default());
     txn.commit().expect("commit");
 }
 
@@ -620,7 +497,11 @@ fn small_queries_fit_the_inline_budget_and_big_ones_ask_to_be_rerun() {
     let mut db = Db::new();
     for i in 0..300 {
         let put = InternalRaftRequest {
-            put: Some(PutRequest { key: format!("key{i:04}").into_bytes(), value: vec![b'v'; 256], ..Default::default() }),
+            put: Some(PutRequest {
+                key: format!("key{i:04}").into_bytes(),
+                value: vec![b'v'; 256],
+                ..Default::default()
+            }),
             ..Default::default()
         };
         db.apply(&g, &put.encode_to_vec()).expect("put applies");
@@ -628,7 +509,8 @@ fn small_queries_fit_the_inline_budget_and_big_ones_ask_to_be_rerun() {
     let txn = db.db.begin_read().expect("begin read");
     let one = RangeRequest { key: b"key0042".to_vec(), ..Default::default() }.encode_to_vec();
     // A tenth of the node's inline budget is plenty for one key.
-    let inline = g.try_query(&txn, &one, crate::node::INLINE_QUERY_FUEL / 10).expect("a single-key range fits").expect("query");
+    let inline =
+        g.try_query(&txn, &one, crate::node::INLINE_QUERY_FUEL / 10).expect("a single-key range fits").expect("query");
     let resp = RangeResponse::decode(&inline[..]).expect("a RangeResponse");
     assert_eq!(resp.kvs.len(), 1);
     assert_eq!(inline, g.query(&txn, &one).expect("full-budget query"), "same answer either way");
@@ -672,8 +554,9 @@ fn the_stack_limit_decides_where_recursion_traps() {
     assert_eq!(small.limits().stack_bytes, 64 << 10);
     let at_64k = max_depth(&mut db, &small);
     assert_eq!(max_depth(&mut db, &with(64 << 10)), at_64k, "the same limit, the same depth");
-    let depths: Vec<(u64, u64)> =
-        [64 << 10, 128 << 10, 256 << 10, limits::DEFAULT_STACK_BYTES].map(|b| (b, max_depth(&mut db, &with(b)))).to_vec();
+    let depths: Vec<(u64, u64)> = [64 << 10, 128 << 10, 256 << 10, limits::DEFAULT_STACK_BYTES]
+        .map(|b| (b, max_depth(&mut db, &with(b))))
+        .to_vec();
     assert!(at_64k > 100, "{at_64k}");
     let slots = |bytes: u64| u64::from(super::stack_limit::limit_slots(bytes));
     // The cost of a frame: what twice the smallest limit adds, rounded either way.
@@ -690,6 +573,9 @@ fn the_stack_limit_decides_where_recursion_traps() {
     // Nothing of a trapped recursion was kept; every one that returned wrote its key.
     assert!(db.dump().iter().all(|(k, _)| k.starts_with(b"recursed/")));
     assert!(!db.dump().iter().any(|(k, _)| k == format!("recursed/{}", at_64k + 1).as_bytes()));
-    assert!(registry.load(HOSTILE, GuestLimits { stack_bytes: 100_000, ..test_limits() }).is_err(), "not a power of two");
+    assert!(
+        registry.load(HOSTILE, GuestLimits { stack_bytes: 100_000, ..test_limits() }).is_err(),
+        "not a power of two"
+    );
     eprintln!("recursion depths (limit bytes, calls): {depths:?}; (frame cost, slots below) {model:?}");
 }

@@ -51,13 +51,7 @@ impl Lease {
     /// Whole seconds left, truncated toward zero and negative once past the deadline, as etcd's
     /// `int64(Remaining().Seconds())`.
     pub fn remaining_secs(&self, now: Instant) -> Option<i64> {
-        self.expiry.map(|e| {
-            if e >= now {
-                (e - now).as_secs() as i64
-            } else {
-                -((now - e).as_secs() as i64)
-            }
-        })
+        self.expiry.map(|e| if e >= now { (e - now).as_secs() as i64 } else { -((now - e).as_secs() as i64) })
     }
 }
 

@@ -165,21 +165,15 @@ impl Lessor {
     pub fn time_to_live(&self, id: i64) -> Option<LeaseTtl> {
         let st = self.lock();
         let lease = st.leases.get(&id)?;
-        Some(LeaseTtl {
-            granted: lease.ttl,
-            remaining: lease.remaining_secs(Instant::now()),
-        })
+        Some(LeaseTtl { granted: lease.ttl, remaining: lease.remaining_secs(Instant::now()) })
     }
 
     /// Every lease this member knows, soonest deadline first (etcd's `Leases`), then by id.
     pub fn leases(&self) -> Vec<i64> {
         let st = self.lock();
         let now = Instant::now();
-        let mut all: Vec<(Duration, i64)> = st
-            .leases
-            .iter()
-            .map(|(id, l)| (l.remaining(now).unwrap_or(Duration::MAX), *id))
-            .collect();
+        let mut all: Vec<(Duration, i64)> =
+            st.leases.iter().map(|(id, l)| (l.remaining(now).unwrap_or(Duration::MAX), *id)).collect();
         all.sort();
         all.into_iter().map(|(_, id)| id).collect()
     }

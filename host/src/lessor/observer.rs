@@ -75,12 +75,7 @@ fn change_of(cmd: &AppliedCommand) -> Option<Vec<Change>> {
         return Some(vec![Change::Revoked(id)]);
     }
     let LeaseCheckpointRequest { checkpoints } = req.lease_checkpoint?;
-    Some(
-        checkpoints
-            .into_iter()
-            .map(|c| Change::Checkpointed { id: c.id, remaining_ttl: c.remaining_ttl })
-            .collect(),
-    )
+    Some(checkpoints.into_iter().map(|c| Change::Checkpointed { id: c.id, remaining_ttl: c.remaining_ttl }).collect())
 }
 
 /// Whether an encoded InternalRaftRequest sets a lease field (false if it does not decode).
@@ -233,10 +228,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(change_of(&cmd(put, Ok(Vec::new()))), None);
-        let grant = InternalRaftRequest {
-            lease_grant: Some(LeaseGrantRequest { ttl: 1, id: 5 }),
-            ..Default::default()
-        };
+        let grant =
+            InternalRaftRequest { lease_grant: Some(LeaseGrantRequest { ttl: 1, id: 5 }), ..Default::default() };
         let answer = LeaseGrantResponse { id: 5, ttl: 3, ..Default::default() }.encode_to_vec();
         assert_eq!(change_of(&cmd(grant.clone(), Ok(answer))), Some(vec![Change::Granted { id: 5, ttl: 3 }]));
         assert_eq!(change_of(&cmd(grant, Err("etcdserver: lease already exists".into()))), None);

@@ -21,7 +21,7 @@ use redb::{Durability, ReadableDatabase};
 use wasmraft_proto::wasmraft::v1 as pb;
 
 use super::wait::Outcome;
-use super::{ApplyMsg, AppliedCommand, NodeError, RaftMsg, Shared};
+use super::{AppliedCommand, ApplyMsg, NodeError, RaftMsg, Shared};
 use crate::deployment::{self, Deployed};
 use crate::guest::{ApplyContext, ApplyError};
 use crate::storage::tables::{GUEST_KV, META, META_APPLIED_INDEX, META_APPLIED_TERM};
@@ -87,10 +87,10 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
             ApplyMsg::Snapshot { index, path } => {
                 match swap_in_snapshot(&shared, index, &path, applied) {
                     Some(state_index) => {
-                    // Installed durably.
-                    applied = state_index;
-                    durable_index = applied;
-                }
+                        // Installed durably.
+                        applied = state_index;
+                        durable_index = applied;
+                    }
                     None => return,
                 }
                 continue;
@@ -152,7 +152,9 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
     // index, and installing the older one would only rewind it.
     match crate::storage::snapshot::applied_index_of(path) {
         Ok(file_index) if file_index <= applied => {
-            tracing::info!("snapshot {index} carries state at {file_index}; the state is already at {applied}, keeping it");
+            tracing::info!(
+                "snapshot {index} carries state at {file_index}; the state is already at {applied}, keeping it"
+            );
             let _ = shared.to_raft.send(RaftMsg::Applied(applied));
             return Some(applied);
         }
@@ -240,7 +242,10 @@ fn remove_older_snapshots(shared: &Shared, installed: u64) {
         for entry in dir.flatten() {
             let p = entry.path();
             let older = p.extension().is_some_and(|e| e == "snap")
-                && p.file_stem().and_then(|s| s.to_str()).and_then(|s| u64::from_str_radix(s, 16).ok()).is_some_and(|i| i < installed);
+                && p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| u64::from_str_radix(s, 16).ok())
+                    .is_some_and(|i| i < installed);
             if older {
                 let _ = std::fs::remove_file(p);
             }
@@ -257,7 +262,12 @@ fn make_durable(db: &redb::Database) -> anyhow::Result<()> {
 
 /// Applies `entries` past `applied` in one transaction. Returns the new applied index and the
 /// outcomes for waiting clients. An `Err` is a storage failure: the member cannot go on.
-fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: bool) -> anyhow::Result<(u64, Vec<(u64, Outcome)>)> {
+fn apply_batch(
+    shared: &Arc<Shared>,
+    entries: &[Entry],
+    applied: u64,
+    durable: bool,
+) -> anyhow::Result<(u64, Vec<(u64, Outcome)>)> {
     // The guest for this batch's entries; a deploy entry in the batch replaces it for the
     // entries after it.
     let mut active = shared.active.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -287,7 +297,8 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
             continue;
         }
         if e.get_entry_type() != EntryType::EntryNormal {
-            if let Some((id, outcome)) = super::reconfigure::apply_entry(shared, &txn, e, &mut members, &mut peer_changes)?
+            if let Some((id, outcome)) =
+                super::reconfigure::apply_entry(shared, &txn, e, &mut members, &mut peer_changes)?
                 && id != 0
             {
                 outcomes.push((id, outcome));
@@ -309,15 +320,20 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
                 Ok(Vec::new())
             }
             Some(pb::entry::Kind::Alarm(req)) => Ok(crate::alarms::apply(&txn, &mut alarms, &req)?.encode_to_vec()),
-            Some(pb::entry::Kind::Auth(req)) => {
-                auth.apply(&shared.auth, &txn, e.index, e.index > shared.logged_before_start, &req)?.map_err(NodeError::Auth)
-            }
+            Some(pb::entry::Kind::Auth(req)) => auth
+                .apply(&shared.auth, &txn, e.index, e.index > shared.logged_before_start, &req)?
+                .map_err(NodeError::Auth),
             Some(pb::entry::Kind::GuestCommand(command)) if auth.is_stale(&shared.auth, envelope.auth_revision) => {
                 // Checked against an auth store that has changed since: etcd's refusal, on
                 // every member at this index.
                 let refused = crate::auth::AuthError::AuthOldRevision;
                 if !observers.is_empty() {
-                    observed.push(AppliedCommand { index: e.index, command, result: Err(refused.to_string()), events: Vec::new() });
+                    observed.push(AppliedCommand {
+                        index: e.index,
+                        command,
+                        result: Err(refused.to_string()),
+                        events: Vec::new(),
+                    });
                 }
                 Err(NodeError::Auth(refused))
             }
@@ -357,7 +373,9 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
                 Ok(stored) => {
                     if let Some(module) = stored {
                         // The swap to it is likely next: compile now, off this thread.
-                        let stack = active.as_ref().map_or(crate::guest::limits::DEFAULT_STACK_BYTES, |a| a.guest.limits().stack_bytes);
+                        let stack = active
+                            .as_ref()
+                            .map_or(crate::guest::limits::DEFAULT_STACK_BYTES, |a| a.guest.limits().stack_bytes);
                         shared.registry.prepare(module, stack);
                     }
                     Ok(Vec::new())
@@ -372,7 +390,12 @@ fn apply_batch(shared: &Arc<Shared>, entries: &[Entry], applied: u64, durable: b
                     Ok(Deployed::Switched(a, events)) => {
                         // The migration's writes are the entry's: watchers get their events.
                         if !observers.is_empty() && !events.is_empty() {
-                            observed.push(AppliedCommand { index: e.index, command: Vec::new(), result: Ok(Vec::new()), events });
+                            observed.push(AppliedCommand {
+                                index: e.index,
+                                command: Vec::new(),
+                                result: Ok(Vec::new()),
+                                events,
+                            });
                         }
                         tracing::info!(
                             "wasmraft: switched to guest {} {} (sha256 {}) at index {}; the swap entry took {:.1} ms to apply",

@@ -46,7 +46,9 @@ fn must_wait(node: &RawNode<RaftLog>) -> bool {
 /// Whether a message is a follower's forwarded conf change.
 pub(crate) fn is_forwarded_conf_change(m: &Message) -> bool {
     m.get_msg_type() == MessageType::MsgPropose
-        && m.get_entries().iter().any(|e| matches!(e.get_entry_type(), EntryType::EntryConfChange | EntryType::EntryConfChangeV2))
+        && m.get_entries()
+            .iter()
+            .any(|e| matches!(e.get_entry_type(), EntryType::EntryConfChange | EntryType::EntryConfChangeV2))
 }
 
 impl ConfGate {

@@ -77,16 +77,21 @@ impl NodeHandle {
         let module = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, NodeError> {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let record = deployment::rollback_target(&txn, &target).map_err(NodeError::DeployRefused)?;
-            deployment::stored_module(&txn, &record.sha256)
-                .map_err(|e| internal(format!("{e:#}")))?
-                .ok_or_else(|| internal(format!("module {} is in the history but not stored", hex::encode(&record.sha256))))
+            deployment::stored_module(&txn, &record.sha256).map_err(|e| internal(format!("{e:#}")))?.ok_or_else(|| {
+                internal(format!("module {} is in the history but not stored", hex::encode(&record.sha256)))
+            })
         })
         .await
         .map_err(internal)??;
         self.deploy_module(module, opts, Mode::Rollback).await
     }
 
-    async fn deploy_module(&self, module: Vec<u8>, opts: DeployOptions, mode: Mode) -> Result<pb::GuestDeployment, NodeError> {
+    async fn deploy_module(
+        &self,
+        module: Vec<u8>,
+        opts: DeployOptions,
+        mode: Mode,
+    ) -> Result<pb::GuestDeployment, NodeError> {
         if module.len() as u64 > MAX_MODULE_BYTES {
             return Err(NodeError::DeployRefused(format!(
                 "wasmraft: the module is {} bytes; the limit is {MAX_MODULE_BYTES}",
@@ -120,7 +125,8 @@ impl NodeHandle {
             stack_bytes: opts.stack_bytes,
         };
         let out = self.propose_entry(pb::entry::Kind::GuestDeploy(deploy), 0).await?;
-        pb::GuestDeployment::decode(out.as_slice()).map_err(|e| internal(format!("decoding the deployment record: {e}")))
+        pb::GuestDeployment::decode(out.as_slice())
+            .map_err(|e| internal(format!("decoding the deployment record: {e}")))
     }
 
     /// Loads the module and checks the swap against this member's state. Returns the module,
@@ -137,7 +143,8 @@ impl NodeHandle {
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let record = deployment::record(&txn).map_err(|e| internal(format!("{e:#}")))?;
-            let limits = deployment::requested_limits(record.as_ref(), opts.fuel_per_entry, opts.memory_bytes, opts.stack_bytes);
+            let limits =
+                deployment::requested_limits(record.as_ref(), opts.fuel_per_entry, opts.memory_bytes, opts.stack_bytes);
             // Before anything is loaded: an engine is made per stack limit.
             deployment::check_limits(limits).map_err(NodeError::DeployRefused)?;
             let started = Instant::now();
@@ -147,8 +154,16 @@ impl NodeHandle {
                 .map_err(|e| NodeError::DeployRefused(format!("wasmraft: the module is not a usable guest: {e:#}")))?;
             let compiled_in = started.elapsed();
             let was_active_before = deployment::was_active(&txn, &hash).map_err(|e| internal(format!("{e:#}")))?;
-            deployment::check_transition(record.as_ref(), guest.info(), &hash, limits, mode, opts.force, was_active_before)
-                .map_err(NodeError::DeployRefused)?;
+            deployment::check_transition(
+                record.as_ref(),
+                guest.info(),
+                &hash,
+                limits,
+                mode,
+                opts.force,
+                was_active_before,
+            )
+            .map_err(NodeError::DeployRefused)?;
             let stored = deployment::stored_module(&txn, &hash).map_err(|e| internal(format!("{e:#}")))?.is_some();
             Ok((module, stored, compiled_in))
         })

@@ -84,7 +84,9 @@ impl NodeHandle {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let mut crc = wasmraft_guest_sdk::crc32c::Crc32c::new();
             snapshot::for_each_record(&txn, |table, key, value| {
-                if table == snapshot::T_META && (key == META_APPLIED_INDEX.as_bytes() || key == META_APPLIED_TERM.as_bytes()) {
+                if table == snapshot::T_META
+                    && (key == META_APPLIED_INDEX.as_bytes() || key == META_APPLIED_TERM.as_bytes())
+                {
                     return Ok(());
                 }
                 crc.update(&[table]);
@@ -115,8 +117,12 @@ impl NodeHandle {
                 let mut out = ChunkSender { tx: &tx, buf: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES), remaining: total };
                 let (written, digest) = snapshot::write_to(&txn, &mut out)?;
                 std::io::Write::flush(&mut out)?;
-                anyhow::ensure!(written == total, "snapshot size changed under a read transaction ({written} != {total})");
-                tx.blocking_send(Ok(SnapshotPiece::Digest(digest))).map_err(|_| anyhow::anyhow!("the client went away"))?;
+                anyhow::ensure!(
+                    written == total,
+                    "snapshot size changed under a read transaction ({written} != {total})"
+                );
+                tx.blocking_send(Ok(SnapshotPiece::Digest(digest)))
+                    .map_err(|_| anyhow::anyhow!("the client went away"))?;
                 Ok(written)
             })();
             match result {

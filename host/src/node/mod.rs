@@ -21,9 +21,9 @@ pub mod observe;
 pub mod priority;
 pub mod ready_loop;
 mod reconfigure;
-pub mod wait;
 #[cfg(test)]
 mod tests;
+pub mod wait;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,16 +59,24 @@ pub const INLINE_QUERY_FUEL: u64 = 2_000_000;
 
 /// Messages to the raft thread.
 pub(crate) enum RaftMsg {
-    Propose { id: u64, data: Vec<u8> },
+    Propose {
+        id: u64,
+        data: Vec<u8>,
+    },
     /// A linearizable read wants the current commit index confirmed by a quorum.
-    ReadIndex { reply: oneshot::Sender<Result<u64, NodeError>> },
+    ReadIndex {
+        reply: oneshot::Sender<Result<u64, NodeError>>,
+    },
     /// The apply thread has applied everything up to this index.
     Applied(u64),
     /// A raft message from another member, delivered by the peer transport.
     Step(raft::eraftpb::Message),
     /// A MsgSnap with the file its state was received into: renamed to the snapshot's place
     /// if raft takes the snapshot, removed if it does not.
-    StepSnapshot { m: raft::eraftpb::Message, file: PathBuf },
+    StepSnapshot {
+        m: raft::eraftpb::Message,
+        file: PathBuf,
+    },
     /// The transport could not deliver to this member.
     Unreachable(u64),
     /// How sending a snapshot to this member went.
@@ -76,14 +84,26 @@ pub(crate) enum RaftMsg {
     /// The state database is durable up to this index: the log before it may be compacted.
     Durable(u64),
     /// Hand leadership to this voter (etcd's MoveLeader); refused unless this member leads.
-    TransferLeader { to: u64, reply: oneshot::Sender<Result<(), NodeError>> },
+    TransferLeader {
+        to: u64,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
     /// A membership change to propose (`id` is its wait id).
-    ProposeConfChange { id: u64, proposal: crate::conf_change::Proposal },
+    ProposeConfChange {
+        id: u64,
+        proposal: crate::conf_change::Proposal,
+    },
     /// The apply thread applies a conf change: raft's configuration changes now, and the new
     /// conf state is persisted before the reply.
-    ApplyConfChange { cc: raft::eraftpb::ConfChange, reply: mpsc::Sender<Result<raft::eraftpb::ConfState, String>> },
+    ApplyConfChange {
+        cc: raft::eraftpb::ConfChange,
+        reply: mpsc::Sender<Result<raft::eraftpb::ConfState, String>>,
+    },
     /// Whether learner `id` is in sync enough to be promoted (answered by a leader only).
-    LearnerReady { id: u64, reply: oneshot::Sender<Result<(), NodeError>> },
+    LearnerReady {
+        id: u64,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
     Stop,
 }
 
@@ -91,7 +111,10 @@ pub(crate) enum RaftMsg {
 pub(crate) enum ApplyMsg {
     Entries(Vec<raft::eraftpb::Entry>),
     /// Replace the state with the snapshot file raft accepted (its log index).
-    Snapshot { index: u64, path: PathBuf },
+    Snapshot {
+        index: u64,
+        path: PathBuf,
+    },
 }
 
 /// Where the raft thread sends messages addressed to other members. Implemented by the peer
@@ -273,7 +296,8 @@ impl Node {
     /// [`crate::join`]); it is used only when the data dir is new.
     pub fn start_joining(cfg: &Config, registry: Arc<GuestRegistry>, join: Option<Joined>) -> anyhow::Result<Node> {
         let member_dir = cfg.data_dir.join("member");
-        crate::storage::durable::create_dir_all(&member_dir).with_context(|| format!("creating data dir {}", member_dir.display()))?;
+        crate::storage::durable::create_dir_all(&member_dir)
+            .with_context(|| format!("creating data dir {}", member_dir.display()))?;
         let raft_path = member_dir.join("wal");
         let state_path = member_dir.join("state.redb");
         let mut log = RaftLog::open(&raft_path)?;
@@ -298,7 +322,11 @@ impl Node {
                 // snapshot) brings everything else, as etcd's joining members learn it.
                 let voters = join.members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect();
                 let learners = join.members.iter().filter(|m| m.is_learner).map(|m| m.id).collect();
-                tracing::info!("etcdserver: joining cluster {:x} as member {:x}", identity.cluster_id, identity.member_id);
+                tracing::info!(
+                    "etcdserver: joining cluster {:x} as member {:x}",
+                    identity.cluster_id,
+                    identity.member_id
+                );
                 log.bootstrap(identity, voters, learners)?;
                 initial_members = join.members;
                 identity
@@ -314,10 +342,17 @@ impl Node {
                     .collect();
                 let voters: Vec<u64> = ids.iter().map(|(_, id)| *id).collect();
                 let cluster_id = crate::ids::cluster_id(&voters);
-                let member_id = ids.iter().find(|(n, _)| *n == cfg.name).map(|(_, id)| *id).context("local member missing from --initial-cluster")?;
+                let member_id = ids
+                    .iter()
+                    .find(|(n, _)| *n == cfg.name)
+                    .map(|(_, id)| *id)
+                    .context("local member missing from --initial-cluster")?;
                 for (name, id) in &ids {
                     let urls: Vec<String> = cfg.initial_cluster[name].iter().map(crate::config::trim_url).collect();
-                    tracing::info!("etcdserver/membership: added member {id:x} [{}] to cluster {cluster_id:x}", urls.join(" "));
+                    tracing::info!(
+                        "etcdserver/membership: added member {id:x} [{}] to cluster {cluster_id:x}",
+                        urls.join(" ")
+                    );
                     initial_members.push(Member { id: *id, peer_urls: urls, ..Default::default() });
                 }
                 let identity = Identity { member_id, cluster_id };
@@ -326,7 +361,8 @@ impl Node {
             }
         };
 
-        let state_db = redb::Database::create(&state_path).with_context(|| format!("opening state database {}", state_path.display()))?;
+        let state_db = redb::Database::create(&state_path)
+            .with_context(|| format!("opening state database {}", state_path.display()))?;
         // The database's own commits sync its data, not its name in the directory: without
         // this a power cut could lose the whole file after the log was compacted behind it.
         crate::storage::durable::sync_dir(&member_dir)?;
@@ -526,7 +562,10 @@ impl NodeHandle {
 
     /// Proposes an auth request (user, role and auth management, Authenticate) and returns the
     /// encoded response the auth store applied it with.
-    pub async fn propose_auth(&self, request: wasmraft_proto::etcdserverpb::InternalRaftRequest) -> Result<Vec<u8>, NodeError> {
+    pub async fn propose_auth(
+        &self,
+        request: wasmraft_proto::etcdserverpb::InternalRaftRequest,
+    ) -> Result<Vec<u8>, NodeError> {
         self.propose_entry(pb::entry::Kind::Auth(request), 0).await
     }
 

@@ -56,7 +56,11 @@ mod tests {
         })
         .join()
         .expect("lowered thread");
-        assert_eq!(lowered.1, (lowered.0 + CLIENT_THREAD_NICE).min(19), "the thread that asked is lowered by {CLIENT_THREAD_NICE}");
+        assert_eq!(
+            lowered.1,
+            (lowered.0 + CLIENT_THREAD_NICE).min(19),
+            "the thread that asked is lowered by {CLIENT_THREAD_NICE}"
+        );
         let after = std::thread::spawn(nice_of_this_thread).join().expect("probe thread");
         assert_eq!(after, before, "threads that did not ask keep the process's nice value");
         assert_eq!(nice_of_this_thread(), before, "nor the thread that spawned it");

@@ -11,17 +11,17 @@
 //! 5. `advance`, and the light Ready's commit index and entries are handled the same way.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
-use super::{ApplyMsg, NodeError, RaftMsg, Shared};
 use super::conf_gate::ConfGate;
+use super::{ApplyMsg, NodeError, RaftMsg, Shared};
 use crate::storage::RaftLog;
 
 /// Reads waiting for one ReadIndex round, keyed by the context we gave raft.
@@ -34,7 +34,13 @@ struct PendingReads {
     in_flight: HashMap<u64, (Instant, Vec<oneshot::Sender<Result<u64, NodeError>>>)>,
 }
 
-pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: Sender<ApplyMsg>, shared: Arc<Shared>, tick: Duration) {
+pub(crate) fn run(
+    mut node: RawNode<RaftLog>,
+    rx: Receiver<RaftMsg>,
+    to_apply: Sender<ApplyMsg>,
+    shared: Arc<Shared>,
+    tick: Duration,
+) {
     let mut reads = PendingReads { next_ctx: 0, queued: Vec::new(), queued_since: None, in_flight: HashMap::new() };
     let mut held = HeldProposals::default();
     let mut conf_gate = ConfGate::default();
@@ -79,7 +85,10 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                 RaftMsg::ProposeConfChange { id, proposal } => conf_gate.propose(&mut node, &shared, id, proposal),
                 RaftMsg::ApplyConfChange { cc, reply } => {
                     let applied = node.apply_conf_change(&cc).map_err(|e| e.to_string()).and_then(|cs| {
-                        node.mut_store().set_conf_state(cs.clone()).map(|_| cs).map_err(|e| format!("persisting the conf state: {e:#}"))
+                        node.mut_store()
+                            .set_conf_state(cs.clone())
+                            .map(|_| cs)
+                            .map_err(|e| format!("persisting the conf state: {e:#}"))
                     });
                     let _ = reply.send(applied);
                 }
@@ -99,7 +108,9 @@ pub(crate) fn run(mut node: RawNode<RaftLog>, rx: Receiver<RaftMsg>, to_apply: S
                         break;
                     }
                 }
-                RaftMsg::Step(m) if super::conf_gate::is_forwarded_conf_change(&m) => conf_gate.step(&mut node, &shared, m),
+                RaftMsg::Step(m) if super::conf_gate::is_forwarded_conf_change(&m) => {
+                    conf_gate.step(&mut node, &shared, m)
+                }
                 RaftMsg::Step(m) => {
                     let (from, kind) = (m.from, m.get_msg_type());
                     if let Err(e) = node.step(m) {
@@ -188,7 +199,9 @@ impl HeartbeatWatch {
         let late = self.last.insert(to, now).is_some_and(|prev| now.saturating_duration_since(prev) > self.max_gap);
         if late {
             crate::metrics::metrics().heartbeat_send_failures.inc();
-            tracing::warn!("leader failed to send out heartbeat to {to:x} on time; took too long, leader is overloaded likely from slow disk");
+            tracing::warn!(
+                "leader failed to send out heartbeat to {to:x} on time; took too long, leader is overloaded likely from slow disk"
+            );
         }
         !late
     }
@@ -253,7 +266,8 @@ impl PendingReads {
     /// Forgets reads whose ReadIndex was lost (a leader change drops them); their clients have
     /// timed out by now.
     fn expire(&mut self, timeout: Duration) {
-        let expired: Vec<u64> = self.in_flight.iter().filter(|(_, (since, _))| since.elapsed() >= timeout).map(|(ctx, _)| *ctx).collect();
+        let expired: Vec<u64> =
+            self.in_flight.iter().filter(|(_, (since, _))| since.elapsed() >= timeout).map(|(ctx, _)| *ctx).collect();
         for ctx in expired {
             if let Some((_, waiters)) = self.in_flight.remove(&ctx) {
                 // Asked but never answered: etcd's slow (timed out) read index.
@@ -308,7 +322,12 @@ fn on_ready(
             if leader == raft::INVALID_ID {
                 tracing::info!("raft.node: {:x} lost leader", shared.member_id);
             } else {
-                tracing::info!("raft.node: {:x} elected leader {:x} at term {}", shared.member_id, leader, node.raft.term);
+                tracing::info!(
+                    "raft.node: {:x} elected leader {:x} at term {}",
+                    shared.member_id,
+                    leader,
+                    node.raft.term
+                );
             }
         }
         if ss.raft_state == StateRole::Leader {
@@ -322,10 +341,17 @@ fn on_ready(
         // whatever it is still applying.
         let meta = rd.snapshot().get_metadata().clone();
         let path = crate::storage::snapshot::path_for(&shared.snap_dir, meta.index);
-        anyhow::ensure!(path.is_file(), "raft accepted snapshot {} but its state file {} is missing", meta.index, path.display());
+        anyhow::ensure!(
+            path.is_file(),
+            "raft accepted snapshot {} but its state file {} is missing",
+            meta.index,
+            path.display()
+        );
         node.mut_store().apply_snapshot(&meta)?;
         tracing::info!("raft: installing snapshot at index {} term {} from the leader", meta.index, meta.term);
-        to_apply.send(ApplyMsg::Snapshot { index: meta.index, path }).map_err(|_| anyhow::anyhow!("the apply thread has stopped"))?;
+        to_apply
+            .send(ApplyMsg::Snapshot { index: meta.index, path })
+            .map_err(|_| anyhow::anyhow!("the apply thread has stopped"))?;
     }
     hand_to_apply(to_apply, rd.take_committed_entries())?;
     let sync = rd.must_sync();
@@ -361,7 +387,12 @@ fn on_ready(
 /// Steps a MsgSnap whose state was received into `file`. If raft takes the snapshot, the file
 /// becomes the snapshot's (`<index>.snap`, durably: the log will say the snapshot replaced it,
 /// and a restart reinstalls the file); if not (it is stale, or from an old term), the file goes.
-fn step_snapshot(node: &mut RawNode<RaftLog>, snap_dir: &std::path::Path, m: Message, file: &std::path::Path) -> anyhow::Result<()> {
+fn step_snapshot(
+    node: &mut RawNode<RaftLog>,
+    snap_dir: &std::path::Path,
+    m: Message,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
     let (from, index) = (m.from, m.get_snapshot().get_metadata().index);
     if let Err(e) = node.step(m) {
         tracing::debug!("dropping a snapshot from {from:x}: {e}");
@@ -446,7 +477,8 @@ fn send(node: &mut RawNode<RaftLog>, shared: &Shared, heartbeats: &mut Heartbeat
     match shared.peers.get() {
         Some(peers) => {
             if msgs.iter().any(|m| m.get_msg_type() == MessageType::MsgSnapshot) {
-                let (snaps, rest): (Vec<_>, Vec<_>) = msgs.into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+                let (snaps, rest): (Vec<_>, Vec<_>) =
+                    msgs.into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
                 msgs = rest;
                 for m in snaps {
                     match shared.state_db.try_begin_read() {
@@ -457,7 +489,10 @@ fn send(node: &mut RawNode<RaftLog>, shared: &Shared, heartbeats: &mut Heartbeat
                         }
                         None => {
                             // A defragmentation holds the state database; raft retries later.
-                            tracing::info!("snapshot to {:x} postponed: the state database is being defragmented", m.to);
+                            tracing::info!(
+                                "snapshot to {:x} postponed: the state database is being defragmented",
+                                m.to
+                            );
                             node.report_snapshot(m.to, raft::SnapshotStatus::Failure);
                         }
                     }

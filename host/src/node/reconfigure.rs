@@ -68,7 +68,10 @@ pub(crate) fn apply_entry(
     }
     if let Some(cc) = change.raft_change() {
         let (tx, rx) = mpsc::channel();
-        shared.to_raft.send(RaftMsg::ApplyConfChange { cc, reply: tx }).map_err(|_| anyhow::anyhow!("the raft thread has stopped"))?;
+        shared
+            .to_raft
+            .send(RaftMsg::ApplyConfChange { cc, reply: tx })
+            .map_err(|_| anyhow::anyhow!("the raft thread has stopped"))?;
         let cs = rx.recv().map_err(|_| anyhow::anyhow!("the raft thread has stopped"))?.map_err(anyhow::Error::msg)?;
         tracing::info!("raft: applied conf change at {}: voters {:?} learners {:?}", e.index, cs.voters, cs.learners);
     }
@@ -86,11 +89,21 @@ fn log_change(shared: &Shared, change: &Change) {
     let cluster = shared.cluster_id;
     match change {
         Change::Add(m) if m.is_learner => {
-            tracing::info!("etcdserver/membership: added member {:x} [{}] to cluster {cluster:x} as learner", m.id, m.peer_urls.join(" "))
+            tracing::info!(
+                "etcdserver/membership: added member {:x} [{}] to cluster {cluster:x} as learner",
+                m.id,
+                m.peer_urls.join(" ")
+            )
         }
-        Change::Add(m) => tracing::info!("etcdserver/membership: added member {:x} [{}] to cluster {cluster:x}", m.id, m.peer_urls.join(" ")),
+        Change::Add(m) => tracing::info!(
+            "etcdserver/membership: added member {:x} [{}] to cluster {cluster:x}",
+            m.id,
+            m.peer_urls.join(" ")
+        ),
         Change::Remove(id) => tracing::info!("etcdserver/membership: removed member {id:x} from cluster {cluster:x}"),
-        Change::Update { id, .. } => tracing::info!("etcdserver/membership: updated member {id:x} in cluster {cluster:x}"),
+        Change::Update { id, .. } => {
+            tracing::info!("etcdserver/membership: updated member {id:x} in cluster {cluster:x}")
+        }
         Change::Promote(id) => tracing::info!("etcdserver/membership: promote member {id:x} in cluster {cluster:x}"),
     }
 }
@@ -174,8 +187,8 @@ impl NodeHandle {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 match wasmraft_transport::members::promote_member(url, id, left, tls.clone()).await {
                     Ok(json) => {
-                        let members: Vec<crate::conf_change::EtcdMember> =
-                            serde_json::from_slice(&json).map_err(|e| NodeError::Internal(format!("the leader's answer: {e}")))?;
+                        let members: Vec<crate::conf_change::EtcdMember> = serde_json::from_slice(&json)
+                            .map_err(|e| NodeError::Internal(format!("the leader's answer: {e}")))?;
                         return Ok(members.into_iter().map(crate::conf_change::EtcdMember::into_member).collect());
                     }
                     Err((404, _)) => return Err(NodeError::Membership(MembershipError::IdNotFound)),
@@ -185,7 +198,9 @@ impl NodeHandle {
                     Err((412, body)) if body.contains("can only promote a learner member") => {
                         return Err(NodeError::Membership(MembershipError::NotLearner));
                     }
-                    Err((status, body)) => tracing::debug!("promoting {id:x} through the leader at {url}: {status} {body}"),
+                    Err((status, body)) => {
+                        tracing::debug!("promoting {id:x} through the leader at {url}: {status} {body}")
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -249,7 +264,10 @@ impl NodeHandle {
     /// to for at least [`HEALTH_INTERVAL`].
     fn connected_since(&self, voters: &[&Member]) -> usize {
         let since = SystemTime::now() - HEALTH_INTERVAL;
-        voters.iter().filter(|m| m.id == self.member_id() || self.active_since(m.id).is_some_and(|t| t <= since)).count()
+        voters
+            .iter()
+            .filter(|m| m.id == self.member_id() || self.active_since(m.id).is_some_and(|t| t <= since))
+            .count()
     }
 
     fn active_since(&self, id: u64) -> Option<SystemTime> {

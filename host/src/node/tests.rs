@@ -5,15 +5,18 @@ use std::sync::Arc;
 
 use clap::Parser;
 
+use super::DeployOptions;
 use super::{Node, NodeError, NodeHandle};
 use crate::config::{Config, MemberFlags};
 use crate::guest::{EngineConfig, GuestEngine, GuestLimits, GuestRegistry};
-use super::DeployOptions;
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
 static COUNTER: &[u8] = include_bytes!(env!("WASMRAFT_COUNTER_GUEST"));
-const LIMITS: GuestLimits =
-    GuestLimits { fuel_per_entry: 200_000_000, memory_bytes: 64 << 20, stack_bytes: crate::guest::limits::DEFAULT_STACK_BYTES };
+const LIMITS: GuestLimits = GuestLimits {
+    fuel_per_entry: 200_000_000,
+    memory_bytes: 64 << 20,
+    stack_bytes: crate::guest::limits::DEFAULT_STACK_BYTES,
+};
 
 #[derive(Parser)]
 struct Cli {
@@ -23,7 +26,11 @@ struct Cli {
 
 fn config(dir: &std::path::Path) -> Config {
     let data_dir = dir.to_str().expect("utf-8 temp dir");
-    Cli::try_parse_from(["wasmraft", "--data-dir", data_dir]).expect("flags parse").flags.validate().expect("flags are valid")
+    Cli::try_parse_from(["wasmraft", "--data-dir", data_dir])
+        .expect("flags parse")
+        .flags
+        .validate()
+        .expect("flags are valid")
 }
 
 fn registry(dir: &std::path::Path) -> Arc<GuestRegistry> {
@@ -127,7 +134,10 @@ async fn a_swap_takes_effect_at_its_index_survives_restarts_and_rolls_back() {
     }
     assert_eq!(h.status().raft_index, index, "a refused deploy proposes nothing");
 
-    let counter = h.deploy(COUNTER.to_vec(), DeployOptions { force: true, fuel_per_entry: 5_000_000, ..Default::default() }).await.expect("forced deploy");
+    let counter = h
+        .deploy(COUNTER.to_vec(), DeployOptions { force: true, fuel_per_entry: 5_000_000, ..Default::default() })
+        .await
+        .expect("forced deploy");
     assert_eq!(counter.name, "counter");
     assert_eq!(counter.fuel_per_entry, 5_000_000);
     assert_eq!(counter.memory_bytes, LIMITS.memory_bytes, "unset limits keep the active deployment's");
@@ -173,7 +183,8 @@ async fn back_to_back_conf_changes_all_apply() {
     let id = h.member_id();
     let update = |port: u16| Change::Update { id, peer_urls: vec![format!("http://127.0.0.1:{port}")] };
     let started = std::time::Instant::now();
-    let (a, b, c) = tokio::join!(h.change_membership(update(1)), h.change_membership(update(2)), h.change_membership(update(3)));
+    let (a, b, c) =
+        tokio::join!(h.change_membership(update(1)), h.change_membership(update(2)), h.change_membership(update(3)));
     for r in [a, b, c] {
         assert!(r.is_ok(), "{r:?}");
     }
@@ -194,7 +205,11 @@ async fn commands_checked_against_an_older_auth_store_are_refused() {
     let auth = |r: epb::InternalRaftRequest| h.propose_auth(r);
     let before = h.auth().revision();
     auth(epb::InternalRaftRequest {
-        auth_user_add: Some(epb::AuthUserAddRequest { name: "root".into(), hashed_password: b"x".to_vec(), ..Default::default() }),
+        auth_user_add: Some(epb::AuthUserAddRequest {
+            name: "root".into(),
+            hashed_password: b"x".to_vec(),
+            ..Default::default()
+        }),
         ..Default::default()
     })
     .await
@@ -207,7 +222,9 @@ async fn commands_checked_against_an_older_auth_store_are_refused() {
     })
     .await
     .expect("grant");
-    auth(epb::InternalRaftRequest { auth_enable: Some(epb::AuthEnableRequest {}), ..Default::default() }).await.expect("enable");
+    auth(epb::InternalRaftRequest { auth_enable: Some(epb::AuthEnableRequest {}), ..Default::default() })
+        .await
+        .expect("enable");
     assert!(h.auth().enabled());
     let now = h.auth().revision();
     assert!(now > before + 2, "every change bumps the revision, enabling too: {before} → {now}");
@@ -218,7 +235,9 @@ async fn commands_checked_against_an_older_auth_store_are_refused() {
     assert_eq!(h.propose_checked(b"ok:b=3".to_vec(), now).await, Ok(b"ok".to_vec()));
     assert!(keyspace(&h).await.contains("b=3"), "{}", keyspace(&h).await);
     // Admin requests without a user are refused at apply now.
-    let refused = auth(epb::InternalRaftRequest { auth_user_list: Some(epb::AuthUserListRequest {}), ..Default::default() }).await;
+    let refused =
+        auth(epb::InternalRaftRequest { auth_user_list: Some(epb::AuthUserListRequest {}), ..Default::default() })
+            .await;
     assert_eq!(refused, Err(NodeError::Auth(crate::auth::AuthError::UserEmpty)));
     node.stop();
 }
@@ -297,8 +316,18 @@ async fn forged_pieces_and_deploys_are_refused_at_apply_and_on_replay() {
         piece(100, 100, 300),
         piece(0, 60, 60),
         piece(0, 300, 299),
-        pb::entry::Kind::GuestModuleChunk(pb::GuestModuleChunk { sha256: vec![1; 5], total_size: 1, offset: 0, data: vec![0] }),
-        pb::entry::Kind::GuestModuleChunk(pb::GuestModuleChunk { sha256: hash.clone(), total_size: u64::MAX, offset: u64::MAX, data: vec![0] }),
+        pb::entry::Kind::GuestModuleChunk(pb::GuestModuleChunk {
+            sha256: vec![1; 5],
+            total_size: 1,
+            offset: 0,
+            data: vec![0],
+        }),
+        pb::entry::Kind::GuestModuleChunk(pb::GuestModuleChunk {
+            sha256: hash.clone(),
+            total_size: u64::MAX,
+            offset: u64::MAX,
+            data: vec![0],
+        }),
         pb::entry::Kind::GuestDeploy(pb::GuestDeploy { sha256: hash.clone(), mode: 42, ..Default::default() }),
         pb::entry::Kind::GuestDeploy(pb::GuestDeploy { sha256: hash.clone(), ..Default::default() }),
     ];
@@ -307,7 +336,11 @@ async fn forged_pieces_and_deploys_are_refused_at_apply_and_on_replay() {
             Err(NodeError::DeployRefused(text)) => assert!(text.starts_with("wasmraft: "), "{text}"),
             other => panic!("forged entry {i} was not refused: {other:?}"),
         }
-        assert_eq!(h.propose(format!("ok:k{i}=v").into_bytes()).await, Ok(b"ok".to_vec()), "the member applies on after entry {i}");
+        assert_eq!(
+            h.propose(format!("ok:k{i}=v").into_bytes()).await,
+            Ok(b"ok".to_vec()),
+            "the member applies on after entry {i}"
+        );
     }
     let after = keyspace(&h).await;
     let applied = h.status().raft_applied_index;

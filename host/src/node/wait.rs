@@ -23,7 +23,10 @@ pub struct WaitRegistry {
 impl WaitRegistry {
     /// Request ids are etcd's (see [`RequestIds`]): unique across members and restarts.
     pub fn new(member_id: u64) -> Self {
-        WaitRegistry { shards: std::array::from_fn(|_| Mutex::new(HashMap::new())), ids: RequestIds::from_clock(member_id) }
+        WaitRegistry {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            ids: RequestIds::from_clock(member_id),
+        }
     }
 
     fn shard(&self, id: u64) -> &Mutex<HashMap<u64, oneshot::Sender<Outcome>>> {

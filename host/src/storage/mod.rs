@@ -11,12 +11,12 @@
 
 pub mod durable;
 pub mod raft_log;
-pub mod wal;
-#[cfg(test)]
-mod wal_crash_tests;
 pub mod snapshot;
 pub mod state_db;
 pub mod tables;
+pub mod wal;
+#[cfg(test)]
+mod wal_crash_tests;
 
 pub use raft_log::{Identity, RaftLog};
 pub use state_db::StateDb;

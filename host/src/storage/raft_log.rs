@@ -94,7 +94,11 @@ impl Replayed {
             REC_ENTRY => {
                 anyhow::ensure!(payload.len() >= 16, "truncated entry record");
                 let index = be_u64(&payload[..8]);
-                anyhow::ensure!(index > self.snapshot_index, "entry {index} at or below the compaction point {}", self.snapshot_index);
+                anyhow::ensure!(
+                    index > self.snapshot_index,
+                    "entry {index} at or below the compaction point {}",
+                    self.snapshot_index
+                );
                 if self.positions.is_empty() {
                     self.first_entry = index;
                 } else {
@@ -151,14 +155,17 @@ impl RaftLog {
             legacy.display()
         );
         let mut r = Replayed::default();
-        let opened = Wal::open_with_segment_bytes(dir, segment_bytes, |kind, payload, pos| r.record(kind, payload, pos));
+        let opened =
+            Wal::open_with_segment_bytes(dir, segment_bytes, |kind, payload, pos| r.record(kind, payload, pos));
         let wal = match opened {
             Ok(wal) => wal,
             Err(e) => {
                 let e = e.context(format!("reading raft log {}", dir.display()));
                 // Who this is, when the log got as far as saying: the id the remedy needs.
                 return Err(match r.identity {
-                    Some(id) => e.context(format!("member {:x} of cluster {:x} cannot start", id.member_id, id.cluster_id)),
+                    Some(id) => {
+                        e.context(format!("member {:x} of cluster {:x} cannot start", id.member_id, id.cluster_id))
+                    }
                     None => e,
                 });
             }
@@ -193,7 +200,9 @@ impl RaftLog {
         // Warm the cache with the newest entries: the first thing raft does is look at them.
         let from = log.last_index.saturating_sub(CACHE_ENTRIES as u64 / 4).max(log.snapshot_index + 1);
         if from <= log.last_index {
-            let warm = log.read_entries(from, log.last_index + 1, None).with_context(|| format!("reading raft log {}", dir.display()))?;
+            let warm = log
+                .read_entries(from, log.last_index + 1, None)
+                .with_context(|| format!("reading raft log {}", dir.display()))?;
             for e in warm {
                 log.push_cache(e);
             }
@@ -289,7 +298,10 @@ impl RaftLog {
                 self.last_index
             );
         }
-        let bytes = entries.iter().map(|e| (wal::RECORD_HEADER + ENTRY_HEADER + e.context.len() + e.data.len()) as u64).sum::<u64>();
+        let bytes = entries
+            .iter()
+            .map(|e| (wal::RECORD_HEADER + ENTRY_HEADER + e.context.len() + e.data.len()) as u64)
+            .sum::<u64>();
         self.start_batch(bytes + HARD_STATE_RECORD)?;
         for e in entries {
             self.enc.record(REC_ENTRY, |o| encode_entry(e, o));
@@ -385,7 +397,9 @@ impl RaftLog {
 
     /// Persists a new membership (after a conf change is applied).
     pub fn set_conf_state(&mut self, cs: ConfState) -> anyhow::Result<()> {
-        self.start_batch(64 + 8 * (cs.voters.len() + cs.learners.len() + cs.voters_outgoing.len() + cs.learners_next.len()) as u64)?;
+        self.start_batch(
+            64 + 8 * (cs.voters.len() + cs.learners.len() + cs.voters_outgoing.len() + cs.learners_next.len()) as u64,
+        )?;
         self.enc.record(REC_CONF_STATE, |o| o.extend_from_slice(&encode_conf_state(&cs)));
         self.wal.append(&mut self.enc, true)?;
         self.conf_state = cs;
@@ -459,7 +473,13 @@ impl raft::Storage for RaftLog {
         Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
     }
 
-    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _ctx: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _ctx: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
         if low < self.first_index() {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
@@ -678,7 +698,9 @@ mod tests {
         assert!(log.cache.front().unwrap().index > 1);
         let got = log.entries(1, n + 1, None, GetEntriesContext::empty(false)).unwrap();
         assert_eq!(got.len() as u64, n);
-        assert!(got.iter().enumerate().all(|(i, e)| e.index == i as u64 + 1 && e.data[..] == (i as u64 + 1).to_be_bytes()));
+        assert!(
+            got.iter().enumerate().all(|(i, e)| e.index == i as u64 + 1 && e.data[..] == (i as u64 + 1).to_be_bytes())
+        );
         assert_eq!(log.term(1).unwrap(), 1);
     }
 
@@ -793,9 +815,16 @@ mod tests {
         drop(log);
         let log = RaftLog::open(&path).unwrap();
         let got = all_entries(&log);
-        assert_eq!(got.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), ["v1 1", "v1 2", "v1 3", "v1 4", "v2 5"].map(|s| s.as_bytes().to_vec()));
+        assert_eq!(
+            got.iter().map(|e| e.2.clone()).collect::<Vec<_>>(),
+            ["v1 1", "v1 2", "v1 3", "v1 4", "v2 5"].map(|s| s.as_bytes().to_vec())
+        );
         assert_eq!(log.hard_state(), &hs);
-        assert_eq!(std::fs::read(path.join("0000000000000000-0000000000000001.wal")).unwrap(), v1, "the v1 segment is left as it was");
+        assert_eq!(
+            std::fs::read(path.join("0000000000000000-0000000000000001.wal")).unwrap(),
+            v1,
+            "the v1 segment is left as it was"
+        );
     }
 
     #[test]

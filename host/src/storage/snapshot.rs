@@ -23,7 +23,10 @@ use anyhow::{Context, bail, ensure};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use sha2::{Digest, Sha256};
 
-use super::tables::{ALARMS, AUTH, DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX, REMOVED_MEMBERS};
+use super::tables::{
+    ALARMS, AUTH, DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX,
+    REMOVED_MEMBERS,
+};
 
 const MAGIC: &[u8; 8] = b"WRSNAP01";
 const END: u8 = 0xff;

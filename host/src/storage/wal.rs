@@ -208,7 +208,9 @@ fn frame_crc(seq: u64, kind: u8, payload: &[u8]) -> u32 {
 /// The payload of the framing record of `kind` at the start of `b`, if intact.
 fn parse_frame(b: &[u8], seq: u64, kind: u8, payload_len: usize) -> Option<&[u8]> {
     let b = b.get(..RECORD_HEADER + payload_len)?;
-    let ok = le_u32(&b[..4]) as usize == 1 + payload_len && b[8] == kind && le_u32(&b[4..8]) == frame_crc(seq, kind, &b[9..]);
+    let ok = le_u32(&b[..4]) as usize == 1 + payload_len
+        && b[8] == kind
+        && le_u32(&b[4..8]) == frame_crc(seq, kind, &b[9..]);
     ok.then(|| &b[9..])
 }
 
@@ -231,7 +233,10 @@ fn parse_begin(b: &[u8], seq: u64, pos: u64) -> Option<Frame> {
     let f = Frame { start: le_u64(&p[..8]), len: le_u64(&p[8..16]), synced_end: le_u64(&p[16..24]) };
     // A batch states the durable point before it, or (a segment's header batch, synced
     // before the segment got its name) its own end.
-    let ok = f.start == pos && f.len >= BATCH_OVERHEAD && f.start.checked_add(f.len).is_some() && (f.synced_end <= f.start || f.synced_end == f.end());
+    let ok = f.start == pos
+        && f.len >= BATCH_OVERHEAD
+        && f.start.checked_add(f.len).is_some()
+        && (f.synced_end <= f.start || f.synced_end == f.end());
     ok.then_some(f)
 }
 
@@ -315,7 +320,9 @@ fn cut_tail(file: &File, at: u64, size: u64) -> anyhow::Result<()> {
     file.set_len(at).context("cutting off a torn wal tail")?;
     if size > at {
         // SAFETY: plain syscall on an open descriptor we own; no memory is passed.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_ZERO_RANGE, at as libc::off_t, (size - at) as libc::off_t) };
+        let rc = unsafe {
+            libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_ZERO_RANGE, at as libc::off_t, (size - at) as libc::off_t)
+        };
         if rc != 0 {
             // No ZERO_RANGE here (tmpfs, some network file systems): write the zeros.
             preallocate(file, size);
@@ -376,7 +383,11 @@ impl Wal {
         let count = names.len();
         let mut torn = None;
         for (i, (seq, first_index, path)) in names.into_iter().enumerate() {
-            let file = OpenOptions::new().read(true).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
             let last = i + 1 == count;
             let prev = wal.segments.last().map(|s| (s.legacy, wal.crc));
             let s = scan_segment(&file, &path, seq, first_index, last, prev, &mut replay)?;
@@ -384,7 +395,15 @@ impl Wal {
                 torn = Some((at, s.size));
             }
             wal.crc = s.chain;
-            wal.segments.push(Segment { seq, first_index, file, end: s.end, synced_end: s.end, header_end: s.header_end, legacy: s.legacy });
+            wal.segments.push(Segment {
+                seq,
+                first_index,
+                file,
+                end: s.end,
+                synced_end: s.end,
+                header_end: s.header_end,
+                legacy: s.legacy,
+            });
         }
 
         // The log is sound: now repair and tidy.
@@ -510,7 +529,9 @@ impl Wal {
             .map(|i| &self.segments[i])
             .with_context(|| format!("wal segment {} was released", pos.segment))?;
         let mut buf = vec![0u8; pos.len as usize];
-        seg.file.read_exact_at(&mut buf, pos.offset).with_context(|| format!("reading wal segment {} at {}", pos.segment, pos.offset))?;
+        seg.file
+            .read_exact_at(&mut buf, pos.offset)
+            .with_context(|| format!("reading wal segment {} at {}", pos.segment, pos.offset))?;
         match check_record(&buf, pos.seed) {
             Some((len, _)) if len == buf.len() && buf[8] < FIRST_WAL_KIND => Ok((buf[8], buf[9..].to_vec())),
             _ => anyhow::bail!("wal segment {} has a corrupt record at {}", pos.segment, pos.offset),
@@ -678,13 +699,18 @@ fn scan_segment(
     prev: Option<(bool, u32)>,
     replay: &mut impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>,
 ) -> anyhow::Result<Scanned> {
-    let corrupt = |offset: u64, reason: String| -> anyhow::Error { CorruptWal { segment: path.to_path_buf(), offset, reason }.into() };
+    let corrupt = |offset: u64, reason: String| -> anyhow::Error {
+        CorruptWal { segment: path.to_path_buf(), offset, reason }.into()
+    };
     let mut r = Reader::new(file).with_context(|| format!("reading {}", path.display()))?;
     let size = r.size;
     let head = r.get(0, FILE_HEADER as usize)?.to_vec();
     if head.get(..8) != Some(&MAGIC[..]) {
         if prev.is_some_and(|(legacy, _)| !legacy) {
-            return Err(corrupt(0, "its header is damaged (it follows a v2 segment but does not start like one)".into()));
+            return Err(corrupt(
+                0,
+                "its header is damaged (it follows a v2 segment but does not start like one)".into(),
+            ));
         }
         return scan_legacy(&mut r, path, seq, last, replay);
     }
@@ -695,7 +721,12 @@ fn scan_segment(
     if let Some((false, prev_chain)) = prev
         && prev_chain != chain
     {
-        return Err(corrupt(0, format!("it does not continue the previous segment (chain {chain:08x}, previous segment ends at {prev_chain:08x})")));
+        return Err(corrupt(
+            0,
+            format!(
+                "it does not continue the previous segment (chain {chain:08x}, previous segment ends at {prev_chain:08x})"
+            ),
+        ));
     }
 
     let mut pos = FILE_HEADER;
@@ -708,16 +739,31 @@ fn scan_segment(
                 None => {
                     return Ok(Scanned { end: pos, header_end, chain, cut: None, size, legacy: false });
                 }
-                Some(_) => break Failure { batch_start: pos, begin: None, at: pos, rec_end: pos + 8, reason: "a batch's first bytes are zeros" },
+                Some(_) => {
+                    break Failure {
+                        batch_start: pos,
+                        begin: None,
+                        at: pos,
+                        rec_end: pos + 8,
+                        reason: "a batch's first bytes are zeros",
+                    };
+                }
             }
         }
         let Some(begin) = parse_begin(head, seq, pos) else {
-            break Failure { batch_start: pos, begin: None, at: pos, rec_end: pos + BEGIN_BYTES as u64, reason: "a batch's BEGIN record fails its check" };
+            break Failure {
+                batch_start: pos,
+                begin: None,
+                at: pos,
+                rec_end: pos + BEGIN_BYTES as u64,
+                reason: "a batch's BEGIN record fails its check",
+            };
         };
         let batch = r.get(pos, begin.len as usize)?;
         match check_batch(batch, seq, begin, chain) {
             Ok(after) => {
-                deliver(batch, seq, pos, chain, replay).with_context(|| format!("replaying {} at offset {pos}", path.display()))?;
+                deliver(batch, seq, pos, chain, replay)
+                    .with_context(|| format!("replaying {} at offset {pos}", path.display()))?;
                 chain = after;
                 pos = begin.end();
                 if header_end == 0 {
@@ -725,14 +771,23 @@ fn scan_segment(
                 }
             }
             Err((at, rec_end, reason)) => {
-                break Failure { batch_start: pos, begin: Some(begin), at: pos + at as u64, rec_end: pos + rec_end as u64, reason };
+                break Failure {
+                    batch_start: pos,
+                    begin: Some(begin),
+                    at: pos + at as u64,
+                    rec_end: pos + rec_end as u64,
+                    reason,
+                };
             }
         }
     };
 
     let f = failure;
     if !last {
-        return Err(corrupt(f.at, format!("{} (in a segment that was complete and synced before the next one began)", f.reason)));
+        return Err(corrupt(
+            f.at,
+            format!("{} (in a segment that was complete and synced before the next one began)", f.reason),
+        ));
     }
     match classify(&mut r, seq, &f)? {
         Ok(()) => Ok(Scanned { end: f.batch_start, header_end, chain, cut: Some(f.batch_start), size, legacy: false }),
@@ -754,7 +809,9 @@ fn check_batch(b: &[u8], seq: u64, begin: Frame, seed: u32) -> Result<u32, (usiz
                 off += n;
                 crc = next;
             }
-            None if b.len() < len => return Err((off, claimed_end(b, off, len), "the batch runs past the end of the file")),
+            None if b.len() < len => {
+                return Err((off, claimed_end(b, off, len), "the batch runs past the end of the file"));
+            }
             None => return Err((off, claimed_end(b, off, len), "a record fails its checksum")),
         }
     }
@@ -786,7 +843,11 @@ fn deliver(
     while off < body_end {
         let len = le_u32(&b[off..]) as usize + 8;
         if b[off + 8] != K_PAD {
-            replay(b[off + 8], &b[off + 9..off + len], Position { segment: seq, offset: start + off as u64, len: len as u32, seed: crc })?;
+            replay(
+                b[off + 8],
+                &b[off + 9..off + len],
+                Position { segment: seq, offset: start + off as u64, len: len as u32, seed: crc },
+            )?;
         }
         crc = le_u32(&b[off + 4..]);
         off += len;
@@ -864,7 +925,9 @@ fn scan_legacy(
     last: bool,
     replay: &mut impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>,
 ) -> anyhow::Result<Scanned> {
-    let corrupt = |offset: u64, reason: &str| -> anyhow::Error { CorruptWal { segment: path.to_path_buf(), offset, reason: reason.into() }.into() };
+    let corrupt = |offset: u64, reason: &str| -> anyhow::Error {
+        CorruptWal { segment: path.to_path_buf(), offset, reason: reason.into() }.into()
+    };
     let size = r.size;
     let mut pos = 0u64;
     loop {
@@ -884,7 +947,10 @@ fn scan_legacy(
             }
         }
         if !last {
-            return Err(corrupt(pos, "a record fails its checksum (in a segment that was complete before the next one began)"));
+            return Err(corrupt(
+                pos,
+                "a record fails its checksum (in a segment that was complete before the next one began)",
+            ));
         }
         let claimed = r.get(pos, 4)?;
         let rec_end = if claimed.len() == 4 { pos.saturating_add(8 + le_u32(claimed) as u64).min(size) } else { size };
@@ -899,7 +965,10 @@ fn scan_legacy(
             }
             sector += SECTOR;
         }
-        return Err(corrupt(pos, "a record fails its checksum and is not a torn write at the end of the log (a v1 segment)"));
+        return Err(corrupt(
+            pos,
+            "a record fails its checksum and is not a torn write at the end of the log (a v1 segment)",
+        ));
     }
 }
 
@@ -919,7 +988,11 @@ mod tests {
     fn append(wal: &mut Wal, records: &[(u8, &[u8])], sync: bool) -> (Position, Vec<Position>) {
         let mut enc = batch(wal, records);
         let at = wal.append(&mut enc, sync).unwrap();
-        let each = enc.records().iter().map(|&(off, len, seed)| Position { segment: at.segment, offset: at.offset + off as u64, len, seed }).collect();
+        let each = enc
+            .records()
+            .iter()
+            .map(|&(off, len, seed)| Position { segment: at.segment, offset: at.offset + off as u64, len, seed })
+            .collect();
         (at, each)
     }
 
@@ -1003,7 +1076,10 @@ mod tests {
             std::fs::write(path, &good).unwrap();
         }
         replay_all(dir.path());
-        assert!(!dir.path().join("0000000000000002-0000000000000009.wal.tmp").exists(), "removed once the log is sound");
+        assert!(
+            !dir.path().join("0000000000000002-0000000000000009.wal.tmp").exists(),
+            "removed once the log is sound"
+        );
     }
 
     #[test]

@@ -184,7 +184,8 @@ fn workload(dir: &Path, ops: usize, seed: u64) -> Vec<Step> {
                 m.append(&[], Some(&hs));
             }
             60..66 => {
-                let ents: Vec<_> = (1..=1 + rng.below(2)).map(|i| entry(last + i, term, rng.data_of(20, 300))).collect();
+                let ents: Vec<_> =
+                    (1..=1 + rng.below(2)).map(|i| entry(last + i, term, rng.data_of(20, 300))).collect();
                 log.append(&ents, None, false).unwrap();
                 m.append(&ents, None);
             }
@@ -319,7 +320,10 @@ impl Cut {
         let spans = batches(&base[&last], from, cur.end);
         let mut group = Vec::new();
         for (start, end, recs) in spans {
-            let i = (1..=k).rev().find(|&i| steps[i].seq == cur.seq && steps[i].batch.is_some_and(|b| b.0 == start)).expect("a step wrote this batch");
+            let i = (1..=k)
+                .rev()
+                .find(|&i| steps[i].seq == cur.seq && steps[i].batch.is_some_and(|b| b.0 == start))
+                .expect("a step wrote this batch");
             group.push(((start, end, recs), steps[i - 1].model.clone()));
         }
         write_files(work, &base);
@@ -343,9 +347,19 @@ impl Cut {
 
     /// Opens `image` with the real code and checks the outcome. `may_refuse`: the image is one
     /// the format cannot tell from damage (both ends of the last batch and a BEGIN lost).
-    fn check(&self, what: &str, image: &Files, work: &Path, may_refuse: bool, go_on: bool, counts: &mut Counts) -> bool {
+    fn check(
+        &self,
+        what: &str,
+        image: &Files,
+        work: &Path,
+        may_refuse: bool,
+        go_on: bool,
+        counts: &mut Counts,
+    ) -> bool {
         let bytes = &image[&self.last];
-        let intact = |s: u64, e: u64| bytes.len() as u64 >= e && bytes[s as usize..e as usize] == self.base[&self.last][s as usize..e as usize];
+        let intact = |s: u64, e: u64| {
+            bytes.len() as u64 >= e && bytes[s as usize..e as usize] == self.base[&self.last][s as usize..e as usize]
+        };
         let torn = self.group.iter().position(|((s, e, _), _)| !intact(*s, *e));
         let (cut, model) = match torn {
             Some(i) => (self.group[i].0.0, &self.group[i].1),
@@ -369,13 +383,17 @@ impl Cut {
             }
             Ok(r) => r,
         };
-        let want: Vec<_> = self.records.iter().filter(|r| r.2.segment < self.seq || r.2.offset < cut).cloned().collect();
+        let want: Vec<_> =
+            self.records.iter().filter(|r| r.2.segment < self.seq || r.2.offset < cut).cloned().collect();
         assert_eq!(records.len(), want.len(), "records after the cut (torn batch at {torn:?}, cut {cut})");
         assert!(records == want, "records differ after the cut at {cut}");
         assert!(!after.contains_key(LEFTOVER), "the leftover .tmp is removed once the log is sound");
         for (name, b) in &after {
             if *name == self.last {
-                assert!(b.len() as u64 >= SEG && b[..cut as usize] == image[name][..cut as usize], "{name}: the kept part changed");
+                assert!(
+                    b.len() as u64 >= SEG && b[..cut as usize] == image[name][..cut as usize],
+                    "{name}: the kept part changed"
+                );
                 assert!(b[cut as usize..].iter().all(|&x| x == 0), "{name}: the torn tail is not zeroed");
             } else {
                 assert_eq!(b, &image[name], "{name} changed");
@@ -412,7 +430,9 @@ fn flip_every_byte(step: &Step, work: &Path, stride: usize, counts: &mut Counts)
     for (name, good) in &step.files {
         let data_end = if *name == last { step.end } else { good.iter().rposition(|&b| b != 0).unwrap() as u64 + 1 };
         let mut offsets: Vec<u64> = (0..data_end).step_by(stride).collect();
-        offsets.extend([data_end + 8, data_end + 333, good.len() as u64 - 1].into_iter().filter(|&o| o < good.len() as u64));
+        offsets.extend(
+            [data_end + 8, data_end + 333, good.len() as u64 - 1].into_iter().filter(|&o| o < good.len() as u64),
+        );
         let path = work.join(name);
         let mut expect = image.clone();
         for o in offsets {
@@ -489,7 +509,14 @@ fn power_cuts_lose_no_synced_record_and_bit_flips_are_refused() {
             let ((_, last_end, _), _) = cut.group.last().unwrap();
             let end_kept = kept(last_end - END, *last_end);
             let begins_kept = cut.group.iter().all(|((s, _, _), _)| kept(*s, s + BEGIN));
-            cut.check(&format!("step {k}: sectors {lost:?} lost"), &img, &work, !end_kept && !begins_kept, false, &mut counts);
+            cut.check(
+                &format!("step {k}: sectors {lost:?} lost"),
+                &img,
+                &work,
+                !end_kept && !begins_kept,
+                false,
+                &mut counts,
+            );
             counts.sector_subsets += 1;
         }
         // A write that grew the file past its preallocation, cut short with the file.

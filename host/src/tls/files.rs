@@ -85,5 +85,7 @@ pub(super) fn system_roots() -> anyhow::Result<RootCertStore> {
             return Ok(roots);
         }
     }
-    bail!("--client-cert-auth without --trusted-ca-file needs the system's CA bundle, and none was found in {SYSTEM_CA_BUNDLES:?}")
+    bail!(
+        "--client-cert-auth without --trusted-ca-file needs the system's CA bundle, and none was found in {SYSTEM_CA_BUNDLES:?}"
+    )
 }

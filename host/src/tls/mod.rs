@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
 use url::Url;
 
 pub use peer::{PeerTls, peer_tls};
@@ -90,7 +90,8 @@ impl TlsInfo {
             return Ok(());
         }
         let hosts: Vec<String> = urls.iter().filter_map(|u| u.host_str().map(str::to_string)).collect();
-        let (cert, key) = self_cert(dir, &hosts, client_auth).with_context(|| format!("could not get certs for {what} auto TLS"))?;
+        let (cert, key) =
+            self_cert(dir, &hosts, client_auth).with_context(|| format!("could not get certs for {what} auto TLS"))?;
         self.cert_file = Some(cert);
         self.key_file = Some(key);
         self.self_cert = true;
@@ -125,15 +126,17 @@ impl TlsInfo {
                 // Go verifies against the system's roots when no CA file is given.
                 None => files::system_roots()?,
             };
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| match e {
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().map_err(
+                |e| match e {
                     rustls::server::VerifierBuilderError::NoRootAnchors => anyhow::anyhow!(
                         "--trusted-ca-file {}: no CA certificates found, so no client certificate could verify",
-                        self.trusted_ca_file.as_deref().map_or_else(|| "(system roots)".into(), |p| p.display().to_string())
+                        self.trusted_ca_file
+                            .as_deref()
+                            .map_or_else(|| "(system roots)".into(), |p| p.display().to_string())
                     ),
                     other => anyhow::anyhow!("building the client certificate verifier: {other}"),
-                })?;
+                },
+            )?;
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()

@@ -36,10 +36,16 @@ pub fn peer_tls(cfg: &Config) -> anyhow::Result<PeerTls> {
     }
     for u in cfg.listen_peer_urls.iter().filter(|u| u.scheme() == "http") {
         if !info.is_empty() {
-            tracing::warn!("embed: The scheme of peer url {} is HTTP while peer key/cert files are presented. Ignored peer key/cert files.", trim_url(u));
+            tracing::warn!(
+                "embed: The scheme of peer url {} is HTTP while peer key/cert files are presented. Ignored peer key/cert files.",
+                trim_url(u)
+            );
         }
         if info.client_cert_auth {
-            tracing::warn!("embed: The scheme of peer url {} is HTTP while client cert auth (--peer-client-cert-auth) is enabled. Ignored client cert auth for this url.", trim_url(u));
+            tracing::warn!(
+                "embed: The scheme of peer url {} is HTTP while client cert auth (--peer-client-cert-auth) is enabled. Ignored client cert auth for this url.",
+                trim_url(u)
+            );
         }
     }
     let listener = if cfg.listen_peer_urls.iter().any(|u| u.scheme() == "https") {

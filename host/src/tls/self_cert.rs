@@ -25,7 +25,8 @@ pub fn self_cert(dir: &Path, hosts: &[String], client_auth: bool) -> anyhow::Res
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
-    let names: Vec<String> = hosts.iter().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string()).collect();
+    let names: Vec<String> =
+        hosts.iter().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string()).collect();
     let mut params = CertificateParams::new(names).context("cannot generate x509 certificate")?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(DnType::OrganizationName, "etcd");
@@ -40,7 +41,8 @@ pub fn self_cert(dir: &Path, hosts: &[String], client_auth: bool) -> anyhow::Res
     let key = KeyPair::generate().context("cannot generate ECDSA key")?;
     let cert = params.self_signed(&key).context("cannot generate x509 certificate")?;
 
-    std::fs::write(&cert_path, cert.pem()).with_context(|| format!("cannot write cert file {}", cert_path.display()))?;
+    std::fs::write(&cert_path, cert.pem())
+        .with_context(|| format!("cannot write cert file {}", cert_path.display()))?;
     tracing::info!("embed: created cert file {}", cert_path.display());
     let mut out = std::fs::OpenOptions::new()
         .write(true)
@@ -49,7 +51,8 @@ pub fn self_cert(dir: &Path, hosts: &[String], client_auth: bool) -> anyhow::Res
         .mode(0o600)
         .open(&key_path)
         .with_context(|| format!("cannot write key file {}", key_path.display()))?;
-    out.write_all(key.serialize_pem().as_bytes()).with_context(|| format!("cannot write key file {}", key_path.display()))?;
+    out.write_all(key.serialize_pem().as_bytes())
+        .with_context(|| format!("cannot write key file {}", key_path.display()))?;
     tracing::info!("embed: created key file {}", key_path.display());
     Ok((cert_path, key_path))
 }

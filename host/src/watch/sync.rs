@@ -28,11 +28,8 @@ pub(super) async fn run(shared: Arc<Shared>, node: WeakNodeHandle) {
         let Some(handle) = node.upgrade() else { return };
         // Until the revision is known (or while the guest is not a KV guest) this polls at the
         // idle pace; afterwards only victims are retried sooner.
-        let retry_soon = if shared.lock().initialized {
-            pass(&shared, &handle).await
-        } else {
-            initialize(&shared, &handle).await
-        };
+        let retry_soon =
+            if shared.lock().initialized { pass(&shared, &handle).await } else { initialize(&shared, &handle).await };
         drop(handle);
         let wait = if retry_soon { VICTIM_WAIT } else { IDLE_WAIT };
         tokio::select! {
@@ -50,13 +47,8 @@ async fn initialize(shared: &Shared, node: &NodeHandle) -> bool {
     if !node.guest_serves(crate::api::ETCD_KV_API) {
         return false;
     }
-    let probe = WatchHistoryRequest {
-        key: vec![0],
-        start_revision: 1,
-        end_revision: 1,
-        limit: 1,
-        ..Default::default()
-    };
+    let probe =
+        WatchHistoryRequest { key: vec![0], start_revision: 1, end_revision: 1, limit: 1, ..Default::default() };
     let resp = match history(node, probe).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -165,7 +157,8 @@ async fn catch_up(shared: &Shared, node: &NodeHandle, id: u64) -> bool {
             }
         };
         if resp.compact_revision != 0 {
-            let compacted = Delivery { watcher: id, events: Vec::new(), revision: 0, compact_revision: resp.compact_revision };
+            let compacted =
+                Delivery { watcher: id, events: Vec::new(), revision: 0, compact_revision: resp.compact_revision };
             if let Sent::Full = send(w, compacted) {
                 return true;
             }
@@ -196,5 +189,6 @@ async fn catch_up(shared: &Shared, node: &NodeHandle, id: u64) -> bool {
 async fn history(node: &NodeHandle, request: WatchHistoryRequest) -> Result<WatchHistoryResponse, String> {
     let query = KvQuery { request: Some(kv_query::Request::WatchHistory(request)) };
     let bytes = node.query(query.encode_to_vec()).await.map_err(|e| e.to_string())?;
-    WatchHistoryResponse::decode(bytes.as_slice()).map_err(|e| format!("the guest's watch history answer does not decode: {e}"))
+    WatchHistoryResponse::decode(bytes.as_slice())
+        .map_err(|e| format!("the guest's watch history answer does not decode: {e}"))
 }

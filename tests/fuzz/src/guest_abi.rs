@@ -133,12 +133,9 @@ fn parse(data: &[u8]) -> Vec<Call> {
             0 => Op::Put(KEYS[a % 8], VALUES[c % 4]),
             1 => Op::Del(KEYS[a % 8]),
             2 => Op::Get(KEYS[a % 8]),
-            3 => Op::Scan {
-                start: KEYS[a % 8],
-                end: KEYS[(a >> 3) % 8],
-                limit: LIMITS_SCAN[c % 8],
-                reverse: c & 8 != 0,
-            },
+            3 => {
+                Op::Scan { start: KEYS[a % 8], end: KEYS[(a >> 3) % 8], limit: LIMITS_SCAN[c % 8], reverse: c & 8 != 0 }
+            }
             4 => Op::Emit(SIZES[a % 6]),
             5 => Op::BigPut(SIZES[a % 8].max(1), SIZES[c % 6]),
             6 => Op::Pad(SIZES[a % 6]),
@@ -186,11 +183,7 @@ enum Expect {
 
 /// The model of one script: the store as the entry sees it, the host's pending-bytes
 /// accounting, and the lines the guest prints.
-fn run_model(
-    state: &BTreeMap<Vec<u8>, Vec<u8>>,
-    ops: &[Op],
-    write: bool,
-) -> Expect {
+fn run_model(state: &BTreeMap<Vec<u8>, Vec<u8>>, ops: &[Op], write: bool) -> Expect {
     let mut store = state.clone();
     // host_store.rs: this entry's writes (key → Some(value) / None) for the pending-bytes cap.
     let mut overlay: BTreeMap<Vec<u8>, Option<usize>> = BTreeMap::new();
@@ -284,11 +277,7 @@ fn run_model(
         // A query changes nothing and emits nothing.
         store = state.clone();
     }
-    if risky {
-        Expect::Either(output, events, store)
-    } else {
-        Expect::Ok(output, events, store)
-    }
+    if risky { Expect::Either(output, events, store) } else { Expect::Ok(output, events, store) }
 }
 
 /// host_store.rs's scan, as its documentation states it: `start <= key < end` (empty end:
@@ -303,10 +292,8 @@ fn scan_model(
     reverse: bool,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let limit = if limit == 0 || limit > SCAN_PAGE_PAIRS { SCAN_PAGE_PAIRS } else { limit } as usize;
-    let mut pairs: Vec<(&Vec<u8>, &Vec<u8>)> = store
-        .iter()
-        .filter(|(k, _)| k.as_slice() >= start && (end.is_empty() || k.as_slice() < end))
-        .collect();
+    let mut pairs: Vec<(&Vec<u8>, &Vec<u8>)> =
+        store.iter().filter(|(k, _)| k.as_slice() >= start && (end.is_empty() || k.as_slice() < end)).collect();
     if reverse {
         pairs.reverse();
     }
@@ -344,7 +331,8 @@ fn raw_expect(raw: Raw, state: &BTreeMap<Vec<u8>, Vec<u8>>) -> (String, bool, Ex
         }
         Raw::HugeResult(n) => {
             let out = vec![b'x'; n];
-            let e = if n >= BIG { Expect::Either(out, Vec::new(), same()) } else { Expect::Ok(out, Vec::new(), same()) };
+            let e =
+                if n >= BIG { Expect::Either(out, Vec::new(), same()) } else { Expect::Ok(out, Vec::new(), same()) };
             (format!("huge-result:{n}"), false, e)
         }
         // Every entry runs in a fresh instance: a global always starts from zero.
@@ -390,9 +378,7 @@ pub fn guest_abi(data: &[u8]) {
         return;
     }
     let guest = guest();
-    let db = Database::builder()
-        .create_with_backend(redb::backends::InMemoryBackend::new())
-        .expect("in-memory redb");
+    let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).expect("in-memory redb");
     let mut state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     for (i, call) in calls.iter().enumerate() {
         let (command, query, expect) = match call {

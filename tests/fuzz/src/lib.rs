@@ -69,12 +69,7 @@ impl Chunked {
             n => usize::from(n),
         };
         let empties = shape & 0x80 != 0;
-        Chunked {
-            data: Bytes::copy_from_slice(data),
-            size,
-            empties,
-            empty_next: empties,
-        }
+        Chunked { data: Bytes::copy_from_slice(data), size, empties, empty_next: empties }
     }
 }
 
@@ -82,10 +77,7 @@ impl Body for Chunked {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if self.data.is_empty() {
             return Poll::Ready(None);
         }
@@ -118,10 +110,7 @@ impl Body for Chunked {
 /// input spawned (peer tasks, connections) outlives it: a finding must reproduce from its input
 /// alone.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     rt.block_on(f)
 }
 

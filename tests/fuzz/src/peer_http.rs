@@ -19,9 +19,7 @@ use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use raft::eraftpb::Message;
-use wasmraft_transport::{
-    ProcessError, PromoteFuture, Raft, SnapshotData, SnapshotStatus, Transport, TransportConfig,
-};
+use wasmraft_transport::{ProcessError, PromoteFuture, Raft, SnapshotData, SnapshotStatus, Transport, TransportConfig};
 
 use crate::Chunked;
 
@@ -53,10 +51,7 @@ impl Raft for FuzzRaft {
     fn process(&self, _m: Message) -> Result<(), ProcessError> {
         match self.flags & 3 {
             0 | 1 => Ok(()),
-            2 => Err(ProcessError::Http {
-                code: host_code(self.flags),
-                message: "fuzz \"refusal\" <&>\u{1}".into(),
-            }),
+            2 => Err(ProcessError::Http { code: host_code(self.flags), message: "fuzz \"refusal\" <&>\u{1}".into() }),
             _ => Err(ProcessError::Other("fuzz failure".into())),
         }
     }
@@ -139,8 +134,15 @@ fn parse(data: &[u8]) -> Option<Fuzzed<'_>> {
 fn framing_header(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "content-length" | "transfer-encoding" | "connection" | "upgrade" | "te" | "host"
-            | "expect" | "keep-alive" | "proxy-connection"
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "upgrade"
+            | "te"
+            | "host"
+            | "expect"
+            | "keep-alive"
+            | "proxy-connection"
     )
 }
 
@@ -157,8 +159,7 @@ fn build_request(f: &Fuzzed<'_>) -> Option<Request<Chunked>> {
         .body(Chunked::new(f.body, f.flags.rotate_right(3)))
         .ok()?;
     for (name, value) in &f.headers {
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        else {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) else {
             continue;
         };
         if !framing_header(&name) {
@@ -176,8 +177,7 @@ fn redirected(path: &str) -> bool {
     }
     let inner = path.strip_prefix('/').unwrap_or(path);
     let inner = inner.strip_suffix('/').unwrap_or(inner);
-    !path.starts_with('/')
-        || (path != "/" && inner.split('/').any(|s| s.is_empty() || s == "." || s == ".."))
+    !path.starts_with('/') || (path != "/" && inner.split('/').any(|s| s.is_empty() || s == "." || s == ".."))
 }
 
 /// The statuses `http.rs` documents for this request.
@@ -194,10 +194,18 @@ fn allowed(method: &Method, path: &str, flags: u8) -> Vec<u16> {
         "/raft" | "/raft/snapshot" => post(&[204, 400, 403, 412, 500, host]),
         "/raft/probing" => vec![200],
         "/members" => {
-            if method == Method::GET { vec![200, 404] } else { vec![405] }
+            if method == Method::GET {
+                vec![200, 404]
+            } else {
+                vec![405]
+            }
         }
         p if p.starts_with("/raft/stream/") => {
-            if method == Method::GET { vec![200, 404, 410, 412] } else { vec![405] }
+            if method == Method::GET {
+                vec![200, 404, 410, 412]
+            } else {
+                vec![405]
+            }
         }
         p if p.starts_with("/members/promote/") => post(&[200, 404, host]),
         _ => vec![404],
@@ -225,14 +233,10 @@ pub fn peer_http(data: &[u8]) {
                 let tr = server_tr.clone();
                 async move { Ok::<_, std::convert::Infallible>(tr.handle(req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(server_io), svc)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(server_io), svc).await;
         });
         let (mut sender, conn) =
-            match hyper::client::conn::http1::handshake::<_, Chunked>(TokioIo::new(client_io))
-                .await
-            {
+            match hyper::client::conn::http1::handshake::<_, Chunked>(TokioIo::new(client_io)).await {
                 Ok(x) => x,
                 Err(e) => panic!("client handshake on a duplex pipe: {e}"),
             };

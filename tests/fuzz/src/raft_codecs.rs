@@ -97,8 +97,7 @@ pub fn msg_codec(data: &[u8]) {
 /// encoder is never given them (peer.rs picks the msgapp stream for MsgApp only), and its
 /// compact form would not preserve their type or addresses.
 fn stream_message(m: &Message) -> bool {
-    msgappv2_codec::is_link_heartbeat(m)
-        || (m.msg_type == MessageType::MsgAppend && m.from == REMOTE && m.to == LOCAL)
+    msgappv2_codec::is_link_heartbeat(m) || (m.msg_type == MessageType::MsgAppend && m.from == REMOTE && m.to == LOCAL)
 }
 
 /// `msgappv2_codec.rs`: decodes a stream (its state carried from frame to frame), then encodes

@@ -248,7 +248,8 @@ mod seeds {
         ]
     }
 
-    const GOOD: &str = "X-Server-From: 2\nX-Server-Version: 3.4.23\nX-Min-Cluster-Version: 3.0.0\nX-Etcd-Cluster-ID: c1a5\n";
+    const GOOD: &str =
+        "X-Server-From: 2\nX-Server-Version: 3.4.23\nX-Min-Cluster-Version: 3.0.0\nX-Etcd-Cluster-ID: c1a5\n";
 
     fn http(flags: u8, head: &str, headers: &str, body: &[u8]) -> Vec<u8> {
         let mut v = vec![flags];
@@ -277,15 +278,35 @@ mod seeds {
             ("peer_http", "pipeline-garbage", http(0, "POST /raft", GOOD, &[0x0b; 64])),
             ("peer_http", "pipeline-too-big", http(0x40, "POST /raft", GOOD, &vec![0x62; 5000])),
             ("peer_http", "pipeline-get", http(0, "GET /raft", GOOD, b"")),
-            ("peer_http", "old-version", http(0, "POST /raft", "X-Server-Version: 2.3.0\nX-Etcd-Cluster-ID: c1a5\n", &hb)),
-            ("peer_http", "bad-version", http(0, "POST /raft", "X-Server-Version: 3.x\nX-Etcd-Cluster-ID: c1a5\n", &hb)),
-            ("peer_http", "wrong-cluster", http(0, "POST /raft", "X-Server-Version: 3.4.23\nX-Etcd-Cluster-ID: 1\n", &hb)),
+            (
+                "peer_http",
+                "old-version",
+                http(0, "POST /raft", "X-Server-Version: 2.3.0\nX-Etcd-Cluster-ID: c1a5\n", &hb),
+            ),
+            (
+                "peer_http",
+                "bad-version",
+                http(0, "POST /raft", "X-Server-Version: 3.x\nX-Etcd-Cluster-ID: c1a5\n", &hb),
+            ),
+            (
+                "peer_http",
+                "wrong-cluster",
+                http(0, "POST /raft", "X-Server-Version: 3.4.23\nX-Etcd-Cluster-ID: 1\n", &hb),
+            ),
             ("peer_http", "snapshot", http(0, "POST /raft/snapshot", GOOD, &snap_body)),
             ("peer_http", "snapshot-chunked", http(0x81 << 3, "POST /raft/snapshot", GOOD, &snap_body)),
             ("peer_http", "snapshot-save-fails", http(4, "POST /raft/snapshot", GOOD, &snap_body)),
             ("peer_http", "snapshot-wrong-type", http(0, "POST /raft/snapshot", GOOD, &frame(&heartbeat()))),
-            ("peer_http", "stream-message", http(0, "GET /raft/stream/message/2", &format!("{GOOD}X-Raft-To: 1\n"), b"")),
-            ("peer_http", "stream-msgapp-wrong-to", http(0, "GET /raft/stream/msgapp/2", &format!("{GOOD}X-Raft-To: 5\n"), b"")),
+            (
+                "peer_http",
+                "stream-message",
+                http(0, "GET /raft/stream/message/2", &format!("{GOOD}X-Raft-To: 1\n"), b""),
+            ),
+            (
+                "peer_http",
+                "stream-msgapp-wrong-to",
+                http(0, "GET /raft/stream/msgapp/2", &format!("{GOOD}X-Raft-To: 5\n"), b""),
+            ),
             ("peer_http", "stream-removed", http(0, "GET /raft/stream/message/3", GOOD, b"")),
             ("peer_http", "stream-unknown", http(0, "GET /raft/stream/message/ff", &remote, b"")),
             ("peer_http", "stream-bad-path", http(0, "GET /raft/stream/other/2", GOOD, b"")),
@@ -302,7 +323,11 @@ mod seeds {
 
     fn op_put(k: &str) -> pb::RequestOp {
         pb::RequestOp {
-            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest { key: k.into(), value: b"v".to_vec(), ..Default::default() })),
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: k.into(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            })),
         }
     }
     fn op_del(k: &str, end: &str) -> pb::RequestOp {
@@ -353,9 +378,39 @@ mod seeds {
         let mut deep_bad = deep_txn(60).encode_to_vec();
         deep_bad.insert(0, 3);
         vec![
-            ("grpc_requests", "range", grpc(0, &pb::RangeRequest { key: b"a".to_vec(), range_end: b"\0".to_vec(), limit: 10, sort_target: 2, ..Default::default() })),
-            ("grpc_requests", "put", grpc(1, &pb::PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), lease: 5, prev_kv: true, ..Default::default() })),
-            ("grpc_requests", "delete", grpc(2, &pb::DeleteRangeRequest { key: b"a".to_vec(), range_end: b"b".to_vec(), prev_kv: true })),
+            (
+                "grpc_requests",
+                "range",
+                grpc(
+                    0,
+                    &pb::RangeRequest {
+                        key: b"a".to_vec(),
+                        range_end: b"\0".to_vec(),
+                        limit: 10,
+                        sort_target: 2,
+                        ..Default::default()
+                    },
+                ),
+            ),
+            (
+                "grpc_requests",
+                "put",
+                grpc(
+                    1,
+                    &pb::PutRequest {
+                        key: b"k".to_vec(),
+                        value: b"v".to_vec(),
+                        lease: 5,
+                        prev_kv: true,
+                        ..Default::default()
+                    },
+                ),
+            ),
+            (
+                "grpc_requests",
+                "delete",
+                grpc(2, &pb::DeleteRangeRequest { key: b"a".to_vec(), range_end: b"b".to_vec(), prev_kv: true }),
+            ),
             ("grpc_requests", "txn", grpc(3, &txn)),
             ("grpc_requests", "txn-quirk", grpc(3, &quirk)),
             ("grpc_requests", "txn-deep-50", grpc(3, &deep_txn(50))),
@@ -363,27 +418,58 @@ mod seeds {
             ("grpc_requests", "compaction", grpc(4, &pb::CompactionRequest { revision: 7, physical: true })),
             ("grpc_requests", "lease-grant", grpc(5, &pb::LeaseGrantRequest { ttl: 60, id: 0 })),
             ("grpc_requests", "lease-keepalive", grpc(7, &pb::LeaseKeepAliveRequest { id: 1 })),
-            ("grpc_requests", "watch-create", grpc(9, &pb::WatchRequest {
-                request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
-                    key: b"a".to_vec(),
-                    range_end: b"b".to_vec(),
-                    start_revision: 3,
-                    progress_notify: true,
-                    filters: vec![0, 1, 7],
-                    prev_kv: true,
-                    watch_id: 4,
-                    fragment: true,
-                })),
-            })),
-            ("grpc_requests", "watch-cancel", grpc(9, &pb::WatchRequest {
-                request_union: Some(pb::watch_request::RequestUnion::CancelRequest(pb::WatchCancelRequest { watch_id: 4 })),
-            })),
-            ("grpc_requests", "authenticate", grpc(10, &pb::AuthenticateRequest { name: "root".into(), password: "pw".into() })),
-            ("grpc_requests", "member-add", grpc(14, &pb::MemberAddRequest { peer_ur_ls: vec!["http://a:2380".into()], is_learner: true })),
-            ("grpc_requests", "internal-put", grpc(22, &pb::InternalRaftRequest {
-                put: Some(pb::PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() }),
-                ..Default::default()
-            })),
+            (
+                "grpc_requests",
+                "watch-create",
+                grpc(
+                    9,
+                    &pb::WatchRequest {
+                        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
+                            key: b"a".to_vec(),
+                            range_end: b"b".to_vec(),
+                            start_revision: 3,
+                            progress_notify: true,
+                            filters: vec![0, 1, 7],
+                            prev_kv: true,
+                            watch_id: 4,
+                            fragment: true,
+                        })),
+                    },
+                ),
+            ),
+            (
+                "grpc_requests",
+                "watch-cancel",
+                grpc(
+                    9,
+                    &pb::WatchRequest {
+                        request_union: Some(pb::watch_request::RequestUnion::CancelRequest(pb::WatchCancelRequest {
+                            watch_id: 4,
+                        })),
+                    },
+                ),
+            ),
+            (
+                "grpc_requests",
+                "authenticate",
+                grpc(10, &pb::AuthenticateRequest { name: "root".into(), password: "pw".into() }),
+            ),
+            (
+                "grpc_requests",
+                "member-add",
+                grpc(14, &pb::MemberAddRequest { peer_ur_ls: vec!["http://a:2380".into()], is_learner: true }),
+            ),
+            (
+                "grpc_requests",
+                "internal-put",
+                grpc(
+                    22,
+                    &pb::InternalRaftRequest {
+                        put: Some(pb::PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() }),
+                        ..Default::default()
+                    },
+                ),
+            ),
         ]
     }
 
@@ -430,7 +516,11 @@ mod seeds {
             ("client_h2", "request-bytewise", shaped(1, &simple)),
             ("client_h2", "continuation-priority", shaped(7, &split)),
             ("client_h2", "padded", shaped(0, &padded)),
-            ("client_h2", "data-inside-block", shaped(0, &[h2_frame(0x1, 0, 1, &block[..3]), h2_frame(0, 0, 1, b"x")].concat())),
+            (
+                "client_h2",
+                "data-inside-block",
+                shaped(0, &[h2_frame(0x1, 0, 1, &block[..3]), h2_frame(0, 0, 1, b"x")].concat()),
+            ),
             ("client_h2", "not-http2", shaped(0x80, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")),
             ("client_h2", "preface-only", shaped(0x80, PREFACE)),
         ]
@@ -440,9 +530,17 @@ mod seeds {
         // See guest_abi.rs's parse: op byte, then two argument bytes.
         vec![
             // put a=1, put b=22, get a, scan all fwd, scan all rev, end; query: get b, scan a..z limit 1
-            ("guest_abi", "script", vec![0, 1, 1, 0, 2, 2, 2, 1, 0, 3, 0, 0, 3, 0, 8, 8, 0, 0, 2, 2, 0, 3, 1 | (6 << 3), 1]),
+            (
+                "guest_abi",
+                "script",
+                vec![0, 1, 1, 0, 2, 2, 2, 1, 0, 3, 0, 0, 3, 0, 8, 8, 0, 0, 2, 2, 0, 3, 1 | (6 << 3), 1],
+            ),
             // put, del, emit, pad, scan with limit u32::MAX, commit, then raw commands
-            ("guest_abi", "writes-events", vec![0, 3, 3, 1, 3, 0, 4, 3, 0, 6, 2, 0, 3, 0, 7, 7, 0, 0, 9, 2, 2, 9, 4, 0, 9, 5, 0]),
+            (
+                "guest_abi",
+                "writes-events",
+                vec![0, 3, 3, 1, 3, 0, 4, 3, 0, 6, 2, 0, 3, 0, 7, 7, 0, 0, 9, 2, 2, 9, 4, 0, 9, 5, 0],
+            ),
             ("guest_abi", "misbehave", vec![9, 0, 0, 9, 6, 0, 9, 7, 0, 9, 8, 0, 9, 1, 3, 9, 9, 0, 9, 10, 0]),
             // a key over the limit, then big values up to the pending cap
             ("guest_abi", "limits", vec![5, 7, 0, 7, 0, 0, 5, 6, 5, 5, 6, 5, 3, 0, 0, 7, 0, 0, 9, 3, 3, 9, 1, 2]),
@@ -452,7 +550,8 @@ mod seeds {
     }
 
     pub fn all() -> Vec<Seed> {
-        let all = [raft_pb(), msg_codec(), msgappv2(), snapshot_body(), peer_http(), grpc_requests(), guest_abi()].concat();
+        let all =
+            [raft_pb(), msg_codec(), msgappv2(), snapshot_body(), peer_http(), grpc_requests(), guest_abi()].concat();
         #[cfg(feature = "host")]
         let all = [all, client_h2()].concat();
         all

@@ -125,17 +125,11 @@ fn read_runs(dir: &Path) -> Result<Runs> {
         let Some(stem) = name.strip_suffix(".json") else { continue };
         let Some(key) = parse_stem(stem) else { continue };
         let v = read_json(&path)?;
-        let errors = v
-            .get("errors")
-            .and_then(Value::as_object)
-            .map(|m| m.values().filter_map(Value::as_u64).sum())
-            .unwrap_or(0);
+        let errors =
+            v.get("errors").and_then(Value::as_object).map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
         let rss_path = dir.join(format!("{stem}.rss.json"));
-        let rss_kib = if rss_path.exists() {
-            Some(num(&read_json(&rss_path)?, &["total_kib"], &rss_path)? as u64)
-        } else {
-            None
-        };
+        let rss_kib =
+            if rss_path.exists() { Some(num(&read_json(&rss_path)?, &["total_kib"], &rss_path)? as u64) } else { None };
         let run = Run {
             qps: num(&v, &["qps"], &path)?,
             p50_us: num(&v, &["latency_us", "p50"], &path)?,
@@ -166,7 +160,8 @@ fn machine() -> String {
         })
         .map(|kb| format!("{:.0} GiB", kb / 1024.0 / 1024.0))
         .unwrap_or_else(|| "? GiB".into());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into());
+    let kernel =
+        fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into());
     format!("{cores} cores of {model}, {mem_gib} RAM, Linux {kernel}")
 }
 
@@ -207,7 +202,14 @@ fn mib(kib: Option<u64>) -> String {
 fn markdown(meta: &BTreeMap<String, String>, runs: &Runs, svg: Option<&str>) -> String {
     let m = |k: &str| meta.get(k).cloned().unwrap_or_default();
     let mut md = String::new();
-    let _ = writeln!(md, "### {}, {} build, {} vs etcd {}\n", m("date"), m("build"), m("wasmraft_version"), m("etcd_version"));
+    let _ = writeln!(
+        md,
+        "### {}, {} build, {} vs etcd {}\n",
+        m("date"),
+        m("build"),
+        m("wasmraft_version"),
+        m("etcd_version")
+    );
     if m("build") != "release" {
         let _ = writeln!(md, "**Not a release build: these figures only show that the script works.**\n");
     }
@@ -261,7 +263,9 @@ fn markdown(meta: &BTreeMap<String, String>, runs: &Runs, svg: Option<&str>) -> 
                 continue;
             }
             let qps = |r: Option<&Run>| r.map(|r| thousands(r.qps)).unwrap_or_else(|| "–".into());
-            let lat = |r: Option<&Run>| r.map(|r| format!("{} / {}", ms(r.p50_us), ms(r.p99_us))).unwrap_or_else(|| "–".into());
+            let lat = |r: Option<&Run>| {
+                r.map(|r| format!("{} / {}", ms(r.p50_us), ms(r.p99_us))).unwrap_or_else(|| "–".into())
+            };
             let ratio = match (e, s) {
                 (Some(e), Some(s)) if e.qps > 0.0 => format!("{:.2}", s.qps / e.qps),
                 _ => "–".into(),
@@ -308,7 +312,9 @@ fn markdown(meta: &BTreeMap<String, String>, runs: &Runs, svg: Option<&str>) -> 
             let cells: Vec<String> = cols
                 .iter()
                 .map(|(n, s)| {
-                    runs.get(&(*n, (*s).into(), format!("sweep-c{c}"))).map(|r| thousands(r.qps)).unwrap_or_else(|| "–".into())
+                    runs.get(&(*n, (*s).into(), format!("sweep-c{c}")))
+                        .map(|r| thousands(r.qps))
+                        .unwrap_or_else(|| "–".into())
                 })
                 .collect();
             let _ = writeln!(md, "| {c} | {} |", cells.join(" | "));
@@ -351,7 +357,9 @@ fn plot(runs: &Runs, path: &Path) -> Result<bool> {
         for server in SERVERS {
             let points: Vec<(f64, f64)> = sweep
                 .iter()
-                .filter_map(|c| runs.get(&(*n, server.into(), format!("sweep-c{c}"))).map(|r| (f64::from(*c).log2(), r.qps)))
+                .filter_map(|c| {
+                    runs.get(&(*n, server.into(), format!("sweep-c{c}"))).map(|r| (f64::from(*c).log2(), r.qps))
+                })
                 .collect();
             if points.is_empty() {
                 continue;
@@ -405,7 +413,9 @@ fn plot(runs: &Runs, path: &Path) -> Result<bool> {
         if n == 1 {
             chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, style.filled()))).map_err(|e| draw_err(&e))?;
         } else {
-            chart.draw_series(points.iter().map(|p| TriangleMarker::new(*p, 5, style.filled()))).map_err(|e| draw_err(&e))?;
+            chart
+                .draw_series(points.iter().map(|p| TriangleMarker::new(*p, 5, style.filled())))
+                .map_err(|e| draw_err(&e))?;
         }
     }
     chart

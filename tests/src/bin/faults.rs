@@ -85,9 +85,7 @@ fn main() {
         Some(list) => {
             let parsed: Result<Vec<FaultKind>, String> = list
                 .split(',')
-                .map(|s| {
-                    FaultKind::parse(s.trim()).ok_or_else(|| format!("unknown fault kind {s:?}"))
-                })
+                .map(|s| FaultKind::parse(s.trim()).ok_or_else(|| format!("unknown fault kind {s:?}")))
                 .collect();
             match parsed {
                 Ok(k) => k,
@@ -134,14 +132,7 @@ fn main() {
         cli.members,
         flavor,
         started.elapsed().as_secs_f64(),
-        faults
-            .iter()
-            .map(|f| f
-                .split('=')
-                .nth(1)
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0))
-            .sum::<u64>(),
+        faults.iter().map(|f| f.split('=').nth(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)).sum::<u64>(),
         faults.join(" "),
         violations.len()
     );

@@ -16,10 +16,7 @@ use clap::{Parser, Subcommand};
 use etcd_client::{Client, ConnectOptions};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "kvload",
-    about = "an etcd v3 cluster's leader, and leader failover time"
-)]
+#[command(name = "kvload", about = "an etcd v3 cluster's leader, and leader failover time")]
 struct Cli {
     #[command(subcommand)]
     op: Op,
@@ -60,9 +57,7 @@ async fn connect_one(endpoint: &str, timeout_ms: u64) -> Result<Client> {
     let opts = ConnectOptions::new()
         .with_timeout(Duration::from_millis(timeout_ms))
         .with_connect_timeout(Duration::from_millis(timeout_ms));
-    Client::connect([endpoint], Some(opts))
-        .await
-        .with_context(|| format!("connecting to {endpoint}"))
+    Client::connect([endpoint], Some(opts)).await.with_context(|| format!("connecting to {endpoint}"))
 }
 
 async fn status(c: &Cluster) -> Result<()> {
@@ -91,10 +86,7 @@ async fn status(c: &Cluster) -> Result<()> {
             }
             Err(err) => {
                 failed = true;
-                println!(
-                    "STATUS endpoint={e} error={}",
-                    format!("{err:#}").replace(' ', "_")
-                );
+                println!("STATUS endpoint={e} error={}", format!("{err:#}").replace(' ', "_"));
             }
         }
     }
@@ -111,10 +103,7 @@ async fn failover(c: &Cluster, pid: i32, give_up: Duration) -> Result<()> {
     }
     // Warm the connections so the measurement does not include connection setup.
     for (e, client) in &mut clients {
-        client
-            .status()
-            .await
-            .with_context(|| format!("{e} does not answer before the kill"))?;
+        client.status().await.with_context(|| format!("{e} does not answer before the kill"))?;
     }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Duration, u64)>();
     let killed_at = Instant::now();
@@ -143,10 +132,8 @@ async fn failover(c: &Cluster, pid: i32, give_up: Duration) -> Result<()> {
         });
     }
     drop(tx);
-    let (e, took, attempts) = tokio::time::timeout(give_up, rx.recv())
-        .await
-        .context("no put succeeded")?
-        .context("all writers ended")?;
+    let (e, took, attempts) =
+        tokio::time::timeout(give_up, rx.recv()).await.context("no put succeeded")?.context("all writers ended")?;
     let ms = took.as_secs_f64() * 1000.0;
     println!(
         "failover: first successful put through {e} {ms:.1} ms after kill -9 (attempt #{attempts} on it, one every 20 ms)"
@@ -160,11 +147,9 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.op {
         Op::Status(c) => status(&c).await?,
-        Op::Failover {
-            cluster,
-            kill_pid,
-            give_up_secs,
-        } => failover(&cluster, kill_pid, Duration::from_secs(give_up_secs)).await?,
+        Op::Failover { cluster, kill_pid, give_up_secs } => {
+            failover(&cluster, kill_pid, Duration::from_secs(give_up_secs)).await?
+        }
     }
     Ok(())
 }

@@ -33,10 +33,7 @@ use clap::Parser;
 use wasmraft_tests::{Cluster, ClusterConfig, Flavor, GuestSwitch};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "swapload",
-    about = "write throughput and latency before, during and after a guest swap under load"
-)]
+#[command(name = "swapload", about = "write throughput and latency before, during and after a guest swap under load")]
 struct Args {
     /// Concurrent put loops, spread over the three members.
     #[arg(long, default_value_t = 16)]
@@ -85,10 +82,7 @@ struct Stats {
 }
 
 fn stats(puts: &[Put], start: Duration, end: Duration) -> Stats {
-    let inside: Vec<&Put> = puts
-        .iter()
-        .filter(|p| p.done >= start && p.done < end)
-        .collect();
+    let inside: Vec<&Put> = puts.iter().filter(|p| p.done >= start && p.done < end).collect();
     let mut lat: Vec<Duration> = inside.iter().filter(|p| p.ok).map(|p| p.latency).collect();
     lat.sort();
     let q = |q: f64| -> f64 {
@@ -118,11 +112,7 @@ fn watch_switches(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Vec<Option<(Duration, GuestSwitch)>>> {
     let switches = |path: &PathBuf| -> Vec<GuestSwitch> {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(GuestSwitch::parse)
-            .collect()
+        std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(GuestSwitch::parse).collect()
     };
     let seen: Vec<usize> = logs.iter().map(|p| switches(p).len()).collect();
     std::thread::spawn(move || {
@@ -143,17 +133,11 @@ fn watch_switches(
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let module = args
-        .module
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(env!("WASMRAFT_TEST_KV_V2_GUEST")));
+    let module = args.module.clone().unwrap_or_else(|| PathBuf::from(env!("WASMRAFT_TEST_KV_V2_GUEST")));
     if !module.is_file() {
         bail!("{} does not exist", module.display());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     println!(
         "swapload: wasmraft {}, {} clients, {} B values, deploying {}",
         wasmraft_tests::wasmraft_bin().display(),
@@ -167,12 +151,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn trial_run(
-    rt: &tokio::runtime::Runtime,
-    args: &Args,
-    module: &std::path::Path,
-    trial: usize,
-) -> Result<()> {
+fn trial_run(rt: &tokio::runtime::Runtime, args: &Args, module: &std::path::Path, trial: usize) -> Result<()> {
     let mut cluster: Cluster = ClusterConfig::new(Flavor::Wasmraft, 3).start();
     cluster.wait_leader(Duration::from_secs(30));
     let endpoints = cluster.endpoints();
@@ -181,29 +160,16 @@ fn trial_run(
     let value = vec![b'v'; args.val_size];
     let writers: Vec<_> = (0..args.clients.max(1))
         .map(|w| {
-            let (endpoint, stop, value) = (
-                endpoints[w % endpoints.len()].clone(),
-                stop.clone(),
-                value.clone(),
-            );
+            let (endpoint, stop, value) = (endpoints[w % endpoints.len()].clone(), stop.clone(), value.clone());
             rt.spawn(async move {
-                let mut client =
-                    wasmraft_tests::cluster::try_connect(&[endpoint], Duration::from_secs(30))
-                        .await?;
+                let mut client = wasmraft_tests::cluster::try_connect(&[endpoint], Duration::from_secs(30)).await?;
                 let mut puts = Vec::new();
                 let mut seq = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let sent = Instant::now();
-                    let ok = client
-                        .put(format!("swapload/{w}/{seq}"), value.clone(), None)
-                        .await
-                        .is_ok();
+                    let ok = client.put(format!("swapload/{w}/{seq}"), value.clone(), None).await.is_ok();
                     let done = Instant::now();
-                    puts.push(Put {
-                        done: done - t0,
-                        latency: done - sent,
-                        ok,
-                    });
+                    puts.push(Put { done: done - t0, latency: done - sent, ok });
                     seq += 1;
                 }
                 Ok::<_, String>(puts)
@@ -211,11 +177,7 @@ fn trial_run(
         })
         .collect();
 
-    let logs = cluster
-        .members()
-        .iter()
-        .map(|m| m.log_path().to_path_buf())
-        .collect();
+    let logs = cluster.members().iter().map(|m| m.log_path().to_path_buf()).collect();
     let watcher_stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_switches(logs, t0, watcher_stop.clone());
     std::thread::sleep(Duration::from_secs_f64(args.before_secs));
@@ -232,30 +194,19 @@ fn trial_run(
     };
     let statuses = cluster.wait_guest(&deployed.name, &deployed.version, Duration::from_secs(60));
     watcher_stop.store(true, Ordering::Relaxed);
-    let seen = watcher
-        .join()
-        .map_err(|_| anyhow::anyhow!("the log watcher panicked"))?;
+    let seen = watcher.join().map_err(|_| anyhow::anyhow!("the log watcher panicked"))?;
     let statuses = statuses.map_err(anyhow::Error::msg)?;
     // When each member switched: when its switch line appeared in its log (5 ms resolution).
     let mut switches = Vec::new();
     for (m, seen) in cluster.members().iter().zip(seen) {
         let (at, s) = seen.with_context(|| format!("member {} logged no switch", m.name()))?;
         if s.index != deployed.since_index {
-            bail!(
-                "member {} switched at index {}, not {}",
-                m.name(),
-                s.index,
-                deployed.since_index
-            );
+            bail!("member {} switched at index {}, not {}", m.name(), s.index, deployed.since_index);
         }
         switches.push((m.name().to_string(), s.apply_ms, at));
     }
-    let last_switch = switches
-        .iter()
-        .map(|(_, _, at)| *at)
-        .max()
-        .unwrap_or(deploy_at + deploy_took)
-        .max(deploy_at + deploy_took);
+    let last_switch =
+        switches.iter().map(|(_, _, at)| *at).max().unwrap_or(deploy_at + deploy_took).max(deploy_at + deploy_took);
     let after_end = last_switch + Duration::from_secs_f64(args.after_secs);
     while t0.elapsed() < after_end {
         std::thread::sleep(Duration::from_millis(50));
@@ -263,30 +214,14 @@ fn trial_run(
     stop.store(true, Ordering::Relaxed);
     let mut puts = Vec::new();
     for w in writers {
-        puts.extend(
-            rt.block_on(w)
-                .context("writer task")?
-                .map_err(anyhow::Error::msg)?,
-        );
+        puts.extend(rt.block_on(w).context("writer task")?.map_err(anyhow::Error::msg)?);
     }
 
     let one_sec = Duration::from_secs(1);
     let windows = [
-        Window {
-            name: "before",
-            start: deploy_at.saturating_sub(one_sec),
-            end: deploy_at,
-        },
-        Window {
-            name: "during",
-            start: deploy_at,
-            end: last_switch,
-        },
-        Window {
-            name: "after",
-            start: last_switch,
-            end: last_switch + one_sec,
-        },
+        Window { name: "before", start: deploy_at.saturating_sub(one_sec), end: deploy_at },
+        Window { name: "during", start: deploy_at, end: last_switch },
+        Window { name: "after", start: last_switch, end: last_switch + one_sec },
     ];
     println!(
         "\ntrial {trial}: swap to {} {} at index {} (same on all {} members: {})",
@@ -294,9 +229,7 @@ fn trial_run(
         deployed.version,
         deployed.since_index,
         statuses.len(),
-        statuses
-            .iter()
-            .all(|s| s.since_index == deployed.since_index)
+        statuses.iter().all(|s| s.since_index == deployed.since_index)
     );
     println!(
         "  deploy call: {:.0} ms; last member switched {:.0} ms after the request",
@@ -330,15 +263,9 @@ fn trial_run(
             s.max_ms,
             s.errors
         );
-        result.push_str(&format!(
-            " {0}_qps={1:.0} {0}_p99_ms={2:.2} {0}_ok={3}",
-            w.name, s.qps, s.p99_ms, s.ok
-        ));
+        result.push_str(&format!(" {0}_qps={1:.0} {0}_p99_ms={2:.2} {0}_ok={3}", w.name, s.qps, s.p99_ms, s.ok));
     }
-    let applies: Vec<String> = switches
-        .iter()
-        .map(|(n, ms, _)| format!("{n}:{ms:.1}"))
-        .collect();
+    let applies: Vec<String> = switches.iter().map(|(n, ms, _)| format!("{n}:{ms:.1}")).collect();
     result.push_str(&format!(
         " during_secs={:.3} switch_apply_ms={}",
         (last_switch - deploy_at).as_secs_f64(),
@@ -351,10 +278,7 @@ fn trial_run(
             let end = t + Duration::from_millis(100);
             let s = stats(&puts, t, end);
             let rel = t.as_secs_f64() * 1000.0 - deploy_at.as_secs_f64() * 1000.0;
-            println!(
-                "    t={rel:>+6.0} {:>6.0} puts/s  p99 {:>8.2} ms  errors {}",
-                s.qps, s.p99_ms, s.errors
-            );
+            println!("    t={rel:>+6.0} {:>6.0} puts/s  p99 {:>8.2} ms  errors {}", s.qps, s.p99_ms, s.errors);
             t = end;
         }
     }

@@ -23,10 +23,7 @@ impl Kv {
     }
 
     pub fn put_req(&mut self, req: PutRequest) -> Result<PutResponse, String> {
-        let bytes = self.apply_raw(InternalRaftRequest {
-            put: Some(req),
-            ..Default::default()
-        })?;
+        let bytes = self.apply_raw(InternalRaftRequest { put: Some(req), ..Default::default() })?;
         Ok(PutResponse::decode(bytes.as_slice()).expect("PutResponse"))
     }
 
@@ -37,36 +34,23 @@ impl Kv {
     }
 
     pub fn delete_req(&mut self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, String> {
-        let bytes = self.apply_raw(InternalRaftRequest {
-            delete_range: Some(req),
-            ..Default::default()
-        })?;
+        let bytes = self.apply_raw(InternalRaftRequest { delete_range: Some(req), ..Default::default() })?;
         Ok(DeleteRangeResponse::decode(bytes.as_slice()).expect("DeleteRangeResponse"))
     }
 
     pub fn delete(&mut self, key: &str, range_end: &str) -> DeleteRangeResponse {
-        self.delete_req(DeleteRangeRequest {
-            key: key.into(),
-            range_end: range_end.into(),
-            prev_kv: false,
-        })
-        .expect("delete")
+        self.delete_req(DeleteRangeRequest { key: key.into(), range_end: range_end.into(), prev_kv: false })
+            .expect("delete")
     }
 
     pub fn txn(&mut self, req: TxnRequest) -> Result<TxnResponse, String> {
-        let bytes = self.apply_raw(InternalRaftRequest {
-            txn: Some(req),
-            ..Default::default()
-        })?;
+        let bytes = self.apply_raw(InternalRaftRequest { txn: Some(req), ..Default::default() })?;
         Ok(TxnResponse::decode(bytes.as_slice()).expect("TxnResponse"))
     }
 
     pub fn compact(&mut self, revision: i64) -> Result<CompactionResponse, String> {
         let bytes = self.apply_raw(InternalRaftRequest {
-            compaction: Some(CompactionRequest {
-                revision,
-                physical: false,
-            }),
+            compaction: Some(CompactionRequest { revision, physical: false }),
             ..Default::default()
         })?;
         Ok(CompactionResponse::decode(bytes.as_slice()).expect("CompactionResponse"))
@@ -80,61 +64,37 @@ impl Kv {
 
     /// A range through `apply` (a range proposed through raft) — must agree with `range`.
     pub fn range_applied(&mut self, req: RangeRequest) -> Result<RangeResponse, String> {
-        let bytes = self.apply_raw(InternalRaftRequest {
-            range: Some(req),
-            ..Default::default()
-        })?;
+        let bytes = self.apply_raw(InternalRaftRequest { range: Some(req), ..Default::default() })?;
         Ok(RangeResponse::decode(bytes.as_slice()).expect("RangeResponse"))
     }
 
     pub fn get(&self, key: &str) -> Option<KeyValue> {
-        let resp = self
-            .range(RangeRequest {
-                key: key.into(),
-                ..Default::default()
-            })
-            .expect("get");
+        let resp = self.range(RangeRequest { key: key.into(), ..Default::default() }).expect("get");
         assert!(resp.kvs.len() <= 1);
         resp.kvs.into_iter().next()
     }
 
     pub fn get_at(&self, key: &str, revision: i64) -> Result<Option<KeyValue>, String> {
-        let resp = self.range(RangeRequest {
-            key: key.into(),
-            revision,
-            ..Default::default()
-        })?;
+        let resp = self.range(RangeRequest { key: key.into(), revision, ..Default::default() })?;
         Ok(resp.kvs.into_iter().next())
     }
 
     /// Keys of a range, as strings.
     pub fn keys(&self, req: RangeRequest) -> Vec<String> {
-        self.range(req)
-            .expect("range")
-            .kvs
-            .iter()
-            .map(|kv| s(&kv.key))
-            .collect()
+        self.range(req).expect("range").kvs.iter().map(|kv| s(&kv.key)).collect()
     }
 
     /// The current revision, from a range's header.
     pub fn rev(&self) -> i64 {
-        self.range(RangeRequest {
-            key: b"\0".to_vec(),
-            ..Default::default()
-        })
-        .expect("range")
-        .header
-        .expect("header")
-        .revision
+        self.range(RangeRequest { key: b"\0".to_vec(), ..Default::default() })
+            .expect("range")
+            .header
+            .expect("header")
+            .revision
     }
 
     pub fn events(&self) -> Vec<Event> {
-        self.h
-            .events()
-            .iter()
-            .map(|(_, e)| Event::decode(e.as_slice()).expect("Event"))
-            .collect()
+        self.h.events().iter().map(|(_, e)| Event::decode(e.as_slice()).expect("Event")).collect()
     }
 
     /// A snapshot of the raw keyspace, to check that failed entries change nothing.
@@ -148,56 +108,33 @@ pub fn s(b: &[u8]) -> String {
 }
 
 pub fn put_req(key: &str, value: &str) -> PutRequest {
-    PutRequest {
-        key: key.into(),
-        value: value.into(),
-        ..Default::default()
-    }
+    PutRequest { key: key.into(), value: value.into(), ..Default::default() }
 }
 
 pub fn range_req(key: &str, range_end: &str) -> RangeRequest {
-    RangeRequest {
-        key: key.into(),
-        range_end: range_end.into(),
-        ..Default::default()
-    }
+    RangeRequest { key: key.into(), range_end: range_end.into(), ..Default::default() }
 }
 
 pub fn mkv(key: &str, value: &str, create: i64, modr: i64, version: i64) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: value.into(),
-        create_revision: create,
-        mod_revision: modr,
-        version,
-        lease: 0,
-    }
+    KeyValue { key: key.into(), value: value.into(), create_revision: create, mod_revision: modr, version, lease: 0 }
 }
 
 // Txn operation builders.
 
 pub fn op_put(key: &str, value: &str) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestPut(put_req(key, value))),
-    }
+    RequestOp { request: Some(Request::RequestPut(put_req(key, value))) }
 }
 
 pub fn op_put_req(req: PutRequest) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestPut(req)),
-    }
+    RequestOp { request: Some(Request::RequestPut(req)) }
 }
 
 pub fn op_get(key: &str, range_end: &str) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestRange(range_req(key, range_end))),
-    }
+    RequestOp { request: Some(Request::RequestRange(range_req(key, range_end))) }
 }
 
 pub fn op_range(req: RangeRequest) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestRange(req)),
-    }
+    RequestOp { request: Some(Request::RequestRange(req)) }
 }
 
 pub fn op_delete(key: &str, range_end: &str, prev_kv: bool) -> RequestOp {
@@ -211,9 +148,7 @@ pub fn op_delete(key: &str, range_end: &str, prev_kv: bool) -> RequestOp {
 }
 
 pub fn op_txn(txn: TxnRequest) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestTxn(txn)),
-    }
+    RequestOp { request: Some(Request::RequestTxn(txn)) }
 }
 
 pub fn cmp(key: &str, target: CompareTarget, result: CompareResult, union: TargetUnion) -> Compare {
@@ -227,21 +162,11 @@ pub fn cmp(key: &str, target: CompareTarget, result: CompareResult, union: Targe
 }
 
 pub fn cmp_version(key: &str, result: CompareResult, version: i64) -> Compare {
-    cmp(
-        key,
-        CompareTarget::Version,
-        result,
-        TargetUnion::Version(version),
-    )
+    cmp(key, CompareTarget::Version, result, TargetUnion::Version(version))
 }
 
 pub fn cmp_value(key: &str, result: CompareResult, value: &str) -> Compare {
-    cmp(
-        key,
-        CompareTarget::Value,
-        result,
-        TargetUnion::Value(value.into()),
-    )
+    cmp(key, CompareTarget::Value, result, TargetUnion::Value(value.into()))
 }
 
 // Response accessors.

@@ -47,14 +47,7 @@ fn reads_below_the_compaction_fail_and_at_it_see_the_newest_versions() {
     kv.put("a", "3"); // 7
     kv.compact(5).unwrap();
     assert_eq!(kv.get_at("a", 4).unwrap_err(), COMPACTED);
-    assert_eq!(
-        kv.range(RangeRequest {
-            revision: 1,
-            ..range_req("a", "z")
-        })
-        .unwrap_err(),
-        COMPACTED
-    );
+    assert_eq!(kv.range(RangeRequest { revision: 1, ..range_req("a", "z") }).unwrap_err(), COMPACTED);
     assert_eq!(kv.get_at("a", 5).unwrap(), Some(mkv("a", "2", 2, 4, 2)));
     assert_eq!(kv.get_at("b", 5).unwrap(), None);
     assert_eq!(kv.get_at("a", 6).unwrap(), Some(mkv("a", "2", 2, 4, 2)));
@@ -82,15 +75,7 @@ fn compacting_to_the_current_revision_keeps_exactly_the_live_keys() {
     kv.compact(rev).unwrap();
     assert_eq!(count_prefix(&kv, INDEX), live.len());
     assert_eq!(count_prefix(&kv, REVISIONS), live.len());
-    assert_eq!(
-        kv.range(RangeRequest {
-            revision: rev,
-            ..range_req("k", "l")
-        })
-        .unwrap()
-        .kvs,
-        live
-    );
+    assert_eq!(kv.range(RangeRequest { revision: rev, ..range_req("k", "l") }).unwrap().kvs, live);
     assert_eq!(kv.range(range_req("k", "l")).unwrap().kvs, live);
 }
 
@@ -140,19 +125,13 @@ fn transactions_check_range_revisions_against_the_compaction() {
     kv.put("a", "3"); // 4
     kv.compact(3).unwrap();
     let txn = |rev: i64| TxnRequest {
-        success: vec![op_range(RangeRequest {
-            revision: rev,
-            ..range_req("a", "")
-        })],
+        success: vec![op_range(RangeRequest { revision: rev, ..range_req("a", "") })],
         ..Default::default()
     };
     assert_eq!(kv.txn(txn(2)).unwrap_err(), COMPACTED);
     assert_eq!(kv.txn(txn(5)).unwrap_err(), FUTURE_REV);
     let resp = kv.txn(txn(3)).unwrap();
-    assert_eq!(
-        as_range(&resp.responses[0]).kvs,
-        vec![mkv("a", "2", 2, 3, 2)]
-    );
+    assert_eq!(as_range(&resp.responses[0]).kvs, vec![mkv("a", "2", 2, 3, 2)]);
     // etcd quirk: inside a txn a negative revision is "below the compaction", not "current".
     assert_eq!(kv.txn(txn(-1)).unwrap_err(), COMPACTED);
     // ... while a plain range reads the current revision.
@@ -164,10 +143,7 @@ fn negative_revisions_in_a_txn_before_any_compaction() {
     let mut kv = Kv::new();
     kv.put("a", "1");
     let txn = |rev: i64| TxnRequest {
-        success: vec![op_range(RangeRequest {
-            revision: rev,
-            ..range_req("a", "")
-        })],
+        success: vec![op_range(RangeRequest { revision: rev, ..range_req("a", "") })],
         ..Default::default()
     };
     // compacted is -1 before any compaction: -1 passes, -2 does not.

@@ -12,18 +12,8 @@ fn load() -> Kv {
     kv
 }
 
-fn delete(
-    kv: &mut Kv,
-    key: &str,
-    end: &str,
-    prev_kv: bool,
-) -> wasmraft_proto::etcdserverpb::DeleteRangeResponse {
-    kv.delete_req(DeleteRangeRequest {
-        key: key.into(),
-        range_end: end.into(),
-        prev_kv,
-    })
-    .unwrap()
+fn delete(kv: &mut Kv, key: &str, end: &str, prev_kv: bool) -> wasmraft_proto::etcdserverpb::DeleteRangeResponse {
+    kv.delete_req(DeleteRangeRequest { key: key.into(), range_end: end.into(), prev_kv }).unwrap()
 }
 
 #[test]
@@ -44,10 +34,7 @@ fn a_range_and_from_key() {
     assert_eq!(kv.keys(range_req("\0", "\0")), ["a", "d", "e"]);
     let resp = delete(&mut kv, "d", "\0", true);
     assert_eq!((resp.deleted, revision_of(&resp.header)), (2, 8));
-    assert_eq!(
-        resp.prev_kvs,
-        vec![mkv("d", "d", 5, 5, 1), mkv("e", "e", 6, 6, 1)]
-    );
+    assert_eq!(resp.prev_kvs, vec![mkv("d", "d", 5, 5, 1), mkv("e", "e", 6, 6, 1)]);
     assert_eq!(kv.keys(range_req("\0", "\0")), ["a"]);
     // All deleted keys share the revision, with sub revisions in key order.
     assert_eq!(kv.get_at("b", 6).unwrap(), Some(mkv("b", "b", 3, 3, 1)));
@@ -66,12 +53,7 @@ fn deleting_everything_in_many_pages() {
     assert!(resp.prev_kvs.windows(2).all(|w| w[0].key < w[1].key));
     assert_eq!(kv.range(range_req("\0", "\0")).unwrap().count, 0);
     assert_eq!(
-        kv.range(wasmraft_proto::etcdserverpb::RangeRequest {
-            revision: 61,
-            ..range_req("\0", "\0")
-        })
-        .unwrap()
-        .count,
+        kv.range(wasmraft_proto::etcdserverpb::RangeRequest { revision: 61, ..range_req("\0", "\0") }).unwrap().count,
         60
     );
 }
@@ -80,10 +62,7 @@ fn deleting_everything_in_many_pages() {
 fn nothing_to_delete() {
     let mut kv = load();
     let resp = delete(&mut kv, "x", "z", true);
-    assert_eq!(
-        (resp.deleted, revision_of(&resp.header), resp.prev_kvs.len()),
-        (0, 6, 0)
-    );
+    assert_eq!((resp.deleted, revision_of(&resp.header), resp.prev_kvs.len()), (0, 6, 0));
     let resp = delete(&mut kv, "c", "a", true);
     assert_eq!((resp.deleted, revision_of(&resp.header)), (0, 6));
 }

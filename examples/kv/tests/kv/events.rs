@@ -7,21 +7,13 @@ use wasmraft_proto::mvccpb::{Event, KeyValue};
 use crate::common::*;
 
 fn put_event(kv: KeyValue, prev: Option<KeyValue>) -> Event {
-    Event {
-        r#type: EventType::Put as i32,
-        kv: Some(kv),
-        prev_kv: prev,
-    }
+    Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev }
 }
 
 fn delete_event(key: &str, rev: i64, prev: Option<KeyValue>) -> Event {
     Event {
         r#type: EventType::Delete as i32,
-        kv: Some(KeyValue {
-            key: key.into(),
-            mod_revision: rev,
-            ..Default::default()
-        }),
+        kv: Some(KeyValue { key: key.into(), mod_revision: rev, ..Default::default() }),
         prev_kv: prev,
     }
 }
@@ -101,17 +93,7 @@ fn reads_compactions_failures_and_no_op_deletes_emit_nothing() {
     kv.range_applied(range_req("k", "")).unwrap();
     kv.delete("zz", "");
     kv.compact(2).unwrap();
-    kv.txn(TxnRequest {
-        success: vec![op_get("k", "")],
-        ..Default::default()
-    })
-    .unwrap();
-    assert!(
-        kv.put_req(PutRequest {
-            lease: 1,
-            ..put_req("k", "w")
-        })
-        .is_err()
-    );
+    kv.txn(TxnRequest { success: vec![op_get("k", "")], ..Default::default() }).unwrap();
+    assert!(kv.put_req(PutRequest { lease: 1, ..put_req("k", "w") }).is_err());
     assert_eq!(kv.events().len(), 1);
 }

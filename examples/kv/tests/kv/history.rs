@@ -24,12 +24,7 @@ fn a_key_reads_as_it_was() {
     assert_eq!(kv.get_at("k", 6).unwrap(), Some(mkv("k", "v3", 6, 6, 1)));
     assert_eq!(kv.get_at("k", 7).unwrap_err(), FUTURE_REV);
     // The header always carries the current revision.
-    let resp = kv
-        .range(RangeRequest {
-            revision: 2,
-            ..range_req("k", "")
-        })
-        .unwrap();
+    let resp = kv.range(RangeRequest { revision: 2, ..range_req("k", "") }).unwrap();
     assert_eq!(revision_of(&resp.header), 6);
 }
 
@@ -43,14 +38,7 @@ fn a_past_range_counts_and_limits_at_that_revision() {
     for i in 0..20 {
         kv.put(&format!("k{i:02}"), "b"); // 23..=42
     }
-    let at = |rev: i64, limit: i64| {
-        kv.range(RangeRequest {
-            revision: rev,
-            limit,
-            ..range_req("k", "l")
-        })
-        .unwrap()
-    };
+    let at = |rev: i64, limit: i64| kv.range(RangeRequest { revision: rev, limit, ..range_req("k", "l") }).unwrap();
     assert_eq!(at(11, 0).count, 10);
     assert_eq!(at(21, 0).count, 20);
     assert_eq!(at(22, 0).count, 15);
@@ -72,9 +60,7 @@ struct Model {
 
 impl Model {
     fn new() -> Self {
-        Model {
-            states: vec![BTreeMap::new(), BTreeMap::new()],
-        }
+        Model { states: vec![BTreeMap::new(), BTreeMap::new()] }
     }
 
     fn current(&self) -> i64 {
@@ -110,17 +96,12 @@ impl Model {
     }
 
     fn range(&self, rev: i64, start: &str, end: &str) -> Vec<KeyValue> {
-        self.states[rev as usize]
-            .range(start.to_string()..end.to_string())
-            .map(|(_, kv)| kv.clone())
-            .collect()
+        self.states[rev as usize].range(start.to_string()..end.to_string()).map(|(_, kv)| kv.clone()).collect()
     }
 }
 
 fn lcg(seed: &mut u64) -> u64 {
-    *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     *seed >> 33
 }
 
@@ -140,11 +121,7 @@ fn every_revision_matches_a_model() {
                 .map(|i| {
                     (
                         key(lcg(&mut seed)),
-                        if lcg(&mut seed).is_multiple_of(3) {
-                            None
-                        } else {
-                            Some(format!("t{step}.{i}"))
-                        },
+                        if lcg(&mut seed).is_multiple_of(3) { None } else { Some(format!("t{step}.{i}")) },
                     )
                 })
                 .collect(),
@@ -163,46 +140,23 @@ fn every_revision_matches_a_model() {
                 Some(v) => op_put(k, v),
                 None => op_delete(k, "", false),
             });
-            kv.txn(TxnRequest {
-                success: success.collect(),
-                ..Default::default()
-            })
-            .unwrap();
+            kv.txn(TxnRequest { success: success.collect(), ..Default::default() }).unwrap();
         }
         model.write(&ops);
         assert_eq!(kv.rev(), model.current(), "step {step}");
     }
 
-    let spans = [
-        ("k", "l"),
-        ("k1", "k2"),
-        ("k3", "k3\0"),
-        ("k10", "k5"),
-        ("a", "z"),
-    ];
+    let spans = [("k", "l"), ("k1", "k2"), ("k3", "k3\0"), ("k10", "k5"), ("a", "z")];
     let check = |kv: &Kv, from: i64| {
         for rev in from..=model.current() {
             for (start, end) in spans {
-                let resp = kv
-                    .range(RangeRequest {
-                        revision: rev,
-                        ..range_req(start, end)
-                    })
-                    .unwrap();
-                assert_eq!(
-                    resp.kvs,
-                    model.range(rev, start, end),
-                    "rev {rev} [{start}, {end})"
-                );
+                let resp = kv.range(RangeRequest { revision: rev, ..range_req(start, end) }).unwrap();
+                assert_eq!(resp.kvs, model.range(rev, start, end), "rev {rev} [{start}, {end})");
                 assert_eq!(resp.count as usize, resp.kvs.len());
             }
             for n in 0..12 {
                 let k = format!("k{n}");
-                assert_eq!(
-                    kv.get_at(&k, rev).unwrap(),
-                    model.range(rev, &k, &format!("{k}\0")).pop(),
-                    "rev {rev} {k}"
-                );
+                assert_eq!(kv.get_at(&k, rev).unwrap(), model.range(rev, &k, &format!("{k}\0")).pop(), "rev {rev} {k}");
             }
         }
     };

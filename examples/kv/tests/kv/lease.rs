@@ -9,32 +9,23 @@ use wasmraft_proto::wasmraft::v1::{KvQuery, LeaseRecord, LeaseTableRequest, Leas
 use crate::common::*;
 
 fn grant(kv: &mut Kv, id: i64, ttl: i64) -> Result<LeaseGrantResponse, String> {
-    let bytes = kv.apply_raw(InternalRaftRequest {
-        lease_grant: Some(LeaseGrantRequest { ttl, id }),
-        ..Default::default()
-    })?;
+    let bytes =
+        kv.apply_raw(InternalRaftRequest { lease_grant: Some(LeaseGrantRequest { ttl, id }), ..Default::default() })?;
     Ok(LeaseGrantResponse::decode(bytes.as_slice()).unwrap())
 }
 
 fn revoke(kv: &mut Kv, id: i64) -> Result<LeaseRevokeResponse, String> {
-    let bytes = kv.apply_raw(InternalRaftRequest {
-        lease_revoke: Some(LeaseRevokeRequest { id }),
-        ..Default::default()
-    })?;
+    let bytes =
+        kv.apply_raw(InternalRaftRequest { lease_revoke: Some(LeaseRevokeRequest { id }), ..Default::default() })?;
     Ok(LeaseRevokeResponse::decode(bytes.as_slice()).unwrap())
 }
 
 fn put_lease(kv: &mut Kv, key: &str, lease: i64) -> Result<PutResponse, String> {
-    kv.put_req(PutRequest {
-        lease,
-        ..put_req(key, "v")
-    })
+    kv.put_req(PutRequest { lease, ..put_req(key, "v") })
 }
 
 fn ttl_query(kv: &Kv, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse, String> {
-    let q = KvQuery {
-        request: Some(kv_query::Request::LeaseTimeToLive(LeaseTimeToLiveRequest { id, keys })),
-    };
+    let q = KvQuery { request: Some(kv_query::Request::LeaseTimeToLive(LeaseTimeToLiveRequest { id, keys })) };
     let bytes = kv.h.query(&q.encode_to_vec())?;
     Ok(LeaseTimeToLiveResponse::decode(bytes.as_slice()).unwrap())
 }
@@ -44,9 +35,7 @@ fn attached(kv: &Kv, id: i64) -> Vec<String> {
 }
 
 fn table(kv: &Kv) -> Vec<LeaseRecord> {
-    let q = KvQuery {
-        request: Some(kv_query::Request::LeaseTable(LeaseTableRequest {})),
-    };
+    let q = KvQuery { request: Some(kv_query::Request::LeaseTable(LeaseTableRequest {})) };
     let bytes = kv.h.query(&q.encode_to_vec()).unwrap();
     LeaseTableResponse::decode(bytes.as_slice()).unwrap().leases
 }
@@ -59,10 +48,7 @@ fn grant_records_the_lease_and_refuses_it_twice() {
     assert_eq!((resp.id, resp.ttl, revision_of(&resp.header)), (7, 30, 2));
     assert_eq!(grant(&mut kv, 7, 10).unwrap_err(), "etcdserver: lease already exists");
     assert_eq!(grant(&mut kv, 0, 10).unwrap_err(), "etcdserver: requested lease not found");
-    assert_eq!(
-        grant(&mut kv, 8, 9_000_000_001).unwrap_err(),
-        "etcdserver: too large lease TTL"
-    );
+    assert_eq!(grant(&mut kv, 8, 9_000_000_001).unwrap_err(), "etcdserver: too large lease TTL");
     grant(&mut kv, 8, 9_000_000_000).unwrap();
     // A grant changes no revision.
     assert_eq!(kv.rev(), 2);
@@ -106,10 +92,7 @@ fn puts_attach_move_and_detach_keys() {
     assert_eq!(attached(&kv, 1), ["d"]);
     kv.delete("\0", "\0");
     assert!(attached(&kv, 1).is_empty() && attached(&kv, 2).is_empty());
-    assert_eq!(
-        put_lease(&mut kv, "e", 3).unwrap_err(),
-        "etcdserver: requested lease not found"
-    );
+    assert_eq!(put_lease(&mut kv, "e", 3).unwrap_err(), "etcdserver: requested lease not found");
 }
 
 #[test]
@@ -133,19 +116,13 @@ fn revoke_deletes_attached_keys_in_one_revision() {
         .collect();
     assert_eq!(
         got,
-        vec![
-            (EventType::Delete as i32, "k1".into(), 5, Some(5)),
-            (EventType::Delete as i32, "k2".into(), 5, Some(5)),
-        ]
+        vec![(EventType::Delete as i32, "k1".into(), 5, Some(5)), (EventType::Delete as i32, "k2".into(), 5, Some(5)),]
     );
     assert!(kv.get("k1").is_none() && kv.get("k2").is_none());
     assert_eq!(kv.get("other").unwrap().value, b"x");
     assert!(table(&kv).is_empty());
     assert_eq!(revoke(&mut kv, 5).unwrap_err(), "etcdserver: requested lease not found");
-    assert_eq!(
-        put_lease(&mut kv, "k1", 5).unwrap_err(),
-        "etcdserver: requested lease not found"
-    );
+    assert_eq!(put_lease(&mut kv, "k1", 5).unwrap_err(), "etcdserver: requested lease not found");
     // A lease without keys: revoked without a new revision.
     grant(&mut kv, 6, 60).unwrap();
     assert_eq!(revision_of(&revoke(&mut kv, 6).unwrap().header), 5);

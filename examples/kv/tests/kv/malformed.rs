@@ -22,12 +22,7 @@ fn undecodable_commands_and_queries_are_errors() {
 #[test]
 fn an_empty_request_is_an_error() {
     let mut kv = Kv::new();
-    let err = kv
-        .apply_raw(InternalRaftRequest {
-            id: 7,
-            ..Default::default()
-        })
-        .unwrap_err();
+    let err = kv.apply_raw(InternalRaftRequest { id: 7, ..Default::default() }).unwrap_err();
     assert!(err.contains("no request"), "{err}");
 }
 
@@ -35,33 +30,15 @@ fn an_empty_request_is_an_error() {
 fn requests_for_other_services_are_not_supported_yet() {
     let mut kv = Kv::new();
     let cases = [
+        (InternalRaftRequest { alarm: Some(AlarmRequest::default()), ..Default::default() }, "alarm"),
+        (InternalRaftRequest { auth_enable: Some(AuthEnableRequest::default()), ..Default::default() }, "auth_enable"),
         (
-            InternalRaftRequest {
-                alarm: Some(AlarmRequest::default()),
-                ..Default::default()
-            },
-            "alarm",
-        ),
-        (
-            InternalRaftRequest {
-                auth_enable: Some(AuthEnableRequest::default()),
-                ..Default::default()
-            },
-            "auth_enable",
-        ),
-        (
-            InternalRaftRequest {
-                auth_user_add: Some(AuthUserAddRequest::default()),
-                ..Default::default()
-            },
+            InternalRaftRequest { auth_user_add: Some(AuthUserAddRequest::default()), ..Default::default() },
             "auth_user_add",
         ),
     ];
     for (req, name) in cases {
-        assert_eq!(
-            kv.apply_raw(req).unwrap_err(),
-            format!("wasmraft: the etcd-kv guest does not support {name} yet")
-        );
+        assert_eq!(kv.apply_raw(req).unwrap_err(), format!("wasmraft: the etcd-kv guest does not support {name} yet"));
     }
 }
 
@@ -74,22 +51,15 @@ fn odd_but_decodable_requests_do_not_panic() {
     assert!(kv.range(RangeRequest::default()).is_ok());
     kv.delete_req(DeleteRangeRequest::default()).unwrap();
     // Huge and negative numbers everywhere.
-    let r = RangeRequest {
-        limit: i64::MIN,
-        min_mod_revision: -1,
-        max_create_revision: i64::MAX,
-        ..range_req("\0", "\0")
-    };
+    let r =
+        RangeRequest { limit: i64::MIN, min_mod_revision: -1, max_create_revision: i64::MAX, ..range_req("\0", "\0") };
     assert!(kv.range(r).is_ok());
     assert!(kv.compact(i64::MIN).is_err());
     assert!(kv.compact(i64::MAX).is_err());
     // Deep nesting within prost's recursion limit.
     let mut t = TxnRequest::default();
     for _ in 0..20 {
-        t = TxnRequest {
-            success: vec![op_txn(t)],
-            ..Default::default()
-        };
+        t = TxnRequest { success: vec![op_txn(t)], ..Default::default() };
     }
     assert!(kv.txn(t).unwrap().succeeded);
 }
@@ -99,29 +69,12 @@ fn a_damaged_store_is_an_error_not_a_panic() {
     let mut kv = Kv::new();
     kv.put("k", "v");
     kv.h.store_mut().put(&live_key(b"k"), b"\xff\xff");
-    assert!(
-        kv.range(range_req("k", ""))
-            .unwrap_err()
-            .contains("corrupt")
-    );
-    assert!(
-        kv.put_req(PutRequest {
-            prev_kv: true,
-            ..put_req("k", "w")
-        })
-        .unwrap_err()
-        .contains("corrupt")
-    );
+    assert!(kv.range(range_req("k", "")).unwrap_err().contains("corrupt"));
+    assert!(kv.put_req(PutRequest { prev_kv: true, ..put_req("k", "w") }).unwrap_err().contains("corrupt"));
     kv.h.store_mut().put(META_REVISION, b"short");
     assert!(
-        kv.h.apply(
-            &InternalRaftRequest {
-                put: Some(put_req("x", "y")),
-                ..Default::default()
-            }
-            .encode_to_vec()
-        )
-        .unwrap_err()
-        .contains("corrupt")
+        kv.h.apply(&InternalRaftRequest { put: Some(put_req("x", "y")), ..Default::default() }.encode_to_vec())
+            .unwrap_err()
+            .contains("corrupt")
     );
 }

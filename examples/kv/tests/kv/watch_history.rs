@@ -10,9 +10,7 @@ use wasmraft_proto::wasmraft::v1::{KvQuery, WatchHistoryRequest, WatchHistoryRes
 use crate::common::*;
 
 fn history(kv: &Kv, req: WatchHistoryRequest) -> WatchHistoryResponse {
-    let q = KvQuery {
-        request: Some(kv_query::Request::WatchHistory(req)),
-    };
+    let q = KvQuery { request: Some(kv_query::Request::WatchHistory(req)) };
     let bytes = kv.h.query(&q.encode_to_vec()).expect("watch history");
     WatchHistoryResponse::decode(bytes.as_slice()).expect("WatchHistoryResponse")
 }
@@ -49,12 +47,8 @@ fn sample() -> Kv {
     kv.delete("a", ""); // 5
     kv.txn(TxnRequest {
         success: vec![
-            RequestOp {
-                request: Some(Request::RequestPut(put_req("b", "2"))),
-            },
-            RequestOp {
-                request: Some(Request::RequestPut(put_req("c", "1"))),
-            },
+            RequestOp { request: Some(Request::RequestPut(put_req("b", "2"))) },
+            RequestOp { request: Some(Request::RequestPut(put_req("c", "1"))) },
         ],
         ..Default::default()
     })

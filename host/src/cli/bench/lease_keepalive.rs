@@ -86,7 +86,8 @@ pub async fn run(a: &LeaseKeepaliveArgs) -> Result<Finished, CliError> {
         }
         ids
     };
-    let outcome = runner::run(&plan, streams, |ka: Arc<Mutex<KeepAlive>>, _| async move { ka.lock().await.renew().await }).await;
+    let outcome =
+        runner::run(&plan, streams, |ka: Arc<Mutex<KeepAlive>>, _| async move { ka.lock().await.renew().await }).await;
     // Best effort: a lease left behind expires after --ttl anyway.
     for (mut lease, id) in leases.into_iter().zip(ids) {
         let _ = lease.lease_revoke(LeaseRevokeRequest { id }).await;

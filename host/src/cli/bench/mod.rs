@@ -176,9 +176,8 @@ fn finish(name: &str, f: &Finished, common: &Common) -> Result<(), CliError> {
     let write = |out: &mut std::io::StdoutLock, s: &str| out.write_all(s.as_bytes()).and_then(|()| out.flush());
     write(&mut out, &text).map_err(|e| CliError::new(EXIT_IO, format!("writing to stdout: {e}")))?;
     match &common.json {
-        Some(p) if p.as_os_str() == "-" => {
-            write(&mut out, &format!("{json}\n")).map_err(|e| CliError::new(EXIT_IO, format!("writing to stdout: {e}")))?
-        }
+        Some(p) if p.as_os_str() == "-" => write(&mut out, &format!("{json}\n"))
+            .map_err(|e| CliError::new(EXIT_IO, format!("writing to stdout: {e}")))?,
         Some(p) => std::fs::write(p, format!("{json}\n"))
             .map_err(|e| CliError::new(EXIT_IO, format!("writing {}: {e}", p.display())))?,
         None => {}
@@ -313,7 +312,8 @@ mod tests {
 
     #[test]
     fn key_space_fits_the_key_size() {
-        let flags = |size, space| KeyFlags { key_size: size, val_size: 8, key_space_size: space, sequential_keys: false };
+        let flags =
+            |size, space| KeyFlags { key_size: size, val_size: 8, key_space_size: space, sequential_keys: false };
         assert_eq!(flags(8, None).space(1).unwrap(), 1);
         assert_eq!(flags(3, Some(1000)).space(1).unwrap(), 1000);
         assert_eq!(flags(3, Some(1001)).space(1).unwrap_err().code, EXIT_INVALID_INPUT);

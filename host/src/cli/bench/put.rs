@@ -13,7 +13,11 @@ pub async fn run(a: &KvArgs) -> Result<Finished, CliError> {
     let clients = runner::clients(&a.common, a.load.clients, KvClient::new).await?;
     let (keys, value, seed) = (a.keys.clone(), vec![b'v'; a.keys.val_size], seed());
     let outcome = runner::run(&plan, clients, move |mut kv, i| {
-        let request = PutRequest { key: key(keys.index(i, space, seed), keys.key_size), value: value.clone(), ..Default::default() };
+        let request = PutRequest {
+            key: key(keys.index(i, space, seed), keys.key_size),
+            value: value.clone(),
+            ..Default::default()
+        };
         async move { kv.put(request).await.map(|_| ()) }
     })
     .await;

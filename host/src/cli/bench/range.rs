@@ -48,7 +48,11 @@ pub async fn run(a: &RangeArgs) -> Result<Finished, CliError> {
         fill(&a.kv.keys, space, clients.clone()).await?;
         let (keys, seed) = (a.kv.keys.clone(), seed());
         let outcome = runner::run(&plan, clients, move |mut kv, i| {
-            let request = RangeRequest { key: key(keys.index(i, space, seed), keys.key_size), serializable, ..Default::default() };
+            let request = RangeRequest {
+                key: key(keys.index(i, space, seed), keys.key_size),
+                serializable,
+                ..Default::default()
+            };
             async move { kv.range(request).await.map(|_| ()) }
         })
         .await;

@@ -29,7 +29,8 @@ pub struct Latencies {
 impl Default for Latencies {
     fn default() -> Self {
         // Valid bounds (1 ≤ low, high ≥ 2 × low, 3 significant digits): cannot fail.
-        let hist = Histogram::new_with_bounds(1, MAX_MICROS, 3).unwrap_or_else(|_| unreachable!("valid histogram bounds"));
+        let hist =
+            Histogram::new_with_bounds(1, MAX_MICROS, 3).unwrap_or_else(|_| unreachable!("valid histogram bounds"));
         Self { hist, min: u64::MAX, max: 0 }
     }
 }
@@ -198,7 +199,16 @@ impl Outcome {
                 let _ = writeln!(out, "  {:.4} [{n}]\t|{bar}", secs(*upper as f64));
             }
             let _ = writeln!(out, "\nLatency distribution:");
-            for (label, q) in [("10%", 0.1), ("25%", 0.25), ("50%", 0.5), ("75%", 0.75), ("90%", 0.9), ("95%", 0.95), ("99%", 0.99), ("99.9%", 0.999)] {
+            for (label, q) in [
+                ("10%", 0.1),
+                ("25%", 0.25),
+                ("50%", 0.5),
+                ("75%", 0.75),
+                ("90%", 0.9),
+                ("95%", 0.95),
+                ("99%", 0.99),
+                ("99.9%", 0.999),
+            ] {
                 let _ = writeln!(out, "  {label} in {:.4} secs.", secs(self.latencies.quantile(q) as f64));
             }
         }
@@ -268,7 +278,10 @@ mod tests {
         assert_eq!(a.error_count(), 3);
         assert_eq!(a.errors["Unavailable: no leader"], 2);
         let text = a.summary("Summary");
-        assert!(text.contains("Error distribution:\n  [1]\tDeadlineExceeded: timeout\n  [2]\tUnavailable: no leader"), "{text}");
+        assert!(
+            text.contains("Error distribution:\n  [1]\tDeadlineExceeded: timeout\n  [2]\tUnavailable: no leader"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -308,7 +321,16 @@ mod tests {
     #[test]
     fn summary_looks_like_etcds() {
         let text = outcome([1_000, 2_000, 4_000]).summary("Summary");
-        for line in ["Summary:", "  Total:\t2.0000 secs.", "  Slowest:\t0.0040 secs.", "  Fastest:\t0.0010 secs.", "Requests/sec:\t1.5000", "Response time histogram:", "Latency distribution:", "  99.9% in 0.0040 secs."] {
+        for line in [
+            "Summary:",
+            "  Total:\t2.0000 secs.",
+            "  Slowest:\t0.0040 secs.",
+            "  Fastest:\t0.0010 secs.",
+            "Requests/sec:\t1.5000",
+            "Response time histogram:",
+            "Latency distribution:",
+            "  99.9% in 0.0040 secs.",
+        ] {
             assert!(text.contains(line), "{line:?} missing in\n{text}");
         }
     }

@@ -62,7 +62,10 @@ pub const DEFAULT_TOTAL: u64 = 10_000;
 /// `--rate`-like flags: 0 means unlimited; negative or not a number is a usage error.
 pub fn rate(value: f64, flag: &str) -> Result<Option<f64>, CliError> {
     if !value.is_finite() || value < 0.0 {
-        return Err(CliError::new(EXIT_INVALID_INPUT, format!("--{flag} must be a number of requests per second, 0 for unlimited (got {value})")));
+        return Err(CliError::new(
+            EXIT_INVALID_INPUT,
+            format!("--{flag} must be a number of requests per second, 0 for unlimited (got {value})"),
+        ));
     }
     Ok((value > 0.0).then_some(value))
 }
@@ -227,7 +230,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn total_and_duration_stop_the_loops() {
-        let ok = |_: (), _: u64| async { tokio::time::sleep(Duration::from_millis(10)).await; Ok(()) };
+        let ok = |_: (), _: u64| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(())
+        };
         let plan = Plan::untimed(100);
         let out = run(&plan, vec![(); 4], ok).await;
         assert_eq!(out.count(), 100);
@@ -237,7 +243,8 @@ mod tests {
         let out = run(&plan, vec![(); 2], ok).await;
         assert_eq!(out.count(), 200);
 
-        let plan = Plan { stop: Stop::After(Duration::from_secs(2)), rate: Some(50.0), progress: ProgressBar::hidden() };
+        let plan =
+            Plan { stop: Stop::After(Duration::from_secs(2)), rate: Some(50.0), progress: ProgressBar::hidden() };
         let out = run(&plan, vec![(); 8], ok).await;
         assert!((99..=101).contains(&out.count()), "{}", out.count());
     }

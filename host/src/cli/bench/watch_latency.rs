@@ -21,7 +21,8 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::Streaming;
 use wasmraft_proto::etcdserverpb::{
-    PutRequest, WatchCreateRequest, WatchRequest, WatchResponse, kv_client::KvClient, watch_client::WatchClient, watch_request,
+    PutRequest, WatchCreateRequest, WatchRequest, WatchResponse, kv_client::KvClient, watch_client::WatchClient,
+    watch_request,
 };
 
 use super::report::{Latencies, Outcome};
@@ -81,7 +82,10 @@ struct Seen {
 
 pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
     if a.watchers == 0 || a.streams == 0 || a.put_total == 0 || a.put_clients == 0 {
-        return Err(CliError::new(EXIT_INVALID_INPUT, "--watchers, --streams, --put-total and --put-clients must be at least 1"));
+        return Err(CliError::new(
+            EXIT_INVALID_INPUT,
+            "--watchers, --streams, --put-total and --put-clients must be at least 1",
+        ));
     }
     let streams = a.streams.min(a.watchers);
     let rate = runner::rate(a.put_rate, "put-rate")?;
@@ -103,7 +107,8 @@ pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
         readers.push(tokio::spawn(read_events(responses, requests, mine, times.clone(), done_rx.clone())));
     }
 
-    let plan = Plan { stop: Stop::Total(a.put_total), rate, progress: runner::progress(&a.common, Stop::Total(a.put_total)) };
+    let plan =
+        Plan { stop: Stop::Total(a.put_total), rate, progress: runner::progress(&a.common, Stop::Total(a.put_total)) };
     let (value, t) = (vec![b'v'; a.val_size], times.clone());
     let puts_started = Instant::now();
     let puts = runner::run(&plan, vec![KvClient::new(put_conn); a.put_clients], move |mut kv, i| {
@@ -125,7 +130,8 @@ pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
     let mut events = Outcome::default();
     let (mut from_answer, mut before_answer) = (Latencies::default(), 0);
     for r in readers {
-        let seen = r.await.unwrap_or_else(|e| Seen { error: Some(format!("watch reader failed: {e}")), ..Default::default() });
+        let seen =
+            r.await.unwrap_or_else(|e| Seen { error: Some(format!("watch reader failed: {e}")), ..Default::default() });
         events.latencies.merge(&seen.from_sent);
         from_answer.merge(&seen.from_answer);
         before_answer += seen.before_answer;
@@ -165,7 +171,13 @@ pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
         a_s.max as f64 / 1e6,
         before_answer,
     );
-    Ok(Finished { title: "Watch latency summary (put sent → event received, per watcher)", outcome: events, params, extra, more })
+    Ok(Finished {
+        title: "Watch latency summary (put sent → event received, per watcher)",
+        outcome: events,
+        params,
+        extra,
+        more,
+    })
 }
 
 /// Opens one Watch stream with `watchers` watchers of [`PREFIX`] and waits until each is
@@ -210,7 +222,9 @@ async fn open_stream(
             }
             Some(r) if r.created => created += 1,
             Some(_) => {}
-            None => return Err(CliError::new(EXIT_SERVER_ERROR, "the watch stream ended before its watchers were created")),
+            None => {
+                return Err(CliError::new(EXIT_SERVER_ERROR, "the watch stream ended before its watchers were created"));
+            }
         }
     }
     let _ = queue.await;
@@ -257,7 +271,8 @@ async fn read_events(
         }
         let now = u64::try_from(times.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1;
         for e in &r.events {
-            let Some(slot) = e.kv.as_ref().and_then(|kv| put_number(&kv.key)).and_then(|i| usize::try_from(i).ok()) else {
+            let Some(slot) = e.kv.as_ref().and_then(|kv| put_number(&kv.key)).and_then(|i| usize::try_from(i).ok())
+            else {
                 continue;
             };
             let (Some(sent), Some(answered)) = (times.sent.get(slot), times.answered.get(slot)) else { continue };

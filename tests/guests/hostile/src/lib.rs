@@ -44,13 +44,8 @@ impl StateMachine for Hostile {
         GuestInfo::new("hostile", "0.1.0").with_api("wasmraft.test.hostile")
     }
 
-    fn apply(
-        _ctx: &ApplyContext,
-        store: &mut dyn Store,
-        command: &[u8],
-    ) -> Result<Vec<u8>, String> {
-        let command = std::str::from_utf8(command)
-            .map_err(|_| "hostile: command is not UTF-8".to_string())?;
+    fn apply(_ctx: &ApplyContext, store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {
+        let command = std::str::from_utf8(command).map_err(|_| "hostile: command is not UTF-8".to_string())?;
         let (verb, arg) = command.split_once(':').unwrap_or((command, ""));
         match verb {
             "ok" => {
@@ -96,9 +91,7 @@ impl StateMachine for Hostile {
                 }
                 Ok(std::hint::black_box(v).len().to_string().into_bytes())
             }
-            "global-inc" => Ok((ENTRIES_SEEN.fetch_add(1, Ordering::Relaxed) + 1)
-                .to_string()
-                .into_bytes()),
+            "global-inc" => Ok((ENTRIES_SEEN.fetch_add(1, Ordering::Relaxed) + 1).to_string().into_bytes()),
             "global-put" => {
                 let seen = ENTRIES_SEEN.fetch_add(1, Ordering::Relaxed) + 1;
                 let seen = seen.to_string().into_bytes();
@@ -123,8 +116,7 @@ impl StateMachine for Hostile {
     }
 
     fn query(store: &dyn ReadStore, request: &[u8]) -> Result<Vec<u8>, String> {
-        let request = std::str::from_utf8(request)
-            .map_err(|_| "hostile: request is not UTF-8".to_string())?;
+        let request = std::str::from_utf8(request).map_err(|_| "hostile: request is not UTF-8".to_string())?;
         let (verb, arg) = request.split_once(':').unwrap_or((request, ""));
         match verb {
             "put-in-query" => {
@@ -132,9 +124,7 @@ impl StateMachine for Hostile {
                 Ok(b"the host let a query write".to_vec())
             }
             "huge-result" => Ok(vec![b'x'; number(arg)?]),
-            "global-inc" => Ok((ENTRIES_SEEN.fetch_add(1, Ordering::Relaxed) + 1)
-                .to_string()
-                .into_bytes()),
+            "global-inc" => Ok((ENTRIES_SEEN.fetch_add(1, Ordering::Relaxed) + 1).to_string().into_bytes()),
             "script" => script(arg, None, Some(store)),
             _ => Err(format!("hostile: unknown query {verb:?}")),
         }
@@ -167,13 +157,11 @@ fn descend(levels: u64, salt: &[u8]) -> u64 {
 }
 
 fn pair(arg: &str) -> Result<(&str, &str), String> {
-    arg.split_once('=')
-        .ok_or_else(|| format!("hostile: expected <k>=<v>, got {arg:?}"))
+    arg.split_once('=').ok_or_else(|| format!("hostile: expected <k>=<v>, got {arg:?}"))
 }
 
 fn number(arg: &str) -> Result<usize, String> {
-    arg.parse()
-        .map_err(|_| format!("hostile: expected a number, got {arg:?}"))
+    arg.parse().map_err(|_| format!("hostile: expected a number, got {arg:?}"))
 }
 
 fn word(w: &str) -> &[u8] {
@@ -181,11 +169,7 @@ fn word(w: &str) -> &[u8] {
 }
 
 /// Runs store ops against the write store (apply) or the read store (query).
-fn script(
-    ops: &str,
-    mut write: Option<&mut dyn Store>,
-    read: Option<&dyn ReadStore>,
-) -> Result<Vec<u8>, String> {
+fn script(ops: &str, mut write: Option<&mut dyn Store>, read: Option<&dyn ReadStore>) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for op in ops.split(';').filter(|op| !op.trim().is_empty()) {
         let words: Vec<&str> = op.split_whitespace().collect();
@@ -195,53 +179,34 @@ fn script(
             (None, None) => return Err("hostile: no store".into()),
         };
         let line = match words.as_slice() {
-            ["get", k] => reader
-                .get(word(k))
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-                .unwrap_or_else(|| "none".into()),
+            ["get", k] => {
+                reader.get(word(k)).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_else(|| "none".into())
+            }
             ["scan", start, end, limit, dir] => {
                 let limit = number(limit)? as u32;
                 let page = reader.scan_page(word(start), word(end), limit, *dir == "rev");
                 let pairs: Vec<String> = page
                     .iter()
-                    .map(|(k, v)| {
-                        format!(
-                            "{}={}",
-                            String::from_utf8_lossy(k),
-                            String::from_utf8_lossy(v)
-                        )
-                    })
+                    .map(|(k, v)| format!("{}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v)))
                     .collect();
                 pairs.join(",")
             }
             ["put", k, v] => {
-                write
-                    .as_deref_mut()
-                    .ok_or("hostile: put in a query script")?
-                    .put(word(k), word(v));
+                write.as_deref_mut().ok_or("hostile: put in a query script")?.put(word(k), word(v));
                 "put".into()
             }
             ["del", k] => {
-                write
-                    .as_deref_mut()
-                    .ok_or("hostile: del in a query script")?
-                    .delete(word(k));
+                write.as_deref_mut().ok_or("hostile: del in a query script")?.delete(word(k));
                 "del".into()
             }
             ["bigput", klen, vlen] => {
                 let (k, v) = (vec![b'k'; number(klen)?], vec![b'v'; number(vlen)?]);
-                write
-                    .as_deref_mut()
-                    .ok_or("hostile: bigput in a query script")?
-                    .put(&k, &v);
+                write.as_deref_mut().ok_or("hostile: bigput in a query script")?.put(&k, &v);
                 "bigput".into()
             }
             ["emit", len] => {
                 let event = vec![b'e'; number(len)?];
-                write
-                    .as_deref_mut()
-                    .ok_or("hostile: emit in a query script")?
-                    .emit(&event);
+                write.as_deref_mut().ok_or("hostile: emit in a query script")?.emit(&event);
                 "emit".into()
             }
             ["pad", len] => "x".repeat(number(len)?),
@@ -264,13 +229,8 @@ mod tests {
         let mut h = Harness::<Hostile>::new();
         h.apply(b"ok:a=1").unwrap();
         h.apply(b"ok:c=3").unwrap();
-        let out = h
-            .apply(b"script:put b 2;del c;scan - - 0 fwd;scan - - 0 rev")
-            .unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "put\ndel\na=1,b=2\nb=2,a=1"
-        );
+        let out = h.apply(b"script:put b 2;del c;scan - - 0 fwd;scan - - 0 rev").unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "put\ndel\na=1,b=2\nb=2,a=1");
         assert!(h.apply(b"put-then-err").is_err());
         assert_eq!(h.query(b"script:get err").unwrap(), b"none");
     }
@@ -280,31 +240,16 @@ mod tests {
         // Natively the static lives on between calls, which is exactly the state a host must not
         // let through: on wasmraft every entry gets a fresh instance and stores `1`.
         let mut h = Harness::<Hostile>::new();
-        let first: u64 = String::from_utf8(h.apply(b"global-put:g1").unwrap())
-            .unwrap()
-            .parse()
-            .unwrap();
-        let second: u64 = String::from_utf8(h.apply(b"global-put:g2").unwrap())
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(
-            second > first,
-            "the static must carry over natively: {first} then {second}"
-        );
-        assert_eq!(
-            h.query(b"script:get g2").unwrap(),
-            second.to_string().into_bytes()
-        );
+        let first: u64 = String::from_utf8(h.apply(b"global-put:g1").unwrap()).unwrap().parse().unwrap();
+        let second: u64 = String::from_utf8(h.apply(b"global-put:g2").unwrap()).unwrap().parse().unwrap();
+        assert!(second > first, "the static must carry over natively: {first} then {second}");
+        assert_eq!(h.query(b"script:get g2").unwrap(), second.to_string().into_bytes());
     }
 
     #[test]
     fn emit_and_pad_script_ops() {
         let mut h = Harness::<Hostile>::new();
-        assert_eq!(
-            h.apply(b"script:put a 1;emit 3;pad 4").unwrap(),
-            b"put\nemit\nxxxx"
-        );
+        assert_eq!(h.apply(b"script:put a 1;emit 3;pad 4").unwrap(), b"put\nemit\nxxxx");
         assert!(h.query(b"script:emit 3").is_err(), "a query cannot emit");
     }
 }

@@ -14,10 +14,7 @@ pub struct KvBadMigrate;
 
 impl StateMachine for KvBadMigrate {
     fn info() -> GuestInfo {
-        GuestInfo {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            ..KvGuest::info()
-        }
+        GuestInfo { version: env!("CARGO_PKG_VERSION").to_string(), ..KvGuest::info() }
     }
 
     fn apply(ctx: &ApplyContext, store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {

@@ -24,10 +24,7 @@ pub struct KvGuestV2;
 
 impl StateMachine for KvGuestV2 {
     fn info() -> GuestInfo {
-        GuestInfo {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            ..KvGuest::info()
-        }
+        GuestInfo { version: env!("CARGO_PKG_VERSION").to_string(), ..KvGuest::info() }
     }
 
     fn apply(ctx: &ApplyContext, store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {
@@ -54,15 +51,9 @@ impl StateMachine for KvGuestV2 {
             ..Default::default()
         };
         // v1's apply ignores the context; the migration has no entry of its own to describe.
-        KvGuest::apply(&ApplyContext::default(), store, &put.encode_to_vec())
-            .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "etcd-kv {}: recording the upgrade from {}: {e}",
-                    env!("CARGO_PKG_VERSION"),
-                    from.version
-                )
-            })
+        KvGuest::apply(&ApplyContext::default(), store, &put.encode_to_vec()).map(|_| ()).map_err(|e| {
+            format!("etcd-kv {}: recording the upgrade from {}: {e}", env!("CARGO_PKG_VERSION"), from.version)
+        })
     }
 }
 
@@ -80,40 +71,24 @@ mod tests {
 
     fn put(h: &mut Harness<KvGuestV2>, key: &str, value: &str) -> i64 {
         let cmd = InternalRaftRequest {
-            put: Some(PutRequest {
-                key: key.into(),
-                value: value.into(),
-                ..Default::default()
-            }),
+            put: Some(PutRequest { key: key.into(), value: value.into(), ..Default::default() }),
             ..Default::default()
         };
-        let resp = PutResponse::decode(h.apply(&cmd.encode_to_vec()).expect("put").as_slice())
-            .expect("PutResponse");
+        let resp = PutResponse::decode(h.apply(&cmd.encode_to_vec()).expect("put").as_slice()).expect("PutResponse");
         resp.header.expect("header").revision
     }
 
     fn get(h: &Harness<KvGuestV2>, key: &str) -> Option<(String, i64)> {
-        let req = RangeRequest {
-            key: key.into(),
-            ..Default::default()
-        };
-        let resp = RangeResponse::decode(h.query(&req.encode_to_vec()).expect("range").as_slice())
-            .expect("RangeResponse");
-        resp.kvs.first().map(|kv| {
-            (
-                String::from_utf8_lossy(&kv.value).into_owned(),
-                kv.mod_revision,
-            )
-        })
+        let req = RangeRequest { key: key.into(), ..Default::default() };
+        let resp =
+            RangeResponse::decode(h.query(&req.encode_to_vec()).expect("range").as_slice()).expect("RangeResponse");
+        resp.kvs.first().map(|kv| (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision))
     }
 
     #[test]
     fn same_name_higher_version() {
         let (v1, v2) = (KvGuest::info(), KvGuestV2::info());
-        assert_eq!(
-            (v2.name.as_str(), v2.version.as_str(), &v2.apis),
-            (v1.name.as_str(), "0.2.0", &v1.apis)
-        );
+        assert_eq!((v2.name.as_str(), v2.version.as_str(), &v2.apis), (v1.name.as_str(), "0.2.0", &v1.apis));
     }
 
     #[test]
@@ -124,18 +99,14 @@ mod tests {
         let (value, marker) = get(&h, VERSION_KEY).expect("the version key");
         assert_eq!(value, "0.2.0");
         let after = put(&mut h, "b", "2");
-        assert!(
-            before < marker && marker < after,
-            "{before} < {marker} < {after}"
-        );
+        assert!(before < marker && marker < after, "{before} < {marker} < {after}");
     }
 
     #[test]
     fn a_new_cluster_or_another_guest_gets_no_marker() {
         let mut h = Harness::<KvGuestV2>::new();
         h.migrate(&GuestInfo::default()).expect("first guest");
-        h.migrate(&GuestInfo::new("counter", "0.1.0"))
-            .expect("forced from another guest");
+        h.migrate(&GuestInfo::new("counter", "0.1.0")).expect("forced from another guest");
         assert_eq!(get(&h, VERSION_KEY), None);
     }
 }

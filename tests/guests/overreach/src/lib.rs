@@ -33,11 +33,7 @@ struct Overreach;
 
 impl Guest for Overreach {
     fn info() -> GuestInfo {
-        GuestInfo {
-            name: "overreach".into(),
-            version: "0.1.0".into(),
-            apis: vec!["wasmraft.test.overreach".into()],
-        }
+        GuestInfo { name: "overreach".into(), version: "0.1.0".into(), apis: vec!["wasmraft.test.overreach".into()] }
     }
 
     fn apply(_ctx: ApplyContext, command: Vec<u8>) -> Result<Vec<u8>, String> {
