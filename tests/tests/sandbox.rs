@@ -504,10 +504,22 @@ fn max_recursion(endpoint: &str, limit: u64) -> u64 {
     ok
 }
 
-/// Every running member's deployment has this stack limit, as `guest status` shows it.
+/// Every running member's deployment has this stack limit, as `guest status` shows it, within
+/// a while: a member applies the deploy entry at its own pace, and one that had not compiled
+/// the module for this limit (the code counts the limit itself) compiles it then.
 fn assert_stack_limit(cluster: &mut Cluster, limit: u64) {
-    for s in cluster.guest_status().expect("guest status") {
-        assert_eq!(s.stack_bytes, limit, "member {}", s.member_name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = cluster.guest_status().expect("guest status");
+        if status.iter().all(|s| s.stack_bytes == limit) {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            for s in status {
+                assert_eq!(s.stack_bytes, limit, "member {}", s.member_name);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

@@ -1,8 +1,9 @@
 //! A member's wasmtime engines, configured for determinism, and the instance slots that bound
 //! how many guest instances run at once.
 //!
-//! One engine per Wasm stack limit in use: wasmtime takes that limit from the engine's
-//! configuration only, and it must be the deployment's (see [`GuestEngine::with_stack`]).
+//! One engine per Wasm stack limit in use: the guest counts its own stack against the
+//! deployment's limit, and wasmtime's native limit, which it takes from the engine's
+//! configuration only, is a backstop set from it (see [`GuestEngine::with_stack`]).
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 
@@ -94,10 +95,9 @@ impl GuestEngine {
     }
 
     /// An engine like this one whose guests get `stack_bytes` of Wasm stack, sharing its idle
-    /// query instances. wasmtime reads the limit from the engine's configuration when a call
-    /// enters Wasm and has no per-store setting, so a deployment's limit is its own engine;
-    /// compiled code does not depend on the limit, so a guest moves between engines without
-    /// compiling ([`super::Guest::on_engine`]).
+    /// query instances. The guest's code counts its stack against the limit itself (compiled
+    /// for it, [`super::Guest::on_engine`]); wasmtime's native limit, read from the engine's
+    /// configuration, is the backstop above it.
     pub fn with_stack(&self, stack_bytes: u64) -> anyhow::Result<Self> {
         super::limits::check_stack_bytes(stack_bytes).map_err(anyhow::Error::msg)?;
         Self::build(self.inner.config, stack_bytes, self.inner.idle_queries.clone())
@@ -111,8 +111,15 @@ impl GuestEngine {
         let max_instances = config.max_instances.max(CONTROL_SLOTS + 1);
         let with_stack = |pool_slots| {
             let mut c = base_config(pool_slots);
+            // The guest counts its own stack against `stack_bytes` (stack_limit.rs); wasmtime's
+            // native limit is only the backstop, far enough above it never to trip first.
             // Checked against STACK_BYTES_CHOICES, far below usize::MAX.
-            c.max_wasm_stack(usize::try_from(stack_bytes).unwrap_or(usize::MAX));
+            let backstop =
+                usize::try_from(super::stack_limit::native_backstop_bytes(stack_bytes)).unwrap_or(usize::MAX);
+            c.max_wasm_stack(backstop);
+            // wasmtime refuses a Wasm stack limit above its async stack size (2 MiB by default)
+            // even though guests never run on async stacks here.
+            c.async_stack_size(backstop.saturating_add(1 << 20));
             c
         };
         let (engine, pooled) = if config.pooling {

@@ -16,8 +16,9 @@ pub struct GuestLimits {
     /// entry may buffer in writes and events (see [`GuestLimits::pending_bytes_cap`]), because
     /// those are guest memory that merely lives on the host side until the entry commits.
     pub memory_bytes: u64,
-    /// The most native stack the guest's Wasm frames may take, in bytes (wasmtime's
-    /// `max_wasm_stack`): where a deep recursion traps. One of [`STACK_BYTES_CHOICES`].
+    /// The guest's Wasm stack limit, in bytes: where a deep recursion traps. Counted by the
+    /// guest's own code in slots of 8 bytes (`stack_limit.rs`), so the same on every member;
+    /// wasmtime's native limit is a backstop above it. One of [`STACK_BYTES_CHOICES`].
     pub stack_bytes: u64,
 }
 
@@ -49,10 +50,13 @@ pub const STACK_BYTES_CHOICES: [u64; 8] =
 /// The largest of [`STACK_BYTES_CHOICES`].
 pub const MAX_STACK_BYTES: u64 = STACK_BYTES_CHOICES[STACK_BYTES_CHOICES.len() - 1];
 
-/// Stack for a thread that runs guest code: the largest Wasm stack, plus room for the host
-/// frames under the call (the runtime, the request) and above it (host imports run on the
-/// same stack, past the guest's limit). Overrunning it is a crash, not a trap.
-pub const GUEST_THREAD_STACK_BYTES: usize = (MAX_STACK_BYTES + (4 << 20)) as usize;
+/// Stack for a thread that runs guest code: the largest native backstop (wasmtime's limit, a
+/// multiple of the counted one: `stack_limit.rs`), plus room for the host frames under the call
+/// (the runtime, the request) and above it (host imports run on the same stack, past the
+/// guest's limit). Overrunning it is a crash, not a trap. Only address space: a thread touches
+/// the pages its calls reach.
+pub const GUEST_THREAD_STACK_BYTES: usize =
+    (MAX_STACK_BYTES * super::stack_limit::BACKSTOP_FACTOR + (4 << 20)) as usize;
 
 /// Whether `stack_bytes` is a limit a deployment may set; the text says why not.
 pub fn check_stack_bytes(stack_bytes: u64) -> Result<(), String> {

@@ -22,6 +22,7 @@ mod host_store;
 pub mod limits;
 pub mod registry;
 pub mod runtime;
+pub mod stack_limit;
 #[cfg(test)]
 mod tests;
 

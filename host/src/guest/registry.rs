@@ -9,9 +9,10 @@
 //!
 //! [`prepare`]: GuestRegistry::prepare So every guest a member loads stays
 //! here, keyed by its sha256, and each set of limits a deployment asks for is the same compiled
-//! code with other budgets ([`Guest::with_limits`]), on the engine of its stack limit (one per
-//! limit in use, made when first needed; the code moves there without compiling,
-//! [`Guest::on_engine`]). Compiled code is also cached on disk (`member/guest-cache`), so a
+//! code with other budgets ([`Guest::with_limits`]), except for the stack limit: the code
+//! counts its own stack against it (`stack_limit.rs`), so each limit in use is the module
+//! compiled again for that limit, on an engine of its own whose native limit is the backstop
+//! (made when first needed, [`Guest::on_engine`]). Compiled code is also cached on disk (`member/guest-cache`), so a
 //! restart deserializes instead of compiling.
 
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ pub struct GuestRegistry {
     engines: Mutex<HashMap<u64, GuestEngine>>,
     cache_dir: PathBuf,
     /// Keyed by (module hash, limits); the entry with [`LOAD_LIMITS`] is the one compiled, and
-    /// [`load_limits`] of another stack limit is its copy on that limit's engine.
+    /// [`load_limits`] of another stack limit is it compiled for that limit, on its engine.
     loaded: Mutex<HashMap<LoadedKey, Arc<Guest>>>,
     /// One lock per module being compiled, so a swap entry that needs a module a background
     /// [`GuestRegistry::prepare`] is compiling waits for it instead of compiling it again.
@@ -119,7 +120,12 @@ impl GuestRegistry {
             }
         };
         if limits.stack_bytes != LOAD_LIMITS.stack_bytes {
-            let moved = base.on_engine(&self.engine_for(limits.stack_bytes)?, load_limits(limits.stack_bytes))?;
+            let moved = base.on_engine(
+                &self.engine_for(limits.stack_bytes)?,
+                wasm,
+                load_limits(limits.stack_bytes),
+                &self.cache_dir,
+            )?;
             self.loaded
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -130,17 +136,20 @@ impl GuestRegistry {
     }
 
     /// Starts compiling `wasm` on a thread of its own, so that a swap to it later finds it
-    /// compiled. Only a head start: failures are left for the swap entry to report.
-    pub fn prepare(self: &Arc<Self>, wasm: Vec<u8>) {
+    /// compiled: for the load limits and for `stack_bytes`, the stack limit the swap will most
+    /// likely keep (the active deployment's; the code counts it, so it is compiled in). Only a
+    /// head start: failures are left for the swap entry to report.
+    pub fn prepare(self: &Arc<Self>, wasm: Vec<u8>, stack_bytes: u64) {
         use sha2::Digest as _;
         let hash: [u8; 32] = sha2::Sha256::digest(&wasm).into();
-        if self.get(&hash, LOAD_LIMITS).is_some() {
+        let limits = load_limits(stack_bytes);
+        if self.get(&hash, limits).is_some() {
             return;
         }
         let registry = self.clone();
         let spawned = std::thread::Builder::new().name("guest-compile".into()).spawn(move || {
             let started = std::time::Instant::now();
-            match registry.load(&wasm, LOAD_LIMITS) {
+            match registry.load(&wasm, limits) {
                 Ok(g) => tracing::info!(
                     "wasmraft: compiled stored guest {} {} (sha256 {}) ahead of its swap in {:.0} ms",
                     g.info().name,

@@ -145,46 +145,38 @@ impl Guest {
     /// Compiles `wasm` (a component), checks that it exports the `state-machine` world and
     /// imports nothing but `store` and `events`, and calls its `info`.
     pub fn load(engine: &GuestEngine, wasm: &[u8], limits: GuestLimits) -> anyhow::Result<Guest> {
-        let component =
-            Component::new(engine.engine(), wasm).map_err(anyhow_of).context("compiling the guest component")?;
-        Self::from_component(engine, component, sha256(wasm), limits)
+        Self::from_component(engine, compile(engine, wasm)?, sha256(wasm), limits)
     }
 
-    /// [`Guest::load`], keeping the compiled code in `cache_dir` as
-    /// `<sha256 of wasm>-<engine compatibility hash>.cwasm`, so a restart skips compilation.
-    /// Cache failures only cost time: they are logged and the component is compiled.
+    /// [`Guest::load`], keeping the compiled code in `cache_dir` ([`compile_cached`]).
     pub fn load_cached(
         engine: &GuestEngine,
         wasm: &[u8],
         limits: GuestLimits,
         cache_dir: &Path,
     ) -> anyhow::Result<Guest> {
-        let hash = sha256(wasm);
-        let path = cache_dir.join(format!("{}-{}.cwasm", hex::encode(hash), engine.compatibility_hash()));
-        // Read rather than mapped: a mapped file that someone truncates later (an operator
-        // clearing the cache, a disk tool) would crash the member with SIGBUS.
-        if let Ok(bytes) = std::fs::read(&path) {
-            // SAFETY: `deserialize` trusts its input to be machine code wasmtime produced,
-            // because it runs it. These bytes are: only this function writes to the cache,
-            // under a name that binds them to the exact Wasm bytes (sha256) and to this
-            // engine's compiled-code format, and always through a temporary file synced and
-            // renamed into place, so a crash never leaves a partial file under the final name. wasmtime
-            // still checks the header (its version, the engine settings) and fails cleanly on
-            // a mismatch. The cache lives in the member's data directory, which only this
-            // process writes; whoever can write there can already replace the state wholesale.
-            match unsafe { Component::deserialize(engine.engine(), &bytes) } {
-                Ok(component) => return Self::from_component(engine, component, hash, limits),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "wasmraft: ignoring unusable compiled guest cache entry")
-                }
-            }
-        }
-        let component =
-            Component::new(engine.engine(), wasm).map_err(anyhow_of).context("compiling the guest component")?;
-        if let Err(e) = write_cache(&component, cache_dir, &path) {
-            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "wasmraft: cannot cache the compiled guest");
-        }
-        Self::from_component(engine, component, hash, limits)
+        Self::from_component(engine, compile_cached(engine, wasm, cache_dir)?, sha256(wasm), limits)
+    }
+
+    /// The same guest compiled for `engine` (one with another stack limit, which the code
+    /// counts itself: [`super::stack_limit`]), with `limits`. Its `info` is the one it gave at
+    /// load, so whether a module loads still depends on its bytes alone.
+    pub fn on_engine(
+        &self,
+        engine: &GuestEngine,
+        wasm: &[u8],
+        limits: GuestLimits,
+        cache_dir: &Path,
+    ) -> anyhow::Result<Guest> {
+        let component = compile_cached(engine, wasm, cache_dir)?;
+        Ok(Guest {
+            engine: engine.clone(),
+            pre: link(engine, &component)?,
+            limits: stack_of(engine, limits)?,
+            info: self.info.clone(),
+            hash: self.hash,
+            id: next_guest_id(),
+        })
     }
 
     fn from_component(
@@ -205,32 +197,8 @@ impl Guest {
         Ok(guest)
     }
 
-    /// The same guest on `engine` (one with another stack limit), with `limits`: its compiled
-    /// code is carried over rather than compiled again, and its `info` is the one it gave at
-    /// load, so whether a module loads still depends on its bytes alone.
-    pub fn on_engine(&self, engine: &GuestEngine, limits: GuestLimits) -> anyhow::Result<Guest> {
-        let bytes = self.pre.instance_pre().component().serialize().map_err(anyhow_of)?;
-        // SAFETY: `deserialize` trusts its input to be machine code wasmtime produced, because
-        // it runs it. These bytes are: this process's wasmtime serialized them just now from a
-        // component it compiled (or deserialized under the same argument, see `load_cached`).
-        // A member's engines differ only in their stack limit, which compiled code does not
-        // depend on; wasmtime still checks the header against `engine` and fails cleanly on a
-        // mismatch.
-        let component = unsafe { Component::deserialize(engine.engine(), &bytes) }
-            .map_err(anyhow_of)
-            .context("moving the compiled guest to the engine of its stack limit")?;
-        Ok(Guest {
-            engine: engine.clone(),
-            pre: link(engine, &component)?,
-            limits: stack_of(engine, limits)?,
-            info: self.info.clone(),
-            hash: self.hash,
-            id: next_guest_id(),
-        })
-    }
-
     /// The same compiled guest with another deployment's per-entry limits, without compiling or
-    /// linking again. The stack limit is the engine's: another one needs [`Guest::on_engine`].
+    /// linking again. The stack limit is compiled in: another one needs [`Guest::on_engine`].
     pub fn with_limits(&self, limits: GuestLimits) -> Guest {
         debug_assert_eq!(limits.stack_bytes, self.engine.stack_bytes(), "a stack limit is an engine's");
         Guest {
@@ -494,6 +462,61 @@ fn link(engine: &GuestEngine, component: &Component) -> anyhow::Result<StateMach
         .context("the component does not export the wasmraft:guest state-machine world (info, apply, query, migrate)")
 }
 
+/// Compiles `wasm` for `engine`, its core modules counting their stack against the engine's
+/// limit ([`super::stack_limit`]).
+fn compile(engine: &GuestEngine, wasm: &[u8]) -> anyhow::Result<Component> {
+    let counted = match super::stack_limit::instrument(wasm, super::stack_limit::limit_slots(engine.stack_bytes())) {
+        Ok(counted) => counted,
+        // Bytes that are not Wasm get wasmtime's own words for what is wrong with them (the
+        // texts etcd-style tooling and the tests expect); only what wasmtime would accept but
+        // the counting cannot handle gets the counting's error. Either way nothing runs.
+        Err(e) => {
+            Component::new(engine.engine(), wasm).map_err(anyhow_of).context("compiling the guest component")?;
+            return Err(e.context("compiling the guest component"));
+        }
+    };
+    Component::new(engine.engine(), &counted).map_err(anyhow_of).context("compiling the guest component")
+}
+
+/// [`compile`], keeping the compiled code in `cache_dir` as
+/// `<sha256 of wasm>-<stack limit>-<engine compatibility hash>.cwasm` (the stack limit is
+/// compiled in), so a restart skips compilation. Cache failures only cost time: they are logged
+/// and the component is compiled.
+fn compile_cached(engine: &GuestEngine, wasm: &[u8], cache_dir: &Path) -> anyhow::Result<Component> {
+    let hash = sha256(wasm);
+    let path =
+        cache_dir.join(format!("{}-{}-{}.cwasm", hex::encode(hash), engine.stack_bytes(), engine.compatibility_hash()));
+    // Read rather than mapped: a mapped file that someone truncates later (an operator
+    // clearing the cache, a disk tool) would crash the member with SIGBUS.
+    if let Ok(bytes) = std::fs::read(&path) {
+        // SAFETY: `deserialize` trusts its input to be machine code wasmtime produced,
+        // because it runs it. These bytes are: only this function writes to the cache,
+        // under a name that binds them to the exact Wasm bytes (sha256) and to this
+        // engine's compiled-code format, and always through a temporary file synced and
+        // renamed into place, so a crash never leaves a partial file under the final name. wasmtime
+        // still checks the header (its version, the engine settings) and fails cleanly on
+        // a mismatch. The cache lives in the member's data directory, which only this
+        // process writes; whoever can write there can already replace the state wholesale.
+        match unsafe { Component::deserialize(engine.engine(), &bytes) } {
+            Ok(component) => return Ok(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "wasmraft: ignoring unusable compiled guest cache entry")
+            }
+        }
+    }
+    let component = compile(engine, wasm)?;
+    if let Err(e) = write_cache(&component, cache_dir, &path) {
+        tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "wasmraft: cannot cache the compiled guest");
+    }
+    Ok(component)
+}
+
+/// A recursion that went past the deployment's stack limit: the counted one
+/// ([`super::stack_limit`]), or wasmtime's native backstop should it ever trip first.
+fn stack_exhausted(limits: &GuestLimits) -> ApplyError {
+    ApplyError::Guest(format!("wasmraft: guest exhausted its stack (limit {} bytes)", limits.stack_bytes))
+}
+
 /// `limits`, if their stack limit is `engine`'s: the engine is what enforces it.
 fn stack_of(engine: &GuestEngine, limits: GuestLimits) -> anyhow::Result<GuestLimits> {
     anyhow::ensure!(
@@ -559,10 +582,10 @@ fn classify_kind(e: wasmtime::Error, state: &mut HostState, limits: &GuestLimits
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => (out_of_fuel(limits), Some(GuestFailure::OutOfFuel)),
-        Some(Trap::StackOverflow) => (
-            ApplyError::Guest(format!("wasmraft: guest exhausted its stack (limit {} bytes)", limits.stack_bytes)),
-            Some(GuestFailure::Trap),
-        ),
+        Some(Trap::StackOverflow) => (stack_exhausted(limits), Some(GuestFailure::Trap)),
+        Some(Trap::UnreachableCodeReached) if super::stack_limit::is_counted_overrun(&e) => {
+            (stack_exhausted(limits), Some(GuestFailure::Trap))
+        }
         // A failed allocation aborts (`unreachable`) in most guests: report the cause.
         Some(_) if state.memory.hit => (memory_exceeded(limits), Some(GuestFailure::Memory)),
         Some(trap) => {

@@ -542,8 +542,11 @@ fn max_depth(db: &mut Db, guest: &Guest) -> u64 {
     ok
 }
 
-/// The stack limit comes with the limits a guest is loaded with (an engine per limit): the
-/// same limit traps at the same depth every time, twice the limit about twice as deep.
+/// The stack limit comes with the limits a guest is loaded with, and the guest counts it
+/// (stack_limit.rs): `recurse-to:<n>` is `n` frames of `descend`, each costing the same slots,
+/// on top of the frames that called it, so the depth at a limit of `L` slots is exactly
+/// `(L - below) / cost` for one whole `cost` and `below` at every limit: a function of the
+/// bytes and the limit, not of the CPU or the build.
 #[test]
 fn the_stack_limit_decides_where_recursion_traps() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -554,11 +557,20 @@ fn the_stack_limit_decides_where_recursion_traps() {
     assert_eq!(small.limits().stack_bytes, 64 << 10);
     let at_64k = max_depth(&mut db, &small);
     assert_eq!(max_depth(&mut db, &with(64 << 10)), at_64k, "the same limit, the same depth");
-    let at_128k = max_depth(&mut db, &with(128 << 10));
-    let at_default = max_depth(&mut db, &with(limits::DEFAULT_STACK_BYTES));
+    let depths: Vec<(u64, u64)> = [64 << 10, 128 << 10, 256 << 10, limits::DEFAULT_STACK_BYTES]
+        .map(|b| (b, max_depth(&mut db, &with(b))))
+        .to_vec();
     assert!(at_64k > 100, "{at_64k}");
-    assert!(at_128k * 10 > at_64k * 19 && at_128k * 10 < at_64k * 21, "64 KiB: {at_64k}, 128 KiB: {at_128k}");
-    assert!(at_default * 10 > at_64k * 75 && at_default * 10 < at_64k * 85, "64 KiB: {at_64k}, 512 KiB: {at_default}");
+    let slots = |bytes: u64| u64::from(super::stack_limit::limit_slots(bytes));
+    // The cost of a frame: what twice the smallest limit adds, rounded either way.
+    let added = depths[1].1 - depths[0].1;
+    let model = (slots(64 << 10) / (added + 1)..=slots(64 << 10) / added.max(1)).find_map(|cost| {
+        let below = slots(64 << 10) - at_64k * cost;
+        (below.saturating_sub(cost)..=below)
+            .find(|&below| depths.iter().all(|&(b, d)| (slots(b) - below) / cost == d))
+            .map(|below| (cost, below))
+    });
+    assert!(model.is_some(), "no single frame cost explains the depths {depths:?}");
     let e = guest_err(db.apply(&small, format!("recurse-to:{}", at_64k + 1).as_bytes()));
     assert_eq!(e, "wasmraft: guest exhausted its stack (limit 65536 bytes)");
     // Nothing of a trapped recursion was kept; every one that returned wrote its key.
@@ -568,5 +580,5 @@ fn the_stack_limit_decides_where_recursion_traps() {
         registry.load(HOSTILE, GuestLimits { stack_bytes: 100_000, ..test_limits() }).is_err(),
         "not a power of two"
     );
-    eprintln!("recursion depth: {at_64k} at 64 KiB, {at_128k} at 128 KiB, {at_default} at 512 KiB");
+    eprintln!("recursion depths (limit bytes, calls): {depths:?}; (frame cost, slots below) {model:?}");
 }

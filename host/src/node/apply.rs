@@ -373,7 +373,10 @@ fn apply_batch(
                 Ok(stored) => {
                     if let Some(module) = stored {
                         // The swap to it is likely next: compile now, off this thread.
-                        shared.registry.prepare(module);
+                        let stack = active
+                            .as_ref()
+                            .map_or(crate::guest::limits::DEFAULT_STACK_BYTES, |a| a.guest.limits().stack_bytes);
+                        shared.registry.prepare(module, stack);
                     }
                     Ok(Vec::new())
                 }
