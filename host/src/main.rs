@@ -1,7 +1,8 @@
 //! `wasmraft`: run one member of a wasmraft cluster. With no flags it behaves like `etcd` with no
 //! flags: a single member named "default" serving etcd's v3 API on localhost:2379, with the
-//! bundled KV guest. With a subcommand (`propose`, `query`, `info`) it is a client of a member's
-//! generic API instead (see `wasmraft::cli`).
+//! bundled KV guest. With a subcommand it is a client instead (see `wasmraft::cli`): `propose`,
+//! `query` and `info` of a member's generic API, `guest` (build, deploy, rollback, status, list),
+//! `bench` (the load tool, `wasmraft-bench`) and `snapshot restore` (a new data dir from a backup).
 
 use clap::Parser;
 

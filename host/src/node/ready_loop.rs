@@ -362,7 +362,7 @@ fn on_ready(
     let started = Instant::now();
     node.mut_store().append(rd.entries(), rd.hs(), sync)?;
     if sync {
-        // etcd's WAL fsync: here the log transaction's durable commit, which is where redb syncs.
+        // etcd's WAL fsync: here the WAL batch's fdatasync, inside `append`.
         wasmraft_metrics::metrics().wal_fsync.observe(started.elapsed().as_secs_f64());
     }
     if let Some(hs) = rd.hs() {
