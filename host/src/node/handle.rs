@@ -1,7 +1,7 @@
-//! The handle ([`NodeHandle`]) and its types: the errors a request can get ([`NodeError`]), the member's status, the
-//! active guest as the API sees it, and the weak handle long-lived tasks hold. The handle's
-//! methods live by concern in `mod.rs` (propose, read barriers, queries, status), `guests.rs`,
-//! `reconfigure.rs` and `maintenance.rs`.
+//! The handle ([`NodeHandle`]) and its types: the errors a request can get ([`NodeError`]),
+//! the member's status, the active guest as the API sees it, and the weak handle long-lived
+//! tasks hold. The handle's methods live by concern in `mod.rs` (propose, read barriers,
+//! queries, status), `guests.rs`, `reconfigure.rs` and `maintenance.rs`.
 
 use std::sync::Arc;
 
