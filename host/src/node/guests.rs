@@ -57,7 +57,7 @@ impl NodeHandle {
     /// won the race, or this member restarted), nothing is proposed and that guest's record is
     /// returned.
     pub async fn deploy_initial(&self, module: Vec<u8>, limits: GuestLimits) -> Result<pb::GuestDeployment, NodeError> {
-        if let Some(record) = self.inner.deployed.borrow().clone() {
+        if let Some(record) = self.inner.replicated.guest.deployed().borrow().clone() {
             return Ok(record);
         }
         let opts = DeployOptions {
@@ -173,7 +173,7 @@ impl NodeHandle {
 
     /// Resolves once a guest is active on this member (at once if one is).
     pub async fn wait_deployed(&self) -> Result<pb::GuestDeployment, NodeError> {
-        let mut rx = self.inner.deployed.subscribe();
+        let mut rx = self.inner.replicated.guest.deployed().subscribe();
         let r = rx.wait_for(|d| d.is_some()).await.map_err(|_| NodeError::Stopped)?;
         r.clone().ok_or(NodeError::Stopped)
     }

@@ -41,7 +41,7 @@ impl NodeHandle {
 
     /// The active alarms as this member has applied them.
     pub fn alarms(&self) -> Vec<AlarmMember> {
-        self.inner.alarms.list()
+        self.inner.replicated.alarms.list()
     }
 
     /// etcd's quota check before proposing `command` (v3rpc's `quotaAlarmer.check`): when it

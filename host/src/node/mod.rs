@@ -12,6 +12,7 @@
 //! between commit and apply is bounded by refusing proposals when it grows (etcd's "too many
 //! requests").
 
+mod active;
 pub mod apply;
 mod conf_gate;
 mod guests;
@@ -21,6 +22,7 @@ pub mod observe;
 pub mod priority;
 pub mod ready_loop;
 mod reconfigure;
+mod replicated;
 #[cfg(test)]
 mod tests;
 pub mod wait;
@@ -42,10 +44,11 @@ pub use observe::{AppliedCommand, ApplyObserver};
 pub use reconfigure::REMOVED_TEXT;
 
 use crate::config::{ClusterState, Config};
-use crate::deployment::{self, Active};
+use crate::deployment;
 use crate::guest::GuestRegistry;
 use crate::membership::{Member, MemberAttributes, Membership};
 use crate::storage::{Identity, RaftLog};
+use replicated::Subsystems;
 use wait::WaitRegistry;
 
 /// etcd's `maxGapBetweenApplyAndCommitIndex`: past this many committed-but-unapplied entries,
@@ -158,13 +161,7 @@ pub(crate) struct Shared {
     /// Set by the raft thread while it waits on the applied index (a conf change held until
     /// raft has applied the one before): only then does the apply thread wake it to say.
     pub raft_wants_applied: AtomicBool,
-    /// The active guest as of the last applied batch (None until the first deploy is applied).
-    /// Queries do not use it: they take the guest the state they read records (see `query`).
-    pub active: RwLock<Option<Arc<Active>>>,
-    /// Tells waiters (the server before it serves, `guest status`) that a deploy was applied.
-    pub deployed: watch::Sender<Option<pb::GuestDeployment>>,
     pub registry: Arc<GuestRegistry>,
-    pub membership: Membership,
     /// Who follows every applied command (see [`observe`]).
     pub observers: RwLock<Vec<Arc<dyn ApplyObserver>>>,
     /// The peer transport, once the server has connected one; until then (and in a cluster of
@@ -174,10 +171,9 @@ pub(crate) struct Shared {
     /// forwarding), once the server has set it up.
     pub dial_tls: std::sync::OnceLock<crate::tls::DialTls>,
     pub state_db: crate::storage::StateDb,
-    /// etcd's alarms as the last applied batch left them (see `crate::alarms`).
-    pub alarms: crate::alarms::Alarms,
-    /// etcd's users, roles and tokens as the last applied batch left them (see `crate::auth`).
-    pub auth: crate::auth::AuthStore,
+    /// Membership, the active guest, the auth store and the alarms, as the last applied batch
+    /// left them (see [`replicated`]).
+    pub replicated: Subsystems,
     /// The raft log's last index when this process started: entries up to it were proposed
     /// before a restart, and logins among them get no token now (tokens die with the process
     /// that handed them out, as in etcd).
@@ -448,16 +444,17 @@ impl Node {
             lone_leader: AtomicBool::new(false),
             raft_wants_applied: AtomicBool::new(false),
             applied: watch::channel(applied_index).0,
-            deployed: watch::channel(active.as_ref().map(|a| a.record.clone())).0,
-            active: RwLock::new(active.map(Arc::new)),
+            replicated: Subsystems {
+                membership,
+                guest: active::ActiveGuestCell::new(active, registry.clone()),
+                auth,
+                alarms,
+            },
             registry,
-            membership,
             observers: RwLock::new(Vec::new()),
             peers: std::sync::OnceLock::new(),
             dial_tls: std::sync::OnceLock::new(),
             state_db,
-            alarms,
-            auth,
             logged_before_start,
             quota_bytes: crate::alarms::quota_bytes(cfg.quota_backend_bytes),
             request_timeout: cfg.request_timeout(),
@@ -571,7 +568,7 @@ impl NodeHandle {
 
     /// The auth store as this member has applied it.
     pub fn auth(&self) -> &crate::auth::AuthStore {
-        &self.inner.auth
+        &self.inner.replicated.auth
     }
 
     /// Announces this member's name and client URLs to the cluster through the log (etcd's
@@ -614,7 +611,7 @@ impl NodeHandle {
 
     /// The cluster's members as this member has applied them, ordered by id.
     pub fn members(&self) -> Vec<Member> {
-        self.inner.membership.list()
+        self.inner.replicated.membership.list()
     }
 
     async fn propose_entry(&self, kind: pb::entry::Kind, auth_revision: u64) -> Result<Vec<u8>, NodeError> {
@@ -710,7 +707,7 @@ impl NodeHandle {
         tokio::task::spawn_blocking(move || {
             let internal = |e: &dyn std::fmt::Display| NodeError::Internal(e.to_string());
             let txn = s.state_db.begin_read().map_err(|e| internal(&e))?;
-            let guest = deployment::guest_in(&txn, &s.active, &s.registry)
+            let guest = deployment::guest_in(&txn, s.replicated.guest.slot(), &s.registry)
                 .map_err(|e| internal(&format!("{e:#}")))?
                 .ok_or(NodeError::NoGuest)?;
             guest.query(&txn, &request).map_err(apply::node_error)
@@ -728,7 +725,7 @@ impl NodeHandle {
             Ok(txn) => txn,
             Err(e) => return Some(Err(NodeError::Internal(e.to_string()))),
         };
-        let guest = match deployment::running_guest_in(&txn, &s.active) {
+        let guest = match deployment::running_guest_in(&txn, s.replicated.guest.slot()) {
             Ok(Some(guest)) => guest,
             Ok(None) => return None,
             Err(e) => return Some(Err(NodeError::Internal(format!("{e:#}")))),
@@ -762,13 +759,13 @@ impl NodeHandle {
 
     /// Whether the active guest lists `api` in its info. Cheap: for per-request checks.
     pub fn guest_serves(&self, api: &str) -> bool {
-        let active = self.inner.active.read().unwrap_or_else(|p| p.into_inner());
+        let active = self.inner.replicated.guest.slot().read().unwrap_or_else(|p| p.into_inner());
         active.as_ref().is_some_and(|a| a.record.apis.iter().any(|x| x == api))
     }
 
     /// The active guest, or None before the first deploy.
     pub fn active_guest(&self) -> Option<ActiveGuest> {
-        let active = self.inner.active.read().unwrap_or_else(|p| p.into_inner());
+        let active = self.inner.replicated.guest.slot().read().unwrap_or_else(|p| p.into_inner());
         active.as_ref().map(|a| ActiveGuest {
             name: a.record.name.clone(),
             version: a.record.version.clone(),

@@ -62,7 +62,7 @@ pub(crate) fn apply_entry(
         }
     };
     let change = decoded.change;
-    if let Err(refused) = shared.membership.validate(&change, staged) {
+    if let Err(refused) = shared.replicated.membership.validate(&change, staged) {
         tracing::warn!("refused conf change {change:?} at index {}: {refused}", e.index);
         return Ok(Some((decoded.request_id, Err(NodeError::Membership(refused)))));
     }
@@ -75,7 +75,7 @@ pub(crate) fn apply_entry(
         let cs = rx.recv().map_err(|_| anyhow::anyhow!("the raft thread has stopped"))?.map_err(anyhow::Error::msg)?;
         tracing::info!("raft: applied conf change at {}: voters {:?} learners {:?}", e.index, cs.voters, cs.learners);
     }
-    shared.membership.apply_change(txn, &change, staged)?;
+    shared.replicated.membership.apply_change(txn, &change, staged)?;
     log_change(shared, &change);
     if matches!(change, Change::Remove(id) if id == shared.member_id) {
         peers.removed_self = true;
@@ -148,7 +148,7 @@ impl NodeHandle {
         if s.stopped.load(Ordering::Relaxed) {
             return Err(NodeError::Stopped);
         }
-        let is_learner = s.membership.get(change.id()).is_some_and(|m| m.is_learner);
+        let is_learner = s.replicated.membership.get(change.id()).is_some_and(|m| m.is_learner);
         let (id, rx) = s.waits.register();
         let proposal = match change.to_raft(id, is_learner) {
             Ok(p) => p,
@@ -179,7 +179,7 @@ impl NodeHandle {
         let tls = self.dial_tls().peers;
         while tokio::time::Instant::now() < deadline {
             let leader = self.leader();
-            let urls = self.inner.membership.get(leader).map(|m| m.peer_urls).unwrap_or_default();
+            let urls = self.inner.replicated.membership.get(leader).map(|m| m.peer_urls).unwrap_or_default();
             if leader == self.member_id() {
                 return self.change_membership(Change::Promote(id)).await;
             }
@@ -284,12 +284,12 @@ impl NodeHandle {
 
     /// Whether this member is a learner, as the members it applied say.
     pub fn is_learner(&self) -> bool {
-        self.inner.membership.get(self.inner.member_id).is_some_and(|m| m.is_learner)
+        self.inner.replicated.membership.get(self.inner.member_id).is_some_and(|m| m.is_learner)
     }
 
     /// Whether `id` was removed from the cluster (the transport refuses its messages).
     pub fn is_removed(&self, id: u64) -> bool {
-        self.inner.membership.is_removed(id)
+        self.inner.replicated.membership.is_removed(id)
     }
 
     /// Whether this member stopped because it was removed.

@@ -1,0 +1,142 @@
+//! One apply batch: every entry of it in one state transaction, then one commit.
+//!
+//! The entry's kind decides who applies it: conf changes go to `reconfigure`, guest commands
+//! to [`command`](super::command) (behind the refusal [`rules`](super::rules)), guest modules
+//! and swaps to [`deploy`](super::deploy), and the host subsystems' own requests (publish,
+//! alarms, auth) to the subsystem. What each changes is staged in [`Staged`] and published to
+//! readers only after the transaction commits.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use prost::Message as _;
+use raft::eraftpb::{Entry, EntryType};
+use redb::{Durability, WriteTransaction};
+use wasmraft_proto::wasmraft::v1 as pb;
+
+use super::super::reconfigure::{self, PeerChanges};
+use super::super::replicated::Staged;
+use super::super::wait::Outcome;
+use super::super::{AppliedCommand, NodeError, Shared};
+use crate::guest::ApplyContext;
+use crate::storage::tables::{META, META_APPLIED_INDEX, META_APPLIED_TERM};
+
+/// What the entries of one batch share while it is applied.
+pub(super) struct Batch<'a> {
+    pub shared: &'a Shared,
+    /// Each subsystem as the entries before this one left it.
+    pub staged: Staged,
+    /// The guest commands applied so far, for the observers (None when nothing observes).
+    pub observed: Option<Vec<AppliedCommand>>,
+}
+
+impl Batch<'_> {
+    /// Records a command's outcome for the observers.
+    pub fn observe(&mut self, index: u64, command: Vec<u8>, result: Result<Vec<u8>, String>, events: Vec<Vec<u8>>) {
+        if let Some(observed) = &mut self.observed {
+            observed.push(AppliedCommand { index, command, result, events });
+        }
+    }
+}
+
+/// Applies `entries` past `applied` in one transaction. Returns the new applied index and the
+/// outcomes for waiting clients. An `Err` is a storage failure: the member cannot go on.
+pub(super) fn apply_batch(
+    shared: &Arc<Shared>,
+    entries: &[Entry],
+    applied: u64,
+    durable: bool,
+) -> anyhow::Result<(u64, Vec<(u64, Outcome)>)> {
+    let mut txn = shared.state_db.begin_write()?;
+    txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+    let observers = shared.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut b = Batch { shared, staged: shared.replicated.stage(), observed: (!observers.is_empty()).then(Vec::new) };
+    let mut peer_changes = PeerChanges::default();
+    let mut outcomes = Vec::new();
+    let (mut index, mut term) = (applied, 0);
+    for e in entries {
+        // Raft may hand over entries this database already reflects (after a restart it
+        // replays from its own applied index); applying them twice would not be idempotent.
+        if e.index <= applied {
+            continue;
+        }
+        index = e.index;
+        term = e.term;
+        if e.data.is_empty() {
+            // New leaders' no-ops (and conf changes raft dropped).
+            continue;
+        }
+        if e.get_entry_type() != EntryType::EntryNormal {
+            if let Some((id, outcome)) =
+                reconfigure::apply_entry(shared, &txn, e, &mut b.staged.membership, &mut peer_changes)?
+                && id != 0
+            {
+                outcomes.push((id, outcome));
+            }
+            continue;
+        }
+        let envelope = match pb::Entry::decode(&e.data[..]) {
+            Ok(env) => env,
+            Err(err) => {
+                // Every member decodes the same bytes the same way, so skipping is deterministic.
+                tracing::error!("skipping undecodable entry {}: {err}", e.index);
+                continue;
+            }
+        };
+        let (t, outcome) = apply_entry(&mut b, txn, e, &envelope)?;
+        txn = t;
+        if envelope.id != 0 {
+            outcomes.push((envelope.id, outcome));
+        }
+    }
+    if index > applied {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_APPLIED_INDEX, index.to_be_bytes().as_slice())?;
+        meta.insert(META_APPLIED_TERM, term.to_be_bytes().as_slice())?;
+    }
+    let committing = Instant::now();
+    txn.commit()?;
+    wasmraft_metrics::metrics().backend_commit.observe(committing.elapsed().as_secs_f64());
+    shared.replicated.commit(b.staged);
+    reconfigure::after_commit(shared, peer_changes);
+    if let Some(observed) = b.observed
+        && !observed.is_empty()
+    {
+        for o in &observers {
+            o.applied(&observed);
+        }
+    }
+    Ok((index, outcomes))
+}
+
+/// Applies one normal entry by its kind; hands the transaction back for the next one.
+fn apply_entry(
+    b: &mut Batch,
+    txn: WriteTransaction,
+    e: &Entry,
+    envelope: &pb::Entry,
+) -> anyhow::Result<(WriteTransaction, Outcome)> {
+    let ctx = ApplyContext { index: e.index, term: e.term, time_unix_ms: envelope.time_unix_ms };
+    let shared = b.shared;
+    let outcome = match &envelope.kind {
+        Some(pb::entry::Kind::GuestCommand(command)) => {
+            return super::command::apply(b, txn, ctx, envelope.auth_revision, command.clone());
+        }
+        Some(pb::entry::Kind::GuestDeploy(deploy)) => return super::deploy::swap(b, txn, deploy, e.index),
+        Some(pb::entry::Kind::GuestModuleChunk(chunk)) => super::deploy::store_chunk(b, &txn, chunk, e.index)?,
+        Some(pb::entry::Kind::Publish(attrs)) => {
+            shared.replicated.membership.apply_publish(&txn, attrs, &mut b.staged.membership)?;
+            Ok(Vec::new())
+        }
+        Some(pb::entry::Kind::Alarm(req)) => {
+            Ok(crate::alarms::apply(&txn, &mut b.staged.alarms.list, req)?.encode_to_vec())
+        }
+        Some(pb::entry::Kind::Auth(req)) => b
+            .staged
+            .auth
+            .apply(&shared.replicated.auth, &txn, e.index, e.index > shared.logged_before_start, req)?
+            .map_err(NodeError::Auth),
+        None => Err(NodeError::Internal(format!("entry {} has no command", e.index))),
+    };
+    Ok((txn, outcome))
+}

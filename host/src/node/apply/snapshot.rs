@@ -1,0 +1,91 @@
+//! Replacing the state wholesale with a snapshot raft accepted from the leader.
+
+use redb::Durability;
+
+use super::super::{RaftMsg, Shared};
+
+/// Installs the snapshot raft accepted at `index` unless the state is already newer; returns
+/// the applied index of the state, or None after recording a fatal error.
+pub(super) fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied: u64) -> Option<u64> {
+    // Two snapshots can arrive back to back, the first carrying state newer than the second:
+    // the state we have is then already consistent with the log after the second snapshot's
+    // index, and installing the older one would only rewind it.
+    match crate::storage::snapshot::applied_index_of(path) {
+        Ok(file_index) if file_index <= applied => {
+            tracing::info!(
+                "snapshot {index} carries state at {file_index}; the state is already at {applied}, keeping it"
+            );
+            let _ = shared.to_raft.send(RaftMsg::Applied(applied));
+            return Some(applied);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            shared.fail(format!("reading snapshot {}: {e:#}{}", path.display(), drop_if_damaged(path)));
+            return None;
+        }
+    }
+    let state_index = match install_snapshot(&shared.state_db.db(), path) {
+        Ok(i) => i,
+        Err(e) => {
+            shared.fail(format!("installing snapshot {}: {e:#}{}", path.display(), drop_if_damaged(path)));
+            return None;
+        }
+    };
+    // The snapshot carries membership, the deployment record and its modules, the auth store
+    // and the alarms: each subsystem reads its part anew (the guest it says is active runs).
+    if let Err(e) = shared.replicated.reload(&shared.state_db.db()) {
+        shared.fail(format!("after snapshot {index}: {e:#}"));
+        return None;
+    }
+    tracing::info!("applied snapshot {index}: the state is now at index {state_index}");
+    for o in shared.observers.read().unwrap_or_else(|p| p.into_inner()).iter() {
+        o.state_replaced();
+    }
+    remove_older_snapshots(shared, index);
+    shared.applied.send_replace(state_index);
+    let _ = shared.to_raft.send(RaftMsg::Applied(state_index));
+    let _ = shared.to_raft.send(RaftMsg::Durable(state_index));
+    Some(state_index)
+}
+
+/// After a snapshot failed to install: removes its file if the file itself is damaged (it can
+/// never install; the member needs the cluster's help), and keeps it otherwise (a full disk,
+/// say: the log already says the snapshot replaced it, and a restart installs the file again).
+/// Says which, for the error.
+fn drop_if_damaged(path: &std::path::Path) -> String {
+    match crate::storage::snapshot::verify(path) {
+        Ok(()) => "; the file is intact and kept, a restart installs it again".into(),
+        Err(damage) => match std::fs::remove_file(path) {
+            Ok(()) => format!("; the file is damaged ({damage:#}) and was removed"),
+            Err(e) => format!("; the file is damaged ({damage:#}), and removing it failed: {e}"),
+        },
+    }
+}
+
+/// Replaces the state database's tables with a snapshot file's, durably, and returns the
+/// applied index the snapshot's state reflects.
+pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> anyhow::Result<u64> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let index = crate::storage::snapshot::install(&txn, path)?;
+    txn.commit()?;
+    Ok(index)
+}
+
+/// Removes received snapshot files older than the one just installed. Newer ones stay: raft
+/// may already have accepted one that the apply thread has yet to install.
+fn remove_older_snapshots(shared: &Shared, installed: u64) {
+    if let Ok(dir) = std::fs::read_dir(&shared.snap_dir) {
+        for entry in dir.flatten() {
+            let p = entry.path();
+            let older = p.extension().is_some_and(|e| e == "snap")
+                && p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| u64::from_str_radix(s, 16).ok())
+                    .is_some_and(|i| i < installed);
+            if older {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
