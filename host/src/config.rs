@@ -258,14 +258,27 @@ impl Config {
         Duration::from_secs(5) + 2 * self.election_timeout
     }
 
-    /// A fresh token provider for `--auth-token` (a member's simple tokens die with it).
-    pub fn token_provider(&self) -> crate::auth::TokenProvider {
-        crate::auth::TokenProvider::new(&self.auth_token, self.auth_token_ttl)
-    }
-
-    /// The election timeout in heartbeat ticks, as raft counts it.
-    pub fn election_ticks(&self) -> usize {
-        (self.election_timeout.as_millis() / self.heartbeat_interval.as_millis().max(1)) as usize
+    /// What the member's core needs of these flags.
+    pub fn node_config(&self) -> crate::node::NodeConfig {
+        crate::node::NodeConfig {
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone(),
+            initial_cluster: self
+                .initial_cluster
+                .iter()
+                .map(|(name, urls)| (name.clone(), urls.iter().map(trim_url).collect()))
+                .collect(),
+            initial_cluster_token: self.initial_cluster_token.clone(),
+            join_existing: self.initial_cluster_state == ClusterState::Existing,
+            heartbeat_interval: self.heartbeat_interval,
+            election_timeout: self.election_timeout,
+            quota_backend_bytes: self.quota_backend_bytes,
+            max_request_bytes: self.max_request_bytes,
+            snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
+            auth_token: self.auth_token.clone(),
+            auth_token_ttl: self.auth_token_ttl,
+        }
     }
 }
 
@@ -498,7 +511,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
         assert_eq!(c.listen_client_urls[0].as_str(), "http://localhost:2379/");
         assert_eq!(c.initial_cluster.len(), 1);
-        assert_eq!(c.election_ticks(), 10);
+        assert_eq!(c.node_config().election_ticks(), 10);
         assert_eq!(c.request_timeout(), Duration::from_secs(7));
     }
 

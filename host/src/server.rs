@@ -66,13 +66,14 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     let registry = Arc::new(GuestRegistry::new(engine, cfg.data_dir.join("member").join("guest-cache")));
     let initial = InitialGuest::load(&cfg, &registry)?;
 
-    let join = if cfg.initial_cluster_state == crate::config::ClusterState::Existing && !Node::is_bootstrapped(&cfg)? {
+    let node_cfg = cfg.node_config();
+    let join = if node_cfg.join_existing && !Node::is_bootstrapped(&node_cfg)? {
         Some(crate::join::discover(&cfg, peer_tls.dial.clone()).await?)
     } else {
         None
     };
-    let node = Node::start_joining(&cfg, registry, join)?;
-    node.set_dial_tls(crate::tls::DialTls { peers: Some(peer_tls.dial.clone()), clients: Some(client_dial) });
+    let node = Node::start_joining(&node_cfg, registry, join)?;
+    node.set_dial_tls(wasmraft_client::tls::DialTls { peers: Some(peer_tls.dial.clone()), clients: Some(client_dial) });
     let handle = node.handle();
     let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
     let transport = start_transport(&cfg, &node, peer_listeners, peer_tls, peers_stopped)?;

@@ -84,7 +84,9 @@ impl Options {
             None => DEFAULT_TTL,
         };
         let read = |k: &str| -> anyhow::Result<Option<Vec<u8>>> {
-            get(k).map(|p| crate::tls::read_file(Path::new(p)).map_err(|e| invalid(format!("{e:#}")))).transpose()
+            get(k)
+                .map(|p| wasmraft_client::tls::files::read(Path::new(p)).map_err(|e| invalid(format!("{e:#}"))))
+                .transpose()
         };
         let public_key = read("pub-key")?;
         let private_key = read("priv-key")?;

@@ -15,11 +15,13 @@
 mod active;
 pub mod apply;
 mod conf_gate;
+mod config;
 mod guests;
 mod handle;
 pub mod maintenance;
 pub mod observe;
 pub mod priority;
+mod raft_logger;
 pub mod ready_loop;
 mod reconfigure;
 mod replicated;
@@ -38,12 +40,12 @@ use prost::Message as _;
 use tokio::sync::{Notify, oneshot, watch};
 use wasmraft_proto::wasmraft::v1 as pb;
 
+pub use config::NodeConfig;
 pub use guests::{DeployOptions, GuestStatus};
 pub use handle::{ActiveGuest, NodeError, NodeHandle, NodeStatus, WeakNodeHandle};
 pub use observe::{AppliedCommand, ApplyObserver};
 pub use reconfigure::REMOVED_TEXT;
 
-use crate::config::{ClusterState, Config};
 use crate::deployment;
 use crate::guest::GuestRegistry;
 use crate::membership::{Member, MemberAttributes, Membership};
@@ -169,7 +171,7 @@ pub(crate) struct Shared {
     pub peers: std::sync::OnceLock<Arc<dyn PeerSender>>,
     /// How this member dials TLS (https peer URLs for promotions, https client URLs for lease
     /// forwarding), once the server has set it up.
-    pub dial_tls: std::sync::OnceLock<crate::tls::DialTls>,
+    pub dial_tls: std::sync::OnceLock<wasmraft_client::tls::DialTls>,
     pub state_db: crate::storage::StateDb,
     /// Membership, the active guest, the auth store and the alarms, as the last applied batch
     /// left them (see [`replicated`]).
@@ -273,13 +275,13 @@ impl Node {
     /// The guest comes from the state database's deployment record (loaded through `registry`);
     /// a new member has none until the first deploy entry is applied (see
     /// [`NodeHandle::deploy_initial`]).
-    pub fn start(cfg: &Config, registry: Arc<GuestRegistry>) -> anyhow::Result<Node> {
+    pub fn start(cfg: &NodeConfig, registry: Arc<GuestRegistry>) -> anyhow::Result<Node> {
         Node::start_joining(cfg, registry, None)
     }
 
     /// Whether the data dir already holds a member (it restarts as that member, whatever the
     /// `--initial-cluster*` flags say).
-    pub fn is_bootstrapped(cfg: &Config) -> anyhow::Result<bool> {
+    pub fn is_bootstrapped(cfg: &NodeConfig) -> anyhow::Result<bool> {
         let member_dir = cfg.data_dir.join("member");
         if !member_dir.join("wal").exists() && !member_dir.join("raft.redb").exists() {
             return Ok(false);
@@ -290,7 +292,7 @@ impl Node {
     /// [`Node::start`] for a member that may be joining an existing cluster
     /// (`--initial-cluster-state existing`): `join` is what the cluster told it (see
     /// [`crate::join`]); it is used only when the data dir is new.
-    pub fn start_joining(cfg: &Config, registry: Arc<GuestRegistry>, join: Option<Joined>) -> anyhow::Result<Node> {
+    pub fn start_joining(cfg: &NodeConfig, registry: Arc<GuestRegistry>, join: Option<Joined>) -> anyhow::Result<Node> {
         let member_dir = cfg.data_dir.join("member");
         crate::storage::durable::create_dir_all(&member_dir)
             .with_context(|| format!("creating data dir {}", member_dir.display()))?;
@@ -311,7 +313,7 @@ impl Node {
                 );
                 id
             }
-            None if cfg.initial_cluster_state == ClusterState::Existing => {
+            None if cfg.join_existing => {
                 let join = join.context("--initial-cluster-state=existing needs the existing cluster's members")?;
                 let identity = Identity { member_id: join.member_id, cluster_id: join.cluster_id };
                 // Raft starts knowing the cluster as it is now; the log it receives (or the
@@ -331,10 +333,7 @@ impl Node {
                 let ids: Vec<(String, u64)> = cfg
                     .initial_cluster
                     .iter()
-                    .map(|(name, urls)| {
-                        let urls: Vec<String> = urls.iter().map(crate::config::trim_url).collect();
-                        (name.clone(), crate::ids::member_id(&urls, &cfg.initial_cluster_token))
-                    })
+                    .map(|(name, urls)| (name.clone(), crate::ids::member_id(urls, &cfg.initial_cluster_token)))
                     .collect();
                 let voters: Vec<u64> = ids.iter().map(|(_, id)| *id).collect();
                 let cluster_id = crate::ids::cluster_id(&voters);
@@ -344,7 +343,7 @@ impl Node {
                     .map(|(_, id)| *id)
                     .context("local member missing from --initial-cluster")?;
                 for (name, id) in &ids {
-                    let urls: Vec<String> = cfg.initial_cluster[name].iter().map(crate::config::trim_url).collect();
+                    let urls = cfg.initial_cluster[name].clone();
                     tracing::info!(
                         "etcdserver/membership: added member {id:x} [{}] to cluster {cluster_id:x}",
                         urls.join(" ")
@@ -381,7 +380,11 @@ impl Node {
         membership.bootstrap(&state_db, &initial_members)?;
         let active = deployment::load_active(&state_db, &registry).context("loading the active guest")?;
         let alarms = crate::alarms::Alarms::load(&state_db).context("loading alarms")?;
-        let auth = crate::auth::AuthStore::load(&state_db, cfg.token_provider()).context("loading the auth store")?;
+        let auth = crate::auth::AuthStore::load(
+            &state_db,
+            crate::auth::TokenProvider::new(&cfg.auth_token, cfg.auth_token_ttl),
+        )
+        .context("loading the auth store")?;
         let state_db = crate::storage::StateDb::new(state_db, &state_path);
         if let Some(a) = &active {
             tracing::info!(
@@ -424,7 +427,7 @@ impl Node {
             ..Default::default()
         };
         raft_cfg.validate().context("raft configuration")?;
-        let mut raw = raft::RawNode::new(&raft_cfg, log, &crate::logging::raft_logger()).context("starting raft")?;
+        let mut raw = raft::RawNode::new(&raft_cfg, log, &raft_logger::raft_logger()).context("starting raft")?;
         if sole_voter {
             // A one-member cluster has nobody to wait for: elect at once instead of after an
             // election timeout (etcd fast-forwards its election ticks for the same reason).
@@ -501,7 +504,7 @@ impl Node {
     }
 
     /// Sets how this member dials TLS. Set once, before serving.
-    pub fn set_dial_tls(&self, dial: crate::tls::DialTls) {
+    pub fn set_dial_tls(&self, dial: wasmraft_client::tls::DialTls) {
         if self.handle.inner.dial_tls.set(dial).is_err() {
             tracing::warn!("the TLS dialing configuration was already set");
         }
@@ -521,7 +524,7 @@ impl Node {
 
 impl NodeHandle {
     /// How this member dials TLS (not set up: https URLs are not dialed).
-    pub fn dial_tls(&self) -> crate::tls::DialTls {
+    pub fn dial_tls(&self) -> wasmraft_client::tls::DialTls {
         self.inner.dial_tls.get().cloned().unwrap_or_default()
     }
 

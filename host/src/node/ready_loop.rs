@@ -552,7 +552,7 @@ mod tests {
         let mut log = RaftLog::open(&dir.path().join("wal")).unwrap();
         log.bootstrap(crate::storage::Identity { member_id: 1, cluster_id: 9 }, vec![1, 2, 3], Vec::new()).unwrap();
         let cfg = raft::Config { id: 1, ..Default::default() };
-        let mut node = RawNode::new(&cfg, log, &crate::logging::raft_logger()).unwrap();
+        let mut node = RawNode::new(&cfg, log, &super::super::raft_logger::raft_logger()).unwrap();
         let snap = |index: u64, name: &str| {
             let mut m = Message { msg_type: MessageType::MsgSnapshot, from: 2, to: 1, term: 2, ..Default::default() };
             let meta = m.mut_snapshot().mut_metadata();

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use clap::Parser;
 
 use super::DeployOptions;
+use super::NodeConfig;
 use super::{Node, NodeError, NodeHandle};
-use crate::config::{Config, MemberFlags};
+use crate::config::MemberFlags;
 use crate::guest::{EngineConfig, GuestEngine, GuestLimits, GuestRegistry};
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
@@ -24,13 +25,14 @@ struct Cli {
     flags: MemberFlags,
 }
 
-fn config(dir: &std::path::Path) -> Config {
+fn config(dir: &std::path::Path) -> NodeConfig {
     let data_dir = dir.to_str().expect("utf-8 temp dir");
     Cli::try_parse_from(["wasmraft", "--data-dir", data_dir])
         .expect("flags parse")
         .flags
         .validate()
         .expect("flags are valid")
+        .node_config()
 }
 
 fn registry(dir: &std::path::Path) -> Arc<GuestRegistry> {
@@ -51,7 +53,7 @@ async fn ready(h: &NodeHandle) {
 }
 
 /// Starts the member on `dir` and waits until it serves.
-async fn start(cfg: &Config, dir: &std::path::Path) -> (Node, NodeHandle) {
+async fn start(cfg: &NodeConfig, dir: &std::path::Path) -> (Node, NodeHandle) {
     let node = Node::start(cfg, registry(dir)).expect("the member starts");
     let h = node.handle();
     ready(&h).await;

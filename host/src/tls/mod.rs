@@ -17,8 +17,6 @@
 mod peer;
 mod self_cert;
 
-/// Reads a file with Go's `open <path>: <reason>` error, for the auth token keys too.
-pub(crate) use wasmraft_client::tls::files::read as read_file;
 use wasmraft_client::tls::{DialFiles, ReloadingCert, files};
 
 use std::path::{Path, PathBuf};
@@ -31,15 +29,6 @@ use url::Url;
 
 pub use peer::{PeerTls, peer_tls};
 pub use self_cert::self_cert;
-
-/// How this member dials TLS: other members' https peer URLs, and (to forward lease calls to
-/// the leader) https client URLs. None: not set up (a member assembled in a test harness without
-/// a transport), and https URLs are not dialed.
-#[derive(Debug, Clone, Default)]
-pub struct DialTls {
-    pub peers: Option<Arc<rustls::ClientConfig>>,
-    pub clients: Option<Arc<rustls::ClientConfig>>,
-}
 
 /// One listener kind's TLS settings (client or peer), etcd's `TLSInfo`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

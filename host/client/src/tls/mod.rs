@@ -22,6 +22,15 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 pub use reload::ReloadingCert;
 
+/// How a member dials TLS: other members' https peer URLs, and (to forward lease calls to
+/// the leader) https client URLs. None: not set up (a member assembled in a test harness without
+/// a transport), and https URLs are not dialed.
+#[derive(Debug, Clone, Default)]
+pub struct DialTls {
+    pub peers: Option<Arc<ClientConfig>>,
+    pub clients: Option<Arc<ClientConfig>>,
+}
+
 /// Why a certificate, key or CA file could not be used, or a configuration not built: the
 /// texts etcd (Go's `os` and `crypto/tls`) gives for the same mistakes. The causes are part of
 /// each text (no `source`), so `{}` and anyhow's `{:#}` print the same line.
