@@ -12,8 +12,9 @@ use bytes::Bytes;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType};
 use serde::{Deserialize, Serialize};
-
-use crate::membership::Member;
+// The record itself, not `crate::membership`'s re-export: membership validates and applies
+// `Change`s, so the dependency runs from it to this file and never back.
+use wasmraft_proto::wasmraft::v1::Member;
 
 /// Largest conf change entry we decode (they hold one member's id and URLs).
 const MAX_CONF_CHANGE_BYTES: usize = 64 * 1024;

@@ -46,7 +46,7 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     tracing::info!("etcdserver: advertise client URLs = {}", join_urls(&cfg.advertise_client_urls));
 
     // Bind before anything slow, so a port conflict is reported at once.
-    let peer_tls = crate::tls::peer_tls(&cfg)?;
+    let peer_tls = crate::tls::peer_tls(&cfg.peer_tls, &cfg.data_dir, &cfg.listen_peer_urls)?;
     let (client_tls, client_dial) = client_tls(&cfg)?;
     let mut listeners = Vec::new();
     for url in &cfg.listen_client_urls {

@@ -36,7 +36,7 @@ use hyper::body::Incoming;
 use tokio::sync::watch;
 
 use crate::body::{BodyReader, ChannelBody};
-use crate::http::{id_str, method_not_allowed, parse_id, text_error};
+use crate::util::{id_str, method_not_allowed, parse_id, text_error};
 
 /// The admin path on the peer URL.
 pub const FAULTS_PATH: &str = "/wasmraft/faults";

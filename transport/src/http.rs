@@ -1,5 +1,6 @@
-//! The peer HTTP handler (`http.go`) and the request/response helpers the sending roles share
-//! (`util.go`). Routes, headers, status codes and bodies are etcd 3.4's:
+//! The peer port's router and its handlers (`http.go`), the top of the crate below the
+//! [`Transport`](crate::Transport) API: it reaches every role's receiving side, and nothing but
+//! `transport.rs` reaches it. Routes, headers, status codes and bodies are etcd 3.4's:
 //!
 //! | route | method | success | failures |
 //! |---|---|---|---|
@@ -25,50 +26,27 @@
 //! compares status, body and etcd's headers.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use raft::eraftpb::MessageType;
 
 use crate::body::{BodyReader, ChannelBody};
-use crate::msg_codec;
-use crate::pb;
+use crate::fault::FAULTS_PATH;
+use crate::host::{ProcessError, SnapshotData};
+use crate::members::{MEMBER_PROMOTE_PREFIX, MEMBERS_PATH, members_handler, promote_handler};
+use crate::shared::Shared;
 use crate::stream::StreamType;
-use crate::transport::Shared;
-use crate::{ProcessError, SnapshotData};
+use crate::util::{
+    ERR_CLUSTER_ID_MISMATCH, ERR_INCOMPATIBLE_VERSION, Version, header_str, header_version, id_str, method_not_allowed,
+    parse_id, text_error,
+};
+use crate::{msg_codec, pb, probing};
 
-pub const RAFT_PREFIX: &str = "/raft";
-pub const PROBING_PREFIX: &str = "/raft/probing";
-pub const RAFT_STREAM_PREFIX: &str = "/raft/stream";
-pub const RAFT_SNAPSHOT_PREFIX: &str = "/raft/snapshot";
+// The routes' public paths, where they were before the senders' helpers moved to `util.rs`.
+pub use crate::util::{PROBING_PREFIX, RAFT_PREFIX, RAFT_SNAPSHOT_PREFIX, RAFT_STREAM_PREFIX};
 
-pub(crate) const ERR_INCOMPATIBLE_VERSION: &str = "incompatible version";
-pub(crate) const ERR_CLUSTER_ID_MISMATCH: &str = "cluster ID mismatch";
 const REMOVED_SENDER: &str = "cannot process message from removed member";
-
-/// etcd's `types.ID.String()`: lowercase hex without padding.
-pub(crate) fn id_str(id: u64) -> String {
-    format!("{id:x}")
-}
-
-/// etcd's `types.IDFromString`: base-16 `ParseUint` (no sign, no prefix).
-pub(crate) fn parse_id(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(s, 16).ok()
-}
-
-/// Go's `http.Error`.
-pub(crate) fn text_error(code: StatusCode, msg: &str) -> Response<ChannelBody> {
-    let mut r = Response::new(ChannelBody::full(format!("{msg}\n")));
-    *r.status_mut() = code;
-    r.headers_mut().insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
-    r
-}
 
 /// etcd's `httptypes.HTTPError.WriteTo`: JSON `{"message":...}`.
 fn json_error(code: u16, msg: &str) -> Response<ChannelBody> {
@@ -90,51 +68,11 @@ fn json_error(code: u16, msg: &str) -> Response<ChannelBody> {
     r
 }
 
-pub(crate) fn method_not_allowed(allow: &'static str) -> Response<ChannelBody> {
-    let mut r = text_error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-    r.headers_mut().insert("Allow", HeaderValue::from_static(allow));
-    r
-}
-
 fn with_header(mut r: Response<ChannelBody>, name: &'static str, v: &str) -> Response<ChannelBody> {
     if let Ok(v) = HeaderValue::from_str(v) {
         r.headers_mut().insert(name, v);
     }
     r
-}
-
-/// A semantic version as go-semver reads it (major.minor.patch, optional -pre / +build).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Version {
-    pub major: u64,
-    pub minor: u64,
-}
-
-impl Version {
-    pub(crate) fn parse(s: &str) -> Option<Version> {
-        let core = s.split(['-', '+']).next()?;
-        let mut it = core.split('.');
-        let major = it.next()?.parse().ok()?;
-        let minor = it.next()?.parse().ok()?;
-        let _patch: u64 = it.next()?.parse().ok()?;
-        if it.next().is_some() {
-            return None;
-        }
-        Some(Version { major, minor })
-    }
-    fn mm(self) -> (u64, u64) {
-        (self.major, self.minor)
-    }
-}
-
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-}
-
-/// Missing version headers mean etcd 2.0 (`serverVersion` / `minClusterVersion`).
-pub(crate) fn header_version(h: &HeaderMap, name: &str) -> Option<Version> {
-    let s = header_str(h, name);
-    Version::parse(if s.is_empty() { "2.0.0" } else { s })
 }
 
 /// etcd's `checkClusterCompatibilityFromHeader`: the error string is the 412 body.
@@ -194,14 +132,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
     } else if path == RAFT_SNAPSHOT_PREFIX {
         snapshot_handler(&shared, req).await
     } else if path == PROBING_PREFIX {
-        probing_handler()
+        probing::handler()
     } else if path.starts_with("/raft/stream/") {
         stream_handler(&shared, req).await
-    } else if path == crate::members::MEMBERS_PATH {
-        crate::members::members_handler(&shared, &req)
-    } else if path.starts_with(crate::members::MEMBER_PROMOTE_PREFIX) {
-        crate::members::promote_handler(&shared, &req).await
-    } else if path == crate::fault::FAULTS_PATH && shared.ctx.faults.enabled() {
+    } else if path == MEMBERS_PATH {
+        members_handler(&shared.ctx, &req)
+    } else if path.starts_with(MEMBER_PROMOTE_PREFIX) {
+        promote_handler(&shared.ctx, &req).await
+    } else if path == FAULTS_PATH && shared.ctx.faults.enabled() {
         shared.ctx.faults.handle(req).await
     } else {
         text_error(StatusCode::NOT_FOUND, "404 page not found")
@@ -453,130 +391,9 @@ async fn stream_inner(shared: &Shared, req: Request<Incoming>) -> Response<Chann
 /// Chunks buffered between a stream writer and the connection.
 const STREAM_BODY_CHUNKS: usize = 16;
 
-/// xiang90/probing's handler: `{"OK":true,"Now":<RFC 3339 time>}` plus a newline.
-fn probing_handler() -> Response<ChannelBody> {
-    let mut r = Response::new(ChannelBody::full(probing_body()));
-    r.headers_mut().insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
-    r
-}
-
-pub(crate) fn probing_body() -> String {
-    format!("{{\"OK\":true,\"Now\":\"{}\"}}\n", rfc3339_now())
-}
-
-fn rfc3339_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut frac = format!("{:09}", d.subsec_nanos());
-    while frac.ends_with('0') {
-        frac.pop();
-    }
-    let frac = if frac.is_empty() { String::new() } else { format!(".{frac}") };
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-// ---------------------------------------------------------------- client side
-
-/// Why a POST (pipeline or snapshot) was not accepted (`checkPostResponse`).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum PostError {
-    #[error("incompatible version")]
-    IncompatibleVersion,
-    #[error("cluster ID mismatch")]
-    ClusterIdMismatch,
-    #[error("the member has been permanently removed from the cluster")]
-    MemberRemoved,
-    #[error("{0}")]
-    Other(String),
-}
-
-pub(crate) fn check_post_response(status: StatusCode, body: &[u8], url: &str) -> Result<(), PostError> {
-    match status {
-        StatusCode::PRECONDITION_FAILED => {
-            let b = String::from_utf8_lossy(body);
-            match b.trim_end_matches('\n') {
-                ERR_INCOMPATIBLE_VERSION => Err(PostError::IncompatibleVersion),
-                ERR_CLUSTER_ID_MISMATCH => Err(PostError::ClusterIdMismatch),
-                other => Err(PostError::Other(format!("unhandled error {other:?} when precondition failed"))),
-            }
-        }
-        StatusCode::FORBIDDEN => Err(PostError::MemberRemoved),
-        StatusCode::NO_CONTENT => Ok(()),
-        s => Err(PostError::Other(format!("unexpected http status {s} while posting to {url:?}"))),
-    }
-}
-
-/// etcd's `createPostRequest` headers (and the stream dial's, minus `X-Raft-To`).
-pub(crate) fn set_common_headers(h: &mut HeaderMap, shared_cfg: &crate::TransportConfig) {
-    let mut put = |k: &'static str, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(k, v);
-        }
-    };
-    put("X-Server-From", id_str(shared_cfg.member_id));
-    put("X-Server-Version", shared_cfg.server_version.clone());
-    put("X-Min-Cluster-Version", shared_cfg.min_cluster_version.clone());
-    put("X-Etcd-Cluster-ID", id_str(shared_cfg.cluster_id));
-    if !shared_cfg.peer_urls.is_empty() {
-        put("X-PeerURLs", shared_cfg.peer_urls.join(","));
-    }
-}
-
-/// Reads a (small) response body, bounded in size and time.
-pub(crate) async fn read_small_body(body: Incoming, timeout: std::time::Duration) -> std::io::Result<Vec<u8>> {
-    const MAX: usize = 64 * 1024;
-    let mut r = BodyReader::new(body, Some(timeout));
-    let mut out = Vec::new();
-    while let Some(c) = r.chunk().await? {
-        if out.len() + c.len() > MAX {
-            break;
-        }
-        out.extend_from_slice(&c);
-    }
-    Ok(out)
-}
-
-pub(crate) fn bytes_of(v: Vec<u8>) -> Bytes {
-    Bytes::from(v)
-}
-
-/// Classifies a 412 answer's body the way etcd's stream dial does.
-pub(crate) fn check_cluster_compat_answer(body: &[u8]) -> String {
-    let b = String::from_utf8_lossy(body);
-    match b.trim_end_matches('\n') {
-        ERR_INCOMPATIBLE_VERSION => ERR_INCOMPATIBLE_VERSION.to_string(),
-        ERR_CLUSTER_ID_MISMATCH => ERR_CLUSTER_ID_MISMATCH.to_string(),
-        other => format!("unhandled error {other:?} when precondition failed"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_and_ids() {
-        assert_eq!(Version::parse("3.4.23"), Some(Version { major: 3, minor: 4 }));
-        assert_eq!(Version::parse("3.5.0-alpha.0+git"), Some(Version { major: 3, minor: 5 }));
-        assert_eq!(Version::parse("3.4"), None);
-        assert_eq!(Version::parse("x.y.z"), None);
-        assert_eq!(parse_id("8e9e05c52164694d"), Some(0x8e9e05c52164694d));
-        assert_eq!(parse_id("+1"), None);
-        assert_eq!(parse_id(""), None);
-        assert_eq!(parse_id("10000000000000000"), None);
-        assert_eq!(id_str(0x8e9e05c52164694d), "8e9e05c52164694d");
-    }
 
     #[test]
     fn paths_clean_as_go_does() {
@@ -599,11 +416,5 @@ mod tests {
         let r = mux_redirect(&Method::POST, "/raft/stream", Some("a=1"));
         let loc = r.as_ref().and_then(|r| r.headers().get("Location"));
         assert_eq!(loc.and_then(|v| v.to_str().ok()), Some("/raft/stream/?a=1"));
-    }
-
-    #[test]
-    fn rfc3339_shape() {
-        let s = rfc3339_now();
-        assert!(s.len() >= 20 && s.ends_with('Z') && &s[4..5] == "-" && &s[10..11] == "T", "{s}");
     }
 }

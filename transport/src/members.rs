@@ -16,24 +16,24 @@ use hyper_util::client::legacy::Client;
 use rustls::ClientConfig;
 
 use crate::body::ChannelBody;
+use crate::ctx::Ctx;
 use crate::dial::Dialer;
-use crate::http::{id_str, method_not_allowed, text_error};
-use crate::transport::Shared;
+use crate::util::{id_str, method_not_allowed, text_error};
 
 pub const MEMBERS_PATH: &str = "/members";
 
 /// `GET /members`: the members as etcd's JSON, a newline (Go's `json.Encoder`), and the
 /// cluster ID header. 405 for other methods, as etcd's `allowMethod`; 404 when the host does
 /// not serve members.
-pub(crate) fn members_handler(shared: &Shared, req: &Request<Incoming>) -> Response<ChannelBody> {
+pub(crate) fn members_handler(ctx: &Ctx, req: &Request<Incoming>) -> Response<ChannelBody> {
     if req.method() != Method::GET {
         return method_not_allowed("GET");
     }
-    let Some(json) = shared.ctx.raft.members_json() else {
+    let Some(json) = ctx.raft.members_json() else {
         return text_error(StatusCode::NOT_FOUND, "404 page not found");
     };
     let mut r = Response::new(ChannelBody::full(format!("{json}\n")));
-    if let Ok(v) = HeaderValue::from_str(&id_str(shared.ctx.cfg.cluster_id)) {
+    if let Ok(v) = HeaderValue::from_str(&id_str(ctx.cfg.cluster_id)) {
         r.headers_mut().insert("X-Etcd-Cluster-ID", v);
     }
     r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
@@ -95,18 +95,18 @@ pub const MEMBER_PROMOTE_PREFIX: &str = "/members/promote/";
 /// to promote a learner hands the request to the leader, the only member that knows whether
 /// the learner caught up. Answers the host's outcome: 200 and the members' JSON, or the status
 /// and text the host chose (etcd: 404 unknown member, 412 not a learner / not in sync).
-pub(crate) async fn promote_handler(shared: &Shared, req: &Request<Incoming>) -> Response<ChannelBody> {
+pub(crate) async fn promote_handler(ctx: &Ctx, req: &Request<Incoming>) -> Response<ChannelBody> {
     if req.method() != Method::POST {
         return method_not_allowed("POST");
     }
     let id_str = req.uri().path().trim_start_matches(MEMBER_PROMOTE_PREFIX);
     let Ok(id) = id_str.parse::<u64>() else {
         return with_cluster_id(
-            shared,
+            ctx,
             text_error(StatusCode::NOT_FOUND, &format!("member {id_str} not found in cluster")),
         );
     };
-    let r = match shared.ctx.raft.promote_member(id).await {
+    let r = match ctx.raft.promote_member(id).await {
         Ok(json) => {
             let mut r = Response::new(ChannelBody::full(format!("{json}\n")));
             r.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
@@ -114,11 +114,11 @@ pub(crate) async fn promote_handler(shared: &Shared, req: &Request<Incoming>) ->
         }
         Err((code, text)) => text_error(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &text),
     };
-    with_cluster_id(shared, r)
+    with_cluster_id(ctx, r)
 }
 
-fn with_cluster_id(shared: &Shared, mut r: Response<ChannelBody>) -> Response<ChannelBody> {
-    if let Ok(v) = HeaderValue::from_str(&id_str(shared.ctx.cfg.cluster_id)) {
+fn with_cluster_id(ctx: &Ctx, mut r: Response<ChannelBody>) -> Response<ChannelBody> {
+    if let Ok(v) = HeaderValue::from_str(&id_str(ctx.cfg.cluster_id)) {
         r.headers_mut().insert("X-Etcd-Cluster-ID", v);
     }
     r

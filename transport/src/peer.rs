@@ -16,13 +16,15 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::ctx::Ctx;
+use crate::host::OutgoingSnapshot;
 use crate::pipeline::Pipeline;
 use crate::probing::{ProbeStatus, Prober};
+use crate::snapshot_sender;
 use crate::status::PeerStatus;
 use crate::stream::{self, OutgoingConn, RecvQueues, StreamType, StreamWriter};
-use crate::transport::Ctx;
 use crate::urlpick::UrlPicker;
-use crate::{OutgoingSnapshot, snapshot_sender};
+use crate::util::id_str;
 
 /// etcd's `recvBufSize`.
 pub const RECV_BUF_SIZE: usize = 4096;
@@ -114,7 +116,7 @@ impl Peer {
                 if is_snap {
                     self.ctx.raft.report_snapshot(to, SnapshotStatus::Failure);
                 }
-                tracing::warn!(peer = %crate::http::id_str(self.id), active = self.status.is_active(), "dropped internal Raft message since sending buffer is full (overloaded network)");
+                tracing::warn!(peer = %id_str(self.id), active = self.status.is_active(), "dropped internal Raft message since sending buffer is full (overloaded network)");
                 None
             }
         }

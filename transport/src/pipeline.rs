@@ -12,13 +12,14 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::CriticalError;
 use crate::body::ChannelBody;
-use crate::http::{PostError, RAFT_PREFIX, bytes_of, check_post_response, read_small_body, set_common_headers};
+use crate::ctx::Ctx;
+use crate::fault::CUT_REFUSAL;
+use crate::host::CriticalError;
 use crate::pb;
 use crate::status::PeerStatus;
-use crate::transport::Ctx;
 use crate::urlpick::UrlPicker;
+use crate::util::{PostError, RAFT_PREFIX, bytes_of, check_post_response, read_small_body, set_common_headers};
 
 /// etcd's `connPerPipeline`.
 pub const CONN_PER_PIPELINE: usize = 4;
@@ -46,7 +47,7 @@ impl Pipeline {
                         let is_snap = m.msg_type == MessageType::MsgSnapshot;
                         let data = pb::encode_message(&m);
                         let res = if ctx.faults.is_cut(m.to) {
-                            Err(PostError::Other(crate::fault::CUT_REFUSAL.into()))
+                            Err(PostError::Other(CUT_REFUSAL.into()))
                         } else {
                             post(&ctx, &picker, &data).await
                         };

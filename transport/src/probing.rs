@@ -3,7 +3,8 @@
 //! a smoothed round-trip time, health, loss and the clock difference the answer's `Now` implies;
 //! and a monitor that logs etcd's warnings — `prober detected unhealthy status` (first check
 //! after 5 s, then every 5 s while unhealthy, every 30 s while healthy) and `prober found high
-//! clock drift` (difference over 1 s).
+//! clock drift` (difference over 1 s). The answer it parses is written here too (xiang90/probing's
+//! handler, which the peer port's router serves), so both ends of the format stay in one file.
 //!
 //! As etcd: the first probe goes out one interval after the peer is added; a failed probe moves
 //! on to the peer's next URL (the prober's own pin, not the roles' URL picker); the status
@@ -23,12 +24,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::{Method, Request, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use tokio::task::JoinHandle;
 
 use crate::body::ChannelBody;
-use crate::http::{PROBING_PREFIX, id_str, read_small_body};
-use crate::transport::Ctx;
+use crate::ctx::Ctx;
+use crate::util::{PROBING_PREFIX, id_str, read_small_body};
 
 /// etcd's `RoundTripperNameRaftMessage`, the name in the prober's log lines.
 pub const ROUND_TRIPPER_NAME: &str = "ROUND_TRIPPER_RAFT_MESSAGE";
@@ -438,6 +439,41 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     }
 }
 
+// ---------------------------------------------------------------- server side
+
+/// xiang90/probing's handler: `{"OK":true,"Now":<RFC 3339 time>}` plus a newline.
+pub(crate) fn handler() -> Response<ChannelBody> {
+    let mut r = Response::new(ChannelBody::full(probing_body()));
+    r.headers_mut().insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn probing_body() -> String {
+    format!("{{\"OK\":true,\"Now\":\"{}\"}}\n", rfc3339_now())
+}
+
+fn rfc3339_now() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut frac = format!("{:09}", d.subsec_nanos());
+    while frac.ends_with('0') {
+        frac.pop();
+    }
+    let frac = if frac.is_empty() { String::new() } else { format!(".{frac}") };
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{frac}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,7 +496,7 @@ mod tests {
         assert!(parse_health(b"{\"OK\":true,\"Now\":\"yesterday\"}").is_err());
         assert!(parse_health(b"{\"OK\":true").is_err());
         // Our own handler's answer round-trips.
-        let ours = crate::http::probing_body();
+        let ours = probing_body();
         let h = parse_health(ours.as_bytes()).expect("ours");
         assert!(h.ok);
         let d = SystemTime::now().duration_since(h.now.expect("now")).unwrap_or_default();
@@ -490,5 +526,11 @@ mod tests {
         assert_eq!((s.healthy, s.total, s.loss), (false, 3, 1));
         assert_eq!(s.srtt, Duration::from_millis(90));
         assert_eq!(s.last_error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn rfc3339_shape() {
+        let s = rfc3339_now();
+        assert!(s.len() >= 20 && s.ends_with('Z') && &s[4..5] == "-" && &s[10..11] == "T", "{s}");
     }
 }

@@ -16,12 +16,13 @@ use raft::SnapshotStatus;
 use tokio::io::AsyncReadExt;
 
 use crate::body::ChannelBody;
-use crate::http::{PostError, RAFT_SNAPSHOT_PREFIX, check_post_response, read_small_body, set_common_headers};
+use crate::ctx::Ctx;
+use crate::fault::CUT_REFUSAL;
+use crate::host::{CriticalError, OutgoingSnapshot};
 use crate::msg_codec;
 use crate::status::PeerStatus;
-use crate::transport::Ctx;
 use crate::urlpick::UrlPicker;
-use crate::{CriticalError, OutgoingSnapshot};
+use crate::util::{PostError, RAFT_SNAPSHOT_PREFIX, check_post_response, id_str, read_small_body, set_common_headers};
 
 /// etcd's `snapResponseReadTimeout`.
 pub const SNAP_RESPONSE_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,19 +31,16 @@ const CHUNK: usize = 64 * 1024;
 pub(crate) async fn send(ctx: Arc<Ctx>, picker: Arc<UrlPicker>, status: Arc<PeerStatus>, snap: OutgoingSnapshot) {
     let to = snap.message.to;
     let u = picker.pick();
-    let res = if ctx.faults.is_cut(to) {
-        Err(PostError::Other(crate::fault::CUT_REFUSAL.into()))
-    } else {
-        post(&ctx, &u, snap).await
-    };
+    let res =
+        if ctx.faults.is_cut(to) { Err(PostError::Other(CUT_REFUSAL.into())) } else { post(&ctx, &u, snap).await };
     match res {
         Ok(()) => {
             status.activate();
             ctx.raft.report_snapshot(to, SnapshotStatus::Finish);
-            tracing::info!(to = %crate::http::id_str(to), "sent database snapshot");
+            tracing::info!(to = %id_str(to), "sent database snapshot");
         }
         Err(e) => {
-            tracing::warn!(to = %crate::http::id_str(to), "failed to send database snapshot: {e}");
+            tracing::warn!(to = %id_str(to), "failed to send database snapshot: {e}");
             if matches!(e, PostError::MemberRemoved) {
                 ctx.raft.report_critical_error(CriticalError::MemberRemoved);
             }

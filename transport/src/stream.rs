@@ -23,14 +23,15 @@ use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::CriticalError;
 use crate::body::{BodyReader, ChannelBody};
-use crate::http::{check_cluster_compat_answer, header_version, id_str, read_small_body, set_common_headers};
+use crate::ctx::Ctx;
+use crate::fault::CUT_REFUSAL;
+use crate::host::CriticalError;
 use crate::msg_codec::{self, CodecError};
 use crate::msgappv2_codec::{self, MsgAppV2Decoder, MsgAppV2Encoder};
 use crate::status::PeerStatus;
-use crate::transport::Ctx;
 use crate::urlpick::UrlPicker;
+use crate::util::{check_cluster_compat_answer, header_version, id_str, read_small_body, set_common_headers};
 
 /// etcd's `streamBufSize`: a stream writer's queue.
 pub const STREAM_BUF_SIZE: usize = 4096;
@@ -174,9 +175,9 @@ async fn run_writer(
                     status.sent(len);
                 }
                 _ = ctx.faults.until_cut(peer_id) => {
-                    status.deactivate(typ.name(), "write", crate::fault::CUT_REFUSAL);
+                    status.deactivate(typ.name(), "write", CUT_REFUSAL);
                     close(&w, &ctx, peer_id, &mrx);
-                    tracing::warn!(peer = %id_str(peer_id), "closed TCP streaming connection with remote peer ({}): {}", typ.name(), crate::fault::CUT_REFUSAL);
+                    tracing::warn!(peer = %id_str(peer_id), "closed TCP streaming connection with remote peer ({}): {}", typ.name(), CUT_REFUSAL);
                     break;
                 }
                 _ = ticker.tick() => {
@@ -241,7 +242,7 @@ pub(crate) fn start_reader(
                     let err = tokio::select! {
                         err = decode_loop(&ctx, peer_id, typ, body, &status, &queues) => err,
                         // Dropping the body closes the connection.
-                        _ = ctx.faults.until_cut(peer_id) => CodecError::Io(io::Error::other(crate::fault::CUT_REFUSAL)),
+                        _ = ctx.faults.until_cut(peer_id) => CodecError::Io(io::Error::other(CUT_REFUSAL)),
                     };
                     tracing::warn!(peer = %id_str(peer_id), "lost TCP streaming connection with remote peer ({}): {err}", typ.name());
                     if !matches!(&err, CodecError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof) {

@@ -6,7 +6,6 @@
 //! (starting a peer spawns its tasks). Peers are torn down by dropping them: every task a peer
 //! owns is aborted, which drops its connections.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,46 +22,25 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 use crate::body::ChannelBody;
+use crate::config::TransportConfig;
+use crate::ctx::Ctx;
 use crate::dial::Dialer;
+use crate::error::TransportError;
+use crate::fault::Faults;
+use crate::host::{OutgoingSnapshot, Raft};
 use crate::listener_tls::PeerListenerTls;
-use crate::peer::{Peer, Picked, Remote};
+use crate::peer::{Peer, Picked};
+use crate::probing::ProbeStatus;
+use crate::shared::Shared;
 use crate::urlpick::parse_urls;
-use crate::{OutgoingSnapshot, Raft, TransportConfig, TransportError};
+use crate::util::{Version, id_str};
 
-/// What every role's tasks share: configuration, the host's raft, the HTTP client.
-pub(crate) struct Ctx {
-    pub cfg: TransportConfig,
-    pub raft: Arc<dyn Raft>,
-    pub client: Client<Dialer, ChannelBody>,
-    /// Partitions injected by tests (inert unless `cfg.fault_injection`).
-    pub faults: crate::fault::Faults,
-}
-
-pub(crate) struct Shared {
-    pub ctx: Arc<Ctx>,
-    peers: RwLock<HashMap<u64, Arc<Peer>>>,
-    remotes: RwLock<HashMap<u64, Arc<Remote>>>,
-    stopped: AtomicBool,
-}
-
-impl Shared {
-    pub(crate) fn peer(&self, id: u64) -> Option<Arc<Peer>> {
-        self.peers.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
-    }
-
-    /// etcd's `AddRemote`: ignored for known peers/remotes, bad URLs and after `stop`.
-    pub(crate) fn add_remote(&self, id: u64, urls: &[String]) {
-        if self.stopped.load(Ordering::SeqCst) || id == self.ctx.cfg.member_id || self.peer(id).is_some() {
-            return;
-        }
-        let Ok(urls) = parse_urls(urls) else { return };
-        let mut g = self.remotes.write().unwrap_or_else(|p| p.into_inner());
-        if g.contains_key(&id) {
-            return;
-        }
-        tracing::info!(remote = %crate::http::id_str(id), "added new remote peer");
-        g.insert(id, Arc::new(Remote::start(self.ctx.clone(), id, urls)));
-    }
+/// What the transport carried to and from one peer ([`Transport::traffic`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerTraffic {
+    pub id: u64,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
 }
 
 /// Serves the peer routes on one accepted connection (HTTP/1.1, as etcd's peers speak).
@@ -97,15 +75,13 @@ impl Transport {
         if !cfg.peer_urls.is_empty() {
             cfg.peer_urls = parse_urls(&cfg.peer_urls)?;
         }
-        if crate::http::Version::parse(&cfg.server_version).is_none()
-            || crate::http::Version::parse(&cfg.min_cluster_version).is_none()
-        {
+        if Version::parse(&cfg.server_version).is_none() || Version::parse(&cfg.min_cluster_version).is_none() {
             return Err(TransportError::InvalidVersion);
         }
         let dialer = Dialer::new(cfg.client_tls.clone(), cfg.dial_timeout)
             .with_keepalive(Some(std::time::Duration::from_secs(30)));
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(dialer);
-        let faults = crate::fault::Faults::new(cfg.fault_injection);
+        let faults = Faults::new(cfg.fault_injection);
         let ctx = Arc::new(Ctx { cfg, raft, client, faults });
         Ok(Transport {
             shared: Arc::new(Shared {
@@ -189,7 +165,7 @@ impl Transport {
         g.insert(id, Arc::new(Peer::start(self.shared.ctx.clone(), id, urls)));
         drop(g);
         self.shared.remotes.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        tracing::info!(peer = %crate::http::id_str(id), "added remote peer");
+        tracing::info!(peer = %id_str(id), "added remote peer");
         Ok(())
     }
 
@@ -244,7 +220,7 @@ impl Transport {
             r.send(m);
             return Some(Picked::Pipeline);
         }
-        tracing::debug!(to = %crate::http::id_str(m.to), "ignored message send request; unknown remote peer target");
+        tracing::debug!(to = %id_str(m.to), "ignored message send request; unknown remote peer target");
         None
     }
 
@@ -264,19 +240,19 @@ impl Transport {
     }
 
     /// What the prober last saw of peer `id` (`None`: not a peer). Remotes are not probed.
-    pub fn probe_status(&self, id: u64) -> Option<crate::ProbeStatus> {
+    pub fn probe_status(&self, id: u64) -> Option<ProbeStatus> {
         self.shared.peer(id).map(|p| p.probe_status())
     }
 
     /// Bytes carried to and from each peer by the streams and the pipeline (snapshots not
     /// included), for etcd's `etcd_network_peer_{sent,received}_bytes_total`.
-    pub fn traffic(&self) -> Vec<crate::PeerTraffic> {
+    pub fn traffic(&self) -> Vec<PeerTraffic> {
         let peers = self.shared.peers.read().unwrap_or_else(|p| p.into_inner());
         peers
             .iter()
             .map(|(id, p)| {
                 let (sent_bytes, received_bytes) = p.status.traffic();
-                crate::PeerTraffic { id: *id, sent_bytes, received_bytes }
+                PeerTraffic { id: *id, sent_bytes, received_bytes }
             })
             .collect()
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use crate::TransportError;
+use crate::error::TransportError;
 
 /// Parses and normalizes peer URLs (`http://host:port` or `https://host:port`, no path).
 pub(crate) fn parse_urls(urls: &[String]) -> Result<Vec<String>, TransportError> {

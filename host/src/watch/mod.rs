@@ -20,6 +20,7 @@
 
 mod hub;
 mod recent;
+mod state;
 mod sync;
 mod watcher;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use prost::Message;
 use wasmraft_proto::wasmraft::v1::{KvQuery, WatchHistoryRequest, WatchHistoryResponse, kv_query};
 
-use super::hub::{Sent, Shared, send};
+use super::state::{Sent, Shared, send};
 use super::watcher::Delivery;
 use crate::node::{NodeHandle, WeakNodeHandle};
 
