@@ -24,7 +24,7 @@ use super::wait::Outcome;
 use super::{AppliedCommand, ApplyMsg, NodeError, RaftMsg, Shared};
 use crate::deployment::{self, Deployed};
 use crate::guest::{ApplyContext, ApplyError};
-use crate::storage::tables::{GUEST_KV, META, META_APPLIED_INDEX, META_APPLIED_TERM};
+use wasmraft_storage::tables::{GUEST_KV, META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
 /// Entries applied in one transaction at most, so waiters of the first entries aren't held back
 /// by a huge backlog.
@@ -150,7 +150,7 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
     // Two snapshots can arrive back to back, the first carrying state newer than the second:
     // the state we have is then already consistent with the log after the second snapshot's
     // index, and installing the older one would only rewind it.
-    match crate::storage::snapshot::applied_index_of(path) {
+    match wasmraft_storage::snapshot::applied_index_of(path) {
         Ok(file_index) if file_index <= applied => {
             tracing::info!(
                 "snapshot {index} carries state at {file_index}; the state is already at {applied}, keeping it"
@@ -160,6 +160,7 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
         }
         Ok(_) => {}
         Err(e) => {
+            let e = anyhow::Error::from(e);
             shared.fail(format!("reading snapshot {}: {e:#}{}", path.display(), drop_if_damaged(path)));
             return None;
         }
@@ -216,12 +217,15 @@ fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Path, applied
 /// say: the log already says the snapshot replaced it, and a restart installs the file again).
 /// Says which, for the error.
 fn drop_if_damaged(path: &std::path::Path) -> String {
-    match crate::storage::snapshot::verify(path) {
+    match wasmraft_storage::snapshot::verify(path) {
         Ok(()) => "; the file is intact and kept, a restart installs it again".into(),
-        Err(damage) => match std::fs::remove_file(path) {
-            Ok(()) => format!("; the file is damaged ({damage:#}) and was removed"),
-            Err(e) => format!("; the file is damaged ({damage:#}), and removing it failed: {e}"),
-        },
+        Err(damage) => {
+            let damage = anyhow::Error::from(damage);
+            match std::fs::remove_file(path) {
+                Ok(()) => format!("; the file is damaged ({damage:#}) and was removed"),
+                Err(e) => format!("; the file is damaged ({damage:#}), and removing it failed: {e}"),
+            }
+        }
     }
 }
 
@@ -230,7 +234,7 @@ fn drop_if_damaged(path: &std::path::Path) -> String {
 pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> anyhow::Result<u64> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
-    let index = crate::storage::snapshot::install(&txn, path)?;
+    let index = wasmraft_storage::snapshot::install(&txn, path)?;
     txn.commit()?;
     Ok(index)
 }
