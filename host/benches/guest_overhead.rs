@@ -30,11 +30,11 @@ use prost::Message as _;
 use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, Table};
 use wasmraft::guest::{ApplyContext, ApplyError, Guest, GuestEngine, GuestLimits, limits};
 use wasmraft::server::BUNDLED_KV_GUEST;
-use wasmraft::storage::tables::GUEST_KV;
 use wasmraft_guest_sdk::testing::MemStore;
 use wasmraft_guest_sdk::{ReadStore, StateMachine as _, Store};
 use wasmraft_kv_guest::KvGuest;
 use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest};
+use wasmraft_storage::tables::GUEST_KV;
 
 const KEY_BYTES: usize = 8;
 const VALUE_BYTES: usize = 128;

@@ -22,7 +22,7 @@ use wasmraft_proto::etcdserverpb::{
     AlarmMember, AlarmResponse, AlarmType, InternalRaftRequest, alarm_request::AlarmAction, request_op,
 };
 
-use crate::storage::tables::ALARMS;
+use wasmraft_storage::tables::ALARMS;
 
 /// etcd's DefaultQuotaBytes (2 GiB): the quota when `--quota-backend-bytes` is 0.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;

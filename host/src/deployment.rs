@@ -21,7 +21,7 @@ use wasmraft_proto::wasmraft::v1 as pb;
 
 use crate::guest::limits::{DEFAULT_STACK_BYTES, check_stack_bytes};
 use crate::guest::{ApplyError, Guest, GuestInfo, GuestLimits, GuestRegistry};
-use crate::storage::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, META, META_DEPLOYMENT};
+use wasmraft_storage::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, META, META_DEPLOYMENT};
 
 mod pieces;
 pub use pieces::{MAX_UPLOADS, PieceRefused, apply_chunk};

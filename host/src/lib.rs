@@ -3,9 +3,10 @@
 //! One member of a replicated state machine. The data path, in module order:
 //!
 //! - [`config`]: etcd 3.4's command line, validated.
-//! - [`storage`]: the raft log (redb, fsync per Ready) and the state tables the guest writes.
-//! - [`node`]: the raft-rs Ready loop, the apply loop and the wait registry that hands each client
-//!   its own entry's result.
+//! - [`wasmraft_storage`] (host/storage): the raft log (a WAL, one fsync per Ready), the state
+//!   database and its tables, snapshot files.
+//! - [`node`]: the raft-rs Ready loop (raft's `Storage` over that log: `node::log_store`), the
+//!   apply loop and the wait registry that hands each client its own entry's result.
 //! - `guest`: the wasmtime runtime that runs the guest's `apply` and `query`.
 //! - [`deployment`]: which guest is active since which index, and swaps through the log.
 //! - `api`: etcd's v3 gRPC API in front of it all.
@@ -30,6 +31,5 @@ pub mod membership;
 pub mod node;
 pub mod peers;
 pub mod server;
-pub mod storage;
 pub mod tls;
 pub mod watch;

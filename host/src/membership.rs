@@ -17,7 +17,7 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use wasmraft_proto::wasmraft::v1 as pb;
 
 use crate::conf_change::Change;
-use crate::storage::tables::{MEMBERS, REMOVED_MEMBERS};
+use wasmraft_storage::tables::{MEMBERS, REMOVED_MEMBERS};
 
 pub use pb::{Member, MemberAttributes};
 

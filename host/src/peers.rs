@@ -31,7 +31,7 @@ pub struct RaftInbox {
 
 /// Free disk space a received snapshot must leave: a WAL segment, so the member can still roll
 /// its log.
-const DISK_RESERVE: u64 = crate::storage::wal::SEGMENT_BYTES;
+const DISK_RESERVE: u64 = wasmraft_storage::WAL_SEGMENT_BYTES;
 /// How often (in bytes received) the free space is checked again.
 const DISK_CHECK_EVERY: u64 = 8 << 20;
 
@@ -205,10 +205,12 @@ impl Raft for RaftInbox {
                 }
                 file.file.sync_all().await.map_err(|e| format!("syncing {}: {e}", part.display()))?;
                 let check = part.clone();
-                tokio::task::spawn_blocking(move || crate::storage::snapshot::verify(&check))
+                tokio::task::spawn_blocking(move || wasmraft_storage::snapshot::verify(&check))
                     .await
                     .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("snapshot {index} from {:x} is damaged: {e:#}", m.from))?;
+                    .map_err(|e| {
+                        format!("snapshot {index} from {:x} is damaged: {:#}", m.from, anyhow::Error::from(e))
+                    })?;
                 Ok(file.written)
             }
             .await;
@@ -323,7 +325,7 @@ impl PeerSender for TransportSender {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || {
                     let started = std::time::Instant::now();
-                    let written = crate::storage::snapshot::write(&state, &path);
+                    let written = wasmraft_storage::snapshot::write(&state, &path).map_err(anyhow::Error::from);
                     if written.is_ok() {
                         wasmraft_metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
                     }

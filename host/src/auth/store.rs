@@ -20,7 +20,7 @@ use wasmraft_proto::etcdserverpb as pb;
 use super::perms::{Access, permitted};
 use super::tokens::TokenProvider;
 use super::{AuthError, AuthInfo, ROOT};
-use crate::storage::tables::AUTH;
+use wasmraft_storage::tables::AUTH;
 
 const K_ENABLED: &str = "enabled";
 const K_REVISION: &str = "revision";

@@ -27,8 +27,8 @@ use super::{CliError, EXIT_INVALID_INPUT};
 const EXIT_ERROR: u8 = 1;
 use crate::config::{parse_initial_cluster, parse_urls, trim_url};
 use crate::membership::Membership;
-use crate::storage::tables::{ALARMS, MEMBERS, META, META_APPLIED_INDEX, META_APPLIED_TERM};
-use crate::storage::{Identity, RaftLog, snapshot};
+use wasmraft_storage::tables::{ALARMS, MEMBERS, META, META_APPLIED_INDEX, META_APPLIED_TERM};
+use wasmraft_storage::{Identity, RaftLog, snapshot};
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum SnapshotCommand {
@@ -161,7 +161,7 @@ fn build(
     voters: Vec<u64>,
 ) -> anyhow::Result<()> {
     let member_dir = data_dir.join("member");
-    crate::storage::durable::create_dir_all(&member_dir.join("snap"))?;
+    wasmraft_storage::durable::create_dir_all(&member_dir.join("snap"))?;
     let db = redb::Database::create(member_dir.join("state.redb"))?;
     // The tables a member creates at start, so the snapshot's install finds them all.
     crate::node::apply::load_applied(&db)?;
@@ -171,7 +171,7 @@ fn build(
     txn.open_table(MEMBERS)?.retain(|_, _| false)?;
     txn.open_table(ALARMS)?.retain(|_, _| false)?;
     // A new cluster: the old one's removed ids mean nothing to it.
-    txn.open_table(crate::storage::tables::REMOVED_MEMBERS)?.retain(|_, _| false)?;
+    txn.open_table(wasmraft_storage::tables::REMOVED_MEMBERS)?.retain(|_, _| false)?;
     {
         let mut meta = txn.open_table(META)?;
         meta.insert(META_APPLIED_INDEX, 0u64.to_be_bytes().as_slice())?;
@@ -188,7 +188,7 @@ fn build(
         .collect();
     Membership::load(&db)?.bootstrap(&db, &records)?;
     drop(db);
-    crate::storage::durable::sync_dir(&member_dir)?;
+    wasmraft_storage::durable::sync_dir(&member_dir)?;
     let mut log = RaftLog::open(&member_dir.join("wal"))?;
     log.bootstrap(identity, voters, Vec::new())?;
     Ok(())

@@ -13,7 +13,7 @@ use wasmtime::component::Linker;
 use wasmtime::{ResourceLimiter, StoreContextMut};
 
 use super::limits::{self, GuestLimits};
-use crate::storage::tables::GUEST_KV;
+use wasmraft_storage::tables::GUEST_KV;
 
 pub(crate) type KvTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 type Pair = (Vec<u8>, Vec<u8>);

@@ -633,7 +633,7 @@ fn write_cache(component: &Component, dir: &Path, path: &Path) -> anyhow::Result
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    crate::storage::durable::rename(&tmp, path)
+    Ok(wasmraft_storage::durable::rename(&tmp, path)?)
 }
 
 /// A temporary name next to `path`, unique per process and call so concurrent loads of the

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::*;
-use crate::storage::tables::GUEST_KV;
+use wasmraft_storage::tables::GUEST_KV;
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
 static KV: &[u8] = include_bytes!(env!("WASMRAFT_KV_GUEST"));

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use raft::eraftpb::{EntryType, Message, MessageType};
 use raft::{RawNode, StateRole};
 
+use super::log_store::LogStore;
 use super::{NodeError, Shared};
 use crate::conf_change::Proposal;
-use crate::storage::RaftLog;
 
 /// Past this many held conf changes, new ones are dropped (their clients time out, as they
 /// would have without the gate). Reconfiguration is rare; a burst this size is a misbehaving
@@ -39,7 +39,7 @@ pub(crate) struct ConfGate {
 }
 
 /// Whether raft would turn a conf change proposed now into an empty entry.
-fn must_wait(node: &RawNode<RaftLog>) -> bool {
+fn must_wait(node: &RawNode<LogStore>) -> bool {
     node.raft.state == StateRole::Leader && node.raft.has_pending_conf()
 }
 
@@ -53,7 +53,7 @@ pub(crate) fn is_forwarded_conf_change(m: &Message) -> bool {
 
 impl ConfGate {
     /// Proposes a conf change made on this member, or holds it until raft can take it.
-    pub(crate) fn propose(&mut self, node: &mut RawNode<RaftLog>, shared: &Shared, id: u64, proposal: Proposal) {
+    pub(crate) fn propose(&mut self, node: &mut RawNode<LogStore>, shared: &Shared, id: u64, proposal: Proposal) {
         if node.raft.leader_id == raft::INVALID_ID {
             shared.waits.trigger(id, Err(NodeError::NoLeader));
         } else if must_wait(node) || !self.held.is_empty() {
@@ -64,7 +64,7 @@ impl ConfGate {
     }
 
     /// Steps a follower's forwarded conf change, or holds it until raft can take it.
-    pub(crate) fn step(&mut self, node: &mut RawNode<RaftLog>, shared: &Shared, m: Message) {
+    pub(crate) fn step(&mut self, node: &mut RawNode<LogStore>, shared: &Shared, m: Message) {
         if must_wait(node) || !self.held.is_empty() {
             self.hold(Held::Forwarded(m), shared);
         } else {
@@ -90,7 +90,7 @@ impl ConfGate {
 
     /// Called every turn: drops what waited too long, then proposes in arrival order while raft
     /// takes conf changes (one per applied change: each one proposed makes the next wait).
-    pub(crate) fn release(&mut self, node: &mut RawNode<RaftLog>, shared: &Shared, timeout: Duration) {
+    pub(crate) fn release(&mut self, node: &mut RawNode<LogStore>, shared: &Shared, timeout: Duration) {
         while self.held.front().is_some_and(|(since, _)| since.elapsed() >= timeout) {
             if let Some((_, Held::Local { id, .. })) = self.held.pop_front() {
                 shared.waits.trigger(id, Err(NodeError::Timeout));
@@ -114,7 +114,7 @@ impl ConfGate {
     }
 }
 
-fn propose_now(node: &mut RawNode<RaftLog>, shared: &Shared, id: u64, proposal: Proposal) {
+fn propose_now(node: &mut RawNode<LogStore>, shared: &Shared, id: u64, proposal: Proposal) {
     // The V2 entry (an update) has no id field: its wait id rides in the entry's context.
     let proposed = match proposal {
         Proposal::V1(cc) => node.propose_conf_change(Vec::new(), cc),
@@ -126,7 +126,7 @@ fn propose_now(node: &mut RawNode<RaftLog>, shared: &Shared, id: u64, proposal: 
     }
 }
 
-fn step_now(node: &mut RawNode<RaftLog>, m: Message) {
+fn step_now(node: &mut RawNode<LogStore>, m: Message) {
     let from = m.from;
     if let Err(e) = node.step(m) {
         tracing::debug!("dropping a forwarded conf change from {from:x}: {e}");

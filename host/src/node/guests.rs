@@ -187,7 +187,7 @@ impl NodeHandle {
             let err = |e: anyhow::Error| internal(format!("{e:#}"));
             Ok(GuestStatus {
                 active: deployment::record(&txn).map_err(err)?,
-                applied_index: crate::storage::snapshot::applied_index(&txn).map_err(err)?,
+                applied_index: wasmraft_storage::snapshot::applied_index(&txn).map_err(|e| err(e.into()))?,
                 state_sha256: if with_state_hash { deployment::state_hash(&txn).map_err(err)? } else { String::new() },
             })
         })

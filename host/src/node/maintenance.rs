@@ -8,8 +8,8 @@ use wasmraft_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, Ala
 use wasmraft_proto::wasmraft::v1 as pb;
 
 use super::{NodeError, NodeHandle};
-use crate::storage::snapshot;
-use crate::storage::tables::{META_APPLIED_INDEX, META_APPLIED_TERM};
+use wasmraft_storage::tables::{META_APPLIED_INDEX, META_APPLIED_TERM};
+use wasmraft_storage::{SnapshotError, snapshot};
 
 /// etcd's snapshotSendBufferSize: the bytes of state per Maintenance.Snapshot message.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
@@ -83,7 +83,7 @@ impl NodeHandle {
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let mut crc = wasmraft_guest_sdk::crc32c::Crc32c::new();
-            snapshot::for_each_record(&txn, |table, key, value| {
+            snapshot::for_each_record(&txn, |table, key, value| -> Result<(), SnapshotError> {
                 if table == snapshot::T_META
                     && (key == META_APPLIED_INDEX.as_bytes() || key == META_APPLIED_TERM.as_bytes())
                 {
@@ -96,7 +96,7 @@ impl NodeHandle {
                 crc.update(value);
                 Ok(())
             })
-            .map_err(|e| internal(format!("{e:#}")))?;
+            .map_err(|e| internal(format!("{:#}", anyhow::Error::from(e))))?;
             Ok(crc.sum())
         })
         .await
@@ -161,6 +161,7 @@ impl NodeHandle {
                     Ok(())
                 }
                 Err(e) => {
+                    let e = anyhow::Error::from(e);
                     tracing::warn!("failed to defragment the storage backend: {e:#}");
                     Err(internal(format!("{e:#}")))
                 }

@@ -18,6 +18,7 @@ mod conf_gate;
 mod config;
 mod guests;
 mod handle;
+pub mod log_store;
 pub mod maintenance;
 pub mod observe;
 pub mod priority;
@@ -49,9 +50,10 @@ pub use reconfigure::REMOVED_TEXT;
 use crate::deployment;
 use crate::guest::GuestRegistry;
 use crate::membership::{Member, MemberAttributes, Membership};
-use crate::storage::{Identity, RaftLog};
+use log_store::LogStore;
 use replicated::Subsystems;
 use wait::WaitRegistry;
+use wasmraft_storage::{Identity, RaftLog};
 
 /// etcd's `maxGapBetweenApplyAndCommitIndex`: past this many committed-but-unapplied entries,
 /// new proposals are refused instead of queueing without bound.
@@ -172,7 +174,7 @@ pub(crate) struct Shared {
     /// How this member dials TLS (https peer URLs for promotions, https client URLs for lease
     /// forwarding), once the server has set it up.
     pub dial_tls: std::sync::OnceLock<wasmraft_client::tls::DialTls>,
-    pub state_db: crate::storage::StateDb,
+    pub state_db: wasmraft_storage::StateDb,
     /// Membership, the active guest, the auth store and the alarms, as the last applied batch
     /// left them (see [`replicated`]).
     pub replicated: Subsystems,
@@ -294,7 +296,7 @@ impl Node {
     /// [`crate::join`]); it is used only when the data dir is new.
     pub fn start_joining(cfg: &NodeConfig, registry: Arc<GuestRegistry>, join: Option<Joined>) -> anyhow::Result<Node> {
         let member_dir = cfg.data_dir.join("member");
-        crate::storage::durable::create_dir_all(&member_dir)
+        wasmraft_storage::durable::create_dir_all(&member_dir)
             .with_context(|| format!("creating data dir {}", member_dir.display()))?;
         let raft_path = member_dir.join("wal");
         let state_path = member_dir.join("state.redb");
@@ -360,14 +362,14 @@ impl Node {
             .with_context(|| format!("opening state database {}", state_path.display()))?;
         // The database's own commits sync its data, not its name in the directory: without
         // this a power cut could lose the whole file after the log was compacted behind it.
-        crate::storage::durable::sync_dir(&member_dir)?;
+        wasmraft_storage::durable::sync_dir(&member_dir)?;
         let snap_dir = member_dir.join("snap");
-        crate::storage::durable::create_dir_all(&snap_dir)?;
+        wasmraft_storage::durable::create_dir_all(&snap_dir)?;
         let (mut applied_index, _applied_term) = apply::load_applied(&state_db)?;
         if applied_index < log.snapshot_index() {
             // A snapshot from the leader replaced the log, but the crash came before its state
             // was installed: install it now, from the file kept for this.
-            let path = crate::storage::snapshot::path_for(&snap_dir, log.snapshot_index());
+            let path = wasmraft_storage::snapshot::path_for(&snap_dir, log.snapshot_index());
             applied_index = apply::install_snapshot(&state_db, &path)
                 .with_context(|| format!("reinstalling snapshot {} (the log starts after it)", path.display()))?;
         }
@@ -385,7 +387,7 @@ impl Node {
             crate::auth::TokenProvider::new(&cfg.auth_token, cfg.auth_token_ttl),
         )
         .context("loading the auth store")?;
-        let state_db = crate::storage::StateDb::new(state_db, &state_path);
+        let state_db = wasmraft_storage::StateDb::new(state_db, &state_path);
         if let Some(a) = &active {
             tracing::info!(
                 "wasmraft: guest {} {} (sha256 {}) active since index {}, fuel {}, memory {} bytes and stack {} bytes per entry",
@@ -427,7 +429,8 @@ impl Node {
             ..Default::default()
         };
         raft_cfg.validate().context("raft configuration")?;
-        let mut raw = raft::RawNode::new(&raft_cfg, log, &raft_logger::raft_logger()).context("starting raft")?;
+        let mut raw =
+            raft::RawNode::new(&raft_cfg, LogStore::new(log), &raft_logger::raft_logger()).context("starting raft")?;
         if sole_voter {
             // A one-member cluster has nobody to wait for: elect at once instead of after an
             // election timeout (etcd fast-forwards its election ticks for the same reason).

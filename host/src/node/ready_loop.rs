@@ -21,8 +21,8 @@ use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
 use super::conf_gate::ConfGate;
+use super::log_store::LogStore;
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
-use crate::storage::RaftLog;
 
 /// Reads waiting for one ReadIndex round, keyed by the context we gave raft.
 struct PendingReads {
@@ -39,7 +39,7 @@ struct PendingReads {
 type ReadWaiter = oneshot::Sender<Result<u64, NodeError>>;
 
 pub(crate) fn run(
-    mut node: RawNode<RaftLog>,
+    mut node: RawNode<LogStore>,
     rx: Receiver<RaftMsg>,
     to_apply: Sender<ApplyMsg>,
     shared: Arc<Shared>,
@@ -90,9 +90,9 @@ pub(crate) fn run(
                 RaftMsg::ApplyConfChange { cc, reply } => {
                     let applied = node.apply_conf_change(&cc).map_err(|e| e.to_string()).and_then(|cs| {
                         node.mut_store()
-                            .set_conf_state(cs.clone())
+                            .set_conf_state(&cs)
                             .map(|_| cs)
-                            .map_err(|e| format!("persisting the conf state: {e:#}"))
+                            .map_err(|e| format!("persisting the conf state: {:#}", anyhow::Error::from(e)))
                     });
                     let _ = reply.send(applied);
                 }
@@ -241,7 +241,7 @@ impl HeldProposals {
     }
 
     /// Proposes what is still wanted (a client that timed out has cancelled its wait).
-    fn release(&mut self, node: &mut RawNode<RaftLog>, shared: &Shared) {
+    fn release(&mut self, node: &mut RawNode<LogStore>, shared: &Shared) {
         for (id, data) in self.queue.drain(..) {
             if !shared.waits.is_waiting(id) {
                 continue;
@@ -305,7 +305,7 @@ fn parse_read_ctx(member_id: u64, ctx: &[u8]) -> Option<u64> {
 }
 
 fn on_ready(
-    node: &mut RawNode<RaftLog>,
+    node: &mut RawNode<LogStore>,
     to_apply: &Sender<ApplyMsg>,
     shared: &Shared,
     reads: &mut PendingReads,
@@ -344,7 +344,7 @@ fn on_ready(
         // message: the log restarts after it, and the apply thread swaps the state in, after
         // whatever it is still applying.
         let meta = rd.snapshot().get_metadata().clone();
-        let path = crate::storage::snapshot::path_for(&shared.snap_dir, meta.index);
+        let path = wasmraft_storage::snapshot::path_for(&shared.snap_dir, meta.index);
         anyhow::ensure!(
             path.is_file(),
             "raft accepted snapshot {} but its state file {} is missing",
@@ -392,7 +392,7 @@ fn on_ready(
 /// becomes the snapshot's (`<index>.snap`, durably: the log will say the snapshot replaced it,
 /// and a restart reinstalls the file); if not (it is stale, or from an old term), the file goes.
 fn step_snapshot(
-    node: &mut RawNode<RaftLog>,
+    node: &mut RawNode<LogStore>,
     snap_dir: &std::path::Path,
     m: Message,
     file: &std::path::Path,
@@ -403,7 +403,7 @@ fn step_snapshot(
     }
     let taken = node.raft.raft_log.unstable_snapshot().as_ref().is_some_and(|s| s.get_metadata().index == index);
     if taken {
-        return crate::storage::durable::rename(file, &crate::storage::snapshot::path_for(snap_dir, index));
+        return Ok(wasmraft_storage::durable::rename(file, &wasmraft_storage::snapshot::path_for(snap_dir, index))?);
     }
     tracing::info!("raft did not take snapshot {index} from {from:x}; removing its file {}", file.display());
     if let Err(e) = std::fs::remove_file(file) {
@@ -415,7 +415,7 @@ fn step_snapshot(
 /// Tells raft the apply thread has applied up to `index`. The state may be ahead of what this
 /// raft knows is committed (a snapshot's state is newer than its index); raft only accepts what
 /// it committed. Returns whether raft's applied index moved.
-fn catch_up_applied(node: &mut RawNode<RaftLog>, index: u64) -> bool {
+fn catch_up_applied(node: &mut RawNode<LogStore>, index: u64) -> bool {
     let index = index.min(node.raft.raft_log.committed);
     let moved = index > node.raft.raft_log.applied;
     if moved {
@@ -428,7 +428,7 @@ fn catch_up_applied(node: &mut RawNode<RaftLog>, index: u64) -> bool {
 /// a held conf change waits for raft to have applied the previous one. When it is, the index
 /// is read once more after saying so (an apply that finished just before saw no request), and
 /// true is returned if that moved it: the caller takes another turn at once.
-fn wants_applied(node: &mut RawNode<RaftLog>, shared: &Shared, conf_gate: &ConfGate) -> bool {
+fn wants_applied(node: &mut RawNode<LogStore>, shared: &Shared, conf_gate: &ConfGate) -> bool {
     let wants = conf_gate.is_holding() || (node.raft.state == StateRole::Leader && node.raft.has_pending_conf());
     if shared.raft_wants_applied.load(Ordering::Relaxed) != wants {
         shared.raft_wants_applied.store(wants, Ordering::Relaxed);
@@ -445,7 +445,7 @@ fn wants_applied(node: &mut RawNode<RaftLog>, shared: &Shared, conf_gate: &ConfG
 /// spot (`step_leader`, `MsgReadIndex`), so a barrier that takes the published commit index
 /// gets the same answer. Without an entry of its term committed, raft-rs refuses, as a commit
 /// index loaded after a restart may be behind writes already acknowledged.
-fn publish_lone_leader(node: &RawNode<RaftLog>, shared: &Shared) {
+fn publish_lone_leader(node: &RawNode<LogStore>, shared: &Shared) {
     let raft = &node.raft;
     let lone = raft.state == StateRole::Leader && raft.prs().is_singleton() && raft.commit_to_current_term();
     if lone {
@@ -471,7 +471,7 @@ fn hand_to_apply(to_apply: &Sender<ApplyMsg>, entries: Vec<Entry>) -> anyhow::Re
 /// Sends raft messages to peers through the transport. Without one (a member alone), a message
 /// to another member is reported unreachable, which makes raft back off instead of assuming
 /// delivery.
-fn send(node: &mut RawNode<RaftLog>, shared: &Shared, heartbeats: &mut HeartbeatWatch, mut msgs: Vec<Message>) {
+fn send(node: &mut RawNode<LogStore>, shared: &Shared, heartbeats: &mut HeartbeatWatch, mut msgs: Vec<Message>) {
     if msgs.is_empty() {
         return;
     }
@@ -516,10 +516,10 @@ fn send(node: &mut RawNode<RaftLog>, shared: &Shared, heartbeats: &mut Heartbeat
 /// Compacts the raft log once the state database is durable far enough past the last
 /// compaction: every `--snapshot-count` entries, keeping `--snapshot-catchup-entries` entries
 /// behind the durable index so a follower a little behind catches up from the log.
-fn compact(node: &mut RawNode<RaftLog>, shared: &Shared, durable: u64) -> anyhow::Result<()> {
+fn compact(node: &mut RawNode<LogStore>, shared: &Shared, durable: u64) -> anyhow::Result<()> {
     let store = node.mut_store();
-    let first = store.snapshot_index();
-    let target = durable.saturating_sub(shared.snapshot_catchup_entries).min(store.last_index());
+    let first = store.log().snapshot_index();
+    let target = durable.saturating_sub(shared.snapshot_catchup_entries).min(store.log().last_index());
     if target <= first || durable < first + shared.snapshot_count {
         return Ok(());
     }
@@ -549,10 +549,10 @@ mod tests {
     #[test]
     fn a_snapshot_raft_takes_is_kept_and_one_it_ignores_is_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = RaftLog::open(&dir.path().join("wal")).unwrap();
-        log.bootstrap(crate::storage::Identity { member_id: 1, cluster_id: 9 }, vec![1, 2, 3], Vec::new()).unwrap();
+        let mut log = wasmraft_storage::RaftLog::open(&dir.path().join("wal")).unwrap();
+        log.bootstrap(wasmraft_storage::Identity { member_id: 1, cluster_id: 9 }, vec![1, 2, 3], Vec::new()).unwrap();
         let cfg = raft::Config { id: 1, ..Default::default() };
-        let mut node = RawNode::new(&cfg, log, &super::super::raft_logger::raft_logger()).unwrap();
+        let mut node = RawNode::new(&cfg, LogStore::new(log), &super::super::raft_logger::raft_logger()).unwrap();
         let snap = |index: u64, name: &str| {
             let mut m = Message { msg_type: MessageType::MsgSnapshot, from: 2, to: 1, term: 2, ..Default::default() };
             let meta = m.mut_snapshot().mut_metadata();
@@ -566,11 +566,11 @@ mod tests {
         let (m, file) = snap(10, "recv-a.part");
         step_snapshot(&mut node, dir.path(), m, &file).unwrap();
         assert!(!file.exists());
-        assert_eq!(std::fs::read(crate::storage::snapshot::path_for(dir.path(), 10)).unwrap(), b"state");
+        assert_eq!(std::fs::read(wasmraft_storage::snapshot::path_for(dir.path(), 10)).unwrap(), b"state");
         let (m, file) = snap(5, "recv-b.part");
         step_snapshot(&mut node, dir.path(), m, &file).unwrap();
         assert!(!file.exists(), "an ignored snapshot's file is removed");
-        assert!(!crate::storage::snapshot::path_for(dir.path(), 5).exists());
+        assert!(!wasmraft_storage::snapshot::path_for(dir.path(), 5).exists());
     }
 
     #[test]

@@ -304,7 +304,7 @@ impl NodeHandle {
 }
 
 /// The raft thread's answer to [`RaftMsg::LearnerReady`] (etcd's `isLearnerReady`).
-pub(crate) fn learner_ready(node: &raft::RawNode<crate::storage::RaftLog>, id: u64) -> Result<(), NodeError> {
+pub(crate) fn learner_ready(node: &raft::RawNode<super::log_store::LogStore>, id: u64) -> Result<(), NodeError> {
     if node.raft.state != raft::StateRole::Leader {
         return Err(NodeError::NotLeader);
     }

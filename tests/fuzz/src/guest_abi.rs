@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use wasmraft::guest::limits::{MAX_KEY_BYTES, SCAN_PAGE_BYTES, SCAN_PAGE_PAIRS, SCAN_PAIR_OVERHEAD};
 use wasmraft::guest::{ApplyContext, ApplyError, EngineConfig, Guest, GuestEngine, GuestLimits};
-use wasmraft::storage::tables::GUEST_KV;
+use wasmraft_storage::tables::GUEST_KV;
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_FUZZ_HOSTILE_GUEST"));
 

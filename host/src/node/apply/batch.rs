@@ -19,7 +19,7 @@ use super::super::replicated::Staged;
 use super::super::wait::Outcome;
 use super::super::{AppliedCommand, NodeError, Shared};
 use crate::guest::ApplyContext;
-use crate::storage::tables::{META, META_APPLIED_INDEX, META_APPLIED_TERM};
+use wasmraft_storage::tables::{META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
 /// What the entries of one batch share while it is applied.
 pub(super) struct Batch<'a> {

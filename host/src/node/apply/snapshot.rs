@@ -10,7 +10,7 @@ pub(super) fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Pa
     // Two snapshots can arrive back to back, the first carrying state newer than the second:
     // the state we have is then already consistent with the log after the second snapshot's
     // index, and installing the older one would only rewind it.
-    match crate::storage::snapshot::applied_index_of(path) {
+    match wasmraft_storage::snapshot::applied_index_of(path) {
         Ok(file_index) if file_index <= applied => {
             tracing::info!(
                 "snapshot {index} carries state at {file_index}; the state is already at {applied}, keeping it"
@@ -20,6 +20,7 @@ pub(super) fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Pa
         }
         Ok(_) => {}
         Err(e) => {
+            let e = anyhow::Error::from(e);
             shared.fail(format!("reading snapshot {}: {e:#}{}", path.display(), drop_if_damaged(path)));
             return None;
         }
@@ -53,12 +54,15 @@ pub(super) fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Pa
 /// say: the log already says the snapshot replaced it, and a restart installs the file again).
 /// Says which, for the error.
 fn drop_if_damaged(path: &std::path::Path) -> String {
-    match crate::storage::snapshot::verify(path) {
+    match wasmraft_storage::snapshot::verify(path) {
         Ok(()) => "; the file is intact and kept, a restart installs it again".into(),
-        Err(damage) => match std::fs::remove_file(path) {
-            Ok(()) => format!("; the file is damaged ({damage:#}) and was removed"),
-            Err(e) => format!("; the file is damaged ({damage:#}), and removing it failed: {e}"),
-        },
+        Err(damage) => {
+            let damage = anyhow::Error::from(damage);
+            match std::fs::remove_file(path) {
+                Ok(()) => format!("; the file is damaged ({damage:#}) and was removed"),
+                Err(e) => format!("; the file is damaged ({damage:#}), and removing it failed: {e}"),
+            }
+        }
     }
 }
 
@@ -67,7 +71,7 @@ fn drop_if_damaged(path: &std::path::Path) -> String {
 pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> anyhow::Result<u64> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
-    let index = crate::storage::snapshot::install(&txn, path)?;
+    let index = wasmraft_storage::snapshot::install(&txn, path)?;
     txn.commit()?;
     Ok(index)
 }

@@ -19,11 +19,11 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail, ensure};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use sha2::{Digest, Sha256};
 
-use super::tables::{
+use crate::error::{IoError, SnapshotError};
+use crate::tables::{
     ALARMS, AUTH, DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX,
     REMOVED_MEMBERS,
 };
@@ -38,10 +38,11 @@ const T_GUEST_MODULES: u8 = 3;
 const T_GUEST_UPLOADS: u8 = 4;
 const T_DEPLOYMENTS: u8 = 5;
 const T_REMOVED_MEMBERS: u8 = 6;
-/// etcd's alarms (`crate::alarms`): a member that installs a snapshot is capped as the others.
+/// The record tag of the `alarms` table: a member that installs a snapshot is capped as the
+/// others.
 pub const T_ALARMS: u8 = 7;
-/// etcd's users, roles and auth flag (`crate::auth`): a restored or caught-up member enforces
-/// the same permissions.
+/// The record tag of the `auth` table: a restored or caught-up member enforces the same
+/// permissions.
 pub const T_AUTH: u8 = 8;
 type BytesTable = redb::TableDefinition<'static, &'static [u8], &'static [u8]>;
 /// The tables keyed by bytes, with their record tags.
@@ -64,47 +65,51 @@ pub fn path_for(dir: &Path, index: u64) -> PathBuf {
 }
 
 /// The applied index a read transaction of the state database reflects.
-pub fn applied_index(txn: &ReadTransaction) -> anyhow::Result<u64> {
+pub fn applied_index(txn: &ReadTransaction) -> Result<u64, SnapshotError> {
     let meta = txn.open_table(META)?;
     Ok(match meta.get(META_APPLIED_INDEX)? {
-        Some(v) => u64::from_be_bytes(v.value().try_into().context("corrupt applied index")?),
+        Some(v) => be_index(v.value())?,
         None => 0,
     })
 }
 
+fn be_index(value: &[u8]) -> Result<u64, SnapshotError> {
+    Ok(u64::from_be_bytes(value.try_into().map_err(|_| SnapshotError::BadAppliedIndex)?))
+}
+
 /// Writes the state `txn` sees into `path` (through a temporary file renamed into place) and
 /// returns the file's size.
-pub fn write(txn: &ReadTransaction, path: &Path) -> anyhow::Result<u64> {
+pub fn write(txn: &ReadTransaction, path: &Path) -> Result<u64, SnapshotError> {
     let tmp = path.with_extension("snap.tmp");
-    let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let file = File::create(&tmp).map_err(IoError::at("creating", &tmp))?;
     let mut out = BufWriter::new(file);
     let (written, digest) = write_to(txn, &mut out)?;
     out.write_all(&digest)?;
     let size = written + digest.len() as u64;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
-    super::durable::rename(&tmp, path)?;
+    crate::durable::rename(&tmp, path)?;
     Ok(size)
 }
 
 /// Writes the snapshot of `txn`'s state to `out`, all but the trailing digest, and returns the
 /// bytes written and the digest (the caller appends it: a file does at once, a Maintenance
 /// snapshot stream sends it as its last message, as etcd does).
-pub fn write_to(txn: &ReadTransaction, out: &mut impl Write) -> anyhow::Result<(u64, [u8; 32])> {
+pub fn write_to(txn: &ReadTransaction, out: &mut impl Write) -> Result<(u64, [u8; 32]), SnapshotError> {
     let mut out = HashingWriter { inner: out, hash: Sha256::new(), written: 0 };
     out.write_all(MAGIC)?;
-    for_each_record(txn, |tag, key, value| Ok(record(&mut out, tag, key, value)?))?;
+    for_each_record(txn, |tag, key, value| Ok::<_, SnapshotError>(record(&mut out, tag, key, value)?))?;
     out.write_all(&[END])?;
     out.write_all(&vec![0u8; padding(out.written)])?;
     Ok((out.written, out.hash.finalize().into()))
 }
 
 /// The size [`write_to`] will write for `txn`'s state (a pass over the same records).
-pub fn encoded_size(txn: &ReadTransaction) -> anyhow::Result<u64> {
+pub fn encoded_size(txn: &ReadTransaction) -> Result<u64, SnapshotError> {
     let mut size = MAGIC.len() as u64 + 1;
     for_each_record(txn, |_, key, value| {
         size += 9 + key.len() as u64 + value.len() as u64;
-        Ok(())
+        Ok::<_, SnapshotError>(())
     })?;
     Ok(size + padding(size) as u64)
 }
@@ -115,28 +120,30 @@ fn padding(len: u64) -> usize {
 }
 
 /// Visits every record a snapshot of `txn`'s state holds, in snapshot order: the tag of its
-/// table, its key (u64 keys big-endian, meta keys as UTF-8) and its value.
-pub fn for_each_record(
+/// table, its key (u64 keys big-endian, meta keys as UTF-8) and its value. Stops at the first
+/// error `each` returns, and returns it.
+pub fn for_each_record<E: From<SnapshotError>>(
     txn: &ReadTransaction,
-    mut each: impl FnMut(u8, &[u8], &[u8]) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+    mut each: impl FnMut(u8, &[u8], &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let db = |e: redb::StorageError| E::from(SnapshotError::from(e));
     for (tag, def) in BYTE_TABLES {
         let Some(t) = open_existing(txn, def)? else { continue };
-        for item in t.iter()? {
-            let (k, v) = item?;
+        for item in t.iter().map_err(db)? {
+            let (k, v) = item.map_err(db)?;
             each(tag, k.value(), v.value())?;
         }
     }
     for (tag, def) in ID_TABLES {
         let Some(t) = open_existing(txn, def)? else { continue };
-        for item in t.iter()? {
-            let (k, v) = item?;
+        for item in t.iter().map_err(db)? {
+            let (k, v) = item.map_err(db)?;
             each(tag, &k.value().to_be_bytes(), v.value())?;
         }
     }
-    let t = txn.open_table(META)?;
-    for item in t.iter()? {
-        let (k, v) = item?;
+    let t = txn.open_table(META).map_err(SnapshotError::from)?;
+    for item in t.iter().map_err(db)? {
+        let (k, v) = item.map_err(db)?;
         each(T_META, k.value().as_bytes(), v.value())?;
     }
     Ok(())
@@ -147,7 +154,7 @@ pub fn for_each_record(
 fn open_existing<K: redb::Key + 'static, V: redb::Value + 'static>(
     txn: &ReadTransaction,
     def: redb::TableDefinition<K, V>,
-) -> anyhow::Result<Option<redb::ReadOnlyTable<K, V>>> {
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, SnapshotError> {
     match txn.open_table(def) {
         Ok(t) => Ok(Some(t)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -164,26 +171,26 @@ fn record(out: &mut impl Write, table: u8, key: &[u8], value: &[u8]) -> std::io:
 }
 
 /// The applied index a snapshot file's state reflects (reads and checks the whole file).
-pub fn applied_index_of(path: &Path) -> anyhow::Result<u64> {
+pub fn applied_index_of(path: &Path) -> Result<u64, SnapshotError> {
     let mut applied = None;
     read_records(path, |table, key, value| {
         if table == T_META && key == META_APPLIED_INDEX.as_bytes() {
-            applied = Some(u64::from_be_bytes(value.try_into().context("corrupt applied index")?));
+            applied = Some(be_index(value)?);
         }
         Ok(())
     })?;
-    applied.context("the snapshot has no applied index")
+    applied.ok_or(SnapshotError::NoAppliedIndex)
 }
 
 /// Checks a snapshot file end to end (structure and digest) without installing it.
-pub fn verify(path: &Path) -> anyhow::Result<()> {
+pub fn verify(path: &Path) -> Result<(), SnapshotError> {
     read_records(path, |_, _, _| Ok(()))
 }
 
 /// Replaces the state tables in `txn` with the snapshot's and returns the applied index it
 /// carries. The digest is checked at the end of the same pass: on any error the caller drops
 /// `txn` uncommitted, so a bad file leaves the state untouched.
-pub fn install(txn: &WriteTransaction, path: &Path) -> anyhow::Result<u64> {
+pub fn install(txn: &WriteTransaction, path: &Path) -> Result<u64, SnapshotError> {
     let mut by_bytes = Vec::new();
     for (tag, def) in BYTE_TABLES {
         let mut t = txn.open_table(def)?;
@@ -205,36 +212,41 @@ pub fn install(txn: &WriteTransaction, path: &Path) -> anyhow::Result<u64> {
             return Ok(());
         }
         if let Some((_, t)) = by_id.iter_mut().find(|(tag, _)| *tag == table) {
-            let id = u64::from_be_bytes(key.try_into().context("table key is not 8 bytes")?);
+            let id = u64::from_be_bytes(key.try_into().map_err(|_| SnapshotError::BadIdKey)?);
             t.insert(id, value)?;
             return Ok(());
         }
         match table {
             T_META => {
-                let k = std::str::from_utf8(key).context("meta key is not UTF-8")?;
+                let k = std::str::from_utf8(key).map_err(|_| SnapshotError::BadMetaKey)?;
                 if k == META_APPLIED_INDEX {
-                    applied = Some(u64::from_be_bytes(value.try_into().context("corrupt applied index")?));
+                    applied = Some(be_index(value)?);
                 }
                 meta.insert(k, value)?;
             }
-            t => bail!("unknown table {t}"),
+            t => return Err(SnapshotError::UnknownTable(t)),
         }
         Ok(())
     })?;
-    applied.context("the snapshot has no applied index")
+    applied.ok_or(SnapshotError::NoAppliedIndex)
 }
 
-fn read_records(path: &Path, mut each: impl FnMut(u8, &[u8], &[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let file = File::open(path).with_context(|| format!("opening snapshot {}", path.display()))?;
-    let file_len = file.metadata()?.len();
+fn read_records(
+    path: &Path,
+    mut each: impl FnMut(u8, &[u8], &[u8]) -> Result<(), SnapshotError>,
+) -> Result<(), SnapshotError> {
+    let file = File::open(path).map_err(IoError::at("opening snapshot", path))?;
+    let file_len = file.metadata().map_err(IoError::at("reading snapshot", path))?.len();
     let mut r = HashingReader { inner: BufReader::new(file), hash: Sha256::new(), read: 0 };
     let mut magic = [0u8; 8];
-    r.read_exact(&mut magic).context("snapshot is truncated")?;
-    ensure!(&magic == MAGIC, "not a wasmraft snapshot");
+    r.read_exact(&mut magic).map_err(SnapshotError::Truncated)?;
+    if &magic != MAGIC {
+        return Err(SnapshotError::NotASnapshot);
+    }
     let (mut key, mut value) = (Vec::new(), Vec::new());
     loop {
         let mut table = [0u8; 1];
-        r.read_exact(&mut table).context("snapshot is truncated")?;
+        r.read_exact(&mut table).map_err(SnapshotError::Truncated)?;
         if table[0] == END {
             break;
         }
@@ -245,25 +257,33 @@ fn read_records(path: &Path, mut each: impl FnMut(u8, &[u8], &[u8]) -> anyhow::R
     let pad = padding(r.read);
     if file_len.checked_sub(r.read) == Some(32 + pad as u64) && pad > 0 {
         let mut zeros = vec![0u8; pad];
-        r.read_exact(&mut zeros).context("snapshot is truncated")?;
-        ensure!(zeros.iter().all(|b| *b == 0), "snapshot padding is not zeros");
+        r.read_exact(&mut zeros).map_err(SnapshotError::Truncated)?;
+        if zeros.iter().any(|b| *b != 0) {
+            return Err(SnapshotError::BadPadding);
+        }
     }
     let expected = r.hash.finalize();
     let mut digest = [0u8; 32];
-    r.inner.read_exact(&mut digest).context("snapshot is truncated")?;
-    ensure!(digest[..] == expected[..], "snapshot checksum mismatch");
+    r.inner.read_exact(&mut digest).map_err(SnapshotError::Truncated)?;
+    if digest[..] != expected[..] {
+        return Err(SnapshotError::ChecksumMismatch);
+    }
     let mut rest = [0u8; 1];
-    ensure!(r.inner.read(&mut rest)? == 0, "trailing bytes after the snapshot");
+    if r.inner.read(&mut rest)? != 0 {
+        return Err(SnapshotError::TrailingBytes);
+    }
     Ok(())
 }
 
-fn read_field(r: &mut impl Read, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+fn read_field(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), SnapshotError> {
     let mut len = [0u8; 4];
-    r.read_exact(&mut len).context("snapshot is truncated")?;
+    r.read_exact(&mut len).map_err(SnapshotError::Truncated)?;
     let len = u32::from_be_bytes(len) as usize;
-    ensure!(len <= MAX_FIELD, "snapshot field of {len} bytes is too large");
+    if len > MAX_FIELD {
+        return Err(SnapshotError::FieldTooLarge { len });
+    }
     buf.resize(len, 0);
-    r.read_exact(buf).context("snapshot is truncated")?;
+    r.read_exact(buf).map_err(SnapshotError::Truncated)?;
     Ok(())
 }
 

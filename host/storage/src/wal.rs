@@ -15,7 +15,7 @@
 //! the caller's records: `length u32 | crc32 u32 | kind u8 | payload`, each checksum seeded
 //! with the previous record's, across segments too (the file header restates the seed), so a
 //! stale or reordered record never replays as current. The records' meaning belongs to the
-//! caller ([`crate::storage::RaftLog`]); this file only stores and finds them. Segments written
+//! caller ([`crate::RaftLog`]); this file only stores and finds them. Segments written
 //! before this format (v1: bare records, unchained checksums) are still read.
 //!
 //! Crashes: a kill loses nothing written (the page cache survives); a power cut keeps what was
@@ -32,9 +32,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
-use super::durable;
+use crate::durable;
+use crate::error::{CorruptWal, IoError, RecordError, WalError};
 
 /// Segment size: etcd's `SegmentSizeBytes`. A record larger than a segment gets a segment of
 /// its own, which grows past this.
@@ -84,31 +83,6 @@ pub struct Position {
     /// The chain value its checksum continues from (0 in a v1 segment).
     pub seed: u32,
 }
-
-/// The log refuses to start: a record that was (or may have been) durable is damaged.
-#[derive(Debug)]
-pub struct CorruptWal {
-    pub segment: PathBuf,
-    pub offset: u64,
-    pub reason: String,
-}
-
-impl std::fmt::Display for CorruptWal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "wal: segment {} is corrupt at offset {}: {}. This member's log cannot be trusted, so it does not start \
-             (nothing on disk was changed). To recover: remove the member from the cluster (etcdctl member remove <id>), \
-             empty its data dir, add it back (etcdctl member add) and start it with --initial-cluster-state existing; \
-             or restore its data dir from a snapshot (wasmraft snapshot restore)",
-            self.segment.display(),
-            self.offset,
-            self.reason
-        )
-    }
-}
-
-impl std::error::Error for CorruptWal {}
 
 /// A batch being encoded for [`Wal::append`] (or a segment header for [`Wal::roll`]): the
 /// records chained from where the log ends now. Kept by the caller to reuse its buffers.
@@ -315,9 +289,9 @@ fn preallocate(file: &File, bytes: u64) {
 /// Cuts a segment at `at` and zeroes it from there to `size`, durably. The cut comes first and
 /// is one metadata step, so a crash in the middle leaves either the old tail (found torn again)
 /// or nothing after `at`; then the space is reserved again reading as zeros.
-fn cut_tail(file: &File, at: u64, size: u64) -> anyhow::Result<()> {
+fn cut_tail(file: &File, path: &Path, at: u64, size: u64) -> Result<(), IoError> {
     use std::os::fd::AsRawFd as _;
-    file.set_len(at).context("cutting off a torn wal tail")?;
+    file.set_len(at).map_err(IoError::at("cutting off a torn tail of", path))?;
     if size > at {
         // SAFETY: plain syscall on an open descriptor we own; no memory is passed.
         let rc = unsafe {
@@ -330,19 +304,23 @@ fn cut_tail(file: &File, at: u64, size: u64) -> anyhow::Result<()> {
             let mut off = at;
             while off < size {
                 let n = ((size - off) as usize).min(WINDOW);
-                file.write_all_at(&zeros[..n], off).context("zeroing a torn wal tail")?;
+                file.write_all_at(&zeros[..n], off).map_err(IoError::at("zeroing a torn tail of", path))?;
                 off += n as u64;
             }
         }
     }
-    file.sync_all().context("syncing the repaired wal segment")
+    file.sync_all().map_err(IoError::at("syncing the repaired wal segment", path))
 }
 
 impl Wal {
     /// Opens the log in `dir` (creating it), calling `replay(kind, payload, position)` for every
     /// record in order. A torn write at the end is cut off; anything else unreadable is a
     /// [`CorruptWal`] error, and then nothing on disk has been changed.
-    pub fn open(dir: &Path, replay: impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>) -> anyhow::Result<Wal> {
+    #[cfg(test)]
+    pub fn open(
+        dir: &Path,
+        replay: impl FnMut(u8, &[u8], Position) -> Result<(), RecordError>,
+    ) -> Result<Wal, WalError> {
         Wal::open_with_segment_bytes(dir, SEGMENT_BYTES, replay)
     }
 
@@ -350,15 +328,15 @@ impl Wal {
     pub fn open_with_segment_bytes(
         dir: &Path,
         segment_bytes: u64,
-        mut replay: impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>,
-    ) -> anyhow::Result<Wal> {
+        mut replay: impl FnMut(u8, &[u8], Position) -> Result<(), RecordError>,
+    ) -> Result<Wal, WalError> {
         durable::create_dir_all(dir)?;
         // Everything is checked before anything is changed: a member that refuses to start
         // leaves its files exactly as it found them, for the operator (or a tool) to look at.
         let mut names = Vec::new();
         let mut leftovers = Vec::new();
-        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-            let entry = entry?;
+        for entry in std::fs::read_dir(dir).map_err(IoError::at("reading", dir))? {
+            let entry = entry.map_err(IoError::at("reading", dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
                 // A segment whose creation a crash interrupted: it never held a record (a
@@ -383,11 +361,7 @@ impl Wal {
         let count = names.len();
         let mut torn = None;
         for (i, (seq, first_index, path)) in names.into_iter().enumerate() {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
+            let file = OpenOptions::new().read(true).write(true).open(&path).map_err(IoError::at("opening", &path))?;
             let last = i + 1 == count;
             let prev = wal.segments.last().map(|s| (s.legacy, wal.crc));
             let s = scan_segment(&file, &path, seq, first_index, last, prev, &mut replay)?;
@@ -408,20 +382,22 @@ impl Wal {
 
         // The log is sound: now repair and tidy.
         for path in leftovers {
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            std::fs::remove_file(&path).map_err(IoError::at("removing", &path))?;
         }
         if let Some(cur) = wal.segments.last_mut() {
+            let path = dir.join(segment_name(cur.seq, cur.first_index));
             match torn {
                 Some((at, size)) => {
                     // A write whose fsync never returned: nothing in it was acknowledged.
                     tracing::warn!("wal: cutting off a torn write at offset {at} of segment {:016x}", cur.seq);
-                    cut_tail(&cur.file, at, size.max(segment_bytes))?;
+                    cut_tail(&cur.file, &path, at, size.max(segment_bytes))?;
                 }
                 None => {
                     // What was read may have been in the page cache only (a process that was
                     // killed): make it durable before later batches say it is.
-                    cur.file.sync_data().context("syncing the wal segment")?;
-                    if !cur.legacy && cur.file.metadata()?.len() < segment_bytes {
+                    cur.file.sync_data().map_err(IoError::at("syncing", &path))?;
+                    let size = cur.file.metadata().map_err(IoError::at("reading", &path))?.len();
+                    if !cur.legacy && size < segment_bytes {
                         preallocate(&cur.file, segment_bytes);
                     }
                 }
@@ -454,9 +430,10 @@ impl Wal {
     /// records `header` encodes (everything a replay starting here needs), durably: the
     /// previous segment is synced, then the new file is written, synced, and its name synced
     /// into the directory before anything else is written to it.
-    pub fn roll(&mut self, first_index: u64, header: impl FnOnce(&mut Encoder)) -> anyhow::Result<()> {
+    pub fn roll(&mut self, first_index: u64, header: impl FnOnce(&mut Encoder)) -> Result<(), WalError> {
         if let Some(cur) = self.segments.last_mut() {
-            cur.file.sync_data().context("syncing the wal segment")?;
+            let path = self.dir.join(segment_name(cur.seq, cur.first_index));
+            cur.file.sync_data().map_err(IoError::at("syncing", &path))?;
             cur.synced_end = cur.end;
         }
         let seq = self.segments.last().map_or(0, |s| s.seq + 1);
@@ -477,10 +454,10 @@ impl Wal {
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
+            .map_err(IoError::at("creating", &tmp))?;
         preallocate(&file, self.segment_bytes.max(end));
-        file.write_all_at(&bytes, 0).with_context(|| format!("writing {}", tmp.display()))?;
-        file.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+        file.write_all_at(&bytes, 0).map_err(IoError::at("writing", &tmp))?;
+        file.sync_all().map_err(IoError::at("syncing", &tmp))?;
         durable::rename(&tmp, &path)?;
         self.segments.push(Segment { seq, first_index, file, end, synced_end: end, header_end: end, legacy: false });
         self.crc = enc.crc;
@@ -496,21 +473,23 @@ impl Wal {
     /// Writes the batch `enc` holds (started with [`Wal::start_batch`] since the last write) at
     /// the end of the current segment: one `pwrite`, and with `sync` one `fdatasync`. Returns
     /// where the batch starts (add a record's offset from [`Encoder::records`]).
-    pub fn append(&mut self, enc: &mut Encoder, sync: bool) -> anyhow::Result<Position> {
-        let seg = self.segments.last_mut().context("the wal has no segment")?;
+    pub fn append(&mut self, enc: &mut Encoder, sync: bool) -> Result<Position, WalError> {
+        let seg = self.segments.last_mut().ok_or(WalError::NoSegment)?;
         let at = Position { segment: seg.seq, offset: seg.end, len: 0, seed: self.crc };
         if enc.spans.is_empty() {
             return Ok(at);
         }
-        anyhow::ensure!(!seg.legacy, "wal: segment {:016x} is in the old format and is not appended to", seg.seq);
-        anyhow::ensure!(
-            enc.seq == seg.seq && enc.start == seg.end && enc.seed == self.crc,
-            "wal: a batch encoded for another place in the log (a bug)"
-        );
+        if seg.legacy {
+            return Err(WalError::Legacy { seq: seg.seq });
+        }
+        if !(enc.seq == seg.seq && enc.start == seg.end && enc.seed == self.crc) {
+            return Err(WalError::Misplaced);
+        }
         enc.seal(seg.synced_end);
-        seg.file.write_all_at(&enc.buf, seg.end).context("writing the wal")?;
+        let path = || self.dir.join(segment_name(seg.seq, seg.first_index));
+        seg.file.write_all_at(&enc.buf, seg.end).map_err(|e| IoError::new("writing", &path(), e))?;
         if sync {
-            seg.file.sync_data().context("syncing the wal")?;
+            seg.file.sync_data().map_err(|e| IoError::new("syncing", &path(), e))?;
         }
         seg.end += enc.buf.len() as u64;
         if sync {
@@ -521,26 +500,28 @@ impl Wal {
     }
 
     /// Reads back the payload of the record at `pos`, checking it.
-    pub fn read(&self, pos: Position) -> anyhow::Result<(u8, Vec<u8>)> {
+    pub fn read(&self, pos: Position) -> Result<(u8, Vec<u8>), WalError> {
         let seg = self
             .segments
             .binary_search_by_key(&pos.segment, |s| s.seq)
             .ok()
             .map(|i| &self.segments[i])
-            .with_context(|| format!("wal segment {} was released", pos.segment))?;
+            .ok_or(WalError::Released { segment: pos.segment })?;
         let mut buf = vec![0u8; pos.len as usize];
-        seg.file
-            .read_exact_at(&mut buf, pos.offset)
-            .with_context(|| format!("reading wal segment {} at {}", pos.segment, pos.offset))?;
+        seg.file.read_exact_at(&mut buf, pos.offset).map_err(|source| WalError::ReadRecord {
+            segment: pos.segment,
+            offset: pos.offset,
+            source,
+        })?;
         match check_record(&buf, pos.seed) {
             Some((len, _)) if len == buf.len() && buf[8] < FIRST_WAL_KIND => Ok((buf[8], buf[9..].to_vec())),
-            _ => anyhow::bail!("wal segment {} has a corrupt record at {}", pos.segment, pos.offset),
+            _ => Err(WalError::BadRecord { segment: pos.segment, offset: pos.offset }),
         }
     }
 
     /// Deletes the segments none of whose entries are above `index` (the log was compacted up to
     /// there, durably). The current segment always stays.
-    pub fn release_through(&mut self, index: u64) -> anyhow::Result<()> {
+    pub fn release_through(&mut self, index: u64) -> Result<(), WalError> {
         let mut n = 0;
         while n + 1 < self.segments.len() && self.segments[n + 1].first_index <= index.saturating_add(1) {
             n += 1;
@@ -551,13 +532,13 @@ impl Wal {
         // Oldest first, so that whatever a crash leaves is a run of consecutive segments.
         for seg in self.segments.drain(..n) {
             let path = self.dir.join(segment_name(seg.seq, seg.first_index));
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            std::fs::remove_file(&path).map_err(IoError::at("removing", &path))?;
         }
-        durable::sync_dir(&self.dir)
+        Ok(durable::sync_dir(&self.dir)?)
     }
 
     /// Deletes every segment but the current one.
-    pub fn release_all_but_current(&mut self) -> anyhow::Result<()> {
+    pub fn release_all_but_current(&mut self) -> Result<(), WalError> {
         self.release_through(u64::MAX - 1)
     }
 
@@ -606,18 +587,20 @@ fn is_zero(b: &[u8]) -> bool {
 /// Reads a segment through a window, so that replay costs a few large reads.
 struct Reader<'a> {
     file: &'a File,
+    path: &'a Path,
     size: u64,
     buf: Vec<u8>,
     at: u64,
 }
 
 impl<'a> Reader<'a> {
-    fn new(file: &'a File) -> std::io::Result<Reader<'a>> {
-        Ok(Reader { file, size: file.metadata()?.len(), buf: Vec::new(), at: 0 })
+    fn new(file: &'a File, path: &'a Path) -> Result<Reader<'a>, IoError> {
+        let size = file.metadata().map_err(IoError::at("reading", path))?.len();
+        Ok(Reader { file, path, size, buf: Vec::new(), at: 0 })
     }
 
     /// Up to `len` bytes at `offset`: fewer where the file ends.
-    fn get(&mut self, offset: u64, len: usize) -> std::io::Result<&[u8]> {
+    fn get(&mut self, offset: u64, len: usize) -> Result<&[u8], IoError> {
         if offset >= self.size {
             return Ok(&[]);
         }
@@ -625,7 +608,7 @@ impl<'a> Reader<'a> {
         if offset < self.at || end > self.at + self.buf.len() as u64 {
             let n = (self.size - offset).min(len.max(WINDOW) as u64) as usize;
             self.buf.resize(n, 0);
-            self.file.read_exact_at(&mut self.buf, offset)?;
+            self.file.read_exact_at(&mut self.buf, offset).map_err(IoError::at("reading", self.path))?;
             self.at = offset;
         }
         let from = (offset - self.at) as usize;
@@ -633,7 +616,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The offset of the last byte at or after `from` that is not zero.
-    fn last_nonzero(&mut self, from: u64) -> std::io::Result<Option<u64>> {
+    fn last_nonzero(&mut self, from: u64) -> Result<Option<u64>, IoError> {
         let mut found = None;
         let mut at = from;
         while at < self.size {
@@ -649,7 +632,7 @@ impl<'a> Reader<'a> {
     /// Whether some sector that the span `[from, to)` touches reads as zeros from `from` (or
     /// its start) up to its end or `cap`, whichever is first: a sector the write never reached.
     /// Bytes past the end of the file count as zeros.
-    fn shows_unwritten_sector(&mut self, from: u64, to: u64, cap: u64) -> std::io::Result<bool> {
+    fn shows_unwritten_sector(&mut self, from: u64, to: u64, cap: u64) -> Result<bool, IoError> {
         let mut sector = from / SECTOR * SECTOR;
         while sector < to.max(from + 1) {
             let lo = sector.max(from);
@@ -697,12 +680,11 @@ fn scan_segment(
     first_index: u64,
     last: bool,
     prev: Option<(bool, u32)>,
-    replay: &mut impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>,
-) -> anyhow::Result<Scanned> {
-    let corrupt = |offset: u64, reason: String| -> anyhow::Error {
-        CorruptWal { segment: path.to_path_buf(), offset, reason }.into()
-    };
-    let mut r = Reader::new(file).with_context(|| format!("reading {}", path.display()))?;
+    replay: &mut impl FnMut(u8, &[u8], Position) -> Result<(), RecordError>,
+) -> Result<Scanned, WalError> {
+    let corrupt =
+        |offset: u64, reason: String| -> WalError { CorruptWal { segment: path.to_path_buf(), offset, reason }.into() };
+    let mut r = Reader::new(file, path)?;
     let size = r.size;
     let head = r.get(0, FILE_HEADER as usize)?.to_vec();
     if head.get(..8) != Some(&MAGIC[..]) {
@@ -762,8 +744,11 @@ fn scan_segment(
         let batch = r.get(pos, begin.len as usize)?;
         match check_batch(batch, seq, begin, chain) {
             Ok(after) => {
-                deliver(batch, seq, pos, chain, replay)
-                    .with_context(|| format!("replaying {} at offset {pos}", path.display()))?;
+                deliver(batch, seq, pos, chain, replay).map_err(|source| WalError::Record {
+                    segment: path.to_path_buf(),
+                    offset: pos,
+                    source,
+                })?;
                 chain = after;
                 pos = begin.end();
                 if header_end == 0 {
@@ -835,8 +820,8 @@ fn deliver(
     seq: u64,
     start: u64,
     seed: u32,
-    replay: &mut impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+    replay: &mut impl FnMut(u8, &[u8], Position) -> Result<(), RecordError>,
+) -> Result<(), RecordError> {
     let body_end = b.len() - END_BYTES;
     let mut off = BEGIN_BYTES;
     let mut crc = seed;
@@ -859,7 +844,7 @@ fn deliver(
 /// why). Torn means both: the batch lies in what was written since the last fsync, and the
 /// failing record shows where the write stopped — nothing written from inside it on, or a
 /// sector of it the write never reached (all zeros).
-fn classify(r: &mut Reader<'_>, seq: u64, f: &Failure) -> std::io::Result<Result<(), String>> {
+fn classify(r: &mut Reader<'_>, seq: u64, f: &Failure) -> Result<Result<(), String>, IoError> {
     let header = || Err("it is the segment's header, which was synced before the segment got its name".to_string());
     let Some(last) = r.last_nonzero(f.at)?.filter(|&l| l + 1 >= f.rec_end) else {
         // Zeros from inside the failing record to the end of the file: the write stopped
@@ -891,7 +876,7 @@ struct InFlight {
 /// from the END record of the last batch, which ends there if it survived, or else by hopping
 /// from the failing batch over the BEGIN records of the batches after it. None when neither
 /// accounts for every byte written after the failure.
-fn in_flight(r: &mut Reader<'_>, seq: u64, f: &Failure, last: u64) -> std::io::Result<Option<InFlight>> {
+fn in_flight(r: &mut Reader<'_>, seq: u64, f: &Failure, last: u64) -> Result<Option<InFlight>, IoError> {
     if let Some(e_at) = (last + 1).checked_sub(END_BYTES as u64).filter(|&e| e >= f.batch_start) {
         let b = r.get(e_at, END_BYTES)?.to_vec();
         if let Some((end, _)) = parse_end(&b, seq) {
@@ -923,9 +908,9 @@ fn scan_legacy(
     path: &Path,
     seq: u64,
     last: bool,
-    replay: &mut impl FnMut(u8, &[u8], Position) -> anyhow::Result<()>,
-) -> anyhow::Result<Scanned> {
-    let corrupt = |offset: u64, reason: &str| -> anyhow::Error {
+    replay: &mut impl FnMut(u8, &[u8], Position) -> Result<(), RecordError>,
+) -> Result<Scanned, WalError> {
+    let corrupt = |offset: u64, reason: &str| -> WalError {
         CorruptWal { segment: path.to_path_buf(), offset, reason: reason.into() }.into()
     };
     let size = r.size;
@@ -941,7 +926,7 @@ fn scan_legacy(
             let rec = r.get(pos, len)?;
             if let Some((n, _)) = check_record(rec, 0) {
                 replay(rec[8], &rec[9..n], Position { segment: seq, offset: pos, len: n as u32, seed: 0 })
-                    .with_context(|| format!("replaying {} at offset {pos}", path.display()))?;
+                    .map_err(|source| WalError::Record { segment: path.to_path_buf(), offset: pos, source })?;
                 pos += n as u64;
                 continue;
             }
@@ -1068,7 +1053,7 @@ mod tests {
             bad[at as usize] ^= 0x10;
             std::fs::write(path, &bad).unwrap();
             let err = Wal::open(dir.path(), |_, _, _| Ok(())).err().expect("corruption must be reported");
-            let c = err.downcast_ref::<CorruptWal>().unwrap_or_else(|| panic!("{err:#}"));
+            let c = err.corrupt().unwrap_or_else(|| panic!("{err:#}"));
             assert_eq!(&c.segment, path);
             assert!(format!("{err}").contains("member remove"), "{err}");
             assert_eq!(std::fs::read(path).unwrap(), bad, "nothing was changed");
@@ -1123,14 +1108,14 @@ mod tests {
         std::fs::write(&segs[1], &b).unwrap();
         std::fs::write(&segs[2], &a).unwrap();
         let err = Wal::open(dir.path(), |_, _, _| Ok(())).err().expect("swapped segments");
-        assert!(err.downcast_ref::<CorruptWal>().is_some(), "{err:#}");
+        assert!(err.corrupt().is_some(), "{err:#}");
         std::fs::write(&segs[1], &a).unwrap();
         std::fs::write(&segs[2], &b).unwrap();
         // The newest cut short inside its file header.
         let last = std::fs::read(&segs[3]).unwrap();
         std::fs::write(&segs[3], &last[..20]).unwrap();
         let err = Wal::open(dir.path(), |_, _, _| Ok(())).err().expect("a short header");
-        assert_eq!(err.downcast_ref::<CorruptWal>().map(|c| (&c.segment, c.offset)), Some((&segs[3], 0)), "{err:#}");
+        assert_eq!(err.corrupt().map(|c| (&c.segment, c.offset)), Some((&segs[3], 0)), "{err:#}");
         std::fs::write(&segs[3], &last).unwrap();
         // One in the middle gone.
         std::fs::remove_file(&segs[2]).unwrap();

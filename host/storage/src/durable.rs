@@ -9,23 +9,23 @@
 use std::fs::File;
 use std::path::Path;
 
-use anyhow::Context;
+use crate::error::IoError;
 
 /// Makes a directory's entries (files created, renamed or removed in it) durable.
-pub fn sync_dir(dir: &Path) -> anyhow::Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))
+pub fn sync_dir(dir: &Path) -> Result<(), IoError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(IoError::at("syncing directory", dir))
 }
 
 /// Renames `from` to `to` and syncs the directory of `to`, so the new name survives a power cut.
 /// The caller has synced the file's data first.
-pub fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::rename(from, to).with_context(|| format!("renaming {} to {}", from.display(), to.display()))?;
+pub fn rename(from: &Path, to: &Path) -> Result<(), IoError> {
+    std::fs::rename(from, to).map_err(|e| IoError::rename(from, to, e))?;
     sync_dir(parent(to))
 }
 
 /// Creates `dir` and its missing ancestors, syncing the parent of each one created (a new
 /// member's `member/wal/` must not vanish in a power cut after the member voted).
-pub fn create_dir_all(dir: &Path) -> anyhow::Result<()> {
+pub fn create_dir_all(dir: &Path) -> Result<(), IoError> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -36,7 +36,7 @@ pub fn create_dir_all(dir: &Path) -> anyhow::Result<()> {
         Ok(()) => sync_dir(parent(dir)),
         // Created meanwhile by someone else: theirs to sync.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("creating {}", dir.display())),
+        Err(e) => Err(IoError::new("creating", dir, e)),
     }
 }
 

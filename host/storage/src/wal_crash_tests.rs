@@ -20,11 +20,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use raft::eraftpb::{Entry, HardState, SnapshotMetadata};
-use raft::{GetEntriesContext, Storage};
-
-use super::raft_log::{Identity, RaftLog};
-use super::wal::{CorruptWal, Position, Wal};
+use crate::raft_log::RaftLog;
+use crate::types::{ConfState, Entry, HardState, Identity, SnapshotMeta};
+use crate::wal::{Position, Wal};
 
 const SEG: u64 = 4096;
 const SECTOR: u64 = 512;
@@ -73,10 +71,10 @@ struct Model {
 
 impl Model {
     fn of(log: &RaftLog) -> Model {
-        let first = Storage::first_index(log).unwrap();
-        let last = Storage::last_index(log).unwrap();
+        let first = log.first_index();
+        let last = log.last_index();
         let entries = if last >= first {
-            log.entries(first, last + 1, None, GetEntriesContext::empty(false))
+            log.entries(first, last + 1, None)
                 .unwrap()
                 .into_iter()
                 .map(|e| (e.index, e.term, e.data.to_vec()))
@@ -146,7 +144,7 @@ fn entry(index: u64, term: u64, data: Vec<u8>) -> Entry {
 }
 
 fn hard_state(term: u64, vote: u64, commit: u64) -> HardState {
-    HardState { term, vote, commit, ..Default::default() }
+    HardState { term, vote, commit }
 }
 
 fn capture(log: &RaftLog, model: &Model, before: (u64, u64, u64, u64), wrote: bool) -> Step {
@@ -180,13 +178,13 @@ fn workload(dir: &Path, ops: usize, seed: u64) -> Vec<Step> {
             45..60 if last > m.snap.0 => {
                 // A commit-only hard state: raft does not ask for an fsync.
                 let hs = hard_state(term, 1, m.snap.0 + rng.below(last - m.snap.0 + 1));
-                log.append(&[], Some(&hs), false).unwrap();
+                log.append(Vec::new(), Some(hs), false).unwrap();
                 m.append(&[], Some(&hs));
             }
             60..66 => {
                 let ents: Vec<_> =
                     (1..=1 + rng.below(2)).map(|i| entry(last + i, term, rng.data_of(20, 300))).collect();
-                log.append(&ents, None, false).unwrap();
+                log.append(ents.clone(), None, false).unwrap();
                 m.append(&ents, None);
             }
             66..73 if last > m.snap.0 + 1 => {
@@ -195,7 +193,7 @@ fn workload(dir: &Path, ops: usize, seed: u64) -> Vec<Step> {
                 let from = (last - 1).max(m.snap.0 + 1);
                 let ents: Vec<_> = (0..2).map(|i| entry(from + i, term, rng.data_of(50, 400))).collect();
                 let hs = hard_state(term, 2, m.hs.2.min(from - 1));
-                log.append(&ents, Some(&hs), true).unwrap();
+                log.append(ents.clone(), Some(hs), true).unwrap();
                 m.append(&ents, Some(&hs));
             }
             73..83 if last > m.snap.0 + 2 => {
@@ -214,13 +212,16 @@ fn workload(dir: &Path, ops: usize, seed: u64) -> Vec<Step> {
             90..93 => {
                 let big = entry(last + 1, term, rng.data(SEG as usize + 900));
                 let hs = hard_state(term, 1, m.hs.2);
-                log.append(std::slice::from_ref(&big), Some(&hs), true).unwrap();
+                log.append(vec![big.clone()], Some(hs), true).unwrap();
                 m.append(&[big], Some(&hs));
             }
             93..96 => {
                 term += 1;
-                let mut meta = SnapshotMetadata { index: last + 5, term, ..Default::default() };
-                meta.mut_conf_state().voters = vec![1, 2, 3];
+                let meta = SnapshotMeta {
+                    index: last + 5,
+                    term,
+                    conf_state: ConfState { voters: vec![1, 2, 3], ..Default::default() },
+                };
                 log.apply_snapshot(&meta).unwrap();
                 m.hs = (m.hs.0.max(term), m.hs.1, m.hs.2.max(meta.index));
                 m.voters = vec![1, 2, 3];
@@ -232,7 +233,7 @@ fn workload(dir: &Path, ops: usize, seed: u64) -> Vec<Step> {
                 let n = 1 + rng.below(4);
                 let ents: Vec<_> = (1..=n).map(|i| entry(last + i, term, rng.data_of(8, 1200))).collect();
                 let hs = hard_state(term, 1, m.hs.2.max(last.saturating_sub(2)));
-                log.append(&ents, Some(&hs), true).unwrap();
+                log.append(ents.clone(), Some(hs), true).unwrap();
                 m.append(&ents, Some(&hs));
             }
         }
@@ -270,7 +271,7 @@ fn segment_name(files: &Files, seq: u64) -> String {
     files.keys().find(|n| n.starts_with(&prefix) && n.ends_with(".wal")).unwrap().clone()
 }
 
-fn replay(dir: &Path) -> anyhow::Result<Vec<Rec>> {
+fn replay(dir: &Path) -> Result<Vec<Rec>, crate::WalError> {
     let mut recs = Vec::new();
     Wal::open_with_segment_bytes(dir, SEG, |k, p, pos| {
         recs.push((k, p.to_vec(), pos));
@@ -375,7 +376,7 @@ impl Cut {
         let records = match replayed {
             Err(e) => {
                 assert!(may_refuse, "{what} (in flight {}..{}): a torn write was refused:\n{e:#}", self.from, self.to);
-                assert!(e.downcast_ref::<CorruptWal>().is_some(), "{e:#}");
+                assert!(e.corrupt().is_some(), "{e:#}");
                 assert_eq!(after, image, "a refused open changed files");
                 assert!(RaftLog::open_with_segment_bytes(work, SEG).is_err());
                 counts.subsets_refused += 1;
@@ -407,7 +408,7 @@ impl Cut {
         if go_on {
             let mut m = model.clone();
             let e = entry(m.last() + 1, m.hs.0.max(1), vec![42; 700]);
-            log.append(std::slice::from_ref(&e), None, true).unwrap();
+            log.append(vec![e.clone()], None, true).unwrap();
             m.append(&[e], None);
             drop(log);
             let log = RaftLog::open_with_segment_bytes(work, SEG).unwrap();
@@ -444,11 +445,12 @@ fn flip_every_byte(step: &Step, work: &Path, stride: usize, counts: &mut Counts)
                 Ok(_) => panic!("a flipped bit at {o} of {name} went unnoticed"),
                 Err(e) => e,
             };
-            let c = err.downcast_ref::<CorruptWal>().unwrap_or_else(|| panic!("flip at {o} of {name}: {err:#}"));
+            let c = err.corrupt().unwrap_or_else(|| panic!("flip at {o} of {name}: {err:#}"));
             assert_eq!(c.segment, path, "flip at {o} of {name}: {err:#}");
             assert!(c.offset <= o, "flip at {o} of {name} reported at {}", c.offset);
-            let text = err.to_string() + &format!("{err:#}");
-            assert!(text.contains("member remove") && text.contains(&format!("offset {}", c.offset)), "{text}");
+            let at = format!("offset {}", c.offset);
+            let text = err.to_string() + &format!("{:#}", anyhow::Error::from(err));
+            assert!(text.contains("member remove") && text.contains(&at), "{text}");
             assert!(read_files(work) == expect, "flip at {o} of {name}: the refused open changed files");
             counts.bit_flips += 1;
         }

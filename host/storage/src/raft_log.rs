@@ -1,5 +1,5 @@
-//! The raft log: raft-rs's `Storage` over the write-ahead log ([`super::wal`]), plus the writes
-//! the Ready loop makes.
+//! The raft log: what raft's `Storage` reads (the host adapts it: `node/log_store.rs`) over the
+//! write-ahead log ([`crate::wal`]), plus the writes the Ready loop makes.
 //!
 //! Every `append` is one batch of WAL records: the Ready's entries and hard state land together
 //! (replay hands a batch over whole or not at all) and, when raft says the Ready must be synced,
@@ -22,11 +22,9 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use anyhow::Context;
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
-use raft::{GetEntriesContext, RaftState, StorageError};
-
-use super::wal::{self, Position, Wal};
+use crate::error::{LogError, RecordError};
+use crate::types::{ConfState, Entry, EntryKind, HardState, Identity, SnapshotMeta};
+use crate::wal::{self, Position, Wal};
 
 const REC_ENTRY: u8 = 1;
 const REC_HARD_STATE: u8 = 2;
@@ -39,14 +37,6 @@ const REC_IDENTITY: u8 = 5;
 /// Entries kept in memory at most; the rest are read from disk on demand.
 const CACHE_ENTRIES: usize = 16 * 1024;
 const CACHE_BYTES: usize = 64 << 20;
-
-/// Who this member is. Fixed at bootstrap and read back on restart, as etcd reads it from its
-/// WAL metadata, so a restart ignores the `--initial-cluster*` flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Identity {
-    pub member_id: u64,
-    pub cluster_id: u64,
-}
 
 pub struct RaftLog {
     wal: Wal,
@@ -64,10 +54,6 @@ pub struct RaftLog {
     cache_bytes: usize,
     /// The batch being encoded (kept to reuse its allocations).
     enc: wal::Encoder,
-}
-
-fn storage_err(e: impl std::fmt::Display) -> raft::Error {
-    raft::Error::Store(StorageError::Other(e.to_string().into()))
 }
 
 /// What replaying the WAL rebuilds, before it becomes a [`RaftLog`].
@@ -89,24 +75,22 @@ impl Replayed {
         if self.positions.is_empty() { self.snapshot_index } else { self.first_entry + self.positions.len() as u64 - 1 }
     }
 
-    fn record(&mut self, kind: u8, payload: &[u8], pos: Position) -> anyhow::Result<()> {
+    fn record(&mut self, kind: u8, payload: &[u8], pos: Position) -> Result<(), RecordError> {
         match kind {
             REC_ENTRY => {
-                anyhow::ensure!(payload.len() >= 16, "truncated entry record");
+                if payload.len() < 16 {
+                    return Err(RecordError::TruncatedEntry);
+                }
                 let index = be_u64(&payload[..8]);
-                anyhow::ensure!(
-                    index > self.snapshot_index,
-                    "entry {index} at or below the compaction point {}",
-                    self.snapshot_index
-                );
+                if index <= self.snapshot_index {
+                    return Err(RecordError::EntryBelowCompaction { index, compacted: self.snapshot_index });
+                }
                 if self.positions.is_empty() {
                     self.first_entry = index;
                 } else {
-                    anyhow::ensure!(
-                        index >= self.first_entry && index <= self.last_index() + 1,
-                        "entry {index} leaves a gap after {}",
-                        self.last_index()
-                    );
+                    if index < self.first_entry || index > self.last_index() + 1 {
+                        return Err(RecordError::EntryGap { index, last: self.last_index() });
+                    }
                     self.positions.truncate((index - self.first_entry) as usize);
                     if self.positions.is_empty() {
                         self.first_entry = index;
@@ -114,10 +98,12 @@ impl Replayed {
                 }
                 self.positions.push_back(pos);
             }
-            REC_HARD_STATE => self.hard_state = decode_hard_state(payload).context("corrupt hard state record")?,
-            REC_CONF_STATE => self.conf_state = decode_conf_state(payload).context("corrupt conf state record")?,
+            REC_HARD_STATE => self.hard_state = decode_hard_state(payload)?,
+            REC_CONF_STATE => self.conf_state = decode_conf_state(payload)?,
             REC_SNAPSHOT => {
-                anyhow::ensure!(payload.len() == 17, "corrupt snapshot record");
+                if payload.len() != 17 {
+                    return Err(RecordError::Snapshot);
+                }
                 let (index, term, replaces) = (be_u64(&payload[..8]), be_u64(&payload[8..16]), payload[16] != 0);
                 if replaces || index >= self.last_index() {
                     self.positions.clear();
@@ -131,10 +117,12 @@ impl Replayed {
                 self.snapshot_term = term;
             }
             REC_IDENTITY => {
-                anyhow::ensure!(payload.len() == 16, "corrupt identity record");
+                if payload.len() != 16 {
+                    return Err(RecordError::Identity);
+                }
                 self.identity = Some(Identity { member_id: be_u64(&payload[..8]), cluster_id: be_u64(&payload[8..]) });
             }
-            k => anyhow::bail!("unknown wal record kind {k}"),
+            k => return Err(RecordError::UnknownKind(k)),
         }
         Ok(())
     }
@@ -142,41 +130,32 @@ impl Replayed {
 
 impl RaftLog {
     /// Opens (or creates) the log in the directory `dir` and loads its state.
-    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+    pub fn open(dir: &Path) -> Result<Self, LogError> {
         RaftLog::open_with_segment_bytes(dir, wal::SEGMENT_BYTES)
     }
 
-    pub(crate) fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> anyhow::Result<Self> {
+    pub(crate) fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> Result<Self, LogError> {
         let legacy = dir.with_file_name("raft.redb");
-        anyhow::ensure!(
-            !legacy.exists() || dir.exists(),
-            "{} holds a raft log from an older wasmraft (before the WAL): start that version, save a snapshot with \
-             `etcdctl snapshot save`, and restore it into a new data dir with `wasmraft snapshot restore`",
-            legacy.display()
-        );
+        if legacy.exists() && !dir.exists() {
+            return Err(LogError::BeforeWal { path: legacy });
+        }
         let mut r = Replayed::default();
         let opened =
             Wal::open_with_segment_bytes(dir, segment_bytes, |kind, payload, pos| r.record(kind, payload, pos));
         let wal = match opened {
             Ok(wal) => wal,
+            // Who this is, when the log got as far as saying: the id the remedy needs.
             Err(e) => {
-                let e = e.context(format!("reading raft log {}", dir.display()));
-                // Who this is, when the log got as far as saying: the id the remedy needs.
-                return Err(match r.identity {
-                    Some(id) => {
-                        e.context(format!("member {:x} of cluster {:x} cannot start", id.member_id, id.cluster_id))
-                    }
-                    None => e,
-                });
+                return Err(LogError::Open { dir: dir.to_path_buf(), member: r.identity, source: Box::new(e.into()) });
             }
         };
-        anyhow::ensure!(
-            r.positions.is_empty() || r.first_entry == r.snapshot_index + 1,
-            "raft log {} is missing entries {}..{}",
-            dir.display(),
-            r.snapshot_index + 1,
-            r.first_entry
-        );
+        if !r.positions.is_empty() && r.first_entry != r.snapshot_index + 1 {
+            return Err(LogError::MissingEntries {
+                dir: dir.to_path_buf(),
+                from: r.snapshot_index + 1,
+                to: r.first_entry,
+            });
+        }
         let mut log = RaftLog {
             wal,
             identity: r.identity,
@@ -200,9 +179,11 @@ impl RaftLog {
         // Warm the cache with the newest entries: the first thing raft does is look at them.
         let from = log.last_index.saturating_sub(CACHE_ENTRIES as u64 / 4).max(log.snapshot_index + 1);
         if from <= log.last_index {
-            let warm = log
-                .read_entries(from, log.last_index + 1, None)
-                .with_context(|| format!("reading raft log {}", dir.display()))?;
+            let warm = log.read_entries(from, log.last_index + 1, None, |e| e).map_err(|e| LogError::Open {
+                dir: dir.to_path_buf(),
+                member: None,
+                source: Box::new(e),
+            })?;
             for e in warm {
                 log.push_cache(e);
             }
@@ -227,14 +208,57 @@ impl RaftLog {
         &self.conf_state
     }
 
+    /// The first entry's index: the one after the last entry folded into a snapshot.
+    pub fn first_index(&self) -> u64 {
+        self.snapshot_index + 1
+    }
+
     pub fn last_index(&self) -> u64 {
         self.last_index
+    }
+
+    /// The term of entry `index`: of the last one folded into a snapshot too, as raft's log
+    /// matching needs.
+    pub fn term(&self, index: u64) -> Result<u64, LogError> {
+        if index == self.snapshot_index {
+            return Ok(self.snapshot_term);
+        }
+        if index < self.first_index() {
+            return Err(LogError::Compacted { index });
+        }
+        if index > self.last_index {
+            return Err(LogError::Unavailable { index });
+        }
+        self.read_term(index)
+    }
+
+    /// Entries `low..high`, at most `max_size` bytes of them but at least one.
+    pub fn entries(&self, low: u64, high: u64, max_size: Option<u64>) -> Result<Vec<Entry>, LogError> {
+        self.entries_as(low, high, max_size, |e| e)
+    }
+
+    /// [`RaftLog::entries`], each converted as it is read (to raft's type, without collecting
+    /// twice).
+    pub fn entries_as<T>(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+        convert: impl FnMut(Entry) -> T,
+    ) -> Result<Vec<T>, LogError> {
+        if low < self.first_index() {
+            return Err(LogError::Compacted { index: low });
+        }
+        if high > self.last_index + 1 {
+            return Err(LogError::Unavailable { index: high - 1 });
+        }
+        self.read_entries(low, high, max_size, convert)
     }
 
     /// Starts a new segment whose first entry will be `first_index`, beginning with everything
     /// but the entries (so that the segments before it can go once compacted); with `replaces`,
     /// also a record saying that the log before it is gone (an installed snapshot).
-    fn roll(&mut self, first_index: u64, replaces: bool) -> anyhow::Result<()> {
+    fn roll(&mut self, first_index: u64, replaces: bool) -> Result<(), LogError> {
         let (identity, cs, hs) = (self.identity, &self.conf_state, &self.hard_state);
         let (index, term) = (self.snapshot_index, self.snapshot_term);
         self.wal.roll(first_index, |enc| {
@@ -247,13 +271,14 @@ impl RaftLog {
             if replaces {
                 encode_snapshot(enc, index, term, true);
             }
-        })
+        })?;
+        Ok(())
     }
 
     /// Starts encoding a batch of about `bytes` bytes of records into `self.enc`, rolling to a
     /// new segment first when it would overflow the current one. Deciding before encoding keeps
     /// the records' checksums chained from where they will really be written.
-    fn start_batch(&mut self, bytes: u64) -> anyhow::Result<()> {
+    fn start_batch(&mut self, bytes: u64) -> Result<(), LogError> {
         if bytes + wal::BATCH_OVERHEAD > self.wal.room() && !self.wal.current_is_fresh() {
             self.roll(self.last_index + 1, false)?;
         }
@@ -263,8 +288,10 @@ impl RaftLog {
 
     /// Records a new member's identity and initial voters (and learners, for a member joining a
     /// cluster that has some), durably, before raft starts.
-    pub fn bootstrap(&mut self, identity: Identity, voters: Vec<u64>, learners: Vec<u64>) -> anyhow::Result<()> {
-        anyhow::ensure!(self.identity.is_none(), "raft log is already bootstrapped");
+    pub fn bootstrap(&mut self, identity: Identity, voters: Vec<u64>, learners: Vec<u64>) -> Result<(), LogError> {
+        if self.identity.is_some() {
+            return Err(LogError::AlreadyBootstrapped);
+        }
         let cs = ConfState { voters, learners, ..Default::default() };
         // etcd bootstraps its log with the initial members' conf changes at term 1, so its
         // first leader is elected at term 2; start at the same term so `raft_term` in
@@ -283,55 +310,52 @@ impl RaftLog {
 
     /// Persists a Ready's entries and hard state as one write; with `sync`, fsynced before
     /// returning. Entries at or after the first new index replace what was there (raft truncates
-    /// a follower's conflicting tail this way).
-    pub fn append(&mut self, entries: &[Entry], hard_state: Option<&HardState>, sync: bool) -> anyhow::Result<()> {
+    /// a follower's conflicting tail this way). The entries are kept (in the cache of recent
+    /// ones), hence taken by value.
+    pub fn append(&mut self, entries: Vec<Entry>, hard_state: Option<HardState>, sync: bool) -> Result<(), LogError> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
-        if let Some(first) = entries.first() {
-            anyhow::ensure!(
-                first.index > self.snapshot_index && first.index <= self.last_index + 1,
-                "append at {} leaves a gap (snapshot {}, last {})",
-                first.index,
-                self.snapshot_index,
-                self.last_index
-            );
+        if let Some(first) = entries.first()
+            && !(first.index > self.snapshot_index && first.index <= self.last_index + 1)
+        {
+            return Err(LogError::Gap { index: first.index, snapshot: self.snapshot_index, last: self.last_index });
         }
         let bytes = entries
             .iter()
             .map(|e| (wal::RECORD_HEADER + ENTRY_HEADER + e.context.len() + e.data.len()) as u64)
             .sum::<u64>();
         self.start_batch(bytes + HARD_STATE_RECORD)?;
-        for e in entries {
+        for e in &entries {
             self.enc.record(REC_ENTRY, |o| encode_entry(e, o));
         }
-        if let Some(hs) = hard_state {
+        if let Some(hs) = &hard_state {
             self.enc.record(REC_HARD_STATE, |o| o.extend_from_slice(&encode_hard_state(hs)));
         }
         let at = self.wal.append(&mut self.enc, sync)?;
 
-        if let Some(first) = entries.first() {
-            self.positions.truncate((first.index - self.snapshot_index - 1) as usize);
+        if let Some(first) = entries.first().map(|e| e.index) {
+            self.positions.truncate((first - self.snapshot_index - 1) as usize);
             for &(off, len, seed) in &self.enc.records()[..entries.len()] {
                 self.positions.push_back(Position { segment: at.segment, offset: at.offset + off as u64, len, seed });
             }
-            while self.cache.back().is_some_and(|e| e.index >= first.index) {
+            while self.cache.back().is_some_and(|e| e.index >= first) {
                 if let Some(e) = self.cache.pop_back() {
                     self.cache_bytes -= entry_size(&e);
                 }
             }
-            if self.cache.back().is_some_and(|e| e.index + 1 != first.index) {
+            if self.cache.back().is_some_and(|e| e.index + 1 != first) {
                 // The cache no longer joins the new entries; start it afresh.
                 self.cache.clear();
                 self.cache_bytes = 0;
             }
             for e in entries {
-                self.push_cache(e.clone());
+                self.last_index = e.index;
+                self.push_cache(e);
             }
-            self.last_index = entries[entries.len() - 1].index;
         }
         if let Some(hs) = hard_state {
-            self.hard_state = hs.clone();
+            self.hard_state = hs;
         }
         Ok(())
     }
@@ -341,14 +365,21 @@ impl RaftLog {
         self.snapshot_index
     }
 
+    /// The term of the entry at [`RaftLog::snapshot_index`].
+    pub fn snapshot_term(&self) -> u64 {
+        self.snapshot_term
+    }
+
     /// Drops the entries up to and including `index` (already applied and durable in the
     /// state database), keeping its term for raft's log matching, and deletes the WAL segments
     /// that held only those.
-    pub fn compact(&mut self, index: u64) -> anyhow::Result<()> {
+    pub fn compact(&mut self, index: u64) -> Result<(), LogError> {
         if index <= self.snapshot_index {
             return Ok(());
         }
-        anyhow::ensure!(index <= self.last_index, "compacting to {index} beyond the last entry {}", self.last_index);
+        if index > self.last_index {
+            return Err(LogError::CompactBeyond { index, last: self.last_index });
+        }
         let term = self.read_term(index)?;
         self.start_batch(64)?;
         encode_snapshot(&mut self.enc, index, term, false);
@@ -365,18 +396,16 @@ impl RaftLog {
                 self.cache_bytes -= entry_size(&e);
             }
         }
-        self.wal.release_through(index)
+        Ok(self.wal.release_through(index)?)
     }
 
     /// Replaces the whole log with a snapshot received from the leader: no entries, the
     /// snapshot's index, term and membership, durably, in a segment of its own (the older ones
     /// are deleted).
-    pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata) -> anyhow::Result<()> {
-        let mut hs = self.hard_state.clone();
-        hs.commit = hs.commit.max(meta.index);
-        hs.term = hs.term.max(meta.term);
-        self.hard_state = hs;
-        self.conf_state = meta.get_conf_state().clone();
+    pub fn apply_snapshot(&mut self, meta: &SnapshotMeta) -> Result<(), LogError> {
+        self.hard_state.commit = self.hard_state.commit.max(meta.index);
+        self.hard_state.term = self.hard_state.term.max(meta.term);
+        self.conf_state = meta.conf_state.clone();
         self.snapshot_index = meta.index;
         self.snapshot_term = meta.term;
         self.last_index = meta.index;
@@ -385,7 +414,7 @@ impl RaftLog {
         self.cache_bytes = 0;
         // Replaces, so that a replay that still finds older segments drops their entries.
         self.roll(meta.index + 1, true)?;
-        self.wal.release_all_but_current()
+        Ok(self.wal.release_all_but_current()?)
     }
 
     /// Notes a commit index raft reported outside a Ready's hard state. It is persisted with
@@ -395,7 +424,7 @@ impl RaftLog {
     }
 
     /// Persists a new membership (after a conf change is applied).
-    pub fn set_conf_state(&mut self, cs: ConfState) -> anyhow::Result<()> {
+    pub fn set_conf_state(&mut self, cs: ConfState) -> Result<(), LogError> {
         self.start_batch(
             64 + 8 * (cs.voters.len() + cs.learners.len() + cs.voters_outgoing.len() + cs.learners_next.len()) as u64,
         )?;
@@ -415,24 +444,30 @@ impl RaftLog {
         }
     }
 
-    fn first_index(&self) -> u64 {
-        self.snapshot_index + 1
-    }
-
     /// Reads entry `index` back from the WAL.
-    fn read_from_disk(&self, index: u64) -> anyhow::Result<Entry> {
+    fn read_from_disk(&self, index: u64) -> Result<Entry, LogError> {
         let pos = index
             .checked_sub(self.first_index())
             .and_then(|i| self.positions.get(i as usize))
-            .with_context(|| format!("raft log has no entry {index}"))?;
+            .ok_or(LogError::NoEntry { index })?;
         let (kind, payload) = self.wal.read(*pos)?;
-        anyhow::ensure!(kind == REC_ENTRY, "raft log: record for entry {index} is not an entry");
+        if kind != REC_ENTRY {
+            return Err(LogError::NotAnEntry { index });
+        }
         let e = decode_entry(&payload)?;
-        anyhow::ensure!(e.index == index, "raft log: entry {index} is recorded as {}", e.index);
+        if e.index != index {
+            return Err(LogError::Misrecorded { index, found: e.index });
+        }
         Ok(e)
     }
 
-    fn read_entries(&self, low: u64, high: u64, max_size: Option<u64>) -> anyhow::Result<Vec<Entry>> {
+    fn read_entries<T>(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: Option<u64>,
+        mut convert: impl FnMut(Entry) -> T,
+    ) -> Result<Vec<T>, LogError> {
         let mut out = Vec::new();
         let mut size = 0u64;
         let cache_first = self.cache.front().map(|e| e.index).unwrap_or(u64::MAX);
@@ -440,7 +475,7 @@ impl RaftLog {
         while next < high {
             let e = if next >= cache_first {
                 let Some(e) = self.cache.get((next - cache_first) as usize) else {
-                    anyhow::bail!("raft log has a hole at {next}");
+                    return Err(LogError::Hole { index: next });
                 };
                 e.clone()
             } else {
@@ -450,13 +485,13 @@ impl RaftLog {
             if !out.is_empty() && max_size.is_some_and(|m| size > m) {
                 break;
             }
-            out.push(e);
+            out.push(convert(e));
             next += 1;
         }
         Ok(out)
     }
 
-    fn read_term(&self, idx: u64) -> anyhow::Result<u64> {
+    fn read_term(&self, idx: u64) -> Result<u64, LogError> {
         if let Some(first) = self.cache.front()
             && idx >= first.index
             && let Some(e) = self.cache.get((idx - first.index) as usize)
@@ -464,65 +499,6 @@ impl RaftLog {
             return Ok(e.term);
         }
         Ok(self.read_from_disk(idx)?.term)
-    }
-}
-
-impl raft::Storage for RaftLog {
-    fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
-    }
-
-    fn entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: impl Into<Option<u64>>,
-        _ctx: GetEntriesContext,
-    ) -> raft::Result<Vec<Entry>> {
-        if low < self.first_index() {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > self.last_index + 1 {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
-        self.read_entries(low, high, max_size.into()).map_err(storage_err)
-    }
-
-    fn term(&self, idx: u64) -> raft::Result<u64> {
-        if idx == self.snapshot_index {
-            return Ok(self.snapshot_term);
-        }
-        if idx < self.first_index() {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if idx > self.last_index {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
-        self.read_term(idx).map_err(storage_err)
-    }
-
-    fn first_index(&self) -> raft::Result<u64> {
-        Ok(RaftLog::first_index(self))
-    }
-
-    fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.last_index)
-    }
-
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // The snapshot raft sends is the compaction point: its index and term, and the
-        // membership. The state itself is attached when the message is sent (the state
-        // database as it is then, at an applied index at or past this one; the receiver skips
-        // the entries its installed state already reflects, as etcd does with its consistent
-        // index).
-        if request_index > self.snapshot_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
-        }
-        let mut snap = Snapshot::default();
-        let mut meta = SnapshotMetadata { index: self.snapshot_index, term: self.snapshot_term, ..Default::default() };
-        meta.set_conf_state(self.conf_state.clone());
-        snap.set_metadata(meta);
-        Ok(snap)
     }
 }
 
@@ -545,33 +521,42 @@ fn entry_size(e: &Entry) -> usize {
 fn encode_entry(e: &Entry, out: &mut Vec<u8>) {
     out.extend_from_slice(&e.index.to_be_bytes());
     out.extend_from_slice(&e.term.to_be_bytes());
-    out.push(e.get_entry_type() as u8);
+    out.push(e.kind as u8);
     out.extend_from_slice(&(e.context.len() as u32).to_be_bytes());
     out.extend_from_slice(&e.context);
     out.extend_from_slice(&e.data);
 }
 
-fn decode_entry(b: &[u8]) -> anyhow::Result<Entry> {
-    anyhow::ensure!(b.len() >= 21, "entry record is truncated");
+fn decode_entry(b: &[u8]) -> Result<Entry, RecordError> {
+    if b.len() < ENTRY_HEADER {
+        return Err(RecordError::ShortEntry);
+    }
     let index = be_u64(&b[..8]);
     let b = &b[8..];
-    let mut e = Entry { index, term: be_u64(&b[..8]), ..Default::default() };
-    e.set_entry_type(match b[8] {
-        0 => EntryType::EntryNormal,
-        1 => EntryType::EntryConfChange,
-        2 => EntryType::EntryConfChangeV2,
-        t => anyhow::bail!("entry {index} has unknown type {t}"),
-    });
+    let kind = match b[8] {
+        0 => EntryKind::Normal,
+        1 => EntryKind::ConfChange,
+        2 => EntryKind::ConfChangeV2,
+        kind => return Err(RecordError::UnknownEntryKind { index, kind }),
+    };
     let ctx_len = u32::from_be_bytes([b[9], b[10], b[11], b[12]]) as usize;
-    anyhow::ensure!(b.len() >= 13 + ctx_len, "entry {index} is truncated");
-    e.context = b[13..13 + ctx_len].to_vec().into();
-    e.data = b[13 + ctx_len..].to_vec().into();
-    Ok(e)
+    if b.len() < 13 + ctx_len {
+        return Err(RecordError::EntryContextTruncated { index });
+    }
+    Ok(Entry {
+        index,
+        term: be_u64(&b[..8]),
+        kind,
+        context: b[13..13 + ctx_len].to_vec().into(),
+        data: b[13 + ctx_len..].to_vec().into(),
+    })
 }
 
-fn decode_hard_state(b: &[u8]) -> anyhow::Result<HardState> {
-    anyhow::ensure!(b.len() == 24, "{} bytes", b.len());
-    Ok(HardState { term: be_u64(&b[..8]), vote: be_u64(&b[8..16]), commit: be_u64(&b[16..]), ..Default::default() })
+fn decode_hard_state(b: &[u8]) -> Result<HardState, RecordError> {
+    if b.len() != 24 {
+        return Err(RecordError::HardState { len: b.len() });
+    }
+    Ok(HardState { term: be_u64(&b[..8]), vote: be_u64(&b[8..16]), commit: be_u64(&b[16..]) })
 }
 
 fn encode_identity(out: &mut wal::Encoder, id: Identity) {
@@ -611,27 +596,32 @@ fn encode_conf_state(cs: &ConfState) -> Vec<u8> {
     b
 }
 
-fn decode_conf_state(mut b: &[u8]) -> anyhow::Result<ConfState> {
+fn decode_conf_state(mut b: &[u8]) -> Result<ConfState, RecordError> {
     let mut lists: [Vec<u64>; 4] = Default::default();
     for list in lists.iter_mut() {
-        anyhow::ensure!(b.len() >= 4, "truncated");
+        if b.len() < 4 {
+            return Err(RecordError::ConfStateTruncated);
+        }
         let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
         b = &b[4..];
-        anyhow::ensure!(b.len() >= n * 8, "truncated");
+        if b.len() < n.saturating_mul(8) {
+            return Err(RecordError::ConfStateTruncated);
+        }
         for i in 0..n {
             list.push(be_u64(&b[i * 8..]));
         }
         b = &b[n * 8..];
     }
-    anyhow::ensure!(b.len() == 1, "trailing bytes");
+    if b.len() != 1 {
+        return Err(RecordError::ConfStateTrailing);
+    }
     let [voters, learners, voters_outgoing, learners_next] = lists;
-    Ok(ConfState { voters, learners, voters_outgoing, learners_next, auto_leave: b[0] != 0, ..Default::default() })
+    Ok(ConfState { voters, learners, voters_outgoing, learners_next, auto_leave: b[0] != 0 })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raft::Storage;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
         Entry { index, term, data: data.to_vec().into(), ..Default::default() }
@@ -645,13 +635,13 @@ mod tests {
         log.bootstrap(Identity { member_id: 7, cluster_id: 9 }, vec![7], Vec::new()).unwrap();
         let ents: Vec<_> = (1..=5).map(|i| entry(i, 1, format!("e{i}").as_bytes())).collect();
         let hs = HardState { term: 1, vote: 7, ..Default::default() };
-        log.append(&ents, Some(&hs), true).unwrap();
+        log.append(ents, Some(hs), true).unwrap();
         // A new leader overwrites 4 and 5.
-        log.append(&[entry(4, 2, b"x")], None, true).unwrap();
-        assert_eq!(Storage::last_index(&log).unwrap(), 4);
+        log.append(vec![entry(4, 2, b"x")], None, true).unwrap();
+        assert_eq!(log.last_index(), 4);
         assert_eq!(log.term(4).unwrap(), 2);
         assert_eq!(log.term(3).unwrap(), 1);
-        let got = log.entries(1, 5, None, GetEntriesContext::empty(false)).unwrap();
+        let got = log.entries(1, 5, None).unwrap();
         assert_eq!(got.len(), 4);
         assert_eq!(&got[3].data[..], b"x");
         drop(log);
@@ -660,11 +650,11 @@ mod tests {
         assert_eq!(log.identity(), Some(Identity { member_id: 7, cluster_id: 9 }));
         assert_eq!(log.hard_state().vote, 7);
         assert_eq!(log.conf_state().voters, vec![7]);
-        assert_eq!(Storage::last_index(&log).unwrap(), 4);
-        let got = log.entries(2, 5, Some(1), GetEntriesContext::empty(false)).unwrap();
+        assert_eq!(log.last_index(), 4);
+        let got = log.entries(2, 5, Some(1)).unwrap();
         assert_eq!(got.len(), 1, "max_size still returns one entry");
         assert_eq!(&got[0].data[..], b"e2");
-        assert!(log.entries(1, 9, None, GetEntriesContext::empty(false)).is_err());
+        assert!(log.entries(1, 9, None).is_err());
     }
 
     #[test]
@@ -673,9 +663,9 @@ mod tests {
         let mut log = RaftLog::open(&dir.path().join("wal")).unwrap();
         let n = CACHE_ENTRIES as u64 + 100;
         let ents: Vec<_> = (1..=n).map(|i| entry(i, 1, &i.to_be_bytes())).collect();
-        log.append(&ents, None, false).unwrap();
+        log.append(ents, None, false).unwrap();
         assert!(log.cache.front().unwrap().index > 1);
-        let got = log.entries(1, n + 1, None, GetEntriesContext::empty(false)).unwrap();
+        let got = log.entries(1, n + 1, None).unwrap();
         assert_eq!(got.len() as u64, n);
         assert!(
             got.iter().enumerate().all(|(i, e)| e.index == i as u64 + 1 && e.data[..] == (i as u64 + 1).to_be_bytes())
@@ -684,13 +674,9 @@ mod tests {
     }
 
     fn all_entries(log: &RaftLog) -> Vec<(u64, u64, Vec<u8>)> {
-        let first = Storage::first_index(log).unwrap();
-        let last = Storage::last_index(log).unwrap();
-        log.entries(first, last + 1, None, GetEntriesContext::empty(false))
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.index, e.term, e.data.to_vec()))
-            .collect()
+        let first = log.first_index();
+        let last = log.last_index();
+        log.entries(first, last + 1, None).unwrap().into_iter().map(|e| (e.index, e.term, e.data.to_vec())).collect()
     }
 
     /// Many small segments: rolls, a conflicting tail that reaches back into an older segment,
@@ -705,12 +691,12 @@ mod tests {
         let payload = |i: u64| format!("entry {i} {}", "x".repeat(200)).into_bytes();
         for chunk in (1..=100u64).collect::<Vec<_>>().chunks(7) {
             let ents: Vec<_> = chunk.iter().map(|&i| entry(i, 2, &payload(i))).collect();
-            log.append(&ents, None, true).unwrap();
+            log.append(ents, None, true).unwrap();
         }
         let segments = std::fs::read_dir(&path).unwrap().count();
         assert!(segments > 5, "only {segments} segments");
         // A new leader at term 3 replaces 40.. (written several segments ago).
-        log.append(&[entry(40, 3, b"new 40"), entry(41, 3, b"new 41")], None, true).unwrap();
+        log.append(vec![entry(40, 3, b"new 40"), entry(41, 3, b"new 41")], None, true).unwrap();
         let mut want: Vec<_> = (1..40).map(|i| (i, 2, payload(i))).collect();
         want.push((40, 3, b"new 40".to_vec()));
         want.push((41, 3, b"new 41".to_vec()));
@@ -723,12 +709,12 @@ mod tests {
 
         log.compact(30).unwrap();
         assert_eq!(log.term(30).unwrap(), 2);
-        assert!(matches!(log.term(29), Err(raft::Error::Store(StorageError::Compacted))));
+        assert!(matches!(log.term(29), Err(LogError::Compacted { index: 29 })));
         let after = std::fs::read_dir(&path).unwrap().count();
         assert!(after < segments, "compaction deleted no segment ({after} of {segments})");
         drop(log);
         let log = open().unwrap();
-        assert_eq!(Storage::first_index(&log).unwrap(), 31);
+        assert_eq!(log.first_index(), 31);
         assert_eq!(log.term(30).unwrap(), 2);
         assert_eq!(all_entries(&log), want[30..].to_vec());
     }
@@ -740,14 +726,14 @@ mod tests {
         let mut log = RaftLog::open(&path).unwrap();
         log.bootstrap(Identity { member_id: 1, cluster_id: 2 }, vec![1], Vec::new()).unwrap();
         let ents: Vec<_> = (1..=20).map(|i| entry(i, 2, b"old")).collect();
-        log.append(&ents, None, true).unwrap();
-        let mut meta = SnapshotMetadata { index: 15, term: 4, ..Default::default() };
-        meta.mut_conf_state().voters = vec![1, 5];
+        log.append(ents, None, true).unwrap();
+        let meta =
+            SnapshotMeta { index: 15, term: 4, conf_state: ConfState { voters: vec![1, 5], ..Default::default() } };
         log.apply_snapshot(&meta).unwrap();
-        log.append(&[entry(16, 4, b"after")], None, true).unwrap();
+        log.append(vec![entry(16, 4, b"after")], None, true).unwrap();
         drop(log);
         let log = RaftLog::open(&path).unwrap();
-        assert_eq!(Storage::first_index(&log).unwrap(), 16);
+        assert_eq!(log.first_index(), 16);
         assert_eq!(log.term(15).unwrap(), 4);
         assert_eq!(all_entries(&log), vec![(16, 4, b"after".to_vec())]);
         assert_eq!(log.conf_state().voters, vec![1, 5]);
@@ -773,7 +759,7 @@ mod tests {
         };
         record(REC_IDENTITY, &[7u64.to_be_bytes(), 9u64.to_be_bytes()].concat());
         record(REC_CONF_STATE, &encode_conf_state(&ConfState { voters: vec![7], ..Default::default() }));
-        let hs = HardState { term: 3, vote: 7, commit: 2, ..Default::default() };
+        let hs = HardState { term: 3, vote: 7, commit: 2 };
         record(REC_HARD_STATE, &encode_hard_state(&hs));
         for i in 1..=4 {
             let mut p = Vec::new();
@@ -788,7 +774,7 @@ mod tests {
         assert_eq!(log.hard_state(), &hs);
         assert_eq!(all_entries(&log).len(), 4);
         assert_eq!(std::fs::read_dir(&path).unwrap().count(), 2, "a v2 segment follows the v1 one");
-        log.append(&[entry(5, 3, b"v2 5")], None, true).unwrap();
+        log.append(vec![entry(5, 3, b"v2 5")], None, true).unwrap();
         drop(log);
         let log = RaftLog::open(&path).unwrap();
         let got = all_entries(&log);
@@ -801,6 +787,44 @@ mod tests {
             std::fs::read(path.join("0000000000000000-0000000000000001.wal")).unwrap(),
             v1,
             "the v1 segment is left as it was"
+        );
+    }
+
+    /// The refusal an operator reads (the binary prints the error chain): who this member is,
+    /// which segment is damaged where, and what to do.
+    #[test]
+    fn a_corrupt_log_names_the_member_the_segment_and_the_remedy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let mut log = RaftLog::open(&path).unwrap();
+        log.bootstrap(Identity { member_id: 0xabc, cluster_id: 0xdef }, vec![0xabc], Vec::new()).unwrap();
+        for i in 1..=3 {
+            log.append(vec![entry(i, 2, &[7u8; 600])], None, true).unwrap();
+        }
+        let pos = log.positions[0];
+        drop(log);
+        let seg = std::fs::read_dir(&path).unwrap().next().unwrap().unwrap().path();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[pos.offset as usize + 100] ^= 1;
+        std::fs::write(&seg, &bytes).unwrap();
+        let err = RaftLog::open(&path).err().expect("a flipped bit is refused");
+        assert_eq!(err.corrupt().map(|c| &c.segment), Some(&seg));
+        let text = format!("{:#}", anyhow::Error::from(err));
+        let start = format!(
+            "member abc of cluster def cannot start: reading raft log {}: wal: segment {} is corrupt at offset {}: ",
+            path.display(),
+            seg.display(),
+            pos.offset
+        );
+        assert!(text.starts_with(&start), "{text}");
+        assert!(
+            text.ends_with(
+                ". This member's log cannot be trusted, so it does not start (nothing on disk was changed). To recover: \
+                 remove the member from the cluster (etcdctl member remove <id>), empty its data dir, add it back \
+                 (etcdctl member add) and start it with --initial-cluster-state existing; or restore its data dir \
+                 from a snapshot (wasmraft snapshot restore)"
+            ),
+            "{text}"
         );
     }
 

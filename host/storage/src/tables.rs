@@ -4,10 +4,15 @@
 //! membership, the stored guest modules and the deployment record, and the index they reflect.
 //! All are written in the same transaction, so after a crash the member resumes applying at
 //! exactly the entry after the last committed batch, with the guest that was active there.
+//!
+//! Here they are names and key types only: what the values mean belongs to the host module
+//! that owns each table (named below). They are defined here, not there, because a snapshot
+//! file gives every table a tag of its own ([`crate::snapshot`]), so the set of tables is part
+//! of this crate's file format.
 
 use redb::TableDefinition;
 
-/// The active guest's keyspace, exactly as the guest's `store` imports see it.
+/// The active guest's keyspace: the bytes its `store` imports read and write.
 pub const GUEST_KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("guest_kv");
 
 /// Host bookkeeping, keyed by the constants below.
@@ -18,16 +23,18 @@ pub const META_APPLIED_INDEX: &str = "applied_index";
 /// u64 big-endian: the term of that entry.
 pub const META_APPLIED_TERM: &str = "applied_term";
 
-/// The cluster's members: member id → prost-encoded `wasmraft.v1.Member`. Written at bootstrap
-/// from `--initial-cluster` (identically on every member) and by applied entries afterwards.
+/// The cluster's members: member id → the member's record (the host's `membership`). Written at
+/// bootstrap from `--initial-cluster` (identically on every member) and by applied entries
+/// afterwards.
 pub const MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("members");
 
 /// Members removed from the cluster: member id → nothing. etcd keeps them forever too: a removed
 /// id can never come back, its messages are refused, and its own restart refuses to run.
 pub const REMOVED_MEMBERS: TableDefinition<u64, &[u8]> = TableDefinition::new("removed_members");
 
-/// prost `wasmraft.v1.GuestDeployment` in `META`: the active guest, its limits and the index
-/// where it became active. Absent until the first guest is deployed through the log.
+/// The key in `META` of the deployment record (the host's `deployment`): the active guest, its
+/// limits and the index where it became active. Absent until the first guest is deployed
+/// through the log.
 pub const META_DEPLOYMENT: &str = "deployment";
 
 /// Stored guest modules: sha256 → the component's bytes. Written when the last piece of a
@@ -38,13 +45,11 @@ pub const GUEST_MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("g
 /// Pieces of modules still arriving: sha256 ‖ offset (u64 big-endian) → the piece.
 pub const GUEST_UPLOADS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("guest_uploads");
 
-/// Every deployment that became active: its index → prost `wasmraft.v1.GuestDeployment`.
+/// Every deployment that became active: its index → its deployment record.
 pub const DEPLOYMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("deployments");
 
-/// etcd's active alarms: `alarm type (u32 BE) ‖ member id (u64 BE)` → empty (see
-/// `crate::alarms`).
+/// Active alarms (owned by the host's `alarms`): keys only, each with an empty value.
 pub const ALARMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarms");
 
-/// etcd's auth store: `enabled`, `revision`, `u/<user>` → authpb.User, `r/<role>` →
-/// authpb.Role (see `crate::auth`).
+/// The auth store: users, roles and flags (owned by the host's `auth`).
 pub const AUTH: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth");

@@ -13,9 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use redb::{CompactionError, Database, ReadTransaction, ReadableDatabase, TransactionError, WriteTransaction};
 
+use crate::error::StateDbError;
+
+/// The member's state database (`member/state.redb`): the tables of [`crate::tables`], behind a
+/// gate that lets [`StateDb::compact`] run while the member does.
 pub struct StateDb {
     db: RwLock<Database>,
     path: PathBuf,
@@ -37,8 +40,8 @@ impl StateDb {
         StateDb { db: RwLock::new(db), path: path.to_path_buf(), size: Mutex::new(None) }
     }
 
-    pub fn open(path: &Path) -> anyhow::Result<StateDb> {
-        let db = Database::create(path).with_context(|| format!("opening state database {}", path.display()))?;
+    pub fn open(path: &Path) -> Result<StateDb, StateDbError> {
+        let db = Database::create(path).map_err(|source| StateDbError::Open { path: path.to_path_buf(), source })?;
         Ok(Self::new(db, path))
     }
 
@@ -84,7 +87,7 @@ impl StateDb {
 
     /// Compacts the file (etcd's `backend.Defrag`), pausing new transactions meanwhile. Gives
     /// up after `timeout` if transactions stay open that long.
-    pub fn compact(&self, timeout: Duration) -> anyhow::Result<()> {
+    pub fn compact(&self, timeout: Duration) -> Result<(), StateDbError> {
         let deadline = Instant::now() + timeout;
         loop {
             {
@@ -97,7 +100,7 @@ impl StateDb {
                             return Ok(());
                         }
                         Err(CompactionError::TransactionInProgress) => {}
-                        Err(e) => return Err(anyhow::Error::new(e).context("compacting the state database")),
+                        Err(e) => return Err(StateDbError::Compact(e)),
                     }
                     if held.elapsed() >= HOLD || Instant::now() >= deadline {
                         break;
@@ -106,9 +109,7 @@ impl StateDb {
                 }
             }
             if Instant::now() >= deadline {
-                anyhow::bail!(
-                    "wasmraft: defragment gave up after {timeout:?}: a long transaction (a snapshot being sent?) kept the state database open"
-                );
+                return Err(StateDbError::CompactGaveUp { timeout });
             }
             // Let the paused work through (an open transaction may be waiting on the gate to
             // finish its own work) before trying again.
@@ -120,7 +121,7 @@ impl StateDb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::tables::GUEST_KV;
+    use crate::tables::GUEST_KV;
 
     #[test]
     fn compaction_shrinks_and_waits_for_open_reads() {
