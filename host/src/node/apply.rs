@@ -20,10 +20,12 @@ use raft::eraftpb::{Entry, EntryType};
 use redb::{Durability, ReadableDatabase};
 use wasmraft_proto::wasmraft::v1 as pb;
 
+use wasmraft_runtime::{ApplyContext, ApplyError};
+
+use super::guest_store::GuestKv;
 use super::wait::Outcome;
 use super::{AppliedCommand, ApplyMsg, NodeError, RaftMsg, Shared};
 use crate::deployment::{self, Deployed};
-use crate::guest::{ApplyContext, ApplyError};
 use crate::storage::tables::{GUEST_KV, META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
 /// Entries applied in one transaction at most, so waiters of the first entries aren't held back
@@ -355,8 +357,7 @@ fn apply_batch(
                     Err(NodeError::Guest(crate::alarms::NO_SPACE.to_string()))
                 }
                 Some(a) => {
-                    let (t, result) = a.guest.apply(txn, ctx, &command);
-                    txn = t;
+                    let result = a.guest.apply(&mut GuestKv::new(&txn), ctx, &command);
                     let (result, events) = match result {
                         Ok(applied) => (Ok(applied.output), applied.events),
                         Err(ApplyError::Guest(text)) => (Err(text), Vec::new()),
@@ -375,7 +376,7 @@ fn apply_batch(
                         // The swap to it is likely next: compile now, off this thread.
                         let stack = active
                             .as_ref()
-                            .map_or(crate::guest::limits::DEFAULT_STACK_BYTES, |a| a.guest.limits().stack_bytes);
+                            .map_or(wasmraft_runtime::limits::DEFAULT_STACK_BYTES, |a| a.guest.limits().stack_bytes);
                         shared.registry.prepare(module, stack);
                     }
                     Ok(Vec::new())
