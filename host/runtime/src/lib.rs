@@ -48,7 +48,7 @@ pub mod limits;
 mod tests;
 
 pub use call::{Applied, ApplyContext, GuestInfo};
-pub use engine::{EngineConfig, GuestEngine};
+pub use engine::{CONTROL_SLOTS, EngineConfig, GuestEngine, MEMORY_GUARD, MEMORY_RESERVATION};
 pub use error::{ApplyError, LoadError};
 pub use limits::GuestLimits;
 pub use registry::{GuestRegistry, LOAD_LIMITS};

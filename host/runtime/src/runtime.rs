@@ -60,7 +60,7 @@ impl Guest {
         Self::from_component(engine, compile(engine, wasm)?, sha256(wasm), limits)
     }
 
-    /// [`Guest::load`], keeping the compiled code in `cache_dir` ([`compile_cached`]).
+    /// [`Guest::load`], keeping the compiled code in `cache_dir` (`compile_cached`).
     pub fn load_cached(
         engine: &GuestEngine,
         wasm: &[u8],
