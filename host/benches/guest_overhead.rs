@@ -28,12 +28,13 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, Table};
-use wasmraft::guest::{ApplyContext, ApplyError, Guest, GuestEngine, GuestLimits, limits};
+use wasmraft::node::guest_store::{self, GuestKv};
 use wasmraft::server::BUNDLED_KV_GUEST;
 use wasmraft_guest_sdk::testing::MemStore;
 use wasmraft_guest_sdk::{ReadStore, StateMachine as _, Store};
 use wasmraft_kv_guest::KvGuest;
 use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest};
+use wasmraft_runtime::{ApplyContext, ApplyError, Guest, GuestEngine, GuestLimits, limits};
 use wasmraft_storage::tables::GUEST_KV;
 
 const KEY_BYTES: usize = 8;
@@ -270,8 +271,7 @@ fn wasm(db: &Database, guest: &Guest, commands: &[Vec<u8>]) -> anyhow::Result<(D
         db,
         commands,
         each_entry(|txn, i, command| {
-            let (txn, result) = guest.apply(txn, ctx(i), command);
-            result?;
+            guest.apply(&mut GuestKv::new(&txn), ctx(i), command)?;
             Ok(txn)
         }),
     )?;
@@ -285,8 +285,7 @@ fn empty_apply(db: &Database, guest: &Guest, calls: usize) -> anyhow::Result<Dur
         db,
         &empty,
         each_entry(|txn, i, command| {
-            let (txn, result) = guest.apply(txn, ctx(i), command);
-            expect_guest_error(result.map(|_| ()))?;
+            expect_guest_error(guest.apply(&mut GuestKv::new(&txn), ctx(i), command).map(|_| ()))?;
             Ok(txn)
         }),
     )
@@ -297,7 +296,7 @@ fn rejected_query(db: &Database, guest: &Guest, calls: usize) -> anyhow::Result<
     let txn = db.begin_read()?;
     let start = Instant::now();
     for _ in 0..calls {
-        expect_guest_error(guest.query(&txn, &[0xff]).map(|_| ()))?;
+        expect_guest_error(guest_store::query(guest, &txn, &[0xff]).map(|_| ()))?;
     }
     Ok(start.elapsed())
 }

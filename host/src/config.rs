@@ -391,9 +391,9 @@ impl MemberFlags {
             }
         }
         if let Some(stack) = self.guest_stack_bytes
-            && crate::guest::limits::check_stack_bytes(stack).is_err()
+            && wasmraft_runtime::limits::check_stack_bytes(stack).is_err()
         {
-            use crate::guest::limits::{MAX_STACK_BYTES, STACK_BYTES_CHOICES};
+            use wasmraft_runtime::limits::{MAX_STACK_BYTES, STACK_BYTES_CHOICES};
             bail!(
                 "--guest-stack-bytes {stack}: must be a power of two from {} to {MAX_STACK_BYTES}",
                 STACK_BYTES_CHOICES[0]

@@ -8,9 +8,10 @@
 //! and the keyspace live in the state database, a restart, a lagging member replaying the log
 //! and a member restoring a snapshot all run the guest that was active at each index.
 //!
-//! The rules a swap must pass ([`check_transition`]) are checked twice: by the member that
-//! receives the request, to refuse early with a clear error, and at apply, on every member,
-//! against the replicated state, so two racing deploys cannot both win.
+//! The rules a swap must pass (`wasmraft_runtime::deployment`, pure functions of the record,
+//! the module and its limits) are checked twice: by the member that receives the request, to
+//! refuse early with a clear error, and at apply, on every member, against the replicated state,
+//! so two racing deploys cannot both win.
 
 use std::sync::Arc;
 
@@ -18,9 +19,10 @@ use prost::Message as _;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use sha2::Digest as _;
 use wasmraft_proto::wasmraft::v1 as pb;
+use wasmraft_runtime::deployment::{check_limits, check_transition, limits_of, requested_limits};
+use wasmraft_runtime::{ApplyError, Guest, GuestLimits, GuestRegistry, StoreError};
 
-use crate::guest::limits::{DEFAULT_STACK_BYTES, check_stack_bytes};
-use crate::guest::{ApplyError, Guest, GuestInfo, GuestLimits, GuestRegistry};
+use crate::node::guest_store::GuestKv;
 use wasmraft_storage::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, META, META_DEPLOYMENT};
 
 mod pieces;
@@ -32,13 +34,6 @@ pub const MODULE_CHUNK_BYTES: usize = 512 << 10;
 
 /// The largest module a deploy may carry.
 pub const MAX_MODULE_BYTES: u64 = 64 << 20;
-
-/// The smallest memory limit a deployment may set: one Wasm page.
-pub const MIN_MEMORY_BYTES: u64 = 64 << 10;
-
-/// The largest memory limit: every byte a 32-bit memory can address (the instance pool
-/// reserves no more per instance).
-pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
 
 /// The active guest: its record and the loaded guest with the record's limits.
 #[derive(Clone, Debug)]
@@ -112,46 +107,8 @@ fn was_active_in(deployments: &impl ReadableTable<u64, &'static [u8]>, hash: &[u
     Ok(false)
 }
 
-/// The limits a deployment record sets. A record from before the stack limit was recorded has
-/// none (0): its guest ran with the default, and still does, on every member alike.
-pub fn limits_of(r: &pb::GuestDeployment) -> GuestLimits {
-    let stack_bytes = if r.stack_bytes == 0 { DEFAULT_STACK_BYTES } else { r.stack_bytes };
-    GuestLimits { fuel_per_entry: r.fuel_per_entry, memory_bytes: r.memory_bytes, stack_bytes }
-}
-
-/// The limits a deploy asking for `fuel`, `memory` and `stack` gets: 0 keeps the active
-/// deployment's value (the default for the first deployment).
-pub fn requested_limits(active: Option<&pb::GuestDeployment>, fuel: u64, memory: u64, stack: u64) -> GuestLimits {
-    let current = active.map(limits_of).unwrap_or_default();
-    let or_current = |asked: u64, current: u64| if asked == 0 { current } else { asked };
-    GuestLimits {
-        fuel_per_entry: or_current(fuel, current.fuel_per_entry),
-        memory_bytes: or_current(memory, current.memory_bytes),
-        stack_bytes: or_current(stack, current.stack_bytes),
-    }
-}
-
-/// Whether a deployment may set `limits`. Checked before a module is loaded with them: each
-/// stack limit is an engine of its own, so a forged one must not make one.
-pub fn check_limits(limits: GuestLimits) -> Result<(), String> {
-    if !(MIN_MEMORY_BYTES..=MAX_MEMORY_BYTES).contains(&limits.memory_bytes) {
-        return Err(format!(
-            "wasmraft: memory limit {} is outside {MIN_MEMORY_BYTES}..={MAX_MEMORY_BYTES} bytes",
-            limits.memory_bytes
-        ));
-    }
-    if limits.fuel_per_entry == 0 {
-        return Err("wasmraft: fuel per entry must be above 0".into());
-    }
-    check_stack_bytes(limits.stack_bytes)
-}
-
 fn hash_of(bytes: &[u8]) -> Result<[u8; 32], String> {
     bytes.try_into().map_err(|_| format!("wasmraft: a module hash is 32 bytes, not {}", bytes.len()))
-}
-
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    sha2::Sha256::digest(bytes).into()
 }
 
 /// The guest a deployment record names, from the registry or loaded from the stored module.
@@ -167,7 +124,7 @@ pub fn guest_for(
     }
     let wasm =
         module()?.ok_or_else(|| anyhow::anyhow!("the active guest's module {} is not stored", hex::encode(hash)))?;
-    registry.load(&wasm, limits)
+    Ok(registry.load(&wasm, limits)?)
 }
 
 /// The active guest as the state database records it, loaded (at startup and after a snapshot).
@@ -290,62 +247,6 @@ pub fn rollback_target(txn: &ReadTransaction, target: &str) -> Result<pb::GuestD
     })
 }
 
-/// Whether `new` (a module hashing to `new_hash`) may replace `active` under `mode`. The text
-/// of an `Err` is what the client sees.
-pub fn check_transition(
-    active: Option<&pb::GuestDeployment>,
-    new: &GuestInfo,
-    new_hash: &[u8; 32],
-    new_limits: GuestLimits,
-    mode: pb::guest_deploy::Mode,
-    force: bool,
-    was_active_before: bool,
-) -> Result<(), String> {
-    use pb::guest_deploy::Mode;
-    check_limits(new_limits)?;
-    let Some(active) = active else { return Ok(()) };
-    if mode == Mode::Initial {
-        // Applied as a no-op when a guest is active: nothing to check.
-        return Ok(());
-    }
-    if active.sha256 == new_hash && limits_of(active) == new_limits {
-        return Err(format!(
-            "wasmraft: guest {} {} (sha256 {}) is already active with these limits",
-            active.name,
-            active.version,
-            hex::encode(new_hash)
-        ));
-    }
-    if new.name != active.name && !force {
-        return Err(format!(
-            "wasmraft: the module is guest {:?}, the active guest is {:?}; replacing one guest by another needs --force",
-            new.name, active.name
-        ));
-    }
-    match mode {
-        Mode::Rollback if !was_active_before => Err(format!(
-            "wasmraft: module {} was never active; deploy it instead of rolling back to it",
-            hex::encode(new_hash)
-        )),
-        Mode::Upgrade if !force && active.sha256 != new_hash => {
-            let parse = |v: &str| {
-                semver::Version::parse(v).map_err(|_| {
-                    format!("wasmraft: guest version {v:?} is not a semantic version (MAJOR.MINOR.PATCH); deploy with --force")
-                })
-            };
-            let (old, newer) = (parse(&active.version)?, parse(&new.version)?);
-            if newer <= old {
-                return Err(format!(
-                    "wasmraft: version {} is not higher than the active version {}; roll back to a stored module, or deploy with --force",
-                    new.version, active.version
-                ));
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Applies a deploy entry at `index` inside `txn`: loads the stored module, checks the swap
 /// against the replicated state, runs the new guest's `migrate` and records the deployment.
 /// A refused swap is [`ApplyError::Guest`] (nothing written; the old guest stays); storage and
@@ -394,7 +295,7 @@ fn prepare(
         Ok(h) => h,
         Err(text) => return Ok(Err(text)),
     };
-    let storage = |e: redb::Error| ApplyError::Storage(e);
+    let storage = |e: redb::Error| ApplyError::Storage(StoreError::new(e));
     let module = {
         let t = txn.open_table(GUEST_MODULES).map_err(|e| storage(e.into()))?;
         let v = t.get(hash.as_slice()).map_err(|e| storage(e.into()))?;
@@ -407,8 +308,8 @@ fn prepare(
     let host = |e: anyhow::Error| ApplyError::Host(format!("{e:#}"));
     let record = txn.open_table(META).map_err(|e| storage(e.into())).and_then(|t| record_from(&t).map_err(host))?;
     let limits = requested_limits(record.as_ref(), d.fuel_per_entry, d.memory_bytes, d.stack_bytes);
-    if let Err(text) = check_limits(limits) {
-        return Ok(Err(text));
+    if let Err(refused) = check_limits(limits) {
+        return Ok(Err(refused.to_string()));
     }
     let guest = match registry.load(&module, limits) {
         Ok(g) => g,
@@ -418,9 +319,10 @@ fn prepare(
         .open_table(DEPLOYMENTS)
         .map_err(|e| storage(e.into()))
         .and_then(|t| was_active_in(&t, &hash).map_err(host))?;
-    if let Err(text) = check_transition(record.as_ref(), guest.info(), &hash, limits, mode, d.force, was_active_before)
+    if let Err(refused) =
+        check_transition(record.as_ref(), guest.info(), &hash, limits, mode, d.force, was_active_before)
     {
-        return Ok(Err(text));
+        return Ok(Err(refused.to_string()));
     }
     Ok(Ok((guest, limits, module.len() as u64)))
 }
@@ -434,7 +336,7 @@ fn migrate_and_record(
     active: Option<&Active>,
 ) -> (WriteTransaction, Result<Deployed, ApplyError>) {
     let from = active.map(|a| a.guest.info().clone()).unwrap_or_default();
-    let (txn, result) = guest.migrate(txn, &from);
+    let result = guest.migrate(&mut GuestKv::new(&txn), &from);
     let events = match result {
         Ok(applied) => applied.events,
         Err(ApplyError::Guest(text)) => {
@@ -465,7 +367,7 @@ fn migrate_and_record(
     })();
     match written {
         Ok(()) => (txn, Ok(Deployed::Switched(Active { record, guest, encoded: bytes }, events))),
-        Err(e) => (txn, Err(ApplyError::Storage(e))),
+        Err(e) => (txn, Err(ApplyError::Storage(StoreError::new(e)))),
     }
 }
 
@@ -473,97 +375,6 @@ fn migrate_and_record(
 mod tests {
     use super::*;
     use pb::guest_deploy::Mode;
-
-    fn rec(name: &str, version: &str, hash: u8) -> pb::GuestDeployment {
-        pb::GuestDeployment {
-            sha256: vec![hash; 32],
-            name: name.into(),
-            version: version.into(),
-            fuel_per_entry: 1000,
-            memory_bytes: 1 << 20,
-            ..Default::default()
-        }
-    }
-
-    fn info(name: &str, version: &str) -> GuestInfo {
-        GuestInfo { name: name.into(), version: version.into(), apis: vec![] }
-    }
-
-    const L: GuestLimits =
-        GuestLimits { fuel_per_entry: 1000, memory_bytes: 1 << 20, stack_bytes: DEFAULT_STACK_BYTES };
-
-    #[test]
-    fn upgrades_need_a_higher_version_of_the_same_guest() {
-        let a = rec("kv", "1.2.0", 1);
-        assert_eq!(check_transition(Some(&a), &info("kv", "1.10.0"), &[2; 32], L, Mode::Upgrade, false, false), Ok(()));
-        let e = check_transition(Some(&a), &info("kv", "1.1.9"), &[2; 32], L, Mode::Upgrade, false, false).unwrap_err();
-        assert!(e.contains("not higher than the active version 1.2.0"), "{e}");
-        let e = check_transition(Some(&a), &info("kv", "1.2.0"), &[2; 32], L, Mode::Upgrade, false, false).unwrap_err();
-        assert!(e.contains("not higher"), "{e}");
-        let e = check_transition(Some(&a), &info("counter", "9.0.0"), &[2; 32], L, Mode::Upgrade, false, false)
-            .unwrap_err();
-        assert!(e.contains("needs --force"), "{e}");
-        let e = check_transition(Some(&a), &info("kv", "next"), &[2; 32], L, Mode::Upgrade, false, false).unwrap_err();
-        assert!(e.contains("not a semantic version"), "{e}");
-        // --force lifts the name and version rules.
-        assert_eq!(
-            check_transition(Some(&a), &info("counter", "0.0.1"), &[2; 32], L, Mode::Upgrade, true, false),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn rollbacks_go_only_to_modules_that_were_active() {
-        let a = rec("kv", "2.0.0", 2);
-        assert_eq!(check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], L, Mode::Rollback, false, true), Ok(()));
-        let e =
-            check_transition(Some(&a), &info("kv", "1.0.0"), &[3; 32], L, Mode::Rollback, false, false).unwrap_err();
-        assert!(e.contains("was never active"), "{e}");
-    }
-
-    #[test]
-    fn the_same_module_with_the_same_limits_is_refused_and_limits_are_bounded() {
-        let a = rec("kv", "1.0.0", 1);
-        let e = check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], L, Mode::Upgrade, false, false).unwrap_err();
-        assert!(e.contains("already active"), "{e}");
-        // New limits for the active module are a deploy of their own.
-        let more = GuestLimits { fuel_per_entry: 5000, ..L };
-        assert_eq!(
-            check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], more, Mode::Upgrade, false, false),
-            Ok(())
-        );
-        let tiny = GuestLimits { memory_bytes: 100, ..L };
-        assert!(check_transition(None, &info("kv", "1.0.0"), &[1; 32], tiny, Mode::Initial, false, false).is_err());
-        // A new stack limit alone is a deploy too; one off the list is refused.
-        let deeper = GuestLimits { stack_bytes: 2 << 20, ..L };
-        assert_eq!(
-            check_transition(Some(&a), &info("kv", "1.0.0"), &[1; 32], deeper, Mode::Upgrade, false, false),
-            Ok(())
-        );
-        for stack in [0, 1000, 32 << 10, 16 << 20, u64::MAX] {
-            let e = check_limits(GuestLimits { stack_bytes: stack, ..L }).unwrap_err();
-            assert!(e.contains("is not a power of two from 65536 to 8388608"), "{e}");
-        }
-    }
-
-    #[test]
-    fn a_record_without_a_stack_limit_has_the_one_it_ran_with() {
-        let old = rec("kv", "1.0.0", 1);
-        assert_eq!(old.stack_bytes, 0, "records written before the field existed");
-        assert_eq!(limits_of(&old).stack_bytes, DEFAULT_STACK_BYTES);
-        // Decoding bytes an older member wrote: the field is simply absent.
-        let bytes = old.encode_to_vec();
-        assert_eq!(limits_of(&decode_record(&bytes).expect("decodes")).stack_bytes, DEFAULT_STACK_BYTES);
-        // A deploy that names none keeps it; one that names one sets it.
-        assert_eq!(requested_limits(Some(&old), 0, 0, 0), limits_of(&old));
-        assert_eq!(requested_limits(Some(&old), 0, 0, 1 << 20).stack_bytes, 1 << 20);
-        let newer = pb::GuestDeployment { stack_bytes: 128 << 10, ..old };
-        assert_eq!(
-            requested_limits(Some(&newer), 7, 0, 0),
-            GuestLimits { fuel_per_entry: 7, memory_bytes: 1 << 20, stack_bytes: 128 << 10 }
-        );
-        assert_eq!(requested_limits(None, 0, 0, 0), GuestLimits::default());
-    }
 
     #[test]
     fn an_unknown_deploy_mode_is_refused_not_taken_for_an_upgrade() {

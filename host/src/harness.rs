@@ -95,7 +95,7 @@ impl TestMemberBuilder {
         let mut member = TestMember {
             runtime: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
-                .thread_stack_size(crate::guest::limits::GUEST_THREAD_STACK_BYTES)
+                .thread_stack_size(wasmraft_runtime::limits::GUEST_THREAD_STACK_BYTES)
                 .enable_all()
                 .build()
                 .context("starting a tokio runtime")?,

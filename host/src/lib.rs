@@ -7,7 +7,8 @@
 //!   database and its tables, snapshot files.
 //! - [`node`]: the raft-rs Ready loop (raft's `Storage` over that log: `node::log_store`), the
 //!   apply loop and the wait registry that hands each client its own entry's result.
-//! - `guest`: the wasmtime runtime that runs the guest's `apply` and `query`.
+//! - `wasmraft_runtime` (host/runtime): the wasmtime runtime that runs the guest's `apply` and
+//!   `query`, over the `GUEST_KV` table lent to it by [`node::guest_store`].
 //! - [`deployment`]: which guest is active since which index, and swaps through the log.
 //! - `api`: etcd's v3 gRPC API in front of it all.
 //! - `wasmraft_metrics` (host/metrics): what `/metrics` serves (etcd's names where the meaning is etcd's).
@@ -21,7 +22,6 @@ pub mod cli;
 pub mod conf_change;
 pub mod config;
 pub mod deployment;
-pub mod guest;
 pub mod harness;
 pub mod ids;
 pub mod join;

@@ -17,9 +17,10 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use wasmraft_runtime::{GuestEngine, GuestLimits, GuestRegistry};
+
 use crate::api::{self, ApiLimits};
 use crate::config::Config;
-use crate::guest::{GuestEngine, GuestLimits, GuestRegistry};
 use crate::node::{Node, NodeError, NodeHandle};
 use crate::peers::{RaftInbox, TransportSender};
 use wasmraft_transport::{Transport, TransportConfig};
@@ -354,7 +355,7 @@ impl InitialGuest {
             record.since_index,
             record.fuel_per_entry,
             record.memory_bytes,
-            crate::deployment::limits_of(&record).stack_bytes
+            wasmraft_runtime::deployment::limits_of(&record).stack_bytes
         );
         Ok(())
     }

@@ -25,7 +25,7 @@ use wasmraft_tests::member::{Flavor, MemberConfig, READY_LINE};
 const HOSTILE: &str = env!("WASMRAFT_TEST_HOSTILE_GUEST");
 const OVERREACH: &str = env!("WASMRAFT_TEST_OVERREACH_GUEST");
 
-// The host's per-call size limits (host/src/guest/limits.rs). They are part of the host's
+// The host's per-call size limits (host/runtime/src/limits.rs). They are part of the host's
 // protocol; the error texts name them, so a change there fails here with both numbers shown.
 const MAX_KEY_BYTES: usize = 4 << 20;
 const MAX_VALUE_BYTES: usize = 64 << 20;

@@ -127,7 +127,7 @@ fn deployment_line(d: Option<GuestDeployment>) -> Result<String, CliError> {
 /// `<fuel>, <memory bytes>, <stack bytes>` of a deployment (a record from before the stack
 /// limit was recorded ran, and runs, with the default).
 fn limits_fields(d: &GuestDeployment) -> String {
-    let limits = crate::deployment::limits_of(d);
+    let limits = wasmraft_runtime::deployment::limits_of(d);
     format!("{}, {}, {}", limits.fuel_per_entry, limits.memory_bytes, limits.stack_bytes)
 }
 

@@ -15,9 +15,10 @@
 //! the same on every member).
 
 use redb::{ReadableTable, Table, WriteTransaction};
-
-use super::{MAX_MODULE_BYTES, MODULE_CHUNK_BYTES, sha256};
 use wasmraft_proto::wasmraft::v1 as pb;
+use wasmraft_runtime::sha256;
+
+use super::{MAX_MODULE_BYTES, MODULE_CHUNK_BYTES};
 use wasmraft_storage::tables::{GUEST_MODULES, GUEST_UPLOADS};
 
 /// Uploads in progress at most (4 × [`MAX_MODULE_BYTES`] of pieces): room for concurrent

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use wasmraft_proto::wasmraft::v1 as pb;
 
 use crate::deployment::Active;
-use crate::guest::GuestRegistry;
+use wasmraft_runtime::GuestRegistry;
 
 pub(crate) struct ActiveGuestCell {
     /// None until the first deploy is applied.

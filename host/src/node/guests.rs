@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use wasmraft_proto::wasmraft::v1 as pb;
+use wasmraft_runtime::deployment::{check_limits, check_transition, requested_limits};
+use wasmraft_runtime::{GuestLimits, GuestRegistry};
 
 use super::{NodeError, NodeHandle};
 use crate::deployment::{self, MAX_MODULE_BYTES, MODULE_CHUNK_BYTES};
-use crate::guest::{GuestLimits, GuestRegistry};
 use pb::guest_deploy::Mode;
 
 /// The most a deploy waits, after its module's pieces are applied, for the other members to
@@ -98,7 +99,7 @@ impl NodeHandle {
                 module.len()
             )));
         }
-        let hash = deployment::sha256(&module);
+        let hash = wasmraft_runtime::sha256(&module);
         let (module, stored, compiled_in) = self.validate(module, hash, opts, mode).await?;
         if !stored {
             let total_size = module.len() as u64;
@@ -143,10 +144,9 @@ impl NodeHandle {
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let record = deployment::record(&txn).map_err(|e| internal(format!("{e:#}")))?;
-            let limits =
-                deployment::requested_limits(record.as_ref(), opts.fuel_per_entry, opts.memory_bytes, opts.stack_bytes);
+            let limits = requested_limits(record.as_ref(), opts.fuel_per_entry, opts.memory_bytes, opts.stack_bytes);
             // Before anything is loaded: an engine is made per stack limit.
-            deployment::check_limits(limits).map_err(NodeError::DeployRefused)?;
+            check_limits(limits).map_err(|e| NodeError::DeployRefused(e.to_string()))?;
             let started = Instant::now();
             let guest = s
                 .registry
@@ -154,16 +154,8 @@ impl NodeHandle {
                 .map_err(|e| NodeError::DeployRefused(format!("wasmraft: the module is not a usable guest: {e:#}")))?;
             let compiled_in = started.elapsed();
             let was_active_before = deployment::was_active(&txn, &hash).map_err(|e| internal(format!("{e:#}")))?;
-            deployment::check_transition(
-                record.as_ref(),
-                guest.info(),
-                &hash,
-                limits,
-                mode,
-                opts.force,
-                was_active_before,
-            )
-            .map_err(NodeError::DeployRefused)?;
+            check_transition(record.as_ref(), guest.info(), &hash, limits, mode, opts.force, was_active_before)
+                .map_err(|e| NodeError::DeployRefused(e.to_string()))?;
             let stored = deployment::stored_module(&txn, &hash).map_err(|e| internal(format!("{e:#}")))?.is_some();
             Ok((module, stored, compiled_in))
         })

@@ -16,6 +16,7 @@ mod active;
 pub mod apply;
 mod conf_gate;
 mod config;
+pub mod guest_store;
 mod guests;
 mod handle;
 pub mod log_store;
@@ -40,6 +41,7 @@ use anyhow::Context;
 use prost::Message as _;
 use tokio::sync::{Notify, oneshot, watch};
 use wasmraft_proto::wasmraft::v1 as pb;
+use wasmraft_runtime::GuestRegistry;
 
 pub use config::NodeConfig;
 pub use guests::{DeployOptions, GuestStatus};
@@ -48,7 +50,6 @@ pub use observe::{AppliedCommand, ApplyObserver};
 pub use reconfigure::REMOVED_TEXT;
 
 use crate::deployment;
-use crate::guest::GuestRegistry;
 use crate::membership::{Member, MemberAttributes, Membership};
 use log_store::LogStore;
 use replicated::Subsystems;
@@ -61,7 +62,7 @@ pub const MAX_APPLY_GAP: u64 = 5000;
 
 /// Fuel a query may use on an async worker before it is moved to a blocking thread: about a
 /// millisecond of guest code at most: a single-key or short range of the KV guest fits in a
-/// tenth of it (`guest::tests`), a scan of a large keyspace does not.
+/// tenth of it (`guest_store::tests`), a scan of a large keyspace does not.
 pub const INLINE_QUERY_FUEL: u64 = 2_000_000;
 
 /// Messages to the raft thread.
@@ -488,7 +489,7 @@ impl Node {
             std::thread::Builder::new()
                 .name("apply".into())
                 // Guest code runs here, with up to the largest Wasm stack a deployment may set.
-                .stack_size(crate::guest::limits::GUEST_THREAD_STACK_BYTES)
+                .stack_size(wasmraft_runtime::limits::GUEST_THREAD_STACK_BYTES)
                 .spawn(move || apply::run(apply_rx, s, applied_index))
                 .context("spawning the apply thread")?,
         );
@@ -716,7 +717,7 @@ impl NodeHandle {
             let guest = deployment::guest_in(&txn, s.replicated.guest.slot(), &s.registry)
                 .map_err(|e| internal(&format!("{e:#}")))?
                 .ok_or(NodeError::NoGuest)?;
-            guest.query(&txn, &request).map_err(apply::node_error)
+            guest_store::query(&guest, &txn, &request).map_err(apply::node_error)
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))?
@@ -736,7 +737,7 @@ impl NodeHandle {
             Ok(None) => return None,
             Err(e) => return Some(Err(NodeError::Internal(format!("{e:#}")))),
         };
-        guest.try_query(&txn, request, INLINE_QUERY_FUEL).map(|r| r.map_err(apply::node_error))
+        guest_store::try_query(&guest, &txn, request, INLINE_QUERY_FUEL).map(|r| r.map_err(apply::node_error))
     }
 
     pub fn status(&self) -> NodeStatus {

@@ -9,14 +9,14 @@ use super::DeployOptions;
 use super::NodeConfig;
 use super::{Node, NodeError, NodeHandle};
 use crate::config::MemberFlags;
-use crate::guest::{EngineConfig, GuestEngine, GuestLimits, GuestRegistry};
+use wasmraft_runtime::{EngineConfig, GuestEngine, GuestLimits, GuestRegistry};
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
 static COUNTER: &[u8] = include_bytes!(env!("WASMRAFT_COUNTER_GUEST"));
 const LIMITS: GuestLimits = GuestLimits {
     fuel_per_entry: 200_000_000,
     memory_bytes: 64 << 20,
-    stack_bytes: crate::guest::limits::DEFAULT_STACK_BYTES,
+    stack_bytes: wasmraft_runtime::limits::DEFAULT_STACK_BYTES,
 };
 
 #[derive(Parser)]
@@ -302,7 +302,7 @@ async fn forged_pieces_and_deploys_are_refused_at_apply_and_on_replay() {
 
     let (node, h) = start(&cfg, dir.path()).await;
     let module: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-    let hash = crate::deployment::sha256(&module).to_vec();
+    let hash = wasmraft_runtime::sha256(&module).to_vec();
     let piece = |offset: usize, len: usize, total: u64| {
         pb::entry::Kind::GuestModuleChunk(pb::GuestModuleChunk {
             sha256: hash.clone(),

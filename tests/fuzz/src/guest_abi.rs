@@ -1,6 +1,7 @@
 //! The guest ABI, from the host's side: a real guest (`tests/guests/hostile`, compiled to a
-//! component) run by the host's runtime (`wasmraft::guest::Guest`, wasmtime, the `store` and
-//! `events` imports of `host/src/guest/host_store.rs`) on a fresh in-memory redb per input. The
+//! component) run by the host's runtime (`wasmraft_runtime::Guest`, wasmtime, the `store` and
+//! `events` imports of `host/runtime/src/host_store.rs`) on a fresh in-memory redb per input,
+//! through the host's table adapter (`host/src/node/guest_store.rs`). The
 //! fuzz input is turned into a sequence of entries (`apply`) and reads (`query`), most of them
 //! the hostile guest's `script:` commands, which call the imports with the arguments the input
 //! chose: odd scan ranges and limits, empty and oversized keys, big values and events, writes
@@ -23,8 +24,9 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
-use wasmraft::guest::limits::{MAX_KEY_BYTES, SCAN_PAGE_BYTES, SCAN_PAGE_PAIRS, SCAN_PAIR_OVERHEAD};
-use wasmraft::guest::{ApplyContext, ApplyError, EngineConfig, Guest, GuestEngine, GuestLimits};
+use wasmraft::node::guest_store::{self, GuestKv};
+use wasmraft_runtime::limits::{MAX_KEY_BYTES, SCAN_PAGE_BYTES, SCAN_PAGE_PAIRS, SCAN_PAIR_OVERHEAD};
+use wasmraft_runtime::{ApplyContext, ApplyError, EngineConfig, Guest, GuestEngine, GuestLimits};
 use wasmraft_storage::tables::GUEST_KV;
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_FUZZ_HOSTILE_GUEST"));
@@ -33,7 +35,7 @@ static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_FUZZ_HOSTILE_GUEST"));
 const LIMITS: GuestLimits = GuestLimits {
     fuel_per_entry: 200_000_000,
     memory_bytes: 48 << 20,
-    stack_bytes: wasmraft::guest::limits::DEFAULT_STACK_BYTES,
+    stack_bytes: wasmraft_runtime::limits::DEFAULT_STACK_BYTES,
 };
 
 /// Op sizes at or above this may exhaust the guest's memory or fuel: the model then accepts
@@ -392,11 +394,11 @@ pub fn guest_abi(data: &[u8]) {
         let what = || format!("call {i} ({}) {:.200}", if query { "query" } else { "apply" }, command);
         let (result, events) = if query {
             let txn = db.begin_read().expect("begin read");
-            (guest.query(&txn, command.as_bytes()), Vec::new())
+            (guest_store::query(guest, &txn, command.as_bytes()), Vec::new())
         } else {
             let txn = db.begin_write().expect("begin write");
             let ctx = ApplyContext { index: i as u64 + 1, term: 1, time_unix_ms: 1_700_000_000_000 };
-            let (txn, result) = guest.apply(txn, ctx, command.as_bytes());
+            let result = guest.apply(&mut GuestKv::new(&txn), ctx, command.as_bytes());
             txn.commit().expect("commit");
             match result {
                 Ok(applied) => (Ok(applied.output), applied.events),

@@ -18,7 +18,7 @@ use super::super::reconfigure::{self, PeerChanges};
 use super::super::replicated::Staged;
 use super::super::wait::Outcome;
 use super::super::{AppliedCommand, NodeError, Shared};
-use crate::guest::ApplyContext;
+use wasmraft_runtime::ApplyContext;
 use wasmraft_storage::tables::{META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
 /// What the entries of one batch share while it is applied.
@@ -120,7 +120,7 @@ fn apply_entry(
     let shared = b.shared;
     let outcome = match &envelope.kind {
         Some(pb::entry::Kind::GuestCommand(command)) => {
-            return super::command::apply(b, txn, ctx, envelope.auth_revision, command.clone());
+            super::command::apply(b, &txn, ctx, envelope.auth_revision, command.clone())?
         }
         Some(pb::entry::Kind::GuestDeploy(deploy)) => return super::deploy::swap(b, txn, deploy, e.index),
         Some(pb::entry::Kind::GuestModuleChunk(chunk)) => super::deploy::store_chunk(b, &txn, chunk, e.index)?,

@@ -3,35 +3,36 @@
 use redb::WriteTransaction;
 
 use super::super::NodeError;
+use super::super::guest_store::GuestKv;
 use super::super::wait::Outcome;
 use super::batch::Batch;
 use super::rules;
-use crate::guest::{ApplyContext, ApplyError};
+use wasmraft_runtime::{ApplyContext, ApplyError};
 
 /// Applies `command`, checked by its proposer against the auth store at `auth_revision`. A
 /// refusal or the guest's `Err` is the client's outcome and the log goes on; `Err` here is a
 /// failure of this member (storage, the runtime) that it cannot go on after.
 pub(super) fn apply(
     b: &mut Batch,
-    txn: WriteTransaction,
+    txn: &WriteTransaction,
     ctx: ApplyContext,
     auth_revision: u64,
     command: Vec<u8>,
-) -> anyhow::Result<(WriteTransaction, Outcome)> {
+) -> anyhow::Result<Outcome> {
     let active = b.staged.guest.active.clone();
     if let Some(refused) = rules::refusal(b, active.as_deref(), &command, auth_revision) {
         b.observe(ctx.index, command, Err(refused.to_string()), Vec::new());
-        return Ok((txn, Err(refused)));
+        return Ok(Err(refused));
     }
     let Some(active) = active else {
-        return Ok((txn, Err(NodeError::NoGuest)));
+        return Ok(Err(NodeError::NoGuest));
     };
-    let (txn, result) = active.guest.apply(txn, ctx, &command);
+    let result = active.guest.apply(&mut GuestKv::new(txn), ctx, &command);
     let (result, events) = match result {
         Ok(applied) => (Ok(applied.output), applied.events),
         Err(ApplyError::Guest(text)) => (Err(text), Vec::new()),
         Err(err) => return Err(anyhow::Error::new(err).context(format!("applying entry {}", ctx.index))),
     };
     b.observe(ctx.index, command, result.clone(), events);
-    Ok((txn, result.map_err(NodeError::Guest)))
+    Ok(result.map_err(NodeError::Guest))
 }

@@ -11,7 +11,7 @@ use super::super::NodeError;
 use super::super::wait::Outcome;
 use super::batch::Batch;
 use crate::deployment::{self, Deployed};
-use crate::guest::ApplyError;
+use wasmraft_runtime::ApplyError;
 
 /// Stores a piece of a module; when it is the last piece, compiles the module ahead of the swap
 /// that is likely next, off this thread.
@@ -29,7 +29,7 @@ pub(super) fn store_chunk(
                     .guest
                     .active
                     .as_ref()
-                    .map_or(crate::guest::limits::DEFAULT_STACK_BYTES, |a| a.guest.limits().stack_bytes);
+                    .map_or(wasmraft_runtime::limits::DEFAULT_STACK_BYTES, |a| a.guest.limits().stack_bytes);
                 b.shared.registry.prepare(module, stack);
             }
             Ok(Vec::new())

@@ -25,7 +25,7 @@ use redb::{Durability, ReadableDatabase};
 
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
 use crate::deployment;
-use crate::guest::ApplyError;
+use wasmraft_runtime::ApplyError;
 use wasmraft_storage::tables::{GUEST_KV, META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
 mod batch;

@@ -21,7 +21,6 @@
 //! The rewriting is a pure function of the input bytes and the limit, so every member compiles
 //! the same code.
 
-use anyhow::{Context as _, bail};
 use wasm_encoder::reencode::{Reencode as _, RoundtripReencoder};
 use wasm_encoder::{
     BlockType as EncBlockType, CodeSection, ConstExpr, Function, FunctionSection, GlobalSection, GlobalType,
@@ -30,6 +29,57 @@ use wasm_encoder::{
 use wasmparser::{
     BlockType, Chunk, FrameKind, FuncType, FunctionBody, ModuleArity, Name, Operator, Parser, Payload, SubType, TypeRef,
 };
+
+/// Why a module's stack cannot be counted: bytes that wasmtime would accept but this rewriting
+/// cannot handle (`runtime.rs` asks wasmtime first, so bytes that are not Wasm get its words).
+/// The text says where, outermost first, like a chain of contexts.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InstrumentError(String);
+
+type Result<T, E = InstrumentError> = std::result::Result<T, E>;
+
+impl From<wasmparser::BinaryReaderError> for InstrumentError {
+    fn from(e: wasmparser::BinaryReaderError) -> Self {
+        InstrumentError(e.to_string())
+    }
+}
+
+impl<E: std::fmt::Display> From<wasm_encoder::reencode::Error<E>> for InstrumentError {
+    fn from(e: wasm_encoder::reencode::Error<E>) -> Self {
+        InstrumentError(e.to_string())
+    }
+}
+
+/// Says what was being done when an error happened (or a value was missing).
+trait Context<T> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T>;
+
+    fn context(self, what: &str) -> Result<T>
+    where
+        Self: Sized,
+    {
+        self.with_context(|| what.to_string())
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.ok_or_else(|| InstrumentError(what()))
+    }
+}
+
+impl<T, E: Into<InstrumentError>> Context<T> for std::result::Result<T, E> {
+    fn with_context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| InstrumentError(format!("{}: {}", what(), e.into())))
+    }
+}
+
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(InstrumentError(format!($($arg)*)))
+    };
+}
 
 /// Bytes of a deployment's `stack_bytes` per counted slot: a slot is one Wasm value (an `i64`
 /// or `f64` is 8 bytes; a `v128` counts as one slot too, which the backstop covers).
@@ -69,13 +119,13 @@ pub fn native_backstop_bytes(stack_bytes: u64) -> u64 {
 
 /// `wasm` (a component or a core module) with every core module in it counting its stack
 /// against `limit` slots.
-pub fn instrument(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
+pub fn instrument(wasm: &[u8], limit: u32) -> Result<Vec<u8>> {
     if Parser::is_component(wasm) { instrument_component(wasm, limit) } else { instrument_module(wasm, limit) }
 }
 
 /// A component with its core modules (and those of nested components) instrumented; every
 /// other section is copied as it is.
-fn instrument_component(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
+fn instrument_component(wasm: &[u8], limit: u32) -> Result<Vec<u8>> {
     let mut out = wasm.get(..8).context("wasmraft: the guest is not a component")?.to_vec();
     let mut parser = Parser::new(0);
     let mut rest = wasm;
@@ -129,7 +179,7 @@ struct ModuleFacts {
 }
 
 impl ModuleFacts {
-    fn read(wasm: &[u8]) -> anyhow::Result<ModuleFacts> {
+    fn read(wasm: &[u8]) -> Result<ModuleFacts> {
         let mut facts = ModuleFacts::default();
         for payload in Parser::new(0).parse_all(wasm) {
             match payload? {
@@ -179,7 +229,7 @@ impl ModuleFacts {
 
 /// A core module counting its stack against `limit` slots. A module without code is returned
 /// as it is.
-pub fn instrument_module(wasm: &[u8], limit: u32) -> anyhow::Result<Vec<u8>> {
+pub fn instrument_module(wasm: &[u8], limit: u32) -> Result<Vec<u8>> {
     let facts = ModuleFacts::read(wasm).context("wasmraft: reading a guest module")?;
     if !facts.has_code {
         return Ok(wasm.to_vec());
@@ -294,7 +344,7 @@ fn push_height_global(globals: &mut GlobalSection) {
 }
 
 /// The module's name section, with [`EXHAUSTED_FUNC`] added to its function names.
-fn names_with_exhausted(reader: wasmparser::NameSectionReader<'_>, exhausted_func: u32) -> anyhow::Result<NameSection> {
+fn names_with_exhausted(reader: wasmparser::NameSectionReader<'_>, exhausted_func: u32) -> Result<NameSection> {
     let mut names = NameSection::new();
     let mut done = false;
     let ours = |map: &mut NameMap| map.append(exhausted_func, EXHAUSTED_FUNC);
@@ -343,7 +393,7 @@ fn instrument_function(
     height: u32,
     exhausted: u32,
     limit: u32,
-) -> anyhow::Result<Function> {
+) -> Result<Function> {
     let func_ty = facts.func_type(ty).context("not a function type")?;
     let mut locals = Vec::new();
     let mut local_count: u64 = 0;
@@ -445,7 +495,7 @@ impl ModuleArity for Arity<'_> {
 
 /// The most values the operand stack of `body` (of type `ty`) can hold, from the arity of
 /// every operator: exact for reachable code; unreachable code may only over-estimate it.
-fn max_operand_height(facts: &ModuleFacts, ty: u32, body: &FunctionBody<'_>) -> anyhow::Result<u64> {
+fn max_operand_height(facts: &ModuleFacts, ty: u32, body: &FunctionBody<'_>) -> Result<u64> {
     let mut arity =
         Arity { facts, frames: vec![Frame { ty: BlockType::FuncType(ty), kind: FrameKind::Block, floor: 0 }] };
     let (mut h, mut max) = (0u64, 0u64);

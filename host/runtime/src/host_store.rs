@@ -1,39 +1,107 @@
 //! What a running guest instance sees of the host: the `store` and `events` imports, backed by
-//! the caller's redb transaction and an in-memory overlay of this entry's writes.
+//! the store the caller lends the call ([`crate::StoreRead`]) and an in-memory overlay of this
+//! entry's writes.
 //!
-//! Writes never touch redb while the guest runs. They collect in the overlay, which reads
-//! consult first, and are flushed into `GUEST_KV` only after `apply` returned `Ok`: a trap, an
-//! `Err` or an exhausted budget therefore leaves the table untouched without any undo.
+//! Writes never touch the store while the guest runs. They collect in the overlay, which reads
+//! consult first, and are handed to [`crate::StoreWrite::write`] only after `apply` returned
+//! `Ok` (`runtime.rs`): a trap, an `Err` or an exhausted budget therefore leaves the store
+//! untouched without any undo.
+//!
+//! The store is borrowed, but a wasmtime `Store`'s data must be `'static`, so the borrow is kept
+//! as a pointer for as long as a [`Lent`] guard lives; the guard ends before the borrow does and
+//! detaches the view (see there).
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::iter::Peekable;
+use std::marker::PhantomData;
+use std::ops::{Bound, ControlFlow, Deref, DerefMut};
+use std::ptr::NonNull;
 
-use redb::{ReadOnlyTable, ReadableTable, WriteTransaction};
 use wasmtime::component::Linker;
-use wasmtime::{ResourceLimiter, StoreContextMut};
+use wasmtime::{ResourceLimiter, Store, StoreContextMut};
 
-use super::limits::{self, GuestLimits};
-use wasmraft_storage::tables::GUEST_KV;
+use crate::limits::{self, GuestLimits};
+use crate::store::{StoreError, StoreRead};
 
-pub(crate) type KvTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 type Pair = (Vec<u8>, Vec<u8>);
 /// The overlay's view of a range: `None` values are this entry's deletes.
 type OverlayIter<'o> = Box<dyn Iterator<Item = (&'o [u8], Option<&'o [u8]>)> + 'o>;
-type TableRow<'t> =
-    Result<(redb::AccessGuard<'t, &'static [u8]>, redb::AccessGuard<'t, &'static [u8]>), redb::StorageError>;
 
 /// The keyspace one guest call works on.
-// One per call, moved into the store and out again: boxing the transaction would only add an
-// allocation per entry.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum View {
-    /// `apply` and `migrate`: the caller's write transaction, moved in for the call and handed
-    /// back afterwards (store data must be `'static`, so it cannot be borrowed).
-    Write(WriteTransaction),
-    /// `query`: a read-only snapshot; `None` when the guest has never written anything.
-    Read(Option<KvTable>),
-    /// `info`, and a write view after its transaction was taken back.
+    /// `apply` and `migrate`: the caller's store, which the entry's writes go to if it succeeds.
+    Write(LentStore),
+    /// `query`: a read-only snapshot.
+    Read(LentStore),
+    /// `info`, a kept query instance between queries, and any store outside a [`Lent`] guard.
     Detached,
+}
+
+/// The caller's store while a [`Lent`] guard lives, its lifetime erased: `Store` data must be
+/// `'static`. Only [`View::store`] reads through it.
+pub(crate) struct LentStore(NonNull<dyn StoreRead + 'static>);
+
+// SAFETY: the pointer is only dereferenced while the `Lent` guard that set it lives, and that
+// guard holds the `Store` (and so this data) by a `&mut` borrow for its whole life, on the
+// thread that lent the store: the pointee is never reached from another thread, whatever it
+// is. Between guards the view is `Detached` and holds no pointer.
+unsafe impl Send for LentStore {}
+
+impl View {
+    /// The lent store, if the call has one.
+    fn store(&self) -> Option<&dyn StoreRead> {
+        match self {
+            // SAFETY: a `LentStore` exists only inside a `Lent` guard, which borrows the store
+            // it points to (shared) for longer than the guard lives and resets the view to
+            // `Detached` when dropped; `&self` here is a borrow of the `Store` data the guard
+            // holds, so the pointee is alive and not mutated (the caller's `&mut` to it is
+            // reborrowed shared by the guard).
+            View::Write(lent) | View::Read(lent) => Some(unsafe { lent.0.as_ref() }),
+            View::Detached => None,
+        }
+    }
+}
+
+/// A `Store` with the caller's key-value store lent to its host calls, for as long as this
+/// guard lives. Dropping it detaches the view, so nothing in the `Store` points at the borrowed
+/// store once the borrow ends; a store moved out of the guard (nothing in this crate does) would
+/// keep a dangling pointer, which is why the guard is the only way to set one.
+pub(crate) struct Lent<'a, 's> {
+    store: &'a mut Store<HostState>,
+    _lent: PhantomData<&'s dyn StoreRead>,
+}
+
+impl<'a, 's> Lent<'a, 's> {
+    /// Lends `kv` to `store`'s calls; `writable` for `apply` and `migrate`.
+    pub(crate) fn new(store: &'a mut Store<HostState>, kv: &'s dyn StoreRead, writable: bool) -> Self {
+        let ptr: NonNull<dyn StoreRead + 's> = NonNull::from(kv);
+        // SAFETY: only the trait object's lifetime bound changes (same layout); the pointer is
+        // dereferenced only while this guard lives (see `View::store`), which `'s` outlives.
+        let ptr = unsafe { std::mem::transmute::<NonNull<dyn StoreRead + 's>, NonNull<dyn StoreRead + 'static>>(ptr) };
+        let lent = LentStore(ptr);
+        store.data_mut().view = if writable { View::Write(lent) } else { View::Read(lent) };
+        Lent { store, _lent: PhantomData }
+    }
+}
+
+impl Drop for Lent<'_, '_> {
+    fn drop(&mut self) {
+        self.store.data_mut().view = View::Detached;
+    }
+}
+
+impl Deref for Lent<'_, '_> {
+    type Target = Store<HostState>;
+
+    fn deref(&self) -> &Store<HostState> {
+        self.store
+    }
+}
+
+impl DerefMut for Lent<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Store<HostState> {
+        self.store
+    }
 }
 
 /// Why the host stopped the guest. Recorded in the store data before the trap is raised, so
@@ -45,8 +113,8 @@ pub(crate) enum Fault {
     Guest(String),
     /// The guest ran out of fuel inside a host call.
     OutOfFuel,
-    /// redb failed: not the guest's doing, and fatal to the member.
-    Storage(redb::Error),
+    /// The store failed: not the guest's doing, and fatal to the member.
+    Storage(StoreError),
 }
 
 /// The error a host call returns to make the guest trap; the details are in [`HostState::fault`].
@@ -75,9 +143,9 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(view: View, limits: &GuestLimits) -> Self {
+    pub(crate) fn new(limits: &GuestLimits) -> Self {
         HostState {
-            view,
+            view: View::Detached,
             overlay: BTreeMap::new(),
             events: Vec::new(),
             pending_bytes: 0,
@@ -88,17 +156,6 @@ impl HostState {
                 hit: false,
                 size: 0,
             },
-        }
-    }
-
-    /// Takes the write transaction back out of the store data.
-    pub(crate) fn take_txn(&mut self) -> Option<WriteTransaction> {
-        match std::mem::replace(&mut self.view, View::Detached) {
-            View::Write(txn) => Some(txn),
-            other => {
-                self.view = other;
-                None
-            }
         }
     }
 
@@ -147,17 +204,13 @@ impl HostState {
         Ok(())
     }
 
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, redb::Error> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(pending) = self.overlay.get(key) {
             return Ok(pending.clone());
         }
-        match &self.view {
-            View::Write(txn) => {
-                let table = txn.open_table(GUEST_KV)?;
-                Ok(table.get(key)?.map(|v| v.value().to_vec()))
-            }
-            View::Read(Some(table)) => Ok(table.get(key)?.map(|v| v.value().to_vec())),
-            View::Read(None) | View::Detached => Ok(None),
+        match self.view.store() {
+            Some(kv) => kv.get(key),
+            None => Ok(None),
         }
     }
 
@@ -177,98 +230,93 @@ impl HostState {
     }
 
     /// One page of `start <= key < end` (empty `end`: unbounded), merging this entry's
-    /// overlay over the table: an overlay put shadows the table's value, an overlay delete
+    /// overlay over the store: an overlay put shadows the store's value, an overlay delete
     /// hides the key.
-    fn scan(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Result<Vec<Pair>, redb::Error> {
+    fn scan(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Result<Vec<Pair>, StoreError> {
         if !end.is_empty() && start >= end {
             return Ok(Vec::new());
         }
         let limit =
             if limit == 0 || limit > limits::SCAN_PAGE_PAIRS { limits::SCAN_PAGE_PAIRS } else { limit } as usize;
-        let upper = if end.is_empty() { Bound::Unbounded } else { Bound::Excluded(end) };
+        let end = (!end.is_empty()).then_some(end);
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let bounds = (Bound::Included(start), upper);
 
         let overlay = self.overlay.range::<[u8], _>(bounds).map(|(k, v)| (k.as_slice(), v.as_deref()));
         let overlay: OverlayIter<'_> = if reverse { Box::new(overlay.rev()) } else { Box::new(overlay) };
-
-        match &self.view {
-            View::Write(txn) => {
-                let table = txn.open_table(GUEST_KV)?;
-                merge_page(overlay, table_range(&table, bounds, reverse)?, limit, reverse)
-            }
-            View::Read(Some(table)) => merge_page(overlay, table_range(table, bounds, reverse)?, limit, reverse),
-            View::Read(None) | View::Detached => merge_page(overlay, std::iter::empty(), limit, reverse),
+        let mut page = Page { overlay: overlay.peekable(), pairs: Vec::new(), bytes: 0, limit, reverse, full: false };
+        if let Some(kv) = self.view.store() {
+            kv.scan(start, end, reverse, &mut |key, value| page.merge_stored(key, value))?;
         }
+        page.finish_overlay();
+        Ok(page.pairs)
     }
 }
 
-#[derive(PartialEq, Eq)]
-enum Take {
-    Overlay,
-    Table,
-    Both,
-}
-
-fn table_range<'t>(
-    table: &'t impl ReadableTable<&'static [u8], &'static [u8]>,
-    bounds: (Bound<&[u8]>, Bound<&[u8]>),
-    reverse: bool,
-) -> Result<Box<dyn Iterator<Item = Result<Pair, redb::StorageError>> + 't>, redb::Error> {
-    let range = table.range::<&[u8]>(bounds)?;
-    let pair = |item: TableRow<'_>| item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()));
-    Ok(if reverse { Box::new(range.rev().map(pair)) } else { Box::new(range.map(pair)) })
-}
-
-/// Merges two key-ordered streams (both ascending, or both descending when `reverse`) into one
-/// page, the overlay winning ties.
-fn merge_page<'o>(
-    overlay: impl Iterator<Item = (&'o [u8], Option<&'o [u8]>)>,
-    table: impl Iterator<Item = Result<Pair, redb::StorageError>>,
+/// A scan page being filled from two key-ordered streams (both ascending, or both descending
+/// when `reverse`): this entry's overlay, pulled here, and the store's pairs, pushed in by
+/// [`StoreRead::scan`]. The overlay wins ties.
+struct Page<'o> {
+    overlay: Peekable<OverlayIter<'o>>,
+    pairs: Vec<Pair>,
+    bytes: usize,
     limit: usize,
     reverse: bool,
-) -> Result<Vec<Pair>, redb::Error> {
-    let mut overlay = overlay.peekable();
-    let mut table = table.peekable();
-    let mut page = Vec::new();
-    let mut bytes = 0usize;
-    while page.len() < limit {
-        let take = match (overlay.peek(), table.peek()) {
-            (None, None) => break,
-            (Some(_), None) => Take::Overlay,
-            // An error is taken like a pair so that it surfaces below.
-            (None, Some(_)) | (_, Some(Err(_))) => Take::Table,
-            (Some((ok, _)), Some(Ok((tk, _)))) => match ok.cmp(&tk.as_slice()) {
-                // Shadowed: the table's version of this key is not part of the result.
-                std::cmp::Ordering::Equal => Take::Both,
-                std::cmp::Ordering::Less if !reverse => Take::Overlay,
-                std::cmp::Ordering::Greater if reverse => Take::Overlay,
-                _ => Take::Table,
-            },
-        };
-        if take == Take::Both {
-            table.next();
-        }
-        let pair = if take == Take::Table {
-            match table.next() {
-                Some(Ok(pair)) => pair,
-                Some(Err(e)) => return Err(e.into()),
-                None => continue,
+    /// No pair fits any more (by count or by bytes): everything after this is left out.
+    full: bool,
+}
+
+impl Page<'_> {
+    /// Takes the store's next pair, after the overlay's entries that come before it; an overlay
+    /// entry for the same key replaces it. Breaks once the page is full, so the store reads no
+    /// further.
+    fn merge_stored(&mut self, key: &[u8], value: &[u8]) -> ControlFlow<()> {
+        while !self.full {
+            let Some(&(ok, _)) = self.overlay.peek() else { break };
+            let first = if self.reverse { ok > key } else { ok < key };
+            if !first && ok != key {
+                break;
             }
-        } else {
-            match overlay.next() {
-                Some((k, Some(v))) => (k.to_vec(), v.to_vec()),
-                // A delete in this entry hides the key; it yields nothing.
-                Some((_, None)) | None => continue,
+            self.take_overlay();
+            if ok == key {
+                // Shadowed: the store's version of this key is not part of the result.
+                return self.flow();
             }
-        };
-        let size = pair.0.len() + pair.1.len() + limits::SCAN_PAIR_OVERHEAD;
-        if !page.is_empty() && bytes + size > limits::SCAN_PAGE_BYTES {
-            break;
         }
-        bytes += size;
-        page.push(pair);
+        if !self.full {
+            self.push(key, value);
+        }
+        self.flow()
     }
-    Ok(page)
+
+    /// What is left of the overlay once the store has no more pairs in range.
+    fn finish_overlay(&mut self) {
+        while !self.full && self.overlay.peek().is_some() {
+            self.take_overlay();
+        }
+    }
+
+    fn take_overlay(&mut self) {
+        // A delete in this entry hides the key; it yields nothing.
+        if let Some((k, Some(v))) = self.overlay.next() {
+            self.push(k, v);
+        }
+    }
+
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        let size = key.len() + value.len() + limits::SCAN_PAIR_OVERHEAD;
+        if !self.pairs.is_empty() && self.bytes + size > limits::SCAN_PAGE_BYTES {
+            self.full = true;
+            return;
+        }
+        self.bytes += size;
+        self.pairs.push((key.to_vec(), value.to_vec()));
+        self.full = self.pairs.len() >= self.limit;
+    }
+
+    fn flow(&self) -> ControlFlow<()> {
+        if self.full { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    }
 }
 
 /// The guest's memory cap. Growth past it fails the way the Wasm spec allows (`memory.grow`
@@ -383,32 +431,4 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         Ok(())
     })?;
     Ok(())
-}
-
-/// Writes an applied entry's overlay into `GUEST_KV` in the caller's transaction.
-pub(crate) fn flush(txn: &WriteTransaction, overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Result<(), redb::Error> {
-    if overlay.is_empty() {
-        return Ok(());
-    }
-    let mut table = txn.open_table(GUEST_KV)?;
-    for (key, value) in overlay {
-        match value {
-            Some(value) => {
-                table.insert(key.as_slice(), value.as_slice())?;
-            }
-            None => {
-                table.remove(key.as_slice())?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The snapshot a query reads, or `None` if the guest keyspace was never created.
-pub(crate) fn open_read(txn: &redb::ReadTransaction) -> Result<Option<KvTable>, redb::Error> {
-    match txn.open_table(GUEST_KV) {
-        Ok(table) => Ok(Some(table)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }

@@ -1,35 +1,27 @@
 //! A loaded guest: its compiled component, pre-linked, instantiated afresh for every entry.
 //!
 //! Queries are the exception: an instance that answered a query normally is kept and answers
-//! later ones (see [`IdleQuery`]). A query changes nothing replicated, so what an instance
-//! remembers between queries cannot make members differ; what it saves is most of a small
-//! query's cost (instantiation and the teardown that resets the memory).
+//! later ones (`idle.rs`).
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
-use anyhow::Context as _;
 use sha2::Digest as _;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, Trap};
 
-use super::engine::{GuestEngine, QuerySlot, anyhow_of};
-use super::host_store::{self, Fault, HostState, KvTable, View};
-use super::limits::{self, GuestLimits};
-use super::{Applied, ApplyContext, ApplyError, GuestInfo};
+use crate::bindings::wasmraft::guest::types as wit;
+use crate::bindings::{StateMachine, StateMachinePre};
+use crate::call::{Applied, ApplyContext, GuestInfo};
+use crate::engine::GuestEngine;
+use crate::error::{ApplyError, LoadError};
+use crate::host_store::{self, Fault, HostState, Lent};
+use crate::idle::{IdleQuery, QUERIES_PER_INSTANCE};
+use crate::limits::{self, GuestLimits};
+use crate::slots::QuerySlot;
+use crate::stack_limit;
+use crate::store::{StoreRead, StoreWrite, Writes};
 use wasmraft_metrics::{GuestFailure, metrics};
-
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../proto/wit",
-        world: "state-machine",
-    });
-}
-
-use bindings::wasmraft::guest::types as wit;
-use bindings::{StateMachine, StateMachinePre};
 
 /// A guest component ready to run: compiled once, linked once, instantiated per call.
 ///
@@ -51,86 +43,6 @@ fn next_guest_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A query instance between two queries, with the query slot it occupies (idle instances count
-/// against the pool like busy ones, so they can never make an entry or a query fail for want of
-/// a slot).
-///
-/// Kept only after a query that returned normally (its `Ok` or its `Err`), did not grow its
-/// memory and was refused nothing: a trap leaves an instance that cannot be entered again, and
-/// a grown memory would stay resident. Dropped after [`QUERIES_PER_INSTANCE`] queries anyway, so
-/// a guest's slow leaks (fragmentation, caches in statics) start over now and then.
-struct IdleQuery {
-    guest: u64,
-    // Field order is drop order: the instance goes back to the pool before its slot is freed.
-    store: Store<HostState>,
-    sm: StateMachine,
-    served: u32,
-    _slot: QuerySlot,
-}
-
-/// What [`Guest::kept_query`] found: an idle instance readied for the query, or none, and
-/// the query's table back for a fresh one.
-enum Kept {
-    Ready(IdleQuery),
-    None(Option<KvTable>),
-}
-
-/// Most idle query instances an engine keeps, over all its guests: enough for the runtime's
-/// workers and a few blocking threads running queries at once; more would only hold memory.
-const IDLE_QUERY_INSTANCES: usize = 8;
-
-/// The idle query instances of every guest on an engine, least recently used first.
-///
-/// One list per engine rather than per guest: a member keeps every guest it ever loaded (the
-/// registry), so instances kept by guests swapped out long ago must give way to the current
-/// one's instead of holding slots and memory forever. At most one fewer than the query slots,
-/// so a query that finds no slot always has a busy one to wait for.
-pub(crate) struct IdleQueries {
-    list: Mutex<VecDeque<IdleQuery>>,
-    cap: usize,
-}
-
-impl IdleQueries {
-    pub(crate) fn new(query_slots: u32) -> Self {
-        let below_slots = usize::try_from(query_slots.saturating_sub(1)).unwrap_or(usize::MAX);
-        IdleQueries { list: Mutex::new(VecDeque::new()), cap: IDLE_QUERY_INSTANCES.min(below_slots) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<IdleQuery>> {
-        self.list.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The most recently kept instance of `guest`, if any.
-    fn take(&self, guest: u64) -> Option<IdleQuery> {
-        let mut list = self.lock();
-        let at = list.iter().rposition(|q| q.guest == guest)?;
-        list.remove(at)
-    }
-
-    /// Keeps `q` for a later query, making room by dropping the least recently used.
-    fn keep(&self, q: IdleQuery) {
-        if self.cap == 0 {
-            return;
-        }
-        let evicted = {
-            let mut list = self.lock();
-            list.push_back(q);
-            if list.len() > self.cap { list.pop_front() } else { None }
-        };
-        // Dropped outside the lock: tearing an instance down resets its memory.
-        drop(evicted);
-    }
-
-    /// Drops the least recently used idle instance, freeing its slot; false if none is idle.
-    fn evict_one(&self) -> bool {
-        let evicted = self.lock().pop_front();
-        evicted.is_some()
-    }
-}
-
-/// Queries one instance answers before it is replaced by a fresh one.
-const QUERIES_PER_INSTANCE: u32 = 1_000;
-
 impl std::fmt::Debug for Guest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guest")
@@ -144,30 +56,30 @@ impl std::fmt::Debug for Guest {
 impl Guest {
     /// Compiles `wasm` (a component), checks that it exports the `state-machine` world and
     /// imports nothing but `store` and `events`, and calls its `info`.
-    pub fn load(engine: &GuestEngine, wasm: &[u8], limits: GuestLimits) -> anyhow::Result<Guest> {
+    pub fn load(engine: &GuestEngine, wasm: &[u8], limits: GuestLimits) -> Result<Guest, LoadError> {
         Self::from_component(engine, compile(engine, wasm)?, sha256(wasm), limits)
     }
 
-    /// [`Guest::load`], keeping the compiled code in `cache_dir` ([`compile_cached`]).
+    /// [`Guest::load`], keeping the compiled code in `cache_dir` (`compile_cached`).
     pub fn load_cached(
         engine: &GuestEngine,
         wasm: &[u8],
         limits: GuestLimits,
         cache_dir: &Path,
-    ) -> anyhow::Result<Guest> {
+    ) -> Result<Guest, LoadError> {
         Self::from_component(engine, compile_cached(engine, wasm, cache_dir)?, sha256(wasm), limits)
     }
 
     /// The same guest compiled for `engine` (one with another stack limit, which the code
-    /// counts itself: [`super::stack_limit`]), with `limits`. Its `info` is the one it gave at
-    /// load, so whether a module loads still depends on its bytes alone.
+    /// counts itself: `stack_limit.rs`), with `limits`. Its `info` is the one it gave at load, so
+    /// whether a module loads still depends on its bytes alone.
     pub fn on_engine(
         &self,
         engine: &GuestEngine,
         wasm: &[u8],
         limits: GuestLimits,
         cache_dir: &Path,
-    ) -> anyhow::Result<Guest> {
+    ) -> Result<Guest, LoadError> {
         let component = compile_cached(engine, wasm, cache_dir)?;
         Ok(Guest {
             engine: engine.clone(),
@@ -184,7 +96,7 @@ impl Guest {
         component: Component,
         hash: [u8; 32],
         limits: GuestLimits,
-    ) -> anyhow::Result<Guest> {
+    ) -> Result<Guest, LoadError> {
         let mut guest = Guest {
             engine: engine.clone(),
             pre: link(engine, &component)?,
@@ -193,7 +105,7 @@ impl Guest {
             hash,
             id: next_guest_id(),
         };
-        guest.info = guest.call_info().context("calling the guest's info()")?;
+        guest.info = guest.call_info().map_err(LoadError::Info)?;
         Ok(guest)
     }
 
@@ -211,12 +123,14 @@ impl Guest {
         }
     }
 
-    fn call_info(&self) -> anyhow::Result<GuestInfo> {
+    /// `info()`, in a fresh instance with no store: a guest that touches the store here traps.
+    fn call_info(&self) -> Result<GuestInfo, ApplyError> {
         let _slot = self.engine.inner.control.acquire();
-        let (mut store, sm) = self.instantiate(View::Detached).map_err(|failed| anyhow::anyhow!(failed.0))?;
+        let mut store = self.new_store(&self.limits)?;
+        let sm = self.instantiate_in(&mut store, &self.limits).map_err(|(e, _)| e)?;
         match sm.call_info(&mut store) {
             Ok(info) => Ok(GuestInfo { name: info.name, version: info.version, apis: info.apis }),
-            Err(e) => Err(anyhow::anyhow!("{}", classify(e, store.data_mut(), &self.limits))),
+            Err(e) => Err(classify(e, store.data_mut(), &self.limits)),
         }
     }
 
@@ -238,40 +152,31 @@ impl Guest {
         &self.limits
     }
 
-    /// Applies one committed command inside `txn`, in a fresh instance.
+    /// Applies one committed command to `store`, in a fresh instance.
     ///
-    /// The transaction always comes back, whatever happened. On `Ok` the entry's writes are in
-    /// it (table `GUEST_KV`) and its events are returned; on [`ApplyError::Guest`] nothing was
-    /// written and the caller goes on with the next entry. On [`ApplyError::Storage`] or
-    /// [`ApplyError::Host`] the transaction may hold part of the entry and the outcome must
-    /// not be recorded: the caller aborts the transaction and stops.
-    pub fn apply(
-        &self,
-        txn: redb::WriteTransaction,
-        ctx: ApplyContext,
-        command: &[u8],
-    ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
+    /// On `Ok` the entry's writes have gone to `store` ([`StoreWrite::write`]) and its events
+    /// are returned; on [`ApplyError::Guest`] nothing was written and the caller goes on with
+    /// the next entry. On [`ApplyError::Storage`] or [`ApplyError::Host`] the store may hold
+    /// part of the entry and the outcome must not be recorded: the caller aborts the
+    /// transaction and stops.
+    pub fn apply(&self, store: &mut dyn StoreWrite, ctx: ApplyContext, command: &[u8]) -> Result<Applied, ApplyError> {
         let _slot = self.engine.inner.control.acquire();
         let wit_ctx = wit::ApplyContext { index: ctx.index, term: ctx.term, time_unix_ms: ctx.time_unix_ms };
-        self.run_write(txn, |store, sm| sm.call_apply(store, wit_ctx, command))
+        self.run_write(store, |wasm, sm| sm.call_apply(wasm, wit_ctx, command))
     }
 
     /// Runs the guest's `migrate` inside the entry that swaps it in, like [`Guest::apply`]
     /// (output is empty; events are allowed).
-    pub fn migrate(
-        &self,
-        txn: redb::WriteTransaction,
-        from: &GuestInfo,
-    ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
+    pub fn migrate(&self, store: &mut dyn StoreWrite, from: &GuestInfo) -> Result<Applied, ApplyError> {
         let _slot = self.engine.inner.control.acquire();
         let from = wit::GuestInfo { name: from.name.clone(), version: from.version.clone(), apis: from.apis.clone() };
-        self.run_write(txn, |store, sm| sm.call_migrate(store, &from).map(|r| r.map(|()| Vec::new())))
+        self.run_write(store, |wasm, sm| sm.call_migrate(wasm, &from).map(|r| r.map(|()| Vec::new())))
     }
 
-    /// Answers a read-only request against `txn`'s snapshot, in a kept query instance or a
+    /// Answers a read-only request against `store` (a snapshot), in a kept query instance or a
     /// fresh one. Blocks while every query slot is busy.
-    pub fn query(&self, txn: &redb::ReadTransaction, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
-        self.run_query(txn, request, self.limits.fuel_per_entry, true)
+    pub fn query(&self, store: &dyn StoreRead, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
+        self.run_query(store, request, self.limits.fuel_per_entry, true)
             .unwrap_or_else(|| {
                 // Only a caller that does not wait can be turned away.
                 Err((ApplyError::Host("wasmraft: no query slot".into()), None))
@@ -284,14 +189,9 @@ impl Guest {
     /// deployment's budget. `None` means it did not finish that way (no free slot, or it needed
     /// more fuel) and must be run again with [`Guest::query`]; a query writes nothing, so
     /// running it twice is harmless. Every other outcome, a guest error included, is final.
-    pub fn try_query(
-        &self,
-        txn: &redb::ReadTransaction,
-        request: &[u8],
-        fuel: u64,
-    ) -> Option<Result<Vec<u8>, ApplyError>> {
+    pub fn try_query(&self, store: &dyn StoreRead, request: &[u8], fuel: u64) -> Option<Result<Vec<u8>, ApplyError>> {
         let budget = fuel.min(self.limits.fuel_per_entry);
-        match self.run_query(txn, request, budget, false)? {
+        match self.run_query(store, request, budget, false)? {
             Err((_, Some(GuestFailure::OutOfFuel))) if budget < self.limits.fuel_per_entry => None,
             done => Some(done.map_err(|(e, _)| e)),
         }
@@ -300,31 +200,34 @@ impl Guest {
     /// One query; `None` only when `wait` is false and no instance or slot was free.
     fn run_query(
         &self,
-        txn: &redb::ReadTransaction,
+        kv: &dyn StoreRead,
         request: &[u8],
         fuel: u64,
         wait: bool,
     ) -> Option<Result<Vec<u8>, Classified>> {
-        let table = match host_store::open_read(txn) {
-            Ok(table) => table,
-            Err(e) => return Some(Err((ApplyError::Storage(e), None))),
-        };
         let limits = GuestLimits { fuel_per_entry: fuel, ..self.limits };
-        let mut q = match self.kept_query(table, fuel) {
-            Kept::Ready(q) => q,
-            Kept::None(table) => {
+        let mut q = match self.kept_query(fuel) {
+            Some(q) => q,
+            None => {
                 let slot = self.query_slot(wait)?;
-                match self.instantiate_with(View::Read(table), &limits) {
-                    Ok((store, sm)) => IdleQuery { guest: self.id, store, sm, served: 0, _slot: slot },
-                    Err(failed) => return Some(Err((failed.0, failed.1))),
-                }
+                let mut store = match self.new_store(&limits) {
+                    Ok(store) => store,
+                    Err(e) => return Some(Err((e, None))),
+                };
+                let sm = match self.instantiate_in(&mut Lent::new(&mut store, kv, false), &limits) {
+                    Ok(sm) => sm,
+                    Err(failed) => return Some(Err(failed)),
+                };
+                IdleQuery { guest: self.id, store, sm, served: 0, _slot: slot }
             }
         };
         let initial_memory = q.store.data().memory.size;
-        let result = q.sm.call_query(&mut q.store, request);
+        // The guard ends with the call: a kept instance must not point at (or pin) this
+        // snapshot.
+        let result = q.sm.call_query(&mut *Lent::new(&mut q.store, kv, false), request);
         let returned = result.is_ok();
         let outcome = finish_classified(result, q.store.data_mut(), &limits).map(|(output, _)| output);
-        let state = q.store.data_mut();
+        let state = q.store.data();
         // Not while a query waits for a slot: this one's would otherwise go idle under it.
         let reusable = returned
             && state.fault.is_none()
@@ -333,8 +236,6 @@ impl Guest {
             && q.served + 1 < QUERIES_PER_INSTANCE
             && !self.engine.inner.queries.has_waiters();
         if reusable {
-            // Release the snapshot now: a kept instance must not pin old pages.
-            state.view = View::Detached;
             q.served += 1;
             self.engine.inner.idle_queries.keep(q);
         }
@@ -356,43 +257,43 @@ impl Guest {
         wait.then(|| self.engine.query_slot())
     }
 
-    /// A kept query instance readied for `table` and `fuel`, or the table back if none is idle.
+    /// A kept query instance readied for `fuel`, if one is idle.
     ///
     /// Nothing else of the last query is left in its store data: an instance is kept only if
     /// nothing faulted and no memory growth was refused, and a query's writes and events fault.
-    fn kept_query(&self, table: Option<KvTable>, fuel: u64) -> Kept {
-        let Some(mut q) = self.engine.inner.idle_queries.take(self.id) else { return Kept::None(table) };
+    fn kept_query(&self, fuel: u64) -> Option<IdleQuery> {
+        let mut q = self.engine.inner.idle_queries.take(self.id)?;
         // Fuel was set on this store before; if it cannot be now, the query starts afresh.
-        if q.store.set_fuel(fuel).is_err() {
-            return Kept::None(table);
-        }
-        q.store.data_mut().view = View::Read(table);
-        Kept::Ready(q)
+        q.store.set_fuel(fuel).ok()?;
+        Some(q)
     }
 
     fn run_write(
         &self,
-        txn: redb::WriteTransaction,
+        kv: &mut dyn StoreWrite,
         call: impl FnOnce(&mut Store<HostState>, &StateMachine) -> wasmtime::Result<Result<Vec<u8>, String>>,
-    ) -> (redb::WriteTransaction, Result<Applied, ApplyError>) {
+    ) -> Result<Applied, ApplyError> {
         // Measured per entry with atomics only (the metrics' counters and histogram): the time
         // from instantiation to the result, the fuel spent, and how a failure failed.
         let started = std::time::Instant::now();
-        let (mut store, sm) = match self.instantiate(View::Write(txn)) {
-            Ok(ok) => ok,
-            // The failed store still owns the transaction; get it back from there.
-            Err(failed) => {
-                let (e, kind, mut state) = *failed;
-                if let Some(kind) = kind {
-                    metrics().guest_failed(kind);
+        let mut store = self.new_store(&self.limits)?;
+        let (result, fuel_left) = {
+            // Lent for instantiation and the call only: the entry's writes go to `kv` below,
+            // after the guard has detached it from the store.
+            let mut lent = Lent::new(&mut store, &*kv, true);
+            let sm = match self.instantiate_in(&mut lent, &self.limits) {
+                Ok(sm) => sm,
+                Err((e, kind)) => {
+                    if let Some(kind) = kind {
+                        metrics().guest_failed(kind);
+                    }
+                    return Err(e);
                 }
-                return (take_back(&mut state), Err(e));
-            }
+            };
+            let result = call(&mut lent, &sm);
+            (result, lent.get_fuel().unwrap_or(0))
         };
-        let result = call(&mut store, &sm);
-        let fuel_left = store.get_fuel().unwrap_or(0);
         let mut state = store.into_data();
-        let txn = take_back(&mut state);
         let m = metrics();
         let elapsed = started.elapsed();
         m.guest_apply_duration.observe(elapsed.as_secs_f64());
@@ -400,89 +301,76 @@ impl Guest {
         if elapsed > wasmraft_metrics::SLOW_APPLY {
             m.slow_apply.inc();
         }
-        let finished = finish_classified(result, &mut state, &self.limits).map_err(|(e, kind)| {
+        let (output, state) = finish_classified(result, &mut state, &self.limits).map_err(|(e, kind)| {
             if let Some(kind) = kind {
                 m.guest_failed(kind);
             }
             e
-        });
-        let outcome = finished.and_then(|(output, state)| {
-            let overlay = std::mem::take(&mut state.overlay);
-            host_store::flush(&txn, overlay).map_err(ApplyError::Storage)?;
-            Ok(Applied { output, events: std::mem::take(&mut state.events) })
-        });
-        (txn, outcome)
+        })?;
+        let writes = Writes(std::mem::take(&mut state.overlay));
+        if !writes.is_empty() {
+            kv.write(&writes)?;
+        }
+        Ok(Applied { output, events: std::mem::take(&mut state.events) })
     }
 
-    /// A fresh store and instance for one call, with the deployment's fuel and memory budget.
-    fn instantiate(&self, view: View) -> Result<(Store<HostState>, StateMachine), FailedStart> {
-        self.instantiate_with(view, &self.limits)
-    }
-
-    /// [`Guest::instantiate`] with the given budgets.
-    fn instantiate_with(
-        &self,
-        view: View,
-        limits: &GuestLimits,
-    ) -> Result<(Store<HostState>, StateMachine), FailedStart> {
-        let mut store = Store::new(self.engine.engine(), HostState::new(view, limits));
+    /// A fresh store for one call, with `limits`' fuel and memory budget and no view.
+    fn new_store(&self, limits: &GuestLimits) -> Result<Store<HostState>, ApplyError> {
+        let mut store = Store::new(self.engine.engine(), HostState::new(limits));
         store.limiter(|state| &mut state.memory);
         store.set_hostcall_fuel(limits::HOSTCALL_LIFT_BYTES);
-        if let Err(e) = store.set_fuel(limits.fuel_per_entry) {
-            let msg = format!("wasmraft: cannot set guest fuel: {e:#}");
-            return Err(Box::new((ApplyError::Host(msg), None, store.into_data())));
-        }
-        match self.pre.instantiate(&mut store) {
-            Ok(sm) => Ok((store, sm)),
-            Err(e) => {
-                let mut state = store.into_data();
-                // Instantiation was already done once at load with these limits, so a failure
-                // here is the host's (an exhausted pool) unless the guest's own start code
-                // blew a budget, which every member sees alike.
-                let (err, kind) = if state.memory.hit || state.fault.is_some() || e.downcast_ref::<Trap>().is_some() {
-                    classify_kind(e, &mut state, limits)
-                } else {
-                    (ApplyError::Host(format!("wasmraft: cannot instantiate the guest: {e:#}")), None)
-                };
-                Err(Box::new((err, kind, state)))
+        store
+            .set_fuel(limits.fuel_per_entry)
+            .map_err(|e| ApplyError::Host(format!("wasmraft: cannot set guest fuel: {e:#}")))?;
+        Ok(store)
+    }
+
+    /// A fresh instance in `store` (made by [`Guest::new_store`] with `limits`).
+    fn instantiate_in(&self, store: &mut Store<HostState>, limits: &GuestLimits) -> Result<StateMachine, Classified> {
+        self.pre.instantiate(&mut *store).map_err(|e| {
+            let state = store.data_mut();
+            // Instantiation was already done once at load with these limits, so a failure
+            // here is the host's (an exhausted pool) unless the guest's own start code
+            // blew a budget, which every member sees alike.
+            if state.memory.hit || state.fault.is_some() || e.downcast_ref::<Trap>().is_some() {
+                classify_kind(e, state, limits)
+            } else {
+                (ApplyError::Host(format!("wasmraft: cannot instantiate the guest: {e:#}")), None)
             }
-        }
+        })
     }
 }
 
 /// Links `component` against the host's imports and checks that it exports the world.
-fn link(engine: &GuestEngine, component: &Component) -> anyhow::Result<StateMachinePre<HostState>> {
+fn link(engine: &GuestEngine, component: &Component) -> Result<StateMachinePre<HostState>, LoadError> {
     let mut linker = Linker::<HostState>::new(engine.engine());
-    host_store::add_to_linker(&mut linker).map_err(anyhow_of).context("linking the guest imports")?;
-    let instance_pre = linker.instantiate_pre(component).map_err(anyhow_of).context(
-        "the guest imports something wasmraft does not provide (a guest may import only wasmraft:guest/store and wasmraft:guest/events; no WASI)",
-    )?;
-    StateMachinePre::new(instance_pre)
-        .map_err(anyhow_of)
-        .context("the component does not export the wasmraft:guest state-machine world (info, apply, query, migrate)")
+    host_store::add_to_linker(&mut linker).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+    let instance_pre = linker.instantiate_pre(component).map_err(|e| LoadError::Imports(format!("{e:#}")))?;
+    StateMachinePre::new(instance_pre).map_err(|e| LoadError::Exports(format!("{e:#}")))
 }
 
 /// Compiles `wasm` for `engine`, its core modules counting their stack against the engine's
-/// limit ([`super::stack_limit`]).
-fn compile(engine: &GuestEngine, wasm: &[u8]) -> anyhow::Result<Component> {
-    let counted = match super::stack_limit::instrument(wasm, super::stack_limit::limit_slots(engine.stack_bytes())) {
+/// limit (`stack_limit.rs`).
+fn compile(engine: &GuestEngine, wasm: &[u8]) -> Result<Component, LoadError> {
+    let compile_error = |e: wasmtime::Error| LoadError::Compile(format!("{e:#}"));
+    let counted = match stack_limit::instrument(wasm, stack_limit::limit_slots(engine.stack_bytes())) {
         Ok(counted) => counted,
         // Bytes that are not Wasm get wasmtime's own words for what is wrong with them (the
         // texts etcd-style tooling and the tests expect); only what wasmtime would accept but
         // the counting cannot handle gets the counting's error. Either way nothing runs.
         Err(e) => {
-            Component::new(engine.engine(), wasm).map_err(anyhow_of).context("compiling the guest component")?;
-            return Err(e.context("compiling the guest component"));
+            Component::new(engine.engine(), wasm).map_err(compile_error)?;
+            return Err(LoadError::Compile(e.to_string()));
         }
     };
-    Component::new(engine.engine(), &counted).map_err(anyhow_of).context("compiling the guest component")
+    Component::new(engine.engine(), &counted).map_err(compile_error)
 }
 
 /// [`compile`], keeping the compiled code in `cache_dir` as
 /// `<sha256 of wasm>-<stack limit>-<engine compatibility hash>.cwasm` (the stack limit is
 /// compiled in), so a restart skips compilation. Cache failures only cost time: they are logged
 /// and the component is compiled.
-fn compile_cached(engine: &GuestEngine, wasm: &[u8], cache_dir: &Path) -> anyhow::Result<Component> {
+fn compile_cached(engine: &GuestEngine, wasm: &[u8], cache_dir: &Path) -> Result<Component, LoadError> {
     let hash = sha256(wasm);
     let path =
         cache_dir.join(format!("{}-{}-{}.cwasm", hex::encode(hash), engine.stack_bytes(), engine.compatibility_hash()));
@@ -506,25 +394,22 @@ fn compile_cached(engine: &GuestEngine, wasm: &[u8], cache_dir: &Path) -> anyhow
     }
     let component = compile(engine, wasm)?;
     if let Err(e) = write_cache(&component, cache_dir, &path) {
-        tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "wasmraft: cannot cache the compiled guest");
+        tracing::warn!(path = %path.display(), error = %e, "wasmraft: cannot cache the compiled guest");
     }
     Ok(component)
 }
 
 /// A recursion that went past the deployment's stack limit: the counted one
-/// ([`super::stack_limit`]), or wasmtime's native backstop should it ever trip first.
+/// (`stack_limit.rs`), or wasmtime's native backstop should it ever trip first.
 fn stack_exhausted(limits: &GuestLimits) -> ApplyError {
     ApplyError::Guest(format!("wasmraft: guest exhausted its stack (limit {} bytes)", limits.stack_bytes))
 }
 
 /// `limits`, if their stack limit is `engine`'s: the engine is what enforces it.
-fn stack_of(engine: &GuestEngine, limits: GuestLimits) -> anyhow::Result<GuestLimits> {
-    anyhow::ensure!(
-        limits.stack_bytes == engine.stack_bytes(),
-        "wasmraft: a guest with a stack limit of {} bytes on an engine of {} bytes",
-        limits.stack_bytes,
-        engine.stack_bytes()
-    );
+fn stack_of(engine: &GuestEngine, limits: GuestLimits) -> Result<GuestLimits, LoadError> {
+    if limits.stack_bytes != engine.stack_bytes() {
+        return Err(LoadError::StackMismatch { limit: limits.stack_bytes, engine: engine.stack_bytes() });
+    }
     Ok(limits)
 }
 
@@ -553,20 +438,6 @@ fn finish_classified<'s>(
 /// A failed call's error for the client and, when it was the guest's doing, how it failed.
 type Classified = (ApplyError, Option<GuestFailure>);
 
-/// A call that never started: why (and how, when it was the guest's doing), with the store data
-/// (and so any transaction) it was given.
-type FailedStart = Box<(ApplyError, Option<GuestFailure>, HostState)>;
-
-fn take_back(state: &mut HostState) -> redb::WriteTransaction {
-    match state.take_txn() {
-        Some(txn) => txn,
-        // run_write always builds a store around View::Write and nothing else takes the
-        // transaction out; reaching this is a bug in this module, not something a guest or the
-        // disk can cause.
-        None => unreachable!("wasmraft: the guest store lost its write transaction"),
-    }
-}
-
 /// Why a guest call failed, in words for the client; storage failures stay typed.
 fn classify(e: wasmtime::Error, state: &mut HostState, limits: &GuestLimits) -> ApplyError {
     classify_kind(e, state, limits).0
@@ -583,7 +454,7 @@ fn classify_kind(e: wasmtime::Error, state: &mut HostState, limits: &GuestLimits
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => (out_of_fuel(limits), Some(GuestFailure::OutOfFuel)),
         Some(Trap::StackOverflow) => (stack_exhausted(limits), Some(GuestFailure::Trap)),
-        Some(Trap::UnreachableCodeReached) if super::stack_limit::is_counted_overrun(&e) => {
+        Some(Trap::UnreachableCodeReached) if stack_limit::is_counted_overrun(&e) => {
             (stack_exhausted(limits), Some(GuestFailure::Trap))
         }
         // A failed allocation aborts (`unreachable`) in most guests: report the cause.
@@ -613,13 +484,15 @@ fn root_message(e: &wasmtime::Error) -> String {
     e.chain().last().map(|c| c.to_string()).unwrap_or_else(|| e.to_string())
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
+/// sha256 of a module's bytes: how a member names a module (its [`Guest::hash`], the key of
+/// the registry, of the compiled-code cache and of the deployment record).
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(bytes).into()
 }
 
-fn write_cache(component: &Component, dir: &Path, path: &Path) -> anyhow::Result<()> {
-    let bytes = component.serialize().map_err(anyhow_of)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+fn write_cache(component: &Component, dir: &Path, path: &Path) -> std::io::Result<()> {
+    let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("serializing: {e:#}")))?;
+    std::fs::create_dir_all(dir).map_err(|e| at(e, "creating", dir))?;
     let tmp = tempfile_in(dir, path)?;
     // Synced before the rename and the directory after it: otherwise a power cut can leave the
     // final name on a file whose data never reached the disk, which `deserialize` would run.
@@ -628,19 +501,26 @@ fn write_cache(component: &Component, dir: &Path, path: &Path) -> anyhow::Result
             std::io::Write::write_all(&mut f, &bytes)?;
             f.sync_all()
         })
-        .with_context(|| format!("writing {}", tmp.display()));
+        .map_err(|e| at(e, "writing", &tmp));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    Ok(wasmraft_storage::durable::rename(&tmp, path)?)
+    std::fs::rename(&tmp, path).map_err(|e| at(e, "renaming into place", path))?;
+    // The new name is on disk only once the directory is.
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| at(e, "syncing", dir))
+}
+
+/// `e`, saying what it was doing to which file (the cache's failures are only logged).
+fn at(e: std::io::Error, doing: &str, path: &Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{doing} {}: {e}", path.display()))
 }
 
 /// A temporary name next to `path`, unique per process and call so concurrent loads of the
 /// same guest never write the same file.
-fn tempfile_in(dir: &Path, path: &Path) -> anyhow::Result<std::path::PathBuf> {
+fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<std::path::PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().context("cache path has no file name")?.to_string_lossy();
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("cache path has no file name"))?.to_string_lossy();
     Ok(dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))))
 }

@@ -56,17 +56,33 @@ pub const MAX_STACK_BYTES: u64 = STACK_BYTES_CHOICES[STACK_BYTES_CHOICES.len() -
 /// guest's limit). Overrunning it is a crash, not a trap. Only address space: a thread touches
 /// the pages its calls reach.
 pub const GUEST_THREAD_STACK_BYTES: usize =
-    (MAX_STACK_BYTES * super::stack_limit::BACKSTOP_FACTOR + (4 << 20)) as usize;
+    (MAX_STACK_BYTES * crate::stack_limit::BACKSTOP_FACTOR + (4 << 20)) as usize;
 
-/// Whether `stack_bytes` is a limit a deployment may set; the text says why not.
-pub fn check_stack_bytes(stack_bytes: u64) -> Result<(), String> {
+/// Whether `stack_bytes` is a limit a deployment may set.
+pub fn check_stack_bytes(stack_bytes: u64) -> Result<(), LimitError> {
     if STACK_BYTES_CHOICES.contains(&stack_bytes) {
         return Ok(());
     }
-    Err(format!(
-        "wasmraft: stack limit {stack_bytes} is not a power of two from {} to {MAX_STACK_BYTES} bytes",
-        STACK_BYTES_CHOICES[0]
-    ))
+    Err(LimitError::Stack(stack_bytes))
+}
+
+/// The smallest memory limit a deployment may set: one Wasm page.
+pub const MIN_MEMORY_BYTES: u64 = 64 << 10;
+
+/// The largest memory limit: every byte a 32-bit memory can address (the instance pool
+/// reserves no more per instance).
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+
+/// A limit a deployment may not set. The text is for the client that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    #[error("wasmraft: memory limit {0} is outside {MIN_MEMORY_BYTES}..={MAX_MEMORY_BYTES} bytes")]
+    Memory(u64),
+    #[error("wasmraft: fuel per entry must be above 0")]
+    Fuel,
+    #[error("wasmraft: stack limit {0} is not a power of two from {min} to {MAX_STACK_BYTES} bytes", min = STACK_BYTES_CHOICES[0])]
+    Stack(u64),
 }
 
 /// Largest key a guest may `put`, `get`, `delete` or pass as a scan bound. Above etcd's default

@@ -5,10 +5,15 @@
 //! deployment's limit, and wasmtime's native limit, which it takes from the engine's
 //! configuration only, is a backstop set from it (see [`GuestEngine::with_stack`]).
 
-use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 
-use anyhow::Context as _;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use crate::error::LoadError;
+use crate::idle::IdleQueries;
+use crate::limits::{self, DEFAULT_STACK_BYTES};
+use crate::slots::{QuerySlot, Slots};
+use crate::stack_limit;
 
 /// How the engine is sized. Nothing here changes what a guest computes, only how many guest
 /// instances may exist at once, so members may differ.
@@ -56,7 +61,7 @@ impl Default for EngineConfig {
     }
 }
 
-/// A member's guest engine. Cheap to clone; every [`super::Guest`] loaded on it shares its code
+/// A member's guest engine. Cheap to clone; every [`crate::Guest`] loaded on it shares its code
 /// cache settings, its pool and its slots.
 #[derive(Clone)]
 pub struct GuestEngine {
@@ -69,10 +74,10 @@ pub(crate) struct EngineInner {
     config: EngineConfig,
     stack_bytes: u64,
     pub(crate) control: Slots,
-    pub(crate) queries: Slots,
+    pub(crate) queries: Arc<Slots>,
     /// Shared by the engines of one member (see [`GuestEngine::with_stack`]), so instances that
     /// guests of an engine no longer in use keep give way to the current guest's.
-    pub(crate) idle_queries: Arc<super::runtime::IdleQueries>,
+    pub(crate) idle_queries: Arc<IdleQueries>,
 }
 
 impl std::fmt::Debug for GuestEngine {
@@ -88,34 +93,29 @@ impl std::fmt::Debug for GuestEngine {
 
 impl GuestEngine {
     /// An engine with the stack limit of deployments that name none.
-    pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+    pub fn new(config: EngineConfig) -> Result<Self, LoadError> {
         let max_instances = config.max_instances.max(CONTROL_SLOTS + 1);
-        let idle_queries = Arc::new(super::runtime::IdleQueries::new(max_instances - CONTROL_SLOTS));
-        Self::build(config, super::limits::DEFAULT_STACK_BYTES, idle_queries)
+        let idle_queries = Arc::new(IdleQueries::new(max_instances - CONTROL_SLOTS));
+        Self::build(config, DEFAULT_STACK_BYTES, idle_queries)
     }
 
     /// An engine like this one whose guests get `stack_bytes` of Wasm stack, sharing its idle
     /// query instances. The guest's code counts its stack against the limit itself (compiled
-    /// for it, [`super::Guest::on_engine`]); wasmtime's native limit, read from the engine's
+    /// for it, [`crate::Guest::on_engine`]); wasmtime's native limit, read from the engine's
     /// configuration, is the backstop above it.
-    pub fn with_stack(&self, stack_bytes: u64) -> anyhow::Result<Self> {
-        super::limits::check_stack_bytes(stack_bytes).map_err(anyhow::Error::msg)?;
+    pub fn with_stack(&self, stack_bytes: u64) -> Result<Self, LoadError> {
+        limits::check_stack_bytes(stack_bytes)?;
         Self::build(self.inner.config, stack_bytes, self.inner.idle_queries.clone())
     }
 
-    fn build(
-        config: EngineConfig,
-        stack_bytes: u64,
-        idle_queries: Arc<super::runtime::IdleQueries>,
-    ) -> anyhow::Result<Self> {
+    fn build(config: EngineConfig, stack_bytes: u64, idle_queries: Arc<IdleQueries>) -> Result<Self, LoadError> {
         let max_instances = config.max_instances.max(CONTROL_SLOTS + 1);
         let with_stack = |pool_slots| {
             let mut c = base_config(pool_slots);
             // The guest counts its own stack against `stack_bytes` (stack_limit.rs); wasmtime's
             // native limit is only the backstop, far enough above it never to trip first.
             // Checked against STACK_BYTES_CHOICES, far below usize::MAX.
-            let backstop =
-                usize::try_from(super::stack_limit::native_backstop_bytes(stack_bytes)).unwrap_or(usize::MAX);
+            let backstop = usize::try_from(stack_limit::native_backstop_bytes(stack_bytes)).unwrap_or(usize::MAX);
             c.max_wasm_stack(backstop);
             // wasmtime refuses a Wasm stack limit above its async stack size (2 MiB by default)
             // even though guests never run on async stacks here.
@@ -131,11 +131,11 @@ impl GuestEngine {
                         max_instances,
                         "wasmraft: cannot reserve the guest instance pool; falling back to on-demand instance allocation (slower per entry)"
                     );
-                    (Engine::new(&with_stack(None)).map_err(anyhow_of).context("creating the wasmtime engine")?, false)
+                    (Engine::new(&with_stack(None)).map_err(engine_error)?, false)
                 }
             }
         } else {
-            (Engine::new(&with_stack(None)).map_err(anyhow_of).context("creating the wasmtime engine")?, false)
+            (Engine::new(&with_stack(None)).map_err(engine_error)?, false)
         };
         let query_slots = max_instances - CONTROL_SLOTS;
         Ok(GuestEngine {
@@ -145,7 +145,7 @@ impl GuestEngine {
                 config,
                 stack_bytes,
                 control: Slots::new(CONTROL_SLOTS),
-                queries: Slots::new(query_slots),
+                queries: Arc::new(Slots::new(query_slots)),
                 idle_queries,
             }),
         })
@@ -238,110 +238,18 @@ fn base_config(pool_slots: Option<u32>) -> Config {
     c
 }
 
-/// wasmtime has its own error type; the rest of the host speaks anyhow.
-pub(crate) fn anyhow_of(e: wasmtime::Error) -> anyhow::Error {
-    anyhow::anyhow!("{e:#}")
-}
-
-/// A counting semaphore for instance slots. Blocking, because guest calls are synchronous and
-/// run on blocking threads anyway.
-pub(crate) struct Slots {
-    capacity: u32,
-    count: Mutex<Count>,
-    freed: Condvar,
-}
-
-struct Count {
-    free: u32,
-    /// Threads blocked in [`Slots::take`]: an idle query instance that would keep a slot goes
-    /// away instead while anyone waits (see [`Slots::has_waiters`]).
-    waiting: u32,
-}
-
-pub(crate) struct SlotPermit<'a> {
-    slots: &'a Slots,
-}
-
-impl Slots {
-    fn new(capacity: u32) -> Self {
-        Slots { capacity, count: Mutex::new(Count { free: capacity, waiting: 0 }), freed: Condvar::new() }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Count> {
-        // A poisoned lock only means another thread panicked while counting; the counts
-        // themselves are always consistent (each is updated in one statement), so keep using
-        // them.
-        self.count.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn acquire(&self) -> SlotPermit<'_> {
-        self.take();
-        SlotPermit { slots: self }
-    }
-
-    fn take(&self) {
-        let mut count = self.lock();
-        while count.free == 0 {
-            count.waiting += 1;
-            count = self.freed.wait(count).unwrap_or_else(PoisonError::into_inner);
-            count.waiting -= 1;
-        }
-        count.free -= 1;
-    }
-
-    fn try_take(&self) -> bool {
-        let mut count = self.lock();
-        if count.free == 0 {
-            return false;
-        }
-        count.free -= 1;
-        true
-    }
-
-    fn give_back(&self) {
-        self.lock().free += 1;
-        self.freed.notify_one();
-    }
-
-    /// Whether a thread is blocked waiting for a slot.
-    pub(crate) fn has_waiters(&self) -> bool {
-        self.lock().waiting > 0
-    }
-}
-
-impl Drop for SlotPermit<'_> {
-    fn drop(&mut self) {
-        self.slots.give_back();
-    }
-}
-
-/// A query slot that outlives the call that took it: a query instance kept for the next query
-/// (see `runtime.rs`) holds one, so idle instances count against the pool like busy ones.
-///
-/// Weak, because the engine keeps its idle instances, and so their slots, itself: a strong
-/// reference would make a cycle that never frees the engine and its pool's address space.
-pub(crate) struct QuerySlot {
-    engine: Weak<EngineInner>,
+fn engine_error(e: wasmtime::Error) -> LoadError {
+    LoadError::Engine(format!("{e:#}"))
 }
 
 impl GuestEngine {
     /// A query slot, waiting while every one is taken.
     pub(crate) fn query_slot(&self) -> QuerySlot {
-        self.inner.queries.take();
-        QuerySlot { engine: Arc::downgrade(&self.inner) }
+        QuerySlot::take(&self.inner.queries)
     }
 
     /// A query slot if one is free now.
     pub(crate) fn try_query_slot(&self) -> Option<QuerySlot> {
-        self.inner.queries.try_take().then(|| QuerySlot { engine: Arc::downgrade(&self.inner) })
-    }
-}
-
-impl Drop for QuerySlot {
-    fn drop(&mut self) {
-        // An engine already gone has no count left to return the slot to.
-        if let Some(engine) = self.engine.upgrade() {
-            engine.queries.give_back();
-        }
+        QuerySlot::try_take(&self.inner.queries)
     }
 }

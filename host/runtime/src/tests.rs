@@ -1,11 +1,10 @@
-//! The sandbox against the hostile guest, and the KV guest end to end.
+//! The sandbox against the hostile guest, and the KV guest end to end, on an in-memory store.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-
 use super::*;
-use wasmraft_storage::tables::GUEST_KV;
+use crate::engine::CONTROL_SLOTS;
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
 static KV: &[u8] = include_bytes!(env!("WASMRAFT_KV_GUEST"));
@@ -26,48 +25,65 @@ fn hostile() -> Arc<Guest> {
     GUEST.get_or_init(|| Arc::new(Guest::load(engine(), HOSTILE, test_limits()).expect("hostile guest loads"))).clone()
 }
 
+/// The guest keyspace in memory, standing in for the host's table.
+#[derive(Default)]
+struct Mem(BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl StoreRead for Mem {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.0.get(key).cloned())
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, reverse: bool, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        use std::ops::Bound;
+        let bounds = (Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded));
+        let mut range = self.0.range::<[u8], _>(bounds);
+        let mut each = |(k, v): (&Vec<u8>, &Vec<u8>)| visit(k, v);
+        if reverse {
+            let _ = range.rev().try_for_each(&mut each);
+        } else {
+            let _ = range.try_for_each(&mut each);
+        }
+        Ok(())
+    }
+}
+
+impl StoreWrite for Mem {
+    fn write(&mut self, writes: &Writes) -> Result<(), StoreError> {
+        for (key, value) in writes.iter() {
+            match value {
+                Some(value) => self.0.insert(key.to_vec(), value.to_vec()),
+                None => self.0.remove(key),
+            };
+        }
+        Ok(())
+    }
+}
+
 struct Db {
-    _dir: tempfile::TempDir,
-    db: Database,
+    kv: Mem,
     index: u64,
 }
 
 impl Db {
     fn new() -> Db {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Database::create(dir.path().join("state.redb")).expect("create db");
-        Db { _dir: dir, db, index: 0 }
+        Db { kv: Mem::default(), index: 0 }
     }
 
-    /// Applies one entry in its own transaction, committing whatever the guest left there.
+    /// Applies one entry to the store.
     fn apply(&mut self, guest: &Guest, command: &[u8]) -> Result<Applied, ApplyError> {
         self.index += 1;
-        let txn = self.db.begin_write().expect("begin write");
         let ctx = ApplyContext { index: self.index, term: 1, time_unix_ms: 1_700_000_000_000 + self.index };
-        let (txn, result) = guest.apply(txn, ctx, command);
-        txn.commit().expect("commit");
-        result
+        guest.apply(&mut self.kv, ctx, command)
     }
 
     fn query(&self, guest: &Guest, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
-        let txn = self.db.begin_read().expect("begin read");
-        guest.query(&txn, request)
+        guest.query(&self.kv, request)
     }
 
-    /// The whole guest keyspace, as the table holds it.
+    /// The whole guest keyspace, as the store holds it.
     fn dump(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let txn = self.db.begin_read().expect("begin read");
-        let table = match txn.open_table(GUEST_KV) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Vec::new(),
-            Err(e) => panic!("{e}"),
-        };
-        assert!(table.len().is_ok());
-        table
-            .iter()
-            .expect("iter")
-            .map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())).expect("row"))
-            .collect()
+        self.kv.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
@@ -149,8 +165,7 @@ fn writes_are_visible_to_later_entries_and_queries() {
 /// An engine of its own with `query_slots` query slots, so that no other test's queries take
 /// or evict the kept instances a test counts on.
 fn own_engine(query_slots: u32) -> GuestEngine {
-    GuestEngine::new(EngineConfig { max_instances: engine::CONTROL_SLOTS + query_slots, pooling: true })
-        .expect("engine")
+    GuestEngine::new(EngineConfig { max_instances: CONTROL_SLOTS + query_slots, pooling: true }).expect("engine")
 }
 
 #[test]
@@ -179,9 +194,7 @@ fn a_query_instance_is_not_kept_after_a_trap_a_refusal_or_growing_its_memory() {
     assert_eq!(inc(&db), "1");
     assert_eq!(inc(&db), "2");
     // Out of fuel (here the small inline budget, which asks for a rerun): the same.
-    let txn = db.db.begin_read().expect("begin read");
-    assert!(g.try_query(&txn, b"global-inc", 10).is_none());
-    drop(txn);
+    assert!(g.try_query(&db.kv, b"global-inc", 10).is_none());
     assert_eq!(inc(&db), "1");
     // An error the guest returns is a normal answer: the instance stays.
     assert!(matches!(db.query(&g, b"no such query"), Err(ApplyError::Guest(_))));
@@ -199,9 +212,8 @@ fn idle_query_instances_make_way_for_other_guests() {
     let a = Guest::load(&engine, HOSTILE, test_limits()).expect("hostile guest loads");
     let b = a.with_limits(GuestLimits { fuel_per_entry: 300_000_000, ..test_limits() });
     let db = Db::new();
-    let txn = db.db.begin_read().expect("begin read");
     let try_inc = |g: &Guest| {
-        g.try_query(&txn, b"global-inc", 1_000_000).map(|r| String::from_utf8(r.expect("query")).expect("utf-8"))
+        g.try_query(&db.kv, b"global-inc", 1_000_000).map(|r| String::from_utf8(r.expect("query")).expect("utf-8"))
     };
     assert_eq!(try_inc(&a).as_deref(), Some("1"));
     assert_eq!(try_inc(&a).as_deref(), Some("2"), "kept");
@@ -480,52 +492,10 @@ fn kv_guest_puts_and_ranges_with_etcd_messages() {
 #[test]
 fn migrate_runs_in_the_callers_transaction() {
     let g = hostile();
-    let db = Db::new();
-    let txn = db.db.begin_write().expect("begin write");
-    let from = GuestInfo { name: "old".into(), version: "1.0.0".into(), apis: vec![] };
-    let (txn, result) = g.migrate(txn, &from);
-    assert_eq!(result.expect("hostile accepts any predecessor"), Applied::default());
-    txn.commit().expect("commit");
-}
-
-/// The node runs queries on its async workers with a small fuel budget first
-/// (`NodeHandle::query`): a single-key range of the KV guest must fit well inside that budget,
-/// and a query that does not fit must come back as "run it again", not as an error.
-#[test]
-fn small_queries_fit_the_inline_budget_and_big_ones_ask_to_be_rerun() {
-    use prost::Message as _;
-    use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest, RangeResponse};
-
-    let g = Guest::load(engine(), KV, GuestLimits::default()).expect("kv guest loads");
     let mut db = Db::new();
-    for i in 0..300 {
-        let put = InternalRaftRequest {
-            put: Some(PutRequest {
-                key: format!("key{i:04}").into_bytes(),
-                value: vec![b'v'; 256],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        db.apply(&g, &put.encode_to_vec()).expect("put applies");
-    }
-    let txn = db.db.begin_read().expect("begin read");
-    let one = RangeRequest { key: b"key0042".to_vec(), ..Default::default() }.encode_to_vec();
-    // A tenth of the node's inline budget is plenty for one key.
-    let inline =
-        g.try_query(&txn, &one, crate::node::INLINE_QUERY_FUEL / 10).expect("a single-key range fits").expect("query");
-    let resp = RangeResponse::decode(&inline[..]).expect("a RangeResponse");
-    assert_eq!(resp.kvs.len(), 1);
-    assert_eq!(inline, g.query(&txn, &one).expect("full-budget query"), "same answer either way");
-    // All 300 keys cannot be read with a budget of 10,000 units: asked to rerun, and the rerun
-    // with the full budget answers.
-    let all = RangeRequest { key: b"key".to_vec(), range_end: b"kez".to_vec(), ..Default::default() }.encode_to_vec();
-    assert!(g.try_query(&txn, &all, 10_000).is_none(), "out of the small budget means rerun");
-    let resp = RangeResponse::decode(&g.query(&txn, &all).expect("full-budget query")[..]).expect("a RangeResponse");
-    assert_eq!(resp.count, 300);
-    // A guest error is final, whatever the budget.
-    let e = g.try_query(&txn, b"\xff\xff\xff", crate::node::INLINE_QUERY_FUEL);
-    assert!(matches!(e, Some(Err(ApplyError::Guest(_)))), "{e:?}");
+    let from = GuestInfo { name: "old".into(), version: "1.0.0".into(), apis: vec![] };
+    let result = g.migrate(&mut db.kv, &from);
+    assert_eq!(result.expect("hostile accepts any predecessor"), Applied::default());
 }
 
 /// The deepest `recurse-to` that `guest` applies, by bisection (deeper ones trap).
@@ -561,7 +531,7 @@ fn the_stack_limit_decides_where_recursion_traps() {
         .map(|b| (b, max_depth(&mut db, &with(b))))
         .to_vec();
     assert!(at_64k > 100, "{at_64k}");
-    let slots = |bytes: u64| u64::from(super::stack_limit::limit_slots(bytes));
+    let slots = |bytes: u64| u64::from(crate::stack_limit::limit_slots(bytes));
     // The cost of a frame: what twice the smallest limit adds, rounded either way.
     let added = depths[1].1 - depths[0].1;
     let model = (slots(64 << 10) / (added + 1)..=slots(64 << 10) / added.max(1)).find_map(|cost| {
@@ -581,4 +551,49 @@ fn the_stack_limit_decides_where_recursion_traps() {
         "not a power of two"
     );
     eprintln!("recursion depths (limit bytes, calls): {depths:?}; (frame cost, slots below) {model:?}");
+}
+
+/// A store that fails every read (`reads`), and every write.
+struct Broken {
+    reads: bool,
+}
+
+impl StoreRead for Broken {
+    fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.reads { Err(StoreError::new("disk on fire")) } else { Ok(None) }
+    }
+
+    fn scan(
+        &self,
+        _start: &[u8],
+        _end: Option<&[u8]>,
+        _reverse: bool,
+        _visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        if self.reads { Err(StoreError::new("disk on fire")) } else { Ok(()) }
+    }
+}
+
+impl StoreWrite for Broken {
+    fn write(&mut self, _writes: &Writes) -> Result<(), StoreError> {
+        Err(StoreError::new("disk full"))
+    }
+}
+
+#[test]
+fn a_failing_store_is_a_storage_error_not_the_guests() {
+    let g = hostile();
+    let ctx = ApplyContext::default();
+    let mut kv = Broken { reads: true };
+    for command in [&b"script:get a"[..], b"script:scan - - 0 fwd"] {
+        let e = g.apply(&mut kv, ctx, command).expect_err("a read failed");
+        assert!(matches!(e, ApplyError::Storage(_)), "{e:?}");
+        assert_eq!(e.to_string(), "wasmraft: storage failure while running the guest: disk on fire");
+        assert!(matches!(g.query(&kv, command), Err(ApplyError::Storage(_))));
+    }
+    let mut kv = Broken { reads: false };
+    let e = g.apply(&mut kv, ctx, b"ok:a=1").expect_err("the write failed");
+    assert!(matches!(e, ApplyError::Storage(_)), "{e:?}");
+    // An entry without writes never asks the store to write.
+    assert_eq!(text(g.apply(&mut kv, ctx, b"script:get a")), "none");
 }

@@ -19,7 +19,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::{Guest, GuestEngine, GuestLimits};
+use crate::engine::GuestEngine;
+use crate::error::LoadError;
+use crate::limits::{DEFAULT_STACK_BYTES, GuestLimits};
+use crate::runtime::{Guest, sha256};
 
 /// A loaded guest: its module's hash and the limits it runs with.
 type LoadedKey = ([u8; 32], GuestLimits);
@@ -41,11 +44,8 @@ pub struct GuestRegistry {
 /// then asks for. Whether a module loads must depend on its bytes alone: if it depended on the
 /// deployment's limits, a member that had already loaded the module under other limits would
 /// accept a swap that a member loading it fresh refuses.
-pub const LOAD_LIMITS: GuestLimits = GuestLimits {
-    fuel_per_entry: 10_000_000_000,
-    memory_bytes: 256 << 20,
-    stack_bytes: super::limits::DEFAULT_STACK_BYTES,
-};
+pub const LOAD_LIMITS: GuestLimits =
+    GuestLimits { fuel_per_entry: 10_000_000_000, memory_bytes: 256 << 20, stack_bytes: DEFAULT_STACK_BYTES };
 
 /// [`LOAD_LIMITS`] on the engine of `stack_bytes`: the key of a module's copy there.
 fn load_limits(stack_bytes: u64) -> GuestLimits {
@@ -70,7 +70,7 @@ impl GuestRegistry {
     }
 
     /// The engine whose guests get `stack_bytes` of Wasm stack, made on first use.
-    fn engine_for(&self, stack_bytes: u64) -> anyhow::Result<GuestEngine> {
+    fn engine_for(&self, stack_bytes: u64) -> Result<GuestEngine, LoadError> {
         let mut engines = self.engines.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = engines.get(&stack_bytes) {
             return Ok(e.clone());
@@ -96,11 +96,8 @@ impl GuestRegistry {
     /// Compiles (or finds) `wasm`, checks it against the world and calls its `info()` (under
     /// [`LOAD_LIMITS`]); returns it with `limits`. An `Err` says why the module cannot be a
     /// guest, and depends on the bytes alone, so it is the same on every member.
-    pub fn load(&self, wasm: &[u8], limits: GuestLimits) -> anyhow::Result<Arc<Guest>> {
-        let hash: [u8; 32] = {
-            use sha2::Digest as _;
-            sha2::Sha256::digest(wasm).into()
-        };
+    pub fn load(&self, wasm: &[u8], limits: GuestLimits) -> Result<Arc<Guest>, LoadError> {
+        let hash = sha256(wasm);
         if let Some(g) = self.get(&hash, limits) {
             return Ok(g);
         }
@@ -132,7 +129,7 @@ impl GuestRegistry {
                 .insert((hash, load_limits(limits.stack_bytes)), Arc::new(moved));
         }
         self.compiling.lock().unwrap_or_else(|p| p.into_inner()).remove(&hash);
-        self.get(&hash, limits).ok_or_else(|| anyhow::anyhow!("wasmraft: the loaded guest vanished from the registry"))
+        self.get(&hash, limits).ok_or(LoadError::Vanished)
     }
 
     /// Starts compiling `wasm` on a thread of its own, so that a swap to it later finds it
@@ -140,8 +137,7 @@ impl GuestRegistry {
     /// likely keep (the active deployment's; the code counts it, so it is compiled in). Only a
     /// head start: failures are left for the swap entry to report.
     pub fn prepare(self: &Arc<Self>, wasm: Vec<u8>, stack_bytes: u64) {
-        use sha2::Digest as _;
-        let hash: [u8; 32] = sha2::Sha256::digest(&wasm).into();
+        let hash = sha256(&wasm);
         let limits = load_limits(stack_bytes);
         if self.get(&hash, limits).is_some() {
             return;

@@ -1,0 +1,307 @@
+//! The guest's keyspace in the state database: the `GUEST_KV` table, lent to the guest runtime
+//! for each entry ([`GuestKv`], over the apply loop's write transaction) and each query
+//! ([`GuestKvSnapshot`], over a read transaction).
+//!
+//! The runtime keeps an entry's writes to itself until the guest's `apply` returns `Ok`, then
+//! hands them over in one [`StoreWrite::write`]; a failed entry never reaches the table. The
+//! table is opened per call, as the runtime asks: an entry that does not touch the keyspace
+//! does not create it.
+
+use std::ops::Bound;
+
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, WriteTransaction};
+use wasmraft_runtime::{ApplyError, Guest, StoreError, StoreRead, StoreWrite, Visit, Writes};
+
+use wasmraft_storage::tables::GUEST_KV;
+
+/// The keyspace as a write transaction holds it: what an entry is applied to.
+pub struct GuestKv<'t> {
+    txn: &'t WriteTransaction,
+}
+
+impl<'t> GuestKv<'t> {
+    pub fn new(txn: &'t WriteTransaction) -> GuestKv<'t> {
+        GuestKv { txn }
+    }
+}
+
+impl StoreRead for GuestKv<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let table = self.txn.open_table(GUEST_KV).map_err(storage)?;
+        let value = table.get(key).map_err(storage)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, reverse: bool, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        let table = self.txn.open_table(GUEST_KV).map_err(storage)?;
+        scan_table(&table, start, end, reverse, visit)
+    }
+}
+
+impl StoreWrite for GuestKv<'_> {
+    fn write(&mut self, writes: &Writes) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(GUEST_KV).map_err(storage)?;
+        for (key, value) in writes.iter() {
+            match value {
+                Some(value) => {
+                    table.insert(key, value).map_err(storage)?;
+                }
+                None => {
+                    table.remove(key).map_err(storage)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The keyspace as a read transaction sees it: what a query reads.
+pub struct GuestKvSnapshot {
+    /// `None` when the guest has never written anything (the table does not exist yet).
+    table: Option<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+}
+
+impl GuestKvSnapshot {
+    pub fn open(txn: &ReadTransaction) -> Result<GuestKvSnapshot, StoreError> {
+        match txn.open_table(GUEST_KV) {
+            Ok(table) => Ok(GuestKvSnapshot { table: Some(table) }),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(GuestKvSnapshot { table: None }),
+            Err(e) => Err(storage(e)),
+        }
+    }
+}
+
+impl StoreRead for GuestKvSnapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(table) = &self.table else { return Ok(None) };
+        let value = table.get(key).map_err(storage)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, reverse: bool, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        match &self.table {
+            Some(table) => scan_table(table, start, end, reverse, visit),
+            None => Ok(()),
+        }
+    }
+}
+
+/// [`Guest::query`] on `txn`'s snapshot of the keyspace.
+pub fn query(guest: &Guest, txn: &ReadTransaction, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
+    guest.query(&GuestKvSnapshot::open(txn)?, request)
+}
+
+/// [`Guest::try_query`] on `txn`'s snapshot of the keyspace.
+pub fn try_query(
+    guest: &Guest,
+    txn: &ReadTransaction,
+    request: &[u8],
+    fuel: u64,
+) -> Option<Result<Vec<u8>, ApplyError>> {
+    match GuestKvSnapshot::open(txn) {
+        Ok(kv) => guest.try_query(&kv, request, fuel),
+        Err(e) => Some(Err(e.into())),
+    }
+}
+
+fn scan_table(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    start: &[u8],
+    end: Option<&[u8]>,
+    reverse: bool,
+    visit: &mut Visit<'_>,
+) -> Result<(), StoreError> {
+    let bounds = (Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded));
+    let range = table.range::<&[u8]>(bounds).map_err(storage)?;
+    if reverse { visit_rows(range.rev(), visit) } else { visit_rows(range, visit) }
+}
+
+type Row<'t> = (redb::AccessGuard<'t, &'static [u8]>, redb::AccessGuard<'t, &'static [u8]>);
+
+/// Hands `rows` to `visit` until it breaks; a row is read only once the last one was taken.
+fn visit_rows<'t>(
+    rows: impl Iterator<Item = Result<Row<'t>, redb::StorageError>>,
+    visit: &mut Visit<'_>,
+) -> Result<(), StoreError> {
+    for row in rows {
+        let (key, value) = row.map_err(storage)?;
+        if visit(key.value(), value.value()).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn storage(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::new(e.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use redb::{Database, ReadableDatabase};
+    use wasmraft_runtime::{Applied, ApplyContext, EngineConfig, GuestEngine, GuestLimits, limits};
+
+    use super::*;
+
+    static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
+    static KV: &[u8] = include_bytes!(env!("WASMRAFT_KV_GUEST"));
+
+    fn engine() -> &'static GuestEngine {
+        static ENGINE: OnceLock<GuestEngine> = OnceLock::new();
+        ENGINE.get_or_init(|| GuestEngine::new(EngineConfig::default()).expect("engine"))
+    }
+
+    fn hostile() -> Guest {
+        let limits = GuestLimits {
+            fuel_per_entry: 200_000_000,
+            memory_bytes: 64 << 20,
+            stack_bytes: limits::DEFAULT_STACK_BYTES,
+        };
+        Guest::load(engine(), HOSTILE, limits).expect("hostile guest loads")
+    }
+
+    struct Db {
+        _dir: tempfile::TempDir,
+        db: Database,
+        index: u64,
+    }
+
+    impl Db {
+        fn new() -> Db {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = Database::create(dir.path().join("state.redb")).expect("create db");
+            Db { _dir: dir, db, index: 0 }
+        }
+
+        /// Applies one entry in its own transaction, committing whatever the guest left there.
+        fn apply(&mut self, guest: &Guest, command: &[u8]) -> Result<Applied, ApplyError> {
+            self.index += 1;
+            let txn = self.db.begin_write().expect("begin write");
+            let ctx = ApplyContext { index: self.index, term: 1, time_unix_ms: 1_700_000_000_000 + self.index };
+            let result = guest.apply(&mut GuestKv::new(&txn), ctx, command);
+            txn.commit().expect("commit");
+            result
+        }
+
+        fn query(&self, guest: &Guest, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
+            let txn = self.db.begin_read().expect("begin read");
+            query(guest, &txn, request)
+        }
+
+        /// The whole guest keyspace, as the table holds it.
+        fn dump(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+            let txn = self.db.begin_read().expect("begin read");
+            let table = match txn.open_table(GUEST_KV) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Vec::new(),
+                Err(e) => panic!("{e}"),
+            };
+            table
+                .iter()
+                .expect("iter")
+                .map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())).expect("row"))
+                .collect()
+        }
+    }
+
+    fn text(r: Result<Applied, ApplyError>) -> String {
+        String::from_utf8(r.expect("entry applies").output).expect("utf-8")
+    }
+
+    #[test]
+    fn failed_entries_leave_the_table_untouched() {
+        let g = hostile();
+        let mut db = Db::new();
+        // Before the first write there is no table: reads find nothing.
+        assert_eq!(db.query(&g, b"script:get a;scan - - 0 fwd").expect("query"), b"none\n");
+        assert_eq!(text(db.apply(&g, b"ok:a=1")), "ok");
+        let before = db.dump();
+        assert_eq!(before, vec![(b"a".to_vec(), b"1".to_vec())]);
+        for command in [&b"put-then-trap:b=2"[..], b"put-then-panic", b"put-then-err", b"loop", b"alloc:100000000"] {
+            assert!(matches!(db.apply(&g, command), Err(ApplyError::Guest(_))));
+        }
+        assert_eq!(db.dump(), before);
+        db.apply(&g, b"script:put c 3;del a").expect("applies");
+        assert_eq!(db.dump(), vec![(b"c".to_vec(), b"3".to_vec())]);
+    }
+
+    #[test]
+    fn scans_merge_the_entry_overlay_with_the_table_in_both_directions() {
+        let g = hostile();
+        let mut db = Db::new();
+        for cmd in ["ok:a=1", "ok:c=3", "ok:e=5", "ok:g=7"] {
+            text(db.apply(&g, cmd.as_bytes()));
+        }
+        // Within one entry: add b and d, overwrite e, delete c and g, then scan.
+        let out = text(db.apply(
+            &g,
+            b"script:put b 2;put d 4;put e 55;del c;del g;put z 26;del z;scan - - 0 fwd;scan - - 0 rev;scan b e 0 fwd;scan b e 0 rev;scan - - 2 fwd;scan - - 2 rev;scan c - 1 fwd;scan e e 0 fwd;get c;get e",
+        ));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[7..],
+            [
+                "a=1,b=2,d=4,e=55",
+                "e=55,d=4,b=2,a=1",
+                "b=2,d=4",
+                "d=4,b=2",
+                "a=1,b=2",
+                "e=55,d=4",
+                "d=4",
+                "",
+                "none",
+                "55",
+            ]
+        );
+        // The same view once committed, through a query.
+        assert_eq!(
+            db.query(&g, b"script:scan - - 0 fwd;scan - - 0 rev").expect("query"),
+            b"a=1,b=2,d=4,e=55\ne=55,d=4,b=2,a=1"
+        );
+    }
+
+    /// The node runs queries on its async workers with a small fuel budget first
+    /// (`NodeHandle::query`): a single-key range of the KV guest must fit well inside that
+    /// budget, and a query that does not fit must come back as "run it again", not as an error.
+    #[test]
+    fn small_queries_fit_the_inline_budget_and_big_ones_ask_to_be_rerun() {
+        use prost::Message as _;
+        use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest, RangeResponse};
+
+        let g = Guest::load(engine(), KV, GuestLimits::default()).expect("kv guest loads");
+        let mut db = Db::new();
+        for i in 0..300 {
+            let put = InternalRaftRequest {
+                put: Some(PutRequest {
+                    key: format!("key{i:04}").into_bytes(),
+                    value: vec![b'v'; 256],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            db.apply(&g, &put.encode_to_vec()).expect("put applies");
+        }
+        let txn = db.db.begin_read().expect("begin read");
+        let one = RangeRequest { key: b"key0042".to_vec(), ..Default::default() }.encode_to_vec();
+        // A tenth of the node's inline budget is plenty for one key.
+        let inline = try_query(&g, &txn, &one, crate::node::INLINE_QUERY_FUEL / 10)
+            .expect("a single-key range fits")
+            .expect("query");
+        let resp = RangeResponse::decode(&inline[..]).expect("a RangeResponse");
+        assert_eq!(resp.kvs.len(), 1);
+        assert_eq!(inline, query(&g, &txn, &one).expect("full-budget query"), "same answer either way");
+        // All 300 keys cannot be read with a budget of 10,000 units: asked to rerun, and the
+        // rerun with the full budget answers.
+        let all =
+            RangeRequest { key: b"key".to_vec(), range_end: b"kez".to_vec(), ..Default::default() }.encode_to_vec();
+        assert!(try_query(&g, &txn, &all, 10_000).is_none(), "out of the small budget means rerun");
+        let resp =
+            RangeResponse::decode(&query(&g, &txn, &all).expect("full-budget query")[..]).expect("a RangeResponse");
+        assert_eq!(resp.count, 300);
+        // A guest error is final, whatever the budget.
+        let e = try_query(&g, &txn, b"\xff\xff\xff", crate::node::INLINE_QUERY_FUEL);
+        assert!(matches!(e, Some(Err(ApplyError::Guest(_)))), "{e:?}");
+    }
+}
