@@ -1,0 +1,62 @@
+//! The walls between the host's crates, as `cargo tree` sees them: the crates at the bottom of
+//! the data path must not grow a dependency on what sits above them. The compiler keeps a crate
+//! from using what it does not depend on; this test keeps the dependencies themselves honest.
+//!
+//! - `wasmraft-storage` knows bytes, indexes and terms: no raft, no gRPC/HTTP stack, no Wasm
+//!   runtime, and not the guest runtime crate.
+//! - `wasmraft-runtime` knows Wasm and the store interface: no raft, no gRPC/HTTP stack, and
+//!   not the storage crate (nor redb, which is storage's business).
+//! - `wasmraft-metrics` is a leaf of counters: of ours it may know only the contract constants
+//!   (`wasmraft-proto`), never the node.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+/// The package names in `package`'s normal (non-dev, non-build) dependency closure.
+fn closure(package: &str) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["tree", "--locked", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", package])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running cargo tree");
+    assert!(out.status.success(), "cargo tree -p {package} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let names: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != package)
+        .map(str::to_string)
+        .collect();
+    assert!(!names.is_empty() || package == "wasmraft-metrics", "cargo tree -p {package} listed nothing");
+    names
+}
+
+fn assert_none_of(package: &str, forbidden: &[&str]) {
+    let deps = closure(package);
+    let found: Vec<&&str> = forbidden.iter().filter(|f| deps.contains(**f)).collect();
+    assert!(found.is_empty(), "{package} must not depend on {found:?} (directly or through another crate)");
+}
+
+const NETWORK_STACK: &[&str] = &["tonic", "hyper", "h2", "axum", "tower"];
+const CONSENSUS: &[&str] = &["raft", "raft-proto", "protobuf"];
+
+#[test]
+fn storage_knows_no_consensus_network_or_wasm() {
+    assert_none_of("wasmraft-storage", CONSENSUS);
+    assert_none_of("wasmraft-storage", NETWORK_STACK);
+    assert_none_of("wasmraft-storage", &["wasmtime", "wasmraft-runtime", "wasmraft-proto"]);
+}
+
+#[test]
+fn runtime_knows_no_consensus_network_or_storage() {
+    assert_none_of("wasmraft-runtime", CONSENSUS);
+    assert_none_of("wasmraft-runtime", NETWORK_STACK);
+    assert_none_of("wasmraft-runtime", &["wasmraft-storage", "redb"]);
+}
+
+#[test]
+fn metrics_is_a_leaf() {
+    let deps = closure("wasmraft-metrics");
+    let ours: Vec<&String> = deps.iter().filter(|d| d.starts_with("wasmraft") && *d != "wasmraft-proto").collect();
+    assert!(ours.is_empty(), "wasmraft-metrics depends on {ours:?}");
+}
