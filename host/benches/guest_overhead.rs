@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, Table};
-use wasmraft::node::guest_store::{self, GuestKv};
 use wasmraft::server::BUNDLED_KV_GUEST;
 use wasmraft_guest_sdk::testing::MemStore;
 use wasmraft_guest_sdk::{ReadStore, StateMachine as _, Store};
 use wasmraft_kv_guest::KvGuest;
+use wasmraft_node::guest_store::{self, GuestKv};
 use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest};
 use wasmraft_runtime::{ApplyContext, ApplyError, Guest, GuestEngine, GuestLimits, limits};
 use wasmraft_storage::tables::GUEST_KV;

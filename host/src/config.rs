@@ -92,7 +92,7 @@ pub struct MemberFlags {
     pub auth_token: String,
 
     /// Specify bcrypt algorithm cost factor for auth password hashing.
-    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = crate::auth::DEFAULT_BCRYPT_COST)]
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = wasmraft_node::auth::DEFAULT_BCRYPT_COST)]
     pub bcrypt_cost: u32,
 
     /// The lifetime in seconds of the auth token.
@@ -236,7 +236,7 @@ pub struct Config {
     /// --bcrypt-cost (checked when the member starts, as etcd does).
     pub bcrypt_cost: u32,
     /// --auth-token, checked (a JWT's keys loaded).
-    pub auth_token: crate::auth::TokenOptions,
+    pub auth_token: wasmraft_node::auth::TokenOptions,
     /// --auth-token-ttl: simple tokens unused this long are dropped.
     pub auth_token_ttl: Duration,
     pub guest: Option<PathBuf>,
@@ -259,8 +259,8 @@ impl Config {
     }
 
     /// What the member's core needs of these flags.
-    pub fn node_config(&self) -> crate::node::NodeConfig {
-        crate::node::NodeConfig {
+    pub fn node_config(&self) -> wasmraft_node::NodeConfig {
+        wasmraft_node::NodeConfig {
             name: self.name.clone(),
             data_dir: self.data_dir.clone(),
             initial_cluster: self
@@ -399,7 +399,7 @@ impl MemberFlags {
                 STACK_BYTES_CHOICES[0]
             );
         }
-        let auth_token = crate::auth::TokenOptions::parse(&self.auth_token)?;
+        let auth_token = wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?;
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
         Ok(Config {
             name: self.name,

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::conf_change::EtcdMember;
 use crate::config::{Config, trim_url};
-use crate::membership::Member;
-use crate::node::Joined;
+use wasmraft_node::Joined;
+use wasmraft_node::conf_change::EtcdMember;
+use wasmraft_node::membership::Member;
 
 /// Learns the cluster from its members, dialing https peer URLs with `tls` (the member's peer
 /// TLS). The errors are etcd's texts.

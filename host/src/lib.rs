@@ -15,21 +15,10 @@
 //!
 //! The host knows logs, terms, members and bytes. What a command means is the guest's business.
 
-pub mod alarms;
-pub mod api;
-pub mod auth;
 pub mod cli;
-pub mod conf_change;
 pub mod config;
-pub mod deployment;
 pub mod harness;
-pub mod ids;
 pub mod join;
-pub mod lessor;
 pub mod logging;
-pub mod membership;
-pub mod node;
-pub mod peers;
 pub mod server;
 pub mod tls;
-pub mod watch;

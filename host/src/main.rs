@@ -48,7 +48,7 @@ fn main() -> std::process::ExitCode {
         .thread_name("wasmraft")
         // Queries run guest code on these threads, with the deployment's Wasm stack.
         .thread_stack_size(wasmraft_runtime::limits::GUEST_THREAD_STACK_BYTES)
-        .on_thread_start(wasmraft::node::priority::lower_client_thread)
+        .on_thread_start(wasmraft_node::priority::lower_client_thread)
         .build()
     {
         Ok(rt) => rt,

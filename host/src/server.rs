@@ -19,10 +19,10 @@ use tokio::net::TcpListener;
 
 use wasmraft_runtime::{GuestEngine, GuestLimits, GuestRegistry};
 
-use crate::api::{self, ApiLimits};
 use crate::config::Config;
-use crate::node::{Node, NodeError, NodeHandle};
-use crate::peers::{RaftInbox, TransportSender};
+use wasmraft_api::{self as api, ApiLimits};
+use wasmraft_node::peers::{RaftInbox, TransportSender};
+use wasmraft_node::{Node, NodeError, NodeHandle};
 use wasmraft_transport::{Transport, TransportConfig};
 
 /// The etcd KV guest, compiled from examples/kv by build.rs and embedded so a bare `wasmraft`
@@ -137,9 +137,9 @@ async fn serve(
     let api_stop = async move {
         let _ = stop_rx2.wait_for(|s| *s).await;
     };
-    let lessor = crate::lessor::Lessor::start(
+    let lessor = wasmraft_api::lessor::Lessor::start(
         &handle,
-        crate::lessor::LessorConfig::new(cfg.heartbeat_interval, cfg.election_timeout, cfg.request_timeout()),
+        wasmraft_api::lessor::LessorConfig::new(cfg.heartbeat_interval, cfg.election_timeout, cfg.request_timeout()),
     );
     let server = tokio::spawn(api::serve(handle.clone(), limits, lessor, listeners, api_stop));
     let outcome = tokio::select! {

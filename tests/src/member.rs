@@ -689,7 +689,7 @@ mod tests {
 
     #[test]
     fn parses_switch_lines() {
-        let line = "2026-11-21T07:19:50.173890Z  INFO wasmraft::node::apply: wasmraft: switched to guest etcd-kv 0.2.0 (sha256 eb4a7e17) at index 14; the swap entry took 2519.0 ms to apply";
+        let line = "2026-11-21T07:19:50.173890Z  INFO wasmraft_node::apply: wasmraft: switched to guest etcd-kv 0.2.0 (sha256 eb4a7e17) at index 14; the swap entry took 2519.0 ms to apply";
         let s = GuestSwitch::parse(line).expect("a switch line");
         assert_eq!(
             (s.name.as_str(), s.version.as_str(), s.sha256.as_str(), s.index),

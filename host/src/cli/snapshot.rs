@@ -26,7 +26,7 @@ use super::{CliError, EXIT_INVALID_INPUT};
 /// etcdctl's ExitError: how `snapshot restore` ends when the file or the data dir is refused.
 const EXIT_ERROR: u8 = 1;
 use crate::config::{parse_initial_cluster, parse_urls, trim_url};
-use crate::membership::Membership;
+use wasmraft_node::membership::Membership;
 use wasmraft_storage::tables::{ALARMS, MEMBERS, META, META_APPLIED_INDEX, META_APPLIED_TERM};
 use wasmraft_storage::{Identity, RaftLog, snapshot};
 
@@ -103,13 +103,13 @@ fn restore(f: &RestoreFlags) -> Result<(), CliError> {
         .values()
         .map(|urls| {
             let urls: Vec<String> = urls.iter().map(trim_url).collect();
-            (crate::ids::member_id(&urls, &f.initial_cluster_token), urls)
+            (wasmraft_node::ids::member_id(&urls, &f.initial_cluster_token), urls)
         })
         .collect();
     let voters: Vec<u64> = members.iter().map(|(id, _)| *id).collect();
     let identity = Identity {
-        member_id: crate::ids::member_id(&mine, &f.initial_cluster_token),
-        cluster_id: crate::ids::cluster_id(&voters),
+        member_id: wasmraft_node::ids::member_id(&mine, &f.initial_cluster_token),
+        cluster_id: wasmraft_node::ids::cluster_id(&voters),
     };
     eprintln!(
         "restoring snapshot {} into data-dir {} (member {:x}, cluster {:x})",
@@ -164,7 +164,7 @@ fn build(
     wasmraft_storage::durable::create_dir_all(&member_dir.join("snap"))?;
     let db = redb::Database::create(member_dir.join("state.redb"))?;
     // The tables a member creates at start, so the snapshot's install finds them all.
-    crate::node::apply::load_applied(&db)?;
+    wasmraft_node::apply::load_applied(&db)?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     snapshot::install(&txn, file).context("snapshot file integrity check failed")?;
@@ -178,9 +178,9 @@ fn build(
         meta.insert(META_APPLIED_TERM, 0u64.to_be_bytes().as_slice())?;
     }
     txn.commit()?;
-    let records: Vec<crate::membership::Member> = members
+    let records: Vec<wasmraft_node::membership::Member> = members
         .iter()
-        .map(|(id, peer_urls)| crate::membership::Member {
+        .map(|(id, peer_urls)| wasmraft_node::membership::Member {
             id: *id,
             peer_urls: peer_urls.clone(),
             ..Default::default()

@@ -11,7 +11,7 @@
 //! dynamic table).
 
 use bytes::BytesMut;
-use wasmraft::api::authority::{MAX_BLOCK_BYTES, TranscodeError, Transcoder};
+use wasmraft_api::authority::{MAX_BLOCK_BYTES, TranscodeError, Transcoder};
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const HEADERS: u8 = 0x1;

@@ -8,7 +8,7 @@
 //! range map), and nesting is bounded by prost's recursion limit (the validator recurses).
 
 use prost::Message;
-use wasmraft::api::validate;
+use wasmraft_api::validate;
 use wasmraft_proto::etcdserverpb::{self as pb, RequestOp, request_op};
 use wasmraft_proto::{authpb, mvccpb, v3electionpb, v3lockpb};
 

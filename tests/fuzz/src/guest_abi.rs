@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
-use wasmraft::node::guest_store::{self, GuestKv};
+use wasmraft_node::guest_store::{self, GuestKv};
 use wasmraft_runtime::limits::{MAX_KEY_BYTES, SCAN_PAGE_BYTES, SCAN_PAGE_PAIRS, SCAN_PAIR_OVERHEAD};
 use wasmraft_runtime::{ApplyContext, ApplyError, EngineConfig, Guest, GuestEngine, GuestLimits};
 use wasmraft_storage::tables::GUEST_KV;

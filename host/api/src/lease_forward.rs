@@ -30,7 +30,7 @@ use wasmraft_proto::etcdserverpb::{
 use wasmraft_transport::dial::Dialer;
 
 use super::errors;
-use crate::node::NodeHandle;
+use wasmraft_node::NodeHandle;
 
 /// How long to wait before asking again when there is no leader or it cannot be reached
 /// (etcd waits an election timeout; this is shorter, the request deadline bounds it).

@@ -16,7 +16,7 @@ use wasmraft_proto::wasmraft::v1::{KvQuery, WatchHistoryRequest, WatchHistoryRes
 
 use super::state::{Sent, Shared, send};
 use super::watcher::Delivery;
-use crate::node::{NodeHandle, WeakNodeHandle};
+use wasmraft_node::{NodeHandle, WeakNodeHandle};
 
 /// etcd's `watchBatchMaxRevs`.
 const MAX_REVISIONS_PER_DELIVERY: usize = 1000;

@@ -2,7 +2,7 @@
 
 use wasmraft_proto::etcdserverpb::ResponseHeader;
 
-use crate::node::NodeHandle;
+use wasmraft_node::NodeHandle;
 
 /// etcd's `header.fill` (v3rpc/header.go): cluster id, member id and raft term come from the
 /// member answering; the revision is the one the guest put in (the host knows no revisions).

@@ -15,7 +15,7 @@ use wasmraft_proto::wasmraft::v1::{KvQuery, LeaseTableRequest, LeaseTableRespons
 
 use super::lease::Lease;
 use super::{Lessor, State};
-use crate::node::{AppliedCommand, ApplyObserver};
+use wasmraft_node::{AppliedCommand, ApplyObserver};
 use wasmraft_proto::contract::ETCD_KV_API;
 
 /// A change to the lease set, as an applied command made it.

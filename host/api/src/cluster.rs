@@ -13,9 +13,10 @@ use wasmraft_proto::etcdserverpb::{
     ResponseHeader, cluster_server::Cluster,
 };
 
+use super::errors::OrStatus as _;
 use super::{Api, errors};
-use crate::conf_change::Change;
-use crate::membership::Member as Record;
+use wasmraft_node::conf_change::Change;
+use wasmraft_node::membership::Member as Record;
 
 pub struct ClusterService {
     api: Arc<Api>,
@@ -96,9 +97,9 @@ impl Cluster for ClusterService {
         // After the URLs, as etcd: a bad URL is reported whoever asks.
         self.api.check_membership_change(&request)?;
         let r = request.into_inner();
-        let id = crate::ids::member_id(&urls, &now_unix_secs().to_string());
+        let id = wasmraft_node::ids::member_id(&urls, &now_unix_secs().to_string());
         let added = Record { id, peer_urls: urls.clone(), is_learner: r.is_learner, ..Default::default() };
-        let members = self.api.node.change_membership(Change::Add(added)).await?;
+        let members = self.api.node.change_membership(Change::Add(added)).await.or_status()?;
         Ok(Response::new(MemberAddResponse {
             header: Some(self.header()),
             member: Some(Member { id, peer_ur_ls: urls, is_learner: r.is_learner, ..Default::default() }),
@@ -113,7 +114,7 @@ impl Cluster for ClusterService {
         self.api.check_member(&request, false)?;
         self.api.check_membership_change(&request)?;
         let id = request.into_inner().id;
-        let members = self.api.node.change_membership(Change::Remove(id)).await?;
+        let members = self.api.node.change_membership(Change::Remove(id)).await.or_status()?;
         Ok(Response::new(MemberRemoveResponse { header: Some(self.header()), members: to_proto(members) }))
     }
 
@@ -125,7 +126,8 @@ impl Cluster for ClusterService {
         self.api.check_member(&request, false)?;
         self.api.check_membership_change(&request)?;
         let r = request.into_inner();
-        let members = self.api.node.change_membership(Change::Update { id: r.id, peer_urls: r.peer_ur_ls }).await?;
+        let members =
+            self.api.node.change_membership(Change::Update { id: r.id, peer_urls: r.peer_ur_ls }).await.or_status()?;
         Ok(Response::new(MemberUpdateResponse { header: Some(self.header()), members: to_proto(members) }))
     }
 
@@ -149,8 +151,8 @@ impl Cluster for ClusterService {
         self.api.check_membership_change(&request)?;
         let id = request.into_inner().id;
         let members = match self.api.node.change_membership(Change::Promote(id)).await {
-            Err(crate::node::NodeError::NotLeader) => self.api.node.promote_on_leader(id).await?,
-            other => other?,
+            Err(wasmraft_node::NodeError::NotLeader) => self.api.node.promote_on_leader(id).await.or_status()?,
+            other => other.or_status()?,
         };
         Ok(Response::new(MemberPromoteResponse { header: Some(self.header()), members: to_proto(members) }))
     }

@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::node::NodeHandle;
+use wasmraft_node::NodeHandle;
 use wasmraft_proto::contract::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 
 /// How long the health check's read may take (etcd's one-second QGET).
@@ -67,7 +67,7 @@ async fn health(
         return not_allowed("GET");
     }
     let excluded: Vec<&str> = q.iter().filter(|(k, _)| k == "exclude").map(|(_, v)| v.as_str()).collect();
-    let alarmed = node.alarms().iter().any(|a| !excluded.contains(&crate::alarms::alarm_name(a.alarm)));
+    let alarmed = node.alarms().iter().any(|a| !excluded.contains(&wasmraft_node::alarms::alarm_name(a.alarm)));
     let healthy = !alarmed
         && node.leader() != 0
         && matches!(tokio::time::timeout(HEALTH_READ_TIMEOUT, node.read_barrier()).await, Ok(Ok(())));

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::node::{NodeHandle, WeakNodeHandle};
 use lease::Lease;
 use observer::Change;
+use wasmraft_node::{NodeHandle, WeakNodeHandle};
 
 /// The lessor's timing, from the member's flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

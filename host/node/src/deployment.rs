@@ -22,7 +22,7 @@ use wasmraft_proto::wasmraft::v1 as pb;
 use wasmraft_runtime::deployment::{check_limits, check_transition, limits_of, requested_limits};
 use wasmraft_runtime::{ApplyError, Guest, GuestLimits, GuestRegistry, StoreError};
 
-use crate::node::guest_store::GuestKv;
+use crate::guest_store::GuestKv;
 use wasmraft_storage::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, META, META_DEPLOYMENT};
 
 mod pieces;

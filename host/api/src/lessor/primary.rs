@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use wasmraft_proto::etcdserverpb::{InternalRaftRequest, LeaseRevokeRequest, RequestHeader};
 
 use super::Lessor;
-use crate::node::NodeError;
+use wasmraft_node::NodeError;
 
 /// How often the clock looks at leadership and deadlines. etcd's loop runs every 500 ms; a
 /// shorter period only makes expiry and promotion more punctual.

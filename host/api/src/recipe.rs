@@ -22,8 +22,9 @@ use wasmraft_proto::etcdserverpb::{
 };
 use wasmraft_proto::mvccpb::{KeyValue, event::EventType};
 
+use super::errors::OrStatus as _;
 use super::{Api, errors};
-use crate::watch::{Delivery, KeyRange, STREAM_BUFFER, WatchHub, WatchSpec};
+use crate::watch_hub::{Delivery, KeyRange, STREAM_BUFFER, WatchHub, WatchSpec};
 
 /// clientv3/concurrency's `defaultSessionTTL`: the lease a session grants when given none.
 /// etcd's lock and election servers orphan that session, so such a lease is never kept alive and
@@ -290,9 +291,9 @@ impl Recipes {
     /// A linearizable read, as clientv3's Get.
     async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
         let read = async {
-            self.api.node.read_barrier().await?;
+            self.api.node.read_barrier().await.or_status()?;
             let checked_at = self.api.check_read(&self.caller, &r.key, &r.range_end)?;
-            let answer = self.api.node.query(prost::Message::encode_to_vec(&r)).await?;
+            let answer = self.api.node.query(prost::Message::encode_to_vec(&r)).await.or_status()?;
             self.api.finish_read(&self.caller, checked_at)?;
             <RangeResponse as prost::Message>::decode(answer.as_slice())
                 .map_err(|e| errors::bad_guest_response("RangeResponse", e))

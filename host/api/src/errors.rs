@@ -17,7 +17,7 @@
 
 use tonic::{Code, Status};
 
-use crate::node::NodeError;
+use wasmraft_node::NodeError;
 
 /// An etcd error as the server sends it: gRPC code and the exact description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,21 +259,33 @@ pub fn node_error(err: NodeError) -> Status {
 }
 
 /// An auth store refusal: its text is etcd's, so the table gives etcd's code.
-pub fn auth_error(e: crate::auth::AuthError) -> Status {
+pub fn auth_error(e: wasmraft_node::auth::AuthError) -> Status {
     guest_error(&e.to_string())
 }
 
-impl From<crate::auth::AuthError> for Status {
-    fn from(e: crate::auth::AuthError) -> Self {
-        auth_error(e)
+/// `?` in a service for what the node answers: etcd's status for each error (the node's error
+/// types are the node crate's and `Status` is tonic's, so no `From` can join them).
+pub trait OrStatus<T> {
+    fn or_status(self) -> Result<T, Status>;
+}
+
+impl<T> OrStatus<T> for Result<T, NodeError> {
+    fn or_status(self) -> Result<T, Status> {
+        self.map_err(node_error)
+    }
+}
+
+impl<T> OrStatus<T> for Result<T, wasmraft_node::auth::AuthError> {
+    fn or_status(self) -> Result<T, Status> {
+        self.map_err(auth_error)
     }
 }
 
 /// etcd's `toGRPCErrorMap` for membership errors. "Not enough started members" maps to the
 /// client-side error value there (`rpctypes.ErrMemberNotEnoughStarted`, not a gRPC status), so
 /// etcd sends it with code Unknown.
-fn membership_error(e: crate::membership::MembershipError) -> Status {
-    use crate::membership::MembershipError as M;
+fn membership_error(e: wasmraft_node::membership::MembershipError) -> Status {
+    use wasmraft_node::membership::MembershipError as M;
     let known = match e {
         M::IdRemoved | M::IdNotFound => MEMBER_NOT_FOUND,
         M::IdExists => MEMBER_EXIST,
@@ -285,12 +297,6 @@ fn membership_error(e: crate::membership::MembershipError) -> Status {
         M::LearnerNotReady => LEARNER_NOT_READY,
     };
     known.status()
-}
-
-impl From<NodeError> for Status {
-    fn from(err: NodeError) -> Self {
-        node_error(err)
-    }
 }
 
 /// A guest answered with bytes that are not the response message the API expects. This is a

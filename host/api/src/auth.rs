@@ -1,4 +1,4 @@
-//! The Auth service: etcd's `AuthServer` (v3rpc/auth.go) over `crate::auth`.
+//! The Auth service: etcd's `AuthServer` (v3rpc/auth.go) over `wasmraft_node::auth`.
 //!
 //! Every call goes through the log, reads included (etcd 3.4 does the same: a user or role
 //! list is answered at its place in the log, after the admin check of that moment). Two calls
@@ -15,8 +15,9 @@ use wasmraft_proto::etcdserverpb::{
 };
 
 use super::authz::Caller;
+use super::errors::{OrStatus as _, auth_error};
 use super::{Api, errors, header};
-use crate::auth::{AuthError, hash_password, verify_password};
+use wasmraft_node::auth::{AuthError, hash_password, verify_password};
 
 pub struct AuthService {
     api: Arc<Api>,
@@ -36,7 +37,7 @@ impl AuthService {
         header_of: impl FnOnce(&mut R) -> &mut Option<ResponseHeader>,
     ) -> Result<Response<R>, Status> {
         req.header = Some(caller.header(self.api.request_ids.next()));
-        let answer = self.api.node.propose_auth(req).await?;
+        let answer = self.api.node.propose_auth(req).await.or_status()?;
         let name = std::any::type_name::<R>().rsplit("::").next().unwrap_or("response");
         let mut resp = R::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response(name, e))?;
         let revision = self.api.current_revision().await;
@@ -177,21 +178,21 @@ impl Auth for AuthService {
         self.api.check_member(&request, false)?;
         let credentials = self.api.credentials(&request);
         let r = request.into_inner();
-        self.api.node.read_barrier().await?;
+        self.api.node.read_barrier().await.or_status()?;
         loop {
             let state = self.api.node.auth().state();
             if !state.enabled {
-                return Err(AuthError::AuthNotEnabled.into());
+                return Err(auth_error(AuthError::AuthNotEnabled));
             }
-            let hash = state.password_hash(&r.name)?;
+            let hash = state.password_hash(&r.name).or_status()?;
             if !verify_password(r.password.clone(), hash).await {
                 tracing::info!(user_name = %r.name, "invalid password");
-                return Err(AuthError::AuthFailed.into());
+                return Err(auth_error(AuthError::AuthFailed));
             }
             // The token is made through the log, and etcd's proposal path resolves the caller
             // first: a login that presents a token that is not live fails after the password
             // check.
-            self.api.resolve(&credentials)?;
+            self.api.resolve(&credentials).or_status()?;
             let prefix = self.api.node.auth().tokens.gen_prefix().map_err(Status::internal)?;
             let req = InternalRaftRequest {
                 authenticate: Some(InternalAuthenticateRequest {

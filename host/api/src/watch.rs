@@ -1,5 +1,5 @@
 //! The Watch service: etcd's `watchServer` (v3rpc/watch.go) over the member's
-//! [`WatchHub`](crate::watch::WatchHub).
+//! [`WatchHub`](crate::watch_hub::WatchHub).
 //!
 //! One task per stream does what etcd's `recvLoop` and `sendLoop` do: it reads create, cancel
 //! and progress requests, and turns the hub's deliveries into `WatchResponse`s. Being one task,
@@ -32,7 +32,7 @@ use wasmraft_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchRequ
 use wasmraft_proto::mvccpb::{Event, event::EventType};
 
 use super::{Api, GRPC_OVERHEAD_BYTES};
-use crate::watch::{Delivery, KeyRange, STREAM_BUFFER, WatchHub, WatchSpec};
+use crate::watch_hub::{Delivery, KeyRange, STREAM_BUFFER, WatchHub, WatchSpec};
 
 /// etcd's default progress notification interval.
 pub const DEFAULT_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
@@ -274,7 +274,7 @@ impl Stream {
     /// etcd's `isWatchPermitted`, with its cancel reasons. Like etcd, a watch of everything from
     /// a key (`range_end` "\0") is checked as a watch of that key alone.
     fn permission(&self, c: &WatchCreateRequest) -> Result<(), String> {
-        use crate::auth::{Access, AuthError};
+        use wasmraft_node::auth::{Access, AuthError};
         let range_end: &[u8] = if c.range_end == [0] { b"" } else { &c.range_end };
         let checked = self
             .api

@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use clap::Parser;
-
 use super::DeployOptions;
 use super::NodeConfig;
 use super::{Node, NodeError, NodeHandle};
-use crate::config::MemberFlags;
 use wasmraft_runtime::{EngineConfig, GuestEngine, GuestLimits, GuestRegistry};
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
@@ -19,20 +16,23 @@ const LIMITS: GuestLimits = GuestLimits {
     stack_bytes: wasmraft_runtime::limits::DEFAULT_STACK_BYTES,
 };
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    flags: MemberFlags,
-}
-
+/// A lone member with etcd's defaults (what `wasmraft --data-dir <dir>` resolves to).
 fn config(dir: &std::path::Path) -> NodeConfig {
-    let data_dir = dir.to_str().expect("utf-8 temp dir");
-    Cli::try_parse_from(["wasmraft", "--data-dir", data_dir])
-        .expect("flags parse")
-        .flags
-        .validate()
-        .expect("flags are valid")
-        .node_config()
+    NodeConfig {
+        name: "default".into(),
+        data_dir: dir.to_path_buf(),
+        initial_cluster: [("default".to_string(), vec!["http://localhost:2380".to_string()])].into(),
+        initial_cluster_token: "etcd-cluster".into(),
+        join_existing: false,
+        heartbeat_interval: std::time::Duration::from_millis(100),
+        election_timeout: std::time::Duration::from_millis(1000),
+        quota_backend_bytes: 0,
+        max_request_bytes: 1572864,
+        snapshot_count: 100_000,
+        snapshot_catchup_entries: 5000,
+        auth_token: crate::auth::TokenOptions::Simple,
+        auth_token_ttl: std::time::Duration::from_secs(300),
+    }
 }
 
 fn registry(dir: &std::path::Path) -> Arc<GuestRegistry> {

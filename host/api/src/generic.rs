@@ -22,7 +22,7 @@ use wasmraft_proto::wasmraft::v1::{
 };
 
 use super::{Api, errors};
-use crate::node::NodeError;
+use wasmraft_node::NodeError;
 
 pub struct GenericService {
     api: Arc<Api>,
@@ -47,7 +47,7 @@ impl Generic for GenericService {
     async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeResponse>, Status> {
         self.api.check_member(&request, false)?;
         let caller = self.api.caller(&request)?;
-        let stamp = self.api.check_generic(&caller, crate::auth::Access::Write)?;
+        let stamp = self.api.check_generic(&caller, wasmraft_node::auth::Access::Write)?;
         let command = request.into_inner().command;
         // The same limit the etcd API applies to its encoded proposals.
         if command.len() > self.api.limits.max_request_bytes {
@@ -71,7 +71,7 @@ impl Generic for GenericService {
         if !serializable {
             self.api.node.read_barrier().await.map_err(generic_error)?;
         }
-        let checked_at = self.api.check_generic(&caller, crate::auth::Access::Read)?;
+        let checked_at = self.api.check_generic(&caller, wasmraft_node::auth::Access::Read)?;
         let result = self.api.node.query(query).await.map_err(generic_error)?;
         self.api.finish_read(&caller, checked_at)?;
         Ok(Response::new(QueryResponse { result }))

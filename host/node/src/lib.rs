@@ -1,5 +1,18 @@
-//! A member's core: the raft Ready loop, the apply loop, and the handle the client API uses.
+//! # wasmraft-node: a member's core
 //!
+//! Consensus and apply: the raft Ready loop over the storage crate's log, the apply loop that
+//! drives the runtime crate's guest over the state database, the wait registry, read barriers,
+//! and the host's replicated subsystems (membership and conf changes, guest deployment through
+//! the log, etcd's auth store and alarms), plus the node's side of the peer transport
+//! ([`peers`]). Client APIs reach it only through [`NodeHandle`].
+//!
+//! It must not know the client-facing protocol (gRPC services, watch, leases: the API crate
+//! above it), flags, logging setup or listeners (the binary). It decodes etcd's
+//! `InternalRaftRequest` in two places only, the auth store and the alarms' quota rules, because
+//! those are replicated host state etcd defines (docs/decisions.md, "The node reads etcd's auth
+//! and alarm requests").
+//!
+//! The member's threads:
 //! Three kinds of threads meet here:
 //! - the **raft thread** ([`ready_loop`]) owns raft-rs's `RawNode` and the raft log: it ticks,
 //!   takes proposals, persists each Ready with one fsync and hands committed entries on;
@@ -11,6 +24,14 @@
 //! Applying off the raft thread keeps a slow guest from delaying heartbeats and fsyncs; the gap
 //! between commit and apply is bounded by refusing proposals when it grows (etcd's "too many
 //! requests").
+
+pub mod alarms;
+pub mod auth;
+pub mod conf_change;
+pub mod deployment;
+pub mod ids;
+pub mod membership;
+pub mod peers;
 
 mod active;
 pub mod apply;
@@ -49,7 +70,6 @@ pub use handle::{ActiveGuest, NodeError, NodeHandle, NodeStatus, WeakNodeHandle}
 pub use observe::{AppliedCommand, ApplyObserver};
 pub use reconfigure::REMOVED_TEXT;
 
-use crate::deployment;
 use crate::membership::{Member, MemberAttributes, Membership};
 use log_store::LogStore;
 use replicated::Subsystems;

@@ -286,9 +286,8 @@ mod tests {
         let txn = db.db.begin_read().expect("begin read");
         let one = RangeRequest { key: b"key0042".to_vec(), ..Default::default() }.encode_to_vec();
         // A tenth of the node's inline budget is plenty for one key.
-        let inline = try_query(&g, &txn, &one, crate::node::INLINE_QUERY_FUEL / 10)
-            .expect("a single-key range fits")
-            .expect("query");
+        let inline =
+            try_query(&g, &txn, &one, crate::INLINE_QUERY_FUEL / 10).expect("a single-key range fits").expect("query");
         let resp = RangeResponse::decode(&inline[..]).expect("a RangeResponse");
         assert_eq!(resp.kvs.len(), 1);
         assert_eq!(inline, query(&g, &txn, &one).expect("full-budget query"), "same answer either way");
@@ -301,7 +300,7 @@ mod tests {
             RangeResponse::decode(&query(&g, &txn, &all).expect("full-budget query")[..]).expect("a RangeResponse");
         assert_eq!(resp.count, 300);
         // A guest error is final, whatever the budget.
-        let e = try_query(&g, &txn, b"\xff\xff\xff", crate::node::INLINE_QUERY_FUEL);
+        let e = try_query(&g, &txn, b"\xff\xff\xff", crate::INLINE_QUERY_FUEL);
         assert!(matches!(e, Some(Err(ApplyError::Guest(_)))), "{e:?}");
     }
 }

@@ -1,4 +1,13 @@
-//! etcd's v3 gRPC client API (`etcdserverpb`), served over the member's [`NodeHandle`].
+//! # wasmraft-api: etcd's client API
+//!
+//! etcd's v3 gRPC client API (`etcdserverpb`), served over the member's [`NodeHandle`], with what
+//! only a client API needs: the watch hub ([`watch_hub`]), the lessor's deadlines ([`lessor`]),
+//! the HTTP/2 `:authority` rewriter in front of the gRPC router ([`authority`]), and the plain
+//! HTTP endpoints (`/health`, `/version`, `/metrics`). The JSON gateway joins it here.
+//!
+//! It must not know raft, the raft log or the state database (it reaches the member only
+//! through [`NodeHandle`]), nor flags, listeners or TLS files (the binary hands it a built
+//! router's settings).
 //!
 //! This layer does what etcd's `etcdserver/api/v3rpc` package does: it checks requests the way
 //! etcd checks them before they reach raft, wraps writes in etcd's `InternalRaftRequest` and
@@ -6,10 +15,10 @@
 //! the guest's `query`, fills response headers, and turns failures into etcd's gRPC statuses with
 //! etcd's exact texts. The semantics of keys, revisions and leases belong to the guest.
 //!
-//! Services: all of etcd 3.4's — KV; Watch (over `crate::watch`'s hub); Lease (the
+//! Services: all of etcd 3.4's — KV; Watch (over `crate::watch_hub`'s hub); Lease (the
 //! timing is `crate::lessor`'s); Cluster (membership through raft conf changes); Maintenance; and
 //! the Lock and Election services, etcd's concurrency recipes run in the member (`recipe.rs`);
-//! Auth (`auth.rs`, over `crate::auth`), with every other service checking the caller's
+//! Auth (`auth.rs`, over `wasmraft_node::auth`), with every other service checking the caller's
 //! permissions through `authz.rs`.
 //!
 //! Next to etcd's services, wasmraft's own `wasmraft.v1.Generic` (`generic.rs`): Propose, Query
@@ -36,8 +45,10 @@ mod lock;
 mod maintenance;
 mod recipe;
 // Public for the fuzz targets (tests/fuzz): request checks as pure functions.
+pub mod lessor;
 pub mod validate;
 mod watch;
+pub mod watch_hub;
 
 use std::future::Future;
 use std::io;
@@ -65,9 +76,10 @@ use wasmraft_proto::wasmraft::v1::guest_admin_server::GuestAdminServer;
 pub use errors::{EtcdError, guest_error, node_error};
 pub use http::metrics_router;
 
-use crate::node::NodeHandle;
 use authority::AuthorityFix;
 use authz::Caller;
+use errors::OrStatus as _;
+use wasmraft_node::NodeHandle;
 use wasmraft_proto::contract::ETCD_KV_API;
 use wasmraft_transport::cork::Corked;
 
@@ -115,7 +127,7 @@ impl Default for ApiLimits {
     /// etcd 3.4's defaults: 1.5 MiB and 128.
     fn default() -> Self {
         Self {
-            bcrypt_cost: crate::auth::DEFAULT_BCRYPT_COST,
+            bcrypt_cost: wasmraft_node::auth::DEFAULT_BCRYPT_COST,
             client_cert_auth: false,
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
@@ -129,9 +141,9 @@ impl Default for ApiLimits {
 struct Api {
     node: NodeHandle,
     limits: ApiLimits,
-    request_ids: crate::ids::RequestIds,
+    request_ids: wasmraft_node::ids::RequestIds,
     /// How new passwords are hashed (--bcrypt-cost).
-    hasher: crate::auth::PasswordHasher,
+    hasher: wasmraft_node::auth::PasswordHasher,
     /// --client-cert-auth: a verified client certificate's CN names the user.
     client_cert_auth: bool,
 }
@@ -159,10 +171,10 @@ pub async fn serve(
         .collect();
 
     let api = Arc::new(Api {
-        request_ids: crate::ids::RequestIds::from_clock(node.member_id()),
+        request_ids: wasmraft_node::ids::RequestIds::from_clock(node.member_id()),
         node,
         limits,
-        hasher: crate::auth::PasswordHasher::new(limits.bcrypt_cost),
+        hasher: wasmraft_node::auth::PasswordHasher::new(limits.bcrypt_cost),
         client_cert_auth: limits.client_cert_auth,
     });
     let max_decoding = limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
@@ -185,10 +197,10 @@ pub async fn serve(
     // goes through the log in pieces well below it. Who may send one is checked on the
     // headers, before any of it is read (`authz::GuestAdminGate`).
     let admin = GuestAdminServer::new(admin::AdminService::new(api.clone()))
-        .max_decoding_message_size(crate::deployment::MAX_MODULE_BYTES as usize + GRPC_OVERHEAD_BYTES)
+        .max_decoding_message_size(wasmraft_node::deployment::MAX_MODULE_BYTES as usize + GRPC_OVERHEAD_BYTES)
         .max_encoding_message_size(MAX_SEND_BYTES);
     let admin = InterceptedService::new(admin, authz::GuestAdminGate(api.clone()));
-    let hub = crate::watch::WatchHub::start(&api.node);
+    let hub = crate::watch_hub::WatchHub::start(&api.node);
     let recipes = recipe::Recipes::new(api.clone(), hub.clone());
     let lock = LockServer::new(lock::LockService::new(recipes.clone()))
         .max_decoding_message_size(max_decoding)
@@ -292,7 +304,7 @@ impl Api {
     /// The host has no revision of its own, so it asks a KV guest with the cheapest read there is
     /// (a count of one key, serializable). 0 when the guest is not a KV guest or cannot answer:
     /// Status is what operators use on a sick member, so it must not fail for this.
-    pub(super) async fn current_revision(&self) -> i64 {
+    pub(crate) async fn current_revision(&self) -> i64 {
         if !self.node.guest_serves(ETCD_KV_API) {
             return 0;
         }
@@ -348,7 +360,7 @@ impl Api {
                     "wasmraft: the active guest {} {} does not serve the etcd KV API",
                     guest.name, guest.version
                 )),
-                None => crate::node::NodeError::NoGuest.into(),
+                None => errors::node_error(wasmraft_node::NodeError::NoGuest),
             })
         }
     }
@@ -369,9 +381,9 @@ impl Api {
         if command.len() > self.limits.max_request_bytes {
             return Err(errors::REQUEST_TOO_LARGE.into());
         }
-        // etcd's quota interceptors (puts, txns, lease grants): see `crate::alarms`.
-        self.node.check_quota(&command).await?;
-        let answer = self.node.propose_checked(command, stamp).await?;
+        // etcd's quota interceptors (puts, txns, lease grants): see `wasmraft_node::alarms`.
+        self.node.check_quota(&command).await.or_status()?;
+        let answer = self.node.propose_checked(command, stamp).await.or_status()?;
         R::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response(response_name, e))
     }
 }

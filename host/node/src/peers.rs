@@ -14,7 +14,7 @@ use wasmraft_transport::{
     CriticalError, OutgoingSnapshot, ProcessError, PromoteFuture, Raft, SnapshotData, SnapshotStatus, Transport,
 };
 
-use crate::node::{NodeHandle, PeerSender, WeakNodeHandle};
+use crate::{NodeHandle, PeerSender, WeakNodeHandle};
 
 /// The member as the transport sees it.
 pub struct RaftInbox {
@@ -230,8 +230,8 @@ impl Raft for RaftInbox {
     /// A follower forwarded a promotion here (etcd's `peerMemberPromoteHandler`): answer with
     /// etcd's statuses and texts, which the follower maps back to its errors.
     fn promote_member(&self, id: u64) -> PromoteFuture<'_> {
+        use crate::NodeError;
         use crate::membership::MembershipError as M;
-        use crate::node::NodeError;
         Box::pin(async move {
             let node = self.node.upgrade().ok_or((500, NodeError::Stopped.to_string()))?;
             match node.change_membership(crate::conf_change::Change::Promote(id)).await {

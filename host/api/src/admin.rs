@@ -13,7 +13,7 @@ use wasmraft_proto::wasmraft::v1::{
 };
 
 use super::{Api, errors};
-use crate::node::DeployOptions;
+use wasmraft_node::DeployOptions;
 
 pub struct AdminService {
     api: Arc<Api>,

@@ -10,7 +10,7 @@ use wasmraft_proto::mvccpb::Event;
 
 use super::state::{Shared, send};
 use super::watcher::{Delivery, WatchSpec, Watcher};
-use crate::node::{AppliedCommand, ApplyObserver, NodeHandle, WeakNodeHandle};
+use wasmraft_node::{AppliedCommand, ApplyObserver, NodeHandle, WeakNodeHandle};
 
 /// The member's watchable store. Cheap to clone.
 #[derive(Clone)]

@@ -1,9 +1,9 @@
-//! Who is calling, and may they: the API side of `crate::auth`.
+//! Who is calling, and may they: the API side of `wasmraft_node::auth`.
 //!
 //! Every service resolves the caller once per call ([`Api::caller`], etcd's `AuthInfoFromCtx`:
 //! the `token` metadata, else with `--client-cert-auth` the verified client certificate's CN)
 //! and checks it here before proposing or reading. Writes are stamped with the auth revision
-//! they were checked at (see `crate::auth` for why that is as strong as etcd's apply-time
+//! they were checked at (see `wasmraft_node::auth` for why that is as strong as etcd's apply-time
 //! check).
 
 use std::sync::Arc;
@@ -18,8 +18,9 @@ use wasmraft_proto::etcdserverpb::{
 use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
 use super::conn::ClientConnInfo;
+use super::errors::{OrStatus as _, auth_error};
 use super::{Api, errors};
-use crate::auth::{Access, AuthError, AuthInfo, AuthState};
+use wasmraft_node::auth::{Access, AuthError, AuthInfo, AuthState};
 
 /// etcd's metadata keys for the token (rpctypes.TokenFieldNameGRPC, TokenFieldNameSwagger).
 const TOKEN_KEY: &str = "token";
@@ -69,7 +70,7 @@ impl Api {
     /// etcd's `AuthInfoFromCtx`: a token must be live ("invalid auth token" otherwise, auth on
     /// or off); without one, with `--client-cert-auth`, the client certificate's CN.
     pub(super) fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
-        Ok(self.resolve(&self.credentials(request))?)
+        self.resolve(&self.credentials(request)).or_status()
     }
 
     /// What a request presents, kept by streams that check each of their requests later (watch).
@@ -107,7 +108,7 @@ impl Api {
     /// etcd's `IsAdminPermitted` for calls outside the log.
     fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let caller = self.caller(request)?;
-        Ok(self.node.auth().state().check_admin(caller.info())?)
+        self.node.auth().state().check_admin(caller.info()).or_status()
     }
 
     /// etcd's `checkMembershipOperationPermission`: adding, removing, updating or promoting a
@@ -145,22 +146,22 @@ impl Api {
         if state.enabled {
             let who = caller.info();
             if let Some(p) = &req.put {
-                state.check(who, Access::Write, &p.key, b"")?;
+                state.check(who, Access::Write, &p.key, b"").or_status()?;
                 if p.prev_kv {
-                    state.check(who, Access::Read, &p.key, b"")?;
+                    state.check(who, Access::Read, &p.key, b"").or_status()?;
                 }
                 if p.lease != 0 {
                     self.check_lease_keys(&state, who, p.lease).await?;
                 }
             }
             if let Some(d) = &req.delete_range {
-                state.check(who, Access::Write, &d.key, &d.range_end)?;
+                state.check(who, Access::Write, &d.key, &d.range_end).or_status()?;
                 if d.prev_kv {
-                    state.check(who, Access::Read, &d.key, &d.range_end)?;
+                    state.check(who, Access::Read, &d.key, &d.range_end).or_status()?;
                 }
             }
             if let Some(t) = &req.txn {
-                check_txn(&state, who, t)?;
+                check_txn(&state, who, t).or_status()?;
             }
             if let Some(r) = &req.lease_revoke {
                 self.check_lease_keys(&state, who, r.id).await?;
@@ -182,20 +183,20 @@ impl Api {
         let resp = LeaseTimeToLiveResponse::decode(answer.as_slice())
             .map_err(|e| errors::bad_guest_response("LeaseTimeToLiveResponse", e))?;
         for key in &resp.keys {
-            state.check(who, Access::Write, key, b"")?;
+            state.check(who, Access::Write, key, b"").or_status()?;
         }
         Ok(())
     }
 
-    /// wasmraft's generic API (see `crate::auth`): with the KV guest active only admins may use
+    /// wasmraft's generic API (see `wasmraft_node::auth`): with the KV guest active only admins may use
     /// it (its commands are opaque here and would bypass key permissions); with another guest,
-    /// read (query) or write (propose) on [`crate::auth::GENERIC_KEY`]. Returns the stamp.
+    /// read (query) or write (propose) on [`wasmraft_node::auth::GENERIC_KEY`]. Returns the stamp.
     pub(super) fn check_generic(&self, caller: &Caller, access: Access) -> Result<u64, Status> {
         let state = self.node.auth().state();
         if self.node.guest_serves(wasmraft_proto::contract::ETCD_KV_API) {
-            state.check_admin(caller.info())?;
+            state.check_admin(caller.info()).or_status()?;
         } else {
-            state.check(caller.info(), access, crate::auth::GENERIC_KEY, b"")?;
+            state.check(caller.info(), access, wasmraft_node::auth::GENERIC_KEY, b"").or_status()?;
         }
         Ok(state.revision)
     }
@@ -204,7 +205,7 @@ impl Api {
     /// auth store changed while it ran (etcd's `doSerialize`).
     pub(super) fn check_read(&self, caller: &Caller, key: &[u8], range_end: &[u8]) -> Result<u64, Status> {
         let state = self.node.auth().state();
-        state.check(caller.info(), Access::Read, key, range_end)?;
+        state.check(caller.info(), Access::Read, key, range_end).or_status()?;
         Ok(state.revision)
     }
 
@@ -215,7 +216,7 @@ impl Api {
         let state = self.node.auth().state();
         let changed = |i: &AuthInfo| i.revision != state.revision || (state.enabled && state.revision != checked_at);
         if caller.info().is_some_and(|i| i.revision != 0 && changed(i)) {
-            return Err(AuthError::AuthOldRevision.into());
+            return Err(auth_error(AuthError::AuthOldRevision));
         }
         Ok(())
     }

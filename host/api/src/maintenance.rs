@@ -14,8 +14,9 @@ use wasmraft_proto::etcdserverpb::{
 };
 use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
+use super::errors::OrStatus as _;
 use super::{Api, errors};
-use crate::node::maintenance::SnapshotPiece;
+use wasmraft_node::maintenance::SnapshotPiece;
 use wasmraft_proto::contract::ETCD_VERSION;
 
 pub struct MaintenanceService {
@@ -39,7 +40,7 @@ impl Maintenance for MaintenanceService {
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_alarm_caller(&request)?;
-        let mut resp = self.api.node.alarm(request.into_inner()).await?;
+        let mut resp = self.api.node.alarm(request.into_inner()).await.or_status()?;
         resp.header = self.header(self.api.current_revision().await);
         Ok(Response::new(resp))
     }
@@ -59,7 +60,7 @@ impl Maintenance for MaintenanceService {
             // etcd lists its "no leader" error rather than failing the call.
             errs.push(errors::NO_LEADER.message.to_owned());
         }
-        errs.extend(self.api.node.alarms().iter().map(crate::alarms::status_text));
+        errs.extend(self.api.node.alarms().iter().map(wasmraft_node::alarms::status_text));
         Ok(Response::new(StatusResponse {
             header: Some(ResponseHeader {
                 cluster_id: st.cluster_id,
@@ -82,7 +83,7 @@ impl Maintenance for MaintenanceService {
     async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
-        self.api.node.defragment().await?;
+        self.api.node.defragment().await.or_status()?;
         Ok(Response::new(DefragmentResponse { header: None }))
     }
 
@@ -91,7 +92,7 @@ impl Maintenance for MaintenanceService {
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
-        let hash = self.api.node.state_hash().await?;
+        let hash = self.api.node.state_hash().await.or_status()?;
         let revision = self.api.current_revision().await;
         Ok(Response::new(HashResponse { header: self.header(revision), hash }))
     }
@@ -103,7 +104,7 @@ impl Maintenance for MaintenanceService {
         self.api.check_maintenance_admin(&request)?;
         self.api.require_kv_guest()?;
         let query = KvQuery { request: Some(kv_query::Request::HashKv(request.into_inner())) };
-        let answer = self.api.node.query(prost::Message::encode_to_vec(&query)).await?;
+        let answer = self.api.node.query(prost::Message::encode_to_vec(&query)).await.or_status()?;
         let mut resp: HashKvResponse =
             prost::Message::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("HashKVResponse", e))?;
         let revision = resp.header.map_or(0, |h| h.revision);
@@ -119,7 +120,7 @@ impl Maintenance for MaintenanceService {
     async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
-        let rx = self.api.node.snapshot_stream()?;
+        let rx = self.api.node.snapshot_stream().or_status()?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|piece| match piece {
             Ok(SnapshotPiece::Data { bytes, remaining }) => {
                 Ok(SnapshotResponse { header: None, remaining_bytes: remaining, blob: bytes })
@@ -127,7 +128,7 @@ impl Maintenance for MaintenanceService {
             Ok(SnapshotPiece::Digest(digest)) => {
                 Ok(SnapshotResponse { header: None, remaining_bytes: 0, blob: digest.to_vec() })
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(super::errors::node_error(e)),
         });
         Ok(Response::new(stream.boxed()))
     }

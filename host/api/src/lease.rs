@@ -22,6 +22,7 @@ use wasmraft_proto::etcdserverpb::{
 };
 use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
+use super::errors::OrStatus as _;
 use super::lease_forward::{KeepAliveUpstream, Leaders};
 use super::{Api, errors, header};
 use crate::lessor::{Lessor, RenewError};
@@ -91,7 +92,7 @@ impl LeaseService {
             // etcd waits for the applied index first; a grant this member has not applied yet
             // would otherwise be reported as not found.
             Err(RenewError::NotFound) => {
-                node.read_barrier().await?;
+                node.read_barrier().await.or_status()?;
                 match self.lessor.renew(id).await {
                     Ok(ttl) => Ok(Some(ttl)),
                     Err(RenewError::NotFound) => Ok(Some(0)),
@@ -153,13 +154,13 @@ impl LeaseService {
     async fn time_to_live_here(&self, r: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse, Status> {
         let node = &self.api.node;
         if self.lessor.time_to_live(r.id).is_none() {
-            node.read_barrier().await?;
+            node.read_barrier().await.or_status()?;
         }
         let Some(ttl) = self.lessor.time_to_live(r.id) else {
             return Err(errors::LEASE_NOT_FOUND.into());
         };
         let q = KvQuery { request: Some(kv_query::Request::LeaseTimeToLive(*r)) };
-        let answer = node.query(q.encode_to_vec()).await?;
+        let answer = node.query(q.encode_to_vec()).await.or_status()?;
         let mut resp = LeaseTimeToLiveResponse::decode(answer.as_slice())
             .map_err(|e| errors::bad_guest_response("LeaseTimeToLiveResponse", e))?;
         resp.ttl = ttl.remaining.unwrap_or(ttl.granted);
