@@ -55,7 +55,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::net::{TcpListener, TcpStream};
@@ -148,6 +147,21 @@ struct Api {
     client_cert_auth: bool,
 }
 
+/// Why the client API stopped serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error("no client listeners: the etcd v3 API needs at least one address to serve on")]
+    NoListeners,
+    /// The gRPC server failed (not a single connection: those are dropped and logged).
+    #[error("serving the etcd v3 gRPC API on {addresses}")]
+    Server {
+        addresses: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
 /// Serves etcd's v3 gRPC API for `node` on every listener until `shutdown` completes, then stops
 /// accepting and waits for the open connections to finish their calls.
 ///
@@ -161,9 +175,9 @@ pub async fn serve(
     lessor: Arc<crate::lessor::Lessor>,
     listeners: Vec<ClientListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     if listeners.is_empty() {
-        bail!("no client listeners: the etcd v3 API needs at least one address to serve on");
+        return Err(ServeError::NoListeners);
     }
     let addrs: Vec<String> = listeners
         .iter()
@@ -252,7 +266,7 @@ pub async fn serve(
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .with_context(|| format!("serving the etcd v3 gRPC API on {}", addrs.join(", ")))
+        .map_err(|source| ServeError::Server { addresses: addrs.join(", "), source })
 }
 
 /// The connections a listener accepts, with TCP_NODELAY and keepalive set, never yielding an
