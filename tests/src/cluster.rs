@@ -306,7 +306,7 @@ impl Cluster {
     /// Through the client crate rather than etcdctl because it is cheaper than a process per
     /// call; [`Cluster::etcdctl_status`] is the etcdctl path (etcdctl's `endpoint` subcommands
     /// send a URL as the HTTP/2 `:authority`, which wasmraft's client listener accepts as etcd
-    /// does: see host/src/api/authority.rs).
+    /// does: see host/api/src/authority.rs).
     pub fn status(&self, i: usize) -> Result<EndpointStatus, String> {
         let endpoint = self.members[i].endpoint();
         let name = self.members[i].name().to_string();

@@ -4,7 +4,7 @@
 //! Those subcommands dial `passthrough:///http://host:port`, so grpc-go sends the whole URL as
 //! the HTTP/2 `:authority`. That is no RFC 3986 authority: Go's server takes it, the h2 crate
 //! resets the stream (PROTOCOL_ERROR), so the client listener rewrites it to `host:port`
-//! (host/src/api/authority.rs). The other commands must keep working over the same listener.
+//! (host/api/src/authority.rs). The other commands must keep working over the same listener.
 
 use wasmraft_tests::{Cluster, Flavor};
 

@@ -1,5 +1,5 @@
-//! The Cluster service: the membership the log defines (host/src/membership.rs) and changes to
-//! it through raft conf changes (host/src/conf_change.rs, host/src/node/reconfigure.rs), with
+//! The Cluster service: the membership the log defines (host/node/src/membership.rs) and changes to
+//! it through raft conf changes (host/node/src/conf_change.rs, host/node/src/reconfigure.rs), with
 //! etcd 3.4's checks and errors. Like every etcd RPC but Status and serializable Range, none is
 //! served by a learner. With auth on, changes take the root role (`authz.rs`); the list takes
 //! nothing.

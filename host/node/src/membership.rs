@@ -5,7 +5,7 @@
 //! as the entries that change them, so they travel with the state; a copy in memory answers
 //! `MemberList` and status calls without touching the disk.
 //!
-//! Conf changes (host/src/conf_change.rs) are validated here against the records as of their
+//! Conf changes (host/node/src/conf_change.rs) are validated here against the records as of their
 //! entry, as etcd's `ValidateConfigurationChange` does, so every member accepts or refuses the
 //! same change. Removed ids are kept for good (`removed_members`): a removed id never returns.
 

@@ -9,7 +9,7 @@
 //!   member identity as checksummed records in preallocated segment files, written once per Ready
 //!   and fsynced before the member acknowledges anything. Its types ([`Entry`], [`HardState`],
 //!   [`ConfState`], [`SnapshotMeta`], [`Identity`]) are plain ones: the host converts raft's at its
-//!   edge (`host/src/node/log_store.rs`, which implements `raft::Storage`). The log is not a redb
+//!   edge (`host/node/src/log_store.rs`, which implements `raft::Storage`). The log is not a redb
 //!   table: see `wal.rs` for why.
 //! - the state database, [`StateDb`] (`state.redb`): redb tables ([`tables`]) holding the guest's
 //!   keyspace, the host's replicated records and the applied index, committed per apply batch

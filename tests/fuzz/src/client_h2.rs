@@ -1,4 +1,4 @@
-//! The client listener's HTTP/2 rewriter (`host/src/api/authority.rs`): every byte a gRPC
+//! The client listener's HTTP/2 rewriter (`host/api/src/authority.rs`): every byte a gRPC
 //! client sends passes through its `Transcoder` (frame parsing and HPACK decoding of header
 //! blocks) before tonic sees it, authenticated or not.
 //!

@@ -1,5 +1,5 @@
 //! The etcd requests clients send, decoded with prost as tonic decodes them, then checked with
-//! the host's own request validation (`host/src/api/validate.rs`) where the host has one.
+//! the host's own request validation (`host/api/src/validate.rs`) where the host has one.
 //!
 //! Input: one byte choosing the message type, then the message bytes. Every message that
 //! decodes must re-encode to bytes that decode to the same message, with `encoded_len` right.

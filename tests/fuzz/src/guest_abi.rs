@@ -1,7 +1,7 @@
 //! The guest ABI, from the host's side: a real guest (`tests/guests/hostile`, compiled to a
 //! component) run by the host's runtime (`wasmraft_runtime::Guest`, wasmtime, the `store` and
 //! `events` imports of `host/runtime/src/host_store.rs`) on a fresh in-memory redb per input,
-//! through the host's table adapter (`host/src/node/guest_store.rs`). The
+//! through the host's table adapter (`host/node/src/guest_store.rs`). The
 //! fuzz input is turned into a sequence of entries (`apply`) and reads (`query`), most of them
 //! the hostile guest's `script:` commands, which call the imports with the arguments the input
 //! chose: odd scan ranges and limits, empty and oversized keys, big values and events, writes
