@@ -1,19 +1,15 @@
-//! # wasmraft host
+//! # wasmraft: the binary
 //!
-//! One member of a replicated state machine. The data path, in module order:
+//! What turns the crates below into a running etcd-compatible member: etcd's command line
+//! resolved into the node's and the API's settings ([`config`]), logging in etcd's two shapes
+//! ([`logging`]), the listeners' TLS ([`tls`]), joining an existing cluster ([`join`]), the
+//! wiring of storage, runtime, node, peer transport and client API into one process
+//! ([`server`]), the client subcommands ([`cli`]), and a member in a test's own process
+//! ([`harness`]). The data path lives below it: `wasmraft_api` → `wasmraft_node` →
+//! `wasmraft_storage` and `wasmraft_runtime` (docs/architecture.md).
 //!
-//! - [`config`]: etcd 3.4's command line, validated.
-//! - [`wasmraft_storage`] (host/storage): the raft log (a WAL, one fsync per Ready), the state
-//!   database and its tables, snapshot files.
-//! - [`node`]: the raft-rs Ready loop (raft's `Storage` over that log: `node::log_store`), the
-//!   apply loop and the wait registry that hands each client its own entry's result.
-//! - `wasmraft_runtime` (host/runtime): the wasmtime runtime that runs the guest's `apply` and
-//!   `query`, over the `GUEST_KV` table lent to it by [`node::guest_store`].
-//! - [`deployment`]: which guest is active since which index, and swaps through the log.
-//! - `api`: etcd's v3 gRPC API in front of it all.
-//! - `wasmraft_metrics` (host/metrics): what `/metrics` serves (etcd's names where the meaning is etcd's).
-//!
-//! The host knows logs, terms, members and bytes. What a command means is the guest's business.
+//! It must hold no replication, storage or API logic of its own: a flag's meaning is passed down
+//! as a setting, never read below this crate.
 
 pub mod cli;
 pub mod config;
