@@ -98,7 +98,7 @@ async fn serve(
     tokio::pin!(shutdown);
     tokio::select! {
         r = publish(&handle, &cfg.name, &client_urls) => r?,
-        e = handle.fatal() => return stopped_by(&handle, e),
+        e = handle.status().fatal() => return stopped_by(&handle, e),
         _ = &mut shutdown => return Ok(()),
     }
     tracing::info!(
@@ -109,7 +109,7 @@ async fn serve(
     );
     tokio::select! {
         r = initial.deploy(&handle) => r?,
-        e = handle.fatal() => return stopped_by(&handle, e),
+        e = handle.status().fatal() => return stopped_by(&handle, e),
         _ = &mut shutdown => return Ok(()),
     }
     tracing::info!("etcdserver/api: enabled capabilities for version 3.4");
@@ -147,7 +147,7 @@ async fn serve(
             tracing::info!("etcdserver: received signal, shutting down");
             Ok(())
         }
-        e = handle.fatal() => stopped_by(&handle, e),
+        e = handle.status().fatal() => stopped_by(&handle, e),
     };
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {
@@ -162,7 +162,7 @@ async fn serve(
 /// What the member's end means: a member the cluster removed stops cleanly (etcd exits 0 and
 /// says the data dir must go), anything else is a failure.
 fn stopped_by(handle: &NodeHandle, err: String) -> anyhow::Result<()> {
-    if handle.was_removed() {
+    if handle.cluster().was_removed() {
         tracing::info!("etcdserver: the data-dir used by this member must be removed.");
         return Ok(());
     }
@@ -222,7 +222,7 @@ fn start_transport(
         tracing::warn!("--wasmraft-fault-injection: the peer URL serves /wasmraft/faults (tests only)");
     }
     let transport = Transport::new(tcfg, RaftInbox::new(&handle)).context("starting the peer transport")?;
-    for m in handle.members() {
+    for m in handle.cluster().members() {
         if m.id != handle.member_id() {
             transport.add_peer(m.id, &m.peer_urls).with_context(|| format!("adding peer {:x}", m.id))?;
         }
@@ -278,7 +278,7 @@ fn serve_metrics(handle: &NodeHandle, listeners: Vec<TcpListener>, stop: &tokio:
 /// does, there is a leader and this member has applied everything committed before it came up.
 async fn publish(handle: &NodeHandle, name: &str, client_urls: &[String]) -> anyhow::Result<()> {
     loop {
-        match handle.publish(name.to_string(), client_urls.to_vec()).await {
+        match handle.proposals().publish(name.to_string(), client_urls.to_vec()).await {
             Ok(()) => return Ok(()),
             Err(NodeError::Stopped) => anyhow::bail!("the member stopped before it was ready"),
             Err(e) => {
@@ -329,7 +329,7 @@ impl InitialGuest {
     /// guest is active here. Retries while there is no leader; a refused deploy is fatal.
     async fn deploy(self, handle: &NodeHandle) -> anyhow::Result<()> {
         let record = loop {
-            match handle.deploy_initial(self.wasm.clone(), self.limits).await {
+            match handle.guests().deploy_initial(self.wasm.clone(), self.limits).await {
                 Ok(record) => break record,
                 Err(NodeError::Stopped) => anyhow::bail!("the member stopped before it was ready"),
                 Err(e @ NodeError::DeployRefused(_)) => anyhow::bail!("the initial guest was refused: {e}"),

@@ -36,7 +36,7 @@ impl GuestAdmin for AdminService {
             memory_bytes: r.memory_bytes,
             stack_bytes: r.stack_bytes,
         };
-        let deployment = self.api.node.deploy(r.module, opts).await.map_err(errors::node_error)?;
+        let deployment = self.api.node.guests().deploy(r.module, opts).await.map_err(errors::node_error)?;
         Ok(Response::new(DeployResponse { deployment: Some(deployment) }))
     }
 
@@ -44,15 +44,15 @@ impl GuestAdmin for AdminService {
         self.api.check_member(&request, false)?;
         let r = request.into_inner();
         let opts = DeployOptions { force: r.force, ..Default::default() };
-        let deployment = self.api.node.rollback(&r.target, opts).await.map_err(errors::node_error)?;
+        let deployment = self.api.node.guests().rollback(&r.target, opts).await.map_err(errors::node_error)?;
         Ok(Response::new(DeployResponse { deployment: Some(deployment) }))
     }
 
     async fn status(&self, request: Request<GuestStatusRequest>) -> Result<Response<GuestStatusResponse>, Status> {
         let node = &self.api.node;
-        let status = node.guest_status(request.get_ref().state_hash).await.map_err(errors::node_error)?;
+        let status = node.guests().guest_status(request.get_ref().state_hash).await.map_err(errors::node_error)?;
         let member_name =
-            node.members().into_iter().find(|m| m.id == node.member_id()).map(|m| m.name).unwrap_or_default();
+            node.cluster().members().into_iter().find(|m| m.id == node.member_id()).map(|m| m.name).unwrap_or_default();
         Ok(Response::new(GuestStatusResponse {
             member_id: node.member_id(),
             member_name,
@@ -63,7 +63,7 @@ impl GuestAdmin for AdminService {
     }
 
     async fn list(&self, _request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
-        let modules = self.api.node.stored_modules().await.map_err(errors::node_error)?;
+        let modules = self.api.node.guests().stored_modules().await.map_err(errors::node_error)?;
         Ok(Response::new(ListResponse { modules }))
     }
 }

@@ -37,7 +37,7 @@ impl AuthService {
         header_of: impl FnOnce(&mut R) -> &mut Option<ResponseHeader>,
     ) -> Result<Response<R>, Status> {
         req.header = Some(caller.header(self.api.request_ids.next()));
-        let answer = self.api.node.propose_auth(req).await.or_status()?;
+        let answer = self.api.node.proposals().propose_auth(req).await.or_status()?;
         let name = std::any::type_name::<R>().rsplit("::").next().unwrap_or("response");
         let mut resp = R::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response(name, e))?;
         let revision = self.api.current_revision().await;
@@ -178,7 +178,7 @@ impl Auth for AuthService {
         self.api.check_member(&request, false)?;
         let credentials = self.api.credentials(&request);
         let r = request.into_inner();
-        self.api.node.read_barrier().await.or_status()?;
+        self.api.node.reads().read_barrier().await.or_status()?;
         loop {
             let state = self.api.node.auth().state();
             if !state.enabled {

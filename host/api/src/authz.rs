@@ -176,7 +176,7 @@ impl Api {
         let q = KvQuery {
             request: Some(kv_query::Request::LeaseTimeToLive(LeaseTimeToLiveRequest { id: lease, keys: true })),
         };
-        let Ok(answer) = self.node.query(q.encode_to_vec()).await else {
+        let Ok(answer) = self.node.reads().query(q.encode_to_vec()).await else {
             // No such lease (or no record of it here): nothing attached to check.
             return Ok(());
         };
@@ -193,7 +193,7 @@ impl Api {
     /// read (query) or write (propose) on [`wasmraft_node::auth::GENERIC_KEY`]. Returns the stamp.
     pub(super) fn check_generic(&self, caller: &Caller, access: Access) -> Result<u64, Status> {
         let state = self.node.auth().state();
-        if self.node.guest_serves(wasmraft_proto::contract::ETCD_KV_API) {
+        if self.node.guests().guest_serves(wasmraft_proto::contract::ETCD_KV_API) {
             state.check_admin(caller.info()).or_status()?;
         } else {
             state.check(caller.info(), access, wasmraft_node::auth::GENERIC_KEY, b"").or_status()?;

@@ -34,7 +34,7 @@ impl ClusterService {
             cluster_id: node.cluster_id(),
             member_id: node.member_id(),
             revision: 0,
-            raft_term: node.raft_term(),
+            raft_term: node.status().raft_term(),
         }
     }
 }
@@ -99,7 +99,7 @@ impl Cluster for ClusterService {
         let r = request.into_inner();
         let id = wasmraft_node::ids::member_id(&urls, &now_unix_secs().to_string());
         let added = Record { id, peer_urls: urls.clone(), is_learner: r.is_learner, ..Default::default() };
-        let members = self.api.node.change_membership(Change::Add(added)).await.or_status()?;
+        let members = self.api.node.cluster().change_membership(Change::Add(added)).await.or_status()?;
         Ok(Response::new(MemberAddResponse {
             header: Some(self.header()),
             member: Some(Member { id, peer_ur_ls: urls, is_learner: r.is_learner, ..Default::default() }),
@@ -114,7 +114,7 @@ impl Cluster for ClusterService {
         self.api.check_member(&request, false)?;
         self.api.check_membership_change(&request)?;
         let id = request.into_inner().id;
-        let members = self.api.node.change_membership(Change::Remove(id)).await.or_status()?;
+        let members = self.api.node.cluster().change_membership(Change::Remove(id)).await.or_status()?;
         Ok(Response::new(MemberRemoveResponse { header: Some(self.header()), members: to_proto(members) }))
     }
 
@@ -126,8 +126,13 @@ impl Cluster for ClusterService {
         self.api.check_member(&request, false)?;
         self.api.check_membership_change(&request)?;
         let r = request.into_inner();
-        let members =
-            self.api.node.change_membership(Change::Update { id: r.id, peer_urls: r.peer_ur_ls }).await.or_status()?;
+        let members = self
+            .api
+            .node
+            .cluster()
+            .change_membership(Change::Update { id: r.id, peer_urls: r.peer_ur_ls })
+            .await
+            .or_status()?;
         Ok(Response::new(MemberUpdateResponse { header: Some(self.header()), members: to_proto(members) }))
     }
 
@@ -137,7 +142,7 @@ impl Cluster for ClusterService {
         self.api.check_member(&request, false)?;
         Ok(Response::new(MemberListResponse {
             header: Some(self.header()),
-            members: to_proto(self.api.node.members()),
+            members: to_proto(self.api.node.cluster().members()),
         }))
     }
 
@@ -150,8 +155,10 @@ impl Cluster for ClusterService {
         self.api.check_member(&request, false)?;
         self.api.check_membership_change(&request)?;
         let id = request.into_inner().id;
-        let members = match self.api.node.change_membership(Change::Promote(id)).await {
-            Err(wasmraft_node::NodeError::NotLeader) => self.api.node.promote_on_leader(id).await.or_status()?,
+        let members = match self.api.node.cluster().change_membership(Change::Promote(id)).await {
+            Err(wasmraft_node::NodeError::NotLeader) => {
+                self.api.node.cluster().promote_on_leader(id).await.or_status()?
+            }
             other => other.or_status()?,
         };
         Ok(Response::new(MemberPromoteResponse { header: Some(self.header()), members: to_proto(members) }))

@@ -53,7 +53,7 @@ impl Generic for GenericService {
         if command.len() > self.api.limits.max_request_bytes {
             return Err(errors::REQUEST_TOO_LARGE.into());
         }
-        let result = self.api.node.propose_checked(command, stamp).await.map_err(generic_error)?;
+        let result = self.api.node.proposals().propose_checked(command, stamp).await.map_err(generic_error)?;
         Ok(Response::new(ProposeResponse { result }))
     }
 
@@ -69,16 +69,16 @@ impl Generic for GenericService {
             return Err(errors::REQUEST_TOO_LARGE.into());
         }
         if !serializable {
-            self.api.node.read_barrier().await.map_err(generic_error)?;
+            self.api.node.reads().read_barrier().await.map_err(generic_error)?;
         }
         let checked_at = self.api.check_generic(&caller, wasmraft_node::auth::Access::Read)?;
-        let result = self.api.node.query(query).await.map_err(generic_error)?;
+        let result = self.api.node.reads().query(query).await.map_err(generic_error)?;
         self.api.finish_read(&caller, checked_at)?;
         Ok(Response::new(QueryResponse { result }))
     }
 
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
-        let guest = self.api.node.active_guest().ok_or(NodeError::NoGuest).map_err(generic_error)?;
+        let guest = self.api.node.guests().active_guest().ok_or(NodeError::NoGuest).map_err(generic_error)?;
         Ok(Response::new(InfoResponse {
             guest_name: guest.name,
             guest_version: guest.version,

@@ -14,7 +14,7 @@ pub fn fill(node: &NodeHandle, header: &mut Option<ResponseHeader>) {
     let h = header.get_or_insert_with(ResponseHeader::default);
     h.cluster_id = node.cluster_id();
     h.member_id = node.member_id();
-    h.raft_term = node.raft_term();
+    h.raft_term = node.status().raft_term();
 }
 
 /// A filled header at `revision`, for responses the host builds itself (Watch, Maintenance).

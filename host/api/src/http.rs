@@ -36,21 +36,22 @@ pub fn metrics_router(node: NodeHandle) -> axum::Router {
 /// Every metric in Prometheus' text format (see `wasmraft_metrics`), with the state gauges read
 /// from the member now.
 async fn metrics(State(node): State<NodeHandle>) -> Response {
-    let status = node.status();
+    let status = node.status().current();
     let state = wasmraft_metrics::MemberState {
         member_id: status.member_id,
         leader: status.leader,
         is_learner: status.is_learner,
         committed_index: status.raft_index,
         applied_index: status.raft_applied_index,
-        quota_bytes: node.quota_bytes(),
+        quota_bytes: node.status().quota_bytes(),
         db_size: status.db_size,
         peers: node
+            .status()
             .peer_traffic()
             .into_iter()
             .map(|t| wasmraft_metrics::PeerBytes { id: t.id, sent: t.sent_bytes, received: t.received_bytes })
             .collect(),
-        guest: node.active_guest().map(|g| (g.name, g.version, g.hash)),
+        guest: node.guests().active_guest().map(|g| (g.name, g.version, g.hash)),
     };
     let body = wasmraft_metrics::render(&state);
     (StatusCode::OK, [(header::CONTENT_TYPE, wasmraft_metrics::CONTENT_TYPE)], body).into_response()
@@ -67,10 +68,11 @@ async fn health(
         return not_allowed("GET");
     }
     let excluded: Vec<&str> = q.iter().filter(|(k, _)| k == "exclude").map(|(_, v)| v.as_str()).collect();
-    let alarmed = node.alarms().iter().any(|a| !excluded.contains(&wasmraft_node::alarms::alarm_name(a.alarm)));
+    let alarmed =
+        node.status().alarms().iter().any(|a| !excluded.contains(&wasmraft_node::alarms::alarm_name(a.alarm)));
     let healthy = !alarmed
-        && node.leader() != 0
-        && matches!(tokio::time::timeout(HEALTH_READ_TIMEOUT, node.read_barrier()).await, Ok(Ok(())));
+        && node.status().leader() != 0
+        && matches!(tokio::time::timeout(HEALTH_READ_TIMEOUT, node.reads().read_barrier()).await, Ok(Ok(())));
     let m = wasmraft_metrics::metrics();
     if healthy {
         m.health_success.inc();

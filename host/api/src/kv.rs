@@ -39,10 +39,10 @@ impl Kv for KvService {
         let r = request.into_inner();
         validate::check_range(&r)?;
         if !r.serializable {
-            self.api.node.read_barrier().await.or_status()?;
+            self.api.node.reads().read_barrier().await.or_status()?;
         }
         let checked_at = self.api.check_read(&caller, &r.key, &r.range_end)?;
-        let answer = self.api.node.query(r.encode_to_vec()).await.or_status()?;
+        let answer = self.api.node.reads().query(r.encode_to_vec()).await.or_status()?;
         self.api.finish_read(&caller, checked_at)?;
         let mut resp =
             RangeResponse::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("RangeResponse", e))?;

@@ -81,18 +81,18 @@ impl LeaseService {
     /// does not lead, and the caller forwards.
     async fn renew_here(&self, id: i64) -> Result<Option<i64>, Status> {
         let node = &self.api.node;
-        if node.leader() != node.member_id() {
+        if node.status().leader() != node.member_id() {
             return Ok(None);
         }
         if !self.lessor.wait_primary(self.timeout()).await {
-            return if node.leader() == node.member_id() { Err(errors::TIMEOUT.into()) } else { Ok(None) };
+            return if node.status().leader() == node.member_id() { Err(errors::TIMEOUT.into()) } else { Ok(None) };
         }
         match self.lessor.renew(id).await {
             Ok(ttl) => Ok(Some(ttl)),
             // etcd waits for the applied index first; a grant this member has not applied yet
             // would otherwise be reported as not found.
             Err(RenewError::NotFound) => {
-                node.read_barrier().await.or_status()?;
+                node.reads().read_barrier().await.or_status()?;
                 match self.lessor.renew(id).await {
                     Ok(ttl) => Ok(Some(ttl)),
                     Err(RenewError::NotFound) => Ok(Some(0)),
@@ -114,7 +114,7 @@ impl LeaseService {
             if left.is_zero() {
                 return Err(errors::TIMEOUT.into());
             }
-            if self.api.node.leader() != self.api.node.member_id() {
+            if self.api.node.status().leader() != self.api.node.member_id() {
                 return upstream.renew(&self.leaders, &self.api.node, id, left).await;
             }
         }
@@ -154,13 +154,13 @@ impl LeaseService {
     async fn time_to_live_here(&self, r: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse, Status> {
         let node = &self.api.node;
         if self.lessor.time_to_live(r.id).is_none() {
-            node.read_barrier().await.or_status()?;
+            node.reads().read_barrier().await.or_status()?;
         }
         let Some(ttl) = self.lessor.time_to_live(r.id) else {
             return Err(errors::LEASE_NOT_FOUND.into());
         };
         let q = KvQuery { request: Some(kv_query::Request::LeaseTimeToLive(*r)) };
-        let answer = node.query(q.encode_to_vec()).await.or_status()?;
+        let answer = node.reads().query(q.encode_to_vec()).await.or_status()?;
         let mut resp = LeaseTimeToLiveResponse::decode(answer.as_slice())
             .map_err(|e| errors::bad_guest_response("LeaseTimeToLiveResponse", e))?;
         resp.ttl = ttl.remaining.unwrap_or(ttl.granted);
@@ -234,7 +234,7 @@ impl Lease for LeaseService {
         self.api.require_kv_guest()?;
         let r = request.into_inner();
         let node = &self.api.node;
-        let result = if node.leader() == node.member_id() && self.lessor.wait_primary(self.timeout()).await {
+        let result = if node.status().leader() == node.member_id() && self.lessor.wait_primary(self.timeout()).await {
             self.time_to_live_here(&r).await
         } else {
             self.leaders.time_to_live(node, r, self.timeout()).await

@@ -49,11 +49,11 @@ impl Leaders {
     /// A Lease client for the current leader (not this member), or None while there is none
     /// or it has not published a client URL yet.
     fn client(&self, node: &NodeHandle) -> Option<(u64, LeaseClient<Channel>)> {
-        let leader = node.leader();
+        let leader = node.status().leader();
         if leader == 0 || leader == node.member_id() {
             return None;
         }
-        let url = node.members().into_iter().find(|m| m.id == leader)?.client_urls.into_iter().next()?;
+        let url = node.cluster().members().into_iter().find(|m| m.id == leader)?.client_urls.into_iter().next()?;
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let channel = match channels.get(&url) {
             Some(c) => c.clone(),
@@ -138,7 +138,7 @@ impl KeepAliveUpstream {
 
     /// One attempt; None when there is no leader to ask or the stream to it failed.
     async fn try_renew(&mut self, leaders: &Leaders, node: &NodeHandle, id: i64) -> Option<i64> {
-        let leader = node.leader();
+        let leader = node.status().leader();
         if self.open.as_ref().is_some_and(|u| u.leader != leader) {
             self.open = None;
         }

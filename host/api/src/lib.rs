@@ -319,7 +319,7 @@ impl Api {
     /// (a count of one key, serializable). 0 when the guest is not a KV guest or cannot answer:
     /// Status is what operators use on a sick member, so it must not fail for this.
     pub(crate) async fn current_revision(&self) -> i64 {
-        if !self.node.guest_serves(ETCD_KV_API) {
+        if !self.node.guests().guest_serves(ETCD_KV_API) {
             return 0;
         }
         let probe = wasmraft_proto::etcdserverpb::RangeRequest {
@@ -328,7 +328,7 @@ impl Api {
             serializable: true,
             ..Default::default()
         };
-        match self.node.query(prost::Message::encode_to_vec(&probe)).await {
+        match self.node.reads().query(prost::Message::encode_to_vec(&probe)).await {
             Ok(answer) => {
                 match <wasmraft_proto::etcdserverpb::RangeResponse as prost::Message>::decode(answer.as_slice()) {
                     Ok(resp) => resp.header.map_or(0, |h| h.revision),
@@ -354,10 +354,10 @@ impl Api {
         if learner_may_serve && !require_leader {
             return Ok(());
         }
-        if !learner_may_serve && self.node.is_learner() {
+        if !learner_may_serve && self.node.cluster().is_learner() {
             return Err(errors::NOT_SUPPORTED_FOR_LEARNER.into());
         }
-        if require_leader && self.node.leader() == 0 {
+        if require_leader && self.node.status().leader() == 0 {
             return Err(errors::NO_LEADER.into());
         }
         Ok(())
@@ -366,10 +366,10 @@ impl Api {
     /// Refuses the call when the active guest does not speak etcd's KV encodings: its commands
     /// and queries would be meaningless to it.
     fn require_kv_guest(&self) -> Result<(), tonic::Status> {
-        if self.node.guest_serves(ETCD_KV_API) {
+        if self.node.guests().guest_serves(ETCD_KV_API) {
             Ok(())
         } else {
-            Err(match self.node.active_guest() {
+            Err(match self.node.guests().active_guest() {
                 Some(guest) => tonic::Status::failed_precondition(format!(
                     "wasmraft: the active guest {} {} does not serve the etcd KV API",
                     guest.name, guest.version
@@ -396,8 +396,8 @@ impl Api {
             return Err(errors::REQUEST_TOO_LARGE.into());
         }
         // etcd's quota interceptors (puts, txns, lease grants): see `wasmraft_node::alarms`.
-        self.node.check_quota(&command).await.or_status()?;
-        let answer = self.node.propose_checked(command, stamp).await.or_status()?;
+        self.node.proposals().check_quota(&command).await.or_status()?;
+        let answer = self.node.proposals().propose_checked(command, stamp).await.or_status()?;
         R::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response(response_name, e))
     }
 }

@@ -40,7 +40,7 @@ impl Maintenance for MaintenanceService {
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_alarm_caller(&request)?;
-        let mut resp = self.api.node.alarm(request.into_inner()).await.or_status()?;
+        let mut resp = self.api.node.proposals().alarm(request.into_inner()).await.or_status()?;
         resp.header = self.header(self.api.current_revision().await);
         Ok(Response::new(resp))
     }
@@ -53,14 +53,14 @@ impl Maintenance for MaintenanceService {
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         self.api.check_member(&request, true)?;
         let revision = self.api.current_revision().await;
-        let st = self.api.node.status();
+        let st = self.api.node.status().current();
         let db_size = i64::try_from(st.db_size).unwrap_or(i64::MAX);
         let mut errs = Vec::new();
         if st.leader == 0 {
             // etcd lists its "no leader" error rather than failing the call.
             errs.push(errors::NO_LEADER.message.to_owned());
         }
-        errs.extend(self.api.node.alarms().iter().map(wasmraft_node::alarms::status_text));
+        errs.extend(self.api.node.status().alarms().iter().map(wasmraft_node::alarms::status_text));
         Ok(Response::new(StatusResponse {
             header: Some(ResponseHeader {
                 cluster_id: st.cluster_id,
@@ -83,7 +83,7 @@ impl Maintenance for MaintenanceService {
     async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
-        self.api.node.defragment().await.or_status()?;
+        self.api.node.status().defragment().await.or_status()?;
         Ok(Response::new(DefragmentResponse { header: None }))
     }
 
@@ -92,7 +92,7 @@ impl Maintenance for MaintenanceService {
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
-        let hash = self.api.node.state_hash().await.or_status()?;
+        let hash = self.api.node.status().state_hash().await.or_status()?;
         let revision = self.api.current_revision().await;
         Ok(Response::new(HashResponse { header: self.header(revision), hash }))
     }
@@ -104,7 +104,7 @@ impl Maintenance for MaintenanceService {
         self.api.check_maintenance_admin(&request)?;
         self.api.require_kv_guest()?;
         let query = KvQuery { request: Some(kv_query::Request::HashKv(request.into_inner())) };
-        let answer = self.api.node.query(prost::Message::encode_to_vec(&query)).await.or_status()?;
+        let answer = self.api.node.reads().query(prost::Message::encode_to_vec(&query)).await.or_status()?;
         let mut resp: HashKvResponse =
             prost::Message::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("HashKVResponse", e))?;
         let revision = resp.header.map_or(0, |h| h.revision);
@@ -120,7 +120,7 @@ impl Maintenance for MaintenanceService {
     async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
-        let rx = self.api.node.snapshot_stream().or_status()?;
+        let rx = self.api.node.status().snapshot_stream().or_status()?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|piece| match piece {
             Ok(SnapshotPiece::Data { bytes, remaining }) => {
                 Ok(SnapshotResponse { header: None, remaining_bytes: remaining, blob: bytes })
@@ -138,10 +138,10 @@ impl Maintenance for MaintenanceService {
         // comes once the transferee leads (or the transfer timed out).
         self.api.check_member(&request, false)?;
         let node = &self.api.node;
-        if node.leader() != node.member_id() {
+        if node.status().leader() != node.member_id() {
             return Err(errors::NOT_LEADER.into());
         }
-        node.move_leader(request.get_ref().target_id).await.map_err(errors::node_error)?;
+        node.cluster().move_leader(request.get_ref().target_id).await.map_err(errors::node_error)?;
         Ok(Response::new(MoveLeaderResponse { header: None }))
     }
 }

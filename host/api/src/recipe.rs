@@ -291,9 +291,9 @@ impl Recipes {
     /// A linearizable read, as clientv3's Get.
     async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
         let read = async {
-            self.api.node.read_barrier().await.or_status()?;
+            self.api.node.reads().read_barrier().await.or_status()?;
             let checked_at = self.api.check_read(&self.caller, &r.key, &r.range_end)?;
-            let answer = self.api.node.query(prost::Message::encode_to_vec(&r)).await.or_status()?;
+            let answer = self.api.node.reads().query(prost::Message::encode_to_vec(&r)).await.or_status()?;
             self.api.finish_read(&self.caller, checked_at)?;
             <RangeResponse as prost::Message>::decode(answer.as_slice())
                 .map_err(|e| errors::bad_guest_response("RangeResponse", e))

@@ -173,7 +173,7 @@ impl Stream {
                     Ok(())
                 }
                 _ = leader_ticker.tick(), if leader_check.is_some() => {
-                    no_leader = if self.api.node.leader() == 0 { no_leader + 1 } else { 0 };
+                    no_leader = if self.api.node.status().leader() == 0 { no_leader + 1 } else { 0 };
                     if no_leader >= MAX_NO_LEADER_COUNT {
                         let _ = self.out.send(Err(super::errors::NO_LEADER.into())).await;
                         Err(Gone)

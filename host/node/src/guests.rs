@@ -11,7 +11,7 @@ use wasmraft_proto::wasmraft::v1 as pb;
 use wasmraft_runtime::deployment::{check_limits, check_transition, requested_limits};
 use wasmraft_runtime::{GuestLimits, GuestRegistry};
 
-use super::{NodeError, NodeHandle};
+use super::{Guests, NodeError, NodeHandle};
 use crate::deployment::{self, MAX_MODULE_BYTES, MODULE_CHUNK_BYTES};
 use pb::guest_deploy::Mode;
 
@@ -44,49 +44,6 @@ fn internal(e: impl std::fmt::Display) -> NodeError {
 }
 
 impl NodeHandle {
-    pub fn registry(&self) -> &GuestRegistry {
-        &self.inner.registry
-    }
-
-    /// Validates `module` as the next guest, stores it through the log and swaps it in on every
-    /// member; answers with the deployment as this member applied it.
-    pub async fn deploy(&self, module: Vec<u8>, opts: DeployOptions) -> Result<pb::GuestDeployment, NodeError> {
-        self.deploy_module(module, opts, Mode::Upgrade).await
-    }
-
-    /// Deploys the first guest of a new cluster. When a guest is already active (another member
-    /// won the race, or this member restarted), nothing is proposed and that guest's record is
-    /// returned.
-    pub async fn deploy_initial(&self, module: Vec<u8>, limits: GuestLimits) -> Result<pb::GuestDeployment, NodeError> {
-        if let Some(record) = self.inner.replicated.guest.deployed().borrow().clone() {
-            return Ok(record);
-        }
-        let opts = DeployOptions {
-            force: false,
-            fuel_per_entry: limits.fuel_per_entry,
-            memory_bytes: limits.memory_bytes,
-            stack_bytes: limits.stack_bytes,
-        };
-        self.deploy_module(module, opts, Mode::Initial).await
-    }
-
-    /// Swaps back to a module that was active before, named by (a prefix of) its sha256 or by
-    /// a version of the active guest.
-    pub async fn rollback(&self, target: &str, opts: DeployOptions) -> Result<pb::GuestDeployment, NodeError> {
-        let s = self.inner.clone();
-        let target = target.to_string();
-        let module = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, NodeError> {
-            let txn = s.state_db.begin_read().map_err(internal)?;
-            let record = deployment::rollback_target(&txn, &target).map_err(NodeError::DeployRefused)?;
-            deployment::stored_module(&txn, &record.sha256).map_err(|e| internal(format!("{e:#}")))?.ok_or_else(|| {
-                internal(format!("module {} is in the history but not stored", hex::encode(&record.sha256)))
-            })
-        })
-        .await
-        .map_err(internal)??;
-        self.deploy_module(module, opts, Mode::Rollback).await
-    }
-
     async fn deploy_module(
         &self,
         module: Vec<u8>,
@@ -162,18 +119,63 @@ impl NodeHandle {
         .await
         .map_err(internal)?
     }
+}
+
+impl<'a> Guests<'a> {
+    pub fn registry(self) -> &'a GuestRegistry {
+        &self.h.inner.registry
+    }
+
+    /// Validates `module` as the next guest, stores it through the log and swaps it in on every
+    /// member; answers with the deployment as this member applied it.
+    pub async fn deploy(self, module: Vec<u8>, opts: DeployOptions) -> Result<pb::GuestDeployment, NodeError> {
+        self.h.deploy_module(module, opts, Mode::Upgrade).await
+    }
+
+    /// Deploys the first guest of a new cluster. When a guest is already active (another member
+    /// won the race, or this member restarted), nothing is proposed and that guest's record is
+    /// returned.
+    pub async fn deploy_initial(self, module: Vec<u8>, limits: GuestLimits) -> Result<pb::GuestDeployment, NodeError> {
+        if let Some(record) = self.h.inner.replicated.guest.deployed().borrow().clone() {
+            return Ok(record);
+        }
+        let opts = DeployOptions {
+            force: false,
+            fuel_per_entry: limits.fuel_per_entry,
+            memory_bytes: limits.memory_bytes,
+            stack_bytes: limits.stack_bytes,
+        };
+        self.h.deploy_module(module, opts, Mode::Initial).await
+    }
+
+    /// Swaps back to a module that was active before, named by (a prefix of) its sha256 or by
+    /// a version of the active guest.
+    pub async fn rollback(self, target: &str, opts: DeployOptions) -> Result<pb::GuestDeployment, NodeError> {
+        let s = self.h.inner.clone();
+        let target = target.to_string();
+        let module = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, NodeError> {
+            let txn = s.state_db.begin_read().map_err(internal)?;
+            let record = deployment::rollback_target(&txn, &target).map_err(NodeError::DeployRefused)?;
+            deployment::stored_module(&txn, &record.sha256).map_err(|e| internal(format!("{e:#}")))?.ok_or_else(|| {
+                internal(format!("module {} is in the history but not stored", hex::encode(&record.sha256)))
+            })
+        })
+        .await
+        .map_err(internal)??;
+        self.h.deploy_module(module, opts, Mode::Rollback).await
+    }
 
     /// Resolves once a guest is active on this member (at once if one is).
-    pub async fn wait_deployed(&self) -> Result<pb::GuestDeployment, NodeError> {
-        let mut rx = self.inner.replicated.guest.deployed().subscribe();
+    pub async fn wait_deployed(self) -> Result<pb::GuestDeployment, NodeError> {
+        let mut rx = self.h.inner.replicated.guest.deployed().subscribe();
         let r = rx.wait_for(|d| d.is_some()).await.map_err(|_| NodeError::Stopped)?;
         r.clone().ok_or(NodeError::Stopped)
     }
 
     /// The active deployment, the applied index and, if asked, a hash of the guest keyspace,
     /// all from one consistent read of this member's state.
-    pub async fn guest_status(&self, with_state_hash: bool) -> Result<GuestStatus, NodeError> {
-        let s = self.inner.clone();
+    pub async fn guest_status(self, with_state_hash: bool) -> Result<GuestStatus, NodeError> {
+        let s = self.h.inner.clone();
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let err = |e: anyhow::Error| internal(format!("{e:#}"));
@@ -188,8 +190,8 @@ impl NodeHandle {
     }
 
     /// The modules stored in this member's state.
-    pub async fn stored_modules(&self) -> Result<Vec<pb::StoredModule>, NodeError> {
-        let s = self.inner.clone();
+    pub async fn stored_modules(self) -> Result<Vec<pb::StoredModule>, NodeError> {
+        let s = self.h.inner.clone();
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
             deployment::list(&txn).map_err(|e| internal(format!("{e:#}")))

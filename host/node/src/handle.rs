@@ -1,7 +1,12 @@
 //! The handle ([`NodeHandle`]) and its types: the errors a request can get ([`NodeError`]),
 //! the member's status, the active guest as the API sees it, and the weak handle long-lived
-//! tasks hold. The handle's methods live by concern in `mod.rs` (propose, read barriers,
-//! queries, status), `guests.rs`, `reconfigure.rs` and `maintenance.rs`.
+//! tasks hold.
+//!
+//! The handle itself says who the member is; what it can be asked is split by concern into
+//! views, each a borrow of the handle: [`Proposals`] (writes through the log), [`Reads`] (read
+//! barriers and guest queries), [`Cluster`] (membership and leadership), [`Guests`] (deploys and
+//! the active guest), [`Status`] (status, alarms, maintenance) and [`Peers`] (what the peer
+//! transport delivers). A caller names the concern it needs: `node.proposals().propose(..)`.
 
 use std::sync::Arc;
 
@@ -98,6 +103,63 @@ impl NodeHandle {
     pub fn downgrade(&self) -> WeakNodeHandle {
         WeakNodeHandle { inner: Arc::downgrade(&self.inner) }
     }
+
+    /// Writes through the log: guest commands, auth requests, alarms, the member's publish.
+    pub fn proposals(&self) -> Proposals<'_> {
+        Proposals { h: self }
+    }
+
+    /// Linearizable read barriers and the guest's queries.
+    pub fn reads(&self) -> Reads<'_> {
+        Reads { h: self }
+    }
+
+    /// The members, changes to them, and leadership transfer.
+    pub fn cluster(&self) -> Cluster<'_> {
+        Cluster { h: self }
+    }
+
+    /// Guest deploys, rollbacks and the active guest.
+    pub fn guests(&self) -> Guests<'_> {
+        Guests { h: self }
+    }
+
+    /// The member's raft and storage status, alarms and maintenance (hash, snapshot, defrag).
+    pub fn status(&self) -> Status<'_> {
+        Status { h: self }
+    }
+
+    /// What the peer transport hands the member: raft messages, snapshots, reachability.
+    pub fn peers(&self) -> Peers<'_> {
+        Peers { h: self }
+    }
+}
+
+macro_rules! views {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Copy)]
+            pub struct $name<'a> {
+                pub(crate) h: &'a NodeHandle,
+            }
+        )*
+    };
+}
+
+views! {
+    /// See [`NodeHandle::proposals`].
+    Proposals,
+    /// See [`NodeHandle::reads`].
+    Reads,
+    /// See [`NodeHandle::cluster`].
+    Cluster,
+    /// See [`NodeHandle::guests`].
+    Guests,
+    /// See [`NodeHandle::status`].
+    Status,
+    /// See [`NodeHandle::peers`].
+    Peers,
 }
 
 impl WeakNodeHandle {

@@ -66,7 +66,9 @@ use wasmraft_runtime::GuestRegistry;
 
 pub use config::NodeConfig;
 pub use guests::{DeployOptions, GuestStatus};
-pub use handle::{ActiveGuest, NodeError, NodeHandle, NodeStatus, WeakNodeHandle};
+pub use handle::{
+    ActiveGuest, Cluster, Guests, NodeError, NodeHandle, NodeStatus, Peers, Proposals, Reads, Status, WeakNodeHandle,
+};
 pub use observe::{AppliedCommand, ApplyObserver};
 pub use reconfigure::REMOVED_TEXT;
 
@@ -560,85 +562,14 @@ impl NodeHandle {
         self.inner.member_id
     }
 
-    pub fn raft_term(&self) -> u64 {
-        self.inner.term.load(Ordering::Relaxed)
-    }
-
-    /// Proposes `command` (the bytes handed to the guest's apply) through the log and waits for
-    /// its apply result.
-    pub async fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, NodeError> {
-        // etcd limits the request it proposes; our envelope's few extra bytes don't count.
-        if command.len() > self.inner.max_request_bytes {
-            return Err(NodeError::RequestTooLarge);
-        }
-        self.propose_entry(pb::entry::Kind::GuestCommand(command), 0).await
-    }
-
-    /// [`propose`](Self::propose) for a command whose permissions were checked against the auth
-    /// store at `auth_revision`: refused at apply if the store has changed since (see
-    /// `crate::auth`).
-    pub async fn propose_checked(&self, command: Vec<u8>, auth_revision: u64) -> Result<Vec<u8>, NodeError> {
-        if command.len() > self.inner.max_request_bytes {
-            return Err(NodeError::RequestTooLarge);
-        }
-        self.propose_entry(pb::entry::Kind::GuestCommand(command), auth_revision).await
-    }
-
-    /// Proposes an auth request (user, role and auth management, Authenticate) and returns the
-    /// encoded response the auth store applied it with.
-    pub async fn propose_auth(
-        &self,
-        request: wasmraft_proto::etcdserverpb::InternalRaftRequest,
-    ) -> Result<Vec<u8>, NodeError> {
-        self.propose_entry(pb::entry::Kind::Auth(request), 0).await
-    }
-
     /// The auth store as this member has applied it.
     pub fn auth(&self) -> &crate::auth::AuthStore {
         &self.inner.replicated.auth
     }
 
-    /// Announces this member's name and client URLs to the cluster through the log (etcd's
-    /// publish), so `MemberList` on every member shows them.
-    pub async fn publish(&self, name: String, client_urls: Vec<String>) -> Result<(), NodeError> {
-        let attrs = MemberAttributes { id: self.inner.member_id, name, client_urls };
-        self.propose_entry(pb::entry::Kind::Publish(attrs), 0).await.map(|_| ())
-    }
-
     /// Registers `observer` to see every guest command applied from now on (see [`observe`]).
     pub fn observe(&self, observer: Arc<dyn ApplyObserver>) {
         self.inner.observers.write().unwrap_or_else(|p| p.into_inner()).push(observer);
-    }
-
-    /// Hands a message from another member to the raft thread. Never blocks.
-    pub fn step(&self, m: raft::eraftpb::Message) -> Result<(), NodeError> {
-        self.inner.to_raft.send(RaftMsg::Step(m)).map_err(|_| NodeError::Stopped)
-    }
-
-    /// Hands a MsgSnap to the raft thread with the file its state was received into (see
-    /// [`RaftMsg::StepSnapshot`]). Never blocks.
-    pub fn step_snapshot(&self, m: raft::eraftpb::Message, file: PathBuf) -> Result<(), NodeError> {
-        self.inner.to_raft.send(RaftMsg::StepSnapshot { m, file }).map_err(|_| NodeError::Stopped)
-    }
-
-    /// Tells raft the transport could not reach `id` (raft then probes it more gently).
-    pub fn report_unreachable(&self, id: u64) {
-        let _ = self.inner.to_raft.send(RaftMsg::Unreachable(id));
-    }
-
-    /// Where snapshot files live (`member/snap`).
-    pub fn snap_dir(&self) -> PathBuf {
-        self.inner.snap_dir.clone()
-    }
-
-    /// Tells raft how sending a snapshot to `id` went.
-    pub fn report_snapshot(&self, id: u64, status: raft::SnapshotStatus) {
-        let _ = self.inner.to_raft.send(RaftMsg::SnapshotStatus(id, status));
-    }
-
-    /// The cluster's members as this member has applied them, ordered by id.
-    pub fn members(&self) -> Vec<Member> {
-        self.inner.replicated.membership.list()
     }
 
     async fn propose_entry(&self, kind: pb::entry::Kind, auth_revision: u64) -> Result<Vec<u8>, NodeError> {
@@ -676,11 +607,142 @@ impl NodeHandle {
         outcome
     }
 
+    /// [`NodeHandle::query`] on the calling thread within [`INLINE_QUERY_FUEL`]; `None` when it
+    /// must go to a blocking thread (see there).
+    fn query_inline(&self, request: &[u8]) -> Option<Result<Vec<u8>, NodeError>> {
+        let s = &self.inner;
+        // Never wait here for a defragmentation to release the database: that takes seconds.
+        let txn = match s.state_db.try_begin_read()? {
+            Ok(txn) => txn,
+            Err(e) => return Some(Err(NodeError::Internal(e.to_string()))),
+        };
+        let guest = match deployment::running_guest_in(&txn, s.replicated.guest.slot()) {
+            Ok(Some(guest)) => guest,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(NodeError::Internal(format!("{e:#}")))),
+        };
+        guest_store::try_query(&guest, &txn, request, INLINE_QUERY_FUEL).map(|r| r.map_err(apply::node_error))
+    }
+}
+
+impl<'a> Status<'a> {
+    pub fn raft_term(self) -> u64 {
+        self.h.inner.term.load(Ordering::Relaxed)
+    }
+
+    pub fn current(self) -> NodeStatus {
+        let s = &self.h.inner;
+        NodeStatus {
+            cluster_id: s.cluster_id,
+            member_id: s.member_id,
+            leader: s.leader.load(Ordering::Relaxed),
+            raft_term: s.term.load(Ordering::Relaxed),
+            raft_index: s.commit_index.load(Ordering::Relaxed),
+            raft_applied_index: *s.applied.borrow(),
+            db_size: s.state_db.file_size(),
+            is_learner: self.h.cluster().is_learner(),
+        }
+    }
+
+    /// Bytes the peer transport carried to and from each peer (empty before it is connected).
+    pub fn peer_traffic(self) -> Vec<wasmraft_transport::PeerTraffic> {
+        self.h.inner.peers.get().map(|p| p.traffic()).unwrap_or_default()
+    }
+
+    /// The leader's member id, 0 when there is none. Cheap: for per-request checks.
+    pub fn leader(self) -> u64 {
+        self.h.inner.leader.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when the member hit an error it cannot continue after, with that error.
+    pub async fn fatal(self) -> String {
+        loop {
+            let notified = self.h.inner.fatal_notify.notified();
+            if let Some(e) = self.h.inner.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                return e;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl<'a> Proposals<'a> {
+    /// Proposes `command` (the bytes handed to the guest's apply) through the log and waits for
+    /// its apply result.
+    pub async fn propose(self, command: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+        // etcd limits the request it proposes; our envelope's few extra bytes don't count.
+        if command.len() > self.h.inner.max_request_bytes {
+            return Err(NodeError::RequestTooLarge);
+        }
+        self.h.propose_entry(pb::entry::Kind::GuestCommand(command), 0).await
+    }
+
+    /// [`propose`](Self::propose) for a command whose permissions were checked against the auth
+    /// store at `auth_revision`: refused at apply if the store has changed since (see
+    /// `crate::auth`).
+    pub async fn propose_checked(self, command: Vec<u8>, auth_revision: u64) -> Result<Vec<u8>, NodeError> {
+        if command.len() > self.h.inner.max_request_bytes {
+            return Err(NodeError::RequestTooLarge);
+        }
+        self.h.propose_entry(pb::entry::Kind::GuestCommand(command), auth_revision).await
+    }
+
+    /// Proposes an auth request (user, role and auth management, Authenticate) and returns the
+    /// encoded response the auth store applied it with.
+    pub async fn propose_auth(
+        self,
+        request: wasmraft_proto::etcdserverpb::InternalRaftRequest,
+    ) -> Result<Vec<u8>, NodeError> {
+        self.h.propose_entry(pb::entry::Kind::Auth(request), 0).await
+    }
+
+    /// Announces this member's name and client URLs to the cluster through the log (etcd's
+    /// publish), so `MemberList` on every member shows them.
+    pub async fn publish(self, name: String, client_urls: Vec<String>) -> Result<(), NodeError> {
+        let attrs = MemberAttributes { id: self.h.inner.member_id, name, client_urls };
+        self.h.propose_entry(pb::entry::Kind::Publish(attrs), 0).await.map(|_| ())
+    }
+}
+
+impl<'a> Peers<'a> {
+    /// Hands a message from another member to the raft thread. Never blocks.
+    pub fn step(self, m: raft::eraftpb::Message) -> Result<(), NodeError> {
+        self.h.inner.to_raft.send(RaftMsg::Step(m)).map_err(|_| NodeError::Stopped)
+    }
+
+    /// Hands a MsgSnap to the raft thread with the file its state was received into (see
+    /// [`RaftMsg::StepSnapshot`]). Never blocks.
+    pub fn step_snapshot(self, m: raft::eraftpb::Message, file: PathBuf) -> Result<(), NodeError> {
+        self.h.inner.to_raft.send(RaftMsg::StepSnapshot { m, file }).map_err(|_| NodeError::Stopped)
+    }
+
+    /// Tells raft the transport could not reach `id` (raft then probes it more gently).
+    pub fn report_unreachable(self, id: u64) {
+        let _ = self.h.inner.to_raft.send(RaftMsg::Unreachable(id));
+    }
+
+    /// Where snapshot files live (`member/snap`).
+    pub fn snap_dir(self) -> PathBuf {
+        self.h.inner.snap_dir.clone()
+    }
+
+    /// Tells raft how sending a snapshot to `id` went.
+    pub fn report_snapshot(self, id: u64, status: raft::SnapshotStatus) {
+        let _ = self.h.inner.to_raft.send(RaftMsg::SnapshotStatus(id, status));
+    }
+}
+
+impl<'a> Cluster<'a> {
+    /// The cluster's members as this member has applied them, ordered by id.
+    pub fn members(self) -> Vec<Member> {
+        self.h.inner.replicated.membership.list()
+    }
+
     /// Moves leadership to voter `to` (etcd's `MoveLeader`): only the leader may, and the call
     /// returns once this member sees `to` as leader, or fails after the request timeout with
     /// etcd's "leader transfer took too long".
-    pub async fn move_leader(&self, to: u64) -> Result<(), NodeError> {
-        let s = &self.inner;
+    pub async fn move_leader(self, to: u64) -> Result<(), NodeError> {
+        let s = &self.h.inner;
         let (tx, rx) = oneshot::channel();
         s.to_raft.send(RaftMsg::TransferLeader { to, reply: tx }).map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)??;
@@ -693,11 +755,13 @@ impl NodeHandle {
         }
         Ok(())
     }
+}
 
+impl<'a> Reads<'a> {
     /// Linearizable read barrier (ReadIndex): returns once this member has applied everything
     /// committed before the call.
-    pub async fn read_barrier(&self) -> Result<(), NodeError> {
-        let s = &self.inner;
+    pub async fn read_barrier(self) -> Result<(), NodeError> {
+        let s = &self.h.inner;
         let wait = async {
             let index = if s.lone_leader.load(Ordering::Acquire) {
                 // What raft would answer, without the round trip through the raft thread (two
@@ -721,16 +785,16 @@ impl NodeHandle {
     /// Runs the guest's read-only `query` on this member's current state, with the guest that
     /// state records as active (so a query racing a swap never runs one guest on the other's
     /// state).
-    pub async fn query(&self, request: Vec<u8>) -> Result<Vec<u8>, NodeError> {
+    pub async fn query(self, request: Vec<u8>) -> Result<Vec<u8>, NodeError> {
         // Most queries are small (a key, a short range) and take tens of microseconds: handing
         // each to a blocking thread and back cost more than the query (two thread wake-ups, the
         // largest item in a read-load profile). So a query first runs right here, with a fuel
         // budget that keeps this async worker from being held long; one that needs more, or
         // finds every query slot busy, runs again on a blocking thread with the full budget.
-        if let Some(answer) = self.query_inline(&request) {
+        if let Some(answer) = self.h.query_inline(&request) {
             return answer;
         }
-        let s = self.inner.clone();
+        let s = self.h.inner.clone();
         tokio::task::spawn_blocking(move || {
             let internal = |e: &dyn std::fmt::Display| NodeError::Internal(e.to_string());
             let txn = s.state_db.begin_read().map_err(|e| internal(&e))?;
@@ -742,73 +806,23 @@ impl NodeHandle {
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))?
     }
+}
 
-    /// [`NodeHandle::query`] on the calling thread within [`INLINE_QUERY_FUEL`]; `None` when it
-    /// must go to a blocking thread (see there).
-    fn query_inline(&self, request: &[u8]) -> Option<Result<Vec<u8>, NodeError>> {
-        let s = &self.inner;
-        // Never wait here for a defragmentation to release the database: that takes seconds.
-        let txn = match s.state_db.try_begin_read()? {
-            Ok(txn) => txn,
-            Err(e) => return Some(Err(NodeError::Internal(e.to_string()))),
-        };
-        let guest = match deployment::running_guest_in(&txn, s.replicated.guest.slot()) {
-            Ok(Some(guest)) => guest,
-            Ok(None) => return None,
-            Err(e) => return Some(Err(NodeError::Internal(format!("{e:#}")))),
-        };
-        guest_store::try_query(&guest, &txn, request, INLINE_QUERY_FUEL).map(|r| r.map_err(apply::node_error))
-    }
-
-    pub fn status(&self) -> NodeStatus {
-        let s = &self.inner;
-        NodeStatus {
-            cluster_id: s.cluster_id,
-            member_id: s.member_id,
-            leader: s.leader.load(Ordering::Relaxed),
-            raft_term: s.term.load(Ordering::Relaxed),
-            raft_index: s.commit_index.load(Ordering::Relaxed),
-            raft_applied_index: *s.applied.borrow(),
-            db_size: s.state_db.file_size(),
-            is_learner: self.is_learner(),
-        }
-    }
-
-    /// Bytes the peer transport carried to and from each peer (empty before it is connected).
-    pub fn peer_traffic(&self) -> Vec<wasmraft_transport::PeerTraffic> {
-        self.inner.peers.get().map(|p| p.traffic()).unwrap_or_default()
-    }
-
-    /// The leader's member id, 0 when there is none. Cheap: for per-request checks.
-    pub fn leader(&self) -> u64 {
-        self.inner.leader.load(Ordering::Relaxed)
-    }
-
+impl<'a> Guests<'a> {
     /// Whether the active guest lists `api` in its info. Cheap: for per-request checks.
-    pub fn guest_serves(&self, api: &str) -> bool {
-        let active = self.inner.replicated.guest.slot().read().unwrap_or_else(|p| p.into_inner());
+    pub fn guest_serves(self, api: &str) -> bool {
+        let active = self.h.inner.replicated.guest.slot().read().unwrap_or_else(|p| p.into_inner());
         active.as_ref().is_some_and(|a| a.record.apis.iter().any(|x| x == api))
     }
 
     /// The active guest, or None before the first deploy.
-    pub fn active_guest(&self) -> Option<ActiveGuest> {
-        let active = self.inner.replicated.guest.slot().read().unwrap_or_else(|p| p.into_inner());
+    pub fn active_guest(self) -> Option<ActiveGuest> {
+        let active = self.h.inner.replicated.guest.slot().read().unwrap_or_else(|p| p.into_inner());
         active.as_ref().map(|a| ActiveGuest {
             name: a.record.name.clone(),
             version: a.record.version.clone(),
             apis: a.record.apis.clone(),
             hash: a.hash_hex(),
         })
-    }
-
-    /// Resolves when the member hit an error it cannot continue after, with that error.
-    pub async fn fatal(&self) -> String {
-        loop {
-            let notified = self.inner.fatal_notify.notified();
-            if let Some(e) = self.inner.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-                return e;
-            }
-            notified.await;
-        }
     }
 }

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use wasmraft_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType, alarm_request::AlarmAction};
 use wasmraft_proto::wasmraft::v1 as pb;
 
-use super::{NodeError, NodeHandle};
+use super::{NodeError, Proposals, Status};
 use wasmraft_storage::tables::{META_APPLIED_INDEX, META_APPLIED_TERM};
 use wasmraft_storage::{SnapshotError, snapshot};
 
@@ -31,55 +31,57 @@ fn internal(e: impl std::fmt::Display) -> NodeError {
     NodeError::Internal(e.to_string())
 }
 
-impl NodeHandle {
+impl<'a> Proposals<'a> {
     /// Proposes an alarm request (etcd's `EtcdServer.Alarm`: even GET goes through the log, so
     /// the answer is the cluster's view at that index) and returns the alarms it concerned.
-    pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse, NodeError> {
-        let out = self.propose_entry(pb::entry::Kind::Alarm(req), 0).await?;
+    pub async fn alarm(self, req: AlarmRequest) -> Result<AlarmResponse, NodeError> {
+        let out = self.h.propose_entry(pb::entry::Kind::Alarm(req), 0).await?;
         prost::Message::decode(out.as_slice()).map_err(internal)
-    }
-
-    /// The active alarms as this member has applied them.
-    pub fn alarms(&self) -> Vec<AlarmMember> {
-        self.inner.replicated.alarms.list()
     }
 
     /// etcd's quota check before proposing `command` (v3rpc's `quotaAlarmer.check`): when it
     /// would take the state database to the quota, raises NOSPACE for this member through the
     /// log and refuses the request with "database space exceeded".
-    pub async fn check_quota(&self, command: &[u8]) -> Result<(), NodeError> {
+    pub async fn check_quota(self, command: &[u8]) -> Result<(), NodeError> {
         let cost = crate::alarms::cost(command).unwrap_or(0);
-        if cost == 0 || self.state_db_size().saturating_add(cost) < self.inner.quota_bytes {
+        if cost == 0 || self.h.status().state_db_size().saturating_add(cost) < self.h.inner.quota_bytes {
             return Ok(());
         }
         let raise = AlarmRequest {
             action: AlarmAction::Activate as i32,
-            member_id: self.inner.member_id,
+            member_id: self.h.inner.member_id,
             alarm: AlarmType::Nospace as i32,
         };
-        if let Err(e) = self.alarm(raise).await {
+        if let Err(e) = self.h.proposals().alarm(raise).await {
             tracing::warn!("raising the NOSPACE alarm failed: {e}");
         }
         Err(NodeError::Guest(crate::alarms::NO_SPACE.to_string()))
     }
+}
+
+impl<'a> Status<'a> {
+    /// The active alarms as this member has applied them.
+    pub fn alarms(self) -> Vec<AlarmMember> {
+        self.h.inner.replicated.alarms.list()
+    }
 
     /// Bytes on disk of the state database (what etcd's Status calls the db size, and what the
     /// quota bounds).
-    pub fn state_db_size(&self) -> u64 {
-        self.inner.state_db.file_size()
+    pub fn state_db_size(self) -> u64 {
+        self.h.inner.state_db.file_size()
     }
 
     /// `--quota-backend-bytes`, resolved (0 on the flag is etcd's 2 GiB default).
-    pub fn quota_bytes(&self) -> u64 {
-        self.inner.quota_bytes
+    pub fn quota_bytes(self) -> u64 {
+        self.h.inner.quota_bytes
     }
 
     /// A CRC-32C of this member's state database (etcd's `Maintenance.Hash`, which hashes its
     /// whole backend but the consistent index): every table a raft snapshot carries — the guest
     /// keyspace, membership, stored modules and pieces, deployments, alarms, the host's meta
     /// records — except the applied index and term. Members that applied the same entries agree.
-    pub async fn state_hash(&self) -> Result<u32, NodeError> {
-        let s = self.inner.clone();
+    pub async fn state_hash(self) -> Result<u32, NodeError> {
+        let s = self.h.inner.clone();
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let mut crc = wasmraft_guest_sdk::crc32c::Crc32c::new();
@@ -106,10 +108,10 @@ impl NodeHandle {
     /// A consistent copy of the state database, as the raft snapshot file format (so that
     /// `wasmraft snapshot restore` reads what `etcdctl snapshot save` stored), produced as the
     /// receiver takes it: at most a few chunks are in memory whatever the state's size.
-    pub fn snapshot_stream(&self) -> Result<mpsc::Receiver<Result<SnapshotPiece, NodeError>>, NodeError> {
-        let txn = self.inner.state_db.begin_read().map_err(internal)?;
+    pub fn snapshot_stream(self) -> Result<mpsc::Receiver<Result<SnapshotPiece, NodeError>>, NodeError> {
+        let txn = self.h.inner.state_db.begin_read().map_err(internal)?;
         let (tx, rx) = mpsc::channel(SNAPSHOT_CHUNKS_AHEAD);
-        let member = self.inner.member_id;
+        let member = self.h.inner.member_id;
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let result = (|| -> anyhow::Result<u64> {
@@ -145,8 +147,8 @@ impl NodeHandle {
     /// Compacts the state database file (etcd's `Defragment`). New transactions pause at their
     /// start while it runs (see `StateDb`); the raft log is not compacted (its space is reused
     /// as the log is truncated).
-    pub async fn defragment(&self) -> Result<(), NodeError> {
-        let s = self.inner.clone();
+    pub async fn defragment(self) -> Result<(), NodeError> {
+        let s = self.h.inner.clone();
         tokio::task::spawn_blocking(move || {
             let before = s.state_db.file_size();
             let started = Instant::now();

@@ -121,11 +121,11 @@ impl RaftInbox {
     /// The inbox of `node`. Files an earlier run left half done in `member/snap/` (snapshots
     /// being received or sent when it stopped) are removed first: no transfer is running yet.
     pub fn new(node: &NodeHandle) -> Arc<RaftInbox> {
-        remove_unfinished_transfers(&node.snap_dir());
+        remove_unfinished_transfers(&node.peers().snap_dir());
         Arc::new(RaftInbox {
             node: node.downgrade(),
-            snap_dir: node.snap_dir(),
-            max_snapshot: max_snapshot_bytes(node.quota_bytes()),
+            snap_dir: node.peers().snap_dir(),
+            max_snapshot: max_snapshot_bytes(node.status().quota_bytes()),
             received: Mutex::new(HashMap::new()),
         })
     }
@@ -154,33 +154,33 @@ impl Raft for RaftInbox {
                 tracing::warn!("dropping snapshot {} from {:x}: its state was not received with it", key.2, m.from);
                 return Ok(());
             };
-            return node.step_snapshot(m, file.clone()).map_err(|e| {
+            return node.peers().step_snapshot(m, file.clone()).map_err(|e| {
                 let _ = std::fs::remove_file(&file);
                 ProcessError::Other(e.to_string())
             });
         }
-        node.step(m).map_err(|e| ProcessError::Other(e.to_string()))
+        node.peers().step(m).map_err(|e| ProcessError::Other(e.to_string()))
     }
 
     fn is_id_removed(&self, id: u64) -> bool {
-        self.node.upgrade().is_some_and(|n| n.is_removed(id))
+        self.node.upgrade().is_some_and(|n| n.cluster().is_removed(id))
     }
 
     /// The members as etcd's peer `/members` lists them, for members joining the cluster.
     fn members_json(&self) -> Option<String> {
         let node = self.node.upgrade()?;
-        crate::conf_change::members_json(&node.members()).ok()
+        crate::conf_change::members_json(&node.cluster().members()).ok()
     }
 
     fn report_unreachable(&self, id: u64) {
         if let Some(node) = self.node.upgrade() {
-            node.report_unreachable(id);
+            node.peers().report_unreachable(id);
         }
     }
 
     fn report_snapshot(&self, id: u64, status: SnapshotStatus) {
         if let Some(node) = self.node.upgrade() {
-            node.report_snapshot(id, status);
+            node.peers().report_snapshot(id, status);
         }
     }
 
@@ -234,7 +234,7 @@ impl Raft for RaftInbox {
         use crate::membership::MembershipError as M;
         Box::pin(async move {
             let node = self.node.upgrade().ok_or((500, NodeError::Stopped.to_string()))?;
-            match node.change_membership(crate::conf_change::Change::Promote(id)).await {
+            match node.cluster().change_membership(crate::conf_change::Change::Promote(id)).await {
                 Ok(members) => crate::conf_change::members_json(&members).map_err(|e| (500, e.to_string())),
                 Err(NodeError::Membership(M::IdNotFound | M::IdRemoved)) => {
                     Err((404, "membership: ID not found".into()))
@@ -254,7 +254,7 @@ impl Raft for RaftInbox {
             CriticalError::MemberRemoved => {
                 tracing::error!("rafthttp: a peer says this member was removed from the cluster");
                 if let Some(node) = self.node.upgrade() {
-                    node.removed_by_peer();
+                    node.cluster().removed_by_peer();
                 }
             }
         }
@@ -320,7 +320,7 @@ impl PeerSender for TransportSender {
         self.runtime.spawn(async move {
             let to = m.to;
             let index = m.get_snapshot().get_metadata().index;
-            let path = node.snap_dir().join(format!("out-{to:016x}-{index:016x}.snap"));
+            let path = node.peers().snap_dir().join(format!("out-{to:016x}-{index:016x}.snap"));
             let written = {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || {
@@ -337,12 +337,12 @@ impl PeerSender for TransportSender {
                 Ok(Ok(size)) => size,
                 Ok(Err(e)) => {
                     tracing::warn!("writing a snapshot for {to:x}: {e:#}");
-                    node.report_snapshot(to, SnapshotStatus::Failure);
+                    node.peers().report_snapshot(to, SnapshotStatus::Failure);
                     return;
                 }
                 Err(e) => {
                     tracing::warn!("writing a snapshot for {to:x}: {e}");
-                    node.report_snapshot(to, SnapshotStatus::Failure);
+                    node.peers().report_snapshot(to, SnapshotStatus::Failure);
                     return;
                 }
             };
@@ -350,7 +350,7 @@ impl PeerSender for TransportSender {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::warn!("opening snapshot {}: {e}", path.display());
-                    node.report_snapshot(to, SnapshotStatus::Failure);
+                    node.peers().report_snapshot(to, SnapshotStatus::Failure);
                     return;
                 }
             };

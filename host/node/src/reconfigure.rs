@@ -19,7 +19,7 @@ use raft::eraftpb::Entry;
 use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
-use super::{NodeError, NodeHandle, RaftMsg, Shared};
+use super::{Cluster, NodeError, NodeHandle, RaftMsg, Shared};
 use crate::conf_change::Change;
 use crate::membership::{Member, MembershipError, Staged};
 
@@ -140,77 +140,9 @@ pub(crate) fn stop_removed(shared: &std::sync::Arc<Shared>) {
 }
 
 impl NodeHandle {
-    /// Changes the membership through raft (etcd's AddMember, RemoveMember, UpdateMember,
-    /// PromoteMember) and returns the members once this member has applied the change.
-    pub async fn change_membership(&self, change: Change) -> Result<Vec<Member>, NodeError> {
-        self.may_change(&change).await?;
-        let s = &self.inner;
-        if s.stopped.load(Ordering::Relaxed) {
-            return Err(NodeError::Stopped);
-        }
-        let is_learner = s.replicated.membership.get(change.id()).is_some_and(|m| m.is_learner);
-        let (id, rx) = s.waits.register();
-        let proposal = match change.to_raft(id, is_learner) {
-            Ok(p) => p,
-            Err(e) => {
-                s.waits.cancel(id);
-                return Err(NodeError::Internal(e.to_string()));
-            }
-        };
-        if s.to_raft.send(RaftMsg::ProposeConfChange { id, proposal }).is_err() {
-            s.waits.cancel(id);
-            return Err(NodeError::Stopped);
-        }
-        match tokio::time::timeout(s.request_timeout, rx).await {
-            Ok(Ok(outcome)) => outcome.map(|_| self.members()),
-            Ok(Err(_)) => Err(NodeError::Stopped),
-            Err(_) => {
-                s.waits.cancel(id);
-                Err(NodeError::Timeout)
-            }
-        }
-    }
-
-    /// etcd's `PromoteMember` on a follower: the leader decides (through its peer port's
-    /// `/members/promote/<id>`), retried until the request timeout while there is no leader or
-    /// it cannot be reached; the answer is the leader's member list.
-    pub async fn promote_on_leader(&self, id: u64) -> Result<Vec<Member>, NodeError> {
-        let deadline = tokio::time::Instant::now() + self.inner.request_timeout;
-        let tls = self.dial_tls().peers;
-        while tokio::time::Instant::now() < deadline {
-            let leader = self.leader();
-            let urls = self.inner.replicated.membership.get(leader).map(|m| m.peer_urls).unwrap_or_default();
-            if leader == self.member_id() {
-                return self.change_membership(Change::Promote(id)).await;
-            }
-            for url in &urls {
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                match wasmraft_transport::members::promote_member(url, id, left, tls.clone()).await {
-                    Ok(json) => {
-                        let members: Vec<crate::conf_change::EtcdMember> = serde_json::from_slice(&json)
-                            .map_err(|e| NodeError::Internal(format!("the leader's answer: {e}")))?;
-                        return Ok(members.into_iter().map(crate::conf_change::EtcdMember::into_member).collect());
-                    }
-                    Err((404, _)) => return Err(NodeError::Membership(MembershipError::IdNotFound)),
-                    Err((412, body)) if body.contains("in sync with leader") => {
-                        return Err(NodeError::Membership(MembershipError::LearnerNotReady));
-                    }
-                    Err((412, body)) if body.contains("can only promote a learner member") => {
-                        return Err(NodeError::Membership(MembershipError::NotLearner));
-                    }
-                    Err((status, body)) => {
-                        tracing::debug!("promoting {id:x} through the leader at {url}: {status} {body}")
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Err(NodeError::Timeout)
-    }
-
     /// etcd 3.4's `--strict-reconfig-check` (on by default, and always on here).
     async fn may_change(&self, change: &Change) -> Result<(), NodeError> {
-        let members = self.members();
+        let members = self.cluster().members();
         let voters: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
         let started = |m: &Member| !m.client_urls.is_empty();
         let refuse = |e| Err(NodeError::Membership(e));
@@ -281,25 +213,95 @@ impl NodeHandle {
         self.inner.to_raft.send(RaftMsg::LearnerReady { id, reply: tx }).map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)?
     }
+}
+
+impl<'a> Cluster<'a> {
+    /// Changes the membership through raft (etcd's AddMember, RemoveMember, UpdateMember,
+    /// PromoteMember) and returns the members once this member has applied the change.
+    pub async fn change_membership(self, change: Change) -> Result<Vec<Member>, NodeError> {
+        self.h.may_change(&change).await?;
+        let s = &self.h.inner;
+        if s.stopped.load(Ordering::Relaxed) {
+            return Err(NodeError::Stopped);
+        }
+        let is_learner = s.replicated.membership.get(change.id()).is_some_and(|m| m.is_learner);
+        let (id, rx) = s.waits.register();
+        let proposal = match change.to_raft(id, is_learner) {
+            Ok(p) => p,
+            Err(e) => {
+                s.waits.cancel(id);
+                return Err(NodeError::Internal(e.to_string()));
+            }
+        };
+        if s.to_raft.send(RaftMsg::ProposeConfChange { id, proposal }).is_err() {
+            s.waits.cancel(id);
+            return Err(NodeError::Stopped);
+        }
+        match tokio::time::timeout(s.request_timeout, rx).await {
+            Ok(Ok(outcome)) => outcome.map(|_| self.h.cluster().members()),
+            Ok(Err(_)) => Err(NodeError::Stopped),
+            Err(_) => {
+                s.waits.cancel(id);
+                Err(NodeError::Timeout)
+            }
+        }
+    }
+
+    /// etcd's `PromoteMember` on a follower: the leader decides (through its peer port's
+    /// `/members/promote/<id>`), retried until the request timeout while there is no leader or
+    /// it cannot be reached; the answer is the leader's member list.
+    pub async fn promote_on_leader(self, id: u64) -> Result<Vec<Member>, NodeError> {
+        let deadline = tokio::time::Instant::now() + self.h.inner.request_timeout;
+        let tls = self.h.dial_tls().peers;
+        while tokio::time::Instant::now() < deadline {
+            let leader = self.h.status().leader();
+            let urls = self.h.inner.replicated.membership.get(leader).map(|m| m.peer_urls).unwrap_or_default();
+            if leader == self.h.member_id() {
+                return self.h.cluster().change_membership(Change::Promote(id)).await;
+            }
+            for url in &urls {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match wasmraft_transport::members::promote_member(url, id, left, tls.clone()).await {
+                    Ok(json) => {
+                        let members: Vec<crate::conf_change::EtcdMember> = serde_json::from_slice(&json)
+                            .map_err(|e| NodeError::Internal(format!("the leader's answer: {e}")))?;
+                        return Ok(members.into_iter().map(crate::conf_change::EtcdMember::into_member).collect());
+                    }
+                    Err((404, _)) => return Err(NodeError::Membership(MembershipError::IdNotFound)),
+                    Err((412, body)) if body.contains("in sync with leader") => {
+                        return Err(NodeError::Membership(MembershipError::LearnerNotReady));
+                    }
+                    Err((412, body)) if body.contains("can only promote a learner member") => {
+                        return Err(NodeError::Membership(MembershipError::NotLearner));
+                    }
+                    Err((status, body)) => {
+                        tracing::debug!("promoting {id:x} through the leader at {url}: {status} {body}")
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(NodeError::Timeout)
+    }
 
     /// Whether this member is a learner, as the members it applied say.
-    pub fn is_learner(&self) -> bool {
-        self.inner.replicated.membership.get(self.inner.member_id).is_some_and(|m| m.is_learner)
+    pub fn is_learner(self) -> bool {
+        self.h.inner.replicated.membership.get(self.h.inner.member_id).is_some_and(|m| m.is_learner)
     }
 
     /// Whether `id` was removed from the cluster (the transport refuses its messages).
-    pub fn is_removed(&self, id: u64) -> bool {
-        self.inner.replicated.membership.is_removed(id)
+    pub fn is_removed(self, id: u64) -> bool {
+        self.h.inner.replicated.membership.is_removed(id)
     }
 
     /// Whether this member stopped because it was removed.
-    pub fn was_removed(&self) -> bool {
-        self.inner.removed.load(Ordering::SeqCst)
+    pub fn was_removed(self) -> bool {
+        self.h.inner.removed.load(Ordering::SeqCst)
     }
 
     /// A peer said this member was removed (rafthttp's 410): stop, as etcd does.
-    pub fn removed_by_peer(&self) {
-        stop_removed(&self.inner);
+    pub fn removed_by_peer(self) {
+        stop_removed(&self.h.inner);
     }
 }
 

@@ -43,8 +43,8 @@ fn registry(dir: &std::path::Path) -> Arc<GuestRegistry> {
 /// Waits for a leader, then deploys the hostile guest as the first guest (a no-op on restart).
 async fn ready(h: &NodeHandle) {
     for _ in 0..200 {
-        if h.read_barrier().await.is_ok() {
-            h.deploy_initial(HOSTILE.to_vec(), LIMITS).await.expect("the first guest deploys");
+        if h.reads().read_barrier().await.is_ok() {
+            h.guests().deploy_initial(HOSTILE.to_vec(), LIMITS).await.expect("the first guest deploys");
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -61,7 +61,7 @@ async fn start(cfg: &NodeConfig, dir: &std::path::Path) -> (Node, NodeHandle) {
 }
 
 async fn keyspace(h: &NodeHandle) -> String {
-    String::from_utf8(h.query(b"script:scan - - 0 fwd".to_vec()).await.expect("query")).expect("utf-8")
+    String::from_utf8(h.reads().query(b"script:scan - - 0 fwd".to_vec()).await.expect("query")).expect("utf-8")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,26 +69,26 @@ async fn a_trapping_entry_changes_nothing_and_the_log_goes_on_across_restarts() 
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let (node, h) = start(&cfg, dir.path()).await;
-    assert_eq!(h.propose(b"ok:a=1".to_vec()).await, Ok(b"ok".to_vec()));
+    assert_eq!(h.proposals().propose(b"ok:a=1".to_vec()).await, Ok(b"ok".to_vec()));
     let before = keyspace(&h).await;
     assert_eq!(before, "a=1");
 
     // The guest writes b, then traps: the client gets the trap, the store keeps nothing of it.
-    match h.propose(b"put-then-trap:b=2".to_vec()).await {
+    match h.proposals().propose(b"put-then-trap:b=2".to_vec()).await {
         Err(NodeError::Guest(text)) => assert!(text.starts_with("wasmraft: guest trapped:"), "{text}"),
         other => panic!("expected a guest trap, got {other:?}"),
     }
     assert_eq!(keyspace(&h).await, before);
-    match h.propose(b"loop".to_vec()).await {
+    match h.proposals().propose(b"loop".to_vec()).await {
         Err(NodeError::Guest(text)) => assert!(text.contains("ran out of fuel"), "{text}"),
         other => panic!("expected out of fuel, got {other:?}"),
     }
     // Each entry runs in a fresh instance: a global never counts past 1.
-    assert_eq!(h.propose(b"global-inc".to_vec()).await, Ok(b"1".to_vec()));
-    assert_eq!(h.propose(b"global-inc".to_vec()).await, Ok(b"1".to_vec()));
-    assert_eq!(h.propose(b"ok:c=3".to_vec()).await, Ok(b"ok".to_vec()));
+    assert_eq!(h.proposals().propose(b"global-inc".to_vec()).await, Ok(b"1".to_vec()));
+    assert_eq!(h.proposals().propose(b"global-inc".to_vec()).await, Ok(b"1".to_vec()));
+    assert_eq!(h.proposals().propose(b"ok:c=3".to_vec()).await, Ok(b"ok".to_vec()));
     assert_eq!(keyspace(&h).await, "a=1,c=3");
-    let applied = h.status().raft_applied_index;
+    let applied = h.status().current().raft_applied_index;
     // The handle shares the member's databases; release it so the restart can open them.
     drop(h);
     node.stop();
@@ -96,8 +96,8 @@ async fn a_trapping_entry_changes_nothing_and_the_log_goes_on_across_restarts() 
     // A restart resumes at exactly the applied index: nothing re-applied, nothing lost.
     let (node, h) = start(&cfg, dir.path()).await;
     assert_eq!(keyspace(&h).await, "a=1,c=3");
-    assert!(h.status().raft_applied_index > applied, "the new leader's entry follows the old ones");
-    assert_eq!(h.propose(b"ok:d=4".to_vec()).await, Ok(b"ok".to_vec()));
+    assert!(h.status().current().raft_applied_index > applied, "the new leader's entry follows the old ones");
+    assert_eq!(h.proposals().propose(b"ok:d=4".to_vec()).await, Ok(b"ok".to_vec()));
     assert_eq!(keyspace(&h).await, "a=1,c=3,d=4");
     node.stop();
 }
@@ -107,10 +107,10 @@ async fn oversized_commands_are_refused_before_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let (node, h) = start(&cfg, dir.path()).await;
-    let index = h.status().raft_index;
+    let index = h.status().current().raft_index;
     let big = vec![b'x'; cfg.max_request_bytes + 1];
-    assert_eq!(h.propose(big).await, Err(NodeError::RequestTooLarge));
-    assert_eq!(h.status().raft_index, index, "nothing was proposed");
+    assert_eq!(h.proposals().propose(big).await, Err(NodeError::RequestTooLarge));
+    assert_eq!(h.status().current().raft_index, index, "nothing was proposed");
     node.stop();
 }
 
@@ -119,24 +119,25 @@ async fn a_swap_takes_effect_at_its_index_survives_restarts_and_rolls_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let (node, h) = start(&cfg, dir.path()).await;
-    assert_eq!(h.propose(b"ok:a=1".to_vec()).await, Ok(b"ok".to_vec()));
-    let first = h.guest_status(true).await.expect("status");
+    assert_eq!(h.proposals().propose(b"ok:a=1".to_vec()).await, Ok(b"ok".to_vec()));
+    let first = h.guests().guest_status(true).await.expect("status");
     let hostile = first.active.clone().expect("a guest is active");
 
     // Another guest's name needs --force; nothing changes without it.
-    match h.deploy(COUNTER.to_vec(), DeployOptions::default()).await {
+    match h.guests().deploy(COUNTER.to_vec(), DeployOptions::default()).await {
         Err(NodeError::DeployRefused(text)) => assert!(text.contains("needs --force"), "{text}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     // A module that is not a component is refused before the log.
-    let index = h.status().raft_index;
-    match h.deploy(b"\0asm\x01\0\0\0".to_vec(), DeployOptions { force: true, ..Default::default() }).await {
+    let index = h.status().current().raft_index;
+    match h.guests().deploy(b"\0asm\x01\0\0\0".to_vec(), DeployOptions { force: true, ..Default::default() }).await {
         Err(NodeError::DeployRefused(text)) => assert!(text.contains("not a usable guest"), "{text}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert_eq!(h.status().raft_index, index, "a refused deploy proposes nothing");
+    assert_eq!(h.status().current().raft_index, index, "a refused deploy proposes nothing");
 
     let counter = h
+        .guests()
         .deploy(COUNTER.to_vec(), DeployOptions { force: true, fuel_per_entry: 5_000_000, ..Default::default() })
         .await
         .expect("forced deploy");
@@ -144,9 +145,9 @@ async fn a_swap_takes_effect_at_its_index_survives_restarts_and_rolls_back() {
     assert_eq!(counter.fuel_per_entry, 5_000_000);
     assert_eq!(counter.memory_bytes, LIMITS.memory_bytes, "unset limits keep the active deployment's");
     assert!(counter.since_index > hostile.since_index);
-    assert_eq!(h.propose(b"add 5".to_vec()).await, Ok(b"5".to_vec()));
-    assert_eq!(h.active_guest().map(|g| g.name), Some("counter".to_string()));
-    let stored = h.stored_modules().await.expect("list");
+    assert_eq!(h.proposals().propose(b"add 5".to_vec()).await, Ok(b"5".to_vec()));
+    assert_eq!(h.guests().active_guest().map(|g| g.name), Some("counter".to_string()));
+    let stored = h.guests().stored_modules().await.expect("list");
     assert_eq!(stored.len(), 2);
     assert!(stored.iter().any(|m| m.active && m.name == "counter" && m.deployed_at == vec![counter.since_index]));
     drop(h);
@@ -154,21 +155,22 @@ async fn a_swap_takes_effect_at_its_index_survives_restarts_and_rolls_back() {
 
     // After a restart the member runs the guest the state records, not the one it started with.
     let (node, h) = start(&cfg, dir.path()).await;
-    assert_eq!(h.guest_status(false).await.expect("status").active, Some(counter.clone()));
-    assert_eq!(h.propose(b"add 1".to_vec()).await, Ok(b"6".to_vec()));
+    assert_eq!(h.guests().guest_status(false).await.expect("status").active, Some(counter.clone()));
+    assert_eq!(h.proposals().propose(b"add 1".to_vec()).await, Ok(b"6".to_vec()));
 
     // Back to the hostile guest by a prefix of its hash: its keyspace is as it left it, plus
     // the counter's key (a rollback does not undo state; migrate decides what to do with it).
     let prefix = hex::encode(&hostile.sha256)[..12].to_string();
-    match h.rollback(&prefix, DeployOptions::default()).await {
+    match h.guests().rollback(&prefix, DeployOptions::default()).await {
         Err(NodeError::DeployRefused(text)) => assert!(text.contains("needs --force"), "{text}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
-    let back = h.rollback(&prefix, DeployOptions { force: true, ..Default::default() }).await.expect("rollback");
+    let back =
+        h.guests().rollback(&prefix, DeployOptions { force: true, ..Default::default() }).await.expect("rollback");
     assert_eq!(back.sha256, hostile.sha256);
-    assert_eq!(h.propose(b"ok:b=2".to_vec()).await, Ok(b"ok".to_vec()));
+    assert_eq!(h.proposals().propose(b"ok:b=2".to_vec()).await, Ok(b"ok".to_vec()));
     assert!(keyspace(&h).await.starts_with("a=1,b=2"), "{}", keyspace(&h).await);
-    match h.rollback("deadbeefdeadbeef", DeployOptions::default()).await {
+    match h.guests().rollback("deadbeefdeadbeef", DeployOptions::default()).await {
         Err(NodeError::DeployRefused(text)) => assert!(text.contains("no module that was active before"), "{text}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -185,13 +187,16 @@ async fn back_to_back_conf_changes_all_apply() {
     let id = h.member_id();
     let update = |port: u16| Change::Update { id, peer_urls: vec![format!("http://127.0.0.1:{port}")] };
     let started = std::time::Instant::now();
-    let (a, b, c) =
-        tokio::join!(h.change_membership(update(1)), h.change_membership(update(2)), h.change_membership(update(3)));
+    let (a, b, c) = tokio::join!(
+        h.cluster().change_membership(update(1)),
+        h.cluster().change_membership(update(2)),
+        h.cluster().change_membership(update(3))
+    );
     for r in [a, b, c] {
         assert!(r.is_ok(), "{r:?}");
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(4), "the changes waited {:?}", started.elapsed());
-    let members = h.members();
+    let members = h.cluster().members();
     assert_eq!(members.len(), 1);
     assert!(members[0].peer_urls.len() == 1 && members[0].peer_urls[0].starts_with("http://127.0.0.1:"), "{members:?}");
     node.stop();
@@ -204,7 +209,7 @@ async fn commands_checked_against_an_older_auth_store_are_refused() {
     use wasmraft_proto::etcdserverpb as epb;
     let dir = tempfile::tempdir().expect("tempdir");
     let (node, h) = start(&config(dir.path()), dir.path()).await;
-    let auth = |r: epb::InternalRaftRequest| h.propose_auth(r);
+    let auth = |r: epb::InternalRaftRequest| h.proposals().propose_auth(r);
     let before = h.auth().revision();
     auth(epb::InternalRaftRequest {
         auth_user_add: Some(epb::AuthUserAddRequest {
@@ -217,7 +222,7 @@ async fn commands_checked_against_an_older_auth_store_are_refused() {
     .await
     .expect("user add");
     // Auth is off: a stale stamp still applies.
-    assert_eq!(h.propose_checked(b"ok:a=1".to_vec(), before).await, Ok(b"ok".to_vec()));
+    assert_eq!(h.proposals().propose_checked(b"ok:a=1".to_vec(), before).await, Ok(b"ok".to_vec()));
     auth(epb::InternalRaftRequest {
         auth_user_grant_role: Some(epb::AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }),
         ..Default::default()
@@ -231,10 +236,10 @@ async fn commands_checked_against_an_older_auth_store_are_refused() {
     let now = h.auth().revision();
     assert!(now > before + 2, "every change bumps the revision, enabling too: {before} → {now}");
     assert_eq!(
-        h.propose_checked(b"ok:b=2".to_vec(), now - 1).await,
+        h.proposals().propose_checked(b"ok:b=2".to_vec(), now - 1).await,
         Err(NodeError::Auth(crate::auth::AuthError::AuthOldRevision))
     );
-    assert_eq!(h.propose_checked(b"ok:b=3".to_vec(), now).await, Ok(b"ok".to_vec()));
+    assert_eq!(h.proposals().propose_checked(b"ok:b=3".to_vec(), now).await, Ok(b"ok".to_vec()));
     assert!(keyspace(&h).await.contains("b=3"), "{}", keyspace(&h).await);
     // Admin requests without a user are refused at apply now.
     let refused =
@@ -254,9 +259,9 @@ async fn a_lone_leaders_read_barrier_covers_writes_from_before_a_restart() {
     let cfg = config(dir.path());
     let (node, h) = start(&cfg, dir.path()).await;
     for i in 0..20 {
-        assert_eq!(h.propose(format!("ok:k{i}=v{i}").into_bytes()).await, Ok(b"ok".to_vec()));
+        assert_eq!(h.proposals().propose(format!("ok:k{i}=v{i}").into_bytes()).await, Ok(b"ok".to_vec()));
     }
-    let acknowledged = h.status().raft_applied_index;
+    let acknowledged = h.status().current().raft_applied_index;
     assert!(h.inner.lone_leader.load(std::sync::atomic::Ordering::Acquire), "a member alone leads alone");
     drop(h);
     node.stop();
@@ -265,7 +270,7 @@ async fn a_lone_leaders_read_barrier_covers_writes_from_before_a_restart() {
     let h = node.handle();
     let mut answered = false;
     for _ in 0..400 {
-        if h.read_barrier().await.is_ok() {
+        if h.reads().read_barrier().await.is_ok() {
             answered = true;
             break;
         }
@@ -274,9 +279,9 @@ async fn a_lone_leaders_read_barrier_covers_writes_from_before_a_restart() {
     assert!(answered, "the restarted member never answered a read barrier");
     let status = h.status();
     assert!(
-        status.raft_applied_index > acknowledged,
+        status.current().raft_applied_index > acknowledged,
         "a barrier returned at applied index {} before the new term's entry after {acknowledged} applied",
-        status.raft_applied_index
+        status.current().raft_applied_index
     );
     let keys = keyspace(&h).await;
     assert!((0..20).all(|i| keys.contains(&format!("k{i}=v{i}"))), "{keys}");
@@ -293,7 +298,7 @@ async fn forged_pieces_and_deploys_are_refused_at_apply_and_on_replay() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let (node, h) = start(&cfg, dir.path()).await;
-    assert_eq!(h.propose(b"ok:a=1".to_vec()).await, Ok(b"ok".to_vec()));
+    assert_eq!(h.proposals().propose(b"ok:a=1".to_vec()).await, Ok(b"ok".to_vec()));
     drop(h);
     node.stop();
     let state = dir.path().join("member/state.redb");
@@ -339,22 +344,25 @@ async fn forged_pieces_and_deploys_are_refused_at_apply_and_on_replay() {
             other => panic!("forged entry {i} was not refused: {other:?}"),
         }
         assert_eq!(
-            h.propose(format!("ok:k{i}=v").into_bytes()).await,
+            h.proposals().propose(format!("ok:k{i}=v").into_bytes()).await,
             Ok(b"ok".to_vec()),
             "the member applies on after entry {i}"
         );
     }
     let after = keyspace(&h).await;
-    let applied = h.status().raft_applied_index;
+    let applied = h.status().current().raft_applied_index;
     drop(h);
     node.stop();
 
     // Replay: the state from before the forged entries, the log with them.
     std::fs::copy(&before, &state).expect("restore the state");
     let (node, h) = start(&cfg, dir.path()).await;
-    assert!(h.status().raft_applied_index > applied, "the log was replayed past the forged entries");
+    assert!(h.status().current().raft_applied_index > applied, "the log was replayed past the forged entries");
     assert_eq!(keyspace(&h).await, after);
-    assert_eq!(h.guest_status(false).await.expect("status").active.map(|a| a.name), Some("hostile".to_string()));
-    assert_eq!(h.stored_modules().await.expect("list").len(), 1, "no forged module was stored");
+    assert_eq!(
+        h.guests().guest_status(false).await.expect("status").active.map(|a| a.name),
+        Some("hostile".to_string())
+    );
+    assert_eq!(h.guests().stored_modules().await.expect("list").len(), 1, "no forged module was stored");
     node.stop();
 }

@@ -188,13 +188,13 @@ pub(super) async fn reload_task(lessor: Weak<Lessor>) {
             continue;
         }
         let Some(node) = l.node() else { return };
-        if !node.guest_serves(ETCD_KV_API) {
+        if !node.guests().guest_serves(ETCD_KV_API) {
             drop((l, node));
             tokio::time::sleep(RETRY).await;
             continue;
         }
         let q = KvQuery { request: Some(kv_query::Request::LeaseTable(LeaseTableRequest {})) };
-        match node.query(q.encode_to_vec()).await {
+        match node.reads().query(q.encode_to_vec()).await {
             Ok(bytes) => match LeaseTableResponse::decode(bytes.as_slice()) {
                 Ok(table) => l.install_table(table),
                 Err(e) => {

@@ -90,8 +90,8 @@ pub(super) async fn clock_task(lessor: Weak<Lessor>) {
             let st = l.lock();
             (st.primary, st.loaded)
         };
-        let leads = node.leader() == node.member_id();
-        let term = node.raft_term();
+        let leads = node.status().leader() == node.member_id();
+        let term = node.status().raft_term();
         if primary.is_some() && (!leads || primary != Some(term)) {
             l.demote();
         }
@@ -101,11 +101,11 @@ pub(super) async fn clock_task(lessor: Weak<Lessor>) {
             promoting = Some(tokio::spawn(async move {
                 // Returns once everything committed before it (all of the old terms, since a
                 // new leader's barrier waits for an entry of its own term) is applied.
-                if node.read_barrier().await.is_err() {
+                if node.reads().read_barrier().await.is_err() {
                     return;
                 }
                 let Some(l) = weak.upgrade() else { return };
-                if node.leader() == node.member_id() && node.raft_term() == term {
+                if node.status().leader() == node.member_id() && node.status().raft_term() == term {
                     l.promote(term);
                 }
             }));
@@ -125,7 +125,7 @@ pub(super) async fn clock_task(lessor: Weak<Lessor>) {
                     lease_revoke: Some(LeaseRevokeRequest { id }),
                     ..Default::default()
                 };
-                match node.propose(prost::Message::encode_to_vec(&req)).await {
+                match node.proposals().propose(prost::Message::encode_to_vec(&req)).await {
                     Ok(_) => tracing::debug!("lessor: revoked expired lease {id:016x}"),
                     // Revoked meanwhile (by a client, or by an earlier attempt).
                     Err(NodeError::Guest(_)) => {}

@@ -97,7 +97,7 @@ impl ApplyObserver for Observer {
         // as some Event). The node publishes a swap made in this batch only after observers ran,
         // so a KV guest's events in the very batch that swapped to it from another guest are not
         // delivered (no watcher can exist before that swap: creating one needs a KV guest).
-        if !self.node.upgrade().is_some_and(|n| n.guest_serves(wasmraft_proto::contract::ETCD_KV_API)) {
+        if !self.node.upgrade().is_some_and(|n| n.guests().guest_serves(wasmraft_proto::contract::ETCD_KV_API)) {
             return;
         }
         let mut slow = false;

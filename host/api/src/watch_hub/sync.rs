@@ -44,7 +44,7 @@ pub(super) async fn run(shared: Arc<Shared>, node: WeakNodeHandle) {
 /// header has the current revision, and it is refused with the compaction's revision when one
 /// went past 1.
 async fn initialize(shared: &Shared, node: &NodeHandle) -> bool {
-    if !node.guest_serves(wasmraft_proto::contract::ETCD_KV_API) {
+    if !node.guests().guest_serves(wasmraft_proto::contract::ETCD_KV_API) {
         return false;
     }
     let probe =
@@ -188,7 +188,7 @@ async fn catch_up(shared: &Shared, node: &NodeHandle, id: u64) -> bool {
 
 async fn history(node: &NodeHandle, request: WatchHistoryRequest) -> Result<WatchHistoryResponse, String> {
     let query = KvQuery { request: Some(kv_query::Request::WatchHistory(request)) };
-    let bytes = node.query(query.encode_to_vec()).await.map_err(|e| e.to_string())?;
+    let bytes = node.reads().query(query.encode_to_vec()).await.map_err(|e| e.to_string())?;
     WatchHistoryResponse::decode(bytes.as_slice())
         .map_err(|e| format!("the guest's watch history answer does not decode: {e}"))
 }
