@@ -1,5 +1,5 @@
 //! wasmraft's guest administration API (`wasmraft.v1.GuestAdmin`): deploy, roll back, status,
-//! list. The work is the node's (`NodeHandle::deploy` and friends); this layer maps requests and
+//! list. The work is the node's (`node.guests()`: deploy and friends); this layer maps requests and
 //! errors: a refused deploy is FAILED_PRECONDITION with the reason, member errors keep etcd's
 //! codes and texts. Who may call it is decided before a request's body is read, by
 //! `authz::GuestAdminGate` around this service (every call takes the root role).

@@ -1,7 +1,7 @@
 //! The active guest as the apply thread last left it, and the notice that one was deployed.
 //!
 //! Queries do not use it: they take the guest the state they read records (see
-//! [`NodeHandle::query`](super::NodeHandle::query)); the apply thread and the per-request checks
+//! [`Reads::query`](super::Reads::query)); the apply thread and the per-request checks
 //! (`guest_serves`) do.
 
 use std::sync::{Arc, RwLock};

@@ -263,7 +263,7 @@ mod tests {
     }
 
     /// The node runs queries on its async workers with a small fuel budget first
-    /// (`NodeHandle::query`): a single-key range of the KV guest must fit well inside that
+    /// (`Reads::query`): a single-key range of the KV guest must fit well inside that
     /// budget, and a query that does not fit must come back as "run it again", not as an error.
     #[test]
     fn small_queries_fit_the_inline_budget_and_big_ones_ask_to_be_rerun() {

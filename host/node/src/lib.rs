@@ -174,20 +174,8 @@ pub(crate) struct Shared {
     pub cluster_id: u64,
     pub to_raft: mpsc::Sender<RaftMsg>,
     pub waits: WaitRegistry,
-    pub term: AtomicU64,
-    pub leader: AtomicU64,
-    pub commit_index: AtomicU64,
-    /// Set by the raft thread while this member is the leader and the only voter and has
-    /// committed an entry of its term: raft would then answer a ReadIndex at once with its
-    /// commit index, asking no one, so a read barrier takes that index itself (see
-    /// [`NodeHandle::read_barrier`]).
-    pub lone_leader: AtomicBool,
-    /// The applied index; client reads wait on it after a ReadIndex. The raft thread reads it
-    /// too, whenever it wakes (see [`Shared::publish_applied`]).
-    pub applied: watch::Sender<u64>,
-    /// Set by the raft thread while it waits on the applied index (a conf change held until
-    /// raft has applied the one before): only then does the apply thread wake it to say.
-    pub raft_wants_applied: AtomicBool,
+    /// What the raft and apply threads publish for everyone else to read.
+    pub progress: Progress,
     pub registry: Arc<GuestRegistry>,
     /// Who follows every applied command (see [`observe`]).
     pub observers: RwLock<Vec<Arc<dyn ApplyObserver>>>,
@@ -205,20 +193,50 @@ pub(crate) struct Shared {
     /// before a restart, and logins among them get no token now (tokens die with the process
     /// that handed them out, as in etcd).
     pub logged_before_start: u64,
+    /// Where snapshot files are written and received (`member/snap`).
+    pub snap_dir: PathBuf,
+    /// The settings requests and snapshots are bounded by.
+    pub limits: Limits,
+    /// Whether the member is stopping, and why.
+    pub life: Lifecycle,
+}
+
+/// Raft's and the apply thread's progress, published for the handle's readers.
+pub(crate) struct Progress {
+    pub term: AtomicU64,
+    pub leader: AtomicU64,
+    pub commit_index: AtomicU64,
+    /// Set by the raft thread while this member is the leader and the only voter and has
+    /// committed an entry of its term: raft would then answer a ReadIndex at once with its
+    /// commit index, asking no one, so a read barrier takes that index itself (see
+    /// [`Reads::read_barrier`]).
+    pub lone_leader: AtomicBool,
+    /// The applied index; client reads wait on it after a ReadIndex. The raft thread reads it
+    /// too, whenever it wakes (see [`Shared::publish_applied`]).
+    pub applied: watch::Sender<u64>,
+    /// Set by the raft thread while it waits on the applied index (a conf change held until
+    /// raft has applied the one before): only then does the apply thread wake it to say.
+    pub raft_wants_applied: AtomicBool,
+}
+
+/// What a member's requests and snapshots are bounded by (from [`NodeConfig`]).
+pub(crate) struct Limits {
     /// `--quota-backend-bytes`, resolved (0 → etcd's default).
     pub quota_bytes: u64,
     pub request_timeout: Duration,
     pub max_request_bytes: usize,
+    pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
+}
+
+/// Whether the member is stopping, and why.
+pub(crate) struct Lifecycle {
     pub stopped: AtomicBool,
     /// Set when this member learned it was removed from the cluster (it is stopping).
     pub removed: AtomicBool,
     /// Set when a thread hit an error the member cannot continue after (a failing disk).
     pub fatal: Mutex<Option<String>>,
     pub fatal_notify: Notify,
-    /// Where snapshot files are written and received (`member/snap`).
-    pub snap_dir: PathBuf,
-    pub snapshot_count: u64,
-    pub snapshot_catchup_entries: u64,
 }
 
 impl Shared {
@@ -229,9 +247,9 @@ impl Shared {
     /// with the one in the raft thread after it sets [`Shared::raft_wants_applied`], so one of
     /// the two always sees the other's write.
     pub fn publish_applied(&self, index: u64) {
-        self.applied.send_replace(index);
+        self.progress.applied.send_replace(index);
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.raft_wants_applied.load(Ordering::Relaxed) {
+        if self.progress.raft_wants_applied.load(Ordering::Relaxed) {
             let _ = self.to_raft.send(RaftMsg::Applied(index));
         }
     }
@@ -239,12 +257,12 @@ impl Shared {
     /// Records an unrecoverable error; the process owner (main) shuts the member down.
     pub fn fail(&self, err: String) {
         tracing::error!("{err}");
-        let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self.life.fatal.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
             *f = Some(err);
         }
-        self.stopped.store(true, Ordering::SeqCst);
-        self.fatal_notify.notify_waiters();
+        self.life.stopped.store(true, Ordering::SeqCst);
+        self.life.fatal_notify.notify_waiters();
         self.waits.fail_all(NodeError::Stopped);
     }
 }
@@ -299,7 +317,7 @@ impl Node {
     ///
     /// The guest comes from the state database's deployment record (loaded through `registry`);
     /// a new member has none until the first deploy entry is applied (see
-    /// [`NodeHandle::deploy_initial`]).
+    /// [`Guests::deploy_initial`]).
     pub fn start(cfg: &NodeConfig, registry: Arc<GuestRegistry>) -> anyhow::Result<Node> {
         Node::start_joining(cfg, registry, None)
     }
@@ -316,7 +334,7 @@ impl Node {
 
     /// [`Node::start`] for a member that may be joining an existing cluster
     /// (`--initial-cluster-state existing`): `join` is what the cluster told it (see
-    /// [`crate::join`]); it is used only when the data dir is new.
+    /// the binary's `join`); it is used only when the data dir is new.
     pub fn start_joining(cfg: &NodeConfig, registry: Arc<GuestRegistry>, join: Option<Joined>) -> anyhow::Result<Node> {
         let member_dir = cfg.data_dir.join("member");
         wasmraft_storage::durable::create_dir_all(&member_dir)
@@ -467,12 +485,14 @@ impl Node {
             cluster_id: identity.cluster_id,
             to_raft,
             waits: WaitRegistry::new(identity.member_id),
-            term: AtomicU64::new(term),
-            leader: AtomicU64::new(0),
-            commit_index: AtomicU64::new(commit.max(applied_index)),
-            lone_leader: AtomicBool::new(false),
-            raft_wants_applied: AtomicBool::new(false),
-            applied: watch::channel(applied_index).0,
+            progress: Progress {
+                term: AtomicU64::new(term),
+                leader: AtomicU64::new(0),
+                commit_index: AtomicU64::new(commit.max(applied_index)),
+                lone_leader: AtomicBool::new(false),
+                raft_wants_applied: AtomicBool::new(false),
+                applied: watch::channel(applied_index).0,
+            },
             replicated: Subsystems {
                 membership,
                 guest: active::ActiveGuestCell::new(active, registry.clone()),
@@ -485,16 +505,20 @@ impl Node {
             dial_tls: std::sync::OnceLock::new(),
             state_db,
             logged_before_start,
-            quota_bytes: crate::alarms::quota_bytes(cfg.quota_backend_bytes),
-            request_timeout: cfg.request_timeout(),
-            max_request_bytes: cfg.max_request_bytes,
-            stopped: AtomicBool::new(false),
-            removed: AtomicBool::new(false),
-            fatal: Mutex::new(None),
-            fatal_notify: Notify::new(),
             snap_dir,
-            snapshot_count: cfg.snapshot_count,
-            snapshot_catchup_entries: cfg.snapshot_catchup_entries,
+            limits: Limits {
+                quota_bytes: crate::alarms::quota_bytes(cfg.quota_backend_bytes),
+                request_timeout: cfg.request_timeout(),
+                max_request_bytes: cfg.max_request_bytes,
+                snapshot_count: cfg.snapshot_count,
+                snapshot_catchup_entries: cfg.snapshot_catchup_entries,
+            },
+            life: Lifecycle {
+                stopped: AtomicBool::new(false),
+                removed: AtomicBool::new(false),
+                fatal: Mutex::new(None),
+                fatal_notify: Notify::new(),
+            },
         });
 
         let tick = cfg.heartbeat_interval;
@@ -539,7 +563,7 @@ impl Node {
     /// Stops the threads, making the state database durable on the way out.
     pub fn stop(self) {
         let shared = &self.handle.inner;
-        shared.stopped.store(true, Ordering::SeqCst);
+        shared.life.stopped.store(true, Ordering::SeqCst);
         let _ = shared.to_raft.send(RaftMsg::Stop);
         for t in self.threads {
             let _ = t.join();
@@ -574,11 +598,11 @@ impl NodeHandle {
 
     async fn propose_entry(&self, kind: pb::entry::Kind, auth_revision: u64) -> Result<Vec<u8>, NodeError> {
         let s = &self.inner;
-        if s.stopped.load(Ordering::Relaxed) {
+        if s.life.stopped.load(Ordering::Relaxed) {
             return Err(NodeError::Stopped);
         }
-        let applied = *s.applied.borrow();
-        if s.commit_index.load(Ordering::Relaxed) > applied + MAX_APPLY_GAP {
+        let applied = *s.progress.applied.borrow();
+        if s.progress.commit_index.load(Ordering::Relaxed) > applied + MAX_APPLY_GAP {
             return Err(NodeError::TooManyRequests);
         }
         let (id, rx) = s.waits.register();
@@ -591,7 +615,7 @@ impl NodeHandle {
             metrics.proposals_failed.inc();
             return Err(NodeError::Stopped);
         }
-        let outcome = match tokio::time::timeout(s.request_timeout, rx).await {
+        let outcome = match tokio::time::timeout(s.limits.request_timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(NodeError::Stopped),
             Err(_) => {
@@ -607,7 +631,7 @@ impl NodeHandle {
         outcome
     }
 
-    /// [`NodeHandle::query`] on the calling thread within [`INLINE_QUERY_FUEL`]; `None` when it
+    /// [`Reads::query`] on the calling thread within [`INLINE_QUERY_FUEL`]; `None` when it
     /// must go to a blocking thread (see there).
     fn query_inline(&self, request: &[u8]) -> Option<Result<Vec<u8>, NodeError>> {
         let s = &self.inner;
@@ -627,7 +651,7 @@ impl NodeHandle {
 
 impl<'a> Status<'a> {
     pub fn raft_term(self) -> u64 {
-        self.h.inner.term.load(Ordering::Relaxed)
+        self.h.inner.progress.term.load(Ordering::Relaxed)
     }
 
     pub fn current(self) -> NodeStatus {
@@ -635,10 +659,10 @@ impl<'a> Status<'a> {
         NodeStatus {
             cluster_id: s.cluster_id,
             member_id: s.member_id,
-            leader: s.leader.load(Ordering::Relaxed),
-            raft_term: s.term.load(Ordering::Relaxed),
-            raft_index: s.commit_index.load(Ordering::Relaxed),
-            raft_applied_index: *s.applied.borrow(),
+            leader: s.progress.leader.load(Ordering::Relaxed),
+            raft_term: s.progress.term.load(Ordering::Relaxed),
+            raft_index: s.progress.commit_index.load(Ordering::Relaxed),
+            raft_applied_index: *s.progress.applied.borrow(),
             db_size: s.state_db.file_size(),
             is_learner: self.h.cluster().is_learner(),
         }
@@ -651,14 +675,14 @@ impl<'a> Status<'a> {
 
     /// The leader's member id, 0 when there is none. Cheap: for per-request checks.
     pub fn leader(self) -> u64 {
-        self.h.inner.leader.load(Ordering::Relaxed)
+        self.h.inner.progress.leader.load(Ordering::Relaxed)
     }
 
     /// Resolves when the member hit an error it cannot continue after, with that error.
     pub async fn fatal(self) -> String {
         loop {
-            let notified = self.h.inner.fatal_notify.notified();
-            if let Some(e) = self.h.inner.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            let notified = self.h.inner.life.fatal_notify.notified();
+            if let Some(e) = self.h.inner.life.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
                 return e;
             }
             notified.await;
@@ -671,7 +695,7 @@ impl<'a> Proposals<'a> {
     /// its apply result.
     pub async fn propose(self, command: Vec<u8>) -> Result<Vec<u8>, NodeError> {
         // etcd limits the request it proposes; our envelope's few extra bytes don't count.
-        if command.len() > self.h.inner.max_request_bytes {
+        if command.len() > self.h.inner.limits.max_request_bytes {
             return Err(NodeError::RequestTooLarge);
         }
         self.h.propose_entry(pb::entry::Kind::GuestCommand(command), 0).await
@@ -681,7 +705,7 @@ impl<'a> Proposals<'a> {
     /// store at `auth_revision`: refused at apply if the store has changed since (see
     /// `crate::auth`).
     pub async fn propose_checked(self, command: Vec<u8>, auth_revision: u64) -> Result<Vec<u8>, NodeError> {
-        if command.len() > self.h.inner.max_request_bytes {
+        if command.len() > self.h.inner.limits.max_request_bytes {
             return Err(NodeError::RequestTooLarge);
         }
         self.h.propose_entry(pb::entry::Kind::GuestCommand(command), auth_revision).await
@@ -746,8 +770,8 @@ impl<'a> Cluster<'a> {
         let (tx, rx) = oneshot::channel();
         s.to_raft.send(RaftMsg::TransferLeader { to, reply: tx }).map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)??;
-        let deadline = tokio::time::Instant::now() + s.request_timeout;
-        while s.leader.load(Ordering::Relaxed) != to {
+        let deadline = tokio::time::Instant::now() + s.limits.request_timeout;
+        while s.progress.leader.load(Ordering::Relaxed) != to {
             if tokio::time::Instant::now() >= deadline {
                 return Err(NodeError::LeaderTransferTimeout);
             }
@@ -763,23 +787,23 @@ impl<'a> Reads<'a> {
     pub async fn read_barrier(self) -> Result<(), NodeError> {
         let s = &self.h.inner;
         let wait = async {
-            let index = if s.lone_leader.load(Ordering::Acquire) {
+            let index = if s.progress.lone_leader.load(Ordering::Acquire) {
                 // What raft would answer, without the round trip through the raft thread (two
                 // thread wake-ups, a third of a small read's cost). The flag is stored after
                 // the commit index it vouches for, so this index is at least that one.
-                s.commit_index.load(Ordering::Acquire)
+                s.progress.commit_index.load(Ordering::Acquire)
             } else {
                 let (tx, rx) = oneshot::channel();
                 s.to_raft.send(RaftMsg::ReadIndex { reply: tx }).map_err(|_| NodeError::Stopped)?;
                 rx.await.map_err(|_| NodeError::Stopped)??
             };
-            if *s.applied.borrow() < index {
-                let mut applied = s.applied.subscribe();
+            if *s.progress.applied.borrow() < index {
+                let mut applied = s.progress.applied.subscribe();
                 applied.wait_for(|a| *a >= index).await.map_err(|_| NodeError::Stopped)?;
             }
             Ok(())
         };
-        tokio::time::timeout(s.request_timeout, wait).await.unwrap_or(Err(NodeError::Timeout))
+        tokio::time::timeout(s.limits.request_timeout, wait).await.unwrap_or(Err(NodeError::Timeout))
     }
 
     /// Runs the guest's read-only `query` on this member's current state, with the guest that

@@ -44,7 +44,7 @@ impl<'a> Proposals<'a> {
     /// log and refuses the request with "database space exceeded".
     pub async fn check_quota(self, command: &[u8]) -> Result<(), NodeError> {
         let cost = crate::alarms::cost(command).unwrap_or(0);
-        if cost == 0 || self.h.status().state_db_size().saturating_add(cost) < self.h.inner.quota_bytes {
+        if cost == 0 || self.h.status().state_db_size().saturating_add(cost) < self.h.inner.limits.quota_bytes {
             return Ok(());
         }
         let raise = AlarmRequest {
@@ -73,7 +73,7 @@ impl<'a> Status<'a> {
 
     /// `--quota-backend-bytes`, resolved (0 on the flag is etcd's 2 GiB default).
     pub fn quota_bytes(self) -> u64 {
-        self.h.inner.quota_bytes
+        self.h.inner.limits.quota_bytes
     }
 
     /// A CRC-32C of this member's state database (etcd's `Maintenance.Hash`, which hashes its

@@ -59,7 +59,7 @@ pub(crate) fn run(
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        catch_up_applied(&mut node, *shared.applied.borrow());
+        catch_up_applied(&mut node, *shared.progress.applied.borrow());
         let mut stop = false;
         for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match msg {
@@ -142,10 +142,10 @@ pub(crate) fn run(
                 // We fell behind (a long fsync): don't burst ticks, which would force elections.
                 next_tick = Instant::now() + tick;
             }
-            reads.expire(shared.request_timeout);
+            reads.expire(shared.limits.request_timeout);
             held.forget_abandoned(&shared);
         }
-        conf_gate.release(&mut node, &shared, shared.request_timeout);
+        conf_gate.release(&mut node, &shared, shared.limits.request_timeout);
         if node.raft.leader_id != raft::INVALID_ID && !held.is_empty() {
             held.release(&mut node, &shared);
         }
@@ -153,7 +153,7 @@ pub(crate) fn run(
             if node.raft.leader_id == raft::INVALID_ID {
                 // Reads wait for a leader too (etcd's linearizable reads do); their clients give
                 // up at the request timeout.
-                reads.expire_queued(shared.request_timeout);
+                reads.expire_queued(shared.limits.request_timeout);
             } else if node.raft.state == StateRole::Leader && !node.raft.commit_to_current_term() {
                 // raft-rs drops a ReadIndex until the new leader has committed an entry of its
                 // own term (its no-op, in a moment): hold the reads until then.
@@ -172,7 +172,7 @@ pub(crate) fn run(
         publish_lone_leader(&node, &shared);
         again = wants_applied(&mut node, &shared, &conf_gate);
     }
-    shared.lone_leader.store(false, Ordering::Release);
+    shared.progress.lone_leader.store(false, Ordering::Release);
     for (_, (_, waiters)) in reads.in_flight.drain() {
         for w in waiters {
             let _ = w.send(Err(NodeError::Stopped));
@@ -319,7 +319,7 @@ fn on_ready(
         // A new role or leader starts the heartbeat timing afresh (etcd resets its detector).
         heartbeats.reset();
         let leader = ss.leader_id;
-        if shared.leader.swap(leader, Ordering::Relaxed) != leader {
+        if shared.progress.leader.swap(leader, Ordering::Relaxed) != leader {
             if leader != raft::INVALID_ID {
                 wasmraft_metrics::metrics().leader_changes.inc();
             }
@@ -366,8 +366,8 @@ fn on_ready(
         wasmraft_metrics::metrics().wal_fsync.observe(started.elapsed().as_secs_f64());
     }
     if let Some(hs) = rd.hs() {
-        shared.term.store(hs.term, Ordering::Relaxed);
-        shared.commit_index.fetch_max(hs.commit, Ordering::Relaxed);
+        shared.progress.term.store(hs.term, Ordering::Relaxed);
+        shared.progress.commit_index.fetch_max(hs.commit, Ordering::Relaxed);
     }
     send(node, shared, heartbeats, rd.take_persisted_messages());
     for rs in rd.take_read_states() {
@@ -381,7 +381,7 @@ fn on_ready(
     let mut light = node.advance_append(rd);
     if let Some(commit) = light.commit_index() {
         node.mut_store().set_commit(commit);
-        shared.commit_index.fetch_max(commit, Ordering::Relaxed);
+        shared.progress.commit_index.fetch_max(commit, Ordering::Relaxed);
     }
     send(node, shared, heartbeats, light.take_messages());
     hand_to_apply(to_apply, light.take_committed_entries())?;
@@ -430,14 +430,14 @@ fn catch_up_applied(node: &mut RawNode<LogStore>, index: u64) -> bool {
 /// true is returned if that moved it: the caller takes another turn at once.
 fn wants_applied(node: &mut RawNode<LogStore>, shared: &Shared, conf_gate: &ConfGate) -> bool {
     let wants = conf_gate.is_holding() || (node.raft.state == StateRole::Leader && node.raft.has_pending_conf());
-    if shared.raft_wants_applied.load(Ordering::Relaxed) != wants {
-        shared.raft_wants_applied.store(wants, Ordering::Relaxed);
+    if shared.progress.raft_wants_applied.load(Ordering::Relaxed) != wants {
+        shared.progress.raft_wants_applied.store(wants, Ordering::Relaxed);
     }
     if !wants {
         return false;
     }
     std::sync::atomic::fence(Ordering::SeqCst);
-    catch_up_applied(node, *shared.applied.borrow()) && conf_gate.is_holding()
+    catch_up_applied(node, *shared.progress.applied.borrow()) && conf_gate.is_holding()
 }
 
 /// Tells read barriers whether they may skip this thread: when this member leads alone and has
@@ -451,10 +451,10 @@ fn publish_lone_leader(node: &RawNode<LogStore>, shared: &Shared) {
     if lone {
         // Published before the flag, which is stored with release ordering: a barrier that sees
         // the flag sees at least this index.
-        shared.commit_index.fetch_max(raft.raft_log.committed, Ordering::Release);
+        shared.progress.commit_index.fetch_max(raft.raft_log.committed, Ordering::Release);
     }
-    if shared.lone_leader.load(Ordering::Relaxed) != lone {
-        shared.lone_leader.store(lone, Ordering::Release);
+    if shared.progress.lone_leader.load(Ordering::Relaxed) != lone {
+        shared.progress.lone_leader.store(lone, Ordering::Release);
     }
 }
 
@@ -519,8 +519,8 @@ fn send(node: &mut RawNode<LogStore>, shared: &Shared, heartbeats: &mut Heartbea
 fn compact(node: &mut RawNode<LogStore>, shared: &Shared, durable: u64) -> anyhow::Result<()> {
     let store = node.mut_store();
     let first = store.log().snapshot_index();
-    let target = durable.saturating_sub(shared.snapshot_catchup_entries).min(store.log().last_index());
-    if target <= first || durable < first + shared.snapshot_count {
+    let target = durable.saturating_sub(shared.limits.snapshot_catchup_entries).min(store.log().last_index());
+    if target <= first || durable < first + shared.limits.snapshot_count {
         return Ok(());
     }
     store.compact(target)?;

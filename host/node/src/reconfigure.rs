@@ -1,6 +1,6 @@
 //! Runtime reconfiguration, both ends of it:
 //!
-//! - **proposing** ([`NodeHandle::change_membership`]): etcd 3.4's strict reconfiguration checks
+//! - **proposing** ([`Cluster::change_membership`](super::Cluster::change_membership)): etcd 3.4's strict reconfiguration checks
 //!   (`mayAddMember`, `mayRemoveMember`, `mayPromoteMember`: a quorum of started members after
 //!   the change, every voter connected for the last 5 s, a learner in sync before promotion),
 //!   then the conf change goes through raft and the caller waits for its apply;
@@ -129,7 +129,7 @@ pub(crate) fn after_commit(shared: &std::sync::Arc<Shared>, peers: PeerChanges) 
 /// Stops this member because the cluster removed it (its own removal applied, or a peer
 /// answered that it was removed).
 pub(crate) fn stop_removed(shared: &std::sync::Arc<Shared>) {
-    if shared.removed.swap(true, Ordering::SeqCst) {
+    if shared.life.removed.swap(true, Ordering::SeqCst) {
         return;
     }
     let shared = shared.clone();
@@ -221,7 +221,7 @@ impl<'a> Cluster<'a> {
     pub async fn change_membership(self, change: Change) -> Result<Vec<Member>, NodeError> {
         self.h.may_change(&change).await?;
         let s = &self.h.inner;
-        if s.stopped.load(Ordering::Relaxed) {
+        if s.life.stopped.load(Ordering::Relaxed) {
             return Err(NodeError::Stopped);
         }
         let is_learner = s.replicated.membership.get(change.id()).is_some_and(|m| m.is_learner);
@@ -237,7 +237,7 @@ impl<'a> Cluster<'a> {
             s.waits.cancel(id);
             return Err(NodeError::Stopped);
         }
-        match tokio::time::timeout(s.request_timeout, rx).await {
+        match tokio::time::timeout(s.limits.request_timeout, rx).await {
             Ok(Ok(outcome)) => outcome.map(|_| self.h.cluster().members()),
             Ok(Err(_)) => Err(NodeError::Stopped),
             Err(_) => {
@@ -251,7 +251,7 @@ impl<'a> Cluster<'a> {
     /// `/members/promote/<id>`), retried until the request timeout while there is no leader or
     /// it cannot be reached; the answer is the leader's member list.
     pub async fn promote_on_leader(self, id: u64) -> Result<Vec<Member>, NodeError> {
-        let deadline = tokio::time::Instant::now() + self.h.inner.request_timeout;
+        let deadline = tokio::time::Instant::now() + self.h.inner.limits.request_timeout;
         let tls = self.h.dial_tls().peers;
         while tokio::time::Instant::now() < deadline {
             let leader = self.h.status().leader();
@@ -296,7 +296,7 @@ impl<'a> Cluster<'a> {
 
     /// Whether this member stopped because it was removed.
     pub fn was_removed(self) -> bool {
-        self.h.inner.removed.load(Ordering::SeqCst)
+        self.h.inner.life.removed.load(Ordering::SeqCst)
     }
 
     /// A peer said this member was removed (rafthttp's 410): stop, as etcd does.

@@ -262,7 +262,7 @@ async fn a_lone_leaders_read_barrier_covers_writes_from_before_a_restart() {
         assert_eq!(h.proposals().propose(format!("ok:k{i}=v{i}").into_bytes()).await, Ok(b"ok".to_vec()));
     }
     let acknowledged = h.status().current().raft_applied_index;
-    assert!(h.inner.lone_leader.load(std::sync::atomic::Ordering::Acquire), "a member alone leads alone");
+    assert!(h.inner.progress.lone_leader.load(std::sync::atomic::Ordering::Acquire), "a member alone leads alone");
     drop(h);
     node.stop();
 
@@ -285,7 +285,7 @@ async fn a_lone_leaders_read_barrier_covers_writes_from_before_a_restart() {
     );
     let keys = keyspace(&h).await;
     assert!((0..20).all(|i| keys.contains(&format!("k{i}=v{i}"))), "{keys}");
-    assert!(h.inner.lone_leader.load(std::sync::atomic::Ordering::Acquire));
+    assert!(h.inner.progress.lone_leader.load(std::sync::atomic::Ordering::Acquire));
     node.stop();
 }
 

@@ -6,9 +6,9 @@
 //! disagree. Waiters are woken only after the transaction commits, so a client that got its
 //! answer can read its own write at once.
 //!
-//! Around the loop: [`batch`] applies one batch, [`command`] a client's guest command behind
-//! the refusal [`rules`] (etcd's `apply/` wrappers, one per file), [`deploy`] guest modules and
-//! swaps, [`snapshot`] a state received from the leader. The host's own replicated state
+//! Around the loop: `batch` applies one batch, `command` a client's guest command behind
+//! the refusal `rules` (etcd's `apply/` wrappers, one per file), `deploy` guest modules and
+//! swaps, `snapshot` a state received from the leader. The host's own replicated state
 //! (membership, the active guest, auth, alarms) is staged and published through
 //! `super::replicated`.
 //!

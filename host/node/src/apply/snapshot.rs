@@ -43,7 +43,7 @@ pub(super) fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Pa
         o.state_replaced();
     }
     remove_older_snapshots(shared, index);
-    shared.applied.send_replace(state_index);
+    shared.progress.applied.send_replace(state_index);
     let _ = shared.to_raft.send(RaftMsg::Applied(state_index));
     let _ = shared.to_raft.send(RaftMsg::Durable(state_index));
     Some(state_index)
