@@ -31,6 +31,11 @@ pub(super) struct Batch<'a> {
 }
 
 impl Batch<'_> {
+    /// Whether anything observes applied commands (so that what only they need is not built).
+    pub fn observing(&self) -> bool {
+        self.observed.is_some()
+    }
+
     /// Records a command's outcome for the observers.
     pub fn observe(&mut self, index: u64, command: Vec<u8>, result: Result<Vec<u8>, String>, events: Vec<Vec<u8>>) {
         if let Some(observed) = &mut self.observed {
@@ -83,10 +88,11 @@ pub(super) fn apply_batch(
                 continue;
             }
         };
-        let (t, outcome) = apply_entry(&mut b, txn, e, &envelope)?;
+        let id = envelope.id;
+        let (t, outcome) = apply_entry(&mut b, txn, e, envelope)?;
         txn = t;
-        if envelope.id != 0 {
-            outcomes.push((envelope.id, outcome));
+        if id != 0 {
+            outcomes.push((id, outcome));
         }
     }
     if index > applied {
@@ -114,27 +120,27 @@ fn apply_entry(
     b: &mut Batch,
     txn: WriteTransaction,
     e: &Entry,
-    envelope: &pb::Entry,
+    envelope: pb::Entry,
 ) -> anyhow::Result<(WriteTransaction, Outcome)> {
     let ctx = ApplyContext { index: e.index, term: e.term, time_unix_ms: envelope.time_unix_ms };
     let shared = b.shared;
-    let outcome = match &envelope.kind {
+    let outcome = match envelope.kind {
         Some(pb::entry::Kind::GuestCommand(command)) => {
-            super::command::apply(b, &txn, ctx, envelope.auth_revision, command.clone())?
+            super::command::apply(b, &txn, ctx, envelope.auth_revision, command)?
         }
-        Some(pb::entry::Kind::GuestDeploy(deploy)) => return super::deploy::swap(b, txn, deploy, e.index),
-        Some(pb::entry::Kind::GuestModuleChunk(chunk)) => super::deploy::store_chunk(b, &txn, chunk, e.index)?,
+        Some(pb::entry::Kind::GuestDeploy(deploy)) => return super::deploy::swap(b, txn, &deploy, e.index),
+        Some(pb::entry::Kind::GuestModuleChunk(chunk)) => super::deploy::store_chunk(b, &txn, &chunk, e.index)?,
         Some(pb::entry::Kind::Publish(attrs)) => {
-            shared.replicated.membership.apply_publish(&txn, attrs, &mut b.staged.membership)?;
+            shared.replicated.membership.apply_publish(&txn, &attrs, &mut b.staged.membership)?;
             Ok(Vec::new())
         }
         Some(pb::entry::Kind::Alarm(req)) => {
-            Ok(crate::alarms::apply(&txn, &mut b.staged.alarms.list, req)?.encode_to_vec())
+            Ok(crate::alarms::apply(&txn, &mut b.staged.alarms.list, &req)?.encode_to_vec())
         }
         Some(pb::entry::Kind::Auth(req)) => b
             .staged
             .auth
-            .apply(&shared.replicated.auth, &txn, e.index, e.index > shared.logged_before_start, req)?
+            .apply(&shared.replicated.auth, &txn, e.index, e.index > shared.logged_before_start, &req)?
             .map_err(NodeError::Auth),
         None => Err(NodeError::Internal(format!("entry {} has no command", e.index))),
     };

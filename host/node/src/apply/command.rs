@@ -19,20 +19,22 @@ pub(super) fn apply(
     auth_revision: u64,
     command: Vec<u8>,
 ) -> anyhow::Result<Outcome> {
-    let active = b.staged.guest.active.clone();
-    if let Some(refused) = rules::refusal(b, active.as_deref(), &command, auth_revision) {
-        b.observe(ctx.index, command, Err(refused.to_string()), Vec::new());
+    if let Some(refused) = rules::refusal(b, b.staged.guest.active.as_deref(), &command, auth_revision) {
+        if b.observing() {
+            b.observe(ctx.index, command, Err(refused.to_string()), Vec::new());
+        }
         return Ok(Err(refused));
     }
-    let Some(active) = active else {
+    let Some(active) = &b.staged.guest.active else {
         return Ok(Err(NodeError::NoGuest));
     };
-    let result = active.guest.apply(&mut GuestKv::new(txn), ctx, &command);
-    let (result, events) = match result {
+    let (result, events) = match active.guest.apply(&mut GuestKv::new(txn), ctx, &command) {
         Ok(applied) => (Ok(applied.output), applied.events),
         Err(ApplyError::Guest(text)) => (Err(text), Vec::new()),
         Err(err) => return Err(anyhow::Error::new(err).context(format!("applying entry {}", ctx.index))),
     };
-    b.observe(ctx.index, command, result.clone(), events);
+    if b.observing() {
+        b.observe(ctx.index, command, result.clone(), events);
+    }
     Ok(result.map_err(NodeError::Guest))
 }
