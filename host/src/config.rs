@@ -255,7 +255,7 @@ pub struct Config {
 impl Config {
     /// etcd's `RequestTimeout`: 5s plus two election timeouts.
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(5) + 2 * self.election_timeout
+        wasmraft_node::request_timeout(self.election_timeout)
     }
 
     /// What the member's core needs of these flags.

@@ -33,11 +33,16 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// How long a client request waits for its entry (etcd's `ReqTimeout`).
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(5) + 2 * self.election_timeout
+        request_timeout(self.election_timeout)
     }
 
     /// The election timeout in heartbeat ticks, as raft counts it.
     pub fn election_ticks(&self) -> usize {
         (self.election_timeout.as_millis() / self.heartbeat_interval.as_millis().max(1)) as usize
     }
+}
+
+/// etcd's `ReqTimeout`: 5 s plus two election timeouts, for a request waiting on the log.
+pub fn request_timeout(election_timeout: Duration) -> Duration {
+    Duration::from_secs(5) + 2 * election_timeout
 }

@@ -64,7 +64,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use wasmraft_proto::wasmraft::v1 as pb;
 use wasmraft_runtime::GuestRegistry;
 
-pub use config::NodeConfig;
+pub use config::{NodeConfig, request_timeout};
 pub use guests::{DeployOptions, GuestStatus};
 pub use handle::{
     ActiveGuest, Cluster, Guests, NodeError, NodeHandle, NodeStatus, Peers, Proposals, Reads, Status, WeakNodeHandle,
