@@ -84,8 +84,12 @@ pub fn build_component_to(crate_dir: &Path, target_dir: &Path, out: &Path) -> an
 /// For build scripts: builds each `(VAR, crate dir relative to root)` guest and exports its
 /// component's path as `cargo:rustc-env=VAR=...` (for `include_bytes!(env!("VAR"))`). Every
 /// guest is attempted, so one run reports every broken guest; if any failed, the build script
-/// exits with an error after printing them.
+/// exits with an error after printing them. `root` is the workspace root: the guests also build
+/// against the proto crate and the workspace's profiles and lockfile, so those are watched too.
 pub fn export_components(root: &Path, guests: &[(&str, &str)]) {
+    for path in ["proto/src", "proto/build.rs", "proto/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
     let mut failed = false;
     for (var, dir) in guests {
         match build_component(&root.join(dir)) {
