@@ -20,6 +20,16 @@ fn test_limits() -> GuestLimits {
     GuestLimits { fuel_per_entry: 200_000_000, memory_bytes: 64 << 20, stack_bytes: limits::DEFAULT_STACK_BYTES }
 }
 
+/// The hostile guest with room for outputs and scans near the host's size limits.
+fn roomy_hostile() -> Guest {
+    Guest::load(
+        engine(),
+        HOSTILE,
+        GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20, ..test_limits() },
+    )
+    .expect("loads")
+}
+
 fn hostile() -> Arc<Guest> {
     static GUEST: OnceLock<Arc<Guest>> = OnceLock::new();
     GUEST.get_or_init(|| Arc::new(Guest::load(engine(), HOSTILE, test_limits()).expect("hostile guest loads"))).clone()
@@ -285,24 +295,14 @@ fn entry_failures_are_counted_by_kind_and_fuel_is_counted() {
     }
     let before = m.guest_failures(GuestFailure::HostLimit);
     let n = limits::MAX_RESULT_BYTES + 1;
-    let big = Guest::load(
-        engine(),
-        HOSTILE,
-        GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20, ..test_limits() },
-    )
-    .expect("loads");
+    let big = roomy_hostile();
     assert!(db.apply(&big, format!("huge-result:{n}").as_bytes()).is_err());
     assert!(m.guest_failures(GuestFailure::HostLimit) > before);
 }
 
 #[test]
 fn oversized_outputs_are_refused() {
-    let g = Guest::load(
-        engine(),
-        HOSTILE,
-        GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20, ..test_limits() },
-    )
-    .expect("loads");
+    let g = roomy_hostile();
     let mut db = Db::new();
     let n = limits::MAX_RESULT_BYTES + 1;
     let e = guest_err(db.apply(&g, format!("huge-result:{n}").as_bytes()));
@@ -386,12 +386,7 @@ fn scans_merge_the_entry_overlay_in_both_directions() {
 
 #[test]
 fn scans_page_by_count_and_bytes() {
-    let g = Guest::load(
-        engine(),
-        HOSTILE,
-        GuestLimits { fuel_per_entry: 2_000_000_000, memory_bytes: 256 << 20, ..test_limits() },
-    )
-    .expect("loads");
+    let g = roomy_hostile();
     let mut db = Db::new();
     // 2000 small keys: limit 0 gives the page size.
     let ops: Vec<String> = (0..2000).map(|i| format!("put k{i:05} v")).collect();
