@@ -74,7 +74,10 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
         None
     };
     let node = Node::start_joining(&node_cfg, registry, join)?;
-    node.set_dial_tls(wasmraft_client::tls::DialTls { peers: Some(peer_tls.dial.clone()), clients: Some(client_dial) });
+    node.set_dial_tls(wasmraft_transport::dial::DialTls {
+        peers: Some(peer_tls.dial.clone()),
+        clients: Some(client_dial),
+    });
     let handle = node.handle();
     let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
     let transport = start_transport(&cfg, &node, peer_listeners, peer_tls, peers_stopped)?;

@@ -20,6 +20,8 @@
 /// Names and versions every crate must agree on: what the API layer, the node, the lessor and
 /// the watch hub check a guest for, and what the member tells clients it is. Kept here, with the
 /// wire contracts, so that no crate has to import another's internals to learn them.
+pub mod go;
+
 pub mod contract {
     /// What a guest lists in its `apis` when it serves etcd's KV API with etcd's encodings
     /// (`InternalRaftRequest` commands, `RangeRequest` queries). The guest SDK's

@@ -8,6 +8,11 @@
 //!   not the storage crate (nor redb, which is storage's business).
 //! - `wasmraft-metrics` is a leaf of counters: of ours it may know only the contract constants
 //!   (`wasmraft-proto`), never the node.
+//! - `wasmraft-node` is the member core: raft, storage, the runtime and the peer transport; not
+//!   the client API's gRPC server, not the command line, and none of the crates above it (the
+//!   API, the client, the bench tool, the binary).
+//! - `wasmraft-api` serves etcd's API from a node handle: not the command line, the client
+//!   crate, the bench tool or the binary.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -59,4 +64,18 @@ fn metrics_is_a_leaf() {
     let deps = closure("wasmraft-metrics");
     let ours: Vec<&String> = deps.iter().filter(|d| d.starts_with("wasmraft") && *d != "wasmraft-proto").collect();
     assert!(ours.is_empty(), "wasmraft-metrics depends on {ours:?}");
+}
+
+/// Our crates that sit above the member core on the data path, or beside it for users.
+const ABOVE_NODE: &[&str] = &["wasmraft-api", "wasmraft-client", "wasmraft-bench", "wasmraft"];
+
+#[test]
+fn node_knows_no_client_api_or_command_line() {
+    assert_none_of("wasmraft-node", ABOVE_NODE);
+    assert_none_of("wasmraft-node", &["tonic", "h2", "axum", "clap"]);
+}
+
+#[test]
+fn api_knows_no_command_line_or_client_tools() {
+    assert_none_of("wasmraft-api", &["wasmraft-client", "wasmraft-bench", "wasmraft", "clap", "indicatif"]);
 }

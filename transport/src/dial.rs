@@ -38,6 +38,17 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// How a member dials TLS: other members' https peer URLs, and (to forward lease calls to
+/// the leader) https client URLs. None: not set up (a member assembled in a test harness without
+/// a transport), and https URLs are not dialed. The host builds both configurations (files,
+/// trusted CAs, whether to verify); here so that the member core can hold them without
+/// depending on the client crate.
+#[derive(Debug, Clone, Default)]
+pub struct DialTls {
+    pub peers: Option<Arc<ClientConfig>>,
+    pub clients: Option<Arc<ClientConfig>>,
+}
+
 /// Dials `http://` and `https://` URIs. Cheap to clone.
 #[derive(Clone)]
 pub struct Dialer {

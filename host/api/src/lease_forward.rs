@@ -13,7 +13,7 @@
 //! https client URLs are dialed as the member's own clients would reach it: presenting its
 //! --cert-file certificate (which needs the client-auth usage when the leader requires client
 //! certificates), verifying the leader against its --trusted-ca-file (the system's roots without
-//! one), or verifying nothing when it runs on --auto-tls (`wasmraft_client::tls::DialTls`).
+//! one), or verifying nothing when it runs on --auto-tls (`wasmraft_transport::dial::DialTls`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -211,7 +211,7 @@ pub async fn serve(
     // goes through the log in pieces well below it. Who may send one is checked on the
     // headers, before any of it is read (`authz::GuestAdminGate`).
     let admin = GuestAdminServer::new(admin::AdminService::new(api.clone()))
-        .max_decoding_message_size(wasmraft_node::deployment::MAX_MODULE_BYTES as usize + GRPC_OVERHEAD_BYTES)
+        .max_decoding_message_size(wasmraft_node::MAX_MODULE_BYTES as usize + GRPC_OVERHEAD_BYTES)
         .max_encoding_message_size(MAX_SEND_BYTES);
     let admin = InterceptedService::new(admin, authz::GuestAdminGate(api.clone()));
     let hub = crate::watch_hub::WatchHub::start(&api.node);

@@ -22,6 +22,7 @@ use wasmraft_proto::etcdserverpb::{
     AlarmMember, AlarmResponse, AlarmType, InternalRaftRequest, alarm_request::AlarmAction, request_op,
 };
 
+use crate::StateError;
 use wasmraft_storage::tables::ALARMS;
 
 /// etcd's DefaultQuotaBytes (2 GiB): the quota when `--quota-backend-bytes` is 0.
@@ -90,7 +91,7 @@ pub struct Alarms {
 
 impl Alarms {
     /// The alarms recorded in the state database.
-    pub fn load(db: &redb::Database) -> anyhow::Result<Alarms> {
+    pub fn load(db: &redb::Database) -> Result<Alarms, StateError> {
         let txn = db.begin_write()?;
         let list = read(&txn)?;
         txn.abort()?;
@@ -127,7 +128,7 @@ pub fn refused_when_capped(command: &[u8]) -> bool {
 }
 
 /// Reads the alarms table (empty when it does not exist yet).
-pub fn read(txn: &WriteTransaction) -> anyhow::Result<Vec<AlarmMember>> {
+pub fn read(txn: &WriteTransaction) -> Result<Vec<AlarmMember>, StateError> {
     let table = txn.open_table(ALARMS)?;
     let mut out = Vec::new();
     for item in table.iter()? {
@@ -145,10 +146,11 @@ fn key(a: &AlarmMember) -> [u8; 12] {
     k
 }
 
-fn decode_key(k: &[u8]) -> anyhow::Result<AlarmMember> {
-    anyhow::ensure!(k.len() == 12, "alarm key of {} bytes", k.len());
-    let (t, m) = k.split_at(4);
-    Ok(AlarmMember { alarm: u32::from_be_bytes(t.try_into()?) as i32, member_id: u64::from_be_bytes(m.try_into()?) })
+fn decode_key(k: &[u8]) -> Result<AlarmMember, StateError> {
+    let key: &[u8; 12] = k.try_into().map_err(|_| StateError::corrupt("alarm key", format!("{} bytes", k.len())))?;
+    let alarm = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+    let member_id = u64::from_be_bytes([key[4], key[5], key[6], key[7], key[8], key[9], key[10], key[11]]);
+    Ok(AlarmMember { alarm: alarm as i32, member_id })
 }
 
 /// Applies an alarm request inside the batch's transaction (etcd's `applierV3backend.Alarm`),

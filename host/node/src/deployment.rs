@@ -26,7 +26,7 @@ use crate::guest_store::GuestKv;
 use wasmraft_storage::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, META, META_DEPLOYMENT};
 
 mod pieces;
-pub use pieces::{MAX_UPLOADS, PieceRefused, apply_chunk};
+pub use pieces::apply_chunk;
 
 /// Size of the pieces a module is proposed in: far below etcd's default request limit (1.5 MiB)
 /// and raft's message size (1 MiB), so a module of any size moves like ordinary entries.
@@ -59,15 +59,6 @@ pub enum Deployed {
     Switched(Active, Vec<Vec<u8>>),
     /// An initial deploy after a guest was already active: nothing changed.
     Unchanged(pb::GuestDeployment),
-}
-
-impl Deployed {
-    pub fn record(&self) -> &pb::GuestDeployment {
-        match self {
-            Deployed::Switched(a, _) => &a.record,
-            Deployed::Unchanged(r) => r,
-        }
-    }
 }
 
 /// Creates the deployment tables (so read transactions can open them on a new member).

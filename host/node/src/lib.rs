@@ -28,29 +28,31 @@
 pub mod alarms;
 pub mod auth;
 pub mod conf_change;
-pub mod deployment;
+mod deployment;
 pub mod ids;
 pub mod membership;
 pub mod peers;
 
 mod active;
-pub mod apply;
+mod apply;
 mod conf_gate;
 mod config;
 pub mod guest_store;
 mod guests;
 mod handle;
-pub mod log_store;
+mod log_store;
 pub mod maintenance;
-pub mod observe;
+mod observe;
 pub mod priority;
 mod raft_logger;
-pub mod ready_loop;
+mod ready_loop;
 mod reconfigure;
 mod replicated;
+mod start;
+mod state_error;
 #[cfg(test)]
 mod tests;
-pub mod wait;
+mod wait;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,25 +60,26 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use prost::Message as _;
 use tokio::sync::{Notify, oneshot, watch};
 use wasmraft_proto::wasmraft::v1 as pb;
 use wasmraft_runtime::GuestRegistry;
 
+pub use apply::load_applied;
 pub use config::{NodeConfig, request_timeout};
+pub use deployment::MAX_MODULE_BYTES;
 pub use guests::{DeployOptions, GuestStatus};
 pub use handle::{
     ActiveGuest, Cluster, Guests, NodeError, NodeHandle, NodeStatus, Peers, Proposals, Reads, Status, WeakNodeHandle,
 };
 pub use observe::{AppliedCommand, ApplyObserver};
 pub use reconfigure::REMOVED_TEXT;
+pub use start::StartError;
+pub use state_error::StateError;
 
-use crate::membership::{Member, MemberAttributes, Membership};
-use log_store::LogStore;
+use crate::membership::{Member, MemberAttributes};
 use replicated::Subsystems;
 use wait::WaitRegistry;
-use wasmraft_storage::{Identity, RaftLog};
 
 /// etcd's `maxGapBetweenApplyAndCommitIndex`: past this many committed-but-unapplied entries,
 /// new proposals are refused instead of queueing without bound.
@@ -184,7 +187,7 @@ pub(crate) struct Shared {
     pub peers: std::sync::OnceLock<Arc<dyn PeerSender>>,
     /// How this member dials TLS (https peer URLs for promotions, https client URLs for lease
     /// forwarding), once the server has set it up.
-    pub dial_tls: std::sync::OnceLock<wasmraft_client::tls::DialTls>,
+    pub dial_tls: std::sync::OnceLock<wasmraft_transport::dial::DialTls>,
     pub state_db: wasmraft_storage::StateDb,
     /// Membership, the active guest, the auth store and the alarms, as the last applied batch
     /// left them (see [`replicated`]).
@@ -313,235 +316,6 @@ fn now_unix_ms() -> u64 {
 }
 
 impl Node {
-    /// Opens (or bootstraps) the member's storage and starts the raft and apply threads.
-    ///
-    /// The guest comes from the state database's deployment record (loaded through `registry`);
-    /// a new member has none until the first deploy entry is applied (see
-    /// [`Guests::deploy_initial`]).
-    pub fn start(cfg: &NodeConfig, registry: Arc<GuestRegistry>) -> anyhow::Result<Node> {
-        Node::start_joining(cfg, registry, None)
-    }
-
-    /// Whether the data dir already holds a member (it restarts as that member, whatever the
-    /// `--initial-cluster*` flags say).
-    pub fn is_bootstrapped(cfg: &NodeConfig) -> anyhow::Result<bool> {
-        let member_dir = cfg.data_dir.join("member");
-        if !member_dir.join("wal").exists() && !member_dir.join("raft.redb").exists() {
-            return Ok(false);
-        }
-        Ok(RaftLog::open(&member_dir.join("wal"))?.identity().is_some())
-    }
-
-    /// [`Node::start`] for a member that may be joining an existing cluster
-    /// (`--initial-cluster-state existing`): `join` is what the cluster told it (see
-    /// the binary's `join`); it is used only when the data dir is new.
-    pub fn start_joining(cfg: &NodeConfig, registry: Arc<GuestRegistry>, join: Option<Joined>) -> anyhow::Result<Node> {
-        let member_dir = cfg.data_dir.join("member");
-        wasmraft_storage::durable::create_dir_all(&member_dir)
-            .with_context(|| format!("creating data dir {}", member_dir.display()))?;
-        let raft_path = member_dir.join("wal");
-        let state_path = member_dir.join("state.redb");
-        let mut log = RaftLog::open(&raft_path)?;
-
-        // The initial members with their peer URLs, recorded in the state database below when
-        // this member is new.
-        let mut initial_members: Vec<Member> = Vec::new();
-        let identity = match log.identity() {
-            Some(id) => {
-                tracing::info!(
-                    "etcdserver: restarting member {:x} in cluster {:x} at commit index {}",
-                    id.member_id,
-                    id.cluster_id,
-                    log.hard_state().commit
-                );
-                id
-            }
-            None if cfg.join_existing => {
-                let join = join.context("--initial-cluster-state=existing needs the existing cluster's members")?;
-                let identity = Identity { member_id: join.member_id, cluster_id: join.cluster_id };
-                // Raft starts knowing the cluster as it is now; the log it receives (or the
-                // snapshot) brings everything else, as etcd's joining members learn it.
-                let voters = join.members.iter().filter(|m| !m.is_learner).map(|m| m.id).collect();
-                let learners = join.members.iter().filter(|m| m.is_learner).map(|m| m.id).collect();
-                tracing::info!(
-                    "etcdserver: joining cluster {:x} as member {:x}",
-                    identity.cluster_id,
-                    identity.member_id
-                );
-                log.bootstrap(identity, voters, learners)?;
-                initial_members = join.members;
-                identity
-            }
-            None => {
-                let ids: Vec<(String, u64)> = cfg
-                    .initial_cluster
-                    .iter()
-                    .map(|(name, urls)| (name.clone(), crate::ids::member_id(urls, &cfg.initial_cluster_token)))
-                    .collect();
-                let voters: Vec<u64> = ids.iter().map(|(_, id)| *id).collect();
-                let cluster_id = crate::ids::cluster_id(&voters);
-                let member_id = ids
-                    .iter()
-                    .find(|(n, _)| *n == cfg.name)
-                    .map(|(_, id)| *id)
-                    .context("local member missing from --initial-cluster")?;
-                for (name, id) in &ids {
-                    let urls = cfg.initial_cluster[name].clone();
-                    tracing::info!(
-                        "etcdserver/membership: added member {id:x} [{}] to cluster {cluster_id:x}",
-                        urls.join(" ")
-                    );
-                    initial_members.push(Member { id: *id, peer_urls: urls, ..Default::default() });
-                }
-                let identity = Identity { member_id, cluster_id };
-                log.bootstrap(identity, voters, Vec::new())?;
-                identity
-            }
-        };
-
-        let state_db = redb::Database::create(&state_path)
-            .with_context(|| format!("opening state database {}", state_path.display()))?;
-        // The database's own commits sync its data, not its name in the directory: without
-        // this a power cut could lose the whole file after the log was compacted behind it.
-        wasmraft_storage::durable::sync_dir(&member_dir)?;
-        let snap_dir = member_dir.join("snap");
-        wasmraft_storage::durable::create_dir_all(&snap_dir)?;
-        let (mut applied_index, _applied_term) = apply::load_applied(&state_db)?;
-        if applied_index < log.snapshot_index() {
-            // A snapshot from the leader replaced the log, but the crash came before its state
-            // was installed: install it now, from the file kept for this.
-            let path = wasmraft_storage::snapshot::path_for(&snap_dir, log.snapshot_index());
-            applied_index = apply::install_snapshot(&state_db, &path)
-                .with_context(|| format!("reinstalling snapshot {} (the log starts after it)", path.display()))?;
-        }
-        let membership = Membership::load(&state_db)?;
-        anyhow::ensure!(
-            !membership.is_removed(identity.member_id),
-            "member {:x}: {REMOVED_TEXT}; the data-dir used by this member must be removed",
-            identity.member_id
-        );
-        membership.bootstrap(&state_db, &initial_members)?;
-        let active = deployment::load_active(&state_db, &registry).context("loading the active guest")?;
-        let alarms = crate::alarms::Alarms::load(&state_db).context("loading alarms")?;
-        let auth = crate::auth::AuthStore::load(
-            &state_db,
-            crate::auth::TokenProvider::new(&cfg.auth_token, cfg.auth_token_ttl),
-        )
-        .context("loading the auth store")?;
-        let state_db = wasmraft_storage::StateDb::new(state_db, &state_path);
-        if let Some(a) = &active {
-            tracing::info!(
-                "wasmraft: guest {} {} (sha256 {}) active since index {}, fuel {}, memory {} bytes and stack {} bytes per entry",
-                a.record.name,
-                a.record.version,
-                a.hash_hex(),
-                a.record.since_index,
-                a.record.fuel_per_entry,
-                a.record.memory_bytes,
-                a.guest.limits().stack_bytes
-            );
-        }
-        // The state database may be ahead of the commit index the log recorded (commit is
-        // persisted lazily); what was applied was committed, so raft may start from there.
-        if applied_index > log.hard_state().commit {
-            anyhow::ensure!(
-                applied_index <= log.last_index(),
-                "state database has applied index {applied_index} beyond the raft log's last index {}; the data dir is inconsistent",
-                log.last_index()
-            );
-            log.set_commit(applied_index);
-        }
-        let sole_voter = log.conf_state().voters == [identity.member_id];
-        let logged_before_start = log.last_index();
-        let commit = log.hard_state().commit;
-        let term = log.hard_state().term;
-
-        let raft_cfg = raft::Config {
-            id: identity.member_id,
-            election_tick: cfg.election_ticks(),
-            heartbeat_tick: 1,
-            applied: applied_index,
-            check_quorum: true,
-            pre_vote: true,
-            // etcd's maxSizePerMsg and maxInflightMsgs.
-            max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 4096 / 8,
-            max_committed_size_per_ready: 16 << 20,
-            ..Default::default()
-        };
-        raft_cfg.validate().context("raft configuration")?;
-        let mut raw =
-            raft::RawNode::new(&raft_cfg, LogStore::new(log), &raft_logger::raft_logger()).context("starting raft")?;
-        if sole_voter {
-            // A one-member cluster has nobody to wait for: elect at once instead of after an
-            // election timeout (etcd fast-forwards its election ticks for the same reason).
-            raw.campaign().context("campaigning")?;
-        }
-
-        let (to_raft, raft_rx) = mpsc::channel();
-        let (to_apply, apply_rx) = mpsc::channel();
-        let shared = Arc::new(Shared {
-            member_id: identity.member_id,
-            cluster_id: identity.cluster_id,
-            to_raft,
-            waits: WaitRegistry::new(identity.member_id),
-            progress: Progress {
-                term: AtomicU64::new(term),
-                leader: AtomicU64::new(0),
-                commit_index: AtomicU64::new(commit.max(applied_index)),
-                lone_leader: AtomicBool::new(false),
-                raft_wants_applied: AtomicBool::new(false),
-                applied: watch::channel(applied_index).0,
-            },
-            replicated: Subsystems {
-                membership,
-                guest: active::ActiveGuestCell::new(active, registry.clone()),
-                auth,
-                alarms,
-            },
-            registry,
-            observers: RwLock::new(Vec::new()),
-            peers: std::sync::OnceLock::new(),
-            dial_tls: std::sync::OnceLock::new(),
-            state_db,
-            logged_before_start,
-            snap_dir,
-            limits: Limits {
-                quota_bytes: crate::alarms::quota_bytes(cfg.quota_backend_bytes),
-                request_timeout: cfg.request_timeout(),
-                max_request_bytes: cfg.max_request_bytes,
-                snapshot_count: cfg.snapshot_count,
-                snapshot_catchup_entries: cfg.snapshot_catchup_entries,
-            },
-            life: Lifecycle {
-                stopped: AtomicBool::new(false),
-                removed: AtomicBool::new(false),
-                fatal: Mutex::new(None),
-                fatal_notify: Notify::new(),
-            },
-        });
-
-        let tick = cfg.heartbeat_interval;
-        let mut threads = Vec::new();
-        let s = shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("raft".into())
-                .spawn(move || ready_loop::run(raw, raft_rx, to_apply, s, tick))
-                .context("spawning the raft thread")?,
-        );
-        let s = shared.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("apply".into())
-                // Guest code runs here, with up to the largest Wasm stack a deployment may set.
-                .stack_size(wasmraft_runtime::limits::GUEST_THREAD_STACK_BYTES)
-                .spawn(move || apply::run(apply_rx, s, applied_index))
-                .context("spawning the apply thread")?,
-        );
-        Ok(Node { handle: NodeHandle { inner: shared }, threads })
-    }
-
     pub fn handle(&self) -> NodeHandle {
         self.handle.clone()
     }
@@ -554,7 +328,7 @@ impl Node {
     }
 
     /// Sets how this member dials TLS. Set once, before serving.
-    pub fn set_dial_tls(&self, dial: wasmraft_client::tls::DialTls) {
+    pub fn set_dial_tls(&self, dial: wasmraft_transport::dial::DialTls) {
         if self.handle.inner.dial_tls.set(dial).is_err() {
             tracing::warn!("the TLS dialing configuration was already set");
         }
@@ -574,7 +348,7 @@ impl Node {
 
 impl NodeHandle {
     /// How this member dials TLS (not set up: https URLs are not dialed).
-    pub fn dial_tls(&self) -> wasmraft_client::tls::DialTls {
+    pub fn dial_tls(&self) -> wasmraft_transport::dial::DialTls {
         self.inner.dial_tls.get().cloned().unwrap_or_default()
     }
 

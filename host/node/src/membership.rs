@@ -16,6 +16,7 @@ use prost::Message as _;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use wasmraft_proto::wasmraft::v1 as pb;
 
+use crate::StateError;
 use crate::conf_change::Change;
 use wasmraft_storage::tables::{MEMBERS, REMOVED_MEMBERS};
 
@@ -72,7 +73,7 @@ impl Staged {
 
 impl Membership {
     /// Reads the membership recorded in the state database (empty for a new member).
-    pub fn load(db: &redb::Database) -> anyhow::Result<Membership> {
+    pub fn load(db: &redb::Database) -> Result<Membership, StateError> {
         let txn = db.begin_write()?;
         txn.open_table(MEMBERS)?;
         txn.open_table(REMOVED_MEMBERS)?;
@@ -83,7 +84,7 @@ impl Membership {
         for item in table.iter()? {
             let (id, bytes) = item?;
             let m = Member::decode(bytes.value())
-                .map_err(|e| anyhow::anyhow!("corrupt member record {:x}: {e}", id.value()))?;
+                .map_err(|e| StateError::corrupt("member record", format!("{:x}: {e}", id.value())))?;
             members.insert(id.value(), m);
         }
         let mut removed = BTreeSet::new();
@@ -99,7 +100,7 @@ impl Membership {
     ///
     /// A member joining an existing cluster records the members the cluster told it about
     /// instead (learners included), with what they published.
-    pub fn bootstrap(&self, db: &redb::Database, initial: &[Member]) -> anyhow::Result<()> {
+    pub fn bootstrap(&self, db: &redb::Database, initial: &[Member]) -> Result<(), StateError> {
         if !self.read().is_empty() {
             return Ok(());
         }

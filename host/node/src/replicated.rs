@@ -62,7 +62,7 @@ macro_rules! replicated_subsystems {
             /// Reloads each subsystem after a snapshot install, naming the one that failed.
             pub fn reload(&self, db: &redb::Database) -> anyhow::Result<()> {
                 $(
-                    self.$field.reload(db).map_err(|e| e.context(concat!("reloading ", stringify!($field))))?;
+                    self.$field.reload(db).map_err(|e| anyhow::Error::from(e).context(concat!("reloading ", stringify!($field))))?;
                 )*
                 Ok(())
             }
@@ -110,7 +110,7 @@ impl Replicated for AuthStore {
     }
 
     fn reload(&self, db: &redb::Database) -> anyhow::Result<()> {
-        AuthStore::reload(self, db)
+        Ok(AuthStore::reload(self, db)?)
     }
 }
 

@@ -164,7 +164,7 @@ fn build(
     wasmraft_storage::durable::create_dir_all(&member_dir.join("snap"))?;
     let db = redb::Database::create(member_dir.join("state.redb"))?;
     // The tables a member creates at start, so the snapshot's install finds them all.
-    wasmraft_node::apply::load_applied(&db)?;
+    wasmraft_node::load_applied(&db)?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     snapshot::install(&txn, file).context("snapshot file integrity check failed")?;

@@ -1,7 +1,6 @@
 //! Reading certificates and keys from PEM files, with the error texts etcd (Go's `crypto/tls`
 //! and `os`) gives for the same mistakes, so operators see what they would see from etcd.
 
-use std::io;
 use std::path::Path;
 
 use rustls::RootCertStore;
@@ -22,17 +21,10 @@ pub(super) const SYSTEM_CA_BUNDLES: &[&str] = &[
 
 /// The whole file, or Go's `open <path>: <reason>`.
 pub fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| TlsError::Open { path: path.display().to_string(), reason: go_reason(&e) })
-}
-
-/// The reason as Go's syscall errors spell it (lower case, no "os error N").
-fn go_reason(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "no such file or directory".into(),
-        io::ErrorKind::PermissionDenied => "permission denied".into(),
-        io::ErrorKind::IsADirectory => "is a directory".into(),
-        _ => e.to_string(),
-    }
+    std::fs::read(path).map_err(|e| TlsError::Open {
+        path: path.display().to_string(),
+        reason: wasmraft_proto::go::os_error_reason(&e),
+    })
 }
 
 /// The certificate chain in `path` (leaf first).

@@ -22,14 +22,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 pub use reload::ReloadingCert;
 
-/// How a member dials TLS: other members' https peer URLs, and (to forward lease calls to
-/// the leader) https client URLs. None: not set up (a member assembled in a test harness without
-/// a transport), and https URLs are not dialed.
-#[derive(Debug, Clone, Default)]
-pub struct DialTls {
-    pub peers: Option<Arc<ClientConfig>>,
-    pub clients: Option<Arc<ClientConfig>>,
-}
+/// Kept where the transport's connector uses it; re-exported so the client side reads as before.
+pub use wasmraft_transport::dial::DialTls;
 
 /// Why a certificate, key or CA file could not be used, or a configuration not built: the
 /// texts etcd (Go's `os` and `crypto/tls`) gives for the same mistakes. The causes are part of

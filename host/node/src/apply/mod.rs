@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use crate::StateError;
 use redb::{Durability, ReadableDatabase};
 
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
@@ -46,7 +46,7 @@ const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Reads the applied index and term recorded with the state (0, 0 for a new member), creating
 /// the state tables if needed.
-pub fn load_applied(db: &redb::Database) -> anyhow::Result<(u64, u64)> {
+pub fn load_applied(db: &redb::Database) -> Result<(u64, u64), StateError> {
     let txn = db.begin_write()?;
     txn.open_table(GUEST_KV)?;
     txn.open_table(META)?;
@@ -54,9 +54,13 @@ pub fn load_applied(db: &redb::Database) -> anyhow::Result<(u64, u64)> {
     txn.commit()?;
     let txn = db.begin_read()?;
     let meta = txn.open_table(META)?;
-    let read = |k: &str| -> anyhow::Result<u64> {
+    let read = |k: &str| -> Result<u64, StateError> {
         Ok(match meta.get(k)? {
-            Some(v) => u64::from_be_bytes(v.value().try_into().context("corrupt applied index")?),
+            Some(v) => u64::from_be_bytes(
+                v.value()
+                    .try_into()
+                    .map_err(|_| StateError::corrupt("applied index", format!("{} bytes", v.value().len())))?,
+            ),
             None => 0,
         })
     };

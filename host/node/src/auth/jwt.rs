@@ -20,13 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::{AuthError, AuthInfo};
+use super::{AuthError, AuthInfo, TokenOptionsError};
 
 /// etcd's `auth.DefaultTTL`, for a JWT without a `ttl` option.
 const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
-
-/// etcd's `auth.ErrInvalidAuthOpts`: what etcd stops with when an option cannot be loaded.
-pub(super) const INVALID_OPTIONS: &str = "auth: invalid auth options";
 
 /// etcd's option names (`auth/options.go`); others are only warned about, as etcd does.
 const KNOWN_OPTIONS: &[&str] = &["sign-method", "pub-key", "priv-key", "ttl"];
@@ -76,16 +73,17 @@ struct Options {
 impl Options {
     /// etcd's `ParseWithDefaults`, in its order: ttl, public key file, private key file, sign
     /// method. Every failure here is etcd's "invalid auth options", the reason logged with it.
-    fn parse(opts: &BTreeMap<String, String>) -> anyhow::Result<Options> {
-        let invalid = |reason: String| anyhow::anyhow!("{INVALID_OPTIONS} (problem loading JWT options: {reason})");
+    fn parse(opts: &BTreeMap<String, String>) -> Result<Options, TokenOptionsError> {
+        let invalid =
+            |reason: String| TokenOptionsError::Invalid { detail: format!("problem loading JWT options: {reason}") };
         let get = |k: &str| opts.get(k).map(String::as_str).filter(|v| !v.is_empty());
         let ttl = match get("ttl") {
-            Some(t) => wasmraft_client::go_duration::parse(t).map_err(invalid)?,
+            Some(t) => wasmraft_proto::go::parse_duration(t).map_err(invalid)?,
             None => DEFAULT_TTL,
         };
-        let read = |k: &str| -> anyhow::Result<Option<Vec<u8>>> {
+        let read = |k: &str| -> Result<Option<Vec<u8>>, TokenOptionsError> {
             get(k)
-                .map(|p| wasmraft_client::tls::files::read(Path::new(p)).map_err(|e| invalid(format!("{e:#}"))))
+                .map(|p| std::fs::read(p).map_err(|e| invalid(wasmraft_proto::go::open_error(Path::new(p), &e))))
                 .transpose()
         };
         let public_key = read("pub-key")?;
@@ -139,7 +137,7 @@ const NOT_PEM: &str = "invalid key: Key must be a PEM encoded PKCS1 or PKCS8 key
 
 impl JwtTokens {
     /// etcd's `newTokenProviderJWT` over the `--auth-token` options after `jwt`.
-    pub fn new(opts: &BTreeMap<String, String>) -> anyhow::Result<JwtTokens> {
+    pub fn new(opts: &BTreeMap<String, String>) -> Result<JwtTokens, TokenOptionsError> {
         let o = Options::parse(opts)?;
         let unknown: Vec<&str> = opts.keys().map(String::as_str).filter(|k| !KNOWN_OPTIONS.contains(k)).collect();
         if !unknown.is_empty() {
@@ -161,13 +159,14 @@ impl JwtTokens {
     /// A probe token signed and verified at start: ring only refuses a bad key when it signs,
     /// and a public key that does not belong to the private one would make every token this
     /// member issues unverifiable (etcd's `ErrKeyMismatch`).
-    fn check_pair(&self) -> anyhow::Result<()> {
+    fn check_pair(&self) -> Result<(), TokenOptionsError> {
         let Some(signer) = &self.signer else { return Ok(()) };
         let claims = Issued { username: "", revision: 0, exp: u64::MAX / 2 };
-        let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, signer)
-            .map_err(|e| anyhow::anyhow!("the JWT private key cannot sign with {:?}: {e}", self.algorithm))?;
+        let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, signer).map_err(|e| {
+            TokenOptionsError::Key(format!("the JWT private key cannot sign with {:?}: {e}", self.algorithm))
+        })?;
         if jsonwebtoken::decode::<Presented>(&token, &self.verifier, &self.validation).is_err() {
-            anyhow::bail!("auth: public and private keys don't match");
+            return Err(TokenOptionsError::KeyMismatch);
         }
         Ok(())
     }
@@ -199,8 +198,8 @@ impl JwtTokens {
 
 /// The signing key (none: verify-only) and the verifying key, as etcd's `jwtOptions.Key` picks
 /// them: HMAC takes the private key file's bytes as the secret; RSA and EC take PEM keys.
-fn keys(o: &Options) -> anyhow::Result<(Option<EncodingKey>, DecodingKey)> {
-    let missing = || anyhow::anyhow!("auth: missing key data");
+fn keys(o: &Options) -> Result<(Option<EncodingKey>, DecodingKey), TokenOptionsError> {
+    let missing = || TokenOptionsError::Key("auth: missing key data".into());
     match family(o.algorithm) {
         Family::Hmac => {
             let secret = o.private_key.as_deref().ok_or_else(missing)?;
@@ -219,7 +218,7 @@ fn keys(o: &Options) -> anyhow::Result<(Option<EncodingKey>, DecodingKey)> {
     }
 }
 
-fn private_key(f: Family, pem: &[u8]) -> anyhow::Result<EncodingKey> {
+fn private_key(f: Family, pem: &[u8]) -> Result<EncodingKey, TokenOptionsError> {
     let parsed = match f {
         Family::Rsa => EncodingKey::from_rsa_pem(pem),
         _ => EncodingKey::from_ec_pem(sec1_as_pkcs8_pem(pem).as_deref().unwrap_or(pem)),
@@ -227,7 +226,7 @@ fn private_key(f: Family, pem: &[u8]) -> anyhow::Result<EncodingKey> {
     parsed.map_err(|_| key_error(f, pem, "private"))
 }
 
-fn public_key(f: Family, pem: &[u8]) -> anyhow::Result<DecodingKey> {
+fn public_key(f: Family, pem: &[u8]) -> Result<DecodingKey, TokenOptionsError> {
     let parsed = match f {
         Family::Rsa => DecodingKey::from_rsa_pem(pem),
         _ => DecodingKey::from_ec_pem(pem),
@@ -236,18 +235,19 @@ fn public_key(f: Family, pem: &[u8]) -> anyhow::Result<DecodingKey> {
 }
 
 /// jwt-go's texts: not PEM at all, or PEM of another kind of key.
-fn key_error(f: Family, pem: &[u8], which: &str) -> anyhow::Error {
+fn key_error(f: Family, pem: &[u8], which: &str) -> TokenOptionsError {
     if ::pem::parse(pem).is_err() {
-        return anyhow::anyhow!(NOT_PEM);
+        return TokenOptionsError::Key(NOT_PEM.into());
     }
     let kind = if f == Family::Rsa { "RSA" } else { "ECDSA" };
-    anyhow::anyhow!("key is not a valid {kind} {which} key")
+    TokenOptionsError::Key(format!("key is not a valid {kind} {which} key"))
 }
 
 /// Without `pub-key`, etcd verifies with the private key's public half.
-fn derived_public_key(f: Family, pem: &[u8]) -> anyhow::Result<DecodingKey> {
+fn derived_public_key(f: Family, pem: &[u8]) -> Result<DecodingKey, TokenOptionsError> {
     use ring::signature::KeyPair;
-    let block = ::pem::parse(sec1_as_pkcs8_pem(pem).as_deref().unwrap_or(pem)).map_err(|_| anyhow::anyhow!(NOT_PEM))?;
+    let block = ::pem::parse(sec1_as_pkcs8_pem(pem).as_deref().unwrap_or(pem))
+        .map_err(|_| TokenOptionsError::Key(NOT_PEM.into()))?;
     let der = block.contents();
     let invalid = || key_error(f, pem, "private");
     match f {
@@ -256,7 +256,11 @@ fn derived_public_key(f: Family, pem: &[u8]) -> anyhow::Result<DecodingKey> {
                 "RSA PRIVATE KEY" => ring::rsa::KeyPair::from_der(der),
                 _ => ring::rsa::KeyPair::from_pkcs8(der),
             }
-            .map_err(|e| anyhow::anyhow!("the JWT private key is not usable: {e} (RSA keys of 2048 to 8192 bits)"))?;
+            .map_err(|e| {
+                TokenOptionsError::Key(format!(
+                    "the JWT private key is not usable: {e} (RSA keys of 2048 to 8192 bits)"
+                ))
+            })?;
             Ok(DecodingKey::from_rsa_der(pair.public().as_ref()))
         }
         _ => {

@@ -65,6 +65,22 @@ pub struct AuthInfo {
     pub revision: u64,
 }
 
+/// Why `--auth-token` was refused: etcd's texts, which stop the member at start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenOptionsError {
+    /// etcd's `ErrInvalidAuthOpts` (what etcd stops with when an option cannot be loaded), with
+    /// the reason etcd logs beside it.
+    #[error("auth: invalid auth options ({detail})")]
+    Invalid { detail: String },
+    /// A key file that holds no usable key (jwt-go's text, or ring's reason).
+    #[error("{0}")]
+    Key(String),
+    /// etcd's `ErrKeyMismatch`.
+    #[error("auth: public and private keys don't match")]
+    KeyMismatch,
+}
+
 /// etcd's auth errors, with the texts etcd sends clients (rpctypes.ErrGRPC*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {

@@ -20,6 +20,7 @@ use wasmraft_proto::etcdserverpb as pb;
 use super::perms::{Access, permitted};
 use super::tokens::TokenProvider;
 use super::{AuthError, AuthInfo, ROOT};
+use crate::StateError;
 use wasmraft_storage::tables::AUTH;
 
 const K_ENABLED: &str = "enabled";
@@ -46,7 +47,7 @@ impl Default for AuthState {
 
 impl AuthState {
     /// Reads the state from the `auth` table (the default state when it does not exist).
-    pub fn read(db: &redb::Database) -> anyhow::Result<AuthState> {
+    pub fn read(db: &redb::Database) -> Result<AuthState, StateError> {
         let txn = db.begin_read()?;
         let table = match txn.open_table(AUTH) {
             Ok(t) => t,
@@ -56,17 +57,18 @@ impl AuthState {
         let mut state = AuthState::default();
         for item in table.iter()? {
             let (k, v) = item?;
-            let key = std::str::from_utf8(k.value()).map_err(|_| anyhow::anyhow!("corrupt auth table key"))?;
+            let key = std::str::from_utf8(k.value()).map_err(|e| StateError::corrupt("auth table key", e))?;
             let v = v.value();
             if key == K_ENABLED {
                 state.enabled = v == [1];
             } else if key == K_REVISION {
-                state.revision =
-                    u64::from_be_bytes(v.try_into().map_err(|_| anyhow::anyhow!("corrupt auth revision"))?);
+                state.revision = u64::from_be_bytes(
+                    v.try_into().map_err(|_| StateError::corrupt("auth revision", format!("{} bytes", v.len())))?,
+                );
             } else if let Some(name) = key.strip_prefix(USER_PREFIX) {
-                state.users.insert(name.to_string(), User::decode(v)?);
+                state.users.insert(name.to_string(), User::decode(v).map_err(|e| StateError::corrupt("auth user", e))?);
             } else if let Some(name) = key.strip_prefix(ROLE_PREFIX) {
-                state.roles.insert(name.to_string(), Role::decode(v)?);
+                state.roles.insert(name.to_string(), Role::decode(v).map_err(|e| StateError::corrupt("auth role", e))?);
             }
         }
         Ok(state)
@@ -131,13 +133,13 @@ pub struct AuthStore {
 }
 
 impl AuthStore {
-    pub fn load(db: &redb::Database, tokens: TokenProvider) -> anyhow::Result<AuthStore> {
+    pub fn load(db: &redb::Database, tokens: TokenProvider) -> Result<AuthStore, StateError> {
         Ok(AuthStore { state: RwLock::new(Arc::new(AuthState::read(db)?)), tokens })
     }
 
     /// After a snapshot install: the snapshot's auth state; tokens handed out before are
     /// forgotten (their users may be gone).
-    pub fn reload(&self, db: &redb::Database) -> anyhow::Result<()> {
+    pub fn reload(&self, db: &redb::Database) -> Result<(), StateError> {
         let state = AuthState::read(db)?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
         self.tokens.clear();

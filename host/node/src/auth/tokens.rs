@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::jwt::{INVALID_OPTIONS, JwtTokens};
+use super::jwt::JwtTokens;
 use super::simple_tokens::SimpleTokens;
-use super::{AuthError, AuthInfo};
+use super::{AuthError, AuthInfo, TokenOptionsError};
 
 /// `--auth-token` as parsed and checked when the member starts (the JWT keys loaded).
 #[derive(Debug, Clone)]
@@ -22,12 +22,12 @@ impl TokenOptions {
     /// etcd's `NewTokenProvider`: `simple`, or `jwt` followed by `,key=value` options. What etcd
     /// refuses stops the member with its text ("auth: invalid auth options", the reason etcd
     /// logs in parentheses) or the key loader's.
-    pub fn parse(flag: &str) -> anyhow::Result<TokenOptions> {
+    pub fn parse(flag: &str) -> Result<TokenOptions, TokenOptionsError> {
         let mut parts = flag.split(',');
         let kind = parts.next().unwrap_or_default();
         let mut options = BTreeMap::new();
         for part in parts {
-            let invalid = |why: &str| anyhow::anyhow!("{INVALID_OPTIONS} ({why}: {flag})");
+            let invalid = |why: &str| TokenOptionsError::Invalid { detail: format!("{why}: {flag}") };
             let [key, value] = part.split('=').collect::<Vec<_>>()[..] else {
                 return Err(invalid("invalid token specific option"));
             };
@@ -38,7 +38,7 @@ impl TokenOptions {
         match kind {
             "simple" => Ok(TokenOptions::Simple),
             "jwt" => Ok(TokenOptions::Jwt(Arc::new(JwtTokens::new(&options)?))),
-            other => anyhow::bail!("{INVALID_OPTIONS} (unknown token type: {other})"),
+            other => Err(TokenOptionsError::Invalid { detail: format!("unknown token type: {other}") }),
         }
     }
 }
