@@ -57,6 +57,34 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
 
+    /// Path to the dedicated wal directory.
+    #[arg(long, env = "ETCD_WAL_DIR", value_name = "PATH")]
+    pub wal_dir: Option<PathBuf>,
+
+    /// Maximum number of snapshot files to retain (0 is unlimited).
+    #[arg(long, env = "ETCD_MAX_SNAPSHOTS", default_value_t = 5)]
+    pub max_snapshots: u32,
+
+    /// Maximum number of wal files to retain (0 is unlimited).
+    #[arg(long, env = "ETCD_MAX_WALS", default_value_t = 5)]
+    pub max_wals: u32,
+
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub strict_reconfig_check: bool,
+
+    /// Enable to run an additional Raft election phase.
+    #[arg(long, env = "ETCD_PRE_VOTE", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub pre_vote: bool,
+
+    /// Whether to fast-forward initial election ticks on boot for faster election.
+    #[arg(long, env = "ETCD_INITIAL_ELECTION_TICK_ADVANCE", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub initial_election_tick_advance: bool,
+
+    /// Force to create a new one-member cluster.
+    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub force_new_cluster: bool,
+
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
@@ -227,6 +255,10 @@ pub struct Config {
     pub initial_cluster_token: String,
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
+    /// The member's raft log and storage settings that are etcd flags of their own
+    /// (--wal-dir, --max-snapshots, --max-wals, --strict-reconfig-check, --pre-vote,
+    /// --initial-election-tick-advance, --force-new-cluster), as the node takes them.
+    pub raft: wasmraft_node::RaftOptions,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub quota_backend_bytes: u64,
@@ -276,6 +308,7 @@ impl Config {
             max_request_bytes: self.max_request_bytes,
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.snapshot_catchup_entries,
+            raft: self.raft.clone(),
             auth_token: self.auth_token.clone(),
             auth_token_ttl: self.auth_token_ttl,
         }
@@ -414,6 +447,15 @@ impl MemberFlags {
             initial_cluster_token: self.initial_cluster_token,
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.snapshot_catchup_entries,
+            raft: wasmraft_node::RaftOptions {
+                wal_dir: self.wal_dir,
+                max_snapshots: self.max_snapshots,
+                max_wals: self.max_wals,
+                strict_reconfig_check: self.strict_reconfig_check,
+                pre_vote: self.pre_vote,
+                initial_election_tick_advance: self.initial_election_tick_advance,
+                force_new_cluster: self.force_new_cluster,
+            },
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             quota_backend_bytes: self.quota_backend_bytes,

@@ -37,6 +37,7 @@ mod active;
 mod apply;
 mod conf_gate;
 mod config;
+mod force_new_cluster;
 pub mod guest_store;
 mod guests;
 mod handle;
@@ -52,6 +53,7 @@ mod start;
 mod state_error;
 #[cfg(test)]
 mod tests;
+mod tick_advance;
 mod wait;
 
 use std::path::PathBuf;
@@ -66,7 +68,7 @@ use wasmraft_proto::wasmraft::v1 as pb;
 use wasmraft_runtime::GuestRegistry;
 
 pub use apply::load_applied;
-pub use config::{NodeConfig, request_timeout};
+pub use config::{NodeConfig, RaftOptions, request_timeout};
 pub use deployment::MAX_MODULE_BYTES;
 pub use guests::{DeployOptions, GuestStatus};
 pub use handle::{
@@ -102,6 +104,9 @@ pub(crate) enum RaftMsg {
     },
     /// The apply thread has applied everything up to this index.
     Applied(u64),
+    /// etcd's `advanceTicks`: this many ticks at once, so that the first election comes
+    /// sooner (`--initial-election-tick-advance`, `tick_advance.rs`).
+    AdvanceTicks(usize),
     /// A raft message from another member, delivered by the peer transport.
     Step(raft::eraftpb::Message),
     /// A MsgSnap with the file its state was received into: renamed to the snapshot's place
@@ -230,6 +235,10 @@ pub(crate) struct Limits {
     pub max_request_bytes: usize,
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
+    /// `--strict-reconfig-check`.
+    pub strict_reconfig_check: bool,
+    /// `--max-snapshots` (0: all).
+    pub max_snapshots: u32,
 }
 
 /// Whether the member is stopping, and why.

@@ -113,7 +113,7 @@ fn storage_err(e: LogError) -> raft::Error {
     })
 }
 
-fn entry_from_raft(e: &eraftpb::Entry) -> Entry {
+pub(crate) fn entry_from_raft(e: &eraftpb::Entry) -> Entry {
     Entry {
         index: e.index,
         term: e.term,
@@ -127,7 +127,7 @@ fn entry_from_raft(e: &eraftpb::Entry) -> Entry {
     }
 }
 
-fn entry_to_raft(e: Entry) -> eraftpb::Entry {
+pub(crate) fn entry_to_raft(e: Entry) -> eraftpb::Entry {
     let mut out =
         eraftpb::Entry { index: e.index, term: e.term, data: e.data, context: e.context, ..Default::default() };
     out.set_entry_type(match e.kind {

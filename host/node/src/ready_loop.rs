@@ -106,6 +106,11 @@ pub(crate) fn run(
                 RaftMsg::Applied(index) => {
                     catch_up_applied(&mut node, index);
                 }
+                RaftMsg::AdvanceTicks(n) => {
+                    for _ in 0..n {
+                        node.tick();
+                    }
+                }
                 RaftMsg::Durable(index) => {
                     if let Err(e) = compact(&mut node, &shared, index) {
                         shared.fail(format!("compacting the raft log: {e:#}"));

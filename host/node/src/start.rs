@@ -18,7 +18,7 @@ use crate::replicated::Subsystems;
 use crate::wait::WaitRegistry;
 use crate::{
     Joined, Lifecycle, Limits, Node, NodeConfig, NodeHandle, Progress, REMOVED_TEXT, Shared, StateError, active, apply,
-    deployment, raft_logger, ready_loop,
+    deployment, force_new_cluster, raft_logger, ready_loop, tick_advance,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,6 +54,9 @@ pub enum StartError {
         "state database has applied index {applied} beyond the raft log's last index {last}; the data dir is inconsistent"
     )]
     AppliedBeyondLog { applied: u64, last: u64 },
+    /// `--force-new-cluster` could not write its conf changes.
+    #[error("--force-new-cluster: {0}")]
+    ForceNewCluster(String),
     #[error("starting raft: {0}")]
     Raft(#[from] raft::Error),
     #[error("starting the member's threads: {0}")]
@@ -79,10 +82,11 @@ impl Node {
     /// `--initial-cluster*` flags say).
     pub fn is_bootstrapped(cfg: &NodeConfig) -> Result<bool, StartError> {
         let member_dir = cfg.data_dir.join("member");
-        if !member_dir.join("wal").exists() && !member_dir.join("raft.redb").exists() {
+        let wal_dir = cfg.wal_dir();
+        if !wal_dir.exists() && !member_dir.join("raft.redb").exists() {
             return Ok(false);
         }
-        Ok(RaftLog::open(&member_dir.join("wal"))?.identity().is_some())
+        Ok(RaftLog::open(&wal_dir)?.identity().is_some())
     }
 
     /// [`Node::start`] for a member that may be joining an existing cluster
@@ -95,13 +99,18 @@ impl Node {
     ) -> Result<Node, StartError> {
         let member_dir = cfg.data_dir.join("member");
         wasmraft_storage::durable::create_dir_all(&member_dir)?;
-        let raft_path = member_dir.join("wal");
+        let raft_path = cfg.wal_dir();
+        if let Some(parent) = raft_path.parent() {
+            wasmraft_storage::durable::create_dir_all(parent)?;
+        }
         let state_path = member_dir.join("state.redb");
         let mut log = RaftLog::open(&raft_path)?;
+        log.set_max_wals(cfg.raft.max_wals)?;
 
         // The initial members with their peer URLs, recorded in the state database below when
         // this member is new.
         let mut initial_members: Vec<Member> = Vec::new();
+        let restarting = log.identity().is_some();
         let identity = match log.identity() {
             Some(id) => {
                 tracing::info!(
@@ -175,6 +184,9 @@ impl Node {
             return Err(StartError::Removed { member_id: identity.member_id });
         }
         membership.bootstrap(&state_db, &initial_members).map_err(state("the initial members"))?;
+        if restarting && cfg.raft.force_new_cluster {
+            force_new_cluster::rewrite(&mut log, identity.member_id, &membership.list(), applied_index)?;
+        }
         let active =
             deployment::load_active(&state_db, &registry).map_err(|e| StartError::Guest { source: e.into() })?;
         let alarms = crate::alarms::Alarms::load(&state_db).map_err(state("the alarms"))?;
@@ -215,7 +227,7 @@ impl Node {
             heartbeat_tick: 1,
             applied: applied_index,
             check_quorum: true,
-            pre_vote: true,
+            pre_vote: cfg.raft.pre_vote,
             // etcd's maxSizePerMsg and maxInflightMsgs.
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 4096 / 8,
@@ -264,6 +276,8 @@ impl Node {
                 max_request_bytes: cfg.max_request_bytes,
                 snapshot_count: cfg.snapshot_count,
                 snapshot_catchup_entries: cfg.snapshot_catchup_entries,
+                strict_reconfig_check: cfg.raft.strict_reconfig_check,
+                max_snapshots: cfg.raft.max_snapshots,
             },
             life: Lifecycle {
                 stopped: AtomicBool::new(false),
@@ -291,6 +305,11 @@ impl Node {
                 .spawn(move || apply::run(apply_rx, s, applied_index))
                 .map_err(StartError::Thread)?,
         );
+        if !sole_voter && cfg.raft.initial_election_tick_advance {
+            tick_advance::spawn(&shared, cfg.election_ticks());
+        } else if !sole_voter {
+            tracing::info!("skipping initial election tick advance (election ticks {})", cfg.election_ticks());
+        }
         Ok(Node { handle: NodeHandle { inner: shared }, threads })
     }
 }

@@ -30,6 +30,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         max_request_bytes: 1572864,
         snapshot_count: 100_000,
         snapshot_catchup_entries: 5000,
+        raft: crate::RaftOptions::default(),
         auth_token: crate::auth::TokenOptions::Simple,
         auth_token_ttl: std::time::Duration::from_secs(300),
     }

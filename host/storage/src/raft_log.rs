@@ -417,6 +417,13 @@ impl RaftLog {
         Ok(self.wal.release_all_but_current()?)
     }
 
+    /// etcd's `--max-wals`: how many WAL segment files to keep, including ones whose entries
+    /// are compacted away (0: keep them all). Applies at once to what the log already released.
+    pub fn set_max_wals(&mut self, max: u32) -> Result<(), LogError> {
+        self.wal.release_through(self.snapshot_index)?;
+        Ok(self.wal.set_max_segments(max as usize)?)
+    }
+
     /// Notes a commit index raft reported outside a Ready's hard state. It is persisted with
     /// the next append; losing it in a crash is harmless (raft recomputes commit).
     pub fn set_commit(&mut self, commit: u64) {
@@ -717,6 +724,44 @@ mod tests {
         assert_eq!(log.first_index(), 31);
         assert_eq!(log.term(30).unwrap(), 2);
         assert_eq!(all_entries(&log), want[30..].to_vec());
+    }
+
+    /// `--max-wals`: compaction keeps the newest released segments up to the limit (0: all),
+    /// never one still needed, and a log reopened with the kept segments is the same log.
+    #[test]
+    fn max_wals_keeps_released_segments_up_to_the_limit() {
+        let wal_files = |path: &std::path::Path| std::fs::read_dir(path).unwrap().count();
+        let payload = |i: u64| format!("entry {i} {}", "x".repeat(200)).into_bytes();
+        let want: Vec<_> = (91..=100u64).map(|i| (i, 2, payload(i))).collect();
+        // With max-wals 1 only the segments still needed stay: learn how many that is first.
+        let mut needed = None;
+        for max in [1u32, 3, 0] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("wal");
+            let open = || RaftLog::open_with_segment_bytes(&path, 4096);
+            let mut log = open().unwrap();
+            log.set_max_wals(max).unwrap();
+            log.bootstrap(Identity { member_id: 1, cluster_id: 2 }, vec![1], Vec::new()).unwrap();
+            for chunk in (1..=100u64).collect::<Vec<_>>().chunks(7) {
+                log.append(chunk.iter().map(|&i| entry(i, 2, &payload(i))).collect(), None, true).unwrap();
+            }
+            let before = wal_files(&path);
+            log.compact(90).unwrap();
+            let after = wal_files(&path);
+            let needed = *needed.get_or_insert(after);
+            assert!(needed < 3 && before > 3, "{needed} of {before} segments needed: the test needs other sizes");
+            match max {
+                0 => assert_eq!(after, before, "max-wals 0 keeps every segment"),
+                m => assert_eq!(after, before.min(needed.max(m as usize)), "max-wals {m}"),
+            }
+            drop(log);
+            let mut log = open().unwrap();
+            assert_eq!(all_entries(&log), want, "max-wals {max}: the reopened log");
+            // A lower limit on the next start applies to what was already released.
+            log.set_max_wals(1).unwrap();
+            assert!(wal_files(&path) <= after);
+            assert_eq!(all_entries(&log), want);
+        }
     }
 
     #[test]

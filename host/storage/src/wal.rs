@@ -248,6 +248,12 @@ pub struct Wal {
     segments: Vec<Segment>,
     /// The chain value after the last record.
     crc: u32,
+    /// The highest index whose entries the log no longer needs (compacted, durably): segments
+    /// holding nothing above it may go.
+    released: u64,
+    /// etcd's `--max-wals`: released segments are deleted only while more than this many
+    /// segments exist (0: none is deleted). Segments still needed always stay.
+    max_segments: usize,
 }
 
 fn segment_name(seq: u64, first_index: u64) -> String {
@@ -357,7 +363,8 @@ impl Wal {
             };
             return Err(CorruptWal { segment: pair[1].2.clone(), offset: 0, reason }.into());
         }
-        let mut wal = Wal { dir: dir.to_path_buf(), segment_bytes, segments: Vec::new(), crc: 0 };
+        let mut wal =
+            Wal { dir: dir.to_path_buf(), segment_bytes, segments: Vec::new(), crc: 0, released: 0, max_segments: 1 };
         let count = names.len();
         let mut torn = None;
         for (i, (seq, first_index, path)) in names.into_iter().enumerate() {
@@ -461,7 +468,8 @@ impl Wal {
         durable::rename(&tmp, &path)?;
         self.segments.push(Segment { seq, first_index, file, end, synced_end: end, header_end: end, legacy: false });
         self.crc = enc.crc;
-        Ok(())
+        // A new segment may push a released one past the retention.
+        self.purge()
     }
 
     /// Starts encoding a batch to go at the end of the log.
@@ -519,13 +527,34 @@ impl Wal {
         }
     }
 
-    /// Deletes the segments none of whose entries are above `index` (the log was compacted up to
-    /// there, durably). The current segment always stays.
+    /// Notes that the entries up to `index` are no longer needed (the log was compacted up to
+    /// there, durably), and deletes the segments holding only such entries that the retention
+    /// ([`Wal::set_max_segments`]) does not keep. The current segment always stays.
     pub fn release_through(&mut self, index: u64) -> Result<(), WalError> {
-        let mut n = 0;
-        while n + 1 < self.segments.len() && self.segments[n + 1].first_index <= index.saturating_add(1) {
-            n += 1;
+        self.released = self.released.max(index);
+        self.purge()
+    }
+
+    /// etcd's `--max-wals`: how many segment files to keep, released ones included (0: keep
+    /// every released segment). A segment whose entries are still needed is never deleted, so
+    /// more may exist.
+    pub fn set_max_segments(&mut self, max: usize) -> Result<(), WalError> {
+        self.max_segments = max;
+        self.purge()
+    }
+
+    fn purge(&mut self) -> Result<(), WalError> {
+        let mut releasable = 0;
+        while releasable + 1 < self.segments.len()
+            && self.segments[releasable + 1].first_index <= self.released.saturating_add(1)
+        {
+            releasable += 1;
         }
+        let over = match self.max_segments {
+            0 => 0,
+            max => self.segments.len().saturating_sub(max),
+        };
+        let n = releasable.min(over);
         if n == 0 {
             return Ok(());
         }
@@ -537,9 +566,10 @@ impl Wal {
         Ok(durable::sync_dir(&self.dir)?)
     }
 
-    /// Deletes every segment but the current one.
+    /// Releases every segment but the current one (deleted as the retention allows).
     pub fn release_all_but_current(&mut self) -> Result<(), WalError> {
-        self.release_through(u64::MAX - 1)
+        let below_current = self.segments.last().map_or(0, |s| s.first_index.saturating_sub(1));
+        self.release_through(below_current)
     }
 
     /// (segment seq, header end, durable end, written end) of the current segment.

@@ -76,20 +76,30 @@ pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> a
     Ok(index)
 }
 
-/// Removes received snapshot files older than the one just installed. Newer ones stay: raft
-/// may already have accepted one that the apply thread has yet to install.
+/// Removes received snapshot files older than the one just installed, beyond the newest
+/// `--max-snapshots` (etcd's snapshot purge; 0 keeps them all). Newer ones always stay: raft may
+/// already have accepted one that the apply thread has yet to install.
 fn remove_older_snapshots(shared: &Shared, installed: u64) {
-    if let Ok(dir) = std::fs::read_dir(&shared.snap_dir) {
-        for entry in dir.flatten() {
-            let p = entry.path();
-            let older = p.extension().is_some_and(|e| e == "snap")
-                && p.file_stem()
-                    .and_then(|s| s.to_str())
-                    .and_then(|s| u64::from_str_radix(s, 16).ok())
-                    .is_some_and(|i| i < installed);
-            if older {
-                let _ = std::fs::remove_file(p);
-            }
+    let keep = shared.limits.max_snapshots as usize;
+    if keep == 0 {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir(&shared.snap_dir) else { return };
+    let mut older: Vec<(u64, std::path::PathBuf)> = dir
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+        .filter_map(|p| {
+            let index = p.file_stem().and_then(|s| s.to_str()).and_then(|s| u64::from_str_radix(s, 16).ok())?;
+            Some((index, p))
+        })
+        .filter(|(index, _)| *index <= installed)
+        .collect();
+    // Newest first; the installed one counts among those kept.
+    older.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    for (_, path) in older.into_iter().skip(keep) {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!("failed to remove old snapshot file {}: {e}", path.display());
         }
     }
 }
