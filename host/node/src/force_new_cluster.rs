@@ -22,7 +22,7 @@ use crate::membership::Member;
 /// Rewrites the end of `log` so that this member restarts alone. `members` is the members
 /// table as the state database holds it (applied up to `applied`).
 pub(crate) fn rewrite(log: &mut RaftLog, member_id: u64, members: &[Member], applied: u64) -> Result<(), StartError> {
-    let hs = log.hard_state().clone();
+    let hs = *log.hard_state();
     let commit = hs.commit.max(applied);
     tracing::info!(
         "etcdserver: forcing restart of member {member_id:x} in cluster {:x} at commit index {commit}",

@@ -96,7 +96,7 @@ fn remove_older_snapshots(shared: &Shared, installed: u64) {
         .filter(|(index, _)| *index <= installed)
         .collect();
     // Newest first; the installed one counts among those kept.
-    older.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    older.sort_unstable_by_key(|(index, _)| std::cmp::Reverse(*index));
     for (_, path) in older.into_iter().skip(keep) {
         if let Err(e) = std::fs::remove_file(&path) {
             tracing::warn!("failed to remove old snapshot file {}: {e}", path.display());
