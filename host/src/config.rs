@@ -26,7 +26,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use url::Url;
 
-use go_flag::{go_bool, go_i64, go_u32, go_u64, go_usize};
+use go_flag::{go_bool, go_i64, go_path, go_u32, go_u64, go_usize};
 use wasmraft_client::go_duration::parse as go_duration;
 
 pub use load::{Invocation, LoadError, Note, load, long_names, member_command, strip_env, with_extras};
@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 pub struct MemberFlags {
     /// Path to the server configuration file. Note that if a configuration file is provided,
     /// other command line flags and environment variables will be ignored.
-    #[arg(long, env = "ETCD_CONFIG_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_CONFIG_FILE", value_name = "PATH", value_parser = go_path)]
     pub config_file: Option<PathBuf>,
 
     /// Print the version and exit.
@@ -54,11 +54,11 @@ pub struct MemberFlags {
     pub name: String,
 
     /// Path to the data directory [default: ${name}.etcd].
-    #[arg(long, env = "ETCD_DATA_DIR")]
+    #[arg(long, env = "ETCD_DATA_DIR", value_parser = go_path)]
     pub data_dir: Option<PathBuf>,
 
     /// Path to the dedicated wal directory.
-    #[arg(long, env = "ETCD_WAL_DIR", value_name = "PATH")]
+    #[arg(long, env = "ETCD_WAL_DIR", value_name = "PATH", value_parser = go_path)]
     pub wal_dir: Option<PathBuf>,
 
     /// List of URLs to listen on for peer traffic.
@@ -327,15 +327,15 @@ pub struct MemberFlags {
     pub proxy_read_timeout: u64,
 
     /// Path to the client server TLS cert file.
-    #[arg(long, env = "ETCD_CERT_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_CERT_FILE", value_name = "PATH", value_parser = go_path)]
     pub cert_file: Option<PathBuf>,
 
     /// Path to the client server TLS key file.
-    #[arg(long, env = "ETCD_KEY_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_KEY_FILE", value_name = "PATH", value_parser = go_path)]
     pub key_file: Option<PathBuf>,
 
     /// Path to the client server TLS trusted CA cert file.
-    #[arg(long, env = "ETCD_TRUSTED_CA_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE", value_name = "PATH", value_parser = go_path)]
     pub trusted_ca_file: Option<PathBuf>,
 
     /// Enable client cert authentication.
@@ -343,7 +343,7 @@ pub struct MemberFlags {
     pub client_cert_auth: bool,
 
     /// Path to the client certificate revocation list file.
-    #[arg(long, env = "ETCD_CLIENT_CRL_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE", value_name = "PATH", value_parser = go_path)]
     pub client_crl_file: Option<PathBuf>,
 
     /// Allowed TLS hostname for client cert authentication.
@@ -355,15 +355,15 @@ pub struct MemberFlags {
     pub auto_tls: bool,
 
     /// Path to the peer server TLS cert file.
-    #[arg(long, env = "ETCD_PEER_CERT_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_PEER_CERT_FILE", value_name = "PATH", value_parser = go_path)]
     pub peer_cert_file: Option<PathBuf>,
 
     /// Path to the peer server TLS key file.
-    #[arg(long, env = "ETCD_PEER_KEY_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_PEER_KEY_FILE", value_name = "PATH", value_parser = go_path)]
     pub peer_key_file: Option<PathBuf>,
 
     /// Path to the peer server TLS trusted CA file.
-    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", value_name = "PATH", value_parser = go_path)]
     pub peer_trusted_ca_file: Option<PathBuf>,
 
     /// Enable peer client cert authentication.
@@ -375,7 +375,7 @@ pub struct MemberFlags {
     pub peer_auto_tls: bool,
 
     /// Path to the peer certificate revocation list file.
-    #[arg(long, env = "ETCD_PEER_CRL_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_PEER_CRL_FILE", value_name = "PATH", value_parser = go_path)]
     pub peer_crl_file: Option<PathBuf>,
 
     /// Required CN for client certs connecting to the peer endpoint.
@@ -407,7 +407,7 @@ pub struct MemberFlags {
 
     /// The first guest of a new cluster (a component .wasm), instead of the bundled etcd KV
     /// guest. Afterwards the cluster's replicated deployment decides (`wasmraft guest deploy`).
-    #[arg(long, env = "WASMRAFT_GUEST")]
+    #[arg(long, env = "WASMRAFT_GUEST", value_parser = go_path)]
     pub guest: Option<PathBuf>,
 
     /// Fuel (roughly, Wasm instructions) the first guest may spend on one entry before it is

@@ -20,6 +20,12 @@ pub fn go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// A path flag: Go's string flags take an empty value (`--cert-file=`) as "not set", which
+/// clap's path parser refuses; the resolution treats an empty path as unset.
+pub fn go_path(s: &str) -> Result<std::path::PathBuf, String> {
+    Ok(s.into())
+}
+
 /// Go's `uint` flag (64 bits on the platforms wasmraft runs on).
 pub fn go_u64(s: &str) -> Result<u64, String> {
     parse_unsigned(s, u64::MAX)

@@ -168,6 +168,7 @@ pub fn load(args: Vec<OsString>, env: &[(OsString, OsString)]) -> Result<Invocat
     }
     let config_file = cmdline
         .get_one::<PathBuf>("config_file")
+        .filter(|p| !p.as_os_str().is_empty())
         .cloned()
         .or_else(|| env.iter().find(|(k, v)| k == "ETCD_CONFIG_FILE" && !v.is_empty()).map(|(_, v)| PathBuf::from(v)));
     let mut notes = Vec::new();

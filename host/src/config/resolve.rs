@@ -127,17 +127,17 @@ impl MemberFlags {
         let cors = origins("--cors", &self.cors)?;
         let host_whitelist = list(&self.host_whitelist, "*");
         let client_tls = crate::tls::TlsInfo {
-            cert_file: self.cert_file,
-            key_file: self.key_file,
-            trusted_ca_file: self.trusted_ca_file,
+            cert_file: set(self.cert_file),
+            key_file: set(self.key_file),
+            trusted_ca_file: set(self.trusted_ca_file),
             client_cert_auth: self.client_cert_auth,
             auto_tls: self.auto_tls,
             ..Default::default()
         };
         let peer_tls = crate::tls::TlsInfo {
-            cert_file: self.peer_cert_file,
-            key_file: self.peer_key_file,
-            trusted_ca_file: self.peer_trusted_ca_file,
+            cert_file: set(self.peer_cert_file),
+            key_file: set(self.peer_key_file),
+            trusted_ca_file: set(self.peer_trusted_ca_file),
             client_cert_auth: self.peer_client_cert_auth,
             auto_tls: self.peer_auto_tls,
             skip_client_san_verify: self.experimental_peer_skip_client_san_verification,
@@ -194,11 +194,11 @@ impl MemberFlags {
             );
         }
         let auth_token = wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?;
-        let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
+        let data_dir = set(self.data_dir.clone()).unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
         Ok(Config {
             name: self.name,
             data_dir,
-            wal_dir: self.wal_dir.filter(|p| !p.as_os_str().is_empty()),
+            wal_dir: set(self.wal_dir),
             listen_client_urls,
             listen_metrics_urls,
             advertise_client_urls,
@@ -248,12 +248,12 @@ impl MemberFlags {
             cors,
             host_whitelist,
             cipher_suites: list(&self.cipher_suites, ""),
-            client_crl_file: self.client_crl_file.filter(|p| !p.as_os_str().is_empty()),
+            client_crl_file: set(self.client_crl_file),
             client_cert_allowed_hostname: self.client_cert_allowed_hostname.and_then(non_empty),
-            peer_crl_file: self.peer_crl_file.filter(|p| !p.as_os_str().is_empty()),
+            peer_crl_file: set(self.peer_crl_file),
             peer_cert_allowed_cn: self.peer_cert_allowed_cn.and_then(non_empty),
             peer_cert_allowed_hostname: self.peer_cert_allowed_hostname.and_then(non_empty),
-            guest: self.guest,
+            guest: set(self.guest),
             guest_fuel: self.guest_fuel,
             guest_memory_bytes: self.guest_memory_bytes,
             guest_stack_bytes: self.guest_stack_bytes,
@@ -336,6 +336,11 @@ fn origins(flag: &str, value: &str) -> anyhow::Result<Vec<String>> {
         return Ok(items);
     }
     Ok(parse_urls(flag, value)?.iter().map(trim_url).collect())
+}
+
+/// A path flag given empty is unset, as etcd's string flags are.
+fn set(p: Option<PathBuf>) -> Option<PathBuf> {
+    p.filter(|p| !p.as_os_str().is_empty())
 }
 
 fn non_empty(s: String) -> Option<String> {
