@@ -166,11 +166,10 @@ pub fn load(args: Vec<OsString>, env: &[(OsString, OsString)]) -> Result<Invocat
     if cmdline.get_one::<bool>("version").copied().unwrap_or(false) {
         return Ok(Invocation::Version);
     }
-    let config_file = cmdline
-        .get_one::<PathBuf>("config_file")
-        .filter(|p| !p.as_os_str().is_empty())
-        .cloned()
-        .or_else(|| env.iter().find(|(k, v)| k == "ETCD_CONFIG_FILE" && !v.is_empty()).map(|(_, v)| PathBuf::from(v)));
+    let config_file =
+        cmdline.get_one::<PathBuf>("config_file").filter(|p| !p.as_os_str().is_empty()).cloned().or_else(|| {
+            env.iter().find(|(k, v)| k == "ETCD_CONFIG_FILE" && !v.is_empty()).map(|(_, v)| PathBuf::from(v))
+        });
     let mut notes = Vec::new();
     let (matches, source) = match &config_file {
         Some(path) => {
