@@ -1,27 +1,65 @@
-//! The member's command line: etcd 3.4's flags with etcd's defaults and environment variables
-//! (`ETCD_NAME`, …), so scripts written for etcd start wasmraft unchanged, plus wasmraft's own.
+//! The member's command line: etcd 3.4's flags with etcd's names, types, defaults and environment
+//! variables (`ETCD_NAME`, …), so scripts written for etcd start wasmraft unchanged, plus
+//! wasmraft's own; resolved into the [`Config`] the rest of the binary reads.
+//!
+//! Where a command line comes from is [`load`]'s job (etcd's order: a config file replaces flags
+//! and environment; otherwise flags, then `ETCD_*` variables for the flags not given); the value
+//! syntax is Go's ([`go_flag`]); the config file is [`file`]; what wasmraft refuses (etcd's v2
+//! API and v2 proxy) is [`refused`]; what it accepts without effect is [`no_effect`].
+
+mod dump;
+mod env;
+pub mod file;
+pub mod go_flag;
+mod load;
+mod no_effect;
+mod refused;
+mod resolve;
+#[cfg(test)]
+mod tests;
+mod urls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use url::Url;
+
+use go_flag::{go_bool, go_i64, go_path, go_u32, go_u64, go_usize};
+use wasmraft_client::go_duration::parse as go_duration;
+
+pub use load::{Invocation, LoadError, Note, load, long_names, member_command, strip_env, with_extras};
+pub use resolve::{AutoCompaction, LogOutput, Metrics};
+pub use urls::{parse_initial_cluster, parse_urls, trim_url};
 
 /// etcd's `embed.DefaultMaxRequestBytes` (1.5 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 
-/// Flags for running a member. Names, defaults and env vars are etcd 3.4's.
+/// Flags for running a member. Names, types, defaults and env vars are etcd 3.4's
+/// (etcdmain/config.go); booleans and integers take Go's syntax ([`go_flag`]).
 #[derive(Args, Debug, Clone)]
 pub struct MemberFlags {
+    /// Path to the server configuration file. Note that if a configuration file is provided,
+    /// other command line flags and environment variables will be ignored.
+    #[arg(long, env = "ETCD_CONFIG_FILE", value_name = "PATH", value_parser = go_path)]
+    pub config_file: Option<PathBuf>,
+
+    /// Print the version and exit.
+    #[arg(long, default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
+    pub version: bool,
+
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
     pub name: String,
 
     /// Path to the data directory [default: ${name}.etcd].
-    #[arg(long, env = "ETCD_DATA_DIR")]
+    #[arg(long, env = "ETCD_DATA_DIR", value_parser = go_path)]
     pub data_dir: Option<PathBuf>,
+
+    /// Path to the dedicated wal directory.
+    #[arg(long, env = "ETCD_WAL_DIR", value_name = "PATH", value_parser = go_path)]
+    pub wal_dir: Option<PathBuf>,
 
     /// List of URLs to listen on for peer traffic.
     #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
@@ -35,6 +73,14 @@ pub struct MemberFlags {
     /// endpoints.
     #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
     pub listen_metrics_urls: String,
+
+    /// Maximum number of snapshot files to retain (0 is unlimited).
+    #[arg(long, env = "ETCD_MAX_SNAPSHOTS", default_value = "5", value_parser = go_u64)]
+    pub max_snapshots: u64,
+
+    /// Maximum number of wal files to retain (0 is unlimited).
+    #[arg(long, env = "ETCD_MAX_WALS", default_value = "5", value_parser = go_u64)]
+    pub max_wals: u64,
 
     /// List of this member's client URLs to advertise to the public.
     #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
@@ -57,62 +103,105 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
     pub initial_cluster_token: String,
 
-    /// Path to the dedicated wal directory.
-    #[arg(long, env = "ETCD_WAL_DIR", value_name = "PATH")]
-    pub wal_dir: Option<PathBuf>,
+    /// Discovery URL used to bootstrap the cluster (etcd's v2 discovery: refused by wasmraft).
+    #[arg(long, env = "ETCD_DISCOVERY", default_value = "")]
+    pub discovery: String,
 
-    /// Maximum number of snapshot files to retain (0 is unlimited).
-    #[arg(long, env = "ETCD_MAX_SNAPSHOTS", default_value_t = 5)]
-    pub max_snapshots: u32,
+    /// Expected behavior ('exit' or 'proxy') when discovery services fails.
+    #[arg(long, env = "ETCD_DISCOVERY_FALLBACK", default_value = "proxy")]
+    pub discovery_fallback: DiscoveryFallback,
 
-    /// Maximum number of wal files to retain (0 is unlimited).
-    #[arg(long, env = "ETCD_MAX_WALS", default_value_t = 5)]
-    pub max_wals: u32,
+    /// HTTP proxy to use for traffic to discovery service.
+    #[arg(long, env = "ETCD_DISCOVERY_PROXY", default_value = "")]
+    pub discovery_proxy: String,
+
+    /// DNS srv domain used to bootstrap the cluster.
+    #[arg(long, env = "ETCD_DISCOVERY_SRV", default_value = "")]
+    pub discovery_srv: String,
+
+    /// Suffix to the dns srv name queried when bootstrapping.
+    #[arg(long, env = "ETCD_DISCOVERY_SRV_NAME", default_value = "")]
+    pub discovery_srv_name: String,
 
     /// Reject reconfiguration requests that would cause quorum loss.
-    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value = "true", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub strict_reconfig_check: bool,
 
     /// Enable to run an additional Raft election phase.
-    #[arg(long, env = "ETCD_PRE_VOTE", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, env = "ETCD_PRE_VOTE", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub pre_vote: bool,
 
-    /// Whether to fast-forward initial election ticks on boot for faster election.
-    #[arg(long, env = "ETCD_INITIAL_ELECTION_TICK_ADVANCE", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub initial_election_tick_advance: bool,
+    /// Auto compaction retention length. 0 means disable auto compaction.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
 
-    /// Force to create a new one-member cluster.
-    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub force_new_cluster: bool,
+    /// Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration
+    /// based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision'
+    /// for revision number based retention.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: AutoCompactionMode,
+
+    /// Accept etcd V2 client requests (only false: wasmraft serves the v3 API).
+    #[arg(long, env = "ETCD_ENABLE_V2", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
+    pub enable_v2: bool,
 
     /// Number of committed transactions to trigger a snapshot to disk.
-    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value = "100000", value_parser = go_u64)]
     pub snapshot_count: u64,
 
     /// Entries kept in the raft log behind a snapshot, so slow followers can catch up from the
     /// log instead of a full snapshot (etcd's SnapshotCatchUpEntries).
-    #[arg(long, env = "ETCD_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
+    #[arg(long, env = "ETCD_SNAPSHOT_CATCHUP_ENTRIES", default_value = "5000", value_parser = go_u64)]
     pub snapshot_catchup_entries: u64,
 
     /// Time (in milliseconds) of a heartbeat interval.
-    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value = "100", value_parser = go_u64)]
     pub heartbeat_interval: u64,
 
     /// Time (in milliseconds) for an election to timeout.
-    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value = "1000", value_parser = go_u64)]
     pub election_timeout: u64,
 
+    /// Whether to fast-forward initial election ticks on boot for faster election.
+    #[arg(long, env = "ETCD_INITIAL_ELECTION_TICK_ADVANCE", default_value = "true", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
+    pub initial_election_tick_advance: bool,
+
     /// Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).
-    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value = "0", value_parser = go_u64)]
     pub quota_backend_bytes: u64,
 
+    /// BackendBatchInterval is the maximum time before commit the backend transaction.
+    #[arg(long, env = "ETCD_BACKEND_BATCH_INTERVAL", default_value = "0s", value_parser = go_duration)]
+    pub backend_batch_interval: Duration,
+
+    /// BackendBatchLimit is the maximum operations before commit the backend transaction.
+    #[arg(long, env = "ETCD_BACKEND_BATCH_LIMIT", default_value = "0", value_parser = go_i64, allow_negative_numbers = true)]
+    pub backend_batch_limit: i64,
+
     /// Maximum client request size in bytes the server will accept.
-    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value = "1572864", value_parser = go_usize)]
     pub max_request_bytes: usize,
 
     /// Maximum number of operations permitted in a transaction.
-    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value = "128", value_parser = go_usize)]
     pub max_txn_ops: usize,
+
+    /// Maximum concurrent streams that each client can open at a time.
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value = "4294967295", value_parser = go_u32)]
+    pub max_concurrent_streams: u32,
+
+    /// Minimum duration interval that a client should wait before pinging server.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_MIN_TIME", default_value = "5s", value_parser = go_duration)]
+    pub grpc_keepalive_min_time: Duration,
+
+    /// Frequency duration of server-to-client ping to check if a connection is alive (0 to
+    /// disable).
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_INTERVAL", default_value = "2h", value_parser = go_duration)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// Additional duration of wait before closing a non-responsive connection (0 to disable).
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = go_duration)]
+    pub grpc_keepalive_timeout: Duration,
 
     /// Specify auth token type and its options: 'simple', or 'jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256,ttl=5m'
     /// (sign methods RS/PS 256/384/512, ES256/384, HS256/384/512; only pub-key: verify-only).
@@ -120,100 +209,234 @@ pub struct MemberFlags {
     pub auth_token: String,
 
     /// Specify bcrypt algorithm cost factor for auth password hashing.
-    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = wasmraft_node::auth::DEFAULT_BCRYPT_COST)]
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = wasmraft_node::auth::DEFAULT_BCRYPT_COST, value_parser = go_u32_of_uint)]
     pub bcrypt_cost: u32,
 
     /// The lifetime in seconds of the auth token.
-    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value = "300", value_parser = go_u64)]
     pub auth_token_ttl: u64,
 
     /// Duration of periodic watch progress notifications (etcd's default: 10 minutes).
-    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = wasmraft_client::go_duration::parse)]
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = go_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
+
+    /// Enable to check data corruption before serving any client/peer traffic.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
+    pub experimental_initial_corrupt_check: bool,
+
+    /// Duration of time between cluster corruption check passes.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = go_duration)]
+    pub experimental_corrupt_check_time: Duration,
+
+    /// Serve v2 requests through the v3 backend under a given prefix (refused by wasmraft).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_V2V3", default_value = "")]
+    pub experimental_enable_v2v3: String,
+
+    /// The type of freelist that boltdb backend uses (array and map are supported types); no
+    /// effect on wasmraft's state database.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_BACKEND_BBOLT_FREELIST_TYPE", default_value = "array")]
+    pub experimental_backend_bbolt_freelist_type: String,
+
+    /// Enable leader to send regular checkpoints to other members to prevent reset of remaining
+    /// TTL on leader change.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
+    pub experimental_enable_lease_checkpoint: bool,
+
+    /// Enable persisting remainingTTL to prevent indefinite auto-renewal of long lived leases
+    /// (etcd 3.4.23; requires --experimental-enable-lease-checkpoint).
+    #[arg(long, hide = true, env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
+    pub experimental_enable_lease_checkpoint_persist: bool,
+
+    /// Sets the maximum revisions deleted in each compaction batch; no effect on wasmraft (the KV
+    /// guest compacts within one entry).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_COMPACTION_BATCH_LIMIT", default_value = "1000", value_parser = go_i64, allow_negative_numbers = true)]
+    pub experimental_compaction_batch_limit: i64,
+
+    /// Time duration after which a warning is generated if request takes more time.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WARNING_APPLY_DURATION", default_value = "100ms", value_parser = go_duration)]
+    pub experimental_warning_apply_duration: Duration,
+
+    /// Force to create a new one-member cluster.
+    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
+    pub force_new_cluster: bool,
+
+    /// Disables fsync, unsafe, will cause data loss (etcd 3.4.23, not in its --help).
+    #[arg(long, hide = true, env = "ETCD_UNSAFE_NO_FSYNC", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
+    pub unsafe_no_fsync: bool,
+
+    /// Enable GRPC gateway (etcd 3.4.23, not in its --help).
+    #[arg(long, hide = true, env = "ETCD_ENABLE_GRPC_GATEWAY", default_value = "true", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
+    pub enable_grpc_gateway: bool,
 
     /// Specify 'zap' for structured logging or 'capnslog'.
     #[arg(long, env = "ETCD_LOGGER", default_value = "capnslog")]
     pub logger: Logger,
+
+    /// Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or
+    /// list of comma separated output targets.
+    #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
+    pub log_outputs: String,
+
+    /// [TO BE DEPRECATED IN v3.5] use '--log-outputs'.
+    #[arg(long, hide = true, env = "ETCD_LOG_OUTPUT", default_value = "default")]
+    pub log_output: String,
 
     /// Configures log level. Only supports debug, info, warn, error, panic, or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: LogLevel,
 
     /// Enable debug-level logging for etcd.
-    #[arg(long, env = "ETCD_DEBUG", default_value_t = false)]
+    #[arg(long, env = "ETCD_DEBUG", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub debug: bool,
 
+    /// Specify a particular log level for each etcd package (eg: 'etcdmain=CRITICAL,etcdserver=DEBUG');
+    /// capnslog's packages, no effect on wasmraft.
+    #[arg(long, env = "ETCD_LOG_PACKAGE_LEVELS", default_value = "")]
+    pub log_package_levels: String,
+
+    /// Enable runtime profiling data via HTTP server. Address is at client URL + "/debug/pprof/"
+    #[arg(long, env = "ETCD_ENABLE_PPROF", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
+    pub enable_pprof: bool,
+
+    /// Set level of detail for exported metrics, specify 'extensive' to include histogram metrics.
+    #[arg(long, env = "ETCD_METRICS", default_value = "basic")]
+    pub metrics: String,
+
+    /// Proxy mode setting ('off', 'readonly' or 'on'); only 'off': wasmraft has no v2 proxy.
+    #[arg(long, env = "ETCD_PROXY", default_value = "off")]
+    pub proxy: ProxyMode,
+
+    /// Time (in milliseconds) an endpoint will be held in a failed state.
+    #[arg(long, env = "ETCD_PROXY_FAILURE_WAIT", default_value = "5000", value_parser = go_u64)]
+    pub proxy_failure_wait: u64,
+
+    /// Time (in milliseconds) of the endpoints refresh interval.
+    #[arg(long, env = "ETCD_PROXY_REFRESH_INTERVAL", default_value = "30000", value_parser = go_u64)]
+    pub proxy_refresh_interval: u64,
+
+    /// Time (in milliseconds) for a dial to timeout.
+    #[arg(long, env = "ETCD_PROXY_DIAL_TIMEOUT", default_value = "1000", value_parser = go_u64)]
+    pub proxy_dial_timeout: u64,
+
+    /// Time (in milliseconds) for a write to timeout.
+    #[arg(long, env = "ETCD_PROXY_WRITE_TIMEOUT", default_value = "5000", value_parser = go_u64)]
+    pub proxy_write_timeout: u64,
+
+    /// Time (in milliseconds) for a read to timeout.
+    #[arg(long, env = "ETCD_PROXY_READ_TIMEOUT", default_value = "0", value_parser = go_u64)]
+    pub proxy_read_timeout: u64,
+
     /// Path to the client server TLS cert file.
-    #[arg(long, env = "ETCD_CERT_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_CERT_FILE", value_name = "PATH", value_parser = go_path)]
     pub cert_file: Option<PathBuf>,
 
     /// Path to the client server TLS key file.
-    #[arg(long, env = "ETCD_KEY_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_KEY_FILE", value_name = "PATH", value_parser = go_path)]
     pub key_file: Option<PathBuf>,
 
     /// Path to the client server TLS trusted CA cert file.
-    #[arg(long, env = "ETCD_TRUSTED_CA_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE", value_name = "PATH", value_parser = go_path)]
     pub trusted_ca_file: Option<PathBuf>,
 
     /// Enable client cert authentication.
-    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub client_cert_auth: bool,
 
+    /// Path to the client certificate revocation list file.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE", value_name = "PATH", value_parser = go_path)]
+    pub client_crl_file: Option<PathBuf>,
+
+    /// Allowed TLS hostname for client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME")]
+    pub client_cert_allowed_hostname: Option<String>,
+
     /// Client TLS using generated certificates.
-    #[arg(long, env = "ETCD_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, env = "ETCD_AUTO_TLS", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub auto_tls: bool,
 
     /// Path to the peer server TLS cert file.
-    #[arg(long, env = "ETCD_PEER_CERT_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_PEER_CERT_FILE", value_name = "PATH", value_parser = go_path)]
     pub peer_cert_file: Option<PathBuf>,
 
     /// Path to the peer server TLS key file.
-    #[arg(long, env = "ETCD_PEER_KEY_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_PEER_KEY_FILE", value_name = "PATH", value_parser = go_path)]
     pub peer_key_file: Option<PathBuf>,
 
     /// Path to the peer server TLS trusted CA file.
-    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", value_name = "PATH")]
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", value_name = "PATH", value_parser = go_path)]
     pub peer_trusted_ca_file: Option<PathBuf>,
 
     /// Enable peer client cert authentication.
-    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub peer_client_cert_auth: bool,
 
     /// Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided.
-    #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub peer_auto_tls: bool,
 
+    /// Path to the peer certificate revocation list file.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE", value_name = "PATH", value_parser = go_path)]
+    pub peer_crl_file: Option<PathBuf>,
+
+    /// Required CN for client certs connecting to the peer endpoint.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN")]
+    pub peer_cert_allowed_cn: Option<String>,
+
+    /// Allowed TLS hostname for inter peer authentication.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME")]
+    pub peer_cert_allowed_hostname: Option<String>,
+
     /// Skip verification of SAN field in client certificate for peer connections.
-    #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub experimental_peer_skip_client_san_verification: bool,
+
+    /// Comma-separated list of supported TLS cipher suites between client/server and peers
+    /// (empty will be auto-populated).
+    #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
+    pub cipher_suites: String,
+
+    /// Comma-separated whitelist of origins for CORS, or cross-origin resource sharing, (empty or
+    /// * means allow all).
+    #[arg(long, env = "ETCD_CORS", default_value = "*")]
+    pub cors: String,
+
+    /// Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means
+    /// allow all).
+    #[arg(long, env = "ETCD_HOST_WHITELIST", default_value = "*")]
+    pub host_whitelist: String,
 
     /// The first guest of a new cluster (a component .wasm), instead of the bundled etcd KV
     /// guest. Afterwards the cluster's replicated deployment decides (`wasmraft guest deploy`).
-    #[arg(long, env = "WASMRAFT_GUEST")]
+    #[arg(long, env = "WASMRAFT_GUEST", value_parser = go_path)]
     pub guest: Option<PathBuf>,
 
     /// Fuel (roughly, Wasm instructions) the first guest may spend on one entry before it is
     /// aborted; recorded in the replicated deployment, which every member then follows.
-    #[arg(long, env = "WASMRAFT_GUEST_FUEL")]
+    #[arg(long, env = "WASMRAFT_GUEST_FUEL", value_parser = go_u64)]
     pub guest_fuel: Option<u64>,
 
     /// Linear memory (bytes) an instance of the first guest may grow to; recorded in the
     /// replicated deployment, which every member then follows.
-    #[arg(long, visible_alias = "guest-memory", env = "WASMRAFT_GUEST_MEMORY_BYTES")]
+    #[arg(long, visible_alias = "guest-memory", env = "WASMRAFT_GUEST_MEMORY_BYTES", value_parser = go_u64)]
     pub guest_memory_bytes: Option<u64>,
 
     /// Native stack (bytes) the first guest's Wasm frames may take before a call traps: a
     /// power of two from 65536 to 8388608 (default 524288); recorded in the replicated
     /// deployment, which every member then follows.
-    #[arg(long, env = "WASMRAFT_GUEST_STACK_BYTES")]
+    #[arg(long, env = "WASMRAFT_GUEST_STACK_BYTES", value_parser = go_u64)]
     pub guest_stack_bytes: Option<u64>,
 
     /// wasmraft only, FOR TESTS ONLY: serve `PUT/GET /wasmraft/faults` on the peer URL, which
     /// cuts this member off from chosen peers (network partitions for the fault-injection
     /// harness, tests/src/nemesis.rs). Anyone who can reach the peer port can then partition the
     /// member: never enable it in production.
-    #[arg(long, env = "WASMRAFT_FAULT_INJECTION", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, env = "WASMRAFT_FAULT_INJECTION", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub wasmraft_fault_injection: bool,
+}
+
+/// etcd's `--bcrypt-cost` is a Go `uint`; the cost itself is checked when the member starts.
+fn go_u32_of_uint(s: &str) -> Result<u32, String> {
+    go_u64(s).and_then(|v| u32::try_from(v).map_err(|_| format!("bcrypt cost {v} is out of range")))
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,11 +461,36 @@ pub enum LogLevel {
     Fatal,
 }
 
+/// `--discovery-fallback`: what etcd does when its v2 discovery fails (only with --discovery,
+/// which wasmraft refuses).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryFallback {
+    Exit,
+    Proxy,
+}
+
+/// `--proxy`: etcd's v2 proxy; wasmraft accepts only `off`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Off,
+    Readonly,
+    On,
+}
+
+/// `--auto-compaction-mode`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompactionMode {
+    Periodic,
+    Revision,
+}
+
 /// The validated configuration of a member.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
+    /// --wal-dir: the raft log's own directory (None: inside the data dir).
+    pub wal_dir: Option<PathBuf>,
     pub listen_client_urls: Vec<Url>,
     /// --listen-metrics-urls: plain http listeners for /metrics and /health (none by default).
     pub listen_metrics_urls: Vec<Url>,
@@ -253,24 +501,85 @@ pub struct Config {
     pub initial_cluster: BTreeMap<String, Vec<Url>>,
     pub initial_cluster_state: ClusterState,
     pub initial_cluster_token: String,
+    /// --discovery-srv: the DNS domain whose SRV records list the initial cluster.
+    pub discovery_srv: Option<String>,
+    /// --discovery-srv-name: the suffix of the SRV names queried (`_etcd-server-<suffix>`).
+    pub discovery_srv_name: Option<String>,
+    /// --max-snapshots (0: keep all).
+    pub max_snapshots: u64,
+    /// --max-wals (0: keep all).
+    pub max_wals: u64,
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
-    /// The member's raft log and storage settings that are etcd flags of their own
-    /// (--wal-dir, --max-snapshots, --max-wals, --strict-reconfig-check, --pre-vote,
-    /// --initial-election-tick-advance, --force-new-cluster), as the node takes them.
-    pub raft: wasmraft_node::RaftOptions,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
+    pub initial_election_tick_advance: bool,
+    pub strict_reconfig_check: bool,
+    pub pre_vote: bool,
+    /// --force-new-cluster: restart this member's data as a one-member cluster.
+    pub force_new_cluster: bool,
+    /// --auto-compaction-mode and --auto-compaction-retention, parsed as etcd parses them (None:
+    /// retention 0, no auto compaction).
+    pub auto_compaction: Option<AutoCompaction>,
     pub quota_backend_bytes: u64,
+    /// --backend-batch-interval (ZERO: the state database's default).
+    pub backend_batch_interval: Duration,
+    /// --backend-batch-limit (0 or less: the state database's default).
+    pub backend_batch_limit: i64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// --max-concurrent-streams: HTTP/2 streams per client connection.
+    pub max_concurrent_streams: u32,
+    /// --grpc-keepalive-min-time: clients pinging more often are sent GOAWAY.
+    pub grpc_keepalive_min_time: Duration,
+    /// --grpc-keepalive-interval (ZERO: no server pings).
+    pub grpc_keepalive_interval: Duration,
+    /// --grpc-keepalive-timeout (ZERO: never closes an unresponsive connection).
+    pub grpc_keepalive_timeout: Duration,
     pub watch_progress_notify_interval: Duration,
+    pub experimental_initial_corrupt_check: bool,
+    /// --experimental-corrupt-check-time (ZERO: no periodic check).
+    pub experimental_corrupt_check_time: Duration,
+    pub experimental_enable_lease_checkpoint: bool,
+    pub experimental_enable_lease_checkpoint_persist: bool,
+    /// --experimental-warning-apply-duration: applies slower than this are logged.
+    pub experimental_warning_apply_duration: Duration,
+    /// --unsafe-no-fsync.
+    pub unsafe_no_fsync: bool,
+    /// --enable-grpc-gateway: the JSON gateway on the client port.
+    pub enable_grpc_gateway: bool,
     /// --bcrypt-cost (checked when the member starts, as etcd does).
     pub bcrypt_cost: u32,
     /// --auth-token, checked (a JWT's keys loaded).
     pub auth_token: wasmraft_node::auth::TokenOptions,
     /// --auth-token-ttl: simple tokens unused this long are dropped.
     pub auth_token_ttl: Duration,
+    /// --logger.
+    pub logger: Logger,
+    /// --log-level, with --debug folded in (etcd 3.4: --debug wins).
+    pub log_level: LogLevel,
+    /// --log-outputs (or the deprecated --log-output), checked as etcd checks them.
+    pub log_outputs: Vec<LogOutput>,
+    /// --enable-pprof: /debug/pprof/ on the client URLs.
+    pub enable_pprof: bool,
+    /// --metrics.
+    pub metrics: Metrics,
+    /// --cors: allowed origins (`*`: any).
+    pub cors: Vec<String>,
+    /// --host-whitelist: allowed Host headers on plain-http client URLs (`*`: any).
+    pub host_whitelist: Vec<String>,
+    /// --cipher-suites: Go's names, as given (empty: the TLS library's defaults).
+    pub cipher_suites: Vec<String>,
+    /// --client-crl-file.
+    pub client_crl_file: Option<PathBuf>,
+    /// --client-cert-allowed-hostname.
+    pub client_cert_allowed_hostname: Option<String>,
+    /// --peer-crl-file.
+    pub peer_crl_file: Option<PathBuf>,
+    /// --peer-cert-allowed-cn.
+    pub peer_cert_allowed_cn: Option<String>,
+    /// --peer-cert-allowed-hostname.
+    pub peer_cert_allowed_hostname: Option<String>,
     pub guest: Option<PathBuf>,
     pub guest_fuel: Option<u64>,
     pub guest_memory_bytes: Option<u64>,
@@ -308,338 +617,17 @@ impl Config {
             max_request_bytes: self.max_request_bytes,
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.snapshot_catchup_entries,
-            raft: self.raft.clone(),
-            auth_token: self.auth_token.clone(),
-            auth_token_ttl: self.auth_token_ttl,
-        }
-    }
-}
-
-impl MemberFlags {
-    /// Checks the flags the way etcd does and fills in derived defaults.
-    pub fn validate(self) -> anyhow::Result<Config> {
-        if self.heartbeat_interval == 0 {
-            bail!("--heartbeat-interval must be > 0 (set to {}ms)", self.heartbeat_interval);
-        }
-        // etcd: "--election-timeout[%vms] should be at least as 5 times as --heartbeat-interval[%vms]"
-        if 5 * self.heartbeat_interval > self.election_timeout {
-            bail!(
-                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
-                self.election_timeout,
-                self.heartbeat_interval
-            );
-        }
-        if self.election_timeout > 50_000 {
-            bail!("--election-timeout[{}ms] is too long, and should be set less than 50000ms", self.election_timeout);
-        }
-        if self.snapshot_count == 0 {
-            bail!("--snapshot-count must be > 0");
-        }
-        if self.max_request_bytes == 0 {
-            bail!("--max-request-bytes must be > 0");
-        }
-        if self.max_txn_ops == 0 {
-            bail!("--max-txn-ops must be > 0");
-        }
-        let listen_client_urls = parse_urls("--listen-client-urls", &self.listen_client_urls)?;
-        let advertise_client_urls = parse_urls("--advertise-client-urls", &self.advertise_client_urls)?;
-        let listen_metrics_urls = if self.listen_metrics_urls.trim().is_empty() {
-            Vec::new()
-        } else {
-            parse_urls("--listen-metrics-urls", &self.listen_metrics_urls)?
-        };
-        if let Some(u) = listen_metrics_urls.iter().find(|u| u.scheme() == "https") {
-            bail!("--listen-metrics-urls: {}: wasmraft serves metrics URLs over http only", trim_url(u));
-        }
-        let listen_peer_urls = parse_urls("--listen-peer-urls", &self.listen_peer_urls)?;
-        let initial_advertise_peer_urls =
-            parse_urls("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
-        for u in listen_client_urls.iter().chain(&listen_peer_urls).chain(&listen_metrics_urls) {
-            if u.path() != "/" && !u.path().is_empty() {
-                bail!("listen URL {u} must not have a path");
-            }
-        }
-        let client_tls = crate::tls::TlsInfo {
-            cert_file: self.cert_file,
-            key_file: self.key_file,
-            trusted_ca_file: self.trusted_ca_file,
-            client_cert_auth: self.client_cert_auth,
-            auto_tls: self.auto_tls,
-            ..Default::default()
-        };
-        let peer_tls = crate::tls::TlsInfo {
-            cert_file: self.peer_cert_file,
-            key_file: self.peer_key_file,
-            trusted_ca_file: self.peer_trusted_ca_file,
-            client_cert_auth: self.peer_client_cert_auth,
-            auto_tls: self.peer_auto_tls,
-            skip_client_san_verify: self.experimental_peer_skip_client_san_verification,
-            ..Default::default()
-        };
-        if client_tls.is_empty()
-            && !client_tls.auto_tls
-            && let Some(u) = listen_client_urls.iter().find(|u| u.scheme() == "https")
-        {
-            bail!(
-                "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
-                trim_url(u)
-            );
-        }
-        // etcd: without an explicit --initial-cluster, a member named other than "default" forms a
-        // cluster of itself under its own name.
-        let initial_cluster_flag = match &self.initial_cluster {
-            Some(c) => c.clone(),
-            None => initial_advertise_peer_urls
-                .iter()
-                .map(|u| format!("{}={}", self.name, trim_url(u)))
-                .collect::<Vec<_>>()
-                .join(","),
-        };
-        let initial_cluster = parse_initial_cluster(&initial_cluster_flag)?;
-        // etcd's peer listener refuses TLS without a certificate (advertised and other members'
-        // https URLs need none: they are dialed, verified against the system's roots then).
-        if peer_tls.is_empty()
-            && !peer_tls.auto_tls
-            && let Some(u) = listen_peer_urls.iter().find(|u| u.scheme() == "https")
-        {
-            bail!("cannot listen on TLS for {}: KeyFile and CertFile are not presented", host_port(u));
-        }
-        if self.initial_cluster_state == ClusterState::New {
-            let Some(mine) = initial_cluster.get(&self.name) else {
-                bail!("couldn't find local name {:?} in the initial cluster configuration", self.name);
-            };
-            let mut a: Vec<String> = mine.iter().map(trim_url).collect();
-            let mut b: Vec<String> = initial_advertise_peer_urls.iter().map(trim_url).collect();
-            a.sort();
-            b.sort();
-            if a != b {
-                bail!(
-                    "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (resolved urls: {:?} != {:?})",
-                    self.name,
-                    a.join(","),
-                    b.join(","),
-                    a,
-                    b
-                );
-            }
-        }
-        if let Some(stack) = self.guest_stack_bytes
-            && wasmraft_runtime::limits::check_stack_bytes(stack).is_err()
-        {
-            use wasmraft_runtime::limits::{MAX_STACK_BYTES, STACK_BYTES_CHOICES};
-            bail!(
-                "--guest-stack-bytes {stack}: must be a power of two from {} to {MAX_STACK_BYTES}",
-                STACK_BYTES_CHOICES[0]
-            );
-        }
-        let auth_token = wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?;
-        let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
-        Ok(Config {
-            name: self.name,
-            data_dir,
-            listen_client_urls,
-            listen_metrics_urls,
-            advertise_client_urls,
-            listen_peer_urls,
-            initial_advertise_peer_urls,
-            initial_cluster,
-            initial_cluster_state: self.initial_cluster_state,
-            initial_cluster_token: self.initial_cluster_token,
-            snapshot_count: self.snapshot_count,
-            snapshot_catchup_entries: self.snapshot_catchup_entries,
             raft: wasmraft_node::RaftOptions {
-                wal_dir: self.wal_dir,
-                max_snapshots: self.max_snapshots,
-                max_wals: self.max_wals,
+                wal_dir: self.wal_dir.clone(),
+                max_snapshots: u32::try_from(self.max_snapshots).unwrap_or(u32::MAX),
+                max_wals: u32::try_from(self.max_wals).unwrap_or(u32::MAX),
                 strict_reconfig_check: self.strict_reconfig_check,
                 pre_vote: self.pre_vote,
                 initial_election_tick_advance: self.initial_election_tick_advance,
                 force_new_cluster: self.force_new_cluster,
             },
-            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
-            election_timeout: Duration::from_millis(self.election_timeout),
-            quota_backend_bytes: self.quota_backend_bytes,
-            max_request_bytes: self.max_request_bytes,
-            max_txn_ops: self.max_txn_ops,
-            watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
-            bcrypt_cost: self.bcrypt_cost,
-            auth_token,
-            auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
-            guest: self.guest,
-            guest_fuel: self.guest_fuel,
-            guest_memory_bytes: self.guest_memory_bytes,
-            guest_stack_bytes: self.guest_stack_bytes,
-            fault_injection: self.wasmraft_fault_injection,
-            client_tls,
-            peer_tls,
-        })
-    }
-}
-
-/// A URL as etcd prints and hashes it: no trailing slash.
-pub fn trim_url(u: &Url) -> String {
-    u.as_str().trim_end_matches('/').to_string()
-}
-
-/// A URL's `host:port`, as Go's `url.URL.Host` prints it.
-fn host_port(u: &Url) -> String {
-    match (u.host_str(), u.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        _ => trim_url(u),
-    }
-}
-
-pub(crate) fn parse_urls(flag: &str, value: &str) -> anyhow::Result<Vec<Url>> {
-    let mut out = Vec::new();
-    for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let url = Url::parse(part).with_context(|| format!("invalid value {part:?} for flag {flag}"))?;
-        match url.scheme() {
-            "http" | "https" => {}
-            "unix" | "unixs" => bail!("{flag}: {part}: unix socket URLs are not supported by wasmraft"),
-            other => bail!("{flag}: URL scheme must be http or https, got {other:?} in {part:?}"),
+            auth_token: self.auth_token.clone(),
+            auth_token_ttl: self.auth_token_ttl,
         }
-        if url.host_str().is_none() || url.port().is_none() {
-            bail!("{flag}: URL address does not have the form \"host:port\": {part}");
-        }
-        out.push(url);
-    }
-    if out.is_empty() {
-        bail!("{flag} must not be empty");
-    }
-    Ok(out)
-}
-
-/// Parses `name1=url1,name1=url2,name2=url3`: a name may appear several times, once per URL.
-pub(crate) fn parse_initial_cluster(value: &str) -> anyhow::Result<BTreeMap<String, Vec<Url>>> {
-    let mut out: BTreeMap<String, Vec<Url>> = BTreeMap::new();
-    for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let Some((name, url)) = part.split_once('=') else {
-            bail!("--initial-cluster: {part:?} is not of the form name=url");
-        };
-        let url = parse_urls("--initial-cluster", url)?.remove(0);
-        let urls = out.entry(name.to_string()).or_default();
-        if urls.contains(&url) {
-            bail!("--initial-cluster: duplicate URL {url} for member {name:?}");
-        }
-        urls.push(url);
-    }
-    if out.is_empty() {
-        bail!("--initial-cluster must not be empty");
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        flags: MemberFlags,
-    }
-
-    fn parse(args: &[&str]) -> anyhow::Result<Config> {
-        let mut all = vec!["wasmraft"];
-        all.extend_from_slice(args);
-        Cli::try_parse_from(all)?.flags.validate()
-    }
-
-    #[test]
-    fn etcd_defaults() {
-        let c = parse(&[]).unwrap();
-        assert_eq!(c.name, "default");
-        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
-        assert_eq!(c.listen_client_urls[0].as_str(), "http://localhost:2379/");
-        assert_eq!(c.initial_cluster.len(), 1);
-        assert_eq!(c.node_config().election_ticks(), 10);
-        assert_eq!(c.request_timeout(), Duration::from_secs(7));
-    }
-
-    #[test]
-    fn guest_limits_flags_for_the_first_deployment() {
-        let c = parse(&["--guest-fuel", "1000", "--guest-memory", "65536"]).unwrap();
-        assert_eq!((c.guest_fuel, c.guest_memory_bytes), (Some(1000), Some(65536)));
-        let c = parse(&["--guest-memory-bytes", "131072"]).unwrap();
-        assert_eq!(c.guest_memory_bytes, Some(131072));
-        assert_eq!(parse(&["--guest-stack-bytes", "1048576"]).unwrap().guest_stack_bytes, Some(1 << 20));
-        let e = parse(&["--guest-stack-bytes", "1000000"]).unwrap_err().to_string();
-        assert!(e.contains("--guest-stack-bytes 1000000: must be a power of two"), "{e}");
-    }
-
-    #[test]
-    fn name_without_initial_cluster_forms_own_cluster() {
-        let c = parse(&["--name", "n1", "--initial-advertise-peer-urls", "http://127.0.0.1:9000"]).unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("n1.etcd"));
-        assert_eq!(c.initial_cluster["n1"][0].as_str(), "http://127.0.0.1:9000/");
-    }
-
-    #[test]
-    fn bad_flags_are_clear() {
-        let e = parse(&["--name", "x", "--initial-cluster", "y=http://localhost:2380"]).unwrap_err();
-        assert!(e.to_string().contains("couldn't find local name \"x\""), "{e}");
-        let e = parse(&["--election-timeout", "200"]).unwrap_err();
-        assert!(e.to_string().contains("at least as 5 times"), "{e}");
-        let e = parse(&["--listen-client-urls", "localhost:2379"]).unwrap_err();
-        assert!(format!("{e:#}").contains("--listen-client-urls"), "{e:#}");
-        assert!(parse(&["--no-such-flag"]).is_err());
-    }
-
-    #[test]
-    fn metrics_urls() {
-        assert!(parse(&[]).unwrap().listen_metrics_urls.is_empty(), "etcd's default is none");
-        let c = parse(&["--listen-metrics-urls", "http://127.0.0.1:9100,http://localhost:9101"]).unwrap();
-        assert_eq!(c.listen_metrics_urls.len(), 2);
-        let e = parse(&["--listen-metrics-urls", "https://127.0.0.1:9100"]).unwrap_err();
-        assert!(e.to_string().contains("http only"), "{e}");
-        assert!(parse(&["--listen-metrics-urls", "127.0.0.1:9100"]).is_err());
-    }
-
-    #[test]
-    fn client_tls_flags() {
-        let https = ["--listen-client-urls", "https://127.0.0.1:2379"];
-        let e = parse(&https).unwrap_err();
-        assert_eq!(
-            format!("{e:#}"),
-            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:2379 with HTTPS scheme"
-        );
-        let c = parse(&[https[0], https[1], "--auto-tls"]).unwrap();
-        assert!(c.client_tls.auto_tls && c.client_tls.is_empty());
-        let c = parse(&[https[0], https[1], "--cert-file", "c.pem", "--key-file", "k.pem", "--client-cert-auth=true"])
-            .unwrap();
-        assert!(c.client_tls.client_cert_auth);
-        assert_eq!(c.client_tls.cert_file.as_deref(), Some(std::path::Path::new("c.pem")));
-        // Go's boolean flags: bare, =true and =false.
-        assert!(parse(&["--client-cert-auth"]).unwrap().client_tls.client_cert_auth);
-        assert!(!parse(&["--client-cert-auth=false"]).unwrap().client_tls.client_cert_auth);
-    }
-
-    #[test]
-    fn peer_tls_flags() {
-        let https = ["--listen-peer-urls", "https://127.0.0.1:2380"];
-        let e = parse(&https).unwrap_err();
-        assert_eq!(format!("{e:#}"), "cannot listen on TLS for 127.0.0.1:2380: KeyFile and CertFile are not presented");
-        let c = parse(&[https[0], https[1], "--peer-auto-tls"]).unwrap();
-        assert!(c.peer_tls.auto_tls && c.peer_tls.is_empty() && !c.peer_tls.skip_client_san_verify);
-        let c = parse(&[
-            https[0],
-            https[1],
-            "--initial-advertise-peer-urls",
-            "https://127.0.0.1:2380",
-            "--initial-cluster",
-            "default=https://127.0.0.1:2380",
-            "--peer-cert-file=p.pem",
-            "--peer-key-file=pk.pem",
-            "--peer-trusted-ca-file=ca.pem",
-            "--peer-client-cert-auth",
-            "--experimental-peer-skip-client-san-verification",
-        ])
-        .unwrap();
-        assert_eq!(c.peer_tls.cert_file.as_deref(), Some(std::path::Path::new("p.pem")));
-        assert!(c.peer_tls.client_cert_auth && c.peer_tls.skip_client_san_verify);
-        assert_eq!(c.initial_cluster["default"][0].scheme(), "https");
-        // https URLs of other members need no certificate here (they are only dialed).
-        assert!(parse(&["--initial-cluster", "default=http://localhost:2380,other=https://127.0.0.1:2390"]).is_ok());
     }
 }

@@ -18,3 +18,4 @@ pub mod join;
 pub mod logging;
 pub mod server;
 pub mod tls;
+pub mod version;

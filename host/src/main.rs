@@ -4,9 +4,11 @@
 //! `query` and `info` of a member's generic API, `guest` (build, deploy, rollback, status, list),
 //! `bench` (the load tool, `wasmraft-bench`) and `snapshot restore` (a new data dir from a backup).
 
-use clap::Parser;
+use std::process::ExitCode;
 
-use wasmraft::config::MemberFlags;
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+use wasmraft::config::{Invocation, LoadError, MemberFlags};
 
 /// See host/Cargo.toml for why not the system allocator.
 #[global_allocator]
@@ -15,7 +17,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "wasmraft",
-    version,
     about = "A replicated state machine host: raft, etcd's v3 API, and a WebAssembly apply function."
 )]
 struct Cli {
@@ -26,23 +27,60 @@ struct Cli {
     command: Option<wasmraft::cli::Command>,
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let thp = disable_transparent_huge_pages();
-    let cli = Cli::parse();
-    if let Some(command) = cli.command {
-        return wasmraft::cli::run(command);
+    let args: Vec<std::ffi::OsString> = wasmraft::config::go_flag::normalize_single_dash(
+        std::env::args_os().collect(),
+        &wasmraft::config::long_names(),
+    );
+    // The subcommands first; the member's settings are loaded below as etcd loads them (which
+    // decides whether the environment counts), so this parse reads no environment.
+    let cli = wasmraft::config::strip_env(wasmraft::config::with_extras(Cli::command()));
+    let matches = match cli.try_get_matches_from(&args) {
+        Ok(m) => m,
+        // Help from the full command, which lists each flag's variable.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            let full = wasmraft::config::with_extras(Cli::command());
+            match full.try_get_matches_from(&args) {
+                Err(help) => help.exit(),
+                Ok(_) => e.exit(),
+            }
+        }
+        Err(e) => e.exit(),
+    };
+    if matches.subcommand().is_some() {
+        return match Cli::from_arg_matches(&matches) {
+            Ok(Cli { command: Some(command), .. }) => wasmraft::cli::run(command),
+            Ok(_) => ExitCode::from(2),
+            Err(e) => e.exit(),
+        };
     }
-    wasmraft::logging::init(cli.member.logger, cli.member.log_level, cli.member.debug);
+    let env: Vec<_> = std::env::vars_os().collect();
+    let (cfg, notes) = match wasmraft::config::load(args, &env) {
+        Ok(Invocation::Version) => return print_out(&wasmraft::version::text()),
+        Ok(Invocation::PrintFlags { json, notes }) => {
+            for note in notes {
+                eprintln!("{} {}", note.level, note.text);
+            }
+            return print_out(&format!("{json}\n"));
+        }
+        Ok(Invocation::Run { config, notes }) => (*config, notes),
+        Err(LoadError::Usage(e)) => e.exit(),
+        Err(LoadError::Invalid(e)) => {
+            eprintln!("wasmraft: error verifying flags, {e:#}. See 'wasmraft --help'.");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = wasmraft::logging::init(cfg.logger, cfg.log_level, &cfg.log_outputs) {
+        eprintln!("wasmraft: error verifying flags, {e:#}. See 'wasmraft --help'.");
+        return ExitCode::from(1);
+    }
+    for note in &notes {
+        note.log();
+    }
     if let Err(e) = thp {
         tracing::info!("transparent huge pages stay as the system has them ({e}): expect a longer put latency tail");
     }
-    let cfg = match cli.member.validate() {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("wasmraft: error verifying flags, {e:#}. See 'wasmraft --help'.");
-            return std::process::ExitCode::from(1);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wasmraft")
@@ -54,16 +92,26 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wasmraft: cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(1);
+            return ExitCode::from(1);
         }
     };
     match runtime.block_on(wasmraft::server::run(cfg)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("wasmraft: {e:#}");
-            std::process::ExitCode::from(1)
+            ExitCode::from(1)
         }
+    }
+}
+
+/// Prints to stdout; a closed stdout (`| head`) is an exit code, not a panic.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
     }
 }
 

@@ -183,7 +183,7 @@ run_workload() {
     echo "build=$BUILD"
     echo "command=MEMBERS=\"$MEMBERS\" TOTAL=$TOTAL CLIENTS=$CLIENTS SWEEP=\"$SWEEP\" VAL_SIZE=$VAL_SIZE${CONNS:+ CONNS=$CONNS}$([ "$BUILD" = release ] || echo " BUILD=$BUILD") tests/scripts/bench-compare.sh"
     echo "etcd_version=$("$ETCD_BIN" --version 2>/dev/null | sed -n 's/^etcd Version: //p')"
-    echo "wasmraft_version=$("$WASMRAFT" --version 2>/dev/null | head -1)"
+    echo "wasmraft_version=$("$WASMRAFT" --version 2>/dev/null | sed -n "s/^wasmraft Version: //p")"
     echo "members=$MEMBERS"
     echo "workloads=$WORKLOADS"
     echo "sweep=$SWEEP"

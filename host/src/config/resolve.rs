@@ -1,0 +1,348 @@
+//! From parsed flags to a [`Config`]: etcd's checks (embed.Config.Validate, setupLogging, the
+//! parsing StartEtcd does of --auto-compaction-retention), its derived defaults (data dir,
+//! initial cluster), and the values other code reads typed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use url::Url;
+
+use super::urls::{host_port, parse_initial_cluster, parse_urls, trim_url};
+use super::{AutoCompactionMode, ClusterState, Config, LogLevel, Logger, MemberFlags};
+
+/// --auto-compaction-mode with its retention, as etcd's `parseCompactionRetention` reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Keep this much history (a bare number is hours).
+    Periodic(Duration),
+    /// Keep this many revisions behind the current one.
+    Revision(i64),
+}
+
+impl AutoCompaction {
+    /// `None` for a retention of 0 (etcd starts no compactor then).
+    pub fn parse(mode: AutoCompactionMode, retention: &str) -> anyhow::Result<Option<AutoCompaction>> {
+        // etcd: an integer (strconv.Atoi) is hours or revisions by mode; anything else is a Go
+        // duration, in either mode (a duration in revision mode counts nanoseconds, as etcd's
+        // does).
+        let parsed = match retention.strip_prefix('+').unwrap_or(retention).parse::<i64>() {
+            Ok(n) if n >= 0 => match mode {
+                AutoCompactionMode::Revision => AutoCompaction::Revision(n),
+                AutoCompactionMode::Periodic => {
+                    AutoCompaction::Periodic(Duration::from_secs(u64::try_from(n).unwrap_or(0).saturating_mul(3600)))
+                }
+            },
+            _ => {
+                let d = wasmraft_client::go_duration::parse(retention)
+                    .map_err(|e| anyhow::anyhow!("error parsing CompactionRetention: {e}"))?;
+                match mode {
+                    AutoCompactionMode::Periodic => AutoCompaction::Periodic(d),
+                    AutoCompactionMode::Revision => {
+                        AutoCompaction::Revision(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+                    }
+                }
+            }
+        };
+        Ok(match parsed {
+            AutoCompaction::Periodic(d) if d.is_zero() => None,
+            AutoCompaction::Revision(0) => None,
+            other => Some(other),
+        })
+    }
+}
+
+/// One `--log-outputs` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOutput {
+    /// etcd: journald under systemd, else stderr; wasmraft: stderr.
+    Default,
+    Stderr,
+    Stdout,
+    /// Appended to (zap logger only, as in etcd).
+    File(PathBuf),
+}
+
+/// `--metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metrics {
+    Basic,
+    /// Also the gRPC handling-time histograms.
+    Extensive,
+}
+
+impl MemberFlags {
+    /// Checks the flags the way etcd does and fills in derived defaults.
+    pub fn validate(self) -> anyhow::Result<Config> {
+        super::refused::check(&self)?;
+        if self.heartbeat_interval == 0 {
+            bail!("--heartbeat-interval must be > 0 (set to {}ms)", self.heartbeat_interval);
+        }
+        if self.election_timeout == 0 {
+            bail!("--election-timeout must be >0 (set to {}ms)", self.election_timeout);
+        }
+        // etcd: "--election-timeout[%vms] should be at least as 5 times as --heartbeat-interval[%vms]"
+        if 5 * self.heartbeat_interval > self.election_timeout {
+            bail!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout,
+                self.heartbeat_interval
+            );
+        }
+        if self.election_timeout > 50_000 {
+            bail!("--election-timeout[{}ms] is too long, and should be set less than 50000ms", self.election_timeout);
+        }
+        if self.snapshot_count == 0 {
+            bail!("--snapshot-count must be > 0");
+        }
+        if self.max_request_bytes == 0 {
+            bail!("--max-request-bytes must be > 0");
+        }
+        if self.max_txn_ops == 0 {
+            bail!("--max-txn-ops must be > 0");
+        }
+        if self.experimental_enable_lease_checkpoint_persist && !self.experimental_enable_lease_checkpoint {
+            bail!("setting experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint");
+        }
+        let auto_compaction = AutoCompaction::parse(self.auto_compaction_mode, &self.auto_compaction_retention)?;
+        let log_outputs = log_outputs(&self)?;
+        let listen_client_urls = parse_urls("--listen-client-urls", &self.listen_client_urls)?;
+        let advertise_client_urls = parse_urls("--advertise-client-urls", &self.advertise_client_urls)?;
+        let listen_metrics_urls = if self.listen_metrics_urls.trim().is_empty() {
+            Vec::new()
+        } else {
+            parse_urls("--listen-metrics-urls", &self.listen_metrics_urls)?
+        };
+        if let Some(u) = listen_metrics_urls.iter().find(|u| u.scheme() == "https") {
+            bail!("--listen-metrics-urls: {}: wasmraft serves metrics URLs over http only", trim_url(u));
+        }
+        let listen_peer_urls = parse_urls("--listen-peer-urls", &self.listen_peer_urls)?;
+        let initial_advertise_peer_urls =
+            parse_urls("--initial-advertise-peer-urls", &self.initial_advertise_peer_urls)?;
+        for u in listen_client_urls.iter().chain(&listen_peer_urls).chain(&listen_metrics_urls) {
+            if u.path() != "/" && !u.path().is_empty() {
+                bail!("listen URL {u} must not have a path");
+            }
+        }
+        let cors = origins("--cors", &self.cors)?;
+        let host_whitelist = list(&self.host_whitelist, "*");
+        let client_tls = crate::tls::TlsInfo {
+            cert_file: set(self.cert_file),
+            key_file: set(self.key_file),
+            trusted_ca_file: set(self.trusted_ca_file),
+            client_cert_auth: self.client_cert_auth,
+            auto_tls: self.auto_tls,
+            ..Default::default()
+        };
+        let peer_tls = crate::tls::TlsInfo {
+            cert_file: set(self.peer_cert_file),
+            key_file: set(self.peer_key_file),
+            trusted_ca_file: set(self.peer_trusted_ca_file),
+            client_cert_auth: self.peer_client_cert_auth,
+            auto_tls: self.peer_auto_tls,
+            skip_client_san_verify: self.experimental_peer_skip_client_san_verification,
+            ..Default::default()
+        };
+        if client_tls.is_empty()
+            && !client_tls.auto_tls
+            && let Some(u) = listen_client_urls.iter().find(|u| u.scheme() == "https")
+        {
+            bail!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                trim_url(u)
+            );
+        }
+        let discovery_srv = non_empty(self.discovery_srv);
+        let discovery_srv_name = non_empty(self.discovery_srv_name);
+        if discovery_srv.is_some() && self.initial_cluster.is_some() {
+            bail!(
+                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\""
+            );
+        }
+        // etcd: without an explicit --initial-cluster, a member named other than "default" forms a
+        // cluster of itself under its own name.
+        let initial_cluster_flag = match &self.initial_cluster {
+            Some(c) => c.clone(),
+            None => initial_advertise_peer_urls
+                .iter()
+                .map(|u| format!("{}={}", self.name, trim_url(u)))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let initial_cluster = parse_initial_cluster(&initial_cluster_flag)?;
+        // etcd's peer listener refuses TLS without a certificate (advertised and other members'
+        // https URLs need none: they are dialed, verified against the system's roots then).
+        if peer_tls.is_empty()
+            && !peer_tls.auto_tls
+            && let Some(u) = listen_peer_urls.iter().find(|u| u.scheme() == "https")
+        {
+            bail!("cannot listen on TLS for {}: KeyFile and CertFile are not presented", host_port(u));
+        }
+        // With --discovery-srv the initial cluster comes from DNS when the member starts (until
+        // then `initial_cluster` is this member alone); the check that it contains this member is
+        // made then (etcd: "cannot find local etcd member ... in SRV records").
+        if self.initial_cluster_state == ClusterState::New && discovery_srv.is_none() {
+            check_own_entry(&self.name, &initial_cluster, &initial_advertise_peer_urls)?;
+        }
+        if let Some(stack) = self.guest_stack_bytes
+            && wasmraft_runtime::limits::check_stack_bytes(stack).is_err()
+        {
+            use wasmraft_runtime::limits::{MAX_STACK_BYTES, STACK_BYTES_CHOICES};
+            bail!(
+                "--guest-stack-bytes {stack}: must be a power of two from {} to {MAX_STACK_BYTES}",
+                STACK_BYTES_CHOICES[0]
+            );
+        }
+        let auth_token = wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?;
+        let data_dir = set(self.data_dir.clone()).unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
+        Ok(Config {
+            name: self.name,
+            data_dir,
+            wal_dir: set(self.wal_dir),
+            listen_client_urls,
+            listen_metrics_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            initial_advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state: self.initial_cluster_state,
+            initial_cluster_token: self.initial_cluster_token,
+            discovery_srv,
+            discovery_srv_name,
+            max_snapshots: self.max_snapshots,
+            max_wals: self.max_wals,
+            snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            initial_election_tick_advance: self.initial_election_tick_advance,
+            strict_reconfig_check: self.strict_reconfig_check,
+            pre_vote: self.pre_vote,
+            force_new_cluster: self.force_new_cluster,
+            auto_compaction,
+            quota_backend_bytes: self.quota_backend_bytes,
+            backend_batch_interval: self.backend_batch_interval,
+            backend_batch_limit: self.backend_batch_limit,
+            max_request_bytes: self.max_request_bytes,
+            max_txn_ops: self.max_txn_ops,
+            max_concurrent_streams: self.max_concurrent_streams,
+            grpc_keepalive_min_time: self.grpc_keepalive_min_time,
+            grpc_keepalive_interval: self.grpc_keepalive_interval,
+            grpc_keepalive_timeout: self.grpc_keepalive_timeout,
+            watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            experimental_initial_corrupt_check: self.experimental_initial_corrupt_check,
+            experimental_corrupt_check_time: self.experimental_corrupt_check_time,
+            experimental_enable_lease_checkpoint: self.experimental_enable_lease_checkpoint,
+            experimental_enable_lease_checkpoint_persist: self.experimental_enable_lease_checkpoint_persist,
+            experimental_warning_apply_duration: self.experimental_warning_apply_duration,
+            unsafe_no_fsync: self.unsafe_no_fsync,
+            enable_grpc_gateway: self.enable_grpc_gateway,
+            bcrypt_cost: self.bcrypt_cost,
+            auth_token,
+            auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
+            logger: self.logger,
+            log_level: if self.debug { LogLevel::Debug } else { self.log_level },
+            log_outputs,
+            enable_pprof: self.enable_pprof,
+            metrics: if self.metrics == "extensive" { super::Metrics::Extensive } else { super::Metrics::Basic },
+            cors,
+            host_whitelist,
+            cipher_suites: list(&self.cipher_suites, ""),
+            client_crl_file: set(self.client_crl_file),
+            client_cert_allowed_hostname: self.client_cert_allowed_hostname.and_then(non_empty),
+            peer_crl_file: set(self.peer_crl_file),
+            peer_cert_allowed_cn: self.peer_cert_allowed_cn.and_then(non_empty),
+            peer_cert_allowed_hostname: self.peer_cert_allowed_hostname.and_then(non_empty),
+            guest: set(self.guest),
+            guest_fuel: self.guest_fuel,
+            guest_memory_bytes: self.guest_memory_bytes,
+            guest_stack_bytes: self.guest_stack_bytes,
+            fault_injection: self.wasmraft_fault_injection,
+            client_tls,
+            peer_tls,
+        })
+    }
+}
+
+/// etcd: a new member must be in --initial-cluster with exactly its advertised peer URLs.
+fn check_own_entry(
+    name: &str,
+    initial_cluster: &std::collections::BTreeMap<String, Vec<Url>>,
+    advertised: &[Url],
+) -> anyhow::Result<()> {
+    let Some(mine) = initial_cluster.get(name) else {
+        bail!("couldn't find local name {name:?} in the initial cluster configuration");
+    };
+    let mut a: Vec<String> = mine.iter().map(trim_url).collect();
+    let mut b: Vec<String> = advertised.iter().map(trim_url).collect();
+    a.sort();
+    b.sort();
+    if a != b {
+        bail!(
+            "--initial-cluster has {name}={} but missing from --initial-advertise-peer-urls={} (resolved urls: {:?} != {:?})",
+            a.join(","),
+            b.join(","),
+            a,
+            b
+        );
+    }
+    Ok(())
+}
+
+/// etcd's setupLogging: the deprecated --log-output, then what each logger can write to.
+fn log_outputs(flags: &MemberFlags) -> anyhow::Result<Vec<super::LogOutput>> {
+    let outputs = list(&flags.log_outputs, "");
+    let deprecated = list(&flags.log_output, "");
+    let chosen = match (deprecated.as_slice(), outputs.as_slice()) {
+        ([d], _) if d == "default" => outputs,
+        (_, [o]) if o == "default" => deprecated,
+        _ => bail!("both '--log-output' and '--log-outputs' are set; only set '--log-outputs'"),
+    };
+    if chosen.is_empty() {
+        bail!("either '--log-output' or '--log-outputs' flag must be set");
+    }
+    if flags.logger == Logger::Capnslog && chosen.len() != 1 {
+        bail!("--logger=capnslog supports only 1 value in '--log-outputs', got {chosen:?}");
+    }
+    chosen
+        .into_iter()
+        .map(|o| {
+            Ok(match o.as_str() {
+                "default" => super::LogOutput::Default,
+                "stderr" => super::LogOutput::Stderr,
+                "stdout" => super::LogOutput::Stdout,
+                // etcd's capnslog writes to one of the three only.
+                _ if flags.logger == Logger::Capnslog => {
+                    bail!("unknown log-output {o:?} (only supports \"default\", \"stderr\", \"stdout\")")
+                }
+                // etcd 3.4's zap also takes "systemd/journal"; wasmraft has no journald writer.
+                "systemd/journal" => bail!("--log-outputs: wasmraft cannot write to systemd/journal: use stderr"),
+                path => super::LogOutput::File(PathBuf::from(path)),
+            })
+        })
+        .collect()
+}
+
+/// A comma-separated flag value, trimmed, without empty items (etcd's StringsValue).
+fn list(value: &str, empty_means: &str) -> Vec<String> {
+    let items: Vec<String> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    if items.is_empty() && !empty_means.is_empty() { vec![empty_means.to_string()] } else { items }
+}
+
+/// --cors: `*`, or origins written as etcd's URL flags take them (scheme, host and port).
+fn origins(flag: &str, value: &str) -> anyhow::Result<Vec<String>> {
+    let items = list(value, "*");
+    if items == ["*"] {
+        return Ok(items);
+    }
+    Ok(parse_urls(flag, value)?.iter().map(trim_url).collect())
+}
+
+/// A path flag given empty is unset, as etcd's string flags are.
+fn set(p: Option<PathBuf>) -> Option<PathBuf> {
+    p.filter(|p| !p.as_os_str().is_empty())
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
