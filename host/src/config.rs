@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use url::Url;
+use wasmraft_client::tls::TlsPolicy;
 
 /// etcd's `embed.DefaultMaxRequestBytes` (1.5 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
@@ -158,6 +159,30 @@ pub struct MemberFlags {
     /// Skip verification of SAN field in client certificate for peer connections.
     #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub experimental_peer_skip_client_san_verification: bool,
+
+    /// Path to the client certificate revocation list file.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE", value_name = "PATH")]
+    pub client_crl_file: Option<PathBuf>,
+
+    /// Allowed TLS hostname for client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub client_cert_allowed_hostname: String,
+
+    /// Path to the peer certificate revocation list file.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE", value_name = "PATH")]
+    pub peer_crl_file: Option<PathBuf>,
+
+    /// Required CN for client certs connecting to the peer endpoint.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]
+    pub peer_cert_allowed_cn: String,
+
+    /// Allowed TLS hostname for inter peer authentication.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub peer_cert_allowed_hostname: String,
+
+    /// Comma-separated list of supported TLS cipher suites between client/server and peers (empty will be auto-populated by Go).
+    #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "", value_delimiter = ',')]
+    pub cipher_suites: Vec<String>,
 
     /// The first guest of a new cluster (a component .wasm), instead of the bundled etcd KV
     /// guest. Afterwards the cluster's replicated deployment decides (`wasmraft guest deploy`).
@@ -326,12 +351,21 @@ impl MemberFlags {
                 bail!("listen URL {u} must not have a path");
             }
         }
+        // etcd's empty default is no list (an empty item in a list is an unknown suite).
+        let cipher_suites =
+            if self.cipher_suites.iter().all(String::is_empty) { Vec::new() } else { self.cipher_suites };
         let client_tls = crate::tls::TlsInfo {
             cert_file: self.cert_file,
             key_file: self.key_file,
             trusted_ca_file: self.trusted_ca_file,
             client_cert_auth: self.client_cert_auth,
             auto_tls: self.auto_tls,
+            policy: TlsPolicy {
+                cipher_suites: cipher_suites.clone(),
+                crl_file: self.client_crl_file,
+                allowed_cn: String::new(),
+                allowed_hostname: self.client_cert_allowed_hostname,
+            },
             ..Default::default()
         };
         let peer_tls = crate::tls::TlsInfo {
@@ -341,6 +375,12 @@ impl MemberFlags {
             client_cert_auth: self.peer_client_cert_auth,
             auto_tls: self.peer_auto_tls,
             skip_client_san_verify: self.experimental_peer_skip_client_san_verification,
+            policy: TlsPolicy {
+                cipher_suites,
+                crl_file: self.peer_crl_file,
+                allowed_cn: self.peer_cert_allowed_cn,
+                allowed_hostname: self.peer_cert_allowed_hostname,
+            },
             ..Default::default()
         };
         if client_tls.is_empty()
@@ -599,5 +639,33 @@ mod tests {
         assert_eq!(c.initial_cluster["default"][0].scheme(), "https");
         // https URLs of other members need no certificate here (they are only dialed).
         assert!(parse(&["--initial-cluster", "default=http://localhost:2380,other=https://127.0.0.1:2390"]).is_ok());
+    }
+
+    #[test]
+    fn tls_policy_flags() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.client_tls.policy, TlsPolicy::default());
+        assert_eq!(c.peer_tls.policy, TlsPolicy::default());
+        let c = parse(&[
+            "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_AES_128_GCM_SHA256",
+            "--client-crl-file=c.crl",
+            "--client-cert-allowed-hostname=client.example.com",
+            "--peer-crl-file=p.crl",
+            "--peer-cert-allowed-cn=peer",
+        ])
+        .unwrap();
+        let suites = vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_string(), "TLS_AES_128_GCM_SHA256".to_string()];
+        let client = &c.client_tls.policy;
+        assert_eq!(client.cipher_suites, suites);
+        assert_eq!(client.crl_file.as_deref(), Some(std::path::Path::new("c.crl")));
+        assert_eq!((client.allowed_cn.as_str(), client.allowed_hostname.as_str()), ("", "client.example.com"));
+        let peer = &c.peer_tls.policy;
+        assert_eq!(peer.cipher_suites, suites);
+        assert_eq!(peer.crl_file.as_deref(), Some(std::path::Path::new("p.crl")));
+        assert_eq!((peer.allowed_cn.as_str(), peer.allowed_hostname.as_str()), ("peer", ""));
+        assert!(c.peer_tls.describe().ends_with("crl-file = p.crl"));
+        let c = parse(&["--peer-cert-allowed-hostname=m1.example.com", "--cipher-suites="]).unwrap();
+        assert_eq!(c.peer_tls.policy.allowed_hostname, "m1.example.com");
+        assert!(c.peer_tls.policy.cipher_suites.is_empty());
     }
 }
