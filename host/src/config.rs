@@ -568,18 +568,6 @@ pub struct Config {
     pub cors: Vec<String>,
     /// --host-whitelist: allowed Host headers on plain-http client URLs (`*`: any).
     pub host_whitelist: Vec<String>,
-    /// --cipher-suites: Go's names, as given (empty: the TLS library's defaults).
-    pub cipher_suites: Vec<String>,
-    /// --client-crl-file.
-    pub client_crl_file: Option<PathBuf>,
-    /// --client-cert-allowed-hostname.
-    pub client_cert_allowed_hostname: Option<String>,
-    /// --peer-crl-file.
-    pub peer_crl_file: Option<PathBuf>,
-    /// --peer-cert-allowed-cn.
-    pub peer_cert_allowed_cn: Option<String>,
-    /// --peer-cert-allowed-hostname.
-    pub peer_cert_allowed_hostname: Option<String>,
     pub guest: Option<PathBuf>,
     pub guest_fuel: Option<u64>,
     pub guest_memory_bytes: Option<u64>,

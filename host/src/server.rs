@@ -48,6 +48,7 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
 
     // Bind before anything slow, so a port conflict is reported at once.
     let peer_tls = crate::tls::peer_tls(&cfg.peer_tls, &cfg.data_dir, &cfg.listen_peer_urls)?;
+    crate::tls::log_cipher_suites(&cfg.peer_tls.policy.cipher_suites);
     let (client_tls, client_dial) = client_tls(&cfg)?;
     let mut listeners = Vec::new();
     for url in &cfg.listen_client_urls {

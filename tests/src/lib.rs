@@ -27,6 +27,8 @@
 //! - [`pki`]: a CA, server and client certificates (with chosen common names) for TLS tests.
 //! - [`ports`]: free loopback ports that stay free for the life of the test process.
 //! - [`pki`]: CA, server, client and peer certificates for the TLS tests ([`Pki`]).
+//! - [`tls_probe`]: a TLS client offering one chosen TLS 1.2 suite, or presenting a chosen
+//!   certificate to a peer port ([`Probe`]).
 //!
 //! The fault-injection harness (docs/reliability.md): [`fault_run`] runs one seed —
 //! [`nemesis`] (faults from a seed: kill -9, SIGSTOP, [`partition`]s through the transport's
@@ -77,6 +79,7 @@ pub mod partition;
 pub mod pki;
 pub mod ports;
 pub mod prng;
+pub mod tls_probe;
 pub mod watch_check;
 pub mod watchers;
 
@@ -88,3 +91,4 @@ pub use guest::{DeployOptions, Deployment, GuestStatus, StoredModule};
 pub use member::{Flavor, GuestSwitch, Member, MemberConfig};
 pub use pki::Pki;
 pub use ports::free_port;
+pub use tls_probe::Probe;

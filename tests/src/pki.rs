@@ -3,14 +3,20 @@
 //! certificate naming the wrong address), as PEM files in a temporary directory that both etcd
 //! and wasmraft are given.
 //!
+//! Certificates can be revoked in a CRL ([`Pki::revoke`]), and a self-signed CA can be made to be
+//! used as its own leaf ([`Pki::self_signed_ca_leaf`], like etcd's `CommonName-root.crt`).
+//!
 //! A client certificate's common name matters beyond TLS: with authentication enabled, etcd takes
 //! the CN of a verified client certificate as the user name (`AuthInfoFromTLS`), so tests need
 //! certificates for chosen names ([`Pki::client`]).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SerialNumber,
 };
 
 /// PEM files in a temporary directory (removed on drop), and the CA that signed them, to sign
@@ -18,6 +24,8 @@ use rcgen::{
 pub struct Pki {
     dir: tempfile::TempDir,
     ca: Issuer<'static, KeyPair>,
+    /// The serial number of each certificate the CA signed, by file name (without `.pem`).
+    serials: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl Pki {
@@ -34,15 +42,82 @@ impl Pki {
         let (stranger_ca, stranger_ca_pem) = new_ca("some other CA");
         write(dir.path(), "ca.pem", &ca_pem);
         write(dir.path(), "stranger-ca.pem", &stranger_ca_pem);
+        let pki = Pki { dir, ca, serials: Mutex::new(HashMap::new()) };
         let local = ["127.0.0.1", "localhost"];
         let (server, client) = (ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth);
-        leaf(dir.path(), "server", "server", &ca, &local, std::slice::from_ref(&server));
-        leaf(dir.path(), "client", "root", &ca, &[], std::slice::from_ref(&client));
-        leaf(dir.path(), "stranger", "root", &stranger_ca, &[], std::slice::from_ref(&client));
-        leaf(dir.path(), "peer", "peer", &ca, &local, &[server.clone(), client.clone()]);
-        leaf(dir.path(), "stranger-peer", "stranger-peer", &stranger_ca, &local, &[server.clone(), client.clone()]);
-        leaf(dir.path(), "far-peer", "far-peer", &ca, &["10.9.9.9"], &[server, client]);
-        Pki { dir, ca }
+        pki.sign("server", "server", &local, std::slice::from_ref(&server));
+        pki.sign("client", "root", &[], std::slice::from_ref(&client));
+        leaf(pki.dir(), "stranger", "root", &stranger_ca, &[], std::slice::from_ref(&client), &[0x01]);
+        pki.sign("peer", "peer", &local, &[server.clone(), client.clone()]);
+        let both = [server.clone(), client.clone()];
+        leaf(pki.dir(), "stranger-peer", "stranger-peer", &stranger_ca, &local, &both, &[0x02]);
+        pki.sign("far-peer", "far-peer", &["10.9.9.9"], &[server, client]);
+        pki
+    }
+
+    /// Writes `<name>.pem`/`<name>-key.pem`, signed by the CA: common name `cn`, the IP or DNS
+    /// `sans`, extended key usages `usages`. Each gets a serial number of its own, with its high
+    /// bit set (so DER pads it with a zero byte, which CRL checks must see through).
+    pub fn sign(&self, name: &str, cn: &str, sans: &[&str], usages: &[ExtendedKeyUsagePurpose]) {
+        let mut serials = self.serials.lock().unwrap_or_else(|e| e.into_inner());
+        let n = u8::try_from(serials.len()).expect("fewer than 256 certificates");
+        let serial = vec![0x9a, n, 0x01];
+        leaf(self.dir(), name, cn, &self.ca, sans, usages, &serial);
+        serials.insert(name.to_string(), serial);
+    }
+
+    /// Writes `<crl>` (PEM), the CA's certificate revocation list revoking the certificates
+    /// `names` (made by this CA); returns the path.
+    pub fn revoke(&self, crl: &str, names: &[&str]) -> String {
+        let serials = self.serials.lock().unwrap_or_else(|e| e.into_inner());
+        let now = time::OffsetDateTime::now_utc();
+        let revoked_certs = names
+            .iter()
+            .map(|n| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(
+                    serials.get(*n).unwrap_or_else(|| panic!("no certificate {n}")),
+                ),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect();
+        let params = CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + time::Duration::days(1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let list = params.signed_by(&self.ca).expect("sign the CRL");
+        write(self.dir(), crl, &list.pem().expect("CRL PEM"));
+        self.path(crl)
+    }
+
+    /// Writes `<name>.pem`/`<name>-key.pem`: a self-signed CA certificate (`CA:TRUE`, may sign
+    /// certificates) meant to be used as its own leaf, as etcd's `CommonName-root.crt` fixture is
+    /// (server certificate, client certificate and trusted CA file at once): common name `cn`,
+    /// valid for 127.0.0.1, localhost, example.com and *.example.com, no extended key usage.
+    pub fn self_signed_ca_leaf(&self, name: &str, cn: &str) {
+        let sans = ["example.com", "*.example.com", "localhost", "127.0.0.1"];
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.distinguished_name.push(DnType::OrganizationName, "Demo");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::ContentCommitment,
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::DataEncipherment,
+            KeyUsagePurpose::KeyAgreement,
+            KeyUsagePurpose::KeyCertSign,
+        ];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("self-sign");
+        write(self.dir(), &format!("{name}.pem"), &cert.pem());
+        write(self.dir(), &format!("{name}-key.pem"), &key.serialize_pem());
     }
 
     /// The directory holding the files.
@@ -58,7 +133,7 @@ impl Pki {
     /// Writes `<name>.pem`/`<name>-key.pem`: a client certificate with common name `cn`, signed by
     /// the CA.
     pub fn client(&self, name: &str, cn: &str) {
-        leaf(self.dir.path(), name, cn, &self.ca, &[], &[ExtendedKeyUsagePurpose::ClientAuth]);
+        self.sign(name, cn, &[], &[ExtendedKeyUsagePurpose::ClientAuth]);
     }
 
     /// etcdctl's `--cacert`, `--cert` and `--key` flags for the client certificate `name`.
@@ -117,8 +192,10 @@ fn leaf(
     issuer: &Issuer<'_, KeyPair>,
     sans: &[&str],
     usages: &[ExtendedKeyUsagePurpose],
+    serial: &[u8],
 ) {
     let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+    params.serial_number = Some(SerialNumber::from_slice(serial));
     params.distinguished_name.push(DnType::CommonName, cn);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = usages.to_vec();

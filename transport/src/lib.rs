@@ -68,7 +68,7 @@ mod util;
 pub use config::TransportConfig;
 pub use error::TransportError;
 pub use host::{CriticalError, OutgoingSnapshot, ProcessError, PromoteFuture, Raft, SnapshotData};
-pub use listener_tls::PeerListenerTls;
+pub use listener_tls::{CertRefused, PeerListenerTls, log_rejected_handshake};
 pub use peer::Picked;
 pub use probing::ProbeStatus;
 pub use raft::SnapshotStatus;

@@ -43,11 +43,11 @@ impl PeerListenerTls {
         let tls = match tokio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
-                reject(remote, &e.to_string(), None);
+                log_rejected_handshake(&remote.to_string(), &e);
                 return None;
             }
             Err(_) => {
-                reject(remote, "TLS handshake timeout", None);
+                reject(&remote.to_string(), "TLS handshake timeout", None);
                 return None;
             }
         };
@@ -58,16 +58,54 @@ impl PeerListenerTls {
         if let Some(sans) = leaf
             && let Err(e) = san::check_cert_san(&sans, remote.ip()).await
         {
-            reject(remote, &e, Some(&sans));
+            reject(&remote.to_string(), &e, Some(&sans));
             return None;
         }
         Some(tls)
     }
 }
 
+/// A certificate that verified but that one of etcd's further checks refused (the allowed CN
+/// or host name, the CRL), as a certificate verifier returns it through rustls
+/// (`CertificateError::Other`): etcd's text, and the certificate's SANs, which etcd's "rejected
+/// connection" line shows whenever the certificate got that far.
+#[derive(Debug, thiserror::Error)]
+#[error("{text}")]
+pub struct CertRefused {
+    text: String,
+    sans: san::Sans,
+}
+
+impl CertRefused {
+    /// `text` for the (DER) certificate `leaf`.
+    pub fn new(text: impl Into<String>, leaf: &[u8]) -> CertRefused {
+        CertRefused { text: text.into(), sans: san::sans(leaf) }
+    }
+
+    /// As the rustls error a verifier returns.
+    pub fn into_tls_error(self) -> rustls::Error {
+        rustls::CertificateError::Other(rustls::OtherError(Arc::new(self))).into()
+    }
+}
+
+/// Logs a failed TLS handshake on a listener (client or peer) as etcd does: a [`CertRefused`]
+/// with its own text and the certificate's SANs, any other failure as rustls describes it.
+pub fn log_rejected_handshake(remote: &str, e: &std::io::Error) {
+    let other = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).and_then(|tls| match tls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => Some(other),
+        _ => None,
+    });
+    match other {
+        Some(other) => match other.0.downcast_ref::<CertRefused>() {
+            Some(refused) => reject(remote, &refused.text, Some(&refused.sans)),
+            None => reject(remote, &other.0.to_string(), None),
+        },
+        None => reject(remote, &e.to_string(), None),
+    }
+}
+
 /// etcd's `logTLSHandshakeFailure` (its capnslog form, at info level as there).
-fn reject(remote: SocketAddr, error: &str, sans: Option<&san::Sans>) {
-    let remote = remote.to_string();
+fn reject(remote: &str, error: &str, sans: Option<&san::Sans>) {
     match sans {
         Some(s) => tracing::info!(
             "embed: rejected connection from {remote:?} (error {error:?}, ServerName \"\", IPAddresses {}, DNSNames {})",

@@ -56,12 +56,7 @@ pub(super) fn handshakes(
                     Ok(Ok(tls)) => {
                         let _ = tx.send(ClientConn::Tls(Box::new(tls))).await;
                     }
-                    Ok(Err(e)) => {
-                        tracing::info!(
-                            "embed: rejected connection from {remote:?} (error {:?}, ServerName \"\")",
-                            e.to_string()
-                        );
-                    }
+                    Ok(Err(e)) => wasmraft_transport::log_rejected_handshake(&remote, &e),
                     Err(_) => {
                         tracing::info!(
                             "embed: rejected connection from {remote:?} (error \"TLS handshake timeout\", ServerName \"\")"

@@ -75,6 +75,7 @@ impl Dial {
             key_file: conn.key.as_deref(),
             trusted_ca_file: conn.cacert.as_deref(),
             skip_verify: conn.insecure_skip_tls_verify,
+            policy: None,
         };
         let tls = tls::client_config(files, &[b"h2"])
             .map_err(|e| CliError::new(EXIT_INVALID_INPUT, format!("TLS: {e:#}")))?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use url::Url;
+use wasmraft_client::tls::TlsPolicy;
 
 use super::urls::{host_port, parse_initial_cluster, parse_urls, trim_url};
 use super::{AutoCompactionMode, ClusterState, Config, LogLevel, Logger, MemberFlags};
@@ -126,12 +127,20 @@ impl MemberFlags {
         }
         let cors = origins("--cors", &self.cors)?;
         let host_whitelist = list(&self.host_whitelist, "*");
+        // --cipher-suites applies to both ports; the CRL and allowed names to one each.
+        let cipher_suites = list(&self.cipher_suites, "");
         let client_tls = crate::tls::TlsInfo {
             cert_file: set(self.cert_file),
             key_file: set(self.key_file),
             trusted_ca_file: set(self.trusted_ca_file),
             client_cert_auth: self.client_cert_auth,
             auto_tls: self.auto_tls,
+            policy: TlsPolicy {
+                cipher_suites: cipher_suites.clone(),
+                crl_file: set(self.client_crl_file),
+                allowed_cn: String::new(),
+                allowed_hostname: self.client_cert_allowed_hostname.unwrap_or_default(),
+            },
             ..Default::default()
         };
         let peer_tls = crate::tls::TlsInfo {
@@ -141,6 +150,12 @@ impl MemberFlags {
             client_cert_auth: self.peer_client_cert_auth,
             auto_tls: self.peer_auto_tls,
             skip_client_san_verify: self.experimental_peer_skip_client_san_verification,
+            policy: TlsPolicy {
+                cipher_suites,
+                crl_file: set(self.peer_crl_file),
+                allowed_cn: self.peer_cert_allowed_cn.unwrap_or_default(),
+                allowed_hostname: self.peer_cert_allowed_hostname.unwrap_or_default(),
+            },
             ..Default::default()
         };
         if client_tls.is_empty()
@@ -247,12 +262,6 @@ impl MemberFlags {
             metrics: if self.metrics == "extensive" { super::Metrics::Extensive } else { super::Metrics::Basic },
             cors,
             host_whitelist,
-            cipher_suites: list(&self.cipher_suites, ""),
-            client_crl_file: set(self.client_crl_file),
-            client_cert_allowed_hostname: self.client_cert_allowed_hostname.and_then(non_empty),
-            peer_crl_file: set(self.peer_crl_file),
-            peer_cert_allowed_cn: self.peer_cert_allowed_cn.and_then(non_empty),
-            peer_cert_allowed_hostname: self.peer_cert_allowed_hostname.and_then(non_empty),
             guest: set(self.guest),
             guest_fuel: self.guest_fuel,
             guest_memory_bytes: self.guest_memory_bytes,

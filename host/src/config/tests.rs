@@ -132,7 +132,7 @@ fn every_new_flag_has_etcds_default() {
     assert_eq!((c.cors.as_slice(), c.host_whitelist.as_slice()), (&["*".to_string()][..], &["*".to_string()][..]));
     assert_eq!(c.log_outputs, vec![LogOutput::Default]);
     assert_eq!(c.metrics, Metrics::Basic);
-    assert!(c.cipher_suites.is_empty() && c.wal_dir.is_none() && c.discovery_srv.is_none());
+    assert!(c.client_tls.policy.cipher_suites.is_empty() && c.wal_dir.is_none() && c.discovery_srv.is_none());
     assert!(c.enable_grpc_gateway && !c.unsafe_no_fsync);
 }
 
@@ -147,7 +147,7 @@ fn go_flag_syntax() {
     assert!(parse(&["--debug=F"]).is_ok());
     // Go's string flags take empty values: unset.
     let c = parse(&["--cert-file=", "--wal-dir=", "--data-dir=", "--peer-cert-allowed-cn=", "--config-file="]).unwrap();
-    assert!(c.client_tls.cert_file.is_none() && c.wal_dir.is_none() && c.peer_cert_allowed_cn.is_none());
+    assert!(c.client_tls.cert_file.is_none() && c.wal_dir.is_none() && c.peer_tls.policy.allowed_cn.is_empty());
     assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
     member_command().debug_assert();
 }

@@ -9,6 +9,10 @@
 //! The certificate and key are read again at every handshake (`wasmraft_client::tls`'s
 //! `ReloadingCert`), as etcd does; the CA file only at start, as in etcd.
 //!
+//! etcd's other `TLSInfo` settings (`TlsPolicy`: --cipher-suites, the CRL file, the allowed
+//! CN or host name) and the certificate verifiers that apply them are in `wasmraft_client::tls`,
+//! shared by both ends.
+//!
 //! Files are read and checked when the member starts, so a missing, unreadable or mismatched file
 //! stops it with etcd's text (`open <path>: no such file or directory`, `tls: private key does
 //! not match public key`) instead of failing every handshake later. etcd reports the same texts,
@@ -17,18 +21,28 @@
 mod peer;
 mod self_cert;
 
-use wasmraft_client::tls::{DialFiles, ReloadingCert, files};
+use wasmraft_client::tls::{DialFiles, ReloadingCert, TlsPolicy, cipher_suites};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use rustls::ServerConfig;
-use rustls::server::WebPkiClientVerifier;
 use url::Url;
 
 pub use peer::{PeerTls, peer_tls};
 pub use self_cert::self_cert;
+
+/// Says once at start what --cipher-suites does: it limits TLS 1.2 only, as in etcd, where Go
+/// does not let TLS 1.3's suites be configured; an operator reading the flag may expect more.
+pub fn log_cipher_suites(names: &[String]) {
+    if !names.is_empty() {
+        tracing::info!(
+            "embed: cipher suites {}: TLS 1.2 connections use only these; TLS 1.3 connections use TLS 1.3's own suites, which are not configurable (as in etcd)",
+            names.join(",")
+        );
+    }
+}
 
 /// One listener kind's TLS settings (client or peer), etcd's `TLSInfo`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,6 +59,9 @@ pub struct TlsInfo {
     /// --experimental-peer-skip-client-san-verification: peer listeners do not check a
     /// connecting member's certificate SANs against its address.
     pub skip_client_san_verify: bool,
+    /// --cipher-suites, the CRL file, the allowed CN or host name (etcd's `TLSInfo.CipherSuites`,
+    /// `CRLFile`, `AllowedCN`, `AllowedHostname`).
+    pub policy: TlsPolicy,
 }
 
 impl TlsInfo {
@@ -57,11 +74,12 @@ impl TlsInfo {
     pub fn describe(&self) -> String {
         let p = |f: &Option<PathBuf>| f.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default();
         format!(
-            "cert = {}, key = {}, trusted-ca = {}, client-cert-auth = {}, crl-file = ",
+            "cert = {}, key = {}, trusted-ca = {}, client-cert-auth = {}, crl-file = {}",
             p(&self.cert_file),
             p(&self.key_file),
             p(&self.trusted_ca_file),
-            self.client_cert_auth
+            self.client_cert_auth,
+            p(&self.policy.crl_file)
         )
     }
 
@@ -98,36 +116,23 @@ impl TlsInfo {
             key_file: self.key_file.as_deref(),
             trusted_ca_file: self.trusted_ca_file.as_deref(),
             skip_verify: self.self_cert,
+            policy: Some(&self.policy),
         };
         Ok(wasmraft_client::tls::client_config(files, alpn)?)
     }
 
     /// The rustls configuration for a listener: etcd's `TLSInfo.ServerConfig` (TLS 1.2 at least,
-    /// ALPN h2, client certificates required and verified when a CA file is given or client-cert
-    /// auth is on).
+    /// the --cipher-suites, ALPN h2, client certificates required and verified when a CA file is
+    /// given or client-cert auth is on, with the allowed name and the CRL checked then).
     pub fn server_config(&self) -> anyhow::Result<Arc<ServerConfig>> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = cipher_suites::provider(&self.policy.cipher_suites)?;
         let cert = self.certificate(provider.clone())?;
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?;
         let builder = if self.trusted_ca_file.is_some() || self.client_cert_auth {
-            let roots = match &self.trusted_ca_file {
-                Some(ca) => files::ca_pool(ca)?,
-                // Go verifies against the system's roots when no CA file is given.
-                None => files::system_roots()?,
-            };
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().map_err(
-                |e| match e {
-                    rustls::server::VerifierBuilderError::NoRootAnchors => anyhow::anyhow!(
-                        "--trusted-ca-file {}: no CA certificates found, so no client certificate could verify",
-                        self.trusted_ca_file
-                            .as_deref()
-                            .map_or_else(|| "(system roots)".into(), |p| p.display().to_string())
-                    ),
-                    other => anyhow::anyhow!("building the client certificate verifier: {other}"),
-                },
-            )?;
+            let verifier =
+                wasmraft_client::tls::client_cert_verifier(self.trusted_ca_file.as_deref(), &self.policy, provider)?;
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()

@@ -55,13 +55,20 @@ pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// The CA certificates in `path` (etcd's `tlsutil.NewCertPool`).
 pub fn ca_pool(path: &Path) -> Result<RootCertStore, TlsError> {
+    ca_certificates(path).map(|(roots, _)| roots)
+}
+
+/// The CA certificates in `path` as trust anchors, and as read (`anchor_leaf.rs` compares a
+/// presented certificate with them).
+pub fn ca_certificates(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in certificates(path)? {
-        if let Err(e) = roots.add(cert) {
+    let certs = certificates(path)?;
+    for cert in &certs {
+        if let Err(e) = roots.add(cert.clone()) {
             return Err(TlsError::CaCertificate { path: path.display().to_string(), reason: e.to_string() });
         }
     }
-    Ok(roots)
+    Ok((roots, certs))
 }
 
 /// The system's CA bundle: what Go verifies client certificates against when --client-cert-auth

@@ -7,10 +7,21 @@
 //! nothing (no CA could verify such certificates, so auto-TLS buys encryption, not identity).
 //!
 //! The PEM files are read with the error texts etcd gives (`files.rs`); the member's listeners
-//! read theirs with the same code.
+//! read theirs with the same code. The rest of etcd's `TLSInfo` (`policy.rs`) is here too, for
+//! both ends: the cipher suites (`cipher_suites.rs`), how a listener verifies client certificates
+//! (`client_verifier.rs`: the allowed name, the CRL) and how a dialer verifies servers
+//! (`server_verifier.rs`), both accepting a trusted CA presented as its own leaf as Go does
+//! (`anchor_leaf.rs`).
 
+mod allowed;
+mod anchor_leaf;
+pub mod cipher_suites;
+mod client_verifier;
+mod crl;
 pub mod files;
+mod policy;
 mod reload;
+mod server_verifier;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,8 +29,10 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
+pub use client_verifier::client_cert_verifier;
+pub use policy::TlsPolicy;
 pub use reload::ReloadingCert;
 
 /// Kept where the transport's connector uses it; re-exported so the client side reads as before.
@@ -57,6 +70,24 @@ pub enum TlsError {
     Incomplete { key: String, cert: String },
     #[error("TLS protocol versions: {0}")]
     ProtocolVersions(String),
+    /// etcd's text (`tlsutil.GetCipherSuites`).
+    #[error("unexpected TLS cipher suite {0:?}")]
+    UnknownCipherSuite(String),
+    #[error(
+        "TLS cipher suite {0:?} is not supported by wasmraft: rustls implements TLS 1.3's suites and TLS 1.2's ECDHE suites with AES-GCM or ChaCha20-Poly1305, not CBC, RC4, 3DES or RSA key exchange"
+    )]
+    UnsupportedCipherSuite(String),
+    #[error("x509: cannot parse the CRL in {path}: {reason}")]
+    Crl { path: String, reason: String },
+    /// etcd's text (`TLSInfo.baseConfig`).
+    #[error("AllowedCN and AllowedHostname are mutually exclusive (cn={cn:?}, hostname={hostname:?})")]
+    AllowedExclusive { cn: String, hostname: String },
+    #[error("allowed hostname {hostname:?} is not a DNS name or an IP address: {reason}")]
+    AllowedHostname { hostname: String, reason: String },
+    #[error("--trusted-ca-file {path}: no CA certificates found, so no client certificate could verify")]
+    NoRootAnchors { path: String },
+    #[error("building the certificate verifier: {0}")]
+    Verifier(String),
 }
 
 /// The files a dialer's TLS comes from (etcd's `TLSInfo`, its dialing half).
@@ -67,25 +98,26 @@ pub struct DialFiles<'a> {
     pub trusted_ca_file: Option<&'a Path>,
     /// Accept any server certificate (Go's `InsecureSkipVerify`).
     pub skip_verify: bool,
+    /// The cipher suites, and the name the server's certificate must carry (a member's
+    /// --cipher-suites, --peer-cert-allowed-cn/-hostname); None: etcd's defaults.
+    pub policy: Option<&'a TlsPolicy>,
 }
 
 /// The rustls configuration for dialing, offering `alpn` (empty: none, as etcd's peer round
 /// trippers offer none and speak HTTP/1.1).
 pub fn client_config(files: DialFiles<'_>, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let default_policy = TlsPolicy::default();
+    let policy = files.policy.unwrap_or(&default_policy);
+    let provider = cipher_suites::provider(&policy.cipher_suites)?;
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::ProtocolVersions(e.to_string()))?;
-    let builder = if files.skip_verify {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(SkipVerify(provider.clone())))
+    let verifier: Arc<dyn ServerCertVerifier> = if files.skip_verify {
+        Arc::new(SkipVerify(provider.clone()))
     } else {
-        let roots = match files.trusted_ca_file {
-            Some(ca) => self::files::ca_pool(ca)?,
-            // Go verifies against the system's roots; with none found, nothing verifies.
-            None => self::files::system_roots().unwrap_or_else(|_| RootCertStore::empty()),
-        };
-        builder.with_root_certificates(roots)
+        server_verifier::server_cert_verifier(files.trusted_ca_file, policy, provider.clone())?
     };
+    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     // etcd's `TLSInfo.Empty`: no certificate configured.
     let mut config = if files.cert_file.is_none() && files.key_file.is_none() {
         builder.with_no_client_auth()
