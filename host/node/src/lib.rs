@@ -37,6 +37,7 @@ mod active;
 mod apply;
 mod conf_gate;
 mod config;
+mod error_chain;
 pub mod guest_store;
 mod guests;
 mod handle;

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::{Cluster, NodeError, NodeHandle, RaftMsg, Shared};
 use crate::conf_change::Change;
+use crate::error_chain::Chain;
 use crate::membership::{Member, MembershipError, Staged};
 
 /// etcd's `HealthInterval`: a voter must have been connected this long for a reconfiguration
@@ -57,7 +58,7 @@ pub(crate) fn apply_entry(
         Ok(d) => d,
         Err(err) => {
             // Deterministic: every member reads the same bytes and skips the same entry.
-            tracing::error!("skipping undecodable conf change entry {}: {err:#}", e.index);
+            tracing::error!("skipping undecodable conf change entry {}: {}", e.index, Chain(&err));
             return Ok(None);
         }
     };
