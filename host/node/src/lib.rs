@@ -131,7 +131,7 @@ pub(crate) enum RaftMsg {
     /// conf state is persisted before the reply.
     ApplyConfChange {
         cc: raft::eraftpb::ConfChange,
-        reply: mpsc::Sender<Result<raft::eraftpb::ConfState, String>>,
+        reply: mpsc::Sender<Result<raft::eraftpb::ConfState, reconfigure::RaftConfError>>,
     },
     /// Whether learner `id` is in sync enough to be promoted (answered by a leader only).
     LearnerReady {

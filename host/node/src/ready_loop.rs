@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 use super::conf_gate::ConfGate;
 use super::log_store::LogStore;
+use super::reconfigure::RaftConfError;
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
 
 /// Reads waiting for one ReadIndex round, keyed by the context we gave raft.
@@ -88,11 +89,8 @@ pub(crate) fn run(
                 }
                 RaftMsg::ProposeConfChange { id, proposal } => conf_gate.propose(&mut node, &shared, id, proposal),
                 RaftMsg::ApplyConfChange { cc, reply } => {
-                    let applied = node.apply_conf_change(&cc).map_err(|e| e.to_string()).and_then(|cs| {
-                        node.mut_store()
-                            .set_conf_state(&cs)
-                            .map(|_| cs)
-                            .map_err(|e| format!("persisting the conf state: {:#}", anyhow::Error::from(e)))
+                    let applied = node.apply_conf_change(&cc).map_err(RaftConfError::Refused).and_then(|cs| {
+                        node.mut_store().set_conf_state(&cs).map(|_| cs).map_err(RaftConfError::Persist)
                     });
                     let _ = reply.send(applied);
                 }

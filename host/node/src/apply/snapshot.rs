@@ -36,7 +36,7 @@ pub(super) fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Pa
     // The snapshot carries membership, the deployment record and its modules, the auth store
     // and the alarms: each subsystem reads its part anew (the guest it says is active runs).
     if let Err(e) = shared.replicated.reload(&shared.state_db.db()) {
-        shared.fail(format!("after snapshot {index}: {e:#}"));
+        shared.fail(format!("after snapshot {index}: {}", Chain(&e)));
         return None;
     }
     tracing::info!("applied snapshot {index}: the state is now at index {state_index}");
