@@ -70,7 +70,8 @@ pub enum DeploymentError {
     /// The module the active record names is not in the state database.
     #[error("the active guest's module {} is not stored", hex::encode(hash))]
     ModuleMissing { hash: [u8; 32] },
-    /// The stored module does not load (as it did when it was deployed: the engine failed).
+    /// The stored module did not load. It loaded when it was deployed (every member checks
+    /// that at apply), so the engine or the host failed, not the module.
     #[error(transparent)]
     Load(#[from] wasmraft_runtime::LoadError),
 }

@@ -70,11 +70,10 @@ fn drop_if_damaged(path: &std::path::Path) -> String {
 /// Replaces the state database's tables with a snapshot file's, durably, and returns the
 /// applied index the snapshot's state reflects.
 pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> Result<u64, SnapshotError> {
-    let db_error = |e: redb::Error| SnapshotError::Db(e);
-    let mut txn = db.begin_write().map_err(|e| db_error(e.into()))?;
-    txn.set_durability(Durability::Immediate).map_err(|e| db_error(e.into()))?;
+    let mut txn = db.begin_write().map_err(|e| SnapshotError::Db(e.into()))?;
+    txn.set_durability(Durability::Immediate).map_err(|e| SnapshotError::Db(e.into()))?;
     let index = wasmraft_storage::snapshot::install(&txn, path)?;
-    txn.commit().map_err(|e| db_error(e.into()))?;
+    txn.commit().map_err(|e| SnapshotError::Db(e.into()))?;
     Ok(index)
 }
 
