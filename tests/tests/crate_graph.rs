@@ -13,15 +13,27 @@
 //!   API, the client, the bench tool, the binary).
 //! - `wasmraft-api` serves etcd's API from a node handle: not the command line, the client
 //!   crate, the bench tool or the binary.
+//! - Neither `wasmraft-node` nor `wasmraft-api` depends on `anyhow`: their errors are typed, and
+//!   `anyhow` is the binary's and the tests'.
 
 use std::collections::BTreeSet;
 use std::process::Command;
 
 /// The package names in `package`'s normal (non-dev, non-build) dependency closure.
 fn closure(package: &str) -> BTreeSet<String> {
+    tree(package, &[])
+}
+
+/// The package names among `package`'s own normal dependencies (not theirs).
+fn direct(package: &str) -> BTreeSet<String> {
+    tree(package, &["--depth", "1"])
+}
+
+fn tree(package: &str, extra: &[&str]) -> BTreeSet<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args(["tree", "--locked", "--offline", "-e", "normal", "--prefix", "none", "--format", "{p}", "-p", package])
+        .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("running cargo tree");
@@ -78,4 +90,20 @@ fn node_knows_no_client_api_or_command_line() {
 #[test]
 fn api_knows_no_command_line_or_client_tools() {
     assert_none_of("wasmraft-api", &["wasmraft-client", "wasmraft-bench", "wasmraft", "clap", "indicatif"]);
+}
+
+/// Errors at these crates' boundaries are thiserror enums a caller can match; `anyhow` stays in
+/// the binary and the tests. Only the crates' own dependencies are checked: `cargo tree -e
+/// normal` lists `anyhow` in both closures anyway, as a dependency of proc-macros they expand
+/// (`prost-derive`, wasmtime's and wit-bindgen's macros), which no error of theirs can reach.
+#[test]
+fn node_and_api_do_not_use_anyhow() {
+    for package in ["wasmraft-node", "wasmraft-api"] {
+        let deps = direct(package);
+        assert!(
+            deps.contains("thiserror"),
+            "cargo tree --depth 1 -p {package} did not list its dependencies: {deps:?}"
+        );
+        assert!(!deps.contains("anyhow"), "{package} must not depend on anyhow: its errors are typed");
+    }
 }

@@ -161,7 +161,7 @@ pub fn apply(
     txn: &WriteTransaction,
     list: &mut Vec<AlarmMember>,
     req: &wasmraft_proto::etcdserverpb::AlarmRequest,
-) -> anyhow::Result<AlarmResponse> {
+) -> Result<AlarmResponse, redb::Error> {
     let member = AlarmMember { member_id: req.member_id, alarm: req.alarm };
     let mut resp = AlarmResponse::default();
     match AlarmAction::try_from(req.action) {

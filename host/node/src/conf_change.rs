@@ -19,6 +19,29 @@ use wasmraft_proto::wasmraft::v1::Member;
 /// Largest conf change entry we decode (they hold one member's id and URLs).
 const MAX_CONF_CHANGE_BYTES: usize = 64 * 1024;
 
+/// Why a committed entry is not a conf change this member can read. Every member reads the
+/// same bytes the same way, so each skips the same entries.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfChangeError {
+    /// Larger than a conf change could be: not handed to the protobuf 2 parser.
+    #[error("conf change entry of {len} bytes is too large")]
+    TooLarge { len: usize },
+    #[error(transparent)]
+    Protobuf(#[from] protobuf::ProtobufError),
+    /// The context is not etcd's member JSON.
+    #[error(transparent)]
+    Context(#[from] serde_json::Error),
+    #[error("conf change for {node_id:x} carries member {member_id:x}")]
+    OtherMember { node_id: u64, member_id: u64 },
+    #[error("a promotion must add a voter")]
+    PromotionNotAdd,
+    #[error("update conf change names another member")]
+    UpdateNamesOther,
+    #[error("not a conf change entry")]
+    NotConfChange,
+}
+
 /// A membership change, as the Cluster API asks for it and as every member applies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -144,14 +167,12 @@ impl Change {
 
     /// Reads a committed conf change entry. Every member reads the same bytes the same way, so
     /// an entry this cannot read is skipped by all (an Err).
-    pub fn from_entry(e: &Entry) -> anyhow::Result<Decoded> {
+    pub fn from_entry(e: &Entry) -> Result<Decoded, ConfChangeError> {
         // The protobuf 2 parser recurses without bound on hostile input (RUSTSEC-2024-0437); a
         // conf change is small and flat, so refuse anything larger than one could be.
-        anyhow::ensure!(
-            e.data.len() <= MAX_CONF_CHANGE_BYTES,
-            "conf change entry of {} bytes is too large",
-            e.data.len()
-        );
+        if e.data.len() > MAX_CONF_CHANGE_BYTES {
+            return Err(ConfChangeError::TooLarge { len: e.data.len() });
+        }
         match e.get_entry_type() {
             EntryType::EntryConfChange => {
                 let cc = ConfChange::parse_from_bytes(&e.data)?;
@@ -159,14 +180,13 @@ impl Change {
                     ConfChangeType::RemoveNode => Change::Remove(cc.node_id),
                     ty => {
                         let ctx: EtcdMember = serde_json::from_slice(&cc.context)?;
-                        anyhow::ensure!(
-                            ctx.id == cc.node_id,
-                            "conf change for {:x} carries member {:x}",
-                            cc.node_id,
-                            ctx.id
-                        );
+                        if ctx.id != cc.node_id {
+                            return Err(ConfChangeError::OtherMember { node_id: cc.node_id, member_id: ctx.id });
+                        }
                         if ctx.is_promote == Some(true) {
-                            anyhow::ensure!(ty == ConfChangeType::AddNode, "a promotion must add a voter");
+                            if ty != ConfChangeType::AddNode {
+                                return Err(ConfChangeError::PromotionNotAdd);
+                            }
                             Change::Promote(cc.node_id)
                         } else {
                             let is_learner = ty == ConfChangeType::AddLearnerNode;
@@ -184,10 +204,9 @@ impl Change {
             EntryType::EntryConfChangeV2 => {
                 let cc = ConfChangeV2::parse_from_bytes(&e.data)?;
                 let ctx: EtcdMember = serde_json::from_slice(&cc.context)?;
-                anyhow::ensure!(
-                    cc.get_changes().iter().all(|c| c.node_id == ctx.id),
-                    "update conf change names another member"
-                );
+                if cc.get_changes().iter().any(|c| c.node_id != ctx.id) {
+                    return Err(ConfChangeError::UpdateNamesOther);
+                }
                 // The V2 entry has no id field; the wait id is the entry's context (8 bytes).
                 let request_id = e.context.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
                 Ok(Decoded {
@@ -195,7 +214,7 @@ impl Change {
                     request_id,
                 })
             }
-            EntryType::EntryNormal => anyhow::bail!("not a conf change entry"),
+            EntryType::EntryNormal => Err(ConfChangeError::NotConfChange),
         }
     }
 
@@ -279,6 +298,8 @@ mod tests {
     fn a_context_naming_another_member_is_refused() {
         let cc =
             ConfChange { node_id: 1, context: Bytes::from_static(br#"{"id":2,"peerURLs":[]}"#), ..Default::default() };
-        assert!(Change::from_entry(&entry(Proposal::V1(cc), vec![])).is_err());
+        let Err(refused) = Change::from_entry(&entry(Proposal::V1(cc), vec![])) else { panic!("accepted") };
+        assert!(matches!(refused, ConfChangeError::OtherMember { node_id: 1, member_id: 2 }), "{refused:?}");
+        assert_eq!(refused.to_string(), "conf change for 1 carries member 2");
     }
 }

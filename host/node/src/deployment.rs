@@ -22,7 +22,9 @@ use wasmraft_proto::wasmraft::v1 as pb;
 use wasmraft_runtime::deployment::{check_limits, check_transition, limits_of, requested_limits};
 use wasmraft_runtime::{ApplyError, Guest, GuestLimits, GuestRegistry, StoreError};
 
+use crate::error_chain::Chain;
 use crate::guest_store::GuestKv;
+use crate::state_error::from_redb;
 use wasmraft_storage::tables::{DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, META, META_DEPLOYMENT};
 
 mod pieces;
@@ -51,6 +53,31 @@ impl Active {
     }
 }
 
+/// Why the deployment records or a stored module could not be read, or the guest a record
+/// names could not be loaded (at start, after a snapshot, for a query or a deploy request).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeploymentError {
+    /// The state database failed.
+    #[error(transparent)]
+    Db(#[from] redb::Error),
+    /// A deployment record (the active one or one in the history) does not decode.
+    #[error("corrupt deployment record: {0}")]
+    CorruptRecord(prost::DecodeError),
+    /// A record's module hash is not a sha256.
+    #[error("wasmraft: a module hash is 32 bytes, not {len}")]
+    BadHash { len: usize },
+    /// The module the active record names is not in the state database.
+    #[error("the active guest's module {} is not stored", hex::encode(hash))]
+    ModuleMissing { hash: [u8; 32] },
+    /// The stored module did not load. It loaded when it was deployed (every member checks
+    /// that at apply), so the engine or the host failed, not the module.
+    #[error(transparent)]
+    Load(#[from] wasmraft_runtime::LoadError),
+}
+
+from_redb!(DeploymentError::Db);
+
 /// What a deploy entry did.
 #[derive(Debug)]
 pub enum Deployed {
@@ -69,26 +96,28 @@ pub fn create_tables(txn: &WriteTransaction) -> Result<(), redb::Error> {
     Ok(())
 }
 
-fn decode_record(bytes: &[u8]) -> anyhow::Result<pb::GuestDeployment> {
-    pb::GuestDeployment::decode(bytes).map_err(|e| anyhow::anyhow!("corrupt deployment record: {e}"))
+fn decode_record(bytes: &[u8]) -> Result<pb::GuestDeployment, DeploymentError> {
+    pb::GuestDeployment::decode(bytes).map_err(DeploymentError::CorruptRecord)
 }
 
 /// The deployment record a read transaction sees (None before the first deploy).
-pub fn record(txn: &ReadTransaction) -> anyhow::Result<Option<pb::GuestDeployment>> {
+pub fn record(txn: &ReadTransaction) -> Result<Option<pb::GuestDeployment>, DeploymentError> {
     record_from(&txn.open_table(META)?)
 }
 
-fn record_from(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> anyhow::Result<Option<pb::GuestDeployment>> {
+fn record_from(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<pb::GuestDeployment>, DeploymentError> {
     let value = meta.get(META_DEPLOYMENT)?;
     value.map(|v| decode_record(v.value())).transpose()
 }
 
 /// Whether the module hashing to `hash` was ever the active guest (a rollback may go only there).
-pub fn was_active(txn: &ReadTransaction, hash: &[u8]) -> anyhow::Result<bool> {
+pub fn was_active(txn: &ReadTransaction, hash: &[u8]) -> Result<bool, DeploymentError> {
     was_active_in(&txn.open_table(DEPLOYMENTS)?, hash)
 }
 
-fn was_active_in(deployments: &impl ReadableTable<u64, &'static [u8]>, hash: &[u8]) -> anyhow::Result<bool> {
+fn was_active_in(deployments: &impl ReadableTable<u64, &'static [u8]>, hash: &[u8]) -> Result<bool, DeploymentError> {
     for item in deployments.iter()? {
         let (_, v) = item?;
         if decode_record(v.value())?.sha256 == hash {
@@ -98,28 +127,27 @@ fn was_active_in(deployments: &impl ReadableTable<u64, &'static [u8]>, hash: &[u
     Ok(false)
 }
 
-fn hash_of(bytes: &[u8]) -> Result<[u8; 32], String> {
-    bytes.try_into().map_err(|_| format!("wasmraft: a module hash is 32 bytes, not {}", bytes.len()))
+fn hash_of(bytes: &[u8]) -> Result<[u8; 32], DeploymentError> {
+    bytes.try_into().map_err(|_| DeploymentError::BadHash { len: bytes.len() })
 }
 
 /// The guest a deployment record names, from the registry or loaded from the stored module.
 pub fn guest_for(
     registry: &GuestRegistry,
     record: &pb::GuestDeployment,
-    module: impl FnOnce() -> anyhow::Result<Option<Vec<u8>>>,
-) -> anyhow::Result<Arc<Guest>> {
-    let hash = hash_of(&record.sha256).map_err(anyhow::Error::msg)?;
+    module: impl FnOnce() -> Result<Option<Vec<u8>>, redb::Error>,
+) -> Result<Arc<Guest>, DeploymentError> {
+    let hash = hash_of(&record.sha256)?;
     let limits = limits_of(record);
     if let Some(g) = registry.get(&hash, limits) {
         return Ok(g);
     }
-    let wasm =
-        module()?.ok_or_else(|| anyhow::anyhow!("the active guest's module {} is not stored", hex::encode(hash)))?;
+    let wasm = module()?.ok_or(DeploymentError::ModuleMissing { hash })?;
     Ok(registry.load(&wasm, limits)?)
 }
 
 /// The active guest as the state database records it, loaded (at startup and after a snapshot).
-pub fn load_active(db: &redb::Database, registry: &GuestRegistry) -> anyhow::Result<Option<Active>> {
+pub fn load_active(db: &redb::Database, registry: &GuestRegistry) -> Result<Option<Active>, DeploymentError> {
     use redb::ReadableDatabase as _;
     let txn = db.begin_read()?;
     let Some(record) = record(&txn)? else { return Ok(None) };
@@ -134,7 +162,7 @@ pub fn guest_in(
     txn: &ReadTransaction,
     active: &std::sync::RwLock<Option<Arc<Active>>>,
     registry: &GuestRegistry,
-) -> anyhow::Result<Option<Arc<Guest>>> {
+) -> Result<Option<Arc<Guest>>, DeploymentError> {
     if let Some(guest) = running_guest_in(txn, active)? {
         return Ok(Some(guest));
     }
@@ -148,7 +176,7 @@ pub fn guest_in(
 pub fn running_guest_in(
     txn: &ReadTransaction,
     active: &std::sync::RwLock<Option<Arc<Active>>>,
-) -> anyhow::Result<Option<Arc<Guest>>> {
+) -> Result<Option<Arc<Guest>>, redb::Error> {
     let meta = txn.open_table(META)?;
     let Some(stored) = meta.get(META_DEPLOYMENT)? else { return Ok(None) };
     let active = active.read().unwrap_or_else(|p| p.into_inner());
@@ -156,14 +184,14 @@ pub fn running_guest_in(
 }
 
 /// A stored module's bytes.
-pub fn stored_module(txn: &ReadTransaction, hash: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+pub fn stored_module(txn: &ReadTransaction, hash: &[u8]) -> Result<Option<Vec<u8>>, redb::Error> {
     let t = txn.open_table(GUEST_MODULES)?;
     let value = t.get(hash)?;
     Ok(value.map(|v| v.value().to_vec()))
 }
 
 /// Every deployment ever made active, oldest first.
-pub fn history(txn: &ReadTransaction) -> anyhow::Result<Vec<pb::GuestDeployment>> {
+pub fn history(txn: &ReadTransaction) -> Result<Vec<pb::GuestDeployment>, DeploymentError> {
     let t = txn.open_table(DEPLOYMENTS)?;
     let mut out = Vec::new();
     for item in t.iter()? {
@@ -174,7 +202,7 @@ pub fn history(txn: &ReadTransaction) -> anyhow::Result<Vec<pb::GuestDeployment>
 }
 
 /// The stored modules with what the deployment history says of them.
-pub fn list(txn: &ReadTransaction) -> anyhow::Result<Vec<pb::StoredModule>> {
+pub fn list(txn: &ReadTransaction) -> Result<Vec<pb::StoredModule>, DeploymentError> {
     let active = record(txn)?;
     let history = history(txn)?;
     let t = txn.open_table(GUEST_MODULES)?;
@@ -197,7 +225,7 @@ pub fn list(txn: &ReadTransaction) -> anyhow::Result<Vec<pb::StoredModule>> {
 
 /// sha256 over the guest keyspace (each key and value with its length, in key order): members
 /// with the same applied index have the same hash unless their states diverged.
-pub fn state_hash(txn: &ReadTransaction) -> anyhow::Result<String> {
+pub fn state_hash(txn: &ReadTransaction) -> Result<String, redb::Error> {
     let t = txn.open_table(GUEST_KV)?;
     let mut h = sha2::Sha256::new();
     for item in t.iter()? {
@@ -213,7 +241,7 @@ pub fn state_hash(txn: &ReadTransaction) -> anyhow::Result<String> {
 /// Resolves a rollback target: a module hash (or a unique prefix of at least 8 hex digits) or
 /// a version of the active guest's name, among modules that were active before.
 pub fn rollback_target(txn: &ReadTransaction, target: &str) -> Result<pb::GuestDeployment, String> {
-    let storage = |e: anyhow::Error| format!("wasmraft: reading the deployment history: {e:#}");
+    let storage = |e: DeploymentError| format!("wasmraft: reading the deployment history: {}", Chain(&e));
     let history = history(txn).map_err(storage)?;
     let active = record(txn).map_err(storage)?;
     let target = target.trim();
@@ -284,7 +312,7 @@ fn prepare(
 ) -> Result<Result<Prepared, String>, ApplyError> {
     let hash = match hash_of(&d.sha256) {
         Ok(h) => h,
-        Err(text) => return Ok(Err(text)),
+        Err(refused) => return Ok(Err(refused.to_string())),
     };
     let storage = |e: redb::Error| ApplyError::Storage(StoreError::new(e));
     let module = {
@@ -296,7 +324,7 @@ fn prepare(
         return Ok(Err(format!("wasmraft: module {} is not stored; its pieces must come first", hex::encode(hash))));
     };
     // The stored record, not the in-memory guest, is the truth every member shares.
-    let host = |e: anyhow::Error| ApplyError::Host(format!("{e:#}"));
+    let host = |e: DeploymentError| ApplyError::Host(Chain(&e).to_string());
     let record = txn.open_table(META).map_err(|e| storage(e.into())).and_then(|t| record_from(&t).map_err(host))?;
     let limits = requested_limits(record.as_ref(), d.fuel_per_entry, d.memory_bytes, d.stack_bytes);
     if let Err(refused) = check_limits(limits) {

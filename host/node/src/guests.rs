@@ -13,6 +13,7 @@ use wasmraft_runtime::{GuestLimits, GuestRegistry};
 
 use super::{Guests, NodeError, NodeHandle};
 use crate::deployment::{self, MAX_MODULE_BYTES, MODULE_CHUNK_BYTES};
+use crate::error_chain::Chain;
 use pb::guest_deploy::Mode;
 
 /// The most a deploy waits, after its module's pieces are applied, for the other members to
@@ -100,7 +101,7 @@ impl NodeHandle {
         let s = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
-            let record = deployment::record(&txn).map_err(|e| internal(format!("{e:#}")))?;
+            let record = deployment::record(&txn).map_err(|e| internal(Chain(&e)))?;
             let limits = requested_limits(record.as_ref(), opts.fuel_per_entry, opts.memory_bytes, opts.stack_bytes);
             // Before anything is loaded: an engine is made per stack limit.
             check_limits(limits).map_err(|e| NodeError::DeployRefused(e.to_string()))?;
@@ -110,10 +111,10 @@ impl NodeHandle {
                 .load(&module, limits)
                 .map_err(|e| NodeError::DeployRefused(format!("wasmraft: the module is not a usable guest: {e:#}")))?;
             let compiled_in = started.elapsed();
-            let was_active_before = deployment::was_active(&txn, &hash).map_err(|e| internal(format!("{e:#}")))?;
+            let was_active_before = deployment::was_active(&txn, &hash).map_err(|e| internal(Chain(&e)))?;
             check_transition(record.as_ref(), guest.info(), &hash, limits, mode, opts.force, was_active_before)
                 .map_err(|e| NodeError::DeployRefused(e.to_string()))?;
-            let stored = deployment::stored_module(&txn, &hash).map_err(|e| internal(format!("{e:#}")))?.is_some();
+            let stored = deployment::stored_module(&txn, &hash).map_err(internal)?.is_some();
             Ok((module, stored, compiled_in))
         })
         .await
@@ -156,7 +157,7 @@ impl<'a> Guests<'a> {
         let module = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, NodeError> {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let record = deployment::rollback_target(&txn, &target).map_err(NodeError::DeployRefused)?;
-            deployment::stored_module(&txn, &record.sha256).map_err(|e| internal(format!("{e:#}")))?.ok_or_else(|| {
+            deployment::stored_module(&txn, &record.sha256).map_err(internal)?.ok_or_else(|| {
                 internal(format!("module {} is in the history but not stored", hex::encode(&record.sha256)))
             })
         })
@@ -178,11 +179,15 @@ impl<'a> Guests<'a> {
         let s = self.h.inner.clone();
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
-            let err = |e: anyhow::Error| internal(format!("{e:#}"));
+            let err = |e: &(dyn std::error::Error + 'static)| internal(Chain(e));
             Ok(GuestStatus {
-                active: deployment::record(&txn).map_err(err)?,
-                applied_index: wasmraft_storage::snapshot::applied_index(&txn).map_err(|e| err(e.into()))?,
-                state_sha256: if with_state_hash { deployment::state_hash(&txn).map_err(err)? } else { String::new() },
+                active: deployment::record(&txn).map_err(|e| err(&e))?,
+                applied_index: wasmraft_storage::snapshot::applied_index(&txn).map_err(|e| err(&e))?,
+                state_sha256: if with_state_hash {
+                    deployment::state_hash(&txn).map_err(|e| err(&e))?
+                } else {
+                    String::new()
+                },
             })
         })
         .await
@@ -194,7 +199,7 @@ impl<'a> Guests<'a> {
         let s = self.h.inner.clone();
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
-            deployment::list(&txn).map_err(|e| internal(format!("{e:#}")))
+            deployment::list(&txn).map_err(|e| internal(Chain(&e)))
         })
         .await
         .map_err(internal)?

@@ -37,6 +37,7 @@ mod active;
 mod apply;
 mod conf_gate;
 mod config;
+mod error_chain;
 mod force_new_cluster;
 pub mod guest_store;
 mod guests;
@@ -69,7 +70,7 @@ use wasmraft_runtime::GuestRegistry;
 
 pub use apply::load_applied;
 pub use config::{NodeConfig, RaftOptions, request_timeout};
-pub use deployment::MAX_MODULE_BYTES;
+pub use deployment::{DeploymentError, MAX_MODULE_BYTES};
 pub use guests::{DeployOptions, GuestStatus};
 pub use handle::{
     ActiveGuest, Cluster, Guests, NodeError, NodeHandle, NodeStatus, Peers, Proposals, Reads, Status, WeakNodeHandle,
@@ -135,7 +136,7 @@ pub(crate) enum RaftMsg {
     /// conf state is persisted before the reply.
     ApplyConfChange {
         cc: raft::eraftpb::ConfChange,
-        reply: mpsc::Sender<Result<raft::eraftpb::ConfState, String>>,
+        reply: mpsc::Sender<Result<raft::eraftpb::ConfState, reconfigure::RaftConfError>>,
     },
     /// Whether learner `id` is in sync enough to be promoted (answered by a leader only).
     LearnerReady {
@@ -426,7 +427,7 @@ impl NodeHandle {
         let guest = match deployment::running_guest_in(&txn, s.replicated.guest.slot()) {
             Ok(Some(guest)) => guest,
             Ok(None) => return None,
-            Err(e) => return Some(Err(NodeError::Internal(format!("{e:#}")))),
+            Err(e) => return Some(Err(NodeError::Internal(e.to_string()))),
         };
         guest_store::try_query(&guest, &txn, request, INLINE_QUERY_FUEL).map(|r| r.map_err(apply::node_error))
     }
@@ -606,7 +607,7 @@ impl<'a> Reads<'a> {
             let internal = |e: &dyn std::fmt::Display| NodeError::Internal(e.to_string());
             let txn = s.state_db.begin_read().map_err(|e| internal(&e))?;
             let guest = deployment::guest_in(&txn, s.replicated.guest.slot(), &s.registry)
-                .map_err(|e| internal(&format!("{e:#}")))?
+                .map_err(|e| internal(&error_chain::Chain(&e)))?
                 .ok_or(NodeError::NoGuest)?;
             guest_store::query(&guest, &txn, &request).map_err(apply::node_error)
         })

@@ -8,6 +8,7 @@ use wasmraft_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, Ala
 use wasmraft_proto::wasmraft::v1 as pb;
 
 use super::{NodeError, Proposals, Status};
+use crate::error_chain::Chain;
 use wasmraft_storage::tables::{META_APPLIED_INDEX, META_APPLIED_TERM};
 use wasmraft_storage::{SnapshotError, snapshot};
 
@@ -29,6 +30,21 @@ pub enum SnapshotPiece {
 
 fn internal(e: impl std::fmt::Display) -> NodeError {
     NodeError::Internal(e.to_string())
+}
+
+/// Why a snapshot stream ended before its digest: told to the client and logged.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// Handing the last chunk to the stream failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Nothing may change the state a read transaction sees: a bug if it happens.
+    #[error("snapshot size changed under a read transaction ({written} != {total})")]
+    SizeChanged { written: u64, total: u64 },
+    #[error("the client went away")]
+    ClientGone,
 }
 
 impl<'a> Proposals<'a> {
@@ -98,7 +114,7 @@ impl<'a> Status<'a> {
                 crc.update(value);
                 Ok(())
             })
-            .map_err(|e| internal(format!("{:#}", anyhow::Error::from(e))))?;
+            .map_err(|e| internal(Chain(&e)))?;
             Ok(crc.sum())
         })
         .await
@@ -114,17 +130,15 @@ impl<'a> Status<'a> {
         let member = self.h.inner.member_id;
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let result = (|| -> anyhow::Result<u64> {
+            let result = (|| -> Result<u64, StreamError> {
                 let total = snapshot::encoded_size(&txn)?;
                 let mut out = ChunkSender { tx: &tx, buf: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES), remaining: total };
                 let (written, digest) = snapshot::write_to(&txn, &mut out)?;
                 std::io::Write::flush(&mut out)?;
-                anyhow::ensure!(
-                    written == total,
-                    "snapshot size changed under a read transaction ({written} != {total})"
-                );
-                tx.blocking_send(Ok(SnapshotPiece::Digest(digest)))
-                    .map_err(|_| anyhow::anyhow!("the client went away"))?;
+                if written != total {
+                    return Err(StreamError::SizeChanged { written, total });
+                }
+                tx.blocking_send(Ok(SnapshotPiece::Digest(digest))).map_err(|_| StreamError::ClientGone)?;
                 Ok(written)
             })();
             match result {
@@ -136,8 +150,9 @@ impl<'a> Status<'a> {
                     )
                 }
                 Err(e) => {
-                    tracing::warn!("sending a database snapshot to a client failed: {e:#}");
-                    let _ = tx.blocking_send(Err(internal(format!("{e:#}"))));
+                    let e = Chain(&e);
+                    tracing::warn!("sending a database snapshot to a client failed: {e}");
+                    let _ = tx.blocking_send(Err(internal(e)));
                 }
             }
         });
@@ -163,9 +178,9 @@ impl<'a> Status<'a> {
                     Ok(())
                 }
                 Err(e) => {
-                    let e = anyhow::Error::from(e);
-                    tracing::warn!("failed to defragment the storage backend: {e:#}");
-                    Err(internal(format!("{e:#}")))
+                    let e = Chain(&e);
+                    tracing::warn!("failed to defragment the storage backend: {e}");
+                    Err(internal(e))
                 }
             }
         })

@@ -129,7 +129,7 @@ impl Membership {
         txn: &WriteTransaction,
         attrs: &MemberAttributes,
         staged: &mut Staged,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), redb::Error> {
         let Some(mut m) = self.staged_get(staged, attrs.id) else {
             tracing::warn!("ignoring a publish from member {:x}, which is not in the cluster", attrs.id);
             return Ok(());
@@ -195,7 +195,12 @@ impl Membership {
     /// Writes a validated change into the members tables of the apply transaction, staging it.
     /// An update keeps the member's learner flag and what it published (etcd 3.4 would also clear
     /// a learner's flag in its record, though raft keeps it a learner: we keep the two agreeing).
-    pub fn apply_change(&self, txn: &WriteTransaction, change: &Change, staged: &mut Staged) -> anyhow::Result<()> {
+    pub fn apply_change(
+        &self,
+        txn: &WriteTransaction,
+        change: &Change,
+        staged: &mut Staged,
+    ) -> Result<(), redb::Error> {
         let mut table = txn.open_table(MEMBERS)?;
         let updated = match change {
             Change::Add(m) => Some(Member {

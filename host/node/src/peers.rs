@@ -14,6 +14,7 @@ use wasmraft_transport::{
     CriticalError, OutgoingSnapshot, ProcessError, PromoteFuture, Raft, SnapshotData, SnapshotStatus, Transport,
 };
 
+use crate::error_chain::Chain;
 use crate::{NodeHandle, PeerSender, WeakNodeHandle};
 
 /// The member as the transport sees it.
@@ -208,9 +209,7 @@ impl Raft for RaftInbox {
                 tokio::task::spawn_blocking(move || wasmraft_storage::snapshot::verify(&check))
                     .await
                     .map_err(|e| e.to_string())?
-                    .map_err(|e| {
-                        format!("snapshot {index} from {:x} is damaged: {:#}", m.from, anyhow::Error::from(e))
-                    })?;
+                    .map_err(|e| format!("snapshot {index} from {:x} is damaged: {}", m.from, Chain(&e)))?;
                 Ok(file.written)
             }
             .await;
@@ -325,7 +324,7 @@ impl PeerSender for TransportSender {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || {
                     let started = std::time::Instant::now();
-                    let written = wasmraft_storage::snapshot::write(&state, &path).map_err(anyhow::Error::from);
+                    let written = wasmraft_storage::snapshot::write(&state, &path);
                     if written.is_ok() {
                         wasmraft_metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
                     }
@@ -336,7 +335,7 @@ impl PeerSender for TransportSender {
             let size = match written {
                 Ok(Ok(size)) => size,
                 Ok(Err(e)) => {
-                    tracing::warn!("writing a snapshot for {to:x}: {e:#}");
+                    tracing::warn!("writing a snapshot for {to:x}: {}", Chain(&e));
                     node.peers().report_snapshot(to, SnapshotStatus::Failure);
                     return;
                 }

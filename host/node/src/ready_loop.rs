@@ -22,7 +22,9 @@ use tokio::sync::oneshot;
 
 use super::conf_gate::ConfGate;
 use super::log_store::LogStore;
+use super::reconfigure::RaftConfError;
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
+use crate::error_chain::Chain;
 
 /// Reads waiting for one ReadIndex round, keyed by the context we gave raft.
 struct PendingReads {
@@ -33,6 +35,20 @@ struct PendingReads {
     queued_since: Option<Instant>,
     /// By request context: when it was asked, and who waits for its index.
     in_flight: HashMap<u64, (Instant, Vec<ReadWaiter>)>,
+}
+
+/// Why the raft thread stopped handling Readies: the member cannot go on.
+#[derive(Debug, thiserror::Error)]
+enum ReadyError {
+    /// The transport saves a snapshot's state before raft sees the message; raft took one
+    /// whose file is gone.
+    #[error("raft accepted snapshot {index} but its state file {} is missing", path.display())]
+    SnapshotFileMissing { index: u64, path: std::path::PathBuf },
+    /// Writing entries, the hard state or the snapshot's place to the raft log failed.
+    #[error(transparent)]
+    Log(#[from] wasmraft_storage::LogError),
+    #[error("the apply thread has stopped")]
+    ApplyStopped,
 }
 
 /// A read barrier waiting for the index a ReadIndex confirms.
@@ -88,11 +104,8 @@ pub(crate) fn run(
                 }
                 RaftMsg::ProposeConfChange { id, proposal } => conf_gate.propose(&mut node, &shared, id, proposal),
                 RaftMsg::ApplyConfChange { cc, reply } => {
-                    let applied = node.apply_conf_change(&cc).map_err(|e| e.to_string()).and_then(|cs| {
-                        node.mut_store()
-                            .set_conf_state(&cs)
-                            .map(|_| cs)
-                            .map_err(|e| format!("persisting the conf state: {:#}", anyhow::Error::from(e)))
+                    let applied = node.apply_conf_change(&cc).map_err(RaftConfError::Refused).and_then(|cs| {
+                        node.mut_store().set_conf_state(&cs).map(|_| cs).map_err(RaftConfError::Persist)
                     });
                     let _ = reply.send(applied);
                 }
@@ -113,7 +126,7 @@ pub(crate) fn run(
                 }
                 RaftMsg::Durable(index) => {
                     if let Err(e) = compact(&mut node, &shared, index) {
-                        shared.fail(format!("compacting the raft log: {e:#}"));
+                        shared.fail(format!("compacting the raft log: {}", Chain(&e)));
                         break;
                     }
                 }
@@ -128,7 +141,7 @@ pub(crate) fn run(
                 }
                 RaftMsg::StepSnapshot { m, file } => {
                     if let Err(e) = step_snapshot(&mut node, &shared.snap_dir, m, &file) {
-                        shared.fail(format!("keeping a received snapshot: {e:#}"));
+                        shared.fail(format!("keeping a received snapshot: {}", Chain(&e)));
                         break;
                     }
                 }
@@ -171,7 +184,7 @@ pub(crate) fn run(
             }
         }
         if let Err(e) = on_ready(&mut node, &to_apply, &shared, &mut reads, &mut heartbeats) {
-            shared.fail(format!("raft loop stopped: {e:#}"));
+            shared.fail(format!("raft loop stopped: {}", Chain(&e)));
             break;
         }
         publish_lone_leader(&node, &shared);
@@ -315,7 +328,7 @@ fn on_ready(
     shared: &Shared,
     reads: &mut PendingReads,
     heartbeats: &mut HeartbeatWatch,
-) -> anyhow::Result<()> {
+) -> Result<(), ReadyError> {
     if !node.has_ready() {
         return Ok(());
     }
@@ -350,17 +363,12 @@ fn on_ready(
         // whatever it is still applying.
         let meta = rd.snapshot().get_metadata().clone();
         let path = wasmraft_storage::snapshot::path_for(&shared.snap_dir, meta.index);
-        anyhow::ensure!(
-            path.is_file(),
-            "raft accepted snapshot {} but its state file {} is missing",
-            meta.index,
-            path.display()
-        );
+        if !path.is_file() {
+            return Err(ReadyError::SnapshotFileMissing { index: meta.index, path });
+        }
         node.mut_store().apply_snapshot(&meta)?;
         tracing::info!("raft: installing snapshot at index {} term {} from the leader", meta.index, meta.term);
-        to_apply
-            .send(ApplyMsg::Snapshot { index: meta.index, path })
-            .map_err(|_| anyhow::anyhow!("the apply thread has stopped"))?;
+        to_apply.send(ApplyMsg::Snapshot { index: meta.index, path }).map_err(|_| ReadyError::ApplyStopped)?;
     }
     hand_to_apply(to_apply, rd.take_committed_entries())?;
     let sync = rd.must_sync();
@@ -401,14 +409,14 @@ fn step_snapshot(
     snap_dir: &std::path::Path,
     m: Message,
     file: &std::path::Path,
-) -> anyhow::Result<()> {
+) -> Result<(), wasmraft_storage::IoError> {
     let (from, index) = (m.from, m.get_snapshot().get_metadata().index);
     if let Err(e) = node.step(m) {
         tracing::debug!("dropping a snapshot from {from:x}: {e}");
     }
     let taken = node.raft.raft_log.unstable_snapshot().as_ref().is_some_and(|s| s.get_metadata().index == index);
     if taken {
-        return Ok(wasmraft_storage::durable::rename(file, &wasmraft_storage::snapshot::path_for(snap_dir, index))?);
+        return wasmraft_storage::durable::rename(file, &wasmraft_storage::snapshot::path_for(snap_dir, index));
     }
     tracing::info!("raft did not take snapshot {index} from {from:x}; removing its file {}", file.display());
     if let Err(e) = std::fs::remove_file(file) {
@@ -466,11 +474,11 @@ fn publish_lone_leader(node: &RawNode<LogStore>, shared: &Shared) {
 /// Passes committed entries, in order, to the apply thread. Conf changes are applied to raft
 /// by the apply thread (through [`RaftMsg::ApplyConfChange`]), after etcd's validation against
 /// the members as of their entry, as etcd does.
-fn hand_to_apply(to_apply: &Sender<ApplyMsg>, entries: Vec<Entry>) -> anyhow::Result<()> {
+fn hand_to_apply(to_apply: &Sender<ApplyMsg>, entries: Vec<Entry>) -> Result<(), ReadyError> {
     if entries.is_empty() {
         return Ok(());
     }
-    to_apply.send(ApplyMsg::Entries(entries)).map_err(|_| anyhow::anyhow!("the apply thread has stopped"))
+    to_apply.send(ApplyMsg::Entries(entries)).map_err(|_| ReadyError::ApplyStopped)
 }
 
 /// Sends raft messages to peers through the transport. Without one (a member alone), a message
@@ -521,7 +529,7 @@ fn send(node: &mut RawNode<LogStore>, shared: &Shared, heartbeats: &mut Heartbea
 /// Compacts the raft log once the state database is durable far enough past the last
 /// compaction: every `--snapshot-count` entries, keeping `--snapshot-catchup-entries` entries
 /// behind the durable index so a follower a little behind catches up from the log.
-fn compact(node: &mut RawNode<LogStore>, shared: &Shared, durable: u64) -> anyhow::Result<()> {
+fn compact(node: &mut RawNode<LogStore>, shared: &Shared, durable: u64) -> Result<(), wasmraft_storage::LogError> {
     let store = node.mut_store();
     let first = store.log().snapshot_index();
     let target = durable.saturating_sub(shared.limits.snapshot_catchup_entries).min(store.log().last_index());

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use super::{Cluster, NodeError, NodeHandle, RaftMsg, Shared};
 use crate::conf_change::Change;
+use crate::error_chain::Chain;
 use crate::membership::{Member, MembershipError, Staged};
 
 /// etcd's `HealthInterval`: a voter must have been connected this long for a reconfiguration
@@ -33,6 +34,30 @@ const READY_PERCENT: f64 = 0.9;
 
 /// What etcd logs when a member applies its own removal, and the reason it stops.
 pub const REMOVED_TEXT: &str = "the member has been permanently removed from the cluster";
+
+/// Why a conf change entry could not be applied. Fatal to the apply thread: raft's
+/// configuration and the members tables would no longer agree.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReconfigureError {
+    #[error("the raft thread has stopped")]
+    RaftStopped,
+    #[error(transparent)]
+    Raft(#[from] RaftConfError),
+    /// Writing the members tables failed.
+    #[error(transparent)]
+    Db(#[from] redb::Error),
+}
+
+/// The raft thread's answer to [`RaftMsg::ApplyConfChange`] when it could not take the change.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RaftConfError {
+    /// raft-rs refused a change the members' validation let through.
+    #[error("{0}")]
+    Refused(raft::Error),
+    /// raft took the change, but the raft log could not record the new conf state.
+    #[error("persisting the conf state")]
+    Persist(#[source] wasmraft_storage::LogError),
+}
 
 /// What the proposer of an applied entry is told: its wait id and outcome.
 pub(crate) type Answer = (u64, Result<Vec<u8>, NodeError>);
@@ -52,12 +77,12 @@ pub(crate) fn apply_entry(
     e: &Entry,
     staged: &mut Staged,
     peers: &mut PeerChanges,
-) -> anyhow::Result<Option<Answer>> {
+) -> Result<Option<Answer>, ReconfigureError> {
     let decoded = match Change::from_entry(e) {
         Ok(d) => d,
         Err(err) => {
             // Deterministic: every member reads the same bytes and skips the same entry.
-            tracing::error!("skipping undecodable conf change entry {}: {err:#}", e.index);
+            tracing::error!("skipping undecodable conf change entry {}: {}", e.index, Chain(&err));
             return Ok(None);
         }
     };
@@ -68,11 +93,8 @@ pub(crate) fn apply_entry(
     }
     if let Some(cc) = change.raft_change() {
         let (tx, rx) = mpsc::channel();
-        shared
-            .to_raft
-            .send(RaftMsg::ApplyConfChange { cc, reply: tx })
-            .map_err(|_| anyhow::anyhow!("the raft thread has stopped"))?;
-        let cs = rx.recv().map_err(|_| anyhow::anyhow!("the raft thread has stopped"))?.map_err(anyhow::Error::msg)?;
+        shared.to_raft.send(RaftMsg::ApplyConfChange { cc, reply: tx }).map_err(|_| ReconfigureError::RaftStopped)?;
+        let cs = rx.recv().map_err(|_| ReconfigureError::RaftStopped)??;
         tracing::info!("raft: applied conf change at {}: voters {:?} learners {:?}", e.index, cs.voters, cs.learners);
     }
     shared.replicated.membership.apply_change(txn, &change, staged)?;

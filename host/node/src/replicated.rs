@@ -20,6 +20,7 @@ use crate::auth::{self, AuthStore};
 use crate::membership::{self, Membership};
 
 use super::active::{self, ActiveGuestCell};
+use crate::{DeploymentError, StateError};
 
 /// A part of the host's state that only applied entries change.
 pub(crate) trait Replicated: Send + Sync {
@@ -33,7 +34,28 @@ pub(crate) trait Replicated: Send + Sync {
     fn commit(&self, staged: Self::Staged);
 
     /// Reads the subsystem anew from a state database a snapshot has just replaced.
-    fn reload(&self, db: &redb::Database) -> anyhow::Result<()>;
+    fn reload(&self, db: &redb::Database) -> Result<(), ReloadFailure>;
+}
+
+/// Why a subsystem could not be read anew after a snapshot: the member cannot go on with
+/// state it cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("reloading {subsystem}")]
+pub(crate) struct ReloadError {
+    /// The subsystem's field in [`Subsystems`].
+    pub subsystem: &'static str,
+    #[source]
+    pub source: ReloadFailure,
+}
+
+/// What failed in the subsystem's reload.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadFailure {
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The active guest's record, or the guest it names.
+    #[error(transparent)]
+    Guest(#[from] DeploymentError),
 }
 
 /// Declares [`Subsystems`] and [`Staged`] from one list of `field: Type` pairs, so the apply
@@ -60,9 +82,10 @@ macro_rules! replicated_subsystems {
             }
 
             /// Reloads each subsystem after a snapshot install, naming the one that failed.
-            pub fn reload(&self, db: &redb::Database) -> anyhow::Result<()> {
+            pub fn reload(&self, db: &redb::Database) -> Result<(), ReloadError> {
                 $(
-                    self.$field.reload(db).map_err(|e| anyhow::Error::from(e).context(concat!("reloading ", stringify!($field))))?;
+                    Replicated::reload(&self.$field, db)
+                        .map_err(|source| ReloadError { subsystem: stringify!($field), source })?;
                 )*
                 Ok(())
             }
@@ -92,7 +115,7 @@ impl Replicated for Membership {
         Membership::commit(self, staged)
     }
 
-    fn reload(&self, db: &redb::Database) -> anyhow::Result<()> {
+    fn reload(&self, db: &redb::Database) -> Result<(), ReloadFailure> {
         self.replace_with(Membership::load(db)?);
         Ok(())
     }
@@ -109,7 +132,7 @@ impl Replicated for AuthStore {
         staged.commit(self)
     }
 
-    fn reload(&self, db: &redb::Database) -> anyhow::Result<()> {
+    fn reload(&self, db: &redb::Database) -> Result<(), ReloadFailure> {
         Ok(AuthStore::reload(self, db)?)
     }
 }
@@ -142,7 +165,7 @@ impl Replicated for Alarms {
         }
     }
 
-    fn reload(&self, db: &redb::Database) -> anyhow::Result<()> {
+    fn reload(&self, db: &redb::Database) -> Result<(), ReloadFailure> {
         self.replace(Alarms::load(db)?.list());
         Ok(())
     }
@@ -161,7 +184,7 @@ impl Replicated for ActiveGuestCell {
         }
     }
 
-    fn reload(&self, db: &redb::Database) -> anyhow::Result<()> {
+    fn reload(&self, db: &redb::Database) -> Result<(), ReloadFailure> {
         let loaded = crate::deployment::load_active(db, self.registry())?;
         self.replace(loaded.map(Arc::new));
         Ok(())

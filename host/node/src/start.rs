@@ -21,8 +21,6 @@ use crate::{
     deployment, force_new_cluster, raft_logger, ready_loop, tick_advance,
 };
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// Why a member could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -37,11 +35,11 @@ pub enum StartError {
     #[error("loading {what}: {source}")]
     State { what: &'static str, source: StateError },
     #[error("loading the active guest: {source}")]
-    Guest { source: BoxError },
+    Guest { source: crate::DeploymentError },
     /// A snapshot from the leader replaced the log, but a crash came before its state was
     /// installed, and installing it now failed.
     #[error("reinstalling snapshot {} (the log starts after it): {source}", path.display())]
-    Snapshot { path: PathBuf, source: BoxError },
+    Snapshot { path: PathBuf, source: wasmraft_storage::SnapshotError },
     #[error("--initial-cluster-state=existing needs the existing cluster's members")]
     JoinWithoutMembers,
     /// etcd's text for a `--name` missing from `--initial-cluster`.
@@ -177,7 +175,7 @@ impl Node {
             // was installed: install it now, from the file kept for this.
             let path = wasmraft_storage::snapshot::path_for(&snap_dir, log.snapshot_index());
             applied_index = apply::install_snapshot(&state_db, &path)
-                .map_err(|e| StartError::Snapshot { path: path.clone(), source: e.into() })?;
+                .map_err(|source| StartError::Snapshot { path: path.clone(), source })?;
         }
         let membership = Membership::load(&state_db).map_err(state("the members"))?;
         if membership.is_removed(identity.member_id) {
@@ -187,8 +185,7 @@ impl Node {
         if restarting && cfg.raft.force_new_cluster {
             force_new_cluster::rewrite(&mut log, identity.member_id, &membership.list(), applied_index)?;
         }
-        let active =
-            deployment::load_active(&state_db, &registry).map_err(|e| StartError::Guest { source: e.into() })?;
+        let active = deployment::load_active(&state_db, &registry).map_err(|source| StartError::Guest { source })?;
         let alarms = crate::alarms::Alarms::load(&state_db).map_err(state("the alarms"))?;
         let auth = crate::auth::AuthStore::load(
             &state_db,

@@ -20,14 +20,21 @@ impl StateError {
     }
 }
 
-/// redb's per-operation errors all become [`StateError::Db`], so `?` works on each.
+/// `From` redb's per-operation errors into `$target::$variant(redb::Error)`, so `?` works on
+/// each inside a function that returns `$target`.
 macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StateError {
-            fn from(e: $t) -> StateError {
-                StateError::Db(e.into())
+    ($target:ident :: $variant:ident) => {
+        $crate::state_error::from_redb!(@each $target::$variant; redb::TransactionError, redb::TableError,
+            redb::StorageError, redb::CommitError, redb::SetDurabilityError);
+    };
+    (@each $target:ident :: $variant:ident; $($t:ty),*) => {$(
+        impl From<$t> for $target {
+            fn from(e: $t) -> $target {
+                $target::$variant(e.into())
             }
         }
     )*};
 }
-from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+pub(crate) use from_redb;
+
+from_redb!(StateError::Db);

@@ -18,6 +18,7 @@ use super::super::reconfigure::{self, PeerChanges};
 use super::super::replicated::Staged;
 use super::super::wait::Outcome;
 use super::super::{AppliedCommand, NodeError, Shared};
+use super::failure::ApplyFailure;
 use wasmraft_runtime::ApplyContext;
 use wasmraft_storage::tables::{META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
@@ -51,7 +52,7 @@ pub(super) fn apply_batch(
     entries: &[Entry],
     applied: u64,
     durable: bool,
-) -> anyhow::Result<(u64, Vec<(u64, Outcome)>)> {
+) -> Result<(u64, Vec<(u64, Outcome)>), ApplyFailure> {
     let mut txn = shared.state_db.begin_write()?;
     txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
     let observers = shared.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -121,7 +122,7 @@ fn apply_entry(
     txn: WriteTransaction,
     e: &Entry,
     envelope: pb::Entry,
-) -> anyhow::Result<(WriteTransaction, Outcome)> {
+) -> Result<(WriteTransaction, Outcome), ApplyFailure> {
     let ctx = ApplyContext { index: e.index, term: e.term, time_unix_ms: envelope.time_unix_ms };
     let shared = b.shared;
     let outcome = match envelope.kind {

@@ -6,6 +6,7 @@ use super::super::NodeError;
 use super::super::guest_store::GuestKv;
 use super::super::wait::Outcome;
 use super::batch::Batch;
+use super::failure::ApplyFailure;
 use super::rules;
 use wasmraft_runtime::{ApplyContext, ApplyError};
 
@@ -18,7 +19,7 @@ pub(super) fn apply(
     ctx: ApplyContext,
     auth_revision: u64,
     command: Vec<u8>,
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome, ApplyFailure> {
     if let Some(refused) = rules::refusal(b, b.staged.guest.active.as_deref(), &command, auth_revision) {
         if b.observing() {
             b.observe(ctx.index, command, Err(refused.to_string()), Vec::new());
@@ -31,7 +32,7 @@ pub(super) fn apply(
     let (result, events) = match active.guest.apply(&mut GuestKv::new(txn), ctx, &command) {
         Ok(applied) => (Ok(applied.output), applied.events),
         Err(ApplyError::Guest(text)) => (Err(text), Vec::new()),
-        Err(err) => return Err(anyhow::Error::new(err).context(format!("applying entry {}", ctx.index))),
+        Err(source) => return Err(ApplyFailure::Command { index: ctx.index, source }),
     };
     if b.observing() {
         b.observe(ctx.index, command, result.clone(), events);

@@ -10,6 +10,7 @@ use wasmraft_proto::wasmraft::v1 as pb;
 use super::super::NodeError;
 use super::super::wait::Outcome;
 use super::batch::Batch;
+use super::failure::ApplyFailure;
 use crate::deployment::{self, Deployed};
 use wasmraft_runtime::ApplyError;
 
@@ -20,7 +21,7 @@ pub(super) fn store_chunk(
     txn: &WriteTransaction,
     chunk: &pb::GuestModuleChunk,
     index: u64,
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome, ApplyFailure> {
     Ok(match deployment::apply_chunk(txn, chunk, index)? {
         Ok(stored) => {
             if let Some(module) = stored {
@@ -45,7 +46,7 @@ pub(super) fn swap(
     txn: WriteTransaction,
     deploy: &pb::GuestDeploy,
     index: u64,
-) -> anyhow::Result<(WriteTransaction, Outcome)> {
+) -> Result<(WriteTransaction, Outcome), ApplyFailure> {
     let started = Instant::now();
     let active = b.staged.guest.active.clone();
     let (txn, result) = deployment::apply_deploy(txn, deploy, index, active.as_deref(), &b.shared.registry);
@@ -74,7 +75,7 @@ pub(super) fn swap(
             tracing::warn!("wasmraft: guest swap at index {index} refused: {text}");
             Err(NodeError::DeployRefused(text))
         }
-        Err(err) => return Err(anyhow::Error::new(err).context(format!("applying guest swap {index}"))),
+        Err(source) => return Err(ApplyFailure::Swap { index, source }),
     };
     Ok((txn, outcome))
 }

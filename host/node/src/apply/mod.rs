@@ -25,12 +25,14 @@ use redb::{Durability, ReadableDatabase};
 
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
 use crate::deployment;
+use crate::error_chain::Chain;
 use wasmraft_runtime::ApplyError;
 use wasmraft_storage::tables::{GUEST_KV, META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
 mod batch;
 mod command;
 mod deploy;
+mod failure;
 mod rules;
 mod snapshot;
 
@@ -87,7 +89,7 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
                 // idle member's log is compacted (and its replay after a crash stays short).
                 if applied > durable_index {
                     if let Err(e) = make_durable(&shared.state_db.db()) {
-                        shared.fail(format!("making the state durable at {applied}: {e:#}"));
+                        shared.fail(format!("making the state durable at {applied}: {e}"));
                         return;
                     }
                     last_durable = Instant::now();
@@ -138,7 +140,7 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
                 }
             }
             Err(e) => {
-                shared.fail(format!("apply stopped at index {}: {e:#}", applied + 1));
+                shared.fail(format!("apply stopped at index {}: {}", applied + 1, Chain(&e)));
                 return;
             }
         }
@@ -156,11 +158,12 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
     }
     // Shutting down: make what was applied durable so a restart replays nothing.
     if let Err(e) = make_durable(&shared.state_db.db()) {
-        tracing::warn!("final state commit failed (the log will replay it): {e:#}");
+        tracing::warn!("final state commit failed (the log will replay it): {e}");
     }
 }
 
-fn make_durable(db: &redb::Database) -> anyhow::Result<()> {
+/// One empty transaction committed with fsync makes every earlier one durable.
+fn make_durable(db: &redb::Database) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.commit()?;

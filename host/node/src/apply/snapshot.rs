@@ -1,8 +1,10 @@
 //! Replacing the state wholesale with a snapshot raft accepted from the leader.
 
 use redb::Durability;
+use wasmraft_storage::SnapshotError;
 
 use super::super::{RaftMsg, Shared};
+use crate::error_chain::Chain;
 
 /// Installs the snapshot raft accepted at `index` unless the state is already newer; returns
 /// the applied index of the state, or None after recording a fatal error.
@@ -20,22 +22,21 @@ pub(super) fn swap_in_snapshot(shared: &Shared, index: u64, path: &std::path::Pa
         }
         Ok(_) => {}
         Err(e) => {
-            let e = anyhow::Error::from(e);
-            shared.fail(format!("reading snapshot {}: {e:#}{}", path.display(), drop_if_damaged(path)));
+            shared.fail(format!("reading snapshot {}: {}{}", path.display(), Chain(&e), drop_if_damaged(path)));
             return None;
         }
     }
     let state_index = match install_snapshot(&shared.state_db.db(), path) {
         Ok(i) => i,
         Err(e) => {
-            shared.fail(format!("installing snapshot {}: {e:#}{}", path.display(), drop_if_damaged(path)));
+            shared.fail(format!("installing snapshot {}: {}{}", path.display(), Chain(&e), drop_if_damaged(path)));
             return None;
         }
     };
     // The snapshot carries membership, the deployment record and its modules, the auth store
     // and the alarms: each subsystem reads its part anew (the guest it says is active runs).
     if let Err(e) = shared.replicated.reload(&shared.state_db.db()) {
-        shared.fail(format!("after snapshot {index}: {e:#}"));
+        shared.fail(format!("after snapshot {index}: {}", Chain(&e)));
         return None;
     }
     tracing::info!("applied snapshot {index}: the state is now at index {state_index}");
@@ -57,10 +58,10 @@ fn drop_if_damaged(path: &std::path::Path) -> String {
     match wasmraft_storage::snapshot::verify(path) {
         Ok(()) => "; the file is intact and kept, a restart installs it again".into(),
         Err(damage) => {
-            let damage = anyhow::Error::from(damage);
+            let damage = Chain(&damage);
             match std::fs::remove_file(path) {
-                Ok(()) => format!("; the file is damaged ({damage:#}) and was removed"),
-                Err(e) => format!("; the file is damaged ({damage:#}), and removing it failed: {e}"),
+                Ok(()) => format!("; the file is damaged ({damage}) and was removed"),
+                Err(e) => format!("; the file is damaged ({damage}), and removing it failed: {e}"),
             }
         }
     }
@@ -68,11 +69,11 @@ fn drop_if_damaged(path: &std::path::Path) -> String {
 
 /// Replaces the state database's tables with a snapshot file's, durably, and returns the
 /// applied index the snapshot's state reflects.
-pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> anyhow::Result<u64> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> Result<u64, SnapshotError> {
+    let mut txn = db.begin_write().map_err(|e| SnapshotError::Db(e.into()))?;
+    txn.set_durability(Durability::Immediate).map_err(|e| SnapshotError::Db(e.into()))?;
     let index = wasmraft_storage::snapshot::install(&txn, path)?;
-    txn.commit()?;
+    txn.commit().map_err(|e| SnapshotError::Db(e.into()))?;
     Ok(index)
 }
 

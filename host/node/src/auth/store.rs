@@ -207,7 +207,7 @@ impl Staged {
         index: u64,
         live: bool,
         req: &pb::InternalRaftRequest,
-    ) -> anyhow::Result<Result<Vec<u8>, AuthError>> {
+    ) -> Result<Result<Vec<u8>, AuthError>, redb::Error> {
         let state = self.state.get_or_insert_with(|| (*store.state()).clone());
         let info = req.header.as_ref().map(|h| AuthInfo { user: h.username.clone(), revision: h.auth_revision });
         let mut change = Change::default();
@@ -256,7 +256,7 @@ impl Change {
     }
 }
 
-fn write(txn: &WriteTransaction, state: &AuthState, change: &Change) -> anyhow::Result<()> {
+fn write(txn: &WriteTransaction, state: &AuthState, change: &Change) -> Result<(), redb::Error> {
     let mut t = txn.open_table(AUTH)?;
     t.insert(K_REVISION.as_bytes(), state.revision.to_be_bytes().as_slice())?;
     if change.enabled {
