@@ -78,6 +78,19 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
     pub quota_backend_bytes: u64,
 
+    /// Auto compaction retention length. 0 means disable auto compaction.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+
+    /// Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+
+    /// wasmraft only, FOR TESTS ONLY: how often `--auto-compaction-mode=revision` compacts
+    /// (etcd's fixed 5 minutes, too long for a test to wait).
+    #[arg(long, hide = true, env = "WASMRAFT_TEST_REVISION_COMPACTION_INTERVAL", value_parser = wasmraft_client::go_duration::parse)]
+    pub wasmraft_test_revision_compaction_interval: Option<Duration>,
+
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
@@ -233,6 +246,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub watch_progress_notify_interval: Duration,
+    /// --auto-compaction-mode and --auto-compaction-retention (None: disabled, etcd's default).
+    pub auto_compaction: Option<wasmraft_api::compactor::Policy>,
     /// --bcrypt-cost (checked when the member starts, as etcd does).
     pub bcrypt_cost: u32,
     /// --auth-token, checked (a JWT's keys loaded).
@@ -400,6 +415,11 @@ impl MemberFlags {
             );
         }
         let auth_token = wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?;
+        let mut auto_compaction =
+            wasmraft_api::compactor::Policy::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
+        if let (Some(p), Some(every)) = (auto_compaction, self.wasmraft_test_revision_compaction_interval) {
+            auto_compaction = Some(p.with_revision_interval(every));
+        }
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
         Ok(Config {
             name: self.name,
@@ -420,6 +440,7 @@ impl MemberFlags {
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            auto_compaction,
             bcrypt_cost: self.bcrypt_cost,
             auth_token,
             auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
@@ -542,6 +563,27 @@ mod tests {
         let e = parse(&["--listen-client-urls", "localhost:2379"]).unwrap_err();
         assert!(format!("{e:#}").contains("--listen-client-urls"), "{e:#}");
         assert!(parse(&["--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn auto_compaction_flags() {
+        use wasmraft_api::compactor::Policy;
+        assert_eq!(parse(&[]).unwrap().auto_compaction, None, "etcd's default: off");
+        let c = parse(&["--auto-compaction-retention", "2s"]).unwrap();
+        assert_eq!(c.auto_compaction, Some(Policy::Periodic(Duration::from_secs(2))));
+        let c = parse(&["--auto-compaction-retention=1"]).unwrap();
+        assert_eq!(c.auto_compaction, Some(Policy::Periodic(Duration::from_secs(3600))));
+        let c = parse(&[
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=10",
+            "--wasmraft-test-revision-compaction-interval=1s",
+        ])
+        .unwrap();
+        assert_eq!(c.auto_compaction, Some(Policy::Revision { retention: 10, interval: Duration::from_secs(1) }));
+        let e = parse(&["--auto-compaction-mode", "bogus"]).unwrap_err();
+        assert_eq!(format!("{e:#}"), "unknown auto-compaction-mode \"bogus\"");
+        let e = parse(&["--auto-compaction-retention", "abc"]).unwrap_err();
+        assert_eq!(format!("{e:#}"), "error parsing CompactionRetention: time: invalid duration \"abc\"");
     }
 
     #[test]

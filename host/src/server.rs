@@ -79,7 +79,10 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
     let transport = start_transport(&cfg, &node, peer_listeners, peer_tls, peers_stopped)?;
     serve_metrics(&handle, metrics_listeners, &peers_stop);
+    // etcd starts its compactor with the server, on every member; only the leader compacts.
+    let compactor = cfg.auto_compaction.map(|p| api::compactor::Compactor::start(handle.clone(), api_limits(&cfg), p));
     let result = serve(&cfg, handle, listeners, initial, shutdown).await;
+    drop(compactor);
     let _ = peers_stop.send(true);
     transport.stop();
     node.stop();
@@ -124,14 +127,7 @@ async fn serve(
         }
     }
 
-    let limits = ApiLimits {
-        bcrypt_cost: cfg.bcrypt_cost,
-        client_cert_auth: cfg.client_tls.client_cert_auth,
-        max_request_bytes: cfg.max_request_bytes,
-        max_txn_ops: cfg.max_txn_ops,
-        watch_progress_notify_interval: cfg.watch_progress_notify_interval,
-        election_timeout: cfg.election_timeout,
-    };
+    let limits = api_limits(cfg);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_rx2 = stop_rx.clone();
     let api_stop = async move {
@@ -157,6 +153,18 @@ async fn serve(
     }
     drop(stop_rx);
     outcome
+}
+
+/// The client API's settings from the flags.
+fn api_limits(cfg: &Config) -> ApiLimits {
+    ApiLimits {
+        bcrypt_cost: cfg.bcrypt_cost,
+        client_cert_auth: cfg.client_tls.client_cert_auth,
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: cfg.max_txn_ops,
+        watch_progress_notify_interval: cfg.watch_progress_notify_interval,
+        election_timeout: cfg.election_timeout,
+    }
 }
 
 /// What the member's end means: a member the cluster removed stops cleanly (etcd exits 0 and
