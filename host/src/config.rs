@@ -75,8 +75,8 @@ pub struct MemberFlags {
     pub election_timeout: u64,
 
     /// Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).
-    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
-    pub quota_backend_bytes: u64,
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
+    pub quota_backend_bytes: i64,
 
     /// Auto compaction retention length. 0 means disable auto compaction.
     #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
@@ -242,7 +242,8 @@ pub struct Config {
     pub snapshot_catchup_entries: u64,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
-    pub quota_backend_bytes: u64,
+    /// --quota-backend-bytes: 0 is etcd's default (2 GiB), a negative value disables the quota.
+    pub quota_backend_bytes: i64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub watch_progress_notify_interval: Duration,
@@ -584,6 +585,13 @@ mod tests {
         assert_eq!(format!("{e:#}"), "unknown auto-compaction-mode \"bogus\"");
         let e = parse(&["--auto-compaction-retention", "abc"]).unwrap_err();
         assert_eq!(format!("{e:#}"), "error parsing CompactionRetention: time: invalid duration \"abc\"");
+    }
+
+    #[test]
+    fn quota_flag_takes_etcds_negative_to_disable() {
+        assert_eq!(parse(&[]).unwrap().quota_backend_bytes, 0);
+        assert_eq!(parse(&["--quota-backend-bytes", "-1"]).unwrap().quota_backend_bytes, -1);
+        assert_eq!(parse(&["--quota-backend-bytes=53248"]).unwrap().quota_backend_bytes, 53248);
     }
 
     #[test]

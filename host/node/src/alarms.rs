@@ -35,8 +35,13 @@ const LEASE_OVERHEAD: u64 = 64;
 /// The text etcd answers a capped write with (`ErrGRPCNoSpace`).
 pub const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
 
-/// The quota in bytes `--quota-backend-bytes` asks for, logging as etcd does at startup.
-pub fn quota_bytes(flag: u64) -> u64 {
+/// The quota in bytes `--quota-backend-bytes` asks for, logging as etcd does at startup: none
+/// (`u64::MAX`) for a negative value, etcd's passthrough quota.
+pub fn quota_bytes(flag: i64) -> u64 {
+    let Ok(flag) = u64::try_from(flag) else {
+        tracing::warn!("etcdserver: disabling backend quota");
+        return u64::MAX;
+    };
     if flag == 0 {
         tracing::info!(quota_size_bytes = DEFAULT_QUOTA_BYTES, "enabled backend quota with default value");
         return DEFAULT_QUOTA_BYTES;

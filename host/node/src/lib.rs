@@ -30,6 +30,7 @@ pub mod auth;
 pub mod conf_change;
 pub mod deployment;
 pub mod ids;
+pub mod kv_size;
 pub mod membership;
 pub mod peers;
 
@@ -423,6 +424,7 @@ impl Node {
         membership.bootstrap(&state_db, &initial_members)?;
         let active = deployment::load_active(&state_db, &registry).context("loading the active guest")?;
         let alarms = crate::alarms::Alarms::load(&state_db).context("loading alarms")?;
+        let kv_size = crate::kv_size::KvSize::load(&state_db).context("loading the keyspace's size")?;
         let auth = crate::auth::AuthStore::load(
             &state_db,
             crate::auth::TokenProvider::new(&cfg.auth_token, cfg.auth_token_ttl),
@@ -498,6 +500,7 @@ impl Node {
                 guest: active::ActiveGuestCell::new(active, registry.clone()),
                 auth,
                 alarms,
+                kv_size,
             },
             registry,
             observers: RwLock::new(Vec::new()),

@@ -51,6 +51,7 @@ pub fn load_applied(db: &redb::Database) -> anyhow::Result<(u64, u64)> {
     txn.open_table(GUEST_KV)?;
     txn.open_table(META)?;
     deployment::create_tables(&txn)?;
+    crate::kv_size::ensure(&txn)?;
     txn.commit()?;
     let txn = db.begin_read()?;
     let meta = txn.open_table(META)?;

@@ -72,6 +72,8 @@ pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> a
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     let index = wasmraft_storage::snapshot::install(&txn, path)?;
+    // A snapshot from a member that predates the count (or from etcd's bbolt file) has none.
+    crate::kv_size::ensure(&txn)?;
     txn.commit()?;
     Ok(index)
 }
