@@ -78,6 +78,14 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
     pub quota_backend_bytes: i64,
 
+    /// Enable to check data corruption before serving any client/peer traffic.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub experimental_initial_corrupt_check: bool,
+
+    /// Duration of time between cluster corruption check passes.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = wasmraft_client::go_duration::parse)]
+    pub experimental_corrupt_check_time: Duration,
+
     /// Auto compaction retention length. 0 means disable auto compaction.
     #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
     pub auto_compaction_retention: String,
@@ -247,6 +255,10 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub watch_progress_notify_interval: Duration,
+    /// --experimental-initial-corrupt-check: compare HashKV with the peers before serving.
+    pub initial_corrupt_check: bool,
+    /// --experimental-corrupt-check-time: how often the leader compares (None: never).
+    pub corrupt_check_time: Option<Duration>,
     /// --auto-compaction-mode and --auto-compaction-retention (None: disabled, etcd's default).
     pub auto_compaction: Option<wasmraft_api::compactor::Policy>,
     /// --bcrypt-cost (checked when the member starts, as etcd does).
@@ -442,6 +454,9 @@ impl MemberFlags {
             max_txn_ops: self.max_txn_ops,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             auto_compaction,
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
+            corrupt_check_time: (!self.experimental_corrupt_check_time.is_zero())
+                .then_some(self.experimental_corrupt_check_time),
             bcrypt_cost: self.bcrypt_cost,
             auth_token,
             auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
@@ -585,6 +600,17 @@ mod tests {
         assert_eq!(format!("{e:#}"), "unknown auto-compaction-mode \"bogus\"");
         let e = parse(&["--auto-compaction-retention", "abc"]).unwrap_err();
         assert_eq!(format!("{e:#}"), "error parsing CompactionRetention: time: invalid duration \"abc\"");
+    }
+
+    #[test]
+    fn corrupt_check_flags() {
+        let c = parse(&[]).unwrap();
+        assert!(!c.initial_corrupt_check && c.corrupt_check_time.is_none(), "etcd's defaults: off, 0s");
+        let c = parse(&["--experimental-initial-corrupt-check", "--experimental-corrupt-check-time=1m30s"]).unwrap();
+        assert!(c.initial_corrupt_check);
+        assert_eq!(c.corrupt_check_time, Some(Duration::from_secs(90)));
+        assert!(!parse(&["--experimental-initial-corrupt-check=false"]).unwrap().initial_corrupt_check);
+        assert!(parse(&["--experimental-corrupt-check-time=5"]).is_err(), "a Go duration needs its unit");
     }
 
     #[test]

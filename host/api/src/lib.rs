@@ -33,6 +33,7 @@ mod authz;
 mod cluster;
 pub mod compactor;
 mod conn;
+pub mod corrupt;
 mod election;
 mod errors;
 mod generic;

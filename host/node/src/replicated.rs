@@ -129,6 +129,11 @@ impl StagedAlarms {
     pub fn capped(&self) -> bool {
         alarms::is_capped(&self.list)
     }
+
+    /// Whether a CORRUPT alarm is active at this point of the batch.
+    pub fn corrupt(&self) -> bool {
+        alarms::is_corrupt(&self.list)
+    }
 }
 
 impl Replicated for Alarms {
