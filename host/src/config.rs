@@ -30,7 +30,7 @@ use go_flag::{go_bool, go_i64, go_path, go_u32, go_u64, go_usize};
 use wasmraft_client::go_duration::parse as go_duration;
 
 pub use load::{Invocation, LoadError, Note, load, long_names, member_command, strip_env, with_extras};
-pub use resolve::{AutoCompaction, LogOutput, Metrics};
+pub use resolve::{LogOutput, Metrics};
 pub use urls::{parse_initial_cluster, parse_urls, trim_url};
 
 /// etcd's `embed.DefaultMaxRequestBytes` (1.5 MiB).
@@ -139,7 +139,7 @@ pub struct MemberFlags {
     /// based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision'
     /// for revision number based retention.
     #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
-    pub auto_compaction_mode: AutoCompactionMode,
+    pub auto_compaction_mode: String,
 
     /// Accept etcd V2 client requests (only false: wasmraft serves the v3 API).
     #[arg(long, env = "ETCD_ENABLE_V2", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
@@ -167,8 +167,13 @@ pub struct MemberFlags {
     pub initial_election_tick_advance: bool,
 
     /// Raise alarms when backend size exceeds the given quota (0 defaults to low space quota).
-    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value = "0", value_parser = go_u64)]
-    pub quota_backend_bytes: u64,
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value = "0", allow_negative_numbers = true, value_parser = go_i64)]
+    pub quota_backend_bytes: i64,
+
+    /// wasmraft only, FOR TESTS ONLY: how often `--auto-compaction-mode=revision` compacts
+    /// (etcd's fixed 5 minutes, too long for a test to wait).
+    #[arg(long, hide = true, env = "WASMRAFT_TEST_REVISION_COMPACTION_INTERVAL", value_parser = go_duration)]
+    pub wasmraft_test_revision_compaction_interval: Option<Duration>,
 
     /// BackendBatchInterval is the maximum time before commit the backend transaction.
     #[arg(long, env = "ETCD_BACKEND_BATCH_INTERVAL", default_value = "0s", value_parser = go_duration)]
@@ -477,13 +482,6 @@ pub enum ProxyMode {
     On,
 }
 
-/// `--auto-compaction-mode`.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoCompactionMode {
-    Periodic,
-    Revision,
-}
-
 /// The validated configuration of a member.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -520,8 +518,9 @@ pub struct Config {
     pub force_new_cluster: bool,
     /// --auto-compaction-mode and --auto-compaction-retention, parsed as etcd parses them (None:
     /// retention 0, no auto compaction).
-    pub auto_compaction: Option<AutoCompaction>,
-    pub quota_backend_bytes: u64,
+    pub auto_compaction: Option<wasmraft_api::compactor::Policy>,
+    /// --quota-backend-bytes: 0 is etcd's default (2 GiB), a negative value disables the quota.
+    pub quota_backend_bytes: i64,
     /// --backend-batch-interval (ZERO: the state database's default).
     pub backend_batch_interval: Duration,
     /// --backend-batch-limit (0 or less: the state database's default).

@@ -69,7 +69,8 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     let initial = InitialGuest::load(&cfg, &registry)?;
 
     let node_cfg = cfg.node_config();
-    let join = if node_cfg.join_existing && !Node::is_bootstrapped(&node_cfg)? {
+    let initialized = Node::is_bootstrapped(&node_cfg)?;
+    let join = if node_cfg.join_existing && !initialized {
         Some(crate::join::discover(&cfg, peer_tls.dial.clone()).await?)
     } else {
         None
@@ -80,10 +81,26 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
         clients: Some(client_dial),
     });
     let handle = node.handle();
+    // etcd checks before it serves peers or clients, a member that has state only (a new one
+    // has nothing to compare); a mismatch refuses the start.
+    let checks = api::corrupt::CheckConfig { request_timeout: cfg.request_timeout() };
+    if cfg.experimental_initial_corrupt_check
+        && initialized
+        && let Err(e) = api::corrupt::initial::check(&handle, &checks).await
+    {
+        node.stop();
+        return Err(e.into());
+    }
     let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
     let transport = start_transport(&cfg, &node, peer_listeners, peer_tls, peers_stopped)?;
     serve_metrics(&handle, metrics_listeners, &peers_stop);
+    // etcd starts its compactor with the server, on every member; only the leader compacts.
+    let compactor = cfg.auto_compaction.map(|p| api::compactor::Compactor::start(handle.clone(), api_limits(&cfg), p));
+    // etcd's --experimental-corrupt-check-time: 0s (its default) means no periodic check.
+    let every = cfg.experimental_corrupt_check_time;
+    let corrupt_monitor = (!every.is_zero()).then(|| api::corrupt::monitor::start(handle.clone(), checks, every));
     let result = serve(&cfg, handle, listeners, initial, shutdown).await;
+    drop((compactor, corrupt_monitor));
     let _ = peers_stop.send(true);
     transport.stop();
     node.stop();
@@ -128,14 +145,7 @@ async fn serve(
         }
     }
 
-    let limits = ApiLimits {
-        bcrypt_cost: cfg.bcrypt_cost,
-        client_cert_auth: cfg.client_tls.client_cert_auth,
-        max_request_bytes: cfg.max_request_bytes,
-        max_txn_ops: cfg.max_txn_ops,
-        watch_progress_notify_interval: cfg.watch_progress_notify_interval,
-        election_timeout: cfg.election_timeout,
-    };
+    let limits = api_limits(cfg);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_rx2 = stop_rx.clone();
     let api_stop = async move {
@@ -161,6 +171,18 @@ async fn serve(
     }
     drop(stop_rx);
     outcome
+}
+
+/// The client API's settings from the flags.
+fn api_limits(cfg: &Config) -> ApiLimits {
+    ApiLimits {
+        bcrypt_cost: cfg.bcrypt_cost,
+        client_cert_auth: cfg.client_tls.client_cert_auth,
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: cfg.max_txn_ops,
+        watch_progress_notify_interval: cfg.watch_progress_notify_interval,
+        election_timeout: cfg.election_timeout,
+    }
 }
 
 /// What the member's end means: a member the cluster removed stops cleanly (etcd exits 0 and
@@ -226,6 +248,8 @@ fn start_transport(
         tracing::warn!("--wasmraft-fault-injection: the peer URL serves /wasmraft/faults (tests only)");
     }
     let transport = Transport::new(tcfg, RaftInbox::new(&handle)).context("starting the peer transport")?;
+    // The peer port's /members/hashkv, which other members' corruption checks ask.
+    transport.set_hash_kv(Arc::new(api::corrupt::peer::PeerHashSource::new(&handle)));
     for m in handle.cluster().members() {
         if m.id != handle.member_id() {
             transport.add_peer(m.id, &m.peer_urls).with_context(|| format!("adding peer {:x}", m.id))?;

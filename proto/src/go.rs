@@ -1,6 +1,6 @@
 //! Go's text formats that etcd's contract uses outside the wire: `time.ParseDuration`'s syntax,
 //! which etcd's duration flags, config file keys and JWT `ttl` option take (`10m`, `1.5s`,
-//! `1h30m`, `500ms`), and the reasons Go's `os` package gives for a file that cannot be opened,
+//! `1h30m`, `500ms`); `Duration.String`'s, which etcd's log lines print; and the reasons Go's `os` package gives for a file that cannot be opened,
 //! which operators see in etcd's errors. Here so that the member core, the flags and the client
 //! agree without depending on each other.
 
@@ -57,6 +57,42 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(invalid());
     }
     Ok(Duration::from_nanos(total as u64))
+}
+
+/// Go's `time.Duration.String`: `0s`; below a second one unit with a fraction (`1.5µs`,
+/// `100ms`); else `[<h>h][<m>m]<s>[.<fraction>]s`, hours and minutes only once nonzero above.
+pub fn format_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", with_fraction(nanos, 3));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", with_fraction(nanos, 6));
+    }
+    let seconds = with_fraction(nanos % 60_000_000_000, 9);
+    let minutes = nanos / 60_000_000_000;
+    match (minutes / 60, minutes % 60) {
+        (0, 0) => format!("{seconds}s"),
+        (0, m) => format!("{m}m{seconds}s"),
+        (h, m) => format!("{h}h{m}m{seconds}s"),
+    }
+}
+
+/// `value / 10^digits` in decimal, without trailing zeros in the fraction (Go's `fmtFrac`).
+fn with_fraction(value: u128, digits: u32) -> String {
+    let scale = 10u128.pow(digits);
+    let (whole, frac) = (value / scale, value % scale);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let frac = format!("{frac:0width$}", width = digits as usize);
+    format!("{whole}.{}", frac.trim_end_matches('0'))
 }
 
 #[cfg(test)]

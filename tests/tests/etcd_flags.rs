@@ -57,7 +57,7 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ("listen-client-urls", "cluster::three_members_replicate_writes_and_agree_on_membership_and_status"),
     ("max-snapshots", "none yet"),
     ("max-wals", "host/storage/src/raft_log::max_wals_keeps_released_segments_up_to_the_limit"),
-    ("quota-backend-bytes", "maintenance::maintenance_matches_etcd"),
+    ("quota-backend-bytes", "quota::a_small_quota_takes_a_put_then_raises_nospace_as_etcds_does"),
     ("backend-batch-interval", "none yet"),
     ("backend-batch-limit", "none yet"),
     ("max-txn-ops", "etcd_client_compat::etcd_client_sees_the_same_as_against_real_etcd"),
@@ -79,8 +79,8 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ("discovery-srv-name", "none yet"),
     ("strict-reconfig-check", "raft_flags::strict_reconfig_check_guards_the_quorum_and_can_be_turned_off"),
     ("pre-vote", "raft_flags::pre_vote_keeps_an_isolated_member_from_raising_its_term"),
-    ("auto-compaction-retention", "none yet"),
-    ("auto-compaction-mode", "none yet"),
+    ("auto-compaction-retention", "auto_compaction::periodic_retention_compacts_behind_a_window_on_etcd_and_wasmraft"),
+    ("auto-compaction-mode", "auto_compaction::revision_mode_keeps_the_last_revisions"),
     ("enable-v2", "etcd_flags::v2_settings_are_refused_in_one_line"),
     // Security
     ("cert-file", "tls::client_cert_auth_matches_etcd"),
@@ -121,8 +121,14 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ("proxy-write-timeout", "etcd_flags::v2_settings_are_refused_in_one_line"),
     ("proxy-read-timeout", "etcd_flags::v2_settings_are_refused_in_one_line"),
     // Experimental
-    ("experimental-initial-corrupt-check", "none yet"),
-    ("experimental-corrupt-check-time", "none yet"),
+    (
+        "experimental-initial-corrupt-check",
+        "corrupt_check::altered_state_is_refused_at_start_and_raises_corrupt_on_etcd_and_wasmraft",
+    ),
+    (
+        "experimental-corrupt-check-time",
+        "corrupt_check::altered_state_is_refused_at_start_and_raises_corrupt_on_etcd_and_wasmraft",
+    ),
     ("experimental-enable-v2v3", "etcd_flags::v2_settings_are_refused_in_one_line"),
     ("experimental-backend-bbolt-freelist-type", "etcd_flags::flags_without_effect_say_so_once"),
     ("experimental-enable-lease-checkpoint", "none yet"),

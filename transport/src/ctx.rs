@@ -10,7 +10,7 @@ use crate::body::ChannelBody;
 use crate::config::TransportConfig;
 use crate::dial::Dialer;
 use crate::fault::Faults;
-use crate::host::Raft;
+use crate::host::{PeerHashKv, Raft};
 
 /// What every role's tasks share: configuration, the host's raft, the HTTP client.
 pub(crate) struct Ctx {
@@ -19,4 +19,6 @@ pub(crate) struct Ctx {
     pub client: Client<Dialer, ChannelBody>,
     /// Partitions injected by tests (inert unless `cfg.fault_injection`).
     pub faults: Faults,
+    /// The host's keyspace hash for `/members/hashkv`, once it has set one.
+    pub hash_kv: std::sync::OnceLock<Arc<dyn PeerHashKv>>,
 }

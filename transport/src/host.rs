@@ -66,6 +66,25 @@ pub trait Raft: Send + Sync + 'static {
     }
 }
 
+/// A member's keyspace hash at a revision (etcd's `kv.HashByRev`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashKv {
+    pub hash: u32,
+    /// The member's current revision (not the one asked for), as etcd answers it.
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+/// A future of a [`PeerHashKv`] answer.
+pub type HashKvFuture<'a> = Pin<Box<dyn Future<Output = Result<HashKv, String>> + Send + 'a>>;
+
+/// The host side of `/members/hashkv`: the hash of this member's keyspace at `revision` (0: the
+/// current one), or the error's text (etcd's mvcc texts for a compacted or future revision).
+/// (`/members/hashkv`, see `hashkv.rs`.)
+pub trait PeerHashKv: Send + Sync + 'static {
+    fn hash_kv(&self, revision: i64) -> HashKvFuture<'_>;
+}
+
 /// The state data of an incoming snapshot, streamed from the request body.
 pub struct SnapshotData {
     pub(crate) reader: BodyReader<Incoming>,

@@ -10,6 +10,7 @@
 //! | `/raft/probing` | any | 200 `{"OK":true,"Now":...}` | |
 //! | `/members` | GET | 200, the host's member JSON, `X-Etcd-Cluster-ID` | 405 (+`Allow`) (see `members.rs`) |
 //! | `/members/promote/<id>` | POST | 200, the members' JSON | 405, 404, 412, 500: the host's status and text |
+//! | `/members/hashkv` | GET, JSON body | 200, `HashKVResponse` JSON, `X-Etcd-Cluster-ID` | 405, 412 cluster ID, 400 body / the hash's error, 404 without a host hash (see `hashkv.rs`) |
 //! | anything else | | | 404 `404 page not found` |
 //! | unclean paths, `/raft/stream` | | | 301 to the clean path / `/raft/stream/` (Go's `ServeMux`) |
 //!
@@ -33,6 +34,7 @@ use raft::eraftpb::MessageType;
 
 use crate::body::{BodyReader, ChannelBody};
 use crate::fault::FAULTS_PATH;
+use crate::hashkv::PEER_HASHKV_PATH;
 use crate::host::{ProcessError, SnapshotData};
 use crate::members::{MEMBER_PROMOTE_PREFIX, MEMBERS_PATH, members_handler, promote_handler};
 use crate::shared::Shared;
@@ -137,6 +139,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Respo
         stream_handler(&shared, req).await
     } else if path == MEMBERS_PATH {
         members_handler(&shared.ctx, &req)
+    } else if path == PEER_HASHKV_PATH {
+        crate::hashkv::handler(&shared.ctx, req).await
     } else if path.starts_with(MEMBER_PROMOTE_PREFIX) {
         promote_handler(&shared.ctx, &req).await
     } else if path == FAULTS_PATH && shared.ctx.faults.enabled() {

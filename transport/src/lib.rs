@@ -16,6 +16,7 @@
 //! | `msg_codec.rs`, `msgappv2_codec.rs` | the two stream framings |
 //! | `pb.rs` | the raft protobuf, hand-written: etcd's exact bytes, and a decoder safe on hostile input |
 //! | `members.rs` | the peer port's `GET /members` and its client, for joining members |
+//! | `hashkv.rs` | the peer port's `GET /members/hashkv` and its client, for the corruption checks |
 //! | `dial.rs` | dialing http and https peer URLs (TLS configured by the host) |
 //! | `cork.rs` | write coalescing for HTTP/2 connections (the host's client API, the CLI's dials) |
 //! | `listener_tls.rs`, `san.rs` | TLS on https peer listeners; the client certificate's SAN check |
@@ -31,8 +32,8 @@
 //! Modules depend only downward, from the API to the leaves (no module reaches one above it):
 //!
 //! - `transport` (the API) → `http` (the router) → `shared` (the peer set) → `peer`;
-//! - `peer` → the roles `pipeline`, `stream`, `snapshot_sender`, `probing` (and `members`, whose
-//!   handlers only the router calls);
+//! - `peer` → the roles `pipeline`, `stream`, `snapshot_sender`, `probing` (and `members` and
+//!   `hashkv`, whose handlers only the router calls);
 //! - the roles → `ctx` → `fault` → `util` → `config`;
 //! - below them: `dial`, `host`, `urlpick`, `status`, `listener_tls`, the codecs
 //!   (`msgappv2_codec` → `msg_codec` → `pb`), `error`, `body`, `cork`, `san`.
@@ -46,6 +47,7 @@ mod ctx;
 pub mod dial;
 mod error;
 pub mod fault;
+pub mod hashkv;
 mod host;
 pub mod http;
 mod listener_tls;
@@ -67,7 +69,9 @@ mod util;
 
 pub use config::TransportConfig;
 pub use error::TransportError;
-pub use host::{CriticalError, OutgoingSnapshot, ProcessError, PromoteFuture, Raft, SnapshotData};
+pub use host::{
+    CriticalError, HashKv, HashKvFuture, OutgoingSnapshot, PeerHashKv, ProcessError, PromoteFuture, Raft, SnapshotData,
+};
 pub use listener_tls::{CertRefused, PeerListenerTls, log_rejected_handshake};
 pub use peer::Picked;
 pub use probing::ProbeStatus;

@@ -82,7 +82,7 @@ impl Transport {
             .with_keepalive(Some(std::time::Duration::from_secs(30)));
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1024).build(dialer);
         let faults = Faults::new(cfg.fault_injection);
-        let ctx = Arc::new(Ctx { cfg, raft, client, faults });
+        let ctx = Arc::new(Ctx { cfg, raft, client, faults, hash_kv: std::sync::OnceLock::new() });
         Ok(Transport {
             shared: Arc::new(Shared {
                 ctx,
@@ -91,6 +91,12 @@ impl Transport {
                 stopped: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Serves `/members/hashkv` with the host's keyspace hash (etcd's corruption checks ask it).
+    /// Only the first call counts.
+    pub fn set_hash_kv(&self, source: Arc<dyn crate::host::PeerHashKv>) {
+        let _ = self.shared.ctx.hash_kv.set(source);
     }
 
     /// Serves the peer routes on `listener` until `shutdown` completes. Connections already

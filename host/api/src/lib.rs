@@ -31,7 +31,9 @@ mod auth;
 pub mod authority;
 mod authz;
 mod cluster;
+pub mod compactor;
 mod conn;
+pub mod corrupt;
 mod election;
 mod errors;
 mod generic;
@@ -184,13 +186,7 @@ pub async fn serve(
         .map(|l| l.listener.local_addr().map_or_else(|e| format!("<{e}>"), |a| a.to_string()))
         .collect();
 
-    let api = Arc::new(Api {
-        request_ids: wasmraft_node::ids::RequestIds::from_clock(node.member_id()),
-        node,
-        limits,
-        hasher: wasmraft_node::auth::PasswordHasher::new(limits.bcrypt_cost),
-        client_cert_auth: limits.client_cert_auth,
-    });
+    let api = Arc::new(Api::new(node, limits));
     let max_decoding = limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
     let kv = KvServer::new(kv::KvService::new(api.clone()))
         .max_decoding_message_size(max_decoding)
@@ -313,6 +309,16 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 impl Api {
+    fn new(node: NodeHandle, limits: ApiLimits) -> Api {
+        Api {
+            request_ids: wasmraft_node::ids::RequestIds::from_clock(node.member_id()),
+            node,
+            limits,
+            hasher: wasmraft_node::auth::PasswordHasher::new(limits.bcrypt_cost),
+            client_cert_auth: limits.client_cert_auth,
+        }
+    }
+
     /// The store's current revision for headers etcd fills from its MVCC store
     /// (Status, MemberList).
     /// The host has no revision of its own, so it asks a KV guest with the cheapest read there is

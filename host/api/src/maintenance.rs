@@ -47,9 +47,9 @@ impl Maintenance for MaintenanceService {
 
     /// etcd's `maintenanceServer.Status`. A learner answers it too (etcd allows Status on
     /// learners). `db_size` is the state database's file (etcd's backend; the raft log, like
-    /// etcd's WAL, is not counted). The size in use is reported as the whole size: redb only
-    /// tells its free pages apart by walking every tree, too slow for a status call, and etcdctl
-    /// only prints it.
+    /// etcd's WAL, is not counted). The size in use is the backend size the quota bounds,
+    /// counted from the keyspace (`wasmraft_node::kv_size`): redb only tells its free pages
+    /// apart by walking every tree, too slow for a status call.
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         self.api.check_member(&request, true)?;
         let revision = self.api.current_revision().await;
@@ -75,7 +75,7 @@ impl Maintenance for MaintenanceService {
             raft_term: st.raft_term,
             raft_applied_index: st.raft_applied_index,
             errors: errs,
-            db_size_in_use: db_size,
+            db_size_in_use: i64::try_from(self.api.node.status().backend_size()).unwrap_or(i64::MAX),
             is_learner: st.is_learner,
         }))
     }

@@ -35,9 +35,16 @@ const KV_OVERHEAD: u64 = 256;
 const LEASE_OVERHEAD: u64 = 64;
 /// The text etcd answers a capped write with (`ErrGRPCNoSpace`).
 pub const NO_SPACE: &str = "etcdserver: mvcc: database space exceeded";
+/// The text etcd answers a write with while a CORRUPT alarm is active (`ErrCorrupt`).
+pub const CORRUPT: &str = "etcdserver: corrupt cluster";
 
-/// The quota in bytes `--quota-backend-bytes` asks for, logging as etcd does at startup.
-pub fn quota_bytes(flag: u64) -> u64 {
+/// The quota in bytes `--quota-backend-bytes` asks for, logging as etcd does at startup: none
+/// (`u64::MAX`) for a negative value, etcd's passthrough quota.
+pub fn quota_bytes(flag: i64) -> u64 {
+    let Ok(flag) = u64::try_from(flag) else {
+        tracing::warn!("etcdserver: disabling backend quota");
+        return u64::MAX;
+    };
     if flag == 0 {
         tracing::info!(quota_size_bytes = DEFAULT_QUOTA_BYTES, "enabled backend quota with default value");
         return DEFAULT_QUOTA_BYTES;
@@ -116,6 +123,33 @@ impl Alarms {
 /// Whether `list` holds a NOSPACE alarm.
 pub fn is_capped(list: &[AlarmMember]) -> bool {
     list.iter().any(|a| a.alarm == AlarmType::Nospace as i32)
+}
+
+/// Whether `list` holds a CORRUPT alarm.
+pub fn is_corrupt(list: &[AlarmMember]) -> bool {
+    list.iter().any(|a| a.alarm == AlarmType::Corrupt as i32)
+}
+
+/// Whether a corrupt cluster refuses `command` (etcd's `applierV3Corrupt`: puts, deletes,
+/// compactions, lease grants and revokes, and txns — those that write: etcd answers a read-only
+/// txn without its applier, and reads go on).
+pub fn refused_when_corrupt(command: &[u8]) -> bool {
+    let Ok(req) = InternalRaftRequest::decode(command) else { return false };
+    req.put.is_some()
+        || req.delete_range.is_some()
+        || req.compaction.is_some()
+        || req.lease_grant.is_some()
+        || req.lease_revoke.is_some()
+        || req.txn.as_ref().is_some_and(txn_writes)
+}
+
+/// Whether a txn has a write in any branch, nested txns included (etcd's `isTxnReadonly`, negated).
+fn txn_writes(t: &wasmraft_proto::etcdserverpb::TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).any(|op| match &op.request {
+        Some(request_op::Request::RequestPut(_) | request_op::Request::RequestDeleteRange(_)) => true,
+        Some(request_op::Request::RequestTxn(inner)) => txn_writes(inner),
+        Some(request_op::Request::RequestRange(_)) | None => false,
+    })
 }
 
 /// Whether a capped store refuses `command` (etcd's `applierV3Capped`: puts, txns with a put
@@ -230,6 +264,39 @@ mod tests {
         assert_eq!(cost(&txn.encode_to_vec()), Some(2 * 257 + 5));
         let read_only = InternalRaftRequest { txn: Some(TxnRequest::default()), ..Default::default() };
         assert!(!refused_when_capped(&read_only.encode_to_vec()));
+    }
+
+    #[test]
+    fn a_corrupt_cluster_refuses_what_etcds_corrupt_applier_refuses() {
+        use wasmraft_proto::etcdserverpb::{CompactionRequest, LeaseRevokeRequest, RangeRequest};
+        let refused = |r: InternalRaftRequest| refused_when_corrupt(&r.encode_to_vec());
+        assert!(refused(InternalRaftRequest { put: Some(PutRequest::default()), ..Default::default() }));
+        assert!(refused(InternalRaftRequest {
+            delete_range: Some(DeleteRangeRequest::default()),
+            ..Default::default()
+        }));
+        assert!(refused(InternalRaftRequest { compaction: Some(CompactionRequest::default()), ..Default::default() }));
+        assert!(refused(InternalRaftRequest {
+            lease_revoke: Some(LeaseRevokeRequest::default()),
+            ..Default::default()
+        }));
+        let op = |r| RequestOp { request: Some(r) };
+        let reads = TxnRequest {
+            success: vec![op(request_op::Request::RequestRange(RangeRequest::default()))],
+            ..Default::default()
+        };
+        assert!(!refused(InternalRaftRequest { txn: Some(reads.clone()), ..Default::default() }));
+        let nested_delete = TxnRequest {
+            failure: vec![op(request_op::Request::RequestTxn(TxnRequest {
+                success: vec![op(request_op::Request::RequestDeleteRange(DeleteRangeRequest::default()))],
+                ..Default::default()
+            }))],
+            ..reads
+        };
+        assert!(refused(InternalRaftRequest { txn: Some(nested_delete), ..Default::default() }));
+        let alarm = |a: AlarmType| AlarmMember { member_id: 0, alarm: a as i32 };
+        assert!(is_corrupt(&[alarm(AlarmType::Nospace), alarm(AlarmType::Corrupt)]));
+        assert!(!is_corrupt(&[alarm(AlarmType::Nospace)]));
     }
 
     #[test]

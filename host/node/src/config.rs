@@ -20,8 +20,8 @@ pub struct NodeConfig {
     pub join_existing: bool,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
-    /// --quota-backend-bytes (0: etcd's default).
-    pub quota_backend_bytes: u64,
+    /// --quota-backend-bytes (0: etcd's default; negative: no quota).
+    pub quota_backend_bytes: i64,
     pub max_request_bytes: usize,
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,

@@ -12,16 +12,24 @@ use std::ops::Bound;
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, WriteTransaction};
 use wasmraft_runtime::{ApplyError, Guest, StoreError, StoreRead, StoreWrite, Visit, Writes};
 
+use crate::kv_size::entry_bytes;
 use wasmraft_storage::tables::GUEST_KV;
 
 /// The keyspace as a write transaction holds it: what an entry is applied to.
 pub struct GuestKv<'t> {
     txn: &'t WriteTransaction,
+    /// What the writes so far changed the keyspace's counted size by (`crate::kv_size`).
+    size_delta: i64,
 }
 
 impl<'t> GuestKv<'t> {
     pub fn new(txn: &'t WriteTransaction) -> GuestKv<'t> {
-        GuestKv { txn }
+        GuestKv { txn, size_delta: 0 }
+    }
+
+    /// Bytes the writes added to the keyspace's counted size (negative: freed).
+    pub fn size_delta(&self) -> i64 {
+        self.size_delta
     }
 }
 
@@ -41,13 +49,18 @@ impl StoreRead for GuestKv<'_> {
 impl StoreWrite for GuestKv<'_> {
     fn write(&mut self, writes: &Writes) -> Result<(), StoreError> {
         let mut table = self.txn.open_table(GUEST_KV).map_err(storage)?;
+        let size = |key: &[u8], value_len: usize| i64::try_from(entry_bytes(key.len(), value_len)).unwrap_or(i64::MAX);
         for (key, value) in writes.iter() {
             match value {
                 Some(value) => {
-                    table.insert(key, value).map_err(storage)?;
+                    // redb hands back the value replaced: the count needs no read of its own.
+                    let replaced = table.insert(key, value).map_err(storage)?.map(|old| old.value().len());
+                    self.size_delta += size(key, value.len()) - replaced.map_or(0, |old| size(key, old));
                 }
                 None => {
-                    table.remove(key).map_err(storage)?;
+                    if let Some(old) = table.remove(key).map_err(storage)? {
+                        self.size_delta -= size(key, old.value().len());
+                    }
                 }
             }
         }
@@ -177,12 +190,19 @@ mod tests {
 
         /// Applies one entry in its own transaction, committing whatever the guest left there.
         fn apply(&mut self, guest: &Guest, command: &[u8]) -> Result<Applied, ApplyError> {
+            self.apply_counted(guest, command).0
+        }
+
+        /// [`Db::apply`], with what the entry changed the keyspace's counted size by.
+        fn apply_counted(&mut self, guest: &Guest, command: &[u8]) -> (Result<Applied, ApplyError>, i64) {
             self.index += 1;
             let txn = self.db.begin_write().expect("begin write");
             let ctx = ApplyContext { index: self.index, term: 1, time_unix_ms: 1_700_000_000_000 + self.index };
-            let result = guest.apply(&mut GuestKv::new(&txn), ctx, command);
+            let mut kv = GuestKv::new(&txn);
+            let result = guest.apply(&mut kv, ctx, command);
+            let delta = kv.size_delta();
             txn.commit().expect("commit");
-            result
+            (result, delta)
         }
 
         fn query(&self, guest: &Guest, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
@@ -225,6 +245,54 @@ mod tests {
         assert_eq!(db.dump(), before);
         db.apply(&g, b"script:put c 3;del a").expect("applies");
         assert_eq!(db.dump(), vec![(b"c".to_vec(), b"3".to_vec())]);
+    }
+
+    /// The keyspace's counted size (`crate::kv_size`), kept up to date write by write from what
+    /// redb says each write replaced, always equals a count of the table: through new keys,
+    /// overwrites with longer and shorter values, deletes, a failed entry and a KV compaction.
+    #[test]
+    fn the_counted_size_follows_every_write() {
+        use prost::Message as _;
+        use wasmraft_proto::etcdserverpb::{CompactionRequest, DeleteRangeRequest, InternalRaftRequest, PutRequest};
+
+        let counted = |db: &Db| -> i64 {
+            db.dump().iter().map(|(k, v)| crate::kv_size::entry_bytes(k.len(), v.len()) as i64).sum()
+        };
+        let mut db = Db::new();
+        let mut total = 0i64;
+        let h = hostile();
+        for command in [&b"ok:a=1"[..], b"script:put b 22;put a 333", b"put-then-trap:c=3", b"script:put a 4;del b"] {
+            total += db.apply_counted(&h, command).1;
+            assert_eq!(total, counted(&db), "after {:?}", String::from_utf8_lossy(command));
+        }
+        let kv = Guest::load(engine(), KV, GuestLimits::default()).expect("kv guest loads");
+        let mut db = Db::new();
+        let mut total = 0i64;
+        let put = |k: &str, v: usize| InternalRaftRequest {
+            put: Some(PutRequest { key: k.into(), value: vec![b'v'; v], ..Default::default() }),
+            ..Default::default()
+        };
+        let commands = [
+            put("k1", 100),
+            put("k2", 10),
+            put("k1", 5),
+            put("k1", 1000),
+            InternalRaftRequest {
+                delete_range: Some(DeleteRangeRequest { key: b"k2".to_vec(), ..Default::default() }),
+                ..Default::default()
+            },
+            InternalRaftRequest {
+                compaction: Some(CompactionRequest { revision: 5, physical: true }),
+                ..Default::default()
+            },
+        ];
+        for (i, c) in commands.iter().enumerate() {
+            let (result, delta) = db.apply_counted(&kv, &c.encode_to_vec());
+            result.unwrap_or_else(|e| panic!("command {i}: {e}"));
+            total += delta;
+            assert_eq!(total, counted(&db), "after command {i}");
+        }
+        assert!(total > 0);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod auth;
 pub mod conf_change;
 mod deployment;
 pub mod ids;
+pub mod kv_size;
 pub mod membership;
 pub mod peers;
 

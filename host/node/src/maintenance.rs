@@ -56,11 +56,11 @@ impl<'a> Proposals<'a> {
     }
 
     /// etcd's quota check before proposing `command` (v3rpc's `quotaAlarmer.check`): when it
-    /// would take the state database to the quota, raises NOSPACE for this member through the
-    /// log and refuses the request with "database space exceeded".
+    /// would take the backend (as [`crate::kv_size`] counts it) to the quota, raises NOSPACE for
+    /// this member through the log and refuses the request with "database space exceeded".
     pub async fn check_quota(self, command: &[u8]) -> Result<(), NodeError> {
         let cost = crate::alarms::cost(command).unwrap_or(0);
-        if cost == 0 || self.h.status().state_db_size().saturating_add(cost) < self.h.inner.limits.quota_bytes {
+        if cost == 0 || self.h.status().backend_size().saturating_add(cost) < self.h.inner.limits.quota_bytes {
             return Ok(());
         }
         let raise = AlarmRequest {
@@ -85,6 +85,12 @@ impl<'a> Status<'a> {
     /// quota bounds).
     pub fn state_db_size(self) -> u64 {
         self.h.inner.state_db.file_size()
+    }
+
+    /// The backend size the quota bounds: the guest's keyspace as [`crate::kv_size`] counts it
+    /// (etcd's `backend.Size()`; etcd's Status reports it as the size in use too).
+    pub fn backend_size(self) -> u64 {
+        self.h.inner.replicated.kv_size.backend_bytes()
     }
 
     /// `--quota-backend-bytes`, resolved (0 on the flag is etcd's 2 GiB default).

@@ -1,6 +1,6 @@
 //! The host's replicated subsystems: state that lives in the state database beside the guest's
 //! keyspace and changes only through applied entries — membership, the active guest, the auth
-//! store, the alarms.
+//! store, the alarms, and the keyspace's size as the quota counts it.
 //!
 //! Each follows the same life, which is what [`Replicated`] names: an apply batch *stages* its
 //! changes inside the batch's write transaction (later entries of the batch must see them, and
@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::alarms::{self, Alarms};
 use crate::auth::{self, AuthStore};
+use crate::kv_size::{KvSize, StagedKvSize};
 use crate::membership::{self, Membership};
 
 use super::active::{self, ActiveGuestCell};
@@ -102,6 +103,8 @@ replicated_subsystems! {
     auth: AuthStore,
     /// etcd's active alarms.
     alarms: Alarms,
+    /// The backend size etcd's quota bounds, counted.
+    kv_size: KvSize,
 }
 
 impl Replicated for Membership {
@@ -149,6 +152,11 @@ impl StagedAlarms {
     pub fn capped(&self) -> bool {
         alarms::is_capped(&self.list)
     }
+
+    /// Whether a CORRUPT alarm is active at this point of the batch.
+    pub fn corrupt(&self) -> bool {
+        alarms::is_corrupt(&self.list)
+    }
 }
 
 impl Replicated for Alarms {
@@ -167,6 +175,25 @@ impl Replicated for Alarms {
 
     fn reload(&self, db: &redb::Database) -> Result<(), ReloadFailure> {
         self.replace(Alarms::load(db)?.list());
+        Ok(())
+    }
+}
+
+impl Replicated for KvSize {
+    type Staged = StagedKvSize;
+
+    fn stage(&self) -> Self::Staged {
+        StagedKvSize { bytes: self.keyspace_bytes(), changed: false }
+    }
+
+    fn commit(&self, staged: Self::Staged) {
+        if staged.changed {
+            self.replace(staged.bytes);
+        }
+    }
+
+    fn reload(&self, db: &redb::Database) -> Result<(), ReloadFailure> {
+        self.replace(KvSize::load(db)?.keyspace_bytes());
         Ok(())
     }
 }

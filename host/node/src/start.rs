@@ -187,6 +187,7 @@ impl Node {
         }
         let active = deployment::load_active(&state_db, &registry).map_err(|source| StartError::Guest { source })?;
         let alarms = crate::alarms::Alarms::load(&state_db).map_err(state("the alarms"))?;
+        let kv_size = crate::kv_size::KvSize::load(&state_db).map_err(state("the keyspace's size"))?;
         let auth = crate::auth::AuthStore::load(
             &state_db,
             crate::auth::TokenProvider::new(&cfg.auth_token, cfg.auth_token_ttl),
@@ -259,6 +260,7 @@ impl Node {
                 guest: active::ActiveGuestCell::new(active, registry.clone()),
                 auth,
                 alarms,
+                kv_size,
             },
             registry,
             observers: RwLock::new(Vec::new()),

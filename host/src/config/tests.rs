@@ -189,17 +189,31 @@ fn environment_as_etcd_applies_it() {
 }
 
 #[test]
-fn auto_compaction_as_etcd_parses_it() {
-    use AutoCompactionMode::*;
-    let p = |m, r| AutoCompaction::parse(m, r).unwrap();
-    assert_eq!(p(Periodic, "0"), None);
-    assert_eq!(p(Periodic, "1"), Some(AutoCompaction::Periodic(Duration::from_secs(3600))));
-    assert_eq!(p(Periodic, "5m"), Some(AutoCompaction::Periodic(Duration::from_secs(300))));
-    assert_eq!(p(Revision, "1000"), Some(AutoCompaction::Revision(1000)));
-    assert!(
-        AutoCompaction::parse(Periodic, "x").unwrap_err().to_string().starts_with("error parsing CompactionRetention")
-    );
-    assert!(parse(&["--auto-compaction-mode=hourly"]).is_err());
+fn auto_compaction_flags() {
+    use wasmraft_api::compactor::Policy;
+    assert_eq!(parse(&[]).unwrap().auto_compaction, None, "etcd's default: off");
+    let c = parse(&["--auto-compaction-retention", "2s"]).unwrap();
+    assert_eq!(c.auto_compaction, Some(Policy::Periodic(Duration::from_secs(2))));
+    let c = parse(&["--auto-compaction-retention=1"]).unwrap();
+    assert_eq!(c.auto_compaction, Some(Policy::Periodic(Duration::from_secs(3600))));
+    let c = parse(&[
+        "--auto-compaction-mode=revision",
+        "--auto-compaction-retention=10",
+        "--wasmraft-test-revision-compaction-interval=1s",
+    ])
+    .unwrap();
+    assert_eq!(c.auto_compaction, Some(Policy::Revision { retention: 10, interval: Duration::from_secs(1) }));
+    let e = parse(&["--auto-compaction-mode", "bogus"]).unwrap_err();
+    assert_eq!(format!("{e:#}"), "unknown auto-compaction-mode \"bogus\"");
+    let e = parse(&["--auto-compaction-retention", "abc"]).unwrap_err();
+    assert_eq!(format!("{e:#}"), "error parsing CompactionRetention: time: invalid duration \"abc\"");
+}
+
+#[test]
+fn quota_flag_takes_etcds_negative_to_disable() {
+    assert_eq!(parse(&[]).unwrap().quota_backend_bytes, 0);
+    assert_eq!(parse(&["--quota-backend-bytes", "-1"]).unwrap().quota_backend_bytes, -1);
+    assert_eq!(parse(&["--quota-backend-bytes=53248"]).unwrap().quota_backend_bytes, 53248);
 }
 
 #[test]

@@ -23,6 +23,10 @@ pub const META_APPLIED_INDEX: &str = "applied_index";
 /// u64 big-endian: the term of that entry.
 pub const META_APPLIED_TERM: &str = "applied_term";
 
+/// u64 big-endian: what the guest's keyspace counts for in the backend quota (the host's
+/// `kv_size`: its records' keys and values plus a per-record overhead).
+pub const META_GUEST_KV_BYTES: &str = "guest_kv_bytes";
+
 /// The cluster's members: member id → the member's record (the host's `membership`). Written at
 /// bootstrap from `--initial-cluster` (identically on every member) and by applied entries
 /// afterwards.

@@ -100,6 +100,7 @@ pub(super) fn apply_batch(
         let mut meta = txn.open_table(META)?;
         meta.insert(META_APPLIED_INDEX, index.to_be_bytes().as_slice())?;
         meta.insert(META_APPLIED_TERM, term.to_be_bytes().as_slice())?;
+        b.staged.kv_size.record(&mut meta)?;
     }
     let committing = Instant::now();
     txn.commit()?;

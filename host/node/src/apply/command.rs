@@ -29,8 +29,12 @@ pub(super) fn apply(
     let Some(active) = &b.staged.guest.active else {
         return Ok(Err(NodeError::NoGuest));
     };
-    let (result, events) = match active.guest.apply(&mut GuestKv::new(txn), ctx, &command) {
-        Ok(applied) => (Ok(applied.output), applied.events),
+    let mut kv = GuestKv::new(txn);
+    let (result, events) = match active.guest.apply(&mut kv, ctx, &command) {
+        Ok(applied) => {
+            b.staged.kv_size.add(kv.size_delta());
+            (Ok(applied.output), applied.events)
+        }
         Err(ApplyError::Guest(text)) => (Err(text), Vec::new()),
         Err(source) => return Err(ApplyFailure::Command { index: ctx.index, source }),
     };

@@ -68,6 +68,8 @@ pub(super) fn swap(
             let out = a.record.encode_to_vec();
             b.staged.guest.active = Some(Arc::new(a));
             b.staged.guest.switched = true;
+            // The migration may have rewritten the keyspace.
+            b.staged.kv_size.recount(&txn)?;
             Ok(out)
         }
         Ok(Deployed::Unchanged(record)) => Ok(record.encode_to_vec()),

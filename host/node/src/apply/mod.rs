@@ -53,6 +53,7 @@ pub fn load_applied(db: &redb::Database) -> Result<(u64, u64), StateError> {
     txn.open_table(GUEST_KV)?;
     txn.open_table(META)?;
     deployment::create_tables(&txn)?;
+    crate::kv_size::ensure(&txn)?;
     txn.commit()?;
     let txn = db.begin_read()?;
     let meta = txn.open_table(META)?;

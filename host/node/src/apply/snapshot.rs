@@ -73,6 +73,8 @@ pub(crate) fn install_snapshot(db: &redb::Database, path: &std::path::Path) -> R
     let mut txn = db.begin_write().map_err(|e| SnapshotError::Db(e.into()))?;
     txn.set_durability(Durability::Immediate).map_err(|e| SnapshotError::Db(e.into()))?;
     let index = wasmraft_storage::snapshot::install(&txn, path)?;
+    // A snapshot from a member that predates the count (or from etcd's bbolt file) has none.
+    crate::kv_size::ensure(&txn).map_err(SnapshotError::Db)?;
     txn.commit().map_err(|e| SnapshotError::Db(e.into()))?;
     Ok(index)
 }

@@ -1,5 +1,5 @@
 //! The refusals a guest command can meet at apply, before the guest sees it: etcd's `apply/`
-//! wrappers around its backend applier (`authApplierV3`, `applierV3Capped`), one rule per
+//! wrappers around its backend applier (`authApplierV3`, `applierV3Corrupt`, `applierV3Capped`), one rule per
 //! file, checked in etcd's order.
 //!
 //! A rule decides from the entry and from what the batch has staged before it, never from the
@@ -11,6 +11,7 @@
 
 mod auth_revision;
 mod capped;
+mod corrupt;
 
 use super::super::NodeError;
 use super::batch::Batch;
@@ -33,7 +34,7 @@ pub(super) trait Rule: Sync {
 }
 
 /// The rules in the order they are checked: the first refusal wins.
-const RULES: &[&dyn Rule] = &[&auth_revision::AuthRevision, &capped::Capped];
+const RULES: &[&dyn Rule] = &[&auth_revision::AuthRevision, &corrupt::Corrupt, &capped::Capped];
 
 /// The first refusal of `command`, if any rule refuses it.
 pub(super) fn refusal(b: &Batch, active: Option<&Active>, command: &[u8], auth_revision: u64) -> Option<NodeError> {
