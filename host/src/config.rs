@@ -549,8 +549,9 @@ pub struct Config {
     pub enable_grpc_gateway: bool,
     /// --bcrypt-cost (checked when the member starts, as etcd does).
     pub bcrypt_cost: u32,
-    /// --auth-token, checked (a JWT's keys loaded).
-    pub auth_token: wasmraft_node::auth::TokenOptions,
+    /// --auth-token as given: checked (a JWT's keys loaded) when the member starts, after
+    /// logging is set up, as etcd's server does, so its warnings reach the log.
+    pub auth_token: String,
     /// --auth-token-ttl: simple tokens unused this long are dropped.
     pub auth_token_ttl: Duration,
     /// --logger.
@@ -586,9 +587,10 @@ impl Config {
         wasmraft_node::request_timeout(self.election_timeout)
     }
 
-    /// What the member's core needs of these flags.
-    pub fn node_config(&self) -> wasmraft_node::NodeConfig {
-        wasmraft_node::NodeConfig {
+    /// What the member's core needs of these flags; loads the `--auth-token` keys (etcd's
+    /// texts when they cannot be used).
+    pub fn node_config(&self) -> Result<wasmraft_node::NodeConfig, wasmraft_node::auth::TokenOptionsError> {
+        Ok(wasmraft_node::NodeConfig {
             name: self.name.clone(),
             data_dir: self.data_dir.clone(),
             initial_cluster: self
@@ -613,8 +615,8 @@ impl Config {
                 initial_election_tick_advance: self.initial_election_tick_advance,
                 force_new_cluster: self.force_new_cluster,
             },
-            auth_token: self.auth_token.clone(),
+            auth_token: wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?,
             auth_token_ttl: self.auth_token_ttl,
-        }
+        })
     }
 }

@@ -68,7 +68,7 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     let registry = Arc::new(GuestRegistry::new(engine, cfg.data_dir.join("member").join("guest-cache")));
     let initial = InitialGuest::load(&cfg, &registry)?;
 
-    let node_cfg = cfg.node_config();
+    let node_cfg = cfg.node_config()?;
     let initialized = Node::is_bootstrapped(&node_cfg)?;
     let join = if node_cfg.join_existing && !initialized {
         Some(crate::join::discover(&cfg, peer_tls.dial.clone()).await?)

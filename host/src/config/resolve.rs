@@ -173,7 +173,6 @@ impl MemberFlags {
                 STACK_BYTES_CHOICES[0]
             );
         }
-        let auth_token = wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?;
         let data_dir = set(self.data_dir.clone()).unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
         Ok(Config {
             name: self.name,
@@ -218,7 +217,7 @@ impl MemberFlags {
             unsafe_no_fsync: self.unsafe_no_fsync,
             enable_grpc_gateway: self.enable_grpc_gateway,
             bcrypt_cost: self.bcrypt_cost,
-            auth_token,
+            auth_token: self.auth_token,
             auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
             logger: self.logger,
             log_level: if self.debug { LogLevel::Debug } else { self.log_level },

@@ -27,7 +27,7 @@ fn etcd_defaults() {
     assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
     assert_eq!(c.listen_client_urls[0].as_str(), "http://localhost:2379/");
     assert_eq!(c.initial_cluster.len(), 1);
-    assert_eq!(c.node_config().election_ticks(), 10);
+    assert_eq!(c.node_config().expect("node config").election_ticks(), 10);
     assert_eq!(c.request_timeout(), Duration::from_secs(7));
 }
 
