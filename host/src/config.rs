@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use url::Url;
+use wasmraft_transport::socket::is_tls_scheme;
 
 /// etcd's `embed.DefaultMaxRequestBytes` (1.5 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
@@ -159,6 +160,47 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub experimental_peer_skip_client_san_verification: bool,
 
+    /// DNS srv domain used to bootstrap the cluster.
+    #[arg(long, env = "ETCD_DISCOVERY_SRV", default_value = "")]
+    pub discovery_srv: String,
+
+    /// Suffix to the dns srv name queried when bootstrapping.
+    #[arg(long, env = "ETCD_DISCOVERY_SRV_NAME", default_value = "")]
+    pub discovery_srv_name: String,
+
+    /// wasmraft only: the DNS server (`ip:port`, or `ip` for port 53) that --discovery-srv asks,
+    /// instead of the ones /etc/resolv.conf names.
+    #[arg(long, env = "WASMRAFT_DISCOVERY_SRV_NAMESERVER")]
+    pub wasmraft_discovery_srv_nameserver: Option<String>,
+
+    /// Comma-separated whitelist of origins for CORS, or cross-origin resource sharing, (empty or * means allow all).
+    #[arg(long, env = "ETCD_CORS", default_value = "*")]
+    pub cors: String,
+
+    /// Acceptable hostnames from HTTP client requests, if server is not secure (empty or * means allow all).
+    #[arg(long, env = "ETCD_HOST_WHITELIST", default_value = "*")]
+    pub host_whitelist: String,
+
+    /// Specify 'stdout' or 'stderr' to skip journald logging even when running under systemd, or list of comma separated output targets.
+    #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
+    pub log_outputs: String,
+
+    /// Maximum concurrent streams that each client can open at a time.
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+
+    /// Minimum duration interval that a client should wait before pinging server.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_MIN_TIME", default_value = "5s", value_parser = wasmraft_client::go_duration::parse)]
+    pub grpc_keepalive_min_time: Duration,
+
+    /// Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_INTERVAL", default_value = "2h", value_parser = wasmraft_client::go_duration::parse)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// Additional duration of wait before closing a non-responsive connection (0 to disable).
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = wasmraft_client::go_duration::parse)]
+    pub grpc_keepalive_timeout: Duration,
+
     /// The first guest of a new cluster (a component .wasm), instead of the bundled etcd KV
     /// guest. Afterwards the cluster's replicated deployment decides (`wasmraft guest deploy`).
     #[arg(long, env = "WASMRAFT_GUEST")]
@@ -250,6 +292,12 @@ pub struct Config {
     /// TLS for the https peer listeners and for dialing https peer URLs (auto-TLS applied when
     /// the member starts: `crate::tls::peer_tls`).
     pub peer_tls: crate::tls::TlsInfo,
+    /// --discovery-srv: `initial_cluster` is empty, to be filled from DNS SRV records when the
+    /// member starts with no data (`crate::discovery_srv`).
+    pub discovery_srv: Option<crate::discovery_srv::SrvDiscovery>,
+    /// The client listener's connection settings: gRPC keepalive, --max-concurrent-streams,
+    /// --cors and --host-whitelist.
+    pub client_conn: wasmraft_api::ConnOptions,
 }
 
 impl Config {
@@ -315,7 +363,7 @@ impl MemberFlags {
         } else {
             parse_urls("--listen-metrics-urls", &self.listen_metrics_urls)?
         };
-        if let Some(u) = listen_metrics_urls.iter().find(|u| u.scheme() == "https") {
+        if let Some(u) = listen_metrics_urls.iter().find(|u| u.scheme() != "http") {
             bail!("--listen-metrics-urls: {}: wasmraft serves metrics URLs over http only", trim_url(u));
         }
         let listen_peer_urls = parse_urls("--listen-peer-urls", &self.listen_peer_urls)?;
@@ -345,33 +393,45 @@ impl MemberFlags {
         };
         if client_tls.is_empty()
             && !client_tls.auto_tls
-            && let Some(u) = listen_client_urls.iter().find(|u| u.scheme() == "https")
+            && let Some(u) = listen_client_urls.iter().find(|u| is_tls_scheme(u.scheme()))
         {
             bail!(
                 "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
                 trim_url(u)
             );
         }
+        let discovery_srv = crate::discovery_srv::SrvDiscovery::from_flags(
+            &self.discovery_srv,
+            &self.discovery_srv_name,
+            self.wasmraft_discovery_srv_nameserver.as_deref(),
+        )?;
+        if discovery_srv.is_some() && self.initial_cluster.is_some() {
+            bail!(
+                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\""
+            );
+        }
         // etcd: without an explicit --initial-cluster, a member named other than "default" forms a
-        // cluster of itself under its own name.
-        let initial_cluster_flag = match &self.initial_cluster {
-            Some(c) => c.clone(),
-            None => initial_advertise_peer_urls
-                .iter()
-                .map(|u| format!("{}={}", self.name, trim_url(u)))
-                .collect::<Vec<_>>()
-                .join(","),
+        // cluster of itself under its own name; with --discovery-srv, DNS names the members.
+        let initial_cluster = match (&self.initial_cluster, &discovery_srv) {
+            (_, Some(_)) => BTreeMap::new(),
+            (Some(c), None) => parse_initial_cluster(c)?,
+            (None, None) => parse_initial_cluster(
+                &initial_advertise_peer_urls
+                    .iter()
+                    .map(|u| format!("{}={}", self.name, trim_url(u)))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )?,
         };
-        let initial_cluster = parse_initial_cluster(&initial_cluster_flag)?;
         // etcd's peer listener refuses TLS without a certificate (advertised and other members'
         // https URLs need none: they are dialed, verified against the system's roots then).
         if peer_tls.is_empty()
             && !peer_tls.auto_tls
-            && let Some(u) = listen_peer_urls.iter().find(|u| u.scheme() == "https")
+            && let Some(u) = listen_peer_urls.iter().find(|u| is_tls_scheme(u.scheme()))
         {
             bail!("cannot listen on TLS for {}: KeyFile and CertFile are not presented", host_port(u));
         }
-        if self.initial_cluster_state == ClusterState::New {
+        if self.initial_cluster_state == ClusterState::New && discovery_srv.is_none() {
             let Some(mine) = initial_cluster.get(&self.name) else {
                 bail!("couldn't find local name {:?} in the initial cluster configuration", self.name);
             };
@@ -400,6 +460,18 @@ impl MemberFlags {
             );
         }
         let auth_token = wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?;
+        let client_conn = wasmraft_api::ConnOptions {
+            keepalive_min_time: self.grpc_keepalive_min_time,
+            keepalive_interval: self.grpc_keepalive_interval,
+            keepalive_timeout: self.grpc_keepalive_timeout,
+            max_concurrent_streams: self.max_concurrent_streams,
+            access: wasmraft_api::AccessControl {
+                cors: parse_cors(&self.cors)?,
+                // etcd's strings flag: split on commas, empty pieces kept (`--host-whitelist=`
+                // allows only an empty Host).
+                host_whitelist: self.host_whitelist.split(',').map(str::to_string).collect(),
+            },
+        };
         let data_dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", self.name)));
         Ok(Config {
             name: self.name,
@@ -430,8 +502,40 @@ impl MemberFlags {
             fault_injection: self.wasmraft_fault_injection,
             client_tls,
             peer_tls,
+            discovery_srv,
+            client_conn,
         })
     }
+}
+
+/// `--cors` as etcd's flag takes it: `*`, or a list of URLs (etcd's URL rules, so an origin
+/// needs its port), kept in Go's `url.String()` form, which is what an `Origin` header is
+/// compared with.
+fn parse_cors(value: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    if value == "*" {
+        return Ok(["*".to_string()].into());
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for part in value.split(',') {
+        let invalid = |why: &str| anyhow::anyhow!("invalid value {value:?} for flag -cors: {why}");
+        let part = part.trim();
+        let url = Url::parse(part)
+            .map_err(|_| invalid(&format!("URL scheme must be http, https, unix, or unixs: {part}")))?;
+        if !matches!(url.scheme(), "http" | "https" | "unix" | "unixs") {
+            return Err(invalid(&format!("URL scheme must be http, https, unix, or unixs: {part}")));
+        }
+        // The url crate drops a scheme's default port, which Go keeps: look for it as given.
+        let has_port =
+            url.port().is_some() || url.port_or_known_default().is_some_and(|p| part.contains(&format!(":{p}")));
+        if url.host_str().is_none() || !has_port {
+            return Err(invalid(&format!("URL address does not have the form \"host:port\": {part}")));
+        }
+        if url.path() != "/" && !url.path().is_empty() {
+            return Err(invalid(&format!("URL must not contain a path: {part}")));
+        }
+        out.insert(part.trim_end_matches('/').to_string());
+    }
+    Ok(out)
 }
 
 /// A URL as etcd prints and hashes it: no trailing slash.
@@ -452,9 +556,8 @@ pub(crate) fn parse_urls(flag: &str, value: &str) -> anyhow::Result<Vec<Url>> {
     for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let url = Url::parse(part).with_context(|| format!("invalid value {part:?} for flag {flag}"))?;
         match url.scheme() {
-            "http" | "https" => {}
-            "unix" | "unixs" => bail!("{flag}: {part}: unix socket URLs are not supported by wasmraft"),
-            other => bail!("{flag}: URL scheme must be http or https, got {other:?} in {part:?}"),
+            "http" | "https" | "unix" | "unixs" => {}
+            _ => bail!("{flag}: URL scheme must be http, https, unix, or unixs: {part}"),
         }
         if url.host_str().is_none() || url.port().is_none() {
             bail!("{flag}: URL address does not have the form \"host:port\": {part}");

@@ -32,7 +32,15 @@ fn main() -> std::process::ExitCode {
     if let Some(command) = cli.command {
         return wasmraft::cli::run(command);
     }
-    wasmraft::logging::init(cli.member.logger, cli.member.log_level, cli.member.debug);
+    // etcd checks --log-outputs with the other flags, before it logs anything.
+    let outputs = match wasmraft::logging::LogOutputs::parse(cli.member.logger, &cli.member.log_outputs) {
+        Ok(outputs) => outputs,
+        Err(e) => {
+            eprintln!("wasmraft: error verifying flags, {e:#}. See 'wasmraft --help'.");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    wasmraft::logging::init(cli.member.logger, cli.member.log_level, cli.member.debug, outputs);
     if let Err(e) = thp {
         tracing::info!("transparent huge pages stay as the system has them ({e}): expect a longer put latency tail");
     }
