@@ -122,8 +122,8 @@ pub struct ConnOptions {
     pub keepalive_interval: Duration,
     /// --grpc-keepalive-timeout: a ping unanswered this long closes the connection.
     pub keepalive_timeout: Duration,
-    /// --max-concurrent-streams: HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (u32::MAX: unlimited,
-    /// not advertised, as grpc-go does).
+    /// --max-concurrent-streams: HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (advertised even at
+    /// its default of u32::MAX, as grpc-go does).
     pub max_concurrent_streams: u32,
     /// --cors and --host-whitelist, for the plain HTTP requests (`access.rs`).
     pub access: AccessControl,
@@ -302,9 +302,9 @@ pub async fn serve(
 
     tracing::info!(addresses = ?addrs, "serving the etcd v3 gRPC client API");
     let (keepalive_interval, keepalive_timeout) = conn_options.keepalive();
-    // etcd's --max-concurrent-streams default is unlimited (clientv3 multiplexes every watch and
-    // keepalive stream of a client over one connection), which grpc-go does not advertise.
-    let max_streams = Some(conn_options.max_concurrent_streams).filter(|m| *m != u32::MAX);
+    // etcd's --max-concurrent-streams default is unlimited (u32::MAX): clientv3 multiplexes
+    // every watch and keepalive stream of a client over one connection.
+    let max_streams = conn_options.max_concurrent_streams;
     Server::builder()
         .http2_keepalive_interval(Some(keepalive_interval))
         .http2_keepalive_timeout(Some(keepalive_timeout))

@@ -15,9 +15,10 @@
 //! `min_time` after the previous one (two hours, with no stream open) is a strike, unless the
 //! server has sent HEADERS or DATA since the last PING, which forgives and clears the strikes;
 //! the third strike (more than [`MAX_PING_STRIKES`]) ends the connection. An ACK is never
-//! counted. The GOAWAY goes out between two of h2's frames; if h2 is in the middle of writing
-//! one at that moment (a response larger than the socket takes at once), the connection is
-//! closed without it.
+//! counted. As in grpc-go, the offending PING is still answered: h2 gets it and writes its ACK,
+//! then the GOAWAY follows, between two of h2's frames, and the connection is shut down. If h2
+//! does not get there within a few turns (its writes stuck behind a slow reader), the connection
+//! is closed without the GOAWAY.
 //!
 //! A connection that does not start with the HTTP/2 preface (HTTP/1.1 for `/health`) passes
 //! through untouched.
@@ -109,6 +110,8 @@ struct Policy {
     /// Streams the client opened that neither side has ended or reset.
     active: HashSet<u32>,
     max_stream: u32,
+    /// The server sent a PING ACK (since the policy was broken, when it matters).
+    acked: bool,
 }
 
 impl Policy {
@@ -130,6 +133,7 @@ impl Policy {
 
     fn from_server(&mut self, f: FrameHead) {
         match f.kind {
+            TYPE_PING if f.flags & FLAG_ACK != 0 => self.acked = true,
             TYPE_HEADERS | TYPE_DATA => {
                 self.reset_strikes = true;
                 if f.flags & FLAG_END_STREAM != 0 {
@@ -170,6 +174,9 @@ impl Policy {
     }
 }
 
+/// How many turns h2 gets to write the offending PING's ACK before the GOAWAY goes anyway.
+const DRAIN_TURNS: u32 = 64;
+
 #[derive(Debug)]
 enum Phase {
     /// Reading the first bytes: the HTTP/2 preface, or something else (then pass through).
@@ -177,6 +184,10 @@ enum Phase {
         seen: usize,
     },
     Serving,
+    /// The policy is broken: h2 answers the last PING (reads wait) before the GOAWAY.
+    Draining {
+        turns: u32,
+    },
     /// Writing our GOAWAY (bytes, how many are out), then flushing and shutting down.
     GoingAway(Vec<u8>, usize),
     /// Closed by the policy: reads see EOF, writes fail.
@@ -208,6 +219,7 @@ impl<S> PingEnforced<S> {
                 reset_strikes: false,
                 active: HashSet::new(),
                 max_stream: 0,
+                acked: false,
             },
             read: FrameScanner::default(),
             write: FrameScanner::default(),
@@ -240,7 +252,7 @@ impl<S> PingEnforced<S> {
     }
 
     fn server_bytes(&mut self, data: &[u8]) {
-        if matches!(self.phase, Phase::Preface { .. } | Phase::Serving) {
+        if matches!(self.phase, Phase::Preface { .. } | Phase::Serving | Phase::Draining { .. }) {
             let policy = &mut self.policy;
             self.write.scan(data, |f| policy.from_server(f));
         }
@@ -261,6 +273,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PingEnforced<S> {
         loop {
             match &mut this.phase {
                 Phase::Closed => return Poll::Ready(Ok(())),
+                Phase::Draining { turns } => {
+                    let boundary = this.write.at_frame_boundary();
+                    if boundary && (this.policy.acked || *turns >= DRAIN_TURNS) {
+                        this.phase = Phase::GoingAway(this.policy.goaway(), 0);
+                    } else if *turns >= DRAIN_TURNS {
+                        tracing::warn!("closing the connection without its GOAWAY: a frame is half written");
+                        this.phase = Phase::Closed;
+                    } else {
+                        // Reads wait while h2 writes its ACK; this task runs again right after.
+                        *turns += 1;
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                }
                 Phase::GoingAway(frame, sent) => {
                     while *sent < frame.len() {
                         let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &frame[*sent..]))?;
@@ -279,13 +305,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for PingEnforced<S> {
                     let broken = this.client_bytes(&buf.filled()[before..]);
                     if broken {
                         tracing::warn!("transport: Got too many pings from the client, closing the connection.");
-                        this.phase = if this.write.at_frame_boundary() {
-                            Phase::GoingAway(this.policy.goaway(), 0)
-                        } else {
-                            Phase::Closed
-                        };
-                        // What was read still reaches h2 (it answers the last PING); the next
-                        // read sends the GOAWAY and ends the connection.
+                        // What was read still reaches h2, which answers the last PING; then
+                        // the GOAWAY, and the end of the connection.
+                        this.policy.acked = false;
+                        this.phase = Phase::Draining { turns: 0 };
                     }
                     return Poll::Ready(Ok(()));
                 }
