@@ -116,7 +116,7 @@ struct Policy {
 
 impl Policy {
     /// A frame from the client; true when it breaks the policy.
-    fn from_client(&mut self, f: FrameHead, now: Instant) -> bool {
+    fn client_frame(&mut self, f: FrameHead, now: Instant) -> bool {
         match f.kind {
             TYPE_HEADERS if f.stream % 2 == 1 && f.stream > self.max_stream => {
                 self.max_stream = f.stream;
@@ -131,7 +131,7 @@ impl Policy {
         false
     }
 
-    fn from_server(&mut self, f: FrameHead) {
+    fn server_frame(&mut self, f: FrameHead) {
         match f.kind {
             TYPE_PING if f.flags & FLAG_ACK != 0 => self.acked = true,
             TYPE_HEADERS | TYPE_DATA => {
@@ -247,14 +247,14 @@ impl<S> PingEnforced<S> {
         let now = Instant::now();
         let mut broken = false;
         let policy = &mut self.policy;
-        self.read.scan(data, |f| broken |= policy.from_client(f, now));
+        self.read.scan(data, |f| broken |= policy.client_frame(f, now));
         broken
     }
 
     fn server_bytes(&mut self, data: &[u8]) {
         if matches!(self.phase, Phase::Preface { .. } | Phase::Serving | Phase::Draining { .. }) {
             let policy = &mut self.policy;
-            self.write.scan(data, |f| policy.from_server(f));
+            self.write.scan(data, |f| policy.server_frame(f));
         }
     }
 }
