@@ -123,6 +123,11 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_DISCOVERY_SRV_NAME", default_value = "")]
     pub discovery_srv_name: String,
 
+    /// wasmraft only: the DNS server (`ip:port`, or `ip` for port 53) that --discovery-srv asks,
+    /// instead of the ones /etc/resolv.conf names.
+    #[arg(long, env = "WASMRAFT_DISCOVERY_SRV_NAMESERVER")]
+    pub wasmraft_discovery_srv_nameserver: Option<String>,
+
     /// Reject reconfiguration requests that would cause quorum loss.
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value = "true", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub strict_reconfig_check: bool,
@@ -499,10 +504,9 @@ pub struct Config {
     pub initial_cluster: BTreeMap<String, Vec<Url>>,
     pub initial_cluster_state: ClusterState,
     pub initial_cluster_token: String,
-    /// --discovery-srv: the DNS domain whose SRV records list the initial cluster.
-    pub discovery_srv: Option<String>,
-    /// --discovery-srv-name: the suffix of the SRV names queried (`_etcd-server-<suffix>`).
-    pub discovery_srv_name: Option<String>,
+    /// --discovery-srv: `initial_cluster` is empty, to be filled from DNS SRV records when the
+    /// member starts with no data (`crate::discovery_srv`).
+    pub discovery_srv: Option<crate::discovery_srv::SrvDiscovery>,
     /// --max-snapshots (0: keep all).
     pub max_snapshots: u64,
     /// --max-wals (0: keep all).
@@ -527,14 +531,6 @@ pub struct Config {
     pub backend_batch_limit: i64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
-    /// --max-concurrent-streams: HTTP/2 streams per client connection.
-    pub max_concurrent_streams: u32,
-    /// --grpc-keepalive-min-time: clients pinging more often are sent GOAWAY.
-    pub grpc_keepalive_min_time: Duration,
-    /// --grpc-keepalive-interval (ZERO: no server pings).
-    pub grpc_keepalive_interval: Duration,
-    /// --grpc-keepalive-timeout (ZERO: never closes an unresponsive connection).
-    pub grpc_keepalive_timeout: Duration,
     pub watch_progress_notify_interval: Duration,
     pub experimental_initial_corrupt_check: bool,
     /// --experimental-corrupt-check-time (ZERO: no periodic check).
@@ -547,6 +543,9 @@ pub struct Config {
     pub unsafe_no_fsync: bool,
     /// --enable-grpc-gateway: the JSON gateway on the client port.
     pub enable_grpc_gateway: bool,
+    /// The client listener's connection settings: gRPC keepalive (--grpc-keepalive-*),
+    /// --max-concurrent-streams, --cors and --host-whitelist.
+    pub client_conn: wasmraft_api::ConnOptions,
     /// --bcrypt-cost (checked when the member starts, as etcd does).
     pub bcrypt_cost: u32,
     /// --auth-token as given: checked (a JWT's keys loaded) when the member starts, after
@@ -564,10 +563,6 @@ pub struct Config {
     pub enable_pprof: bool,
     /// --metrics.
     pub metrics: Metrics,
-    /// --cors: allowed origins (`*`: any).
-    pub cors: Vec<String>,
-    /// --host-whitelist: allowed Host headers on plain-http client URLs (`*`: any).
-    pub host_whitelist: Vec<String>,
     pub guest: Option<PathBuf>,
     pub guest_fuel: Option<u64>,
     pub guest_memory_bytes: Option<u64>,

@@ -1,7 +1,8 @@
 //! # wasmraft: the binary
 //!
 //! What turns the crates below into a running etcd-compatible member: etcd's command line
-//! resolved into the node's and the API's settings ([`config`]), logging in etcd's two shapes
+//! resolved into the node's and the API's settings ([`config`]), the initial cluster from DNS
+//! ([`discovery_srv`]), logging in etcd's two shapes
 //! ([`logging`]), the listeners' TLS ([`tls`]), joining an existing cluster ([`join`]), the
 //! wiring of storage, runtime, node, peer transport and client API into one process
 //! ([`server`]), the client subcommands ([`cli`]), and a member in a test's own process
@@ -13,6 +14,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod discovery_srv;
 pub mod harness;
 pub mod join;
 pub mod logging;

@@ -23,6 +23,7 @@ use crate::config::Config;
 use wasmraft_api::{self as api, ApiLimits};
 use wasmraft_node::peers::{RaftInbox, TransportSender};
 use wasmraft_node::{Node, NodeError, NodeHandle};
+use wasmraft_transport::socket::{Listener, is_tls_scheme, is_unix_scheme, unix_socket_path};
 use wasmraft_transport::{Transport, TransportConfig};
 
 /// The etcd KV guest, compiled from examples/kv by build.rs and embedded so a bare `wasmraft`
@@ -35,7 +36,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Runs a member until `shutdown` resolves (Ok) or a fatal error (Err).
-pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run_until(mut cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     tracing::info!("etcdserver: name = {}", cfg.name);
     tracing::info!("etcdserver: data dir = {}", cfg.data_dir.display());
     tracing::info!(
@@ -52,24 +53,35 @@ pub async fn run_until(cfg: Config, shutdown: impl std::future::Future<Output = 
     let (client_tls, client_dial) = client_tls(&cfg)?;
     let mut listeners = Vec::new();
     for url in &cfg.listen_client_urls {
-        let tls = (url.scheme() == "https").then(|| client_tls.clone()).flatten();
+        let tls = is_tls_scheme(url.scheme()).then(|| client_tls.clone()).flatten();
         listeners.push(api::ClientListener { listener: bind(url).await?, tls });
     }
     let mut peer_listeners = Vec::new();
     for url in &cfg.listen_peer_urls {
-        peer_listeners.push((bind(url).await?, url.scheme() == "https"));
+        peer_listeners.push((bind(url).await?, is_tls_scheme(url.scheme())));
     }
     let mut metrics_listeners = Vec::new();
     for url in &cfg.listen_metrics_urls {
-        metrics_listeners.push(bind(url).await?);
+        match bind(url).await? {
+            Listener::Tcp(l) => metrics_listeners.push(l),
+            Listener::Unix { .. } => {
+                anyhow::bail!("--listen-metrics-urls: {url}: wasmraft serves metrics over TCP only")
+            }
+        }
     }
 
     let engine = GuestEngine::new(Default::default()).context("configuring the Wasm engine")?;
     let registry = Arc::new(GuestRegistry::new(engine, cfg.data_dir.join("member").join("guest-cache")));
     let initial = InitialGuest::load(&cfg, &registry)?;
 
+    let initialized = Node::is_bootstrapped(&cfg.node_config()?)?;
+    // --discovery-srv: DNS names the initial cluster, for a member that has no data yet.
+    if let Some(srv) = &cfg.discovery_srv
+        && !initialized
+    {
+        cfg.initial_cluster = srv.initial_cluster(&cfg.name, &cfg.initial_advertise_peer_urls).await?;
+    }
     let node_cfg = cfg.node_config()?;
-    let initialized = Node::is_bootstrapped(&node_cfg)?;
     let join = if node_cfg.join_existing && !initialized {
         Some(crate::join::discover(&cfg, peer_tls.dial.clone()).await?)
     } else {
@@ -136,12 +148,11 @@ async fn serve(
     tracing::info!("etcdserver/api: enabled capabilities for version 3.4");
     tracing::info!("embed: ready to serve client requests");
     for l in &listeners {
-        if let Ok(addr) = l.listener.local_addr() {
-            if l.tls.is_some() {
-                tracing::info!("embed: serving client requests on {addr}");
-            } else {
-                tracing::info!("embed: serving insecure client requests on {addr}, this is strongly discouraged!");
-            }
+        let addr = l.listener.local_name();
+        if l.tls.is_some() {
+            tracing::info!("embed: serving client requests on {addr}");
+        } else {
+            tracing::info!("embed: serving insecure client requests on {addr}, this is strongly discouraged!");
         }
     }
 
@@ -155,7 +166,7 @@ async fn serve(
         &handle,
         wasmraft_api::lessor::LessorConfig::new(cfg.heartbeat_interval, cfg.election_timeout, cfg.request_timeout()),
     );
-    let server = tokio::spawn(api::serve(handle.clone(), limits, lessor, listeners, api_stop));
+    let server = tokio::spawn(api::serve(handle.clone(), limits, cfg.client_conn.clone(), lessor, listeners, api_stop));
     let outcome = tokio::select! {
         _ = &mut shutdown => {
             tracing::info!("etcdserver: received signal, shutting down");
@@ -204,7 +215,7 @@ fn client_tls(cfg: &Config) -> anyhow::Result<(Option<tokio_rustls::TlsAcceptor>
     let mut info = cfg.client_tls.clone();
     let dir = cfg.data_dir.join("fixtures").join("client");
     info.apply_auto_tls(&dir, &cfg.listen_client_urls, "client", false)?;
-    for u in cfg.listen_client_urls.iter().filter(|u| u.scheme() == "http") {
+    for u in cfg.listen_client_urls.iter().filter(|u| !is_tls_scheme(u.scheme())) {
         if !info.is_empty() {
             tracing::warn!(
                 "embed: The scheme of client url {} is HTTP while peer key/cert files are presented. Ignored key/cert files.",
@@ -218,7 +229,7 @@ fn client_tls(cfg: &Config) -> anyhow::Result<(Option<tokio_rustls::TlsAcceptor>
             );
         }
     }
-    if !cfg.listen_client_urls.iter().any(|u| u.scheme() == "https") {
+    if !cfg.listen_client_urls.iter().any(|u| is_tls_scheme(u.scheme())) {
         // etcd ignores the files then (even bad ones): dial with no certificate of our own.
         return Ok((None, crate::tls::TlsInfo::default().client_config(&[b"h2"])?));
     }
@@ -233,7 +244,7 @@ fn client_tls(cfg: &Config) -> anyhow::Result<(Option<tokio_rustls::TlsAcceptor>
 fn start_transport(
     cfg: &Config,
     node: &Node,
-    listeners: Vec<(TcpListener, bool)>,
+    listeners: Vec<(Listener, bool)>,
     tls: crate::tls::PeerTls,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Transport> {
@@ -256,7 +267,7 @@ fn start_transport(
         }
     }
     for (l, https) in listeners {
-        let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let addr = l.local_name();
         tracing::info!("embed: listening for peers on {addr}");
         let t = transport.clone();
         let mut stopped = stopped.clone();
@@ -269,10 +280,7 @@ fn start_transport(
             let stop = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            let served = match listener_tls {
-                Some(listener_tls) => t.serve_tls(l, listener_tls, stop).await,
-                None => t.serve(l, stop).await,
-            };
+            let served = t.serve_listener(l, listener_tls, stop).await;
             if let Err(e) = served {
                 tracing::error!("peer listener {addr} stopped: {e}");
             }
@@ -389,7 +397,18 @@ impl InitialGuest {
     }
 }
 
-async fn bind(url: &url::Url) -> anyhow::Result<TcpListener> {
+/// Binds a listen URL: a Unix socket for unix:// and unixs:// (the file its authority names),
+/// TCP otherwise.
+async fn bind(url: &url::Url) -> anyhow::Result<Listener> {
+    if is_unix_scheme(url.scheme()) {
+        let path = unix_socket_path(&crate::config::trim_url(url)[url.scheme().len() + 3..]);
+        return Listener::bind_unix(path.clone())
+            .with_context(|| format!("listen unix {}: bind: cannot listen on {url}", path.display()));
+    }
+    bind_tcp(url).await.map(Listener::Tcp)
+}
+
+async fn bind_tcp(url: &url::Url) -> anyhow::Result<TcpListener> {
     let host = url.host_str().context("listen URL has no host")?;
     let port = url.port().context("listen URL has no port")?;
     let host = host.trim_start_matches('[').trim_end_matches(']');

@@ -26,6 +26,8 @@
 //!   (or env `WASMRAFT_BIN`).
 //! - [`pki`]: a CA, server and client certificates (with chosen common names) for TLS tests.
 //! - [`ports`]: free loopback ports that stay free for the life of the test process.
+//! - [`h2raw`]: a raw HTTP/2 client (SETTINGS, PINGs, GOAWAY) and [`dns`]: a tiny DNS server on
+//!   loopback, for the network flags' tests.
 //! - [`pki`]: CA, server, client and peer certificates for the TLS tests ([`Pki`]).
 //! - [`tls_probe`]: a TLS client offering one chosen TLS 1.2 suite, or presenting a chosen
 //!   certificate to a peer port ([`Probe`]).
@@ -67,9 +69,11 @@ pub mod binaries;
 pub mod cli;
 pub mod cluster;
 pub mod convergence;
+pub mod dns;
 pub mod etcdctl;
 pub mod fault_run;
 pub mod guest;
+pub mod h2raw;
 pub mod history_recorder;
 pub mod kv_workload;
 pub mod linearizability;

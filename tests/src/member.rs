@@ -114,6 +114,12 @@ pub struct MemberConfig {
     pub client_scheme: &'static str,
     /// `https` for a member whose peer URLs use TLS (its --peer-* flags go in `extra_args`).
     pub peer_scheme: &'static str,
+    /// Replaces the standard URL and cluster flags (`--listen-*-urls`, `--advertise-*`,
+    /// `--initial-cluster`): for members bootstrapped otherwise (`--discovery-srv`) or on
+    /// other URLs (`unix://`). `--name` and `--data-dir` stay.
+    pub url_args: Option<Vec<String>>,
+    /// The process's working directory (relative `unix://` socket files land there).
+    pub cwd: Option<PathBuf>,
 }
 
 impl MemberConfig {
@@ -130,7 +136,21 @@ impl MemberConfig {
             ready_timeout: default_ready_timeout(),
             client_scheme: "http",
             peer_scheme: "http",
+            url_args: None,
+            cwd: None,
         }
+    }
+
+    /// Replaces the standard URL and cluster flags (see [`MemberConfig::url_args`]).
+    pub fn url_args(mut self, args: Vec<String>) -> Self {
+        self.url_args = Some(args);
+        self
+    }
+
+    /// Runs the process in `dir`.
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
     }
 
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -186,15 +206,19 @@ impl MemberConfig {
     /// The command line, etcd 3.4 flags only (no wasmraft-specific ones), so the same line starts
     /// either flavor.
     pub fn args(&self, data_dir: &Path) -> Vec<String> {
-        let mut args = vec![
-            format!("--name={}", self.name),
-            format!("--data-dir={}", data_dir.display()),
+        let mut args = vec![format!("--name={}", self.name), format!("--data-dir={}", data_dir.display())];
+        if let Some(urls) = &self.url_args {
+            args.extend(urls.iter().cloned());
+            args.extend(self.extra_args.iter().cloned());
+            return args;
+        }
+        args.extend([
             format!("--listen-client-urls={}", self.client_url()),
             format!("--advertise-client-urls={}", self.client_url()),
             format!("--listen-peer-urls={}", self.peer_url()),
             format!("--initial-advertise-peer-urls={}", self.peer_url()),
             format!("--initial-cluster={}", self.initial_cluster.clone().unwrap_or_else(|| self.cluster_entry())),
-        ];
+        ]);
         args.extend(self.extra_args.iter().cloned());
         args
     }
@@ -277,6 +301,9 @@ impl Member {
             .stdout(log.try_clone().expect("clone log fd"))
             .stderr(log)
             .envs(self.config.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.config.cwd {
+            cmd.current_dir(dir);
+        }
         let child = spawn_with_parent_death_signal(cmd)
             .unwrap_or_else(|e| panic!("spawning {} {}: {e}", bin.display(), args.join(" ")));
         self.child = Some(child);

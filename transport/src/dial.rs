@@ -1,5 +1,7 @@
 //! Dialing members: plain TCP for `http://` URLs, TLS over TCP for `https://` ones, as etcd's
-//! peer round trippers do (`NewTimeoutTransport` with `PeerTLSInfo.ClientConfig()`). One
+//! peer round trippers do (`NewTimeoutTransport` with `PeerTLSInfo.ClientConfig()`); and, as
+//! etcd's `unixTransport` does, a Unix socket for `unix://` URLs (TLS over it for `unixs://`),
+//! the socket file named by the URL's authority (see `socket.rs`). One
 //! connector for every client this crate makes — pipeline, streams, snapshots, the prober,
 //! `/members` and promotions — so they all dial the same way.
 //!
@@ -26,12 +28,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::UnixStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::body::ChannelBody;
 use crate::cork::Corked;
+use crate::socket::{Socket, is_tls_scheme, is_unix_scheme, unix_socket_path};
 
 /// Go's `http.Transport.TLSHandshakeTimeout` in etcd's transports.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +56,7 @@ pub struct DialTls {
 #[derive(Clone)]
 pub struct Dialer {
     tcp: HttpConnector,
+    connect_timeout: Duration,
     tls: Option<TlsConnector>,
     coalesce: bool,
 }
@@ -66,7 +70,7 @@ impl Dialer {
         tcp.enforce_http(false);
         tcp.set_connect_timeout(Some(connect_timeout));
         tcp.set_nodelay(true);
-        Dialer { tcp, tls: tls.map(TlsConnector::from), coalesce: false }
+        Dialer { tcp, connect_timeout, tls: tls.map(TlsConnector::from), coalesce: false }
     }
 
     /// Coalesces each connection's socket writes ([`Corked`]): for a client with many
@@ -99,22 +103,36 @@ impl tower_service::Service<Uri> for Dialer {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let https = uri.scheme_str() == Some("https");
+        let scheme = uri.scheme_str().unwrap_or_default().to_string();
+        let tls_wanted = is_tls_scheme(&scheme);
         let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
         let tls = self.tls.clone();
         let coalesce = self.coalesce;
-        let connecting = self.tcp.call(uri);
+        let connecting: Pin<Box<dyn Future<Output = Result<Socket, BoxError>> + Send>> = if is_unix_scheme(&scheme) {
+            let path = unix_socket_path(uri.authority().map(|a| a.as_str()).unwrap_or_default());
+            let timeout = self.connect_timeout;
+            Box::pin(async move {
+                match tokio::time::timeout(timeout, UnixStream::connect(&path)).await {
+                    Ok(Ok(s)) => Ok(Socket::Unix(s)),
+                    Ok(Err(e)) => Err(format!("dial unix {}: {e}", path.display()).into()),
+                    Err(_) => Err(format!("dial unix {}: i/o timeout", path.display()).into()),
+                }
+            })
+        } else {
+            let connecting = self.tcp.call(uri);
+            Box::pin(async move { Ok(Socket::Tcp(connecting.await?.into_inner())) })
+        };
         Box::pin(async move {
-            let tcp = connecting.await?.into_inner();
-            let tcp = if coalesce { Corked::new(tcp) } else { Corked::passthrough(tcp) };
-            if !https {
-                return Ok(TokioIo::new(DialedConn::Plain(tcp)));
+            let socket = connecting.await?;
+            let socket = if coalesce { Corked::new(socket) } else { Corked::passthrough(socket) };
+            if !tls_wanted {
+                return Ok(TokioIo::new(DialedConn::Plain(socket)));
             }
             let Some(tls) = tls else {
-                return Err(format!("cannot dial https://{host}: no TLS configuration for this connection").into());
+                return Err(format!("cannot dial {scheme}://{host}: no TLS configuration for this connection").into());
             };
             let name = ServerName::try_from(host.clone()).map_err(|e| format!("invalid server name {host:?}: {e}"))?;
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.connect(name, tcp)).await {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.connect(name, socket)).await {
                 Ok(Ok(stream)) => Ok(TokioIo::new(DialedConn::Tls(Box::new(stream)))),
                 Ok(Err(e)) => Err(e.into()),
                 Err(_) => Err("net/http: TLS handshake timeout".into()),
@@ -125,18 +143,26 @@ impl tower_service::Service<Uri> for Dialer {
 
 /// A dialed connection, plain or TLS.
 pub enum DialedConn {
-    Plain(Corked<TcpStream>),
-    Tls(Box<TlsStream<Corked<TcpStream>>>),
+    Plain(Corked<Socket>),
+    Tls(Box<TlsStream<Corked<Socket>>>),
+}
+
+/// What hyper's pool learns of a socket: TCP's details, nothing for a Unix socket.
+fn connected(socket: &Socket) -> Connected {
+    match socket {
+        Socket::Tcp(tcp) => tcp.connected(),
+        Socket::Unix(_) => Connected::new(),
+    }
 }
 
 impl Connection for DialedConn {
     fn connected(&self) -> Connected {
         match self {
-            DialedConn::Plain(tcp) => tcp.get_ref().connected(),
+            DialedConn::Plain(socket) => connected(socket.get_ref()),
             DialedConn::Tls(tls) => {
-                let (tcp, session) = tls.get_ref();
-                let tcp = tcp.get_ref();
-                if session.alpn_protocol() == Some(b"h2") { tcp.connected().negotiated_h2() } else { tcp.connected() }
+                let (socket, session) = tls.get_ref();
+                let c = connected(socket.get_ref());
+                if session.alpn_protocol() == Some(b"h2") { c.negotiated_h2() } else { c }
             }
         }
     }

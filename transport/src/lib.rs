@@ -18,6 +18,7 @@
 //! | `members.rs` | the peer port's `GET /members` and its client, for joining members |
 //! | `hashkv.rs` | the peer port's `GET /members/hashkv` and its client, for the corruption checks |
 //! | `dial.rs` | dialing http and https peer URLs (TLS configured by the host) |
+//! | `socket.rs` | TCP and Unix sockets behind one type (etcd's `unix://` and `unixs://` URLs) |
 //! | `cork.rs` | write coalescing for HTTP/2 connections (the host's client API, the CLI's dials) |
 //! | `listener_tls.rs`, `san.rs` | TLS on https peer listeners; the client certificate's SAN check |
 //! | `status.rs`, `urlpick.rs` | peer status / active-since, URL picking |
@@ -35,7 +36,7 @@
 //! - `peer` → the roles `pipeline`, `stream`, `snapshot_sender`, `probing` (and `members` and
 //!   `hashkv`, whose handlers only the router calls);
 //! - the roles → `ctx` → `fault` → `util` → `config`;
-//! - below them: `dial`, `host`, `urlpick`, `status`, `listener_tls`, the codecs
+//! - below them: `dial` → `socket`, `host`, `urlpick`, `status`, `listener_tls`, the codecs
 //!   (`msgappv2_codec` → `msg_codec` → `pb`), `error`, `body`, `cork`, `san`.
 //!
 //! Peer bytes never reach protobuf 2's parser (RUSTSEC-2024-0437): see `pb.rs`.
@@ -61,6 +62,7 @@ pub mod probing;
 mod san;
 mod shared;
 mod snapshot_sender;
+pub mod socket;
 mod status;
 pub mod stream;
 mod transport;

@@ -8,16 +8,15 @@
 //! handshake), and whether a client certificate is required and which CAs verify it
 //! (--peer-client-cert-auth, --peer-trusted-ca-file).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::san::{self, go_quoted};
+use crate::socket::Socket;
 
 /// How a peer listener does TLS.
 #[derive(Clone)]
@@ -34,20 +33,17 @@ impl PeerListenerTls {
     }
 
     /// The handshake and the SAN check; None (logged) when the connection is refused.
-    pub(crate) async fn accept(
-        &self,
-        tcp: TcpStream,
-        remote: SocketAddr,
-        timeout: Duration,
-    ) -> Option<TlsStream<TcpStream>> {
-        let tls = match tokio::time::timeout(timeout, self.acceptor.accept(tcp)).await {
+    pub(crate) async fn accept(&self, socket: Socket, timeout: Duration) -> Option<TlsStream<Socket>> {
+        let remote = socket.peer_name();
+        let remote_ip = socket.peer_addr().map(|a| a.ip());
+        let tls = match tokio::time::timeout(timeout, self.acceptor.accept(socket)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
-                log_rejected_handshake(&remote.to_string(), &e);
+                log_rejected_handshake(&remote, &e);
                 return None;
             }
             Err(_) => {
-                reject(&remote.to_string(), "TLS handshake timeout", None);
+                reject(&remote, "TLS handshake timeout", None);
                 return None;
             }
         };
@@ -55,11 +51,17 @@ impl PeerListenerTls {
             return Some(tls);
         }
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| san::sans(c));
-        if let Some(sans) = leaf
-            && let Err(e) = san::check_cert_san(&sans, remote.ip()).await
-        {
-            reject(&remote.to_string(), &e, Some(&sans));
-            return None;
+        if let Some(sans) = leaf {
+            // A peer on a Unix socket has no address to hold the SANs against; etcd's check
+            // fails there too (Go cannot split its empty remote address into host and port).
+            let checked = match remote_ip {
+                Some(ip) => san::check_cert_san(&sans, ip).await,
+                None => Err(format!("address {remote}: missing port in address")),
+            };
+            if let Err(e) = checked {
+                reject(&remote, &e, Some(&sans));
+                return None;
+            }
         }
         Some(tls)
     }

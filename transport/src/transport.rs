@@ -32,6 +32,7 @@ use crate::listener_tls::PeerListenerTls;
 use crate::peer::{Peer, Picked};
 use crate::probing::ProbeStatus;
 use crate::shared::Shared;
+use crate::socket::Listener;
 use crate::urlpick::parse_urls;
 use crate::util::{Version, id_str};
 
@@ -102,7 +103,7 @@ impl Transport {
     /// Serves the peer routes on `listener` until `shutdown` completes. Connections already
     /// accepted keep running until they end.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        self.serve_inner(listener, None, shutdown).await
+        self.serve_listener(listener.into(), None, shutdown).await
     }
 
     /// Like [`Transport::serve`], with TLS on every connection (an https peer URL).
@@ -112,19 +113,21 @@ impl Transport {
         tls: PeerListenerTls,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        self.serve_inner(listener, Some(tls), shutdown).await
+        self.serve_listener(listener.into(), Some(tls), shutdown).await
     }
 
-    async fn serve_inner(
+    /// Serves the peer routes on a TCP or Unix socket listener (etcd's `unix://` and `unixs://`
+    /// peer URLs), with TLS on every connection when `tls` is given.
+    pub async fn serve_listener(
         &self,
-        listener: TcpListener,
+        listener: Listener,
         tls: Option<PeerListenerTls>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         tokio::pin!(shutdown);
         let read_timeout = self.shared.ctx.cfg.conn_read_timeout;
         loop {
-            let (stream, remote) = tokio::select! {
+            let stream = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 r = listener.accept() => match r {
                     Ok(x) => x,
@@ -135,7 +138,9 @@ impl Transport {
                     }
                 },
             };
-            let _ = stream.set_nodelay(true);
+            if let Some(tcp) = stream.tcp() {
+                let _ = tcp.set_nodelay(true);
+            }
             let shared = self.shared.clone();
             let tls = tls.clone();
             // The handshake runs here, not in the accept loop: a peer that connects and then
@@ -144,7 +149,7 @@ impl Transport {
                 match tls {
                     None => serve_connection(shared, stream).await,
                     Some(tls) => {
-                        if let Some(stream) = tls.accept(stream, remote, read_timeout).await {
+                        if let Some(stream) = tls.accept(stream, read_timeout).await {
                             serve_connection(shared, stream).await;
                         }
                     }

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use crate::error::TransportError;
 
-/// Parses and normalizes peer URLs (`http://host:port` or `https://host:port`, no path).
+/// Parses and normalizes peer URLs (`http://host:port`, `https://host:port`, or etcd's Unix
+/// socket URLs `unix://name:port` and `unixs://name:port`; no path).
 pub(crate) fn parse_urls(urls: &[String]) -> Result<Vec<String>, TransportError> {
     if urls.is_empty() {
         return Err(TransportError::InvalidUrl("no peer URLs".into()));
@@ -14,8 +15,8 @@ pub(crate) fn parse_urls(urls: &[String]) -> Result<Vec<String>, TransportError>
         .map(|s| {
             let u = url::Url::parse(s.trim()).map_err(|e| TransportError::InvalidUrl(format!("{s}: {e}")))?;
             let scheme = u.scheme();
-            if scheme != "http" && scheme != "https" {
-                return Err(TransportError::InvalidUrl(format!("{s}: peer URLs must be http or https")));
+            if !matches!(scheme, "http" | "https" | "unix" | "unixs") {
+                return Err(TransportError::InvalidUrl(format!("{s}: URL scheme must be http, https, unix, or unixs")));
             }
             let host = u.host_str().ok_or_else(|| TransportError::InvalidUrl(format!("{s}: no host")))?;
             let host =
@@ -78,7 +79,8 @@ mod tests {
         p.unreachable("http://[::1]:2");
         assert_eq!(p.pick(), "http://127.0.0.1:1");
         assert_eq!(parse_urls(&["https://a:1/".into()]).ok(), Some(vec!["https://a:1".to_string()]));
-        assert!(parse_urls(&["unix://a:1".into()]).is_err());
+        assert_eq!(parse_urls(&["unix://etcd.unix:1".into()]).ok(), Some(vec!["unix://etcd.unix:1".to_string()]));
+        assert!(parse_urls(&["ftp://a:1".into()]).is_err());
         assert!(parse_urls(&[]).is_err());
     }
 }

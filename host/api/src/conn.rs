@@ -1,6 +1,6 @@
-//! The client listener's connections: plain TCP for http:// listen URLs, TLS over TCP for
-//! https:// ones, behind one type so a single gRPC server serves both (etcd serves each client
-//! URL with its own scheme).
+//! The client listener's connections: plain for http:// (and unix://) listen URLs, TLS for
+//! https:// (and unixs://) ones, over TCP or a Unix socket, behind one type so a single gRPC
+//! server serves them all (etcd serves each client URL with its own scheme).
 //!
 //! TLS handshakes run in their own tasks, not in the accept loop: a client that connects and
 //! then sends nothing must not hold up the clients behind it. A handshake that fails is logged
@@ -15,12 +15,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 use wasmraft_transport::cork::Corked;
+use wasmraft_transport::socket::Socket;
 
 /// How long a client has to complete the TLS handshake after connecting.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,14 +31,14 @@ const READY_QUEUE: usize = 64;
 /// One accepted client connection. Its socket writes are coalesced ([`Corked`]): many
 /// responses (or, under TLS, their records) leave in one write.
 pub(super) enum ClientConn {
-    Plain(Corked<TcpStream>),
-    Tls(Box<TlsStream<Corked<TcpStream>>>),
+    Plain(Corked<Socket>),
+    Tls(Box<TlsStream<Corked<Socket>>>),
 }
 
 /// The TLS connections made from `accepted` TCP connections. Ends when the server stops taking
 /// connections (drops the stream) or the listener's stream ends.
 pub(super) fn handshakes(
-    mut accepted: BoxStream<'static, TcpStream>,
+    mut accepted: BoxStream<'static, Socket>,
     acceptor: TlsAcceptor,
 ) -> BoxStream<'static, ClientConn> {
     let (tx, rx) = mpsc::channel(READY_QUEUE);
@@ -51,7 +51,7 @@ pub(super) fn handshakes(
             let Some(stream) = stream else { return };
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                let remote = stream.peer_addr().map_or_else(|e| format!("<{e}>"), |a| a.to_string());
+                let remote = stream.peer_name();
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Corked::new(stream))).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(ClientConn::Tls(Box::new(tls))).await;
@@ -69,11 +69,12 @@ pub(super) fn handshakes(
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }).boxed()
 }
 
-/// What the API learns about a connection: for TLS with a verified client certificate, the
-/// certificate's common name (the user, with `--client-cert-auth` and auth on:
-/// etcd's `AuthInfoFromTLS`).
+/// What the API learns about a connection: whether it is TLS, and for TLS with a verified
+/// client certificate, the certificate's common name (the user, with `--client-cert-auth` and
+/// auth on: etcd's `AuthInfoFromTLS`).
 #[derive(Debug, Clone)]
 pub struct ClientConnInfo {
+    pub secure: bool,
     pub common_name: Option<String>,
 }
 
@@ -82,7 +83,7 @@ impl Connected for ClientConn {
 
     fn connect_info(&self) -> ClientConnInfo {
         match self {
-            ClientConn::Plain(_) => ClientConnInfo { common_name: None },
+            ClientConn::Plain(_) => ClientConnInfo { secure: false, common_name: None },
             ClientConn::Tls(s) => {
                 let (_, session) = s.get_ref();
                 // rustls only completes a handshake whose client certificate verified, so a
@@ -91,7 +92,7 @@ impl Connected for ClientConn {
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .and_then(|leaf| common_name(leaf.as_ref()));
-                ClientConnInfo { common_name }
+                ClientConnInfo { secure: true, common_name }
             }
         }
     }

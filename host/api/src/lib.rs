@@ -25,6 +25,7 @@
 //! and Info with opaque bytes, for any guest; and `wasmraft.v1.GuestAdmin` (`admin.rs`): guest
 //! deploy, rollback, status and list.
 
+mod access;
 mod admin;
 mod auth;
 // Public for the fuzz targets (tests/fuzz): the client listener's HTTP/2 rewriter.
@@ -45,6 +46,7 @@ mod lease;
 mod lease_forward;
 mod lock;
 mod maintenance;
+mod ping_policy;
 mod recipe;
 // Public for the fuzz targets (tests/fuzz): request checks as pure functions.
 pub mod lessor;
@@ -59,7 +61,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio::net::{TcpListener, TcpStream};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -73,7 +74,9 @@ use wasmraft_proto::v3electionpb::election_server::ElectionServer;
 use wasmraft_proto::v3lockpb::lock_server::LockServer;
 use wasmraft_proto::wasmraft::v1::generic_server::GenericServer;
 use wasmraft_proto::wasmraft::v1::guest_admin_server::GuestAdminServer;
+use wasmraft_transport::socket::{Listener, Socket};
 
+pub use access::AccessControl;
 pub use errors::{EtcdError, guest_error, node_error};
 pub use http::metrics_router;
 
@@ -92,18 +95,64 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// etcd's send limit (v3rpc's `maxSendBytes`, math.MaxInt32): responses are effectively unbounded.
 const MAX_SEND_BYTES: usize = i32::MAX as usize;
 
-/// etcd's server keepalive defaults (--grpc-keepalive-interval, --grpc-keepalive-timeout): ping an
+/// grpc-go's server keepalive defaults, which etcd's --grpc-keepalive-interval and
+/// --grpc-keepalive-timeout also default to, and which apply when either flag is 0: ping an
 /// idle client after 2 hours, drop it when the ping is not answered within 20 seconds.
-const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 60 * 60);
-const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+pub const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 60 * 60);
+pub const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// grpc-go's least keepalive interval: shorter ones are raised to it.
+const GRPC_KEEPALIVE_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// TCP keepalive on accepted connections: Go's listener default, which etcd inherits.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// A bound client listener and, for an https:// URL, the TLS it serves.
+/// A bound client listener (TCP, or a Unix socket for a unix:// or unixs:// URL) and, for an
+/// https:// or unixs:// URL, the TLS it serves.
 pub struct ClientListener {
-    pub listener: TcpListener,
+    pub listener: Listener,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// How the client listener treats connections and plain HTTP requests, from etcd's flags of
+/// the same names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnOptions {
+    /// --grpc-keepalive-min-time: clients pinging more often are sent GOAWAY too_many_pings
+    /// (`ping_policy.rs`); 0 means grpc-go's default of 5 minutes.
+    pub keepalive_min_time: Duration,
+    /// --grpc-keepalive-interval: idle clients are pinged this often.
+    pub keepalive_interval: Duration,
+    /// --grpc-keepalive-timeout: a ping unanswered this long closes the connection.
+    pub keepalive_timeout: Duration,
+    /// --max-concurrent-streams: HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (advertised even at
+    /// its default of u32::MAX, as grpc-go does).
+    pub max_concurrent_streams: u32,
+    /// --cors and --host-whitelist, for the plain HTTP requests (`access.rs`).
+    pub access: AccessControl,
+}
+
+impl Default for ConnOptions {
+    /// etcd 3.4's defaults.
+    fn default() -> Self {
+        ConnOptions {
+            keepalive_min_time: Duration::from_secs(5),
+            keepalive_interval: GRPC_KEEPALIVE_INTERVAL,
+            keepalive_timeout: GRPC_KEEPALIVE_TIMEOUT,
+            max_concurrent_streams: u32::MAX,
+            access: AccessControl::allow_all(),
+        }
+    }
+}
+
+impl ConnOptions {
+    /// The server's keepalive as grpc-go takes etcd's two flags: both must be set (etcd passes
+    /// them only then), else the defaults; an interval under a second is raised to one.
+    fn keepalive(&self) -> (Duration, Duration) {
+        if self.keepalive_interval.is_zero() || self.keepalive_timeout.is_zero() {
+            return (GRPC_KEEPALIVE_INTERVAL, GRPC_KEEPALIVE_TIMEOUT);
+        }
+        (self.keepalive_interval.max(GRPC_KEEPALIVE_MIN_INTERVAL), self.keepalive_timeout)
+    }
 }
 
 /// Request limits and the client-facing auth settings, from etcd's flags of the same names.
@@ -174,6 +223,7 @@ pub enum ServeError {
 pub async fn serve(
     node: NodeHandle,
     limits: ApiLimits,
+    conn_options: ConnOptions,
     lessor: Arc<crate::lessor::Lessor>,
     listeners: Vec<ClientListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -181,10 +231,7 @@ pub async fn serve(
     if listeners.is_empty() {
         return Err(ServeError::NoListeners);
     }
-    let addrs: Vec<String> = listeners
-        .iter()
-        .map(|l| l.listener.local_addr().map_or_else(|e| format!("<{e}>"), |a| a.to_string()))
-        .collect();
+    let addrs: Vec<String> = listeners.iter().map(|l| l.listener.local_name()).collect();
 
     let api = Arc::new(Api::new(node, limits));
     let max_decoding = limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
@@ -225,13 +272,14 @@ pub async fn serve(
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
 
+    let min_time = conn_options.keepalive_min_time;
     let incoming = futures::stream::select_all(listeners.into_iter().map(|l| {
         let accepted = accept_with_backoff(l.listener);
         let conns = match l.tls {
             Some(acceptor) => conn::handshakes(accepted, acceptor),
-            None => accepted.map(|tcp| conn::ClientConn::Plain(Corked::new(tcp))).boxed(),
+            None => accepted.map(|socket| conn::ClientConn::Plain(Corked::new(socket))).boxed(),
         };
-        conns.map(|c| Ok::<_, io::Error>(AuthorityFix::new(c)))
+        conns.map(move |c| Ok::<_, io::Error>(AuthorityFix::new(ping_policy::PingEnforced::new(c, min_time))))
     }));
 
     let health = http::router(api.node.clone());
@@ -249,16 +297,20 @@ pub async fn serve(
     let routes = tonic::service::Routes::from(grpc.routes().into_axum_router().merge(health));
 
     tracing::info!(addresses = ?addrs, "serving the etcd v3 gRPC client API");
+    let (keepalive_interval, keepalive_timeout) = conn_options.keepalive();
+    // etcd's --max-concurrent-streams default is unlimited (u32::MAX): clientv3 multiplexes
+    // every watch and keepalive stream of a client over one connection.
+    let max_streams = conn_options.max_concurrent_streams;
     Server::builder()
-        .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
-        // etcd's --max-concurrent-streams default is unlimited; clientv3 multiplexes every watch
-        // and keepalive stream of a client over one connection.
-        .max_concurrent_streams(u32::MAX)
+        .http2_keepalive_interval(Some(keepalive_interval))
+        .http2_keepalive_timeout(Some(keepalive_timeout))
+        .max_concurrent_streams(max_streams)
         // `/health` and `/version` (http.rs) are plain HTTP/1.1 on the same port, as in etcd.
         .accept_http1(true)
         // grpc_server_* and etcd's client byte counters (see grpc_metrics.rs).
         .layer(grpc_metrics::GrpcMetricsLayer)
+        // --cors and --host-whitelist for the plain HTTP requests (see access.rs).
+        .layer(access::AccessLayer(Arc::new(conn_options.access)))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
@@ -270,11 +322,20 @@ pub async fn serve(
 /// handshake, for https) in [`AuthorityFix`], which turns the `:authority` of a whole URL that
 /// etcdctl 3.4's `endpoint` commands send (`http://host:port`) into `host:port`; h2 would reset
 /// those streams (see `authority.rs`).
-fn accept_with_backoff(listener: TcpListener) -> BoxStream<'static, TcpStream> {
+fn accept_with_backoff(listener: Listener) -> BoxStream<'static, Socket> {
     const FIRST_DELAY: Duration = Duration::from_millis(5);
     const MAX_DELAY: Duration = Duration::from_secs(1);
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(TCP_KEEPALIVE));
+    let incoming: BoxStream<'static, io::Result<Socket>> = match listener {
+        Listener::Tcp(listener) => TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(TCP_KEEPALIVE))
+            .map(|r| r.map(Socket::Tcp))
+            .boxed(),
+        unix @ Listener::Unix { .. } => {
+            futures::stream::unfold(unix, |l| async move { Some((l.accept().await, l)) }).boxed()
+        }
+    };
     futures::stream::unfold((incoming, Duration::ZERO), |(mut incoming, mut delay)| async move {
         loop {
             match incoming.next().await? {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::bail;
 use url::Url;
 use wasmraft_client::tls::TlsPolicy;
+use wasmraft_transport::socket::is_tls_scheme;
 
 use super::urls::{host_port, parse_initial_cluster, parse_urls, trim_url};
 use super::{ClusterState, Config, LogLevel, Logger, MemberFlags};
@@ -79,7 +80,7 @@ impl MemberFlags {
         } else {
             parse_urls("--listen-metrics-urls", &self.listen_metrics_urls)?
         };
-        if let Some(u) = listen_metrics_urls.iter().find(|u| u.scheme() == "https") {
+        if let Some(u) = listen_metrics_urls.iter().find(|u| u.scheme() != "http") {
             bail!("--listen-metrics-urls: {}: wasmraft serves metrics URLs over http only", trim_url(u));
         }
         let listen_peer_urls = parse_urls("--listen-peer-urls", &self.listen_peer_urls)?;
@@ -90,8 +91,18 @@ impl MemberFlags {
                 bail!("listen URL {u} must not have a path");
             }
         }
-        let cors = origins("--cors", &self.cors)?;
-        let host_whitelist = list(&self.host_whitelist, "*");
+        let client_conn = wasmraft_api::ConnOptions {
+            keepalive_min_time: self.grpc_keepalive_min_time,
+            keepalive_interval: self.grpc_keepalive_interval,
+            keepalive_timeout: self.grpc_keepalive_timeout,
+            max_concurrent_streams: self.max_concurrent_streams,
+            access: wasmraft_api::AccessControl {
+                cors: parse_cors(&self.cors)?,
+                // etcd's strings flag: split on commas, empty pieces kept (`--host-whitelist=`
+                // allows only an empty Host).
+                host_whitelist: self.host_whitelist.split(',').map(str::to_string).collect(),
+            },
+        };
         // --cipher-suites applies to both ports; the CRL and allowed names to one each.
         let cipher_suites = list(&self.cipher_suites, "");
         let client_tls = crate::tls::TlsInfo {
@@ -125,36 +136,42 @@ impl MemberFlags {
         };
         if client_tls.is_empty()
             && !client_tls.auto_tls
-            && let Some(u) = listen_client_urls.iter().find(|u| u.scheme() == "https")
+            && let Some(u) = listen_client_urls.iter().find(|u| is_tls_scheme(u.scheme()))
         {
             bail!(
                 "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
                 trim_url(u)
             );
         }
-        let discovery_srv = non_empty(self.discovery_srv);
-        let discovery_srv_name = non_empty(self.discovery_srv_name);
+        let discovery_srv = crate::discovery_srv::SrvDiscovery::from_flags(
+            &self.discovery_srv,
+            &self.discovery_srv_name,
+            self.wasmraft_discovery_srv_nameserver.as_deref(),
+        )?;
         if discovery_srv.is_some() && self.initial_cluster.is_some() {
             bail!(
                 "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or \"discovery-srv\""
             );
         }
         // etcd: without an explicit --initial-cluster, a member named other than "default" forms a
-        // cluster of itself under its own name.
-        let initial_cluster_flag = match &self.initial_cluster {
-            Some(c) => c.clone(),
-            None => initial_advertise_peer_urls
-                .iter()
-                .map(|u| format!("{}={}", self.name, trim_url(u)))
-                .collect::<Vec<_>>()
-                .join(","),
+        // cluster of itself under its own name; with --discovery-srv, DNS names the members when
+        // the member starts (`server.rs`).
+        let initial_cluster = match (&self.initial_cluster, &discovery_srv) {
+            (_, Some(_)) => std::collections::BTreeMap::new(),
+            (Some(c), None) => parse_initial_cluster(c)?,
+            (None, None) => parse_initial_cluster(
+                &initial_advertise_peer_urls
+                    .iter()
+                    .map(|u| format!("{}={}", self.name, trim_url(u)))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )?,
         };
-        let initial_cluster = parse_initial_cluster(&initial_cluster_flag)?;
         // etcd's peer listener refuses TLS without a certificate (advertised and other members'
         // https URLs need none: they are dialed, verified against the system's roots then).
         if peer_tls.is_empty()
             && !peer_tls.auto_tls
-            && let Some(u) = listen_peer_urls.iter().find(|u| u.scheme() == "https")
+            && let Some(u) = listen_peer_urls.iter().find(|u| is_tls_scheme(u.scheme()))
         {
             bail!("cannot listen on TLS for {}: KeyFile and CertFile are not presented", host_port(u));
         }
@@ -187,7 +204,6 @@ impl MemberFlags {
             initial_cluster_state: self.initial_cluster_state,
             initial_cluster_token: self.initial_cluster_token,
             discovery_srv,
-            discovery_srv_name,
             max_snapshots: self.max_snapshots,
             max_wals: self.max_wals,
             snapshot_count: self.snapshot_count,
@@ -204,10 +220,7 @@ impl MemberFlags {
             backend_batch_limit: self.backend_batch_limit,
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
-            max_concurrent_streams: self.max_concurrent_streams,
-            grpc_keepalive_min_time: self.grpc_keepalive_min_time,
-            grpc_keepalive_interval: self.grpc_keepalive_interval,
-            grpc_keepalive_timeout: self.grpc_keepalive_timeout,
+            client_conn,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             experimental_initial_corrupt_check: self.experimental_initial_corrupt_check,
             experimental_corrupt_check_time: self.experimental_corrupt_check_time,
@@ -224,8 +237,6 @@ impl MemberFlags {
             log_outputs,
             enable_pprof: self.enable_pprof,
             metrics: if self.metrics == "extensive" { super::Metrics::Extensive } else { super::Metrics::Basic },
-            cors,
-            host_whitelist,
             guest: set(self.guest),
             guest_fuel: self.guest_fuel,
             guest_memory_bytes: self.guest_memory_bytes,
@@ -302,20 +313,37 @@ fn list(value: &str, empty_means: &str) -> Vec<String> {
     if items.is_empty() && !empty_means.is_empty() { vec![empty_means.to_string()] } else { items }
 }
 
-/// --cors: `*`, or origins written as etcd's URL flags take them (scheme, host and port).
-fn origins(flag: &str, value: &str) -> anyhow::Result<Vec<String>> {
-    let items = list(value, "*");
-    if items == ["*"] {
-        return Ok(items);
+/// `--cors` as etcd's flag takes it: `*`, or a list of URLs (etcd's URL rules, so an origin
+/// needs its port), kept in Go's `url.String()` form, which is what an `Origin` header is
+/// compared with.
+fn parse_cors(value: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    if value == "*" {
+        return Ok(["*".to_string()].into());
     }
-    Ok(parse_urls(flag, value)?.iter().map(trim_url).collect())
+    let mut out = std::collections::BTreeSet::new();
+    for part in value.split(',') {
+        let invalid = |why: &str| anyhow::anyhow!("invalid value {value:?} for flag -cors: {why}");
+        let part = part.trim();
+        let url = Url::parse(part)
+            .map_err(|_| invalid(&format!("URL scheme must be http, https, unix, or unixs: {part}")))?;
+        if !matches!(url.scheme(), "http" | "https" | "unix" | "unixs") {
+            return Err(invalid(&format!("URL scheme must be http, https, unix, or unixs: {part}")));
+        }
+        // The url crate drops a scheme's default port, which Go keeps: look for it as given.
+        let has_port =
+            url.port().is_some() || url.port_or_known_default().is_some_and(|p| part.contains(&format!(":{p}")));
+        if url.host_str().is_none() || !has_port {
+            return Err(invalid(&format!("URL address does not have the form \"host:port\": {part}")));
+        }
+        if url.path() != "/" && !url.path().is_empty() {
+            return Err(invalid(&format!("URL must not contain a path: {part}")));
+        }
+        out.insert(part.trim_end_matches('/').to_string());
+    }
+    Ok(out)
 }
 
 /// A path flag given empty is unset, as etcd's string flags are.
 fn set(p: Option<PathBuf>) -> Option<PathBuf> {
     p.filter(|p| !p.as_os_str().is_empty())
-}
-
-fn non_empty(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
 }

@@ -24,9 +24,8 @@ pub fn parse_urls(flag: &str, value: &str) -> anyhow::Result<Vec<Url>> {
     for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let url = Url::parse(part).with_context(|| format!("invalid value {part:?} for flag {flag}"))?;
         match url.scheme() {
-            "http" | "https" => {}
-            "unix" | "unixs" => bail!("{flag}: {part}: unix socket URLs are not supported by wasmraft"),
-            other => bail!("{flag}: URL scheme must be http or https, got {other:?} in {part:?}"),
+            "http" | "https" | "unix" | "unixs" => {}
+            _ => bail!("{flag}: URL scheme must be http, https, unix, or unixs: {part}"),
         }
         if url.host_str().is_none() || url.port().is_none() {
             bail!("{flag}: URL address does not have the form \"host:port\": {part}");

@@ -37,7 +37,7 @@ pub fn peer_tls(flags: &TlsInfo, data_dir: &Path, listen_peer_urls: &[Url]) -> a
     if !info.is_empty() {
         tracing::info!("embed: peerTLS: {}", info.describe());
     }
-    for u in listen_peer_urls.iter().filter(|u| u.scheme() == "http") {
+    for u in listen_peer_urls.iter().filter(|u| !wasmraft_transport::socket::is_tls_scheme(u.scheme())) {
         if !info.is_empty() {
             tracing::warn!(
                 "embed: The scheme of peer url {} is HTTP while peer key/cert files are presented. Ignored peer key/cert files.",
@@ -51,7 +51,7 @@ pub fn peer_tls(flags: &TlsInfo, data_dir: &Path, listen_peer_urls: &[Url]) -> a
             );
         }
     }
-    let listener = if listen_peer_urls.iter().any(|u| u.scheme() == "https") {
+    let listener = if listen_peer_urls.iter().any(|u| wasmraft_transport::socket::is_tls_scheme(u.scheme())) {
         let mut server = Arc::unwrap_or_clone(info.server_config()?);
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         Some(PeerListenerTls::new(Arc::new(server), !info.skip_client_san_verify))
