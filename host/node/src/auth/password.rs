@@ -34,10 +34,13 @@ impl PasswordHasher {
     }
 }
 
-/// The bcrypt hash of `password` (`$2b$...`, which Go's bcrypt reads too).
+/// The bcrypt hash of `password` in Go's `$2a$<cost>$` form, the one etcd stores (the `2b`
+/// revision only fixes a length wrap-around in OpenBSD's C code; the hash is the same).
 pub async fn hash_password(hasher: PasswordHasher, password: String) -> Result<Vec<u8>, String> {
     tokio::task::spawn_blocking(move || {
-        bcrypt::hash(password, hasher.cost).map(String::into_bytes).map_err(|e| format!("hashing the password: {e}"))
+        bcrypt::hash_with_result(password, hasher.cost)
+            .map(|h| h.format_for_version(bcrypt::Version::TwoA).into_bytes())
+            .map_err(|e| format!("hashing the password: {e}"))
     })
     .await
     .map_err(|e| format!("hashing the password: {e}"))?
@@ -51,4 +54,19 @@ pub async fn verify_password(password: String, hash: Vec<u8>) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_carry_the_cost_in_gos_form_and_verify() {
+        let hash = hash_password(PasswordHasher::new(4), "pw".into()).await.expect("hash");
+        assert!(hash.starts_with(b"$2a$04$"), "{}", String::from_utf8_lossy(&hash));
+        assert!(verify_password("pw".into(), hash.clone()).await);
+        assert!(!verify_password("other".into(), hash).await);
+        let fallback = hash_password(PasswordHasher::new(3), "pw".into()).await.expect("hash");
+        assert!(fallback.starts_with(b"$2a$10$"), "{}", String::from_utf8_lossy(&fallback));
+    }
 }
