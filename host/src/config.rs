@@ -555,7 +555,7 @@ pub struct Config {
     pub auth_token_ttl: Duration,
     /// --logger.
     pub logger: Logger,
-    /// --log-level, with --debug folded in (etcd 3.4: --debug wins).
+    /// --log-level, with --debug folded in (etcd 3.4: --debug wins, with the capnslog logger).
     pub log_level: LogLevel,
     /// --log-outputs (or the deprecated --log-output), checked as etcd checks them.
     pub log_outputs: Vec<LogOutput>,

@@ -71,11 +71,12 @@ pub(super) fn handshakes(
 
 /// What the API learns about a connection: whether it is TLS, and for TLS with a verified
 /// client certificate, the certificate's common name (the user, with `--client-cert-auth` and
-/// auth on: etcd's `AuthInfoFromTLS`).
+/// auth on: etcd's `AuthInfoFromTLS`); the client's address, for the debug log.
 #[derive(Debug, Clone)]
 pub struct ClientConnInfo {
     pub secure: bool,
     pub common_name: Option<String>,
+    pub remote: String,
 }
 
 impl Connected for ClientConn {
@@ -83,7 +84,9 @@ impl Connected for ClientConn {
 
     fn connect_info(&self) -> ClientConnInfo {
         match self {
-            ClientConn::Plain(_) => ClientConnInfo { secure: false, common_name: None },
+            ClientConn::Plain(s) => {
+                ClientConnInfo { secure: false, common_name: None, remote: s.get_ref().peer_name() }
+            }
             ClientConn::Tls(s) => {
                 let (_, session) = s.get_ref();
                 // rustls only completes a handshake whose client certificate verified, so a
@@ -92,7 +95,7 @@ impl Connected for ClientConn {
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .and_then(|leaf| common_name(leaf.as_ref()));
-                ClientConnInfo { secure: true, common_name }
+                ClientConnInfo { secure: true, common_name, remote: s.get_ref().0.get_ref().peer_name() }
             }
         }
     }

@@ -125,7 +125,7 @@ fn code_name(code: i32) -> &'static str {
 
 /// The streaming kind of a method, as go-grpc-prometheus labels it. The client API's streaming
 /// methods are few and fixed (etcd's and wasmraft's protos); everything else is unary.
-fn grpc_type(service: &str, method: &str) -> &'static str {
+pub(crate) fn grpc_type(service: &str, method: &str) -> &'static str {
     match (service, method) {
         ("etcdserverpb.Watch", "Watch") | ("etcdserverpb.Lease", "LeaseKeepAlive") => "bidi_stream",
         ("etcdserverpb.Maintenance", "Snapshot") | ("v3electionpb.Election", "Observe") => "server_stream",

@@ -11,7 +11,7 @@ use wasmraft_proto::etcdserverpb::{
 };
 
 use super::errors::OrStatus as _;
-use super::{Api, errors, header, validate};
+use super::{Api, errors, header, request_stats, validate};
 
 pub struct KvService {
     api: Arc<Api>,
@@ -30,9 +30,47 @@ impl KvService {
 
 #[tonic::async_trait]
 impl Kv for KvService {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        request_stats::logged(request_stats::range(&request), self.serve_range(request)).await
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        request_stats::logged(request_stats::put(&request), self.serve_put(request)).await
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        request_stats::logged(request_stats::delete_range(&request), self.serve_delete_range(request)).await
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        request_stats::logged(request_stats::txn(&request), self.serve_txn(request)).await
+    }
+
+    /// etcd makes no API-level checks on a compaction, permissions included (3.4 lets any user
+    /// compact); the guest refuses a compacted or future revision. A "physical" compaction needs no extra wait here: the guest compacts inside the
+    /// entry's apply, so it is done when the answer comes back.
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        self.api.check_member(&request, false)?;
+        self.api.require_kv_guest()?;
+        let caller = self.api.caller(&request)?;
+        let r = request.into_inner();
+        let mut resp: CompactionResponse = self
+            .api
+            .propose(&caller, InternalRaftRequest { compaction: Some(r), ..Default::default() }, "CompactionResponse")
+            .await?;
+        self.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+}
+
+/// The calls etcd's debug log describes in full (`request_stats`).
+impl KvService {
     /// A linearizable range waits for a ReadIndex barrier and then reads this member's state; a
     /// serializable one reads the state as it is, and is the only KV call a learner serves.
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn serve_range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         self.api.check_member(&request, request.get_ref().serializable)?;
         self.api.require_kv_guest()?;
         let caller = self.api.caller(&request)?;
@@ -50,7 +88,7 @@ impl Kv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+    async fn serve_put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
         let caller = self.api.caller(&request)?;
@@ -64,7 +102,7 @@ impl Kv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn delete_range(
+    async fn serve_delete_range(
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
@@ -90,7 +128,7 @@ impl Kv for KvService {
     /// the KV guest's `query` takes only a `RangeRequest`, so here such a txn costs a log entry.
     /// The result is the same (the txn reads the state as of its place in the log, which is at
     /// least as new as the barrier would give) and it does not change any revision.
-    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+    async fn serve_txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
         let caller = self.api.caller(&request)?;
@@ -99,22 +137,6 @@ impl Kv for KvService {
         let mut resp: TxnResponse = self
             .api
             .propose(&caller, InternalRaftRequest { txn: Some(r), ..Default::default() }, "TxnResponse")
-            .await?;
-        self.fill(&mut resp.header);
-        Ok(Response::new(resp))
-    }
-
-    /// etcd makes no API-level checks on a compaction, permissions included (3.4 lets any user
-    /// compact); the guest refuses a compacted or future revision. A "physical" compaction needs no extra wait here: the guest compacts inside the
-    /// entry's apply, so it is done when the answer comes back.
-    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        self.api.check_member(&request, false)?;
-        self.api.require_kv_guest()?;
-        let caller = self.api.caller(&request)?;
-        let r = request.into_inner();
-        let mut resp: CompactionResponse = self
-            .api
-            .propose(&caller, InternalRaftRequest { compaction: Some(r), ..Default::default() }, "CompactionResponse")
             .await?;
         self.fill(&mut resp.header);
         Ok(Response::new(resp))

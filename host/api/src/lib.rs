@@ -48,6 +48,7 @@ mod lock;
 mod maintenance;
 mod ping_policy;
 mod recipe;
+mod request_stats;
 // Public for the fuzz targets (tests/fuzz): request checks as pure functions.
 pub mod lessor;
 pub mod validate;
@@ -309,6 +310,8 @@ pub async fn serve(
         .accept_http1(true)
         // grpc_server_* and etcd's client byte counters (see grpc_metrics.rs).
         .layer(grpc_metrics::GrpcMetricsLayer)
+        // etcd's "request stats" line per unary call, at debug level (see request_stats/).
+        .layer(request_stats::RequestStatsLayer)
         // --cors and --host-whitelist for the plain HTTP requests (see access.rs).
         .layer(access::AccessLayer(Arc::new(conn_options.access)))
         .add_routes(routes)

@@ -252,6 +252,16 @@ fn startup_notes(flags: &MemberFlags, matches: &ArgMatches) -> Vec<Note> {
             notes.push(Note::warn(format!("pkg/flags: flag \"-{name}\" is no longer supported - ignoring.")));
         }
     }
+    if flags.debug {
+        // etcd's texts, its unbalanced parenthesis included.
+        notes.push(Note::warn("Deprecated '--debug' flag is set to true (use '--log-level=debug' instead".into()));
+        if let Some(level) = clap::ValueEnum::to_possible_value(&flags.log_level).filter(|l| l.get_name() != "debug") {
+            notes.push(Note::warn(format!(
+                "Deprecated '--debug' flag is set to true with inconsistent '--log-level={}' flag",
+                level.get_name()
+            )));
+        }
+    }
     if flags.log_output != "default" {
         notes.push(Note::warn("embed: '--log-output' flag has been deprecated! Please use '--log-outputs'!".into()));
     }

@@ -233,7 +233,8 @@ impl MemberFlags {
             auth_token: self.auth_token,
             auth_token_ttl: Duration::from_secs(self.auth_token_ttl),
             logger: self.logger,
-            log_level: if self.debug { LogLevel::Debug } else { self.log_level },
+            // etcd 3.4: --debug means debug level with capnslog only; zap reads --log-level alone.
+            log_level: if self.debug && self.logger == Logger::Capnslog { LogLevel::Debug } else { self.log_level },
             log_outputs,
             enable_pprof: self.enable_pprof,
             metrics: if self.metrics == "extensive" { super::Metrics::Extensive } else { super::Metrics::Basic },

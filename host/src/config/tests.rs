@@ -226,6 +226,9 @@ fn log_outputs_as_etcd_checks_them() {
     assert_eq!(c.log_outputs, vec![LogOutput::Stderr, LogOutput::File("/tmp/x.log".into())]);
     assert_eq!(parse(&["--log-output=stdout"]).unwrap().log_outputs, vec![LogOutput::Stdout]);
     assert_eq!(parse(&["--debug"]).unwrap().log_level, LogLevel::Debug);
+    assert_eq!(parse(&["--debug", "--log-level=error"]).unwrap().log_level, LogLevel::Debug);
+    assert_eq!(parse(&["--debug", "--logger=zap"]).unwrap().log_level, LogLevel::Info);
+    assert_eq!(parse(&["--log-level=debug", "--logger=zap"]).unwrap().log_level, LogLevel::Debug);
 }
 
 #[test]

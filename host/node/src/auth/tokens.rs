@@ -53,7 +53,11 @@ impl TokenProvider {
     /// `simple_ttl` is `--auth-token-ttl` (a JWT's lifetime is its own `ttl` option).
     pub fn new(options: &TokenOptions, simple_ttl: Duration) -> TokenProvider {
         match options {
-            TokenOptions::Simple => TokenProvider::Simple(SimpleTokens::new(simple_ttl)),
+            TokenOptions::Simple => {
+                // etcd's warning when its auth store starts with simple tokens.
+                tracing::warn!("simple token is not cryptographically signed");
+                TokenProvider::Simple(SimpleTokens::new(simple_ttl))
+            }
             TokenOptions::Jwt(j) => TokenProvider::Jwt(j.clone()),
         }
     }
