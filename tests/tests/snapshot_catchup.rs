@@ -66,3 +66,72 @@ fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
     });
     cluster.wait_converged(Duration::from_secs(30));
 }
+
+/// The `<index>.snap` files in a member's snapshot directory, oldest first.
+fn snapshot_files(data_dir: &std::path::Path) -> Vec<String> {
+    let dir = data_dir.join("member").join("snap");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".snap"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// --max-snapshots: a follower that catches up by snapshot again and again keeps the newest N
+/// received snapshot files and removes the older ones; restarted with 0 it keeps them all.
+/// (wasmraft's own snapshots are its state database, not files; etcd's purge counts the `.snap`
+/// files each etcd member writes at every --snapshot-count and runs every 30 s.)
+#[test]
+fn max_snapshots_keeps_the_newest_received_snapshot_files() {
+    let mut cluster = ClusterConfig::new(Flavor::Wasmraft, 3)
+        .arg("--snapshot-count=20")
+        .arg("--snapshot-catchup-entries=5")
+        .arg("--max-snapshots=2")
+        .start();
+    let leader = cluster.wait_leader(Duration::from_secs(20));
+    let behind = (leader + 1) % 3;
+    let rt = wasmraft_tests::runtime();
+    let round = |cluster: &mut wasmraft_tests::Cluster, n: usize| {
+        cluster.kill9(behind);
+        let live = cluster.running_endpoints();
+        rt.block_on(async {
+            let mut client = Client::connect(live, None).await.expect("connect");
+            for i in 0..60 {
+                client.put(format!("r{n}-{i:02}"), "v", None).await.expect("put acknowledged");
+            }
+        });
+        // The survivors make their state durable and compact their logs about once a second.
+        std::thread::sleep(Duration::from_millis(1500));
+        cluster.restart(behind);
+        cluster.wait_converged(Duration::from_secs(30));
+        let log = cluster.member(behind).current_log();
+        assert!(log.contains("installing snapshot at index"), "round {n}: no snapshot installed:\n{log}");
+        snapshot_files(cluster.member(behind).data_dir())
+    };
+    let mut seen = Vec::new();
+    for n in 0..4 {
+        let files = round(&mut cluster, n);
+        assert!(files.len() <= 2, "round {n}: {files:?}");
+        seen.extend(files);
+    }
+    seen.sort();
+    seen.dedup();
+    let kept = snapshot_files(cluster.member(behind).data_dir());
+    assert!(seen.len() >= 4, "four snapshots received: {seen:?}");
+    assert_eq!(kept, seen[seen.len() - 2..], "the newest two are kept");
+
+    for arg in &mut cluster.member_mut(behind).config_mut().extra_args {
+        if arg == "--max-snapshots=2" {
+            *arg = "--max-snapshots=0".into();
+        }
+    }
+    for n in 4..6 {
+        round(&mut cluster, n);
+    }
+    let all = snapshot_files(cluster.member(behind).data_dir());
+    assert_eq!(all.len(), 4, "with --max-snapshots=0 every file stays: {all:?}");
+    assert_eq!(all[..2], kept[..], "{all:?}");
+}
