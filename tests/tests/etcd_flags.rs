@@ -49,18 +49,18 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ("name", "member_list::member_list_shows_the_published_member_like_etcd"),
     ("data-dir", "durability::graceful_restart_keeps_everything_default_flags"),
     ("wal-dir", "raft_flags::wal_dir_holds_the_log_outside_the_data_dir"),
-    ("snapshot-count", "durability::graceful_restart_keeps_everything_after_raft_snapshots"),
+    ("snapshot-count", "snapshot_catchup::a_member_behind_the_compacted_log_catches_up_by_snapshot"),
     ("heartbeat-interval", "lease::lease_api_matches_etcd"),
     ("election-timeout", "lease::lease_api_matches_etcd"),
     ("initial-election-tick-advance", "raft_flags::initial_election_tick_advance_speeds_up_the_first_election"),
     ("listen-peer-urls", "cluster::three_members_replicate_writes_and_agree_on_membership_and_status"),
     ("listen-client-urls", "cluster::three_members_replicate_writes_and_agree_on_membership_and_status"),
-    ("max-snapshots", "none yet"),
+    ("max-snapshots", "snapshot_catchup::max_snapshots_keeps_the_newest_received_snapshot_files"),
     ("max-wals", "host/storage/src/raft_log::max_wals_keeps_released_segments_up_to_the_limit"),
     ("quota-backend-bytes", "quota::a_small_quota_takes_a_put_then_raises_nospace_as_etcds_does"),
     ("backend-batch-interval", "none yet"),
     ("backend-batch-limit", "none yet"),
-    ("max-txn-ops", "etcd_client_compat::etcd_client_sees_the_same_as_against_real_etcd"),
+    ("max-txn-ops", "request_limits::max_txn_ops_limits_each_list_of_a_txn_as_etcd"),
     ("max-request-bytes", "generic_api::errors_have_clear_messages_and_exit_codes"),
     ("max-concurrent-streams", "net_flags::max_concurrent_streams_limits_streams_per_connection_as_etcd"),
     ("grpc-keepalive-min-time", "net_flags::pinging_too_often_gets_goaway_too_many_pings_as_etcd"),
@@ -103,8 +103,8 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ("host-whitelist", "net_flags::cors_and_host_whitelist_answer_as_etcd"),
     // Auth
     ("auth-token", "auth_jwt::jwt_script_matches_etcd"),
-    ("bcrypt-cost", "none yet"),
-    ("auth-token-ttl", "none yet"),
+    ("bcrypt-cost", "auth_flags::bcrypt_cost_is_the_cost_of_stored_password_hashes"),
+    ("auth-token-ttl", "auth_flags::auth_token_ttl_expires_unused_simple_tokens"),
     // Profiling and monitoring
     ("enable-pprof", "none yet"),
     ("metrics", "none yet"),
@@ -112,7 +112,7 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     // Logging
     ("logger", "etcd_flags::log_outputs_write_where_etcd_writes"),
     ("log-outputs", "etcd_flags::log_outputs_write_where_etcd_writes"),
-    ("log-level", "none yet"),
+    ("log-level", "log_level::log_level_and_debug_choose_what_is_logged_as_on_etcd"),
     // v2 proxy
     ("proxy", "etcd_flags::v2_settings_are_refused_in_one_line"),
     ("proxy-failure-wait", "etcd_flags::v2_settings_are_refused_in_one_line"),
@@ -133,13 +133,13 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ("experimental-backend-bbolt-freelist-type", "etcd_flags::flags_without_effect_say_so_once"),
     ("experimental-enable-lease-checkpoint", "none yet"),
     ("experimental-compaction-batch-limit", "etcd_flags::flags_without_effect_say_so_once"),
-    ("experimental-peer-skip-client-san-verification", "none yet"),
+    ("experimental-peer-skip-client-san-verification", "tls_flags::peer_skip_client_san_verification"),
     ("experimental-watch-progress-notify-interval", "watch::etcd_client_watch_matches_etcd"),
     ("experimental-warning-apply-duration", "none yet"),
     // Unsafe
     ("force-new-cluster", "raft_flags::force_new_cluster_restarts_one_member_alone_with_its_data"),
     // To be deprecated
-    ("debug", "none yet"),
+    ("debug", "log_level::log_level_and_debug_choose_what_is_logged_as_on_etcd"),
     ("log-package-levels", "etcd_flags::flags_without_effect_say_so_once"),
 ];
 
