@@ -50,7 +50,7 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ("data-dir", "durability::graceful_restart_keeps_everything_default_flags"),
     ("wal-dir", "raft_flags::wal_dir_holds_the_log_outside_the_data_dir"),
     ("snapshot-count", "snapshot_catchup::a_member_behind_the_compacted_log_catches_up_by_snapshot"),
-    ("heartbeat-interval", "lease::lease_api_matches_etcd"),
+    ("heartbeat-interval", "raft_flags::heartbeat_interval_sets_how_often_the_leader_heartbeats"),
     ("election-timeout", "lease::lease_api_matches_etcd"),
     ("initial-election-tick-advance", "raft_flags::initial_election_tick_advance_speeds_up_the_first_election"),
     ("listen-peer-urls", "cluster::three_members_replicate_writes_and_agree_on_membership_and_status"),
