@@ -87,7 +87,13 @@ fn remove_older_snapshots(shared: &Shared, installed: u64) {
     if keep == 0 {
         return;
     }
-    let Ok(dir) = std::fs::read_dir(&shared.snap_dir) else { return };
+    let dir = match std::fs::read_dir(&shared.snap_dir) {
+        Ok(dir) => dir,
+        Err(e) => {
+            tracing::warn!("failed to list {} to remove old snapshot files: {e}", shared.snap_dir.display());
+            return;
+        }
+    };
     let mut older: Vec<(u64, std::path::PathBuf)> = dir
         .flatten()
         .map(|entry| entry.path())
