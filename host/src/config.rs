@@ -612,6 +612,11 @@ impl Config {
             },
             auth_token: wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?,
             auth_token_ttl: self.auth_token_ttl,
+            apply: wasmraft_node::ApplyOptions::from_flags(
+                self.experimental_warning_apply_duration,
+                self.backend_batch_interval,
+                self.backend_batch_limit,
+            ),
         })
     }
 }

@@ -102,6 +102,7 @@ impl MemberFlags {
                 // allows only an empty Host).
                 host_whitelist: self.host_whitelist.split(',').map(str::to_string).collect(),
             },
+            enable_pprof: self.enable_pprof,
         };
         // --cipher-suites applies to both ports; the CRL and allowed names to one each.
         let cipher_suites = list(&self.cipher_suites, "");
