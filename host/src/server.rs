@@ -168,10 +168,12 @@ async fn serve(
     let api_stop = async move {
         let _ = stop_rx2.wait_for(|s| *s).await;
     };
-    let lessor = wasmraft_api::lessor::Lessor::start(
-        &handle,
-        wasmraft_api::lessor::LessorConfig::new(cfg.heartbeat_interval, cfg.election_timeout, cfg.request_timeout()),
-    );
+    let mut lessor_config =
+        wasmraft_api::lessor::LessorConfig::new(cfg.heartbeat_interval, cfg.election_timeout, cfg.request_timeout());
+    if cfg.experimental_enable_lease_checkpoint {
+        lessor_config = lessor_config.with_checkpoints(cfg.lease_checkpoint_interval);
+    }
+    let lessor = wasmraft_api::lessor::Lessor::start(&handle, lessor_config);
     let server = tokio::spawn(api::serve(handle.clone(), limits, cfg.client_conn.clone(), lessor, listeners, api_stop));
     let outcome = tokio::select! {
         _ = &mut shutdown => {

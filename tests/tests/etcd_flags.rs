@@ -131,7 +131,7 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ),
     ("experimental-enable-v2v3", "etcd_flags::v2_settings_are_refused_in_one_line"),
     ("experimental-backend-bbolt-freelist-type", "etcd_flags::flags_without_effect_say_so_once"),
-    ("experimental-enable-lease-checkpoint", "none yet"),
+    ("experimental-enable-lease-checkpoint", "ops_flags::lease_checkpoints_keep_a_new_leader_from_resetting_ttls"),
     ("experimental-compaction-batch-limit", "etcd_flags::flags_without_effect_say_so_once"),
     ("experimental-peer-skip-client-san-verification", "none yet"),
     ("experimental-watch-progress-notify-interval", "watch::etcd_client_watch_matches_etcd"),

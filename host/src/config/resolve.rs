@@ -227,6 +227,9 @@ impl MemberFlags {
             experimental_corrupt_check_time: self.experimental_corrupt_check_time,
             experimental_enable_lease_checkpoint: self.experimental_enable_lease_checkpoint,
             experimental_enable_lease_checkpoint_persist: self.experimental_enable_lease_checkpoint_persist,
+            lease_checkpoint_interval: self
+                .wasmraft_test_lease_checkpoint_interval
+                .unwrap_or(wasmraft_api::lessor::DEFAULT_CHECKPOINT_INTERVAL),
             experimental_warning_apply_duration: self.experimental_warning_apply_duration,
             unsafe_no_fsync: self.unsafe_no_fsync,
             enable_grpc_gateway: self.enable_grpc_gateway,
