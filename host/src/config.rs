@@ -252,6 +252,11 @@ pub struct MemberFlags {
     #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub experimental_enable_lease_checkpoint: bool,
 
+    /// wasmraft only, FOR TESTS ONLY: how often the leader checkpoints lease TTLs with
+    /// --experimental-enable-lease-checkpoint (etcd's fixed 5 minutes, too long for a test).
+    #[arg(long, hide = true, env = "WASMRAFT_TEST_LEASE_CHECKPOINT_INTERVAL", value_parser = go_duration)]
+    pub wasmraft_test_lease_checkpoint_interval: Option<Duration>,
+
     /// Enable persisting remainingTTL to prevent indefinite auto-renewal of long lived leases
     /// (etcd 3.4.23; requires --experimental-enable-lease-checkpoint).
     #[arg(long, hide = true, env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
@@ -537,6 +542,8 @@ pub struct Config {
     pub experimental_corrupt_check_time: Duration,
     pub experimental_enable_lease_checkpoint: bool,
     pub experimental_enable_lease_checkpoint_persist: bool,
+    /// How often lease TTLs are checkpointed (etcd's 5 minutes; shorter only in tests).
+    pub lease_checkpoint_interval: Duration,
     /// --experimental-warning-apply-duration: applies slower than this are logged.
     pub experimental_warning_apply_duration: Duration,
     /// --unsafe-no-fsync.
@@ -612,6 +619,11 @@ impl Config {
             },
             auth_token: wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?,
             auth_token_ttl: self.auth_token_ttl,
+            apply: wasmraft_node::ApplyOptions::from_flags(
+                self.experimental_warning_apply_duration,
+                self.backend_batch_interval,
+                self.backend_batch_limit,
+            ),
         })
     }
 }

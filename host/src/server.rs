@@ -37,6 +37,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
 /// Runs a member until `shutdown` resolves (Ok) or a fatal error (Err).
 pub async fn run_until(mut cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    if cfg.enable_pprof {
+        tracing::info!("embed: pprof is enabled under /debug/pprof");
+    }
     tracing::info!("etcdserver: name = {}", cfg.name);
     tracing::info!("etcdserver: data dir = {}", cfg.data_dir.display());
     tracing::info!(
@@ -105,6 +108,9 @@ pub async fn run_until(mut cfg: Config, shutdown: impl std::future::Future<Outpu
     }
     let (peers_stop, peers_stopped) = tokio::sync::watch::channel(false);
     let transport = start_transport(&cfg, &node, peer_listeners, peer_tls, peers_stopped)?;
+    if cfg.metrics == crate::config::Metrics::Extensive {
+        api::enable_extensive_metrics();
+    }
     serve_metrics(&handle, metrics_listeners, &peers_stop);
     // etcd starts its compactor with the server, on every member; only the leader compacts.
     let compactor = cfg.auto_compaction.map(|p| api::compactor::Compactor::start(handle.clone(), api_limits(&cfg), p));
@@ -162,10 +168,12 @@ async fn serve(
     let api_stop = async move {
         let _ = stop_rx2.wait_for(|s| *s).await;
     };
-    let lessor = wasmraft_api::lessor::Lessor::start(
-        &handle,
-        wasmraft_api::lessor::LessorConfig::new(cfg.heartbeat_interval, cfg.election_timeout, cfg.request_timeout()),
-    );
+    let mut lessor_config =
+        wasmraft_api::lessor::LessorConfig::new(cfg.heartbeat_interval, cfg.election_timeout, cfg.request_timeout());
+    if cfg.experimental_enable_lease_checkpoint {
+        lessor_config = lessor_config.with_checkpoints(cfg.lease_checkpoint_interval);
+    }
+    let lessor = wasmraft_api::lessor::Lessor::start(&handle, lessor_config);
     let server = tokio::spawn(api::serve(handle.clone(), limits, cfg.client_conn.clone(), lessor, listeners, api_stop));
     let outcome = tokio::select! {
         _ = &mut shutdown => {
@@ -193,6 +201,7 @@ fn api_limits(cfg: &Config) -> ApiLimits {
         max_txn_ops: cfg.max_txn_ops,
         watch_progress_notify_interval: cfg.watch_progress_notify_interval,
         election_timeout: cfg.election_timeout,
+        warning_apply_duration: cfg.experimental_warning_apply_duration,
     }
 }
 

@@ -58,8 +58,8 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ("max-snapshots", "snapshot_catchup::max_snapshots_keeps_the_newest_received_snapshot_files"),
     ("max-wals", "host/storage/src/raft_log::max_wals_keeps_released_segments_up_to_the_limit"),
     ("quota-backend-bytes", "quota::a_small_quota_takes_a_put_then_raises_nospace_as_etcds_does"),
-    ("backend-batch-interval", "none yet"),
-    ("backend-batch-limit", "none yet"),
+    ("backend-batch-interval", "ops_flags::backend_batch_interval_and_limit_pace_durable_commits_as_etcds_backend"),
+    ("backend-batch-limit", "ops_flags::backend_batch_interval_and_limit_pace_durable_commits_as_etcds_backend"),
     ("max-txn-ops", "request_limits::max_txn_ops_limits_each_list_of_a_txn_as_etcd"),
     ("max-request-bytes", "generic_api::errors_have_clear_messages_and_exit_codes"),
     ("max-concurrent-streams", "net_flags::max_concurrent_streams_limits_streams_per_connection_as_etcd"),
@@ -106,8 +106,8 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ("bcrypt-cost", "auth_flags::bcrypt_cost_is_the_cost_of_stored_password_hashes"),
     ("auth-token-ttl", "auth_flags::auth_token_ttl_expires_unused_simple_tokens"),
     // Profiling and monitoring
-    ("enable-pprof", "none yet"),
-    ("metrics", "none yet"),
+    ("enable-pprof", "ops_flags::enable_pprof_serves_a_cpu_profile_as_etcd"),
+    ("metrics", "ops_flags::metrics_extensive_adds_grpc_handling_histograms_as_etcd"),
     ("listen-metrics-urls", "metrics::etcd_names_and_types_and_they_move_as_etcds_do"),
     // Logging
     ("logger", "etcd_flags::log_outputs_write_where_etcd_writes"),
@@ -131,11 +131,11 @@ const EFFECT_TESTS: &[(&str, &str)] = &[
     ),
     ("experimental-enable-v2v3", "etcd_flags::v2_settings_are_refused_in_one_line"),
     ("experimental-backend-bbolt-freelist-type", "etcd_flags::flags_without_effect_say_so_once"),
-    ("experimental-enable-lease-checkpoint", "none yet"),
+    ("experimental-enable-lease-checkpoint", "ops_flags::lease_checkpoints_keep_a_new_leader_from_resetting_ttls"),
     ("experimental-compaction-batch-limit", "etcd_flags::flags_without_effect_say_so_once"),
     ("experimental-peer-skip-client-san-verification", "tls_flags::peer_skip_client_san_verification"),
     ("experimental-watch-progress-notify-interval", "watch::etcd_client_watch_matches_etcd"),
-    ("experimental-warning-apply-duration", "none yet"),
+    ("experimental-warning-apply-duration", "ops_flags::warning_apply_duration_logs_slow_requests_as_etcd"),
     // Unsafe
     ("force-new-cluster", "raft_flags::force_new_cluster_restarts_one_member_alone_with_its_data"),
     // To be deprecated

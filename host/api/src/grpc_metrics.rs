@@ -2,7 +2,9 @@
 //! (`grpc_server_started_total`, `grpc_server_handled_total`, `grpc_server_msg_received_total`,
 //! `grpc_server_msg_sent_total`), and etcd's client byte counters
 //! (`etcd_network_client_grpc_{received,sent}_bytes_total`), as one tower layer around every
-//! gRPC service of the client listener.
+//! gRPC service of the client listener; with `--metrics=extensive`, also the handling-time
+//! histogram `grpc_server_handling_seconds` (from the request's arrival to its status, the
+//! whole stream for a streaming call, as go-grpc-prometheus measures it).
 //!
 //! A call is started when its request reaches the server and handled when its status is known:
 //! from the response headers (a "trailers-only" error) or from the trailers that end the
@@ -16,6 +18,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use futures::future::BoxFuture;
@@ -24,7 +27,7 @@ use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic::codegen::http::{HeaderMap, Request, Response};
 
-use wasmraft_metrics::{IntCounter, metrics};
+use wasmraft_metrics::{Histogram, IntCounter, metrics};
 
 /// The layer to put on the client API server.
 #[derive(Debug, Clone, Copy, Default)]
@@ -141,6 +144,8 @@ struct MethodSeries {
     received: IntCounter,
     sent: IntCounter,
     handled_ok: IntCounter,
+    /// `--metrics=extensive` only.
+    handling: Option<Histogram>,
 }
 
 /// Methods whose series are kept; past this (a client making up paths), series are looked up
@@ -158,6 +163,7 @@ impl MethodSeries {
             received: m.grpc_msg_received.with_label_values(&l),
             sent: m.grpc_msg_sent.with_label_values(&l),
             handled_ok: m.grpc_handled.with_label_values(&[l[0], l[1], l[2], "OK"]),
+            handling: m.grpc_handling().map(|h| h.with_label_values(&l)),
             labels,
         }
     }
@@ -180,6 +186,7 @@ impl MethodSeries {
 /// A started call whose status is not known yet.
 struct Call {
     series: Arc<MethodSeries>,
+    started: Instant,
     done: bool,
 }
 
@@ -187,7 +194,7 @@ impl Call {
     fn start(path: &str) -> Call {
         let series = MethodSeries::of(path);
         series.started.inc();
-        Call { series, done: false }
+        Call { series, started: Instant::now(), done: false }
     }
 
     fn handled(mut self, code: &str) {
@@ -197,6 +204,9 @@ impl Call {
     fn count(&mut self, code: &str) {
         if !self.done {
             self.done = true;
+            if let Some(h) = &self.series.handling {
+                h.observe(self.started.elapsed().as_secs_f64());
+            }
             if code == "OK" {
                 self.series.handled_ok.inc();
             } else {

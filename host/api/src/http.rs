@@ -25,12 +25,34 @@ pub(super) fn router(node: NodeHandle) -> axum::Router {
         .with_state(node)
 }
 
+/// What answers a path nothing else serves: a gRPC call gets gRPC's Unimplemented (as tonic
+/// answers), a plain HTTP request Go's mux's 404, as etcd's client port does (so, for instance,
+/// `/debug/pprof/` without `--enable-pprof` is 404 on both).
+pub(super) async fn fallback(req: axum::extract::Request) -> Response {
+    if crate::grpc_metrics::is_grpc(req.headers()) {
+        return tonic::Status::unimplemented("").into_http();
+    }
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+        "404 page not found\n",
+    )
+        .into_response()
+}
+
 /// What a `--listen-metrics-urls` listener serves: `/metrics` and `/health`.
 pub fn metrics_router(node: NodeHandle) -> axum::Router {
     axum::Router::new()
         .route("/health", axum::routing::any(health))
         .route("/metrics", axum::routing::any(metrics))
         .with_state(node)
+}
+
+/// etcd's `--metrics=extensive` (its `serveMetrics`): adds go-grpc-prometheus's handling-time
+/// histogram, `grpc_server_handling_seconds`, to what `/metrics` serves from now on. etcd 3.4
+/// adds nothing else at that level.
+pub fn enable_extensive_metrics() {
+    wasmraft_metrics::metrics().enable_handling_time_histogram();
 }
 
 /// Every metric in Prometheus' text format (see `wasmraft_metrics`), with the state gauges read

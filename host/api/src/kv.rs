@@ -26,6 +26,21 @@ impl KvService {
     fn fill(&self, h: &mut Option<wasmraft_proto::etcdserverpb::ResponseHeader>) {
         header::fill(&self.api.node, h);
     }
+
+    /// A checked range: the read barrier unless serializable, the caller's permission, the
+    /// guest's answer.
+    async fn range_checked(&self, caller: &super::authz::Caller, r: &RangeRequest) -> Result<RangeResponse, Status> {
+        if !r.serializable {
+            self.api.node.reads().read_barrier().await.or_status()?;
+        }
+        let checked_at = self.api.check_read(caller, &r.key, &r.range_end)?;
+        let answer = self.api.node.reads().query(r.encode_to_vec()).await.or_status()?;
+        self.api.finish_read(caller, checked_at)?;
+        let mut resp =
+            RangeResponse::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("RangeResponse", e))?;
+        self.fill(&mut resp.header);
+        Ok(resp)
+    }
 }
 
 #[tonic::async_trait]
@@ -76,16 +91,15 @@ impl KvService {
         let caller = self.api.caller(&request)?;
         let r = request.into_inner();
         validate::check_range(&r)?;
-        if !r.serializable {
-            self.api.node.reads().read_barrier().await.or_status()?;
-        }
-        let checked_at = self.api.check_read(&caller, &r.key, &r.range_end)?;
-        let answer = self.api.node.reads().query(r.encode_to_vec()).await.or_status()?;
-        self.api.finish_read(&caller, checked_at)?;
-        let mut resp =
-            RangeResponse::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("RangeResponse", e))?;
-        self.fill(&mut resp.header);
-        Ok(Response::new(resp))
+        // etcd times a range from here, its read barrier included, and warns when it was slow.
+        let started = std::time::Instant::now();
+        let result = self.range_checked(&caller, &r).await;
+        let shown = match &result {
+            Ok(resp) => Ok((resp.kvs.len(), resp.encoded_len())),
+            Err(status) => Err(status.message()),
+        };
+        wasmraft_node::slow::check_range(self.api.limits.warning_apply_duration, started, &r, shown);
+        Ok(Response::new(result?))
     }
 
     async fn serve_put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

@@ -3,7 +3,7 @@
 //! etcd's v3 gRPC client API (`etcdserverpb`), served over the member's [`NodeHandle`], with what
 //! only a client API needs: the watch hub ([`watch_hub`]), the lessor's deadlines ([`lessor`]),
 //! the HTTP/2 `:authority` rewriter in front of the gRPC router ([`authority`]), and the plain
-//! HTTP endpoints (`/health`, `/version`, `/metrics`). The JSON gateway joins it here.
+//! HTTP endpoints (`/health`, `/version`, `/metrics`, and `/debug/pprof/` with `--enable-pprof`). The JSON gateway joins it here.
 //!
 //! It must not know raft, the raft log or the state database (it reaches the member only
 //! through [`NodeHandle`]), nor flags, listeners or TLS files (the binary hands it a built
@@ -47,6 +47,7 @@ mod lease_forward;
 mod lock;
 mod maintenance;
 mod ping_policy;
+mod pprof;
 mod recipe;
 mod request_stats;
 // Public for the fuzz targets (tests/fuzz): request checks as pure functions.
@@ -79,7 +80,7 @@ use wasmraft_transport::socket::{Listener, Socket};
 
 pub use access::AccessControl;
 pub use errors::{EtcdError, guest_error, node_error};
-pub use http::metrics_router;
+pub use http::{enable_extensive_metrics, metrics_router};
 
 use authority::AuthorityFix;
 use authz::Caller;
@@ -130,6 +131,8 @@ pub struct ConnOptions {
     pub max_concurrent_streams: u32,
     /// --cors and --host-whitelist, for the plain HTTP requests (`access.rs`).
     pub access: AccessControl,
+    /// --enable-pprof: `/debug/pprof/` on the client URLs (`pprof.rs`).
+    pub enable_pprof: bool,
 }
 
 impl Default for ConnOptions {
@@ -141,6 +144,7 @@ impl Default for ConnOptions {
             keepalive_timeout: GRPC_KEEPALIVE_TIMEOUT,
             max_concurrent_streams: u32::MAX,
             access: AccessControl::allow_all(),
+            enable_pprof: false,
         }
     }
 }
@@ -172,6 +176,9 @@ pub struct ApiLimits {
     pub watch_progress_notify_interval: Duration,
     /// --election-timeout: streams that require a leader end after three of these without one.
     pub election_timeout: Duration,
+    /// --experimental-warning-apply-duration: ranges slower than this are logged, as etcd logs
+    /// them (`wasmraft_node::slow`).
+    pub warning_apply_duration: Duration,
 }
 
 impl Default for ApiLimits {
@@ -184,6 +191,7 @@ impl Default for ApiLimits {
             max_txn_ops: 128,
             watch_progress_notify_interval: watch::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
             election_timeout: Duration::from_millis(1000),
+            warning_apply_duration: wasmraft_node::ApplyOptions::DEFAULT_WARNING_APPLY_DURATION,
         }
     }
 }
@@ -283,7 +291,10 @@ pub async fn serve(
         conns.map(move |c| Ok::<_, io::Error>(AuthorityFix::new(ping_policy::PingEnforced::new(c, min_time))))
     }));
 
-    let health = http::router(api.node.clone());
+    let mut health = http::router(api.node.clone());
+    if conn_options.enable_pprof {
+        health = health.merge(pprof::router());
+    }
     let mut grpc = tonic::service::RoutesBuilder::default();
     grpc.add_service(kv)
         .add_service(lease)
@@ -295,7 +306,7 @@ pub async fn serve(
         .add_service(election)
         .add_service(generic)
         .add_service(admin);
-    let routes = tonic::service::Routes::from(grpc.routes().into_axum_router().merge(health));
+    let routes = tonic::service::Routes::from(grpc.routes().into_axum_router().merge(health).fallback(http::fallback));
 
     tracing::info!(addresses = ?addrs, "serving the etcd v3 gRPC client API");
     let (keepalive_interval, keepalive_timeout) = conn_options.keepalive();

@@ -21,13 +21,12 @@
 //! run several members in one process share the event counters; their scrapes are not meant to
 //! be read per member.)
 
-use std::sync::{LazyLock, Mutex};
-use std::time::Duration;
+use std::sync::{LazyLock, Mutex, OnceLock};
 
 use prometheus::core::Collector;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 /// The metric types callers hold on to (a resolved labelled series, a gauge passed around).
-pub use prometheus::{IntCounter, IntGauge};
+pub use prometheus::{Histogram, IntCounter, IntGauge};
 
 /// What the state gauges show, read from the member when `/metrics` is scraped.
 #[derive(Debug, Clone, Default)]
@@ -56,9 +55,6 @@ pub struct PeerBytes {
 
 /// The Content-Type etcd (Go's promhttp) serves the text format with.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// etcd's `warnApplyDuration`: an entry whose apply takes longer counts as a slow apply.
-pub const SLOW_APPLY: Duration = Duration::from_millis(100);
 
 /// How a guest call on an entry (`apply`, or `migrate` in a swap entry) failed. Every member
 /// fails the same entry the same way, so these counts agree across members that applied the same
@@ -120,6 +116,7 @@ pub struct Metrics {
     pub wal_fsync: Histogram,
     pub backend_commit: Histogram,
     pub backend_snapshot: Histogram,
+    pub backend_durable_commits: IntCounter,
     db_total_size: IntGauge,
     db_total_size_debugging: IntGauge,
 
@@ -137,6 +134,9 @@ pub struct Metrics {
     pub grpc_handled: IntCounterVec,
     pub grpc_msg_received: IntCounterVec,
     pub grpc_msg_sent: IntCounterVec,
+    /// `--metrics=extensive` only: go-grpc-prometheus's handling-time histogram, which etcd
+    /// turns on with `EnableHandlingTimeHistogram` (None: not enabled, nothing recorded).
+    grpc_handling: OnceLock<HistogramVec>,
 
     // wasmraft_guest_*.
     pub guest_apply_duration: Histogram,
@@ -253,6 +253,11 @@ impl Metrics {
                 "The latency distribution of backend snapshots.",
                 exponential(0.01, 17),
             ),
+            backend_durable_commits: counter(
+                &r,
+                "wasmraft_state_durable_commits_total",
+                "State database commits made durable (fsynced): every --backend-batch-interval while entries were applied, or after --backend-batch-limit entries.",
+            ),
             db_total_size: gauge(
                 &r,
                 "etcd_mvcc_db_total_size_in_bytes",
@@ -310,6 +315,7 @@ impl Metrics {
                 "Total number of gRPC stream messages sent by the server.",
                 &["grpc_type", "grpc_service", "grpc_method"],
             ),
+            grpc_handling: OnceLock::new(),
             guest_apply_duration: histogram(
                 &r,
                 "wasmraft_guest_apply_duration_seconds",
@@ -367,6 +373,30 @@ impl Metrics {
         cluster.with_label_values(&["3.4"]).set(1);
         #[cfg(target_os = "linux")]
         register(&self.registry, prometheus::process_collector::ProcessCollector::for_self());
+    }
+
+    /// etcd's `--metrics=extensive`: from now on every gRPC call's handling time is recorded in
+    /// `grpc_server_handling_seconds` (go-grpc-prometheus' name, help, labels and Prometheus'
+    /// default buckets). Off by default, as in etcd, because it adds a dozen series per method.
+    pub fn enable_handling_time_histogram(&self) {
+        self.grpc_handling.get_or_init(|| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(
+                    "grpc_server_handling_seconds",
+                    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                )
+                .buckets(prometheus::DEFAULT_BUCKETS.to_vec()),
+                &["grpc_type", "grpc_service", "grpc_method"],
+            )
+            .expect("a valid metric definition");
+            register(&self.registry, h.clone());
+            h
+        });
+    }
+
+    /// The handling-time histogram, when `--metrics=extensive` enabled it.
+    pub fn grpc_handling(&self) -> Option<&HistogramVec> {
+        self.grpc_handling.get()
     }
 
     /// Counts a guest call on an entry that failed.
@@ -499,5 +529,24 @@ mod tests {
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains("wasmraft_guest_apply_failures_total{kind=\"out_of_fuel\"} 1"), "{text}");
         assert!(text.contains("# TYPE etcd_server_proposals_applied_total gauge"), "{text}");
+    }
+
+    #[test]
+    fn handling_time_histogram_only_once_enabled() {
+        let m = Metrics::new();
+        let names = |m: &Metrics| m.registry.gather().iter().map(|f| f.name().to_string()).collect::<Vec<_>>();
+        assert!(m.grpc_handling().is_none());
+        assert!(!names(&m).contains(&"grpc_server_handling_seconds".to_string()));
+        m.enable_handling_time_histogram();
+        m.enable_handling_time_histogram();
+        let h = m.grpc_handling().expect("enabled");
+        h.with_label_values(&["unary", "etcdserverpb.KV", "Put"]).observe(0.002);
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new().encode(&m.registry.gather(), &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("grpc_server_handling_seconds_bucket{grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\",le=\"0.005\"} 1"),
+            "{text}"
+        );
     }
 }

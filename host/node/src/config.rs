@@ -29,6 +29,47 @@ pub struct NodeConfig {
     /// --auth-token: how tokens are made (a member's simple tokens die with it).
     pub auth_token: TokenOptions,
     pub auth_token_ttl: Duration,
+    pub apply: ApplyOptions,
+}
+
+/// etcd's flags about applying entries and committing the state database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// --experimental-warning-apply-duration: a client command whose apply takes longer is
+    /// logged (etcd's "took too long" warning) and counted in `etcd_server_slow_apply_total`.
+    pub warning_apply_duration: Duration,
+    /// --backend-batch-interval: how often the state database is made durable (fsynced) while
+    /// there is something to make durable. See docs/decisions.md ("Durability of the state").
+    pub durable_interval: Duration,
+    /// --backend-batch-limit: the state database is made durable once this many entries were
+    /// applied since it last was, even before `durable_interval`.
+    pub durable_limit: u64,
+}
+
+impl ApplyOptions {
+    /// etcd's `DefaultWarningApplyDuration`.
+    pub const DEFAULT_WARNING_APPLY_DURATION: Duration = Duration::from_millis(100);
+    /// wasmraft's default for --backend-batch-interval (etcd's bbolt: 100 ms); see
+    /// docs/decisions.md for why a second.
+    pub const DEFAULT_DURABLE_INTERVAL: Duration = Duration::from_secs(1);
+    /// etcd's `defaultBatchLimit`, counted in applied entries.
+    pub const DEFAULT_DURABLE_LIMIT: u64 = 10_000;
+
+    /// From etcd's flags: 0 (or less) for --backend-batch-interval or --backend-batch-limit
+    /// means the default, as in etcd.
+    pub fn from_flags(warning_apply_duration: Duration, batch_interval: Duration, batch_limit: i64) -> Self {
+        ApplyOptions {
+            warning_apply_duration,
+            durable_interval: if batch_interval.is_zero() { Self::DEFAULT_DURABLE_INTERVAL } else { batch_interval },
+            durable_limit: u64::try_from(batch_limit).ok().filter(|l| *l > 0).unwrap_or(Self::DEFAULT_DURABLE_LIMIT),
+        }
+    }
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions::from_flags(Self::DEFAULT_WARNING_APPLY_DURATION, Duration::ZERO, 0)
+    }
 }
 
 /// etcd's flags about the raft log, its files and elections.

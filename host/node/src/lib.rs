@@ -51,6 +51,7 @@ mod raft_logger;
 mod ready_loop;
 mod reconfigure;
 mod replicated;
+pub mod slow;
 mod start;
 mod state_error;
 #[cfg(test)]
@@ -70,7 +71,7 @@ use wasmraft_proto::wasmraft::v1 as pb;
 use wasmraft_runtime::GuestRegistry;
 
 pub use apply::load_applied;
-pub use config::{NodeConfig, RaftOptions, request_timeout};
+pub use config::{ApplyOptions, NodeConfig, RaftOptions, request_timeout};
 pub use deployment::{DeploymentError, MAX_MODULE_BYTES};
 pub use guests::{DeployOptions, GuestStatus};
 pub use handle::{
@@ -241,6 +242,8 @@ pub(crate) struct Limits {
     pub strict_reconfig_check: bool,
     /// `--max-snapshots` (0: all).
     pub max_snapshots: u32,
+    /// How entries are applied and the state made durable.
+    pub apply: crate::ApplyOptions,
 }
 
 /// Whether the member is stopping, and why.

@@ -277,6 +277,7 @@ impl Node {
                 snapshot_catchup_entries: cfg.snapshot_catchup_entries,
                 strict_reconfig_check: cfg.raft.strict_reconfig_check,
                 max_snapshots: cfg.raft.max_snapshots,
+                apply: cfg.apply,
             },
             life: Lifecycle {
                 stopped: AtomicBool::new(false),

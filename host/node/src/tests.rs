@@ -33,6 +33,7 @@ fn config(dir: &std::path::Path) -> NodeConfig {
         raft: crate::RaftOptions::default(),
         auth_token: crate::auth::TokenOptions::Simple,
         auth_token_ttl: std::time::Duration::from_secs(300),
+        apply: crate::ApplyOptions::default(),
     }
 }
 

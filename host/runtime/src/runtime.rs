@@ -298,9 +298,6 @@ impl Guest {
         let elapsed = started.elapsed();
         m.guest_apply_duration.observe(elapsed.as_secs_f64());
         m.guest_fuel_consumed.inc_by(self.limits.fuel_per_entry.saturating_sub(fuel_left));
-        if elapsed > wasmraft_metrics::SLOW_APPLY {
-            m.slow_apply.inc();
-        }
         let (output, state) = finish_classified(result, &mut state, &self.limits).map_err(|(e, kind)| {
             if let Some(kind) = kind {
                 m.guest_failed(kind);

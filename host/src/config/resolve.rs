@@ -102,6 +102,7 @@ impl MemberFlags {
                 // allows only an empty Host).
                 host_whitelist: self.host_whitelist.split(',').map(str::to_string).collect(),
             },
+            enable_pprof: self.enable_pprof,
         };
         // --cipher-suites applies to both ports; the CRL and allowed names to one each.
         let cipher_suites = list(&self.cipher_suites, "");
@@ -226,6 +227,9 @@ impl MemberFlags {
             experimental_corrupt_check_time: self.experimental_corrupt_check_time,
             experimental_enable_lease_checkpoint: self.experimental_enable_lease_checkpoint,
             experimental_enable_lease_checkpoint_persist: self.experimental_enable_lease_checkpoint_persist,
+            lease_checkpoint_interval: self
+                .wasmraft_test_lease_checkpoint_interval
+                .unwrap_or(wasmraft_api::lessor::DEFAULT_CHECKPOINT_INTERVAL),
             experimental_warning_apply_duration: self.experimental_warning_apply_duration,
             unsafe_no_fsync: self.unsafe_no_fsync,
             enable_grpc_gateway: self.enable_grpc_gateway,

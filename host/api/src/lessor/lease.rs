@@ -14,15 +14,17 @@ pub(super) struct Lease {
     pub expiry: Option<Instant>,
     /// While an expired lease's revoke is in flight: when to propose it again.
     pub revoke_retry: Option<Instant>,
+    /// With lease checkpoints, on the primary: when its remaining TTL is next checkpointed.
+    pub checkpoint_at: Option<Instant>,
 }
 
 impl Lease {
     pub fn new(ttl: i64, remaining_ttl: i64) -> Self {
-        Lease { ttl, remaining_ttl, expiry: None, revoke_retry: None }
+        Lease { ttl, remaining_ttl, expiry: None, revoke_retry: None, checkpoint_at: None }
     }
 
     /// etcd's `RemainingTTL`: the checkpointed remainder if there is one, else the TTL.
-    fn remaining_ttl(&self) -> i64 {
+    pub fn remaining_ttl(&self) -> i64 {
         if self.remaining_ttl > 0 { self.remaining_ttl } else { self.ttl }
     }
 
@@ -37,6 +39,27 @@ impl Lease {
     pub fn renew(&mut self, now: Instant) {
         self.remaining_ttl = 0;
         self.refresh(now, Duration::ZERO);
+    }
+
+    /// etcd's `scheduleCheckpointIfNeeded`: a lease with more than `interval` to go is
+    /// checkpointed `interval` from now (a shorter one would expire before it mattered).
+    pub fn schedule_checkpoint(&mut self, now: Instant, interval: Duration) {
+        if self.remaining_ttl() > interval.as_secs() as i64 {
+            self.checkpoint_at = now.checked_add(interval);
+        }
+    }
+
+    /// etcd's `findDueScheduledCheckpoints` for this lease: once its checkpoint is due, the
+    /// remaining TTL to record (whole seconds, rounded up), unless it has expired or has its
+    /// whole TTL left (nothing a checkpoint would change).
+    pub fn take_due_checkpoint(&mut self, now: Instant) -> Option<i64> {
+        if self.checkpoint_at.is_none_or(|at| at > now) {
+            return None;
+        }
+        self.checkpoint_at = None;
+        let left = self.expiry?.checked_duration_since(now).filter(|d| !d.is_zero())?;
+        let remaining = left.as_secs_f64().ceil() as i64;
+        (remaining < self.ttl).then_some(remaining)
     }
 
     pub fn expired(&self, now: Instant) -> bool {
@@ -70,5 +93,26 @@ mod tests {
         assert_eq!(l.remaining_secs(now), Some(10));
         assert!(l.expired(now + Duration::from_secs(10)));
         assert_eq!(l.remaining_secs(now + Duration::from_millis(11_500)), Some(-1));
+    }
+
+    #[test]
+    fn checkpoints_record_the_time_left_as_etcds_lessor_does() {
+        let now = Instant::now();
+        let every = Duration::from_secs(2);
+        let mut l = Lease::new(60, 0);
+        l.refresh(now, Duration::ZERO);
+        l.schedule_checkpoint(now, every);
+        assert_eq!(l.take_due_checkpoint(now + Duration::from_secs(1)), None, "not due yet");
+        // 60 s granted, 2.5 s gone: 57.5 s left, recorded as 58.
+        assert_eq!(l.take_due_checkpoint(now + Duration::from_millis(2500)), Some(58));
+        assert_eq!(l.take_due_checkpoint(now + Duration::from_secs(5)), None, "taken once");
+        // A lease with no more than the interval to go is not scheduled.
+        let mut short = Lease::new(2, 0);
+        short.schedule_checkpoint(now, every);
+        assert_eq!(short.checkpoint_at, None);
+        // A promotion starts from the checkpointed remainder.
+        let mut promoted = Lease::new(60, 58);
+        promoted.refresh(now, Duration::from_secs(1));
+        assert_eq!(promoted.remaining_secs(now), Some(59));
     }
 }

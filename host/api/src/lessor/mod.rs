@@ -38,7 +38,14 @@ pub struct LessorConfig {
     /// How long an expired lease waits before its revoke is proposed again, should the first
     /// not have been applied (etcd: the request timeout).
     pub revoke_retry: Duration,
+    /// `--experimental-enable-lease-checkpoint`: how often the primary records each lease's
+    /// remaining TTL through the log, so a new leader does not give it its whole TTL again
+    /// (None: never, etcd's default).
+    pub checkpoint_interval: Option<Duration>,
 }
+
+/// etcd's `defaultLeaseCheckpointInterval`.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 impl LessorConfig {
     /// etcd's derivation (`etcdserver.NewServer`): the minimum TTL is one and a half election
@@ -50,7 +57,14 @@ impl LessorConfig {
             min_ttl: min.as_secs_f64().ceil() as i64,
             promote_extension: election,
             revoke_retry: request_timeout,
+            checkpoint_interval: None,
         }
+    }
+
+    /// With etcd's lease checkpoints every `interval` (0: etcd's default, 5 minutes).
+    pub fn with_checkpoints(self, interval: Duration) -> Self {
+        let interval = if interval.is_zero() { DEFAULT_CHECKPOINT_INTERVAL } else { interval };
+        LessorConfig { checkpoint_interval: Some(interval), ..self }
     }
 }
 
@@ -92,6 +106,8 @@ struct State {
     journal: Option<Vec<Change>>,
     /// The lease set has been loaded from the guest at least once.
     loaded: bool,
+    /// [`LessorConfig::checkpoint_interval`].
+    checkpoint_interval: Option<Duration>,
 }
 
 impl Lessor {
@@ -102,7 +118,7 @@ impl Lessor {
         let lessor = Arc::new(Lessor {
             node: node.downgrade(),
             cfg,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State { checkpoint_interval: cfg.checkpoint_interval, ..State::default() }),
             changed: Notify::new(),
             reload: Notify::new(),
         });
@@ -148,9 +164,15 @@ impl Lessor {
                 if st.primary.is_none() {
                     return Err(RenewError::NotPrimary);
                 }
+                let checkpoints = st.checkpoint_interval.is_some();
                 let lease = st.leases.get_mut(&id).ok_or(RenewError::NotFound)?;
                 let now = Instant::now();
                 if !lease.expired(now) {
+                    // etcd 3.4.23's Renew: a checkpointed remainder is cleared on every member
+                    // too, or a new leader would cut the renewed lease short.
+                    if checkpoints && lease.remaining_ttl > 0 {
+                        self.clear_checkpoint(id);
+                    }
                     lease.renew(now);
                     return Ok(lease.ttl);
                 }

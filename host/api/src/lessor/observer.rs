@@ -38,6 +38,9 @@ impl State {
                     if self.primary.is_some() {
                         // etcd's Grant on the primary: refresh(0), the full TTL from now.
                         lease.refresh(now, Duration::ZERO);
+                        if let Some(every) = self.checkpoint_interval {
+                            lease.schedule_checkpoint(now, every);
+                        }
                     }
                     v.insert(lease);
                 }
@@ -47,7 +50,11 @@ impl State {
             }
             Change::Checkpointed { id, remaining_ttl } => {
                 if let Some(l) = self.leases.get_mut(&id) {
+                    // Only the remainder: a promotion turns it into a deadline.
                     l.remaining_ttl = remaining_ttl;
+                    if let (Some(every), Some(_)) = (self.checkpoint_interval, self.primary) {
+                        l.schedule_checkpoint(now, every);
+                    }
                 }
             }
         }
@@ -157,6 +164,9 @@ impl Lessor {
                 let mut l = Lease::new(self.clamp_ttl(rec.ttl), rec.remaining_ttl);
                 if st.primary.is_some() {
                     l.refresh(now, self.cfg.promote_extension);
+                    if let Some(every) = self.cfg.checkpoint_interval {
+                        l.schedule_checkpoint(now, every);
+                    }
                 }
                 l
             });

@@ -1,12 +1,16 @@
-//! Being the primary lessor: promotion when this member leads, demotion when it stops, and
+//! Being the primary lessor: promotion when this member leads, demotion when it stops,
 //! proposing the revoke of every lease that runs out (etcd's `Promote`, `Demote`,
-//! `revokeExpiredLeases` and `EtcdServer.revokeExpiredLeases`).
+//! `revokeExpiredLeases` and `EtcdServer.revokeExpiredLeases`) and, with
+//! `--experimental-enable-lease-checkpoint`, the checkpoints of remaining TTLs
+//! (`checkpointScheduledLeases`).
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use wasmraft_proto::etcdserverpb::{InternalRaftRequest, LeaseRevokeRequest, RequestHeader};
+use wasmraft_proto::etcdserverpb::{
+    InternalRaftRequest, LeaseCheckpoint, LeaseCheckpointRequest, LeaseRevokeRequest, RequestHeader,
+};
 
 use super::Lessor;
 use wasmraft_node::NodeError;
@@ -21,6 +25,9 @@ const REVOKE_RATE: usize = 1000;
 /// etcd's `maxPendingRevokes`: revoke proposals in flight at once.
 const MAX_PENDING_REVOKES: usize = 16;
 
+/// etcd's `maxLeaseCheckpointBatchSize`: checkpoints in one log entry.
+const MAX_CHECKPOINT_BATCH: usize = 1000;
+
 impl Lessor {
     /// etcd's `Promote(extend)`: every lease's deadline becomes now + its remaining TTL +
     /// `extend`, and this lessor is primary for `term`.
@@ -29,6 +36,9 @@ impl Lessor {
         let now = Instant::now();
         for lease in st.leases.values_mut() {
             lease.refresh(now, self.cfg.promote_extension);
+            if let Some(every) = self.cfg.checkpoint_interval {
+                lease.schedule_checkpoint(now, every);
+            }
         }
         st.primary = Some(term);
         tracing::info!(term, leases = st.leases.len(), "lessor: promoted to primary");
@@ -43,6 +53,7 @@ impl Lessor {
         for lease in st.leases.values_mut() {
             lease.expiry = None;
             lease.revoke_retry = None;
+            lease.checkpoint_at = None;
         }
         st.primary = None;
         drop(st);
@@ -70,6 +81,50 @@ impl Lessor {
             }
         }
         expired
+    }
+}
+
+impl Lessor {
+    /// Up to `limit` leases whose checkpoint is due, with the remaining TTL to record.
+    fn take_due_checkpoints(&self, limit: usize) -> Vec<LeaseCheckpoint> {
+        let mut st = self.lock();
+        if st.primary.is_none() || st.checkpoint_interval.is_none() {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        for (id, lease) in st.leases.iter_mut() {
+            if due.len() == limit {
+                break;
+            }
+            if let Some(remaining_ttl) = lease.take_due_checkpoint(now) {
+                due.push(LeaseCheckpoint { id: *id, remaining_ttl });
+            }
+        }
+        due
+    }
+
+    /// Proposes a checkpoint of 0 for `id`: its recorded remainder no longer holds (renewed).
+    pub(super) fn clear_checkpoint(&self, id: i64) {
+        if let Some(node) = self.node() {
+            tokio::spawn(propose_checkpoints(node, vec![LeaseCheckpoint { id, remaining_ttl: 0 }]));
+        }
+    }
+}
+
+/// etcd's checkpointer: the remaining TTLs go through the log, so every member (and so the next
+/// leader) has them; the KV guest records them in its lease table.
+async fn propose_checkpoints(node: wasmraft_node::NodeHandle, checkpoints: Vec<LeaseCheckpoint>) {
+    let count = checkpoints.len();
+    let req = InternalRaftRequest {
+        header: Some(RequestHeader::default()),
+        lease_checkpoint: Some(LeaseCheckpointRequest { checkpoints }),
+        ..Default::default()
+    };
+    match node.proposals().propose(prost::Message::encode_to_vec(&req)).await {
+        Ok(_) => tracing::debug!("lessor: checkpointed {count} leases"),
+        // The next leader schedules its own; a lost checkpoint only means an older remainder.
+        Err(e) => tracing::warn!(error = %e, "failed to checkpoint {count} leases"),
     }
 }
 
@@ -109,6 +164,10 @@ pub(super) async fn clock_task(lessor: Weak<Lessor>) {
                     l.promote(term);
                 }
             }));
+        }
+        let due = l.take_due_checkpoints(MAX_CHECKPOINT_BATCH);
+        if !due.is_empty() {
+            tokio::spawn(propose_checkpoints(node.clone(), due));
         }
         for id in l.take_expired(per_tick) {
             let Ok(permit) = pending.clone().try_acquire_owned() else {

@@ -1,6 +1,9 @@
 //! A client's guest command: through the refusal rules, then into the active guest.
 
+use std::time::Instant;
+
 use redb::WriteTransaction;
+use wasmraft_proto::contract::ETCD_KV_API;
 
 use super::super::NodeError;
 use super::super::guest_store::GuestKv;
@@ -20,26 +23,35 @@ pub(super) fn apply(
     auth_revision: u64,
     command: Vec<u8>,
 ) -> Result<Outcome, ApplyFailure> {
-    if let Some(refused) = rules::refusal(b, b.staged.guest.active.as_deref(), &command, auth_revision) {
-        if b.observing() {
-            b.observe(ctx.index, command, Err(refused.to_string()), Vec::new());
+    let started = Instant::now();
+    let active = b.staged.guest.active.as_deref();
+    let etcd_kv = active.is_some_and(|a| a.record.apis.iter().any(|api| api == ETCD_KV_API));
+    let (result, events) = if let Some(refused) = rules::refusal(b, active, &command, auth_revision) {
+        (Err(refused), Vec::new())
+    } else if let Some(active) = active {
+        let mut kv = GuestKv::new(txn);
+        match active.guest.apply(&mut kv, ctx, &command) {
+            Ok(applied) => {
+                b.staged.kv_size.add(kv.size_delta());
+                (Ok(applied.output), applied.events)
+            }
+            Err(ApplyError::Guest(text)) => (Err(NodeError::Guest(text)), Vec::new()),
+            Err(source) => return Err(ApplyFailure::Command { index: ctx.index, source }),
         }
-        return Ok(Err(refused));
-    }
-    let Some(active) = &b.staged.guest.active else {
-        return Ok(Err(NodeError::NoGuest));
+    } else {
+        (Err(NodeError::NoGuest), Vec::new())
     };
-    let mut kv = GuestKv::new(txn);
-    let (result, events) = match active.guest.apply(&mut kv, ctx, &command) {
-        Ok(applied) => {
-            b.staged.kv_size.add(kv.size_delta());
-            (Ok(applied.output), applied.events)
-        }
-        Err(ApplyError::Guest(text)) => (Err(text), Vec::new()),
-        Err(source) => return Err(ApplyFailure::Command { index: ctx.index, source }),
-    };
-    if b.observing() {
-        b.observe(ctx.index, command, result.clone(), events);
+    crate::slow::check(b.shared.limits.apply.warning_apply_duration, started, etcd_kv, &command, &result);
+    // Before the first deploy there is nothing to observe (as before: no guest, no observers'
+    // business).
+    if b.observing() && !matches!(result, Err(NodeError::NoGuest)) {
+        let events = if result.is_ok() { events } else { Vec::new() };
+        let observed = match &result {
+            Ok(output) => Ok(output.clone()),
+            Err(NodeError::Guest(text)) => Err(text.clone()),
+            Err(refused) => Err(refused.to_string()),
+        };
+        b.observe(ctx.index, command, observed, events);
     }
-    Ok(result.map_err(NodeError::Guest))
+    Ok(result)
 }

@@ -13,8 +13,10 @@
 //! `super::replicated`.
 //!
 //! The state database is committed without fsync (the raft log, fsynced, can replay anything a
-//! crash loses), except once a second (after a second without work, too), which bounds replay
-//! work after a crash and lets the raft log be compacted behind it.
+//! crash loses), except every `--backend-batch-interval` (a second by default; after that long
+//! without work too) or once `--backend-batch-limit` entries were applied since the last
+//! durable commit, which bounds replay work after a crash and lets the raft log be compacted
+//! behind it: etcd's backend commits its batch transaction on the same two triggers.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -43,8 +45,6 @@ use snapshot::swap_in_snapshot;
 /// Entries applied in one transaction at most, so waiters of the first entries aren't held back
 /// by a huge backlog.
 const MAX_BATCH: usize = 4096;
-/// How often the state database is made durable.
-const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Reads the applied index and term recorded with the state (0, 0 for a new member), creating
 /// the state tables if needed.
@@ -78,24 +78,23 @@ pub(crate) fn node_error(e: ApplyError) -> NodeError {
     }
 }
 
-pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64) {
-    let mut last_durable = Instant::now();
-    // The applied index the state database was last made durable at.
-    let mut durable_index = applied;
+pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, applied: u64) {
+    let mut durability = DurableSchedule::new(shared.limits.apply, applied);
+    let mut applied = applied;
     loop {
-        let first = match rx.recv_timeout(DURABLE_EVERY) {
+        let first = match rx.recv_timeout(durability.until_due()) {
             Ok(m) => m,
             Err(RecvTimeoutError::Timeout) => {
                 // Idle: make the last batches durable now rather than at the next write, so an
                 // idle member's log is compacted (and its replay after a crash stays short).
-                if applied > durable_index {
+                if applied > durability.durable_index {
                     if let Err(e) = make_durable(&shared.state_db.db()) {
                         shared.fail(format!("making the state durable at {applied}: {e}"));
                         return;
                     }
-                    last_durable = Instant::now();
-                    durable_index = applied;
-                    let _ = shared.to_raft.send(RaftMsg::Durable(applied));
+                    durability.made_durable(&shared, applied);
+                } else {
+                    durability.nothing_to_do();
                 }
                 continue;
             }
@@ -108,7 +107,7 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
                     Some(state_index) => {
                         // Installed durably.
                         applied = state_index;
-                        durable_index = applied;
+                        durability.installed(applied);
                     }
                     None => return,
                 }
@@ -126,7 +125,7 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
                 Err(_) => break,
             }
         }
-        let durable = last_durable.elapsed() >= DURABLE_EVERY;
+        let durable = durability.due(batch.len());
         match apply_batch(&shared, &batch, applied, durable) {
             Ok((index, outcomes)) => {
                 applied = index;
@@ -135,9 +134,9 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
                 }
                 shared.publish_applied(applied);
                 if durable {
-                    last_durable = Instant::now();
-                    durable_index = applied;
-                    let _ = shared.to_raft.send(RaftMsg::Durable(applied));
+                    durability.made_durable(&shared, applied);
+                } else {
+                    durability.pending += batch.len() as u64;
                 }
             }
             Err(e) => {
@@ -151,7 +150,7 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
                 Some(state_index) => {
                     // Installed durably.
                     applied = state_index;
-                    durable_index = applied;
+                    durability.installed(applied);
                 }
                 None => return,
             }
@@ -160,6 +159,54 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, mut applied: u64)
     // Shutting down: make what was applied durable so a restart replays nothing.
     if let Err(e) = make_durable(&shared.state_db.db()) {
         tracing::warn!("final state commit failed (the log will replay it): {e}");
+    }
+}
+
+/// When the state database is next made durable: `--backend-batch-interval` after the last
+/// time, or once `--backend-batch-limit` entries wait, whichever comes first (etcd's backend
+/// commits its batch transaction on the same two triggers).
+struct DurableSchedule {
+    options: crate::ApplyOptions,
+    last: Instant,
+    /// The applied index the state database was last made durable at.
+    durable_index: u64,
+    /// Entries applied since then.
+    pending: u64,
+}
+
+impl DurableSchedule {
+    fn new(options: crate::ApplyOptions, applied: u64) -> Self {
+        DurableSchedule { options, last: Instant::now(), durable_index: applied, pending: 0 }
+    }
+
+    /// How long the loop may wait for entries before the idle commit is due.
+    fn until_due(&self) -> Duration {
+        self.options.durable_interval.saturating_sub(self.last.elapsed()).max(Duration::from_millis(1))
+    }
+
+    /// Whether the batch about to be applied (`entries` long) commits durably.
+    fn due(&self, entries: usize) -> bool {
+        self.last.elapsed() >= self.options.durable_interval
+            || self.pending.saturating_add(entries as u64) >= self.options.durable_limit
+    }
+
+    /// The state is durable at `applied`: the raft log may be compacted behind it.
+    fn made_durable(&mut self, shared: &Shared, applied: u64) {
+        self.installed(applied);
+        wasmraft_metrics::metrics().backend_durable_commits.inc();
+        let _ = shared.to_raft.send(RaftMsg::Durable(applied));
+    }
+
+    /// A snapshot was installed (durably) at `applied`.
+    fn installed(&mut self, applied: u64) {
+        self.last = Instant::now();
+        self.durable_index = applied;
+        self.pending = 0;
+    }
+
+    /// An interval passed with nothing to make durable: the next one starts now.
+    fn nothing_to_do(&mut self) {
+        self.last = Instant::now();
     }
 }
 

@@ -1,0 +1,139 @@
+//! `--enable-pprof`: what etcd serves from Go's `net/http/pprof` under `/debug/pprof/` on the
+//! client URLs, in the form Rust can give.
+//!
+//! - `/debug/pprof/profile?seconds=N` — a CPU profile of the whole process over N seconds (30 when
+//!   missing or not a positive number, as Go's), sampled 100 times a second as Go's, as a
+//!   gzipped pprof protobuf (`perftools.profiles.Profile`) that `go tool pprof` and other pprof
+//!   readers open; one at a time, as Go's ("cpu profiling already in use").
+//! - `/debug/pprof/cmdline` — the command line, NUL-separated, as Go's.
+//! - `/debug/pprof/` — an index of these, and `/debug/pprof` redirects to it.
+//! - `/debug/pprof/heap` and `/debug/pprof/allocs` answer 501 with the reason: Go's heap profile
+//!   is the runtime's allocation sampling; wasmraft's allocator (mimalloc, chosen for the
+//!   put path: docs/decisions.md) keeps no samples, and a profile made up from something else
+//!   would mislead. `process_resident_memory_bytes` in `/metrics` tracks the heap's size.
+//! - Go's goroutine, block, mutex, threadcreate and trace profiles have no counterpart; they
+//!   answer 404 "Unknown profile", as Go answers a name it does not know.
+//!
+//! Off unless `--enable-pprof`: then every path here is 404, as in etcd.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use axum::extract::{Path, Query};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// Go's `runtime/pprof` CPU sampling rate.
+const FREQUENCY: i32 = 100;
+
+/// Go's default profile length.
+const DEFAULT_SECONDS: u64 = 30;
+
+/// Unwinding through these while they hold locks could deadlock the sampled thread (pprof-rs's
+/// advice): their frames are not sampled.
+const BLOCKLIST: &[&str] = &["libc", "libgcc", "pthread", "vdso"];
+
+/// The routes under `/debug/pprof`.
+pub(super) fn router() -> axum::Router {
+    axum::Router::new()
+        .route("/debug/pprof", axum::routing::any(redirect))
+        .route("/debug/pprof/", axum::routing::any(index))
+        .route("/debug/pprof/profile", axum::routing::any(profile))
+        .route("/debug/pprof/cmdline", axum::routing::any(cmdline))
+        .route("/debug/pprof/{name}", axum::routing::any(named))
+}
+
+/// Go's ServeMux answer for a subtree without its slash.
+async fn redirect() -> Response {
+    (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, "/debug/pprof/")]).into_response()
+}
+
+async fn index() -> Response {
+    let body = "<html>\n<head>\n<title>/debug/pprof/</title>\n</head>\n<body>\n/debug/pprof/<br>\n<br>\n\
+        Types of profiles available:\n<table>\n<thead><td>Profile</td><td>Description</td></thead>\n\
+        <tr><td><a href='cmdline'>cmdline</a></td><td>The command line invocation of the current program</td></tr>\n\
+        <tr><td><a href='heap'>heap</a></td><td>Not available: wasmraft's allocator keeps no allocation samples</td></tr>\n\
+        <tr><td><a href='profile'>profile</a></td><td>CPU profile. You can specify the duration in the seconds GET parameter. \
+        After you get the profile file, use the go tool pprof command to investigate the profile.</td></tr>\n\
+        </table>\n</body>\n</html>\n";
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+async fn cmdline() -> Response {
+    let args: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+        args.join("\0"),
+    )
+        .into_response()
+}
+
+async fn named(Path(name): Path<String>) -> Response {
+    match name.as_str() {
+        "heap" | "allocs" => error(
+            StatusCode::NOT_IMPLEMENTED,
+            "heap profile unavailable: wasmraft's allocator (mimalloc) keeps no allocation samples",
+        ),
+        _ => error(StatusCode::NOT_FOUND, "Unknown profile"),
+    }
+}
+
+/// Go's `pprof.Profile`: samples for `seconds`, then the profile.
+async fn profile(Query(q): Query<Vec<(String, String)>>) -> Response {
+    let seconds = q
+        .iter()
+        .find(|(k, _)| k == "seconds")
+        .and_then(|(_, v)| v.parse::<i64>().ok())
+        .and_then(|s| u64::try_from(s).ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_SECONDS);
+    let guard = match pprof::ProfilerGuardBuilder::default().frequency(FREQUENCY).blocklist(BLOCKLIST).build() {
+        Ok(g) => g,
+        Err(pprof::Error::Running) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Could not enable CPU profiling: cpu profiling already in use",
+            );
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("Could not enable CPU profiling: {e}")),
+    };
+    // A client that goes away drops this future, and with it the guard: sampling stops.
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    // Symbolizing walks every sampled frame's debug info: not on the runtime's threads.
+    let encoded = tokio::task::spawn_blocking(move || encode(&guard)).await;
+    match encoded {
+        Ok(Ok(bytes)) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"profile\""),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("Could not write the CPU profile: {e}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("Could not write the CPU profile: {e}")),
+    }
+}
+
+/// The profile so far, as Go's `runtime/pprof` writes it: a gzipped `perftools.profiles.Profile`.
+fn encode(guard: &pprof::ProfilerGuard<'_>) -> Result<Vec<u8>, String> {
+    use pprof::protos::Message as _;
+    let profile = guard.report().build().and_then(|r| r.pprof()).map_err(|e| e.to_string())?;
+    let raw = profile.write_to_bytes().map_err(|e| e.to_string())?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).map_err(|e| e.to_string())?;
+    gz.finish().map_err(|e| e.to_string())
+}
+
+/// Go's `serveError`.
+fn error(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+        format!("{text}\n"),
+    )
+        .into_response()
+}
