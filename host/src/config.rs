@@ -589,17 +589,18 @@ impl Config {
         wasmraft_node::request_timeout(self.election_timeout)
     }
 
+    /// `initial_cluster` as the node takes it: peer URLs as written, without a trailing slash.
+    pub fn node_initial_cluster(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        self.initial_cluster.iter().map(|(name, urls)| (name.clone(), urls.iter().map(trim_url).collect())).collect()
+    }
+
     /// What the member's core needs of these flags; loads the `--auth-token` keys (etcd's
     /// texts when they cannot be used).
     pub fn node_config(&self) -> Result<wasmraft_node::NodeConfig, wasmraft_node::auth::TokenOptionsError> {
         Ok(wasmraft_node::NodeConfig {
             name: self.name.clone(),
             data_dir: self.data_dir.clone(),
-            initial_cluster: self
-                .initial_cluster
-                .iter()
-                .map(|(name, urls)| (name.clone(), urls.iter().map(trim_url).collect()))
-                .collect(),
+            initial_cluster: self.node_initial_cluster(),
             initial_cluster_token: self.initial_cluster_token.clone(),
             join_existing: self.initial_cluster_state == ClusterState::Existing,
             heartbeat_interval: self.heartbeat_interval,

@@ -77,14 +77,16 @@ pub async fn run_until(mut cfg: Config, shutdown: impl std::future::Future<Outpu
     let registry = Arc::new(GuestRegistry::new(engine, cfg.data_dir.join("member").join("guest-cache")));
     let initial = InitialGuest::load(&cfg, &registry)?;
 
-    let initialized = Node::is_bootstrapped(&cfg.node_config()?)?;
+    // Built once: it loads the --auth-token keys (and logs about them).
+    let mut node_cfg = cfg.node_config()?;
+    let initialized = Node::is_bootstrapped(&node_cfg)?;
     // --discovery-srv: DNS names the initial cluster, for a member that has no data yet.
     if let Some(srv) = &cfg.discovery_srv
         && !initialized
     {
         cfg.initial_cluster = srv.initial_cluster(&cfg.name, &cfg.initial_advertise_peer_urls).await?;
+        node_cfg.initial_cluster = cfg.node_initial_cluster();
     }
-    let node_cfg = cfg.node_config()?;
     let join = if node_cfg.join_existing && !initialized {
         Some(crate::join::discover(&cfg, peer_tls.dial.clone()).await?)
     } else {
