@@ -18,7 +18,8 @@
 //! A finished compaction left, of each key, only its newest revision at or below the compaction
 //! (none if that was a deletion) and everything after it — exactly what the guest's compaction
 //! leaves — so the imported history needs no compacting of its own; `finish` checks that it
-//! holds nothing more. A history that starts in the middle (a key's first pair continuing
+//! holds nothing more (but for the deletions made exactly at the compaction revision, which
+//! etcd 3.4.3x/3.5.1x keep and the guest's compaction drops: `finish` drops them). A history that starts in the middle (a key's first pair continuing
 //! versions the file does not hold, a deletion of a key that is not live) is accepted only at or
 //! below a compaction that explains it.
 //!
@@ -38,11 +39,10 @@ use super::{FINISHED_COMPACT_KEY, SCHEDULED_COMPACT_KEY, revkey};
 use crate::compact::compact;
 use crate::errors::corrupt;
 use crate::layout::{
-    LEASE_KEYS, index_key, index_prefix, lease_key, live_key, parse_revision_key, revision_key, successor,
+    LEASE_KEYS, REVISIONS, index_key, index_prefix, lease_key, live_key, parse_revision_key, revision_key, successor,
 };
 use crate::lease::{self, MAX_LEASE_TTL, NO_LEASE};
 use crate::meta::{INITIAL_REVISION, NEVER_COMPACTED, set_compacted_revision, set_current_revision};
-use crate::pager::Pager;
 use crate::read::get_live;
 use crate::record::{PUT, TOMBSTONE, decode_revision_entry, encode_put, encode_revision_entry, encode_tombstone};
 use crate::revision::Revision;
@@ -270,7 +270,7 @@ impl<'s> Importer<'s> {
             }
         }
         if compacted >= 0 {
-            check_compacted(&*self.store, compacted)?;
+            check_compacted(self.store, compacted)?;
         }
         if revision > INITIAL_REVISION {
             set_current_revision(self.store, revision);
@@ -295,35 +295,46 @@ impl<'s> Importer<'s> {
 }
 
 /// A finished compaction to `compacted` leaves each key at most its newest revision at or below
-/// it, and never a deletion there: what more the history holds, the file should not.
-fn check_compacted(store: &dyn wasmraft_guest_sdk::ReadStore, compacted: i64) -> Result<(), ImportError> {
+/// it, and never a deletion there: what more the history holds, the file should not. Except
+/// that etcd 3.4.3x and 3.5.1x (`keyIndex.doCompact` with `tomb >= atRev`) keep a deletion made
+/// exactly at the compaction revision, alone; the guest's compaction drops it, so it goes here.
+fn check_compacted(store: &mut dyn Store, compacted: i64) -> Result<(), ImportError> {
     let end = revision_key(Revision::new(compacted.saturating_add(1), 0));
-    let mut pager = Pager::new(store, crate::layout::REVISIONS.to_vec(), end);
-    while let Some((stored, log)) = pager.next_pair() {
-        let rev = parse_revision_key(&stored).ok_or_else(|| CorruptStore(corrupt("revision key")))?;
-        let (tombstone, key) = decode_revision_entry(&log).map_err(CorruptStore)?;
-        if tombstone {
-            return Err(ImportError::Inconsistent(format!(
-                "the \"key\" bucket holds the deletion of {} at revision {}_{}, at or below the finished compaction {compacted}, which removes it",
-                show(key),
-                rev.main,
-                rev.sub
-            )));
-        }
-        if let Some((older, _)) = store.scan_page(&index_prefix(key), &index_key(key, rev), 1, false).into_iter().next()
-        {
-            let older = crate::layout::parse_index_key(&older).map(|(_, _, r)| r).unwrap_or_default();
-            return Err(ImportError::Inconsistent(format!(
-                "the \"key\" bucket holds {} at revisions {}_{} and {}_{}, both at or below the finished compaction {compacted}, which keeps only the newest",
-                show(key),
-                older.main,
-                older.sub,
-                rev.main,
-                rev.sub
-            )));
+    let mut start = REVISIONS.to_vec();
+    loop {
+        let page = store.scan_page(&start, &end, 0, false);
+        let Some((last, _)) = page.last() else { return Ok(()) };
+        start = successor(last);
+        for (stored, log) in page {
+            let rev = parse_revision_key(&stored).ok_or_else(|| CorruptStore(corrupt("revision key")))?;
+            let (tombstone, key) = decode_revision_entry(&log).map_err(CorruptStore)?;
+            let older = store.scan_page(&index_prefix(key), &index_key(key, rev), 1, false).into_iter().next();
+            if let Some((older, _)) = older {
+                let older = crate::layout::parse_index_key(&older).map(|(_, _, r)| r).unwrap_or_default();
+                return Err(ImportError::Inconsistent(format!(
+                    "the \"key\" bucket holds {} at revisions {}_{} and {}_{}, both at or below the finished compaction {compacted}, which keeps only the newest",
+                    show(key),
+                    older.main,
+                    older.sub,
+                    rev.main,
+                    rev.sub
+                )));
+            }
+            if !tombstone {
+                continue;
+            }
+            if rev.main != compacted {
+                return Err(ImportError::Inconsistent(format!(
+                    "the \"key\" bucket holds the deletion of {} at revision {}_{}, below the finished compaction {compacted}, which removes it",
+                    show(key),
+                    rev.main,
+                    rev.sub
+                )));
+            }
+            store.delete(&index_key(key, rev));
+            store.delete(&stored);
         }
     }
-    Ok(())
 }
 
 /// Removes the `K/` attachments to leases the `L/` table does not hold; returns how many.
