@@ -1,11 +1,12 @@
-//! A whole-file consistency check, as bbolt's `Tx.Check` (`bbolt check`): every bucket at every
-//! depth is walked, no page is used twice, and when the file stores its freelist every page
-//! below the high-water mark is either reachable or free. It reads each page once and holds one
-//! bit per page plus one path per open bucket level.
+//! A whole-file walk that is also a consistency check, as bbolt's `Tx.Check` (`bbolt check`):
+//! every bucket at every depth is walked, no page is used twice, and when the file stores its
+//! freelist every page below the high-water mark is either reachable or free. It reads each page
+//! once (so a hostile file's shared subtrees cannot multiply the work) and holds one bit per page
+//! plus one path per open bucket level, iteratively (no recursion).
 
 use std::cell::RefCell;
 
-use super::cursor::{Entries, PageSet, Value};
+use super::cursor::{Entries, Entry, PageSet, Value};
 use super::error::{Corruption, ReadError};
 use super::page::{FREELIST, HEADER, u64_at};
 use super::reader::Reader;
@@ -29,6 +30,14 @@ pub struct CheckSummary {
 impl<S: Source> Reader<S> {
     /// Checks the whole file (see the module docs); the first problem is the error.
     pub fn check(&self) -> Result<CheckSummary, ReadError> {
+        self.walk(|_, _| {})
+    }
+
+    /// Walks every bucket at every depth, depth first and in key order: `visit(depth, entry)`
+    /// for each entry, where depth 0 is the top-level buckets and a bucket's entry is followed by
+    /// its own entries at `depth + 1`. The walk checks the file as [`Reader::check`] does; on a
+    /// problem it stops with the error (after visiting what came before it).
+    pub fn walk(&self, mut visit: impl FnMut(usize, &Entry)) -> Result<CheckSummary, ReadError> {
         let high_water = self.meta().pgid;
         let pages = RefCell::new(PageSet::new(high_water));
         {
@@ -47,16 +56,18 @@ impl<S: Source> Reader<S> {
                 None => {
                     stack.pop();
                 }
-                Some(entry) => match entry?.value {
-                    Value::Data(_) => summary.keys += 1,
-                    Value::Bucket(b) => {
-                        summary.buckets += 1;
-                        if stack.len() >= MAX_BUCKET_DEPTH {
-                            return Err(Corruption::BucketsTooDeep { max: MAX_BUCKET_DEPTH }.into());
+                Some(entry) => {
+                    let entry = entry?;
+                    visit(stack.len() - 1, &entry);
+                    match entry.value {
+                        Value::Data(_) => summary.keys += 1,
+                        Value::Bucket(b) => {
+                            summary.buckets += 1;
+                            // Bucket::from_value bounded the depth.
+                            stack.push(self.entries_tracked(&b, &pages));
                         }
-                        stack.push(self.entries_tracked(&b, &pages));
                     }
-                },
+                }
             }
         }
         if self.info().freelist.is_some() {

@@ -87,6 +87,8 @@ pub struct Entries<'r, S> {
     visited: u64,
     /// A whole-file walk's page set: a page seen twice anywhere is an error.
     pages: Option<&'r RefCell<PageSet>>,
+    /// The bucket's nesting depth (its nested buckets are one deeper).
+    depth: usize,
     done: bool,
 }
 
@@ -99,6 +101,7 @@ impl<'r, S: Source> Entries<'r, S> {
             prev: None,
             visited: 0,
             pages,
+            depth: bucket.depth,
             done: false,
         }
     }
@@ -160,7 +163,7 @@ impl<'r, S: Source> Entries<'r, S> {
             prev.clear();
             prev.extend_from_slice(e.key);
             let value = if e.flags & BUCKET_LEAF != 0 {
-                Value::Bucket(Bucket::from_value(e.value, page_id, index)?)
+                Value::Bucket(Bucket::from_value(e.value, page_id, index, self.depth + 1)?)
             } else {
                 Value::Data(e.value.to_vec())
             };

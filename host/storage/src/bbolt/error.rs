@@ -86,6 +86,13 @@ pub enum MetaProblem {
     Pages { root: u64, freelist: u64, high_water: u64 },
 }
 
+impl MetaProblem {
+    /// Whether the page was a meta page (right flags and magic), damaged otherwise.
+    pub(crate) fn is_meta_page(&self) -> bool {
+        !matches!(self, MetaProblem::Missing | MetaProblem::NotMeta(_) | MetaProblem::Magic(_))
+    }
+}
+
 /// Building a bbolt file failed. After an error the [`Writer`](super::Writer) must be dropped:
 /// the file is not a valid database (its meta pages are written last).
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::fs::File;
 
+use super::check::MAX_BUCKET_DEPTH;
 use super::cursor::{Entries, PageSet};
 use super::error::{Corruption, MetaProblem, ReadError};
 use super::meta::{self, META_PAGE_BYTES, Meta, NO_FREELIST, PAGE_SIZE_GUESSES};
@@ -46,6 +47,8 @@ impl Info {
 pub struct Bucket {
     pub(crate) root: BucketRoot,
     pub(crate) sequence: u64,
+    /// How deep it is nested (0: the root bucket), bounded by [`MAX_BUCKET_DEPTH`].
+    pub(crate) depth: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,13 +78,16 @@ impl Bucket {
 
     /// A bucket from a leaf element's value flagged as a bucket: `root u64, sequence u64`, and
     /// when root is 0 an inline leaf page.
-    pub(crate) fn from_value(value: &[u8], page: u64, index: usize) -> Result<Bucket, Corruption> {
+    pub(crate) fn from_value(value: &[u8], page: u64, index: usize, depth: usize) -> Result<Bucket, Corruption> {
+        if depth > MAX_BUCKET_DEPTH {
+            return Err(Corruption::BucketsTooDeep { max: MAX_BUCKET_DEPTH });
+        }
         if value.len() < BUCKET_HEADER {
             return Err(Corruption::BadBucketValue { page, index, len: value.len() });
         }
         let (root, sequence) = (u64_at(value, 0), u64_at(value, 8));
         if root != 0 {
-            return Ok(Bucket { root: BucketRoot::Page(root), sequence });
+            return Ok(Bucket { root: BucketRoot::Page(root), sequence, depth });
         }
         let inline = &value[BUCKET_HEADER..];
         if inline.len() < HEADER {
@@ -91,7 +97,7 @@ impl Bucket {
         if flags & LEAF == 0 || flags & BRANCH != 0 {
             return Err(Corruption::InlineNotLeaf { page, index, flags });
         }
-        Ok(Bucket { root: BucketRoot::Inline { bytes: inline.to_vec(), parent: page }, sequence })
+        Ok(Bucket { root: BucketRoot::Inline { bytes: inline.to_vec(), parent: page }, sequence, depth })
     }
 }
 
@@ -138,8 +144,14 @@ impl<S: Source> Reader<S> {
                             found = Ok(m);
                             break;
                         }
-                        // Keep the problem found at the default page size for the message.
-                        Err(p) if guess == PAGE_SIZE_GUESSES[0] => found = Err(p),
+                        // For the message: a damaged meta page where one was found, else what
+                        // the default page size found.
+                        Err(p)
+                            if found.as_ref().is_err_and(|f| !f.is_meta_page())
+                                && (p.is_meta_page() || guess == PAGE_SIZE_GUESSES[0]) =>
+                        {
+                            found = Err(p)
+                        }
                         Err(_) => {}
                     }
                 }
@@ -174,11 +186,16 @@ impl<S: Source> Reader<S> {
 
     /// The root bucket: its entries are the top-level buckets.
     pub fn root(&self) -> Bucket {
-        Bucket { root: BucketRoot::Page(self.meta.root), sequence: self.meta.sequence }
+        Bucket { root: BucketRoot::Page(self.meta.root), sequence: self.meta.sequence, depth: 0 }
     }
 
     /// A bucket's entries in key order, streaming: the iterator holds the pages on the path from
     /// the bucket's root to the current leaf, nothing more. After an error it ends.
+    ///
+    /// One bucket's walk reads at most as many pages as the file has, and buckets nest at most
+    /// [`MAX_BUCKET_DEPTH`] deep. A hostile file can still make nested buckets share subtrees, so
+    /// a recursive walk of every nested bucket of an untrusted file should be [`Reader::walk`],
+    /// which reads each page once.
     pub fn entries(&self, bucket: &Bucket) -> Entries<'_, S> {
         Entries::new(self, bucket, None)
     }
