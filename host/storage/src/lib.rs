@@ -29,6 +29,10 @@
 //! operator what to do.
 
 pub mod bbolt;
+// The fuzz target's body (tests/fuzz/src/bbolt.rs) names this crate by name; the bbolt tests
+// compile it in to replay its corpus.
+#[cfg(test)]
+extern crate self as wasmraft_storage;
 pub mod durable;
 mod error;
 mod raft_log;
