@@ -4,8 +4,6 @@
 //! once (so a hostile file's shared subtrees cannot multiply the work) and holds one bit per page
 //! plus one path per open bucket level, iteratively (no recursion).
 
-use std::cell::RefCell;
-
 use super::cursor::{Entries, Entry, PageSet, Value};
 use super::error::{Corruption, ReadError};
 use super::page::{FREELIST, HEADER, u64_at};
@@ -39,20 +37,17 @@ impl<S: Source> Reader<S> {
     /// problem it stops with the error (after visiting what came before it).
     pub fn walk(&self, mut visit: impl FnMut(usize, &Entry)) -> Result<CheckSummary, ReadError> {
         let high_water = self.meta().pgid;
-        let pages = RefCell::new(PageSet::new(high_water));
-        {
-            let mut set = pages.borrow_mut();
-            set.insert(0);
-            set.insert(1);
-        }
+        let mut pages = PageSet::new(high_water);
+        pages.insert(0);
+        pages.insert(1);
         let mut summary = CheckSummary::default();
         if let Some(freelist) = self.info().freelist {
-            summary.free_pages = self.read_freelist(freelist, &pages)?;
+            summary.free_pages = self.read_freelist(freelist, &mut pages)?;
         }
         let root = self.root();
-        let mut stack: Vec<Entries<'_, S>> = vec![self.entries_tracked(&root, &pages)];
+        let mut stack: Vec<Entries<'_, S>> = vec![self.entries(&root)];
         while let Some(top) = stack.last_mut() {
-            match top.next() {
+            match top.next_tracked(Some(&mut pages)) {
                 None => {
                     stack.pop();
                 }
@@ -64,26 +59,25 @@ impl<S: Source> Reader<S> {
                         Value::Bucket(b) => {
                             summary.buckets += 1;
                             // Bucket::from_value bounded the depth.
-                            stack.push(self.entries_tracked(&b, &pages));
+                            stack.push(self.entries(&b));
                         }
                     }
                 }
             }
         }
-        if self.info().freelist.is_some() {
-            let set = pages.borrow();
-            if let Some(page) = (2..high_water).find(|p| !set.contains(*p)) {
-                return Err(Corruption::Unreachable { page }.into());
-            }
+        // Without a stored freelist, unreachable pages are simply free (bbolt finds them by
+        // the same walk at open).
+        let unreachable = || (2..high_water).find(|p| !pages.contains(*p));
+        if let Some(page) = self.info().freelist.and_then(|_| unreachable()) {
+            return Err(Corruption::Unreachable { page }.into());
         }
         Ok(summary)
     }
 
     /// Marks the freelist page and the pages it lists; returns how many it lists.
-    fn read_freelist(&self, id: u64, pages: &RefCell<PageSet>) -> Result<u64, ReadError> {
+    fn read_freelist(&self, id: u64, set: &mut PageSet) -> Result<u64, ReadError> {
         let high_water = self.meta().pgid;
         let page = self.page(id, FREELIST)?;
-        let mut set = pages.borrow_mut();
         for p in id..=id + u64::from(page.header.overflow) {
             if !set.insert(p) {
                 return Err(Corruption::PageReused { page: p }.into());

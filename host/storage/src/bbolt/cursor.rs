@@ -4,8 +4,6 @@
 //! [`MAX_DEPTH`] is refused, one bucket's walk may not visit more pages than the file has (pages
 //! shared between subtrees), and keys must come in strictly ascending order.
 
-use std::cell::RefCell;
-
 use super::error::{Corruption, ReadError};
 use super::page::{BRANCH, BUCKET_LEAF, LEAF, Page};
 use super::reader::{Bucket, BucketRoot, Reader};
@@ -85,28 +83,27 @@ pub struct Entries<'r, S> {
     prev: Option<Vec<u8>>,
     /// Pages read so far (overflow pages counted), bounded by the high-water mark.
     visited: u64,
-    /// A whole-file walk's page set: a page seen twice anywhere is an error.
-    pages: Option<&'r RefCell<PageSet>>,
     /// The bucket's nesting depth (its nested buckets are one deeper).
     depth: usize,
     done: bool,
 }
 
 impl<'r, S: Source> Entries<'r, S> {
-    pub(crate) fn new(reader: &'r Reader<S>, bucket: &Bucket, pages: Option<&'r RefCell<PageSet>>) -> Self {
+    pub(crate) fn new(reader: &'r Reader<S>, bucket: &Bucket) -> Self {
         Entries {
             reader,
             start: Some(bucket.root.clone()),
             stack: Vec::new(),
             prev: None,
             visited: 0,
-            pages,
             depth: bucket.depth,
             done: false,
         }
     }
 
-    fn load(&mut self, id: u64, parent: Option<u64>) -> Result<Page, ReadError> {
+    /// Reads page `id` (a child of `parent`, or the root); `pages`: a whole-file walk's page set,
+    /// in which a page seen twice anywhere is an error.
+    fn load(&mut self, id: u64, parent: Option<u64>, pages: Option<&mut PageSet>) -> Result<Page, ReadError> {
         if let Some(parent) = parent {
             if self.stack.iter().any(|f| f.page.id == id) {
                 return Err(Corruption::Cycle { page: parent, child: id }.into());
@@ -121,8 +118,7 @@ impl<'r, S: Source> Entries<'r, S> {
         if self.visited > high_water {
             return Err(Corruption::TooManyPages { high_water }.into());
         }
-        if let Some(set) = self.pages {
-            let mut set = set.borrow_mut();
+        if let Some(set) = pages {
             for p in id..=id + u64::from(page.header.overflow) {
                 if !set.insert(p) {
                     return Err(Corruption::PageReused { page: p }.into());
@@ -132,10 +128,11 @@ impl<'r, S: Source> Entries<'r, S> {
         Ok(page)
     }
 
-    fn step(&mut self) -> Result<Option<Entry>, ReadError> {
+    /// The next entry; see [`Entries::load`] for `pages`.
+    pub(crate) fn step(&mut self, mut pages: Option<&mut PageSet>) -> Result<Option<Entry>, ReadError> {
         if let Some(root) = self.start.take() {
             let page = match root {
-                BucketRoot::Page(id) => self.load(id, None)?,
+                BucketRoot::Page(id) => self.load(id, None, pages.as_deref_mut())?,
                 BucketRoot::Inline { bytes, parent } => Page::new(parent, bytes, LEAF)?,
             };
             self.stack.push(Frame { page, index: 0 });
@@ -150,7 +147,7 @@ impl<'r, S: Source> Entries<'r, S> {
             top.index += 1;
             if !top.page.is_leaf() {
                 let (parent, (_, child)) = (top.page.id, top.page.branch(index)?);
-                let page = self.load(child, Some(parent))?;
+                let page = self.load(child, Some(parent), pages.as_deref_mut())?;
                 self.stack.push(Frame { page, index: 0 });
                 continue;
             }
@@ -176,10 +173,17 @@ impl<S: Source> Iterator for Entries<'_, S> {
     type Item = Result<Entry, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_tracked(None)
+    }
+}
+
+impl<S: Source> Entries<'_, S> {
+    /// `next`, with a whole-file walk's page set.
+    pub(crate) fn next_tracked(&mut self, pages: Option<&mut PageSet>) -> Option<Result<Entry, ReadError>> {
         if self.done {
             return None;
         }
-        let r = self.step();
+        let r = self.step(pages);
         if !matches!(r, Ok(Some(_))) {
             self.done = true;
             self.stack.clear();

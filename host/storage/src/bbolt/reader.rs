@@ -3,11 +3,10 @@
 //! flags as expected, element table inside the page). Nothing is trusted: an allocation is never
 //! larger than the file, and every failure is a [`Corruption`] naming the page.
 
-use std::cell::RefCell;
 use std::fs::File;
 
 use super::check::MAX_BUCKET_DEPTH;
-use super::cursor::{Entries, PageSet};
+use super::cursor::Entries;
 use super::error::{Corruption, MetaProblem, ReadError};
 use super::meta::{self, META_PAGE_BYTES, Meta, NO_FREELIST, PAGE_SIZE_GUESSES};
 use super::page::{BRANCH, BUCKET_HEADER, HEADER, Header, LEAF, Page, u64_at};
@@ -197,11 +196,7 @@ impl<S: Source> Reader<S> {
     /// a recursive walk of every nested bucket of an untrusted file should be [`Reader::walk`],
     /// which reads each page once.
     pub fn entries(&self, bucket: &Bucket) -> Entries<'_, S> {
-        Entries::new(self, bucket, None)
-    }
-
-    pub(crate) fn entries_tracked<'r>(&'r self, bucket: &Bucket, pages: &'r RefCell<PageSet>) -> Entries<'r, S> {
-        Entries::new(self, bucket, Some(pages))
+        Entries::new(self, bucket)
     }
 
     /// The top-level bucket `name`, if there is one (a scan of the root bucket's leaves).

@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::page::{BRANCH, HEADER};
 use super::super::Reader;
+use super::super::page::{BRANCH, HEADER};
 use super::{Buckets, Rng, dump, pairs, write};
 
 fn corpus_dir() -> PathBuf {

@@ -143,3 +143,11 @@ fn bbolt_unfinished_file_is_refused() {
     assert!(matches!(err, ReadError::Corrupt(Corruption::NoValidMeta { .. })), "{err}");
     let _ = Value::Data(vec![]);
 }
+
+#[test]
+fn bbolt_reader_and_iterator_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Reader>();
+    send_sync::<super::super::Entries<'static, std::fs::File>>();
+    send_sync::<Writer>();
+}
