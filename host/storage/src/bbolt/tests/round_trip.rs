@@ -151,3 +151,53 @@ fn bbolt_reader_and_iterator_can_cross_threads() {
     send_sync::<super::super::Entries<'static, std::fs::File>>();
     send_sync::<Writer>();
 }
+
+/// Peak resident memory so far (Linux's VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number")
+}
+
+/// A measurement, not run by default (`cargo test --release -p wasmraft-storage bbolt_streams --
+/// --ignored --nocapture`): 256 MiB of pairs written and read back, with the throughput and the
+/// peak RSS, which must stay far below the data's size (streaming both ways).
+#[test]
+#[ignore = "a measurement: 256 MiB on disk"]
+fn bbolt_streams_256_mib_both_ways() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("db");
+    let (n, value) = (1u64 << 20, vec![0x5au8; 240]);
+    let start = std::time::Instant::now();
+    let mut w = Writer::create(std::fs::File::create(&path).expect("create"), DEFAULT_PAGE_SIZE).expect("writer");
+    w.begin_bucket(b"b").expect("begin");
+    for i in 0..n {
+        w.put(&i.to_be_bytes(), &value).expect("put");
+    }
+    w.end_bucket().expect("end");
+    w.finish().expect("finish");
+    let written = start.elapsed();
+    let len = std::fs::metadata(&path).expect("stat").len();
+    let start = std::time::Instant::now();
+    let r = Reader::open(std::fs::File::open(&path).expect("open")).expect("reader");
+    let b = r.bucket(b"b").expect("lookup").expect("bucket");
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for e in r.entries(&b) {
+        let e = e.expect("entry");
+        count += 1;
+        bytes += (e.key.len() + e.value.data().map_or(0, <[u8]>::len)) as u64;
+    }
+    let read = start.elapsed();
+    assert_eq!(count, n);
+    let mib = |b: u64, t: std::time::Duration| b as f64 / (1 << 20) as f64 / t.as_secs_f64();
+    let rss = peak_rss_kib();
+    eprintln!(
+        "{n} pairs, {} MiB of keys and values, file {} MiB: write {:.0} MiB/s, read {:.0} MiB/s, peak RSS {} MiB",
+        bytes >> 20,
+        len >> 20,
+        mib(bytes, written),
+        mib(bytes, read),
+        rss >> 10
+    );
+    assert!(rss < 128 << 10, "peak RSS {rss} KiB for a {len}-byte file");
+}
