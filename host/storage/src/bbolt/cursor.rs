@@ -1,8 +1,9 @@
 //! Iterating one bucket's key/value pairs in key order, streaming: a stack of the pages on the
 //! path from the bucket's root to the current leaf (bbolt's cursor), nothing else. A file is not
-//! trusted to be a tree: a child already on the path is a cycle, a path deeper than
-//! [`MAX_DEPTH`] is refused, one bucket's walk may not visit more pages than the file has (pages
-//! shared between subtrees), and keys must come in strictly ascending order.
+//! trusted to be a tree: a child already on the path is a cycle, a page overlapping one on the
+//! path (by its overflow pages) is refused, so is a path deeper than [`MAX_DEPTH`]; one bucket's
+//! walk may not visit more pages than the file has (pages shared between subtrees), and keys must
+//! come in strictly ascending order.
 
 use super::error::{Corruption, ReadError};
 use super::page::{BRANCH, BUCKET_LEAF, LEAF, Page};
@@ -113,6 +114,14 @@ impl<'r, S: Source> Entries<'r, S> {
             }
         }
         let page = self.reader.page(id, BRANCH | LEAF)?;
+        // The pages on one path are distinct runs of the file, so what the stack holds is at most
+        // the file's size, whatever overflow counts a hostile file gives its pages.
+        let end = id + u64::from(page.header.overflow);
+        if let Some(f) =
+            self.stack.iter().find(|f| f.page.id <= end && id <= f.page.id + u64::from(f.page.header.overflow))
+        {
+            return Err(Corruption::Overlap { page: id, other: f.page.id }.into());
+        }
         let high_water = self.reader.meta().pgid;
         self.visited += u64::from(page.header.overflow) + 1;
         if self.visited > high_water {

@@ -50,6 +50,8 @@ pub enum Corruption {
     InlineNotLeaf { page: u64, index: usize, flags: u16 },
     #[error("page {page} refers to page {child}, which is already on the path from the root (a cycle)")]
     Cycle { page: u64, child: u64 },
+    #[error("page {page} overlaps page {other} (with its overflow pages), which is on the path from the root")]
+    Overlap { page: u64, other: u64 },
     #[error("page {page} is deeper than {max} levels")]
     TooDeep { page: u64, max: usize },
     #[error("buckets nest deeper than {max} levels")]

@@ -183,6 +183,29 @@ fn bbolt_hostile_overflow_past_the_end_allocates_nothing() {
 }
 
 #[test]
+fn bbolt_hostile_overflow_over_its_own_parent() {
+    // A leaf claims the pages after it as its overflow, up to its parent (written after it): the
+    // leaf is refused rather than its parent's bytes held twice.
+    let mut b = base();
+    let root = root_of(&b, b"many");
+    let mid = child(&b, root, 0);
+    let leaf = child(&b, mid, 0);
+    assert!(leaf < mid && mid < root, "the writer writes children first");
+    let mut h = header(&b, leaf);
+    h.overflow = (mid - leaf) as u32;
+    set_header(&mut b, leaf, h);
+    let r = Reader::from_source(&b[..]).expect("open");
+    let bucket = r.bucket(b"many").expect("lookup").expect("bucket");
+    let err = r.entries(&bucket).find_map(Result::err).expect("an error");
+    assert!(
+        matches!(err, ReadError::Corrupt(Corruption::Overlap { page, other }) if page == leaf && other == mid),
+        "{err}"
+    );
+    // The whole-file walk has seen nothing of it yet when it reads the leaf: the same error.
+    assert_eq!(corruption(&b), Corruption::Overlap { page: leaf, other: mid });
+}
+
+#[test]
 fn bbolt_hostile_counts_larger_than_the_page() {
     let b = base();
     let root = root_of(&b, b"many");
