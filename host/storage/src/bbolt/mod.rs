@@ -14,7 +14,8 @@
 //! whole file), checked before use, and iterated in key order by [`Entries`], which holds only the
 //! path from a bucket's root to the current leaf. A damaged or hostile file is a
 //! [`ReadError::Corrupt`] naming the page and the problem, never a panic, a hang or an allocation
-//! larger than the file. [`Reader::check`] walks everything, as `bbolt check` does.
+//! larger than the file. [`Reader::get`] looks one key up; [`Reader::walk`] and
+//! [`Reader::check`] go through everything, as `bbolt check` does.
 //!
 //! Writing ([`Writer`]): top-level buckets of sorted pairs, streamed to disk; see `writer.rs` for
 //! what it holds in memory.
@@ -44,6 +45,7 @@ mod build;
 mod check;
 mod cursor;
 mod error;
+mod get;
 mod meta;
 mod page;
 mod pages;

@@ -6,7 +6,7 @@
 use std::fs::File;
 
 use super::check::MAX_BUCKET_DEPTH;
-use super::cursor::Entries;
+use super::cursor::{Entries, Value};
 use super::error::{Corruption, MetaProblem, ReadError};
 use super::meta::{self, META_PAGE_BYTES, Meta, NO_FREELIST, PAGE_SIZE_GUESSES};
 use super::page::{BRANCH, BUCKET_HEADER, HEADER, Header, LEAF, Page, u64_at};
@@ -199,17 +199,9 @@ impl<S: Source> Reader<S> {
         Entries::new(self, bucket)
     }
 
-    /// The top-level bucket `name`, if there is one (a scan of the root bucket's leaves).
+    /// The top-level bucket `name`, if there is one (None too if `name` is a plain key).
     pub fn bucket(&self, name: &[u8]) -> Result<Option<Bucket>, ReadError> {
-        for entry in self.entries(&self.root()) {
-            let entry = entry?;
-            match entry.key.as_slice().cmp(name) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => return Ok(entry.value.into_bucket()),
-                std::cmp::Ordering::Greater => break,
-            }
-        }
-        Ok(None)
+        Ok(self.get(&self.root(), name)?.and_then(Value::into_bucket))
     }
 
     pub(crate) fn meta(&self) -> &Meta {

@@ -137,6 +137,10 @@ fn bbolt_hostile_branch_points_to_itself_or_an_ancestor() {
     let mut f = b.clone();
     set_child(&mut f, root, 0, root);
     assert_eq!(corruption(&f), Corruption::Cycle { page: root, child: root });
+    let r = Reader::from_source(&f[..]).expect("open");
+    let bucket = r.bucket(b"many").expect("lookup").expect("bucket");
+    let err = r.get(&bucket, b"\x00").expect_err("a lookup down the cycle fails");
+    assert!(matches!(err, ReadError::Corrupt(Corruption::Cycle { .. })), "{err}");
     let mid = child(&b, root, 1);
     let mut f = b.clone();
     set_child(&mut f, mid, 0, root);

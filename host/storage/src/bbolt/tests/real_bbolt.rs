@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::super::{DEFAULT_PAGE_SIZE, Reader};
+use super::super::{DEFAULT_PAGE_SIZE, Reader, Value};
 use super::{Buckets, Rng, dump, dump_of, pairs, write};
 
 const BBOLT_SRC: &str = "/usr/share/gocode/src/go.etcd.io/bbolt";
@@ -109,6 +109,19 @@ fn bbolt_real_bbolt_files_read_by_us() {
         assert_eq!(ours, tool(&bin, &["dump"], &path), "page size {page_size} {opts:?}");
         assert!(ours.contains("bucket 1 696e6e65722d696e6c696e65 0\n"), "the nested inline bucket");
         assert!(ours.contains("bucket 0 736d616c6c 42\n"), "the small bucket's sequence");
+        // Lookups through bbolt's branch pages, nested buckets and an inline one.
+        let nested = r.bucket(b"nested").expect("lookup").expect("bucket");
+        let inline = r.get(&nested, b"inner-inline").expect("get").and_then(Value::into_bucket).expect("bucket");
+        assert_eq!(inline.root_page(), None);
+        assert_eq!(r.get(&inline, b"x").expect("get"), Some(Value::Data(b"y".to_vec())));
+        let big = r.bucket(b"big").expect("lookup").expect("bucket");
+        let mut found = 0;
+        for e in r.entries(&big).step_by(101) {
+            let e = e.expect("entry");
+            assert_eq!(r.get(&big, &e.key).expect("get"), Some(e.value));
+            found += 1;
+        }
+        assert!(found > 100);
         std::fs::remove_file(&path).expect("rm");
     }
 }

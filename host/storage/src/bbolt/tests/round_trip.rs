@@ -48,6 +48,20 @@ fn bbolt_round_trip_many_buckets_names_in_any_order() {
     let want = &buckets.iter().find(|b| b.0 == b"bucket-017").expect("in the input").1;
     let got: Vec<_> = r.entries(&b).map(|e| e.expect("entry")).collect();
     assert_eq!(got.len(), want.len());
+    // Every key found by lookup, and keys between them not.
+    for (name, pairs) in &buckets {
+        let b = r.bucket(name).expect("lookup").expect("present");
+        for (k, v) in pairs {
+            assert_eq!(r.get(&b, k).expect("get"), Some(Value::Data(v.clone())));
+            let mut between = k.clone();
+            between.push(0);
+            if !pairs.iter().any(|p| p.0 == between) {
+                assert_eq!(r.get(&b, &between).expect("get"), None);
+            }
+        }
+        assert_eq!(r.get(&b, b"\x00").expect("get"), None);
+        assert_eq!(r.get(&b, b"\xff\xff").expect("get"), None);
+    }
     assert!(r.bucket(b"bucket-0175").expect("lookup").is_none());
     assert!(r.bucket(b"a").expect("lookup").is_none());
 }
@@ -88,8 +102,12 @@ fn bbolt_round_trip_many_keys_several_branch_levels() {
     let kv = pairs(&mut rng, 60_000, |r| (r.next() % 40) as usize);
     let buckets: Buckets = vec![(b"many".to_vec(), kv.clone()), (b"few".to_vec(), kv[..50].to_vec())];
     let r = round_trip(512, &buckets);
-    let root = r.bucket(b"many").expect("lookup").expect("present").root_page().expect("not inline");
+    let many = r.bucket(b"many").expect("lookup").expect("present");
+    let root = many.root_page().expect("not inline");
     assert!(depth(&r, root) >= 4, "depth {}", depth(&r, root));
+    for (k, v) in kv.iter().step_by(97) {
+        assert_eq!(r.get(&many, k).expect("get"), Some(Value::Data(v.clone())));
+    }
     let r = round_trip(DEFAULT_PAGE_SIZE, &buckets);
     let root = r.bucket(b"many").expect("lookup").expect("present").root_page().expect("not inline");
     assert!(depth(&r, root) >= 3, "depth {}", depth(&r, root));
