@@ -46,6 +46,7 @@ mod lease;
 mod lease_forward;
 mod lock;
 mod maintenance;
+pub use maintenance::SNAPSHOT_FORMAT_HEADER;
 mod ping_policy;
 mod pprof;
 pub use pprof::activate_heap_profile;
@@ -180,6 +181,10 @@ pub struct ApiLimits {
     /// --experimental-warning-apply-duration: ranges slower than this are logged, as etcd logs
     /// them (`wasmraft_node::slow`).
     pub warning_apply_duration: Duration,
+    /// The sha256 of the guest whose keyspace `wasmraft-backup` writes as etcd's backend (the
+    /// bundled KV guest, whose translation is linked into this binary): while it is active,
+    /// `Maintenance.Snapshot` streams etcd's bbolt file.
+    pub etcd_backend_guest: Option<[u8; 32]>,
 }
 
 impl Default for ApiLimits {
@@ -193,6 +198,7 @@ impl Default for ApiLimits {
             watch_progress_notify_interval: watch::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
             election_timeout: Duration::from_millis(1000),
             warning_apply_duration: wasmraft_node::ApplyOptions::DEFAULT_WARNING_APPLY_DURATION,
+            etcd_backend_guest: None,
         }
     }
 }
