@@ -1,8 +1,8 @@
 //! The gateway's routes: every method etcd 3.4's `rpc.proto`, `v3lock.proto` and
 //! `v3election.proto` annotate with a `google.api.http` POST, at etcd's paths, under `/v3/` and
 //! (as etcd 3.4 still serves it) `/v3beta/`. Where etcd annotates two methods with one path
-//! (`/v3/maintenance/hash` for Hash and HashKV), grpc-gateway's mux serves the one registered
-//! last, HashKV, and so does this table.
+//! (`/v3/maintenance/hash` for Hash and HashKV), grpc-gateway's mux serves the first one
+//! registered, Hash (etcd's answer there has no `compact_revision`), and so does this table.
 
 use std::sync::Arc;
 
@@ -102,7 +102,7 @@ routes! {
     "maintenance/alarm" => unary maintenance.alarm,
     "maintenance/status" => unary maintenance.status,
     "maintenance/defragment" => unary maintenance.defragment,
-    "maintenance/hash" => unary maintenance.hash_kv,
+    "maintenance/hash" => unary maintenance.hash,
     "maintenance/snapshot" => server maintenance.snapshot,
     "maintenance/transfer-leadership" => unary maintenance.move_leader,
     "auth/enable" => unary auth.auth_enable,

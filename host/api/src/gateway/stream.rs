@@ -173,12 +173,14 @@ where
     (codec::ok_headers(), Body::from_stream(body)).into_response()
 }
 
-/// A stream that failed before its first message: the code's status, the error object alone.
+/// A stream that failed before its first message: the code's status, the error object alone
+/// (still chunked, as grpc-gateway had already chosen that encoding).
 fn error_response(status: &tonic::Status) -> Response {
+    let chunk = errors::stream_chunk(status);
     (
         errors::http_status(status.code()),
         [(header::CONTENT_TYPE, codec::CONTENT_TYPE)],
-        Body::from(errors::stream_chunk(status)),
+        Body::from_stream(futures::stream::once(async move { Ok::<_, Infallible>(chunk) })),
     )
         .into_response()
 }
