@@ -359,3 +359,57 @@ fn gateway_matches_etcd_route_by_route() {
         "{etcd:#?}"
     );
 }
+
+/// etcd3gw's version: pinned, so that a new release cannot change what the test checks.
+const ETCD3GW: &str = "etcd3gw==2.7.0";
+
+/// A Python environment with etcd3gw from PyPI, made once per machine and kept in the temp dir.
+fn etcd3gw_python() -> std::path::PathBuf {
+    let venv = std::env::temp_dir().join("wasmraft-tests-etcd3gw-2.7.0");
+    let python = venv.join("bin/python");
+    let ready = venv.join("installed");
+    if !ready.exists() {
+        let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("run python3 -m venv");
+        assert!(made.success(), "python3 -m venv {} failed", venv.display());
+        let pip = Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", ETCD3GW])
+            .status()
+            .expect("run pip");
+        assert!(pip.success(), "pip install {ETCD3GW} failed (PyPI must be reachable)");
+        std::fs::write(&ready, ETCD3GW).expect("mark the etcd3gw environment ready");
+    }
+    python
+}
+
+/// The results of tests/scripts/etcd3gw_check.py against a three-member cluster.
+fn etcd3gw_run(flavor: Flavor, python: &std::path::Path) -> serde_json::Value {
+    let cluster = wasmraft_tests::Cluster::start(flavor, 3);
+    let endpoints: Vec<String> =
+        cluster.endpoints().iter().map(|e| e.trim_start_matches("http://").to_string()).collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/etcd3gw_check.py");
+    let out = Command::new(python).arg(script).args(&endpoints).output().expect("run etcd3gw_check.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "etcd3gw_check.py against {flavor:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("etcd3gw_check.py printed no JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn etcd3gw_client_works_against_a_three_member_cluster() {
+    let _one = wasmraft_tests::one_cluster_at_a_time();
+    let python = etcd3gw_python();
+    let etcd = etcd3gw_run(Flavor::Etcd, &python);
+    let ours = etcd3gw_run(Flavor::subject(), &python);
+    assert_eq!(etcd, ours);
+    // What the script saw is what it meant to exercise.
+    assert_eq!(ours["api_path"], "/v3/");
+    assert_eq!(ours["replace_ok"], true);
+    assert_eq!(ours["replace_stale"], false);
+    assert_eq!(ours["refresh_revoked"], -1, "an expired lease's keep-alive has no TTL field: {ours}");
+    assert_eq!(ours["watch"].as_array().map(Vec::len), Some(2), "{ours}");
+    assert_eq!(ours["lock_second_while_held"], false);
+    assert_eq!(ours["lock_second_after"], true);
+}
