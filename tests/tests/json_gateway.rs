@@ -413,3 +413,83 @@ fn etcd3gw_client_works_against_a_three_member_cluster() {
     assert_eq!(ours["lock_second_while_held"], false);
     assert_eq!(ours["lock_second_after"], true);
 }
+
+/// The next text message of a WebSocket, masked; "closed" when the connection ends instead.
+async fn ws_next<S>(ws: &mut S) -> String
+where
+    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    use futures::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Err(_) => "no message within 10s".to_string(),
+        Ok(Some(Ok(Message::Text(t)))) => mask(t.as_str()),
+        Ok(Some(Ok(other))) if !other.is_close() => format!("unexpected {other:?}"),
+        Ok(_) => "closed".to_string(),
+    }
+}
+
+/// The gateway's routes over WebSocket (etcd's wsproxy): requests as messages, each answer line
+/// a message; watch create/event/cancel, keep-alives, a unary call (after which the connection
+/// closes) and bad JSON.
+fn ws_script(flavor: Flavor) -> Vec<String> {
+    use futures::SinkExt as _;
+    use tokio_tungstenite::connect_async;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let member = Member::start_with(MemberConfig::new(flavor));
+    let gw = Gw { endpoint: member.endpoint(), token: None };
+    let ws_base = member.endpoint().replace("http://", "ws://");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    rt.block_on(async {
+        let mut out = Vec::new();
+        let open = |path: &str| {
+            let url = format!("{ws_base}{path}");
+            async move { connect_async(url.as_str()).await.unwrap_or_else(|e| panic!("WebSocket to {url}: {e}")).0 }
+        };
+
+        let mut watch = open("/v3/watch").await;
+        watch.send(Message::text(r#"{"create_request":{"key":"Zm9v"}}"#)).await.expect("send");
+        out.push(format!("watch created: {}", ws_next(&mut watch).await));
+        gw.raw("POST", "/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#);
+        out.push(format!("watch event: {}", ws_next(&mut watch).await));
+        watch.send(Message::text(r#"{"cancel_request":{"watch_id":"0"}}"#)).await.expect("send");
+        out.push(format!("watch canceled: {}", ws_next(&mut watch).await));
+        watch.send(Message::text(r#"{"create_request":{"key":"YmFy","start_revision":"1"}}"#)).await.expect("send");
+        out.push(format!("second watcher: {}", ws_next(&mut watch).await));
+
+        gw.raw("POST", "/v3/lease/grant", r#"{"ID":"1000","TTL":"60"}"#);
+        let mut keepalive = open("/v3/lease/keepalive").await;
+        for request in [r#"{"ID":"1000"}"#, r#"{"ID":1000}"#, r#"{"ID":"5"}"#] {
+            keepalive.send(Message::text(request)).await.expect("send");
+            out.push(format!("keepalive {request}: {}", ws_next(&mut keepalive).await));
+        }
+
+        let mut range = open("/v3/kv/range").await;
+        range.send(Message::text(r#"{"key":"Zm9v"}"#)).await.expect("send");
+        out.push(format!("range: {}", ws_next(&mut range).await));
+        out.push(format!("after range: {}", ws_next(&mut range).await));
+
+        let mut bad = open("/v3/kv/put").await;
+        bad.send(Message::text("xx")).await.expect("send");
+        out.push(format!("bad put: {}", ws_next(&mut bad).await));
+        let mut bad = open("/v3/watch").await;
+        bad.send(Message::text("xx")).await.expect("send");
+        out.push(format!("bad watch: {}", ws_next(&mut bad).await));
+        let mut revoke = open("/v3/lease/revoke").await;
+        revoke.send(Message::text(r#"{"ID":"5"}"#)).await.expect("send");
+        out.push(format!("revoke unknown: {}", ws_next(&mut revoke).await));
+        out
+    })
+}
+
+#[test]
+fn gateway_over_websocket_matches_etcd() {
+    let etcd = ws_script(Flavor::Etcd);
+    let ours = ws_script(Flavor::subject());
+    assert_eq!(etcd, ours);
+    assert!(etcd[1].contains(r#""events":[{"kv":{"key":"Zm9v""#), "{etcd:#?}");
+    assert!(etcd.iter().any(|l| l == "after range: closed"), "{etcd:#?}");
+    assert!(etcd.iter().any(|l| l.starts_with("keepalive {\"ID\":1000}") && l.contains(r#""TTL":"60""#)), "{etcd:#?}");
+}

@@ -304,12 +304,15 @@ pub async fn serve(
         .max_encoding_message_size(MAX_SEND_BYTES);
 
     let min_time = conn_options.keepalive_min_time;
+    let access = access::AccessLayer(Arc::new(conn_options.access.clone()));
     let incoming = futures::stream::select_all(listeners.into_iter().map(|l| {
         let accepted = accept_with_backoff(l.listener);
         let conns = match l.tls {
             Some(acceptor) => conn::handshakes(accepted, acceptor),
             None => accepted.map(|socket| conn::ClientConn::Plain(Corked::new(socket))).boxed(),
         };
+        // The gateway's WebSocket connections are served apart (gateway/upgrade.rs).
+        let conns = gateway::divert_websockets(conns, gateway.clone(), access.clone());
         conns.map(move |c| Ok::<_, io::Error>(AuthorityFix::new(ping_policy::PingEnforced::new(c, min_time))))
     }));
 
@@ -346,7 +349,7 @@ pub async fn serve(
         // etcd's "request stats" line per unary call, at debug level (see request_stats/).
         .layer(request_stats::RequestStatsLayer)
         // --cors and --host-whitelist for the plain HTTP requests (see access.rs).
-        .layer(access::AccessLayer(Arc::new(conn_options.access)))
+        .layer(access)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

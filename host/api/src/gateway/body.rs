@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::codec;
 use http_body_util::BodyExt as _;
 
 /// How long the gateway waits for the next piece of a request body.
@@ -50,14 +53,45 @@ pub(super) async fn next_piece(body: &mut Body) -> Result<Option<Bytes>, BodyErr
     }
 }
 
-/// The whole body, if it is at most `limit` bytes.
-pub(super) async fn read_all(mut body: Body, limit: usize, max_message: usize) -> Result<Bytes, BodyError> {
-    let mut buf = BytesMut::new();
-    while let Some(piece) = next_piece(&mut body).await? {
-        if buf.len() + piece.len() > limit {
-            return Err(BodyError::TooLarge { received: buf.len() + piece.len(), max: max_message });
+/// How large a request may be: as protobuf (the gRPC server's receive limit) and as JSON.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) max_message: usize,
+    pub(super) json: usize,
+}
+
+/// The next JSON request in `body` as soon as it is whole (as Go's `json.Decoder` reads one),
+/// bounded by `limits`; `None` when the body ends without one. A body's bad JSON is
+/// InvalidArgument with the decoder's text.
+pub(super) async fn read_value<Req: DeserializeOwned + prost::Message>(
+    limits: &Limits,
+    body: &mut Body,
+    values: &mut codec::Values,
+) -> Result<Option<Req>, tonic::Status> {
+    let mut at_end = false;
+    loop {
+        if let Some(v) = values.next::<Req>(at_end) {
+            let message = v.map_err(tonic::Status::invalid_argument)?;
+            if message.encoded_len() > limits.max_message {
+                return Err(BodyError::TooLarge { received: message.encoded_len(), max: limits.max_message }.status());
+            }
+            return Ok(Some(message));
         }
-        buf.extend_from_slice(&piece);
+        if at_end {
+            return Ok(None);
+        }
+        match next_piece(body).await.map_err(|e| e.status())? {
+            Some(piece) => {
+                if values.pending() + piece.len() > limits.json {
+                    return Err(BodyError::TooLarge {
+                        received: values.pending() + piece.len(),
+                        max: limits.max_message,
+                    }
+                    .status());
+                }
+                values.push(&piece);
+            }
+            None => at_end = true,
+        }
     }
-    Ok(buf.freeze())
 }

@@ -19,20 +19,7 @@ pub(super) const CONTENT_TYPE: &str = "application/json";
 /// The header grpc-gateway forwards from the gRPC response's `content-type` metadata.
 const GRPC_METADATA_CONTENT_TYPE: &str = "grpc-metadata-content-type";
 
-/// The first JSON value of `body` as `T`; a body with none (empty or blank) is `T`'s default.
-pub(super) fn decode_first<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, String> {
-    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
-    if start == body.len() {
-        return Ok(T::default());
-    }
-    match serde_json::Deserializer::from_slice(body).into_iter::<T>().next() {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(e)) => Err(go_text(&e, &body[start..])),
-        None => Ok(T::default()),
-    }
-}
-
-/// A stream's request body as it arrives: the JSON values in it, one at a time.
+/// A request body as it arrives: the JSON values in it, one at a time.
 #[derive(Default)]
 pub(super) struct Values {
     buf: BytesMut,
@@ -129,18 +116,22 @@ mod tests {
     use super::*;
     use wasmraft_proto::etcdserverpb::{PutRequest, WatchRequest};
 
+    /// The first value of a whole body, or the default for a body without one.
+    fn decode_first(body: &[u8]) -> Result<PutRequest, String> {
+        let mut values = Values::default();
+        values.push(body);
+        values.next(true).unwrap_or(Ok(PutRequest::default()))
+    }
+
     #[test]
     fn decodes_as_go_does() {
-        let put: PutRequest = decode_first(br#"{"key":"Zm9v","value":"YmFy","lease":"7","bogus":1} trailing"#).unwrap();
+        let put = decode_first(br#"{"key":"Zm9v","value":"YmFy","lease":"7","bogus":1} trailing"#).unwrap();
         assert_eq!((put.key.as_slice(), put.value.as_slice(), put.lease), (&b"foo"[..], &b"bar"[..], 7));
-        let lease: PutRequest = decode_first(br#"{"lease":7}"#).unwrap();
+        let lease = decode_first(br#"{"lease":7}"#).unwrap();
         assert_eq!(lease.lease, 7);
-        assert_eq!(decode_first::<PutRequest>(b"  \n").unwrap(), PutRequest::default());
-        assert_eq!(
-            decode_first::<PutRequest>(b"xx").unwrap_err(),
-            "invalid character 'x' looking for beginning of value"
-        );
-        assert_eq!(decode_first::<PutRequest>(br#"{"key":"#).unwrap_err(), "unexpected EOF");
+        assert_eq!(decode_first(b"  \n").unwrap(), PutRequest::default());
+        assert_eq!(decode_first(b"xx").unwrap_err(), "invalid character 'x' looking for beginning of value");
+        assert_eq!(decode_first(br#"{"key":"#).unwrap_err(), "unexpected EOF");
     }
 
     #[test]

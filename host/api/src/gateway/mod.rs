@@ -1,6 +1,6 @@
 //! etcd's JSON gateway (grpc-gateway, as etcd 3.4 mounts it in `embed/serve.go`): etcd's v3 API
 //! as JSON over HTTP POST at `/v3/…` (and `/v3beta/…`), on every client URL next to gRPC,
-//! HTTP/1.1 or h2c, behind the same TLS. Patroni, APISIX, OpenStack's etcd3gw and curl scripts
+//! HTTP/1.1 or h2c, and over WebSocket, behind the same TLS. Patroni, APISIX, OpenStack's etcd3gw and curl scripts
 //! speak only this.
 //!
 //! Why in-process: etcd's gateway dials its own gRPC port; here each request calls the gRPC
@@ -15,7 +15,9 @@
 //!
 //! One file per concept: `routes.rs` (paths, methods, 404/405), `codec.rs` (JSON), `body.rs`
 //! (bounded reads), `auth.rs` (what a request carries into the service), `unary.rs`,
-//! `stream.rs` (chunked streams), `errors.rs` (grpc-gateway's error bodies and statuses).
+//! `stream.rs` (chunked streams), `websocket.rs` (the same routes over WebSocket, as etcd's
+//! wsproxy serves them), `upgrade.rs` (which connections ask for a WebSocket, and serving
+//! them), `errors.rs` (grpc-gateway's error bodies and statuses).
 
 mod auth;
 mod body;
@@ -24,10 +26,13 @@ mod errors;
 mod routes;
 mod stream;
 mod unary;
+mod upgrade;
+mod websocket;
 
 use std::sync::Arc;
 
 pub(crate) use routes::router;
+pub(crate) use upgrade::divert_websockets;
 
 use crate::auth::AuthService;
 use crate::cluster::ClusterService;
@@ -57,16 +62,7 @@ impl Gateway {
     /// How much JSON the gateway reads for one message: base64 makes bytes a third larger,
     /// and JSON's names and quotes add some, so twice the protobuf limit bounds every request
     /// the gRPC server would take, while still bounding memory.
-    fn body_limit(&self) -> usize {
-        self.max_message.saturating_mul(2)
-    }
-
-    /// grpc-go's receive limit, applied to the request as it would be encoded.
-    fn check_size<M: prost::Message>(&self, message: &M) -> Result<(), tonic::Status> {
-        let len = message.encoded_len();
-        if len > self.max_message {
-            return Err(body::BodyError::TooLarge { received: len, max: self.max_message }.status());
-        }
-        Ok(())
+    fn limits(&self) -> body::Limits {
+        body::Limits { max_message: self.max_message, json: self.max_message.saturating_mul(2) }
     }
 }

@@ -36,6 +36,11 @@ pub(crate) fn router(gw: Arc<Gateway>) -> axum::Router {
 }
 
 async fn dispatch(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    serve(gw, req).await
+}
+
+/// What the gateway answers `req` with (a path under one of [`PREFIXES`]).
+pub(super) async fn serve(gw: Arc<Gateway>, req: Request) -> Response {
     let path = req.uri().path();
     let Some(route) = PREFIXES.iter().find_map(|p| path.strip_prefix(p)) else {
         return errors::not_found();

@@ -57,7 +57,7 @@ where
     let (parts, mut body) = req.into_parts();
     let mut values = codec::Values::default();
     // grpc-gateway decodes the first message before it opens the stream.
-    let first = match next_value::<Req>(gw, &mut body, &mut values).await {
+    let first = match body::read_value::<Req>(&gw.limits(), &mut body, &mut values).await {
         Ok(first) => first,
         Err(status) => return errors::unary(&tonic::Status::unknown(status.message())),
     };
@@ -65,11 +65,9 @@ where
     if let Some(first) = first {
         // The channel is new and empty: this cannot wait.
         let _ = tx.try_send(grpc_frame(&first));
-        let max_message = gw.max_message;
-        let limit = gw.body_limit();
+        let limits = gw.limits();
         tokio::spawn(async move {
-            let limits = Limits { max_message, limit };
-            while let Ok(Some(next)) = next_value_with::<Req>(&limits, &mut body, &mut values).await {
+            while let Ok(Some(next)) = body::read_value::<Req>(&limits, &mut body, &mut values).await {
                 if tx.send(grpc_frame(&next)).await.is_err() {
                     return;
                 }
@@ -80,55 +78,6 @@ where
     let streaming =
         tonic::Streaming::new_request(tonic_prost::ProstDecoder::<Req>::default(), inbound, None, Some(gw.max_message));
     forward(call(auth::grpc_request(&parts, streaming)).await.map(tonic::Response::into_inner)).await
-}
-
-struct Limits {
-    max_message: usize,
-    limit: usize,
-}
-
-async fn next_value<Req: DeserializeOwned + prost::Message>(
-    gw: &Gateway,
-    body: &mut Body,
-    values: &mut codec::Values,
-) -> Result<Option<Req>, tonic::Status> {
-    next_value_with(&Limits { max_message: gw.max_message, limit: gw.body_limit() }, body, values).await
-}
-
-/// The next request of a streaming body, bounded as a unary body is; `None` at its end.
-async fn next_value_with<Req: DeserializeOwned + prost::Message>(
-    limits: &Limits,
-    body: &mut Body,
-    values: &mut codec::Values,
-) -> Result<Option<Req>, tonic::Status> {
-    let mut at_end = false;
-    loop {
-        if let Some(v) = values.next::<Req>(at_end) {
-            let message = v.map_err(tonic::Status::invalid_argument)?;
-            if message.encoded_len() > limits.max_message {
-                return Err(
-                    body::BodyError::TooLarge { received: message.encoded_len(), max: limits.max_message }.status()
-                );
-            }
-            return Ok(Some(message));
-        }
-        if at_end {
-            return Ok(None);
-        }
-        match body::next_piece(body).await.map_err(|e| e.status())? {
-            Some(piece) => {
-                if values.pending() + piece.len() > limits.limit {
-                    return Err(body::BodyError::TooLarge {
-                        received: values.pending() + piece.len(),
-                        max: limits.max_message,
-                    }
-                    .status());
-                }
-                values.push(&piece);
-            }
-            None => at_end = true,
-        }
-    }
 }
 
 /// A message in gRPC's length-prefixed framing, for `tonic::Streaming` to decode.

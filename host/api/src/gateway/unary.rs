@@ -39,8 +39,8 @@ pub(super) async fn decode<Req>(gw: &Gateway, body: axum::body::Body) -> Result<
 where
     Req: DeserializeOwned + Default + prost::Message,
 {
-    let bytes = body::read_all(body, gw.body_limit(), gw.max_message).await.map_err(|e| e.status())?;
-    let message: Req = codec::decode_first(&bytes).map_err(tonic::Status::invalid_argument)?;
-    gw.check_size(&message)?;
-    Ok(message)
+    let mut body = body;
+    // The first JSON value, taken as soon as it is whole: over WebSocket the body does not end.
+    let message = body::read_value::<Req>(&gw.limits(), &mut body, &mut codec::Values::default()).await?;
+    Ok(message.unwrap_or_default())
 }
