@@ -26,6 +26,10 @@ use crate::conn::ClientConn;
 /// How much of a request head is read to find an `Upgrade` header; a longer head is passed on.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// How long a request head that starts like a WebSocket upgrade may take to arrive before the
+/// connection is passed on undecided (hyper's own header timeout then applies, as before).
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Connections decided and waiting for the gRPC server to take them.
 const READY_QUEUE: usize = 64;
 
@@ -68,8 +72,18 @@ pub(crate) fn divert_websockets(
 /// Reads enough of `conn` to tell whether its first request is a WebSocket upgrade.
 async fn sniff(mut conn: ClientConn) -> io::Result<(Replay<ClientConn>, bool)> {
     let mut buf = BytesMut::with_capacity(1024);
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
     let upgrade = loop {
-        if conn.read_buf(&mut buf).await? == 0 {
+        let read = if buf.is_empty() {
+            // A connection's first bytes are waited for as the gRPC server would wait for them.
+            conn.read_buf(&mut buf).await?
+        } else {
+            match tokio::time::timeout_at(deadline, conn.read_buf(&mut buf)).await {
+                Ok(read) => read?,
+                Err(_) => break false,
+            }
+        };
+        if read == 0 {
             if buf.is_empty() {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
