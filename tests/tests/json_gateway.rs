@@ -630,3 +630,53 @@ fn gateway_takes_the_client_certificate_cn_as_the_grpc_path_does() {
     assert_eq!(status(12), "200", "{ours:#?}");
     assert_eq!(status(13), "200", "{ours:#?}");
 }
+
+/// Request bodies are bounded (etcd's gateway reads whatever it is sent): a body that stops
+/// arriving is answered after the idle timeout, and one that grows past twice the gRPC receive
+/// limit without ending is refused while it is still being sent, with grpc-go's text.
+#[test]
+fn gateway_bounds_request_bodies() {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+
+    let member = Member::start_with(MemberConfig::new(Flavor::subject()));
+    let addr = member.endpoint().trim_start_matches("http://").to_string();
+    let response = |stream: &mut TcpStream| {
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("set a read timeout");
+        let mut buf = vec![0u8; 4096];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+
+    // Ten bytes of the hundred promised, then nothing.
+    let mut slow = TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"key\":\"Zm").expect("write");
+    let started = std::time::Instant::now();
+    let answer = response(&mut slow);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("no part of the request body arrived for 15s"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_secs(14), "{:?}", started.elapsed());
+
+    // An endless chunked value: refused once 2 x (1.5 MiB + 512 KiB) is pending.
+    let mut endless = TcpStream::connect(&addr).expect("connect");
+    endless
+        .write_all(b"POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n{\"key\":\"A\r\n")
+        .expect("write");
+    let mut writer = endless.try_clone().expect("clone the stream");
+    let sender = std::thread::spawn(move || {
+        let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "A".repeat(64 * 1024));
+        let mut sent = 0usize;
+        // Stops when the member closes the connection (or after 16 MiB, which it must not take).
+        while sent < 16 << 20 && writer.write_all(chunk.as_bytes()).is_ok() {
+            sent += 64 * 1024;
+        }
+        sent
+    });
+    let answer = response(&mut endless);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains(r#""message":"grpc: received message larger than max ("#), "{answer}");
+    assert!(answer.contains(" vs. 2097152)"), "{answer}");
+    drop(endless);
+    let sent = sender.join().expect("the sender thread");
+    assert!(sent < 16 << 20, "the member read all {sent} bytes");
+}
