@@ -12,7 +12,17 @@ use wasmraft::config::{Invocation, LoadError, MemberFlags};
 
 /// See host/Cargo.toml for why not the system allocator.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's start-up options, read once before its first allocation (the symbol carries the
+/// `_rjem_` prefix of the Rust build's jemalloc). The heap profiler is built in and inactive:
+/// `--enable-pprof` activates it (`wasmraft_api::activate_heap_profile`), and it then samples an allocation
+/// every 512 KiB on average (2^19), Go's `runtime.MemProfileRate`, which etcd's heap profile
+/// uses. Inactive, it costs a branch per allocation. A `&[u8; N]` is a thin pointer: C's
+/// `const char *malloc_conf`.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8; 46] = b"prof:true,prof_active:false,lg_prof_sample:19\0";
 
 #[derive(Parser)]
 #[command(
@@ -81,6 +91,12 @@ fn main() -> ExitCode {
     if let Err(e) = thp {
         tracing::info!("transparent huge pages stay as the system has them ({e}): expect a longer put latency tail");
     }
+    // Before the member allocates its caches and tables, so the heap profile sees them.
+    if cfg.enable_pprof
+        && let Err(e) = wasmraft_api::activate_heap_profile()
+    {
+        tracing::warn!("pprof: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wasmraft")
@@ -116,7 +132,7 @@ fn print_out(text: &str) -> ExitCode {
 }
 
 /// Turns transparent huge pages off for this process, as Redis and MongoDB advise for theirs.
-/// mimalloc `madvise`s its arenas for huge pages, so memory the member grows into (redb's page
+/// Allocators `madvise` their arenas for huge pages (mimalloc did; jemalloc may), so memory the member grows into (redb's page
 /// buffers and caches, under write load) arrives 2 MiB at a time, and the kernel zeroes each 2 MiB
 /// page in the fault that first touches it. On the benchmark VM that put a 4–6 ms stall into
 /// about ten apply batches in every 20,000 puts: half of the put p99 (the workers preempting

@@ -3,7 +3,7 @@
 //!
 //! | flag | test |
 //! |---|---|
-//! | `--enable-pprof` | `enable_pprof_serves_a_cpu_profile_as_etcd` |
+//! | `--enable-pprof` | `enable_pprof_serves_a_cpu_profile_as_etcd`, `enable_pprof_serves_the_live_heap_as_etcd` |
 //! | `--metrics` | `metrics_extensive_adds_grpc_handling_histograms_as_etcd` |
 //! | `--experimental-warning-apply-duration` | `warning_apply_duration_logs_slow_requests_as_etcd` |
 //! | `--backend-batch-interval`, `--backend-batch-limit` | `backend_batch_interval_and_limit_pace_durable_commits_as_etcds_backend`, `backend_batch_interval_bounds_what_a_kill_loses_from_the_state` |
@@ -137,17 +137,21 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
-/// What a profile says, for comparison: its sample types and whether it has samples with
-/// stacks.
-fn read_profile(flavor: Flavor, answer: &Answer) -> (Vec<String>, bool) {
+/// What a profile says, for comparison: its sample types, whether it has samples with stacks,
+/// and its string table (function names when symbolized).
+fn read_profile(flavor: Flavor, answer: &Answer, file: &str) -> (Vec<String>, bool, Vec<String>) {
     assert_eq!(answer.status, 200, "{flavor}: {}", answer.text());
     assert_eq!(answer.header("content-type"), Some("application/octet-stream"), "{flavor}");
-    assert_eq!(answer.header("content-disposition"), Some("attachment; filename=\"profile\""), "{flavor}");
+    assert_eq!(
+        answer.header("content-disposition"),
+        Some(format!("attachment; filename=\"{file}\"").as_str()),
+        "{flavor}"
+    );
     let p = Profile::decode(gunzip(&answer.body).as_slice()).unwrap_or_else(|e| panic!("{flavor}: not a profile: {e}"));
     let name = |i: i64| p.string_table.get(i as usize).cloned().unwrap_or_default();
     let types = p.sample_type.iter().map(|t| format!("{}/{}", name(t.ty), name(t.unit))).collect();
     let sampled = p.sample.iter().any(|s| !s.location_id.is_empty() && s.value.iter().any(|v| *v > 0));
-    (types, sampled)
+    (types, sampled, p.string_table)
 }
 
 #[test]
@@ -170,7 +174,7 @@ fn enable_pprof_serves_a_cpu_profile_as_etcd() {
         let took = started.elapsed();
         stop.store(true, Ordering::Relaxed);
         let ops = load.join().expect("load");
-        let (types, sampled) = read_profile(flavor, &answer);
+        let (types, sampled, _) = read_profile(flavor, &answer, "profile");
         assert!(took >= Duration::from_secs(3), "{flavor}: a 3 s profile came back after {took:?}");
         assert_eq!(types, ["samples/count", "cpu/nanoseconds"], "{flavor}: Go's CPU profile sample types");
         assert!(sampled, "{flavor}: no samples with stacks while {ops} puts and gets ran");
@@ -186,13 +190,38 @@ fn enable_pprof_serves_a_cpu_profile_as_etcd() {
 }
 
 #[test]
-fn enable_pprof_heap_says_why_it_is_missing() {
-    // etcd (Go) serves its runtime's allocation samples; wasmraft's allocator keeps none, and
-    // the endpoint says so rather than serve something else under the name.
-    let m = Member::start_with(MemberConfig::new(Flavor::subject()).arg("--enable-pprof"));
-    let heap = get(&format!("{}/debug/pprof/heap", m.endpoint()));
-    assert_eq!(heap.status, 501, "{}", heap.text());
-    assert!(heap.text().contains("keeps no allocation samples"), "{}", heap.text());
+fn enable_pprof_serves_the_live_heap_as_etcd() {
+    for flavor in flavors() {
+        let m = Member::start_with(MemberConfig::new(flavor).arg("--enable-pprof"));
+        let (stop, load) = background_load(&m);
+        std::thread::sleep(Duration::from_secs(2));
+        let answer = get(&format!("{}/debug/pprof/heap", m.endpoint()));
+        stop.store(true, Ordering::Relaxed);
+        let ops = load.join().expect("load");
+        let (types, sampled, strings) = read_profile(flavor, &answer, "heap");
+        // Go's has alloc_objects, alloc_space, inuse_objects and inuse_space; jemalloc keeps the
+        // live heap only.
+        assert!(types.iter().any(|t| t == "inuse_space/bytes"), "{flavor}: sample types {types:?}");
+        assert!(sampled, "{flavor}: no live-heap samples with stacks after {ops} puts and gets");
+        if flavor == Flavor::subject() {
+            assert_eq!(types, ["inuse_space/bytes"], "{flavor}");
+            // Symbolized in the member: the stacks name the member's own functions.
+            assert!(strings.iter().any(|s| s.contains("wasmraft")), "{flavor}: no wasmraft function in the profile");
+            let allocs = get(&format!("{}/debug/pprof/allocs", m.endpoint()));
+            assert_eq!(allocs.status, 501, "{}", allocs.text());
+            assert!(allocs.text().contains("live allocations only"), "{}", allocs.text());
+            let text = get(&format!("{}/debug/pprof/heap?debug=1", m.endpoint()));
+            assert_eq!(text.status, 400, "{}", text.text());
+        }
+        eprintln!("{flavor}: a {}-byte heap profile after {ops} puts and gets", answer.body.len());
+    }
+    // Off by default: no heap either.
+    let m = Member::start(Flavor::subject());
+    assert_eq!(
+        get(&format!("{}/debug/pprof/heap", m.endpoint())).status,
+        404,
+        "/debug/pprof/heap without --enable-pprof"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

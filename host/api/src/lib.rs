@@ -50,6 +50,7 @@ mod lock;
 mod maintenance;
 mod ping_policy;
 mod pprof;
+pub use pprof::activate_heap_profile;
 mod recipe;
 mod request_stats;
 // Public for the fuzz targets (tests/fuzz): request checks as pure functions.

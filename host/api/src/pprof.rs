@@ -7,10 +7,14 @@
 //!   readers open; one at a time, as Go's ("cpu profiling already in use").
 //! - `/debug/pprof/cmdline` — the command line, NUL-separated, as Go's.
 //! - `/debug/pprof/` — an index of these, and `/debug/pprof` redirects to it.
-//! - `/debug/pprof/heap` and `/debug/pprof/allocs` answer 501 with the reason: Go's heap profile
-//!   is the runtime's allocation sampling; wasmraft's allocator (mimalloc, chosen for the
-//!   put path: docs/decisions.md) keeps no samples, and a profile made up from something else
-//!   would mislead. `process_resident_memory_bytes` in `/metrics` tracks the heap's size.
+//! - `/debug/pprof/heap` — the live heap: jemalloc's (the member's allocator) sampled live
+//!   allocations, one sample every 512 KiB allocated on average as Go's `MemProfileRate`,
+//!   scaled up as jeprof scales them, symbolized, as a gzipped pprof protobuf with one sample
+//!   type, `inuse_space/bytes` (Go's has four; jemalloc keeps no counts of freed allocations,
+//!   so Go's `alloc_*` have nothing to come from). The profiler is built into the allocator and
+//!   switched on with this flag ([`activate_heap_profile`]) before the member starts. Go's text form (`?debug=1`) and delta profiles (`?seconds=N`) are refused with
+//!   a 400 that says so.
+//! - `/debug/pprof/allocs` — Go's past-allocations profile: 501 with the reason (above).
 //! - Go's goroutine, block, mutex, threadcreate and trace profiles have no counterpart; they
 //!   answer 404 "Unknown profile", as Go answers a name it does not know.
 //!
@@ -40,6 +44,7 @@ pub(super) fn router() -> axum::Router {
         .route("/debug/pprof/", axum::routing::any(index))
         .route("/debug/pprof/profile", axum::routing::any(profile))
         .route("/debug/pprof/cmdline", axum::routing::any(cmdline))
+        .route("/debug/pprof/heap", axum::routing::any(heap))
         .route("/debug/pprof/{name}", axum::routing::any(named))
 }
 
@@ -52,7 +57,7 @@ async fn index() -> Response {
     let body = "<html>\n<head>\n<title>/debug/pprof/</title>\n</head>\n<body>\n/debug/pprof/<br>\n<br>\n\
         Types of profiles available:\n<table>\n<thead><td>Profile</td><td>Description</td></thead>\n\
         <tr><td><a href='cmdline'>cmdline</a></td><td>The command line invocation of the current program</td></tr>\n\
-        <tr><td><a href='heap'>heap</a></td><td>Not available: wasmraft's allocator keeps no allocation samples</td></tr>\n\
+        <tr><td><a href='heap'>heap</a></td><td>A sampling of memory allocations of live objects.</td></tr>\n\
         <tr><td><a href='profile'>profile</a></td><td>CPU profile. You can specify the duration in the seconds GET parameter. \
         After you get the profile file, use the go tool pprof command to investigate the profile.</td></tr>\n\
         </table>\n</body>\n</html>\n";
@@ -71,11 +76,59 @@ async fn cmdline() -> Response {
 
 async fn named(Path(name): Path<String>) -> Response {
     match name.as_str() {
-        "heap" | "allocs" => error(
+        "allocs" => error(
             StatusCode::NOT_IMPLEMENTED,
-            "heap profile unavailable: wasmraft's allocator (mimalloc) keeps no allocation samples",
+            "allocs profile unavailable: jemalloc samples live allocations only; /debug/pprof/heap has them",
         ),
         _ => error(StatusCode::NOT_FOUND, "Unknown profile"),
+    }
+}
+
+/// Switches jemalloc's heap profiler on: the binary calls it for `--enable-pprof` first thing,
+/// before the member allocates its caches and tables. Fails when the allocator
+/// is not jemalloc built with its profiler (a test binary, say): then `/debug/pprof/heap`
+/// answers 501, and the caller logs why.
+pub fn activate_heap_profile() -> Result<(), String> {
+    let ctl = jemalloc_pprof::PROF_CTL.as_ref().ok_or_else(heap_unavailable)?;
+    let mut ctl = ctl.try_lock().map_err(|e| format!("heap profiler busy: {e}"))?;
+    ctl.activate().map_err(|e| format!("activating jemalloc's heap profiler: {e}"))
+}
+
+fn heap_unavailable() -> String {
+    "heap profile unavailable: the allocator is not jemalloc with its profiler built in".to_string()
+}
+
+/// Go's `/debug/pprof/heap` (binary form): the sampled live heap now.
+async fn heap(Query(q): Query<Vec<(String, String)>>) -> Response {
+    let param = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if param("debug").and_then(|d| d.parse::<i64>().ok()).is_some_and(|d| d > 0) {
+        return error(StatusCode::BAD_REQUEST, "heap profile: only the binary form (debug=0) is served");
+    }
+    if param("seconds").is_some() {
+        return error(StatusCode::BAD_REQUEST, "heap profile: delta profiles (seconds=N) are not served");
+    }
+    let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
+        return error(StatusCode::NOT_IMPLEMENTED, &heap_unavailable());
+    };
+    let mut ctl = ctl.clone().lock_owned().await;
+    if !ctl.activated() {
+        return error(StatusCode::NOT_IMPLEMENTED, "heap profile unavailable: the heap profiler was not activated");
+    }
+    // jemalloc writes its dump to a file, and symbolizing reads debug info: not on the
+    // runtime's threads.
+    match tokio::task::spawn_blocking(move || ctl.dump_pprof().map_err(|e| format!("{e:#}"))).await {
+        Ok(Ok(bytes)) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"heap\""),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("Could not write the heap profile: {e}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("Could not write the heap profile: {e}")),
     }
 }
 
