@@ -1,6 +1,7 @@
 //! Compiles every .proto file of this crate with protox (pure Rust, no system `protoc`) and
 //! generates Rust with tonic-prost-build: prost messages always, gRPC server and client stubs
-//! only with the `grpc` feature (Wasm guests need the messages alone).
+//! only with the `grpc` feature (Wasm guests need the messages alone); with the `json` feature,
+//! pbjson-build's serde impls of etcd's messages (`<package>.serde.rs`), for the JSON gateway.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ const PROTO_FILES: &[&str] = &[
     "wasmraft/v1/kv_query.proto",
 ];
 
+/// The packages the JSON gateway speaks: etcd's, not wasmraft's own.
+const JSON_PACKAGES: &[&str] = &[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb"];
+
 /// Directories whose contents, when changed, must rerun this script.
 const WATCHED_DIRS: &[&str] = &["etcd", "wasmraft"];
 
@@ -35,6 +39,7 @@ fn main() -> Result<()> {
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR is not set (not run by cargo?)")?);
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR is not set (not run by cargo?)")?);
     let grpc = env::var_os("CARGO_FEATURE_GRPC").is_some();
+    let json = env::var_os("CARGO_FEATURE_JSON").is_some();
 
     println!("cargo:rerun-if-changed=build.rs");
     for dir in WATCHED_DIRS {
@@ -63,8 +68,8 @@ fn main() -> Result<()> {
 
     // Kept for gRPC reflection and for tests that want to inspect the descriptors.
     let fds_path = out_dir.join("wasmraft_proto_descriptor.bin");
-    std::fs::write(&fds_path, compiler.encode_file_descriptor_set())
-        .with_context(|| format!("writing {}", fds_path.display()))?;
+    let encoded_fds = compiler.encode_file_descriptor_set();
+    std::fs::write(&fds_path, &encoded_fds).with_context(|| format!("writing {}", fds_path.display()))?;
     let fds = compiler.file_descriptor_set();
 
     tonic_prost_build::configure()
@@ -74,6 +79,20 @@ fn main() -> Result<()> {
         .out_dir(&out_dir)
         .compile_fds(fds)
         .context("generating Rust code from the file descriptor set with tonic-prost-build")?;
+
+    if json {
+        // grpc-gateway's marshaler as etcd configures it (`JSONPb{OrigName: true}`): the .proto
+        // field names, defaults omitted (pbjson's default), and unknown fields ignored on input
+        // (grpc-gateway v1's `allowUnknownFields` default).
+        pbjson_build::Builder::new()
+            .register_descriptors(&encoded_fds)
+            .context("registering the file descriptor set with pbjson-build")?
+            .out_dir(&out_dir)
+            .preserve_proto_field_names()
+            .ignore_unknown_fields()
+            .build(JSON_PACKAGES)
+            .context("generating serde impls with pbjson-build")?;
+    }
 
     Ok(())
 }

@@ -14,6 +14,10 @@
 //! the default `grpc` feature. Built with `default-features = false` the crate has no tonic
 //! dependency and compiles for `wasm32-unknown-unknown`, which is how guests use it.
 //!
+//! With the `json` feature, etcd's messages also implement serde's traits in the protobuf JSON
+//! mapping as grpc-gateway applies it for etcd (pbjson: .proto field names, 64-bit integers as
+//! strings, enums as names, bytes as base64, defaults omitted), for the API's JSON gateway.
+//!
 //! prost turns etcd's field names into snake case mechanically, so a few Rust names look odd
 //! (`ID` → `id`, `TTL` → `ttl`, `peerURLs` → `peer_ur_ls`); the wire format is unaffected.
 
@@ -44,18 +48,24 @@ pub mod contract {
 #[allow(clippy::all, clippy::pedantic)] // generated code
 pub mod etcdserverpb {
     include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+    #[cfg(feature = "json")]
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
 }
 
 /// etcd's MVCC messages: `KeyValue` and watch `Event`.
 #[allow(clippy::all, clippy::pedantic)] // generated code
 pub mod mvccpb {
     include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
+    #[cfg(feature = "json")]
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
 
 /// etcd's auth records: `User`, `Role`, `Permission`, `UserAddOptions`.
 #[allow(clippy::all, clippy::pedantic)] // generated code
 pub mod authpb {
     include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
+    #[cfg(feature = "json")]
+    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
 }
 
 /// etcd's lease records: `Lease`, the value of an etcd backend's `lease` bucket (what an etcd
@@ -69,6 +79,8 @@ pub mod leasepb {
 #[allow(clippy::all, clippy::pedantic)] // generated code
 pub mod v3lockpb {
     include!(concat!(env!("OUT_DIR"), "/v3lockpb.rs"));
+    #[cfg(feature = "json")]
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
 }
 
 /// etcd's election service (`etcdserver/api/v3election`): the client-side election recipe
@@ -76,6 +88,8 @@ pub mod v3lockpb {
 #[allow(clippy::all, clippy::pedantic)] // generated code
 pub mod v3electionpb {
     include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
+    #[cfg(feature = "json")]
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 /// wasmraft's own protos.

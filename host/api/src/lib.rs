@@ -3,7 +3,8 @@
 //! etcd's v3 gRPC client API (`etcdserverpb`), served over the member's [`NodeHandle`], with what
 //! only a client API needs: the watch hub ([`watch_hub`]), the lessor's deadlines ([`lessor`]),
 //! the HTTP/2 `:authority` rewriter in front of the gRPC router ([`authority`]), and the plain
-//! HTTP endpoints (`/health`, `/version`, `/metrics`, and `/debug/pprof/` with `--enable-pprof`). The JSON gateway joins it here.
+//! HTTP endpoints (`/health`, `/version`, `/metrics`, and `/debug/pprof/` with `--enable-pprof`), and
+//! etcd's JSON gateway at `/v3/` ([`gateway`]), which calls the same services in-process.
 //!
 //! It must not know raft, the raft log or the state database (it reaches the member only
 //! through [`NodeHandle`]), nor flags, listeners or TLS files (the binary hands it a built
@@ -37,6 +38,7 @@ mod conn;
 pub mod corrupt;
 mod election;
 mod errors;
+mod gateway;
 mod generic;
 mod grpc_metrics;
 mod header;
@@ -251,16 +253,38 @@ pub async fn serve(
 
     let api = Arc::new(Api::new(node, limits));
     let max_decoding = limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
-    let kv = KvServer::new(kv::KvService::new(api.clone()))
+    // The gateway calls the same service instances the gRPC servers hold.
+    let kv_svc = Arc::new(kv::KvService::new(api.clone()));
+    let lease_svc = Arc::new(lease::LeaseService::new(api.clone(), lessor));
+    let auth_svc = Arc::new(auth::AuthService::new(api.clone()));
+    let cluster_svc = Arc::new(cluster::ClusterService::new(api.clone()));
+    let hub = crate::watch_hub::WatchHub::start(&api.node);
+    let recipes = recipe::Recipes::new(api.clone(), hub.clone());
+    let lock_svc = Arc::new(lock::LockService::new(recipes.clone()));
+    let election_svc = Arc::new(election::ElectionService::new(recipes));
+    let watch_svc = Arc::new(watch::WatchService::new(api.clone(), hub));
+    let maintenance_svc = Arc::new(maintenance::MaintenanceService::new(api.clone()));
+    let gateway = Arc::new(gateway::Gateway {
+        kv: kv_svc.clone(),
+        lease: lease_svc.clone(),
+        cluster: cluster_svc.clone(),
+        maintenance: maintenance_svc.clone(),
+        auth: auth_svc.clone(),
+        watch: watch_svc.clone(),
+        lock: lock_svc.clone(),
+        election: election_svc.clone(),
+        max_message: max_decoding,
+    });
+
+    let kv =
+        KvServer::from_arc(kv_svc).max_decoding_message_size(max_decoding).max_encoding_message_size(MAX_SEND_BYTES);
+    let lease = LeaseServer::from_arc(lease_svc)
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
-    let lease = LeaseServer::new(lease::LeaseService::new(api.clone(), lessor))
+    let auth = AuthServer::from_arc(auth_svc)
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
-    let auth = AuthServer::new(auth::AuthService::new(api.clone()))
-        .max_decoding_message_size(max_decoding)
-        .max_encoding_message_size(MAX_SEND_BYTES);
-    let cluster = ClusterServer::new(cluster::ClusterService::new(api.clone()))
+    let cluster = ClusterServer::from_arc(cluster_svc)
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
     let generic = GenericServer::new(generic::GenericService::new(api.clone()))
@@ -273,32 +297,33 @@ pub async fn serve(
         .max_decoding_message_size(wasmraft_node::MAX_MODULE_BYTES as usize + GRPC_OVERHEAD_BYTES)
         .max_encoding_message_size(MAX_SEND_BYTES);
     let admin = InterceptedService::new(admin, authz::GuestAdminGate(api.clone()));
-    let hub = crate::watch_hub::WatchHub::start(&api.node);
-    let recipes = recipe::Recipes::new(api.clone(), hub.clone());
-    let lock = LockServer::new(lock::LockService::new(recipes.clone()))
+    let lock = LockServer::from_arc(lock_svc)
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
-    let election = ElectionServer::new(election::ElectionService::new(recipes))
+    let election = ElectionServer::from_arc(election_svc)
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
-    let watch = WatchServer::new(watch::WatchService::new(api.clone(), hub))
+    let watch = WatchServer::from_arc(watch_svc)
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
-    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(api.clone()))
+    let maintenance = MaintenanceServer::from_arc(maintenance_svc)
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
 
     let min_time = conn_options.keepalive_min_time;
+    let access = access::AccessLayer(Arc::new(conn_options.access.clone()));
     let incoming = futures::stream::select_all(listeners.into_iter().map(|l| {
         let accepted = accept_with_backoff(l.listener);
         let conns = match l.tls {
             Some(acceptor) => conn::handshakes(accepted, acceptor),
             None => accepted.map(|socket| conn::ClientConn::Plain(Corked::new(socket))).boxed(),
         };
+        // The gateway's WebSocket connections are served apart (gateway/upgrade.rs).
+        let conns = gateway::divert_websockets(conns, gateway.clone(), access.clone());
         conns.map(move |c| Ok::<_, io::Error>(AuthorityFix::new(ping_policy::PingEnforced::new(c, min_time))))
     }));
 
-    let mut health = http::router(api.node.clone());
+    let mut health = http::router(api.node.clone()).merge(gateway::router(gateway));
     if conn_options.enable_pprof {
         health = health.merge(pprof::router());
     }
@@ -331,7 +356,7 @@ pub async fn serve(
         // etcd's "request stats" line per unary call, at debug level (see request_stats/).
         .layer(request_stats::RequestStatsLayer)
         // --cors and --host-whitelist for the plain HTTP requests (see access.rs).
-        .layer(access::AccessLayer(Arc::new(conn_options.access)))
+        .layer(access)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

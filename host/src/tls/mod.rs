@@ -122,7 +122,7 @@ impl TlsInfo {
     }
 
     /// The rustls configuration for a listener: etcd's `TLSInfo.ServerConfig` (TLS 1.2 at least,
-    /// the --cipher-suites, ALPN h2, client certificates required and verified when a CA file is
+    /// the --cipher-suites, ALPN h2 (and http/1.1), client certificates required and verified when a CA file is
     /// given or client-cert auth is on, with the allowed name and the CRL checked then).
     pub fn server_config(&self) -> anyhow::Result<Arc<ServerConfig>> {
         let provider = cipher_suites::provider(&self.policy.cipher_suites)?;
@@ -138,7 +138,10 @@ impl TlsInfo {
             builder.with_no_client_auth()
         };
         let mut config = builder.with_cert_resolver(Arc::new(cert));
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        // etcd offers only h2, but Go's TLS still accepts a client offering only http/1.1
+        // (its "http11fallback"), which HTTP/1.1 clients of /health and the JSON gateway
+        // (Python's requests, curl --http1.1) are; rustls would refuse them, so offer it second.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 }
