@@ -16,6 +16,12 @@ const PAGE: usize = 1024;
 /// database's dirty pages stay bounded, whatever the file's size.
 const WRITES_PER_TXN: u64 = 100_000;
 
+/// A page of pairs, key then value.
+type Page = Vec<(Vec<u8>, Vec<u8>)>;
+/// One pair as redb's range hands it.
+type Item<'a> =
+    Result<(redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>), redb::StorageError>;
+
 fn bounds<'a>(start: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
     let upper = if end.is_empty() { Bound::Unbounded } else { Bound::Excluded(end) };
     (Bound::Included(start), upper)
@@ -27,16 +33,14 @@ fn page<T: ReadableTable<&'static [u8], &'static [u8]>>(
     end: &[u8],
     limit: u32,
     reverse: bool,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, redb::StorageError> {
+) -> Result<Page, redb::StorageError> {
     if !end.is_empty() && end <= start {
         return Ok(Vec::new());
     }
     let n = if limit == 0 { PAGE } else { limit as usize };
     let range = t.range::<&[u8]>(bounds(start, end))?;
     let mut out = Vec::new();
-    let mut push = |item: Result<(redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>), redb::StorageError>| {
-        item.map(|(k, v)| out.push((k.value().to_vec(), v.value().to_vec())))
-    };
+    let mut push = |item: Item<'_>| item.map(|(k, v)| out.push((k.value().to_vec(), v.value().to_vec())));
     if reverse {
         for item in range.rev().take(n) {
             push(item)?;
@@ -81,7 +85,7 @@ impl ReadStore for TableStore {
         }
     }
 
-    fn scan_page(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan_page(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Page {
         page(&self.table, start, end, limit, reverse).unwrap_or_else(|e| {
             self.keep(e);
             Vec::new()
@@ -173,7 +177,7 @@ impl ReadStore for ImportStore<'_> {
         }
     }
 
-    fn scan_page(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan_page(&self, start: &[u8], end: &[u8], limit: u32, reverse: bool) -> Page {
         let Some(txn) = self.txn() else { return Vec::new() };
         match txn
             .open_table(GUEST_KV)
