@@ -200,11 +200,11 @@ fn enable_pprof_serves_the_live_heap_as_etcd() {
         let ops = load.join().expect("load");
         let (types, sampled, strings) = read_profile(flavor, &answer, "heap");
         // Go's has alloc_objects, alloc_space, inuse_objects and inuse_space; jemalloc keeps the
-        // live heap only.
+        // live heap only (the inuse pair).
         assert!(types.iter().any(|t| t == "inuse_space/bytes"), "{flavor}: sample types {types:?}");
         assert!(sampled, "{flavor}: no live-heap samples with stacks after {ops} puts and gets");
         if flavor == Flavor::subject() {
-            assert_eq!(types, ["inuse_space/bytes"], "{flavor}");
+            assert_eq!(types, ["inuse_objects/count", "inuse_space/bytes"], "{flavor}");
             // Symbolized in the member: the stacks name the member's own functions.
             assert!(strings.iter().any(|s| s.contains("wasmraft")), "{flavor}: no wasmraft function in the profile");
             let allocs = get(&format!("{}/debug/pprof/allocs", m.endpoint()));

@@ -9,9 +9,9 @@
 //! - `/debug/pprof/` — an index of these, and `/debug/pprof` redirects to it.
 //! - `/debug/pprof/heap` — the live heap: jemalloc's (the member's allocator) sampled live
 //!   allocations, one sample every 512 KiB allocated on average as Go's `MemProfileRate`,
-//!   scaled up as jeprof scales them, symbolized, as a gzipped pprof protobuf with one sample
-//!   type, `inuse_space/bytes` (Go's has four; jemalloc keeps no counts of freed allocations,
-//!   so Go's `alloc_*` have nothing to come from). The profiler is built into the allocator and
+//!   scaled up as jeprof scales them, symbolized, as a gzipped pprof protobuf with Go's
+//!   `inuse_objects/count` and `inuse_space/bytes` (Go's also has `alloc_*`; jemalloc keeps no
+//!   counts of freed allocations, so they have nothing to come from). See [`heap`]. The profiler is built into the allocator and
 //!   switched on with this flag ([`activate_heap_profile`]) before the member starts. Go's text form (`?debug=1`) and delta profiles (`?seconds=N`) are refused with
 //!   a 400 that says so.
 //! - `/debug/pprof/allocs` — Go's past-allocations profile: 501 with the reason (above).
@@ -19,6 +19,8 @@
 //!   answer 404 "Unknown profile", as Go answers a name it does not know.
 //!
 //! Off unless `--enable-pprof`: then every path here is 404, as in etcd.
+
+mod heap;
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -85,17 +87,11 @@ async fn named(Path(name): Path<String>) -> Response {
 }
 
 /// Switches jemalloc's heap profiler on: the binary calls it for `--enable-pprof` first thing,
-/// before the member allocates its caches and tables. Fails when the allocator
-/// is not jemalloc built with its profiler (a test binary, say): then `/debug/pprof/heap`
-/// answers 501, and the caller logs why.
+/// before the member allocates its caches and tables. Fails when the allocator is not jemalloc
+/// with its profiler built in (a test binary, say): then `/debug/pprof/heap` answers 501, and
+/// the caller logs why.
 pub fn activate_heap_profile() -> Result<(), String> {
-    let ctl = jemalloc_pprof::PROF_CTL.as_ref().ok_or_else(heap_unavailable)?;
-    let mut ctl = ctl.try_lock().map_err(|e| format!("heap profiler busy: {e}"))?;
-    ctl.activate().map_err(|e| format!("activating jemalloc's heap profiler: {e}"))
-}
-
-fn heap_unavailable() -> String {
-    "heap profile unavailable: the allocator is not jemalloc with its profiler built in".to_string()
+    heap::activate()
 }
 
 /// Go's `/debug/pprof/heap` (binary form): the sampled live heap now.
@@ -107,16 +103,15 @@ async fn heap(Query(q): Query<Vec<(String, String)>>) -> Response {
     if param("seconds").is_some() {
         return error(StatusCode::BAD_REQUEST, "heap profile: delta profiles (seconds=N) are not served");
     }
-    let Some(ctl) = jemalloc_pprof::PROF_CTL.as_ref() else {
-        return error(StatusCode::NOT_IMPLEMENTED, &heap_unavailable());
-    };
-    let mut ctl = ctl.clone().lock_owned().await;
-    if !ctl.activated() {
-        return error(StatusCode::NOT_IMPLEMENTED, "heap profile unavailable: the heap profiler was not activated");
+    if !heap::active() {
+        return error(StatusCode::NOT_IMPLEMENTED, heap::UNAVAILABLE);
     }
+    // One dump at a time: jemalloc's dump holds its profiler's locks while it writes.
+    static DUMPING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = DUMPING.lock().await;
     // jemalloc writes its dump to a file, and symbolizing reads debug info: not on the
     // runtime's threads.
-    match tokio::task::spawn_blocking(move || ctl.dump_pprof().map_err(|e| format!("{e:#}"))).await {
+    match tokio::task::spawn_blocking(heap::dump).await {
         Ok(Ok(bytes)) => (
             StatusCode::OK,
             [
