@@ -204,6 +204,7 @@ fn api_limits(cfg: &Config) -> ApiLimits {
         watch_progress_notify_interval: cfg.watch_progress_notify_interval,
         election_timeout: cfg.election_timeout,
         warning_apply_duration: cfg.experimental_warning_apply_duration,
+        etcd_version: cfg.emulated_etcd_version.to_string().into(),
     }
 }
 

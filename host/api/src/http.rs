@@ -11,16 +11,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use wasmraft_node::NodeHandle;
-use wasmraft_proto::contract::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 
 /// How long the health check's read may take (etcd's one-second QGET).
 const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The routes, to merge with the gRPC services'.
-pub(super) fn router(node: NodeHandle) -> axum::Router {
+/// The routes, to merge with the gRPC services'; `/version` reports `etcd_version`.
+pub(super) fn router(node: NodeHandle, etcd_version: std::sync::Arc<str>) -> axum::Router {
     axum::Router::new()
         .route("/health", axum::routing::any(health))
-        .route("/version", axum::routing::any(version))
+        .route("/version", axum::routing::any(move |method| version(method, etcd_version)))
         .route("/metrics", axum::routing::any(metrics))
         .with_state(node)
 }
@@ -111,11 +110,12 @@ async fn health(
     }
 }
 
-async fn version(method: axum::http::Method) -> Response {
+async fn version(method: axum::http::Method, etcd_version: std::sync::Arc<str>) -> Response {
     if method != axum::http::Method::GET {
         return not_allowed("GET");
     }
-    let body = format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{ETCD_CLUSTER_VERSION}"}}"#);
+    let cluster = wasmraft_proto::contract::cluster_version(&etcd_version);
+    let body = format!(r#"{{"etcdserver":"{etcd_version}","etcdcluster":"{cluster}"}}"#);
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

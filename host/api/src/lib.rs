@@ -161,8 +161,9 @@ impl ConnOptions {
     }
 }
 
-/// Request limits and the client-facing auth settings, from etcd's flags of the same names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Request limits and the client-facing auth settings, from etcd's flags of the same names, and
+/// the etcd version the member reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiLimits {
     /// --bcrypt-cost: how new passwords are hashed.
     pub bcrypt_cost: u32,
@@ -180,6 +181,9 @@ pub struct ApiLimits {
     /// --experimental-warning-apply-duration: ranges slower than this are logged, as etcd logs
     /// them (`wasmraft_node::slow`).
     pub warning_apply_duration: Duration,
+    /// --wasmraft-emulated-etcd-version: what Maintenance.Status and `/version` report (a
+    /// semantic version, checked by the binary).
+    pub etcd_version: Arc<str>,
 }
 
 impl Default for ApiLimits {
@@ -193,6 +197,7 @@ impl Default for ApiLimits {
             watch_progress_notify_interval: watch::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
             election_timeout: Duration::from_millis(1000),
             warning_apply_duration: wasmraft_node::ApplyOptions::DEFAULT_WARNING_APPLY_DURATION,
+            etcd_version: Arc::from(wasmraft_proto::contract::ETCD_VERSION),
         }
     }
 }
@@ -243,8 +248,9 @@ pub async fn serve(
     }
     let addrs: Vec<String> = listeners.iter().map(|l| l.listener.local_name()).collect();
 
-    let api = Arc::new(Api::new(node, limits));
+    wasmraft_metrics::metrics().report_etcd_version(&limits.etcd_version);
     let max_decoding = limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
+    let api = Arc::new(Api::new(node, limits));
     let kv = KvServer::new(kv::KvService::new(api.clone()))
         .max_decoding_message_size(max_decoding)
         .max_encoding_message_size(MAX_SEND_BYTES);
@@ -292,7 +298,7 @@ pub async fn serve(
         conns.map(move |c| Ok::<_, io::Error>(AuthorityFix::new(ping_policy::PingEnforced::new(c, min_time))))
     }));
 
-    let mut health = http::router(api.node.clone());
+    let mut health = http::router(api.node.clone(), api.limits.etcd_version.clone());
     if conn_options.enable_pprof {
         health = health.merge(pprof::router());
     }
@@ -389,9 +395,9 @@ impl Api {
         Api {
             request_ids: wasmraft_node::ids::RequestIds::from_clock(node.member_id()),
             node,
-            limits,
             hasher: wasmraft_node::auth::PasswordHasher::new(limits.bcrypt_cost),
             client_cert_auth: limits.client_cert_auth,
+            limits,
         }
     }
 

@@ -17,7 +17,6 @@ use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 use super::errors::OrStatus as _;
 use super::{Api, errors};
 use wasmraft_node::maintenance::SnapshotPiece;
-use wasmraft_proto::contract::ETCD_VERSION;
 
 pub struct MaintenanceService {
     api: Arc<Api>,
@@ -68,7 +67,7 @@ impl Maintenance for MaintenanceService {
                 revision,
                 raft_term: st.raft_term,
             }),
-            version: ETCD_VERSION.to_owned(),
+            version: self.api.limits.etcd_version.to_string(),
             db_size,
             leader: st.leader,
             raft_index: st.raft_index,
