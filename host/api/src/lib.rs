@@ -48,6 +48,7 @@ mod lock;
 mod maintenance;
 mod ping_policy;
 mod pprof;
+mod probes;
 pub use pprof::activate_heap_profile;
 mod recipe;
 mod request_stats;
@@ -298,7 +299,8 @@ pub async fn serve(
         conns.map(move |c| Ok::<_, io::Error>(AuthorityFix::new(ping_policy::PingEnforced::new(c, min_time))))
     }));
 
-    let mut health = http::router(api.node.clone(), api.limits.etcd_version.clone());
+    let request_timeout = wasmraft_node::request_timeout(api.limits.election_timeout);
+    let mut health = http::router(api.node.clone(), api.limits.etcd_version.clone(), request_timeout);
     if conn_options.enable_pprof {
         health = health.merge(pprof::router());
     }
