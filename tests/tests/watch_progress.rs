@@ -194,6 +194,13 @@ fn progress_never_runs_ahead_of_undelivered_events() {
     let c = cluster(Flavor::Wasmraft);
     let (responses, writes) = rt.block_on(catch_up_under_progress_requests(&c, 3000));
     let v = check(&responses, &WATCHERS, &writes);
+    eprintln!(
+        "{} writes, {} responses, {} requested and {} periodic progress notifications, none ahead",
+        writes.len(),
+        responses.len(),
+        v.requested,
+        v.periodic
+    );
     assert!(v.ahead.is_empty(), "progress ran ahead of undelivered events: {:?}", &v.ahead[..v.ahead.len().min(10)]);
     assert!(v.wrong_events.is_empty(), "{:?}", v.wrong_events);
     let last = writes.last().map_or(0, |(r, _)| *r);
@@ -217,7 +224,8 @@ fn etcd_3_4_23_answers_progress_ahead_of_pending_history() {
     let c = cluster(Flavor::Etcd);
     let (responses, writes) = rt.block_on(catch_up_under_progress_requests(&c, 3000));
     let v = check(&responses, &WATCHERS, &writes);
-    assert!(v.wrong_events.is_empty(), "{:?}", v.wrong_events);
+    // Reading stops at a progress notification past the last write, which on 3.4.23 may come
+    // before the events it claims: so its events may be cut short here, and are not checked.
     assert!(!v.ahead.is_empty(), "etcd 3.4.23 answered no progress request ahead of its events: {v:?}");
 }
 
@@ -270,28 +278,33 @@ fn etcd_15220_progress_request_waits_for_sync() {
 /// etcd's `TestV3WatchProgressWaitsForSyncNoEvents` (etcd#17507, 3.4.31): a watcher created at
 /// the current revision on a key nobody writes starts unsynced and becomes synced without any
 /// event; the progress requested right after creating it must still come (in 3.4.25–3.4.30 it
-/// never did). One request suffices here; etcd's test asks every 100 ms.
+/// never did). One request suffices here; etcd's test asks every 100 ms. etcd 3.4.23 answers it
+/// too (at once, which is safe here: there is no event to run ahead of).
 #[test]
 fn etcd_17507_progress_for_a_watcher_that_gets_no_events() {
     let rt = wasmraft_tests::runtime();
-    let c = cluster(Flavor::Wasmraft);
-    rt.block_on(async {
-        let mut client = c.client(0, Duration::from_secs(10)).await;
-        let rev = client.put("bar", "1", None).await.expect("put").header().expect("header").revision();
-        let mut s = client.watch("foo", Some(WatchOptions::new().with_start_revision(rev))).await.expect("watch");
-        s.request_progress().await.expect("progress");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut got = Vec::new();
-        let progress = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, s.message()).await {
-                Ok(Ok(Some(r))) if is_progress(&r) => break r,
-                Ok(Ok(Some(r))) => got.push(r),
-                other => panic!("no progress notification for a watcher without events: {other:?} after {got:?}"),
-            }
-        };
-        assert_eq!(progress.watch_id(), STREAM);
-        assert!(revision(&progress) >= rev, "{progress:?}");
-        assert!(got.iter().all(|r| r.created() && r.events().is_empty()), "{got:?}");
-    });
+    for flavor in [Flavor::Wasmraft, Flavor::Etcd] {
+        let c = cluster(flavor);
+        rt.block_on(async {
+            let mut client = c.client(0, Duration::from_secs(10)).await;
+            let rev = client.put("bar", "1", None).await.expect("put").header().expect("header").revision();
+            let mut s = client.watch("foo", Some(WatchOptions::new().with_start_revision(rev))).await.expect("watch");
+            s.request_progress().await.expect("progress");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut got = Vec::new();
+            let progress = loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, s.message()).await {
+                    Ok(Ok(Some(r))) if is_progress(&r) => break r,
+                    Ok(Ok(Some(r))) => got.push(r),
+                    other => panic!(
+                        "{flavor:?}: no progress notification for a watcher without events: {other:?} after {got:?}"
+                    ),
+                }
+            };
+            assert_eq!(progress.watch_id(), STREAM, "{flavor:?}");
+            assert!(revision(&progress) >= rev, "{flavor:?}: {progress:?}");
+            assert!(got.iter().all(|r| r.created() && r.events().is_empty()), "{flavor:?}: {got:?}");
+        });
+    }
 }
