@@ -15,6 +15,7 @@ const INCLUDE_DIRS: &[&str] = &["etcd", "."];
 const PROTO_FILES: &[&str] = &[
     "etcd/mvccpb/kv.proto",
     "etcd/authpb/auth.proto",
+    "etcd/leasepb/lease.proto",
     "etcd/etcdserverpb/etcdserver.proto",
     "etcd/etcdserverpb/rpc.proto",
     "etcd/etcdserverpb/raft_internal.proto",

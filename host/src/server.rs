@@ -10,6 +10,7 @@
 //! member has caught up with the cluster's log, "ready to serve client requests" right before
 //! the client listeners start answering.
 
+use sha2::{Digest as _, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,6 +206,7 @@ fn api_limits(cfg: &Config) -> ApiLimits {
         election_timeout: cfg.election_timeout,
         warning_apply_duration: cfg.experimental_warning_apply_duration,
         etcd_version: cfg.emulated_etcd_version.to_string().into(),
+        etcd_backend_guest: Some(Sha256::digest(BUNDLED_KV_GUEST).into()),
     }
 }
 

@@ -1,7 +1,7 @@
 //! wasmraft's protocol contracts, in one place so that every crate (and every Wasm guest) agrees
 //! on the bytes.
 //!
-//! * [`etcdserverpb`], [`mvccpb`], [`authpb`], [`v3lockpb`], [`v3electionpb`]: etcd 3.4's v3 API, written from etcd's published
+//! * [`etcdserverpb`], [`mvccpb`], [`authpb`], [`leasepb`], [`v3lockpb`], [`v3electionpb`]: etcd 3.4's v3 API, written from etcd's published
 //!   .proto files with etcd's package names, message names and field numbers. Clients (etcdctl,
 //!   clientv3, python etcd3, the etcd-client crate) talk to the host through these services, and
 //!   the bundled KV guest receives etcd's `InternalRaftRequest` encoding as its raft command.
@@ -67,6 +67,13 @@ pub mod mvccpb {
 #[allow(clippy::all, clippy::pedantic)] // generated code
 pub mod authpb {
     include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
+}
+
+/// etcd's lease records: `Lease`, the value of an etcd backend's `lease` bucket (what an etcd
+/// snapshot file carries for each granted lease), and the peer messages of `/leases/internal`.
+#[allow(clippy::all, clippy::pedantic)] // generated code
+pub mod leasepb {
+    include!(concat!(env!("OUT_DIR"), "/leasepb.rs"));
 }
 
 /// etcd's lock service (`etcdserver/api/v3lock`): the client-side mutex recipe served over gRPC.
@@ -477,6 +484,21 @@ mod tests {
         check(
             &super::authpb::Role { name: b"r".to_vec(), key_permission: vec![Default::default()] },
             &cat(&[l(1, b"r"), l(2, &[])]),
+        );
+    }
+
+    #[test]
+    fn leasepb_lease_and_lease_record_share_an_encoding() {
+        // etcd's `lease` bucket value; the KV guest's `L/` record has the same fields and numbers.
+        let lease = super::leasepb::Lease { id: 0x1234, ttl: 60, remaining_ttl: 7 };
+        let bytes = cat(&[v(1, 0x1234), v(2, 60), v(3, 7)]);
+        check(&lease, &bytes);
+        check(&super::wasmraft::v1::LeaseRecord { id: 0x1234, ttl: 60, remaining_ttl: 7 }, &bytes);
+        check(
+            &super::leasepb::LeaseInternalRequest {
+                lease_time_to_live_request: Some(LeaseTimeToLiveRequest { id: 1, keys: true }),
+            },
+            &l(1, &cat(&[v(1, 1), v(2, 1)])),
         );
     }
 

@@ -1,25 +1,33 @@
-//! HashKV: a hash of the MVCC keyspace up to a revision, equal on every member at the same
-//! revision (etcd's `kvstore.HashByRev`).
+//! HashKV: etcd 3.4's `store.HashByRev` (`mvcc/kvstore.go`), bit for bit, so `etcdctl
+//! endpoint hashkv` prints the same value for a wasmraft member as for etcd holding the same
+//! history, and a keyspace restored from an etcd snapshot can be checked against its source.
 //!
-//! etcd hashes its `key` bucket (revision → KeyValue) for every revision up to the requested
-//! one, skipping history a compaction has scheduled for removal. This guest removes compacted
-//! history in the compaction entry itself, so what is left of the `i/` table at or below the
-//! revision is exactly what etcd hashes: the kept newest change of each key at the compaction,
-//! and every change after it. The hash covers each such stored change (key, revision and the
-//! record, tombstones included) in the table's order, with CRC-32C as etcd uses. The value is
-//! not etcd's (the encodings differ) but it is a function of the keyspace's history alone, so
-//! members that applied the same log agree, and differ when their history differs.
+//! etcd hashes its `key` bucket: CRC-32C, seeded with the bucket's name, over every pair up to
+//! the revision (in bbolt's order, which is revision order): the revision key (17 bytes, 18 with
+//! a deletion's `t`) and the encoded `mvccpb.KeyValue` (a deletion's holds the key alone). This
+//! guest's history after a compaction is exactly that bucket's content (see
+//! `etcd_backend/walk.rs`), so the hash walks the same pairs; prost encodes a KeyValue as
+//! gogoproto does (fields in number order, zero values left out), so the bytes are etcd's.
+//!
+//! Below the compaction, etcd only hashes the revisions its key index `Keep`s *at the requested
+//! revision* (`treeIndex.Keep(rev)`, `keyIndex.keep`): a key's revision kept by the compaction
+//! counts only while it is still the key's newest change at that revision (so not once the key
+//! was written or deleted after the compaction); and when no key at all exists at that revision,
+//! `Keep` is empty and etcd filters nothing. 3.5 kept these rules ("consistent with existing
+//! versions"), so the values agree with 3.5's too.
 
 use wasmraft_guest_sdk::ReadStore;
 use wasmraft_guest_sdk::crc32c::Crc32c;
-use wasmraft_guest_sdk::prefix_end;
 use wasmraft_proto::etcdserverpb::{HashKvRequest, HashKvResponse};
 
-use crate::errors::{COMPACTED, FUTURE_REV, corrupt};
-use crate::layout::{INDEX, parse_index_key};
+use crate::errors::{COMPACTED, FUTURE_REV};
+use crate::etcd_backend::KEY_BUCKET;
+use crate::etcd_backend::walk::KeyBucketWalk;
+use crate::layout::{Span, index_key};
 use crate::meta::View;
-use crate::pager::Pager;
 use crate::range::header;
+use crate::read::{Flow, visit};
+use crate::revision::Revision;
 
 pub fn hash_kv(store: &dyn ReadStore, req: &HashKvRequest) -> Result<HashKvResponse, String> {
     let view = View::load(store)?;
@@ -33,17 +41,41 @@ pub fn hash_kv(store: &dyn ReadStore, req: &HashKvRequest) -> Result<HashKvRespo
     }
     let rev = if req.revision == 0 { view.current } else { req.revision };
     let mut crc = Crc32c::new();
-    crc.update(INDEX);
-    let mut pager = Pager::new(store, INDEX.to_vec(), prefix_end(INDEX));
-    while let Some((stored, record)) = pager.next_pair() {
-        let (_, _, change) = parse_index_key(&stored).ok_or_else(|| corrupt("index key"))?;
-        if change.main > rev {
-            continue;
+    crc.update(KEY_BUCKET);
+    // Whether `Keep(rev)` is empty, asked only if something lies below the compaction.
+    let mut keep_empty = None;
+    let mut walk = KeyBucketWalk::new(store, Some(rev));
+    while let Some(entry) = walk.next_entry().map_err(|e| e.0)? {
+        if entry.rev.main <= view.compacted {
+            let empty = match keep_empty {
+                Some(empty) => empty,
+                None => *keep_empty.insert(!any_key_at(store, rev, view.current)?),
+            };
+            if !empty && changed_since(store, &entry.key, view.compacted, rev) {
+                continue;
+            }
         }
-        crc.update(&stored);
-        crc.update(&record);
+        crc.update(&entry.bucket_key());
+        crc.update(&entry.value);
     }
     Ok(HashKvResponse { header: header(view.current), hash: crc.sum(), compact_revision: view.compacted })
+}
+
+/// Whether any key exists at revision `at`.
+fn any_key_at(store: &dyn ReadStore, at: i64, current: i64) -> Result<bool, String> {
+    let mut found = false;
+    visit(store, &Span::From(Vec::new()), at, current, &mut |_| {
+        found = true;
+        Ok(Flow::Stop)
+    })?;
+    Ok(found)
+}
+
+/// Whether `key` changed after revision `after` and at or before `upto`.
+fn changed_since(store: &dyn ReadStore, key: &[u8], after: i64, upto: i64) -> bool {
+    let start = index_key(key, Revision::new(after.saturating_add(1), 0));
+    let end = index_key(key, Revision::new(upto.saturating_add(1), 0));
+    !store.scan_page(&start, &end, 1, false).is_empty()
 }
 
 #[cfg(test)]

@@ -35,6 +35,14 @@
 //! and the delete's revision), with `prev_kv` set to the key's value before the entry's
 //! transaction, as etcd's watchers see it.
 //!
+//! ## etcd's backend file
+//!
+//! `r/` and `i/` hold exactly the history etcd's `key` bucket holds, in the same order;
+//! [`etcd_backend`] turns the tables into etcd 3.4's `key`, `lease` and `meta` buckets and back
+//! (the host reads and writes the bbolt file: `etcdctl snapshot save`, `wasmraft snapshot
+//! restore`), and HashKV is etcd's `HashByRev` computed over that same view, so its values are
+//! etcd's.
+//!
 //! ## Where this differs from etcd 3.4, on purpose
 //!
 //! - Inputs on which etcd crashes the member are errors here, rolled back: a transaction put with
@@ -52,6 +60,7 @@ mod compact;
 mod compare;
 mod delete;
 pub mod errors;
+pub mod etcd_backend;
 mod hash;
 mod history;
 pub mod layout;

@@ -46,6 +46,7 @@ mod lease;
 mod lease_forward;
 mod lock;
 mod maintenance;
+pub use maintenance::SNAPSHOT_FORMAT_HEADER;
 mod ping_policy;
 mod pprof;
 mod probes;
@@ -185,6 +186,10 @@ pub struct ApiLimits {
     /// --wasmraft-emulated-etcd-version: what Maintenance.Status and `/version` report (a
     /// semantic version, checked by the binary).
     pub etcd_version: Arc<str>,
+    /// The sha256 of the guest whose keyspace `wasmraft-backup` writes as etcd's backend (the
+    /// bundled KV guest, whose translation is linked into this binary): while it is active,
+    /// `Maintenance.Snapshot` streams etcd's bbolt file.
+    pub etcd_backend_guest: Option<[u8; 32]>,
 }
 
 impl Default for ApiLimits {
@@ -199,6 +204,7 @@ impl Default for ApiLimits {
             election_timeout: Duration::from_millis(1000),
             warning_apply_duration: wasmraft_node::ApplyOptions::DEFAULT_WARNING_APPLY_DURATION,
             etcd_version: Arc::from(wasmraft_proto::contract::ETCD_VERSION),
+            etcd_backend_guest: None,
         }
     }
 }

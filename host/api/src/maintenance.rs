@@ -18,6 +18,9 @@ use super::errors::OrStatus as _;
 use super::{Api, errors};
 use wasmraft_node::maintenance::SnapshotPiece;
 
+/// The request metadata that picks a snapshot's format: `etcd` (the default) or `wasmraft`.
+pub const SNAPSHOT_FORMAT_HEADER: &str = "wasmraft-snapshot-format";
+
 pub struct MaintenanceService {
     api: Arc<Api>,
 }
@@ -116,10 +119,50 @@ impl Maintenance for MaintenanceService {
     /// etcd's `maintenanceServer.Snapshot`: the state in 32 KiB messages, `remaining_bytes`
     /// counting down to 0, then one last message with the sha256 of all of it, which
     /// `etcdctl snapshot restore` (and `wasmraft snapshot restore`) checks.
+    ///
+    /// The state is etcd's bbolt backend while the bundled KV guest is active — the file
+    /// etcdctl's `snapshot status`/`restore` and etcd read. Any other guest's keyspace has no
+    /// etcd form: the request is refused unless it asks for wasmraft's own format (metadata
+    /// [`SNAPSHOT_FORMAT_HEADER`]` = wasmraft`, what `wasmraft snapshot save` sends), which
+    /// carries any guest with its modules and deployment and which `wasmraft snapshot restore`
+    /// also reads.
     async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
-        let rx = self.api.node.status().snapshot_stream().or_status()?;
+        let wasmraft_format = match request.metadata().get(SNAPSHOT_FORMAT_HEADER).map(|v| v.to_str()) {
+            None => false,
+            Some(Ok("wasmraft")) => true,
+            Some(Ok("etcd")) => false,
+            Some(other) => {
+                return Err(Status::invalid_argument(format!(
+                    "wasmraft: {SNAPSHOT_FORMAT_HEADER} must be \"etcd\" or \"wasmraft\", not {:?}",
+                    other.unwrap_or("(not text)")
+                )));
+            }
+        };
+        let status = self.api.node.status();
+        let rx = if wasmraft_format {
+            status.snapshot_stream().or_status()?
+        } else {
+            let active = self.api.node.guests().active_guest();
+            let bundled = self.api.limits.etcd_backend_guest.map(hex::encode);
+            match active {
+                Some(a) if Some(&a.hash) == bundled.as_ref() => {
+                    let encoder = wasmraft_backup::EtcdBackend {
+                        cluster_version: wasmraft_proto::contract::ETCD_CLUSTER_VERSION.to_string(),
+                    };
+                    status.encoded_snapshot_stream(Arc::new(encoder)).or_status()?
+                }
+                Some(a) => {
+                    return Err(Status::failed_precondition(format!(
+                        "wasmraft: the active guest {} {} is not the bundled KV guest, so its state has no etcd backend form; \
+                         `wasmraft snapshot save` writes wasmraft's snapshot format, which carries any guest",
+                        a.name, a.version
+                    )));
+                }
+                None => return Err(errors::node_error(wasmraft_node::NodeError::NoGuest)),
+            }
+        };
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|piece| match piece {
             Ok(SnapshotPiece::Data { bytes, remaining }) => {
                 Ok(SnapshotResponse { header: None, remaining_bytes: remaining, blob: bytes })

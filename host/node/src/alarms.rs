@@ -161,6 +161,22 @@ pub fn refused_when_capped(command: &[u8]) -> bool {
     }
 }
 
+/// The alarms a read transaction sees (a snapshot's consistent view; none when the table does
+/// not exist yet).
+pub fn read_in(txn: &redb::ReadTransaction) -> Result<Vec<AlarmMember>, StateError> {
+    let table = match txn.open_table(ALARMS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for item in redb::ReadableTable::iter(&table)? {
+        let (k, _) = item?;
+        out.push(decode_key(k.value())?);
+    }
+    Ok(out)
+}
+
 /// Reads the alarms table (empty when it does not exist yet).
 pub fn read(txn: &WriteTransaction) -> Result<Vec<AlarmMember>, StateError> {
     let table = txn.open_table(ALARMS)?;

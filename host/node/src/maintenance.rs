@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use wasmraft_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, AlarmType, alarm_request::AlarmAction};
 use wasmraft_proto::wasmraft::v1 as pb;
@@ -32,6 +33,20 @@ fn internal(e: impl std::fmt::Display) -> NodeError {
     NodeError::Internal(e.to_string())
 }
 
+/// Writes a consistent view of the state database as a file another tool reads — etcd's
+/// backend for the KV guest's state (`wasmraft-backup`). The API picks the encoder; the node
+/// hands it one read transaction and streams the file it wrote, so the file's form is not the
+/// node's business.
+pub trait StateEncoder: Send + Sync + 'static {
+    /// What the file is, for the log.
+    fn name(&self) -> &'static str;
+    /// Writes the state `txn` sees into `out`, an empty file.
+    fn encode(&self, txn: &redb::ReadTransaction, out: &mut std::fs::File) -> Result<(), EncodeError>;
+}
+
+/// Why a [`StateEncoder`] could not write its file.
+pub type EncodeError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a snapshot stream ended before its digest: told to the client and logged.
 #[derive(Debug, thiserror::Error)]
 enum StreamError {
@@ -45,6 +60,8 @@ enum StreamError {
     SizeChanged { written: u64, total: u64 },
     #[error("the client went away")]
     ClientGone,
+    #[error("writing the {what} file: {source}")]
+    Encode { what: &'static str, source: EncodeError },
 }
 
 impl<'a> Proposals<'a> {
@@ -165,6 +182,59 @@ impl<'a> Status<'a> {
         Ok(rx)
     }
 
+    /// A consistent copy of the state written by `encoder` (etcd's backend file, say) into an
+    /// unnamed temporary file next to the raft snapshots, then streamed as
+    /// [`Status::snapshot_stream`] streams, with the sha256 of the file last. The file is on
+    /// disk, not in memory, because the stream announces the bytes remaining from its first
+    /// message, and it is gone when the stream ends.
+    pub fn encoded_snapshot_stream(
+        self,
+        encoder: std::sync::Arc<dyn StateEncoder>,
+    ) -> Result<mpsc::Receiver<Result<SnapshotPiece, NodeError>>, NodeError> {
+        let txn = self.h.inner.state_db.begin_read().map_err(internal)?;
+        let dir = self.h.inner.snap_dir.clone();
+        let (tx, rx) = mpsc::channel(SNAPSHOT_CHUNKS_AHEAD);
+        let member = self.h.inner.member_id;
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = (|| -> Result<u64, StreamError> {
+                let mut file = tempfile::tempfile_in(&dir)?;
+                encoder
+                    .encode(&txn, &mut file)
+                    .map_err(|source| StreamError::Encode { what: encoder.name(), source })?;
+                drop(txn);
+                let total = std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?;
+                std::io::Seek::rewind(&mut file)?;
+                let mut out = ChunkSender { tx: &tx, buf: Vec::with_capacity(SNAPSHOT_CHUNK_BYTES), remaining: total };
+                let mut hashing = HashingWriter { inner: &mut out, sha: Sha256::new() };
+                let written = std::io::copy(&mut std::io::Read::take(&mut file, total), &mut hashing)?;
+                let digest: [u8; 32] = hashing.sha.finalize().into();
+                std::io::Write::flush(&mut out)?;
+                if written != total {
+                    return Err(StreamError::SizeChanged { written, total });
+                }
+                tx.blocking_send(Ok(SnapshotPiece::Digest(digest))).map_err(|_| StreamError::ClientGone)?;
+                Ok(written)
+            })();
+            match result {
+                Ok(size) => {
+                    wasmraft_metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
+                    tracing::info!(
+                        "sent database snapshot to client: {size} bytes ({}) in {:.1}s (member {member:x})",
+                        encoder.name(),
+                        started.elapsed().as_secs_f64()
+                    )
+                }
+                Err(e) => {
+                    let e = Chain(&e);
+                    tracing::warn!("sending a database snapshot to a client failed: {e}");
+                    let _ = tx.blocking_send(Err(internal(e)));
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// Compacts the state database file (etcd's `Defragment`). New transactions pause at their
     /// start while it runs (see `StateDb`); the raft log is not compacted (its space is reused
     /// as the log is truncated).
@@ -192,6 +262,24 @@ impl<'a> Status<'a> {
         })
         .await
         .map_err(internal)?
+    }
+}
+
+/// Hashes what passes through it: the digest that ends an encoded snapshot stream.
+struct HashingWriter<'a, W> {
+    inner: &'a mut W,
+    sha: Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<'_, W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.sha.update(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

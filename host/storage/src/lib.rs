@@ -16,6 +16,7 @@
 //!   without waiting for the disk (the log replays whatever a crash loses). The raft loop's fsync
 //!   never waits behind an apply batch's write transaction.
 //! - [`snapshot`] files: a consistent copy of the state database, streamed, never whole in memory.
+//! - [`bbolt`] files: etcd's backend format, read without trusting it and written in one pass.
 //!
 //! The tables the host's subsystems own (membership, deployments, guest modules, alarms, auth)
 //! are defined in [`tables`] as names and key types only, with no knowledge of what their values
@@ -27,6 +28,11 @@
 //! [`IoError`] for file-system steps); a corrupt WAL is [`CorruptWal`], whose text tells the
 //! operator what to do.
 
+pub mod bbolt;
+// The fuzz target's body (tests/fuzz/src/bbolt.rs) names this crate by name; the bbolt tests
+// compile it in to replay its corpus.
+#[cfg(test)]
+extern crate self as wasmraft_storage;
 pub mod durable;
 mod error;
 mod raft_log;

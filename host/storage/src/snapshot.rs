@@ -59,6 +59,18 @@ const ID_TABLES: [(u8, redb::TableDefinition<u64, &[u8]>); 3] =
 /// Longest key or value a snapshot may hold (the guest limits are far below).
 const MAX_FIELD: usize = 256 << 20;
 
+/// Whether the file at `path` starts as wasmraft's snapshot format does (its magic), rather
+/// than as something else (etcd's bbolt file, say).
+pub fn is_snapshot_file(path: &Path) -> Result<bool, SnapshotError> {
+    let mut file = File::open(path).map_err(IoError::at("opening snapshot", path))?;
+    let mut magic = [0u8; 8];
+    match file.read_exact(&mut magic) {
+        Ok(()) => Ok(&magic == MAGIC),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(IoError::at("reading snapshot", path)(e).into()),
+    }
+}
+
 /// The file name of the snapshot at `index` in `dir`.
 pub fn path_for(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("{index:016x}.snap"))
@@ -231,7 +243,9 @@ pub fn install(txn: &WriteTransaction, path: &Path) -> Result<u64, SnapshotError
     applied.ok_or(SnapshotError::NoAppliedIndex)
 }
 
-fn read_records(
+/// Calls `each` with every record of the snapshot file at `path` (table tag, key, value), after
+/// checking its digest.
+pub fn read_records(
     path: &Path,
     mut each: impl FnMut(u8, &[u8], &[u8]) -> Result<(), SnapshotError>,
 ) -> Result<(), SnapshotError> {

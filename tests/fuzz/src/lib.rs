@@ -8,6 +8,7 @@
 //! A target panics when a property is violated: that is how libFuzzer learns of a finding.
 //! Inputs the target cannot use (an invalid header name, say) are simply returned from.
 
+pub mod bbolt;
 pub mod peer_http;
 pub mod raft_codecs;
 
@@ -38,6 +39,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "msgappv2", run: raft_codecs::msgappv2 },
     Target { name: "snapshot_body", run: raft_codecs::snapshot_body },
     Target { name: "peer_http", run: peer_http::peer_http },
+    Target { name: "bbolt_reader", run: bbolt::bbolt_reader },
     #[cfg(feature = "host")]
     Target { name: "grpc_requests", run: grpc::grpc_requests },
     #[cfg(feature = "host")]

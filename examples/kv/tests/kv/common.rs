@@ -62,6 +62,14 @@ impl Kv {
         Ok(RangeResponse::decode(bytes.as_slice()).expect("RangeResponse"))
     }
 
+    /// HashKV at `revision` (0: the current one).
+    pub fn hash(&self, revision: i64) -> Result<HashKvResponse, String> {
+        use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
+        let q = KvQuery { request: Some(kv_query::Request::HashKv(HashKvRequest { revision })) };
+        let bytes = self.h.query(&q.encode_to_vec())?;
+        Ok(HashKvResponse::decode(bytes.as_slice()).expect("HashKvResponse"))
+    }
+
     /// A range through `apply` (a range proposed through raft) — must agree with `range`.
     pub fn range_applied(&mut self, req: RangeRequest) -> Result<RangeResponse, String> {
         let bytes = self.apply_raw(InternalRaftRequest { range: Some(req), ..Default::default() })?;

@@ -6,6 +6,8 @@ mod common;
 
 mod compact;
 mod delete;
+mod etcd_backend;
+mod etcd_hash;
 mod events;
 mod history;
 mod lease;
@@ -13,6 +15,7 @@ mod malformed;
 mod put;
 mod range;
 mod revisions;
+mod script;
 mod sort_ties;
 mod txn;
 mod watch_history;

@@ -48,7 +48,11 @@ impl Default for AuthState {
 impl AuthState {
     /// Reads the state from the `auth` table (the default state when it does not exist).
     pub fn read(db: &redb::Database) -> Result<AuthState, StateError> {
-        let txn = db.begin_read()?;
+        Self::read_txn(&db.begin_read()?)
+    }
+
+    /// [`AuthState::read`] inside a transaction (a snapshot's consistent view).
+    pub fn read_txn(txn: &redb::ReadTransaction) -> Result<AuthState, StateError> {
         let table = match txn.open_table(AUTH) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(AuthState::default()),
@@ -72,6 +76,17 @@ impl AuthState {
             }
         }
         Ok(state)
+    }
+
+    /// Writes the whole state into an `auth` table that holds nothing else yet: a restore
+    /// building a data dir from a backup.
+    pub fn install(&self, txn: &WriteTransaction) -> Result<(), redb::Error> {
+        let change = Change {
+            enabled: true,
+            users: self.users.keys().cloned().collect(),
+            roles: self.roles.keys().cloned().collect(),
+        };
+        write(txn, self, &change)
     }
 
     fn is_root(user: &User) -> bool {
