@@ -37,6 +37,10 @@ pub mod contract {
     /// what each reported version implies.
     pub const ETCD_VERSION: &str = "3.4.31";
 
+    /// The cluster version written into etcd backend files (Maintenance.Snapshot's bbolt file):
+    /// the format is etcd 3.4's whatever version is reported, so etcd 3.4's tools restore it.
+    pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";
+
     /// The cluster version `/version` reports next to a server `version` (etcd's `etcdcluster`:
     /// major.minor.0 of the lowest member; every member of a wasmraft cluster reports the same
     /// API). `version` is a semantic version (the binary checks the flag); anything else gives
