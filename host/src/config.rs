@@ -447,6 +447,19 @@ pub struct MemberFlags {
     /// member: never enable it in production.
     #[arg(long, env = "WASMRAFT_FAULT_INJECTION", default_value = "false", num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = go_bool)]
     pub wasmraft_fault_injection: bool,
+
+    /// wasmraft only: the etcd version reported to clients (Maintenance.Status, /version,
+    /// etcd_server_version), as kine's --emulated-etcd-version. Clients such as Kubernetes turn
+    /// features on by it; the README says what each version implies. A semantic version.
+    #[arg(long, env = "WASMRAFT_EMULATED_ETCD_VERSION", default_value = wasmraft_proto::contract::ETCD_VERSION, value_parser = semantic_version)]
+    pub wasmraft_emulated_etcd_version: semver::Version,
+}
+
+/// `--wasmraft-emulated-etcd-version`: a semantic version (`3.4.31`, `3.5.13-rc.0`), as etcd's
+/// own versions are; a leading `v` is refused, as etcd never reports one.
+fn semantic_version(s: &str) -> Result<semver::Version, String> {
+    semver::Version::parse(s)
+        .map_err(|e| format!("{s:?} is not a semantic version (MAJOR.MINOR.PATCH, as 3.4.31): {e}"))
 }
 
 /// etcd's `--bcrypt-cost` is a Go `uint`; the cost itself is checked when the member starts.
@@ -576,6 +589,8 @@ pub struct Config {
     pub guest_stack_bytes: Option<u64>,
     /// `--wasmraft-fault-injection`: the transport's test-only partition hook.
     pub fault_injection: bool,
+    /// `--wasmraft-emulated-etcd-version`: the etcd version the member reports.
+    pub emulated_etcd_version: semver::Version,
     /// TLS for the client listeners with https URLs (auto-TLS applied when the member starts).
     pub client_tls: crate::tls::TlsInfo,
     /// TLS for the https peer listeners and for dialing https peer URLs (auto-TLS applied when

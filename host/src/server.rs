@@ -114,7 +114,7 @@ pub async fn run_until(mut cfg: Config, shutdown: impl std::future::Future<Outpu
     if cfg.metrics == crate::config::Metrics::Extensive {
         api::enable_extensive_metrics();
     }
-    serve_metrics(&handle, metrics_listeners, &peers_stop);
+    serve_metrics(&handle, metrics_listeners, cfg.request_timeout(), &peers_stop);
     // etcd starts its compactor with the server, on every member; only the leader compacts.
     let compactor = cfg.auto_compaction.map(|p| api::compactor::Compactor::start(handle.clone(), api_limits(&cfg), p));
     // etcd's --experimental-corrupt-check-time: 0s (its default) means no periodic check.
@@ -205,6 +205,7 @@ fn api_limits(cfg: &Config) -> ApiLimits {
         watch_progress_notify_interval: cfg.watch_progress_notify_interval,
         election_timeout: cfg.election_timeout,
         warning_apply_duration: cfg.experimental_warning_apply_duration,
+        etcd_version: cfg.emulated_etcd_version.to_string().into(),
         etcd_backend_guest: Some(Sha256::digest(BUNDLED_KV_GUEST).into()),
     }
 }
@@ -303,14 +304,19 @@ fn start_transport(
     Ok(transport)
 }
 
-/// Serves `/metrics` and `/health` on the --listen-metrics-urls listeners from now until the
-/// member stops (etcd starts them with the member too, before it is ready, so a scraper sees a
-/// member that cannot elect a leader).
-fn serve_metrics(handle: &NodeHandle, listeners: Vec<TcpListener>, stop: &tokio::sync::watch::Sender<bool>) {
+/// Serves `/metrics` and the health probes on the --listen-metrics-urls listeners from now until
+/// the member stops (etcd starts them with the member too, before it is ready, so a scraper sees a
+/// member that cannot elect a leader). `request_timeout` bounds the probes' reads.
+fn serve_metrics(
+    handle: &NodeHandle,
+    listeners: Vec<TcpListener>,
+    request_timeout: Duration,
+    stop: &tokio::sync::watch::Sender<bool>,
+) {
     for l in listeners {
         let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!("embed: listening for metrics on http://{addr}");
-        let router = api::metrics_router(handle.clone());
+        let router = api::metrics_router(handle.clone(), request_timeout);
         let mut stopped = stop.subscribe();
         tokio::spawn(async move {
             let stop = async move {

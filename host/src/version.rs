@@ -1,5 +1,5 @@
 //! `wasmraft --version`: etcd's four lines first, because tools and scripts parse them (etcd's
-//! `etcd Version: 3.4.23`, which is also the API version wasmraft reproduces and reports in
+//! `etcd Version: 3.4.31`, which is also the API version wasmraft reproduces and reports by default in
 //! Maintenance.Status and /version), then wasmraft's own version on a line of its own.
 
 use wasmraft_proto::contract::ETCD_VERSION;
@@ -45,7 +45,7 @@ mod tests {
         let text = super::text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{text}");
-        assert_eq!(lines[0], "etcd Version: 3.4.23");
+        assert_eq!(lines[0], "etcd Version: 3.4.31");
         assert!(lines[1].starts_with("Git SHA: "));
         assert!(lines[2].starts_with("Go Version: "));
         assert!(lines[3].starts_with("Go OS/Arch: linux/") || !cfg!(target_os = "linux"), "{}", lines[3]);

@@ -32,15 +32,30 @@ pub mod contract {
     /// `API_ETCD_KV` is the same string (a host test checks it).
     pub const ETCD_KV_API: &str = "etcd.v3.kv";
 
-    /// The etcd version Maintenance.Status and `/version` report. wasmraft speaks etcd 3.4's v3
-    /// API, and clients (etcdctl, clientv3, Kubernetes) read this field to decide what the server
-    /// supports, so it names the etcd release whose API behaviour wasmraft reproduces rather
-    /// than wasmraft's own version.
-    pub const ETCD_VERSION: &str = "3.4.23";
+    /// The etcd version Maintenance.Status, `/version` and `etcd_server_version` report unless
+    /// `--wasmraft-emulated-etcd-version` says otherwise. wasmraft speaks etcd 3.4's v3 API, and
+    /// clients (etcdctl, clientv3, Kubernetes) read this field to decide what the server supports
+    /// (Kubernetes turns on consistent reads from its watch cache at 3.4.31), so it names the
+    /// etcd release whose client-visible behaviour wasmraft reproduces — watch progress requests
+    /// as 3.4.31 answers them included — rather than wasmraft's own version. The README lists
+    /// what each reported version implies.
+    pub const ETCD_VERSION: &str = "3.4.31";
 
-    /// The cluster version `/version` reports next to [`ETCD_VERSION`] (etcd's `etcdcluster`:
-    /// major.minor.0 of the lowest member).
+    /// The cluster version written into etcd backend files (Maintenance.Snapshot's bbolt file):
+    /// the format is etcd 3.4's whatever version is reported, so etcd 3.4's tools restore it.
     pub const ETCD_CLUSTER_VERSION: &str = "3.4.0";
+
+    /// The cluster version `/version` reports next to a server `version` (etcd's `etcdcluster`:
+    /// major.minor.0 of the lowest member; every member of a wasmraft cluster reports the same
+    /// API). `version` is a semantic version (the binary checks the flag); anything else gives
+    /// itself back.
+    pub fn cluster_version(version: &str) -> String {
+        let mut parts = version.splitn(3, '.');
+        match (parts.next(), parts.next()) {
+            (Some(major), Some(minor)) => format!("{major}.{minor}.0"),
+            _ => version.to_owned(),
+        }
+    }
 }
 
 /// etcd's v3 API: the KV, Watch, Lease, Cluster, Maintenance and Auth services, their messages,

@@ -65,6 +65,16 @@ impl Flavor {
         }
     }
 
+    /// The etcd version the flavor reports by default (Maintenance.Status, `/version`,
+    /// `etcd_server_version`): the installed etcd's own, and for wasmraft the release whose
+    /// client-visible behaviour it implements (3.4.31's watch progress rules).
+    pub fn reported_version(self) -> &'static str {
+        match self {
+            Flavor::Etcd => "3.4.23",
+            Flavor::Wasmraft => "3.4.31",
+        }
+    }
+
     /// The flavor under test: env `WASMRAFT_TEST_SUBJECT` (`etcd` or `wasmraft`), default
     /// wasmraft. Setting it to `etcd` runs a test's subject as real etcd, which validates the test
     /// itself (it must pass against the reference).

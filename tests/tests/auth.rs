@@ -446,13 +446,14 @@ fn commands_script(flavor: Flavor) -> Transcript {
     t.ok(&ctl, &[ALICE, "compaction", "2"]);
 
     // Leases: anyone may grant one; revoking it deletes its keys, so it takes write permission
-    // on every attached key. etcd 3.4.23 shows the attached keys to anyone.
+    // on every attached key. etcd 3.4.23 shows the attached keys to anyone, 3.4.26+ only to who
+    // may read them all (wasmraft; tests/etcd_3_4_fixes.rs): asked without the keys here.
     let lease = t.ok(&ctl, &[ALICE, "lease", "grant", "100"]);
     let id = lease_id(&lease);
     t.blank(id.clone(), "<lease-1>");
     t.ok(&ctl, &[ALICE, "put", "w", "lv", &format!("--lease={id}")]);
     t.err(&ctl, &[ALICE, "put", "foo/x", "lv", &format!("--lease={id}")]);
-    t.ok(&ctl, &[BOB, "lease", "timetolive", &id, "--keys"]);
+    t.ok(&ctl, &[BOB, "lease", "timetolive", &id]);
     t.err(&ctl, &[BOB, "lease", "revoke", &id]);
     let other = t.ok(&ctl, &[BOB, "lease", "grant", "10"]);
     let other_id = lease_id(&other);

@@ -179,7 +179,7 @@ fn single_member(flavor: Flavor) -> Scrape {
     assert_eq!(after.value("etcd_server_has_leader", &[]), 1.0, "{what}");
     assert_eq!(after.value("etcd_server_is_leader", &[]), 1.0, "{what}");
     assert_eq!(after.value("etcd_server_proposals_pending", &[]), 0.0, "{what}");
-    assert_eq!(after.value("etcd_server_version", &[("server_version", "3.4.23")]), 1.0, "{what}");
+    assert_eq!(after.value("etcd_server_version", &[("server_version", flavor.reported_version())]), 1.0, "{what}");
     assert!(after.value("process_resident_memory_bytes", &[]) > 1e6, "{what}");
     assert!(after.value("etcd_mvcc_db_total_size_in_bytes", &[]) > 0.0, "{what}");
     if flavor == Flavor::Wasmraft {

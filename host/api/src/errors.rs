@@ -105,6 +105,7 @@ pub const AUTH_NOT_ENABLED: EtcdError =
     EtcdError::new(Code::FailedPrecondition, "etcdserver: authentication is not enabled");
 pub const INVALID_AUTH_TOKEN: EtcdError = EtcdError::new(Code::Unauthenticated, "etcdserver: invalid auth token");
 pub const INVALID_AUTH_MGMT: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: invalid auth management");
+pub const PERMISSION_NOT_GIVEN: EtcdError = EtcdError::new(Code::InvalidArgument, "etcdserver: permission not given");
 pub const AUTH_OLD_REVISION: EtcdError =
     EtcdError::new(Code::InvalidArgument, "etcdserver: revision of auth store is old");
 
@@ -169,6 +170,7 @@ const WIRE_ERRORS: &[EtcdError] = &[
     AUTH_NOT_ENABLED,
     INVALID_AUTH_TOKEN,
     INVALID_AUTH_MGMT,
+    PERMISSION_NOT_GIVEN,
     AUTH_OLD_REVISION,
     NO_LEADER,
     NOT_LEADER,
@@ -216,6 +218,7 @@ const INTERNAL_ALIASES: &[(&str, EtcdError)] = &[
     ("auth: authentication is not enabled", AUTH_NOT_ENABLED),
     ("auth: invalid auth token", INVALID_AUTH_TOKEN),
     ("auth: invalid auth management", INVALID_AUTH_MGMT),
+    ("auth: permission not given", PERMISSION_NOT_GIVEN),
     ("auth: revision in header is old", AUTH_OLD_REVISION),
 ];
 

@@ -1,28 +1,25 @@
 //! The plain HTTP endpoints etcd serves next to gRPC on every client URL (and so behind the same
-//! TLS): `/health`, `/version` and `/metrics` (etcdhttp's `HandleHealth`, `HandleVersion` and
-//! `HandleMetricsHealth`'s Prometheus handler). HTTP/1.1 requests reach them on the same port as
-//! gRPC: the server accepts both protocols. `--listen-metrics-urls` listeners serve `/metrics`
-//! and `/health` only ([`metrics_router`]), as etcd's do.
+//! TLS): `/version` and `/metrics` (etcdhttp's `HandleVersion` and `HandleMetricsHealth`'s
+//! Prometheus handler), and the health probes of `probes.rs`. HTTP/1.1 requests reach them on the
+//! same port as gRPC: the server accepts both protocols. `--listen-metrics-urls` listeners serve
+//! `/metrics` and the probes only ([`metrics_router`]), as etcd's do.
 
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use wasmraft_node::NodeHandle;
-use wasmraft_proto::contract::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 
-/// How long the health check's read may take (etcd's one-second QGET).
-const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The routes, to merge with the gRPC services'.
-pub(super) fn router(node: NodeHandle) -> axum::Router {
+/// The routes, to merge with the gRPC services'; `/version` reports `etcd_version`. The health
+/// probes are `probes.rs`'.
+pub(super) fn router(node: NodeHandle, etcd_version: std::sync::Arc<str>, request_timeout: Duration) -> axum::Router {
     axum::Router::new()
-        .route("/health", axum::routing::any(health))
-        .route("/version", axum::routing::any(version))
+        .route("/version", axum::routing::any(move |method| version(method, etcd_version)))
         .route("/metrics", axum::routing::any(metrics))
-        .with_state(node)
+        .with_state(node.clone())
+        .merge(crate::probes::router(node, request_timeout))
 }
 
 /// What answers a path nothing else serves: a gRPC call gets gRPC's Unimplemented (as tonic
@@ -40,12 +37,13 @@ pub(super) async fn fallback(req: axum::extract::Request) -> Response {
         .into_response()
 }
 
-/// What a `--listen-metrics-urls` listener serves: `/metrics` and `/health`.
-pub fn metrics_router(node: NodeHandle) -> axum::Router {
+/// What a `--listen-metrics-urls` listener serves: `/metrics` and the health probes.
+pub fn metrics_router(node: NodeHandle, request_timeout: Duration) -> axum::Router {
     axum::Router::new()
-        .route("/health", axum::routing::any(health))
         .route("/metrics", axum::routing::any(metrics))
-        .with_state(node)
+        .with_state(node.clone())
+        .merge(crate::probes::router(node, request_timeout))
+        .fallback(fallback)
 }
 
 /// etcd's `--metrics=extensive` (its `serveMetrics`): adds go-grpc-prometheus's handling-time
@@ -79,43 +77,12 @@ async fn metrics(State(node): State<NodeHandle>) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, wasmraft_metrics::CONTENT_TYPE)], body).into_response()
 }
 
-/// etcd's `checkHealth`: false with an alarm not excluded by `?exclude=NAME`, without a leader,
-/// or when a linearizable read does not complete within a second.
-async fn health(
-    method: axum::http::Method,
-    State(node): State<NodeHandle>,
-    Query(q): Query<Vec<(String, String)>>,
-) -> Response {
+async fn version(method: axum::http::Method, etcd_version: std::sync::Arc<str>) -> Response {
     if method != axum::http::Method::GET {
         return not_allowed("GET");
     }
-    let excluded: Vec<&str> = q.iter().filter(|(k, _)| k == "exclude").map(|(_, v)| v.as_str()).collect();
-    let alarmed =
-        node.status().alarms().iter().any(|a| !excluded.contains(&wasmraft_node::alarms::alarm_name(a.alarm)));
-    let healthy = !alarmed
-        && node.status().leader() != 0
-        && matches!(tokio::time::timeout(HEALTH_READ_TIMEOUT, node.reads().read_barrier()).await, Ok(Ok(())));
-    let m = wasmraft_metrics::metrics();
-    if healthy {
-        m.health_success.inc();
-        (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], r#"{"health":"true"}"#).into_response()
-    } else {
-        m.health_failures.inc();
-        tracing::warn!("/health error (status code 503)");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
-            "{\"health\":\"false\"}\n",
-        )
-            .into_response()
-    }
-}
-
-async fn version(method: axum::http::Method) -> Response {
-    if method != axum::http::Method::GET {
-        return not_allowed("GET");
-    }
-    let body = format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{ETCD_CLUSTER_VERSION}"}}"#);
+    let cluster = wasmraft_proto::contract::cluster_version(&etcd_version);
+    let body = format!(r#"{{"etcdserver":"{etcd_version}","etcdcluster":"{cluster}"}}"#);
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

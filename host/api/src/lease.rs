@@ -26,6 +26,7 @@ use super::errors::OrStatus as _;
 use super::lease_forward::{KeepAliveUpstream, Leaders};
 use super::{Api, errors, header};
 use crate::lessor::{Lessor, RenewError};
+use wasmraft_node::auth::{Access, AuthError};
 
 /// How long a keep-alive header's revision may be reused. etcd fills the header *before* the
 /// renewal so that its revision is never newer than the keep-alive; an older one is just as
@@ -232,6 +233,17 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         self.api.check_member(&request, false)?;
         self.api.require_kv_guest()?;
+        // etcd 3.4.26+ (etcd#15814): with auth on, the attached keys are told only to a caller
+        // who may read every one of them, checked at one auth revision.
+        let checked = if request.get_ref().keys && self.api.node.auth().state().enabled {
+            let caller = self.api.caller(&request)?;
+            if caller.info().is_none() {
+                return Err(errors::auth_error(AuthError::UserEmpty));
+            }
+            Some((caller, self.api.node.auth().state().revision))
+        } else {
+            None
+        };
         let r = request.into_inner();
         let node = &self.api.node;
         let result = if node.status().leader() == node.member_id() && self.lessor.wait_primary(self.timeout()).await {
@@ -249,6 +261,15 @@ impl Lease for LeaseService {
             },
             Err(e) => return Err(e),
         };
+        if let Some((caller, revision)) = checked {
+            let state = self.api.node.auth().state();
+            for key in &resp.keys {
+                state.check(caller.info(), Access::Read, key, b"").map_err(errors::auth_error)?;
+            }
+            if state.revision != revision {
+                return Err(errors::auth_error(AuthError::AuthOldRevision));
+            }
+        }
         if resp.header.as_ref().is_none_or(|h| h.revision == 0) {
             resp.header = Some(ResponseHeader { revision: self.api.current_revision().await, ..Default::default() });
         }

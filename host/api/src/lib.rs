@@ -51,6 +51,7 @@ mod maintenance;
 pub use maintenance::SNAPSHOT_FORMAT_HEADER;
 mod ping_policy;
 mod pprof;
+mod probes;
 pub use pprof::activate_heap_profile;
 mod recipe;
 mod request_stats;
@@ -164,8 +165,9 @@ impl ConnOptions {
     }
 }
 
-/// Request limits and the client-facing auth settings, from etcd's flags of the same names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Request limits and the client-facing auth settings, from etcd's flags of the same names, and
+/// the etcd version the member reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiLimits {
     /// --bcrypt-cost: how new passwords are hashed.
     pub bcrypt_cost: u32,
@@ -183,6 +185,9 @@ pub struct ApiLimits {
     /// --experimental-warning-apply-duration: ranges slower than this are logged, as etcd logs
     /// them (`wasmraft_node::slow`).
     pub warning_apply_duration: Duration,
+    /// --wasmraft-emulated-etcd-version: what Maintenance.Status and `/version` report (a
+    /// semantic version, checked by the binary).
+    pub etcd_version: Arc<str>,
     /// The sha256 of the guest whose keyspace `wasmraft-backup` writes as etcd's backend (the
     /// bundled KV guest, whose translation is linked into this binary): while it is active,
     /// `Maintenance.Snapshot` streams etcd's bbolt file.
@@ -200,6 +205,7 @@ impl Default for ApiLimits {
             watch_progress_notify_interval: watch::DEFAULT_PROGRESS_NOTIFY_INTERVAL,
             election_timeout: Duration::from_millis(1000),
             warning_apply_duration: wasmraft_node::ApplyOptions::DEFAULT_WARNING_APPLY_DURATION,
+            etcd_version: Arc::from(wasmraft_proto::contract::ETCD_VERSION),
             etcd_backend_guest: None,
         }
     }
@@ -251,8 +257,9 @@ pub async fn serve(
     }
     let addrs: Vec<String> = listeners.iter().map(|l| l.listener.local_name()).collect();
 
-    let api = Arc::new(Api::new(node, limits));
+    wasmraft_metrics::metrics().report_etcd_version(&limits.etcd_version);
     let max_decoding = limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES);
+    let api = Arc::new(Api::new(node, limits));
     // The gateway calls the same service instances the gRPC servers hold.
     let kv_svc = Arc::new(kv::KvService::new(api.clone()));
     let lease_svc = Arc::new(lease::LeaseService::new(api.clone(), lessor));
@@ -323,7 +330,9 @@ pub async fn serve(
         conns.map(move |c| Ok::<_, io::Error>(AuthorityFix::new(ping_policy::PingEnforced::new(c, min_time))))
     }));
 
-    let mut health = http::router(api.node.clone()).merge(gateway::router(gateway));
+    let request_timeout = wasmraft_node::request_timeout(api.limits.election_timeout);
+    let mut health = http::router(api.node.clone(), api.limits.etcd_version.clone(), request_timeout)
+        .merge(gateway::router(gateway));
     if conn_options.enable_pprof {
         health = health.merge(pprof::router());
     }
@@ -420,9 +429,9 @@ impl Api {
         Api {
             request_ids: wasmraft_node::ids::RequestIds::from_clock(node.member_id()),
             node,
-            limits,
             hasher: wasmraft_node::auth::PasswordHasher::new(limits.bcrypt_cost),
             client_cert_auth: limits.client_cert_auth,
+            limits,
         }
     }
 

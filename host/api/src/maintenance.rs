@@ -17,7 +17,6 @@ use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 use super::errors::OrStatus as _;
 use super::{Api, errors};
 use wasmraft_node::maintenance::SnapshotPiece;
-use wasmraft_proto::contract::ETCD_VERSION;
 
 /// The request metadata that picks a snapshot's format: `etcd` (the default) or `wasmraft`.
 pub const SNAPSHOT_FORMAT_HEADER: &str = "wasmraft-snapshot-format";
@@ -73,7 +72,7 @@ impl Maintenance for MaintenanceService {
                 revision,
                 raft_term: st.raft_term,
             }),
-            version: ETCD_VERSION.to_owned(),
+            version: self.api.limits.etcd_version.to_string(),
             db_size,
             leader: st.leader,
             raft_index: st.raft_index,

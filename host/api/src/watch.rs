@@ -16,6 +16,14 @@
 //! max request size plus gRPC overhead, and progress notifications every
 //! `--experimental-watch-progress-notify-interval` (at least 100 ms, plus up to 10% jitter),
 //! skipped for watchers that got events since the last one.
+//!
+//! A progress request follows etcd 3.4.25+ (etcd#15220) and 3.4.31 (etcd#17507): it is answered
+//! (watch id -1, through the hub, behind every event already queued for the stream) only while
+//! every watcher of the stream is synced, so its revision never runs ahead of an event the client
+//! has not yet been sent. Otherwise it is deferred, and answered once they all are synced,
+//! whether or not catching up brought them any event; etcd 3.4.31 drops such a request instead
+//! (its client asks again), see docs/decisions.md. Periodic notifications go per watcher, and
+//! only to a synced one, as in etcd.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,6 +101,7 @@ impl Watch for WatchService {
             watchers: HashMap::new(),
             by_hub: HashMap::new(),
             next_id: 0,
+            deferred_progress: false,
             max_response_bytes: self.api.limits.max_request_bytes.saturating_add(GRPC_OVERHEAD_BYTES),
         };
         let leader_check = require_leader.then_some(self.api.limits.election_timeout);
@@ -131,6 +140,9 @@ struct Stream {
     watchers: HashMap<i64, Entry>,
     by_hub: HashMap<u64, i64>,
     next_id: i64,
+    /// A progress request waits for the stream's watchers to be synced (etcd's
+    /// `deferredProgress`); several requests meanwhile get one answer.
+    deferred_progress: bool,
     max_response_bytes: usize,
 }
 
@@ -153,6 +165,7 @@ impl Stream {
         let mut leader_ticker = tokio::time::interval_at(tokio::time::Instant::now() + check_every, check_every);
         let mut no_leader = 0;
         let mut reading = true;
+        let mut synced = self.hub.synced_changes();
         loop {
             let step = tokio::select! {
                 msg = inbound.message(), if reading => match msg {
@@ -172,6 +185,8 @@ impl Stream {
                     self.progress_tick();
                     Ok(())
                 }
+                // A watcher somewhere became synced: perhaps the last of this stream's.
+                Ok(()) = synced.changed(), if self.deferred_progress => Ok(()),
                 _ = leader_ticker.tick(), if leader_check.is_some() => {
                     no_leader = if self.api.node.status().leader() == 0 { no_leader + 1 } else { 0 };
                     if no_leader >= MAX_NO_LEADER_COUNT {
@@ -185,6 +200,11 @@ impl Stream {
             };
             if step.is_err() {
                 break;
+            }
+            if self.deferred_progress {
+                // Marked seen before looking, so that a watcher synced after the look wakes us.
+                synced.mark_unchanged();
+                self.request_progress();
             }
         }
         for entry in self.watchers.values() {
@@ -207,14 +227,12 @@ impl Stream {
                 };
                 self.send(resp).await
             }
-            // Not tied to a watcher: clientv3 hands it to every watcher of the stream.
+            // Not tied to a watcher: clientv3 hands it to every watcher of the stream. Answered
+            // through the hub (see the module's comment); `run` retries a deferred one after
+            // every step.
             Some(RequestUnion::ProgressRequest(_)) => {
-                let resp = WatchResponse {
-                    header: self.header(self.hub.current()),
-                    watch_id: INVALID_WATCH_ID,
-                    ..Default::default()
-                };
-                self.send(resp).await
+                self.deferred_progress = true;
+                Ok(())
             }
             None => Ok(()),
         }
@@ -291,8 +309,13 @@ impl Stream {
     }
 
     async fn deliver(&mut self, d: Delivery) -> Result<(), Gone> {
+        let Some(hub_id) = d.watcher else {
+            let resp =
+                WatchResponse { header: self.header(d.revision), watch_id: INVALID_WATCH_ID, ..Default::default() };
+            return self.send(resp).await;
+        };
         // A delivery queued before its watcher was canceled.
-        let Some(&id) = self.by_hub.get(&d.watcher) else { return Ok(()) };
+        let Some(&id) = self.by_hub.get(&hub_id) else { return Ok(()) };
         let Some(entry) = self.watchers.get_mut(&id) else { return Ok(()) };
         let mut events = d.events;
         for e in &mut events {
@@ -319,6 +342,14 @@ impl Stream {
             Ok(())
         } else {
             self.send(resp).await
+        }
+    }
+
+    /// etcd's `RequestProgressAll`, kept pending until it could be answered.
+    fn request_progress(&mut self) {
+        let ids: Vec<u64> = self.watchers.values().map(|e| e.hub_id).collect();
+        if self.hub.progress_all(ids, &self.tx) {
+            self.deferred_progress = false;
         }
     }
 

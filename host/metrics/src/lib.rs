@@ -144,6 +144,9 @@ pub struct Metrics {
     guest_failures: [IntCounter; GuestFailure::ALL.len()],
     pub guest_swaps: IntCounter,
     guest_info: IntGaugeVec,
+    // etcd_server_version, etcd_cluster_version: 1 for the version reported.
+    server_version: IntGaugeVec,
+    cluster_version: IntGaugeVec,
 }
 
 /// The process's metrics, registered on first use.
@@ -349,6 +352,18 @@ impl Metrics {
                 "The active guest: 1 for its name, version and module sha256.",
                 &["name", "version", "hash"],
             ),
+            server_version: gauge_vec(
+                &r,
+                "etcd_server_version",
+                "Which version is running. 1 for 'server_version' label with current version.",
+                &["server_version"],
+            ),
+            cluster_version: gauge_vec(
+                &r,
+                "etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster version",
+                &["cluster_version"],
+            ),
             registry: r,
         };
         m.register_constants();
@@ -357,22 +372,20 @@ impl Metrics {
 
     /// Metrics whose value never changes in a process.
     fn register_constants(&self) {
-        let version = gauge_vec(
-            &self.registry,
-            "etcd_server_version",
-            "Which version is running. 1 for 'server_version' label with current version.",
-            &["server_version"],
-        );
-        version.with_label_values(&[wasmraft_proto::contract::ETCD_VERSION]).set(1);
-        let cluster = gauge_vec(
-            &self.registry,
-            "etcd_cluster_version",
-            "Which version is running. 1 for 'cluster_version' label with current cluster version",
-            &["cluster_version"],
-        );
-        cluster.with_label_values(&["3.4"]).set(1);
+        self.report_etcd_version(wasmraft_proto::contract::ETCD_VERSION);
         #[cfg(target_os = "linux")]
         register(&self.registry, prometheus::process_collector::ProcessCollector::for_self());
+    }
+
+    /// `etcd_server_version` and `etcd_cluster_version` (major.minor) for the etcd version the
+    /// member reports (`--wasmraft-emulated-etcd-version`); replaces what was reported before.
+    pub fn report_etcd_version(&self, version: &str) {
+        self.server_version.reset();
+        self.server_version.with_label_values(&[version]).set(1);
+        let cluster = wasmraft_proto::contract::cluster_version(version);
+        let minor = cluster.strip_suffix(".0").unwrap_or(&cluster);
+        self.cluster_version.reset();
+        self.cluster_version.with_label_values(&[minor]).set(1);
     }
 
     /// etcd's `--metrics=extensive`: from now on every gRPC call's handling time is recorded in

@@ -247,6 +247,7 @@ impl MemberFlags {
             guest_memory_bytes: self.guest_memory_bytes,
             guest_stack_bytes: self.guest_stack_bytes,
             fault_injection: self.wasmraft_fault_injection,
+            emulated_etcd_version: self.wasmraft_emulated_etcd_version,
             client_tls,
             peer_tls,
         })

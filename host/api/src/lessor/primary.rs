@@ -116,6 +116,13 @@ impl Lessor {
 /// leader) has them; the KV guest records them in its lease table.
 async fn propose_checkpoints(node: wasmraft_node::NodeHandle, checkpoints: Vec<LeaseCheckpoint>) {
     let count = checkpoints.len();
+    if !still_leads(&node).await {
+        tracing::warn!(
+            local_member_id = %format!("{:x}", node.member_id()),
+            "Ignore the checkpoint request because current member isn't a leader"
+        );
+        return;
+    }
     let req = InternalRaftRequest {
         header: Some(RequestHeader::default()),
         lease_checkpoint: Some(LeaseCheckpointRequest { checkpoints }),
@@ -126,6 +133,15 @@ async fn propose_checkpoints(node: wasmraft_node::NodeHandle, checkpoints: Vec<L
         // The next leader schedules its own; a lost checkpoint only means an older remainder.
         Err(e) => tracing::warn!(error = %e, "failed to checkpoint {count} leases"),
     }
+}
+
+/// etcd 3.4.31's `ensureLeadership` (etcd#17465): a member that only believes it leads (its
+/// raft loop was stalled, say, and a new leader was elected meanwhile) must not revoke leases
+/// by its own clock, since its proposal would be forwarded to the new leader and commit. A read
+/// barrier needs a quorum's answer to a leader of the current term, and afterwards this member
+/// must still be the leader.
+async fn still_leads(node: &wasmraft_node::NodeHandle) -> bool {
+    node.reads().read_barrier().await.is_ok() && node.status().leader() == node.member_id()
 }
 
 /// The lessor's clock: follows leadership (promoting once this member leads and has applied
@@ -178,7 +194,22 @@ pub(super) async fn clock_task(lessor: Weak<Lessor>) {
                 continue;
             };
             let node = node.clone();
+            let weak = Arc::downgrade(&l);
             tokio::spawn(async move {
+                if !still_leads(&node).await {
+                    tracing::warn!(
+                        local_member_id = %format!("{:x}", node.member_id()),
+                        "Ignore the lease revoking request because current member isn't a leader"
+                    );
+                    // Forget the mark, so that the next tick (as leader, or never) looks again.
+                    if let Some(l) = weak.upgrade()
+                        && let Some(lease) = l.lock().leases.get_mut(&id)
+                    {
+                        lease.revoke_retry = None;
+                    }
+                    drop(permit);
+                    return;
+                }
                 let req = InternalRaftRequest {
                     header: Some(RequestHeader::default()),
                     lease_revoke: Some(LeaseRevokeRequest { id }),

@@ -71,8 +71,39 @@ impl WatchHub {
         if let Some(w) = s.watchers.get(&id)
             && w.synced
         {
-            let _ = send(w, Delivery { watcher: id, events: Vec::new(), revision: s.current, compact_revision: 0 });
+            let progress = Delivery { watcher: Some(id), events: Vec::new(), revision: s.current, compact_revision: 0 };
+            let _ = send(w, progress);
         }
+    }
+
+    /// etcd's `RequestProgressAll` (3.4.25+): one progress notification for every watcher in
+    /// `ids` (one stream's), through `tx`, only if all of them are synced. Being synced, each has
+    /// every event up to the current revision already queued on `tx`, ahead of the notification,
+    /// so its revision never runs ahead of an event the stream has not sent. False when it must
+    /// wait: a watcher is still catching up, or `tx` is full. Watchers the hub no longer has (a
+    /// compacted start) do not hold it back. No watchers: nothing to report, nothing sent (as
+    /// etcd).
+    pub fn progress_all(&self, ids: impl IntoIterator<Item = u64>, tx: &mpsc::Sender<Delivery>) -> bool {
+        let s = self.shared.lock();
+        let mut any = false;
+        for id in ids {
+            match s.watchers.get(&id) {
+                Some(w) if !w.synced => return false,
+                Some(_) => any = true,
+                None => {}
+            }
+        }
+        if !any {
+            return true;
+        }
+        let progress = Delivery { watcher: None, events: Vec::new(), revision: s.current, compact_revision: 0 };
+        tx.try_send(progress).is_ok()
+    }
+
+    /// Changes whenever an unsynced watcher becomes synced: a stream with a deferred progress
+    /// request looks again then.
+    pub fn synced_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.synced.subscribe()
     }
 }
 

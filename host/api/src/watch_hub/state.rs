@@ -18,6 +18,9 @@ pub(super) struct Shared {
     pub wake: Notify,
     /// Whether the current revision is known (watch creation waits for it).
     pub ready: watch::Sender<bool>,
+    /// Counts unsynced watchers that became synced (streams with a deferred progress request
+    /// wait on it).
+    pub synced: watch::Sender<u64>,
 }
 
 pub(super) struct State {
@@ -114,7 +117,7 @@ impl State {
         let mut slow = false;
         for (id, events) in batches {
             let Some(w) = self.watchers.get_mut(&id) else { continue };
-            match send(w, Delivery { watcher: id, events, revision: rev, compact_revision: 0 }) {
+            match send(w, Delivery { watcher: Some(id), events, revision: rev, compact_revision: 0 }) {
                 Sent::Yes => w.next_rev = rev + 1,
                 Sent::Full => {
                     // etcd's victim: it resumes from this revision, off the apply thread.
@@ -163,6 +166,7 @@ impl Shared {
             }),
             wake: Notify::new(),
             ready: watch::channel(false).0,
+            synced: watch::channel(0).0,
         }
     }
 

@@ -98,6 +98,8 @@ async fn catch_up(shared: &Shared, node: &NodeHandle, id: u64) -> bool {
             }
             if w.next_rev > current {
                 s.make_synced(id);
+                drop(s);
+                shared.synced.send_modify(|n| *n = n.wrapping_add(1));
                 return false;
             }
             // Below the compaction, only the history can say so.
@@ -114,7 +116,7 @@ async fn catch_up(shared: &Shared, node: &NodeHandle, id: u64) -> bool {
                 let outcome = if events.is_empty() {
                     Sent::Yes
                 } else {
-                    send(w, Delivery { watcher: id, events, revision: current, compact_revision: 0 })
+                    send(w, Delivery { watcher: Some(id), events, revision: current, compact_revision: 0 })
                 };
                 match outcome {
                     Sent::Yes => {
@@ -157,8 +159,12 @@ async fn catch_up(shared: &Shared, node: &NodeHandle, id: u64) -> bool {
             }
         };
         if resp.compact_revision != 0 {
-            let compacted =
-                Delivery { watcher: id, events: Vec::new(), revision: 0, compact_revision: resp.compact_revision };
+            let compacted = Delivery {
+                watcher: Some(id),
+                events: Vec::new(),
+                revision: 0,
+                compact_revision: resp.compact_revision,
+            };
             if let Sent::Full = send(w, compacted) {
                 return true;
             }
@@ -168,7 +174,7 @@ async fn catch_up(shared: &Shared, node: &NodeHandle, id: u64) -> bool {
         let events: Vec<_> = resp.events.into_iter().filter(|e| w.spec.wants(e)).collect();
         if !events.is_empty() {
             let revision = resp.header.map_or(0, |h| h.revision).max(current);
-            match send(w, Delivery { watcher: id, events, revision, compact_revision: 0 }) {
+            match send(w, Delivery { watcher: Some(id), events, revision, compact_revision: 0 }) {
                 Sent::Yes => {}
                 Sent::Full => return true,
                 Sent::Closed => {

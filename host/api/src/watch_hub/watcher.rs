@@ -73,8 +73,9 @@ impl WatchSpec {
 /// A response for one watcher, as etcd's `mvcc.WatchResponse`.
 #[derive(Clone, Debug)]
 pub struct Delivery {
-    /// The hub's id of the watcher (not the stream's watch id).
-    pub watcher: u64,
+    /// The hub's id of the watcher (not the stream's watch id); `None` for a progress
+    /// notification on behalf of every watcher of the stream (etcd's watch id -1).
+    pub watcher: Option<u64>,
     /// Revision-ordered; empty for a progress notification or a compacted response.
     pub events: Vec<Event>,
     /// The header revision: the events' revision for a live delivery, the revision caught up to

@@ -117,6 +117,9 @@ pub enum AuthError {
     InvalidAuthToken,
     #[error("etcdserver: invalid auth management")]
     InvalidAuthMgmt,
+    /// RoleGrantPermission without a permission (etcd 3.4.25+).
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
     #[error("etcdserver: revision of auth store is old")]
     AuthOldRevision,
     /// etcd's `ErrVerifyOnly` (a login on a member with only a JWT public key), sent

@@ -25,6 +25,12 @@ impl Access {
     }
 }
 
+/// etcd's `isValidPermissionRange` (3.4.25+): a permission names a key, and its range holds at
+/// least that key (`range_end` empty, after `key`, or `"\0"`).
+pub fn is_valid_range(key: &[u8], range_end: &[u8]) -> bool {
+    !key.is_empty() && (range_end.is_empty() || key < range_end || range_end == [0])
+}
+
 /// `[start, end)`, `end` None meaning no upper bound.
 struct Interval<'a> {
     start: &'a [u8],

@@ -486,8 +486,13 @@ fn apply_request(
         return Ok(pb::AuthRoleDeleteResponse::default().encode_to_vec());
     }
     if let Some(g) = &r.auth_role_grant_permission {
+        // etcd 3.4.25+ (etcd#15621): no permission, or one whose range holds no key, is refused
+        // before the role is looked up.
+        let perm = g.perm.clone().ok_or(AuthError::PermissionNotGiven)?;
+        if !super::perms::is_valid_range(&perm.key, &perm.range_end) {
+            return Err(AuthError::InvalidAuthMgmt);
+        }
         let role = s.roles.get_mut(&g.name).ok_or(AuthError::RoleNotFound)?;
-        let perm = g.perm.clone().unwrap_or_default();
         match role.key_permission.iter_mut().find(|p| p.key == perm.key && p.range_end == perm.range_end) {
             Some(existing) => existing.perm_type = perm.perm_type,
             None => {
