@@ -152,6 +152,17 @@ impl LeaseService {
     }
 
     /// TimeToLive from this member's lessor (it leads and is primary) and the guest's record.
+    /// The keys attached to a lease, from this member's state after a read barrier.
+    async fn attached_keys(&self, r: &LeaseTimeToLiveRequest) -> Result<Vec<Vec<u8>>, Status> {
+        let node = &self.api.node;
+        node.reads().read_barrier().await.or_status()?;
+        let q = KvQuery { request: Some(kv_query::Request::LeaseTimeToLive(*r)) };
+        let answer = node.reads().query(q.encode_to_vec()).await.or_status()?;
+        let resp = LeaseTimeToLiveResponse::decode(answer.as_slice())
+            .map_err(|e| errors::bad_guest_response("LeaseTimeToLiveResponse", e))?;
+        Ok(resp.keys)
+    }
+
     async fn time_to_live_here(&self, r: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse, Status> {
         let node = &self.api.node;
         if self.lessor.time_to_live(r.id).is_none() {
@@ -249,7 +260,17 @@ impl Lease for LeaseService {
         let result = if node.status().leader() == node.member_id() && self.lessor.wait_primary(self.timeout()).await {
             self.time_to_live_here(&r).await
         } else {
-            self.leaders.time_to_live(node, r, self.timeout()).await
+            // The leader answers a forwarded call as one from no user, which may not see keys
+            // with auth on; the keys are replicated state, so this member (which checked its
+            // caller above) reads them itself, after a barrier, and the leader tells the TTL.
+            let forwarded = LeaseTimeToLiveRequest { keys: false, ..r };
+            match self.leaders.time_to_live(node, forwarded, self.timeout()).await {
+                Ok(mut resp) if r.keys && resp.ttl != -1 => {
+                    resp.keys = self.attached_keys(&r).await?;
+                    Ok(resp)
+                }
+                other => other,
+            }
         };
         let mut resp = match result {
             Ok(resp) => resp,
