@@ -15,6 +15,7 @@
 //!   crate, the bench tool or the binary.
 //! - Neither `wasmraft-node` nor `wasmraft-api` depends on `anyhow`: their errors are typed, and
 //!   `anyhow` is the binary's and the tests'.
+//! - Nothing in the binary turns prost's recursion limit off.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -106,4 +107,21 @@ fn node_and_api_do_not_use_anyhow() {
         );
         assert!(!deps.contains("anyhow"), "{package} must not depend on anyhow: its errors are typed");
     }
+}
+
+/// prost's nesting limit is what makes a deeply nested request from a client (a txn of txns)
+/// an error instead of a stack overflow, and a cargo feature is global to the build: no
+/// dependency may switch it off (pprof_util, under jemalloc_pprof, does; docs/decisions.md).
+#[test]
+fn prost_keeps_its_recursion_limit() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["tree", "--locked", "--offline", "-e", "features", "-i", "prost", "-p", "wasmraft"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running cargo tree");
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("prost"), "cargo tree -i prost listed nothing");
+    assert!(!tree.contains("no-recursion-limit"), "a dependency turns prost's recursion limit off:\n{tree}");
 }
