@@ -101,7 +101,10 @@ pub async fn run_until(mut cfg: Config, shutdown: impl std::future::Future<Outpu
     let handle = node.handle();
     // etcd checks before it serves peers or clients, a member that has state only (a new one
     // has nothing to compare); a mismatch refuses the start.
-    let checks = api::corrupt::CheckConfig { request_timeout: cfg.request_timeout() };
+    let checks = api::corrupt::CheckConfig {
+        request_timeout: cfg.request_timeout(),
+        native_guest: api_limits(&cfg).etcd_backend_guest,
+    };
     if cfg.experimental_initial_corrupt_check
         && initialized
         && let Err(e) = api::corrupt::initial::check(&handle, &checks).await
@@ -274,7 +277,8 @@ fn start_transport(
     }
     let transport = Transport::new(tcfg, RaftInbox::new(&handle)).context("starting the peer transport")?;
     // The peer port's /members/hashkv, which other members' corruption checks ask.
-    transport.set_hash_kv(Arc::new(api::corrupt::peer::PeerHashSource::new(&handle)));
+    transport
+        .set_hash_kv(Arc::new(api::corrupt::peer::PeerHashSource::new(&handle, api_limits(cfg).etcd_backend_guest)));
     for m in handle.cluster().members() {
         if m.id != handle.member_id() {
             transport.add_peer(m.id, &m.peer_urls).with_context(|| format!("adding peer {:x}", m.id))?;

@@ -62,6 +62,9 @@ mod delete;
 pub mod errors;
 pub mod etcd_backend;
 mod hash;
+/// HashKV, for a host that runs it natively over the same state (no fuel bound on a large
+/// keyspace); the same code the guest's `query` runs.
+pub use hash::hash_kv;
 mod history;
 pub mod layout;
 mod lease;

@@ -41,6 +41,7 @@ mod errors;
 mod gateway;
 mod generic;
 mod grpc_metrics;
+mod hash_kv;
 mod header;
 mod http;
 mod kv;

@@ -12,7 +12,6 @@ use wasmraft_proto::etcdserverpb::{
     HashResponse, MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, SnapshotRequest, SnapshotResponse,
     StatusRequest, StatusResponse, maintenance_server::Maintenance,
 };
-use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
 use super::errors::OrStatus as _;
 use super::{Api, errors};
@@ -107,10 +106,8 @@ impl Maintenance for MaintenanceService {
         self.api.check_member(&request, false)?;
         self.api.check_maintenance_admin(&request)?;
         self.api.require_kv_guest()?;
-        let query = KvQuery { request: Some(kv_query::Request::HashKv(request.into_inner())) };
-        let answer = self.api.node.reads().query(prost::Message::encode_to_vec(&query)).await.or_status()?;
-        let mut resp: HashKvResponse =
-            prost::Message::decode(answer.as_slice()).map_err(|e| errors::bad_guest_response("HashKVResponse", e))?;
+        let native = self.api.limits.etcd_backend_guest;
+        let mut resp = crate::hash_kv::hash_kv(&self.api.node, native, request.into_inner()).await.or_status()?;
         let revision = resp.header.map_or(0, |h| h.revision);
         resp.header = self.header(revision);
         Ok(Response::new(resp))

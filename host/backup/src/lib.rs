@@ -11,7 +11,8 @@
 //! auth (`auth`, `authUsers`, `authRoles`), membership (`members`, `members_removed`), alarms,
 //! the cluster version and the consistent index — which it lays out as etcd's `etcdserver`
 //! does. It knows nothing of gRPC or raft: the node streams what [`EtcdBackend`] writes, and the
-//! binary's `snapshot restore` calls [`restore`].
+//! binary's `snapshot restore` calls [`restore`]. [`hash_kv`] runs the KV guest's HashKV over
+//! the same state natively, as etcd hashes its backend, without a query's fuel bound.
 //!
 //! | bucket | key | value |
 //! |---|---|---|
@@ -27,11 +28,13 @@
 mod buckets;
 mod encode;
 mod error;
+mod hash;
 mod restore;
 mod status;
 mod store;
 
 pub use encode::EtcdBackend;
 pub use error::BackupError;
+pub use hash::hash_kv;
 pub use restore::{RestoreSummary, restore};
 pub use status::{FileStatus, status};

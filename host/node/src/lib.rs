@@ -597,6 +597,22 @@ impl<'a> Reads<'a> {
     /// Runs the guest's read-only `query` on this member's current state, with the guest that
     /// state records as active (so a query racing a swap never runs one guest on the other's
     /// state).
+    /// Runs `f` on a blocking thread over the state a query would read: for native code that
+    /// reads what a guest's query reads (the bundled KV guest's HashKV, which over a large
+    /// keyspace needs more than a query's fuel, runs natively through this).
+    pub async fn with_state<R: Send + 'static>(
+        self,
+        f: impl FnOnce(&redb::ReadTransaction) -> R + Send + 'static,
+    ) -> Result<R, NodeError> {
+        let s = self.h.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = s.state_db.begin_read().map_err(|e| NodeError::Internal(e.to_string()))?;
+            Ok(f(&txn))
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))?
+    }
+
     pub async fn query(self, request: Vec<u8>) -> Result<Vec<u8>, NodeError> {
         // Most queries are small (a key, a short range) and take tens of microseconds: handing
         // each to a blocking thread and back cost more than the query (two thread wake-ups, the

@@ -32,7 +32,9 @@ pub async fn check(node: &NodeHandle, cfg: &CheckConfig) -> Result<(), InitialCh
         "etcdserver: {me:x} starting initial corruption check with timeout {}...",
         wasmraft_proto::go::format_duration(cfg.request_timeout)
     );
-    let local = local_hash(node, 0).await.map_err(|error| InitialCheckError::LocalHash { member: me, error })?;
+    let local = local_hash(node, cfg.native_guest, 0)
+        .await
+        .map_err(|error| InitialCheckError::LocalHash { member: me, error })?;
     let (h, rev, crev) = (local.hash, local.revision, local.compact_revision);
     let mut mismatch = 0;
     for p in peer_hashes(node, cfg, rev).await {

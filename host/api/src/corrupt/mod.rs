@@ -19,8 +19,7 @@ pub mod peer;
 use std::time::Duration;
 
 use wasmraft_node::NodeHandle;
-use wasmraft_proto::etcdserverpb::{HashKvRequest, HashKvResponse};
-use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
+use wasmraft_proto::etcdserverpb::HashKvRequest;
 use wasmraft_transport::HashKv;
 use wasmraft_transport::hashkv::{HashKvError, fetch_hash_kv};
 
@@ -29,15 +28,15 @@ use wasmraft_transport::hashkv::{HashKvError, fetch_hash_kv};
 pub struct CheckConfig {
     /// How long a peer's hash and the leader's read barrier may take (etcd's `ReqTimeout`).
     pub request_timeout: Duration,
+    /// The guest whose HashKV runs natively (`ApiLimits::etcd_backend_guest`).
+    pub native_guest: Option<[u8; 32]>,
 }
 
 /// This member's keyspace hash at `revision` (0: the current one), from its own state (etcd's
 /// `kv.HashByRev`); Err is the guest's text (etcd's mvcc errors for a compacted or future
 /// revision).
-pub async fn local_hash(node: &NodeHandle, revision: i64) -> Result<HashKv, String> {
-    let query = KvQuery { request: Some(kv_query::Request::HashKv(HashKvRequest { revision })) };
-    let answer = node.reads().query(prost::Message::encode_to_vec(&query)).await.map_err(|e| e.to_string())?;
-    let resp: HashKvResponse = prost::Message::decode(answer.as_slice()).map_err(|e| e.to_string())?;
+pub async fn local_hash(node: &NodeHandle, native: Option<[u8; 32]>, revision: i64) -> Result<HashKv, String> {
+    let resp = crate::hash_kv::hash_kv(node, native, HashKvRequest { revision }).await.map_err(|e| e.to_string())?;
     Ok(HashKv {
         hash: resp.hash,
         revision: resp.header.map_or(0, |h| h.revision),

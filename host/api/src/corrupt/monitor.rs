@@ -51,14 +51,14 @@ pub async fn check(node: &NodeHandle, cfg: &CheckConfig) -> Result<(), String> {
     if !node.guests().guest_serves(wasmraft_proto::contract::ETCD_KV_API) {
         return Err("the active guest has no etcd keyspace to hash".into());
     }
-    let first = local_hash(node, 0).await?;
+    let first = local_hash(node, cfg.native_guest, 0).await?;
     let (h, rev, crev) = (first.hash, first.revision, first.compact_revision);
     let peers = peer_hashes(node, cfg, rev).await;
     tokio::time::timeout(cfg.request_timeout, node.reads().read_barrier())
         .await
         .map_err(|_| "etcdserver: request timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let second = local_hash(node, 0).await?;
+    let second = local_hash(node, cfg.native_guest, 0).await?;
     let (h2, rev2, crev2) = (second.hash, second.revision, second.compact_revision);
 
     let mut mismatch = false;
