@@ -28,6 +28,9 @@ use sha2::{Digest, Sha256};
 
 use super::{CliError, EXIT_INVALID_INPUT};
 
+/// The state database's cache while a restore writes it.
+const RESTORE_CACHE_BYTES: usize = 64 << 20;
+
 /// etcdctl's ExitError: how `snapshot restore` ends when the file or the data dir is refused.
 const EXIT_ERROR: u8 = 1;
 use crate::config::{parse_initial_cluster, parse_urls, trim_url};
@@ -337,7 +340,9 @@ fn build(
 ) -> anyhow::Result<()> {
     let member_dir = data_dir.join("member");
     wasmraft_storage::durable::create_dir_all(&member_dir.join("snap"))?;
-    let db = redb::Database::create(member_dir.join("state.redb"))?;
+    // A small cache: a restore writes each page once, and redb's default cache (a GiB) would
+    // only hold a large keyspace in memory for nothing.
+    let db = redb::Builder::new().set_cache_size(RESTORE_CACHE_BYTES).create(member_dir.join("state.redb"))?;
     // The tables a member creates at start, so the snapshot's install finds them all.
     wasmraft_node::load_applied(&db)?;
     if etcd_file {
