@@ -56,9 +56,11 @@ timed() {
   awk '{printf "%s %d\n", $1, $2 / 1024}' "$out"
 }
 
-hashkv() { # hashkv <port offset> <revision>
-  "$ETCDCTL" --endpoints "127.0.0.1:$((BASE + $1))" endpoint hashkv --rev "$2" -w json |
+hashkv() { # hashkv <port offset> <revision>: the hash; its time on stderr
+  local t0=$(date +%s.%N)
+  "$ETCDCTL" --endpoints "127.0.0.1:$((BASE + $1))" --command-timeout=600s endpoint hashkv --rev "$2" -w json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["HashKV"]["hash"])'
+  echo "(HashKV on port offset $1 took $(printf %.1f "$(echo "$(date +%s.%N) - $t0" | bc -l)") s)" >&2
 }
 revision() {
   "$ETCDCTL" --endpoints "127.0.0.1:$((BASE + $1))" get x -w json |
