@@ -149,6 +149,15 @@ fn run(cmd: &mut Command) -> CmdOutput {
     }
 }
 
+/// `wasmraft snapshot status` prints what `etcdctl snapshot status` prints, in every format.
+fn assert_same_status(file: &Path, what: &str) {
+    for format in ["simple", "table", "json"] {
+        let (theirs, ours) = (status(Flavor::Etcd, file, format), status(Flavor::Wasmraft, file, format));
+        assert!(theirs.success() && ours.success(), "{}\n{}", theirs.render(), ours.render());
+        assert_eq!(ours.stdout, theirs.stdout, "snapshot status -w {format} of {what}");
+    }
+}
+
 fn status(tool: Flavor, file: &Path, format: &str) -> CmdOutput {
     let mut cmd = Command::new(match tool {
         Flavor::Etcd => wasmraft_tests::etcdctl_bin(),
@@ -207,11 +216,7 @@ fn a_real_etcds_snapshot_restores_into_three_wasmraft_members() {
     drop(etcd);
 
     // The file is etcd's: both tools print the same status of it.
-    for format in ["simple", "table", "json"] {
-        let (theirs, ours) = (status(Flavor::Etcd, &file, format), status(Flavor::Wasmraft, &file, format));
-        assert!(theirs.success() && ours.success(), "{}\n{}", theirs.render(), ours.render());
-        assert_eq!(ours.stdout, theirs.stdout, "snapshot status -w {format} of etcd's file");
-    }
+    assert_same_status(&file, "etcd's file");
 
     let members = restored_cluster(Flavor::Wasmraft, Flavor::Wasmraft, &file, 3);
     for m in &members {
@@ -240,10 +245,7 @@ fn a_wasmraft_snapshot_is_etcds_file_for_etcdctl_and_etcd() {
     let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     assert_eq!(v["revision"], last, "etcdctl reads the revision: {}", json.stdout);
     assert!(v["totalKey"].as_u64().is_some_and(|n| n > 0), "{}", json.stdout);
-    for format in ["simple", "table", "json"] {
-        let (theirs, ours) = (status(Flavor::Etcd, &file, format), status(Flavor::Wasmraft, &file, format));
-        assert_eq!(ours.stdout, theirs.stdout, "snapshot status -w {format} of wasmraft's file");
-    }
+    assert_same_status(&file, "wasmraft's file");
 
     // etcdctl restores it and a real etcd serves the same keyspace, history, leases and users.
     let etcd = restored_cluster(Flavor::Etcd, Flavor::Etcd, &file, 1);
@@ -394,10 +396,7 @@ fn a_real_etcd_3_5_snapshot_restores_into_wasmraft() {
     etcdctl_snapshot_save(&ctl, &file);
     let expected = view(&ctl, compacted, last);
     drop(etcd);
-    for format in ["simple", "table", "json"] {
-        let (theirs, ours) = (status(Flavor::Etcd, &file, format), status(Flavor::Wasmraft, &file, format));
-        assert_eq!(ours.stdout, theirs.stdout, "snapshot status -w {format} of etcd 3.5.1's file");
-    }
+    assert_same_status(&file, "etcd 3.5.1's file");
     let members = restored_cluster(Flavor::Wasmraft, Flavor::Wasmraft, &file, 1);
     let got = view(&Etcdctl::new(members[0].endpoint()), compacted, last);
     assert_same(&got, &expected, "wasmraft restored from etcd 3.5.1's snapshot serves what etcd 3.5.1 served");

@@ -164,20 +164,7 @@ impl<'a> Status<'a> {
                 tx.blocking_send(Ok(SnapshotPiece::Digest(digest))).map_err(|_| StreamError::ClientGone)?;
                 Ok(written)
             })();
-            match result {
-                Ok(size) => {
-                    wasmraft_metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
-                    tracing::info!(
-                        "sent database snapshot to client: {size} bytes in {:.1}s (member {member:x})",
-                        started.elapsed().as_secs_f64()
-                    )
-                }
-                Err(e) => {
-                    let e = Chain(&e);
-                    tracing::warn!("sending a database snapshot to a client failed: {e}");
-                    let _ = tx.blocking_send(Err(internal(e)));
-                }
-            }
+            finish_stream(result, started, member, "wasmraft snapshot", &tx);
         });
         Ok(rx)
     }
@@ -216,21 +203,7 @@ impl<'a> Status<'a> {
                 tx.blocking_send(Ok(SnapshotPiece::Digest(digest))).map_err(|_| StreamError::ClientGone)?;
                 Ok(written)
             })();
-            match result {
-                Ok(size) => {
-                    wasmraft_metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
-                    tracing::info!(
-                        "sent database snapshot to client: {size} bytes ({}) in {:.1}s (member {member:x})",
-                        encoder.name(),
-                        started.elapsed().as_secs_f64()
-                    )
-                }
-                Err(e) => {
-                    let e = Chain(&e);
-                    tracing::warn!("sending a database snapshot to a client failed: {e}");
-                    let _ = tx.blocking_send(Err(internal(e)));
-                }
-            }
+            finish_stream(result, started, member, encoder.name(), &tx);
         });
         Ok(rx)
     }
@@ -262,6 +235,30 @@ impl<'a> Status<'a> {
         })
         .await
         .map_err(internal)?
+    }
+}
+
+/// How a snapshot stream ended: timed and logged, and a failure told to the client.
+fn finish_stream(
+    result: Result<u64, StreamError>,
+    started: Instant,
+    member: u64,
+    what: &str,
+    tx: &mpsc::Sender<Result<SnapshotPiece, NodeError>>,
+) {
+    match result {
+        Ok(size) => {
+            wasmraft_metrics::metrics().backend_snapshot.observe(started.elapsed().as_secs_f64());
+            tracing::info!(
+                "sent database snapshot to client: {size} bytes ({what}) in {:.1}s (member {member:x})",
+                started.elapsed().as_secs_f64()
+            )
+        }
+        Err(e) => {
+            let e = Chain(&e);
+            tracing::warn!("sending a database snapshot to a client failed: {e}");
+            let _ = tx.blocking_send(Err(internal(e)));
+        }
     }
 }
 
