@@ -181,7 +181,13 @@ fn is_chunked(raw: &str) -> bool {
 
 /// The script both members run. Keys: "foo" = Zm9v, "bar" = YmFy, "baz" = YmF6.
 fn script(flavor: Flavor) -> Vec<String> {
-    let member = Member::start_with(MemberConfig::new(flavor));
+    // Maintenance.Status and /version report the etcd version: wasmraft is told to report
+    // the one it is compared with (tests/tests/reported_version.rs covers its own).
+    let mut config = MemberConfig::new(flavor);
+    if flavor == Flavor::Wasmraft {
+        config = config.arg(format!("--wasmraft-emulated-etcd-version={}", Flavor::Etcd.reported_version()));
+    }
+    let member = Member::start_with(config);
     let gw = Gw { endpoint: member.endpoint(), token: None };
     let mut out = Vec::new();
 
