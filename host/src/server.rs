@@ -101,10 +101,8 @@ pub async fn run_until(mut cfg: Config, shutdown: impl std::future::Future<Outpu
     let handle = node.handle();
     // etcd checks before it serves peers or clients, a member that has state only (a new one
     // has nothing to compare); a mismatch refuses the start.
-    let checks = api::corrupt::CheckConfig {
-        request_timeout: cfg.request_timeout(),
-        native_guest: api_limits(&cfg).etcd_backend_guest,
-    };
+    let checks =
+        api::corrupt::CheckConfig { request_timeout: cfg.request_timeout(), native_guest: Some(bundled_guest_hash()) };
     if cfg.experimental_initial_corrupt_check
         && initialized
         && let Err(e) = api::corrupt::initial::check(&handle, &checks).await
@@ -199,6 +197,13 @@ async fn serve(
 }
 
 /// The client API's settings from the flags.
+/// The bundled KV guest's sha256 (what a deployment of it records): hashed once, though the
+/// API, the corruption checks and the peer hash source all ask.
+fn bundled_guest_hash() -> [u8; 32] {
+    static HASH: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    *HASH.get_or_init(|| Sha256::digest(BUNDLED_KV_GUEST).into())
+}
+
 fn api_limits(cfg: &Config) -> ApiLimits {
     ApiLimits {
         bcrypt_cost: cfg.bcrypt_cost,
@@ -209,7 +214,7 @@ fn api_limits(cfg: &Config) -> ApiLimits {
         election_timeout: cfg.election_timeout,
         warning_apply_duration: cfg.experimental_warning_apply_duration,
         etcd_version: cfg.emulated_etcd_version.to_string().into(),
-        etcd_backend_guest: Some(Sha256::digest(BUNDLED_KV_GUEST).into()),
+        etcd_backend_guest: Some(bundled_guest_hash()),
     }
 }
 
@@ -277,8 +282,7 @@ fn start_transport(
     }
     let transport = Transport::new(tcfg, RaftInbox::new(&handle)).context("starting the peer transport")?;
     // The peer port's /members/hashkv, which other members' corruption checks ask.
-    transport
-        .set_hash_kv(Arc::new(api::corrupt::peer::PeerHashSource::new(&handle, api_limits(cfg).etcd_backend_guest)));
+    transport.set_hash_kv(Arc::new(api::corrupt::peer::PeerHashSource::new(&handle, Some(bundled_guest_hash()))));
     for m in handle.cluster().members() {
         if m.id != handle.member_id() {
             transport.add_peer(m.id, &m.peer_urls).with_context(|| format!("adding peer {:x}", m.id))?;

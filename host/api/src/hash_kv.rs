@@ -7,6 +7,13 @@ use wasmraft_node::{NodeError, NodeHandle};
 use wasmraft_proto::etcdserverpb::{HashKvRequest, HashKvResponse};
 use wasmraft_proto::wasmraft::v1::{KvQuery, kv_query};
 
+/// Whether the active guest is the one whose sha256 is `native` (the bundled KV guest, whose
+/// code this binary also has natively).
+pub fn is_active(node: &NodeHandle, native: Option<[u8; 32]>) -> bool {
+    let Some(native) = native else { return false };
+    node.guests().active_guest().is_some_and(|a| a.hash == hex::encode(native))
+}
+
 /// `native`: the sha256 of the guest whose HashKV runs natively (the bundled KV guest's).
 /// A refusal (a compacted or future revision) is `NodeError::Guest` with etcd's text.
 pub async fn hash_kv(

@@ -143,23 +143,20 @@ impl Maintenance for MaintenanceService {
         let rx = if wasmraft_format {
             status.snapshot_stream().or_status()?
         } else {
-            let active = self.api.node.guests().active_guest();
-            let bundled = self.api.limits.etcd_backend_guest.map(hex::encode);
-            match active {
-                Some(a) if Some(&a.hash) == bundled.as_ref() => {
-                    let encoder = wasmraft_backup::EtcdBackend {
-                        cluster_version: wasmraft_proto::contract::ETCD_CLUSTER_VERSION.to_string(),
-                    };
-                    status.encoded_snapshot_stream(Arc::new(encoder)).or_status()?
-                }
-                Some(a) => {
-                    return Err(Status::failed_precondition(format!(
+            if crate::hash_kv::is_active(&self.api.node, self.api.limits.etcd_backend_guest) {
+                let encoder = wasmraft_backup::EtcdBackend {
+                    cluster_version: wasmraft_proto::contract::ETCD_CLUSTER_VERSION.to_string(),
+                };
+                status.encoded_snapshot_stream(Arc::new(encoder)).or_status()?
+            } else {
+                return Err(match self.api.node.guests().active_guest() {
+                    Some(a) => Status::failed_precondition(format!(
                         "wasmraft: the active guest {} {} is not the bundled KV guest, so its state has no etcd backend form; \
                          `wasmraft snapshot save` writes wasmraft's snapshot format, which carries any guest",
                         a.name, a.version
-                    )));
-                }
-                None => return Err(errors::node_error(wasmraft_node::NodeError::NoGuest)),
+                    )),
+                    None => errors::node_error(wasmraft_node::NodeError::NoGuest),
+                });
             }
         };
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|piece| match piece {
