@@ -369,7 +369,10 @@ impl ResourceLimiter for MemoryCap {
 
 /// Charges a host call's fuel, trapping with out-of-fuel when the entry cannot pay.
 fn charge(caller: &mut StoreContextMut<'_, HostState>, bytes: usize, pairs: usize) -> wasmtime::Result<()> {
-    let cost = limits::fuel_for_host_call(bytes, pairs);
+    charge_fuel(caller, limits::fuel_for_host_call(bytes, pairs))
+}
+
+fn charge_fuel(caller: &mut StoreContextMut<'_, HostState>, cost: u64) -> wasmtime::Result<()> {
     let left = caller.get_fuel()?;
     if left < cost {
         caller.set_fuel(0)?;
@@ -456,11 +459,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     // Linked for every guest; one built before the interface existed simply does not import it.
     let mut metrics = linker.instance(METRICS)?;
     metrics.func_wrap("add", |mut caller: StoreContextMut<'_, HostState>, (name, delta): (String, i64)| {
-        charge(&mut caller, name.len() + 8, 0)?;
+        charge_fuel(&mut caller, limits::fuel_for_metric_call(name.len()))?;
         caller.data_mut().metric("metrics.add", name, MetricUpdate::Add(delta))
     })?;
     metrics.func_wrap("set", |mut caller: StoreContextMut<'_, HostState>, (name, value): (String, i64)| {
-        charge(&mut caller, name.len() + 8, 0)?;
+        charge_fuel(&mut caller, limits::fuel_for_metric_call(name.len()))?;
         caller.data_mut().metric("metrics.set", name, MetricUpdate::Set(value))
     })?;
     Ok(())

@@ -133,6 +133,15 @@ pub fn fuel_for_host_call(bytes: usize, pairs: usize) -> u64 {
     FUEL_PER_HOST_CALL + (bytes as u64) / BYTES_PER_FUEL + (pairs as u64) * FUEL_PER_SCANNED_PAIR
 }
 
+/// Fixed fuel per `metrics` call: an update of a small in-memory map, no store access, so a
+/// tenth of [`FUEL_PER_HOST_CALL`] (a guest may call it on every write).
+pub const FUEL_PER_METRIC_CALL: u64 = 100;
+
+/// The fuel a `metrics` call costs, from its name's length (and the 8-byte value).
+pub fn fuel_for_metric_call(name_bytes: usize) -> u64 {
+    FUEL_PER_METRIC_CALL + (name_bytes as u64 + 8) / BYTES_PER_FUEL
+}
+
 /// Longest metric name a guest may pass to `metrics.add`/`metrics.set`.
 pub const MAX_METRIC_NAME_BYTES: usize = 128;
 

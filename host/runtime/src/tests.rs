@@ -394,10 +394,14 @@ fn a_metric_name_that_cannot_be_served_traps() {
 }
 
 #[test]
-fn metric_calls_cost_fuel() {
+fn many_metric_calls_run_out_of_fuel() {
     let g = Guest::load(engine(), HOSTILE, GuestLimits { fuel_per_entry: 5_000_000, ..test_limits() }).expect("loads");
     let mut db = Db::new();
-    let ops: Vec<&str> = std::iter::repeat_n("madd a_total 1", 10_000).collect();
+    // Metric calls are charged (limits::fuel_for_metric_call) on top of the guest's own work:
+    // a thousand fit in the budget, sixty thousand do not.
+    let ops: Vec<&str> = std::iter::repeat_n("madd a_total 1", 1_000).collect();
+    db.apply(&g, format!("script:{}", ops.join(";")).as_bytes()).expect("1 000 calls fit");
+    let ops: Vec<&str> = std::iter::repeat_n("madd a_total 1", 60_000).collect();
     let e = guest_err(db.apply(&g, format!("script:{}", ops.join(";")).as_bytes()));
     assert_eq!(e, "wasmraft: guest ran out of fuel (limit 5000000 per entry)");
 }
@@ -503,6 +507,46 @@ fn compile_cache_round_trips() {
     std::fs::write(&path, b"garbage").expect("overwrite");
     let c = Guest::load_cached(engine(), HOSTILE, test_limits(), dir.path()).expect("recompiles");
     assert_eq!(c.info().name, "hostile");
+}
+
+/// The KV guest's exported metrics, and what a put costs in fuel (deterministic: Wasm
+/// instructions plus the host calls' charge). `WASMRAFT_KV_COMPARE=<component>` prints the same
+/// figure for another build (e.g. main's, before the guest exported metrics):
+/// `cargo test -p wasmraft-runtime --lib kv_put_fuel -- --nocapture --test-threads=1`.
+#[test]
+fn kv_put_fuel_and_metrics() {
+    use prost::Message as _;
+    use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest};
+
+    let fuel_per_put = |component: &[u8]| -> (u64, Applied) {
+        let g = Guest::load(engine(), component, GuestLimits::default()).expect("kv guest loads");
+        let mut db = Db::new();
+        let (mut total, mut last) = (0, None);
+        for i in 0..200u32 {
+            let put = InternalRaftRequest {
+                put: Some(PutRequest { key: format!("k{i:06}").into(), value: vec![b'v'; 128], ..Default::default() }),
+                ..Default::default()
+            };
+            let before = wasmraft_metrics::metrics().guest_fuel_consumed.get();
+            last = Some(db.apply(&g, &put.encode_to_vec()).expect("put applies"));
+            // Other tests in this binary may add to the counter meanwhile: only a lone run
+            // (the filter above) gives the exact figure; the assertions below do not use it.
+            total += wasmraft_metrics::metrics().guest_fuel_consumed.get() - before;
+        }
+        (total / 200, last.expect("200 puts"))
+    };
+    let (fuel, applied) = fuel_per_put(KV);
+    let want: BTreeMap<String, MetricUpdate> = [
+        ("etcd_debugging_mvcc_current_revision".to_string(), MetricUpdate::Set(201)),
+        ("etcd_mvcc_put_total".to_string(), MetricUpdate::Add(1)),
+    ]
+    .into();
+    assert_eq!(applied.metrics, want);
+    println!("KV guest: {fuel} fuel per put");
+    if let Ok(path) = std::env::var("WASMRAFT_KV_COMPARE") {
+        let other = std::fs::read(&path).expect("WASMRAFT_KV_COMPARE names a component");
+        println!("{path}: {} fuel per put", fuel_per_put(&other).0);
+    }
 }
 
 #[test]
