@@ -55,9 +55,9 @@ fn run_script(ctl: &Etcdctl) {
     ok(&["put", "c", "4"]);
     ok(&["del", "a"]);
     ok(&["del", "nothing"]);
-    let out = ctl.run_with_stdin(&["txn"], Some("\nput t1 x\nput t2 y\n\n"));
+    let out = ctl.run_with_stdin(&["txn"], Some("\nput t1 x\nput t2 y\n\n\n"));
     assert!(out.success(), "txn: {}", out.render());
-    let out = ctl.run_with_stdin(&["txn"], Some("\nput t3 z\n\n"));
+    let out = ctl.run_with_stdin(&["txn"], Some("\nput t3 z\n\n\n"));
     assert!(out.success(), "txn: {}", out.render());
     let out = ctl.run(&["put", "bad", "x", "--lease=1234abcd"]);
     assert!(!out.success(), "a put with a missing lease must fail");
