@@ -151,7 +151,7 @@ pub mod bindings {
 pub mod __private {
     pub use wit_bindgen;
 
-    use crate::bindings::wasmraft::guest::{events, store, types};
+    use crate::bindings::wasmraft::guest::{events, metrics, store, types};
     use crate::{ApplyContext, GuestInfo, ReadStore, StateMachine, Store};
 
     /// The store as the host exposes it to a running guest.
@@ -175,6 +175,12 @@ pub mod __private {
         }
         fn emit(&mut self, event: &[u8]) {
             events::emit(event)
+        }
+        fn metric_add(&mut self, name: &str, delta: i64) {
+            metrics::add(name, delta)
+        }
+        fn metric_set(&mut self, name: &str, value: i64) {
+            metrics::set(name, value)
         }
     }
 

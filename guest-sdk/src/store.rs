@@ -54,6 +54,19 @@ pub trait Store: ReadStore {
     fn delete(&mut self, key: &[u8]);
     /// Records an event for watchers of this entry (delivered only if the entry succeeds).
     fn emit(&mut self, event: &[u8]);
+
+    /// Adds `delta` to the guest metric `name` (WIT `metrics.add`), served on the host's
+    /// `/metrics`; a name ending in `_total` is served as a counter. Like a write, it is
+    /// dropped if the entry fails. A name is `[a-z_][a-z0-9_]*`, at most 128 bytes; anything
+    /// else traps. A store that serves no metrics (a native import, a bench) ignores it.
+    fn metric_add(&mut self, name: &str, delta: i64) {
+        let _ = (name, delta);
+    }
+
+    /// Sets the guest metric `name` to `value` (WIT `metrics.set`), served as a gauge.
+    fn metric_set(&mut self, name: &str, value: i64) {
+        let _ = (name, value);
+    }
 }
 
 /// The smallest key greater than every key starting with `prefix`; empty (no upper bound) when

@@ -16,6 +16,8 @@ use crate::{ApplyContext, ReadStore, StateMachine, Store};
 pub struct MemStore {
     pub data: BTreeMap<Vec<u8>, Vec<u8>>,
     pub events: Vec<Vec<u8>>,
+    /// Guest metrics as the host would serve them: the value of every name written.
+    pub metrics: BTreeMap<String, i64>,
     /// Page size for `scan_page` with limit 0, small by default so guests' paging is exercised.
     pub page_size: u32,
 }
@@ -53,6 +55,25 @@ impl Store for MemStore {
     fn emit(&mut self, event: &[u8]) {
         self.events.push(event.to_vec());
     }
+    fn metric_add(&mut self, name: &str, delta: i64) {
+        check_metric_name(name);
+        let value = self.metrics.entry(name.to_string()).or_insert(0);
+        *value = value.wrapping_add(delta);
+    }
+    fn metric_set(&mut self, name: &str, value: i64) {
+        check_metric_name(name);
+        self.metrics.insert(name.to_string(), value);
+    }
+}
+
+/// The host traps on a name it cannot serve; natively that is a panic, so the test fails.
+fn check_metric_name(name: &str) {
+    let bytes = name.as_bytes();
+    let first_ok = bytes.first().is_some_and(|b| b.is_ascii_lowercase() || *b == b'_');
+    let ok = first_ok
+        && bytes.len() <= 128
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+    assert!(ok, "wasmraft: guest passed metric name {name:?} (a name is [a-z_][a-z0-9_]*, at most 128 bytes)");
 }
 
 /// Drives a [`StateMachine`] like a single-member log would.
@@ -136,6 +157,16 @@ impl<S: StateMachine> Harness<S> {
         &self.events
     }
 
+    /// The guest's metrics after the successful entries (what `/metrics` would serve).
+    pub fn metrics(&self) -> &BTreeMap<String, i64> {
+        &self.store.metrics
+    }
+
+    /// One metric's value, if the guest ever wrote it.
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        self.store.metrics.get(name).copied()
+    }
+
     /// The index of the last applied entry.
     pub fn index(&self) -> u64 {
         self.index
@@ -168,6 +199,45 @@ mod tests {
         assert_eq!(prefix_end_of(b"ab"), b"ac".to_vec());
         assert_eq!(prefix_end_of(&[b'a', 0xff]), b"b".to_vec());
         assert_eq!(prefix_end_of(&[0xff, 0xff]), Vec::<u8>::new());
+    }
+
+    /// Counts commands in `a_total`, sets `last` to the command's length, and fails (after
+    /// counting) on "fail".
+    struct Metered;
+
+    impl StateMachine for Metered {
+        fn info() -> crate::GuestInfo {
+            crate::GuestInfo::new("metered", "1.0.0")
+        }
+        fn apply(_ctx: &ApplyContext, store: &mut dyn Store, command: &[u8]) -> Result<Vec<u8>, String> {
+            store.metric_add("a_total", 1);
+            store.metric_set("last", command.len() as i64);
+            if command == b"fail" {
+                return Err("failed".into());
+            }
+            Ok(Vec::new())
+        }
+        fn query(_store: &dyn ReadStore, _request: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn harness_records_metrics_of_successful_entries_only() {
+        let mut h = Harness::<Metered>::new();
+        assert_eq!(h.metric("a_total"), None);
+        h.apply(b"xy").unwrap();
+        h.apply(b"xyz").unwrap();
+        assert!(h.apply(b"fail").is_err());
+        assert_eq!(h.metric("a_total"), Some(2));
+        assert_eq!(h.metric("last"), Some(3));
+        assert_eq!(h.metrics().len(), 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "metric name")]
+    fn harness_refuses_a_name_the_host_would_trap_on() {
+        MemStore::new().metric_add("Bad-Name", 1);
     }
 
     fn prefix_end_of(p: &[u8]) -> Vec<u8> {

@@ -117,6 +117,10 @@ const ETCD_NAMES: &[&str] = &[
     "etcd_disk_backend_snapshot_duration_seconds",
     "etcd_mvcc_db_total_size_in_bytes",
     "etcd_debugging_mvcc_db_total_size_in_bytes",
+    // Exported by the KV guest (tests/tests/guest_metrics.rs has the others, which need
+    // deletes, txns and a compaction to appear).
+    "etcd_mvcc_put_total",
+    "etcd_debugging_mvcc_current_revision",
     "etcd_network_client_grpc_sent_bytes_total",
     "etcd_network_client_grpc_received_bytes_total",
     "grpc_server_started_total",
@@ -182,6 +186,8 @@ fn single_member(flavor: Flavor) -> Scrape {
     assert_eq!(after.value("etcd_server_version", &[("server_version", flavor.reported_version())]), 1.0, "{what}");
     assert!(after.value("process_resident_memory_bytes", &[]) > 1e6, "{what}");
     assert!(after.value("etcd_mvcc_db_total_size_in_bytes", &[]) > 0.0, "{what}");
+    assert_eq!(grew("etcd_mvcc_put_total"), PUTS as f64, "{what}");
+    assert_eq!(after.value("etcd_debugging_mvcc_current_revision", &[]), PUTS as f64 + 1.0, "{what}");
     if flavor == Flavor::Wasmraft {
         assert!(grew("wasmraft_guest_apply_duration_seconds_count") >= PUTS as f64, "guest applies observed");
         assert!(grew("wasmraft_guest_fuel_consumed_total") > 0.0, "fuel");

@@ -27,6 +27,7 @@ pub fn compact(store: &mut dyn Store, req: &CompactionRequest) -> Result<Compact
         return Err(FUTURE_REV.into());
     }
     set_compacted_revision(store, rev);
+    store.metric_set(crate::write::COMPACT_REVISION, rev);
     drop_history(store, view.compacted, rev)?;
     Ok(CompactionResponse { header: header(view.current) })
 }

@@ -45,7 +45,14 @@ pub fn txn(store: &mut dyn Store, req: &TxnRequest) -> Result<TxnResponse, Strin
 
     let mut write = WriteTxn::begin(store)?;
     let responses = apply(&mut write, req, &path)?;
+    // etcd's metricsTxnWrite.End: a transaction is one that ran more than one operation.
+    // (etcd also counts its compares, evaluated in a read transaction of their own, as
+    // ranges there; they are not counted here.)
+    let operations = write.writes() + ranges_taken(req, &path);
     let revision = write.finish();
+    if operations > 1 {
+        store.metric_add(crate::write::TXN_TOTAL, 1);
+    }
     Ok(TxnResponse { header: header(revision), succeeded: path.succeeded, responses })
 }
 
@@ -90,6 +97,20 @@ fn check_requests(
         }
     }
     Ok(())
+}
+
+/// Range operations on the taken branches, nested transactions included.
+fn ranges_taken(txn: &TxnRequest, path: &Path) -> i64 {
+    let mut nested = path.nested.iter();
+    let mut ranges = 0;
+    for op in path.branch(txn) {
+        match &op.request {
+            Some(Request::RequestRange(_)) => ranges += 1,
+            Some(Request::RequestTxn(inner)) => ranges += nested.next().map_or(0, |p| ranges_taken(inner, p)),
+            _ => {}
+        }
+    }
+    ranges
 }
 
 fn missing_path() -> String {

@@ -35,13 +35,23 @@ pub struct WriteTxn<'s> {
     /// writes look it up in the history at `begin` (holding keys, not values, keeps a large
     /// transaction's memory small).
     touched: BTreeSet<Vec<u8>>,
+    /// etcd's `metricsTxnWrite` counts: `put` and `delete_range` calls, exported at `finish`.
+    puts: i64,
+    deletes: i64,
 }
+
+/// etcd 3.4's mvcc metric names (mvcc/metrics.go), exported through the host's `/metrics`.
+pub const PUT_TOTAL: &str = "etcd_mvcc_put_total";
+pub const DELETE_TOTAL: &str = "etcd_mvcc_delete_total";
+pub const TXN_TOTAL: &str = "etcd_mvcc_txn_total";
+pub const CURRENT_REVISION: &str = "etcd_debugging_mvcc_current_revision";
+pub const COMPACT_REVISION: &str = "etcd_debugging_mvcc_compact_revision";
 
 impl<'s> WriteTxn<'s> {
     pub fn begin(store: &'s mut dyn Store) -> Result<Self, String> {
         let begin = current_revision(&*store)?;
         let compacted = compacted_revision(&*store)?;
-        Ok(WriteTxn { store, begin, compacted, changes: 0, touched: BTreeSet::new() })
+        Ok(WriteTxn { store, begin, compacted, changes: 0, touched: BTreeSet::new(), puts: 0, deletes: 0 })
     }
 
     /// The revision reads see and responses report: `begin + 1` once something changed.
@@ -66,6 +76,7 @@ impl<'s> WriteTxn<'s> {
     /// key (the caller usually needs it too, so it is read once): create revision and version
     /// carry on from it, including from a write earlier in this transaction.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64, prev: Option<KeyValue>) -> Result<KeyValue, String> {
+        self.puts += 1;
         let rev = self.next_revision();
         let kv = KeyValue {
             key: key.to_vec(),
@@ -88,6 +99,8 @@ impl<'s> WriteTxn<'s> {
     /// Deletes every live key in `span`, in key order; returns how many, and the deleted
     /// KeyValues if `keep` (else the list stays empty, so a large delete holds no values).
     pub fn delete_range(&mut self, span: &Span, keep: bool) -> Result<(i64, Vec<KeyValue>), String> {
+        // etcd counts the call, whatever it deletes.
+        self.deletes += 1;
         let mut deleted = Vec::new();
         let mut count = 0;
         if let Span::Single(key) = span {
@@ -155,11 +168,25 @@ impl<'s> WriteTxn<'s> {
         self.store.emit(&event.encode_to_vec());
     }
 
-    /// Commits the revision; returns the store's revision afterwards.
+    /// `put` and `delete_range` calls so far (etcd's `metricsTxnWrite` counts, for its
+    /// `etcd_mvcc_txn_total`).
+    pub fn writes(&self) -> i64 {
+        self.puts + self.deletes
+    }
+
+    /// Commits the revision and exports the transaction's metrics; returns the store's
+    /// revision afterwards.
     pub fn finish(self) -> i64 {
         let current = self.current();
+        if self.puts > 0 {
+            self.store.metric_add(PUT_TOTAL, self.puts);
+        }
+        if self.deletes > 0 {
+            self.store.metric_add(DELETE_TOTAL, self.deletes);
+        }
         if self.changes > 0 {
             set_current_revision(self.store, current);
+            self.store.metric_set(CURRENT_REVISION, current);
         }
         current
     }

@@ -57,6 +57,25 @@ pub fn enable_extensive_metrics() {
 /// from the member now.
 async fn metrics(State(node): State<NodeHandle>) -> Response {
     let status = node.status().current();
+    let active = node.guests().active_guest();
+    // The guest's numbers are one small read of the state database; if it fails the host's
+    // own metrics are still served, and the failure is logged rather than hidden.
+    let guest_export = match (&active, node.guests().exported_metrics()) {
+        (Some(g), Ok(samples)) => Some(wasmraft_metrics::GuestExport {
+            guest_name: g.name.clone(),
+            guest_version: g.version.clone(),
+            etcd_kv: g.apis.iter().any(|a| a == wasmraft_proto::contract::ETCD_KV_API),
+            samples: samples
+                .into_iter()
+                .map(|m| wasmraft_metrics::GuestSample { name: m.name, value: m.value, added: m.added })
+                .collect(),
+        }),
+        (Some(_), Err(e)) => {
+            tracing::warn!("reading the guest's metrics for /metrics: {e}");
+            None
+        }
+        (None, _) => None,
+    };
     let state = wasmraft_metrics::MemberState {
         member_id: status.member_id,
         leader: status.leader,
@@ -71,7 +90,8 @@ async fn metrics(State(node): State<NodeHandle>) -> Response {
             .into_iter()
             .map(|t| wasmraft_metrics::PeerBytes { id: t.id, sent: t.sent_bytes, received: t.received_bytes })
             .collect(),
-        guest: node.guests().active_guest().map(|g| (g.name, g.version, g.hash)),
+        guest: active.as_ref().map(|g| (g.name.clone(), g.version.clone(), g.hash.clone())),
+        guest_export,
     };
     let body = wasmraft_metrics::render(&state);
     (StatusCode::OK, [(header::CONTENT_TYPE, wasmraft_metrics::CONTENT_TYPE)], body).into_response()

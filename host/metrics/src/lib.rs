@@ -21,6 +21,10 @@
 //! run several members in one process share the event counters; their scrapes are not meant to
 //! be read per member.)
 
+mod guest;
+
+pub use guest::{GUEST_PREFIX, GuestExport, GuestSample};
+
 use std::sync::{LazyLock, Mutex, OnceLock};
 
 use prometheus::core::Collector;
@@ -43,6 +47,8 @@ pub struct MemberState {
     pub peers: Vec<PeerBytes>,
     /// The active guest's name, version and module hash.
     pub guest: Option<(String, String, String)>,
+    /// What the active guest exported (WIT `metrics`), as of the last applied batch.
+    pub guest_export: Option<GuestExport>,
 }
 
 /// One peer's traffic: totals kept by the transport, which the counters are brought up to.
@@ -444,9 +450,16 @@ impl Metrics {
         if let Some((name, version, hash)) = &state.guest {
             self.guest_info.with_label_values(&[name, version, hash]).set(1);
         }
+        let families = self.registry.gather();
         let mut out = Vec::new();
-        if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(e) = prometheus::TextEncoder::new().encode(&families, &mut out) {
             tracing::warn!("encoding /metrics: {e}");
+        }
+        if let Some(export) = &state.guest_export {
+            let taken = families.iter().map(|f| f.name().to_string()).collect();
+            let mut text = String::new();
+            guest::render(export, &taken, &mut text);
+            out.extend_from_slice(text.as_bytes());
         }
         out
     }

@@ -83,7 +83,8 @@ from_redb!(DeploymentError::Db);
 pub enum Deployed {
     /// The guest changed (or the first one arrived) at this entry; the events the new guest's
     /// `migrate` emitted (e.g. kv-v2's put of its version key), for watchers like any entry's.
-    Switched(Active, Vec<Vec<u8>>),
+    /// With them, the metric updates `migrate` made.
+    Switched(Active, Vec<Vec<u8>>, std::collections::BTreeMap<String, wasmraft_runtime::MetricUpdate>),
     /// An initial deploy after a guest was already active: nothing changed.
     Unchanged(pb::GuestDeployment),
 }
@@ -356,8 +357,8 @@ fn migrate_and_record(
 ) -> (WriteTransaction, Result<Deployed, ApplyError>) {
     let from = active.map(|a| a.guest.info().clone()).unwrap_or_default();
     let result = guest.migrate(&mut GuestKv::new(&txn), &from);
-    let events = match result {
-        Ok(applied) => applied.events,
+    let (events, metrics) = match result {
+        Ok(applied) => (applied.events, applied.metrics),
         Err(ApplyError::Guest(text)) => {
             return (
                 txn,
@@ -385,7 +386,7 @@ fn migrate_and_record(
         Ok(())
     })();
     match written {
-        Ok(()) => (txn, Ok(Deployed::Switched(Active { record, guest, encoded: bytes }, events))),
+        Ok(()) => (txn, Ok(Deployed::Switched(Active { record, guest, encoded: bytes }, events, metrics))),
         Err(e) => (txn, Err(ApplyError::Storage(StoreError::new(e)))),
     }
 }

@@ -40,6 +40,7 @@ mod conf_gate;
 mod config;
 mod error_chain;
 mod force_new_cluster;
+pub mod guest_metrics;
 pub mod guest_store;
 mod guests;
 mod handle;
@@ -652,5 +653,11 @@ impl<'a> Guests<'a> {
             apis: a.record.apis.clone(),
             hash: a.hash_hex(),
         })
+    }
+
+    /// The metrics the active guest exported, as of the last applied batch.
+    pub fn exported_metrics(self) -> Result<Vec<guest_metrics::GuestMetric>, NodeError> {
+        let txn = self.h.inner.state_db.begin_read().map_err(|e| NodeError::Internal(e.to_string()))?;
+        guest_metrics::read(&txn).map_err(|e| NodeError::Internal(e.to_string()))
     }
 }

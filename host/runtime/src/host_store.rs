@@ -20,6 +20,7 @@ use std::ptr::NonNull;
 use wasmtime::component::Linker;
 use wasmtime::{ResourceLimiter, Store, StoreContextMut};
 
+use crate::call::MetricUpdate;
 use crate::limits::{self, GuestLimits};
 use crate::store::{StoreError, StoreRead};
 
@@ -135,7 +136,9 @@ pub(crate) struct HostState {
     /// This entry's writes: `Some` is a put, `None` a delete.
     pub(crate) overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub(crate) events: Vec<Vec<u8>>,
-    /// Bytes held in `overlay` and `events`, against [`GuestLimits::pending_bytes_cap`].
+    /// This entry's `metrics` calls, merged per name.
+    pub(crate) metrics: BTreeMap<String, MetricUpdate>,
+    /// Bytes held in `overlay`, `events` and `metrics`, against [`GuestLimits::pending_bytes_cap`].
     pending_bytes: u64,
     pending_cap: u64,
     pub(crate) fault: Option<Fault>,
@@ -148,6 +151,7 @@ impl HostState {
             view: View::Detached,
             overlay: BTreeMap::new(),
             events: Vec::new(),
+            metrics: BTreeMap::new(),
             pending_bytes: 0,
             pending_cap: limits.pending_bytes_cap(),
             fault: None,
@@ -201,6 +205,23 @@ impl HostState {
             ));
         }
         self.pending_bytes = next;
+        Ok(())
+    }
+
+    /// Records a `metrics` call: only during `apply`/`migrate`, with a name `/metrics` can serve.
+    fn metric(&mut self, what: &str, name: String, update: MetricUpdate) -> wasmtime::Result<()> {
+        self.check_writable(what)?;
+        if !limits::is_metric_name(&name) {
+            return self.guest_fault(format!(
+                "wasmraft: guest passed metric name {:?} to {what} (a name is [a-z_][a-z0-9_]*, at most {} bytes)",
+                name.chars().take(limits::MAX_METRIC_NAME_BYTES + 1).collect::<String>(),
+                limits::MAX_METRIC_NAME_BYTES
+            ));
+        }
+        if !self.metrics.contains_key(&name) {
+            self.add_pending(name.len() + limits::METRIC_OVERHEAD_BYTES, 0)?;
+        }
+        MetricUpdate::merge(&mut self.metrics, name, update);
         Ok(())
     }
 
@@ -348,7 +369,10 @@ impl ResourceLimiter for MemoryCap {
 
 /// Charges a host call's fuel, trapping with out-of-fuel when the entry cannot pay.
 fn charge(caller: &mut StoreContextMut<'_, HostState>, bytes: usize, pairs: usize) -> wasmtime::Result<()> {
-    let cost = limits::fuel_for_host_call(bytes, pairs);
+    charge_fuel(caller, limits::fuel_for_host_call(bytes, pairs))
+}
+
+fn charge_fuel(caller: &mut StoreContextMut<'_, HostState>, cost: u64) -> wasmtime::Result<()> {
     let left = caller.get_fuel()?;
     if left < cost {
         caller.set_fuel(0)?;
@@ -360,8 +384,9 @@ fn charge(caller: &mut StoreContextMut<'_, HostState>, bytes: usize, pairs: usiz
 const STORE: &str = "wasmraft:guest/store@0.1.0";
 const EVENTS: &str = "wasmraft:guest/events@0.1.0";
 const TYPES: &str = "wasmraft:guest/types@0.1.0";
+const METRICS: &str = "wasmraft:guest/metrics@0.1.0";
 
-/// Defines the guest's only imports. Nothing else is linked, so a guest that imports anything
+/// Defines the guest's only imports (`store`, `events`, `metrics`). Nothing else is linked, so a guest that imports anything
 /// else (WASI, a clock) fails to load.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     // Types only; it must exist because the world `use`s it.
@@ -429,6 +454,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         charge(&mut caller, event.len(), 0)?;
         caller.data_mut().events.push(event);
         Ok(())
+    })?;
+
+    // Linked for every guest; one built before the interface existed simply does not import it.
+    let mut metrics = linker.instance(METRICS)?;
+    metrics.func_wrap("add", |mut caller: StoreContextMut<'_, HostState>, (name, delta): (String, i64)| {
+        charge_fuel(&mut caller, limits::fuel_for_metric_call(name.len()))?;
+        caller.data_mut().metric("metrics.add", name, MetricUpdate::Add(delta))
+    })?;
+    metrics.func_wrap("set", |mut caller: StoreContextMut<'_, HostState>, (name, value): (String, i64)| {
+        charge_fuel(&mut caller, limits::fuel_for_metric_call(name.len()))?;
+        caller.data_mut().metric("metrics.set", name, MetricUpdate::Set(value))
     })?;
     Ok(())
 }

@@ -47,7 +47,7 @@ pub mod limits;
 #[cfg(test)]
 mod tests;
 
-pub use call::{Applied, ApplyContext, GuestInfo};
+pub use call::{Applied, ApplyContext, GuestInfo, MetricUpdate};
 pub use engine::{CONTROL_SLOTS, EngineConfig, GuestEngine, MEMORY_GUARD, MEMORY_RESERVATION};
 pub use error::{ApplyError, LoadError};
 pub use limits::GuestLimits;

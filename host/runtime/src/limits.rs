@@ -132,3 +132,31 @@ pub const BYTES_PER_FUEL: u64 = 8;
 pub fn fuel_for_host_call(bytes: usize, pairs: usize) -> u64 {
     FUEL_PER_HOST_CALL + (bytes as u64) / BYTES_PER_FUEL + (pairs as u64) * FUEL_PER_SCANNED_PAIR
 }
+
+/// Fixed fuel per `metrics` call: an update of a small in-memory map, no store access, so a
+/// tenth of [`FUEL_PER_HOST_CALL`] (a guest may call it on every write).
+pub const FUEL_PER_METRIC_CALL: u64 = 100;
+
+/// The fuel a `metrics` call costs, from its name's length (and the 8-byte value).
+pub fn fuel_for_metric_call(name_bytes: usize) -> u64 {
+    FUEL_PER_METRIC_CALL + (name_bytes as u64 + 8) / BYTES_PER_FUEL
+}
+
+/// Longest metric name a guest may pass to `metrics.add`/`metrics.set`.
+pub const MAX_METRIC_NAME_BYTES: usize = 128;
+
+/// What a metric costs an entry's pending bytes beyond its name: the value and the map entry.
+pub const METRIC_OVERHEAD_BYTES: usize = 32;
+
+/// Whether `name` is a metric name a guest may export: `[a-z_][a-z0-9_]*`, at most
+/// [`MAX_METRIC_NAME_BYTES`] bytes (a Prometheus name, lower case, without colons, which
+/// Prometheus keeps for recording rules).
+pub fn is_metric_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    match bytes.first() {
+        Some(b) if b.is_ascii_lowercase() || *b == b'_' => {}
+        _ => return false,
+    }
+    bytes.len() <= MAX_METRIC_NAME_BYTES
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}

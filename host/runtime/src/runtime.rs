@@ -55,7 +55,7 @@ impl std::fmt::Debug for Guest {
 
 impl Guest {
     /// Compiles `wasm` (a component), checks that it exports the `state-machine` world and
-    /// imports nothing but `store` and `events`, and calls its `info`.
+    /// imports nothing but `store`, `events` and `metrics`, and calls its `info`.
     pub fn load(engine: &GuestEngine, wasm: &[u8], limits: GuestLimits) -> Result<Guest, LoadError> {
         Self::from_component(engine, compile(engine, wasm)?, sha256(wasm), limits)
     }
@@ -308,7 +308,7 @@ impl Guest {
         if !writes.is_empty() {
             kv.write(&writes)?;
         }
-        Ok(Applied { output, events: std::mem::take(&mut state.events) })
+        Ok(Applied { output, events: std::mem::take(&mut state.events), metrics: std::mem::take(&mut state.metrics) })
     }
 
     /// A fresh store for one call, with `limits`' fuel and memory budget and no view.

@@ -8,6 +8,8 @@ use crate::engine::CONTROL_SLOTS;
 
 static HOSTILE: &[u8] = include_bytes!(env!("WASMRAFT_HOSTILE_GUEST"));
 static KV: &[u8] = include_bytes!(env!("WASMRAFT_KV_GUEST"));
+/// The hostile guest built against the world before `metrics` existed (fixtures/README.md).
+static HOSTILE_BEFORE_METRICS: &[u8] = include_bytes!("../fixtures/hostile-before-metrics.component.wasm");
 
 /// One engine (and pool) for the whole test binary, as in a member.
 fn engine() -> &'static GuestEngine {
@@ -361,6 +363,73 @@ fn queries_cannot_write() {
 }
 
 #[test]
+fn metrics_merge_per_entry_and_roll_back_with_a_failing_entry() {
+    let g = hostile();
+    let mut db = Db::new();
+    let applied = db.apply(&g, b"script:madd a_total 2;madd a_total 3;mset g 7;madd g 1;put k v").expect("applies");
+    let want: BTreeMap<String, MetricUpdate> =
+        [("a_total".to_string(), MetricUpdate::Add(5)), ("g".to_string(), MetricUpdate::Set(8))].into();
+    assert_eq!(applied.metrics, want);
+
+    // The failing entry's calls leave nothing, as its writes do; a trap likewise.
+    let e = guest_err(db.apply(&g, b"script:madd a_total 100;put x y;fail"));
+    assert_eq!(e, "hostile: failed as scripted");
+    assert!(db.apply(&g, b"put-then-trap:x=y").is_err());
+    let later = db.apply(&g, b"script:madd b_total 1").expect("applies");
+    assert_eq!(later.metrics, [("b_total".to_string(), MetricUpdate::Add(1))].into());
+}
+
+#[test]
+fn a_metric_name_that_cannot_be_served_traps() {
+    let g = hostile();
+    let mut db = Db::new();
+    for bad in ["Bad", "9lives", "a-b", "a:b"] {
+        let e = guest_err(db.apply(&g, format!("script:put k v;madd {bad} 1").as_bytes()));
+        assert!(e.contains("metric name") && e.contains("metrics.add"), "{e}");
+    }
+    let long = "x".repeat(limits::MAX_METRIC_NAME_BYTES + 1);
+    let e = guest_err(db.apply(&g, format!("script:mset {long} 1").as_bytes()));
+    assert!(e.contains("at most 128 bytes"), "{e}");
+    assert!(db.dump().is_empty());
+}
+
+#[test]
+fn many_metric_calls_run_out_of_fuel() {
+    let g = Guest::load(engine(), HOSTILE, GuestLimits { fuel_per_entry: 5_000_000, ..test_limits() }).expect("loads");
+    let mut db = Db::new();
+    // Metric calls are charged (limits::fuel_for_metric_call) on top of the guest's own work:
+    // a thousand fit in the budget, sixty thousand do not.
+    let ops: Vec<&str> = std::iter::repeat_n("madd a_total 1", 1_000).collect();
+    db.apply(&g, format!("script:{}", ops.join(";")).as_bytes()).expect("1 000 calls fit");
+    let ops: Vec<&str> = std::iter::repeat_n("madd a_total 1", 60_000).collect();
+    let e = guest_err(db.apply(&g, format!("script:{}", ops.join(";")).as_bytes()));
+    assert_eq!(e, "wasmraft: guest ran out of fuel (limit 5000000 per entry)");
+}
+
+#[test]
+fn queries_cannot_touch_metrics() {
+    let g = hostile();
+    let db = Db::new();
+    match db.query(&g, b"metric-in-query") {
+        Err(ApplyError::Guest(t)) => {
+            assert_eq!(t, "wasmraft: guest called metrics.add during a query, which is read-only")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_guest_built_before_the_metrics_import_still_loads_and_applies() {
+    let g = Guest::load(engine(), HOSTILE_BEFORE_METRICS, test_limits()).expect("the older guest loads");
+    assert_eq!(g.info().name, "hostile");
+    let mut db = Db::new();
+    let applied = db.apply(&g, b"ok:a=1").expect("applies");
+    assert_eq!(applied.output, b"ok");
+    assert!(applied.metrics.is_empty());
+    assert_eq!(db.query(&g, b"script:get a").expect("queries"), b"1");
+}
+
+#[test]
 fn scans_merge_the_entry_overlay_in_both_directions() {
     let g = hostile();
     let mut db = Db::new();
@@ -438,6 +507,46 @@ fn compile_cache_round_trips() {
     std::fs::write(&path, b"garbage").expect("overwrite");
     let c = Guest::load_cached(engine(), HOSTILE, test_limits(), dir.path()).expect("recompiles");
     assert_eq!(c.info().name, "hostile");
+}
+
+/// The KV guest's exported metrics, and what a put costs in fuel (deterministic: Wasm
+/// instructions plus the host calls' charge). `WASMRAFT_KV_COMPARE=<component>` prints the same
+/// figure for another build (e.g. main's, before the guest exported metrics):
+/// `cargo test -p wasmraft-runtime --lib kv_put_fuel -- --nocapture --test-threads=1`.
+#[test]
+fn kv_put_fuel_and_metrics() {
+    use prost::Message as _;
+    use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest};
+
+    let fuel_per_put = |component: &[u8]| -> (u64, Applied) {
+        let g = Guest::load(engine(), component, GuestLimits::default()).expect("kv guest loads");
+        let mut db = Db::new();
+        let (mut total, mut last) = (0, None);
+        for i in 0..200u32 {
+            let put = InternalRaftRequest {
+                put: Some(PutRequest { key: format!("k{i:06}").into(), value: vec![b'v'; 128], ..Default::default() }),
+                ..Default::default()
+            };
+            let before = wasmraft_metrics::metrics().guest_fuel_consumed.get();
+            last = Some(db.apply(&g, &put.encode_to_vec()).expect("put applies"));
+            // Other tests in this binary may add to the counter meanwhile: only a lone run
+            // (the filter above) gives the exact figure; the assertions below do not use it.
+            total += wasmraft_metrics::metrics().guest_fuel_consumed.get() - before;
+        }
+        (total / 200, last.expect("200 puts"))
+    };
+    let (fuel, applied) = fuel_per_put(KV);
+    let want: BTreeMap<String, MetricUpdate> = [
+        ("etcd_debugging_mvcc_current_revision".to_string(), MetricUpdate::Set(201)),
+        ("etcd_mvcc_put_total".to_string(), MetricUpdate::Add(1)),
+    ]
+    .into();
+    assert_eq!(applied.metrics, want);
+    println!("KV guest: {fuel} fuel per put");
+    if let Ok(path) = std::env::var("WASMRAFT_KV_COMPARE") {
+        let other = std::fs::read(&path).expect("WASMRAFT_KV_COMPARE names a component");
+        println!("{path}: {} fuel per put", fuel_per_put(&other).0);
+    }
 }
 
 #[test]

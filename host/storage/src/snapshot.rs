@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{IoError, SnapshotError};
 use crate::tables::{
-    ALARMS, AUTH, DEPLOYMENTS, GUEST_KV, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META, META_APPLIED_INDEX,
-    REMOVED_MEMBERS,
+    ALARMS, AUTH, DEPLOYMENTS, GUEST_KV, GUEST_METRICS, GUEST_MODULES, GUEST_UPLOADS, MEMBERS, META,
+    META_APPLIED_INDEX, REMOVED_MEMBERS,
 };
 
 const MAGIC: &[u8; 8] = b"WRSNAP01";
@@ -44,14 +44,19 @@ pub const T_ALARMS: u8 = 7;
 /// The record tag of the `auth` table: a restored or caught-up member enforces the same
 /// permissions.
 pub const T_AUTH: u8 = 8;
+/// The record tag of the `guest_metrics` table: a member that installs a snapshot serves the
+/// same guest metrics as the others. Files written before the table existed have no such
+/// records and install an empty table.
+pub const T_GUEST_METRICS: u8 = 9;
 type BytesTable = redb::TableDefinition<'static, &'static [u8], &'static [u8]>;
 /// The tables keyed by bytes, with their record tags.
-const BYTE_TABLES: [(u8, BytesTable); 5] = [
+const BYTE_TABLES: [(u8, BytesTable); 6] = [
     (T_GUEST_KV, GUEST_KV),
     (T_GUEST_MODULES, GUEST_MODULES),
     (T_GUEST_UPLOADS, GUEST_UPLOADS),
     (T_ALARMS, ALARMS),
     (T_AUTH, AUTH),
+    (T_GUEST_METRICS, GUEST_METRICS),
 ];
 /// The tables keyed by u64 (written big-endian), with their record tags.
 const ID_TABLES: [(u8, redb::TableDefinition<u64, &[u8]>); 3] =
@@ -384,6 +389,43 @@ mod tests {
         let deployments = r.open_table(DEPLOYMENTS).unwrap();
         assert_eq!(deployments.iter().unwrap().count(), 1);
         assert_eq!(deployments.get(42).unwrap().unwrap().value(), b"a.redb");
+    }
+
+    #[test]
+    fn guest_metrics_travel_and_a_file_without_them_installs_none() {
+        let dir = tempfile::tempdir().unwrap();
+        // A source that never wrote the table: its file is what a member wrote before the
+        // table existed (no record with its tag).
+        let old = db_with(dir.path(), "old.redb", &[(b"k", b"v")], 9);
+        let old_path = path_for(dir.path(), 9);
+        write(&old.begin_read().unwrap(), &old_path).unwrap();
+
+        let src = db_with(dir.path(), "a.redb", &[(b"k", b"v")], 10);
+        let txn = src.begin_write().unwrap();
+        txn.open_table(GUEST_METRICS)
+            .unwrap()
+            .insert(b"put_total".as_slice(), [0u8, 0, 0, 0, 0, 0, 0, 0, 3].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        let path = path_for(dir.path(), 10);
+        write(&src.begin_read().unwrap(), &path).unwrap();
+
+        let dst = db_with(dir.path(), "b.redb", &[], 3);
+        let txn = dst.begin_write().unwrap();
+        txn.open_table(GUEST_METRICS).unwrap().insert(b"stale".as_slice(), [1u8; 9].as_slice()).unwrap();
+        assert_eq!(install(&txn, &path).unwrap(), 10);
+        txn.commit().unwrap();
+        let read = |db: &Database| -> Vec<(Vec<u8>, Vec<u8>)> {
+            let r = db.begin_read().unwrap();
+            let t = r.open_table(GUEST_METRICS).unwrap();
+            t.iter().unwrap().map(|i| i.unwrap()).map(|(k, v)| (k.value().to_vec(), v.value().to_vec())).collect()
+        };
+        assert_eq!(read(&dst), vec![(b"put_total".to_vec(), vec![0, 0, 0, 0, 0, 0, 0, 0, 3])]);
+
+        let txn = dst.begin_write().unwrap();
+        assert_eq!(install(&txn, &old_path).unwrap(), 9);
+        txn.commit().unwrap();
+        assert!(read(&dst).is_empty());
     }
 
     #[test]

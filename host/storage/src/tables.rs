@@ -57,3 +57,9 @@ pub const ALARMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("alarms")
 
 /// The auth store: users, roles and flags (owned by the host's `auth`).
 pub const AUTH: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth");
+
+/// Metrics the active guest exports (WIT `metrics`, owned by the host's `guest_metrics`): the
+/// name's bytes → one kind byte (0: last written with `add`, 1: with `set`) and the value as an
+/// i64 big-endian. Written in each batch's transaction, so every member has the same values at
+/// the same applied index.
+pub const GUEST_METRICS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("guest_metrics");

@@ -12,6 +12,7 @@ mod events;
 mod history;
 mod lease;
 mod malformed;
+mod metrics;
 mod put;
 mod range;
 mod revisions;

@@ -6,6 +6,7 @@
 //! alarms, auth) to the subsystem. What each changes is staged in [`Staged`] and published to
 //! readers only after the transaction commits.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +20,7 @@ use super::super::replicated::Staged;
 use super::super::wait::Outcome;
 use super::super::{AppliedCommand, NodeError, Shared};
 use super::failure::ApplyFailure;
-use wasmraft_runtime::ApplyContext;
+use wasmraft_runtime::{ApplyContext, MetricUpdate};
 use wasmraft_storage::tables::{META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
 /// What the entries of one batch share while it is applied.
@@ -29,6 +30,8 @@ pub(super) struct Batch<'a> {
     pub staged: Staged,
     /// The guest commands applied so far, for the observers (None when nothing observes).
     pub observed: Option<Vec<AppliedCommand>>,
+    /// The guest metric updates of the successful commands so far, merged per name.
+    pub metrics: BTreeMap<String, MetricUpdate>,
 }
 
 impl Batch<'_> {
@@ -56,7 +59,12 @@ pub(super) fn apply_batch(
     let mut txn = shared.state_db.begin_write()?;
     txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
     let observers = shared.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut b = Batch { shared, staged: shared.replicated.stage(), observed: (!observers.is_empty()).then(Vec::new) };
+    let mut b = Batch {
+        shared,
+        staged: shared.replicated.stage(),
+        observed: (!observers.is_empty()).then(Vec::new),
+        metrics: BTreeMap::new(),
+    };
     let mut peer_changes = PeerChanges::default();
     let mut outcomes = Vec::new();
     let (mut index, mut term) = (applied, 0);
@@ -96,6 +104,7 @@ pub(super) fn apply_batch(
             outcomes.push((id, outcome));
         }
     }
+    crate::guest_metrics::write(&txn, &b.metrics)?;
     if index > applied {
         let mut meta = txn.open_table(META)?;
         meta.insert(META_APPLIED_INDEX, index.to_be_bytes().as_slice())?;

@@ -33,6 +33,9 @@ pub(super) fn apply(
         match active.guest.apply(&mut kv, ctx, &command) {
             Ok(applied) => {
                 b.staged.kv_size.add(kv.size_delta());
+                for (name, update) in applied.metrics {
+                    wasmraft_runtime::MetricUpdate::merge(&mut b.metrics, name, update);
+                }
                 (Ok(applied.output), applied.events)
             }
             Err(ApplyError::Guest(text)) => (Err(NodeError::Guest(text)), Vec::new()),

@@ -51,7 +51,16 @@ pub(super) fn swap(
     let active = b.staged.guest.active.clone();
     let (txn, result) = deployment::apply_deploy(txn, deploy, index, active.as_deref(), &b.shared.registry);
     let outcome = match result {
-        Ok(Deployed::Switched(a, events)) => {
+        Ok(Deployed::Switched(a, events, metrics)) => {
+            // Another guest's numbers mean nothing for this one (a forced swap to another
+            // name); a new version of the same guest keeps counting where the old one stopped.
+            if active.as_ref().is_none_or(|old| old.record.name != a.record.name) {
+                b.metrics.clear();
+                crate::guest_metrics::clear(&txn)?;
+            }
+            for (name, update) in metrics {
+                wasmraft_runtime::MetricUpdate::merge(&mut b.metrics, name, update);
+            }
             // The migration's writes are the entry's: watchers get their events.
             if !events.is_empty() {
                 b.observe(index, Vec::new(), Ok(Vec::new()), events);

@@ -32,6 +32,9 @@ pub(crate) enum ApplyFailure {
     /// A conf change could not be applied to raft or the members tables.
     #[error(transparent)]
     Reconfigure(#[from] ReconfigureError),
+    /// A host record in the state database (a guest metric) could not be read or written.
+    #[error(transparent)]
+    State(#[from] crate::state_error::StateError),
 }
 
 from_redb!(ApplyFailure::Db);

@@ -123,6 +123,10 @@ impl StateMachine for Hostile {
                 wasmraft_guest_sdk::bindings::wasmraft::guest::store::put(b"sneaky", b"1");
                 Ok(b"the host let a query write".to_vec())
             }
+            "metric-in-query" => {
+                wasmraft_guest_sdk::bindings::wasmraft::guest::metrics::add("sneaky_total", 1);
+                Ok(b"the host let a query count".to_vec())
+            }
             "huge-result" => Ok(vec![b'x'; number(arg)?]),
             "global-inc" => Ok((ENTRIES_SEEN.fetch_add(1, Ordering::Relaxed) + 1).to_string().into_bytes()),
             "script" => script(arg, None, Some(store)),
@@ -209,6 +213,17 @@ fn script(ops: &str, mut write: Option<&mut dyn Store>, read: Option<&dyn ReadSt
                 write.as_deref_mut().ok_or("hostile: emit in a query script")?.emit(&event);
                 "emit".into()
             }
+            ["madd", name, delta] => {
+                let delta = delta.parse().map_err(|_| format!("hostile: bad delta {delta:?}"))?;
+                write.as_deref_mut().ok_or("hostile: madd in a query script")?.metric_add(name, delta);
+                "madd".into()
+            }
+            ["mset", name, value] => {
+                let value = value.parse().map_err(|_| format!("hostile: bad value {value:?}"))?;
+                write.as_deref_mut().ok_or("hostile: mset in a query script")?.metric_set(name, value);
+                "mset".into()
+            }
+            ["fail"] => return Err("hostile: failed as scripted".into()),
             ["pad", len] => "x".repeat(number(len)?),
             _ => return Err(format!("hostile: bad script op {op:?}")),
         };
