@@ -2,13 +2,14 @@
 //! deletes, txns, a failing put and a compaction through etcdctl against a fresh etcd 3.4.23 and
 //! a three-member wasmraft cluster; every wasmraft member's `/metrics` shows etcd's values under
 //! etcd's names and types, and a restarted member still shows them (etcd's reset to zero on a
-//! restart: they are per-process counters there, replicated state here).
+//! restart: they are per-process counters there, replicated state here), and so does a member
+//! that was down and caught up by installing a snapshot.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use wasmraft_tests::{Cluster, Etcdctl, Flavor, Member, MemberConfig};
+use wasmraft_tests::{Etcdctl, Flavor, Member, MemberConfig};
 
 /// The names the KV guest exports, compared with etcd's.
 const NAMES: &[&str] = &[
@@ -17,6 +18,7 @@ const NAMES: &[&str] = &[
     "etcd_mvcc_txn_total",
     "etcd_debugging_mvcc_current_revision",
     "etcd_debugging_mvcc_compact_revision",
+    "etcd_debugging_mvcc_keys_total",
 ];
 
 /// Family name → (its `# TYPE`, its unlabelled value).
@@ -62,6 +64,11 @@ fn run_script(ctl: &Etcdctl) {
     let out = ctl.run(&["put", "bad", "x", "--lease=1234abcd"]);
     assert!(!out.success(), "a put with a missing lease must fail");
     ok(&["compaction", "5"]);
+    // Enough entries for a wasmraft member's log to be compacted past a stopped member
+    // (`--snapshot-count=100`), which then catches up by snapshot.
+    for i in 0..110 {
+        ok(&["put", &format!("f{}", i % 7), "v"]);
+    }
 }
 
 #[test]
@@ -74,15 +81,29 @@ fn kv_guest_exports_etcds_mvcc_metrics_on_every_member_and_keeps_them_over_a_res
     drop(etcd);
     assert_eq!(theirs.len(), NAMES.len(), "etcd serves every name: {theirs:?}");
 
-    let mut cluster = Cluster::start(Flavor::Wasmraft, 3);
-    cluster.wait_leader(Duration::from_secs(30));
-    run_script(&cluster.etcdctl(0));
+    let mut cluster = wasmraft_tests::cluster::ClusterConfig::new(Flavor::Wasmraft, 3)
+        .arg("--snapshot-count=100")
+        .arg("--snapshot-catchup-entries=10")
+        .start();
+    let leader = cluster.wait_leader(Duration::from_secs(30));
+    let behind = (leader + 1) % 3;
+    cluster.kill9(behind);
+    run_script(&cluster.etcdctl(leader));
     cluster.wait_converged(Duration::from_secs(30));
-    for i in 0..3 {
+    for i in (0..3).filter(|&i| i != behind) {
         assert_eq!(scrape(&cluster.endpoint(i)), theirs, "member {i} against etcd 3.4.23");
     }
 
-    cluster.restart(0);
+    // The stopped member gets the values with the snapshot it installs.
+    cluster.restart(behind);
     cluster.wait_converged(Duration::from_secs(30));
-    assert_eq!(scrape(&cluster.endpoint(0)), theirs, "member 0 after a restart");
+    assert!(
+        cluster.member(behind).log().contains("installing snapshot at index"),
+        "member {behind} caught up by snapshot"
+    );
+    assert_eq!(scrape(&cluster.endpoint(behind)), theirs, "member {behind} after a snapshot install");
+
+    cluster.restart(leader);
+    cluster.wait_converged(Duration::from_secs(30));
+    assert_eq!(scrape(&cluster.endpoint(leader)), theirs, "member {leader} after a restart");
 }

@@ -38,6 +38,8 @@ pub struct WriteTxn<'s> {
     /// etcd's `metricsTxnWrite` counts: `put` and `delete_range` calls, exported at `finish`.
     puts: i64,
     deletes: i64,
+    /// Keys created less keys deleted so far, for etcd's `keys_total` gauge.
+    keys: i64,
 }
 
 /// etcd 3.4's mvcc metric names (mvcc/metrics.go), exported through the host's `/metrics`.
@@ -46,12 +48,15 @@ pub const DELETE_TOTAL: &str = "etcd_mvcc_delete_total";
 pub const TXN_TOTAL: &str = "etcd_mvcc_txn_total";
 pub const CURRENT_REVISION: &str = "etcd_debugging_mvcc_current_revision";
 pub const COMPACT_REVISION: &str = "etcd_debugging_mvcc_compact_revision";
+/// Live keys (etcd's key index counts a key when its generation starts and stops at its
+/// tombstone). A gauge despite its name: the host serves it as etcd does.
+pub const KEYS_TOTAL: &str = "etcd_debugging_mvcc_keys_total";
 
 impl<'s> WriteTxn<'s> {
     pub fn begin(store: &'s mut dyn Store) -> Result<Self, String> {
         let begin = current_revision(&*store)?;
         let compacted = compacted_revision(&*store)?;
-        Ok(WriteTxn { store, begin, compacted, changes: 0, touched: BTreeSet::new(), puts: 0, deletes: 0 })
+        Ok(WriteTxn { store, begin, compacted, changes: 0, touched: BTreeSet::new(), puts: 0, deletes: 0, keys: 0 })
     }
 
     /// The revision reads see and responses report: `begin + 1` once something changed.
@@ -77,6 +82,9 @@ impl<'s> WriteTxn<'s> {
     /// carry on from it, including from a write earlier in this transaction.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64, prev: Option<KeyValue>) -> Result<KeyValue, String> {
         self.puts += 1;
+        if prev.is_none() {
+            self.keys += 1;
+        }
         let rev = self.next_revision();
         let kv = KeyValue {
             key: key.to_vec(),
@@ -134,6 +142,7 @@ impl<'s> WriteTxn<'s> {
     /// Tombstones a live key (`prev`, its live value), adding it to `deleted` if `keep`.
     fn delete(&mut self, prev: KeyValue, keep: bool, deleted: &mut Vec<KeyValue>) -> Result<(), String> {
         let rev = self.next_revision();
+        self.keys -= 1;
         let key = prev.key.clone();
         self.store.put(&index_key(&key, rev), &encode_tombstone());
         self.store.put(&revision_key(rev), &encode_revision_entry(TOMBSTONE, &key));
@@ -183,6 +192,9 @@ impl<'s> WriteTxn<'s> {
         }
         if self.deletes > 0 {
             self.store.metric_add(DELETE_TOTAL, self.deletes);
+        }
+        if self.keys != 0 {
+            self.store.metric_add(KEYS_TOTAL, self.keys);
         }
         if self.changes > 0 {
             set_current_revision(self.store, current);

@@ -4,11 +4,15 @@
 //! before it trusts what the walk produced.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use redb::{ReadableTable, WriteTransaction};
 use wasmraft_guest_sdk::{ReadStore, Store};
+use wasmraft_node::guest_metrics;
 use wasmraft_storage::tables::GUEST_KV;
+
+use crate::BackupError;
 
 /// How many pairs one scan page holds: the export walks page by page.
 const PAGE: usize = 1024;
@@ -100,13 +104,15 @@ pub struct ImportStore<'db> {
     txn: Option<WriteTransaction>,
     writes: u64,
     failure: RefCell<Option<redb::Error>>,
+    /// The importer's metric updates (name → value, written with `add`), stored at `finish`.
+    metrics: BTreeMap<String, (i64, bool)>,
 }
 
 impl<'db> ImportStore<'db> {
     pub fn new(db: &'db redb::Database) -> Result<Self, redb::Error> {
         let mut txn = db.begin_write()?;
         txn.set_durability(redb::Durability::None)?;
-        Ok(ImportStore { db, txn: Some(txn), writes: 0, failure: RefCell::new(None) })
+        Ok(ImportStore { db, txn: Some(txn), writes: 0, failure: RefCell::new(None), metrics: BTreeMap::new() })
     }
 
     fn keep(&self, e: impl Into<redb::Error>) {
@@ -150,12 +156,15 @@ impl<'db> ImportStore<'db> {
 
     /// Commits what is left, durably (the earlier slices become durable with it), or returns
     /// the first error any write met.
-    pub fn finish(mut self) -> Result<(), redb::Error> {
+    pub fn finish(mut self) -> Result<(), BackupError> {
         if let Some(e) = self.failure.borrow_mut().take() {
-            return Err(e);
+            return Err(e.into());
         }
         let Some(mut txn) = self.txn.take() else { return Ok(()) };
-        txn.set_durability(redb::Durability::Immediate)?;
+        for (name, (value, added)) in &self.metrics {
+            guest_metrics::install(&txn, name, *value, *added)?;
+        }
+        txn.set_durability(redb::Durability::Immediate).map_err(redb::Error::from)?;
         txn.commit()?;
         Ok(())
     }
@@ -204,4 +213,13 @@ impl Store for ImportStore<'_> {
 
     /// A restore has no watchers.
     fn emit(&mut self, _event: &[u8]) {}
+
+    fn metric_add(&mut self, name: &str, delta: i64) {
+        let entry = self.metrics.entry(name.to_string()).or_insert((0, true));
+        *entry = (entry.0.saturating_add(delta), true);
+    }
+
+    fn metric_set(&mut self, name: &str, value: i64) {
+        self.metrics.insert(name.to_string(), (value, false));
+    }
 }

@@ -42,7 +42,11 @@ pub fn render(export: &GuestExport, taken: &BTreeSet<String>, out: &mut String) 
         if taken.contains(&name) {
             continue;
         }
-        let kind = if s.added && name.ends_with("_total") { "counter" } else { "gauge" };
+        let kind = if s.added && name.ends_with("_total") && !ETCD_GAUGES.contains(&name.as_str()) {
+            "counter"
+        } else {
+            "gauge"
+        };
         let help = help_for(&name)
             .map(str::to_string)
             .unwrap_or_else(|| format!("Exported by guest {} {}.", export.guest_name, export.guest_version));
@@ -52,6 +56,10 @@ pub fn render(export: &GuestExport, taken: &BTreeSet<String>, out: &mut String) 
         let _ = writeln!(out, "{name} {}", s.value);
     }
 }
+
+/// etcd's names that end in `_total` but are gauges in etcd: served as etcd types them, however
+/// the guest updates them.
+const ETCD_GAUGES: &[&str] = &["etcd_debugging_mvcc_keys_total"];
 
 /// etcd 3.4's help texts for the names the KV guest exports (mvcc/metrics.go), so a scraper
 /// sees what it sees from etcd.
@@ -97,14 +105,20 @@ mod tests {
         );
 
         export.etcd_kv = true;
-        export.samples = vec![sample("etcd_mvcc_put_total", 4, true), sample("etcd_server_has_leader", 0, false)];
+        export.samples = vec![
+            sample("etcd_mvcc_put_total", 4, true),
+            sample("etcd_server_has_leader", 0, false),
+            sample("etcd_debugging_mvcc_keys_total", 2, true),
+        ];
         let taken: BTreeSet<String> = ["etcd_server_has_leader".to_string()].into();
         let mut out = String::new();
         render(&export, &taken, &mut out);
         assert_eq!(
             out,
             "# HELP etcd_mvcc_put_total Total number of puts seen by this member.\n\
-             # TYPE etcd_mvcc_put_total counter\netcd_mvcc_put_total 4\n"
+             # TYPE etcd_mvcc_put_total counter\netcd_mvcc_put_total 4\n\
+             # HELP etcd_debugging_mvcc_keys_total Total number of keys.\n\
+             # TYPE etcd_debugging_mvcc_keys_total gauge\netcd_debugging_mvcc_keys_total 2\n"
         );
     }
 }

@@ -63,6 +63,13 @@ pub(crate) fn write(txn: &WriteTransaction, updates: &BTreeMap<String, MetricUpd
     Ok(())
 }
 
+/// Stores `value` under `name` as it stands, for a state built outside the log (a restore
+/// from etcd's backup file, whose importer runs the guest's own code natively).
+pub fn install(txn: &WriteTransaction, name: &str, value: i64, added: bool) -> Result<(), StateError> {
+    txn.open_table(GUEST_METRICS)?.insert(name.as_bytes(), encode(added, value).as_slice())?;
+    Ok(())
+}
+
 /// Forgets every stored value: the guest that wrote them is no longer the active one.
 pub(crate) fn clear(txn: &WriteTransaction) -> Result<(), StateError> {
     txn.open_table(GUEST_METRICS)?.retain(|_, _| false)?;

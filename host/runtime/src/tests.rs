@@ -538,6 +538,7 @@ fn kv_put_fuel_and_metrics() {
     let (fuel, applied) = fuel_per_put(KV);
     let want: BTreeMap<String, MetricUpdate> = [
         ("etcd_debugging_mvcc_current_revision".to_string(), MetricUpdate::Set(201)),
+        ("etcd_debugging_mvcc_keys_total".to_string(), MetricUpdate::Add(1)),
         ("etcd_mvcc_put_total".to_string(), MetricUpdate::Add(1)),
     ]
     .into();

@@ -46,6 +46,7 @@ use crate::meta::{INITIAL_REVISION, NEVER_COMPACTED, set_compacted_revision, set
 use crate::read::get_live;
 use crate::record::{PUT, TOMBSTONE, decode_revision_entry, encode_put, encode_revision_entry, encode_tombstone};
 use crate::revision::Revision;
+use crate::write::{COMPACT_REVISION, CURRENT_REVISION, KEYS_TOTAL};
 
 /// What an import built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,9 +275,16 @@ impl<'s> Importer<'s> {
         }
         if revision > INITIAL_REVISION {
             set_current_revision(self.store, revision);
+            self.store.metric_set(CURRENT_REVISION, revision);
         }
         if self.finished.is_some() {
             set_compacted_revision(self.store, compacted);
+            self.store.metric_set(COMPACT_REVISION, compacted);
+        }
+        // The values etcd's mvcc gauges take when etcd opens this file: the store's first
+        // applied command carries on from them.
+        if self.keys > 0 {
+            self.store.metric_add(KEYS_TOTAL, i64::try_from(self.keys).unwrap_or(i64::MAX));
         }
         if let Some(rev) = resume {
             compact(self.store, &CompactionRequest { revision: rev, physical: true }).map_err(CorruptStore)?;

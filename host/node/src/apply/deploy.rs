@@ -53,8 +53,9 @@ pub(super) fn swap(
     let outcome = match result {
         Ok(Deployed::Switched(a, events, metrics)) => {
             // Another guest's numbers mean nothing for this one (a forced swap to another
-            // name); a new version of the same guest keeps counting where the old one stopped.
-            if active.as_ref().is_none_or(|old| old.record.name != a.record.name) {
+            // name); a new version of the same guest keeps counting where the old one stopped,
+            // and the first guest of a restored data dir where the restore left them.
+            if active.as_ref().is_some_and(|old| old.record.name != a.record.name) {
                 b.metrics.clear();
                 crate::guest_metrics::clear(&txn)?;
             }
