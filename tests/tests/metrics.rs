@@ -121,6 +121,7 @@ const ETCD_NAMES: &[&str] = &[
     // deletes, txns and a compaction to appear).
     "etcd_mvcc_put_total",
     "etcd_debugging_mvcc_current_revision",
+    "etcd_debugging_mvcc_keys_total",
     "etcd_network_client_grpc_sent_bytes_total",
     "etcd_network_client_grpc_received_bytes_total",
     "grpc_server_started_total",
@@ -188,6 +189,7 @@ fn single_member(flavor: Flavor) -> Scrape {
     assert!(after.value("etcd_mvcc_db_total_size_in_bytes", &[]) > 0.0, "{what}");
     assert_eq!(grew("etcd_mvcc_put_total"), PUTS as f64, "{what}");
     assert_eq!(after.value("etcd_debugging_mvcc_current_revision", &[]), PUTS as f64 + 1.0, "{what}");
+    assert_eq!(grew("etcd_debugging_mvcc_keys_total"), PUTS as f64, "{what}: each put makes a key");
     if flavor == Flavor::Wasmraft {
         assert!(grew("wasmraft_guest_apply_duration_seconds_count") >= PUTS as f64, "guest applies observed");
         assert!(grew("wasmraft_guest_fuel_consumed_total") > 0.0, "fuel");
