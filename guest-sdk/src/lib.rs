@@ -15,6 +15,8 @@
 //! A guest has no `self`: every entry runs in a fresh Wasm instance, so anything not written to
 //! the [`Store`] is gone when the entry ends. That is what keeps members identical even though
 //! they batch entries differently, and it is why the trait's functions are associated functions.
+//! One entry may carry several clients' commands; they run one after another in the entry's
+//! instance (see [`API_SHARED_ENTRY_INSTANCE`]), each with its own fuel, writes and result.
 //! Queries are cheaper: a query may run in an instance that answered earlier queries on the same
 //! member, so a `static` can carry over from one query to the next (never into an entry). Keep
 //! nothing there that was read from the store; the next query may see a newer state.
@@ -91,6 +93,14 @@ pub struct GuestInfo {
 /// The API name a guest lists when it speaks etcd's v3 KV protocol (commands are etcd's
 /// `InternalRaftRequest`, queries are `RangeRequest`).
 pub const API_ETCD_KV: &str = "etcd.v3.kv";
+
+/// Listed by every guest built on the SDK (the export adds it to [`StateMachine::info`]'s
+/// apis): the host may run the commands that share a raft entry one after another in one
+/// instance instead of one instance each. The SDK keeps nothing between calls; a guest that
+/// keeps state in a `static` across `apply` calls would see it carried from one command to the
+/// next of the same entry (still the same on every member, since the grouping is in the log,
+/// but no longer independent of it). Keep state in the [`Store`].
+pub const API_SHARED_ENTRY_INSTANCE: &str = "wasmraft.shared-entry-instance";
 
 impl GuestInfo {
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
@@ -189,7 +199,11 @@ pub mod __private {
     }
 
     pub fn info<S: StateMachine>() -> types::GuestInfo {
-        to_wit(S::info())
+        let mut info = S::info();
+        if !info.apis.iter().any(|a| a == crate::API_SHARED_ENTRY_INSTANCE) {
+            info.apis.push(crate::API_SHARED_ENTRY_INSTANCE.to_string());
+        }
+        to_wit(info)
     }
 
     pub fn apply<S: StateMachine>(ctx: types::ApplyContext, command: Vec<u8>) -> Result<Vec<u8>, String> {

@@ -453,6 +453,12 @@ pub struct MemberFlags {
     /// features on by it; the README says what each version implies. A semantic version.
     #[arg(long, env = "WASMRAFT_EMULATED_ETCD_VERSION", default_value = wasmraft_proto::contract::ETCD_VERSION, value_parser = semantic_version)]
     pub wasmraft_emulated_etcd_version: semver::Version,
+
+    /// wasmraft only: client commands a member packs into one raft entry at most, from those
+    /// that queue while its previous proposal is in flight (a lone request is never held
+    /// back). 0 or 1: one command per entry.
+    #[arg(long, env = "WASMRAFT_PROPOSAL_BATCH_LIMIT", default_value_t = wasmraft_node::DEFAULT_PROPOSAL_BATCH_LIMIT, value_parser = go_usize)]
+    pub wasmraft_proposal_batch_limit: usize,
 }
 
 /// `--wasmraft-emulated-etcd-version`: a semantic version (`3.4.31`, `3.5.13-rc.0`), as etcd's
@@ -548,6 +554,8 @@ pub struct Config {
     /// --backend-batch-limit (0 or less: the state database's default).
     pub backend_batch_limit: i64,
     pub max_request_bytes: usize,
+    /// --wasmraft-proposal-batch-limit.
+    pub proposal_batch_limit: usize,
     pub max_txn_ops: usize,
     pub watch_progress_notify_interval: Duration,
     pub experimental_initial_corrupt_check: bool,
@@ -632,6 +640,7 @@ impl Config {
                 pre_vote: self.pre_vote,
                 initial_election_tick_advance: self.initial_election_tick_advance,
                 force_new_cluster: self.force_new_cluster,
+                proposal_batch_limit: self.proposal_batch_limit,
             },
             auth_token: wasmraft_node::auth::TokenOptions::parse(&self.auth_token)?,
             auth_token_ttl: self.auth_token_ttl,

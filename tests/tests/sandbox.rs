@@ -250,11 +250,14 @@ fn oversized_keys_values_events_results_and_requests_are_refused_without_a_trace
     assert_eq!(pairs(&state), expected, "the state after the refused entries: only the good writes");
 }
 
-/// A guest that counts entries in a static and stores the count (`global-put:<key>`): with a
-/// fresh instance per entry every stored count is 1. Six clients write through all three members
-/// at once, so members see different batch boundaries, and one member is killed with SIGKILL and
-/// restarted in the middle, so it replays part of its log in batches of its own. Every value must
-/// be "1" and all three members must hold the same keys.
+/// A guest that counts commands in a static and stores the count (`global-put:<key>`). An
+/// entry's commands share one instance (proposal batching), so within an entry the count runs
+/// 1, 2, 3…; it must never carry into the next entry, nor depend on how a member batched its
+/// applies or replayed its log. Six clients write through all three members at once, so the
+/// proposers pack commands and members see different apply batch boundaries, and one member is
+/// killed with SIGKILL and restarted in the middle, so it replays part of its log in batches of
+/// its own. Every member must store, for every key, exactly the count its client was answered,
+/// and a lone command afterwards counts 1.
 #[test]
 fn a_global_never_carries_state_across_entries_batches_or_restarts() {
     let _shared = HEAVY.read().unwrap_or_else(|e| e.into_inner());
@@ -318,13 +321,24 @@ fn a_global_never_carries_state_across_entries_batches_or_restarts() {
 
     let answers = std::mem::take(&mut *answers.lock().unwrap());
     assert_eq!(answers.len(), TOTAL);
-    for (key, answer) in &answers {
-        assert_eq!(answer, "1", "{key}: the count a fresh instance returns");
-    }
+    let counts: Vec<usize> = answers.iter().map(|(_, a)| a.parse().expect("a count")).collect();
+    // One command in flight per client, plus (rarely) an abandoned attempt of a retried one.
+    assert!(counts.iter().all(|&c| (1..=2 * CLIENTS).contains(&c)), "an entry's commands per client: {counts:?}");
+    eprintln!("counts answered: {} above 1 of {TOTAL}", counts.iter().filter(|&&c| c > 1).count());
+    // A client retried after its member went down may have been answered by a later copy of
+    // its command, which stored the count of its own entry: the state keeps the last copy's,
+    // so compare keys that were never retried only by their presence.
     let state = pairs(&converged_state(&mut cluster));
-    let expected: BTreeMap<String, String> = answers.into_iter().map(|(k, _)| (k, "1".to_string())).collect();
     assert_eq!(state.len(), TOTAL, "every acknowledged key is stored, and nothing else");
-    assert_eq!(state, expected, "every member stores exactly the acknowledged keys, each with count 1");
+    let expected: BTreeMap<String, String> = answers.into_iter().collect();
+    assert_eq!(state.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    let same = expected.iter().filter(|(k, v)| state.get(*k) == Some(*v)).count();
+    assert!(same + retries.iter().sum::<usize>() >= TOTAL, "stored counts differ from the answers beyond the retries");
+
+    // Alone in its entry, a command starts from a fresh instance whatever came before.
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        assert_eq!(must_propose(endpoint, &format!("global-put:alone{i}")), "1", "a lone command via member {i}");
+    }
 }
 
 /// Starts a new member (the command line of tests/src/member.rs, a cluster of its own) with

@@ -89,7 +89,14 @@ pub struct RaftOptions {
     pub initial_election_tick_advance: bool,
     /// --force-new-cluster: restart this member's data as a one-member cluster.
     pub force_new_cluster: bool,
+    /// --wasmraft-proposal-batch-limit: guest commands packed into one raft entry at most
+    /// (0 and 1: one command per entry).
+    pub proposal_batch_limit: usize,
 }
+
+/// Commands per entry by default: enough that a thousand clients' puts fill a few entries per
+/// fsync, few enough that one entry's apply never holds the apply thread for long.
+pub const DEFAULT_PROPOSAL_BATCH_LIMIT: usize = 256;
 
 impl Default for RaftOptions {
     /// etcd 3.4's defaults.
@@ -102,6 +109,7 @@ impl Default for RaftOptions {
             pre_vote: false,
             initial_election_tick_advance: true,
             force_new_cluster: false,
+            proposal_batch_limit: DEFAULT_PROPOSAL_BATCH_LIMIT,
         }
     }
 }

@@ -48,6 +48,7 @@ mod log_store;
 pub mod maintenance;
 mod observe;
 pub mod priority;
+mod proposal_batch;
 mod raft_logger;
 mod ready_loop;
 mod reconfigure;
@@ -72,7 +73,7 @@ use wasmraft_proto::wasmraft::v1 as pb;
 use wasmraft_runtime::GuestRegistry;
 
 pub use apply::load_applied;
-pub use config::{ApplyOptions, NodeConfig, RaftOptions, request_timeout};
+pub use config::{ApplyOptions, DEFAULT_PROPOSAL_BATCH_LIMIT, NodeConfig, RaftOptions, request_timeout};
 pub use deployment::{DeploymentError, MAX_MODULE_BYTES};
 pub use guests::{DeployOptions, GuestStatus};
 pub use handle::{
@@ -102,6 +103,9 @@ pub(crate) enum RaftMsg {
         id: u64,
         data: Vec<u8>,
     },
+    /// A guest command, which the raft thread may pack with others into one entry
+    /// (`proposal_batch.rs`).
+    ProposeCommand(pb::BatchedCommand),
     /// A linearizable read wants the current commit index confirmed by a quorum.
     ReadIndex {
         reply: oneshot::Sender<Result<u64, NodeError>>,
@@ -245,6 +249,8 @@ pub(crate) struct Limits {
     pub max_snapshots: u32,
     /// How entries are applied and the state made durable.
     pub apply: crate::ApplyOptions,
+    /// Guest commands per raft entry at most (`proposal_batch.rs`).
+    pub proposal_batch_limit: usize,
 }
 
 /// Whether the member is stopping, and why.
@@ -395,11 +401,19 @@ impl NodeHandle {
             return Err(NodeError::TooManyRequests);
         }
         let (id, rx) = s.waits.register();
-        let entry = pb::Entry { id, time_unix_ms: now_unix_ms(), auth_revision, kind: Some(kind) };
-        let data = entry.encode_to_vec();
+        let time_unix_ms = now_unix_ms();
+        let msg = match kind {
+            pb::entry::Kind::GuestCommand(command) => {
+                RaftMsg::ProposeCommand(pb::BatchedCommand { id, time_unix_ms, auth_revision, command })
+            }
+            kind => RaftMsg::Propose {
+                id,
+                data: pb::Entry { id, time_unix_ms, auth_revision, kind: Some(kind) }.encode_to_vec(),
+            },
+        };
         let metrics = wasmraft_metrics::metrics();
         let _pending = Pending::start(&metrics.proposals_pending, &s.waits, id);
-        if s.to_raft.send(RaftMsg::Propose { id, data }).is_err() {
+        if s.to_raft.send(msg).is_err() {
             s.waits.cancel(id);
             metrics.proposals_failed.inc();
             return Err(NodeError::Stopped);

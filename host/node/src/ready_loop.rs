@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 use super::conf_gate::ConfGate;
 use super::log_store::LogStore;
+use super::proposal_batch::{Batcher, Gathered};
 use super::reconfigure::RaftConfError;
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
 use crate::error_chain::Chain;
@@ -63,6 +64,7 @@ pub(crate) fn run(
 ) {
     let mut reads = PendingReads { next_ctx: 0, queued: Vec::new(), queued_since: None, in_flight: HashMap::new() };
     let mut held = HeldProposals::default();
+    let mut batcher = Batcher::new(shared.limits.proposal_batch_limit, shared.limits.max_request_bytes);
     let mut conf_gate = ConfGate::default();
     let mut heartbeats = HeartbeatWatch::new(2 * tick);
     let mut next_tick = Instant::now() + tick;
@@ -79,7 +81,16 @@ pub(crate) fn run(
         let mut stop = false;
         for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
             match msg {
+                RaftMsg::ProposeCommand(command) => {
+                    if let Some(full) = batcher.push(command) {
+                        propose_gathered(&mut node, &shared, &mut held, full);
+                    }
+                }
                 RaftMsg::Propose { id, data } => {
+                    // The commands gathered so far came first.
+                    if let Some(gathered) = batcher.take() {
+                        propose_gathered(&mut node, &shared, &mut held, gathered);
+                    }
                     if node.raft.leader_id == raft::INVALID_ID {
                         // Like etcd, a proposal waits for a leader (until its client's timeout)
                         // rather than failing during an election.
@@ -150,6 +161,10 @@ pub(crate) fn run(
                 RaftMsg::Stop => stop = true,
             }
         }
+        // Everything queued has been read: what was gathered goes into one entry now.
+        if let Some(gathered) = batcher.take() {
+            propose_gathered(&mut node, &shared, &mut held, gathered);
+        }
         if stop {
             break;
         }
@@ -194,6 +209,25 @@ pub(crate) fn run(
     for (_, (_, waiters)) in reads.in_flight.drain() {
         for w in waiters {
             let _ = w.send(Err(NodeError::Stopped));
+        }
+    }
+}
+
+/// Proposes gathered guest commands as one entry, or holds them (one by one) while there is no
+/// leader, as a single proposal is held.
+fn propose_gathered(node: &mut RawNode<LogStore>, shared: &Shared, held: &mut HeldProposals, gathered: Gathered) {
+    if node.raft.leader_id == raft::INVALID_ID {
+        for (id, data) in gathered.into_singles() {
+            held.hold(id, data, shared);
+        }
+        return;
+    }
+    let ids: Vec<u64> = gathered.ids().collect();
+    if let Err(e) = node.propose(Vec::new(), gathered.encode()) {
+        // Dropped: a leader transfer is under way.
+        tracing::debug!("{} proposals dropped: {e}", ids.len());
+        for id in ids {
+            shared.waits.trigger(id, Err(NodeError::NoLeader));
         }
     }
 }

@@ -278,6 +278,7 @@ impl Node {
                 strict_reconfig_check: cfg.raft.strict_reconfig_check,
                 max_snapshots: cfg.raft.max_snapshots,
                 apply: cfg.apply,
+                proposal_batch_limit: cfg.raft.proposal_batch_limit,
             },
             life: Lifecycle {
                 stopped: AtomicBool::new(false),

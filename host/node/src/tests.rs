@@ -368,3 +368,57 @@ async fn forged_pieces_and_deploys_are_refused_at_apply_and_on_replay() {
     assert_eq!(h.guests().stored_modules().await.expect("list").len(), 1, "no forged module was stored");
     node.stop();
 }
+
+/// Many clients' commands at once: the member packs them into fewer entries than commands, and
+/// each command still ends as it would in an entry of its own (successes, a guest's `Err`, a
+/// trap after a write, fuel, memory), before and after a restart that replays the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_share_entries_and_each_ends_as_it_would_alone() {
+    const N: usize = 300;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let (node, h) = start(&cfg, dir.path()).await;
+    let before = h.status().current().raft_applied_index;
+
+    let command = |i: usize| match i % 6 {
+        0 => "put-then-err".to_string(),
+        1 => format!("put-then-trap:t{i}=x"),
+        2 if i % 4 == 2 => "loop".to_string(),
+        3 if i % 4 == 3 => "alloc:100000000".to_string(),
+        _ => format!("ok:k{i:03}={i}"),
+    };
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let h = h.clone();
+            let c = command(i);
+            tokio::spawn(async move { (c.clone(), h.proposals().propose(c.into_bytes()).await) })
+        })
+        .collect();
+    let mut oks = Vec::new();
+    for t in tasks {
+        let (c, outcome) = t.await.expect("task");
+        let (verb, arg) = c.split_once(':').unwrap_or((c.as_str(), ""));
+        match (verb, outcome) {
+            ("ok", Ok(out)) => {
+                assert_eq!(out, b"ok");
+                oks.push(arg.to_string());
+            }
+            ("put-then-err", Err(NodeError::Guest(t))) => assert_eq!(t, "hostile: refused after put"),
+            ("put-then-trap", Err(NodeError::Guest(t))) => assert!(t.starts_with("wasmraft: guest trapped:"), "{t}"),
+            ("loop", Err(NodeError::Guest(t))) => assert!(t.contains("ran out of fuel"), "{t}"),
+            ("alloc", Err(NodeError::Guest(t))) => assert!(t.contains("exceeded its memory limit"), "{t}"),
+            (verb, other) => panic!("{verb}: unexpected {other:?}"),
+        }
+    }
+    let entries = h.status().current().raft_applied_index - before;
+    assert!(entries < N as u64, "{N} concurrent commands took {entries} entries: nothing was batched");
+    oks.sort();
+    let expected = oks.join(",");
+    assert_eq!(keyspace(&h).await, expected, "only the successful commands wrote");
+
+    drop(h);
+    node.stop();
+    let (node, h) = start(&cfg, dir.path()).await;
+    assert_eq!(keyspace(&h).await, expected, "after a restart");
+    node.stop();
+}

@@ -163,6 +163,17 @@ impl HostState {
         }
     }
 
+    /// Forgets what the last call on this instance left (its writes, events, metrics and how
+    /// it ended), keeping the memory's size: the next command of the same entry starts here.
+    pub(crate) fn reset_for_next_call(&mut self) {
+        self.overlay.clear();
+        self.events.clear();
+        self.metrics.clear();
+        self.pending_bytes = 0;
+        self.fault = None;
+        self.memory.hit = false;
+    }
+
     fn refuse<T>(&mut self, fault: Fault) -> wasmtime::Result<T> {
         // The first fault is the one the guest hit; anything after it is a consequence.
         if self.fault.is_none() {

@@ -19,6 +19,9 @@
 //!   instance, so no linear-memory state survives from one entry to the next (members batch
 //!   entries differently, so such state would make them diverge). A `query` may reuse an
 //!   instance an earlier query left (`idle.rs`; it replicates nothing: docs/decisions.md).
+//! - [`EntryRun`] (`entry_run.rs`): the commands of one entry, one after another in one
+//!   instance when the guest declares [`SHARED_ENTRY_INSTANCE`] (the grouping is in the log,
+//!   so members agree), each with its own budget, writes and result.
 //! - [`GuestLimits`] ([`limits`]): fuel, memory and Wasm stack per entry, part of the replicated
 //!   guest deployment; the constants there bound sizes of keys, values, events, results and
 //!   scan pages.
@@ -32,6 +35,7 @@
 mod bindings;
 mod call;
 mod engine;
+mod entry_run;
 mod error;
 mod host_store;
 mod idle;
@@ -49,6 +53,7 @@ mod tests;
 
 pub use call::{Applied, ApplyContext, GuestInfo, MetricUpdate};
 pub use engine::{CONTROL_SLOTS, EngineConfig, GuestEngine, MEMORY_GUARD, MEMORY_RESERVATION};
+pub use entry_run::{EntryRun, SHARED_ENTRY_INSTANCE};
 pub use error::{ApplyError, LoadError};
 pub use limits::GuestLimits;
 pub use registry::{GuestRegistry, LOAD_LIMITS};

@@ -33,6 +33,9 @@ pub struct Guest {
     limits: GuestLimits,
     info: GuestInfo,
     hash: [u8; 32],
+    /// Whether the commands of one entry may share an instance ([`crate::SHARED_ENTRY_INSTANCE`]
+    /// among its apis).
+    shares_instances: bool,
     /// Tells this guest's kept query instances from other guests' (and from the same module's
     /// under other limits, whose stores carry other budgets).
     id: u64,
@@ -87,6 +90,7 @@ impl Guest {
             limits: stack_of(engine, limits)?,
             info: self.info.clone(),
             hash: self.hash,
+            shares_instances: self.shares_instances,
             id: next_guest_id(),
         })
     }
@@ -103,9 +107,11 @@ impl Guest {
             limits: stack_of(engine, limits)?,
             info: GuestInfo::default(),
             hash,
+            shares_instances: false,
             id: next_guest_id(),
         };
         guest.info = guest.call_info().map_err(LoadError::Info)?;
+        guest.shares_instances = guest.info.apis.iter().any(|a| a == crate::SHARED_ENTRY_INSTANCE);
         Ok(guest)
     }
 
@@ -119,6 +125,7 @@ impl Guest {
             limits,
             info: self.info.clone(),
             hash: self.hash,
+            shares_instances: self.shares_instances,
             id: next_guest_id(),
         }
     }
@@ -150,6 +157,16 @@ impl Guest {
 
     pub fn limits(&self) -> &GuestLimits {
         &self.limits
+    }
+
+    /// Whether the commands of one entry may run one after another in one instance (the guest
+    /// declared [`crate::SHARED_ENTRY_INSTANCE`]); see [`crate::EntryRun`].
+    pub fn shares_instances(&self) -> bool {
+        self.shares_instances
+    }
+
+    pub(crate) fn slots(&self) -> &crate::slots::Slots {
+        &self.engine.inner.control
     }
 
     /// Applies one committed command to `store`, in a fresh instance.
@@ -312,7 +329,7 @@ impl Guest {
     }
 
     /// A fresh store for one call, with `limits`' fuel and memory budget and no view.
-    fn new_store(&self, limits: &GuestLimits) -> Result<Store<HostState>, ApplyError> {
+    pub(crate) fn new_store(&self, limits: &GuestLimits) -> Result<Store<HostState>, ApplyError> {
         let mut store = Store::new(self.engine.engine(), HostState::new(limits));
         store.limiter(|state| &mut state.memory);
         store.set_hostcall_fuel(limits::HOSTCALL_LIFT_BYTES);
@@ -323,7 +340,11 @@ impl Guest {
     }
 
     /// A fresh instance in `store` (made by [`Guest::new_store`] with `limits`).
-    fn instantiate_in(&self, store: &mut Store<HostState>, limits: &GuestLimits) -> Result<StateMachine, Classified> {
+    pub(crate) fn instantiate_in(
+        &self,
+        store: &mut Store<HostState>,
+        limits: &GuestLimits,
+    ) -> Result<StateMachine, Classified> {
         self.pre.instantiate(&mut *store).map_err(|e| {
             let state = store.data_mut();
             // Instantiation was already done once at load with these limits, so a failure
@@ -412,7 +433,7 @@ fn stack_of(engine: &GuestEngine, limits: GuestLimits) -> Result<GuestLimits, Lo
 
 /// Turns a call's outcome into the guest's output or an error, checking the output size and
 /// telling how a failure failed (None: not the guest's doing).
-fn finish_classified<'s>(
+pub(crate) fn finish_classified<'s>(
     result: wasmtime::Result<Result<Vec<u8>, String>>,
     state: &'s mut HostState,
     limits: &GuestLimits,
@@ -433,7 +454,7 @@ fn finish_classified<'s>(
 }
 
 /// A failed call's error for the client and, when it was the guest's doing, how it failed.
-type Classified = (ApplyError, Option<GuestFailure>);
+pub(crate) type Classified = (ApplyError, Option<GuestFailure>);
 
 /// Why a guest call failed, in words for the client; storage failures stay typed.
 fn classify(e: wasmtime::Error, state: &mut HostState, limits: &GuestLimits) -> ApplyError {

@@ -114,7 +114,9 @@ fn guest_err(r: Result<Applied, ApplyError>) -> String {
 fn loads_and_reports_info() {
     let g = hostile();
     assert_eq!(g.info().name, "hostile");
-    assert_eq!(g.info().apis, vec!["wasmraft.test.hostile".to_string()]);
+    // The SDK adds its promise that an entry's commands may share an instance.
+    assert_eq!(g.info().apis, vec!["wasmraft.test.hostile".to_string(), crate::SHARED_ENTRY_INSTANCE.to_string()]);
+    assert!(g.shares_instances());
     assert_eq!(g.hash_hex().len(), 64);
 }
 
@@ -701,4 +703,71 @@ fn a_failing_store_is_a_storage_error_not_the_guests() {
     assert!(matches!(e, ApplyError::Storage(_)), "{e:?}");
     // An entry without writes never asks the store to write.
     assert_eq!(text(g.apply(&mut kv, ctx, b"script:get a")), "none");
+}
+
+/// The commands of one entry, run in one instance (`EntryRun`), end exactly as they end with an
+/// instance each: outputs, errors, writes and events, whatever failed before them (a guest
+/// `Err`, a trap, fuel, memory, the stack) and whatever the failing one wrote first.
+#[test]
+fn an_entrys_commands_in_one_instance_end_as_they_would_alone() {
+    let g = hostile();
+    let commands: &[&[u8]] = &[
+        b"ok:a=1",
+        b"put-then-err",
+        b"ok:b=2",
+        b"alloc:40000000",
+        b"put-then-trap:c=3",
+        b"ok:c=4",
+        b"loop",
+        b"ok:d=5",
+        b"alloc:100000000",
+        b"alloc:40000000",
+        b"recurse",
+        b"script:put e 6;emit 3;madd hits 2",
+        b"put-then-panic",
+        b"script:get a;get c;get err",
+    ];
+    let outcome = |r: Result<Applied, ApplyError>| match r {
+        Ok(a) => Ok((a.output, a.events, a.metrics)),
+        Err(ApplyError::Guest(t)) => Err(t),
+        Err(other) => panic!("not the guest's failure: {other:?}"),
+    };
+    let mut alone = Db::new();
+    let expected: Vec<_> = commands.iter().map(|c| outcome(alone.apply(&g, c))).collect();
+
+    let mut shared = Db::new();
+    let mut run = g.entry_run();
+    let got: Vec<_> = commands
+        .iter()
+        .map(|c| {
+            shared.index += 1;
+            let ctx = ApplyContext { index: shared.index, term: 1, time_unix_ms: 1_700_000_000_000 + shared.index };
+            outcome(run.apply(&mut shared.kv, ctx, c))
+        })
+        .collect();
+    drop(run);
+    for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+        assert_eq!(g, e, "command {i} ({})", String::from_utf8_lossy(commands[i]));
+    }
+    assert_eq!(shared.dump(), alone.dump());
+    assert!(expected.iter().filter(|e| e.is_err()).count() >= 6, "the failures happened: {expected:?}");
+}
+
+/// What sharing gives up, stated: a `static` carries from one command to the next of the same
+/// entry (the same on every member: the grouping is in the log), never into the next entry.
+#[test]
+fn a_static_carries_only_within_an_entry() {
+    let g = hostile();
+    let mut db = Db::new();
+    for _ in 0..2 {
+        let mut run = g.entry_run();
+        let counts: Vec<String> = (0..3)
+            .map(|_| {
+                db.index += 1;
+                let ctx = ApplyContext { index: db.index, term: 1, time_unix_ms: 0 };
+                text(run.apply(&mut db.kv, ctx, b"global-inc"))
+            })
+            .collect();
+        assert_eq!(counts, ["1", "2", "3"]);
+    }
 }

@@ -248,6 +248,7 @@ impl MemberFlags {
             guest_stack_bytes: self.guest_stack_bytes,
             fault_injection: self.wasmraft_fault_injection,
             emulated_etcd_version: self.wasmraft_emulated_etcd_version,
+            proposal_batch_limit: self.wasmraft_proposal_batch_limit,
             client_tls,
             peer_tls,
         })

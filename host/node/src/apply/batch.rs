@@ -1,7 +1,8 @@
 //! One apply batch: every entry of it in one state transaction, then one commit.
 //!
 //! The entry's kind decides who applies it: conf changes go to `reconfigure`, guest commands
-//! to [`command`](super::command) (behind the refusal [`rules`](super::rules)), guest modules
+//! (one, or a batch of several clients') to [`command`](super::command) (behind the refusal
+//! [`rules`](super::rules)), guest modules
 //! and swaps to [`deploy`](super::deploy), and the host subsystems' own requests (publish,
 //! alarms, auth) to the subsystem. What each changes is staged in [`Staged`] and published to
 //! readers only after the transaction commits.
@@ -97,6 +98,10 @@ pub(super) fn apply_batch(
                 continue;
             }
         };
+        if let Some(pb::entry::Kind::GuestBatch(batch)) = envelope.kind {
+            super::command::apply_batch(&mut b, &txn, e.index, e.term, batch, &mut outcomes)?;
+            continue;
+        }
         let id = envelope.id;
         let (t, outcome) = apply_entry(&mut b, txn, e, envelope)?;
         txn = t;
@@ -137,8 +142,10 @@ fn apply_entry(
     let shared = b.shared;
     let outcome = match envelope.kind {
         Some(pb::entry::Kind::GuestCommand(command)) => {
-            super::command::apply(b, &txn, ctx, envelope.auth_revision, command)?
+            super::command::apply(b, &txn, ctx, envelope.auth_revision, command, None)?
         }
+        // Taken apart by `apply_batch` before it gets here.
+        Some(pb::entry::Kind::GuestBatch(_)) => Err(NodeError::Internal(format!("entry {} is a batch", e.index))),
         Some(pb::entry::Kind::GuestDeploy(deploy)) => return super::deploy::swap(b, txn, &deploy, e.index),
         Some(pb::entry::Kind::GuestModuleChunk(chunk)) => super::deploy::store_chunk(b, &txn, &chunk, e.index)?,
         Some(pb::entry::Kind::Publish(attrs)) => {
