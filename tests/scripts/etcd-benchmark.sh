@@ -24,7 +24,10 @@
 #   ETCD_SERVERS="name=path ..."    etcd servers (default: etcd-3.5.1 from the cache and Debian's
 #                                   etcd-3.4.23, /usr/bin/etcd)
 #   WORKLOADS="put"                 any of put, range-l, range-s (range RANGE_KEY, linearizable /
-#                                   serializable; RANGE_KEY is written once with etcdctl first)
+#                                   serializable; RANGE_KEY is written once with etcdctl first),
+#                                   txn-put (one put per txn), lease-keepalive
+#   MEMBERS=1                       members per cluster (1 or 3; the benchmark's connections are
+#                                   spread over all of them)
 #   TOTAL=20000 CLIENTS=100 CONNS=10 ROUNDS=2
 #   KEY_SIZE=8 VAL_SIZE=256 KEY_SPACE_SIZE=1 (etcd's default: every put on one key) RANGE_KEY=foo
 #   CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/wasmraft/etcd-benchmark
@@ -37,6 +40,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODE=${1:-run}
 WORKLOADS=${WORKLOADS:-put}
+MEMBERS=${MEMBERS:-1}
 TOTAL=${TOTAL:-20000}
 CLIENTS=${CLIENTS:-100}
 CONNS=${CONNS:-10}
@@ -179,12 +183,13 @@ add_servers etcd "$ETCD_SERVERS"
 add_servers wasmraft "${WASMRAFT_BINS:-}"
 [ -n "${WASMRAFT_BINS:-}" ] || say "no WASMRAFT_BINS: etcd only"
 N=${#NAME[@]}
-for w in $WORKLOADS; do case "$w" in put | range-l | range-s) ;; *) die "unknown workload $w" ;; esac; done
+for w in $WORKLOADS; do case "$w" in put | range-l | range-s | txn-put | lease-keepalive) ;; *) die "unknown workload $w" ;; esac; done
+case "$MEMBERS" in 1 | 3) ;; *) die "MEMBERS must be 1 or 3" ;; esac
 
 ROOT=$(mktemp -d "${DATA_ROOT:-${TMPDIR:-/tmp}}/etcd-benchmark.XXXXXX")
-PID=
+PIDS=()
 cleanup() {
-    reap "$PID"
+    for p in "${PIDS[@]}"; do reap "$p"; done
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $ROOT"; else rm -rf "$ROOT"; fi
 }
 trap cleanup EXIT
@@ -195,31 +200,44 @@ for i in $(seq 0 $((N - 1))); do
     echo "${NAME[i]}: ${BIN[i]} ($("${BIN[i]}" --version 2>/dev/null | head -1))"
 done
 echo "machine: $(nproc) cores, $(uname -r); load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "members per cluster: $MEMBERS"
 echo "shape: --conns=$CONNS --clients=$CLIENTS, --total=$TOTAL, --key-size=$KEY_SIZE --val-size=$VAL_SIZE (put: --key-space-size=$KEY_SPACE_SIZE), $ROUNDS round(s)"
 touch "$ROOT/runs.tsv"
 HEADER=$'run\tround\tworkload\tserver\tkind\tqps\tavg_ms\tp99_ms\terrors\tload1'
 RUNS=$ROOT/runs.tsv
 echo "$HEADER"
 
-# start_member I DIR: a fresh single member of server I; sets PID and EP
+# start_member I DIR: a fresh cluster of MEMBERS members of server I; sets PIDS and EP (the
+# client URLs, comma-separated)
 start_member() {
-    local i=$1 dir=$2 cport pport
-    cport=$(free_port) pport=$(free_port)
-    EP="http://127.0.0.1:$cport"
-    mkdir -p "$dir"
-    : >"$dir/log" # before the member opens it: the readiness check below may come first
-    "${BIN[i]}" --name m0 --data-dir "$dir/data" \
-        --listen-client-urls "$EP" --advertise-client-urls "$EP" \
-        --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-        --initial-cluster "m0=http://127.0.0.1:$pport" --initial-cluster-token etcd-benchmark \
-        --initial-cluster-state new >"$dir/log" 2>&1 &
-    PID=$!
+    local i=$1 dir=$2 m cluster="" eps=() peers=() ready
+    for m in $(seq 0 $((MEMBERS - 1))); do
+        eps[m]="http://127.0.0.1:$(free_port)"
+        peers[m]="http://127.0.0.1:$(free_port)"
+        cluster+="${cluster:+,}m$m=${peers[m]}"
+    done
+    EP=$(IFS=,; echo "${eps[*]}")
+    PIDS=()
+    for m in $(seq 0 $((MEMBERS - 1))); do
+        mkdir -p "$dir/m$m"
+        : >"$dir/m$m/log" # before the member opens it: the readiness check below may come first
+        "${BIN[i]}" --name "m$m" --data-dir "$dir/m$m/data" \
+            --listen-client-urls "${eps[m]}" --advertise-client-urls "${eps[m]}" \
+            --listen-peer-urls "${peers[m]}" --initial-advertise-peer-urls "${peers[m]}" \
+            --initial-cluster "$cluster" --initial-cluster-token etcd-benchmark \
+            --initial-cluster-state new >"$dir/m$m/log" 2>&1 &
+        PIDS+=($!)
+    done
     for _ in $(seq 600); do
-        grep -q "$READY_LINE" "$dir/log" && return
-        kill -0 "$PID" 2>/dev/null || { tail -30 "$dir/log" >&2; die "${NAME[i]} exited before ready"; }
+        ready=0
+        for m in $(seq 0 $((MEMBERS - 1))); do
+            grep -q "$READY_LINE" "$dir/m$m/log" && ready=$((ready + 1))
+            kill -0 "${PIDS[m]}" 2>/dev/null || { tail -30 "$dir/m$m/log" >&2; die "${NAME[i]} m$m exited before ready"; }
+        done
+        [ "$ready" = "$MEMBERS" ] && return
         sleep 0.1
     done
-    tail -30 "$dir/log" >&2
+    tail -30 "$dir/m0/log" >&2
     die "${NAME[i]} not ready after 60s"
 }
 
@@ -234,12 +252,14 @@ one_run() {
         range-*)
             ETCDCTL_API=3 etcdctl --endpoints="$EP" put "$RANGE_KEY" "$(head -c "$VAL_SIZE" /dev/zero | tr '\0' v)" >/dev/null
             args=(range "$RANGE_KEY" --consistency="${w#range-}" --total="$TOTAL") ;;
+        txn-put) args=(txn-put --total="$TOTAL" --key-size="$KEY_SIZE" --val-size="$VAL_SIZE" --key-space-size="$KEY_SPACE_SIZE" --txn-ops=1) ;;
+        lease-keepalive) args=(lease-keepalive --total="$TOTAL") ;;
     esac
     load=$(cut -d' ' -f1 /proc/loadavg)
     "$BENCHMARK" --endpoints="$EP" --conns="$CONNS" --clients="$CLIENTS" --precise "${args[@]}" \
         >"$dir/out" 2>"$dir/err" || rc=$?
-    reap "$PID"
-    PID=
+    for p in "${PIDS[@]}"; do reap "$p"; done
+    PIDS=()
     # The summary (--precise: seconds in full precision), and the error distribution's counts.
     if line=$(awk -v pre="run\t$round\t$w\t${NAME[i]}\t${KIND[i]}\t" -v load="$load" '
         /^  Requests\/sec:/ { qps = $2 }
@@ -257,7 +277,7 @@ one_run() {
         tail -5 "$dir/out" "$dir/err" >&2
         FAILED=1
     fi
-    [ "${KEEP:-0}" = 1 ] || rm -rf "$dir/data"
+    [ "${KEEP:-0}" = 1 ] || rm -rf "$dir"/m*/data
 }
 
 for round in $(seq "$ROUNDS"); do
