@@ -56,6 +56,7 @@
 //!   built with an older Go order ties differently among themselves.
 
 mod apply;
+mod chain;
 mod compact;
 mod compare;
 mod delete;
@@ -68,6 +69,7 @@ pub use hash::hash_kv;
 mod history;
 pub mod layout;
 mod lease;
+pub mod legacy;
 mod meta;
 mod pager;
 mod put;
@@ -95,6 +97,12 @@ impl StateMachine for KvGuest {
 
     fn query(store: &dyn ReadStore, request: &[u8]) -> Result<Vec<u8>, String> {
         apply::query(store, request)
+    }
+
+    /// Brings a keyspace an earlier etcd-kv wrote in its layout to this one's ([`legacy`]),
+    /// whatever guest it is swapped in from.
+    fn migrate(_from: &GuestInfo, store: &mut dyn Store) -> Result<(), String> {
+        legacy::migrate(store).map(|_| ())
     }
 }
 

@@ -1,9 +1,14 @@
 //! The store-wide counters: the current revision and the compacted revision.
+//!
+//! A write does not store the current revision: it is the main revision of the newest `h/` row,
+//! which every change writes anyway (one reverse step of a scan finds it). Only what can make
+//! that row older than the store (a compaction dropping a deletion, an import ending at a
+//! compaction) writes a floor under it.
 
-use wasmraft_guest_sdk::{ReadStore, Store};
+use wasmraft_guest_sdk::{ReadStore, Store, prefix_end};
 
 use crate::errors::corrupt;
-use crate::layout::{META_COMPACTED, META_REVISION};
+use crate::layout::{HISTORY, META_COMPACTED, META_REVISION, parse_history_key};
 
 /// etcd's store starts at revision 1, so the first write is revision 2.
 pub const INITIAL_REVISION: i64 = 1;
@@ -39,14 +44,20 @@ fn read_i64(store: &dyn ReadStore, key: &[u8], default: i64) -> Result<i64, Stri
 }
 
 pub fn current_revision(store: &dyn ReadStore) -> Result<i64, String> {
-    read_i64(store, META_REVISION, INITIAL_REVISION)
+    let floor = read_i64(store, META_REVISION, INITIAL_REVISION)?;
+    let newest = match store.scan_page(HISTORY, &prefix_end(HISTORY), 1, true).into_iter().next() {
+        Some((stored, _)) => parse_history_key(&stored).ok_or_else(|| corrupt("history key"))?.main,
+        None => INITIAL_REVISION,
+    };
+    Ok(floor.max(newest))
 }
 
 pub fn compacted_revision(store: &dyn ReadStore) -> Result<i64, String> {
     read_i64(store, META_COMPACTED, NEVER_COMPACTED)
 }
 
-pub fn set_current_revision(store: &mut dyn Store, rev: i64) {
+/// Sets the floor under the current revision (see the module docs).
+pub fn set_revision_floor(store: &mut dyn Store, rev: i64) {
     store.put(META_REVISION, &rev.to_be_bytes());
 }
 

@@ -20,3 +20,4 @@ mod script;
 mod sort_ties;
 mod txn;
 mod watch_history;
+mod write_cost;
