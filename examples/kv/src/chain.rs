@@ -19,7 +19,7 @@ use wasmraft_guest_sdk::{ReadStore, Store};
 
 use crate::errors::corrupt;
 use crate::layout::{self, history_key};
-use crate::record::{KeyRow, decode_change, decode_key_row, encode_change, encode_key_row};
+use crate::record::{KeyRow, decode_change, decode_key_row, encode_change, encode_key_row_parts};
 use crate::revision::Revision;
 
 /// The level of a change at `rev`.
@@ -32,27 +32,18 @@ pub fn key_row(store: &dyn ReadStore, key: &[u8]) -> Result<Option<KeyRow>, Stri
     store.get(&layout::key_row(key)).map(|v| decode_key_row(&v)).transpose()
 }
 
-/// Records a change of `key` at `rev` on top of its row `prev` (`None`: the key has no row):
-/// the `h/` row and the new `k/` row, the only two writes. `payload` is the put's encoded
-/// KeyValue, or `None` for a deletion. Returns the key's new row.
-pub fn append(
-    store: &mut dyn Store,
-    key: &[u8],
-    prev: Option<KeyRow>,
-    rev: Revision,
-    payload: Option<&[u8]>,
-) -> KeyRow {
+/// Records a change of `key` at `rev` on top of the fingers of its row (empty: the key has no
+/// row): the `h/` row and the new `k/` row, the only two writes. `payload` is the put's
+/// encoded KeyValue, or `None` for a deletion.
+pub fn append(store: &mut dyn Store, key: &[u8], mut fingers: Vec<Revision>, rev: Revision, payload: Option<&[u8]>) {
     let level = level(rev);
-    let mut fingers = prev.map(|p| p.fingers).unwrap_or_default();
     let links = &fingers[..fingers.len().min(level + 1)];
     store.put(&history_key(rev), &encode_change(payload.is_none(), links, payload.unwrap_or(key)));
     if fingers.len() <= level {
         fingers.resize(level + 1, rev);
     }
     fingers[..=level].fill(rev);
-    let row = KeyRow { live: payload.map(<[u8]>::to_vec), fingers };
-    store.put(&layout::key_row(key), &encode_key_row(&row));
-    row
+    store.put(&layout::key_row(key), &encode_key_row_parts(payload, &fingers));
 }
 
 /// The key's newest change with a main revision at or below `at`, if any: a skip-list search

@@ -14,7 +14,7 @@ use wasmraft_proto::etcdserverpb::{CompactionRequest, CompactionResponse};
 use crate::chain;
 use crate::errors::{COMPACTED, FUTURE_REV, corrupt};
 use crate::layout::{history_from, history_key, key_row, parse_history_key, successor};
-use crate::meta::{View, set_compacted_revision, set_revision_floor};
+use crate::meta::{View, keep_revision, set_compacted_revision};
 use crate::range::header;
 use crate::record::decode_change;
 
@@ -28,10 +28,10 @@ pub fn compact(store: &mut dyn Store, req: &CompactionRequest) -> Result<Compact
         return Err(FUTURE_REV.into());
     }
     set_compacted_revision(store, rev);
-    // The newest change may be a deletion this drops: the revision must not go back with it.
-    set_revision_floor(store, view.current);
     store.metric_set(crate::write::COMPACT_REVISION, rev);
     drop_history(store, view.compacted, rev)?;
+    // The newest change may have been a deletion this dropped: the revision stays.
+    keep_revision(store, view.current)?;
     Ok(CompactionResponse { header: header(view.current) })
 }
 

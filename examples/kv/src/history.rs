@@ -9,7 +9,7 @@
 //! Paging counts revisions, not events, so that the events of one transaction (one revision)
 //! always come back together: a watcher then never sees half a transaction.
 //!
-//! After a compaction to `C`, the log keeps every change above `C` and, for each key, its newest
+//! After a compaction to `C`, the history keeps every change above `C` and, for each key, its newest
 //! put at or below `C`: a replay from `C` or later is complete, one from below `C` is refused
 //! with the compaction's revision (etcd's compacted watch response, `minRev < compactRev`).
 
@@ -96,8 +96,8 @@ fn event(
         return Ok(None);
     }
     // The value before the transaction, as etcd's watch server reads it (`rev - 1`); none
-    // below the compaction, where etcd's read fails.
-    let prev_kv = if with_prev && rev.main - 1 >= compacted {
+    // below the compaction (`rev - 1 < compacted`), where etcd's read fails.
+    let prev_kv = if with_prev && rev.main > compacted {
         before(store, change.links.first().copied(), rev.main)?.map(|b| decode_kv(&b)).transpose()?
     } else {
         None

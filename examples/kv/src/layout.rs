@@ -10,9 +10,12 @@ use wasmraft_guest_sdk::prefix_end;
 
 use crate::revision::Revision;
 
-/// Meta: a floor under the current revision. The current revision is the newest history row's,
-/// or this when it is higher: a compaction can drop the newest row (a deletion), and an import
-/// can end at a compaction newer than its last row. Absent in a new store, which starts at 1.
+/// The store's revision when it is above the newest `h/` row's (a compaction dropped the newest
+/// row, a deletion; an import ended at a compaction newer than its last row): i64 BE. It sorts
+/// after every `h/<revision>` row (a main revision's first byte is at most 0x7f), so the one
+/// reverse step that finds the newest change finds it first; the next write deletes it.
+pub const REVISION_FLOOR: &[u8] = b"h/\xff";
+/// The layout before issue 26 kept the current revision here ([`crate::legacy`]).
 pub const META_REVISION: &[u8] = b"m/revision";
 /// Meta: the revision of the last compaction. Absent until the first one.
 pub const META_COMPACTED: &[u8] = b"m/compacted";
@@ -108,6 +111,11 @@ pub fn history_key(rev: Revision) -> Vec<u8> {
 
 pub fn parse_history_key(stored: &[u8]) -> Option<Revision> {
     Revision::decode(stored.strip_prefix(HISTORY)?)
+}
+
+/// The end of the `h/<revision>` rows (the revision floor, past them).
+pub fn history_end() -> Vec<u8> {
+    REVISION_FLOOR.to_vec()
 }
 
 /// The first `h/` key of main revision `main` (every change of revisions below sorts before it).

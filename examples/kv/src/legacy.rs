@@ -5,8 +5,8 @@
 //! (`p` + KeyValue, or `t`: the key's history in key order), `r/<rev>` (`p`/`t` + key: the
 //! revision log) and `m/revision` (the current revision). `m/compacted`, `L/` and `K/` are
 //! unchanged. The migration replays the revision log in order through [`chain::append`], exactly
-//! as an import of the same history would, and removes the old rows; `m/revision` stays, as the
-//! floor under the current revision. It runs inside the swap entry, so it is all or nothing: if
+//! as an import of the same history would, and removes the old rows; `m/revision` becomes the
+//! revision floor if the newest change is older (a compaction dropped it). It runs inside the swap entry, so it is all or nothing: if
 //! it fails (a corrupt old table, or a keyspace larger than the deployment's memory cap lets
 //! one entry rewrite), the swap is refused on every member and the earlier guest keeps serving
 //! its keyspace untouched.
@@ -15,7 +15,8 @@ use wasmraft_guest_sdk::{Store, prefix_end};
 
 use crate::chain;
 use crate::errors::corrupt;
-use crate::layout::{HISTORY, KEYS, key_row, prefixed, successor};
+use crate::layout::{HISTORY, KEYS, META_REVISION, key_row, prefixed, successor};
+use crate::meta::keep_revision;
 use crate::record::live_of;
 use crate::revision::Revision;
 
@@ -72,8 +73,8 @@ pub fn migrate(store: &mut dyn Store) -> Result<Migrated, String> {
                 (Some((b't', [])), true) => None,
                 _ => return Err(corrupt("old history record does not match the revision log")),
             };
-            let row = chain::key_row(&*store, key)?;
-            chain::append(store, key, row, rev, kv);
+            let fingers = chain::key_row(&*store, key)?.map(|r| r.fingers).unwrap_or_default();
+            chain::append(store, key, fingers, rev, kv);
             store.delete(&index);
             store.delete(&stored);
             done.changes += 1;
@@ -97,6 +98,11 @@ pub fn migrate(store: &mut dyn Store) -> Result<Migrated, String> {
             store.delete(&stored);
             done.live_keys += 1;
         }
+    }
+    if let Some(bytes) = store.get(META_REVISION) {
+        let rev: [u8; 8] = bytes.as_slice().try_into().map_err(|_| corrupt("old meta revision"))?;
+        keep_revision(store, i64::from_be_bytes(rev))?;
+        store.delete(META_REVISION);
     }
     Ok(done)
 }

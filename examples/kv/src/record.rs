@@ -63,22 +63,33 @@ pub fn decode_change(value: &[u8]) -> Result<Change<'_>, String> {
 }
 
 pub fn encode_key_row(row: &KeyRow) -> Vec<u8> {
-    let live = row.live.as_deref().unwrap_or_default();
-    let mut out = Vec::with_capacity(2 + row.fingers.len() * 6 + live.len());
-    out.push(kind(row.live.is_none()));
-    put_revisions(&mut out, &row.fingers);
-    out.extend_from_slice(live);
+    encode_key_row_parts(row.live.as_deref(), &row.fingers)
+}
+
+/// A key row from its live KeyValue (`None`: deleted) and fingers, without building a [`KeyRow`].
+pub fn encode_key_row_parts(live: Option<&[u8]>, fingers: &[Revision]) -> Vec<u8> {
+    let payload = live.unwrap_or_default();
+    let mut out = Vec::with_capacity(2 + fingers.len() * 6 + payload.len());
+    out.push(kind(live.is_none()));
+    put_revisions(&mut out, fingers);
+    out.extend_from_slice(payload);
     out
 }
 
 pub fn decode_key_row(value: &[u8]) -> Result<KeyRow, String> {
+    let (live, fingers) = decode_key_row_parts(value)?;
+    Ok(KeyRow { live: live.map(<[u8]>::to_vec), fingers })
+}
+
+/// A key row's live KeyValue, borrowed, and its fingers.
+pub fn decode_key_row_parts(value: &[u8]) -> Result<(Option<&[u8]>, Vec<Revision>), String> {
     let bad = || corrupt("unrecognised key row");
     let (tombstone, rest) = split_kind(value).ok_or_else(bad)?;
     let (fingers, payload) = take_revisions(rest).ok_or_else(bad)?;
     if fingers.is_empty() || (tombstone && !payload.is_empty()) {
         return Err(bad());
     }
-    Ok(KeyRow { live: (!tombstone).then(|| payload.to_vec()), fingers })
+    Ok(((!tombstone).then_some(payload), fingers))
 }
 
 /// Just the live KeyValue of a `k/` row, without decoding the fingers: what a read at the

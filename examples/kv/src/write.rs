@@ -19,17 +19,18 @@ use wasmraft_proto::mvccpb::{Event, KeyValue, event::EventType};
 
 use crate::chain;
 use crate::errors::corrupt;
-use crate::layout::{Span, parse_key_row, successor};
+use crate::layout::REVISION_FLOOR;
+use crate::layout::{Span, key_row, parse_key_row, successor};
 use crate::lease::{self, NO_LEASE};
-use crate::meta::{View, compacted_revision, current_revision};
+use crate::meta::{self, View, compacted_revision};
 use crate::read::{decode_kv, get};
-use crate::record::{KeyRow, decode_key_row};
+use crate::record::decode_key_row_parts;
 use crate::revision::Revision;
 
-/// A key as a write finds it: its row (none if it never existed or compaction removed its
-/// history) and its live value, decoded.
+/// A key as a write finds it: its row's fingers (none if it never existed or compaction removed
+/// its history) and its live value, decoded.
 pub struct KeyState {
-    pub row: Option<KeyRow>,
+    pub fingers: Vec<Revision>,
     pub live: Option<KeyValue>,
 }
 
@@ -37,7 +38,8 @@ pub struct WriteTxn<'s> {
     store: &'s mut dyn Store,
     /// The store's revision when the transaction began; it writes `begin + 1`.
     begin: i64,
-    compacted: i64,
+    /// Whether `begin` is the revision floor's, which the first change makes redundant.
+    floor: bool,
     /// Changes so far: the next sub revision.
     changes: i64,
     /// Keys written so far. A key's first write finds its pre-transaction value live; later
@@ -63,9 +65,8 @@ pub const KEYS_TOTAL: &str = "etcd_debugging_mvcc_keys_total";
 
 impl<'s> WriteTxn<'s> {
     pub fn begin(store: &'s mut dyn Store) -> Result<Self, String> {
-        let begin = current_revision(&*store)?;
-        let compacted = compacted_revision(&*store)?;
-        Ok(WriteTxn { store, begin, compacted, changes: 0, touched: BTreeSet::new(), puts: 0, deletes: 0, keys: 0 })
+        let (begin, floor) = meta::current(&*store)?;
+        Ok(WriteTxn { store, begin, floor, changes: 0, touched: BTreeSet::new(), puts: 0, deletes: 0, keys: 0 })
     }
 
     /// The revision reads see and responses report: `begin + 1` once something changed.
@@ -73,8 +74,10 @@ impl<'s> WriteTxn<'s> {
         if self.changes > 0 { self.begin + 1 } else { self.begin }
     }
 
-    pub fn view(&self) -> View {
-        View { current: self.current(), compacted: self.compacted }
+    /// The revisions a read inside the transaction is checked against (the compaction is read
+    /// here, not at `begin`: a plain put never needs it).
+    pub fn view(&self) -> Result<View, String> {
+        Ok(View { current: self.current(), compacted: compacted_revision(self.store())? })
     }
 
     pub fn store(&self) -> &dyn ReadStore {
@@ -83,19 +86,18 @@ impl<'s> WriteTxn<'s> {
 
     /// The key as a write to it now finds it (this transaction's earlier writes included).
     pub fn key(&self, key: &[u8]) -> Result<KeyState, String> {
-        let row = chain::key_row(self.store(), key)?;
-        let live = match row.as_ref().and_then(|r| r.live.as_deref()) {
-            Some(bytes) => Some(decode_kv(bytes)?),
-            None => None,
+        let Some(bytes) = self.store.get(&key_row(key)) else {
+            return Ok(KeyState { fingers: Vec::new(), live: None });
         };
-        Ok(KeyState { row, live })
+        let (live, fingers) = decode_key_row_parts(&bytes)?;
+        Ok(KeyState { fingers, live: live.map(decode_kv).transpose()? })
     }
 
     /// Sets `key`; returns the new KeyValue. `state` must be [`WriteTxn::key`]'s answer for the
     /// key (the caller usually needs it too, so it is read once): create revision and version
     /// carry on from its live value, including from a write earlier in this transaction.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64, state: KeyState) -> Result<KeyValue, String> {
-        let KeyState { row, live: prev } = state;
+        let KeyState { fingers, live: prev } = state;
         self.puts += 1;
         if prev.is_none() {
             self.keys += 1;
@@ -111,7 +113,7 @@ impl<'s> WriteTxn<'s> {
         };
         let encoded = kv.encode_to_vec();
         lease::move_key(self.store, key, prev.as_ref().map_or(NO_LEASE, |p| p.lease), lease);
-        chain::append(self.store, key, row, rev, Some(&encoded));
+        chain::append(self.store, key, fingers, rev, Some(&encoded));
         let prev_kv = self.before_txn(key, prev)?;
         self.emit(EventType::Put, kv.clone(), prev_kv);
         Ok(kv)
@@ -125,9 +127,9 @@ impl<'s> WriteTxn<'s> {
         let mut deleted = Vec::new();
         let mut count = 0;
         if let Span::Single(key) = span {
-            let KeyState { row, live } = self.key(key)?;
-            if let (Some(row), Some(kv)) = (row, live) {
-                self.delete(row, kv, keep, &mut deleted)?;
+            let KeyState { fingers, live } = self.key(key)?;
+            if let Some(kv) = live {
+                self.delete(fingers, kv, keep, &mut deleted)?;
                 count += 1;
             }
             return Ok((count, deleted));
@@ -143,26 +145,32 @@ impl<'s> WriteTxn<'s> {
             let Some((last, _)) = page.last() else { break };
             start = successor(last);
             for (stored, bytes) in page {
-                let row = decode_key_row(&bytes)?;
-                let Some(live) = &row.live else { continue };
+                let (live, fingers) = decode_key_row_parts(&bytes)?;
+                let Some(live) = live else { continue };
                 let kv = decode_kv(live)?;
                 if parse_key_row(&stored) != Some(kv.key.as_slice()) {
                     return Err(corrupt("live entry under the wrong key"));
                 }
-                self.delete(row, kv, keep, &mut deleted)?;
+                self.delete(fingers, kv, keep, &mut deleted)?;
                 count += 1;
             }
         }
         Ok((count, deleted))
     }
 
-    /// Tombstones a live key (`row`, its row; `prev`, its live value), adding it to `deleted`
-    /// if `keep`.
-    fn delete(&mut self, row: KeyRow, prev: KeyValue, keep: bool, deleted: &mut Vec<KeyValue>) -> Result<(), String> {
+    /// Tombstones a live key (`fingers`, its row's; `prev`, its live value), adding it to
+    /// `deleted` if `keep`.
+    fn delete(
+        &mut self,
+        fingers: Vec<Revision>,
+        prev: KeyValue,
+        keep: bool,
+        deleted: &mut Vec<KeyValue>,
+    ) -> Result<(), String> {
         let rev = self.next_revision();
         self.keys -= 1;
         let key = prev.key.clone();
-        chain::append(self.store, &key, Some(row), rev, None);
+        chain::append(self.store, &key, fingers, rev, None);
         lease::move_key(self.store, &key, prev.lease, NO_LEASE);
         if keep {
             deleted.push(prev.clone());
@@ -213,6 +221,9 @@ impl<'s> WriteTxn<'s> {
             self.store.metric_add(KEYS_TOTAL, self.keys);
         }
         if self.changes > 0 {
+            if self.floor {
+                self.store.delete(REVISION_FLOOR);
+            }
             self.store.metric_set(CURRENT_REVISION, current);
         }
         current

@@ -2,13 +2,13 @@
 //! the same history compare equal however they came by it (the guest's own commands, or an
 //! import of its export): links and fingers to changes a compaction dropped (an import never
 //! had them; a search never follows them, see [`crate::chain`]), and a revision floor at or
-//! below the newest change (it only matters above).
+//! below the newest change (none is ever left there; checked all the same).
 
 use wasmraft_guest_sdk::ReadStore;
 
 use super::Pairs;
 use crate::errors::corrupt;
-use crate::layout::{HISTORY, KEYS, META_REVISION, history_key};
+use crate::layout::{HISTORY, KEYS, REVISION_FLOOR, history_end, history_key};
 use crate::meta::current_revision;
 use crate::pager::Pager;
 use crate::record::{decode_change, decode_key_row, encode_change, encode_key_row};
@@ -17,7 +17,7 @@ use crate::revision::Revision;
 /// Every pair of the store, in key order, normalised as the module docs say.
 pub fn canonical_tables(store: &dyn ReadStore) -> Result<Pairs, String> {
     let newest = store
-        .scan_page(HISTORY, &wasmraft_guest_sdk::prefix_end(HISTORY), 1, true)
+        .scan_page(HISTORY, &history_end(), 1, true)
         .first()
         .and_then(|(k, _)| crate::layout::parse_history_key(k))
         .map_or(0, |r| r.main);
@@ -37,7 +37,7 @@ pub fn canonical_tables(store: &dyn ReadStore) -> Result<Pairs, String> {
                 return Err(corrupt("a key row whose newest change is gone"));
             }
             encode_key_row(&row)
-        } else if k == META_REVISION {
+        } else if k == REVISION_FLOOR {
             if current_revision(store)? <= newest {
                 continue;
             }

@@ -41,7 +41,7 @@ use crate::compact::compact;
 use crate::errors::corrupt;
 use crate::layout::{HISTORY, LEASE_KEYS, history_from, history_key, key_row, lease_key, parse_history_key, successor};
 use crate::lease::{self, MAX_LEASE_TTL, NO_LEASE};
-use crate::meta::{INITIAL_REVISION, NEVER_COMPACTED, set_compacted_revision, set_revision_floor};
+use crate::meta::{INITIAL_REVISION, NEVER_COMPACTED, keep_revision, set_compacted_revision};
 use crate::read::decode_kv;
 use crate::record::{KeyRow, decode_change};
 use crate::revision::Revision;
@@ -151,7 +151,7 @@ impl<'s> Importer<'s> {
             }
             None => self.gap = Some((rev, format!("the deletion of {}, which is not live", show(&key)))),
         }
-        chain::append(self.store, &key, row, rev, None);
+        chain::append(self.store, &key, row.map(|r| r.fingers).unwrap_or_default(), rev, None);
         Ok(())
     }
 
@@ -204,7 +204,7 @@ impl<'s> Importer<'s> {
             self.keys += 1;
         }
         lease::move_key(self.store, &kv.key, live.map_or(NO_LEASE, |p| p.lease), kv.lease);
-        chain::append(self.store, &kv.key, row, rev, Some(encoded));
+        chain::append(self.store, &kv.key, row.map(|r| r.fingers).unwrap_or_default(), rev, Some(encoded));
         Ok(())
     }
 
@@ -287,7 +287,7 @@ impl<'s> Importer<'s> {
             check_compacted(self.store, compacted)?;
         }
         if revision > INITIAL_REVISION {
-            set_revision_floor(self.store, revision);
+            keep_revision(self.store, revision).map_err(CorruptStore)?;
             self.store.metric_set(CURRENT_REVISION, revision);
         }
         if self.finished.is_some() {

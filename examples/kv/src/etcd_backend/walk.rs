@@ -11,7 +11,7 @@ use wasmraft_proto::mvccpb::KeyValue;
 use super::error::CorruptStore;
 use super::revkey;
 use crate::errors::corrupt;
-use crate::layout::{HISTORY, history_from, parse_history_key};
+use crate::layout::{HISTORY, history_end, history_from, parse_history_key};
 use crate::pager::Pager;
 use crate::record::decode_change;
 use crate::revision::Revision;
@@ -42,7 +42,7 @@ impl<'a> KeyBucketWalk<'a> {
     pub fn new(store: &'a dyn ReadStore, upto: Option<i64>) -> Self {
         let end = match upto {
             Some(rev) => history_from(rev.saturating_add(1)),
-            None => wasmraft_guest_sdk::prefix_end(HISTORY),
+            None => history_end(),
         };
         KeyBucketWalk { pager: Pager::new(store, HISTORY.to_vec(), end) }
     }

@@ -10,6 +10,7 @@ mod etcd_backend;
 mod etcd_hash;
 mod events;
 mod history;
+mod layout;
 mod lease;
 mod malformed;
 mod metrics;
