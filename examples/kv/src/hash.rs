@@ -20,14 +20,14 @@ use wasmraft_guest_sdk::ReadStore;
 use wasmraft_guest_sdk::crc32c::Crc32c;
 use wasmraft_proto::etcdserverpb::{HashKvRequest, HashKvResponse};
 
+use crate::chain;
 use crate::errors::{COMPACTED, FUTURE_REV};
 use crate::etcd_backend::KEY_BUCKET;
 use crate::etcd_backend::walk::KeyBucketWalk;
-use crate::layout::{Span, index_key};
+use crate::layout::Span;
 use crate::meta::View;
 use crate::range::header;
 use crate::read::{Flow, visit};
-use crate::revision::Revision;
 
 pub fn hash_kv(store: &dyn ReadStore, req: &HashKvRequest) -> Result<HashKvResponse, String> {
     let view = View::load(store)?;
@@ -51,7 +51,7 @@ pub fn hash_kv(store: &dyn ReadStore, req: &HashKvRequest) -> Result<HashKvRespo
                 Some(empty) => empty,
                 None => *keep_empty.insert(!any_key_at(store, rev, view.current)?),
             };
-            if !empty && changed_since(store, &entry.key, view.compacted, rev) {
+            if !empty && changed_since(store, &entry.key, view.compacted, rev)? {
                 continue;
             }
         }
@@ -72,10 +72,9 @@ fn any_key_at(store: &dyn ReadStore, at: i64, current: i64) -> Result<bool, Stri
 }
 
 /// Whether `key` changed after revision `after` and at or before `upto`.
-fn changed_since(store: &dyn ReadStore, key: &[u8], after: i64, upto: i64) -> bool {
-    let start = index_key(key, Revision::new(after.saturating_add(1), 0));
-    let end = index_key(key, Revision::new(upto.saturating_add(1), 0));
-    !store.scan_page(&start, &end, 1, false).is_empty()
+fn changed_since(store: &dyn ReadStore, key: &[u8], after: i64, upto: i64) -> Result<bool, String> {
+    let Some(row) = chain::key_row(store, key)? else { return Ok(false) };
+    Ok(chain::newest_at(store, &row, upto)?.is_some_and(|rev| rev.main > after))
 }
 
 #[cfg(test)]

@@ -2,14 +2,14 @@
 //! revision or fell behind (etcd's unsynced watchers read them from the backend the same way,
 //! in `syncWatchers`).
 //!
-//! The `r/` revision log names the key changed at each revision, in revision order, so a replay
-//! walks it from the start revision and reads each matching change's record from the key's
-//! `i/` history. Nothing is added to the write path for this.
+//! The `h/` table holds every change keyed by its revision, with the KeyValue it wrote, so a
+//! replay is one scan from the start revision; `prev_kv` follows the change's link to the
+//! key's previous change. Nothing is added to the write path for this.
 //!
 //! Paging counts revisions, not events, so that the events of one transaction (one revision)
 //! always come back together: a watcher then never sees half a transaction.
 //!
-//! After a compaction to `C`, the log keeps every change above `C` and, for each key, its newest
+//! After a compaction to `C`, the history keeps every change above `C` and, for each key, its newest
 //! put at or below `C`: a replay from `C` or later is complete, one from below `C` is refused
 //! with the compaction's revision (etcd's compacted watch response, `minRev < compactRev`).
 
@@ -18,12 +18,13 @@ use wasmraft_proto::etcdserverpb::ResponseHeader;
 use wasmraft_proto::mvccpb::{Event, KeyValue, event::EventType};
 use wasmraft_proto::wasmraft::v1::{WatchHistoryRequest, WatchHistoryResponse};
 
+use crate::chain;
 use crate::errors::corrupt;
-use crate::layout::{Span, index_key, parse_revision_key, revision_key};
+use crate::layout::{Span, history_from, parse_history_key};
 use crate::meta::{compacted_revision, current_revision};
 use crate::pager::Pager;
-use crate::read::{decode_kv, get};
-use crate::record::{Change, decode_change, decode_revision_entry};
+use crate::read::decode_kv;
+use crate::record::{Change, decode_change};
 use crate::revision::Revision;
 
 /// etcd's `watchBatchMaxRevs`: the most distinct revisions an unsynced watcher gets at a time.
@@ -55,14 +56,10 @@ pub fn watch_history(store: &dyn ReadStore, req: &WatchHistoryRequest) -> Result
     let mut events = Vec::new();
     let mut next_revision = end.saturating_add(1).max(start);
     if start <= end {
-        let mut pager = Pager::new(
-            store,
-            revision_key(Revision::new(start, 0)),
-            revision_key(Revision::new(end.saturating_add(1), 0)),
-        );
+        let mut pager = Pager::new(store, history_from(start), history_from(end.saturating_add(1)));
         let (mut last_main, mut revisions) = (0, 0);
-        while let Some((stored, entry)) = pager.next_pair() {
-            let rev = parse_revision_key(&stored).ok_or_else(|| corrupt("revision key"))?;
+        while let Some((stored, bytes)) = pager.next_pair() {
+            let rev = parse_history_key(&stored).ok_or_else(|| corrupt("history key"))?;
             if rev.main != last_main {
                 if revisions == limit {
                     next_revision = rev.main;
@@ -71,38 +68,52 @@ pub fn watch_history(store: &dyn ReadStore, req: &WatchHistoryRequest) -> Result
                 revisions += 1;
                 last_main = rev.main;
             }
-            let (tombstone, key) = decode_revision_entry(&entry)?;
-            if !span.contains(key) {
-                continue;
+            let change = decode_change(&bytes)?;
+            if let Some(event) = event(store, &span, rev, change, req.prev_kv, compacted)? {
+                events.push(event);
             }
-            events.push(event(store, key, rev, tombstone, req.prev_kv, current)?);
         }
     }
     Ok(WatchHistoryResponse { header, events, compact_revision: 0, next_revision })
 }
 
-/// The event of `key`'s change at `rev`, as the write emitted it.
+/// The event of the change at `rev`, as the write emitted it, if its key is in `span`.
 fn event(
     store: &dyn ReadStore,
-    key: &[u8],
+    span: &Span,
     rev: Revision,
-    tombstone: bool,
+    change: Change<'_>,
     with_prev: bool,
-    current: i64,
-) -> Result<Event, String> {
-    let (kind, kv) = if tombstone {
-        let kv = KeyValue { key: key.to_vec(), mod_revision: rev.main, ..Default::default() };
+    compacted: i64,
+) -> Result<Option<Event>, String> {
+    let (kind, kv) = if change.tombstone {
+        let kv = KeyValue { key: change.payload.to_vec(), mod_revision: rev.main, ..Default::default() };
         (EventType::Delete, kv)
     } else {
-        let record =
-            store.get(&index_key(key, rev)).ok_or_else(|| corrupt("revision log entry without its history record"))?;
-        match decode_change(&record)? {
-            Change::Put(bytes) => (EventType::Put, decode_kv(bytes)?),
-            Change::Tombstone => return Err(corrupt("revision log says put, history says tombstone")),
-        }
+        (EventType::Put, decode_kv(change.payload)?)
     };
-    // The value before the transaction, as etcd's watch server reads it (`rev - 1`); gone when
-    // compaction dropped it, as in etcd.
-    let prev_kv = if with_prev { get(store, key, rev.main - 1, current)? } else { None };
-    Ok(Event { r#type: kind as i32, kv: Some(kv), prev_kv })
+    if !span.contains(&kv.key) {
+        return Ok(None);
+    }
+    // The value before the transaction, as etcd's watch server reads it (`rev - 1`); none
+    // below the compaction (`rev - 1 < compacted`), where etcd's read fails.
+    let prev_kv = if with_prev && rev.main > compacted {
+        before(store, change.links.first().copied(), rev.main)?.map(|b| decode_kv(&b)).transpose()?
+    } else {
+        None
+    };
+    Ok(Some(Event { r#type: kind as i32, kv: Some(kv), prev_kv }))
+}
+
+/// The key's value before main revision `main`, from `link`, the change's link to the key's
+/// previous change: earlier changes of the same transaction are stepped over.
+fn before(store: &dyn ReadStore, mut link: Option<Revision>, main: i64) -> Result<Option<Vec<u8>>, String> {
+    while let Some(rev) = link {
+        if rev.main < main {
+            return chain::value_of(store, rev);
+        }
+        let Some(bytes) = store.get(&crate::layout::history_key(rev)) else { return Ok(None) };
+        link = decode_change(&bytes)?.links.first().copied();
+    }
+    Ok(None)
 }

@@ -1,29 +1,31 @@
 //! Where everything lives in the guest's keyspace. See the crate docs for the table of prefixes;
-//! this module is the only place that builds or parses stored keys.
+//! this module is the only place that builds or parses stored keys (the previous layout's keys,
+//! which only the migration reads, are in [`crate::legacy`]).
 //!
-//! User keys appear in two forms:
-//! - raw after a fixed prefix (`l/`), where nothing follows them, so byte order of the stored
-//!   keys is byte order of the user keys and a user range is a stored range;
-//! - *escaped* (`i/`), where a revision follows them. Escaping (`00` → `00 FF`, then a `00 00`
-//!   terminator) makes the encoding prefix-free and order-preserving, so "all revisions of every
-//!   key in `[a, b)`" is still one contiguous stored range and `a`'s revisions never interleave
-//!   with those of `a\0`.
+//! User keys appear raw after `k/`, where nothing follows them, so byte order of the stored keys
+//! is byte order of the user keys and a user range is a stored range. History rows are keyed by
+//! revision alone (`h/<main><sub>`), so the history table is etcd's `key` bucket in its order.
 
 use wasmraft_guest_sdk::prefix_end;
 
-use crate::revision::{REVISION_LEN, Revision};
+use crate::revision::Revision;
 
-/// Meta: the current (last committed) main revision. Absent in a new store, which starts at 1.
+/// The store's revision when it is above the newest `h/` row's (a compaction dropped the newest
+/// row, a deletion; an import ended at a compaction newer than its last row): i64 BE. It sorts
+/// after every `h/<revision>` row (a main revision's first byte is at most 0x7f), so the one
+/// reverse step that finds the newest change finds it first; the next write deletes it.
+pub const REVISION_FLOOR: &[u8] = b"h/\xff";
+/// The layout before issue 26 kept the current revision here ([`crate::legacy`]).
 pub const META_REVISION: &[u8] = b"m/revision";
 /// Meta: the revision of the last compaction. Absent until the first one.
 pub const META_COMPACTED: &[u8] = b"m/compacted";
 
-/// `l/<key>` → the key's live `mvccpb.KeyValue` (absent when deleted).
-pub const LIVE: &[u8] = b"l/";
-/// `i/<escaped key><revision>` → a [`crate::record`] of one change to the key.
-pub const INDEX: &[u8] = b"i/";
-/// `r/<revision>` → which key changed at that revision (see [`crate::record`]).
-pub const REVISIONS: &[u8] = b"r/";
+/// `k/<key>` → the key's row ([`crate::record::KeyRow`]): its live `mvccpb.KeyValue` (or that
+/// it is deleted) and where its history is.
+pub const KEYS: &[u8] = b"k/";
+/// `h/<revision>` → one change ([`crate::record::Change`]): the KeyValue written (or the key
+/// deleted) and links to the key's earlier changes.
+pub const HISTORY: &[u8] = b"h/";
 /// `L/<lease id, 8 bytes BE>` → a granted lease (`wasmraft.v1.LeaseRecord`: id, granted TTL,
 /// last checkpointed remaining TTL): etcd's `lease` bucket.
 pub const LEASES: &[u8] = b"L/";
@@ -63,29 +65,16 @@ impl Span {
         }
     }
 
-    /// The stored range of `l/` entries for the span.
-    pub fn live_range(&self) -> (Vec<u8>, Vec<u8>) {
+    /// The stored range of `k/` rows for the span.
+    pub fn key_range(&self) -> (Vec<u8>, Vec<u8>) {
         match self {
             Span::Single(k) => {
-                let start = live_key(k);
+                let start = key_row(k);
                 let end = successor(&start);
                 (start, end)
             }
-            Span::From(start) => (live_key(start), prefix_end(LIVE)),
-            Span::Range(start, end) => (live_key(start), live_key(end)),
-        }
-    }
-
-    /// The stored range of `i/` entries for the span.
-    pub fn index_range(&self) -> (Vec<u8>, Vec<u8>) {
-        match self {
-            Span::Single(k) => {
-                let start = index_prefix(k);
-                let end = prefix_end(&start);
-                (start, end)
-            }
-            Span::From(start) => (index_prefix(start), prefix_end(INDEX)),
-            Span::Range(start, end) => (index_prefix(start), index_prefix(end)),
+            Span::From(start) => (key_row(start), prefix_end(KEYS)),
+            Span::Range(start, end) => (key_row(start), key_row(end)),
         }
     }
 }
@@ -98,52 +87,40 @@ pub fn successor(key: &[u8]) -> Vec<u8> {
     next
 }
 
-fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+pub(crate) fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(prefix.len() + rest.len());
     out.extend_from_slice(prefix);
     out.extend_from_slice(rest);
     out
 }
 
-pub fn live_key(key: &[u8]) -> Vec<u8> {
-    prefixed(LIVE, key)
+/// `k/<key>`.
+pub fn key_row(key: &[u8]) -> Vec<u8> {
+    prefixed(KEYS, key)
 }
 
-/// The user key of an `l/` entry.
-pub fn parse_live_key(stored: &[u8]) -> Option<&[u8]> {
-    stored.strip_prefix(LIVE)
+/// The user key of a `k/` row.
+pub fn parse_key_row(stored: &[u8]) -> Option<&[u8]> {
+    stored.strip_prefix(KEYS)
 }
 
-/// `i/<escaped key>`: every revision of `key` starts with this and nothing else does.
-pub fn index_prefix(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(INDEX.len() + key.len() + 2 + REVISION_LEN);
-    out.extend_from_slice(INDEX);
-    escape_into(key, &mut out);
-    out
+/// `h/<revision>`.
+pub fn history_key(rev: Revision) -> Vec<u8> {
+    prefixed(HISTORY, &rev.encode())
 }
 
-pub fn index_key(key: &[u8], rev: Revision) -> Vec<u8> {
-    let mut out = index_prefix(key);
-    out.extend_from_slice(&rev.encode());
-    out
+pub fn parse_history_key(stored: &[u8]) -> Option<Revision> {
+    Revision::decode(stored.strip_prefix(HISTORY)?)
 }
 
-/// Splits an `i/` key into the escaped-key prefix it shares with the key's other revisions,
-/// the user key, and the revision.
-pub fn parse_index_key(stored: &[u8]) -> Option<(&[u8], Vec<u8>, Revision)> {
-    let split = stored.len().checked_sub(REVISION_LEN)?;
-    let (prefix, rev) = stored.split_at(split);
-    let escaped = prefix.strip_prefix(INDEX)?;
-    let key = unescape(escaped)?;
-    Some((prefix, key, Revision::decode(rev)?))
+/// The end of the `h/<revision>` rows (the revision floor, past them).
+pub fn history_end() -> Vec<u8> {
+    REVISION_FLOOR.to_vec()
 }
 
-pub fn revision_key(rev: Revision) -> Vec<u8> {
-    prefixed(REVISIONS, &rev.encode())
-}
-
-pub fn parse_revision_key(stored: &[u8]) -> Option<Revision> {
-    Revision::decode(stored.strip_prefix(REVISIONS)?)
+/// The first `h/` key of main revision `main` (every change of revisions below sorts before it).
+pub fn history_from(main: i64) -> Vec<u8> {
+    history_key(Revision::new(main.max(0), 0))
 }
 
 pub fn lease_key(id: i64) -> Vec<u8> {
@@ -162,65 +139,21 @@ pub fn lease_item_key(id: i64, key: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Appends `key` escaped and terminated: `00` → `00 FF`, then `00 00`.
-fn escape_into(key: &[u8], out: &mut Vec<u8>) {
-    for &b in key {
-        out.push(b);
-        if b == 0 {
-            out.push(0xff);
-        }
-    }
-    out.extend_from_slice(&[0, 0]);
-}
-
-/// The inverse of [`escape_into`]; `None` unless `escaped` is exactly one terminated key.
-fn unescape(escaped: &[u8]) -> Option<Vec<u8>> {
-    let mut key = Vec::with_capacity(escaped.len());
-    let mut bytes = escaped.iter();
-    while let Some(&b) = bytes.next() {
-        if b != 0 {
-            key.push(b);
-            continue;
-        }
-        match bytes.next() {
-            Some(0xff) => key.push(0),
-            Some(0) => return bytes.next().is_none().then_some(key),
-            _ => return None,
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn escaping_preserves_order_and_is_prefix_free() {
-        let keys: [&[u8]; 8] = [b"", b"\0", b"\0\0", b"\0\x01", b"a", b"a\0", b"a\0b", b"a\x01"];
-        for w in keys.windows(2) {
-            assert!(w[0] < w[1]);
-            let (a, b) = (index_key(w[0], Revision::new(i64::MAX, 9)), index_key(w[1], Revision::new(0, 0)));
-            assert!(a < b, "{:?} !< {:?}", w[0], w[1]);
+    fn history_keys_order_like_revisions() {
+        let revs = [Revision::new(0, 0), Revision::new(2, 0), Revision::new(2, 1), Revision::new(256, 0)];
+        for w in revs.windows(2) {
+            assert!(history_key(w[0]) < history_key(w[1]));
         }
-        for k in keys {
-            let stored = index_key(k, Revision::new(7, 3));
-            let (prefix, key, rev) = parse_index_key(&stored).unwrap();
-            assert_eq!(prefix, index_prefix(k).as_slice());
-            assert_eq!(key, k);
-            assert_eq!(rev, Revision::new(7, 3));
+        for r in revs {
+            assert_eq!(parse_history_key(&history_key(r)), Some(r));
         }
-    }
-
-    #[test]
-    fn malformed_index_keys_are_rejected() {
-        assert!(parse_index_key(b"i/").is_none());
-        assert!(
-            parse_index_key(&[b'i', b'/', b'a', 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_none()
-        );
-        let mut unterminated = b"i/a".to_vec();
-        unterminated.extend_from_slice(&Revision::new(1, 0).encode());
-        assert!(parse_index_key(&unterminated).is_none());
+        assert_eq!(parse_history_key(b"h/short"), None);
+        assert_eq!(parse_key_row(&key_row(b"a\0b")), Some(&b"a\0b"[..]));
     }
 
     #[test]

@@ -13,31 +13,35 @@
 //!
 //! ## Storage layout
 //!
-//! Single-byte table prefixes, then a `/`:
+//! Single-byte table prefixes, then a `/` (the layout of issue 26: a put writes two rows):
 //!
 //! | key | value | what for |
 //! |---|---|---|
-//! | `m/revision` | i64 BE | the current revision (absent: 1, etcd's starting revision) |
+//! | `h/<main><sub>` | `p`/`t` ‖ links ‖ `mvccpb.KeyValue` (a deletion: the key) | every change, in revision order: etcd's `key` bucket row for row (watch history, HashKV, the backup file read it as is) |
+//! | `h/\xff` | i64 BE | the current revision, only while it is above the newest change's (after a compaction dropped a deletion); absent otherwise: the newest `h/` row *is* the revision |
+//! | `k/<key>` | `p`/`t` ‖ fingers ‖ live `mvccpb.KeyValue` | each key's live value (reads at the current revision: one scan of the span) and the entry to its history (a deleted key keeps its row, `t`, until a compaction passes its deletion) |
 //! | `m/compacted` | i64 BE | the last compaction's revision (absent: -1, never compacted) |
-//! | `l/<key>` | `mvccpb.KeyValue` | every live key's current value: reads at the current revision, counts, and the create revision / version a put carries on from |
-//! | `i/<escaped key><main><sub>` | `p` + `mvccpb.KeyValue`, or `t` (tombstone) | each key's history in revision order: reads at past revisions take the newest change at or below the revision |
-//! | `r/<main><sub>` | `p` or `t`, + key | the revision log: which key changed at each revision; compaction walks it, and so can a watch replay |
 //! | `L/<lease id BE>` | `wasmraft.v1.LeaseRecord` | the lease table: granted leases, their TTL and last checkpointed remaining TTL |
 //! | `K/<lease id BE><key>` | empty | the keys attached to each lease, for revoke and TimeToLive |
 //!
-//! Revisions are `(main, sub)` as in etcd, each 8 bytes big-endian, so byte order is revision
-//! order. In `i/` the user key is escaped (`00` → `00 FF`, then a `00 00` terminator) so that
-//! concatenating a revision keeps key order and a user range `[a, b)` is the stored range
-//! `[i/esc(a), i/esc(b))`. The live value is stored twice (`l/` and `i/`): the price of answering
-//! the common read — at the current revision — with one scan of exactly the live keys.
+//! Revisions are `(main, sub)` as in etcd, each 8 bytes big-endian in keys, so byte order is
+//! revision order. A key's changes form a skip list through `h/` ([`chain`]): each change links
+//! back to the key's earlier changes at a few levels, the key's row holds the newest change at
+//! each level, so a read at a past revision reaches the key's value in O(log versions) gets,
+//! while a put writes one change row and rewrites the key's row (bounded: one finger per level,
+//! at most 64). The live value is stored twice (`k/` and the newest `h/`): the price of
+//! answering the common read — at the current revision — with one scan of the span's keys.
 //!
 //! Every write also emits an `mvccpb.Event` (PUT with the new KeyValue, or DELETE with the key
 //! and the delete's revision), with `prev_kv` set to the key's value before the entry's
 //! transaction, as etcd's watchers see it.
 //!
+//! A keyspace written by the layout before issue 26 (`l/`, `i/`, `r/`, `m/revision`) is
+//! rewritten by this guest's `migrate` when it is swapped in ([`legacy`]).
+//!
 //! ## etcd's backend file
 //!
-//! `r/` and `i/` hold exactly the history etcd's `key` bucket holds, in the same order;
+//! `h/` holds exactly the history etcd's `key` bucket holds, in the same order;
 //! [`etcd_backend`] turns the tables into etcd 3.4's `key`, `lease` and `meta` buckets and back
 //! (the host reads and writes the bbolt file: `etcdctl snapshot save`, `wasmraft snapshot
 //! restore`), and HashKV is etcd's `HashByRev` computed over that same view, so its values are
@@ -56,6 +60,7 @@
 //!   built with an older Go order ties differently among themselves.
 
 mod apply;
+mod chain;
 mod compact;
 mod compare;
 mod delete;
@@ -68,6 +73,7 @@ pub use hash::hash_kv;
 mod history;
 pub mod layout;
 mod lease;
+pub mod legacy;
 mod meta;
 mod pager;
 mod put;
@@ -95,6 +101,12 @@ impl StateMachine for KvGuest {
 
     fn query(store: &dyn ReadStore, request: &[u8]) -> Result<Vec<u8>, String> {
         apply::query(store, request)
+    }
+
+    /// Brings a keyspace an earlier etcd-kv wrote in its layout to this one's ([`legacy`]),
+    /// whatever guest it is swapped in from.
+    fn migrate(_from: &GuestInfo, store: &mut dyn Store) -> Result<(), String> {
+        legacy::migrate(store).map(|_| ())
     }
 }
 

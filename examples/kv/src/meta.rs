@@ -1,9 +1,15 @@
 //! The store-wide counters: the current revision and the compacted revision.
+//!
+//! A write does not store the current revision: it is the main revision of the newest `h/` row,
+//! which every change writes anyway, found by one reverse step of a scan. Only what can leave
+//! that row older than the store (a compaction dropping a deletion, an import ending at a
+//! compaction) writes the [`REVISION_FLOOR`] above it, which the same step finds first and the
+//! next write removes.
 
 use wasmraft_guest_sdk::{ReadStore, Store};
 
 use crate::errors::corrupt;
-use crate::layout::{META_COMPACTED, META_REVISION};
+use crate::layout::{HISTORY, META_COMPACTED, REVISION_FLOOR, parse_history_key, successor};
 
 /// etcd's store starts at revision 1, so the first write is revision 2.
 pub const INITIAL_REVISION: i64 = 1;
@@ -38,16 +44,38 @@ fn read_i64(store: &dyn ReadStore, key: &[u8], default: i64) -> Result<i64, Stri
     }
 }
 
+/// The current revision, and whether it is the floor's.
+pub fn current(store: &dyn ReadStore) -> Result<(i64, bool), String> {
+    match store.scan_page(HISTORY, &successor(REVISION_FLOOR), 1, true).into_iter().next() {
+        None => Ok((INITIAL_REVISION, false)),
+        Some((stored, value)) if stored == REVISION_FLOOR => {
+            let bytes: [u8; 8] = value.as_slice().try_into().map_err(|_| corrupt("revision floor"))?;
+            Ok((i64::from_be_bytes(bytes), true))
+        }
+        Some((stored, _)) => Ok((parse_history_key(&stored).ok_or_else(|| corrupt("history key"))?.main, false)),
+    }
+}
+
 pub fn current_revision(store: &dyn ReadStore) -> Result<i64, String> {
-    read_i64(store, META_REVISION, INITIAL_REVISION)
+    Ok(current(store)?.0)
 }
 
 pub fn compacted_revision(store: &dyn ReadStore) -> Result<i64, String> {
     read_i64(store, META_COMPACTED, NEVER_COMPACTED)
 }
 
-pub fn set_current_revision(store: &mut dyn Store, rev: i64) {
-    store.put(META_REVISION, &rev.to_be_bytes());
+/// Keeps the store's revision at `rev` when the newest `h/` row is older (see the module docs).
+pub fn keep_revision(store: &mut dyn Store, rev: i64) -> Result<(), String> {
+    let newest = match store.scan_page(HISTORY, REVISION_FLOOR, 1, true).into_iter().next() {
+        Some((stored, _)) => parse_history_key(&stored).ok_or_else(|| corrupt("history key"))?.main,
+        None => INITIAL_REVISION,
+    };
+    if rev > newest {
+        store.put(REVISION_FLOOR, &rev.to_be_bytes());
+    } else {
+        store.delete(REVISION_FLOOR);
+    }
+    Ok(())
 }
 
 pub fn set_compacted_revision(store: &mut dyn Store, rev: i64) {

@@ -1,10 +1,9 @@
-//! A forward scan that can jump ahead. The SDK's `scan` iterator is enough for plain walks, but
-//! reads at a past revision want to skip the rest of a key's history once they have passed the
-//! revision they read at, without fetching it.
+//! A forward scan over a `&dyn ReadStore`, a page at a time (the SDK's `scan` is ambiguous on
+//! the trait object while the trait is in scope).
 
 use std::collections::VecDeque;
 
-use wasmraft_guest_sdk::{ReadStore, prefix_end};
+use wasmraft_guest_sdk::ReadStore;
 
 use crate::layout::successor;
 
@@ -29,23 +28,6 @@ impl<'a> Pager<'a> {
                 return Some(pair);
             }
             self.fetch()?;
-        }
-    }
-
-    /// Skips every remaining pair whose key starts with `prefix`, fetching nothing more than
-    /// needed: pairs already fetched are dropped, and if the page runs out the scan restarts
-    /// after the prefix.
-    pub fn skip_prefix(&mut self, prefix: &[u8]) {
-        while self.page.front().is_some_and(|(k, _)| k.starts_with(prefix)) {
-            self.page.pop_front();
-        }
-        if self.page.is_empty() && !self.done {
-            let after = prefix_end(prefix);
-            if after.is_empty() {
-                self.done = true;
-            } else if after > self.start {
-                self.start = after;
-            }
         }
     }
 

@@ -20,22 +20,23 @@ pub fn put(txn: &mut WriteTxn<'_>, req: &PutRequest, context: Context) -> Result
         return Err(LEASE_NOT_FOUND.into());
     }
     // The previous value, as this transaction sees it (its own earlier writes included).
-    let prev = txn.live(&req.key)?;
+    let state = txn.key(&req.key)?;
+    let prev = &state.live;
     if (req.ignore_value || req.ignore_lease) && prev.is_none() {
         // Inside a transaction this is the case etcd's checks cannot see coming (the key was
         // deleted by an earlier operation of the same transaction); etcd panics there, we fail
         // the entry.
         return Err(KEY_NOT_FOUND.into());
     }
-    let value = match (&prev, req.ignore_value) {
+    let value = match (prev, req.ignore_value) {
         (Some(p), true) => p.value.clone(),
         _ => req.value.clone(),
     };
-    let lease = match (&prev, req.ignore_lease) {
+    let lease = match (prev, req.ignore_lease) {
         (Some(p), true) => p.lease,
         _ => req.lease,
     };
     let prev_kv = if req.prev_kv { prev.clone() } else { None };
-    txn.put(&req.key, value, lease, prev)?;
+    txn.put(&req.key, value, lease, state)?;
     Ok(PutResponse { header: header(txn.current()), prev_kv })
 }

@@ -1,19 +1,20 @@
 //! Reading the keys of a span as of a revision: the one primitive behind ranges, compares, and
 //! the "previous value" lookups of puts and deletes.
 //!
-//! At the current revision the `l/` table answers directly (one `get`, or one scan of exactly
-//! the live keys). At a past revision the `i/` history answers: for each key, the newest change
-//! at or below the revision, unless that change is a tombstone.
+//! Both walk the span's `k/` rows, in key order. At the current revision each row answers
+//! directly (its live value, or nothing for a deleted key). At a past revision a row answers
+//! when the key has not changed since; otherwise the key's history is searched
+//! ([`crate::chain`]: O(log versions) gets, for the keys changed since the revision only).
 
 use prost::Message;
 use wasmraft_guest_sdk::ReadStore;
 use wasmraft_proto::mvccpb::KeyValue;
 
+use crate::chain;
 use crate::errors::corrupt;
-use crate::layout::{Span, index_key, index_prefix, live_key, parse_index_key};
+use crate::layout::{Span, key_row};
 use crate::pager::Pager;
-use crate::record::{Change, decode_change};
-use crate::revision::Revision;
+use crate::record::{decode_key_row, live_of};
 
 /// Whether a visit goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,9 +28,35 @@ pub enum Flow {
 pub type Visitor<'f> = dyn FnMut(&[u8]) -> Result<Flow, String> + 'f;
 
 /// Visits every key of `span` that exists at revision `at` (`at <= current`, where `current` is
-/// the revision the `l/` table reflects).
+/// the store's revision, and `at` at or above the compaction).
 pub fn visit(store: &dyn ReadStore, span: &Span, at: i64, current: i64, f: &mut Visitor<'_>) -> Result<(), String> {
-    if at >= current { visit_live(store, span, f) } else { visit_history(store, span, at, f) }
+    if let Span::Single(key) = span {
+        let Some(bytes) = store.get(&key_row(key)) else { return Ok(()) };
+        visit_row(store, &bytes, at, current, f)?;
+        return Ok(());
+    }
+    let (start, end) = span.key_range();
+    let mut pager = Pager::new(store, start, end);
+    while let Some((_, bytes)) = pager.next_pair() {
+        if visit_row(store, &bytes, at, current, f)? == Flow::Stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Hands a `k/` row's value at `at` to the visitor, if the key existed then.
+fn visit_row(store: &dyn ReadStore, row: &[u8], at: i64, current: i64, f: &mut Visitor<'_>) -> Result<Flow, String> {
+    if at >= current {
+        return match live_of(row)? {
+            Some(kv) => f(kv),
+            None => Ok(Flow::Continue),
+        };
+    }
+    match chain::value_at(store, &decode_key_row(row)?, at)? {
+        Some(kv) => f(&kv),
+        None => Ok(Flow::Continue),
+    }
 }
 
 /// The key's KeyValue at revision `at`, if it existed then.
@@ -42,80 +69,14 @@ pub fn get(store: &dyn ReadStore, key: &[u8], at: i64, current: i64) -> Result<O
     Ok(found)
 }
 
-/// The key's live KeyValue (at the revision the `l/` table reflects).
+/// The key's live KeyValue (at the store's revision).
 pub fn get_live(store: &dyn ReadStore, key: &[u8]) -> Result<Option<KeyValue>, String> {
-    store.get(&live_key(key)).map(|v| decode_kv(&v)).transpose()
+    match store.get(&key_row(key)) {
+        Some(row) => live_of(&row)?.map(decode_kv).transpose(),
+        None => Ok(None),
+    }
 }
 
 pub fn decode_kv(bytes: &[u8]) -> Result<KeyValue, String> {
     KeyValue::decode(bytes).map_err(|e| corrupt(format!("stored KeyValue: {e}")))
-}
-
-fn visit_live(store: &dyn ReadStore, span: &Span, f: &mut Visitor<'_>) -> Result<(), String> {
-    if let Span::Single(key) = span {
-        if let Some(kv) = store.get(&live_key(key)) {
-            f(&kv)?;
-        }
-        return Ok(());
-    }
-    let (start, end) = span.live_range();
-    let mut pager = Pager::new(store, start, end);
-    while let Some((_, kv)) = pager.next_pair() {
-        if f(&kv)? == Flow::Stop {
-            break;
-        }
-    }
-    Ok(())
-}
-
-fn visit_history(store: &dyn ReadStore, span: &Span, at: i64, f: &mut Visitor<'_>) -> Result<(), String> {
-    if let Span::Single(key) = span {
-        // The newest change at or below `at`: one descending step from just above it.
-        let start = index_prefix(key);
-        let end = index_key(key, Revision::new(at.saturating_add(1), 0));
-        if let Some((_, record)) = store.scan_page(&start, &end, 1, true).into_iter().next() {
-            emit(&record, f)?;
-        }
-        return Ok(());
-    }
-
-    let (start, end) = span.index_range();
-    let mut pager = Pager::new(store, start, end);
-    // The escaped-key prefix of the key being walked, and its newest record at or below `at`.
-    let mut group: Vec<u8> = Vec::new();
-    let mut newest: Option<Vec<u8>> = None;
-    while let Some((stored, record)) = pager.next_pair() {
-        let (prefix, _, rev) = parse_index_key(&stored).ok_or_else(|| corrupt("index key"))?;
-        if prefix != group.as_slice() {
-            if let Some(r) = newest.take()
-                && emit(&r, f)? == Flow::Stop
-            {
-                return Ok(());
-            }
-            group = prefix.to_vec();
-        }
-        if rev.main <= at {
-            newest = Some(record);
-        } else {
-            // History is ascending: everything else of this key is newer still.
-            if let Some(r) = newest.take()
-                && emit(&r, f)? == Flow::Stop
-            {
-                return Ok(());
-            }
-            pager.skip_prefix(&group);
-        }
-    }
-    if let Some(r) = newest {
-        emit(&r, f)?;
-    }
-    Ok(())
-}
-
-/// Hands a history record to the visitor if it is a put.
-fn emit(record: &[u8], f: &mut Visitor<'_>) -> Result<Flow, String> {
-    match decode_change(record)? {
-        Change::Put(kv) => f(kv),
-        Change::Tombstone => Ok(Flow::Continue),
-    }
 }

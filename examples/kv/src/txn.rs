@@ -150,7 +150,7 @@ fn apply(write: &mut WriteTxn<'_>, txn: &TxnRequest, path: &Path) -> Result<Vec<
     let mut responses = Vec::new();
     for op in path.branch(txn) {
         let response = match &op.request {
-            Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range(write.store(), r, write.view())?)),
+            Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range(write.store(), r, write.view()?)?)),
             Some(Request::RequestPut(p)) => Some(Response::ResponsePut(put(write, p, Context::InTxn)?)),
             Some(Request::RequestDeleteRange(d)) => Some(Response::ResponseDeleteRange(delete_range(write, d)?)),
             Some(Request::RequestTxn(inner)) => {

@@ -2,8 +2,9 @@
 //! `begin + 1` and the next sub revision; the store's revision moves to `begin + 1` when it
 //! finishes, and only if something changed.
 //!
-//! Each change updates three tables at once — the key's history (`i/`), the revision log
-//! (`r/`) and the live table (`l/`) — and emits its watch event. The event's `prev_kv` is the
+//! Each change writes two rows — the change itself (`h/<revision>`) and the key's row (`k/<key>`,
+//! its live value and where its history is: [`crate::chain`]) — and emits its watch event. The
+//! store's revision is the newest change's, so finishing writes nothing more. The event's `prev_kv` is the
 //! key as it was *before the transaction* (what etcd's watch server reads at `revision - 1`),
 //! so two writes to one key in a transaction both report the pre-transaction value.
 //!
@@ -16,19 +17,29 @@ use prost::Message;
 use wasmraft_guest_sdk::{ReadStore, Store};
 use wasmraft_proto::mvccpb::{Event, KeyValue, event::EventType};
 
+use crate::chain;
 use crate::errors::corrupt;
-use crate::layout::{Span, index_key, live_key, parse_live_key, revision_key, successor};
+use crate::layout::REVISION_FLOOR;
+use crate::layout::{Span, key_row, parse_key_row, successor};
 use crate::lease::{self, NO_LEASE};
-use crate::meta::{View, compacted_revision, current_revision, set_current_revision};
-use crate::read::{decode_kv, get, get_live};
-use crate::record::{PUT, TOMBSTONE, encode_put, encode_revision_entry, encode_tombstone};
+use crate::meta::{self, View, compacted_revision};
+use crate::read::{decode_kv, get};
+use crate::record::decode_key_row_parts;
 use crate::revision::Revision;
+
+/// A key as a write finds it: its row's fingers (none if it never existed or compaction removed
+/// its history) and its live value, decoded.
+pub struct KeyState {
+    pub fingers: Vec<Revision>,
+    pub live: Option<KeyValue>,
+}
 
 pub struct WriteTxn<'s> {
     store: &'s mut dyn Store,
     /// The store's revision when the transaction began; it writes `begin + 1`.
     begin: i64,
-    compacted: i64,
+    /// Whether `begin` is the revision floor's, which the first change makes redundant.
+    floor: bool,
     /// Changes so far: the next sub revision.
     changes: i64,
     /// Keys written so far. A key's first write finds its pre-transaction value live; later
@@ -54,9 +65,8 @@ pub const KEYS_TOTAL: &str = "etcd_debugging_mvcc_keys_total";
 
 impl<'s> WriteTxn<'s> {
     pub fn begin(store: &'s mut dyn Store) -> Result<Self, String> {
-        let begin = current_revision(&*store)?;
-        let compacted = compacted_revision(&*store)?;
-        Ok(WriteTxn { store, begin, compacted, changes: 0, touched: BTreeSet::new(), puts: 0, deletes: 0, keys: 0 })
+        let (begin, floor) = meta::current(&*store)?;
+        Ok(WriteTxn { store, begin, floor, changes: 0, touched: BTreeSet::new(), puts: 0, deletes: 0, keys: 0 })
     }
 
     /// The revision reads see and responses report: `begin + 1` once something changed.
@@ -64,23 +74,30 @@ impl<'s> WriteTxn<'s> {
         if self.changes > 0 { self.begin + 1 } else { self.begin }
     }
 
-    pub fn view(&self) -> View {
-        View { current: self.current(), compacted: self.compacted }
+    /// The revisions a read inside the transaction is checked against (the compaction is read
+    /// here, not at `begin`: a plain put never needs it).
+    pub fn view(&self) -> Result<View, String> {
+        Ok(View { current: self.current(), compacted: compacted_revision(self.store())? })
     }
 
     pub fn store(&self) -> &dyn ReadStore {
         &*self.store
     }
 
-    /// The key's live value: what a write to it now builds on.
-    pub fn live(&self, key: &[u8]) -> Result<Option<KeyValue>, String> {
-        get_live(self.store(), key)
+    /// The key as a write to it now finds it (this transaction's earlier writes included).
+    pub fn key(&self, key: &[u8]) -> Result<KeyState, String> {
+        let Some(bytes) = self.store.get(&key_row(key)) else {
+            return Ok(KeyState { fingers: Vec::new(), live: None });
+        };
+        let (live, fingers) = decode_key_row_parts(&bytes)?;
+        Ok(KeyState { fingers, live: live.map(decode_kv).transpose()? })
     }
 
-    /// Sets `key`; returns the new KeyValue. `prev` must be [`WriteTxn::live`]'s answer for the
+    /// Sets `key`; returns the new KeyValue. `state` must be [`WriteTxn::key`]'s answer for the
     /// key (the caller usually needs it too, so it is read once): create revision and version
-    /// carry on from it, including from a write earlier in this transaction.
-    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64, prev: Option<KeyValue>) -> Result<KeyValue, String> {
+    /// carry on from its live value, including from a write earlier in this transaction.
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64, state: KeyState) -> Result<KeyValue, String> {
+        let KeyState { fingers, live: prev } = state;
         self.puts += 1;
         if prev.is_none() {
             self.keys += 1;
@@ -96,9 +113,7 @@ impl<'s> WriteTxn<'s> {
         };
         let encoded = kv.encode_to_vec();
         lease::move_key(self.store, key, prev.as_ref().map_or(NO_LEASE, |p| p.lease), lease);
-        self.store.put(&index_key(key, rev), &encode_put(&encoded));
-        self.store.put(&revision_key(rev), &encode_revision_entry(PUT, key));
-        self.store.put(&live_key(key), &encoded);
+        chain::append(self.store, key, fingers, rev, Some(&encoded));
         let prev_kv = self.before_txn(key, prev)?;
         self.emit(EventType::Put, kv.clone(), prev_kv);
         Ok(kv)
@@ -112,14 +127,16 @@ impl<'s> WriteTxn<'s> {
         let mut deleted = Vec::new();
         let mut count = 0;
         if let Span::Single(key) = span {
-            if let Some(kv) = get_live(self.store(), key)? {
-                self.delete(kv, keep, &mut deleted)?;
+            let KeyState { fingers, live } = self.key(key)?;
+            if let Some(kv) = live {
+                self.delete(fingers, kv, keep, &mut deleted)?;
                 count += 1;
             }
             return Ok((count, deleted));
         }
         // Deleting while paging: a page is read, then deleted, then the scan resumes after it.
-        let (mut start, end) = span.live_range();
+        // (A deleted key keeps its row, marked deleted, so the scan passes it again never.)
+        let (mut start, end) = span.key_range();
         loop {
             if start >= end {
                 break;
@@ -128,25 +145,32 @@ impl<'s> WriteTxn<'s> {
             let Some((last, _)) = page.last() else { break };
             start = successor(last);
             for (stored, bytes) in page {
-                let kv = decode_kv(&bytes)?;
-                if parse_live_key(&stored) != Some(kv.key.as_slice()) {
+                let (live, fingers) = decode_key_row_parts(&bytes)?;
+                let Some(live) = live else { continue };
+                let kv = decode_kv(live)?;
+                if parse_key_row(&stored) != Some(kv.key.as_slice()) {
                     return Err(corrupt("live entry under the wrong key"));
                 }
-                self.delete(kv, keep, &mut deleted)?;
+                self.delete(fingers, kv, keep, &mut deleted)?;
                 count += 1;
             }
         }
         Ok((count, deleted))
     }
 
-    /// Tombstones a live key (`prev`, its live value), adding it to `deleted` if `keep`.
-    fn delete(&mut self, prev: KeyValue, keep: bool, deleted: &mut Vec<KeyValue>) -> Result<(), String> {
+    /// Tombstones a live key (`fingers`, its row's; `prev`, its live value), adding it to
+    /// `deleted` if `keep`.
+    fn delete(
+        &mut self,
+        fingers: Vec<Revision>,
+        prev: KeyValue,
+        keep: bool,
+        deleted: &mut Vec<KeyValue>,
+    ) -> Result<(), String> {
         let rev = self.next_revision();
         self.keys -= 1;
         let key = prev.key.clone();
-        self.store.put(&index_key(&key, rev), &encode_tombstone());
-        self.store.put(&revision_key(rev), &encode_revision_entry(TOMBSTONE, &key));
-        self.store.delete(&live_key(&key));
+        chain::append(self.store, &key, fingers, rev, None);
         lease::move_key(self.store, &key, prev.lease, NO_LEASE);
         if keep {
             deleted.push(prev.clone());
@@ -197,7 +221,9 @@ impl<'s> WriteTxn<'s> {
             self.store.metric_add(KEYS_TOTAL, self.keys);
         }
         if self.changes > 0 {
-            set_current_revision(self.store, current);
+            if self.floor {
+                self.store.delete(REVISION_FLOOR);
+            }
             self.store.metric_set(CURRENT_REVISION, current);
         }
         current

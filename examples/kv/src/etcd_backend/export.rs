@@ -12,9 +12,10 @@ use super::error::{CorruptStore, ExportError};
 use super::walk::KeyBucketWalk;
 use super::{FINISHED_COMPACT_KEY, Pairs, SCHEDULED_COMPACT_KEY, Sink, revkey};
 use crate::errors::corrupt;
-use crate::layout::{LEASES, LIVE};
+use crate::layout::{KEYS, LEASES};
 use crate::meta::{NEVER_COMPACTED, compacted_revision, current_revision};
 use crate::pager::Pager;
+use crate::record::live_of;
 use crate::revision::Revision;
 
 /// What [`export_key_bucket`] wrote.
@@ -89,20 +90,22 @@ pub fn export_meta(store: &dyn ReadStore) -> Result<Pairs, CorruptStore> {
 }
 
 /// The store's revision, compaction, live key count and lease count (the key and lease counts
-/// read the `l/` and `L/` tables through).
+/// read the `k/` and `L/` tables through).
 pub fn summary(store: &dyn ReadStore) -> Result<Summary, CorruptStore> {
-    let count = |prefix: &[u8]| {
+    let count = |prefix: &[u8], live_only: bool| -> Result<u64, CorruptStore> {
         let mut pager = Pager::new(store, prefix.to_vec(), prefix_end(prefix));
         let mut n = 0u64;
-        while pager.next_pair().is_some() {
-            n += 1;
+        while let Some((_, v)) = pager.next_pair() {
+            if !live_only || live_of(&v).map_err(CorruptStore)?.is_some() {
+                n += 1;
+            }
         }
-        n
+        Ok(n)
     };
     Ok(Summary {
         revision: current_revision(store).map_err(CorruptStore)?,
         compact_revision: compacted_revision(store).map_err(CorruptStore)?,
-        keys: count(LIVE),
-        leases: count(LEASES),
+        keys: count(KEYS, true)?,
+        leases: count(LEASES, false)?,
     })
 }

@@ -6,7 +6,7 @@
 //! does what etcd's `store.restore` does after reading the buckets. The tables it leaves are
 //! exactly those the guest's own commands would have left for the same history:
 //!
-//! - each `key` pair becomes the change it records (`i/`, `r/`, `l/` and the `K/` attachment,
+//! - each `key` pair becomes the change it records (`h/`, `k/` and the `K/` attachment,
 //!   through the same table helpers the write path uses), checked against the key's live value;
 //! - the current revision is the last pair's main revision, or the compaction's when that is
 //!   newer (etcd: "keys in the range [compacted revision -N, compaction] might all be deleted");
@@ -36,15 +36,14 @@ use wasmraft_proto::wasmraft::v1::LeaseRecord;
 
 use super::error::{CorruptStore, ImportError};
 use super::{FINISHED_COMPACT_KEY, SCHEDULED_COMPACT_KEY, revkey};
+use crate::chain;
 use crate::compact::compact;
 use crate::errors::corrupt;
-use crate::layout::{
-    LEASE_KEYS, REVISIONS, index_key, index_prefix, lease_key, live_key, parse_revision_key, revision_key, successor,
-};
+use crate::layout::{HISTORY, LEASE_KEYS, history_from, history_key, key_row, lease_key, parse_history_key, successor};
 use crate::lease::{self, MAX_LEASE_TTL, NO_LEASE};
-use crate::meta::{INITIAL_REVISION, NEVER_COMPACTED, set_compacted_revision, set_current_revision};
-use crate::read::get_live;
-use crate::record::{PUT, TOMBSTONE, decode_revision_entry, encode_put, encode_revision_entry, encode_tombstone};
+use crate::meta::{INITIAL_REVISION, NEVER_COMPACTED, keep_revision, set_compacted_revision};
+use crate::read::decode_kv;
+use crate::record::{KeyRow, decode_change};
 use crate::revision::Revision;
 use crate::write::{COMPACT_REVISION, CURRENT_REVISION, KEYS_TOTAL};
 
@@ -119,18 +118,28 @@ impl<'s> Importer<'s> {
         if kv.key.is_empty() {
             return Err(bad("the KeyValue's key is empty".into()));
         }
-        let live = get_live(&*self.store, &kv.key).map_err(CorruptStore)?;
+        let row = chain::key_row(&*self.store, &kv.key).map_err(CorruptStore)?;
+        let live = match row.as_ref().and_then(|r| r.live.as_deref()) {
+            Some(bytes) => Some(decode_kv(bytes).map_err(CorruptStore)?),
+            None => None,
+        };
         if tombstone {
-            self.delete(rev, kv, live).map_err(bad)?;
+            self.delete(rev, kv, row, live).map_err(bad)?;
         } else {
-            self.put(rev, kv, live).map_err(bad)?;
+            self.put(rev, kv, row, live, v).map_err(bad)?;
         }
         self.last = Some(rev);
         self.pairs += 1;
         Ok(())
     }
 
-    fn delete(&mut self, rev: Revision, kv: KeyValue, live: Option<KeyValue>) -> Result<(), String> {
+    fn delete(
+        &mut self,
+        rev: Revision,
+        kv: KeyValue,
+        row: Option<KeyRow>,
+        live: Option<KeyValue>,
+    ) -> Result<(), String> {
         let key = kv.key;
         if kv.create_revision != 0 || kv.mod_revision != 0 || kv.version != 0 || !kv.value.is_empty() || kv.lease != 0 {
             return Err("a deletion's KeyValue carries more than its key".into());
@@ -138,17 +147,24 @@ impl<'s> Importer<'s> {
         match live {
             Some(prev) => {
                 lease::move_key(self.store, &key, prev.lease, NO_LEASE);
-                self.store.delete(&live_key(&key));
                 self.keys -= 1;
             }
             None => self.gap = Some((rev, format!("the deletion of {}, which is not live", show(&key)))),
         }
-        self.store.put(&index_key(&key, rev), &encode_tombstone());
-        self.store.put(&revision_key(rev), &encode_revision_entry(TOMBSTONE, &key));
+        chain::append(self.store, &key, row.map(|r| r.fingers).unwrap_or_default(), rev, None);
         Ok(())
     }
 
-    fn put(&mut self, rev: Revision, kv: KeyValue, live: Option<KeyValue>) -> Result<(), String> {
+    /// `encoded`: the pair's value, `kv` as etcd encoded it (stored verbatim, so the export
+    /// gives etcd's bytes back).
+    fn put(
+        &mut self,
+        rev: Revision,
+        kv: KeyValue,
+        row: Option<KeyRow>,
+        live: Option<KeyValue>,
+        encoded: &[u8],
+    ) -> Result<(), String> {
         if kv.mod_revision != rev.main {
             return Err(format!("the KeyValue's mod_revision {} is not the pair's revision", kv.mod_revision));
         }
@@ -187,11 +203,8 @@ impl<'s> Importer<'s> {
         if live.is_none() {
             self.keys += 1;
         }
-        let encoded = kv.encode_to_vec();
         lease::move_key(self.store, &kv.key, live.map_or(NO_LEASE, |p| p.lease), kv.lease);
-        self.store.put(&index_key(&kv.key, rev), &encode_put(&encoded));
-        self.store.put(&revision_key(rev), &encode_revision_entry(PUT, &kv.key));
-        self.store.put(&live_key(&kv.key), &encoded);
+        chain::append(self.store, &kv.key, row.map(|r| r.fingers).unwrap_or_default(), rev, Some(encoded));
         Ok(())
     }
 
@@ -274,7 +287,7 @@ impl<'s> Importer<'s> {
             check_compacted(self.store, compacted)?;
         }
         if revision > INITIAL_REVISION {
-            set_current_revision(self.store, revision);
+            keep_revision(self.store, revision).map_err(CorruptStore)?;
             self.store.metric_set(CURRENT_REVISION, revision);
         }
         if self.finished.is_some() {
@@ -307,40 +320,46 @@ impl<'s> Importer<'s> {
 /// that etcd 3.4.3x and 3.5.1x (`keyIndex.doCompact` with `tomb >= atRev`) keep a deletion made
 /// exactly at the compaction revision, alone; the guest's compaction drops it, so it goes here.
 fn check_compacted(store: &mut dyn Store, compacted: i64) -> Result<(), ImportError> {
-    let end = revision_key(Revision::new(compacted.saturating_add(1), 0));
-    let mut start = REVISIONS.to_vec();
+    let end = history_from(compacted.saturating_add(1));
+    let mut start = HISTORY.to_vec();
     loop {
         let page = store.scan_page(&start, &end, 0, false);
         let Some((last, _)) = page.last() else { return Ok(()) };
         start = successor(last);
-        for (stored, log) in page {
-            let rev = parse_revision_key(&stored).ok_or_else(|| CorruptStore(corrupt("revision key")))?;
-            let (tombstone, key) = decode_revision_entry(&log).map_err(CorruptStore)?;
-            let older = store.scan_page(&index_prefix(key), &index_key(key, rev), 1, false).into_iter().next();
-            if let Some((older, _)) = older {
-                let older = crate::layout::parse_index_key(&older).map(|(_, _, r)| r).unwrap_or_default();
+        for (stored, bytes) in page {
+            let rev = parse_history_key(&stored).ok_or_else(|| CorruptStore(corrupt("history key")))?;
+            let change = decode_change(&bytes).map_err(CorruptStore)?;
+            let key = if change.tombstone {
+                change.payload.to_vec()
+            } else {
+                decode_kv(change.payload).map_err(CorruptStore)?.key
+            };
+            // An import links each change to the key's previous pair, all of which it wrote.
+            if let Some(&older) = change.links.first() {
                 return Err(ImportError::Inconsistent(format!(
                     "the \"key\" bucket holds {} at revisions {}_{} and {}_{}, both at or below the finished compaction {compacted}, which keeps only the newest",
-                    show(key),
+                    show(&key),
                     older.main,
                     older.sub,
                     rev.main,
                     rev.sub
                 )));
             }
-            if !tombstone {
+            if !change.tombstone {
                 continue;
             }
             if rev.main != compacted {
                 return Err(ImportError::Inconsistent(format!(
                     "the \"key\" bucket holds the deletion of {} at revision {}_{}, below the finished compaction {compacted}, which removes it",
-                    show(key),
+                    show(&key),
                     rev.main,
                     rev.sub
                 )));
             }
-            store.delete(&index_key(key, rev));
-            store.delete(&stored);
+            store.delete(&history_key(rev));
+            if chain::key_row(&*store, &key).map_err(CorruptStore)?.is_some_and(|row| row.newest() == rev) {
+                store.delete(&key_row(&key));
+            }
         }
     }
 }

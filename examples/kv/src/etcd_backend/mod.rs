@@ -14,19 +14,22 @@
 //! | `meta` | `scheduledCompactRev`, `finishedCompactRev` | the 17-byte revision key of `{main: rev}` |
 //! | `lease` | the lease id, 8 bytes BE | `leasepb.Lease{ID, TTL, RemainingTTL}` |
 //!
-//! The guest keeps the same history etcd keeps (`compact.rs`): the `r/` revision log
-//! is the `key` bucket's key order, the `i/` records its values. Out and in are inverse: export
-//! then import yields byte-identical tables.
+//! The guest keeps the same history etcd keeps (`compact.rs`): its `h/` table is the `key`
+//! bucket, row for row, in the same order, a put's row holding etcd's value verbatim. Out and in
+//! are inverse: export then import yields the same tables, up to links to changes a compaction
+//! dropped (which an import never had; no read can tell: [`crate::chain`]).
 //!
 //! [`ReadStore`]: wasmraft_guest_sdk::ReadStore
 //! [`Store`]: wasmraft_guest_sdk::Store
 
+mod canonical;
 mod error;
 mod export;
 mod import;
 pub mod revkey;
 pub(crate) mod walk;
 
+pub use canonical::canonical_tables;
 pub use error::{CorruptStore, ExportError, ImportError};
 pub use export::{KeyBucketStats, Summary, export_key_bucket, export_leases, export_meta, summary};
 pub use import::{ImportSummary, Importer};

@@ -1,8 +1,8 @@
 //! The guest's history seen as etcd's `key` bucket: one pair per stored change, in revision
-//! order, with etcd's key and value bytes. The `r/` revision log is already in revision order
-//! (bbolt's byte order of revision keys), so the walk follows it and reads each put's
-//! `mvccpb.KeyValue` from the key's `i/` history; a deletion's value is `KeyValue{key}` alone,
-//! as etcd's `storeTxnWrite.delete` writes it. Paged: nothing but the current page is held.
+//! order, with etcd's key and value bytes. The `h/` table is already that: keyed by revision
+//! (bbolt's byte order of revision keys is revision order), a put's row holding etcd's value
+//! verbatim; a deletion's value is `KeyValue{key}` alone, as etcd's `storeTxnWrite.delete`
+//! writes it. Paged: nothing but the current page is held.
 
 use prost::Message;
 use wasmraft_guest_sdk::ReadStore;
@@ -11,9 +11,9 @@ use wasmraft_proto::mvccpb::KeyValue;
 use super::error::CorruptStore;
 use super::revkey;
 use crate::errors::corrupt;
-use crate::layout::{REVISIONS, index_key, parse_revision_key, revision_key};
+use crate::layout::{HISTORY, history_end, history_from, parse_history_key};
 use crate::pager::Pager;
-use crate::record::{Change, decode_change, decode_revision_entry};
+use crate::record::decode_change;
 use crate::revision::Revision;
 
 /// One pair of the `key` bucket.
@@ -34,7 +34,6 @@ impl Entry {
 }
 
 pub struct KeyBucketWalk<'a> {
-    store: &'a dyn ReadStore,
     pager: Pager<'a>,
 }
 
@@ -42,29 +41,26 @@ impl<'a> KeyBucketWalk<'a> {
     /// Every change with a main revision at or below `upto` (all of them when `None`).
     pub fn new(store: &'a dyn ReadStore, upto: Option<i64>) -> Self {
         let end = match upto {
-            Some(rev) => revision_key(Revision::new(rev.saturating_add(1), 0)),
-            None => wasmraft_guest_sdk::prefix_end(REVISIONS),
+            Some(rev) => history_from(rev.saturating_add(1)),
+            None => history_end(),
         };
-        KeyBucketWalk { store, pager: Pager::new(store, REVISIONS.to_vec(), end) }
+        KeyBucketWalk { pager: Pager::new(store, HISTORY.to_vec(), end) }
     }
 
     pub fn next_entry(&mut self) -> Result<Option<Entry>, CorruptStore> {
-        let Some((stored, log)) = self.pager.next_pair() else { return Ok(None) };
-        let rev = parse_revision_key(&stored).ok_or_else(|| CorruptStore(corrupt("revision key")))?;
-        let (tombstone, key) = decode_revision_entry(&log).map_err(CorruptStore)?;
-        let value = if tombstone {
-            KeyValue { key: key.to_vec(), ..Default::default() }.encode_to_vec()
+        let Some((stored, bytes)) = self.pager.next_pair() else { return Ok(None) };
+        let rev = parse_history_key(&stored).ok_or_else(|| CorruptStore(corrupt("history key")))?;
+        let change = decode_change(&bytes).map_err(CorruptStore)?;
+        let (key, value) = if change.tombstone {
+            let key = change.payload.to_vec();
+            let value = KeyValue { key: key.clone(), ..Default::default() }.encode_to_vec();
+            (key, value)
         } else {
-            let record = self.store.get(&index_key(key, rev)).ok_or_else(|| {
-                CorruptStore(corrupt(format!("revision {}_{} has no history record", rev.main, rev.sub)))
+            let kv = KeyValue::decode(change.payload).map_err(|e| {
+                CorruptStore(corrupt(format!("revision {}_{}: stored KeyValue: {e}", rev.main, rev.sub)))
             })?;
-            match decode_change(&record).map_err(CorruptStore)? {
-                Change::Put(kv) => kv.to_vec(),
-                Change::Tombstone => {
-                    return Err(CorruptStore(corrupt("revision log says put, history says tombstone")));
-                }
-            }
+            (kv.key, change.payload.to_vec())
         };
-        Ok(Some(Entry { rev, tombstone, key: key.to_vec(), value }))
+        Ok(Some(Entry { rev, tombstone: change.tombstone, key, value }))
     }
 }

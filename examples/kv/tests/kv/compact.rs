@@ -1,7 +1,7 @@
 //! Compaction.
 
 use wasmraft_kv_guest::errors::{COMPACTED, FUTURE_REV};
-use wasmraft_kv_guest::layout::{INDEX, REVISIONS};
+use wasmraft_kv_guest::layout::{HISTORY, KEYS};
 use wasmraft_proto::etcdserverpb::{RangeRequest, TxnRequest};
 
 use crate::common::*;
@@ -54,8 +54,9 @@ fn reads_below_the_compaction_fail_and_at_it_see_the_newest_versions() {
     assert_eq!(kv.get_at("c", 6).unwrap(), Some(mkv("c", "1", 6, 6, 1)));
     assert_eq!(kv.get("a"), Some(mkv("a", "3", 2, 7, 3)));
     // a: 4 (newest <= 5) and 7; b: gone (its newest <= 5 is a tombstone); c: 6.
-    assert_eq!(count_prefix(&kv, INDEX), 3);
-    assert_eq!(count_prefix(&kv, REVISIONS), 3);
+    assert_eq!(count_prefix(&kv, HISTORY), 3);
+    // b's history is gone, and its row with it.
+    assert_eq!(count_prefix(&kv, KEYS), 2);
     // A later put of a compacted-away key starts over.
     kv.put("b", "again");
     assert_eq!(kv.get("b"), Some(mkv("b", "again", 8, 8, 1)));
@@ -73,8 +74,8 @@ fn compacting_to_the_current_revision_keeps_exactly_the_live_keys() {
     let live = kv.range(range_req("k", "l")).unwrap().kvs;
     let rev = kv.rev();
     kv.compact(rev).unwrap();
-    assert_eq!(count_prefix(&kv, INDEX), live.len());
-    assert_eq!(count_prefix(&kv, REVISIONS), live.len());
+    assert_eq!(count_prefix(&kv, HISTORY), live.len());
+    assert_eq!(count_prefix(&kv, KEYS), live.len());
     assert_eq!(kv.range(RangeRequest { revision: rev, ..range_req("k", "l") }).unwrap().kvs, live);
     assert_eq!(kv.range(range_req("k", "l")).unwrap().kvs, live);
 }
@@ -85,13 +86,13 @@ fn a_second_compaction_drops_what_the_first_kept() {
     kv.put("a", "1"); // 2
     kv.put("z", "1"); // 3
     kv.compact(3).unwrap();
-    assert_eq!(count_prefix(&kv, INDEX), 2);
+    assert_eq!(count_prefix(&kv, HISTORY), 2);
     kv.put("a", "2"); // 4
     kv.put("a", "3"); // 5
-    assert_eq!(count_prefix(&kv, INDEX), 4);
+    assert_eq!(count_prefix(&kv, HISTORY), 4);
     kv.compact(4).unwrap();
     // a@2 is superseded by a@4; z@3 untouched; a@5 is above the compaction.
-    assert_eq!(count_prefix(&kv, INDEX), 3);
+    assert_eq!(count_prefix(&kv, HISTORY), 3);
     assert_eq!(kv.get_at("a", 4).unwrap(), Some(mkv("a", "2", 2, 4, 2)));
     assert_eq!(kv.get_at("z", 4).unwrap(), Some(mkv("z", "1", 3, 3, 1)));
 }
@@ -114,7 +115,7 @@ fn compaction_within_a_transaction_revision_keeps_its_last_change() {
     kv.compact(3).unwrap();
     assert_eq!(kv.get_at("a", 3).unwrap(), Some(mkv("a", "2", 2, 3, 3)));
     assert_eq!(kv.get_at("b", 3).unwrap(), None);
-    assert_eq!(count_prefix(&kv, INDEX), 1);
+    assert_eq!(count_prefix(&kv, HISTORY), 1);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use prost::Message;
 use wasmraft_guest_sdk::Store;
-use wasmraft_kv_guest::layout::{META_REVISION, live_key};
+use wasmraft_kv_guest::layout::{REVISION_FLOOR, key_row};
 use wasmraft_proto::etcdserverpb::*;
 
 use crate::common::*;
@@ -68,10 +68,10 @@ fn odd_but_decodable_requests_do_not_panic() {
 fn a_damaged_store_is_an_error_not_a_panic() {
     let mut kv = Kv::new();
     kv.put("k", "v");
-    kv.h.store_mut().put(&live_key(b"k"), b"\xff\xff");
+    kv.h.store_mut().put(&key_row(b"k"), b"\xff\xff");
     assert!(kv.range(range_req("k", "")).unwrap_err().contains("corrupt"));
     assert!(kv.put_req(PutRequest { prev_kv: true, ..put_req("k", "w") }).unwrap_err().contains("corrupt"));
-    kv.h.store_mut().put(META_REVISION, b"short");
+    kv.h.store_mut().put(REVISION_FLOOR, b"short");
     assert!(
         kv.h.apply(&InternalRaftRequest { put: Some(put_req("x", "y")), ..Default::default() }.encode_to_vec())
             .unwrap_err()

@@ -1,7 +1,7 @@
 //! Transactions.
 
 use wasmraft_kv_guest::errors::{FUTURE_REV, KEY_NOT_FOUND, LEASE_NOT_FOUND};
-use wasmraft_kv_guest::layout::index_key;
+use wasmraft_kv_guest::layout::history_key;
 use wasmraft_kv_guest::revision::Revision;
 use wasmraft_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use wasmraft_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest};
@@ -160,9 +160,9 @@ fn writes_share_one_revision_with_increasing_sub_revisions() {
     assert_eq!(kv.get("b"), Some(mkv("b", "1", 3, 3, 1)));
     assert_eq!(kv.get("c"), None);
     let raw = kv.raw();
-    assert!(raw.contains_key(&index_key(b"b", Revision::new(3, 0))));
-    assert!(raw.contains_key(&index_key(b"a", Revision::new(3, 1))));
-    assert!(raw.contains_key(&index_key(b"c", Revision::new(3, 2))));
+    assert!(raw.contains_key(&history_key(Revision::new(3, 0))));
+    assert!(raw.contains_key(&history_key(Revision::new(3, 1))));
+    assert!(raw.contains_key(&history_key(Revision::new(3, 2))));
     assert_eq!(kv.rev(), 3);
 }
 

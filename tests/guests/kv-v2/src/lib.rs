@@ -35,10 +35,13 @@ impl StateMachine for KvGuestV2 {
         KvGuest::query(store, request)
     }
 
-    /// From `etcd-kv` 0.1.x: records the upgrade as an etcd put of [`VERSION_KEY`]. From
+    /// v1's migration (its layout), then, from `etcd-kv` 0.1.x: records the upgrade as an etcd put of [`VERSION_KEY`]. From
     /// anything else (the first guest of a new cluster, or a forced swap from another guest)
     /// there is nothing to upgrade.
     fn migrate(from: &GuestInfo, store: &mut dyn Store) -> Result<(), String> {
+        // v1's own migration first (its storage layout, from an older etcd-kv), as any wrapper
+        // of a guest must.
+        KvGuest::migrate(from, store)?;
         if from.name != KvGuest::info().name || !from.version.starts_with("0.1.") {
             return Ok(());
         }
