@@ -2,7 +2,10 @@
 //! `--json` result is checked (every request counted, none failed, latencies ordered), and so
 //! is what the load did to the server (keys written, revisions spent, leases revoked), seen
 //! through etcdctl. Then `--duration`, `--rate`, the custom-guest workloads against the counter
-//! guest, and the errors a user can make.
+//! guest, and the errors a user can make. `--gateway` (put, range, txn-put through etcd's JSON
+//! gateway over HTTP/1.1) is held to the same checks against both servers — every request it
+//! counts landed — and to the same errors: auth refusals counted as the gRPC mode counts them,
+//! a 404 from something that is not the gateway counted as a failure, never as a put.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -182,6 +185,8 @@ fn unreachable_endpoints_and_bad_flags_are_clear_errors() {
     let nobody = format!("http://127.0.0.1:{}", free_port());
     for workload in [
         &["put", "--total=5"][..],
+        &["put", "--gateway", "--total=5"],
+        &["range", "--gateway", "--total=5"],
         &["watch-latency", "--put-total=5"],
         &["lease-keepalive", "--total=5"],
         &["propose", "add 1"],
@@ -230,13 +235,18 @@ fn user_logs_in_and_every_connection_presents_the_token() {
 
 /// https endpoints: `--cacert` verifies the member, `--cert`/`--key` present a client certificate
 /// to a member with `--client-cert-auth` (etcdctl's flags); without the CA, or without a
-/// certificate, nothing connects. Against etcd 3.4 and wasmraft alike.
+/// certificate, nothing connects. Against etcd 3.4 and wasmraft alike, over gRPC and through
+/// the gateway. The members' certificate is good for client auth too (`peer.pem`): etcd 3.4's
+/// gateway dials its own gRPC port presenting the member's certificate, so under
+/// `--client-cert-auth` a server-only one fails every gateway call (Unavailable: "certificate
+/// specifies an incompatible key usage" in etcd's log).
 #[test]
 fn tls_endpoints_with_etcdctls_flags() {
     let pki = wasmraft_tests::Pki::new();
     for flavor in [Flavor::Etcd, Flavor::Wasmraft] {
         let mut config = MemberConfig::new(flavor).https_client();
         for f in pki.server_flags() {
+            let f = f.replace("server.pem", "peer.pem").replace("server-key.pem", "peer-key.pem");
             config = config.arg(f);
         }
         let member = Member::start_with(config);
@@ -248,6 +258,17 @@ fn tls_endpoints_with_etcdctls_flags() {
         let (keys, _) = keys_and_revision_with(&member, &pki.etcdctl_flags("client"), "0", ":");
         assert!(keys >= 1, "{flavor}: the puts did not land");
 
+        // The gateway over TLS (offering http/1.1), with the same flags.
+        let flags = pki.etcdctl_flags("client");
+        let (_, rev0) = keys_and_revision_with(&member, &flags, "0", ":");
+        let args = ["put", "--gateway", "--total=100", "--clients=4", "--conns=2", &cacert, &cert, &key];
+        let json = ok(&ep, &args);
+        assert_eq!((count(&json), json["params"]["transport"].as_str()), (100, Some("gateway")), "{flavor}: {json}");
+        let (_, rev1) = keys_and_revision_with(&member, &flags, "0", ":");
+        assert_eq!(rev1 - rev0, 100, "{flavor}: gateway puts over https");
+        let (code, _, _, stderr) = bench(&ep, &["put", "--gateway", "--total=1", "--dial-timeout=2", &cert, &key]);
+        assert_eq!(code, 4, "{flavor}: the gateway connected without trusting the member's CA: {stderr}");
+
         let (code, _, _, stderr) = bench(&ep, &["put", "--total=1", "--dial-timeout=2", &cert, &key]);
         assert_ne!(code, 0, "{flavor}: connected without trusting the member's CA");
         assert!(stderr.contains("cannot connect"), "{flavor}: {stderr}");
@@ -255,4 +276,147 @@ fn tls_endpoints_with_etcdctls_flags() {
         assert_ne!(code, 0, "{flavor}: a --client-cert-auth member took a client without a certificate");
         assert!(!stderr.is_empty(), "{flavor}: no error text");
     }
+}
+
+/// `--gateway` put, range and txn-put against one member: every request the JSON counts is a
+/// revision and a key etcdctl sees afterwards, and the report names the transport.
+fn gateway_workloads(flavor: Flavor) {
+    let member = Member::start(flavor);
+    let ep = member.endpoint();
+    let (_, rev0) = keys_and_revision(&member, "0", ":");
+
+    // More clients than connections: on HTTP/1.1 they take turns, each request counted once.
+    let args = [
+        "put",
+        "--gateway",
+        "--total=300",
+        "--clients=6",
+        "--conns=3",
+        "--sequential-keys",
+        "--key-space-size=300",
+        "--val-size=16",
+        "--no-progress",
+    ];
+    let (code, json, stdout, stderr) = bench(&ep, &args);
+    assert_eq!(code, 0, "{flavor:?}: {stdout}\n{stderr}");
+    assert!(stdout.contains("Summary:\n  Transport:\tJSON gateway (HTTP/1.1)\n"), "{stdout}");
+    let put = ok(&ep, &args);
+    let first = json.expect("JSON");
+    assert_eq!((count(&first), count(&put)), (300, 300), "{put}");
+    assert_eq!((put["params"]["transport"].as_str(), put["params"]["conns"].as_u64()), (Some("gateway"), Some(3)));
+    let (keys, rev1) = keys_and_revision(&member, "0", ":");
+    assert_eq!((keys, rev1 - rev0), (300, 600), "{flavor:?}: gateway puts seen by etcdctl");
+    let value = Etcdctl::new(ep.clone()).run(&["get", "00000123", "--print-value-only"]);
+    assert_eq!(value.stdout.trim(), "v".repeat(16));
+
+    // Reads, linearizable and serializable, of 50 keys the run writes first (through the
+    // gateway too: 50 revisions each), and of an explicit range.
+    for c in ["l", "s"] {
+        let range = ok(
+            &ep,
+            &[
+                "range",
+                "--gateway",
+                "--total=200",
+                "--clients=4",
+                "--conns=4",
+                "--key-space-size=50",
+                &format!("--consistency={c}"),
+            ],
+        );
+        assert_eq!((count(&range), range["params"]["consistency"].as_str()), (200, Some(c)), "{range}");
+        assert_eq!(range["params"]["transport"], "gateway", "{range}");
+    }
+    let range = ok(&ep, &["range", "--gateway", "00000000", "00000100", "--total=100", "--clients=2", "--conns=2"]);
+    assert_eq!(count(&range), 100);
+    let (keys, rev2) = keys_and_revision(&member, "0", ":");
+    assert_eq!((keys, rev2 - rev1), (300, 100), "{flavor:?}: the key space written before each range run");
+
+    // 100 txns of 3 puts on 9-digit keys: 300 new keys, one revision per txn.
+    let txn = ok(
+        &ep,
+        &[
+            "txn-put",
+            "--gateway",
+            "--total=100",
+            "--txn-ops=3",
+            "--clients=4",
+            "--conns=4",
+            "--sequential-keys",
+            "--key-size=9",
+            "--key-space-size=300",
+        ],
+    );
+    assert_eq!(count(&txn), 100);
+    let (keys, rev3) = keys_and_revision(&member, "0", ":");
+    assert_eq!((keys, rev3 - rev2), (600, 100), "{flavor:?}: gateway txn-put");
+
+    // The gRPC mode says so too.
+    let grpc = ok(&ep, &["put", "--total=10"]);
+    assert_eq!(grpc["params"]["transport"], "grpc", "{grpc}");
+}
+
+#[test]
+fn gateway_workloads_against_etcd() {
+    gateway_workloads(Flavor::Etcd);
+}
+
+#[test]
+fn gateway_workloads_against_wasmraft() {
+    gateway_workloads(Flavor::Wasmraft);
+}
+
+/// Refusals through the gateway are failures, counted by the same text as the gRPC mode's, with
+/// its exit code: auth on and no token; a wrong password; and a URL that answers 404 (the peer
+/// port) rather than an etcd response. None of them writes anything.
+fn gateway_refusals(flavor: Flavor) {
+    let member = Member::start(flavor);
+    let ep = member.endpoint();
+    let ctl = Etcdctl::new(ep.clone());
+    for step in [&["user", "add", "root:secret"][..], &["auth", "enable"]] {
+        let out = ctl.run(step);
+        assert!(out.success(), "{}", out.render());
+    }
+    let root = ["--user=root:secret".to_string()];
+    let (_, rev0) = keys_and_revision_with(&member, &root, "0", ":");
+    let put = ok(&ep, &["put", "--gateway", "--total=20", "--conns=2", "--clients=2", "--user=root:secret"]);
+    assert_eq!(count(&put), 20);
+    let (_, rev1) = keys_and_revision_with(&member, &root, "0", ":");
+    assert_eq!(rev1 - rev0, 20, "{flavor:?}: puts with the gateway's token");
+
+    // No token: every request refused, counted as the gRPC mode counts it.
+    let (code, json, stdout, _) = bench(&ep, &["put", "--gateway", "--total=5", "--conns=2", "--clients=2"]);
+    let json = json.expect("the JSON is written when requests fail");
+    assert_eq!((code, count(&json)), (1, 0), "{json}");
+    assert_eq!(json["errors"]["InvalidArgument: etcdserver: user name is empty"], 5, "{json}");
+    assert!(stdout.contains("Error distribution:"), "{stdout}");
+    let (grpc_code, grpc, _, _) = bench(&ep, &["put", "--total=5"]);
+    assert_eq!((grpc_code, &grpc.expect("JSON")["errors"]), (code, &json["errors"]), "{flavor:?}: gRPC and gateway");
+    let range = bench(&ep, &["range", "--gateway", "k", "--total=3"]).1.expect("JSON");
+    assert_eq!(range["errors"]["InvalidArgument: etcdserver: user name is empty"], 3, "{range}");
+
+    let (code, json, _, stderr) = bench(&ep, &["put", "--gateway", "--total=5", "--user=root:wrong"]);
+    assert_eq!((code, json.is_none()), (1, true), "{stderr}");
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+
+    // Something that is not the gateway: a 404 per request, never a success.
+    let (code, json, _, _) = bench(&member.peer_url(), &["put", "--gateway", "--total=4"]);
+    let json = json.expect("JSON");
+    assert_eq!((code, count(&json)), (1, 0), "{json}");
+    let errors = json["errors"].as_object().expect("errors");
+    assert!(errors.keys().all(|e| e.starts_with("HTTP 404 Not Found")), "{json}");
+    assert_eq!(errors.values().filter_map(Value::as_u64).sum::<u64>(), 4, "{json}");
+
+    let (_, rev2) = keys_and_revision_with(&member, &root, "0", ":");
+    assert_eq!(rev2, rev1, "{flavor:?}: a refused request wrote something");
+}
+
+#[test]
+fn gateway_refusals_against_etcd() {
+    gateway_refusals(Flavor::Etcd);
+}
+
+#[test]
+fn gateway_refusals_against_wasmraft() {
+    gateway_refusals(Flavor::Wasmraft);
 }

@@ -2,7 +2,9 @@
 //! against wasmraft's generic API, so both servers are measured by the same client in the same
 //! run. Workloads and flags follow etcd's `tools/benchmark` where it has them (`put`, `range`,
 //! `txn-put`, `watch-latency`, `lease-keepalive`), so figures can be read next to etcd's own;
-//! `propose` and `query` load a custom guest through `wasmraft.v1.Generic`.
+//! `propose` and `query` load a custom guest through `wasmraft.v1.Generic`. With `--gateway`,
+//! `put`, `range` and `txn-put` go through etcd's JSON gateway (`POST /v3/kv/…` over HTTP/1.1)
+//! instead of gRPC (see [`gateway`]); the report names the transport it measured.
 //!
 //! Every workload prints etcd's benchmark summary to stdout and, with `--json FILE`, one JSON
 //! object (see [`report`]). Exit codes are the other client commands': 0 every request
@@ -15,7 +17,9 @@
 //! commands do (`wasmraft-client`) and must not know the server's internals (storage, raft,
 //! guests): what it measures is what any etcd v3 client would see.
 
+mod gateway;
 mod generic;
+mod kv;
 mod lease_keepalive;
 mod put;
 mod range;
@@ -127,10 +131,38 @@ impl Load {
     }
 }
 
+/// How the requests reached the member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// etcd's gRPC API over HTTP/2.
+    Grpc,
+    /// etcd's JSON gateway (`/v3/…`) over HTTP/1.1 keep-alive connections.
+    Gateway,
+}
+
+impl Transport {
+    /// The name in the JSON's `params.transport`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Gateway => "gateway",
+        }
+    }
+
+    /// How the summary names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Grpc => "gRPC (HTTP/2)",
+            Transport::Gateway => "JSON gateway (HTTP/1.1)",
+        }
+    }
+}
+
 /// What a workload hands back: the timed phase, its parameters, and any fields of its own for
 /// the JSON (watch-latency's event counts).
 pub struct Finished {
     pub title: &'static str,
+    pub transport: Transport,
     pub outcome: Outcome,
     pub params: Value,
     pub extra: serde_json::Map<String, Value>,
@@ -141,7 +173,19 @@ pub struct Finished {
 impl Finished {
     /// The usual result: one timed phase, etcd's summary title, nothing extra.
     pub fn new(outcome: Outcome, params: Value) -> Finished {
-        Finished { title: "Summary", outcome, params, extra: Default::default(), more: String::new() }
+        Finished {
+            title: "Summary",
+            transport: Transport::Grpc,
+            outcome,
+            params,
+            extra: Default::default(),
+            more: String::new(),
+        }
+    }
+
+    /// The same, measured over `transport`.
+    pub fn over(self, transport: Transport) -> Finished {
+        Finished { transport, ..self }
     }
 }
 
@@ -166,13 +210,14 @@ async fn run_async(cmd: BenchCommand) -> Result<(Finished, Common), CliError> {
         BenchCommand::Propose(a) => (generic::propose(&a).await?, a.common),
         BenchCommand::Query(a) => (generic::query(&a).await?, a.common),
     };
-    let finished = Finished { params: merged(common.params(), finished.params), ..finished };
+    let transport = json!({ "transport": finished.transport.name() });
+    let finished = Finished { params: merged(merged(common.params(), transport), finished.params), ..finished };
     Ok((finished, common))
 }
 
 /// Prints the summary, writes the JSON, and says how the run ended.
 fn finish(name: &str, f: &Finished, common: &Common) -> Result<(), CliError> {
-    let mut text = f.outcome.summary(f.title);
+    let mut text = f.outcome.summary(f.title, Some(f.transport.label()));
     text.push_str(&f.more);
     let mut json = f.outcome.to_json(name, f.params.clone());
     json.extend(f.extra.clone());
@@ -226,6 +271,18 @@ pub struct KvArgs {
     pub load: Load,
     #[command(flatten)]
     pub keys: KeyFlags,
+    /// Send the requests through etcd's JSON gateway (POST /v3/kv/put, /v3/kv/range,
+    /// /v3/kv/txn with base64 keys and values) over HTTP/1.1 keep-alive connections instead of
+    /// gRPC. An HTTP/1.1 connection carries one request at a time: clients sharing one take
+    /// turns, so give --conns as many as --clients for that many requests in flight.
+    #[arg(long)]
+    pub gateway: bool,
+}
+
+impl KvArgs {
+    pub fn transport(&self) -> Transport {
+        if self.gateway { Transport::Gateway } else { Transport::Grpc }
+    }
 }
 
 /// Key and value shapes for the KV workloads (etcd's flags and defaults, except that keys are

@@ -1,7 +1,8 @@
 //! `bench put`: the write path — every put is a raft entry, an fsync and an apply.
 
-use wasmraft_proto::etcdserverpb::{PutRequest, kv_client::KvClient};
+use wasmraft_proto::etcdserverpb::PutRequest;
 
+use super::kv;
 use super::runner::{self, Plan};
 use super::{Finished, KvArgs, key, merged, seed};
 use wasmraft_client::CliError;
@@ -10,16 +11,16 @@ pub async fn run(a: &KvArgs) -> Result<Finished, CliError> {
     a.load.check()?;
     let space = a.keys.space(1)?;
     let plan = Plan::from_flags(&a.load, &a.common)?;
-    let clients = runner::clients(&a.common, a.load.clients, KvClient::new).await?;
+    let clients = kv::clients(a, a.load.clients).await?;
     let (keys, value, seed) = (a.keys.clone(), vec![b'v'; a.keys.val_size], seed());
-    let outcome = runner::run(&plan, clients, move |mut kv, i| {
+    let outcome = runner::run(&plan, clients, move |kv, i| {
         let request = PutRequest {
             key: key(keys.index(i, space, seed), keys.key_size),
             value: value.clone(),
             ..Default::default()
         };
-        async move { kv.put(request).await.map(|_| ()) }
+        kv.put(request)
     })
     .await;
-    Ok(Finished::new(outcome, merged(a.load.params(&plan), a.keys.params(space))))
+    Ok(Finished::new(outcome, merged(a.load.params(&plan), a.keys.params(space))).over(a.transport()))
 }

@@ -4,8 +4,9 @@
 
 use clap::Args;
 use serde_json::json;
-use wasmraft_proto::etcdserverpb::{PutRequest, RangeRequest, kv_client::KvClient};
+use wasmraft_proto::etcdserverpb::{PutRequest, RangeRequest};
 
+use super::kv::{self, Kv};
 use super::runner::{self, Plan};
 use super::{Finished, KeyFlags, KvArgs, key, merged, seed};
 use wasmraft_client::{CliError, ConsistencyArg, EXIT_SERVER_ERROR};
@@ -27,7 +28,7 @@ pub struct RangeArgs {
 pub async fn run(a: &RangeArgs) -> Result<Finished, CliError> {
     a.kv.load.check()?;
     let plan = Plan::from_flags(&a.kv.load, &a.kv.common)?;
-    let clients = runner::clients(&a.kv.common, a.kv.load.clients, KvClient::new).await?;
+    let clients = kv::clients(&a.kv, a.kv.load.clients).await?;
     let serializable = a.consistency == ConsistencyArg::Serializable;
     let consistency = if serializable { "s" } else { "l" };
     let (outcome, params) = if let Some(k) = &a.key {
@@ -37,43 +38,34 @@ pub async fn run(a: &RangeArgs) -> Result<Finished, CliError> {
             serializable,
             ..Default::default()
         };
-        let outcome = runner::run(&plan, clients, move |mut kv, _| {
-            let request = request.clone();
-            async move { kv.range(request).await.map(|_| ()) }
-        })
-        .await;
+        let outcome = runner::run(&plan, clients, move |kv, _| kv.range(request.clone())).await;
         (outcome, json!({ "key": k, "range_end": a.range_end }))
     } else {
         let space = a.kv.keys.space(1000)?;
         fill(&a.kv.keys, space, clients.clone()).await?;
         let (keys, seed) = (a.kv.keys.clone(), seed());
-        let outcome = runner::run(&plan, clients, move |mut kv, i| {
+        let outcome = runner::run(&plan, clients, move |kv, i| {
             let request = RangeRequest {
                 key: key(keys.index(i, space, seed), keys.key_size),
                 serializable,
                 ..Default::default()
             };
-            async move { kv.range(request).await.map(|_| ()) }
+            kv.range(request)
         })
         .await;
         (outcome, a.kv.keys.params(space))
     };
     let params = merged(merged(a.kv.load.params(&plan), json!({ "consistency": consistency })), params);
-    Ok(Finished::new(outcome, params))
+    Ok(Finished::new(outcome, params).over(a.kv.transport()))
 }
 
 /// Writes every key of the key space once (untimed), so every read finds a value of
 /// `--val-size` bytes.
-async fn fill(
-    keys: &KeyFlags,
-    space: u64,
-    clients: Vec<KvClient<wasmraft_client::AuthedChannel>>,
-) -> Result<(), CliError> {
+async fn fill(keys: &KeyFlags, space: u64, clients: Vec<Kv>) -> Result<(), CliError> {
     let (key_size, value) = (keys.key_size, vec![b'v'; keys.val_size]);
     let plan = Plan::untimed(space);
-    let out = runner::run(&plan, clients, move |mut kv, i| {
-        let request = PutRequest { key: key(i, key_size), value: value.clone(), ..Default::default() };
-        async move { kv.put(request).await.map(|_| ()) }
+    let out = runner::run(&plan, clients, move |kv, i| {
+        kv.put(PutRequest { key: key(i, key_size), value: value.clone(), ..Default::default() })
     })
     .await;
     match out.errors.iter().next() {

@@ -179,12 +179,16 @@ impl Outcome {
     }
 
     /// etcd's benchmark summary: totals, the response time histogram, the latency
-    /// distribution and the errors, in seconds as etcd prints them.
-    pub fn summary(&self, title: &str) -> String {
+    /// distribution and the errors, in seconds as etcd prints them; and, when given, the
+    /// transport the requests went over (a line etcd's tool, gRPC only, does not print).
+    pub fn summary(&self, title: &str, transport: Option<&str>) -> String {
         let s = self.latencies.stats();
         let secs = |us: f64| us / 1e6;
         let mut out = String::new();
         let _ = writeln!(out, "\n{title}:");
+        if let Some(t) = transport {
+            let _ = writeln!(out, "  Transport:\t{t}");
+        }
         let _ = writeln!(out, "  Total:\t{:.4} secs.", self.elapsed.as_secs_f64());
         let _ = writeln!(out, "  Slowest:\t{:.4} secs.", secs(s.max as f64));
         let _ = writeln!(out, "  Fastest:\t{:.4} secs.", secs(s.min as f64));
@@ -277,7 +281,7 @@ mod tests {
         assert_eq!(a.count(), 3);
         assert_eq!(a.error_count(), 3);
         assert_eq!(a.errors["Unavailable: no leader"], 2);
-        let text = a.summary("Summary");
+        let text = a.summary("Summary", None);
         assert!(
             text.contains("Error distribution:\n  [1]\tDeadlineExceeded: timeout\n  [2]\tUnavailable: no leader"),
             "{text}"
@@ -320,10 +324,9 @@ mod tests {
 
     #[test]
     fn summary_looks_like_etcds() {
-        let text = outcome([1_000, 2_000, 4_000]).summary("Summary");
+        let text = outcome([1_000, 2_000, 4_000]).summary("Summary", Some("gRPC (HTTP/2)"));
         for line in [
-            "Summary:",
-            "  Total:\t2.0000 secs.",
+            "Summary:\n  Transport:\tgRPC (HTTP/2)\n  Total:\t2.0000 secs.",
             "  Slowest:\t0.0040 secs.",
             "  Fastest:\t0.0010 secs.",
             "Requests/sec:\t1.5000",

@@ -5,7 +5,8 @@
 //! never faster than `--rate` requests/s summed over all loops.
 //!
 //! A workload supplies one state per loop (usually a tonic client, cheap to clone) and an async
-//! function that sends request number `i`; the runner times it and counts its failure.
+//! function that sends request number `i`; the runner times it and counts its failure by its
+//! [`Failure`] text, whichever transport it went over.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -122,11 +123,12 @@ pub async fn clients<C>(common: &Common, n: usize, make: impl Fn(AuthedChannel) 
 
 /// Runs `plan` with one loop per element of `states`; `request(state, i)` sends request `i`.
 /// Returns every loop's latencies and errors merged, and the phase's wall time.
-pub async fn run<S, F, Fut>(plan: &Plan, states: Vec<S>, request: F) -> Outcome
+pub async fn run<S, F, Fut, E>(plan: &Plan, states: Vec<S>, request: F) -> Outcome
 where
     S: Clone + Send + 'static,
     F: Fn(S, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Failure,
 {
     let next = Arc::new(AtomicU64::new(0));
     let request = Arc::new(request);
@@ -159,7 +161,7 @@ where
                 let sent = Instant::now();
                 match request(state.clone(), i).await {
                     Ok(()) => out.latencies.record(sent.elapsed()),
-                    Err(status) => out.error(status_text(&status)),
+                    Err(failure) => out.error(failure.text()),
                 }
                 bar.inc(1);
             }
@@ -179,10 +181,17 @@ where
     outcome
 }
 
-/// How a failed request is counted: its gRPC code and message, as the other client commands
-/// print them (`Unavailable: etcdserver: leader changed`).
-pub fn status_text(s: &tonic::Status) -> String {
-    format!("{:?}: {}", s.code(), s.message())
+/// How a failed request is counted in the error distribution.
+pub trait Failure {
+    fn text(&self) -> String;
+}
+
+/// A gRPC status: its code and message, as the other client commands print them
+/// (`Unavailable: etcdserver: leader changed`).
+impl Failure for tonic::Status {
+    fn text(&self) -> String {
+        format!("{:?}: {}", self.code(), self.message())
+    }
 }
 
 /// A token bucket holding one token (golang.org/x/time/rate with burst 1, as etcd's benchmark
@@ -234,7 +243,7 @@ mod tests {
     async fn total_and_duration_stop_the_loops() {
         let ok = |_: (), _: u64| async {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            Ok(())
+            Ok::<(), tonic::Status>(())
         };
         let plan = Plan::untimed(100);
         let out = run(&plan, vec![(); 4], ok).await;

@@ -3,8 +3,9 @@
 
 use clap::Args;
 use serde_json::json;
-use wasmraft_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest, kv_client::KvClient, request_op};
+use wasmraft_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest, request_op};
 
+use super::kv;
 use super::runner::{self, Plan};
 use super::{Finished, KvArgs, key, merged, seed};
 use wasmraft_client::{CliError, EXIT_INVALID_INPUT};
@@ -29,9 +30,9 @@ pub async fn run(a: &TxnPutArgs) -> Result<Finished, CliError> {
         ));
     }
     let plan = Plan::from_flags(&a.kv.load, &a.kv.common)?;
-    let clients = runner::clients(&a.kv.common, a.kv.load.clients, KvClient::new).await?;
+    let clients = kv::clients(&a.kv, a.kv.load.clients).await?;
     let (keys, value, seed) = (a.kv.keys.clone(), vec![b'v'; a.kv.keys.val_size], seed());
-    let outcome = runner::run(&plan, clients, move |mut kv, i| {
+    let outcome = runner::run(&plan, clients, move |kv, i| {
         // Sequential keys: txn i writes keys i·ops … i·ops+ops-1, so a run writes each key of
         // the space once before reusing any.
         let first = keys.index(i.wrapping_mul(ops), space, seed);
@@ -45,9 +46,9 @@ pub async fn run(a: &TxnPutArgs) -> Result<Finished, CliError> {
             })
             .collect();
         let request = TxnRequest { success, ..Default::default() };
-        async move { kv.txn(request).await.map(|_| ()) }
+        kv.txn(request)
     })
     .await;
     let params = merged(merged(a.kv.load.params(&plan), a.kv.keys.params(space)), json!({ "txn_ops": ops }));
-    Ok(Finished::new(outcome, params))
+    Ok(Finished::new(outcome, params).over(a.kv.transport()))
 }

@@ -119,7 +119,7 @@ pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
             t.stamp(&t.sent[slot]);
             kv.put(request).await?;
             t.stamp(&t.answered[slot]);
-            Ok(())
+            Ok::<(), tonic::Status>(())
         }
     })
     .await;
@@ -165,7 +165,7 @@ pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
     let more = format!(
         "{}\nFrom the put's response to the event: p50 {:.4} secs, p99 {:.4} secs, max {:.4} secs \
          ({} events arrived before their put's response).\n",
-        puts.summary("Put summary"),
+        puts.summary("Put summary", None),
         a_s.p50 as f64 / 1e6,
         a_s.p99 as f64 / 1e6,
         a_s.max as f64 / 1e6,
@@ -173,6 +173,7 @@ pub async fn run(a: &WatchLatencyArgs) -> Result<Finished, CliError> {
     );
     Ok(Finished {
         title: "Watch latency summary (put sent → event received, per watcher)",
+        transport: super::Transport::Grpc,
         outcome: events,
         params,
         extra,
@@ -264,7 +265,7 @@ async fn read_events(
                 break;
             }
             Err(s) => {
-                seen.error = Some(format!("watch: {}", runner::status_text(&s)));
+                seen.error = Some(format!("watch: {}", runner::Failure::text(&s)));
                 break;
             }
         };
