@@ -156,9 +156,24 @@ pub(crate) fn stop_removed(shared: &std::sync::Arc<Shared>) {
     }
     let shared = shared.clone();
     let _ = std::thread::Builder::new().name("removed".into()).spawn(move || {
+        // A peer may have told us before our own removal reached our log (the leader stops
+        // replicating to a removed member): record it, so a restart of this data dir refuses
+        // to run as it does when the removal was applied, instead of starting to be told again.
+        if let Err(e) = record_removed(&shared) {
+            tracing::warn!("recording this member's removal in the state database: {e}");
+        }
         std::thread::sleep(Duration::from_secs(1));
         shared.fail(REMOVED_TEXT.to_string());
     });
+}
+
+/// Adds this member to the removed members, durably (waits for the apply thread's batch).
+fn record_removed(shared: &Shared) -> Result<(), redb::Error> {
+    let mut txn = shared.state_db.begin_write()?;
+    txn.set_durability(redb::Durability::Immediate)?;
+    txn.open_table(wasmraft_storage::tables::REMOVED_MEMBERS)?.insert(shared.member_id, [].as_slice())?;
+    txn.commit()?;
+    Ok(())
 }
 
 impl NodeHandle {
