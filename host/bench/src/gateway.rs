@@ -29,7 +29,9 @@ use hyper::client::conn::http1::{self, SendRequest};
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tower_service::Service as _;
-use wasmraft_client::{CliError, ConnFlags, EXIT_BAD_CONNECTION, EXIT_INVALID_INPUT, EXIT_IO, EXIT_SERVER_ERROR, secs};
+use wasmraft_client::{
+    CliError, ConnFlags, EXIT_BAD_CONNECTION, EXIT_INVALID_INPUT, EXIT_IO, EXIT_SERVER_ERROR, error_chain, secs,
+};
 use wasmraft_transport::dial::Dialer;
 
 /// A request that did not succeed, by what the client saw.
@@ -81,7 +83,7 @@ impl Conn {
                 _ => dial(&s.dialer, &s.uri).await?,
             };
             let open = sender.insert(open);
-            open.ready().await.map_err(|e| GatewayError::Connection(chain(&e)))?;
+            open.ready().await.map_err(|e| GatewayError::Connection(error_chain(&e)))?;
             let mut request = Request::post(path)
                 .header(HOST, s.host.clone())
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -90,10 +92,11 @@ impl Conn {
             }
             let request =
                 request.body(Full::new(Bytes::from(body))).map_err(|e| GatewayError::Connection(e.to_string()))?;
-            let answer = open.send_request(request).await.map_err(|e| GatewayError::Connection(chain(&e)))?;
+            let answer = open.send_request(request).await.map_err(|e| GatewayError::Connection(error_chain(&e)))?;
             let status = answer.status();
             // Read to the end: the connection carries the next request only after this answer.
-            let body = answer.into_body().collect().await.map_err(|e| GatewayError::Connection(chain(&e)))?.to_bytes();
+            let body =
+                answer.into_body().collect().await.map_err(|e| GatewayError::Connection(error_chain(&e)))?.to_bytes();
             Ok::<_, GatewayError>((status, body))
         };
         let result = match tokio::time::timeout(s.call, exchange).await {
@@ -147,29 +150,13 @@ fn excerpt(body: &[u8]) -> String {
 
 async fn dial(dialer: &Dialer, uri: &Uri) -> Result<SendRequest<Full<Bytes>>, GatewayError> {
     let mut dialer = dialer.clone();
-    poll_fn(|cx| dialer.poll_ready(cx)).await.map_err(|e| GatewayError::Connection(chain(e.as_ref())))?;
-    let io = dialer.call(uri.clone()).await.map_err(|e| GatewayError::Connection(chain(e.as_ref())))?;
-    let (sender, connection) = http1::handshake(io).await.map_err(|e| GatewayError::Connection(chain(&e)))?;
+    poll_fn(|cx| dialer.poll_ready(cx)).await.map_err(|e| GatewayError::Connection(error_chain(e.as_ref())))?;
+    let io = dialer.call(uri.clone()).await.map_err(|e| GatewayError::Connection(error_chain(e.as_ref())))?;
+    let (sender, connection) = http1::handshake(io).await.map_err(|e| GatewayError::Connection(error_chain(&e)))?;
     // The connection's I/O runs on its own task; when it ends (closed, reset), the sender says
     // so (`is_closed`, a failed `ready`) and the next request dials again.
     tokio::spawn(connection);
     Ok(sender)
-}
-
-/// An error and its causes in one line (`connection closed before message completed`, or
-/// `tcp connect error: Connection refused`).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.ends_with(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// `n` connections (`--conns`) dealt round-robin over the endpoints, all dialed before anything

@@ -228,8 +228,8 @@ pub async fn channel_to(ep: &str, dial: &Dial) -> Result<(Channel, String), Stri
 }
 
 /// An error and its causes, `transport error: tcp connect error: Connection refused`: tonic's
-/// own text alone ("transport error") does not say what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// (or hyper's) own text alone ("transport error") does not say what went wrong.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
