@@ -39,6 +39,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let thp = disable_transparent_huge_pages();
+    let nofile = raise_open_files_limit();
     let args: Vec<std::ffi::OsString> = wasmraft::config::go_flag::normalize_single_dash(
         std::env::args_os().collect(),
         &wasmraft::config::long_names(),
@@ -87,6 +88,11 @@ fn main() -> ExitCode {
     }
     for note in &notes {
         note.log();
+    }
+    match nofile {
+        Ok((from, to)) if from < to => tracing::info!("raised the open files limit from {from} to {to}"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("the open files limit stays as it is ({e}): connections may run out of descriptors"),
     }
     if let Err(e) = thp {
         tracing::info!("transparent huge pages stay as the system has them ({e}): expect a longer put latency tail");
@@ -154,8 +160,52 @@ fn disable_transparent_huge_pages() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Raises this process's soft limit on open files to its hard limit, as Go's runtime does for
+/// etcd (since Go 1.19): systems start services with a soft limit of 1024, which a member with
+/// many clients, watchers and peers exceeds, while the hard limit (the administrator's choice)
+/// is usually far higher. Returns the soft limit before and after.
+fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes one rlimit into the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            // SAFETY: setrlimit reads the struct; raising the soft limit up to the hard one needs
+            // no privilege.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok((before, limit.rlim_cur))
+    }
+    #[cfg(not(unix))]
+    Ok((0, 0))
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    #[test]
+    fn the_open_files_soft_limit_is_raised_to_the_hard_limit() {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: as in raise_open_files_limit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        let hard = limit.rlim_max;
+        // Lowered first, as a service manager's default would have it.
+        limit.rlim_cur = 256.min(hard);
+        // SAFETY: as above; lowering the soft limit needs no privilege.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        let (before, after) = super::raise_open_files_limit().expect("raising the limit");
+        assert_eq!((before, after), (256.min(hard), hard));
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        assert_eq!(limit.rlim_cur, hard);
+    }
+
     #[test]
     fn transparent_huge_pages_are_off_for_the_process_afterwards() {
         super::disable_transparent_huge_pages().expect("prctl(PR_SET_THP_DISABLE)");
