@@ -196,14 +196,14 @@ async fn serve(
     outcome
 }
 
-/// The client API's settings from the flags.
 /// The bundled KV guest's sha256 (what a deployment of it records): hashed once, though the
 /// API, the corruption checks and the peer hash source all ask.
-fn bundled_guest_hash() -> [u8; 32] {
+pub(crate) fn bundled_guest_hash() -> [u8; 32] {
     static HASH: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
     *HASH.get_or_init(|| Sha256::digest(BUNDLED_KV_GUEST).into())
 }
 
+/// The client API's settings from the flags.
 fn api_limits(cfg: &Config) -> ApiLimits {
     ApiLimits {
         bcrypt_cost: cfg.bcrypt_cost,

@@ -555,3 +555,32 @@ fn a_watcher_sees_the_migrations_put_in_order() {
     assert_eq!(keys, ["before", VERSION_KEY, "after"], "{seen:?}");
     assert!(seen[0].0 + 1 == seen[1].0 && seen[1].0 + 1 == seen[2].0, "{seen:?}");
 }
+
+/// `wasmraft guest bundled FILE` writes the KV guest the binary bundles: the module a fresh
+/// member runs (the same sha256), ready for `guest deploy` to a cluster an older binary wrote.
+#[test]
+fn guest_bundled_writes_the_module_a_new_member_runs() {
+    let mut cluster = ClusterConfig::new(Flavor::Wasmraft, 1).start();
+    cluster.wait_leader(Duration::from_secs(30));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kv.component.wasm");
+    let out = std::process::Command::new(wasmraft_tests::binaries::wasmraft_bin())
+        .env_clear()
+        .args(["guest", "bundled", &file.display().to_string()])
+        .output()
+        .expect("run wasmraft guest bundled");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&file).expect("the written module");
+    let written: String = <sha2::Sha256 as sha2::Digest>::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&written), "it prints the sha256");
+    let statuses = cluster.guest_status().expect("guest status");
+    assert_eq!(statuses[0].sha256, written, "the active guest of a fresh member is the bundled one");
+    // An unwritable place is a clear error, not a panic.
+    let out = std::process::Command::new(wasmraft_tests::binaries::wasmraft_bin())
+        .env_clear()
+        .args(["guest", "bundled", "/nonexistent-dir/kv.wasm"])
+        .output()
+        .expect("run wasmraft guest bundled");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writing /nonexistent-dir/kv.wasm"));
+}

@@ -24,7 +24,8 @@ use wasmraft_proto::wasmraft::v1::{
 };
 
 use super::{
-    CliError, ConnFlags, Dial, EXIT_INVALID_INPUT, EXIT_SERVER_ERROR, channel, channel_to, print, secs, status_error,
+    CliError, ConnFlags, Dial, EXIT_INVALID_INPUT, EXIT_IO, EXIT_SERVER_ERROR, channel, channel_to, print, secs,
+    status_error,
 };
 
 /// A deploy waits for the module to travel through the log and for the swap to apply (the
@@ -85,6 +86,13 @@ pub enum GuestCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Write the KV guest this binary bundles to FILE, to `guest deploy` it to a cluster whose
+    /// data was written by an older one (an existing data dir keeps running the guest it
+    /// stored; the new guest's `migrate` brings its keyspace over).
+    Bundled {
+        /// Where to write the component.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -102,6 +110,7 @@ impl GuestCommand {
             GuestCommand::Status { .. } => "guest status",
             GuestCommand::List { .. } => "guest list",
             GuestCommand::Build { .. } => "guest build",
+            GuestCommand::Bundled { .. } => "guest bundled",
         }
     }
 }
@@ -154,6 +163,15 @@ pub async fn run(cmd: GuestCommand) -> Result<(), CliError> {
             print(&deployment_line(resp.into_inner().deployment)?)
         }
         GuestCommand::Build { crate_dir, output } => build(&crate_dir, output),
+        GuestCommand::Bundled { file } => {
+            std::fs::write(&file, crate::server::BUNDLED_KV_GUEST)
+                .map_err(|e| CliError::new(EXIT_IO, format!("writing {}: {e}", file.display())))?;
+            print(&format!(
+                "{}: the bundled KV guest, sha256 {}\n",
+                file.display(),
+                hex::encode(crate::server::bundled_guest_hash())
+            ))
+        }
         GuestCommand::Status { state_hash, conn } => {
             let dial = Dial::new(&conn, secs(conn.command_timeout, "command-timeout")?)?;
             let mut out = String::new();
