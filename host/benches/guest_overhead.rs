@@ -33,6 +33,7 @@ use wasmraft_guest_sdk::testing::MemStore;
 use wasmraft_guest_sdk::{ReadStore, StateMachine as _, Store};
 use wasmraft_kv_guest::KvGuest;
 use wasmraft_node::guest_store::{self, GuestKv};
+use wasmraft_node::uncommitted::StateView;
 use wasmraft_proto::etcdserverpb::{InternalRaftRequest, PutRequest};
 use wasmraft_runtime::{ApplyContext, ApplyError, Guest, GuestEngine, GuestLimits, limits};
 use wasmraft_storage::tables::GUEST_KV;
@@ -293,10 +294,10 @@ fn empty_apply(db: &Database, guest: &Guest, calls: usize) -> anyhow::Result<Dur
 
 /// (d), read side: a query the guest's decoder rejects, in the instance the last one left.
 fn rejected_query(db: &Database, guest: &Guest, calls: usize) -> anyhow::Result<Duration> {
-    let txn = db.begin_read()?;
+    let view = StateView::committed(db.begin_read()?);
     let start = Instant::now();
     for _ in 0..calls {
-        expect_guest_error(guest_store::query(guest, &txn, &[0xff]).map(|_| ()))?;
+        expect_guest_error(guest_store::query(guest, &view, &[0xff]).map(|_| ()))?;
     }
     Ok(start.elapsed())
 }

@@ -94,7 +94,13 @@ fn kv_guest_exports_etcds_mvcc_metrics_on_every_member_and_keeps_them_over_a_res
         assert_eq!(scrape(&cluster.endpoint(i)), theirs, "member {i} against etcd 3.4.23");
     }
 
-    // The stopped member gets the values with the snapshot it installs.
+    // The stopped member gets the values with the snapshot it installs: once the leader has
+    // made its state durable (every second) and compacted its log behind it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !cluster.member(leader).log().contains("raft: compacted the log up to index") {
+        assert!(std::time::Instant::now() < deadline, "the leader never compacted its log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     cluster.restart(behind);
     cluster.wait_converged(Duration::from_secs(30));
     assert!(

@@ -141,13 +141,13 @@ impl Maintenance for MaintenanceService {
         };
         let status = self.api.node.status();
         let rx = if wasmraft_format {
-            status.snapshot_stream().or_status()?
+            status.snapshot_stream().await.or_status()?
         } else {
             if crate::hash_kv::is_active(&self.api.node, self.api.limits.etcd_backend_guest) {
                 let encoder = wasmraft_backup::EtcdBackend {
                     cluster_version: wasmraft_proto::contract::ETCD_CLUSTER_VERSION.to_string(),
                 };
-                status.encoded_snapshot_stream(Arc::new(encoder)).or_status()?
+                status.encoded_snapshot_stream(Arc::new(encoder)).await.or_status()?
             } else {
                 return Err(match self.api.node.guests().active_guest() {
                     Some(a) => Status::failed_precondition(format!(

@@ -12,6 +12,7 @@ use wasmraft_runtime::MetricUpdate;
 use wasmraft_storage::tables::GUEST_METRICS;
 
 use crate::state_error::StateError;
+use crate::uncommitted::StateView;
 
 /// One stored guest metric.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,21 +47,28 @@ fn decode(name: &[u8], bytes: &[u8]) -> Result<GuestMetric, StateError> {
     Ok(GuestMetric { name, value: i64::from_be_bytes(value), added })
 }
 
-/// Applies a batch's merged updates to the stored values.
-pub(crate) fn write(txn: &WriteTransaction, updates: &BTreeMap<String, MetricUpdate>) -> Result<(), StateError> {
+/// Applies a batch's merged updates to the stored values; returns the values written (what
+/// readers see of them until the transaction commits: `crate::uncommitted`).
+pub(crate) fn write(
+    txn: &WriteTransaction,
+    updates: &BTreeMap<String, MetricUpdate>,
+) -> Result<Vec<GuestMetric>, StateError> {
     if updates.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut table = txn.open_table(GUEST_METRICS)?;
+    let mut written = Vec::with_capacity(updates.len());
     for (name, update) in updates {
         let before = match table.get(name.as_bytes())? {
             Some(v) => Some(decode(name.as_bytes(), v.value())?.value),
             None => None,
         };
-        let record = encode(matches!(update, MetricUpdate::Add(_)), update.apply_to(before));
-        table.insert(name.as_bytes(), record.as_slice())?;
+        let added = matches!(update, MetricUpdate::Add(_));
+        let value = update.apply_to(before);
+        table.insert(name.as_bytes(), encode(added, value).as_slice())?;
+        written.push(GuestMetric { name: name.clone(), value, added });
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Stores `value` under `name` as it stands, for a state built outside the log (a restore
@@ -74,6 +82,16 @@ pub fn install(txn: &WriteTransaction, name: &str, value: i64, added: bool) -> R
 pub(crate) fn clear(txn: &WriteTransaction) -> Result<(), StateError> {
     txn.open_table(GUEST_METRICS)?.retain(|_, _| false)?;
     Ok(())
+}
+
+/// Every guest metric of a view of the applied state, by name.
+pub(crate) fn read_view(view: &StateView) -> Result<Vec<GuestMetric>, StateError> {
+    let mut by_name: BTreeMap<String, GuestMetric> =
+        read(&view.txn)?.into_iter().map(|m| (m.name.clone(), m)).collect();
+    for (name, metric) in view.uncommitted.metrics.iter() {
+        by_name.insert(name.clone(), metric.clone());
+    }
+    Ok(by_name.into_values().collect())
 }
 
 /// Every stored guest metric, by name.

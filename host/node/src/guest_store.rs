@@ -7,12 +7,15 @@
 //! table is opened per call, as the runtime asks: an entry that does not touch the keyspace
 //! does not create it.
 
-use std::ops::Bound;
+use std::cmp::Ordering;
+use std::ops::{Bound, ControlFlow};
 
-use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadOnlyTable, ReadableTable, WriteTransaction};
 use wasmraft_runtime::{ApplyError, Guest, StoreError, StoreRead, StoreWrite, Visit, Writes};
 
 use crate::kv_size::entry_bytes;
+use crate::uncommitted::{KvRow, KvRows, StateView, kv_range};
+use bytes::Bytes;
 use wasmraft_storage::tables::GUEST_KV;
 
 /// The keyspace as a write transaction holds it: what an entry is applied to.
@@ -20,11 +23,20 @@ pub struct GuestKv<'t> {
     txn: &'t WriteTransaction,
     /// What the writes so far changed the keyspace's counted size by (`crate::kv_size`).
     size_delta: i64,
+    /// Where the rows written are also recorded for readers until the transaction commits
+    /// (`crate::uncommitted`); None when the transaction commits before anyone reads.
+    uncommitted: Option<&'t mut KvRows>,
 }
 
 impl<'t> GuestKv<'t> {
     pub fn new(txn: &'t WriteTransaction) -> GuestKv<'t> {
-        GuestKv { txn, size_delta: 0 }
+        GuestKv { txn, size_delta: 0, uncommitted: None }
+    }
+
+    /// The keyspace of the apply thread's open transaction: every row written is also
+    /// recorded in `uncommitted`, which readers lay over the committed state.
+    pub fn recording(txn: &'t WriteTransaction, uncommitted: &'t mut KvRows) -> GuestKv<'t> {
+        GuestKv { txn, size_delta: 0, uncommitted: Some(uncommitted) }
     }
 
     /// Bytes the writes added to the keyspace's counted size (negative: freed).
@@ -51,6 +63,9 @@ impl StoreWrite for GuestKv<'_> {
         let mut table = self.txn.open_table(GUEST_KV).map_err(storage)?;
         let size = |key: &[u8], value_len: usize| i64::try_from(entry_bytes(key.len(), value_len)).unwrap_or(i64::MAX);
         for (key, value) in writes.iter() {
+            if let Some(rows) = self.uncommitted.as_deref_mut() {
+                rows.insert(Bytes::copy_from_slice(key), value.map(Bytes::copy_from_slice));
+            }
             match value {
                 Some(value) => {
                     // redb hands back the value replaced: the count needs no read of its own.
@@ -68,17 +83,20 @@ impl StoreWrite for GuestKv<'_> {
     }
 }
 
-/// The keyspace as a read transaction sees it: what a query reads.
+/// The keyspace as a query reads it: a read transaction of the committed state with the
+/// writes applied since its last commit laid over it (`crate::uncommitted`).
 pub struct GuestKvSnapshot {
     /// `None` when the guest has never written anything (the table does not exist yet).
     table: Option<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    uncommitted: KvRows,
 }
 
 impl GuestKvSnapshot {
-    pub fn open(txn: &ReadTransaction) -> Result<GuestKvSnapshot, StoreError> {
-        match txn.open_table(GUEST_KV) {
-            Ok(table) => Ok(GuestKvSnapshot { table: Some(table) }),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(GuestKvSnapshot { table: None }),
+    pub fn open(view: &StateView) -> Result<GuestKvSnapshot, StoreError> {
+        let uncommitted = view.uncommitted.kv.clone();
+        match view.txn.open_table(GUEST_KV) {
+            Ok(table) => Ok(GuestKvSnapshot { table: Some(table), uncommitted }),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(GuestKvSnapshot { table: None, uncommitted }),
             Err(e) => Err(storage(e)),
         }
     }
@@ -86,34 +104,93 @@ impl GuestKvSnapshot {
 
 impl StoreRead for GuestKvSnapshot {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(row) = self.uncommitted.get(key) {
+            return Ok(row.as_ref().map(|v| v.to_vec()));
+        }
         let Some(table) = &self.table else { return Ok(None) };
         let value = table.get(key).map_err(storage)?;
         Ok(value.map(|v| v.value().to_vec()))
     }
 
     fn scan(&self, start: &[u8], end: Option<&[u8]>, reverse: bool, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        if self.uncommitted.is_empty() {
+            return match &self.table {
+                Some(table) => scan_table(table, start, end, reverse, visit),
+                None => Ok(()),
+            };
+        }
+        let over = kv_range(&self.uncommitted, start, end, reverse);
         match &self.table {
-            Some(table) => scan_table(table, start, end, reverse, visit),
-            None => Ok(()),
+            Some(table) => {
+                let bounds = (Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded));
+                let range = table.range::<&[u8]>(bounds).map_err(storage)?;
+                if reverse {
+                    merge_rows(range.rev(), over, reverse, visit)
+                } else {
+                    merge_rows(range, over, reverse, visit)
+                }
+            }
+            None => merge_rows(std::iter::empty(), over, reverse, visit),
         }
     }
 }
 
-/// [`Guest::query`] on `txn`'s snapshot of the keyspace.
-pub fn query(guest: &Guest, txn: &ReadTransaction, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
-    guest.query(&GuestKvSnapshot::open(txn)?, request)
+/// [`Guest::query`] on a view of the applied state.
+pub fn query(guest: &Guest, view: &StateView, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
+    guest.query(&GuestKvSnapshot::open(view)?, request)
 }
 
-/// [`Guest::try_query`] on `txn`'s snapshot of the keyspace.
-pub fn try_query(
-    guest: &Guest,
-    txn: &ReadTransaction,
-    request: &[u8],
-    fuel: u64,
-) -> Option<Result<Vec<u8>, ApplyError>> {
-    match GuestKvSnapshot::open(txn) {
+/// [`Guest::try_query`] on a view of the applied state.
+pub fn try_query(guest: &Guest, view: &StateView, request: &[u8], fuel: u64) -> Option<Result<Vec<u8>, ApplyError>> {
+    match GuestKvSnapshot::open(view) {
         Ok(kv) => guest.try_query(&kv, request, fuel),
         Err(e) => Some(Err(e.into())),
+    }
+}
+
+/// Hands `visit` the table's rows with the uncommitted ones laid over them, in the scan's
+/// order: an uncommitted row replaces the table's row of the same key (a `None` hides it).
+fn merge_rows<'t, 'o>(
+    mut rows: impl Iterator<Item = Result<Row<'t>, redb::StorageError>>,
+    mut over: impl Iterator<Item = KvRow<'o>>,
+    reverse: bool,
+    visit: &mut Visit<'_>,
+) -> Result<(), StoreError> {
+    let mut table_row = rows.next().transpose().map_err(storage)?;
+    let mut over_row = over.next();
+    loop {
+        // Which comes first in the scan's order: the table's next row or the overlay's.
+        let table_first = match (&table_row, over_row) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((t, _)), Some((o, _))) => {
+                let (t, o): (&[u8], &[u8]) = (t.value(), o);
+                if reverse { o.cmp(t) } else { t.cmp(o) }
+            }
+        };
+        let flow = match (table_first, &table_row, over_row) {
+            (Ordering::Less, Some((k, v)), _) => {
+                let flow = visit(k.value(), v.value());
+                table_row = rows.next().transpose().map_err(storage)?;
+                flow
+            }
+            (_, _, Some((k, v))) => {
+                if table_first == Ordering::Equal {
+                    table_row = rows.next().transpose().map_err(storage)?;
+                }
+                over_row = over.next();
+                match v {
+                    Some(v) => visit(k, v),
+                    None => ControlFlow::Continue(()),
+                }
+            }
+            // `table_first` is Less only with a table row and otherwise only with an overlay row.
+            _ => return Ok(()),
+        };
+        if flow.is_break() {
+            return Ok(());
+        }
     }
 }
 
@@ -206,8 +283,8 @@ mod tests {
         }
 
         fn query(&self, guest: &Guest, request: &[u8]) -> Result<Vec<u8>, ApplyError> {
-            let txn = self.db.begin_read().expect("begin read");
-            query(guest, &txn, request)
+            let view = StateView::committed(self.db.begin_read().expect("begin read"));
+            query(guest, &view, request)
         }
 
         /// The whole guest keyspace, as the table holds it.
@@ -351,7 +428,7 @@ mod tests {
             };
             db.apply(&g, &put.encode_to_vec()).expect("put applies");
         }
-        let txn = db.db.begin_read().expect("begin read");
+        let txn = StateView::committed(db.db.begin_read().expect("begin read"));
         let one = RangeRequest { key: b"key0042".to_vec(), ..Default::default() }.encode_to_vec();
         // A tenth of the node's inline budget is plenty for one key.
         let inline =
@@ -370,5 +447,87 @@ mod tests {
         // A guest error is final, whatever the budget.
         let e = try_query(&g, &txn, b"\xff\xff\xff", crate::INLINE_QUERY_FUEL);
         assert!(matches!(e, Some(Err(ApplyError::Guest(_)))), "{e:?}");
+    }
+
+    /// A query reads the committed table with the uncommitted rows laid over it: every get and
+    /// every scan (both directions, any bounds, stopped early) answers as one map holding both.
+    #[test]
+    fn uncommitted_rows_read_as_if_committed() {
+        use std::collections::BTreeMap;
+        use std::ops::ControlFlow;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::create(dir.path().join("state.redb")).expect("create db");
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut rows = KvRows::default();
+        // A small xorshift: the same cases every run.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let key = |i: u64| format!("k{i:02}").into_bytes();
+        {
+            let txn = db.begin_write().expect("begin write");
+            {
+                let mut table = txn.open_table(GUEST_KV).expect("table");
+                for i in 0..40 {
+                    if next(2) == 0 {
+                        let v = format!("c{i}").into_bytes();
+                        table.insert(key(i).as_slice(), v.as_slice()).expect("insert");
+                        model.insert(key(i), v);
+                    }
+                }
+            }
+            txn.commit().expect("commit");
+        }
+        for i in 0..40 {
+            match next(3) {
+                0 => {
+                    rows.insert(key(i).into(), None);
+                    model.remove(&key(i));
+                }
+                1 => {
+                    let v = format!("u{i}").into_bytes();
+                    rows.insert(key(i).into(), Some(v.clone().into()));
+                    model.insert(key(i), v);
+                }
+                _ => {}
+            }
+        }
+        let view = StateView {
+            txn: db.begin_read().expect("begin read"),
+            uncommitted: crate::uncommitted::Uncommitted { kv: rows, ..Default::default() },
+        };
+        let snap = GuestKvSnapshot::open(&view).expect("open");
+        for i in 0..42 {
+            assert_eq!(snap.get(&key(i)).expect("get"), model.get(&key(i)).cloned(), "get {i}");
+        }
+        for _ in 0..400 {
+            let start = key(next(42));
+            let end = (next(4) != 0).then(|| key(next(42)));
+            let reverse = next(2) == 0;
+            let limit = next(12) as usize;
+            let mut got = Vec::new();
+            snap.scan(&start, end.as_deref(), reverse, &mut |k, v| {
+                got.push((k.to_vec(), v.to_vec()));
+                if got.len() == limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            })
+            .expect("scan");
+            let mut want: Vec<(Vec<u8>, Vec<u8>)> = model
+                .iter()
+                .filter(|(k, _)| **k >= start && end.as_ref().is_none_or(|e| *k < e))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if reverse {
+                want.reverse();
+            }
+            if limit > 0 {
+                want.truncate(limit);
+            }
+            assert_eq!(got, want, "scan {start:?}..{end:?} reverse {reverse} limit {limit}");
+        }
     }
 }

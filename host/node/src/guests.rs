@@ -177,6 +177,8 @@ impl<'a> Guests<'a> {
     /// all from one consistent read of this member's state.
     pub async fn guest_status(self, with_state_hash: bool) -> Result<GuestStatus, NodeError> {
         let s = self.h.inner.clone();
+        // The applied index and the hash are the file's: commit what was applied first.
+        s.commit_state().await?;
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let err = |e: &(dyn std::error::Error + 'static)| internal(Chain(e));

@@ -59,6 +59,7 @@ mod state_error;
 #[cfg(test)]
 mod tests;
 mod tick_advance;
+pub mod uncommitted;
 mod wait;
 
 use std::path::PathBuf;
@@ -86,6 +87,7 @@ pub use state_error::StateError;
 
 use crate::membership::{Member, MemberAttributes};
 use replicated::Subsystems;
+use uncommitted::StateView;
 use wait::WaitRegistry;
 
 /// etcd's `maxGapBetweenApplyAndCommitIndex`: past this many committed-but-unapplied entries,
@@ -129,6 +131,9 @@ pub(crate) enum RaftMsg {
     SnapshotStatus(u64, raft::SnapshotStatus),
     /// The state database is durable up to this index: the log before it may be compacted.
     Durable(u64),
+    /// Have the apply thread commit its open transaction, after the entries handed to it so
+    /// far (passed on as [`ApplyMsg::Commit`]).
+    CommitState(oneshot::Sender<()>),
     /// Hand leadership to this voter (etcd's MoveLeader); refused unless this member leads.
     TransferLeader {
         to: u64,
@@ -161,6 +166,8 @@ pub(crate) enum ApplyMsg {
         index: u64,
         path: PathBuf,
     },
+    /// Commit the open transaction now (a reader needs the file itself), then say so.
+    Commit(oneshot::Sender<()>),
 }
 
 /// Where the raft thread sends messages addressed to other members. Implemented by the peer
@@ -202,6 +209,9 @@ pub(crate) struct Shared {
     /// forwarding), once the server has set it up.
     pub dial_tls: std::sync::OnceLock<wasmraft_transport::dial::DialTls>,
     pub state_db: wasmraft_storage::StateDb,
+    /// What the apply thread applied but has not committed yet, for readers
+    /// ([`uncommitted`]).
+    pub uncommitted: uncommitted::Published,
     /// Membership, the active guest, the auth store and the alarms, as the last applied batch
     /// left them (see [`replicated`]).
     pub replicated: Subsystems,
@@ -276,6 +286,27 @@ impl Shared {
         if self.progress.raft_wants_applied.load(Ordering::Relaxed) {
             let _ = self.to_raft.send(RaftMsg::Applied(index));
         }
+    }
+
+    /// A view of everything applied so far: the committed state and the applied writes laid
+    /// over it (see [`uncommitted`]).
+    pub fn read_state(&self) -> Result<StateView, redb::TransactionError> {
+        let uncommitted = self.uncommitted.take();
+        Ok(StateView { txn: self.state_db.begin_read()?, uncommitted })
+    }
+
+    /// [`Shared::read_state`], unless a defragmentation holds the database (None).
+    pub fn try_read_state(&self) -> Option<Result<StateView, redb::TransactionError>> {
+        let uncommitted = self.uncommitted.take();
+        Some(self.state_db.try_begin_read()?.map(|txn| StateView { txn, uncommitted }))
+    }
+
+    /// Has the apply thread commit what it applied so far, for readers that need the state
+    /// database's file itself (they read the committed state only). Err when the member stops.
+    pub async fn commit_state(&self) -> Result<(), NodeError> {
+        let (reply, done) = oneshot::channel();
+        self.to_raft.send(RaftMsg::CommitState(reply)).map_err(|_| NodeError::Stopped)?;
+        done.await.map_err(|_| NodeError::Stopped)
     }
 
     /// Records an unrecoverable error; the process owner (main) shuts the member down.
@@ -439,16 +470,16 @@ impl NodeHandle {
     fn query_inline(&self, request: &[u8]) -> Option<Result<Vec<u8>, NodeError>> {
         let s = &self.inner;
         // Never wait here for a defragmentation to release the database: that takes seconds.
-        let txn = match s.state_db.try_begin_read()? {
-            Ok(txn) => txn,
+        let view = match s.try_read_state()? {
+            Ok(view) => view,
             Err(e) => return Some(Err(NodeError::Internal(e.to_string()))),
         };
-        let guest = match deployment::running_guest_in(&txn, s.replicated.guest.slot()) {
+        let guest = match deployment::running_guest_in(&view.txn, s.replicated.guest.slot()) {
             Ok(Some(guest)) => guest,
             Ok(None) => return None,
             Err(e) => return Some(Err(NodeError::Internal(e.to_string()))),
         };
-        guest_store::try_query(&guest, &txn, request, INLINE_QUERY_FUEL).map(|r| r.map_err(apply::node_error))
+        guest_store::try_query(&guest, &view, request, INLINE_QUERY_FUEL).map(|r| r.map_err(apply::node_error))
     }
 }
 
@@ -615,11 +646,14 @@ impl<'a> Reads<'a> {
     /// Runs `f` on a blocking thread over the state a query would read: for native code that
     /// reads what a guest's query reads (the bundled KV guest's HashKV, which over a large
     /// keyspace needs more than a query's fuel, runs natively through this).
+    /// The state database's file is read as committed: what was applied before the call is
+    /// committed first (`Shared::commit_state`).
     pub async fn with_state<R: Send + 'static>(
         self,
         f: impl FnOnce(&redb::ReadTransaction) -> R + Send + 'static,
     ) -> Result<R, NodeError> {
         let s = self.h.inner.clone();
+        s.commit_state().await?;
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(|e| NodeError::Internal(e.to_string()))?;
             Ok(f(&txn))
@@ -640,11 +674,11 @@ impl<'a> Reads<'a> {
         let s = self.h.inner.clone();
         tokio::task::spawn_blocking(move || {
             let internal = |e: &dyn std::fmt::Display| NodeError::Internal(e.to_string());
-            let txn = s.state_db.begin_read().map_err(|e| internal(&e))?;
-            let guest = deployment::guest_in(&txn, s.replicated.guest.slot(), &s.registry)
+            let view = s.read_state().map_err(|e| internal(&e))?;
+            let guest = deployment::guest_in(&view.txn, s.replicated.guest.slot(), &s.registry)
                 .map_err(|e| internal(&error_chain::Chain(&e)))?
                 .ok_or(NodeError::NoGuest)?;
-            guest_store::query(&guest, &txn, &request).map_err(apply::node_error)
+            guest_store::query(&guest, &view, &request).map_err(apply::node_error)
         })
         .await
         .map_err(|e| NodeError::Internal(e.to_string()))?
@@ -671,7 +705,7 @@ impl<'a> Guests<'a> {
 
     /// The metrics the active guest exported, as of the last applied batch.
     pub fn exported_metrics(self) -> Result<Vec<guest_metrics::GuestMetric>, NodeError> {
-        let txn = self.h.inner.state_db.begin_read().map_err(|e| NodeError::Internal(e.to_string()))?;
-        guest_metrics::read(&txn).map_err(|e| NodeError::Internal(e.to_string()))
+        let view = self.h.inner.read_state().map_err(|e| NodeError::Internal(e.to_string()))?;
+        guest_metrics::read_view(&view).map_err(|e| NodeError::Internal(e.to_string()))
     }
 }

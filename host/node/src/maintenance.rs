@@ -121,6 +121,7 @@ impl<'a> Status<'a> {
     /// records — except the applied index and term. Members that applied the same entries agree.
     pub async fn state_hash(self) -> Result<u32, NodeError> {
         let s = self.h.inner.clone();
+        s.commit_state().await?;
         tokio::task::spawn_blocking(move || {
             let txn = s.state_db.begin_read().map_err(internal)?;
             let mut crc = wasmraft_guest_sdk::crc32c::Crc32c::new();
@@ -147,7 +148,10 @@ impl<'a> Status<'a> {
     /// A consistent copy of the state database, as the raft snapshot file format (so that
     /// `wasmraft snapshot restore` reads what `etcdctl snapshot save` stored), produced as the
     /// receiver takes it: at most a few chunks are in memory whatever the state's size.
-    pub fn snapshot_stream(self) -> Result<mpsc::Receiver<Result<SnapshotPiece, NodeError>>, NodeError> {
+    /// What was applied before the call is in it (committed first, as etcd's snapshot commits
+    /// its batch transaction first).
+    pub async fn snapshot_stream(self) -> Result<mpsc::Receiver<Result<SnapshotPiece, NodeError>>, NodeError> {
+        self.h.inner.commit_state().await?;
         let txn = self.h.inner.state_db.begin_read().map_err(internal)?;
         let (tx, rx) = mpsc::channel(SNAPSHOT_CHUNKS_AHEAD);
         let member = self.h.inner.member_id;
@@ -174,10 +178,11 @@ impl<'a> Status<'a> {
     /// [`Status::snapshot_stream`] streams, with the sha256 of the file last. The file is on
     /// disk, not in memory, because the stream announces the bytes remaining from its first
     /// message, and it is gone when the stream ends.
-    pub fn encoded_snapshot_stream(
+    pub async fn encoded_snapshot_stream(
         self,
         encoder: std::sync::Arc<dyn StateEncoder>,
     ) -> Result<mpsc::Receiver<Result<SnapshotPiece, NodeError>>, NodeError> {
+        self.h.inner.commit_state().await?;
         let txn = self.h.inner.state_db.begin_read().map_err(internal)?;
         let dir = self.h.inner.snap_dir.clone();
         let (tx, rx) = mpsc::channel(SNAPSHOT_CHUNKS_AHEAD);
@@ -213,6 +218,9 @@ impl<'a> Status<'a> {
     /// as the log is truncated).
     pub async fn defragment(self) -> Result<(), NodeError> {
         let s = self.h.inner.clone();
+        // The apply thread's open transaction would hold the compaction off until its next
+        // commit; while the compaction waits, the apply thread commits after every batch.
+        s.commit_state().await?;
         tokio::task::spawn_blocking(move || {
             let before = s.state_db.file_size();
             let started = Instant::now();

@@ -91,12 +91,11 @@ pub(crate) fn run(
                     if let Some(gathered) = batcher.take() {
                         propose_gathered(&mut node, &shared, &mut held, gathered);
                     }
-                    if node.raft.leader_id == raft::INVALID_ID {
+                    if !may_propose(&node) {
                         // Like etcd, a proposal waits for a leader (until its client's timeout)
-                        // rather than failing during an election.
+                        // rather than failing during an election or a leader transfer.
                         held.hold(id, data, &shared);
                     } else if let Err(e) = node.propose(Vec::new(), data) {
-                        // Dropped: a leader transfer is under way.
                         tracing::debug!("proposal {id:x} dropped: {e}");
                         shared.waits.trigger(id, Err(NodeError::NoLeader));
                     }
@@ -135,6 +134,11 @@ pub(crate) fn run(
                         node.tick();
                     }
                 }
+                RaftMsg::CommitState(reply) => {
+                    // Behind every entry handed over so far; if the apply thread is gone the
+                    // reply is dropped and the asker told the member stops.
+                    let _ = to_apply.send(ApplyMsg::Commit(reply));
+                }
                 RaftMsg::Durable(index) => {
                     if let Err(e) = compact(&mut node, &shared, index) {
                         shared.fail(format!("compacting the raft log: {}", Chain(&e)));
@@ -143,6 +147,12 @@ pub(crate) fn run(
                 }
                 RaftMsg::Step(m) if super::conf_gate::is_forwarded_conf_change(&m) => {
                     conf_gate.step(&mut node, &shared, m)
+                }
+                RaftMsg::Step(m) if m.get_msg_type() == MessageType::MsgPropose && !may_propose(&node) => {
+                    // Another member's forwarded proposals, which raft would drop while this
+                    // member hands leadership over or knows no leader (it stepped down, or
+                    // campaigns): held, then proposed or forwarded to the new leader.
+                    held.hold_forwarded(m);
                 }
                 RaftMsg::Step(m) => {
                     let (from, kind) = (m.from, m.get_msg_type());
@@ -179,7 +189,7 @@ pub(crate) fn run(
             held.forget_abandoned(&shared);
         }
         conf_gate.release(&mut node, &shared, shared.limits.request_timeout);
-        if node.raft.leader_id != raft::INVALID_ID && !held.is_empty() {
+        if may_propose(&node) && !held.is_empty() {
             held.release(&mut node, &shared);
         }
         if !reads.queued.is_empty() {
@@ -216,7 +226,7 @@ pub(crate) fn run(
 /// Proposes gathered guest commands as one entry, or holds them (one by one) while there is no
 /// leader, as a single proposal is held.
 fn propose_gathered(node: &mut RawNode<LogStore>, shared: &Shared, held: &mut HeldProposals, gathered: Gathered) {
-    if node.raft.leader_id == raft::INVALID_ID {
+    if !may_propose(node) {
         for (id, data) in gathered.into_singles() {
             held.hold(id, data, shared);
         }
@@ -224,12 +234,19 @@ fn propose_gathered(node: &mut RawNode<LogStore>, shared: &Shared, held: &mut He
     }
     let ids: Vec<u64> = gathered.ids().collect();
     if let Err(e) = node.propose(Vec::new(), gathered.encode()) {
-        // Dropped: a leader transfer is under way.
         tracing::debug!("{} proposals dropped: {e}", ids.len());
         for id in ids {
             shared.waits.trigger(id, Err(NodeError::NoLeader));
         }
     }
+}
+
+/// Whether raft takes a proposal now: there is a leader, and it is not handing leadership
+/// over (raft-rs drops proposals on a leader while a transfer is under way; they are held
+/// until the new leader is known and then forwarded to it, instead of failing the client
+/// with "no leader" for a change it asked for or that a rolling restart made).
+fn may_propose(node: &RawNode<LogStore>) -> bool {
+    node.raft.leader_id != raft::INVALID_ID && node.raft.lead_transferee.is_none()
 }
 
 /// etcd's heartbeat timeout detector (`contention.TimeoutDetector`): a leader whose heartbeats
@@ -268,13 +285,23 @@ impl HeartbeatWatch {
 #[derive(Default)]
 struct HeldProposals {
     queue: std::collections::VecDeque<(u64, Vec<u8>)>,
+    /// Proposals other members forwarded here while raft would have dropped them (see
+    /// [`may_propose`]), with when they came (their clients wait elsewhere: they are dropped after a request
+    /// timeout).
+    forwarded: Vec<(Instant, Message)>,
 }
 
 const MAX_HELD_PROPOSALS: usize = 4096;
 
 impl HeldProposals {
     fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && self.forwarded.is_empty()
+    }
+
+    fn hold_forwarded(&mut self, m: Message) {
+        if self.forwarded.len() < MAX_HELD_PROPOSALS {
+            self.forwarded.push((Instant::now(), m));
+        }
     }
 
     fn hold(&mut self, id: u64, data: Vec<u8>, shared: &Shared) {
@@ -290,10 +317,20 @@ impl HeldProposals {
         if !self.queue.is_empty() {
             self.queue.retain(|(id, _)| shared.waits.is_waiting(*id));
         }
+        if !self.forwarded.is_empty() {
+            self.forwarded.retain(|(at, _)| at.elapsed() < shared.limits.request_timeout);
+        }
     }
 
     /// Proposes what is still wanted (a client that timed out has cancelled its wait).
     fn release(&mut self, node: &mut RawNode<LogStore>, shared: &Shared) {
+        // The leader now takes them; a follower forwards them to it.
+        for (_, m) in self.forwarded.drain(..) {
+            let from = m.from;
+            if let Err(e) = node.step(m) {
+                tracing::debug!("held proposal forwarded by {from:x} dropped: {e}");
+            }
+        }
         for (id, data) in self.queue.drain(..) {
             if !shared.waits.is_waiting(id) {
                 continue;
@@ -532,6 +569,8 @@ fn send(node: &mut RawNode<LogStore>, shared: &Shared, heartbeats: &mut Heartbea
                     msgs.into_iter().partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
                 msgs = rest;
                 for m in snaps {
+                    // The committed state: at or past the compaction point the snapshot names
+                    // (the log is compacted only behind durable commits).
                     match shared.state_db.try_begin_read() {
                         Some(Ok(state)) => peers.send_snapshot(m, state),
                         Some(Err(e)) => {

@@ -134,7 +134,9 @@ impl RaftLog {
         RaftLog::open_with_segment_bytes(dir, wal::SEGMENT_BYTES)
     }
 
-    pub(crate) fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> Result<Self, LogError> {
+    /// [`RaftLog::open`] with WAL segments of another size: tests and the fuzz target
+    /// (`tests/fuzz`, `wal_replay`) roll segments with little data.
+    pub fn open_with_segment_bytes(dir: &Path, segment_bytes: u64) -> Result<Self, LogError> {
         let legacy = dir.with_file_name("raft.redb");
         if legacy.exists() && !dir.exists() {
             return Err(LogError::BeforeWal { path: legacy });

@@ -10,6 +10,7 @@
 //! compaction give up after a while rather than hold everyone up, and the client is told why.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ pub struct StateDb {
     /// The file's size and when it was read: the quota check asks on every write request, and
     /// a `statx` of the path each time was a measurable part of a put.
     size: Mutex<Option<(Instant, u64)>>,
+    /// Set while a compaction waits for open transactions to end: the apply thread, which
+    /// keeps its write transaction open across batches, then commits after each one.
+    compacting: AtomicBool,
 }
 
 /// How stale [`StateDb::file_size`] may be. etcd's quota check reads a size its backend updates
@@ -37,7 +41,12 @@ const HOLD: Duration = Duration::from_millis(500);
 
 impl StateDb {
     pub fn new(db: Database, path: &Path) -> StateDb {
-        StateDb { db: RwLock::new(db), path: path.to_path_buf(), size: Mutex::new(None) }
+        StateDb {
+            db: RwLock::new(db),
+            path: path.to_path_buf(),
+            size: Mutex::new(None),
+            compacting: AtomicBool::new(false),
+        }
     }
 
     pub fn open(path: &Path) -> Result<StateDb, StateDbError> {
@@ -88,6 +97,18 @@ impl StateDb {
     /// Compacts the file (etcd's `backend.Defrag`), pausing new transactions meanwhile. Gives
     /// up after `timeout` if transactions stay open that long.
     pub fn compact(&self, timeout: Duration) -> Result<(), StateDbError> {
+        self.compacting.store(true, Ordering::SeqCst);
+        let result = self.compact_waiting(timeout);
+        self.compacting.store(false, Ordering::SeqCst);
+        result
+    }
+
+    /// Whether a compaction is waiting for open transactions to end (see [`StateDb::compact`]).
+    pub fn compaction_waiting(&self) -> bool {
+        self.compacting.load(Ordering::Relaxed)
+    }
+
+    fn compact_waiting(&self, timeout: Duration) -> Result<(), StateDbError> {
         let deadline = Instant::now() + timeout;
         loop {
             {

@@ -1,19 +1,20 @@
-//! One apply batch: every entry of it in one state transaction, then one commit.
+//! One apply batch: every entry of it in the state database's open transaction
+//! ([`super::open`]), committed at its end only when the loop asks or the batch changed what
+//! readers do not see through the overlay.
 //!
 //! The entry's kind decides who applies it: conf changes go to `reconfigure`, guest commands
 //! (one, or a batch of several clients') to [`command`](super::command) (behind the refusal
 //! [`rules`](super::rules)), guest modules
 //! and swaps to [`deploy`](super::deploy), and the host subsystems' own requests (publish,
 //! alarms, auth) to the subsystem. What each changes is staged in [`Staged`] and published to
-//! readers only after the transaction commits.
+//! readers after the batch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use prost::Message as _;
 use raft::eraftpb::{Entry, EntryType};
-use redb::{Durability, WriteTransaction};
+use redb::WriteTransaction;
 use wasmraft_proto::wasmraft::v1 as pb;
 
 use super::super::reconfigure::{self, PeerChanges};
@@ -21,6 +22,8 @@ use super::super::replicated::Staged;
 use super::super::wait::Outcome;
 use super::super::{AppliedCommand, NodeError, Shared};
 use super::failure::ApplyFailure;
+use super::open::{MAX_UNCOMMITTED_ROWS, OpenTxn};
+use crate::uncommitted::Uncommitted;
 use wasmraft_runtime::{ApplyContext, MetricUpdate};
 use wasmraft_storage::tables::{META, META_APPLIED_INDEX, META_APPLIED_TERM};
 
@@ -33,6 +36,8 @@ pub(super) struct Batch<'a> {
     pub observed: Option<Vec<AppliedCommand>>,
     /// The guest metric updates of the successful commands so far, merged per name.
     pub metrics: BTreeMap<String, MetricUpdate>,
+    /// What the open transaction changed since its last commit, this batch included.
+    pub uncommitted: Uncommitted,
 }
 
 impl Batch<'_> {
@@ -49,26 +54,38 @@ impl Batch<'_> {
     }
 }
 
-/// Applies `entries` past `applied` in one transaction. Returns the new applied index and the
-/// outcomes for waiting clients. An `Err` is a storage failure: the member cannot go on.
+/// What a batch did.
+pub(super) struct Applied {
+    /// The applied index after it.
+    pub index: u64,
+    /// The outcomes for waiting clients.
+    pub outcomes: Vec<(u64, Outcome)>,
+}
+
+/// Applies `entries` past `applied` in the open transaction, and commits it when `commit` asks
+/// (`durable`: with fsync) or the batch needs it. An `Err` is a storage failure: the member
+/// cannot go on.
 pub(super) fn apply_batch(
     shared: &Arc<Shared>,
+    open: &mut OpenTxn,
     entries: &[Entry],
     applied: u64,
-    durable: bool,
-) -> Result<(u64, Vec<(u64, Outcome)>), ApplyFailure> {
-    let mut txn = shared.state_db.begin_write()?;
-    txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+    commit: Commit,
+) -> Result<Applied, ApplyFailure> {
+    let (mut txn, uncommitted) = open.take(shared)?;
     let observers = shared.observers.read().unwrap_or_else(|p| p.into_inner()).clone();
     let mut b = Batch {
         shared,
         staged: shared.replicated.stage(),
         observed: (!observers.is_empty()).then(Vec::new),
         metrics: BTreeMap::new(),
+        uncommitted,
     };
     let mut peer_changes = PeerChanges::default();
     let mut outcomes = Vec::new();
     let (mut index, mut term) = (applied, 0);
+    // Whether an entry changed a table readers take from the file alone.
+    let mut host_tables = false;
     for e in entries {
         // Raft may hand over entries this database already reflects (after a restart it
         // replays from its own applied index); applying them twice would not be idempotent.
@@ -82,6 +99,7 @@ pub(super) fn apply_batch(
             continue;
         }
         if e.get_entry_type() != EntryType::EntryNormal {
+            host_tables = true;
             if let Some((id, outcome)) =
                 reconfigure::apply_entry(shared, &txn, e, &mut b.staged.membership, &mut peer_changes)?
                 && id != 0
@@ -98,9 +116,13 @@ pub(super) fn apply_batch(
                 continue;
             }
         };
-        if let Some(pb::entry::Kind::GuestBatch(batch)) = envelope.kind {
-            super::command::apply_batch(&mut b, &txn, e.index, e.term, batch, &mut outcomes)?;
-            continue;
+        match envelope.kind {
+            Some(pb::entry::Kind::GuestBatch(batch)) => {
+                super::command::apply_batch(&mut b, &txn, e.index, e.term, batch, &mut outcomes)?;
+                continue;
+            }
+            Some(pb::entry::Kind::GuestCommand(_)) => {}
+            _ => host_tables = true,
         }
         let id = envelope.id;
         let (t, outcome) = apply_entry(&mut b, txn, e, envelope)?;
@@ -109,16 +131,28 @@ pub(super) fn apply_batch(
             outcomes.push((id, outcome));
         }
     }
-    crate::guest_metrics::write(&txn, &b.metrics)?;
+    for metric in crate::guest_metrics::write(&txn, &b.metrics)? {
+        b.uncommitted.metrics.insert(metric.name.clone(), metric);
+    }
     if index > applied {
         let mut meta = txn.open_table(META)?;
         meta.insert(META_APPLIED_INDEX, index.to_be_bytes().as_slice())?;
         meta.insert(META_APPLIED_TERM, term.to_be_bytes().as_slice())?;
         b.staged.kv_size.record(&mut meta)?;
     }
-    let committing = Instant::now();
-    txn.commit()?;
-    wasmraft_metrics::metrics().backend_commit.observe(committing.elapsed().as_secs_f64());
+    let committed = match commit {
+        Commit::Durable => Some(true),
+        Commit::IfNeeded
+            if host_tables || b.uncommitted.kv.len() > MAX_UNCOMMITTED_ROWS || shared.state_db.compaction_waiting() =>
+        {
+            Some(false)
+        }
+        Commit::IfNeeded => None,
+    };
+    match committed {
+        Some(durable) => open.commit_taken(shared, txn, durable)?,
+        None => open.keep(shared, txn, b.uncommitted),
+    }
     shared.replicated.commit(b.staged);
     reconfigure::after_commit(shared, peer_changes);
     if let Some(observed) = b.observed
@@ -128,7 +162,16 @@ pub(super) fn apply_batch(
             o.applied(&observed);
         }
     }
-    Ok((index, outcomes))
+    Ok(Applied { index, outcomes })
+}
+
+/// Whether a batch commits the open transaction at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// Commit with fsync: the durable schedule is due.
+    Durable,
+    /// Only if the batch needs it (see [`apply_batch`]).
+    IfNeeded,
 }
 
 /// Applies one normal entry by its kind; hands the transaction back for the next one.

@@ -34,7 +34,7 @@ pub(super) fn apply(
     let (result, events) = if let Some(refused) = rules::refusal(b, active, &command, auth_revision) {
         (Err(refused), Vec::new())
     } else if let Some(active) = active {
-        let mut kv = GuestKv::new(txn);
+        let mut kv = GuestKv::recording(txn, &mut b.uncommitted.kv);
         let applied = match run {
             Some(run) => run.apply(&mut kv, ctx, &command),
             None => active.guest.apply(&mut kv, ctx, &command),

@@ -1,10 +1,12 @@
 //! The apply thread: committed entries → the guest → the state database → waiting clients.
 //!
-//! Entries arrive in the order raft committed them and are applied in batches: one redb write
-//! transaction per batch, in which each entry runs in a fresh guest instance, and the applied
-//! index is written in the same transaction, so the state and the index it reflects can never
-//! disagree. Waiters are woken only after the transaction commits, so a client that got its
-//! answer can read its own write at once.
+//! Entries arrive in the order raft committed them and are applied in batches, each entry in
+//! a fresh guest instance (an entry of several commands in one), into the state database's
+//! batch transaction ([`open`]): one redb write transaction kept open across batches, as
+//! etcd's backend keeps its batch transaction, with the applied index written in it, so the
+//! state and the index it reflects can never disagree. After each batch the writes readers
+//! need are published (`crate::uncommitted`) and only then are its waiters woken, so a client
+//! that got its answer reads its own write at once.
 //!
 //! Around the loop: `batch` applies one batch, `command` a client's guest command behind
 //! the refusal `rules` (etcd's `apply/` wrappers, one per file), `deploy` guest modules and
@@ -12,18 +14,21 @@
 //! (membership, the active guest, auth, alarms) is staged and published through
 //! `super::replicated`.
 //!
-//! The state database is committed without fsync (the raft log, fsynced, can replay anything a
-//! crash loses), except every `--backend-batch-interval` (a second by default; after that long
-//! without work too) or once `--backend-batch-limit` entries were applied since the last
-//! durable commit, which bounds replay work after a crash and lets the raft log be compacted
-//! behind it: etcd's backend commits its batch transaction on the same two triggers.
+//! The transaction commits with fsync every `--backend-batch-interval` (a second by default;
+//! after that long without work too) or once `--backend-batch-limit` entries were applied
+//! since the last durable commit, which bounds replay work after a crash and lets the raft log
+//! be compacted behind it: etcd's backend commits its batch transaction on the same two
+//! triggers. It also commits, without fsync, after a batch that changed the host's own tables,
+//! before a snapshot is installed, and when a reader needs the file itself (`ApplyMsg::Commit`:
+//! a snapshot for a client, a hash, a defragmentation). A crash loses what was not made
+//! durable; the raft log, fsynced, replays it.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::StateError;
-use redb::{Durability, ReadableDatabase};
+use redb::ReadableDatabase;
 
 use super::{ApplyMsg, NodeError, RaftMsg, Shared};
 use crate::deployment;
@@ -35,10 +40,12 @@ mod batch;
 mod command;
 mod deploy;
 mod failure;
+mod open;
 mod rules;
 mod snapshot;
 
-use batch::apply_batch;
+use batch::{Commit, apply_batch};
+use open::OpenTxn;
 pub(crate) use snapshot::install_snapshot;
 use snapshot::swap_in_snapshot;
 
@@ -80,6 +87,7 @@ pub(crate) fn node_error(e: ApplyError) -> NodeError {
 
 pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, applied: u64) {
     let mut durability = DurableSchedule::new(shared.limits.apply, applied);
+    let mut open = OpenTxn::default();
     let mut applied = applied;
     loop {
         let first = match rx.recv_timeout(durability.until_due()) {
@@ -88,8 +96,8 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, applied: u64) {
                 // Idle: make the last batches durable now rather than at the next write, so an
                 // idle member's log is compacted (and its replay after a crash stays short).
                 if applied > durability.durable_index {
-                    if let Err(e) = make_durable(&shared.state_db.db()) {
-                        shared.fail(format!("making the state durable at {applied}: {e}"));
+                    if let Err(e) = open.commit(&shared, true) {
+                        shared.fail(format!("making the state durable at {applied}: {}", Chain(&e)));
                         return;
                     }
                     durability.made_durable(&shared, applied);
@@ -103,9 +111,8 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, applied: u64) {
         let mut batch = match first {
             ApplyMsg::Entries(entries) => entries,
             ApplyMsg::Snapshot { index, path } => {
-                match swap_in_snapshot(&shared, index, &path, applied) {
+                match install(&shared, &mut open, index, &path, applied) {
                     Some(state_index) => {
-                        // Installed durably.
                         applied = state_index;
                         durability.installed(applied);
                     }
@@ -113,23 +120,32 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, applied: u64) {
                 }
                 continue;
             }
+            ApplyMsg::Commit(reply) => {
+                if let Err(e) = open.commit(&shared, false) {
+                    shared.fail(format!("committing the state at {applied}: {}", Chain(&e)));
+                    return;
+                }
+                let _ = reply.send(());
+                continue;
+            }
         };
-        let mut pending_snapshot = None;
+        let mut pending = None;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(ApplyMsg::Entries(more)) => batch.extend(more),
-                Ok(snap @ ApplyMsg::Snapshot { .. }) => {
-                    pending_snapshot = Some(snap);
+                Ok(other) => {
+                    pending = Some(other);
                     break;
                 }
                 Err(_) => break,
             }
         }
         let durable = durability.due(batch.len());
-        match apply_batch(&shared, &batch, applied, durable) {
-            Ok((index, outcomes)) => {
-                applied = index;
-                for (id, outcome) in outcomes {
+        let commit = if durable { Commit::Durable } else { Commit::IfNeeded };
+        match apply_batch(&shared, &mut open, &batch, applied, commit) {
+            Ok(done) => {
+                applied = done.index;
+                for (id, outcome) in done.outcomes {
                     shared.waits.trigger(id, outcome);
                 }
                 shared.publish_applied(applied);
@@ -144,22 +160,40 @@ pub(crate) fn run(rx: Receiver<ApplyMsg>, shared: Arc<Shared>, applied: u64) {
                 return;
             }
         }
-        if let Some(ApplyMsg::Snapshot { index, path }) = pending_snapshot {
-            // It came right behind this batch: handle it now, in order.
-            match swap_in_snapshot(&shared, index, &path, applied) {
+        // It came right behind this batch: handle it now, in order.
+        match pending {
+            Some(ApplyMsg::Snapshot { index, path }) => match install(&shared, &mut open, index, &path, applied) {
                 Some(state_index) => {
-                    // Installed durably.
                     applied = state_index;
                     durability.installed(applied);
                 }
                 None => return,
+            },
+            Some(ApplyMsg::Commit(reply)) => {
+                if let Err(e) = open.commit(&shared, false) {
+                    shared.fail(format!("committing the state at {applied}: {}", Chain(&e)));
+                    return;
+                }
+                let _ = reply.send(());
             }
+            Some(ApplyMsg::Entries(_)) | None => {}
         }
     }
     // Shutting down: make what was applied durable so a restart replays nothing.
-    if let Err(e) = make_durable(&shared.state_db.db()) {
-        tracing::warn!("final state commit failed (the log will replay it): {e}");
+    if let Err(e) = open.commit(&shared, true) {
+        tracing::warn!("final state commit failed (the log will replay it): {}", Chain(&e));
     }
+}
+
+/// Installs a snapshot raft accepted, after committing what the open transaction holds (the
+/// install replaces the file, and would wait forever on a transaction this thread holds).
+fn install(shared: &Shared, open: &mut OpenTxn, index: u64, path: &std::path::Path, applied: u64) -> Option<u64> {
+    if let Err(e) = open.commit(shared, false) {
+        shared.fail(format!("committing the state before snapshot {index}: {}", Chain(&e)));
+        return None;
+    }
+    // Installed durably.
+    swap_in_snapshot(shared, index, path, applied)
 }
 
 /// When the state database is next made durable: `--backend-batch-interval` after the last
@@ -208,12 +242,4 @@ impl DurableSchedule {
     fn nothing_to_do(&mut self) {
         self.last = Instant::now();
     }
-}
-
-/// One empty transaction committed with fsync makes every earlier one durable.
-fn make_durable(db: &redb::Database) -> Result<(), redb::Error> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
-    txn.commit()?;
-    Ok(())
 }
