@@ -447,7 +447,26 @@ async fn bind_tcp(url: &url::Url) -> anyhow::Result<TcpListener> {
         .find(|a| a.is_ipv4())
         .or(addrs.first())
         .with_context(|| format!("{url} resolves to no address"))?;
-    TcpListener::bind(addr).await.with_context(|| format!("listen tcp {addr}: bind: cannot listen on {url}"))
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        // As Go's net.Listen: SO_REUSEADDR, and the kernel's largest accept queue.
+        socket.set_reuseaddr(true)?;
+        socket.bind(*addr)?;
+        socket.listen(listen_backlog())
+    };
+    listen().with_context(|| format!("listen tcp {addr}: bind: cannot listen on {url}"))
+}
+
+/// The accept queue's length: the kernel's `somaxconn`, as Go (and so etcd) asks for. The
+/// standard library's 128 let a burst of connections (clients reconnecting after a restart)
+/// overflow the queue, and each overflowing connection waited a full second for its SYN to be
+/// sent again.
+fn listen_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .map_or(4096, |n| n.min(65535))
 }
 
 fn join_urls(urls: &[url::Url]) -> String {

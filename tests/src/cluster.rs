@@ -102,6 +102,9 @@ pub struct ClusterConfig {
     pub https_client: bool,
     /// Every member's peer URLs are https (--peer-* flags in `extra_args`).
     pub https_peer: bool,
+    /// Where each member's data dir really is (its temp dir's `data` is a symlink there): a
+    /// directory on a test file system, say (tests/lazyfs). Empty: in the member's temp dir.
+    pub data_dirs: Vec<std::path::PathBuf>,
 }
 
 impl ClusterConfig {
@@ -115,7 +118,16 @@ impl ClusterConfig {
             name_prefix: "m".into(),
             https_client: false,
             https_peer: false,
+            data_dirs: Vec::new(),
         }
+    }
+
+    /// Member `i`'s data dir is `dirs[i]` (an existing, empty directory), reached through a
+    /// symlink from its temp dir.
+    pub fn data_dirs(mut self, dirs: Vec<std::path::PathBuf>) -> Self {
+        assert_eq!(dirs.len(), self.size, "one data dir per member");
+        self.data_dirs = dirs;
+        self
     }
 
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -171,13 +183,19 @@ impl ClusterConfig {
         let initial_cluster = configs.iter().map(MemberConfig::cluster_entry).collect::<Vec<_>>().join(",");
         let mut members: Vec<Member> = configs
             .into_iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 let mut c = c
                     .initial_cluster(initial_cluster.clone())
                     .arg(format!("--initial-cluster-token={}", self.token))
                     .arg("--initial-cluster-state=new");
                 c.extra_args.extend(self.extra_args.iter().cloned());
-                Member::spawn(c)
+                match self.data_dirs.get(i) {
+                    Some(real) => Member::spawn_prepared(c, |link| {
+                        std::os::unix::fs::symlink(real, link).expect("link the member's data dir")
+                    }),
+                    None => Member::spawn(c),
+                }
             })
             .collect();
         for m in &mut members {

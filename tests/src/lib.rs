@@ -82,6 +82,7 @@ pub mod nemesis;
 pub mod partition;
 pub mod pki;
 pub mod ports;
+pub mod power_loss;
 pub mod prng;
 pub mod tls_probe;
 pub mod watch_check;

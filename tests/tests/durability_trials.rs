@@ -18,12 +18,14 @@
 //! left mid-way; a lost fsync needs a power cut (the WAL's own tests cut records in half).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
+use wasmraft_tests::power_loss::{Acked, Writers};
 use wasmraft_tests::prng::Prng;
+
+/// Clients writing at once in each trial.
+const WRITERS: usize = 6;
 use wasmraft_tests::{ClusterConfig, Flavor};
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -33,50 +35,9 @@ fn env_u64(name: &str, default: u64) -> u64 {
     }
 }
 
-/// An acknowledged put: key, value, the revision the response carried.
-type Acked = (String, String, i64);
-
 async fn connect(endpoints: &[String]) -> Option<Client> {
     let opts = ConnectOptions::new().with_timeout(Duration::from_secs(3)).with_connect_timeout(Duration::from_secs(2));
     Client::connect(endpoints, Some(opts)).await.ok()
-}
-
-/// One writer: puts unique keys under `prefix` until told to stop, recording what was
-/// acknowledged. Errors (the members are being killed) are retried after a pause; anything not
-/// acknowledged may be lost.
-async fn writer(
-    endpoints: Vec<String>,
-    prefix: String,
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<Acked>>>,
-    count: Arc<AtomicUsize>,
-) {
-    let mut client = None;
-    let mut i = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        if client.is_none() {
-            client = connect(&endpoints).await;
-            if client.is_none() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        }
-        let Some(c) = client.as_mut() else { continue };
-        let key = format!("{prefix}{i:06}");
-        let value = format!("{key}={}", "v".repeat((i % 40) as usize));
-        i += 1;
-        match c.put(key.clone(), value.clone(), None).await {
-            Ok(r) => {
-                let rev = r.header().map(|h| h.revision()).unwrap_or(0);
-                acked.lock().unwrap_or_else(|p| p.into_inner()).push((key, value, rev));
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-            Err(_) => {
-                client = None;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
 }
 
 /// Reads every key under `prefix` from `endpoint` (a linearizable range).
@@ -99,7 +60,6 @@ fn every_acknowledged_write_survives_killing_all_members() {
     let _serial = wasmraft_tests::one_cluster_at_a_time();
     let trials = env_u64("WASMRAFT_DURABILITY_TRIALS", 4);
     let first_seed = env_u64("WASMRAFT_DURABILITY_SEED", 0x5eed_0001);
-    let writers = 6;
     let mut cluster = ClusterConfig::new(Flavor::subject(), 3).arg("--snapshot-count=100").start();
     let rt = wasmraft_tests::runtime();
     let endpoints = cluster.endpoints();
@@ -109,41 +69,19 @@ fn every_acknowledged_write_survives_killing_all_members() {
     for trial in 0..trials {
         let seed = first_seed + trial;
         let mut rng = Prng::new(seed);
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
-        let count = Arc::new(AtomicUsize::new(0));
-        let handles: Vec<_> = (0..writers)
-            .map(|w| {
-                let (stop, acked, count) = (stop.clone(), acked.clone(), count.clone());
-                let ends = endpoints.clone();
-                rt.spawn(writer(ends, format!("t{trial:03}/w{w}/"), stop, acked, count))
-            })
-            .collect();
-
+        let writers = Writers::start(&rt, endpoints.clone(), &format!("t{trial:03}/"), WRITERS);
         // The writers must be under way; then the kill comes at a random point of the stream.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while count.load(Ordering::SeqCst) < 20 {
-            assert!(Instant::now() < deadline, "seed {seed}: fewer than 20 puts acknowledged in 30 s");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        writers.wait_for(20, Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(rng.below(1500)));
         let mut order: Vec<usize> = (0..cluster.size()).collect();
         rng.shuffle(&mut order);
         let gaps: Vec<u64> = order.iter().map(|_| rng.below(15)).collect();
-        let at_first_kill = count.load(Ordering::SeqCst);
+        let at_first_kill = writers.acknowledged();
         for (&m, &gap) in order.iter().zip(&gaps) {
             cluster.kill9(m);
             std::thread::sleep(Duration::from_millis(gap));
         }
-        stop.store(true, Ordering::SeqCst);
-        rt.block_on(async {
-            for h in handles {
-                if tokio::time::timeout(Duration::from_secs(20), h).await.is_err() {
-                    panic!("seed {seed}: a writer did not stop");
-                }
-            }
-        });
-        let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|p| p.into_inner()));
+        let acked = writers.stop(&rt);
         total_written_after_kill += acked.len() - at_first_kill;
 
         for m in 0..cluster.size() {
@@ -190,8 +128,33 @@ fn every_acknowledged_write_survives_killing_all_members() {
     let present = rt.block_on(read_prefix(&cluster.endpoint(0), "t")).unwrap_or_else(|e| panic!("final read: {e}"));
     let lost = every_acked.iter().filter(|(k, v, rev)| present.get(k) != Some(&(v.clone(), *rev))).count();
     assert_eq!(lost, 0, "{lost} puts acknowledged in earlier trials were lost by later crashes");
+    // Nothing applied twice and nothing skipped: every put wrote a key of its own, so the keys'
+    // revisions are exactly 2..=the current revision (revision 1 is the empty store's), each
+    // once, whatever the crashes cut off.
+    let statuses = cluster.wait_converged(Duration::from_secs(30));
+    let revision = statuses.first().map_or(0, |(_, s)| s.revision as i64);
+    let mut revisions: Vec<i64> = present.values().map(|(_, rev)| *rev).collect();
+    revisions.sort_unstable();
+    let expected: Vec<i64> = (2..=revision).collect();
+    assert!(
+        revisions == expected,
+        "the {} keys' revisions are not 2..={revision} each once (first differences: {:?})",
+        revisions.len(),
+        revisions.iter().zip(&expected).filter(|(a, b)| a != b).take(5).collect::<Vec<_>>()
+    );
+    // And the members hold the same keyspace, history included.
+    let hashes: Vec<u32> = (0..cluster.size())
+        .map(|m| {
+            rt.block_on(async {
+                let mut c = connect(&[cluster.endpoint(m)]).await.unwrap_or_else(|| panic!("connect to member {m}"));
+                c.hash_kv(revision).await.unwrap_or_else(|e| panic!("hash_kv on member {m}: {e}")).hash()
+            })
+        })
+        .collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "HashKV at {revision} differs between members: {hashes:?}");
     eprintln!(
         "durability trials: {trials} trials, {total_acked} acknowledged puts ({total_written_after_kill} acknowledged \
-         after the first kill), 0 lost"
+         after the first kill), 0 lost; revisions 2..={revision} continuous; HashKV equal on {} members",
+        cluster.size()
     );
 }

@@ -45,6 +45,9 @@ pub enum LoadError {
     /// Limits whose stack limit is not the engine's, which is what enforces it.
     #[error("wasmraft: a guest with a stack limit of {limit} bytes on an engine of {engine} bytes")]
     StackMismatch { limit: u64, engine: u64 },
+    /// The module is over the compile budget (`compile_budget.rs`): refused before compiling.
+    #[error(transparent)]
+    CompileBudget(#[from] crate::compile_budget::BudgetError),
     /// The bytes are not a component wasmtime compiles (or one whose stack cannot be counted).
     #[error("compiling the guest component: {0}")]
     Compile(String),

@@ -30,10 +30,13 @@
 //! - [`StoreRead`], [`StoreWrite`] (`store.rs`): what the host lends a call. `host_store.rs`
 //!   implements the guest's `store` and `events` imports over it: an entry's writes collect in
 //!   an overlay and reach the host's store only if `apply` returns `Ok`.
+//! - [`compile_budget`]: the pass over a module's bytes that refuses a "compile bomb" (too many
+//!   or too large functions, too many locals, too deep nesting) before wasmtime compiles it.
 //! - [`deployment`]: the limits a deployment record sets and the rules a swap must pass.
 
 mod bindings;
 mod call;
+pub mod compile_budget;
 mod engine;
 mod entry_run;
 mod error;

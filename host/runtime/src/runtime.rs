@@ -13,6 +13,7 @@ use wasmtime::{Store, Trap};
 use crate::bindings::wasmraft::guest::types as wit;
 use crate::bindings::{StateMachine, StateMachinePre};
 use crate::call::{Applied, ApplyContext, GuestInfo};
+use crate::compile_budget;
 use crate::engine::GuestEngine;
 use crate::error::{ApplyError, LoadError};
 use crate::host_store::{self, Fault, HostState, Lent};
@@ -371,6 +372,8 @@ fn link(engine: &GuestEngine, component: &Component) -> Result<StateMachinePre<H
 /// limit (`stack_limit.rs`).
 fn compile(engine: &GuestEngine, wasm: &[u8]) -> Result<Component, LoadError> {
     let compile_error = |e: wasmtime::Error| LoadError::Compile(format!("{e:#}"));
+    // Before the rewriting too, which is linear but allocates per function.
+    compile_budget::check(wasm)?;
     let counted = match stack_limit::instrument(wasm, stack_limit::limit_slots(engine.stack_bytes())) {
         Ok(counted) => counted,
         // Bytes that are not Wasm get wasmtime's own words for what is wrong with them (the

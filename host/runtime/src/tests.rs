@@ -771,3 +771,19 @@ fn a_static_carries_only_within_an_entry() {
         assert_eq!(counts, ["1", "2", "3"]);
     }
 }
+
+/// The test guests (the KV guest is a release build of a real etcd-compatible state machine)
+/// are far inside the compile budget: its limits refuse bombs, not guests.
+#[test]
+fn real_guests_are_far_inside_the_compile_budget() {
+    use crate::compile_budget::{self, MAX_CODE_BYTES, MAX_FUNCTION_BYTES, MAX_FUNCTIONS, MAX_LOCALS, MAX_NESTING};
+    for (name, wasm) in [("kv", KV), ("hostile", HOSTILE)] {
+        let s = compile_budget::check(wasm).expect("within the budget");
+        eprintln!("{name}: {s:?}");
+        assert!(s.functions > 0 && s.functions * 10 <= MAX_FUNCTIONS, "{name}: {s:?}");
+        assert!(s.code_bytes * 4 <= MAX_CODE_BYTES, "{name}: {s:?}");
+        assert!(s.max_function_bytes * 4 <= MAX_FUNCTION_BYTES, "{name}: {s:?}");
+        assert!(s.max_locals * 4 <= MAX_LOCALS, "{name}: {s:?}");
+        assert!(s.max_nesting * 4 <= MAX_NESTING, "{name}: {s:?}");
+    }
+}

@@ -40,6 +40,21 @@ pub fn create_dir_all(dir: &Path) -> Result<(), IoError> {
     }
 }
 
+/// Syncs the parent of `dir` and of each of its next `levels - 1` ancestors, so that `dir` and
+/// those ancestors keep their names in a power cut whoever created them.
+pub fn sync_ancestors(dir: &Path, levels: usize) -> Result<(), IoError> {
+    let mut at = dir;
+    for _ in 0..levels {
+        let up = parent(at);
+        sync_dir(up)?;
+        if up == Path::new(".") || up.parent().is_none() {
+            break;
+        }
+        at = up;
+    }
+    Ok(())
+}
+
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -25,6 +25,7 @@ use std::sync::OnceLock;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 use wasmraft_node::guest_store::{self, GuestKv};
+use wasmraft_node::uncommitted::StateView;
 use wasmraft_runtime::limits::{MAX_KEY_BYTES, SCAN_PAGE_BYTES, SCAN_PAGE_PAIRS, SCAN_PAIR_OVERHEAD};
 use wasmraft_runtime::{ApplyContext, ApplyError, EngineConfig, Guest, GuestEngine, GuestLimits};
 use wasmraft_storage::tables::GUEST_KV;
@@ -393,8 +394,8 @@ pub fn guest_abi(data: &[u8]) {
         };
         let what = || format!("call {i} ({}) {:.200}", if query { "query" } else { "apply" }, command);
         let (result, events) = if query {
-            let txn = db.begin_read().expect("begin read");
-            (guest_store::query(guest, &txn, command.as_bytes()), Vec::new())
+            let view = StateView::committed(db.begin_read().expect("begin read"));
+            (guest_store::query(guest, &view, command.as_bytes()), Vec::new())
         } else {
             let txn = db.begin_write().expect("begin write");
             let ctx = ApplyContext { index: i as u64 + 1, term: 1, time_unix_ms: 1_700_000_000_000 };

@@ -11,6 +11,8 @@
 pub mod bbolt;
 pub mod peer_http;
 pub mod raft_codecs;
+pub mod snapshot_file;
+pub mod wal_replay;
 
 #[cfg(feature = "host")]
 pub mod client_h2;
@@ -18,6 +20,8 @@ pub mod client_h2;
 pub mod grpc;
 #[cfg(feature = "host")]
 pub mod guest_abi;
+#[cfg(feature = "host")]
+pub mod guest_load;
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -40,17 +44,21 @@ pub const TARGETS: &[Target] = &[
     Target { name: "snapshot_body", run: raft_codecs::snapshot_body },
     Target { name: "peer_http", run: peer_http::peer_http },
     Target { name: "bbolt_reader", run: bbolt::bbolt_reader },
+    Target { name: "wal_replay", run: wal_replay::wal_replay },
+    Target { name: "snapshot_file", run: snapshot_file::snapshot_file },
     #[cfg(feature = "host")]
     Target { name: "grpc_requests", run: grpc::grpc_requests },
     #[cfg(feature = "host")]
     Target { name: "client_h2", run: client_h2::client_h2 },
     #[cfg(feature = "host")]
     Target { name: "guest_abi", run: guest_abi::guest_abi },
+    #[cfg(feature = "host")]
+    Target { name: "guest_load", run: guest_load::guest_load },
 ];
 
 /// The targets that exist only with feature "host" (so the corpus test can tell a missing
 /// target from one compiled out).
-pub const HOST_TARGETS: &[&str] = &["grpc_requests", "client_h2", "guest_abi"];
+pub const HOST_TARGETS: &[&str] = &["grpc_requests", "client_h2", "guest_abi", "guest_load"];
 
 /// A request/stream body that hands out `data` in chunks of a fuzz-chosen size, optionally with
 /// empty data frames in between, so the codecs' readers see every way a byte stream can be cut.

@@ -541,11 +541,152 @@ mod seeds {
         ]
     }
 
+    /// Writer scripts (written-mode inputs without the mode byte): appends synced and not,
+    /// compaction, an installed snapshot, conf states, bootstrap, `--max-wals`, segment rolls.
+    fn wal_scripts() -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            ("bootstrap-append", vec![6, 1, 0x08, 2, 0, 1, 5, 0x18, 1, 0, 1, 0x45]),
+            ("unsynced-tail", vec![6, 1, 0x18, 3, 0, 1, 0x10, 0x00, 1, 0, 1, 0x3f, 0x00, 2, 1, 1, 0x20]),
+            (
+                "rolls-compacts",
+                [vec![6, 9], [0x18u8, 3, 0, 2, 0x3f].repeat(6), vec![3, 10, 0x0f, 0, 0, 0x3f, 5, 0x93, 7, 1]].concat(),
+            ),
+            ("snapshot-installed", vec![6, 2, 0x08, 3, 0, 1, 0x44, 4, 2, 5, 0x18, 0, 0, 6, 0x01]),
+            ("truncating-append", vec![0x18, 3, 0, 1, 0x05, 0x18, 1, 1, 2, 0x46, 0x08, 0, 9, 3, 0x81]),
+        ]
+    }
+
+    fn wal_replay() -> Vec<Seed> {
+        let mut v = Vec::new();
+        for (name, script) in wal_scripts() {
+            v.push(("wal_replay", leak(format!("written-{name}")), [vec![1], script.clone()].concat()));
+            v.push(("wal_replay", leak(format!("raw-{name}")), wasmraft_fuzz::wal_replay::raw_seed(&script)));
+        }
+        // Damage after a real script: a flipped bit in the first segment's first batch, a
+        // zeroed sector at the end of the last one, a truncation, the oldest segment deleted.
+        let (_, script) = wal_scripts().swap_remove(2);
+        let script = [script, vec![0xff]].concat();
+        for (name, damage) in [
+            ("damage-flip", vec![0x20, 0, 40, 0]),
+            ("damage-zero-sector", vec![0x01, 0xff, 0x00, 0x02]),
+            ("damage-truncate", vec![0x02, 0xff, 0x10, 0x01]),
+            ("damage-delete-oldest", vec![0x03, 0, 0, 0]),
+        ] {
+            v.push(("wal_replay", name, [vec![1], script.clone(), damage].concat()));
+        }
+        v.push(("wal_replay", "empty-segment", vec![0]));
+        v.push(("wal_replay", "huge-record-length", [vec![0], b"wrwal\0v2".to_vec(), vec![0xff; 56]].concat()));
+        v
+    }
+
+    fn snapshot_file() -> Vec<Seed> {
+        use redb::{Database, ReadableDatabase};
+        use wasmraft_storage::snapshot;
+        use wasmraft_storage::tables::{ALARMS, AUTH, DEPLOYMENTS, GUEST_KV, MEMBERS, META, META_APPLIED_INDEX};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .expect("an in-memory database");
+        let txn = db.begin_write().expect("write txn");
+        {
+            let mut kv = txn.open_table(GUEST_KV).expect("table");
+            kv.insert(b"k1".as_slice(), b"v1".as_slice()).expect("insert");
+            kv.insert(b"\x00\xff".as_slice(), [7u8; 600].as_slice()).expect("insert");
+            txn.open_table(MEMBERS).expect("table").insert(1, b"member one".as_slice()).expect("insert");
+            txn.open_table(DEPLOYMENTS).expect("table").insert(5, b"deployment".as_slice()).expect("insert");
+            txn.open_table(ALARMS).expect("table").insert(b"nospace".as_slice(), b"".as_slice()).expect("insert");
+            txn.open_table(AUTH).expect("table").insert(b"enabled".as_slice(), b"\x01".as_slice()).expect("insert");
+            txn.open_table(META)
+                .expect("table")
+                .insert(META_APPLIED_INDEX, 42u64.to_be_bytes().as_slice())
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+        let path = dir.path().join("s.snap");
+        snapshot::write(&db.begin_read().expect("read txn"), &path).expect("write snapshot");
+        let file = std::fs::read(&path).expect("read snapshot");
+        let unpadded = {
+            // A file from before the padding: the records, the end mark, the digest.
+            let end = file.iter().rposition(|&b| b == 0xff).expect("end mark") + 1;
+            let body = &file[..end];
+            let mut f = body.to_vec();
+            f.extend_from_slice(&[0u8; 32]);
+            f
+        };
+        vec![
+            ("snapshot_file", "real", [vec![0], file.clone()].concat()),
+            ("snapshot_file", "real-redigested", [vec![1], file.clone()].concat()),
+            ("snapshot_file", "unpadded-redigested", [vec![1], unpadded].concat()),
+            ("snapshot_file", "magic-only", [vec![1], b"WRSNAP01".to_vec(), vec![0xff], vec![0; 32]].concat()),
+            ("snapshot_file", "huge-field", [vec![1], b"WRSNAP01\x00\xff\xff\xff\xff".to_vec(), vec![0; 32]].concat()),
+            ("snapshot_file", "state-db-garbage", [vec![2], b"redb".to_vec(), vec![0x5a; 600]].concat()),
+        ]
+    }
+
+    #[cfg(feature = "host")]
+    fn guest_load() -> Vec<Seed> {
+        fn leb(mut n: usize, out: &mut Vec<u8>) {
+            loop {
+                let b = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(b);
+                    return;
+                }
+                out.push(b | 0x80);
+            }
+        }
+        fn section(out: &mut Vec<u8>, id: u8, body: &[u8]) {
+            out.push(id);
+            leb(body.len(), out);
+            out.extend_from_slice(body);
+        }
+        // A component of one core module with one function of type [] -> [], `body`.
+        fn component(body: &[u8]) -> Vec<u8> {
+            let mut m = b"\0asm\x01\0\0\0".to_vec();
+            section(&mut m, 1, &[0x01, 0x60, 0x00, 0x00]);
+            section(&mut m, 3, &[0x01, 0x00]);
+            let mut code = vec![0x01];
+            leb(body.len(), &mut code);
+            code.extend_from_slice(body);
+            section(&mut m, 10, &code);
+            let mut c = b"\0asm\x0d\0\x01\0".to_vec();
+            section(&mut c, 1, &m);
+            c
+        }
+        let mut deep = vec![0x00];
+        deep.extend([0x02u8, 0x40].repeat(5001));
+        deep.extend(vec![0x0b; 5002]);
+        let locals = vec![0x01, 0x91, 0x4e, 0x7e, 0x0b]; // 10,001 i64 locals
+        vec![
+            ("guest_load", "hostile", vec![1]),
+            ("guest_load", "hostile-edited", vec![1, 0x00, 0x80, 0x00, 0x10, 0x40, 0xfe, 0x00, 0xc0, 0xfd]),
+            ("guest_load", "trivial-component", [vec![0], component(&[0x00, 0x0b])].concat()),
+            ("guest_load", "bomb-nesting", [vec![0], component(&deep)].concat()),
+            ("guest_load", "bomb-locals", [vec![0], component(&locals)].concat()),
+            ("guest_load", "core-module", [vec![0], b"\0asm\x01\0\0\0".to_vec()].concat()),
+        ]
+    }
+
+    fn leak(s: String) -> &'static str {
+        Box::leak(s.into_boxed_str())
+    }
+
     pub fn all() -> Vec<Seed> {
-        let all =
-            [raft_pb(), msg_codec(), msgappv2(), snapshot_body(), peer_http(), grpc_requests(), guest_abi()].concat();
+        let all = [
+            raft_pb(),
+            msg_codec(),
+            msgappv2(),
+            snapshot_body(),
+            peer_http(),
+            grpc_requests(),
+            guest_abi(),
+            wal_replay(),
+            snapshot_file(),
+        ]
+        .concat();
         #[cfg(feature = "host")]
-        let all = [all, client_h2()].concat();
+        let all = [all, client_h2(), guest_load()].concat();
         all
     }
 }

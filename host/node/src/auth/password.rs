@@ -3,7 +3,27 @@
 //! The hash is computed on the member the client asked, before proposing, and only the hash
 //! enters the log (etcd 3.5's `hashed_password`; 3.4 hashed at apply, once per member, with a
 //! different salt on each). bcrypt is slow on purpose, so both directions run on tokio's
-//! blocking pool, never on the runtime's workers.
+//! blocking pool, never on the runtime's workers, and at most one per core at a time: a flood
+//! of logins otherwise ran hundreds of bcrypt threads at once, and the raft, apply and client
+//! threads got a few hundredth of the CPU each (a logged-in client's put waited up to 0.9 s).
+//! Go runs etcd's bcrypt on its `GOMAXPROCS` threads, which bounds it the same way.
+
+use std::sync::OnceLock;
+
+use tokio::sync::Semaphore;
+
+/// bcrypt computations allowed at once: one per core.
+fn bcrypt_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+}
+
+/// Runs a bcrypt computation on the blocking pool once a slot is free.
+async fn bcrypt_blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, String> {
+    // The semaphore is never closed, so acquiring only waits.
+    let _slot = bcrypt_slots().acquire().await.map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())
+}
 
 /// bcrypt's bounds; etcd falls back to its default outside them.
 const MIN_COST: u32 = 4;
@@ -37,7 +57,7 @@ impl PasswordHasher {
 /// The bcrypt hash of `password` in Go's `$2a$<cost>$` form, the one etcd stores (the `2b`
 /// revision only fixes a length wrap-around in OpenBSD's C code; the hash is the same).
 pub async fn hash_password(hasher: PasswordHasher, password: String) -> Result<Vec<u8>, String> {
-    tokio::task::spawn_blocking(move || {
+    bcrypt_blocking(move || {
         bcrypt::hash_with_result(password, hasher.cost)
             .map(|h| h.format_for_version(bcrypt::Version::TwoA).into_bytes())
             .map_err(|e| format!("hashing the password: {e}"))
@@ -48,7 +68,7 @@ pub async fn hash_password(hasher: PasswordHasher, password: String) -> Result<V
 
 /// Whether `password` matches `hash`. A malformed hash matches nothing.
 pub async fn verify_password(password: String, hash: Vec<u8>) -> bool {
-    tokio::task::spawn_blocking(move || {
+    bcrypt_blocking(move || {
         let Ok(hash) = String::from_utf8(hash) else { return false };
         bcrypt::verify(password, &hash).unwrap_or(false)
     })
