@@ -30,6 +30,9 @@
 #                                   spread over all of them)
 #   TOTAL=20000 CLIENTS=100 CONNS=10 ROUNDS=2
 #   KEY_SIZE=8 VAL_SIZE=256 KEY_SPACE_SIZE=1 (etcd's default: every put on one key) RANGE_KEY=foo
+#   SEQUENTIAL_KEYS=1               put: keys 0, 1, 2, ... mod KEY_SPACE_SIZE (with TOTAL equal to
+#                                   KEY_SPACE_SIZE: every put a new key, the "fill" row)
+# Each run also records the members' peak RSS (VmHWM, summed) and their data dirs' size.
 #   CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/wasmraft/etcd-benchmark
 #   BENCHMARK_BIN=path              use this benchmark binary instead of the cached build
 #   DATA_ROOT=dir                   where the data dirs go (default: $TMPDIR or /tmp)
@@ -203,7 +206,7 @@ echo "machine: $(nproc) cores, $(uname -r); load average at start $(cut -d' ' -f
 echo "members per cluster: $MEMBERS"
 echo "shape: --conns=$CONNS --clients=$CLIENTS, --total=$TOTAL, --key-size=$KEY_SIZE --val-size=$VAL_SIZE (put: --key-space-size=$KEY_SPACE_SIZE), $ROUNDS round(s)"
 touch "$ROOT/runs.tsv"
-HEADER=$'run\tround\tworkload\tserver\tkind\tqps\tavg_ms\tp99_ms\terrors\tload1'
+HEADER=$'run\tround\tworkload\tserver\tkind\tqps\tavg_ms\tp99_ms\terrors\tload1\tpeak_rss_mib\tdata_mib'
 RUNS=$ROOT/runs.tsv
 echo "$HEADER"
 
@@ -248,7 +251,8 @@ one_run() {
     dir="$ROOT/r$round-$w-${NAME[i]}"
     start_member "$i" "$dir"
     case "$w" in
-        put) args=(put --total="$TOTAL" --key-size="$KEY_SIZE" --val-size="$VAL_SIZE" --key-space-size="$KEY_SPACE_SIZE") ;;
+        put) args=(put --total="$TOTAL" --key-size="$KEY_SIZE" --val-size="$VAL_SIZE" --key-space-size="$KEY_SPACE_SIZE")
+            [ "${SEQUENTIAL_KEYS:-0}" = 1 ] && args+=(--sequential-keys) ;;
         range-*)
             ETCDCTL_API=3 etcdctl --endpoints="$EP" put "$RANGE_KEY" "$(head -c "$VAL_SIZE" /dev/zero | tr '\0' v)" >/dev/null
             args=(range "$RANGE_KEY" --consistency="${w#range-}" --total="$TOTAL") ;;
@@ -258,10 +262,17 @@ one_run() {
     load=$(cut -d' ' -f1 /proc/loadavg)
     "$BENCHMARK" --endpoints="$EP" --conns="$CONNS" --clients="$CLIENTS" --precise "${args[@]}" \
         >"$dir/out" 2>"$dir/err" || rc=$?
+    # Peak resident memory of the cluster's members (summed) and the size of their data dirs,
+    # as the run left them.
+    local rss_kib=0 data_kib
+    for p in "${PIDS[@]}"; do
+        rss_kib=$((rss_kib + $(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    data_kib=$(du -sk "$dir"/m*/data 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
     for p in "${PIDS[@]}"; do reap "$p"; done
     PIDS=()
     # The summary (--precise: seconds in full precision), and the error distribution's counts.
-    if line=$(awk -v pre="run\t$round\t$w\t${NAME[i]}\t${KIND[i]}\t" -v load="$load" '
+    if line=$(awk -v pre="run\t$round\t$w\t${NAME[i]}\t${KIND[i]}\t" -v load="$load" -v rss="$rss_kib" -v data="$data_kib" '
         /^  Requests\/sec:/ { qps = $2 }
         /^  Average:/ { avg = $2 * 1000 }
         /^  99% in / { p99 = $3 * 1000 }
@@ -269,7 +280,7 @@ one_run() {
         inerr && /^  \[[0-9]+\]/ { gsub(/[][]/, "", $1); errors += $1 }
         END {
             if (qps == "") exit 1
-            printf "%s%.1f\t%.3f\t%.3f\t%d\t%s\n", pre, qps, avg, p99, errors, load
+            printf "%s%.1f\t%.3f\t%.3f\t%d\t%s\t%.0f\t%.0f\n", pre, qps, avg, p99, errors, load, rss / 1024, data / 1024
         }' "$dir/out") && [ "$rc" = 0 ]; then
         echo "$line" | tee -a "$RUNS"
     else
@@ -294,18 +305,21 @@ echo
 echo "load average at end $(cut -d' ' -f1-3 /proc/loadavg)"
 for w in $WORKLOADS; do
     awk -F'\t' -v w="$w" -v rounds="$ROUNDS" -v conns="$CONNS" -v clients="$CLIENTS" -v names="${NAME[*]}" -v kinds="${KIND[*]}" '
-        $3 == w { q[$4, $2] = $6; if ($6 > best[$4]) { best[$4] = $6; avg[$4] = $7; p99[$4] = $8 } }
+        $3 == w {
+            q[$4, $2] = $6; if ($6 > best[$4]) { best[$4] = $6; avg[$4] = $7; p99[$4] = $8 }
+            if ($11 > rss[$4]) rss[$4] = $11; if ($12 > data[$4]) data[$4] = $12
+        }
         END {
             n = split(names, name, " "); split(kinds, kind, " ")
             printf "\n%s, QPS (--conns=%s --clients=%s):\n\n| server |", w, conns, clients
             for (r = 1; r <= rounds; r++) printf " round %d |", r
-            print " best QPS | avg ms | p99 ms |"
-            printf "|---|"; for (r = 1; r <= rounds + 3; r++) printf "---:|"; print ""
+            print " best QPS | avg ms | p99 ms | peak RSS MiB | data MiB |"
+            printf "|---|"; for (r = 1; r <= rounds + 5; r++) printf "---:|"; print ""
             for (i = 1; i <= n; i++) {
                 printf "| %s |", name[i]
                 for (r = 1; r <= rounds; r++) printf " %s |", ((name[i], r) in q) ? sprintf("%.0f", q[name[i], r]) : "failed"
-                if (name[i] in best) printf " %.0f | %.2f | %.2f |\n", best[name[i]], avg[name[i]], p99[name[i]]
-                else print " | | |"
+                if (name[i] in best) printf " %.0f | %.2f | %.2f | %d | %d |\n", best[name[i]], avg[name[i]], p99[name[i]], rss[name[i]], data[name[i]]
+                else print " | | | | |"
             }
             header = 0
             for (i = 1; i <= n; i++) for (j = 1; j <= n; j++) {
