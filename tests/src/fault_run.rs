@@ -32,6 +32,9 @@ pub struct RunConfig {
     pub lagging_watchers: usize,
     pub kinds: Vec<FaultKind>,
     pub pacing: Pacing,
+    /// `--snapshot-count` for every member (None: the default, 100,000: no snapshot is ever
+    /// sent in a run); 50–500 makes a wasmraft member that fell behind catch up by a snapshot.
+    pub snapshot_count: Option<u64>,
     /// Where a failing run's history is saved.
     pub out_dir: PathBuf,
 }
@@ -48,6 +51,7 @@ impl RunConfig {
             lagging_watchers: 1,
             kinds: FaultKind::ALL.to_vec(),
             pacing: Pacing::default(),
+            snapshot_count: None,
             out_dir: default_out_dir(),
         }
     }
@@ -77,6 +81,10 @@ pub struct RunReport {
     pub ops_unknown: u64,
     pub faults: BTreeMap<String, u64>,
     pub refused_faults: BTreeMap<String, u64>,
+    /// Faults injected while another was held.
+    pub overlapped_faults: u64,
+    /// Snapshots applied by members that caught up through one (their logs' count).
+    pub snapshot_installs: u64,
     pub watch_events: u64,
     pub watch_restarts: u64,
     /// Compacted gaps the watchers were told of (and accounted for).
@@ -100,8 +108,9 @@ impl RunReport {
 
     pub fn summary(&self) -> String {
         let faults: Vec<String> = self.faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        let refused: Vec<String> = self.refused_faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
         format!(
-            "seed {} ({} × {}): {:.0}s, ops ok {} / failed {} / unknown {}, faults [{}], watch events {} ({} watch starts, {} compacted gaps), final revision {}, lincheck: {}, violations {}",
+            "seed {} ({} × {}): {:.0}s, ops ok {} / failed {} / unknown {}, faults [{}] ({} overlapping, refused [{}]), snapshot installs {}, watch events {} ({} watch starts, {} compacted gaps), final revision {}, lincheck: {}, violations {}",
             self.seed,
             self.members,
             self.flavor,
@@ -110,6 +119,9 @@ impl RunReport {
             self.ops_failed,
             self.ops_unknown,
             faults.join(" "),
+            self.overlapped_faults,
+            refused.join(" "),
+            self.snapshot_installs,
             self.watch_events,
             self.watch_restarts,
             self.watch_gaps,
@@ -130,6 +142,14 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     let mut cc = ClusterConfig::new(cfg.flavor, cfg.members).token(format!("faults-{}", cfg.seed));
     if cfg.flavor == Flavor::Wasmraft {
         cc = cc.arg("--wasmraft-fault-injection");
+    }
+    if let Some(n) = cfg.snapshot_count {
+        cc = cc.arg(format!("--snapshot-count={n}"));
+        // etcd 3.4 keeps 5,000 entries after a snapshot (no flag), so only a member 5,000
+        // entries behind gets one; wasmraft has 3.5's flag, and keeps half a snapshot's worth.
+        if cfg.flavor == Flavor::Wasmraft {
+            cc = cc.arg(format!("--snapshot-catchup-entries={}", (n / 2).max(1)));
+        }
     }
     let mut cluster = cc.start();
     cluster.wait_leader(Duration::from_secs(30));
@@ -157,7 +177,17 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     workload.stop(&rt);
     report.faults = nemesis.injected.iter().map(|(k, n)| (k.to_string(), *n)).collect();
     report.refused_faults = nemesis.refused.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+    report.overlapped_faults = nemesis.overlapped;
     report.nemesis_log = nemesis.log.clone();
+    let (injected, refused): (u64, u64) = (nemesis.injected.values().sum(), nemesis.refused.values().sum());
+    // A nemesis that mostly failed to inject tested little: past 5% refused, the run fails.
+    if refused * 20 > injected + refused {
+        report.violations.push(format!(
+            "nemesis: {refused} of {} injections refused (over 5%): {:?}",
+            injected + refused,
+            report.refused_faults
+        ));
+    }
 
     let history = recorder.history();
     (report.ops_ok, report.ops_failed, report.ops_unknown) = outcome_counts(&history);
@@ -200,6 +230,9 @@ pub fn run(cfg: &RunConfig) -> RunReport {
             Err(e) => report.violations.push(format!("linearizability: {violation} (history not saved: {e})")),
         }
     }
+    // wasmraft logs "applied snapshot <index>: ...", etcd "applied snapshot" (its zap message).
+    report.snapshot_installs =
+        cluster.members().iter().map(|m| m.log().matches("applied snapshot").count() as u64).sum();
     drop(cluster);
     report.wall = started.elapsed();
     report

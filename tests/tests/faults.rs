@@ -38,6 +38,35 @@ fn three_members_fixed_seeds() {
     }
 }
 
+/// The network nemesis (blackholes, one-way partitions, slow links), overlapping faults, and
+/// members that catch up by a snapshot under them (`--snapshot-count` 100).
+#[test]
+fn network_faults_overlaps_and_snapshot_installs() {
+    if Flavor::subject() != Flavor::Wasmraft {
+        return; // the network faults are made in wasmraft's transport
+    }
+    let _one = one_cluster_at_a_time();
+    let mut cfg = RunConfig::new(21, Flavor::Wasmraft, 3, Duration::from_secs(40));
+    cfg.kinds = vec![
+        FaultKind::BlackholeMinority,
+        FaultKind::OneWayFromLeader,
+        FaultKind::OneWayToLeader,
+        FaultKind::DelayLeader,
+        FaultKind::DelayMember,
+        FaultKind::Kill,
+        FaultKind::Pause,
+    ];
+    cfg.pacing.overlap_percent = 50;
+    cfg.snapshot_count = Some(100);
+    let report = run(&cfg);
+    assert_passed(&report);
+    let network: u64 =
+        cfg.kinds.iter().filter(|k| k.is_network()).map(|k| report.faults.get(k.name()).copied().unwrap_or(0)).sum();
+    assert!(network >= 3, "too few network faults: {}", report.summary());
+    assert!(report.overlapped_faults >= 1, "no fault overlapped another: {}", report.summary());
+    assert!(report.snapshot_installs >= 1, "no member caught up by a snapshot: {}", report.summary());
+}
+
 #[test]
 fn five_members_one_seed() {
     let _one = one_cluster_at_a_time();
@@ -131,8 +160,10 @@ fn fault_kinds_by_flavor() {
     let etcd: Vec<_> = FaultKind::ALL.into_iter().filter(|k| k.supported_by(Flavor::Etcd)).collect();
     assert_eq!(
         etcd.iter().map(|k| k.name()).collect::<Vec<_>>(),
-        ["kill", "kill-leader", "pause", "pause-leader", "move-leader", "compact"]
+        ["kill", "kill-leader", "kill-all", "pause", "pause-leader", "move-leader", "compact"]
     );
     assert!(FaultKind::ALL.into_iter().all(|k| k.supported_by(Flavor::Wasmraft)));
+    let lone: Vec<_> = FaultKind::ALL.into_iter().filter(|k| k.applies_to(1)).map(FaultKind::name).collect();
+    assert_eq!(lone, ["kill", "kill-leader", "kill-all", "pause", "pause-leader", "guest-swap", "compact"]);
     assert!(FaultKind::ALL.into_iter().all(|k| FaultKind::parse(k.name()) == Some(k)));
 }

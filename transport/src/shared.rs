@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use raft::eraftpb::Message;
+
 use crate::ctx::Ctx;
-use crate::peer::{Peer, Remote};
+use crate::fault::DelayLines;
+use crate::peer::{Peer, Picked, Remote};
 use crate::urlpick::parse_urls;
 use crate::util::id_str;
 
@@ -16,11 +19,28 @@ pub(crate) struct Shared {
     pub peers: RwLock<HashMap<u64, Arc<Peer>>>,
     pub remotes: RwLock<HashMap<u64, Arc<Remote>>>,
     pub stopped: AtomicBool,
+    /// Messages held back by a `delay` fault rule (fault injection only).
+    pub delays: DelayLines,
 }
 
 impl Shared {
     pub(crate) fn peer(&self, id: u64) -> Option<Arc<Peer>> {
         self.peers.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    /// Hands `m` to its peer's channels, or to the remote's pipeline; `None` when its target is
+    /// unknown (dropped, as etcd drops it). Fault rules were applied before.
+    pub(crate) fn deliver(&self, m: Message) -> Option<Picked> {
+        if let Some(p) = self.peer(m.to) {
+            return p.send(m);
+        }
+        let remote = self.remotes.read().unwrap_or_else(|p| p.into_inner()).get(&m.to).cloned();
+        if let Some(r) = remote {
+            r.send(m);
+            return Some(Picked::Pipeline);
+        }
+        tracing::debug!(to = %id_str(m.to), "ignored message send request; unknown remote peer target");
+        None
     }
 
     /// etcd's `AddRemote`: ignored for known peers/remotes, bad URLs and after `stop`.

@@ -26,7 +26,7 @@ use crate::config::TransportConfig;
 use crate::ctx::Ctx;
 use crate::dial::Dialer;
 use crate::error::TransportError;
-use crate::fault::Faults;
+use crate::fault::{FaultRule, Faults, Outgoing};
 use crate::host::{OutgoingSnapshot, Raft};
 use crate::listener_tls::PeerListenerTls;
 use crate::peer::{Peer, Picked};
@@ -90,6 +90,7 @@ impl Transport {
                 peers: RwLock::default(),
                 remotes: RwLock::default(),
                 stopped: AtomicBool::new(false),
+                delays: Default::default(),
             }),
         })
     }
@@ -209,36 +210,41 @@ impl Transport {
         }
     }
 
-    /// `send` for one message, returning which channel took it (`None`: dropped).
+    /// `send` for one message, returning which channel took it (`None`: dropped, or held back by
+    /// a delay fault rule).
     pub fn send_one(&self, m: Message) -> Option<Picked> {
         if m.to == 0 {
             return None;
         }
-        if self.shared.ctx.faults.is_cut(m.to) {
-            // As a dead link would: raft hears the peer is unreachable, a snapshot failed.
-            let raft = &self.shared.ctx.raft;
-            raft.report_unreachable(m.to);
-            if m.msg_type == raft::eraftpb::MessageType::MsgSnapshot {
-                raft.report_snapshot(m.to, raft::SnapshotStatus::Failure);
+        match self.shared.ctx.faults.outgoing(m.to) {
+            Outgoing::Send => self.shared.deliver(m),
+            Outgoing::Cut => {
+                // As a dead link would: raft hears the peer is unreachable, a snapshot failed.
+                let raft = &self.shared.ctx.raft;
+                raft.report_unreachable(m.to);
+                if m.msg_type == raft::eraftpb::MessageType::MsgSnapshot {
+                    raft.report_snapshot(m.to, raft::SnapshotStatus::Failure);
+                }
+                None
             }
-            return None;
+            Outgoing::Drop => {
+                // A blackhole tells nobody; a snapshot's sender would time out, though.
+                if m.msg_type == raft::eraftpb::MessageType::MsgSnapshot {
+                    self.shared.ctx.raft.report_snapshot(m.to, raft::SnapshotStatus::Failure);
+                }
+                None
+            }
+            Outgoing::Delay(by) => {
+                self.shared.delays.hold(&self.shared, m, by);
+                None
+            }
         }
-        if let Some(p) = self.shared.peer(m.to) {
-            return p.send(m);
-        }
-        let remote = self.shared.remotes.read().unwrap_or_else(|p| p.into_inner()).get(&m.to).cloned();
-        if let Some(r) = remote {
-            r.send(m);
-            return Some(Picked::Pipeline);
-        }
-        tracing::debug!(to = %id_str(m.to), "ignored message send request; unknown remote peer target");
-        None
     }
 
     /// Sends a MsgSnap with its state data over `/raft/snapshot`, in the background; the outcome
     /// is reported through `Raft::report_snapshot`. An unknown target reports failure at once.
     pub fn send_snapshot(&self, snap: OutgoingSnapshot) {
-        let cut = self.shared.ctx.faults.is_cut(snap.message.to);
+        let cut = matches!(self.shared.ctx.faults.outgoing(snap.message.to), Outgoing::Cut | Outgoing::Drop);
         match self.shared.peer(snap.message.to).filter(|_| !cut) {
             Some(p) => p.send_snapshot(snap),
             None => self.shared.ctx.raft.report_snapshot(snap.message.to, raft::SnapshotStatus::Failure),
@@ -290,6 +296,12 @@ impl Transport {
     /// `false` if the transport was built without `fault_injection` (nothing is cut then).
     pub fn set_cut(&self, ids: &[u64]) -> bool {
         self.shared.ctx.faults.set_cut(ids.iter().copied())
+    }
+
+    /// Tests only: replaces every fault rule of this member (see `fault.rs`); `false` if the
+    /// transport was built without `fault_injection`.
+    pub fn set_fault_rules(&self, rules: std::collections::BTreeMap<u64, FaultRule>) -> bool {
+        self.shared.ctx.faults.set_rules(rules)
     }
 
     /// The members this member is cut off from ([`Transport::set_cut`]).

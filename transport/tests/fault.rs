@@ -1,7 +1,8 @@
 //! The test-only partition hook (`fault.rs`) on two real transports over loopback: a cut stops
 //! traffic both ways at the member that made it (its sends are dropped and reported unreachable,
 //! the other side's pipeline posts and streams are refused, open streams close), healing brings
-//! the streams back, and the admin endpoint is on the peer URL only when the flag is on.
+//! the streams back; a drop rule is a silent one-way blackhole, a delay rule holds messages in
+//! order; and the admin endpoint is on the peer URL only when the flag is on.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -186,6 +187,65 @@ async fn a_cut_stops_traffic_both_ways_and_heals() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_is_a_silent_one_way_blackhole() {
+    let (mut a, mut b) = (node(1, true).await, node(2, false).await);
+    a.tr.add_peer(2, std::slice::from_ref(&b.url)).expect("add");
+    b.tr.add_peer(1, std::slice::from_ref(&a.url)).expect("add");
+    wait_stream(&a, &mut b).await;
+    wait_stream(&b, &mut a).await;
+
+    let (code, body) = http("PUT", &format!("{}/wasmraft/faults", a.url), "2:drop").await;
+    assert_eq!((code, body.as_str()), (200, "2:drop\n"));
+    assert!(a.tr.cut().is_empty(), "a drop is not a cut");
+    let before = a.unreachable_reports(2);
+    assert_eq!(heartbeats_through(&a, &mut b, 10).await, 0, "A's messages vanish");
+    assert_eq!(a.unreachable_reports(2), before, "and nobody is told");
+    // The other way still works, over the same streams (nothing was closed).
+    assert!(heartbeats_through(&b, &mut a, 10).await >= 9);
+    assert_eq!(b.tr.send_one(heartbeat(2, 1)), Some(Picked::StreamMsg));
+    assert!(a.tr.active_since(2).is_some());
+
+    http("PUT", &format!("{}/wasmraft/faults", a.url), "").await;
+    assert!(heartbeats_through(&a, &mut b, 10).await >= 9);
+    a.tr.stop();
+    b.tr.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_holds_messages_and_keeps_their_order() {
+    let (a, mut b) = (node(1, true).await, node(2, false).await);
+    a.tr.add_peer(2, std::slice::from_ref(&b.url)).expect("add");
+    b.tr.add_peer(1, std::slice::from_ref(&a.url)).expect("add");
+    wait_stream(&a, &mut b).await;
+    b.drain(1, MessageType::MsgHeartbeat);
+
+    let (code, body) = http("PUT", &format!("{}/wasmraft/faults", a.url), "2:delay=400").await;
+    assert_eq!((code, body.as_str()), (200, "2:delay=400\n"));
+    let sent = std::time::Instant::now();
+    for commit in 1..=20u64 {
+        let mut m = heartbeat(1, 2);
+        m.commit = commit;
+        assert_eq!(a.tr.send_one(m), None, "held, not sent");
+    }
+    // All twenty, none before its delay, in the order sent (the heartbeats `wait_stream` sent
+    // have commit 0 and may still trickle in through the pipeline).
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        match tokio::time::timeout(Duration::from_secs(5), b.rx.recv()).await {
+            Ok(Some(m)) if m.from == 1 && m.commit > 0 => {
+                assert!(sent.elapsed() >= Duration::from_millis(400), "message {} arrived early", m.commit);
+                got.push(m.commit);
+            }
+            Ok(Some(_)) => {}
+            _ => panic!("only {} of 20 delayed messages arrived", got.len()),
+        }
+    }
+    assert_eq!(got, (1..=20).collect::<Vec<u64>>());
+    a.tr.stop();
+    b.tr.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_endpoint_exists_only_with_the_flag() {
     let (on, off) = (node(1, true).await, node(2, false).await);
     let faults_on = format!("{}/wasmraft/faults", on.url);
@@ -195,6 +255,10 @@ async fn the_admin_endpoint_exists_only_with_the_flag() {
     let (code, body) = http("PUT", &faults_on, "a,nope").await;
     assert_eq!((code, body.as_str()), (400, "not a member id: \"nope\"\n"));
     assert_eq!(on.tr.cut(), vec![3, 0xa, 0x1f], "a bad request changes nothing");
+    let (code, body) = http("PUT", &faults_on, "a:slow").await;
+    assert_eq!((code, body.as_str()), (400, "not a rule (cut, drop or delay=<ms>): \"slow\"\n"));
+    assert_eq!(http("PUT", &faults_on, "3:drop 1f:delay=20, a").await, (200, "3:drop,a,1f:delay=20\n".to_string()));
+    assert_eq!(on.tr.cut(), vec![0xa]);
     assert_eq!(http("DELETE", &faults_on, "").await.0, 405);
 
     // Without the flag: etcd's 404 for an unknown path, and the API cannot cut either.

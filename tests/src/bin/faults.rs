@@ -6,6 +6,7 @@
 //! ```text
 //! faults --seed 1 --runs 20 --members 5 --duration 120s
 //! faults --seed 7 --runs 1 --faults kill,partition-leader --subject etcd   # validate on etcd
+//! faults --seed 40 --runs 10 --snapshot-count 50-500 --overlap 30          # snapshot installs
 //! ```
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use wasmraft_tests::Flavor;
 use wasmraft_tests::fault_run::{RunConfig, default_out_dir, run};
 use wasmraft_tests::kv_workload::WorkloadConfig;
 use wasmraft_tests::nemesis::FaultKind;
+use wasmraft_tests::prng::Prng;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,7 +46,8 @@ struct Cli {
     #[arg(long, default_value_t = 1)]
     lagging_watchers: usize,
     /// Comma-separated fault kinds (default: all the subject supports): kill, kill-leader,
-    /// pause, pause-leader, partition-minority, partition-leader, partition-bridge,
+    /// kill-all, pause, pause-leader, partition-minority, partition-leader, partition-bridge,
+    /// blackhole-minority, one-way-from-leader, one-way-to-leader, delay-leader, delay-member,
     /// move-leader, guest-swap, compact.
     #[arg(long)]
     faults: Option<String>,
@@ -54,6 +57,13 @@ struct Cli {
     /// Where failing runs' histories go (default: <target>/faults).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// `--snapshot-count` of the members: one number, or a range `LOW-HIGH` from which each run
+    /// draws its own (from its seed). Default: the members' default (no snapshot is sent).
+    #[arg(long, value_parser = parse_range)]
+    snapshot_count: Option<(u64, u64)>,
+    /// Percent of faults that get a second one (a kill or pause) while they are held.
+    #[arg(long, default_value_t = 20)]
+    overlap: u64,
     /// Print each run's nemesis log.
     #[arg(long)]
     verbose: bool,
@@ -68,6 +78,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         _ => Err(format!("{s:?}: use s, m or ms")),
     }
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (low, high) = s.split_once('-').unwrap_or((s, s));
+    let low: u64 = low.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let high: u64 = high.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if low == 0 || high < low {
+        return Err(format!("{s:?}: want N or LOW-HIGH with 0 < LOW <= HIGH"));
+    }
+    Ok((low, high))
 }
 
 fn main() {
@@ -99,6 +119,7 @@ fn main() {
     let started = Instant::now();
     let (mut ok, mut failed, mut unknown) = (0u64, 0u64, 0u64);
     let mut faults: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut overlapped, mut refused, mut installs) = (0u64, 0u64, 0u64);
     let mut violations = Vec::new();
     for i in 0..cli.runs {
         let mut cfg = RunConfig::new(cli.seed + i, flavor, cli.members, cli.duration);
@@ -106,6 +127,8 @@ fn main() {
         cfg.watchers = cli.watchers;
         cfg.lagging_watchers = cli.lagging_watchers.min(cli.watchers);
         cfg.kinds = kinds.clone();
+        cfg.pacing.overlap_percent = cli.overlap;
+        cfg.snapshot_count = cli.snapshot_count.map(|(low, high)| Prng::new(cfg.seed ^ 0x5eed).between(low, high));
         cfg.out_dir = cli.out.clone().unwrap_or_else(default_out_dir);
         let report = run(&cfg);
         println!("{}", report.summary());
@@ -124,10 +147,13 @@ fn main() {
         for (k, n) in report.faults {
             *faults.entry(k).or_default() += n;
         }
+        overlapped += report.overlapped_faults;
+        refused += report.refused_faults.values().sum::<u64>();
+        installs += report.snapshot_installs;
     }
     let faults: Vec<String> = faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
     println!(
-        "TOTAL runs {} ({} members, {}), {:.0}s: ops ok {ok} / failed {failed} / unknown {unknown}; faults {} [{}]; violations {}",
+        "TOTAL runs {} ({} members, {}), {:.0}s: ops ok {ok} / failed {failed} / unknown {unknown}; faults {} [{}], {overlapped} overlapping, {refused} refused; snapshot installs {installs}; violations {}",
         cli.runs,
         cli.members,
         flavor,
