@@ -34,9 +34,24 @@ struct PendingReads {
     queued: Vec<ReadWaiter>,
     /// When the oldest queued read arrived (reads queue while there is no leader).
     queued_since: Option<Instant>,
-    /// By request context: when it was asked, and who waits for its index.
-    in_flight: HashMap<u64, (Instant, Vec<ReadWaiter>)>,
+    /// By request context: the reads waiting for its index.
+    in_flight: HashMap<u64, InFlightRead>,
 }
+
+/// One ReadIndex request raft has not answered yet.
+struct InFlightRead {
+    /// When the oldest of its reads arrived (a retry keeps it: the timeout is the client's).
+    since: Instant,
+    /// When this request was made.
+    asked: Instant,
+    waiters: Vec<ReadWaiter>,
+}
+
+/// A ReadIndex unanswered this long is asked again, under a new context (etcd 3.5's
+/// `readIndexRetryTime`): the leader it went to may have died or stepped down, or it may be a
+/// new leader that dropped it before committing in its term; nobody tells the asker. Asking
+/// again after a failover answers the read instead of failing it at the request timeout.
+const READ_INDEX_RETRY: Duration = Duration::from_millis(500);
 
 /// Why the raft thread stopped handling Readies: the member cannot go on.
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +201,7 @@ pub(crate) fn run(
                 next_tick = Instant::now() + tick;
             }
             reads.expire(shared.limits.request_timeout);
+            reads.retry_unanswered();
             held.forget_abandoned(&shared);
         }
         conf_gate.release(&mut node, &shared, shared.limits.request_timeout);
@@ -203,9 +219,10 @@ pub(crate) fn run(
             } else {
                 reads.next_ctx += 1;
                 node.read_index(read_ctx(shared.member_id, reads.next_ctx));
-                let batch = std::mem::take(&mut reads.queued);
-                reads.queued_since = None;
-                reads.in_flight.insert(reads.next_ctx, (Instant::now(), batch));
+                let waiters = std::mem::take(&mut reads.queued);
+                let now = Instant::now();
+                let since = reads.queued_since.take().unwrap_or(now);
+                reads.in_flight.insert(reads.next_ctx, InFlightRead { since, asked: now, waiters });
             }
         }
         if let Err(e) = on_ready(&mut node, &to_apply, &shared, &mut reads, &mut heartbeats) {
@@ -216,8 +233,8 @@ pub(crate) fn run(
         again = wants_applied(&mut node, &shared, &conf_gate);
     }
     shared.progress.lone_leader.store(false, Ordering::Release);
-    for (_, (_, waiters)) in reads.in_flight.drain() {
-        for w in waiters {
+    for (_, read) in reads.in_flight.drain() {
+        for w in read.waiters {
             let _ = w.send(Err(NodeError::Stopped));
         }
     }
@@ -360,14 +377,27 @@ impl PendingReads {
     /// timed out by now.
     fn expire(&mut self, timeout: Duration) {
         let expired: Vec<u64> =
-            self.in_flight.iter().filter(|(_, (since, _))| since.elapsed() >= timeout).map(|(ctx, _)| *ctx).collect();
+            self.in_flight.iter().filter(|(_, r)| r.since.elapsed() >= timeout).map(|(ctx, _)| *ctx).collect();
         for ctx in expired {
-            if let Some((_, waiters)) = self.in_flight.remove(&ctx) {
+            if let Some(read) = self.in_flight.remove(&ctx) {
                 // Asked but never answered: etcd's slow (timed out) read index.
                 wasmraft_metrics::metrics().slow_read_indexes.inc();
-                for w in waiters {
+                for w in read.waiters {
                     let _ = w.send(Err(NodeError::Timeout));
                 }
+            }
+        }
+    }
+
+    /// Queues again the reads of every request unanswered for [`READ_INDEX_RETRY`], to be
+    /// asked under a new context; an answer to the old one, if it ever comes, is ignored.
+    fn retry_unanswered(&mut self) {
+        let stale: Vec<u64> =
+            self.in_flight.iter().filter(|(_, r)| r.asked.elapsed() >= READ_INDEX_RETRY).map(|(ctx, _)| *ctx).collect();
+        for ctx in stale {
+            if let Some(read) = self.in_flight.remove(&ctx) {
+                self.queued.extend(read.waiters);
+                self.queued_since = Some(self.queued_since.map_or(read.since, |q| q.min(read.since)));
             }
         }
     }
@@ -456,8 +486,8 @@ fn on_ready(
     send(node, shared, heartbeats, rd.take_persisted_messages());
     for rs in rd.take_read_states() {
         let Some(ctx) = parse_read_ctx(shared.member_id, &rs.request_ctx) else { continue };
-        if let Some((_, waiters)) = reads.in_flight.remove(&ctx) {
-            for w in waiters {
+        if let Some(read) = reads.in_flight.remove(&ctx) {
+            for w in read.waiters {
                 let _ = w.send(Ok(rs.index));
             }
         }
