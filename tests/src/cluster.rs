@@ -105,6 +105,8 @@ pub struct ClusterConfig {
     /// Where each member's data dir really is (its temp dir's `data` is a symlink there): a
     /// directory on a test file system, say (tests/lazyfs). Empty: in the member's temp dir.
     pub data_dirs: Vec<std::path::PathBuf>,
+    /// Extra environment of member `i`'s process (restarts included); missing: none.
+    pub member_env: Vec<Vec<(String, String)>>,
 }
 
 impl ClusterConfig {
@@ -119,7 +121,16 @@ impl ClusterConfig {
             https_client: false,
             https_peer: false,
             data_dirs: Vec::new(),
+            member_env: Vec::new(),
         }
+    }
+
+    /// Sets `key=value` in member `i`'s environment.
+    pub fn member_env(mut self, i: usize, key: impl Into<String>, value: impl Into<String>) -> Self {
+        assert!(i < self.size, "member {i} of {}", self.size);
+        self.member_env.resize(self.size, Vec::new());
+        self.member_env[i].push((key.into(), value.into()));
+        self
     }
 
     /// Member `i`'s data dir is `dirs[i]` (an existing, empty directory), reached through a
@@ -190,6 +201,7 @@ impl ClusterConfig {
                     .arg(format!("--initial-cluster-token={}", self.token))
                     .arg("--initial-cluster-state=new");
                 c.extra_args.extend(self.extra_args.iter().cloned());
+                c.env.extend(self.member_env.get(i).into_iter().flatten().cloned());
                 match self.data_dirs.get(i) {
                     Some(real) => Member::spawn_prepared(c, |link| {
                         std::os::unix::fs::symlink(real, link).expect("link the member's data dir")
