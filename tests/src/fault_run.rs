@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::convergence::check_convergence;
 use crate::history_recorder::{Recorder, outcome_counts, save_history};
-use crate::kv_workload::{Workload, WorkloadConfig};
+use crate::kv_model::{Kv, ModelInput, check_model};
+use crate::kv_workload::{LEASE_PREFIX, PREFIX, Workload, WorkloadConfig, wait_leases_expired};
 use crate::linearizability::check_linearizable;
 use crate::nemesis::{FaultKind, Nemesis, Pacing};
 use crate::prng::Prng;
@@ -83,6 +84,8 @@ pub struct RunReport {
     pub watch_gaps: u64,
     /// The checker's cost summary for a linearizable history.
     pub lincheck: String,
+    /// The revision model's summary (operations by kind, events and `prev_kv`s checked).
+    pub model: String,
     pub final_revision: i64,
     pub wall: Duration,
     /// Every check that failed, with its evidence. Empty: the run passed.
@@ -101,7 +104,7 @@ impl RunReport {
     pub fn summary(&self) -> String {
         let faults: Vec<String> = self.faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
         format!(
-            "seed {} ({} × {}): {:.0}s, ops ok {} / failed {} / unknown {}, faults [{}], watch events {} ({} watch starts, {} compacted gaps), final revision {}, lincheck: {}, violations {}",
+            "seed {} ({} × {}): {:.0}s, ops ok {} / failed {} / unknown {}, faults [{}], watch events {} ({} watch starts, {} compacted gaps), final revision {}, lincheck: {}, {}, violations {}",
             self.seed,
             self.members,
             self.flavor,
@@ -115,6 +118,7 @@ impl RunReport {
             self.watch_gaps,
             self.final_revision,
             if self.lincheck.is_empty() { "failed" } else { &self.lincheck },
+            self.model,
             self.violations.len()
         )
     }
@@ -127,7 +131,10 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     let mut report =
         RunReport { seed: cfg.seed, members: cfg.members, flavor: cfg.flavor.to_string(), ..Default::default() };
     let mut rng = Prng::new(cfg.seed);
-    let mut cc = ClusterConfig::new(cfg.flavor, cfg.members).token(format!("faults-{}", cfg.seed));
+    // Periodic progress notifications for the watchers' bookmark check.
+    let mut cc = ClusterConfig::new(cfg.flavor, cfg.members)
+        .token(format!("faults-{}", cfg.seed))
+        .arg("--experimental-watch-progress-notify-interval=500ms");
     if cfg.flavor == Flavor::Wasmraft {
         cc = cc.arg("--wasmraft-fault-injection");
     }
@@ -135,16 +142,28 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     cluster.wait_leader(Duration::from_secs(30));
     let rt = crate::runtime();
     let endpoints = cluster.endpoints();
-    let start_rev = rt.block_on(async {
+    // The whole key space before the first write: the revision model's starting state.
+    let (start_rev, initial) = rt.block_on(async {
         let mut c = crate::cluster::connect(&endpoints, Duration::from_secs(5)).await;
-        c.get("nemesis/", None)
+        c.get("", Some(etcd_client::GetOptions::new().with_all_keys()))
             .await
-            .map(|r| r.header().map_or(1, |h| h.revision()))
+            .map(|r| {
+                let kvs = r.kvs().iter().map(Kv::from_etcd).map(|kv| (kv.key.clone(), kv)).collect();
+                (r.header().map_or(1, |h| h.revision()), kvs)
+            })
             .unwrap_or_else(|e| panic!("first read: {e}"))
     });
 
     let recorder = Arc::new(Recorder::new());
-    let watchers = Watchers::start(&rt, endpoints.clone(), cfg.watchers, cfg.lagging_watchers, start_rev + 1);
+    let watchers = Watchers::start(
+        &rt,
+        endpoints.clone(),
+        cfg.watchers,
+        cfg.lagging_watchers,
+        start_rev + 1,
+        recorder.clock(),
+        cfg.flavor == Flavor::Wasmraft,
+    );
     let workload = Workload::start(&rt, endpoints.clone(), cfg.workload.clone(), &mut rng, recorder.clone());
     let mut nemesis = match Nemesis::new(&cluster, rng.fork(), &cfg.kinds, cfg.pacing.clone()) {
         Ok(n) => n,
@@ -155,6 +174,10 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     // A healed spell under load: what the faults broke must work again.
     std::thread::sleep(Duration::from_secs(2));
     workload.stop(&rt);
+    // The last leases granted must run out before the final revision is taken.
+    if let Err(e) = wait_leases_expired(&rt, &endpoints, Duration::from_secs(25)) {
+        report.violations.push(format!("model: {e}"));
+    }
     report.faults = nemesis.injected.iter().map(|(k, n)| (k.to_string(), *n)).collect();
     report.refused_faults = nemesis.refused.iter().map(|(k, n)| (k.to_string(), *n)).collect();
     report.nemesis_log = nemesis.log.clone();
@@ -177,6 +200,20 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     report.watch_events = logs.iter().map(|l| l.events.len() as u64).sum();
     report.watch_restarts = logs.iter().map(|l| l.watches).sum();
     report.watch_gaps = logs.iter().map(|l| l.gaps.len() as u64).sum();
+    let model = check_model(&ModelInput {
+        initial,
+        initial_revision: start_rev,
+        end: report.final_revision,
+        end_ns: recorder.now_ns(),
+        ops: &recorder.model_ops(),
+        logs: &logs,
+        prefix: PREFIX,
+        lease_prefix: LEASE_PREFIX,
+        lease_margin_ns: 250_000_000,
+        lease_grace_ns: 10_000_000_000,
+    });
+    report.violations.extend(model.problems.iter().map(|p| format!("model: {p}")));
+    report.model = model.summary();
     let acked = recorder.acked_writes();
     let exp = WatchExpectations {
         start: start_rev + 1,

@@ -6,6 +6,12 @@
 //! Complete coverage is checkable because the watchers watch the whole key space and every
 //! revision is made by a write with at least one event (puts and successful compare-and-swaps
 //! of the clients, a guest swap's migration put); nothing in a run makes a revision without one.
+//!
+//! Also etcd's watch guarantees as its robustness tests state them: *atomic* — a revision's events
+//! (a transaction's several puts) arrive in one watch response, never split across two;
+//! *bookmarkable* — a progress notification at revision R is never followed by an event at or
+//! below R, on that watch or on the watcher's later ones (it would have run ahead of that event). `prev_kv` is checked against
+//! the rebuilt state in [`crate::kv_model`].
 
 use std::collections::BTreeMap;
 
@@ -45,6 +51,7 @@ pub fn check_watchers(logs: &[WatchLog], exp: &WatchExpectations<'_>) -> Vec<Str
             evs.push((ev.key.clone(), ev.value.clone()));
             last = ev.revision;
         }
+        problems.extend(check_atomic_and_bookmarks(w, log));
         for g in &log.gaps {
             if g.to + 1 > exp.max_compaction {
                 problems.push(format!(
@@ -100,6 +107,43 @@ pub fn check_watchers(logs: &[WatchLog], exp: &WatchExpectations<'_>) -> Vec<Str
     problems
 }
 
+/// A revision's events all in one response; no event at or below a progress notification's
+/// revision after it.
+fn check_atomic_and_bookmarks(w: usize, log: &WatchLog) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut response_of: BTreeMap<i64, usize> = BTreeMap::new();
+    for ev in &log.events {
+        let first = *response_of.entry(ev.revision).or_insert(ev.response);
+        if first != ev.response {
+            problems.push(format!(
+                "watcher {w}: revision {} split across responses {first} and {} (not atomic)",
+                ev.revision, ev.response
+            ));
+        }
+    }
+    // The latest progress notification: (revision, response, watch). It binds the watcher's
+    // later streams too: a new stream resumes after the last event seen, so an event at or below
+    // a notification's revision arriving on it was not delivered before that notification.
+    let mut progress: Option<(i64, usize, u64)> = None;
+    let mut events = log.events.iter().peekable();
+    for (i, resp) in log.responses.iter().enumerate() {
+        while let Some(ev) = events.next_if(|e| e.response == i) {
+            if let Some((p, at, watch)) = progress
+                && ev.revision <= p
+            {
+                problems.push(format!(
+                    "watcher {w}: event at revision {} for {:?} (response {i}, watch {}) after a progress notification at {p} (response {at}, watch {watch})",
+                    ev.revision, ev.key, resp.watch
+                ));
+            }
+        }
+        if resp.progress && progress.is_none_or(|(p, _, _)| resp.revision >= p) {
+            progress = Some((resp.revision, i, resp.watch));
+        }
+    }
+    problems
+}
+
 /// `1..=3, 7, 9..=12` for a sorted list.
 fn summarize(revs: &[i64]) -> String {
     let mut parts = Vec::new();
@@ -121,10 +165,10 @@ fn summarize(revs: &[i64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchers::{CompactedGap, SeenEvent};
+    use crate::watchers::{CompactedGap, SeenEvent, SeenResponse};
 
     fn ev(revision: i64, key: &str, value: u64) -> SeenEvent {
-        SeenEvent { revision, key: key.into(), value: Some(value.to_string()) }
+        SeenEvent { revision, key: key.into(), value: Some(value.to_string()), ..Default::default() }
     }
 
     fn acked(revision: i64, key: &str, value: u64) -> AckedWrite {
@@ -165,5 +209,51 @@ mod tests {
         let never = WatchExpectations { start: 2, end: 4, acked: &acked, max_compaction: 3 };
         assert!(check_watchers(&[log], &never)[0].contains("no compaction went past 3"));
         assert_eq!(summarize(&[1, 2, 3, 7, 9, 10]), "1..=3, 7, 9..=10");
+    }
+
+    fn resp(watch: u64, revision: i64, progress: bool, events: usize) -> SeenResponse {
+        SeenResponse { watch, received_ns: 0, revision, progress, events }
+    }
+
+    #[test]
+    fn a_split_revision_and_a_bookmark_ahead_of_an_event_are_found() {
+        let acked = [acked(2, "a", 1), acked(3, "b", 2)];
+        let exp = WatchExpectations { start: 2, end: 3, acked: &acked, max_compaction: 0 };
+        let at = |mut e: SeenEvent, response| {
+            e.response = response;
+            e
+        };
+        // Revision 3's two events (one transaction) in one response, a progress notification
+        // at 3 after them: right.
+        let good = WatchLog {
+            events: vec![at(ev(2, "a", 1), 0), at(ev(3, "b", 2), 1), at(ev(3, "c", 4), 1)],
+            responses: vec![resp(1, 2, false, 1), resp(1, 3, false, 2), resp(1, 3, true, 0)],
+            ..Default::default()
+        };
+        assert!(check_watchers(std::slice::from_ref(&good), &exp).is_empty());
+        // The same two events in two responses.
+        let split = WatchLog {
+            events: vec![at(ev(2, "a", 1), 0), at(ev(3, "b", 2), 1), at(ev(3, "c", 4), 2)],
+            responses: vec![resp(1, 2, false, 1), resp(1, 3, false, 1), resp(1, 3, false, 1)],
+            ..Default::default()
+        };
+        let p = check_watchers(&[split], &exp);
+        assert!(p.iter().any(|s| s.contains("revision 3 split across responses 1 and 2")), "{p:?}");
+        // A progress notification at 3 before revision 3's events: it ran ahead of them.
+        let ahead = WatchLog {
+            events: vec![at(ev(2, "a", 1), 0), at(ev(3, "b", 2), 2), at(ev(3, "c", 4), 2)],
+            responses: vec![resp(1, 2, false, 1), resp(1, 3, true, 0), resp(1, 3, false, 2)],
+            ..Default::default()
+        };
+        let p = check_watchers(&[ahead], &exp);
+        assert!(p.iter().any(|s| s.contains("after a progress notification at 3")), "{p:?}");
+        // Nor on the watcher's next stream: it was owed before the notification.
+        let other = WatchLog {
+            events: vec![at(ev(2, "a", 1), 0), at(ev(3, "b", 2), 2), at(ev(3, "c", 4), 2)],
+            responses: vec![resp(1, 2, false, 1), resp(1, 3, true, 0), resp(2, 3, false, 2)],
+            ..Default::default()
+        };
+        let p = check_watchers(&[other], &exp);
+        assert!(p.iter().any(|s| s.contains("watch 2) after a progress notification at 3")), "{p:?}");
     }
 }
