@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::convergence::check_convergence;
-use crate::history_recorder::{Recorder, outcome_counts, save_history};
-use crate::kv_model::{Kv, ModelInput, check_model};
+use crate::history_recorder::{Recorder, save_history};
+use crate::kv_model::{Ended, Kv, ModelInput, check_model};
 use crate::kv_workload::{LEASE_PREFIX, PREFIX, Workload, WorkloadConfig, wait_leases_expired};
 use crate::linearizability::check_linearizable;
 use crate::nemesis::{FaultKind, Nemesis, Pacing};
@@ -31,6 +31,9 @@ pub struct RunConfig {
     pub watchers: usize,
     /// Of which this many fall behind on purpose (see [`Watchers::start`]).
     pub lagging_watchers: usize,
+    /// Whether the watchers also request progress (default: on wasmraft only; etcd 3.4.23 answers
+    /// requests ahead of its events, etcd#15220).
+    pub request_progress: bool,
     pub kinds: Vec<FaultKind>,
     pub pacing: Pacing,
     /// Where a failing run's history is saved.
@@ -47,6 +50,7 @@ impl RunConfig {
             workload: WorkloadConfig::new(4, 6),
             watchers: 3,
             lagging_watchers: 1,
+            request_progress: flavor == Flavor::Wasmraft,
             kinds: FaultKind::ALL.to_vec(),
             pacing: Pacing::default(),
             out_dir: default_out_dir(),
@@ -86,6 +90,10 @@ pub struct RunReport {
     pub lincheck: String,
     /// The revision model's summary (operations by kind, events and `prev_kv`s checked).
     pub model: String,
+    /// Answers the revision model compared with the state at their revision, and leases it saw
+    /// expire.
+    pub model_checked: u64,
+    pub lease_expiries: u64,
     pub final_revision: i64,
     pub wall: Duration,
     /// Every check that failed, with its evidence. Empty: the run passed.
@@ -162,7 +170,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         cfg.lagging_watchers,
         start_rev + 1,
         recorder.clock(),
-        cfg.flavor == Flavor::Wasmraft,
+        cfg.request_progress,
     );
     let workload = Workload::start(&rt, endpoints.clone(), cfg.workload.clone(), &mut rng, recorder.clone());
     let mut nemesis = match Nemesis::new(&cluster, rng.fork(), &cfg.kinds, cfg.pacing.clone()) {
@@ -183,7 +191,14 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     report.nemesis_log = nemesis.log.clone();
 
     let history = recorder.history();
-    (report.ops_ok, report.ops_failed, report.ops_unknown) = outcome_counts(&history);
+    let model_ops = recorder.model_ops();
+    // Every operation, register or not (outcome_counts would count the register ones only).
+    (report.ops_ok, report.ops_failed, report.ops_unknown) =
+        model_ops.iter().fold((0, 0, 0), |(ok, failed, unknown), op| match op.ended {
+            Ended::Answered { .. } => (ok + 1, failed, unknown),
+            Ended::Failed => (ok, failed + 1, unknown),
+            Ended::Unknown => (ok, failed, unknown + 1),
+        });
 
     match check_convergence(&mut cluster, &rt, Duration::from_secs(60)) {
         Ok(c) => report.final_revision = c.revision,
@@ -205,7 +220,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         initial_revision: start_rev,
         end: report.final_revision,
         end_ns: recorder.now_ns(),
-        ops: &recorder.model_ops(),
+        ops: &model_ops,
         logs: &logs,
         prefix: PREFIX,
         lease_prefix: LEASE_PREFIX,
@@ -214,6 +229,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     });
     report.violations.extend(model.problems.iter().map(|p| format!("model: {p}")));
     report.model = model.summary();
+    (report.model_checked, report.lease_expiries) = (model.checked, model.lease_expiries);
     let acked = recorder.acked_writes();
     let exp = WatchExpectations {
         start: start_rev + 1,

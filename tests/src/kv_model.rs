@@ -100,12 +100,24 @@ impl Request {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
     /// A get or range: the keys and the count.
-    Range { kvs: Vec<Kv>, count: i64 },
+    Range {
+        kvs: Vec<Kv>,
+        count: i64,
+    },
     Put,
-    Delete { deleted: i64, prev: Vec<Kv> },
+    Delete {
+        deleted: i64,
+        prev: Vec<Kv>,
+    },
     /// `reads`: the else branch's two gets when the compare failed.
-    Txn { succeeded: bool, reads: Vec<Vec<Kv>> },
-    LeaseGrant { id: i64, ttl: i64 },
+    Txn {
+        succeeded: bool,
+        reads: Vec<Vec<Kv>>,
+    },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
 }
 
 /// How an operation ended: answered (with the header's revision), refused before it left
@@ -181,8 +193,7 @@ pub struct ModelReport {
 
 impl ModelReport {
     pub fn summary(&self) -> String {
-        let kinds: Vec<String> =
-            self.by_kind.iter().map(|(k, (ok, f, u))| format!("{k}={ok}/{f}/{u}")).collect();
+        let kinds: Vec<String> = self.by_kind.iter().map(|(k, (ok, f, u))| format!("{k}={ok}/{f}/{u}")).collect();
         format!(
             "model: {} ops checked ({} unchecked), {} events, {} prev_kv, {} lease expiries, known to revision {}, by kind ok/failed/unknown [{}]",
             self.checked,
@@ -486,7 +497,9 @@ fn check_attribution(
                     }
             });
             if !explained {
-                report.problems.push(format!("event at revision {r}: delete of {:?} that no client's delete explains", ev.key));
+                report
+                    .problems
+                    .push(format!("event at revision {r}: delete of {:?} that no client's delete explains", ev.key));
             }
         }
     }
@@ -512,9 +525,18 @@ fn check_op(op: &ModelOp, r: i64, before: &State, at: &State, events: &[&SeenEve
             }
         }
         (Request::Range { prefix, .. }, Response::Range { kvs, count }) => {
-            let want: Vec<Kv> = at.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(prefix.as_str())).map(|(_, v)| v.clone()).collect();
+            let want: Vec<Kv> = at
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+                .map(|(_, v)| v.clone())
+                .collect();
             if *kvs != want || *count != want.len() as i64 {
-                fail(format!("returned {} keys (count {count}), the state had {}: {}", kvs.len(), want.len(), diff(kvs, &want)));
+                fail(format!(
+                    "returned {} keys (count {count}), the state had {}: {}",
+                    kvs.len(),
+                    want.len(),
+                    diff(kvs, &want)
+                ));
             }
         }
         (Request::Put { key, value, .. }, Response::Put) => {
@@ -526,7 +548,10 @@ fn check_op(op: &ModelOp, r: i64, before: &State, at: &State, events: &[&SeenEve
             let had: Vec<Kv> = before.get(key).cloned().into_iter().collect();
             if *deleted > 0 {
                 if !own(&[(key, None)]) || *deleted != 1 || *prev != had {
-                    fail(format!("deleted {deleted} with prev {prev:?}; before it {had:?}, events {:?}", shown(events)));
+                    fail(format!(
+                        "deleted {deleted} with prev {prev:?}; before it {had:?}, events {:?}",
+                        shown(events)
+                    ));
                 }
             } else if at.contains_key(key) {
                 fail(format!("deleted nothing, but the state at {r} has {:?}", at.get(key)));
@@ -555,7 +580,10 @@ fn check_op(op: &ModelOp, r: i64, before: &State, at: &State, events: &[&SeenEve
             } else {
                 let want: Vec<Vec<Kv>> = keys.iter().map(|k| at.get(k).cloned().into_iter().collect()).collect();
                 if mods(at) == *mod_revisions || *reads != want {
-                    fail(format!("failed; the state at {r} has mod revisions {:?} and {want:?}, it read {reads:?}", mods(at)));
+                    fail(format!(
+                        "failed; the state at {r} has mod revisions {:?} and {want:?}, it read {reads:?}",
+                        mods(at)
+                    ));
                 }
             }
         }
@@ -576,7 +604,9 @@ fn check_real_time(ops: &[ModelOp]) -> Vec<String> {
     let answered: Vec<(&ModelOp, i64, u64)> = ops
         .iter()
         .filter_map(|op| match &op.ended {
-            Ended::Answered { revision, completed_ns, response } if !matches!(response, Response::LeaseGrant { .. }) => {
+            Ended::Answered { revision, completed_ns, response }
+                if !matches!(response, Response::LeaseGrant { .. }) =>
+            {
                 Some((op, *revision, *completed_ns))
             }
             _ => None,
@@ -763,17 +793,23 @@ mod tests {
     fn a_stale_read_is_found() {
         let (mut ops, log) = good();
         // Invoked after the put of k0 completed, answered at the revision before it.
-        ops.push(op(15, 16, Request::Get { key: "p/k0".into(), serializable: false }, 1, Response::Range {
-            kvs: vec![],
-            count: 0,
-        }));
+        ops.push(op(
+            15,
+            16,
+            Request::Get { key: "p/k0".into(), serializable: false },
+            1,
+            Response::Range { kvs: vec![], count: 0 },
+        ));
         assert_finds(&check(&ops, &[log.clone()], 6), "real time: get answered at revision 1");
         // Claiming the current revision with the old value.
         let (mut ops, _) = good();
-        ops.push(op(15, 16, Request::Get { key: "p/k0".into(), serializable: false }, 2, Response::Range {
-            kvs: vec![],
-            count: 0,
-        }));
+        ops.push(op(
+            15,
+            16,
+            Request::Get { key: "p/k0".into(), serializable: false },
+            2,
+            Response::Range { kvs: vec![], count: 0 },
+        ));
         assert_finds(&check(&ops, &[log], 6), "get answered at revision 2: returned []");
     }
 
@@ -781,10 +817,16 @@ mod tests {
     fn a_lost_delete_is_found() {
         let (mut ops, log) = good();
         // The range at 4 still shows m0, which the delete at 4 removed.
-        ops[3] = op(60, 70, Request::Range { prefix: "p/".into(), serializable: false }, 4, Response::Range {
-            kvs: vec![kv("p/k0", "1", 2, 2, 1, 0), kv("p/m0", "2", 3, 3, 1, 0), kv("p/m1", "3", 3, 3, 1, 0)],
-            count: 3,
-        });
+        ops[3] = op(
+            60,
+            70,
+            Request::Range { prefix: "p/".into(), serializable: false },
+            4,
+            Response::Range {
+                kvs: vec![kv("p/k0", "1", 2, 2, 1, 0), kv("p/m0", "2", 3, 3, 1, 0), kv("p/m1", "3", 3, 3, 1, 0)],
+                count: 3,
+            },
+        );
         assert_finds(&check(&ops, &[log], 6), "range answered at revision 4: returned 3 keys");
         // The delete was acknowledged, but no event deleted anything at its revision.
         let (ops, _) = good();

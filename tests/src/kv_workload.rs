@@ -7,7 +7,7 @@
 //! - for the revision model only ([`crate::kv_model`]): serializable gets; linearizable and
 //!   serializable ranges over the whole `nemesis/` prefix; on the *model* keys (`nemesis/m*`)
 //!   puts, deletes (with the previous key) and a two-key transaction (both keys' mod revisions
-//!   as last seen, then put both, else get both); on the *lease* keys (`nemesis/l*`) a put
+//!   as last seen, then put both, else get both); a put of a new *lease* key (`nemesis/l*`)
 //!   attached to a fresh lease of 2–5 s that is never kept alive.
 //!
 //! The register keys are never deleted or leased, so the register model stays exact; the lease
@@ -52,8 +52,6 @@ pub struct WorkloadConfig {
     pub keys: Vec<String>,
     /// Keys for deletes and two-key transactions.
     pub model_keys: Vec<String>,
-    /// Keys put with a lease.
-    pub lease_keys: Vec<String>,
     /// An operation without an answer after this is abandoned as unknown.
     pub op_timeout: Duration,
     /// Each client waits up to this long (uniformly) between operations.
@@ -66,7 +64,6 @@ impl WorkloadConfig {
             clients,
             keys: (0..keys).map(|i| format!("{PREFIX}k{i}")).collect(),
             model_keys: (0..4).map(|i| format!("{PREFIX}m{i}")).collect(),
-            lease_keys: (0..3).map(|i| format!("{LEASE_PREFIX}{i}")).collect(),
             op_timeout: Duration::from_secs(3),
             max_think: Duration::from_millis(20),
         }
@@ -301,7 +298,8 @@ impl KvClient {
                 if a == b {
                     b = self.cfg.model_keys.iter().find(|k| **k != a).cloned().unwrap_or(b);
                 }
-                let guess = |k: &String, rng: &mut Prng| if rng.percent(15) { 0 } else { *self.mods.get(k).unwrap_or(&0) };
+                let guess =
+                    |k: &String, rng: &mut Prng| if rng.percent(15) { 0 } else { *self.mods.get(k).unwrap_or(&0) };
                 let mod_revisions = [guess(&a, &mut self.rng), guess(&b, &mut self.rng)];
                 Planned::Model(Request::Txn2 {
                     keys: [a, b],
@@ -309,10 +307,9 @@ impl KvClient {
                     values: [value().to_string(), value().to_string()],
                 })
             }
-            _ => Planned::LeasedPut {
-                key: pick(&mut self.rng, &self.cfg.lease_keys),
-                ttl: self.rng.between(2, 5) as i64,
-            },
+            // A key of its own, so that every lease ends in an expiry (a key put again would be
+            // detached from its first lease before that one ran out).
+            _ => Planned::LeasedPut { key: format!("{LEASE_PREFIX}{}", value()), ttl: self.rng.between(2, 5) as i64 },
         }
     }
 }
@@ -330,7 +327,9 @@ fn register_request(call: &Call) -> Request {
 /// The register's view of an answer, `None` if it is not the answer the call expects.
 fn register_return(call: &Call, response: &Response) -> Option<Return> {
     match (call, response) {
-        (Call::Read { .. }, Response::Range { kvs, .. }) => Some(Return::Read(kvs.first().map(|kv| parse_value(kv.value.as_bytes())))),
+        (Call::Read { .. }, Response::Range { kvs, .. }) => {
+            Some(Return::Read(kvs.first().map(|kv| parse_value(kv.value.as_bytes()))))
+        }
         (Call::Write { .. }, Response::Put) => Some(Return::Write),
         (Call::Cas { .. }, Response::Txn { succeeded, .. }) => Some(Return::Cas(*succeeded)),
         _ => None,
@@ -417,16 +416,23 @@ async fn execute(client: &mut Client, request: &Request) -> Result<(i64, Respons
 /// Waits (blocking, up to `timeout`) until no lease key is left: the leases the clients were
 /// granted last must run out before the run's final revision is taken, so the model can check
 /// that every one of them did.
-pub fn wait_leases_expired(rt: &tokio::runtime::Runtime, endpoints: &[String], timeout: Duration) -> Result<(), String> {
+pub fn wait_leases_expired(
+    rt: &tokio::runtime::Runtime,
+    endpoints: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
     let deadline = std::time::Instant::now() + timeout;
     let mut left = Vec::new();
     while std::time::Instant::now() < deadline {
         let got = rt.block_on(async {
             let mut c = crate::cluster::try_connect(endpoints, Duration::from_secs(5)).await?;
-            let r = tokio::time::timeout(Duration::from_secs(5), c.get(LEASE_PREFIX, Some(GetOptions::new().with_prefix())))
-                .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|e| e.to_string())?;
+            let r = tokio::time::timeout(
+                Duration::from_secs(5),
+                c.get(LEASE_PREFIX, Some(GetOptions::new().with_prefix())),
+            )
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
             Ok::<_, String>(r.kvs().iter().map(Kv::from_etcd).collect::<Vec<_>>())
         });
         match got {

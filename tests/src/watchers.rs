@@ -157,13 +157,7 @@ struct How {
     request_progress: bool,
 }
 
-async fn watch_loop(
-    idx: usize,
-    endpoints: Vec<String>,
-    log: Arc<Mutex<WatchLog>>,
-    stop: Arc<AtomicBool>,
-    how: How,
-) {
+async fn watch_loop(idx: usize, endpoints: Vec<String>, log: Arc<Mutex<WatchLog>>, stop: Arc<AtomicBool>, how: How) {
     let mut endpoint = idx % endpoints.len();
     let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -186,8 +180,7 @@ async fn watch_once(endpoint: &str, log: &Mutex<WatchLog>, how: &How) -> Result<
     let lock = || log.lock().unwrap_or_else(|p| p.into_inner());
     let mut client = crate::cluster::try_connect(&[endpoint.to_string()], Duration::from_secs(5)).await?;
     let next = lock().next;
-    let opts =
-        WatchOptions::new().with_all_keys().with_start_revision(next).with_prev_key().with_progress_notify();
+    let opts = WatchOptions::new().with_all_keys().with_start_revision(next).with_prev_key().with_progress_notify();
     // The create itself is bounded: on a paused member it would wait forever.
     let mut stream = tokio::time::timeout(Duration::from_secs(5), client.watch("", Some(opts)))
         .await
