@@ -226,6 +226,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         lease_prefix: LEASE_PREFIX,
         lease_margin_ns: 250_000_000,
         lease_grace_ns: 10_000_000_000,
+        max_compaction: nemesis.max_compaction,
     });
     report.violations.extend(model.problems.iter().map(|p| format!("model: {p}")));
     report.model = model.summary();

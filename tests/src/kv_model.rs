@@ -170,6 +170,10 @@ pub struct ModelInput<'a> {
     pub lease_margin_ns: u64,
     /// How long after its TTL a lease key may still be there at the end.
     pub lease_grace_ns: u64,
+    /// The highest revision a compaction was requested at (0: none). etcd reads an event's
+    /// `prev_kv` at the revision before it, so an event right after a compaction point comes
+    /// without one; only then may it be missing.
+    pub max_compaction: i64,
 }
 
 /// What the check did and found.
@@ -184,6 +188,8 @@ pub struct ModelReport {
     /// Events applied to rebuild the state, and `prev_kv`s compared.
     pub events: u64,
     pub prev_kvs: u64,
+    /// `prev_kv`s left out because the revision before the event was compacted.
+    pub prev_kvs_compacted: u64,
     /// Lease keys that expired (delete events no client made).
     pub lease_expiries: u64,
     /// The state is known up to this revision.
@@ -195,11 +201,12 @@ impl ModelReport {
     pub fn summary(&self) -> String {
         let kinds: Vec<String> = self.by_kind.iter().map(|(k, (ok, f, u))| format!("{k}={ok}/{f}/{u}")).collect();
         format!(
-            "model: {} ops checked ({} unchecked), {} events, {} prev_kv, {} lease expiries, known to revision {}, by kind ok/failed/unknown [{}]",
+            "model: {} ops checked ({} unchecked), {} events, {} prev_kv ({} compacted), {} lease expiries, known to revision {}, by kind ok/failed/unknown [{}]",
             self.checked,
             self.unchecked,
             self.events,
             self.prev_kvs,
+            self.prev_kvs_compacted,
             self.lease_expiries,
             self.known_until,
             kinds.join(" ")
@@ -282,6 +289,10 @@ pub fn check_model(input: &ModelInput<'_>) -> ModelReport {
             }
         }
         for (w, ev) in &rev.copies {
+            if ev.prev.is_none() && before.contains_key(&ev.key) && r - 1 < input.max_compaction {
+                report.prev_kvs_compacted += 1;
+                continue;
+            }
             report.prev_kvs += 1;
             if ev.prev.as_ref() != before.get(&ev.key) {
                 report.problems.push(format!(
@@ -774,6 +785,7 @@ mod tests {
             lease_prefix: "p/l",
             lease_margin_ns: S / 4,
             lease_grace_ns: 10 * S,
+            max_compaction: 0,
         })
     }
 
@@ -856,7 +868,27 @@ mod tests {
         let (ops, mut log) = good();
         // The delete of m0 at 4 names a previous value the key never had.
         log.events[3].prev = Some(kv("p/m0", "7", 3, 3, 1, 0));
-        assert_finds(&check(&ops, &[log], 6), "prev_kv of \"p/m0\" at revision 4");
+        assert_finds(&check(&ops, &[log.clone()], 6), "prev_kv of \"p/m0\" at revision 4");
+        // Left out: only right when the revision before it was compacted.
+        log.events[3].prev = None;
+        assert_finds(&check(&ops, &[log.clone()], 6), "prev_kv of \"p/m0\" at revision 4 is None");
+        let mut input = ModelInput {
+            initial: State::new(),
+            initial_revision: 1,
+            end: 6,
+            end_ns: 20 * S,
+            ops: &ops,
+            logs: std::slice::from_ref(&log),
+            prefix: "p/",
+            lease_prefix: "p/l",
+            lease_margin_ns: S / 4,
+            lease_grace_ns: 10 * S,
+            max_compaction: 4,
+        };
+        let r = check_model(&input);
+        assert!(r.problems.is_empty() && r.prev_kvs_compacted == 1, "{:#?}", r.problems);
+        input.max_compaction = 3;
+        assert_finds(&check_model(&input), "is None");
     }
 
     #[test]
