@@ -190,6 +190,9 @@ pub struct ModelReport {
     pub prev_kvs: u64,
     /// `prev_kv`s left out because the revision before the event was compacted.
     pub prev_kvs_compacted: u64,
+    /// Revisions with more than one event (a two-key transaction's): what the atomicity and
+    /// transaction checks bite on.
+    pub multi_event_revisions: u64,
     /// Lease keys that expired (delete events no client made).
     pub lease_expiries: u64,
     /// The state is known up to this revision.
@@ -201,10 +204,11 @@ impl ModelReport {
     pub fn summary(&self) -> String {
         let kinds: Vec<String> = self.by_kind.iter().map(|(k, (ok, f, u))| format!("{k}={ok}/{f}/{u}")).collect();
         format!(
-            "model: {} ops checked ({} unchecked), {} events, {} prev_kv ({} compacted), {} lease expiries, known to revision {}, by kind ok/failed/unknown [{}]",
+            "model: {} ops checked ({} unchecked), {} events ({} revisions with several), {} prev_kv ({} compacted), {} lease expiries, known to revision {}, by kind ok/failed/unknown [{}]",
             self.checked,
             self.unchecked,
             self.events,
+            self.multi_event_revisions,
             self.prev_kvs,
             self.prev_kvs_compacted,
             self.lease_expiries,
@@ -275,6 +279,7 @@ pub fn check_model(input: &ModelInput<'_>) -> ModelReport {
     for r in input.initial_revision + 1..=known_until {
         let before = state.clone();
         let Some(rev) = revisions.get(&r) else { break };
+        report.multi_event_revisions += u64::from(rev.events.len() > 1);
         for ev in &rev.events {
             report.events += 1;
             check_event(ev, &before, &mut report.problems);
