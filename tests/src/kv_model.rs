@@ -672,7 +672,10 @@ mod tests {
 
     /// A watcher's log of these revisions, one response each (received at `at_ns`), with every
     /// event's fields and `prev_kv` derived from the running state, as a correct server sends them.
-    fn log(revisions: &[(i64, u64, Vec<(&str, Option<&str>, i64)>)]) -> WatchLog {
+    /// A revision's events: key, value (`None`: a delete), lease.
+    type Events<'a> = Vec<(&'a str, Option<&'a str>, i64)>;
+
+    fn log(revisions: &[(i64, u64, Events<'_>)]) -> WatchLog {
         let mut state = State::new();
         let mut out = WatchLog::default();
         for (rev, at_ns, evs) in revisions {
@@ -817,7 +820,7 @@ mod tests {
             1,
             Response::Range { kvs: vec![], count: 0 },
         ));
-        assert_finds(&check(&ops, &[log.clone()], 6), "real time: get answered at revision 1");
+        assert_finds(&check(&ops, std::slice::from_ref(&log), 6), "real time: get answered at revision 1");
         // Claiming the current revision with the old value.
         let (mut ops, _) = good();
         ops.push(op(
@@ -873,10 +876,10 @@ mod tests {
         let (ops, mut log) = good();
         // The delete of m0 at 4 names a previous value the key never had.
         log.events[3].prev = Some(kv("p/m0", "7", 3, 3, 1, 0));
-        assert_finds(&check(&ops, &[log.clone()], 6), "prev_kv of \"p/m0\" at revision 4");
+        assert_finds(&check(&ops, std::slice::from_ref(&log), 6), "prev_kv of \"p/m0\" at revision 4");
         // Left out: only right when the revision before it was compacted.
         log.events[3].prev = None;
-        assert_finds(&check(&ops, &[log.clone()], 6), "prev_kv of \"p/m0\" at revision 4 is None");
+        assert_finds(&check(&ops, std::slice::from_ref(&log), 6), "prev_kv of \"p/m0\" at revision 4 is None");
         let mut input = ModelInput {
             initial: State::new(),
             initial_revision: 1,

@@ -168,8 +168,8 @@ impl KvClient {
                 Planned::Register(call) => {
                     let request = register_request(&call);
                     let (ended, invoked_ns) = self.perform(client, &request).await;
-                    let outcome = match (&ended, ()) {
-                        (Ended::Answered { response, completed_ns, .. }, _) => match register_return(&call, response) {
+                    let outcome = match &ended {
+                        Ended::Answered { response, completed_ns, .. } => match register_return(&call, response) {
                             Some(returned) => {
                                 self.note_register(&call, &returned, &ended);
                                 Outcome::Ok { returned, completed_ns: *completed_ns }
@@ -177,8 +177,8 @@ impl KvClient {
                             // An answer of the wrong shape: the model reports it.
                             None => Outcome::Unknown,
                         },
-                        (Ended::Failed, _) => Outcome::Failed,
-                        (Ended::Unknown, _) => Outcome::Unknown,
+                        Ended::Failed => Outcome::Failed,
+                        Ended::Unknown => Outcome::Unknown,
                     };
                     self.recorder.record(process, call, invoked_ns, outcome);
                     (matches!(ended, Ended::Answered { .. }), ended == Ended::Unknown)
