@@ -237,6 +237,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         end: report.final_revision,
         acked: &acked,
         max_compaction: nemesis.max_compaction,
+        etcd_18089: cfg.flavor == Flavor::Etcd,
     };
     report.violations.extend(check_watchers(&logs, &exp).into_iter().map(|p| format!("watch: {p}")));
 
