@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use wasmraft_lincheck::{Call, History, Operation, Outcome};
 
+use crate::kv_model::ModelOp;
+
 /// A write that was acknowledged, and the revision its response header carried: what the watch
 /// check expects watchers to have seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub struct Recorder {
     start: Instant,
     ops: Mutex<Vec<Operation>>,
     acked: Mutex<Vec<AckedWrite>>,
+    /// Every operation again, with its whole answer, for the revision model.
+    model: Mutex<Vec<ModelOp>>,
 }
 
 impl Default for Recorder {
@@ -33,12 +37,34 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn new() -> Recorder {
-        Recorder { start: Instant::now(), ops: Mutex::new(Vec::new()), acked: Mutex::new(Vec::new()) }
+        Recorder {
+            start: Instant::now(),
+            ops: Mutex::new(Vec::new()),
+            acked: Mutex::new(Vec::new()),
+            model: Mutex::new(Vec::new()),
+        }
     }
 
     /// Nanoseconds since the recorder was made (the history's clock).
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant the history's clock counts from (the watchers stamp their responses on it).
+    pub fn clock(&self) -> Instant {
+        self.start
+    }
+
+    /// One operation for the revision model.
+    pub fn record_model(&self, op: ModelOp) {
+        self.model.lock().unwrap_or_else(|p| p.into_inner()).push(op);
+    }
+
+    /// The revision model's operations so far, in invocation order.
+    pub fn model_ops(&self) -> Vec<ModelOp> {
+        let mut ops = self.model.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        ops.sort_by_key(|o| (o.invoked_ns, o.client));
+        ops
     }
 
     /// One finished (or abandoned) operation.

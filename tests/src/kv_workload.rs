@@ -1,7 +1,17 @@
 //! The concurrent clients of a fault run: each loops over random operations on a small set of
-//! keys — a linearizable get, a put of a unique value, a compare-and-swap transaction (value ==
-//! expected, or create_revision == 0 for "absent", then put) — and records each one in the
-//! run's [`Recorder`].
+//! keys and records each one in the run's [`Recorder`]:
+//!
+//! - on the *register* keys (`nemesis/k*`), checked per key by the linearizability checker and by
+//!   the revision model: a linearizable get, a put of a unique value, a compare-and-swap
+//!   transaction (value == expected, or create_revision == 0 for "absent", then put);
+//! - for the revision model only ([`crate::kv_model`]): serializable gets; linearizable and
+//!   serializable ranges over the whole `nemesis/` prefix; on the *model* keys (`nemesis/m*`)
+//!   puts, deletes (with the previous key) and a two-key transaction (both keys' mod revisions
+//!   as last seen, then put both, else get both); a put of a new *lease* key (`nemesis/l*`)
+//!   attached to a fresh lease of 2–5 s that is never kept alive.
+//!
+//! The register keys are never deleted or leased, so the register model stays exact; the lease
+//! keys are only removed by their leases' expiry, so every delete event there is an expiry.
 //!
 //! Each client talks to one member at a time and moves to the next after any error or timeout
 //! (a killed, paused or partitioned-off member stops answering; a client stuck on it would
@@ -21,19 +31,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::task::JoinHandle;
 use wasmraft_lincheck::{Call, Outcome, Return};
 
 use crate::history_recorder::Recorder;
+use crate::kv_model::{Ended, Kv, ModelOp, Request, Response};
 use crate::prng::Prng;
+
+/// The prefix of every key the clients touch (what the ranges read).
+pub const PREFIX: &str = "nemesis/";
+/// Keys only ever written with a lease.
+pub const LEASE_PREFIX: &str = "nemesis/l";
 
 /// What the clients do.
 #[derive(Clone, Debug)]
 pub struct WorkloadConfig {
     pub clients: usize,
-    /// The keys operated on (few, so that operations conflict).
+    /// The register keys (few, so that operations conflict).
     pub keys: Vec<String>,
+    /// Keys for deletes and two-key transactions.
+    pub model_keys: Vec<String>,
     /// An operation without an answer after this is abandoned as unknown.
     pub op_timeout: Duration,
     /// Each client waits up to this long (uniformly) between operations.
@@ -44,7 +62,8 @@ impl WorkloadConfig {
     pub fn new(clients: usize, keys: usize) -> WorkloadConfig {
         WorkloadConfig {
             clients,
-            keys: (0..keys).map(|i| format!("nemesis/k{i}")).collect(),
+            keys: (0..keys).map(|i| format!("{PREFIX}k{i}")).collect(),
+            model_keys: (0..4).map(|i| format!("{PREFIX}m{i}")).collect(),
             op_timeout: Duration::from_secs(3),
             max_think: Duration::from_millis(20),
         }
@@ -79,6 +98,8 @@ impl Workload {
                     recorder: recorder.clone(),
                     values: values.clone(),
                     stop: stop.clone(),
+                    seen: HashMap::new(),
+                    mods: HashMap::new(),
                 };
                 rt.spawn(client.run())
             })
@@ -96,6 +117,14 @@ impl Workload {
     }
 }
 
+/// The next thing a client does: a register operation (also in the linearizability history) or
+/// one for the revision model only. A leased put is two: the grant, then the put.
+enum Planned {
+    Register(Call),
+    Model(Request),
+    LeasedPut { key: String, ttl: i64 },
+}
+
 struct KvClient {
     idx: usize,
     clients: u64,
@@ -106,6 +135,11 @@ struct KvClient {
     /// Source of unique values across all clients.
     values: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    /// The last value this client saw for each register key: what its compare-and-swaps expect,
+    /// so that some of them succeed.
+    seen: HashMap<String, Option<u64>>,
+    /// The last mod revision this client saw for each model key (two-key transactions).
+    mods: HashMap<String, i64>,
 }
 
 impl KvClient {
@@ -113,9 +147,6 @@ impl KvClient {
         let mut process = self.idx as u64;
         let mut endpoint = self.idx % self.endpoints.len();
         let mut conn: Option<Client> = None;
-        // The last value this client saw for each key: what its compare-and-swaps expect, so that
-        // some of them succeed.
-        let mut seen: HashMap<String, Option<u64>> = HashMap::new();
         while !self.stop.load(Ordering::SeqCst) {
             let client = match &mut conn {
                 Some(c) => c,
@@ -133,30 +164,42 @@ impl KvClient {
                     }
                 },
             };
-            let call = self.next_call(&seen);
-            let invoked_ns = self.recorder.now_ns();
-            let answer = tokio::time::timeout(self.cfg.op_timeout, execute(client, &call)).await;
-            let completed_ns = self.recorder.now_ns();
-            let outcome = match answer {
-                Ok(Ok((returned, revision))) => {
-                    match (&call, &returned) {
-                        (Call::Read { key }, Return::Read(v)) => {
-                            seen.insert(key.clone(), *v);
-                        }
-                        (Call::Write { key, value }, _) | (Call::Cas { key, new: value, .. }, Return::Cas(true)) => {
-                            seen.insert(key.clone(), Some(*value));
-                            self.recorder.acked(revision, key, *value);
-                        }
-                        _ => {}
-                    }
-                    Outcome::Ok { returned, completed_ns }
+            let (ok, unknown) = match self.next_op() {
+                Planned::Register(call) => {
+                    let request = register_request(&call);
+                    let (ended, invoked_ns) = self.perform(client, &request).await;
+                    let outcome = match &ended {
+                        Ended::Answered { response, completed_ns, .. } => match register_return(&call, response) {
+                            Some(returned) => {
+                                self.note_register(&call, &returned, &ended);
+                                Outcome::Ok { returned, completed_ns: *completed_ns }
+                            }
+                            // An answer of the wrong shape: the model reports it.
+                            None => Outcome::Unknown,
+                        },
+                        Ended::Failed => Outcome::Failed,
+                        Ended::Unknown => Outcome::Unknown,
+                    };
+                    self.recorder.record(process, call, invoked_ns, outcome);
+                    (matches!(ended, Ended::Answered { .. }), ended == Ended::Unknown)
                 }
-                Ok(Err(e)) => classify(&e),
-                Err(_elapsed) => Outcome::Unknown,
+                Planned::Model(request) => {
+                    let (ended, _) = self.perform(client, &request).await;
+                    self.note_model(&ended);
+                    (matches!(ended, Ended::Answered { .. }), ended == Ended::Unknown)
+                }
+                Planned::LeasedPut { key, ttl } => {
+                    let (granted, _) = self.perform(client, &Request::LeaseGrant { ttl }).await;
+                    match granted {
+                        Ended::Answered { response: Response::LeaseGrant { id, .. }, .. } => {
+                            let value = self.values.fetch_add(1, Ordering::SeqCst).to_string();
+                            let (ended, _) = self.perform(client, &Request::Put { key, value, lease: id }).await;
+                            (matches!(ended, Ended::Answered { .. }), ended == Ended::Unknown)
+                        }
+                        other => (false, other == Ended::Unknown),
+                    }
+                }
             };
-            let ok = matches!(outcome, Outcome::Ok { .. });
-            let unknown = outcome == Outcome::Unknown;
-            self.recorder.record(process, call, invoked_ns, outcome);
             if unknown {
                 process += self.clients;
             }
@@ -170,20 +213,126 @@ impl KvClient {
         }
     }
 
-    fn next_call(&mut self, seen: &HashMap<String, Option<u64>>) -> Call {
-        let key = self.rng.pick(&self.cfg.keys).cloned().unwrap_or_else(|| "nemesis/k0".into());
-        let dice = self.rng.below(100);
-        if dice < 40 {
-            Call::Read { key }
-        } else {
-            let value = self.values.fetch_add(1, Ordering::SeqCst);
-            if dice < 70 {
-                Call::Write { key, value }
-            } else {
-                let expect = if self.rng.percent(20) { None } else { seen.get(&key).copied().flatten() };
-                Call::Cas { key, expect, new: value }
+    /// Runs and records one request; how it ended, and when it was invoked.
+    async fn perform(&self, client: &mut Client, request: &Request) -> (Ended, u64) {
+        let invoked_ns = self.recorder.now_ns();
+        let answer = tokio::time::timeout(self.cfg.op_timeout, execute(client, request)).await;
+        let completed_ns = self.recorder.now_ns();
+        let ended = match answer {
+            Ok(Ok((revision, response))) => Ended::Answered { revision, response, completed_ns },
+            Ok(Err(e)) => match classify(&e) {
+                Outcome::Failed => Ended::Failed,
+                _ => Ended::Unknown,
+            },
+            Err(_elapsed) => Ended::Unknown,
+        };
+        self.recorder.record_model(ModelOp {
+            client: self.idx as u64,
+            invoked_ns,
+            request: request.clone(),
+            ended: ended.clone(),
+        });
+        (ended, invoked_ns)
+    }
+
+    fn note_register(&mut self, call: &Call, returned: &Return, ended: &Ended) {
+        let Ended::Answered { revision, .. } = ended else { return };
+        match (call, returned) {
+            (Call::Read { key }, Return::Read(v)) => {
+                self.seen.insert(key.clone(), *v);
+            }
+            (Call::Write { key, value }, _) | (Call::Cas { key, new: value, .. }, Return::Cas(true)) => {
+                self.seen.insert(key.clone(), Some(*value));
+                self.recorder.acked(*revision, key, *value);
+            }
+            _ => {}
+        }
+    }
+
+    /// Remembers the model keys' mod revisions a range or transaction showed.
+    fn note_model(&mut self, ended: &Ended) {
+        let Ended::Answered { response, .. } = ended else { return };
+        let kvs: Vec<&Kv> = match response {
+            Response::Range { kvs, .. } => kvs.iter().collect(),
+            Response::Txn { reads, .. } => reads.iter().flatten().collect(),
+            _ => Vec::new(),
+        };
+        for kv in kvs {
+            self.mods.insert(kv.key.clone(), kv.mod_revision);
+        }
+        if let Response::Range { kvs, .. } = response {
+            // A model key absent from a whole-prefix range is absent.
+            for k in &self.cfg.model_keys {
+                if !kvs.iter().any(|kv| &kv.key == k) {
+                    self.mods.insert(k.clone(), 0);
+                }
             }
         }
+    }
+
+    fn next_op(&mut self) -> Planned {
+        let pick = |rng: &mut Prng, keys: &[String]| rng.pick(keys).cloned().unwrap_or_else(|| format!("{PREFIX}x"));
+        let key = pick(&mut self.rng, &self.cfg.keys);
+        let dice = self.rng.below(100);
+        let values = self.values.clone();
+        let value = || values.fetch_add(1, Ordering::SeqCst);
+        match dice {
+            0..25 => Planned::Register(Call::Read { key }),
+            25..42 => Planned::Register(Call::Write { key, value: value() }),
+            42..55 => {
+                let expect = if self.rng.percent(20) { None } else { self.seen.get(&key).copied().flatten() };
+                Planned::Register(Call::Cas { key, expect, new: value() })
+            }
+            55..60 => Planned::Model(Request::Get { key, serializable: true }),
+            60..68 => Planned::Model(Request::Range { prefix: PREFIX.into(), serializable: false }),
+            68..72 => Planned::Model(Request::Range { prefix: PREFIX.into(), serializable: true }),
+            72..80 => Planned::Model(Request::Put {
+                key: pick(&mut self.rng, &self.cfg.model_keys),
+                value: value().to_string(),
+                lease: 0,
+            }),
+            80..86 => Planned::Model(Request::Delete { key: pick(&mut self.rng, &self.cfg.model_keys) }),
+            86..95 => {
+                let a = pick(&mut self.rng, &self.cfg.model_keys);
+                let mut b = pick(&mut self.rng, &self.cfg.model_keys);
+                if a == b {
+                    b = self.cfg.model_keys.iter().find(|k| **k != a).cloned().unwrap_or(b);
+                }
+                let guess =
+                    |k: &String, rng: &mut Prng| if rng.percent(15) { 0 } else { *self.mods.get(k).unwrap_or(&0) };
+                let mod_revisions = [guess(&a, &mut self.rng), guess(&b, &mut self.rng)];
+                Planned::Model(Request::Txn2 {
+                    keys: [a, b],
+                    mod_revisions,
+                    values: [value().to_string(), value().to_string()],
+                })
+            }
+            // A key of its own, so that every lease ends in an expiry (a key put again would be
+            // detached from its first lease before that one ran out).
+            _ => Planned::LeasedPut { key: format!("{LEASE_PREFIX}{}", value()), ttl: self.rng.between(2, 5) as i64 },
+        }
+    }
+}
+
+fn register_request(call: &Call) -> Request {
+    match call {
+        Call::Read { key } => Request::Get { key: key.clone(), serializable: false },
+        Call::Write { key, value } => Request::Put { key: key.clone(), value: value.to_string(), lease: 0 },
+        Call::Cas { key, expect, new } => {
+            Request::Cas { key: key.clone(), expect: expect.map(|v| v.to_string()), new: new.to_string() }
+        }
+    }
+}
+
+/// The register's view of an answer, `None` if it is not the answer the call expects.
+fn register_return(call: &Call, response: &Response) -> Option<Return> {
+    match (call, response) {
+        (Call::Read { .. }, Response::Range { kvs, .. }) => {
+            Some(Return::Read(kvs.first().map(|kv| parse_value(kv.value.as_bytes()))))
+        }
+        (Call::Write { .. }, Response::Put) => Some(Return::Write),
+        (Call::Cas { .. }, Response::Txn { succeeded, .. }) => Some(Return::Cas(*succeeded)),
+        _ => None,
     }
 }
 
@@ -195,28 +344,105 @@ fn parse_value(bytes: &[u8]) -> u64 {
     std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()).unwrap_or(FOREIGN_VALUE)
 }
 
-/// Runs one call; the return and the response header's revision.
-async fn execute(client: &mut Client, call: &Call) -> Result<(Return, i64), etcd_client::Error> {
-    match call {
-        Call::Read { key } => {
-            let r = client.get(key.as_str(), None).await?;
-            let rev = r.header().map_or(0, |h| h.revision());
-            Ok((Return::Read(r.kvs().first().map(|kv| parse_value(kv.value()))), rev))
+fn kvs(r: &etcd_client::GetResponse) -> Vec<Kv> {
+    r.kvs().iter().map(Kv::from_etcd).collect()
+}
+
+/// Runs one request; the response header's revision and what came back.
+async fn execute(client: &mut Client, request: &Request) -> Result<(i64, Response), etcd_client::Error> {
+    let rev = |h: Option<&etcd_client::ResponseHeader>| h.map_or(0, |h| h.revision());
+    match request {
+        Request::Get { key, serializable } => {
+            let opts = serializable.then(|| GetOptions::new().with_serializable());
+            let r = client.get(key.as_str(), opts).await?;
+            Ok((rev(r.header()), Response::Range { kvs: kvs(&r), count: r.count() }))
         }
-        Call::Write { key, value } => {
-            let r = client.put(key.as_str(), value.to_string(), None).await?;
-            Ok((Return::Write, r.header().map_or(0, |h| h.revision())))
+        Request::Range { prefix, serializable } => {
+            let mut opts = GetOptions::new().with_prefix();
+            if *serializable {
+                opts = opts.with_serializable();
+            }
+            let r = client.get(prefix.as_str(), Some(opts)).await?;
+            Ok((rev(r.header()), Response::Range { kvs: kvs(&r), count: r.count() }))
         }
-        Call::Cas { key, expect, new } => {
+        Request::Put { key, value, lease } => {
+            let opts = (*lease != 0).then(|| PutOptions::new().with_lease(*lease));
+            let r = client.put(key.as_str(), value.as_str(), opts).await?;
+            Ok((rev(r.header()), Response::Put))
+        }
+        Request::Delete { key } => {
+            let r = client.delete(key.as_str(), Some(DeleteOptions::new().with_prev_key())).await?;
+            let prev = r.prev_kvs().iter().map(Kv::from_etcd).collect();
+            Ok((rev(r.header()), Response::Delete { deleted: r.deleted(), prev }))
+        }
+        Request::Cas { key, expect, new } => {
             let cmp = match expect {
-                Some(v) => Compare::value(key.as_str(), CompareOp::Equal, v.to_string()),
+                Some(v) => Compare::value(key.as_str(), CompareOp::Equal, v.as_str()),
                 None => Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
             };
-            let txn = Txn::new().when([cmp]).and_then([TxnOp::put(key.as_str(), new.to_string(), None)]);
+            let txn = Txn::new().when([cmp]).and_then([TxnOp::put(key.as_str(), new.as_str(), None)]);
             let r = client.txn(txn).await?;
-            Ok((Return::Cas(r.succeeded()), r.header().map_or(0, |h| h.revision())))
+            Ok((rev(r.header()), Response::Txn { succeeded: r.succeeded(), reads: Vec::new() }))
+        }
+        Request::Txn2 { keys, mod_revisions, values } => {
+            let txn = Txn::new()
+                .when([
+                    Compare::mod_revision(keys[0].as_str(), CompareOp::Equal, mod_revisions[0]),
+                    Compare::mod_revision(keys[1].as_str(), CompareOp::Equal, mod_revisions[1]),
+                ])
+                .and_then([
+                    TxnOp::put(keys[0].as_str(), values[0].as_str(), None),
+                    TxnOp::put(keys[1].as_str(), values[1].as_str(), None),
+                ])
+                .or_else([TxnOp::get(keys[0].as_str(), None), TxnOp::get(keys[1].as_str(), None)]);
+            let r = client.txn(txn).await?;
+            let reads = r
+                .op_responses()
+                .iter()
+                .filter_map(|o| match o {
+                    TxnOpResponse::Get(g) => Some(kvs(g)),
+                    _ => None,
+                })
+                .collect();
+            Ok((rev(r.header()), Response::Txn { succeeded: r.succeeded(), reads }))
+        }
+        Request::LeaseGrant { ttl } => {
+            let r = client.lease_grant(*ttl, None).await?;
+            Ok((rev(r.header()), Response::LeaseGrant { id: r.id(), ttl: r.ttl() }))
         }
     }
+}
+
+/// Waits (blocking, up to `timeout`) until no lease key is left: the leases the clients were
+/// granted last must run out before the run's final revision is taken, so the model can check
+/// that every one of them did.
+pub fn wait_leases_expired(
+    rt: &tokio::runtime::Runtime,
+    endpoints: &[String],
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut left = Vec::new();
+    while std::time::Instant::now() < deadline {
+        let got = rt.block_on(async {
+            let mut c = crate::cluster::try_connect(endpoints, Duration::from_secs(5)).await?;
+            let r = tokio::time::timeout(
+                Duration::from_secs(5),
+                c.get(LEASE_PREFIX, Some(GetOptions::new().with_prefix())),
+            )
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>(r.kvs().iter().map(Kv::from_etcd).collect::<Vec<_>>())
+        });
+        match got {
+            Ok(kvs) if kvs.is_empty() => return Ok(()),
+            Ok(kvs) => left = kvs,
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Err(format!("lease keys still there {timeout:?} after the clients stopped: {left:?}"))
 }
 
 /// Which errors prove the operation had no effect (see the module docs).

@@ -75,6 +75,7 @@ pub mod fault_run;
 pub mod guest;
 pub mod h2raw;
 pub mod history_recorder;
+pub mod kv_model;
 pub mod kv_workload;
 pub mod linearizability;
 pub mod member;

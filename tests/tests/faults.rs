@@ -1,11 +1,15 @@
 //! The fault-injection harness's short mode (issue 9; docs/reliability.md): fixed seeds, a few
 //! minutes in all. Each run starts a fresh cluster, runs concurrent clients (linearizable gets,
-//! puts, compare-and-swap transactions on six keys) and two watchers while the nemesis injects
+//! puts, compare-and-swap transactions on six keys; serializable gets, ranges, deletes, two-key
+//! transactions, puts with short leases) and three watchers while the nemesis injects
 //! faults from the seed — kill -9 and restart, SIGSTOP/SIGCONT, partitions cut in the transport
 //! (wasmraft), leader moves, guest swaps to kv-v2 and back (wasmraft), compaction — then heals
 //! everything and checks: the history is linearizable (wasmraft-lincheck), every member has the
-//! same HashKV at the same revision, the same member list and guest, and the watchers saw every
-//! revision once, in order, across reconnects and compaction.
+//! same HashKV at the same revision, the same member list and guest, the watchers saw every
+//! revision once, in order, across reconnects and compaction, each revision in one response and
+//! no progress notification ahead of an event, and every answer matches the state at its
+//! revision rebuilt from the watchers' events (`kv_model.rs`), leases expiring neither early nor
+//! never.
 //!
 //! `WASMRAFT_TEST_SUBJECT=etcd` runs the same against real etcd 3.4 (no partitions or swaps),
 //! which must pass: that validates the harness and the checker. Long runs: `src/bin/faults.rs`.
@@ -27,6 +31,8 @@ fn assert_passed(report: &RunReport) {
     assert!(report.ops_ok >= 100, "too little work to mean anything: {}", report.summary());
     assert!(report.faults.values().sum::<u64>() >= 3, "too few faults: {}", report.summary());
     assert!(report.watch_events > 0, "the watchers saw nothing: {}", report.summary());
+    assert!(report.model_checked >= 100, "the revision model checked too little: {}", report.summary());
+    assert!(report.lease_expiries > 0, "no lease expired: {}", report.summary());
 }
 
 #[test]
