@@ -17,7 +17,8 @@
 //!   some operation at or after the last synced one: a torn unsynced tail may be cut, but a
 //!   damaged record is never skipped into some other log. Two refinements of that, both the
 //!   WAL's documented model: when nothing was written after the last synced batch, nothing
-//!   says it was synced, so it may be cut as torn too (the state before it is allowed); and
+//!   says it was synced, so it may be cut as torn too, with the unsynced ones before it (any
+//!   state from the synced operation before it on is allowed); and
 //!   damage to the newest segment's file header (synced before the segment is named) always
 //!   fails the open.
 
@@ -187,6 +188,8 @@ struct Written {
     states: Vec<LogState>,
     /// The first state a crash cannot lose (the one after the last synced operation).
     durable: usize,
+    /// The same for the synced operation before that one (0 if none).
+    durable_before: usize,
     /// Nothing was written after the last synced operation, so no later batch states that it
     /// was synced (see [`written`]).
     tail_unconfirmed: bool,
@@ -196,7 +199,7 @@ struct Written {
 fn run_writer(wal: &Path, input: &mut Input<'_>) -> Written {
     let mut log = RaftLog::open_with_segment_bytes(wal, SEGMENT_BYTES).expect("a new log opens");
     let mut states = vec![observe(&log).expect("a new log reads")];
-    let mut durable = 0;
+    let (mut durable, mut durable_before) = (0, 0);
     let mut at_durable = segments(wal);
     for _ in 0..MAX_OPS {
         if input.0.is_empty() {
@@ -207,20 +210,21 @@ fn run_writer(wal: &Path, input: &mut Input<'_>) -> Written {
             break;
         }
         if apply(&mut log, op, input) {
+            durable_before = durable;
             durable = states.len();
             at_durable = segments(wal);
         }
         states.push(observe(&log).expect("the writer reads back what it wrote"));
     }
     let tail_unconfirmed = durable > 0 && segments(wal) == at_durable;
-    Written { states, durable, tail_unconfirmed }
+    Written { states, durable, durable_before, tail_unconfirmed }
 }
 
 fn written(data: &[u8]) {
     let dir = scratch();
     let wal = dir.path().join("wal");
     let mut input = Input(data);
-    let Written { states, durable, tail_unconfirmed } = run_writer(&wal, &mut input);
+    let Written { states, durable, durable_before, tail_unconfirmed } = run_writer(&wal, &mut input);
     let last = states.last().cloned().expect("at least the first state");
     let original = segments(&wal);
 
@@ -262,9 +266,11 @@ fn written(data: &[u8]) {
         .is_some_and(|(path, bytes)| std::fs::read(path).is_ok_and(|now| now.get(..32) != bytes.get(..32)));
     // A batch's BEGIN and END state how far the segment was synced before it, never that the
     // batch itself was: when the last synced operation's batch is the last one written, replay
-    // cannot tell it from a torn write, and damage that zeroes or cuts part of it loses it
-    // (the WAL's model, `host/storage/src/wal.rs`; etcd's replay has the same limit).
-    let kept_from = if tail_unconfirmed { durable - 1 } else { durable };
+    // knows only the sync point that batch states, the one before it, and anything after that
+    // (unsynced batches between, and the last one) may be cut as torn when damage zeroes or
+    // cuts part of it (the WAL's model, `host/storage/src/wal.rs`; etcd's replay has the same
+    // limit).
+    let kept_from = if tail_unconfirmed { durable_before } else { durable };
 
     match RaftLog::open_with_segment_bytes(&wal, SEGMENT_BYTES) {
         Ok(log) => {
