@@ -166,6 +166,18 @@ impl RaftLog {
                 to: r.first_entry,
             });
         }
+        // Segments are deleted only once the log is compacted up to the first index of the one
+        // after them (and the compaction point is restated or recorded in a later segment), so
+        // the oldest segment left is never named past the compaction point + 1. Past it with no
+        // entry replayed, a segment the log still needed is gone (the check above sees that
+        // only when some entry is left), and the log would open short of entries its hard
+        // state may commit.
+        if let Some(first) = wal.first_segment_index()
+            && first > r.snapshot_index + 1
+            && r.positions.is_empty()
+        {
+            return Err(LogError::MissingEntries { dir: dir.to_path_buf(), from: r.snapshot_index + 1, to: first });
+        }
         let mut log = RaftLog {
             wal,
             identity: r.identity,
@@ -845,6 +857,39 @@ mod tests {
             let err = RaftLog::open(&path).err().unwrap_or_else(|| panic!("{damage}: the segment is refused"));
             assert_eq!(err.corrupt().map(|c| &c.segment), Some(&seg), "{damage}: {err}");
             assert_eq!(std::fs::read(&seg).unwrap(), bytes, "{damage}: and left as it was");
+        }
+    }
+
+    /// Found by the `wal_replay` fuzz target (corpus `found-needed-oldest-segment-deleted`):
+    /// with the oldest segment gone while its entries were still needed, and the newest one's
+    /// entries torn off, replay found no entry at all and opened a log with the hard state of
+    /// one whose entries were lost (raft then panics on a commit past the last index).
+    #[test]
+    fn a_log_missing_a_needed_oldest_segment_is_refused_even_without_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let mut log = RaftLog::open_with_segment_bytes(&path, 2048).unwrap();
+        log.bootstrap(Identity { member_id: 1, cluster_id: 2 }, vec![1], Vec::new()).unwrap();
+        let hs = HardState { term: 2, vote: 1, commit: 3 };
+        log.append((1..=3).map(|i| entry(i, 2, &[1u8; 400])).collect(), Some(hs), true).unwrap();
+        // The next append does not fit: a new segment named 4, restating the hard state.
+        log.append(vec![entry(4, 2, &[2u8; 1200])], None, false).unwrap();
+        drop(log);
+        let mut segs: Vec<_> = std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()).collect();
+        segs.sort();
+        assert_eq!(segs.len(), 2);
+        std::fs::remove_file(&segs[0]).unwrap();
+        // The unsynced append's batch lost to a power cut: its first sector reads as zeros.
+        let mut newest = std::fs::read(&segs[1]).unwrap();
+        let at = newest.iter().rposition(|&b| b != 0).unwrap() / 512 * 512;
+        newest[at..].fill(0);
+        std::fs::write(&segs[1], &newest).unwrap();
+        match RaftLog::open_with_segment_bytes(&path, 2048) {
+            Err(LogError::MissingEntries { from: 1, to: 4, .. }) => {}
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(log) => {
+                panic!("opened with entries {}..={} and {:?}", log.first_index(), log.last_index(), log.hard_state())
+            }
         }
     }
 

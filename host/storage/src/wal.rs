@@ -421,6 +421,11 @@ impl Wal {
         self.segments.last().map_or(0, |s| self.segment_bytes.saturating_sub(s.end))
     }
 
+    /// The first index in the oldest segment's name: the log's last index + 1 when it began.
+    pub fn first_segment_index(&self) -> Option<u64> {
+        self.segments.first().map(|s| s.first_index)
+    }
+
     /// Whether the current segment holds nothing but the header it was created with (rolling
     /// again would not make room).
     pub fn current_is_fresh(&self) -> bool {
