@@ -18,7 +18,9 @@
 //!   damaged record is never skipped into some other log. Two refinements of that, both the
 //!   WAL's documented model: when nothing was written after the last synced batch, nothing
 //!   says it was synced, so it may be cut as torn too, with the unsynced ones before it (any
-//!   state from the synced operation before it on is allowed); and
+//!   state from the synced operation before it on is allowed); damage that cuts the newest
+//!   segment's tail off (truncation, or zeros to its end) is a power cut's tear to replay, so
+//!   any state since that segment began is allowed; and
 //!   damage to the newest segment's file header (synced before the segment is named) always
 //!   fails the open.
 
@@ -193,6 +195,9 @@ struct Written {
     /// Nothing was written after the last synced operation, so no later batch states that it
     /// was synced (see [`written`]).
     tail_unconfirmed: bool,
+    /// The state the newest segment's header restates: the one before the operation that
+    /// started that segment.
+    newest_from: usize,
 }
 
 /// Runs the script's writer operations on a new log in `wal`.
@@ -200,7 +205,10 @@ fn run_writer(wal: &Path, input: &mut Input<'_>) -> Written {
     let mut log = RaftLog::open_with_segment_bytes(wal, SEGMENT_BYTES).expect("a new log opens");
     let mut states = vec![observe(&log).expect("a new log reads")];
     let (mut durable, mut durable_before) = (0, 0);
-    let mut at_durable = segments(wal);
+    let newest = |wal: &Path| segments(wal).pop();
+    let mut at_durable = newest(wal);
+    let mut newest_path = at_durable.as_ref().map(|s| s.0.clone());
+    let mut newest_from = 0;
     for _ in 0..MAX_OPS {
         if input.0.is_empty() {
             break;
@@ -212,19 +220,26 @@ fn run_writer(wal: &Path, input: &mut Input<'_>) -> Written {
         if apply(&mut log, op, input) {
             durable_before = durable;
             durable = states.len();
-            at_durable = segments(wal);
+            at_durable = newest(wal);
+        }
+        let now = newest(wal).map(|s| s.0);
+        if now != newest_path {
+            newest_path = now;
+            newest_from = states.len() - 1;
         }
         states.push(observe(&log).expect("the writer reads back what it wrote"));
     }
-    let tail_unconfirmed = durable > 0 && segments(wal) == at_durable;
-    Written { states, durable, durable_before, tail_unconfirmed }
+    // Only writes to the newest segment confirm anything (deleting older ones, as `--max-wals`
+    // does, does not; a new segment does, as rolling syncs the one before).
+    let tail_unconfirmed = durable > 0 && newest(wal) == at_durable;
+    Written { states, durable, durable_before, tail_unconfirmed, newest_from }
 }
 
 fn written(data: &[u8]) {
     let dir = scratch();
     let wal = dir.path().join("wal");
     let mut input = Input(data);
-    let Written { states, durable, durable_before, tail_unconfirmed } = run_writer(&wal, &mut input);
+    let Written { states, durable, durable_before, tail_unconfirmed, newest_from } = run_writer(&wal, &mut input);
     let last = states.last().cloned().expect("at least the first state");
     let original = segments(&wal);
 
@@ -270,7 +285,20 @@ fn written(data: &[u8]) {
     // (unsynced batches between, and the last one) may be cut as torn when damage zeroes or
     // cuts part of it (the WAL's model, `host/storage/src/wal.rs`; etcd's replay has the same
     // limit).
-    let kept_from = if tail_unconfirmed { durable_before } else { durable };
+    let mut kept_from = if tail_unconfirmed { durable_before } else { durable };
+    // Damage that cuts the newest segment's tail off (a truncation, or zeros from some point to
+    // its end) leaves exactly what a power cut during the batch at the cut would: nothing past
+    // the cut can say the data before it was synced. Any state since the segment began may come
+    // back then (its header, synced before it was named, restates the one before it).
+    if let Some((path, before)) = original.last()
+        && let Ok(now) = std::fs::read(path)
+        && now != *before
+    {
+        let cut = before.iter().zip(&now).take_while(|(a, b)| a == b).count();
+        if now[cut..].iter().all(|&b| b == 0) {
+            kept_from = kept_from.min(newest_from);
+        }
+    }
 
     match RaftLog::open_with_segment_bytes(&wal, SEGMENT_BYTES) {
         Ok(log) => {
