@@ -85,10 +85,18 @@ impl Replayed {
                 if index <= self.snapshot_index {
                     return Err(RecordError::EntryBelowCompaction { index, compacted: self.snapshot_index });
                 }
-                if self.positions.is_empty() {
+                if self.positions.is_empty() || index < self.first_entry {
+                    // Below the first entry replayed so far: a conflicting tail replaced from
+                    // an index whose earlier entries were in segments since deleted (the
+                    // segment's name gives the last index + 1 when it was started, not its
+                    // lowest entry). Replaying from the first segment this cannot happen (the
+                    // entries then start right after the compaction point, checked above), and
+                    // whether the log ends up joined to its compaction point is checked once
+                    // every record is in.
+                    self.positions.clear();
                     self.first_entry = index;
                 } else {
-                    if index < self.first_entry || index > self.last_index() + 1 {
+                    if index > self.last_index() + 1 {
                         return Err(RecordError::EntryGap { index, last: self.last_index() });
                     }
                     self.positions.truncate((index - self.first_entry) as usize);
@@ -157,6 +165,18 @@ impl RaftLog {
                 from: r.snapshot_index + 1,
                 to: r.first_entry,
             });
+        }
+        // Segments are deleted only once the log is compacted up to the first index of the one
+        // after them (and the compaction point is restated or recorded in a later segment), so
+        // the oldest segment left is never named past the compaction point + 1. Past it with no
+        // entry replayed, a segment the log still needed is gone (the check above sees that
+        // only when some entry is left), and the log would open short of entries its hard
+        // state may commit.
+        if let Some(first) = wal.first_segment_index()
+            && first > r.snapshot_index + 1
+            && r.positions.is_empty()
+        {
+            return Err(LogError::MissingEntries { dir: dir.to_path_buf(), from: r.snapshot_index + 1, to: first });
         }
         let mut log = RaftLog {
             wal,
@@ -763,6 +783,113 @@ mod tests {
             log.set_max_wals(1).unwrap();
             assert!(wal_files(&path) <= after);
             assert_eq!(all_entries(&log), want);
+        }
+    }
+
+    /// Found by the `wal_replay` fuzz target (corpus `found-tail-truncated-into-a-purged-segment`).
+    /// A follower's conflicting tail is replaced from an index before the current segment's
+    /// first one (a new leader overwrites entries written just before the segment rolled);
+    /// once compaction passes that point the older segments are deleted, and replay begins in
+    /// a segment whose entries go back in index halfway through. That is a truncation as any
+    /// other, not a gap: refusing it made a member with an intact log refuse to start.
+    #[test]
+    fn undamaged_log_with_a_tail_truncated_into_a_purged_segment_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let open = || RaftLog::open_with_segment_bytes(&path, 2048);
+        let mut log = open().unwrap();
+        log.set_max_wals(1).unwrap();
+        log.bootstrap(Identity { member_id: 1, cluster_id: 2 }, vec![1], Vec::new()).unwrap();
+        let payload = |i: u64| format!("entry {i} {}", "x".repeat(300)).into_bytes();
+        let mut i = 0;
+        let rolled_at = loop {
+            i += 1;
+            let before = log.wal().tail().0;
+            log.append(vec![entry(i, 2, &payload(i))], None, true).unwrap();
+            if log.wal().tail().0 != before && i > 4 {
+                break i;
+            }
+        };
+        // The newest segment starts with entry `rolled_at`; one more entry after it, then a new
+        // leader replaces everything from two entries before the roll.
+        log.append(vec![entry(rolled_at + 1, 2, b"old")], None, true).unwrap();
+        let from = rolled_at - 2;
+        let new = vec![entry(from, 3, b"new a"), entry(from + 1, 3, b"new b"), entry(from + 2, 3, b"new c")];
+        log.append(new, None, true).unwrap();
+        // Everything before the newest segment's first index is compacted: the rest may go.
+        log.compact(from + 1).unwrap();
+        assert_eq!(std::fs::read_dir(&path).unwrap().count(), 1, "the older segments were deleted");
+        let want = vec![(from + 2, 3, b"new c".to_vec())];
+        assert_eq!(all_entries(&log), want);
+        drop(log);
+
+        let log = open().expect("an undamaged log reopens");
+        assert_eq!(log.first_index(), from + 2);
+        assert_eq!(log.term(from + 1).unwrap(), 3);
+        assert_eq!(all_entries(&log), want);
+        assert_eq!(log.identity(), Some(Identity { member_id: 1, cluster_id: 2 }));
+    }
+
+    /// Found by the `wal_replay` fuzz target (corpus `found-only-segment-zeroed`,
+    /// `found-only-segment-magic-flipped`): a member's only segment, bootstrapped and synced,
+    /// whose first sector a disk zeroed, that was cut to nothing, or whose magic lost one bit,
+    /// was read as a v1 segment: empty, or torn at its first record and cut to nothing. The
+    /// member would have started as a new one with its identity, votes and entries forgotten.
+    /// It is refused as corrupt, unchanged.
+    #[test]
+    fn a_log_whose_only_segment_lost_its_header_is_refused() {
+        for damage in ["zeroed", "cut to nothing", "magic flipped"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("wal");
+            let mut log = RaftLog::open(&path).unwrap();
+            log.bootstrap(Identity { member_id: 3, cluster_id: 4 }, vec![3], Vec::new()).unwrap();
+            log.append(vec![entry(1, 1, b"one")], Some(HardState { term: 1, vote: 3, commit: 0 }), true).unwrap();
+            drop(log);
+            let seg = std::fs::read_dir(&path).unwrap().next().unwrap().unwrap().path();
+            let mut bytes = std::fs::read(&seg).unwrap();
+            assert!(bytes[512..].iter().all(|&b| b == 0), "everything written fits in the first sector");
+            match damage {
+                "zeroed" => bytes[..512].fill(0),
+                "cut to nothing" => bytes.clear(),
+                _ => bytes[0] ^= 1,
+            }
+            std::fs::write(&seg, &bytes).unwrap();
+            let err = RaftLog::open(&path).err().unwrap_or_else(|| panic!("{damage}: the segment is refused"));
+            assert_eq!(err.corrupt().map(|c| &c.segment), Some(&seg), "{damage}: {err}");
+            assert_eq!(std::fs::read(&seg).unwrap(), bytes, "{damage}: and left as it was");
+        }
+    }
+
+    /// Found by the `wal_replay` fuzz target (corpus `found-needed-oldest-segment-deleted`):
+    /// with the oldest segment gone while its entries were still needed, and the newest one's
+    /// entries torn off, replay found no entry at all and opened a log with the hard state of
+    /// one whose entries were lost (raft then panics on a commit past the last index).
+    #[test]
+    fn a_log_missing_a_needed_oldest_segment_is_refused_even_without_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let mut log = RaftLog::open_with_segment_bytes(&path, 2048).unwrap();
+        log.bootstrap(Identity { member_id: 1, cluster_id: 2 }, vec![1], Vec::new()).unwrap();
+        let hs = HardState { term: 2, vote: 1, commit: 3 };
+        log.append((1..=3).map(|i| entry(i, 2, &[1u8; 400])).collect(), Some(hs), true).unwrap();
+        // The next append does not fit: a new segment named 4, restating the hard state.
+        log.append(vec![entry(4, 2, &[2u8; 1200])], None, false).unwrap();
+        drop(log);
+        let mut segs: Vec<_> = std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()).collect();
+        segs.sort();
+        assert_eq!(segs.len(), 2);
+        std::fs::remove_file(&segs[0]).unwrap();
+        // The unsynced append's batch lost to a power cut: its first sector reads as zeros.
+        let mut newest = std::fs::read(&segs[1]).unwrap();
+        let at = newest.iter().rposition(|&b| b != 0).unwrap() / 512 * 512;
+        newest[at..].fill(0);
+        std::fs::write(&segs[1], &newest).unwrap();
+        match RaftLog::open_with_segment_bytes(&path, 2048) {
+            Err(LogError::MissingEntries { from: 1, to: 4, .. }) => {}
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(log) => {
+                panic!("opened with entries {}..={} and {:?}", log.first_index(), log.last_index(), log.hard_state())
+            }
         }
     }
 

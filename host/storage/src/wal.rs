@@ -421,6 +421,11 @@ impl Wal {
         self.segments.last().map_or(0, |s| self.segment_bytes.saturating_sub(s.end))
     }
 
+    /// The first index in the oldest segment's name: the log's last index + 1 when it began.
+    pub fn first_segment_index(&self) -> Option<u64> {
+        self.segments.first().map(|s| s.first_index)
+    }
+
     /// Whether the current segment holds nothing but the header it was created with (rolling
     /// again would not make room).
     pub fn current_is_fresh(&self) -> bool {
@@ -930,6 +935,15 @@ fn in_flight(r: &mut Reader<'_>, seq: u64, f: &Failure, last: u64) -> Result<Opt
     Ok(Some(InFlight { synced_end: synced, end: p }))
 }
 
+/// Why the newest segment is refused when it has neither the v2 magic nor an intact first
+/// record. Read as v1 it would be an empty log (all zeros) or one torn at its very first record,
+/// and cut to nothing: the member would start as a new one with its votes and entries
+/// forgotten. No crash leaves a v2 segment so (its header is synced before it gets its name),
+/// nor a v1 one after the first (each began with a header); what reads so is a segment that
+/// lost its header, or a v1 log that never held a record, which costs nothing to remove.
+const NO_FIRST_RECORD: &str = "it has no intact header (v2) nor first record (v1): a segment whose header was \
+                               damaged, or a log from before WAL format v2 that never held a record";
+
 /// Replays a v1 segment (bare records, each checksum on its own). Without batch framing the
 /// only tear that can be told from damage is a clean prefix: the failing record shows an
 /// unwritten sector and nothing after that sector was written.
@@ -949,6 +963,9 @@ fn scan_legacy(
         let head = r.get(pos, 8)?;
         if head.len() < 8 || le_u32(head) == 0 {
             if r.last_nonzero(pos)?.is_none() {
+                if pos == 0 && last {
+                    return Err(corrupt(0, NO_FIRST_RECORD));
+                }
                 return Ok(Scanned { end: pos, header_end: 0, chain: 0, cut: None, size, legacy: true });
             }
         } else {
@@ -966,6 +983,9 @@ fn scan_legacy(
                 pos,
                 "a record fails its checksum (in a segment that was complete before the next one began)",
             ));
+        }
+        if pos == 0 {
+            return Err(corrupt(0, NO_FIRST_RECORD));
         }
         let claimed = r.get(pos, 4)?;
         let rec_end = if claimed.len() == 4 { pos.saturating_add(8 + le_u32(claimed) as u64).min(size) } else { size };
